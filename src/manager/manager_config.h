@@ -1,0 +1,72 @@
+/*
+ * manager_config — lazaretd.conf: the keys of docs/CONFIG.md, their defaults, and
+ * validation. Unknown sections and keys are errors (a typo must not pass silently);
+ * each error names file, line and key. Relative paths are relative to the folder of
+ * the config file. Durations and sizes use the forms of common/confparse.h.
+ */
+#ifndef LAZARET_MANAGER_CONFIG_H
+#define LAZARET_MANAGER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/acl.h"
+
+struct manager_config {
+	char *path; /* the file it was read from */
+
+	/* [manager] */
+	char *name;	 /* default "lazaret"; appears in trace headers */
+	char *data_dir;	 /* absolute after loading; default "<config dir>/var" */
+	char *user;	 /* user to run as when started as root; default "lazaret" */
+	char *log_level; /* error | warn | info | debug; default info */
+
+	/* [http] */
+	char *http_listen;	/* host:port; default 127.0.0.1:8080 */
+	char *admin_token;	/* required, non-empty */
+	uint64_t http_max_body; /* request body limit; default 1M */
+
+	/* [spam_quarantine] */
+	char *smtp_listen;	 /* default 127.0.0.1:6025 */
+	struct acl *accept_from; /* default 127.0.0.1/32, ::1/128 */
+	char *accept_from_text;
+	int64_t delete_after_ms;	   /* default 14d; 0 = never */
+	int64_t purge_interval_ms;	   /* default 1h */
+	uint64_t max_message_size;	   /* default 50M */
+	unsigned max_recipients;	   /* default 1000 */
+	unsigned max_connections;	   /* concurrent SMTP sessions; default 500 */
+	int64_t idle_timeout_ms;	   /* default 5m */
+	unsigned max_header_count;	   /* default 1000 */
+	uint64_t max_header_size;	   /* default 64K */
+	unsigned max_command_line;	   /* default 512 */
+	uint64_t max_data_line;		   /* default 64K */
+	unsigned max_commands_before_mail; /* default 50 */
+	unsigned max_errors;		   /* default 20 */
+	char *hostname;			   /* in the greeting; default: name */
+	char *tls_cert;			   /* path or NULL: STARTTLS offered when both are set */
+	char *tls_key;
+	int64_t shutdown_grace_ms; /* how long SIGTERM waits for sessions; default 30s */
+
+	/* [release] */
+	char *primary_host;		  /* host:port; default 127.0.0.1:10025 */
+	char *secondary_host;		  /* host:port or NULL */
+	char *source_address;		  /* bind address for outbound SMTP or NULL */
+	unsigned release_max_connections; /* default 10 */
+	int64_t release_timeout_ms;	  /* per SMTP step; default 60s */
+	int64_t retry_min_ms;		  /* first retry after; default 1m */
+	int64_t retry_max_ms;		  /* backoff cap; default 1h */
+	int64_t give_up_after_ms;	  /* then failed; default 5d */
+	char *helo_name;		  /* EHLO name for outbound; default: hostname */
+};
+
+/*
+ * Reads and validates path into *cfg (zeroed first). Returns 0, or -EINVAL when
+ * the file has errors: then *errors is a new string, one line per error in the
+ * form "FILE:LINE: [section] key: message" (caller frees), and cfg is freed.
+ * -ENOENT (with *errors set) when the file cannot be read.
+ */
+int manager_config_load(const char *path, struct manager_config *cfg, char **errors);
+/* Frees what cfg owns (not cfg itself). */
+void manager_config_free(struct manager_config *cfg);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * metrics — atomic counters and the /metrics text (Prometheus exposition 0.0.4).
+ * Not for: per-gateway or per-user breakdowns (reporting does those).
+ */
+#include "manager/metrics.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xalloc.h"
+#include "store/store.h"
+
+static _Atomic uint64_t metrics_counters[METRICS_COUNTER_COUNT];
+
+static const char *const metrics_refused_reasons[] = {
+    "acl",
+    "connection_limit",
+    "line_too_long",
+    "message_too_large",
+    "too_many_recipients",
+    "header_limit",
+    "too_many_commands",
+    "too_many_errors",
+    "http_request",
+    "syntax",
+    "bad_sequence",
+    "unknown_command",
+    "policy",
+    "timeout",
+    "shutdown",
+    "other",
+};
+#define METRICS_REFUSED_COUNT (sizeof(metrics_refused_reasons) / sizeof(metrics_refused_reasons[0]))
+static _Atomic uint64_t metrics_refused_counts[METRICS_REFUSED_COUNT];
+
+static const struct {
+	const char *name;
+	const char *help;
+} metrics_counter_info[METRICS_COUNTER_COUNT] = {
+    [METRICS_MESSAGES_RECEIVED] = {"lazaret_messages_received_total",
+				   "Messages stored by the quarantine listener."},
+    [METRICS_BYTES_RECEIVED] = {"lazaret_bytes_received_total",
+				"Bytes of messages stored by the quarantine listener."},
+    [METRICS_RECIPIENTS_RECEIVED] = {"lazaret_recipients_received_total",
+				     "Recipients quarantined."},
+    [METRICS_SMTP_CONNECTIONS] = {"lazaret_smtp_connections_total", "SMTP connections accepted."},
+    [METRICS_RELEASED] = {"lazaret_released_total", "Recipients delivered after release."},
+    [METRICS_RELEASE_FAILED] = {"lazaret_release_failed_total",
+				"Recipients whose released delivery failed permanently."},
+    [METRICS_RELEASE_RETRIED] = {"lazaret_release_retried_total",
+				 "Release delivery attempts deferred for a retry."},
+    [METRICS_EXPIRED] = {"lazaret_expired_total", "Recipients expired."},
+    [METRICS_PURGED] = {"lazaret_purged_total", "Messages purged from the store."},
+    [METRICS_DELETED] = {"lazaret_deleted_total", "Recipients deleted by users."},
+    [METRICS_STORE_ERRORS] = {"lazaret_store_errors_total",
+			      "Messages refused with 451 because they could not be stored."},
+};
+
+void metrics_add(enum metrics_counter c, uint64_t n)
+{
+	atomic_fetch_add_explicit(&metrics_counters[c], n, memory_order_relaxed);
+}
+
+uint64_t metrics_get(enum metrics_counter c)
+{
+	return atomic_load_explicit(&metrics_counters[c], memory_order_relaxed);
+}
+
+void metrics_refused(const char *reason)
+{
+	size_t i;
+	for (i = 0; i < METRICS_REFUSED_COUNT - 1; i++) {
+		if (strcmp(metrics_refused_reasons[i], reason) == 0)
+			break;
+	}
+	atomic_fetch_add_explicit(&metrics_refused_counts[i], 1, memory_order_relaxed);
+}
+
+char *metrics_render(struct store *st)
+{
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	if (f == NULL)
+		return xstrdup("");
+	for (int c = 0; c < METRICS_COUNTER_COUNT; c++) {
+		fprintf(f, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",
+			metrics_counter_info[c].name, metrics_counter_info[c].help,
+			metrics_counter_info[c].name, metrics_counter_info[c].name,
+			(unsigned long long)metrics_get(c));
+	}
+	fprintf(f, "# HELP lazaret_smtp_refused_total SMTP connections and commands refused, "
+		   "by reason.\n# TYPE lazaret_smtp_refused_total counter\n");
+	for (size_t i = 0; i < METRICS_REFUSED_COUNT; i++) {
+		fprintf(f, "lazaret_smtp_refused_total{reason=\"%s\"} %llu\n",
+			metrics_refused_reasons[i],
+			(unsigned long long)atomic_load(&metrics_refused_counts[i]));
+	}
+	struct store_stats s;
+	if (st != NULL && store_stats(st, &s) == 0) {
+		fprintf(
+		    f,
+		    "# HELP lazaret_store_messages Messages in the store.\n"
+		    "# TYPE lazaret_store_messages gauge\nlazaret_store_messages %llu\n"
+		    "# HELP lazaret_store_bytes Compressed bytes of stored messages.\n"
+		    "# TYPE lazaret_store_bytes gauge\nlazaret_store_bytes %llu\n"
+		    "# HELP lazaret_store_original_bytes Original bytes of stored messages.\n"
+		    "# TYPE lazaret_store_original_bytes gauge\nlazaret_store_original_bytes "
+		    "%llu\n"
+		    "# HELP lazaret_store_file_bytes Size of the store files on disk.\n"
+		    "# TYPE lazaret_store_file_bytes gauge\nlazaret_store_file_bytes %llu\n"
+		    "# HELP lazaret_release_queue_depth Deliveries waiting in the release "
+		    "queue.\n"
+		    "# TYPE lazaret_release_queue_depth gauge\nlazaret_release_queue_depth %llu\n",
+		    (unsigned long long)s.messages, (unsigned long long)s.bytes_stored,
+		    (unsigned long long)s.bytes_original, (unsigned long long)s.file_bytes,
+		    (unsigned long long)s.deliveries_pending);
+	}
+	fclose(f);
+	return out;
+}

@@ -1,0 +1,44 @@
+/*
+ * metrics — the manager's counters and their Prometheus text rendering.
+ * Counters are process-wide atomics, bumped from any thread. Gauges (store size,
+ * queue depth) are read from the store when /metrics is rendered.
+ */
+#ifndef LAZARET_METRICS_H
+#define LAZARET_METRICS_H
+
+#include <stdint.h>
+
+struct store;
+
+enum metrics_counter {
+	METRICS_MESSAGES_RECEIVED,   /* messages stored from the SMTP listener */
+	METRICS_BYTES_RECEIVED,	     /* their size in bytes */
+	METRICS_RECIPIENTS_RECEIVED, /* quarantined recipients */
+	METRICS_SMTP_CONNECTIONS,    /* connections accepted (greeted) */
+	METRICS_RELEASED,	     /* recipients delivered after release */
+	METRICS_RELEASE_FAILED,	     /* recipients that got a 5xx (or gave up) */
+	METRICS_RELEASE_RETRIED,     /* delivery attempts deferred for a retry */
+	METRICS_EXPIRED,	     /* recipients expired by the purge run */
+	METRICS_PURGED,		     /* messages removed from the store */
+	METRICS_DELETED,	     /* recipients deleted by users */
+	METRICS_STORE_ERRORS,	     /* messages that could not be stored (451) */
+	METRICS_COUNTER_COUNT
+};
+
+/* Adds n to counter c. Thread-safe. */
+void metrics_add(enum metrics_counter c, uint64_t n);
+uint64_t metrics_get(enum metrics_counter c);
+
+/*
+ * Counts a refused SMTP connection or command by reason: "acl", "connection_limit",
+ * "line_too_long", "message_too_large", "too_many_recipients", "header_limit",
+ * "too_many_commands", "too_many_errors", "http_request", "syntax",
+ * "bad_sequence", "unknown_command", "policy", "timeout", "shutdown";
+ * any other reason counts as "other". Thread-safe.
+ */
+void metrics_refused(const char *reason);
+
+/* The Prometheus text exposition; the caller frees it. st may be NULL (no gauges). */
+char *metrics_render(struct store *st);
+
+#endif

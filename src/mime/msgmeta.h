@@ -1,0 +1,68 @@
+/*
+ * msgmeta — what the manager needs to know about a message, read with GMime:
+ * decoded From/To/Subject/Date/Message-ID, the header list, attachments, and the
+ * gateway's verdict (X-Lazaret-* headers, else SpamAssassin or rspamd headers).
+ *
+ * Every text field is UTF-8. Japanese headers (RFC 2047 in ISO-2022-JP, Shift_JIS,
+ * EUC-JP, UTF-8, and raw 8-bit in those charsets) are the normal case. Broken MIME
+ * never fails: the fields that could be read are filled, the rest stay NULL.
+ * Not for: storing or rewriting messages.
+ */
+#ifndef LAZARET_MSGMETA_H
+#define LAZARET_MSGMETA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct msgmeta_header {
+	char *name;  /* as in the message */
+	char *value; /* unfolded, RFC 2047 decoded, UTF-8 */
+};
+
+struct msgmeta_attachment {
+	char *filename;	    /* decoded (RFC 2047 and RFC 2231), UTF-8; NULL when none */
+	char *content_type; /* "application/pdf", lower case */
+	uint64_t size;	    /* decoded (transfer-decoded) size in bytes */
+};
+
+struct msgmeta {
+	char *from;	  /* decoded From: display form, e.g. "山田 太郎 <taro@example.jp>" */
+	char *from_addr;  /* the bare address of the first From: mailbox, or NULL */
+	char *to;	  /* decoded To: */
+	char *cc;	  /* decoded Cc: */
+	char *subject;	  /* decoded Subject: */
+	char *message_id; /* without <> */
+	int64_t date_ms;  /* Date: as Unix ms, 0 when absent or unreadable */
+
+	struct msgmeta_header *headers; /* top-level header fields, in order */
+	size_t nheaders;
+	struct msgmeta_attachment *attachments;
+	size_t nattachments;
+
+	/* The gateway's judgement. verdict is "spam" or "suspect" or NULL when no header says. */
+	char *verdict;
+	bool has_score;
+	double score;
+	char *gateway;	      /* X-Lazaret-Gateway, or NULL */
+	char *client_address; /* X-Lazaret-Client-Address, or NULL */
+};
+
+/* Initialises GMime once; safe to call from any thread, any number of times. */
+void msgmeta_init(void);
+
+/*
+ * Parses len bytes of a message (CRLF or LF line ends). On success *out is a new
+ * msgmeta the caller frees with msgmeta_free(). Broken input still succeeds with
+ * best-effort fields. Returns 0, or -EINVAL only when data is NULL.
+ */
+int msgmeta_parse(const void *data, size_t len, struct msgmeta **out);
+void msgmeta_free(struct msgmeta *m);
+
+/*
+ * Decodes one raw header value (RFC 2047 words, raw 8-bit in a Japanese charset or
+ * UTF-8) to UTF-8. Returns a new string the caller frees (never NULL).
+ */
+char *msgmeta_decode_header(const char *raw);
+
+#endif
