@@ -1,0 +1,318 @@
+/*
+ * manager_config — reads lazaretd.conf into struct manager_config: the table of
+ * keys with their types, defaults and limits (docs/CONFIG.md is its prose form),
+ * and the checks that span keys (TLS certificate and key together, retry bounds,
+ * defaults derived from other keys).
+ *
+ * Not for: applying a configuration to running services or deciding what a
+ * SIGHUP may change; the daemon loads a new struct and compares.
+ */
+#include "manager/manager_config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/confparse.h"
+#include "common/xalloc.h"
+
+#define KIB (UINT64_C(1024))
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define SEC (UINT64_C(1000))
+
+/*
+ * RFC 5321 4.5.3.1: a server must accept command lines of 512 octets and text
+ * lines of 1000 octets, so the limits cannot go below those. Larger limits
+ * bound the memory one session can pin.
+ */
+#define MANAGER_MIN_COMMAND_LINE 512
+#define MANAGER_MIN_DATA_LINE	 1000
+/* A message over 2G does not fit the store's size fields nor a sane quarantine. */
+#define MANAGER_MAX_MESSAGE_SIZE (2 * GIB)
+
+#define OFF(field) offsetof(struct manager_config, field)
+
+static const struct confparse_key manager_config_keys[] = {
+    {.section = "manager",
+     .name = "name",
+     .type = CONFPARSE_HOSTNAME,
+     .offset = OFF(name),
+     .default_text = "lazaret"},
+    {.section = "manager",
+     .name = "data_dir",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(data_dir),
+     .default_text = "var"},
+    {.section = "manager",
+     .name = "user",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(user),
+     .default_text = "lazaret"},
+    {.section = "manager",
+     .name = "log_level",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(log_level),
+     .default_text = "info",
+     .choices = "error|warn|info|debug"},
+
+    {.section = "http",
+     .name = "listen",
+     .type = CONFPARSE_HOSTPORT,
+     .offset = OFF(http_listen),
+     .default_text = "127.0.0.1:8080"},
+    {.section = "http",
+     .name = "admin_token",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(admin_token),
+     .flags = CONFPARSE_REQUIRED},
+    {.section = "http",
+     .name = "max_body",
+     .type = CONFPARSE_SIZE,
+     .offset = OFF(http_max_body),
+     .default_text = "1M",
+     .min = KIB,
+     .max = GIB},
+
+    {.section = "spam_quarantine",
+     .name = "listen",
+     .type = CONFPARSE_HOSTPORT,
+     .offset = OFF(smtp_listen),
+     .default_text = "127.0.0.1:6025"},
+    {.section = "spam_quarantine",
+     .name = "accept_from",
+     .type = CONFPARSE_ACL,
+     .offset = OFF(accept_from),
+     .default_text = "127.0.0.1/32, ::1/128",
+     .flags = CONFPARSE_KEEP_TEXT,
+     .text_offset = OFF(accept_from_text)},
+    {.section = "spam_quarantine",
+     .name = "delete_after",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(delete_after_ms),
+     .default_text = "14d"},
+    {.section = "spam_quarantine",
+     .name = "purge_interval",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(purge_interval_ms),
+     .default_text = "1h",
+     .min = SEC},
+    {.section = "spam_quarantine",
+     .name = "max_message_size",
+     .type = CONFPARSE_SIZE,
+     .offset = OFF(max_message_size),
+     .default_text = "50M",
+     .min = 1,
+     .max = MANAGER_MAX_MESSAGE_SIZE},
+    {.section = "spam_quarantine",
+     .name = "max_recipients",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(max_recipients),
+     .default_text = "1000",
+     .min = 1,
+     .max = 1000000},
+    {.section = "spam_quarantine",
+     .name = "max_connections",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(max_connections),
+     .default_text = "500",
+     .min = 1,
+     .max = 1000000},
+    {.section = "spam_quarantine",
+     .name = "idle_timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(idle_timeout_ms),
+     .default_text = "5m",
+     .min = SEC},
+    {.section = "spam_quarantine",
+     .name = "max_header_count",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(max_header_count),
+     .default_text = "1000",
+     .min = 1,
+     .max = 1000000},
+    {.section = "spam_quarantine",
+     .name = "max_header_size",
+     .type = CONFPARSE_SIZE,
+     .offset = OFF(max_header_size),
+     .default_text = "64K",
+     .min = KIB,
+     .max = MANAGER_MAX_MESSAGE_SIZE},
+    {.section = "spam_quarantine",
+     .name = "max_command_line",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(max_command_line),
+     .default_text = "512",
+     .min = MANAGER_MIN_COMMAND_LINE,
+     .max = 64 * KIB},
+    {.section = "spam_quarantine",
+     .name = "max_data_line",
+     .type = CONFPARSE_SIZE,
+     .offset = OFF(max_data_line),
+     .default_text = "64K",
+     .min = MANAGER_MIN_DATA_LINE,
+     .max = 16 * MIB},
+    {.section = "spam_quarantine",
+     .name = "max_commands_before_mail",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(max_commands_before_mail),
+     .default_text = "50",
+     .min = 1,
+     .max = 100000},
+    {.section = "spam_quarantine",
+     .name = "max_errors",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(max_errors),
+     .default_text = "20",
+     .min = 1,
+     .max = 100000},
+    {.section = "spam_quarantine",
+     .name = "hostname",
+     .type = CONFPARSE_HOSTNAME,
+     .offset = OFF(hostname)},
+    {.section = "spam_quarantine",
+     .name = "tls_cert",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(tls_cert)},
+    {.section = "spam_quarantine",
+     .name = "tls_key",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(tls_key)},
+    {.section = "spam_quarantine",
+     .name = "shutdown_grace",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(shutdown_grace_ms),
+     .default_text = "30s"},
+
+    {.section = "release",
+     .name = "primary_host",
+     .type = CONFPARSE_HOSTPORT,
+     .offset = OFF(primary_host),
+     .default_text = "127.0.0.1:10025"},
+    {.section = "release",
+     .name = "secondary_host",
+     .type = CONFPARSE_HOSTPORT,
+     .offset = OFF(secondary_host)},
+    {.section = "release",
+     .name = "source_address",
+     .type = CONFPARSE_ADDRESS,
+     .offset = OFF(source_address)},
+    {.section = "release",
+     .name = "max_connections",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(release_max_connections),
+     .default_text = "10",
+     .min = 1,
+     .max = 10000},
+    {.section = "release",
+     .name = "timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(release_timeout_ms),
+     .default_text = "60s",
+     .min = SEC},
+    {.section = "release",
+     .name = "retry_min",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(retry_min_ms),
+     .default_text = "1m",
+     .min = SEC},
+    {.section = "release",
+     .name = "retry_max",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(retry_max_ms),
+     .default_text = "1h",
+     .min = SEC},
+    {.section = "release",
+     .name = "give_up_after",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(give_up_after_ms),
+     .default_text = "5d",
+     .min = SEC},
+    {.section = "release",
+     .name = "helo_name",
+     .type = CONFPARSE_HOSTNAME,
+     .offset = OFF(helo_name)},
+};
+
+#define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))
+
+/* A Bearer token travels in an HTTP header: visible ASCII only, no spaces. */
+static bool manager_config_token_ok(const char *t)
+{
+	for (const unsigned char *p = (const unsigned char *)t; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p >= 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static void manager_config_check_readable(struct confparse *cp, const char *name, const char *path)
+{
+	if (path != NULL && access(path, R_OK) != 0)
+		confparse_error(cp, "spam_quarantine", name, "cannot read %s: %s", path,
+				strerror(errno));
+}
+
+/* Checks across keys and fills defaults derived from other keys. */
+static void manager_config_validate(struct confparse *cp, struct manager_config *cfg)
+{
+	if (cfg->admin_token != NULL && !manager_config_token_ok(cfg->admin_token))
+		confparse_error(cp, "http", "admin_token",
+				"must be visible ASCII characters without spaces");
+
+	if (cfg->tls_cert != NULL && cfg->tls_key == NULL)
+		confparse_error(cp, "spam_quarantine", "tls_key",
+				"is required when tls_cert is set");
+	if (cfg->tls_key != NULL && cfg->tls_cert == NULL)
+		confparse_error(cp, "spam_quarantine", "tls_cert",
+				"is required when tls_key is set");
+	manager_config_check_readable(cp, "tls_cert", cfg->tls_cert);
+	manager_config_check_readable(cp, "tls_key", cfg->tls_key);
+
+	if (cfg->retry_max_ms < cfg->retry_min_ms)
+		confparse_error(cp, "release", "retry_max", "must not be less than retry_min");
+
+	if (cfg->hostname == NULL && cfg->name != NULL)
+		cfg->hostname = xstrdup(cfg->name);
+	if (cfg->helo_name == NULL && cfg->hostname != NULL)
+		cfg->helo_name = xstrdup(cfg->hostname);
+}
+
+int manager_config_load(const char *path, struct manager_config *cfg, char **errors)
+{
+	struct confparse *cp = confparse_new(path, manager_config_keys, MANAGER_CONFIG_NKEYS);
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->path = xstrdup(path);
+	rc = confparse_read(cp, cfg);
+	if (rc < 0 && rc != -EINVAL) {
+		rc = -ENOENT;
+		goto fail;
+	}
+	manager_config_validate(cp, cfg);
+	if (confparse_error_count(cp) > 0) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	confparse_free(cp);
+	*errors = NULL;
+	return 0;
+
+fail:
+	*errors = confparse_take_errors(cp);
+	confparse_free(cp);
+	manager_config_free(cfg);
+	return rc;
+}
+
+void manager_config_free(struct manager_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	confparse_free_target(manager_config_keys, MANAGER_CONFIG_NKEYS, cfg);
+	free(cfg->path);
+	memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,119 @@
+/*
+ * Unit tests for the small common modules: ids (UUIDv7), clock (RFC 3339),
+ * log_quote (field values in log lines).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/log.h"
+
+static void test_uuidv7_shape_and_time(void **state)
+{
+	char a[IDS_UUID_LEN + 1], b[IDS_UUID_LEN + 1];
+	int64_t t = 1795000000123;
+	ids_uuidv7(t, a);
+	ids_uuidv7(t, b);
+	assert_true(ids_valid(a));
+	assert_int_equal(a[14], '7');		    /* version */
+	assert_true(strchr("89ab", a[19]) != NULL); /* variant */
+	assert_int_equal(ids_uuidv7_time_ms(a), t);
+	assert_string_not_equal(a, b); /* random part differs */
+	char later[IDS_UUID_LEN + 1];
+	ids_uuidv7(t + 1, later);
+	assert_true(strcmp(later, a) > 0 && strcmp(later, b) > 0); /* sorts by time */
+}
+
+static void test_ids_valid_rejects(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "01a21e76-56d8-7529-84ea-c52b208e1f8",   /* short */
+	    "01a21e76-56d8-7529-84ea-c52b208e1f844", /* long */
+	    "01A21E76-56D8-7529-84EA-C52B208E1F84",  /* upper case */
+	    "01a21e76_56d8-7529-84ea-c52b208e1f84",  /* separator */
+	    "01a21e76-56d8-7529-84ea-c52b208e1g84",  /* not hex */
+	    "../../../../etc/passwd-aaaaaaaaaaaaa",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(ids_valid(bad[i]));
+	assert_false(ids_valid(NULL));
+	assert_true(ids_valid("01a21e76-56d8-7529-84ea-c52b208e1f84"));
+}
+
+static void test_rfc3339(void **state)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		int64_t ms;
+	} cases[] = {
+	    {"2026-11-27T19:30:00Z", 0, 1795807800000},
+	    {"2026-11-27T19:30:00.250Z", 0, 1795807800250},
+	    {"2026-11-28T04:30:00+09:00", 0, 1795807800000},
+	    {"2026-11-27T14:30:00-05:00", 0, 1795807800000},
+	    {"2026-11-27", 0, 1795737600000},
+	    {"2026-11-27 19:30:00Z", 0, 1795807800000},
+	    {"2026-13-01T00:00:00Z", -1, 0},
+	    {"2026-11-27T19:30:00", -1, 0}, /* no zone */
+	    {"2026-11-27T19:30Z", -1, 0},
+	    {"yesterday", -1, 0},
+	    {"2026-11-27T19:30:00Zjunk", -1, 0},
+	    {"", -1, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int64_t ms = 0;
+		int rc = clock_parse_rfc3339(cases[i].in, &ms);
+		if (cases[i].rc == 0) {
+			assert_int_equal(rc, 0);
+			assert_int_equal(ms, cases[i].ms);
+		} else {
+			assert_true(rc < 0);
+		}
+	}
+	char out[CLOCK_RFC3339_LEN];
+	clock_format_rfc3339(1795807800250, out);
+	assert_string_equal(out, "2026-11-27T19:30:00Z");
+}
+
+static void test_log_quote(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *out;
+	} cases[] = {
+	    {"plain", "plain"},
+	    {"", "\"\""},
+	    {"two words", "\"two words\""},
+	    {"a=b", "\"a=b\""},
+	    {"say \"hi\"", "\"say \\\"hi\\\"\""},
+	    {"line\r\nbreak", "\"line\\r\\nbreak\""},
+	    {"bell\a", "\"bell\\x07\""},
+	    {"件名", "件名"},
+	};
+	char buf[64];
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_string_equal(log_quote(buf, sizeof(buf), cases[i].in), cases[i].out);
+	char small[12];
+	const char *q = log_quote(small, sizeof(small), "a long value with spaces");
+	assert_true(strlen(q) < sizeof(small));
+	assert_non_null(strstr(q, "..."));
+	assert_int_equal(q[strlen(q) - 1], '"');
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_uuidv7_shape_and_time),
+	    cmocka_unit_test(test_ids_valid_rejects),
+	    cmocka_unit_test(test_rfc3339),
+	    cmocka_unit_test(test_log_quote),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
