@@ -45,7 +45,7 @@ bench: bootstrap build
 
 fuzz:
 	@./scripts/bootstrap fuzz
-	[ -f $(FUZZ)/build.ninja ] || CC=clang meson setup $(FUZZ) -Dfuzz=true -Dwerror=false >/dev/null
+	[ -f $(FUZZ)/build.ninja ] || CC=clang meson setup $(FUZZ) -Dfuzz=true -Dwerror=false -Dc_args=-fsanitize=fuzzer-no-link -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 	ninja -C $(FUZZ)
 
 format:
