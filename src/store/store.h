@@ -268,7 +268,8 @@ int store_delivery_next_due(struct store *st, int64_t *when);
  * cutoff become expired, at most batch messages per transaction (several
  * transactions per call, so ingest is never stalled for long). Then purges
  * messages no recipient needs any more, and gives freed pages back
- * (incremental vacuum). Counts are returned when the pointers are not NULL.
+ * (incremental vacuum). Counts are returned when the pointers are not NULL:
+ * *expired in recipients, *purged in messages.
  */
 int store_expire(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
 		 size_t batch, uint64_t *expired, uint64_t *purged);
@@ -283,5 +284,20 @@ struct store_stats {
 	uint64_t deliveries_pending;
 };
 int store_stats(struct store *st, struct store_stats *out);
+
+/*
+ * For tests and benchmarks; not part of the backend contract.
+ * store_debug_counters: what the writer has committed so far.
+ * store_debug_list_plan: the query plan store_list would use for f (one step a
+ * line, the backend's own words); *plan is the caller's to free().
+ */
+struct store_debug_counters {
+	uint64_t commits;	   /* transactions committed by the writer */
+	uint64_t batches;	   /* group commits of submitted messages */
+	uint64_t batched_messages; /* messages in those group commits */
+};
+void store_debug_counters(struct store *st, struct store_debug_counters *out);
+int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
+			  char **plan);
 
 #endif

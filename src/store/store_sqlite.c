@@ -1,0 +1,2448 @@
+/*
+ * store_sqlite — the default quarantine store: one SQLite database (WAL,
+ * synchronous=FULL) under the data directory. It is the only code that knows the
+ * schema; everything else goes through store.h. Not for: policy (what expires
+ * when, who may see what) — callers decide and pass filters and cut-offs.
+ *
+ * Threads and connections:
+ *   - One writer thread owns the only read-write connection. Submitted messages
+ *     are queued and written in group commits (up to batch_max messages in one
+ *     transaction); each done callback runs after COMMIT returned. Every other
+ *     mutation is a job run by the writer in its own transaction while the caller
+ *     waits on a condition variable.
+ *   - Readers borrow a read-only connection from a small pool; WAL lets them read
+ *     while the writer writes. A read that needs several statements runs in one
+ *     read transaction so it sees one snapshot.
+ *
+ * Recipient states (store.h) and the function that makes each transition:
+ *
+ *   from         to          by
+ *   quarantined  releasing   store_release, store_release_matching (queues a delivery)
+ *   quarantined  deleted     store_delete, store_delete_matching
+ *   quarantined  expired     store_expire
+ *   releasing    released    store_delivery_finish (STORE_DELIVERY_DELIVERED)
+ *   releasing    failed      store_delivery_finish (STORE_DELIVERY_FAILED)
+ *   releasing    releasing   store_delivery_finish (STORE_DELIVERY_RETRY, due again)
+ *
+ * Invariants kept by triggers inside the database, so that no code path can
+ * forget them: messages.held = recipients still quarantined, messages.active =
+ * recipients quarantined or releasing (a message with active = 0 is purgeable);
+ * quarantines.messages/bytes count messages with held > 0; totals holds the row
+ * count and byte sums; subject_fts mirrors messages.subject.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <zstd.h>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* Default and ceiling of one group commit: big enough to amortise the fsync,
+ * small enough that one batch does not hold the write lock for long. */
+#define STORE_BATCH_MAX_DEFAULT 256
+#define STORE_BATCH_MAX_LIMIT	4096
+/* zstd level for bodies: level 3 is zstd's default, fast with a good ratio on mail. */
+#define STORE_ZSTD_LEVEL 3
+/* A writer or reader waits this long for a lock held by another process (backup
+ * tools, sqlite3 shell) before reporting -EIO. */
+#define STORE_BUSY_TIMEOUT_MS 10000
+/* Page cache per connection (KiB): the writer keeps index pages hot for ingest. */
+#define STORE_WRITER_CACHE_KIB 65536
+#define STORE_READER_CACHE_KIB 16384
+/* Idle read connections kept open; more are opened on demand and closed after use. */
+#define STORE_READER_POOL_MAX 8
+/* Prepared statements cached per connection (fixed SQL only). */
+#define STORE_STMT_CACHE 48
+/* Listing page size bounds (CONTRACT.md: max 1000). */
+#define STORE_LIST_LIMIT_MAX 1000
+/* Bound variables a filter may add: SQLite allows 32766; keep far below. */
+#define STORE_FILTER_IDS_MAX	   1000
+#define STORE_FILTER_ADDRESSES_MAX 100
+/* Messages per transaction for store_expire/store_purge/bulk actions when the
+ * caller passes 0, and the most a caller may ask for. */
+#define STORE_MAINT_BATCH_DEFAULT 500
+#define STORE_MAINT_BATCH_MAX	  10000
+/* The largest body store_get_raw will decompress (a corrupt frame header must
+ * not make us allocate gigabytes). */
+#define STORE_RAW_MAX ((uint64_t)1 << 31)
+/* The trigram index only answers substrings of at least this many characters. */
+#define STORE_FTS_MIN_CHARS 3
+
+#define STORE_DB_NAME "lazaret.db"
+
+/* --- schema ------------------------------------------------------------- */
+
+/*
+ * Migration N (index N-1) turns schema version N-1 into N. Append only: never
+ * edit a migration that has shipped. Each runs in its own transaction together
+ * with the new PRAGMA user_version.
+ *
+ * messages has an explicit INTEGER PRIMARY KEY (seq) besides the UUID: the
+ * subject index refers to rows by rowid, and VACUUM may renumber implicit rowids.
+ * Bodies live in their own table so that scans over messages never page through
+ * blobs.
+ */
+static const char *const store_migrations[] = {
+    /* 1: initial schema */
+    "CREATE TABLE messages ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL UNIQUE,"
+    "  quarantine TEXT NOT NULL,"
+    "  received_at INTEGER NOT NULL,"
+    "  sender TEXT NOT NULL,"
+    "  sender_lc TEXT NOT NULL,"
+    "  sender_domain TEXT NOT NULL,"
+    "  from_text TEXT,"
+    "  from_addr TEXT,"
+    "  from_addr_lc TEXT,"
+    "  from_domain TEXT,"
+    "  to_text TEXT,"
+    "  subject TEXT,"
+    "  message_id TEXT,"
+    "  date_ms INTEGER NOT NULL DEFAULT 0,"
+    "  size INTEGER NOT NULL,"
+    "  stored_size INTEGER NOT NULL,"
+    "  verdict TEXT,"
+    "  score REAL,"
+    "  gateway TEXT,"
+    "  client_address TEXT,"
+    "  held INTEGER NOT NULL DEFAULT 0,"
+    "  active INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX messages_quarantine ON messages(quarantine, id);"
+    "CREATE INDEX messages_received ON messages(received_at);"
+    "CREATE INDEX messages_sender ON messages(sender_lc, id);"
+    "CREATE INDEX messages_sender_domain ON messages(sender_domain, id);"
+    "CREATE INDEX messages_from ON messages(from_addr_lc, id);"
+    "CREATE INDEX messages_from_domain ON messages(from_domain, id);"
+    "CREATE INDEX messages_held ON messages(quarantine, received_at) WHERE held > 0;"
+    "CREATE INDEX messages_purgeable ON messages(id) WHERE active = 0;"
+    /* Keyed by messages.seq in a rowid table: a rowid leaf keeps a ~4 KB
+     * record on its page, where a WITHOUT ROWID b-tree would spill anything
+     * over ~1 KB into a whole overflow page. */
+    "CREATE TABLE bodies ("
+    "  msg_seq INTEGER PRIMARY KEY REFERENCES messages(seq) ON DELETE CASCADE,"
+    "  codec TEXT NOT NULL,"
+    "  data BLOB NOT NULL);"
+    "CREATE TABLE recipients ("
+    "  msg_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  address TEXT NOT NULL,"
+    "  address_lc TEXT NOT NULL,"
+    "  pos INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL,"
+    "  reply TEXT,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (msg_id, address_lc)) WITHOUT ROWID;"
+    "CREATE INDEX recipients_address ON recipients(address_lc, msg_id, state);"
+    "CREATE TABLE attachments ("
+    "  msg_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  idx INTEGER NOT NULL,"
+    "  filename TEXT,"
+    "  content_type TEXT,"
+    "  size INTEGER NOT NULL,"
+    "  PRIMARY KEY (msg_id, idx)) WITHOUT ROWID;"
+    "CREATE TABLE deliveries ("
+    "  job_id INTEGER PRIMARY KEY,"
+    "  msg_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  next_attempt_at INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  first_attempt_at INTEGER,"
+    "  leased INTEGER NOT NULL DEFAULT 0,"
+    "  rcpts TEXT NOT NULL);" /* JSON array of addresses */
+    "CREATE INDEX deliveries_due ON deliveries(next_attempt_at);"
+    "CREATE INDEX deliveries_msg ON deliveries(msg_id);"
+    "CREATE TABLE quarantines ("
+    "  name TEXT PRIMARY KEY,"
+    "  type TEXT NOT NULL,"
+    "  messages INTEGER NOT NULL DEFAULT 0,"
+    "  bytes INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "INSERT INTO quarantines(name, type) VALUES ('spam', 'spam');"
+    "CREATE TABLE totals ("
+    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+    "  messages INTEGER NOT NULL,"
+    "  bytes_original INTEGER NOT NULL,"
+    "  bytes_stored INTEGER NOT NULL);"
+    "INSERT INTO totals VALUES (1, 0, 0, 0);"
+    /* Trigram index on the decoded subject: substring search of 3+ characters
+     * without a scan. External content: the text itself stays in messages. */
+    "CREATE VIRTUAL TABLE subject_fts USING fts5(subject, content='messages',"
+    "  content_rowid='seq', tokenize='trigram');"
+    "CREATE TRIGGER messages_ai AFTER INSERT ON messages BEGIN"
+    "  INSERT OR IGNORE INTO quarantines(name, type) VALUES (new.quarantine,"
+    "    CASE new.quarantine WHEN 'spam' THEN 'spam' ELSE 'policy' END);"
+    "  UPDATE totals SET messages = messages + 1,"
+    "    bytes_original = bytes_original + new.size,"
+    "    bytes_stored = bytes_stored + new.stored_size;"
+    "  INSERT INTO subject_fts(rowid, subject) VALUES (new.seq, new.subject);"
+    "END;"
+    "CREATE TRIGGER messages_ad AFTER DELETE ON messages BEGIN"
+    "  UPDATE totals SET messages = messages - 1,"
+    "    bytes_original = bytes_original - old.size,"
+    "    bytes_stored = bytes_stored - old.stored_size;"
+    "  UPDATE quarantines SET messages = messages - 1, bytes = bytes - old.size"
+    "    WHERE old.held > 0 AND name = old.quarantine;"
+    "  INSERT INTO subject_fts(subject_fts, rowid, subject)"
+    "    VALUES ('delete', old.seq, old.subject);"
+    "END;"
+    "CREATE TRIGGER messages_au_held AFTER UPDATE OF held ON messages"
+    "  WHEN (old.held > 0) <> (new.held > 0) BEGIN"
+    "  UPDATE quarantines SET"
+    "    messages = messages + CASE WHEN new.held > 0 THEN 1 ELSE -1 END,"
+    "    bytes = bytes + CASE WHEN new.held > 0 THEN new.size ELSE -new.size END"
+    "    WHERE name = new.quarantine;"
+    "END;"
+    "CREATE TRIGGER recipients_ai AFTER INSERT ON recipients BEGIN"
+    "  UPDATE messages SET held = held + (new.state = 0),"
+    "    active = active + (new.state IN (0, 1)) WHERE id = new.msg_id;"
+    "END;"
+    "CREATE TRIGGER recipients_au AFTER UPDATE OF state ON recipients"
+    "  WHEN old.state <> new.state BEGIN"
+    "  UPDATE messages SET held = held + (new.state = 0) - (old.state = 0),"
+    "    active = active + (new.state IN (0, 1)) - (old.state IN (0, 1))"
+    "    WHERE id = new.msg_id;"
+    "END;",
+};
+#define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
+
+/* --- types -------------------------------------------------------------- */
+
+struct store_conn {
+	sqlite3 *db;
+	struct {
+		const char *sql; /* a string constant: compared by address */
+		sqlite3_stmt *stmt;
+	} cache[STORE_STMT_CACHE];
+	size_t ncache;
+	struct store_conn *next;
+};
+
+struct store_pending {
+	struct store_new_message *m;
+	store_done_fn done;
+	void *arg;
+	struct store_pending *next;
+};
+
+/* A mutation run by the writer thread inside one transaction. */
+struct store_job {
+	int (*fn)(struct store *st, struct store_conn *c, void *arg);
+	void *arg;
+	int rc;
+	bool finished;
+	struct store_job *next;
+};
+
+struct store {
+	char *dir;
+	char *db_path;
+	unsigned batch_max;
+	unsigned batch_wait_us;
+
+	pthread_mutex_t lock; /* guards the queues, stopping, finished flags */
+	pthread_cond_t wake;  /* writer: work arrived or stopping */
+	pthread_cond_t done;  /* callers: a job finished */
+	struct store_pending *pending_head, *pending_tail;
+	size_t npending;
+	struct store_job *jobs_head, *jobs_tail;
+	bool stopping;
+	pthread_t writer;
+	bool writer_started;
+	struct store_conn *wconn;
+
+	pthread_mutex_t pool_lock;
+	struct store_conn *pool;
+	size_t npool;
+
+	atomic_uint_fast64_t commits;
+	atomic_uint_fast64_t batches;
+	atomic_uint_fast64_t batched_messages;
+};
+
+/* --- small helpers ------------------------------------------------------ */
+
+static const char *const store_state_names[] = {
+    [STORE_RCPT_QUARANTINED] = "quarantined", [STORE_RCPT_RELEASING] = "releasing",
+    [STORE_RCPT_RELEASED] = "released",	      [STORE_RCPT_DELETED] = "deleted",
+    [STORE_RCPT_EXPIRED] = "expired",	      [STORE_RCPT_FAILED] = "failed",
+};
+
+const char *store_rcpt_state_name(enum store_rcpt_state s)
+{
+	if ((unsigned)s >= sizeof(store_state_names) / sizeof(store_state_names[0]))
+		return "unknown";
+	return store_state_names[s];
+}
+
+int store_rcpt_state_parse(const char *name, enum store_rcpt_state *out)
+{
+	if (name == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(store_state_names) / sizeof(store_state_names[0]); i++) {
+		if (strcmp(name, store_state_names[i]) == 0) {
+			*out = (enum store_rcpt_state)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* Lower-cases ASCII only: the local part of UTF-8 addresses is left as is. */
+static char *store_lc(const char *s)
+{
+	char *r = xstrdup(s != NULL ? s : "");
+	for (char *p = r; *p != '\0'; p++) {
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	}
+	return r;
+}
+
+/* The lower-cased domain of an address (after the last '@'), "" without one. */
+static char *store_domain_lc(const char *addr)
+{
+	const char *at = addr != NULL ? strrchr(addr, '@') : NULL;
+	return store_lc(at != NULL ? at + 1 : "");
+}
+
+static size_t store_utf8_chars(const char *s)
+{
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if ((*p & 0xc0) != 0x80)
+			n++;
+	}
+	return n;
+}
+
+static void store_strbuf_add(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	size_t n = strlen(s);
+	if (*len + n + 1 > *cap) {
+		*cap = (*len + n + 1) * 2;
+		*buf = xrealloc(*buf, *cap);
+	}
+	memcpy(*buf + *len, s, n + 1);
+	*len += n;
+}
+
+/* A JSON array of strings (escaping per RFC 8259). The caller frees it. */
+static char *store_json_array(char *const *v, size_t n)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	store_strbuf_add(&buf, &len, &cap, "[");
+	for (size_t i = 0; i < n; i++) {
+		store_strbuf_add(&buf, &len, &cap, i > 0 ? ",\"" : "\"");
+		for (const unsigned char *p = (const unsigned char *)v[i]; *p != '\0'; p++) {
+			char esc[8];
+			if (*p == '"' || *p == '\\')
+				snprintf(esc, sizeof(esc), "\\%c", *p);
+			else if (*p < 0x20)
+				snprintf(esc, sizeof(esc), "\\u%04x", *p);
+			else
+				snprintf(esc, sizeof(esc), "%c", *p);
+			store_strbuf_add(&buf, &len, &cap, esc);
+		}
+		store_strbuf_add(&buf, &len, &cap, "\"");
+	}
+	store_strbuf_add(&buf, &len, &cap, "]");
+	return buf;
+}
+
+static char *store_col_dup(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+static void store_log_sqlite(const char *what, sqlite3 *db)
+{
+	char buf[256];
+	log_error("store.sqlite_error", "op=%s error=%s", what,
+		  log_quote(buf, sizeof(buf), sqlite3_errmsg(db)));
+}
+
+/* Runs SQL that returns no rows we need. 0 or -EIO. */
+static int store_exec(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
+		char buf[256];
+		log_error("store.sqlite_error", "op=exec error=%s",
+			  log_quote(buf, sizeof(buf), err != NULL ? err : "?"));
+		sqlite3_free(err);
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * A cached prepared statement for a fixed SQL string, reset and with bindings
+ * cleared; NULL (logged) when it does not prepare.
+ */
+static sqlite3_stmt *store_stmt(struct store_conn *c, const char *sql)
+{
+	for (size_t i = 0; i < c->ncache; i++) {
+		if (c->cache[i].sql == sql) {
+			sqlite3_reset(c->cache[i].stmt);
+			sqlite3_clear_bindings(c->cache[i].stmt);
+			return c->cache[i].stmt;
+		}
+	}
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL) != SQLITE_OK) {
+		store_log_sqlite("prepare", c->db);
+		return NULL;
+	}
+	if (c->ncache == STORE_STMT_CACHE)
+		panic("store statement cache too small (%d)", STORE_STMT_CACHE);
+	c->cache[c->ncache].sql = sql;
+	c->cache[c->ncache].stmt = s;
+	c->ncache++;
+	return s;
+}
+
+static void store_conn_close(struct store_conn *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->ncache; i++)
+		sqlite3_finalize(c->cache[i].stmt);
+	sqlite3_close_v2(c->db);
+	free(c);
+}
+
+static int store_conn_open(const char *path, bool writer, struct store_conn **out)
+{
+	struct store_conn *c = xcalloc(1, sizeof(*c));
+	int flags = SQLITE_OPEN_NOMUTEX |
+		    (writer ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE : SQLITE_OPEN_READONLY);
+	if (sqlite3_open_v2(path, &c->db, flags, NULL) != SQLITE_OK) {
+		char buf[256];
+		log_error("store.open_failed", "path=%s error=%s", path,
+			  log_quote(buf, sizeof(buf), c->db != NULL ? sqlite3_errmsg(c->db) : "?"));
+		goto fail;
+	}
+	sqlite3_extended_result_codes(c->db, 1);
+	sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+	char sql[256];
+	if (writer) {
+		/* auto_vacuum only takes effect before the first table exists, so it
+		 * comes before anything else touches a new file. */
+		snprintf(sql, sizeof(sql),
+			 "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL;"
+			 "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+			 "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;",
+			 STORE_WRITER_CACHE_KIB);
+	} else {
+		snprintf(sql, sizeof(sql),
+			 "PRAGMA query_only=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-%d;",
+			 STORE_READER_CACHE_KIB);
+	}
+	if (store_exec(c->db, sql) < 0)
+		goto fail;
+	if (writer) {
+		/* journal_mode answers with the mode it got; insist on WAL. */
+		sqlite3_stmt *s = NULL;
+		bool wal = false;
+		if (sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &s, NULL) == SQLITE_OK &&
+		    sqlite3_step(s) == SQLITE_ROW)
+			wal = strcmp((const char *)sqlite3_column_text(s, 0), "wal") == 0;
+		sqlite3_finalize(s);
+		if (!wal) {
+			log_error("store.open_failed", "path=%s error=no_wal", path);
+			goto fail;
+		}
+	}
+	*out = c;
+	return 0;
+fail:
+	store_conn_close(c);
+	return -EIO;
+}
+
+/* --- read connection pool ----------------------------------------------- */
+
+static int store_reader_get(struct store *st, struct store_conn **out)
+{
+	pthread_mutex_lock(&st->pool_lock);
+	struct store_conn *c = st->pool;
+	if (c != NULL) {
+		st->pool = c->next;
+		st->npool--;
+	}
+	pthread_mutex_unlock(&st->pool_lock);
+	if (c != NULL) {
+		c->next = NULL;
+		*out = c;
+		return 0;
+	}
+	return store_conn_open(st->db_path, false, out);
+}
+
+/* Returns c to the pool (ending any read transaction left open). */
+static void store_reader_put(struct store *st, struct store_conn *c)
+{
+	if (!sqlite3_get_autocommit(c->db))
+		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+	pthread_mutex_lock(&st->pool_lock);
+	if (st->npool < STORE_READER_POOL_MAX) {
+		c->next = st->pool;
+		st->pool = c;
+		st->npool++;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&st->pool_lock);
+	store_conn_close(c);
+}
+
+/* --- messages in and out ------------------------------------------------ */
+
+void store_new_message_free(struct store_new_message *m)
+{
+	if (m == NULL)
+		return;
+	free(m->quarantine);
+	free(m->sender);
+	for (size_t i = 0; i < m->nrecipients; i++)
+		free(m->recipients[i]);
+	free(m->recipients);
+	free(m->gateway);
+	free(m->client_address);
+	free(m->verdict);
+	free(m->from);
+	free(m->from_addr);
+	free(m->to);
+	free(m->subject);
+	free(m->message_id);
+	for (size_t i = 0; i < m->nattachments; i++) {
+		free(m->attachments[i].filename);
+		free(m->attachments[i].content_type);
+	}
+	free(m->attachments);
+	free(m->raw);
+	free(m->packed);
+	free(m);
+}
+
+int store_new_message_prepare(struct store_new_message *m)
+{
+	if (m->packed != NULL)
+		return 0;
+	size_t bound = ZSTD_compressBound(m->raw_len);
+	void *buf = xmalloc(bound > 0 ? bound : 1);
+	size_t n = ZSTD_compress(buf, bound, m->raw != NULL ? m->raw : (const void *)"", m->raw_len,
+				 STORE_ZSTD_LEVEL);
+	if (ZSTD_isError(n)) {
+		log_error("store.compress_failed", "id=%s error=%s", m->id, ZSTD_getErrorName(n));
+		free(buf);
+		return -EIO;
+	}
+	m->packed = buf;
+	m->packed_len = n;
+	return 0;
+}
+
+void store_message_free(struct store_message *m)
+{
+	if (m == NULL)
+		return;
+	free(m->quarantine);
+	free(m->sender);
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		free(m->recipients[i].address);
+		free(m->recipients[i].reply);
+	}
+	free(m->recipients);
+	free(m->from);
+	free(m->from_addr);
+	free(m->to);
+	free(m->subject);
+	free(m->message_id);
+	free(m->verdict);
+	free(m->gateway);
+	free(m->client_address);
+	for (size_t i = 0; i < m->nattachments; i++) {
+		free(m->attachments[i].filename);
+		free(m->attachments[i].content_type);
+	}
+	free(m->attachments);
+	free(m);
+}
+
+void store_message_array_free(struct store_message **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		store_message_free(v[i]);
+	free(v);
+}
+
+void store_delivery_free(struct store_delivery *d)
+{
+	if (d == NULL)
+		return;
+	free(d->sender);
+	for (size_t i = 0; i < d->nrcpts; i++)
+		free(d->rcpts[i]);
+	free(d->rcpts);
+	free(d);
+}
+
+void store_quarantine_stats_free(struct store_quarantine_stats *v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].type);
+	}
+	free(v);
+}
+
+static bool store_new_message_valid(const struct store_new_message *m)
+{
+	if (!ids_valid(m->id) || m->quarantine == NULL || m->quarantine[0] == '\0' ||
+	    m->sender == NULL || m->nrecipients == 0 || (m->raw == NULL && m->raw_len > 0))
+		return false;
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		if (m->recipients[i] == NULL || m->recipients[i][0] == '\0')
+			return false;
+	}
+	return true;
+}
+
+static const char sql_insert_message[] =
+    "INSERT INTO messages (id, quarantine, received_at, sender, sender_lc, sender_domain,"
+    " from_text, from_addr, from_addr_lc, from_domain, to_text, subject, message_id, date_ms,"
+    " size, stored_size, verdict, score, gateway, client_address)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+    " ?18, ?19, ?20)";
+static const char sql_insert_body[] =
+    "INSERT INTO bodies (msg_seq, codec, data) VALUES (?1, ?2, ?3)";
+/* A repeated recipient (any case) is stored once. */
+static const char sql_insert_rcpt[] =
+    "INSERT OR IGNORE INTO recipients (msg_id, address, address_lc, pos, state, updated_at)"
+    " VALUES (?1, ?2, ?3, ?4, 0, ?5)";
+static const char sql_insert_attachment[] =
+    "INSERT INTO attachments (msg_id, idx, filename, content_type, size)"
+    " VALUES (?1, ?2, ?3, ?4, ?5)";
+
+static int store_step_done(struct store_conn *c, sqlite3_stmt *s, const char *what)
+{
+	int rc = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		store_log_sqlite(what, c->db);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Writes one message (inside the caller's transaction). 0, -EINVAL or -EIO. */
+static int store_insert_message(struct store_conn *c, struct store_new_message *m)
+{
+	if (!store_new_message_valid(m))
+		return -EINVAL;
+	int rc = store_new_message_prepare(m);
+	if (rc < 0)
+		return rc;
+	char *sender_lc = store_lc(m->sender);
+	char *sender_domain = store_domain_lc(m->sender);
+	char *from_lc = m->from_addr != NULL ? store_lc(m->from_addr) : NULL;
+	char *from_domain = m->from_addr != NULL ? store_domain_lc(m->from_addr) : NULL;
+	rc = -EIO;
+	sqlite3_stmt *s = store_stmt(c, sql_insert_message);
+	if (s == NULL)
+		goto fail;
+	sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, m->quarantine, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, m->received_at);
+	sqlite3_bind_text(s, 4, m->sender, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, sender_lc, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 6, sender_domain, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 7, m->from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 8, m->from_addr, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 9, from_lc, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 10, from_domain, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 11, m->to, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 12, m->subject, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 13, m->message_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 14, m->date_ms);
+	sqlite3_bind_int64(s, 15, (sqlite3_int64)m->raw_len);
+	sqlite3_bind_int64(s, 16, (sqlite3_int64)m->packed_len);
+	sqlite3_bind_text(s, 17, m->verdict, -1, SQLITE_STATIC);
+	if (m->has_score)
+		sqlite3_bind_double(s, 18, m->score);
+	sqlite3_bind_text(s, 19, m->gateway, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 20, m->client_address, -1, SQLITE_STATIC);
+	if (store_step_done(c, s, "insert_message") < 0)
+		goto fail;
+
+	/* the row just inserted (rows written by triggers do not count) */
+	sqlite3_int64 seq = sqlite3_last_insert_rowid(c->db);
+	if ((s = store_stmt(c, sql_insert_body)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(s, 1, seq);
+	sqlite3_bind_text(s, 2, "zstd", -1, SQLITE_STATIC);
+	sqlite3_bind_blob64(s, 3, m->packed, m->packed_len, SQLITE_STATIC);
+	if (store_step_done(c, s, "insert_body") < 0)
+		goto fail;
+
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		if ((s = store_stmt(c, sql_insert_rcpt)) == NULL)
+			goto fail;
+		char *lc = store_lc(m->recipients[i]);
+		sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, m->recipients[i], -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, lc, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, (sqlite3_int64)i);
+		sqlite3_bind_int64(s, 5, m->received_at);
+		int r = store_step_done(c, s, "insert_recipient");
+		free(lc);
+		if (r < 0)
+			goto fail;
+	}
+	for (size_t i = 0; i < m->nattachments; i++) {
+		if ((s = store_stmt(c, sql_insert_attachment)) == NULL)
+			goto fail;
+		sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, (sqlite3_int64)i);
+		sqlite3_bind_text(s, 3, m->attachments[i].filename, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 4, m->attachments[i].content_type, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 5, (sqlite3_int64)m->attachments[i].size);
+		if (store_step_done(c, s, "insert_attachment") < 0)
+			goto fail;
+	}
+	rc = 0;
+fail:
+	free(sender_lc);
+	free(sender_domain);
+	free(from_lc);
+	free(from_domain);
+	return rc;
+}
+
+/* --- writer thread ------------------------------------------------------ */
+
+static int store_begin(struct store *st)
+{
+	return store_exec(st->wconn->db, "BEGIN IMMEDIATE");
+}
+
+static int store_commit(struct store *st)
+{
+	if (store_exec(st->wconn->db, "COMMIT") < 0) {
+		if (!sqlite3_get_autocommit(st->wconn->db))
+			sqlite3_exec(st->wconn->db, "ROLLBACK", NULL, NULL, NULL);
+		return -EIO;
+	}
+	atomic_fetch_add(&st->commits, 1);
+	return 0;
+}
+
+static void store_rollback(struct store *st)
+{
+	if (!sqlite3_get_autocommit(st->wconn->db))
+		sqlite3_exec(st->wconn->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static void store_finish_pending(struct store_pending *p, int rc)
+{
+	if (rc < 0) {
+		log_error("store.message_failed", "id=%s error=%d", p->m->id, rc);
+	}
+	p->done(p->arg, rc);
+	store_new_message_free(p->m);
+	free(p);
+}
+
+/*
+ * One group commit. All messages in one transaction; the callbacks run only
+ * after COMMIT returned. When the batch fails, every message is tried again in
+ * its own transaction so one bad message cannot take the others down with it.
+ */
+static void store_write_batch(struct store *st, struct store_pending *list, size_t n)
+{
+	int rc = store_begin(st);
+	for (struct store_pending *p = list; rc == 0 && p != NULL; p = p->next)
+		rc = store_insert_message(st->wconn, p->m);
+	if (rc == 0)
+		rc = store_commit(st);
+	else
+		store_rollback(st);
+	if (rc == 0) {
+		atomic_fetch_add(&st->batches, 1);
+		atomic_fetch_add(&st->batched_messages, n);
+		while (list != NULL) {
+			struct store_pending *next = list->next;
+			store_finish_pending(list, 0);
+			list = next;
+		}
+		return;
+	}
+	if (n > 1)
+		log_warn("store.batch_failed", "messages=%zu error=%d retry=single", n, rc);
+	while (list != NULL) {
+		struct store_pending *next = list->next;
+		int r = store_new_message_valid(list->m) ? store_begin(st) : -EINVAL;
+		if (r == 0) {
+			r = store_insert_message(st->wconn, list->m);
+			if (r == 0)
+				r = store_commit(st);
+			else
+				store_rollback(st);
+		}
+		/* Only an invalid message is the caller's fault; the rest is storage. */
+		store_finish_pending(list, r == -EINVAL ? -EINVAL : (r < 0 ? -EIO : 0));
+		list = next;
+	}
+}
+
+static void store_run_job_tx(struct store *st, struct store_job *job)
+{
+	int rc = store_begin(st);
+	if (rc == 0) {
+		rc = job->fn(st, st->wconn, job->arg);
+		if (rc >= 0)
+			rc = store_commit(st);
+		else
+			store_rollback(st);
+	}
+	pthread_mutex_lock(&st->lock);
+	job->rc = rc;
+	job->finished = true;
+	pthread_cond_broadcast(&st->done);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void *store_writer_main(void *arg)
+{
+	struct store *st = arg;
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		while (!st->stopping && st->pending_head == NULL && st->jobs_head == NULL)
+			pthread_cond_wait(&st->wake, &st->lock);
+		if (st->stopping && st->pending_head == NULL && st->jobs_head == NULL)
+			break;
+		if (st->batch_wait_us > 0 && st->jobs_head == NULL && !st->stopping &&
+		    st->npending < st->batch_max) {
+			/* Let the batch fill a little: fewer fsyncs under moderate load. */
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			long ns = ts.tv_nsec + (long)st->batch_wait_us * 1000L;
+			ts.tv_sec += ns / 1000000000L;
+			ts.tv_nsec = ns % 1000000000L;
+			pthread_cond_timedwait(&st->wake, &st->lock, &ts);
+		}
+		/* Take up to batch_max messages and at most one job, so that neither
+		 * ingest nor maintenance can starve the other. */
+		struct store_pending *batch = st->pending_head, *last = NULL;
+		size_t n = 0;
+		for (struct store_pending *p = batch; p != NULL && n < st->batch_max; p = p->next) {
+			last = p;
+			n++;
+		}
+		if (last != NULL) {
+			st->pending_head = last->next;
+			if (st->pending_head == NULL)
+				st->pending_tail = NULL;
+			last->next = NULL;
+			st->npending -= n;
+		}
+		struct store_job *job = st->jobs_head;
+		if (job != NULL) {
+			st->jobs_head = job->next;
+			if (st->jobs_head == NULL)
+				st->jobs_tail = NULL;
+			job->next = NULL;
+		}
+		pthread_mutex_unlock(&st->lock);
+		if (n > 0)
+			store_write_batch(st, batch, n);
+		if (job != NULL)
+			store_run_job_tx(st, job);
+		pthread_mutex_lock(&st->lock);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return NULL;
+}
+
+/*
+ * Runs fn on the writer thread inside one transaction (committed when fn returns
+ * >= 0, rolled back otherwise) and waits for it. Returns fn's result, -EIO when
+ * the commit failed, -ESHUTDOWN when closing, -EDEADLK from the writer itself
+ * (e.g. a done callback calling back into the store).
+ */
+static int store_run_job(struct store *st, int (*fn)(struct store *, struct store_conn *, void *),
+			 void *arg)
+{
+	if (st->writer_started && pthread_equal(pthread_self(), st->writer))
+		return -EDEADLK;
+	struct store_job job = {.fn = fn, .arg = arg};
+	pthread_mutex_lock(&st->lock);
+	if (st->stopping) {
+		pthread_mutex_unlock(&st->lock);
+		return -ESHUTDOWN;
+	}
+	if (st->jobs_tail != NULL)
+		st->jobs_tail->next = &job;
+	else
+		st->jobs_head = &job;
+	st->jobs_tail = &job;
+	pthread_cond_signal(&st->wake);
+	while (!job.finished)
+		pthread_cond_wait(&st->done, &st->lock);
+	pthread_mutex_unlock(&st->lock);
+	return job.rc;
+}
+
+int store_submit_message(struct store *st, struct store_new_message *m, store_done_fn done,
+			 void *arg)
+{
+	struct store_pending *p = xcalloc(1, sizeof(*p));
+	p->m = m;
+	p->done = done;
+	p->arg = arg;
+	pthread_mutex_lock(&st->lock);
+	if (st->stopping) {
+		pthread_mutex_unlock(&st->lock);
+		store_new_message_free(m);
+		free(p);
+		return -ESHUTDOWN;
+	}
+	if (st->pending_tail != NULL)
+		st->pending_tail->next = p;
+	else
+		st->pending_head = p;
+	st->pending_tail = p;
+	st->npending++;
+	pthread_cond_signal(&st->wake);
+	pthread_mutex_unlock(&st->lock);
+	return 0;
+}
+
+/* --- open / close ------------------------------------------------------- */
+
+static int store_mkdirs(const char *dir)
+{
+	char *p = xstrdup(dir);
+	int rc = 0;
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+			rc = -errno;
+			log_error("store.mkdir_failed", "dir=%s error=%s", p, strerror(errno));
+			break;
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+static int store_migrate(struct store_conn *c)
+{
+	sqlite3_stmt *s = NULL;
+	int version = -1;
+	if (sqlite3_prepare_v2(c->db, "PRAGMA user_version", -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	if (version < 0) {
+		store_log_sqlite("user_version", c->db);
+		return -EIO;
+	}
+	if (version > STORE_SCHEMA_VERSION) {
+		log_error("store.schema_too_new", "version=%d supported=%d", version,
+			  STORE_SCHEMA_VERSION);
+		return -EPROTO;
+	}
+	for (int v = version; v < STORE_SCHEMA_VERSION; v++) {
+		char sql[64];
+		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", v + 1);
+		if (store_exec(c->db, "BEGIN IMMEDIATE") < 0)
+			return -EIO;
+		if (store_exec(c->db, store_migrations[v]) < 0 || store_exec(c->db, sql) < 0 ||
+		    store_exec(c->db, "COMMIT") < 0) {
+			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+			return -EIO;
+		}
+		log_info("store.migrated", "version=%d", v + 1);
+	}
+	return 0;
+}
+
+int store_open(const struct store_options *opt, struct store **out)
+{
+	if (opt == NULL || opt->dir == NULL || opt->dir[0] == '\0' ||
+	    opt->batch_max > STORE_BATCH_MAX_LIMIT)
+		return -EINVAL;
+	int rc = store_mkdirs(opt->dir);
+	if (rc < 0)
+		return rc;
+	struct store *st = xcalloc(1, sizeof(*st));
+	st->dir = xstrdup(opt->dir);
+	st->db_path = xasprintf("%s/%s", opt->dir, STORE_DB_NAME);
+	st->batch_max = opt->batch_max > 0 ? opt->batch_max : STORE_BATCH_MAX_DEFAULT;
+	st->batch_wait_us = opt->batch_wait_us;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->wake, NULL);
+	pthread_cond_init(&st->done, NULL);
+	pthread_mutex_init(&st->pool_lock, NULL);
+	rc = store_conn_open(st->db_path, true, &st->wconn);
+	if (rc < 0)
+		goto fail;
+	rc = store_migrate(st->wconn);
+	if (rc < 0)
+		goto fail;
+	if (pthread_create(&st->writer, NULL, store_writer_main, st) != 0) {
+		rc = -EAGAIN;
+		goto fail;
+	}
+	st->writer_started = true;
+	log_info("store.open", "path=%s schema=%d batch_max=%u", st->db_path, STORE_SCHEMA_VERSION,
+		 st->batch_max);
+	*out = st;
+	return 0;
+fail:
+	store_close(st);
+	return rc;
+}
+
+void store_close(struct store *st)
+{
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&st->lock);
+	st->stopping = true;
+	pthread_cond_signal(&st->wake);
+	pthread_mutex_unlock(&st->lock);
+	if (st->writer_started)
+		pthread_join(st->writer, NULL);
+	if (st->wconn != NULL) {
+		/* Fold the WAL back into the database so a closed store is one file. */
+		sqlite3_wal_checkpoint_v2(st->wconn->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL,
+					  NULL);
+	}
+	while (st->pool != NULL) {
+		struct store_conn *c = st->pool;
+		st->pool = c->next;
+		store_conn_close(c);
+	}
+	store_conn_close(st->wconn);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->wake);
+	pthread_cond_destroy(&st->done);
+	pthread_mutex_destroy(&st->pool_lock);
+	free(st->dir);
+	free(st->db_path);
+	free(st);
+}
+
+void store_debug_counters(struct store *st, struct store_debug_counters *out)
+{
+	out->commits = atomic_load(&st->commits);
+	out->batches = atomic_load(&st->batches);
+	out->batched_messages = atomic_load(&st->batched_messages);
+}
+
+/* --- reading messages --------------------------------------------------- */
+
+#define STORE_MSG_COLS                                                                             \
+	"m.id, m.quarantine, m.received_at, m.sender, m.from_text, m.from_addr, m.to_text,"        \
+	" m.subject, m.message_id, m.date_ms, m.size, m.verdict, m.score, m.gateway,"              \
+	" m.client_address"
+
+static struct store_message *store_row_message(sqlite3_stmt *s)
+{
+	struct store_message *m = xcalloc(1, sizeof(*m));
+	snprintf(m->id, sizeof(m->id), "%s", (const char *)sqlite3_column_text(s, 0));
+	m->quarantine = store_col_dup(s, 1);
+	m->received_at = sqlite3_column_int64(s, 2);
+	m->sender = store_col_dup(s, 3);
+	m->from = store_col_dup(s, 4);
+	m->from_addr = store_col_dup(s, 5);
+	m->to = store_col_dup(s, 6);
+	m->subject = store_col_dup(s, 7);
+	m->message_id = store_col_dup(s, 8);
+	m->date_ms = sqlite3_column_int64(s, 9);
+	m->size = (uint64_t)sqlite3_column_int64(s, 10);
+	m->verdict = store_col_dup(s, 11);
+	m->has_score = sqlite3_column_type(s, 12) != SQLITE_NULL;
+	m->score = m->has_score ? sqlite3_column_double(s, 12) : 0;
+	m->gateway = store_col_dup(s, 13);
+	m->client_address = store_col_dup(s, 14);
+	return m;
+}
+
+static const char sql_get_rcpts[] = "SELECT address, state, reply, updated_at FROM recipients"
+				    " WHERE msg_id = ?1 ORDER BY pos";
+static const char sql_get_attachments[] =
+    "SELECT filename, content_type, size FROM attachments WHERE msg_id = ?1 ORDER BY idx";
+static const char sql_get_message[] = "SELECT " STORE_MSG_COLS " FROM messages m WHERE m.id = ?1";
+
+static int store_load_recipients(struct store_conn *c, struct store_message *m)
+{
+	sqlite3_stmt *s = store_stmt(c, sql_get_rcpts);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (m->nrecipients == cap) {
+			cap = cap > 0 ? cap * 2 : 4;
+			m->recipients = xreallocarray(m->recipients, cap, sizeof(*m->recipients));
+		}
+		struct store_recipient *r = &m->recipients[m->nrecipients++];
+		r->address = store_col_dup(s, 0);
+		r->state = (enum store_rcpt_state)sqlite3_column_int(s, 1);
+		r->reply = store_col_dup(s, 2);
+		r->updated_at = sqlite3_column_int64(s, 3);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		store_log_sqlite("load_recipients", c->db);
+		return -EIO;
+	}
+	return 0;
+}
+
+static int store_load_attachments(struct store_conn *c, struct store_message *m)
+{
+	sqlite3_stmt *s = store_stmt(c, sql_get_attachments);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
+	size_t cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (m->nattachments == cap) {
+			cap = cap > 0 ? cap * 2 : 4;
+			m->attachments =
+			    xreallocarray(m->attachments, cap, sizeof(*m->attachments));
+		}
+		struct store_attachment *a = &m->attachments[m->nattachments++];
+		a->filename = store_col_dup(s, 0);
+		a->content_type = store_col_dup(s, 1);
+		a->size = (uint64_t)sqlite3_column_int64(s, 2);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		store_log_sqlite("load_attachments", c->db);
+		return -EIO;
+	}
+	return 0;
+}
+
+int store_get(struct store *st, const char *id, struct store_message **out)
+{
+	if (!ids_valid(id))
+		return -ENOENT;
+	struct store_conn *c = NULL;
+	struct store_message *m = NULL;
+	int rc = store_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	rc = -EIO;
+	if (store_exec(c->db, "BEGIN") < 0)
+		goto fail;
+	sqlite3_stmt *s = store_stmt(c, sql_get_message);
+	if (s == NULL)
+		goto fail;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW)
+		m = store_row_message(s);
+	sqlite3_reset(s);
+	if (r == SQLITE_DONE) {
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (r != SQLITE_ROW) {
+		store_log_sqlite("get", c->db);
+		goto fail;
+	}
+	if ((rc = store_load_recipients(c, m)) < 0 || (rc = store_load_attachments(c, m)) < 0)
+		goto fail;
+	*out = m;
+	m = NULL;
+	rc = 0;
+fail:
+	store_message_free(m);
+	store_reader_put(st, c);
+	return rc;
+}
+
+static const char sql_get_body[] = "SELECT b.codec, b.data, m.size FROM messages m"
+				   " JOIN bodies b ON b.msg_seq = m.seq WHERE m.id = ?1";
+
+int store_get_raw(struct store *st, const char *id, unsigned char **raw, size_t *len)
+{
+	if (!ids_valid(id))
+		return -ENOENT;
+	struct store_conn *c = NULL;
+	int rc = store_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	rc = -EIO;
+	sqlite3_stmt *s = store_stmt(c, sql_get_body);
+	if (s == NULL)
+		goto fail;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	if (r == SQLITE_DONE) {
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (r != SQLITE_ROW) {
+		store_log_sqlite("get_raw", c->db);
+		goto fail;
+	}
+	const char *codec = (const char *)sqlite3_column_text(s, 0);
+	const void *data = sqlite3_column_blob(s, 1);
+	size_t dlen = (size_t)sqlite3_column_bytes(s, 1);
+	uint64_t size = (uint64_t)sqlite3_column_int64(s, 2);
+	if (size > STORE_RAW_MAX) {
+		log_error("store.body_corrupt", "id=%s size=%llu", id, (unsigned long long)size);
+		goto fail;
+	}
+	unsigned char *buf = xmalloc(size > 0 ? size : 1);
+	if (codec != NULL && strcmp(codec, "none") == 0) {
+		if (dlen != size) {
+			free(buf);
+			log_error("store.body_corrupt", "id=%s codec=none", id);
+			goto fail;
+		}
+		if (size > 0)
+			memcpy(buf, data, size);
+	} else if (codec != NULL && strcmp(codec, "zstd") == 0) {
+		size_t n = ZSTD_decompress(buf, size, data, dlen);
+		if (ZSTD_isError(n) || n != size) {
+			free(buf);
+			log_error("store.body_corrupt", "id=%s codec=zstd error=%s", id,
+				  ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size");
+			goto fail;
+		}
+	} else {
+		free(buf);
+		log_error("store.body_corrupt", "id=%s codec=%s", id, codec != NULL ? codec : "?");
+		goto fail;
+	}
+	*raw = buf;
+	*len = size;
+	rc = 0;
+fail:
+	if (s != NULL)
+		sqlite3_reset(s);
+	store_reader_put(st, c);
+	return rc;
+}
+
+/* --- listing ------------------------------------------------------------ */
+
+/* Values bound to a statement built at run time. Text is borrowed or owned. */
+struct store_binds {
+	struct {
+		bool is_text;
+		const char *text;
+		int64_t num;
+	} v[STORE_FILTER_IDS_MAX + 2 * STORE_FILTER_ADDRESSES_MAX + 32];
+	int n;
+	char *owned[STORE_FILTER_ADDRESSES_MAX + 16];
+	int nowned;
+};
+
+static void store_bind_text(struct store_binds *b, const char *t)
+{
+	b->v[b->n].is_text = true;
+	b->v[b->n].text = t;
+	b->n++;
+}
+
+/* Binds t and frees it with the binds. */
+static void store_bind_owned(struct store_binds *b, char *t)
+{
+	b->owned[b->nowned++] = t;
+	store_bind_text(b, t);
+}
+
+static void store_bind_int(struct store_binds *b, int64_t v)
+{
+	b->v[b->n].is_text = false;
+	b->v[b->n].num = v;
+	b->n++;
+}
+
+static void store_binds_apply(const struct store_binds *b, sqlite3_stmt *s)
+{
+	for (int i = 0; i < b->n; i++) {
+		if (b->v[i].is_text)
+			sqlite3_bind_text(s, i + 1, b->v[i].text, -1, SQLITE_TRANSIENT);
+		else
+			sqlite3_bind_int64(s, i + 1, b->v[i].num);
+	}
+}
+
+static void store_binds_clear(struct store_binds *b)
+{
+	for (int i = 0; i < b->nowned; i++)
+		free(b->owned[i]);
+	b->nowned = 0;
+	b->n = 0;
+}
+
+/* An FTS5 phrase: the text in double quotes, inner quotes doubled. */
+static char *store_fts_phrase(const char *s)
+{
+	char *r = xmalloc(2 * strlen(s) + 3);
+	char *p = r;
+	*p++ = '"';
+	for (; *s != '\0'; s++) {
+		if (*s == '"')
+			*p++ = '"';
+		*p++ = *s;
+	}
+	*p++ = '"';
+	*p = '\0';
+	return r;
+}
+
+/* A LIKE pattern matching s anywhere, with \ as the escape character. */
+static char *store_like_pattern(const char *s)
+{
+	char *r = xmalloc(2 * strlen(s) + 3);
+	char *p = r;
+	*p++ = '%';
+	for (; *s != '\0'; s++) {
+		if (*s == '%' || *s == '_' || *s == '\\')
+			*p++ = '\\';
+		*p++ = *s;
+	}
+	*p++ = '%';
+	*p = '\0';
+	return r;
+}
+
+/*
+ * Appends " AND ..." terms for f and the keyset cursor to the SQL in sb and their
+ * values to b. 0, or -EINVAL for a filter outside its limits.
+ *
+ * Index choice: without statistics SQLite may prefer an index that returns rows
+ * already in id order (quarantine, id) over a far more selective one and then
+ * scan a million rows for one user's fifty. So only the most selective kind of
+ * term present may drive the query (ids > recipients > sender > subject > time >
+ * quarantine); the others are written with a unary "+", which keeps them as
+ * plain filters.
+ */
+struct store_sql {
+	char *s;
+	size_t len, cap;
+};
+
+static void store_sql_add(struct store_sql *q, const char *s)
+{
+	store_strbuf_add(&q->s, &q->len, &q->cap, s);
+}
+
+enum store_driver {
+	STORE_DRIVE_NONE = 0,
+	STORE_DRIVE_QUARANTINE,
+	STORE_DRIVE_TIME,
+	STORE_DRIVE_SUBJECT,
+	STORE_DRIVE_SENDER,
+	STORE_DRIVE_RECIPIENT,
+	STORE_DRIVE_IDS,
+};
+
+static int store_filter_sql(const struct store_filter *f, const char *cursor, struct store_sql *q,
+			    struct store_binds *b)
+{
+	static const struct store_filter none;
+	if (f == NULL)
+		f = &none;
+	if (f->nids > STORE_FILTER_IDS_MAX || f->naddresses > STORE_FILTER_ADDRESSES_MAX ||
+	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL))
+		return -EINVAL;
+	int state = -1;
+	if (f->state != NULL && f->state[0] != '\0') {
+		enum store_rcpt_state s;
+		if (store_rcpt_state_parse(f->state, &s) < 0)
+			return -EINVAL;
+		state = (int)s;
+	}
+	bool scoped = (f->recipient != NULL && f->recipient[0] != '\0') || f->addresses != NULL;
+	bool has_sender = f->sender != NULL && f->sender[0] != '\0';
+	bool has_subject = f->subject != NULL && f->subject[0] != '\0';
+	bool has_time = f->since != 0 || f->until != 0;
+	enum store_driver drive = f->ids != NULL  ? STORE_DRIVE_IDS
+				  : scoped	  ? STORE_DRIVE_RECIPIENT
+				  : has_sender	  ? STORE_DRIVE_SENDER
+				  : has_subject	  ? STORE_DRIVE_SUBJECT
+				  : has_time	  ? STORE_DRIVE_TIME
+				  : f->quarantine ? STORE_DRIVE_QUARANTINE
+						  : STORE_DRIVE_NONE;
+#define STORE_IX(d) (drive == (d) ? " AND " : " AND +")
+
+	if (f->ids != NULL) {
+		store_sql_add(q, " AND m.id IN (");
+		for (size_t i = 0; i < f->nids; i++) {
+			store_sql_add(q, i > 0 ? ",?" : "?");
+			store_bind_text(b, f->ids[i] != NULL ? f->ids[i] : "");
+		}
+		store_sql_add(q, ")");
+	}
+	if (scoped) {
+		/* Driven by recipients(address_lc, msg_id): one user's mail only. */
+		store_sql_add(q, drive == STORE_DRIVE_RECIPIENT ? " AND m.id IN" : " AND +m.id IN");
+		store_sql_add(q, " (SELECT r.msg_id FROM recipients r WHERE 1");
+		if (f->recipient != NULL && f->recipient[0] != '\0') {
+			store_sql_add(q, " AND r.address_lc = ?");
+			store_bind_owned(b, store_lc(f->recipient));
+		}
+		if (f->addresses != NULL) {
+			store_sql_add(q, " AND r.address_lc IN (''");
+			for (size_t i = 0; i < f->naddresses; i++) {
+				store_sql_add(q, ",?");
+				store_bind_owned(b, store_lc(f->addresses[i]));
+			}
+			store_sql_add(q, ")");
+		}
+		if (state >= 0) {
+			store_sql_add(q, " AND r.state = ?");
+			store_bind_int(b, state);
+		}
+		if (cursor != NULL) {
+			store_sql_add(q, " AND r.msg_id < ?");
+			store_bind_text(b, cursor);
+		}
+		store_sql_add(q, ")");
+	} else if (state == STORE_RCPT_QUARANTINED) {
+		store_sql_add(q, " AND m.held > 0");
+	} else if (state >= 0) {
+		store_sql_add(q, " AND EXISTS (SELECT 1 FROM recipients r"
+				 " WHERE r.msg_id = m.id AND r.state = ?)");
+		store_bind_int(b, state);
+	}
+	if (has_sender) {
+		const char *at = strchr(f->sender, '@');
+		const char *ix = STORE_IX(STORE_DRIVE_SENDER);
+		char *lc;
+		if (at != NULL && at != f->sender) {
+			/* an address: the envelope sender or the From: address */
+			lc = store_lc(f->sender);
+			store_sql_add(q, ix);
+			store_sql_add(q, "(m.sender_lc = ? OR m.from_addr_lc = ?)");
+		} else {
+			/* a domain, "x.jp" or "@x.jp" */
+			lc = store_lc(at != NULL ? at + 1 : f->sender);
+			store_sql_add(q, ix);
+			store_sql_add(q, "(m.sender_domain = ? OR m.from_domain = ?)");
+		}
+		store_bind_owned(b, lc);
+		store_bind_text(b, lc);
+	}
+	if (has_subject) {
+		if (store_utf8_chars(f->subject) >= STORE_FTS_MIN_CHARS) {
+			/* The trigram index folds case (also beyond ASCII) and matches
+			 * the phrase as a substring. */
+			store_sql_add(q, STORE_IX(STORE_DRIVE_SUBJECT));
+			store_sql_add(q, "m.seq IN (SELECT rowid FROM subject_fts"
+					 " WHERE subject_fts MATCH ?)");
+			store_bind_owned(b, store_fts_phrase(f->subject));
+		} else {
+			/*
+			 * Trigrams cannot answer 1-2 characters (common: many Japanese
+			 * words are two kanji), so this falls back to LIKE over the rows
+			 * the other filters leave; LIKE folds ASCII case only.
+			 */
+			store_sql_add(q, " AND m.subject LIKE ? ESCAPE '\\'");
+			store_bind_owned(b, store_like_pattern(f->subject));
+		}
+	}
+	if (f->since != 0) {
+		store_sql_add(q, STORE_IX(STORE_DRIVE_TIME));
+		store_sql_add(q, "m.received_at >= ?");
+		store_bind_int(b, f->since);
+	}
+	if (f->until != 0) {
+		store_sql_add(q, STORE_IX(STORE_DRIVE_TIME));
+		store_sql_add(q, "m.received_at < ?");
+		store_bind_int(b, f->until);
+	}
+	if (f->quarantine != NULL) {
+		store_sql_add(q, STORE_IX(STORE_DRIVE_QUARANTINE));
+		store_sql_add(q, "m.quarantine = ?");
+		store_bind_text(b, f->quarantine);
+	}
+	if (f->verdict != NULL) {
+		store_sql_add(q, " AND +m.verdict = ?");
+		store_bind_text(b, f->verdict);
+	}
+	if (f->gateway != NULL) {
+		store_sql_add(q, " AND +m.gateway = ?");
+		store_bind_text(b, f->gateway);
+	}
+	if (cursor != NULL) {
+		/* The keyset: usable in (quarantine, id), (sender_lc, id), ... and the
+		 * id index itself; a plain filter after the other drivers. */
+		bool ix = drive == STORE_DRIVE_NONE || drive == STORE_DRIVE_QUARANTINE ||
+			  drive == STORE_DRIVE_SENDER;
+		store_sql_add(q, ix ? " AND m.id < ?" : " AND +m.id < ?");
+		store_bind_text(b, cursor);
+	}
+#undef STORE_IX
+	return 0;
+}
+
+/*
+ * Prepares "<head> FROM messages m WHERE <f> ORDER BY m.id DESC LIMIT n" on c,
+ * with its values bound (copied). 0, -EINVAL or -EIO.
+ */
+static int store_prepare_filtered(struct store_conn *c, const char *head,
+				  const struct store_filter *f, const char *cursor, size_t limit,
+				  sqlite3_stmt **out)
+{
+	struct store_sql q = {0};
+	struct store_binds *b = xcalloc(1, sizeof(*b));
+	store_sql_add(&q, head);
+	store_sql_add(&q, " FROM messages m WHERE 1");
+	int rc = store_filter_sql(f, cursor, &q, b);
+	if (rc < 0)
+		goto fail;
+	store_sql_add(&q, " ORDER BY m.id DESC LIMIT ?");
+	store_bind_int(b, (int64_t)limit);
+	rc = -EIO;
+	if (sqlite3_prepare_v2(c->db, q.s, -1, out, NULL) != SQLITE_OK) {
+		store_log_sqlite("prepare_list", c->db);
+		goto fail;
+	}
+	store_binds_apply(b, *out);
+	rc = 0;
+fail:
+	store_binds_clear(b);
+	free(b);
+	free(q.s);
+	return rc;
+}
+
+int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
+			  char **plan)
+{
+	struct store_conn *c = NULL;
+	sqlite3_stmt *s = NULL;
+	int rc = store_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	rc = store_prepare_filtered(c, "EXPLAIN QUERY PLAN SELECT " STORE_MSG_COLS, f, cursor, 50,
+				    &s);
+	if (rc < 0)
+		goto fail;
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	store_strbuf_add(&buf, &len, &cap, "");
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		store_strbuf_add(&buf, &len, &cap, (const char *)sqlite3_column_text(s, 3));
+		store_strbuf_add(&buf, &len, &cap, "\n");
+	}
+	*plan = buf;
+fail:
+	sqlite3_finalize(s);
+	store_reader_put(st, c);
+	return rc;
+}
+
+int store_list(struct store *st, const struct store_filter *f, size_t limit, const char *cursor,
+	       struct store_message ***out, size_t *n, char **next_cursor)
+{
+	if (limit < 1 || limit > STORE_LIST_LIMIT_MAX)
+		return -EINVAL;
+	if (cursor != NULL && !ids_valid(cursor))
+		return -EINVAL;
+	struct store_conn *c = NULL;
+	sqlite3_stmt *s = NULL;
+	struct store_message **v = NULL;
+	size_t nv = 0;
+	int rc = store_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	if ((rc = store_exec(c->db, "BEGIN")) < 0)
+		goto fail;
+	/* One row more than asked tells whether there is a next page. */
+	if ((rc = store_prepare_filtered(c, "SELECT " STORE_MSG_COLS, f, cursor, limit + 1, &s)) <
+	    0)
+		goto fail;
+	v = xcalloc(limit + 1, sizeof(*v));
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW)
+		v[nv++] = store_row_message(s);
+	if (r != SQLITE_DONE) {
+		store_log_sqlite("list", c->db);
+		rc = -EIO;
+		goto fail;
+	}
+	char *next = NULL;
+	if (nv > limit) {
+		store_message_free(v[limit]);
+		v[limit] = NULL;
+		nv = limit;
+		next = xstrdup(v[limit - 1]->id);
+	}
+	for (size_t i = 0; i < nv; i++) {
+		if ((rc = store_load_recipients(c, v[i])) < 0) {
+			free(next);
+			goto fail;
+		}
+	}
+	*out = v;
+	*n = nv;
+	*next_cursor = next;
+	v = NULL;
+	rc = 0;
+fail:
+	store_message_array_free(v, nv);
+	sqlite3_finalize(s);
+	store_reader_put(st, c);
+	return rc;
+}
+
+/* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
+static int store_list_ids(struct store *st, const struct store_filter *f, const char *cursor,
+			  size_t limit, char ***out, size_t *n)
+{
+	struct store_conn *c = NULL;
+	sqlite3_stmt *s = NULL;
+	char **v = NULL;
+	size_t nv = 0;
+	int rc = store_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	if ((rc = store_prepare_filtered(c, "SELECT m.id", f, cursor, limit, &s)) < 0)
+		goto fail;
+	v = xcalloc(limit, sizeof(*v));
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW)
+		v[nv++] = store_col_dup(s, 0);
+	if (r != SQLITE_DONE) {
+		store_log_sqlite("list_ids", c->db);
+		rc = -EIO;
+		goto fail;
+	}
+	*out = v;
+	*n = nv;
+	v = NULL;
+	rc = 0;
+fail:
+	if (v != NULL) {
+		for (size_t i = 0; i < nv; i++)
+			free(v[i]);
+		free(v);
+	}
+	sqlite3_finalize(s);
+	store_reader_put(st, c);
+	return rc;
+}
+
+static const char sql_quarantines[] =
+    "SELECT q.name, q.type, q.messages, q.bytes,"
+    " (SELECT min(received_at) FROM messages WHERE quarantine = q.name AND held > 0)"
+    " FROM quarantines q ORDER BY q.name";
+
+int store_quarantines(struct store *st, struct store_quarantine_stats **out, size_t *n)
+{
+	struct store_conn *c = NULL;
+	struct store_quarantine_stats *v = NULL;
+	size_t nv = 0, cap = 0;
+	int rc = store_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	rc = -EIO;
+	sqlite3_stmt *s = store_stmt(c, sql_quarantines);
+	if (s == NULL)
+		goto fail;
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		if (nv == cap) {
+			cap = cap > 0 ? cap * 2 : 4;
+			v = xreallocarray(v, cap, sizeof(*v));
+		}
+		struct store_quarantine_stats *q = &v[nv++];
+		q->name = store_col_dup(s, 0);
+		q->type = store_col_dup(s, 1);
+		q->messages = (uint64_t)sqlite3_column_int64(s, 2);
+		q->bytes = (uint64_t)sqlite3_column_int64(s, 3);
+		q->oldest = sqlite3_column_int64(s, 4); /* NULL reads as 0 */
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE) {
+		store_log_sqlite("quarantines", c->db);
+		goto fail;
+	}
+	*out = v;
+	*n = nv;
+	v = NULL;
+	rc = 0;
+fail:
+	store_quarantine_stats_free(v, nv);
+	store_reader_put(st, c);
+	return rc;
+}
+
+/* --- recipient state changes (writer jobs) ------------------------------ */
+
+static const char sql_msg_exists[] = "SELECT 1 FROM messages WHERE id = ?1";
+static const char sql_rcpt_exists[] =
+    "SELECT 1 FROM recipients WHERE msg_id = ?1 AND address_lc = ?2";
+static const char sql_rcpt_change_one[] =
+    "UPDATE recipients SET state = ?3, updated_at = ?4"
+    " WHERE msg_id = ?1 AND address_lc = ?2 AND state = 0 RETURNING address";
+static const char sql_rcpt_change_all[] = "UPDATE recipients SET state = ?2, updated_at = ?3"
+					  " WHERE msg_id = ?1 AND state = 0 RETURNING address";
+static const char sql_insert_delivery[] =
+    "INSERT INTO deliveries (msg_id, next_attempt_at, rcpts) VALUES (?1, ?2, ?3)";
+
+/* 1 when the statement yields a row, 0 when not, -EIO on error. */
+static int store_step_exists(struct store_conn *c, sqlite3_stmt *s)
+{
+	int r = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (r == SQLITE_ROW)
+		return 1;
+	if (r == SQLITE_DONE)
+		return 0;
+	store_log_sqlite("exists", c->db);
+	return -EIO;
+}
+
+/* Steps an UPDATE ... RETURNING address, adding each address to *v. */
+static int store_collect_returning(struct store_conn *c, sqlite3_stmt *s, char ***v, size_t *n)
+{
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		*v = xreallocarray(*v, *n + 1, sizeof(**v));
+		(*v)[(*n)++] = store_col_dup(s, 0);
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE) {
+		store_log_sqlite("change_state", c->db);
+		return -EIO;
+	}
+	return 0;
+}
+
+/*
+ * Moves the quarantined recipients of message id in rcpts (NULL: all) to state
+ * to; a release queues one delivery for the moved ones. strict: an address that
+ * is not a recipient is -EINVAL (and nothing changes, as the caller rolls back);
+ * otherwise it is skipped. Adds the number moved to *changed.
+ */
+static int store_change_one(struct store_conn *c, const char *id, const char *const *rcpts,
+			    size_t nrcpts, bool strict, enum store_rcpt_state to, int64_t now,
+			    int *changed)
+{
+	char **moved = NULL;
+	size_t nmoved = 0;
+	int rc = -EIO;
+	sqlite3_stmt *s = store_stmt(c, sql_msg_exists);
+	if (s == NULL)
+		goto fail;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	if ((rc = store_step_exists(c, s)) <= 0) {
+		rc = rc == 0 ? -ENOENT : rc;
+		goto fail;
+	}
+	if (rcpts == NULL) {
+		rc = -EIO;
+		if ((s = store_stmt(c, sql_rcpt_change_all)) == NULL)
+			goto fail;
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 2, (int)to);
+		sqlite3_bind_int64(s, 3, now);
+		if ((rc = store_collect_returning(c, s, &moved, &nmoved)) < 0)
+			goto fail;
+	}
+	for (size_t i = 0; rcpts != NULL && i < nrcpts; i++) {
+		char *lc = store_lc(rcpts[i]);
+		rc = -EIO;
+		if (strict && (s = store_stmt(c, sql_rcpt_exists)) != NULL) {
+			sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 2, lc, -1, SQLITE_STATIC);
+			rc = store_step_exists(c, s);
+			if (rc == 0)
+				rc = -EINVAL;
+		} else if (!strict) {
+			rc = 1;
+		}
+		if (rc > 0 && (s = store_stmt(c, sql_rcpt_change_one)) != NULL) {
+			sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 2, lc, -1, SQLITE_STATIC);
+			sqlite3_bind_int(s, 3, (int)to);
+			sqlite3_bind_int64(s, 4, now);
+			rc = store_collect_returning(c, s, &moved, &nmoved);
+		} else if (rc > 0) {
+			rc = -EIO;
+		}
+		free(lc);
+		if (rc < 0)
+			goto fail;
+	}
+	if (to == STORE_RCPT_RELEASING && nmoved > 0) {
+		rc = -EIO;
+		if ((s = store_stmt(c, sql_insert_delivery)) == NULL)
+			goto fail;
+		char *json = store_json_array(moved, nmoved);
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, now);
+		sqlite3_bind_text(s, 3, json, -1, SQLITE_STATIC);
+		rc = store_step_done(c, s, "insert_delivery");
+		free(json);
+		if (rc < 0)
+			goto fail;
+	}
+	*changed += (int)nmoved;
+	rc = 0;
+fail:
+	for (size_t i = 0; i < nmoved; i++)
+		free(moved[i]);
+	free(moved);
+	return rc;
+}
+
+struct store_change_args {
+	const char *const *ids;
+	size_t nids;
+	const char *const *rcpts;
+	size_t nrcpts;
+	bool strict;
+	enum store_rcpt_state to;
+	int64_t now;
+	int changed;
+};
+
+static int store_change_job(struct store *st, struct store_conn *c, void *arg)
+{
+	struct store_change_args *a = arg;
+	a->changed = 0;
+	for (size_t i = 0; i < a->nids; i++) {
+		int rc = store_change_one(c, a->ids[i], a->rcpts, a->nrcpts, a->strict, a->to,
+					  a->now, &a->changed);
+		/* A message purged between listing and this job is no error in bulk. */
+		if (rc == -ENOENT && !a->strict)
+			continue;
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int store_change(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+			enum store_rcpt_state to, int64_t now, int *changed)
+{
+	if (!ids_valid(id))
+		return -ENOENT;
+	struct store_change_args a = {
+	    .ids = &id,
+	    .nids = 1,
+	    .rcpts = rcpts,
+	    .nrcpts = nrcpts,
+	    .strict = true,
+	    .to = to,
+	    .now = now,
+	};
+	int rc = store_run_job(st, store_change_job, &a);
+	if (changed != NULL)
+		*changed = rc == 0 ? a.changed : 0;
+	return rc;
+}
+
+int store_release(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+		  int64_t now, int *changed)
+{
+	return store_change(st, id, rcpts, nrcpts, STORE_RCPT_RELEASING, now, changed);
+}
+
+int store_delete(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+		 int64_t now, int *changed)
+{
+	return store_change(st, id, rcpts, nrcpts, STORE_RCPT_DELETED, now, changed);
+}
+
+/*
+ * Bulk change: pages through the matching messages that still have a
+ * quarantined recipient in scope, one writer transaction per page.
+ */
+static int store_change_matching(struct store *st, const struct store_filter *f,
+				 enum store_rcpt_state to, int64_t now, int *changed)
+{
+	static const struct store_filter none;
+	if (f == NULL)
+		f = &none;
+	if (changed != NULL)
+		*changed = 0;
+	if (f->state != NULL && f->state[0] != '\0' && strcmp(f->state, "quarantined") != 0) {
+		enum store_rcpt_state s;
+		return store_rcpt_state_parse(f->state, &s); /* nothing else can change */
+	}
+	struct store_filter q = *f;
+	q.state = "quarantined";
+	/* Scope: the recipients this caller may touch (NULL: all of them). */
+	const char *const *scope = NULL;
+	size_t nscope = 0;
+	const char *one[1];
+	if (f->addresses != NULL) {
+		if (f->recipient != NULL && f->recipient[0] != '\0') {
+			bool in = false;
+			for (size_t i = 0; i < f->naddresses; i++)
+				in = in || strcasecmp(f->addresses[i], f->recipient) == 0;
+			if (!in)
+				return 0;
+			one[0] = f->recipient;
+			scope = one;
+			nscope = 1;
+		} else {
+			scope = f->addresses;
+			nscope = f->naddresses;
+		}
+	} else if (f->recipient != NULL && f->recipient[0] != '\0') {
+		one[0] = f->recipient;
+		scope = one;
+		nscope = 1;
+	}
+	char *cursor = NULL;
+	int total = 0, rc = 0;
+	for (;;) {
+		char **ids = NULL;
+		size_t n = 0;
+		rc = store_list_ids(st, &q, cursor, STORE_MAINT_BATCH_DEFAULT, &ids, &n);
+		if (rc < 0)
+			break;
+		struct store_change_args a = {
+		    .ids = (const char *const *)ids,
+		    .nids = n,
+		    .rcpts = scope,
+		    .nrcpts = nscope,
+		    .strict = false,
+		    .to = to,
+		    .now = now,
+		};
+		if (n > 0)
+			rc = store_run_job(st, store_change_job, &a);
+		total += a.changed;
+		free(cursor);
+		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
+		for (size_t i = 0; i < n; i++)
+			free(ids[i]);
+		free(ids);
+		if (rc < 0 || n < STORE_MAINT_BATCH_DEFAULT)
+			break;
+	}
+	free(cursor);
+	if (changed != NULL)
+		*changed = total;
+	return rc;
+}
+
+int store_release_matching(struct store *st, const struct store_filter *f, int64_t now,
+			   int *changed)
+{
+	return store_change_matching(st, f, STORE_RCPT_RELEASING, now, changed);
+}
+
+int store_delete_matching(struct store *st, const struct store_filter *f, int64_t now, int *changed)
+{
+	return store_change_matching(st, f, STORE_RCPT_DELETED, now, changed);
+}
+
+/* --- deliveries --------------------------------------------------------- */
+
+static const char sql_claim_pick[] =
+    "SELECT d.job_id, d.msg_id, d.attempts, d.rcpts, m.sender FROM deliveries d"
+    " JOIN messages m ON m.id = d.msg_id WHERE d.next_attempt_at <= ?1"
+    " ORDER BY d.next_attempt_at, d.job_id LIMIT 1";
+static const char sql_claim_lease[] =
+    "UPDATE deliveries SET next_attempt_at = ?2, leased = 1,"
+    " first_attempt_at = coalesce(first_attempt_at, ?3) WHERE job_id = ?1";
+static const char sql_json_each[] = "SELECT value FROM json_each(?1)";
+
+/* The strings of a JSON array (as written by store_json_array). */
+static int store_json_strings(struct store_conn *c, const char *json, char ***out, size_t *n)
+{
+	sqlite3_stmt *s = store_stmt(c, sql_json_each);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, json, -1, SQLITE_STATIC);
+	char **v = NULL;
+	size_t nv = 0;
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, nv + 1, sizeof(*v));
+		v[nv++] = store_col_dup(s, 0);
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE) {
+		store_log_sqlite("json_each", c->db);
+		for (size_t i = 0; i < nv; i++)
+			free(v[i]);
+		free(v);
+		return -EIO;
+	}
+	*out = v;
+	*n = nv;
+	return 0;
+}
+
+struct store_claim_args {
+	int64_t now;
+	int64_t lease_ms;
+	struct store_delivery *d;
+};
+
+static int store_claim_job(struct store *st, struct store_conn *c, void *arg)
+{
+	struct store_claim_args *a = arg;
+	struct store_delivery *d = NULL;
+	sqlite3_stmt *s = store_stmt(c, sql_claim_pick);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, a->now);
+	int r = sqlite3_step(s);
+	if (r == SQLITE_DONE) {
+		sqlite3_reset(s);
+		return -EAGAIN;
+	}
+	if (r != SQLITE_ROW) {
+		sqlite3_reset(s);
+		store_log_sqlite("claim", c->db);
+		return -EIO;
+	}
+	d = xcalloc(1, sizeof(*d));
+	d->job_id = sqlite3_column_int64(s, 0);
+	snprintf(d->msg_id, sizeof(d->msg_id), "%s", (const char *)sqlite3_column_text(s, 1));
+	d->attempts = (unsigned)sqlite3_column_int(s, 2);
+	char *json = store_col_dup(s, 3);
+	d->sender = store_col_dup(s, 4);
+	sqlite3_reset(s);
+	int rc = store_json_strings(c, json, &d->rcpts, &d->nrcpts);
+	free(json);
+	if (rc < 0)
+		goto fail;
+	rc = -EIO;
+	if ((s = store_stmt(c, sql_claim_lease)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(s, 1, d->job_id);
+	sqlite3_bind_int64(s, 2, a->now + a->lease_ms);
+	sqlite3_bind_int64(s, 3, a->now);
+	if ((rc = store_step_done(c, s, "lease")) < 0)
+		goto fail;
+	a->d = d;
+	return 0;
+fail:
+	store_delivery_free(d);
+	return rc;
+}
+
+int store_delivery_claim(struct store *st, int64_t now, int64_t lease_ms,
+			 struct store_delivery **out)
+{
+	if (lease_ms < 0)
+		return -EINVAL;
+	struct store_claim_args a = {.now = now, .lease_ms = lease_ms};
+	int rc = store_run_job(st, store_claim_job, &a);
+	if (rc == 0)
+		*out = a.d;
+	return rc;
+}
+
+static const char sql_finish_job[] = "SELECT msg_id, rcpts FROM deliveries WHERE job_id = ?1";
+static const char sql_finish_rcpt[] =
+    "UPDATE recipients SET state = ?3, reply = coalesce(?4, reply), updated_at = ?5"
+    " WHERE msg_id = ?1 AND address_lc = ?2 AND state = 1";
+static const char sql_finish_delete[] = "DELETE FROM deliveries WHERE job_id = ?1";
+static const char sql_finish_retry[] =
+    "UPDATE deliveries SET rcpts = ?2, attempts = attempts + 1, next_attempt_at = ?3,"
+    " leased = 0 WHERE job_id = ?1";
+
+struct store_finish_args {
+	int64_t job_id;
+	const struct store_delivery_result *results;
+	size_t nresults;
+	int64_t now;
+	int64_t retry_at;
+};
+
+static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
+{
+	struct store_finish_args *a = arg;
+	char *msg_id = NULL;
+	char **rcpts = NULL, **left = NULL;
+	size_t nrcpts = 0, nleft = 0;
+	int rc = -EIO;
+	sqlite3_stmt *s = store_stmt(c, sql_finish_job);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, a->job_id);
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW) {
+		msg_id = store_col_dup(s, 0);
+		char *json = store_col_dup(s, 1);
+		sqlite3_reset(s);
+		rc = store_json_strings(c, json, &rcpts, &nrcpts);
+		free(json);
+		if (rc < 0)
+			goto fail;
+	} else {
+		sqlite3_reset(s);
+		rc = r == SQLITE_DONE ? -ENOENT : -EIO;
+		goto fail;
+	}
+	left = xcalloc(nrcpts > 0 ? nrcpts : 1, sizeof(*left));
+	for (size_t i = 0; i < nrcpts; i++) {
+		const struct store_delivery_result *res = NULL;
+		for (size_t j = 0; j < a->nresults && res == NULL; j++) {
+			if (a->results[j].rcpt != NULL &&
+			    strcasecmp(a->results[j].rcpt, rcpts[i]) == 0)
+				res = &a->results[j];
+		}
+		/* No word about a recipient: it was not tried, so it stays queued. */
+		int to = STORE_RCPT_RELEASING;
+		if (res != NULL && res->outcome == STORE_DELIVERY_DELIVERED)
+			to = STORE_RCPT_RELEASED;
+		else if (res != NULL && res->outcome == STORE_DELIVERY_FAILED)
+			to = STORE_RCPT_FAILED;
+		if (to == STORE_RCPT_RELEASING)
+			left[nleft++] = rcpts[i];
+		if (res == NULL)
+			continue;
+		rc = -EIO;
+		if ((s = store_stmt(c, sql_finish_rcpt)) == NULL)
+			goto fail;
+		char *lc = store_lc(rcpts[i]);
+		sqlite3_bind_text(s, 1, msg_id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, lc, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 3, to);
+		sqlite3_bind_text(s, 4, res->reply, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 5, a->now);
+		rc = store_step_done(c, s, "finish_rcpt");
+		free(lc);
+		if (rc < 0)
+			goto fail;
+	}
+	rc = -EIO;
+	if (nleft == 0) {
+		if ((s = store_stmt(c, sql_finish_delete)) == NULL)
+			goto fail;
+		sqlite3_bind_int64(s, 1, a->job_id);
+		rc = store_step_done(c, s, "finish_delete");
+	} else {
+		if ((s = store_stmt(c, sql_finish_retry)) == NULL)
+			goto fail;
+		char *json = store_json_array(left, nleft);
+		sqlite3_bind_int64(s, 1, a->job_id);
+		sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 3, a->retry_at);
+		rc = store_step_done(c, s, "finish_retry");
+		free(json);
+	}
+fail:
+	for (size_t i = 0; i < nrcpts; i++)
+		free(rcpts[i]);
+	free(rcpts);
+	free(left);
+	free(msg_id);
+	return rc;
+}
+
+int store_delivery_finish(struct store *st, const struct store_delivery *d,
+			  const struct store_delivery_result *results, size_t nresults, int64_t now,
+			  int64_t retry_at)
+{
+	if (d == NULL || (nresults > 0 && results == NULL))
+		return -EINVAL;
+	struct store_finish_args a = {
+	    .job_id = d->job_id,
+	    .results = results,
+	    .nresults = nresults,
+	    .now = now,
+	    .retry_at = retry_at,
+	};
+	return store_run_job(st, store_finish_job, &a);
+}
+
+static const char sql_reset_leases[] =
+    "UPDATE deliveries SET next_attempt_at = ?1, leased = 0 WHERE leased = 1";
+
+static int store_reset_leases_job(struct store *st, struct store_conn *c, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(c, sql_reset_leases);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, *(int64_t *)arg);
+	return store_step_done(c, s, "reset_leases");
+}
+
+int store_delivery_reset_leases(struct store *st, int64_t now)
+{
+	return store_run_job(st, store_reset_leases_job, &now);
+}
+
+/* Runs one single-value query on a read connection; *out is NULL-as-0. */
+static int store_read_int(struct store *st, const char *sql, int64_t *out, bool *null)
+{
+	struct store_conn *c = NULL;
+	int rc = store_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	rc = -EIO;
+	sqlite3_stmt *s = store_stmt(c, sql);
+	if (s != NULL) {
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			if (null != NULL)
+				*null = sqlite3_column_type(s, 0) == SQLITE_NULL;
+			*out = sqlite3_column_int64(s, 0);
+			rc = 0;
+		} else {
+			store_log_sqlite("read_int", c->db);
+		}
+		sqlite3_reset(s);
+	}
+	store_reader_put(st, c);
+	return rc;
+}
+
+static const char sql_deliveries_count[] = "SELECT count(*) FROM deliveries";
+static const char sql_deliveries_next[] = "SELECT min(next_attempt_at) FROM deliveries";
+
+int store_delivery_pending(struct store *st, uint64_t *count)
+{
+	int64_t v = 0;
+	int rc = store_read_int(st, sql_deliveries_count, &v, NULL);
+	if (rc == 0)
+		*count = (uint64_t)v;
+	return rc;
+}
+
+int store_delivery_next_due(struct store *st, int64_t *when)
+{
+	int64_t v = 0;
+	bool null = true;
+	int rc = store_read_int(st, sql_deliveries_next, &v, &null);
+	if (rc == 0 && null)
+		return -EAGAIN;
+	if (rc == 0)
+		*when = v;
+	return rc;
+}
+
+/* --- expiry and purge --------------------------------------------------- */
+
+static const char sql_expire_pick[] = "SELECT id FROM messages WHERE quarantine = ?1 AND held > 0"
+				      " AND received_at < ?2 LIMIT ?3";
+static const char sql_expire_rcpts[] =
+    "UPDATE recipients SET state = 4, updated_at = ?2 WHERE msg_id = ?1 AND state = 0";
+static const char sql_purge_pick[] = "SELECT id FROM messages WHERE active = 0 LIMIT ?1";
+static const char sql_purge_delete[] = "DELETE FROM messages WHERE id = ?1";
+
+struct store_batch_args {
+	const char *quarantine;
+	int64_t cutoff;
+	int64_t now;
+	size_t batch;
+	size_t done;   /* messages handled by this job */
+	uint64_t rows; /* rows the change statements touched (recipients when expiring) */
+};
+
+/* Ids from a "SELECT id ... LIMIT" statement already bound. */
+static int store_pick_ids(struct store_conn *c, sqlite3_stmt *s, char ***out, size_t *n)
+{
+	char **v = NULL;
+	size_t nv = 0;
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, nv + 1, sizeof(*v));
+		v[nv++] = store_col_dup(s, 0);
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE) {
+		store_log_sqlite("pick", c->db);
+		for (size_t i = 0; i < nv; i++)
+			free(v[i]);
+		free(v);
+		return -EIO;
+	}
+	*out = v;
+	*n = nv;
+	return 0;
+}
+
+/* One writer job per batch: ids are picked and changed in the same transaction. */
+static int store_batch_job(struct store_conn *c, struct store_batch_args *a, const char *pick,
+			   const char *change)
+{
+	sqlite3_stmt *s = store_stmt(c, pick);
+	if (s == NULL)
+		return -EIO;
+	if (a->quarantine != NULL) {
+		sqlite3_bind_text(s, 1, a->quarantine, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, a->cutoff);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)a->batch);
+	} else {
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)a->batch);
+	}
+	char **ids = NULL;
+	size_t n = 0;
+	int rc = store_pick_ids(c, s, &ids, &n);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		rc = -EIO;
+		if ((s = store_stmt(c, change)) == NULL)
+			break;
+		sqlite3_bind_text(s, 1, ids[i], -1, SQLITE_STATIC);
+		if (a->quarantine != NULL)
+			sqlite3_bind_int64(s, 2, a->now);
+		rc = store_step_done(c, s, "batch_change");
+		if (rc == 0)
+			a->rows += (uint64_t)sqlite3_changes(c->db);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	a->done = rc == 0 ? n : 0;
+	return rc;
+}
+
+static int store_expire_job(struct store *st, struct store_conn *c, void *arg)
+{
+	return store_batch_job(c, arg, sql_expire_pick, sql_expire_rcpts);
+}
+
+static int store_purge_job(struct store *st, struct store_conn *c, void *arg)
+{
+	return store_batch_job(c, arg, sql_purge_pick, sql_purge_delete);
+}
+
+static int store_vacuum_job(struct store *st, struct store_conn *c, void *arg)
+{
+	sqlite3_stmt *s = store_stmt(c, "PRAGMA incremental_vacuum");
+	if (s == NULL)
+		return -EIO;
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW)
+		;
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE) {
+		store_log_sqlite("incremental_vacuum", c->db);
+		return -EIO;
+	}
+	return 0;
+}
+
+static size_t store_maint_batch(size_t batch)
+{
+	if (batch == 0)
+		return STORE_MAINT_BATCH_DEFAULT;
+	return batch > STORE_MAINT_BATCH_MAX ? STORE_MAINT_BATCH_MAX : batch;
+}
+
+int store_purge(struct store *st, size_t batch, uint64_t *purged)
+{
+	struct store_batch_args a = {.batch = store_maint_batch(batch)};
+	uint64_t total = 0;
+	int rc;
+	do {
+		rc = store_run_job(st, store_purge_job, &a);
+		total += a.done;
+	} while (rc == 0 && a.done == a.batch);
+	if (rc == 0 && total > 0)
+		rc = store_run_job(st, store_vacuum_job, NULL);
+	if (purged != NULL)
+		*purged = total;
+	if (total > 0)
+		log_info("store.purged", "messages=%llu", (unsigned long long)total);
+	return rc;
+}
+
+int store_expire(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
+		 size_t batch, uint64_t *expired, uint64_t *purged)
+{
+	if (quarantine == NULL)
+		return -EINVAL;
+	struct store_batch_args a = {
+	    .quarantine = quarantine,
+	    .cutoff = cutoff,
+	    .now = now,
+	    .batch = store_maint_batch(batch),
+	};
+	uint64_t total = 0;
+	int rc;
+	/* Each batch is its own writer job: queued ingest commits in between. */
+	do {
+		rc = store_run_job(st, store_expire_job, &a);
+		total += a.done;
+	} while (rc == 0 && a.done == a.batch);
+	if (expired != NULL)
+		*expired = a.rows;
+	if (total > 0)
+		log_info("store.expired", "quarantine=%s messages=%llu recipients=%llu", quarantine,
+			 (unsigned long long)total, (unsigned long long)a.rows);
+	if (rc < 0)
+		return rc;
+	return store_purge(st, batch, purged);
+}
+
+/* --- statistics --------------------------------------------------------- */
+
+static const char sql_totals[] = "SELECT messages, bytes_original, bytes_stored,"
+				 " (SELECT count(*) FROM deliveries) FROM totals";
+
+static uint64_t store_file_size(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+}
+
+int store_stats(struct store *st, struct store_stats *out)
+{
+	struct store_conn *c = NULL;
+	int rc = store_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	rc = -EIO;
+	sqlite3_stmt *s = store_stmt(c, sql_totals);
+	if (s != NULL) {
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			memset(out, 0, sizeof(*out));
+			out->messages = (uint64_t)sqlite3_column_int64(s, 0);
+			out->bytes_original = (uint64_t)sqlite3_column_int64(s, 1);
+			out->bytes_stored = (uint64_t)sqlite3_column_int64(s, 2);
+			out->deliveries_pending = (uint64_t)sqlite3_column_int64(s, 3);
+			rc = 0;
+		} else {
+			store_log_sqlite("stats", c->db);
+		}
+		sqlite3_reset(s);
+	}
+	store_reader_put(st, c);
+	if (rc == 0) {
+		char *wal = xasprintf("%s-wal", st->db_path);
+		out->file_bytes = store_file_size(st->db_path) + store_file_size(wal);
+		free(wal);
+	}
+	return rc;
+}

@@ -1,0 +1,1030 @@
+/*
+ * test_store — the SQLite quarantine store through store.h: durability of
+ * submitted messages, group commit, the recipient state machine, the delivery
+ * queue, listing filters and keyset paging, expiry/purge, schema reopen, and the
+ * query plans that keep listing fast at scale. Each test works in its own
+ * temporary directory under /tmp, removed afterwards.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "common/ids.h"
+#include "common/xalloc.h"
+#include "store/store.h"
+
+#define T0 1760000000000LL /* a fixed "now" so ids and times are predictable */
+
+struct fixture {
+	char dir[64];
+	struct store *st;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = xcalloc(1, sizeof(*fx));
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/lazaret-test-store-XXXXXX");
+	if (mkdtemp(fx->dir) == NULL)
+		return -1;
+	/* a subdirectory the store must create itself */
+	char *sub = xasprintf("%s/data", fx->dir);
+	struct store_options opt = {.dir = sub};
+	int rc = store_open(&opt, &fx->st);
+	free(sub);
+	if (rc != 0)
+		return -1;
+	*state = fx;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+	store_close(fx->st);
+	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(fx);
+	return 0;
+}
+
+static char *db_path(struct fixture *fx)
+{
+	return xasprintf("%s/data/lazaret.db", fx->dir);
+}
+
+/* --- building and submitting messages ----------------------------------- */
+
+struct msg_spec {
+	const char *label;
+	int64_t at; /* received_at; also the id's time */
+	const char *quarantine;
+	const char *sender;
+	const char *from_addr;
+	const char *rcpts[4];
+	const char *subject;
+	const char *verdict;
+	const char *gateway;
+};
+
+static struct store_new_message *build(const struct msg_spec *sp, char id_out[37])
+{
+	struct store_new_message *m = xcalloc(1, sizeof(*m));
+	ids_uuidv7(sp->at, m->id);
+	if (id_out != NULL)
+		memcpy(id_out, m->id, 37);
+	m->quarantine = xstrdup(sp->quarantine != NULL ? sp->quarantine : "spam");
+	m->received_at = sp->at;
+	m->sender = xstrdup(sp->sender != NULL ? sp->sender : "");
+	for (size_t i = 0; i < 4 && sp->rcpts[i] != NULL; i++)
+		m->nrecipients++;
+	m->recipients = xcalloc(m->nrecipients, sizeof(char *));
+	for (size_t i = 0; i < m->nrecipients; i++)
+		m->recipients[i] = xstrdup(sp->rcpts[i]);
+	m->gateway = xstrdup(sp->gateway != NULL ? sp->gateway : "gw1");
+	m->verdict = xstrdup(sp->verdict != NULL ? sp->verdict : "spam");
+	m->from_addr = sp->from_addr != NULL ? xstrdup(sp->from_addr) : NULL;
+	m->from = sp->from_addr != NULL ? xasprintf("Someone <%s>", sp->from_addr) : NULL;
+	m->subject = sp->subject != NULL ? xstrdup(sp->subject) : NULL;
+	m->raw = (unsigned char *)xasprintf("Subject: %s\r\n\r\nbody of %s\r\n",
+					    sp->subject != NULL ? sp->subject : "", sp->label);
+	m->raw_len = strlen((char *)m->raw);
+	return m;
+}
+
+struct waiter {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int remaining;
+	int failures;
+	int last_rc;
+};
+
+static void waiter_init(struct waiter *w, int n)
+{
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_cond_init(&w->cond, NULL);
+	w->remaining = n;
+	w->failures = 0;
+	w->last_rc = 0;
+}
+
+static void waiter_done(void *arg, int rc)
+{
+	struct waiter *w = arg;
+	pthread_mutex_lock(&w->lock);
+	w->remaining--;
+	w->last_rc = rc;
+	if (rc != 0)
+		w->failures++;
+	pthread_cond_broadcast(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void waiter_wait(struct waiter *w)
+{
+	pthread_mutex_lock(&w->lock);
+	while (w->remaining > 0)
+		pthread_cond_wait(&w->cond, &w->lock);
+	pthread_mutex_unlock(&w->lock);
+	pthread_mutex_destroy(&w->lock);
+	pthread_cond_destroy(&w->cond);
+}
+
+static int submit_sync(struct store *st, struct store_new_message *m)
+{
+	struct waiter w;
+	waiter_init(&w, 1);
+	assert_int_equal(store_submit_message(st, m, waiter_done, &w), 0);
+	waiter_wait(&w);
+	return w.last_rc;
+}
+
+static void add(struct store *st, const struct msg_spec *sp, char id[37])
+{
+	assert_int_equal(submit_sync(st, build(sp, id)), 0);
+}
+
+static enum store_rcpt_state rcpt_state(struct store *st, const char *id, const char *addr)
+{
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(st, id, &m), 0);
+	int found = -1;
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		if (strcasecmp(m->recipients[i].address, addr) == 0)
+			found = (int)m->recipients[i].state;
+	}
+	store_message_free(m);
+	assert_true(found >= 0);
+	return (enum store_rcpt_state)found;
+}
+
+/* --- roundtrip ----------------------------------------------------------- */
+
+static void test_roundtrip(void **state)
+{
+	struct fixture *fx = *state;
+	struct msg_spec sp = {.label = "rt",
+			      .at = T0,
+			      .sender = "Bounce@Example.JP",
+			      .from_addr = "news@example.jp",
+			      .rcpts = {"User@corp.jp", "other@corp.jp"},
+			      .subject = "請求書のお知らせ"};
+	for (int prepared = 0; prepared < 2; prepared++) {
+		char id[37];
+		struct store_new_message *m = build(&sp, id);
+		/* every byte value, bare CR/LF and a NUL: stored byte-exact */
+		free(m->raw);
+		m->raw_len = 256 * 4;
+		m->raw = xmalloc(m->raw_len);
+		for (size_t i = 0; i < m->raw_len; i++)
+			m->raw[i] = (unsigned char)(i * 7 + (size_t)prepared);
+		unsigned char *expect = xmalloc(m->raw_len);
+		memcpy(expect, m->raw, m->raw_len);
+		size_t expect_len = m->raw_len;
+		m->has_score = prepared == 1;
+		m->score = 7.5;
+		m->date_ms = T0 - 1000;
+		m->message_id = xstrdup("<abc@example.jp>");
+		m->nattachments = 1;
+		m->attachments = xcalloc(1, sizeof(*m->attachments));
+		m->attachments[0].filename = xstrdup("見積書.pdf");
+		m->attachments[0].content_type = xstrdup("application/pdf");
+		m->attachments[0].size = 12345;
+		if (prepared)
+			assert_int_equal(store_new_message_prepare(m), 0);
+		assert_int_equal(submit_sync(fx->st, m), 0);
+
+		struct store_message *g = NULL;
+		assert_int_equal(store_get(fx->st, id, &g), 0);
+		assert_string_equal(g->id, id);
+		assert_string_equal(g->quarantine, "spam");
+		assert_string_equal(g->sender, "Bounce@Example.JP");
+		assert_string_equal(g->subject, "請求書のお知らせ");
+		assert_string_equal(g->from_addr, "news@example.jp");
+		assert_string_equal(g->message_id, "<abc@example.jp>");
+		assert_int_equal(g->received_at, T0);
+		assert_int_equal(g->date_ms, T0 - 1000);
+		assert_int_equal(g->size, expect_len);
+		assert_int_equal(g->has_score, prepared == 1);
+		if (prepared)
+			assert_true(g->score == 7.5);
+		assert_int_equal(g->nrecipients, 2);
+		assert_string_equal(g->recipients[0].address, "User@corp.jp");
+		assert_int_equal(g->recipients[0].state, STORE_RCPT_QUARANTINED);
+		assert_string_equal(g->recipients[1].address, "other@corp.jp");
+		assert_int_equal(g->nattachments, 1);
+		assert_string_equal(g->attachments[0].filename, "見積書.pdf");
+		assert_int_equal(g->attachments[0].size, 12345);
+		store_message_free(g);
+
+		unsigned char *raw = NULL;
+		size_t len = 0;
+		assert_int_equal(store_get_raw(fx->st, id, &raw, &len), 0);
+		assert_int_equal(len, expect_len);
+		assert_memory_equal(raw, expect, len);
+		free(raw);
+		free(expect);
+	}
+	char unknown[37];
+	ids_uuidv7(T0, unknown);
+	struct store_message *g = NULL;
+	unsigned char *raw = NULL;
+	size_t len = 0;
+	assert_int_equal(store_get(fx->st, unknown, &g), -ENOENT);
+	assert_int_equal(store_get_raw(fx->st, unknown, &raw, &len), -ENOENT);
+	assert_int_equal(store_get(fx->st, "not-an-id", &g), -ENOENT);
+}
+
+/* An invalid message fails alone; the ones in the same batch are stored. */
+static void test_bad_message_in_batch(void **state)
+{
+	struct fixture *fx = *state;
+	struct msg_spec sp = {.label = "ok", .at = T0, .rcpts = {"a@x.jp"}};
+	struct waiter w;
+	waiter_init(&w, 3);
+	char ok1[37], ok2[37];
+	struct store_new_message *bad = build(&sp, NULL);
+	for (size_t i = 0; i < bad->nrecipients; i++)
+		free(bad->recipients[i]);
+	bad->nrecipients = 0; /* no recipient: cannot be stored */
+	assert_int_equal(store_submit_message(fx->st, build(&sp, ok1), waiter_done, &w), 0);
+	assert_int_equal(store_submit_message(fx->st, bad, waiter_done, &w), 0);
+	assert_int_equal(store_submit_message(fx->st, build(&sp, ok2), waiter_done, &w), 0);
+	waiter_wait(&w);
+	assert_int_equal(w.failures, 1);
+	struct store_message *g = NULL;
+	assert_int_equal(store_get(fx->st, ok1, &g), 0);
+	store_message_free(g);
+	assert_int_equal(store_get(fx->st, ok2, &g), 0);
+	store_message_free(g);
+	/* a duplicate id is a storage failure for that message only */
+	struct store_new_message *dup = build(&sp, NULL);
+	memcpy(dup->id, ok1, 37);
+	assert_int_equal(submit_sync(fx->st, dup), -EIO);
+}
+
+/* --- concurrency and group commit ---------------------------------------- */
+
+#define SUBMIT_THREADS	   4
+#define SUBMITS_PER_THREAD 250
+
+struct submitter {
+	struct store *st;
+	struct waiter *w;
+	int index;
+};
+
+static void *submit_main(void *arg)
+{
+	struct submitter *s = arg;
+	for (int i = 0; i < SUBMITS_PER_THREAD; i++) {
+		struct msg_spec sp = {.label = "c",
+				      .at = T0 + s->index * 100000 + i,
+				      .rcpts = {"a@x.jp", "b@x.jp"},
+				      .subject = "concurrent"};
+		struct store_new_message *m = build(&sp, NULL);
+		if (i % 2 == 0)
+			store_new_message_prepare(m);
+		if (store_submit_message(s->st, m, waiter_done, s->w) != 0)
+			waiter_done(s->w, -1);
+	}
+	return NULL;
+}
+
+static void test_concurrent_submits(void **state)
+{
+	struct fixture *fx = *state;
+	struct waiter w;
+	waiter_init(&w, SUBMIT_THREADS * SUBMITS_PER_THREAD);
+	pthread_t th[SUBMIT_THREADS];
+	struct submitter sub[SUBMIT_THREADS];
+	for (int i = 0; i < SUBMIT_THREADS; i++) {
+		sub[i] = (struct submitter){.st = fx->st, .w = &w, .index = i};
+		pthread_create(&th[i], NULL, submit_main, &sub[i]);
+	}
+	for (int i = 0; i < SUBMIT_THREADS; i++)
+		pthread_join(th[i], NULL);
+	waiter_wait(&w);
+	assert_int_equal(w.failures, 0);
+	struct store_stats ss;
+	assert_int_equal(store_stats(fx->st, &ss), 0);
+	assert_int_equal(ss.messages, SUBMIT_THREADS * SUBMITS_PER_THREAD);
+	assert_true(ss.bytes_original > 0 && ss.bytes_stored > 0);
+	assert_true(ss.file_bytes > 0);
+}
+
+/* The first callback holds the writer until every other message is queued. */
+struct gate {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool open;
+	struct waiter *w;
+};
+
+static void gate_done(void *arg, int rc)
+{
+	struct gate *g = arg;
+	pthread_mutex_lock(&g->lock);
+	while (!g->open)
+		pthread_cond_wait(&g->cond, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+	waiter_done(g->w, rc);
+}
+
+static void test_group_commit_batches(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_debug_counters before, after;
+	store_debug_counters(fx->st, &before);
+	struct waiter w;
+	waiter_init(&w, 500);
+	struct gate g = {.w = &w};
+	pthread_mutex_init(&g.lock, NULL);
+	pthread_cond_init(&g.cond, NULL);
+	for (int i = 0; i < 500; i++) {
+		struct msg_spec sp = {.label = "g", .at = T0 + i, .rcpts = {"a@x.jp"}};
+		assert_int_equal(store_submit_message(fx->st, build(&sp, NULL),
+						      i == 0 ? gate_done : waiter_done,
+						      i == 0 ? (void *)&g : (void *)&w),
+				 0);
+	}
+	pthread_mutex_lock(&g.lock);
+	g.open = true;
+	pthread_cond_broadcast(&g.cond);
+	pthread_mutex_unlock(&g.lock);
+	waiter_wait(&w);
+	assert_int_equal(w.failures, 0);
+	store_debug_counters(fx->st, &after);
+	assert_int_equal(after.batched_messages - before.batched_messages, 500);
+	/* 1 + 256 + 243 with the default batch_max: 3 commits for 500 messages */
+	assert_true(after.batches - before.batches <= 3);
+	assert_true(after.commits - before.commits <= 3);
+	pthread_mutex_destroy(&g.lock);
+	pthread_cond_destroy(&g.cond);
+}
+
+/* --- state machine and deliveries ---------------------------------------- */
+
+static void test_release_delete_states(void **state)
+{
+	struct fixture *fx = *state;
+	struct msg_spec sp = {
+	    .label = "s", .at = T0, .sender = "s@x.jp", .rcpts = {"a@x.jp", "B@x.jp", "c@x.jp"}};
+	char id[37];
+	add(fx->st, &sp, id);
+	int changed = -1;
+	uint64_t pending = 99;
+
+	/* a non-recipient: -EINVAL and nothing changes */
+	const char *bad[] = {"a@x.jp", "nobody@x.jp"};
+	assert_int_equal(store_release(fx->st, id, bad, 2, T0, &changed), -EINVAL);
+	assert_int_equal(rcpt_state(fx->st, id, "a@x.jp"), STORE_RCPT_QUARANTINED);
+	assert_int_equal(store_delivery_pending(fx->st, &pending), 0);
+	assert_int_equal(pending, 0);
+
+	/* per-recipient release, case-insensitive */
+	const char *ra[] = {"A@X.JP"};
+	assert_int_equal(store_release(fx->st, id, ra, 1, T0 + 1, &changed), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(rcpt_state(fx->st, id, "a@x.jp"), STORE_RCPT_RELEASING);
+	assert_int_equal(rcpt_state(fx->st, id, "b@x.jp"), STORE_RCPT_QUARANTINED);
+	assert_int_equal(store_delivery_pending(fx->st, &pending), 0);
+	assert_int_equal(pending, 1);
+
+	/* releasing again is a no-op that queues nothing */
+	assert_int_equal(store_release(fx->st, id, ra, 1, T0 + 2, &changed), 0);
+	assert_int_equal(changed, 0);
+	assert_int_equal(store_delivery_pending(fx->st, &pending), 0);
+	assert_int_equal(pending, 1);
+	/* a releasing recipient cannot be deleted */
+	assert_int_equal(store_delete(fx->st, id, ra, 1, T0 + 2, &changed), 0);
+	assert_int_equal(changed, 0);
+	assert_int_equal(rcpt_state(fx->st, id, "a@x.jp"), STORE_RCPT_RELEASING);
+
+	/* per-recipient delete */
+	const char *rb[] = {"b@x.jp"};
+	assert_int_equal(store_delete(fx->st, id, rb, 1, T0 + 3, &changed), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(rcpt_state(fx->st, id, "B@x.jp"), STORE_RCPT_DELETED);
+	/* deleted is final */
+	assert_int_equal(store_release(fx->st, id, rb, 1, T0 + 3, &changed), 0);
+	assert_int_equal(changed, 0);
+
+	/* release all: only c is left quarantined; one more delivery */
+	assert_int_equal(store_release(fx->st, id, NULL, 0, T0 + 4, &changed), 0);
+	assert_int_equal(changed, 1);
+	assert_int_equal(store_delivery_pending(fx->st, &pending), 0);
+	assert_int_equal(pending, 2);
+	assert_int_equal(store_release(fx->st, id, NULL, 0, T0 + 5, &changed), 0);
+	assert_int_equal(changed, 0);
+	assert_int_equal(store_delivery_pending(fx->st, &pending), 0);
+	assert_int_equal(pending, 2);
+
+	char unknown[37];
+	ids_uuidv7(T0, unknown);
+	assert_int_equal(store_release(fx->st, unknown, NULL, 0, T0, &changed), -ENOENT);
+	assert_int_equal(store_delete(fx->st, "garbage", NULL, 0, T0, &changed), -ENOENT);
+}
+
+static void test_delivery_queue(void **state)
+{
+	struct fixture *fx = *state;
+	struct msg_spec sp = {.label = "d",
+			      .at = T0,
+			      .sender = "s@x.jp",
+			      .rcpts = {"ok@x.jp", "bad@x.jp", "later@x.jp"}};
+	char id[37];
+	add(fx->st, &sp, id);
+	struct store_delivery *d = NULL;
+	int64_t due = 0;
+	assert_int_equal(store_delivery_claim(fx->st, T0, 1000, &d), -EAGAIN);
+	assert_int_equal(store_delivery_next_due(fx->st, &due), -EAGAIN);
+
+	int changed = 0;
+	assert_int_equal(store_release(fx->st, id, NULL, 0, T0 + 10, &changed), 0);
+	assert_int_equal(changed, 3);
+	assert_int_equal(store_delivery_next_due(fx->st, &due), 0);
+	assert_int_equal(due, T0 + 10);
+	/* not due yet */
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 9, 1000, &d), -EAGAIN);
+
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 10, 1000, &d), 0);
+	assert_string_equal(d->msg_id, id);
+	assert_string_equal(d->sender, "s@x.jp");
+	assert_int_equal(d->nrcpts, 3);
+	assert_int_equal(d->attempts, 0);
+	/* leased: not handed out again until the lease runs out */
+	struct store_delivery *d2 = NULL;
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 500, 1000, &d2), -EAGAIN);
+	/* after a crash the lease runs out and it comes back */
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 1010, 1000, &d2), 0);
+	assert_int_equal(d2->job_id, d->job_id);
+	store_delivery_free(d2);
+	/* start-up: reset_leases makes it due at once */
+	assert_int_equal(store_delivery_reset_leases(fx->st, T0 + 1100), 0);
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 1100, 1000, &d2), 0);
+	store_delivery_free(d2);
+
+	struct store_delivery_result res[] = {
+	    {"OK@x.jp", STORE_DELIVERY_DELIVERED, "250 2.0.0 queued"},
+	    {"bad@x.jp", STORE_DELIVERY_FAILED, "550 5.1.1 no such user"},
+	    {"later@x.jp", STORE_DELIVERY_RETRY, "451 4.3.0 try later"},
+	};
+	assert_int_equal(store_delivery_finish(fx->st, d, res, 3, T0 + 1200, T0 + 60000), 0);
+	assert_int_equal(rcpt_state(fx->st, id, "ok@x.jp"), STORE_RCPT_RELEASED);
+	assert_int_equal(rcpt_state(fx->st, id, "bad@x.jp"), STORE_RCPT_FAILED);
+	assert_int_equal(rcpt_state(fx->st, id, "later@x.jp"), STORE_RCPT_RELEASING);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	assert_string_equal(m->recipients[1].reply, "550 5.1.1 no such user");
+	assert_string_equal(m->recipients[2].reply, "451 4.3.0 try later");
+	store_message_free(m);
+	/* released is never released again */
+	const char *ok[] = {"ok@x.jp"};
+	assert_int_equal(store_release(fx->st, id, ok, 1, T0 + 1300, &changed), 0);
+	assert_int_equal(changed, 0);
+
+	/* the retry: only the deferred recipient, due at retry_at */
+	assert_int_equal(store_delivery_next_due(fx->st, &due), 0);
+	assert_int_equal(due, T0 + 60000);
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 59999, 1000, &d2), -EAGAIN);
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 60000, 1000, &d2), 0);
+	assert_int_equal(d2->job_id, d->job_id);
+	assert_int_equal(d2->nrcpts, 1);
+	assert_string_equal(d2->rcpts[0], "later@x.jp");
+	assert_int_equal(d2->attempts, 1);
+	struct store_delivery_result res2[] = {
+	    {"later@x.jp", STORE_DELIVERY_DELIVERED, "250 ok"},
+	};
+	assert_int_equal(store_delivery_finish(fx->st, d2, res2, 1, T0 + 60001, T0 + 90000), 0);
+	assert_int_equal(rcpt_state(fx->st, id, "later@x.jp"), STORE_RCPT_RELEASED);
+	uint64_t pending = 9;
+	assert_int_equal(store_delivery_pending(fx->st, &pending), 0);
+	assert_int_equal(pending, 0);
+	/* a finished job cannot be finished twice */
+	assert_int_equal(store_delivery_finish(fx->st, d2, res2, 1, T0 + 60002, T0 + 90000),
+			 -ENOENT);
+	store_delivery_free(d2);
+	store_delivery_free(d);
+}
+
+/* --- listing --------------------------------------------------------------- */
+
+static const struct msg_spec corpus[] = {
+    {"m0",
+     T0 + 0,
+     "spam",
+     "alice@shop.example.jp",
+     NULL,
+     {"u1@corp.jp"},
+     "Invoice overdue",
+     "spam",
+     "gw1"},
+    {"m1",
+     T0 + 1000,
+     "spam",
+     "bob@bank.example",
+     "Security@Bank.example",
+     {"u2@corp.jp", "u1@corp.jp"},
+     "お支払い請求書のご案内",
+     "suspect",
+     "gw2"},
+    {"m2",
+     T0 + 2000,
+     "policy1",
+     "",
+     "notice@shop.example.jp",
+     {"u3@corp.jp"},
+     "会議の資料",
+     "spam",
+     "gw1"},
+    {"m3",
+     T0 + 3000,
+     "spam",
+     "carol@other.example",
+     NULL,
+     {"U1@Corp.JP"},
+     "FREE INVOICE now",
+     "spam",
+     "gw2"},
+    {"m4",
+     T0 + 4000,
+     "spam",
+     "dave@shop.example.jp",
+     NULL,
+     {"u2@corp.jp"},
+     "請求書",
+     "spam",
+     "gw1"},
+    {"m5",
+     T0 + 5000,
+     "spam",
+     "eve@x.example",
+     NULL,
+     {"u4@corp.jp"},
+     "100% off_sale",
+     "spam",
+     "gw1"},
+    {"m6",
+     T0 + 6000,
+     "spam",
+     "bob@bank.example",
+     NULL,
+     {"u4@corp.jp", "u2@corp.jp"},
+     NULL,
+     "suspect",
+     "gw1"},
+};
+#define NCORPUS (sizeof(corpus) / sizeof(corpus[0]))
+
+static char corpus_ids[NCORPUS][37];
+
+static void add_corpus(struct store *st)
+{
+	for (size_t i = 0; i < NCORPUS; i++)
+		add(st, &corpus[i], corpus_ids[i]);
+	/* m6: u4 deleted, u2 still quarantined */
+	const char *u4[] = {"u4@corp.jp"};
+	int changed = 0;
+	assert_int_equal(store_delete(st, corpus_ids[6], u4, 1, T0 + 7000, &changed), 0);
+	assert_int_equal(changed, 1);
+}
+
+/* "m4 m1 m0": labels of what store_list returns (newest first) */
+static void list_labels(struct store *st, const struct store_filter *f, char *out, size_t size)
+{
+	struct store_message **v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	out[0] = '\0';
+	assert_int_equal(store_list(st, f, 100, NULL, &v, &n, &next), 0);
+	assert_null(next);
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < NCORPUS; j++) {
+			if (strcmp(v[i]->id, corpus_ids[j]) == 0) {
+				size_t len = strlen(out);
+				snprintf(out + len, size - len, "%s%s", len > 0 ? " " : "",
+					 corpus[j].label);
+			}
+		}
+	}
+	store_message_array_free(v, n);
+}
+
+static void test_list_filters(void **state)
+{
+	struct fixture *fx = *state;
+	add_corpus(fx->st);
+	const char *u1[] = {"u1@corp.jp"};
+	const char *u12[] = {"U2@corp.jp", "u1@corp.jp"};
+	const char *ids[] = {corpus_ids[0], corpus_ids[5], "bogus"};
+	const struct {
+		struct store_filter f;
+		const char *expect;
+	} cases[] = {
+	    {{0}, "m6 m5 m4 m3 m2 m1 m0"},
+	    {{.quarantine = "spam"}, "m6 m5 m4 m3 m1 m0"},
+	    {{.quarantine = "policy1"}, "m2"},
+	    {{.recipient = "U1@CORP.JP"}, "m3 m1 m0"},
+	    {{.sender = "BOB@bank.example"}, "m6 m1"},
+	    {{.sender = "security@bank.example"}, "m1"}, /* From: address */
+	    {{.sender = "shop.example.jp"}, "m4 m2 m0"}, /* envelope or From: domain */
+	    {{.sender = "@Bank.Example"}, "m6 m1"},
+	    {{.sender = "example.jp"}, ""}, /* a domain is matched whole */
+	    {{.subject = "invoice"}, "m3 m0"},
+	    {{.subject = "請求書"}, "m4 m1"}, /* 3 characters: trigram index */
+	    {{.subject = "資料"}, "m2"},      /* 2 characters: LIKE fallback */
+	    {{.subject = "請求書の"}, "m1"},
+	    {{.subject = "%"}, "m5"}, /* LIKE wildcards are literal */
+	    {{.subject = "f_s"}, "m5"},
+	    {{.subject = "0% off"}, "m5"},
+	    {{.verdict = "suspect"}, "m6 m1"},
+	    {{.gateway = "gw2"}, "m3 m1"},
+	    {{.since = T0 + 2000, .until = T0 + 5000}, "m4 m3 m2"},
+	    {{.since = T0 + 5000}, "m6 m5"},
+	    {{.until = T0 + 1000}, "m0"},
+	    {{.state = "deleted"}, "m6"},
+	    {{.state = "quarantined", .recipient = "u4@corp.jp"}, "m5"},
+	    {{.addresses = u1, .naddresses = 1}, "m3 m1 m0"},
+	    {{.addresses = u12, .naddresses = 2, .subject = "請求書"}, "m4 m1"},
+	    {{.addresses = u1, .naddresses = 1, .recipient = "u2@corp.jp"}, ""},
+	    {{.ids = ids, .nids = 3}, "m5 m0"},
+	    {{.quarantine = "spam",
+	      .sender = "bob@bank.example",
+	      .verdict = "suspect",
+	      .since = T0 + 1000,
+	      .until = T0 + 2000},
+	     "m1"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char got[128];
+		list_labels(fx->st, &cases[i].f, got, sizeof(got));
+		if (strcmp(got, cases[i].expect) != 0)
+			fail_msg("case %zu: got \"%s\", want \"%s\"", i, got, cases[i].expect);
+	}
+	/* the listing carries every recipient with its state */
+	struct store_filter f = {.ids = (const char *const[]){corpus_ids[6]}, .nids = 1};
+	struct store_message **v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	assert_int_equal(store_list(fx->st, &f, 10, NULL, &v, &n, &next), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0]->nrecipients, 2);
+	assert_int_equal(v[0]->recipients[0].state, STORE_RCPT_DELETED);
+	assert_int_equal(v[0]->recipients[1].state, STORE_RCPT_QUARANTINED);
+	store_message_array_free(v, n);
+
+	/* bad arguments */
+	struct store_filter bad_state = {.state = "limbo"};
+	assert_int_equal(store_list(fx->st, &bad_state, 10, NULL, &v, &n, &next), -EINVAL);
+	assert_int_equal(store_list(fx->st, NULL, 0, NULL, &v, &n, &next), -EINVAL);
+	assert_int_equal(store_list(fx->st, NULL, 1001, NULL, &v, &n, &next), -EINVAL);
+	assert_int_equal(store_list(fx->st, NULL, 10, "not-a-cursor", &v, &n, &next), -EINVAL);
+	assert_int_equal(store_list(fx->st, NULL, 10, "' OR 1=1 --", &v, &n, &next), -EINVAL);
+}
+
+static void test_keyset_paging(void **state)
+{
+	struct fixture *fx = *state;
+	enum { N = 130, PAGE = 7 };
+	char(*ids)[37] = xcalloc(N, 37);
+	for (int i = 0; i < N; i++) {
+		/* same millisecond for runs of 5: order must still be total */
+		struct msg_spec sp = {
+		    .label = "p", .at = T0 + (i / 5), .rcpts = {i % 2 ? "odd@x.jp" : "even@x.jp"}};
+		add(fx->st, &sp, ids[i]);
+	}
+	for (int scoped = 0; scoped < 2; scoped++) {
+		struct store_filter f = {.recipient = scoped ? "odd@x.jp" : NULL};
+		int want = scoped ? N / 2 : N;
+		char *cursor = NULL;
+		char last[37] = "g"; /* sorts after any id */
+		int seen = 0, pages = 0;
+		for (;;) {
+			struct store_message **v = NULL;
+			size_t n = 0;
+			char *next = NULL;
+			assert_int_equal(store_list(fx->st, &f, PAGE, cursor, &v, &n, &next), 0);
+			pages++;
+			for (size_t i = 0; i < n; i++) {
+				/* strictly descending: no duplicate across pages */
+				assert_true(strcmp(v[i]->id, last) < 0);
+				memcpy(last, v[i]->id, 37);
+				seen++;
+			}
+			store_message_array_free(v, n);
+			free(cursor);
+			cursor = next;
+			if (cursor == NULL)
+				break;
+			assert_int_equal(n, PAGE);
+		}
+		assert_int_equal(seen, want); /* no gap */
+		assert_int_equal(pages, (want + PAGE - 1) / PAGE);
+	}
+	free(ids);
+}
+
+static void test_bulk_actions(void **state)
+{
+	struct fixture *fx = *state;
+	add_corpus(fx->st);
+	/* an end user releasing everything of theirs touches only their recipients */
+	const char *u2[] = {"u2@corp.jp"};
+	struct store_filter f = {.addresses = u2, .naddresses = 1};
+	int changed = 0;
+	assert_int_equal(store_release_matching(fx->st, &f, T0 + 9000, &changed), 0);
+	assert_int_equal(changed, 3); /* m1, m4, m6 */
+	assert_int_equal(rcpt_state(fx->st, corpus_ids[1], "u2@corp.jp"), STORE_RCPT_RELEASING);
+	assert_int_equal(rcpt_state(fx->st, corpus_ids[1], "u1@corp.jp"), STORE_RCPT_QUARANTINED);
+	assert_int_equal(rcpt_state(fx->st, corpus_ids[6], "u4@corp.jp"), STORE_RCPT_DELETED);
+	uint64_t pending = 0;
+	assert_int_equal(store_delivery_pending(fx->st, &pending), 0);
+	assert_int_equal(pending, 3);
+	/* again: nothing */
+	assert_int_equal(store_release_matching(fx->st, &f, T0 + 9001, &changed), 0);
+	assert_int_equal(changed, 0);
+	/* admin: delete everything from a sender domain */
+	struct store_filter d = {.sender = "shop.example.jp"};
+	assert_int_equal(store_delete_matching(fx->st, &d, T0 + 9002, &changed), 0);
+	assert_int_equal(changed, 2); /* m0 u1, m2 u3 (m4 u2 is releasing) */
+	assert_int_equal(rcpt_state(fx->st, corpus_ids[0], "u1@corp.jp"), STORE_RCPT_DELETED);
+	assert_int_equal(rcpt_state(fx->st, corpus_ids[4], "u2@corp.jp"), STORE_RCPT_RELEASING);
+}
+
+/* --- quarantines, expiry, purge, vacuum ----------------------------------- */
+
+static void test_quarantines(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_quarantine_stats *q = NULL;
+	size_t n = 0;
+	assert_int_equal(store_quarantines(fx->st, &q, &n), 0);
+	assert_int_equal(n, 1); /* spam, even when empty */
+	assert_string_equal(q[0].name, "spam");
+	assert_string_equal(q[0].type, "spam");
+	assert_int_equal(q[0].messages, 0);
+	assert_int_equal(q[0].oldest, 0);
+	store_quarantine_stats_free(q, n);
+
+	add_corpus(fx->st);
+	int changed = 0;
+	/* m0 has no quarantined recipient left: not counted */
+	assert_int_equal(store_delete(fx->st, corpus_ids[0], NULL, 0, T0 + 8000, &changed), 0);
+	assert_int_equal(store_quarantines(fx->st, &q, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(q[0].name, "policy1");
+	assert_string_equal(q[0].type, "policy");
+	assert_int_equal(q[0].messages, 1);
+	assert_string_equal(q[1].name, "spam");
+	assert_int_equal(q[1].messages, 5); /* m1 m3 m4 m5 m6 */
+	assert_int_equal(q[1].oldest, T0 + 1000);
+	uint64_t bytes = 0;
+	for (size_t i = 1; i < NCORPUS; i++) {
+		struct store_message *m = NULL;
+		if (i == 2)
+			continue;
+		assert_int_equal(store_get(fx->st, corpus_ids[i], &m), 0);
+		bytes += m->size;
+		store_message_free(m);
+	}
+	assert_int_equal(q[1].bytes, bytes);
+	store_quarantine_stats_free(q, n);
+}
+
+static void test_expire_and_purge(void **state)
+{
+	struct fixture *fx = *state;
+	char old_ids[25][37], new_id[37], releasing_id[37], policy_id[37];
+	for (int i = 0; i < 25; i++) {
+		struct msg_spec sp = {.label = "old", .at = T0 + i, .rcpts = {"a@x.jp", "b@x.jp"}};
+		add(fx->st, &sp, old_ids[i]);
+	}
+	struct msg_spec rel = {.label = "rel", .at = T0 + 50, .rcpts = {"a@x.jp", "b@x.jp"}};
+	add(fx->st, &rel, releasing_id);
+	struct msg_spec pol = {
+	    .label = "pol", .at = T0, .quarantine = "policy1", .rcpts = {"a@x.jp"}};
+	add(fx->st, &pol, policy_id);
+	struct msg_spec nw = {.label = "new", .at = T0 + 100000, .rcpts = {"a@x.jp"}};
+	add(fx->st, &nw, new_id);
+	const char *a[] = {"a@x.jp"};
+	int changed = 0;
+	assert_int_equal(store_release(fx->st, releasing_id, a, 1, T0 + 60, &changed), 0);
+
+	uint64_t expired = 0, purged = 0;
+	/* batch 4: several transactions */
+	struct store_debug_counters before, after;
+	store_debug_counters(fx->st, &before);
+	assert_int_equal(store_expire(fx->st, "spam", T0 + 1000, T0 + 200000, 4, &expired, &purged),
+			 0);
+	store_debug_counters(fx->st, &after);
+	assert_int_equal(expired, 51); /* recipients: 25 old x 2 + the releasing one's b */
+	assert_int_equal(purged, 25);
+	assert_true(after.commits - before.commits >= 26 / 4);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, old_ids[3], &m), -ENOENT);
+	unsigned char *raw = NULL;
+	size_t len = 0;
+	assert_int_equal(store_get_raw(fx->st, old_ids[3], &raw, &len), -ENOENT);
+	/* a recipient still being released keeps its message */
+	assert_int_equal(rcpt_state(fx->st, releasing_id, "a@x.jp"), STORE_RCPT_RELEASING);
+	assert_int_equal(rcpt_state(fx->st, releasing_id, "b@x.jp"), STORE_RCPT_EXPIRED);
+	assert_int_equal(rcpt_state(fx->st, new_id, "a@x.jp"), STORE_RCPT_QUARANTINED);
+	assert_int_equal(rcpt_state(fx->st, policy_id, "a@x.jp"), STORE_RCPT_QUARANTINED);
+	struct store_stats ss;
+	assert_int_equal(store_stats(fx->st, &ss), 0);
+	assert_int_equal(ss.messages, 3);
+	assert_int_equal(ss.deliveries_pending, 1);
+
+	/* once delivered, purge removes it */
+	struct store_delivery *d = NULL;
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 200000, 1000, &d), 0);
+	struct store_delivery_result res[] = {{"a@x.jp", STORE_DELIVERY_DELIVERED, "250 ok"}};
+	assert_int_equal(store_delivery_finish(fx->st, d, res, 1, T0 + 200001, 0), 0);
+	store_delivery_free(d);
+	assert_int_equal(store_purge(fx->st, 0, &purged), 0);
+	assert_int_equal(purged, 1);
+	assert_int_equal(store_get(fx->st, releasing_id, &m), -ENOENT);
+	assert_int_equal(store_purge(fx->st, 0, &purged), 0);
+	assert_int_equal(purged, 0);
+	/* the subject index forgot the purged rows too */
+	char *path = db_path(fx);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *s = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT (SELECT count(*) FROM recipients),"
+					    " (SELECT count(*) FROM bodies), (SELECT count(*) FROM"
+					    " subject_fts_docsize)",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(s, 0), 2);
+	assert_int_equal(sqlite3_column_int(s, 1), 2);
+	assert_int_equal(sqlite3_column_int(s, 2), 2);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	free(path);
+}
+
+static int64_t pragma_int(const char *path, const char *pragma)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int64_t v = -1;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	char *sql = xasprintf("PRAGMA %s", pragma);
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	free(sql);
+	return v;
+}
+
+static void test_vacuum_frees_pages(void **state)
+{
+	struct fixture *fx = *state;
+	char *path = db_path(fx);
+	assert_int_equal(pragma_int(path, "auto_vacuum"), 2); /* incremental */
+	for (int i = 0; i < 60; i++) {
+		struct msg_spec sp = {.label = "v", .at = T0 + i, .rcpts = {"a@x.jp"}};
+		struct store_new_message *m = build(&sp, NULL);
+		/* incompressible bodies so the file really grows */
+		free(m->raw);
+		m->raw_len = 64 * 1024;
+		m->raw = xmalloc(m->raw_len);
+		uint32_t x = 2463534242u + (uint32_t)i;
+		for (size_t j = 0; j < m->raw_len; j++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			m->raw[j] = (unsigned char)x;
+		}
+		assert_int_equal(submit_sync(fx->st, m), 0);
+	}
+	int64_t pages_before = pragma_int(path, "page_count");
+	uint64_t expired = 0, purged = 0;
+	assert_int_equal(store_expire(fx->st, "spam", T0 + 1000, T0 + 2000, 0, &expired, &purged),
+			 0);
+	assert_int_equal(purged, 60);
+	int64_t pages_after = pragma_int(path, "page_count");
+	/* ~4 MB of bodies given back to the file system */
+	assert_true(pages_before - pages_after > 500);
+	assert_int_equal(pragma_int(path, "freelist_count"), 0);
+	free(path);
+}
+
+static void test_reopen_keeps_data(void **state)
+{
+	struct fixture *fx = *state;
+	char id[37];
+	struct msg_spec sp = {
+	    .label = "r", .at = T0, .rcpts = {"a@x.jp"}, .subject = "再起動テスト"};
+	add(fx->st, &sp, id);
+	store_close(fx->st);
+	fx->st = NULL;
+	char *path = db_path(fx);
+	assert_int_equal(pragma_int(path, "user_version"), 1);
+	char *sub = xasprintf("%s/data", fx->dir);
+	struct store_options opt = {.dir = sub};
+	assert_int_equal(store_open(&opt, &fx->st), 0);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	assert_string_equal(m->subject, "再起動テスト");
+	store_message_free(m);
+	struct store_filter f = {.subject = "起動テ"};
+	struct store_message **v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	assert_int_equal(store_list(fx->st, &f, 10, NULL, &v, &n, &next), 0);
+	assert_int_equal(n, 1);
+	store_message_array_free(v, n);
+	free(path);
+	free(sub);
+}
+
+/* --- query plans ---------------------------------------------------------- */
+
+static void test_query_plans(void **state)
+{
+	struct fixture *fx = *state;
+	add_corpus(fx->st);
+	const char *u1[] = {"u1@corp.jp"};
+	const struct {
+		struct store_filter f;
+		const char *must[3];
+	} cases[] = {
+	    /* an end user's listing, even with the quarantine given */
+	    {{.quarantine = "spam", .addresses = u1, .naddresses = 1},
+	     {"SEARCH r USING COVERING INDEX recipients_address (address_lc=?"}},
+	    {{.recipient = "u1@corp.jp", .state = "quarantined"},
+	     {"COVERING INDEX recipients_address (address_lc=?"}},
+	    {{.quarantine = "spam", .sender = "bob@bank.example"},
+	     {"INDEX messages_sender (sender_lc=?", "INDEX messages_from (from_addr_lc=?"}},
+	    {{.sender = "bank.example"},
+	     {"INDEX messages_sender_domain (sender_domain=?",
+	      "INDEX messages_from_domain (from_domain=?"}},
+	    {{.quarantine = "spam", .since = T0, .until = T0 + 1000},
+	     {"INDEX messages_received (received_at>? AND received_at<?)"}},
+	    {{.quarantine = "spam"}, {"INDEX messages_quarantine (quarantine=?)"}},
+	    {{.subject = "請求書"}, {"VIRTUAL TABLE INDEX"}},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *plan = NULL;
+		assert_int_equal(store_debug_list_plan(fx->st, &cases[i].f, NULL, &plan), 0);
+		for (size_t j = 0; j < 3 && cases[i].must[j] != NULL; j++) {
+			if (strstr(plan, cases[i].must[j]) == NULL)
+				fail_msg("case %zu: plan lacks \"%s\":\n%s", i, cases[i].must[j],
+					 plan);
+		}
+		/* never a full scan of messages */
+		if (strstr(plan, "SCAN m\n") != NULL || strstr(plan, "SCAN m ") != NULL)
+			fail_msg("case %zu: full scan:\n%s", i, plan);
+		free(plan);
+	}
+	/* a keyset cursor stays within the index */
+	char *plan = NULL;
+	struct store_filter q = {.quarantine = "spam"};
+	assert_int_equal(store_debug_list_plan(fx->st, &q, corpus_ids[3], &plan), 0);
+	assert_non_null(strstr(plan, "messages_quarantine (quarantine=? AND id<?)"));
+	free(plan);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_message_in_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_submits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_commit_batches, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_release_delete_states, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delivery_queue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_keyset_paging, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bulk_actions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_quarantines, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_vacuum_frees_pages, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_query_plans, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
