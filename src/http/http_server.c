@@ -1,0 +1,735 @@
+/*
+ * http_server — evhttp plus what our APIs need on top of it: routing with path
+ * parameters, limits, query parsing, Bearer checks, JSON errors, security headers
+ * and access logging. Shared by the manager and the gateway; knows nothing of
+ * either.
+ *
+ * One request goes through http_server_dispatch() on the loop thread:
+ *   body over the limit -> 413; malformed query -> 400; no route -> 404;
+ *   route for other methods only -> 405; guarded route refused -> 401;
+ *   else the handler, which must answer (if it does not, 500 and an error log).
+ * Every answer goes through http_server_send(), which adds the security headers and
+ * writes the access-log line. The request context lives on dispatch's stack.
+ * Not for: TLS, streaming, keeping requests open across loop iterations.
+ */
+#include "http/http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/util.h>
+#include <sodium.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "http/http_json.h"
+
+/* Longest "host:port" we accept in the listen setting. */
+#define HTTP_SERVER_LISTEN_MAX 300
+
+struct http_server_route_entry {
+	char *method;
+	char **segments; /* "{name}" segments are parameters */
+	size_t nsegments;
+	unsigned flags;
+	http_server_handler_fn fn;
+	void *arg;
+};
+
+struct http_server {
+	struct evhttp *http;
+	struct evhttp_bound_socket *bound;
+	unsigned port;
+	struct http_server_limits limits;
+	struct http_server_route_entry *routes;
+	size_t nroutes;
+	http_server_auth_fn auth;
+	void *auth_arg;
+};
+
+struct http_server_request {
+	struct http_server *srv;
+	struct evhttp_request *ev;
+	const char *method;
+	const char *path;
+	struct http_server_query *query;
+	const char *param_names[HTTP_SERVER_MAX_PARAMS];
+	char *param_values[HTTP_SERVER_MAX_PARAMS];
+	size_t nparams;
+	char peer[64];
+	int64_t started;
+	bool replied;
+	const char *body; /* contiguous input, once asked for */
+	size_t body_len;
+};
+
+static const struct {
+	int status;
+	const char *code;
+	const char *reason;
+} http_server_statuses[] = {
+    {200, NULL, "OK"},
+    {201, NULL, "Created"},
+    {202, NULL, "Accepted"},
+    {204, NULL, "No Content"},
+    {400, "bad_request", "Bad Request"},
+    {401, "unauthorized", "Unauthorized"},
+    {403, "forbidden", "Forbidden"},
+    {404, "not_found", "Not Found"},
+    {405, "method_not_allowed", "Method Not Allowed"},
+    {409, "conflict", "Conflict"},
+    {413, "payload_too_large", "Payload Too Large"},
+    {422, "unprocessable", "Unprocessable Entity"},
+    {429, "too_many_requests", "Too Many Requests"},
+    {500, "internal", "Internal Server Error"},
+    {503, "unavailable", "Service Unavailable"},
+};
+
+const char *http_server_status_code(int status)
+{
+	for (size_t i = 0; i < sizeof(http_server_statuses) / sizeof(http_server_statuses[0]);
+	     i++) {
+		if (http_server_statuses[i].status == status &&
+		    http_server_statuses[i].code != NULL)
+			return http_server_statuses[i].code;
+	}
+	return "internal";
+}
+
+static const char *http_server_reason(int status)
+{
+	for (size_t i = 0; i < sizeof(http_server_statuses) / sizeof(http_server_statuses[0]);
+	     i++) {
+		if (http_server_statuses[i].status == status)
+			return http_server_statuses[i].reason;
+	}
+	return status < 400 ? "OK" : "Error";
+}
+
+/* ---- query strings ---- */
+
+static void http_server_query_add(struct http_server_query *q, char *key, char *value)
+{
+	q->keys = xreallocarray(q->keys, q->n + 1, sizeof(*q->keys));
+	q->values = xreallocarray(q->values, q->n + 1, sizeof(*q->values));
+	q->keys[q->n] = key;
+	q->values[q->n] = value;
+	q->n++;
+}
+
+/* Percent-decodes n bytes of s ('+' is a space); NULL when it would contain NUL. */
+static char *http_server_decode(const char *s, size_t n, bool plus)
+{
+	char *raw = xstrndup(s, n);
+	size_t len = 0;
+	char *dec = evhttp_uridecode(raw, plus ? 1 : 0, &len);
+	free(raw);
+	if (dec == NULL)
+		panic("http_server: out of memory");
+	if (strlen(dec) != len) {
+		free(dec);
+		return NULL;
+	}
+	/* libevent allocates with its own allocator; hand out memory free() can take. */
+	char *copy = xstrdup(dec);
+	free(dec);
+	return copy;
+}
+
+int http_server_query_parse(const char *qs, struct http_server_query **out)
+{
+	struct http_server_query *q = xcalloc(1, sizeof(*q));
+	const char *p = qs != NULL ? qs : "";
+	while (*p != '\0') {
+		size_t plen = strcspn(p, "&");
+		if (plen > 0) {
+			const char *eq = memchr(p, '=', plen);
+			size_t klen = eq != NULL ? (size_t)(eq - p) : plen;
+			if (klen == 0 || q->n >= HTTP_SERVER_MAX_QUERY_PARAMS)
+				goto fail;
+			char *key = http_server_decode(p, klen, true);
+			char *value = eq != NULL ? http_server_decode(eq + 1, plen - klen - 1, true)
+						 : xstrdup("");
+			if (key == NULL || value == NULL || *key == '\0') {
+				free(key);
+				free(value);
+				goto fail;
+			}
+			http_server_query_add(q, key, value);
+		}
+		p += plen;
+		if (*p == '&')
+			p++;
+	}
+	*out = q;
+	return 0;
+
+fail:
+	http_server_query_free(q);
+	*out = NULL;
+	return -EINVAL;
+}
+
+void http_server_query_free(struct http_server_query *q)
+{
+	if (q == NULL)
+		return;
+	for (size_t i = 0; i < q->n; i++) {
+		free(q->keys[i]);
+		free(q->values[i]);
+	}
+	free(q->keys);
+	free(q->values);
+	free(q);
+}
+
+const char *http_server_query_get(const struct http_server_query *q, const char *key)
+{
+	for (size_t i = 0; q != NULL && i < q->n; i++) {
+		if (strcmp(q->keys[i], key) == 0)
+			return q->values[i];
+	}
+	return NULL;
+}
+
+size_t http_server_query_count(const struct http_server_query *q, const char *key)
+{
+	size_t n = 0;
+	for (size_t i = 0; q != NULL && i < q->n; i++)
+		n += strcmp(q->keys[i], key) == 0;
+	return n;
+}
+
+/* ---- Bearer tokens ---- */
+
+static unsigned char http_server_hash_key[crypto_generichash_KEYBYTES];
+static pthread_once_t http_server_hash_once = PTHREAD_ONCE_INIT;
+
+static void http_server_hash_init(void)
+{
+	if (sodium_init() < 0)
+		panic("http_server: libsodium cannot initialise");
+	randombytes_buf(http_server_hash_key, sizeof(http_server_hash_key));
+}
+
+static void http_server_token_digest(const char *s, size_t len,
+				     unsigned char out[crypto_generichash_BYTES])
+{
+	crypto_generichash(out, crypto_generichash_BYTES, (const unsigned char *)s, len,
+			   http_server_hash_key, sizeof(http_server_hash_key));
+}
+
+bool http_server_bearer_ok(const char *authorization, const char *token)
+{
+	if (authorization == NULL || token == NULL || *token == '\0')
+		return false;
+	pthread_once(&http_server_hash_once, http_server_hash_init);
+	static const char scheme[] = "Bearer";
+	if (strncasecmp(authorization, scheme, sizeof(scheme) - 1) != 0)
+		return false;
+	const char *p = authorization + sizeof(scheme) - 1;
+	if (*p != ' ' && *p != '\t')
+		return false;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	size_t len = strlen(p);
+	while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+		len--;
+	/*
+	 * Keyed hashes of both sides have a fixed length, so comparing them takes the
+	 * same time whatever the presented token's length or content.
+	 */
+	unsigned char got[crypto_generichash_BYTES], want[crypto_generichash_BYTES];
+	http_server_token_digest(p, len, got);
+	http_server_token_digest(token, strlen(token), want);
+	return sodium_memcmp(got, want, sizeof(got)) == 0;
+}
+
+/* ---- replies ---- */
+
+static void http_server_send(struct http_server_request *req, int status, const char *content_type,
+			     const void *data, size_t len)
+{
+	if (req->replied)
+		panic("http_server: second reply to %s %s", req->method, req->path);
+	req->replied = true;
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req->ev);
+	evhttp_remove_header(h, "Content-Type");
+	evhttp_add_header(h, "Content-Type", content_type);
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(h, "Cache-Control", "no-store");
+	evhttp_add_header(h, "Content-Security-Policy", "default-src 'self'");
+	struct evbuffer *buf = evbuffer_new();
+	if (buf == NULL)
+		panic("http_server: out of memory");
+	if (len > 0 && evbuffer_add(buf, data, len) != 0)
+		panic("http_server: out of memory");
+	evhttp_send_reply(req->ev, status, http_server_reason(status), buf);
+	evbuffer_free(buf);
+
+	char qpath[256];
+	log_info("http.access", "method=%s path=%s status=%d bytes=%zu ms=%lld peer=%s",
+		 req->method, log_quote(qpath, sizeof(qpath), req->path), status, len,
+		 (long long)(clock_mono_ms() - req->started), req->peer);
+}
+
+void http_server_add_header(struct http_server_request *req, const char *name, const char *value)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req->ev), name, value);
+}
+
+void http_server_reply_bytes(struct http_server_request *req, int status, const char *content_type,
+			     const void *data, size_t len)
+{
+	http_server_send(req, status, content_type, data, len);
+}
+
+void http_server_reply_json(struct http_server_request *req, int status, json_t *body)
+{
+	char *text = json_dumps(body != NULL ? body : json_object(), JSON_COMPACT);
+	json_decref(body);
+	if (text == NULL)
+		panic("http_server: cannot serialise a reply");
+	http_server_send(req, status, "application/json", text, strlen(text));
+	free(text);
+}
+
+static void http_server_reply_error_msg(struct http_server_request *req, int status,
+					const char *message)
+{
+	if (status == 401)
+		http_server_add_header(req, "WWW-Authenticate", "Bearer");
+	http_server_reply_json(req, status,
+			       http_json_error_body(http_server_status_code(status), message));
+}
+
+void http_server_reply_error(struct http_server_request *req, int status, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *msg = NULL;
+	if (vasprintf(&msg, fmt, ap) < 0)
+		panic("http_server: out of memory");
+	va_end(ap);
+	http_server_reply_error_msg(req, status, msg);
+	free(msg);
+}
+
+/* ---- request accessors ---- */
+
+const char *http_server_request_method(const struct http_server_request *req)
+{
+	return req->method;
+}
+
+const char *http_server_request_path(const struct http_server_request *req)
+{
+	return req->path;
+}
+
+const char *http_server_request_param(const struct http_server_request *req, const char *name)
+{
+	size_t n = strlen(name);
+	for (size_t i = 0; i < req->nparams; i++) {
+		/* param_names are the pattern's segments: "{name}". */
+		const char *p = req->param_names[i];
+		if (strncmp(p + 1, name, n) == 0 && p[n + 1] == '}' && p[n + 2] == '\0')
+			return req->param_values[i];
+	}
+	return NULL;
+}
+
+const char *http_server_request_query(const struct http_server_request *req, const char *key)
+{
+	return http_server_query_get(req->query, key);
+}
+
+size_t http_server_request_query_count(const struct http_server_request *req, const char *key)
+{
+	return http_server_query_count(req->query, key);
+}
+
+const char *http_server_request_header(const struct http_server_request *req, const char *name)
+{
+	return evhttp_find_header(evhttp_request_get_input_headers(req->ev), name);
+}
+
+void http_server_request_body(struct http_server_request *req, const char **data, size_t *len)
+{
+	if (req->body == NULL) {
+		struct evbuffer *in = evhttp_request_get_input_buffer(req->ev);
+		req->body_len = evbuffer_get_length(in);
+		/* A terminating NUL so text parsers may rely on one; not counted in *len. */
+		if (evbuffer_add(in, "", 1) != 0)
+			panic("http_server: out of memory");
+		req->body = (const char *)evbuffer_pullup(in, -1);
+	}
+	*data = req->body;
+	*len = req->body_len;
+}
+
+const char *http_server_request_peer(const struct http_server_request *req)
+{
+	return req->peer;
+}
+
+/* ---- routing ---- */
+
+static const char *http_server_method_name(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_TRACE:
+		return "TRACE";
+	case EVHTTP_REQ_CONNECT:
+		return "CONNECT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
+	}
+	return "OTHER";
+}
+
+/* Splits an absolute path into its raw segments (pointers into a copy kept in *buf). */
+static int http_server_split(const char *path, char **buf, char **segs, size_t *n)
+{
+	*n = 0;
+	*buf = NULL;
+	if (path == NULL || path[0] != '/')
+		return -EINVAL;
+	if (path[1] == '\0')
+		return 0;
+	char *copy = xstrdup(path + 1);
+	*buf = copy;
+	/* strsep keeps empty segments, so "/a//b" and "/a/" never match "/a/b" or "/a". */
+	size_t count = 0;
+	char *rest = copy;
+	while (rest != NULL) {
+		char *seg = strsep(&rest, "/");
+		if (count >= HTTP_SERVER_MAX_SEGMENTS)
+			return -E2BIG;
+		segs[count++] = seg;
+	}
+	*n = count;
+	return 0;
+}
+
+static bool http_server_is_param(const char *seg)
+{
+	size_t n = strlen(seg);
+	return n > 2 && seg[0] == '{' && seg[n - 1] == '}';
+}
+
+int http_server_route(struct http_server *s, const char *method, const char *pattern,
+		      unsigned flags, http_server_handler_fn fn, void *arg)
+{
+	char *buf = NULL;
+	char *segs[HTTP_SERVER_MAX_SEGMENTS];
+	size_t n = 0, nparams = 0;
+	if (method == NULL || fn == NULL || http_server_split(pattern, &buf, segs, &n) < 0)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		if (segs[i][0] == '\0' ||
+		    (strchr(segs[i], '{') != NULL && !http_server_is_param(segs[i])))
+			goto fail;
+		nparams += http_server_is_param(segs[i]);
+	}
+	if (nparams > HTTP_SERVER_MAX_PARAMS)
+		goto fail;
+	s->routes = xreallocarray(s->routes, s->nroutes + 1, sizeof(*s->routes));
+	struct http_server_route_entry *r = &s->routes[s->nroutes++];
+	r->method = xstrdup(method);
+	r->segments = n > 0 ? xcalloc(n, sizeof(*r->segments)) : NULL;
+	for (size_t i = 0; i < n; i++)
+		r->segments[i] = xstrdup(segs[i]);
+	r->nsegments = n;
+	r->flags = flags;
+	r->fn = fn;
+	r->arg = arg;
+	free(buf);
+	return 0;
+
+fail:
+	free(buf);
+	return -EINVAL;
+}
+
+static void http_server_clear_params(struct http_server_request *req)
+{
+	for (size_t i = 0; i < req->nparams; i++)
+		free(req->param_values[i]);
+	req->nparams = 0;
+}
+
+/* True when route r's pattern matches segs; its parameters are then in req. */
+static bool http_server_match(const struct http_server_route_entry *r, char **segs, size_t n,
+			      struct http_server_request *req)
+{
+	http_server_clear_params(req);
+	if (r->nsegments != n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (http_server_is_param(r->segments[i])) {
+			char *v = segs[i][0] != '\0'
+				      ? http_server_decode(segs[i], strlen(segs[i]), false)
+				      : NULL;
+			if (v == NULL || *v == '\0') {
+				free(v);
+				http_server_clear_params(req);
+				return false;
+			}
+			req->param_names[req->nparams] = r->segments[i];
+			req->param_values[req->nparams++] = v;
+		} else if (strcmp(r->segments[i], segs[i]) != 0) {
+			http_server_clear_params(req);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool http_server_method_matches(const char *route_method, const char *method)
+{
+	return strcmp(route_method, method) == 0 ||
+	       (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
+}
+
+static void http_server_peer(struct evhttp_request *ev, char *out, size_t size)
+{
+	snprintf(out, size, "-");
+	struct evhttp_connection *conn = evhttp_request_get_connection(ev);
+	if (conn == NULL)
+		return;
+	const char *addr = NULL;
+	ev_uint16_t port = 0;
+	evhttp_connection_get_peer(conn, (char **)&addr, &port);
+	if (addr != NULL)
+		snprintf(out, size, "%s", addr);
+}
+
+static void http_server_route_request(struct http_server_request *req, const char *query)
+{
+	struct http_server *s = req->srv;
+	size_t body = evbuffer_get_length(evhttp_request_get_input_buffer(req->ev));
+	if (body > s->limits.max_body_size) {
+		http_server_add_header(req, "Connection", "close");
+		http_server_reply_error(req, 413, "request body is larger than %zu bytes",
+					s->limits.max_body_size);
+		return;
+	}
+	if (http_server_query_parse(query, &req->query) < 0) {
+		http_server_reply_error(req, 400, "malformed query string");
+		return;
+	}
+	char *buf = NULL;
+	char *segs[HTTP_SERVER_MAX_SEGMENTS];
+	size_t n = 0;
+	if (http_server_split(req->path, &buf, segs, &n) < 0) {
+		free(buf);
+		http_server_reply_error(req, 404, "no such resource");
+		return;
+	}
+	const struct http_server_route_entry *found = NULL;
+	char allow[128] = "";
+	for (size_t i = 0; i < s->nroutes && found == NULL; i++) {
+		const struct http_server_route_entry *r = &s->routes[i];
+		if (!http_server_match(r, segs, n, req))
+			continue;
+		if (http_server_method_matches(r->method, req->method)) {
+			found = r;
+		} else if (strstr(allow, r->method) == NULL) {
+			size_t used = strlen(allow);
+			snprintf(allow + used, sizeof(allow) - used, "%s%s", used > 0 ? ", " : "",
+				 r->method);
+		}
+	}
+	free(buf);
+	if (found == NULL) {
+		if (allow[0] != '\0') {
+			http_server_add_header(req, "Allow", allow);
+			http_server_reply_error(req, 405, "%s is not allowed here", req->method);
+		} else {
+			http_server_reply_error(req, 404, "no such resource");
+		}
+		return;
+	}
+	if ((found->flags & HTTP_SERVER_ROUTE_AUTH) != 0 &&
+	    (s->auth == NULL || !s->auth(req, s->auth_arg))) {
+		if (!req->replied)
+			http_server_reply_error(req, 401, "a valid Bearer token is required");
+		return;
+	}
+	found->fn(req, found->arg);
+	if (!req->replied) {
+		log_error("http.no_reply", "method=%s route_method=%s", req->method, found->method);
+		http_server_reply_error(req, 500, "internal error");
+	}
+}
+
+static void http_server_dispatch(struct evhttp_request *ev, void *arg)
+{
+	struct http_server_request req;
+	memset(&req, 0, sizeof(req));
+	req.srv = arg;
+	req.ev = ev;
+	req.started = clock_mono_ms();
+	req.method = http_server_method_name(evhttp_request_get_command(ev));
+	http_server_peer(ev, req.peer, sizeof(req.peer));
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+	req.path = path != NULL && path[0] != '\0' ? path : "/";
+	http_server_route_request(&req, uri != NULL ? evhttp_uri_get_query(uri) : NULL);
+	http_server_clear_params(&req);
+	http_server_query_free(req.query);
+}
+
+/* ---- lifecycle ---- */
+
+static void http_server_apply_limits(struct http_server *s, const struct http_server_limits *lim)
+{
+	s->limits.max_headers_size = lim != NULL && lim->max_headers_size != 0
+					 ? lim->max_headers_size
+					 : HTTP_SERVER_DEFAULT_MAX_HEADERS_SIZE;
+	s->limits.max_body_size = lim != NULL && lim->max_body_size != 0
+				      ? lim->max_body_size
+				      : HTTP_SERVER_DEFAULT_MAX_BODY_SIZE;
+	s->limits.request_timeout_s = lim != NULL && lim->request_timeout_s != 0
+					  ? lim->request_timeout_s
+					  : HTTP_SERVER_DEFAULT_REQUEST_TIMEOUT_S;
+	size_t transport = s->limits.max_body_size;
+	if (transport <= SIZE_MAX / HTTP_SERVER_BODY_READ_FACTOR)
+		transport *= HTTP_SERVER_BODY_READ_FACTOR;
+	evhttp_set_max_headers_size(s->http, (ev_ssize_t)s->limits.max_headers_size);
+	evhttp_set_max_body_size(s->http, (ev_ssize_t)transport);
+	evhttp_set_timeout(s->http, (int)s->limits.request_timeout_s);
+}
+
+void http_server_set_limits(struct http_server *s, const struct http_server_limits *lim)
+{
+	http_server_apply_limits(s, lim);
+}
+
+void http_server_set_auth(struct http_server *s, http_server_auth_fn fn, void *arg)
+{
+	s->auth = fn;
+	s->auth_arg = arg;
+}
+
+/* Splits "host:port" / "[v6]:port" into host and port; -EINVAL when malformed. */
+static int http_server_parse_listen(const char *listen, char *host, size_t hsize, unsigned *port)
+{
+	if (listen == NULL || strlen(listen) >= HTTP_SERVER_LISTEN_MAX)
+		return -EINVAL;
+	const char *colon;
+	size_t hlen;
+	if (listen[0] == '[') {
+		const char *close = strchr(listen, ']');
+		if (close == NULL || close[1] != ':')
+			return -EINVAL;
+		hlen = (size_t)(close - listen - 1);
+		memcpy(host, listen + 1, hlen < hsize ? hlen : 0);
+		colon = close + 1;
+	} else {
+		colon = strrchr(listen, ':');
+		if (colon == NULL || memchr(listen, ':', (size_t)(colon - listen)) != NULL)
+			return -EINVAL;
+		hlen = (size_t)(colon - listen);
+		memcpy(host, listen, hlen < hsize ? hlen : 0);
+	}
+	if (hlen == 0 || hlen >= hsize)
+		return -EINVAL;
+	host[hlen] = '\0';
+	char *end = NULL;
+	errno = 0;
+	unsigned long p = strtoul(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno != 0 || p > 65535 || colon[1] == '-' ||
+	    colon[1] == '+')
+		return -EINVAL;
+	*port = (unsigned)p;
+	return 0;
+}
+
+int http_server_new(struct event_base *base, const char *listen,
+		    const struct http_server_limits *lim, struct http_server **out)
+{
+	char host[HTTP_SERVER_LISTEN_MAX];
+	unsigned port = 0;
+	int rc = http_server_parse_listen(listen, host, sizeof(host), &port);
+	struct http_server *s = NULL;
+	*out = NULL;
+	if (rc < 0)
+		goto fail;
+	s = xcalloc(1, sizeof(*s));
+	s->http = evhttp_new(base);
+	if (s->http == NULL)
+		panic("http_server: evhttp_new failed");
+	http_server_apply_limits(s, lim);
+	/* Every method reaches the router, so unknown ones get our 405, not libevent's 501. */
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+						EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(s->http, http_server_dispatch, s);
+	s->bound = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
+	if (s->bound == NULL) {
+		rc = errno != 0 ? -errno : -EADDRNOTAVAIL;
+		log_error("http.bind_failed", "listen=%s error=%s", listen, strerror(-rc));
+		goto fail;
+	}
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getsockname(evhttp_bound_socket_get_fd(s->bound), (struct sockaddr *)&ss, &sl) == 0)
+		s->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+							 : ((struct sockaddr_in *)&ss)->sin_port);
+	log_info("http.listen", "listen=%s port=%u", listen, s->port);
+	*out = s;
+	return 0;
+
+fail:
+	http_server_free(s);
+	return rc;
+}
+
+unsigned http_server_port(const struct http_server *s)
+{
+	return s->port;
+}
+
+void http_server_free(struct http_server *s)
+{
+	if (s == NULL)
+		return;
+	if (s->http != NULL)
+		evhttp_free(s->http);
+	for (size_t i = 0; i < s->nroutes; i++) {
+		for (size_t j = 0; j < s->routes[i].nsegments; j++)
+			free(s->routes[i].segments[j]);
+		free(s->routes[i].segments);
+		free(s->routes[i].method);
+	}
+	free(s->routes);
+	free(s);
+}
