@@ -1,0 +1,733 @@
+/*
+ * api — the manager's HTTP endpoints: /healthz and /metrics (open, for probes and
+ * Prometheus; the listener is on loopback by default) and the REST API under
+ * /api/v1 (Bearer admin token). CONTRACT.md "REST API" pins the shapes;
+ * docs/openapi.yaml describes them.
+ *
+ * Handlers run on the event loop thread. Reads go straight to the store; changes
+ * use its synchronous calls, so a 2xx is only sent once the change is committed.
+ * Input is validated here (ids, dates, limits, filters) so that nothing a client
+ * sends reaches the store unchecked or turns into a 500: an unknown or malformed id
+ * is 404, a malformed query 400, a well-formed body with wrong content 422.
+ * Bulk actions refuse an empty filter unless "all": true says it is meant.
+ * Not for: sessions and end users, safelists (later modules), HTTP plumbing
+ * (http_server), delivering released mail (release).
+ */
+#include "manager/api.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "http/http_json.h"
+#include "http/http_server.h"
+#include "manager/metrics.h"
+#include "manager/release.h"
+#include "mime/msgmeta.h"
+#include "store/store.h"
+
+/* Page size of GET /api/v1/messages when the client gives none, and its cap. */
+#define API_LIST_DEFAULT_LIMIT 50
+#define API_LIST_MAX_LIMIT     1000
+/* Ids in one bulk request: a body of 1 MiB holds about 25,000; keep transactions sane. */
+#define API_BULK_MAX_IDS 10000
+/* Addresses in one release/delete body: more than any message may have recipients. */
+#define API_MAX_BODY_RECIPIENTS 10000
+/* Default request body limit when the config gives none. */
+#define API_DEFAULT_MAX_BODY (1024 * 1024)
+
+struct api {
+	struct http_server *http;
+	struct store *st;
+	struct release *rel;
+	char *token;
+	char *manager_name;
+	uint64_t max_body;
+	int64_t delete_after_ms;
+};
+
+/* The filter names shared by the listing query and the bulk bodies. */
+static const char *const api_filter_fields[] = {
+    "quarantine", "recipient", "sender",  "subject", "since",
+    "until",	  "verdict",   "gateway", "state",   NULL,
+};
+
+/* ---- JSON of stored messages ---- */
+
+static json_t *api_time_or_null(int64_t ms)
+{
+	char buf[CLOCK_RFC3339_LEN];
+	if (ms == 0)
+		return json_null();
+	clock_format_rfc3339(ms, buf);
+	return json_string(buf);
+}
+
+static void api_set(json_t *obj, const char *key, json_t *v)
+{
+	if (v == NULL || json_object_set_new(obj, key, v) != 0)
+		panic("api: cannot build JSON for \"%s\"", key);
+}
+
+/* MESSAGE of CONTRACT.md. */
+static json_t *api_message_json(const struct api *a, const struct store_message *m)
+{
+	json_t *o = json_object();
+	if (o == NULL)
+		panic("api: out of memory");
+	api_set(o, "id", json_string(m->id));
+	api_set(o, "quarantine", http_json_string_or_null(m->quarantine));
+	api_set(o, "received_at", api_time_or_null(m->received_at));
+	api_set(o, "sender", http_json_string_or_null(m->sender != NULL ? m->sender : ""));
+	json_t *rcpts = json_array();
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		const struct store_recipient *r = &m->recipients[i];
+		json_t *ro = json_object();
+		api_set(ro, "address", http_json_string_or_null(r->address));
+		api_set(ro, "state", json_string(store_rcpt_state_name(r->state)));
+		if (r->reply != NULL)
+			api_set(ro, "reply", http_json_string_or_null(r->reply));
+		json_array_append_new(rcpts, ro);
+	}
+	api_set(o, "recipients", rcpts);
+	api_set(o, "from", http_json_string_or_null(m->from));
+	api_set(o, "subject", http_json_string_or_null(m->subject));
+	api_set(o, "size", json_integer((json_int_t)m->size));
+	api_set(o, "verdict",
+		http_json_string_or_null(m->verdict != NULL && *m->verdict != '\0' ? m->verdict
+										   : "spam"));
+	api_set(o, "score", m->has_score ? json_real(m->score) : json_null());
+	api_set(o, "gateway", http_json_string_or_null(m->gateway));
+	api_set(o, "expires_at",
+		a->delete_after_ms > 0 && m->received_at != 0
+		    ? api_time_or_null(m->received_at + a->delete_after_ms)
+		    : json_null());
+	return o;
+}
+
+/* ---- shared validation ---- */
+
+/*
+ * Sets one filter field of f from its text (pointers into value are kept). 0, or
+ * -EINVAL with *err naming the field when the value is malformed.
+ */
+static int api_filter_set(struct store_filter *f, const char *name, const char *value, char **err)
+{
+	if (strcmp(name, "since") == 0 || strcmp(name, "until") == 0) {
+		int64_t ms;
+		if (clock_parse_rfc3339(value, &ms) < 0) {
+			*err = xasprintf("\"%s\" must be an RFC 3339 date-time "
+					 "(e.g. 2026-11-27T19:30:00Z)",
+					 name);
+			return -EINVAL;
+		}
+		if (name[0] == 's') {
+			f->since = ms;
+		} else {
+			/* The store reads 0 as "unbounded"; before 1970 means "nothing". */
+			f->until = ms != 0 ? ms : -1;
+		}
+		return 0;
+	}
+	if (strcmp(name, "state") == 0) {
+		enum store_rcpt_state st;
+		if (store_rcpt_state_parse(value, &st) < 0) {
+			*err =
+			    xasprintf("\"state\" must be one of quarantined, releasing, released, "
+				      "deleted, expired, failed");
+			return -EINVAL;
+		}
+		f->state = value;
+		return 0;
+	}
+	if (strcmp(name, "quarantine") == 0)
+		f->quarantine = value;
+	else if (strcmp(name, "recipient") == 0)
+		f->recipient = value;
+	else if (strcmp(name, "sender") == 0)
+		f->sender = value;
+	else if (strcmp(name, "subject") == 0)
+		f->subject = value;
+	else if (strcmp(name, "verdict") == 0)
+		f->verdict = value;
+	else if (strcmp(name, "gateway") == 0)
+		f->gateway = value;
+	else
+		panic("api: unknown filter field %s", name);
+	return 0;
+}
+
+/* Strictly a decimal number in lo..hi. */
+static int api_parse_uint(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+{
+	unsigned long v = 0;
+	if (s == NULL || *s == '\0' || strlen(s) > 9)
+		return -EINVAL;
+	for (const char *p = s; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned long)(*p - '0');
+	}
+	if (v < lo || v > hi)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+/*
+ * Parses an optional JSON object body. *out is NULL for an empty body. Answers the
+ * request and returns -1 when the body is unusable (413, 400, 422).
+ */
+static int api_body_object(struct api *a, struct http_server_request *req, json_t **out)
+{
+	const char *data;
+	size_t len;
+	char *err = NULL;
+	*out = NULL;
+	http_server_request_body(req, &data, &len);
+	if (strspn(data, " \t\r\n") == len)
+		return 0;
+	struct http_json_limits lim = {.max_size = a->max_body};
+	int rc = http_json_parse(data, len, &lim, out, &err);
+	if (rc < 0) {
+		http_server_reply_error(req, rc == -E2BIG ? 413 : 400, "%s", err);
+		free(err);
+		return -1;
+	}
+	if (!json_is_object(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		http_server_reply_error(req, 422, "the request body must be a JSON object");
+		return -1;
+	}
+	return 0;
+}
+
+static void api_reply_store_error(struct http_server_request *req, const char *what, int rc)
+{
+	log_error("api.store_error", "call=%s error=%s", what, strerror(-rc));
+	http_server_reply_error(req, 500, "the quarantine store failed (%s)", strerror(-rc));
+}
+
+/* ---- endpoints ---- */
+
+static void api_healthz(struct http_server_request *req, void *arg)
+{
+	http_server_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void api_metrics(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	char *text = metrics_render(a->st);
+	http_server_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", text,
+				strlen(text));
+	free(text);
+}
+
+static void api_quarantines(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	struct store_quarantine_stats *v = NULL;
+	size_t n = 0;
+	int rc = store_quarantines(a->st, &v, &n);
+	if (rc < 0) {
+		api_reply_store_error(req, "store_quarantines", rc);
+		return;
+	}
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *q = json_object();
+		api_set(q, "name", http_json_string_or_null(v[i].name));
+		api_set(q, "type", http_json_string_or_null(v[i].type));
+		api_set(q, "messages", json_integer((json_int_t)v[i].messages));
+		api_set(q, "bytes", json_integer((json_int_t)v[i].bytes));
+		api_set(q, "oldest", api_time_or_null(v[i].oldest));
+		json_array_append_new(list, q);
+	}
+	store_quarantine_stats_free(v, n);
+	json_t *body = json_object();
+	api_set(body, "quarantines", list);
+	http_server_reply_json(req, 200, body);
+}
+
+static void api_list_messages(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	struct store_filter f;
+	memset(&f, 0, sizeof(f));
+	char *err = NULL;
+	static const char *const single[] = {"limit", "cursor"};
+	for (size_t i = 0; i < 2; i++) {
+		if (http_server_request_query_count(req, single[i]) > 1) {
+			http_server_reply_error(
+			    req, 400, "query parameter \"%s\" given more than once", single[i]);
+			return;
+		}
+	}
+	for (const char *const *name = api_filter_fields; *name != NULL; name++) {
+		if (http_server_request_query_count(req, *name) > 1) {
+			http_server_reply_error(
+			    req, 400, "query parameter \"%s\" given more than once", *name);
+			return;
+		}
+		const char *v = http_server_request_query(req, *name);
+		if (v == NULL || *v == '\0')
+			continue;
+		if (api_filter_set(&f, *name, v, &err) < 0) {
+			http_server_reply_error(req, 400, "%s", err);
+			free(err);
+			return;
+		}
+	}
+	unsigned long limit = API_LIST_DEFAULT_LIMIT;
+	const char *limit_text = http_server_request_query(req, "limit");
+	if (limit_text != NULL && api_parse_uint(limit_text, 1, API_LIST_MAX_LIMIT, &limit) < 0) {
+		http_server_reply_error(req, 400, "\"limit\" must be a number from 1 to %d",
+					API_LIST_MAX_LIMIT);
+		return;
+	}
+	const char *cursor = http_server_request_query(req, "cursor");
+	if (cursor != NULL && *cursor == '\0')
+		cursor = NULL;
+
+	struct store_message **msgs = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	int rc = store_list(a->st, &f, limit, cursor, &msgs, &n, &next);
+	if (rc == -EINVAL) {
+		http_server_reply_error(req, 400, cursor != NULL ? "bad cursor" : "bad filter");
+		return;
+	}
+	if (rc < 0) {
+		api_reply_store_error(req, "store_list", rc);
+		return;
+	}
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, api_message_json(a, msgs[i]));
+	store_message_array_free(msgs, n);
+	json_t *body = json_object();
+	api_set(body, "messages", list);
+	api_set(body, "next_cursor", http_json_string_or_null(next));
+	free(next);
+	http_server_reply_json(req, 200, body);
+}
+
+/* The message named by the path's {id}; answers 404/500 and returns NULL otherwise. */
+static struct store_message *api_lookup(struct api *a, struct http_server_request *req)
+{
+	const char *id = http_server_request_param(req, "id");
+	struct store_message *m = NULL;
+	/* A malformed id cannot name a message: same answer as an unknown one. */
+	int rc = id != NULL && ids_valid(id) ? store_get(a->st, id, &m) : -ENOENT;
+	if (rc == -ENOENT || rc == -EINVAL) {
+		http_server_reply_error(req, 404, "no such message");
+		return NULL;
+	}
+	if (rc < 0) {
+		api_reply_store_error(req, "store_get", rc);
+		return NULL;
+	}
+	return m;
+}
+
+static void api_get_message(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	struct store_message *m = api_lookup(a, req);
+	if (m == NULL)
+		return;
+	unsigned char *raw = NULL;
+	size_t len = 0;
+	struct msgmeta *meta = NULL;
+	int rc = store_get_raw(a->st, m->id, &raw, &len);
+	if (rc == -ENOENT) {
+		/* Purged between the two reads. */
+		http_server_reply_error(req, 404, "no such message");
+		goto done;
+	}
+	if (rc < 0) {
+		api_reply_store_error(req, "store_get_raw", rc);
+		goto done;
+	}
+	msgmeta_parse(raw, len, &meta);
+	json_t *o = api_message_json(a, m);
+	json_t *headers = json_array();
+	for (size_t i = 0; meta != NULL && i < meta->nheaders; i++) {
+		json_t *h = json_object();
+		api_set(h, "name", http_json_string_or_null(meta->headers[i].name));
+		api_set(h, "value",
+			http_json_string_or_null(
+			    meta->headers[i].value != NULL ? meta->headers[i].value : ""));
+		json_array_append_new(headers, h);
+	}
+	api_set(o, "headers", headers);
+	json_t *atts = json_array();
+	for (size_t i = 0; i < m->nattachments; i++) {
+		json_t *at = json_object();
+		api_set(at, "filename", http_json_string_or_null(m->attachments[i].filename));
+		api_set(at, "content_type",
+			http_json_string_or_null(m->attachments[i].content_type));
+		api_set(at, "size", json_integer((json_int_t)m->attachments[i].size));
+		json_array_append_new(atts, at);
+	}
+	api_set(o, "attachments", atts);
+	http_server_reply_json(req, 200, o);
+
+done:
+	msgmeta_free(meta);
+	free(raw);
+	store_message_free(m);
+}
+
+static void api_get_raw(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	const char *id = http_server_request_param(req, "id");
+	unsigned char *raw = NULL;
+	size_t len = 0;
+	int rc = id != NULL && ids_valid(id) ? store_get_raw(a->st, id, &raw, &len) : -ENOENT;
+	if (rc == -ENOENT || rc == -EINVAL) {
+		http_server_reply_error(req, 404, "no such message");
+		return;
+	}
+	if (rc < 0) {
+		api_reply_store_error(req, "store_get_raw", rc);
+		return;
+	}
+	char disp[IDS_UUID_LEN + 40];
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s.eml\"", id);
+	http_server_add_header(req, "Content-Disposition", disp);
+	http_server_reply_bytes(req, 200, "message/rfc822", raw, len);
+	free(raw);
+}
+
+/* After an -EINVAL from the store: the first address in rcpts that m does not have. */
+static const char *api_first_stranger(const struct store_message *m, const char *const *rcpts,
+				      size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		bool found = false;
+		for (size_t j = 0; j < m->nrecipients && !found; j++)
+			found = strcasecmp(m->recipients[j].address, rcpts[i]) == 0;
+		if (!found)
+			return rcpts[i];
+	}
+	return NULL;
+}
+
+/* POST /api/v1/messages/{id}/release and .../delete. */
+static void api_message_action(struct api *a, struct http_server_request *req, bool release)
+{
+	const char *id = http_server_request_param(req, "id");
+	json_t *body = NULL;
+	const char **rcpts = NULL;
+	size_t nrcpts = 0;
+	char *err = NULL;
+	struct store_message *m = NULL;
+	if (id == NULL || !ids_valid(id)) {
+		http_server_reply_error(req, 404, "no such message");
+		return;
+	}
+	if (api_body_object(a, req, &body) < 0)
+		return;
+	if (body != NULL) {
+		static const char *const allowed[] = {"recipients", NULL};
+		int rc = http_json_check_keys(body, allowed, &err);
+		if (rc == 0) {
+			rc = http_json_get_string_array(body, "recipients", API_MAX_BODY_RECIPIENTS,
+							&rcpts, &nrcpts, &err);
+			if (rc == 0 && nrcpts == 0) {
+				err = xstrdup("\"recipients\" must not be empty (leave it out to "
+					      "act on every recipient)");
+				rc = -EINVAL;
+			}
+		}
+		if (rc < 0 && rc != -ENOENT) {
+			http_server_reply_error(req, 422, "%s", err);
+			goto done;
+		}
+	}
+	int changed = 0;
+	int64_t now = clock_now_ms();
+	int rc = release ? store_release(a->st, id, rcpts, nrcpts, now, &changed)
+			 : store_delete(a->st, id, rcpts, nrcpts, now, &changed);
+	if (rc == -ENOENT) {
+		http_server_reply_error(req, 404, "no such message");
+		goto done;
+	}
+	if (rc == -EINVAL) {
+		const char *stranger = NULL;
+		if (store_get(a->st, id, &m) == 0)
+			stranger = api_first_stranger(m, rcpts, nrcpts);
+		if (stranger != NULL)
+			http_server_reply_error(req, 422, "%s is not a recipient of this message",
+						stranger);
+		else
+			http_server_reply_error(req, 422, "not a recipient of this message");
+		goto done;
+	}
+	if (rc < 0) {
+		api_reply_store_error(req, release ? "store_release" : "store_delete", rc);
+		goto done;
+	}
+	if (release && a->rel != NULL)
+		release_kick(a->rel);
+	if (!release && changed > 0)
+		metrics_add(METRICS_DELETED, (uint64_t)changed);
+	log_info(release ? "api.release" : "api.delete", "id=%s changed=%d peer=%s", id, changed,
+		 http_server_request_peer(req));
+	struct store_message *after = api_lookup(a, req);
+	if (after != NULL) {
+		http_server_reply_json(req, release ? 202 : 200, api_message_json(a, after));
+		store_message_free(after);
+	}
+
+done:
+	store_message_free(m);
+	free(err);
+	free(rcpts);
+	json_decref(body);
+}
+
+static void api_release_message(struct http_server_request *req, void *arg)
+{
+	api_message_action(arg, req, true);
+}
+
+static void api_delete_message(struct http_server_request *req, void *arg)
+{
+	api_message_action(arg, req, false);
+}
+
+/*
+ * Reads the filter fields of src into f (pointers into src). 0, or -EINVAL with *err.
+ * *any is set when at least one field was given.
+ */
+static int api_filter_from_json(const json_t *src, struct store_filter *f, bool *any, char **err)
+{
+	for (const char *const *name = api_filter_fields; *name != NULL; name++) {
+		const char *v = NULL;
+		int rc = http_json_get_string(src, *name, &v, err);
+		if (rc == -ENOENT)
+			continue;
+		if (rc < 0)
+			return rc;
+		if (*v == '\0') {
+			/* An empty value would widen the filter to everything. */
+			*err = xasprintf("filter field \"%s\" must not be empty", *name);
+			return -EINVAL;
+		}
+		if (api_filter_set(f, *name, v, err) < 0)
+			return -EINVAL;
+		*any = true;
+	}
+	return 0;
+}
+
+static bool api_has_filter_field(const json_t *obj)
+{
+	for (const char *const *name = api_filter_fields; *name != NULL; name++) {
+		if (json_object_get(obj, *name) != NULL)
+			return true;
+	}
+	return false;
+}
+
+/* POST /api/v1/messages/release and /api/v1/messages/delete. */
+static void api_bulk_action(struct api *a, struct http_server_request *req, bool release)
+{
+	json_t *body = NULL;
+	const char **ids = NULL;
+	size_t nids = 0;
+	char *err = NULL;
+	bool all = false, any = false, have_ids = false;
+	struct store_filter f;
+	memset(&f, 0, sizeof(f));
+	if (api_body_object(a, req, &body) < 0)
+		return;
+	if (body == NULL) {
+		http_server_reply_error(req, 422, "give \"ids\", a filter, or \"all\": true");
+		return;
+	}
+	static const char *const allowed[] = {
+	    "ids",   "filter", "all",	  "quarantine", "recipient", "sender", "subject",
+	    "since", "until",  "verdict", "gateway",	"state",     NULL};
+	int rc = http_json_check_keys(body, allowed, &err);
+	if (rc == 0)
+		rc = http_json_get_bool(body, "all", &all, &err);
+	if (rc == 0 || rc == -ENOENT) {
+		rc = http_json_get_string_array(body, "ids", API_BULK_MAX_IDS, &ids, &nids, &err);
+		have_ids = rc == 0;
+	}
+	if (rc == 0 || rc == -ENOENT) {
+		json_t *filter = json_object_get(body, "filter");
+		rc = 0;
+		if (filter != NULL && !json_is_null(filter)) {
+			static const char *const fields_only[] = {
+			    "quarantine", "recipient", "sender",  "subject", "since",
+			    "until",	  "verdict",   "gateway", "state",   NULL};
+			if (!json_is_object(filter)) {
+				err = xstrdup("field \"filter\" must be an object");
+				rc = -EINVAL;
+			} else if (api_has_filter_field(body)) {
+				err =
+				    xstrdup("give the filter fields either in \"filter\" or at the "
+					    "top level, not both");
+				rc = -EINVAL;
+			} else {
+				rc = http_json_check_keys(filter, fields_only, &err);
+				if (rc == 0)
+					rc = api_filter_from_json(filter, &f, &any, &err);
+			}
+		} else {
+			rc = api_filter_from_json(body, &f, &any, &err);
+		}
+	}
+	if (rc < 0) {
+		http_server_reply_error(req, 422, "%s", err);
+		goto done;
+	}
+	if (!have_ids && !any && !all) {
+		http_server_reply_error(req, 422,
+					"refusing to act on every message: give \"ids\", a filter, "
+					"or \"all\": true");
+		goto done;
+	}
+	int changed = 0;
+	if (have_ids) {
+		/* Malformed ids name nothing; an empty list must not become "no id filter". */
+		size_t kept = 0;
+		for (size_t i = 0; i < nids; i++) {
+			if (ids_valid(ids[i]))
+				ids[kept++] = ids[i];
+		}
+		if (kept == 0)
+			goto reply;
+		f.ids = ids;
+		f.nids = kept;
+	}
+	int64_t now = clock_now_ms();
+	rc = release ? store_release_matching(a->st, &f, now, &changed)
+		     : store_delete_matching(a->st, &f, now, &changed);
+	if (rc == -EINVAL) {
+		http_server_reply_error(req, 422, "the filter was refused");
+		goto done;
+	}
+	if (rc < 0) {
+		api_reply_store_error(
+		    req, release ? "store_release_matching" : "store_delete_matching", rc);
+		goto done;
+	}
+	if (release && a->rel != NULL)
+		release_kick(a->rel);
+	if (!release && changed > 0)
+		metrics_add(METRICS_DELETED, (uint64_t)changed);
+
+reply:
+	log_info(release ? "api.bulk_release" : "api.bulk_delete",
+		 "changed=%d ids=%zu filter=%s all=%s peer=%s", changed, nids, any ? "yes" : "no",
+		 all ? "yes" : "no", http_server_request_peer(req));
+	http_server_reply_json(req, 200, json_pack("{s:i}", "changed", changed));
+
+done:
+	free(err);
+	free(ids);
+	json_decref(body);
+}
+
+static void api_bulk_release(struct http_server_request *req, void *arg)
+{
+	api_bulk_action(arg, req, true);
+}
+
+static void api_bulk_delete(struct http_server_request *req, void *arg)
+{
+	api_bulk_action(arg, req, false);
+}
+
+/* ---- lifecycle ---- */
+
+static bool api_authorize(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	return http_server_bearer_ok(http_server_request_header(req, "Authorization"), a->token);
+}
+
+static void api_apply(struct api *a, const struct api_config *cfg)
+{
+	free(a->token);
+	free(a->manager_name);
+	a->token = xstrdup(cfg->admin_token != NULL ? cfg->admin_token : "");
+	a->manager_name = xstrdup(cfg->manager_name != NULL ? cfg->manager_name : "");
+	a->max_body = cfg->max_body != 0 ? cfg->max_body : API_DEFAULT_MAX_BODY;
+	a->delete_after_ms = cfg->delete_after_ms;
+}
+
+int api_start(struct event_base *base, const struct api_config *cfg, struct store *st,
+	      struct release *rel, struct api **out)
+{
+	static const struct {
+		const char *method;
+		const char *pattern;
+		unsigned flags;
+		http_server_handler_fn fn;
+	} routes[] = {
+	    {"GET", "/healthz", HTTP_SERVER_ROUTE_PUBLIC, api_healthz},
+	    {"GET", "/metrics", HTTP_SERVER_ROUTE_PUBLIC, api_metrics},
+	    {"GET", "/api/v1/quarantines", HTTP_SERVER_ROUTE_AUTH, api_quarantines},
+	    {"GET", "/api/v1/messages", HTTP_SERVER_ROUTE_AUTH, api_list_messages},
+	    /* Literal paths before "{id}" so that "release" is never read as an id. */
+	    {"POST", "/api/v1/messages/release", HTTP_SERVER_ROUTE_AUTH, api_bulk_release},
+	    {"POST", "/api/v1/messages/delete", HTTP_SERVER_ROUTE_AUTH, api_bulk_delete},
+	    {"GET", "/api/v1/messages/{id}", HTTP_SERVER_ROUTE_AUTH, api_get_message},
+	    {"GET", "/api/v1/messages/{id}/raw", HTTP_SERVER_ROUTE_AUTH, api_get_raw},
+	    {"POST", "/api/v1/messages/{id}/release", HTTP_SERVER_ROUTE_AUTH, api_release_message},
+	    {"POST", "/api/v1/messages/{id}/delete", HTTP_SERVER_ROUTE_AUTH, api_delete_message},
+	};
+	struct api *a = xcalloc(1, sizeof(*a));
+	*out = NULL;
+	a->st = st;
+	a->rel = rel;
+	api_apply(a, cfg);
+	msgmeta_init();
+	struct http_server_limits lim = {.max_body_size = a->max_body};
+	int rc = http_server_new(base, cfg->listen, &lim, &a->http);
+	if (rc < 0)
+		goto fail;
+	http_server_set_auth(a->http, api_authorize, a);
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		if (http_server_route(a->http, routes[i].method, routes[i].pattern, routes[i].flags,
+				      routes[i].fn, a) < 0)
+			panic("api: bad route %s", routes[i].pattern);
+	}
+	*out = a;
+	return 0;
+
+fail:
+	api_stop(a);
+	return rc;
+}
+
+void api_reconfigure(struct api *a, const struct api_config *cfg)
+{
+	api_apply(a, cfg);
+	struct http_server_limits lim = {.max_body_size = a->max_body};
+	http_server_set_limits(a->http, &lim);
+}
+
+void api_stop(struct api *a)
+{
+	if (a == NULL)
+		return;
+	http_server_free(a->http);
+	free(a->token);
+	free(a->manager_name);
+	free(a);
+}

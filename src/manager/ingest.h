@@ -1,0 +1,36 @@
+/*
+ * ingest — turns a message received on the quarantine listener into a stored,
+ * quarantined message: metadata (msgmeta), compression and the store's group
+ * commit happen off the event loop; the SMTP reply (250 with the id, or 451) is
+ * sent only after the commit returned (BY2).
+ */
+#ifndef LAZARET_INGEST_H
+#define LAZARET_INGEST_H
+
+struct event_base;
+struct store;
+struct smtp_session;
+struct smtp_message;
+struct ingest;
+
+/* Starts nthreads parse/compress threads. Never fails. st is borrowed. */
+struct ingest *ingest_new(struct event_base *base, struct store *st, unsigned nthreads);
+/* Gives the ingest its store (opened after the listener was bound). */
+void ingest_set_store(struct ingest *ing, struct store *st);
+/*
+ * The SMTP listener's on_message handler (ctx = the ingest): stores m into the
+ * "spam" quarantine and answers the session when the store has committed.
+ */
+void ingest_message(void *ctx, struct smtp_session *s, struct smtp_message *m);
+/* Messages received but not yet answered. */
+unsigned ingest_inflight(const struct ingest *ing);
+/*
+ * Shutdown, in this order: ingest_stop() finishes queued parse work (the store must
+ * still be open) and stops the threads; then the caller closes the store (which
+ * runs the last commit callbacks) and turns the loop once so the answers are
+ * delivered; then ingest_free().
+ */
+void ingest_stop(struct ingest *ing);
+void ingest_free(struct ingest *ing);
+
+#endif

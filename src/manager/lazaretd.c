@@ -1,0 +1,446 @@
+/*
+ * lazaretd — the manager: the external spam quarantine's SMTP listener, the store,
+ * the release engine, expiry and the HTTP API, on one libevent loop.
+ *
+ * Life of the process:
+ *   start     read config, bind SMTP, drop root, open store, start ingest, release,
+ *             API and expiry, then run the loop
+ *   SIGHUP    reload: access list, release hosts, expiry, token, log level
+ *   SIGTERM   stop accepting; idle sessions get 421; sessions in a transaction
+ *             finish it (bounded by shutdown_grace); every accepted message is
+ *             committed; exit 0
+ * Not for: any policy decision about mail (gateways scan; the manager keeps).
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "common/acl.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "manager/api.h"
+#include "manager/expiry.h"
+#include "manager/ingest.h"
+#include "manager/manager_config.h"
+#include "manager/metrics.h"
+#include "manager/release.h"
+#include "smtp/smtp_session.h"
+#include "store/store.h"
+
+/* Parse/compress threads for ingest: the writer thread and the loop take the rest. */
+#define LAZARETD_INGEST_THREADS 2
+/* How often shutdown checks whether the last sessions and commits are done. */
+#define LAZARETD_SHUTDOWN_POLL_MS 50
+/* After the grace period, how long to wait for commits of messages already in flight. */
+#define LAZARETD_COMMIT_WAIT_MS 10000
+
+struct lazaretd {
+	struct manager_config cfg;
+	struct event_base *base;
+	struct smtp_server *smtp;
+	struct store *st;
+	struct ingest *ingest;
+	struct release *release;
+	struct api *api;
+	struct expiry *expiry;
+	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
+	int64_t shutdown_started;
+	bool forced;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: lazaretd -c FILE [--check-config]\n"
+		   "       lazaretd --version | --help\n"
+		   "\n"
+		   "  -c, --config FILE   configuration file (see docs/CONFIG.md)\n"
+		   "      --check-config  validate the configuration and exit (0 ok, 1 errors)\n"
+		   "  -V, --version       print the version and exit\n"
+		   "  -h, --help          this text\n"
+		   "\n"
+		   "Runs in the foreground and logs to stderr. SIGTERM stops gracefully,\n"
+		   "SIGHUP reloads the configuration.\n");
+}
+
+static void on_refused(void *ctx, const char *reason, const char *peer)
+{
+	metrics_refused(reason);
+}
+
+static void smtp_config_from(const struct manager_config *cfg, struct ingest *ing,
+			     struct smtp_server_config *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	sc->listen = cfg->smtp_listen;
+	sc->proto.hostname = cfg->hostname;
+	smtp_proto_limits_default(&sc->proto.limits);
+	sc->proto.limits.max_command_line = cfg->max_command_line;
+	sc->proto.limits.max_data_line = (size_t)cfg->max_data_line;
+	sc->proto.limits.max_recipients = cfg->max_recipients;
+	sc->proto.limits.max_message_size = cfg->max_message_size;
+	sc->proto.limits.max_header_count = cfg->max_header_count;
+	sc->proto.limits.max_header_size = (size_t)cfg->max_header_size;
+	sc->proto.limits.max_commands_before_mail = cfg->max_commands_before_mail;
+	sc->proto.limits.max_errors = cfg->max_errors;
+	sc->accept_from = cfg->accept_from;
+	sc->max_connections = cfg->max_connections;
+	sc->idle_timeout_ms = cfg->idle_timeout_ms;
+	sc->tls_cert = cfg->tls_cert;
+	sc->tls_key = cfg->tls_key;
+	sc->on_message = ingest_message;
+	sc->ctx = ing;
+	sc->on_refused = on_refused;
+}
+
+static void release_config_from(const struct manager_config *cfg, struct release_config *rc)
+{
+	memset(rc, 0, sizeof(*rc));
+	rc->manager_name = cfg->name;
+	rc->primary_host = cfg->primary_host;
+	rc->secondary_host = cfg->secondary_host;
+	rc->source_address = cfg->source_address;
+	rc->helo_name = cfg->helo_name;
+	rc->max_connections = cfg->release_max_connections;
+	rc->timeout_ms = cfg->release_timeout_ms;
+	rc->retry_min_ms = cfg->retry_min_ms;
+	rc->retry_max_ms = cfg->retry_max_ms;
+	rc->give_up_after_ms = cfg->give_up_after_ms;
+}
+
+static void api_config_from(const struct manager_config *cfg, struct api_config *ac)
+{
+	memset(ac, 0, sizeof(*ac));
+	ac->listen = cfg->http_listen;
+	ac->admin_token = cfg->admin_token;
+	ac->manager_name = cfg->name;
+	ac->max_body = cfg->http_max_body;
+	ac->delete_after_ms = cfg->delete_after_ms;
+}
+
+static void apply_log_level(const struct manager_config *cfg)
+{
+	enum log_level lvl = LOG_LEVEL_INFO;
+	if (cfg->log_level != NULL)
+		log_level_parse(cfg->log_level, &lvl);
+	log_set_level(lvl);
+}
+
+/* mkdir -p with mode 0700 for the last component. */
+static int make_dirs(const char *path)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+	for (char *s = p + 1; *s != '\0'; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			rc = -errno;
+			goto out;
+		}
+		*s = '/';
+	}
+	if (mkdir(p, 0700) < 0 && errno != EEXIST)
+		rc = -errno;
+out:
+	free(p);
+	return rc;
+}
+
+/*
+ * Started as root: give the data directory to the service user and become it.
+ * Without that user (a development machine) keep running, with a warning.
+ */
+static int drop_privileges(const char *user, const char *data_dir)
+{
+	if (geteuid() != 0)
+		return 0;
+	struct passwd *pw = getpwnam(user);
+	if (pw == NULL) {
+		log_warn("manager.privdrop_skipped",
+			 "user=%s reason=\"no such user; running as root\"", user);
+		return 0;
+	}
+	if (chown(data_dir, pw->pw_uid, pw->pw_gid) < 0)
+		return -errno;
+	DIR *d = opendir(data_dir);
+	if (d != NULL) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+				continue;
+			char *f = xasprintf("%s/%s", data_dir, de->d_name);
+			if (chown(f, pw->pw_uid, pw->pw_gid) < 0)
+				log_warn("manager.chown_failed", "file=%s", f);
+			free(f);
+		}
+		closedir(d);
+	}
+	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+		return -errno;
+	if (setuid(0) == 0)
+		panic("privileges could be regained after dropping them");
+	log_info("manager.privdrop", "user=%s uid=%ld", user, (long)pw->pw_uid);
+	return 0;
+}
+
+static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct lazaretd *d = arg;
+	int64_t elapsed = clock_mono_ms() - d->shutdown_started;
+	unsigned sessions = smtp_server_sessions(d->smtp);
+	unsigned inflight = ingest_inflight(d->ingest);
+	if (!d->forced && elapsed > d->cfg.shutdown_grace_ms) {
+		log_warn("manager.shutdown_forced", "sessions=%u inflight=%u", sessions, inflight);
+		smtp_server_close_all(d->smtp);
+		d->forced = true;
+	}
+	if ((sessions == 0 && inflight == 0) ||
+	    elapsed > d->cfg.shutdown_grace_ms + LAZARETD_COMMIT_WAIT_MS)
+		event_base_loopexit(d->base, NULL);
+}
+
+static void on_terminate(evutil_socket_t sig, short what, void *arg)
+{
+	struct lazaretd *d = arg;
+	if (d->shutdown_timer != NULL)
+		return;
+	log_info("manager.stopping", "signal=%d sessions=%u", (int)sig,
+		 smtp_server_sessions(d->smtp));
+	d->shutdown_started = clock_mono_ms();
+	smtp_server_shutdown(d->smtp);
+	api_stop(d->api);
+	d->api = NULL;
+	d->shutdown_timer = event_new(d->base, -1, EV_PERSIST, on_shutdown_poll, d);
+	struct timeval tv = {0, LAZARETD_SHUTDOWN_POLL_MS * 1000};
+	event_add(d->shutdown_timer, &tv);
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct lazaretd *d = arg;
+	struct manager_config next;
+	char *errors = NULL;
+	if (manager_config_load(d->cfg.path, &next, &errors) < 0) {
+		char q[1024];
+		log_error("manager.reload_failed", "errors=%s",
+			  log_quote(q, sizeof(q), errors != NULL ? errors : ""));
+		free(errors);
+		return;
+	}
+	if (str_differs(next.smtp_listen, d->cfg.smtp_listen) ||
+	    str_differs(next.http_listen, d->cfg.http_listen) ||
+	    str_differs(next.data_dir, d->cfg.data_dir) ||
+	    str_differs(next.tls_cert, d->cfg.tls_cert) ||
+	    str_differs(next.tls_key, d->cfg.tls_key))
+		log_warn(
+		    "manager.reload_partial",
+		    "reason=\"listen addresses, data_dir and TLS files change on restart only\"");
+	smtp_server_set_acl(d->smtp, next.accept_from);
+	struct release_config rc;
+	release_config_from(&next, &rc);
+	release_reconfigure(d->release, &rc);
+	if (d->api != NULL) {
+		struct api_config ac;
+		api_config_from(&next, &ac);
+		api_reconfigure(d->api, &ac);
+	}
+	expiry_reconfigure(d->expiry, next.delete_after_ms, next.purge_interval_ms);
+	apply_log_level(&next);
+	/* Keep the listen-related settings the process actually runs with. */
+	char *keep_smtp = d->cfg.smtp_listen, *keep_http = d->cfg.http_listen;
+	d->cfg.smtp_listen = next.smtp_listen;
+	d->cfg.http_listen = next.http_listen;
+	next.smtp_listen = keep_smtp;
+	next.http_listen = keep_http;
+	manager_config_free(&d->cfg);
+	d->cfg = next;
+	char q[256];
+	log_info("manager.reloaded", "accept_from=%s primary=%s",
+		 log_quote(q, sizeof(q), d->cfg.accept_from_text), d->cfg.primary_host);
+}
+
+static int start(struct lazaretd *d)
+{
+	char *err = NULL;
+	int rc;
+	struct smtp_server_config sc;
+
+	d->base = event_base_new();
+	if (d->base == NULL)
+		panic("cannot create the event loop");
+	/* Bind first (the port may be privileged); the store opens as the service user. */
+	d->ingest = ingest_new(d->base, NULL, LAZARETD_INGEST_THREADS);
+	smtp_config_from(&d->cfg, d->ingest, &sc);
+	if ((rc = smtp_server_start(d->base, &sc, &d->smtp, &err)) < 0) {
+		fprintf(stderr, "lazaretd: %s\n", err);
+		free(err);
+		return rc;
+	}
+	if ((rc = make_dirs(d->cfg.data_dir)) < 0) {
+		fprintf(stderr, "lazaretd: cannot create %s: %s\n", d->cfg.data_dir, strerror(-rc));
+		return rc;
+	}
+	if ((rc = drop_privileges(d->cfg.user, d->cfg.data_dir)) < 0) {
+		fprintf(stderr, "lazaretd: cannot drop privileges to %s: %s\n", d->cfg.user,
+			strerror(-rc));
+		return rc;
+	}
+	struct store_options so = {.dir = d->cfg.data_dir};
+	if ((rc = store_open(&so, &d->st)) < 0) {
+		fprintf(stderr, "lazaretd: cannot open the store in %s: %s\n", d->cfg.data_dir,
+			strerror(-rc));
+		return rc;
+	}
+	/* Nothing is read from sockets before the loop runs, so this is in time. */
+	ingest_set_store(d->ingest, d->st);
+
+	struct release_config relc;
+	release_config_from(&d->cfg, &relc);
+	if ((rc = release_start(d->st, &relc, &d->release)) < 0) {
+		fprintf(stderr, "lazaretd: cannot start the release engine: %s\n", strerror(-rc));
+		return rc;
+	}
+	struct api_config ac;
+	api_config_from(&d->cfg, &ac);
+	if ((rc = api_start(d->base, &ac, d->st, d->release, &d->api)) < 0) {
+		fprintf(stderr, "lazaretd: cannot listen for HTTP on %s: %s\n", d->cfg.http_listen,
+			strerror(-rc));
+		return rc;
+	}
+	d->expiry = expiry_new(d->base, d->st, d->cfg.delete_after_ms, d->cfg.purge_interval_ms);
+
+	d->sig_term = evsignal_new(d->base, SIGTERM, on_terminate, d);
+	d->sig_int = evsignal_new(d->base, SIGINT, on_terminate, d);
+	d->sig_hup = evsignal_new(d->base, SIGHUP, on_reload, d);
+	event_add(d->sig_term, NULL);
+	event_add(d->sig_int, NULL);
+	event_add(d->sig_hup, NULL);
+	char q[256];
+	log_info("manager.start", "version=%s name=%s smtp=%s http=%s data_dir=%s accept_from=%s",
+		 LAZARET_VERSION, d->cfg.name, d->cfg.smtp_listen, d->cfg.http_listen,
+		 d->cfg.data_dir, log_quote(q, sizeof(q), d->cfg.accept_from_text));
+	return 0;
+}
+
+/* Tears down in dependency order; safe after a partial start. */
+static void stop(struct lazaretd *d)
+{
+	if (d->expiry != NULL)
+		expiry_free(d->expiry);
+	if (d->api != NULL)
+		api_stop(d->api);
+	if (d->release != NULL)
+		release_stop(d->release);
+	if (d->ingest != NULL)
+		ingest_stop(d->ingest);
+	if (d->st != NULL)
+		store_close(d->st);
+	/* Deliver the answers of the last commits to sessions still waiting for them. */
+	if (d->base != NULL)
+		event_base_loop(d->base, EVLOOP_NONBLOCK);
+	ingest_free(d->ingest);
+	smtp_server_free(d->smtp);
+	if (d->shutdown_timer != NULL)
+		event_free(d->shutdown_timer);
+	if (d->sig_term != NULL) {
+		event_free(d->sig_term);
+		event_free(d->sig_int);
+		event_free(d->sig_hup);
+	}
+	if (d->base != NULL)
+		event_base_free(d->base);
+	manager_config_free(&d->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", no_argument, NULL, 'C'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	bool check_only = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'V':
+			printf("lazaretd %s\n", LAZARET_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_init("lazaretd", LOG_LEVEL_INFO);
+
+	struct lazaretd d;
+	memset(&d, 0, sizeof(d));
+	char *errors = NULL;
+	/* SIGHUP reads the file again: keep a path that survives a change of directory. */
+	char *abs_path = realpath(path, NULL);
+	if (abs_path != NULL)
+		path = abs_path;
+	if (manager_config_load(path, &d.cfg, &errors) < 0) {
+		fprintf(stderr, "%s",
+			errors != NULL ? errors : "lazaretd: cannot read configuration\n");
+		if (errors != NULL && errors[0] != '\0' && errors[strlen(errors) - 1] != '\n')
+			fputc('\n', stderr);
+		free(errors);
+		free(abs_path);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration ok\n", path);
+		manager_config_free(&d.cfg);
+		free(abs_path);
+		return 0;
+	}
+	apply_log_level(&d.cfg);
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() < 0)
+		panic("libevent has no pthreads support");
+
+	int rc = start(&d);
+	if (rc == 0) {
+		event_base_dispatch(d.base);
+		log_info("manager.stopped", "forced=%s", d.forced ? "yes" : "no");
+	}
+	stop(&d);
+	free(abs_path);
+	return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,570 @@
+/*
+ * release — the delivery workers behind the store's release queue (see release.h).
+ *
+ * What it is for: taking due deliveries from the store, sending the original bytes
+ * (with one X-Lazaret-Released header prepended) to the primary host, else the
+ * secondary, and recording each recipient's outcome back in the store. What it is
+ * not for: deciding what is released (the API does, through store_release) or
+ * keeping any queue of its own — the store's queue is the only one, so a crash
+ * loses nothing.
+ *
+ * Concurrency toward the primary host is bounded by the number of worker threads
+ * (max_connections): each has at most one SMTP session open at any time (SQ4).
+ *
+ * A delivery, as one worker sees it:
+ *
+ *   due ----store_delivery_claim (leased)-------------------> SENDING
+ *   SENDING --primary: no connection, any 4xx--> SECONDARY   (only those recipients)
+ *   SENDING/SECONDARY --store_delivery_finish--> per recipient:
+ *        2xx                       -> delivered (released)
+ *        5xx                       -> failed, reply kept
+ *        4xx / no connection       -> retried at now + backoff (stays queued)
+ *        not delivered give_up_after_ms after the first attempt -> failed
+ *   crash while SENDING: the lease runs out (or store_delivery_reset_leases at the
+ *        next start) and the delivery is due again: at most the unconfirmed part is
+ *        sent twice, never a recipient the store already marked released.
+ *
+ * A worker with nothing due sleeps until release_kick(), the next due time, or a
+ * poll interval, whichever comes first.
+ */
+#include "manager/release.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "manager/metrics.h"
+#include "smtp/smtp_client.h"
+#include "store/store.h"
+
+/*
+ * Even without a kick a worker looks at the queue this often: work may become
+ * due through another process sharing the store, or a changed clock.
+ */
+#define RELEASE_POLL_MS 1000
+/*
+ * When the queue says something is due but claiming found nothing, other workers
+ * hold it; look again after this long rather than spin.
+ */
+#define RELEASE_BUSY_WAIT_MS 100
+/*
+ * One SMTP session may take at most this many step timeouts; a delivery tries two
+ * hosts, so its lease is longer than both sessions together plus the store calls.
+ * The lease must outlast the attempt, or another worker would send it again.
+ */
+#define RELEASE_SESSION_STEPS 10
+#define RELEASE_LEASE_STEPS   24
+/* Retry times are spread by up to this share of the backoff, so retries do not
+ * arrive at the primary in lock step after an outage. */
+#define RELEASE_JITTER_PERCENT 10
+/* Recording an outcome is retried this often (the store may be briefly busy). */
+#define RELEASE_FINISH_TRIES	3
+#define RELEASE_FINISH_RETRY_MS 200
+/* Room for one quoted value in a log line. */
+#define RELEASE_LOG_VALUE_MAX 1024
+
+/* One immutable copy of the configuration; swapped whole by reconfigure. */
+struct release_settings {
+	unsigned refs; /* under release.lock */
+	char *manager_name;
+	char *primary_host;
+	char *secondary_host; /* NULL when none */
+	char *source_address; /* NULL when none */
+	char *helo_name;
+	int64_t timeout_ms;
+	int64_t retry_min_ms;
+	int64_t retry_max_ms;
+	int64_t give_up_after_ms;
+};
+
+struct release_worker {
+	struct release *r;
+	unsigned index;
+	uint64_t rng;
+	pthread_t thread;
+	bool started;
+};
+
+struct release {
+	struct store *st;
+	pthread_mutex_t lock;
+	pthread_cond_t wake; /* CLOCK_MONOTONIC */
+	struct release_settings *cfg;
+	uint64_t kicks; /* bumped by release_kick */
+	bool stopping;
+	unsigned nworkers;
+	struct release_worker *workers;
+};
+
+/* A copy of s fit for a header or a log field: control characters become '?'. */
+static char *release_clean_copy(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return NULL;
+	char *c = xstrdup(s);
+	for (char *p = c; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	return c;
+}
+
+static struct release_settings *release_settings_new(const struct release_config *cfg)
+{
+	struct release_settings *s = xcalloc(1, sizeof(*s));
+	s->refs = 1;
+	s->manager_name = release_clean_copy(cfg->manager_name);
+	if (s->manager_name == NULL)
+		s->manager_name = xstrdup("lazaret");
+	s->primary_host = xstrdup(cfg->primary_host);
+	s->secondary_host = release_clean_copy(cfg->secondary_host);
+	s->source_address = release_clean_copy(cfg->source_address);
+	s->helo_name = release_clean_copy(cfg->helo_name);
+	if (s->helo_name == NULL)
+		s->helo_name = xstrdup(s->manager_name);
+	s->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 60000;
+	s->retry_min_ms = cfg->retry_min_ms > 0 ? cfg->retry_min_ms : 60000;
+	s->retry_max_ms =
+	    cfg->retry_max_ms >= s->retry_min_ms ? cfg->retry_max_ms : s->retry_min_ms;
+	s->give_up_after_ms = cfg->give_up_after_ms;
+	return s;
+}
+
+static void release_settings_free(struct release_settings *s)
+{
+	if (s == NULL)
+		return;
+	free(s->manager_name);
+	free(s->primary_host);
+	free(s->secondary_host);
+	free(s->source_address);
+	free(s->helo_name);
+	free(s);
+}
+
+/* The caller holds r->lock. */
+static struct release_settings *release_settings_ref(struct release *r)
+{
+	r->cfg->refs++;
+	return r->cfg;
+}
+
+static void release_settings_unref(struct release *r, struct release_settings *s)
+{
+	pthread_mutex_lock(&r->lock);
+	bool last = --s->refs == 0;
+	pthread_mutex_unlock(&r->lock);
+	if (last)
+		release_settings_free(s);
+}
+
+/* The backoff before attempt number attempts + 1, without jitter. */
+static int64_t release_backoff(const struct release_settings *s, unsigned attempts)
+{
+	int64_t d = s->retry_min_ms;
+	for (unsigned i = 0; i < attempts && d < s->retry_max_ms; i++)
+		d = d > s->retry_max_ms / 2 ? s->retry_max_ms : d * 2;
+	return d < s->retry_max_ms ? d : s->retry_max_ms;
+}
+
+/*
+ * Whether a recipient deferred on this attempt is given up. The delivery carries
+ * no time of its first attempt, so the time since then is reckoned from the
+ * backoff schedule: the sum of the waits before this attempt. A recipient is
+ * failed when its next attempt would come after give_up_after_ms.
+ */
+static bool release_give_up(const struct release_settings *s, unsigned attempts)
+{
+	if (s->give_up_after_ms <= 0)
+		return false;
+	int64_t elapsed = 0;
+	for (unsigned i = 0; i < attempts && elapsed <= s->give_up_after_ms; i++)
+		elapsed += release_backoff(s, i);
+	return elapsed + release_backoff(s, attempts) > s->give_up_after_ms;
+}
+
+static uint64_t release_random(struct release_worker *w)
+{
+	/* xorshift64: spreading retries needs no more than this. */
+	uint64_t x = w->rng;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	w->rng = x;
+	return x;
+}
+
+static int64_t release_retry_at(struct release_worker *w, const struct release_settings *s,
+				unsigned attempts, int64_t now)
+{
+	int64_t d = release_backoff(s, attempts);
+	int64_t spread = d * RELEASE_JITTER_PERCENT / 100;
+	if (spread > 0)
+		d -= (int64_t)(release_random(w) % (uint64_t)(spread + 1));
+	return now + d;
+}
+
+/* What we know about one recipient of the delivery in progress. */
+struct release_rcpt {
+	enum smtp_client_outcome outcome;
+	char *reply;
+	const char *host; /* the host that answered last */
+};
+
+static void release_log_outcome(const char *event, const struct store_delivery *d, const char *rcpt,
+				const char *host, unsigned attempt, const char *reply,
+				const char *extra)
+{
+	char qrcpt[RELEASE_LOG_VALUE_MAX], qreply[RELEASE_LOG_VALUE_MAX];
+	log_quote(qrcpt, sizeof(qrcpt), rcpt);
+	/* The reply is always quoted so that lines look alike to a reader's grep. */
+	log_quote(qreply, sizeof(qreply) - 2, reply ? reply : "");
+	bool quoted = qreply[0] == '"';
+	log_event(strcmp(event, "release.delivered") == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, event,
+		  "msg=%s rcpt=%s host=%s attempt=%u reply=%s%s%s%s%s", d->msg_id, qrcpt, host,
+		  attempt, quoted ? "" : "\"", qreply, quoted ? "" : "\"", extra ? " " : "",
+		  extra ? extra : "");
+}
+
+/*
+ * Sends the message to host for the recipients of d whose index is in idx (n of
+ * them) and updates their state.
+ */
+static void release_send(const struct release_settings *s, const char *host,
+			 const struct store_delivery *d, const size_t *idx, size_t n,
+			 const char *header, const unsigned char *raw, size_t raw_len,
+			 struct release_rcpt *rr)
+{
+	const char **rcpts = xcalloc(n, sizeof(*rcpts));
+	for (size_t k = 0; k < n; k++)
+		rcpts[k] = d->rcpts[idx[k]];
+	struct smtp_client_options opt = {
+	    .helo_name = s->helo_name,
+	    .source_address = s->source_address,
+	    .connect_timeout_ms = s->timeout_ms,
+	    .timeout_ms = s->timeout_ms,
+	    .final_timeout_ms = s->timeout_ms,
+	    .session_timeout_ms = s->timeout_ms * RELEASE_SESSION_STEPS,
+	};
+	struct smtp_client_message msg = {
+	    .sender = d->sender ? d->sender : "",
+	    .rcpts = rcpts,
+	    .nrcpts = n,
+	    .header = header,
+	    .body = raw,
+	    .body_len = raw_len,
+	};
+	struct smtp_client_result res;
+	(void)smtp_client_send(host, &opt, &msg, &res); /* the result says it all */
+	for (size_t k = 0; k < n && k < res.nrcpts; k++) {
+		struct release_rcpt *r = &rr[idx[k]];
+		free(r->reply);
+		r->outcome = res.rcpts[k].outcome;
+		r->reply = res.rcpts[k].reply;
+		res.rcpts[k].reply = NULL;
+		r->host = host;
+	}
+	smtp_client_result_free(&res);
+	free(rcpts);
+}
+
+/* Records the outcome, trying again briefly if the store is busy. */
+static int release_finish(struct release *r, const struct store_delivery *d,
+			  const struct store_delivery_result *results, size_t n, int64_t now,
+			  int64_t retry_at)
+{
+	int rc = 0;
+	for (int i = 0; i < RELEASE_FINISH_TRIES; i++) {
+		rc = store_delivery_finish(r->st, d, results, n, now, retry_at);
+		if (rc == 0 || rc == -EINVAL || rc == -ENOENT)
+			break;
+		usleep(RELEASE_FINISH_RETRY_MS * 1000);
+	}
+	if (rc < 0)
+		log_error("release.store_error",
+			  "op=finish msg=%s job=%lld error=%s: sent again when the lease ends",
+			  d->msg_id, (long long)d->job_id, strerror(-rc));
+	return rc;
+}
+
+/* One attempt of delivery d: send, then record every recipient's outcome. */
+static void release_deliver(struct release_worker *w, const struct release_settings *s,
+			    const struct store_delivery *d)
+{
+	struct release *r = w->r;
+	unsigned attempt = d->attempts + 1;
+	unsigned char *raw = NULL;
+	size_t raw_len = 0;
+	char *header = NULL;
+	size_t n = d->nrcpts;
+	struct release_rcpt *rr = xcalloc(n ? n : 1, sizeof(*rr));
+	struct store_delivery_result *results = xcalloc(n ? n : 1, sizeof(*results));
+	size_t *idx = xcalloc(n ? n : 1, sizeof(*idx));
+	char **give_up = xcalloc(n ? n : 1, sizeof(*give_up));
+	int64_t now = clock_now_ms();
+	uint64_t ndelivered = 0, nfailed = 0, nretry = 0;
+
+	int rc = store_get_raw(r->st, d->msg_id, &raw, &raw_len);
+	if (rc < 0) {
+		/* Without the bytes nothing can be sent: gone is final, a store error is not. */
+		char *why = xasprintf("message %s: %s",
+				      rc == -ENOENT ? "no longer in the store" : "cannot be read",
+				      strerror(-rc));
+		log_error("release.store_error", "op=get_raw msg=%s error=%s", d->msg_id,
+			  strerror(-rc));
+		for (size_t i = 0; i < n; i++) {
+			rr[i].outcome = rc == -ENOENT ? SMTP_CLIENT_REJECTED : SMTP_CLIENT_DEFERRED;
+			rr[i].reply = xstrdup(why);
+			rr[i].host = "-";
+		}
+		free(why);
+		goto decide;
+	}
+
+	char when[CLOCK_RFC3339_LEN];
+	clock_format_rfc3339(now, when);
+	header = xasprintf("X-Lazaret-Released: %s; %s\r\n", s->manager_name, when);
+
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	release_send(s, s->primary_host, d, idx, n, header, raw, raw_len, rr);
+
+	size_t nleft = 0;
+	for (size_t i = 0; i < n; i++)
+		if (rr[i].outcome == SMTP_CLIENT_DEFERRED)
+			idx[nleft++] = i;
+	if (nleft > 0 && s->secondary_host != NULL) {
+		for (size_t k = 0; k < nleft; k++)
+			release_log_outcome("release.deferred", d, d->rcpts[idx[k]],
+					    s->primary_host, attempt, rr[idx[k]].reply,
+					    "next=secondary");
+		release_send(s, s->secondary_host, d, idx, nleft, header, raw, raw_len, rr);
+	}
+
+decide:;
+	int64_t retry_at = release_retry_at(w, s, d->attempts, now);
+	bool giving_up = release_give_up(s, d->attempts);
+	for (size_t i = 0; i < n; i++) {
+		results[i].rcpt = d->rcpts[i];
+		results[i].reply = rr[i].reply;
+		switch (rr[i].outcome) {
+		case SMTP_CLIENT_DELIVERED:
+			results[i].outcome = STORE_DELIVERY_DELIVERED;
+			ndelivered++;
+			release_log_outcome("release.delivered", d, d->rcpts[i], rr[i].host,
+					    attempt, rr[i].reply, NULL);
+			break;
+		case SMTP_CLIENT_REJECTED:
+			results[i].outcome = STORE_DELIVERY_FAILED;
+			nfailed++;
+			release_log_outcome("release.failed", d, d->rcpts[i], rr[i].host, attempt,
+					    rr[i].reply, NULL);
+			break;
+		case SMTP_CLIENT_DEFERRED:
+			if (giving_up) {
+				give_up[i] = xasprintf("giving up after %u attempts: %s", attempt,
+						       rr[i].reply ? rr[i].reply : "no reply");
+				results[i].outcome = STORE_DELIVERY_FAILED;
+				results[i].reply = give_up[i];
+				nfailed++;
+				release_log_outcome("release.failed", d, d->rcpts[i], rr[i].host,
+						    attempt, give_up[i], NULL);
+			} else {
+				char extra[64];
+				snprintf(extra, sizeof(extra), "retry_in_ms=%lld",
+					 (long long)(retry_at - now));
+				results[i].outcome = STORE_DELIVERY_RETRY;
+				nretry++;
+				release_log_outcome("release.deferred", d, d->rcpts[i], rr[i].host,
+						    attempt, rr[i].reply, extra);
+			}
+			break;
+		}
+	}
+	(void)release_finish(r, d, results, n, clock_now_ms(), retry_at);
+	if (ndelivered)
+		metrics_add(METRICS_RELEASED, ndelivered);
+	if (nfailed)
+		metrics_add(METRICS_RELEASE_FAILED, nfailed);
+	if (nretry)
+		metrics_add(METRICS_RELEASE_RETRIED, 1);
+
+	for (size_t i = 0; i < n; i++) {
+		free(rr[i].reply);
+		free(give_up[i]);
+	}
+	free(give_up);
+	free(idx);
+	free(results);
+	free(rr);
+	free(header);
+	free(raw);
+}
+
+/* Sleeps until a kick, stop, or ms have passed. The caller holds r->lock. */
+static void release_wait(struct release *r, uint64_t kicks_seen, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	while (!r->stopping && r->kicks == kicks_seen) {
+		if (pthread_cond_timedwait(&r->wake, &r->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+}
+
+static void *release_worker_main(void *arg)
+{
+	struct release_worker *w = arg;
+	struct release *r = w->r;
+	for (;;) {
+		pthread_mutex_lock(&r->lock);
+		if (r->stopping) {
+			pthread_mutex_unlock(&r->lock);
+			break;
+		}
+		uint64_t kicks_seen = r->kicks;
+		struct release_settings *s = release_settings_ref(r);
+		pthread_mutex_unlock(&r->lock);
+
+		struct store_delivery *d = NULL;
+		int64_t now = clock_now_ms();
+		int rc = store_delivery_claim(r->st, now, s->timeout_ms * RELEASE_LEASE_STEPS, &d);
+		if (rc == 0) {
+			release_deliver(w, s, d);
+			store_delivery_free(d);
+			release_settings_unref(r, s);
+			continue;
+		}
+		release_settings_unref(r, s);
+
+		int64_t wait_ms = RELEASE_POLL_MS;
+		if (rc == -EAGAIN) {
+			int64_t due;
+			if (store_delivery_next_due(r->st, &due) == 0) {
+				int64_t until = due - clock_now_ms();
+				wait_ms = until > 0 ? until : RELEASE_BUSY_WAIT_MS;
+				if (wait_ms > RELEASE_POLL_MS)
+					wait_ms = RELEASE_POLL_MS;
+			}
+		} else {
+			log_error("release.store_error", "op=claim error=%s", strerror(-rc));
+		}
+		pthread_mutex_lock(&r->lock);
+		release_wait(r, kicks_seen, wait_ms);
+		pthread_mutex_unlock(&r->lock);
+	}
+	return NULL;
+}
+
+int release_start(struct store *st, const struct release_config *cfg, struct release **out)
+{
+	struct release *r = NULL;
+	pthread_condattr_t ca;
+	int rc;
+
+	*out = NULL;
+	if (st == NULL || cfg == NULL || cfg->primary_host == NULL || *cfg->primary_host == '\0' ||
+	    cfg->max_connections == 0)
+		return -EINVAL;
+	rc = store_delivery_reset_leases(st, clock_now_ms());
+	if (rc < 0) {
+		log_error("release.store_error", "op=reset_leases error=%s", strerror(-rc));
+		return rc;
+	}
+
+	r = xcalloc(1, sizeof(*r));
+	r->st = st;
+	r->cfg = release_settings_new(cfg);
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->wake, &ca);
+	pthread_condattr_destroy(&ca);
+	r->nworkers = cfg->max_connections;
+	r->workers = xcalloc(r->nworkers, sizeof(*r->workers));
+	for (unsigned i = 0; i < r->nworkers; i++) {
+		struct release_worker *w = &r->workers[i];
+		w->r = r;
+		w->index = i;
+		w->rng = (uint64_t)clock_mono_ms() * 6364136223846793005ULL +
+			 (uint64_t)i * 1442695040888963407ULL + (uint64_t)(uintptr_t)w;
+		if (w->rng == 0)
+			w->rng = 1;
+		int e = pthread_create(&w->thread, NULL, release_worker_main, w);
+		if (e != 0) {
+			rc = -e;
+			goto fail;
+		}
+		w->started = true;
+	}
+	log_info("release.start", "workers=%u primary=%s secondary=%s source=%s", r->nworkers,
+		 r->cfg->primary_host, r->cfg->secondary_host ? r->cfg->secondary_host : "-",
+		 r->cfg->source_address ? r->cfg->source_address : "-");
+	*out = r;
+	return 0;
+fail:
+	log_error("release.start_failed", "error=%s", strerror(-rc));
+	release_stop(r);
+	return rc;
+}
+
+void release_kick(struct release *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->kicks++;
+	pthread_cond_broadcast(&r->wake);
+	pthread_mutex_unlock(&r->lock);
+}
+
+void release_reconfigure(struct release *r, const struct release_config *cfg)
+{
+	if (r == NULL || cfg == NULL || cfg->primary_host == NULL || *cfg->primary_host == '\0')
+		return;
+	struct release_settings *fresh = release_settings_new(cfg);
+	pthread_mutex_lock(&r->lock);
+	struct release_settings *old = r->cfg;
+	r->cfg = fresh;
+	bool last = --old->refs == 0;
+	/* New hosts may be reachable now: let idle workers look at once. */
+	r->kicks++;
+	pthread_cond_broadcast(&r->wake);
+	pthread_mutex_unlock(&r->lock);
+	if (last)
+		release_settings_free(old);
+	log_info("release.reconfigure", "primary=%s secondary=%s source=%s", cfg->primary_host,
+		 cfg->secondary_host && *cfg->secondary_host ? cfg->secondary_host : "-",
+		 cfg->source_address && *cfg->source_address ? cfg->source_address : "-");
+}
+
+void release_stop(struct release *r)
+{
+	if (r == NULL)
+		return;
+	pthread_mutex_lock(&r->lock);
+	r->stopping = true;
+	pthread_cond_broadcast(&r->wake);
+	pthread_mutex_unlock(&r->lock);
+	for (unsigned i = 0; i < r->nworkers; i++)
+		if (r->workers[i].started)
+			pthread_join(r->workers[i].thread, NULL);
+	free(r->workers);
+	release_settings_free(r->cfg); /* every worker has let go of its reference */
+	pthread_cond_destroy(&r->wake);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+}
