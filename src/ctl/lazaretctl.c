@@ -1,0 +1,1337 @@
+/*
+ * lazaretctl — the administrator's command line over the manager's REST API
+ * (CONTRACT.md "REST API"). Each command is one or a few HTTP requests with the
+ * admin Bearer token; answers are printed as readable tables, or as the server's
+ * JSON with --json. Subjects and addresses come from hostile mail: control
+ * characters are never written to the terminal, and columns are aligned by display
+ * width (East Asian wide characters take two cells).
+ *
+ * Not for: talking to the store directly, or to gateways. It keeps no state
+ * between runs; the server is the only authority.
+ *
+ * Exit status: 0 success, 1 the API or the network failed (the server's error
+ * message is printed), 2 the command line is wrong (usage is printed).
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <locale.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+#include <wchar.h>
+
+#define CTL_EXIT_OK    0
+#define CTL_EXIT_API   1
+#define CTL_EXIT_USAGE 2
+
+/* Defaults and limits of the client, each with its reason. */
+#define CTL_DEFAULT_URL		  "http://127.0.0.1:8080"
+#define CTL_DEFAULT_TIMEOUT_S	  60L /* a bulk release over a large filter takes a while */
+#define CTL_CONNECT_TIMEOUT_S	  10L /* the manager is near; a dead one should fail fast */
+#define CTL_MAX_RESPONSE	  (256UL * 1024 * 1024) /* above the largest raw message */
+#define CTL_MAX_RCPTS		  1000	 /* the manager's own per-message recipient limit */
+#define CTL_MAX_PAGES		  100000 /* --all stops here even if the server loops */
+#define CTL_SUBJECT_MIN_WIDTH	  20
+#define CTL_SUBJECT_DEFAULT_WIDTH 60 /* when stdout is not a terminal */
+#define CTL_SENDER_MAX_WIDTH	  32
+#define CTL_RCPTS_MAX_WIDTH	  48
+
+struct ctl {
+	const char *url; /* without trailing '/' (copied into url_buf) */
+	char *url_buf;
+	const char *token;
+	long timeout_s;
+	CURL *curl;
+};
+
+struct buf {
+	char *data;
+	size_t len;
+	size_t cap;
+	bool too_large;
+};
+
+/* ---- allocation: the CLI cannot continue without memory ---- */
+
+static void *ctl_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (q == NULL) {
+		fprintf(stderr, "lazaretctl: out of memory\n");
+		exit(CTL_EXIT_API);
+	}
+	return q;
+}
+
+static char *ctl_xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(ctl_xrealloc(NULL, n), s, n);
+}
+
+static char *ctl_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *ctl_xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+	va_start(ap, fmt);
+	int r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (r < 0) {
+		fprintf(stderr, "lazaretctl: out of memory\n");
+		exit(CTL_EXIT_API);
+	}
+	return s;
+}
+
+static void buf_append(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->data = ctl_xrealloc(b->data, cap);
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ---- usage ---- */
+
+struct command_help {
+	const char *name;
+	const char *synopsis;
+	const char *text;
+};
+
+static const char filter_flags_help[] =
+    "  --quarantine NAME   only this quarantine\n"
+    "  --recipient ADDR    envelope recipient (exact, case-insensitive)\n"
+    "  --sender ADDR|DOM   envelope sender or From: address, or their domain\n"
+    "  --subject TEXT      decoded subject contains TEXT (case-insensitive)\n"
+    "  --since TIME        received at or after TIME (RFC 3339, or an age: 30m 24h 7d)\n"
+    "  --until TIME        received before TIME (same forms)\n"
+    "  --verdict V         spam | suspect | ...\n"
+    "  --gateway NAME      reported by this gateway\n"
+    "  --state STATE       with a recipient in STATE (quarantined, releasing,\n"
+    "                      released, deleted, expired, failed)\n";
+
+static const struct command_help command_helps[] = {
+    {"quarantines", "quarantines [--json]",
+     "Lists the quarantines with how many messages and bytes they hold.\n"},
+    {"search", "search [FILTERS] [--limit N] [--cursor C | --all] [--wide] [--json]",
+     "Lists quarantined messages, newest first, as a table: id, received time,\n"
+     "sender, recipients with their state, score and subject.\n"
+     "  --limit N           messages per page (1..1000, server default 50)\n"
+     "  --cursor C          continue after a previous page\n"
+     "  --all               follow the pages to the end\n"
+     "  --wide              do not shorten subjects\n"
+     "  --json              print the server's JSON instead of a table\n"},
+    {"show", "show ID [--json]",
+     "Shows one message: its envelope, state per recipient, headers and attachments.\n"},
+    {"raw", "raw ID", "Writes the original message bytes to standard output.\n"},
+    {"release", "release ID [--rcpt ADDR]... | release --filter FILTERS [--json]",
+     "Releases a message to all recipients still quarantined, or only to the\n"
+     "given ones. With --filter, releases every message matching the filters\n"
+     "(at least one filter is required) and prints how many recipients changed.\n"},
+    {"delete", "delete ID [--rcpt ADDR]... | delete --filter FILTERS [--json]",
+     "Deletes a message for all recipients still quarantined, or only for the\n"
+     "given ones. With --filter, deletes every message matching the filters\n"
+     "(at least one filter is required) and prints how many recipients changed.\n"},
+    {"health", "health", "Checks that the manager answers /healthz.\n"},
+    {"help", "help [COMMAND]", "Shows help for COMMAND.\n"},
+};
+
+static const struct command_help *command_help_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(command_helps) / sizeof(command_helps[0]); i++)
+		if (strcmp(command_helps[i].name, name) == 0)
+			return &command_helps[i];
+	return NULL;
+}
+
+static void print_usage(FILE *f)
+{
+	fprintf(f, "usage: lazaretctl [--url URL] [--token TOKEN] [--timeout SECONDS] COMMAND "
+		   "[ARGS]\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(command_helps) / sizeof(command_helps[0]); i++)
+		fprintf(f, "  %s\n", command_helps[i].synopsis);
+	fprintf(f, "\nThe URL and token also come from LAZARET_URL and LAZARET_TOKEN\n"
+		   "(default URL " CTL_DEFAULT_URL "). \"lazaretctl help COMMAND\" for details.\n"
+		   "Exit status: 0 ok, 1 API or network error, 2 usage error.\n");
+}
+
+static void print_command_help(FILE *f, const struct command_help *h)
+{
+	fprintf(f, "usage: lazaretctl %s\n\n%s", h->synopsis, h->text);
+	if (strcmp(h->name, "search") == 0 || strcmp(h->name, "release") == 0 ||
+	    strcmp(h->name, "delete") == 0)
+		fprintf(f, "\nfilters:\n%s", filter_flags_help);
+}
+
+/* Prints a usage error and the command's usage to stderr; returns the usage exit code. */
+static int usage_error(const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int usage_error(const char *command, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "lazaretctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	const struct command_help *h = command ? command_help_find(command) : NULL;
+	if (h != NULL)
+		print_command_help(stderr, h);
+	else
+		print_usage(stderr);
+	return CTL_EXIT_USAGE;
+}
+
+/* ---- HTTP ---- */
+
+static size_t write_to_buf(char *p, size_t size, size_t nmemb, void *userdata)
+{
+	struct buf *b = userdata;
+	size_t n = size * nmemb;
+	if (b->len + n > CTL_MAX_RESPONSE) {
+		b->too_large = true;
+		return 0; /* makes curl stop with CURLE_WRITE_ERROR */
+	}
+	buf_append(b, p, n);
+	return n;
+}
+
+/*
+ * Sends one request to base URL + path (path already percent-encoded). body NULL:
+ * no body; otherwise it is sent as application/json. The response body goes to
+ * *resp (caller frees with buf_free), the status to *status. Returns 0 when an
+ * HTTP answer came back (of any status), -EIO after printing why when not.
+ */
+static int http_request(struct ctl *c, const char *method, const char *path, const char *body,
+			struct buf *resp, long *status)
+{
+	struct curl_slist *hdrs = NULL;
+	char *url = ctl_xasprintf("%s%s", c->url, path);
+	char *auth = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "";
+	int rc = -EIO;
+
+	memset(resp, 0, sizeof(*resp));
+	curl_easy_reset(c->curl);
+	curl_easy_setopt(c->curl, CURLOPT_URL, url);
+	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, CTL_CONNECT_TIMEOUT_S);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, c->timeout_s);
+	curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "lazaretctl/" LAZARET_VERSION);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_to_buf);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, resp);
+	if (c->token != NULL && c->token[0] != '\0') {
+		auth = ctl_xasprintf("Authorization: Bearer %s", c->token);
+		hdrs = curl_slist_append(hdrs, auth);
+	}
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	if (strcmp(method, "POST") == 0) {
+		curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body ? body : "");
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
+		if (body != NULL)
+			hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		/* Without this curl waits for "100 Continue" before a larger body. */
+		hdrs = curl_slist_append(hdrs, "Expect:");
+	} else if (strcmp(method, "GET") != 0) {
+		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
+	}
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
+
+	CURLcode cr = curl_easy_perform(c->curl);
+	if (cr != CURLE_OK) {
+		if (resp->too_large)
+			fprintf(stderr, "lazaretctl: %s: response larger than %lu bytes\n", url,
+				CTL_MAX_RESPONSE);
+		else
+			fprintf(stderr, "lazaretctl: %s: %s\n", url,
+				errbuf[0] ? errbuf : curl_easy_strerror(cr));
+		buf_free(resp);
+		goto fail;
+	}
+	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
+	rc = 0;
+fail:
+	curl_slist_free_all(hdrs);
+	free(auth);
+	free(url);
+	return rc;
+}
+
+/*
+ * Prints a non-2xx answer as "lazaretctl: <message> (<code>, HTTP <status>)" when
+ * the body has the contract's error shape, else with the start of the body.
+ */
+static void print_api_error(long status, const struct buf *resp)
+{
+	json_t *root = NULL;
+	if (resp->len > 0)
+		root = json_loadb(resp->data, resp->len, 0, NULL);
+	json_t *err = json_object_get(root, "error");
+	const char *message = json_string_value(json_object_get(err, "message"));
+	const char *code = json_string_value(json_object_get(err, "code"));
+	if (message != NULL) {
+		fprintf(stderr, "lazaretctl: %s (%s, HTTP %ld)\n", message, code ? code : "error",
+			status);
+	} else {
+		/* Not our server's error format (a proxy?): show a bounded, printable excerpt. */
+		fprintf(stderr, "lazaretctl: HTTP %ld", status);
+		if (resp->len > 0) {
+			fputs(": ", stderr);
+			for (size_t i = 0; i < resp->len && i < 200; i++) {
+				unsigned char ch = (unsigned char)resp->data[i];
+				fputc(ch >= 0x20 && ch != 0x7f ? ch : ' ', stderr);
+			}
+		}
+		fputc('\n', stderr);
+	}
+	json_decref(root);
+}
+
+/*
+ * One API call expecting a JSON answer. On 2xx, *out is the parsed body (caller
+ * json_decref()s) and, when raw is non-NULL, *raw the body text (caller frees with
+ * buf_free). Returns CTL_EXIT_OK, or CTL_EXIT_API after printing the error.
+ */
+static int api_json(struct ctl *c, const char *method, const char *path, const char *body,
+		    json_t **out, struct buf *raw)
+{
+	struct buf resp;
+	long status = 0;
+	json_error_t jerr;
+
+	*out = NULL;
+	if (http_request(c, method, path, body, &resp, &status) < 0)
+		return CTL_EXIT_API;
+	if (status < 200 || status > 299) {
+		print_api_error(status, &resp);
+		buf_free(&resp);
+		return CTL_EXIT_API;
+	}
+	*out = json_loadb(resp.data ? resp.data : "", resp.len, 0, &jerr);
+	if (*out == NULL) {
+		fprintf(stderr, "lazaretctl: %s: the server sent invalid JSON: %s\n", path,
+			jerr.text);
+		buf_free(&resp);
+		return CTL_EXIT_API;
+	}
+	if (raw != NULL)
+		*raw = resp;
+	else
+		buf_free(&resp);
+	return CTL_EXIT_OK;
+}
+
+/* Appends "&key=value" (or "?key=value" first) with value percent-encoded. */
+static void query_add(struct ctl *c, struct buf *q, const char *key, const char *value)
+{
+	if (value == NULL)
+		return;
+	char *esc = curl_easy_escape(c->curl, value, (int)strlen(value));
+	if (esc == NULL) {
+		fprintf(stderr, "lazaretctl: out of memory\n");
+		exit(CTL_EXIT_API);
+	}
+	buf_append(q, q->len ? "&" : "?", 1);
+	buf_append(q, key, strlen(key));
+	buf_append(q, "=", 1);
+	buf_append(q, esc, strlen(esc));
+	curl_free(esc);
+}
+
+/* "/api/v1/messages/<id>[suffix]" with the id percent-encoded; caller frees. */
+static char *message_path(struct ctl *c, const char *id, const char *suffix)
+{
+	char *esc = curl_easy_escape(c->curl, id, (int)strlen(id));
+	if (esc == NULL) {
+		fprintf(stderr, "lazaretctl: out of memory\n");
+		exit(CTL_EXIT_API);
+	}
+	char *p = ctl_xasprintf("/api/v1/messages/%s%s", esc, suffix);
+	curl_free(esc);
+	return p;
+}
+
+/* ---- terminal text: display width, sanitising, truncation ---- */
+
+/*
+ * Decodes the character at s (len bytes left): *n bytes long, *w cells wide.
+ * *printable is false for control characters and invalid UTF-8, which are shown
+ * as one '?' cell (a subject must not move the cursor or change colours).
+ */
+static void next_char(const char *s, size_t len, mbstate_t *st, size_t *n, int *w, bool *printable)
+{
+	wchar_t wc;
+	size_t r = mbrtowc(&wc, s, len, st);
+	*printable = true;
+	if (r == (size_t)-1 || r == (size_t)-2 || r == 0) {
+		memset(st, 0, sizeof(*st));
+		*n = 1;
+		*w = 1;
+		*printable = false;
+		return;
+	}
+	*n = r;
+	*w = wcwidth(wc);
+	if (*w < 0) {
+		*w = 1;
+		*printable = false;
+	}
+}
+
+/* Display width of s as put_cells writes it without a limit. NULL is 0. */
+static int cells(const char *s)
+{
+	mbstate_t st;
+	size_t len = s ? strlen(s) : 0, n;
+	int total = 0, w;
+	bool printable;
+
+	memset(&st, 0, sizeof(st));
+	for (size_t i = 0; i < len; i += n) {
+		next_char(s + i, len - i, &st, &n, &w, &printable);
+		total += w;
+	}
+	return total;
+}
+
+/*
+ * Writes s to f, at most max_width display cells (max_width < 0: no limit),
+ * replacing control characters and invalid UTF-8 by '?'. When s is cut, it ends
+ * in "…". Pads with spaces to pad_to cells (0: no padding). Returns cells written.
+ */
+static int put_cells(FILE *f, const char *s, int max_width, int pad_to)
+{
+	mbstate_t st;
+	size_t len = s ? strlen(s) : 0, n;
+	int used = 0, w;
+	bool printable;
+	bool cut = max_width >= 0 && cells(s) > max_width;
+	/* A cut string keeps one cell for the ellipsis. */
+	int limit = cut ? max_width - 1 : max_width;
+
+	memset(&st, 0, sizeof(st));
+	for (size_t i = 0; i < len; i += n) {
+		next_char(s + i, len - i, &st, &n, &w, &printable);
+		if (limit >= 0 && used + w > limit)
+			break;
+		if (printable)
+			fwrite(s + i, 1, n, f);
+		else
+			fputc('?', f);
+		used += w;
+	}
+	if (cut && max_width >= 1) {
+		fputs("…", f);
+		used += 1;
+	}
+	while (used < pad_to) {
+		fputc(' ', f);
+		used++;
+	}
+	return used;
+}
+
+static int terminal_width(void)
+{
+	struct winsize ws;
+	if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	const char *cols = getenv("COLUMNS");
+	if (cols != NULL && atoi(cols) > 0)
+		return atoi(cols);
+	return 0;
+}
+
+/* ---- filters ---- */
+
+struct filter {
+	const char *quarantine, *recipient, *sender, *subject, *verdict, *gateway, *state;
+	char *since, *until; /* RFC 3339, normalised from ages */
+};
+
+static bool filter_empty(const struct filter *f)
+{
+	return !f->quarantine && !f->recipient && !f->sender && !f->subject && !f->verdict &&
+	       !f->gateway && !f->state && !f->since && !f->until;
+}
+
+static void filter_free(struct filter *f)
+{
+	free(f->since);
+	free(f->until);
+}
+
+/*
+ * Accepts an RFC 3339 time (passed through for the server to check) or an age
+ * "N[smhd]" meaning that long before now. *out is a new string. 0 or -EINVAL.
+ */
+static int time_arg(const char *s, char **out)
+{
+	char *end = NULL;
+	errno = 0;
+	long long n = strtoll(s, &end, 10);
+	if (end != s && errno == 0 && n >= 0 && end[0] != '\0' && end[1] == '\0' &&
+	    strchr("smhd", end[0]) != NULL) {
+		long long mult = end[0] == 's'	 ? 1
+				 : end[0] == 'm' ? 60
+				 : end[0] == 'h' ? 3600
+						 : 86400;
+		if (n > 100LL * 365 * 86400 / mult)
+			return -EINVAL;
+		time_t t = time(NULL) - (time_t)(n * mult);
+		struct tm tm;
+		char tbuf[32];
+		gmtime_r(&t, &tm);
+		strftime(tbuf, sizeof(tbuf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		*out = ctl_xstrdup(tbuf);
+		return 0;
+	}
+	/* Looks like a date: let the server judge the details. */
+	if (strlen(s) >= 10 && s[4] == '-' && s[7] == '-') {
+		*out = ctl_xstrdup(s);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static void filter_to_query(struct ctl *c, const struct filter *f, struct buf *q)
+{
+	query_add(c, q, "quarantine", f->quarantine);
+	query_add(c, q, "recipient", f->recipient);
+	query_add(c, q, "sender", f->sender);
+	query_add(c, q, "subject", f->subject);
+	query_add(c, q, "since", f->since);
+	query_add(c, q, "until", f->until);
+	query_add(c, q, "verdict", f->verdict);
+	query_add(c, q, "gateway", f->gateway);
+	query_add(c, q, "state", f->state);
+}
+
+static json_t *filter_to_json(const struct filter *f)
+{
+	json_t *o = json_object();
+	const char *keys[] = {"quarantine", "recipient", "sender",  "subject", "since",
+			      "until",	    "verdict",	 "gateway", "state"};
+	const char *vals[] = {f->quarantine, f->recipient, f->sender,  f->subject, f->since,
+			      f->until,	     f->verdict,   f->gateway, f->state};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (vals[i] != NULL)
+			json_object_set_new(o, keys[i], json_string(vals[i]));
+	return o;
+}
+
+/* ---- command line ---- */
+
+enum opt_id {
+	OPT_URL = 256,
+	OPT_TOKEN,
+	OPT_TIMEOUT,
+	OPT_JSON,
+	OPT_QUARANTINE,
+	OPT_RECIPIENT,
+	OPT_SENDER,
+	OPT_SUBJECT,
+	OPT_SINCE,
+	OPT_UNTIL,
+	OPT_VERDICT,
+	OPT_GATEWAY,
+	OPT_STATE,
+	OPT_LIMIT,
+	OPT_CURSOR,
+	OPT_ALL,
+	OPT_WIDE,
+	OPT_RCPT,
+	OPT_FILTER,
+};
+
+static const struct option long_options[] = {
+    {"help", no_argument, NULL, 'h'},
+    {"url", required_argument, NULL, OPT_URL},
+    {"token", required_argument, NULL, OPT_TOKEN},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"quarantine", required_argument, NULL, OPT_QUARANTINE},
+    {"recipient", required_argument, NULL, OPT_RECIPIENT},
+    {"sender", required_argument, NULL, OPT_SENDER},
+    {"subject", required_argument, NULL, OPT_SUBJECT},
+    {"since", required_argument, NULL, OPT_SINCE},
+    {"until", required_argument, NULL, OPT_UNTIL},
+    {"verdict", required_argument, NULL, OPT_VERDICT},
+    {"gateway", required_argument, NULL, OPT_GATEWAY},
+    {"state", required_argument, NULL, OPT_STATE},
+    {"limit", required_argument, NULL, OPT_LIMIT},
+    {"cursor", required_argument, NULL, OPT_CURSOR},
+    {"all", no_argument, NULL, OPT_ALL},
+    {"wide", no_argument, NULL, OPT_WIDE},
+    {"rcpt", required_argument, NULL, OPT_RCPT},
+    {"filter", no_argument, NULL, OPT_FILTER},
+    {NULL, 0, NULL, 0},
+};
+
+/* Everything a command may take; which options a command accepts is checked after parsing. */
+struct args {
+	const char *command;
+	bool help, json, all, wide, bulk;
+	struct filter filter;
+	bool any_filter;
+	const char *limit;
+	const char *cursor;
+	const char *rcpts[CTL_MAX_RCPTS];
+	size_t nrcpts;
+	const char *positional[4];
+	size_t npositional;
+};
+
+/* ---- commands ---- */
+
+static int cmd_health(struct ctl *c, struct args *a)
+{
+	struct buf resp;
+	long status = 0;
+	if (http_request(c, "GET", "/healthz", NULL, &resp, &status) < 0)
+		return CTL_EXIT_API;
+	if (status != 200) {
+		print_api_error(status, &resp);
+		buf_free(&resp);
+		return CTL_EXIT_API;
+	}
+	printf("ok\n");
+	buf_free(&resp);
+	return CTL_EXIT_OK;
+}
+
+static void print_json_text(const struct buf *raw)
+{
+	fwrite(raw->data, 1, raw->len, stdout);
+	if (raw->len == 0 || raw->data[raw->len - 1] != '\n')
+		fputc('\n', stdout);
+}
+
+static int cmd_quarantines(struct ctl *c, struct args *a)
+{
+	json_t *root = NULL;
+	struct buf raw = {0};
+	int rc = api_json(c, "GET", "/api/v1/quarantines", NULL, &root, &raw);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (a->json) {
+		print_json_text(&raw);
+		goto out;
+	}
+	json_t *list = json_object_get(root, "quarantines");
+	size_t i;
+	json_t *q;
+	int wname = 4;
+	json_array_foreach(list, i, q)
+	{
+		int w = cells(json_string_value(json_object_get(q, "name")));
+		if (w > wname)
+			wname = w;
+	}
+	put_cells(stdout, "NAME", -1, wname + 2);
+	printf("%-8s %10s %14s\n", "TYPE", "MESSAGES", "BYTES");
+	json_array_foreach(list, i, q)
+	{
+		put_cells(stdout, json_string_value(json_object_get(q, "name")), -1, wname + 2);
+		put_cells(stdout, json_string_value(json_object_get(q, "type")), 8, 9);
+		printf("%10" JSON_INTEGER_FORMAT " %14" JSON_INTEGER_FORMAT "\n",
+		       json_integer_value(json_object_get(q, "messages")),
+		       json_integer_value(json_object_get(q, "bytes")));
+	}
+out:
+	json_decref(root);
+	buf_free(&raw);
+	return CTL_EXIT_OK;
+}
+
+/* "a@x (quarantined), b@y (released)"; caller frees. */
+static char *recipients_text(json_t *rcpts)
+{
+	struct buf b = {0};
+	size_t i;
+	json_t *r;
+	json_array_foreach(rcpts, i, r)
+	{
+		const char *addr = json_string_value(json_object_get(r, "address"));
+		const char *state = json_string_value(json_object_get(r, "state"));
+		if (i > 0)
+			buf_append(&b, ", ", 2);
+		if (addr != NULL)
+			buf_append(&b, addr, strlen(addr));
+		if (state != NULL) {
+			buf_append(&b, " (", 2);
+			buf_append(&b, state, strlen(state));
+			buf_append(&b, ")", 1);
+		}
+	}
+	if (b.data == NULL)
+		buf_append(&b, "", 0);
+	return b.data;
+}
+
+/* The score as the server sent it: a number, or a string, or "-". */
+static void score_text(json_t *score, char *out, size_t size)
+{
+	if (json_is_number(score)) {
+		/* Two decimals at most, without trailing zeros: 7.25, 5.1, 12 */
+		snprintf(out, size, "%.2f", json_number_value(score));
+		char *dot = strchr(out, '.');
+		if (dot != NULL) {
+			char *end = out + strlen(out);
+			while (end > dot + 1 && end[-1] == '0')
+				*--end = '\0';
+			if (end == dot + 1)
+				*dot = '\0';
+		}
+	} else if (json_is_string(score))
+		snprintf(out, size, "%s", json_string_value(score));
+	else
+		snprintf(out, size, "-");
+}
+
+/* "2026-11-27T19:30:00Z" -> "2026-11-27 19:30:00" (UTC); unknown forms as they are. */
+static void received_text(const char *s, char *out, size_t size)
+{
+	if (s == NULL) {
+		snprintf(out, size, "-");
+		return;
+	}
+	snprintf(out, size, "%.19s", s);
+	if (strlen(out) == 19 && out[10] == 'T')
+		out[10] = ' ';
+}
+
+#define MAX_COLS 6
+
+static void print_messages_table(json_t *messages, bool wide)
+{
+	static const char *const titles[MAX_COLS] = {"ID",	   "RECEIVED (UTC)", "SENDER",
+						     "RECIPIENTS", "SCORE",	     "SUBJECT"};
+	size_t n = json_array_size(messages);
+	char **cellv = ctl_xrealloc(NULL, (n ? n : 1) * MAX_COLS * sizeof(char *));
+	int width[MAX_COLS];
+	static const int cap[MAX_COLS] = {-1, -1, CTL_SENDER_MAX_WIDTH, CTL_RCPTS_MAX_WIDTH, 8, -1};
+
+	for (int k = 0; k < MAX_COLS; k++)
+		width[k] = cells(titles[k]);
+	for (size_t i = 0; i < n; i++) {
+		json_t *m = json_array_get(messages, i);
+		char tbuf[64], sbuf[32];
+		const char *id = json_string_value(json_object_get(m, "id"));
+		const char *sender = json_string_value(json_object_get(m, "sender"));
+		const char *subject = json_string_value(json_object_get(m, "subject"));
+		received_text(json_string_value(json_object_get(m, "received_at")), tbuf,
+			      sizeof(tbuf));
+		score_text(json_object_get(m, "score"), sbuf, sizeof(sbuf));
+		char **row = &cellv[i * MAX_COLS];
+		row[0] = ctl_xstrdup(id ? id : "-");
+		row[1] = ctl_xstrdup(tbuf);
+		row[2] = ctl_xstrdup(sender && sender[0] ? sender : "<>");
+		row[3] = recipients_text(json_object_get(m, "recipients"));
+		row[4] = ctl_xstrdup(sbuf);
+		row[5] = ctl_xstrdup(subject ? subject : "");
+		for (int k = 0; k < MAX_COLS - 1; k++) {
+			int w = cells(row[k]);
+			if (cap[k] >= 0 && w > cap[k])
+				w = cap[k];
+			if (w > width[k])
+				width[k] = w;
+		}
+	}
+	/* The subject takes what is left of the terminal line, or a fixed width in a pipe. */
+	int subject_width = -1;
+	if (!wide) {
+		int used = 0;
+		for (int k = 0; k < MAX_COLS - 1; k++)
+			used += width[k] + 2;
+		int term = terminal_width();
+		subject_width = term > 0 ? term - used : CTL_SUBJECT_DEFAULT_WIDTH;
+		if (subject_width < CTL_SUBJECT_MIN_WIDTH)
+			subject_width = CTL_SUBJECT_MIN_WIDTH;
+	}
+	for (int k = 0; k < MAX_COLS - 1; k++)
+		put_cells(stdout, titles[k], -1, width[k] + 2);
+	printf("%s\n", titles[MAX_COLS - 1]);
+	for (size_t i = 0; i < n; i++) {
+		char **row = &cellv[i * MAX_COLS];
+		for (int k = 0; k < MAX_COLS - 1; k++) {
+			if (k == 4) { /* the score is right-aligned */
+				for (int pad = cells(row[k]); pad < width[k]; pad++)
+					fputc(' ', stdout);
+				put_cells(stdout, row[k], width[k], 0);
+				fputs("  ", stdout);
+				continue;
+			}
+			put_cells(stdout, row[k], width[k], width[k] + 2);
+		}
+		put_cells(stdout, row[MAX_COLS - 1], subject_width, 0);
+		fputc('\n', stdout);
+		for (int k = 0; k < MAX_COLS; k++)
+			free(row[k]);
+	}
+	free(cellv);
+}
+
+static int cmd_search(struct ctl *c, struct args *a)
+{
+	json_t *all_messages = json_array();
+	json_t *page = NULL;
+	struct buf raw = {0};
+	char *cursor = a->cursor ? ctl_xstrdup(a->cursor) : NULL;
+	int rc = CTL_EXIT_OK;
+
+	for (int pages = 0; pages < CTL_MAX_PAGES; pages++) {
+		struct buf q = {0};
+		filter_to_query(c, &a->filter, &q);
+		query_add(c, &q, "limit", a->limit);
+		query_add(c, &q, "cursor", cursor);
+		char *path = ctl_xasprintf("/api/v1/messages%s", q.data ? q.data : "");
+		buf_free(&q);
+		rc = api_json(c, "GET", path, NULL, &page, &raw);
+		free(path);
+		if (rc != CTL_EXIT_OK)
+			goto out;
+		json_t *msgs = json_object_get(page, "messages");
+		if (!json_is_array(msgs)) {
+			fprintf(stderr,
+				"lazaretctl: the server's answer has no \"messages\" list\n");
+			rc = CTL_EXIT_API;
+			goto out;
+		}
+		json_array_extend(all_messages, msgs);
+		const char *next = json_string_value(json_object_get(page, "next_cursor"));
+		free(cursor);
+		cursor = next ? ctl_xstrdup(next) : NULL;
+		if (!a->all)
+			break;
+		if (cursor == NULL || json_array_size(msgs) == 0)
+			break;
+		json_decref(page);
+		page = NULL;
+		buf_free(&raw);
+	}
+
+	if (a->json) {
+		if (!a->all) {
+			print_json_text(&raw);
+		} else {
+			json_t *o =
+			    json_pack("{s:O, s:n}", "messages", all_messages, "next_cursor");
+			json_dumpf(o, stdout, JSON_INDENT(2));
+			fputc('\n', stdout);
+			json_decref(o);
+		}
+		goto out;
+	}
+	print_messages_table(all_messages, a->wide);
+	if (!a->all && cursor != NULL)
+		fprintf(stderr, "more: --cursor %s (or --all)\n", cursor);
+	else if (json_array_size(all_messages) == 0)
+		fprintf(stderr, "no messages\n");
+out:
+	json_decref(page);
+	json_decref(all_messages);
+	buf_free(&raw);
+	free(cursor);
+	return rc;
+}
+
+static void print_field(const char *label, const char *value)
+{
+	printf("%-12s ", label);
+	put_cells(stdout, value ? value : "-", -1, 0);
+	fputc('\n', stdout);
+}
+
+/* Headers as the server sends them: [{"name","value"}], [[name,value]] or {name:value}. */
+static void print_headers(json_t *headers)
+{
+	size_t i;
+	json_t *h;
+	const char *k;
+	if (json_is_array(headers)) {
+		json_array_foreach(headers, i, h)
+		{
+			const char *name, *value;
+			if (json_is_array(h)) {
+				name = json_string_value(json_array_get(h, 0));
+				value = json_string_value(json_array_get(h, 1));
+			} else {
+				name = json_string_value(json_object_get(h, "name"));
+				value = json_string_value(json_object_get(h, "value"));
+			}
+			printf("  ");
+			put_cells(stdout, name ? name : "?", -1, 0);
+			printf(": ");
+			put_cells(stdout, value ? value : "", -1, 0);
+			fputc('\n', stdout);
+		}
+	} else if (json_is_object(headers)) {
+		json_object_foreach(headers, k, h)
+		{
+			printf("  ");
+			put_cells(stdout, k, -1, 0);
+			printf(": ");
+			put_cells(stdout, json_is_string(h) ? json_string_value(h) : "", -1, 0);
+			fputc('\n', stdout);
+		}
+	}
+}
+
+static const char *first_string(json_t *o, const char *k1, const char *k2)
+{
+	const char *s = json_string_value(json_object_get(o, k1));
+	return s ? s : json_string_value(json_object_get(o, k2));
+}
+
+static void print_message(json_t *m, bool details)
+{
+	char sbuf[32];
+	print_field("id:", json_string_value(json_object_get(m, "id")));
+	print_field("quarantine:", json_string_value(json_object_get(m, "quarantine")));
+	print_field("received:", json_string_value(json_object_get(m, "received_at")));
+	print_field("sender:", json_string_value(json_object_get(m, "sender")));
+	print_field("from:", json_string_value(json_object_get(m, "from")));
+	print_field("subject:", json_string_value(json_object_get(m, "subject")));
+	printf("%-12s %" JSON_INTEGER_FORMAT "\n",
+	       "size:", json_integer_value(json_object_get(m, "size")));
+	print_field("verdict:", json_string_value(json_object_get(m, "verdict")));
+	score_text(json_object_get(m, "score"), sbuf, sizeof(sbuf));
+	print_field("score:", sbuf);
+	print_field("gateway:", json_string_value(json_object_get(m, "gateway")));
+	print_field("expires:", json_string_value(json_object_get(m, "expires_at")));
+	printf("recipients:\n");
+	size_t i;
+	json_t *r;
+	json_array_foreach(json_object_get(m, "recipients"), i, r)
+	{
+		printf("  ");
+		put_cells(stdout, json_string_value(json_object_get(r, "address")), -1, 0);
+		printf("  ");
+		put_cells(stdout, json_string_value(json_object_get(r, "state")), -1, 0);
+		fputc('\n', stdout);
+	}
+	if (!details)
+		return;
+	printf("headers:\n");
+	print_headers(json_object_get(m, "headers"));
+	printf("attachments:\n");
+	json_t *att;
+	json_array_foreach(json_object_get(m, "attachments"), i, att)
+	{
+		printf("  ");
+		put_cells(stdout, first_string(att, "filename", "name") ?: "(no name)", -1, 0);
+		printf("  ");
+		put_cells(stdout, first_string(att, "content_type", "type") ?: "-", -1, 0);
+		json_t *size = json_object_get(att, "size");
+		if (json_is_integer(size))
+			printf("  %" JSON_INTEGER_FORMAT " bytes", json_integer_value(size));
+		fputc('\n', stdout);
+	}
+}
+
+static int cmd_show(struct ctl *c, struct args *a)
+{
+	json_t *m = NULL;
+	struct buf raw = {0};
+	char *path = message_path(c, a->positional[0], "");
+	int rc = api_json(c, "GET", path, NULL, &m, &raw);
+	free(path);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (a->json)
+		print_json_text(&raw);
+	else
+		print_message(m, true);
+	json_decref(m);
+	buf_free(&raw);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_raw(struct ctl *c, struct args *a)
+{
+	struct buf resp;
+	long status = 0;
+	char *path = message_path(c, a->positional[0], "/raw");
+	int rc = http_request(c, "GET", path, NULL, &resp, &status);
+	free(path);
+	if (rc < 0)
+		return CTL_EXIT_API;
+	if (status != 200) {
+		print_api_error(status, &resp);
+		buf_free(&resp);
+		return CTL_EXIT_API;
+	}
+	rc = CTL_EXIT_OK;
+	if (resp.len > 0 && fwrite(resp.data, 1, resp.len, stdout) != resp.len) {
+		perror("lazaretctl: stdout");
+		rc = CTL_EXIT_API;
+	}
+	if (fflush(stdout) != 0 && rc == CTL_EXIT_OK) {
+		perror("lazaretctl: stdout");
+		rc = CTL_EXIT_API;
+	}
+	buf_free(&resp);
+	return rc;
+}
+
+/* The changed-recipient count from a bulk answer; -1 when absent. */
+static json_int_t bulk_changed(json_t *root)
+{
+	static const char *const keys[] = {"changed", "recipients_changed", "count"};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		json_t *v = json_object_get(root, keys[i]);
+		if (json_is_integer(v))
+			return json_integer_value(v);
+	}
+	return -1;
+}
+
+/* release / delete: one message (optionally some recipients) or every match of a filter. */
+static int cmd_change(struct ctl *c, struct args *a, const char *action)
+{
+	json_t *body = NULL, *root = NULL;
+	char *body_text = NULL, *path = NULL;
+	struct buf raw = {0};
+	int rc;
+
+	if (a->bulk) {
+		body = json_pack("{s:o}", "filter", filter_to_json(&a->filter));
+		path = ctl_xasprintf("/api/v1/messages/%s", action);
+	} else {
+		if (a->nrcpts > 0) {
+			json_t *list = json_array();
+			for (size_t i = 0; i < a->nrcpts; i++)
+				json_array_append_new(list, json_string(a->rcpts[i]));
+			body = json_pack("{s:o}", "recipients", list);
+		}
+		char *suffix = ctl_xasprintf("/%s", action);
+		path = message_path(c, a->positional[0], suffix);
+		free(suffix);
+	}
+	if (body != NULL)
+		body_text = json_dumps(body, JSON_COMPACT);
+	rc = api_json(c, "POST", path, body_text, &root, &raw);
+	if (rc != CTL_EXIT_OK)
+		goto out;
+	if (a->json) {
+		print_json_text(&raw);
+	} else if (a->bulk) {
+		json_int_t n = bulk_changed(root);
+		if (n < 0)
+			printf("%s: done (the server did not say how many recipients changed)\n",
+			       action);
+		else
+			printf("%" JSON_INTEGER_FORMAT " recipient%s %s\n", n, n == 1 ? "" : "s",
+			       strcmp(action, "release") == 0 ? "released" : "deleted");
+	} else {
+		print_message(root, false);
+	}
+out:
+	json_decref(body);
+	json_decref(root);
+	free(body_text);
+	free(path);
+	buf_free(&raw);
+	return rc;
+}
+
+/* ---- main ---- */
+
+struct command {
+	const char *name;
+	int (*run)(struct ctl *c, struct args *a);
+	size_t positional; /* exact count required (bulk release/delete: 0) */
+	bool filters, paging, rcpts, bulk, json;
+};
+
+static int cmd_release(struct ctl *c, struct args *a)
+{
+	return cmd_change(c, a, "release");
+}
+
+static int cmd_delete(struct ctl *c, struct args *a)
+{
+	return cmd_change(c, a, "delete");
+}
+
+static const struct command commands[] = {
+    {"quarantines", cmd_quarantines, 0, false, false, false, false, true},
+    {"search", cmd_search, 0, true, true, false, false, true},
+    {"show", cmd_show, 1, false, false, false, false, true},
+    {"raw", cmd_raw, 1, false, false, false, false, false},
+    {"release", cmd_release, 1, true, false, true, true, true},
+    {"delete", cmd_delete, 1, true, false, true, true, true},
+    {"health", cmd_health, 0, false, false, false, false, false},
+};
+
+/*
+ * Parses argv into *a and the connection settings into *c. Options may come before
+ * or after the command. Returns CTL_EXIT_OK, or CTL_EXIT_USAGE after printing why.
+ */
+static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
+		      const struct command **cmd)
+{
+	int opt;
+	bool filter_flag_seen = false, paging_seen = false;
+
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "-h", long_options, NULL)) != -1) {
+		char **since_until = NULL;
+		switch (opt) {
+		case 1: /* a non-option: the command, then its arguments */
+			if (a->command == NULL)
+				a->command = optarg;
+			else if (a->npositional < sizeof(a->positional) / sizeof(a->positional[0]))
+				a->positional[a->npositional++] = optarg;
+			else
+				return usage_error(a->command, "too many arguments");
+			break;
+		case 'h':
+			a->help = true;
+			break;
+		case OPT_URL:
+			c->url = optarg;
+			break;
+		case OPT_TOKEN:
+			c->token = optarg;
+			break;
+		case OPT_TIMEOUT: {
+			char *end;
+			long t = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || t <= 0 || t > 86400)
+				return usage_error(NULL, "--timeout wants seconds (1..86400)");
+			c->timeout_s = t;
+			break;
+		}
+		case OPT_JSON:
+			a->json = true;
+			break;
+		case OPT_QUARANTINE:
+			a->filter.quarantine = optarg;
+			filter_flag_seen = true;
+			break;
+		case OPT_RECIPIENT:
+			a->filter.recipient = optarg;
+			filter_flag_seen = true;
+			break;
+		case OPT_SENDER:
+			a->filter.sender = optarg;
+			filter_flag_seen = true;
+			break;
+		case OPT_SUBJECT:
+			a->filter.subject = optarg;
+			filter_flag_seen = true;
+			break;
+		case OPT_SINCE:
+		case OPT_UNTIL:
+			since_until = opt == OPT_SINCE ? &a->filter.since : &a->filter.until;
+			free(*since_until);
+			*since_until = NULL;
+			if (time_arg(optarg, since_until) < 0)
+				return usage_error(a->command, "%s: not a time: %s",
+						   opt == OPT_SINCE ? "--since" : "--until",
+						   optarg);
+			filter_flag_seen = true;
+			break;
+		case OPT_VERDICT:
+			a->filter.verdict = optarg;
+			filter_flag_seen = true;
+			break;
+		case OPT_GATEWAY:
+			a->filter.gateway = optarg;
+			filter_flag_seen = true;
+			break;
+		case OPT_STATE:
+			a->filter.state = optarg;
+			filter_flag_seen = true;
+			break;
+		case OPT_LIMIT: {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || n < 1 || n > 1000)
+				return usage_error(a->command, "--limit wants 1..1000");
+			a->limit = optarg;
+			paging_seen = true;
+			break;
+		}
+		case OPT_CURSOR:
+			a->cursor = optarg;
+			paging_seen = true;
+			break;
+		case OPT_ALL:
+			a->all = true;
+			paging_seen = true;
+			break;
+		case OPT_WIDE:
+			a->wide = true;
+			paging_seen = true;
+			break;
+		case OPT_RCPT:
+			if (a->nrcpts == CTL_MAX_RCPTS)
+				return usage_error(a->command, "more than %d --rcpt",
+						   CTL_MAX_RCPTS);
+			a->rcpts[a->nrcpts++] = optarg;
+			break;
+		case OPT_FILTER:
+			a->bulk = true;
+			break;
+		case '?':
+		default:
+			if (optopt != 0 && optopt < 256)
+				return usage_error(a->command, "unknown option -%c", optopt);
+			if (optopt != 0)
+				return usage_error(a->command, "option needs a value: %s",
+						   argv[optind - 1]);
+			return usage_error(a->command, "unknown option %s", argv[optind - 1]);
+		}
+	}
+	a->any_filter = filter_flag_seen;
+
+	if (a->command == NULL && a->help)
+		return CTL_EXIT_OK;
+	if (a->command == NULL)
+		return usage_error(NULL, "no command given");
+	if (strcmp(a->command, "help") == 0 || a->help)
+		return CTL_EXIT_OK;
+	*cmd = NULL;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, a->command) == 0)
+			*cmd = &commands[i];
+	if (*cmd == NULL)
+		return usage_error(NULL, "unknown command: %s", a->command);
+
+	const struct command *k = *cmd;
+	if (a->json && !k->json)
+		return usage_error(k->name, "%s has no --json", k->name);
+	if (paging_seen && !k->paging)
+		return usage_error(k->name, "--limit/--cursor/--all/--wide are for search");
+	if (a->all && a->cursor)
+		return usage_error(k->name, "--all and --cursor exclude each other");
+	if (a->nrcpts > 0 && !k->rcpts)
+		return usage_error(k->name, "%s has no --rcpt", k->name);
+	if (a->bulk && !k->bulk)
+		return usage_error(k->name, "%s has no --filter", k->name);
+	if (k->bulk && a->bulk) {
+		if (a->npositional > 0)
+			return usage_error(k->name, "--filter takes no message id");
+		if (a->nrcpts > 0)
+			return usage_error(k->name, "--filter takes no --rcpt (use --recipient)");
+		/* Releasing or deleting everything must not be one typo away. */
+		if (filter_empty(&a->filter))
+			return usage_error(k->name, "--filter needs at least one filter");
+		return CTL_EXIT_OK;
+	}
+	if (filter_flag_seen && !k->filters)
+		return usage_error(k->name, "%s takes no filters", k->name);
+	if (filter_flag_seen && k->bulk)
+		return usage_error(k->name, "filters need --filter");
+	if (a->npositional != k->positional)
+		return usage_error(
+		    k->name, k->positional ? "%s needs one message id" : "%s takes no arguments",
+		    k->name);
+	if (k->positional && a->positional[0][0] == '\0')
+		return usage_error(k->name, "empty message id");
+	return CTL_EXIT_OK;
+}
+
+static int run_help(struct args *a)
+{
+	const char *topic = NULL;
+	if (strcmp(a->command, "help") == 0)
+		topic = a->npositional > 0 ? a->positional[0] : NULL;
+	else
+		topic = a->command;
+	if (topic == NULL) {
+		print_usage(stdout);
+		return CTL_EXIT_OK;
+	}
+	const struct command_help *h = command_help_find(topic);
+	if (h == NULL)
+		return usage_error(NULL, "no such command: %s", topic);
+	print_command_help(stdout, h);
+	return CTL_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl c = {0};
+	struct args a = {0};
+	const struct command *cmd = NULL;
+	int rc;
+
+	/* Display widths of Japanese text need a UTF-8 character type, whatever LANG says. */
+	if (setlocale(LC_CTYPE, "C.UTF-8") == NULL)
+		setlocale(LC_CTYPE, "");
+	c.url = getenv("LAZARET_URL");
+	c.token = getenv("LAZARET_TOKEN");
+	c.timeout_s = CTL_DEFAULT_TIMEOUT_S;
+
+	rc = parse_args(argc, argv, &c, &a, &cmd);
+	if (rc != CTL_EXIT_OK)
+		goto out;
+	if (a.help && a.command == NULL) {
+		print_usage(stdout);
+		goto out;
+	}
+	if (a.help || strcmp(a.command, "help") == 0) {
+		rc = run_help(&a);
+		goto out;
+	}
+	if (c.url == NULL || c.url[0] == '\0')
+		c.url = CTL_DEFAULT_URL;
+	c.url_buf = ctl_xstrdup(c.url);
+	size_t ulen = strlen(c.url_buf);
+	while (ulen > 0 && c.url_buf[ulen - 1] == '/')
+		c.url_buf[--ulen] = '\0';
+	c.url = c.url_buf;
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+		fprintf(stderr, "lazaretctl: cannot initialise libcurl\n");
+		rc = CTL_EXIT_API;
+		goto out;
+	}
+	c.curl = curl_easy_init();
+	if (c.curl == NULL) {
+		fprintf(stderr, "lazaretctl: cannot initialise libcurl\n");
+		rc = CTL_EXIT_API;
+		curl_global_cleanup();
+		goto out;
+	}
+	rc = cmd->run(&c, &a);
+	if (fflush(stdout) != 0 && rc == CTL_EXIT_OK) {
+		perror("lazaretctl: stdout");
+		rc = CTL_EXIT_API;
+	}
+	curl_easy_cleanup(c.curl);
+	curl_global_cleanup();
+out:
+	filter_free(&a.filter);
+	free(c.url_buf);
+	return rc;
+}
