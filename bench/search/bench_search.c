@@ -1,0 +1,440 @@
+/*
+ * bench_search — how fast the quarantine store answers the listings people run,
+ * at a realistic size. Seeds N messages (Japanese and English subjects, ~20k
+ * users, ~50k senders across ~5k domains, 1-3 recipients, ~2 KB bodies) through
+ * store_submit_message from two threads, then times: an end user's first and
+ * second page, exact sender, sender domain, subject substrings (trigram index,
+ * Japanese and English; and the 2-character fallback), and a time range.
+ * Prints a table and one JSON line. Not a correctness test: see test_store.
+ *
+ * Usage: bench_search --dir DIR [--messages N] [--users U] [--queries Q] [--reuse]
+ * (--reuse skips seeding when DIR already holds a store.)
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/ids.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "store/store.h"
+
+/* Submitted but not yet committed: bounds the memory the seeding queue holds. */
+#define BENCH_INFLIGHT_MAX 8192
+#define BENCH_SEED_THREADS 2
+#define BENCH_SENDERS	   50000
+#define BENCH_DOMAINS	   5000
+#define BENCH_SPAN_MS	   (30LL * 24 * 3600 * 1000) /* messages spread over 30 days */
+#define BENCH_BODY_BYTES   2048
+#define BENCH_PAGE	   50
+
+static const char *const words_ja[] = {
+    "請求書",	"お支払い",	"ご案内",   "重要なお知らせ", "アカウント",   "パスワード",
+    "確認",	"更新",		"配送状況", "お荷物",	      "当選",	      "無料",
+    "限定",	"キャンペーン", "セール",   "口座",	      "ご本人様",     "至急",
+    "招待",	"資料",		"会議",	    "見積書",	      "注文",	      "発送",
+    "ポイント", "有効期限",	"停止",	    "ログイン",	      "セキュリティ", "不正利用",
+    "カード",	"利用明細",	"お得",	    "特別",	      "プレゼント",   "抽選",
+    "会員",	"登録",		"解除",	    "返金",	      "税金",	      "還付金",
+    "銀行",	"振込",		"年末",	    "新春",	      "健康",	      "サプリ",
+    "投資",	"副業",		"在宅",	    "高収入",	      "出会い",	      "予約",
+    "クーポン", "メルマガ",	"配信停止", "お問い合わせ",   "本日",	      "最終",
+};
+static const char *const words_en[] = {
+    "invoice",	"payment", "account",	 "password", "verify",	 "update",    "delivery",
+    "package",	"winner",  "free",	 "limited",  "offer",	 "sale",      "bank",
+    "urgent",	"invite",  "meeting",	 "document", "order",	 "shipping",  "points",
+    "expires",	"suspend", "login",	 "security", "unusual",	 "card",      "statement",
+    "discount", "special", "gift",	 "lottery",  "member",	 "register",  "refund",
+    "tax",	"crypto",  "investment", "bonus",    "reward",	 "webinar",   "newsletter",
+    "coupon",	"dating",  "pharmacy",	 "loan",     "mortgage", "insurance", "casino",
+    "jackpot",	"deal",	   "voucher",	 "survey",   "claim",	 "prize",     "exclusive",
+    "premium",	"trial",   "unlock",	 "confirm",
+};
+#define NJA (sizeof(words_ja) / sizeof(words_ja[0]))
+#define NEN (sizeof(words_en) / sizeof(words_en[0]))
+
+struct bench {
+	struct store *st;
+	size_t messages;
+	size_t users;
+	int64_t start_ms;
+	atomic_size_t next;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	size_t inflight;
+	size_t failed;
+};
+
+static uint64_t rng_next(uint64_t *s)
+{
+	/* xorshift64*: fast, reproducible per seed */
+	*s ^= *s >> 12;
+	*s ^= *s << 25;
+	*s ^= *s >> 27;
+	return *s * 2685821657736338717ULL;
+}
+
+static size_t rng_below(uint64_t *s, size_t n)
+{
+	return (size_t)(rng_next(s) % n);
+}
+
+static double now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static void user_addr(size_t u, char *out, size_t size)
+{
+	snprintf(out, size, "user%05zu@corp%zu.example.jp", u, u % 20);
+}
+
+static void sender_addr(size_t s, char *out, size_t size)
+{
+	static const char *const tlds[] = {"com", "jp", "net", "co.jp", "info"};
+	size_t d = s % BENCH_DOMAINS;
+	snprintf(out, size, "s%05zu@d%04zu.example.%s", s, d, tlds[d % 5]);
+}
+
+static void sender_domain(size_t d, char *out, size_t size)
+{
+	static const char *const tlds[] = {"com", "jp", "net", "co.jp", "info"};
+	snprintf(out, size, "d%04zu.example.%s", d, tlds[d % 5]);
+}
+
+static char *make_subject(uint64_t *r)
+{
+	char buf[512] = "";
+	size_t len = 0;
+	bool ja = rng_below(r, 10) < 6;
+	size_t n = 2 + rng_below(r, 4);
+	for (size_t i = 0; i < n; i++) {
+		const char *w = ja ? words_ja[rng_below(r, NJA)] : words_en[rng_below(r, NEN)];
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s",
+					i > 0 && !ja ? " " : (i > 0 ? "・" : ""), w);
+	}
+	if (rng_below(r, 4) == 0)
+		snprintf(buf + len, sizeof(buf) - len, " #%zu", rng_below(r, 100000));
+	return xstrdup(buf);
+}
+
+static void seed_done(void *arg, int rc)
+{
+	struct bench *b = arg;
+	pthread_mutex_lock(&b->lock);
+	b->inflight--;
+	if (rc != 0)
+		b->failed++;
+	pthread_cond_broadcast(&b->cond);
+	pthread_mutex_unlock(&b->lock);
+}
+
+static struct store_new_message *make_message(struct bench *b, size_t i, uint64_t *r)
+{
+	struct store_new_message *m = xcalloc(1, sizeof(*m));
+	int64_t at = b->start_ms + (int64_t)((double)i * BENCH_SPAN_MS / (double)b->messages);
+	ids_uuidv7(at, m->id);
+	m->quarantine = xstrdup("spam");
+	m->received_at = at;
+	char addr[128];
+	size_t s = rng_below(r, BENCH_SENDERS);
+	sender_addr(s, addr, sizeof(addr));
+	m->sender = xstrdup(addr);
+	if (rng_below(r, 10) < 3)
+		sender_addr(rng_below(r, BENCH_SENDERS), addr, sizeof(addr));
+	m->from_addr = xstrdup(addr);
+	m->from = xasprintf("\"Sender %zu\" <%s>", s, addr);
+	m->nrecipients = 1 + rng_below(r, 3);
+	m->recipients = xcalloc(m->nrecipients, sizeof(char *));
+	size_t u0 = rng_below(r, b->users);
+	for (size_t k = 0; k < m->nrecipients; k++) {
+		user_addr((u0 + k * 7919) % b->users, addr, sizeof(addr));
+		m->recipients[k] = xstrdup(addr);
+	}
+	m->to = xstrdup(m->recipients[0]);
+	m->subject = make_subject(r);
+	m->message_id = xasprintf("<%s@bench>", m->id);
+	m->date_ms = at - 2000;
+	m->verdict = xstrdup(rng_below(r, 5) == 0 ? "suspect" : "spam");
+	m->has_score = true;
+	m->score = (double)rng_below(r, 1000) / 10.0;
+	m->gateway = xasprintf("gw%zu", rng_below(r, 4));
+	m->client_address = xasprintf("192.0.2.%zu", rng_below(r, 250));
+	/* a mail-like body: headers, then words */
+	char *body = xmalloc(BENCH_BODY_BYTES + 512);
+	size_t len = (size_t)snprintf(body, 512,
+				      "From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: %s\r\n"
+				      "Content-Type: text/plain; charset=UTF-8\r\n\r\n",
+				      m->from, m->to, m->subject, m->message_id);
+	while (len < BENCH_BODY_BYTES) {
+		const char *w =
+		    rng_below(r, 2) ? words_ja[rng_below(r, NJA)] : words_en[rng_below(r, NEN)];
+		len += (size_t)snprintf(body + len, 64, "%s%s", w,
+					rng_below(r, 12) == 0 ? "\r\n" : " ");
+	}
+	m->raw = (unsigned char *)body;
+	m->raw_len = len;
+	return m;
+}
+
+static void *seed_main(void *arg)
+{
+	struct bench *b = arg;
+	uint64_t r = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)&r;
+	for (;;) {
+		size_t i = atomic_fetch_add(&b->next, 1);
+		if (i >= b->messages)
+			break;
+		struct store_new_message *m = make_message(b, i, &r);
+		store_new_message_prepare(m); /* compress here, as ingest workers do */
+		pthread_mutex_lock(&b->lock);
+		while (b->inflight >= BENCH_INFLIGHT_MAX)
+			pthread_cond_wait(&b->cond, &b->lock);
+		b->inflight++;
+		pthread_mutex_unlock(&b->lock);
+		if (store_submit_message(b->st, m, seed_done, b) != 0)
+			seed_done(b, -1);
+	}
+	return NULL;
+}
+
+struct series {
+	const char *name;
+	double *ms;
+	size_t n;
+	size_t rows; /* rows returned in total, to show the queries found something */
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double pct(const struct series *s, double p)
+{
+	if (s->n == 0)
+		return 0;
+	size_t k = (size_t)(p * (double)(s->n - 1) + 0.5);
+	return s->ms[k];
+}
+
+/* Times one store_list call; returns its next cursor (caller frees) when asked. */
+static void timed_list(struct bench *b, struct series *s, const struct store_filter *f,
+		       const char *cursor, char **next_out)
+{
+	struct store_message **v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	double t0 = now_us();
+	int rc = store_list(b->st, f, BENCH_PAGE, cursor, &v, &n, &next);
+	double t1 = now_us();
+	if (rc != 0) {
+		fprintf(stderr, "store_list(%s) failed: %d\n", s->name, rc);
+		exit(1);
+	}
+	s->ms[s->n++] = (t1 - t0) / 1000.0;
+	s->rows += n;
+	store_message_array_free(v, n);
+	if (next_out != NULL)
+		*next_out = next;
+	else
+		free(next);
+}
+
+static long proc_status_kb(const char *key)
+{
+	FILE *fp = fopen("/proc/self/status", "r");
+	char line[256];
+	long v = -1;
+	size_t klen = strlen(key);
+	while (fp != NULL && fgets(line, sizeof(line), fp) != NULL) {
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':')
+			v = strtol(line + klen + 1, NULL, 10);
+	}
+	if (fp != NULL)
+		fclose(fp);
+	return v;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: bench_search --dir DIR [--messages N] [--users U] [--queries Q]"
+			" [--reuse]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	const char *dir = NULL;
+	size_t messages = 1000000, users = 20000, queries = 200;
+	bool reuse = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--reuse") == 0) {
+			reuse = true;
+			continue;
+		}
+		if (i + 1 >= argc)
+			usage();
+		if (strcmp(argv[i], "--dir") == 0)
+			dir = argv[++i];
+		else if (strcmp(argv[i], "--messages") == 0)
+			messages = strtoul(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--users") == 0)
+			users = strtoul(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--queries") == 0)
+			queries = strtoul(argv[++i], NULL, 10);
+		else
+			usage();
+	}
+	if (dir == NULL || messages == 0 || users == 0 || queries == 0)
+		usage();
+	log_init("bench_search", LOG_LEVEL_WARN);
+
+	struct bench b = {.messages = messages, .users = users};
+	/* a fixed start so --reuse runs query the same time span */
+	b.start_ms = 1767225600000LL; /* 2026-01-01T00:00:00Z */
+	pthread_mutex_init(&b.lock, NULL);
+	pthread_cond_init(&b.cond, NULL);
+	struct store_options opt = {.dir = dir};
+	int rc = store_open(&opt, &b.st);
+	if (rc != 0) {
+		fprintf(stderr, "store_open(%s): %d\n", dir, rc);
+		return 1;
+	}
+	struct store_stats ss;
+	store_stats(b.st, &ss);
+	double seed_s = 0;
+	if (!(reuse && ss.messages > 0)) {
+		double t0 = now_us();
+		pthread_t th[BENCH_SEED_THREADS];
+		for (int i = 0; i < BENCH_SEED_THREADS; i++)
+			pthread_create(&th[i], NULL, seed_main, &b);
+		size_t last = 0, ticks = 0;
+		for (;;) {
+			struct timespec ts = {.tv_sec = 1};
+			pthread_mutex_lock(&b.lock);
+			bool done = atomic_load(&b.next) >= messages && b.inflight == 0;
+			pthread_mutex_unlock(&b.lock);
+			if (done)
+				break;
+			nanosleep(&ts, NULL);
+			if (++ticks % 10 != 0)
+				continue;
+			size_t now_n = atomic_load(&b.next);
+			fprintf(stderr, "seeding: %zu/%zu (%.0f msg/s recent)\n",
+				now_n < messages ? now_n : messages, messages,
+				(double)(now_n - last) / 10.0);
+			last = now_n;
+		}
+		for (int i = 0; i < BENCH_SEED_THREADS; i++)
+			pthread_join(th[i], NULL);
+		seed_s = (now_us() - t0) / 1e6;
+		printf("seeded %zu messages in %.1f s: %.0f messages/s (%zu failed)\n", messages,
+		       seed_s, (double)messages / seed_s, b.failed);
+	}
+	store_stats(b.st, &ss);
+
+	enum { S_USER1, S_USER2, S_SENDER, S_DOMAIN, S_SUBJ_JA, S_SUBJ_EN, S_SUBJ_2, S_TIME, S_N };
+	struct series s[S_N] = {
+	    {.name = "user_page1"},	  {.name = "user_page2"},    {.name = "sender_address"},
+	    {.name = "sender_domain"},	  {.name = "subject_ja3"},   {.name = "subject_en"},
+	    {.name = "subject_ja2_like"}, {.name = "time_range_1d"},
+	};
+	for (int k = 0; k < S_N; k++)
+		s[k].ms = xcalloc(queries, sizeof(double));
+	uint64_t r = 42;
+	/* Japanese words of 3+ characters (trigram path) and of 2 (LIKE fallback) */
+	const char *ja3[NJA], *ja2[NJA];
+	size_t nja3 = 0, nja2 = 0;
+	for (size_t i = 0; i < NJA; i++) {
+		size_t chars = 0;
+		for (const unsigned char *p = (const unsigned char *)words_ja[i]; *p; p++)
+			chars += (*p & 0xc0) != 0x80;
+		if (chars >= 3)
+			ja3[nja3++] = words_ja[i];
+		else if (chars == 2)
+			ja2[nja2++] = words_ja[i];
+	}
+	/* the LIKE fallback scans: time fewer of them */
+	size_t q2 = queries < 20 ? queries : 20;
+	for (size_t q = 0; q < queries; q++) {
+		char addr[128];
+		user_addr(rng_below(&r, users), addr, sizeof(addr));
+		const char *scope[1] = {addr};
+		struct store_filter fu = {
+		    .quarantine = "spam", .addresses = scope, .naddresses = 1};
+		char *next = NULL;
+		timed_list(&b, &s[S_USER1], &fu, NULL, &next);
+		if (next != NULL) {
+			timed_list(&b, &s[S_USER2], &fu, next, NULL);
+			free(next);
+		}
+
+		sender_addr(rng_below(&r, BENCH_SENDERS), addr, sizeof(addr));
+		struct store_filter fs = {.quarantine = "spam", .sender = addr};
+		timed_list(&b, &s[S_SENDER], &fs, NULL, NULL);
+
+		sender_domain(rng_below(&r, BENCH_DOMAINS), addr, sizeof(addr));
+		struct store_filter fd = {.quarantine = "spam", .sender = addr};
+		timed_list(&b, &s[S_DOMAIN], &fd, NULL, NULL);
+
+		struct store_filter fj = {.quarantine = "spam",
+					  .subject = ja3[rng_below(&r, nja3)]};
+		timed_list(&b, &s[S_SUBJ_JA], &fj, NULL, NULL);
+		struct store_filter fe = {.quarantine = "spam",
+					  .subject = words_en[rng_below(&r, NEN)]};
+		timed_list(&b, &s[S_SUBJ_EN], &fe, NULL, NULL);
+		if (q < q2 && nja2 > 0) {
+			struct store_filter f2 = {.quarantine = "spam",
+						  .subject = ja2[rng_below(&r, nja2)]};
+			timed_list(&b, &s[S_SUBJ_2], &f2, NULL, NULL);
+		}
+
+		int64_t day = 24LL * 3600 * 1000;
+		int64_t since = b.start_ms + (int64_t)rng_below(&r, 29) * day +
+				(int64_t)rng_below(&r, (size_t)day);
+		struct store_filter ft = {
+		    .quarantine = "spam", .since = since, .until = since + day};
+		timed_list(&b, &s[S_TIME], &ft, NULL, NULL);
+	}
+
+	long rss_kb = proc_status_kb("VmRSS"), hwm_kb = proc_status_kb("VmHWM");
+	printf("\n%llu messages, database %.1f MB on disk (bodies %.1f MB stored, %.1f MB"
+	       " original), RSS %.1f MB (peak %.1f MB)\n",
+	       (unsigned long long)ss.messages, (double)ss.file_bytes / 1e6,
+	       (double)ss.bytes_stored / 1e6, (double)ss.bytes_original / 1e6,
+	       (double)rss_kb / 1024.0, (double)hwm_kb / 1024.0);
+	printf("%-18s %7s %9s %9s %9s %10s\n", "query (limit 50)", "n", "p50 ms", "p99 ms",
+	       "max ms", "rows/query");
+	for (int k = 0; k < S_N; k++) {
+		qsort(s[k].ms, s[k].n, sizeof(double), cmp_double);
+		printf("%-18s %7zu %9.2f %9.2f %9.2f %10.1f\n", s[k].name, s[k].n, pct(&s[k], 0.5),
+		       pct(&s[k], 0.99), s[k].n > 0 ? s[k].ms[s[k].n - 1] : 0.0,
+		       s[k].n > 0 ? (double)s[k].rows / (double)s[k].n : 0.0);
+	}
+	printf("{\"bench\":\"search\",\"messages\":%llu,\"users\":%zu,\"seed_seconds\":%.1f,"
+	       "\"seed_rate\":%.0f,\"db_bytes\":%llu,\"rss_kb\":%ld,\"rss_peak_kb\":%ld,"
+	       "\"queries\":{",
+	       (unsigned long long)ss.messages, users, seed_s,
+	       seed_s > 0 ? (double)messages / seed_s : 0.0, (unsigned long long)ss.file_bytes,
+	       rss_kb, hwm_kb);
+	for (int k = 0; k < S_N; k++) {
+		printf("%s\"%s\":{\"n\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}",
+		       k > 0 ? "," : "", s[k].name, s[k].n, pct(&s[k], 0.5), pct(&s[k], 0.99),
+		       s[k].n > 0 ? s[k].ms[s[k].n - 1] : 0.0);
+		free(s[k].ms);
+	}
+	printf("}}\n");
+	store_close(b.st);
+	pthread_mutex_destroy(&b.lock);
+	pthread_cond_destroy(&b.cond);
+	return b.failed > 0 ? 1 : 0;
+}
