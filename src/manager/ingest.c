@@ -25,7 +25,7 @@
 #include "common/loopq.h"
 #include "common/workpool.h"
 #include "common/xalloc.h"
-#include "manager/metrics.h"
+#include "quarantine/metrics.h"
 #include "mime/msgmeta.h"
 #include "smtp/smtp_proto.h"
 #include "smtp/smtp_session.h"

@@ -66,6 +66,8 @@ struct smtp_session {
 	int64_t flush_started_ms;
 	char id[13];
 	char peer[INET6_ADDRSTRLEN];
+	struct sockaddr_storage peer_addr;
+	void *data;
 	bool counted;
 	bool awaiting;
 	bool closing;
@@ -100,13 +102,13 @@ static void session_on_reject(void *ctx, const char *reason, const char *reply)
 static int session_check_mail(void *ctx, const char *sender, char *reply, size_t replylen)
 {
 	struct smtp_session *s = ctx;
-	return s->srv->cfg.proto.check_mail(s->srv->cfg.proto.hook_ctx, sender, reply, replylen);
+	return s->srv->cfg.proto.check_mail(s, sender, reply, replylen);
 }
 
 static int session_check_rcpt(void *ctx, const char *rcpt, char *reply, size_t replylen)
 {
 	struct smtp_session *s = ctx;
-	return s->srv->cfg.proto.check_rcpt(s->srv->cfg.proto.hook_ctx, rcpt, reply, replylen);
+	return s->srv->cfg.proto.check_rcpt(s, rcpt, reply, replylen);
 }
 
 /* Moves whatever replies the state machine produced into the socket's output. */
@@ -343,9 +345,31 @@ bool smtp_session_tls(const struct smtp_session *s)
 	return s->tls;
 }
 
+const struct sockaddr *smtp_session_peer_addr(const struct smtp_session *s)
+{
+	return (const struct sockaddr *)&s->peer_addr;
+}
+
+void *smtp_session_server_ctx(const struct smtp_session *s)
+{
+	return s->srv->cfg.ctx;
+}
+
+void smtp_session_set_data(struct smtp_session *s, void *data)
+{
+	s->data = data;
+}
+
+void *smtp_session_data(const struct smtp_session *s)
+{
+	return s->data;
+}
+
 static void session_free(struct smtp_session *s)
 {
 	struct smtp_server *srv = s->srv;
+	if (srv->cfg.on_close != NULL)
+		srv->cfg.on_close(srv->cfg.ctx, s);
 	if (s->counted) {
 		srv->nsessions--;
 		log_info("smtp.disconnect", "session=%s client=%s messages=%u", s->id, s->peer,
@@ -406,6 +430,8 @@ static void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 	s->srv = srv;
 	ids_session(s->id);
 	peer_text(sa, s->peer, sizeof(s->peer));
+	if ((size_t)salen <= sizeof(s->peer_addr))
+		memcpy(&s->peer_addr, sa, (size_t)salen);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL)
 		panic("cannot allocate a bufferevent");
@@ -444,6 +470,16 @@ static void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 	s->counted = true;
 	srv->nsessions++;
 	log_info("smtp.connect", "session=%s client=%s", s->id, s->peer);
+	if (srv->cfg.check_connect != NULL) {
+		char reply[512] = "";
+		if (srv->cfg.check_connect(srv->cfg.ctx, s, reply, sizeof(reply)) < 0) {
+			if (reply[0] == '\0')
+				snprintf(reply, sizeof(reply), "554 5.7.1 %s: Access denied",
+					 srv->hostname);
+			server_refuse(s, "policy", reply);
+			return;
+		}
+	}
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	smtp_proto_greeting(s->proto);
 	session_flush_proto(s);

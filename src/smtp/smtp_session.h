@@ -41,6 +41,15 @@ struct smtp_server_config {
 	void *ctx;
 	/* Optional: told of refused connections and commands (reason, peer address). */
 	void (*on_refused)(void *ctx, const char *reason, const char *peer);
+	/*
+	 * Optional: decides on a new connection after the access list and the
+	 * connection limit passed. Return 0 to greet; else write one reply line without
+	 * CRLF (e.g. "554 5.7.1 Access denied") into reply and return -1: the reply is
+	 * sent and the connection closed. May attach data with smtp_session_set_data().
+	 */
+	int (*check_connect)(void *ctx, struct smtp_session *s, char *reply, size_t replylen);
+	/* Optional: called when a session ends, to free what check_connect attached. */
+	void (*on_close)(void *ctx, struct smtp_session *s);
 };
 
 /*
@@ -72,5 +81,12 @@ const char *smtp_session_id(const struct smtp_session *s);
 const char *smtp_session_peer(const struct smtp_session *s);
 /* True when the session is on TLS. */
 bool smtp_session_tls(const struct smtp_session *s);
+/* The peer's socket address (for access checks). */
+const struct sockaddr *smtp_session_peer_addr(const struct smtp_session *s);
+/* The ctx given in smtp_server_config (for the proto hooks, which get the session). */
+void *smtp_session_server_ctx(const struct smtp_session *s);
+/* Owner data attached to a session (freed by the owner in on_close). */
+void smtp_session_set_data(struct smtp_session *s, void *data);
+void *smtp_session_data(const struct smtp_session *s);
 
 #endif

@@ -31,6 +31,7 @@
  * count and byte sums; subject_fts mirrors messages.subject.
  */
 #include "store/store.h"
+#include "store/store_sqlite_int.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -212,6 +213,69 @@ static const char *const store_migrations[] = {
     "    active = active + (new.state IN (0, 1)) - (old.state IN (0, 1))"
     "    WHERE id = new.msg_id;"
     "END;",
+    /* 2: safelists/blocklists (SQ7), kept per recipient with a change version */
+    "CREATE TABLE slbl_entries ("
+    "  recipient_lc TEXT NOT NULL,"
+    "  list TEXT NOT NULL CHECK (list IN ('safelist', 'blocklist')),"
+    "  sender_lc TEXT NOT NULL,"
+    "  pos INTEGER NOT NULL,"
+    "  PRIMARY KEY (recipient_lc, list, sender_lc)) WITHOUT ROWID;"
+    "CREATE TABLE slbl_recipients ("
+    "  recipient_lc TEXT PRIMARY KEY,"
+    "  version INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX slbl_recipients_version ON slbl_recipients(version);"
+    "CREATE TABLE slbl_counter ("
+    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+    "  version INTEGER NOT NULL);"
+    "INSERT INTO slbl_counter VALUES (1, 0);"
+    /* quarantine types beyond spam and policy: the system quarantines (PV1) */
+    "CREATE TRIGGER quarantines_ai_type AFTER INSERT ON quarantines"
+    "  WHEN new.type = 'policy' AND lower(new.name) IN"
+    "    ('virus', 'outbreak', 'unclassified', 'file analysis') BEGIN"
+    "  UPDATE quarantines SET type = replace(lower(new.name), ' ', '_')"
+    "    WHERE name = new.name;"
+    "END;",
+    /* 3: accounts, sessions, audit log, digest bookkeeping (SQ9) */
+    "CREATE TABLE users ("
+    "  username TEXT PRIMARY KEY,"
+    "  password_hash TEXT,"
+    "  role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'enduser')),"
+    "  source TEXT NOT NULL DEFAULT 'local',"
+    "  language TEXT,"
+    "  time_zone TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  last_login_at INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE user_addresses ("
+    "  username TEXT NOT NULL REFERENCES users(username) ON DELETE CASCADE,"
+    "  address_lc TEXT NOT NULL,"
+    "  PRIMARY KEY (username, address_lc)) WITHOUT ROWID;"
+    "CREATE INDEX user_addresses_address ON user_addresses(address_lc);"
+    "CREATE TABLE sessions ("
+    "  token_hash TEXT PRIMARY KEY,"
+    "  username TEXT NOT NULL,"
+    "  role TEXT NOT NULL,"
+    "  addresses TEXT NOT NULL,"
+    "  csrf_token TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX sessions_expires ON sessions(expires_at);"
+    "CREATE TABLE audit ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  at INTEGER NOT NULL,"
+    "  actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  target TEXT,"
+    "  detail TEXT,"
+    "  peer TEXT);"
+    "CREATE INDEX audit_at ON audit(at);"
+    "CREATE TABLE digest_state ("
+    "  address_lc TEXT PRIMARY KEY,"
+    "  last_sent_at INTEGER NOT NULL,"
+    "  last_seq INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE used_tokens ("
+    "  nonce TEXT PRIMARY KEY,"
+    "  used_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
@@ -270,6 +334,56 @@ struct store {
 };
 
 /* --- small helpers ------------------------------------------------------ */
+
+/* Entry points for the backend's other files (store_sqlite_int.h). */
+static sqlite3_stmt *store_stmt(struct store_conn *c, const char *sql);
+static int store_step_done(struct store_conn *c, sqlite3_stmt *s, const char *what);
+static int store_run_job(struct store *st, int (*fn)(struct store *, struct store_conn *, void *),
+			 void *arg);
+static int store_reader_get(struct store *st, struct store_conn **out);
+static void store_reader_put(struct store *st, struct store_conn *c);
+static char *store_col_dup(sqlite3_stmt *s, int col);
+static void store_log_sqlite(const char *what, sqlite3 *db);
+
+sqlite3 *store_int_db(struct store_conn *c)
+{
+	return c->db;
+}
+
+sqlite3_stmt *store_int_stmt(struct store_conn *c, const char *sql)
+{
+	return store_stmt(c, sql);
+}
+
+int store_int_step_done(struct store_conn *c, sqlite3_stmt *s, const char *what)
+{
+	return store_step_done(c, s, what);
+}
+
+int store_int_run_job(struct store *st, store_int_job_fn fn, void *arg)
+{
+	return store_run_job(st, fn, arg);
+}
+
+int store_int_reader_get(struct store *st, struct store_conn **out)
+{
+	return store_reader_get(st, out);
+}
+
+void store_int_reader_put(struct store *st, struct store_conn *c)
+{
+	store_reader_put(st, c);
+}
+
+char *store_int_col_dup(sqlite3_stmt *s, int col)
+{
+	return store_col_dup(s, col);
+}
+
+void store_int_log_sqlite(const char *what, sqlite3 *db)
+{
+	store_log_sqlite(what, db);
+}
 
 static const char *const store_state_names[] = {
     [STORE_RCPT_QUARANTINED] = "quarantined", [STORE_RCPT_RELEASING] = "releasing",

@@ -28,8 +28,8 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/xalloc.h"
-#include "manager/metrics.h"
-#include "manager/release.h"
+#include "quarantine/metrics.h"
+#include "quarantine/release.h"
 #include "store/store.h"
 
 #define WAIT_LIMIT_MS	 15000

@@ -27,7 +27,7 @@
  * A worker with nothing due sleeps until release_kick(), the next due time, or a
  * poll interval, whichever comes first.
  */
-#include "manager/release.h"
+#include "quarantine/release.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -41,7 +41,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/xalloc.h"
-#include "manager/metrics.h"
+#include "quarantine/metrics.h"
 #include "smtp/smtp_client.h"
 #include "store/store.h"
 

@@ -13,7 +13,7 @@
  * Not for: sessions and end users, safelists (later modules), HTTP plumbing
  * (http_server), delivering released mail (release).
  */
-#include "manager/api.h"
+#include "quarantine/api.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -26,8 +26,8 @@
 #include "common/xalloc.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
-#include "manager/metrics.h"
-#include "manager/release.h"
+#include "quarantine/metrics.h"
+#include "quarantine/release.h"
 #include "mime/msgmeta.h"
 #include "store/store.h"
 
@@ -49,7 +49,12 @@ struct api {
 	char *manager_name;
 	uint64_t max_body;
 	int64_t delete_after_ms;
+	struct api_config cfg; /* a copy; its strings point at the fields above or web_root */
+	char *web_root;
 };
+
+static const struct api_actor api_token_actor = {.role = API_ROLE_ADMIN, .username = "token"};
+static const struct api_actor api_nobody = {.role = API_ROLE_NONE, .username = ""};
 
 /* The filter names shared by the listing query and the bulk bodies. */
 static const char *const api_filter_fields[] = {
@@ -664,10 +669,60 @@ static void api_apply(struct api *a, const struct api_config *cfg)
 {
 	free(a->token);
 	free(a->manager_name);
+	free(a->web_root);
 	a->token = xstrdup(cfg->admin_token != NULL ? cfg->admin_token : "");
 	a->manager_name = xstrdup(cfg->manager_name != NULL ? cfg->manager_name : "");
+	a->web_root = cfg->web_root != NULL ? xstrdup(cfg->web_root) : NULL;
 	a->max_body = cfg->max_body != 0 ? cfg->max_body : API_DEFAULT_MAX_BODY;
 	a->delete_after_ms = cfg->delete_after_ms;
+	a->cfg = *cfg;
+	a->cfg.listen = NULL; /* not kept: the listener does not move */
+	a->cfg.admin_token = a->token;
+	a->cfg.manager_name = a->manager_name;
+	a->cfg.max_body = a->max_body;
+	a->cfg.web_root = a->web_root;
+	if (a->cfg.slbl_max_entries == 0)
+		a->cfg.slbl_max_entries = 100;
+}
+
+struct http_server *api_http(struct api *a)
+{
+	return a->http;
+}
+
+struct store *api_store(struct api *a)
+{
+	return a->st;
+}
+
+struct release *api_release(struct api *a)
+{
+	return a->rel;
+}
+
+const struct api_config *api_current_config(struct api *a)
+{
+	return &a->cfg;
+}
+
+const struct api_actor *api_actor(struct api *a, struct http_server_request *req)
+{
+	const char *authz = http_server_request_header(req, "Authorization");
+	if (authz != NULL && http_server_bearer_ok(authz, a->token))
+		return &api_token_actor;
+	return &api_nobody;
+}
+
+bool api_require_role(struct api *a, struct http_server_request *req, enum api_role min)
+{
+	const struct api_actor *who = api_actor(a, req);
+	if (who->role >= min)
+		return true;
+	if (who->role == API_ROLE_NONE)
+		http_server_reply_error(req, 401, "authentication required");
+	else
+		http_server_reply_error(req, 403, "not allowed for role of %s", who->username);
+	return false;
 }
 
 int api_start(struct event_base *base, const struct api_config *cfg, struct store *st,
@@ -729,5 +784,6 @@ void api_stop(struct api *a)
 	http_server_free(a->http);
 	free(a->token);
 	free(a->manager_name);
+	free(a->web_root);
 	free(a);
 }

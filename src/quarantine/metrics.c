@@ -2,7 +2,7 @@
  * metrics — atomic counters and the /metrics text (Prometheus exposition 0.0.4).
  * Not for: per-gateway or per-user breakdowns (reporting does those).
  */
-#include "manager/metrics.h"
+#include "quarantine/metrics.h"
 
 #include <stdatomic.h>
 #include <stdio.h>

@@ -3,7 +3,7 @@
  * A run that is still going when the timer fires again is not doubled.
  * Not for: PVO quarantines' per-message expiry (they keep their own times).
  */
-#include "manager/expiry.h"
+#include "quarantine/expiry.h"
 
 #include <event2/event.h>
 #include <stdatomic.h>
@@ -14,7 +14,7 @@
 #include "common/log.h"
 #include "common/workpool.h"
 #include "common/xalloc.h"
-#include "manager/metrics.h"
+#include "quarantine/metrics.h"
 #include "store/store.h"
 
 /* Messages per expiry/purge transaction: small enough that ingest never waits long. */

@@ -1,0 +1,83 @@
+/*
+ * api — the manager's HTTP interface: /healthz, /metrics and the REST API under
+ * /api/v1 (CONTRACT.md "REST API", docs/openapi.yaml). Runs on the event loop
+ * thread; reads go straight to the store, changes through its synchronous calls.
+ */
+#ifndef LAZARET_API_H
+#define LAZARET_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct store;
+struct release;
+struct http_server;
+struct http_server_request;
+
+/* Optional parts of the API; the manager turns on all, a gateway only what it has. */
+#define API_FEATURE_SLBL   0x01u /* /api/v1/slbl..., /api/v1/me/slbl (api_slbl.c) */
+#define API_FEATURE_USERS  0x02u /* sessions, users, audit log (api_users.c, auth.c) */
+#define API_FEATURE_WEB	   0x04u /* the web application at / (api_static.c) */
+#define API_FEATURE_DIGEST 0x08u /* digest links and "send my digest now" (digest.c) */
+
+struct api_config {
+	const char *listen;	 /* "host:port" */
+	const char *admin_token; /* Bearer token with admin rights */
+	const char *manager_name;
+	uint64_t max_body;	   /* request body limit in bytes */
+	int64_t delete_after_ms;   /* for expires_at: received_at + this; 0 = never */
+	unsigned features;	   /* API_FEATURE_* */
+	unsigned slbl_max_entries; /* per recipient and list (SQ7); 0 = 100 */
+	const char *web_root;	   /* folder of the web application (API_FEATURE_WEB) */
+};
+
+/* Who is asking. Roles are ordered: a higher role may do what a lower one may. */
+enum api_role {
+	API_ROLE_NONE = 0,
+	API_ROLE_ENDUSER,  /* only the spam quarantine, only mail to its own addresses */
+	API_ROLE_OPERATOR, /* acts on messages; no settings */
+	API_ROLE_ADMIN,	   /* everything; the Bearer admin token is an admin */
+};
+
+struct api_actor {
+	enum api_role role;
+	const char *username;	      /* "token" for the Bearer admin token */
+	const char *const *addresses; /* end users: every address they own; else NULL */
+	size_t naddresses;
+	bool session; /* authenticated by a session cookie */
+};
+
+struct api;
+
+/*
+ * Binds cfg->listen and serves on base. st and rel (may be NULL) are borrowed and
+ * must outlive the api. Strings in cfg are copied. 0 or a negative errno.
+ */
+int api_start(struct event_base *base, const struct api_config *cfg, struct store *st,
+	      struct release *rel, struct api **out);
+/* New token, name, body limit, expiry (SIGHUP). The listener stays. */
+void api_reconfigure(struct api *a, const struct api_config *cfg);
+/* Closes the listener and frees. NULL is a no-op. */
+void api_stop(struct api *a);
+
+/* For modules that add endpoints: the server, the store, the release engine. */
+struct http_server *api_http(struct api *a);
+struct store *api_store(struct api *a);
+struct release *api_release(struct api *a);
+/* The current configuration (valid until the next api_reconfigure). */
+const struct api_config *api_current_config(struct api *a);
+
+/*
+ * The actor of req: the Bearer admin token, else a valid session (when
+ * API_FEATURE_USERS), else role NONE. Valid until the handler returns.
+ */
+const struct api_actor *api_actor(struct api *a, struct http_server_request *req);
+/*
+ * True when req's actor has at least role min. Otherwise answers (401 without
+ * credentials, 403 for a too low role) and returns false: the handler returns.
+ */
+bool api_require_role(struct api *a, struct http_server_request *req, enum api_role min);
+
+#endif
