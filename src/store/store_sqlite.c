@@ -2097,30 +2097,15 @@ static const char sql_claim_lease[] =
 static const char sql_json_each[] = "SELECT value FROM json_each(?1)";
 
 /* The strings of a JSON array (as written by store_json_array). */
+static int store_collect_column(struct store_conn *c, sqlite3_stmt *s, char ***out, size_t *n);
+
 static int store_json_strings(struct store_conn *c, const char *json, char ***out, size_t *n)
 {
 	sqlite3_stmt *s = store_stmt(c, sql_json_each);
 	if (s == NULL)
 		return -EIO;
 	sqlite3_bind_text(s, 1, json, -1, SQLITE_STATIC);
-	char **v = NULL;
-	size_t nv = 0;
-	int r;
-	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
-		v = xreallocarray(v, nv + 1, sizeof(*v));
-		v[nv++] = store_col_dup(s, 0);
-	}
-	sqlite3_reset(s);
-	if (r != SQLITE_DONE) {
-		store_log_sqlite("json_each", c->db);
-		for (size_t i = 0; i < nv; i++)
-			free(v[i]);
-		free(v);
-		return -EIO;
-	}
-	*out = v;
-	*n = nv;
-	return 0;
+	return store_collect_column(c, s, out, n);
 }
 
 struct store_claim_args {
@@ -2383,8 +2368,8 @@ struct store_batch_args {
 	uint64_t rows; /* rows the change statements touched (recipients when expiring) */
 };
 
-/* Ids from a "SELECT id ... LIMIT" statement already bound. */
-static int store_pick_ids(struct store_conn *c, sqlite3_stmt *s, char ***out, size_t *n)
+/* The first column of every row of a bound statement (ids, JSON array items). */
+static int store_collect_column(struct store_conn *c, sqlite3_stmt *s, char ***out, size_t *n)
 {
 	char **v = NULL;
 	size_t nv = 0;
@@ -2395,7 +2380,7 @@ static int store_pick_ids(struct store_conn *c, sqlite3_stmt *s, char ***out, si
 	}
 	sqlite3_reset(s);
 	if (r != SQLITE_DONE) {
-		store_log_sqlite("pick", c->db);
+		store_log_sqlite("collect", c->db);
 		for (size_t i = 0; i < nv; i++)
 			free(v[i]);
 		free(v);
@@ -2422,7 +2407,7 @@ static int store_batch_job(struct store_conn *c, struct store_batch_args *a, con
 	}
 	char **ids = NULL;
 	size_t n = 0;
-	int rc = store_pick_ids(c, s, &ids, &n);
+	int rc = store_collect_column(c, s, &ids, &n);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		rc = -EIO;
 		if ((s = store_stmt(c, change)) == NULL)
