@@ -155,6 +155,17 @@ static const struct command_help command_helps[] = {
      "given ones. With --filter, deletes every message matching the filters\n"
      "(at least one filter is required) and prints how many recipients changed.\n"},
     {"health", "health", "Checks that the manager answers /healthz.\n"},
+    {"user",
+     "user add NAME --role ROLE [--address ADDR]... --password-stdin | user list [--json] |\n"
+     "       user delete NAME",
+     "Manages accounts for the web console. add creates NAME with ROLE (admin,\n"
+     "operator or enduser) and the password read from the first line of standard\n"
+     "input (at least 8 characters); --address gives an end user's mail addresses,\n"
+     "the first being the primary one. list shows the accounts; delete removes one\n"
+     "and ends its sessions.\n"
+     "  --role ROLE         admin | operator | enduser\n"
+     "  --address ADDR      a mail address of the account (repeatable)\n"
+     "  --password-stdin    read the password from standard input\n"},
     {"help", "help [COMMAND]", "Shows help for COMMAND.\n"},
 };
 
@@ -566,6 +577,9 @@ enum opt_id {
 	OPT_WIDE,
 	OPT_RCPT,
 	OPT_FILTER,
+	OPT_ROLE,
+	OPT_ADDRESS,
+	OPT_PASSWORD_STDIN,
 };
 
 static const struct option long_options[] = {
@@ -589,6 +603,9 @@ static const struct option long_options[] = {
     {"wide", no_argument, NULL, OPT_WIDE},
     {"rcpt", required_argument, NULL, OPT_RCPT},
     {"filter", no_argument, NULL, OPT_FILTER},
+    {"role", required_argument, NULL, OPT_ROLE},
+    {"address", required_argument, NULL, OPT_ADDRESS},
+    {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
     {NULL, 0, NULL, 0},
 };
 
@@ -604,6 +621,11 @@ struct args {
 	size_t nrcpts;
 	const char *positional[4];
 	size_t npositional;
+	/* user add */
+	const char *role;
+	const char *addresses[CTL_MAX_RCPTS];
+	size_t naddresses;
+	bool password_stdin;
 };
 
 /* ---- commands ---- */
@@ -1079,6 +1101,114 @@ static int cmd_delete(struct ctl *c, struct args *a)
 	return cmd_change(c, a, "delete");
 }
 
+/* Longest password line read from standard input (the server's own limit is 1024). */
+#define CTL_PASSWORD_MAX 1024
+
+static int cmd_user_add(struct ctl *c, struct args *a)
+{
+	if (a->npositional != 2)
+		return usage_error("user", "user add needs a NAME");
+	if (a->role == NULL)
+		return usage_error("user", "user add needs --role");
+	if (!a->password_stdin)
+		return usage_error("user", "user add needs --password-stdin");
+	char line[CTL_PASSWORD_MAX + 2];
+	if (fgets(line, sizeof(line), stdin) == NULL) {
+		fprintf(stderr, "lazaretctl: no password on standard input\n");
+		return CTL_EXIT_USAGE;
+	}
+	line[strcspn(line, "\r\n")] = '\0';
+	json_t *addrs = json_array();
+	for (size_t i = 0; i < a->naddresses; i++)
+		json_array_append_new(addrs, json_string(a->addresses[i]));
+	json_t *body = json_pack("{s:s,s:s,s:s,s:o}", "username", a->positional[1], "password",
+				 line, "role", a->role, "addresses", addrs);
+	memset(line, 0, sizeof(line));
+	if (body == NULL) {
+		fprintf(stderr, "lazaretctl: name, role and addresses must be UTF-8\n");
+		return CTL_EXIT_USAGE;
+	}
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	json_t *root = NULL;
+	int rc = api_json(c, "POST", "/api/v1/users", text, &root, NULL);
+	free(text);
+	if (rc == CTL_EXIT_OK)
+		printf("created %s (%s)\n", a->positional[1], a->role);
+	json_decref(root);
+	return rc;
+}
+
+static int cmd_user_list(struct ctl *c, struct args *a)
+{
+	json_t *root = NULL;
+	struct buf raw;
+	int rc = api_json(c, "GET", "/api/v1/users", NULL, &root, &raw);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (a->json) {
+		print_json_text(&raw);
+	} else {
+		size_t i;
+		json_t *u;
+		printf("%-24s %-9s %s\n", "USERNAME", "ROLE", "ADDRESSES");
+		json_array_foreach(json_object_get(root, "users"), i, u)
+		{
+			const char *name = json_string_value(json_object_get(u, "username"));
+			const char *role = json_string_value(json_object_get(u, "role"));
+			struct buf addrs = {0};
+			size_t j;
+			json_t *addr;
+			json_array_foreach(json_object_get(u, "addresses"), j, addr)
+			{
+				const char *text = json_string_value(addr);
+				if (j > 0)
+					buf_append(&addrs, ", ", 2);
+				if (text != NULL)
+					buf_append(&addrs, text, strlen(text));
+			}
+			buf_append(&addrs, "", 1);
+			put_cells(stdout, name != NULL ? name : "", 64, 24);
+			printf(" %-9s ", role != NULL ? role : "");
+			put_cells(stdout, addrs.data, CTL_RCPTS_MAX_WIDTH * 4, 0);
+			fputc('\n', stdout);
+			buf_free(&addrs);
+		}
+	}
+	buf_free(&raw);
+	json_decref(root);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_user(struct ctl *c, struct args *a)
+{
+	const char *sub = a->npositional > 0 ? a->positional[0] : "";
+	if (strcmp(sub, "add") == 0)
+		return cmd_user_add(c, a);
+	if (a->role != NULL || a->naddresses > 0 || a->password_stdin)
+		return usage_error("user",
+				   "--role, --address and --password-stdin are for user add");
+	if (strcmp(sub, "list") == 0 && a->npositional == 1)
+		return cmd_user_list(c, a);
+	if (strcmp(sub, "delete") == 0 && a->npositional == 2) {
+		char *esc = curl_easy_escape(c->curl, a->positional[1], 0);
+		if (esc == NULL) {
+			fprintf(stderr, "lazaretctl: out of memory\n");
+			return CTL_EXIT_API;
+		}
+		char *path = ctl_xasprintf("/api/v1/users/%s", esc);
+		curl_free(esc);
+		json_t *root = NULL;
+		int rc = api_json(c, "DELETE", path, NULL, &root, NULL);
+		free(path);
+		if (rc == CTL_EXIT_OK)
+			printf("deleted %s\n", a->positional[1]);
+		json_decref(root);
+		return rc;
+	}
+	return usage_error("user", "user wants add NAME, list or delete NAME");
+}
+
 static const struct command commands[] = {
     {"quarantines", cmd_quarantines, 0, false, false, false, false, true},
     {"search", cmd_search, 0, true, true, false, false, true},
@@ -1087,6 +1217,8 @@ static const struct command commands[] = {
     {"release", cmd_release, 1, true, false, true, true, true},
     {"delete", cmd_delete, 1, true, false, true, true, true},
     {"health", cmd_health, 0, false, false, false, false, false},
+    /* Positional words are checked by cmd_user (SIZE_MAX: any count). */
+    {"user", cmd_user, SIZE_MAX, false, false, false, false, true},
 };
 
 /*
@@ -1201,6 +1333,18 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 		case OPT_FILTER:
 			a->bulk = true;
 			break;
+		case OPT_ROLE:
+			a->role = optarg;
+			break;
+		case OPT_ADDRESS:
+			if (a->naddresses == CTL_MAX_RCPTS)
+				return usage_error(a->command, "more than %d --address",
+						   CTL_MAX_RCPTS);
+			a->addresses[a->naddresses++] = optarg;
+			break;
+		case OPT_PASSWORD_STDIN:
+			a->password_stdin = true;
+			break;
 		case '?':
 		default:
 			if (optopt != 0 && optopt < 256)
@@ -1251,6 +1395,12 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 		return usage_error(k->name, "%s takes no filters", k->name);
 	if (filter_flag_seen && k->bulk)
 		return usage_error(k->name, "filters need --filter");
+	if (k->positional == SIZE_MAX)
+		return CTL_EXIT_OK;
+	if ((a->role != NULL || a->naddresses > 0 || a->password_stdin) &&
+	    strcmp(k->name, "user") != 0)
+		return usage_error(k->name,
+				   "--role, --address and --password-stdin are for user add");
 	if (a->npositional != k->positional)
 		return usage_error(
 		    k->name, k->positional ? "%s needs one message id" : "%s takes no arguments",

@@ -9,8 +9,10 @@
  *   route for other methods only -> 405; guarded route refused -> 401;
  *   else the handler, which must answer (if it does not, 500 and an error log).
  * Every answer goes through http_server_send(), which adds the security headers and
- * writes the access-log line. The request context lives on dispatch's stack.
- * Not for: TLS, streaming, keeping requests open across loop iterations.
+ * writes the access-log line. The request context lives on dispatch's stack, unless
+ * the handler defers: then a heap copy takes over the query and parameters, sits on
+ * the server's deferred list, and http_server_send() frees it after the reply.
+ * Not for: TLS, streaming.
  */
 #include "http/http_server.h"
 
@@ -58,6 +60,8 @@ struct http_server {
 	size_t nroutes;
 	http_server_auth_fn auth;
 	void *auth_arg;
+	uint64_t serial;			   /* requests dispatched so far */
+	struct http_server_request *deferred_head; /* deferred, not yet answered */
 };
 
 struct http_server_request {
@@ -74,6 +78,11 @@ struct http_server_request {
 	bool replied;
 	const char *body; /* contiguous input, once asked for */
 	size_t body_len;
+	uint64_t serial;
+	bool deferred;	 /* on dispatch's stack: handed over to a heap copy */
+	bool heap;	 /* a deferred handle: freed after its reply */
+	char *path_copy; /* a deferred handle's path: libevent may free its own first */
+	struct http_server_request *prev, *next; /* the server's deferred list */
 };
 
 static const struct {
@@ -85,6 +94,8 @@ static const struct {
     {201, NULL, "Created"},
     {202, NULL, "Accepted"},
     {204, NULL, "No Content"},
+    {303, NULL, "See Other"},
+    {304, NULL, "Not Modified"},
     {400, "bad_request", "Bad Request"},
     {401, "unauthorized", "Unauthorized"},
     {403, "forbidden", "Forbidden"},
@@ -260,17 +271,43 @@ bool http_server_bearer_ok(const char *authorization, const char *token)
 
 /* ---- replies ---- */
 
+static void http_server_clear_params(struct http_server_request *req);
+
+/* Frees a deferred handle after its reply (or when it was orphaned). */
+static void http_server_deferred_done(struct http_server_request *req)
+{
+	if (req->srv != NULL) {
+		if (req->prev != NULL)
+			req->prev->next = req->next;
+		else
+			req->srv->deferred_head = req->next;
+		if (req->next != NULL)
+			req->next->prev = req->prev;
+	}
+	http_server_clear_params(req);
+	http_server_query_free(req->query);
+	free(req->path_copy);
+	free(req);
+}
+
 static void http_server_send(struct http_server_request *req, int status, const char *content_type,
 			     const void *data, size_t len)
 {
-	if (req->replied)
+	if (req->replied || req->deferred)
 		panic("http_server: second reply to %s %s", req->method, req->path);
 	req->replied = true;
+	if (req->ev == NULL) {
+		/* The server was freed while the reply was pending. */
+		http_server_deferred_done(req);
+		return;
+	}
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req->ev);
 	evhttp_remove_header(h, "Content-Type");
 	evhttp_add_header(h, "Content-Type", content_type);
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-	evhttp_add_header(h, "Cache-Control", "no-store");
+	/* API answers must not be cached; a handler serving files sets its own policy. */
+	if (evhttp_find_header(h, "Cache-Control") == NULL)
+		evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_add_header(h, "Content-Security-Policy", "default-src 'self'");
 	struct evbuffer *buf = evbuffer_new();
 	if (buf == NULL)
@@ -284,10 +321,14 @@ static void http_server_send(struct http_server_request *req, int status, const 
 	log_info("http.access", "method=%s path=%s status=%d bytes=%zu ms=%lld peer=%s",
 		 req->method, log_quote(qpath, sizeof(qpath), req->path), status, len,
 		 (long long)(clock_mono_ms() - req->started), req->peer);
+	if (req->heap)
+		http_server_deferred_done(req);
 }
 
 void http_server_add_header(struct http_server_request *req, const char *name, const char *value)
 {
+	if (req->ev == NULL)
+		return;
 	evhttp_add_header(evhttp_request_get_output_headers(req->ev), name, value);
 }
 
@@ -364,6 +405,8 @@ size_t http_server_request_query_count(const struct http_server_request *req, co
 
 const char *http_server_request_header(const struct http_server_request *req, const char *name)
 {
+	if (req->ev == NULL)
+		return NULL;
 	return evhttp_find_header(evhttp_request_get_input_headers(req->ev), name);
 }
 
@@ -384,6 +427,32 @@ void http_server_request_body(struct http_server_request *req, const char **data
 const char *http_server_request_peer(const struct http_server_request *req)
 {
 	return req->peer;
+}
+
+uint64_t http_server_request_serial(const struct http_server_request *req)
+{
+	return req->serial;
+}
+
+struct http_server_request *http_server_request_defer(struct http_server_request *req)
+{
+	if (req->replied || req->deferred || req->heap)
+		panic("http_server: cannot defer %s %s", req->method, req->path);
+	struct http_server_request *h = xmalloc(sizeof(*h));
+	*h = *req;
+	h->heap = true;
+	h->path_copy = xstrdup(req->path);
+	h->path = h->path_copy;
+	h->prev = NULL;
+	h->next = req->srv->deferred_head;
+	if (h->next != NULL)
+		h->next->prev = h;
+	req->srv->deferred_head = h;
+	/* The handle owns the parameters and the query now. */
+	req->nparams = 0;
+	req->query = NULL;
+	req->deferred = true;
+	return h;
 }
 
 /* ---- routing ---- */
@@ -583,7 +652,7 @@ static void http_server_route_request(struct http_server_request *req, const cha
 		return;
 	}
 	found->fn(req, found->arg);
-	if (!req->replied) {
+	if (!req->replied && !req->deferred) {
 		log_error("http.no_reply", "method=%s route_method=%s", req->method, found->method);
 		http_server_reply_error(req, 500, "internal error");
 	}
@@ -596,6 +665,7 @@ static void http_server_dispatch(struct evhttp_request *ev, void *arg)
 	req.srv = arg;
 	req.ev = ev;
 	req.started = clock_mono_ms();
+	req.serial = ++req.srv->serial;
 	req.method = http_server_method_name(evhttp_request_get_command(ev));
 	http_server_peer(ev, req.peer, sizeof(req.peer));
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
@@ -722,6 +792,14 @@ void http_server_free(struct http_server *s)
 {
 	if (s == NULL)
 		return;
+	/* Unanswered deferred handles outlive the server: make them inert. */
+	for (struct http_server_request *r = s->deferred_head; r != NULL;) {
+		struct http_server_request *next = r->next;
+		r->srv = NULL;
+		r->ev = NULL;
+		r->prev = r->next = NULL;
+		r = next;
+	}
 	if (s->http != NULL)
 		evhttp_free(s->http);
 	for (size_t i = 0; i < s->nroutes; i++) {

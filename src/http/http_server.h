@@ -6,9 +6,10 @@
  * and one access-log line per request.
  *
  * Handlers run on the event loop thread and must answer before they return (exactly
- * one http_server_reply_* call); the request context is freed when the handler
- * returns. Errors always have the body {"error": {"code": "...", "message": "..."}}.
- * Not for: TLS, sessions or cookies, streaming bodies, anything API-specific.
+ * one http_server_reply_* call), or defer the answer (http_server_request_defer);
+ * the request context is freed when the handler returns, or after a deferred reply. Errors always
+ * have the body {"error": {"code": "...", "message": "..."}}. Not for: TLS, sessions or cookies,
+ * streaming bodies, anything API-specific.
  */
 #ifndef LAZARET_HTTP_SERVER_H
 #define LAZARET_HTTP_SERVER_H
@@ -100,6 +101,21 @@ const char *http_server_request_header(const struct http_server_request *req, co
 void http_server_request_body(struct http_server_request *req, const char **data, size_t *len);
 /* The client's address, as text. */
 const char *http_server_request_peer(const struct http_server_request *req);
+
+/* A number unique to this request among all requests the server has seen. */
+uint64_t http_server_request_serial(const struct http_server_request *req);
+
+/*
+ * Deferred replies, for handlers that must wait for work off the loop thread (a
+ * directory login): called by the handler instead of replying, it returns a handle
+ * that outlives the handler. The handler then returns without replying; later, on
+ * the loop thread, exactly one http_server_reply_* call on the handle answers the
+ * request and frees the handle (accessors and http_server_add_header work on it
+ * until then). If the client has gone meanwhile the reply is dropped quietly. A
+ * handle still unanswered when the server is freed becomes inert: replying to it
+ * only frees it.
+ */
+struct http_server_request *http_server_request_defer(struct http_server_request *req);
 
 /* Adds a header to the reply still to be sent. */
 void http_server_add_header(struct http_server_request *req, const char *name, const char *value);

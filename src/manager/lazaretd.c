@@ -30,9 +30,12 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "quarantine/api.h"
+#include "quarantine/api_users.h"
 #include "quarantine/expiry.h"
+#include "manager/auth_directory.h"
 #include "manager/ingest.h"
 #include "manager/manager_config.h"
+#include "manager/notify.h"
 #include "quarantine/metrics.h"
 #include "quarantine/release.h"
 #include "smtp/smtp_session.h"
@@ -54,6 +57,8 @@ struct lazaretd {
 	struct release *release;
 	struct api *api;
 	struct expiry *expiry;
+	struct notify *notify;
+	struct auth_directory *directory; /* LDAP/IMAP end users, or NULL */
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	int64_t shutdown_started;
 	bool forced;
@@ -126,6 +131,50 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 	ac->manager_name = cfg->name;
 	ac->max_body = cfg->http_max_body;
 	ac->delete_after_ms = cfg->delete_after_ms;
+	ac->features |= API_FEATURE_DIGEST;
+	ac->features |= API_FEATURE_USERS;
+	ac->features |= API_FEATURE_SLBL;
+	ac->slbl_max_entries = cfg->slbl_max_entries;
+	/* Always routed, so a reload can turn the web application on or off. */
+	ac->features |= API_FEATURE_WEB;
+	ac->web_root = cfg->web_root;
+}
+
+/* Sessions, login limits and directories for the API (API_FEATURE_USERS). */
+static void users_config_from(const struct manager_config *cfg, struct auth_directory *dir,
+			      struct api_users_config *uc)
+{
+	memset(uc, 0, sizeof(*uc));
+	uc->session_idle_ms = cfg->session_idle_timeout_ms;
+	uc->session_max_ms = cfg->session_max_age_ms;
+	uc->secure_cookies = cfg->secure_cookies;
+	uc->login_max_failures = cfg->login_max_failures;
+	uc->login_window_ms = cfg->login_failure_window_ms;
+	if (dir != NULL) {
+		uc->directory = auth_directory_login;
+		uc->directory_arg = dir;
+	}
+}
+
+/* [notifications]; digests go out through the release path ([release] hosts). */
+static void notify_config_from(const struct manager_config *cfg, struct notify_config *nc)
+{
+	memset(nc, 0, sizeof(*nc));
+	nc->enabled = cfg->notify_enabled;
+	nc->schedule = cfg->notify_schedule;
+	nc->time_zone = cfg->notify_time_zone;
+	nc->from = cfg->notify_from;
+	nc->base_url = cfg->notify_base_url;
+	nc->language = cfg->notify_language;
+	nc->max_entries = cfg->notify_max_entries;
+	nc->data_dir = cfg->data_dir;
+	nc->hostname = cfg->hostname;
+	nc->delete_after_ms = cfg->delete_after_ms;
+	nc->primary_host = cfg->primary_host;
+	nc->secondary_host = cfg->secondary_host;
+	nc->source_address = cfg->source_address;
+	nc->helo_name = cfg->helo_name;
+	nc->timeout_ms = cfg->release_timeout_ms;
 }
 
 static void apply_log_level(const struct manager_config *cfg)
@@ -262,8 +311,15 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		struct api_config ac;
 		api_config_from(&next, &ac);
 		api_reconfigure(d->api, &ac);
+		struct api_users_config uc;
+		users_config_from(&next, d->directory, &uc);
+		api_users_configure(d->api, &uc);
 	}
 	expiry_reconfigure(d->expiry, next.delete_after_ms, next.purge_interval_ms);
+	struct notify_config nc;
+	notify_config_from(&next, &nc);
+	if (notify_reconfigure(d->notify, &nc) < 0)
+		log_warn("manager.reload_notifications", "reason=\"kept the previous settings\"");
 	apply_log_level(&next);
 	/* Keep the listen-related settings the process actually runs with. */
 	char *keep_smtp = d->cfg.smtp_listen, *keep_http = d->cfg.http_listen;
@@ -319,11 +375,30 @@ static int start(struct lazaretd *d)
 		fprintf(stderr, "lazaretd: cannot start the release engine: %s\n", strerror(-rc));
 		return rc;
 	}
+	/* Before the API: the digest links and "send now" need its key and service. */
+	struct notify_config nc;
+	notify_config_from(&d->cfg, &nc);
+	if ((rc = notify_new(d->base, d->st, &nc, &d->notify)) < 0) {
+		fprintf(stderr, "lazaretd: cannot start notifications: %s\n", strerror(-rc));
+		return rc;
+	}
 	struct api_config ac;
 	api_config_from(&d->cfg, &ac);
 	if ((rc = api_start(d->base, &ac, d->st, d->release, &d->api)) < 0) {
 		fprintf(stderr, "lazaretd: cannot listen for HTTP on %s: %s\n", d->cfg.http_listen,
 			strerror(-rc));
+		return rc;
+	}
+	/* [auth_ldap] and [auth_imap] are read once: logins in flight hold them. */
+	d->directory = auth_directory_new(&d->cfg);
+	struct api_users_config uc;
+	users_config_from(&d->cfg, d->directory, &uc);
+	api_users_configure(d->api, &uc);
+	if (d->cfg.initial_admin != NULL &&
+	    (rc = api_users_initial_admin(d->api, d->cfg.initial_admin,
+					  d->cfg.initial_admin_password_file)) < 0) {
+		fprintf(stderr, "lazaretd: cannot create the initial admin %s (see the log)\n",
+			d->cfg.initial_admin);
 		return rc;
 	}
 	d->expiry = expiry_new(d->base, d->st, d->cfg.delete_after_ms, d->cfg.purge_interval_ms);
@@ -348,6 +423,7 @@ static void stop(struct lazaretd *d)
 		expiry_free(d->expiry);
 	if (d->api != NULL)
 		api_stop(d->api);
+	notify_free(d->notify);
 	if (d->release != NULL)
 		release_stop(d->release);
 	if (d->ingest != NULL)
@@ -368,6 +444,7 @@ static void stop(struct lazaretd *d)
 	}
 	if (d->base != NULL)
 		event_base_free(d->base);
+	auth_directory_free(d->directory);
 	manager_config_free(&d->cfg);
 }
 

@@ -17,6 +17,7 @@
 
 #include "common/confparse.h"
 #include "common/xalloc.h"
+#include "manager/notify.h"
 
 #define KIB (UINT64_C(1024))
 #define MIB (KIB * 1024)
@@ -32,6 +33,10 @@
 #define MANAGER_MIN_DATA_LINE	 1000
 /* A message over 2G does not fit the store's size fields nor a sane quarantine. */
 #define MANAGER_MAX_MESSAGE_SIZE (2 * GIB)
+/* SQ7: safelist/blocklist entries per end user and list may be raised to 500, no further. */
+#define MANAGER_MAX_SLBL_ENTRIES 500
+/* A digest longer than this is not read; the rest is in the web console. */
+#define MANAGER_MAX_DIGEST_ENTRIES 1000
 
 #define OFF(field) offsetof(struct manager_config, field)
 
@@ -75,6 +80,7 @@ static const struct confparse_key manager_config_keys[] = {
      .default_text = "1M",
      .min = KIB,
      .max = GIB},
+    {.section = "http", .name = "web_root", .type = CONFPARSE_PATH, .offset = OFF(web_root)},
 
     {.section = "spam_quarantine",
      .name = "listen",
@@ -185,6 +191,13 @@ static const struct confparse_key manager_config_keys[] = {
      .type = CONFPARSE_DURATION,
      .offset = OFF(shutdown_grace_ms),
      .default_text = "30s"},
+    {.section = "spam_quarantine",
+     .name = "slbl_max_entries",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(slbl_max_entries),
+     .default_text = "100",
+     .min = 1,
+     .max = MANAGER_MAX_SLBL_ENTRIES},
 
     {.section = "release",
      .name = "primary_host",
@@ -234,6 +247,122 @@ static const struct confparse_key manager_config_keys[] = {
      .name = "helo_name",
      .type = CONFPARSE_HOSTNAME,
      .offset = OFF(helo_name)},
+
+    {.section = "manager",
+     .name = "initial_admin",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(initial_admin)},
+    {.section = "manager",
+     .name = "initial_admin_password_file",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(initial_admin_password_file)},
+    {.section = "http",
+     .name = "secure_cookies",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(secure_cookies),
+     .default_text = "no"},
+    {.section = "http",
+     .name = "session_idle_timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(session_idle_timeout_ms),
+     .default_text = "30m",
+     .min = 60 * SEC},
+    {.section = "http",
+     .name = "session_max_age",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(session_max_age_ms),
+     .default_text = "12h",
+     .min = 60 * SEC},
+    {.section = "http",
+     .name = "login_max_failures",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(login_max_failures),
+     .default_text = "5",
+     .min = 1,
+     .max = 1000},
+    {.section = "http",
+     .name = "login_failure_window",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(login_failure_window_ms),
+     .default_text = "5m",
+     .min = SEC},
+    {.section = "auth_ldap", .name = "uri", .type = CONFPARSE_STRING, .offset = OFF(ldap_uri)},
+    {.section = "auth_ldap",
+     .name = "base_dn",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(ldap_base_dn)},
+    {.section = "auth_ldap",
+     .name = "bind_dn",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(ldap_bind_dn)},
+    {.section = "auth_ldap",
+     .name = "bind_password",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(ldap_bind_password)},
+    {.section = "auth_ldap",
+     .name = "user_filter",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(ldap_user_filter),
+     .default_text = "(uid=%s)"},
+    {.section = "auth_ldap",
+     .name = "mail_attributes",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(ldap_mail_attributes),
+     .default_text = "mail, mailAlternateAddress"},
+    {.section = "auth_ldap",
+     .name = "timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(ldap_timeout_ms),
+     .default_text = "10s",
+     .min = SEC},
+    {.section = "auth_imap", .name = "host", .type = CONFPARSE_HOSTPORT, .offset = OFF(imap_host)},
+    {.section = "auth_imap",
+     .name = "domain",
+     .type = CONFPARSE_HOSTNAME,
+     .offset = OFF(imap_domain)},
+    {.section = "auth_imap",
+     .name = "timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(imap_timeout_ms),
+     .default_text = "10s",
+     .min = SEC},
+
+    {.section = "notifications",
+     .name = "enabled",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(notify_enabled),
+     .default_text = "no"},
+    {.section = "notifications",
+     .name = "schedule",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(notify_schedule),
+     .default_text = "daily 09:00"},
+    {.section = "notifications",
+     .name = "time_zone",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(notify_time_zone),
+     .default_text = "Asia/Tokyo"},
+    {.section = "notifications",
+     .name = "from",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(notify_from)},
+    {.section = "notifications",
+     .name = "base_url",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(notify_base_url)},
+    {.section = "notifications",
+     .name = "language",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(notify_language),
+     .default_text = "ja",
+     .choices = "ja|en"},
+    {.section = "notifications",
+     .name = "max_entries",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(notify_max_entries),
+     .default_text = "100",
+     .min = 1,
+     .max = MANAGER_MAX_DIGEST_ENTRIES},
 };
 
 #define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))
@@ -255,6 +384,64 @@ static void manager_config_check_readable(struct confparse *cp, const char *name
 				strerror(errno));
 }
 
+/*
+ * [http] web_root: a folder with index.html when set; when not set, the web/ folder
+ * beside the config file's folder if it has one (a source tree: etc/ and web/ side by
+ * side), else no web application. Set to nothing ("web_root =") it stays off.
+ */
+static void manager_config_web_root(struct confparse *cp, struct manager_config *cfg)
+{
+	if (cfg->web_root != NULL) {
+		char *index = xasprintf("%s/index.html", cfg->web_root);
+		if (access(index, R_OK) != 0)
+			confparse_error(cp, "http", "web_root", "cannot read %s: %s", index,
+					strerror(errno));
+		free(index);
+		return;
+	}
+	if (confparse_is_set(cp, "http", "web_root"))
+		return;
+	char *guess = confparse_resolve_path(cp, "../web");
+	char *index = xasprintf("%s/index.html", guess);
+	if (access(index, R_OK) == 0)
+		cfg->web_root = guess;
+	else
+		free(guess);
+	free(index);
+}
+
+/* [notifications]: a schedule and zone notify can use, a sender, links that resolve. */
+static void manager_config_notifications(struct confparse *cp, struct manager_config *cfg)
+{
+	struct notify_schedule sched;
+	struct notify_tz *tz = NULL;
+	char *err = NULL;
+	if (cfg->notify_schedule != NULL &&
+	    notify_schedule_parse(cfg->notify_schedule, &sched, &err) < 0)
+		confparse_error(cp, "notifications", "schedule", "%s", err);
+	free(err);
+	if (cfg->notify_time_zone != NULL) {
+		int rc = notify_tz_load(cfg->notify_time_zone, &tz);
+		if (rc < 0)
+			confparse_error(cp, "notifications", "time_zone",
+					rc == -ENOENT ? "unknown time zone \"%s\" (tz database "
+							"names such as Asia/Tokyo)"
+						      : "\"%s\" is not a usable time zone",
+					cfg->notify_time_zone);
+		notify_tz_free(tz);
+	}
+	if (cfg->notify_enabled &&
+	    (cfg->notify_from == NULL || strchr(cfg->notify_from, '@') == NULL))
+		confparse_error(cp, "notifications", "from",
+				"an address (digests@example.jp) is required when enabled");
+	if (cfg->notify_base_url != NULL && strncmp(cfg->notify_base_url, "http://", 7) != 0 &&
+	    strncmp(cfg->notify_base_url, "https://", 8) != 0)
+		confparse_error(cp, "notifications", "base_url",
+				"must start with http:// or https://");
+	if (cfg->notify_base_url == NULL && cfg->http_listen != NULL)
+		cfg->notify_base_url = xasprintf("http://%s", cfg->http_listen);
+}
+
 /* Checks across keys and fills defaults derived from other keys. */
 static void manager_config_validate(struct confparse *cp, struct manager_config *cfg)
 {
@@ -270,6 +457,32 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 				"is required when tls_key is set");
 	manager_config_check_readable(cp, "tls_cert", cfg->tls_cert);
 	manager_config_check_readable(cp, "tls_key", cfg->tls_key);
+
+	manager_config_web_root(cp, cfg);
+
+	if ((cfg->initial_admin == NULL) != (cfg->initial_admin_password_file == NULL))
+		confparse_error(cp, "manager",
+				cfg->initial_admin == NULL ? "initial_admin"
+							   : "initial_admin_password_file",
+				"initial_admin and initial_admin_password_file go together");
+	if (cfg->initial_admin_password_file != NULL &&
+	    access(cfg->initial_admin_password_file, R_OK) != 0)
+		confparse_error(cp, "manager", "initial_admin_password_file", "cannot read %s: %s",
+				cfg->initial_admin_password_file, strerror(errno));
+	if (cfg->session_max_age_ms < cfg->session_idle_timeout_ms)
+		confparse_error(cp, "http", "session_max_age",
+				"must not be less than session_idle_timeout");
+	if (cfg->ldap_uri != NULL && cfg->ldap_base_dn == NULL)
+		confparse_error(cp, "auth_ldap", "base_dn", "is required when uri is set");
+	if (cfg->ldap_user_filter != NULL) {
+		const char *pct = strstr(cfg->ldap_user_filter, "%s");
+		if (pct == NULL || strstr(pct + 2, "%s") != NULL ||
+		    strchr(cfg->ldap_user_filter, '%') != pct)
+			confparse_error(cp, "auth_ldap", "user_filter",
+					"must contain %%s exactly once (and no other %%)");
+	}
+
+	manager_config_notifications(cp, cfg);
 
 	if (cfg->retry_max_ms < cfg->retry_min_ms)
 		confparse_error(cp, "release", "retry_max", "must not be less than retry_min");

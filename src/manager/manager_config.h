@@ -25,6 +25,7 @@ struct manager_config {
 	char *http_listen;	/* host:port; default 127.0.0.1:8080 */
 	char *admin_token;	/* required, non-empty */
 	uint64_t http_max_body; /* request body limit; default 1M */
+	char *web_root;		/* the web application's folder, or NULL: none */
 
 	/* [spam_quarantine] */
 	char *smtp_listen;	 /* default 127.0.0.1:6025 */
@@ -46,6 +47,7 @@ struct manager_config {
 	char *tls_cert;			   /* path or NULL: STARTTLS offered when both are set */
 	char *tls_key;
 	int64_t shutdown_grace_ms; /* how long SIGTERM waits for sessions; default 30s */
+	unsigned slbl_max_entries; /* per end user and list (SQ7); default 100, at most 500 */
 
 	/* [release] */
 	char *primary_host;		  /* host:port; default 127.0.0.1:10025 */
@@ -57,6 +59,36 @@ struct manager_config {
 	int64_t retry_max_ms;		  /* backoff cap; default 1h */
 	int64_t give_up_after_ms;	  /* then failed; default 5d */
 	char *helo_name;		  /* EHLO name for outbound; default: hostname */
+
+	/* Accounts and sessions (SQ9) */
+	char *initial_admin;		   /* [manager]: first admin, created when no user exists */
+	char *initial_admin_password_file; /* [manager]: its password (first line) */
+	bool secure_cookies;		   /* [http]: Secure on the session cookie; default no */
+	int64_t session_idle_timeout_ms;   /* [http]; default 30m */
+	int64_t session_max_age_ms;	   /* [http]; default 12h */
+	unsigned login_max_failures;	   /* [http]; default 5 */
+	int64_t login_failure_window_ms;   /* [http]; default 5m */
+	/* [auth_ldap]: LDAP end users (uri NULL: off) */
+	char *ldap_uri;
+	char *ldap_base_dn;
+	char *ldap_bind_dn;
+	char *ldap_bind_password;
+	char *ldap_user_filter;	    /* default (uid=%s) */
+	char *ldap_mail_attributes; /* default "mail, mailAlternateAddress" */
+	int64_t ldap_timeout_ms;    /* default 10s */
+	/* [auth_imap]: IMAP end users (host NULL: off) */
+	char *imap_host; /* host:port */
+	char *imap_domain;
+	int64_t imap_timeout_ms; /* default 10s */
+
+	/* [notifications]: end users' spam digests (SQ9) */
+	bool notify_enabled;	     /* default no */
+	char *notify_schedule;	     /* default "daily 09:00" (manager/notify.h forms) */
+	char *notify_time_zone;	     /* tz database name; default Asia/Tokyo */
+	char *notify_from;	     /* required when enabled */
+	char *notify_base_url;	     /* default http://<[http] listen> */
+	char *notify_language;	     /* ja | en; default ja */
+	unsigned notify_max_entries; /* messages listed per digest; default 100 */
 };
 
 /*

@@ -1361,3 +1361,303 @@ void msgmeta_free(struct msgmeta *m)
 	free(m->client_address);
 	free(m);
 }
+
+/* ---- body text ------------------------------------------------------------------------ */
+
+/* Elements whose content is never text to show. */
+static const char *const html_hidden_elements[] = {"script",   "style",	   "head",   "title",
+						   "noscript", "template", "object", NULL};
+/* Elements whose start or end breaks the line. */
+static const char *const html_block_elements[] = {
+    "p",       "div",	 "br",	   "tr", "li", "h1",	     "h2",     "h3", "h4",
+    "h5",      "h6",	 "table",  "ul", "ol", "blockquote", "pre",    "hr", "section",
+    "article", "header", "footer", "dt", "dd", "address",    "center", NULL};
+/* Named character references we decode; others stay as written. */
+static const struct {
+	const char *name;
+	const char *utf8;
+} html_entities[] = {
+    {"amp", "&"},
+    {"lt", "<"},
+    {"gt", ">"},
+    {"quot", "\""},
+    {"apos", "'"},
+    {"nbsp", " "},
+    {"copy", "\xC2\xA9"},
+    {"reg", "\xC2\xAE"},
+    {"yen", "\xC2\xA5"},
+    {"hellip", "\xE2\x80\xA6"},
+    {"mdash", "\xE2\x80\x94"},
+    {"ndash", "\xE2\x80\x93"},
+    {"laquo", "\xC2\xAB"},
+    {"raquo", "\xC2\xBB"},
+    {"middot", "\xC2\xB7"},
+    {"bull", "\xE2\x80\xA2"},
+    {"trade", "\xE2\x84\xA2"},
+};
+
+static bool word_in(const char *w, size_t n, const char *const *list)
+{
+	for (; *list != NULL; list++) {
+		if (strlen(*list) == n && g_ascii_strncasecmp(*list, w, n) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Appends the code point cp as UTF-8 (U+FFFD for what is not a scalar value). */
+static void buf_add_codepoint(struct buf *b, unsigned long cp)
+{
+	char u[6];
+	if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		cp = 0xFFFD;
+	int n = g_unichar_to_utf8((gunichar)cp, u);
+	buf_add(b, u, (size_t)n);
+}
+
+/* Decodes the character reference at s ('&'); returns the bytes used (0: not one). */
+static size_t html_entity(struct buf *out, const char *s, const char *end)
+{
+	const char *semi = memchr(s, ';', (size_t)(end - s) < 12 ? (size_t)(end - s) : 12);
+	if (semi == NULL)
+		return 0;
+	if (s[1] == '#') {
+		bool hex = semi - s > 2 && (s[2] == 'x' || s[2] == 'X');
+		const char *d = s + (hex ? 3 : 2);
+		unsigned long cp = 0;
+		if (d == semi)
+			return 0;
+		for (; d < semi; d++) {
+			int v = hex ? hexval((unsigned char)*d)
+				    : (*d >= '0' && *d <= '9' ? *d - '0' : -1);
+			if (v < 0)
+				return 0;
+			cp = cp * (hex ? 16 : 10) + (unsigned long)v;
+			if (cp > 0x10FFFF)
+				cp = 0x110000;
+		}
+		buf_add_codepoint(out, cp);
+		return (size_t)(semi - s) + 1;
+	}
+	for (size_t i = 0; i < sizeof(html_entities) / sizeof(html_entities[0]); i++) {
+		size_t n = strlen(html_entities[i].name);
+		if ((size_t)(semi - s - 1) == n && strncmp(s + 1, html_entities[i].name, n) == 0) {
+			buf_add(out, html_entities[i].utf8, strlen(html_entities[i].utf8));
+			return n + 2;
+		}
+	}
+	return 0;
+}
+
+/* Adds a line break unless the text already ends in one (or is empty). */
+static void text_break(struct buf *out)
+{
+	if (out->len > 0 && out->p[out->len - 1] != '\n')
+		buf_addc(out, '\n');
+}
+
+/*
+ * HTML (already UTF-8) to plain text. A small tokenizer, not a browser: tags go,
+ * the contents of hidden elements go, blocks end lines, runs of white space outside
+ * <pre> become one space, character references are decoded.
+ */
+static char *html_to_text(const char *s, size_t len)
+{
+	struct buf out = {0};
+	const char *end = s + len;
+	const char *hidden_until = NULL; /* name of the element whose end we wait for */
+	size_t hidden_len = 0;
+	int pre = 0;
+	bool space = false;
+	while (s < end) {
+		/* "<" starts markup only before a letter, "/" or "!"; "a < b" is text. */
+		if (*s == '<' && end - s > 1 &&
+		    (g_ascii_isalpha(s[1]) || s[1] == '/' || s[1] == '!')) {
+			if (end - s >= 4 && memcmp(s, "<!--", 4) == 0) {
+				const char *c = g_strstr_len(s + 4, end - s - 4, "-->");
+				s = c != NULL ? c + 3 : end;
+				continue;
+			}
+			const char *gt = memchr(s, '>', (size_t)(end - s));
+			if (gt == NULL)
+				break;
+			const char *n = s + 1;
+			bool closing = *n == '/';
+			if (closing)
+				n++;
+			const char *ne = n;
+			while (ne < gt && (g_ascii_isalnum(*ne)))
+				ne++;
+			size_t nlen = (size_t)(ne - n);
+			s = gt + 1;
+			if (hidden_until != NULL) {
+				if (closing && nlen == hidden_len &&
+				    g_ascii_strncasecmp(n, hidden_until, nlen) == 0)
+					hidden_until = NULL;
+				continue;
+			}
+			if (!closing && word_in(n, nlen, html_hidden_elements) && gt[-1] != '/') {
+				for (const char *const *h = html_hidden_elements; *h; h++) {
+					if (strlen(*h) == nlen &&
+					    g_ascii_strncasecmp(*h, n, nlen) == 0)
+						hidden_until = *h;
+				}
+				hidden_len = nlen;
+				continue;
+			}
+			if (nlen == 3 && g_ascii_strncasecmp(n, "pre", 3) == 0)
+				pre += closing ? (pre > 0 ? -1 : 0) : 1;
+			if (word_in(n, nlen, html_block_elements)) {
+				if (nlen == 2 && g_ascii_strncasecmp(n, "br", 2) == 0)
+					buf_addc(&out, '\n');
+				else
+					text_break(&out);
+				if (!closing && nlen == 2 && g_ascii_strncasecmp(n, "li", 2) == 0)
+					buf_add(&out, "\xE2\x80\xA2 ", 4);
+				space = false;
+			} else if (!closing && nlen == 2 &&
+				   (g_ascii_strncasecmp(n, "td", 2) == 0 ||
+				    g_ascii_strncasecmp(n, "th", 2) == 0)) {
+				if (out.len > 0 && out.p[out.len - 1] != '\n')
+					buf_addc(&out, '\t');
+				space = false;
+			}
+			continue;
+		}
+		if (hidden_until != NULL) {
+			s++;
+			continue;
+		}
+		if (pre == 0 &&
+		    (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n' || *s == '\f')) {
+			space = true;
+			s++;
+			continue;
+		}
+		if (space && out.len > 0 && out.p[out.len - 1] != '\n' &&
+		    out.p[out.len - 1] != '\t')
+			buf_addc(&out, ' ');
+		space = false;
+		if (*s == '&') {
+			size_t used = html_entity(&out, s, end);
+			if (used > 0) {
+				s += used;
+				continue;
+			}
+		}
+		if (*s != '\r')
+			buf_addc(&out, *s);
+		s++;
+	}
+	return buf_take(&out);
+}
+
+/* Finds the first inline text/plain and text/html leaves (no descent into attached mail). */
+static void find_text_parts(GMimeObject *obj, int depth, GMimeObject **plain, GMimeObject **html)
+{
+	if (obj == NULL || depth > MSGMETA_MAX_DEPTH || *plain != NULL)
+		return;
+	if (GMIME_IS_MULTIPART(obj)) {
+		GMimeMultipart *mp = GMIME_MULTIPART(obj);
+		int n = g_mime_multipart_get_count(mp);
+		for (int i = 0; i < n && *plain == NULL; i++)
+			find_text_parts(g_mime_multipart_get_part(mp, i), depth + 1, plain, html);
+		return;
+	}
+	if (!GMIME_IS_PART(obj))
+		return;
+	const char *disp = raw_header(obj, "Content-Disposition");
+	if (disposition_is_attachment(disp))
+		return;
+	GMimeContentType *ct = g_mime_object_get_content_type(obj);
+	if (ct == NULL || g_mime_content_type_is_type(ct, "text", "plain"))
+		*plain = obj;
+	else if (*html == NULL && g_mime_content_type_is_type(ct, "text", "html"))
+		*html = obj;
+}
+
+/* The part's content, transfer-decoded and converted to UTF-8. Caller frees. */
+static char *part_text_utf8(GMimeObject *obj)
+{
+	GMimeDataWrapper *content = g_mime_part_get_content(GMIME_PART(obj));
+	GMimeStream *mem = g_mime_stream_mem_new();
+	if (content != NULL)
+		g_mime_data_wrapper_write_to_stream(content, mem);
+	GByteArray *bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+	const char *charset = g_mime_object_get_content_type_parameter(obj, "charset");
+	struct buf out = {0};
+	if (bytes != NULL && bytes->len > 0)
+		convert_charset(&out, charset, (const char *)bytes->data, bytes->len);
+	g_object_unref(mem);
+	return buf_take(&out);
+}
+
+/* CRLF and lone CR to LF, NULs dropped, at most three line breaks in a row; in place. */
+static void text_tidy(char *s)
+{
+	char *w = s;
+	int breaks = 0;
+	for (const char *r = s; *r != '\0'; r++) {
+		char c = *r;
+		if (c == '\r') {
+			if (r[1] == '\n')
+				continue;
+			c = '\n';
+		}
+		breaks = c == '\n' ? breaks + 1 : 0;
+		if (breaks > 3)
+			continue;
+		*w++ = c;
+	}
+	while (w > s && (w[-1] == '\n' || w[-1] == ' '))
+		w--;
+	*w = '\0';
+}
+
+int msgmeta_text_body(const void *data, size_t len, size_t max, struct msgmeta_text *out)
+{
+	if (data == NULL || out == NULL)
+		return -EINVAL;
+	msgmeta_init();
+	memset(out, 0, sizeof(*out));
+	size_t stream_len = len > G_MAXUINT ? G_MAXUINT : len;
+	/* Borrowed in place, as in msgmeta_parse. */
+	GByteArray *borrowed = g_byte_array_new_take((guint8 *)(uintptr_t)data, stream_len);
+	GMimeStream *stream = g_mime_stream_mem_new_with_byte_array(borrowed);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
+	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
+	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
+	GMimeMessage *msg = g_mime_parser_construct_message(parser, msgmeta_options);
+	GMimeObject *plain = NULL, *html = NULL;
+	char *text = NULL;
+	if (msg != NULL)
+		find_text_parts(g_mime_message_get_mime_part(msg), 0, &plain, &html);
+	if (plain != NULL) {
+		text = part_text_utf8(plain);
+	} else if (html != NULL) {
+		char *h = part_text_utf8(html);
+		text = html_to_text(h, strlen(h));
+		free(h);
+		out->from_html = true;
+	} else {
+		text = xstrdup("");
+	}
+	if (msg != NULL)
+		g_object_unref(msg);
+	g_object_unref(parser);
+	g_object_unref(stream);
+	g_byte_array_free(borrowed, FALSE);
+
+	text_tidy(text);
+	size_t n = strlen(text);
+	if (max > 0 && n > max) {
+		/* Back up to the start of a UTF-8 sequence so the text stays valid. */
+		size_t cut = max;
+		while (cut > 0 && ((unsigned char)text[cut] & 0xC0) == 0x80)
+			cut--;
+		text[cut] = '\0';
+		out->truncated = true;
+	}
+	out->text = text;
+	return 0;
+}

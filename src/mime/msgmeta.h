@@ -65,4 +65,21 @@ void msgmeta_free(struct msgmeta *m);
  */
 char *msgmeta_decode_header(const char *raw);
 
+/* The readable text of a message, for showing it without rendering anything. */
+struct msgmeta_text {
+	char *text;	/* UTF-8, LF line ends; "" when the message has no text part */
+	bool truncated; /* text was cut at the limit (on a character boundary) */
+	bool from_html; /* no text/plain part: text is the HTML part made plain */
+};
+
+/*
+ * The body text of len bytes of a message: its first text/plain part that is not
+ * an attachment, decoded (transfer encoding and charset, Japanese charsets as for
+ * headers), else its first text/html part turned into plain text (tags dropped,
+ * script and style contents dropped, entities decoded, block ends as line breaks;
+ * nothing is fetched or run). At most max bytes of text (0: no limit). On success
+ * out->text is new (caller frees). 0, or -EINVAL when data or out is NULL.
+ */
+int msgmeta_text_body(const void *data, size_t len, size_t max, struct msgmeta_text *out);
+
 #endif

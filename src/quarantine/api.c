@@ -10,10 +10,20 @@
  * sends reaches the store unchecked or turns into a 500: an unknown or malformed id
  * is 404, a malformed query 400, a well-formed body with wrong content 422.
  * Bulk actions refuse an empty filter unless "all": true says it is meant.
- * Not for: sessions and end users, safelists (later modules), HTTP plumbing
- * (http_server), delivering released mail (release).
+ * Who may do what (api_actor): the Bearer admin token and admin/operator sessions
+ * see everything; an end user's session sees only the spam quarantine and only
+ * messages addressed to one of its addresses, acts only for those recipients, and
+ * gets 404 for any other id — exactly as for an unknown one. Cookie sessions must
+ * send their CSRF token with every state change (api_authorize). Releases and
+ * deletions leave a row in the audit log (api_users.c) when sessions are on.
+ * Not for: logins and accounts (api_users.c), safelists (api_slbl.c), HTTP
+ * plumbing (http_server), delivering released mail (release).
  */
 #include "quarantine/api.h"
+#include "quarantine/api_slbl.h"
+#include "quarantine/api_static.h"
+#include "quarantine/api_users.h"
+#include "quarantine/digest.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -38,6 +48,10 @@
 #define API_BULK_MAX_IDS 10000
 /* Addresses in one release/delete body: more than any message may have recipients. */
 #define API_MAX_BODY_RECIPIENTS 10000
+/* Body text in a message's detail: enough to judge a message, small enough to send. */
+#define API_TEXT_BODY_MAX (256 * 1024)
+/* Message ids copied into the audit row of one bulk action. */
+#define API_AUDIT_MAX_IDS 100
 /* Default request body limit when the config gives none. */
 #define API_DEFAULT_MAX_BODY (1024 * 1024)
 
@@ -51,6 +65,7 @@ struct api {
 	int64_t delete_after_ms;
 	struct api_config cfg; /* a copy; its strings point at the fields above or web_root */
 	char *web_root;
+	struct api_users *users; /* NULL without API_FEATURE_USERS */
 };
 
 static const struct api_actor api_token_actor = {.role = API_ROLE_ADMIN, .username = "token"};
@@ -79,8 +94,57 @@ static void api_set(json_t *obj, const char *key, json_t *v)
 		panic("api: cannot build JSON for \"%s\"", key);
 }
 
-/* MESSAGE of CONTRACT.md. */
-static json_t *api_message_json(const struct api *a, const struct store_message *m)
+static bool api_is_enduser(const struct api_actor *who)
+{
+	return who->role == API_ROLE_ENDUSER;
+}
+
+/* True when address is one of the actor's own (end users). */
+static bool api_owns(const struct api_actor *who, const char *address)
+{
+	for (size_t i = 0; i < who->naddresses; i++) {
+		if (strcasecmp(who->addresses[i], address) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The quarantine end users may see. */
+#define API_ENDUSER_QUARANTINE "spam"
+
+/* Whether who may see m at all: everyone but end users; they need a recipient of theirs. */
+static bool api_visible(const struct api_actor *who, const struct store_message *m)
+{
+	if (!api_is_enduser(who))
+		return true;
+	if (m->quarantine == NULL || strcmp(m->quarantine, API_ENDUSER_QUARANTINE) != 0)
+		return false;
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		if (api_owns(who, m->recipients[i].address))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Narrows f to what who may see or act on. False when nothing can match (an end
+ * user asking for another quarantine, or one without addresses).
+ */
+static bool api_scope_filter(const struct api_actor *who, struct store_filter *f)
+{
+	if (!api_is_enduser(who))
+		return true;
+	if (f->quarantine != NULL && strcmp(f->quarantine, API_ENDUSER_QUARANTINE) != 0)
+		return false;
+	f->quarantine = API_ENDUSER_QUARANTINE;
+	f->addresses = who->addresses;
+	f->naddresses = who->naddresses;
+	return who->naddresses > 0;
+}
+
+/* MESSAGE of CONTRACT.md; an end user sees only its own recipients. */
+static json_t *api_message_json(const struct api *a, const struct api_actor *who,
+				const struct store_message *m)
 {
 	json_t *o = json_object();
 	if (o == NULL)
@@ -92,6 +156,8 @@ static json_t *api_message_json(const struct api *a, const struct store_message 
 	json_t *rcpts = json_array();
 	for (size_t i = 0; i < m->nrecipients; i++) {
 		const struct store_recipient *r = &m->recipients[i];
+		if (api_is_enduser(who) && !api_owns(who, r->address))
+			continue;
 		json_t *ro = json_object();
 		api_set(ro, "address", http_json_string_or_null(r->address));
 		api_set(ro, "state", json_string(store_rcpt_state_name(r->state)));
@@ -238,6 +304,7 @@ static void api_metrics(struct http_server_request *req, void *arg)
 static void api_quarantines(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
+	const struct api_actor *who = api_actor(a, req);
 	struct store_quarantine_stats *v = NULL;
 	size_t n = 0;
 	int rc = store_quarantines(a->st, &v, &n);
@@ -247,6 +314,15 @@ static void api_quarantines(struct http_server_request *req, void *arg)
 	}
 	json_t *list = json_array();
 	for (size_t i = 0; i < n; i++) {
+		/* End users: only their quarantine, and no totals over other people's mail. */
+		if (api_is_enduser(who)) {
+			if (v[i].name == NULL || strcmp(v[i].name, API_ENDUSER_QUARANTINE) != 0)
+				continue;
+			json_array_append_new(list,
+					      json_pack("{s:s,s:s}", "name", v[i].name, "type",
+							v[i].type != NULL ? v[i].type : "spam"));
+			continue;
+		}
 		json_t *q = json_object();
 		api_set(q, "name", http_json_string_or_null(v[i].name));
 		api_set(q, "type", http_json_string_or_null(v[i].type));
@@ -304,6 +380,12 @@ static void api_list_messages(struct http_server_request *req, void *arg)
 	struct store_message **msgs = NULL;
 	size_t n = 0;
 	char *next = NULL;
+	const struct api_actor *who = api_actor(a, req);
+	if (!api_scope_filter(who, &f)) {
+		http_server_reply_json(req, 200,
+				       json_pack("{s:[],s:n}", "messages", "next_cursor"));
+		return;
+	}
 	int rc = store_list(a->st, &f, limit, cursor, &msgs, &n, &next);
 	if (rc == -EINVAL) {
 		http_server_reply_error(req, 400, cursor != NULL ? "bad cursor" : "bad filter");
@@ -315,7 +397,7 @@ static void api_list_messages(struct http_server_request *req, void *arg)
 	}
 	json_t *list = json_array();
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(list, api_message_json(a, msgs[i]));
+		json_array_append_new(list, api_message_json(a, who, msgs[i]));
 	store_message_array_free(msgs, n);
 	json_t *body = json_object();
 	api_set(body, "messages", list);
@@ -331,6 +413,12 @@ static struct store_message *api_lookup(struct api *a, struct http_server_reques
 	struct store_message *m = NULL;
 	/* A malformed id cannot name a message: same answer as an unknown one. */
 	int rc = id != NULL && ids_valid(id) ? store_get(a->st, id, &m) : -ENOENT;
+	if (rc == 0 && !api_visible(api_actor(a, req), m)) {
+		/* Someone else's message looks exactly like an unknown one. */
+		store_message_free(m);
+		m = NULL;
+		rc = -ENOENT;
+	}
 	if (rc == -ENOENT || rc == -EINVAL) {
 		http_server_reply_error(req, 404, "no such message");
 		return NULL;
@@ -362,7 +450,7 @@ static void api_get_message(struct http_server_request *req, void *arg)
 		goto done;
 	}
 	msgmeta_parse(raw, len, &meta);
-	json_t *o = api_message_json(a, m);
+	json_t *o = api_message_json(a, api_actor(a, req), m);
 	json_t *headers = json_array();
 	for (size_t i = 0; meta != NULL && i < meta->nheaders; i++) {
 		json_t *h = json_object();
@@ -383,6 +471,12 @@ static void api_get_message(struct http_server_request *req, void *arg)
 		json_array_append_new(atts, at);
 	}
 	api_set(o, "attachments", atts);
+	struct msgmeta_text body;
+	msgmeta_text_body(raw, len, API_TEXT_BODY_MAX, &body);
+	api_set(o, "text_body", http_json_string_or_null(body.text));
+	api_set(o, "text_body_truncated", json_boolean(body.truncated));
+	api_set(o, "text_body_from_html", json_boolean(body.from_html));
+	free(body.text);
 	http_server_reply_json(req, 200, o);
 
 done:
@@ -397,6 +491,12 @@ static void api_get_raw(struct http_server_request *req, void *arg)
 	const char *id = http_server_request_param(req, "id");
 	unsigned char *raw = NULL;
 	size_t len = 0;
+	if (api_is_enduser(api_actor(a, req))) {
+		struct store_message *m = api_lookup(a, req);
+		if (m == NULL)
+			return;
+		store_message_free(m);
+	}
 	int rc = id != NULL && ids_valid(id) ? store_get_raw(a->st, id, &raw, &len) : -ENOENT;
 	if (rc == -ENOENT || rc == -EINVAL) {
 		http_server_reply_error(req, 404, "no such message");
@@ -459,6 +559,28 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 			goto done;
 		}
 	}
+	const struct api_actor *who = api_actor(a, req);
+	if (api_is_enduser(who)) {
+		/* Only a message of theirs, and only for their own recipients. */
+		m = api_lookup(a, req);
+		if (m == NULL)
+			goto done;
+		for (size_t i = 0; i < nrcpts; i++) {
+			if (!api_owns(who, rcpts[i])) {
+				http_server_reply_error(
+				    req, 422, "%s is not a recipient of this message", rcpts[i]);
+				goto done;
+			}
+		}
+		if (nrcpts == 0) {
+			for (size_t i = 0; i < m->nrecipients; i++) {
+				if (!api_owns(who, m->recipients[i].address))
+					continue;
+				rcpts = xreallocarray(rcpts, nrcpts + 1, sizeof(*rcpts));
+				rcpts[nrcpts++] = m->recipients[i].address;
+			}
+		}
+	}
 	int changed = 0;
 	int64_t now = clock_now_ms();
 	int rc = release ? store_release(a->st, id, rcpts, nrcpts, now, &changed)
@@ -469,7 +591,7 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 	}
 	if (rc == -EINVAL) {
 		const char *stranger = NULL;
-		if (store_get(a->st, id, &m) == 0)
+		if (m != NULL || store_get(a->st, id, &m) == 0)
 			stranger = api_first_stranger(m, rcpts, nrcpts);
 		if (stranger != NULL)
 			http_server_reply_error(req, 422, "%s is not a recipient of this message",
@@ -486,11 +608,17 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 		release_kick(a->rel);
 	if (!release && changed > 0)
 		metrics_add(METRICS_DELETED, (uint64_t)changed);
-	log_info(release ? "api.release" : "api.delete", "id=%s changed=%d peer=%s", id, changed,
-		 http_server_request_peer(req));
+	log_info(release ? "api.release" : "api.delete", "id=%s changed=%d by=%s peer=%s", id,
+		 changed, who->username, http_server_request_peer(req));
+	/* "all" when the request named no recipients. */
+	json_t *audit_rcpts = nrcpts > 0 ? json_array() : json_string("all");
+	for (size_t i = 0; i < nrcpts; i++)
+		json_array_append_new(audit_rcpts, http_json_string_or_null(rcpts[i]));
+	api_users_audit(a, req, release ? "release" : "delete", id,
+			json_pack("{s:o,s:i}", "recipients", audit_rcpts, "changed", changed));
 	struct store_message *after = api_lookup(a, req);
 	if (after != NULL) {
-		http_server_reply_json(req, release ? 202 : 200, api_message_json(a, after));
+		http_server_reply_json(req, release ? 202 : 200, api_message_json(a, who, after));
 		store_message_free(after);
 	}
 
@@ -618,6 +746,8 @@ static void api_bulk_action(struct api *a, struct http_server_request *req, bool
 		f.ids = ids;
 		f.nids = kept;
 	}
+	if (!api_scope_filter(api_actor(a, req), &f))
+		goto reply;
 	int64_t now = clock_now_ms();
 	rc = release ? store_release_matching(a->st, &f, now, &changed)
 		     : store_delete_matching(a->st, &f, now, &changed);
@@ -636,6 +766,16 @@ static void api_bulk_action(struct api *a, struct http_server_request *req, bool
 		metrics_add(METRICS_DELETED, (uint64_t)changed);
 
 reply:
+	if (nids > API_AUDIT_MAX_IDS) {
+		/* Keep the audit row bounded: the first ids and how many there were. */
+		json_t *few = json_array();
+		for (size_t i = 0; i < API_AUDIT_MAX_IDS; i++)
+			json_array_append_new(few, http_json_string_or_null(ids[i]));
+		json_object_set_new(body, "ids", few);
+		json_object_set_new(body, "ids_total", json_integer((json_int_t)nids));
+	}
+	api_users_audit(a, req, release ? "bulk_release" : "bulk_delete", NULL,
+			json_pack("{s:O,s:i}", "request", body, "changed", changed));
 	log_info(release ? "api.bulk_release" : "api.bulk_delete",
 		 "changed=%d ids=%zu filter=%s all=%s peer=%s", changed, nids, any ? "yes" : "no",
 		 all ? "yes" : "no", http_server_request_peer(req));
@@ -659,10 +799,40 @@ static void api_bulk_delete(struct http_server_request *req, void *arg)
 
 /* ---- lifecycle ---- */
 
+static bool api_state_changing(const char *method)
+{
+	return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+	       strcmp(method, "DELETE") == 0 || strcmp(method, "PATCH") == 0;
+}
+
+/*
+ * Guards HTTP_SERVER_ROUTE_AUTH routes: the Bearer token, or a session whose CSRF
+ * token comes with every state change. Handlers check roles themselves.
+ */
 static bool api_authorize(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	return http_server_bearer_ok(http_server_request_header(req, "Authorization"), a->token);
+	if (a->users == NULL) /* no sessions: the Bearer token only */
+		return http_server_bearer_ok(http_server_request_header(req, "Authorization"),
+					     a->token);
+	const struct api_actor *who = api_actor(a, req);
+	if (who->role == API_ROLE_NONE) {
+		http_server_reply_error(req, 401, "authentication required");
+		return false;
+	}
+	if (who->session && api_state_changing(http_server_request_method(req)) &&
+	    !api_users_csrf_ok(a->users, req)) {
+		log_warn("api.csrf_refused", "user=%s method=%s peer=%s", who->username,
+			 http_server_request_method(req), http_server_request_peer(req));
+		http_server_reply_error(req, 403, "missing or wrong CSRF token");
+		return false;
+	}
+	return true;
+}
+
+struct api_users *api_users_of(struct api *a)
+{
+	return a->users;
 }
 
 static void api_apply(struct api *a, const struct api_config *cfg)
@@ -710,12 +880,24 @@ const struct api_actor *api_actor(struct api *a, struct http_server_request *req
 	const char *authz = http_server_request_header(req, "Authorization");
 	if (authz != NULL && http_server_bearer_ok(authz, a->token))
 		return &api_token_actor;
+	if (a->users != NULL) {
+		const struct api_actor *who = api_users_session_actor(a->users, req);
+		if (who != NULL)
+			return who;
+	}
 	return &api_nobody;
 }
 
 bool api_require_role(struct api *a, struct http_server_request *req, enum api_role min)
 {
 	const struct api_actor *who = api_actor(a, req);
+	/* Routes registered public reach here without api_authorize: check CSRF too. */
+	if (who->role >= min && who->session &&
+	    api_state_changing(http_server_request_method(req)) &&
+	    !api_users_csrf_ok(a->users, req)) {
+		http_server_reply_error(req, 403, "missing or wrong CSRF token");
+		return false;
+	}
 	if (who->role >= min)
 		return true;
 	if (who->role == API_ROLE_NONE)
@@ -762,6 +944,17 @@ int api_start(struct event_base *base, const struct api_config *cfg, struct stor
 				      routes[i].fn, a) < 0)
 			panic("api: bad route %s", routes[i].pattern);
 	}
+	if (cfg->features & API_FEATURE_USERS) {
+		a->users = api_users_new(a, base);
+		api_users_register(a);
+	}
+	if (cfg->features & API_FEATURE_SLBL)
+		api_slbl_register(a);
+	/* The web application: GET paths of one or two segments that no route above took. */
+	if (cfg->features & API_FEATURE_DIGEST)
+		digest_register(a);
+	if (cfg->features & API_FEATURE_WEB)
+		api_static_register(a);
 	*out = a;
 	return 0;
 
@@ -781,6 +974,7 @@ void api_stop(struct api *a)
 {
 	if (a == NULL)
 		return;
+	api_users_free(a->users);
 	http_server_free(a->http);
 	free(a->token);
 	free(a->manager_name);

@@ -300,4 +300,202 @@ void store_debug_counters(struct store *st, struct store_debug_counters *out);
 int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
 			  char **plan);
 
+/* --- safelists / blocklists (SQ7), implemented in store_slbl.c ----------- */
+
+/* One recipient's lists. Entries are lower-case addresses or domains. */
+struct store_slbl {
+	char *recipient;
+	char **safelist;
+	size_t nsafelist;
+	char **blocklist;
+	size_t nblocklist;
+	int64_t version; /* the change version that last touched this recipient */
+};
+void store_slbl_free(struct store_slbl *l);
+/*
+ * Checks and normalizes one entry (an address, "x.com" or ".x.com") or, with
+ * address_only, a recipient address: surrounding blanks dropped, ASCII lower-cased.
+ * 0 with *out a new string (caller frees), or -EINVAL. The put functions apply the
+ * same rules; callers use this to name a bad entry before they store anything.
+ */
+int store_slbl_normalize(const char *in, bool address_only, char **out);
+void store_slbl_array_free(struct store_slbl **v, size_t n);
+/* A recipient's lists (empty lists when it has none). */
+int store_slbl_get(struct store *st, const char *recipient, struct store_slbl **out);
+/*
+ * Replaces both lists of l->recipient (deduplicated, lower-cased, order kept) and
+ * bumps the version; *version (may be NULL) gets the new one. -E2BIG when a list has
+ * more than max_entries entries; -EINVAL for an entry that is not an address or a
+ * domain.
+ */
+int store_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
+		   int64_t *version);
+/*
+ * Recipients changed after version since (0: all), in version order, at most limit
+ * (0: no limit); *version = the newest version in the store. Recipients whose lists
+ * became empty are included with empty lists, so a syncing gateway drops them.
+ */
+int store_slbl_changes(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,
+		       size_t *n, int64_t *version);
+
+/* --- accounts, sessions, audit (store_users.c) -------------------------- */
+
+/* A login account (SQ9). Strings are owned by the struct. */
+struct store_user {
+	char *username;
+	char *password_hash; /* argon2id string (crypto_pwhash_str), NULL: no local password */
+	char *role;	     /* "admin" | "operator" | "enduser" */
+	char *source;	     /* "local" */
+	char *language;	     /* "ja" | "en" or NULL */
+	char *time_zone;     /* IANA name or NULL */
+	int64_t created_at;
+	int64_t last_login_at; /* 0: never */
+	char **addresses;      /* lower-cased, in the order given; the first is the primary */
+	size_t naddresses;
+};
+void store_user_free(struct store_user *u);
+void store_user_array_free(struct store_user **v, size_t n);
+/* Adds u (addresses lower-cased). -EEXIST when the username is taken. */
+int store_user_add(struct store *st, const struct store_user *u);
+/* One account; -ENOENT when unknown. */
+int store_user_get(struct store *st, const char *username, struct store_user **out);
+/* Every account, by username. */
+int store_user_list(struct store *st, struct store_user ***out, size_t *n);
+int store_user_count(struct store *st, uint64_t *count);
+/* Removes the account, its addresses and its sessions. -ENOENT when unknown. */
+int store_user_delete(struct store *st, const char *username);
+/* Sets language and/or time_zone (NULL leaves one as it is). -ENOENT when unknown. */
+int store_user_set_prefs(struct store *st, const char *username, const char *language,
+			 const char *time_zone);
+int store_user_set_last_login(struct store *st, const char *username, int64_t at);
+
+/* A login session, found by the hash of its token (the token itself is never stored). */
+struct store_session {
+	char *username;
+	char *role;
+	char **addresses; /* what the session may see (local account or directory) */
+	size_t naddresses;
+	char *csrf_token;
+	int64_t created_at;
+	int64_t expires_at; /* idle deadline, moved forward by store_session_touch */
+};
+void store_session_free(struct store_session *s);
+/* -EEXIST when token_hash is taken; -EINVAL for an address containing a newline. */
+int store_session_add(struct store *st, const char *token_hash, const struct store_session *s);
+/* -ENOENT when no session has this hash (expiry is the caller's to check). */
+int store_session_get(struct store *st, const char *token_hash, struct store_session **out);
+int store_session_touch(struct store *st, const char *token_hash, int64_t expires_at);
+/* -ENOENT when there was none. */
+int store_session_delete(struct store *st, const char *token_hash);
+/* Deletes sessions idle past their deadline (expires_at <= now) or created before
+ * created_before; *purged (may be NULL) counts them. */
+int store_session_purge(struct store *st, int64_t now, int64_t created_before, uint64_t *purged);
+
+/* One row of the audit log; seq grows with every row. */
+struct store_audit {
+	int64_t seq;
+	int64_t at;
+	char *actor;  /* username, or "token" for the admin token */
+	char *action; /* "release", "delete", "bulk_release", "login", ... */
+	char *target; /* message id, username, or NULL */
+	char *detail; /* JSON text or NULL */
+	char *peer;   /* client address or NULL */
+};
+void store_audit_free(struct store_audit *a);
+void store_audit_array_free(struct store_audit **v, size_t n);
+/* Appends a row (a->seq is ignored); committed when it returns 0. */
+int store_audit_add(struct store *st, const struct store_audit *a);
+/* Rows with seq < before_seq (0: from the newest), newest first, at most limit (1..1000). */
+int store_audit_list(struct store *st, size_t limit, int64_t before_seq, struct store_audit ***out,
+		     size_t *n);
+
+/* --- digests (SQ9), implemented in store_digest.c ----------------------- */
+
+/*
+ * What the notification digests (SQ9) need from the store: the end
+ * users and their addresses, the new quarantined messages per address, what was
+ * already sent (digest_state) and which single-use link tokens were used
+ * (used_tokens). Implemented by the SQLite backend in store_digest.c; same
+ * conventions as store.h (Unix ms, 0 or a negative errno).
+ *
+ * "New" is measured in message sequence numbers (the store's insertion order): a
+ * digest lists the messages with seq in (last_seq, upto] of each address and then
+ * records upto as the address's last_seq, so each message is listed once.
+ */
+
+/* An end-user account (role enduser) and every address it owns. */
+struct store_digest_user {
+	char *username;
+	char *language;	  /* "ja" | "en" | NULL (use the default) */
+	char *time_zone;  /* tz database name or NULL (use the default) */
+	char **addresses; /* lower-case, sorted */
+	size_t naddresses;
+};
+void store_digest_user_free(struct store_digest_user *u);
+
+/* The end-user account owning address (case-insensitive); -ENOENT when none. */
+int store_digest_user_by_address(struct store *st, const char *address,
+				 struct store_digest_user **out);
+/* The end-user account named username; -ENOENT when none (or not an end user). */
+int store_digest_user_by_name(struct store *st, const char *username,
+			      struct store_digest_user **out);
+
+/* The highest message sequence number in the store (0 when empty). */
+int store_digest_max_seq(struct store *st, int64_t *out);
+
+/*
+ * Addresses (lower-case, distinct) that are still-quarantined recipients of a message
+ * of quarantine q with seq in (after, upto]. *out is a new array of new strings
+ * (free each, then the array).
+ */
+int store_digest_candidates(struct store *st, const char *q, int64_t after, int64_t upto,
+			    char ***out, size_t *n);
+
+/* One message as a digest lists it. */
+struct store_digest_entry {
+	char id[37];
+	int64_t seq;
+	int64_t received_at;
+	char *recipient; /* the address it was sent to, as given in the envelope */
+	char *sender;	 /* envelope sender ("" for <>) */
+	char *from;	 /* decoded From:, or NULL */
+	char *from_addr; /* bare From: address, or NULL */
+	char *subject;	 /* decoded, or NULL */
+	bool has_score;
+	double score;
+};
+void store_digest_entries_free(struct store_digest_entry *v, size_t n);
+
+/*
+ * Messages of quarantine q in which address is a still-quarantined recipient, with
+ * seq in (after, upto], oldest first, at most limit (>= 1). *total (may be NULL) is
+ * how many match without the limit. *out is new (store_digest_entries_free).
+ */
+int store_digest_entries(struct store *st, const char *q, const char *address, int64_t after,
+			 int64_t upto, size_t limit, struct store_digest_entry **out, size_t *n,
+			 size_t *total);
+
+/*
+ * What was last sent to address: *last_seq and *last_sent_at (either may be NULL).
+ * -ENOENT when nothing was ever recorded. The key "*" holds the scheduler's own
+ * low-water mark (an address never is "*").
+ */
+int store_digest_state_get(struct store *st, const char *address, int64_t *last_seq,
+			   int64_t *last_sent_at);
+/*
+ * Records for each address that messages up to last_seq were listed at sent_at. A
+ * recorded last_seq never goes down, except for the key "*" which is set as given.
+ */
+int store_digest_state_put(struct store *st, const char *const *addresses, size_t n,
+			   int64_t last_seq, int64_t sent_at);
+
+/* True in *used when the nonce of a single-use token was used already. */
+int store_digest_token_used(struct store *st, const char *nonce, bool *used);
+/*
+ * Marks nonce as used at now, remembered until expires_at (after that the token
+ * itself is expired). -EEXIST when it was used already. Also forgets a bounded
+ * number of nonces whose expiry has passed.
+ */
+int store_digest_token_use(struct store *st, const char *nonce, int64_t now, int64_t expires_at);
+
 #endif

@@ -276,6 +276,8 @@ static const char *const store_migrations[] = {
     "  nonce TEXT PRIMARY KEY,"
     "  used_at INTEGER NOT NULL,"
     "  expires_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 4: an account's addresses keep their order (the first is the primary one) */
+    "ALTER TABLE user_addresses ADD COLUMN pos INTEGER NOT NULL DEFAULT 0;",
 };
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 

@@ -942,7 +942,7 @@ static void test_reopen_keeps_data(void **state)
 	store_close(fx->st);
 	fx->st = NULL;
 	char *path = db_path(fx);
-	assert_int_equal(pragma_int(path, "user_version"), 3);
+	assert_int_equal(pragma_int(path, "user_version"), 4);
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);

@@ -1,0 +1,498 @@
+/*
+ * gw_config — reads lazaret-gw.conf into struct gw_config: the table of keys with
+ * their types, defaults and limits, the [hat] policy.NAME family (through
+ * confparse's extra-key handler, kept in file order), and the checks that span
+ * keys (thresholds, TLS pairs, which quarantine spam goes to).
+ *
+ * Not for: applying a configuration to running services (lazaret_gw.c loads a new
+ * struct on SIGHUP and swaps it in whole, or keeps the old one).
+ */
+#include "gateway/gw_config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/confparse.h"
+#include "common/xalloc.h"
+#include "gateway/rat.h"
+
+#define KIB (UINT64_C(1024))
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+#define SEC (UINT64_C(1000))
+
+/* A message over 2G fits neither the store's size fields nor a sane relay. */
+#define GW_MAX_MESSAGE_SIZE (2 * GIB)
+/* Pipeline threads: each holds one message while it is scanned and relayed. */
+#define GW_MAX_WORKERS 1024
+/* HAT policies in one file: matched linearly for every connection. */
+#define GW_MAX_HAT_POLICIES 1000
+
+#define OFF(field) offsetof(struct gw_config, field)
+
+static const struct confparse_key gw_config_keys[] = {
+    {.section = "gateway",
+     .name = "name",
+     .type = CONFPARSE_HOSTNAME,
+     .offset = OFF(name),
+     .default_text = "lazaret-gw"},
+    {.section = "gateway",
+     .name = "data_dir",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(data_dir),
+     .default_text = "var"},
+    {.section = "gateway",
+     .name = "log_level",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(log_level),
+     .default_text = "info",
+     .choices = "error|warn|info|debug"},
+    {.section = "gateway", .name = "hostname", .type = CONFPARSE_HOSTNAME, .offset = OFF(hostname)},
+    {.section = "gateway",
+     .name = "workers",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(workers),
+     .default_text = "64",
+     .min = 1,
+     .max = GW_MAX_WORKERS},
+    {.section = "gateway",
+     .name = "shutdown_grace",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(shutdown_grace_ms),
+     .default_text = "30s"},
+
+    {.section = "listener",
+     .name = "listen",
+     .type = CONFPARSE_HOSTPORT,
+     .offset = OFF(listen),
+     .default_text = "127.0.0.1:2525"},
+    {.section = "listener",
+     .name = "max_message_size",
+     .type = CONFPARSE_SIZE,
+     .offset = OFF(max_message_size),
+     .default_text = "50M",
+     .min = 1,
+     .max = GW_MAX_MESSAGE_SIZE},
+    {.section = "listener",
+     .name = "max_recipients",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(max_recipients),
+     .default_text = "1000",
+     .min = 1,
+     .max = 1000000},
+    {.section = "listener",
+     .name = "max_connections",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(max_connections),
+     .default_text = "500",
+     .min = 1,
+     .max = 1000000},
+    {.section = "listener",
+     .name = "idle_timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(idle_timeout_ms),
+     .default_text = "5m",
+     .min = SEC},
+    {.section = "listener", .name = "tls_cert", .type = CONFPARSE_PATH, .offset = OFF(tls_cert)},
+    {.section = "listener", .name = "tls_key", .type = CONFPARSE_PATH, .offset = OFF(tls_key)},
+
+    {.section = "hat",
+     .name = "default",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(hat_default),
+     .default_text = "accept"},
+
+    {.section = "rat",
+     .name = "accept",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(rat_accept),
+     .flags = CONFPARSE_REQUIRED},
+
+    {.section = "delivery",
+     .name = "next_hop",
+     .type = CONFPARSE_HOSTPORT,
+     .offset = OFF(next_hop),
+     .default_text = "127.0.0.1:10026"},
+    {.section = "delivery",
+     .name = "timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(delivery_timeout_ms),
+     .default_text = "60s",
+     .min = SEC},
+    {.section = "delivery",
+     .name = "source_address",
+     .type = CONFPARSE_ADDRESS,
+     .offset = OFF(source_address)},
+
+    {.section = "manager",
+     .name = "addresses",
+     .type = CONFPARSE_ACL,
+     .offset = OFF(manager_addresses),
+     .flags = CONFPARSE_KEEP_TEXT,
+     .text_offset = OFF(manager_addresses_text)},
+    {.section = "manager", .name = "api_url", .type = CONFPARSE_STRING, .offset = OFF(api_url)},
+    {.section = "manager", .name = "api_token", .type = CONFPARSE_STRING, .offset = OFF(api_token)},
+
+    {.section = "antispam",
+     .name = "engine",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(antispam_engine),
+     .default_text = "builtin",
+     .choices = "builtin|spamd|rspamd|none"},
+    {.section = "antispam",
+     .name = "spamd",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(spamd),
+     .default_text = "127.0.0.1:783"},
+    {.section = "antispam",
+     .name = "rspamd",
+     .type = CONFPARSE_HOSTPORT,
+     .offset = OFF(rspamd),
+     .default_text = "127.0.0.1:11333"},
+    {.section = "antispam", .name = "rules", .type = CONFPARSE_PATH, .offset = OFF(antispam_rules)},
+    {.section = "antispam",
+     .name = "positive_threshold",
+     .type = CONFPARSE_DOUBLE,
+     .offset = OFF(positive_threshold),
+     .default_text = "5.0"},
+    {.section = "antispam",
+     .name = "suspect_threshold",
+     .type = CONFPARSE_DOUBLE,
+     .offset = OFF(suspect_threshold),
+     .default_text = "3.0"},
+    {.section = "antispam",
+     .name = "positive_action",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(positive_action),
+     .default_text = "quarantine",
+     .choices = "deliver|tag|drop|bounce|quarantine"},
+    {.section = "antispam",
+     .name = "suspect_action",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(suspect_action),
+     .default_text = "tag",
+     .choices = "deliver|tag|drop|bounce|quarantine"},
+    {.section = "antispam",
+     .name = "tag",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(tag),
+     .default_text = "[SUSPECTED SPAM]"},
+    {.section = "antispam",
+     .name = "alternate_host",
+     .type = CONFPARSE_HOSTPORT,
+     .offset = OFF(alternate_host)},
+    {.section = "antispam",
+     .name = "timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(antispam_timeout_ms),
+     .default_text = "30s",
+     .min = SEC},
+
+    {.section = "antivirus",
+     .name = "engine",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(antivirus_engine),
+     .default_text = "none",
+     .choices = "none|clamd"},
+    {.section = "antivirus",
+     .name = "clamd",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(clamd),
+     .default_text = "127.0.0.1:3310"},
+    {.section = "antivirus",
+     .name = "action",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(antivirus_action),
+     .default_text = "quarantine",
+     .choices = "quarantine|drop"},
+    {.section = "antivirus",
+     .name = "timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(antivirus_timeout_ms),
+     .default_text = "60s",
+     .min = SEC},
+
+    {.section = "filters", .name = "file", .type = CONFPARSE_PATH, .offset = OFF(filters_file)},
+
+    {.section = "spam_quarantine",
+     .name = "enabled",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(local_spam_enabled),
+     .default_text = "no"},
+    {.section = "spam_quarantine",
+     .name = "delete_after",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(local_spam_delete_after_ms),
+     .default_text = "14d"},
+
+    {.section = "quarantines",
+     .name = "delete_after",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(quarantines_delete_after_ms),
+     .default_text = "30d"},
+    {.section = "quarantines",
+     .name = "purge_interval",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(purge_interval_ms),
+     .default_text = "1h",
+     .min = SEC},
+
+    {.section = "external_spam_quarantine",
+     .name = "enabled",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(external_enabled),
+     .default_text = "no"},
+    {.section = "external_spam_quarantine",
+     .name = "name",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(external_name)},
+    {.section = "external_spam_quarantine",
+     .name = "host",
+     .type = CONFPARSE_HOSTNAME,
+     .offset = OFF(external_host),
+     .default_text = "127.0.0.1"},
+    {.section = "external_spam_quarantine",
+     .name = "port",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(external_port),
+     .default_text = "6025",
+     .min = 1,
+     .max = 65535},
+    {.section = "external_spam_quarantine",
+     .name = "safelist_blocklist",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(slbl_enabled),
+     .default_text = "no"},
+    {.section = "external_spam_quarantine",
+     .name = "blocklist_action",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(blocklist_action),
+     .default_text = "quarantine",
+     .choices = "quarantine|delete"},
+    {.section = "external_spam_quarantine",
+     .name = "sync_interval",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(sync_interval_ms),
+     .default_text = "10m",
+     .min = SEC},
+
+    {.section = "http", .name = "listen", .type = CONFPARSE_HOSTPORT, .offset = OFF(http_listen)},
+    {.section = "http",
+     .name = "admin_token",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(admin_token)},
+    {.section = "http",
+     .name = "max_body",
+     .type = CONFPARSE_SIZE,
+     .offset = OFF(http_max_body),
+     .default_text = "1M",
+     .min = KIB,
+     .max = GIB},
+};
+
+#define GW_CONFIG_NKEYS (sizeof(gw_config_keys) / sizeof(gw_config_keys[0]))
+
+/* [hat] policy.NAME = ACTION: CIDR, ... in file order. */
+static int gw_config_extra(void *target, const char *section, const char *key, const char *value,
+			   char **msg, void *arg)
+{
+	struct gw_config *cfg = target;
+	static const char prefix[] = "policy.";
+	if (strcmp(section, "hat") != 0 || strncmp(key, prefix, sizeof(prefix) - 1) != 0)
+		return -ENOENT;
+	const char *name = key + sizeof(prefix) - 1;
+	if (name[0] == '\0' || !confparse_hostname_ok(name)) {
+		*msg = xstrdup("a policy name is letters, digits, '.', '-' and '_'");
+		return -EINVAL;
+	}
+	if (cfg->nhat_policies == GW_MAX_HAT_POLICIES) {
+		*msg = xasprintf("more than %d policies", GW_MAX_HAT_POLICIES);
+		return -EINVAL;
+	}
+	struct hat_policy p;
+	if (hat_parse_policy(name, value, &p, msg) < 0)
+		return -EINVAL;
+	cfg->hat_policies =
+	    xreallocarray(cfg->hat_policies, cfg->nhat_policies + 1, sizeof(*cfg->hat_policies));
+	cfg->hat_policies[cfg->nhat_policies++] = p;
+	return 0;
+}
+
+/* A Bearer token travels in an HTTP header: visible ASCII only, no spaces. */
+static bool gw_config_token_ok(const char *t)
+{
+	for (const unsigned char *p = (const unsigned char *)t; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p >= 0x7f)
+			return false;
+	}
+	return true;
+}
+
+static void gw_config_check_readable(struct confparse *cp, const char *section, const char *name,
+				     const char *path)
+{
+	if (path != NULL && access(path, R_OK) != 0)
+		confparse_error(cp, section, name, "cannot read %s: %s", path, strerror(errno));
+}
+
+static void gw_warn(char **warnings, const char *line)
+{
+	char *old = *warnings;
+	*warnings = xasprintf("%s%s\n", old != NULL ? old : "", line);
+	free(old);
+}
+
+static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char **warnings)
+{
+	char *err = NULL;
+	if (cfg->hat_default != NULL && hat_parse_action(cfg->hat_default, &cfg->hat_default_action,
+							 &cfg->hat_default_limit, &err) < 0) {
+		confparse_error(cp, "hat", "default", "%s", err);
+		free(err);
+		err = NULL;
+	}
+	for (size_t i = 0; i < cfg->nhat_policies; i++) {
+		for (size_t j = 0; j < i; j++) {
+			if (strcmp(cfg->hat_policies[i].name, cfg->hat_policies[j].name) == 0)
+				confparse_error(cp, "hat", "default", "policy.%s is set twice",
+						cfg->hat_policies[i].name);
+		}
+	}
+	if (cfg->rat_accept != NULL) {
+		struct rat *r = NULL;
+		if (rat_parse(cfg->rat_accept, &r, &err) < 0) {
+			confparse_error(cp, "rat", "accept", "%s", err);
+			free(err);
+			err = NULL;
+		} else if (rat_count(r) == 0) {
+			confparse_error(cp, "rat", "accept", "lists no domain or address");
+		}
+		rat_free(r);
+	}
+
+	if (cfg->suspect_threshold > cfg->positive_threshold)
+		confparse_error(cp, "antispam", "suspect_threshold",
+				"must not be above positive_threshold");
+	if (cfg->tag == NULL)
+		cfg->tag = xstrdup("");
+	for (const char *p = cfg->tag; *p != '\0'; p++) {
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
+			confparse_error(cp, "antispam", "tag",
+					"must be printable ASCII (it goes before the encoded "
+					"words of the Subject)");
+			break;
+		}
+	}
+	gw_config_check_readable(cp, "antispam", "rules", cfg->antispam_rules);
+	gw_config_check_readable(cp, "filters", "file", cfg->filters_file);
+
+	if (cfg->tls_cert != NULL && cfg->tls_key == NULL)
+		confparse_error(cp, "listener", "tls_key", "is required when tls_cert is set");
+	if (cfg->tls_key != NULL && cfg->tls_cert == NULL)
+		confparse_error(cp, "listener", "tls_cert", "is required when tls_key is set");
+	gw_config_check_readable(cp, "listener", "tls_cert", cfg->tls_cert);
+	gw_config_check_readable(cp, "listener", "tls_key", cfg->tls_key);
+
+	if (cfg->http_listen != NULL) {
+		if (cfg->admin_token == NULL)
+			confparse_error(cp, "http", "admin_token",
+					"is required when listen is set");
+		else if (!gw_config_token_ok(cfg->admin_token))
+			confparse_error(cp, "http", "admin_token",
+					"must be visible ASCII characters without spaces");
+	}
+	if (cfg->slbl_enabled) {
+		if (!cfg->external_enabled)
+			confparse_error(cp, "external_spam_quarantine", "safelist_blocklist",
+					"needs the external spam quarantine (enabled = yes)");
+		if (cfg->api_url == NULL)
+			confparse_error(cp, "manager", "api_url",
+					"is required for safelist_blocklist = yes");
+		else if (strncmp(cfg->api_url, "http://", 7) != 0 &&
+			 strncmp(cfg->api_url, "https://", 8) != 0)
+			confparse_error(cp, "manager", "api_url",
+					"must start with http:// or https://");
+		if (cfg->api_token == NULL)
+			confparse_error(cp, "manager", "api_token",
+					"is required for safelist_blocklist = yes");
+	}
+	if (cfg->external_enabled && cfg->local_spam_enabled && warnings != NULL) {
+		char *w = xasprintf("%s: both the local and the external spam quarantine are "
+				    "enabled: spam goes to the local one (SQ8)",
+				    cfg->path);
+		gw_warn(warnings, w);
+		free(w);
+	}
+	if (!cfg->external_enabled && !cfg->local_spam_enabled && warnings != NULL) {
+		char *w = xasprintf("%s: no spam quarantine is enabled: the quarantine action "
+				    "keeps spam in the gateway's local spam quarantine",
+				    cfg->path);
+		gw_warn(warnings, w);
+		free(w);
+	}
+
+	if (cfg->hostname == NULL && cfg->name != NULL)
+		cfg->hostname = xstrdup(cfg->name);
+	if (cfg->external_name == NULL && cfg->external_host != NULL)
+		cfg->external_name = xstrdup(cfg->external_host);
+}
+
+int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char **warnings)
+{
+	struct confparse *cp = confparse_new(path, gw_config_keys, GW_CONFIG_NKEYS);
+	int rc;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (warnings != NULL)
+		*warnings = NULL;
+	cfg->path = xstrdup(path);
+	confparse_set_extra(cp, gw_config_extra, NULL);
+	rc = confparse_read(cp, cfg);
+	if (rc < 0 && rc != -EINVAL) {
+		rc = -ENOENT;
+		goto fail;
+	}
+	gw_config_validate(cp, cfg, warnings);
+	if (confparse_error_count(cp) > 0) {
+		rc = -EINVAL;
+		goto fail;
+	}
+	confparse_free(cp);
+	*errors = NULL;
+	return 0;
+
+fail:
+	*errors = confparse_take_errors(cp);
+	confparse_free(cp);
+	gw_config_free(cfg);
+	if (warnings != NULL) {
+		free(*warnings);
+		*warnings = NULL;
+	}
+	return rc;
+}
+
+void gw_config_free(struct gw_config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	confparse_free_target(gw_config_keys, GW_CONFIG_NKEYS, cfg);
+	for (size_t i = 0; i < cfg->nhat_policies; i++)
+		hat_policy_clear(&cfg->hat_policies[i]);
+	free(cfg->hat_policies);
+	free(cfg->path);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+char *gw_config_external_hostport(const struct gw_config *cfg)
+{
+	if (!cfg->external_enabled || cfg->external_host == NULL)
+		return NULL;
+	if (strchr(cfg->external_host, ':') != NULL)
+		return xasprintf("[%s]:%u", cfg->external_host, cfg->external_port);
+	return xasprintf("%s:%u", cfg->external_host, cfg->external_port);
+}

@@ -1,0 +1,114 @@
+/*
+ * gw_config — lazaret-gw.conf: the keys of CONTRACT.md "lazaret-gw.conf" plus the
+ * gateway's own (docs/GATEWAY.md is the prose form), their defaults and checks.
+ * Unknown sections and keys are errors; each error names file, line and key.
+ * The [hat] section holds a family of keys, "policy.NAME = ACTION: CIDR, ...",
+ * kept in file order (first match wins). Relative paths are relative to the
+ * folder of the config file.
+ *
+ * Not for: applying a configuration; the daemon loads a new struct and swaps.
+ */
+#ifndef LAZARET_GW_CONFIG_H
+#define LAZARET_GW_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/acl.h"
+#include "gateway/hat.h"
+
+struct gw_config {
+	char *path;
+
+	/* [gateway] */
+	char *name;	  /* default "lazaret-gw"; X-Lazaret-Gateway, Received */
+	char *data_dir;	  /* local quarantines' store, safelist cache */
+	char *log_level;  /* error | warn | info | debug */
+	char *hostname;	  /* greeting and EHLO name; default: name */
+	unsigned workers; /* pipeline threads (each holds one message while it is relayed) */
+	int64_t shutdown_grace_ms;
+
+	/* [listener] */
+	char *listen;
+	uint64_t max_message_size;
+	unsigned max_recipients;
+	unsigned max_connections;
+	int64_t idle_timeout_ms;
+	char *tls_cert, *tls_key;
+
+	/* [hat] */
+	struct hat_policy *hat_policies; /* file order */
+	size_t nhat_policies;
+	char *hat_default; /* "accept", "reject", "throttle N"; default accept */
+	enum hat_action hat_default_action;
+	unsigned hat_default_limit;
+
+	/* [rat] */
+	char *rat_accept; /* required: "example.com, .example.org, a@x, *" */
+
+	/* [delivery] */
+	char *next_hop;		     /* host:port; default 127.0.0.1:10026 */
+	int64_t delivery_timeout_ms; /* per SMTP step; default 60s */
+	char *source_address;	     /* bind for outbound SMTP, or NULL */
+
+	/* [manager] */
+	struct acl *manager_addresses; /* released mail comes from here (SQ5) */
+	char *manager_addresses_text;
+	char *api_url;
+	char *api_token;
+
+	/* [antispam] */
+	char *antispam_engine; /* builtin | spamd | rspamd | none */
+	char *spamd, *rspamd;
+	char *antispam_rules; /* builtin rules file or NULL (GTUBE only) */
+	double positive_threshold, suspect_threshold;
+	char *positive_action, *suspect_action; /* deliver | tag | drop | bounce | quarantine */
+	char *tag;
+	char *alternate_host; /* "deliver" of spam goes here when set (SQ8 migration aid) */
+	int64_t antispam_timeout_ms;
+
+	/* [antivirus] */
+	char *antivirus_engine; /* none | clamd */
+	char *clamd;
+	char *antivirus_action; /* quarantine | drop */
+	int64_t antivirus_timeout_ms;
+
+	/* [filters] */
+	char *filters_file; /* NULL: no content filters */
+
+	/* [spam_quarantine] (local) */
+	bool local_spam_enabled;
+	int64_t local_spam_delete_after_ms;
+
+	/* [quarantines] (local Policy/Virus/Outbreak/Unclassified) */
+	int64_t quarantines_delete_after_ms;
+	int64_t purge_interval_ms;
+
+	/* [external_spam_quarantine] */
+	bool external_enabled;
+	char *external_name;
+	char *external_host;
+	unsigned external_port;
+	bool slbl_enabled;
+	char *blocklist_action; /* quarantine | delete */
+	int64_t sync_interval_ms;
+
+	/* [http] */
+	char *http_listen; /* NULL: no admin API */
+	char *admin_token;
+	uint64_t http_max_body;
+};
+
+/*
+ * Reads and validates path into *cfg (zeroed first). 0, or -EINVAL with *errors
+ * one line per error "FILE:LINE: [section] key: message" (caller frees) and cfg
+ * freed; -ENOENT (with *errors) when the file cannot be read. *warnings (may be
+ * NULL) gets lines for settings that work but deserve a note (caller frees).
+ */
+int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char **warnings);
+void gw_config_free(struct gw_config *cfg);
+
+/* "host:port" of the external spam quarantine (caller frees); NULL when disabled. */
+char *gw_config_external_hostport(const struct gw_config *cfg);
+
+#endif

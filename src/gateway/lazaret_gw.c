@@ -1,0 +1,777 @@
+/*
+ * lazaret-gw — the gateway: an SMTP filtering relay. It accepts mail, judges each
+ * message on a worker thread (pipeline.c) and answers the client only once every
+ * destination of the message took its copy (250), or 451 when one could not: it
+ * keeps no queue of its own and loses nothing. It runs in front of groupware on
+ * its own, or as a Postfix content filter.
+ *
+ * Life of the process:
+ *   start     read config and compile the rules (a bad filter file: refuse to
+ *             start, naming FILE:LINE:COLUMN), bind SMTP, open the local store,
+ *             start the release engine (local quarantines → next hop), the admin
+ *             API, expiry and the safelist sync, then run the loop
+ *   SIGHUP    reload config and rules whole, or keep the old ones and log why;
+ *             sync the safelists now
+ *   SIGTERM   stop accepting; idle sessions get 421; messages being judged are
+ *             finished and answered (bounded by shutdown_grace); exit 0
+ * Session hooks on the loop thread: check_connect (released-mail addresses, HAT
+ * reject), check_mail (HAT throttle), check_rcpt (RAT).
+ * Not for: the decisions about a message (pipeline.c) or keeping mail.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/acl.h"
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "common/loopq.h"
+#include "common/workpool.h"
+#include "common/xalloc.h"
+#include "gateway/gw_config.h"
+#include "gateway/hat.h"
+#include "gateway/pipeline.h"
+#include "gateway/rat.h"
+#include "gateway/slbl_cache.h"
+#include "http/http_server.h"
+#include "mime/msgmeta.h"
+#include "quarantine/api.h"
+#include "quarantine/release.h"
+#include "smtp/smtp_session.h"
+#include "store/store.h"
+
+/* How often shutdown checks whether the last sessions and messages are done. */
+#define GW_SHUTDOWN_POLL_MS 50
+/* After the grace period, how long to wait for messages already being relayed. */
+#define GW_RELAY_WAIT_MS 10000
+/* Release engine threads for the local quarantines (the next hop must not be flooded). */
+#define GW_RELEASE_CONNECTIONS 2
+/* A safelist sync may take this long before it gives up (the next one retries). */
+#define GW_SYNC_TIMEOUT_MS 30000
+/* Messages per expiry transaction: small enough that quarantining never waits long. */
+#define GW_EXPIRY_BATCH	   500
+#define GW_SLBL_CACHE_FILE "slbl.cache"
+
+struct gw {
+	const char *conf_path;
+	struct pipeline_rules *rules; /* current; loop thread */
+	struct event_base *base;
+	struct smtp_server *smtp;
+	struct store *st;
+	struct slbl_cache *slbl;
+	struct release *release;
+	struct api *api;
+	struct workpool *wp;	/* pipeline */
+	struct workpool *maint; /* safelist sync, expiry */
+	struct loopq *q;
+	struct hat_throttle *throttle;
+	atomic_uint inflight;
+	atomic_bool sync_running, expiry_running;
+	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *sync_timer, *expiry_timer;
+	int64_t shutdown_started;
+	bool forced;
+};
+
+/* What check_connect decided for a session. */
+struct gw_session {
+	bool released;
+	enum hat_action action;
+	unsigned limit;
+	char policy[64];
+};
+
+struct gw_job {
+	struct gw *gw;
+	struct smtp_session *session;
+	struct smtp_message *msg;
+	struct pipeline_rules *rules;
+	bool released;
+	char id[IDS_UUID_LEN + 1];
+	char session_id[16];
+	char client_ip[64];
+	char reply[1024];
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: lazaret-gw -c FILE [--check-config]\n"
+		   "       lazaret-gw --version | --help\n"
+		   "\n"
+		   "  -c, --config FILE   configuration file (see docs/GATEWAY.md)\n"
+		   "      --check-config  validate the configuration and the rules it names, and\n"
+		   "                      exit (0 ok, 1 errors)\n"
+		   "  -V, --version       print the version and exit\n"
+		   "  -h, --help          this text\n"
+		   "\n"
+		   "Runs in the foreground and logs to stderr. SIGTERM stops gracefully,\n"
+		   "SIGHUP reloads the configuration and the content filters.\n");
+}
+
+static void apply_log_level(const struct gw_config *cfg)
+{
+	enum log_level lvl = LOG_LEVEL_INFO;
+	if (cfg->log_level != NULL)
+		log_level_parse(cfg->log_level, &lvl);
+	log_set_level(lvl);
+}
+
+static void log_lines(enum log_level lvl, const char *event, const char *text)
+{
+	if (text == NULL)
+		return;
+	char *copy = xstrdup(text);
+	char q[1024];
+	for (char *save = NULL, *l = strtok_r(copy, "\n", &save); l != NULL;
+	     l = strtok_r(NULL, "\n", &save))
+		log_event(lvl, event, "message=%s", log_quote(q, sizeof(q), l));
+	free(copy);
+}
+
+/*
+ * Loads the configuration and compiles its rules. 0 with *out, else -errno with
+ * *err the lines to show (caller frees). *warnings as gw_config_load.
+ */
+static int gw_load(const char *path, struct pipeline_rules **out, char **err, char **warnings)
+{
+	struct gw_config cfg;
+	int rc = gw_config_load(path, &cfg, err, warnings);
+	if (rc < 0)
+		return rc;
+	rc = pipeline_rules_build(&cfg, out, err);
+	if (rc < 0 && warnings != NULL) {
+		free(*warnings);
+		*warnings = NULL;
+	}
+	return rc;
+}
+
+/* ---- SMTP session hooks (loop thread) ---- */
+
+static int gw_check_connect(void *ctx, struct smtp_session *s, char *reply, size_t replylen)
+{
+	struct gw *gw = ctx;
+	const struct gw_config *cfg = &gw->rules->cfg;
+	const struct sockaddr *sa = smtp_session_peer_addr(s);
+	struct gw_session *gs = xcalloc(1, sizeof(*gs));
+	if (cfg->manager_addresses != NULL && acl_match(cfg->manager_addresses, sa)) {
+		/* Released mail from the manager skips HAT, RAT and every scan (SQ5). */
+		gs->released = true;
+		snprintf(gs->policy, sizeof(gs->policy), "released");
+		smtp_session_set_data(s, gs);
+		log_info("gw.connect", "session=%s client=%s policy=released", smtp_session_id(s),
+			 smtp_session_peer(s));
+		return 0;
+	}
+	const struct hat_policy *pol = hat_match(cfg->hat_policies, cfg->nhat_policies, sa);
+	gs->action = pol != NULL ? pol->action : cfg->hat_default_action;
+	gs->limit = pol != NULL ? pol->limit : cfg->hat_default_limit;
+	snprintf(gs->policy, sizeof(gs->policy), "%s", pol != NULL ? pol->name : "default");
+	if (gs->action == HAT_REJECT) {
+		log_info("gw.hat_reject", "session=%s client=%s policy=%s", smtp_session_id(s),
+			 smtp_session_peer(s), gs->policy);
+		snprintf(reply, replylen, "554 5.7.1 %s: Access denied", cfg->hostname);
+		free(gs);
+		return -1;
+	}
+	smtp_session_set_data(s, gs);
+	log_debug("gw.connect", "session=%s client=%s policy=%s", smtp_session_id(s),
+		  smtp_session_peer(s), gs->policy);
+	return 0;
+}
+
+static void gw_on_close(void *ctx, struct smtp_session *s)
+{
+	free(smtp_session_data(s));
+	smtp_session_set_data(s, NULL);
+}
+
+static int gw_check_mail(void *ctx, const char *sender, char *reply, size_t replylen)
+{
+	struct smtp_session *s = ctx;
+	struct gw *gw = smtp_session_server_ctx(s);
+	struct gw_session *gs = smtp_session_data(s);
+	if (gs == NULL || gs->released || gs->action != HAT_THROTTLE)
+		return 0;
+	const char *ip = smtp_session_peer(s);
+	if (hat_throttle_allows(gw->throttle, ip, gs->limit, clock_now_ms()))
+		return 0;
+	log_info("gw.hat_throttle", "session=%s client=%s policy=%s limit=%u", smtp_session_id(s),
+		 ip, gs->policy, gs->limit);
+	snprintf(reply, replylen, "452 4.7.0 Error: too many messages from %s, try again later",
+		 ip);
+	return -1;
+}
+
+static int gw_check_rcpt(void *ctx, const char *rcpt, char *reply, size_t replylen)
+{
+	struct smtp_session *s = ctx;
+	struct gw *gw = smtp_session_server_ctx(s);
+	struct gw_session *gs = smtp_session_data(s);
+	if (gs != NULL && gs->released)
+		return 0;
+	if (rat_accepts(gw->rules->rat, rcpt))
+		return 0;
+	log_info("gw.rat_reject", "session=%s client=%s rcpt=<%s>", smtp_session_id(s),
+		 smtp_session_peer(s), rcpt);
+	snprintf(reply, replylen, "550 5.7.1 Recipient address rejected: relay not permitted");
+	return -1;
+}
+
+/* ---- messages ---- */
+
+static void gw_answer(void *arg)
+{
+	struct gw_job *job = arg;
+	smtp_session_message_done(job->session, job->reply);
+	log_info("gw.reply", "id=%s session=%s reply=\"%s\"", job->id, job->session_id, job->reply);
+	atomic_fetch_sub(&job->gw->inflight, 1);
+	pipeline_rules_unref(job->rules);
+	smtp_message_free(job->msg);
+	free(job);
+}
+
+static void gw_run(void *arg)
+{
+	struct gw_job *job = arg;
+	struct pipeline_job pj = {
+	    .rules = job->rules,
+	    .st = job->gw->st,
+	    .slbl = job->gw->slbl,
+	    .id = job->id,
+	    .session_id = job->session_id,
+	    .client_ip = job->client_ip,
+	    .released = job->released,
+	    .msg = job->msg,
+	};
+	pipeline_run(&pj, job->reply, sizeof(job->reply));
+	loopq_post(job->gw->q, gw_answer, job);
+}
+
+static void gw_on_message(void *ctx, struct smtp_session *s, struct smtp_message *m)
+{
+	struct gw *gw = ctx;
+	struct gw_session *gs = smtp_session_data(s);
+	struct gw_job *job = xcalloc(1, sizeof(*job));
+	job->gw = gw;
+	job->session = s;
+	job->msg = m;
+	job->rules = pipeline_rules_ref(gw->rules);
+	job->released = gs != NULL && gs->released;
+	ids_uuidv7(clock_now_ms(), job->id);
+	snprintf(job->session_id, sizeof(job->session_id), "%s", smtp_session_id(s));
+	snprintf(job->client_ip, sizeof(job->client_ip), "%s", smtp_session_peer(s));
+	if (gs != NULL && !gs->released && gs->action == HAT_THROTTLE)
+		hat_throttle_count(gw->throttle, job->client_ip, clock_now_ms());
+	atomic_fetch_add(&gw->inflight, 1);
+	workpool_submit(gw->wp, gw_run, job);
+}
+
+/* ---- maintenance: safelist sync and expiry (one thread) ---- */
+
+struct gw_maint_job {
+	struct gw *gw;
+	struct pipeline_rules *rules;
+};
+
+static void gw_sync_run(void *arg)
+{
+	struct gw_maint_job *mj = arg;
+	const struct gw_config *cfg = &mj->rules->cfg;
+	int64_t before = slbl_cache_version(mj->gw->slbl);
+	int rc = slbl_cache_sync(mj->gw->slbl, cfg->api_url, cfg->api_token, GW_SYNC_TIMEOUT_MS);
+	if (rc < 0)
+		log_warn("gw.slbl_sync_failed", "url=%s error=\"%s\"", cfg->api_url, strerror(-rc));
+	else
+		log_info("gw.slbl_synced", "version=%lld previous=%lld",
+			 (long long)slbl_cache_version(mj->gw->slbl), (long long)before);
+	atomic_store(&mj->gw->sync_running, false);
+	pipeline_rules_unref(mj->rules);
+	free(mj);
+}
+
+static void gw_sync_now(struct gw *gw)
+{
+	if (gw->slbl == NULL || !gw->rules->cfg.slbl_enabled)
+		return;
+	bool expected = false;
+	if (!atomic_compare_exchange_strong(&gw->sync_running, &expected, true))
+		return;
+	struct gw_maint_job *mj = xcalloc(1, sizeof(*mj));
+	mj->gw = gw;
+	mj->rules = pipeline_rules_ref(gw->rules);
+	workpool_submit(gw->maint, gw_sync_run, mj);
+}
+
+static void gw_expiry_run(void *arg)
+{
+	struct gw_maint_job *mj = arg;
+	const struct gw_config *cfg = &mj->rules->cfg;
+	struct store_quarantine_stats *v = NULL;
+	size_t n = 0;
+	int64_t now = clock_now_ms();
+	uint64_t expired_total = 0, purged_total = 0;
+	if (store_quarantines(mj->gw->st, &v, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			int64_t after = strcmp(v[i].name, "spam") == 0
+					    ? cfg->local_spam_delete_after_ms
+					    : cfg->quarantines_delete_after_ms;
+			uint64_t expired = 0, purged = 0;
+			if (after <= 0 || v[i].messages == 0)
+				continue;
+			int rc = store_expire(mj->gw->st, v[i].name, now - after, now,
+					      GW_EXPIRY_BATCH, &expired, &purged);
+			if (rc < 0)
+				log_error("gw.expiry_failed", "quarantine=%s rc=%d", v[i].name, rc);
+			expired_total += expired;
+			purged_total += purged;
+		}
+		store_quarantine_stats_free(v, n);
+	}
+	uint64_t purged = 0;
+	store_purge(mj->gw->st, GW_EXPIRY_BATCH, &purged);
+	purged_total += purged;
+	if (expired_total > 0 || purged_total > 0)
+		log_info("gw.expiry", "expired=%llu purged=%llu", (unsigned long long)expired_total,
+			 (unsigned long long)purged_total);
+	atomic_store(&mj->gw->expiry_running, false);
+	pipeline_rules_unref(mj->rules);
+	free(mj);
+}
+
+static void gw_expiry_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw *gw = arg;
+	bool expected = false;
+	if (!atomic_compare_exchange_strong(&gw->expiry_running, &expected, true))
+		return;
+	struct gw_maint_job *mj = xcalloc(1, sizeof(*mj));
+	mj->gw = gw;
+	mj->rules = pipeline_rules_ref(gw->rules);
+	workpool_submit(gw->maint, gw_expiry_run, mj);
+}
+
+static void gw_sync_tick(evutil_socket_t fd, short what, void *arg)
+{
+	gw_sync_now(arg);
+}
+
+static void gw_arm(struct event *ev, int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	event_del(ev);
+	event_add(ev, &tv);
+}
+
+/* ---- admin API additions ---- */
+
+/*
+ * POST /api/v1/quarantines/spam/delete-all — "Delete All" of the local spam
+ * quarantine (SQ8), offered only while it is disabled and still holds messages.
+ */
+static void gw_delete_all(struct http_server_request *req, void *arg)
+{
+	struct gw *gw = arg;
+	if (!api_require_role(gw->api, req, API_ROLE_ADMIN))
+		return;
+	if (gw->rules->cfg.local_spam_enabled) {
+		http_server_reply_error(req, 409,
+					"the local spam quarantine is enabled: Delete All is "
+					"offered only while it is disabled");
+		return;
+	}
+	struct store_quarantine_stats *v = NULL;
+	size_t n = 0;
+	uint64_t held = 0;
+	int rc = store_quarantines(gw->st, &v, &n);
+	if (rc < 0) {
+		http_server_reply_error(req, 500, "the quarantine store failed (%s)",
+					strerror(-rc));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i].name, "spam") == 0)
+			held = v[i].messages;
+	}
+	store_quarantine_stats_free(v, n);
+	if (held == 0) {
+		http_server_reply_error(req, 409,
+					"the local spam quarantine holds no messages: there is "
+					"nothing to delete");
+		return;
+	}
+	struct store_filter f = {.quarantine = "spam"};
+	int changed = 0;
+	rc = store_delete_matching(gw->st, &f, clock_now_ms(), &changed);
+	if (rc < 0) {
+		http_server_reply_error(req, 500, "the quarantine store failed (%s)",
+					strerror(-rc));
+		return;
+	}
+	log_info("gw.spam_delete_all", "recipients=%d peer=%s", changed,
+		 http_server_request_peer(req));
+	json_t *body = json_object();
+	json_object_set_new(body, "quarantine", json_string("spam"));
+	json_object_set_new(body, "deleted", json_integer(changed));
+	http_server_reply_json(req, 200, body);
+}
+
+static void api_config_from(const struct gw_config *cfg, struct api_config *ac)
+{
+	memset(ac, 0, sizeof(*ac));
+	ac->listen = cfg->http_listen;
+	ac->admin_token = cfg->admin_token;
+	ac->manager_name = cfg->name;
+	ac->max_body = cfg->http_max_body;
+	ac->delete_after_ms = cfg->local_spam_delete_after_ms;
+	ac->features = 0;
+}
+
+static void release_config_from(const struct gw_config *cfg, struct release_config *rc)
+{
+	memset(rc, 0, sizeof(*rc));
+	rc->manager_name = cfg->name;
+	rc->primary_host = cfg->next_hop;
+	rc->source_address = cfg->source_address;
+	rc->helo_name = cfg->hostname;
+	rc->max_connections = GW_RELEASE_CONNECTIONS;
+	rc->timeout_ms = cfg->delivery_timeout_ms;
+	rc->retry_min_ms = 60 * 1000;
+	rc->retry_max_ms = 3600 * 1000;
+	rc->give_up_after_ms = 5LL * 86400 * 1000;
+}
+
+/* ---- signals ---- */
+
+static void gw_shutdown_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw *gw = arg;
+	int64_t elapsed = clock_mono_ms() - gw->shutdown_started;
+	unsigned sessions = smtp_server_sessions(gw->smtp);
+	unsigned inflight = atomic_load(&gw->inflight);
+	int64_t grace = gw->rules->cfg.shutdown_grace_ms;
+	if (!gw->forced && elapsed > grace) {
+		log_warn("gw.shutdown_forced", "sessions=%u inflight=%u", sessions, inflight);
+		smtp_server_close_all(gw->smtp);
+		gw->forced = true;
+	}
+	if ((sessions == 0 && inflight == 0) || elapsed > grace + GW_RELAY_WAIT_MS)
+		event_base_loopexit(gw->base, NULL);
+}
+
+static void gw_terminate(evutil_socket_t sig, short what, void *arg)
+{
+	struct gw *gw = arg;
+	if (gw->shutdown_timer != NULL)
+		return;
+	log_info("gw.stopping", "signal=%d sessions=%u inflight=%u", (int)sig,
+		 smtp_server_sessions(gw->smtp), atomic_load(&gw->inflight));
+	gw->shutdown_started = clock_mono_ms();
+	smtp_server_shutdown(gw->smtp);
+	api_stop(gw->api);
+	gw->api = NULL;
+	event_del(gw->sync_timer);
+	event_del(gw->expiry_timer);
+	gw->shutdown_timer = event_new(gw->base, -1, EV_PERSIST, gw_shutdown_poll, gw);
+	struct timeval tv = {0, GW_SHUTDOWN_POLL_MS * 1000};
+	event_add(gw->shutdown_timer, &tv);
+}
+
+static bool str_differs(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a != b;
+	return strcmp(a, b) != 0;
+}
+
+static void gw_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct gw *gw = arg;
+	struct pipeline_rules *next = NULL;
+	char *err = NULL, *warnings = NULL;
+	if (gw_load(gw->conf_path, &next, &err, &warnings) < 0) {
+		/* The old configuration and rules stay in force. */
+		log_lines(LOG_LEVEL_ERROR, "gw.reload_failed", err);
+		free(err);
+		gw_sync_now(gw);
+		return;
+	}
+	log_lines(LOG_LEVEL_WARN, "gw.config_warning", warnings);
+	free(warnings);
+	const struct gw_config *o = &gw->rules->cfg, *c = &next->cfg;
+	if (str_differs(o->listen, c->listen) || str_differs(o->http_listen, c->http_listen) ||
+	    str_differs(o->data_dir, c->data_dir) || str_differs(o->tls_cert, c->tls_cert) ||
+	    o->workers != c->workers || o->slbl_enabled != c->slbl_enabled)
+		log_warn("gw.reload_partial",
+			 "reason=\"listen addresses, data_dir, TLS files, workers and "
+			 "safelist_blocklist change on restart only\"");
+	apply_log_level(c);
+	struct release_config rc;
+	release_config_from(c, &rc);
+	release_reconfigure(gw->release, &rc);
+	if (gw->api != NULL) {
+		struct api_config ac;
+		api_config_from(c, &ac);
+		/* The listener keeps its address. */
+		ac.listen = o->http_listen;
+		api_reconfigure(gw->api, &ac);
+	}
+	gw_arm(gw->expiry_timer, c->purge_interval_ms);
+	gw_arm(gw->sync_timer, c->sync_interval_ms);
+	struct pipeline_rules *old = gw->rules;
+	gw->rules = next;
+	pipeline_rules_unref(old);
+	log_info("gw.reloaded", "next_hop=%s filters=%s", c->next_hop,
+		 c->filters_file != NULL ? c->filters_file : "none");
+	gw_sync_now(gw);
+}
+
+/* mkdir -p with mode 0700 for the last component. */
+static int make_dirs(const char *path)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+	for (char *s = p + 1; *s != '\0'; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
+			rc = -errno;
+			goto out;
+		}
+		*s = '/';
+	}
+	if (mkdir(p, 0700) < 0 && errno != EEXIST)
+		rc = -errno;
+out:
+	free(p);
+	return rc;
+}
+
+static int gw_start(struct gw *gw)
+{
+	const struct gw_config *cfg = &gw->rules->cfg;
+	char *err = NULL;
+	int rc;
+
+	gw->base = event_base_new();
+	if (gw->base == NULL)
+		panic("cannot create the event loop");
+	gw->q = loopq_new(gw->base);
+	gw->wp = workpool_new(cfg->workers);
+	gw->maint = workpool_new(1);
+	gw->throttle = hat_throttle_new();
+	msgmeta_init();
+
+	struct smtp_server_config sc;
+	memset(&sc, 0, sizeof(sc));
+	sc.listen = cfg->listen;
+	sc.proto.hostname = cfg->hostname;
+	smtp_proto_limits_default(&sc.proto.limits);
+	sc.proto.limits.max_message_size = cfg->max_message_size;
+	sc.proto.limits.max_recipients = cfg->max_recipients;
+	sc.proto.check_mail = gw_check_mail;
+	sc.proto.check_rcpt = gw_check_rcpt;
+	sc.max_connections = cfg->max_connections;
+	sc.idle_timeout_ms = cfg->idle_timeout_ms;
+	sc.tls_cert = cfg->tls_cert;
+	sc.tls_key = cfg->tls_key;
+	sc.on_message = gw_on_message;
+	sc.ctx = gw;
+	sc.check_connect = gw_check_connect;
+	sc.on_close = gw_on_close;
+	if ((rc = smtp_server_start(gw->base, &sc, &gw->smtp, &err)) < 0) {
+		fprintf(stderr, "lazaret-gw: %s\n", err);
+		free(err);
+		return rc;
+	}
+	if ((rc = make_dirs(cfg->data_dir)) < 0) {
+		fprintf(stderr, "lazaret-gw: cannot create %s: %s\n", cfg->data_dir, strerror(-rc));
+		return rc;
+	}
+	struct store_options so = {.dir = cfg->data_dir};
+	if ((rc = store_open(&so, &gw->st)) < 0) {
+		fprintf(stderr, "lazaret-gw: cannot open the store in %s: %s\n", cfg->data_dir,
+			strerror(-rc));
+		return rc;
+	}
+	if (cfg->slbl_enabled) {
+		char *path = xasprintf("%s/%s", cfg->data_dir, GW_SLBL_CACHE_FILE);
+		rc = slbl_cache_open(path, &gw->slbl);
+		if (rc < 0)
+			fprintf(stderr, "lazaret-gw: cannot open the safelist cache %s: %s\n", path,
+				strerror(-rc));
+		free(path);
+		if (rc < 0)
+			return rc;
+	}
+	struct release_config relc;
+	release_config_from(cfg, &relc);
+	if ((rc = release_start(gw->st, &relc, &gw->release)) < 0) {
+		fprintf(stderr, "lazaret-gw: cannot start the release engine: %s\n", strerror(-rc));
+		return rc;
+	}
+	if (cfg->http_listen != NULL) {
+		struct api_config ac;
+		api_config_from(cfg, &ac);
+		if ((rc = api_start(gw->base, &ac, gw->st, gw->release, &gw->api)) < 0) {
+			fprintf(stderr, "lazaret-gw: cannot listen for HTTP on %s: %s\n",
+				cfg->http_listen, strerror(-rc));
+			return rc;
+		}
+		if (http_server_route(api_http(gw->api), "POST",
+				      "/api/v1/quarantines/spam/delete-all", HTTP_SERVER_ROUTE_AUTH,
+				      gw_delete_all, gw) < 0)
+			panic("gateway: bad route");
+	}
+	gw->expiry_timer = event_new(gw->base, -1, EV_PERSIST, gw_expiry_tick, gw);
+	gw_arm(gw->expiry_timer, cfg->purge_interval_ms);
+	gw->sync_timer = event_new(gw->base, -1, EV_PERSIST, gw_sync_tick, gw);
+	gw_arm(gw->sync_timer, cfg->sync_interval_ms);
+	gw_sync_now(gw);
+
+	gw->sig_term = evsignal_new(gw->base, SIGTERM, gw_terminate, gw);
+	gw->sig_int = evsignal_new(gw->base, SIGINT, gw_terminate, gw);
+	gw->sig_hup = evsignal_new(gw->base, SIGHUP, gw_reload, gw);
+	event_add(gw->sig_term, NULL);
+	event_add(gw->sig_int, NULL);
+	event_add(gw->sig_hup, NULL);
+	char q[256];
+	log_info("gw.start",
+		 "version=%s name=%s smtp=%s next_hop=%s antispam=%s antivirus=%s filters=%s "
+		 "spam_quarantine=%s http=%s manager_addresses=%s",
+		 LAZARET_VERSION, cfg->name, cfg->listen, cfg->next_hop, cfg->antispam_engine,
+		 cfg->antivirus_engine, cfg->filters_file != NULL ? cfg->filters_file : "none",
+		 cfg->local_spam_enabled		? "local"
+		 : gw->rules->external_hostport != NULL ? gw->rules->external_hostport
+							: "local",
+		 cfg->http_listen != NULL ? cfg->http_listen : "none",
+		 log_quote(q, sizeof(q),
+			   cfg->manager_addresses_text != NULL ? cfg->manager_addresses_text : ""));
+	return 0;
+}
+
+/* Tears down in dependency order; safe after a partial start. */
+static void gw_stop(struct gw *gw)
+{
+	if (gw->api != NULL)
+		api_stop(gw->api);
+	/* Messages still being judged finish (their answers wait in the loop queue). */
+	workpool_free(gw->wp);
+	workpool_free(gw->maint);
+	if (gw->release != NULL)
+		release_stop(gw->release);
+	if (gw->st != NULL)
+		store_close(gw->st);
+	/* Deliver the last answers to sessions still waiting for them. */
+	if (gw->base != NULL)
+		event_base_loop(gw->base, EVLOOP_NONBLOCK);
+	smtp_server_free(gw->smtp);
+	loopq_free(gw->q);
+	if (gw->slbl != NULL)
+		slbl_cache_free(gw->slbl);
+	hat_throttle_free(gw->throttle);
+	if (gw->shutdown_timer != NULL)
+		event_free(gw->shutdown_timer);
+	if (gw->sync_timer != NULL)
+		event_free(gw->sync_timer);
+	if (gw->expiry_timer != NULL)
+		event_free(gw->expiry_timer);
+	if (gw->sig_term != NULL) {
+		event_free(gw->sig_term);
+		event_free(gw->sig_int);
+		event_free(gw->sig_hup);
+	}
+	if (gw->base != NULL)
+		event_base_free(gw->base);
+	pipeline_rules_unref(gw->rules);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", no_argument, NULL, 'C'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	bool check_only = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'V':
+			printf("lazaret-gw %s\n", LAZARET_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (path == NULL || optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	log_init("lazaret-gw", LOG_LEVEL_INFO);
+
+	struct gw gw;
+	memset(&gw, 0, sizeof(gw));
+	atomic_init(&gw.inflight, 0);
+	atomic_init(&gw.sync_running, false);
+	atomic_init(&gw.expiry_running, false);
+	char *abs_path = realpath(path, NULL);
+	if (abs_path != NULL)
+		path = abs_path;
+	gw.conf_path = path;
+	char *err = NULL, *warnings = NULL;
+	if (gw_load(path, &gw.rules, &err, &warnings) < 0) {
+		fprintf(stderr, "%s", err != NULL ? err : "lazaret-gw: cannot read configuration");
+		if (err == NULL || err[0] == '\0' || err[strlen(err) - 1] != '\n')
+			fputc('\n', stderr);
+		free(err);
+		free(abs_path);
+		return 1;
+	}
+	if (check_only) {
+		if (warnings != NULL)
+			fprintf(stderr, "%s", warnings);
+		printf("%s: configuration ok\n", path);
+		free(warnings);
+		pipeline_rules_unref(gw.rules);
+		free(abs_path);
+		return 0;
+	}
+	apply_log_level(&gw.rules->cfg);
+	log_lines(LOG_LEVEL_WARN, "gw.config_warning", warnings);
+	free(warnings);
+	signal(SIGPIPE, SIG_IGN);
+	if (evthread_use_pthreads() < 0)
+		panic("libevent has no pthreads support");
+
+	int rc = gw_start(&gw);
+	if (rc == 0) {
+		event_base_dispatch(gw.base);
+		log_info("gw.stopped", "forced=%s", gw.forced ? "yes" : "no");
+	}
+	gw_stop(&gw);
+	free(abs_path);
+	return rc == 0 ? 0 : 1;
+}

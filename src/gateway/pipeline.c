@@ -1,0 +1,809 @@
+/*
+ * pipeline — the gateway's per-message decisions and the relay of their result,
+ * run on a worker thread (it blocks on engines, the store and outbound SMTP).
+ *
+ * Order (DESIGN.md, docs/GATEWAY.md "Pipeline"): HAT and RAT ran in the SMTP
+ * session already; then
+ *   0 released mail (from [manager] addresses): straight to the next hop (SQ5)
+ *   1 safelist/blocklist per recipient (SQ7): SAFE skips spam handling, BLOCK
+ *     goes to the spam quarantine or is deleted
+ *   2 anti-spam (one scan for the recipients still in question) → positive /
+ *     suspect / clean and the action configured for the verdict
+ *   3 anti-virus for the recipients still headed for delivery
+ *   4 content filters for those recipients
+ *   5 recipients grouped by outcome; one copy per group: local quarantines first
+ *     (store commit), then the manager's spam quarantine, then the next hop and
+ *     alternate hosts
+ * Any engine error or any copy not accepted makes the reply 451 (the client
+ * keeps the message and retries; nothing is lost, a retry may duplicate copies
+ * that had been accepted). Every recipient bounced makes it 554; some bounced
+ * among others are dropped and logged.
+ * Not for: SMTP session policy (lazaret_gw.c, hat.c, rat.c) or keeping mail.
+ */
+#include "gateway/pipeline.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "gateway/antispam.h"
+#include "gateway/antivirus.h"
+#include "gateway/delivery.h"
+#include "gateway/disposition.h"
+#include "gateway/filter.h"
+#include "gateway/rat.h"
+#include "gateway/slbl_cache.h"
+#include "mime/msgmeta.h"
+#include "smtp/smtp_proto.h"
+#include "store/store.h"
+
+/* System quarantine names (the store maps them to their types). */
+#define PIPELINE_Q_SPAM	 "spam"
+#define PIPELINE_Q_VIRUS "Virus"
+
+/* ---- rules ---- */
+
+int pipeline_rules_build(struct gw_config *cfg, struct pipeline_rules **out, char **err)
+{
+	struct pipeline_rules *r = xcalloc(1, sizeof(*r));
+	int rc;
+	*err = NULL;
+	*out = NULL;
+	r->cfg = *cfg;
+	memset(cfg, 0, sizeof(*cfg));
+	atomic_init(&r->refs, 1);
+	if ((rc = rat_parse(r->cfg.rat_accept, &r->rat, err)) < 0)
+		goto fail;
+	if (r->cfg.filters_file != NULL &&
+	    (rc = filter_load(r->cfg.filters_file, &r->filters, err)) < 0)
+		goto fail;
+	if (strcmp(r->cfg.antispam_engine, "builtin") == 0 &&
+	    (rc = antispam_rules_load(r->cfg.antispam_rules, &r->spam, err)) < 0)
+		goto fail;
+	r->external_hostport = gw_config_external_hostport(&r->cfg);
+	*out = r;
+	return 0;
+fail:
+	if (*err == NULL)
+		*err = xasprintf("cannot compile the rules: %s", strerror(-rc));
+	pipeline_rules_unref(r);
+	return rc < 0 ? rc : -EINVAL;
+}
+
+struct pipeline_rules *pipeline_rules_ref(struct pipeline_rules *r)
+{
+	atomic_fetch_add(&r->refs, 1);
+	return r;
+}
+
+void pipeline_rules_unref(struct pipeline_rules *r)
+{
+	if (r == NULL || atomic_fetch_sub(&r->refs, 1) != 1)
+		return;
+	rat_free(r->rat);
+	if (r->filters != NULL)
+		filter_set_free(r->filters);
+	if (r->spam != NULL)
+		antispam_rules_free(r->spam);
+	free(r->external_hostport);
+	gw_config_free(&r->cfg);
+	free(r);
+}
+
+/* ---- one message ---- */
+
+struct pl {
+	const struct pipeline_job *job;
+	const struct gw_config *cfg;
+	const struct smtp_message *m;
+	size_t n;
+	const char *const *rcpts;
+	struct disposition *disp;
+	bool *safe;	 /* safelisted: no spam handling */
+	bool *undecided; /* still open to the next step */
+	bool scanned;
+	double score;
+	const char *verdict; /* "spam" / "suspect" / NULL (clean or not scanned) */
+	char *spam_detail;
+	char *virus;
+	struct msgmeta *meta;
+	struct filter_result fres;
+	bool have_fres;
+	char *filter_header; /* insert-header lines */
+	const char **strip;  /* strip-header names (borrowed from fres) */
+	size_t nstrip;
+};
+
+static bool pl_delivery_bound(const struct disposition *d)
+{
+	return d->route == DISPOSITION_NEXT_HOP || d->route == DISPOSITION_ALT_HOST;
+}
+
+static void pl_parse_meta(struct pl *p)
+{
+	if (p->meta == NULL)
+		msgmeta_parse(p->m->data, p->m->len, &p->meta);
+}
+
+/* The spam quarantine a recipient goes to: the local one wins when both are on (SQ8). */
+static void pl_to_spam_quarantine(struct pl *p, size_t i, const char *verdict, const char *reason)
+{
+	struct disposition *d = &p->disp[i];
+	memset(d, 0, sizeof(*d));
+	if (p->cfg->local_spam_enabled || p->job->rules->external_hostport == NULL) {
+		d->route = DISPOSITION_QUARANTINE;
+		d->target = PIPELINE_Q_SPAM;
+	} else {
+		d->route = DISPOSITION_EXTERNAL_SPAM;
+	}
+	d->verdict = verdict;
+	d->reason = reason;
+}
+
+static void pl_action(struct pl *p, size_t i, const char *action, const char *verdict)
+{
+	struct disposition *d = &p->disp[i];
+	const char *reason = verdict;
+	if (strcmp(action, "quarantine") == 0) {
+		pl_to_spam_quarantine(p, i, verdict, reason);
+		return;
+	}
+	memset(d, 0, sizeof(*d));
+	d->reason = reason;
+	d->verdict = verdict;
+	if (strcmp(action, "drop") == 0) {
+		d->route = DISPOSITION_DROP;
+	} else if (strcmp(action, "bounce") == 0) {
+		d->route = DISPOSITION_BOUNCE;
+	} else {
+		/* deliver or tag: to the alternate host when one is set (SQ8 migration aid). */
+		d->route = DISPOSITION_NEXT_HOP;
+		if (p->cfg->alternate_host != NULL) {
+			d->route = DISPOSITION_ALT_HOST;
+			d->target = p->cfg->alternate_host;
+		}
+		if (strcmp(action, "tag") == 0)
+			d->edits |= DISPOSITION_EDIT_TAG;
+	}
+}
+
+static void pl_slbl(struct pl *p)
+{
+	if (p->job->slbl == NULL || !p->cfg->slbl_enabled)
+		return;
+	const char *sender = p->m->env.sender != NULL ? p->m->env.sender : "";
+	if (sender[0] == '\0')
+		return;
+	for (size_t i = 0; i < p->n; i++) {
+		enum slbl_verdict v = slbl_cache_check(p->job->slbl, p->rcpts[i], sender);
+		if (v == SLBL_SAFE) {
+			p->safe[i] = true;
+			p->disp[i].reason = "safelist";
+		} else if (v == SLBL_BLOCK) {
+			p->undecided[i] = false;
+			if (strcmp(p->cfg->blocklist_action, "delete") == 0) {
+				memset(&p->disp[i], 0, sizeof(p->disp[i]));
+				p->disp[i].route = DISPOSITION_DROP;
+				p->disp[i].reason = "blocklist";
+			} else {
+				pl_to_spam_quarantine(p, i, "spam", "blocklist");
+			}
+		}
+	}
+}
+
+/* 0, or -errno when the engine could not say (the message must not pass as clean). */
+static int pl_antispam(struct pl *p)
+{
+	const char *engine = p->cfg->antispam_engine;
+	if (strcmp(engine, "none") == 0)
+		return 0;
+	size_t want = 0;
+	for (size_t i = 0; i < p->n; i++)
+		want += p->undecided[i] && !p->safe[i];
+	if (want == 0)
+		return 0;
+	struct antispam_result res = {0};
+	int rc;
+	if (strcmp(engine, "builtin") == 0) {
+		rc = antispam_builtin_scan(p->job->rules->spam, p->m->data, p->m->len, &res);
+	} else if (strcmp(engine, "spamd") == 0) {
+		rc = antispam_spamd_scan(p->cfg->spamd, p->cfg->antispam_timeout_ms, p->m->data,
+					 p->m->len, &res);
+	} else {
+		struct antispam_envelope env = {
+		    .client_ip = p->job->client_ip,
+		    .helo = p->m->env.helo,
+		    .mail_from = p->m->env.sender,
+		    .rcpts = p->rcpts,
+		    .nrcpts = p->n,
+		};
+		rc = antispam_rspamd_scan(p->cfg->rspamd, p->cfg->antispam_timeout_ms, &env,
+					  p->m->data, p->m->len, &res);
+	}
+	if (rc < 0) {
+		log_error("gw.antispam_failed", "id=%s engine=%s error=\"%s\"", p->job->id, engine,
+			  strerror(-rc));
+		antispam_result_clear(&res);
+		return rc;
+	}
+	p->scanned = true;
+	p->score = res.score;
+	p->spam_detail = res.detail;
+	res.detail = NULL;
+	antispam_result_clear(&res);
+	const char *action = NULL;
+	if (p->score >= p->cfg->positive_threshold) {
+		p->verdict = "spam";
+		action = p->cfg->positive_action;
+	} else if (p->score >= p->cfg->suspect_threshold) {
+		p->verdict = "suspect";
+		action = p->cfg->suspect_action;
+	}
+	if (action == NULL)
+		return 0;
+	for (size_t i = 0; i < p->n; i++) {
+		if (!p->undecided[i] || p->safe[i])
+			continue;
+		pl_action(p, i, action, p->verdict);
+		/* Spam that goes on is still open to the virus scan and the filters. */
+		p->undecided[i] = pl_delivery_bound(&p->disp[i]);
+	}
+	return 0;
+}
+
+static int pl_antivirus(struct pl *p)
+{
+	if (strcmp(p->cfg->antivirus_engine, "clamd") != 0)
+		return 0;
+	size_t want = 0;
+	for (size_t i = 0; i < p->n; i++)
+		want += p->undecided[i];
+	if (want == 0)
+		return 0;
+	bool infected = false;
+	int rc = antivirus_clamd_scan(p->cfg->clamd, p->cfg->antivirus_timeout_ms, p->m->data,
+				      p->m->len, &infected, &p->virus);
+	if (rc < 0) {
+		log_error("gw.antivirus_failed", "id=%s engine=clamd error=\"%s\"", p->job->id,
+			  strerror(-rc));
+		return rc;
+	}
+	if (!infected)
+		return 0;
+	for (size_t i = 0; i < p->n; i++) {
+		if (!p->undecided[i])
+			continue;
+		struct disposition *d = &p->disp[i];
+		memset(d, 0, sizeof(*d));
+		d->reason = "virus";
+		if (strcmp(p->cfg->antivirus_action, "drop") == 0) {
+			d->route = DISPOSITION_DROP;
+		} else {
+			d->route = DISPOSITION_QUARANTINE;
+			d->target = PIPELINE_Q_VIRUS;
+		}
+		p->undecided[i] = false;
+	}
+	return 0;
+}
+
+static void pl_filters(struct pl *p)
+{
+	const struct filter_set *fs = p->job->rules->filters;
+	if (fs == NULL || filter_set_count(fs) == 0)
+		return;
+	const char **rc = xcalloc(p->n + 1, sizeof(*rc));
+	size_t nrc = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		if (p->undecided[i])
+			rc[nrc++] = p->rcpts[i];
+	}
+	if (nrc == 0) {
+		free(rc);
+		return;
+	}
+	pl_parse_meta(p);
+	struct filter_input in = {
+	    .meta = p->meta,
+	    .data = p->m->data,
+	    .len = p->m->len,
+	    .mail_from = p->m->env.sender != NULL ? p->m->env.sender : "",
+	    .rcpts = rc,
+	    .nrcpts = nrc,
+	    .remote_ip = p->job->client_ip,
+	};
+	int r = filter_eval(fs, &in, &p->fres);
+	free(rc);
+	if (r < 0)
+		return;
+	p->have_fres = true;
+	/* What the filters decided, applied to every recipient still open. */
+	struct disposition fd = {.route = DISPOSITION_NEXT_HOP};
+	bool route_set = false;
+	bool final_taken = false; /* a final action's route is never overridden */
+	for (size_t k = 0; k < p->fres.nactions; k++) {
+		const struct filter_action *a = &p->fres.actions[k];
+		if (final_taken && a->kind == FILTER_ACTION_ALT_MAILHOST)
+			continue;
+		if (filter_action_is_final(a->kind))
+			final_taken = true;
+		switch (a->kind) {
+		case FILTER_ACTION_INSERT_HEADER: {
+			char *old = p->filter_header;
+			p->filter_header = xasprintf("%s%s: %s\r\n", old != NULL ? old : "", a->arg,
+						     a->arg2 != NULL ? a->arg2 : "");
+			free(old);
+			fd.edits |= DISPOSITION_EDIT_FILTER;
+			break;
+		}
+		case FILTER_ACTION_STRIP_HEADER:
+			p->strip = xreallocarray(p->strip, p->nstrip + 1, sizeof(*p->strip));
+			p->strip[p->nstrip++] = a->arg;
+			fd.edits |= DISPOSITION_EDIT_FILTER;
+			break;
+		case FILTER_ACTION_ALT_MAILHOST:
+			fd.route = DISPOSITION_ALT_HOST;
+			fd.target = a->arg;
+			route_set = true;
+			break;
+		case FILTER_ACTION_QUARANTINE:
+			fd.route = DISPOSITION_QUARANTINE;
+			fd.target = a->arg;
+			route_set = true;
+			break;
+		case FILTER_ACTION_DROP:
+			fd.route = DISPOSITION_DROP;
+			route_set = true;
+			break;
+		case FILTER_ACTION_BOUNCE:
+			fd.route = DISPOSITION_BOUNCE;
+			route_set = true;
+			break;
+		case FILTER_ACTION_DELIVER:
+			break;
+		}
+		char q[256];
+		log_info("gw.filter", "id=%s filter=%s action=%s arg=%s", p->job->id,
+			 a->filter_name != NULL ? a->filter_name : "-", filter_action_name(a->kind),
+			 log_quote(q, sizeof(q), a->arg != NULL ? a->arg : "-"));
+		fd.reason = a->filter_name;
+	}
+	if (!route_set && fd.edits == 0)
+		return;
+	for (size_t i = 0; i < p->n; i++) {
+		if (!p->undecided[i])
+			continue;
+		struct disposition *d = &p->disp[i];
+		unsigned keep_tag = d->edits & DISPOSITION_EDIT_TAG;
+		if (route_set) {
+			d->route = fd.route;
+			d->target = fd.target;
+		}
+		d->edits = keep_tag | fd.edits;
+		if (d->route == DISPOSITION_QUARANTINE) {
+			d->edits = 0;
+			d->verdict = NULL;
+		}
+		d->reason = fd.reason != NULL ? fd.reason : d->reason;
+	}
+}
+
+/* RFC 5322 date in UTC for the Received header. */
+static void pl_date(char *buf, size_t size)
+{
+	time_t now = (time_t)(clock_now_ms() / 1000);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(buf, size, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+static char *pl_received(const struct pl *p)
+{
+	char date[64];
+	pl_date(date, sizeof(date));
+	const char *helo = p->m->env.helo != NULL ? p->m->env.helo : "unknown";
+	/* HELO text is the client's: keep only characters that cannot break the header. */
+	char safe_helo[128];
+	size_t k = 0;
+	for (const char *s = helo; *s != '\0' && k + 1 < sizeof(safe_helo); s++) {
+		unsigned char c = (unsigned char)*s;
+		safe_helo[k++] = (c > 0x20 && c < 0x7f && c != '(' && c != ')') ? (char)c : '?';
+	}
+	safe_helo[k] = '\0';
+	return xasprintf(
+	    "Received: from %s ([%s])\r\n\tby %s (lazaret-gw) with %s id %s;\r\n\t%s\r\n",
+	    safe_helo, p->job->client_ip, p->cfg->hostname, p->m->env.esmtp ? "ESMTP" : "SMTP",
+	    p->job->id, date);
+}
+
+/* The copy for a group: the original, or with the filters' removals and the tag. */
+static unsigned char *pl_edit(const struct pl *p, const struct disposition *d, size_t *len)
+{
+	unsigned char *cur = NULL;
+	size_t curlen = 0;
+	const unsigned char *src = p->m->data;
+	size_t srclen = p->m->len;
+	if (d->edits & DISPOSITION_EDIT_FILTER) {
+		for (size_t k = 0; k < p->nstrip; k++) {
+			unsigned char *next =
+			    disposition_strip_header(src, srclen, p->strip[k], &curlen);
+			free(cur);
+			cur = next;
+			src = cur;
+			srclen = curlen;
+		}
+	}
+	if (d->edits & DISPOSITION_EDIT_TAG) {
+		unsigned char *next = disposition_tag_subject(src, srclen, p->cfg->tag, &curlen);
+		free(cur);
+		cur = next;
+		src = cur;
+		srclen = curlen;
+	}
+	*len = srclen;
+	return cur; /* NULL: send the original */
+}
+
+struct pl_commit {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	int rc;
+};
+
+static void pl_committed(void *arg, int rc)
+{
+	struct pl_commit *c = arg;
+	pthread_mutex_lock(&c->lock);
+	c->rc = rc;
+	c->done = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+/* Stores a copy in a local quarantine and waits for the commit. 0 or -errno. */
+static int pl_store(struct pl *p, const struct disposition_group *g)
+{
+	if (p->job->st == NULL)
+		return -ENODEV;
+	pl_parse_meta(p);
+	int64_t now = clock_now_ms();
+	struct store_new_message *nm = xcalloc(1, sizeof(*nm));
+	/* Each stored copy is its own quarantined message with its own id. */
+	ids_uuidv7(now, nm->id);
+	nm->quarantine = xstrdup(g->d.target);
+	nm->received_at = now;
+	nm->sender = xstrdup(p->m->env.sender != NULL ? p->m->env.sender : "");
+	nm->recipients = xcalloc(g->n, sizeof(*nm->recipients));
+	nm->nrecipients = g->n;
+	for (size_t k = 0; k < g->n; k++)
+		nm->recipients[k] = xstrdup(p->rcpts[g->rcpts[k]]);
+	nm->gateway = xstrdup(p->cfg->name);
+	nm->client_address = xstrdup(p->job->client_ip);
+	if (g->d.verdict != NULL) {
+		nm->verdict = xstrdup(g->d.verdict);
+		nm->has_score = p->scanned;
+		nm->score = p->score;
+	}
+	const struct msgmeta *meta = p->meta;
+	if (meta != NULL) {
+		nm->from = dup_or_null(meta->from);
+		nm->from_addr = dup_or_null(meta->from_addr);
+		nm->to = dup_or_null(meta->to);
+		nm->subject = dup_or_null(meta->subject);
+		nm->message_id = dup_or_null(meta->message_id);
+		nm->date_ms = meta->date_ms;
+		if (meta->nattachments > 0) {
+			nm->attachments = xcalloc(meta->nattachments, sizeof(*nm->attachments));
+			nm->nattachments = meta->nattachments;
+			for (size_t k = 0; k < meta->nattachments; k++) {
+				nm->attachments[k].filename =
+				    dup_or_null(meta->attachments[k].filename);
+				nm->attachments[k].content_type =
+				    dup_or_null(meta->attachments[k].content_type);
+				nm->attachments[k].size = meta->attachments[k].size;
+			}
+		}
+	}
+	nm->raw = xmalloc(p->m->len + 1);
+	memcpy(nm->raw, p->m->data, p->m->len);
+	nm->raw_len = p->m->len;
+	int rc = store_new_message_prepare(nm);
+	if (rc < 0) {
+		store_new_message_free(nm);
+		return rc;
+	}
+	struct pl_commit c = {.done = false, .rc = 0};
+	pthread_mutex_init(&c.lock, NULL);
+	pthread_cond_init(&c.cond, NULL);
+	rc = store_submit_message(p->job->st, nm, pl_committed, &c);
+	if (rc == 0) {
+		pthread_mutex_lock(&c.lock);
+		while (!c.done)
+			pthread_cond_wait(&c.cond, &c.lock);
+		rc = c.rc;
+		pthread_mutex_unlock(&c.lock);
+	}
+	pthread_mutex_destroy(&c.lock);
+	pthread_cond_destroy(&c.cond);
+	return rc;
+}
+
+/*
+ * The X-Lazaret-* fields the manager trusts. Copies of them that arrived with the
+ * message are removed before the gateway adds its own, so a sender cannot set its
+ * own verdict, score or client address.
+ */
+static const char *const pl_lazaret_fields[] = {
+    "X-Lazaret-Gateway",
+    "X-Lazaret-Verdict",
+    "X-Lazaret-Score",
+    "X-Lazaret-Client-Address",
+};
+
+static unsigned char *pl_strip_lazaret_fields(const struct pl *p, size_t *len)
+{
+	unsigned char *cur = NULL;
+	const unsigned char *src = p->m->data;
+	size_t srclen = p->m->len;
+	for (size_t k = 0; k < sizeof(pl_lazaret_fields) / sizeof(pl_lazaret_fields[0]); k++) {
+		size_t n = 0;
+		unsigned char *next =
+		    disposition_strip_header(src, srclen, pl_lazaret_fields[k], &n);
+		free(cur);
+		cur = next;
+		src = cur;
+		srclen = n;
+	}
+	*len = srclen;
+	return cur;
+}
+
+/* The header lines X-Lazaret-* the manager reads (CONTRACT.md "SMTP ingest"). */
+static char *pl_spam_headers(const struct pl *p, const struct disposition *d)
+{
+	char score[64] = "";
+	if (p->scanned)
+		snprintf(score, sizeof(score), "X-Lazaret-Score: %.2f\r\n", p->score);
+	return xasprintf("X-Lazaret-Gateway: %s\r\nX-Lazaret-Verdict: %s\r\n%s"
+			 "X-Lazaret-Client-Address: %s\r\n",
+			 p->cfg->name, d->verdict != NULL ? d->verdict : "spam", score,
+			 p->job->client_ip);
+}
+
+enum pl_result {
+	PL_OK,	     /* the copy was taken */
+	PL_DEFERRED, /* a destination could not take it: 451 */
+	PL_REFUSED,  /* the destination refused every recipient for good */
+};
+
+static enum pl_result pl_send(struct pl *p, const struct disposition_group *g, const char *host,
+			      char **refusal)
+{
+	const char **rc = xcalloc(g->n, sizeof(*rc));
+	for (size_t k = 0; k < g->n; k++)
+		rc[k] = p->rcpts[g->rcpts[k]];
+	char *header = NULL;
+	if (g->d.route == DISPOSITION_EXTERNAL_SPAM) {
+		header = pl_spam_headers(p, &g->d);
+	} else {
+		char *received = pl_received(p);
+		header =
+		    xasprintf("%s%s", received,
+			      (g->d.edits & DISPOSITION_EDIT_FILTER) && p->filter_header != NULL
+				  ? p->filter_header
+				  : "");
+		free(received);
+	}
+	size_t len = 0;
+	unsigned char *copy = g->d.route == DISPOSITION_EXTERNAL_SPAM
+				  ? pl_strip_lazaret_fields(p, &len)
+				  : pl_edit(p, &g->d, &len);
+	struct delivery_options o = {
+	    .helo_name = p->cfg->hostname,
+	    .source_address = p->cfg->source_address,
+	    .timeout_ms = p->cfg->delivery_timeout_ms,
+	    .log_id = p->job->id,
+	};
+	struct delivery_outcome out;
+	delivery_send(host, &o, p->m->env.sender != NULL ? p->m->env.sender : "", rc, g->n, header,
+		      copy != NULL ? copy : p->m->data, copy != NULL ? len : p->m->len, &out);
+	char q[512];
+	log_info("gw.sent", "id=%s route=%s host=%s rcpts=%zu status=%s reply=%s", p->job->id,
+		 disposition_route_name(g->d.route), host, g->n, delivery_status_name(out.status),
+		 log_quote(q, sizeof(q), out.reply != NULL ? out.reply : "ok"));
+	enum pl_result r = PL_OK;
+	if (out.status == DELIVERY_DEFERRED) {
+		r = PL_DEFERRED;
+	} else if (out.status == DELIVERY_REFUSED) {
+		r = PL_REFUSED;
+		if (refusal != NULL && *refusal == NULL && out.reply != NULL)
+			*refusal = xstrdup(out.reply);
+	}
+	delivery_outcome_clear(&out);
+	free(copy);
+	free(header);
+	free(rc);
+	return r;
+}
+
+static void pl_log_decision(const struct pl *p, const struct disposition_group *g)
+{
+	char q[1024];
+	size_t off = 0;
+	q[0] = '\0';
+	for (size_t k = 0; k < g->n && off + 2 < sizeof(q); k++) {
+		int w = snprintf(q + off, sizeof(q) - off, "%s%s", k > 0 ? "," : "",
+				 p->rcpts[g->rcpts[k]]);
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	char t[128];
+	log_info("gw.decision", "id=%s route=%s target=%s reason=%s tag=%s rcpts=%s", p->job->id,
+		 disposition_route_name(g->d.route),
+		 log_quote(t, sizeof(t), g->d.target != NULL ? g->d.target : "-"),
+		 g->d.reason != NULL ? g->d.reason : "clean",
+		 (g->d.edits & DISPOSITION_EDIT_TAG) ? "yes" : "no", q);
+}
+
+/* Sends every group's copy; writes the client's reply. */
+static void pl_execute(struct pl *p, char *reply, size_t replylen)
+{
+	struct disposition_group *g = NULL;
+	size_t ng = 0;
+	disposition_group(p->disp, p->n, &g, &ng);
+	size_t bounced = 0, refused_groups = 0, sent_groups = 0;
+	bool deferred = false;
+	char *refusal = NULL;
+	const char *bounce_reply = PIPELINE_REPLY_SPAM_BOUNCE;
+	for (size_t k = 0; k < ng; k++) {
+		pl_log_decision(p, &g[k]);
+		if (g[k].d.route == DISPOSITION_BOUNCE) {
+			bounced += g[k].n;
+			if (g[k].d.reason != NULL && strcmp(g[k].d.reason, "spam") != 0 &&
+			    strcmp(g[k].d.reason, "suspect") != 0)
+				bounce_reply = PIPELINE_REPLY_FILTER_BOUNCE;
+		}
+	}
+	if (bounced == p->n) {
+		snprintf(reply, replylen, "%s", bounce_reply);
+		goto out;
+	}
+	if (bounced > 0)
+		log_warn("gw.bounce_dropped",
+			 "id=%s rcpts=%zu reason=\"other recipients accepted the message: the "
+			 "bounced ones are dropped\"",
+			 p->job->id, bounced);
+	/* Local quarantines first, then the manager, then the next hop and alternate hosts. */
+	for (int pass = 0; pass < 3 && !deferred; pass++) {
+		for (size_t k = 0; k < ng && !deferred; k++) {
+			const struct disposition_group *gr = &g[k];
+			if (pass == 0 && gr->d.route == DISPOSITION_QUARANTINE) {
+				int rc = pl_store(p, gr);
+				if (rc < 0) {
+					log_error("gw.quarantine_failed",
+						  "id=%s quarantine=%s error=\"%s\"", p->job->id,
+						  gr->d.target, strerror(-rc));
+					deferred = true;
+				} else {
+					log_info("gw.quarantined", "id=%s quarantine=%s rcpts=%zu",
+						 p->job->id, gr->d.target, gr->n);
+					sent_groups++;
+				}
+			} else if (pass == 1 && gr->d.route == DISPOSITION_EXTERNAL_SPAM) {
+				enum pl_result r =
+				    pl_send(p, gr, p->job->rules->external_hostport, NULL);
+				/* The manager must take it: anything else is retried upstream. */
+				if (r != PL_OK)
+					deferred = true;
+				else
+					sent_groups++;
+			} else if (pass == 2 && pl_delivery_bound(&gr->d)) {
+				const char *host = gr->d.route == DISPOSITION_ALT_HOST
+						       ? gr->d.target
+						       : p->cfg->next_hop;
+				enum pl_result r = pl_send(p, gr, host, &refusal);
+				if (r == PL_DEFERRED)
+					deferred = true;
+				else if (r == PL_REFUSED)
+					refused_groups++;
+				else
+					sent_groups++;
+			}
+		}
+	}
+	if (deferred) {
+		snprintf(reply, replylen,
+			 "451 4.3.0 Error: could not relay the message, try again "
+			 "later");
+	} else if (refused_groups > 0 && sent_groups == 0 && refusal != NULL && refusal[0] == '5') {
+		/* Every destination refused it for good: say so with the next hop's words. */
+		snprintf(reply, replylen, "%.*s", (int)(replylen > 1 ? replylen - 1 : 0), refusal);
+	} else if (refused_groups > 0 && sent_groups == 0) {
+		snprintf(reply, replylen, "554 5.0.0 Error: the next hop refused the message");
+	} else {
+		snprintf(reply, replylen, "250 2.0.0 Ok: %s", p->job->id);
+	}
+out:
+	free(refusal);
+	disposition_groups_free(g, ng);
+}
+
+static void pl_released(struct pl *p, char *reply, size_t replylen)
+{
+	log_info("gw.released", "id=%s session=%s client=%s sender=<%s> rcpts=%zu size=%zu",
+		 p->job->id, p->job->session_id, p->job->client_ip,
+		 p->m->env.sender != NULL ? p->m->env.sender : "", p->n, p->m->len);
+	for (size_t i = 0; i < p->n; i++) {
+		memset(&p->disp[i], 0, sizeof(p->disp[i]));
+		p->disp[i].reason = "released";
+	}
+	pl_execute(p, reply, replylen);
+}
+
+void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
+{
+	struct pl p;
+	memset(&p, 0, sizeof(p));
+	p.job = job;
+	p.cfg = &job->rules->cfg;
+	p.m = job->msg;
+	p.n = job->msg->env.nrcpts;
+	p.rcpts = (const char *const *)job->msg->env.rcpts;
+	p.disp = xcalloc(p.n + 1, sizeof(*p.disp));
+	p.safe = xcalloc(p.n + 1, sizeof(*p.safe));
+	p.undecided = xcalloc(p.n + 1, sizeof(*p.undecided));
+	for (size_t i = 0; i < p.n; i++)
+		p.undecided[i] = true;
+
+	if (job->released) {
+		pl_released(&p, reply, replylen);
+		goto out;
+	}
+	pl_slbl(&p);
+	if (pl_antispam(&p) < 0 || pl_antivirus(&p) < 0) {
+		snprintf(reply, replylen, "%s", PIPELINE_REPLY_ENGINE);
+		goto out;
+	}
+	pl_filters(&p);
+	char score[32] = "none";
+	if (p.scanned)
+		snprintf(score, sizeof(score), "%.2f", p.score);
+	char q[256];
+	log_info("gw.scanned",
+		 "id=%s session=%s client=%s sender=<%s> rcpts=%zu size=%zu "
+		 "verdict=%s score=%s rules=%s virus=%s",
+		 job->id, job->session_id, job->client_ip,
+		 p.m->env.sender != NULL ? p.m->env.sender : "", p.n, p.m->len,
+		 p.verdict != NULL ? p.verdict : (p.scanned ? "clean" : "none"), score,
+		 log_quote(q, sizeof(q), p.spam_detail != NULL ? p.spam_detail : "-"),
+		 p.virus != NULL ? p.virus : "-");
+	pl_execute(&p, reply, replylen);
+out:
+	if (p.have_fres)
+		filter_result_clear(&p.fres);
+	if (p.meta != NULL)
+		msgmeta_free(p.meta);
+	free(p.filter_header);
+	free(p.strip);
+	free(p.spam_detail);
+	free(p.virus);
+	free(p.disp);
+	free(p.safe);
+	free(p.undecided);
+}

@@ -1,0 +1,89 @@
+/*
+ * auth_directory — chains the directory logins (see auth_directory.h). Holds its
+ * own copies of the settings so that a reload cannot free them under a login that
+ * runs on a worker thread. Not for: local accounts (api_users.c checks those first).
+ */
+#include "manager/auth_directory.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#include "common/xalloc.h"
+#include "manager/auth_imap.h"
+#include "manager/auth_ldap.h"
+#include "manager/manager_config.h"
+
+struct auth_directory {
+	bool have_ldap, have_imap;
+	struct auth_ldap_config ldap;
+	struct auth_imap_config imap;
+};
+
+static const char *auth_directory_dup(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+struct auth_directory *auth_directory_new(const struct manager_config *cfg)
+{
+	if (cfg->ldap_uri == NULL && cfg->imap_host == NULL)
+		return NULL;
+	struct auth_directory *d = xcalloc(1, sizeof(*d));
+	if (cfg->ldap_uri != NULL) {
+		d->have_ldap = true;
+		d->ldap.uri = auth_directory_dup(cfg->ldap_uri);
+		d->ldap.base_dn = auth_directory_dup(cfg->ldap_base_dn);
+		d->ldap.bind_dn = auth_directory_dup(cfg->ldap_bind_dn);
+		d->ldap.bind_password = auth_directory_dup(cfg->ldap_bind_password);
+		d->ldap.user_filter = auth_directory_dup(cfg->ldap_user_filter);
+		d->ldap.mail_attributes = auth_directory_dup(cfg->ldap_mail_attributes);
+		d->ldap.timeout_ms = cfg->ldap_timeout_ms;
+	}
+	if (cfg->imap_host != NULL) {
+		d->have_imap = true;
+		d->imap.host = auth_directory_dup(cfg->imap_host);
+		d->imap.domain = auth_directory_dup(cfg->imap_domain);
+		d->imap.timeout_ms = cfg->imap_timeout_ms;
+	}
+	return d;
+}
+
+void auth_directory_free(struct auth_directory *d)
+{
+	if (d == NULL)
+		return;
+	free((char *)d->ldap.uri);
+	free((char *)d->ldap.base_dn);
+	free((char *)d->ldap.bind_dn);
+	free((char *)d->ldap.bind_password);
+	free((char *)d->ldap.user_filter);
+	free((char *)d->ldap.mail_attributes);
+	free((char *)d->imap.host);
+	free((char *)d->imap.domain);
+	free(d);
+}
+
+int auth_directory_login(void *arg, const char *username, const char *password, char ***addresses,
+			 size_t *naddresses, const char **method)
+{
+	struct auth_directory *d = arg;
+	int rc = -EACCES;
+	bool refused = false;
+	if (d->have_ldap) {
+		*method = "ldap";
+		rc = auth_ldap_login(&d->ldap, username, password, addresses, naddresses);
+		if (rc == 0)
+			return 0;
+		refused = rc == -EACCES;
+	}
+	if (d->have_imap) {
+		*method = "imap";
+		rc = auth_imap_login(&d->imap, username, password, addresses, naddresses);
+		if (rc == 0)
+			return 0;
+		refused = refused || rc == -EACCES;
+	}
+	/* A refusal from any directory counts as a failed login, not an outage. */
+	return refused ? -EACCES : rc;
+}

@@ -1,0 +1,808 @@
+"""Accounts, sessions and end-user access against the real lazaretd (SQ9).
+
+Logins with the session cookie and its CSRF token, the login limiter, what an end
+user may see and do, roles, the audit log, the first admin from the config and
+`lazaretctl user`, and end users from a real OpenLDAP slapd and a real Dovecot
+IMAP server, each started by the test on loopback with its own temporary files.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import find_binary
+from e2e_helpers import free_port, make_message, t, wait_for
+
+ADMIN_PW = "admin-secret-1"
+CSRF_ERROR = {"error": {"code": "forbidden", "message": "missing or wrong CSRF token"}}
+
+
+class Client:
+    """A browser-like client of one manager: keeps the session cookie and CSRF token."""
+
+    def __init__(self, manager):
+        self.m = manager
+        self.cookie = None
+        self.csrf = None
+        self.last_headers = {}
+
+    def login(self, username, password):
+        st, hdrs, raw = self.m.http("POST", "/api/v1/session",
+                                    body={"username": username, "password": password},
+                                    token=None)
+        self.last_headers = hdrs
+        doc = json.loads(raw) if raw else None
+        if st == 200:
+            set_cookie = hdrs.get("Set-Cookie", "")
+            self.cookie = set_cookie.split(";", 1)[0]
+            self.csrf = doc["csrf_token"]
+        return st, doc
+
+    def call(self, method, path, body=None, csrf=True):
+        hdrs = {}
+        if self.cookie:
+            hdrs["Cookie"] = self.cookie
+        if csrf and self.csrf:
+            hdrs["X-CSRF-Token"] = self.csrf
+        st, h, raw = self.m.http(method, path, body=body, token=None, headers=hdrs)
+        self.last_headers = h
+        try:
+            doc = json.loads(raw) if raw else None
+        except ValueError:
+            doc = None
+        return st, doc
+
+
+def add_user(m, username, password, role, addresses=()):
+    st, doc = m.api("POST", "/api/v1/users", json={
+        "username": username, "password": password, "role": role,
+        "addresses": list(addresses)})
+    assert st == 201, (st, doc)
+    return doc
+
+
+def states(m, msg_id):
+    doc = m.get_message(msg_id)
+    return {r["address"]: r["state"] for r in doc["recipients"]}
+
+
+def audit(m, limit=100):
+    st, doc = m.api("GET", "/api/v1/audit?limit=%d" % limit)
+    assert st == 200, (st, doc)
+    return doc["entries"]
+
+
+# ---- login, cookie, CSRF ----------------------------------------------------
+
+
+def test_login_sets_a_strict_httponly_cookie_and_logout_ends_the_session(manager):
+    add_user(manager, "opal", "operator-pw-1", "operator")
+    c = Client(manager)
+    st, doc = c.login("opal", "operator-pw-1")
+    assert st == 200, doc
+    assert doc["user"] == {"username": "opal", "role": "operator", "addresses": []}
+    assert len(doc["csrf_token"]) >= 32
+    set_cookie = c.last_headers["Set-Cookie"]
+    attrs = [a.strip() for a in set_cookie.split(";")]
+    assert attrs[0].startswith("lazaret_session=") and len(attrs[0]) > 40
+    assert "HttpOnly" in attrs and "SameSite=Strict" in attrs and "Path=/" in attrs
+    assert "Secure" not in attrs  # [http] secure_cookies is off by default
+
+    # The web app after a reload: the same user and CSRF token.
+    st, doc = c.call("GET", "/api/v1/session")
+    assert st == 200 and doc["csrf_token"] == c.csrf and doc["user"]["username"] == "opal"
+    st, doc = c.call("GET", "/api/v1/messages")
+    assert st == 200 and doc["messages"] == []
+
+    # Logging out is a state change: without the CSRF token it is refused.
+    st, doc = c.call("DELETE", "/api/v1/session", csrf=False)
+    assert st == 403 and doc == CSRF_ERROR
+    st, _ = c.call("DELETE", "/api/v1/session")
+    assert st == 200
+    assert "Max-Age=0" in c.last_headers["Set-Cookie"]
+    st, _ = c.call("GET", "/api/v1/messages")
+    assert st == 401
+    st, _ = c.call("GET", "/api/v1/session")
+    assert st == 401
+
+
+def test_secure_cookies_setting_adds_secure(start_manager):
+    m = start_manager(http__secure_cookies="yes")
+    add_user(m, "sec", "secure-pw-1", "admin")
+    c = Client(m)
+    assert c.login("sec", "secure-pw-1")[0] == 200
+    assert "Secure" in [a.strip() for a in c.last_headers["Set-Cookie"].split(";")]
+
+
+def test_unknown_user_and_wrong_password_look_the_same(manager):
+    add_user(manager, "known", "known-pw-12", "operator")
+    c = Client(manager)
+    st1, doc1 = c.login("known", "not-the-password")
+    st2, doc2 = c.login("nobody-here", "not-the-password")
+    assert st1 == st2 == 401
+    assert doc1 == doc2 == {"error": {"code": "unauthorized",
+                                      "message": "wrong username or password"}}
+    assert "Set-Cookie" not in c.last_headers
+
+
+def test_cookie_state_changes_need_the_csrf_token_bearer_does_not(manager):
+    add_user(manager, "op", "operator-pw-2", "operator")
+    ids = [manager.send("s@example.jp", "u%d@corp.test" % i, make_message(to="u@corp.test"))
+           for i in range(3)]
+    c = Client(manager)
+    assert c.login("op", "operator-pw-2")[0] == 200
+
+    st, doc = c.call("POST", "/api/v1/messages/%s/delete" % ids[0], csrf=False)
+    assert st == 403 and doc == CSRF_ERROR
+    saved, c.csrf = c.csrf, "0" * 64
+    st, doc = c.call("POST", "/api/v1/messages/%s/delete" % ids[0])
+    assert st == 403 and doc == CSRF_ERROR
+    st, doc = c.call("POST", "/api/v1/messages/delete", body={"ids": ids}, )
+    assert st == 403
+    c.csrf = saved
+    assert states(manager, ids[0]) == {"u0@corp.test": "quarantined"}
+
+    st, doc = c.call("POST", "/api/v1/messages/%s/delete" % ids[0])
+    assert st == 200, doc
+    assert states(manager, ids[0]) == {"u0@corp.test": "deleted"}
+    st, doc = c.call("POST", "/api/v1/messages/%s/release" % ids[1])
+    assert st == 202, doc
+
+    # A script with the Bearer token needs no CSRF token.
+    st, doc = manager.api("POST", "/api/v1/messages/%s/delete" % ids[2])
+    assert st == 200 and states(manager, ids[2]) == {"u2@corp.test": "deleted"}
+
+
+def test_failed_logins_are_limited_per_account_and_per_address(start_manager):
+    m = start_manager(http__login_max_failures="3", http__login_failure_window="1m")
+    add_user(m, "victim", "victim-pw-1", "operator")
+    add_user(m, "other", "other-pw-12", "operator")
+    c = Client(m)
+    for _ in range(3):
+        assert c.login("victim", "guess")[0] == 401
+    st, doc = c.login("victim", "victim-pw-1")
+    assert st == 429, doc
+    assert doc["error"]["code"] == "too_many_requests"
+    retry = int(c.last_headers["Retry-After"])
+    assert 1 <= retry <= 60
+    # The client address has failed three times too: other accounts are refused from it.
+    assert c.login("other", "other-pw-12")[0] == 429
+    assert "api.login_limited" in m.log_text()
+    assert "api.login_failed" in m.log_text()
+
+
+def test_failure_window_ends(start_manager):
+    m = start_manager(http__login_max_failures="2", http__login_failure_window="2s")
+    add_user(m, "slow", "slow-pw-123", "operator")
+    c = Client(m)
+    assert c.login("slow", "x")[0] == 401
+    assert c.login("slow", "y")[0] == 401
+    assert c.login("slow", "slow-pw-123")[0] == 429
+    time.sleep(2.2)
+    assert c.login("slow", "slow-pw-123")[0] == 200
+
+
+# ---- end users ----------------------------------------------------------------
+
+
+@pytest.fixture
+def mailbox(manager):
+    """Messages for alice (two addresses), bob, and both; alice's end-user account."""
+    def send(rcpts):
+        rcpts = [rcpts] if isinstance(rcpts, str) else rcpts
+        msg = make_message(subject="for " + ", ".join(rcpts), to=", ".join(rcpts))
+        return manager.send("spam@example.jp", rcpts, msg)
+    # The alias arrives in another case than the account lists it: still theirs.
+    ids = {
+        "alice": send("alice@corp.test"),
+        "alias": send("Alice.Alias@corp.test"),
+        "bob": send("bob@corp.test"),
+        "both": send(["alice@corp.test", "bob@corp.test"]),
+    }
+    add_user(manager, "alice", "alice-pw-12", "enduser",
+             ["alice@corp.test", "alice.alias@corp.test"])
+    c = Client(manager)
+    st, doc = c.login("alice", "alice-pw-12")
+    assert st == 200
+    assert doc["user"] == {"username": "alice", "role": "enduser",
+                           "addresses": ["alice@corp.test", "alice.alias@corp.test"]}
+    return manager, c, ids
+
+
+def test_end_user_lists_only_mail_to_their_addresses(mailbox):
+    m, c, ids = mailbox
+    st, doc = c.call("GET", "/api/v1/messages?limit=100")
+    assert st == 200
+    seen = {x["id"]: x for x in doc["messages"]}
+    assert set(seen) == {ids["alice"], ids["alias"], ids["both"]}
+    # Other people's recipients of a shared message are not shown.
+    assert [r["address"] for r in seen[ids["both"]]["recipients"]] == ["alice@corp.test"]
+    # A filter cannot widen the scope: another person's address finds nothing.
+    st, doc = c.call("GET", "/api/v1/messages?recipient=bob@corp.test")
+    assert st == 200 and doc["messages"] == []
+    st, doc = c.call("GET", "/api/v1/messages?recipient=alice.alias@corp.test")
+    assert st == 200 and [x["id"] for x in doc["messages"]] == [ids["alias"]]
+    st, doc = c.call("GET", "/api/v1/messages?quarantine=virus")
+    assert st == 200 and doc["messages"] == []
+    st, doc = c.call("GET", "/api/v1/quarantines")
+    assert st == 200
+    assert [q["name"] for q in doc["quarantines"]] == ["spam"]
+    assert "messages" not in doc["quarantines"][0]
+
+
+def test_end_user_gets_404_for_someone_elses_message(mailbox):
+    m, c, ids = mailbox
+    bob = ids["bob"]
+    for method, path in [("GET", "/api/v1/messages/%s" % bob),
+                         ("GET", "/api/v1/messages/%s/raw" % bob),
+                         ("POST", "/api/v1/messages/%s/release" % bob),
+                         ("POST", "/api/v1/messages/%s/delete" % bob)]:
+        st, doc = c.call(method, path)
+        assert st == 404, (method, path, st, doc)
+        assert doc == {"error": {"code": "not_found", "message": "no such message"}}
+    unknown = "019300000000700080000000000000ff"
+    unknown = "%s-%s-%s-%s-%s" % (unknown[:8], unknown[8:12], unknown[12:16], unknown[16:20],
+                                  unknown[20:])
+    assert c.call("GET", "/api/v1/messages/%s" % unknown) == \
+        (404, {"error": {"code": "not_found", "message": "no such message"}})
+    assert states(m, bob) == {"bob@corp.test": "quarantined"}
+    # Their own message reads fine, raw included.
+    st, doc = c.call("GET", "/api/v1/messages/%s" % ids["alias"])
+    assert st == 200 and doc["subject"] == "for Alice.Alias@corp.test"
+    st, _, raw = m.http("GET", "/api/v1/messages/%s/raw" % ids["alice"], token=None,
+                        headers={"Cookie": c.cookie})
+    assert st == 200 and b"Subject: for alice@corp.test" in raw
+
+
+def test_end_user_releases_only_their_own_recipient(mailbox):
+    m, c, ids = mailbox
+    both = ids["both"]
+    st, doc = c.call("POST", "/api/v1/messages/%s/release" % both,
+                     body={"recipients": ["bob@corp.test"]})
+    assert st == 422, doc
+    assert states(m, both) == {"alice@corp.test": "quarantined", "bob@corp.test": "quarantined"}
+    st, doc = c.call("POST", "/api/v1/messages/%s/release" % both)
+    assert st == 202, doc
+    assert [r["address"] for r in doc["recipients"]] == ["alice@corp.test"]
+    assert states(m, both) == {"alice@corp.test": "releasing", "bob@corp.test": "quarantined"}
+
+    # Bulk actions are scoped the same way, even "all".
+    st, doc = c.call("POST", "/api/v1/messages/delete", body={"all": True})
+    assert st == 200, doc
+    assert doc["changed"] == 2  # alice's and the alias's; the released one is not quarantined
+    assert states(m, ids["bob"]) == {"bob@corp.test": "quarantined"}
+    assert states(m, ids["alice"]) == {"alice@corp.test": "deleted"}
+    assert states(m, ids["alias"]) == {"Alice.Alias@corp.test": "deleted"}
+    st, doc = c.call("POST", "/api/v1/messages/release", body={"ids": [ids["bob"]]})
+    assert st == 200 and doc["changed"] == 0
+    assert states(m, ids["bob"]) == {"bob@corp.test": "quarantined"}
+
+
+def test_end_user_cannot_manage_accounts_or_read_the_audit_log(mailbox):
+    m, c, _ = mailbox
+    assert c.call("GET", "/api/v1/users")[0] == 403
+    assert c.call("POST", "/api/v1/users", body={"username": "x", "password": "12345678",
+                                                 "role": "admin"})[0] == 403
+    assert c.call("GET", "/api/v1/audit")[0] == 403
+
+
+def test_me_preferences_and_own_safelist(mailbox):
+    m, c, _ = mailbox
+    st, doc = c.call("PUT", "/api/v1/me", body={"language": "ja", "time_zone": "Asia/Tokyo"})
+    assert st == 200, doc
+    assert doc["user"]["language"] == "ja" and doc["user"]["time_zone"] == "Asia/Tokyo"
+    st, doc = c.call("GET", "/api/v1/me")
+    assert st == 200 and doc["user"]["time_zone"] == "Asia/Tokyo"
+    assert c.call("PUT", "/api/v1/me", body={"language": "fr"})[0] == 422
+    assert c.call("PUT", "/api/v1/me", body={"time_zone": "../etc/passwd"})[0] == 422
+    assert c.call("PUT", "/api/v1/me", body={"language": "en"}, csrf=False)[0] == 403
+
+    st, doc = c.call("PUT", "/api/v1/me/slbl",
+                     body={"safelist": ["friend@example.jp"], "blocklist": ["spam.example"]})
+    assert st == 200, doc
+    st, doc = c.call("GET", "/api/v1/me/slbl")
+    assert st == 200 and doc["recipient"] == "alice@corp.test"
+    assert doc["safelist"] == ["friend@example.jp"] and doc["blocklist"] == ["spam.example"]
+    # Stored under the primary address: the admin sees the same lists.
+    st, doc = m.api("GET", "/api/v1/slbl/alice@corp.test")
+    assert st == 200 and doc["safelist"] == ["friend@example.jp"]
+
+
+# ---- roles and accounts ---------------------------------------------------------
+
+
+def test_operator_acts_on_messages_but_cannot_manage_users(manager):
+    add_user(manager, "op2", "operator-pw-3", "operator")
+    mid = manager.send("s@example.jp", "someone@corp.test", make_message())
+    c = Client(manager)
+    assert c.login("op2", "operator-pw-3")[0] == 200
+    st, doc = c.call("GET", "/api/v1/messages")
+    assert st == 200 and [x["id"] for x in doc["messages"]] == [mid]
+    st, doc = c.call("POST", "/api/v1/users", body={"username": "new", "password": "long-enough",
+                                                    "role": "admin"})
+    assert st == 403, doc
+    assert c.call("GET", "/api/v1/users")[0] == 403
+    assert c.call("DELETE", "/api/v1/users/op2")[0] == 403
+    assert c.call("GET", "/api/v1/audit")[0] == 403
+    assert c.call("GET", "/api/v1/slbl/someone@corp.test")[0] == 403
+
+
+def test_account_validation(manager):
+    body = {"username": "weak", "password": "short", "role": "enduser"}
+    st, doc = manager.api("POST", "/api/v1/users", json=body)
+    assert st == 422 and "password" in doc["error"]["message"]
+    body = {"username": "badrole", "password": "long-enough", "role": "root"}
+    assert manager.api("POST", "/api/v1/users", json=body)[0] == 422
+    body = {"username": "addr", "password": "long-enough", "role": "enduser",
+            "addresses": ["not an address"]}
+    assert manager.api("POST", "/api/v1/users", json=body)[0] == 422
+    add_user(manager, "dup", "long-enough", "enduser", ["dup@corp.test"])
+    body = {"username": "dup", "password": "long-enough", "role": "enduser"}
+    assert manager.api("POST", "/api/v1/users", json=body)[0] == 409
+    st, doc = manager.api("GET", "/api/v1/users")
+    assert st == 200 and [u["username"] for u in doc["users"]] == ["dup"]
+    assert "password_hash" not in doc["users"][0]
+    # Deleting an account ends its sessions.
+    c = Client(manager)
+    assert c.login("dup", "long-enough")[0] == 200
+    assert manager.api("DELETE", "/api/v1/users/dup")[0] == 200
+    assert manager.api("DELETE", "/api/v1/users/dup")[0] == 404
+    assert c.call("GET", "/api/v1/messages")[0] == 401
+
+
+def test_audit_log_records_actions_logins_and_accounts(manager):
+    add_user(manager, "aud", "auditor-pw-1", "operator")
+    ids = [manager.send("s@example.jp", ["a@corp.test", "b@corp.test"], make_message())
+           for _ in range(2)]
+    c = Client(manager)
+    assert c.login("aud", "wrong-password")[0] == 401
+    assert c.login("aud", "auditor-pw-1")[0] == 200
+    assert c.call("POST", "/api/v1/messages/%s/release" % ids[0],
+                  body={"recipients": ["a@corp.test"]})[0] == 202
+    assert c.call("POST", "/api/v1/messages/%s/delete" % ids[1])[0] == 200
+    assert c.call("POST", "/api/v1/messages/release", body={"ids": ids})[0] == 200
+    assert c.call("DELETE", "/api/v1/session")[0] == 200
+    assert manager.api("DELETE", "/api/v1/users/aud")[0] == 200
+
+    rows = list(reversed(audit(manager)))
+    got = [(r["actor"], r["action"], r["target"]) for r in rows]
+    assert got == [
+        ("token", "user_create", "aud"),
+        ("aud", "login_failed", None),
+        ("aud", "login", None),
+        ("aud", "release", ids[0]),
+        ("aud", "delete", ids[1]),
+        ("aud", "bulk_release", None),
+        ("aud", "logout", None),
+        ("token", "user_delete", "aud"),
+    ]
+    assert rows[3]["detail"] == {"recipients": ["a@corp.test"], "changed": 1}
+    assert rows[4]["detail"] == {"recipients": "all", "changed": 2}
+    assert rows[5]["detail"]["request"]["ids"] == ids
+    assert rows[5]["detail"]["changed"] == 1  # b@ of the first message
+    assert all(r["peer"] == "127.0.0.1" for r in rows)
+
+    # Paging goes backwards through the log.
+    st, page = manager.api("GET", "/api/v1/audit?limit=3")
+    assert st == 200 and len(page["entries"]) == 3 and page["next_cursor"]
+    st, page2 = manager.api("GET", "/api/v1/audit?limit=10&cursor=" + page["next_cursor"])
+    assert [r["seq"] for r in page["entries"] + page2["entries"]] == \
+        [r["seq"] for r in reversed(rows)]
+
+
+# ---- the first admin ----------------------------------------------------------------
+
+
+def test_initial_admin_from_config_only_when_no_user_exists(start_manager, workdir):
+    pw = os.path.join(workdir, "admin.pw")
+    with open(pw, "w") as f:
+        f.write(ADMIN_PW + "\n")
+    m = start_manager(manager__initial_admin="boss", manager__initial_admin_password_file=pw)
+    c = Client(m)
+    st, doc = c.login("boss", ADMIN_PW)
+    assert st == 200 and doc["user"]["role"] == "admin"
+    # The admin session can create accounts (with its CSRF token).
+    st, doc = c.call("POST", "/api/v1/users", body={"username": "second",
+                                                     "password": "second-pw-1",
+                                                     "role": "operator"})
+    assert st == 201, doc
+    # A new password in the file does not touch the existing account.
+    with open(pw, "w") as f:
+        f.write("another-password\n")
+    m.restart()
+    assert Client(m).login("boss", "another-password")[0] == 401
+    assert Client(m).login("boss", ADMIN_PW)[0] == 200
+
+
+def test_initial_admin_needs_its_password_file(start_manager, workdir):
+    m = start_manager(start=False, manager__initial_admin="boss")
+    m.write_config()
+    r = subprocess.run([find_binary("lazaretd"), "--check-config", "-c", m.conf_path],
+                       capture_output=True, text=True, timeout=t(20))
+    assert r.returncode == 1
+    assert "initial_admin_password_file" in r.stderr
+
+
+def test_lazaretctl_user_add_list_delete(manager):
+    ctl = find_binary("lazaretctl")
+    base = [ctl, "--url", manager.http_url, "--token", manager.token]
+    r = subprocess.run(base + ["user", "add", "chief", "--role", "admin", "--password-stdin"],
+                       input="chief-pw-123\n", capture_output=True, text=True, timeout=t(20))
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(base + ["user", "add", "hana", "--role", "enduser",
+                               "--address", "hana@corp.test", "--password-stdin"],
+                       input="hana-pw-1234\n", capture_output=True, text=True, timeout=t(20))
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(base + ["user", "add", "weak", "--role", "admin", "--password-stdin"],
+                       input="short\n", capture_output=True, text=True, timeout=t(20))
+    assert r.returncode == 1 and "too weak" in r.stderr
+    r = subprocess.run(base + ["user", "list"], capture_output=True, text=True, timeout=t(20))
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[1].split()[:2] == ["chief", "admin"]
+    assert lines[2].split() == ["hana", "enduser", "hana@corp.test"]
+    st, doc = Client(manager).login("chief", "chief-pw-123")
+    assert st == 200 and doc["user"]["role"] == "admin"
+    r = subprocess.run(base + ["user", "delete", "hana"], capture_output=True, text=True,
+                       timeout=t(20))
+    assert r.returncode == 0, r.stderr
+    assert Client(manager).login("hana", "hana-pw-1234")[0] == 401
+    r = subprocess.run(base + ["user", "add", "x", "--password-stdin"], input="12345678\n",
+                       capture_output=True, text=True, timeout=t(20))
+    assert r.returncode == 2
+
+
+# ---- LDAP end users (a real slapd) ------------------------------------------------------
+
+LDAP_SCHEMA = """\
+attributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'mailAlternateAddress'
+\tDESC 'another address of the mailbox (test schema)'
+\tEQUALITY caseIgnoreIA5Match
+\tSUBSTR caseIgnoreIA5SubstringsMatch
+\tSYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
+objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'lazaretTestMailUser'
+\tDESC 'a user with alternate mail addresses (test schema)'
+\tSUP top AUXILIARY
+\tMAY ( mailAlternateAddress ) )
+"""
+
+LDAP_DATA = """\
+dn: dc=example,dc=com
+objectClass: dcObject
+objectClass: organization
+o: Example
+dc: example
+
+dn: ou=people,dc=example,dc=com
+objectClass: organizationalUnit
+ou: people
+
+dn: cn=reader,dc=example,dc=com
+objectClass: organizationalRole
+objectClass: simpleSecurityObject
+cn: reader
+userPassword: reader-secret
+
+dn: uid=taro,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+objectClass: lazaretTestMailUser
+uid: taro
+cn: Taro Yamada
+sn: Yamada
+mail: Taro@corp.test
+mailAlternateAddress: yamada@corp.test
+userPassword: taro-ldap-pw
+
+dn: uid=star*,ou=people,dc=example,dc=com
+objectClass: inetOrgPerson
+uid: star*
+cn: Star
+sn: Star
+mail: star@corp.test
+userPassword: star-ldap-pw
+"""
+
+
+@pytest.fixture
+def slapd(workdir):
+    """slapd on a loopback port with a mdb database under workdir; yields the URI."""
+    for tool in ("/usr/sbin/slapd", "/usr/sbin/slapadd"):
+        if not os.access(tool, os.X_OK):
+            pytest.fail("%s missing (Debian packages slapd, ldap-utils)" % tool)
+    d = os.path.join(workdir, "ldap")
+    os.makedirs(os.path.join(d, "db"))
+    with open(os.path.join(d, "test.schema"), "w") as f:
+        f.write(LDAP_SCHEMA)
+    with open(os.path.join(d, "data.ldif"), "w") as f:
+        f.write(LDAP_DATA)
+    conf = os.path.join(d, "slapd.conf")
+    with open(conf, "w") as f:
+        f.write("\n".join([
+            "include /etc/ldap/schema/core.schema",
+            "include /etc/ldap/schema/cosine.schema",
+            "include /etc/ldap/schema/inetorgperson.schema",
+            "include %s/test.schema" % d,
+            "pidfile %s/slapd.pid" % d,
+            "modulepath /usr/lib/ldap",
+            "moduleload back_mdb",
+            "database mdb",
+            "maxsize 10485760",
+            'suffix "dc=example,dc=com"',
+            'rootdn "cn=admin,dc=example,dc=com"',
+            "rootpw admin-secret",
+            "directory %s/db" % d,
+            "access to attrs=userPassword by self write by anonymous auth by * none",
+            "access to * by users read by anonymous read",
+            ""]))
+    r = subprocess.run(["/usr/sbin/slapadd", "-f", conf, "-l", os.path.join(d, "data.ldif")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    port = free_port()
+    uri = "ldap://127.0.0.1:%d/" % port
+    # -d 0: stay in the foreground, so the test owns the process.
+    proc = subprocess.Popen(["/usr/sbin/slapd", "-d", "0", "-h", uri, "-f", conf],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError("slapd exited: %s" % proc.stderr.read())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, 15, "slapd to listen")
+    yield uri
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def ldap_manager(start_manager, uri, **extra):
+    return start_manager(auth_ldap__uri=uri, auth_ldap__base_dn="dc=example,dc=com",
+                         auth_ldap__bind_dn="cn=reader,dc=example,dc=com",
+                         auth_ldap__bind_password="reader-secret",
+                         auth_ldap__user_filter="(uid=%s)",
+                         auth_ldap__mail_attributes="mail, mailAlternateAddress", **extra)
+
+
+def test_ldap_end_user_sees_mail_to_all_their_directory_addresses(start_manager, slapd):
+    m = ldap_manager(start_manager, slapd)
+    ids = [m.send("s@example.jp", "taro@corp.test", make_message(to="taro@corp.test")),
+           m.send("s@example.jp", "yamada@corp.test", make_message(to="yamada@corp.test")),
+           m.send("s@example.jp", "someone.else@corp.test", make_message())]
+    c = Client(m)
+    assert c.login("taro", "wrong")[0] == 401
+    st, doc = c.login("taro", "taro-ldap-pw")
+    assert st == 200, doc
+    assert doc["user"] == {"username": "taro", "role": "enduser",
+                           "addresses": ["taro@corp.test", "yamada@corp.test"]}
+    st, doc = c.call("GET", "/api/v1/messages")
+    assert st == 200
+    assert {x["id"] for x in doc["messages"]} == {ids[0], ids[1]}
+    assert c.call("GET", "/api/v1/messages/%s" % ids[2])[0] == 404
+    st, doc = c.call("POST", "/api/v1/messages/%s/release" % ids[1])
+    assert st == 202 and states(m, ids[1]) == {"yamada@corp.test": "releasing"}
+    rows = audit(m)
+    assert rows[0]["action"] == "release" and rows[0]["actor"] == "taro"
+    assert any(r["action"] == "login" and r["detail"] == {"method": "ldap"} for r in rows)
+
+
+def test_ldap_filter_escapes_the_username(start_manager, slapd):
+    m = ldap_manager(start_manager, slapd)
+    c = Client(m)
+    # "*" must match only the entry whose uid really is "star*", never as a wildcard.
+    assert c.login("t*", "taro-ldap-pw")[0] == 401
+    assert c.login("*", "star-ldap-pw")[0] == 401
+    st, doc = c.login("star*", "star-ldap-pw")
+    assert st == 200 and doc["user"]["addresses"] == ["star@corp.test"]
+    # An empty password would be an anonymous bind: never a login.
+    assert c.login("taro", "")[0] == 401
+
+
+def test_local_account_comes_before_the_directory(start_manager, slapd):
+    m = ldap_manager(start_manager, slapd)
+    add_user(m, "taro", "local-taro-pw", "operator")
+    c = Client(m)
+    assert c.login("taro", "taro-ldap-pw")[0] == 401
+    st, doc = c.login("taro", "local-taro-pw")
+    assert st == 200 and doc["user"]["role"] == "operator"
+
+
+def test_unreachable_directory_answers_503(start_manager):
+    m = start_manager(auth_ldap__uri="ldap://127.0.0.1:%d/" % free_port(),
+                      auth_ldap__base_dn="dc=example,dc=com", auth_ldap__timeout="2s")
+    st, doc = Client(m).login("taro", "taro-ldap-pw")
+    assert st == 503, doc
+    assert "auth.ldap_failed" in m.log_text()
+
+
+# ---- IMAP end users (a real Dovecot) ------------------------------------------------------
+
+
+@pytest.fixture
+def dovecot(workdir):
+    """Dovecot's IMAP service in the foreground with a passwd-file; yields host:port."""
+    if not os.access("/usr/sbin/dovecot", os.X_OK):
+        pytest.fail("/usr/sbin/dovecot missing (Debian package dovecot-imapd)")
+    d = os.path.join(workdir, "imap")
+    for sub in ("run", "mail"):
+        os.makedirs(os.path.join(d, sub))
+    os.chmod(d, 0o755)
+    uid, gid = os.getuid(), os.getgid()
+    login_user = "nobody" if uid == 0 else None
+    with open(os.path.join(d, "passwd"), "w") as f:
+        f.write("hanako:{PLAIN}hanako-imap-pw:%d:%d::%s/mail/hanako\n" % (
+            65534 if uid == 0 else uid, 65534 if uid == 0 else gid, d))
+        f.write("jiro@corp.test:{PLAIN}jiro \"quoted\" pw:%d:%d::%s/mail/jiro\n" % (
+            65534 if uid == 0 else uid, 65534 if uid == 0 else gid, d))
+    os.chmod(os.path.join(d, "mail"), 0o777)
+    port = free_port()
+    conf = os.path.join(d, "dovecot.conf")
+    lines = [
+        "base_dir = %s/run" % d,
+        "state_dir = %s/run" % d,
+        "instance_name = lazaret-e2e-%d" % port,
+        "protocols = imap",
+        "listen = 127.0.0.1",
+        "ssl = no",
+        "disable_plaintext_auth = no",
+        "auth_failure_delay = 0",
+        "log_path = %s/dovecot.log" % d,
+        "mail_location = maildir:%s/mail/%%u" % d,
+        "passdb {", "  driver = passwd-file", "  args = %s/passwd" % d, "}",
+        "userdb {", "  driver = passwd-file", "  args = %s/passwd" % d, "}",
+        "service imap-login {", "  chroot =",
+        "  inet_listener imap {", "    address = 127.0.0.1", "    port = %d" % port, "  }",
+        "  inet_listener imaps {", "    port = 0", "  }", "}",
+        "service anvil {", "  chroot =", "}",
+    ]
+    if login_user:
+        lines += ["default_login_user = nobody", "default_internal_user = nobody",
+                  "default_internal_group = nogroup"]
+    with open(conf, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", conf],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError("dovecot exited: %s" % proc.stderr.read())
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, 15, "dovecot to listen")
+    yield "127.0.0.1:%d" % port
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_imap_end_user_logs_in_and_sees_their_mail(start_manager, dovecot):
+    m = start_manager(auth_imap__host=dovecot, auth_imap__domain="corp.test")
+    mine = m.send("s@example.jp", "hanako@corp.test", make_message(to="hanako@corp.test"))
+    theirs = m.send("s@example.jp", "jiro@corp.test", make_message(to="jiro@corp.test"))
+    c = Client(m)
+    assert c.login("hanako", "wrong-pw")[0] == 401
+    st, doc = c.login("hanako", "hanako-imap-pw")
+    assert st == 200, doc
+    assert doc["user"] == {"username": "hanako", "role": "enduser",
+                           "addresses": ["hanako@corp.test"]}
+    st, doc = c.call("GET", "/api/v1/messages")
+    assert st == 200 and [x["id"] for x in doc["messages"]] == [mine]
+    assert c.call("GET", "/api/v1/messages/%s" % theirs)[0] == 404
+
+    # A username with "@" is the address itself; quotes in the password are quoted for IMAP.
+    c2 = Client(m)
+    st, doc = c2.login("jiro@corp.test", 'jiro "quoted" pw')
+    assert st == 200, doc
+    assert doc["user"]["addresses"] == ["jiro@corp.test"]
+    st, doc = c2.call("GET", "/api/v1/messages")
+    assert [x["id"] for x in doc["messages"]] == [theirs]
+
+
+def test_ldap_refusal_falls_through_to_imap(start_manager, slapd, dovecot):
+    m = ldap_manager(start_manager, slapd, auth_imap__host=dovecot,
+                     auth_imap__domain="corp.test")
+    c = Client(m)
+    st, doc = c.login("hanako", "hanako-imap-pw")
+    assert st == 200 and doc["user"]["addresses"] == ["hanako@corp.test"]
+    st, doc = c.login("taro", "taro-ldap-pw")
+    assert st == 200 and doc["user"]["addresses"] == ["taro@corp.test", "yamada@corp.test"]
+
+
+class SilentServer:
+    """Accepts TCP connections on loopback and never answers: a hung directory."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.stop = False
+        import threading
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+                self.conns.append(c)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+def test_slow_directory_does_not_block_the_server_and_shutdown_answers_503(start_manager):
+    import threading
+    silent = SilentServer()
+    try:
+        m = start_manager(auth_ldap__uri="ldap://127.0.0.1:%d/" % silent.port,
+                          auth_ldap__base_dn="dc=example,dc=com", auth_ldap__timeout="4s")
+        result = {}
+
+        def login():
+            try:
+                result["answer"] = Client(m).login("taro", "taro-ldap-pw")
+            except OSError as e:  # the listener closes as the daemon stops
+                result["answer"] = (None, repr(e))
+        th = threading.Thread(target=login)
+        th.start()
+        wait_for(lambda: len(silent.conns) >= 1, 10, "lazaretd to reach the directory")
+        # The login waits off the loop: everything else still answers at once.
+        started = time.monotonic()
+        assert m.api("GET", "/healthz", token=None)[0] == 200
+        assert m.api("GET", "/api/v1/messages")[0] == 200
+        assert time.monotonic() - started < t(1.5)
+        # SIGTERM with the login still waiting: the daemon waits for the directory's
+        # timeout, answers 503 (or the connection closes with the listener), and exits 0.
+        assert m.stop() == 0
+        th.join(timeout=t(20))
+        assert not th.is_alive()
+        st, doc = result["answer"]
+        assert st in (503, None), (st, doc)
+        assert "method=POST path=/api/v1/session status=503" in m.log_text()
+    finally:
+        silent.close()
+
+
+def test_admin_session_needs_csrf_on_every_state_change(start_manager, workdir):
+    pw = os.path.join(workdir, "admin.pw")
+    with open(pw, "w") as f:
+        f.write(ADMIN_PW + "\n")
+    m = start_manager(manager__initial_admin="boss", manager__initial_admin_password_file=pw)
+    c = Client(m)
+    assert c.login("boss", ADMIN_PW)[0] == 200
+    body = {"safelist": ["a@example.jp"], "blocklist": []}
+    for method, path, b in [("POST", "/api/v1/users", {"username": "n", "password": "12345678",
+                                                        "role": "enduser"}),
+                            ("DELETE", "/api/v1/users/boss", None),
+                            ("PUT", "/api/v1/slbl/x@corp.test", body),
+                            ("PUT", "/api/v1/me", {"language": "en"})]:
+        st, doc = c.call(method, path, body=b, csrf=False)
+        assert (st, doc) == (403, CSRF_ERROR), (method, path, st, doc)
+    assert c.call("PUT", "/api/v1/slbl/x@corp.test", body=body)[0] == 200

@@ -1,0 +1,314 @@
+"""The web application: static serving (types, caching, traversal, headers), the
+message detail's text body, and the console and end-user portal driven in headless
+Chromium (tests/browser/web_e2e.mjs, playwright-core with Debian's chromium).
+
+Screenshots of every browser scenario land in tests/e2e/artifacts/ (git-ignored).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import REPO
+from e2e_helpers import jis_header, t, wait_for
+
+WEB_ROOT = os.path.join(REPO, "web")
+BROWSER_DIR = os.path.join(REPO, "tests", "browser")
+ARTIFACTS = os.path.join(REPO, "tests", "e2e", "artifacts")
+CHROMIUM = "/usr/bin/chromium"
+
+
+def web_manager(start_manager, **overrides):
+    return start_manager(http__web_root=WEB_ROOT, **overrides)
+
+
+def message(subject, sender="sender@example.jp", to="user@corp.test", body="Hello.\r\n",
+            content_type="text/plain; charset=us-ascii", from_header=None, cte=None):
+    """A message as bytes; body (str) is encoded per content_type's charset."""
+    try:
+        subject.encode("ascii")
+        subject_raw = subject
+    except UnicodeEncodeError:
+        subject_raw = jis_header(subject)
+    charset = "us-ascii"
+    if "charset=" in content_type:
+        charset = content_type.split("charset=", 1)[1].strip()
+    # Senders mean CP932 when they write Shift_JIS (①, ㈱); so does the manager.
+    raw_body = body.encode("cp932" if charset.lower() == "shift_jis" else charset)
+    head = [
+        "From: %s" % (from_header or sender),
+        "To: %s" % to,
+        "Subject: %s" % subject_raw,
+        "Date: Thu, 26 Nov 2026 10:00:00 +0900",
+        "Message-ID: <%s@web.e2e.test>" % os.urandom(8).hex(),
+        "MIME-Version: 1.0",
+        "Content-Type: %s" % content_type,
+    ]
+    if cte:
+        head.append("Content-Transfer-Encoding: %s" % cte)
+    return "\r\n".join(head).encode("ascii") + b"\r\n\r\n" + raw_body
+
+
+# ---- static files ------------------------------------------------------------------
+
+def test_serves_the_application_with_types_and_security_headers(start_manager):
+    m = web_manager(start_manager)
+    cases = [
+        ("/", "text/html; charset=utf-8", b"/js/app.js"),
+        ("/messages", "text/html; charset=utf-8", b"/js/app.js"),
+        ("/m/0190a0b0-0000-7000-8000-000000000000", "text/html; charset=utf-8", b"/app.css"),
+        ("/login", "text/html; charset=utf-8", b"<div id=\"app\""),
+        ("/app.css", "text/css; charset=utf-8", b"--brand"),
+        ("/js/app.js", "text/javascript; charset=utf-8", b"import"),
+        ("/favicon.svg", "image/svg+xml", b"<svg"),
+    ]
+    for path, ctype, needle in cases:
+        st, hdrs, body = m.http("GET", path, token=None)
+        assert st == 200, (path, st, body[:200])
+        assert hdrs["Content-Type"] == ctype, (path, hdrs)
+        assert needle in body, path
+        assert hdrs["Content-Security-Policy"] == "default-src 'self'"
+        assert hdrs["X-Content-Type-Options"] == "nosniff"
+        assert hdrs["X-Frame-Options"] == "DENY"
+        assert hdrs.get("ETag") and hdrs.get("Last-Modified"), (path, hdrs)
+    # The index never carries inline script or style (the CSP would block it).
+    _, _, index = m.http("GET", "/", token=None)
+    assert b"<script>" not in index and b"<style" not in index and b" style=" not in index
+    # The API and the probes are untouched.
+    assert m.http("GET", "/healthz", token=None)[0] == 200
+    st, hdrs, body = m.http("GET", "/api/v1/quarantines", token=None)
+    assert st == 401 and json.loads(body)["error"]["code"] == "unauthorized"
+    st, _, body = m.http("GET", "/api/v1/nope", token=None)
+    assert st in (401, 404) and json.loads(body)["error"]
+
+
+def test_refuses_traversal_hidden_files_and_listings(start_manager):
+    m = web_manager(start_manager)
+    # Through a raw socket: urllib would normalise the dots away.
+    import socket
+    for path in ("/../etc/passwd", "/%2e%2e/etc/passwd", "/js/%2e%2e%2fapp.js", "/js/..%2F..%2Fetc",
+                 "/%2e%2e%2f%2e%2e%2fetc%2fpasswd", "/js\\app.js", "/js/%5c..%5capp.js",
+                 "/%00index.html", "/index.html%00.js", "/.git", "/js/.hidden.js", "/js/",
+                 "//etc/passwd", "/api/v1", "/nope.js", "/app.css.bak", "/js/app.js~",
+                 "/lazaretd.conf"):
+        s = socket.create_connection(("127.0.0.1", m.http_port), timeout=t(10))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        status = int(data.split(b" ", 2)[1])
+        # libevent reads "//etc/passwd" as host "etc" and path "/passwd": a client route.
+        index = status == 200 and path.startswith("//") and b'<div id="app"' in data
+        assert status in (400, 404) or index, (path, data[:300])
+        assert b"root:" not in data and b"import " not in data, path
+
+
+def test_symlink_out_of_the_root_is_refused(start_manager, workdir):
+    root = os.path.join(workdir, "web")
+    shutil.copytree(WEB_ROOT, root)
+    secret = os.path.join(workdir, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("top secret\n")
+    os.symlink(secret, os.path.join(root, "leak.txt"))
+    m = start_manager(http__web_root=root)
+    st, _, body = m.http("GET", "/leak.txt", token=None)
+    assert st == 404 and b"top secret" not in body
+    assert m.http("GET", "/app.css", token=None)[0] == 200
+
+
+def raw_header_lines(m, path, name):
+    """Every value of header name in the answer to GET path (urllib keeps only one)."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", m.http_port, timeout=t(10))
+    c.request("GET", path)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    return r.headers.get_all(name) or []
+
+
+def test_conditional_requests_answer_304(start_manager):
+    m = web_manager(start_manager)
+    st, hdrs, body = m.http("GET", "/js/app.js", token=None)
+    assert st == 200
+    etag, modified = hdrs["ETag"], hdrs["Last-Modified"]
+    assert raw_header_lines(m, "/js/app.js", "Cache-Control") == ["no-cache"]
+    st, hdrs2, body2 = m.http("GET", "/js/app.js", token=None, headers={"If-None-Match": etag})
+    assert st == 304 and body2 == b""
+    st, _, _ = m.http("GET", "/js/app.js", token=None,
+                      headers={"If-None-Match": '"other", ' + etag})
+    assert st == 304
+    st, _, _ = m.http("GET", "/js/app.js", token=None, headers={"If-Modified-Since": modified})
+    assert st == 304
+    st, _, body3 = m.http("GET", "/js/app.js", token=None, headers={"If-None-Match": '"stale"'})
+    assert st == 200 and body3 == body
+
+
+def test_without_web_root_nothing_is_served(start_manager):
+    m = start_manager(http__web_root="")
+    st, _, body = m.http("GET", "/", token=None)
+    assert st == 404 and json.loads(body)["error"]["code"] == "not_found"
+    assert m.http("GET", "/healthz", token=None)[0] == 200
+
+
+def test_bad_web_root_is_a_config_error(start_manager, workdir, build_dir):
+    m = start_manager(start=False, http__web_root=workdir)  # no index.html there
+    m.write_config()
+    r = subprocess.run([os.path.join(build_dir, "lazaretd"), "-c", m.conf_path, "--check-config"],
+                       capture_output=True, text=True, timeout=t(20))
+    assert r.returncode == 1
+    assert "web_root" in r.stderr and "index.html" in r.stderr, r.stderr
+
+
+# ---- text body ---------------------------------------------------------------------
+
+def test_detail_has_the_decoded_text_body(start_manager):
+    m = web_manager(start_manager)
+    jp = m.send("a@example.jp", ["u@corp.test"],
+                message("お見積もり", body="いつもお世話になっております。\r\n以上です。\r\n",
+                        content_type="text/plain; charset=iso-2022-jp", cte="7bit"))
+    sj = m.send("a@example.jp", ["u@corp.test"],
+                message("sjis", body="ｶﾀｶﾅと表①㈱\r\n", content_type="text/plain; charset=shift_jis",
+                        cte="8bit"))
+    html = m.send("a@example.jp", ["u@corp.test"], message(
+        "html only", content_type="text/html; charset=utf-8",
+        body="<html><head><title>T</title><style>p{color:red}</style></head><body>"
+             "<script>alert(1)</script><p>Hello &amp; <b>world</b></p>"
+             "<img src=\"http://tracker.test/x.png\"><p>二行目&#x263A;</p></body></html>\r\n"))
+    d = m.get_message(jp)
+    assert d["text_body"] == "いつもお世話になっております。\n以上です。"
+    assert d["text_body_from_html"] is False and d["text_body_truncated"] is False
+    assert m.get_message(sj)["text_body"] == "ｶﾀｶﾅと表①㈱"
+    h = m.get_message(html)
+    assert h["text_body_from_html"] is True
+    assert h["text_body"] == "Hello & world\n二行目\u263a", h["text_body"]
+    for bad in ("alert", "color:red", "tracker.test", "<"):
+        assert bad not in h["text_body"]
+
+
+def test_text_body_is_capped_on_a_character_boundary(start_manager):
+    m = web_manager(start_manager)
+    body = ("あ" * 100 + "\r\n") * 1000  # 302,000 bytes of UTF-8
+    mid = m.send("a@example.jp", ["u@corp.test"],
+                 message("big", body=body, content_type="text/plain; charset=utf-8", cte="8bit"))
+    d = m.get_message(mid)
+    assert d["text_body_truncated"] is True
+    text = d["text_body"]
+    assert 200 * 1024 < len(text.encode("utf-8")) <= 256 * 1024
+    assert set(text) == {"あ", "\n"} and text.endswith("あ")
+
+
+# ---- in the browser ----------------------------------------------------------------
+
+def run_browser(scenario, url, params, timeout=180):
+    if not os.path.exists(os.path.join(BROWSER_DIR, "node_modules", "playwright-core")):
+        pytest.fail("playwright-core missing: run scripts/bootstrap (npm ci in tests/browser)")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail("%s missing: run scripts/bootstrap (Debian package chromium)" % CHROMIUM)
+    env = dict(os.environ, LAZARET_URL=url, LAZARET_ARTIFACTS=ARTIFACTS,
+               LAZARET_PARAMS=json.dumps(params),
+               LAZARET_TIMEOUT_MS=str(int(t(15) * 1000)))
+    r = subprocess.run(["node", os.path.join(BROWSER_DIR, "web_e2e.mjs"), scenario],
+                       capture_output=True, text=True, timeout=t(timeout), env=env, cwd=REPO)
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("{")]
+    assert lines, "no result from the browser driver (exit %d):\n%s\n%s" % (
+        r.returncode, r.stdout[-3000:], r.stderr[-3000:])
+    res = json.loads(lines[-1])
+    assert r.returncode == 0 and res["ok"], json.dumps(res, ensure_ascii=False, indent=1)[-6000:]
+    assert res["dialogs"] == [] and res["console_errors"] == []
+    for path in res["screenshots"]:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n", path
+    return res
+
+
+def sessions_available(m):
+    st, _ = m.api("GET", "/api/v1/session", token=None)
+    return st == 401  # 404 means the server has no sessions
+
+
+def add_user(m, username, password, role, addresses):
+    st, doc = m.api("POST", "/api/v1/users", json={
+        "username": username, "password": password, "role": role, "addresses": addresses})
+    assert st in (200, 201), (st, doc)
+
+
+def test_browser_login_page_in_both_languages(start_manager):
+    m = web_manager(start_manager)
+    params = {"username": "nobody", "bad_password": sessions_available(m)}
+    res = run_browser("login-page", m.http_url, params)
+    if params["bad_password"]:
+        assert res["values"]["login_error_ja"] == "ユーザー名またはパスワードが正しくありません。"
+        assert res["values"]["login_error_en"] == "The username or password is not correct."
+
+
+PAYLOAD_SUBJECTS = ["<img src=x onerror=alert(1)>", "<script>window.__lazaretPwned=1</script>"]
+PAYLOAD_FROM = "<script>alert(2)</script>"
+
+
+def test_browser_admin_console(start_manager, aio_sink):
+    m = web_manager(start_manager, primary_host=aio_sink.host)
+    if not sessions_available(m):
+        pytest.fail("the server has no sessions (POST /api/v1/session)")
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    taro = "taro@corp.test"
+    target = m.send("billing@vendor.test", [taro], message(
+        "請求書のご確認", sender="billing@vendor.test", to=taro,
+        body="お支払い期限は月末です。\r\nよろしくお願いいたします。\r\n",
+        content_type="text/plain; charset=iso-2022-jp", cte="7bit"))
+    m.send("info@events.test", ["hanako@corp.test"], message("会議の案内", to="hanako@corp.test"))
+    m.send("evil@spam.test", [taro], message(
+        PAYLOAD_SUBJECTS[0], sender="evil@spam.test",
+        from_header='"%s" <evil@spam.test>' % PAYLOAD_FROM,
+        content_type="text/html; charset=utf-8",
+        body="<script>window.__lazaretPwned=1</script><p>Click <a href=\"http://x.test/\">"
+             "here</a> now</p><img src=x onerror=alert(3)>\r\n"))
+    m.send("evil@spam.test", [taro], message(PAYLOAD_SUBJECTS[1], sender="evil@spam.test"))
+    m.send("news@letters.test", [taro], message("Weekly newsletter", sender="news@letters.test"))
+    res = run_browser("admin", m.http_url, {
+        "username": "admin1", "password": "correct horse battery", "total": 5,
+        "search": "請求書", "search_expect": ["請求書のご確認"],
+        "release_subject": "請求書のご確認", "release_body_contains": "お支払い期限は月末です。",
+        "payload_subjects": PAYLOAD_SUBJECTS, "payload_froms": [PAYLOAD_FROM],
+        "payload_body_contains": "Click here now",
+    })
+    msgs = aio_sink.wait_count(1, timeout=30)
+    assert len(msgs) == 1 and msgs[0]["rcpts"] == [taro]
+    assert b"X-Lazaret-Released:" in msgs[0]["data"]
+    wait_for(lambda: m.get_message(target)["recipients"][0]["state"] == "released", 15,
+             "the release to be recorded")
+    assert "配信" in res["values"]["release_status"]
+
+
+def test_browser_enduser_portal(start_manager, aio_sink):
+    m = web_manager(start_manager, primary_host=aio_sink.host)
+    if not sessions_available(m):
+        pytest.fail("the server has no sessions (POST /api/v1/session)")
+    taro = "taro@corp.test"
+    add_user(m, "taro", "taro-password-1", "enduser", [taro])
+    m.send("sales@vendor.test", [taro], message(
+        "見積もりのお願い", sender="sales@vendor.test", to=taro,
+        body="添付の見積書をご確認ください。\r\n", content_type="text/plain; charset=iso-2022-jp",
+        cte="7bit"))
+    m.send("news@letters.test", [taro], message("Newsletter", sender="news@letters.test", to=taro))
+    m.send("boss@corp.test", ["hanako@corp.test"], message("社外秘", to="hanako@corp.test"))
+    res = run_browser("enduser", m.http_url, {
+        "username": "taro", "password": "taro-password-1",
+        "own_subjects": ["見積もりのお願い", "Newsletter"],
+        "release_subject": "見積もりのお願い", "release_sender": "sales@vendor.test",
+        "add_safe": "partner.example.jp", "add_block": ".spam.test",
+    })
+    msgs = aio_sink.wait_count(1, timeout=30)
+    assert len(msgs) == 1 and msgs[0]["rcpts"] == [taro] and msgs[0]["sender"] == "sales@vendor.test"
+    st, lists = m.api("GET", "/api/v1/slbl/%s" % taro)
+    assert st == 200, (st, lists)
+    assert "sales@vendor.test" in lists["safelist"] and "partner.example.jp" in lists["safelist"]
+    assert lists["blocklist"] == [".spam.test"]
+    assert "セーフリスト" in res["values"]["release_status"]

@@ -1,0 +1,205 @@
+/*
+ * Tests for gateway/gw_config: lazaret-gw.conf as CONTRACT.md shows it, the
+ * defaults, the [hat] policy.NAME family in file order, and each error as the
+ * operator sees it (file, line, key, message).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/acl.h"
+#include "gateway/gw_config.h"
+
+#define DAY (INT64_C(86400) * 1000)
+
+static char test_dir[PATH_MAX];
+static char conf_path[PATH_MAX + 32];
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+}
+
+static int setup_dir(void **state)
+{
+	(void)state;
+	char tmpl[] = "/tmp/lazaret-test-gwconf-XXXXXX";
+	if (mkdtemp(tmpl) == NULL || realpath(tmpl, test_dir) == NULL)
+		return -1;
+	snprintf(conf_path, sizeof(conf_path), "%s/lazaret-gw.conf", test_dir);
+	return 0;
+}
+
+static int teardown_dir(void **state)
+{
+	(void)state;
+	char cmd[PATH_MAX + 16];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", test_dir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char contract_conf[] =
+    "[gateway]\nname = gw1\ndata_dir = ../var/gw1\n\n"
+    "[listener]\nlisten = 127.0.0.1:2525\nmax_message_size = 50M\n\n"
+    "[hat]                        ; sender groups by client address; first match wins\n"
+    "policy.blocked = reject: 198.51.100.0/24\n"
+    "policy.trusted = accept: 192.0.2.0/24\n"
+    "policy.slow = throttle 20: 203.0.113.0/24, 2001:db8::/32\n"
+    "default = accept\n\n"
+    "[rat]\naccept = example.com, .example.org, postmaster@example.net  ; others: 550 5.7.1\n\n"
+    "[delivery]\nnext_hop = 127.0.0.1:10026\n\n"
+    "[manager]\naddresses = 127.0.0.2\napi_url = http://127.0.0.1:8080\napi_token = change-me\n\n"
+    "[antispam]\nengine = builtin\nspamd = 127.0.0.1:783\nrspamd = 127.0.0.1:11333\n"
+    "positive_threshold = 5.0\nsuspect_threshold = 3.0\npositive_action = quarantine\n"
+    "suspect_action = tag\ntag = [SUSPECTED SPAM]\n\n"
+    "[antivirus]\nengine = none\nclamd = 127.0.0.1:3310\naction = quarantine\n\n"
+    "[spam_quarantine]\nenabled = no\ndelete_after = 14d\n\n"
+    "[external_spam_quarantine]\nenabled = yes\nname = lazaret1\nhost = 127.0.0.1\nport = 6025\n"
+    "safelist_blocklist = yes\nblocklist_action = quarantine\nsync_interval = 10m\n\n"
+    "[http]\nlisten = 127.0.0.1:8081\nadmin_token = change-me\n";
+
+static void test_contract_example_loads(void **state)
+{
+	(void)state;
+	write_file(conf_path, contract_conf);
+	struct gw_config cfg;
+	char *errors = NULL, *warnings = NULL;
+	int rc = gw_config_load(conf_path, &cfg, &errors, &warnings);
+	if (rc != 0)
+		fail_msg("errors: %s", errors);
+	assert_string_equal(cfg.name, "gw1");
+	assert_string_equal(cfg.hostname, "gw1");
+	assert_non_null(strstr(cfg.data_dir, "/var/gw1"));
+	assert_true(cfg.data_dir[0] == '/');
+	assert_int_equal(cfg.nhat_policies, 3);
+	assert_string_equal(cfg.hat_policies[0].name, "blocked");
+	assert_int_equal(cfg.hat_policies[0].action, HAT_REJECT);
+	assert_string_equal(cfg.hat_policies[1].name, "trusted");
+	assert_int_equal(cfg.hat_policies[1].action, HAT_ACCEPT);
+	assert_int_equal(cfg.hat_policies[2].action, HAT_THROTTLE);
+	assert_int_equal(cfg.hat_policies[2].limit, 20);
+	assert_true(acl_match_text(cfg.hat_policies[2].nets, "2001:db8::5"));
+	assert_int_equal(cfg.hat_default_action, HAT_ACCEPT);
+	assert_true(acl_match_text(cfg.manager_addresses, "127.0.0.2"));
+	assert_false(acl_match_text(cfg.manager_addresses, "127.0.0.1"));
+	assert_true(cfg.positive_threshold == 5.0);
+	assert_string_equal(cfg.tag, "[SUSPECTED SPAM]");
+	assert_true(cfg.external_enabled);
+	assert_true(cfg.slbl_enabled);
+	assert_int_equal(cfg.sync_interval_ms, 10 * 60 * 1000);
+	assert_int_equal(cfg.local_spam_delete_after_ms, 14 * DAY);
+	assert_int_equal(cfg.quarantines_delete_after_ms, 30 * DAY);
+	char *hp = gw_config_external_hostport(&cfg);
+	assert_string_equal(hp, "127.0.0.1:6025");
+	free(hp);
+	assert_null(warnings);
+	gw_config_free(&cfg);
+}
+
+static void test_both_spam_quarantines_warn(void **state)
+{
+	(void)state;
+	write_file(conf_path, "[rat]\naccept = example.com\n[spam_quarantine]\nenabled = yes\n"
+			      "[external_spam_quarantine]\nenabled = yes\n");
+	struct gw_config cfg;
+	char *errors = NULL, *warnings = NULL;
+	assert_int_equal(gw_config_load(conf_path, &cfg, &errors, &warnings), 0);
+	assert_non_null(warnings);
+	assert_non_null(strstr(warnings, "the local one"));
+	free(warnings);
+	gw_config_free(&cfg);
+}
+
+struct error_case {
+	const char *text;
+	const char *expect; /* substring of the errors, after "FILE:" */
+};
+
+static const struct error_case error_cases[] = {
+    {"[rat]\naccept = example.com\n[hat]\npolicy.x = maybe: 10.0.0.0/8\n",
+     ":4: [hat] policy.x: unknown action \"maybe\""},
+    {"[rat]\naccept = example.com\n[hat]\npolicy.x = reject 10.0.0.0/8\n",
+     ":4: [hat] policy.x: must be \"ACTION: CIDR"},
+    {"[rat]\naccept = example.com\n[hat]\npolicy.x = reject: 10.0.0.300/8\n",
+     ":4: [hat] policy.x:"},
+    {"[rat]\naccept = example.com\n[hat]\npolicy.x = throttle 0: 10.0.0.0/8\n",
+     ":4: [hat] policy.x: throttle needs a number"},
+    {"[rat]\naccept = example.com\n[hat]\npolicy.x = reject:\n",
+     ":4: [hat] policy.x: lists no network"},
+    {"[rat]\naccept = example.com\n[hat]\nrules = accept\n", ":4: [hat] rules: unknown key"},
+    {"[rat]\naccept = example.com\n[hat]\ndefault = sometimes\n",
+     ":4: [hat] default: unknown action"},
+    {"[rat]\naccept = example.com\n[listener]\ncolour = blue\n",
+     ":4: [listener] colour: unknown key"},
+    {"[gateway]\nname = gw1\n", "[rat] accept:"},
+    {"[rat]\naccept = exa mple@@x\n", ":2: [rat] accept:"},
+    {"[rat]\naccept = example.com\n[antispam]\nengine = magic\n", ":4: [antispam] engine:"},
+    {"[rat]\naccept = example.com\n[antispam]\npositive_threshold = 2\nsuspect_threshold = 3\n",
+     "[antispam] suspect_threshold: must not be above positive_threshold"},
+    {"[rat]\naccept = example.com\n[antispam]\npositive_action = shred\n",
+     ":4: [antispam] positive_action:"},
+    {"[rat]\naccept = example.com\n[antispam]\nrules = /nonexistent/rules\n",
+     ":4: [antispam] rules: cannot read /nonexistent/rules"},
+    {"[rat]\naccept = example.com\n[filters]\nfile = /nonexistent/f\n",
+     ":4: [filters] file: cannot read"},
+    {"[rat]\naccept = example.com\n[http]\nlisten = 127.0.0.1:8081\n",
+     "[http] admin_token: is required when listen is set"},
+    {"[rat]\naccept = example.com\n[external_spam_quarantine]\nsafelist_blocklist = yes\n",
+     "safelist_blocklist: needs the external spam quarantine"},
+    {"[rat]\naccept = example.com\n[external_spam_quarantine]\nenabled = yes\nport = 70000\n",
+     ":5: [external_spam_quarantine] port:"},
+    {"[rat]\naccept = example.com\n[quarantines]\ndelete_after = 30\n",
+     ":4: [quarantines] delete_after: \"30\" needs a unit"},
+    {"[rat]\naccept = example.com\n[delivery]\nnext_hop = nowhere\n", ":4: [delivery] next_hop:"},
+};
+
+static void test_errors_name_file_line_and_key(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++) {
+		write_file(conf_path, error_cases[i].text);
+		struct gw_config cfg;
+		char *errors = NULL;
+		int rc = gw_config_load(conf_path, &cfg, &errors, NULL);
+		if (rc != -EINVAL)
+			fail_msg("case %zu: rc %d, want -EINVAL", i, rc);
+		assert_non_null(errors);
+		if (strncmp(errors, conf_path, strlen(conf_path)) != 0 ||
+		    strstr(errors, error_cases[i].expect) == NULL)
+			fail_msg("case %zu: errors %s, want %s", i, errors, error_cases[i].expect);
+		free(errors);
+	}
+}
+
+static void test_missing_file(void **state)
+{
+	(void)state;
+	struct gw_config cfg;
+	char *errors = NULL;
+	assert_int_equal(gw_config_load("/nonexistent/lazaret-gw.conf", &cfg, &errors, NULL),
+			 -ENOENT);
+	assert_non_null(errors);
+	free(errors);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_contract_example_loads),
+	    cmocka_unit_test(test_both_spam_quarantines_warn),
+	    cmocka_unit_test(test_errors_name_file_line_and_key),
+	    cmocka_unit_test(test_missing_file),
+	};
+	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}

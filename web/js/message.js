@@ -1,0 +1,185 @@
+// One message: what it is (headers, recipients with their states and the remote
+// server's replies, attachments) and its text. The text is the server's plain-text
+// rendering; HTML is never rendered here, so nothing in a message is loaded or run.
+
+import { api, ApiError } from './api.js';
+import { h, clear, modal, formatBytes } from './dom.js';
+import { t, formatDate, formatNumber } from './i18n.js';
+import { session, isStaff, isAdmin, navigate, notify, notifyError } from './app.js';
+import { stateBadge, verdictBadge } from './messages.js';
+
+function ownAddresses(m) {
+  const u = session.user;
+  if (!u || !Array.isArray(u.addresses)) return [];
+  const mine = new Set(u.addresses.map((a) => a.toLowerCase()));
+  return (m.recipients || []).filter((r) => mine.has(String(r.address).toLowerCase()) && r.state === 'quarantined').map((r) => r.address);
+}
+
+// The end user's release: a confirmation with "also safelist this sender".
+// Resolves true when the message was released.
+export async function releaseWithSafelist(m) {
+  const sender = (m.sender || '').trim();
+  const box = h('input', { type: 'checkbox', id: 'safelist-sender', 'data-test': 'safelist-sender' });
+  const body = [h('p', t('confirm.release_one'))];
+  if (sender) body.push(h('label.check', { for: 'safelist-sender' }, box, ' ', t('confirm.safelist_sender', { sender })));
+  const ok = await modal({ title: t('confirm.release_title'), body, confirm: t('action.release'), cancel: t('action.cancel') });
+  if (!ok) return false;
+  try {
+    const mine = isStaff() ? [] : ownAddresses(m);
+    await api('POST', '/api/v1/messages/' + m.id + '/release', mine.length ? { recipients: mine } : undefined);
+    notify(t('done.released_one'));
+  } catch (e) {
+    notifyError(e);
+    return false;
+  }
+  if (sender && box.checked) {
+    try {
+      const lists = await api('GET', '/api/v1/me/slbl');
+      const safelist = Array.isArray(lists && lists.safelist) ? lists.safelist : [];
+      if (!safelist.some((s) => s.toLowerCase() === sender.toLowerCase())) safelist.push(sender);
+      await api('PUT', '/api/v1/me/slbl', { safelist, blocklist: Array.isArray(lists && lists.blocklist) ? lists.blocklist : [] });
+      notify(t('done.released_one') + ' ' + t('done.safelisted', { sender }));
+    } catch (e) {
+      notifyError(e);
+    }
+  }
+  return true;
+}
+
+function kv(label, value) {
+  return [h('dt', label), h('dd', value === undefined || value === null || value === '' ? '—' : value)];
+}
+
+function tabs(defs) {
+  const bar = h('div.tabs', { role: 'tablist' });
+  const panels = h('div.tab-panels');
+  defs.forEach((d, i) => {
+    const id = 'tab-' + d.key;
+    const btn = h('button.tab', {
+      type: 'button', role: 'tab', id: id + '-btn', 'aria-controls': id,
+      'aria-selected': i === 0 ? 'true' : 'false', tabindex: i === 0 ? '0' : '-1', 'data-test': 'tab-' + d.key,
+    }, d.label);
+    const panel = h('div.tab-panel', { role: 'tabpanel', id, 'aria-labelledby': id + '-btn', hidden: i !== 0 }, d.content);
+    btn.addEventListener('click', () => {
+      bar.querySelectorAll('[role=tab]').forEach((b) => { b.setAttribute('aria-selected', 'false'); b.tabIndex = -1; });
+      panels.querySelectorAll('[role=tabpanel]').forEach((p) => { p.hidden = true; });
+      btn.setAttribute('aria-selected', 'true');
+      btn.tabIndex = 0;
+      panel.hidden = false;
+    });
+    bar.append(btn);
+    panels.append(panel);
+  });
+  bar.addEventListener('keydown', (ev) => {
+    if (ev.key !== 'ArrowRight' && ev.key !== 'ArrowLeft') return;
+    const list = Array.from(bar.querySelectorAll('[role=tab]'));
+    const i = list.indexOf(document.activeElement);
+    const next = list[(i + (ev.key === 'ArrowRight' ? 1 : list.length - 1)) % list.length];
+    next.focus();
+    next.click();
+  });
+  return [bar, panels];
+}
+
+export function renderMessage(main, id) {
+  const box = h('div.detail', h('p.muted', t('list.loading')));
+  main.append(h('a.back', {
+    href: '/messages',
+    on: { click: (ev) => { ev.preventDefault(); history.length > 1 ? history.back() : navigate('/messages'); } },
+  }, t('action.back')), box);
+
+  async function act(m, release) {
+    if (release && !isStaff()) {
+      if (await releaseWithSafelist(m)) load();
+      return;
+    }
+    const ok = await modal({
+      title: t(release ? 'confirm.release_title' : 'confirm.delete_title'),
+      body: [h('p', t(release ? 'confirm.release_one' : 'confirm.delete_one'))],
+      confirm: t(release ? 'action.release' : 'action.delete'),
+      cancel: t('action.cancel'),
+      danger: !release,
+    });
+    if (!ok) return;
+    try {
+      const mine = isStaff() ? [] : ownAddresses(m);
+      await api('POST', '/api/v1/messages/' + m.id + (release ? '/release' : '/delete'), mine.length ? { recipients: mine } : undefined);
+      notify(t(release ? 'done.released_one' : 'done.deleted_one'));
+      load();
+    } catch (e) {
+      notifyError(e);
+    }
+  }
+
+  function show(m) {
+    clear(box);
+    const quarantined = (m.recipients || []).some((r) => r.state === 'quarantined');
+    document.title = (m.subject || t('list.no_subject')) + ' — ' + t('product');
+    const actions = h('div.detail-actions',
+      h('button.btn.btn-primary', { type: 'button', 'data-test': 'release', disabled: !quarantined, on: { click: () => act(m, true) } }, t('action.release')),
+      h('button.btn.btn-danger-outline', { type: 'button', 'data-test': 'delete', disabled: !quarantined, on: { click: () => act(m, false) } }, t('action.delete')),
+      isAdmin() ? h('a.btn', { href: '/api/v1/messages/' + encodeURIComponent(m.id) + '/raw', download: m.id + '.eml', 'data-test': 'download' }, t('action.download')) : null);
+
+    const rcpts = h('ul.rcpt-list', (m.recipients || []).map((r) => h('li',
+      h('span.rcpt-addr', r.address), ' ', stateBadge(r.state),
+      r.reply ? h('div.cell-sub', { title: t('detail.reply') }, r.reply) : null)));
+
+    const meta = h('dl.meta',
+      kv(t('detail.from'), m.from),
+      kv(t('detail.sender'), m.sender),
+      kv(t('detail.recipients'), rcpts),
+      kv(t('detail.received'), formatDate(m.received_at, { seconds: true })),
+      kv(t('detail.expires'), m.expires_at ? formatDate(m.expires_at) : t('detail.never')),
+      kv(t('detail.verdict'), verdictBadge(m.verdict)),
+      kv(t('detail.score'), m.score === null || m.score === undefined ? null : formatNumber(m.score, 2)),
+      kv(t('detail.size'), formatBytes(m.size)),
+      isStaff() ? kv(t('detail.gateway'), m.gateway) : null,
+      isStaff() ? kv(t('detail.quarantine'), m.quarantine) : null,
+      kv(t('detail.id'), h('code', m.id)));
+
+    const text = [];
+    if (m.text_body_from_html) text.push(h('p.note', t('detail.from_html')));
+    if (m.text_body) text.push(h('pre.body-text', { 'data-test': 'text-body' }, m.text_body));
+    else text.push(h('p.muted', t('detail.no_text')));
+    if (m.text_body_truncated) text.push(h('p.note', t('detail.truncated')));
+
+    const headers = h('table.headers-table', h('tbody', (m.headers || []).map((hd) => h('tr', h('th', hd.name), h('td', hd.value)))));
+    const atts = m.attachments || [];
+    const attTable = atts.length ? h('table.plain-table',
+      h('thead', h('tr', h('th', t('att.name')), h('th', t('att.type')), h('th.num', t('att.size')))),
+      h('tbody', atts.map((a) => h('tr', h('td', a.filename || t('att.unnamed')), h('td', h('code', a.content_type || '')), h('td.num', formatBytes(a.size))))))
+      : h('p.muted', t('detail.no_attachments'));
+
+    const [bar, panels] = tabs([
+      { key: 'text', label: t('detail.tab_text'), content: text },
+      { key: 'headers', label: t('detail.tab_headers'), content: h('div.table-wrap', headers) },
+      { key: 'attachments', label: t('detail.tab_attachments', { n: atts.length }), content: attTable },
+    ]);
+
+    box.append(
+      h('div.detail-head',
+        h('h1.detail-subject', { 'data-test': 'detail-subject' }, m.subject || t('list.no_subject')),
+        actions),
+      meta, bar, panels);
+  }
+
+  async function load() {
+    try {
+      show(await api('GET', '/api/v1/messages/' + encodeURIComponent(id)));
+    } catch (e) {
+      clear(box).append(h('p.empty', e instanceof ApiError && e.status === 404 ? t('error.not_found') : e.message));
+    }
+  }
+
+  function onKey(ev) {
+    if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || document.querySelector('dialog[open]')) return;
+    const tag = ev.target && ev.target.tagName;
+    if (tag === 'INPUT' || tag === 'TEXTAREA' || tag === 'SELECT') return;
+    if (ev.key === 'Escape' || ev.key === 'u') { ev.preventDefault(); history.length > 1 ? history.back() : navigate('/messages'); }
+    else if (ev.key === 'r') { const b = box.querySelector('[data-test=release]'); if (b && !b.disabled) { ev.preventDefault(); b.click(); } }
+    else if (ev.key === 'd') { const b = box.querySelector('[data-test=delete]'); if (b && !b.disabled) { ev.preventDefault(); b.click(); } }
+  }
+  document.addEventListener('keydown', onKey);
+  load();
+  return () => document.removeEventListener('keydown', onKey);
+}
