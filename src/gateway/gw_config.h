@@ -23,6 +23,7 @@ struct gw_config {
 	/* [gateway] */
 	char *name;	  /* default "lazaret-gw"; X-Lazaret-Gateway, Received */
 	char *data_dir;	  /* local quarantines' store, safelist cache */
+	char *user;	  /* user to run as when started as root; default "lazaret" */
 	char *log_level;  /* error | warn | info | debug */
 	char *hostname;	  /* greeting and EHLO name; default: name */
 	unsigned workers; /* pipeline threads (each holds one message while it is relayed) */
@@ -35,6 +36,8 @@ struct gw_config {
 	unsigned max_connections;
 	int64_t idle_timeout_ms;
 	char *tls_cert, *tls_key;
+	struct acl *xforward_from; /* peers allowed XFORWARD (a content filter's MTA); NULL: none */
+	char *xforward_from_text;
 
 	/* [hat] */
 	struct hat_policy *hat_policies; /* file order */

@@ -7,7 +7,8 @@
  *
  * Life of the process:
  *   start     read config and compile the rules (a bad filter file: refuse to
- *             start, naming FILE:LINE:COLUMN), bind SMTP, open the local store,
+ *             start, naming FILE:LINE:COLUMN), bind SMTP, drop root for
+ *             [gateway] user (privdrop.c), open the local store,
  *             start the release engine (local quarantines → next hop), the admin
  *             API, expiry and the safelist sync, then run the loop
  *   SIGHUP    reload config and rules whole, or keep the old ones and log why;
@@ -15,7 +16,10 @@
  *   SIGTERM   stop accepting; idle sessions get 421; messages being judged are
  *             finished and answered (bounded by shutdown_grace); exit 0
  * Session hooks on the loop thread: check_connect (released-mail addresses, HAT
- * reject), check_mail (HAT throttle), check_rcpt (RAT).
+ * reject), check_mail (HAT throttle), check_rcpt (RAT), xforward_allowed
+ * ([listener] xforward_from). HAT and the released-mail check judge the connecting
+ * client; a forwarded (XFORWARD) client address stands for the original sender in
+ * filters, X-Lazaret-Client-Address and the Received line.
  * Not for: the decisions about a message (pipeline.c) or keeping mail.
  */
 #include <errno.h>
@@ -27,7 +31,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/acl.h"
@@ -35,6 +38,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/loopq.h"
+#include "common/privdrop.h"
 #include "common/workpool.h"
 #include "common/xalloc.h"
 #include "gateway/gw_config.h"
@@ -226,6 +230,41 @@ static int gw_check_rcpt(void *ctx, const char *rcpt, char *reply, size_t replyl
 	return -1;
 }
 
+/* XFORWARD only from the MTA in front of us (a Postfix content_filter transport). */
+static bool gw_xforward_allowed(void *ctx)
+{
+	struct smtp_session *s = ctx;
+	struct gw *gw = smtp_session_server_ctx(s);
+	const struct acl *from = gw->rules->cfg.xforward_from;
+	return from != NULL && acl_match(from, smtp_session_peer_addr(s));
+}
+
+/*
+ * The original client as the forwarding MTA reported it (XFORWARD) takes the place
+ * of the connecting one for everything about the message: its address for filters,
+ * X-Lazaret-Client-Address and Received, its HELO and protocol for Received and
+ * the anti-spam engines.
+ */
+static void gw_apply_xforward(struct gw_job *job, struct smtp_session *s)
+{
+	struct smtp_envelope *env = &job->msg->env;
+	if (env->xforward_addr == NULL && env->xforward_helo == NULL && env->xforward_proto == NULL)
+		return;
+	if (env->xforward_addr != NULL)
+		snprintf(job->client_ip, sizeof(job->client_ip), "%s", env->xforward_addr);
+	if (env->xforward_helo != NULL) {
+		free(env->helo);
+		env->helo = xstrdup(env->xforward_helo);
+	}
+	if (env->xforward_proto != NULL)
+		env->esmtp = strncmp(env->xforward_proto, "ESMTP", 5) == 0;
+	char q[256];
+	log_info("gw.xforward", "id=%s session=%s client=%s addr=%s name=%s helo=%s", job->id,
+		 job->session_id, smtp_session_peer(s), job->client_ip,
+		 env->xforward_name != NULL ? env->xforward_name : "-",
+		 log_quote(q, sizeof(q), env->helo != NULL ? env->helo : "-"));
+}
+
 /* ---- messages ---- */
 
 static void gw_answer(void *arg)
@@ -269,8 +308,11 @@ static void gw_on_message(void *ctx, struct smtp_session *s, struct smtp_message
 	ids_uuidv7(clock_now_ms(), job->id);
 	snprintf(job->session_id, sizeof(job->session_id), "%s", smtp_session_id(s));
 	snprintf(job->client_ip, sizeof(job->client_ip), "%s", smtp_session_peer(s));
+	/* HAT counts the connecting client, whatever it forwards. */
 	if (gs != NULL && !gs->released && gs->action == HAT_THROTTLE)
 		hat_throttle_count(gw->throttle, job->client_ip, clock_now_ms());
+	if (!job->released)
+		gw_apply_xforward(job, s);
 	atomic_fetch_add(&gw->inflight, 1);
 	workpool_submit(gw->wp, gw_run, job);
 }
@@ -509,9 +551,10 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	const struct gw_config *o = &gw->rules->cfg, *c = &next->cfg;
 	if (str_differs(o->listen, c->listen) || str_differs(o->http_listen, c->http_listen) ||
 	    str_differs(o->data_dir, c->data_dir) || str_differs(o->tls_cert, c->tls_cert) ||
-	    o->workers != c->workers || o->slbl_enabled != c->slbl_enabled)
+	    o->workers != c->workers || o->slbl_enabled != c->slbl_enabled ||
+	    str_differs(o->user, c->user))
 		log_warn("gw.reload_partial",
-			 "reason=\"listen addresses, data_dir, TLS files, workers and "
+			 "reason=\"listen addresses, data_dir, TLS files, workers, user and "
 			 "safelist_blocklist change on restart only\"");
 	apply_log_level(c);
 	struct release_config rc;
@@ -534,28 +577,6 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	gw_sync_now(gw);
 }
 
-/* mkdir -p with mode 0700 for the last component. */
-static int make_dirs(const char *path)
-{
-	char *p = xstrdup(path);
-	int rc = 0;
-	for (char *s = p + 1; *s != '\0'; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			rc = -errno;
-			goto out;
-		}
-		*s = '/';
-	}
-	if (mkdir(p, 0700) < 0 && errno != EEXIST)
-		rc = -errno;
-out:
-	free(p);
-	return rc;
-}
-
 static int gw_start(struct gw *gw)
 {
 	const struct gw_config *cfg = &gw->rules->cfg;
@@ -566,8 +587,6 @@ static int gw_start(struct gw *gw)
 	if (gw->base == NULL)
 		panic("cannot create the event loop");
 	gw->q = loopq_new(gw->base);
-	gw->wp = workpool_new(cfg->workers);
-	gw->maint = workpool_new(1);
 	gw->throttle = hat_throttle_new();
 	msgmeta_init();
 
@@ -580,6 +599,7 @@ static int gw_start(struct gw *gw)
 	sc.proto.limits.max_recipients = cfg->max_recipients;
 	sc.proto.check_mail = gw_check_mail;
 	sc.proto.check_rcpt = gw_check_rcpt;
+	sc.proto.xforward_allowed = gw_xforward_allowed;
 	sc.max_connections = cfg->max_connections;
 	sc.idle_timeout_ms = cfg->idle_timeout_ms;
 	sc.tls_cert = cfg->tls_cert;
@@ -593,10 +613,19 @@ static int gw_start(struct gw *gw)
 		free(err);
 		return rc;
 	}
-	if ((rc = make_dirs(cfg->data_dir)) < 0) {
+	/* Bound first (the port may be privileged); the rest runs as the service user. */
+	if ((rc = privdrop_make_dirs(cfg->data_dir)) < 0) {
 		fprintf(stderr, "lazaret-gw: cannot create %s: %s\n", cfg->data_dir, strerror(-rc));
 		return rc;
 	}
+	if ((rc = privdrop_to_user("gw", cfg->user, cfg->data_dir)) < 0) {
+		fprintf(stderr, "lazaret-gw: cannot drop privileges to %s: %s\n", cfg->user,
+			strerror(-rc));
+		return rc;
+	}
+	/* Threads start after the drop, so none of them ever runs as root. */
+	gw->wp = workpool_new(cfg->workers);
+	gw->maint = workpool_new(1);
 	struct store_options so = {.dir = cfg->data_dir};
 	if ((rc = store_open(&so, &gw->st)) < 0) {
 		fprintf(stderr, "lazaret-gw: cannot open the store in %s: %s\n", cfg->data_dir,

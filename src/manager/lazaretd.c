@@ -15,19 +15,16 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <getopt.h>
-#include <grp.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
-#include <dirent.h>
 
 #include "common/acl.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/privdrop.h"
 #include "common/xalloc.h"
 #include "quarantine/api.h"
 #include "quarantine/api_users.h"
@@ -138,6 +135,7 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 	/* Always routed, so a reload can turn the web application on or off. */
 	ac->features |= API_FEATURE_WEB;
 	ac->web_root = cfg->web_root;
+	ac->hide_bodies_until_released = cfg->hide_bodies_until_released;
 }
 
 /* Sessions, login limits and directories for the API (API_FEATURE_USERS). */
@@ -183,65 +181,6 @@ static void apply_log_level(const struct manager_config *cfg)
 	if (cfg->log_level != NULL)
 		log_level_parse(cfg->log_level, &lvl);
 	log_set_level(lvl);
-}
-
-/* mkdir -p with mode 0700 for the last component. */
-static int make_dirs(const char *path)
-{
-	char *p = xstrdup(path);
-	int rc = 0;
-	for (char *s = p + 1; *s != '\0'; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		if (mkdir(p, 0755) < 0 && errno != EEXIST) {
-			rc = -errno;
-			goto out;
-		}
-		*s = '/';
-	}
-	if (mkdir(p, 0700) < 0 && errno != EEXIST)
-		rc = -errno;
-out:
-	free(p);
-	return rc;
-}
-
-/*
- * Started as root: give the data directory to the service user and become it.
- * Without that user (a development machine) keep running, with a warning.
- */
-static int drop_privileges(const char *user, const char *data_dir)
-{
-	if (geteuid() != 0)
-		return 0;
-	struct passwd *pw = getpwnam(user);
-	if (pw == NULL) {
-		log_warn("manager.privdrop_skipped",
-			 "user=%s reason=\"no such user; running as root\"", user);
-		return 0;
-	}
-	if (chown(data_dir, pw->pw_uid, pw->pw_gid) < 0)
-		return -errno;
-	DIR *d = opendir(data_dir);
-	if (d != NULL) {
-		struct dirent *de;
-		while ((de = readdir(d)) != NULL) {
-			if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-				continue;
-			char *f = xasprintf("%s/%s", data_dir, de->d_name);
-			if (chown(f, pw->pw_uid, pw->pw_gid) < 0)
-				log_warn("manager.chown_failed", "file=%s", f);
-			free(f);
-		}
-		closedir(d);
-	}
-	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
-		return -errno;
-	if (setuid(0) == 0)
-		panic("privileges could be regained after dropping them");
-	log_info("manager.privdrop", "user=%s uid=%ld", user, (long)pw->pw_uid);
-	return 0;
 }
 
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
@@ -351,11 +290,11 @@ static int start(struct lazaretd *d)
 		free(err);
 		return rc;
 	}
-	if ((rc = make_dirs(d->cfg.data_dir)) < 0) {
+	if ((rc = privdrop_make_dirs(d->cfg.data_dir)) < 0) {
 		fprintf(stderr, "lazaretd: cannot create %s: %s\n", d->cfg.data_dir, strerror(-rc));
 		return rc;
 	}
-	if ((rc = drop_privileges(d->cfg.user, d->cfg.data_dir)) < 0) {
+	if ((rc = privdrop_to_user("manager", d->cfg.user, d->cfg.data_dir)) < 0) {
 		fprintf(stderr, "lazaretd: cannot drop privileges to %s: %s\n", d->cfg.user,
 			strerror(-rc));
 		return rc;

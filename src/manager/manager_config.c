@@ -198,6 +198,11 @@ static const struct confparse_key manager_config_keys[] = {
      .default_text = "100",
      .min = 1,
      .max = MANAGER_MAX_SLBL_ENTRIES},
+    {.section = "spam_quarantine",
+     .name = "hide_bodies_until_released",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(hide_bodies_until_released),
+     .default_text = "no"},
 
     {.section = "release",
      .name = "primary_host",

@@ -46,8 +46,9 @@ struct manager_config {
 	char *hostname;			   /* in the greeting; default: name */
 	char *tls_cert;			   /* path or NULL: STARTTLS offered when both are set */
 	char *tls_key;
-	int64_t shutdown_grace_ms; /* how long SIGTERM waits for sessions; default 30s */
-	unsigned slbl_max_entries; /* per end user and list (SQ7); default 100, at most 500 */
+	int64_t shutdown_grace_ms;	 /* how long SIGTERM waits for sessions; default 30s */
+	unsigned slbl_max_entries;	 /* per end user and list (SQ7); default 100, at most 500 */
+	bool hide_bodies_until_released; /* end users see no body before release; default no */
 
 	/* [release] */
 	char *primary_host;		  /* host:port; default 127.0.0.1:10025 */

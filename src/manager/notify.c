@@ -844,7 +844,8 @@ static int notify_digest(struct store *st, const struct notify_settings *s,
 					       s->max_entries, &v, &k, &tot)) < 0)
 			goto done;
 		all = xreallocarray(all, nall + k + 1, sizeof(*all));
-		memcpy(all + nall, v, k * sizeof(*v));
+		if (k > 0) /* v may be NULL when nothing is new */
+			memcpy(all + nall, v, k * sizeof(*v));
 		nall += k;
 		total += tot;
 		free(v); /* the strings moved into all */

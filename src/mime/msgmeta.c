@@ -1,7 +1,9 @@
 /*
  * msgmeta — reads what the manager shows and indexes about one quarantined message:
  * decoded address and subject headers, the top-level header list, the attachments
- * (name, type, decoded size) and the gateway's verdict and score (see msgmeta.h).
+ * (name, type, decoded size) and the gateway's verdict and score (see msgmeta.h);
+ * and, on request, one message's body text or one attachment's decoded content.
+ * One walk over the parts numbers the attachments for every caller.
  *
  * GMime splits the message into parts and parses addresses and dates. Header text
  * and file names are decoded here, not by GMime, because Japanese mail needs more
@@ -918,40 +920,53 @@ static char *mime_type_of(GMimeObject *obj)
 	return s;
 }
 
-static uint64_t decoded_size(GMimeObject *obj)
+/*
+ * Writes what an attachment holds to to: a part's content transfer-decoded
+ * (base64, quoted-printable, uuencode), an attached message as its bytes.
+ */
+static void write_decoded(GMimeObject *obj, GMimeStream *to)
 {
-	GMimeStream *null = g_mime_stream_null_new();
 	if (GMIME_IS_PART(obj)) {
 		GMimeDataWrapper *content = g_mime_part_get_content(GMIME_PART(obj));
 		if (content)
-			g_mime_data_wrapper_write_to_stream(content, null);
+			g_mime_data_wrapper_write_to_stream(content, to);
 	} else if (GMIME_IS_MESSAGE_PART(obj)) {
 		GMimeMessage *inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
 		if (inner)
-			g_mime_object_write_to_stream(GMIME_OBJECT(inner), NULL, null);
+			g_mime_object_write_to_stream(GMIME_OBJECT(inner), NULL, to);
 	}
+}
+
+static uint64_t decoded_size(GMimeObject *obj)
+{
+	GMimeStream *null = g_mime_stream_null_new();
+	write_decoded(obj, null);
 	uint64_t n = (uint64_t)GMIME_STREAM_NULL(null)->written;
 	g_object_unref(null);
 	return n;
 }
 
-static void add_attachment(struct msgmeta *m, char *filename, GMimeObject *obj)
+/*
+ * The attachment walk. It visits the parts of a message depth first, in the
+ * order they appear, and hands every part that counts as an attachment to the
+ * visitor: this order is the numbering of msgmeta.attachments, and every user of
+ * attachments (listing, extracting) goes through this one walk so the numbers agree.
+ * At most MSGMETA_MAX_ATTACHMENTS are handed over.
+ */
+struct walk_visitor {
+	/* Gets the decoded file name (may be NULL; the visitor owns it). False: stop. */
+	bool (*attachment)(struct walk_visitor *v, char *filename, GMimeObject *obj);
+	size_t seen; /* attachments handed over so far */
+	bool stopped;
+};
+
+/* Decides whether a leaf (or an attached message) is an attachment, and hands it over. */
+static void consider_leaf(struct walk_visitor *v, GMimeObject *obj)
 {
-	if (m->nattachments >= MSGMETA_MAX_ATTACHMENTS) {
-		free(filename);
+	if (v->seen >= MSGMETA_MAX_ATTACHMENTS) {
+		v->stopped = true;
 		return;
 	}
-	m->attachments =
-	    xreallocarray(m->attachments, m->nattachments + 1, sizeof(*m->attachments));
-	struct msgmeta_attachment *a = &m->attachments[m->nattachments++];
-	a->filename = filename;
-	a->content_type = mime_type_of(obj);
-	a->size = decoded_size(obj);
-}
-
-/* Decides whether a leaf (or an attached message) is an attachment, and records it. */
-static void consider_leaf(struct msgmeta *m, GMimeObject *obj)
-{
 	const char *disp = raw_header(obj, "Content-Disposition");
 	char *filename = param_get(disp, "filename");
 	bool from_disposition = filename != NULL;
@@ -960,29 +975,67 @@ static void consider_leaf(struct msgmeta *m, GMimeObject *obj)
 	GMimeContentType *ct = g_mime_object_get_content_type(obj);
 	bool is_text = ct && g_mime_content_type_is_type(ct, "text", "*");
 	if (disposition_is_attachment(disp) || from_disposition ||
-	    (filename != NULL && (!is_text || GMIME_IS_MESSAGE_PART(obj))))
-		add_attachment(m, filename, obj);
-	else
+	    (filename != NULL && (!is_text || GMIME_IS_MESSAGE_PART(obj)))) {
+		v->seen++;
+		if (!v->attachment(v, filename, obj))
+			v->stopped = true;
+	} else {
 		free(filename);
+	}
 }
 
-static void walk(struct msgmeta *m, GMimeObject *obj, int depth)
+static void walk(struct walk_visitor *v, GMimeObject *obj, int depth)
 {
-	if (obj == NULL || depth > MSGMETA_MAX_DEPTH)
+	if (obj == NULL || depth > MSGMETA_MAX_DEPTH || v->stopped)
 		return;
 	if (GMIME_IS_MULTIPART(obj)) {
 		GMimeMultipart *mp = GMIME_MULTIPART(obj);
 		int n = g_mime_multipart_get_count(mp);
-		for (int i = 0; i < n; i++)
-			walk(m, g_mime_multipart_get_part(mp, i), depth + 1);
+		for (int i = 0; i < n && !v->stopped; i++)
+			walk(v, g_mime_multipart_get_part(mp, i), depth + 1);
 	} else if (GMIME_IS_MESSAGE_PART(obj)) {
-		consider_leaf(m, obj);
+		consider_leaf(v, obj);
 		GMimeMessage *inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(obj));
-		if (inner)
-			walk(m, g_mime_message_get_mime_part(inner), depth + 1);
+		if (inner && !v->stopped)
+			walk(v, g_mime_message_get_mime_part(inner), depth + 1);
 	} else if (GMIME_IS_PART(obj)) {
-		consider_leaf(m, obj);
+		consider_leaf(v, obj);
 	}
+}
+
+/* The visitor of msgmeta_parse: records each attachment's name, type and size. */
+struct walk_collect {
+	struct walk_visitor v; /* first: the walk's pointer is this struct's */
+	struct msgmeta *m;
+};
+
+static bool collect_attachment(struct walk_visitor *v, char *filename, GMimeObject *obj)
+{
+	struct msgmeta *m = ((struct walk_collect *)v)->m;
+	m->attachments =
+	    xreallocarray(m->attachments, m->nattachments + 1, sizeof(*m->attachments));
+	struct msgmeta_attachment *a = &m->attachments[m->nattachments++];
+	a->filename = filename;
+	a->content_type = mime_type_of(obj);
+	a->size = decoded_size(obj);
+	return true;
+}
+
+/* The visitor of msgmeta_attachment_data: finds attachment number want. */
+struct walk_find {
+	struct walk_visitor v; /* first, as above */
+	size_t want;
+	GMimeObject *found; /* borrowed from the parsed message */
+};
+
+static bool find_attachment(struct walk_visitor *v, char *filename, GMimeObject *obj)
+{
+	struct walk_find *f = (struct walk_find *)v;
+	free(filename);
+	if (v->seen - 1 != f->want)
+		return true;
+	f->found = obj;
+	return false;
 }
 
 /* ---- verdict ------------------------------------------------------------------------ */
@@ -1302,38 +1355,85 @@ static void read_headers(struct msgmeta *m, GMimeMessage *msg, const char *data,
 	free(value.p);
 }
 
+/* A message parsed by GMime straight from the caller's bytes. */
+struct parsed {
+	GByteArray *borrowed;
+	GMimeStream *stream;
+	GMimeParser *parser;
+	GMimeMessage *msg; /* NULL when GMime found no message at all */
+};
+
+/*
+ * Parses len bytes at data in place: the stream's array only borrows them (the
+ * stream does not own it) and parsed_close detaches it again, so nothing is
+ * copied and nothing of the caller's is freed. data must outlive p.
+ */
+static void parsed_open(struct parsed *p, const void *data, size_t len)
+{
+	msgmeta_init();
+	size_t stream_len = len > G_MAXUINT ? G_MAXUINT : len; /* a GByteArray's limit */
+	p->borrowed = g_byte_array_new_take((guint8 *)(uintptr_t)data, stream_len);
+	p->stream = g_mime_stream_mem_new_with_byte_array(p->borrowed);
+	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(p->stream), FALSE);
+	p->parser = g_mime_parser_new_with_stream(p->stream);
+	g_mime_parser_set_format(p->parser, GMIME_FORMAT_MESSAGE);
+	p->msg = g_mime_parser_construct_message(p->parser, msgmeta_options);
+}
+
+static void parsed_close(struct parsed *p)
+{
+	if (p->msg != NULL)
+		g_object_unref(p->msg);
+	g_object_unref(p->parser);
+	g_object_unref(p->stream);
+	g_byte_array_free(p->borrowed, FALSE); /* frees the wrapper only, not the data */
+}
+
 int msgmeta_parse(const void *data, size_t len, struct msgmeta **out)
 {
 	if (data == NULL || out == NULL)
 		return -EINVAL;
-	msgmeta_init();
 	struct msgmeta *m = xcalloc(1, sizeof(*m));
-
-	/*
-	 * The stream reads the caller's bytes in place: the array only borrows them
-	 * (the stream does not own it) and is detached again before returning, so
-	 * nothing is copied and nothing of the caller's is freed.
-	 */
-	size_t stream_len = len > G_MAXUINT ? G_MAXUINT : len; /* a GByteArray's limit */
-	GByteArray *borrowed = g_byte_array_new_take((guint8 *)(uintptr_t)data, stream_len);
-	GMimeStream *stream = g_mime_stream_mem_new_with_byte_array(borrowed);
-	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
-	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
-	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
-	GMimeMessage *msg = g_mime_parser_construct_message(parser, msgmeta_options);
-
-	read_headers(m, msg, data, len);
-	if (msg) {
-		walk(m, g_mime_message_get_mime_part(msg), 0);
-		g_object_unref(msg);
+	struct parsed p;
+	parsed_open(&p, data, len);
+	read_headers(m, p.msg, data, len);
+	if (p.msg) {
+		struct walk_collect c = {.v = {.attachment = collect_attachment}, .m = m};
+		walk(&c.v, g_mime_message_get_mime_part(p.msg), 0);
 	}
 	read_verdict(m);
-
-	g_object_unref(parser);
-	g_object_unref(stream);
-	g_byte_array_free(borrowed, FALSE); /* frees the wrapper only, not data */
+	parsed_close(&p);
 	*out = m;
 	return 0;
+}
+
+int msgmeta_attachment_data(const void *data, size_t len, size_t index, unsigned char **out,
+			    size_t *out_len)
+{
+	if (data == NULL || out == NULL || out_len == NULL)
+		return -EINVAL;
+	*out = NULL;
+	*out_len = 0;
+	struct parsed p;
+	parsed_open(&p, data, len);
+	struct walk_find f = {.v = {.attachment = find_attachment}, .want = index};
+	if (p.msg != NULL)
+		walk(&f.v, g_mime_message_get_mime_part(p.msg), 0);
+	int rc = -ENOENT;
+	if (f.found != NULL) {
+		GMimeStream *mem = g_mime_stream_mem_new();
+		write_decoded(f.found, mem);
+		GByteArray *bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
+		size_t n = bytes != NULL ? bytes->len : 0;
+		*out = xmalloc(n > 0 ? n : 1);
+		if (n > 0)
+			memcpy(*out, bytes->data, n);
+		*out_len = n;
+		g_object_unref(mem);
+		rc = 0;
+	}
+	parsed_close(&p);
+	return rc;
 }
 
 void msgmeta_free(struct msgmeta *m)
@@ -1618,20 +1718,13 @@ int msgmeta_text_body(const void *data, size_t len, size_t max, struct msgmeta_t
 {
 	if (data == NULL || out == NULL)
 		return -EINVAL;
-	msgmeta_init();
 	memset(out, 0, sizeof(*out));
-	size_t stream_len = len > G_MAXUINT ? G_MAXUINT : len;
-	/* Borrowed in place, as in msgmeta_parse. */
-	GByteArray *borrowed = g_byte_array_new_take((guint8 *)(uintptr_t)data, stream_len);
-	GMimeStream *stream = g_mime_stream_mem_new_with_byte_array(borrowed);
-	g_mime_stream_mem_set_owner(GMIME_STREAM_MEM(stream), FALSE);
-	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
-	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
-	GMimeMessage *msg = g_mime_parser_construct_message(parser, msgmeta_options);
+	struct parsed p;
+	parsed_open(&p, data, len);
 	GMimeObject *plain = NULL, *html = NULL;
 	char *text = NULL;
-	if (msg != NULL)
-		find_text_parts(g_mime_message_get_mime_part(msg), 0, &plain, &html);
+	if (p.msg != NULL)
+		find_text_parts(g_mime_message_get_mime_part(p.msg), 0, &plain, &html);
 	if (plain != NULL) {
 		text = part_text_utf8(plain);
 	} else if (html != NULL) {
@@ -1642,11 +1735,7 @@ int msgmeta_text_body(const void *data, size_t len, size_t max, struct msgmeta_t
 	} else {
 		text = xstrdup("");
 	}
-	if (msg != NULL)
-		g_object_unref(msg);
-	g_object_unref(parser);
-	g_object_unref(stream);
-	g_byte_array_free(borrowed, FALSE);
+	parsed_close(&p);
 
 	text_tidy(text);
 	size_t n = strlen(text);

@@ -60,6 +60,17 @@ int msgmeta_parse(const void *data, size_t len, struct msgmeta **out);
 void msgmeta_free(struct msgmeta *m);
 
 /*
+ * The content of attachment index (0-based) of len bytes of a message, numbered
+ * exactly as msgmeta_parse numbers msgmeta.attachments: a part's bytes
+ * transfer-decoded (base64, quoted-printable), an attached message as its bytes;
+ * its length is the attachment's size. On success *out is new (caller frees;
+ * not NULL, also for an empty attachment) and *out_len its length. 0; -ENOENT
+ * when the message has no attachment index; -EINVAL when a pointer is NULL.
+ */
+int msgmeta_attachment_data(const void *data, size_t len, size_t index, unsigned char **out,
+			    size_t *out_len);
+
+/*
  * Decodes one raw header value (RFC 2047 words, raw 8-bit in a Japanese charset or
  * UTF-8) to UTF-8. Returns a new string the caller frees (never NULL).
  */

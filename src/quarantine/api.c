@@ -13,9 +13,14 @@
  * Who may do what (api_actor): the Bearer admin token and admin/operator sessions
  * see everything; an end user's session sees only the spam quarantine and only
  * messages addressed to one of its addresses, acts only for those recipients, and
- * gets 404 for any other id — exactly as for an unknown one. Cookie sessions must
- * send their CSRF token with every state change (api_authorize). Releases and
- * deletions leave a row in the audit log (api_users.c) when sessions are on.
+ * gets 404 for any other id — exactly as for an unknown one. With
+ * hide_bodies_until_released an end user sees of a message it has not released
+ * only its summary and From/To/Subject/Date: no text, no other header, no raw
+ * bytes. Attachments are handed out to admins only, always as opaque bytes
+ * (application/octet-stream, Content-Disposition: attachment) so that no browser
+ * renders them. Cookie sessions must send their CSRF token with every state
+ * change (api_authorize). Releases, deletions and downloads of attachments leave
+ * a row in the audit log (api_users.c) when sessions are on.
  * Not for: logins and accounts (api_users.c), safelists (api_slbl.c), HTTP
  * plumbing (http_server), delivering released mail (release).
  */
@@ -54,6 +59,10 @@
 #define API_AUDIT_MAX_IDS 100
 /* Default request body limit when the config gives none. */
 #define API_DEFAULT_MAX_BODY (1024 * 1024)
+/* Bytes of an attachment's file name kept in a download's Content-Disposition. */
+#define API_ATTACHMENT_NAME_MAX 200
+/* Digits of an attachment index in a path: more than any message has attachments. */
+#define API_ATTACHMENT_INDEX_DIGITS 9
 
 struct api {
 	struct http_server *http;
@@ -121,6 +130,36 @@ static bool api_visible(const struct api_actor *who, const struct store_message 
 		return false;
 	for (size_t i = 0; i < m->nrecipients; i++) {
 		if (api_owns(who, m->recipients[i].address))
+			return true;
+	}
+	return false;
+}
+
+/* True when one of the end user's own recipients of m has been released. */
+static bool api_released_for(const struct api_actor *who, const struct store_message *m)
+{
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		if (m->recipients[i].state == STORE_RCPT_RELEASED &&
+		    api_owns(who, m->recipients[i].address))
+			return true;
+	}
+	return false;
+}
+
+/* Whether m's body (text, headers beyond the summary, raw bytes) is kept from who. */
+static bool api_body_hidden(const struct api *a, const struct api_actor *who,
+			    const struct store_message *m)
+{
+	return a->cfg.hide_bodies_until_released && api_is_enduser(who) &&
+	       !api_released_for(who, m);
+}
+
+/* The header fields shown while the body is hidden. */
+static bool api_summary_header(const char *name)
+{
+	static const char *const shown[] = {"From", "To", "Subject", "Date", NULL};
+	for (const char *const *n = shown; *n != NULL; n++) {
+		if (strcasecmp(name, *n) == 0)
 			return true;
 	}
 	return false;
@@ -450,9 +489,13 @@ static void api_get_message(struct http_server_request *req, void *arg)
 		goto done;
 	}
 	msgmeta_parse(raw, len, &meta);
-	json_t *o = api_message_json(a, api_actor(a, req), m);
+	const struct api_actor *who = api_actor(a, req);
+	bool hidden = api_body_hidden(a, who, m);
+	json_t *o = api_message_json(a, who, m);
 	json_t *headers = json_array();
 	for (size_t i = 0; meta != NULL && i < meta->nheaders; i++) {
+		if (hidden && !api_summary_header(meta->headers[i].name))
+			continue;
 		json_t *h = json_object();
 		api_set(h, "name", http_json_string_or_null(meta->headers[i].name));
 		api_set(h, "value",
@@ -471,12 +514,15 @@ static void api_get_message(struct http_server_request *req, void *arg)
 		json_array_append_new(atts, at);
 	}
 	api_set(o, "attachments", atts);
-	struct msgmeta_text body;
-	msgmeta_text_body(raw, len, API_TEXT_BODY_MAX, &body);
-	api_set(o, "text_body", http_json_string_or_null(body.text));
-	api_set(o, "text_body_truncated", json_boolean(body.truncated));
-	api_set(o, "text_body_from_html", json_boolean(body.from_html));
-	free(body.text);
+	api_set(o, "body_hidden", json_boolean(hidden));
+	if (!hidden) {
+		struct msgmeta_text body;
+		msgmeta_text_body(raw, len, API_TEXT_BODY_MAX, &body);
+		api_set(o, "text_body", http_json_string_or_null(body.text));
+		api_set(o, "text_body_truncated", json_boolean(body.truncated));
+		api_set(o, "text_body_from_html", json_boolean(body.from_html));
+		free(body.text);
+	}
 	http_server_reply_json(req, 200, o);
 
 done:
@@ -491,11 +537,18 @@ static void api_get_raw(struct http_server_request *req, void *arg)
 	const char *id = http_server_request_param(req, "id");
 	unsigned char *raw = NULL;
 	size_t len = 0;
-	if (api_is_enduser(api_actor(a, req))) {
+	const struct api_actor *who = api_actor(a, req);
+	if (api_is_enduser(who)) {
 		struct store_message *m = api_lookup(a, req);
 		if (m == NULL)
 			return;
+		bool hidden = api_body_hidden(a, who, m);
 		store_message_free(m);
+		if (hidden) {
+			http_server_reply_error(req, 403,
+						"message bodies are hidden until released");
+			return;
+		}
 	}
 	int rc = id != NULL && ids_valid(id) ? store_get_raw(a->st, id, &raw, &len) : -ENOENT;
 	if (rc == -ENOENT || rc == -EINVAL) {
@@ -511,6 +564,156 @@ static void api_get_raw(struct http_server_request *req, void *arg)
 	http_server_add_header(req, "Content-Disposition", disp);
 	http_server_reply_bytes(req, 200, "message/rfc822", raw, len);
 	free(raw);
+}
+
+/* Characters RFC 5987 lets stand in an ext-value; every other byte is written %XX. */
+static bool api_attr_char(unsigned char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+	       (c != '\0' && strchr("!#$&+-.^_`|~", c) != NULL);
+}
+
+/*
+ * The Content-Disposition of a download (RFC 6266). The name is cut to its last
+ * path segment and API_ATTACHMENT_NAME_MAX bytes (on a character boundary),
+ * control characters become '_', leading dots and spaces and trailing ones go;
+ * fallback stands in when nothing is left. filename*=UTF-8''... carries it
+ * percent-encoded (RFC 5987); filename="..." is an ASCII fallback for old
+ * clients in which every run of non-ASCII bytes, quotes, backslashes and '%' is
+ * one '_'. The value never holds a CR, LF or unescaped quote. Caller frees.
+ */
+static char *api_content_disposition(const char *name, const char *fallback)
+{
+	const char *base = name != NULL ? name : "";
+	for (const char *p = base; *p != '\0'; p++) {
+		if (*p == '/' || *p == '\\')
+			base = p + 1;
+	}
+	while (*base == '.' || *base == ' ')
+		base++;
+	size_t n = strlen(base);
+	if (n > API_ATTACHMENT_NAME_MAX) {
+		n = API_ATTACHMENT_NAME_MAX;
+		while (n > 0 && ((unsigned char)base[n] & 0xC0) == 0x80)
+			n--;
+	}
+	while (n > 0 && (base[n - 1] == '.' || base[n - 1] == ' '))
+		n--;
+	if (n == 0) {
+		base = fallback;
+		n = strlen(fallback);
+	}
+	char *clean = xmalloc(n + 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)base[i];
+		clean[i] = c < 0x20 || c == 0x7F ? '_' : (char)c;
+	}
+	clean[n] = '\0';
+
+	char *ascii = xmalloc(n + 1);
+	char *ext = xmalloc(3 * n + 1);
+	size_t na = 0, ne = 0;
+	bool in_run = false; /* the last byte was replaced in the fallback */
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)clean[i];
+		bool plain = c >= 0x20 && c < 0x7F && c != '"' && c != '\\' && c != '%';
+		if (plain)
+			ascii[na++] = (char)c;
+		else if (!in_run)
+			ascii[na++] = '_';
+		in_run = !plain;
+		if (api_attr_char(c)) {
+			ext[ne++] = (char)c;
+		} else {
+			snprintf(ext + ne, 4, "%%%02X", c);
+			ne += 3;
+		}
+	}
+	ascii[na] = '\0';
+	ext[ne] = '\0';
+	char *v = xasprintf("attachment; filename=\"%s\"; filename*=UTF-8''%s", ascii, ext);
+	free(clean);
+	free(ascii);
+	free(ext);
+	return v;
+}
+
+/* The {index} of an attachment path: plain decimal digits, no sign, no leading zero. */
+static bool api_parse_index(const char *text, size_t *out)
+{
+	size_t len = text != NULL ? strlen(text) : 0;
+	if (len == 0 || len > API_ATTACHMENT_INDEX_DIGITS || (len > 1 && text[0] == '0'))
+		return false;
+	size_t v = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] < '0' || text[i] > '9')
+			return false;
+		v = v * 10 + (size_t)(text[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/*
+ * GET /api/v1/messages/{id}/attachments/{index}: admins only (others 403 for any
+ * id, so the answer tells them nothing about it), the attachment's decoded bytes
+ * as an opaque download. {index} is the position in the detail's "attachments".
+ */
+static void api_get_attachment(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	if (!api_require_role(a, req, API_ROLE_ADMIN))
+		return;
+	size_t index;
+	if (!api_parse_index(http_server_request_param(req, "index"), &index)) {
+		http_server_reply_error(req, 404, "no such attachment");
+		return;
+	}
+	struct store_message *m = api_lookup(a, req);
+	if (m == NULL)
+		return;
+	unsigned char *raw = NULL, *data = NULL;
+	size_t len = 0, n = 0;
+	char *disp = NULL, *fallback = NULL;
+	if (index >= m->nattachments) {
+		http_server_reply_error(req, 404, "no such attachment");
+		goto done;
+	}
+	int rc = store_get_raw(a->st, m->id, &raw, &len);
+	if (rc == -ENOENT) {
+		http_server_reply_error(req, 404, "no such message");
+		goto done;
+	}
+	if (rc < 0) {
+		api_reply_store_error(req, "store_get_raw", rc);
+		goto done;
+	}
+	rc = msgmeta_attachment_data(raw, len, index, &data, &n);
+	if (rc < 0) {
+		/* The listing was made when the message arrived; the bytes say otherwise. */
+		log_warn("api.attachment_missing", "id=%s attachment=%zu", m->id, index);
+		http_server_reply_error(req, 404, "no such attachment");
+		goto done;
+	}
+	const char *name = m->attachments[index].filename;
+	fallback = xasprintf("attachment-%zu", index);
+	disp = api_content_disposition(name, fallback);
+	const struct api_actor *who = api_actor(a, req);
+	log_info("api.download", "id=%s attachment=%zu bytes=%zu by=%s peer=%s", m->id, index, n,
+		 who->username, http_server_request_peer(req));
+	api_users_audit(a, req, "download", m->id,
+			json_pack("{s:I,s:s?,s:I}", "attachment", (json_int_t)index, "filename",
+				  name, "size", (json_int_t)n));
+	http_server_add_header(req, "Content-Disposition", disp);
+	/* Not the attachment's own type: a browser must save it, never show or run it. */
+	http_server_reply_bytes(req, 200, "application/octet-stream", data, n);
+
+done:
+	free(disp);
+	free(fallback);
+	free(data);
+	free(raw);
+	store_message_free(m);
 }
 
 /* After an -EINVAL from the store: the first address in rcpts that m does not have. */
@@ -925,6 +1128,8 @@ int api_start(struct event_base *base, const struct api_config *cfg, struct stor
 	    {"POST", "/api/v1/messages/delete", HTTP_SERVER_ROUTE_AUTH, api_bulk_delete},
 	    {"GET", "/api/v1/messages/{id}", HTTP_SERVER_ROUTE_AUTH, api_get_message},
 	    {"GET", "/api/v1/messages/{id}/raw", HTTP_SERVER_ROUTE_AUTH, api_get_raw},
+	    {"GET", "/api/v1/messages/{id}/attachments/{index}", HTTP_SERVER_ROUTE_AUTH,
+	     api_get_attachment},
 	    {"POST", "/api/v1/messages/{id}/release", HTTP_SERVER_ROUTE_AUTH, api_release_message},
 	    {"POST", "/api/v1/messages/{id}/delete", HTTP_SERVER_ROUTE_AUTH, api_delete_message},
 	};

@@ -31,6 +31,8 @@ struct api_config {
 	unsigned features;	   /* API_FEATURE_* */
 	unsigned slbl_max_entries; /* per recipient and list (SQ7); 0 = 100 */
 	const char *web_root;	   /* folder of the web application (API_FEATURE_WEB) */
+	/* End users see a message's body (text, all headers, raw) only once released. */
+	bool hide_bodies_until_released;
 };
 
 /* Who is asking. Roles are ordered: a higher role may do what a lower one may. */

@@ -585,6 +585,8 @@ static void digest_html_part(struct digest_buf *b, const struct digest_mail *m)
 		digest_buf_puts(b, "</td><td>");
 		if (e->has_score)
 			digest_buf_printf(b, "%.1f", e->score);
+		else
+			digest_buf_puts(b, "&mdash;");
 		digest_buf_puts(b, "</td><td>");
 		if (e->release_url != NULL)
 			digest_html_link(b, e->release_url, tx->release);
@@ -699,19 +701,58 @@ void digest_service_install(const struct digest_service *svc)
 	digest_have_service = true;
 }
 
-/* A small page of our own: no scripts, no styles (CSP default-src 'self'). */
+/*
+ * The look of the link pages. The server's CSP (default-src 'self') forbids inline
+ * styles, so the pages load this from DIGEST_PAGE_CSS_PATH; without it they still work.
+ */
+#define DIGEST_PAGE_CSS_PATH "/d/page.css" /* also in digest_register's table */
+static const char digest_page_css[] =
+    "body{margin:0;background:#f4f6f8;color:#1d2329;font:15px/1.6 system-ui,-apple-system,"
+    "\"Segoe UI\",\"Hiragino Sans\",\"Hiragino Kaku Gothic ProN\",\"Noto Sans CJK JP\","
+    "\"Noto Sans JP\",Meiryo,sans-serif}\n"
+    "main{max-width:560px;margin:10vh auto 24px;padding:24px 28px;background:#fff;"
+    "border:1px solid #d9dee4;border-radius:8px}\n"
+    "h1{margin:0 0 16px;font-size:17px;color:#1f5f8b}\n"
+    "#message{margin:0 0 20px;font-size:16px;font-weight:600}\n"
+    ".page-done #message{color:#1a7f37}\n"
+    ".page-error #message{color:#b42318}\n"
+    "dl{display:grid;grid-template-columns:max-content 1fr;gap:6px 16px;margin:0 0 20px;"
+    "padding:12px 16px;background:#f7f9fb;border:1px solid #e3e7ec;border-radius:6px}\n"
+    "dt{color:#5c6773;font-weight:600}\n"
+    "dd{margin:0;overflow-wrap:anywhere}\n"
+    "form,#message:last-child{margin:0}\n"
+    "button{font:inherit;font-weight:600;color:#fff;background:#1f5f8b;border:0;"
+    "border-radius:6px;padding:10px 24px;cursor:pointer}\n"
+    "button:hover{background:#184a6c}\n"
+    "button:focus-visible{outline:2px solid #2f81f7;outline-offset:2px}\n"
+    "@media (max-width:600px){main{margin:0;border-width:0 0 1px;border-radius:0}}\n";
+
+static void digest_page_style(struct http_server_request *req, void *arg)
+{
+	(void)arg;
+	http_server_add_header(req, "Cache-Control", "public, max-age=86400");
+	http_server_reply_bytes(req, 200, "text/css; charset=utf-8", digest_page_css,
+				sizeof(digest_page_css) - 1);
+}
+
+/*
+ * A small page of our own: no scripts (CSP default-src 'self'). The body's class says
+ * what kind of answer it is: a question (button), done (200), or an error.
+ */
 static void digest_page(struct http_server_request *req, int status, enum digest_lang lang,
 			const char *message, const char *detail_html, const char *button)
 {
 	const struct digest_texts *tx = digest_texts(lang);
 	struct digest_buf b = {0};
+	const char *kind = status >= 400 ? "error" : button != NULL ? "confirm" : "done";
 	digest_buf_printf(&b,
 			  "<!DOCTYPE html>\n<html lang=\"%s\"><head><meta charset=\"utf-8\">"
-			  "<meta name=\"viewport\" content=\"width=device-width\">"
-			  "<meta name=\"robots\" content=\"noindex\"><title>",
+			  "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+			  "<meta name=\"robots\" content=\"noindex\">"
+			  "<link rel=\"stylesheet\" href=\"" DIGEST_PAGE_CSS_PATH "\"><title>",
 			  digest_lang_name(lang));
 	digest_buf_html(&b, tx->page_title);
-	digest_buf_puts(&b, "</title></head>\n<body>\n<h1>");
+	digest_buf_printf(&b, "</title></head>\n<body class=\"page-%s\">\n<main>\n<h1>", kind);
 	digest_buf_html(&b, tx->page_title);
 	digest_buf_puts(&b, "</h1>\n<p id=\"message\">");
 	digest_buf_html(&b, message);
@@ -724,7 +765,7 @@ static void digest_page(struct http_server_request *req, int status, enum digest
 		digest_buf_html(&b, button);
 		digest_buf_puts(&b, "</button></form>\n");
 	}
-	digest_buf_puts(&b, "</body></html>\n");
+	digest_buf_puts(&b, "</main>\n</body></html>\n");
 	/* The token is in the URL: do not hand it to other sites or frames. */
 	http_server_add_header(req, "Referrer-Policy", "no-referrer");
 	http_server_add_header(req, "X-Frame-Options", "DENY");
@@ -1045,6 +1086,8 @@ void digest_register(struct api *a)
 		unsigned flags;
 		http_server_handler_fn fn;
 	} routes[] = {
+	    /* Before "/d/{token}": the first matching route answers. */
+	    {"GET", "/d/page.css", HTTP_SERVER_ROUTE_PUBLIC, digest_page_style},
 	    /* The token is the credential: no login, no cookie, no CSRF token. */
 	    {"GET", "/d/{token}", HTTP_SERVER_ROUTE_PUBLIC, digest_link_get},
 	    {"POST", "/d/{token}", HTTP_SERVER_ROUTE_PUBLIC, digest_link_post},

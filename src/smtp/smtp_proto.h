@@ -1,6 +1,7 @@
 /*
  * smtp_proto — the I/O-free SMTP server state machine (RFC 5321 with PIPELINING,
- * SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, STARTTLS).
+ * SIZE, 8BITMIME, SMTPUTF8, ENHANCEDSTATUSCODES, STARTTLS, and Postfix's XFORWARD for
+ * the MTA in front of a content filter).
  *
  * Bytes go in with smtp_proto_feed(); replies come out of smtp_proto_output();
  * things the caller must act on come back as events. It never touches a socket,
@@ -53,6 +54,14 @@ struct smtp_proto_config {
 	 * machine-readable reason (see SMTP_REASON_* below) — for logs and metrics.
 	 */
 	void (*on_reject)(void *ctx, const char *reason, const char *reply);
+	/*
+	 * Optional: whether this session's client may send XFORWARD (Postfix's
+	 * smtp_send_xforward_command: the MTA in front of a content filter passes on
+	 * its own client's address, name and HELO). Asked once per session, at the
+	 * first EHLO or XFORWARD; NULL or false: XFORWARD is neither advertised nor
+	 * accepted ("503 5.5.1 Error: XFORWARD not allowed").
+	 */
+	bool (*xforward_allowed)(void *ctx);
 	void *hook_ctx;
 };
 
@@ -88,6 +97,18 @@ struct smtp_envelope {
 	bool body_8bit;		/* BODY=8BITMIME given at MAIL */
 	uint64_t declared_size; /* SIZE= at MAIL, 0 when absent */
 	bool tls;		/* the transaction ran over TLS */
+	/*
+	 * XFORWARD attributes given before MAIL for this transaction (the original
+	 * client as the forwarding MTA saw it); NULL when not given or given as
+	 * [UNAVAILABLE]. They apply to one transaction: reset at its end (end of
+	 * data, RSET, EHLO/HELO, STARTTLS). xforward_addr is a numeric address
+	 * without an "IPv6:" prefix ("192.0.2.1", "2001:db8::1"); xforward_proto is
+	 * upper case ("SMTP", "ESMTP").
+	 */
+	char *xforward_addr;
+	char *xforward_name;
+	char *xforward_helo;
+	char *xforward_proto;
 };
 
 struct smtp_message {

@@ -49,15 +49,19 @@ async function launch(locale) {
   context.setDefaultTimeout(TIMEOUT);
   const page = context.pages()[0] || await context.newPage();
   lastPage = page;
-  page.on('dialog', async (d) => {
-    result.dialogs.push({ type: d.type(), message: d.message() });
-    await d.dismiss().catch(() => {});
-  });
-  page.on('pageerror', (e) => result.console_errors.push('pageerror: ' + e.message));
-  page.on('console', (m) => {
-    // A fetch answered 401/404 is logged by the browser itself; that is not our error.
-    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) result.console_errors.push(m.text());
-  });
+  const watch = (p) => {
+    p.on('dialog', async (d) => {
+      result.dialogs.push({ type: d.type(), message: d.message() });
+      await d.dismiss().catch(() => {});
+    });
+    p.on('pageerror', (e) => result.console_errors.push('pageerror: ' + e.message));
+    p.on('console', (m) => {
+      // A fetch answered 401/404 is logged by the browser itself; that is not our error.
+      if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) result.console_errors.push(m.text());
+    });
+  };
+  watch(page);
+  context.on('page', watch);
   return { context, page, close: async () => { await context.close(); rmSync(profile, { recursive: true, force: true }); } };
 }
 
@@ -286,7 +290,200 @@ async function enduser() {
   }
 }
 
-const SCENARIOS = { 'login-page': loginPage, admin, enduser };
+// An end user from the directory: their mail to every directory address and none of
+// anyone else's; release one; edit the lists in the settings and find them kept.
+async function enduserLdap() {
+  const b = await launch('ja-JP');
+  const page = b.page;
+  try {
+    await login(page, P.username, P.password);
+    check('signed in as the directory user', (await page.textContent('[data-test=user-name]')) === P.username);
+    check('end user has no Users link', await page.locator('a.nav-link[href="/users"]').count() === 0);
+    const subjects = await rowSubjects(page);
+    check('mail to the directory mail and alternate addresses, nobody else\'s',
+      JSON.stringify(subjects.slice().sort()) === JSON.stringify(P.own_subjects.slice().sort()), subjects);
+    const rcpts = await page.$$eval('[data-test=messages] .rcpt-addr', (els) => els.map((e) => e.textContent.toLowerCase()));
+    check('only own addresses in the recipients column',
+      rcpts.every((r) => P.own_addresses.includes(r)) && P.own_addresses.every((a) => rcpts.includes(a)), rcpts);
+    await shot(page, 'ldap-enduser-list-ja');
+
+    const i = subjects.indexOf(P.release_subject);
+    await page.locator('tr.msg-row').nth(i).click();
+    await page.waitForSelector('[data-test=detail-subject]');
+    check('detail shows the subject', (await page.textContent('[data-test=detail-subject]')) === P.release_subject);
+    const body = await page.textContent('[data-test=text-body]');
+    check('detail shows the decoded text body', body.includes(P.release_body_contains), body);
+    await page.click('[data-test=release]');
+    await page.waitForSelector('dialog[open] [data-test=dialog-confirm]');
+    await shot(page, 'ldap-enduser-release-ja');
+    await page.click('[data-test=dialog-confirm]');
+    await page.waitForSelector('#status:not([hidden])');
+    result.values.release_status = await page.textContent('#status');
+    await page.waitForFunction(() => document.querySelector('[data-test=release]') && document.querySelector('[data-test=release]').disabled);
+    await shot(page, 'ldap-enduser-released-ja');
+
+    await page.click('a.nav-link[href="/settings"]');
+    await page.waitForSelector('[data-test=save-slbl]:not([disabled])');
+    check('lists start empty', (await page.inputValue('[data-test=safelist]')) === '' && (await page.inputValue('[data-test=blocklist]')) === '');
+    await page.fill('[data-test=safelist]', P.add_safe);
+    await page.fill('[data-test=blocklist]', P.add_block);
+    await page.click('[data-test=save-slbl]');
+    await page.waitForFunction(() => /保存しました/.test(document.getElementById('status').textContent));
+    // A fresh load of the page shows what the server kept.
+    await page.reload();
+    await page.waitForSelector('[data-test=save-slbl]:not([disabled])');
+    check('safelist kept', (await page.inputValue('[data-test=safelist]')) === P.add_safe, await page.inputValue('[data-test=safelist]'));
+    check('blocklist kept', (await page.inputValue('[data-test=blocklist]')) === P.add_block, await page.inputValue('[data-test=blocklist]'));
+    await shot(page, 'ldap-enduser-settings-ja');
+    await setLanguage(page, 'en');
+    check('settings in English', (await page.textContent('h1.page-title')) === 'Settings');
+    await shot(page, 'ldap-enduser-settings-en');
+  } finally {
+    await b.close();
+  }
+}
+
+// What a digest's release page says, by the language of the link.
+const DIGEST_TEXT = {
+  ja: {
+    title: 'Lazaret 隔離メッセージ', confirm: 'このメッセージを受信トレイに配信しますか？', button: '解放する',
+    done: 'メッセージを解放しました。まもなく配信されます。', used: 'このリンクはすでに使用されています。',
+    sender: '差出人', subject: '件名',
+  },
+  en: {
+    title: 'Lazaret quarantine', confirm: 'Deliver this message to your inbox?', button: 'Release',
+    done: 'The message has been released and will be delivered shortly.', used: 'This link has already been used.',
+    sender: 'Sender', subject: 'Subject',
+  },
+};
+const DIGEST_INVALID = 'このリンクは無効です。 / This link is invalid.';
+
+async function digestPageState(page) {
+  return page.evaluate(() => ({
+    lang: document.documentElement.lang,
+    title: document.title,
+    h1: (document.querySelector('h1') || {}).textContent,
+    message: (document.getElementById('message') || {}).textContent,
+    buttons: [...document.querySelectorAll('button')].map((x) => x.textContent),
+    details: [...document.querySelectorAll('dl dt, dl dd')].map((x) => x.textContent),
+    scripts: document.querySelectorAll('script').length,
+    // The stylesheet applied (page background and the kind of answer).
+    styled: getComputedStyle(document.body).backgroundColor === 'rgb(244, 246, 248)',
+    kind: document.body.className,
+  }));
+}
+
+// A digest mail (its HTML part) and its release link: the confirmation page, the
+// release, a second click from a stale page, the link opened again, and a tampered one.
+// The browser's own language is English throughout: the page speaks the link's.
+async function digestLinks() {
+  const b = await launch('en-US');
+  const page = b.page;
+  try {
+    for (const L of P.links) {
+      const T = DIGEST_TEXT[L.lang];
+      const status = {};
+      // The mail as a mail reader would show it (no network: the links are not followed).
+      await page.setContent(L.html);
+      check(`${L.lang}: digest lists the message`, (await page.textContent('table')).includes(L.subject));
+      await shot(page, `digest-mail-${L.lang}`);
+
+      // Two tabs on the same link before anything is done.
+      const stale = await b.context.newPage();
+      status.confirm = (await page.goto(L.url)).status();
+      const stalePage = (await stale.goto(L.url)).status();
+      check(`${L.lang}: both tabs show the confirmation`, stalePage === 200, stalePage);
+      const c = await digestPageState(page);
+      check(`${L.lang}: page in the link's language`, c.lang === L.lang, c);
+      check(`${L.lang}: title`, c.title === T.title && c.h1 === T.title, c);
+      check(`${L.lang}: confirmation question`, c.message === T.confirm, c);
+      check(`${L.lang}: one button`, JSON.stringify(c.buttons) === JSON.stringify([T.button]), c);
+      check(`${L.lang}: message summary`, JSON.stringify(c.details) === JSON.stringify([T.sender, L.sender, T.subject, L.subject]), c);
+      check(`${L.lang}: no script in the page`, c.scripts === 0, c);
+      check(`${L.lang}: confirmation styled`, c.styled && c.kind === 'page-confirm', c);
+      await shot(page, `digest-confirm-${L.lang}`);
+
+      const [released] = await Promise.all([page.waitForNavigation(), page.click('form button[type=submit]')]);
+      status.release = released.status();
+      check(`${L.lang}: POST to the same link`, released.request().method() === 'POST' && released.url() === L.url, released.url());
+      const r = await digestPageState(page);
+      check(`${L.lang}: released`, r.message === T.done && r.buttons.length === 0 && r.styled && r.kind === 'page-done', r);
+      await shot(page, `digest-released-${L.lang}`);
+
+      // The stale tab's button: the link is used now.
+      const [second] = await Promise.all([stale.waitForNavigation(), stale.click('form button[type=submit]')]);
+      status.second_post = second.status();
+      const s2 = await digestPageState(stale);
+      check(`${L.lang}: second click says already used`, s2.message === T.used && s2.buttons.length === 0, s2);
+      await stale.close();
+
+      // The link from the mail once more.
+      status.reopen = (await page.goto(L.url)).status();
+      const u = await digestPageState(page);
+      check(`${L.lang}: reopened link says already used`, u.message === T.used && u.buttons.length === 0 && u.lang === L.lang && u.kind === 'page-error', u);
+      await shot(page, `digest-used-${L.lang}`);
+
+      status.tampered = (await page.goto(L.tampered)).status();
+      const x = await digestPageState(page);
+      check(`${L.lang}: tampered link is invalid`, x.message === DIGEST_INVALID && x.buttons.length === 0 && x.styled && x.kind === 'page-error', x);
+      check(`${L.lang}: tampered link shows nothing of the message`, !(await page.content()).includes(L.subject));
+      await shot(page, `digest-invalid-${L.lang}`);
+      result.values.status = Object.assign(result.values.status || {}, { [L.lang]: status });
+    }
+  } finally {
+    await b.close();
+  }
+}
+
+// Attachments and hidden bodies: the admin saves an attachment from the detail (a
+// download, never shown); an end user sees a note instead of a body not yet released.
+async function attachmentsAndHiddenBodies() {
+  const a = await launch('en-US');
+  try {
+    await login(a.page, P.admin, P.admin_password);
+    await a.page.goto(BASE + '/m/' + P.attach_id);
+    await a.page.waitForSelector('[data-test=detail-subject]');
+    await a.page.click('[data-test=tab-attachments]');
+    const links = a.page.locator('[data-test=attachment-download]');
+    check('admin: one download link per attachment', await links.count() === P.attachments, await links.count());
+    const href = await links.first().getAttribute('href');
+    check('admin: the link points at the attachment', href === '/api/v1/messages/' + P.attach_id + '/attachments/0', href);
+    const [dl] = await Promise.all([a.page.waitForEvent('download'), links.first().click()]);
+    result.values.download_name = dl.suggestedFilename();
+    const { readFileSync } = await import('node:fs');
+    result.values.download_size = readFileSync(await dl.path()).length;
+    check('admin: the page stays on the message', /\/m\//.test(a.page.url()), a.page.url());
+    await shot(a.page, 'admin-attachments-en');
+  } catch (e) {
+    await shot(a.page, 'failure-' + scenario).catch(() => {});
+    throw e;
+  } finally {
+    await a.close();
+  }
+  const b = await launch('ja-JP');
+  try {
+    await login(b.page, P.enduser, P.enduser_password);
+    await b.page.goto(BASE + '/m/' + P.hidden_id);
+    await b.page.waitForSelector('[data-test=body-hidden]');
+    result.values.hidden_note_ja = await b.page.textContent('[data-test=body-hidden]');
+    check('end user: no body text', await b.page.locator('[data-test=text-body]').count() === 0);
+    check('end user: no download button for the original', await b.page.locator('[data-test=download]').count() === 0);
+    await shot(b.page, 'enduser-hidden-body-ja');
+    await b.page.click('[data-test=tab-attachments]');
+    check('end user: attachments listed without links', await b.page.locator('[data-test=attachment-download]').count() === 0 &&
+      await b.page.locator('.tab-panel:not([hidden]) table tbody tr').count() === P.attachments);
+    await shot(b.page, 'enduser-attachments-ja');
+    await setLanguage(b.page, 'en');
+    result.values.hidden_note_en = await b.page.textContent('[data-test=body-hidden]');
+  } catch (e) {
+    await shot(b.page, 'failure-' + scenario).catch(() => {});
+    throw e;
+  } finally {
+    await b.close();
+  }
+}
+
+const SCENARIOS = { 'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks, attachments: attachmentsAndHiddenBodies };
 
 try {
   if (!BASE || !SCENARIOS[scenario]) throw new Error('usage: LAZARET_URL=... node web_e2e.mjs ' + Object.keys(SCENARIOS).join('|'));

@@ -304,6 +304,85 @@ def test_blocklist_delete_drops_only_that_recipient(start_gateway, start_manager
     assert mgr.list_all() == []
 
 
+def slbl_gateway(start_gateway, aio_sink, mgr, sync_interval):
+    """A gateway that sends spam to mgr and uses its lists (blocklist_action = delete)."""
+    return start_gateway(aio_sink.host,
+                         manager={"api_url": mgr.http_url, "api_token": mgr.token},
+                         external_spam_quarantine={"enabled": "yes", "host": "127.0.0.1",
+                                                   "port": str(mgr.smtp_port),
+                                                   "safelist_blocklist": "yes",
+                                                   "blocklist_action": "delete",
+                                                   "sync_interval": sync_interval})
+
+
+def put_lists(mgr, rcpt, safelist=(), blocklist=()):
+    st, doc = mgr.api("PUT", "/api/v1/slbl/%s" % rcpt,
+                      json={"recipient": rcpt, "safelist": list(safelist),
+                            "blocklist": list(blocklist)})
+    assert st == 200, doc
+
+
+def test_lists_apply_from_the_disk_cache_while_the_manager_is_down(start_gateway,
+                                                                   start_manager, aio_sink):
+    mgr = start_manager()
+    put_lists(mgr, "bob@example.com", safelist=["friend@sender.test"])
+    put_lists(mgr, "carol@example.com", blocklist=["foe@sender.test"])
+    # 1s is the shortest sync_interval the configuration accepts.
+    gw = slbl_gateway(start_gateway, aio_sink, mgr, "1s")
+    gw.wait_log("gw.slbl_synced")
+    assert "version=0 " not in gw.log_text().split("gw.slbl_synced", 1)[1].split("\n", 1)[0]
+    assert os.path.exists(os.path.join(gw.data_dir, "slbl.cache"))
+
+    assert mgr.stop() == 0
+    assert gw.stop() == 0
+    before = len(gw.log_text())
+    gw.start()  # nothing to sync from: only the file on disk has the lists
+    wait_for(lambda: "gw.slbl_sync_failed" in gw.log_text()[before:], 15,
+             "the gateway's first sync to fail")
+    assert "gw.slbl_synced" not in gw.log_text()[before:]
+
+    # Safelisted: spam handling is skipped, so the quarantine being down does not matter.
+    code, text = gw.send("friend@sender.test", "bob@example.com",
+                         spam_message(subject="from a friend"))
+    assert code == 250, text
+    (d,) = aio_sink.wait_count(1)
+    assert d["rcpts"] == ["bob@example.com"] and d["sender"] == "friend@sender.test"
+    assert GTUBE.encode() in d["data"]
+
+    # Blocklisted with blocklist_action = delete: accepted and dropped.
+    code, text = gw.send("foe@sender.test", "carol@example.com",
+                         make_message(subject="from a foe"))
+    assert code == 250, text
+
+    # Neither list: spam is for the external quarantine, which is down.
+    code, text = gw.send("spammer@sender.test", "dave@example.com", spam_message())
+    assert code == 451, text
+    assert stays(lambda: aio_sink.count() == 1, 1.0)
+
+
+def test_sighup_syncs_the_lists_at_once(start_gateway, start_manager, aio_sink):
+    mgr = start_manager()
+    gw = slbl_gateway(start_gateway, aio_sink, mgr, "1h")
+    gw.wait_log("gw.slbl_synced")
+    code, text = gw.send("friend@sender.test", "bob@example.com", spam_message())
+    assert code == 250, text
+    assert [r["address"] for r in mgr.list_all()[0]["recipients"]] == ["bob@example.com"]
+
+    put_lists(mgr, "bob@example.com", safelist=["friend@sender.test"])
+    put_lists(mgr, "carol@example.com", blocklist=["foe@sender.test"])
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: gw.log_text().count("gw.slbl_synced") >= 2, 15,
+             "the sync SIGHUP starts")
+    code, text = gw.send("friend@sender.test", "bob@example.com", spam_message())
+    assert code == 250, text
+    (d,) = aio_sink.wait_count(1)
+    assert d["rcpts"] == ["bob@example.com"]
+    code, text = gw.send("foe@sender.test", "carol@example.com", make_message())
+    assert code == 250, text
+    assert stays(lambda: aio_sink.count() == 1, 0.5)
+    assert len(mgr.list_all()) == 1  # only the message from before the sync
+
+
 # ---- content filters ------------------------------------------------------------------
 
 FILTERS = """\
@@ -462,6 +541,47 @@ def test_version_and_help():
     assert r.returncode == 0 and r.stdout.startswith(b"lazaret-gw ")
     r = subprocess.run([lazaret_gw_path(), "--help"], capture_output=True, timeout=t(10))
     assert r.returncode == 0 and b"--check-config" in r.stdout
+
+
+def proc_uids(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return [int(x) for x in line.split()[1:]]
+    raise AssertionError("no Uid line")
+
+
+def test_started_as_root_it_runs_as_the_service_user(start_gateway, aio_sink):
+    if os.geteuid() != 0:
+        pytest.skip("the privilege drop needs root")
+    import pwd
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    gw = start_gateway(aio_sink.host, gateway={"user": "nobody"},
+                       spam_quarantine={"enabled": "yes"})
+    gw.wait_log("gw.privdrop ")
+    assert proc_uids(gw.proc.pid) == [nobody.pw_uid] * 4  # real, effective, saved, fs
+    st = os.stat(gw.data_dir)
+    assert (st.st_uid, st.st_mode & 0o777) == (nobody.pw_uid, 0o700)
+    # The store opened after the drop is the service user's and takes mail.
+    code, text = gw.send("spammer@sender.test", "bob@example.com", spam_message())
+    assert code == 250, text
+    assert len(gw.messages("quarantine=spam")) == 1
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
+    aio_sink.wait_count(1)
+    for name in os.listdir(gw.data_dir):
+        assert os.stat(os.path.join(gw.data_dir, name)).st_uid == nobody.pw_uid, name
+
+
+def test_missing_service_user_is_a_warning(start_gateway, aio_sink):
+    gw = start_gateway(aio_sink.host, gateway={"user": "lazaret-no-such-user"})
+    if os.geteuid() == 0:
+        gw.wait_log("gw.privdrop_skipped user=lazaret-no-such-user")
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
 
 
 def test_sigterm_finishes_a_message_in_flight(start_gateway, aio_sink):

@@ -50,6 +50,7 @@ FILTER_SERVICES = """\
 {listen} inet n - n - - smtpd
 lazaret   unix  -       -       n       -       10      smtp
   -o smtp_data_done_timeout=1200
+  -o smtp_send_xforward_command=yes
   -o disable_dns_lookups=yes
   -o max_use=20
 {reinject} inet n - n - - smtpd
@@ -190,3 +191,57 @@ def test_postfix_content_filter_chain(start_gateway, aio_sink, private_postfix_f
         assert m["data"].count(b"Received: ") >= 3
     gw.wait_log("gw.scanned")
     assert gw.log_text().count("gw.scanned") == 2
+    # Without [listener] xforward_from Postfix is offered no XFORWARD: the client is Postfix.
+    assert "gw.xforward" not in gw.log_text()
+    for m in msgs:
+        assert b"Received: from mx.e2e.test ([127.0.0.1])\r\n\tby gw-e2e (lazaret-gw)" \
+            in m["data"]
+
+
+def wait_postfix(pf):
+    import smtplib
+
+    def postfix_up():
+        try:
+            smtplib.SMTP("127.0.0.1", pf.port, timeout=5).quit()
+            return True
+        except OSError:
+            return False
+    wait_for(postfix_up, 30, "Postfix to listen")
+
+
+def test_postfix_xforward_passes_the_original_client(start_gateway, start_manager, aio_sink,
+                                                     private_postfix_factory):
+    """smtp_send_xforward_command = yes: the gateway judges and labels Postfix's client."""
+    import smtplib
+    mgr = start_manager()
+    gw = start_gateway("127.0.0.1:1", start=False, rat={"accept": "*"},
+                       listener={"xforward_from": "127.0.0.1/32"},
+                       external_spam_quarantine={"enabled": "yes", "host": "127.0.0.1",
+                                                 "port": str(mgr.smtp_port)})
+    pf = private_postfix_factory(gw.smtp_port, aio_sink.host)
+    gw.apply({"delivery": {"next_hop": "127.0.0.1:%d" % pf.reinject_port}})
+    gw.start()
+    wait_postfix(pf)
+
+    # The original client: 127.0.0.3, talking to Postfix's smtpd on 127.0.0.1.
+    s = smtplib.SMTP("127.0.0.1", pf.port, timeout=30, source_address=("127.0.0.3", 0))
+    s.ehlo("client.e2e.test")
+    s.sendmail("alice@sender.test", ["bob@example.com"], make_message(subject="clean"))
+    s.sendmail("spammer@sender.test", ["bob@example.com"],
+               make_message(subject="pills", body="x\r\n%s\r\n" % GTUBE))
+    s.quit()
+
+    (d,) = aio_sink.wait_count(1, timeout=60)
+    assert b"Subject: clean" in d["data"]
+    # The gateway's own Received line names the original client, not Postfix.
+    assert b"Received: from client.e2e.test ([127.0.0.3])\r\n\tby gw-e2e (lazaret-gw)" \
+        in d["data"], d["data"][:800]
+
+    wait_for(lambda: len(mgr.list_all()) == 1, 60, "the spam in the manager's quarantine")
+    (q,) = mgr.list_all()
+    raw = mgr.http("GET", "/api/v1/messages/%s/raw" % q["id"])[2]
+    assert b"X-Lazaret-Client-Address: 127.0.0.3\r\n" in raw
+    assert b"X-Lazaret-Client-Address: 127.0.0.1" not in raw
+    assert gw.log_text().count("gw.xforward") == 2
+    assert "addr=127.0.0.3" in gw.log_text()

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import find_binary
+from conftest import find_binary, ldap_manager
 from e2e_helpers import free_port, make_message, t, wait_for
 
 ADMIN_PW = "admin-secret-1"
@@ -460,119 +460,7 @@ def test_lazaretctl_user_add_list_delete(manager):
 
 # ---- LDAP end users (a real slapd) ------------------------------------------------------
 
-LDAP_SCHEMA = """\
-attributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'mailAlternateAddress'
-\tDESC 'another address of the mailbox (test schema)'
-\tEQUALITY caseIgnoreIA5Match
-\tSUBSTR caseIgnoreIA5SubstringsMatch
-\tSYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
-objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'lazaretTestMailUser'
-\tDESC 'a user with alternate mail addresses (test schema)'
-\tSUP top AUXILIARY
-\tMAY ( mailAlternateAddress ) )
-"""
-
-LDAP_DATA = """\
-dn: dc=example,dc=com
-objectClass: dcObject
-objectClass: organization
-o: Example
-dc: example
-
-dn: ou=people,dc=example,dc=com
-objectClass: organizationalUnit
-ou: people
-
-dn: cn=reader,dc=example,dc=com
-objectClass: organizationalRole
-objectClass: simpleSecurityObject
-cn: reader
-userPassword: reader-secret
-
-dn: uid=taro,ou=people,dc=example,dc=com
-objectClass: inetOrgPerson
-objectClass: lazaretTestMailUser
-uid: taro
-cn: Taro Yamada
-sn: Yamada
-mail: Taro@corp.test
-mailAlternateAddress: yamada@corp.test
-userPassword: taro-ldap-pw
-
-dn: uid=star*,ou=people,dc=example,dc=com
-objectClass: inetOrgPerson
-uid: star*
-cn: Star
-sn: Star
-mail: star@corp.test
-userPassword: star-ldap-pw
-"""
-
-
-@pytest.fixture
-def slapd(workdir):
-    """slapd on a loopback port with a mdb database under workdir; yields the URI."""
-    for tool in ("/usr/sbin/slapd", "/usr/sbin/slapadd"):
-        if not os.access(tool, os.X_OK):
-            pytest.fail("%s missing (Debian packages slapd, ldap-utils)" % tool)
-    d = os.path.join(workdir, "ldap")
-    os.makedirs(os.path.join(d, "db"))
-    with open(os.path.join(d, "test.schema"), "w") as f:
-        f.write(LDAP_SCHEMA)
-    with open(os.path.join(d, "data.ldif"), "w") as f:
-        f.write(LDAP_DATA)
-    conf = os.path.join(d, "slapd.conf")
-    with open(conf, "w") as f:
-        f.write("\n".join([
-            "include /etc/ldap/schema/core.schema",
-            "include /etc/ldap/schema/cosine.schema",
-            "include /etc/ldap/schema/inetorgperson.schema",
-            "include %s/test.schema" % d,
-            "pidfile %s/slapd.pid" % d,
-            "modulepath /usr/lib/ldap",
-            "moduleload back_mdb",
-            "database mdb",
-            "maxsize 10485760",
-            'suffix "dc=example,dc=com"',
-            'rootdn "cn=admin,dc=example,dc=com"',
-            "rootpw admin-secret",
-            "directory %s/db" % d,
-            "access to attrs=userPassword by self write by anonymous auth by * none",
-            "access to * by users read by anonymous read",
-            ""]))
-    r = subprocess.run(["/usr/sbin/slapadd", "-f", conf, "-l", os.path.join(d, "data.ldif")],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    port = free_port()
-    uri = "ldap://127.0.0.1:%d/" % port
-    # -d 0: stay in the foreground, so the test owns the process.
-    proc = subprocess.Popen(["/usr/sbin/slapd", "-d", "0", "-h", uri, "-f", conf],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def up():
-        if proc.poll() is not None:
-            raise AssertionError("slapd exited: %s" % proc.stderr.read())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    wait_for(up, 15, "slapd to listen")
-    yield uri
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def ldap_manager(start_manager, uri, **extra):
-    return start_manager(auth_ldap__uri=uri, auth_ldap__base_dn="dc=example,dc=com",
-                         auth_ldap__bind_dn="cn=reader,dc=example,dc=com",
-                         auth_ldap__bind_password="reader-secret",
-                         auth_ldap__user_filter="(uid=%s)",
-                         auth_ldap__mail_attributes="mail, mailAlternateAddress", **extra)
+# The directory (LDAP_DATA) and the `slapd` fixture are in conftest.py.
 
 
 def test_ldap_end_user_sees_mail_to_all_their_directory_addresses(start_manager, slapd):

@@ -1,10 +1,13 @@
 """The web application: static serving (types, caching, traversal, headers), the
 message detail's text body, and the console and end-user portal driven in headless
-Chromium (tests/browser/web_e2e.mjs, playwright-core with Debian's chromium).
+Chromium (tests/browser/web_e2e.mjs, playwright-core with Debian's chromium): an
+LDAP end user against a real slapd, and the release links of a digest mail.
 
 Screenshots of every browser scenario land in tests/e2e/artifacts/ (git-ignored).
 """
 
+import email.policy
+import html.parser
 import json
 import os
 import shutil
@@ -12,8 +15,9 @@ import subprocess
 
 import pytest
 
-from conftest import REPO
-from e2e_helpers import jis_header, t, wait_for
+import test_digest
+from conftest import REPO, ldap_manager
+from e2e_helpers import jis_header, stays, t, wait_for
 
 WEB_ROOT = os.path.join(REPO, "web")
 BROWSER_DIR = os.path.join(REPO, "tests", "browser")
@@ -312,3 +316,162 @@ def test_browser_enduser_portal(start_manager, aio_sink):
     assert "sales@vendor.test" in lists["safelist"] and "partner.example.jp" in lists["safelist"]
     assert lists["blocklist"] == [".spam.test"]
     assert "セーフリスト" in res["values"]["release_status"]
+
+
+def test_browser_ldap_enduser(start_manager, slapd, aio_sink):
+    """An end user from the directory (mail and mailAlternateAddress) in the portal."""
+    m = ldap_manager(start_manager, slapd, http__web_root=WEB_ROOT, primary_host=aio_sink.host)
+    # The directory has "Taro@corp.test" (mail) and "yamada@corp.test" (alternate).
+    m.send("sales@vendor.test", ["taro@corp.test"], message(
+        "見積書の送付", sender="sales@vendor.test", to="taro@corp.test",
+        body="見積書を添付いたします。\r\n", content_type="text/plain; charset=iso-2022-jp",
+        cte="7bit"))
+    alias = m.send("partner@example.jp", ["yamada@corp.test"], message(
+        "打ち合わせの件", sender="partner@example.jp", to="yamada@corp.test",
+        body="来週の打ち合わせについてご連絡します。\r\n",
+        content_type="text/plain; charset=iso-2022-jp", cte="7bit"))
+    shared = m.send("all@corp.test", ["hanako@corp.test", "taro@corp.test"], message(
+        "全社連絡", sender="all@corp.test", to="hanako@corp.test, taro@corp.test"))
+    m.send("boss@corp.test", ["hanako@corp.test"], message("人事の件", to="hanako@corp.test"))
+    res = run_browser("enduser-ldap", m.http_url, {
+        "username": "taro", "password": "taro-ldap-pw",
+        "own_subjects": ["見積書の送付", "打ち合わせの件", "全社連絡"],
+        "own_addresses": ["taro@corp.test", "yamada@corp.test"],
+        "release_subject": "打ち合わせの件", "release_body_contains": "来週の打ち合わせ",
+        "add_safe": "partner.example.jp", "add_block": ".spam.test",
+    })
+    msgs = aio_sink.wait_count(1, timeout=30)
+    assert len(msgs) == 1 and msgs[0]["rcpts"] == ["yamada@corp.test"], msgs
+    assert msgs[0]["sender"] == "partner@example.jp" and b"X-Lazaret-Released:" in msgs[0]["data"]
+    wait_for(lambda: test_digest.states(m, alias) == {"yamada@corp.test": "released"}, 15,
+             "the release to be recorded")
+    assert stays(lambda: aio_sink.count() == 1, t(1.0)), "delivered more than once"
+    # The shared message stays whole: nobody released it, hanako's copy is untouched.
+    assert test_digest.states(m, shared) == {"hanako@corp.test": "quarantined",
+                                             "taro@corp.test": "quarantined"}
+    assert "配信" in res["values"]["release_status"], res["values"]
+    # The lists were saved under the account's primary address, the directory's mail.
+    st, lists = m.api("GET", "/api/v1/slbl/taro@corp.test")
+    assert st == 200, (st, lists)
+    assert lists["safelist"] == ["partner.example.jp"] and lists["blocklist"] == [".spam.test"]
+
+
+class DigestLinks(html.parser.HTMLParser):
+    """The rows of a digest's HTML part: [(text of the row, [(href, link text)])]."""
+
+    def __init__(self):
+        super().__init__()
+        self.rows = []
+        self._href = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append(["", []])
+        elif tag == "a" and self.rows:
+            self._href = dict(attrs).get("href")
+            self.rows[-1][1].append([self._href, ""])
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self._href = None
+
+    def handle_data(self, data):
+        if not self.rows:
+            return
+        if self._href is not None:
+            self.rows[-1][1][-1][1] += data
+        else:
+            self.rows[-1][0] += data
+
+
+def digest_release_link(data, subject, label):
+    """The HTML part of a digest (bytes as received): its content, and the href of the link
+    labelled label in the row of subject."""
+    msg = test_digest.parse(data)
+    html_part = msg.get_body(preferencelist=("html",))
+    assert html_part is not None and html_part.get_content_charset() == "utf-8"
+    html = html_part.get_content()
+    p = DigestLinks()
+    p.feed(html)
+    rows = [r for r in p.rows if subject in r[0]]
+    assert len(rows) == 1, (subject, p.rows)
+    hrefs = [href for href, text in rows[0][1] if text == label]
+    assert len(hrefs) == 1, (label, rows[0])
+    return html, hrefs[0]
+
+
+def tamper(url):
+    """The same link with one character in the middle of its token changed."""
+    tok = url.rsplit("/", 1)[1]
+    i = len(tok) // 2
+    return url[:-len(tok)] + tok[:i] + ("A" if tok[i] != "A" else "B") + tok[i + 1:]
+
+
+def test_browser_digest_release_links(start_manager, aio_sink):
+    """A digest's release link opened in Chromium: confirm, release once, used, tampered."""
+    m = test_digest.start(start_manager, aio_sink, notifications__language="en")
+    users = {
+        # hanako chose Japanese; john keeps the configured language (en).
+        "ja": ("hanako", "hanako@corp.test", "請求書のご確認", "billing@vendor.test", "受信する（解放）"),
+        "en": ("john", "john@corp.test", "Invoice 2026-11", "billing@vendor.test", "Release"),
+    }
+    pw = test_digest.add_enduser(m, "hanako", ["hanako@corp.test"])
+    test_digest.add_enduser(m, "john", ["john@corp.test"])
+    s = test_digest.Session(m, "hanako", pw)
+    assert test_digest.session_call(m, s, "PUT", "/api/v1/me", {"language": "ja"})[0] == 200
+    ids = {}
+    for lang, (_, addr, subject, sender, _) in users.items():
+        ids[lang] = m.send(sender, [addr], message(subject, sender=sender, to=addr))
+        # A second message in each digest: only the one clicked is released.
+        m.send("news@letters.test", [addr], message("Newsletter " + lang, to=addr,
+                                                     sender="news@letters.test"))
+    links = {}
+    for lang, (_, addr, subject, sender, label) in users.items():
+        test_digest.send_now(m, addr)
+        wait_for(lambda: any(d["rcpts"] == [addr] for d in test_digest.digests(aio_sink)), 15,
+                 "the digest for " + addr)
+        d = [d for d in test_digest.digests(aio_sink) if d["rcpts"] == [addr]]
+        assert len(d) == 1
+        html, url = digest_release_link(d[0]["data"], subject, label)
+        assert url.startswith(m.http_url + "/d/"), url
+        links[lang] = {"lang": lang, "url": url, "tampered": tamper(url), "subject": subject,
+                       "sender": sender, "html": html}
+    assert aio_sink.count() == 2
+    res = run_browser("digest-links", m.http_url, {"links": [links["ja"], links["en"]]})
+    # Each click released its message once: two digests and two released messages.
+    wait_for(lambda: aio_sink.count() >= 4, 30, "the released messages")
+    assert stays(lambda: aio_sink.count() == 4, t(1.5)), "delivered more than once"
+    released = [x for x in aio_sink.messages if x["sender"] != test_digest.DIGEST_FROM]
+    assert sorted(x["rcpts"][0] for x in released) == ["hanako@corp.test", "john@corp.test"]
+    for x in released:
+        msg = email.message_from_bytes(x["data"], policy=email.policy.default)
+        lang = "ja" if x["rcpts"] == ["hanako@corp.test"] else "en"
+        assert msg["Subject"] == users[lang][2] and b"X-Lazaret-Released:" in x["data"]
+    for lang, mid in ids.items():
+        assert test_digest.states(m, mid) == {users[lang][1]: "released"}
+    assert res["values"]["status"] == {
+        "ja": {"confirm": 200, "release": 200, "second_post": 410, "reopen": 410, "tampered": 403},
+        "en": {"confirm": 200, "release": 200, "second_post": 410, "reopen": 410, "tampered": 403},
+    }, res["values"]
+
+
+def test_browser_attachment_download_and_hidden_body(start_manager):
+    """The admin saves an attachment from the detail; the end user gets a note, no body."""
+    from e2e_helpers import make_attachment_message
+    m = web_manager(start_manager, spam_quarantine__hide_bodies_until_released="yes")
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    add_user(m, "taro", "taro-password-1", "enduser", ["taro@corp.test"])
+    data = b"%PDF-1.4\n" + os.urandom(5000)
+    mid = m.send("sales@vendor.test", ["taro@corp.test"], make_attachment_message(
+        "見積書の送付", [("見積書.pdf", "application/pdf", data)], sender="sales@vendor.test",
+        to="taro@corp.test"))
+    res = run_browser("attachments", m.http_url, {
+        "admin": "admin1", "admin_password": "correct horse battery",
+        "enduser": "taro", "enduser_password": "taro-password-1",
+        "attach_id": mid, "hidden_id": mid, "attachments": 1,
+    })
+    assert res["values"]["download_name"] == "見積書.pdf"
+    assert res["values"]["download_size"] == len(data)
+    assert res["values"]["hidden_note_ja"] == \
+        "このメッセージの本文は、配信されるまで表示されません。配信後にメールボックスでお読みください。"
+    assert res["values"]["hidden_note_en"].startswith("The content of this message is hidden")

@@ -1,18 +1,23 @@
 /*
  * Unit tests for the small common modules: ids (UUIDv7), clock (RFC 3339),
- * log_quote (field values in log lines).
+ * log_quote (field values in log lines), privdrop (data folder creation).
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/privdrop.h"
 
 static void test_uuidv7_shape_and_time(void **state)
 {
@@ -107,6 +112,71 @@ static void test_log_quote(void **state)
 	assert_int_equal(q[strlen(q) - 1], '"');
 }
 
+/* Mode bits of path, or -1 when it is missing or not a folder. */
+static int dir_mode(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		return -1;
+	return (int)(st.st_mode & 07777);
+}
+
+static void test_privdrop_make_dirs(void **state)
+{
+	/* Paths are relative to a fresh folder; "file" is a regular file in it. */
+	static const struct {
+		const char *make;
+		int rc;
+		const char *check; /* a folder that must then exist ... */
+		int mode;	   /* ... with this mode (0: not checked) */
+	} cases[] = {
+	    {"var", 0, "var", 0700},
+	    {"a/b/c", 0, "a/b/c", 0700},
+	    {"a/b/c", 0, "a/b", 0755},	 /* parents are readable by all */
+	    {"a/b/c", 0, "a/b/c", 0700}, /* again: nothing changes, no error */
+	    {"d//e", 0, "d/e", 0700},
+	    {"f/g/", 0, "f/g", 0700}, /* a trailing slash names the same folder */
+	    {"file", -ENOTDIR, NULL, 0},
+	    {"file/x", -ENOTDIR, NULL, 0},
+	    {"", -EINVAL, NULL, 0},
+	};
+	char tmpl[] = "/tmp/lazaret-test-privdrop-XXXXXX";
+	assert_non_null(mkdtemp(tmpl));
+	mode_t old = umask(022);
+	char path[512];
+	snprintf(path, sizeof(path), "%s/file", tmpl);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fclose(f);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (cases[i].make[0] != '\0')
+			snprintf(path, sizeof(path), "%s/%s", tmpl, cases[i].make);
+		else
+			path[0] = '\0';
+		int rc = privdrop_make_dirs(path);
+		if (rc != cases[i].rc)
+			fail_msg("make_dirs(%s) = %d, expected %d", cases[i].make, rc, cases[i].rc);
+		if (cases[i].check != NULL) {
+			snprintf(path, sizeof(path), "%s/%s", tmpl, cases[i].check);
+			assert_int_equal(dir_mode(path), cases[i].mode);
+		}
+	}
+	/* An absolute path whose parents all exist already. */
+	assert_int_equal(privdrop_make_dirs(tmpl), 0);
+	umask(old);
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_privdrop_unknown_user_keeps_running(void **state)
+{
+	/* A development machine: no service user. The identity stays, start-up goes on. */
+	uid_t before = geteuid();
+	assert_int_equal(privdrop_to_user("test", "lazaret-no-such-user-x", "/tmp"), 0);
+	assert_int_equal(geteuid(), before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -114,6 +184,8 @@ int main(void)
 	    cmocka_unit_test(test_ids_valid_rejects),
 	    cmocka_unit_test(test_rfc3339),
 	    cmocka_unit_test(test_log_quote),
+	    cmocka_unit_test(test_privdrop_make_dirs),
+	    cmocka_unit_test(test_privdrop_unknown_user_keeps_running),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -474,6 +474,106 @@ static void test_attachment_rules(void **state)
 	msgmeta_free(m);
 }
 
+/* The message of test_attachment_rules, with a base64 part with a Japanese name. */
+static const char attachments_msg[] =
+    "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+    "--b\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+    "--b\r\nContent-Type: text/html; name=only-name.html\r\n\r\n<p>x</p>\r\n"
+    "--b\r\nContent-Type: text/plain\r\nContent-Disposition: inline; filename=note.txt\r\n"
+    "\r\nnote\r\n"
+    "--b\r\nContent-Type: text/csv\r\nContent-Disposition: attachment\r\n\r\na,b\r\n"
+    "--b\r\nContent-Type: Application/PDF; name=\"q.pdf\"\r\n"
+    "Content-Transfer-Encoding: quoted-printable\r\n\r\n=41=42C\r\n"
+    "--b\r\nContent-Type: message/rfc822; name=fwd.eml\r\n\r\n"
+    "Subject: inner\r\nContent-Type: application/octet-stream; name=in.bin\r\n\r\nxyz\r\n"
+    "--b\r\nContent-Type: application/octet-stream\r\n"
+    "Content-Disposition: attachment; filename*=UTF-8''%E8%A6%8B%E7%A9%8D.bin\r\n"
+    "Content-Transfer-Encoding: base64\r\n\r\nAAH/gH8NCg==\r\n"
+    "--b--\r\n";
+
+/* Each attachment's decoded bytes, by the index the listing gives it. */
+static void test_attachment_data(void **state)
+{
+	static const struct {
+		size_t index;
+		int rc;
+		const char *bytes; /* NULL: compare only the length */
+		size_t len;
+	} cases[] = {
+	    {0, 0, "note", 4},
+	    {1, 0, "a,b", 3},
+	    {2, 0, "ABC", 3}, /* quoted-printable decoded */
+	    {3, 0, NULL, 0},  /* the attached message as it is: checked below */
+	    {4, 0, "xyz", 3}, /* a part inside the attached message */
+	    {5, 0, "\x00\x01\xff\x80\x7f\r\n", 7}, /* base64 decoded, binary kept */
+	    {6, -ENOENT, NULL, 0},
+	    {1000, -ENOENT, NULL, 0},
+	};
+	struct msgmeta *m = parse_str(attachments_msg);
+	assert_int_equal(m->nattachments, 6);
+	assert_string_equal(m->attachments[5].filename, "見積.bin");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned char *out = (unsigned char *)"sentinel";
+		size_t n = 99;
+		int rc = msgmeta_attachment_data(attachments_msg, strlen(attachments_msg),
+						 cases[i].index, &out, &n);
+		if (rc != cases[i].rc) {
+			print_error("index %zu: rc %d, want %d\n", cases[i].index, rc, cases[i].rc);
+			fail();
+		}
+		if (rc < 0) {
+			assert_null(out);
+			assert_int_equal(n, 0);
+			continue;
+		}
+		assert_non_null(out);
+		/* The listing's size is the size of what is handed out. */
+		assert_int_equal(n, m->attachments[cases[i].index].size);
+		if (cases[i].bytes != NULL) {
+			assert_int_equal(n, cases[i].len);
+			assert_memory_equal(out, cases[i].bytes, n);
+		} else {
+			assert_non_null(memmem(out, n, "Subject: inner", 14));
+			assert_non_null(memmem(out, n, "xyz", 3));
+		}
+		free(out);
+	}
+	msgmeta_free(m);
+
+	unsigned char *out = NULL;
+	size_t n = 0;
+	assert_int_equal(msgmeta_attachment_data(NULL, 0, 0, &out, &n), -EINVAL);
+	assert_int_equal(msgmeta_attachment_data("x", 1, 0, NULL, &n), -EINVAL);
+	/* No MIME at all, and garbage: no attachment, no crash. */
+	assert_int_equal(msgmeta_attachment_data("", 0, 0, &out, &n), -ENOENT);
+	assert_int_equal(msgmeta_attachment_data("\x01\x02garbage", 9, 0, &out, &n), -ENOENT);
+}
+
+/* Past the listing's limit nothing is numbered, so nothing can be fetched either. */
+static void test_attachment_data_limit(void **state)
+{
+	GString *s = g_string_new("Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+	for (int i = 0; i < 1030; i++)
+		g_string_append_printf(s,
+				       "--b\r\nContent-Type: application/octet-stream; "
+				       "name=f%d.bin\r\n\r\n%d\r\n",
+				       i, i);
+	g_string_append(s, "--b--\r\n");
+	struct msgmeta *m = parse_str(s->str);
+	size_t listed = m->nattachments;
+	assert_true(listed >= 1 && listed < 1030);
+	assert_string_equal(m->attachments[listed - 1].filename, "f1023.bin");
+	msgmeta_free(m);
+	unsigned char *out = NULL;
+	size_t n = 0;
+	assert_int_equal(msgmeta_attachment_data(s->str, s->len, listed - 1, &out, &n), 0);
+	assert_int_equal(n, 4);
+	assert_memory_equal(out, "1023", 4);
+	free(out);
+	assert_int_equal(msgmeta_attachment_data(s->str, s->len, listed, &out, &n), -ENOENT);
+	g_string_free(s, TRUE);
+}
+
 /* Raw Shift_JIS file names: 0x5C inside a quoted string is half of a character. */
 static void test_raw_sjis_backslash(void **state)
 {
@@ -643,6 +743,8 @@ int main(void)
 	    cmocka_unit_test(test_verdict),
 	    cmocka_unit_test(test_broken),
 	    cmocka_unit_test(test_attachment_rules),
+	    cmocka_unit_test(test_attachment_data),
+	    cmocka_unit_test(test_attachment_data_limit),
 	    cmocka_unit_test(test_raw_sjis_backslash),
 	    cmocka_unit_test(test_deep_nesting),
 	    cmocka_unit_test(test_garbage_stays_utf8),

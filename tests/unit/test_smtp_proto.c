@@ -50,6 +50,8 @@ struct harness {
 	size_t chunk;
 	bool closed;
 	unsigned messages;
+	bool xforward_permit;	 /* what hook_xforward answers */
+	unsigned xforward_asked; /* how often it was asked */
 };
 
 static void hook_on_reject(void *ctx, const char *reason, const char *reply)
@@ -83,6 +85,13 @@ static int hook_check_rcpt(void *ctx, const char *rcpt, char *reply, size_t repl
 	return 0;
 }
 
+static bool hook_xforward(void *ctx)
+{
+	struct harness *h = ctx;
+	h->xforward_asked++;
+	return h->xforward_permit;
+}
+
 static void collect_output(struct smtp_proto *p, struct harness *h)
 {
 	size_t n;
@@ -110,6 +119,16 @@ static void record_message(struct harness *h, struct smtp_message *m)
 		buf_str(&h->out, " tls");
 	if (m->env.declared_size != 0) {
 		snprintf(tmp, sizeof(tmp), " size=%llu", (unsigned long long)m->env.declared_size);
+		buf_str(&h->out, tmp);
+	}
+	const struct smtp_envelope *e = &m->env;
+	if (e->xforward_addr != NULL || e->xforward_name != NULL || e->xforward_helo != NULL ||
+	    e->xforward_proto != NULL) {
+		snprintf(tmp, sizeof(tmp), " xf=%s/%s/%s/%s",
+			 e->xforward_addr != NULL ? e->xforward_addr : "-",
+			 e->xforward_name != NULL ? e->xforward_name : "-",
+			 e->xforward_helo != NULL ? e->xforward_helo : "-",
+			 e->xforward_proto != NULL ? e->xforward_proto : "-");
 		buf_str(&h->out, tmp);
 	}
 	buf_str(&h->out, " {");
@@ -182,6 +201,7 @@ struct smtp_case {
 	bool whole_only;       /* the case depends on what arrives in one read */
 	bool starttls;	       /* cfg.starttls_available */
 	bool hooks;	       /* install check_mail/check_rcpt */
+	int xforward;	       /* 0: no xforward_allowed hook; 1: it permits; -1: it refuses */
 	size_t max_command_line;
 	size_t max_data_line;
 	unsigned max_recipients;
@@ -218,6 +238,10 @@ static void case_config(const struct smtp_case *c, struct harness *h, struct smt
 	if (c->hooks) {
 		cfg->check_mail = hook_check_mail;
 		cfg->check_rcpt = hook_check_rcpt;
+	}
+	if (c->xforward != 0) {
+		cfg->xforward_allowed = hook_xforward;
+		h->xforward_permit = c->xforward > 0;
 	}
 	cfg->on_reject = hook_on_reject;
 	cfg->hook_ctx = h;
@@ -259,6 +283,10 @@ static void run_case(const struct smtp_case *c, size_t chunk)
 		print_escaped("got     ", h.out.data, h.out.len);
 		fail();
 	}
+	/* Whether XFORWARD is allowed is decided once per session. */
+	if (h.xforward_asked > 1)
+		fail_msg("case %s, chunk %zu: xforward_allowed asked %u times", c->name, chunk,
+			 h.xforward_asked);
 	if (c->reasons != NULL && strcmp(h.reasons.data, c->reasons) != 0)
 		fail_msg("case %s, chunk %zu: reasons \"%s\", expected \"%s\"", c->name, chunk,
 			 h.reasons.data, c->reasons);
@@ -295,6 +323,14 @@ static void run_case(const struct smtp_case *c, size_t chunk)
 #define START	"HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@x.example>\r\nDATA\r\n"
 #define START_R HELO_R MAIL_R RCPT_R DATA_R
 #define MSG(d)	"[MSG <a@b.example> <u@x.example> {" d "}]" QUEUED
+
+/* XFORWARD: the EHLO reply to a permitted client, a transaction after it, the replies. */
+#define EHLO_XF	   EHLO_BASE "250-ENHANCEDSTATUSCODES\r\n250 XFORWARD NAME ADDR PROTO HELO SOURCE\r\n"
+#define XF_TX	   "MAIL FROM:<a@b.example>\r\nRCPT TO:<u@x.example>\r\nDATA\r\nx\r\n.\r\n"
+#define XF_TX_R	   MAIL_R RCPT_R DATA_R
+#define XF_MSG(xf) "[MSG <a@b.example> <u@x.example> xf=" xf " {x\r\n}]" QUEUED
+#define XF_BAD	   "501 5.5.4 Bad XFORWARD attribute\r\n"
+#define XF_DENIED  "503 5.5.1 Error: XFORWARD not allowed\r\n"
 
 static const struct smtp_case cases[] = {
     /* greeting and EHLO/HELO */
@@ -601,6 +637,70 @@ static const struct smtp_case cases[] = {
     {.name = "http methods", .input = "HEAD / HTTP/1.0\r\n", .expect = HTTP_R},
     {.name = "http options", .input = "OPTIONS * HTTP/1.1\r\n", .expect = HTTP_R},
     {.name = "not http: GETX", .input = "GETX /\r\n", .expect = UNKNOWN},
+
+    /* XFORWARD (Postfix content filter) */
+    {.name = "xforward advertised to a permitted client",
+     .input = "EHLO c\r\n",
+     .xforward = 1,
+     .expect = EHLO_XF},
+    {.name = "xforward neither advertised nor accepted when refused",
+     .input = "EHLO c\r\nXFORWARD ADDR=192.0.2.7\r\n" XF_TX,
+     .xforward = -1,
+     .expect = EHLO_R XF_DENIED XF_TX_R MSG("x\r\n"),
+     .reasons = "policy,"},
+    {.name = "xforward without a hook is never allowed",
+     .input = "EHLO c\r\nXFORWARD ADDR=192.0.2.7\r\n",
+     .expect = EHLO_R XF_DENIED},
+    {.name = "xforward attributes reach the message, then reset",
+     .input = "EHLO c\r\nXFORWARD NAME=mail.example.org ADDR=192.0.2.7 PROTO=esmtp "
+	      "HELO=mail.example.org SOURCE=REMOTE\r\n" XF_TX XF_TX,
+     .xforward = 1,
+     .expect = EHLO_XF OK_R XF_TX_R XF_MSG("192.0.2.7/mail.example.org/mail.example.org/ESMTP")
+	 XF_TX_R MSG("x\r\n"),
+     .reasons = ""},
+    {.name = "xforward commands accumulate, names are case-insensitive",
+     .input = "EHLO c\r\nxforward addr=192.0.2.7\r\nXFORWARD Helo=h.example\r\n" XF_TX,
+     .xforward = 1,
+     .expect = EHLO_XF OK_R OK_R XF_TX_R XF_MSG("192.0.2.7/-/h.example/-")},
+    {.name = "xforward xtext and IPv6",
+     .input = "EHLO c\r\nXFORWARD ADDR=IPv6:2001:DB8:0::1 HELO=[a+20b+2Bc]\r\n" XF_TX,
+     .xforward = 1,
+     .expect = EHLO_XF OK_R XF_TX_R XF_MSG("2001:db8::1/-/[a b+c]/-")},
+    {.name = "xforward unavailable values clear an attribute",
+     .input = "EHLO c\r\nXFORWARD ADDR=192.0.2.7 NAME=n.example\r\n"
+	      "XFORWARD ADDR=[UNAVAILABLE] NAME=[TEMPUNAVAIL] HELO=h\r\n" XF_TX,
+     .xforward = 1,
+     .expect = EHLO_XF OK_R OK_R XF_TX_R XF_MSG("-/-/h/-")},
+    {.name = "xforward bad attributes change nothing",
+     .input = "EHLO c\r\nXFORWARD ADDR=192.0.2.7 FOO=1\r\nXFORWARD ADDR=999.0.0.1\r\n"
+	      "XFORWARD ADDR\r\nXFORWARD HELO=a+2\r\nXFORWARD HELO=a+ZZ\r\n"
+	      "XFORWARD HELO=a+0Ab\r\nXFORWARD NAME=bad/name\r\nXFORWARD SOURCE=ELSEWHERE\r\n"
+	      "XFORWARD PROTO=E-SMTP\r\nXFORWARD\r\n" XF_TX,
+     .xforward = 1,
+     .expect = EHLO_XF XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD
+     "501 5.5.4 Syntax: XFORWARD attribute=value...\r\n" XF_TX_R MSG("x\r\n"),
+     .reasons = "syntax,syntax,syntax,syntax,syntax,syntax,syntax,syntax,syntax,syntax,"},
+    {.name = "xforward only before MAIL and after EHLO",
+     .input = "XFORWARD ADDR=192.0.2.7\r\nEHLO c\r\nMAIL FROM:<a@b.example>\r\n"
+	      "XFORWARD ADDR=192.0.2.7\r\nRCPT TO:<u@x.example>\r\nDATA\r\nx\r\n.\r\n",
+     .xforward = 1,
+     .expect = "503 5.5.1 Error: send HELO/EHLO first\r\n" EHLO_XF MAIL_R
+	       "503 5.5.1 Error: MAIL transaction in progress\r\n" RCPT_R DATA_R MSG("x\r\n"),
+     .reasons = "bad_sequence,bad_sequence,"},
+    {.name = "xforward is cleared by RSET, EHLO and a refused message",
+     .input = "EHLO c\r\nXFORWARD ADDR=192.0.2.1\r\nRSET\r\n" XF_TX
+	      "XFORWARD ADDR=192.0.2.2\r\nEHLO c\r\n" XF_TX
+	      "XFORWARD ADDR=192.0.2.3\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@x.example>\r\n"
+	      "DATA\r\n0123456789\r\n.\r\n" XF_TX,
+     .xforward = 1,
+     .max_message_size = 8,
+     .expect = "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 8\r\n250-8BITMIME\r\n"
+	       "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n"
+	       "250 XFORWARD NAME ADDR PROTO HELO SOURCE\r\n" OK_R OK_R XF_TX_R MSG("x\r\n") OK_R
+     "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 8\r\n250-8BITMIME\r\n"
+     "250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n"
+     "250 XFORWARD NAME ADDR PROTO HELO SOURCE\r\n" XF_TX_R MSG("x\r\n")
+	 OK_R XF_TX_R TOO_BIG XF_TX_R MSG("x\r\n")},
 
     /* policy hooks */
     {.name = "policy refuses a sender",

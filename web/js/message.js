@@ -138,16 +138,31 @@ export function renderMessage(main, id) {
       kv(t('detail.id'), h('code', m.id)));
 
     const text = [];
-    if (m.text_body_from_html) text.push(h('p.note', t('detail.from_html')));
-    if (m.text_body) text.push(h('pre.body-text', { 'data-test': 'text-body' }, m.text_body));
-    else text.push(h('p.muted', t('detail.no_text')));
-    if (m.text_body_truncated) text.push(h('p.note', t('detail.truncated')));
+    if (m.body_hidden) {
+      // The administrator keeps message bodies from end users until they are released.
+      text.push(h('p.note', { 'data-test': 'body-hidden' }, t('detail.body_hidden')));
+    } else {
+      if (m.text_body_from_html) text.push(h('p.note', t('detail.from_html')));
+      if (m.text_body) text.push(h('pre.body-text', { 'data-test': 'text-body' }, m.text_body));
+      else text.push(h('p.muted', t('detail.no_text')));
+      if (m.text_body_truncated) text.push(h('p.note', t('detail.truncated')));
+    }
 
     const headers = h('table.headers-table', h('tbody', (m.headers || []).map((hd) => h('tr', h('th', hd.name), h('td', hd.value)))));
     const atts = m.attachments || [];
+    // Admins may save an attachment: a plain link (the session cookie goes with it); the
+    // server sends it as an opaque download, so the browser never renders it.
+    const canDownload = isAdmin();
+    const attLink = (a, i) => h('a.btn.btn-small', {
+      href: '/api/v1/messages/' + encodeURIComponent(m.id) + '/attachments/' + i,
+      download: a.filename || '', 'data-test': 'attachment-download',
+      'aria-label': t('att.download_named', { name: a.filename || t('att.unnamed') }),
+    }, t('att.download'));
     const attTable = atts.length ? h('table.plain-table',
-      h('thead', h('tr', h('th', t('att.name')), h('th', t('att.type')), h('th.num', t('att.size')))),
-      h('tbody', atts.map((a) => h('tr', h('td', a.filename || t('att.unnamed')), h('td', h('code', a.content_type || '')), h('td.num', formatBytes(a.size))))))
+      h('thead', h('tr', h('th', t('att.name')), h('th', t('att.type')), h('th.num', t('att.size')),
+        canDownload ? h('th', h('span.sr-only', t('att.download'))) : null)),
+      h('tbody', atts.map((a, i) => h('tr', h('td', a.filename || t('att.unnamed')), h('td', h('code', a.content_type || '')), h('td.num', formatBytes(a.size)),
+        canDownload ? h('td', attLink(a, i)) : null))))
       : h('p.muted', t('detail.no_attachments'));
 
     const [bar, panels] = tabs([
