@@ -446,6 +446,25 @@ static void api_list_messages(struct http_server_request *req, void *arg)
 }
 
 /* The message named by the path's {id}; answers 404/500 and returns NULL otherwise. */
+/*
+ * The original bytes of message id into *raw (caller frees). On failure answers
+ * (404 when it was purged meanwhile, 500 otherwise) and returns false.
+ */
+static bool api_load_raw(struct api *a, struct http_server_request *req, const char *id,
+			 unsigned char **raw, size_t *len)
+{
+	int rc = store_get_raw(a->st, id, raw, len);
+	if (rc == -ENOENT) {
+		http_server_reply_error(req, 404, "no such message");
+		return false;
+	}
+	if (rc < 0) {
+		api_reply_store_error(req, "store_get_raw", rc);
+		return false;
+	}
+	return true;
+}
+
 static struct store_message *api_lookup(struct api *a, struct http_server_request *req)
 {
 	const char *id = http_server_request_param(req, "id");
@@ -478,16 +497,8 @@ static void api_get_message(struct http_server_request *req, void *arg)
 	unsigned char *raw = NULL;
 	size_t len = 0;
 	struct msgmeta *meta = NULL;
-	int rc = store_get_raw(a->st, m->id, &raw, &len);
-	if (rc == -ENOENT) {
-		/* Purged between the two reads. */
-		http_server_reply_error(req, 404, "no such message");
+	if (!api_load_raw(a, req, m->id, &raw, &len))
 		goto done;
-	}
-	if (rc < 0) {
-		api_reply_store_error(req, "store_get_raw", rc);
-		goto done;
-	}
 	msgmeta_parse(raw, len, &meta);
 	const struct api_actor *who = api_actor(a, req);
 	bool hidden = api_body_hidden(a, who, m);
@@ -679,16 +690,9 @@ static void api_get_attachment(struct http_server_request *req, void *arg)
 		http_server_reply_error(req, 404, "no such attachment");
 		goto done;
 	}
-	int rc = store_get_raw(a->st, m->id, &raw, &len);
-	if (rc == -ENOENT) {
-		http_server_reply_error(req, 404, "no such message");
+	if (!api_load_raw(a, req, m->id, &raw, &len))
 		goto done;
-	}
-	if (rc < 0) {
-		api_reply_store_error(req, "store_get_raw", rc);
-		goto done;
-	}
-	rc = msgmeta_attachment_data(raw, len, index, &data, &n);
+	int rc = msgmeta_attachment_data(raw, len, index, &data, &n);
 	if (rc < 0) {
 		/* The listing was made when the message arrived; the bytes say otherwise. */
 		log_warn("api.attachment_missing", "id=%s attachment=%zu", m->id, index);

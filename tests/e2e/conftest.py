@@ -10,6 +10,7 @@ requires exit status 0. Its stderr goes to a file that is attached to the report
 a failing test.
 """
 
+import contextlib
 import json as jsonlib
 import os
 import re
@@ -21,7 +22,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -681,25 +681,8 @@ def slapd(workdir):
     port = free_port()
     uri = "ldap://127.0.0.1:%d/" % port
     # -d 0: stay in the foreground, so the test owns the process.
-    proc = subprocess.Popen(["/usr/sbin/slapd", "-d", "0", "-h", uri, "-f", conf],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def up():
-        if proc.poll() is not None:
-            raise AssertionError("slapd exited: %s" % proc.stderr.read())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    wait_for(up, 15, "slapd to listen")
-    yield uri
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with listening_daemon(["/usr/sbin/slapd", "-d", "0", "-h", uri, "-f", conf], port, "slapd"):
+        yield uri
 
 
 def ldap_manager(start_manager, uri, **extra):
@@ -708,3 +691,29 @@ def ldap_manager(start_manager, uri, **extra):
                          auth_ldap__bind_password="reader-secret",
                          auth_ldap__user_filter="(uid=%s)",
                          auth_ldap__mail_attributes="mail, mailAlternateAddress", **extra)
+
+
+@contextlib.contextmanager
+def listening_daemon(argv, port, name):
+    """Runs a test peer (slapd, dovecot ...) in the foreground until it listens on
+    127.0.0.1:port; stops it with SIGTERM (then SIGKILL) when the block ends."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def up():
+        if proc.poll() is not None:
+            raise AssertionError("%s exited: %s" % (name, proc.stderr.read()))
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    try:
+        wait_for(up, 15, "%s to listen" % name)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -9,14 +9,13 @@ IMAP server, each started by the test on loopback with its own temporary files.
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 
 import pytest
 
-from conftest import find_binary, ldap_manager
+from conftest import find_binary, ldap_manager, listening_daemon
 from e2e_helpers import free_port, make_message, t, wait_for
 
 ADMIN_PW = "admin-secret-1"
@@ -559,25 +558,8 @@ def dovecot(workdir):
                   "default_internal_group = nogroup"]
     with open(conf, "w") as f:
         f.write("\n".join(lines) + "\n")
-    proc = subprocess.Popen(["/usr/sbin/dovecot", "-F", "-c", conf],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    def up():
-        if proc.poll() is not None:
-            raise AssertionError("dovecot exited: %s" % proc.stderr.read())
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
-    wait_for(up, 15, "dovecot to listen")
-    yield "127.0.0.1:%d" % port
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with listening_daemon(["/usr/sbin/dovecot", "-F", "-c", conf], port, "dovecot"):
+        yield "127.0.0.1:%d" % port
     shutil.rmtree(d, ignore_errors=True)
 
 
