@@ -159,9 +159,14 @@ static const struct confparse_key gw_config_keys[] = {
      .type = CONFPARSE_STRING,
      .offset = OFF(spamd),
      .default_text = "127.0.0.1:783"},
+    /*
+     * A string as spamd and clamd are, not CONFPARSE_HOSTPORT: the rspamd client also
+     * takes a unix socket path (rspamd's bind_socket = "/path"), and a host:port type
+     * refused every path with "needs a port".
+     */
     {.section = "antispam",
      .name = "rspamd",
-     .type = CONFPARSE_HOSTPORT,
+     .type = CONFPARSE_STRING,
      .offset = OFF(rspamd),
      .default_text = "127.0.0.1:11333"},
     {.section = "antispam", .name = "rules", .type = CONFPARSE_PATH, .offset = OFF(antispam_rules)},

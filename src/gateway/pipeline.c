@@ -494,11 +494,19 @@ static int pl_store(struct pl *p, const struct disposition_group *g)
 		nm->recipients[k] = xstrdup(p->rcpts[g->rcpts[k]]);
 	nm->gateway = xstrdup(p->cfg->name);
 	nm->client_address = xstrdup(p->job->client_ip);
-	if (g->d.verdict != NULL) {
+	/*
+	 * The verdict says why the message is here: the spam verdict, else "virus" for
+	 * the anti-virus route, else "policy" (a content filter chose the quarantine).
+	 * The spam score is kept whenever the message was scanned.
+	 */
+	if (g->d.verdict != NULL)
 		nm->verdict = xstrdup(g->d.verdict);
-		nm->has_score = p->scanned;
-		nm->score = p->score;
-	}
+	else if (g->d.reason != NULL && strcmp(g->d.reason, "virus") == 0)
+		nm->verdict = xstrdup("virus");
+	else
+		nm->verdict = xstrdup("policy");
+	nm->has_score = p->scanned;
+	nm->score = p->score;
 	const struct msgmeta *meta = p->meta;
 	if (meta != NULL) {
 		nm->from = dup_or_null(meta->from);

@@ -208,9 +208,11 @@ static json_t *api_message_json(const struct api *a, const struct api_actor *who
 	api_set(o, "from", http_json_string_or_null(m->from));
 	api_set(o, "subject", http_json_string_or_null(m->subject));
 	api_set(o, "size", json_integer((json_int_t)m->size));
-	api_set(o, "verdict",
-		http_json_string_or_null(m->verdict != NULL && *m->verdict != '\0' ? m->verdict
-										   : "spam"));
+	/* CONTRACT.md: the spam quarantine's verdict defaults to spam; others have none. */
+	const char *verdict = m->verdict != NULL && *m->verdict != '\0' ? m->verdict : NULL;
+	if (verdict == NULL && m->quarantine != NULL && strcmp(m->quarantine, "spam") == 0)
+		verdict = "spam";
+	api_set(o, "verdict", http_json_string_or_null(verdict));
 	api_set(o, "score", m->has_score ? json_real(m->score) : json_null());
 	api_set(o, "gateway", http_json_string_or_null(m->gateway));
 	api_set(o, "expires_at",

@@ -408,7 +408,7 @@ def test_each_filter_action(start_gateway, aio_sink_factory):
 
     assert send("quarantine-me")[0] == 250
     q = gw.messages()
-    assert [m["quarantine"] for m in q] == ["Policy"]
+    assert [(m["quarantine"], m["verdict"]) for m in q] == [("Policy", "policy")]
     st, doc = gw.api("GET", "/api/v1/quarantines")
     assert {"Policy": "policy"}.items() <= {x["name"]: x["type"] for x in doc["quarantines"]}.items()
 
