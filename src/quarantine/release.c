@@ -175,19 +175,16 @@ static int64_t release_backoff(const struct release_settings *s, unsigned attemp
 }
 
 /*
- * Whether a recipient deferred on this attempt is given up. The delivery carries
- * no time of its first attempt, so the time since then is reckoned from the
- * backoff schedule: the sum of the waits before this attempt. A recipient is
- * failed when its next attempt would come after give_up_after_ms.
+ * Whether a recipient deferred on this attempt is given up: when its next attempt
+ * would come later than give_up_after_ms after the delivery's first attempt (the
+ * store keeps that time, so a restart or a long outage does not extend it).
  */
-static bool release_give_up(const struct release_settings *s, unsigned attempts)
+static bool release_give_up(const struct release_settings *s, const struct store_delivery *d,
+			    int64_t now)
 {
 	if (s->give_up_after_ms <= 0)
 		return false;
-	int64_t elapsed = 0;
-	for (unsigned i = 0; i < attempts && elapsed <= s->give_up_after_ms; i++)
-		elapsed += release_backoff(s, i);
-	return elapsed + release_backoff(s, attempts) > s->give_up_after_ms;
+	return now + release_backoff(s, d->attempts) > d->first_attempt_at + s->give_up_after_ms;
 }
 
 static uint64_t release_random(struct release_worker *w)
@@ -350,7 +347,7 @@ static void release_deliver(struct release_worker *w, const struct release_setti
 
 decide:;
 	int64_t retry_at = release_retry_at(w, s, d->attempts, now);
-	bool giving_up = release_give_up(s, d->attempts);
+	bool giving_up = release_give_up(s, d, now);
 	for (size_t i = 0; i < n; i++) {
 		results[i].rcpt = d->rcpts[i];
 		results[i].reply = rr[i].reply;

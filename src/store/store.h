@@ -225,7 +225,8 @@ struct store_delivery {
 	char *sender;
 	char **rcpts;
 	size_t nrcpts;
-	unsigned attempts; /* attempts made before this one */
+	unsigned attempts;	  /* attempts made before this one */
+	int64_t first_attempt_at; /* when the first attempt was claimed (this one: now) */
 };
 void store_delivery_free(struct store_delivery *d);
 

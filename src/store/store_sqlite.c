@@ -2090,7 +2090,8 @@ int store_delete_matching(struct store *st, const struct store_filter *f, int64_
 /* --- deliveries --------------------------------------------------------- */
 
 static const char sql_claim_pick[] =
-    "SELECT d.job_id, d.msg_id, d.attempts, d.rcpts, m.sender FROM deliveries d"
+    "SELECT d.job_id, d.msg_id, d.attempts, d.rcpts, m.sender,"
+    " coalesce(d.first_attempt_at, ?1) FROM deliveries d"
     " JOIN messages m ON m.id = d.msg_id WHERE d.next_attempt_at <= ?1"
     " ORDER BY d.next_attempt_at, d.job_id LIMIT 1";
 static const char sql_claim_lease[] =
@@ -2140,6 +2141,7 @@ static int store_claim_job(struct store *st, struct store_conn *c, void *arg)
 	d->attempts = (unsigned)sqlite3_column_int(s, 2);
 	char *json = store_col_dup(s, 3);
 	d->sender = store_col_dup(s, 4);
+	d->first_attempt_at = sqlite3_column_int64(s, 5);
 	sqlite3_reset(s);
 	int rc = store_json_strings(c, json, &d->rcpts, &d->nrcpts);
 	free(json);

@@ -657,7 +657,8 @@ static void test_give_up(void **state)
 	struct release_config cfg = base_config(primary, NULL);
 	cfg.retry_min_ms = 20;
 	cfg.retry_max_ms = 40;
-	cfg.give_up_after_ms = 100; /* attempts at 0, 20, 60, 100 ms; the next would be late */
+	/* attempts about 0, 20, 60 ms after the first; one more would come too late */
+	cfg.give_up_after_ms = 100;
 	struct release *r = NULL;
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);
 	const char *rcpts[] = {"u1@example.jp"};
@@ -667,9 +668,13 @@ static void test_give_up(void **state)
 	char *reply = NULL;
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", &reply), STORE_RCPT_FAILED);
 	release_stop(r);
-	assert_string_equal(reply, "giving up after 4 attempts: 451 4.3.0 busy, try later");
+	/* Scheduling delays decide whether the third or the fourth attempt is the last. */
+	unsigned attempts = 0;
+	assert_int_equal(sscanf(reply, "giving up after %u attempts:", &attempts), 1);
+	assert_true(attempts == 3 || attempts == 4);
+	assert_non_null(strstr(reply, ": 451 4.3.0 busy, try later"));
 	free(reply);
-	assert_int_equal(mta_count(&pri, &pri.sessions), 4);
+	assert_int_equal(mta_count(&pri, &pri.sessions), attempts);
 	mta_stop(&pri);
 	free(primary);
 }

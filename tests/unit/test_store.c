@@ -470,6 +470,7 @@ static void test_delivery_queue(void **state)
 	assert_string_equal(d->sender, "s@x.jp");
 	assert_int_equal(d->nrcpts, 3);
 	assert_int_equal(d->attempts, 0);
+	assert_int_equal(d->first_attempt_at, T0 + 10);
 	/* leased: not handed out again until the lease runs out */
 	struct store_delivery *d2 = NULL;
 	assert_int_equal(store_delivery_claim(fx->st, T0 + 500, 1000, &d2), -EAGAIN);
@@ -510,6 +511,8 @@ static void test_delivery_queue(void **state)
 	assert_int_equal(d2->nrcpts, 1);
 	assert_string_equal(d2->rcpts[0], "later@x.jp");
 	assert_int_equal(d2->attempts, 1);
+	/* the first attempt's time stays, so giving up is reckoned from it */
+	assert_int_equal(d2->first_attempt_at, T0 + 10);
 	struct store_delivery_result res2[] = {
 	    {"later@x.jp", STORE_DELIVERY_DELIVERED, "250 ok"},
 	};
