@@ -76,6 +76,13 @@ static bool handle(struct smtp_proto *p, enum smtp_proto_event ev)
 	}
 }
 
+/* XFORWARD permitted for this input (knob 16): the parser of its attributes runs. */
+static bool fuzz_xforward_allowed(void *ctx)
+{
+	(void)ctx;
+	return true;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 3)
@@ -99,6 +106,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		cfg.check_mail = fuzz_check;
 		cfg.check_rcpt = fuzz_check;
 	}
+	if (knobs & 16)
+		cfg.xforward_allowed = fuzz_xforward_allowed;
 	cfg.on_reject = fuzz_on_reject;
 	data += 3;
 	size -= 3;
