@@ -14,7 +14,6 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 
 #include "common/acl.h"
 #include "common/clock.h"
+#include "common/daemon_args.h"
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "common/xalloc.h"
@@ -389,39 +389,12 @@ static void stop(struct lazaretd *d)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"check-config", no_argument, NULL, 'C'},
-	    {"version", no_argument, NULL, 'V'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *path = NULL;
-	bool check_only = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			path = optarg;
-			break;
-		case 'C':
-			check_only = true;
-			break;
-		case 'V':
-			printf("lazaretd %s\n", LAZARET_VERSION);
-			return 0;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (path == NULL || optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	struct daemon_args args;
+	int exit_now = daemon_args_parse(argc, argv, "lazaretd", usage, &args);
+	if (exit_now >= 0)
+		return exit_now;
+	const char *path = args.config;
+	bool check_only = args.check_only;
 	log_init("lazaretd", LOG_LEVEL_INFO);
 
 	struct lazaretd d;
