@@ -87,7 +87,8 @@ struct antispam_rules {
 
 /* The texts one message offers to the rules, built once per scan. */
 struct antispam_texts {
-	struct msgmeta *meta;
+	const struct msgmeta *meta; /* the caller's, or owned_meta */
+	struct msgmeta *owned_meta;
 	char *all_headers; /* "Name: value\n" ..., built on first use */
 	GString *body;	   /* decoded text parts */
 	char **uris;
@@ -657,7 +658,7 @@ static void build_uris(struct antispam_texts *t)
 
 static void texts_free(struct antispam_texts *t)
 {
-	msgmeta_free(t->meta);
+	msgmeta_free(t->owned_meta);
 	free(t->all_headers);
 	if (t->body != NULL)
 		g_string_free(t->body, TRUE);
@@ -708,6 +709,12 @@ static bool rule_hits(const struct antispam_rule *rule, struct antispam_texts *t
 int antispam_builtin_scan(const struct antispam_rules *r, const unsigned char *data, size_t len,
 			  struct antispam_result *out)
 {
+	return antispam_builtin_scan_meta(r, data, len, NULL, out);
+}
+
+int antispam_builtin_scan_meta(const struct antispam_rules *r, const unsigned char *data,
+			       size_t len, const struct msgmeta *meta, struct antispam_result *out)
+{
 	static const unsigned char empty[1];
 	struct antispam_texts t = {0};
 
@@ -726,7 +733,12 @@ int antispam_builtin_scan(const struct antispam_rules *r, const unsigned char *d
 		goto gtube;
 	if (r == NULL || r->n == 0)
 		goto done;
-	(void)msgmeta_parse(data, len, &t.meta); /* never fails on a non-NULL buffer */
+	if (meta == NULL) {
+		/* never fails on a non-NULL buffer */
+		(void)msgmeta_parse(data, len, &t.owned_meta);
+		meta = t.owned_meta;
+	}
+	t.meta = meta;
 	for (size_t i = 0; i < r->n; i++) {
 		if (rule_hits(&r->rules[i], &t)) {
 			out->score += r->rules[i].score;

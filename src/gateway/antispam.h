@@ -23,6 +23,7 @@ struct antispam_result {
 };
 
 struct antispam_rules;
+struct msgmeta;
 
 /*
  * Loads a builtin rules file. Format (one rule a line, '#' comments):
@@ -38,6 +39,13 @@ size_t antispam_rules_count(const struct antispam_rules *r);
 /* Scores a message (CRLF or LF line ends). Never fails on hostile input. */
 int antispam_builtin_scan(const struct antispam_rules *r, const unsigned char *data, size_t len,
 			  struct antispam_result *out);
+/*
+ * The same with the message's headers already parsed (meta from msgmeta_parse of
+ * data, borrowed), so a caller that needs them anyway parses the message once.
+ * meta NULL: parsed here.
+ */
+int antispam_builtin_scan_meta(const struct antispam_rules *r, const unsigned char *data,
+			       size_t len, const struct msgmeta *meta, struct antispam_result *out);
 
 /* addr: "host:port" or a unix socket path ("/run/spamd.sock"). 0, or -errno (then no score). */
 int antispam_spamd_scan(const char *addr, int64_t timeout_ms, const unsigned char *data, size_t len,

@@ -214,7 +214,11 @@ static int pl_antispam(struct pl *p)
 	struct antispam_result res = {0};
 	int rc;
 	if (strcmp(engine, "builtin") == 0) {
-		rc = antispam_builtin_scan(p->job->rules->spam, p->m->data, p->m->len, &res);
+		/* Rules read decoded headers, as the filters do later: parse once for both. */
+		if (antispam_rules_count(p->job->rules->spam) > 0)
+			pl_parse_meta(p);
+		rc = antispam_builtin_scan_meta(p->job->rules->spam, p->m->data, p->m->len, p->meta,
+						&res);
 	} else if (strcmp(engine, "spamd") == 0) {
 		rc = antispam_spamd_scan(p->cfg->spamd, p->cfg->antispam_timeout_ms, p->m->data,
 					 p->m->len, &res);

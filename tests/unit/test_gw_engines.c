@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "gateway/antispam.h"
+#include "mime/msgmeta.h"
 #include "gateway/antivirus.h"
 
 #define GTUBE "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -72,9 +73,23 @@ static struct antispam_rules *load_rules_text(const char *text)
 	return r;
 }
 
+/*
+ * Scores msg, and checks that a caller handing in headers it already parsed
+ * (antispam_builtin_scan_meta, as the gateway pipeline does) gets the same result.
+ */
 static void scan_text(const struct antispam_rules *r, const char *msg, struct antispam_result *res)
 {
-	assert_int_equal(antispam_builtin_scan(r, (const unsigned char *)msg, strlen(msg), res), 0);
+	const unsigned char *data = (const unsigned char *)msg;
+	assert_int_equal(antispam_builtin_scan(r, data, strlen(msg), res), 0);
+	struct msgmeta *meta = NULL;
+	assert_int_equal(msgmeta_parse(data, strlen(msg), &meta), 0);
+	struct antispam_result again = {0};
+	assert_int_equal(antispam_builtin_scan_meta(r, data, strlen(msg), meta, &again), 0);
+	assert_true(again.score == res->score);
+	assert_string_equal(again.detail != NULL ? again.detail : "",
+			    res->detail != NULL ? res->detail : "");
+	antispam_result_clear(&again);
+	msgmeta_free(meta);
 }
 
 /* ---- rules parsing --------------------------------------------------------------------- */
