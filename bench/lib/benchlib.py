@@ -158,7 +158,8 @@ def wire_bytes(lines):
 
 def write_message(path, size=DEFAULT_SIZE, seed=DEFAULT_SEED):
     """Writes the message for smtp-source -F (LF line ends: smtp-source sends each
-    line with CRLF); returns a dict describing it (size on the wire, zstd ratio)."""
+    line with CRLF, and one empty line more at the end, so the receiver counts 2
+    bytes more); returns a dict describing it (size on the wire, zstd ratio)."""
     lines = make_message(size, seed)
     for ln in lines:
         if ln.startswith("."):
