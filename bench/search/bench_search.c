@@ -136,17 +136,21 @@ static void body_printf(struct body *b, const char *fmt, ...) __attribute__((for
 
 static void body_printf(struct body *b, const char *fmt, ...)
 {
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n <= 0)
-		return;
-	body_reserve(b, (size_t)n);
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
+	body_reserve(b, 256);
+	for (;;) {
+		size_t room = b->cap - b->len;
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p + b->len, room, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		body_reserve(b, (size_t)n); /* too long for the room: grow and format again */
+	}
 }
 
 /* base64 of n random bytes in lines of 76 characters, CRLF after each. */
@@ -248,7 +252,7 @@ static struct store_new_message *make_message(struct bench *b, size_t i, uint64_
 	}
 	m->to = xstrdup(m->recipients[0]);
 	m->subject = make_subject(r);
-	m->message_id = xasprintf("<%s@bench>", m->id);
+	m->message_id = xasprintf("<bench.%zu@%s>", i, strchr(m->sender, '@') + 1);
 	m->date_ms = at - 2000;
 	m->verdict = xstrdup(rng_below(r, 5) == 0 ? "suspect" : "spam");
 	m->has_score = true;
@@ -262,17 +266,18 @@ static struct store_new_message *make_message(struct bench *b, size_t i, uint64_
 	struct tm tm;
 	gmtime_r(&secs, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	/* one random draw per statement: argument order must not decide the message */
+	size_t mx = rng_below(r, 9);
+	const char *sender_dom = strchr(m->sender, '@') + 1;
 	char boundary[40];
 	snprintf(boundary, sizeof(boundary), "----=_Part_%016llx", (unsigned long long)rng_next(r));
 	body_printf(&body,
 		    "Received: from mx%zu.%s (mx%zu.%s [%s])\r\n"
-		    "\tby gw0.example.jp (lazaret-gw) with ESMTP id %s\r\n"
+		    "\tby gw0.example.jp (lazaret-gw) with ESMTP id %08zx\r\n"
 		    "\tfor <%s>; %s\r\n"
 		    "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=%s; s=s1;\r\n"
 		    "\th=from:to:subject:date:message-id; b=",
-		    rng_below(r, 9), strchr(m->sender, '@') + 1, rng_below(r, 9),
-		    strchr(m->sender, '@') + 1, m->client_address, m->id, m->to, date,
-		    strchr(m->sender, '@') + 1);
+		    mx, sender_dom, mx, sender_dom, m->client_address, i, m->to, date, sender_dom);
 	body_add_random_base64(&body, r, 256, 40);
 	body_printf(&body,
 		    "From: %s\r\nTo: %s\r\nSubject: %s\r\nMessage-ID: %s\r\n"
