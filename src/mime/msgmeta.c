@@ -956,8 +956,11 @@ static uint64_t decoded_size(GMimeObject *obj)
 struct walk_visitor {
 	/* Gets the decoded file name (may be NULL; the visitor owns it). False: stop. */
 	bool (*attachment)(struct walk_visitor *v, char *filename, GMimeObject *obj);
+	/* Gets the name of a named part that is no attachment (owned); may be NULL. */
+	void (*inline_name)(struct walk_visitor *v, char *filename);
 	size_t seen; /* attachments handed over so far */
 	bool stopped;
+	bool incomplete; /* parts were left unvisited (too deep, too many) */
 };
 
 /* Decides whether a leaf (or an attached message) is an attachment, and hands it over. */
@@ -965,6 +968,7 @@ static void consider_leaf(struct walk_visitor *v, GMimeObject *obj)
 {
 	if (v->seen >= MSGMETA_MAX_ATTACHMENTS) {
 		v->stopped = true;
+		v->incomplete = true;
 		return;
 	}
 	const char *disp = raw_header(obj, "Content-Disposition");
@@ -979,6 +983,8 @@ static void consider_leaf(struct walk_visitor *v, GMimeObject *obj)
 		v->seen++;
 		if (!v->attachment(v, filename, obj))
 			v->stopped = true;
+	} else if (filename != NULL && v->inline_name != NULL) {
+		v->inline_name(v, filename);
 	} else {
 		free(filename);
 	}
@@ -986,8 +992,12 @@ static void consider_leaf(struct walk_visitor *v, GMimeObject *obj)
 
 static void walk(struct walk_visitor *v, GMimeObject *obj, int depth)
 {
-	if (obj == NULL || depth > MSGMETA_MAX_DEPTH || v->stopped)
+	if (obj == NULL || v->stopped)
 		return;
+	if (depth > MSGMETA_MAX_DEPTH) {
+		v->incomplete = true;
+		return;
+	}
 	if (GMIME_IS_MULTIPART(obj)) {
 		GMimeMultipart *mp = GMIME_MULTIPART(obj);
 		int n = g_mime_multipart_get_count(mp);
@@ -1019,6 +1029,20 @@ static bool collect_attachment(struct walk_visitor *v, char *filename, GMimeObje
 	a->content_type = mime_type_of(obj);
 	a->size = decoded_size(obj);
 	return true;
+}
+
+static void collect_inline_name(struct walk_visitor *v, char *filename)
+{
+	struct msgmeta *m = ((struct walk_collect *)v)->m;
+	/* Bounded like the attachments: a part is either one or the other. */
+	if (m->ninline_names >= MSGMETA_MAX_ATTACHMENTS) {
+		v->incomplete = true;
+		free(filename);
+		return;
+	}
+	m->inline_names =
+	    xreallocarray(m->inline_names, m->ninline_names + 1, sizeof(*m->inline_names));
+	m->inline_names[m->ninline_names++] = filename;
 }
 
 /* The visitor of msgmeta_attachment_data: finds attachment number want. */
@@ -1317,6 +1341,8 @@ static void read_headers(struct msgmeta *m, GMimeMessage *msg, const char *data,
 		if (!continuation && name) {
 			if (m->nheaders < MSGMETA_MAX_HEADERS)
 				add_header(m, msg, name, nlen, value.p ? value.p : "");
+			else
+				m->headers_incomplete = true;
 			name = NULL;
 		}
 		if (le == p)
@@ -1352,6 +1378,8 @@ static void read_headers(struct msgmeta *m, GMimeMessage *msg, const char *data,
 	}
 	if (name && m->nheaders < MSGMETA_MAX_HEADERS)
 		add_header(m, msg, name, nlen, value.p ? value.p : "");
+	else if (name)
+		m->headers_incomplete = true;
 	free(value.p);
 }
 
@@ -1398,8 +1426,11 @@ int msgmeta_parse(const void *data, size_t len, struct msgmeta **out)
 	parsed_open(&p, data, len);
 	read_headers(m, p.msg, data, len);
 	if (p.msg) {
-		struct walk_collect c = {.v = {.attachment = collect_attachment}, .m = m};
+		struct walk_collect c = {
+		    .v = {.attachment = collect_attachment, .inline_name = collect_inline_name},
+		    .m = m};
 		walk(&c.v, g_mime_message_get_mime_part(p.msg), 0);
+		m->parts_incomplete = c.v.incomplete;
 	}
 	read_verdict(m);
 	parsed_close(&p);
@@ -1456,6 +1487,9 @@ void msgmeta_free(struct msgmeta *m)
 		free(m->attachments[i].content_type);
 	}
 	free(m->attachments);
+	for (size_t i = 0; i < m->ninline_names; i++)
+		free(m->inline_names[i]);
+	free(m->inline_names);
 	free(m->verdict);
 	free(m->gateway);
 	free(m->client_address);

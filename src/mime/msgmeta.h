@@ -39,6 +39,19 @@ struct msgmeta {
 	size_t nheaders;
 	struct msgmeta_attachment *attachments;
 	size_t nattachments;
+	/*
+	 * File names of parts that carry one (Content-Type name=) but are not listed
+	 * as attachments: text parts shown inline. Mail clients may still offer them
+	 * as files, so a content filter on file names must see them too.
+	 */
+	char **inline_names;
+	size_t ninline_names;
+	/*
+	 * True when the lists above are not the whole message: parts nested deeper
+	 * than the walk follows, or more attachments than are listed.
+	 */
+	bool parts_incomplete;
+	bool headers_incomplete; /* more top-level header fields than are recorded */
 
 	/* The gateway's judgement. verdict is "spam" or "suspect" or NULL when no header says. */
 	char *verdict;
