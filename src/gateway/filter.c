@@ -1859,9 +1859,9 @@ static enum tri attachment_names(struct eval_ctx *x, const struct cond *c, const
 	for (size_t i = 0; m && i < m->nattachments && r != TRI_TRUE; i++)
 		if (m->attachments[i].filename)
 			tri_any(&r, regex_match(x, c, m->attachments[i].filename));
-	/* A named text part shown inline may still be offered as a file by a client. */
-	for (size_t i = 0; m && i < m->ninline_names && r != TRI_TRUE; i++)
-		tri_any(&r, regex_match(x, c, m->inline_names[i]));
+	/* Every other name a client may show: inline text parts', Content-Type's, repeats. */
+	for (size_t i = 0; m && i < m->nother_names && r != TRI_TRUE; i++)
+		tri_any(&r, regex_match(x, c, m->other_names[i]));
 	if (r == TRI_FALSE && m && m->parts_incomplete)
 		r = undecided(x, "more attachments or deeper nesting than the filters inspect");
 	return r;

@@ -40,12 +40,15 @@ struct msgmeta {
 	struct msgmeta_attachment *attachments;
 	size_t nattachments;
 	/*
-	 * File names of parts that carry one (Content-Type name=) but are not listed
-	 * as attachments: text parts shown inline. Mail clients may still offer them
-	 * as files, so a content filter on file names must see them too.
+	 * Every other file name the parts carry, decoded like filename: the name of a
+	 * named text part that is shown inline rather than listed as an attachment,
+	 * and the names an attachment carries besides its filename (Content-Type's
+	 * name= beside a Content-Disposition filename=, a plain filename= beside an
+	 * RFC 2231 filename*=, a repeated parameter). Mail clients differ in which
+	 * one they show, so a content filter on file names must see them all.
 	 */
-	char **inline_names;
-	size_t ninline_names;
+	char **other_names;
+	size_t nother_names;
 	/*
 	 * True when the lists above are not the whole message: parts nested deeper
 	 * than the walk follows, or more attachments than are listed.

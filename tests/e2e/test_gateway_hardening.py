@@ -109,6 +109,18 @@ EVASIONS = [
         b"Content-Type: application/x-msdownload; name=\"invoice.exe\"")]), "Policy"),
     ("text-part-with-name", lambda s: mime(s, [exe_part(
         b"Content-Type: text/plain; name=\"invoice.js\"")]), "Policy"),
+    # Two names for one part, a harmless one where a filter may look first.
+    ("content-type-name-beside-filename", lambda s: mime(s, [exe_part(
+        b"Content-Type: application/octet-stream; name=\"invoice.exe\"\r\n"
+        b"Content-Disposition: attachment; filename=\"invoice.doc\"")]), "Policy"),
+    ("plain-filename-beside-rfc2231", lambda s: mime(s, [exe_part(
+        b"Content-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename=\"invoice.exe\"; "
+        b"filename*=UTF-8''invoice.doc")]), "Policy"),
+    ("repeated-filename", lambda s: mime(s, [exe_part(
+        b"Content-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename=\"invoice.doc\"; "
+        b"filename=\"invoice.exe\"")]), "Policy"),
     ("nested-5", lambda s: nested_message(s, 5), "Policy"),
     # Beyond what the filters inspect: undecided, so the fail-closed quarantine.
     ("many-parts", lambda s: many_parts_message(s, 1100), "Unclassified"),

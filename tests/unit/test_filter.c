@@ -815,6 +815,19 @@ static const struct name_case name_cases[] = {
     /* A text part with a name is shown inline, but a client may save it as the file. */
     {"Content-Type: text/plain; name=\"invoice.exe\"", 'T'},
     {"Content-Type: text/html; name*=UTF-8''invoice%2Eexe", 'T'},
+    /* Two names for one part: whichever a client shows, the filter sees it. */
+    {"Content-Type: application/octet-stream; name=\"invoice.exe\"\r\n"
+     "Content-Disposition: attachment; filename=\"invoice.pdf\"",
+     'T'},
+    {"Content-Type: application/octet-stream\r\n"
+     "Content-Disposition: attachment; filename=\"invoice.exe\"; filename*=UTF-8''invoice.pdf",
+     'T'},
+    {"Content-Type: application/octet-stream\r\n"
+     "Content-Disposition: attachment; filename=\"invoice.pdf\"; filename=\"invoice.exe\"",
+     'T'},
+    {"Content-Type: application/octet-stream; name=\"invoice.exe\"\r\n"
+     "Content-Disposition: attachment; filename=\"\"",
+     'T'},
     /* The controls: names that are not executables. */
     {"Content-Type: application/pdf; name=\"invoice.pdf\"", 'F'},
     {"Content-Type: application/octet-stream\r\n"
@@ -878,6 +891,15 @@ static const struct long_case long_cases[] = {
     {"", 4200, "", "attachment-filename == \"b{3000}\"", 'U'},	       /* longer than the overlap */
     {"", 4200, "", "attachment-filename == \"a{3000}\"", 'T'},
     {"", 4200, "", "attachment-filename == \"(ab|ba){1,10}c\"", 'F'},
+    /* The longest match is computed from the pattern: every character as 4 bytes. */
+    {"", 4200, ".pdf", "attachment-filename == \"x{0,500}y\"", 'F'},
+    {"", 4200, ".pdf", "attachment-filename == \"x{0,600}y\"", 'U'},
+    {"", 4200, ".pdf", "attachment-filename == \"(x|yy|zzz)?q[0-9]\"", 'F'},
+    {"", 4200, ".pdf", "attachment-filename == \"((x)|(y)){2,3}\"", 'F'},
+    {"", 4200, ".pdf", "attachment-filename == \"([xyz]{2}|q)+w\"", 'U'},
+    {"", 4200, ".pdf", "attachment-filename == \"x|y*z\"", 'U'},
+    {"", 4200, ".pdf", "attachment-filename == \"[[:digit:]]{1,}\"", 'U'},
+    {"", 4200, ".pdf", "attachment-filename == \"[[:alpha:]]{3}$\"", 'T'},
     /* ...undecided for one that may span a window's edge. */
     {"", 4200, ".exe", "attachment-filename == \"(?i)^.*\\.exe$\"", 'U'},
     {"", 4200, ".pdf", "attachment-filename == \"(?i)^.*\\.exe$\"", 'U'},

@@ -636,10 +636,38 @@ static void test_names_for_filters(void **state)
 	assert_string_equal(m->attachments[1].filename, "invoice.exe");
 	assert_string_equal(m->attachments[2].filename, "請求書.exe");
 	assert_string_equal(m->attachments[3].filename, "a.exe");
-	assert_int_equal(m->ninline_names, 1);
-	assert_string_equal(m->inline_names[0], "note.exe");
+	assert_int_equal(m->nother_names, 1);
+	assert_string_equal(m->other_names[0], "note.exe");
 	assert_false(m->parts_incomplete);
 	assert_false(m->headers_incomplete);
+	msgmeta_free(m);
+
+	/* A part's other names: whichever a client picks, the filters see it. */
+	m = parse_str(
+	    "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+	    "--b\r\nContent-Type: application/octet-stream; name=\"b.exe\"\r\n"
+	    "Content-Disposition: attachment; filename=\"a.pdf\"\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+	    " filename=\"c.exe\"; filename*=UTF-8''c.pdf\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+	    " filename=\"d.pdf\"; filename=\"=?UTF-8?Q?d=2Eexe?=\"; "
+	    "filename=\"d.pdf\"\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream; name=\"e.exe\"\r\n"
+	    "Content-Disposition: attachment; filename=\"\"\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/pdf; name=\"f.pdf\"\r\n"
+	    "Content-Disposition: attachment; filename=\"f.pdf\"\r\n\r\nx\r\n"
+	    "--b--\r\n");
+	assert_int_equal(m->nattachments, 5);
+	/* The listing itself is unchanged: the disposition's name, RFC 2231 first. */
+	assert_string_equal(m->attachments[0].filename, "a.pdf");
+	assert_string_equal(m->attachments[1].filename, "c.pdf");
+	assert_string_equal(m->attachments[2].filename, "d.pdf");
+	assert_string_equal(m->attachments[3].filename, "");
+	assert_string_equal(m->attachments[4].filename, "f.pdf");
+	static const char *const others[] = {"b.exe", "c.exe", "d.exe", "e.exe"};
+	assert_int_equal(m->nother_names, 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(m->other_names[i], others[i]);
 	msgmeta_free(m);
 
 	/* Deeper than the walk follows. */
