@@ -18,7 +18,9 @@
  * A value up to FILTER_MATCH_TEXT_MAX bytes is matched whole; a longer one in
  * windows of that size overlapping by half, each matched in place (regexec with
  * REG_STARTEND, so "^" and "$" hold only at the value's real start and end and
- * word boundaries see the real neighbours). A match found in a window is a match.
+ * word boundaries see the real neighbours at a window's start; at its end "\\>"
+ * may take the cut for a word end, which can only make a long value match, never
+ * miss). A match found in a window is a match.
  * When no window matches, the answer is "no match" only when the pattern cannot
  * match more than the overlap (its longest match is computed when it is
  * compiled), otherwise undecided. The matching work of one message is bounded

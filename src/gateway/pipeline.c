@@ -309,7 +309,8 @@ static int pl_antivirus(struct pl *p)
  */
 static void pl_filters_undecided(struct pl *p, const char *filter, const char *why)
 {
-	bool tempfail = strcmp(p->cfg->filters_undecided, "tempfail") == 0;
+	bool tempfail =
+	    p->cfg->filters_undecided != NULL && strcmp(p->cfg->filters_undecided, "tempfail") == 0;
 	char q[256];
 	log_warn("gw.filter_undecided", "id=%s filter=%s reason=%s outcome=%s", p->job->id, filter,
 		 log_quote(q, sizeof(q), why), tempfail ? "tempfail" : "unclassified");
