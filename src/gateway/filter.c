@@ -18,14 +18,12 @@
  * A value up to FILTER_MATCH_TEXT_MAX bytes is matched whole; a longer one in
  * windows of that size overlapping by half, each matched in place (regexec with
  * REG_STARTEND, so "^" and "$" hold only at the value's real start and end and
- * word boundaries see the real neighbours at a window's start; at its end "\\>"
- * may take the cut for a word end, which can only make a long value match, never
- * miss). A match found in a window is a match.
- * When no window matches, the answer is "no match" only when the pattern cannot
- * match more than the overlap (its longest match is computed when it is
- * compiled), otherwise undecided. The matching work of one message is bounded
- * (FILTER_MATCH_BUDGET); a match it can no longer afford is undecided too, and
- * so are conditions on attachments, headers or text parts beyond msgmeta's or
+ * word boundaries see the real neighbours at a window's start; at its end "\>"
+ * may take the cut for a word end, the one false match this allows). A match found in a window is a
+ * match. When no window matches, the answer is "no match" only when the pattern cannot match more
+ * than the overlap (its longest match is computed when it is compiled), otherwise undecided. The
+ * matching work of one message is bounded (FILTER_MATCH_BUDGET); a match it can no longer afford is
+ * undecided too, and so are conditions on attachments, headers or text parts beyond msgmeta's or
  * this file's walk limits. "and", "or" and "not" follow Kleene's three-valued
  * logic; the first filter whose condition is undecided stops the evaluation and
  * the result says so (filter_result.undecided), for the caller's fail-closed
