@@ -145,7 +145,7 @@ static const char *rat_split(const char *rcpt, bool *routing)
 		}
 		p++;
 		if (*p != '@') {
-			*routing = true; /* "a"b@x, "a"@b@x */
+			*routing = true; /* "a"b@x: text after the quoted string */
 			return strrchr(p, '@');
 		}
 		return p;
