@@ -12,12 +12,34 @@
  * freeing a long chain does not recurse once per term.
  *
  * Evaluation reads the message as given (decoded headers from msgmeta, the raw
- * bytes, the envelope) and never fails on hostile content: regular expressions
- * see at most FILTER_MATCH_TEXT_MAX bytes of one value, and body-contains scans a
- * bounded prefix with a length-aware search, so NUL bytes in a body are searched
- * like any other byte. Regular expressions are POSIX extended ones (regcomp),
- * compiled and run in a UTF-8 locale so that "." and bracket expressions see
- * characters, not bytes, and "(?i)" folds non-ASCII letters too.
+ * bytes, the envelope) and never fails on hostile content. It is a security
+ * check, so it fails closed: every condition has three values, true, false and
+ * undecided, and a message the filters cannot fully inspect is never "clean".
+ * A value up to FILTER_MATCH_TEXT_MAX bytes is matched whole; a longer one in
+ * windows of that size overlapping by half, each matched in place (regexec with
+ * REG_STARTEND, so "^" and "$" hold only at the value's real start and end and
+ * word boundaries see the real neighbours at a window's start; at its end "\>"
+ * may take the cut for a word end, the one false match this allows). A match found in a window is a
+ * match. When no window matches, the answer is "no match" only when the pattern cannot match more
+ * than the overlap (its longest match is computed when it is compiled), otherwise undecided. The
+ * matching work of one message is bounded (FILTER_MATCH_BUDGET); a match it can no longer afford is
+ * undecided too, and so are conditions on attachments, headers or text parts beyond msgmeta's or
+ * this file's walk limits. "and", "or" and "not" follow Kleene's three-valued
+ * logic; the first filter whose condition is undecided stops the evaluation and
+ * the result says so (filter_result.undecided), for the caller's fail-closed
+ * outcome. body-contains scans a bounded prefix with a length-aware search, so
+ * NUL bytes in a body are searched like any other byte.
+ *
+ * Why the C library's POSIX matcher and not another engine: filter files are
+ * written in POSIX extended syntax, and the matcher needs no backtracking (back-
+ * references are refused), so its worst case is polynomial and the budget bounds
+ * it. PCRE2 would change the syntax of every filter file; its backtracking
+ * matcher is exponential in the worst case, and its DFA matcher
+ * (pcre2_dfa_match) retries at every start position like regexec does, so it
+ * would still need the same budget and windows. RE2, which is linear, has only a
+ * C++ interface. Regular expressions are compiled and run in a UTF-8 locale so
+ * that "." and bracket expressions see characters, not bytes, and "(?i)" folds
+ * non-ASCII letters too.
  *
  * A filter set is read-only after parsing: any number of threads may evaluate the
  * same set at once. Not for: changing the message (the caller applies the
@@ -67,17 +89,26 @@
 #define FILTER_ACTIONS_MAX 64
 /*
  * Bytes of one value (a header, a file name, an address) a pattern is matched
- * against. Real values are far shorter; the cap keeps a hostile long header from
- * turning every regexec into a long scan.
+ * against in one regexec. Real values are far shorter; a longer one is matched in
+ * windows of this size that overlap by half (FILTER_MATCH_WINDOW_STEP), so that
+ * a hostile long header cannot turn one regexec into a long scan, yet every part
+ * of it is seen.
  */
-#define FILTER_MATCH_TEXT_MAX 4096
+#define FILTER_MATCH_TEXT_MAX	 4096
+#define FILTER_MATCH_WINDOW_STEP (FILTER_MATCH_TEXT_MAX / 2)
+/*
+ * A match no longer than this lies wholly inside one window: the overlap, less
+ * the few bytes a window's ends move to fall on character boundaries.
+ */
+#define FILTER_MATCH_WINDOW_SURE (FILTER_MATCH_WINDOW_STEP - 8)
 /*
  * The matching work one evaluation may do, as the sum of the squared lengths of
- * the values handed to regexec: the C library's matcher takes time that grows
- * with the square of the length for patterns with several unanchored ".*" (about
- * a quarter of a second for a 4 KiB value). The budget allows sixteen values of
- * the maximum length, or thousands of ordinary ones; past it, patterns match
- * nothing, so a hostile message cannot hold a worker for long.
+ * the values (or windows) handed to regexec: the C library's matcher takes time
+ * that grows with the square of the length for patterns with several unanchored
+ * ".*" (about a quarter of a second for a 4 KiB value). The budget allows sixteen
+ * windows of the maximum length, or thousands of ordinary values; a match past
+ * it is undecided, so a hostile message can neither hold a worker for long nor
+ * slip through by spending the budget.
  */
 #define FILTER_MATCH_BUDGET (16ULL * FILTER_MATCH_TEXT_MAX * FILTER_MATCH_TEXT_MAX)
 /*
@@ -118,11 +149,12 @@ struct cond {
 	enum cond_kind kind;
 	struct cond **kids; /* COND_AND, COND_OR (two or more), COND_NOT (one) */
 	size_t nkids;
-	bool negate;	/* "!=": the negation of "==" */
-	bool has_regex; /* re is compiled */
-	regex_t re;	/* the "==" pattern of a string condition */
-	char *header;	/* COND_HEADER: the field name */
-	char *needle;	/* COND_BODY_CONTAINS: ASCII lower-cased */
+	bool negate;	  /* "!=": the negation of "==" */
+	bool has_regex;	  /* re is compiled */
+	regex_t re;	  /* the "==" pattern of a string condition */
+	size_t max_match; /* bytes one match of re spans at most; SIZE_MAX: unbounded */
+	char *header;	  /* COND_HEADER: the field name */
+	char *needle;	  /* COND_BODY_CONTAINS: ASCII lower-cased */
 	size_t needle_len;
 	enum size_op op; /* COND_SIZE */
 	uint64_t size;
@@ -777,6 +809,146 @@ static bool pattern_ok(const char *re, const char **why)
 	return true;
 }
 
+/* "Unbounded" for pattern_max_match; the sums saturate there. */
+#define MATCH_LEN_INF ((uint64_t)1 << 40)
+
+static uint64_t len_add(uint64_t a, uint64_t b)
+{
+	return a + b >= MATCH_LEN_INF ? MATCH_LEN_INF : a + b;
+}
+
+static uint64_t len_mul(uint64_t a, uint64_t b)
+{
+	if (a == 0 || b == 0)
+		return 0;
+	return a >= MATCH_LEN_INF / b ? MATCH_LEN_INF : a * b;
+}
+
+/*
+ * The upper bound of a repetition "{n}", "{n,}" or "{n,m}" at re[i] == '{':
+ * MATCH_LEN_INF for "{n,}"; sets *end to the '}'. Returns 0 when the text is not
+ * a count (regcomp then takes "{" as itself or refuses it).
+ */
+static uint64_t repeat_upper(const char *re, size_t i, size_t *end, bool *is_count)
+{
+	size_t j = i + 1;
+	uint64_t lo = 0, hi;
+	bool digits = false;
+	*is_count = false;
+	while (re[j] >= '0' && re[j] <= '9') {
+		lo = len_add(len_mul(lo, 10), (uint64_t)(re[j++] - '0'));
+		digits = true;
+	}
+	hi = lo;
+	if (re[j] == ',') {
+		j++;
+		if (re[j] >= '0' && re[j] <= '9') {
+			hi = 0;
+			while (re[j] >= '0' && re[j] <= '9')
+				hi = len_add(len_mul(hi, 10), (uint64_t)(re[j++] - '0'));
+		} else {
+			hi = MATCH_LEN_INF;
+		}
+	}
+	if (!digits || re[j] != '}')
+		return 0;
+	*end = j;
+	*is_count = true;
+	return hi;
+}
+
+/*
+ * The most bytes one match of the (valid, "(?i)"-less) pattern re can span, or
+ * SIZE_MAX when it is unbounded ("*", "+", "{n,}"). Every character position
+ * counts as 4 bytes, the longest UTF-8 character, because "." and bracket
+ * expressions match any character and case folding may change a letter's length;
+ * over-counting is safe (it only makes a long value undecided more often).
+ */
+static size_t pattern_max_match(const char *re)
+{
+	struct group_len {
+		uint64_t best;	   /* the longest finished alternative */
+		uint64_t sequence; /* the current alternative, but its last element */
+		uint64_t last;	   /* the last element, which a quantifier repeats */
+	} stack[FILTER_STRING_MAX + 2];
+	size_t depth = 0;
+	memset(&stack[0], 0, sizeof(stack[0]));
+	for (size_t i = 0; re[i]; i++) {
+		struct group_len *g = &stack[depth];
+		unsigned char c = (unsigned char)re[i];
+		uint64_t atom = 4;
+		size_t end = i;
+		bool is_count = false;
+		uint64_t upper;
+		if ((c & 0xC0) == 0x80)
+			continue; /* the rest of a multi-byte character, already counted */
+		switch (c) {
+		case '\\':
+			if (re[i + 1] != '\0')
+				i++;
+			while ((re[i + 1] & 0xC0) == 0x80)
+				i++;
+			break;
+		case '[':
+			i = skip_bracket(re, i);
+			if (re[i] == '\0')
+				return SIZE_MAX;
+			break;
+		case '(':
+			if (depth + 1 >= sizeof(stack) / sizeof(stack[0]))
+				return SIZE_MAX;
+			memset(&stack[++depth], 0, sizeof(stack[0]));
+			continue;
+		case ')':
+			if (depth == 0)
+				break;
+			atom = len_add(g->sequence, g->last);
+			atom = atom > g->best ? atom : g->best;
+			g = &stack[--depth];
+			break;
+		case '|':
+			upper = len_add(g->sequence, g->last);
+			g->best = upper > g->best ? upper : g->best;
+			g->sequence = g->last = 0;
+			continue;
+		case '^':
+		case '$':
+			atom = 0;
+			break;
+		case '*':
+		case '+':
+			g->last = len_mul(g->last, MATCH_LEN_INF);
+			continue;
+		case '?':
+			continue;
+		case '{':
+			upper = repeat_upper(re, i, &end, &is_count);
+			if (is_count) {
+				g->last = len_mul(g->last, upper);
+				i = end;
+				continue;
+			}
+			break;
+		default:
+			break;
+		}
+		g->sequence = len_add(g->sequence, g->last);
+		g->last = atom;
+	}
+	/* Unclosed groups (regcomp refused those already) count as closed. */
+	uint64_t total = 0;
+	while (true) {
+		struct group_len *g = &stack[depth];
+		uint64_t alt = len_add(g->sequence, g->last);
+		alt = alt > g->best ? alt : g->best;
+		total = len_add(total, alt);
+		if (depth == 0)
+			break;
+		depth--;
+	}
+	return total >= MATCH_LEN_INF || total > SIZE_MAX / 2 ? SIZE_MAX : (size_t)total;
+}
+
 /* Compiles pattern (with an optional leading "(?i)") into c->re. */
 static int compile_regex(struct parser *p, struct cond *c, const char *pattern, int line, int col)
 {
@@ -800,6 +972,7 @@ static int compile_regex(struct parser *p, struct cond *c, const char *pattern, 
 		return perr_at(p, line, col, "bad regular expression: %s", msg);
 	}
 	c->has_regex = true;
+	c->max_match = pattern_max_match(pattern);
 	p->nregex++;
 	return 0;
 }
@@ -1410,43 +1583,97 @@ fail:
 
 /* ---- evaluation ---------------------------------------------------------------- */
 
+/* The value of a condition: Kleene's three-valued logic. */
+enum tri { TRI_FALSE = 0, TRI_TRUE = 1, TRI_UNDECIDED = 2 };
+
+static enum tri tri_not(enum tri t)
+{
+	return t == TRI_UNDECIDED ? t : (t == TRI_TRUE ? TRI_FALSE : TRI_TRUE);
+}
+
 struct eval_ctx {
 	const struct filter_input *in;
 	bool body_found;
 	size_t body_off; /* where the raw body starts; in->len when there is none */
 	bool texts_read;
-	char **texts; /* decoded text parts, UTF-8 */
+	bool texts_incomplete; /* text parts beyond the walk's limits were left out */
+	char **texts;	       /* decoded text parts, UTF-8 */
 	size_t *text_lens;
 	size_t ntexts, text_total;
-	char *scratch;	     /* a capped copy of an over-long value for regexec */
 	uint64_t match_cost; /* spent of FILTER_MATCH_BUDGET */
 	bool budget_spent;
+	const char *why; /* the first reason a condition was undecided */
 };
 
-/* Matches the pattern against s, of which at most FILTER_MATCH_TEXT_MAX bytes count. */
-static bool regex_match(struct eval_ctx *x, const regex_t *re, const char *s)
+static enum tri undecided(struct eval_ctx *x, const char *why)
 {
-	if (s == NULL)
-		s = "";
-	size_t n = strnlen(s, FILTER_MATCH_TEXT_MAX + 1);
-	if (n > FILTER_MATCH_TEXT_MAX) {
-		/* Cut at a character boundary so the UTF-8 matcher sees whole characters. */
-		n = FILTER_MATCH_TEXT_MAX;
-		while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-			n--;
-		if (x->scratch == NULL)
-			x->scratch = xmalloc(FILTER_MATCH_TEXT_MAX + 1);
-		memcpy(x->scratch, s, n);
-		x->scratch[n] = '\0';
-		s = x->scratch;
-	}
+	if (x->why == NULL)
+		x->why = why;
+	return TRI_UNDECIDED;
+}
+
+/* Charges one regexec over n bytes to the budget; false when it cannot be afforded. */
+static bool budget_take(struct eval_ctx *x, size_t n)
+{
 	uint64_t cost = (uint64_t)(n + 16) * (n + 16);
-	if (x->match_cost + cost > FILTER_MATCH_BUDGET) {
+	if (x->budget_spent || x->match_cost + cost > FILTER_MATCH_BUDGET) {
 		x->budget_spent = true;
 		return false;
 	}
 	x->match_cost += cost;
-	return regexec(re, s, 0, NULL, 0) == 0;
+	return true;
+}
+
+static bool utf8_continuation(unsigned char c)
+{
+	return (c & 0xC0) == 0x80;
+}
+
+/*
+ * Matches the pattern of c against the value s. A value up to
+ * FILTER_MATCH_TEXT_MAX bytes is matched whole; a longer one window by window
+ * (see the top of this file). Undecided when the budget is spent, or when no
+ * window matched and a match of the pattern could be longer than the overlap.
+ */
+static enum tri regex_match(struct eval_ctx *x, const struct cond *c, const char *s)
+{
+	if (s == NULL)
+		s = "";
+	size_t n = strlen(s);
+	if (n <= FILTER_MATCH_TEXT_MAX) {
+		if (!budget_take(x, n))
+			return undecided(x, "match budget spent");
+		return regexec(&c->re, s, 0, NULL, 0) == 0 ? TRI_TRUE : TRI_FALSE;
+	}
+	size_t start = 0;
+	for (;;) {
+		size_t end = start + FILTER_MATCH_TEXT_MAX;
+		if (end >= n) {
+			end = n;
+		} else {
+			/* Windows end and start on character boundaries for the UTF-8 matcher. */
+			while (end > start + 1 && utf8_continuation((unsigned char)s[end]))
+				end--;
+		}
+		if (!budget_take(x, end - start))
+			return undecided(x, "match budget spent");
+		/* In place: the matcher sees the real neighbours of the window. */
+		regmatch_t range = {.rm_so = (regoff_t)start, .rm_eo = (regoff_t)end};
+		int eflags = REG_STARTEND | (end < n ? REG_NOTEOL : 0);
+		if (regexec(&c->re, s, 1, &range, eflags) == 0)
+			return TRI_TRUE;
+		if (end == n)
+			break;
+		size_t next = start + FILTER_MATCH_WINDOW_STEP;
+		if (next + FILTER_MATCH_TEXT_MAX > n)
+			next = n - FILTER_MATCH_TEXT_MAX; /* the last window ends at the end */
+		while (next < n && utf8_continuation((unsigned char)s[next]))
+			next++;
+		start = next > start ? next : start + 1;
+	}
+	if (c->max_match <= FILTER_MATCH_WINDOW_SURE)
+		return TRI_FALSE;
+	return undecided(x, "value too long for a pattern without a bounded match length");
 }
 
 static unsigned char fold(unsigned char c)
@@ -1508,14 +1735,18 @@ static void find_body(struct eval_ctx *x)
 
 static void add_text(struct eval_ctx *x, GMimeObject *obj)
 {
-	if (x->ntexts >= FILTER_TEXT_PARTS_MAX || x->text_total >= FILTER_BODY_SCAN_MAX)
-		return;
 	if (!GMIME_IS_TEXT_PART(obj) || g_mime_part_is_attachment(GMIME_PART(obj)))
 		return;
+	if (x->ntexts >= FILTER_TEXT_PARTS_MAX || x->text_total >= FILTER_BODY_SCAN_MAX) {
+		x->texts_incomplete = true;
+		return;
+	}
 	char *t = g_mime_text_part_get_text(GMIME_TEXT_PART(obj));
 	if (t == NULL)
 		return;
 	size_t n = strlen(t);
+	if (n > FILTER_BODY_SCAN_MAX - x->text_total)
+		x->texts_incomplete = true; /* contains_folded searches a prefix only */
 	x->texts = xreallocarray(x->texts, x->ntexts + 1, sizeof(*x->texts));
 	x->text_lens = xreallocarray(x->text_lens, x->ntexts + 1, sizeof(*x->text_lens));
 	x->texts[x->ntexts] = xstrndup(t, n);
@@ -1526,8 +1757,12 @@ static void add_text(struct eval_ctx *x, GMimeObject *obj)
 
 static void walk_texts(struct eval_ctx *x, GMimeObject *obj, int depth)
 {
-	if (obj == NULL || depth > FILTER_PART_DEPTH_MAX)
+	if (obj == NULL)
 		return;
+	if (depth > FILTER_PART_DEPTH_MAX) {
+		x->texts_incomplete = true;
+		return;
+	}
 	if (GMIME_IS_MULTIPART(obj)) {
 		GMimeMultipart *mp = GMIME_MULTIPART(obj);
 		int n = g_mime_multipart_get_count(mp);
@@ -1549,7 +1784,11 @@ static void read_texts(struct eval_ctx *x)
 	if (x->in->data == NULL || x->in->len == 0)
 		return;
 	msgmeta_init(); /* initialises GMime */
-	size_t len = x->in->len > FILTER_BODY_SCAN_MAX ? FILTER_BODY_SCAN_MAX : x->in->len;
+	size_t len = x->in->len;
+	if (len > FILTER_BODY_SCAN_MAX) {
+		len = FILTER_BODY_SCAN_MAX;
+		x->texts_incomplete = true;
+	}
 	/* The stream borrows the caller's bytes; the wrapper is detached before returning. */
 	GByteArray *borrowed = g_byte_array_new_take((guint8 *)(uintptr_t)x->in->data, len);
 	GMimeStream *stream = g_mime_stream_mem_new_with_byte_array(borrowed);
@@ -1566,21 +1805,23 @@ static void read_texts(struct eval_ctx *x)
 	g_byte_array_free(borrowed, FALSE);
 }
 
-static bool body_contains(struct eval_ctx *x, const struct cond *c)
+static enum tri body_contains(struct eval_ctx *x, const struct cond *c)
 {
 	if (!x->body_found)
 		find_body(x);
+	size_t body_len = x->in->len - x->body_off;
 	if (x->in->data != NULL &&
-	    contains_folded(x->in->data + x->body_off, x->in->len - x->body_off, c->needle,
-			    c->needle_len))
-		return true;
+	    contains_folded(x->in->data + x->body_off, body_len, c->needle, c->needle_len))
+		return TRI_TRUE;
 	if (!x->texts_read)
 		read_texts(x);
 	for (size_t i = 0; i < x->ntexts; i++)
 		if (contains_folded((const unsigned char *)x->texts[i], x->text_lens[i], c->needle,
 				    c->needle_len))
-			return true;
-	return false;
+			return TRI_TRUE;
+	if (body_len > FILTER_BODY_SCAN_MAX || x->texts_incomplete)
+		return undecided(x, "body beyond the limits of body-contains");
+	return TRI_FALSE;
 }
 
 static bool size_compare(enum size_op op, uint64_t a, uint64_t b)
@@ -1602,70 +1843,112 @@ static bool size_compare(enum size_op op, uint64_t a, uint64_t b)
 	return false;
 }
 
+/* The "any of several values" of a string condition: true wins over undecided. */
+static void tri_any(enum tri *acc, enum tri t)
+{
+	if (t == TRI_TRUE || *acc == TRI_TRUE)
+		*acc = TRI_TRUE;
+	else if (t == TRI_UNDECIDED)
+		*acc = TRI_UNDECIDED;
+}
+
+/* The file names the attachment conditions see, and whether the list is whole. */
+static enum tri attachment_names(struct eval_ctx *x, const struct cond *c, const struct msgmeta *m)
+{
+	enum tri r = TRI_FALSE;
+	for (size_t i = 0; m && i < m->nattachments && r != TRI_TRUE; i++)
+		if (m->attachments[i].filename)
+			tri_any(&r, regex_match(x, c, m->attachments[i].filename));
+	/* Every other name a client may show: inline text parts', Content-Type's, repeats. */
+	for (size_t i = 0; m && i < m->nother_names && r != TRI_TRUE; i++)
+		tri_any(&r, regex_match(x, c, m->other_names[i]));
+	if (r == TRI_FALSE && m && m->parts_incomplete)
+		r = undecided(x, "more attachments or deeper nesting than the filters inspect");
+	return r;
+}
+
 /* "==" of a string condition: true when the value (or any of the values) matches. */
-static bool string_match(struct eval_ctx *x, const struct cond *c)
+static enum tri string_match(struct eval_ctx *x, const struct cond *c)
 {
 	const struct filter_input *in = x->in;
 	const struct msgmeta *m = in->meta;
+	enum tri r = TRI_FALSE;
 	switch (c->kind) {
 	case COND_SUBJECT:
 		/* A message without a Subject: has nothing to match. */
-		return m && m->subject && regex_match(x, &c->re, m->subject);
+		if (m && m->subject)
+			return regex_match(x, c, m->subject);
+		return m && m->headers_incomplete
+			   ? undecided(x, "more header fields than the filters inspect")
+			   : TRI_FALSE;
 	case COND_HEADER:
-		for (size_t i = 0; m && i < m->nheaders; i++)
-			if (m->headers[i].name && strcasecmp(m->headers[i].name, c->header) == 0 &&
-			    regex_match(x, &c->re, m->headers[i].value))
-				return true;
-		return false;
+		for (size_t i = 0; m && i < m->nheaders && r != TRI_TRUE; i++)
+			if (m->headers[i].name && strcasecmp(m->headers[i].name, c->header) == 0)
+				tri_any(&r, regex_match(x, c, m->headers[i].value));
+		if (r == TRI_FALSE && m && m->headers_incomplete)
+			r = undecided(x, "more header fields than the filters inspect");
+		return r;
 	case COND_ATTACHMENT_FILENAME:
-		for (size_t i = 0; m && i < m->nattachments; i++)
-			if (m->attachments[i].filename &&
-			    regex_match(x, &c->re, m->attachments[i].filename))
-				return true;
-		return false;
+		return attachment_names(x, c, m);
 	case COND_ATTACHMENT_TYPE:
-		for (size_t i = 0; m && i < m->nattachments; i++)
-			if (m->attachments[i].content_type &&
-			    regex_match(x, &c->re, m->attachments[i].content_type))
-				return true;
-		return false;
+		for (size_t i = 0; m && i < m->nattachments && r != TRI_TRUE; i++)
+			if (m->attachments[i].content_type)
+				tri_any(&r, regex_match(x, c, m->attachments[i].content_type));
+		if (r == TRI_FALSE && m && m->parts_incomplete)
+			r = undecided(
+			    x, "more attachments or deeper nesting than the filters inspect");
+		return r;
 	case COND_MAIL_FROM:
-		return regex_match(x, &c->re, in->mail_from);
+		return regex_match(x, c, in->mail_from);
 	case COND_RCPT_TO:
-		for (size_t i = 0; in->rcpts && i < in->nrcpts; i++)
-			if (in->rcpts[i] && regex_match(x, &c->re, in->rcpts[i]))
-				return true;
-		return false;
+		for (size_t i = 0; in->rcpts && i < in->nrcpts && r != TRI_TRUE; i++)
+			if (in->rcpts[i])
+				tri_any(&r, regex_match(x, c, in->rcpts[i]));
+		return r;
 	case COND_REMOTE_IP:
-		return regex_match(x, &c->re, in->remote_ip);
+		return regex_match(x, c, in->remote_ip);
 	default:
 		panic("filter: condition kind %d is not a string condition", (int)c->kind);
 	}
 }
 
-static bool eval_cond(struct eval_ctx *x, const struct cond *c)
+static enum tri eval_cond(struct eval_ctx *x, const struct cond *c)
 {
+	enum tri r;
 	switch (c->kind) {
 	case COND_AND:
-		for (size_t i = 0; i < c->nkids; i++)
-			if (!eval_cond(x, c->kids[i]))
-				return false;
-		return true;
+		/* False as soon as one part is false; undecided parts may still be outvoted. */
+		r = TRI_TRUE;
+		for (size_t i = 0; i < c->nkids; i++) {
+			enum tri k = eval_cond(x, c->kids[i]);
+			if (k == TRI_FALSE)
+				return TRI_FALSE;
+			if (k == TRI_UNDECIDED)
+				r = TRI_UNDECIDED;
+		}
+		return r;
 	case COND_OR:
-		for (size_t i = 0; i < c->nkids; i++)
-			if (eval_cond(x, c->kids[i]))
-				return true;
-		return false;
+		r = TRI_FALSE;
+		for (size_t i = 0; i < c->nkids; i++) {
+			enum tri k = eval_cond(x, c->kids[i]);
+			if (k == TRI_TRUE)
+				return TRI_TRUE;
+			if (k == TRI_UNDECIDED)
+				r = TRI_UNDECIDED;
+		}
+		return r;
 	case COND_NOT:
-		return !eval_cond(x, c->kids[0]);
+		return tri_not(eval_cond(x, c->kids[0]));
 	case COND_BODY_CONTAINS:
 		return body_contains(x, c);
 	case COND_SIZE:
-		return size_compare(c->op, (uint64_t)x->in->len, c->size);
+		return size_compare(c->op, (uint64_t)x->in->len, c->size) ? TRI_TRUE : TRI_FALSE;
 	case COND_REMOTE_IP_IN:
-		return x->in->remote_ip && acl_match_text(c->acl, x->in->remote_ip);
+		return x->in->remote_ip && acl_match_text(c->acl, x->in->remote_ip) ? TRI_TRUE
+										    : TRI_FALSE;
 	default:
-		return string_match(x, c) != c->negate;
+		r = string_match(x, c);
+		return c->negate ? tri_not(r) : r;
 	}
 }
 
@@ -1684,16 +1967,22 @@ int filter_eval(const struct filter_set *fs, const struct filter_input *in,
 {
 	static const struct filter_input empty = {0};
 	struct eval_ctx x = {.in = in ? in : &empty};
-	out->actions = NULL;
-	out->nactions = 0;
+	memset(out, 0, sizeof(*out));
 	if (fs == NULL)
 		return 0;
 	locale_t old = filter_locale_enter();
 	bool final = false;
 	for (size_t i = 0; i < fs->nfilters && !final; i++) {
 		const struct filter *f = &fs->filters[i];
-		const struct action_list *l =
-		    eval_cond(&x, f->cond) ? &f->then_actions : &f->else_actions;
+		enum tri t = eval_cond(&x, f->cond);
+		if (t == TRI_UNDECIDED) {
+			/* Neither block can be chosen: the caller's fail-closed outcome decides. */
+			out->undecided = true;
+			out->undecided_filter = xstrdup(f->name);
+			out->undecided_reason = x.why != NULL ? x.why : "undecided";
+			break;
+		}
+		const struct action_list *l = t == TRI_TRUE ? &f->then_actions : &f->else_actions;
 		for (size_t j = 0; j < l->n; j++) {
 			result_add(out, &l->v[j], f->name);
 			final = final || filter_action_is_final(l->v[j].kind);
@@ -1701,14 +1990,17 @@ int filter_eval(const struct filter_set *fs, const struct filter_input *in,
 	}
 	filter_locale_leave(old);
 	if (x.budget_spent)
-		log_warn("filter.match_budget",
-			 "matched=%llu limit=%llu note=\"later patterns matched nothing\"",
+		log_warn("filter.match_budget", "matched=%llu limit=%llu",
 			 (unsigned long long)x.match_cost, (unsigned long long)FILTER_MATCH_BUDGET);
+	if (out->undecided) {
+		char q[256];
+		log_warn("filter.undecided", "filter=%s reason=%s", out->undecided_filter,
+			 log_quote(q, sizeof(q), out->undecided_reason));
+	}
 	for (size_t i = 0; i < x.ntexts; i++)
 		free(x.texts[i]);
 	free(x.texts);
 	free(x.text_lens);
-	free(x.scratch);
 	return 0;
 }
 
@@ -1722,6 +2014,6 @@ void filter_result_clear(struct filter_result *r)
 		free(r->actions[i].filter_name);
 	}
 	free(r->actions);
-	r->actions = NULL;
-	r->nactions = 0;
+	free(r->undecided_filter);
+	memset(r, 0, sizeof(*r));
 }

@@ -67,9 +67,26 @@ struct filter_action {
 struct filter_result {
 	struct filter_action *actions; /* in the order they were taken */
 	size_t nactions;
+	/*
+	 * True when a filter's condition could not be decided (the message holds more
+	 * than the limits let the filters inspect): evaluation stopped at that filter,
+	 * and the caller must give the message its fail-closed outcome, never treat it
+	 * as clean. undecided_filter names the filter; undecided_reason says why
+	 * (a static string, for logs).
+	 */
+	bool undecided;
+	char *undecided_filter;
+	const char *undecided_reason;
 };
 
-/* Evaluates every filter against in. Never fails on hostile input; 0 or -ENOMEM. */
+/*
+ * Evaluates every filter against in. Never fails on hostile input; 0 or -ENOMEM.
+ * Conditions have three values: true, false and undecided (a value the matcher
+ * could not fully inspect, the matching budget spent, attachments or text parts
+ * beyond the walk's limits); "and", "or" and "not" follow Kleene's logic, so an
+ * undecided part only matters when it could change the result. The first filter
+ * whose condition is undecided ends the evaluation with out->undecided set.
+ */
 int filter_eval(const struct filter_set *fs, const struct filter_input *in,
 		struct filter_result *out);
 void filter_result_clear(struct filter_result *r);

@@ -233,6 +233,12 @@ static const struct confparse_key gw_config_keys[] = {
      .min = SEC},
 
     {.section = "filters", .name = "file", .type = CONFPARSE_PATH, .offset = OFF(filters_file)},
+    {.section = "filters",
+     .name = "undecided",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(filters_undecided),
+     .default_text = "unclassified",
+     .choices = "unclassified|tempfail"},
 
     {.section = "spam_quarantine",
      .name = "enabled",

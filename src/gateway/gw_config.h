@@ -78,6 +78,12 @@ struct gw_config {
 
 	/* [filters] */
 	char *filters_file; /* NULL: no content filters */
+	/*
+	 * What a message the filters could not decide on gets: "unclassified" (the
+	 * local Unclassified quarantine) or "tempfail" (451 to the client). Never
+	 * delivered as clean.
+	 */
+	char *filters_undecided;
 
 	/* [spam_quarantine] (local) */
 	bool local_spam_enabled;

@@ -222,11 +222,10 @@ static int gw_check_rcpt(void *ctx, const char *rcpt, char *reply, size_t replyl
 	struct gw_session *gs = smtp_session_data(s);
 	if (gs != NULL && gs->released)
 		return 0;
-	if (rat_accepts(gw->rules->rat, rcpt))
+	if (rat_check_reply(gw->rules->rat, rcpt, reply, replylen))
 		return 0;
 	log_info("gw.rat_reject", "session=%s client=%s rcpt=<%s>", smtp_session_id(s),
 		 smtp_session_peer(s), rcpt);
-	snprintf(reply, replylen, "550 5.7.1 Recipient address rejected: relay not permitted");
 	return -1;
 }
 

@@ -120,6 +120,7 @@ struct pl {
 	char *filter_header; /* insert-header lines */
 	const char **strip;  /* strip-header names (borrowed from fres) */
 	size_t nstrip;
+	bool tempfail; /* the filters could not decide and [filters] undecided = tempfail */
 };
 
 static bool pl_delivery_bound(const struct disposition *d)
@@ -300,6 +301,35 @@ static int pl_antivirus(struct pl *p)
 	return 0;
 }
 
+/*
+ * The fail-closed outcome of a message the filters could not decide on (a value
+ * too long, the matching budget spent, parts beyond the walk's limits): the
+ * recipients still open go to the local Unclassified quarantine, or the whole
+ * message is refused with a 451, as [filters] undecided says. Never delivered.
+ */
+static void pl_filters_undecided(struct pl *p, const char *filter, const char *why)
+{
+	bool tempfail =
+	    p->cfg->filters_undecided != NULL && strcmp(p->cfg->filters_undecided, "tempfail") == 0;
+	char q[256];
+	log_warn("gw.filter_undecided", "id=%s filter=%s reason=%s outcome=%s", p->job->id, filter,
+		 log_quote(q, sizeof(q), why), tempfail ? "tempfail" : "unclassified");
+	if (tempfail) {
+		p->tempfail = true;
+		return;
+	}
+	for (size_t i = 0; i < p->n; i++) {
+		if (!p->undecided[i])
+			continue;
+		struct disposition *d = &p->disp[i];
+		memset(d, 0, sizeof(*d));
+		d->route = DISPOSITION_QUARANTINE;
+		d->target = PIPELINE_Q_UNCLASSIFIED;
+		d->reason = "filter-undecided";
+		p->undecided[i] = false;
+	}
+}
+
 static void pl_filters(struct pl *p)
 {
 	const struct filter_set *fs = p->job->rules->filters;
@@ -327,9 +357,12 @@ static void pl_filters(struct pl *p)
 	};
 	int r = filter_eval(fs, &in, &p->fres);
 	free(rc);
-	if (r < 0)
+	p->have_fres = r == 0;
+	if (r < 0 || p->fres.undecided) {
+		pl_filters_undecided(p, r < 0 ? "-" : p->fres.undecided_filter,
+				     r < 0 ? strerror(-r) : p->fres.undecided_reason);
 		return;
-	p->have_fres = true;
+	}
 	/* What the filters decided, applied to every recipient still open. */
 	struct disposition fd = {.route = DISPOSITION_NEXT_HOP};
 	bool route_set = false;
@@ -793,6 +826,10 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
 		goto out;
 	}
 	pl_filters(&p);
+	if (p.tempfail) {
+		snprintf(reply, replylen, "%s", PIPELINE_REPLY_UNDECIDED);
+		goto out;
+	}
 	char score[32] = "none";
 	if (p.scanned)
 		snprintf(score, sizeof(score), "%.2f", p.score);

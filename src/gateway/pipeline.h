@@ -65,5 +65,10 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen);
 #define PIPELINE_REPLY_SPAM_BOUNCE   "554 5.7.1 Message refused as spam"
 #define PIPELINE_REPLY_FILTER_BOUNCE "554 5.7.1 Message refused by content filter"
 #define PIPELINE_REPLY_ENGINE	     "451 4.3.0 Error: message could not be scanned, try again later"
+/* [filters] undecided = tempfail: the content filters could not inspect the whole message. */
+#define PIPELINE_REPLY_UNDECIDED                                                                   \
+	"451 4.7.0 Error: message could not be fully inspected, try again later"
+/* [filters] undecided = unclassified: the local quarantine such messages are kept in. */
+#define PIPELINE_Q_UNCLASSIFIED "Unclassified"
 
 #endif

@@ -38,6 +38,8 @@
 #define MSGMETA_MAX_HEADERS 1024
 /* RFC 2231 continuation sections (name*0 .. name*N) of one parameter we assemble. */
 #define MSGMETA_MAX_PARAM_SECTIONS 64
+/* Repeats of one parameter (a second filename=) kept as other names of the part. */
+#define MSGMETA_MAX_PARAM_REPEATS 8
 /* Longest charset label in an encoded word or RFC 2231 value we take seriously. */
 #define MSGMETA_MAX_CHARSET_LEN 64
 
@@ -708,6 +710,9 @@ struct param_search {
 	struct param_section plain;			      /* name=   */
 	struct param_section ext;			      /* name*=  */
 	struct param_section sec[MSGMETA_MAX_PARAM_SECTIONS]; /* name*N= / name*N*= */
+	/* Later name= and name*= after the first: mail clients differ in which they show. */
+	struct param_section repeats[MSGMETA_MAX_PARAM_REPEATS];
+	size_t nrepeats;
 };
 
 static void param_store(struct param_section *ps, bool extended, const char *v, size_t n)
@@ -727,16 +732,15 @@ static void param_offer(struct param_search *ps, const char *name, size_t nlen, 
 		return;
 	const char *rest = name + ps->want_len;
 	size_t rlen = nlen - ps->want_len;
-	if (rlen == 0) {
-		param_store(&ps->plain, false, v, vlen);
+	if (rlen == 0 || (rlen == 1 && rest[0] == '*')) {
+		struct param_section *first = rlen == 0 ? &ps->plain : &ps->ext;
+		if (first->present && ps->nrepeats < MSGMETA_MAX_PARAM_REPEATS)
+			first = &ps->repeats[ps->nrepeats++];
+		param_store(first, rlen == 1, v, vlen);
 		return;
 	}
 	if (rest[0] != '*')
 		return;
-	if (rlen == 1) {
-		param_store(&ps->ext, true, v, vlen);
-		return;
-	}
 	size_t i = 1, idx = 0;
 	while (i < rlen && rest[i] >= '0' && rest[i] <= '9' && idx < MSGMETA_MAX_PARAM_SECTIONS) {
 		idx = idx * 10 + (size_t)(rest[i] - '0');
@@ -862,16 +866,69 @@ static char *param_result(struct param_search *ps)
 										   : NULL);
 }
 
+/* One name=/name*= value decoded alone (RFC 2231 with its charset, else RFC 2047 or raw). */
+static char *param_section_decode(const struct param_section *sec)
+{
+	struct buf bytes = {0}, out = {0};
+	if (sec->extended) {
+		char charset[MSGMETA_MAX_CHARSET_LEN + 1] = "";
+		add_ext_value(&bytes, charset, sizeof(charset), sec->value, sec->len);
+		convert_charset(&out, charset[0] ? charset : NULL, bytes.p ? bytes.p : "",
+				bytes.len);
+	} else {
+		decode_text(&out, sec->value, sec->len);
+	}
+	free(bytes.p);
+	return out.p ? buf_take(&out) : xstrdup("");
+}
+
+/* The names a part carries besides its chosen one, each new and non-empty. */
+struct name_list {
+	char **v;
+	size_t n;
+};
+
+static void name_list_add(struct name_list *l, char *name, const char *primary)
+{
+	bool dup = name[0] == '\0' || (primary != NULL && strcmp(name, primary) == 0);
+	for (size_t i = 0; i < l->n && !dup; i++)
+		dup = strcmp(l->v[i], name) == 0;
+	if (dup) {
+		free(name);
+		return;
+	}
+	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+	l->v[l->n++] = name;
+}
+
+/*
+ * Adds to alts what a client that reads the parameter differently would show: the
+ * plain name= beside an RFC 2231 one that won, and every later repeat.
+ */
+static void param_alternatives(const struct param_search *ps, const char *primary,
+			       struct name_list *alts)
+{
+	if (ps->plain.present && (ps->ext.present || ps->sec[0].present))
+		name_list_add(alts, param_section_decode(&ps->plain), primary);
+	for (size_t i = 0; i < ps->nrepeats; i++)
+		name_list_add(alts, param_section_decode(&ps->repeats[i]), primary);
+}
+
 static void param_search_free(struct param_search *ps)
 {
 	free(ps->plain.value);
 	free(ps->ext.value);
+	for (size_t i = 0; i < ps->nrepeats; i++)
+		free(ps->repeats[i].value);
 	for (size_t i = 0; i < MSGMETA_MAX_PARAM_SECTIONS; i++)
 		free(ps->sec[i].value);
 }
 
-/* The decoded parameter want of header value raw, or NULL. */
-static char *param_get(const char *raw, const char *want)
+/*
+ * The decoded parameter want of header value raw, or NULL. With alts, the other
+ * readings of it (param_alternatives) are added there.
+ */
+static char *param_get(const char *raw, const char *want, struct name_list *alts)
 {
 	if (raw == NULL)
 		return NULL;
@@ -880,6 +937,8 @@ static char *param_get(const char *raw, const char *want)
 	ps->want_len = strlen(want);
 	param_scan(raw, ps);
 	char *v = param_result(ps);
+	if (alts != NULL)
+		param_alternatives(ps, v, alts);
 	param_search_free(ps);
 	free(ps);
 	return v;
@@ -956,8 +1015,15 @@ static uint64_t decoded_size(GMimeObject *obj)
 struct walk_visitor {
 	/* Gets the decoded file name (may be NULL; the visitor owns it). False: stop. */
 	bool (*attachment)(struct walk_visitor *v, char *filename, GMimeObject *obj);
+	/*
+	 * Gets every other name of a part (owned): the name of a named part that is
+	 * no attachment, and the names an attachment carries besides its filename.
+	 * May be NULL.
+	 */
+	void (*other_name)(struct walk_visitor *v, char *name);
 	size_t seen; /* attachments handed over so far */
 	bool stopped;
+	bool incomplete; /* parts were left unvisited (too deep, too many) */
 };
 
 /* Decides whether a leaf (or an attached message) is an attachment, and hands it over. */
@@ -965,13 +1031,23 @@ static void consider_leaf(struct walk_visitor *v, GMimeObject *obj)
 {
 	if (v->seen >= MSGMETA_MAX_ATTACHMENTS) {
 		v->stopped = true;
+		v->incomplete = true;
 		return;
 	}
 	const char *disp = raw_header(obj, "Content-Disposition");
-	char *filename = param_get(disp, "filename");
+	struct name_list alts = {0};
+	struct name_list *want_alts = v->other_name != NULL ? &alts : NULL;
+	char *filename = param_get(disp, "filename", want_alts);
 	bool from_disposition = filename != NULL;
-	if (filename == NULL)
-		filename = param_get(raw_header(obj, "Content-Type"), "name");
+	char *ct_name = param_get(raw_header(obj, "Content-Type"), "name", want_alts);
+	if (filename == NULL) {
+		filename = ct_name;
+	} else if (ct_name != NULL && want_alts != NULL) {
+		/* Content-Type's name beside a disposition filename: some clients show it. */
+		name_list_add(&alts, ct_name, filename);
+	} else {
+		free(ct_name);
+	}
 	GMimeContentType *ct = g_mime_object_get_content_type(obj);
 	bool is_text = ct && g_mime_content_type_is_type(ct, "text", "*");
 	if (disposition_is_attachment(disp) || from_disposition ||
@@ -979,15 +1055,28 @@ static void consider_leaf(struct walk_visitor *v, GMimeObject *obj)
 		v->seen++;
 		if (!v->attachment(v, filename, obj))
 			v->stopped = true;
+	} else if (filename != NULL && v->other_name != NULL) {
+		v->other_name(v, filename);
 	} else {
 		free(filename);
 	}
+	for (size_t i = 0; i < alts.n; i++) {
+		if (v->other_name != NULL)
+			v->other_name(v, alts.v[i]);
+		else
+			free(alts.v[i]);
+	}
+	free(alts.v);
 }
 
 static void walk(struct walk_visitor *v, GMimeObject *obj, int depth)
 {
-	if (obj == NULL || depth > MSGMETA_MAX_DEPTH || v->stopped)
+	if (obj == NULL || v->stopped)
 		return;
+	if (depth > MSGMETA_MAX_DEPTH) {
+		v->incomplete = true;
+		return;
+	}
 	if (GMIME_IS_MULTIPART(obj)) {
 		GMimeMultipart *mp = GMIME_MULTIPART(obj);
 		int n = g_mime_multipart_get_count(mp);
@@ -1019,6 +1108,20 @@ static bool collect_attachment(struct walk_visitor *v, char *filename, GMimeObje
 	a->content_type = mime_type_of(obj);
 	a->size = decoded_size(obj);
 	return true;
+}
+
+static void collect_other_name(struct walk_visitor *v, char *name)
+{
+	struct msgmeta *m = ((struct walk_collect *)v)->m;
+	/* Bounded like the attachments, and by the repeats a part may hold. */
+	if (m->nother_names >= MSGMETA_MAX_ATTACHMENTS) {
+		v->incomplete = true;
+		free(name);
+		return;
+	}
+	m->other_names =
+	    xreallocarray(m->other_names, m->nother_names + 1, sizeof(*m->other_names));
+	m->other_names[m->nother_names++] = name;
 }
 
 /* The visitor of msgmeta_attachment_data: finds attachment number want. */
@@ -1317,6 +1420,8 @@ static void read_headers(struct msgmeta *m, GMimeMessage *msg, const char *data,
 		if (!continuation && name) {
 			if (m->nheaders < MSGMETA_MAX_HEADERS)
 				add_header(m, msg, name, nlen, value.p ? value.p : "");
+			else
+				m->headers_incomplete = true;
 			name = NULL;
 		}
 		if (le == p)
@@ -1352,6 +1457,8 @@ static void read_headers(struct msgmeta *m, GMimeMessage *msg, const char *data,
 	}
 	if (name && m->nheaders < MSGMETA_MAX_HEADERS)
 		add_header(m, msg, name, nlen, value.p ? value.p : "");
+	else if (name)
+		m->headers_incomplete = true;
 	free(value.p);
 }
 
@@ -1398,8 +1505,11 @@ int msgmeta_parse(const void *data, size_t len, struct msgmeta **out)
 	parsed_open(&p, data, len);
 	read_headers(m, p.msg, data, len);
 	if (p.msg) {
-		struct walk_collect c = {.v = {.attachment = collect_attachment}, .m = m};
+		struct walk_collect c = {
+		    .v = {.attachment = collect_attachment, .other_name = collect_other_name},
+		    .m = m};
 		walk(&c.v, g_mime_message_get_mime_part(p.msg), 0);
+		m->parts_incomplete = c.v.incomplete;
 	}
 	read_verdict(m);
 	parsed_close(&p);
@@ -1456,6 +1566,9 @@ void msgmeta_free(struct msgmeta *m)
 		free(m->attachments[i].content_type);
 	}
 	free(m->attachments);
+	for (size_t i = 0; i < m->nother_names; i++)
+		free(m->other_names[i]);
+	free(m->other_names);
 	free(m->verdict);
 	free(m->gateway);
 	free(m->client_address);

@@ -39,6 +39,22 @@ struct msgmeta {
 	size_t nheaders;
 	struct msgmeta_attachment *attachments;
 	size_t nattachments;
+	/*
+	 * Every other file name the parts carry, decoded like filename: the name of a
+	 * named text part that is shown inline rather than listed as an attachment,
+	 * and the names an attachment carries besides its filename (Content-Type's
+	 * name= beside a Content-Disposition filename=, a plain filename= beside an
+	 * RFC 2231 filename*=, a repeated parameter). Mail clients differ in which
+	 * one they show, so a content filter on file names must see them all.
+	 */
+	char **other_names;
+	size_t nother_names;
+	/*
+	 * True when the lists above are not the whole message: parts nested deeper
+	 * than the walk follows, or more attachments than are listed.
+	 */
+	bool parts_incomplete;
+	bool headers_incomplete; /* more top-level header fields than are recorded */
 
 	/* The gateway's judgement. verdict is "spam" or "suspect" or NULL when no header says. */
 	char *verdict;

@@ -3,7 +3,8 @@
  * byte is a filter file, the rest a message (its first line also serves as the
  * envelope sender and a recipient, so patterns meet arbitrary bytes). The run fails
  * on a crash, a sanitizer report, a leak, an error that is not "fuzz:LINE:COLUMN:
- * message", a half-loaded set, or an action without its arguments.
+ * message", a half-loaded set, an action without its arguments, or an undecided
+ * result that does not name its filter and reason or that also took a final action.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,10 @@ static void check_result(const struct filter_result *r)
 	}
 	/* A final action ends the evaluation: at most one, from the last filter that ran. */
 	if (finals > 1)
+		abort();
+	/* So does an undecided filter: it names itself and why, and none is final. */
+	if (r->undecided != (r->undecided_filter != NULL) ||
+	    r->undecided != (r->undecided_reason != NULL) || (r->undecided && finals > 0))
 		abort();
 }
 

@@ -100,6 +100,8 @@ static void test_contract_example_loads(void **state)
 	assert_int_equal(cfg.sync_interval_ms, 10 * 60 * 1000);
 	assert_int_equal(cfg.local_spam_delete_after_ms, 14 * DAY);
 	assert_int_equal(cfg.quarantines_delete_after_ms, 30 * DAY);
+	/* Undecided content filters fail closed by default: the Unclassified quarantine. */
+	assert_string_equal(cfg.filters_undecided, "unclassified");
 	char *hp = gw_config_external_hostport(&cfg);
 	assert_string_equal(hp, "127.0.0.1:6025");
 	free(hp);
@@ -153,6 +155,7 @@ static const struct error_case error_cases[] = {
      ":4: [antispam] rules: cannot read /nonexistent/rules"},
     {"[rat]\naccept = example.com\n[filters]\nfile = /nonexistent/f\n",
      ":4: [filters] file: cannot read"},
+    {"[rat]\naccept = example.com\n[filters]\nundecided = deliver\n", ":4: [filters] undecided:"},
     {"[rat]\naccept = example.com\n[http]\nlisten = 127.0.0.1:8081\n",
      "[http] admin_token: is required when listen is set"},
     {"[rat]\naccept = example.com\n[external_spam_quarantine]\nsafelist_blocklist = yes\n",

@@ -611,6 +611,99 @@ static void test_deep_nesting(void **state)
 	g_string_free(s, TRUE);
 }
 
+/*
+ * What the gateway's content filters rely on: names written as RFC 2231
+ * continuations with charsets and as RFC 2047 words are decoded; named text parts
+ * that are not attachments are kept apart; walks cut short say so.
+ */
+static void test_names_for_filters(void **state)
+{
+	(void)state;
+	struct msgmeta *m = parse_str(
+	    "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+	    "--b\r\nContent-Type: text/plain; name=\"note.exe\"\r\n\r\nhi\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n"
+	    " filename*0*=ISO-2022-JP''%1B%24B%40A5a%3Dq; filename*1*=%1B%28B.exe\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+	    " filename*0=\"inv\"; filename*1*=%6F%69ce.exe\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream;\r\n"
+	    " name=\"=?ISO-2022-JP?B?GyRCQEE1YT1xGyhCLmV4ZQ==?=\"\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream; name=\"=?UTF-8?Q?a=2Eexe?=\"\r\n"
+	    "\r\nMZ\r\n"
+	    "--b--\r\n");
+	assert_int_equal(m->nattachments, 4);
+	assert_string_equal(m->attachments[0].filename, "請求書.exe");
+	assert_string_equal(m->attachments[1].filename, "invoice.exe");
+	assert_string_equal(m->attachments[2].filename, "請求書.exe");
+	assert_string_equal(m->attachments[3].filename, "a.exe");
+	assert_int_equal(m->nother_names, 1);
+	assert_string_equal(m->other_names[0], "note.exe");
+	assert_false(m->parts_incomplete);
+	assert_false(m->headers_incomplete);
+	msgmeta_free(m);
+
+	/* A part's other names: whichever a client picks, the filters see it. */
+	m = parse_str(
+	    "Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+	    "--b\r\nContent-Type: application/octet-stream; name=\"b.exe\"\r\n"
+	    "Content-Disposition: attachment; filename=\"a.pdf\"\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+	    " filename=\"c.exe\"; filename*=UTF-8''c.pdf\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment;"
+	    " filename=\"d.pdf\"; filename=\"=?UTF-8?Q?d=2Eexe?=\"; "
+	    "filename=\"d.pdf\"\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/octet-stream; name=\"e.exe\"\r\n"
+	    "Content-Disposition: attachment; filename=\"\"\r\n\r\nMZ\r\n"
+	    "--b\r\nContent-Type: application/pdf; name=\"f.pdf\"\r\n"
+	    "Content-Disposition: attachment; filename=\"f.pdf\"\r\n\r\nx\r\n"
+	    "--b--\r\n");
+	assert_int_equal(m->nattachments, 5);
+	/* The listing itself is unchanged: the disposition's name, RFC 2231 first. */
+	assert_string_equal(m->attachments[0].filename, "a.pdf");
+	assert_string_equal(m->attachments[1].filename, "c.pdf");
+	assert_string_equal(m->attachments[2].filename, "d.pdf");
+	assert_string_equal(m->attachments[3].filename, "");
+	assert_string_equal(m->attachments[4].filename, "f.pdf");
+	static const char *const others[] = {"b.exe", "c.exe", "d.exe", "e.exe"};
+	assert_int_equal(m->nother_names, 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(m->other_names[i], others[i]);
+	msgmeta_free(m);
+
+	/* Deeper than the walk follows. */
+	GString *s = g_string_new("Subject: deep\r\n");
+	for (int i = 0; i < 40; i++)
+		g_string_append(s, "Content-Type: message/rfc822\r\n\r\nSubject: level\r\n");
+	g_string_append(s, "Content-Type: application/zip; name=bottom.zip\r\n\r\nPK\r\n");
+	m = parse_str(s->str);
+	assert_true(m->parts_incomplete);
+	msgmeta_free(m);
+	g_string_free(s, TRUE);
+
+	/* More attachments than listed; more header fields than recorded. */
+	s = g_string_new("Content-Type: multipart/mixed; boundary=b\r\n\r\n");
+	for (int i = 0; i < 1030; i++)
+		g_string_append_printf(s,
+				       "--b\r\nContent-Type: application/pdf; name=f%d.pdf\r\n\r\n"
+				       "x\r\n",
+				       i);
+	g_string_append(s, "--b--\r\n");
+	m = parse_str(s->str);
+	assert_true(m->parts_incomplete);
+	msgmeta_free(m);
+	g_string_free(s, TRUE);
+
+	s = g_string_new("");
+	for (int i = 0; i < 1100; i++)
+		g_string_append_printf(s, "X-H%d: v\r\n", i);
+	g_string_append(s, "\r\nbody\r\n");
+	m = parse_str(s->str);
+	assert_true(m->headers_incomplete);
+	assert_false(m->parts_incomplete);
+	msgmeta_free(m);
+	g_string_free(s, TRUE);
+}
+
 /* Random bytes and mutated real messages: every field stays valid UTF-8. */
 static void test_garbage_stays_utf8(void **state)
 {
@@ -747,6 +840,7 @@ int main(void)
 	    cmocka_unit_test(test_attachment_data_limit),
 	    cmocka_unit_test(test_raw_sjis_backslash),
 	    cmocka_unit_test(test_deep_nesting),
+	    cmocka_unit_test(test_names_for_filters),
 	    cmocka_unit_test(test_garbage_stays_utf8),
 	    cmocka_unit_test(test_threads),
 	    cmocka_unit_test(test_speed),
