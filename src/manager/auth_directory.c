@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
+#include "common/log.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "manager/auth_imap.h"
 #include "manager/auth_ldap.h"
@@ -45,6 +47,14 @@ struct auth_directory *auth_directory_new(const struct manager_config *cfg)
 		d->imap.host = auth_directory_dup(cfg->imap_host);
 		d->imap.domain = auth_directory_dup(cfg->imap_domain);
 		d->imap.timeout_ms = cfg->imap_timeout_ms;
+		(void)auth_imap_tls_parse(cfg->imap_tls, &d->imap.tls); /* checked by the config */
+		if (d->imap.tls != AUTH_IMAP_TLS_NONE) {
+			char *err = NULL;
+			d->imap.tls_ctx =
+			    tls_client_context(cfg->imap_ca_file, NULL, NULL, true, &err);
+			if (d->imap.tls_ctx == NULL)
+				panic("[auth_imap] %s", err); /* the config load tried the same */
+		}
 	}
 	return d;
 }
@@ -61,6 +71,8 @@ void auth_directory_free(struct auth_directory *d)
 	free((char *)d->ldap.mail_attributes);
 	free((char *)d->imap.host);
 	free((char *)d->imap.domain);
+	if (d->imap.tls_ctx != NULL)
+		SSL_CTX_free(d->imap.tls_ctx);
 	free(d);
 }
 

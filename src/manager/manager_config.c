@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/confparse.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "manager/notify.h"
 
@@ -345,6 +346,16 @@ static const struct confparse_key manager_config_keys[] = {
      .type = CONFPARSE_HOSTNAME,
      .offset = OFF(imap_domain)},
     {.section = "auth_imap",
+     .name = "tls",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(imap_tls),
+     .default_text = "starttls",
+     .choices = "starttls|imaps|none"},
+    {.section = "auth_imap",
+     .name = "ca_file",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(imap_ca_file)},
+    {.section = "auth_imap",
      .name = "timeout",
      .type = CONFPARSE_DURATION,
      .offset = OFF(imap_timeout_ms),
@@ -497,6 +508,29 @@ static void manager_config_notifications(struct confparse *cp, struct manager_co
 		    xasprintf("%s://%s", cfg->http_tls ? "https" : "http", cfg->http_listen);
 }
 
+/* A CA file a directory client will trust: it must load, not merely exist. */
+static void manager_config_check_ca(struct confparse *cp, const char *section, const char *path)
+{
+	if (path == NULL)
+		return;
+	char *err = NULL;
+	SSL_CTX *ctx = tls_client_context(path, NULL, NULL, true, &err);
+	if (ctx == NULL)
+		confparse_error(cp, section, "ca_file", "%s", err);
+	else
+		SSL_CTX_free(ctx);
+	free(err);
+}
+
+/* [auth_imap] / [auth_ldap] TLS: CA files that load; no CA without TLS to use it. */
+static void manager_config_directory_tls(struct confparse *cp, struct manager_config *cfg)
+{
+	manager_config_check_ca(cp, "auth_imap", cfg->imap_ca_file);
+	if (cfg->imap_ca_file != NULL && cfg->imap_tls != NULL &&
+	    strcmp(cfg->imap_tls, "none") == 0)
+		confparse_error(cp, "auth_imap", "ca_file", "needs tls = starttls or imaps");
+}
+
 /* Checks across keys and fills defaults derived from other keys. */
 static void manager_config_validate(struct confparse *cp, struct manager_config *cfg)
 {
@@ -530,6 +564,7 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 					"must contain %%s exactly once (and no other %%)");
 	}
 
+	manager_config_directory_tls(cp, cfg);
 	manager_config_notifications(cp, cfg);
 
 	if (cfg->retry_max_ms < cfg->retry_min_ms)

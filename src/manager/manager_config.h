@@ -87,6 +87,8 @@ struct manager_config {
 	char *imap_host; /* host:port */
 	char *imap_domain;
 	int64_t imap_timeout_ms; /* default 10s */
+	char *imap_tls;		 /* starttls | imaps | none; default starttls */
+	char *imap_ca_file;	 /* PEM CA for the server's certificate; NULL: system store */
 
 	/* [notifications]: end users' spam digests (SQ9) */
 	bool notify_enabled;	     /* default no */

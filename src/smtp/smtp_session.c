@@ -265,11 +265,32 @@ static void session_write(struct bufferevent *bev, void *arg)
 		session_try_finish(s);
 }
 
+/* The handshake after STARTTLS is done: what was agreed, and who the client says it is. */
+static void session_log_tls(struct smtp_session *s, struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	if (ssl == NULL)
+		return;
+	char subject[256] = "-";
+	X509 *cert = SSL_get_peer_certificate(ssl);
+	if (cert != NULL) {
+		X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+		X509_free(cert);
+	}
+	char q[300];
+	log_info("smtp.tls_established", "session=%s client=%s version=%s cipher=%s client_cert=%s",
+		 s->id, s->peer, SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+		 log_quote(q, sizeof(q), subject));
+}
+
 static void session_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
-	if (what & BEV_EVENT_CONNECTED)
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->tls)
+			session_log_tls(s, bev);
 		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && !s->closing) {
 		if (what & BEV_EVENT_READING) {
 			smtp_proto_timeout(s->proto);
