@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "common/log.h"
 #include "common/tls.h"
@@ -41,6 +42,14 @@ struct auth_directory *auth_directory_new(const struct manager_config *cfg)
 		d->ldap.user_filter = auth_directory_dup(cfg->ldap_user_filter);
 		d->ldap.mail_attributes = auth_directory_dup(cfg->ldap_mail_attributes);
 		d->ldap.timeout_ms = cfg->ldap_timeout_ms;
+		d->ldap.starttls = cfg->ldap_starttls;
+		d->ldap.ca_file = auth_directory_dup(cfg->ldap_ca_file);
+		if (!cfg->ldap_starttls && strncasecmp(cfg->ldap_uri, "ldap://", 7) == 0)
+			log_warn(
+			    "auth.ldap_plaintext",
+			    "uri=%s reason=\"passwords go in clear: use ldaps:// or starttls = "
+			    "yes unless the directory is on loopback\"",
+			    cfg->ldap_uri);
 	}
 	if (cfg->imap_host != NULL) {
 		d->have_imap = true;
@@ -69,6 +78,7 @@ void auth_directory_free(struct auth_directory *d)
 	free((char *)d->ldap.bind_password);
 	free((char *)d->ldap.user_filter);
 	free((char *)d->ldap.mail_attributes);
+	free((char *)d->ldap.ca_file);
 	free((char *)d->imap.host);
 	free((char *)d->imap.domain);
 	if (d->imap.tls_ctx != NULL)

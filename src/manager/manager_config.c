@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/confparse.h"
@@ -335,6 +336,15 @@ static const struct confparse_key manager_config_keys[] = {
      .offset = OFF(ldap_mail_attributes),
      .default_text = "mail, mailAlternateAddress"},
     {.section = "auth_ldap",
+     .name = "starttls",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(ldap_starttls),
+     .default_text = "no"},
+    {.section = "auth_ldap",
+     .name = "ca_file",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(ldap_ca_file)},
+    {.section = "auth_ldap",
      .name = "timeout",
      .type = CONFPARSE_DURATION,
      .offset = OFF(ldap_timeout_ms),
@@ -526,6 +536,16 @@ static void manager_config_check_ca(struct confparse *cp, const char *section, c
 static void manager_config_directory_tls(struct confparse *cp, struct manager_config *cfg)
 {
 	manager_config_check_ca(cp, "auth_imap", cfg->imap_ca_file);
+	manager_config_check_ca(cp, "auth_ldap", cfg->ldap_ca_file);
+	if (cfg->ldap_uri != NULL && strncasecmp(cfg->ldap_uri, "ldap://", 7) != 0 &&
+	    strncasecmp(cfg->ldap_uri, "ldaps://", 8) != 0 &&
+	    strncasecmp(cfg->ldap_uri, "ldapi://", 8) != 0)
+		confparse_error(cp, "auth_ldap", "uri",
+				"must start with ldap://, ldaps:// or ldapi://");
+	if (cfg->ldap_starttls && cfg->ldap_uri != NULL &&
+	    strncasecmp(cfg->ldap_uri, "ldaps://", 8) == 0)
+		confparse_error(cp, "auth_ldap", "starttls",
+				"is for ldap:// URIs (ldaps:// is TLS already)");
 	if (cfg->imap_ca_file != NULL && cfg->imap_tls != NULL &&
 	    strcmp(cfg->imap_tls, "none") == 0)
 		confparse_error(cp, "auth_imap", "ca_file", "needs tls = starttls or imaps");

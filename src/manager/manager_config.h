@@ -83,6 +83,8 @@ struct manager_config {
 	char *ldap_user_filter;	    /* default (uid=%s) */
 	char *ldap_mail_attributes; /* default "mail, mailAlternateAddress" */
 	int64_t ldap_timeout_ms;    /* default 10s */
+	bool ldap_starttls;	    /* StartTLS on an ldap:// uri; default no */
+	char *ldap_ca_file;	    /* PEM CA for the server's certificate; NULL: system store */
 	/* [auth_imap]: IMAP end users (host NULL: off) */
 	char *imap_host; /* host:port */
 	char *imap_domain;

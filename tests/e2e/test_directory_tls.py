@@ -184,3 +184,143 @@ def test_imap_certificate_must_name_the_host(start_manager, pki, dovecot_tls):
     assert st == 503
     assert ("auth.imap_failed step=tls host=127.0.0.2:%d error=\"certificate verify failed: "
             "IP address mismatch\"" % dovecot_tls.port) in m.log_text(), m.log_text()
+
+
+# ---- LDAP: slapd with ldaps:// and StartTLS ------------------------------------------
+
+
+class Slapd:
+    def __init__(self, port, ldaps_port):
+        self.uri = "ldap://127.0.0.1:%d/" % port
+        self.ldaps_uri = "ldaps://127.0.0.1:%d/" % ldaps_port
+
+
+@pytest.fixture
+def start_slapd(workdir):
+    """Factory: start_slapd(authority) -> Slapd serving ldap:// (StartTLS) and ldaps://
+    with a certificate from authority. `security tls=1`: nothing but TLS is served, so
+    a login that works went over TLS."""
+    with contextlib.ExitStack() as stack:
+        yield lambda authority: _slapd(stack, workdir, authority)
+
+
+def _slapd(stack, workdir, authority):
+    from conftest import LDAP_DATA, LDAP_SCHEMA
+    for tool in ("/usr/sbin/slapd", "/usr/sbin/slapadd"):
+        if not os.access(tool, os.X_OK):
+            pytest.fail("%s missing (Debian packages slapd, ldap-utils)" % tool)
+    d = os.path.join(workdir, "ldap-%s" % authority.name)
+    os.makedirs(os.path.join(d, "db"))
+    with open(os.path.join(d, "test.schema"), "w") as f:
+        f.write(LDAP_SCHEMA)
+    with open(os.path.join(d, "data.ldif"), "w") as f:
+        f.write(LDAP_DATA)
+    cert, key = authority.server
+    conf = os.path.join(d, "slapd.conf")
+    with open(conf, "w") as f:
+        f.write("\n".join([
+            "include /etc/ldap/schema/core.schema",
+            "include /etc/ldap/schema/cosine.schema",
+            "include /etc/ldap/schema/inetorgperson.schema",
+            "include %s/test.schema" % d,
+            "pidfile %s/slapd.pid" % d,
+            "modulepath /usr/lib/ldap",
+            "moduleload back_mdb",
+            "TLSCACertificateFile %s" % authority.ca,
+            "TLSCertificateFile %s" % cert,
+            "TLSCertificateKeyFile %s" % key,
+            "security tls=1",
+            "database mdb",
+            "maxsize 10485760",
+            'suffix "dc=example,dc=com"',
+            'rootdn "cn=admin,dc=example,dc=com"',
+            "rootpw admin-secret",
+            "directory %s/db" % d,
+            "access to attrs=userPassword by self write by anonymous auth by * none",
+            "access to * by users read by anonymous read",
+            ""]))
+    import subprocess
+    r = subprocess.run(["/usr/sbin/slapadd", "-f", conf, "-l", os.path.join(d, "data.ldif")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    port, ldaps_port = free_port(), free_port()
+    urls = "ldap://127.0.0.1:%d/ ldaps://127.0.0.1:%d/" % (port, ldaps_port)
+    stack.enter_context(listening_daemon(["/usr/sbin/slapd", "-d", "0", "-h", urls, "-f", conf],
+                                         port, "slapd"))
+    return Slapd(port, ldaps_port)
+
+
+def ldap_login(m):
+    c = Client(m)
+    st, doc = c.login("taro", "taro-ldap-pw")
+    return st, doc
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ldaps"])
+def test_ldap_login_over_tls(start_manager, pki, start_slapd, mode):
+    sd = start_slapd(pki.good)
+    if mode == "starttls":
+        m = ldap_manager(start_manager, sd.uri, auth_ldap__starttls="yes",
+                         auth_ldap__ca_file=pki.good.ca)
+    else:
+        m = ldap_manager(start_manager, sd.ldaps_uri, auth_ldap__ca_file=pki.good.ca)
+    st, doc = ldap_login(m)
+    assert st == 200, (doc, m.log_text())
+    assert doc["user"]["addresses"] == ["taro@corp.test", "yamada@corp.test"]
+    st, _ = Client(m).login("taro", "wrong-password")
+    assert st == 401
+    assert "auth.ldap_plaintext" not in m.log_text()
+
+
+def test_ldap_in_clear_is_refused_by_a_tls_only_directory(start_manager, pki, start_slapd):
+    # The same directory without StartTLS: slapd refuses the bind (confidentiality required),
+    # which shows the logins above really went over TLS.
+    sd = start_slapd(pki.good)
+    m = ldap_manager(start_manager, sd.uri)
+    st, doc = ldap_login(m)
+    assert st == 503, doc
+    assert ("auth.ldap_failed step=service_bind uri=%s error=Confidentiality required"
+            % sd.uri) in m.log_text(), m.log_text()
+    assert ("auth.ldap_plaintext uri=%s reason=\"passwords go in clear: use ldaps:// or "
+            "starttls = yes unless the directory is on loopback\"" % sd.uri) in m.log_text()
+
+
+@pytest.mark.parametrize("mode", ["starttls", "ldaps"])
+def test_ldap_server_with_an_untrusted_certificate_is_refused(start_manager, pki, start_slapd,
+                                                               mode):
+    sd = start_slapd(pki.wrong)
+    if mode == "starttls":
+        m = ldap_manager(start_manager, sd.uri, auth_ldap__starttls="yes",
+                         auth_ldap__ca_file=pki.good.ca)
+        step, uri = "starttls", sd.uri
+    else:
+        m = ldap_manager(start_manager, sd.ldaps_uri, auth_ldap__ca_file=pki.good.ca)
+        step, uri = "tls", sd.ldaps_uri
+    st, doc = ldap_login(m)
+    assert st == 503, doc
+    assert doc == {"error": {"code": "unavailable",
+                             "message": "login is not possible right now"}}
+    assert re.search(r"auth\.ldap_failed step=%s uri=%s error=\"(Connect error|Can't contact "
+                     r"LDAP server)\" detail=" % (step, re.escape(uri)), m.log_text()), \
+        m.log_text()
+    # Nothing got as far as a bind.
+    assert "step=service_bind" not in m.log_text()
+
+
+def test_ldap_tls_config_errors(start_manager, pki):
+    import subprocess
+    from conftest import lazaretd_path
+    m = start_manager(start=False, auth_ldap__uri="ldaps://127.0.0.1:636/",
+                      auth_ldap__base_dn="dc=example,dc=com", auth_ldap__starttls="yes")
+    m.write_config()
+    r = subprocess.run([lazaretd_path(), "--check-config", "-c", m.conf_path],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "[auth_ldap] starttls: is for ldap:// URIs (ldaps:// is TLS already)" in r.stderr
+    m.apply({"auth_ldap__starttls": None, "auth_ldap__ca_file": pki.good.server[1]})
+    m.write_config()
+    r = subprocess.run([lazaretd_path(), "--check-config", "-c", m.conf_path],
+                       capture_output=True, text=True)
+    assert r.returncode == 1
+    assert "[auth_ldap] ca_file: cannot load CA file %s: " % pki.good.server[1] in r.stderr, \
+        r.stderr
