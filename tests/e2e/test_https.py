@@ -178,3 +178,20 @@ def test_tls_config_errors(start_manager):
     assert p.returncode != 0
     assert p.stderr == "lazaretd: [http] cannot load TLS key %s: key values mismatch\n" % (
         pki.wrong.server[1]), p.stderr
+
+
+def test_lazaretctl_over_https_with_cacert(start_manager):
+    from test_lazaretctl import ctl
+    m = https_manager(start_manager)
+    rc, out, err = ctl(m, "health", "--cacert", m.pki.good.ca)
+    assert (rc, out) == (0, b"ok\n"), err
+    rc, out, err = ctl(m, "search", env_extra={"LAZARET_CACERT": m.pki.good.ca})
+    assert rc == 0, err
+    # Without the CA (the system's store only) the certificate is refused.
+    rc, out, err = ctl(m, "health")
+    assert rc == 1 and out == b""
+    assert err.startswith("lazaretctl: %s/healthz: " % m.http_url), err
+    assert "certificate" in err.lower(), err
+    # Another CA: refused too.
+    rc, out, err = ctl(m, "health", "--cacert", m.pki.wrong.ca)
+    assert rc == 1 and "certificate" in err.lower(), err
