@@ -477,6 +477,12 @@ bool confparse_is_set(const struct confparse *cp, const char *section, const cha
 	return confparse_find_seen(cp, section, name) != NULL;
 }
 
+bool confparse_has_value(const struct confparse *cp, const char *section, const char *name)
+{
+	const struct confparse_seen *s = confparse_find_seen(cp, section, name);
+	return s != NULL && !s->empty;
+}
+
 size_t confparse_error_count(const struct confparse *cp)
 {
 	return cp->nerrors;

@@ -113,6 +113,8 @@ void confparse_error(struct confparse *cp, const char *section, const char *name
 unsigned confparse_line(const struct confparse *cp, const char *section, const char *name);
 /* True when the file set [section] name (even to an empty value). */
 bool confparse_is_set(const struct confparse *cp, const char *section, const char *name);
+/* True when the file gave [section] name a value (an empty value means the default). */
+bool confparse_has_value(const struct confparse *cp, const char *section, const char *name);
 size_t confparse_error_count(const struct confparse *cp);
 /* The collected errors, one per line, each ending in '\n'; NULL when none. Caller frees. */
 char *confparse_take_errors(struct confparse *cp);

@@ -48,6 +48,7 @@ struct ctl {
 	const char *url; /* without trailing '/' (copied into url_buf) */
 	char *url_buf;
 	const char *token;
+	const char *cacert; /* PEM CA file for an https URL, or NULL: the system's store */
 	long timeout_s;
 	CURL *curl;
 };
@@ -179,12 +180,15 @@ static const struct command_help *command_help_find(const char *name)
 
 static void print_usage(FILE *f)
 {
-	fprintf(f, "usage: lazaretctl [--url URL] [--token TOKEN] [--timeout SECONDS] COMMAND "
-		   "[ARGS]\n\ncommands:\n");
+	fprintf(f, "usage: lazaretctl [--url URL] [--token TOKEN] [--cacert FILE] "
+		   "[--timeout SECONDS] COMMAND [ARGS]\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(command_helps) / sizeof(command_helps[0]); i++)
 		fprintf(f, "  %s\n", command_helps[i].synopsis);
 	fprintf(f, "\nThe URL and token also come from LAZARET_URL and LAZARET_TOKEN\n"
-		   "(default URL " CTL_DEFAULT_URL "). \"lazaretctl help COMMAND\" for details.\n"
+		   "(default URL " CTL_DEFAULT_URL "). For an https URL, --cacert FILE (or\n"
+		   "LAZARET_CACERT) is the PEM CA file the manager's certificate must chain\n"
+		   "to; without it, the system's CA store.\n"
+		   "\"lazaretctl help COMMAND\" for details.\n"
 		   "Exit status: 0 ok, 1 API or network error, 2 usage error.\n");
 }
 
@@ -251,6 +255,12 @@ static int http_request(struct ctl *c, const char *method, const char *path, con
 	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, CTL_CONNECT_TIMEOUT_S);
 	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, c->timeout_s);
+	/* https: the certificate and the URL's host are always checked; TLS 1.2 or newer. */
+	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (c->cacert != NULL && c->cacert[0] != '\0')
+		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cacert);
 	curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "lazaretctl/" LAZARET_VERSION);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_to_buf);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, resp);
@@ -559,6 +569,7 @@ static json_t *filter_to_json(const struct filter *f)
 
 enum opt_id {
 	OPT_URL = 256,
+	OPT_CACERT,
 	OPT_TOKEN,
 	OPT_TIMEOUT,
 	OPT_JSON,
@@ -585,6 +596,7 @@ enum opt_id {
 static const struct option long_options[] = {
     {"help", no_argument, NULL, 'h'},
     {"url", required_argument, NULL, OPT_URL},
+    {"cacert", required_argument, NULL, OPT_CACERT},
     {"token", required_argument, NULL, OPT_TOKEN},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"json", no_argument, NULL, OPT_JSON},
@@ -1250,6 +1262,9 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 		case OPT_URL:
 			c->url = optarg;
 			break;
+		case OPT_CACERT:
+			c->cacert = optarg;
+			break;
 		case OPT_TOKEN:
 			c->token = optarg;
 			break;
@@ -1440,6 +1455,7 @@ int main(int argc, char **argv)
 		setlocale(LC_CTYPE, "");
 	c.url = getenv("LAZARET_URL");
 	c.token = getenv("LAZARET_TOKEN");
+	c.cacert = getenv("LAZARET_CACERT");
 	c.timeout_s = CTL_DEFAULT_TIMEOUT_S;
 
 	rc = parse_args(argc, argv, &c, &a, &cmd);

@@ -48,6 +48,7 @@ int delivery_send(const char *hostport, const struct delivery_options *opt, cons
 	    .timeout_ms = opt->timeout_ms,
 	    /* One message cannot hold a worker for ever, however slow the peer. */
 	    .session_timeout_ms = opt->timeout_ms * 10,
+	    .tls_ctx = opt->tls_ctx,
 	};
 	struct smtp_client_message msg = {
 	    .sender = sender,

@@ -9,11 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct ssl_ctx_st;
+
 struct delivery_options {
 	const char *helo_name;
 	const char *source_address; /* NULL: any */
 	int64_t timeout_ms;	    /* per SMTP step */
 	const char *log_id;	    /* message id for log lines */
+	struct ssl_ctx_st *tls_ctx; /* STARTTLS required and verified (smtp_client.h), or NULL */
 };
 
 enum delivery_status {

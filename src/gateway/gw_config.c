@@ -147,6 +147,7 @@ static const struct confparse_key gw_config_keys[] = {
      .text_offset = OFF(manager_addresses_text)},
     {.section = "manager", .name = "api_url", .type = CONFPARSE_STRING, .offset = OFF(api_url)},
     {.section = "manager", .name = "api_token", .type = CONFPARSE_STRING, .offset = OFF(api_token)},
+    {.section = "manager", .name = "api_ca", .type = CONFPARSE_PATH, .offset = OFF(api_ca)},
 
     {.section = "antispam",
      .name = "engine",
@@ -285,6 +286,23 @@ static const struct confparse_key gw_config_keys[] = {
      .min = 1,
      .max = 65535},
     {.section = "external_spam_quarantine",
+     .name = "tls",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(external_tls),
+     .default_text = "no"},
+    {.section = "external_spam_quarantine",
+     .name = "tls_ca",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(external_tls_ca)},
+    {.section = "external_spam_quarantine",
+     .name = "tls_cert",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(external_tls_cert)},
+    {.section = "external_spam_quarantine",
+     .name = "tls_key",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(external_tls_key)},
+    {.section = "external_spam_quarantine",
      .name = "safelist_blocklist",
      .type = CONFPARSE_BOOL,
      .offset = OFF(slbl_enabled),
@@ -368,6 +386,28 @@ static void gw_warn(char **warnings, const char *line)
 	free(old);
 }
 
+/* [external_spam_quarantine] tls*: files readable, a client certificate whole, tls on. */
+static void gw_config_external_tls(struct confparse *cp, struct gw_config *cfg)
+{
+	static const char sec[] = "external_spam_quarantine";
+	if (cfg->external_tls_cert != NULL && cfg->external_tls_key == NULL)
+		confparse_error(cp, sec, "tls_key", "is required when tls_cert is set");
+	if (cfg->external_tls_key != NULL && cfg->external_tls_cert == NULL)
+		confparse_error(cp, sec, "tls_cert", "is required when tls_key is set");
+	gw_config_check_readable(cp, sec, "tls_ca", cfg->external_tls_ca);
+	gw_config_check_readable(cp, sec, "tls_cert", cfg->external_tls_cert);
+	gw_config_check_readable(cp, sec, "tls_key", cfg->external_tls_key);
+	/* A CA or certificate without tls = yes would do nothing: say so, do not ignore it. */
+	if (!cfg->external_tls) {
+		const char *set = cfg->external_tls_ca != NULL	   ? "tls_ca"
+				  : cfg->external_tls_cert != NULL ? "tls_cert"
+				  : cfg->external_tls_key != NULL  ? "tls_key"
+								   : NULL;
+		if (set != NULL)
+			confparse_error(cp, sec, set, "needs tls = yes");
+	}
+}
+
 static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char **warnings)
 {
 	char *err = NULL;
@@ -427,6 +467,8 @@ static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char
 			confparse_error(cp, "http", "admin_token",
 					"must be visible ASCII characters without spaces");
 	}
+	gw_config_external_tls(cp, cfg);
+	gw_config_check_readable(cp, "manager", "api_ca", cfg->api_ca);
 	if (cfg->slbl_enabled) {
 		if (!cfg->external_enabled)
 			confparse_error(cp, "external_spam_quarantine", "safelist_blocklist",

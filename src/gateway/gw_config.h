@@ -59,6 +59,7 @@ struct gw_config {
 	char *manager_addresses_text;
 	char *api_url;
 	char *api_token;
+	char *api_ca; /* PEM CA for an https api_url; NULL: the system's store */
 
 	/* [antispam] */
 	char *antispam_engine; /* builtin | spamd | rspamd | none */
@@ -98,6 +99,10 @@ struct gw_config {
 	char *external_name;
 	char *external_host;
 	unsigned external_port;
+	bool external_tls;	 /* STARTTLS required, certificate and host verified */
+	char *external_tls_ca;	 /* PEM CA of the manager's certificate; NULL: system store */
+	char *external_tls_cert; /* PEM client certificate and key for the manager, or NULL */
+	char *external_tls_key;
 	bool slbl_enabled;
 	char *blocklist_action; /* quarantine | delete */
 	int64_t sync_interval_ms;

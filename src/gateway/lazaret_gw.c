@@ -328,7 +328,8 @@ static void gw_sync_run(void *arg)
 	struct gw_maint_job *mj = arg;
 	const struct gw_config *cfg = &mj->rules->cfg;
 	int64_t before = slbl_cache_version(mj->gw->slbl);
-	int rc = slbl_cache_sync(mj->gw->slbl, cfg->api_url, cfg->api_token, GW_SYNC_TIMEOUT_MS);
+	int rc = slbl_cache_sync_ca(mj->gw->slbl, cfg->api_url, cfg->api_token, cfg->api_ca,
+				    GW_SYNC_TIMEOUT_MS);
 	if (rc < 0)
 		log_warn("gw.slbl_sync_failed", "url=%s error=\"%s\"", cfg->api_url, strerror(-rc));
 	else

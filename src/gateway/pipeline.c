@@ -33,6 +33,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "gateway/antispam.h"
 #include "gateway/antivirus.h"
@@ -69,6 +70,18 @@ int pipeline_rules_build(struct gw_config *cfg, struct pipeline_rules **out, cha
 	    (rc = antispam_rules_load(r->cfg.antispam_rules, &r->spam, err)) < 0)
 		goto fail;
 	r->external_hostport = gw_config_external_hostport(&r->cfg);
+	if (r->external_hostport != NULL && r->cfg.external_tls) {
+		char *why = NULL;
+		r->external_tls =
+		    tls_client_context(r->cfg.external_tls_ca, r->cfg.external_tls_cert,
+				       r->cfg.external_tls_key, true, &why);
+		if (r->external_tls == NULL) {
+			*err = xasprintf("[external_spam_quarantine] %s", why);
+			free(why);
+			rc = -EINVAL;
+			goto fail;
+		}
+	}
 	*out = r;
 	return 0;
 fail:
@@ -94,6 +107,8 @@ void pipeline_rules_unref(struct pipeline_rules *r)
 	if (r->spam != NULL)
 		antispam_rules_free(r->spam);
 	free(r->external_hostport);
+	if (r->external_tls != NULL)
+		SSL_CTX_free(r->external_tls);
 	gw_config_free(&r->cfg);
 	free(r);
 }
@@ -663,6 +678,8 @@ static enum pl_result pl_send(struct pl *p, const struct disposition_group *g, c
 	    .source_address = p->cfg->source_address,
 	    .timeout_ms = p->cfg->delivery_timeout_ms,
 	    .log_id = p->job->id,
+	    /* The manager's channel may be TLS; the next hop and alternate hosts are not. */
+	    .tls_ctx = g->d.route == DISPOSITION_EXTERNAL_SPAM ? p->job->rules->external_tls : NULL,
 	};
 	struct delivery_outcome out;
 	delivery_send(host, &o, p->m->env.sender != NULL ? p->m->env.sender : "", rc, g->n, header,

@@ -27,12 +27,15 @@ struct store;
 struct slbl_cache;
 struct smtp_message;
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
 struct pipeline_rules {
 	struct gw_config cfg;
 	struct rat *rat;
-	struct filter_set *filters;  /* NULL: no content filters */
-	struct antispam_rules *spam; /* builtin engine's rules */
-	char *external_hostport;     /* NULL when the external spam quarantine is off */
+	struct filter_set *filters;	 /* NULL: no content filters */
+	struct antispam_rules *spam;	 /* builtin engine's rules */
+	char *external_hostport;	 /* NULL when the external spam quarantine is off */
+	struct ssl_ctx_st *external_tls; /* client context for it ([...] tls = yes), or NULL */
 	atomic_uint refs;
 };
 

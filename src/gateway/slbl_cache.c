@@ -553,7 +553,7 @@ static size_t slbl_curl_write(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 /* GET url with the Bearer token; *body is the 200 answer. -ETIMEDOUT, -EIO, -EPROTO. */
-static int slbl_fetch(const char *url, const char *token, int64_t timeout_ms,
+static int slbl_fetch(const char *url, const char *token, const char *ca_file, int64_t timeout_ms,
 		      struct slbl_body *body)
 {
 	CURL *h = curl_easy_init();
@@ -570,6 +570,12 @@ static int slbl_fetch(const char *url, const char *token, int64_t timeout_ms,
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, slbl_curl_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+	/* https: the peer and its name are always verified; ca_file replaces the system's store. */
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (ca_file != NULL)
+		curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
 	CURLcode cc = curl_easy_perform(h);
 	long status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
@@ -644,6 +650,12 @@ done:
 int slbl_cache_sync(struct slbl_cache *c, const char *api_url, const char *token,
 		    int64_t timeout_ms)
 {
+	return slbl_cache_sync_ca(c, api_url, token, NULL, timeout_ms);
+}
+
+int slbl_cache_sync_ca(struct slbl_cache *c, const char *api_url, const char *token,
+		       const char *ca_file, int64_t timeout_ms)
+{
 	if (c == NULL || api_url == NULL || timeout_ms <= 0)
 		return -EINVAL;
 	pthread_mutex_lock(&c->sync_lock);
@@ -665,7 +677,7 @@ int slbl_cache_sync(struct slbl_cache *c, const char *api_url, const char *token
 		char *url =
 		    xasprintf("%.*s/api/v1/slbl?since=%lld", (int)ul, api_url, (long long)since);
 		struct slbl_body body = {NULL, 0, false};
-		rc = slbl_fetch(url, token, left, &body);
+		rc = slbl_fetch(url, token, ca_file, left, &body);
 		struct slbl_page pg = {NULL, 0, 0, false};
 		if (rc == 0)
 			rc = slbl_parse_page(&body, &pg, &all, &nall);

@@ -31,6 +31,12 @@ enum slbl_verdict slbl_cache_check(struct slbl_cache *c, const char *rcpt, const
  */
 int slbl_cache_sync(struct slbl_cache *c, const char *api_url, const char *token,
 		    int64_t timeout_ms);
+/*
+ * The same; for an https api_url the manager's certificate must chain to ca_file
+ * (PEM path; NULL: the system's store) and name the URL's host. TLS 1.2 or newer.
+ */
+int slbl_cache_sync_ca(struct slbl_cache *c, const char *api_url, const char *token,
+		       const char *ca_file, int64_t timeout_ms);
 /* The manager's version the cache is at (0 before the first sync). */
 int64_t slbl_cache_version(struct slbl_cache *c);
 

@@ -12,7 +12,8 @@
  * writes the access-log line. The request context lives on dispatch's stack, unless
  * the handler defers: then a heap copy takes over the query and parameters, sits on
  * the server's deferred list, and http_server_send() frees it after the reply.
- * Not for: TLS, streaming.
+ * TLS (http_server_use_tls) lives in http_tls.c; this file only keeps its state
+ * and lets it add its headers. Not for: streaming.
  */
 #include "http/http_server.h"
 
@@ -38,6 +39,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "http/http_json.h"
+#include "http/http_tls.h"
 
 /* Longest "host:port" we accept in the listen setting. */
 #define HTTP_SERVER_LISTEN_MAX 300
@@ -62,6 +64,7 @@ struct http_server {
 	void *auth_arg;
 	uint64_t serial;			   /* requests dispatched so far */
 	struct http_server_request *deferred_head; /* deferred, not yet answered */
+	struct http_tls *tls;			   /* NULL: plain HTTP */
 };
 
 struct http_server_request {
@@ -309,6 +312,7 @@ static void http_server_send(struct http_server_request *req, int status, const 
 	if (evhttp_find_header(h, "Cache-Control") == NULL)
 		evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_add_header(h, "Content-Security-Policy", "default-src 'self'");
+	http_tls_add_headers(req->srv->tls, h);
 	struct evbuffer *buf = evbuffer_new();
 	if (buf == NULL)
 		panic("http_server: out of memory");
@@ -783,6 +787,14 @@ fail:
 	return rc;
 }
 
+void http_server_use_tls(struct http_server *s, struct ssl_ctx_st *ctx, unsigned hsts_max_age_s)
+{
+	if (s->tls != NULL)
+		panic("http_server: TLS turned on twice");
+	s->tls = http_tls_new(s->http, ctx, hsts_max_age_s);
+	log_info("http.tls", "port=%u hsts_max_age=%u", s->port, hsts_max_age_s);
+}
+
 unsigned http_server_port(const struct http_server *s)
 {
 	return s->port;
@@ -802,6 +814,8 @@ void http_server_free(struct http_server *s)
 	}
 	if (s->http != NULL)
 		evhttp_free(s->http);
+	/* After evhttp: its connections used the TLS state. */
+	http_tls_free(s->tls);
 	for (size_t i = 0; i < s->nroutes; i++) {
 		for (size_t j = 0; j < s->routes[i].nsegments; j++)
 			free(s->routes[i].segments[j]);

@@ -8,7 +8,8 @@
  * Handlers run on the event loop thread and must answer before they return (exactly
  * one http_server_reply_* call), or defer the answer (http_server_request_defer);
  * the request context is freed when the handler returns, or after a deferred reply. Errors always
- * have the body {"error": {"code": "...", "message": "..."}}. Not for: TLS, sessions or cookies,
+ * have the body {"error": {"code": "...", "message": "..."}}. HTTPS is optional
+ * (http_server_use_tls). Not for: sessions or cookies,
  * streaming bodies, anything API-specific.
  */
 #ifndef LAZARET_HTTP_SERVER_H
@@ -21,6 +22,7 @@
 #include <jansson.h>
 
 struct event_base;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* Request line + headers; bigger requests are refused unread. */
 #define HTTP_SERVER_DEFAULT_MAX_HEADERS_SIZE (32 * 1024)
@@ -68,6 +70,14 @@ int http_server_new(struct event_base *base, const char *listen,
 		    const struct http_server_limits *lim, struct http_server **out);
 /* Stops listening, closes connections and frees. NULL is a no-op. */
 void http_server_free(struct http_server *s);
+/*
+ * Serves HTTPS instead of HTTP from now on: ctx is a server context
+ * (tls_server_context; the server takes its own reference). hsts_max_age_s > 0
+ * adds "Strict-Transport-Security: max-age=N" to every reply. Call once, before
+ * the loop runs. A client that does not complete the handshake (plain HTTP, a
+ * certificate it does not trust) loses its connection; the server keeps serving.
+ */
+void http_server_use_tls(struct http_server *s, struct ssl_ctx_st *ctx, unsigned hsts_max_age_s);
 /* The bound port (useful after binding port 0). */
 unsigned http_server_port(const struct http_server *s);
 /* New limits; connections accepted from now on get them. */

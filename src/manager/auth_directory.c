@@ -8,7 +8,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <strings.h>
 
+#include "common/log.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "manager/auth_imap.h"
 #include "manager/auth_ldap.h"
@@ -39,12 +42,28 @@ struct auth_directory *auth_directory_new(const struct manager_config *cfg)
 		d->ldap.user_filter = auth_directory_dup(cfg->ldap_user_filter);
 		d->ldap.mail_attributes = auth_directory_dup(cfg->ldap_mail_attributes);
 		d->ldap.timeout_ms = cfg->ldap_timeout_ms;
+		d->ldap.starttls = cfg->ldap_starttls;
+		d->ldap.ca_file = auth_directory_dup(cfg->ldap_ca_file);
+		if (!cfg->ldap_starttls && strncasecmp(cfg->ldap_uri, "ldap://", 7) == 0)
+			log_warn(
+			    "auth.ldap_plaintext",
+			    "uri=%s reason=\"passwords go in clear: use ldaps:// or starttls = "
+			    "yes unless the directory is on loopback\"",
+			    cfg->ldap_uri);
 	}
 	if (cfg->imap_host != NULL) {
 		d->have_imap = true;
 		d->imap.host = auth_directory_dup(cfg->imap_host);
 		d->imap.domain = auth_directory_dup(cfg->imap_domain);
 		d->imap.timeout_ms = cfg->imap_timeout_ms;
+		(void)auth_imap_tls_parse(cfg->imap_tls, &d->imap.tls); /* checked by the config */
+		if (d->imap.tls != AUTH_IMAP_TLS_NONE) {
+			char *err = NULL;
+			d->imap.tls_ctx =
+			    tls_client_context(cfg->imap_ca_file, NULL, NULL, true, &err);
+			if (d->imap.tls_ctx == NULL)
+				panic("[auth_imap] %s", err); /* the config load tried the same */
+		}
 	}
 	return d;
 }
@@ -59,8 +78,11 @@ void auth_directory_free(struct auth_directory *d)
 	free((char *)d->ldap.bind_password);
 	free((char *)d->ldap.user_filter);
 	free((char *)d->ldap.mail_attributes);
+	free((char *)d->ldap.ca_file);
 	free((char *)d->imap.host);
 	free((char *)d->imap.domain);
+	if (d->imap.tls_ctx != NULL)
+		SSL_CTX_free(d->imap.tls_ctx);
 	free(d);
 }
 

@@ -10,20 +10,40 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
+
 /* Longest server line read (greeting, capability, tagged reply). */
 #define AUTH_IMAP_LINE_MAX 8192
+
+/* How the password is protected on the way to the server ([auth_imap] tls). */
+enum auth_imap_tls {
+	AUTH_IMAP_TLS_NONE = 0, /* plain IMAP: loopback or a trusted network only */
+	AUTH_IMAP_TLS_STARTTLS, /* "a0 STARTTLS" after the greeting, before LOGIN */
+	AUTH_IMAP_TLS_IMAPS,	/* TLS from the first byte (port 993) */
+};
 
 struct auth_imap_config {
 	const char *host;   /* host:port */
 	const char *domain; /* appended to usernames without '@'; NULL: none */
 	int64_t timeout_ms; /* connect, and each read or write */
+	enum auth_imap_tls tls;
+	/*
+	 * With tls: a client context (common/tls.h) whose trust anchors verify the
+	 * server's certificate, which must also name host's host part. Borrowed.
+	 */
+	struct ssl_ctx_st *tls_ctx;
 };
+
+/* "none", "starttls", "imaps" -> the enum; -EINVAL for anything else. */
+int auth_imap_tls_parse(const char *s, enum auth_imap_tls *out);
 
 /*
  * 0 when the server accepts username/password: *addresses is a new array of one
  * new string (caller frees both). -EACCES when it refuses them (NO) or they
  * cannot be sent as IMAP quoted strings; -EIO (logged) when the server cannot be
- * reached or does not speak IMAP.
+ * reached or does not speak IMAP, or TLS was asked for and could not be set up
+ * (no STARTTLS, a certificate that does not verify): then the password was not
+ * sent.
  */
 int auth_imap_login(const struct auth_imap_config *cfg, const char *username, const char *password,
 		    char ***addresses, size_t *n);

@@ -4,13 +4,17 @@
  * base_dn with user_filter, require exactly one entry, read its mail attributes,
  * then bind again as that entry's DN with the user's password. The search runs
  * before the user's bind, so the addresses are read with the search account's
- * rights. Not for: groups, roles (directory users are end users), caching.
+ * rights. With TLS (ldaps://, or StartTLS on ldap://) the connection is made and
+ * verified before the first bind, so no password leaves before the server's
+ * certificate and name have been checked. Not for: groups, roles (directory
+ * users are end users), caching.
  */
 #include "manager/auth_ldap.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 
 #include <ldap.h>
@@ -74,6 +78,66 @@ static void auth_ldap_add(char ***v, size_t *n, const char *value, size_t len)
 	(*v)[(*n)++] = lc;
 }
 
+/* The server's last diagnostic text (TLS errors land there), or "-". Caller ldap_memfree()s. */
+static char *auth_ldap_diagnostic(LDAP *ld)
+{
+	char *msg = NULL;
+	if (ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &msg) != LDAP_OPT_SUCCESS)
+		msg = NULL;
+	return msg;
+}
+
+static void auth_ldap_log_tls(LDAP *ld, const struct auth_ldap_config *cfg, const char *step,
+			      int lrc)
+{
+	char *diag = auth_ldap_diagnostic(ld);
+	char q[300], e[100];
+	log_error("auth.ldap_failed", "step=%s uri=%s error=%s detail=%s", step, cfg->uri,
+		  log_quote(e, sizeof(e), ldap_err2string(lrc)),
+		  log_quote(q, sizeof(q), diag != NULL && *diag != '\0' ? diag : "-"));
+	if (diag != NULL)
+		ldap_memfree(diag);
+}
+
+/*
+ * The handle's TLS settings (per handle, not libldap's process-wide ones), then
+ * the secure channel itself: StartTLS on ldap://, the connection on ldaps://.
+ * 0, or -EIO (logged).
+ */
+static int auth_ldap_tls(LDAP *ld, const struct auth_ldap_config *cfg)
+{
+	int demand = LDAP_OPT_X_TLS_DEMAND;
+	int min = LDAP_OPT_X_TLS_PROTOCOL_TLS1_2;
+	int zero = 0;
+	int lrc = ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand);
+	if (lrc == LDAP_OPT_SUCCESS)
+		lrc = ldap_set_option(ld, LDAP_OPT_X_TLS_PROTOCOL_MIN, &min);
+	if (lrc == LDAP_OPT_SUCCESS && cfg->ca_file != NULL)
+		lrc = ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, cfg->ca_file);
+	/* The settings above apply to a context made after them. */
+	if (lrc == LDAP_OPT_SUCCESS)
+		lrc = ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &zero);
+	if (lrc != LDAP_OPT_SUCCESS) {
+		auth_ldap_log_tls(ld, cfg, "tls_setup", lrc);
+		return -EIO;
+	}
+	if (cfg->starttls) {
+		lrc = ldap_start_tls_s(ld, NULL, NULL);
+		if (lrc != LDAP_SUCCESS) {
+			auth_ldap_log_tls(ld, cfg, "starttls", lrc);
+			return -EIO;
+		}
+	} else if (strncasecmp(cfg->uri, "ldaps://", 8) == 0) {
+		/* Connect (and verify) now, so a TLS failure is reported as one. */
+		lrc = ldap_connect(ld);
+		if (lrc != LDAP_SUCCESS) {
+			auth_ldap_log_tls(ld, cfg, "tls", lrc);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
 static int auth_ldap_bind(LDAP *ld, const char *dn, const char *password)
 {
 	struct berval cred = {.bv_val = (char *)(password != NULL ? password : ""),
@@ -114,6 +178,8 @@ int auth_ldap_login(const struct auth_ldap_config *cfg, const char *username, co
 	ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv);
 	ldap_set_option(ld, LDAP_OPT_TIMEOUT, &tv);
 	ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF);
+	if (auth_ldap_tls(ld, cfg) < 0)
+		goto fail;
 
 	lrc = auth_ldap_bind(ld, cfg->bind_dn, cfg->bind_dn != NULL ? cfg->bind_password : NULL);
 	if (lrc != LDAP_SUCCESS) {

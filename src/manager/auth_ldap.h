@@ -7,6 +7,7 @@
 #ifndef LAZARET_AUTH_LDAP_H
 #define LAZARET_AUTH_LDAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,13 +19,22 @@ struct auth_ldap_config {
 	const char *user_filter;     /* with one %s for the escaped username: (uid=%s) */
 	const char *mail_attributes; /* comma- or space-separated: "mail, mailAlternateAddress" */
 	int64_t timeout_ms;	     /* per network operation */
+	/*
+	 * TLS: with an ldaps:// uri, or starttls on an ldap:// uri, the server's
+	 * certificate must chain to ca_file (NULL: the system's store) and name the
+	 * uri's host (LDAP_OPT_X_TLS_REQUIRE_CERT demand), TLS 1.2 or newer; nothing
+	 * is sent before that. starttls: the StartTLS extended operation first.
+	 */
+	bool starttls;
+	const char *ca_file;
 };
 
 /*
  * Checks username/password. 0 with *addresses a new array of *n new lower-cased
  * addresses, without repeats (caller frees each and the array). -EACCES when the
  * user is unknown, ambiguous (several entries) or the password is wrong or empty;
- * -EIO (logged) when the directory cannot be reached or refuses the search.
+ * -EIO (logged) when the directory cannot be reached or refuses the search, or
+ * TLS could not be set up (then no password was sent).
  */
 int auth_ldap_login(const struct auth_ldap_config *cfg, const char *username, const char *password,
 		    char ***addresses, size_t *n);

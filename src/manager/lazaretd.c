@@ -25,6 +25,7 @@
 #include "common/daemon_args.h"
 #include "common/log.h"
 #include "common/privdrop.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "quarantine/api.h"
 #include "quarantine/api_users.h"
@@ -56,6 +57,7 @@ struct lazaretd {
 	struct expiry *expiry;
 	struct notify *notify;
 	struct auth_directory *directory; /* LDAP/IMAP end users, or NULL */
+	SSL_CTX *http_tls;		  /* [http] HTTPS context, or NULL */
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	int64_t shutdown_started;
 	bool forced;
@@ -100,6 +102,8 @@ static void smtp_config_from(const struct manager_config *cfg, struct ingest *in
 	sc->idle_timeout_ms = cfg->idle_timeout_ms;
 	sc->tls_cert = cfg->tls_cert;
 	sc->tls_key = cfg->tls_key;
+	sc->tls_client_ca = cfg->tls_client_ca;
+	sc->proto.tls_required = cfg->tls_require;
 	sc->on_message = ingest_message;
 	sc->ctx = ing;
 	sc->on_refused = on_refused;
@@ -136,6 +140,7 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 	ac->features |= API_FEATURE_WEB;
 	ac->web_root = cfg->web_root;
 	ac->hide_bodies_until_released = cfg->hide_bodies_until_released;
+	ac->hsts_max_age_s = (unsigned)(cfg->http_hsts_max_age_ms / 1000);
 }
 
 /* Sessions, login limits and directories for the API (API_FEATURE_USERS). */
@@ -238,7 +243,11 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	    str_differs(next.http_listen, d->cfg.http_listen) ||
 	    str_differs(next.data_dir, d->cfg.data_dir) ||
 	    str_differs(next.tls_cert, d->cfg.tls_cert) ||
-	    str_differs(next.tls_key, d->cfg.tls_key))
+	    str_differs(next.tls_key, d->cfg.tls_key) ||
+	    str_differs(next.tls_client_ca, d->cfg.tls_client_ca) ||
+	    next.tls_require != d->cfg.tls_require ||
+	    str_differs(next.http_tls_cert, d->cfg.http_tls_cert) ||
+	    str_differs(next.http_tls_key, d->cfg.http_tls_key))
 		log_warn(
 		    "manager.reload_partial",
 		    "reason=\"listen addresses, data_dir and TLS files change on restart only\"");
@@ -290,6 +299,16 @@ static int start(struct lazaretd *d)
 		free(err);
 		return rc;
 	}
+	/* Before dropping root: the key may be readable by root only. */
+	if (d->cfg.http_tls) {
+		d->http_tls =
+		    tls_server_context(d->cfg.http_tls_cert, d->cfg.http_tls_key, NULL, &err);
+		if (d->http_tls == NULL) {
+			fprintf(stderr, "lazaretd: [http] %s\n", err);
+			free(err);
+			return -EINVAL;
+		}
+	}
 	if ((rc = privdrop_make_dirs(d->cfg.data_dir)) < 0) {
 		fprintf(stderr, "lazaretd: cannot create %s: %s\n", d->cfg.data_dir, strerror(-rc));
 		return rc;
@@ -323,6 +342,7 @@ static int start(struct lazaretd *d)
 	}
 	struct api_config ac;
 	api_config_from(&d->cfg, &ac);
+	ac.tls_ctx = d->http_tls;
 	if ((rc = api_start(d->base, &ac, d->st, d->release, &d->api)) < 0) {
 		fprintf(stderr, "lazaretd: cannot listen for HTTP on %s: %s\n", d->cfg.http_listen,
 			strerror(-rc));
@@ -349,9 +369,11 @@ static int start(struct lazaretd *d)
 	event_add(d->sig_int, NULL);
 	event_add(d->sig_hup, NULL);
 	char q[256];
-	log_info("manager.start", "version=%s name=%s smtp=%s http=%s data_dir=%s accept_from=%s",
+	log_info("manager.start",
+		 "version=%s name=%s smtp=%s http=%s https=%s data_dir=%s accept_from=%s",
 		 LAZARET_VERSION, d->cfg.name, d->cfg.smtp_listen, d->cfg.http_listen,
-		 d->cfg.data_dir, log_quote(q, sizeof(q), d->cfg.accept_from_text));
+		 d->http_tls != NULL ? "yes" : "no", d->cfg.data_dir,
+		 log_quote(q, sizeof(q), d->cfg.accept_from_text));
 	return 0;
 }
 
@@ -384,6 +406,8 @@ static void stop(struct lazaretd *d)
 	if (d->base != NULL)
 		event_base_free(d->base);
 	auth_directory_free(d->directory);
+	if (d->http_tls != NULL)
+		SSL_CTX_free(d->http_tls);
 	manager_config_free(&d->cfg);
 }
 

@@ -13,9 +13,11 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/confparse.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 #include "manager/notify.h"
 
@@ -37,6 +39,8 @@
 #define MANAGER_MAX_SLBL_ENTRIES 500
 /* A digest longer than this is not read; the rest is in the web console. */
 #define MANAGER_MAX_DIGEST_ENTRIES 1000
+/* Strict-Transport-Security max-age: two years is what browsers' preload lists ask for. */
+#define MANAGER_MAX_HSTS_MAX_AGE (UINT64_C(2) * 366 * 24 * 3600 * SEC)
 
 #define OFF(field) offsetof(struct manager_config, field)
 
@@ -81,6 +85,14 @@ static const struct confparse_key manager_config_keys[] = {
      .min = KIB,
      .max = GIB},
     {.section = "http", .name = "web_root", .type = CONFPARSE_PATH, .offset = OFF(web_root)},
+    {.section = "http", .name = "tls_cert", .type = CONFPARSE_PATH, .offset = OFF(http_tls_cert)},
+    {.section = "http", .name = "tls_key", .type = CONFPARSE_PATH, .offset = OFF(http_tls_key)},
+    {.section = "http",
+     .name = "hsts_max_age",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(http_hsts_max_age_ms),
+     .default_text = "365d",
+     .max = MANAGER_MAX_HSTS_MAX_AGE},
 
     {.section = "spam_quarantine",
      .name = "listen",
@@ -186,6 +198,15 @@ static const struct confparse_key manager_config_keys[] = {
      .name = "tls_key",
      .type = CONFPARSE_PATH,
      .offset = OFF(tls_key)},
+    {.section = "spam_quarantine",
+     .name = "tls_require",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(tls_require),
+     .default_text = "no"},
+    {.section = "spam_quarantine",
+     .name = "tls_client_ca",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(tls_client_ca)},
     {.section = "spam_quarantine",
      .name = "shutdown_grace",
      .type = CONFPARSE_DURATION,
@@ -315,6 +336,15 @@ static const struct confparse_key manager_config_keys[] = {
      .offset = OFF(ldap_mail_attributes),
      .default_text = "mail, mailAlternateAddress"},
     {.section = "auth_ldap",
+     .name = "starttls",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(ldap_starttls),
+     .default_text = "no"},
+    {.section = "auth_ldap",
+     .name = "ca_file",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(ldap_ca_file)},
+    {.section = "auth_ldap",
      .name = "timeout",
      .type = CONFPARSE_DURATION,
      .offset = OFF(ldap_timeout_ms),
@@ -325,6 +355,16 @@ static const struct confparse_key manager_config_keys[] = {
      .name = "domain",
      .type = CONFPARSE_HOSTNAME,
      .offset = OFF(imap_domain)},
+    {.section = "auth_imap",
+     .name = "tls",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(imap_tls),
+     .default_text = "starttls",
+     .choices = "starttls|imaps|none"},
+    {.section = "auth_imap",
+     .name = "ca_file",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(imap_ca_file)},
     {.section = "auth_imap",
      .name = "timeout",
      .type = CONFPARSE_DURATION,
@@ -382,11 +422,41 @@ static bool manager_config_token_ok(const char *t)
 	return true;
 }
 
-static void manager_config_check_readable(struct confparse *cp, const char *name, const char *path)
+static void manager_config_check_readable(struct confparse *cp, const char *section,
+					  const char *name, const char *path)
 {
 	if (path != NULL && access(path, R_OK) != 0)
-		confparse_error(cp, "spam_quarantine", name, "cannot read %s: %s", path,
-				strerror(errno));
+		confparse_error(cp, section, name, "cannot read %s: %s", path, strerror(errno));
+}
+
+/* A certificate and its key go together; both must be readable. */
+static void manager_config_check_pair(struct confparse *cp, const char *section, const char *cert,
+				      const char *key)
+{
+	if (cert != NULL && key == NULL)
+		confparse_error(cp, section, "tls_key", "is required when tls_cert is set");
+	if (key != NULL && cert == NULL)
+		confparse_error(cp, section, "tls_cert", "is required when tls_key is set");
+	manager_config_check_readable(cp, section, "tls_cert", cert);
+	manager_config_check_readable(cp, section, "tls_key", key);
+}
+
+/*
+ * Transport security: [http] HTTPS (then session cookies are Secure unless
+ * secure_cookies says otherwise), and the quarantine listener's STARTTLS policy.
+ */
+static void manager_config_tls(struct confparse *cp, struct manager_config *cfg)
+{
+	manager_config_check_pair(cp, "spam_quarantine", cfg->tls_cert, cfg->tls_key);
+	manager_config_check_pair(cp, "http", cfg->http_tls_cert, cfg->http_tls_key);
+	manager_config_check_readable(cp, "spam_quarantine", "tls_client_ca", cfg->tls_client_ca);
+	if ((cfg->tls_require || cfg->tls_client_ca != NULL) && cfg->tls_cert == NULL)
+		confparse_error(cp, "spam_quarantine",
+				cfg->tls_require ? "tls_require" : "tls_client_ca",
+				"needs tls_cert and tls_key (STARTTLS)");
+	cfg->http_tls = cfg->http_tls_cert != NULL && cfg->http_tls_key != NULL;
+	if (cfg->http_tls && !confparse_has_value(cp, "http", "secure_cookies"))
+		cfg->secure_cookies = true;
 }
 
 /*
@@ -444,7 +514,41 @@ static void manager_config_notifications(struct confparse *cp, struct manager_co
 		confparse_error(cp, "notifications", "base_url",
 				"must start with http:// or https://");
 	if (cfg->notify_base_url == NULL && cfg->http_listen != NULL)
-		cfg->notify_base_url = xasprintf("http://%s", cfg->http_listen);
+		cfg->notify_base_url =
+		    xasprintf("%s://%s", cfg->http_tls ? "https" : "http", cfg->http_listen);
+}
+
+/* A CA file a directory client will trust: it must load, not merely exist. */
+static void manager_config_check_ca(struct confparse *cp, const char *section, const char *path)
+{
+	if (path == NULL)
+		return;
+	char *err = NULL;
+	SSL_CTX *ctx = tls_client_context(path, NULL, NULL, true, &err);
+	if (ctx == NULL)
+		confparse_error(cp, section, "ca_file", "%s", err);
+	else
+		SSL_CTX_free(ctx);
+	free(err);
+}
+
+/* [auth_imap] / [auth_ldap] TLS: CA files that load; no CA without TLS to use it. */
+static void manager_config_directory_tls(struct confparse *cp, struct manager_config *cfg)
+{
+	manager_config_check_ca(cp, "auth_imap", cfg->imap_ca_file);
+	manager_config_check_ca(cp, "auth_ldap", cfg->ldap_ca_file);
+	if (cfg->ldap_uri != NULL && strncasecmp(cfg->ldap_uri, "ldap://", 7) != 0 &&
+	    strncasecmp(cfg->ldap_uri, "ldaps://", 8) != 0 &&
+	    strncasecmp(cfg->ldap_uri, "ldapi://", 8) != 0)
+		confparse_error(cp, "auth_ldap", "uri",
+				"must start with ldap://, ldaps:// or ldapi://");
+	if (cfg->ldap_starttls && cfg->ldap_uri != NULL &&
+	    strncasecmp(cfg->ldap_uri, "ldaps://", 8) == 0)
+		confparse_error(cp, "auth_ldap", "starttls",
+				"is for ldap:// URIs (ldaps:// is TLS already)");
+	if (cfg->imap_ca_file != NULL && cfg->imap_tls != NULL &&
+	    strcmp(cfg->imap_tls, "none") == 0)
+		confparse_error(cp, "auth_imap", "ca_file", "needs tls = starttls or imaps");
 }
 
 /* Checks across keys and fills defaults derived from other keys. */
@@ -454,14 +558,7 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 		confparse_error(cp, "http", "admin_token",
 				"must be visible ASCII characters without spaces");
 
-	if (cfg->tls_cert != NULL && cfg->tls_key == NULL)
-		confparse_error(cp, "spam_quarantine", "tls_key",
-				"is required when tls_cert is set");
-	if (cfg->tls_key != NULL && cfg->tls_cert == NULL)
-		confparse_error(cp, "spam_quarantine", "tls_cert",
-				"is required when tls_key is set");
-	manager_config_check_readable(cp, "tls_cert", cfg->tls_cert);
-	manager_config_check_readable(cp, "tls_key", cfg->tls_key);
+	manager_config_tls(cp, cfg);
 
 	manager_config_web_root(cp, cfg);
 
@@ -487,6 +584,7 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 					"must contain %%s exactly once (and no other %%)");
 	}
 
+	manager_config_directory_tls(cp, cfg);
 	manager_config_notifications(cp, cfg);
 
 	if (cfg->retry_max_ms < cfg->retry_min_ms)

@@ -26,6 +26,10 @@ struct manager_config {
 	char *admin_token;	/* required, non-empty */
 	uint64_t http_max_body; /* request body limit; default 1M */
 	char *web_root;		/* the web application's folder, or NULL: none */
+	char *http_tls_cert;	/* PEM paths: HTTPS when both are set */
+	char *http_tls_key;
+	int64_t http_hsts_max_age_ms; /* Strict-Transport-Security with HTTPS; default 365d */
+	bool http_tls;		      /* derived: both tls_cert and tls_key are set */
 
 	/* [spam_quarantine] */
 	char *smtp_listen;	 /* default 127.0.0.1:6025 */
@@ -46,6 +50,8 @@ struct manager_config {
 	char *hostname;			   /* in the greeting; default: name */
 	char *tls_cert;			   /* path or NULL: STARTTLS offered when both are set */
 	char *tls_key;
+	bool tls_require;    /* MAIL needs STARTTLS first (530 5.7.0); default no */
+	char *tls_client_ca; /* PEM path or NULL: clients must present a cert chaining to it */
 	int64_t shutdown_grace_ms;	 /* how long SIGTERM waits for sessions; default 30s */
 	unsigned slbl_max_entries;	 /* per end user and list (SQ7); default 100, at most 500 */
 	bool hide_bodies_until_released; /* end users see no body before release; default no */
@@ -64,11 +70,11 @@ struct manager_config {
 	/* Accounts and sessions (SQ9) */
 	char *initial_admin;		   /* [manager]: first admin, created when no user exists */
 	char *initial_admin_password_file; /* [manager]: its password (first line) */
-	bool secure_cookies;		   /* [http]: Secure on the session cookie; default no */
-	int64_t session_idle_timeout_ms;   /* [http]; default 30m */
-	int64_t session_max_age_ms;	   /* [http]; default 12h */
-	unsigned login_max_failures;	   /* [http]; default 5 */
-	int64_t login_failure_window_ms;   /* [http]; default 5m */
+	bool secure_cookies; /* [http]: Secure on the session cookie; default: yes with HTTPS */
+	int64_t session_idle_timeout_ms; /* [http]; default 30m */
+	int64_t session_max_age_ms;	 /* [http]; default 12h */
+	unsigned login_max_failures;	 /* [http]; default 5 */
+	int64_t login_failure_window_ms; /* [http]; default 5m */
 	/* [auth_ldap]: LDAP end users (uri NULL: off) */
 	char *ldap_uri;
 	char *ldap_base_dn;
@@ -77,10 +83,14 @@ struct manager_config {
 	char *ldap_user_filter;	    /* default (uid=%s) */
 	char *ldap_mail_attributes; /* default "mail, mailAlternateAddress" */
 	int64_t ldap_timeout_ms;    /* default 10s */
+	bool ldap_starttls;	    /* StartTLS on an ldap:// uri; default no */
+	char *ldap_ca_file;	    /* PEM CA for the server's certificate; NULL: system store */
 	/* [auth_imap]: IMAP end users (host NULL: off) */
 	char *imap_host; /* host:port */
 	char *imap_domain;
 	int64_t imap_timeout_ms; /* default 10s */
+	char *imap_tls;		 /* starttls | imaps | none; default starttls */
+	char *imap_ca_file;	 /* PEM CA for the server's certificate; NULL: system store */
 
 	/* [notifications]: end users' spam digests (SQ9) */
 	bool notify_enabled;	     /* default no */

@@ -1056,6 +1056,7 @@ static void api_apply(struct api *a, const struct api_config *cfg)
 	a->delete_after_ms = cfg->delete_after_ms;
 	a->cfg = *cfg;
 	a->cfg.listen = NULL; /* not kept: the listener does not move */
+	a->cfg.tls_ctx = NULL;
 	a->cfg.admin_token = a->token;
 	a->cfg.manager_name = a->manager_name;
 	a->cfg.max_body = a->max_body;
@@ -1149,6 +1150,8 @@ int api_start(struct event_base *base, const struct api_config *cfg, struct stor
 	int rc = http_server_new(base, cfg->listen, &lim, &a->http);
 	if (rc < 0)
 		goto fail;
+	if (cfg->tls_ctx != NULL)
+		http_server_use_tls(a->http, cfg->tls_ctx, cfg->hsts_max_age_s);
 	http_server_set_auth(a->http, api_authorize, a);
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		if (http_server_route(a->http, routes[i].method, routes[i].pattern, routes[i].flags,

@@ -15,6 +15,7 @@ struct store;
 struct release;
 struct http_server;
 struct http_server_request;
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* Optional parts of the API; the manager turns on all, a gateway only what it has. */
 #define API_FEATURE_SLBL   0x01u /* /api/v1/slbl..., /api/v1/me/slbl (api_slbl.c) */
@@ -33,6 +34,12 @@ struct api_config {
 	const char *web_root;	   /* folder of the web application (API_FEATURE_WEB) */
 	/* End users see a message's body (text, all headers, raw) only once released. */
 	bool hide_bodies_until_released;
+	/*
+	 * HTTPS: a server context (borrowed; the listener takes its own reference), or
+	 * NULL for plain HTTP. Read by api_start only: the listener does not change.
+	 */
+	struct ssl_ctx_st *tls_ctx;
+	unsigned hsts_max_age_s; /* with tls_ctx: Strict-Transport-Security; 0: none */
 };
 
 /* Who is asking. Roles are ordered: a higher role may do what a lower one may. */

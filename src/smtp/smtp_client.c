@@ -3,14 +3,17 @@
  *
  * What it is for: handing one message to one server and saying, recipient by
  * recipient, what the server answered — the release engine and the gateway's relay
- * both decide retries from that. What it is not for: the event loop (it blocks on
- * poll(2)), queueing, MX lookups, TLS.
+ * both decide retries from that; with a TLS context, over STARTTLS only. What it
+ * is not for: the event loop (it blocks on poll(2)), queueing, MX lookups,
+ * opportunistic TLS (TLS is either required or not tried).
  *
  * A session goes through these states; each arrow is one command and its reply,
  * each bounded by the step timeout (and the optional session cap):
  *
  *   CONNECT --smtp_client_connect--> GREETING --2xx--> EHLO --2xx--> MAIL
  *   EHLO --5xx--> HELO --2xx--> MAIL
+ *   EHLO --2xx, TLS asked--> STARTTLS --220, handshake, verified--> EHLO --2xx--> MAIL
+ *   (TLS asked and no STARTTLS offered, no 220, or a failed handshake: all deferred)
  *   MAIL --2xx--> RCPT (one per recipient; each reply is kept for its recipient)
  *   RCPT --none accepted--> QUIT        RCPT --some accepted--> DATA --354--> BODY
  *   BODY --final dot, reply--> QUIT
@@ -38,8 +41,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 
 /* Used when the caller gives no timeout: RFC 5321 4.5.3.2 asks for minutes. */
@@ -50,6 +57,7 @@
 
 struct smtp_conn {
 	int fd;
+	SSL *ssl; /* after STARTTLS: all I/O goes through it */
 	char peer[SMTP_CLIENT_PEER_MAX];
 	int64_t step_ms;
 	int64_t session_deadline; /* monotonic ms, 0: none */
@@ -373,26 +381,77 @@ fail:
 	return rc;
 }
 
+/*
+ * What an SSL_read/SSL_write result means: n > 0 passes through; wanting to read
+ * or write is -EAGAIN with *want the poll event; a closed or broken TLS session is
+ * 0 (peer closed) or -ECONNRESET.
+ */
+static ssize_t smtp_tls_result(SSL *ssl, int n, short *want)
+{
+	if (n > 0)
+		return n;
+	switch (SSL_get_error(ssl, n)) {
+	case SSL_ERROR_WANT_READ:
+		*want = POLLIN;
+		return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		*want = POLLOUT;
+		return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	default:
+		ERR_clear_error();
+		return -ECONNRESET;
+	}
+}
+
+/* One send on the connection, plain or TLS: > 0 bytes, 0 peer closed, -EAGAIN (*want), -errno. */
+static ssize_t smtp_conn_send_some(struct smtp_conn *c, const void *p, size_t n, short *want)
+{
+	*want = POLLOUT;
+	if (c->ssl != NULL)
+		return smtp_tls_result(
+		    c->ssl, SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n), want);
+	ssize_t k = send(c->fd, p, n, MSG_NOSIGNAL);
+	if (k < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return k;
+}
+
+/* One receive, plain or TLS: as smtp_conn_send_some. */
+static ssize_t smtp_conn_recv_some(struct smtp_conn *c, void *p, size_t n, short *want)
+{
+	*want = POLLIN;
+	if (c->ssl != NULL)
+		return smtp_tls_result(
+		    c->ssl, SSL_read(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n), want);
+	ssize_t k = recv(c->fd, p, n, 0);
+	if (k < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return k;
+}
+
 /* Writes the buffered output (at most one chunk) within one step. 0 or -errno. */
 static int smtp_conn_flush(struct smtp_conn *c)
 {
 	int64_t deadline = clock_mono_ms() + c->step_ms;
 	size_t off = 0;
 	while (off < c->wlen) {
-		ssize_t n = send(c->fd, c->wbuf + off, c->wlen - off, MSG_NOSIGNAL);
+		short want;
+		ssize_t n = smtp_conn_send_some(c, c->wbuf + off, c->wlen - off, &want);
 		if (n > 0) {
 			off += (size_t)n;
 			continue;
 		}
-		if (n < 0 && errno == EINTR)
+		if (n == -EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			int rc = smtp_conn_poll(c, POLLOUT, deadline);
+		if (n == -EAGAIN) {
+			int rc = smtp_conn_poll(c, want, deadline);
 			if (rc < 0)
 				return rc;
 			continue;
 		}
-		return n < 0 ? -errno : -ECONNRESET;
+		return n < 0 ? (int)n : -ECONNRESET;
 	}
 	c->wlen = 0;
 	return 0;
@@ -464,18 +523,20 @@ static int smtp_conn_read_line(struct smtp_conn *c, int64_t deadline, char *line
 		}
 		if (c->rend == sizeof(c->rbuf))
 			return -EPROTO;
-		ssize_t n = recv(c->fd, c->rbuf + c->rend, sizeof(c->rbuf) - c->rend, 0);
+		short want;
+		ssize_t n =
+		    smtp_conn_recv_some(c, c->rbuf + c->rend, sizeof(c->rbuf) - c->rend, &want);
 		if (n > 0) {
 			c->rend += (size_t)n;
 			continue;
 		}
 		if (n == 0)
 			return -ECONNRESET;
-		if (errno == EINTR)
+		if (n == -EINTR)
 			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return -errno;
-		int rc = smtp_conn_poll(c, POLLIN, deadline);
+		if (n != -EAGAIN)
+			return (int)n;
+		int rc = smtp_conn_poll(c, want, deadline);
 		if (rc < 0)
 			return rc;
 	}
@@ -504,6 +565,8 @@ static void smtp_note_extension(struct smtp_client_result *res, const char *kw)
 		res->ext_pipelining = true;
 	else if (n == 4 && strncasecmp(kw, "SIZE", 4) == 0)
 		res->ext_size = true;
+	else if (n == 8 && strncasecmp(kw, "STARTTLS", 8) == 0)
+		res->ext_starttls = true;
 }
 
 /*
@@ -693,6 +756,88 @@ static void smtp_session_refused(struct smtp_client_result *res, const struct sm
 	smtp_rcpts_settle(res, o, r->code, r->text);
 }
 
+/*
+ * The TLS handshake on c's socket within one step, expecting a certificate for
+ * host. 0 with c->ssl set, or -EPROTO / -ETIMEDOUT with res->error saying why.
+ */
+static int smtp_conn_handshake(struct smtp_conn *c, SSL_CTX *ctx, const char *host,
+			       struct smtp_client_result *res)
+{
+	int64_t deadline = clock_mono_ms() + c->step_ms;
+	SSL *ssl = SSL_new(ctx);
+	if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1 || tls_client_expect_host(ssl, host) < 0)
+		panic("smtp_client: out of memory");
+	for (;;) {
+		int r = SSL_connect(ssl);
+		if (r == 1)
+			break;
+		int e = SSL_get_error(ssl, r);
+		int rc = -EPROTO;
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+			rc = smtp_conn_poll(c, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT,
+					    deadline);
+		if (rc == 0)
+			continue;
+		char why[256];
+		free(res->error);
+		res->error = xasprintf("TLS with %s failed: %s", c->peer,
+				       rc == -ETIMEDOUT ? "timed out"
+							: tls_error_text(ssl, why, sizeof(why)));
+		SSL_free(ssl);
+		return rc;
+	}
+	c->ssl = ssl;
+	return 0;
+}
+
+/*
+ * STARTTLS after a successful EHLO (r is its reply), the handshake, and EHLO
+ * again: 0 with the new EHLO's reply in *r; 1 when the server refused STARTTLS
+ * (recipients settled as deferred, the caller says QUIT); or a negative errno
+ * with res->error set (the connection is unusable).
+ */
+static int smtp_client_starttls(struct smtp_conn *c, const struct smtp_client_options *opt,
+				const char *host, const char *helo, struct smtp_reply *r,
+				struct smtp_client_result *res)
+{
+	if (!res->ext_starttls) {
+		char *text = xasprintf("TLS required but %s does not offer STARTTLS", c->peer);
+		smtp_rcpts_settle(res, SMTP_CLIENT_DEFERRED, 0, text);
+		free(text);
+		return 1;
+	}
+	int rc = smtp_conn_command(c, "STARTTLS");
+	if (rc == 0)
+		rc = smtp_conn_read_reply(c, c->step_ms, r, NULL);
+	if (rc < 0)
+		return smtp_broke(res, c, rc, "STARTTLS");
+	if (r->code != 220) {
+		/* A TLS policy problem, not a verdict on the message: try again later. */
+		smtp_rcpts_settle(res, SMTP_CLIENT_DEFERRED, r->code, r->text);
+		return 1;
+	}
+	/* Bytes after the 220 were sent in clear; they must not count as TLS replies. */
+	if (c->rend > c->rstart) {
+		free(res->error);
+		res->error = xasprintf("%s sent data after its STARTTLS reply", c->peer);
+		return -EPROTO;
+	}
+	rc =
+	    smtp_conn_handshake(c, opt->tls_ctx, opt->tls_host != NULL ? opt->tls_host : host, res);
+	if (rc < 0)
+		return rc;
+	res->tls = true;
+	/* RFC 3207 4.2: forget what the server said before TLS. */
+	res->ext_8bitmime = res->ext_smtputf8 = res->ext_pipelining = res->ext_size = false;
+	res->ext_starttls = false;
+	rc = smtp_conn_command(c, "EHLO %s", helo);
+	if (rc == 0)
+		rc = smtp_conn_read_reply(c, c->step_ms, r, res);
+	if (rc < 0)
+		return smtp_broke(res, c, rc, "EHLO after STARTTLS");
+	return 0;
+}
+
 int smtp_client_send(const char *hostport, const struct smtp_client_options *opt,
 		     const struct smtp_client_message *msg, struct smtp_client_result *res)
 {
@@ -753,8 +898,29 @@ int smtp_client_send(const char *hostport, const struct smtp_client_options *opt
 		smtp_broke(res, &c, rc, "EHLO");
 		goto fail;
 	}
-	if (r.code / 100 == 2) {
+	if (r.code / 100 == 2 && opt->tls_ctx != NULL) {
+		char *host = NULL;
+		unsigned port;
+		(void)smtp_client_parse_hostport(hostport, &host, &port); /* parsed at connect */
+		rc = smtp_client_starttls(&c, opt, host, helo, &r, res);
+		free(host);
+		if (rc < 0)
+			goto fail;
+		if (rc == 1)
+			goto quit;
+		if (r.code / 100 != 2) {
+			smtp_session_refused(res, &r);
+			goto quit;
+		}
 		res->esmtp = true;
+	} else if (r.code / 100 == 2) {
+		res->esmtp = true;
+	} else if (opt->tls_ctx != NULL) {
+		/* HELO cannot lead to STARTTLS. */
+		char *text = xasprintf("TLS required but %s refused EHLO: %s", c.peer, r.text);
+		smtp_rcpts_settle(res, SMTP_CLIENT_DEFERRED, r.code, text);
+		free(text);
+		goto quit;
 	} else if (r.code / 100 == 5) {
 		res->ext_8bitmime = res->ext_smtputf8 = res->ext_pipelining = res->ext_size = false;
 		rc = smtp_conn_command(&c, "HELO %s", helo);
@@ -883,6 +1049,12 @@ fail:
 	if (rc < 0)
 		smtp_rcpts_settle(res, SMTP_CLIENT_DEFERRED, 0,
 				  res->error ? res->error : strerror(-rc));
+	if (c.ssl != NULL) {
+		/* One close_notify without waiting for the peer's: the session is over. */
+		(void)SSL_shutdown(c.ssl);
+		SSL_free(c.ssl);
+		ERR_clear_error();
+	}
 	if (c.fd >= 0)
 		close(c.fd);
 	free(c.wbuf);

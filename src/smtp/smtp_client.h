@@ -4,8 +4,9 @@
  *
  * Used by the manager's release engine (to the primary/secondary host) and meant
  * for the gateway's relay to its next hop. Every step is bounded by a timeout, so
- * a call always returns. Not for: the event loop (it blocks), queueing or retries
- * (the caller decides what a 4xx means), MX lookups, TLS (not yet).
+ * a call always returns. STARTTLS when the caller gives a TLS context (then it is
+ * required and the server's certificate verified). Not for: the event loop (it
+ * blocks), queueing or retries (the caller decides what a 4xx means), MX lookups.
  */
 #ifndef LAZARET_SMTP_CLIENT_H
 #define LAZARET_SMTP_CLIENT_H
@@ -13,6 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /*
  * Limits on what a server may send us. RFC 5321 4.5.3.1.5 caps a reply line at
@@ -37,6 +40,16 @@ struct smtp_client_options {
 	 * lease on the work know the session ends in time, however many steps it has.
 	 */
 	int64_t session_timeout_ms;
+	/*
+	 * A client context (common/tls.h tls_client_context), or NULL for plain SMTP.
+	 * Set, TLS is required: after EHLO the client sends STARTTLS, verifies the
+	 * server's certificate (the context's trust anchors) and that it names
+	 * tls_host (NULL: the host part of hostport), then EHLOs again. A server that
+	 * does not offer STARTTLS, refuses it, or fails the handshake or verification
+	 * gets nothing: every recipient is SMTP_CLIENT_DEFERRED with the reason.
+	 */
+	struct ssl_ctx_st *tls_ctx;
+	const char *tls_host;
 };
 
 /* One transaction. Nothing here is kept after smtp_client_send() returns. */
@@ -84,7 +97,8 @@ struct smtp_client_result {
 	struct smtp_client_rcpt_result *rcpts; /* one per message recipient, same order */
 	size_t nrcpts;
 	/* What the server offered in its EHLO reply. */
-	bool esmtp, ext_8bitmime, ext_smtputf8, ext_pipelining, ext_size;
+	bool esmtp, ext_8bitmime, ext_smtputf8, ext_pipelining, ext_size, ext_starttls;
+	bool tls; /* the transaction ran over TLS (STARTTLS succeeded) */
 };
 
 /* Frees what r owns (not r itself) and zeroes it. NULL is a no-op. */
@@ -107,7 +121,8 @@ int smtp_client_parse_hostport(const char *hostport, char **host, unsigned *port
  * for every recipient (accepted or not); -EINVAL for bad arguments (no recipient,
  * an unusable host or source address); -ECONNREFUSED, -ETIMEDOUT, -EHOSTUNREACH,
  * -ENOENT (name not found), ... when no connection was made; -ETIMEDOUT,
- * -ECONNRESET, -EPROTO (malformed reply) when the session broke off. In those
+ * -ECONNRESET, -EPROTO (malformed reply; with opt->tls_ctx also no STARTTLS or a
+ * failed handshake) when the session broke off. In those
  * cases recipients without a server's answer are SMTP_CLIENT_DEFERRED with
  * res->error as their reply.
  */

@@ -993,6 +993,11 @@ static enum smtp_proto_event command(struct smtp_proto *p, const unsigned char *
 					  "421 4.7.0 %s Error: too many commands", p->hostname);
 	}
 
+	/* RFC 3207 4: until TLS is on, only the commands that lead to it and QUIT. */
+	if (p->cfg.tls_required && !p->tls &&
+	    (v == V_MAIL || v == V_RCPT || v == V_DATA || v == V_VRFY || v == V_XFORWARD))
+		return refuse_line(p, SMTP_REASON_TLS_REQUIRED, SMTP_REPLY_TLS_REQUIRED);
+
 	switch (v) {
 	case V_EHLO:
 		return cmd_helo(p, arg, true);

@@ -44,6 +44,11 @@ struct smtp_proto_config {
 	struct smtp_proto_limits limits;
 	bool starttls_available; /* advertise STARTTLS (until TLS is on) */
 	/*
+	 * MAIL, RCPT, DATA, VRFY and XFORWARD before STARTTLS are refused "530 5.7.0
+	 * Must issue a STARTTLS command first" (RFC 3207 4). Needs starttls_available.
+	 */
+	bool tls_required;
+	/*
 	 * Optional policy hooks. Return 0 to accept; else write one reply line without
 	 * CRLF (e.g. "550 5.7.1 Recipient not accepted") into reply and return -1.
 	 */
@@ -79,6 +84,9 @@ struct smtp_proto_config {
 #define SMTP_REASON_POLICY	      "policy"
 #define SMTP_REASON_TIMEOUT	      "timeout"
 #define SMTP_REASON_SHUTDOWN	      "shutdown"
+#define SMTP_REASON_TLS_REQUIRED      "tls_required"
+
+#define SMTP_REPLY_TLS_REQUIRED "530 5.7.0 Must issue a STARTTLS command first"
 
 enum smtp_proto_event {
 	SMTP_EVENT_NONE = 0, /* nothing to do but flush output and read more */

@@ -34,6 +34,7 @@
 #include "common/acl.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/xalloc.h"
 
 /* How long a closing session may take to flush its last reply. */
@@ -264,11 +265,32 @@ static void session_write(struct bufferevent *bev, void *arg)
 		session_try_finish(s);
 }
 
+/* The handshake after STARTTLS is done: what was agreed, and who the client says it is. */
+static void session_log_tls(struct smtp_session *s, struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	if (ssl == NULL)
+		return;
+	char subject[256] = "-";
+	X509 *cert = SSL_get_peer_certificate(ssl);
+	if (cert != NULL) {
+		X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+		X509_free(cert);
+	}
+	char q[300];
+	log_info("smtp.tls_established", "session=%s client=%s version=%s cipher=%s client_cert=%s",
+		 s->id, s->peer, SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+		 log_quote(q, sizeof(q), subject));
+}
+
 static void session_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
-	if (what & BEV_EVENT_CONNECTED)
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->tls)
+			session_log_tls(s, bev);
 		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && !s->closing) {
 		if (what & BEV_EVENT_READING) {
 			smtp_proto_timeout(s->proto);
@@ -485,33 +507,6 @@ static void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 	session_flush_proto(s);
 }
 
-static SSL_CTX *server_tls_context(const char *cert, const char *key, char **err)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-	if (ctx == NULL) {
-		*err = xstrdup("cannot create a TLS context");
-		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		*err = xasprintf("cannot load TLS certificate %s", cert);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
-		*err = xasprintf("cannot load TLS key %s", key);
-		goto fail;
-	}
-	if (SSL_CTX_check_private_key(ctx) != 1) {
-		*err = xasprintf("TLS key %s does not match certificate %s", key, cert);
-		goto fail;
-	}
-	return ctx;
-fail:
-	SSL_CTX_free(ctx);
-	return NULL;
-}
-
 int smtp_server_start(struct event_base *base, const struct smtp_server_config *cfg,
 		      struct smtp_server **out, char **err)
 {
@@ -531,13 +526,14 @@ int smtp_server_start(struct event_base *base, const struct smtp_server_config *
 	srv->cfg.listen = srv->listen;
 	srv->cfg.proto.hostname = srv->hostname;
 	if (cfg->tls_cert != NULL && cfg->tls_key != NULL) {
-		srv->ssl_ctx = server_tls_context(cfg->tls_cert, cfg->tls_key, err);
+		srv->ssl_ctx =
+		    tls_server_context(cfg->tls_cert, cfg->tls_key, cfg->tls_client_ca, err);
 		if (srv->ssl_ctx == NULL) {
 			smtp_server_free(srv);
 			return -EINVAL;
 		}
 	}
-	srv->cfg.tls_cert = srv->cfg.tls_key = NULL;
+	srv->cfg.tls_cert = srv->cfg.tls_key = srv->cfg.tls_client_ca = NULL;
 	srv->listener = evconnlistener_new_bind(base, server_accept, srv,
 						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 512,
 						(struct sockaddr *)&ss, sslen);

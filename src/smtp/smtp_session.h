@@ -37,6 +37,11 @@ struct smtp_server_config {
 	int64_t idle_timeout_ms;  /* no input for this long: 421 4.4.2 */
 	const char *tls_cert;	  /* PEM paths; STARTTLS offered when both are set */
 	const char *tls_key;
+	/*
+	 * PEM path or NULL: with STARTTLS, clients must present a certificate chaining
+	 * to this CA; a client without one fails the handshake (and is logged).
+	 */
+	const char *tls_client_ca;
 	smtp_server_message_fn on_message;
 	void *ctx;
 	/* Optional: told of refused connections and commands (reason, peer address). */

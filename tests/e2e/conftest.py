@@ -107,6 +107,7 @@ class Manager:
         self.smtp_port = free_port()
         self.http_port = free_port()
         self.http_url = "http://127.0.0.1:%d" % self.http_port
+        self.http_ssl = None  # an ssl.SSLContext when the test turns HTTPS on
         self.conf_path = os.path.join(workdir, "lazaretd.conf")
         self.log_path = os.path.join(workdir, "lazaretd.stderr")
         self.data_dir = os.path.join(workdir, "data")
@@ -277,7 +278,7 @@ class Manager:
         req = urllib.request.Request(self.http_url + path, data=data, method=method,
                                      headers=hdrs)
         try:
-            with urllib.request.urlopen(req, timeout=t(timeout)) as r:
+            with urllib.request.urlopen(req, timeout=t(timeout), context=self.http_ssl) as r:
                 return r.status, dict(r.headers.items()), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers.items()), e.read()

@@ -564,7 +564,9 @@ def dovecot(workdir):
 
 
 def test_imap_end_user_logs_in_and_sees_their_mail(start_manager, dovecot):
-    m = start_manager(auth_imap__host=dovecot, auth_imap__domain="corp.test")
+    # This Dovecot has no TLS (test_directory_tls.py has one with TLS): plain on loopback.
+    m = start_manager(auth_imap__host=dovecot, auth_imap__domain="corp.test",
+                      auth_imap__tls="none")
     mine = m.send("s@example.jp", "hanako@corp.test", make_message(to="hanako@corp.test"))
     theirs = m.send("s@example.jp", "jiro@corp.test", make_message(to="jiro@corp.test"))
     c = Client(m)
@@ -588,7 +590,7 @@ def test_imap_end_user_logs_in_and_sees_their_mail(start_manager, dovecot):
 
 def test_ldap_refusal_falls_through_to_imap(start_manager, slapd, dovecot):
     m = ldap_manager(start_manager, slapd, auth_imap__host=dovecot,
-                     auth_imap__domain="corp.test")
+                     auth_imap__domain="corp.test", auth_imap__tls="none")
     c = Client(m)
     st, doc = c.login("hanako", "hanako-imap-pw")
     assert st == 200 and doc["user"]["addresses"] == ["hanako@corp.test"]

@@ -5,7 +5,11 @@
  * failure limiter over time. Also the directory helpers of manager/auth_ldap and
  * manager/auth_imap that make user input safe to send.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -13,8 +17,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
+
+#include "common/tls.h"
 
 #include "manager/auth_imap.h"
 #include "manager/auth_ldap.h"
@@ -247,6 +255,136 @@ static void test_imap_quote(void **state)
 	}
 }
 
+/* ---- the IMAP reader's STARTTLS against a scripted server ---- */
+
+/* A one-connection IMAP server: the greeting, then a reply per client line. */
+struct imap_script {
+	const char *greeting;
+	const char *replies[4]; /* sent after each client line; NULL: close */
+	int lfd;
+	unsigned port;
+	pthread_t thread;
+	char seen[2048]; /* the client's lines */
+};
+
+static void *imap_script_run(void *arg)
+{
+	struct imap_script *s = arg;
+	int fd = accept(s->lfd, NULL, NULL);
+	if (fd < 0)
+		return NULL;
+	(void)!write(fd, s->greeting, strlen(s->greeting));
+	char buf[1024];
+	size_t len = 0;
+	for (size_t step = 0; step < 4 && s->replies[step] != NULL;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 5000) <= 0)
+			break;
+		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+		char *nl;
+		while ((nl = strchr(buf, '\n')) != NULL && step < 4 && s->replies[step] != NULL) {
+			size_t used = (size_t)(nl - buf) + 1;
+			strncat(s->seen, buf,
+				used < sizeof(s->seen) - strlen(s->seen) - 1
+				    ? used
+				    : sizeof(s->seen) - strlen(s->seen) - 1);
+			memmove(buf, buf + used, len - used + 1);
+			len -= used;
+			(void)!write(fd, s->replies[step], strlen(s->replies[step]));
+			step++;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+static void imap_script_start(struct imap_script *s)
+{
+	s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(a);
+	assert_int_equal(bind(s->lfd, (struct sockaddr *)&a, sl), 0);
+	assert_int_equal(listen(s->lfd, 1), 0);
+	getsockname(s->lfd, (struct sockaddr *)&a, &sl);
+	s->port = ntohs(a.sin_port);
+	assert_int_equal(pthread_create(&s->thread, NULL, imap_script_run, s), 0);
+}
+
+static void test_imap_tls_hostile_servers(void **state)
+{
+	static const struct {
+		const char *name;
+		enum auth_imap_tls tls;
+		const char *greeting;
+		const char *replies[4];
+		int rc;
+	} cases[] = {
+	    {"plain login (tls = none) works with this server",
+	     AUTH_IMAP_TLS_NONE,
+	     "* OK ready\r\n",
+	     {"a1 OK logged in\r\n", "a2 OK bye\r\n"},
+	     0},
+	    {"no STARTTLS: nothing more is sent",
+	     AUTH_IMAP_TLS_STARTTLS,
+	     "* OK ready\r\n",
+	     {"a0 BAD unknown command\r\n", "a1 OK logged in\r\n"},
+	     -EIO},
+	    {"STARTTLS refused",
+	     AUTH_IMAP_TLS_STARTTLS,
+	     "* OK ready\r\n",
+	     {"a0 NO not now\r\n", "a1 OK logged in\r\n"},
+	     -EIO},
+	    {"lines after the STARTTLS OK are an injection",
+	     AUTH_IMAP_TLS_STARTTLS,
+	     "* OK ready\r\n",
+	     {"a0 OK begin TLS\r\na1 OK logged in\r\n", "a1 OK x\r\n"},
+	     -EIO},
+	    {"no TLS after the STARTTLS OK",
+	     AUTH_IMAP_TLS_STARTTLS,
+	     "* OK ready\r\n",
+	     {"a0 OK begin TLS\r\n", "a1 OK logged in\r\n"},
+	     -EIO},
+	    {"imaps to a plain server",
+	     AUTH_IMAP_TLS_IMAPS,
+	     "* OK ready\r\n",
+	     {"a1 OK logged in\r\n"},
+	     -EIO},
+	};
+	(void)state;
+	char *err = NULL;
+	SSL_CTX *ctx = tls_client_context(NULL, NULL, NULL, true, &err);
+	assert_non_null(ctx);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct imap_script srv = {.greeting = cases[i].greeting};
+		memcpy(srv.replies, cases[i].replies, sizeof(srv.replies));
+		imap_script_start(&srv);
+		char host[64];
+		snprintf(host, sizeof(host), "127.0.0.1:%u", srv.port);
+		struct auth_imap_config cfg = {
+		    .host = host, .timeout_ms = 1000, .tls = cases[i].tls, .tls_ctx = ctx};
+		char **addrs = NULL;
+		size_t n = 0;
+		int rc = auth_imap_login(&cfg, "hanako", "secret-pw", &addrs, &n);
+		pthread_join(srv.thread, NULL);
+		close(srv.lfd);
+		if (rc != cases[i].rc)
+			fail_msg("%s: rc %d, want %d", cases[i].name, rc, cases[i].rc);
+		/* Whatever went wrong, the password never went out in clear. */
+		if (cases[i].tls != AUTH_IMAP_TLS_NONE && strstr(srv.seen, "secret-pw") != NULL)
+			fail_msg("%s: the password was sent in clear: %s", cases[i].name, srv.seen);
+		if (cases[i].tls == AUTH_IMAP_TLS_NONE)
+			assert_non_null(strstr(srv.seen, "a1 LOGIN \"hanako\" \"secret-pw\""));
+		for (size_t k = 0; k < n; k++)
+			free(addrs[k]);
+		free(addrs);
+	}
+	SSL_CTX_free(ctx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -259,6 +397,7 @@ int main(void)
 	    cmocka_unit_test(test_ratelimit),
 	    cmocka_unit_test(test_ratelimit_forgets_the_stalest_key_when_full),
 	    cmocka_unit_test(test_ldap_escape),
+	    cmocka_unit_test(test_imap_tls_hostile_servers),
 	    cmocka_unit_test(test_imap_quote),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -165,6 +165,20 @@ static const struct error_case error_cases[] = {
     {"[rat]\naccept = example.com\n[quarantines]\ndelete_after = 30\n",
      ":4: [quarantines] delete_after: \"30\" needs a unit"},
     {"[rat]\naccept = example.com\n[delivery]\nnext_hop = nowhere\n", ":4: [delivery] next_hop:"},
+    /* TLS to the manager */
+    {"[rat]\naccept = example.com\n[external_spam_quarantine]\nenabled = yes\n"
+     "tls_ca = /etc/hostname\n",
+     ":5: [external_spam_quarantine] tls_ca: needs tls = yes"},
+    {"[rat]\naccept = example.com\n[external_spam_quarantine]\nenabled = yes\ntls = yes\n"
+     "tls_cert = /etc/hostname\n",
+     "[external_spam_quarantine] tls_key: is required when tls_cert is set"},
+    {"[rat]\naccept = example.com\n[external_spam_quarantine]\nenabled = yes\ntls = yes\n"
+     "tls_ca = /nonexistent/ca.pem\n",
+     ":6: [external_spam_quarantine] tls_ca: cannot read /nonexistent/ca.pem"},
+    {"[rat]\naccept = example.com\n[external_spam_quarantine]\ntls = maybe\n",
+     ":4: [external_spam_quarantine] tls:"},
+    {"[rat]\naccept = example.com\n[manager]\napi_ca = /nonexistent/ca.pem\n",
+     ":4: [manager] api_ca: cannot read /nonexistent/ca.pem"},
 };
 
 static void test_errors_name_file_line_and_key(void **state)

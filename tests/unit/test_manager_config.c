@@ -372,6 +372,22 @@ static void test_validation_errors(void **state)
 	     "F:4: [release] helo_name: \"bad_name!\" is not a host name or address\n"},
 	    {"[http]\nadmin_token = t\n[http]\nadmin_token = u\n",
 	     "F:4: [http] admin_token: set twice (first at line 2)\n"},
+	    /* Transport security */
+	    {"[http]\nadmin_token = t\ntls_cert = cert.pem\n",
+	     "F:1: [http] tls_key: is required when tls_cert is set\n"},
+	    {"[http]\nadmin_token = t\ntls_key = key.pem\n",
+	     "F:1: [http] tls_cert: is required when tls_key is set\n"},
+	    {"[http]\nadmin_token = t\n[spam_quarantine]\ntls_require = yes\n",
+	     "F:4: [spam_quarantine] tls_require: needs tls_cert and tls_key (STARTTLS)\n"},
+	    {"[http]\nadmin_token = t\n[spam_quarantine]\ntls_client_ca = cert.pem\n",
+	     "F:4: [spam_quarantine] tls_client_ca: needs tls_cert and tls_key (STARTTLS)\n"},
+	    {"[http]\nadmin_token = t\n[auth_imap]\nhost = 127.0.0.1:143\ntls = yes\n",
+	     "F:5: [auth_imap] tls: \"yes\" is not one of starttls|imaps|none\n"},
+	    {"[http]\nadmin_token = t\n[auth_ldap]\nuri = ldaps://x.test/\nbase_dn = dc=x\n"
+	     "starttls = yes\n",
+	     "F:6: [auth_ldap] starttls: is for ldap:// URIs (ldaps:// is TLS already)\n"},
+	    {"[http]\nadmin_token = t\n[auth_ldap]\nuri = http://x.test/\nbase_dn = dc=x\n",
+	     "F:4: [auth_ldap] uri: must start with ldap://, ldaps:// or ldapi://\n"},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -389,6 +405,49 @@ static void test_validation_errors(void **state)
 		assert_null(cfg.accept_from);
 		free(errors);
 	}
+}
+
+/* HTTPS turns Secure cookies on unless secure_cookies says no; an empty value is the default. */
+static void test_https_defaults(void **state)
+{
+	static const struct {
+		const char *extra;
+		bool secure;
+	} cases[] = {
+	    {"", true},
+	    {"secure_cookies = no\n", false},
+	    {"secure_cookies =\n", true},
+	    {"secure_cookies = yes\n", true},
+	};
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct manager_config cfg;
+		char *errors = NULL;
+		char *text = xasprintf("[http]\nadmin_token = t\nlisten = 127.0.0.1:8443\n"
+				       "tls_cert = cert.pem\ntls_key = key.pem\n%s",
+				       cases[i].extra);
+		assert_int_equal(load(text, &cfg, &errors), 0);
+		assert_null(errors);
+		assert_true(cfg.http_tls);
+		assert_string_equal(cfg.http_tls_cert, cert_path);
+		assert_int_equal(cfg.http_hsts_max_age_ms, 365 * DAY);
+		if (cfg.secure_cookies != cases[i].secure)
+			fail_msg("case %zu: secure_cookies %d", i, cfg.secure_cookies);
+		assert_string_equal(cfg.notify_base_url, "https://127.0.0.1:8443");
+		assert_string_equal(cfg.imap_tls, "starttls");
+		assert_false(cfg.ldap_starttls);
+		assert_false(cfg.tls_require);
+		manager_config_free(&cfg);
+		free(text);
+	}
+	/* Without HTTPS nothing changes. */
+	struct manager_config cfg;
+	char *errors = NULL;
+	assert_int_equal(load("[http]\nadmin_token = t\n", &cfg, &errors), 0);
+	assert_false(cfg.http_tls);
+	assert_false(cfg.secure_cookies);
+	assert_string_equal(cfg.notify_base_url, "http://127.0.0.1:8080");
+	manager_config_free(&cfg);
 }
 
 static void test_tls_unreadable_and_many_errors(void **state)
@@ -475,6 +534,7 @@ int main(void)
 	    cmocka_unit_test(test_helo_defaults_to_hostname),
 	    cmocka_unit_test(test_validation_errors),
 	    cmocka_unit_test(test_tls_unreadable_and_many_errors),
+	    cmocka_unit_test(test_https_defaults),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_shipped_files),
 	};

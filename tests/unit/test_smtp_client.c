@@ -26,6 +26,7 @@
 #include <cmocka.h>
 
 #include "common/clock.h"
+#include "common/tls.h"
 #include "smtp/smtp_client.h"
 
 /* Special expectations and replies of a script step. */
@@ -324,9 +325,71 @@ struct session_case {
 	const char *unwanted_lines; /* must not be in the transcript, or NULL */
 	struct want_rcpt want[3];
 	int64_t max_elapsed_ms; /* 0: not checked */
+	bool tls;		/* opt.tls_ctx set: STARTTLS required */
 };
 
+#define EHLO_STARTTLS                                                                              \
+	{                                                                                          \
+		"EHLO client.test", "250-srv.test\r\n250-8BITMIME\r\n250 STARTTLS\r\n"             \
+	}
+
 static const struct session_case session_cases[] = {
+    /* TLS required (the gateway -> manager channel): no transaction in clear, ever. */
+    {
+	.name = "tls required: no STARTTLS offered, nothing sent",
+	.script = {GREET, EHLO_OK, QUIT_OK, END_STEP},
+	.rcpts = {"a@y.test"},
+	.nrcpts = 1,
+	.tls = true,
+	.unwanted_lines = "MAIL",
+	.want = {{SMTP_CLIENT_DEFERRED, 0, "~does not offer STARTTLS"}},
+    },
+    {
+	.name = "tls required: STARTTLS refused is a deferral, not a rejection",
+	.script = {GREET,
+		   EHLO_STARTTLS,
+		   {"STARTTLS", "454 4.7.0 TLS not available\r\n"},
+		   QUIT_OK,
+		   END_STEP},
+	.rcpts = {"a@y.test", "b@y.test"},
+	.nrcpts = 2,
+	.tls = true,
+	.unwanted_lines = "MAIL",
+	.want = {{SMTP_CLIENT_DEFERRED, 454, "454 4.7.0 TLS not available"},
+		 {SMTP_CLIENT_DEFERRED, 454, "454 4.7.0 TLS not available"}},
+    },
+    {
+	.name = "tls required: EHLO refused, no HELO fallback",
+	.script = {GREET, {"EHLO", "502 5.5.2 no EHLO\r\n"}, QUIT_OK, END_STEP},
+	.rcpts = {"a@y.test"},
+	.nrcpts = 1,
+	.tls = true,
+	.unwanted_lines = "\nHELO",
+	.want = {{SMTP_CLIENT_DEFERRED, 502, "~refused EHLO: 502 5.5.2 no EHLO"}},
+    },
+    {
+	.name = "tls required: bytes after the 220 are an injection",
+	.script = {GREET,
+		   EHLO_STARTTLS,
+		   {"STARTTLS", "220 2.0.0 go ahead\r\n250 2.1.0 injected\r\n"},
+		   END_STEP},
+	.rcpts = {"a@y.test"},
+	.nrcpts = 1,
+	.tls = true,
+	.want_rc = -EPROTO,
+	.want_error = "sent data after its STARTTLS reply",
+	.want = {{SMTP_CLIENT_DEFERRED, 0, "~sent data after its STARTTLS reply"}},
+    },
+    {
+	.name = "tls required: a peer that does not speak TLS after 220",
+	.script = {GREET, EHLO_STARTTLS, {"STARTTLS", "220 2.0.0 go ahead\r\n"}, END_STEP},
+	.rcpts = {"a@y.test"},
+	.nrcpts = 1,
+	.tls = true,
+	.want_rc = -EPROTO,
+	.want_error = "TLS with 127.0.0.1:",
+	.want = {{SMTP_CLIENT_DEFERRED, 0, "~failed: "}},
+    },
     {
 	.name = "all accepted",
 	.script = {GREET, EHLO_OK, MAIL_OK, RCPT_OK, RCPT_OK, DATA_OK, BODY_OK, QUIT_OK, END_STEP},
@@ -619,6 +682,12 @@ static void test_sessions(void **state)
 		struct smtp_client_options opt = default_opts;
 		if (tc->timeout_ms)
 			opt.timeout_ms = tc->timeout_ms;
+		char *tls_err = NULL;
+		if (tc->tls) {
+			opt.tls_ctx = tls_client_context(NULL, NULL, NULL, true, &tls_err);
+			assert_non_null(opt.tls_ctx);
+			free(tls_err);
+		}
 		const char *body = tc->body ? tc->body : "Subject: hi\r\n\r\nhello\r\n";
 		struct smtp_client_message msg = {
 		    .sender = "s@x.test",
@@ -668,8 +737,11 @@ static void test_sessions(void **state)
 			assert_true(elapsed < tc->max_elapsed_ms);
 		if (tc->timeout_ms)
 			assert_true(elapsed >= tc->timeout_ms - 20);
+		assert_false(res.tls);
 		smtp_client_result_free(&res);
 		server_free(&srv);
+		if (opt.tls_ctx != NULL)
+			SSL_CTX_free(opt.tls_ctx);
 	}
 }
 

@@ -200,6 +200,7 @@ struct smtp_case {
 	const char *after_tls; /* fed after the TLS handshake */
 	bool whole_only;       /* the case depends on what arrives in one read */
 	bool starttls;	       /* cfg.starttls_available */
+	bool tls_required;     /* cfg.tls_required */
 	bool hooks;	       /* install check_mail/check_rcpt */
 	int xforward;	       /* 0: no xforward_allowed hook; 1: it permits; -1: it refuses */
 	size_t max_command_line;
@@ -235,6 +236,7 @@ static void case_config(const struct smtp_case *c, struct harness *h, struct smt
 	if (c->max_errors)
 		cfg->limits.max_errors = c->max_errors;
 	cfg->starttls_available = c->starttls;
+	cfg->tls_required = c->tls_required;
 	if (c->hooks) {
 		cfg->check_mail = hook_check_mail;
 		cfg->check_rcpt = hook_check_rcpt;
@@ -301,6 +303,7 @@ static void run_case(const struct smtp_case *c, size_t chunk)
 #define EHLO_BASE                                                                                  \
 	"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
 #define EHLO_R	 EHLO_BASE "250 ENHANCEDSTATUSCODES\r\n"
+#define TLS_REQ	 "530 5.7.0 Must issue a STARTTLS command first\r\n"
 #define EHLO_TLS EHLO_BASE "250-ENHANCEDSTATUSCODES\r\n250 STARTTLS\r\n"
 #define HELO_R	 "250 mx.test\r\n"
 #define MAIL_R	 "250 2.1.0 Ok\r\n"
@@ -430,6 +433,26 @@ static const struct smtp_case cases[] = {
      .starttls = true,
      .expect = EHLO_TLS "501 5.5.4 Syntax: STARTTLS\r\n" MAIL_R
 			"503 5.5.1 Error: MAIL transaction in progress\r\n"},
+
+    {.name = "tls required: transaction commands need starttls first",
+     .input = "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@x.example>\r\nDATA\r\n"
+	      "VRFY u\r\nNOOP\r\nSTARTTLS\r\n",
+     .after_tls = "EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@x.example>\r\nDATA\r\n"
+		  "x\r\n.\r\n",
+     .starttls = true,
+     .tls_required = true,
+     .expect = EHLO_TLS TLS_REQ TLS_REQ TLS_REQ TLS_REQ
+     "250 2.0.0 Ok\r\n"
+     "220 2.0.0 Ready to start TLS\r\n[TLS]" EHLO_R MAIL_R RCPT_R DATA_R
+     "[MSG <a@b.example> <u@x.example> tls {x\r\n}]" QUEUED,
+     .reasons = "tls_required,tls_required,tls_required,tls_required,"},
+    {.name = "tls required counts towards max_errors",
+     .input = "EHLO c\r\nMAIL FROM:<a@b.example>\r\nMAIL FROM:<a@b.example>\r\n"
+	      "MAIL FROM:<a@b.example>\r\n",
+     .starttls = true,
+     .tls_required = true,
+     .max_errors = 2,
+     .expect = EHLO_TLS TLS_REQ TLS_REQ "421 4.7.0 mx.test Error: too many errors\r\n[CLOSE]"},
 
     /* MAIL syntax and parameters */
     {.name = "mail without from",
