@@ -602,6 +602,9 @@ static int gw_start(struct gw *gw)
 	sc.proto.xforward_allowed = gw_xforward_allowed;
 	sc.max_connections = cfg->max_connections;
 	sc.idle_timeout_ms = cfg->idle_timeout_ms;
+	sc.max_connections_per_client = cfg->max_connections_per_client;
+	sc.command_timeout_ms = cfg->command_timeout_ms;
+	sc.data_timeout_ms = cfg->data_timeout_ms;
 	sc.tls_cert = cfg->tls_cert;
 	sc.tls_key = cfg->tls_key;
 	sc.on_message = gw_on_message;

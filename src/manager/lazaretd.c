@@ -98,6 +98,9 @@ static void smtp_config_from(const struct manager_config *cfg, struct ingest *in
 	sc->accept_from = cfg->accept_from;
 	sc->max_connections = cfg->max_connections;
 	sc->idle_timeout_ms = cfg->idle_timeout_ms;
+	sc->max_connections_per_client = cfg->max_connections_per_client;
+	sc->command_timeout_ms = cfg->command_timeout_ms;
+	sc->data_timeout_ms = cfg->data_timeout_ms;
 	sc->tls_cert = cfg->tls_cert;
 	sc->tls_key = cfg->tls_key;
 	sc->on_message = ingest_message;

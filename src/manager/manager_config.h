@@ -31,12 +31,17 @@ struct manager_config {
 	char *smtp_listen;	 /* default 127.0.0.1:6025 */
 	struct acl *accept_from; /* default 127.0.0.1/32, ::1/128 */
 	char *accept_from_text;
-	int64_t delete_after_ms;	   /* default 14d; 0 = never */
-	int64_t purge_interval_ms;	   /* default 1h */
-	uint64_t max_message_size;	   /* default 50M */
-	unsigned max_recipients;	   /* default 1000 */
-	unsigned max_connections;	   /* concurrent SMTP sessions; default 500 */
-	int64_t idle_timeout_ms;	   /* default 5m */
+	int64_t delete_after_ms;   /* default 14d; 0 = never */
+	int64_t purge_interval_ms; /* default 1h */
+	uint64_t max_message_size; /* default 50M */
+	unsigned max_recipients;   /* default 1000 */
+	unsigned max_connections;  /* concurrent SMTP sessions; default 500 */
+	int64_t idle_timeout_ms;   /* default 5m */
+	/* Sessions from one gateway address; default 100 (a gateway's workers deliver
+	 * in parallel, up to its 64 default workers at once). */
+	unsigned max_connections_per_client;
+	int64_t command_timeout_ms;	   /* a command line, from its first octet; default 1m */
+	int64_t data_timeout_ms;	   /* message data, from the 354; default 10m */
 	unsigned max_header_count;	   /* default 1000 */
 	uint64_t max_header_size;	   /* default 64K */
 	unsigned max_command_line;	   /* default 512 */

@@ -17,6 +17,7 @@ static _Atomic uint64_t metrics_counters[METRICS_COUNTER_COUNT];
 static const char *const metrics_refused_reasons[] = {
     "acl",
     "connection_limit",
+    "client_connection_limit",
     "line_too_long",
     "message_too_large",
     "too_many_recipients",

@@ -31,6 +31,7 @@ uint64_t metrics_get(enum metrics_counter c);
 
 /*
  * Counts a refused SMTP connection or command by reason: "acl", "connection_limit",
+ * "client_connection_limit",
  * "line_too_long", "message_too_large", "too_many_recipients", "header_limit",
  * "too_many_commands", "too_many_errors", "http_request", "syntax",
  * "bad_sequence", "unknown_command", "policy", "timeout", "shutdown";

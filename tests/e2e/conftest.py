@@ -43,7 +43,7 @@ for _sec, _keys in {
         "max_recipients", "max_connections", "idle_timeout", "max_header_count",
         "max_header_size", "max_command_line", "max_data_line",
         "max_commands_before_mail", "max_errors", "hostname", "tls_cert", "tls_key",
-        "shutdown_grace"],
+        "shutdown_grace", "max_connections_per_client", "command_timeout", "data_timeout"],
     "release": [
         "primary_host", "secondary_host", "source_address", "retry_min", "retry_max",
         "give_up_after", "helo_name", "timeout"],
