@@ -103,6 +103,10 @@ struct gw_config {
 	char *http_listen; /* NULL: no admin API */
 	char *admin_token;
 	uint64_t http_max_body;
+	unsigned http_max_connections;		  /* default 256 */
+	unsigned http_max_connections_per_client; /* default 32 */
+	int64_t http_request_timeout_ms;	  /* first octet to complete request; 30s */
+	int64_t http_keepalive_timeout_ms;	  /* idle kept-alive connection; 15s */
 };
 
 /*

@@ -22,10 +22,14 @@ struct manager_config {
 	char *log_level; /* error | warn | info | debug; default info */
 
 	/* [http] */
-	char *http_listen;	/* host:port; default 127.0.0.1:8080 */
-	char *admin_token;	/* required, non-empty */
-	uint64_t http_max_body; /* request body limit; default 1M */
-	char *web_root;		/* the web application's folder, or NULL: none */
+	char *http_listen;			  /* host:port; default 127.0.0.1:8080 */
+	char *admin_token;			  /* required, non-empty */
+	uint64_t http_max_body;			  /* request body limit; default 1M */
+	unsigned http_max_connections;		  /* default 256 */
+	unsigned http_max_connections_per_client; /* default 32 */
+	int64_t http_request_timeout_ms;	  /* first octet to complete request; 30s */
+	int64_t http_keepalive_timeout_ms;	  /* idle kept-alive connection; 15s */
+	char *web_root;				  /* the web application's folder, or NULL: none */
 
 	/* [spam_quarantine] */
 	char *smtp_listen;	 /* default 127.0.0.1:6025 */

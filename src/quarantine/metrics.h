@@ -39,6 +39,13 @@ uint64_t metrics_get(enum metrics_counter c);
  */
 void metrics_refused(const char *reason);
 
+/*
+ * Counts an HTTP connection closed at accept or at its request deadline:
+ * "connection_limit", "client_connection_limit", "descriptors", "request_timeout";
+ * any other reason counts as "other". Thread-safe.
+ */
+void metrics_http_refused(const char *reason);
+
 /* The Prometheus text exposition; the caller frees it. st may be NULL (no gauges). */
 char *metrics_render(struct store *st);
 

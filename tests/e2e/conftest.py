@@ -121,6 +121,8 @@ class Manager:
         }
         self.apply(overrides)
         self.proc = None
+        # Run in the child before exec (e.g. to lower its RLIMIT_NOFILE).
+        self.preexec_fn = None
         self.exit_codes = []
         self.hostname = self.sections["spam_quarantine"].get("hostname") or \
             self.sections["manager"].get("name") or "lazaret"
@@ -158,7 +160,7 @@ class Manager:
         env = dict(os.environ)
         self.proc = subprocess.Popen([lazaretd_path(), "-c", self.conf_path],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     env=env, cwd="/")
+                                     env=env, cwd="/", preexec_fn=self.preexec_fn)
         logf.close()
         if wait:
             self.wait_ready()

@@ -7,6 +7,10 @@ or urllib; every refusal is asserted with its exact reply, and the store is chec
 to be intact afterwards.
 """
 
+import http.client
+import json
+import os
+import resource
 import socket
 import time
 import uuid
@@ -219,3 +223,251 @@ def test_an_endless_command_line_is_cut(smtp_daemon):
             pass
     with RawSMTP(d.port) as c:
         assert c.greeting().startswith("220 ")
+
+
+# ---- HTTP --------------------------------------------------------------------
+
+
+def http_connect(port, source="127.0.0.1"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def closed_by_server(s, within):
+    """True when the server closes s (EOF or reset) within `within` seconds."""
+    s.settimeout(within)
+    try:
+        return s.recv(4096) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+def get(port, path, source="127.0.0.1", timeout=10):
+    """(status, seconds) of one GET on a fresh connection."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=t(timeout),
+                                   source_address=(source, 0))
+    try:
+        start = time.monotonic()
+        c.request("GET", path)
+        r = c.getresponse()
+        r.read()
+        return r.status, time.monotonic() - start
+    finally:
+        c.close()
+
+
+def test_http_connection_caps_total_and_per_client(start_manager):
+    m = start_manager(http__max_connections="5", http__max_connections_per_client="3")
+    port = m.http_port
+    held = []
+
+    def hold(source):
+        # The start-up probe's connection may still count for a moment.
+        s = http_connect(port, source)
+        if closed_by_server(s, 0.3):
+            s.close()
+            return False
+        held.append(s)
+        return True
+    try:
+        for _ in range(3):
+            wait_for(lambda: hold("127.0.0.1"), 5, "a connection from 127.0.0.1")
+        # The fourth from the same address is closed at once, unanswered.
+        s = http_connect(port)
+        assert closed_by_server(s, t(2))
+        s.close()
+        # Another address still gets in, up to the total.
+        for _ in range(2):
+            assert hold("127.0.0.2")
+        s = http_connect(port, "127.0.0.3")
+        assert closed_by_server(s, t(2))
+        s.close()
+    finally:
+        for s in held:
+            s.close()
+
+    def served():
+        try:
+            return get(port, "/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
+    wait_for(served, 5, "HTTP answering again once the connections are gone")
+    metrics = m.metrics()
+    assert metrics['lazaret_http_refused_total{reason="client_connection_limit"}'] >= 1
+    assert metrics['lazaret_http_refused_total{reason="connection_limit"}'] >= 1
+    assert "http.refused reason=client_connection_limit client=127.0.0.1" in m.log_text()
+
+
+def test_slowloris_clients_are_cut_at_the_request_deadline(start_manager):
+    m = start_manager(http__request_timeout="3s")
+    port = m.http_port
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 64 + b"\r\n\r\n"
+    slow = [http_connect(port) for _ in range(20)]
+    closed_at = {}
+    start = time.monotonic()
+    fast = None
+    try:
+        for i in range(len(request)):
+            for n, s in enumerate(slow):
+                if n in closed_at:
+                    continue
+                try:
+                    s.sendall(request[i:i + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    closed_at[n] = time.monotonic() - start
+            if i == 1:
+                # While they dribble, a normal request is answered at once.
+                st, took = get(port, "/healthz")
+                fast = (st, took)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                for n, s in enumerate(slow):
+                    if n not in closed_at and closed_by_server(s, 0.01):
+                        closed_at[n] = time.monotonic() - start
+            if len(closed_at) == len(slow) or time.monotonic() - start > t(15):
+                break
+    finally:
+        for s in slow:
+            s.close()
+    assert fast is not None and fast[0] == 200 and fast[1] < t(1.0), fast
+    assert len(closed_at) == len(slow), closed_at
+    # Each octet would restart a per-read timeout; the deadline from the first holds.
+    assert all(2.5 <= v < t(3 + 3) for v in closed_at.values()), closed_at
+    assert m.metric('lazaret_http_refused_total{reason="request_timeout"}') >= len(slow)
+
+
+def test_a_kept_alive_connection_idle_too_long_is_closed(start_manager):
+    m = start_manager(http__keepalive_timeout="2s")
+    c = http.client.HTTPConnection("127.0.0.1", m.http_port, timeout=t(10))
+    try:
+        c.request("GET", "/healthz")
+        r = c.getresponse()
+        assert r.status == 200 and r.getheader("Connection") != "close"
+        r.read()
+        start = time.monotonic()
+        assert closed_by_server(c.sock, t(10))
+        took = time.monotonic() - start
+        assert 1.5 <= took < t(2 + 3), took
+    finally:
+        c.close()
+
+
+def test_a_large_json_reply_on_a_reused_connection_is_not_held_back(manager):
+    m = manager
+    subject = "s" * 900
+    for i in range(80):
+        m.send("spam@example.jp", "u%d@corp.test" % i, make_message(subject="%d %s" % (i, subject)))
+    c = http.client.HTTPConnection("127.0.0.1", m.http_port, timeout=t(10))
+    took = []
+    try:
+        for _ in range(6):
+            start = time.monotonic()
+            c.request("GET", "/api/v1/messages?limit=1000",
+                      headers={"Authorization": "Bearer %s" % m.token})
+            r = c.getresponse()
+            body = r.read()
+            took.append(time.monotonic() - start)
+            assert r.status == 200
+            assert len(body) > 64 * 1024, len(body)
+            assert len(json.loads(body)["messages"]) == 80
+    finally:
+        c.close()
+    # Without TCP_NODELAY each reply after the first waits ~40 ms for the client's
+    # delayed ACK; with it, a few ms.
+    reused = sorted(took[1:])
+    assert reused[len(reused) // 2] < t(0.025), took
+
+
+# ---- descriptors ---------------------------------------------------------------
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_http_flood_at_the_descriptor_limit_leaves_smtp_working(start_manager):
+    nofile = 256
+    # Only the descriptor reserve limits HTTP here, not the connection caps.
+    m = start_manager(start=False, http__max_connections="1000",
+                      http__max_connections_per_client="1000")
+    m.preexec_fn = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    m.start()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2000:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    lines_before = len(m.log_text().splitlines())
+    flood = []
+    try:
+        for _ in range(400):
+            flood.append(http_connect(m.http_port))
+        time.sleep(t(1))
+        open_ones = [s for s in flood if not closed_by_server(s, 0.01)]
+        # The top half of the descriptors stays free for the rest of the daemon.
+        assert 0 < len(open_ones) < nofile // 2, len(open_ones)
+        # SMTP still greets, several sessions at once.
+        sessions = [RawSMTP(m.smtp_port) for _ in range(20)]
+        try:
+            for c in sessions:
+                assert c.greeting().startswith("220 ")
+            assert sessions[0].cmd("NOOP") == "250 2.0.0 Ok"
+        finally:
+            for c in sessions:
+                c.close()
+    finally:
+        for s in flood:
+            s.close()
+    refused = len(flood) - len(open_ones)
+    log = m.log_text().splitlines()[lines_before:]
+    refusal_lines = [ln for ln in log if "http.refused reason=descriptors" in ln]
+    # Hundreds of refusals, a handful of lines: the repeats are folded.
+    assert refused > 200
+    assert 1 <= len(refusal_lines) <= 5 * 4, len(refusal_lines)
+    assert len(log) < 150, len(log)
+
+    def served():
+        try:
+            return get(m.http_port, "/healthz", timeout=2)[0] == 200
+        except OSError:
+            return False
+    wait_for(served, 10, "HTTP answering again")
+    assert m.metric('lazaret_http_refused_total{reason="descriptors"}') >= refused - 5
+
+
+def test_smtp_at_the_descriptor_limit_pauses_instead_of_spinning(start_manager):
+    nofile = 128
+    m = start_manager(start=False, max_connections="1000",
+                      max_connections_per_client="1000")
+    m.preexec_fn = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    m.start()
+    lines_before = len(m.log_text().splitlines())
+    flood = []
+    try:
+        # More SMTP clients than the daemon has descriptors: accept() fails (EMFILE).
+        for _ in range(nofile + 50):
+            flood.append(socket.create_connection(("127.0.0.1", m.smtp_port)))
+        time.sleep(t(1))
+        cpu0 = cpu_seconds(m.pid)
+        time.sleep(2)
+        spent = cpu_seconds(m.pid) - cpu0
+        # A listener spinning on accept() would burn a whole core.
+        assert spent < 0.3, spent
+        log = m.log_text().splitlines()[lines_before:]
+        assert any("fdlimit.accept_paused listener=smtp" in ln for ln in log)
+        assert len(log) < 400, len(log)
+    finally:
+        for s in flood:
+            s.close()
+
+    def greets():
+        try:
+            with RawSMTP(m.smtp_port, timeout=2) as c:
+                return c.greeting().startswith("220 ")
+        except (OSError, SMTPClosed):
+            return False
+    wait_for(greets, 10, "SMTP greeting again once descriptors are free")
