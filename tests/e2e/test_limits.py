@@ -260,9 +260,49 @@ def get(port, path, source="127.0.0.1", timeout=10):
         c.close()
 
 
-def test_http_connection_caps_total_and_per_client(start_manager):
-    m = start_manager(http__max_connections="5", http__max_connections_per_client="3")
-    port = m.http_port
+class HttpDaemon:
+    """The HTTP API of a lazaretd or a lazaret-gw under test."""
+
+    def __init__(self, proc, port):
+        self.proc, self.port = proc, port
+
+    def log_text(self):
+        return self.proc.log_text()
+
+    def metric(self, name):
+        st, _, raw = http_get_raw(self.port, "/metrics")
+        assert st == 200
+        for line in raw.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        return None
+
+
+def http_get_raw(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=t(10))
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.getheaders(), r.read()
+    finally:
+        c.close()
+
+
+@pytest.fixture(params=["lazaretd", "lazaret-gw"])
+def http_daemon(request, start_manager, start_gateway):  # noqa: F811
+    """Factory: http_daemon(**http_keys) -> HttpDaemon, for each daemon in turn."""
+    def start(**keys):
+        if request.param == "lazaretd":
+            m = start_manager(**{"http__" + k: v for k, v in keys.items()})
+            return HttpDaemon(m, m.http_port)
+        g = start_gateway("127.0.0.1:%d" % free_port(), http=dict(keys))
+        return HttpDaemon(g, g.http_port)
+    return start
+
+
+def test_http_connection_caps_total_and_per_client(http_daemon):
+    m = http_daemon(max_connections="5", max_connections_per_client="3")
+    port = m.port
     held = []
 
     def hold(source):
@@ -296,15 +336,14 @@ def test_http_connection_caps_total_and_per_client(start_manager):
         except OSError:
             return False
     wait_for(served, 5, "HTTP answering again once the connections are gone")
-    metrics = m.metrics()
-    assert metrics['lazaret_http_refused_total{reason="client_connection_limit"}'] >= 1
-    assert metrics['lazaret_http_refused_total{reason="connection_limit"}'] >= 1
+    assert m.metric('lazaret_http_refused_total{reason="client_connection_limit"}') >= 1
+    assert m.metric('lazaret_http_refused_total{reason="connection_limit"}') >= 1
     assert "http.refused reason=client_connection_limit client=127.0.0.1" in m.log_text()
 
 
-def test_slowloris_clients_are_cut_at_the_request_deadline(start_manager):
-    m = start_manager(http__request_timeout="3s")
-    port = m.http_port
+def test_slowloris_clients_are_cut_at_the_request_deadline(http_daemon):
+    m = http_daemon(request_timeout="3s")
+    port = m.port
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 64 + b"\r\n\r\n"
     slow = [http_connect(port) for _ in range(20)]
     closed_at = {}
