@@ -779,6 +779,48 @@ static void test_defaults(void **state)
 	assert_int_equal(l.max_errors, 20);
 }
 
+/* What the session's deadlines follow: the wait state and the completed lines. */
+static void test_waiting_for(void **state)
+{
+	static const struct {
+		const char *input; /* fed in one piece after the previous ones */
+		enum smtp_proto_wait wait;
+		uint64_t lines;
+	} steps[] = {
+	    {"", SMTP_WAIT_COMMAND, 0},
+	    {"EH", SMTP_WAIT_COMMAND_REST, 0},
+	    {"LO c\r", SMTP_WAIT_COMMAND_REST, 0},
+	    {"\n", SMTP_WAIT_COMMAND, 1},
+	    {"NOOP\r\nNO", SMTP_WAIT_COMMAND_REST, 2},
+	    {"OP\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@x.example>\r\nDATA\r\n", SMTP_WAIT_DATA,
+	     6},
+	    {"Subject: x\r\n\r\nbody", SMTP_WAIT_DATA, 6},
+	    {"\r\n.\r\n", SMTP_WAIT_NOTHING, 6}, /* the message awaits its result */
+	};
+	struct harness h = {0};
+	struct smtp_proto_config cfg;
+	struct smtp_proto *p = new_default(&h, &cfg);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		smtp_proto_feed(p, steps[i].input, strlen(steps[i].input));
+		assert_int_equal(smtp_proto_waiting_for(p), steps[i].wait);
+		assert_int_equal(smtp_proto_lines_done(p), steps[i].lines);
+	}
+	smtp_message_free(smtp_proto_message(p));
+	smtp_proto_message_done(p, "250 2.0.0 Ok");
+	assert_int_equal(smtp_proto_waiting_for(p), SMTP_WAIT_COMMAND);
+	/* An over-long line stays "begun" while its rest is skipped. */
+	char longline[600];
+	memset(longline, 'x', sizeof(longline));
+	smtp_proto_feed(p, longline, sizeof(longline));
+	assert_int_equal(smtp_proto_waiting_for(p), SMTP_WAIT_COMMAND_REST);
+	smtp_proto_feed(p, "\r\n", 2);
+	assert_int_equal(smtp_proto_waiting_for(p), SMTP_WAIT_COMMAND);
+	assert_int_equal(smtp_proto_lines_done(p), 7);
+	smtp_proto_timeout(p);
+	assert_int_equal(smtp_proto_waiting_for(p), SMTP_WAIT_NOTHING);
+	smtp_proto_free(p);
+}
+
 static void test_greeting_timeout_shutdown(void **state)
 {
 	struct harness h = {0};
@@ -1004,6 +1046,7 @@ int main(void)
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_table),
 	    cmocka_unit_test(test_greeting_timeout_shutdown),
+	    cmocka_unit_test(test_waiting_for),
 	    cmocka_unit_test(test_message_event_pauses_pipeline),
 	    cmocka_unit_test(test_message_ownership),
 	    cmocka_unit_test(test_output_partially_consumed),
