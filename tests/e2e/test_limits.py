@@ -341,6 +341,29 @@ def test_http_connection_caps_total_and_per_client(http_daemon):
     assert "http.refused reason=client_connection_limit client=127.0.0.1" in m.log_text()
 
 
+def test_http_caps_take_effect_on_reload(start_manager):
+    m = start_manager(http__max_connections_per_client="1")
+    held = []
+
+    def hold():
+        s = http_connect(m.http_port)
+        if closed_by_server(s, 0.3):
+            s.close()
+            return False
+        held.append(s)
+        return True
+    try:
+        wait_for(hold, 5, "one connection")
+        assert not hold()
+        m.reload(http__max_connections_per_client="3")
+        wait_for(lambda: "manager.reloaded" in m.log_text(), 10, "the reload")
+        assert hold() and hold()
+        assert not hold()
+    finally:
+        for s in held:
+            s.close()
+
+
 def test_slowloris_clients_are_cut_at_the_request_deadline(http_daemon):
     m = http_daemon(request_timeout="3s")
     port = m.port
