@@ -819,6 +819,8 @@ static void test_waiting_for(void **state)
 	smtp_proto_timeout(p);
 	assert_int_equal(smtp_proto_waiting_for(p), SMTP_WAIT_NOTHING);
 	smtp_proto_free(p);
+	free(h.reasons.data);
+	free(h.rejects.data);
 }
 
 static void test_greeting_timeout_shutdown(void **state)
