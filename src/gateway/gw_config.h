@@ -35,6 +35,9 @@ struct gw_config {
 	unsigned max_recipients;
 	unsigned max_connections;
 	int64_t idle_timeout_ms;
+	unsigned max_connections_per_client; /* default 50, as Postfix's smtpd */
+	int64_t command_timeout_ms;	     /* a command line, from its first octet; 1m */
+	int64_t data_timeout_ms;	     /* message data, from the 354; default 10m */
 	char *tls_cert, *tls_key;
 	struct acl *xforward_from; /* peers allowed XFORWARD (a content filter's MTA); NULL: none */
 	char *xforward_from_text;
@@ -111,6 +114,10 @@ struct gw_config {
 	char *http_listen; /* NULL: no admin API */
 	char *admin_token;
 	uint64_t http_max_body;
+	unsigned http_max_connections;		  /* default 256 */
+	unsigned http_max_connections_per_client; /* default 32 */
+	int64_t http_request_timeout_ms;	  /* first octet to complete request; 30s */
+	int64_t http_keepalive_timeout_ms;	  /* idle kept-alive connection; 15s */
 };
 
 /*

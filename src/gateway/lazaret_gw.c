@@ -35,6 +35,7 @@
 #include "common/acl.h"
 #include "common/clock.h"
 #include "common/daemon_args.h"
+#include "common/fdlimit.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/loopq.h"
@@ -49,6 +50,7 @@
 #include "http/http_server.h"
 #include "mime/msgmeta.h"
 #include "quarantine/api.h"
+#include "quarantine/metrics.h"
 #include "quarantine/release.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
@@ -59,6 +61,8 @@
 #define GW_RELAY_WAIT_MS 10000
 /* Release engine threads for the local quarantines (the next hop must not be flooded). */
 #define GW_RELEASE_CONNECTIONS 2
+/* Descriptors kept from HTTP for the store, the log, the safelist sync, releases. */
+#define GW_FD_RESERVE_BASE 64
 /* A safelist sync may take this long before it gives up (the next one retries). */
 #define GW_SYNC_TIMEOUT_MS 30000
 /* Messages per expiry transaction: small enough that quarantining never waits long. */
@@ -466,6 +470,26 @@ static void gw_delete_all(struct http_server_request *req, void *arg)
 	http_server_reply_json(req, 200, body);
 }
 
+static void gw_http_refused(void *arg, const char *reason)
+{
+	metrics_http_refused(reason);
+}
+
+/*
+ * The admin API's caps. Its descriptor reserve covers the SMTP listener's cap, a
+ * relay and a scanner connection per worker, and GW_FD_RESERVE_BASE for the rest,
+ * so a flood of HTTP connections never starves the SMTP listener.
+ */
+static void gw_http_limits_from(const struct gw_config *cfg, struct http_server_conn_limits *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->max_connections = cfg->http_max_connections;
+	l->max_connections_per_client = cfg->http_max_connections_per_client;
+	l->request_timeout_s = (unsigned)(cfg->http_request_timeout_ms / 1000);
+	l->keepalive_timeout_s = (unsigned)(cfg->http_keepalive_timeout_ms / 1000);
+	l->fd_reserve = cfg->max_connections + 2 * cfg->workers + GW_FD_RESERVE_BASE;
+}
+
 static void api_config_from(const struct gw_config *cfg, struct api_config *ac)
 {
 	memset(ac, 0, sizeof(*ac));
@@ -566,6 +590,9 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 		/* The listener keeps its address. */
 		ac.listen = o->http_listen;
 		api_reconfigure(gw->api, &ac);
+		struct http_server_conn_limits hl;
+		gw_http_limits_from(c, &hl);
+		http_server_set_connection_limits(api_http(gw->api), &hl);
 	}
 	gw_arm(gw->expiry_timer, c->purge_interval_ms);
 	gw_arm(gw->sync_timer, c->sync_interval_ms);
@@ -583,6 +610,7 @@ static int gw_start(struct gw *gw)
 	char *err = NULL;
 	int rc;
 
+	fdlimit_raise();
 	gw->base = event_base_new();
 	if (gw->base == NULL)
 		panic("cannot create the event loop");
@@ -602,6 +630,9 @@ static int gw_start(struct gw *gw)
 	sc.proto.xforward_allowed = gw_xforward_allowed;
 	sc.max_connections = cfg->max_connections;
 	sc.idle_timeout_ms = cfg->idle_timeout_ms;
+	sc.max_connections_per_client = cfg->max_connections_per_client;
+	sc.command_timeout_ms = cfg->command_timeout_ms;
+	sc.data_timeout_ms = cfg->data_timeout_ms;
 	sc.tls_cert = cfg->tls_cert;
 	sc.tls_key = cfg->tls_key;
 	sc.on_message = gw_on_message;
@@ -656,6 +687,10 @@ static int gw_start(struct gw *gw)
 				cfg->http_listen, strerror(-rc));
 			return rc;
 		}
+		struct http_server_conn_limits hl;
+		gw_http_limits_from(cfg, &hl);
+		http_server_set_connection_limits(api_http(gw->api), &hl);
+		http_server_set_on_refused(api_http(gw->api), gw_http_refused, NULL);
 		if (http_server_route(api_http(gw->api), "POST",
 				      "/api/v1/quarantines/spam/delete-all", HTTP_SERVER_ROUTE_AUTH,
 				      gw_delete_all, gw) < 0)

@@ -12,8 +12,20 @@
  * writes the access-log line. The request context lives on dispatch's stack, unless
  * the handler defers: then a heap copy takes over the query and parameters, sits on
  * the server's deferred list, and http_server_send() frees it after the reply.
- * TLS (http_server_use_tls) lives in http_tls.c; this file only keeps its state
- * and lets it add its headers. Not for: streaming.
+ *
+ * Connections are counted apart from requests (the "connections" section below):
+ * libevent 2.1 has no accept hook, so the bufferevent callback registers each new
+ * connection and http_server_conn_adopt(), run right after libevent set it up,
+ * applies the caps (total, per client address, descriptor reserve), sets
+ * TCP_NODELAY and takes libevent's close callback. A connection then moves
+ *   idle    --first octet of a request (http_server_conn_input)--> request
+ *   request --request complete (dispatch: http_server_conn_busy)--> handling
+ *   handling --reply queued (http_server_send: http_server_conn_replied)--> idle
+ *                                                  (or request, if input waits)
+ *   request --request_timeout since its first octet--> closed
+ *   idle    --keepalive_timeout without an octet (reply written)--> closed
+ * TLS (http_server_use_tls) lives in http_tls.c: http_server_conn_new asks it for
+ * each connection's bufferevent, and replies get its headers. Not for: streaming.
  */
 #include "http/http_server.h"
 
@@ -26,9 +38,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -36,6 +50,7 @@
 #include <sodium.h>
 
 #include "common/clock.h"
+#include "common/fdlimit.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "http/http_json.h"
@@ -53,9 +68,35 @@ struct http_server_route_entry {
 	void *arg;
 };
 
+enum http_server_conn_phase {
+	HTTP_CONN_NEW,	    /* libevent is setting it up; adopted on the next turn */
+	HTTP_CONN_IDLE,	    /* waiting for a request's first octet */
+	HTTP_CONN_REQUEST,  /* a request is arriving: the request deadline runs */
+	HTTP_CONN_HANDLING, /* a complete request is with its handler */
+};
+
+/* One accepted connection, as counted for the caps and timed for the deadlines. */
+struct http_server_conn {
+	struct http_server *srv;
+	struct bufferevent *bev;	 /* referenced by us until adopted */
+	struct evhttp_connection *evcon; /* NULL until adopted */
+	struct evbuffer_cb_entry *input_cb;
+	struct event *timer; /* adoption, then the request deadline or the idle timer */
+	enum http_server_conn_phase phase;
+	char peer[INET6_ADDRSTRLEN];
+	struct http_server_conn *prev, *next;
+};
+
 struct http_server {
 	struct evhttp *http;
 	struct evhttp_bound_socket *bound;
+	struct event_base *base;
+	struct fdlimit_guard *accept_guard;
+	struct http_server_conn_limits conn_limits;
+	struct http_server_conn *conns; /* every connection libevent has open */
+	unsigned nconns;		/* adopted ones among them */
+	http_server_refused_fn on_refused;
+	void *on_refused_arg;
 	unsigned port;
 	struct http_server_limits limits;
 	struct http_server_route_entry *routes;
@@ -272,6 +313,264 @@ bool http_server_bearer_ok(const char *authorization, const char *token)
 	return sodium_memcmp(got, want, sizeof(got)) == 0;
 }
 
+/* ---- connections: caps, deadlines, TCP_NODELAY ---- */
+
+static unsigned http_server_read_timeout_s(const struct http_server *s);
+
+static void http_server_conn_arm(struct http_server_conn *c, unsigned seconds)
+{
+	struct timeval tv = {(time_t)seconds, 0};
+	evtimer_add(c->timer, &tv);
+}
+
+/* Forgets c and frees it; the connection itself is libevent's to close. */
+static void http_server_conn_untrack(struct http_server_conn *c)
+{
+	struct http_server *s = c->srv;
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	if (c->evcon != NULL) {
+		s->nconns--;
+		evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+	}
+	if (c->input_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_cb);
+	if (c->evcon == NULL)
+		bufferevent_decref(c->bev);
+	event_free(c->timer);
+	free(c);
+}
+
+static void http_server_conn_refused(struct http_server *s, const char *reason, const char *peer)
+{
+	/* No connection id in the line: a flood of them folds into one report. */
+	log_info("http.refused", "reason=%s client=%s", reason, peer);
+	if (s->on_refused != NULL)
+		s->on_refused(s->on_refused_arg, reason);
+}
+
+/* libevent is closing the connection (any reason): stop counting it. */
+static void http_server_conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	http_server_conn_untrack(arg);
+}
+
+static struct http_server_conn *http_server_conn_find(struct http_server *s,
+						      struct evhttp_request *ev)
+{
+	struct evhttp_connection *evcon = ev != NULL ? evhttp_request_get_connection(ev) : NULL;
+	for (struct http_server_conn *c = s->conns; evcon != NULL && c != NULL; c = c->next) {
+		if (c->evcon == evcon)
+			return c;
+	}
+	return NULL;
+}
+
+static unsigned http_server_conn_count_peer(const struct http_server *s, const char *peer)
+{
+	unsigned n = 0;
+	for (const struct http_server_conn *c = s->conns; c != NULL; c = c->next)
+		n += c->evcon != NULL && strcmp(c->peer, peer) == 0;
+	return n;
+}
+
+/*
+ * Applies the caps to a connection libevent has just set up. Returns false when
+ * it was refused (and closed; c is gone).
+ */
+static bool http_server_conn_adopt(struct http_server_conn *c)
+{
+	struct http_server *s = c->srv;
+	bufferevent_data_cb readcb = NULL;
+	void *cbarg = NULL;
+	bufferevent_getcb(c->bev, &readcb, NULL, NULL, &cbarg);
+	if (readcb == NULL || cbarg == NULL) {
+		/* libevent gave up on it already (bufferevent_free clears the callbacks). */
+		http_server_conn_untrack(c);
+		return false;
+	}
+	struct evhttp_connection *evcon = cbarg; /* evhttp's argument to its own callbacks */
+	int fd = (int)bufferevent_getfd(c->bev);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		const void *a = ss.ss_family == AF_INET6
+				    ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+				    : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+		inet_ntop(ss.ss_family, a, c->peer, sizeof(c->peer));
+	}
+	const struct http_server_conn_limits *l = &s->conn_limits;
+	const char *refuse = NULL;
+	if (s->nconns >= l->max_connections)
+		refuse = "connection_limit";
+	else if (http_server_conn_count_peer(s, c->peer) >= l->max_connections_per_client)
+		refuse = "client_connection_limit";
+	else if (fdlimit_in_reserve(fd, l->fd_reserve))
+		refuse = "descriptors";
+	if (refuse != NULL) {
+		http_server_conn_refused(s, refuse, c->peer);
+		http_server_conn_untrack(c);
+		evhttp_connection_free(evcon);
+		return false;
+	}
+	c->evcon = evcon;
+	s->nconns++;
+	bufferevent_decref(c->bev);
+	evhttp_connection_set_closecb(evcon, http_server_conn_closed, c);
+	/*
+	 * A reply larger than the first TCP segments would otherwise wait for the
+	 * client's delayed ACK (Nagle): some 40 ms per reply on a kept-alive connection.
+	 */
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+		c->phase = HTTP_CONN_REQUEST;
+		http_server_conn_arm(c, l->request_timeout_s);
+	} else {
+		c->phase = HTTP_CONN_IDLE;
+		http_server_conn_arm(c, l->keepalive_timeout_s);
+	}
+	return true;
+}
+
+static void http_server_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_server_conn *c = arg;
+	switch (c->phase) {
+	case HTTP_CONN_NEW:
+		http_server_conn_adopt(c);
+		return;
+	case HTTP_CONN_REQUEST:
+		log_info("http.timeout", "client=%s limit_s=%u", c->peer,
+			 c->srv->conn_limits.request_timeout_s);
+		if (c->srv->on_refused != NULL)
+			c->srv->on_refused(c->srv->on_refused_arg, "request_timeout");
+		evhttp_connection_free(c->evcon); /* its close callback frees c */
+		return;
+	case HTTP_CONN_IDLE:
+		/* A reply still being written is no idleness of the client's. */
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+			http_server_conn_arm(c, c->srv->conn_limits.keepalive_timeout_s);
+			return;
+		}
+		evhttp_connection_free(c->evcon);
+		return;
+	case HTTP_CONN_HANDLING:
+		return;
+	}
+}
+
+/* Octets came in or were taken out: the first of a request starts its deadline. */
+static void http_server_conn_input(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+				   void *arg)
+{
+	struct http_server_conn *c = arg;
+	if (info->n_added == 0 || c->phase != HTTP_CONN_IDLE)
+		return;
+	c->phase = HTTP_CONN_REQUEST;
+	http_server_conn_arm(c, c->srv->conn_limits.request_timeout_s);
+}
+
+/*
+ * libevent's bufferevent callback: makes the socket bufferevent of a new
+ * connection (the fd is set after we return) and registers the connection,
+ * adopted on the next turn of the loop. An extra reference keeps the bufferevent
+ * readable until then even if libevent frees it first.
+ */
+static struct bufferevent *http_server_conn_new(struct event_base *base, void *arg)
+{
+	struct http_server *s = arg;
+	struct bufferevent *bev = s->tls != NULL
+				      ? http_tls_bev_new(s->tls, base)
+				      : bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL)
+		panic("http_server: out of memory");
+	struct http_server_conn *c = xcalloc(1, sizeof(*c));
+	c->srv = s;
+	c->bev = bev;
+	c->phase = HTTP_CONN_NEW;
+	snprintf(c->peer, sizeof(c->peer), "unknown");
+	bufferevent_incref(bev);
+	c->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), http_server_conn_input, c);
+	c->timer = evtimer_new(s->base, http_server_conn_timer, c);
+	if (c->input_cb == NULL || c->timer == NULL)
+		panic("http_server: out of memory");
+	c->next = s->conns;
+	if (s->conns != NULL)
+		s->conns->prev = c;
+	s->conns = c;
+	/* Runs after libevent's accept handling, before any read on the new socket. */
+	event_active(c->timer, EV_TIMEOUT, 1);
+	return bev;
+}
+
+/* dispatch: a complete request is with its handler; no deadline while it is. */
+static void http_server_conn_busy(struct http_server *s, struct evhttp_request *ev)
+{
+	struct http_server_conn *c = http_server_conn_find(s, ev);
+	if (c == NULL)
+		return;
+	c->phase = HTTP_CONN_HANDLING;
+	evtimer_del(c->timer);
+}
+
+/* A reply was queued: the connection waits for the next request (kept alive). */
+static void http_server_conn_replied(struct http_server *s, struct evhttp_request *ev)
+{
+	struct http_server_conn *c = http_server_conn_find(s, ev);
+	if (c == NULL)
+		return;
+	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+		c->phase = HTTP_CONN_REQUEST;
+		http_server_conn_arm(c, s->conn_limits.request_timeout_s);
+	} else {
+		c->phase = HTTP_CONN_IDLE;
+		http_server_conn_arm(c, s->conn_limits.keepalive_timeout_s);
+	}
+}
+
+static void http_server_apply_conn_limits(struct http_server *s,
+					  const struct http_server_conn_limits *lim)
+{
+	struct http_server_conn_limits *l = &s->conn_limits;
+	l->max_connections = lim != NULL && lim->max_connections != 0
+				 ? lim->max_connections
+				 : HTTP_SERVER_DEFAULT_MAX_CONNECTIONS;
+	l->max_connections_per_client = lim != NULL && lim->max_connections_per_client != 0
+					    ? lim->max_connections_per_client
+					    : HTTP_SERVER_DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
+	l->request_timeout_s = lim != NULL && lim->request_timeout_s != 0
+				   ? lim->request_timeout_s
+				   : HTTP_SERVER_DEFAULT_REQUEST_TIMEOUT_S;
+	l->keepalive_timeout_s = lim != NULL && lim->keepalive_timeout_s != 0
+				     ? lim->keepalive_timeout_s
+				     : HTTP_SERVER_DEFAULT_KEEPALIVE_TIMEOUT_S;
+	l->fd_reserve =
+	    lim != NULL && lim->fd_reserve != 0 ? lim->fd_reserve : HTTP_SERVER_DEFAULT_FD_RESERVE;
+}
+
+void http_server_set_connection_limits(struct http_server *s,
+				       const struct http_server_conn_limits *lim)
+{
+	http_server_apply_conn_limits(s, lim);
+	evhttp_set_timeout(s->http, (int)http_server_read_timeout_s(s));
+}
+
+void http_server_set_on_refused(struct http_server *s, http_server_refused_fn fn, void *arg)
+{
+	s->on_refused = fn;
+	s->on_refused_arg = arg;
+}
+
+unsigned http_server_connections(const struct http_server *s)
+{
+	return s->nconns;
+}
+
 /* ---- replies ---- */
 
 static void http_server_clear_params(struct http_server_request *req);
@@ -318,6 +617,8 @@ static void http_server_send(struct http_server_request *req, int status, const 
 		panic("http_server: out of memory");
 	if (len > 0 && evbuffer_add(buf, data, len) != 0)
 		panic("http_server: out of memory");
+	if (req->srv != NULL)
+		http_server_conn_replied(req->srv, req->ev);
 	evhttp_send_reply(req->ev, status, http_server_reason(status), buf);
 	evbuffer_free(buf);
 
@@ -668,6 +969,7 @@ static void http_server_dispatch(struct evhttp_request *ev, void *arg)
 	memset(&req, 0, sizeof(req));
 	req.srv = arg;
 	req.ev = ev;
+	http_server_conn_busy(req.srv, ev);
 	req.started = clock_mono_ms();
 	req.serial = ++req.srv->serial;
 	req.method = http_server_method_name(evhttp_request_get_command(ev));
@@ -681,6 +983,20 @@ static void http_server_dispatch(struct evhttp_request *ev, void *arg)
 }
 
 /* ---- lifecycle ---- */
+
+/*
+ * libevent's own timeout (between two reads or writes) is only a backstop behind
+ * our deadlines: the longest of them, so it never cuts what they allow.
+ */
+static unsigned http_server_read_timeout_s(const struct http_server *s)
+{
+	unsigned t = s->limits.request_timeout_s;
+	if (s->conn_limits.request_timeout_s > t)
+		t = s->conn_limits.request_timeout_s;
+	if (s->conn_limits.keepalive_timeout_s > t)
+		t = s->conn_limits.keepalive_timeout_s;
+	return t;
+}
 
 static void http_server_apply_limits(struct http_server *s, const struct http_server_limits *lim)
 {
@@ -698,7 +1014,7 @@ static void http_server_apply_limits(struct http_server *s, const struct http_se
 		transport *= HTTP_SERVER_BODY_READ_FACTOR;
 	evhttp_set_max_headers_size(s->http, (ev_ssize_t)s->limits.max_headers_size);
 	evhttp_set_max_body_size(s->http, (ev_ssize_t)transport);
-	evhttp_set_timeout(s->http, (int)s->limits.request_timeout_s);
+	evhttp_set_timeout(s->http, (int)http_server_read_timeout_s(s));
 }
 
 void http_server_set_limits(struct http_server *s, const struct http_server_limits *lim)
@@ -757,10 +1073,13 @@ int http_server_new(struct event_base *base, const char *listen,
 	if (rc < 0)
 		goto fail;
 	s = xcalloc(1, sizeof(*s));
+	s->base = base;
 	s->http = evhttp_new(base);
 	if (s->http == NULL)
 		panic("http_server: evhttp_new failed");
+	http_server_apply_conn_limits(s, NULL);
 	http_server_apply_limits(s, lim);
+	evhttp_set_bevcb(s->http, http_server_conn_new, s);
 	/* Every method reaches the router, so unknown ones get our 405, not libevent's 501. */
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 						EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
@@ -773,6 +1092,8 @@ int http_server_new(struct event_base *base, const char *listen,
 		log_error("http.bind_failed", "listen=%s error=%s", listen, strerror(-rc));
 		goto fail;
 	}
+	s->accept_guard =
+	    fdlimit_guard_listener(base, evhttp_bound_socket_get_listener(s->bound), "http");
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	if (getsockname(evhttp_bound_socket_get_fd(s->bound), (struct sockaddr *)&ss, &sl) == 0)
@@ -791,7 +1112,7 @@ void http_server_use_tls(struct http_server *s, struct ssl_ctx_st *ctx, unsigned
 {
 	if (s->tls != NULL)
 		panic("http_server: TLS turned on twice");
-	s->tls = http_tls_new(s->http, ctx, hsts_max_age_s);
+	s->tls = http_tls_new(ctx, hsts_max_age_s);
 	log_info("http.tls", "port=%u hsts_max_age=%u", s->port, hsts_max_age_s);
 }
 
@@ -812,8 +1133,13 @@ void http_server_free(struct http_server *s)
 		r->prev = r->next = NULL;
 		r = next;
 	}
+	fdlimit_guard_stop(s->accept_guard);
 	if (s->http != NULL)
-		evhttp_free(s->http);
+		evhttp_free(s->http); /* each adopted connection's close callback untracks it */
+	fdlimit_guard_free(s->accept_guard);
+	/* Connections not adopted yet: libevent freed them; drop our references. */
+	while (s->conns != NULL)
+		http_server_conn_untrack(s->conns);
 	/* After evhttp: its connections used the TLS state. */
 	http_tls_free(s->tls);
 	for (size_t i = 0; i < s->nroutes; i++) {

@@ -28,8 +28,24 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 #define HTTP_SERVER_DEFAULT_MAX_HEADERS_SIZE (32 * 1024)
 /* Request body; bigger bodies are answered 413. */
 #define HTTP_SERVER_DEFAULT_MAX_BODY_SIZE (1024 * 1024)
-/* A connection that sends or accepts nothing for this long is closed. */
+/*
+ * A request must be complete (headers and body) this long after its first octet,
+ * however slowly it trickles; else the connection is closed. 1 MiB in 30 s is
+ * 35 KB/s, slower than any client that is not trying to hold a connection.
+ */
 #define HTTP_SERVER_DEFAULT_REQUEST_TIMEOUT_S 30
+/* A kept-alive connection without a new request for this long is closed. */
+#define HTTP_SERVER_DEFAULT_KEEPALIVE_TIMEOUT_S 15
+/* Connections at once; one more is closed at once. Browsers open about six. */
+#define HTTP_SERVER_DEFAULT_MAX_CONNECTIONS 256
+/* Connections from one client address (behind a reverse proxy: the proxy). */
+#define HTTP_SERVER_DEFAULT_MAX_CONNECTIONS_PER_CLIENT 32
+/*
+ * Descriptors left to the rest of the process (SMTP listener, store, outgoing
+ * connections): a connection whose descriptor lies among the top this many of
+ * RLIMIT_NOFILE is closed at once (see fdlimit_in_reserve; at most half the limit).
+ */
+#define HTTP_SERVER_DEFAULT_FD_RESERVE 64
 /*
  * libevent 2.1 cannot hand a body-too-large condition to us, it answers with its own
  * HTML page. So libevent's own limit is this many times ours: a body a little over
@@ -50,8 +66,23 @@ struct http_server_limits {
 	unsigned request_timeout_s; /* 0: HTTP_SERVER_DEFAULT_REQUEST_TIMEOUT_S */
 };
 
+/* Connection caps and deadlines (see "connections" in http_server.c). */
+struct http_server_conn_limits {
+	unsigned max_connections;	     /* 0: HTTP_SERVER_DEFAULT_MAX_CONNECTIONS */
+	unsigned max_connections_per_client; /* 0: ..._MAX_CONNECTIONS_PER_CLIENT */
+	unsigned request_timeout_s;	     /* first octet to complete request; 0: default */
+	unsigned keepalive_timeout_s;	     /* idle between requests; 0: default */
+	unsigned fd_reserve;		     /* 0: HTTP_SERVER_DEFAULT_FD_RESERVE */
+};
+
 struct http_server;
 struct http_server_request;
+
+/*
+ * Told of every connection closed by a cap or a deadline, with the reason:
+ * "connection_limit", "client_connection_limit", "descriptors", "request_timeout".
+ */
+typedef void (*http_server_refused_fn)(void *arg, const char *reason);
 
 /* A route's handler. It answers req with one http_server_reply_* call before returning. */
 typedef void (*http_server_handler_fn)(struct http_server_request *req, void *arg);
@@ -82,6 +113,13 @@ void http_server_use_tls(struct http_server *s, struct ssl_ctx_st *ctx, unsigned
 unsigned http_server_port(const struct http_server *s);
 /* New limits; connections accepted from now on get them. */
 void http_server_set_limits(struct http_server *s, const struct http_server_limits *lim);
+/* New connection caps and deadlines (lim NULL: the defaults); live connections too. */
+void http_server_set_connection_limits(struct http_server *s,
+				       const struct http_server_conn_limits *lim);
+/* The function told of refused and timed-out connections (for metrics); NULL: none. */
+void http_server_set_on_refused(struct http_server *s, http_server_refused_fn fn, void *arg);
+/* Connections open now (counted ones). */
+unsigned http_server_connections(const struct http_server *s);
 /* The function guarding HTTP_SERVER_ROUTE_AUTH routes. Without one, they answer 401. */
 void http_server_set_auth(struct http_server *s, http_server_auth_fn fn, void *arg);
 

@@ -1,8 +1,8 @@
 /*
  * http_tls — the TLS side of http_server (see http_tls.h).
  *
- * evhttp asks http_tls_bev() for the bufferevent of each accepted connection
- * (evhttp_set_bevcb) and gives it the socket afterwards; the bufferevent starts
+ * http_server's bufferevent callback asks http_tls_bev_new() for the bufferevent
+ * of each accepted connection, and evhttp gives it the socket afterwards; it starts
  * in the accepting state, so the first bytes it reads are the ClientHello. A peer
  * speaking plain HTTP or an untrusting client fails the handshake: OpenSSL
  * reports an error, evhttp drops that connection and the listener keeps going.
@@ -24,10 +24,9 @@ struct http_tls {
 	char hsts[64]; /* the header's value, "" when none */
 };
 
-/* evhttp's bevcb: a new server-side TLS bufferevent; it must never fall back to plain. */
-static struct bufferevent *http_tls_bev(struct event_base *base, void *arg)
+/* A new server-side TLS bufferevent; it must never fall back to plain. */
+struct bufferevent *http_tls_bev_new(struct http_tls *t, struct event_base *base)
 {
-	struct http_tls *t = arg;
 	SSL *ssl = SSL_new(t->ctx);
 	if (ssl == NULL)
 		panic("http_tls: out of memory");
@@ -40,14 +39,13 @@ static struct bufferevent *http_tls_bev(struct event_base *base, void *arg)
 	return bev;
 }
 
-struct http_tls *http_tls_new(struct evhttp *http, SSL_CTX *ctx, unsigned hsts_max_age_s)
+struct http_tls *http_tls_new(SSL_CTX *ctx, unsigned hsts_max_age_s)
 {
 	struct http_tls *t = xcalloc(1, sizeof(*t));
 	SSL_CTX_up_ref(ctx);
 	t->ctx = ctx;
 	if (hsts_max_age_s > 0)
 		snprintf(t->hsts, sizeof(t->hsts), "max-age=%u", hsts_max_age_s);
-	evhttp_set_bevcb(http, http_tls_bev, t);
 	return t;
 }
 

@@ -11,16 +11,22 @@
 
 #include <openssl/ssl.h>
 
-struct evhttp;
+struct bufferevent;
+struct event_base;
 struct evkeyvalq;
 struct http_tls;
 
 /*
- * Makes http serve TLS with ctx (a reference is taken) from the next accepted
- * connection on. hsts_max_age_s > 0: replies carry "Strict-Transport-Security:
- * max-age=N". Returns the state http_server keeps (http_tls_free).
+ * The TLS state of a server that serves TLS with ctx (a reference is taken).
+ * hsts_max_age_s > 0: replies carry "Strict-Transport-Security: max-age=N".
+ * Returns the state http_server keeps (http_tls_free).
  */
-struct http_tls *http_tls_new(struct evhttp *http, SSL_CTX *ctx, unsigned hsts_max_age_s);
+struct http_tls *http_tls_new(SSL_CTX *ctx, unsigned hsts_max_age_s);
+/*
+ * The bufferevent of a newly accepted connection (the socket is set later by
+ * evhttp): the server side of a TLS handshake. Panics when out of memory.
+ */
+struct bufferevent *http_tls_bev_new(struct http_tls *t, struct event_base *base);
 /* Adds the TLS-only reply headers; t NULL (plain HTTP) adds nothing. */
 void http_tls_add_headers(const struct http_tls *t, struct evkeyvalq *headers);
 /* Drops the context reference. NULL is a no-op. */

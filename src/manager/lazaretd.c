@@ -23,6 +23,7 @@
 #include "common/acl.h"
 #include "common/clock.h"
 #include "common/daemon_args.h"
+#include "common/fdlimit.h"
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "common/tls.h"
@@ -35,6 +36,7 @@
 #include "manager/manager_config.h"
 #include "manager/notify.h"
 #include "quarantine/metrics.h"
+#include "http/http_server.h"
 #include "quarantine/release.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
@@ -45,6 +47,8 @@
 #define LAZARETD_SHUTDOWN_POLL_MS 50
 /* After the grace period, how long to wait for commits of messages already in flight. */
 #define LAZARETD_COMMIT_WAIT_MS 10000
+/* Descriptors kept from HTTP for the store (reader pool, WAL), the log, the digest mailer. */
+#define LAZARETD_FD_RESERVE_BASE 64
 
 struct lazaretd {
 	struct manager_config cfg;
@@ -100,6 +104,9 @@ static void smtp_config_from(const struct manager_config *cfg, struct ingest *in
 	sc->accept_from = cfg->accept_from;
 	sc->max_connections = cfg->max_connections;
 	sc->idle_timeout_ms = cfg->idle_timeout_ms;
+	sc->max_connections_per_client = cfg->max_connections_per_client;
+	sc->command_timeout_ms = cfg->command_timeout_ms;
+	sc->data_timeout_ms = cfg->data_timeout_ms;
 	sc->tls_cert = cfg->tls_cert;
 	sc->tls_key = cfg->tls_key;
 	sc->tls_client_ca = cfg->tls_client_ca;
@@ -122,6 +129,27 @@ static void release_config_from(const struct manager_config *cfg, struct release
 	rc->retry_min_ms = cfg->retry_min_ms;
 	rc->retry_max_ms = cfg->retry_max_ms;
 	rc->give_up_after_ms = cfg->give_up_after_ms;
+}
+
+static void on_http_refused(void *arg, const char *reason)
+{
+	metrics_http_refused(reason);
+}
+
+/*
+ * The HTTP side's caps. Its descriptor reserve covers the SMTP listener's own cap
+ * plus LAZARETD_FD_RESERVE_BASE for the store, the log and release connections, so
+ * a flood of HTTP connections never starves the SMTP listener.
+ */
+static void http_limits_from(const struct manager_config *cfg, struct http_server_conn_limits *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->max_connections = cfg->http_max_connections;
+	l->max_connections_per_client = cfg->http_max_connections_per_client;
+	l->request_timeout_s = (unsigned)(cfg->http_request_timeout_ms / 1000);
+	l->keepalive_timeout_s = (unsigned)(cfg->http_keepalive_timeout_ms / 1000);
+	l->fd_reserve =
+	    cfg->max_connections + cfg->release_max_connections + LAZARETD_FD_RESERVE_BASE;
 }
 
 static void api_config_from(const struct manager_config *cfg, struct api_config *ac)
@@ -259,6 +287,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		struct api_config ac;
 		api_config_from(&next, &ac);
 		api_reconfigure(d->api, &ac);
+		struct http_server_conn_limits hl;
+		http_limits_from(&next, &hl);
+		http_server_set_connection_limits(api_http(d->api), &hl);
 		struct api_users_config uc;
 		users_config_from(&next, d->directory, &uc);
 		api_users_configure(d->api, &uc);
@@ -288,6 +319,7 @@ static int start(struct lazaretd *d)
 	int rc;
 	struct smtp_server_config sc;
 
+	fdlimit_raise();
 	d->base = event_base_new();
 	if (d->base == NULL)
 		panic("cannot create the event loop");
@@ -348,6 +380,10 @@ static int start(struct lazaretd *d)
 			strerror(-rc));
 		return rc;
 	}
+	struct http_server_conn_limits hl;
+	http_limits_from(&d->cfg, &hl);
+	http_server_set_connection_limits(api_http(d->api), &hl);
+	http_server_set_on_refused(api_http(d->api), on_http_refused, NULL);
 	/* [auth_ldap] and [auth_imap] are read once: logins in flight hold them. */
 	d->directory = auth_directory_new(&d->cfg);
 	struct api_users_config uc;

@@ -22,11 +22,15 @@ struct manager_config {
 	char *log_level; /* error | warn | info | debug; default info */
 
 	/* [http] */
-	char *http_listen;	/* host:port; default 127.0.0.1:8080 */
-	char *admin_token;	/* required, non-empty */
-	uint64_t http_max_body; /* request body limit; default 1M */
-	char *web_root;		/* the web application's folder, or NULL: none */
-	char *http_tls_cert;	/* PEM paths: HTTPS when both are set */
+	char *http_listen;			  /* host:port; default 127.0.0.1:8080 */
+	char *admin_token;			  /* required, non-empty */
+	uint64_t http_max_body;			  /* request body limit; default 1M */
+	unsigned http_max_connections;		  /* default 256 */
+	unsigned http_max_connections_per_client; /* default 32 */
+	int64_t http_request_timeout_ms;	  /* first octet to complete request; 30s */
+	int64_t http_keepalive_timeout_ms;	  /* idle kept-alive connection; 15s */
+	char *web_root;				  /* the web application's folder, or NULL: none */
+	char *http_tls_cert;			  /* PEM paths: HTTPS when both are set */
 	char *http_tls_key;
 	int64_t http_hsts_max_age_ms; /* Strict-Transport-Security with HTTPS; default 365d */
 	bool http_tls;		      /* derived: both tls_cert and tls_key are set */
@@ -35,12 +39,17 @@ struct manager_config {
 	char *smtp_listen;	 /* default 127.0.0.1:6025 */
 	struct acl *accept_from; /* default 127.0.0.1/32, ::1/128 */
 	char *accept_from_text;
-	int64_t delete_after_ms;	   /* default 14d; 0 = never */
-	int64_t purge_interval_ms;	   /* default 1h */
-	uint64_t max_message_size;	   /* default 50M */
-	unsigned max_recipients;	   /* default 1000 */
-	unsigned max_connections;	   /* concurrent SMTP sessions; default 500 */
-	int64_t idle_timeout_ms;	   /* default 5m */
+	int64_t delete_after_ms;   /* default 14d; 0 = never */
+	int64_t purge_interval_ms; /* default 1h */
+	uint64_t max_message_size; /* default 50M */
+	unsigned max_recipients;   /* default 1000 */
+	unsigned max_connections;  /* concurrent SMTP sessions; default 500 */
+	int64_t idle_timeout_ms;   /* default 5m */
+	/* Sessions from one gateway address; default 100 (a gateway's workers deliver
+	 * in parallel, up to its 64 default workers at once). */
+	unsigned max_connections_per_client;
+	int64_t command_timeout_ms;	   /* a command line, from its first octet; default 1m */
+	int64_t data_timeout_ms;	   /* message data, from the 354; default 10m */
 	unsigned max_header_count;	   /* default 1000 */
 	uint64_t max_header_size;	   /* default 64K */
 	unsigned max_command_line;	   /* default 512 */

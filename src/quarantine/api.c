@@ -49,8 +49,6 @@
 /* Page size of GET /api/v1/messages when the client gives none, and its cap. */
 #define API_LIST_DEFAULT_LIMIT 50
 #define API_LIST_MAX_LIMIT     1000
-/* Ids in one bulk request: a body of 1 MiB holds about 25,000; keep transactions sane. */
-#define API_BULK_MAX_IDS 10000
 /* Addresses in one release/delete body: more than any message may have recipients. */
 #define API_MAX_BODY_RECIPIENTS 10000
 /* Body text in a message's detail: enough to judge a message, small enough to send. */
@@ -905,7 +903,7 @@ static void api_bulk_action(struct api *a, struct http_server_request *req, bool
 	if (rc == 0)
 		rc = http_json_get_bool(body, "all", &all, &err);
 	if (rc == 0 || rc == -ENOENT) {
-		rc = http_json_get_string_array(body, "ids", API_BULK_MAX_IDS, &ids, &nids, &err);
+		rc = http_json_get_string_array(body, "ids", STORE_BULK_MAX_IDS, &ids, &nids, &err);
 		have_ids = rc == 0;
 	}
 	if (rc == 0 || rc == -ENOENT) {

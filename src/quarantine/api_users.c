@@ -658,7 +658,7 @@ static void api_users_add(struct http_server_request *req, void *arg)
 	if (rc == -ENOENT)
 		err = xstrdup("\"username\", \"password\" and \"role\" are required");
 	if (rc == 0) {
-		rc = http_json_get_string_array(body, "addresses", API_USERS_MAX_ADDRESSES,
+		rc = http_json_get_string_array(body, "addresses", STORE_USER_MAX_ADDRESSES,
 						&addresses, &naddresses, &err);
 		if (rc == -ENOENT)
 			rc = 0;

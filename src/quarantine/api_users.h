@@ -29,9 +29,6 @@ struct http_server_request;
 #define API_USERS_LOGIN_THREADS 2
 /* A session's idle deadline is written back at most this often. */
 #define API_USERS_TOUCH_INTERVAL_MS (60 * 1000LL)
-/* Addresses one account may have. */
-#define API_USERS_MAX_ADDRESSES 1000
-
 /*
  * A directory login (LDAP, IMAP), called off the loop thread and allowed to block.
  * 0 when username/password are right: *addresses is a new array of new strings

@@ -17,6 +17,7 @@ static _Atomic uint64_t metrics_counters[METRICS_COUNTER_COUNT];
 static const char *const metrics_refused_reasons[] = {
     "acl",
     "connection_limit",
+    "client_connection_limit",
     "line_too_long",
     "message_too_large",
     "too_many_recipients",
@@ -78,6 +79,23 @@ void metrics_refused(const char *reason)
 	atomic_fetch_add_explicit(&metrics_refused_counts[i], 1, memory_order_relaxed);
 }
 
+static const char *const metrics_http_refused_reasons[] = {
+    "connection_limit", "client_connection_limit", "descriptors", "request_timeout", "other",
+};
+#define METRICS_HTTP_REFUSED_COUNT                                                                 \
+	(sizeof(metrics_http_refused_reasons) / sizeof(metrics_http_refused_reasons[0]))
+static _Atomic uint64_t metrics_http_refused_counts[METRICS_HTTP_REFUSED_COUNT];
+
+void metrics_http_refused(const char *reason)
+{
+	size_t i;
+	for (i = 0; i < METRICS_HTTP_REFUSED_COUNT - 1; i++) {
+		if (strcmp(metrics_http_refused_reasons[i], reason) == 0)
+			break;
+	}
+	atomic_fetch_add_explicit(&metrics_http_refused_counts[i], 1, memory_order_relaxed);
+}
+
 char *metrics_render(struct store *st)
 {
 	char *out = NULL;
@@ -97,6 +115,13 @@ char *metrics_render(struct store *st)
 		fprintf(f, "lazaret_smtp_refused_total{reason=\"%s\"} %llu\n",
 			metrics_refused_reasons[i],
 			(unsigned long long)atomic_load(&metrics_refused_counts[i]));
+	}
+	fprintf(f, "# HELP lazaret_http_refused_total HTTP connections closed by a cap or the "
+		   "request deadline, by reason.\n# TYPE lazaret_http_refused_total counter\n");
+	for (size_t i = 0; i < METRICS_HTTP_REFUSED_COUNT; i++) {
+		fprintf(f, "lazaret_http_refused_total{reason=\"%s\"} %llu\n",
+			metrics_http_refused_reasons[i],
+			(unsigned long long)atomic_load(&metrics_http_refused_counts[i]));
 	}
 	struct store_stats s;
 	if (st != NULL && store_stats(st, &s) == 0) {

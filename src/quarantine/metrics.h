@@ -31,12 +31,20 @@ uint64_t metrics_get(enum metrics_counter c);
 
 /*
  * Counts a refused SMTP connection or command by reason: "acl", "connection_limit",
+ * "client_connection_limit",
  * "line_too_long", "message_too_large", "too_many_recipients", "header_limit",
  * "too_many_commands", "too_many_errors", "http_request", "syntax",
  * "bad_sequence", "unknown_command", "policy", "timeout", "shutdown";
  * any other reason counts as "other". Thread-safe.
  */
 void metrics_refused(const char *reason);
+
+/*
+ * Counts an HTTP connection closed at accept or at its request deadline:
+ * "connection_limit", "client_connection_limit", "descriptors", "request_timeout";
+ * any other reason counts as "other". Thread-safe.
+ */
+void metrics_http_refused(const char *reason);
 
 /* The Prometheus text exposition; the caller frees it. st may be NULL (no gauges). */
 char *metrics_render(struct store *st);

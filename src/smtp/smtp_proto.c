@@ -107,7 +107,9 @@ struct smtp_proto {
 	/* Unprocessed input: in[in_start..in_len). */
 	unsigned char *in;
 	size_t in_start, in_len, in_cap;
-	bool discard_line; /* skipping the rest of an over-long command line */
+	bool discard_line;   /* skipping the rest of an over-long command line */
+	size_t discarded;    /* octets of it skipped since the last error counted */
+	uint64_t lines_done; /* command lines completed (smtp_proto_lines_done) */
 
 	/* Pending replies: out[out_start..out_len). */
 	char *out;
@@ -1225,6 +1227,28 @@ static enum smtp_proto_event data_end(struct smtp_proto *p)
 
 /* ---- input ---- */
 
+/*
+ * n more octets of an over-long command line (beyond its first max_command_line,
+ * LF not counted) were skipped. Every max_command_line of them counts as one more
+ * client error without a reply of its own, so an endless line ends the session
+ * with "421 4.7.0 ... too many errors" after about max_errors * max_command_line
+ * octets instead of being read for ever; the count is the same however the line
+ * was split into reads.
+ */
+static enum smtp_proto_event discard_count(struct smtp_proto *p, size_t n)
+{
+	const struct smtp_proto_limits *l = &p->cfg.limits;
+	p->discarded += n;
+	while (p->discarded >= l->max_command_line) {
+		p->discarded -= l->max_command_line;
+		p->errors++;
+		if (p->errors > l->max_errors)
+			return close_with(p, SMTP_REASON_TOO_MANY_ERRORS,
+					  "421 4.7.0 %s Error: too many errors", p->hostname);
+	}
+	return SMTP_EVENT_NONE;
+}
+
 /* Processes buf[*pos..len) as far as the state allows. */
 static enum smtp_proto_event run(struct smtp_proto *p, const unsigned char *buf, size_t len,
 				 size_t *pos)
@@ -1253,10 +1277,17 @@ static enum smtp_proto_event run(struct smtp_proto *p, const unsigned char *buf,
 		if (p->discard_line) {
 			if (lf == NULL) {
 				*pos = len;
+				enum smtp_proto_event ev = discard_count(p, avail);
+				if (ev != SMTP_EVENT_NONE)
+					return ev;
 				break;
 			}
 			*pos += (size_t)(lf - start) + 1;
 			p->discard_line = false;
+			p->lines_done++;
+			enum smtp_proto_event ev = discard_count(p, (size_t)(lf - start));
+			if (ev != SMTP_EVENT_NONE)
+				return ev;
 			continue;
 		}
 		if (lf == NULL) {
@@ -1264,8 +1295,11 @@ static enum smtp_proto_event run(struct smtp_proto *p, const unsigned char *buf,
 			if (avail >= l->max_command_line) {
 				*pos = len;
 				p->discard_line = true;
+				p->discarded = 0;
 				enum smtp_proto_event ev = refuse(p, SMTP_REASON_LINE_TOO_LONG,
 								  "500 5.5.2 Error: line too long");
+				if (ev == SMTP_EVENT_NONE)
+					ev = discard_count(p, avail - l->max_command_line);
 				if (ev != SMTP_EVENT_NONE)
 					return ev;
 			}
@@ -1273,9 +1307,14 @@ static enum smtp_proto_event run(struct smtp_proto *p, const unsigned char *buf,
 		}
 		size_t linelen = (size_t)(lf - start) + 1;
 		*pos += linelen;
+		p->lines_done++;
 		if (linelen > l->max_command_line) {
 			enum smtp_proto_event ev =
 			    refuse(p, SMTP_REASON_LINE_TOO_LONG, "500 5.5.2 Error: line too long");
+			/* Count the excess as a split read would have (see discard_count). */
+			p->discarded = 0;
+			if (ev == SMTP_EVENT_NONE)
+				ev = discard_count(p, linelen - 1 - l->max_command_line);
 			if (ev != SMTP_EVENT_NONE)
 				return ev;
 			continue;
@@ -1426,4 +1465,28 @@ bool smtp_proto_in_transaction(const struct smtp_proto *p)
 bool smtp_proto_awaiting_result(const struct smtp_proto *p)
 {
 	return p->state == ST_AWAIT;
+}
+
+enum smtp_proto_wait smtp_proto_waiting_for(const struct smtp_proto *p)
+{
+	switch (p->state) {
+	case ST_CONNECTED:
+	case ST_GREETED:
+	case ST_MAIL:
+	case ST_RCPT:
+		return p->in_len > p->in_start || p->discard_line ? SMTP_WAIT_COMMAND_REST
+								  : SMTP_WAIT_COMMAND;
+	case ST_DATA:
+		return SMTP_WAIT_DATA;
+	case ST_AWAIT:
+	case ST_TLS_WAIT:
+	case ST_CLOSED:
+		break;
+	}
+	return SMTP_WAIT_NOTHING;
+}
+
+uint64_t smtp_proto_lines_done(const struct smtp_proto *p)
+{
+	return p->lines_done;
 }

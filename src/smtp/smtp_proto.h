@@ -33,7 +33,8 @@ struct smtp_proto_limits {
 	unsigned max_header_count;	   /* header fields; over: "552 5.3.4 ..." at end of DATA */
 	size_t max_header_size;		   /* one header field incl. folding; over: 552 5.3.4 */
 	unsigned max_commands_before_mail; /* non-transaction commands in a row; over: 421 4.7.0 */
-	unsigned max_errors;		   /* error replies per session; over: 421 4.7.0 */
+	unsigned max_errors; /* error replies per session (and each further max_command_line
+				octets of an over-long line); over: 421 4.7.0 */
 };
 
 /* Defaults: 512, 65536, 1000, 50 MiB, 1000, 65536, 50, 20. */
@@ -174,5 +175,20 @@ enum smtp_proto_event smtp_proto_shutdown(struct smtp_proto *p);
 bool smtp_proto_in_transaction(const struct smtp_proto *p);
 /* True while a message awaits smtp_proto_message_done(). */
 bool smtp_proto_awaiting_result(const struct smtp_proto *p);
+
+/* What the machine waits for from the client; the caller's deadlines follow it. */
+enum smtp_proto_wait {
+	SMTP_WAIT_NOTHING,	/* a message result, a TLS handshake, or closed */
+	SMTP_WAIT_COMMAND,	/* the first octet of the next command line */
+	SMTP_WAIT_COMMAND_REST, /* the rest of a command line already begun */
+	SMTP_WAIT_DATA,		/* message data, up to the end mark */
+};
+enum smtp_proto_wait smtp_proto_waiting_for(const struct smtp_proto *p);
+/*
+ * Command lines completed so far (over-long ones too): a caller that saw
+ * SMTP_WAIT_COMMAND_REST before and after a feed tells by this count whether it
+ * is still the same line.
+ */
+uint64_t smtp_proto_lines_done(const struct smtp_proto *p);
 
 #endif

@@ -10,7 +10,14 @@
  *   awaiting --peer gone (session_event)--> orphaned (kept until message_done, then freed)
  *   reading  --session_handle(STARTTLS)--> reading over TLS (filter bufferevent)
  *   reading  --session_handle(CLOSE) / timeout / shutdown--> closing
+ *   reading  --command or data deadline (session_deadline_fired)--> closing
  *   closing  --output flushed (session_try_finish)--> freed
+ *
+ * Deadlines: the bufferevent's read timeout is the idle timeout, which every octet
+ * restarts. So that a client trickling one octet at a time cannot hold a session
+ * for ever, session_deadline_update() (after every read) also runs one timer per
+ * session: command_timeout from the first octet of a command line until it is
+ * complete, data_timeout from the 354 until the end of the data.
  *
  * Not for: message policy or storage; the owner's on_message handler decides.
  */
@@ -32,6 +39,7 @@
 #include <string.h>
 
 #include "common/acl.h"
+#include "common/fdlimit.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/tls.h"
@@ -47,6 +55,7 @@
 struct smtp_server {
 	struct event_base *base;
 	struct evconnlistener *listener;
+	struct fdlimit_guard *accept_guard;
 	struct smtp_server_config cfg;
 	char *listen;
 	char *hostname;
@@ -64,6 +73,9 @@ struct smtp_session {
 	struct smtp_proto *proto;
 	struct event *resume;
 	struct event *flush_timer;
+	struct event *deadline;		   /* command or data deadline */
+	enum smtp_proto_wait deadline_for; /* what it runs for; SMTP_WAIT_NOTHING: off */
+	uint64_t deadline_line;		   /* smtp_proto_lines_done() when it was armed */
 	int64_t flush_started_ms;
 	char id[13];
 	char peer[INET6_ADDRSTRLEN];
@@ -162,6 +174,8 @@ static void session_begin_close(struct smtp_session *s)
 	if (s->closing)
 		return;
 	s->closing = true;
+	evtimer_del(s->deadline);
+	s->deadline_for = SMTP_WAIT_NOTHING;
 	s->flush_started_ms = session_now_ms();
 	if (s->bev != NULL)
 		bufferevent_disable(s->bev, EV_READ);
@@ -231,6 +245,50 @@ static bool session_handle(struct smtp_session *s, enum smtp_proto_event ev)
 	return true;
 }
 
+/*
+ * Arms, keeps or stops the session's deadline after input was processed: a command
+ * line begun (SMTP_WAIT_COMMAND_REST) gets command_timeout from now, data
+ * (SMTP_WAIT_DATA) gets data_timeout from now; the same line or the same data
+ * keeps the deadline it has; anything else stops it.
+ */
+static void session_deadline_update(struct smtp_session *s)
+{
+	enum smtp_proto_wait w =
+	    s->closing || s->awaiting ? SMTP_WAIT_NOTHING : smtp_proto_waiting_for(s->proto);
+	uint64_t line = smtp_proto_lines_done(s->proto);
+	int64_t ms = 0;
+	if (w == SMTP_WAIT_COMMAND_REST)
+		ms = s->srv->cfg.command_timeout_ms;
+	else if (w == SMTP_WAIT_DATA)
+		ms = s->srv->cfg.data_timeout_ms;
+	if (ms <= 0) {
+		if (s->deadline_for != SMTP_WAIT_NOTHING)
+			evtimer_del(s->deadline);
+		s->deadline_for = SMTP_WAIT_NOTHING;
+		return;
+	}
+	if (w == s->deadline_for && line == s->deadline_line)
+		return;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+	evtimer_add(s->deadline, &tv);
+	s->deadline_for = w;
+	s->deadline_line = line;
+}
+
+static void session_deadline_fired(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+	if (s->closing || s->awaiting)
+		return;
+	smtp_proto_timeout(s->proto);
+	session_flush_proto(s);
+	log_info("smtp.timeout", "session=%s client=%s deadline=%s", s->id, s->peer,
+		 s->deadline_for == SMTP_WAIT_DATA ? "data" : "command");
+	if (s->srv->cfg.on_refused != NULL)
+		s->srv->cfg.on_refused(s->srv->cfg.ctx, "timeout", s->peer);
+	session_begin_close(s);
+}
+
 /* Feeds buffered socket input to the state machine until it must wait. */
 static void session_pump(struct smtp_session *s)
 {
@@ -251,6 +309,7 @@ static void session_pump(struct smtp_session *s)
 			in = bufferevent_get_input(s->bev);
 		}
 	}
+	session_deadline_update(s);
 }
 
 static void session_read(struct bufferevent *bev, void *arg)
@@ -331,6 +390,7 @@ static void session_resume(evutil_socket_t fd, short what, void *arg)
 		return;
 	enum smtp_proto_event ev = smtp_proto_feed(s->proto, NULL, 0);
 	session_handle(s, ev);
+	session_deadline_update(s);
 	if (s->closing || s->awaiting)
 		return;
 	bufferevent_enable(s->bev, EV_READ);
@@ -409,6 +469,8 @@ static void session_free(struct smtp_session *s)
 		event_free(s->resume);
 	if (s->flush_timer != NULL)
 		event_free(s->flush_timer);
+	if (s->deadline != NULL)
+		event_free(s->deadline);
 	smtp_proto_free(s->proto);
 	free(s);
 }
@@ -439,6 +501,15 @@ static void server_refuse(struct smtp_session *s, const char *reason, const char
 	session_begin_close(s);
 }
 
+/* Counted sessions (greeted, not refused at connect) from the client address peer. */
+static unsigned server_client_sessions(const struct smtp_server *srv, const char *peer)
+{
+	unsigned n = 0;
+	for (const struct smtp_session *s = srv->sessions; s != NULL; s = s->next)
+		n += s->counted && strcmp(s->peer, peer) == 0;
+	return n;
+}
+
 static void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 			  int salen, void *arg)
 {
@@ -466,6 +537,9 @@ static void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 	pc.hook_ctx = s;
 	s->proto = smtp_proto_new(&pc);
 	s->resume = event_new(srv->base, -1, 0, session_resume, s);
+	s->deadline = evtimer_new(srv->base, session_deadline_fired, s);
+	if (s->resume == NULL || s->deadline == NULL)
+		panic("cannot allocate session events");
 	s->next = srv->sessions;
 	if (srv->sessions != NULL)
 		srv->sessions->prev = s;
@@ -487,6 +561,14 @@ static void server_accept(struct evconnlistener *l, evutil_socket_t fd, struct s
 		snprintf(reply, sizeof(reply), "421 4.7.0 %s Error: too many connections",
 			 srv->hostname);
 		server_refuse(s, "connection_limit", reply);
+		return;
+	}
+	if (srv->cfg.max_connections_per_client > 0 &&
+	    server_client_sessions(srv, s->peer) >= srv->cfg.max_connections_per_client) {
+		char reply[400];
+		snprintf(reply, sizeof(reply), "421 4.7.0 %s Error: too many connections from %s",
+			 srv->hostname, s->peer);
+		server_refuse(s, "client_connection_limit", reply);
 		return;
 	}
 	s->counted = true;
@@ -543,6 +625,7 @@ int smtp_server_start(struct event_base *base, const struct smtp_server_config *
 		smtp_server_free(srv);
 		return e ? -e : -EADDRINUSE;
 	}
+	srv->accept_guard = fdlimit_guard_listener(base, srv->listener, "smtp");
 	*out = srv;
 	return 0;
 }
@@ -557,6 +640,7 @@ void smtp_server_shutdown(struct smtp_server *srv)
 	srv->shutting_down = true;
 	if (srv->listener != NULL)
 		evconnlistener_disable(srv->listener);
+	fdlimit_guard_stop(srv->accept_guard);
 	struct smtp_session *s = srv->sessions;
 	while (s != NULL) {
 		struct smtp_session *next = s->next;
@@ -605,6 +689,7 @@ void smtp_server_free(struct smtp_server *srv)
 		session_free(srv->sessions);
 	if (srv->listener != NULL)
 		evconnlistener_free(srv->listener);
+	fdlimit_guard_free(srv->accept_guard);
 	if (srv->ssl_ctx != NULL)
 		SSL_CTX_free(srv->ssl_ctx);
 	free(srv->listen);

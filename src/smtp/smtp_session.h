@@ -3,6 +3,9 @@
  * client access list and connection limit, runs smtp_proto for each session, does
  * STARTTLS, idle timeouts and graceful shutdown, and hands complete messages to the
  * owner's handler. Shared by the manager's quarantine listener and the gateway.
+ * Bounds what one client can hold: sessions per client address, a deadline for a
+ * command line and for message data that trickling bytes do not restart, and a
+ * pause in accepting when the process is out of descriptors.
  * Not for: deciding what happens to a message (that is the handler's job).
  *
  * Everything here runs on the loop thread. The handler may finish a message later
@@ -34,8 +37,17 @@ struct smtp_server_config {
 	struct smtp_proto_config proto; /* hostname, limits, optional hooks (hook_ctx) */
 	const struct acl *accept_from;	/* borrowed; NULL accepts everyone */
 	unsigned max_connections; /* over it: "421 4.7.0 <host> Error: too many connections" */
-	int64_t idle_timeout_ms;  /* no input for this long: 421 4.4.2 */
-	const char *tls_cert;	  /* PEM paths; STARTTLS offered when both are set */
+	/* Sessions from one client address; over it: "421 4.7.0 <host> Error: too many
+	 * connections from <address>". 0: no limit of its own. */
+	unsigned max_connections_per_client;
+	int64_t idle_timeout_ms; /* no input for this long: 421 4.4.2 */
+	/* A command line must be complete this long after its first octet, however
+	 * slowly it trickles in; else 421 4.4.2. 0: only the idle timeout applies. */
+	int64_t command_timeout_ms;
+	/* Message data must be complete (end mark read) this long after the 354; else
+	 * 421 4.4.2. 0: only the idle timeout applies. */
+	int64_t data_timeout_ms;
+	const char *tls_cert; /* PEM paths; STARTTLS offered when both are set */
 	const char *tls_key;
 	/*
 	 * PEM path or NULL: with STARTTLS, clients must present a certificate chaining

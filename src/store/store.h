@@ -145,6 +145,19 @@ struct store_message {
 void store_message_free(struct store_message *m);
 void store_message_array_free(struct store_message **v, size_t n);
 
+/*
+ * Ids in one bulk action: store_filter.ids here and "ids" in the API's bulk bodies.
+ * Each id is one bound variable of one statement, and one bulk action is one write
+ * transaction that holds the writer; a thousand keeps both short.
+ */
+#define STORE_BULK_MAX_IDS 1000
+/*
+ * Addresses of one account or session, so also of a listing's end-user scoping
+ * (store_filter.addresses): a user must be able to list what their account may see.
+ * More is a mistake, not a mailbox.
+ */
+#define STORE_USER_MAX_ADDRESSES 1000
+
 /* Filters for listing and bulk actions; NULL/0 fields do not filter. */
 struct store_filter {
 	const char *quarantine;
@@ -160,7 +173,7 @@ struct store_filter {
 	const char *gateway;
 	int64_t since;		/* received_at >= since (0: unbounded) */
 	int64_t until;		/* received_at < until (0: unbounded) */
-	const char *const *ids; /* only these ids (bulk by id) */
+	const char *const *ids; /* only these ids (bulk by id; at most STORE_BULK_MAX_IDS) */
 	size_t nids;
 	/*
 	 * When set, only messages with at least one recipient in this state (listing),
@@ -171,7 +184,7 @@ struct store_filter {
 	 * End-user scoping: only messages with a recipient in this list, and bulk
 	 * actions change only those recipients. NULL: no scoping.
 	 */
-	const char *const *addresses;
+	const char *const *addresses; /* at most STORE_USER_MAX_ADDRESSES */
 	size_t naddresses;
 };
 

@@ -68,9 +68,6 @@
 #define STORE_STMT_CACHE 48
 /* Listing page size bounds (CONTRACT.md: max 1000). */
 #define STORE_LIST_LIMIT_MAX 1000
-/* Bound variables a filter may add: SQLite allows 32766; keep far below. */
-#define STORE_FILTER_IDS_MAX	   1000
-#define STORE_FILTER_ADDRESSES_MAX 100
 /* Messages per transaction for store_expire/store_purge/bulk actions when the
  * caller passes 0, and the most a caller may ask for. */
 #define STORE_MAINT_BATCH_DEFAULT 500
@@ -1375,15 +1372,18 @@ fail:
 
 /* --- listing ------------------------------------------------------------ */
 
-/* Values bound to a statement built at run time. Text is borrowed or owned. */
+/*
+ * Values bound to a statement built at run time. Text is borrowed or owned. At most
+ * about 3000 variables (ids, addresses twice): SQLite allows 32766.
+ */
 struct store_binds {
 	struct {
 		bool is_text;
 		const char *text;
 		int64_t num;
-	} v[STORE_FILTER_IDS_MAX + 2 * STORE_FILTER_ADDRESSES_MAX + 32];
+	} v[STORE_BULK_MAX_IDS + 2 * STORE_USER_MAX_ADDRESSES + 32];
 	int n;
-	char *owned[STORE_FILTER_ADDRESSES_MAX + 16];
+	char *owned[STORE_USER_MAX_ADDRESSES + 16];
 	int nowned;
 };
 
@@ -1495,7 +1495,7 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor, st
 	static const struct store_filter none;
 	if (f == NULL)
 		f = &none;
-	if (f->nids > STORE_FILTER_IDS_MAX || f->naddresses > STORE_FILTER_ADDRESSES_MAX ||
+	if (f->nids > STORE_BULK_MAX_IDS || f->naddresses > STORE_USER_MAX_ADDRESSES ||
 	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL))
 		return -EINVAL;
 	int state = -1;

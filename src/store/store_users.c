@@ -21,8 +21,6 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-/* Addresses of one account or session; more is a mistake, not a mailbox. */
-#define STORE_USER_ADDRESSES_MAX 1000
 /* Audit rows in one page. */
 #define STORE_AUDIT_LIST_MAX 1000
 
@@ -170,7 +168,7 @@ static int store_user_add_job(struct store *st, struct store_conn *c, void *arg)
 int store_user_add(struct store *st, const struct store_user *u)
 {
 	if (u == NULL || u->username == NULL || *u->username == '\0' || u->role == NULL ||
-	    u->naddresses > STORE_USER_ADDRESSES_MAX)
+	    u->naddresses > STORE_USER_MAX_ADDRESSES)
 		return -EINVAL;
 	return store_int_run_job(st, store_user_add_job, (void *)u);
 }
@@ -417,7 +415,7 @@ static int store_session_add_job(struct store *st, struct store_conn *c, void *a
 int store_session_add(struct store *st, const char *token_hash, const struct store_session *s)
 {
 	if (token_hash == NULL || s == NULL || s->username == NULL || s->role == NULL ||
-	    s->csrf_token == NULL || s->naddresses > STORE_USER_ADDRESSES_MAX)
+	    s->csrf_token == NULL || s->naddresses > STORE_USER_MAX_ADDRESSES)
 		return -EINVAL;
 	for (size_t i = 0; i < s->naddresses; i++) {
 		if (strchr(s->addresses[i], '\n') != NULL)

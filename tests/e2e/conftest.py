@@ -43,7 +43,7 @@ for _sec, _keys in {
         "max_recipients", "max_connections", "idle_timeout", "max_header_count",
         "max_header_size", "max_command_line", "max_data_line",
         "max_commands_before_mail", "max_errors", "hostname", "tls_cert", "tls_key",
-        "shutdown_grace"],
+        "shutdown_grace", "max_connections_per_client", "command_timeout", "data_timeout"],
     "release": [
         "primary_host", "secondary_host", "source_address", "retry_min", "retry_max",
         "give_up_after", "helo_name", "timeout"],
@@ -122,6 +122,8 @@ class Manager:
         }
         self.apply(overrides)
         self.proc = None
+        # Run in the child before exec (e.g. to lower its RLIMIT_NOFILE).
+        self.preexec_fn = None
         self.exit_codes = []
         self.hostname = self.sections["spam_quarantine"].get("hostname") or \
             self.sections["manager"].get("name") or "lazaret"
@@ -159,7 +161,7 @@ class Manager:
         env = dict(os.environ)
         self.proc = subprocess.Popen([lazaretd_path(), "-c", self.conf_path],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     env=env, cwd="/")
+                                     env=env, cwd="/", preexec_fn=self.preexec_fn)
         logf.close()
         if wait:
             self.wait_ready()

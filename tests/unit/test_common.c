@@ -1,6 +1,7 @@
 /*
  * Unit tests for the small common modules: ids (UUIDv7), clock (RFC 3339),
- * log_quote (field values in log lines), privdrop (data folder creation).
+ * log_quote (field values in log lines), log repeat folding, privdrop (data folder
+ * creation).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -121,6 +123,66 @@ static int dir_mode(const char *path)
 	return (int)(st.st_mode & 07777);
 }
 
+/* Runs fn with stderr sent to a file; returns what was written (caller frees). */
+static char *capture_stderr(void (*fn)(void))
+{
+	char path[] = "/tmp/lazaret-log-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	int saved = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	fn();
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	off_t n = lseek(fd, 0, SEEK_END);
+	char *text = calloc(1, (size_t)n + 1);
+	assert_int_equal(pread(fd, text, (size_t)n, 0), n);
+	close(fd);
+	unlink(path);
+	return text;
+}
+
+static size_t count_of(const char *text, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
+static void log_a_flood(void)
+{
+	/* Start at the beginning of a second, so the flood falls in one. */
+	time_t t0 = time(NULL);
+	while (time(NULL) == t0)
+		usleep(1000);
+	for (int i = 0; i < 1000; i++)
+		log_warn("test.flood", "error=%s", "Too many open files");
+	log_warn("test.other", "n=%d", 1);
+	for (int i = 0; i < 3; i++)
+		log_warn("test.flood", "error=%s", "another text");
+	t0 = time(NULL);
+	while (time(NULL) == t0)
+		usleep(1000);
+	log_warn("test.flood", "error=%s", "Too many open files");
+}
+
+static void test_log_folds_repeated_lines(void **state)
+{
+	char *text = capture_stderr(log_a_flood);
+	/* Five of the thousand, then the report and one more in the next second. */
+	assert_int_equal(count_of(text, "test.flood error=Too many open files"), 6);
+	assert_int_equal(count_of(text, "log.suppressed count=995 event=test.flood "), 1);
+	assert_int_equal(count_of(text, "log.suppressed"), 1);
+	/* Other lines, even of the same event, are not held back. */
+	assert_int_equal(count_of(text, "test.other n=1"), 1);
+	assert_int_equal(count_of(text, "test.flood error=another text"), 3);
+	const char *report = strstr(text, "log.suppressed");
+	const char *last = strstr(report, "test.flood error=Too many open files");
+	assert_non_null(last);
+	free(text);
+}
+
 static void test_privdrop_make_dirs(void **state)
 {
 	/* Paths are relative to a fresh folder; "file" is a regular file in it. */
@@ -184,6 +246,7 @@ int main(void)
 	    cmocka_unit_test(test_ids_valid_rejects),
 	    cmocka_unit_test(test_rfc3339),
 	    cmocka_unit_test(test_log_quote),
+	    cmocka_unit_test(test_log_folds_repeated_lines),
 	    cmocka_unit_test(test_privdrop_make_dirs),
 	    cmocka_unit_test(test_privdrop_unknown_user_keeps_running),
 	};

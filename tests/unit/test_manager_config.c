@@ -185,6 +185,13 @@ static void test_defaults(void **state)
 	assert_int_equal(cfg.max_recipients, 1000);
 	assert_int_equal(cfg.max_connections, 500);
 	assert_int_equal(cfg.idle_timeout_ms, 5 * MIN);
+	assert_int_equal(cfg.max_connections_per_client, 100);
+	assert_int_equal(cfg.command_timeout_ms, 1 * MIN);
+	assert_int_equal(cfg.data_timeout_ms, 10 * MIN);
+	assert_int_equal(cfg.http_max_connections, 256);
+	assert_int_equal(cfg.http_max_connections_per_client, 32);
+	assert_int_equal(cfg.http_request_timeout_ms, 30 * SEC);
+	assert_int_equal(cfg.http_keepalive_timeout_ms, 15 * SEC);
 	assert_int_equal(cfg.max_header_count, 1000);
 	assert_int_equal(cfg.max_header_size, 64 * 1024);
 	assert_int_equal(cfg.max_command_line, 512);

@@ -576,6 +576,19 @@ static const struct smtp_case cases[] = {
      .input = "NOOP xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx QUIT\r\nNOOP\r\n",
      .max_command_line = 16,
      .expect = LONG_R OK_R},
+    {.name = "an endless line is cut after max_errors lines' worth",
+     .input = "NOOP xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+     .max_command_line = 16,
+     .max_errors = 2,
+     .expect = LONG_R "421 4.7.0 mx.test Error: too many errors\r\n[CLOSE]",
+     .reasons = "line_too_long,too_many_errors,"},
+    {.name = "an over-long line's excess counts as errors",
+     .input = "NOOP xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\nNOOP\r\n"
+	      "NOOP xxxxxxxxxxxxxxxx\r\nNOOP\r\n",
+     .max_command_line = 16,
+     .max_errors = 2,
+     .expect = LONG_R OK_R "421 4.7.0 mx.test Error: too many errors\r\n[CLOSE]",
+     .reasons = "line_too_long,too_many_errors,"},
     {.name = "too many recipients",
      .input = "HELO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<1@x.example>\r\n"
 	      "RCPT TO:<2@x.example>\r\nRCPT TO:<3@x.example>\r\nDATA\r\n.\r\n",
@@ -787,6 +800,50 @@ static void test_defaults(void **state)
 	assert_int_equal(l.max_header_size, 65536);
 	assert_int_equal(l.max_commands_before_mail, 50);
 	assert_int_equal(l.max_errors, 20);
+}
+
+/* What the session's deadlines follow: the wait state and the completed lines. */
+static void test_waiting_for(void **state)
+{
+	static const struct {
+		const char *input; /* fed in one piece after the previous ones */
+		enum smtp_proto_wait wait;
+		uint64_t lines;
+	} steps[] = {
+	    {"", SMTP_WAIT_COMMAND, 0},
+	    {"EH", SMTP_WAIT_COMMAND_REST, 0},
+	    {"LO c\r", SMTP_WAIT_COMMAND_REST, 0},
+	    {"\n", SMTP_WAIT_COMMAND, 1},
+	    {"NOOP\r\nNO", SMTP_WAIT_COMMAND_REST, 2},
+	    {"OP\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@x.example>\r\nDATA\r\n", SMTP_WAIT_DATA,
+	     6},
+	    {"Subject: x\r\n\r\nbody", SMTP_WAIT_DATA, 6},
+	    {"\r\n.\r\n", SMTP_WAIT_NOTHING, 6}, /* the message awaits its result */
+	};
+	struct harness h = {0};
+	struct smtp_proto_config cfg;
+	struct smtp_proto *p = new_default(&h, &cfg);
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		smtp_proto_feed(p, steps[i].input, strlen(steps[i].input));
+		assert_int_equal(smtp_proto_waiting_for(p), steps[i].wait);
+		assert_int_equal(smtp_proto_lines_done(p), steps[i].lines);
+	}
+	smtp_message_free(smtp_proto_message(p));
+	smtp_proto_message_done(p, "250 2.0.0 Ok");
+	assert_int_equal(smtp_proto_waiting_for(p), SMTP_WAIT_COMMAND);
+	/* An over-long line stays "begun" while its rest is skipped. */
+	char longline[600];
+	memset(longline, 'x', sizeof(longline));
+	smtp_proto_feed(p, longline, sizeof(longline));
+	assert_int_equal(smtp_proto_waiting_for(p), SMTP_WAIT_COMMAND_REST);
+	smtp_proto_feed(p, "\r\n", 2);
+	assert_int_equal(smtp_proto_waiting_for(p), SMTP_WAIT_COMMAND);
+	assert_int_equal(smtp_proto_lines_done(p), 7);
+	smtp_proto_timeout(p);
+	assert_int_equal(smtp_proto_waiting_for(p), SMTP_WAIT_NOTHING);
+	smtp_proto_free(p);
+	free(h.reasons.data);
+	free(h.rejects.data);
 }
 
 static void test_greeting_timeout_shutdown(void **state)
@@ -1014,6 +1071,7 @@ int main(void)
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_table),
 	    cmocka_unit_test(test_greeting_timeout_shutdown),
+	    cmocka_unit_test(test_waiting_for),
 	    cmocka_unit_test(test_message_event_pauses_pipeline),
 	    cmocka_unit_test(test_message_ownership),
 	    cmocka_unit_test(test_output_partially_consumed),
