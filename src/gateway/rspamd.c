@@ -96,8 +96,7 @@ static int rspamd_dechunk(char *body, size_t *len)
 	return 0;
 }
 
-/* Splits the HTTP reply and parses its JSON into out. 0, -EPROTO. */
-static int rspamd_parse_reply(char *buf, size_t len, struct antispam_result *out)
+int antispam_rspamd_parse_reply(char *buf, size_t len, struct antispam_result *out)
 {
 	json_t *root = NULL;
 	char *detail = NULL;
@@ -213,7 +212,7 @@ int antispam_rspamd_scan(const char *addr, int64_t timeout_ms, const struct anti
 		log_warn("rspamd.read_failed", "addr=%s error=\"%s\"", addr, strerror(-rc));
 		goto fail;
 	}
-	rc = rspamd_parse_reply(reply, replylen, out);
+	rc = antispam_rspamd_parse_reply(reply, replylen, out);
 fail:
 	if (fd >= 0)
 		close(fd);
