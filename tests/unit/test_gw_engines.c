@@ -1012,6 +1012,11 @@ static void test_rspamd_parse_reply(void **state)
 	static const struct rspamd_case cases[] = {
 	    {"HTTP/1.0, LF only", "HTTP/1.0 200 OK\n\n{\"score\":-2.5}", 0, -2.5, NULL},
 	    {"status without reason", "HTTP/1.1 200\r\n\r\n{\"score\":1}", 0, 1, NULL},
+	    /* Found by fuzz_rspamd: atoi took these for 200. */
+	    {"letter after the code", "HTTP/1.0 200o \nX: y\n\n{\"score\":-2.5}", -EPROTO, 0, NULL},
+	    {"code with four digits", "HTTP/1.1 2000 OK\r\n\r\n{\"score\":1}", -EPROTO, 0, NULL},
+	    {"two spaces", "HTTP/1.1  200 OK\r\n\r\n{\"score\":1}", -EPROTO, 0, NULL},
+	    {"signed code", "HTTP/1.1 +200 OK\r\n\r\n{\"score\":1}", -EPROTO, 0, NULL},
 	    {"no status line", "HTTP/1.\r\n\r\n200\r\n\r\n{\"score\":1}", -EPROTO, 0, NULL},
 	    {"chunk size too large",
 	     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
