@@ -69,9 +69,20 @@ int antivirus_clamd_parse_reply(char *reply, bool *infected, char **virus)
 	}
 	size_t rlen = strlen(rest);
 	if (rlen > 6 && strcmp(rest + rlen - 6, " FOUND") == 0) {
+		/* The name without the blanks around it: "stream:   FOUND" names nothing. */
 		size_t vlen = rlen - 6;
+		while (vlen > 0 && *rest == ' ') {
+			rest++;
+			vlen--;
+		}
+		while (vlen > 0 && rest[vlen - 1] == ' ')
+			vlen--;
+		if (vlen == 0)
+			goto bad;
 		if (vlen > ANTIVIRUS_CLAMD_VIRUS_MAX)
 			vlen = ANTIVIRUS_CLAMD_VIRUS_MAX;
+		while (vlen > 0 && rest[vlen - 1] == ' ')
+			vlen--; /* a cut may end on a blank */
 		*infected = true;
 		*virus = xstrndup(rest, vlen);
 		return 0;

@@ -1049,7 +1049,10 @@ static void test_clamd_parse_reply(void **state)
 	    {"clean with a line end", "stream: OK \r\n", 0, NULL},
 	    {"found", "stream: Win.Test.EICAR_HDB-1 FOUND", 0, "Win.Test.EICAR_HDB-1"},
 	    {"control bytes become ?", "stream: Bad\x1b[0m FOUND", 0, "Bad?[0m"},
-	    {"blank before the name", "stream:  Eicar-Signature FOUND", 0, " Eicar-Signature"},
+	    /* Found by fuzz_clamd: the blanks around the name were kept, and only blanks
+	     * made a verdict without a name. */
+	    {"blank name", "stream:   FOUND", -EPROTO, NULL},
+	    {"blanks around the name", "stream:   Eicar-Signature  FOUND", 0, "Eicar-Signature"},
 	    {"size limit", "INSTREAM size limit exceeded. ERROR", -EFBIG, NULL},
 	    {"error", "stream: lstat() failed ERROR", -EPROTO, NULL},
 	    {"empty", "", -EPROTO, NULL},
@@ -1072,6 +1075,18 @@ static void test_clamd_parse_reply(void **state)
 		free(virus);
 		free(buf);
 	}
+	/* A long name is cut at 256 bytes, and not on a blank. */
+	char reply[600];
+	memset(reply, 0, sizeof(reply));
+	strcpy(reply, "stream: ");
+	memset(reply + 8, 'A', 255);
+	strcat(reply, "  BBB FOUND");
+	bool infected = false;
+	char *virus = NULL;
+	assert_int_equal(antivirus_clamd_parse_reply(reply, &infected, &virus), 0);
+	assert_true(infected);
+	assert_int_equal(strlen(virus), 255);
+	free(virus);
 }
 
 int main(void)
