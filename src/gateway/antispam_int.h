@@ -21,4 +21,18 @@
  */
 bool antispam_detail_add(char **detail, const char *name, size_t len);
 
+struct antispam_result;
+
+/*
+ * The engines' reply parsers, I/O-free so they can be tested and fuzzed on a buffer.
+ * Each fills out (out->detail new, caller frees) and returns 0, or -EPROTO for a
+ * reply that is an error or not the daemon's (out untouched); a bad reply is logged.
+ *   spamd:  len bytes of buf (need not be NUL-terminated): status line, headers with
+ *           "Spam: True ; 7.1 / 5.0", blank line, comma-separated rule names.
+ *   rspamd: the HTTP reply; buf[len] must be '\0' (engine_net_read_reply's buffer)
+ *           and buf is changed in place.
+ */
+int antispam_spamd_parse_reply(const char *buf, size_t len, struct antispam_result *out);
+int antispam_rspamd_parse_reply(char *buf, size_t len, struct antispam_result *out);
+
 #endif

@@ -44,11 +44,7 @@ static void clamd_printable(char *s)
 			*s = '?';
 }
 
-/*
- * Reads clamd's reply. 0 with *infected and *virus, -EFBIG for the size limit, -EPROTO
- * for an ERROR or an answer that is not clamd's.
- */
-static int clamd_parse_reply(char *reply, bool *infected, char **virus)
+int antivirus_clamd_parse_reply(char *reply, bool *infected, char **virus)
 {
 	size_t len = strlen(reply);
 	while (len > 0 &&
@@ -73,9 +69,20 @@ static int clamd_parse_reply(char *reply, bool *infected, char **virus)
 	}
 	size_t rlen = strlen(rest);
 	if (rlen > 6 && strcmp(rest + rlen - 6, " FOUND") == 0) {
+		/* The name without the blanks around it: "stream:   FOUND" names nothing. */
 		size_t vlen = rlen - 6;
+		while (vlen > 0 && *rest == ' ') {
+			rest++;
+			vlen--;
+		}
+		while (vlen > 0 && rest[vlen - 1] == ' ')
+			vlen--;
+		if (vlen == 0)
+			goto bad;
 		if (vlen > ANTIVIRUS_CLAMD_VIRUS_MAX)
 			vlen = ANTIVIRUS_CLAMD_VIRUS_MAX;
+		while (vlen > 0 && rest[vlen - 1] == ' ')
+			vlen--; /* a cut may end on a blank */
 		*infected = true;
 		*virus = xstrndup(rest, vlen);
 		return 0;
@@ -136,7 +143,7 @@ int antivirus_clamd_scan(const char *addr, int64_t timeout_ms, const unsigned ch
 		log_warn("clamd.no_reply", "addr=%s", addr);
 		goto fail;
 	}
-	rc = clamd_parse_reply(reply, infected, virus);
+	rc = antivirus_clamd_parse_reply(reply, infected, virus);
 fail:
 	if (fd >= 0)
 		close(fd);

@@ -96,8 +96,26 @@ static int rspamd_dechunk(char *body, size_t *len)
 	return 0;
 }
 
-/* Splits the HTTP reply and parses its JSON into out. 0, -EPROTO. */
-static int rspamd_parse_reply(char *buf, size_t len, struct antispam_result *out)
+/*
+ * The status code of a status line "HTTP/1.x NNN" followed by a space or the line
+ * end; 0 when the line is not one (atoi would take "200o" or " 200" for 200).
+ */
+static int rspamd_http_status(const char *buf, size_t len)
+{
+	if (len < 12 || buf[7] < '0' || buf[7] > '9' || buf[8] != ' ')
+		return 0;
+	int status = 0;
+	for (size_t i = 9; i < 12; i++) {
+		if (buf[i] < '0' || buf[i] > '9')
+			return 0;
+		status = status * 10 + (buf[i] - '0');
+	}
+	if (len > 12 && buf[12] != ' ' && buf[12] != '\r' && buf[12] != '\n')
+		return 0;
+	return status;
+}
+
+int antispam_rspamd_parse_reply(char *buf, size_t len, struct antispam_result *out)
 {
 	json_t *root = NULL;
 	char *detail = NULL;
@@ -107,7 +125,7 @@ static int rspamd_parse_reply(char *buf, size_t len, struct antispam_result *out
 
 	if (len < 12 || strncmp(buf, "HTTP/1.", 7) != 0)
 		goto fail;
-	status = atoi(buf + 9);
+	status = rspamd_http_status(buf, len);
 	char *hend = strstr(buf, "\r\n\r\n");
 	size_t skip = 4;
 	if (hend == NULL) {
@@ -213,7 +231,7 @@ int antispam_rspamd_scan(const char *addr, int64_t timeout_ms, const struct anti
 		log_warn("rspamd.read_failed", "addr=%s error=\"%s\"", addr, strerror(-rc));
 		goto fail;
 	}
-	rc = rspamd_parse_reply(reply, replylen, out);
+	rc = antispam_rspamd_parse_reply(reply, replylen, out);
 fail:
 	if (fd >= 0)
 		close(fd);

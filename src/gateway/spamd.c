@@ -75,8 +75,7 @@ static int spamd_parse_spam_header(const char *v, size_t n, double *score)
 	return 0;
 }
 
-/* Parses spamd's whole reply into out. 0 or -EPROTO. */
-static int spamd_parse_reply(const char *buf, size_t len, struct antispam_result *out)
+int antispam_spamd_parse_reply(const char *buf, size_t len, struct antispam_result *out)
 {
 	size_t pos = 0, linelen;
 	const char *line;
@@ -161,7 +160,7 @@ int antispam_spamd_scan(const char *addr, int64_t timeout_ms, const unsigned cha
 		log_warn("spamd.read_failed", "addr=%s error=\"%s\"", addr, strerror(-rc));
 		goto fail;
 	}
-	rc = spamd_parse_reply(reply, replylen, out);
+	rc = antispam_spamd_parse_reply(reply, replylen, out);
 fail:
 	if (fd >= 0)
 		close(fd);

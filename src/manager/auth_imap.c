@@ -11,7 +11,8 @@
  * server's certificate and name; any failure before that ends the attempt. Lines
  * the server sent in clear after its STARTTLS OK are an attack (RFC 3501 11.1
  * injection) and end it too. Untagged lines before the tagged reply
- * (capabilities) are skipped. Not for: mailbox access.
+ * (capabilities) are skipped, literals in them included (auth_imap_reader_next).
+ * Not for: mailbox access.
  */
 #include "manager/auth_imap.h"
 
@@ -75,6 +76,7 @@ struct auth_imap_conn {
 	int64_t timeout_ms;
 	char buf[AUTH_IMAP_LINE_MAX];
 	size_t len;
+	struct auth_imap_reader reader;
 };
 
 /* Waits for fd to be ready for events; 0, or -ETIMEDOUT / -errno. */
@@ -202,30 +204,92 @@ static int auth_imap_write(struct auth_imap_conn *c, const char *s)
 	return 0;
 }
 
-/* The next line (without CRLF) into c->buf; -E2BIG for an overlong line. */
+/*
+ * The size N of the literal a line announces by ending in "{N}" (literal8's "~{N}"
+ * ends the same way): 0 with *n, -ENOENT when it announces none, -EPROTO when N is
+ * over AUTH_IMAP_LITERAL_MAX.
+ */
+static int auth_imap_literal_size(const char *line, size_t len, size_t *n)
+{
+	if (len < 3 || line[len - 1] != '}')
+		return -ENOENT;
+	size_t d = len - 1;
+	while (d > 0 && line[d - 1] >= '0' && line[d - 1] <= '9')
+		d--;
+	if (d == len - 1 || d == 0 || line[d - 1] != '{')
+		return -ENOENT;
+	size_t v = 0;
+	for (size_t i = d; i < len - 1; i++) {
+		v = v * 10 + (size_t)(line[i] - '0');
+		if (v > AUTH_IMAP_LITERAL_MAX)
+			return -EPROTO;
+	}
+	*n = v;
+	return 0;
+}
+
+int auth_imap_reader_next(struct auth_imap_reader *r, const char *buf, size_t len, size_t *used,
+			  char **line)
+{
+	size_t pos = 0;
+	int rc = 0;
+	*line = NULL;
+	for (;;) {
+		/* Literal bytes are data, whatever they look like: skip them. */
+		size_t skip = len - pos < r->literal_left ? len - pos : r->literal_left;
+		pos += skip;
+		r->literal_left -= skip;
+		if (r->literal_left > 0)
+			break;
+		size_t avail = len - pos;
+		const char *nl = memchr(buf + pos, '\n',
+					avail < AUTH_IMAP_LINE_MAX ? avail : AUTH_IMAP_LINE_MAX);
+		if (nl == NULL) {
+			if (avail >= AUTH_IMAP_LINE_MAX)
+				rc = -E2BIG;
+			break;
+		}
+		size_t n = (size_t)(nl - (buf + pos));
+		if (n > 0 && buf[pos + n - 1] == '\r')
+			n--;
+		size_t literal = 0;
+		int lrc = auth_imap_literal_size(buf + pos, n, &literal);
+		if (lrc == -EPROTO) {
+			rc = -EPROTO;
+			break;
+		}
+		bool start = !r->continued;
+		if (start)
+			*line = xstrndup(buf + pos, n);
+		pos = (size_t)(nl - buf) + 1;
+		r->continued = lrc == 0;
+		r->literal_left = literal;
+		if (start) {
+			rc = 1;
+			break;
+		}
+	}
+	*used = pos;
+	return rc;
+}
+
+/* The next server response's first line (without CRLF) from c->buf; -E2BIG, -EPROTO. */
 static int auth_imap_read_line(struct auth_imap_conn *c, char **line)
 {
 	for (;;) {
-		char *nl = memchr(c->buf, '\n', c->len);
-		if (nl != NULL) {
-			size_t used = (size_t)(nl - c->buf) + 1;
-			*nl = '\0';
-			if (nl > c->buf && nl[-1] == '\r')
-				nl[-1] = '\0';
-			*line = xstrdup(c->buf);
-			memmove(c->buf, c->buf + used, c->len - used);
-			c->len -= used;
-			return 0;
-		}
-		if (c->len == sizeof(c->buf))
-			return -E2BIG;
+		size_t used;
+		int rc = auth_imap_reader_next(&c->reader, c->buf, c->len, &used, line);
+		memmove(c->buf, c->buf + used, c->len - used);
+		c->len -= used;
+		if (rc != 0)
+			return rc < 0 ? rc : 0;
 		/* Read first: TLS may hold decrypted bytes the socket no longer shows. */
 		short want;
 		ssize_t r = auth_imap_recv_some(c, c->buf + c->len, sizeof(c->buf) - c->len, &want);
 		if (r == -EINTR)
 			continue;
 		if (r == -EAGAIN) {
-			int rc = auth_imap_wait(c->fd, want, c->timeout_ms);
+			rc = auth_imap_wait(c->fd, want, c->timeout_ms);
 			if (rc < 0)
 				return rc;
 			continue;

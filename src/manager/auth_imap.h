@@ -7,6 +7,7 @@
 #ifndef LAZARET_AUTH_IMAP_H
 #define LAZARET_AUTH_IMAP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,14 @@ enum auth_imap_tls {
 	AUTH_IMAP_TLS_STARTTLS, /* "a0 STARTTLS" after the greeting, before LOGIN */
 	AUTH_IMAP_TLS_IMAPS,	/* TLS from the first byte (port 993) */
 };
+
+/*
+ * Largest literal ("{N}" then N bytes) skipped in a server response. Before login a
+ * server has no reason to send one (an ID or a capability with odd text at most);
+ * the bytes are skipped, never stored, and the limit keeps a peer from feeding us
+ * without end.
+ */
+#define AUTH_IMAP_LITERAL_MAX (64 * 1024)
 
 struct auth_imap_config {
 	const char *host;   /* host:port */
@@ -53,5 +62,27 @@ int auth_imap_login(const struct auth_imap_config *cfg, const char *username, co
  * holds CR, LF or bytes outside 7-bit ASCII, which a quoted string cannot carry.
  */
 int auth_imap_quote(const char *s, char **out);
+
+/* What the server-line reader keeps between reads. Zero it before the first. */
+struct auth_imap_reader {
+	size_t literal_left; /* bytes of a literal still to skip */
+	bool continued;	     /* the next line continues a response after a literal */
+};
+
+/*
+ * Takes the next server response from buf[0, len), the bytes received and not yet
+ * consumed; *used says how many of them were consumed (the caller drops them), also
+ * when it returns 0 or an error. A response is a line ending in LF (a CR before it
+ * is dropped); when it ends in "{N}" the next N bytes are a literal and the line
+ * after them continues the same response. Literals and continuation lines are
+ * skipped wherever the reads cut them, so a tag or a status is only ever read at
+ * the start of a response.
+ * 1: *line is the response's first line (new, without line end, up to a NUL byte
+ *    in it; caller frees). 0: more bytes are needed. -E2BIG: a line of
+ * AUTH_IMAP_LINE_MAX bytes or more; -EPROTO: a literal larger than
+ * AUTH_IMAP_LITERAL_MAX. I/O-free.
+ */
+int auth_imap_reader_next(struct auth_imap_reader *r, const char *buf, size_t len, size_t *used,
+			  char **line);
 
 #endif

@@ -569,6 +569,26 @@ static void smtp_note_extension(struct smtp_client_result *res, const char *kw)
 		res->ext_starttls = true;
 }
 
+int smtp_client_reply_line(const char *line, unsigned index, int *code, char *text, size_t textcap,
+			   struct smtp_client_result *ehlo)
+{
+	if (line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' || line[2] < '0' ||
+	    line[2] > '9' || (line[3] != '\0' && line[3] != ' ' && line[3] != '-'))
+		return -EPROTO;
+	int this_code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+	if (index > 0 && this_code != *code)
+		return -EPROTO;
+	if (index == 0)
+		text[0] = '\0';
+	*code = this_code;
+	if (index > 0)
+		smtp_text_append(text, textcap, " ");
+	smtp_text_append(text, textcap, line);
+	if (ehlo != NULL && index > 0 && line[3] != '\0')
+		smtp_note_extension(ehlo, line + 4);
+	return line[3] == '-' ? 1 : 0;
+}
+
 /*
  * Reads one reply, multiline included: "250-first" ... "250 last". The lines are
  * kept in r->text joined by a space. When ehlo is not NULL the lines after the
@@ -588,21 +608,9 @@ static int smtp_conn_read_reply(struct smtp_conn *c, int64_t timeout_ms, struct 
 		int rc = smtp_conn_read_line(c, deadline, line);
 		if (rc < 0)
 			return rc;
-		if (line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '9' ||
-		    line[2] < '0' || line[2] > '9' ||
-		    (line[3] != '\0' && line[3] != ' ' && line[3] != '-'))
-			return -EPROTO;
-		int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
-		if (i > 0 && code != r->code)
-			return -EPROTO;
-		r->code = code;
-		if (i > 0)
-			smtp_text_append(r->text, sizeof(r->text), " ");
-		smtp_text_append(r->text, sizeof(r->text), line);
-		if (ehlo != NULL && i > 0 && line[3] != '\0')
-			smtp_note_extension(ehlo, line + 4);
-		if (line[3] != '-')
-			return 0;
+		rc = smtp_client_reply_line(line, i, &r->code, r->text, sizeof(r->text), ehlo);
+		if (rc <= 0)
+			return rc;
 	}
 }
 

@@ -129,4 +129,16 @@ int smtp_client_parse_hostport(const char *hostport, char **host, unsigned *port
 int smtp_client_send(const char *hostport, const struct smtp_client_options *opt,
 		     const struct smtp_client_message *msg, struct smtp_client_result *res);
 
+/*
+ * Takes line number index (from 0) of a server reply: line is one line without its
+ * line end, NUL-terminated. Checks it ("250-..." / "250 ..." / "250", the same code
+ * on every line of a multiline reply), sets *code, and keeps its printable ASCII in
+ * text (capacity textcap; cleared at index 0, later lines joined by a space, cut at
+ * the capacity). With ehlo not NULL, lines after the first are noted as EHLO
+ * extensions. 1 when more lines of the reply follow ('-'), 0 when it is complete,
+ * -EPROTO for a malformed line. I/O-free; smtp_client_send reads replies with it.
+ */
+int smtp_client_reply_line(const char *line, unsigned index, int *code, char *text, size_t textcap,
+			   struct smtp_client_result *ehlo);
+
 #endif

@@ -598,6 +598,88 @@ def test_ldap_refusal_falls_through_to_imap(start_manager, slapd, dovecot):
     assert st == 200 and doc["user"]["addresses"] == ["taro@corp.test", "yamada@corp.test"]
 
 
+class ScriptedImapServer:
+    """An IMAP server on loopback that answers LOGIN from a script (one per connection)."""
+
+    def __init__(self, after_login):
+        import threading
+        self.after_login = after_login  # bytes sent after "a1 LOGIN ...", then it waits
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.logins = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(5)
+                try:
+                    c.sendall(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN] ready\r\n")
+                    data = b""
+                    while b"\n" not in data:
+                        chunk = c.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    if data.startswith(b"a1 LOGIN "):
+                        self.logins += 1
+                        # In small pieces: literals and lines cut across reads.
+                        for i in range(0, len(self.after_login), 5):
+                            c.sendall(self.after_login[i:i + 5])
+                            time.sleep(0.002)
+                        c.recv(4096)  # a2 LOGOUT, or the client closing
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("after_login, want_status", [
+    # A literal is data: the "a1 OK" inside it is not the reply, the NO after it is.
+    (b'* ID ("name" {12}\r\na1 OK fake\r\n)\r\n'
+     b"a1 NO [AUTHENTICATIONFAILED] Authentication failed.\r\n", 401),
+    # Untagged data with literals (Japanese text too) before an OK: the login works.
+    (b'* LIST () "/" {9}\r\n' + "\u53d7\u4fe1\u7bb1".encode() + b"\r\n"
+     b"* 1 FETCH (BINARY[1] ~{4}\r\n\x00a1 \r\n)\r\n"
+     b"a1 OK [CAPABILITY IMAP4rev1] Logged in\r\n* BYE bye\r\na2 OK done\r\n", 200),
+    # A literal over 64 KiB is not something a login needs: the server is broken.
+    (b"* 1 FETCH (BODY[] {65537}\r\n" + b"a1 OK x\r\n" * 4, 503),
+], ids=["literal-hides-a-tag", "literals-then-ok", "literal-too-large"])
+def test_imap_literals_never_pass_for_the_tagged_reply(start_manager, after_login, want_status):
+    srv = ScriptedImapServer(after_login)
+    try:
+        m = start_manager(auth_imap__host="127.0.0.1:%d" % srv.port,
+                          auth_imap__domain="corp.test", auth_imap__timeout="3s",
+                          auth_imap__tls="none")
+        c = Client(m)
+        st, doc = c.login("hanako", "hanako-imap-pw")
+        assert st == want_status, doc
+        assert srv.logins == 1
+        if st == 200:
+            assert doc["user"] == {"username": "hanako", "role": "enduser",
+                                   "addresses": ["hanako@corp.test"]}
+            assert c.call("GET", "/api/v1/messages")[0] == 200
+        else:
+            assert c.cookie is None
+            assert c.call("GET", "/api/v1/messages")[0] == 401
+        if st == 503:
+            assert "auth.imap_failed" in m.log_text()
+    finally:
+        srv.close()
+
+
 class SilentServer:
     """Accepts TCP connections on loopback and never answers: a hung directory."""
 

@@ -3,7 +3,8 @@
  * unknown user is refused, tokens are fresh and hashed the same way every time,
  * the constant-time comparison, the session cookie in and out, and the login
  * failure limiter over time. Also the directory helpers of manager/auth_ldap and
- * manager/auth_imap that make user input safe to send.
+ * manager/auth_imap that make user input safe to send, and the IMAP server-line
+ * reader (tagged and untagged lines, literals) fed in reads of every size.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -385,6 +387,144 @@ static void test_imap_tls_hostile_servers(void **state)
 	SSL_CTX_free(ctx);
 }
 
+/*
+ * Feeds input to the IMAP reader as auth_imap_read_line does, in reads of at most
+ * chunk bytes into a buffer of AUTH_IMAP_LINE_MAX, and writes the responses' first
+ * lines into got, each followed by '|'. Returns the error that ended the reading,
+ * or 0 at the end of the input.
+ */
+static int imap_read_all(const char *input, size_t size, size_t chunk, char *got, size_t gotcap)
+{
+	static char buf[AUTH_IMAP_LINE_MAX];
+	struct auth_imap_reader r = {0};
+	size_t len = 0, off = 0;
+	got[0] = '\0';
+	for (;;) {
+		size_t used;
+		char *line = NULL;
+		int rc = auth_imap_reader_next(&r, buf, len, &used, &line);
+		assert_true(used <= len);
+		memmove(buf, buf + used, len - used);
+		len -= used;
+		if (rc < 0) {
+			assert_null(line);
+			return rc;
+		}
+		if (rc == 1) {
+			assert_true(strlen(got) + strlen(line) + 2 <= gotcap);
+			strcat(got, line);
+			strcat(got, "|");
+			free(line);
+			continue;
+		}
+		assert_null(line);
+		assert_true(len < sizeof(buf));
+		if (off == size)
+			return 0;
+		size_t n = size - off;
+		if (n > sizeof(buf) - len)
+			n = sizeof(buf) - len;
+		if (n > chunk)
+			n = chunk;
+		memcpy(buf + len, input + off, n);
+		len += n;
+		off += n;
+	}
+}
+
+/* The responses a server sends before and after LOGIN, whatever the reads' sizes. */
+static void test_imap_reader(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *what, *input;
+		const char *want; /* each response's first line, followed by '|' */
+		int end;
+	} cases[] = {
+	    {"Dovecot login",
+	     "* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN] Dovecot (Debian) ready.\r\n"
+	     "a1 OK [CAPABILITY IMAP4rev1] Logged in\r\n",
+	     "* OK [CAPABILITY IMAP4rev1 LITERAL+ AUTH=PLAIN] Dovecot (Debian) ready.|"
+	     "a1 OK [CAPABILITY IMAP4rev1] Logged in|",
+	     0},
+	    {"LF only, one CR dropped", "* OK ready\na1 NO bad\r\r\n", "* OK ready|a1 NO bad\r|",
+	     0},
+	    {"empty lines", "\r\n\n", "||", 0},
+	    {"a line without its end waits", "* OK ready\r\na1 O", "* OK ready|", 0},
+	    /* A literal is data: a tagged line inside it is not the reply. */
+	    {"literal hides a tag",
+	     "* ID (\"name\" {12}\r\na1 OK fake\r\n)\r\na1 NO [AUTHENTICATIONFAILED] "
+	     "no\r\n",
+	     "* ID (\"name\" {12}|a1 NO [AUTHENTICATIONFAILED] no|", 0},
+	    {"two literals in one response",
+	     "* 1 FETCH (A {3}\r\nx\r\n B {4}\r\na1 O K)\r\na1 OK done\r\n",
+	     "* 1 FETCH (A {3}|a1 OK done|", 0},
+	    {"empty literal and literal8", "* X {0}\r\n ~{2}\r\n\r\n)\r\na1 OK\r\n",
+	     "* X {0}|a1 OK|", 0},
+	    {"Japanese literal",
+	     "* LIST () \"/\" {9}\r\n\xe5\x8f\x97\xe4\xbf\xa1\xe7\xae\xb1\r\na1 OK\r\n",
+	     "* LIST () \"/\" {9}|a1 OK|", 0},
+	    {"not a literal: no digits, sign, text after", "* A {}\r\n* B {+1}\r\n* C {1} x\r\n",
+	     "* A {}|* B {+1}|* C {1} x|", 0},
+	    {"literal over the limit", "* OK\r\n* 1 FETCH (BODY[] {65537}\r\nx\r\n", "* OK|",
+	     -EPROTO},
+	    {"overflowing literal size", "* X {99999999999999999999999}\r\n", "", -EPROTO},
+	};
+	char got[1024];
+	static const size_t chunks[] = {1, 2, 3, 7, 64, AUTH_IMAP_LINE_MAX};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t size = strlen(cases[i].input);
+		for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+			int end = imap_read_all(cases[i].input, size, chunks[c], got, sizeof(got));
+			if (end != cases[i].end || strcmp(got, cases[i].want) != 0)
+				fail_msg("%s (reads of %zu): end %d \"%s\", want %d \"%s\"",
+					 cases[i].what, chunks[c], end, got, cases[i].end,
+					 cases[i].want);
+		}
+	}
+}
+
+/* A NUL byte ends a line's text (the rest of the line is not taken for more). */
+static void test_imap_reader_nul(void **state)
+{
+	(void)state;
+	char got[64];
+	static const char in[] = "* OK a\0b\r\na1 OK\r\n";
+	assert_int_equal(imap_read_all(in, sizeof(in) - 1, 3, got, sizeof(got)), 0);
+	assert_string_equal(got, "* OK a|a1 OK|");
+}
+
+/* Literal bytes are skipped as they arrive, however many reads they span. */
+static void test_imap_reader_limits(void **state)
+{
+	(void)state;
+	static char got[AUTH_IMAP_LINE_MAX + 16];
+	size_t n = AUTH_IMAP_LITERAL_MAX;
+	char *in = malloc(n + 64);
+	assert_non_null(in);
+	int head = snprintf(in, 64, "* X {%zu}\r\n", n);
+	memset(in + head, 'a', n);
+	/* A tag line inside the literal, at a read boundary, is still data. */
+	memcpy(in + head + AUTH_IMAP_LINE_MAX - 10, "\r\na1 OK x\r\n", 11);
+	memcpy(in + head + n, ")\r\na1 OK\r\n", 11);
+	size_t size = (size_t)head + n + 10;
+	assert_int_equal(imap_read_all(in, size, AUTH_IMAP_LINE_MAX, got, sizeof(got)), 0);
+	assert_string_equal(got, "* X {65536}|a1 OK|");
+	free(in);
+
+	/* A line must fit the buffer with its LF. */
+	in = malloc(AUTH_IMAP_LINE_MAX + 2);
+	assert_non_null(in);
+	memset(in, 'x', AUTH_IMAP_LINE_MAX + 2);
+	in[AUTH_IMAP_LINE_MAX - 1] = '\n';
+	assert_int_equal(imap_read_all(in, AUTH_IMAP_LINE_MAX, 100, got, sizeof(got)), 0);
+	assert_int_equal(strlen(got), AUTH_IMAP_LINE_MAX - 1 + 1);
+	in[AUTH_IMAP_LINE_MAX - 1] = 'x';
+	in[AUTH_IMAP_LINE_MAX] = '\n';
+	assert_int_equal(imap_read_all(in, AUTH_IMAP_LINE_MAX + 1, 100, got, sizeof(got)), -E2BIG);
+	free(in);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -399,6 +539,9 @@ int main(void)
 	    cmocka_unit_test(test_ldap_escape),
 	    cmocka_unit_test(test_imap_tls_hostile_servers),
 	    cmocka_unit_test(test_imap_quote),
+	    cmocka_unit_test(test_imap_reader),
+	    cmocka_unit_test(test_imap_reader_nul),
+	    cmocka_unit_test(test_imap_reader_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

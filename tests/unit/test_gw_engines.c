@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "gateway/antispam.h"
+#include "gateway/antispam_int.h"
 #include "mime/msgmeta.h"
 #include "gateway/antivirus.h"
 
@@ -971,6 +972,123 @@ static void test_clamd_failures(void **state)
 	    -EINVAL);
 }
 
+/* ---- the reply parsers on their own ----------------------------------------------------- */
+
+/* spamd's parser on a buffer of exactly the reply's size (no NUL after it). */
+static void test_spamd_parse_reply(void **state)
+{
+	(void)state;
+	static const struct spamd_case cases[] = {
+	    {"whole reply", "SPAMD/1.1 0 EX_OK\r\nSpam: True ; 7.5 / 5.0\r\n\r\nA,B", 0, 7.5,
+	     "A,B"},
+	    {"score at the end of the buffer", "SPAMD/1.1 0 EX_OK\r\nSpam: True ; 2 /", 0, 2, NULL},
+	    {"status line only", "SPAMD/1.1 0 EX_OK", -EPROTO, 0, NULL},
+	    {"status without a code", "SPAMD/1.1", -EPROTO, 0, NULL},
+	    {"empty", "", -EPROTO, 0, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = strlen(cases[i].reply);
+		char *buf = malloc(n ? n : 1);
+		assert_non_null(buf);
+		memcpy(buf, cases[i].reply, n);
+		struct antispam_result res = {.score = -99, .detail = NULL};
+		int rc = antispam_spamd_parse_reply(buf, n, &res);
+		if (rc != cases[i].rc)
+			fail_msg("%s: rc %d, want %d", cases[i].what, rc, cases[i].rc);
+		assert_true(res.score == (rc == 0 ? cases[i].score : -99));
+		if (cases[i].detail != NULL)
+			assert_string_equal(res.detail, cases[i].detail);
+		else
+			assert_null(res.detail);
+		antispam_result_clear(&res);
+		free(buf);
+	}
+}
+
+/* rspamd's parser; the status line must be exactly "HTTP/1.x NNN". */
+static void test_rspamd_parse_reply(void **state)
+{
+	(void)state;
+	static const struct rspamd_case cases[] = {
+	    {"HTTP/1.0, LF only", "HTTP/1.0 200 OK\n\n{\"score\":-2.5}", 0, -2.5, NULL},
+	    {"status without reason", "HTTP/1.1 200\r\n\r\n{\"score\":1}", 0, 1, NULL},
+	    /* Found by fuzz_rspamd: atoi took these for 200. */
+	    {"letter after the code", "HTTP/1.0 200o \nX: y\n\n{\"score\":-2.5}", -EPROTO, 0, NULL},
+	    {"code with four digits", "HTTP/1.1 2000 OK\r\n\r\n{\"score\":1}", -EPROTO, 0, NULL},
+	    {"two spaces", "HTTP/1.1  200 OK\r\n\r\n{\"score\":1}", -EPROTO, 0, NULL},
+	    {"signed code", "HTTP/1.1 +200 OK\r\n\r\n{\"score\":1}", -EPROTO, 0, NULL},
+	    {"no status line", "HTTP/1.\r\n\r\n200\r\n\r\n{\"score\":1}", -EPROTO, 0, NULL},
+	    {"chunk size too large",
+	     "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	     "fffffffffffffffff\r\n{}\r\n0\r\n\r\n",
+	     -EPROTO, 0, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *buf = strdup(cases[i].reply);
+		assert_non_null(buf);
+		struct antispam_result res = {.score = -99, .detail = NULL};
+		int rc = antispam_rspamd_parse_reply(buf, strlen(buf), &res);
+		if (rc != cases[i].rc)
+			fail_msg("%s: rc %d, want %d", cases[i].what, rc, cases[i].rc);
+		assert_true(res.score == (rc == 0 ? cases[i].score : -99));
+		assert_null(res.detail);
+		free(buf);
+	}
+}
+
+/* clamd's parser; a signature name is never blank. */
+static void test_clamd_parse_reply(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *what, *reply;
+		int rc;
+		const char *virus; /* NULL: clean (when rc is 0) */
+	} cases[] = {
+	    {"clean", "stream: OK", 0, NULL},
+	    {"clean with a line end", "stream: OK \r\n", 0, NULL},
+	    {"found", "stream: Win.Test.EICAR_HDB-1 FOUND", 0, "Win.Test.EICAR_HDB-1"},
+	    {"control bytes become ?", "stream: Bad\x1b[0m FOUND", 0, "Bad?[0m"},
+	    /* Found by fuzz_clamd: the blanks around the name were kept, and only blanks
+	     * made a verdict without a name. */
+	    {"blank name", "stream:   FOUND", -EPROTO, NULL},
+	    {"blanks around the name", "stream:   Eicar-Signature  FOUND", 0, "Eicar-Signature"},
+	    {"size limit", "INSTREAM size limit exceeded. ERROR", -EFBIG, NULL},
+	    {"error", "stream: lstat() failed ERROR", -EPROTO, NULL},
+	    {"empty", "", -EPROTO, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *buf = strdup(cases[i].reply);
+		assert_non_null(buf);
+		bool infected = true;
+		char *virus = NULL;
+		int rc = antivirus_clamd_parse_reply(buf, &infected, &virus);
+		if (rc != cases[i].rc)
+			fail_msg("%s: rc %d, want %d", cases[i].what, rc, cases[i].rc);
+		if (rc == 0) {
+			assert_int_equal(infected, cases[i].virus != NULL);
+			if (cases[i].virus != NULL)
+				assert_string_equal(virus, cases[i].virus);
+		}
+		if (rc != 0 || cases[i].virus == NULL)
+			assert_null(virus);
+		free(virus);
+		free(buf);
+	}
+	/* A long name is cut at 256 bytes, and not on a blank. */
+	char reply[600];
+	memset(reply, 0, sizeof(reply));
+	strcpy(reply, "stream: ");
+	memset(reply + 8, 'A', 255);
+	strcat(reply, "  BBB FOUND");
+	bool infected = false;
+	char *virus = NULL;
+	assert_int_equal(antivirus_clamd_parse_reply(reply, &infected, &virus), 0);
+	assert_true(infected);
+	assert_int_equal(strlen(virus), 255);
+	free(virus);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -986,6 +1104,9 @@ int main(void)
 	    cmocka_unit_test(test_rspamd_replies),
 	    cmocka_unit_test(test_rspamd_request),
 	    cmocka_unit_test(test_clamd_replies),
+	    cmocka_unit_test(test_spamd_parse_reply),
+	    cmocka_unit_test(test_rspamd_parse_reply),
+	    cmocka_unit_test(test_clamd_parse_reply),
 	    cmocka_unit_test(test_clamd_framing),
 	    cmocka_unit_test(test_clamd_failures),
 	};

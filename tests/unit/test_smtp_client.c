@@ -1199,15 +1199,98 @@ static void test_smtp_sink(void **state)
 	smtp_client_result_free(&res);
 }
 
+/*
+ * The reply parser on its own: each case is the lines of one reply (the client
+ * reads them one by one, without line ends), the return code of the last line fed
+ * (feeding stops at the first that is not 1), the code and text of the reply.
+ */
+static void test_reply_line_table(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *what;
+		const char *lines[6]; /* NULL-terminated */
+		int rc;
+		int code;
+		const char *text;
+	} cases[] = {
+	    {"one line", {"250 2.1.0 Ok", NULL}, 0, 250, "250 2.1.0 Ok"},
+	    {"code only", {"221", NULL}, 0, 221, "221"},
+	    {"multiline",
+	     {"450-4.2.0 <u@example.jp>: Greylisted,", "450-4.2.0 see the site",
+	      "450 4.2.0 try again later", NULL},
+	     0,
+	     450,
+	     "450-4.2.0 <u@example.jp>: Greylisted, 450-4.2.0 see the site 450 4.2.0 try again "
+	     "later"},
+	    {"multiline not finished",
+	     {"250-first", "250-second", NULL},
+	     1,
+	     250,
+	     "250-first 250-second"},
+	    {"codes differ", {"250-first", "251 second", NULL}, -EPROTO, 250, "250-first"},
+	    {"letter in code", {"25O oops", NULL}, -EPROTO, 0, ""},
+	    {"1xx is not a reply", {"150 x", NULL}, -EPROTO, 0, ""},
+	    {"6xx is not a reply", {"600 x", NULL}, -EPROTO, 0, ""},
+	    {"bad separator", {"250_x", NULL}, -EPROTO, 0, ""},
+	    {"too short", {"25", NULL}, -EPROTO, 0, ""},
+	    {"empty", {"", NULL}, -EPROTO, 0, ""},
+	    {"non-ASCII text kept as ?",
+	     {"550 5.1.1 \xe5\xae\x9b\xe5\x85\x88 \x1b[1m", NULL},
+	     0,
+	     550,
+	     "550 5.1.1 ?????? ?[1m"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int code = 0, rc = 1;
+		char text[SMTP_CLIENT_REPLY_TEXT_MAX] = "left over";
+		for (unsigned k = 0; cases[i].lines[k] != NULL && rc == 1; k++)
+			rc = smtp_client_reply_line(cases[i].lines[k], k, &code, text, sizeof(text),
+						    NULL);
+		if (rc != cases[i].rc || code != cases[i].code ||
+		    (rc >= 0 || code != 0 ? strcmp(text, cases[i].text) != 0 : false))
+			fail_msg("%s: rc %d code %d text \"%s\"", cases[i].what, rc, code, text);
+	}
+
+	/* The text is cut at its capacity, the code stays right. */
+	char small[12];
+	int code = 0;
+	assert_int_equal(smtp_client_reply_line("250-mx.example.jp welcomes", 0, &code, small,
+						sizeof(small), NULL),
+			 1);
+	assert_int_equal(smtp_client_reply_line("250 more", 1, &code, small, sizeof(small), NULL),
+			 0);
+	assert_int_equal(code, 250);
+	assert_string_equal(small, "250-mx.exam");
+
+	/* EHLO: extensions from the lines after the first, names case-insensitive. */
+	struct smtp_client_result ehlo = {0};
+	char text[SMTP_CLIENT_REPLY_TEXT_MAX];
+	static const char *const lines[] = {"250-SMTPUTF8 greeting", "250-8bitmime",
+					    "250-SIZE 1000", "250-SMTPUTF8X", "250 PIPELINING"};
+	for (unsigned k = 0; k < 5; k++)
+		assert_int_equal(
+		    smtp_client_reply_line(lines[k], k, &code, text, sizeof(text), &ehlo),
+		    k < 4 ? 1 : 0);
+	assert_true(ehlo.ext_8bitmime && ehlo.ext_size && ehlo.ext_pipelining);
+	assert_false(ehlo.ext_smtputf8);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_hostport), cmocka_unit_test(test_bad_arguments),
-	    cmocka_unit_test(test_sessions),	   cmocka_unit_test(test_encoding),
-	    cmocka_unit_test(test_large_body),	   cmocka_unit_test(test_connection_refused),
-	    cmocka_unit_test(test_source_address), cmocka_unit_test(test_source_address_unusable),
-	    cmocka_unit_test(test_ipv6),	   cmocka_unit_test(test_session_cap),
+	    cmocka_unit_test(test_parse_hostport),
+	    cmocka_unit_test(test_bad_arguments),
+	    cmocka_unit_test(test_reply_line_table),
+	    cmocka_unit_test(test_sessions),
+	    cmocka_unit_test(test_encoding),
+	    cmocka_unit_test(test_large_body),
+	    cmocka_unit_test(test_connection_refused),
+	    cmocka_unit_test(test_source_address),
+	    cmocka_unit_test(test_source_address_unusable),
+	    cmocka_unit_test(test_ipv6),
+	    cmocka_unit_test(test_session_cap),
 	    cmocka_unit_test(test_smtp_sink),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
