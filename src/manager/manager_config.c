@@ -203,6 +203,12 @@ static const struct confparse_key manager_config_keys[] = {
      .type = CONFPARSE_BOOL,
      .offset = OFF(hide_bodies_until_released),
      .default_text = "no"},
+    {.section = "spam_quarantine",
+     .name = "download_min_role",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(download_min_role),
+     .default_text = "admin",
+     .choices = "admin|operator|enduser"},
 
     {.section = "release",
      .name = "primary_host",

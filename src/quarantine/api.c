@@ -16,11 +16,14 @@
  * gets 404 for any other id — exactly as for an unknown one. With
  * hide_bodies_until_released an end user sees of a message it has not released
  * only its summary and From/To/Subject/Date: no text, no other header, no raw
- * bytes. Attachments are handed out to admins only, always as opaque bytes
- * (application/octet-stream, Content-Disposition: attachment) so that no browser
- * renders them. Cookie sessions must send their CSRF token with every state
- * change (api_authorize). Releases, deletions and downloads of attachments leave
- * a row in the audit log (api_users.c) when sessions are on.
+ * bytes. A message's bytes, raw or as an attachment, are downloads: one policy
+ * (api_download_allowed) says who may have them, by the role of
+ * download_min_role (admins by default), and each download leaves one audit row.
+ * Attachments go out as opaque bytes (application/octet-stream,
+ * Content-Disposition: attachment) so that no browser renders them. Cookie
+ * sessions must send their CSRF token with every state change (api_authorize).
+ * Releases, deletions and downloads leave a row in the audit log (api_users.c)
+ * when sessions are on.
  * Not for: logins and accounts (api_users.c), safelists (api_slbl.c), HTTP
  * plumbing (http_server), delivering released mail (release).
  */
@@ -544,39 +547,67 @@ done:
 	store_message_free(m);
 }
 
+/*
+ * The download policy, for the raw message and for attachments alike: whether
+ * who may have the bytes of the message named by req's {id}. Answers and returns
+ * NULL when not: 403 below download_min_role (for any id, known or not, so the
+ * answer tells nothing about it), 404 for an id who cannot see (an end user's
+ * scope), 403 for an end user while hide_bodies_until_released hides the body.
+ * Otherwise the message (caller frees).
+ */
+static struct store_message *api_download_allowed(struct api *a, struct http_server_request *req)
+{
+	const struct api_actor *who = api_actor(a, req);
+	enum api_role min = a->cfg.download_min_role != API_ROLE_NONE
+				? (enum api_role)a->cfg.download_min_role
+				: API_ROLE_ADMIN;
+	if (!api_require_role(a, req, min))
+		return NULL;
+	struct store_message *m = api_lookup(a, req);
+	if (m == NULL)
+		return NULL;
+	if (api_body_hidden(a, who, m)) {
+		store_message_free(m);
+		http_server_reply_error(req, 403, "message bodies are hidden until released");
+		return NULL;
+	}
+	return m;
+}
+
+/* The one audit row (and log line) of a download; detail is taken. */
+static void api_download_audit(struct api *a, struct http_server_request *req,
+			       const struct store_message *m, const char *what, size_t bytes,
+			       json_t *detail)
+{
+	const struct api_actor *who = api_actor(a, req);
+	log_info("api.download", "id=%s what=%s bytes=%zu by=%s peer=%s", m->id, what, bytes,
+		 who->username, http_server_request_peer(req));
+	if (json_object_set_new(detail, "what", json_string(what)) != 0 ||
+	    json_object_set_new(detail, "size", json_integer((json_int_t)bytes)) != 0)
+		panic("api: cannot build JSON for a download");
+	api_users_audit(a, req, "download", m->id, detail);
+}
+
+/* GET /api/v1/messages/{id}/raw: the message as received, under the download policy. */
 static void api_get_raw(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	const char *id = http_server_request_param(req, "id");
+	struct store_message *m = api_download_allowed(a, req);
+	if (m == NULL)
+		return;
 	unsigned char *raw = NULL;
 	size_t len = 0;
-	const struct api_actor *who = api_actor(a, req);
-	if (api_is_enduser(who)) {
-		struct store_message *m = api_lookup(a, req);
-		if (m == NULL)
-			return;
-		bool hidden = api_body_hidden(a, who, m);
-		store_message_free(m);
-		if (hidden) {
-			http_server_reply_error(req, 403,
-						"message bodies are hidden until released");
-			return;
-		}
-	}
-	int rc = id != NULL && ids_valid(id) ? store_get_raw(a->st, id, &raw, &len) : -ENOENT;
-	if (rc == -ENOENT || rc == -EINVAL) {
-		http_server_reply_error(req, 404, "no such message");
-		return;
-	}
-	if (rc < 0) {
-		api_reply_store_error(req, "store_get_raw", rc);
-		return;
-	}
+	if (!api_load_raw(a, req, m->id, &raw, &len))
+		goto done;
+	api_download_audit(a, req, m, "raw", len, json_object());
 	char disp[IDS_UUID_LEN + 40];
-	snprintf(disp, sizeof(disp), "attachment; filename=\"%s.eml\"", id);
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s.eml\"", m->id);
 	http_server_add_header(req, "Content-Disposition", disp);
 	http_server_reply_bytes(req, 200, "message/rfc822", raw, len);
+
+done:
 	free(raw);
+	store_message_free(m);
 }
 
 /* Characters RFC 5987 lets stand in an ext-value; every other byte is written %XX. */
@@ -668,23 +699,22 @@ static bool api_parse_index(const char *text, size_t *out)
 }
 
 /*
- * GET /api/v1/messages/{id}/attachments/{index}: admins only (others 403 for any
- * id, so the answer tells them nothing about it), the attachment's decoded bytes
- * as an opaque download. {index} is the position in the detail's "attachments".
+ * GET /api/v1/messages/{id}/attachments/{index}: under the download policy (as
+ * .../raw), the attachment's decoded bytes as an opaque download. {index} is the
+ * position in the detail's "attachments".
  */
 static void api_get_attachment(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	if (!api_require_role(a, req, API_ROLE_ADMIN))
+	struct store_message *m = api_download_allowed(a, req);
+	if (m == NULL)
 		return;
 	size_t index;
 	if (!api_parse_index(http_server_request_param(req, "index"), &index)) {
 		http_server_reply_error(req, 404, "no such attachment");
+		store_message_free(m);
 		return;
 	}
-	struct store_message *m = api_lookup(a, req);
-	if (m == NULL)
-		return;
 	unsigned char *raw = NULL, *data = NULL;
 	size_t len = 0, n = 0;
 	char *disp = NULL, *fallback = NULL;
@@ -704,12 +734,9 @@ static void api_get_attachment(struct http_server_request *req, void *arg)
 	const char *name = m->attachments[index].filename;
 	fallback = xasprintf("attachment-%zu", index);
 	disp = api_content_disposition(name, fallback);
-	const struct api_actor *who = api_actor(a, req);
-	log_info("api.download", "id=%s attachment=%zu bytes=%zu by=%s peer=%s", m->id, index, n,
-		 who->username, http_server_request_peer(req));
-	api_users_audit(a, req, "download", m->id,
-			json_pack("{s:I,s:s?,s:I}", "attachment", (json_int_t)index, "filename",
-				  name, "size", (json_int_t)n));
+	api_download_audit(
+	    a, req, m, "attachment", n,
+	    json_pack("{s:I,s:s?}", "attachment", (json_int_t)index, "filename", name));
 	http_server_add_header(req, "Content-Disposition", disp);
 	/* Not the attachment's own type: a browser must save it, never show or run it. */
 	http_server_reply_bytes(req, 200, "application/octet-stream", data, n);

@@ -33,6 +33,11 @@ struct api_config {
 	const char *web_root;	   /* folder of the web application (API_FEATURE_WEB) */
 	/* End users see a message's body (text, all headers, raw) only once released. */
 	bool hide_bodies_until_released;
+	/*
+	 * The lowest role that may download a message's bytes (raw or an attachment);
+	 * API_ROLE_NONE means API_ROLE_ADMIN. End users only ever their own messages.
+	 */
+	int download_min_role;
 };
 
 /* Who is asking. Roles are ordered: a higher role may do what a lower one may. */
