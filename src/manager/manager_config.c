@@ -483,6 +483,9 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 	if (cfg->session_max_age_ms < cfg->session_idle_timeout_ms)
 		confparse_error(cp, "http", "session_max_age",
 				"must not be less than session_idle_timeout");
+	if (cfg->imap_host != NULL && cfg->imap_domain == NULL)
+		confparse_error(cp, "auth_imap", "domain",
+				"is required when host is set (the users' mail domain)");
 	if (cfg->ldap_uri != NULL && cfg->ldap_base_dn == NULL)
 		confparse_error(cp, "auth_ldap", "base_dn", "is required when uri is set");
 	if (cfg->ldap_user_filter != NULL) {

@@ -496,6 +496,17 @@ def test_ldap_filter_escapes_the_username(start_manager, slapd):
     assert c.login("taro", "")[0] == 401
 
 
+def test_ldap_addresses_come_from_the_entry_not_the_typed_name(start_manager, slapd):
+    m = ldap_manager(start_manager, slapd)
+    c = Client(m)
+    # A typed domain names no entry: refused, never an address.
+    assert c.login("taro@other.test", "taro-ldap-pw")[0] == 401
+    # However the name is typed, the addresses are the entry's.
+    st, doc = c.login("TARO", "taro-ldap-pw")
+    assert st == 200, doc
+    assert doc["user"]["addresses"] == ["taro@corp.test", "yamada@corp.test"]
+
+
 def test_local_account_comes_before_the_directory(start_manager, slapd):
     m = ldap_manager(start_manager, slapd)
     add_user(m, "taro", "local-taro-pw", "operator")
@@ -530,7 +541,7 @@ def dovecot(workdir):
     with open(os.path.join(d, "passwd"), "w") as f:
         f.write("hanako:{PLAIN}hanako-imap-pw:%d:%d::%s/mail/hanako\n" % (
             65534 if uid == 0 else uid, 65534 if uid == 0 else gid, d))
-        f.write("jiro@corp.test:{PLAIN}jiro \"quoted\" pw:%d:%d::%s/mail/jiro\n" % (
+        f.write("jiro:{PLAIN}jiro \"quoted\" pw:%d:%d::%s/mail/jiro\n" % (
             65534 if uid == 0 else uid, 65534 if uid == 0 else gid, d))
     os.chmod(os.path.join(d, "mail"), 0o777)
     port = free_port()
@@ -544,6 +555,8 @@ def dovecot(workdir):
         "ssl = no",
         "disable_plaintext_auth = no",
         "auth_failure_delay = 0",
+        # Like many single-domain servers: the domain of a login name is dropped unread.
+        "auth_username_format = %Ln",
         "log_path = %s/dovecot.log" % d,
         "mail_location = maildir:%s/mail/%%u" % d,
         "passdb {", "  driver = passwd-file", "  args = %s/passwd" % d, "}",
@@ -584,6 +597,56 @@ def test_imap_end_user_logs_in_and_sees_their_mail(start_manager, dovecot):
     assert doc["user"]["addresses"] == ["jiro@corp.test"]
     st, doc = c2.call("GET", "/api/v1/messages")
     assert [x["id"] for x in doc["messages"]] == [theirs]
+
+
+def test_imap_login_is_bound_to_the_configured_domain(start_manager, dovecot):
+    import imaplib
+    host, port = dovecot.rsplit(":", 1)
+    # The server ignores the domain: hanako's password opens "hanako@other.test" too.
+    imap = imaplib.IMAP4(host, int(port), timeout=t(10))
+    try:
+        assert imap.login("hanako@other.test", "hanako-imap-pw")[0] == "OK"
+    finally:
+        imap.logout()
+    m = start_manager(auth_imap__host=dovecot, auth_imap__domain="corp.test")
+    other = m.send("s@example.jp", "hanako@other.test", make_message(to="hanako@other.test"))
+    c = Client(m)
+    for name in ("hanako@other.test", "hanako@corp.test.other.test", "@corp.test",
+                 "hanako@corp.test@other.test"):
+        st, doc = c.login(name, "hanako-imap-pw")
+        assert (st, doc) == (401, {"error": {"code": "unauthorized",
+                                             "message": "wrong username or password"}}), name
+        assert c.cookie is None
+    assert "auth.imap_refused" in m.log_text()
+    # In the configured domain (any case), the address is local part @ that domain.
+    st, doc = c.login("Hanako@CORP.test", "hanako-imap-pw")
+    assert st == 200, doc
+    assert doc["user"]["addresses"] == ["hanako@corp.test"]
+    assert c.call("GET", "/api/v1/messages/%s" % other)[0] == 404
+
+
+def test_imap_login_in_another_domain_does_not_reach_the_server(start_manager):
+    silent = SilentServer()
+    try:
+        m = start_manager(auth_imap__host="127.0.0.1:%d" % silent.port,
+                          auth_imap__domain="corp.test", auth_imap__timeout="5s")
+        started = time.monotonic()
+        st, doc = Client(m).login("alice@other-domain.test", "whatever")
+        assert st == 401, doc
+        assert time.monotonic() - started < t(2)
+        time.sleep(0.3)
+        assert silent.conns == []
+    finally:
+        silent.close()
+
+
+def test_imap_needs_its_domain(start_manager):
+    m = start_manager(start=False, auth_imap__host="127.0.0.1:143")
+    m.write_config()
+    r = subprocess.run([find_binary("lazaretd"), "--check-config", "-c", m.conf_path],
+                       capture_output=True, text=True, timeout=t(20))
+    assert r.returncode == 1
+    assert "domain" in r.stderr and "auth_imap" in r.stderr
 
 
 def test_ldap_refusal_falls_through_to_imap(start_manager, slapd, dovecot):

@@ -201,6 +201,41 @@ static void test_ratelimit_forgets_the_stalest_key_when_full(void **state)
 	auth_ratelimit_free(rl);
 }
 
+static void test_imap_address(void **state)
+{
+	static const struct {
+		const char *domain, *username, *want; /* want NULL: -EACCES */
+	} cases[] = {
+	    {"corp.test", "hanako", "hanako@corp.test"},
+	    {"corp.test", "Hanako", "hanako@corp.test"},
+	    {"corp.test", "jiro@corp.test", "jiro@corp.test"},
+	    {"corp.test", "Jiro@CORP.Test", "jiro@corp.test"},
+	    /* Another domain is refused, however the server would read it. */
+	    {"corp.test", "alice@other.test", NULL},
+	    {"corp.test", "alice@corp.test.evil", NULL},
+	    {"corp.test", "alice@sub.corp.test", NULL},
+	    {"corp.test", "alice@", NULL},
+	    {"corp.test", "@corp.test", NULL},
+	    {"corp.test", "a@b@corp.test", NULL},
+	    {"corp.test", "", NULL},
+	    {NULL, "hanako", NULL},
+	    {"", "hanako", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got = NULL;
+		int rc = auth_imap_address(cases[i].domain, cases[i].username, &got);
+		if (cases[i].want == NULL) {
+			if (rc != -EACCES || got != NULL)
+				fail_msg("case %zu: %d %s, want refusal", i, rc, got);
+			continue;
+		}
+		if (rc != 0 || strcmp(got, cases[i].want) != 0)
+			fail_msg("case %zu: %d %s, want %s", i, rc, got != NULL ? got : "-",
+				 cases[i].want);
+		free(got);
+	}
+}
+
 static void test_ldap_escape(void **state)
 {
 	static const struct {
@@ -258,6 +293,7 @@ int main(void)
 	    cmocka_unit_test(test_cookie_set),
 	    cmocka_unit_test(test_ratelimit),
 	    cmocka_unit_test(test_ratelimit_forgets_the_stalest_key_when_full),
+	    cmocka_unit_test(test_imap_address),
 	    cmocka_unit_test(test_ldap_escape),
 	    cmocka_unit_test(test_imap_quote),
 	};
