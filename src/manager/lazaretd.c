@@ -136,6 +136,7 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 	ac->features |= API_FEATURE_WEB;
 	ac->web_root = cfg->web_root;
 	ac->hide_bodies_until_released = cfg->hide_bodies_until_released;
+	ac->allowed_origins = cfg->allowed_origins;
 	ac->download_min_role = API_ROLE_ADMIN;
 	if (cfg->download_min_role != NULL && strcmp(cfg->download_min_role, "operator") == 0)
 		ac->download_min_role = API_ROLE_OPERATOR;

@@ -297,6 +297,10 @@ static const struct confparse_key manager_config_keys[] = {
      .offset = OFF(login_failure_window_ms),
      .default_text = "5m",
      .min = SEC},
+    {.section = "http",
+     .name = "allowed_origins",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(allowed_origins)},
     {.section = "auth_ldap", .name = "uri", .type = CONFPARSE_STRING, .offset = OFF(ldap_uri)},
     {.section = "auth_ldap",
      .name = "base_dn",
@@ -453,6 +457,37 @@ static void manager_config_notifications(struct confparse *cp, struct manager_co
 		cfg->notify_base_url = xasprintf("http://%s", cfg->http_listen);
 }
 
+/* [http] allowed_origins: each "http[s]://host[:port]", no path, no wildcard. */
+static void manager_config_origins(struct confparse *cp, const char *list)
+{
+	for (const char *p = list != NULL ? list : ""; *p != '\0';) {
+		p += strspn(p, ", \t");
+		size_t len = strcspn(p, ", \t");
+		if (len == 0)
+			break;
+		const char *host = NULL;
+		if (len > 7 && strncmp(p, "http://", 7) == 0)
+			host = p + 7;
+		else if (len > 8 && strncmp(p, "https://", 8) == 0)
+			host = p + 8;
+		size_t hlen = host != NULL ? len - (size_t)(host - p) : 0;
+		if (hlen > 0 && host[hlen - 1] == '/')
+			hlen--;
+		bool ok = hlen > 0;
+		for (size_t i = 0; ok && i < hlen; i++) {
+			char c = host[i];
+			ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':' ||
+			     c == '[' || c == ']';
+		}
+		if (!ok)
+			confparse_error(cp, "http", "allowed_origins",
+					"\"%.*s\" is not an origin (http[s]://host[:port])",
+					(int)len, p);
+		p += len;
+	}
+}
+
 /* Checks across keys and fills defaults derived from other keys. */
 static void manager_config_validate(struct confparse *cp, struct manager_config *cfg)
 {
@@ -483,6 +518,7 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 	if (cfg->session_max_age_ms < cfg->session_idle_timeout_ms)
 		confparse_error(cp, "http", "session_max_age",
 				"must not be less than session_idle_timeout");
+	manager_config_origins(cp, cfg->allowed_origins);
 	if (cfg->imap_host != NULL && cfg->imap_domain == NULL)
 		confparse_error(cp, "auth_imap", "domain",
 				"is required when host is set (the users' mail domain)");

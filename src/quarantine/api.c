@@ -21,9 +21,10 @@
  * download_min_role (admins by default), and each download leaves one audit row.
  * Attachments go out as opaque bytes (application/octet-stream,
  * Content-Disposition: attachment) so that no browser renders them. Cookie
- * sessions must send their CSRF token with every state change (api_authorize).
- * Releases, deletions and downloads leave a row in the audit log (api_users.c)
- * when sessions are on.
+ * sessions must send their CSRF token with every state change (api_authorize),
+ * and every state change from a browser must be same-origin and JSON
+ * (api_request_guard). Releases, deletions and downloads leave a row in the audit
+ * log (api_users.c) when sessions are on.
  * Not for: logins and accounts (api_users.c), safelists (api_slbl.c), HTTP
  * plumbing (http_server), delivering released mail (release).
  */
@@ -77,6 +78,7 @@ struct api {
 	int64_t delete_after_ms;
 	struct api_config cfg; /* a copy; its strings point at the fields above or web_root */
 	char *web_root;
+	char *allowed_origins;
 	struct api_users *users; /* NULL without API_FEATURE_USERS */
 };
 
@@ -1041,9 +1043,91 @@ static bool api_state_changing(const char *method)
 	       strcmp(method, "DELETE") == 0 || strcmp(method, "PATCH") == 0;
 }
 
+/* True when origin's "host[:port]" is the request's Host (scheme aside). */
+static bool api_origin_is_host(const char *origin, const char *host)
+{
+	const char *sep = strstr(origin, "://");
+	if (sep == NULL || host == NULL || *host == '\0')
+		return false;
+	const char *scheme_end = sep;
+	if (!((scheme_end - origin == 4 && strncasecmp(origin, "http", 4) == 0) ||
+	      (scheme_end - origin == 5 && strncasecmp(origin, "https", 5) == 0)))
+		return false;
+	return strcasecmp(sep + 3, host) == 0;
+}
+
+/* True when origin is one of the comma- or space-separated allowed origins. */
+static bool api_origin_listed(const char *origin, const char *list)
+{
+	size_t olen = strlen(origin);
+	for (const char *p = list != NULL ? list : ""; *p != '\0';) {
+		p += strspn(p, ", \t");
+		size_t len = strcspn(p, ", \t");
+		/* A configured trailing "/" is the same origin. */
+		size_t cmp = len > 0 && p[len - 1] == '/' ? len - 1 : len;
+		if (cmp > 0 && cmp == olen && strncasecmp(p, origin, olen) == 0)
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+/* True when the Content-Type's media type (parameters aside) is type. */
+static bool api_media_type_is(const char *content_type, const char *type)
+{
+	if (content_type == NULL)
+		return false;
+	size_t tl = strlen(type);
+	const char *p = content_type + strspn(content_type, " \t");
+	if (strncasecmp(p, type, tl) != 0)
+		return false;
+	p += tl;
+	p += strspn(p, " \t");
+	return *p == '\0' || *p == ';';
+}
+
+bool api_request_guard(struct api *a, struct http_server_request *req)
+{
+	if (!api_state_changing(http_server_request_method(req)))
+		return true;
+	if (http_server_bearer_ok(http_server_request_header(req, "Authorization"), a->token))
+		return true;
+	const char *site = http_server_request_header(req, "Sec-Fetch-Site");
+	const char *origin = http_server_request_header(req, "Origin");
+	bool cross = site != NULL && strcasecmp(site, "cross-site") == 0;
+	if (!cross && origin != NULL)
+		cross = !api_origin_is_host(origin, http_server_request_header(req, "Host")) &&
+			!api_origin_listed(origin, a->allowed_origins);
+	if (cross) {
+		char q[300];
+		log_warn("api.cross_site_refused", "method=%s path=%s origin=%s site=%s peer=%s",
+			 http_server_request_method(req), http_server_request_path(req),
+			 log_quote(q, sizeof(q), origin != NULL ? origin : "-"),
+			 site != NULL ? "given" : "-", http_server_request_peer(req));
+		http_server_reply_error(req, 403, "cross-site request refused");
+		return false;
+	}
+	const char *data;
+	size_t len;
+	http_server_request_body(req, &data, &len);
+	if (len == 0)
+		return true;
+	const char *path = http_server_request_path(req);
+	size_t plen = strlen(path);
+	bool csv = plen >= 4 && strcmp(path + plen - 4, ".csv") == 0;
+	const char *type = http_server_request_header(req, "Content-Type");
+	if (api_media_type_is(type, "application/json") ||
+	    (csv && api_media_type_is(type, "text/csv")))
+		return true;
+	http_server_reply_error(req, 415, "the request body must be %s",
+				csv ? "text/csv" : "application/json");
+	return false;
+}
+
 /*
  * Guards HTTP_SERVER_ROUTE_AUTH routes: the Bearer token, or a session whose CSRF
- * token comes with every state change. Handlers check roles themselves.
+ * token comes with every state change; and api_request_guard for every state
+ * change. Handlers check roles themselves.
  */
 static bool api_authorize(struct http_server_request *req, void *arg)
 {
@@ -1051,6 +1135,8 @@ static bool api_authorize(struct http_server_request *req, void *arg)
 	if (a->users == NULL) /* no sessions: the Bearer token only */
 		return http_server_bearer_ok(http_server_request_header(req, "Authorization"),
 					     a->token);
+	if (!api_request_guard(a, req))
+		return false;
 	const struct api_actor *who = api_actor(a, req);
 	if (who->role == API_ROLE_NONE) {
 		http_server_reply_error(req, 401, "authentication required");
@@ -1076,6 +1162,8 @@ static void api_apply(struct api *a, const struct api_config *cfg)
 	free(a->token);
 	free(a->manager_name);
 	free(a->web_root);
+	free(a->allowed_origins);
+	a->allowed_origins = cfg->allowed_origins != NULL ? xstrdup(cfg->allowed_origins) : NULL;
 	a->token = xstrdup(cfg->admin_token != NULL ? cfg->admin_token : "");
 	a->manager_name = xstrdup(cfg->manager_name != NULL ? cfg->manager_name : "");
 	a->web_root = cfg->web_root != NULL ? xstrdup(cfg->web_root) : NULL;
@@ -1087,6 +1175,7 @@ static void api_apply(struct api *a, const struct api_config *cfg)
 	a->cfg.manager_name = a->manager_name;
 	a->cfg.max_body = a->max_body;
 	a->cfg.web_root = a->web_root;
+	a->cfg.allowed_origins = a->allowed_origins;
 	if (a->cfg.slbl_max_entries == 0)
 		a->cfg.slbl_max_entries = 100;
 }
@@ -1127,7 +1216,9 @@ const struct api_actor *api_actor(struct api *a, struct http_server_request *req
 bool api_require_role(struct api *a, struct http_server_request *req, enum api_role min)
 {
 	const struct api_actor *who = api_actor(a, req);
-	/* Routes registered public reach here without api_authorize: check CSRF too. */
+	/* Routes registered public reach here without api_authorize: check these too. */
+	if (!api_request_guard(a, req))
+		return false;
 	if (who->role >= min && who->session &&
 	    api_state_changing(http_server_request_method(req)) &&
 	    !api_users_csrf_ok(a->users, req)) {
@@ -1217,5 +1308,6 @@ void api_stop(struct api *a)
 	free(a->token);
 	free(a->manager_name);
 	free(a->web_root);
+	free(a->allowed_origins);
 	free(a);
 }

@@ -469,6 +469,8 @@ static void api_users_login(struct http_server_request *req, void *arg)
 	json_t *body = NULL;
 	char *err = NULL;
 	const char *username = NULL, *password = NULL;
+	if (!api_request_guard(a, req))
+		return;
 	if (api_users_body(a, req, &body) < 0)
 		return;
 	static const char *const allowed[] = {"username", "password", NULL};
@@ -544,6 +546,8 @@ static void api_users_logout(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
 	struct api_users *u = api_users_of(a);
+	if (!api_request_guard(a, req))
+		return;
 	const struct api_actor *who = api_users_session_actor(u, req);
 	if (who != NULL) {
 		if (!api_users_csrf_ok(u, req)) {

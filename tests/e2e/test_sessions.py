@@ -6,6 +6,7 @@ user may see and do, roles, the audit log, the first admin from the config and
 IMAP server, each started by the test on loopback with its own temporary files.
 """
 
+import http.client
 import json
 import os
 import shutil
@@ -185,6 +186,132 @@ def test_failure_window_ends(start_manager):
     assert c.login("slow", "slow-pw-123")[0] == 429
     time.sleep(2.2)
     assert c.login("slow", "slow-pw-123")[0] == 200
+
+
+# ---- cross-site requests and media types ------------------------------------------
+
+
+CROSS_SITE = {"error": {"code": "forbidden", "message": "cross-site request refused"}}
+NOT_JSON = {"error": {"code": "unsupported_media_type",
+                      "message": "the request body must be application/json"}}
+
+
+def raw_request(m, method, path, body, headers):
+    """(status, headers, parsed body) with exactly the given headers (no Bearer token)."""
+    conn = http.client.HTTPConnection("127.0.0.1", m.http_port, timeout=t(15))
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        st, hdrs, raw = r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        doc = None
+    return st, hdrs, doc
+
+
+def test_login_needs_json_and_the_same_origin(manager):
+    add_user(manager, "opal", "operator-pw-1", "operator")
+    add_user(manager, "mallory", "mallory-pw-1", "operator")
+    c = Client(manager)
+    assert c.login("opal", "operator-pw-1")[0] == 200
+    rows = len(audit(manager, 1000))
+    creds = json.dumps({"username": "mallory", "password": "mallory-pw-1"}).encode()
+    origin = "http://127.0.0.1:%d" % manager.http_port
+    for headers, body, want in [
+        # What a cross-site form can send without a preflight: text/plain, form-encoded.
+        ({"Content-Type": "text/plain"}, creds, (415, NOT_JSON)),
+        ({"Content-Type": "text/plain", "Origin": origin}, creds, (415, NOT_JSON)),
+        ({"Content-Type": "application/x-www-form-urlencoded"},
+         b"username=mallory&password=mallory-pw-1", (415, NOT_JSON)),
+        ({"Content-Type": "multipart/form-data; boundary=x"}, creds, (415, NOT_JSON)),
+        ({"Content-Type": "application/jsonp"}, creds, (415, NOT_JSON)),
+        ({}, creds, (415, NOT_JSON)),
+        # JSON from another site (a fetch with CORS, or a rebinding page).
+        ({"Content-Type": "application/json", "Origin": "http://evil.example"}, creds,
+         (403, CROSS_SITE)),
+        ({"Content-Type": "application/json", "Origin": "null"}, creds, (403, CROSS_SITE)),
+        ({"Content-Type": "application/json", "Origin": "http://127.0.0.1:1"}, creds,
+         (403, CROSS_SITE)),
+        ({"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, creds,
+         (403, CROSS_SITE)),
+        ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, creds,
+         (403, CROSS_SITE)),
+    ]:
+        hdrs = dict(headers, Cookie=c.cookie)
+        st, reply_headers, doc = raw_request(manager, "POST", "/api/v1/session", body, hdrs)
+        assert (st, doc) == want, (headers, st, doc)
+        assert "Set-Cookie" not in reply_headers
+        # The browser's session is still opal's.
+        st, doc = c.call("GET", "/api/v1/session")
+        assert st == 200 and doc["user"]["username"] == "opal"
+    # Nothing was written.
+    assert len(audit(manager, 1000)) == rows
+    assert "api.cross_site_refused" in manager.log_text()
+    # The console itself: JSON from its own origin, with a charset parameter.
+    st, _, doc = raw_request(manager, "POST", "/api/v1/session", creds,
+                             {"Content-Type": "Application/JSON; charset=utf-8",
+                              "Origin": origin, "Sec-Fetch-Site": "same-origin"})
+    assert st == 200 and doc["user"]["username"] == "mallory"
+
+
+def test_state_changes_refuse_cross_site_requests(manager):
+    add_user(manager, "op", "operator-pw-2", "operator")
+    mid = manager.send("s@example.jp", "u@corp.test", make_message())
+    c = Client(manager)
+    assert c.login("op", "operator-pw-2")[0] == 200
+    base = {"Cookie": c.cookie, "X-CSRF-Token": c.csrf}
+    path = "/api/v1/messages/%s/delete" % mid
+    for method, p, headers, body, want in [
+        ("POST", path, {"Origin": "http://evil.example"}, None, (403, CROSS_SITE)),
+        ("POST", path, {"Sec-Fetch-Site": "cross-site"}, None, (403, CROSS_SITE)),
+        ("POST", path, {"Content-Type": "text/plain"}, b'{"recipients":["u@corp.test"]}',
+         (415, NOT_JSON)),
+        ("PUT", "/api/v1/me", {"Content-Type": "application/x-www-form-urlencoded"},
+         b"language=en", (415, NOT_JSON)),
+        ("DELETE", "/api/v1/session", {"Origin": "http://evil.example"}, None,
+         (403, CROSS_SITE)),
+    ]:
+        st, _, doc = raw_request(manager, method, p, body, dict(base, **headers))
+        assert (st, doc) == want, (method, p, headers, st, doc)
+    assert states(manager, mid) == {"u@corp.test": "quarantined"}
+    # Still logged in: the cross-site logout did nothing.
+    assert c.call("GET", "/api/v1/session")[0] == 200
+    # The same request from the console's own origin goes through.
+    st, _, doc = raw_request(manager, "POST", path, None,
+                             dict(base, Origin="http://127.0.0.1:%d" % manager.http_port))
+    assert st == 200, doc
+    assert states(manager, mid) == {"u@corp.test": "deleted"}
+
+
+def test_bearer_token_requests_keep_working_without_origin_checks(manager):
+    mid = manager.send("s@example.jp", "u@corp.test", make_message())
+    # A script (curl -d, lazaretctl): no Origin rules for the Bearer token.
+    st, _, _ = manager.http("POST", "/api/v1/messages/%s/release" % mid, body=b"",
+                            headers={"Origin": "http://elsewhere.example"})
+    assert st == 202
+    st, _, _ = manager.http("POST", "/api/v1/users",
+                            body=json.dumps({"username": "s", "password": "script-pw-1",
+                                             "role": "operator"}).encode(),
+                            headers={"Content-Type": "text/plain"})
+    assert st == 201
+
+
+def test_allowed_origins_for_a_console_behind_a_proxy(start_manager):
+    m = start_manager(http__allowed_origins="https://quarantine.example.jp, "
+                                            "https://q2.example.jp:8443/")
+    add_user(m, "opal", "operator-pw-1", "operator")
+    creds = {"username": "opal", "password": "operator-pw-1"}
+    for origin, want in [("https://quarantine.example.jp", 200),
+                         ("https://q2.example.jp:8443", 200),
+                         ("http://quarantine.example.jp", 403),
+                         ("https://quarantine.example.jp.evil.example", 403),
+                         ("https://q2.example.jp", 403)]:
+        st, _, doc = raw_request(m, "POST", "/api/v1/session", json.dumps(creds).encode(),
+                                 {"Content-Type": "application/json", "Origin": origin})
+        assert st == want, (origin, st, doc)
 
 
 # ---- end users ----------------------------------------------------------------
