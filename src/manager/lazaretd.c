@@ -154,6 +154,10 @@ static void users_config_from(const struct manager_config *cfg, struct auth_dire
 	uc->secure_cookies = cfg->secure_cookies;
 	uc->login_max_failures = cfg->login_max_failures;
 	uc->login_window_ms = cfg->login_failure_window_ms;
+	uc->login_max_failures_per_address = cfg->login_max_failures_per_address;
+	uc->login_backoff_max_ms = cfg->login_backoff_max_ms;
+	uc->login_queue_max = cfg->login_queue_max;
+	uc->trusted_proxies = cfg->trusted_proxies_text;
 	if (dir != NULL) {
 		uc->directory = auth_directory_login;
 		uc->directory_arg = dir;

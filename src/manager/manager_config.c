@@ -298,6 +298,33 @@ static const struct confparse_key manager_config_keys[] = {
      .default_text = "5m",
      .min = SEC},
     {.section = "http",
+     .name = "login_max_failures_per_address",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(login_max_failures_per_address),
+     .default_text = "30",
+     .min = 1,
+     .max = 100000},
+    {.section = "http",
+     .name = "login_backoff_max",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(login_backoff_max_ms),
+     .default_text = "1h",
+     .min = SEC},
+    /* Each queued login holds a deferred request; the workers run two at a time. */
+    {.section = "http",
+     .name = "login_queue_max",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(login_queue_max),
+     .default_text = "16",
+     .min = 1,
+     .max = 10000},
+    {.section = "http",
+     .name = "trusted_proxies",
+     .type = CONFPARSE_ACL,
+     .offset = OFF(trusted_proxies),
+     .flags = CONFPARSE_KEEP_TEXT,
+     .text_offset = OFF(trusted_proxies_text)},
+    {.section = "http",
      .name = "allowed_origins",
      .type = CONFPARSE_STRING,
      .offset = OFF(allowed_origins)},
@@ -518,6 +545,9 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 	if (cfg->session_max_age_ms < cfg->session_idle_timeout_ms)
 		confparse_error(cp, "http", "session_max_age",
 				"must not be less than session_idle_timeout");
+	if (cfg->login_backoff_max_ms < cfg->login_failure_window_ms)
+		confparse_error(cp, "http", "login_backoff_max",
+				"must not be less than login_failure_window");
 	manager_config_origins(cp, cfg->allowed_origins);
 	if (cfg->imap_host != NULL && cfg->imap_domain == NULL)
 		confparse_error(cp, "auth_imap", "domain",

@@ -69,7 +69,12 @@ struct manager_config {
 	int64_t session_max_age_ms;	   /* [http]; default 12h */
 	unsigned login_max_failures;	   /* [http]; default 5 */
 	int64_t login_failure_window_ms;   /* [http]; default 5m */
-	char *allowed_origins;		   /* [http]; origins besides the Host's; default none */
+	unsigned login_max_failures_per_address; /* [http]; default 30 */
+	int64_t login_backoff_max_ms;		 /* [http]; default 1h */
+	unsigned login_queue_max;		 /* [http]; default 16 */
+	struct acl *trusted_proxies;		 /* [http]; default none */
+	char *trusted_proxies_text;
+	char *allowed_origins;	 /* [http]; origins besides the Host's; default none */
 	char *download_min_role; /* [spam_quarantine]: admin | operator | enduser; default admin */
 	/* [auth_ldap]: LDAP end users (uri NULL: off) */
 	char *ldap_uri;

@@ -159,22 +159,178 @@ def test_cookie_state_changes_need_the_csrf_token_bearer_does_not(manager):
     assert st == 200 and states(manager, ids[2]) == {"u2@corp.test": "deleted"}
 
 
-def test_failed_logins_are_limited_per_account_and_per_address(start_manager):
-    m = start_manager(http__login_max_failures="3", http__login_failure_window="1m")
+def metric(m, name):
+    st, _, raw = m.http("GET", "/metrics", token=None)
+    assert st == 200
+    for line in raw.decode("utf-8").splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no metric %s" % name)
+
+
+def login_as(m, username, password, headers=None):
+    """(status, headers, parsed body) of one login, with extra headers (X-Forwarded-For)."""
+    st, hdrs, raw = m.http("POST", "/api/v1/session",
+                           body={"username": username, "password": password},
+                           token=None, headers=headers)
+    return st, hdrs, json.loads(raw) if raw else None
+
+
+LIMITED = {"error": {"code": "too_many_requests",
+                     "message": "too many failed logins; try again later"}}
+BUSY = {"error": {"code": "unavailable",
+                  "message": "too many logins in progress; try again shortly"}}
+
+
+def test_failed_logins_lock_the_account_not_the_others_behind_the_address(start_manager):
+    m = start_manager(http__login_max_failures="3", http__login_failure_window="1m",
+                      http__login_max_failures_per_address="6")
     add_user(m, "victim", "victim-pw-1", "operator")
     add_user(m, "other", "other-pw-12", "operator")
     c = Client(m)
     for _ in range(3):
         assert c.login("victim", "guess")[0] == 401
+    checks = metric(m, "lazaret_login_checks_total")
     st, doc = c.login("victim", "victim-pw-1")
-    assert st == 429, doc
-    assert doc["error"]["code"] == "too_many_requests"
+    assert (st, doc) == (429, LIMITED)
     retry = int(c.last_headers["Retry-After"])
     assert 1 <= retry <= 60
-    # The client address has failed three times too: other accounts are refused from it.
-    assert c.login("other", "other-pw-12")[0] == 429
-    assert "api.login_limited" in m.log_text()
+    # Refused before any password check.
+    assert metric(m, "lazaret_login_checks_total") == checks
+    # Another user behind the same address is not locked out by victim's guesser.
+    st, doc = c.login("other", "other-pw-12")
+    assert st == 200, doc
+    assert "api.login_limited" in m.log_text() and "by=account" in m.log_text()
+    # The address has its own, higher ceiling: 3 more failures (6 in all) and it is refused.
+    for name in ("x1", "x2", "x3"):
+        assert c.login(name, "guess")[0] == 401
+    st, doc = Client(m).login("other", "other-pw-12")
+    assert (st, doc) == (429, LIMITED)
+    assert "by=address" in m.log_text()
     assert "api.login_failed" in m.log_text()
+
+
+def test_parallel_login_burst_gets_at_most_max_failures_checks(start_manager):
+    """40 concurrent guesses at one account: the limit is counted before the checks."""
+    import threading
+    m = start_manager(http__login_max_failures="5", http__login_failure_window="1m",
+                      http__login_max_failures_per_address="1000", http__login_queue_max="1000")
+    add_user(m, "victim", "victim-pw-1", "operator")
+    checks = metric(m, "lazaret_login_checks_total")
+    n = 40
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def guess(i):
+        barrier.wait()
+        st, hdrs, doc = login_as(m, "victim", "guess-%d" % i)
+        results[i] = (st, hdrs.get("Retry-After"), doc)
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=t(60))
+    assert all(r is not None for r in results)
+    statuses = [r[0] for r in results]
+    assert set(statuses) <= {401, 429}, statuses
+    checked = statuses.count(401)
+    assert 1 <= checked <= 5, statuses
+    assert metric(m, "lazaret_login_checks_total") - checks == checked
+    for st, retry, doc in results:
+        if st == 429:
+            assert doc == LIMITED and retry is not None and int(retry) >= 1
+    assert metric(m, "lazaret_login_limited_total") == n - checked
+    # The right password now waits for the block too (no check run for it).
+    st, hdrs, doc = login_as(m, "victim", "victim-pw-1")
+    assert st == 429 and int(hdrs["Retry-After"]) >= 1
+    assert metric(m, "lazaret_login_checks_total") - checks == checked
+
+
+def test_login_queue_is_bounded(start_manager):
+    """A burst of logins to many accounts: past login_queue_max they get 503 unchecked."""
+    import threading
+    m = start_manager(http__login_queue_max="2", http__login_max_failures_per_address="1000")
+    checks = metric(m, "lazaret_login_checks_total")
+    n = 40
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def guess(i):
+        barrier.wait()
+        st, hdrs, doc = login_as(m, "user%d" % i, "guess")
+        results[i] = (st, hdrs.get("Retry-After"), doc)
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=t(60))
+    statuses = [r[0] for r in results]
+    assert set(statuses) <= {401, 503}, statuses
+    busy = [r for r in results if r[0] == 503]
+    assert busy, statuses
+    for _, retry, doc in busy:
+        assert doc == BUSY and retry == "1"
+    assert metric(m, "lazaret_login_checks_total") - checks == statuses.count(401)
+    assert metric(m, "lazaret_login_busy_total") == len(busy)
+    assert "api.login_busy" in m.log_text()
+    # The queue drains: logins work again.
+    add_user(m, "after", "after-pw-123", "operator")
+    wait_for(lambda: login_as(m, "after", "after-pw-123")[0] == 200, 10, "the queue to drain")
+
+
+def test_forwarded_for_is_ignored_from_untrusted_peers(start_manager):
+    m = start_manager(http__login_max_failures_per_address="2")
+    add_user(m, "other", "other-pw-12", "operator")
+    # Each guess names another client: the limiter sees the TCP peer all the same.
+    assert login_as(m, "a", "x", {"X-Forwarded-For": "203.0.113.1"})[0] == 401
+    assert login_as(m, "b", "x", {"X-Forwarded-For": "203.0.113.2"})[0] == 401
+    st, _, doc = login_as(m, "other", "other-pw-12", {"X-Forwarded-For": "203.0.113.3"})
+    assert (st, doc) == (429, LIMITED)
+    rows = [r for r in audit(m) if r["action"] == "login_failed"]
+    assert [r["peer"] for r in rows] == ["127.0.0.1", "127.0.0.1"]
+
+
+def test_forwarded_for_from_a_trusted_proxy_names_the_client(start_manager):
+    m = start_manager(http__trusted_proxies="127.0.0.1/32", http__login_max_failures="3",
+                      http__login_max_failures_per_address="2")
+    add_user(m, "other", "other-pw-12", "operator")
+    add_user(m, "victim", "victim-pw-1", "operator")
+    attacker = {"X-Forwarded-For": "203.0.113.9"}
+    # What a client writes sits left of the proxy's own entry: the rightmost counts.
+    spoofing = {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+    assert login_as(m, "a", "x", attacker)[0] == 401
+    assert login_as(m, "b", "x", spoofing)[0] == 401
+    st, _, doc = login_as(m, "other", "other-pw-12", attacker)
+    assert (st, doc) == (429, LIMITED)
+    # Another client behind the same proxy is not affected.
+    st, _, doc = login_as(m, "other", "other-pw-12", {"X-Forwarded-For": "198.51.100.1"})
+    assert st == 200, doc
+    rows = audit(m)
+    assert [r["peer"] for r in rows if r["action"] in ("login", "login_failed")] == \
+        ["198.51.100.1", "203.0.113.9", "203.0.113.9"]
+
+    # An account under attack: its owner, from an address that logged in before, still gets in.
+    owner = {"X-Forwarded-For": "192.0.2.10"}
+    assert login_as(m, "victim", "victim-pw-1", owner)[0] == 200
+    for i in range(3):
+        assert login_as(m, "victim", "x", {"X-Forwarded-For": "203.0.113.%d" % (20 + i)})[0] \
+            == 401
+    assert login_as(m, "victim", "victim-pw-1", {"X-Forwarded-For": "203.0.113.30"})[0] == 429
+    assert login_as(m, "victim", "victim-pw-1", owner)[0] == 200
+
+
+def test_proxy_settings_are_checked(start_manager, build_dir):
+    for key, value, words in [("trusted_proxies", "10.0.0.0/33", "trusted_proxies"),
+                              ("allowed_origins", "https://x.example/path", "allowed_origins"),
+                              ("allowed_origins", "*", "allowed_origins"),
+                              ("login_backoff_max", "1s", "login_backoff_max"),
+                              ("login_queue_max", "0", "login_queue_max")]:
+        m = start_manager(start=False, **{"http__" + key: value})
+        m.write_config()
+        r = subprocess.run([find_binary("lazaretd"), "--check-config", "-c", m.conf_path],
+                           capture_output=True, text=True, timeout=t(20))
+        assert r.returncode == 1, (key, value, r.stderr)
+        assert words in r.stderr, (key, value, r.stderr)
 
 
 def test_failure_window_ends(start_manager):
@@ -217,6 +373,7 @@ def test_login_needs_json_and_the_same_origin(manager):
     add_user(manager, "mallory", "mallory-pw-1", "operator")
     c = Client(manager)
     assert c.login("opal", "operator-pw-1")[0] == 200
+    checks = metric(manager, "lazaret_login_checks_total")
     rows = len(audit(manager, 1000))
     creds = json.dumps({"username": "mallory", "password": "mallory-pw-1"}).encode()
     origin = "http://127.0.0.1:%d" % manager.http_port
@@ -247,7 +404,8 @@ def test_login_needs_json_and_the_same_origin(manager):
         # The browser's session is still opal's.
         st, doc = c.call("GET", "/api/v1/session")
         assert st == 200 and doc["user"]["username"] == "opal"
-    # Nothing was written.
+    # Nothing was checked and nothing written.
+    assert metric(manager, "lazaret_login_checks_total") == checks
     assert len(audit(manager, 1000)) == rows
     assert "api.cross_site_refused" in manager.log_text()
     # The console itself: JSON from its own origin, with a charset parameter.
