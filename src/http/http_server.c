@@ -147,6 +147,7 @@ static const struct {
     {405, "method_not_allowed", "Method Not Allowed"},
     {409, "conflict", "Conflict"},
     {413, "payload_too_large", "Payload Too Large"},
+    {415, "unsupported_media_type", "Unsupported Media Type"},
     {422, "unprocessable", "Unprocessable Entity"},
     {429, "too_many_requests", "Too Many Requests"},
     {500, "internal", "Internal Server Error"},
@@ -713,6 +714,23 @@ const char *http_server_request_header(const struct http_server_request *req, co
 	if (req->ev == NULL)
 		return NULL;
 	return evhttp_find_header(evhttp_request_get_input_headers(req->ev), name);
+}
+
+char *http_server_request_header_all(const struct http_server_request *req, const char *name)
+{
+	if (req->ev == NULL)
+		return NULL;
+	char *out = NULL;
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req->ev);
+	for (struct evkeyval *kv = h->tqh_first; kv != NULL; kv = kv->next.tqe_next) {
+		if (strcasecmp(kv->key, name) != 0)
+			continue;
+		char *joined =
+		    out != NULL ? xasprintf("%s, %s", out, kv->value) : xstrdup(kv->value);
+		free(out);
+		out = joined;
+	}
+	return out;
 }
 
 void http_server_request_body(struct http_server_request *req, const char **data, size_t *len)

@@ -145,6 +145,11 @@ const char *http_server_request_query(const struct http_server_request *req, con
 size_t http_server_request_query_count(const struct http_server_request *req, const char *key);
 /* A request header (case-insensitive name) or NULL. */
 const char *http_server_request_header(const struct http_server_request *req, const char *name);
+/*
+ * Every value of a header that may come more than once, joined with ", " in the
+ * order received (RFC 9110 5.3), new (caller frees); NULL when absent.
+ */
+char *http_server_request_header_all(const struct http_server_request *req, const char *name);
 /* The request body: *data (NUL-terminated) and *len; an empty body gives "" and 0. */
 void http_server_request_body(struct http_server_request *req, const char **data, size_t *len);
 /* The client's address, as text. */
@@ -182,8 +187,8 @@ void http_server_reply_error(struct http_server_request *req, int status, const 
 /*
  * The error code for a status: 400 bad_request, 401 unauthorized, 403 forbidden,
  * 404 not_found, 405 method_not_allowed, 409 conflict, 413 payload_too_large,
- * 422 unprocessable, 429 too_many_requests, 503 unavailable; any other status
- * "internal".
+ * 415 unsupported_media_type, 422 unprocessable, 429 too_many_requests, 503 unavailable; any other
+ * status "internal".
  */
 const char *http_server_status_code(int status);
 

@@ -70,6 +70,26 @@ int auth_imap_quote(const char *s, char **out)
 	return 0;
 }
 
+int auth_imap_address(const char *domain, const char *username, char **out)
+{
+	*out = NULL;
+	if (domain == NULL || *domain == '\0' || username == NULL)
+		return -EACCES;
+	const char *at = strchr(username, '@');
+	size_t local = at != NULL ? (size_t)(at - username) : strlen(username);
+	/* One '@' at most, a local part, and only the configured domain after it. */
+	if (local == 0 ||
+	    (at != NULL && (strchr(at + 1, '@') != NULL || strcasecmp(at + 1, domain) != 0)))
+		return -EACCES;
+	char *addr = xasprintf("%.*s@%s", (int)local, username, domain);
+	for (char *p = addr; *p != '\0'; p++) {
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	}
+	*out = addr;
+	return 0;
+}
+
 struct auth_imap_conn {
 	int fd;
 	SSL *ssl; /* once TLS is on, all I/O goes through it */
@@ -396,12 +416,25 @@ int auth_imap_login(const struct auth_imap_config *cfg, const char *username, co
 		    char ***addresses, size_t *n)
 {
 	struct auth_imap_conn *c = xcalloc(1, sizeof(*c));
-	char *quser = NULL, *qpass = NULL, *cmd = NULL, *line = NULL;
+	char *quser = NULL, *qpass = NULL, *cmd = NULL, *line = NULL, *address = NULL;
 	int rc;
 	*addresses = NULL;
 	*n = 0;
 	c->fd = -1;
 	c->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 10000;
+	/*
+	 * The address is decided before the server is asked: many servers ignore a
+	 * domain they do not serve, so "alice@other.example" must never become an
+	 * address here just because alice's password was right.
+	 */
+	if (auth_imap_address(cfg->domain, username, &address) < 0) {
+		char q[300];
+		log_warn("auth.imap_refused", "user=%s reason=\"not in domain %s\"",
+			 log_quote(q, sizeof(q), username),
+			 cfg->domain != NULL ? cfg->domain : "-");
+		rc = -EACCES;
+		goto fail;
+	}
 	if (*username == '\0' || *password == '\0' || auth_imap_quote(username, &quser) < 0 ||
 	    auth_imap_quote(password, &qpass) < 0) {
 		rc = -EACCES;
@@ -457,14 +490,8 @@ int auth_imap_login(const struct auth_imap_config *cfg, const char *username, co
 		line = NULL;
 	}
 	*addresses = xcalloc(1, sizeof(char *));
-	if (strchr(username, '@') == NULL && cfg->domain != NULL)
-		(*addresses)[0] = xasprintf("%s@%s", username, cfg->domain);
-	else
-		(*addresses)[0] = xstrdup(username);
-	for (char *p = (*addresses)[0]; *p != '\0'; p++) {
-		if (*p >= 'A' && *p <= 'Z')
-			*p = (char)(*p - 'A' + 'a');
-	}
+	(*addresses)[0] = address;
+	address = NULL;
 	*n = 1;
 	rc = 0;
 
@@ -479,6 +506,7 @@ fail:
 	free(c);
 	free(line);
 	free(cmd);
+	free(address);
 	free(quser);
 	if (qpass != NULL) {
 		explicit_bzero(qpass, strlen(qpass));

@@ -1,8 +1,9 @@
 /*
  * auth_imap — end-user login against an IMAP server ([auth_imap] in
  * docs/CONFIG.md): a LOGIN that the server accepts proves the password; the
- * user's address is the username (with "@domain" appended when it has none and a
- * domain is configured). Blocking: call it off the event loop.
+ * user's address is the typed local part at the configured domain, whatever the
+ * server makes of a domain (auth_imap_address). Blocking: call it off the event
+ * loop.
  */
 #ifndef LAZARET_AUTH_IMAP_H
 #define LAZARET_AUTH_IMAP_H
@@ -33,7 +34,7 @@ enum auth_imap_tls {
 
 struct auth_imap_config {
 	const char *host;   /* host:port */
-	const char *domain; /* appended to usernames without '@'; NULL: none */
+	const char *domain; /* the users' mail domain (required: NULL refuses every login) */
 	int64_t timeout_ms; /* connect, and each read or write */
 	enum auth_imap_tls tls;
 	/*
@@ -48,14 +49,22 @@ int auth_imap_tls_parse(const char *s, enum auth_imap_tls *out);
 
 /*
  * 0 when the server accepts username/password: *addresses is a new array of one
- * new string (caller frees both). -EACCES when it refuses them (NO) or they
- * cannot be sent as IMAP quoted strings; -EIO (logged) when the server cannot be
- * reached or does not speak IMAP, or TLS was asked for and could not be set up
- * (no STARTTLS, a certificate that does not verify): then the password was not
- * sent.
+ * new string, auth_imap_address's (caller frees both). -EACCES, without asking
+ * the server, when username names another domain; -EACCES when the server
+ * refuses them (NO) or they cannot be sent as IMAP quoted strings; -EIO (logged)
+ * when the server cannot be reached or does not speak IMAP, or TLS was asked for
+ * and could not be set up (no STARTTLS, a certificate that does not verify): then
+ * the password was not sent.
  */
 int auth_imap_login(const struct auth_imap_config *cfg, const char *username, const char *password,
 		    char ***addresses, size_t *n);
+
+/*
+ * The address of an IMAP user, new in *out (lowercase): "alice" and
+ * "alice@<domain>" (domain compared case-insensitively) are alice@<domain>.
+ * -EACCES for another domain, an empty local part, more than one '@', or no domain.
+ */
+int auth_imap_address(const char *domain, const char *username, char **out);
 
 /*
  * s as an IMAP quoted string ("..." with \" and \\), new in *out. -EINVAL when s

@@ -169,6 +169,12 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 	ac->web_root = cfg->web_root;
 	ac->hide_bodies_until_released = cfg->hide_bodies_until_released;
 	ac->hsts_max_age_s = (unsigned)(cfg->http_hsts_max_age_ms / 1000);
+	ac->allowed_origins = cfg->allowed_origins;
+	ac->download_min_role = API_ROLE_ADMIN;
+	if (cfg->download_min_role != NULL && strcmp(cfg->download_min_role, "operator") == 0)
+		ac->download_min_role = API_ROLE_OPERATOR;
+	else if (cfg->download_min_role != NULL && strcmp(cfg->download_min_role, "enduser") == 0)
+		ac->download_min_role = API_ROLE_ENDUSER;
 }
 
 /* Sessions, login limits and directories for the API (API_FEATURE_USERS). */
@@ -181,6 +187,10 @@ static void users_config_from(const struct manager_config *cfg, struct auth_dire
 	uc->secure_cookies = cfg->secure_cookies;
 	uc->login_max_failures = cfg->login_max_failures;
 	uc->login_window_ms = cfg->login_failure_window_ms;
+	uc->login_max_failures_per_address = cfg->login_max_failures_per_address;
+	uc->login_backoff_max_ms = cfg->login_backoff_max_ms;
+	uc->login_queue_max = cfg->login_queue_max;
+	uc->trusted_proxies = cfg->trusted_proxies_text;
 	if (dir != NULL) {
 		uc->directory = auth_directory_login;
 		uc->directory_arg = dir;

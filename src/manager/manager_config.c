@@ -271,6 +271,12 @@ static const struct confparse_key manager_config_keys[] = {
      .type = CONFPARSE_BOOL,
      .offset = OFF(hide_bodies_until_released),
      .default_text = "no"},
+    {.section = "spam_quarantine",
+     .name = "download_min_role",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(download_min_role),
+     .default_text = "admin",
+     .choices = "admin|operator|enduser"},
 
     {.section = "release",
      .name = "primary_host",
@@ -359,6 +365,37 @@ static const struct confparse_key manager_config_keys[] = {
      .offset = OFF(login_failure_window_ms),
      .default_text = "5m",
      .min = SEC},
+    {.section = "http",
+     .name = "login_max_failures_per_address",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(login_max_failures_per_address),
+     .default_text = "30",
+     .min = 1,
+     .max = 100000},
+    {.section = "http",
+     .name = "login_backoff_max",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(login_backoff_max_ms),
+     .default_text = "1h",
+     .min = SEC},
+    /* Each queued login holds a deferred request; the workers run two at a time. */
+    {.section = "http",
+     .name = "login_queue_max",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(login_queue_max),
+     .default_text = "16",
+     .min = 1,
+     .max = 10000},
+    {.section = "http",
+     .name = "trusted_proxies",
+     .type = CONFPARSE_ACL,
+     .offset = OFF(trusted_proxies),
+     .flags = CONFPARSE_KEEP_TEXT,
+     .text_offset = OFF(trusted_proxies_text)},
+    {.section = "http",
+     .name = "allowed_origins",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(allowed_origins)},
     {.section = "auth_ldap", .name = "uri", .type = CONFPARSE_STRING, .offset = OFF(ldap_uri)},
     {.section = "auth_ldap",
      .name = "base_dn",
@@ -598,6 +635,37 @@ static void manager_config_directory_tls(struct confparse *cp, struct manager_co
 		confparse_error(cp, "auth_imap", "ca_file", "needs tls = starttls or imaps");
 }
 
+/* [http] allowed_origins: each "http[s]://host[:port]", no path, no wildcard. */
+static void manager_config_origins(struct confparse *cp, const char *list)
+{
+	for (const char *p = list != NULL ? list : ""; *p != '\0';) {
+		p += strspn(p, ", \t");
+		size_t len = strcspn(p, ", \t");
+		if (len == 0)
+			break;
+		const char *host = NULL;
+		if (len > 7 && strncmp(p, "http://", 7) == 0)
+			host = p + 7;
+		else if (len > 8 && strncmp(p, "https://", 8) == 0)
+			host = p + 8;
+		size_t hlen = host != NULL ? len - (size_t)(host - p) : 0;
+		if (hlen > 0 && host[hlen - 1] == '/')
+			hlen--;
+		bool ok = hlen > 0;
+		for (size_t i = 0; ok && i < hlen; i++) {
+			char c = host[i];
+			ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':' ||
+			     c == '[' || c == ']';
+		}
+		if (!ok)
+			confparse_error(cp, "http", "allowed_origins",
+					"\"%.*s\" is not an origin (http[s]://host[:port])",
+					(int)len, p);
+		p += len;
+	}
+}
+
 /* Checks across keys and fills defaults derived from other keys. */
 static void manager_config_validate(struct confparse *cp, struct manager_config *cfg)
 {
@@ -621,6 +689,13 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 	if (cfg->session_max_age_ms < cfg->session_idle_timeout_ms)
 		confparse_error(cp, "http", "session_max_age",
 				"must not be less than session_idle_timeout");
+	if (cfg->login_backoff_max_ms < cfg->login_failure_window_ms)
+		confparse_error(cp, "http", "login_backoff_max",
+				"must not be less than login_failure_window");
+	manager_config_origins(cp, cfg->allowed_origins);
+	if (cfg->imap_host != NULL && cfg->imap_domain == NULL)
+		confparse_error(cp, "auth_imap", "domain",
+				"is required when host is set (the users' mail domain)");
 	if (cfg->ldap_uri != NULL && cfg->ldap_base_dn == NULL)
 		confparse_error(cp, "auth_ldap", "base_dn", "is required when uri is set");
 	if (cfg->ldap_user_filter != NULL) {

@@ -80,10 +80,17 @@ struct manager_config {
 	char *initial_admin;		   /* [manager]: first admin, created when no user exists */
 	char *initial_admin_password_file; /* [manager]: its password (first line) */
 	bool secure_cookies; /* [http]: Secure on the session cookie; default: yes with HTTPS */
-	int64_t session_idle_timeout_ms; /* [http]; default 30m */
-	int64_t session_max_age_ms;	 /* [http]; default 12h */
-	unsigned login_max_failures;	 /* [http]; default 5 */
-	int64_t login_failure_window_ms; /* [http]; default 5m */
+	int64_t session_idle_timeout_ms;	 /* [http]; default 30m */
+	int64_t session_max_age_ms;		 /* [http]; default 12h */
+	unsigned login_max_failures;		 /* [http]; default 5 */
+	int64_t login_failure_window_ms;	 /* [http]; default 5m */
+	unsigned login_max_failures_per_address; /* [http]; default 30 */
+	int64_t login_backoff_max_ms;		 /* [http]; default 1h */
+	unsigned login_queue_max;		 /* [http]; default 16 */
+	struct acl *trusted_proxies;		 /* [http]; default none */
+	char *trusted_proxies_text;
+	char *allowed_origins;	 /* [http]; origins besides the Host's; default none */
+	char *download_min_role; /* [spam_quarantine]: admin | operator | enduser; default admin */
 	/* [auth_ldap]: LDAP end users (uri NULL: off) */
 	char *ldap_uri;
 	char *ldap_base_dn;

@@ -16,11 +16,15 @@
  * gets 404 for any other id — exactly as for an unknown one. With
  * hide_bodies_until_released an end user sees of a message it has not released
  * only its summary and From/To/Subject/Date: no text, no other header, no raw
- * bytes. Attachments are handed out to admins only, always as opaque bytes
- * (application/octet-stream, Content-Disposition: attachment) so that no browser
- * renders them. Cookie sessions must send their CSRF token with every state
- * change (api_authorize). Releases, deletions and downloads of attachments leave
- * a row in the audit log (api_users.c) when sessions are on.
+ * bytes. A message's bytes, raw or as an attachment, are downloads: one policy
+ * (api_download_allowed) says who may have them, by the role of
+ * download_min_role (admins by default), and each download leaves one audit row.
+ * Attachments go out as opaque bytes (application/octet-stream,
+ * Content-Disposition: attachment) so that no browser renders them. Cookie
+ * sessions must send their CSRF token with every state change (api_authorize),
+ * and every state change from a browser must be same-origin and JSON
+ * (api_request_guard). Releases, deletions and downloads leave a row in the audit
+ * log (api_users.c) when sessions are on.
  * Not for: logins and accounts (api_users.c), safelists (api_slbl.c), HTTP
  * plumbing (http_server), delivering released mail (release).
  */
@@ -72,6 +76,7 @@ struct api {
 	int64_t delete_after_ms;
 	struct api_config cfg; /* a copy; its strings point at the fields above or web_root */
 	char *web_root;
+	char *allowed_origins;
 	struct api_users *users; /* NULL without API_FEATURE_USERS */
 };
 
@@ -542,39 +547,67 @@ done:
 	store_message_free(m);
 }
 
+/*
+ * The download policy, for the raw message and for attachments alike: whether
+ * who may have the bytes of the message named by req's {id}. Answers and returns
+ * NULL when not: 403 below download_min_role (for any id, known or not, so the
+ * answer tells nothing about it), 404 for an id who cannot see (an end user's
+ * scope), 403 for an end user while hide_bodies_until_released hides the body.
+ * Otherwise the message (caller frees).
+ */
+static struct store_message *api_download_allowed(struct api *a, struct http_server_request *req)
+{
+	const struct api_actor *who = api_actor(a, req);
+	enum api_role min = a->cfg.download_min_role != API_ROLE_NONE
+				? (enum api_role)a->cfg.download_min_role
+				: API_ROLE_ADMIN;
+	if (!api_require_role(a, req, min))
+		return NULL;
+	struct store_message *m = api_lookup(a, req);
+	if (m == NULL)
+		return NULL;
+	if (api_body_hidden(a, who, m)) {
+		store_message_free(m);
+		http_server_reply_error(req, 403, "message bodies are hidden until released");
+		return NULL;
+	}
+	return m;
+}
+
+/* The one audit row (and log line) of a download; detail is taken. */
+static void api_download_audit(struct api *a, struct http_server_request *req,
+			       const struct store_message *m, const char *what, size_t bytes,
+			       json_t *detail)
+{
+	const struct api_actor *who = api_actor(a, req);
+	log_info("api.download", "id=%s what=%s bytes=%zu by=%s peer=%s", m->id, what, bytes,
+		 who->username, http_server_request_peer(req));
+	if (json_object_set_new(detail, "what", json_string(what)) != 0 ||
+	    json_object_set_new(detail, "size", json_integer((json_int_t)bytes)) != 0)
+		panic("api: cannot build JSON for a download");
+	api_users_audit(a, req, "download", m->id, detail);
+}
+
+/* GET /api/v1/messages/{id}/raw: the message as received, under the download policy. */
 static void api_get_raw(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	const char *id = http_server_request_param(req, "id");
+	struct store_message *m = api_download_allowed(a, req);
+	if (m == NULL)
+		return;
 	unsigned char *raw = NULL;
 	size_t len = 0;
-	const struct api_actor *who = api_actor(a, req);
-	if (api_is_enduser(who)) {
-		struct store_message *m = api_lookup(a, req);
-		if (m == NULL)
-			return;
-		bool hidden = api_body_hidden(a, who, m);
-		store_message_free(m);
-		if (hidden) {
-			http_server_reply_error(req, 403,
-						"message bodies are hidden until released");
-			return;
-		}
-	}
-	int rc = id != NULL && ids_valid(id) ? store_get_raw(a->st, id, &raw, &len) : -ENOENT;
-	if (rc == -ENOENT || rc == -EINVAL) {
-		http_server_reply_error(req, 404, "no such message");
-		return;
-	}
-	if (rc < 0) {
-		api_reply_store_error(req, "store_get_raw", rc);
-		return;
-	}
+	if (!api_load_raw(a, req, m->id, &raw, &len))
+		goto done;
+	api_download_audit(a, req, m, "raw", len, json_object());
 	char disp[IDS_UUID_LEN + 40];
-	snprintf(disp, sizeof(disp), "attachment; filename=\"%s.eml\"", id);
+	snprintf(disp, sizeof(disp), "attachment; filename=\"%s.eml\"", m->id);
 	http_server_add_header(req, "Content-Disposition", disp);
 	http_server_reply_bytes(req, 200, "message/rfc822", raw, len);
+
+done:
 	free(raw);
+	store_message_free(m);
 }
 
 /* Characters RFC 5987 lets stand in an ext-value; every other byte is written %XX. */
@@ -666,23 +699,22 @@ static bool api_parse_index(const char *text, size_t *out)
 }
 
 /*
- * GET /api/v1/messages/{id}/attachments/{index}: admins only (others 403 for any
- * id, so the answer tells them nothing about it), the attachment's decoded bytes
- * as an opaque download. {index} is the position in the detail's "attachments".
+ * GET /api/v1/messages/{id}/attachments/{index}: under the download policy (as
+ * .../raw), the attachment's decoded bytes as an opaque download. {index} is the
+ * position in the detail's "attachments".
  */
 static void api_get_attachment(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	if (!api_require_role(a, req, API_ROLE_ADMIN))
+	struct store_message *m = api_download_allowed(a, req);
+	if (m == NULL)
 		return;
 	size_t index;
 	if (!api_parse_index(http_server_request_param(req, "index"), &index)) {
 		http_server_reply_error(req, 404, "no such attachment");
+		store_message_free(m);
 		return;
 	}
-	struct store_message *m = api_lookup(a, req);
-	if (m == NULL)
-		return;
 	unsigned char *raw = NULL, *data = NULL;
 	size_t len = 0, n = 0;
 	char *disp = NULL, *fallback = NULL;
@@ -702,12 +734,9 @@ static void api_get_attachment(struct http_server_request *req, void *arg)
 	const char *name = m->attachments[index].filename;
 	fallback = xasprintf("attachment-%zu", index);
 	disp = api_content_disposition(name, fallback);
-	const struct api_actor *who = api_actor(a, req);
-	log_info("api.download", "id=%s attachment=%zu bytes=%zu by=%s peer=%s", m->id, index, n,
-		 who->username, http_server_request_peer(req));
-	api_users_audit(a, req, "download", m->id,
-			json_pack("{s:I,s:s?,s:I}", "attachment", (json_int_t)index, "filename",
-				  name, "size", (json_int_t)n));
+	api_download_audit(
+	    a, req, m, "attachment", n,
+	    json_pack("{s:I,s:s?}", "attachment", (json_int_t)index, "filename", name));
 	http_server_add_header(req, "Content-Disposition", disp);
 	/* Not the attachment's own type: a browser must save it, never show or run it. */
 	http_server_reply_bytes(req, 200, "application/octet-stream", data, n);
@@ -1012,9 +1041,91 @@ static bool api_state_changing(const char *method)
 	       strcmp(method, "DELETE") == 0 || strcmp(method, "PATCH") == 0;
 }
 
+/* True when origin's "host[:port]" is the request's Host (scheme aside). */
+static bool api_origin_is_host(const char *origin, const char *host)
+{
+	const char *sep = strstr(origin, "://");
+	if (sep == NULL || host == NULL || *host == '\0')
+		return false;
+	const char *scheme_end = sep;
+	if (!((scheme_end - origin == 4 && strncasecmp(origin, "http", 4) == 0) ||
+	      (scheme_end - origin == 5 && strncasecmp(origin, "https", 5) == 0)))
+		return false;
+	return strcasecmp(sep + 3, host) == 0;
+}
+
+/* True when origin is one of the comma- or space-separated allowed origins. */
+static bool api_origin_listed(const char *origin, const char *list)
+{
+	size_t olen = strlen(origin);
+	for (const char *p = list != NULL ? list : ""; *p != '\0';) {
+		p += strspn(p, ", \t");
+		size_t len = strcspn(p, ", \t");
+		/* A configured trailing "/" is the same origin. */
+		size_t cmp = len > 0 && p[len - 1] == '/' ? len - 1 : len;
+		if (cmp > 0 && cmp == olen && strncasecmp(p, origin, olen) == 0)
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+/* True when the Content-Type's media type (parameters aside) is type. */
+static bool api_media_type_is(const char *content_type, const char *type)
+{
+	if (content_type == NULL)
+		return false;
+	size_t tl = strlen(type);
+	const char *p = content_type + strspn(content_type, " \t");
+	if (strncasecmp(p, type, tl) != 0)
+		return false;
+	p += tl;
+	p += strspn(p, " \t");
+	return *p == '\0' || *p == ';';
+}
+
+bool api_request_guard(struct api *a, struct http_server_request *req)
+{
+	if (!api_state_changing(http_server_request_method(req)))
+		return true;
+	if (http_server_bearer_ok(http_server_request_header(req, "Authorization"), a->token))
+		return true;
+	const char *site = http_server_request_header(req, "Sec-Fetch-Site");
+	const char *origin = http_server_request_header(req, "Origin");
+	bool cross = site != NULL && strcasecmp(site, "cross-site") == 0;
+	if (!cross && origin != NULL)
+		cross = !api_origin_is_host(origin, http_server_request_header(req, "Host")) &&
+			!api_origin_listed(origin, a->allowed_origins);
+	if (cross) {
+		char q[300];
+		log_warn("api.cross_site_refused", "method=%s path=%s origin=%s site=%s peer=%s",
+			 http_server_request_method(req), http_server_request_path(req),
+			 log_quote(q, sizeof(q), origin != NULL ? origin : "-"),
+			 site != NULL ? "given" : "-", http_server_request_peer(req));
+		http_server_reply_error(req, 403, "cross-site request refused");
+		return false;
+	}
+	const char *data;
+	size_t len;
+	http_server_request_body(req, &data, &len);
+	if (len == 0)
+		return true;
+	const char *path = http_server_request_path(req);
+	size_t plen = strlen(path);
+	bool csv = plen >= 4 && strcmp(path + plen - 4, ".csv") == 0;
+	const char *type = http_server_request_header(req, "Content-Type");
+	if (api_media_type_is(type, "application/json") ||
+	    (csv && api_media_type_is(type, "text/csv")))
+		return true;
+	http_server_reply_error(req, 415, "the request body must be %s",
+				csv ? "text/csv" : "application/json");
+	return false;
+}
+
 /*
  * Guards HTTP_SERVER_ROUTE_AUTH routes: the Bearer token, or a session whose CSRF
- * token comes with every state change. Handlers check roles themselves.
+ * token comes with every state change; and api_request_guard for every state
+ * change. Handlers check roles themselves.
  */
 static bool api_authorize(struct http_server_request *req, void *arg)
 {
@@ -1022,6 +1133,8 @@ static bool api_authorize(struct http_server_request *req, void *arg)
 	if (a->users == NULL) /* no sessions: the Bearer token only */
 		return http_server_bearer_ok(http_server_request_header(req, "Authorization"),
 					     a->token);
+	if (!api_request_guard(a, req))
+		return false;
 	const struct api_actor *who = api_actor(a, req);
 	if (who->role == API_ROLE_NONE) {
 		http_server_reply_error(req, 401, "authentication required");
@@ -1047,6 +1160,8 @@ static void api_apply(struct api *a, const struct api_config *cfg)
 	free(a->token);
 	free(a->manager_name);
 	free(a->web_root);
+	free(a->allowed_origins);
+	a->allowed_origins = cfg->allowed_origins != NULL ? xstrdup(cfg->allowed_origins) : NULL;
 	a->token = xstrdup(cfg->admin_token != NULL ? cfg->admin_token : "");
 	a->manager_name = xstrdup(cfg->manager_name != NULL ? cfg->manager_name : "");
 	a->web_root = cfg->web_root != NULL ? xstrdup(cfg->web_root) : NULL;
@@ -1059,6 +1174,7 @@ static void api_apply(struct api *a, const struct api_config *cfg)
 	a->cfg.manager_name = a->manager_name;
 	a->cfg.max_body = a->max_body;
 	a->cfg.web_root = a->web_root;
+	a->cfg.allowed_origins = a->allowed_origins;
 	if (a->cfg.slbl_max_entries == 0)
 		a->cfg.slbl_max_entries = 100;
 }
@@ -1099,7 +1215,9 @@ const struct api_actor *api_actor(struct api *a, struct http_server_request *req
 bool api_require_role(struct api *a, struct http_server_request *req, enum api_role min)
 {
 	const struct api_actor *who = api_actor(a, req);
-	/* Routes registered public reach here without api_authorize: check CSRF too. */
+	/* Routes registered public reach here without api_authorize: check these too. */
+	if (!api_request_guard(a, req))
+		return false;
 	if (who->role >= min && who->session &&
 	    api_state_changing(http_server_request_method(req)) &&
 	    !api_users_csrf_ok(a->users, req)) {
@@ -1191,5 +1309,6 @@ void api_stop(struct api *a)
 	free(a->token);
 	free(a->manager_name);
 	free(a->web_root);
+	free(a->allowed_origins);
 	free(a);
 }

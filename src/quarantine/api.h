@@ -40,6 +40,17 @@ struct api_config {
 	 */
 	struct ssl_ctx_st *tls_ctx;
 	unsigned hsts_max_age_s; /* with tls_ctx: Strict-Transport-Security; 0: none */
+	/*
+	 * The lowest role that may download a message's bytes (raw or an attachment);
+	 * API_ROLE_NONE means API_ROLE_ADMIN. End users only ever their own messages.
+	 */
+	int download_min_role;
+	/*
+	 * Origins ("https://quarantine.example.jp", comma- or space-separated) a
+	 * browser's state change may come from besides the request's own Host: the
+	 * console's public address behind a proxy. NULL: the Host only.
+	 */
+	const char *allowed_origins;
 };
 
 /* Who is asking. Roles are ordered: a higher role may do what a lower one may. */
@@ -83,6 +94,15 @@ const struct api_config *api_current_config(struct api *a);
  * API_FEATURE_USERS), else role NONE. Valid until the handler returns.
  */
 const struct api_actor *api_actor(struct api *a, struct http_server_request *req);
+/*
+ * The checks a state change (POST, PUT, PATCH, DELETE) from a browser must pass,
+ * whatever its route: not cross-site (Sec-Fetch-Site: cross-site, or an Origin
+ * other than the Host's or an allowed one: 403), and a body, if any, of type
+ * application/json (text/csv for a path ending in ".csv"; else 415). A request
+ * with the Bearer admin token passes: no browser sends it on its own. Other
+ * methods pass. False when it answered: the handler returns.
+ */
+bool api_request_guard(struct api *a, struct http_server_request *req);
 /*
  * True when req's actor has at least role min. Otherwise answers (401 without
  * credentials, 403 for a too low role) and returns false: the handler returns.

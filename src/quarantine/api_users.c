@@ -8,11 +8,24 @@
  * A login is checked off the loop thread (argon2id takes tens of milliseconds and
  * a directory may take seconds), so POST /api/v1/session defers its reply:
  *
- *   handler (loop)        limiter says no -> 429; else defer, queue the job
+ *   handler (loop)        browser checks (api_request_guard); limiter says no ->
+ *                         429; the queue holds login_queue_max jobs -> 503;
+ *                         else the attempt is counted for the account and the
+ *                         client address (auth_ratelimit_begin), defer, queue
  *   api_users_login_work  (worker) local account, else the directory; on success
  *                         the session row is written; posts api_users_login_done
- *   api_users_login_done  (loop) limiter bookkeeping, audit row, cookie, reply
+ *   api_users_login_done  (loop) settles the counts, audit row, cookie, reply
  *   api_users_free        pending jobs get 503 (the daemon is stopping)
+ *
+ * Counting at admission, on the loop thread, is what bounds the password checks a
+ * parallel burst can get: the checks themselves end later, on the workers. The
+ * account table backs off (login_failure_window doubling up to login_backoff_max)
+ * and is cleared by a success; an address that logged in to an account is let
+ * through its block, so guessing one account cannot keep its owner out for long.
+ * The address table has its own, higher ceiling so that one account being guessed
+ * does not lock out the other users behind the same proxy. The client address is
+ * the TCP peer, or the X-Forwarded-For entry written by a [http] trusted_proxies
+ * proxy (auth_client_address).
  *
  * Sessions: the cookie holds a random token; the store holds its hash. A session
  * is valid while now < expires_at (the idle deadline, moved forward on use at most
@@ -26,6 +39,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/acl.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/loopq.h"
@@ -36,6 +50,7 @@
 #include "quarantine/api.h"
 #include "quarantine/api_slbl.h"
 #include "quarantine/auth.h"
+#include "quarantine/metrics.h"
 #include "store/store.h"
 
 /* Audit rows in one page of GET /api/v1/audit when the client gives no limit, and the cap. */
@@ -52,10 +67,13 @@ struct api_users {
 	struct api *api;
 	struct workpool *pool;
 	struct loopq *loopq;
-	struct auth_ratelimit *limiter;
+	struct auth_ratelimit *limiter;	     /* per account, with backoff */
+	struct auth_ratelimit *addr_limiter; /* per client address */
+	struct acl *trusted_proxies;	     /* NULL: X-Forwarded-For is never read */
 	struct api_users_config cfg;
 	bool have_directory;
 	struct api_users_login *pending; /* logins between defer and reply */
+	size_t npending;
 	/* The session actor of the request being handled (see api_users_session_actor). */
 	uint64_t cached_serial;
 	bool cached_valid;
@@ -328,6 +346,18 @@ static void api_users_login_unlink(struct api_users_login *l)
 	if (l->next != NULL)
 		l->next->prev = l->prev;
 	l->prev = l->next = NULL;
+	u->npending--;
+}
+
+/* The client address of req for limits and the audit log (see auth_client_address). */
+static void api_users_client_address(struct api_users *u, struct http_server_request *req,
+				     char out[AUTH_ADDRESS_MAX + 1])
+{
+	char *xff = u->trusted_proxies != NULL
+			? http_server_request_header_all(req, "X-Forwarded-For")
+			: NULL;
+	auth_client_address(http_server_request_peer(req), xff, u->trusted_proxies, out);
+	free(xff);
 }
 
 /* Worker thread: checks the credentials and, when right, writes the session. */
@@ -341,6 +371,7 @@ static void api_users_login_check(struct api_users_login *l)
 		l->rc = rc;
 		return;
 	}
+	metrics_add(METRICS_LOGIN_CHECKS, 1);
 	const char *hash = user != NULL ? user->password_hash : NULL;
 	bool ok = auth_password_verify(hash, l->password);
 	if (ok) {
@@ -429,8 +460,13 @@ static void api_users_login_done(void *arg)
 	char *pkey = api_users_key("peer", l->peer);
 	char q[300];
 	log_quote(q, sizeof(q), l->username);
+	int64_t now = clock_now_ms();
+	enum auth_attempt result = l->rc == 0	      ? AUTH_ATTEMPT_OK
+				   : l->rc == -EACCES ? AUTH_ATTEMPT_FAILED
+						      : AUTH_ATTEMPT_ERROR;
+	auth_ratelimit_done(u->limiter, ukey, result, l->peer, now);
+	auth_ratelimit_done(u->addr_limiter, pkey, result, l->peer, now);
 	if (l->rc == 0) {
-		auth_ratelimit_reset(u->limiter, ukey);
 		log_info("api.login", "user=%s role=%s method=%s peer=%s", q, l->session.role,
 			 l->method, l->peer);
 		api_users_audit_as(a, l->username, "login", l->peer,
@@ -446,9 +482,6 @@ static void api_users_login_done(void *arg)
 		api_users_set(body, "csrf_token", json_string(l->session.csrf_token));
 		http_server_reply_json(req, 200, body);
 	} else if (l->rc == -EACCES) {
-		int64_t now = clock_now_ms();
-		auth_ratelimit_fail(u->limiter, ukey, now);
-		auth_ratelimit_fail(u->limiter, pkey, now);
 		log_warn("api.login_failed", "user=%s peer=%s", q, l->peer);
 		api_users_audit_as(a, l->username, "login_failed", l->peer, NULL);
 		http_server_reply_error(req, 401, "wrong username or password");
@@ -462,6 +495,17 @@ static void api_users_login_done(void *arg)
 	api_users_login_free(l);
 }
 
+/* Answers status with Retry-After: wait_ms rounded up to whole seconds (at least 1). */
+static void api_users_reply_retry(struct http_server_request *req, int status, int64_t wait_ms,
+				  const char *message)
+{
+	char retry[32];
+	long long s = (long long)(wait_ms + 999) / 1000;
+	snprintf(retry, sizeof(retry), "%lld", s > 0 ? s : 1);
+	http_server_add_header(req, "Retry-After", retry);
+	http_server_reply_error(req, status, "%s", message);
+}
+
 static void api_users_login(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
@@ -469,6 +513,8 @@ static void api_users_login(struct http_server_request *req, void *arg)
 	json_t *body = NULL;
 	char *err = NULL;
 	const char *username = NULL, *password = NULL;
+	if (!api_request_guard(a, req))
+		return;
 	if (api_users_body(a, req, &body) < 0)
 		return;
 	static const char *const allowed[] = {"username", "password", NULL};
@@ -489,23 +535,32 @@ static void api_users_login(struct http_server_request *req, void *arg)
 		goto done;
 	}
 	int64_t now = clock_now_ms();
-	const char *peer = http_server_request_peer(req);
+	char peer[AUTH_ADDRESS_MAX + 1];
+	api_users_client_address(u, req, peer);
 	char *ukey = api_users_key("user", username);
 	char *pkey = api_users_key("peer", peer);
-	int64_t wait_u = auth_ratelimit_check(u->limiter, ukey, now);
-	int64_t wait_p = auth_ratelimit_check(u->limiter, pkey, now);
-	free(ukey);
-	free(pkey);
+	int64_t wait_u = auth_ratelimit_check(u->limiter, ukey, peer, now);
+	int64_t wait_p = auth_ratelimit_check(u->addr_limiter, pkey, NULL, now);
 	int64_t wait = wait_u > wait_p ? wait_u : wait_p;
+	char q[300];
+	log_quote(q, sizeof(q), username);
 	if (wait > 0) {
-		char q[300], retry[32];
-		log_warn("api.login_limited", "user=%s peer=%s retry_after_s=%lld",
-			 log_quote(q, sizeof(q), username), peer, (long long)(wait + 999) / 1000);
-		snprintf(retry, sizeof(retry), "%lld", (long long)(wait + 999) / 1000);
-		http_server_add_header(req, "Retry-After", retry);
-		http_server_reply_error(req, 429, "too many failed logins; try again later");
-		goto done;
+		metrics_add(METRICS_LOGIN_LIMITED, 1);
+		log_warn("api.login_limited", "user=%s peer=%s by=%s retry_after_s=%lld", q, peer,
+			 wait_u >= wait_p ? "account" : "address", (long long)(wait + 999) / 1000);
+		api_users_reply_retry(req, 429, wait, "too many failed logins; try again later");
+		goto keys;
 	}
+	if (u->npending >= u->cfg.login_queue_max) {
+		/* Every worker is busy and the queue is full: refuse now rather than pile up. */
+		metrics_add(METRICS_LOGIN_BUSY, 1);
+		log_warn("api.login_busy", "user=%s peer=%s queued=%zu", q, peer, u->npending);
+		api_users_reply_retry(req, 503, AUTH_RATELIMIT_BUSY_WAIT_MS,
+				      "too many logins in progress; try again shortly");
+		goto keys;
+	}
+	auth_ratelimit_begin(u->limiter, ukey, now);
+	auth_ratelimit_begin(u->addr_limiter, pkey, now);
 	struct api_users_login *l = xcalloc(1, sizeof(*l));
 	l->u = u;
 	l->username = xstrdup(username);
@@ -516,8 +571,12 @@ static void api_users_login(struct http_server_request *req, void *arg)
 	if (l->next != NULL)
 		l->next->prev = l;
 	u->pending = l;
+	u->npending++;
 	workpool_submit(u->pool, api_users_login_work, l);
 
+keys:
+	free(ukey);
+	free(pkey);
 done:
 	free(err);
 	json_decref(body);
@@ -544,6 +603,8 @@ static void api_users_logout(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
 	struct api_users *u = api_users_of(a);
+	if (!api_request_guard(a, req))
+		return;
 	const struct api_actor *who = api_users_session_actor(u, req);
 	if (who != NULL) {
 		if (!api_users_csrf_ok(u, req)) {
@@ -940,8 +1001,15 @@ struct api_users *api_users_new(struct api *a, struct event_base *base)
 	u->cfg.session_max_ms = API_USERS_SESSION_MAX_MS;
 	u->cfg.login_max_failures = API_USERS_LOGIN_MAX_FAILS;
 	u->cfg.login_window_ms = API_USERS_LOGIN_WINDOW_MS;
+	u->cfg.login_max_failures_per_address = API_USERS_LOGIN_ADDR_FAILS;
+	u->cfg.login_backoff_max_ms = API_USERS_LOGIN_BACKOFF_MS;
+	u->cfg.login_queue_max = API_USERS_LOGIN_QUEUE_MAX;
 	u->limiter = auth_ratelimit_new(u->cfg.login_max_failures, u->cfg.login_window_ms,
 					API_USERS_RATELIMIT_KEYS);
+	auth_ratelimit_configure(u->limiter, u->cfg.login_max_failures, u->cfg.login_window_ms,
+				 u->cfg.login_backoff_max_ms);
+	u->addr_limiter = auth_ratelimit_new(u->cfg.login_max_failures_per_address,
+					     u->cfg.login_window_ms, API_USERS_RATELIMIT_KEYS);
 	return u;
 }
 
@@ -959,6 +1027,8 @@ void api_users_free(struct api_users *u)
 		api_users_login_free(l);
 	}
 	auth_ratelimit_free(u->limiter);
+	auth_ratelimit_free(u->addr_limiter);
+	acl_free(u->trusted_proxies);
 	api_users_cache_clear(u);
 	free(u);
 }
@@ -979,6 +1049,29 @@ void api_users_configure(struct api *a, const struct api_users_config *cfg)
 		u->cfg.login_max_failures = API_USERS_LOGIN_MAX_FAILS;
 	if (u->cfg.login_window_ms <= 0)
 		u->cfg.login_window_ms = API_USERS_LOGIN_WINDOW_MS;
+	if (u->cfg.login_max_failures_per_address == 0)
+		u->cfg.login_max_failures_per_address = API_USERS_LOGIN_ADDR_FAILS;
+	if (u->cfg.login_backoff_max_ms <= 0)
+		u->cfg.login_backoff_max_ms = API_USERS_LOGIN_BACKOFF_MS;
+	if (u->cfg.login_queue_max == 0)
+		u->cfg.login_queue_max = API_USERS_LOGIN_QUEUE_MAX;
+	/* Parsed here, into our own copy: the config's text goes with the next reload. */
+	acl_free(u->trusted_proxies);
+	u->trusted_proxies = NULL;
+	if (cfg->trusted_proxies != NULL && *cfg->trusted_proxies != '\0') {
+		char *why = NULL;
+		if (acl_parse(cfg->trusted_proxies, &u->trusted_proxies, &why) < 0) {
+			/* The config loader checked it; a bad list trusts nobody. */
+			log_error("api.trusted_proxies_invalid", "error=%s",
+				  why != NULL ? why : "?");
+			free(why);
+			u->trusted_proxies = NULL;
+		} else if (acl_count(u->trusted_proxies) == 0) {
+			acl_free(u->trusted_proxies);
+			u->trusted_proxies = NULL;
+		}
+	}
+	u->cfg.trusted_proxies = NULL; /* not kept: the acl above is */
 	/* Workers may be calling the directory: it is fixed once set. */
 	if (u->have_directory) {
 		u->cfg.directory = dir;
@@ -986,7 +1079,10 @@ void api_users_configure(struct api *a, const struct api_users_config *cfg)
 	} else {
 		u->have_directory = cfg->directory != NULL;
 	}
-	auth_ratelimit_configure(u->limiter, u->cfg.login_max_failures, u->cfg.login_window_ms);
+	auth_ratelimit_configure(u->limiter, u->cfg.login_max_failures, u->cfg.login_window_ms,
+				 u->cfg.login_backoff_max_ms);
+	auth_ratelimit_configure(u->addr_limiter, u->cfg.login_max_failures_per_address,
+				 u->cfg.login_window_ms, 0);
 	int64_t now = clock_now_ms();
 	uint64_t purged = 0;
 	if (store_session_purge(api_store(a), now, now - u->cfg.session_max_ms, &purged) == 0 &&

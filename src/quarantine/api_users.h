@@ -19,10 +19,13 @@ struct event_base;
 struct http_server_request;
 
 /* Defaults of the named settings ([http] in docs/CONFIG.md). */
-#define API_USERS_SESSION_IDLE_MS (30 * 60 * 1000LL)	  /* session_idle_timeout */
-#define API_USERS_SESSION_MAX_MS  (12 * 60 * 60 * 1000LL) /* session_max_age */
-#define API_USERS_LOGIN_MAX_FAILS 5			  /* login_max_failures */
-#define API_USERS_LOGIN_WINDOW_MS (5 * 60 * 1000LL)	  /* login_failure_window */
+#define API_USERS_SESSION_IDLE_MS  (30 * 60 * 1000LL)	   /* session_idle_timeout */
+#define API_USERS_SESSION_MAX_MS   (12 * 60 * 60 * 1000LL) /* session_max_age */
+#define API_USERS_LOGIN_MAX_FAILS  5			   /* login_max_failures */
+#define API_USERS_LOGIN_WINDOW_MS  (5 * 60 * 1000LL)	   /* login_failure_window */
+#define API_USERS_LOGIN_ADDR_FAILS 30			   /* login_max_failures_per_address */
+#define API_USERS_LOGIN_BACKOFF_MS (60 * 60 * 1000LL)	   /* login_backoff_max */
+#define API_USERS_LOGIN_QUEUE_MAX  16			   /* login_queue_max */
 /* Accounts and client addresses the login limiter remembers at once. */
 #define API_USERS_RATELIMIT_KEYS 10000
 /* Threads for password checks and directory logins (blocking work). */
@@ -40,11 +43,16 @@ typedef int (*api_users_directory_fn)(void *arg, const char *username, const cha
 				      char ***addresses, size_t *naddresses, const char **method);
 
 struct api_users_config {
-	int64_t session_idle_ms;	  /* 0: API_USERS_SESSION_IDLE_MS */
-	int64_t session_max_ms;		  /* 0: API_USERS_SESSION_MAX_MS */
-	bool secure_cookies;		  /* add Secure to the session cookie */
-	unsigned login_max_failures;	  /* 0: API_USERS_LOGIN_MAX_FAILS */
-	int64_t login_window_ms;	  /* 0: API_USERS_LOGIN_WINDOW_MS */
+	int64_t session_idle_ms;		 /* 0: API_USERS_SESSION_IDLE_MS */
+	int64_t session_max_ms;			 /* 0: API_USERS_SESSION_MAX_MS */
+	bool secure_cookies;			 /* add Secure to the session cookie */
+	unsigned login_max_failures;		 /* 0: API_USERS_LOGIN_MAX_FAILS */
+	int64_t login_window_ms;		 /* 0: API_USERS_LOGIN_WINDOW_MS */
+	unsigned login_max_failures_per_address; /* 0: API_USERS_LOGIN_ADDR_FAILS */
+	int64_t login_backoff_max_ms;		 /* 0: API_USERS_LOGIN_BACKOFF_MS */
+	unsigned login_queue_max;		 /* 0: API_USERS_LOGIN_QUEUE_MAX */
+	/* Proxies whose X-Forwarded-For names the client (CIDR list; NULL: none). */
+	const char *trusted_proxies;
 	api_users_directory_fn directory; /* NULL: local accounts only */
 	void *directory_arg;		  /* must outlive the api */
 };

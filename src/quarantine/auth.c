@@ -8,9 +8,25 @@
  * well under a second; tokens are 256 random bits, so the store only needs a fast
  * hash (BLAKE2b) of them — a stolen database holds no usable session.
  *
- * Limiter states of one key: absent -> counting (first failure starts the window)
- * -> blocked (failures reach max within the window) -> absent (the window ends,
- * auth_ratelimit_check forgets it, or auth_ratelimit_reset).
+ * Limiter (one table per kind of key: accounts, client addresses). An attempt is
+ * counted when it is admitted, before its password check runs, so parallel
+ * requests cannot outrun the count. States of one key:
+ *
+ *   absent -> counting     auth_ratelimit_begin (the attempt is "in flight")
+ *   counting -> counting   auth_ratelimit_done: ERROR, or FAILED below max
+ *   counting -> blocked    auth_ratelimit_done: the max-th FAILED within the window;
+ *                          blocked for the window (plain), or window << level
+ *                          capped at backoff_max (backoff), and level grows
+ *   blocked -> counting    time passes (auth_ratelimit_check sees blocked_until)
+ *   any -> cleared         auth_ratelimit_done: OK on a backoff table resets
+ *                          failures, block and level and remembers the address
+ *   any -> absent          nothing left to remember (auth_ratelimit_forgettable),
+ *                          or the table is full and the key is the stalest
+ *
+ * While failures + attempts in flight reach max, auth_ratelimit_check refuses
+ * more. A blocked account still admits an address that has logged in to it
+ * before (its "known" addresses), so others cannot cheaply lock its owner out;
+ * that address is still bound by the per-address table.
  */
 #include "quarantine/auth.h"
 
@@ -22,6 +38,9 @@
 
 #include <sodium.h>
 
+#include <arpa/inet.h>
+
+#include "common/acl.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 
@@ -145,17 +164,25 @@ char *auth_cookie_set(const char *token, int64_t max_age_s, bool secure)
 			 (long long)(token != NULL ? max_age_s : 0), secure ? "; Secure" : "");
 }
 
-/* ---- login failure limiter ---- */
+/* ---- login limiter ---- */
 
 struct auth_ratelimit_entry {
 	char *key;
-	unsigned failures;
+	unsigned failures; /* within the window that began at window_start */
+	unsigned inflight; /* admitted attempts not yet done */
+	unsigned level;	   /* backoff: blocks since the last success */
 	int64_t window_start;
+	int64_t blocked_until; /* 0: not blocked */
+	int64_t last_failure;
+	int64_t last_used; /* for forgetting the stalest key when full */
+	char known[AUTH_RATELIMIT_KNOWN][AUTH_ADDRESS_MAX + 1];
+	unsigned next_known;
 };
 
 struct auth_ratelimit {
 	unsigned max_failures;
 	int64_t window_ms;
+	int64_t backoff_max_ms; /* 0: plain window, no backoff, no known addresses */
 	size_t max_keys;
 	struct auth_ratelimit_entry *entries;
 	size_t n;
@@ -165,7 +192,7 @@ struct auth_ratelimit *auth_ratelimit_new(unsigned max_failures, int64_t window_
 {
 	struct auth_ratelimit *rl = xcalloc(1, sizeof(*rl));
 	rl->max_keys = max_keys > 0 ? max_keys : 1;
-	auth_ratelimit_configure(rl, max_failures, window_ms);
+	auth_ratelimit_configure(rl, max_failures, window_ms, 0);
 	return rl;
 }
 
@@ -179,10 +206,13 @@ void auth_ratelimit_free(struct auth_ratelimit *rl)
 	free(rl);
 }
 
-void auth_ratelimit_configure(struct auth_ratelimit *rl, unsigned max_failures, int64_t window_ms)
+void auth_ratelimit_configure(struct auth_ratelimit *rl, unsigned max_failures, int64_t window_ms,
+			      int64_t backoff_max_ms)
 {
 	rl->max_failures = max_failures > 0 ? max_failures : 1;
 	rl->window_ms = window_ms > 0 ? window_ms : 1;
+	rl->backoff_max_ms =
+	    backoff_max_ms > 0 && backoff_max_ms < rl->window_ms ? rl->window_ms : backoff_max_ms;
 }
 
 static void auth_ratelimit_remove(struct auth_ratelimit *rl, size_t i)
@@ -191,58 +221,173 @@ static void auth_ratelimit_remove(struct auth_ratelimit *rl, size_t i)
 	rl->entries[i] = rl->entries[--rl->n];
 }
 
-/* Key's entry, forgetting it first when its window has ended; NULL when absent. */
+/* Ends what time has ended: the failure window, and (backoff) a level long quiet. */
+static void auth_ratelimit_age(const struct auth_ratelimit *rl, struct auth_ratelimit_entry *e,
+			       int64_t now)
+{
+	if (e->failures > 0 && now - e->window_start >= rl->window_ms)
+		e->failures = 0;
+	if (e->level > 0 && now >= e->blocked_until &&
+	    now - e->last_failure >= rl->backoff_max_ms + rl->window_ms)
+		e->level = 0;
+}
+
+/* True when e holds nothing worth keeping at now. */
+static bool auth_ratelimit_forgettable(const struct auth_ratelimit_entry *e, int64_t now)
+{
+	return e->failures == 0 && e->inflight == 0 && e->level == 0 && now >= e->blocked_until &&
+	       e->known[0][0] == '\0';
+}
+
 static struct auth_ratelimit_entry *auth_ratelimit_find(struct auth_ratelimit *rl, const char *key,
 							int64_t now)
 {
 	for (size_t i = 0; i < rl->n; i++) {
-		if (strcmp(rl->entries[i].key, key) != 0)
+		struct auth_ratelimit_entry *e = &rl->entries[i];
+		if (strcmp(e->key, key) != 0)
 			continue;
-		if (now - rl->entries[i].window_start >= rl->window_ms) {
-			auth_ratelimit_remove(rl, i);
-			return NULL;
-		}
-		return &rl->entries[i];
+		auth_ratelimit_age(rl, e, now);
+		return e;
 	}
 	return NULL;
 }
 
-int64_t auth_ratelimit_check(struct auth_ratelimit *rl, const char *key, int64_t now)
+static bool auth_ratelimit_known(const struct auth_ratelimit_entry *e, const char *address)
 {
-	struct auth_ratelimit_entry *e = auth_ratelimit_find(rl, key, now);
-	if (e == NULL || e->failures < rl->max_failures)
-		return 0;
-	return e->window_start + rl->window_ms - now;
+	if (address == NULL || *address == '\0')
+		return false;
+	for (size_t i = 0; i < AUTH_RATELIMIT_KNOWN; i++) {
+		if (strcmp(e->known[i], address) == 0)
+			return true;
+	}
+	return false;
 }
 
-void auth_ratelimit_fail(struct auth_ratelimit *rl, const char *key, int64_t now)
+int64_t auth_ratelimit_check(struct auth_ratelimit *rl, const char *key, const char *address,
+			     int64_t now)
+{
+	struct auth_ratelimit_entry *e = auth_ratelimit_find(rl, key, now);
+	if (e == NULL)
+		return 0;
+	if (rl->backoff_max_ms > 0 && auth_ratelimit_known(e, address))
+		return 0;
+	if (now < e->blocked_until)
+		return e->blocked_until - now;
+	if (e->failures + e->inflight >= rl->max_failures) {
+		/* Attempts in flight will settle it within a password check or so. */
+		return AUTH_RATELIMIT_BUSY_WAIT_MS;
+	}
+	return 0;
+}
+
+void auth_ratelimit_begin(struct auth_ratelimit *rl, const char *key, int64_t now)
 {
 	struct auth_ratelimit_entry *e = auth_ratelimit_find(rl, key, now);
 	if (e == NULL) {
 		if (rl->n == rl->max_keys) {
-			/* Full: forget the key whose window started first. */
+			/* Full: forget the stalest key, preferring one with nothing in flight. */
 			size_t oldest = 0;
 			for (size_t i = 1; i < rl->n; i++) {
-				if (rl->entries[i].window_start < rl->entries[oldest].window_start)
+				const struct auth_ratelimit_entry *a = &rl->entries[i];
+				const struct auth_ratelimit_entry *b = &rl->entries[oldest];
+				if ((a->inflight == 0) != (b->inflight == 0)
+					? a->inflight == 0
+					: a->last_used < b->last_used)
 					oldest = i;
 			}
 			auth_ratelimit_remove(rl, oldest);
 		}
 		rl->entries = xreallocarray(rl->entries, rl->n + 1, sizeof(*rl->entries));
 		e = &rl->entries[rl->n++];
+		memset(e, 0, sizeof(*e));
 		e->key = xstrdup(key);
-		e->failures = 0;
-		e->window_start = now;
 	}
-	e->failures++;
+	e->inflight++;
+	e->last_used = now;
 }
 
-void auth_ratelimit_reset(struct auth_ratelimit *rl, const char *key)
+void auth_ratelimit_done(struct auth_ratelimit *rl, const char *key, enum auth_attempt result,
+			 const char *address, int64_t now)
 {
-	for (size_t i = 0; i < rl->n; i++) {
-		if (strcmp(rl->entries[i].key, key) == 0) {
-			auth_ratelimit_remove(rl, i);
-			return;
+	struct auth_ratelimit_entry *e = auth_ratelimit_find(rl, key, now);
+	if (e == NULL)
+		return; /* forgotten meanwhile (the table was full) */
+	if (e->inflight > 0)
+		e->inflight--;
+	e->last_used = now;
+	if (result == AUTH_ATTEMPT_OK && rl->backoff_max_ms > 0) {
+		e->failures = 0;
+		e->level = 0;
+		e->blocked_until = 0;
+		if (address != NULL && *address != '\0' && !auth_ratelimit_known(e, address)) {
+			snprintf(e->known[e->next_known], sizeof(e->known[0]), "%s", address);
+			e->next_known = (e->next_known + 1) % AUTH_RATELIMIT_KNOWN;
 		}
+	} else if (result == AUTH_ATTEMPT_FAILED) {
+		if (e->failures == 0)
+			e->window_start = now;
+		e->failures++;
+		e->last_failure = now;
+		if (e->failures >= rl->max_failures) {
+			int64_t block = rl->window_ms;
+			if (rl->backoff_max_ms > 0) {
+				for (unsigned i = 0; i < e->level && block < rl->backoff_max_ms;
+				     i++)
+					block *= 2;
+				if (block > rl->backoff_max_ms)
+					block = rl->backoff_max_ms;
+				if (block < rl->backoff_max_ms)
+					e->level++;
+				e->blocked_until = now + block;
+			} else {
+				e->blocked_until = e->window_start + block;
+			}
+			e->failures = 0;
+		}
+	}
+	for (size_t i = 0; i < rl->n; i++) {
+		if (&rl->entries[i] == e && auth_ratelimit_forgettable(e, now)) {
+			auth_ratelimit_remove(rl, i);
+			break;
+		}
+	}
+}
+
+/* True when s is an IPv4 or IPv6 address in text form. */
+static bool auth_is_address(const char *s)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+void auth_client_address(const char *peer, const char *forwarded_for, const struct acl *trusted,
+			 char out[AUTH_ADDRESS_MAX + 1])
+{
+	snprintf(out, AUTH_ADDRESS_MAX + 1, "%s", peer != NULL ? peer : "");
+	if (trusted == NULL || forwarded_for == NULL || peer == NULL ||
+	    !acl_match_text(trusted, peer))
+		return;
+	/* From the right: each hop was added by the one after it, the last by our peer. */
+	const char *end = forwarded_for + strlen(forwarded_for);
+	while (end > forwarded_for) {
+		const char *start = end;
+		while (start > forwarded_for && start[-1] != ',')
+			start--;
+		const char *a = start, *b = end;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		char hop[AUTH_ADDRESS_MAX + 1];
+		if (b - a == 0 || b - a > AUTH_ADDRESS_MAX)
+			return; /* not an address: trust nothing further left */
+		memcpy(hop, a, (size_t)(b - a));
+		hop[b - a] = '\0';
+		if (!auth_is_address(hop))
+			return;
+		snprintf(out, AUTH_ADDRESS_MAX + 1, "%s", hop);
+		if (!acl_match_text(trusted, hop))
+			return; /* the rightmost hop we do not trust: the client */
+		end = start > forwarded_for ? start - 1 : start;
 	}
 }

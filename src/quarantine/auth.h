@@ -58,23 +58,58 @@ char *auth_cookie_get(const char *cookie_header, const char *name);
  */
 char *auth_cookie_set(const char *token, int64_t max_age_s, bool secure);
 
+/* The longest client address kept (an IPv6 address in text form). */
+#define AUTH_ADDRESS_MAX 63
+/* Addresses a backoff table remembers per account as having logged in to it. */
+#define AUTH_RATELIMIT_KNOWN 4
+/* The wait answered while attempts in flight fill a key's allowance. */
+#define AUTH_RATELIMIT_BUSY_WAIT_MS 1000
+
+struct acl;
+
 /*
- * Login failure limiter: a key (an account or a client address) that has failed
- * max_failures times within window_ms is refused until the window that began with
- * its first failure ends. Keeps at most max_keys keys (the stalest is forgotten).
- * Loop thread only.
+ * Login limiter: a key (an account or a client address) may have at most
+ * max_failures failed or in-flight attempts within window_ms; the max-th failure
+ * blocks the key. A plain table (backoff_max_ms 0) blocks until the window that
+ * began with the first failure ends. A backoff table blocks for window_ms, then
+ * twice that, ... up to backoff_max_ms, and a success clears the key and
+ * remembers the address it came from: that address is not refused while the key
+ * is blocked. Keeps at most max_keys keys (the stalest is forgotten). Loop thread
+ * only. Use: check (refuse when it says wait), begin (the attempt counts from
+ * now), later done with the result.
  */
 struct auth_ratelimit;
+enum auth_attempt {
+	AUTH_ATTEMPT_OK,     /* the password was right */
+	AUTH_ATTEMPT_FAILED, /* the password or the user was wrong */
+	AUTH_ATTEMPT_ERROR,  /* no answer (a directory was down): not counted */
+};
 struct auth_ratelimit *auth_ratelimit_new(unsigned max_failures, int64_t window_ms,
 					  size_t max_keys);
 void auth_ratelimit_free(struct auth_ratelimit *rl);
-/* New limits; counts so far are kept. */
-void auth_ratelimit_configure(struct auth_ratelimit *rl, unsigned max_failures, int64_t window_ms);
-/* 0 when key may try now, else how many ms until it may. */
-int64_t auth_ratelimit_check(struct auth_ratelimit *rl, const char *key, int64_t now);
-/* Counts a failure of key at now. */
-void auth_ratelimit_fail(struct auth_ratelimit *rl, const char *key, int64_t now);
-/* Forgets key's failures (after a successful login). */
-void auth_ratelimit_reset(struct auth_ratelimit *rl, const char *key);
+/* New limits; counts so far are kept. backoff_max_ms 0: a plain table. */
+void auth_ratelimit_configure(struct auth_ratelimit *rl, unsigned max_failures, int64_t window_ms,
+			      int64_t backoff_max_ms);
+/*
+ * 0 when key may try now from address (may be NULL), else how many ms until it
+ * may. Changes no count.
+ */
+int64_t auth_ratelimit_check(struct auth_ratelimit *rl, const char *key, const char *address,
+			     int64_t now);
+/* Counts an admitted attempt of key as in flight. */
+void auth_ratelimit_begin(struct auth_ratelimit *rl, const char *key, int64_t now);
+/* Settles an attempt counted by auth_ratelimit_begin. */
+void auth_ratelimit_done(struct auth_ratelimit *rl, const char *key, enum auth_attempt result,
+			 const char *address, int64_t now);
+
+/*
+ * The client's address for limits and logs, into out: peer, unless peer is in
+ * trusted (NULL: none) and forwarded_for (an X-Forwarded-For value, may be NULL)
+ * names hops: then the rightmost hop that is not in trusted, walking left over
+ * trusted ones. A hop that is not a plain IPv4/IPv6 address ends the walk (the
+ * last good hop stands), so a client cannot name itself past a proxy's entry.
+ */
+void auth_client_address(const char *peer, const char *forwarded_for, const struct acl *trusted,
+			 char out[AUTH_ADDRESS_MAX + 1]);
 
 #endif

@@ -57,6 +57,12 @@ static const struct {
     [METRICS_DELETED] = {"lazaret_deleted_total", "Recipients deleted by users."},
     [METRICS_STORE_ERRORS] = {"lazaret_store_errors_total",
 			      "Messages refused with 451 because they could not be stored."},
+    [METRICS_LOGIN_CHECKS] = {"lazaret_login_checks_total",
+			      "Login credential checks run (password hash or directory)."},
+    [METRICS_LOGIN_LIMITED] = {"lazaret_login_limited_total",
+			       "Logins refused with 429 by the limiter, unchecked."},
+    [METRICS_LOGIN_BUSY] = {"lazaret_login_busy_total",
+			    "Logins refused with 503 because the check queue was full."},
 };
 
 void metrics_add(enum metrics_counter c, uint64_t n)

@@ -22,6 +22,9 @@ enum metrics_counter {
 	METRICS_PURGED,		     /* messages removed from the store */
 	METRICS_DELETED,	     /* recipients deleted by users */
 	METRICS_STORE_ERRORS,	     /* messages that could not be stored (451) */
+	METRICS_LOGIN_CHECKS,	     /* login credential checks run (argon2id or a directory) */
+	METRICS_LOGIN_LIMITED,	     /* logins refused by the limiter (429) before any check */
+	METRICS_LOGIN_BUSY,	     /* logins refused because the check queue was full (503) */
 	METRICS_COUNTER_COUNT
 };
 

@@ -2,12 +2,16 @@
 
 Admins download an attachment's decoded bytes as an opaque file (never rendered
 by a browser: application/octet-stream, Content-Disposition: attachment with the
-Japanese name percent-encoded); nobody else may. With
+Japanese name percent-encoded). The raw message and attachments are both
+downloads under one policy (`[spam_quarantine] download_min_role`, admins by
+default): whoever is refused one is refused the other with the same answer, and
+each download leaves exactly one audit row. With
 `[spam_quarantine] hide_bodies_until_released = yes` an end user sees no text,
 no raw bytes and only the summary headers of a message until it is released for
 them; admins and operators see everything; SIGHUP turns the setting on and off.
 """
 
+import json
 import os
 import subprocess
 import urllib.parse
@@ -89,8 +93,67 @@ def test_admin_downloads_the_decoded_attachment(manager):
     rows = [r for r in audit(manager) if r["action"] == "download"]
     assert [(r["actor"], r["target"]) for r in reversed(rows)] == \
         [("token", mid), ("token", mid), ("boss", mid)]
-    assert rows[0]["detail"] == {"attachment": 0, "filename": PDF_NAME, "size": len(PDF_BYTES)}
+    assert rows[0]["detail"] == {"what": "attachment", "attachment": 0, "filename": PDF_NAME,
+                                 "size": len(PDF_BYTES)}
     assert "api.download" in manager.log_text()
+
+
+def test_each_download_is_audited_once(manager):
+    raw = make_attachment_message("audited", [(PDF_NAME, "application/pdf", PDF_BYTES)])
+    mid = manager.send("sender@example.jp", ["user@corp.test"], raw)
+    boss = login(manager, "boss", "boss-password-1", "admin")
+    before = len(audit(manager, 1000))
+
+    st, _, body = get_bytes(manager, "/api/v1/messages/%s/raw" % mid, client=boss)
+    assert st == 200 and body == raw
+    rows = audit(manager, 1000)
+    assert len(rows) == before + 1
+    assert (rows[0]["actor"], rows[0]["action"], rows[0]["target"], rows[0]["detail"]) == \
+        ("boss", "download", mid, {"what": "raw", "size": len(raw)})
+
+    st, _, body = get_bytes(manager, attachment_path(mid, 0), client=boss)
+    assert st == 200 and body == PDF_BYTES
+    rows = audit(manager, 1000)
+    assert len(rows) == before + 2
+    assert (rows[0]["actor"], rows[0]["action"], rows[0]["target"], rows[0]["detail"]) == \
+        ("boss", "download", mid, {"what": "attachment", "attachment": 0,
+                                    "filename": PDF_NAME, "size": len(PDF_BYTES)})
+    # The Bearer token (a script) downloads under the same rule and the same audit.
+    st, _, body = get_bytes(manager, "/api/v1/messages/%s/raw" % mid)
+    assert st == 200 and body == raw
+    rows = audit(manager, 1000)
+    assert len(rows) == before + 3 and rows[0]["actor"] == "token"
+    assert rows[0]["detail"] == {"what": "raw", "size": len(raw)}
+    # A refused download leaves no row.
+    st, _, _ = get_bytes(manager, attachment_path(mid, 5), client=boss)
+    assert st == 404
+    assert len(audit(manager, 1000)) == before + 3
+
+
+def test_raw_and_attachments_follow_one_policy(start_manager):
+    """Whoever is refused an attachment is refused the raw message, with the same answer."""
+    m = start_manager(spam_quarantine__download_min_role="enduser",
+                      spam_quarantine__hide_bodies_until_released="yes")
+    raw = make_attachment_message("for alice", [("見積書.xlsx", "application/octet-stream",
+                                                 b"PK\x03\x04secret")], to="alice@corp.test")
+    mine = m.send("sender@example.jp", ["alice@corp.test"], raw)
+    bobs = m.send("sender@example.jp", ["bob@corp.test"], raw)
+    alice = login(m, "alice", "alice-pw-123", "enduser", ["alice@corp.test"])
+    operator = login(m, "opal", "operator-pw-1", "operator")
+    # Hidden until released: both refused alike.
+    for path in (attachment_path(mine, 0), "/api/v1/messages/%s/raw" % mine):
+        assert alice.call("GET", path) == (403, HIDDEN_ERROR), path
+    # Someone else's message: both look like an unknown one.
+    for path in (attachment_path(bobs, 0), "/api/v1/messages/%s/raw" % bobs):
+        assert alice.call("GET", path) == \
+            (404, {"error": {"code": "not_found", "message": "no such message"}}), path
+    # Operators are above end users: both allowed.
+    for path, want in ((attachment_path(bobs, 0), b"PK\x03\x04secret"),
+                       ("/api/v1/messages/%s/raw" % bobs, raw)):
+        st, _, body = get_bytes(m, path, client=operator)
+        assert (st, body) == (200, want), path
+    assert [(r["actor"], r["detail"]["what"]) for r in audit(m) if r["action"] == "download"] \
+        == [("opal", "raw"), ("opal", "attachment")]
 
 
 def test_downloads_are_for_admins_only(manager):
@@ -104,14 +167,19 @@ def test_downloads_are_for_admins_only(manager):
     # alice may read the message itself, attachments listed, but not download.
     st, doc = alice.call("GET", "/api/v1/messages/%s" % mid)
     assert st == 200 and [a["filename"] for a in doc["attachments"]] == ["見積書.xlsx"]
-    for who in (operator, alice):
-        st, _, body = get_bytes(manager, attachment_path(mid, 0), client=who)
-        assert st == 403, body
-        assert b"PK" not in body
-    st, _, _ = manager.http("GET", attachment_path(mid, 0), token=None)
-    assert st == 401
-
     unknown_id = "01930000-0000-7000-8000-0000000000ff"
+    for who, name in ((operator, "opal"), (alice, "alice")):
+        want = {"error": {"code": "forbidden", "message": "not allowed for role of %s" % name}}
+        # The raw message holds the attachment: refused alike, for any id, known or not.
+        for path in (attachment_path(mid, 0), "/api/v1/messages/%s/raw" % mid,
+                     attachment_path(unknown_id, 0), "/api/v1/messages/%s/raw" % unknown_id):
+            st, _, body = get_bytes(manager, path, client=who)
+            assert st == 403 and json.loads(body) == want, (name, path, body)
+            assert b"PK" not in body
+    for path in (attachment_path(mid, 0), "/api/v1/messages/%s/raw" % mid):
+        st, _, _ = manager.http("GET", path, token=None)
+        assert st == 401
+
     cases = [
         (attachment_path(mid, 1), NOT_FOUND_ATTACHMENT),       # past the last one
         (attachment_path(mid, 999999999), NOT_FOUND_ATTACHMENT),
@@ -128,6 +196,8 @@ def test_downloads_are_for_admins_only(manager):
     for path, want in cases:
         st, doc = manager.api("GET", path)
         assert (st, doc) == (404, want), path
+    assert manager.api("GET", "/api/v1/messages/%s/raw" % unknown_id) == \
+        (404, {"error": {"code": "not_found", "message": "no such message"}})
     # Nothing was handed out, so nothing was recorded.
     assert [r for r in audit(manager) if r["action"] == "download"] == []
 
@@ -160,6 +230,7 @@ def assert_shown(doc):
 
 def test_hidden_bodies_until_the_end_user_releases(start_manager, aio_sink):
     m = start_manager(spam_quarantine__hide_bodies_until_released="yes",
+                      spam_quarantine__download_min_role="enduser",
                       primary_host=aio_sink.host)
     mine = m.send("spam@example.jp", ["alice@corp.test"], secret_message("alice@corp.test"))
     shared = m.send("spam@example.jp", ["alice@corp.test", "bob@corp.test"],
@@ -203,7 +274,8 @@ def test_hidden_bodies_until_the_end_user_releases(start_manager, aio_sink):
     assert st == 200 and b"the secret body text" in raw and b"X-Internal-Note" in raw
 
 
-def test_sighup_turns_hidden_bodies_on_and_off(manager):
+def test_sighup_turns_hidden_bodies_on_and_off(start_manager):
+    manager = start_manager(spam_quarantine__download_min_role="enduser")
     mid = manager.send("spam@example.jp", ["alice@corp.test"], secret_message("alice@corp.test"))
     alice = login(manager, "alice", "alice-pw-123", "enduser", ["alice@corp.test"])
     st, doc = alice.call("GET", "/api/v1/messages/%s" % mid)

@@ -179,7 +179,7 @@ def test_imap_without_the_ca_uses_the_system_store_and_refuses(start_manager, pk
 def test_imap_certificate_must_name_the_host(start_manager, pki, dovecot_tls):
     # The certificate names localhost and 127.0.0.1, not 127.0.0.2 (still loopback).
     m = start_manager(auth_imap__host="127.0.0.2:%d" % dovecot_tls.port,
-                      auth_imap__tls="starttls", auth_imap__ca_file=pki.good.ca)
+                      auth_imap__domain="corp.test", auth_imap__tls="starttls", auth_imap__ca_file=pki.good.ca)
     st, _ = Client(m).login("hanako", "hanako-imap-pw")
     assert st == 503
     assert ("auth.imap_failed step=tls host=127.0.0.2:%d error=\"certificate verify failed: "

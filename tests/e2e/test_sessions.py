@@ -6,6 +6,7 @@ user may see and do, roles, the audit log, the first admin from the config and
 IMAP server, each started by the test on loopback with its own temporary files.
 """
 
+import http.client
 import json
 import os
 import shutil
@@ -158,22 +159,181 @@ def test_cookie_state_changes_need_the_csrf_token_bearer_does_not(manager):
     assert st == 200 and states(manager, ids[2]) == {"u2@corp.test": "deleted"}
 
 
-def test_failed_logins_are_limited_per_account_and_per_address(start_manager):
-    m = start_manager(http__login_max_failures="3", http__login_failure_window="1m")
+def metric(m, name):
+    st, _, raw = m.http("GET", "/metrics", token=None)
+    assert st == 200
+    for line in raw.decode("utf-8").splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no metric %s" % name)
+
+
+def login_as(m, username, password, headers=None):
+    """(status, headers, parsed body) of one login, with extra headers (X-Forwarded-For)."""
+    st, hdrs, raw = m.http("POST", "/api/v1/session",
+                           body={"username": username, "password": password},
+                           token=None, headers=headers)
+    return st, hdrs, json.loads(raw) if raw else None
+
+
+LIMITED = {"error": {"code": "too_many_requests",
+                     "message": "too many failed logins; try again later"}}
+BUSY = {"error": {"code": "unavailable",
+                  "message": "too many logins in progress; try again shortly"}}
+
+
+def test_failed_logins_lock_the_account_not_the_others_behind_the_address(start_manager):
+    m = start_manager(http__login_max_failures="3", http__login_failure_window="1m",
+                      http__login_max_failures_per_address="6")
     add_user(m, "victim", "victim-pw-1", "operator")
     add_user(m, "other", "other-pw-12", "operator")
     c = Client(m)
     for _ in range(3):
         assert c.login("victim", "guess")[0] == 401
+    checks = metric(m, "lazaret_login_checks_total")
     st, doc = c.login("victim", "victim-pw-1")
-    assert st == 429, doc
-    assert doc["error"]["code"] == "too_many_requests"
+    assert (st, doc) == (429, LIMITED)
     retry = int(c.last_headers["Retry-After"])
     assert 1 <= retry <= 60
-    # The client address has failed three times too: other accounts are refused from it.
-    assert c.login("other", "other-pw-12")[0] == 429
-    assert "api.login_limited" in m.log_text()
+    # Refused before any password check.
+    assert metric(m, "lazaret_login_checks_total") == checks
+    # Another user behind the same address is not locked out by victim's guesser.
+    st, doc = c.login("other", "other-pw-12")
+    assert st == 200, doc
+    assert "api.login_limited" in m.log_text() and "by=account" in m.log_text()
+    # The address has its own, higher ceiling: 3 more failures (6 in all) and it is refused.
+    for name in ("x1", "x2", "x3"):
+        assert c.login(name, "guess")[0] == 401
+    st, doc = Client(m).login("other", "other-pw-12")
+    assert (st, doc) == (429, LIMITED)
+    assert "by=address" in m.log_text()
     assert "api.login_failed" in m.log_text()
+
+
+def test_parallel_login_burst_gets_at_most_max_failures_checks(start_manager):
+    """40 concurrent guesses at one account: the limit is counted before the checks."""
+    import threading
+    # 40 connections at once from one address: above the default per-client cap.
+    m = start_manager(http__login_max_failures="5", http__login_failure_window="1m",
+                      http__login_max_failures_per_address="1000", http__login_queue_max="1000",
+                      http__max_connections_per_client="100")
+    add_user(m, "victim", "victim-pw-1", "operator")
+    checks = metric(m, "lazaret_login_checks_total")
+    n = 40
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def guess(i):
+        barrier.wait()
+        st, hdrs, doc = login_as(m, "victim", "guess-%d" % i)
+        results[i] = (st, hdrs.get("Retry-After"), doc)
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=t(60))
+    assert all(r is not None for r in results)
+    statuses = [r[0] for r in results]
+    assert set(statuses) <= {401, 429}, statuses
+    checked = statuses.count(401)
+    assert 1 <= checked <= 5, statuses
+    assert metric(m, "lazaret_login_checks_total") - checks == checked
+    for st, retry, doc in results:
+        if st == 429:
+            assert doc == LIMITED and retry is not None and int(retry) >= 1
+    assert metric(m, "lazaret_login_limited_total") == n - checked
+    # The right password now waits for the block too (no check run for it).
+    st, hdrs, doc = login_as(m, "victim", "victim-pw-1")
+    assert st == 429 and int(hdrs["Retry-After"]) >= 1
+    assert metric(m, "lazaret_login_checks_total") - checks == checked
+
+
+def test_login_queue_is_bounded(start_manager):
+    """A burst of logins to many accounts: past login_queue_max they get 503 unchecked."""
+    import threading
+    m = start_manager(http__login_queue_max="2", http__login_max_failures_per_address="1000",
+                      http__max_connections_per_client="100")
+    checks = metric(m, "lazaret_login_checks_total")
+    n = 40
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def guess(i):
+        barrier.wait()
+        st, hdrs, doc = login_as(m, "user%d" % i, "guess")
+        results[i] = (st, hdrs.get("Retry-After"), doc)
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=t(60))
+    statuses = [r[0] for r in results]
+    assert set(statuses) <= {401, 503}, statuses
+    busy = [r for r in results if r[0] == 503]
+    assert busy, statuses
+    for _, retry, doc in busy:
+        assert doc == BUSY and retry == "1"
+    assert metric(m, "lazaret_login_checks_total") - checks == statuses.count(401)
+    assert metric(m, "lazaret_login_busy_total") == len(busy)
+    assert "api.login_busy" in m.log_text()
+    # The queue drains: logins work again.
+    add_user(m, "after", "after-pw-123", "operator")
+    wait_for(lambda: login_as(m, "after", "after-pw-123")[0] == 200, 10, "the queue to drain")
+
+
+def test_forwarded_for_is_ignored_from_untrusted_peers(start_manager):
+    m = start_manager(http__login_max_failures_per_address="2")
+    add_user(m, "other", "other-pw-12", "operator")
+    # Each guess names another client: the limiter sees the TCP peer all the same.
+    assert login_as(m, "a", "x", {"X-Forwarded-For": "203.0.113.1"})[0] == 401
+    assert login_as(m, "b", "x", {"X-Forwarded-For": "203.0.113.2"})[0] == 401
+    st, _, doc = login_as(m, "other", "other-pw-12", {"X-Forwarded-For": "203.0.113.3"})
+    assert (st, doc) == (429, LIMITED)
+    rows = [r for r in audit(m) if r["action"] == "login_failed"]
+    assert [r["peer"] for r in rows] == ["127.0.0.1", "127.0.0.1"]
+
+
+def test_forwarded_for_from_a_trusted_proxy_names_the_client(start_manager):
+    m = start_manager(http__trusted_proxies="127.0.0.1/32", http__login_max_failures="3",
+                      http__login_max_failures_per_address="2")
+    add_user(m, "other", "other-pw-12", "operator")
+    add_user(m, "victim", "victim-pw-1", "operator")
+    attacker = {"X-Forwarded-For": "203.0.113.9"}
+    # What a client writes sits left of the proxy's own entry: the rightmost counts.
+    spoofing = {"X-Forwarded-For": "198.51.100.1, 203.0.113.9"}
+    assert login_as(m, "a", "x", attacker)[0] == 401
+    assert login_as(m, "b", "x", spoofing)[0] == 401
+    st, _, doc = login_as(m, "other", "other-pw-12", attacker)
+    assert (st, doc) == (429, LIMITED)
+    # Another client behind the same proxy is not affected.
+    st, _, doc = login_as(m, "other", "other-pw-12", {"X-Forwarded-For": "198.51.100.1"})
+    assert st == 200, doc
+    rows = audit(m)
+    assert [r["peer"] for r in rows if r["action"] in ("login", "login_failed")] == \
+        ["198.51.100.1", "203.0.113.9", "203.0.113.9"]
+
+    # An account under attack: its owner, from an address that logged in before, still gets in.
+    owner = {"X-Forwarded-For": "192.0.2.10"}
+    assert login_as(m, "victim", "victim-pw-1", owner)[0] == 200
+    for i in range(3):
+        assert login_as(m, "victim", "x", {"X-Forwarded-For": "203.0.113.%d" % (20 + i)})[0] \
+            == 401
+    assert login_as(m, "victim", "victim-pw-1", {"X-Forwarded-For": "203.0.113.30"})[0] == 429
+    assert login_as(m, "victim", "victim-pw-1", owner)[0] == 200
+
+
+def test_proxy_settings_are_checked(start_manager, build_dir):
+    for key, value, words in [("trusted_proxies", "10.0.0.0/33", "trusted_proxies"),
+                              ("allowed_origins", "https://x.example/path", "allowed_origins"),
+                              ("allowed_origins", "*", "allowed_origins"),
+                              ("login_backoff_max", "1s", "login_backoff_max"),
+                              ("login_queue_max", "0", "login_queue_max")]:
+        m = start_manager(start=False, **{"http__" + key: value})
+        m.write_config()
+        r = subprocess.run([find_binary("lazaretd"), "--check-config", "-c", m.conf_path],
+                           capture_output=True, text=True, timeout=t(20))
+        assert r.returncode == 1, (key, value, r.stderr)
+        assert words in r.stderr, (key, value, r.stderr)
 
 
 def test_failure_window_ends(start_manager):
@@ -185,6 +345,134 @@ def test_failure_window_ends(start_manager):
     assert c.login("slow", "slow-pw-123")[0] == 429
     time.sleep(2.2)
     assert c.login("slow", "slow-pw-123")[0] == 200
+
+
+# ---- cross-site requests and media types ------------------------------------------
+
+
+CROSS_SITE = {"error": {"code": "forbidden", "message": "cross-site request refused"}}
+NOT_JSON = {"error": {"code": "unsupported_media_type",
+                      "message": "the request body must be application/json"}}
+
+
+def raw_request(m, method, path, body, headers):
+    """(status, headers, parsed body) with exactly the given headers (no Bearer token)."""
+    conn = http.client.HTTPConnection("127.0.0.1", m.http_port, timeout=t(15))
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        r = conn.getresponse()
+        st, hdrs, raw = r.status, dict(r.getheaders()), r.read()
+    finally:
+        conn.close()
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        doc = None
+    return st, hdrs, doc
+
+
+def test_login_needs_json_and_the_same_origin(manager):
+    add_user(manager, "opal", "operator-pw-1", "operator")
+    add_user(manager, "mallory", "mallory-pw-1", "operator")
+    c = Client(manager)
+    assert c.login("opal", "operator-pw-1")[0] == 200
+    checks = metric(manager, "lazaret_login_checks_total")
+    rows = len(audit(manager, 1000))
+    creds = json.dumps({"username": "mallory", "password": "mallory-pw-1"}).encode()
+    origin = "http://127.0.0.1:%d" % manager.http_port
+    for headers, body, want in [
+        # What a cross-site form can send without a preflight: text/plain, form-encoded.
+        ({"Content-Type": "text/plain"}, creds, (415, NOT_JSON)),
+        ({"Content-Type": "text/plain", "Origin": origin}, creds, (415, NOT_JSON)),
+        ({"Content-Type": "application/x-www-form-urlencoded"},
+         b"username=mallory&password=mallory-pw-1", (415, NOT_JSON)),
+        ({"Content-Type": "multipart/form-data; boundary=x"}, creds, (415, NOT_JSON)),
+        ({"Content-Type": "application/jsonp"}, creds, (415, NOT_JSON)),
+        ({}, creds, (415, NOT_JSON)),
+        # JSON from another site (a fetch with CORS, or a rebinding page).
+        ({"Content-Type": "application/json", "Origin": "http://evil.example"}, creds,
+         (403, CROSS_SITE)),
+        ({"Content-Type": "application/json", "Origin": "null"}, creds, (403, CROSS_SITE)),
+        ({"Content-Type": "application/json", "Origin": "http://127.0.0.1:1"}, creds,
+         (403, CROSS_SITE)),
+        ({"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}, creds,
+         (403, CROSS_SITE)),
+        ({"Content-Type": "text/plain", "Origin": "http://evil.example"}, creds,
+         (403, CROSS_SITE)),
+    ]:
+        hdrs = dict(headers, Cookie=c.cookie)
+        st, reply_headers, doc = raw_request(manager, "POST", "/api/v1/session", body, hdrs)
+        assert (st, doc) == want, (headers, st, doc)
+        assert "Set-Cookie" not in reply_headers
+        # The browser's session is still opal's.
+        st, doc = c.call("GET", "/api/v1/session")
+        assert st == 200 and doc["user"]["username"] == "opal"
+    # Nothing was checked and nothing written.
+    assert metric(manager, "lazaret_login_checks_total") == checks
+    assert len(audit(manager, 1000)) == rows
+    assert "api.cross_site_refused" in manager.log_text()
+    # The console itself: JSON from its own origin, with a charset parameter.
+    st, _, doc = raw_request(manager, "POST", "/api/v1/session", creds,
+                             {"Content-Type": "Application/JSON; charset=utf-8",
+                              "Origin": origin, "Sec-Fetch-Site": "same-origin"})
+    assert st == 200 and doc["user"]["username"] == "mallory"
+
+
+def test_state_changes_refuse_cross_site_requests(manager):
+    add_user(manager, "op", "operator-pw-2", "operator")
+    mid = manager.send("s@example.jp", "u@corp.test", make_message())
+    c = Client(manager)
+    assert c.login("op", "operator-pw-2")[0] == 200
+    base = {"Cookie": c.cookie, "X-CSRF-Token": c.csrf}
+    path = "/api/v1/messages/%s/delete" % mid
+    for method, p, headers, body, want in [
+        ("POST", path, {"Origin": "http://evil.example"}, None, (403, CROSS_SITE)),
+        ("POST", path, {"Sec-Fetch-Site": "cross-site"}, None, (403, CROSS_SITE)),
+        ("POST", path, {"Content-Type": "text/plain"}, b'{"recipients":["u@corp.test"]}',
+         (415, NOT_JSON)),
+        ("PUT", "/api/v1/me", {"Content-Type": "application/x-www-form-urlencoded"},
+         b"language=en", (415, NOT_JSON)),
+        ("DELETE", "/api/v1/session", {"Origin": "http://evil.example"}, None,
+         (403, CROSS_SITE)),
+    ]:
+        st, _, doc = raw_request(manager, method, p, body, dict(base, **headers))
+        assert (st, doc) == want, (method, p, headers, st, doc)
+    assert states(manager, mid) == {"u@corp.test": "quarantined"}
+    # Still logged in: the cross-site logout did nothing.
+    assert c.call("GET", "/api/v1/session")[0] == 200
+    # The same request from the console's own origin goes through.
+    st, _, doc = raw_request(manager, "POST", path, None,
+                             dict(base, Origin="http://127.0.0.1:%d" % manager.http_port))
+    assert st == 200, doc
+    assert states(manager, mid) == {"u@corp.test": "deleted"}
+
+
+def test_bearer_token_requests_keep_working_without_origin_checks(manager):
+    mid = manager.send("s@example.jp", "u@corp.test", make_message())
+    # A script (curl -d, lazaretctl): no Origin rules for the Bearer token.
+    st, _, _ = manager.http("POST", "/api/v1/messages/%s/release" % mid, body=b"",
+                            headers={"Origin": "http://elsewhere.example"})
+    assert st == 202
+    st, _, _ = manager.http("POST", "/api/v1/users",
+                            body=json.dumps({"username": "s", "password": "script-pw-1",
+                                             "role": "operator"}).encode(),
+                            headers={"Content-Type": "text/plain"})
+    assert st == 201
+
+
+def test_allowed_origins_for_a_console_behind_a_proxy(start_manager):
+    m = start_manager(http__allowed_origins="https://quarantine.example.jp, "
+                                            "https://q2.example.jp:8443/")
+    add_user(m, "opal", "operator-pw-1", "operator")
+    creds = {"username": "opal", "password": "operator-pw-1"}
+    for origin, want in [("https://quarantine.example.jp", 200),
+                         ("https://q2.example.jp:8443", 200),
+                         ("http://quarantine.example.jp", 403),
+                         ("https://quarantine.example.jp.evil.example", 403),
+                         ("https://q2.example.jp", 403)]:
+        st, _, doc = raw_request(m, "POST", "/api/v1/session", json.dumps(creds).encode(),
+                                 {"Content-Type": "application/json", "Origin": origin})
+        assert st == want, (origin, st, doc)
 
 
 # ---- end users ----------------------------------------------------------------
@@ -239,7 +527,6 @@ def test_end_user_gets_404_for_someone_elses_message(mailbox):
     m, c, ids = mailbox
     bob = ids["bob"]
     for method, path in [("GET", "/api/v1/messages/%s" % bob),
-                         ("GET", "/api/v1/messages/%s/raw" % bob),
                          ("POST", "/api/v1/messages/%s/release" % bob),
                          ("POST", "/api/v1/messages/%s/delete" % bob)]:
         st, doc = c.call(method, path)
@@ -251,12 +538,13 @@ def test_end_user_gets_404_for_someone_elses_message(mailbox):
     assert c.call("GET", "/api/v1/messages/%s" % unknown) == \
         (404, {"error": {"code": "not_found", "message": "no such message"}})
     assert states(m, bob) == {"bob@corp.test": "quarantined"}
-    # Their own message reads fine, raw included.
+    # Their own message reads fine.
     st, doc = c.call("GET", "/api/v1/messages/%s" % ids["alias"])
     assert st == 200 and doc["subject"] == "for Alice.Alias@corp.test"
-    st, _, raw = m.http("GET", "/api/v1/messages/%s/raw" % ids["alice"], token=None,
-                        headers={"Cookie": c.cookie})
-    assert st == 200 and b"Subject: for alice@corp.test" in raw
+    # Downloads (raw) are for admins by default: refused alike for any id.
+    for mid in (bob, ids["alice"], unknown):
+        assert c.call("GET", "/api/v1/messages/%s/raw" % mid) == \
+            (403, {"error": {"code": "forbidden", "message": "not allowed for role of alice"}})
 
 
 def test_end_user_releases_only_their_own_recipient(mailbox):
@@ -496,6 +784,17 @@ def test_ldap_filter_escapes_the_username(start_manager, slapd):
     assert c.login("taro", "")[0] == 401
 
 
+def test_ldap_addresses_come_from_the_entry_not_the_typed_name(start_manager, slapd):
+    m = ldap_manager(start_manager, slapd)
+    c = Client(m)
+    # A typed domain names no entry: refused, never an address.
+    assert c.login("taro@other.test", "taro-ldap-pw")[0] == 401
+    # However the name is typed, the addresses are the entry's.
+    st, doc = c.login("TARO", "taro-ldap-pw")
+    assert st == 200, doc
+    assert doc["user"]["addresses"] == ["taro@corp.test", "yamada@corp.test"]
+
+
 def test_local_account_comes_before_the_directory(start_manager, slapd):
     m = ldap_manager(start_manager, slapd)
     add_user(m, "taro", "local-taro-pw", "operator")
@@ -530,7 +829,7 @@ def dovecot(workdir):
     with open(os.path.join(d, "passwd"), "w") as f:
         f.write("hanako:{PLAIN}hanako-imap-pw:%d:%d::%s/mail/hanako\n" % (
             65534 if uid == 0 else uid, 65534 if uid == 0 else gid, d))
-        f.write("jiro@corp.test:{PLAIN}jiro \"quoted\" pw:%d:%d::%s/mail/jiro\n" % (
+        f.write("jiro:{PLAIN}jiro \"quoted\" pw:%d:%d::%s/mail/jiro\n" % (
             65534 if uid == 0 else uid, 65534 if uid == 0 else gid, d))
     os.chmod(os.path.join(d, "mail"), 0o777)
     port = free_port()
@@ -544,6 +843,8 @@ def dovecot(workdir):
         "ssl = no",
         "disable_plaintext_auth = no",
         "auth_failure_delay = 0",
+        # Like many single-domain servers: the domain of a login name is dropped unread.
+        "auth_username_format = %Ln",
         "log_path = %s/dovecot.log" % d,
         "mail_location = maildir:%s/mail/%%u" % d,
         "passdb {", "  driver = passwd-file", "  args = %s/passwd" % d, "}",
@@ -586,6 +887,57 @@ def test_imap_end_user_logs_in_and_sees_their_mail(start_manager, dovecot):
     assert doc["user"]["addresses"] == ["jiro@corp.test"]
     st, doc = c2.call("GET", "/api/v1/messages")
     assert [x["id"] for x in doc["messages"]] == [theirs]
+
+
+def test_imap_login_is_bound_to_the_configured_domain(start_manager, dovecot):
+    import imaplib
+    host, port = dovecot.rsplit(":", 1)
+    # The server ignores the domain: hanako's password opens "hanako@other.test" too.
+    imap = imaplib.IMAP4(host, int(port), timeout=t(10))
+    try:
+        assert imap.login("hanako@other.test", "hanako-imap-pw")[0] == "OK"
+    finally:
+        imap.logout()
+    m = start_manager(auth_imap__host=dovecot, auth_imap__domain="corp.test",
+                      auth_imap__tls="none")
+    other = m.send("s@example.jp", "hanako@other.test", make_message(to="hanako@other.test"))
+    c = Client(m)
+    for name in ("hanako@other.test", "hanako@corp.test.other.test", "@corp.test",
+                 "hanako@corp.test@other.test"):
+        st, doc = c.login(name, "hanako-imap-pw")
+        assert (st, doc) == (401, {"error": {"code": "unauthorized",
+                                             "message": "wrong username or password"}}), name
+        assert c.cookie is None
+    assert "auth.imap_refused" in m.log_text()
+    # In the configured domain (any case), the address is local part @ that domain.
+    st, doc = c.login("Hanako@CORP.test", "hanako-imap-pw")
+    assert st == 200, doc
+    assert doc["user"]["addresses"] == ["hanako@corp.test"]
+    assert c.call("GET", "/api/v1/messages/%s" % other)[0] == 404
+
+
+def test_imap_login_in_another_domain_does_not_reach_the_server(start_manager):
+    silent = SilentServer()
+    try:
+        m = start_manager(auth_imap__host="127.0.0.1:%d" % silent.port,
+                          auth_imap__domain="corp.test", auth_imap__timeout="5s")
+        started = time.monotonic()
+        st, doc = Client(m).login("alice@other-domain.test", "whatever")
+        assert st == 401, doc
+        assert time.monotonic() - started < t(2)
+        time.sleep(0.3)
+        assert silent.conns == []
+    finally:
+        silent.close()
+
+
+def test_imap_needs_its_domain(start_manager):
+    m = start_manager(start=False, auth_imap__host="127.0.0.1:143")
+    m.write_config()
+    r = subprocess.run([find_binary("lazaretd"), "--check-config", "-c", m.conf_path],
+                       capture_output=True, text=True, timeout=t(20))
+    assert r.returncode == 1
+    assert "domain" in r.stderr and "auth_imap" in r.stderr
 
 
 def test_ldap_refusal_falls_through_to_imap(start_manager, slapd, dovecot):

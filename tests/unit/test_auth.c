@@ -28,6 +28,7 @@
 
 #include "manager/auth_imap.h"
 #include "manager/auth_ldap.h"
+#include "common/acl.h"
 #include "quarantine/auth.h"
 
 static void test_password_hash_and_verify(void **state)
@@ -155,60 +156,240 @@ static void test_cookie_set(void **state)
 	free(c);
 }
 
-/* One step of a limiter scenario: at time t, fail (or reset) key, then check key. */
+/*
+ * One step of a limiter scenario: at time t, act on key (from address), then
+ * check key from address.
+ */
 struct limiter_step {
 	int64_t t;
 	const char *key;
-	enum { STEP_CHECK, STEP_FAIL, STEP_RESET } op;
-	int64_t wait; /* what auth_ratelimit_check answers after the step */
+	const char *address;
+	enum { STEP_CHECK, STEP_BEGIN, STEP_FAIL, STEP_OK, STEP_ERROR } op;
+	int64_t wait; /* what auth_ratelimit_check answers after the step; -1: not checked */
 };
 
-static void test_ratelimit(void **state)
+static void limiter_run(struct auth_ratelimit *rl, const struct limiter_step *steps, size_t n)
 {
-	/* 3 failures in 1000 ms block until the window that began with the first ends. */
-	static const struct limiter_step steps[] = {
-	    {0, "user:a", STEP_CHECK, 0},
-	    {0, "user:a", STEP_FAIL, 0},
-	    {100, "user:a", STEP_FAIL, 0},
-	    {200, "user:a", STEP_FAIL, 800},
-	    {500, "user:a", STEP_CHECK, 500},
-	    {500, "user:b", STEP_CHECK, 0},
-	    {999, "user:a", STEP_CHECK, 1},
-	    {1000, "user:a", STEP_CHECK, 0},
-	    /* A new window starts with the next failure. */
-	    {1100, "user:a", STEP_FAIL, 0},
-	    {1200, "user:a", STEP_FAIL, 0},
-	    {1300, "user:a", STEP_RESET, 0},
-	    {1300, "user:a", STEP_FAIL, 0},
-	    {1400, "user:a", STEP_FAIL, 0},
-	    {1500, "user:a", STEP_FAIL, 800},
-	};
-	struct auth_ratelimit *rl = auth_ratelimit_new(3, 1000, 100);
-	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		const struct limiter_step *s = &steps[i];
-		if (s->op == STEP_FAIL)
-			auth_ratelimit_fail(rl, s->key, s->t);
-		else if (s->op == STEP_RESET)
-			auth_ratelimit_reset(rl, s->key);
-		int64_t got = auth_ratelimit_check(rl, s->key, s->t);
-		if (got != s->wait)
+		if (s->op == STEP_BEGIN)
+			auth_ratelimit_begin(rl, s->key, s->t);
+		else if (s->op != STEP_CHECK)
+			auth_ratelimit_done(rl, s->key,
+					    s->op == STEP_FAIL ? AUTH_ATTEMPT_FAILED
+					    : s->op == STEP_OK ? AUTH_ATTEMPT_OK
+							       : AUTH_ATTEMPT_ERROR,
+					    s->address, s->t);
+		int64_t got = auth_ratelimit_check(rl, s->key, s->address, s->t);
+		if (s->wait >= 0 && got != s->wait)
 			fail_msg("step %zu: wait %lld, want %lld", i, (long long)got,
 				 (long long)s->wait);
 	}
+}
+
+/* begin + done(FAILED) at t: one whole failed attempt. */
+#define FAILED_AT(t, key, wait)                                                                    \
+	{t, key, NULL, STEP_BEGIN, -1},                                                            \
+	{                                                                                          \
+		t, key, NULL, STEP_FAIL, wait                                                      \
+	}
+
+static void test_ratelimit_plain(void **state)
+{
+	/* 3 failures in 1000 ms block until the window that began with the first ends. */
+	static const struct limiter_step steps[] = {
+	    {0, "peer:a", NULL, STEP_CHECK, 0},
+	    {0, "peer:a", NULL, STEP_BEGIN, 0},
+	    {0, "peer:a", NULL, STEP_FAIL, 0},
+	    {100, "peer:a", NULL, STEP_BEGIN, 0},
+	    {100, "peer:a", NULL, STEP_FAIL, 0},
+	    {200, "peer:a", NULL, STEP_BEGIN, AUTH_RATELIMIT_BUSY_WAIT_MS},
+	    {200, "peer:a", NULL, STEP_FAIL, 800},
+	    {500, "peer:a", NULL, STEP_CHECK, 500},
+	    {500, "peer:b", NULL, STEP_CHECK, 0},
+	    {999, "peer:a", NULL, STEP_CHECK, 1},
+	    {1000, "peer:a", NULL, STEP_CHECK, 0},
+	    /* A success does not clear an address: one good account cannot launder guesses. */
+	    {1100, "peer:a", NULL, STEP_BEGIN, 0},
+	    {1100, "peer:a", NULL, STEP_FAIL, 0},
+	    {1200, "peer:a", NULL, STEP_BEGIN, 0},
+	    {1200, "peer:a", NULL, STEP_OK, 0},
+	    {1300, "peer:a", NULL, STEP_BEGIN, 0},
+	    {1300, "peer:a", NULL, STEP_FAIL, 0},
+	    /* An error (directory down) is not a failure. */
+	    {1400, "peer:a", NULL, STEP_BEGIN, AUTH_RATELIMIT_BUSY_WAIT_MS},
+	    {1400, "peer:a", NULL, STEP_ERROR, 0},
+	    {1500, "peer:a", NULL, STEP_BEGIN, AUTH_RATELIMIT_BUSY_WAIT_MS},
+	    {1500, "peer:a", NULL, STEP_FAIL, 600},
+	    /* The window ended: failures start again from nothing. */
+	    {2100, "peer:a", NULL, STEP_CHECK, 0},
+	    {2100, "peer:a", NULL, STEP_BEGIN, 0},
+	    {2100, "peer:a", NULL, STEP_FAIL, 0},
+	};
+	struct auth_ratelimit *rl = auth_ratelimit_new(3, 1000, 100);
+	limiter_run(rl, steps, sizeof(steps) / sizeof(steps[0]));
+	auth_ratelimit_free(rl);
+}
+
+static void test_ratelimit_counts_attempts_in_flight(void **state)
+{
+	/* A parallel burst: the third attempt is refused before any check has ended. */
+	static const struct limiter_step steps[] = {
+	    {0, "user:v", NULL, STEP_BEGIN, 0},
+	    {0, "user:v", NULL, STEP_BEGIN, AUTH_RATELIMIT_BUSY_WAIT_MS},
+	    {0, "user:w", NULL, STEP_CHECK, 0},
+	    {50, "user:v", NULL, STEP_FAIL, AUTH_RATELIMIT_BUSY_WAIT_MS},
+	    {60, "user:v", NULL, STEP_FAIL, 990}, /* the window began at the first failure */
+	};
+	struct auth_ratelimit *rl = auth_ratelimit_new(2, 1000, 100);
+	limiter_run(rl, steps, sizeof(steps) / sizeof(steps[0]));
+	auth_ratelimit_free(rl);
+}
+
+static void test_ratelimit_backoff(void **state)
+{
+	/* 2 failures block for 1 s, then 2 s, then 4 s, capped at 3 s; success clears. */
+	static const struct limiter_step steps[] = {
+	    FAILED_AT(0, "user:v", 0),
+	    FAILED_AT(0, "user:v", 1000),
+	    {999, "user:v", NULL, STEP_CHECK, 1},
+	    FAILED_AT(1000, "user:v", 0),
+	    FAILED_AT(1000, "user:v", 2000),
+	    FAILED_AT(3000, "user:v", 0),
+	    FAILED_AT(3000, "user:v", 3000),
+	    FAILED_AT(6000, "user:v", 0),
+	    FAILED_AT(6000, "user:v", 3000),
+	    /* The owner logs in after the block: cleared, and 10.0.0.1 is remembered. */
+	    {9000, "user:v", "10.0.0.1", STEP_BEGIN, 0},
+	    {9000, "user:v", "10.0.0.1", STEP_OK, 0},
+	    FAILED_AT(9100, "user:v", 0),
+	    FAILED_AT(9100, "user:v", 1000),
+	    /* Blocked for others, not for the address that logged in before. */
+	    {9200, "user:v", "10.0.0.1", STEP_CHECK, 0},
+	    {9200, "user:v", "10.0.0.2", STEP_CHECK, 900},
+	    {9200, "user:v", "10.0.0.1", STEP_BEGIN, 0},
+	    {9300, "user:v", "10.0.0.1", STEP_OK, 0},
+	    {9300, "user:v", "10.0.0.2", STEP_CHECK, 0},
+	};
+	struct auth_ratelimit *rl = auth_ratelimit_new(2, 1000, 100);
+	auth_ratelimit_configure(rl, 2, 1000, 3000);
+	limiter_run(rl, steps, sizeof(steps) / sizeof(steps[0]));
+	auth_ratelimit_free(rl);
+}
+
+static void test_ratelimit_backoff_level_decays(void **state)
+{
+	static const struct limiter_step steps[] = {
+	    FAILED_AT(0, "user:v", 1000),
+	    FAILED_AT(1000, "user:v", 2000),
+	    /* Quiet for backoff_max + window after the last failure: back to 1 s. */
+	    {7000, "user:v", NULL, STEP_CHECK, 0},
+	    FAILED_AT(7000, "user:v", 1000),
+	};
+	struct auth_ratelimit *rl = auth_ratelimit_new(1, 1000, 100);
+	auth_ratelimit_configure(rl, 1, 1000, 5000);
+	limiter_run(rl, steps, sizeof(steps) / sizeof(steps[0]));
 	auth_ratelimit_free(rl);
 }
 
 static void test_ratelimit_forgets_the_stalest_key_when_full(void **state)
 {
 	struct auth_ratelimit *rl = auth_ratelimit_new(1, 10000, 2);
-	auth_ratelimit_fail(rl, "k1", 0);
-	auth_ratelimit_fail(rl, "k2", 10);
-	assert_true(auth_ratelimit_check(rl, "k1", 20) > 0);
-	auth_ratelimit_fail(rl, "k3", 30); /* table full: k1 (oldest window) goes */
-	assert_int_equal(auth_ratelimit_check(rl, "k1", 40), 0);
-	assert_true(auth_ratelimit_check(rl, "k2", 40) > 0);
-	assert_true(auth_ratelimit_check(rl, "k3", 40) > 0);
+	auth_ratelimit_begin(rl, "k1", 0);
+	auth_ratelimit_done(rl, "k1", AUTH_ATTEMPT_FAILED, NULL, 0);
+	auth_ratelimit_begin(rl, "k2", 10);
+	auth_ratelimit_done(rl, "k2", AUTH_ATTEMPT_FAILED, NULL, 10);
+	assert_true(auth_ratelimit_check(rl, "k1", NULL, 20) > 0);
+	auth_ratelimit_begin(rl, "k3", 30); /* table full: k1 (used longest ago) goes */
+	auth_ratelimit_done(rl, "k3", AUTH_ATTEMPT_FAILED, NULL, 30);
+	assert_int_equal(auth_ratelimit_check(rl, "k1", NULL, 40), 0);
+	assert_true(auth_ratelimit_check(rl, "k2", NULL, 40) > 0);
+	assert_true(auth_ratelimit_check(rl, "k3", NULL, 40) > 0);
+	/* A key with an attempt in flight is kept over a staler idle one. */
+	auth_ratelimit_begin(rl, "k2", 50);
+	auth_ratelimit_begin(rl, "k4", 60);
+	assert_true(auth_ratelimit_check(rl, "k2", NULL, 70) > 0);
+	assert_int_equal(auth_ratelimit_check(rl, "k3", NULL, 70), 0);
 	auth_ratelimit_free(rl);
+}
+
+static void test_client_address(void **state)
+{
+	static const struct {
+		const char *peer, *xff, *want;
+	} cases[] = {
+	    /* The peer is not a trusted proxy: the header is the client's word, ignored. */
+	    {"192.0.2.7", "203.0.113.9", "192.0.2.7"},
+	    {"192.0.2.7", NULL, "192.0.2.7"},
+	    /* A trusted proxy: its rightmost entry is the client. */
+	    {"10.0.0.5", "203.0.113.9", "203.0.113.9"},
+	    {"10.0.0.5", " 203.0.113.9 ", "203.0.113.9"},
+	    {"10.0.0.5", NULL, "10.0.0.5"},
+	    {"10.0.0.5", "", "10.0.0.5"},
+	    /* What the client wrote sits to the left of what the proxy added. */
+	    {"10.0.0.5", "1.1.1.1, 203.0.113.9", "203.0.113.9"},
+	    /* Trusted hops are walked over. */
+	    {"10.0.0.5", "1.1.1.1, 203.0.113.9, 10.0.0.6", "203.0.113.9"},
+	    {"10.0.0.5", "10.0.0.7,10.0.0.6", "10.0.0.7"},
+	    {"10.0.0.5", "2001:db8::1, 10.0.0.6", "2001:db8::1"},
+	    /* Not an address: stop at the last hop that was one. */
+	    {"10.0.0.5", "203.0.113.9, unknown", "10.0.0.5"},
+	    {"10.0.0.5", "evil, 10.0.0.6", "10.0.0.6"},
+	    {"10.0.0.5", "203.0.113.9:4711", "10.0.0.5"},
+	    {"10.0.0.5", "203.0.113.9,", "10.0.0.5"},
+	    {"10.0.0.5", ",,,", "10.0.0.5"},
+	    {"10.0.0.5",
+	     "1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc:dddd:eeee:ffff:0000",
+	     "10.0.0.5"},
+	    {"::ffff:10.0.0.5", "203.0.113.9", "203.0.113.9"},
+	};
+	struct acl *trusted = NULL;
+	assert_int_equal(acl_parse("10.0.0.0/24", &trusted, NULL), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[AUTH_ADDRESS_MAX + 1];
+		auth_client_address(cases[i].peer, cases[i].xff, trusted, out);
+		if (strcmp(out, cases[i].want) != 0)
+			fail_msg("case %zu: %s, want %s", i, out, cases[i].want);
+	}
+	char out[AUTH_ADDRESS_MAX + 1];
+	auth_client_address("10.0.0.5", "203.0.113.9", NULL, out);
+	assert_string_equal(out, "10.0.0.5");
+	acl_free(trusted);
+}
+
+static void test_imap_address(void **state)
+{
+	static const struct {
+		const char *domain, *username, *want; /* want NULL: -EACCES */
+	} cases[] = {
+	    {"corp.test", "hanako", "hanako@corp.test"},
+	    {"corp.test", "Hanako", "hanako@corp.test"},
+	    {"corp.test", "jiro@corp.test", "jiro@corp.test"},
+	    {"corp.test", "Jiro@CORP.Test", "jiro@corp.test"},
+	    /* Another domain is refused, however the server would read it. */
+	    {"corp.test", "alice@other.test", NULL},
+	    {"corp.test", "alice@corp.test.evil", NULL},
+	    {"corp.test", "alice@sub.corp.test", NULL},
+	    {"corp.test", "alice@", NULL},
+	    {"corp.test", "@corp.test", NULL},
+	    {"corp.test", "a@b@corp.test", NULL},
+	    {"corp.test", "", NULL},
+	    {NULL, "hanako", NULL},
+	    {"", "hanako", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *got = NULL;
+		int rc = auth_imap_address(cases[i].domain, cases[i].username, &got);
+		if (cases[i].want == NULL) {
+			if (rc != -EACCES || got != NULL)
+				fail_msg("case %zu: %d %s, want refusal", i, rc, got);
+			continue;
+		}
+		if (rc != 0 || strcmp(got, cases[i].want) != 0)
+			fail_msg("case %zu: %d %s, want %s", i, rc, got != NULL ? got : "-",
+				 cases[i].want);
+		free(got);
+	}
 }
 
 static void test_ldap_escape(void **state)
@@ -366,8 +547,11 @@ static void test_imap_tls_hostile_servers(void **state)
 		imap_script_start(&srv);
 		char host[64];
 		snprintf(host, sizeof(host), "127.0.0.1:%u", srv.port);
-		struct auth_imap_config cfg = {
-		    .host = host, .timeout_ms = 1000, .tls = cases[i].tls, .tls_ctx = ctx};
+		struct auth_imap_config cfg = {.host = host,
+					       .domain = "corp.test",
+					       .timeout_ms = 1000,
+					       .tls = cases[i].tls,
+					       .tls_ctx = ctx};
 		char **addrs = NULL;
 		size_t n = 0;
 		int rc = auth_imap_login(&cfg, "hanako", "secret-pw", &addrs, &n);
@@ -534,8 +718,13 @@ int main(void)
 	    cmocka_unit_test(test_token_equal),
 	    cmocka_unit_test(test_cookie_get),
 	    cmocka_unit_test(test_cookie_set),
-	    cmocka_unit_test(test_ratelimit),
+	    cmocka_unit_test(test_ratelimit_plain),
+	    cmocka_unit_test(test_ratelimit_counts_attempts_in_flight),
+	    cmocka_unit_test(test_ratelimit_backoff),
+	    cmocka_unit_test(test_ratelimit_backoff_level_decays),
 	    cmocka_unit_test(test_ratelimit_forgets_the_stalest_key_when_full),
+	    cmocka_unit_test(test_client_address),
+	    cmocka_unit_test(test_imap_address),
 	    cmocka_unit_test(test_ldap_escape),
 	    cmocka_unit_test(test_imap_tls_hostile_servers),
 	    cmocka_unit_test(test_imap_quote),

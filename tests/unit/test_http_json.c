@@ -289,9 +289,11 @@ static void test_status_codes(void **state)
 		int status;
 		const char *code;
 	} cases[] = {
-	    {400, "bad_request"},	 {401, "unauthorized"},	     {404, "not_found"},
-	    {405, "method_not_allowed"}, {413, "payload_too_large"}, {422, "unprocessable"},
-	    {500, "internal"},		 {599, "internal"},
+	    {400, "bad_request"},	{401, "unauthorized"},
+	    {404, "not_found"},		{405, "method_not_allowed"},
+	    {413, "payload_too_large"}, {415, "unsupported_media_type"},
+	    {422, "unprocessable"},	{500, "internal"},
+	    {599, "internal"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		assert_string_equal(http_server_status_code(cases[i].status), cases[i].code);
