@@ -301,3 +301,57 @@ def make_cert(directory, cn="localhost"):
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=60)
     return cert, key
+
+
+# ---------------------------------------------------------------------------
+# Daemon teardown checks: sanitizer reports and exits nobody asked for.
+
+# What ASan, LSan and UBSan write when they find something. A report in a daemon's
+# stderr fails the test even when every request of the test got its answer.
+SANITIZER_RE = re.compile(
+    r"^(?:==\d+==\s*)?ERROR: (?:AddressSanitizer|LeakSanitizer)\b.*$"
+    r"|^AddressSanitizer:DEADLYSIGNAL$"
+    r"|^\S+:\d+:\d+: runtime error: .*$"
+    r"|^SUMMARY: (?:AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)\b.*$",
+    re.M)
+
+
+def sanitizer_report(text, context=4000):
+    """The excerpt of text from its first sanitizer report on, or None."""
+    m = SANITIZER_RE.search(text)
+    if m is None:
+        return None
+    start = text.rfind("\n", 0, max(m.start() - 200, 0)) + 1
+    return text[start:start + context]
+
+
+class DaemonExits:
+    """Every process a daemon fixture started, and the exits a test asked for.
+
+    At teardown a process still running is stopped with SIGTERM and must exit 0; a
+    process that is gone must have exited 0 or with a status the test expected
+    (kill -9, an injected fault). Anything else (an abort, a sanitizer's exit,
+    a crash after the test's last request) is a failure.
+    """
+
+    def __init__(self):
+        self.procs = []       # Popen objects, oldest first
+        self.expected = {}    # id(Popen) -> set of accepted return codes
+
+    def add(self, proc):
+        self.procs.append(proc)
+
+    def expect(self, proc, *codes):
+        self.expected.setdefault(id(proc), set()).update(codes)
+
+    def problems(self, name):
+        out = []
+        for i, p in enumerate(self.procs):
+            rc = p.poll()
+            if rc is None:
+                continue  # the fixture stops it and checks the status itself
+            if rc == 0 or rc in self.expected.get(id(p), ()):
+                continue
+            out.append("%s (pid %d, start #%d) exited with status %r that the test did not "
+                       "expect" % (name, p.pid, i + 1, rc))
+        return out
