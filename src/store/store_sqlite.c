@@ -291,6 +291,7 @@ struct store_conn {
 	} cache[STORE_STMT_CACHE];
 	size_t ncache;
 	struct store_conn *next;
+	int synchronous; /* the writer: PRAGMA synchronous as read back */
 };
 
 struct store_pending {
@@ -580,6 +581,19 @@ static int store_conn_open(const char *path, bool writer, struct store_conn **ou
 			log_error("store.open_failed", "path=%s error=no_wal", path);
 			goto fail;
 		}
+		/* Every commit must reach the disk before its 250: read back what the
+		 * connection really does (2 = FULL, 3 = EXTRA) rather than trust the SET. */
+		int sync = -1;
+		s = NULL;
+		if (sqlite3_prepare_v2(c->db, "PRAGMA synchronous", -1, &s, NULL) == SQLITE_OK &&
+		    sqlite3_step(s) == SQLITE_ROW)
+			sync = sqlite3_column_int(s, 0);
+		sqlite3_finalize(s);
+		if (sync < 2) {
+			log_error("store.open_failed", "path=%s error=synchronous_%d", path, sync);
+			goto fail;
+		}
+		c->synchronous = sync;
 	}
 	*out = c;
 	return 0;
@@ -1134,8 +1148,9 @@ int store_open(const struct store_options *opt, struct store **out)
 		goto fail;
 	}
 	st->writer_started = true;
-	log_info("store.open", "path=%s schema=%d batch_max=%u", st->db_path, STORE_SCHEMA_VERSION,
-		 st->batch_max);
+	log_info("store.open", "path=%s schema=%d batch_max=%u journal_mode=wal synchronous=%s",
+		 st->db_path, STORE_SCHEMA_VERSION, st->batch_max,
+		 st->wconn->synchronous == 3 ? "extra" : "full");
 	*out = st;
 	return 0;
 fail:

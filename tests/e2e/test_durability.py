@@ -1,7 +1,10 @@
 """Nothing acknowledged is lost: kill -9 under load, graceful stop mid-session, release queue."""
 
+import os
+import re
 import signal
 import smtplib
+import subprocess
 import threading
 import time
 
@@ -200,3 +203,95 @@ def test_states_survive_restart(start_manager, aio_sink):
     m.restart()
     assert {r["address"]: r["state"] for r in m.get_message(mid)["recipients"]} == want
     assert stays(lambda: aio_sink.count() == 1, t(1))
+
+
+# ---------------------------------------------------------------------------
+# What kill -9 cannot show: that the commit reaches the disk before the 250.
+
+STRACE_LINE = re.compile(r"^(\d+)\s+(?:<\.\.\. (\w+) resumed>|(\w+)\()(.*)$")
+
+
+def strace_attach(pid, out):
+    """strace -f attached to every thread of pid, writing to out; returns the Popen."""
+    import shutil
+    strace = shutil.which("strace")
+    assert strace, "strace is not installed: run scripts/bootstrap"
+    p = subprocess.Popen([strace, "-f", "-y", "-s", "4096", "-o", out, "-p", str(pid),
+                          "-e", "trace=fsync,fdatasync,pwrite64,write,writev,sendto,sendmsg"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+
+    def traced():
+        if p.poll() is not None:
+            raise AssertionError("strace exited: %s" % p.stderr.read().decode())
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/status" % (pid, task)) as f:
+                if "\nTracerPid:\t0\n" in f.read():
+                    return False
+        return True
+    wait_for(traced, 20, "strace to attach to every thread")
+    return p
+
+
+def strace_events(path):
+    """[(kind, detail)] in trace order: ('wal_write', text), ('wal_sync', None) when a
+    sync of the WAL returned, ('reply', id) when a '250 ... stored as <id>' is written."""
+    events = []
+    pending = {}  # thread -> an unfinished sync of the WAL
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = STRACE_LINE.match(line.rstrip("\n"))
+            if not m:
+                continue
+            resumed, call, rest = m.group(2), m.group(3), m.group(4)
+            if resumed in ("fsync", "fdatasync"):
+                # The resumed half carries no fd: pair it with its thread's entry.
+                if pending.pop(m.group(1), None) and rest.rstrip().endswith("= 0"):
+                    events.append(("wal_sync", None))
+                continue
+            if call in ("fsync", "fdatasync") and "-wal>" in rest.split(",")[0] + ">":
+                if "<unfinished ...>" in rest:
+                    pending[m.group(1)] = True
+                elif rest.rstrip().endswith("= 0"):
+                    events.append(("wal_sync", None))
+            elif call == "pwrite64" and rest.split(",")[0].endswith("-wal>"):
+                events.append(("wal_write", rest))
+            elif call in ("write", "writev", "sendto", "sendmsg"):
+                for mid in re.findall(r"250 2\.0\.0 Ok: stored as ([0-9a-f-]{36})", rest):
+                    events.append(("reply", mid))
+    return events
+
+
+def test_every_250_comes_after_the_wal_is_synced(start_manager):
+    """synchronous=FULL, observed on the real daemon: for each '250 stored as <id>'
+    written to a client, the id was written to the WAL and the WAL was fsynced
+    (fsync/fdatasync returned 0) after the last WAL write and before the reply.
+    With synchronous=NORMAL SQLite does not sync the WAL at commit, and this fails."""
+    m = start_manager()
+    assert re.search(r"store\.open .*journal_mode=wal synchronous=(full|extra)",
+                     m.log_text()), m.log_text()
+    trace = os.path.join(m.workdir, "strace.out")
+    st = strace_attach(m.pid, trace)
+    ids = []
+    try:
+        for i in range(5):
+            ids.append(m.send("a@example.jp", ["u%d@corp.test" % i],
+                              make_message("synced %d" % i)))
+    finally:
+        st.send_signal(signal.SIGINT)  # detaches; lazaretd keeps running
+        st.wait(timeout=t(20))
+    events = strace_events(trace)
+    replies = [(i, e[1]) for i, e in enumerate(events) if e[0] == "reply"]
+    assert [mid for _, mid in replies] == ids, (replies, ids)
+    for pos, mid in replies:
+        before = events[:pos]
+        writes = [i for i, e in enumerate(before) if e[0] == "wal_write"]
+        assert writes, "no WAL write before the 250 for %s" % mid
+        assert any(mid in before[i][1] for i in writes), \
+            "%s was not written to the WAL before its 250" % mid
+        last_write = writes[-1]
+        assert any(e[0] == "wal_sync" for e in before[last_write + 1:]), \
+            "250 for %s written before the WAL was synced" % mid
+    # Each message was its own commit with its own sync (sequential clients).
+    assert sum(1 for e in events if e[0] == "wal_sync") >= len(ids)
+    assert m.get_message(ids[-1])["id"] == ids[-1]
