@@ -1,5 +1,7 @@
 """Nothing acknowledged is lost: kill -9 under load, graceful stop mid-session, release queue."""
 
+import base64
+import contextlib
 import os
 import re
 import signal
@@ -8,7 +10,10 @@ import subprocess
 import threading
 import time
 
-from e2e_helpers import (RawSMTP, STORED_RE, free_port, make_message, stays, t, wait_for)
+import pytest
+
+from e2e_helpers import (RawSMTP, STORED_RE, dot_stuff, free_port, make_message, raw_transaction,
+                         stays, t, wait_for)
 
 
 def all_stored(m):
@@ -295,3 +300,105 @@ def test_every_250_comes_after_the_wal_is_synced(start_manager):
     # Each message was its own commit with its own sync (sequential clients).
     assert sum(1 for e in events if e[0] == "wal_sync") >= len(ids)
     assert m.get_message(ids[-1])["id"] == ids[-1]
+
+
+# ---------------------------------------------------------------------------
+# Storage failures: a full disk and a file system gone read-only.
+
+STORE_FAILED = "451 4.3.0 Error: could not store the message, try again later"
+
+
+@contextlib.contextmanager
+def small_ext4(workdir, size_mb):
+    """A loop-mounted ext4 file system of size_mb under workdir (needs root); yields
+    (mount point, loop device name). Unmounted and removed at the end."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    img = os.path.join(workdir, "fs.img")
+    mnt = os.path.join(workdir, "mnt")
+    os.makedirs(mnt)
+    with open(img, "wb") as f:
+        f.truncate(size_mb * 1024 * 1024)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", img], check=True, timeout=60)
+    subprocess.run(["mount", "-o", "loop,errors=remount-ro", img, mnt], check=True, timeout=60)
+    try:
+        src = subprocess.run(["findmnt", "-n", "-o", "SOURCE", mnt], check=True,
+                             capture_output=True, text=True).stdout.strip()
+        yield mnt, os.path.basename(src)
+    finally:
+        subprocess.run(["umount", "-l", mnt], timeout=60)
+        os.unlink(img)
+
+
+def noise(n):
+    """n random bytes as base64 lines: a body that does not compress."""
+    return base64.encodebytes(os.urandom(n)).replace(b"\n", b"\r\n")
+
+
+def send_raw(m, raw):
+    """One message; returns the reply line to the end of data (any code)."""
+    with RawSMTP(m.smtp_port, timeout=30) as c:
+        c.greeting()
+        c.ehlo()
+        return raw_transaction(c, "a@example.jp", ["u@corp.test"], dot_stuff(raw))
+
+
+def test_full_disk_and_read_only_fs_are_451_never_250(start_manager, workdir):
+    with small_ext4(workdir, 12) as (mnt, dev):
+        ballast = os.path.join(mnt, "ballast")
+        with open(ballast, "wb") as f:
+            f.write(os.urandom(2 * 1024 * 1024))
+            os.fsync(f.fileno())
+        m = start_manager(data_dir=os.path.join(mnt, "data"))
+        acked = {}
+        replies = []
+        # Incompressible bodies fill the disk fast; every answer is 250 or the 451.
+        for i in range(400):
+            raw = make_message("fill %d" % i, body=noise(96 * 1024))
+            line = send_raw(m, raw)
+            replies.append(line)
+            mm = STORED_RE.match(line)
+            if mm:
+                acked[mm.group(1)] = raw
+                continue
+            assert line == STORE_FAILED, line
+            break
+        assert replies[-1] == STORE_FAILED, "the disk never filled: %d x 250" % len(replies)
+        assert len(acked) >= 10, len(acked)
+        # Still full: still 451, and the daemon stays up.
+        assert send_raw(m, make_message("still full", body=noise(96 * 1024))) == STORE_FAILED
+        assert m.running()
+        assert m.metric("lazaret_store_errors_total") >= 2
+        assert all_stored(m) == acked
+
+        # Space again: ingest works at once.
+        os.unlink(ballast)
+        raw = make_message("after space came back")
+        mm = STORED_RE.match(send_raw(m, raw))
+        assert mm, "no 250 after space was freed"
+        acked[mm.group(1)] = raw
+        assert all_stored(m) == acked
+
+        # The file system turns read-only under the daemon (ext4 errors=remount-ro).
+        with open("/sys/fs/ext4/%s/trigger_fs_error" % dev, "w") as f:
+            f.write("lazaret e2e")
+        opts = subprocess.run(["findmnt", "-n", "-o", "OPTIONS", mnt], capture_output=True,
+                              text=True).stdout.strip().split(",")
+        assert "ro" in opts or "emergency_ro" in opts, opts
+        with pytest.raises(OSError):
+            open(os.path.join(mnt, "probe"), "w").close()
+        for i in range(2):
+            assert send_raw(m, make_message("read-only %d" % i)) == STORE_FAILED
+        assert m.running()
+        assert all_stored(m) == acked
+        rc = m.stop()
+        assert rc == 0, "exit status %r on SIGTERM with a read-only store:\n%s" % (
+            rc, m.log_text()[-3000:])
+        subprocess.run(["umount", mnt], check=True, timeout=60)
+        img = os.path.join(workdir, "fs.img")
+        subprocess.run(["mount", "-o", "loop", img, mnt], check=True, timeout=60)
+
+        # After a restart on the repaired file system: exactly what got a 250, whole.
+        m.restart()
+        assert all_stored(m) == acked
+        m.stop()
