@@ -23,6 +23,7 @@
 #include "common/acl.h"
 #include "common/clock.h"
 #include "common/daemon_args.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "common/xalloc.h"
@@ -352,6 +353,9 @@ static int start(struct lazaretd *d)
 	log_info("manager.start", "version=%s name=%s smtp=%s http=%s data_dir=%s accept_from=%s",
 		 LAZARET_VERSION, d->cfg.name, d->cfg.smtp_listen, d->cfg.http_listen,
 		 d->cfg.data_dir, log_quote(q, sizeof(q), d->cfg.accept_from_text));
+	if (fault_armed() != NULL)
+		log_warn("manager.fault_armed", "point=%s reason=\"%s is for tests only\"",
+			 log_quote(q, sizeof(q), fault_armed()), FAULT_ENV);
 	return 0;
 }
 
