@@ -51,19 +51,25 @@ def stays(predicate, duration, interval=0.1):
 
 _ports_lock = threading.Lock()
 _ports_given = set()
+# Under pytest-xdist each worker hands out only ports p with (p >> 1) % workers == its
+# number, so two workers never pick the same port between free_port and the bind
+# (p >> 1: Linux gives bind(0) even ports, so p % 2 would not split them).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+_WORKER = int((os.environ.get("PYTEST_XDIST_WORKER") or "gw0")[2:] or 0)
 
 
 def free_port(host="127.0.0.1"):
-    """A TCP port nobody listens on right now, never handed out twice in this run."""
+    """A TCP port nobody listens on right now, never handed out twice in this run
+    (nor by another xdist worker of this run)."""
     with _ports_lock:
-        for _ in range(200):
+        for _ in range(200 * _WORKERS):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
             finally:
                 s.close()
-            if port not in _ports_given:
+            if port not in _ports_given and (port >> 1) % _WORKERS == _WORKER:
                 _ports_given.add(port)
                 return port
     raise RuntimeError("no free port")
