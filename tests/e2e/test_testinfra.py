@@ -85,3 +85,24 @@ def test_ci_true_turns_a_skip_into_a_failure(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 passed, 1 skipped" in r.stdout, r.stdout
     assert "SKIPPED [1]" in r.stdout and "peer not installed" in r.stdout, r.stdout
+
+
+def test_sanitizer_options_have_one_source():
+    """make test-asan and scripts/run-tests take ASAN/UBSAN/LSAN_OPTIONS from
+    scripts/sanitizer-env, and nobody else sets them."""
+    repo = os.path.abspath(os.path.join(HERE, "..", ".."))
+
+    def read(rel):
+        with open(os.path.join(repo, rel), encoding="utf-8") as f:
+            return f.read()
+    env = read("scripts/sanitizer-env")
+    for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+        assert "%s=" % var in env, var
+    assert '. "$top/scripts/sanitizer-env"' in read("scripts/run-tests")
+    make = read("Makefile")
+    recipe = make[make.index("\ntest-asan:"):]
+    recipe = recipe[:recipe.index("\n\n")]
+    assert ". ./scripts/sanitizer-env" in recipe and "LAZARET_SANITIZED=1" in recipe, recipe
+    for rel in ("Makefile", "scripts/run-tests"):
+        for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
+            assert "%s=" % var not in read(rel), "%s sets %s itself" % (rel, var)
