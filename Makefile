@@ -30,15 +30,16 @@ test-unit: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
 test-e2e: build
-	LAZARET_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e
+	LAZARET_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q -rfs tests/e2e
 
 $(ASAN)/build.ninja:
 	meson setup $(ASAN) -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
 
 test-asan: $(ASAN)/build.ninja
 	ninja -C $(ASAN)
-	meson test -C $(ASAN) --suite unit --print-errorlogs
-	LAZARET_BUILD=$(abspath $(ASAN)) $(PYTHON) -m pytest -q tests/e2e
+	top=$(CURDIR) && . ./scripts/sanitizer-env && \
+	meson test -C $(ASAN) --suite unit --print-errorlogs && \
+	LAZARET_BUILD=$(abspath $(ASAN)) LAZARET_SANITIZED=1 $(PYTHON) -m pytest -q -rfs tests/e2e
 
 bench: bootstrap build
 	./bench/run-all

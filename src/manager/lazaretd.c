@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/daemon_args.h"
 #include "common/fdlimit.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "common/tls.h"
@@ -420,6 +421,9 @@ static int start(struct lazaretd *d)
 		 LAZARET_VERSION, d->cfg.name, d->cfg.smtp_listen, d->cfg.http_listen,
 		 d->http_tls != NULL ? "yes" : "no", d->cfg.data_dir,
 		 log_quote(q, sizeof(q), d->cfg.accept_from_text));
+	if (fault_armed() != NULL)
+		log_warn("manager.fault_armed", "point=%s reason=\"%s is for tests only\"",
+			 log_quote(q, sizeof(q), fault_armed()), FAULT_ENV);
 	return 0;
 }
 

@@ -14,15 +14,23 @@
  * A delivery, as one worker sees it:
  *
  *   due ----store_delivery_claim (leased)-------------------> SENDING
+ *   SENDING --host's reply to the data--store_delivery_confirm--> per recipient
+ *        2xx -> released, 5xx -> failed, at once (before QUIT, before the secondary)
  *   SENDING --primary: no connection, any 4xx--> SECONDARY   (only those recipients)
- *   SENDING/SECONDARY --store_delivery_finish--> per recipient:
+ *   SENDING/SECONDARY --store_delivery_finish--> the recipients not confirmed yet:
  *        2xx                       -> delivered (released)
  *        5xx                       -> failed, reply kept
  *        4xx / no connection       -> retried at now + backoff (stays queued)
  *        not delivered give_up_after_ms after the first attempt -> failed
  *   crash while SENDING: the lease runs out (or store_delivery_reset_leases at the
- *        next start) and the delivery is due again: at most the unconfirmed part is
- *        sent twice, never a recipient the store already marked released.
+ *        next start) and the delivery is due again for the recipients not confirmed.
+ *
+ * The guarantee is at least once (docs/OPERATIONS.md): a recipient is sent again
+ * only when the process dies between the host's 250 to the data and the commit of
+ * store_delivery_confirm (one SQLite commit), or when the connection breaks after
+ * the final dot before the reply arrives (RFC 1047). Crash points for the tests
+ * (common/fault.h): release_before_connect, release_after_rcpt, release_after_250,
+ * release_after_commit.
  *
  * A worker with nothing due sleeps until release_kick(), the next due time, or a
  * poll interval, whichever comes first.
@@ -39,6 +47,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "quarantine/metrics.h"
@@ -213,7 +222,63 @@ struct release_rcpt {
 	enum smtp_client_outcome outcome;
 	char *reply;
 	const char *host; /* the host that answered last */
+	bool recorded;	  /* its final outcome is committed (store_delivery_confirm) */
 };
+
+/* One SMTP session of an attempt: the recipients d->rcpts[idx[k]], k < n. */
+struct release_session {
+	struct release *r;
+	const struct store_delivery *d;
+	const size_t *idx;
+	size_t n;
+	struct release_rcpt *rr; /* per recipient of d */
+};
+
+/*
+ * smtp_client progress: the crash points, and the record of final outcomes as soon
+ * as the host answered the data, before anything else can go wrong in the session.
+ */
+static void release_progress(void *arg, enum smtp_client_stage stage,
+			     const struct smtp_client_result *res)
+{
+	struct release_session *ss = arg;
+	if (stage == SMTP_CLIENT_AT_RCPTS_DONE) {
+		fault_point("release_after_rcpt");
+		return;
+	}
+	struct store_delivery_result *results = xcalloc(ss->n ? ss->n : 1, sizeof(*results));
+	size_t *which = xcalloc(ss->n ? ss->n : 1, sizeof(*which));
+	size_t nres = 0;
+	bool delivered = false;
+	for (size_t k = 0; k < ss->n && k < res->nrcpts; k++) {
+		enum smtp_client_outcome o = res->rcpts[k].outcome;
+		if (o == SMTP_CLIENT_DEFERRED)
+			continue;
+		delivered |= o == SMTP_CLIENT_DELIVERED;
+		results[nres].rcpt = ss->d->rcpts[ss->idx[k]];
+		results[nres].outcome =
+		    o == SMTP_CLIENT_DELIVERED ? STORE_DELIVERY_DELIVERED : STORE_DELIVERY_FAILED;
+		results[nres].reply = res->rcpts[k].reply;
+		which[nres++] = ss->idx[k];
+	}
+	if (nres > 0) {
+		if (delivered)
+			fault_point("release_after_250");
+		int rc = store_delivery_confirm(ss->r->st, ss->d, results, nres, clock_now_ms());
+		if (rc == 0) {
+			for (size_t j = 0; j < nres; j++)
+				ss->rr[which[j]].recorded = true;
+			if (delivered)
+				fault_point("release_after_commit");
+		} else {
+			/* Not lost: release_finish records them at the end of the attempt. */
+			log_warn("release.store_error", "op=confirm msg=%s job=%lld error=%s",
+				 ss->d->msg_id, (long long)ss->d->job_id, strerror(-rc));
+		}
+	}
+	free(which);
+	free(results);
+}
 
 static void release_log_outcome(const char *event, const struct store_delivery *d, const char *rcpt,
 				const char *host, unsigned attempt, const char *reply,
@@ -234,11 +299,12 @@ static void release_log_outcome(const char *event, const struct store_delivery *
  * Sends the message to host for the recipients of d whose index is in idx (n of
  * them) and updates their state.
  */
-static void release_send(const struct release_settings *s, const char *host,
+static void release_send(struct release *r, const struct release_settings *s, const char *host,
 			 const struct store_delivery *d, const size_t *idx, size_t n,
 			 const char *header, const unsigned char *raw, size_t raw_len,
 			 struct release_rcpt *rr)
 {
+	struct release_session ss = {.r = r, .d = d, .idx = idx, .n = n, .rr = rr};
 	const char **rcpts = xcalloc(n, sizeof(*rcpts));
 	for (size_t k = 0; k < n; k++)
 		rcpts[k] = d->rcpts[idx[k]];
@@ -249,6 +315,8 @@ static void release_send(const struct release_settings *s, const char *host,
 	    .timeout_ms = s->timeout_ms,
 	    .final_timeout_ms = s->timeout_ms,
 	    .session_timeout_ms = s->timeout_ms * RELEASE_SESSION_STEPS,
+	    .progress = release_progress,
+	    .progress_arg = &ss,
 	};
 	struct smtp_client_message msg = {
 	    .sender = d->sender ? d->sender : "",
@@ -259,14 +327,15 @@ static void release_send(const struct release_settings *s, const char *host,
 	    .body_len = raw_len,
 	};
 	struct smtp_client_result res;
+	fault_point("release_before_connect");
 	(void)smtp_client_send(host, &opt, &msg, &res); /* the result says it all */
 	for (size_t k = 0; k < n && k < res.nrcpts; k++) {
-		struct release_rcpt *r = &rr[idx[k]];
-		free(r->reply);
-		r->outcome = res.rcpts[k].outcome;
-		r->reply = res.rcpts[k].reply;
+		struct release_rcpt *one = &rr[idx[k]];
+		free(one->reply);
+		one->outcome = res.rcpts[k].outcome;
+		one->reply = res.rcpts[k].reply;
 		res.rcpts[k].reply = NULL;
-		r->host = host;
+		one->host = host;
 	}
 	smtp_client_result_free(&res);
 	free(rcpts);
@@ -331,7 +400,7 @@ static void release_deliver(struct release_worker *w, const struct release_setti
 
 	for (size_t i = 0; i < n; i++)
 		idx[i] = i;
-	release_send(s, s->primary_host, d, idx, n, header, raw, raw_len, rr);
+	release_send(r, s, s->primary_host, d, idx, n, header, raw, raw_len, rr);
 
 	size_t nleft = 0;
 	for (size_t i = 0; i < n; i++)
@@ -342,7 +411,7 @@ static void release_deliver(struct release_worker *w, const struct release_setti
 			release_log_outcome("release.deferred", d, d->rcpts[idx[k]],
 					    s->primary_host, attempt, rr[idx[k]].reply,
 					    "next=secondary");
-		release_send(s, s->secondary_host, d, idx, nleft, header, raw, raw_len, rr);
+		release_send(r, s, s->secondary_host, d, idx, nleft, header, raw, raw_len, rr);
 	}
 
 decide:;
@@ -385,7 +454,14 @@ decide:;
 			break;
 		}
 	}
-	(void)release_finish(r, d, results, n, clock_now_ms(), retry_at);
+	/* What store_delivery_confirm recorded already is not recorded twice; the job
+	 * is gone when every recipient was. */
+	size_t nopen = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!rr[i].recorded)
+			results[nopen++] = results[i];
+	if (nopen > 0)
+		(void)release_finish(r, d, results, nopen, clock_now_ms(), retry_at);
 	if (ndelivered)
 		metrics_add(METRICS_RELEASED, ndelivered);
 	if (nfailed)

@@ -1013,6 +1013,8 @@ int smtp_client_send(const char *hostport, const struct smtp_client_options *opt
 	}
 	if (naccepted == 0)
 		goto quit;
+	if (opt->progress != NULL)
+		opt->progress(opt->progress_arg, SMTP_CLIENT_AT_RCPTS_DONE, res);
 
 	rc = smtp_conn_command(&c, "DATA");
 	if (rc == 0)
@@ -1049,6 +1051,8 @@ int smtp_client_send(const char *hostport, const struct smtp_client_options *opt
 		goto fail;
 	}
 	smtp_rcpts_settle(res, smtp_outcome_of(r.code), r.code, r.text);
+	if (opt->progress != NULL)
+		opt->progress(opt->progress_arg, SMTP_CLIENT_AT_DATA_REPLY, res);
 
 quit:
 	smtp_quit(&c);

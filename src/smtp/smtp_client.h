@@ -29,6 +29,15 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 /* Output is buffered and written in pieces of this size. */
 #define SMTP_CLIENT_WRITE_CHUNK 65536
 
+/* The points of a session at which smtp_client_options.progress is called. */
+enum smtp_client_stage {
+	SMTP_CLIENT_AT_RCPTS_DONE, /* every RCPT answered, at least one accepted; before DATA */
+	SMTP_CLIENT_AT_DATA_REPLY, /* the reply to the final dot settled the recipients;
+				      before QUIT */
+};
+
+struct smtp_client_result;
+
 struct smtp_client_options {
 	const char *helo_name;	    /* EHLO/HELO argument; NULL: "localhost" */
 	const char *source_address; /* numeric IP to bind before connecting, or NULL */
@@ -50,6 +59,15 @@ struct smtp_client_options {
 	 */
 	struct ssl_ctx_st *tls_ctx;
 	const char *tls_host;
+	/*
+	 * Called (when not NULL) on the calling thread at each stage, with the result
+	 * as it stands. At SMTP_CLIENT_AT_DATA_REPLY the recipients the server took are
+	 * SMTP_CLIENT_DELIVERED: a caller that records outcomes does it here, so that
+	 * little can happen between the server's 250 and the record (not even QUIT).
+	 */
+	void (*progress)(void *arg, enum smtp_client_stage stage,
+			 const struct smtp_client_result *res);
+	void *progress_arg;
 };
 
 /* One transaction. Nothing here is kept after smtp_client_send() returns. */

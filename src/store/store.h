@@ -270,6 +270,17 @@ struct store_delivery_result {
 int store_delivery_finish(struct store *st, const struct store_delivery *d,
 			  const struct store_delivery_result *results, size_t nresults, int64_t now,
 			  int64_t retry_at);
+/*
+ * Records final outcomes (DELIVERED, FAILED; RETRY results are ignored) of
+ * recipients of d while its attempt goes on: they leave the job, which keeps its
+ * lease and attempt count (the job is removed when none are left). The release
+ * engine calls it right after the next hop's reply to the data, so that a crash
+ * later in the attempt does not send those recipients again. 0, -ENOENT when the
+ * job is gone, -EIO.
+ */
+int store_delivery_confirm(struct store *st, const struct store_delivery *d,
+			   const struct store_delivery_result *results, size_t nresults,
+			   int64_t now);
 /* Makes every leased delivery due now (at start-up, after a crash). */
 int store_delivery_reset_leases(struct store *st, int64_t now);
 /* Deliveries waiting (for metrics). */

@@ -20,8 +20,8 @@
  *   quarantined  releasing   store_release, store_release_matching (queues a delivery)
  *   quarantined  deleted     store_delete, store_delete_matching
  *   quarantined  expired     store_expire
- *   releasing    released    store_delivery_finish (STORE_DELIVERY_DELIVERED)
- *   releasing    failed      store_delivery_finish (STORE_DELIVERY_FAILED)
+ *   releasing    released    store_delivery_finish, store_delivery_confirm (DELIVERED)
+ *   releasing    failed      store_delivery_finish, store_delivery_confirm (FAILED)
  *   releasing    releasing   store_delivery_finish (STORE_DELIVERY_RETRY, due again)
  *
  * Invariants kept by triggers inside the database, so that no code path can
@@ -288,6 +288,7 @@ struct store_conn {
 	} cache[STORE_STMT_CACHE];
 	size_t ncache;
 	struct store_conn *next;
+	int synchronous; /* the writer: PRAGMA synchronous as read back */
 };
 
 struct store_pending {
@@ -577,6 +578,19 @@ static int store_conn_open(const char *path, bool writer, struct store_conn **ou
 			log_error("store.open_failed", "path=%s error=no_wal", path);
 			goto fail;
 		}
+		/* Every commit must reach the disk before its 250: read back what the
+		 * connection really does (2 = FULL, 3 = EXTRA) rather than trust the SET. */
+		int sync = -1;
+		s = NULL;
+		if (sqlite3_prepare_v2(c->db, "PRAGMA synchronous", -1, &s, NULL) == SQLITE_OK &&
+		    sqlite3_step(s) == SQLITE_ROW)
+			sync = sqlite3_column_int(s, 0);
+		sqlite3_finalize(s);
+		if (sync < 2) {
+			log_error("store.open_failed", "path=%s error=synchronous_%d", path, sync);
+			goto fail;
+		}
+		c->synchronous = sync;
 	}
 	*out = c;
 	return 0;
@@ -1131,8 +1145,9 @@ int store_open(const struct store_options *opt, struct store **out)
 		goto fail;
 	}
 	st->writer_started = true;
-	log_info("store.open", "path=%s schema=%d batch_max=%u", st->db_path, STORE_SCHEMA_VERSION,
-		 st->batch_max);
+	log_info("store.open", "path=%s schema=%d batch_max=%u journal_mode=wal synchronous=%s",
+		 st->db_path, STORE_SCHEMA_VERSION, st->batch_max,
+		 st->wconn->synchronous == 3 ? "extra" : "full");
 	*out = st;
 	return 0;
 fail:
@@ -2182,6 +2197,8 @@ static const char sql_finish_delete[] = "DELETE FROM deliveries WHERE job_id = ?
 static const char sql_finish_retry[] =
     "UPDATE deliveries SET rcpts = ?2, attempts = attempts + 1, next_attempt_at = ?3,"
     " leased = 0 WHERE job_id = ?1";
+/* Confirming part of an attempt: the job keeps its lease and its attempt count. */
+static const char sql_confirm_left[] = "UPDATE deliveries SET rcpts = ?2 WHERE job_id = ?1";
 
 struct store_finish_args {
 	int64_t job_id;
@@ -2189,6 +2206,7 @@ struct store_finish_args {
 	size_t nresults;
 	int64_t now;
 	int64_t retry_at;
+	bool confirm; /* store_delivery_confirm: final outcomes only, the attempt goes on */
 };
 
 static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
@@ -2224,7 +2242,10 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 			    strcasecmp(a->results[j].rcpt, rcpts[i]) == 0)
 				res = &a->results[j];
 		}
-		/* No word about a recipient: it was not tried, so it stays queued. */
+		/* No word about a recipient: it was not tried, so it stays queued. A
+		 * confirmation records final outcomes only. */
+		if (res != NULL && a->confirm && res->outcome == STORE_DELIVERY_RETRY)
+			res = NULL;
 		int to = STORE_RCPT_RELEASING;
 		if (res != NULL && res->outcome == STORE_DELIVERY_DELIVERED)
 			to = STORE_RCPT_RELEASED;
@@ -2254,6 +2275,14 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 			goto fail;
 		sqlite3_bind_int64(s, 1, a->job_id);
 		rc = store_step_done(c, s, "finish_delete");
+	} else if (a->confirm) {
+		if ((s = store_stmt(c, sql_confirm_left)) == NULL)
+			goto fail;
+		char *json = store_json_array(left, nleft);
+		sqlite3_bind_int64(s, 1, a->job_id);
+		sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC);
+		rc = store_step_done(c, s, "confirm_left");
+		free(json);
 	} else {
 		if ((s = store_stmt(c, sql_finish_retry)) == NULL)
 			goto fail;
@@ -2285,6 +2314,22 @@ int store_delivery_finish(struct store *st, const struct store_delivery *d,
 	    .nresults = nresults,
 	    .now = now,
 	    .retry_at = retry_at,
+	};
+	return store_run_job(st, store_finish_job, &a);
+}
+
+int store_delivery_confirm(struct store *st, const struct store_delivery *d,
+			   const struct store_delivery_result *results, size_t nresults,
+			   int64_t now)
+{
+	if (d == NULL || (nresults > 0 && results == NULL))
+		return -EINVAL;
+	struct store_finish_args a = {
+	    .job_id = d->job_id,
+	    .results = results,
+	    .nresults = nresults,
+	    .now = now,
+	    .confirm = true,
 	};
 	return store_run_job(st, store_finish_job, &a);
 }

@@ -9,6 +9,7 @@ import email.message
 import email.policy
 import os
 import re
+import signal
 import socket
 import ssl
 import subprocess
@@ -51,19 +52,25 @@ def stays(predicate, duration, interval=0.1):
 
 _ports_lock = threading.Lock()
 _ports_given = set()
+# Under pytest-xdist each worker hands out only ports p with (p >> 1) % workers == its
+# number, so two workers never pick the same port between free_port and the bind
+# (p >> 1: Linux gives bind(0) even ports, so p % 2 would not split them).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+_WORKER = int((os.environ.get("PYTEST_XDIST_WORKER") or "gw0")[2:] or 0)
 
 
 def free_port(host="127.0.0.1"):
-    """A TCP port nobody listens on right now, never handed out twice in this run."""
+    """A TCP port nobody listens on right now, never handed out twice in this run
+    (nor by another xdist worker of this run)."""
     with _ports_lock:
-        for _ in range(200):
+        for _ in range(200 * _WORKERS):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
             finally:
                 s.close()
-            if port not in _ports_given:
+            if port not in _ports_given and (port >> 1) % _WORKERS == _WORKER:
                 _ports_given.add(port)
                 return port
     raise RuntimeError("no free port")
@@ -301,3 +308,60 @@ def make_cert(directory, cn="localhost"):
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    timeout=60)
     return cert, key
+
+
+# ---------------------------------------------------------------------------
+# Daemon teardown checks: sanitizer reports and exits nobody asked for.
+
+# What ASan, LSan and UBSan write when they find something. A report in a daemon's
+# stderr fails the test even when every request of the test got its answer.
+SANITIZER_RE = re.compile(
+    r"^(?:==\d+==\s*)?ERROR: (?:AddressSanitizer|LeakSanitizer)\b.*$"
+    r"|^AddressSanitizer:DEADLYSIGNAL$"
+    r"|^\S+:\d+:\d+: runtime error: .*$"
+    r"|^SUMMARY: (?:AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer)\b.*$",
+    re.M)
+
+
+def sanitizer_report(text, context=4000):
+    """The excerpt of text from its first sanitizer report on, or None."""
+    m = SANITIZER_RE.search(text)
+    if m is None:
+        return None
+    start = text.rfind("\n", 0, max(m.start() - 200, 0)) + 1
+    return text[start:start + context]
+
+
+class DaemonExits:
+    """Every process a daemon fixture started, and the exits a test asked for.
+
+    At teardown a process still running is stopped with SIGTERM and must exit 0; a
+    process that is gone must have exited 0, by SIGKILL, or with a status the test
+    expected (exits.expect, Manager.wait_exit: an injected fault). Anything else
+    (an abort, a sanitizer's exit, a crash after the test's last request) is a
+    failure.
+    """
+
+    def __init__(self):
+        self.procs = []       # Popen objects, oldest first
+        self.expected = {}    # id(Popen) -> set of accepted return codes
+
+    def add(self, proc):
+        self.procs.append(proc)
+
+    def expect(self, proc, *codes):
+        self.expected.setdefault(id(proc), set()).update(codes)
+
+    def problems(self, name):
+        out = []
+        for i, p in enumerate(self.procs):
+            rc = p.poll()
+            if rc is None:
+                continue  # the fixture stops it and checks the status itself
+            # SIGKILL comes only from a test (or the OOM killer), never from a
+            # sanitizer or a crash: a test's own proc.kill() needs no bookkeeping.
+            if rc in (0, -signal.SIGKILL) or rc in self.expected.get(id(p), ()):
+                continue
+            out.append("%s (pid %d, start #%d) exited with status %r that the test did not "
+                       "expect" % (name, p.pid, i + 1, rc))
+        return out

@@ -20,8 +20,8 @@ import urllib.request
 
 import pytest
 
-from conftest import find_binary, make_workdir, render_config
-from e2e_helpers import free_port, t, wait_for
+from conftest import daemon_teardown_problems, find_binary, make_workdir, render_config
+from e2e_helpers import DaemonExits, free_port, t, wait_for
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 GW_SECTION_ORDER = ["gateway", "listener", "hat", "rat", "delivery", "manager", "antispam",
@@ -65,6 +65,7 @@ class Gateway:
         }
         self.apply(sections)
         self.proc = None
+        self.exits = DaemonExits()
 
     def apply(self, sections):
         for sec, keys in sections.items():
@@ -99,6 +100,7 @@ class Gateway:
         self.proc = subprocess.Popen([lazaret_gw_path(), "-c", self.conf_path],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                      cwd="/")
+        self.exits.add(self.proc)
         logf.close()
         if wait:
             self.wait_ready()
@@ -251,6 +253,7 @@ def start_gateway(request):
             if rc != 0:
                 problems.append("lazaret-gw (%s) exit status on SIGTERM: %r\n%s"
                                 % (g.workdir, rc, g.log_text()[-20000:]))
+    problems += daemon_teardown_problems("lazaret-gw", made)
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
     for g in made:

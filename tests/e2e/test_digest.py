@@ -247,3 +247,81 @@ def test_digest_waits_for_the_next_run_when_the_mail_server_is_down(start_manage
     text, _ = parts(parse(digests(sink)[0]["data"]))
     assert "kept for later" in text
     assert stays(lambda: len(digests(sink)) == 1, t(3.0))
+
+
+# ---------------------------------------------------------------------------
+# The single-use nonce table, on its own.
+
+def decode_token(tok):
+    """The fields of a link token (layout in src/quarantine/digest.c)."""
+    import base64
+    raw = base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4))
+    rlen = raw[3 + 8 + 16 + 36]
+    body_len = 3 + 8 + 16 + 36 + 1 + rlen
+    assert len(raw) == body_len + 32, len(raw)
+    return {"version": raw[0], "action": raw[1], "lang": raw[2], "expiry": raw[3:11],
+            "nonce": raw[11:27], "msg_id": raw[27:63].decode(),
+            "rcpt": raw[64:64 + rlen].decode()}
+
+
+def mint_token(key, f):
+    """A token signed with the manager's key as lazaretd signs them (libsodium
+    crypto_auth: HMAC-SHA-512 truncated to 32 bytes)."""
+    import base64
+    import hashlib
+    import hmac
+    rcpt = f["rcpt"].encode()
+    body = (bytes([f["version"], f["action"], f["lang"]]) + f["expiry"] + f["nonce"] +
+            f["msg_id"].encode() + bytes([len(rcpt)]) + rcpt)
+    mac = hmac.new(key, body, hashlib.sha512).digest()[:32]
+    return base64.urlsafe_b64encode(body + mac).decode().rstrip("=")
+
+
+def test_a_used_nonce_is_refused_whatever_the_link_names(start_manager, aio_sink):
+    """A release link is single use through its nonce, not only because the recipient
+    is no longer quarantined: a second token with the same nonce, correctly signed,
+    for a recipient that IS still quarantined, is refused as used. Without the
+    used_tokens check that token would release the message."""
+    import os
+    m = start(start_manager, aio_sink)
+    add_enduser(m, "taro", ["taro@corp.test"])
+    m1 = m.send("a@ok.example", ["taro@corp.test"], make_message("first one"))
+    m2 = m.send("b@ok.example", ["taro@corp.test"], make_message("second one"))
+    send_now(m, "taro@corp.test")
+    aio_sink.wait_count(1)
+    text, _ = parts(parse(digests(aio_sink)[0]["data"]))
+    url1, _ = entry_links(text, "first one")
+    url2, _ = entry_links(text, "second one")
+    base = url1.rsplit("/", 1)[0] + "/"
+    t1, t2 = decode_token(url1.rsplit("/", 1)[1]), decode_token(url2.rsplit("/", 1)[1])
+    assert (t1["msg_id"], t1["rcpt"], t1["action"]) == (m1, "taro@corp.test", 1)
+    assert (t2["msg_id"], t2["rcpt"], t2["action"]) == (m2, "taro@corp.test", 1)
+    assert t1["nonce"] != t2["nonce"]
+    with open(os.path.join(m.data_dir, "digest.key"), "rb") as f:
+        key = f.read()
+    assert len(key) == 32
+
+    # The link works once; the second use is refused as used.
+    st, _, body = page(url1, "POST")
+    assert st == 200, body
+    wait_for(lambda: states(m, m1) == {"taro@corp.test": "released"}, 10, "m1 released")
+    st, _, body = page(url1, "POST")
+    assert st == 410 and "このリンクはすでに使用されています。" in body, (st, body)
+
+    # A token for m2 (still quarantined) that replays m1's used nonce: refused as
+    # used, and m2 stays quarantined. Only the nonce table knows this nonce.
+    replay = base + mint_token(key, dict(t2, nonce=t1["nonce"]))
+    assert page(replay)[0] == 410
+    st, _, body = page(replay, "POST")
+    assert st == 410 and "このリンクはすでに使用されています。" in body, (st, body)
+    assert states(m, m2) == {"taro@corp.test": "quarantined"}
+    assert stays(lambda: len([x for x in aio_sink.messages
+                              if x["sender"] == "b@ok.example"]) == 0, t(1.0))
+
+    # Control: the same token with a nonce nobody used is accepted (the minting is
+    # right, so the refusal above came from the nonce), and is then used in turn.
+    fresh = base + mint_token(key, dict(t2, nonce=os.urandom(16)))
+    st, _, body = page(fresh, "POST")
+    assert st == 200, body
+    wait_for(lambda: states(m, m2) == {"taro@corp.test": "released"}, 10, "m2 released")
+    assert page(url2, "POST")[0] == 410

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 from conftest import find_binary
-from e2e_helpers import free_port, t
+from e2e_helpers import free_port, sanitizer_report, t
 from engine_fixtures import (CLAMD_STREAM_MAX, EICAR, EICAR_SIG, HAM, clamd,  # noqa: F401
                              eicar_mail, rspamd, spam_message, spamd)
 
@@ -33,7 +33,10 @@ def scan(engine, message, *args, timeout=30):
     for word in proc.stdout.decode().split():
         k, _, v = word.partition("=")
         fields[k] = v
-    return proc.returncode, fields, proc.stderr.decode(errors="replace")
+    err = proc.stderr.decode(errors="replace")
+    rep = sanitizer_report(err)
+    assert rep is None, "lazaret-scan: sanitizer report:\n%s" % rep
+    return proc.returncode, fields, err
 
 
 # ---- spamd ----------------------------------------------------------------------------

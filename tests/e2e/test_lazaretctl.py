@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from conftest import BUILD_DIR
-from e2e_helpers import make_attachment_message, make_message, t
+from e2e_helpers import make_attachment_message, make_message, sanitizer_report, t
 
 SUBJECT_JA = "【重要】請求書のご確認のお願い"
 
@@ -40,7 +40,10 @@ def ctl(manager, *args, token=None, url=None, env_extra=None):
     env.update(env_extra or {})
     r = subprocess.run([ctl_path(), *args], stdin=subprocess.DEVNULL, capture_output=True,
                        env=env, timeout=t(60))
-    return r.returncode, r.stdout, r.stderr.decode("utf-8", "replace")
+    err = r.stderr.decode("utf-8", "replace")
+    rep = sanitizer_report(err)
+    assert rep is None, "lazaretctl: sanitizer report:\n%s" % rep
+    return r.returncode, r.stdout, err
 
 
 def cells(s):

@@ -1,5 +1,6 @@
 """Release delivery as the end user and the mail server behind it see it."""
 
+import http.client
 import re
 import time
 
@@ -308,3 +309,101 @@ def test_bulk_release_refuses_an_empty_filter(start_manager, aio_sink, body):
     assert isinstance(doc, dict) and "error" in doc, doc
     assert stays(lambda: aio_sink.count() == 0, t(1))
     assert states(m, mid) == {"u1@corp.test": "quarantined"}
+
+
+# ---------------------------------------------------------------------------
+# Crashes during a release (LAZARET_FAULT crash points, docs/OPERATIONS.md):
+# at least once, and a second copy only for a crash between the next hop's 250
+# and the commit that records it.
+
+def crash_during_release(start_manager, sink, point):
+    """Releases a two-recipient message with the crash point armed; returns
+    (manager, message id, raw) once lazaretd died there (exit 137)."""
+    m = start_manager(start=False, primary_host=sink.host, retry_min="1s", retry_max="2s")
+    m.next_env = {"LAZARET_FAULT": point}
+    m.start()
+    assert "manager.fault_armed point=%s" % point in m.log_text()
+    raw = make_message("crash at " + point)
+    mid = m.send("a@example.jp", ["u1@corp.test", "u2@corp.test"], raw)
+    release_racing_the_crash(m, mid)
+    m.wait_exit(137)
+    assert "fault.crash point=%s status=137" % point in m.log_text()
+    return m, mid, raw
+
+
+def release_racing_the_crash(m, mid):
+    """POST release: the worker may reach the crash point before the 202 is written
+    (the release is committed before the worker is woken), so no answer is fine."""
+    try:
+        st, doc = m.api("POST", "/api/v1/messages/%s/release" % mid)
+    except (OSError, http.client.HTTPException):
+        return
+    assert st == 202, (st, doc)
+
+
+BOTH_RELEASED = {"u1@corp.test": "released", "u2@corp.test": "released"}
+
+
+@pytest.mark.parametrize("point", ["release_before_connect", "release_after_rcpt"])
+def test_crash_before_the_data_delivers_once_after_restart(start_manager, aio_sink, point):
+    m, mid, raw = crash_during_release(start_manager, aio_sink, point)
+    assert aio_sink.count() == 0
+    if point == "release_before_connect":
+        assert aio_sink.handler.connections == 0
+    else:
+        assert [a for a, _ in aio_sink.handler.rcpt_log] == ["u1@corp.test", "u2@corp.test"]
+    m.restart()
+    (d,) = aio_sink.wait_count(1)
+    assert sorted(d["rcpts"]) == ["u1@corp.test", "u2@corp.test"]
+    check_released_copy(d["data"], raw)
+    wait_states(m, mid, BOTH_RELEASED)
+    assert stays(lambda: aio_sink.count() == 1, t(3)), "sent twice"
+
+
+def test_crash_after_the_250_before_the_commit_sends_again(start_manager, aio_sink):
+    """The one window of the guarantee: the next hop has the message, the store does
+    not know yet. After the restart it is sent again (a duplicate, never a loss)."""
+    m, mid, raw = crash_during_release(start_manager, aio_sink, "release_after_250")
+    assert aio_sink.count() == 1
+    m.restart()
+    first, second = aio_sink.wait_count(2)
+    for d in (first, second):
+        assert sorted(d["rcpts"]) == ["u1@corp.test", "u2@corp.test"]
+        check_released_copy(d["data"], raw)
+    wait_states(m, mid, BOTH_RELEASED)
+    assert stays(lambda: aio_sink.count() == 2, t(3)), "sent a third time"
+
+
+def test_crash_after_the_commit_is_never_sent_again(start_manager, aio_sink):
+    m, mid, raw = crash_during_release(start_manager, aio_sink, "release_after_commit")
+    assert aio_sink.count() == 1
+    m.restart()
+    wait_states(m, mid, BOTH_RELEASED)
+    assert m.metric("lazaret_release_queue_depth") == 0
+    assert stays(lambda: aio_sink.count() == 1, t(3)), "sent again after the commit"
+    check_released_copy(aio_sink.messages[0]["data"], raw)
+
+
+def test_recorded_at_the_data_reply_before_the_secondary(start_manager, aio_sink_factory):
+    """u1 is taken by the primary, u2 deferred there (451) and left for the secondary.
+    u1 is committed at the primary's reply to the data, before QUIT and before the
+    secondary is tried: a crash right after that commit does not send u1 again."""
+    primary, secondary = aio_sink_factory(), aio_sink_factory()
+    primary.handler.rcpt_replies["u2@corp.test"] = "451 4.2.0 try the other one"
+    m = start_manager(start=False, primary_host=primary.host,
+                      secondary_host=secondary.host, retry_min="1s", retry_max="2s")
+    m.next_env = {"LAZARET_FAULT": "release_after_commit"}
+    m.start()
+    raw = make_message("primary then secondary")
+    mid = m.send("a@example.jp", ["u1@corp.test", "u2@corp.test"], raw)
+    release_racing_the_crash(m, mid)
+    m.wait_exit(137)
+    assert [d["rcpts"] for d in primary.messages] == [["u1@corp.test"]]
+    assert secondary.count() == 0
+    m.restart()
+    wait_states(m, mid, BOTH_RELEASED, timeout=30)
+    assert [d["rcpts"] for d in secondary.messages] == [["u2@corp.test"]]
+    assert stays(lambda: primary.count() == 1 and secondary.count() == 1, t(3))
+    assert [d["rcpts"] for d in primary.messages] == [["u1@corp.test"]]
+    for d in primary.messages + secondary.messages:
+        check_released_copy(d["data"], raw)

@@ -963,6 +963,74 @@ static void test_ipv6(void **state)
 	server_free(&srv);
 }
 
+/* What the progress callback saw, in order. */
+struct progress_log {
+	int stages[4];
+	size_t nstages;
+	enum smtp_client_outcome at_data[2];
+	bool data_seen_before_quit; /* the server had the data, not yet QUIT */
+	struct script_server *srv;
+};
+
+static void progress_record(void *arg, enum smtp_client_stage stage,
+			    const struct smtp_client_result *res)
+{
+	struct progress_log *pl = arg;
+	if (pl->nstages < 4)
+		pl->stages[pl->nstages++] = (int)stage;
+	if (stage == SMTP_CLIENT_AT_DATA_REPLY) {
+		for (size_t i = 0; i < 2 && i < res->nrcpts; i++)
+			pl->at_data[i] = res->rcpts[i].outcome;
+		/* The callback runs before QUIT is written: the server cannot have it. */
+		pl->data_seen_before_quit = strstr(pl->srv->transcript, "QUIT") == NULL;
+	}
+}
+
+static void test_progress(void **state)
+{
+	(void)state;
+	const struct step script[] = {
+	    GREET,   EHLO_OK, MAIL_OK, RCPT_OK, {"RCPT TO:", "550 5.1.1 no\r\n"},
+	    DATA_OK, BODY_OK, QUIT_OK, END_STEP};
+	struct script_server srv;
+	assert_int_equal(server_start(&srv, script, AF_INET), 0);
+	const char *rcpts[] = {"a@y.test", "b@y.test"};
+	struct smtp_client_message msg = {.sender = "s@x.test",
+					  .rcpts = rcpts,
+					  .nrcpts = 2,
+					  .body = (const unsigned char *)"x\r\n",
+					  .body_len = 3};
+	struct progress_log pl = {.srv = &srv};
+	struct smtp_client_options opt = default_opts;
+	opt.progress = progress_record;
+	opt.progress_arg = &pl;
+	struct smtp_client_result res;
+	assert_int_equal(smtp_client_send(server_hostport(&srv), &opt, &msg, &res), 0);
+	server_join(&srv);
+	assert_int_equal(pl.nstages, 2);
+	assert_int_equal(pl.stages[0], SMTP_CLIENT_AT_RCPTS_DONE);
+	assert_int_equal(pl.stages[1], SMTP_CLIENT_AT_DATA_REPLY);
+	assert_int_equal(pl.at_data[0], SMTP_CLIENT_DELIVERED);
+	assert_int_equal(pl.at_data[1], SMTP_CLIENT_REJECTED);
+	assert_true(pl.data_seen_before_quit);
+	assert_non_null(strstr(srv.transcript, "QUIT"));
+	smtp_client_result_free(&res);
+	server_free(&srv);
+
+	/* Every RCPT refused: no DATA, so neither stage is reached. */
+	const struct step refused[] = {GREET,	EHLO_OK, MAIL_OK, {"RCPT TO:", "550 5.1.1 no\r\n"},
+				       QUIT_OK, END_STEP};
+	assert_int_equal(server_start(&srv, refused, AF_INET), 0);
+	struct progress_log none = {.srv = &srv};
+	opt.progress_arg = &none;
+	msg.nrcpts = 1;
+	assert_int_equal(smtp_client_send(server_hostport(&srv), &opt, &msg, &res), 0);
+	server_join(&srv);
+	assert_int_equal(none.nstages, 0);
+	smtp_client_result_free(&res);
+	server_free(&srv);
+}
+
 static void test_session_cap(void **state)
 {
 	(void)state;
@@ -1292,6 +1360,7 @@ int main(void)
 	    cmocka_unit_test(test_ipv6),
 	    cmocka_unit_test(test_session_cap),
 	    cmocka_unit_test(test_smtp_sink),
+	    cmocka_unit_test(test_progress),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

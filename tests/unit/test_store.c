@@ -528,6 +528,50 @@ static void test_delivery_queue(void **state)
 	store_delivery_free(d);
 }
 
+/* store_delivery_confirm: final outcomes recorded while the attempt goes on. */
+static void test_delivery_confirm(void **state)
+{
+	struct fixture *fx = *state;
+	struct msg_spec sp = {
+	    .label = "c", .at = T0, .sender = "s@x.jp", .rcpts = {"a@x.jp", "b@x.jp", "c@x.jp"}};
+	char id[37];
+	add(fx->st, &sp, id);
+	int changed = 0;
+	assert_int_equal(store_release(fx->st, id, NULL, 0, T0 + 10, &changed), 0);
+	struct store_delivery *d = NULL, *d2 = NULL;
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 10, 1000, &d), 0);
+
+	/* The primary took a@ and refused b@; c@ was deferred (a RETRY is not final). */
+	struct store_delivery_result res[] = {
+	    {"A@x.jp", STORE_DELIVERY_DELIVERED, "250 ok"},
+	    {"b@x.jp", STORE_DELIVERY_FAILED, "550 no"},
+	    {"c@x.jp", STORE_DELIVERY_RETRY, "451 later"},
+	};
+	assert_int_equal(store_delivery_confirm(fx->st, d, res, 3, T0 + 20), 0);
+	assert_int_equal(rcpt_state(fx->st, id, "a@x.jp"), STORE_RCPT_RELEASED);
+	assert_int_equal(rcpt_state(fx->st, id, "b@x.jp"), STORE_RCPT_FAILED);
+	assert_int_equal(rcpt_state(fx->st, id, "c@x.jp"), STORE_RCPT_RELEASING);
+	/* The job keeps its lease: not handed out again while the attempt goes on. */
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 500, 1000, &d2), -EAGAIN);
+	/* A crash now: after the restart only c@ is sent again, as the same attempt. */
+	assert_int_equal(store_delivery_reset_leases(fx->st, T0 + 600), 0);
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 600, 1000, &d2), 0);
+	assert_int_equal(d2->job_id, d->job_id);
+	assert_int_equal(d2->nrcpts, 1);
+	assert_string_equal(d2->rcpts[0], "c@x.jp");
+	assert_int_equal(d2->attempts, 0);
+	/* Confirming the last recipient removes the job. */
+	struct store_delivery_result last[] = {{"c@x.jp", STORE_DELIVERY_DELIVERED, "250 ok"}};
+	assert_int_equal(store_delivery_confirm(fx->st, d2, last, 1, T0 + 700), 0);
+	assert_int_equal(rcpt_state(fx->st, id, "c@x.jp"), STORE_RCPT_RELEASED);
+	uint64_t pending = 9;
+	assert_int_equal(store_delivery_pending(fx->st, &pending), 0);
+	assert_int_equal(pending, 0);
+	assert_int_equal(store_delivery_confirm(fx->st, d2, last, 1, T0 + 800), -ENOENT);
+	store_delivery_free(d2);
+	store_delivery_free(d);
+}
+
 /* --- listing --------------------------------------------------------------- */
 
 static const struct msg_spec corpus[] = {
@@ -1020,6 +1064,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_group_commit_batches, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_release_delete_states, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delivery_queue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delivery_confirm, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_keyset_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_actions, setup, teardown),
