@@ -28,7 +28,8 @@
  * forget them: messages.held = recipients still quarantined, messages.active =
  * recipients quarantined or releasing (a message with active = 0 is purgeable);
  * quarantines.messages/bytes count messages with held > 0; totals holds the row
- * count and byte sums; subject_fts mirrors messages.subject.
+ * count and byte sums; subject_fts and subject_short mirror messages.subject;
+ * list_order bounds how far ids stray from insertion order and received_at.
  */
 #include "store/store.h"
 #include "store/store_short.h"
@@ -1829,7 +1830,8 @@ fail:
  *
  * With a cursor the walk starts late enough to skip the earlier pages: a row
  * inserted after any message x with time(x) > time(cursor) + max_late is itself
- * newer than the cursor, so the walk starts at the seq of such an x.
+ * newer than the cursor, so the walk starts at the seq of such an x. A time
+ * range bounds the walk the same way at both ends.
  */
 struct store_walk_hit {
 	int64_t seq;
@@ -1879,17 +1881,27 @@ fail:
 
 static const char sql_seq_from_id[] = "SELECT seq FROM messages WHERE id >= ?1 ORDER BY id LIMIT 1";
 
-/* Where the walk starts for cursor (see above): a seq, INT64_MAX for the top. */
-static int store_walk_start(struct store_conn *c, const struct store_order *o, const char *cursor,
-			    int64_t *start)
+/*
+ * Where the walk starts (see above): a seq, INT64_MAX for the top. Rows whose id
+ * time is at least newer (the cursor's time + 1, or until + id_ahead) cannot be
+ * on the page; every row inserted after a message x with time(x) >= newer +
+ * max_late is such a row, so the walk starts at x.
+ */
+static int store_walk_start(struct store_conn *c, const struct store_filter *f,
+			    const struct store_order *o, const char *cursor, int64_t *start)
 {
 	*start = INT64_MAX;
-	if (cursor == NULL || o->max_late >= STORE_ID_MS_MAX - ids_uuidv7_time_ms(cursor))
+	int64_t newer = STORE_ID_MS_MAX;
+	if (cursor != NULL)
+		newer = ids_uuidv7_time_ms(cursor) + 1;
+	if (f->until != 0 && f->until < newer - o->id_ahead)
+		newer = f->until + o->id_ahead;
+	if (newer >= STORE_ID_MS_MAX - o->max_late)
 		return 0;
 	sqlite3_stmt *s = store_stmt(c, sql_seq_from_id);
 	if (s == NULL)
 		return -EIO;
-	char *prefix = store_id_prefix(ids_uuidv7_time_ms(cursor) + o->max_late + 1);
+	char *prefix = store_id_prefix(newer + o->max_late);
 	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_TRANSIENT);
 	free(prefix);
 	int r = sqlite3_step(s);
@@ -1917,7 +1929,7 @@ static int store_walk(struct store_conn *c, const struct store_filter *f, const 
 	int64_t start;
 	sqlite3_stmt *s = NULL;
 	int rc = store_read_order(c, &o);
-	if (rc < 0 || (rc = store_walk_start(c, &o, cursor, &start)) < 0)
+	if (rc < 0 || (rc = store_walk_start(c, f, &o, cursor, &start)) < 0)
 		return rc;
 	if ((rc = store_prepare_walk(c, "SELECT m.seq, m.id", f, cursor, start, &s)) < 0)
 		return rc;
@@ -1940,8 +1952,12 @@ static int store_walk(struct store_conn *c, const struct store_filter *f, const 
 			if (n < keep)
 				n++;
 		}
-		if (n == keep &&
-		    ids_uuidv7_time_ms(v[keep - 1].id) > ids_uuidv7_time_ms(id) + o.max_late)
+		/* no row left is newer than t + max_late */
+		int64_t t = ids_uuidv7_time_ms(id);
+		if (n == keep && ids_uuidv7_time_ms(v[keep - 1].id) > t + o.max_late)
+			break;
+		/* nor received at or after since: t(id) >= since - id_behind for those */
+		if (f->since != 0 && t + o.max_late < f->since - o.id_behind)
 			break;
 	}
 	if (r != SQLITE_ROW && r != SQLITE_DONE) {

@@ -1083,12 +1083,12 @@ static int cmp_id_desc(const void *a, const void *b)
  * inserted after newer ones, as concurrent ingest and clock steps do. Every
  * match must come exactly once, newest id first, however the pages fall.
  */
-static void test_subject_paging(void **state)
+static void subject_paging(struct fixture *fx, bool hour_late)
 {
-	struct fixture *fx = *state;
-	enum { N = 420, PAGE = 7 };
+	enum { N = 420 };
 	char(*ids)[37] = xcalloc(N, 37);
 	char **subjects = xcalloc(N, sizeof(char *));
+	int64_t *ats = xcalloc(N, sizeof(int64_t));
 	struct waiter w;
 	waiter_init(&w, N);
 	for (int i = 0; i < N; i++) {
@@ -1097,7 +1097,7 @@ static void test_subject_paging(void **state)
 		int64_t at = T0 + 1000 * (i / 4);
 		if (i % 9 == 0)
 			at -= 3000 + i % 7;
-		if (i % 50 == 0)
+		if (hour_late && i % 50 == 0)
 			at -= 3600 * 1000;
 		const char *kind = i % 3 == 0	? "重要なお知らせ"
 				   : i % 3 == 1 ? "Invoice 請求"
@@ -1105,6 +1105,7 @@ static void test_subject_paging(void **state)
 		char subject[64];
 		snprintf(subject, sizeof(subject), "%s%s #%d", kind, i % 40 == 7 ? " 鰻" : "", i);
 		subjects[i] = xstrdup(subject);
+		ats[i] = at;
 		struct msg_spec sp = {
 		    .label = "p", .at = at, .rcpts = {"a@x.jp"}, .subject = subject};
 		assert_int_equal(store_submit_message(fx->st, build(&sp, ids[i]), waiter_done, &w),
@@ -1116,23 +1117,31 @@ static void test_subject_paging(void **state)
 					    "鰻", "#1",	  "#9",	      "hello #4", "鯖", "zq"};
 	char(*want)[37] = xcalloc(N, 37);
 	char(*got)[37] = xcalloc(N, 37);
-	for (size_t t = 0; t < sizeof(terms) / sizeof(terms[0]); t++) {
+	/* with no time range, and with ranges that cut through the late messages */
+	static const int64_t ranges[][2] = {
+	    {0, 0}, {T0 + 20000, T0 + 60000}, {T0 - 1000, 0}, {0, T0 + 30000}};
+	for (size_t t = 0; t < sizeof(terms) / sizeof(terms[0]) * 4; t++) {
+		const char *term = terms[t / 4];
+		int64_t since = ranges[t % 4][0], until = ranges[t % 4][1];
 		size_t nwant = 0;
 		for (int i = 0; i < N; i++) {
-			if (subject_has(subjects[i], terms[t]))
+			if (subject_has(subjects[i], term) && (since == 0 || ats[i] >= since) &&
+			    (until == 0 || ats[i] < until))
 				memcpy(want[nwant++], ids[i], 37);
 		}
 		qsort(want, nwant, 37, cmp_id_desc);
 		for (size_t page = 1; page <= 50; page += 48) {
-			struct store_filter f = {.subject = terms[t], .quarantine = "spam"};
+			struct store_filter f = {
+			    .subject = term, .quarantine = "spam", .since = since, .until = until};
 			size_t ngot = list_all_paged(fx->st, &f, page, got, N);
 			if (ngot != nwant)
-				fail_msg("term \"%s\" page %zu: %zu matches, want %zu", terms[t],
-					 page, ngot, nwant);
+				fail_msg("term \"%s\" range %zu page %zu: %zu matches, want %zu",
+					 term, t % 4, page, ngot, nwant);
 			for (size_t k = 0; k < ngot; k++) {
 				if (strcmp(got[k], want[k]) != 0)
-					fail_msg("term \"%s\" page %zu: match %zu is %s, want %s",
-						 terms[t], page, k, got[k], want[k]);
+					fail_msg("term \"%s\" range %zu page %zu: match %zu is %s,"
+						 " want %s",
+						 term, t % 4, page, k, got[k], want[k]);
 			}
 		}
 	}
@@ -1146,7 +1155,8 @@ static void test_subject_paging(void **state)
 					    -1, &s, NULL),
 			 SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	assert_true(sqlite3_column_int64(s, 0) >= 3600 * 1000);
+	assert_true(sqlite3_column_int64(s, 0) >= (hour_late ? 3600 * 1000 : 3000));
+	assert_true(sqlite3_column_int64(s, 0) < (hour_late ? 3700 * 1000 : 4000));
 	assert_int_equal(sqlite3_column_int64(s, 1), 0); /* ids and received_at agree */
 	assert_int_equal(sqlite3_column_int64(s, 2), 0);
 	sqlite3_finalize(s);
@@ -1155,9 +1165,22 @@ static void test_subject_paging(void **state)
 	for (int i = 0; i < N; i++)
 		free(subjects[i]);
 	free(subjects);
+	free(ats);
 	free(want);
 	free(got);
 	free(ids);
+}
+
+/* Late by up to 3 s: the walks stop early. */
+static void test_subject_paging(void **state)
+{
+	subject_paging(*state, false);
+}
+
+/* Some an hour late too: the walks go further, the answers stay the same. */
+static void test_subject_paging_late(void **state)
+{
+	subject_paging(*state, true);
 }
 
 /*
@@ -1307,6 +1330,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_query_plans, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_builds_search_index, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
