@@ -1831,7 +1831,7 @@ fail:
  * With a cursor the walk starts late enough to skip the earlier pages: a row
  * inserted after any message x with time(x) > time(cursor) + max_late is itself
  * newer than the cursor, so the walk starts at the seq of such an x. A time
- * range bounds the walk the same way at both ends.
+ * range bounds the walk the same way at both ends (store_walk_range).
  */
 struct store_walk_hit {
 	int64_t seq;
@@ -1845,20 +1845,21 @@ static const char *store_subject_index(const struct store_filter *f)
 								   : "subject_short";
 }
 
-/* Prepares the walk of f's subject index from seq <= start, newest first. */
+/* Prepares the walk of f's subject index over seqs (low, high], newest first. */
 static int store_prepare_walk(struct store_conn *c, const char *head, const struct store_filter *f,
-			      const char *cursor, int64_t start, sqlite3_stmt **out)
+			      const char *cursor, int64_t low, int64_t high, sqlite3_stmt **out)
 {
 	struct store_sql q = {0};
 	struct store_binds *b = xcalloc(1, sizeof(*b));
 	const char *ix = store_subject_index(f);
 	char *sql = xasprintf("%s FROM %s CROSS JOIN messages m ON m.seq = %s.rowid"
-			      " WHERE %s MATCH ? AND %s.rowid <= ?",
-			      head, ix, ix, ix, ix);
+			      " WHERE %s MATCH ? AND %s.rowid > ? AND %s.rowid <= ?",
+			      head, ix, ix, ix, ix, ix);
 	store_sql_add(&q, sql);
 	free(sql);
 	store_bind_owned(b, store_fts_phrase(f->subject));
-	store_bind_int(b, start);
+	store_bind_int(b, low);
+	store_bind_int(b, high);
 	int rc = store_filter_sql(f, cursor, NULL, true, &q, b);
 	if (rc < 0)
 		goto fail;
@@ -1880,37 +1881,47 @@ fail:
 }
 
 static const char sql_seq_from_id[] = "SELECT seq FROM messages WHERE id >= ?1 ORDER BY id LIMIT 1";
+static const char sql_seq_before_id[] =
+    "SELECT seq FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT 1";
 
 /*
- * Where the walk starts (see above): a seq, INT64_MAX for the top. Rows whose id
- * time is at least newer (the cursor's time + 1, or until + id_ahead) cannot be
- * on the page; every row inserted after a message x with time(x) >= newer +
- * max_late is such a row, so the walk starts at x.
+ * The seqs the walk goes through (see above): (*low, *high]. Rows whose id time
+ * is at least newer (the cursor's time + 1, or until + id_ahead) cannot be on
+ * the page; every row inserted after a message x with time(x) >= newer +
+ * max_late is such a row, so the walk starts at x. At the other end, rows whose
+ * id time is below older (since - id_behind) were received before since; every
+ * row inserted before a message y with time(y) < older - max_late is such a
+ * row, so the walk ends after y.
  */
-static int store_walk_start(struct store_conn *c, const struct store_filter *f,
-			    const struct store_order *o, const char *cursor, int64_t *start)
+static int store_walk_range(struct store_conn *c, const struct store_filter *f,
+			    const struct store_order *o, const char *cursor, int64_t *low,
+			    int64_t *high)
 {
-	*start = INT64_MAX;
+	*low = 0;
+	*high = INT64_MAX;
 	int64_t newer = STORE_ID_MS_MAX;
 	if (cursor != NULL)
 		newer = ids_uuidv7_time_ms(cursor) + 1;
 	if (f->until != 0 && f->until < newer - o->id_ahead)
 		newer = f->until + o->id_ahead;
-	if (newer >= STORE_ID_MS_MAX - o->max_late)
-		return 0;
-	sqlite3_stmt *s = store_stmt(c, sql_seq_from_id);
-	if (s == NULL)
-		return -EIO;
-	char *prefix = store_id_prefix(newer + o->max_late);
-	sqlite3_bind_text(s, 1, prefix, -1, SQLITE_TRANSIENT);
-	free(prefix);
-	int r = sqlite3_step(s);
-	if (r == SQLITE_ROW)
-		*start = sqlite3_column_int64(s, 0);
-	sqlite3_reset(s);
-	if (r != SQLITE_ROW && r != SQLITE_DONE) {
-		store_log_sqlite("walk_start", c->db);
-		return -EIO;
+	int64_t older = f->since != 0 ? f->since - o->id_behind - o->max_late : 0;
+	for (int end = 0; end < 2; end++) {
+		if (end == 0 ? newer >= STORE_ID_MS_MAX - o->max_late : older <= 0)
+			continue;
+		sqlite3_stmt *s = store_stmt(c, end == 0 ? sql_seq_from_id : sql_seq_before_id);
+		if (s == NULL)
+			return -EIO;
+		char *prefix = store_id_prefix(end == 0 ? newer + o->max_late : older);
+		sqlite3_bind_text(s, 1, prefix, -1, SQLITE_TRANSIENT);
+		free(prefix);
+		int r = sqlite3_step(s);
+		if (r == SQLITE_ROW)
+			*(end == 0 ? high : low) = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		if (r != SQLITE_ROW && r != SQLITE_DONE) {
+			store_log_sqlite("walk_range", c->db);
+			return -EIO;
+		}
 	}
 	return 0;
 }
@@ -1926,12 +1937,12 @@ static int store_walk(struct store_conn *c, const struct store_filter *f, const 
 		      size_t keep, struct store_walk_hit **hits, size_t *nhits)
 {
 	struct store_order o;
-	int64_t start;
+	int64_t low, high;
 	sqlite3_stmt *s = NULL;
 	int rc = store_read_order(c, &o);
-	if (rc < 0 || (rc = store_walk_start(c, f, &o, cursor, &start)) < 0)
+	if (rc < 0 || (rc = store_walk_range(c, f, &o, cursor, &low, &high)) < 0)
 		return rc;
-	if ((rc = store_prepare_walk(c, "SELECT m.seq, m.id", f, cursor, start, &s)) < 0)
+	if ((rc = store_prepare_walk(c, "SELECT m.seq, m.id", f, cursor, low, high, &s)) < 0)
 		return rc;
 	struct store_walk_hit *v = xcalloc(keep, sizeof(*v));
 	size_t n = 0;
@@ -1955,9 +1966,6 @@ static int store_walk(struct store_conn *c, const struct store_filter *f, const 
 		/* no row left is newer than t + max_late */
 		int64_t t = ids_uuidv7_time_ms(id);
 		if (n == keep && ids_uuidv7_time_ms(v[keep - 1].id) > t + o.max_late)
-			break;
-		/* nor received at or after since: t(id) >= since - id_behind for those */
-		if (f->since != 0 && t + o.max_late < f->since - o.id_behind)
 			break;
 	}
 	if (r != SQLITE_ROW && r != SQLITE_DONE) {
@@ -1987,7 +1995,7 @@ int store_debug_list_plan(struct store *st, const struct store_filter *f, const 
 	if (rc < 0)
 		return rc;
 	if (store_list_walks(f))
-		rc = store_prepare_walk(c, "EXPLAIN QUERY PLAN SELECT m.seq, m.id", f, cursor,
+		rc = store_prepare_walk(c, "EXPLAIN QUERY PLAN SELECT m.seq, m.id", f, cursor, 0,
 					INT64_MAX, &s);
 	else
 		rc = store_prepare_filtered(c, "EXPLAIN QUERY PLAN SELECT " STORE_MSG_COLS, f,

@@ -1113,16 +1113,22 @@ static void subject_paging(struct fixture *fx, bool hour_late)
 	}
 	waiter_wait(&w);
 	assert_int_equal(w.failures, 0);
-	static const char *const terms[] = {"重", "重要", "重要なお", "I",	  "iN", "invoice",
-					    "鰻", "#1",	  "#9",	      "hello #4", "鯖", "zq"};
+	static const char *const terms[] = {"重", "重要", "重要なお", "I",  "iN", "invoice", "鰻",
+					    "#1", "#9",	  "hello #4", "鯖", "zq", "#"};
 	char(*want)[37] = xcalloc(N, 37);
 	char(*got)[37] = xcalloc(N, 37);
-	/* with no time range, and with ranges that cut through the late messages */
-	static const int64_t ranges[][2] = {
-	    {0, 0}, {T0 + 20000, T0 + 60000}, {T0 - 1000, 0}, {0, T0 + 30000}};
-	for (size_t t = 0; t < sizeof(terms) / sizeof(terms[0]) * 4; t++) {
-		const char *term = terms[t / 4];
-		int64_t since = ranges[t % 4][0], until = ranges[t % 4][1];
+	/* with no time range, and with ranges that cut through the late messages
+	 * ("#" is in every subject: a late one just before since comes first) */
+	static const int64_t ranges[][2] = {{0, 0},
+					    {T0 + 20000, T0 + 60000},
+					    {T0 - 1000, 0},
+					    {0, T0 + 30000},
+					    /* the newest id before since is a late message */
+					    {T0 + 18995, 0}};
+	enum { NR = sizeof(ranges) / sizeof(ranges[0]) };
+	for (size_t t = 0; t < sizeof(terms) / sizeof(terms[0]) * NR; t++) {
+		const char *term = terms[t / NR];
+		int64_t since = ranges[t % NR][0], until = ranges[t % NR][1];
 		size_t nwant = 0;
 		for (int i = 0; i < N; i++) {
 			if (subject_has(subjects[i], term) && (since == 0 || ats[i] >= since) &&
@@ -1136,12 +1142,12 @@ static void subject_paging(struct fixture *fx, bool hour_late)
 			size_t ngot = list_all_paged(fx->st, &f, page, got, N);
 			if (ngot != nwant)
 				fail_msg("term \"%s\" range %zu page %zu: %zu matches, want %zu",
-					 term, t % 4, page, ngot, nwant);
+					 term, t % NR, page, ngot, nwant);
 			for (size_t k = 0; k < ngot; k++) {
 				if (strcmp(got[k], want[k]) != 0)
 					fail_msg("term \"%s\" range %zu page %zu: match %zu is %s,"
 						 " want %s",
-						 term, t % 4, page, k, got[k], want[k]);
+						 term, t % NR, page, k, got[k], want[k]);
 			}
 		}
 	}
