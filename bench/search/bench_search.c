@@ -3,9 +3,13 @@
  * at a realistic size. Seeds N messages (Japanese and English subjects, ~20k
  * users, ~50k senders across ~5k domains, 1-3 recipients) through
  * store_submit_message from two threads, then times: an end user's first and
- * second page, exact sender, sender domain, subject substrings (trigram index,
- * Japanese and English; and the 2-character fallback), and a time range.
- * Prints a table and one JSON line. Not a correctness test: see test_store.
+ * second page, exact sender, sender domain, a one-day time range, and subject
+ * substrings: frequent, rare (one subject in BENCH_RARE_EVERY) and absent terms
+ * of 1, 2 and 3+ characters, Japanese and Latin. Prints a table, the bytes a
+ * message takes (database, database without bodies, trigram index, 1-2
+ * character index) and one JSON line. Not a correctness test: see test_store.
+ * An end user has about 2 * N / U messages: below ~1M messages, pass a smaller
+ * --users for a second page to exist.
  *
  * The bodies are MIME messages like real ones, so that the store holds what it
  * would hold in production: Received and DKIM-Signature headers, a UTF-8 text
