@@ -1889,9 +1889,9 @@ static const char sql_seq_before_id[] =
  * is at least newer (the cursor's time + 1, or until + id_ahead) cannot be on
  * the page; every row inserted after a message x with time(x) >= newer +
  * max_late is such a row, so the walk starts at x. At the other end, rows whose
- * id time is below older (since - id_behind) were received before since; every
- * row inserted before a message y with time(y) < older - max_late is such a
- * row, so the walk ends after y.
+ * id time is below since - id_behind were received before since; every row
+ * inserted before a message y with time(y) < since - id_behind - max_late
+ * (older) is such a row, so the walk ends after y.
  */
 static int store_walk_range(struct store_conn *c, const struct store_filter *f,
 			    const struct store_order *o, const char *cursor, int64_t *low,
