@@ -528,6 +528,9 @@ int main(int argc, char **argv)
 	    {"subj_en1_absent", PICK_FIXED, "\xc3\xa9"}, /* é */
 	    {"subj_en2_absent", PICK_FIXED, "zq"},
 	    {"subj_en3_absent", PICK_FIXED, "zqxj"},
+	    /* rare phrases made of frequent trigrams: the index must intersect */
+	    {"subj_ja3_rare_phrase", PICK_FIXED, "請求書・お支払い"},
+	    {"subj_en3_rare_phrase", PICK_FIXED, "invoice payment"},
 	};
 	enum { NSUBJ = sizeof(subj) / sizeof(subj[0]) };
 	enum { S_USER1, S_USER2, S_SENDER, S_DOMAIN, S_TIME, S_SUBJ0, S_N = S_SUBJ0 + NSUBJ };
