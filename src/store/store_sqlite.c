@@ -2112,16 +2112,28 @@ static int store_list_ids(struct store *st, const struct store_filter *f, const 
 	int rc = store_reader_get(st, &c);
 	if (rc < 0)
 		return rc;
-	if ((rc = store_prepare_filtered(c, "SELECT m.id", f, cursor, limit, &s)) < 0)
-		goto fail;
 	v = xcalloc(limit, sizeof(*v));
-	int r;
-	while ((r = sqlite3_step(s)) == SQLITE_ROW)
-		v[nv++] = store_col_dup(s, 0);
-	if (r != SQLITE_DONE) {
-		store_log_sqlite("list_ids", c->db);
-		rc = -EIO;
-		goto fail;
+	if (store_list_walks(f)) {
+		/* a subject: each batch costs a page, not every match (as store_list) */
+		struct store_walk_hit *hits = NULL;
+		size_t nhits = 0;
+		if ((rc = store_exec(c->db, "BEGIN")) < 0 ||
+		    (rc = store_walk(c, f, cursor, limit, &hits, &nhits)) < 0)
+			goto fail;
+		for (size_t i = 0; i < nhits; i++)
+			v[nv++] = xstrdup(hits[i].id);
+		free(hits);
+	} else {
+		if ((rc = store_prepare_filtered(c, "SELECT m.id", f, cursor, limit, &s)) < 0)
+			goto fail;
+		int r;
+		while ((r = sqlite3_step(s)) == SQLITE_ROW)
+			v[nv++] = store_col_dup(s, 0);
+		if (r != SQLITE_DONE) {
+			store_log_sqlite("list_ids", c->db);
+			rc = -EIO;
+			goto fail;
+		}
 	}
 	*out = v;
 	*n = nv;

@@ -1189,6 +1189,42 @@ static void test_subject_paging_late(void **state)
 	subject_paging(*state, true);
 }
 
+/* A bulk action by subject pages through the walk batch by batch: every match, once. */
+static void test_subject_bulk(void **state)
+{
+	struct fixture *fx = *state;
+	enum { N = 1300 };
+	struct waiter w;
+	waiter_init(&w, N);
+	for (int i = 0; i < N; i++) {
+		char subject[64];
+		snprintf(subject, sizeof(subject), "%s #%d", i % 2 ? "重要" : "other", i);
+		/* every 7th a little late, as under concurrent ingest */
+		struct msg_spec sp = {.label = "b",
+				      .at = T0 + 10 * i - (i % 7 == 0 ? 25 : 0),
+				      .rcpts = {"a@x.jp"},
+				      .subject = subject};
+		assert_int_equal(store_submit_message(fx->st, build(&sp, NULL), waiter_done, &w),
+				 0);
+	}
+	waiter_wait(&w);
+	assert_int_equal(w.failures, 0);
+	struct store_filter f = {.subject = "重要"};
+	int changed = 0;
+	assert_int_equal(store_delete_matching(fx->st, &f, T0 + 100000, &changed), 0);
+	assert_int_equal(changed, N / 2);
+	assert_int_equal(store_delete_matching(fx->st, &f, T0 + 100001, &changed), 0);
+	assert_int_equal(changed, 0);
+	char(*got)[37] = xcalloc(N, 37);
+	struct store_filter held = {.subject = "重要", .state = "quarantined"};
+	assert_int_equal(list_all_paged(fx->st, &held, 100, got, N), 0);
+	struct store_filter deleted = {.subject = "重要", .state = "deleted"};
+	assert_int_equal(list_all_paged(fx->st, &deleted, 100, got, N), N / 2);
+	struct store_filter other = {.subject = "other", .state = "quarantined"};
+	assert_int_equal(list_all_paged(fx->st, &other, 100, got, N), N / 2);
+	free(got);
+}
+
 /*
  * A store made by schema 4 (before the 1-2 character index and list_order)
  * gets both from its messages when opened: made here by opening a store, adding
@@ -1337,6 +1373,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subject_bulk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_builds_search_index, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
