@@ -41,6 +41,15 @@ static int store_short_charlen(const unsigned char *p, int n)
 	return len;
 }
 
+size_t store_short_chars(const char *s)
+{
+	size_t chars = 0;
+	int n = (int)strnlen(s, 1 << 20);
+	for (int i = 0; i < n; i += store_short_charlen((const unsigned char *)s + i, n - i))
+		chars++;
+	return chars;
+}
+
 /* Copies n bytes of p into out with ASCII letters lower-cased. */
 static void store_short_fold(char *out, const char *p, int n)
 {

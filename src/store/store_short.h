@@ -6,6 +6,7 @@
 #define LAZARET_STORE_SHORT_H
 
 #include <sqlite3.h>
+#include <stddef.h>
 
 /* The tokenizer's name in tokenize='...'. */
 #define STORE_SHORT_TOKENIZER "lazaret_short"
@@ -15,5 +16,11 @@
  * (or fires the triggers that keep it) needs it. 0, or -EIO when db has no FTS5.
  */
 int store_short_register(sqlite3 *db);
+
+/*
+ * How many characters the tokenizer sees in s (a malformed UTF-8 sequence
+ * counts byte by byte): the index answers terms of 1 or 2 of them.
+ */
+size_t store_short_chars(const char *s);
 
 #endif

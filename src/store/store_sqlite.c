@@ -496,16 +496,6 @@ static char *store_domain_lc(const char *addr)
 	return store_lc(at != NULL ? at + 1 : "");
 }
 
-static size_t store_utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if ((*p & 0xc0) != 0x80)
-			n++;
-	}
-	return n;
-}
-
 static void store_strbuf_add(char **buf, size_t *len, size_t *cap, const char *s)
 {
 	size_t n = strlen(s);
@@ -1703,7 +1693,7 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor,
 		store_bind_text(b, lc);
 	}
 	if (has_subject && !walk) {
-		if (store_utf8_chars(f->subject) >= STORE_FTS_MIN_CHARS) {
+		if (store_short_chars(f->subject) >= STORE_FTS_MIN_CHARS) {
 			/* The trigram index folds case (also beyond ASCII) and matches
 			 * the phrase as a substring. */
 			store_sql_add(q, STORE_IX(STORE_DRIVE_SUBJECT));
@@ -1841,8 +1831,8 @@ struct store_walk_hit {
 /* The subject index that answers f's term: trigrams from 3 characters on. */
 static const char *store_subject_index(const struct store_filter *f)
 {
-	return store_utf8_chars(f->subject) >= STORE_FTS_MIN_CHARS ? "subject_fts"
-								   : "subject_short";
+	return store_short_chars(f->subject) >= STORE_FTS_MIN_CHARS ? "subject_fts"
+								    : "subject_short";
 }
 
 /* Prepares the walk of f's subject index over seqs (low, high], newest first. */

@@ -1033,7 +1033,9 @@ static void test_subject_short_terms(void **state)
 	    {"鯖缶", ""},
 	    {"zq", ""},
 	    {"q", ""},
-	    {"ba", ""}, /* both characters present, not in this order */
+	    {"ba", ""},	      /* both characters present, not in this order */
+	    {"\xe3\x81", ""}, /* malformed UTF-8: no match, no failure */
+	    {"\x81\x81\x81", ""},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct store_filter f = {.subject = cases[i].term};
@@ -1057,6 +1059,88 @@ static void test_subject_short_terms(void **state)
 			fail_msg("term \"%s\": got \"%s\", want \"%s\"", cases[i].term, got,
 				 cases[i].expect);
 	}
+}
+
+/*
+ * The 1-2 character tokenizer on its own (store_short.c), through an in-memory
+ * FTS5 table: the tokens a subject yields (fts5vocab, in byte order, joined by
+ * '|'), and whether a query term finds it. Malformed UTF-8 counts byte by byte
+ * on both sides, so a search can never fail on it.
+ */
+static void test_short_tokenizer(void **state)
+{
+	(void)state;
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	assert_int_equal(store_short_register(db), 0);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "CREATE VIRTUAL TABLE t USING fts5(s, tokenize='" STORE_SHORT_TOKENIZER
+			 "', detail=none);"
+			 "CREATE VIRTUAL TABLE v USING fts5vocab(t, 'row');",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	static const struct {
+		const char *doc;
+		const char *tokens;
+		const char *hit;  /* a term that must find doc */
+		const char *miss; /* one that must not */
+	} cases[] = {
+	    {"Ab", "a|ab|b", "aB", "ba"},
+	    {"x", "x", "X", "y"},
+	    {"請求", "求|請|請求", "請求", "求請"}, /* 求 is E6.., 請 E8.. */
+	    {"a請", "a|a請|請", "A請", "請a"},
+	    {"1 %", " | %|%|1|1 ", "1 ", "%1"},
+	    {"\xf0\x9f\x93\xa7!", "!|\xf0\x9f\x93\xa7|\xf0\x9f\x93\xa7!", "\xf0\x9f\x93\xa7",
+	     "!\xf0\x9f\x93\xa7"},
+	    /* malformed: a cut-off sequence, a stray continuation byte, 0xff */
+	    {"\xe3\x81", "\x81|\xe3|\xe3\x81", "\xe3\x81", "\x81\xe3"},
+	    {"a\x81\xff", "a|a\x81|\x81|\x81\xff|\xff", "\x81\xff", "\xff\x81"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sqlite3_stmt *s = NULL;
+		assert_int_equal(sqlite3_exec(db, "DELETE FROM t", NULL, NULL, NULL), SQLITE_OK);
+		assert_int_equal(
+		    sqlite3_prepare_v2(db, "INSERT INTO t(s) VALUES (?1)", -1, &s, NULL),
+		    SQLITE_OK);
+		sqlite3_bind_text(s, 1, cases[i].doc, -1, SQLITE_STATIC);
+		assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+		sqlite3_finalize(s);
+		assert_int_equal(
+		    sqlite3_prepare_v2(db,
+				       "SELECT group_concat(term, '|') FROM"
+				       " (SELECT term FROM v ORDER BY CAST(term AS BLOB))",
+				       -1, &s, NULL),
+		    SQLITE_OK);
+		assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+		const char *got = (const char *)sqlite3_column_text(s, 0);
+		if (got == NULL || strcmp(got, cases[i].tokens) != 0)
+			fail_msg("case %zu: tokens \"%s\", want \"%s\"", i, got ? got : "(none)",
+				 cases[i].tokens);
+		sqlite3_finalize(s);
+		for (int k = 0; k < 2; k++) {
+			const char *term = k == 0 ? cases[i].hit : cases[i].miss;
+			assert_true(store_short_chars(term) <= 2);
+			char *phrase = xasprintf("\"%s\"", term);
+			assert_int_equal(
+			    sqlite3_prepare_v2(db, "SELECT count(*) FROM t WHERE t MATCH ?1", -1,
+					       &s, NULL),
+			    SQLITE_OK);
+			sqlite3_bind_text(s, 1, phrase, -1, SQLITE_STATIC);
+			assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+			if (sqlite3_column_int(s, 0) != (k == 0 ? 1 : 0))
+				fail_msg("case %zu: term \"%s\" found %d", i, term,
+					 sqlite3_column_int(s, 0));
+			sqlite3_finalize(s);
+			free(phrase);
+		}
+	}
+	/* characters as the tokenizer counts them */
+	assert_int_equal(store_short_chars(""), 0);
+	assert_int_equal(store_short_chars("請求書"), 3);
+	assert_int_equal(store_short_chars("\x81\x81\x81"), 3);
+	assert_int_equal(store_short_chars("\xe3\x81"), 2);
+	sqlite3_close(db);
 }
 
 /* ASCII-case-insensitive substring, what a subject filter means. */
@@ -1370,6 +1454,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_vacuum_frees_pages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_query_plans, setup, teardown),
+	    cmocka_unit_test(test_short_tokenizer),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
