@@ -1609,7 +1609,7 @@ static char *store_id_prefix(int64_t ms)
 
 /*
  * walk: the query is driven by a subject index walked in seq order
- * (store_list_walk), which binds the subject term itself; leave it out here.
+ * (store_walk), which binds the subject term itself; leave it out here.
  */
 static int store_filter_sql(const struct store_filter *f, const char *cursor,
 			    const struct store_order *o, bool walk, struct store_sql *q,
