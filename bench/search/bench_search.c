@@ -3,9 +3,13 @@
  * at a realistic size. Seeds N messages (Japanese and English subjects, ~20k
  * users, ~50k senders across ~5k domains, 1-3 recipients) through
  * store_submit_message from two threads, then times: an end user's first and
- * second page, exact sender, sender domain, subject substrings (trigram index,
- * Japanese and English; and the 2-character fallback), and a time range.
- * Prints a table and one JSON line. Not a correctness test: see test_store.
+ * second page, exact sender, sender domain, a one-day time range, and subject
+ * substrings: frequent, rare (one subject in BENCH_RARE_EVERY) and absent terms
+ * of 1, 2 and 3+ characters, Japanese and Latin. Prints a table, the bytes a
+ * message takes (database, database without bodies, trigram index, 1-2
+ * character index) and one JSON line. Not a correctness test: see test_store.
+ * An end user has about 2 * N / U messages: below ~1M messages, pass a smaller
+ * --users for a second page to exist.
  *
  * The bodies are MIME messages like real ones, so that the store holds what it
  * would hold in production: Received and DKIM-Signature headers, a UTF-8 text
@@ -21,6 +25,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -46,6 +51,10 @@
 #define BENCH_ATTACH_MAX     8192
 #define BENCH_SEED	     0x9e3779b97f4a7c15ULL
 #define BENCH_PAGE	     50
+/* Rare words: in one subject in BENCH_RARE_EVERY (Japanese or English subjects). */
+#define BENCH_RARE_EVERY 1000
+#define BENCH_RARE_JA	 "鰻重弁当"
+#define BENCH_RARE_EN	 "quokka"
 
 static const char *const words_ja[] = {
     "請求書",	"お支払い",	"ご案内",   "重要なお知らせ", "アカウント",   "パスワード",
@@ -212,6 +221,10 @@ static char *make_subject(uint64_t *r)
 		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s",
 					i > 0 && !ja ? " " : (i > 0 ? "・" : ""), w);
 	}
+	/* one subject in BENCH_RARE_EVERY carries a rare word, for the rare-term searches */
+	if (rng_below(r, BENCH_RARE_EVERY) == 0)
+		len += (size_t)snprintf(buf + len, sizeof(buf) - len, " %s",
+					ja ? BENCH_RARE_JA : BENCH_RARE_EN);
 	if (rng_below(r, 4) == 0)
 		snprintf(buf + len, sizeof(buf) - len, " #%zu", rng_below(r, 100000));
 	return xstrdup(buf);
@@ -389,6 +402,24 @@ static long proc_status_kb(const char *key)
 	return v;
 }
 
+/* Bytes of an FTS5 index's segments (its _data table), 0 when the table is missing. */
+static uint64_t fts_bytes(const char *dir, const char *table)
+{
+	char *path = xasprintf("%s/lazaret.db", dir);
+	char *sql = xasprintf("SELECT sum(length(block)) FROM \"%s_data\"", table);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	uint64_t v = 0;
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+	    sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		v = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	free(sql);
+	free(path);
+	return v;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_search --dir DIR [--messages N] [--users U] [--queries Q]"
@@ -467,16 +498,52 @@ int main(int argc, char **argv)
 	}
 	store_stats(b.st, &ss);
 
-	enum { S_USER1, S_USER2, S_SENDER, S_DOMAIN, S_SUBJ_JA, S_SUBJ_EN, S_SUBJ_2, S_TIME, S_N };
-	struct series s[S_N] = {
-	    {.name = "user_page1"},	  {.name = "user_page2"},    {.name = "sender_address"},
-	    {.name = "sender_domain"},	  {.name = "subject_ja3"},   {.name = "subject_en"},
-	    {.name = "subject_ja2_like"}, {.name = "time_range_1d"},
+	/*
+	 * Subject searches: frequent, rare and absent terms of 1, 2 and 3+ characters,
+	 * Japanese and Latin. "frequent" terms are in a few percent of the subjects or
+	 * more; "rare" ones in about one in BENCH_RARE_EVERY; "absent" ones in none.
+	 * An entry with a NULL term picks a random word of the list named by pick.
+	 */
+	enum { PICK_FIXED, PICK_JA3, PICK_JA2, PICK_EN };
+	static const struct {
+		const char *name;
+		int pick;
+		const char *term;
+	} subj[] = {
+	    {"subj_ja1_frequent", PICK_FIXED, "書"},
+	    {"subj_ja2_frequent", PICK_JA2, NULL},
+	    {"subj_ja3_frequent", PICK_JA3, NULL},
+	    {"subj_ja1_rare", PICK_FIXED, "鰻"},
+	    {"subj_ja2_rare", PICK_FIXED, "鰻重"},
+	    {"subj_ja3_rare", PICK_FIXED, BENCH_RARE_JA},
+	    {"subj_ja1_absent", PICK_FIXED, "鯖"},
+	    {"subj_ja2_absent", PICK_FIXED, "鯖缶"},
+	    {"subj_ja3_absent", PICK_FIXED, "鯖缶詰"},
+	    {"subj_en1_frequent", PICK_FIXED, "e"},
+	    {"subj_en2_frequent", PICK_FIXED, "In"},
+	    {"subj_en3_frequent", PICK_EN, NULL},
+	    {"subj_en1_rare", PICK_FIXED, "Q"},
+	    {"subj_en2_rare", PICK_FIXED, "qu"},
+	    {"subj_en3_rare", PICK_FIXED, BENCH_RARE_EN},
+	    {"subj_en1_absent", PICK_FIXED, "\xc3\xa9"}, /* é */
+	    {"subj_en2_absent", PICK_FIXED, "zq"},
+	    {"subj_en3_absent", PICK_FIXED, "zqxj"},
+	    /* rare phrases made of frequent trigrams: the index must intersect */
+	    {"subj_ja3_rare_phrase", PICK_FIXED, "請求書・お支払い"},
+	    {"subj_en3_rare_phrase", PICK_FIXED, "invoice payment"},
 	};
+	enum { NSUBJ = sizeof(subj) / sizeof(subj[0]) };
+	enum { S_USER1, S_USER2, S_SENDER, S_DOMAIN, S_TIME, S_SUBJ0, S_N = S_SUBJ0 + NSUBJ };
+	struct series s[S_N] = {
+	    {.name = "user_page1"},    {.name = "user_page2"},	  {.name = "sender_address"},
+	    {.name = "sender_domain"}, {.name = "time_range_1d"},
+	};
+	for (int k = 0; k < NSUBJ; k++)
+		s[S_SUBJ0 + k].name = subj[k].name;
 	for (int k = 0; k < S_N; k++)
 		s[k].ms = xcalloc(queries, sizeof(double));
 	uint64_t r = 42;
-	/* Japanese words of 3+ characters (trigram path) and of 2 (LIKE fallback) */
+	/* Japanese words of 3+ characters and of 2 */
 	const char *ja3[NJA], *ja2[NJA];
 	size_t nja3 = 0, nja2 = 0;
 	for (size_t i = 0; i < NJA; i++) {
@@ -488,8 +555,6 @@ int main(int argc, char **argv)
 		else if (chars == 2)
 			ja2[nja2++] = words_ja[i];
 	}
-	/* the LIKE fallback scans: time fewer of them */
-	size_t q2 = queries < 20 ? queries : 20;
 	for (size_t q = 0; q < queries; q++) {
 		char addr[128];
 		user_addr(rng_below(&r, users), addr, sizeof(addr));
@@ -511,16 +576,16 @@ int main(int argc, char **argv)
 		struct store_filter fd = {.quarantine = "spam", .sender = addr};
 		timed_list(&b, &s[S_DOMAIN], &fd, NULL, NULL);
 
-		struct store_filter fj = {.quarantine = "spam",
-					  .subject = ja3[rng_below(&r, nja3)]};
-		timed_list(&b, &s[S_SUBJ_JA], &fj, NULL, NULL);
-		struct store_filter fe = {.quarantine = "spam",
-					  .subject = words_en[rng_below(&r, NEN)]};
-		timed_list(&b, &s[S_SUBJ_EN], &fe, NULL, NULL);
-		if (q < q2 && nja2 > 0) {
-			struct store_filter f2 = {.quarantine = "spam",
-						  .subject = ja2[rng_below(&r, nja2)]};
-			timed_list(&b, &s[S_SUBJ_2], &f2, NULL, NULL);
+		for (int k = 0; k < NSUBJ; k++) {
+			const char *term = subj[k].term;
+			if (subj[k].pick == PICK_JA3)
+				term = ja3[rng_below(&r, nja3)];
+			else if (subj[k].pick == PICK_JA2)
+				term = ja2[rng_below(&r, nja2)];
+			else if (subj[k].pick == PICK_EN)
+				term = words_en[rng_below(&r, NEN)];
+			struct store_filter fj = {.quarantine = "spam", .subject = term};
+			timed_list(&b, &s[S_SUBJ0 + k], &fj, NULL, NULL);
 		}
 
 		int64_t day = 24LL * 3600 * 1000;
@@ -540,20 +605,29 @@ int main(int argc, char **argv)
 	       (unsigned long long)ss.messages, (double)ss.file_bytes / 1e6,
 	       (double)ss.bytes_stored / 1e6, (double)ss.bytes_original / 1e6, body_avg, body_ratio,
 	       (double)rss_kb / 1024.0, (double)hwm_kb / 1024.0);
-	printf("%-18s %7s %9s %9s %9s %10s\n", "query (limit 50)", "n", "p50 ms", "p99 ms",
+	uint64_t tri = fts_bytes(dir, "subject_fts"), bi = fts_bytes(dir, "subject_short");
+	double per = ss.messages > 0 ? (double)ss.messages : 1.0;
+	printf("bytes a message: database %.0f, without bodies %.0f, trigram index %.0f,"
+	       " 1-2 character index %.0f\n",
+	       (double)ss.file_bytes / per, ((double)ss.file_bytes - (double)ss.bytes_stored) / per,
+	       (double)tri / per, (double)bi / per);
+	printf("%-20s %7s %9s %9s %9s %10s\n", "query (limit 50)", "n", "p50 ms", "p99 ms",
 	       "max ms", "rows/query");
 	for (int k = 0; k < S_N; k++) {
 		qsort(s[k].ms, s[k].n, sizeof(double), cmp_double);
-		printf("%-18s %7zu %9.2f %9.2f %9.2f %10.1f\n", s[k].name, s[k].n, pct(&s[k], 0.5),
+		printf("%-20s %7zu %9.2f %9.2f %9.2f %10.1f\n", s[k].name, s[k].n, pct(&s[k], 0.5),
 		       pct(&s[k], 0.99), s[k].n > 0 ? s[k].ms[s[k].n - 1] : 0.0,
 		       s[k].n > 0 ? (double)s[k].rows / (double)s[k].n : 0.0);
 	}
 	printf("{\"bench\":\"search\",\"messages\":%llu,\"users\":%zu,\"seed_seconds\":%.1f,"
 	       "\"seed_rate\":%.0f,\"db_bytes\":%llu,\"body_bytes_avg\":%.0f,"
-	       "\"body_zstd_ratio\":%.2f,\"rss_kb\":%ld,\"rss_peak_kb\":%ld,\"queries\":{",
+	       "\"body_zstd_ratio\":%.2f,\"db_bytes_per_message\":%.0f,"
+	       "\"trigram_bytes_per_message\":%.0f,\"short_bytes_per_message\":%.0f,"
+	       "\"rss_kb\":%ld,\"rss_peak_kb\":%ld,\"queries\":{",
 	       (unsigned long long)ss.messages, users, seed_s,
 	       seed_s > 0 ? (double)messages / seed_s : 0.0, (unsigned long long)ss.file_bytes,
-	       body_avg, body_ratio, rss_kb, hwm_kb);
+	       body_avg, body_ratio, (double)ss.file_bytes / per, (double)tri / per,
+	       (double)bi / per, rss_kb, hwm_kb);
 	for (int k = 0; k < S_N; k++) {
 		printf("%s\"%s\":{\"n\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}",
 		       k > 0 ? "," : "", s[k].name, s[k].n, pct(&s[k], 0.5), pct(&s[k], 0.99),

@@ -28,9 +28,11 @@
  * forget them: messages.held = recipients still quarantined, messages.active =
  * recipients quarantined or releasing (a message with active = 0 is purgeable);
  * quarantines.messages/bytes count messages with held > 0; totals holds the row
- * count and byte sums; subject_fts mirrors messages.subject.
+ * count and byte sums; subject_fts and subject_short mirror messages.subject;
+ * list_order bounds how far ids stray from insertion order and received_at.
  */
 #include "store/store.h"
+#include "store/store_short.h"
 #include "store/store_sqlite_int.h"
 
 #include <errno.h>
@@ -83,6 +85,22 @@
 /* --- schema ------------------------------------------------------------- */
 
 /*
+ * SQL for the Unix milliseconds in the first 48 bits of a UUIDv7 text x (hex
+ * digits 1-8 and 10-13); 0 for ''. ids_uuidv7_time_ms() in SQL, for triggers.
+ */
+/* clang-format off */
+#define STORE_SQL_HEX(x, k, shift) \
+	"((instr('0123456789abcdef', substr(" x ", " #k ", 1)) - 1) << " #shift ")"
+#define STORE_SQL_ID_MS(x) \
+	"(" STORE_SQL_HEX(x, 1, 44) " + " STORE_SQL_HEX(x, 2, 40) " + " \
+	STORE_SQL_HEX(x, 3, 36) " + " STORE_SQL_HEX(x, 4, 32) " + " \
+	STORE_SQL_HEX(x, 5, 28) " + " STORE_SQL_HEX(x, 6, 24) " + " \
+	STORE_SQL_HEX(x, 7, 20) " + " STORE_SQL_HEX(x, 8, 16) " + " \
+	STORE_SQL_HEX(x, 10, 12) " + " STORE_SQL_HEX(x, 11, 8) " + " \
+	STORE_SQL_HEX(x, 12, 4) " + " STORE_SQL_HEX(x, 13, 0) ")"
+/* clang-format on */
+
+/*
  * Migration N (index N-1) turns schema version N-1 into N. Append only: never
  * edit a migration that has shipped. Each runs in its own transaction together
  * with the new PRAGMA user_version.
@@ -92,6 +110,7 @@
  * Bodies live in their own table so that scans over messages never page through
  * blobs.
  */
+/* clang-format off */
 static const char *const store_migrations[] = {
     /* 1: initial schema */
     "CREATE TABLE messages ("
@@ -275,7 +294,53 @@ static const char *const store_migrations[] = {
     "  expires_at INTEGER NOT NULL) WITHOUT ROWID;",
     /* 4: an account's addresses keep their order (the first is the primary one) */
     "ALTER TABLE user_addresses ADD COLUMN pos INTEGER NOT NULL DEFAULT 0;",
+    /*
+     * 5: searches that stop early (see "listing" below).
+     * subject_short answers subject terms of 1-2 characters (store_short.c), which
+     * the trigram index cannot; filled from the messages already there.
+     * list_order keeps what bounds how far seq (insertion) order and id order
+     * drift apart, and how far received_at strays from the time in the id:
+     *   max_id    the greatest id inserted so far;
+     *   max_late  the most milliseconds any message's id was older than max_id
+     *             when it was inserted (0 when ids arrive in order);
+     *   id_ahead  max(time in the id - received_at), at least 0;
+     *   id_behind max(received_at - time in the id), at least 0.
+     * They only grow (a purge does not shrink them): upper bounds, never too small.
+     */
+    "CREATE VIRTUAL TABLE subject_short USING fts5(subject, content='messages',"
+    "  content_rowid='seq', tokenize='" STORE_SHORT_TOKENIZER "', detail=none,"
+    "  columnsize=0);"
+    "INSERT INTO subject_short(subject_short) VALUES ('rebuild');"
+    "CREATE TRIGGER messages_ai_short AFTER INSERT ON messages BEGIN"
+    "  INSERT INTO subject_short(rowid, subject) VALUES (new.seq, new.subject);"
+    "END;"
+    "CREATE TRIGGER messages_ad_short AFTER DELETE ON messages BEGIN"
+    "  INSERT INTO subject_short(subject_short, rowid, subject)"
+    "    VALUES ('delete', old.seq, old.subject);"
+    "END;"
+    "CREATE TABLE list_order ("
+    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+    "  max_id TEXT NOT NULL,"
+    "  max_late INTEGER NOT NULL,"
+    "  id_ahead INTEGER NOT NULL,"
+    "  id_behind INTEGER NOT NULL);"
+    "INSERT INTO list_order"
+    "  SELECT 1, coalesce((SELECT max(id) FROM messages), ''),"
+    "    max(0, coalesce(max(" STORE_SQL_ID_MS("prev") " - " STORE_SQL_ID_MS("id") "), 0)),"
+    "    max(0, coalesce(max(" STORE_SQL_ID_MS("id") " - received_at), 0)),"
+    "    max(0, coalesce(max(received_at - " STORE_SQL_ID_MS("id") "), 0))"
+    "  FROM (SELECT id, received_at, max(id) OVER (ORDER BY seq ROWS BETWEEN"
+    "    UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev FROM messages);"
+    "CREATE TRIGGER messages_ai_order AFTER INSERT ON messages BEGIN"
+    "  UPDATE list_order SET"
+    "    max_late = max(max_late,"
+    "      " STORE_SQL_ID_MS("max_id") " - " STORE_SQL_ID_MS("new.id") "),"
+    "    id_ahead = max(id_ahead, " STORE_SQL_ID_MS("new.id") " - new.received_at),"
+    "    id_behind = max(id_behind, new.received_at - " STORE_SQL_ID_MS("new.id") "),"
+    "    max_id = max(max_id, new.id);"
+    "END;",
 };
+/* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
 
 /* --- types -------------------------------------------------------------- */
@@ -429,16 +494,6 @@ static char *store_domain_lc(const char *addr)
 	return store_lc(at != NULL ? at + 1 : "");
 }
 
-static size_t store_utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if ((*p & 0xc0) != 0x80)
-			n++;
-	}
-	return n;
-}
-
 static void store_strbuf_add(char **buf, size_t *len, size_t *cap, const char *s)
 {
 	size_t n = strlen(s);
@@ -550,6 +605,11 @@ static int store_conn_open(const char *path, bool writer, struct store_conn **ou
 	}
 	sqlite3_extended_result_codes(c->db, 1);
 	sqlite3_busy_timeout(c->db, STORE_BUSY_TIMEOUT_MS);
+	/* before anything touches subject_short (its triggers fire on every insert) */
+	if (store_short_register(c->db) < 0) {
+		log_error("store.open_failed", "path=%s error=no_fts5_tokenizer", path);
+		goto fail;
+	}
 	char sql[256];
 	if (writer) {
 		/* auto_vacuum only takes effect before the first table exists, so it
@@ -1504,7 +1564,70 @@ enum store_driver {
 	STORE_DRIVE_IDS,
 };
 
-static int store_filter_sql(const struct store_filter *f, const char *cursor, struct store_sql *q,
+/* Which kind of term drives a query for f (the most selective one present). */
+static enum store_driver store_filter_driver(const struct store_filter *f)
+{
+	if (f == NULL)
+		return STORE_DRIVE_NONE;
+	bool scoped = (f->recipient != NULL && f->recipient[0] != '\0') || f->addresses != NULL;
+	return f->ids != NULL				     ? STORE_DRIVE_IDS
+	       : scoped					     ? STORE_DRIVE_RECIPIENT
+	       : f->sender != NULL && f->sender[0] != '\0'   ? STORE_DRIVE_SENDER
+	       : f->subject != NULL && f->subject[0] != '\0' ? STORE_DRIVE_SUBJECT
+	       : f->since != 0 || f->until != 0		     ? STORE_DRIVE_TIME
+	       : f->quarantine != NULL			     ? STORE_DRIVE_QUARANTINE
+							     : STORE_DRIVE_NONE;
+}
+
+/* list_order (migration 5): how far id order may stray from seq order and received_at. */
+struct store_order {
+	int64_t max_late;
+	int64_t id_ahead;
+	int64_t id_behind;
+};
+
+static const char sql_list_order[] = "SELECT max_late, id_ahead, id_behind FROM list_order";
+
+/* Reads list_order inside the caller's read transaction. 0 or -EIO. */
+static int store_read_order(struct store_conn *c, struct store_order *o)
+{
+	sqlite3_stmt *s = store_stmt(c, sql_list_order);
+	if (s == NULL)
+		return -EIO;
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW) {
+		o->max_late = sqlite3_column_int64(s, 0);
+		o->id_ahead = sqlite3_column_int64(s, 1);
+		o->id_behind = sqlite3_column_int64(s, 2);
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_ROW) {
+		store_log_sqlite("list_order", c->db);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* The greatest time a UUIDv7 can hold (48 bits of milliseconds). */
+#define STORE_ID_MS_MAX (((int64_t)1 << 48) - 1)
+
+/*
+ * The smallest id text whose time is ms ("0190f5c2-8b1e"): id >= prefix exactly
+ * when the id's time >= ms. A new string.
+ */
+static char *store_id_prefix(int64_t ms)
+{
+	uint64_t t = (uint64_t)(ms < 0 ? 0 : ms > STORE_ID_MS_MAX ? STORE_ID_MS_MAX : ms);
+	return xasprintf("%08llx-%04llx", (unsigned long long)(t >> 16),
+			 (unsigned long long)(t & 0xffff));
+}
+
+/*
+ * walk: the query is driven by a subject index walked in seq order
+ * (store_walk), which binds the subject term itself; leave it out here.
+ */
+static int store_filter_sql(const struct store_filter *f, const char *cursor,
+			    const struct store_order *o, bool walk, struct store_sql *q,
 			    struct store_binds *b)
 {
 	static const struct store_filter none;
@@ -1523,14 +1646,7 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor, st
 	bool scoped = (f->recipient != NULL && f->recipient[0] != '\0') || f->addresses != NULL;
 	bool has_sender = f->sender != NULL && f->sender[0] != '\0';
 	bool has_subject = f->subject != NULL && f->subject[0] != '\0';
-	bool has_time = f->since != 0 || f->until != 0;
-	enum store_driver drive = f->ids != NULL  ? STORE_DRIVE_IDS
-				  : scoped	  ? STORE_DRIVE_RECIPIENT
-				  : has_sender	  ? STORE_DRIVE_SENDER
-				  : has_subject	  ? STORE_DRIVE_SUBJECT
-				  : has_time	  ? STORE_DRIVE_TIME
-				  : f->quarantine ? STORE_DRIVE_QUARANTINE
-						  : STORE_DRIVE_NONE;
+	enum store_driver drive = store_filter_driver(f);
 #define STORE_IX(d) (drive == (d) ? " AND " : " AND +")
 
 	if (f->ids != NULL) {
@@ -1591,32 +1707,57 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor, st
 		store_bind_owned(b, lc);
 		store_bind_text(b, lc);
 	}
-	if (has_subject) {
-		if (store_utf8_chars(f->subject) >= STORE_FTS_MIN_CHARS) {
+	if (has_subject && !walk) {
+		if (store_short_chars(f->subject) >= STORE_FTS_MIN_CHARS) {
 			/* The trigram index folds case (also beyond ASCII) and matches
 			 * the phrase as a substring. */
 			store_sql_add(q, STORE_IX(STORE_DRIVE_SUBJECT));
 			store_sql_add(q, "m.seq IN (SELECT rowid FROM subject_fts"
 					 " WHERE subject_fts MATCH ?)");
 			store_bind_owned(b, store_fts_phrase(f->subject));
+		} else if (drive == STORE_DRIVE_SUBJECT) {
+			/* 1-2 characters: their own index (store_short.c), which folds
+			 * ASCII case as LIKE does. */
+			store_sql_add(q, " AND m.seq IN (SELECT rowid FROM subject_short"
+					 " WHERE subject_short MATCH ?)");
+			store_bind_owned(b, store_fts_phrase(f->subject));
 		} else {
-			/*
-			 * Trigrams cannot answer 1-2 characters (common: many Japanese
-			 * words are two kanji), so this falls back to LIKE over the rows
-			 * the other filters leave; LIKE folds ASCII case only.
-			 */
+			/* a filter over the few rows another index picked */
 			store_sql_add(q, " AND m.subject LIKE ? ESCAPE '\\'");
 			store_bind_owned(b, store_like_pattern(f->subject));
 		}
 	}
+	bool cursor_done = false;
+	if (drive == STORE_DRIVE_TIME) {
+		/*
+		 * A range of the id index, walked newest first and stopped at the
+		 * page: the id carries its time, which differs from received_at by at
+		 * most id_ahead/id_behind (0 when ingest stamps both from one clock
+		 * reading). received_at itself is then checked on each row.
+		 */
+		if (f->since != 0) {
+			store_sql_add(q, " AND m.id >= ?");
+			store_bind_owned(b, store_id_prefix(f->since - o->id_behind));
+		}
+		char *hi = NULL;
+		if (f->until != 0 && f->until <= STORE_ID_MS_MAX - o->id_ahead)
+			hi = store_id_prefix(f->until + o->id_ahead);
+		if (cursor != NULL && (hi == NULL || strcmp(cursor, hi) < 0)) {
+			free(hi);
+			hi = xstrdup(cursor);
+		}
+		if (hi != NULL) {
+			store_sql_add(q, " AND m.id < ?");
+			store_bind_owned(b, hi);
+		}
+		cursor_done = true;
+	}
 	if (f->since != 0) {
-		store_sql_add(q, STORE_IX(STORE_DRIVE_TIME));
-		store_sql_add(q, "m.received_at >= ?");
+		store_sql_add(q, " AND +m.received_at >= ?");
 		store_bind_int(b, f->since);
 	}
 	if (f->until != 0) {
-		store_sql_add(q, STORE_IX(STORE_DRIVE_TIME));
-		store_sql_add(q, "m.received_at < ?");
+		store_sql_add(q, " AND +m.received_at < ?");
 		store_bind_int(b, f->until);
 	}
 	if (f->quarantine != NULL) {
@@ -1632,7 +1773,7 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor, st
 		store_sql_add(q, " AND +m.gateway = ?");
 		store_bind_text(b, f->gateway);
 	}
-	if (cursor != NULL) {
+	if (cursor != NULL && !cursor_done) {
 		/* The keyset: usable in (quarantine, id), (sender_lc, id), ... and the
 		 * id index itself; a plain filter after the other drivers. */
 		bool ix = drive == STORE_DRIVE_NONE || drive == STORE_DRIVE_QUARANTINE ||
@@ -1654,9 +1795,13 @@ static int store_prepare_filtered(struct store_conn *c, const char *head,
 {
 	struct store_sql q = {0};
 	struct store_binds *b = xcalloc(1, sizeof(*b));
+	struct store_order o = {0};
+	int rc = 0;
+	if (store_filter_driver(f) == STORE_DRIVE_TIME && (rc = store_read_order(c, &o)) < 0)
+		goto fail;
 	store_sql_add(&q, head);
 	store_sql_add(&q, " FROM messages m WHERE 1");
-	int rc = store_filter_sql(f, cursor, &q, b);
+	rc = store_filter_sql(f, cursor, &o, false, &q, b);
 	if (rc < 0)
 		goto fail;
 	store_sql_add(&q, " ORDER BY m.id DESC LIMIT ?");
@@ -1675,6 +1820,177 @@ fail:
 	return rc;
 }
 
+/*
+ * A subject search that stops early (store_list when the subject drives).
+ *
+ * The subject indexes (subject_fts, subject_short) know rows by seq, and FTS5
+ * hands out a term's rows in seq order, newest first, lazily: walking them and
+ * stopping once the page is full costs the page, however many rows match. The
+ * page is in id order, though, and seq (insertion) order is id order only up to
+ * messages whose id is older than one inserted before them; list_order.max_late
+ * bounds by how much. So the walk keeps the best limit+1 ids seen and stops at a
+ * row whose id time t satisfies t + max_late < time of the worst id kept: every
+ * row not yet walked was inserted before it, when the greatest id so far was at
+ * most max_late newer than t, so none of them can still make the page.
+ *
+ * With a cursor the walk starts late enough to skip the earlier pages: a row
+ * inserted after any message x with time(x) > time(cursor) + max_late is itself
+ * newer than the cursor, so the walk starts at the seq of such an x. A time
+ * range bounds the walk the same way at both ends (store_walk_range).
+ */
+struct store_walk_hit {
+	int64_t seq;
+	char id[37];
+};
+
+/* The subject index that answers f's term: trigrams from 3 characters on. */
+static const char *store_subject_index(const struct store_filter *f)
+{
+	return store_short_chars(f->subject) >= STORE_FTS_MIN_CHARS ? "subject_fts"
+								    : "subject_short";
+}
+
+/* Prepares the walk of f's subject index over seqs (low, high], newest first. */
+static int store_prepare_walk(struct store_conn *c, const char *head, const struct store_filter *f,
+			      const char *cursor, int64_t low, int64_t high, sqlite3_stmt **out)
+{
+	struct store_sql q = {0};
+	struct store_binds *b = xcalloc(1, sizeof(*b));
+	const char *ix = store_subject_index(f);
+	char *sql = xasprintf("%s FROM %s CROSS JOIN messages m ON m.seq = %s.rowid"
+			      " WHERE %s MATCH ? AND %s.rowid > ? AND %s.rowid <= ?",
+			      head, ix, ix, ix, ix, ix);
+	store_sql_add(&q, sql);
+	free(sql);
+	store_bind_owned(b, store_fts_phrase(f->subject));
+	store_bind_int(b, low);
+	store_bind_int(b, high);
+	int rc = store_filter_sql(f, cursor, NULL, true, &q, b);
+	if (rc < 0)
+		goto fail;
+	store_sql_add(&q, " ORDER BY ");
+	store_sql_add(&q, ix);
+	store_sql_add(&q, ".rowid DESC");
+	rc = -EIO;
+	if (sqlite3_prepare_v2(c->db, q.s, -1, out, NULL) != SQLITE_OK) {
+		store_log_sqlite("prepare_walk", c->db);
+		goto fail;
+	}
+	store_binds_apply(b, *out);
+	rc = 0;
+fail:
+	store_binds_clear(b);
+	free(b);
+	free(q.s);
+	return rc;
+}
+
+static const char sql_seq_from_id[] = "SELECT seq FROM messages WHERE id >= ?1 ORDER BY id LIMIT 1";
+static const char sql_seq_before_id[] =
+    "SELECT seq FROM messages WHERE id < ?1 ORDER BY id DESC LIMIT 1";
+
+/*
+ * The seqs the walk goes through (see above): (*low, *high]. Rows whose id time
+ * is at least newer (the cursor's time + 1, or until + id_ahead) cannot be on
+ * the page; every row inserted after a message x with time(x) >= newer +
+ * max_late is such a row, so the walk starts at x. At the other end, rows whose
+ * id time is below since - id_behind were received before since; every row
+ * inserted before a message y with time(y) < since - id_behind - max_late
+ * (older) is such a row, so the walk ends after y.
+ */
+static int store_walk_range(struct store_conn *c, const struct store_filter *f,
+			    const struct store_order *o, const char *cursor, int64_t *low,
+			    int64_t *high)
+{
+	*low = 0;
+	*high = INT64_MAX;
+	int64_t newer = STORE_ID_MS_MAX;
+	if (cursor != NULL)
+		newer = ids_uuidv7_time_ms(cursor) + 1;
+	if (f->until != 0 && f->until < newer - o->id_ahead)
+		newer = f->until + o->id_ahead;
+	int64_t older = f->since != 0 ? f->since - o->id_behind - o->max_late : 0;
+	for (int end = 0; end < 2; end++) {
+		if (end == 0 ? newer >= STORE_ID_MS_MAX - o->max_late : older <= 0)
+			continue;
+		sqlite3_stmt *s = store_stmt(c, end == 0 ? sql_seq_from_id : sql_seq_before_id);
+		if (s == NULL)
+			return -EIO;
+		char *prefix = store_id_prefix(end == 0 ? newer + o->max_late : older);
+		sqlite3_bind_text(s, 1, prefix, -1, SQLITE_TRANSIENT);
+		free(prefix);
+		int r = sqlite3_step(s);
+		if (r == SQLITE_ROW)
+			*(end == 0 ? high : low) = sqlite3_column_int64(s, 0);
+		sqlite3_reset(s);
+		if (r != SQLITE_ROW && r != SQLITE_DONE) {
+			store_log_sqlite("walk_range", c->db);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+static const char sql_get_by_seq[] = "SELECT " STORE_MSG_COLS " FROM messages m WHERE m.seq = ?1";
+
+/*
+ * The newest keep (<= limit + 1) ids matching f after cursor, in *hits (new,
+ * newest first), by walking the subject index. Inside the caller's read
+ * transaction. 0, -EINVAL or -EIO.
+ */
+static int store_walk(struct store_conn *c, const struct store_filter *f, const char *cursor,
+		      size_t keep, struct store_walk_hit **hits, size_t *nhits)
+{
+	struct store_order o;
+	int64_t low, high;
+	sqlite3_stmt *s = NULL;
+	int rc = store_read_order(c, &o);
+	if (rc < 0 || (rc = store_walk_range(c, f, &o, cursor, &low, &high)) < 0)
+		return rc;
+	if ((rc = store_prepare_walk(c, "SELECT m.seq, m.id", f, cursor, low, high, &s)) < 0)
+		return rc;
+	struct store_walk_hit *v = xcalloc(keep, sizeof(*v));
+	size_t n = 0;
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *id = (const char *)sqlite3_column_text(s, 1);
+		if (id == NULL)
+			continue;
+		if (n < keep || strcmp(id, v[n - 1].id) > 0) {
+			/* insert in id order, newest first, dropping the oldest when full */
+			size_t i = n < keep ? n : keep - 1;
+			while (i > 0 && strcmp(id, v[i - 1].id) > 0) {
+				v[i] = v[i - 1];
+				i--;
+			}
+			v[i].seq = sqlite3_column_int64(s, 0);
+			snprintf(v[i].id, sizeof(v[i].id), "%s", id);
+			if (n < keep)
+				n++;
+		}
+		/* no row left is newer than t + max_late */
+		int64_t t = ids_uuidv7_time_ms(id);
+		if (n == keep && ids_uuidv7_time_ms(v[keep - 1].id) > t + o.max_late)
+			break;
+	}
+	if (r != SQLITE_ROW && r != SQLITE_DONE) {
+		store_log_sqlite("walk", c->db);
+		free(v);
+		sqlite3_finalize(s);
+		return -EIO;
+	}
+	sqlite3_finalize(s);
+	*hits = v;
+	*nhits = n;
+	return 0;
+}
+
+/* True when store_list answers f by walking a subject index. */
+static bool store_list_walks(const struct store_filter *f)
+{
+	return store_filter_driver(f) == STORE_DRIVE_SUBJECT;
+}
+
 int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
 			  char **plan)
 {
@@ -1683,8 +1999,12 @@ int store_debug_list_plan(struct store *st, const struct store_filter *f, const 
 	int rc = store_reader_get(st, &c);
 	if (rc < 0)
 		return rc;
-	rc = store_prepare_filtered(c, "EXPLAIN QUERY PLAN SELECT " STORE_MSG_COLS, f, cursor, 50,
-				    &s);
+	if (store_list_walks(f))
+		rc = store_prepare_walk(c, "EXPLAIN QUERY PLAN SELECT m.seq, m.id", f, cursor, 0,
+					INT64_MAX, &s);
+	else
+		rc = store_prepare_filtered(c, "EXPLAIN QUERY PLAN SELECT " STORE_MSG_COLS, f,
+					    cursor, 50, &s);
 	if (rc < 0)
 		goto fail;
 	char *buf = NULL;
@@ -1701,6 +2021,28 @@ fail:
 	return rc;
 }
 
+/* The rows of hits, in their order, appended to v (room for n more). 0 or -EIO. */
+static int store_load_hits(struct store_conn *c, const struct store_walk_hit *hits, size_t n,
+			   struct store_message **v, size_t *nv)
+{
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_stmt *s = store_stmt(c, sql_get_by_seq);
+		if (s == NULL)
+			return -EIO;
+		sqlite3_bind_int64(s, 1, hits[i].seq);
+		int r = sqlite3_step(s);
+		if (r == SQLITE_ROW)
+			v[(*nv)++] = store_row_message(s);
+		sqlite3_reset(s);
+		if (r != SQLITE_ROW) {
+			/* the walk saw it in this same read transaction */
+			store_log_sqlite("list_hit", c->db);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
 int store_list(struct store *st, const struct store_filter *f, size_t limit, const char *cursor,
 	       struct store_message ***out, size_t *n, char **next_cursor)
 {
@@ -1711,24 +2053,32 @@ int store_list(struct store *st, const struct store_filter *f, size_t limit, con
 	struct store_conn *c = NULL;
 	sqlite3_stmt *s = NULL;
 	struct store_message **v = NULL;
+	struct store_walk_hit *hits = NULL;
 	size_t nv = 0;
 	int rc = store_reader_get(st, &c);
 	if (rc < 0)
 		return rc;
 	if ((rc = store_exec(c->db, "BEGIN")) < 0)
 		goto fail;
-	/* One row more than asked tells whether there is a next page. */
-	if ((rc = store_prepare_filtered(c, "SELECT " STORE_MSG_COLS, f, cursor, limit + 1, &s)) <
-	    0)
-		goto fail;
 	v = xcalloc(limit + 1, sizeof(*v));
-	int r;
-	while ((r = sqlite3_step(s)) == SQLITE_ROW)
-		v[nv++] = store_row_message(s);
-	if (r != SQLITE_DONE) {
-		store_log_sqlite("list", c->db);
-		rc = -EIO;
-		goto fail;
+	if (store_list_walks(f)) {
+		size_t nhits = 0;
+		if ((rc = store_walk(c, f, cursor, limit + 1, &hits, &nhits)) < 0 ||
+		    (rc = store_load_hits(c, hits, nhits, v, &nv)) < 0)
+			goto fail;
+	} else {
+		/* One row more than asked tells whether there is a next page. */
+		if ((rc = store_prepare_filtered(c, "SELECT " STORE_MSG_COLS, f, cursor, limit + 1,
+						 &s)) < 0)
+			goto fail;
+		int r;
+		while ((r = sqlite3_step(s)) == SQLITE_ROW)
+			v[nv++] = store_row_message(s);
+		if (r != SQLITE_DONE) {
+			store_log_sqlite("list", c->db);
+			rc = -EIO;
+			goto fail;
+		}
 	}
 	char *next = NULL;
 	if (nv > limit) {
@@ -1750,6 +2100,7 @@ int store_list(struct store *st, const struct store_filter *f, size_t limit, con
 	rc = 0;
 fail:
 	store_message_array_free(v, nv);
+	free(hits);
 	sqlite3_finalize(s);
 	store_reader_put(st, c);
 	return rc;
@@ -1766,16 +2117,28 @@ static int store_list_ids(struct store *st, const struct store_filter *f, const 
 	int rc = store_reader_get(st, &c);
 	if (rc < 0)
 		return rc;
-	if ((rc = store_prepare_filtered(c, "SELECT m.id", f, cursor, limit, &s)) < 0)
-		goto fail;
 	v = xcalloc(limit, sizeof(*v));
-	int r;
-	while ((r = sqlite3_step(s)) == SQLITE_ROW)
-		v[nv++] = store_col_dup(s, 0);
-	if (r != SQLITE_DONE) {
-		store_log_sqlite("list_ids", c->db);
-		rc = -EIO;
-		goto fail;
+	if (store_list_walks(f)) {
+		/* a subject: each batch costs a page, not every match (as store_list) */
+		struct store_walk_hit *hits = NULL;
+		size_t nhits = 0;
+		if ((rc = store_exec(c->db, "BEGIN")) < 0 ||
+		    (rc = store_walk(c, f, cursor, limit, &hits, &nhits)) < 0)
+			goto fail;
+		for (size_t i = 0; i < nhits; i++)
+			v[nv++] = xstrdup(hits[i].id);
+		free(hits);
+	} else {
+		if ((rc = store_prepare_filtered(c, "SELECT m.id", f, cursor, limit, &s)) < 0)
+			goto fail;
+		int r;
+		while ((r = sqlite3_step(s)) == SQLITE_ROW)
+			v[nv++] = store_col_dup(s, 0);
+		if (r != SQLITE_DONE) {
+			store_log_sqlite("list_ids", c->db);
+			rc = -EIO;
+			goto fail;
+		}
 	}
 	*out = v;
 	*n = nv;

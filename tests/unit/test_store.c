@@ -22,6 +22,7 @@
 #include "common/ids.h"
 #include "common/xalloc.h"
 #include "store/store.h"
+#include "store/store_short.h"
 
 #define T0 1760000000000LL /* a fixed "now" so ids and times are predictable */
 
@@ -989,7 +990,7 @@ static void test_reopen_keeps_data(void **state)
 	store_close(fx->st);
 	fx->st = NULL;
 	char *path = db_path(fx);
-	assert_int_equal(pragma_int(path, "user_version"), 4);
+	assert_int_equal(pragma_int(path, "user_version"), 5);
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
@@ -1006,6 +1007,420 @@ static void test_reopen_keeps_data(void **state)
 	store_message_array_free(v, n);
 	free(path);
 	free(sub);
+}
+
+/* --- subject search ------------------------------------------------------- */
+
+/* Every message of the store matching f, paged by PAGE with the cursor, as ids. */
+static size_t list_all_paged(struct store *st, const struct store_filter *f, size_t page,
+			     char (*out)[37], size_t max)
+{
+	char *cursor = NULL;
+	size_t seen = 0;
+	for (;;) {
+		struct store_message **v = NULL;
+		size_t n = 0;
+		char *next = NULL;
+		assert_int_equal(store_list(st, f, page, cursor, &v, &n, &next), 0);
+		for (size_t i = 0; i < n; i++) {
+			assert_true(seen < max);
+			memcpy(out[seen++], v[i]->id, 37);
+		}
+		store_message_array_free(v, n);
+		free(cursor);
+		cursor = next;
+		if (cursor == NULL)
+			break;
+		assert_int_equal(n, page);
+	}
+	return seen;
+}
+
+static void test_subject_short_terms(void **state)
+{
+	struct fixture *fx = *state;
+	static const struct msg_spec specs[] = {
+	    {.label = "s0", .at = T0, .rcpts = {"a@x.jp"}, .subject = "請求書のお知らせ"},
+	    {.label = "s1", .at = T0 + 1, .rcpts = {"a@x.jp"}, .subject = "重要"},
+	    {.label = "s2", .at = T0 + 2, .rcpts = {"a@x.jp"}, .subject = "aB"},
+	    {.label = "s3", .at = T0 + 3, .rcpts = {"a@x.jp"}, .subject = "x"},
+	    {.label = "s4", .at = T0 + 4, .rcpts = {"a@x.jp"}, .subject = "XYZ report"},
+	    {.label = "s5", .at = T0 + 5, .rcpts = {"a@x.jp"}, .subject = NULL},
+	    {.label = "s6", .at = T0 + 6, .rcpts = {"a@x.jp"}, .subject = "請求・重要 100%"},
+	};
+	enum { NS = sizeof(specs) / sizeof(specs[0]) };
+	char ids[NS][37];
+	for (size_t i = 0; i < NS; i++)
+		add(fx->st, &specs[i], ids[i]);
+	const struct {
+		const char *term;
+		const char *expect;
+	} cases[] = {
+	    {"請", "s6 s0"},	  /* one kanji */
+	    {"請求", "s6 s0"},	  /* two */
+	    {"重要", "s6 s1"},	  /* two: the whole subject of s1 */
+	    {"要", "s6 s1"},	  /* the last character */
+	    {"知ら", "s0"},	  /* inside */
+	    {"ab", "s2"},	  /* the whole subject, case folded */
+	    {"AB", "s2"},	  /* folded the other way */
+	    {"b", "s2"},	  /* the last character */
+	    {"x", "s4 s3"},	  /* a one-character subject, and X folded */
+	    {"X", "s4 s3"},	  /* the first character */
+	    {"rt", "s4"},	  /* the end */
+	    {" r", "s4"},	  /* a space is a character too */
+	    {"%", "s6"},	  /* no wildcard */
+	    {"0%", "s6"},	  /* no wildcard */
+	    {"・", "s6"},	  /* punctuation is searchable */
+	    {"XYZ report", "s4"}, /* trigrams: the whole subject */
+	    {"請求書のお知らせ", "s0"},
+	    {"鯖", ""}, /* absent */
+	    {"鯖缶", ""},
+	    {"zq", ""},
+	    {"q", ""},
+	    {"ba", ""},	      /* both characters present, not in this order */
+	    {"\xe3\x81", ""}, /* malformed UTF-8: no match, no failure */
+	    {"\x81\x81\x81", ""},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct store_filter f = {.subject = cases[i].term};
+		struct store_message **v = NULL;
+		size_t n = 0;
+		char *next = NULL;
+		assert_int_equal(store_list(fx->st, &f, 100, NULL, &v, &n, &next), 0);
+		assert_null(next);
+		char got[64] = "";
+		for (size_t k = 0; k < n; k++) {
+			for (size_t j = 0; j < NS; j++) {
+				if (strcmp(v[k]->id, ids[j]) == 0) {
+					size_t len = strlen(got);
+					snprintf(got + len, sizeof(got) - len, "%s%s",
+						 len > 0 ? " " : "", specs[j].label);
+				}
+			}
+		}
+		store_message_array_free(v, n);
+		if (strcmp(got, cases[i].expect) != 0)
+			fail_msg("term \"%s\": got \"%s\", want \"%s\"", cases[i].term, got,
+				 cases[i].expect);
+	}
+}
+
+/*
+ * The 1-2 character tokenizer on its own (store_short.c), through an in-memory
+ * FTS5 table: the tokens a subject yields (fts5vocab, in byte order, joined by
+ * '|'), and whether a query term finds it. Malformed UTF-8 counts byte by byte
+ * on both sides, so a search can never fail on it.
+ */
+static void test_short_tokenizer(void **state)
+{
+	(void)state;
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	assert_int_equal(store_short_register(db), 0);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "CREATE VIRTUAL TABLE t USING fts5(s, tokenize='" STORE_SHORT_TOKENIZER
+			 "', detail=none);"
+			 "CREATE VIRTUAL TABLE v USING fts5vocab(t, 'row');",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	static const struct {
+		const char *doc;
+		const char *tokens;
+		const char *hit;  /* a term that must find doc */
+		const char *miss; /* one that must not */
+	} cases[] = {
+	    {"Ab", "a|ab|b", "aB", "ba"},
+	    {"x", "x", "X", "y"},
+	    {"請求", "求|請|請求", "請求", "求請"}, /* 求 is E6.., 請 E8.. */
+	    {"a請", "a|a請|請", "A請", "請a"},
+	    {"1 %", " | %|%|1|1 ", "1 ", "%1"},
+	    {"\xf0\x9f\x93\xa7!", "!|\xf0\x9f\x93\xa7|\xf0\x9f\x93\xa7!", "\xf0\x9f\x93\xa7",
+	     "!\xf0\x9f\x93\xa7"},
+	    /* malformed: a cut-off sequence, a stray continuation byte, 0xff */
+	    {"\xe3\x81", "\x81|\xe3|\xe3\x81", "\xe3\x81", "\x81\xe3"},
+	    {"a\x81\xff", "a|a\x81|\x81|\x81\xff|\xff", "\x81\xff", "\xff\x81"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		sqlite3_stmt *s = NULL;
+		assert_int_equal(sqlite3_exec(db, "DELETE FROM t", NULL, NULL, NULL), SQLITE_OK);
+		assert_int_equal(
+		    sqlite3_prepare_v2(db, "INSERT INTO t(s) VALUES (?1)", -1, &s, NULL),
+		    SQLITE_OK);
+		sqlite3_bind_text(s, 1, cases[i].doc, -1, SQLITE_STATIC);
+		assert_int_equal(sqlite3_step(s), SQLITE_DONE);
+		sqlite3_finalize(s);
+		assert_int_equal(
+		    sqlite3_prepare_v2(db,
+				       "SELECT group_concat(term, '|') FROM"
+				       " (SELECT term FROM v ORDER BY CAST(term AS BLOB))",
+				       -1, &s, NULL),
+		    SQLITE_OK);
+		assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+		const char *got = (const char *)sqlite3_column_text(s, 0);
+		if (got == NULL || strcmp(got, cases[i].tokens) != 0)
+			fail_msg("case %zu: tokens \"%s\", want \"%s\"", i, got ? got : "(none)",
+				 cases[i].tokens);
+		sqlite3_finalize(s);
+		for (int k = 0; k < 2; k++) {
+			const char *term = k == 0 ? cases[i].hit : cases[i].miss;
+			assert_true(store_short_chars(term) <= 2);
+			char *phrase = xasprintf("\"%s\"", term);
+			assert_int_equal(
+			    sqlite3_prepare_v2(db, "SELECT count(*) FROM t WHERE t MATCH ?1", -1,
+					       &s, NULL),
+			    SQLITE_OK);
+			sqlite3_bind_text(s, 1, phrase, -1, SQLITE_STATIC);
+			assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+			if (sqlite3_column_int(s, 0) != (k == 0 ? 1 : 0))
+				fail_msg("case %zu: term \"%s\" found %d", i, term,
+					 sqlite3_column_int(s, 0));
+			sqlite3_finalize(s);
+			free(phrase);
+		}
+	}
+	/* characters as the tokenizer counts them */
+	assert_int_equal(store_short_chars(""), 0);
+	assert_int_equal(store_short_chars("請求書"), 3);
+	assert_int_equal(store_short_chars("\x81\x81\x81"), 3);
+	assert_int_equal(store_short_chars("\xe3\x81"), 2);
+	sqlite3_close(db);
+}
+
+/* ASCII-case-insensitive substring, what a subject filter means. */
+static bool subject_has(const char *subject, const char *term)
+{
+	if (subject == NULL)
+		return false;
+	size_t n = strlen(term);
+	for (const char *p = subject; *p != '\0'; p++) {
+		if (strncasecmp(p, term, n) == 0)
+			return true;
+	}
+	return false;
+}
+
+static int cmp_id_desc(const void *a, const void *b)
+{
+	return -strcmp((const char *)a, (const char *)b);
+}
+
+/*
+ * Pages through subject searches (1, 2 and 3+ characters, Japanese and Latin,
+ * frequent and rare) over messages whose ids do not arrive in order: some are
+ * inserted after newer ones, as concurrent ingest and clock steps do. Every
+ * match must come exactly once, newest id first, however the pages fall.
+ */
+static void subject_paging(struct fixture *fx, bool hour_late)
+{
+	enum { N = 420 };
+	char(*ids)[37] = xcalloc(N, 37);
+	char **subjects = xcalloc(N, sizeof(char *));
+	int64_t *ats = xcalloc(N, sizeof(int64_t));
+	struct waiter w;
+	waiter_init(&w, N);
+	for (int i = 0; i < N; i++) {
+		/* runs of 4 in one millisecond; every 9th is late by up to 3 s; every
+		 * 50th comes from an hour before */
+		int64_t at = T0 + 1000 * (i / 4);
+		if (i % 9 == 0)
+			at -= 3000 + i % 7;
+		if (hour_late && i % 50 == 0)
+			at -= 3600 * 1000;
+		const char *kind = i % 3 == 0	? "重要なお知らせ"
+				   : i % 3 == 1 ? "Invoice 請求"
+						: "hello";
+		char subject[64];
+		snprintf(subject, sizeof(subject), "%s%s #%d", kind, i % 40 == 7 ? " 鰻" : "", i);
+		subjects[i] = xstrdup(subject);
+		ats[i] = at;
+		struct msg_spec sp = {
+		    .label = "p", .at = at, .rcpts = {"a@x.jp"}, .subject = subject};
+		assert_int_equal(store_submit_message(fx->st, build(&sp, ids[i]), waiter_done, &w),
+				 0);
+	}
+	waiter_wait(&w);
+	assert_int_equal(w.failures, 0);
+	static const char *const terms[] = {"重", "重要", "重要なお", "I",  "iN", "invoice", "鰻",
+					    "#1", "#9",	  "hello #4", "鯖", "zq", "#"};
+	char(*want)[37] = xcalloc(N, 37);
+	char(*got)[37] = xcalloc(N, 37);
+	/* with no time range, and with ranges that cut through the late messages
+	 * ("#" is in every subject: a late one just before since comes first) */
+	static const int64_t ranges[][2] = {{0, 0},
+					    {T0 + 20000, T0 + 60000},
+					    {T0 - 1000, 0},
+					    {0, T0 + 30000},
+					    /* the newest id before since is a late message */
+					    {T0 + 18995, 0}};
+	enum { NR = sizeof(ranges) / sizeof(ranges[0]) };
+	for (size_t t = 0; t < sizeof(terms) / sizeof(terms[0]) * NR; t++) {
+		const char *term = terms[t / NR];
+		int64_t since = ranges[t % NR][0], until = ranges[t % NR][1];
+		size_t nwant = 0;
+		for (int i = 0; i < N; i++) {
+			if (subject_has(subjects[i], term) && (since == 0 || ats[i] >= since) &&
+			    (until == 0 || ats[i] < until))
+				memcpy(want[nwant++], ids[i], 37);
+		}
+		qsort(want, nwant, 37, cmp_id_desc);
+		for (size_t page = 1; page <= 50; page += 48) {
+			struct store_filter f = {
+			    .subject = term, .quarantine = "spam", .since = since, .until = until};
+			size_t ngot = list_all_paged(fx->st, &f, page, got, N);
+			if (ngot != nwant)
+				fail_msg("term \"%s\" range %zu page %zu: %zu matches, want %zu",
+					 term, t % NR, page, ngot, nwant);
+			for (size_t k = 0; k < ngot; k++) {
+				if (strcmp(got[k], want[k]) != 0)
+					fail_msg("term \"%s\" range %zu page %zu: match %zu is %s,"
+						 " want %s",
+						 term, t % NR, page, k, got[k], want[k]);
+			}
+		}
+	}
+	/* the walk's bounds saw the late messages */
+	char *path = db_path(fx);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT max_late, id_ahead, id_behind FROM list_order",
+					    -1, &s, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_true(sqlite3_column_int64(s, 0) >= (hour_late ? 3600 * 1000 : 3000));
+	assert_true(sqlite3_column_int64(s, 0) < (hour_late ? 3700 * 1000 : 4000));
+	assert_int_equal(sqlite3_column_int64(s, 1), 0); /* ids and received_at agree */
+	assert_int_equal(sqlite3_column_int64(s, 2), 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	free(path);
+	for (int i = 0; i < N; i++)
+		free(subjects[i]);
+	free(subjects);
+	free(ats);
+	free(want);
+	free(got);
+	free(ids);
+}
+
+/* Late by up to 3 s: the walks stop early. */
+static void test_subject_paging(void **state)
+{
+	subject_paging(*state, false);
+}
+
+/* Some an hour late too: the walks go further, the answers stay the same. */
+static void test_subject_paging_late(void **state)
+{
+	subject_paging(*state, true);
+}
+
+/* A bulk action by subject pages through the walk batch by batch: every match, once. */
+static void test_subject_bulk(void **state)
+{
+	struct fixture *fx = *state;
+	enum { N = 1300 };
+	struct waiter w;
+	waiter_init(&w, N);
+	for (int i = 0; i < N; i++) {
+		char subject[64];
+		snprintf(subject, sizeof(subject), "%s #%d", i % 2 ? "重要" : "other", i);
+		/* every 7th a little late, as under concurrent ingest */
+		struct msg_spec sp = {.label = "b",
+				      .at = T0 + 10 * i - (i % 7 == 0 ? 25 : 0),
+				      .rcpts = {"a@x.jp"},
+				      .subject = subject};
+		assert_int_equal(store_submit_message(fx->st, build(&sp, NULL), waiter_done, &w),
+				 0);
+	}
+	waiter_wait(&w);
+	assert_int_equal(w.failures, 0);
+	struct store_filter f = {.subject = "重要"};
+	int changed = 0;
+	assert_int_equal(store_delete_matching(fx->st, &f, T0 + 100000, &changed), 0);
+	assert_int_equal(changed, N / 2);
+	assert_int_equal(store_delete_matching(fx->st, &f, T0 + 100001, &changed), 0);
+	assert_int_equal(changed, 0);
+	char(*got)[37] = xcalloc(N, 37);
+	struct store_filter held = {.subject = "重要", .state = "quarantined"};
+	assert_int_equal(list_all_paged(fx->st, &held, 100, got, N), 0);
+	struct store_filter deleted = {.subject = "重要", .state = "deleted"};
+	assert_int_equal(list_all_paged(fx->st, &deleted, 100, got, N), N / 2);
+	struct store_filter other = {.subject = "other", .state = "quarantined"};
+	assert_int_equal(list_all_paged(fx->st, &other, 100, got, N), N / 2);
+	free(got);
+}
+
+/*
+ * A store made by schema 4 (before the 1-2 character index and list_order)
+ * gets both from its messages when opened: made here by opening a store, adding
+ * messages, and taking migration 5's objects away again.
+ */
+static void test_migration_builds_search_index(void **state)
+{
+	struct fixture *fx = *state;
+	enum { N = 30 };
+	char ids[N][37];
+	for (int i = 0; i < N; i++) {
+		/* the 10th arrives 5 s late */
+		struct msg_spec sp = {.label = "g",
+				      .at = T0 + 1000 * i - (i == 10 ? 5000 + 1000 * i : 0),
+				      .rcpts = {"a@x.jp"},
+				      .subject = i % 2 ? "重要 Notice" : "請求"};
+		add(fx->st, &sp, ids[i]);
+	}
+	store_close(fx->st);
+	fx->st = NULL;
+	char *path = db_path(fx);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	assert_int_equal(store_short_register(db), 0); /* to drop the index */
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "BEGIN; DROP TRIGGER messages_ai_short;"
+			 " DROP TRIGGER messages_ad_short; DROP TRIGGER messages_ai_order;"
+			 " DROP TABLE subject_short; DROP TABLE list_order;"
+			 " PRAGMA user_version=4; COMMIT;",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(pragma_int(path, "user_version"), 4);
+
+	char *sub = xasprintf("%s/data", fx->dir);
+	struct store_options opt = {.dir = sub};
+	assert_int_equal(store_open(&opt, &fx->st), 0);
+	assert_int_equal(pragma_int(path, "user_version"), 5);
+	char got[N][37];
+	struct store_filter f = {.subject = "重要"};
+	assert_int_equal(list_all_paged(fx->st, &f, 4, got, N), N / 2);
+	struct store_filter f1 = {.subject = "n"}; /* "Notice", folded */
+	assert_int_equal(list_all_paged(fx->st, &f1, 4, got, N), N / 2);
+	struct store_filter f2 = {.subject = "請求"};
+	assert_int_equal(list_all_paged(fx->st, &f2, 4, got, N), N / 2);
+	/* newest id first, the late one in its place */
+	assert_string_equal(got[0], ids[28]);
+	assert_string_equal(got[N / 2 - 1], ids[10]);
+	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *s = NULL;
+	assert_int_equal(
+	    sqlite3_prepare_v2(db, "SELECT max_late, max_id FROM list_order", -1, &s, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	/* id 10 (T0 - 5 s) was 14 s older than id 9 (T0 + 9 s), inserted before it */
+	assert_int_equal(sqlite3_column_int64(s, 0), 14000);
+	assert_string_equal((const char *)sqlite3_column_text(s, 1), ids[N - 1]);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	/* and keeps both up to date from then on */
+	char late[37];
+	struct msg_spec sp = {.label = "l", .at = T0, .rcpts = {"a@x.jp"}, .subject = "重要"};
+	add(fx->st, &sp, late);
+	assert_int_equal(list_all_paged(fx->st, &f, 4, got, N), N / 2 + 1);
+	assert_string_equal(got[N / 2], late);
+	free(sub);
+	free(path);
 }
 
 /* --- query plans ---------------------------------------------------------- */
@@ -1029,10 +1444,17 @@ static void test_query_plans(void **state)
 	    {{.sender = "bank.example"},
 	     {"INDEX messages_sender_domain (sender_domain=?",
 	      "INDEX messages_from_domain (from_domain=?"}},
+	    /* a range of the id index (ids carry their time), stopped at the page */
 	    {{.quarantine = "spam", .since = T0, .until = T0 + 1000},
-	     {"INDEX messages_received (received_at>? AND received_at<?)"}},
+	     {"INDEX sqlite_autoindex_messages_1 (id>? AND id<?)"}},
+	    {{.since = T0}, {"INDEX sqlite_autoindex_messages_1 (id>?)"}},
 	    {{.quarantine = "spam"}, {"INDEX messages_quarantine (quarantine=?)"}},
-	    {{.subject = "請求書"}, {"VIRTUAL TABLE INDEX"}},
+	    /* subject searches walk their index in seq order: no sort of all matches */
+	    {{.subject = "請求書"},
+	     {"SCAN subject_fts VIRTUAL TABLE INDEX", "SEARCH m USING INTEGER"}},
+	    {{.subject = "資料"}, {"SCAN subject_short VIRTUAL TABLE INDEX"}},
+	    {{.subject = "x", .quarantine = "spam", .since = T0},
+	     {"SCAN subject_short VIRTUAL TABLE INDEX"}},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char *plan = NULL;
@@ -1042,9 +1464,13 @@ static void test_query_plans(void **state)
 				fail_msg("case %zu: plan lacks \"%s\":\n%s", i, cases[i].must[j],
 					 plan);
 		}
-		/* never a full scan of messages */
+		/* never a full scan of messages, nor a sort of everything that matched */
 		if (strstr(plan, "SCAN m\n") != NULL || strstr(plan, "SCAN m ") != NULL)
 			fail_msg("case %zu: full scan:\n%s", i, plan);
+		bool walks = cases[i].f.subject != NULL ||
+			     (cases[i].f.since != 0 && cases[i].f.sender == NULL);
+		if (walks && strstr(plan, "TEMP B-TREE") != NULL)
+			fail_msg("case %zu: sorts:\n%s", i, plan);
 		free(plan);
 	}
 	/* a keyset cursor stays within the index */
@@ -1073,6 +1499,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_vacuum_frees_pages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_query_plans, setup, teardown),
+	    cmocka_unit_test(test_short_tokenizer),
+	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subject_bulk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_builds_search_index, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
