@@ -1554,6 +1554,27 @@ static void store_sql_add(struct store_sql *q, const char *s)
 	store_strbuf_add(&q->s, &q->len, &q->cap, s);
 }
 
+/*
+ * Prepares the statement built in q with the values in b, and frees q and b
+ * (both heap-owned by the caller until now). what names the step in the log.
+ * 0 with *out set, -EIO when SQLite refuses the statement.
+ */
+static int store_prepare_built(struct store_conn *c, struct store_sql *q, struct store_binds *b,
+			       const char *what, sqlite3_stmt **out)
+{
+	int rc = -EIO;
+	if (sqlite3_prepare_v2(c->db, q->s, -1, out, NULL) != SQLITE_OK)
+		store_log_sqlite(what, c->db);
+	else {
+		store_binds_apply(b, *out);
+		rc = 0;
+	}
+	store_binds_clear(b);
+	free(b);
+	free(q->s);
+	return rc;
+}
+
 enum store_driver {
 	STORE_DRIVE_NONE = 0,
 	STORE_DRIVE_QUARANTINE,
@@ -1806,13 +1827,7 @@ static int store_prepare_filtered(struct store_conn *c, const char *head,
 		goto fail;
 	store_sql_add(&q, " ORDER BY m.id DESC LIMIT ?");
 	store_bind_int(b, (int64_t)limit);
-	rc = -EIO;
-	if (sqlite3_prepare_v2(c->db, q.s, -1, out, NULL) != SQLITE_OK) {
-		store_log_sqlite("prepare_list", c->db);
-		goto fail;
-	}
-	store_binds_apply(b, *out);
-	rc = 0;
+	return store_prepare_built(c, &q, b, "prepare_list", out);
 fail:
 	store_binds_clear(b);
 	free(b);
@@ -1871,13 +1886,7 @@ static int store_prepare_walk(struct store_conn *c, const char *head, const stru
 	store_sql_add(&q, " ORDER BY ");
 	store_sql_add(&q, ix);
 	store_sql_add(&q, ".rowid DESC");
-	rc = -EIO;
-	if (sqlite3_prepare_v2(c->db, q.s, -1, out, NULL) != SQLITE_OK) {
-		store_log_sqlite("prepare_walk", c->db);
-		goto fail;
-	}
-	store_binds_apply(b, *out);
-	rc = 0;
+	return store_prepare_built(c, &q, b, "prepare_walk", out);
 fail:
 	store_binds_clear(b);
 	free(b);
