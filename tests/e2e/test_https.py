@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from conftest import lazaretd_path
-from e2e_helpers import t
+from e2e_helpers import t, wait_for
 from test_sessions import Client, add_user
 from tls_fixtures import TestPKI
 
@@ -196,3 +196,54 @@ def test_lazaretctl_over_https_with_cacert(start_manager):
     # Another CA: refused too.
     rc, out, err = ctl(m, "health", "--cacert", m.pki.wrong.ca)
     assert rc == 1 and "certificate" in err.lower(), err
+
+
+def test_connection_caps_and_deadlines_hold_for_https(start_manager):
+    """The per-client cap, the request deadline and the idle timeout apply to TLS
+    connections too: a client cannot hold slots with handshakes it never finishes
+    or requests it never ends."""
+    m = https_manager(start_manager, http__max_connections_per_client="2",
+                      http__request_timeout="2s", http__keepalive_timeout="2s")
+    held = []
+
+    def hold():
+        raw = socket.create_connection(("127.0.0.1", m.http_port), timeout=t(5))
+        try:
+            s = m.http_ssl.wrap_socket(raw, server_hostname="127.0.0.1")
+        except (ssl.SSLError, OSError):
+            raw.close()  # the start-up probe's connection may still count for a moment
+            return False
+        held.append(s)
+        return True
+
+    def closed_within(s, seconds):
+        s.settimeout(seconds)
+        try:
+            return s.recv(4096) == b""
+        except (ConnectionResetError, BrokenPipeError, ssl.SSLError):
+            return True
+        except socket.timeout:
+            return False
+
+    try:
+        for _ in range(2):
+            wait_for(hold, 5, "a TLS connection")
+        # A third from the same address is closed before any handshake.
+        s = socket.create_connection(("127.0.0.1", m.http_port), timeout=t(5))
+        assert closed_within(s, t(2))
+        s.close()
+        # A TLS request that never ends is cut at the request deadline.
+        held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert closed_within(held[0], t(8))
+    finally:
+        for s in held:
+            s.close()
+    # A connection that never starts its handshake is closed at the idle timeout.
+    s = socket.create_connection(("127.0.0.1", m.http_port), timeout=t(5))
+    assert closed_within(s, t(8))
+    s.close()
+    log = m.log_text()
+    assert "http.refused reason=client_connection_limit client=127.0.0.1" in log
+    assert "http.timeout" in log
+    # HTTPS still answers, and counted the refusal.
+    assert m.metrics()['lazaret_http_refused_total{reason="client_connection_limit"}'] >= 1
