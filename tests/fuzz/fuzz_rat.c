@@ -39,7 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (strchr(rcpt, '%') != NULL || strchr(rcpt, '!') != NULL)
 			abort();
 		/* The domain: after the quoted local part, else after the first '@'. */
-		const char *at = rcpt[0] == '"' ? strchr(strchr(rcpt + 1, '"'), '@') : strchr(rcpt, '@');
+		const char *at =
+		    rcpt[0] == '"' ? strchr(strchr(rcpt + 1, '"'), '@') : strchr(rcpt, '@');
 		if (at == NULL || strchr(at + 1, '@') != NULL || strchr(at + 1, '[') != NULL)
 			abort();
 		size_t n = strlen(at + 1);

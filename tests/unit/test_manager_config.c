@@ -388,7 +388,8 @@ static void test_validation_errors(void **state)
 	     "F:4: [spam_quarantine] tls_require: needs tls_cert and tls_key (STARTTLS)\n"},
 	    {"[http]\nadmin_token = t\n[spam_quarantine]\ntls_client_ca = cert.pem\n",
 	     "F:4: [spam_quarantine] tls_client_ca: needs tls_cert and tls_key (STARTTLS)\n"},
-	    {"[http]\nadmin_token = t\n[auth_imap]\nhost = 127.0.0.1:143\ndomain = x.test\ntls = yes\n",
+	    {"[http]\nadmin_token = t\n[auth_imap]\nhost = 127.0.0.1:143\ndomain = x.test\ntls = "
+	     "yes\n",
 	     "F:6: [auth_imap] tls: \"yes\" is not one of starttls|imaps|none\n"},
 	    {"[http]\nadmin_token = t\n[auth_ldap]\nuri = ldaps://x.test/\nbase_dn = dc=x\n"
 	     "starttls = yes\n",
