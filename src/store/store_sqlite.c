@@ -2674,9 +2674,10 @@ fail:
 	return rc;
 }
 
-int store_delivery_finish(struct store *st, const struct store_delivery *d,
-			  const struct store_delivery_result *results, size_t nresults, int64_t now,
-			  int64_t retry_at)
+/* store_delivery_finish and store_delivery_confirm: one job, confirm or not. */
+static int store_delivery_record(struct store *st, const struct store_delivery *d,
+				 const struct store_delivery_result *results, size_t nresults,
+				 int64_t now, int64_t retry_at, bool confirm)
 {
 	if (d == NULL || (nresults > 0 && results == NULL))
 		return -EINVAL;
@@ -2686,24 +2687,23 @@ int store_delivery_finish(struct store *st, const struct store_delivery *d,
 	    .nresults = nresults,
 	    .now = now,
 	    .retry_at = retry_at,
+	    .confirm = confirm,
 	};
 	return store_run_job(st, store_finish_job, &a);
+}
+
+int store_delivery_finish(struct store *st, const struct store_delivery *d,
+			  const struct store_delivery_result *results, size_t nresults, int64_t now,
+			  int64_t retry_at)
+{
+	return store_delivery_record(st, d, results, nresults, now, retry_at, false);
 }
 
 int store_delivery_confirm(struct store *st, const struct store_delivery *d,
 			   const struct store_delivery_result *results, size_t nresults,
 			   int64_t now)
 {
-	if (d == NULL || (nresults > 0 && results == NULL))
-		return -EINVAL;
-	struct store_finish_args a = {
-	    .job_id = d->job_id,
-	    .results = results,
-	    .nresults = nresults,
-	    .now = now,
-	    .confirm = true,
-	};
-	return store_run_job(st, store_finish_job, &a);
+	return store_delivery_record(st, d, results, nresults, now, 0, true);
 }
 
 static const char sql_reset_leases[] =
