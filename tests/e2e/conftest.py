@@ -717,13 +717,13 @@ userPassword: star-ldap-pw
 """
 
 
-@pytest.fixture
-def slapd(workdir):
-    """slapd on a loopback port with a mdb database under workdir; yields the URI."""
+def slapd_directory(d, extra_config=()):
+    """Writes a slapd.conf and the test entries under d (a new folder) and loads them
+    with slapadd; extra_config lines (e.g. TLS settings) go before the database.
+    Returns the config file's path."""
     for tool in ("/usr/sbin/slapd", "/usr/sbin/slapadd"):
         if not os.access(tool, os.X_OK):
             pytest.fail("%s missing (Debian packages slapd, ldap-utils)" % tool)
-    d = os.path.join(workdir, "ldap")
     os.makedirs(os.path.join(d, "db"))
     with open(os.path.join(d, "test.schema"), "w") as f:
         f.write(LDAP_SCHEMA)
@@ -738,7 +738,7 @@ def slapd(workdir):
             "include %s/test.schema" % d,
             "pidfile %s/slapd.pid" % d,
             "modulepath /usr/lib/ldap",
-            "moduleload back_mdb",
+            "moduleload back_mdb"] + list(extra_config) + [
             "database mdb",
             "maxsize 10485760",
             'suffix "dc=example,dc=com"',
@@ -751,6 +751,13 @@ def slapd(workdir):
     r = subprocess.run(["/usr/sbin/slapadd", "-f", conf, "-l", os.path.join(d, "data.ldif")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    return conf
+
+
+@pytest.fixture
+def slapd(workdir):
+    """slapd on a loopback port with a mdb database under workdir; yields the URI."""
+    conf = slapd_directory(os.path.join(workdir, "ldap"))
     port = free_port()
     uri = "ldap://127.0.0.1:%d/" % port
     # -d 0: stay in the foreground, so the test owns the process.

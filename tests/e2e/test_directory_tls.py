@@ -205,44 +205,13 @@ def start_slapd(workdir):
 
 
 def _slapd(stack, workdir, authority):
-    from conftest import LDAP_DATA, LDAP_SCHEMA
-    for tool in ("/usr/sbin/slapd", "/usr/sbin/slapadd"):
-        if not os.access(tool, os.X_OK):
-            pytest.fail("%s missing (Debian packages slapd, ldap-utils)" % tool)
-    d = os.path.join(workdir, "ldap-%s" % authority.name)
-    os.makedirs(os.path.join(d, "db"))
-    with open(os.path.join(d, "test.schema"), "w") as f:
-        f.write(LDAP_SCHEMA)
-    with open(os.path.join(d, "data.ldif"), "w") as f:
-        f.write(LDAP_DATA)
+    from conftest import slapd_directory
     cert, key = authority.server
-    conf = os.path.join(d, "slapd.conf")
-    with open(conf, "w") as f:
-        f.write("\n".join([
-            "include /etc/ldap/schema/core.schema",
-            "include /etc/ldap/schema/cosine.schema",
-            "include /etc/ldap/schema/inetorgperson.schema",
-            "include %s/test.schema" % d,
-            "pidfile %s/slapd.pid" % d,
-            "modulepath /usr/lib/ldap",
-            "moduleload back_mdb",
-            "TLSCACertificateFile %s" % authority.ca,
-            "TLSCertificateFile %s" % cert,
-            "TLSCertificateKeyFile %s" % key,
-            "security tls=1",
-            "database mdb",
-            "maxsize 10485760",
-            'suffix "dc=example,dc=com"',
-            'rootdn "cn=admin,dc=example,dc=com"',
-            "rootpw admin-secret",
-            "directory %s/db" % d,
-            "access to attrs=userPassword by self write by anonymous auth by * none",
-            "access to * by users read by anonymous read",
-            ""]))
-    import subprocess
-    r = subprocess.run(["/usr/sbin/slapadd", "-f", conf, "-l", os.path.join(d, "data.ldif")],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    conf = slapd_directory(os.path.join(workdir, "ldap-%s" % authority.name), [
+        "TLSCACertificateFile %s" % authority.ca,
+        "TLSCertificateFile %s" % cert,
+        "TLSCertificateKeyFile %s" % key,
+        "security tls=1"])
     port, ldaps_port = free_port(), free_port()
     urls = "ldap://127.0.0.1:%d/ ldaps://127.0.0.1:%d/" % (port, ldaps_port)
     stack.enter_context(listening_daemon(["/usr/sbin/slapd", "-d", "0", "-h", urls, "-f", conf],
