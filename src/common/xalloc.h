@@ -14,6 +14,8 @@ void *xrealloc(void *p, size_t n);
 /* Like reallocarray: panics on overflow of count * size. */
 void *xreallocarray(void *p, size_t count, size_t size);
 char *xstrdup(const char *s);
+/* xstrdup, or NULL for NULL. */
+char *xstrdup_or_null(const char *s);
 /* Copies at most n bytes of s and terminates the copy. */
 char *xstrndup(const char *s, size_t n);
 /* A freshly allocated formatted string; the caller frees it. */

@@ -20,6 +20,9 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/privdrop.h"
+#include "common/readfile.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
 
 static void test_uuidv7_shape_and_time(void **state)
 {
@@ -239,6 +242,72 @@ static void test_privdrop_unknown_user_keeps_running(void **state)
 	assert_int_equal(geteuid(), before);
 }
 
+static void test_strbuf_grows_and_formats(void **state)
+{
+	(void)state;
+	struct strbuf b = STRBUF_INIT;
+	assert_string_equal(strbuf_str(&b), "");
+	for (int i = 0; i < 1000; i++)
+		strbuf_printf(&b, "%03d,", i);
+	assert_int_equal(b.len, 4000);
+	assert_memory_equal(b.p, "000,001,", 8);
+	assert_string_equal(b.p + 3996, "999,");
+	strbuf_truncate(&b, 3);
+	strbuf_addc(&b, '|');
+	strbuf_add(&b, "ab\0c", 4); /* bytes past a NUL are kept; len says so */
+	assert_int_equal(b.len, 8);
+	assert_memory_equal(b.p, "000|ab\0c", 9);
+	char *s = strbuf_take(&b);
+	assert_null(b.p);
+	assert_int_equal(b.len, 0);
+	free(s);
+	s = strbuf_take(&b); /* empty buffer: "" not NULL */
+	assert_string_equal(s, "");
+	free(s);
+	strbuf_puts(&b, "x");
+	strbuf_free(&b);
+	assert_null(b.p);
+	assert_null(xstrdup_or_null(NULL));
+	s = xstrdup_or_null("y");
+	assert_string_equal(s, "y");
+	free(s);
+}
+
+static void test_read_file_limits(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/lazaret-readfile-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *path = xasprintf("%s/f", dir);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	for (int i = 0; i < 100000; i++)
+		fputc('a' + i % 26, f);
+	fclose(f);
+	char *data;
+	size_t len;
+	assert_int_equal(read_file(path, 100000, &data, &len), 0);
+	assert_int_equal(len, 100000);
+	assert_int_equal(data[len], '\0');
+	assert_int_equal(data[99999], 'a' + 99999 % 26);
+	free(data);
+	assert_int_equal(read_file(path, 99999, &data, &len), -EFBIG);
+	assert_null(data);
+	assert_int_equal(read_file(dir, 10, &data, &len), -EISDIR);
+	char *missing = xasprintf("%s/none", dir);
+	assert_int_equal(read_file(missing, 10, &data, &len), -ENOENT);
+	f = fopen(path, "wb"); /* empty file */
+	fclose(f);
+	assert_int_equal(read_file(path, 10, &data, &len), 0);
+	assert_int_equal(len, 0);
+	assert_string_equal(data, "");
+	free(data);
+	unlink(path);
+	rmdir(dir);
+	free(missing);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +318,8 @@ int main(void)
 	    cmocka_unit_test(test_log_folds_repeated_lines),
 	    cmocka_unit_test(test_privdrop_make_dirs),
 	    cmocka_unit_test(test_privdrop_unknown_user_keeps_running),
+	    cmocka_unit_test(test_strbuf_grows_and_formats),
+	    cmocka_unit_test(test_read_file_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
