@@ -5,8 +5,9 @@
  *
  *   label                      reading
  *   UTF-8, US-ASCII            as is when valid, else guessed (mislabelled 8-bit)
- *   ISO-2022-JP and CP5022x    iconv ISO-2022-JP, else the CP50220 decoder
- *                              (convert_jis_ms), whichever has fewer bad bytes
+ *   ISO-2022-JP and CP5022x    iconv ISO-2022-JP, else ISO-2022-JP-2 (ESC ( I
+ *                              katakana), else the CP50220 decoder (convert_jis_ms,
+ *                              NEC/IBM rows, SO/SI), whichever has fewer bad bytes
  *   Shift_JIS and aliases      CP932 (glibc's SJIS maps 0x5C to YEN SIGN)
  *   EUC-JP and aliases         EUC-JP, else EUC-JP-MS
  *   any other label            iconv through GMime's alias table
@@ -165,7 +166,7 @@ static long convert_jis_ms(struct strbuf *out, const char *in, size_t len)
 			}
 			continue;
 		}
-		if (c == 0x0E || c == 0x0F) { /* SO/SI: katakana shift of CP50222 */
+		if (c == 0x0E || c == 0x0F) { /* SO/SI: the katakana shift of CP50222 */
 			shift_out = c == 0x0E;
 			continue;
 		}
@@ -208,21 +209,49 @@ static long convert_jis_ms(struct strbuf *out, const char *in, size_t len)
 	return bad + rc;
 }
 
+/*
+ * An iconv reading of ISO-2022-JP text, each ESC, SO or SI byte in its output
+ * counted as bad. Those never stand in decoded text, yet glibc's ISO-2022-JP
+ * passes an escape sequence it does not know through as it is when it stands in
+ * ASCII mode — ESC ( I, the JIS X 0201 katakana set Windows mailers send as
+ * CP50221 allows — and both glibc readers pass the SO/SI katakana shift
+ * (CP50222) through without an error. Returns the bad count or -1 (unknown).
+ */
+static long convert_iconv_jis(struct strbuf *out, const char *code, const char *in, size_t len)
+{
+	size_t mark = out->len;
+	long bad = convert_iconv(out, code, in, len);
+	if (bad < 0)
+		return bad;
+	for (size_t i = mark; i < out->len; i++)
+		if (out->p[i] == 0x1B || out->p[i] == 0x0E || out->p[i] == 0x0F)
+			bad++;
+	return bad;
+}
+
+/*
+ * ISO-2022-JP and what Windows writes under that name. Readers in order of
+ * preference, the first clean one wins, else the one with the fewest bad bytes:
+ * plain ISO-2022-JP (it maps a few symbols, WAVE DASH ..., the standard way);
+ * glibc's ISO-2022-JP-2, which adds ESC ( I half-width katakana with the same
+ * mappings; the CP50220 decoder (convert_jis_ms), which also knows the NEC and
+ * IBM rows and the SO/SI shift.
+ */
 static long convert_iso2022jp(struct strbuf *out, const char *in, size_t len)
 {
-	/* Plain ISO-2022-JP first: it maps a few symbols (WAVE DASH ...) the standard way. */
 	size_t mark = out->len;
-	long bad = convert_iconv(out, "ISO-2022-JP", in, len);
-	if (bad == 0)
-		return 0;
-	struct strbuf alt = STRBUF_INIT;
-	long bad2 = convert_jis_ms(&alt, in, len);
-	if (bad < 0 || bad2 < bad) {
-		strbuf_truncate(out, mark);
-		strbuf_add(out, alt.p, alt.len);
-		bad = bad2;
+	long bad = convert_iconv_jis(out, "ISO-2022-JP", in, len);
+	for (int reader = 0; reader < 2 && bad != 0; reader++) {
+		struct strbuf alt = STRBUF_INIT;
+		long bad2 = reader == 0 ? convert_iconv_jis(&alt, "ISO-2022-JP-2", in, len)
+					: convert_jis_ms(&alt, in, len);
+		if (bad2 >= 0 && (bad < 0 || bad2 < bad)) {
+			strbuf_truncate(out, mark);
+			strbuf_add(out, alt.p, alt.len);
+			bad = bad2;
+		}
+		strbuf_free(&alt);
 	}
-	strbuf_free(&alt);
 	return bad;
 }
 

@@ -39,6 +39,12 @@ static const struct {
     {"=?UTF-8?Q?=E6=97?= =?UTF-8?Q?=A5?=", "日"},
     /* CP50220: ① (JIS 0x2D21) and ㈱ (0x2D6A) labelled ISO-2022-JP */
     {"=?iso-2022-jp?B?GyRCLSEtahsoQg==?=", "①㈱"},
+    /* JIS X 0201 katakana (ESC ( I) in ISO-2022-JP words: ｶﾝﾀﾞ, also split over two words */
+    {"=?ISO-2022-JP?B?GyhJNl1AXhsoQg==?=", "ｶﾝﾀﾞ"},
+    {"=?ISO-2022-JP?B?GyRCQEE1YT1xGyhJNl1AXhsoQiBPSw==?=", "請求書ｶﾝﾀﾞ OK"},
+    {"Re: =?ISO-2022-JP?B?GyhJNl0=?= =?ISO-2022-JP?B?QF4bKEI=?= x", "Re: ｶﾝﾀﾞ x"},
+    {"=?ISO-2022-JP?B?DjZdDw==?=", "ｶﾝ"},
+    {"=?iso-2022-jp?q?=1B(I6]=1B(B?=", "ｶﾝ"},
     /* Shift_JIS as Windows means it: ① is CP932 0x8740, backslash stays a backslash */
     {"=?shift_jis?B?h0Bc?=", "①\\"},
     /* EUC-JP with an NEC extension (① = 0xADA1) */

@@ -166,6 +166,43 @@ static void test_decode_header(void **state)
 	free(n);
 }
 
+/*
+ * JIS X 0201 half-width katakana inside ISO-2022-JP (ESC ( I, as Windows mailers
+ * send it), between JIS X 0208 kanji and ASCII, in the Subject and in a text/plain
+ * body: decoded to U+FF61..U+FF9F, no escape bytes left.
+ */
+static void test_halfwidth_katakana(void **state)
+{
+	(void)state;
+	static const char msg[] = "From: a@example.jp\r\n"
+				  "Subject: =?ISO-2022-JP?B?GyRCQEE1YT1xGyhJNl1AXhsoQiBPSw==?=\r\n"
+				  "MIME-Version: 1.0\r\n"
+				  "Content-Type: text/plain; charset=ISO-2022-JP\r\n"
+				  "Content-Transfer-Encoding: 7bit\r\n\r\n"
+				  "\x1b(I6]@^\x1b(B No.1\r\n"
+				  "\x1b$B@A5a=q\x1b(I1\x1b$B$G$9\x1b(B\r\n"
+				  "\x1b(I!_\x1b(B\r\n";
+	struct msgmeta *m = parse_str(msg);
+	assert_string_equal(m->subject, "請求書ｶﾝﾀﾞ OK");
+	msgmeta_free(m);
+	struct msgmeta_text t;
+	assert_int_equal(msgmeta_text_body(msg, strlen(msg), 0, &t), 0);
+	assert_string_equal(t.text, "ｶﾝﾀﾞ No.1\n請求書ｱです\n\xEF\xBD\xA1\xEF\xBE\x9F");
+	assert_null(strchr(t.text, 0x1b));
+	free(t.text);
+
+	/* Katakana only, entered from ASCII mode: glibc's ISO-2022-JP lets ESC ( I through. */
+	static const char kana_only[] = "Subject: =?ISO-2022-JP?B?GyhJNl1AXhsoQg==?=\r\n"
+					"Content-Type: text/plain; charset=\"iso-2022-jp\"\r\n\r\n"
+					"Re: \x1b(I6]@^\x1b(B OK\r\n";
+	m = parse_str(kana_only);
+	assert_string_equal(m->subject, "ｶﾝﾀﾞ");
+	msgmeta_free(m);
+	assert_int_equal(msgmeta_text_body(kana_only, strlen(kana_only), 0, &t), 0);
+	assert_string_equal(t.text, "Re: ｶﾝﾀﾞ OK");
+	free(t.text);
+}
+
 /* ---- top-level fields ---------------------------------------------------------------- */
 
 static void test_fields(void **state)
@@ -774,6 +811,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ja_corpus),
 	    cmocka_unit_test(test_decode_header),
+	    cmocka_unit_test(test_halfwidth_katakana),
 	    cmocka_unit_test(test_fields),
 	    cmocka_unit_test(test_verdict),
 	    cmocka_unit_test(test_broken),
