@@ -6,11 +6,9 @@
  * One walk over the parts numbers the attachments for every caller.
  *
  * GMime splits the message into parts and parses addresses and dates. Header text
- * and file names are decoded here, not by GMime, because Japanese mail needs more
- * than a generic decoder gives: real-world "Shift_JIS" is Windows CP932, text
- * labelled ISO-2022-JP often carries the NEC/IBM extensions of CP50220 (①, ㈱),
- * raw 8-bit headers come in UTF-8, Shift_JIS or EUC-JP with no label at all, and
- * every undecodable byte must become U+FFFD rather than break the UTF-8 output.
+ * and file names are decoded by mimeword (RFC 2047 words, RFC 2231 parameters) and
+ * charset (Japanese charsets as real mail uses them), not by GMime, because
+ * Japanese mail needs more than a generic decoder gives.
  *
  * Broken input never fails: whatever could be read is filled in. The module keeps
  * no state between calls except GMime's one-time initialisation and a read-only
@@ -20,7 +18,6 @@
 #include "mime/msgmeta.h"
 
 #include <errno.h>
-#include <iconv.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,7 +25,10 @@
 
 #include <gmime/gmime.h>
 
+#include "common/strbuf.h"
 #include "common/xalloc.h"
+#include "mime/charset.h"
+#include "mime/mimeword.h"
 
 /* Nesting of multiparts and forwarded messages we follow; deeper parts are ignored. */
 #define MSGMETA_MAX_DEPTH 32
@@ -36,617 +36,9 @@
 #define MSGMETA_MAX_ATTACHMENTS 1024
 /* Top-level header fields recorded; more is abuse, not mail. */
 #define MSGMETA_MAX_HEADERS 1024
-/* RFC 2231 continuation sections (name*0 .. name*N) of one parameter we assemble. */
-#define MSGMETA_MAX_PARAM_SECTIONS 64
-/* Repeats of one parameter (a second filename=) kept as other names of the part. */
-#define MSGMETA_MAX_PARAM_REPEATS 8
-/* Longest charset label in an encoded word or RFC 2231 value we take seriously. */
-#define MSGMETA_MAX_CHARSET_LEN 64
 
 static pthread_once_t msgmeta_once = PTHREAD_ONCE_INIT;
 static GMimeParserOptions *msgmeta_options;
-
-/* ---- growable UTF-8 output ------------------------------------------------------ */
-
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void buf_reserve(struct buf *b, size_t more)
-{
-	if (b->len + more + 1 <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 64;
-	while (cap < b->len + more + 1)
-		cap *= 2;
-	b->p = xrealloc(b->p, cap);
-	b->cap = cap;
-}
-
-static void buf_add(struct buf *b, const void *data, size_t n)
-{
-	if (n == 0) {
-		if (b->p)
-			b->p[b->len] = '\0';
-		return;
-	}
-	buf_reserve(b, n);
-	memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void buf_addc(struct buf *b, char c)
-{
-	buf_add(b, &c, 1);
-}
-
-/* Returns the string (never NULL) and leaves b empty; the caller frees it. */
-static char *buf_take(struct buf *b)
-{
-	char *s = b->p ? b->p : xstrdup("");
-	b->p = NULL;
-	b->len = b->cap = 0;
-	return s;
-}
-
-static const char replacement_char[] = "\xEF\xBF\xBD"; /* U+FFFD */
-
-/* Appends in as UTF-8, each invalid byte replaced by U+FFFD; returns the count replaced. */
-static size_t buf_add_utf8_lossy(struct buf *b, const char *in, size_t len)
-{
-	size_t bad = 0;
-	while (len > 0) {
-		const gchar *end;
-		if (g_utf8_validate(in, (gssize)len, &end)) {
-			buf_add(b, in, len);
-			break;
-		}
-		size_t good = (size_t)(end - in);
-		buf_add(b, in, good);
-		in += good;
-		len -= good;
-		/* g_utf8_validate stops at NUL too; a NUL byte is dropped, anything else replaced.
-		 */
-		if (*in != '\0') {
-			buf_add(b, replacement_char, 3);
-			bad++;
-		}
-		in++;
-		len--;
-	}
-	return bad;
-}
-
-/* ---- charset conversion --------------------------------------------------------- */
-
-/*
- * Converts len bytes in charset code (an iconv name) to UTF-8 appended to out,
- * each unconvertible byte as U+FFFD. Returns the number of bad bytes, or -1 when
- * iconv does not know the charset (out unchanged).
- */
-static long convert_iconv(struct buf *out, const char *code, const char *in, size_t len)
-{
-	iconv_t cd = iconv_open("UTF-8", code);
-	if (cd == (iconv_t)-1)
-		return -1;
-	long bad = 0;
-	size_t mark = out->len;
-	char *inp = (char *)in;
-	size_t inleft = len;
-	while (inleft > 0) {
-		buf_reserve(out, inleft * 3 + 16);
-		char *outp = out->p + out->len;
-		size_t outleft = out->cap - out->len - 1;
-		size_t rc = iconv(cd, &inp, &inleft, &outp, &outleft);
-		int err = errno;
-		out->len = (size_t)(outp - out->p);
-		out->p[out->len] = '\0';
-		if (rc != (size_t)-1 || err == E2BIG)
-			continue;
-		/* EILSEQ: skip one byte; EINVAL: the input ends inside a character. */
-		buf_add(out, replacement_char, 3);
-		bad++;
-		if (err == EINVAL) {
-			bad += (long)inleft - 1;
-			break;
-		}
-		inp++;
-		inleft--;
-	}
-	/* Flush a stateful decoder (ISO-2022-JP) back to its initial state. */
-	buf_reserve(out, 16);
-	char *outp = out->p + out->len;
-	size_t outleft = out->cap - out->len - 1;
-	iconv(cd, NULL, NULL, &outp, &outleft);
-	out->len = (size_t)(outp - out->p);
-	out->p[out->len] = '\0';
-	iconv_close(cd);
-	/*
-	 * iconv's output is not trusted: glibc folds odd labels ("u=tf-8") into real
-	 * names and its UTF-8 decoder passes code points above U+10FFFF through.
-	 */
-	if (!g_utf8_validate(out->p + mark, (gssize)(out->len - mark), NULL)) {
-		size_t n = out->len - mark;
-		char *copy = xmalloc(n);
-		memcpy(copy, out->p + mark, n);
-		out->len = mark;
-		bad += (long)buf_add_utf8_lossy(out, copy, n);
-		free(copy);
-	}
-	return bad;
-}
-
-/*
- * Converts with the first of two iconv names that decodes cleanly, else with
- * the one that had fewer bad bytes. Returns the bad byte count or -1 (unknown).
- */
-static long convert_try2(struct buf *out, const char *first, const char *second, const char *in,
-			 size_t len)
-{
-	size_t mark = out->len;
-	long bad = convert_iconv(out, first, in, len);
-	if (bad == 0 || second == NULL)
-		return bad;
-	struct buf alt = {0};
-	long bad2 = convert_iconv(&alt, second, in, len);
-	if (bad2 >= 0 && (bad < 0 || bad2 < bad)) {
-		out->len = mark;
-		buf_add(out, alt.p, alt.len);
-		bad = bad2;
-	}
-	free(alt.p);
-	return bad;
-}
-
-/*
- * ISO-2022-JP as Windows writes it (CP50220/CP50221): JIS X 0208 rows including
- * the NEC and IBM extension rows, and half-width katakana. Each double-byte JIS
- * code is moved to its Shift_JIS position and the result decoded as CP932, which
- * holds the same extensions. Returns the bad byte count.
- */
-static long convert_jis_ms(struct buf *out, const char *in, size_t len)
-{
-	enum { JIS_ASCII, JIS_KANJI, JIS_KANA } mode = JIS_ASCII;
-	bool shift_out = false;
-	struct buf sjis = {0};
-	long bad = 0;
-	const unsigned char *s = (const unsigned char *)in;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = s[i];
-		if (c == 0x1B) {
-			if (i + 2 < len && s[i + 1] == '$' &&
-			    (s[i + 2] == 'B' || s[i + 2] == '@')) {
-				mode = JIS_KANJI;
-				i += 2;
-			} else if (i + 2 < len && s[i + 1] == '(' &&
-				   (s[i + 2] == 'B' || s[i + 2] == 'J')) {
-				mode = JIS_ASCII;
-				i += 2;
-			} else if (i + 2 < len && s[i + 1] == '(' && s[i + 2] == 'I') {
-				mode = JIS_KANA;
-				i += 2;
-			} else {
-				buf_addc(&sjis, '?');
-				bad++;
-			}
-			continue;
-		}
-		if (c == 0x0E || c == 0x0F) { /* SO/SI: katakana shift of CP50222 */
-			shift_out = c == 0x0E;
-			continue;
-		}
-		if (c == '\r' || c == '\n') {
-			mode = JIS_ASCII;
-			buf_addc(&sjis, (char)c);
-			continue;
-		}
-		if (c >= 0x80) {
-			buf_addc(&sjis, '?');
-			bad++;
-			continue;
-		}
-		if ((mode == JIS_KANA || shift_out) && c >= 0x21 && c <= 0x5F) {
-			buf_addc(&sjis, (char)(c + 0x80));
-			continue;
-		}
-		if (mode == JIS_KANJI && c >= 0x21 && c <= 0x7E) {
-			if (i + 1 >= len || s[i + 1] < 0x21 || s[i + 1] > 0x7E) {
-				buf_addc(&sjis, '?');
-				bad++;
-				continue;
-			}
-			unsigned j1 = c, j2 = s[++i];
-			unsigned s1 = ((j1 + 1) >> 1) + (j1 <= 0x5E ? 0x70 : 0xB0);
-			unsigned s2 = j2 + ((j1 & 1) ? (j2 >= 0x60 ? 0x20 : 0x1F) : 0x7E);
-			buf_addc(&sjis, (char)s1);
-			buf_addc(&sjis, (char)s2);
-			continue;
-		}
-		buf_addc(&sjis, (char)c);
-	}
-	size_t mark = out->len;
-	long rc = sjis.len ? convert_iconv(out, "CP932", sjis.p, sjis.len) : 0;
-	if (rc < 0) {
-		out->len = mark;
-		rc = (long)buf_add_utf8_lossy(out, sjis.p, sjis.len);
-	}
-	free(sjis.p);
-	return bad + rc;
-}
-
-static long convert_iso2022jp(struct buf *out, const char *in, size_t len)
-{
-	/* Plain ISO-2022-JP first: it maps a few symbols (WAVE DASH ...) the standard way. */
-	size_t mark = out->len;
-	long bad = convert_iconv(out, "ISO-2022-JP", in, len);
-	if (bad == 0)
-		return 0;
-	struct buf alt = {0};
-	long bad2 = convert_jis_ms(&alt, in, len);
-	if (bad < 0 || bad2 < bad) {
-		out->len = mark;
-		buf_add(out, alt.p, alt.len);
-		bad = bad2;
-	}
-	free(alt.p);
-	return bad;
-}
-
-enum charset_kind {
-	CS_UNKNOWN,
-	CS_UTF8,
-	CS_ASCII,
-	CS_ISO2022JP,
-	CS_SJIS,
-	CS_EUCJP,
-	CS_OTHER,
-};
-
-static enum charset_kind charset_classify(const char *cs)
-{
-	static const struct {
-		const char *name;
-		enum charset_kind kind;
-	} names[] = {
-	    {"utf-8", CS_UTF8},
-	    {"utf8", CS_UTF8},
-	    {"us-ascii", CS_ASCII},
-	    {"ascii", CS_ASCII},
-	    {"iso-2022-jp", CS_ISO2022JP},
-	    {"iso2022jp", CS_ISO2022JP},
-	    {"csiso2022jp", CS_ISO2022JP},
-	    {"iso-2022-jp-1", CS_ISO2022JP},
-	    {"iso-2022-jp-ms", CS_ISO2022JP},
-	    {"cp50220", CS_ISO2022JP},
-	    {"cp50221", CS_ISO2022JP},
-	    {"cp50222", CS_ISO2022JP},
-	    {"shift_jis", CS_SJIS},
-	    {"shift-jis", CS_SJIS},
-	    {"sjis", CS_SJIS},
-	    {"x-sjis", CS_SJIS},
-	    {"ms_kanji", CS_SJIS},
-	    {"csshiftjis", CS_SJIS},
-	    {"windows-31j", CS_SJIS},
-	    {"cp932", CS_SJIS},
-	    {"ms932", CS_SJIS},
-	    {"x-ms-cp932", CS_SJIS},
-	    {"euc-jp", CS_EUCJP},
-	    {"eucjp", CS_EUCJP},
-	    {"x-euc-jp", CS_EUCJP},
-	    {"x-euc", CS_EUCJP},
-	    {"ujis", CS_EUCJP},
-	    {"cseucpkdfmtjapanese", CS_EUCJP},
-	    {"cp51932", CS_EUCJP},
-	    {"eucjp-ms", CS_EUCJP},
-	    {"euc-jp-ms", CS_EUCJP},
-	};
-	if (cs == NULL || *cs == '\0')
-		return CS_UNKNOWN;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (g_ascii_strcasecmp(cs, names[i].name) == 0)
-			return names[i].kind;
-	return CS_OTHER;
-}
-
-static long convert_8bit_guess(struct buf *out, const char *in, size_t len);
-
-/*
- * Appends len bytes labelled charset (may be NULL or unknown) to out as UTF-8.
- * Unknown labels fall back to guessing, as for unlabelled 8-bit text.
- */
-static void convert_charset(struct buf *out, const char *charset, const char *in, size_t len)
-{
-	long bad = -1;
-	switch (charset_classify(charset)) {
-	case CS_UTF8:
-	case CS_ASCII:
-		/* A mislabelled 8-bit Japanese word is more likely than a broken UTF-8 one. */
-		if (g_utf8_validate(in, (gssize)len, NULL))
-			buf_add(out, in, len);
-		else
-			convert_8bit_guess(out, in, len);
-		return;
-	case CS_ISO2022JP:
-		bad = convert_iso2022jp(out, in, len);
-		break;
-	case CS_SJIS:
-		/* glibc's SJIS maps 0x5C to YEN SIGN; senders mean CP932. */
-		bad = convert_iconv(out, "CP932", in, len);
-		break;
-	case CS_EUCJP:
-		bad = convert_try2(out, "EUC-JP", "EUC-JP-MS", in, len);
-		break;
-	case CS_OTHER: {
-		const char *name = g_mime_charset_iconv_name(charset);
-		bad = convert_iconv(out, name ? name : charset, in, len);
-		break;
-	}
-	case CS_UNKNOWN:
-		break;
-	}
-	if (bad < 0)
-		convert_8bit_guess(out, in, len);
-}
-
-static bool has_byte_range(const char *in, size_t len, unsigned char lo, unsigned char hi)
-{
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)in[i] >= lo && (unsigned char)in[i] <= hi)
-			return true;
-	return false;
-}
-
-/* Counts half-width katakana (U+FF61..U+FF9F), rare in real headers but what EUC-JP
- * text turns into when misread as Shift_JIS. */
-static size_t count_halfwidth_kana(const char *s, size_t len)
-{
-	size_t n = 0;
-	for (size_t i = 0; i + 2 < len; i++) {
-		unsigned char a = (unsigned char)s[i], b = (unsigned char)s[i + 1];
-		if (a == 0xEF && (b == 0xBD || b == 0xBE)) {
-			unsigned cp = ((a & 0x0Fu) << 12) | ((b & 0x3Fu) << 6) |
-				      ((unsigned char)s[i + 2] & 0x3Fu);
-			if (cp >= 0xFF61 && cp <= 0xFF9F)
-				n++;
-		}
-	}
-	return n;
-}
-
-/*
- * Text with no charset label: UTF-8 if it is valid UTF-8, ISO-2022-JP if it
- * carries its escapes, else whichever of Shift_JIS (CP932) and EUC-JP decodes
- * with fewer errors (EUC-JP wins a tie when the Shift_JIS reading is half-width
- * katakana). Returns the bad byte count.
- */
-static long convert_8bit_guess(struct buf *out, const char *in, size_t len)
-{
-	if (g_utf8_validate(in, (gssize)len, NULL) && memchr(in, 0x1B, len) == NULL) {
-		buf_add(out, in, len);
-		return 0;
-	}
-	if (!has_byte_range(in, len, 0x80, 0xFF) && memchr(in, 0x1B, len) != NULL)
-		return convert_iso2022jp(out, in, len);
-	if (g_utf8_validate(in, (gssize)len, NULL)) {
-		buf_add(out, in, len);
-		return 0;
-	}
-	struct buf sj = {0}, euc = {0};
-	long bad_sj = convert_iconv(&sj, "CP932", in, len);
-	long bad_euc = convert_try2(&euc, "EUC-JP", "EUC-JP-MS", in, len);
-	long bad;
-	bool pick_euc;
-	if (bad_sj < 0 || bad_euc < 0)
-		pick_euc = bad_sj < 0 && bad_euc >= 0;
-	else if (bad_euc != bad_sj)
-		pick_euc = bad_euc < bad_sj;
-	else
-		pick_euc =
-		    count_halfwidth_kana(sj.p, sj.len) > count_halfwidth_kana(euc.p, euc.len);
-	if (pick_euc) {
-		buf_add(out, euc.p, euc.len);
-		bad = bad_euc;
-	} else if (bad_sj >= 0) {
-		buf_add(out, sj.p, sj.len);
-		bad = bad_sj;
-	} else {
-		bad = (long)buf_add_utf8_lossy(out, in, len);
-	}
-	free(sj.p);
-	free(euc.p);
-	return bad;
-}
-
-/* ---- RFC 2047 header text --------------------------------------------------------- */
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Base64 as mailers really write it: stray characters and missing padding tolerated. */
-static void decode_b(struct buf *out, const char *s, size_t n)
-{
-	uint32_t acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		int c = (unsigned char)s[i], v;
-		if (c >= 'A' && c <= 'Z')
-			v = c - 'A';
-		else if (c >= 'a' && c <= 'z')
-			v = c - 'a' + 26;
-		else if (c >= '0' && c <= '9')
-			v = c - '0' + 52;
-		else if (c == '+')
-			v = 62;
-		else if (c == '/')
-			v = 63;
-		else if (c == '=')
-			break;
-		else
-			continue;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf_addc(out, (char)((acc >> bits) & 0xFF));
-		}
-	}
-}
-
-static void decode_q(struct buf *out, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int h1, h2;
-		if (s[i] == '_') {
-			buf_addc(out, ' ');
-		} else if (s[i] == '=' && i + 2 < n &&
-			   (h1 = hexval((unsigned char)s[i + 1])) >= 0 &&
-			   (h2 = hexval((unsigned char)s[i + 2])) >= 0) {
-			buf_addc(out, (char)(h1 * 16 + h2));
-			i += 2;
-		} else {
-			buf_addc(out, s[i]);
-		}
-	}
-}
-
-struct encoded_word {
-	const char *charset; /* points into the input; charset_len bytes */
-	size_t charset_len;
-	char encoding; /* 'B' or 'Q' */
-	const char *text;
-	size_t text_len;
-	size_t total_len; /* from "=?" to after "?=" */
-};
-
-/* Recognises an encoded word starting at s ("=?cs?e?text?="); false when s is not one. */
-static bool parse_encoded_word(const char *s, const char *end, struct encoded_word *w)
-{
-	if (end - s < 8 || s[0] != '=' || s[1] != '?')
-		return false;
-	const char *p = s + 2, *cs = p;
-	while (p < end && *p != '?' && (unsigned char)*p > ' ' && p - cs <= MSGMETA_MAX_CHARSET_LEN)
-		p++;
-	if (p >= end || *p != '?' || p == cs || end - p < 4 || p - cs > MSGMETA_MAX_CHARSET_LEN)
-		return false;
-	w->charset = cs;
-	w->charset_len = (size_t)(p - cs);
-	/* RFC 2231 allows "charset*lang"; the language is of no use here. */
-	const char *star = memchr(cs, '*', w->charset_len);
-	if (star)
-		w->charset_len = (size_t)(star - cs);
-	char e = (char)g_ascii_toupper(p[1]);
-	if ((e != 'B' && e != 'Q') || p[2] != '?')
-		return false;
-	w->encoding = e;
-	w->text = p + 3;
-	const char *q = w->text;
-	while (q + 1 < end && !(q[0] == '?' && q[1] == '='))
-		q++;
-	if (q + 1 >= end)
-		return false;
-	w->text_len = (size_t)(q - w->text);
-	w->total_len = (size_t)(q + 2 - s);
-	return true;
-}
-
-/* Appends plain (not encoded) header text, which may be raw 8-bit or raw ISO-2022-JP. */
-static void add_plain(struct buf *out, const char *s, size_t n)
-{
-	if (n == 0)
-		return;
-	if (!has_byte_range(s, n, 0x80, 0xFF) && memchr(s, 0x1B, n) == NULL) {
-		/* NUL cannot occur here: the caller's string ends at the first one. */
-		buf_add(out, s, n);
-		return;
-	}
-	convert_8bit_guess(out, s, n);
-}
-
-/*
- * Decodes header text of n bytes (unfolded or not) to UTF-8 appended to out.
- * Encoded words are recognised wherever they stand (also inside quotes and
- * without surrounding space, as broken mailers write them). Whitespace between
- * two encoded words is dropped, and the bytes of adjacent words in the same
- * charset are joined before conversion, so a character split across two words
- * survives.
- */
-static void decode_text(struct buf *out, const char *s, size_t n)
-{
-	const char *p = s, *end = s + n, *plain = s;
-	struct buf raw = {0};
-	char charset[MSGMETA_MAX_CHARSET_LEN + 1] = "";
-	bool in_run = false;
-
-	while (p < end) {
-		struct encoded_word w;
-		const char *eq = memchr(p, '=', (size_t)(end - p));
-		if (eq == NULL)
-			break;
-		if (!parse_encoded_word(eq, end, &w)) {
-			p = eq + 1;
-			continue;
-		}
-		/* Text between the previous word and this one: dropped when only whitespace. */
-		bool only_space = in_run;
-		for (const char *t = plain; t < eq && only_space; t++)
-			only_space = *t == ' ' || *t == '\t' || *t == '\r' || *t == '\n';
-		bool same_cs = in_run && only_space && strlen(charset) == w.charset_len &&
-			       g_ascii_strncasecmp(charset, w.charset, w.charset_len) == 0;
-		if (in_run && !same_cs) {
-			convert_charset(out, charset, raw.p ? raw.p : "", raw.len);
-			raw.len = 0;
-			in_run = false;
-		}
-		if (!only_space)
-			add_plain(out, plain, (size_t)(eq - plain));
-		if (!same_cs) {
-			memcpy(charset, w.charset, w.charset_len);
-			charset[w.charset_len] = '\0';
-		}
-		if (w.encoding == 'B')
-			decode_b(&raw, w.text, w.text_len);
-		else
-			decode_q(&raw, w.text, w.text_len);
-		in_run = true;
-		p = eq + w.total_len;
-		plain = p;
-	}
-	if (in_run)
-		convert_charset(out, charset, raw.p ? raw.p : "", raw.len);
-	add_plain(out, plain, (size_t)(end - plain));
-	free(raw.p);
-}
-
-/* Unfolds (drops CR and LF) and trims a raw header value into a new NUL-free copy. */
-static char *unfold(const char *raw, size_t *len_out)
-{
-	size_t n = strlen(raw);
-	char *u = xmalloc(n + 1);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++)
-		if (raw[i] != '\r' && raw[i] != '\n')
-			u[k++] = raw[i];
-	size_t start = 0;
-	while (start < k && (u[start] == ' ' || u[start] == '\t'))
-		start++;
-	while (k > start && (u[k - 1] == ' ' || u[k - 1] == '\t'))
-		k--;
-	memmove(u, u + start, k - start);
-	k -= start;
-	u[k] = '\0';
-	*len_out = k;
-	return u;
-}
 
 static void msgmeta_init_once(void)
 {
@@ -672,276 +64,7 @@ char *msgmeta_decode_header(const char *raw)
 	msgmeta_init();
 	if (raw == NULL)
 		return xstrdup("");
-	size_t n;
-	char *u = unfold(raw, &n);
-	struct buf out = {0};
-	decode_text(&out, u, n);
-	free(u);
-	return buf_take(&out);
-}
-
-/* ---- MIME parameters (file names) --------------------------------------------------- */
-
-static void add_pct_decoded(struct buf *out, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		int h1, h2;
-		if (s[i] == '%' && i + 2 < n && (h1 = hexval((unsigned char)s[i + 1])) >= 0 &&
-		    (h2 = hexval((unsigned char)s[i + 2])) >= 0) {
-			buf_addc(out, (char)(h1 * 16 + h2));
-			i += 2;
-		} else {
-			buf_addc(out, s[i]);
-		}
-	}
-}
-
-/* One parameter section as found: name*N (plain or extended) or name / name*. */
-struct param_section {
-	bool present;
-	bool extended;
-	char *value; /* unquoted, raw bytes */
-	size_t len;
-};
-
-struct param_search {
-	const char *want; /* lower-case parameter name, e.g. "filename" */
-	size_t want_len;
-	struct param_section plain;			      /* name=   */
-	struct param_section ext;			      /* name*=  */
-	struct param_section sec[MSGMETA_MAX_PARAM_SECTIONS]; /* name*N= / name*N*= */
-	/* Later name= and name*= after the first: mail clients differ in which they show. */
-	struct param_section repeats[MSGMETA_MAX_PARAM_REPEATS];
-	size_t nrepeats;
-};
-
-static void param_store(struct param_section *ps, bool extended, const char *v, size_t n)
-{
-	if (ps->present)
-		return; /* the first occurrence wins */
-	ps->present = true;
-	ps->extended = extended;
-	ps->value = xstrndup(v, n);
-	ps->len = n;
-}
-
-static void param_offer(struct param_search *ps, const char *name, size_t nlen, const char *v,
-			size_t vlen)
-{
-	if (nlen < ps->want_len || g_ascii_strncasecmp(name, ps->want, ps->want_len) != 0)
-		return;
-	const char *rest = name + ps->want_len;
-	size_t rlen = nlen - ps->want_len;
-	if (rlen == 0 || (rlen == 1 && rest[0] == '*')) {
-		struct param_section *first = rlen == 0 ? &ps->plain : &ps->ext;
-		if (first->present && ps->nrepeats < MSGMETA_MAX_PARAM_REPEATS)
-			first = &ps->repeats[ps->nrepeats++];
-		param_store(first, rlen == 1, v, vlen);
-		return;
-	}
-	if (rest[0] != '*')
-		return;
-	size_t i = 1, idx = 0;
-	while (i < rlen && rest[i] >= '0' && rest[i] <= '9' && idx < MSGMETA_MAX_PARAM_SECTIONS) {
-		idx = idx * 10 + (size_t)(rest[i] - '0');
-		i++;
-	}
-	if (i == 1 || idx >= MSGMETA_MAX_PARAM_SECTIONS)
-		return;
-	bool extended = i < rlen && rest[i] == '*';
-	if (i + (extended ? 1 : 0) != rlen)
-		return;
-	param_store(&ps->sec[idx], extended, v, vlen);
-}
-
-/* Walks "type; a=b; c="d"" and offers each parameter to ps. Loose: unquoted values run
- * to the next ';', quotes may be unterminated. */
-static void param_scan(const char *s, struct param_search *ps)
-{
-	const char *p = strchr(s, ';');
-	struct buf v = {0};
-	while (p && *p) {
-		while (*p == ';' || *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		const char *name = p;
-		while (*p && *p != '=' && *p != ';' && *p != ' ' && *p != '\t')
-			p++;
-		size_t nlen = (size_t)(p - name);
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		if (*p != '=') {
-			while (*p && *p != ';')
-				p++;
-			continue;
-		}
-		p++;
-		while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-			p++;
-		v.len = 0;
-		if (*p == '"') {
-			p++;
-			while (*p && *p != '"') {
-				/* A backslash after a high byte is the second byte of a raw
-				 * Shift_JIS character (表 is 0x95 0x5C), not an escape. */
-				bool after_8bit = p > s && (unsigned char)p[-1] >= 0x81;
-				if (*p == '\\' && p[1] && !after_8bit)
-					p++;
-				if (*p != '\r' && *p != '\n')
-					buf_addc(&v, *p);
-				p++;
-			}
-			if (*p == '"')
-				p++;
-			while (*p && *p != ';')
-				p++;
-		} else {
-			const char *vs = p;
-			while (*p && *p != ';')
-				p++;
-			const char *ve = p;
-			while (ve > vs && (ve[-1] == ' ' || ve[-1] == '\t' || ve[-1] == '\r' ||
-					   ve[-1] == '\n'))
-				ve--;
-			for (const char *t = vs; t < ve; t++)
-				if (*t != '\r' && *t != '\n')
-					buf_addc(&v, *t);
-		}
-		if (nlen > 0)
-			param_offer(ps, name, nlen, v.p ? v.p : "", v.len);
-	}
-	free(v.p);
-}
-
-/* Splits an RFC 2231 extended value "charset'lang'%XX..." into charset and bytes. */
-static void add_ext_value(struct buf *bytes, char *charset, size_t cslen, const char *v, size_t n)
-{
-	const char *q1 = memchr(v, '\'', n);
-	const char *q2 = q1 ? memchr(q1 + 1, '\'', (size_t)(v + n - q1 - 1)) : NULL;
-	if (q1 && q2) {
-		size_t l = (size_t)(q1 - v);
-		if (l >= cslen)
-			l = cslen - 1;
-		memcpy(charset, v, l);
-		charset[l] = '\0';
-		add_pct_decoded(bytes, q2 + 1, (size_t)(v + n - q2 - 1));
-	} else {
-		add_pct_decoded(bytes, v, n);
-	}
-}
-
-/* Returns the decoded value of the parameter searched, or NULL when absent. */
-static char *param_result(struct param_search *ps)
-{
-	char charset[MSGMETA_MAX_CHARSET_LEN + 1] = "";
-	struct buf bytes = {0}, out = {0};
-	if (ps->ext.present) {
-		add_ext_value(&bytes, charset, sizeof(charset), ps->ext.value, ps->ext.len);
-		convert_charset(&out, charset[0] ? charset : NULL, bytes.p ? bytes.p : "",
-				bytes.len);
-	} else if (ps->sec[0].present) {
-		bool any_ext = false;
-		for (size_t i = 0; i < MSGMETA_MAX_PARAM_SECTIONS && ps->sec[i].present; i++) {
-			struct param_section *sec = &ps->sec[i];
-			if (i == 0 && sec->extended)
-				add_ext_value(&bytes, charset, sizeof(charset), sec->value,
-					      sec->len);
-			else if (sec->extended)
-				add_pct_decoded(&bytes, sec->value, sec->len);
-			else
-				buf_add(&bytes, sec->value, sec->len);
-			any_ext = any_ext || sec->extended;
-		}
-		if (any_ext)
-			convert_charset(&out, charset[0] ? charset : NULL, bytes.p ? bytes.p : "",
-					bytes.len);
-		else
-			decode_text(&out, bytes.p ? bytes.p : "", bytes.len);
-	} else if (ps->plain.present) {
-		/* Outlook and many Japanese mailers put RFC 2047 words (or raw 8-bit) here. */
-		decode_text(&out, ps->plain.value, ps->plain.len);
-	}
-	free(bytes.p);
-	return out.p ? buf_take(&out)
-		     : (ps->ext.present || ps->sec[0].present || ps->plain.present ? xstrdup("")
-										   : NULL);
-}
-
-/* One name=/name*= value decoded alone (RFC 2231 with its charset, else RFC 2047 or raw). */
-static char *param_section_decode(const struct param_section *sec)
-{
-	struct buf bytes = {0}, out = {0};
-	if (sec->extended) {
-		char charset[MSGMETA_MAX_CHARSET_LEN + 1] = "";
-		add_ext_value(&bytes, charset, sizeof(charset), sec->value, sec->len);
-		convert_charset(&out, charset[0] ? charset : NULL, bytes.p ? bytes.p : "",
-				bytes.len);
-	} else {
-		decode_text(&out, sec->value, sec->len);
-	}
-	free(bytes.p);
-	return out.p ? buf_take(&out) : xstrdup("");
-}
-
-/* The names a part carries besides its chosen one, each new and non-empty. */
-struct name_list {
-	char **v;
-	size_t n;
-};
-
-static void name_list_add(struct name_list *l, char *name, const char *primary)
-{
-	bool dup = name[0] == '\0' || (primary != NULL && strcmp(name, primary) == 0);
-	for (size_t i = 0; i < l->n && !dup; i++)
-		dup = strcmp(l->v[i], name) == 0;
-	if (dup) {
-		free(name);
-		return;
-	}
-	l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
-	l->v[l->n++] = name;
-}
-
-/*
- * Adds to alts what a client that reads the parameter differently would show: the
- * plain name= beside an RFC 2231 one that won, and every later repeat.
- */
-static void param_alternatives(const struct param_search *ps, const char *primary,
-			       struct name_list *alts)
-{
-	if (ps->plain.present && (ps->ext.present || ps->sec[0].present))
-		name_list_add(alts, param_section_decode(&ps->plain), primary);
-	for (size_t i = 0; i < ps->nrepeats; i++)
-		name_list_add(alts, param_section_decode(&ps->repeats[i]), primary);
-}
-
-static void param_search_free(struct param_search *ps)
-{
-	free(ps->plain.value);
-	free(ps->ext.value);
-	for (size_t i = 0; i < ps->nrepeats; i++)
-		free(ps->repeats[i].value);
-	for (size_t i = 0; i < MSGMETA_MAX_PARAM_SECTIONS; i++)
-		free(ps->sec[i].value);
-}
-
-/*
- * The decoded parameter want of header value raw, or NULL. With alts, the other
- * readings of it (param_alternatives) are added there.
- */
-static char *param_get(const char *raw, const char *want, struct name_list *alts)
-{
-	if (raw == NULL)
-		return NULL;
-	struct param_search *ps = xcalloc(1, sizeof(*ps));
-	ps->want = want;
-	ps->want_len = strlen(want);
-	param_scan(raw, ps);
-	char *v = param_result(ps);
-	if (alts != NULL)
-		param_alternatives(ps, v, alts);
-	param_search_free(ps);
-	free(ps);
-	return v;
+	return mimeword_decode_header(raw);
 }
 
 /* ---- message walk ------------------------------------------------------------------- */
@@ -969,11 +92,11 @@ static char *mime_type_of(GMimeObject *obj)
 {
 	GMimeContentType *ct = g_mime_object_get_content_type(obj);
 	char *t = ct ? g_mime_content_type_get_mime_type(ct) : NULL;
-	struct buf out = {0};
-	buf_add_utf8_lossy(&out, t ? t : "application/octet-stream",
-			   strlen(t ? t : "application/octet-stream"));
+	struct strbuf out = STRBUF_INIT;
+	charset_add_utf8_lossy(&out, t ? t : "application/octet-stream",
+			       strlen(t ? t : "application/octet-stream"));
 	g_free(t);
-	char *s = buf_take(&out);
+	char *s = strbuf_take(&out);
 	for (char *c = s; *c; c++)
 		*c = g_ascii_tolower(*c);
 	return s;
@@ -1035,16 +158,16 @@ static void consider_leaf(struct walk_visitor *v, GMimeObject *obj)
 		return;
 	}
 	const char *disp = raw_header(obj, "Content-Disposition");
-	struct name_list alts = {0};
-	struct name_list *want_alts = v->other_name != NULL ? &alts : NULL;
-	char *filename = param_get(disp, "filename", want_alts);
+	struct mimeword_names alts = {0};
+	struct mimeword_names *want_alts = v->other_name != NULL ? &alts : NULL;
+	char *filename = mimeword_param(disp, "filename", want_alts);
 	bool from_disposition = filename != NULL;
-	char *ct_name = param_get(raw_header(obj, "Content-Type"), "name", want_alts);
+	char *ct_name = mimeword_param(raw_header(obj, "Content-Type"), "name", want_alts);
 	if (filename == NULL) {
 		filename = ct_name;
 	} else if (ct_name != NULL && want_alts != NULL) {
 		/* Content-Type's name beside a disposition filename: some clients show it. */
-		name_list_add(&alts, ct_name, filename);
+		mimeword_names_add(&alts, ct_name, filename);
 	} else {
 		free(ct_name);
 	}
@@ -1271,9 +394,9 @@ static void read_verdict(struct msgmeta *m)
 
 static char *utf8_copy(const char *s)
 {
-	struct buf out = {0};
-	buf_add_utf8_lossy(&out, s, strlen(s));
-	return buf_take(&out);
+	struct strbuf out = STRBUF_INIT;
+	charset_add_utf8_lossy(&out, s, strlen(s));
+	return strbuf_take(&out);
 }
 
 /* The first mailbox's address, searching inside groups. */
@@ -1339,7 +462,7 @@ static void read_message_id(struct msgmeta *m, const char *raw)
 		m->message_id = utf8_copy(id);
 	} else {
 		size_t n;
-		char *u = unfold(raw, &n);
+		char *u = mimeword_unfold(raw, &n);
 		char *s = u;
 		if (*s == '<')
 			s++;
@@ -1374,9 +497,9 @@ static void add_header(struct msgmeta *m, GMimeMessage *msg, const char *name, s
 {
 	m->headers = xreallocarray(m->headers, m->nheaders + 1, sizeof(*m->headers));
 	struct msgmeta_header *mh = &m->headers[m->nheaders++];
-	struct buf nb = {0};
-	buf_add_utf8_lossy(&nb, name, nlen);
-	mh->name = buf_take(&nb);
+	struct strbuf nb = STRBUF_INIT;
+	charset_add_utf8_lossy(&nb, name, nlen);
+	mh->name = strbuf_take(&nb);
 	mh->value = msgmeta_decode_header(raw);
 	name = mh->name;
 
@@ -1408,7 +531,7 @@ static void read_headers(struct msgmeta *m, GMimeMessage *msg, const char *data,
 	const char *p = data, *end = data + len;
 	const char *name = NULL;
 	size_t nlen = 0;
-	struct buf value = {0};
+	struct strbuf value = STRBUF_INIT;
 
 	while (p < end) {
 		const char *eol = memchr(p, '\n', (size_t)(end - p));
@@ -1419,7 +542,7 @@ static void read_headers(struct msgmeta *m, GMimeMessage *msg, const char *data,
 		bool continuation = (*p == ' ' || *p == '\t') && le > p;
 		if (!continuation && name) {
 			if (m->nheaders < MSGMETA_MAX_HEADERS)
-				add_header(m, msg, name, nlen, value.p ? value.p : "");
+				add_header(m, msg, name, nlen, strbuf_str(&value));
 			else
 				m->headers_incomplete = true;
 			name = NULL;
@@ -1441,25 +564,23 @@ static void read_headers(struct msgmeta *m, GMimeMessage *msg, const char *data,
 			if (valid) {
 				name = p;
 				nlen = (size_t)(ne - p);
-				value.len = 0;
-				if (value.p)
-					value.p[0] = '\0';
+				strbuf_truncate(&value, 0);
 				vstart = colon + 1;
 			}
 		}
 		while (vstart && vstart < le) {
 			const char *nul = memchr(vstart, '\0', (size_t)(le - vstart));
 			const char *stop = nul ? nul : le;
-			buf_add(&value, vstart, (size_t)(stop - vstart));
+			strbuf_add(&value, vstart, (size_t)(stop - vstart));
 			vstart = nul ? nul + 1 : NULL;
 		}
 		p = next;
 	}
 	if (name && m->nheaders < MSGMETA_MAX_HEADERS)
-		add_header(m, msg, name, nlen, value.p ? value.p : "");
+		add_header(m, msg, name, nlen, strbuf_str(&value));
 	else if (name)
 		m->headers_incomplete = true;
-	free(value.p);
+	strbuf_free(&value);
 }
 
 /* A message parsed by GMime straight from the caller's bytes. */
@@ -1619,17 +740,17 @@ static bool word_in(const char *w, size_t n, const char *const *list)
 }
 
 /* Appends the code point cp as UTF-8 (U+FFFD for what is not a scalar value). */
-static void buf_add_codepoint(struct buf *b, unsigned long cp)
+static void add_codepoint(struct strbuf *b, unsigned long cp)
 {
 	char u[6];
 	if (cp == 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
 		cp = 0xFFFD;
 	int n = g_unichar_to_utf8((gunichar)cp, u);
-	buf_add(b, u, (size_t)n);
+	strbuf_add(b, u, (size_t)n);
 }
 
 /* Decodes the character reference at s ('&'); returns the bytes used (0: not one). */
-static size_t html_entity(struct buf *out, const char *s, const char *end)
+static size_t html_entity(struct strbuf *out, const char *s, const char *end)
 {
 	const char *semi = memchr(s, ';', (size_t)(end - s) < 12 ? (size_t)(end - s) : 12);
 	if (semi == NULL)
@@ -1641,7 +762,7 @@ static size_t html_entity(struct buf *out, const char *s, const char *end)
 		if (d == semi)
 			return 0;
 		for (; d < semi; d++) {
-			int v = hex ? hexval((unsigned char)*d)
+			int v = hex ? g_ascii_xdigit_value((char)*d)
 				    : (*d >= '0' && *d <= '9' ? *d - '0' : -1);
 			if (v < 0)
 				return 0;
@@ -1649,13 +770,13 @@ static size_t html_entity(struct buf *out, const char *s, const char *end)
 			if (cp > 0x10FFFF)
 				cp = 0x110000;
 		}
-		buf_add_codepoint(out, cp);
+		add_codepoint(out, cp);
 		return (size_t)(semi - s) + 1;
 	}
 	for (size_t i = 0; i < sizeof(html_entities) / sizeof(html_entities[0]); i++) {
 		size_t n = strlen(html_entities[i].name);
 		if ((size_t)(semi - s - 1) == n && strncmp(s + 1, html_entities[i].name, n) == 0) {
-			buf_add(out, html_entities[i].utf8, strlen(html_entities[i].utf8));
+			strbuf_add(out, html_entities[i].utf8, strlen(html_entities[i].utf8));
 			return n + 2;
 		}
 	}
@@ -1663,10 +784,10 @@ static size_t html_entity(struct buf *out, const char *s, const char *end)
 }
 
 /* Adds a line break unless the text already ends in one (or is empty). */
-static void text_break(struct buf *out)
+static void text_break(struct strbuf *out)
 {
 	if (out->len > 0 && out->p[out->len - 1] != '\n')
-		buf_addc(out, '\n');
+		strbuf_addc(out, '\n');
 }
 
 /*
@@ -1676,7 +797,7 @@ static void text_break(struct buf *out)
  */
 static char *html_to_text(const char *s, size_t len)
 {
-	struct buf out = {0};
+	struct strbuf out = STRBUF_INIT;
 	const char *end = s + len;
 	const char *hidden_until = NULL; /* name of the element whose end we wait for */
 	size_t hidden_len = 0;
@@ -1722,17 +843,17 @@ static char *html_to_text(const char *s, size_t len)
 				pre += closing ? (pre > 0 ? -1 : 0) : 1;
 			if (word_in(n, nlen, html_block_elements)) {
 				if (nlen == 2 && g_ascii_strncasecmp(n, "br", 2) == 0)
-					buf_addc(&out, '\n');
+					strbuf_addc(&out, '\n');
 				else
 					text_break(&out);
 				if (!closing && nlen == 2 && g_ascii_strncasecmp(n, "li", 2) == 0)
-					buf_add(&out, "\xE2\x80\xA2 ", 4);
+					strbuf_add(&out, "\xE2\x80\xA2 ", 4);
 				space = false;
 			} else if (!closing && nlen == 2 &&
 				   (g_ascii_strncasecmp(n, "td", 2) == 0 ||
 				    g_ascii_strncasecmp(n, "th", 2) == 0)) {
 				if (out.len > 0 && out.p[out.len - 1] != '\n')
-					buf_addc(&out, '\t');
+					strbuf_addc(&out, '\t');
 				space = false;
 			}
 			continue;
@@ -1749,7 +870,7 @@ static char *html_to_text(const char *s, size_t len)
 		}
 		if (space && out.len > 0 && out.p[out.len - 1] != '\n' &&
 		    out.p[out.len - 1] != '\t')
-			buf_addc(&out, ' ');
+			strbuf_addc(&out, ' ');
 		space = false;
 		if (*s == '&') {
 			size_t used = html_entity(&out, s, end);
@@ -1759,10 +880,10 @@ static char *html_to_text(const char *s, size_t len)
 			}
 		}
 		if (*s != '\r')
-			buf_addc(&out, *s);
+			strbuf_addc(&out, *s);
 		s++;
 	}
-	return buf_take(&out);
+	return strbuf_take(&out);
 }
 
 /* Finds the first inline text/plain and text/html leaves (no descent into attached mail). */
@@ -1798,11 +919,11 @@ static char *part_text_utf8(GMimeObject *obj)
 		g_mime_data_wrapper_write_to_stream(content, mem);
 	GByteArray *bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(mem));
 	const char *charset = g_mime_object_get_content_type_parameter(obj, "charset");
-	struct buf out = {0};
+	struct strbuf out = STRBUF_INIT;
 	if (bytes != NULL && bytes->len > 0)
-		convert_charset(&out, charset, (const char *)bytes->data, bytes->len);
+		charset_to_utf8(&out, charset, (const char *)bytes->data, bytes->len);
 	g_object_unref(mem);
-	return buf_take(&out);
+	return strbuf_take(&out);
 }
 
 /* CRLF and lone CR to LF, NULs dropped, at most three line breaks in a row; in place. */

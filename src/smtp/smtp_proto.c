@@ -32,7 +32,7 @@
  */
 #include "smtp/smtp_proto.h"
 
-#include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -42,6 +42,7 @@
 
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "smtp/smtp_xforward.h"
 
 /* Hostnames longer than a DNS name (253) are cut so every reply fits REPLY_MAX. */
 #define HOSTNAME_MAX 255
@@ -49,8 +50,6 @@
 #define REPLY_MAX 1024
 /* The parameter name echoed in a 555 reply. */
 #define PARAM_NAME_ECHO_MAX 64
-/* The XFORWARD attributes we take, in the order the EHLO keyword lists them. */
-#define XFORWARD_KEYWORD "XFORWARD NAME ADDR PROTO HELO SOURCE"
 
 enum proto_state {
 	ST_CONNECTED,
@@ -90,19 +89,12 @@ struct data_state {
 	unsigned header_count;
 };
 
-/* Whether the client may use XFORWARD: asked of the hook once per session. */
-enum xforward_permit {
-	XFORWARD_NOT_ASKED = 0,
-	XFORWARD_DENIED,
-	XFORWARD_PERMITTED,
-};
-
 struct smtp_proto {
 	struct smtp_proto_config cfg;
 	char *hostname;
 	enum proto_state state;
 	bool tls;
-	enum xforward_permit xforward;
+	enum smtp_xforward_permit xforward;
 
 	/* Unprocessed input: in[in_start..in_len). */
 	unsigned char *in;
@@ -247,18 +239,9 @@ static enum smtp_proto_event refuse(struct smtp_proto *p, const char *reason, co
 
 /* ---- transaction ---- */
 
-static void xforward_clear(struct smtp_envelope *e)
-{
-	free(e->xforward_addr);
-	free(e->xforward_name);
-	free(e->xforward_helo);
-	free(e->xforward_proto);
-	e->xforward_addr = e->xforward_name = e->xforward_helo = e->xforward_proto = NULL;
-}
-
 static void envelope_clear(struct smtp_envelope *e)
 {
-	xforward_clear(e);
+	smtp_xforward_reset(e);
 	free(e->helo);
 	free(e->sender);
 	for (size_t i = 0; i < e->nrcpts; i++)
@@ -270,7 +253,7 @@ static void envelope_clear(struct smtp_envelope *e)
 /* Drops sender, recipients, XFORWARD attributes and message bytes; keeps HELO, ESMTP, TLS. */
 static void transaction_reset(struct smtp_proto *p)
 {
-	xforward_clear(&p->env);
+	smtp_xforward_reset(&p->env);
 	free(p->env.sender);
 	p->env.sender = NULL;
 	for (size_t i = 0; i < p->env.nrcpts; i++)
@@ -510,7 +493,7 @@ static enum smtp_proto_event cmd_helo(struct smtp_proto *p, const char *arg, boo
 	if (p->cfg.starttls_available && !p->tls)
 		caps[n++] = "STARTTLS";
 	if (xforward_permitted(p))
-		caps[n++] = XFORWARD_KEYWORD;
+		caps[n++] = SMTP_XFORWARD_KEYWORD;
 	reply(p, "250-%s", p->hostname);
 	for (size_t i = 0; i < n; i++)
 		reply(p, "250%c%s", i + 1 == n ? ' ' : '-', caps[i]);
@@ -724,95 +707,11 @@ static enum smtp_proto_event cmd_starttls(struct smtp_proto *p, const char *arg)
 	return SMTP_EVENT_STARTTLS;
 }
 
-/* ---- XFORWARD (Postfix's content-filter extension) ---- */
+/* ---- XFORWARD (Postfix's content-filter extension, see smtp_xforward.h) ---- */
 
 static bool xforward_permitted(struct smtp_proto *p)
 {
-	if (p->xforward == XFORWARD_NOT_ASKED) {
-		bool ok =
-		    p->cfg.xforward_allowed != NULL && p->cfg.xforward_allowed(p->cfg.hook_ctx);
-		p->xforward = ok ? XFORWARD_PERMITTED : XFORWARD_DENIED;
-	}
-	return p->xforward == XFORWARD_PERMITTED;
-}
-
-static int hex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/*
- * Decodes an xtext value (RFC 3461: "+HH" for a byte, other characters printable
- * ASCII except '=' and '+') of n bytes. Returns the text (caller frees), or NULL
- * when the encoding is broken or the decoded text holds a control character.
- */
-static char *xtext_decode(const char *v, size_t n)
-{
-	char *out = xmalloc(n + 1);
-	size_t k = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)v[i];
-		if (c == '+') {
-			int hi = i + 2 < n ? hex_digit(v[i + 1]) : -1;
-			int lo = hi >= 0 ? hex_digit(v[i + 2]) : -1;
-			if (hi < 0 || lo < 0)
-				goto fail;
-			c = (unsigned char)(hi * 16 + lo);
-			i += 2;
-		} else if (c <= ' ' || c >= 0x7f || c == '=') {
-			goto fail;
-		}
-		if (c < ' ' || c >= 0x7f)
-			goto fail;
-		out[k++] = (char)c;
-	}
-	out[k] = '\0';
-	return out;
-fail:
-	free(out);
-	return NULL;
-}
-
-/* Letters, digits and the given extra characters only, and not empty. */
-static bool only_chars(const char *s, const char *extra)
-{
-	if (*s == '\0')
-		return false;
-	for (; *s != '\0'; s++) {
-		char c = *s;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      strchr(extra, c) != NULL))
-			return false;
-	}
-	return true;
-}
-
-/* A numeric address, optionally "IPv6:"-prefixed; the canonical text or NULL. */
-static char *xforward_address(const char *v)
-{
-	unsigned char bin[16];
-	char text[INET6_ADDRSTRLEN];
-	if (strncasecmp(v, "IPv6:", 5) == 0) {
-		if (inet_pton(AF_INET6, v + 5, bin) != 1)
-			return NULL;
-		return xstrdup(inet_ntop(AF_INET6, bin, text, sizeof(text)));
-	}
-	if (inet_pton(AF_INET, v, bin) == 1)
-		return xstrdup(inet_ntop(AF_INET, bin, text, sizeof(text)));
-	if (inet_pton(AF_INET6, v, bin) == 1)
-		return xstrdup(inet_ntop(AF_INET6, bin, text, sizeof(text)));
-	return NULL;
-}
-
-static bool xforward_unavailable(const char *v)
-{
-	return strcasecmp(v, "[UNAVAILABLE]") == 0 || strcasecmp(v, "[TEMPUNAVAIL]") == 0;
+	return smtp_xforward_permitted(&p->xforward, p->cfg.xforward_allowed, p->cfg.hook_ctx);
 }
 
 /*
@@ -821,12 +720,6 @@ static bool xforward_unavailable(const char *v)
  */
 static enum smtp_proto_event cmd_xforward(struct smtp_proto *p, const char *arg)
 {
-	static const char bad[] = "501 5.5.4 Bad XFORWARD attribute";
-	struct smtp_envelope next = {0};
-	bool set_addr = false, set_name = false, set_helo = false, set_proto = false;
-	enum smtp_proto_event ev = SMTP_EVENT_NONE;
-	char *value = NULL;
-
 	if (!xforward_permitted(p))
 		return refuse(p, SMTP_REASON_POLICY, "503 5.5.1 Error: XFORWARD not allowed");
 	if (p->state == ST_CONNECTED)
@@ -834,90 +727,16 @@ static enum smtp_proto_event cmd_xforward(struct smtp_proto *p, const char *arg)
 	if (p->state != ST_GREETED)
 		return refuse(p, SMTP_REASON_SEQUENCE,
 			      "503 5.5.1 Error: MAIL transaction in progress");
-	if (*arg == '\0')
+	struct smtp_xforward_attrs attrs;
+	int r = smtp_xforward_parse(arg, &attrs);
+	if (r == -ENODATA)
 		return refuse(p, SMTP_REASON_SYNTAX,
 			      "501 5.5.4 Syntax: XFORWARD attribute=value...");
-	const char *rest = arg;
-	while (*rest != '\0') {
-		size_t n = strcspn(rest, " \t");
-		const char *eq = memchr(rest, '=', n);
-		if (eq == NULL)
-			goto refused;
-		size_t klen = (size_t)(eq - rest);
-		value = xtext_decode(eq + 1, n - klen - 1);
-		if (value == NULL)
-			goto refused;
-		bool unavailable = xforward_unavailable(value);
-		if (klen == 4 && strncasecmp(rest, "ADDR", 4) == 0) {
-			free(next.xforward_addr);
-			next.xforward_addr = unavailable ? NULL : xforward_address(value);
-			if (!unavailable && next.xforward_addr == NULL)
-				goto refused;
-			set_addr = true;
-		} else if (klen == 4 && strncasecmp(rest, "NAME", 4) == 0) {
-			if (!unavailable && !only_chars(value, ".-_:"))
-				goto refused;
-			free(next.xforward_name);
-			next.xforward_name = unavailable ? NULL : xstrdup(value);
-			set_name = true;
-		} else if (klen == 4 && strncasecmp(rest, "HELO", 4) == 0) {
-			free(next.xforward_helo);
-			next.xforward_helo =
-			    unavailable || value[0] == '\0' ? NULL : xstrdup(value);
-			set_helo = true;
-		} else if (klen == 5 && strncasecmp(rest, "PROTO", 5) == 0) {
-			if (!unavailable && !only_chars(value, ""))
-				goto refused;
-			free(next.xforward_proto);
-			next.xforward_proto = NULL;
-			if (!unavailable) {
-				for (char *c = value; *c != '\0'; c++)
-					if (*c >= 'a' && *c <= 'z')
-						*c = (char)(*c - 'a' + 'A');
-				next.xforward_proto = xstrdup(value);
-			}
-			set_proto = true;
-		} else if (klen == 6 && strncasecmp(rest, "SOURCE", 6) == 0) {
-			if (!unavailable && strcasecmp(value, "LOCAL") != 0 &&
-			    strcasecmp(value, "REMOTE") != 0)
-				goto refused;
-		} else {
-			goto refused;
-		}
-		free(value);
-		value = NULL;
-		rest += n;
-		while (*rest == ' ' || *rest == '\t')
-			rest++;
-	}
-	/* Every attribute was good: apply the ones given, keep the others. */
-	if (set_addr) {
-		free(p->env.xforward_addr);
-		p->env.xforward_addr = next.xforward_addr;
-		next.xforward_addr = NULL;
-	}
-	if (set_name) {
-		free(p->env.xforward_name);
-		p->env.xforward_name = next.xforward_name;
-		next.xforward_name = NULL;
-	}
-	if (set_helo) {
-		free(p->env.xforward_helo);
-		p->env.xforward_helo = next.xforward_helo;
-		next.xforward_helo = NULL;
-	}
-	if (set_proto) {
-		free(p->env.xforward_proto);
-		p->env.xforward_proto = next.xforward_proto;
-		next.xforward_proto = NULL;
-	}
+	if (r < 0)
+		return refuse(p, SMTP_REASON_SYNTAX, "501 5.5.4 Bad XFORWARD attribute");
+	smtp_xforward_apply(&p->env, &attrs);
 	reply(p, "250 2.0.0 Ok");
 	return SMTP_EVENT_NONE;
-refused:
-	ev = refuse(p, SMTP_REASON_SYNTAX, "%s", bad);
-	free(value);
-	xforward_clear(&next);
-	return ev;
 }
 
 /* An HTTP request line or header: a browser or proxy has been pointed at the SMTP port. */

@@ -190,6 +190,34 @@ def test_raw_8bit_shift_jis_subject(manager):
     assert manager.get_message(mid)["subject"] == subject
 
 
+def test_iso2022jp_halfwidth_katakana(manager):
+    """JIS X 0201 katakana (ESC ( I) inside ISO-2022-JP, as Windows mailers send it
+    (CP50221), between kanji and ASCII: the subject and the body text are decoded to
+    half-width katakana, with no escape bytes left, and the subject is searchable."""
+    kanji, kana, ascii = b"\x1b$B@A5a=q", b"\x1b(I6]@^", b"\x1b(B"  # 請求書, ｶﾝﾀﾞ
+    # The katakana follow ESC ( B here: glibc's ISO-2022-JP passes ESC ( I through
+    # in ASCII mode without an error, the case that used to show raw escapes.
+    words = (b"=?ISO-2022-JP?B?" + base64.b64encode(kanji + ascii + kana + ascii + b" OK") +
+             b"?=\r\n =?ISO-2022-JP?B?" + base64.b64encode(b"\x1b(I1" + ascii) + b"?=")
+    raw = (b"From: a@example.jp\r\nTo: u@corp.test\r\nSubject: " + words + b"\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n" +
+           kana + ascii + b" No.1\r\n" + kanji + kana + ascii + b"\r\n")
+    other = manager.send("b@example.jp", ["u@corp.test"], make_message("カンダ 請求書"))
+    mid = manager.send("a@example.jp", ["u@corp.test"], raw)
+    subject = "請求書ｶﾝﾀﾞ OKｱ"
+    doc = listing(manager)
+    listed = {m["id"]: m["subject"] for m in doc["messages"]}
+    assert listed == {mid: subject, other: "カンダ 請求書"}, listed
+    assert ids_of(listing(manager, subject="ｶﾝﾀﾞ")) == [mid]
+    assert ids_of(listing(manager, subject="書ｶﾝ")) == [mid]
+    assert ids_of(listing(manager, subject="請求書")) == [mid, other]
+    detail = manager.get_message(mid)
+    assert detail["subject"] == subject
+    assert detail["text_body"] == "ｶﾝﾀﾞ No.1\n請求書ｶﾝﾀﾞ", detail["text_body"]
+    assert header_value(detail, "Subject") == [subject]
+    assert "\x1b" not in json.dumps(detail, ensure_ascii=False)
+
+
 def test_verdict_from_spamassassin_headers(manager):
     raw = make_message("sa", extra_headers=[
         ("X-Spam-Flag", "YES"),

@@ -209,6 +209,64 @@ def test_text_body_is_capped_on_a_character_boundary(start_manager):
     assert set(text) == {"あ", "\n"} and text.endswith("あ")
 
 
+# ---- module graph --------------------------------------------------------------------
+
+def import_graph(directory):
+    """(exit code, stdout lines) of tests/browser/import_graph.mjs over directory."""
+    if shutil.which("node") is None:
+        pytest.fail("node missing: run scripts/bootstrap (Debian package nodejs)")
+    r = subprocess.run(["node", os.path.join(BROWSER_DIR, "import_graph.mjs"), directory],
+                       capture_output=True, text=True, timeout=t(60), cwd=REPO)
+    assert r.stderr == "", r.stderr
+    return r.returncode, r.stdout.splitlines()
+
+
+def test_web_modules_import_no_cycle():
+    """The pages import session.js and badges.js, never app.js or each other back:
+    modules in a cycle are evaluated in an order that depends on the entry point."""
+    rc, lines = import_graph(os.path.join(WEB_ROOT, "js"))
+    graph = {}
+    for ln in lines:
+        if " -> " in ln and not ln.startswith(("cycle:", "missing:")):
+            name, deps = ln.split(" -> ", 1)
+            graph[name] = [] if deps == "(none)" else deps.split(", ")
+    assert rc == 0, "\n".join(lines)
+    js = sorted(f for f in os.listdir(os.path.join(WEB_ROOT, "js")) if f.endswith(".js"))
+    assert sorted(graph) == js
+    assert {"session.js", "badges.js"} <= set(graph)
+    # Only the shell imports the pages; nothing imports the shell.
+    assert not [f for f, deps in graph.items() if "app.js" in deps]
+    assert "messages.js" not in graph["message.js"] and "badges.js" in graph["message.js"]
+
+
+def test_import_graph_check_fails_on_a_cycle(workdir):
+    """The checker itself: a cycle (also through a re-export and a dynamic import)
+    and a missing module are failures, named."""
+    d = os.path.join(workdir, "js")
+    os.makedirs(d)
+    files = {
+        "a.js": "// import { x } from './zzz.js';\nimport { b } from './b.js';\nexport const a = 1;\n",
+        "b.js": "export { c } from './c.js';\nexport const b = 2;\n",
+        "c.js": "export const c = () => import('./a.js');\n",
+        "d.js": "import './gone.js';\n",
+    }
+    for name, src in files.items():
+        with open(os.path.join(d, name), "w") as f:
+            f.write(src)
+    rc, lines = import_graph(d)
+    assert rc == 1, lines
+    assert "a.js -> b.js" in lines and "c.js -> a.js" in lines, lines
+    assert "cycle: a.js -> b.js -> c.js -> a.js" in lines, lines
+    assert "missing: d.js imports ./gone.js" in lines, lines
+    assert not [ln for ln in lines if "zzz" in ln], lines  # comments are not imports
+    os.remove(os.path.join(d, "c.js"))
+    os.remove(os.path.join(d, "d.js"))
+    with open(os.path.join(d, "b.js"), "w") as f:
+        f.write("export const b = 2;\n")
+    rc, lines = import_graph(d)
+    assert rc == 0 and lines == ["a.js -> b.js", "b.js -> (none)"], lines
+
+
 # ---- in the browser ----------------------------------------------------------------
 
 def run_browser(scenario, url, params, timeout=180):

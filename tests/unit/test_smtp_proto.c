@@ -698,24 +698,14 @@ static const struct smtp_case cases[] = {
      .input = "EHLO c\r\nxforward addr=192.0.2.7\r\nXFORWARD Helo=h.example\r\n" XF_TX,
      .xforward = 1,
      .expect = EHLO_XF OK_R OK_R XF_TX_R XF_MSG("192.0.2.7/-/h.example/-")},
-    {.name = "xforward xtext and IPv6",
-     .input = "EHLO c\r\nXFORWARD ADDR=IPv6:2001:DB8:0::1 HELO=[a+20b+2Bc]\r\n" XF_TX,
-     .xforward = 1,
-     .expect = EHLO_XF OK_R XF_TX_R XF_MSG("2001:db8::1/-/[a b+c]/-")},
-    {.name = "xforward unavailable values clear an attribute",
-     .input = "EHLO c\r\nXFORWARD ADDR=192.0.2.7 NAME=n.example\r\n"
-	      "XFORWARD ADDR=[UNAVAILABLE] NAME=[TEMPUNAVAIL] HELO=h\r\n" XF_TX,
-     .xforward = 1,
-     .expect = EHLO_XF OK_R OK_R XF_TX_R XF_MSG("-/-/h/-")},
+    /* Which values are bad is test_smtp_xforward's table; here: the replies. */
     {.name = "xforward bad attributes change nothing",
-     .input = "EHLO c\r\nXFORWARD ADDR=192.0.2.7 FOO=1\r\nXFORWARD ADDR=999.0.0.1\r\n"
-	      "XFORWARD ADDR\r\nXFORWARD HELO=a+2\r\nXFORWARD HELO=a+ZZ\r\n"
-	      "XFORWARD HELO=a+0Ab\r\nXFORWARD NAME=bad/name\r\nXFORWARD SOURCE=ELSEWHERE\r\n"
-	      "XFORWARD PROTO=E-SMTP\r\nXFORWARD\r\n" XF_TX,
+     .input = "EHLO c\r\nXFORWARD ADDR=192.0.2.7 FOO=1\r\nXFORWARD HELO=a+ZZ\r\n"
+	      "XFORWARD\r\n" XF_TX,
      .xforward = 1,
-     .expect = EHLO_XF XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD XF_BAD
+     .expect = EHLO_XF XF_BAD XF_BAD
      "501 5.5.4 Syntax: XFORWARD attribute=value...\r\n" XF_TX_R MSG("x\r\n"),
-     .reasons = "syntax,syntax,syntax,syntax,syntax,syntax,syntax,syntax,syntax,syntax,"},
+     .reasons = "syntax,syntax,syntax,"},
     {.name = "xforward only before MAIL and after EHLO",
      .input = "XFORWARD ADDR=192.0.2.7\r\nEHLO c\r\nMAIL FROM:<a@b.example>\r\n"
 	      "XFORWARD ADDR=192.0.2.7\r\nRCPT TO:<u@x.example>\r\nDATA\r\nx\r\n.\r\n",

@@ -4,7 +4,7 @@
 import { api, query } from './api.js';
 import { h, clear, modal } from './dom.js';
 import { t, formatDate } from './i18n.js';
-import { notify, notifyError } from './app.js';
+import { notify, notifyError } from './session.js';
 
 const ROLES = ['enduser', 'operator', 'admin'];
 

@@ -1,57 +1,19 @@
-// The application shell: who is signed in, the header, and which page to show
-// for the path (client-side routes; the server answers index.html for all of them).
+// The application shell: the header, and which page to show for the path
+// (client-side routes; the server answers index.html for all of them). Who is
+// signed in, navigation and the status bar are session.js, shared with the pages.
 
-import { api, setCsrf, setUnauthorizedHandler, ApiError } from './api.js';
+import { api, setCsrf, setUnauthorizedHandler } from './api.js';
 import { h, clear } from './dom.js';
-import { t, chooseLanguage, rememberLanguage, language, setTimeZone, LANGUAGES } from './i18n.js';
+import { t, chooseLanguage, rememberLanguage, language, LANGUAGES } from './i18n.js';
+import { session, isAdmin, navigate, setRouter, loadSession } from './session.js';
 import { renderLogin } from './login.js';
 import { renderMessages } from './messages.js';
 import { renderMessage } from './message.js';
 import { renderUsers, renderAudit } from './admin.js';
 import { renderSettings } from './settings.js';
 
-export const session = { user: null };
-
 const root = document.getElementById('app');
-let statusTimer = null;
 let pageCleanup = null;
-
-export function isStaff() {
-  return session.user && (session.user.role === 'admin' || session.user.role === 'operator');
-}
-
-export function isAdmin() {
-  return session.user && session.user.role === 'admin';
-}
-
-export function navigate(path, { replace = false } = {}) {
-  if (replace) history.replaceState(null, '', path);
-  else history.pushState(null, '', path);
-  route();
-}
-
-// A short message in the status bar (role=status, read out by screen readers).
-export function notify(text, kind = 'ok') {
-  const bar = document.getElementById('status');
-  if (!bar) return;
-  bar.textContent = text;
-  bar.className = 'status status-' + kind;
-  bar.hidden = false;
-  clearTimeout(statusTimer);
-  statusTimer = setTimeout(() => { bar.hidden = true; }, kind === 'error' ? 10000 : 5000);
-}
-
-export function errorText(e) {
-  if (e instanceof ApiError) {
-    if (e.status === 0) return t('error.network');
-    if (e.status === 403) return t('error.forbidden');
-  }
-  return t('error.generic', { message: e && e.message ? e.message : String(e) });
-}
-
-export function notifyError(e) {
-  notify(errorText(e), 'error');
-}
 
 function link(path, label, current) {
   return h('a.nav-link', {
@@ -116,45 +78,6 @@ async function signOut() {
   navigate('/login', { replace: true });
 }
 
-// Asks the server who we are: the session cookie decides.
-export async function loadSession() {
-  try {
-    const doc = await api('GET', '/api/v1/session', undefined, { quiet401: true });
-    session.user = doc && doc.user ? doc.user : null;
-    if (doc && doc.csrf_token) setCsrf(doc.csrf_token);
-  } catch {
-    session.user = null;
-  }
-  await loadPrefs();
-  applyUserPrefs();
-}
-
-// The session names the user; their language and time zone come from /api/v1/me.
-async function loadPrefs() {
-  if (!session.user || ('language' in session.user && 'time_zone' in session.user)) return;
-  try {
-    const doc = await api('GET', '/api/v1/me', undefined, { quiet401: true });
-    const me = doc && doc.user ? doc.user : doc;
-    if (me) {
-      session.user.language = me.language || null;
-      session.user.time_zone = me.time_zone || null;
-    }
-  } catch { /* older servers: browser defaults */ }
-}
-
-export function applyUserPrefs() {
-  const u = session.user;
-  chooseLanguage(u && u.language);
-  setTimeZone(u && u.time_zone);
-}
-
-export async function signedIn(doc) {
-  session.user = doc.user;
-  setCsrf(doc.csrf_token);
-  await loadPrefs();
-  applyUserPrefs();
-}
-
 function page(active, build) {
   if (pageCleanup) { pageCleanup(); pageCleanup = null; }
   clear(root);
@@ -165,7 +88,7 @@ function page(active, build) {
   if (typeof cleanup === 'function') pageCleanup = cleanup;
 }
 
-export function route() {
+function route() {
   const path = location.pathname;
   if (!session.user && path !== '/login') {
     history.replaceState(null, '', '/login' + (path !== '/' ? '?next=' + encodeURIComponent(path + location.search) : ''));
@@ -186,6 +109,8 @@ export function route() {
   }
   return page('', (main) => main.append(h('p.empty', t('page.not_found'))));
 }
+
+setRouter(route);
 
 setUnauthorizedHandler(() => {
   session.user = null;

@@ -3,7 +3,7 @@
 import { api } from './api.js';
 import { h } from './dom.js';
 import { t } from './i18n.js';
-import { signedIn, navigate } from './app.js';
+import { signedIn, navigate } from './session.js';
 
 export function renderLogin(main) {
   const user = h('input.input', { id: 'login-username', name: 'username', autocomplete: 'username', required: true, autofocus: true });

@@ -5,8 +5,8 @@
 import { api, ApiError } from './api.js';
 import { h, clear, modal, formatBytes } from './dom.js';
 import { t, formatDate, formatNumber } from './i18n.js';
-import { session, isStaff, isAdmin, navigate, notify, notifyError } from './app.js';
-import { stateBadge, verdictBadge } from './messages.js';
+import { session, isStaff, isAdmin, navigate, notify, notifyError } from './session.js';
+import { stateBadge, verdictBadge } from './badges.js';
 
 function ownAddresses(m) {
   const u = session.user;

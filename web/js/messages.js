@@ -5,12 +5,11 @@
 import { api, query } from './api.js';
 import { h, append, clear, modal, formatBytes } from './dom.js';
 import { t, formatDate, formatNumber, isoToLocalInput, localInputToIso } from './i18n.js';
-import { session, isStaff, navigate, notify, notifyError } from './app.js';
+import { session, isStaff, navigate, notify, notifyError } from './session.js';
+import { STATES, VERDICTS, stateBadge, verdictBadge } from './badges.js';
 import { releaseWithSafelist } from './message.js';
 
 const FILTERS = ['quarantine', 'recipient', 'sender', 'subject', 'since', 'until', 'verdict', 'gateway', 'state'];
-const STATES = ['quarantined', 'releasing', 'released', 'deleted', 'expired', 'failed'];
-const VERDICTS = ['spam', 'suspect', 'virus'];
 const PAGE_SIZE = 50;
 
 function currentFilter() {
@@ -37,14 +36,6 @@ function visibleRecipients(m) {
   const mine = new Set(u.addresses.map((a) => a.toLowerCase()));
   const own = (m.recipients || []).filter((r) => mine.has(String(r.address).toLowerCase()));
   return own.length ? own : m.recipients || [];
-}
-
-export function stateBadge(state) {
-  return h('span.badge.badge-' + (STATES.includes(state) ? state : 'unknown'), { 'data-state': state }, t('state.' + state));
-}
-
-export function verdictBadge(verdict) {
-  return h('span.verdict.verdict-' + (VERDICTS.includes(verdict) ? verdict : 'other'), t('verdict.' + verdict));
 }
 
 function overview(container) {

@@ -4,7 +4,7 @@
 import { api } from './api.js';
 import { h } from './dom.js';
 import { t, LANGUAGES, language, browserTimeZone, rememberLanguage, setTimeZone } from './i18n.js';
-import { session, route, notify, notifyError } from './app.js';
+import { session, route, notify, notifyError } from './session.js';
 
 function zones() {
   try {

@@ -1,0 +1,16 @@
+// The small labels the message list and the message page both show: a
+// recipient's state and the gateway's verdict, and the values they know.
+
+import { h } from './dom.js';
+import { t } from './i18n.js';
+
+export const STATES = ['quarantined', 'releasing', 'released', 'deleted', 'expired', 'failed'];
+export const VERDICTS = ['spam', 'suspect', 'virus'];
+
+export function stateBadge(state) {
+  return h('span.badge.badge-' + (STATES.includes(state) ? state : 'unknown'), { 'data-state': state }, t('state.' + state));
+}
+
+export function verdictBadge(verdict) {
+  return h('span.verdict.verdict-' + (VERDICTS.includes(verdict) ? verdict : 'other'), t('verdict.' + verdict));
+}
