@@ -21,7 +21,16 @@
  * from i, not from the seeding thread.
  *
  * Usage: bench_search --dir DIR [--messages N] [--users U] [--queries Q] [--reuse]
+ *                     [--queries-out FILE]
  * (--reuse skips seeding when DIR already holds a store.)
+ *
+ * --queries-out writes every timed query to FILE as it runs, one JSON object a
+ * line: its kind (the row names of the table), its parameters (address, sender,
+ * subject, since_ms/until_ms; always in the spam quarantine, pages of 50) and the
+ * rows the store answered. bench/search/run replays the file through the REST API,
+ * so the HTTP figures are of the same questions as the store figures. user_page2
+ * follows the cursor of the user_page1 line before it. The first line describes
+ * the store ({"bench":"search-queries", ...}) and has no kind.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -364,9 +373,12 @@ static double pct(const struct series *s, double p)
 	return s->ms[k];
 }
 
-/* Times one store_list call; returns its next cursor (caller frees) when asked. */
-static void timed_list(struct bench *b, struct series *s, const struct store_filter *f,
-		       const char *cursor, char **next_out)
+/*
+ * Times one store_list call; returns the rows it answered, and its next cursor
+ * (caller frees) when asked.
+ */
+static size_t timed_list(struct bench *b, struct series *s, const struct store_filter *f,
+			 const char *cursor, char **next_out)
 {
 	struct store_message **v = NULL;
 	size_t n = 0;
@@ -385,6 +397,39 @@ static void timed_list(struct bench *b, struct series *s, const struct store_fil
 		*next_out = next;
 	else
 		free(next);
+	return n;
+}
+
+/* Writes s as a JSON string: quotes, backslashes and control characters escaped. */
+static void json_put_string(FILE *fp, const char *s)
+{
+	fputc('"', fp);
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(fp, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(fp, "\\u%04x", *p);
+		else
+			fputc(*p, fp);
+	}
+	fputc('"', fp);
+}
+
+/*
+ * One line of --queries-out (nothing when fp is NULL): the kind, one string
+ * parameter (key, value) or none, and the rows the store answered.
+ */
+static void query_out(FILE *fp, const char *kind, const char *key, const char *value, size_t rows)
+{
+	if (fp == NULL)
+		return;
+	fputs("{\"kind\":", fp);
+	json_put_string(fp, kind);
+	if (key != NULL) {
+		fprintf(fp, ",\"%s\":", key);
+		json_put_string(fp, value);
+	}
+	fprintf(fp, ",\"rows\":%zu}\n", rows);
 }
 
 static long proc_status_kb(const char *key)
@@ -423,13 +468,13 @@ static uint64_t fts_bytes(const char *dir, const char *table)
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_search --dir DIR [--messages N] [--users U] [--queries Q]"
-			" [--reuse]\n");
+			" [--reuse] [--queries-out FILE]\n");
 	exit(2);
 }
 
 int main(int argc, char **argv)
 {
-	const char *dir = NULL;
+	const char *dir = NULL, *queries_out = NULL;
 	size_t messages = 1000000, users = 20000, queries = 200;
 	bool reuse = false;
 	for (int i = 1; i < argc; i++) {
@@ -447,6 +492,8 @@ int main(int argc, char **argv)
 			users = strtoul(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--queries") == 0)
 			queries = strtoul(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--queries-out") == 0)
+			queries_out = argv[++i];
 		else
 			usage();
 	}
@@ -542,6 +589,18 @@ int main(int argc, char **argv)
 		s[S_SUBJ0 + k].name = subj[k].name;
 	for (int k = 0; k < S_N; k++)
 		s[k].ms = xcalloc(queries, sizeof(double));
+	FILE *qout = NULL;
+	if (queries_out != NULL) {
+		qout = fopen(queries_out, "w");
+		if (qout == NULL) {
+			fprintf(stderr, "%s: %s\n", queries_out, strerror(errno));
+			return 1;
+		}
+		fprintf(qout,
+			"{\"bench\":\"search-queries\",\"messages\":%llu,\"users\":%zu,"
+			"\"quarantine\":\"spam\",\"limit\":%d}\n",
+			(unsigned long long)ss.messages, users, BENCH_PAGE);
+	}
 	uint64_t r = 42;
 	/* Japanese words of 3+ characters and of 2 */
 	const char *ja3[NJA], *ja2[NJA];
@@ -562,19 +621,23 @@ int main(int argc, char **argv)
 		struct store_filter fu = {
 		    .quarantine = "spam", .addresses = scope, .naddresses = 1};
 		char *next = NULL;
-		timed_list(&b, &s[S_USER1], &fu, NULL, &next);
+		size_t rows = timed_list(&b, &s[S_USER1], &fu, NULL, &next);
+		query_out(qout, s[S_USER1].name, "address", addr, rows);
 		if (next != NULL) {
-			timed_list(&b, &s[S_USER2], &fu, next, NULL);
+			rows = timed_list(&b, &s[S_USER2], &fu, next, NULL);
+			query_out(qout, s[S_USER2].name, "address", addr, rows);
 			free(next);
 		}
 
 		sender_addr(rng_below(&r, BENCH_SENDERS), addr, sizeof(addr));
 		struct store_filter fs = {.quarantine = "spam", .sender = addr};
-		timed_list(&b, &s[S_SENDER], &fs, NULL, NULL);
+		rows = timed_list(&b, &s[S_SENDER], &fs, NULL, NULL);
+		query_out(qout, s[S_SENDER].name, "sender", addr, rows);
 
 		sender_domain(rng_below(&r, BENCH_DOMAINS), addr, sizeof(addr));
 		struct store_filter fd = {.quarantine = "spam", .sender = addr};
-		timed_list(&b, &s[S_DOMAIN], &fd, NULL, NULL);
+		rows = timed_list(&b, &s[S_DOMAIN], &fd, NULL, NULL);
+		query_out(qout, s[S_DOMAIN].name, "sender", addr, rows);
 
 		for (int k = 0; k < NSUBJ; k++) {
 			const char *term = subj[k].term;
@@ -585,7 +648,8 @@ int main(int argc, char **argv)
 			else if (subj[k].pick == PICK_EN)
 				term = words_en[rng_below(&r, NEN)];
 			struct store_filter fj = {.quarantine = "spam", .subject = term};
-			timed_list(&b, &s[S_SUBJ0 + k], &fj, NULL, NULL);
+			rows = timed_list(&b, &s[S_SUBJ0 + k], &fj, NULL, NULL);
+			query_out(qout, s[S_SUBJ0 + k].name, "subject", term, rows);
 		}
 
 		int64_t day = 24LL * 3600 * 1000;
@@ -593,7 +657,16 @@ int main(int argc, char **argv)
 				(int64_t)rng_below(&r, (size_t)day);
 		struct store_filter ft = {
 		    .quarantine = "spam", .since = since, .until = since + day};
-		timed_list(&b, &s[S_TIME], &ft, NULL, NULL);
+		rows = timed_list(&b, &s[S_TIME], &ft, NULL, NULL);
+		if (qout != NULL)
+			fprintf(qout,
+				"{\"kind\":\"%s\",\"since_ms\":%lld,\"until_ms\":%lld,"
+				"\"rows\":%zu}\n",
+				s[S_TIME].name, (long long)since, (long long)(since + day), rows);
+	}
+	if (qout != NULL && fclose(qout) != 0) {
+		fprintf(stderr, "%s: %s\n", queries_out, strerror(errno));
+		return 1;
 	}
 
 	long rss_kb = proc_status_kb("VmRSS"), hwm_kb = proc_status_kb("VmHWM");
@@ -629,9 +702,11 @@ int main(int argc, char **argv)
 	       body_avg, body_ratio, (double)ss.file_bytes / per, (double)tri / per,
 	       (double)bi / per, rss_kb, hwm_kb);
 	for (int k = 0; k < S_N; k++) {
-		printf("%s\"%s\":{\"n\":%zu,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f}",
-		       k > 0 ? "," : "", s[k].name, s[k].n, pct(&s[k], 0.5), pct(&s[k], 0.99),
-		       s[k].n > 0 ? s[k].ms[s[k].n - 1] : 0.0);
+		printf("%s\"%s\":{\"n\":%zu,\"p50_ms\":%.3f,\"p95_ms\":%.3f,\"p99_ms\":%.3f,"
+		       "\"max_ms\":%.3f,\"rows\":%.1f}",
+		       k > 0 ? "," : "", s[k].name, s[k].n, pct(&s[k], 0.5), pct(&s[k], 0.95),
+		       pct(&s[k], 0.99), s[k].n > 0 ? s[k].ms[s[k].n - 1] : 0.0,
+		       s[k].n > 0 ? (double)s[k].rows / (double)s[k].n : 0.0);
 		free(s[k].ms);
 	}
 	printf("}}\n");
