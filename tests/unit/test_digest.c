@@ -17,7 +17,8 @@
 #include <sodium.h>
 
 #include "common/clock.h"
-#include "manager/notify.h"
+#include "common/tz.h"
+#include "manager/notify_schedule.h"
 #include "mime/msgmeta.h"
 #include "quarantine/digest.h"
 
@@ -145,45 +146,13 @@ static void test_token_limits(void **state)
 
 /* --- time zones and schedules ------------------------------------------------ */
 
-static struct notify_tz *zone(const char *name)
+static struct tz_zone *zone(const char *name)
 {
-	struct notify_tz *tz = NULL;
-	int rc = notify_tz_load(name, &tz);
+	struct tz_zone *tz = NULL;
+	int rc = tz_load(name, &tz);
 	if (rc != 0)
 		fail_msg("cannot load zone %s: %d", name, rc);
 	return tz;
-}
-
-static void test_tz_load(void **state)
-{
-	struct notify_tz *tz = NULL;
-	assert_int_equal(notify_tz_load("Mars/Olympus_Mons", &tz), -ENOENT);
-	assert_int_equal(notify_tz_load("../../etc/passwd", &tz), -EINVAL);
-	assert_int_equal(notify_tz_load("/etc/passwd", &tz), -EINVAL);
-	assert_int_equal(notify_tz_load("", &tz), -EINVAL);
-	assert_null(tz);
-
-	tz = zone("Asia/Tokyo");
-	assert_int_equal(notify_tz_offset(tz, ms("2026-11-27T00:00:00Z") / 1000), 9 * 3600);
-	char buf[64];
-	notify_tz_format(tz, ms("2026-11-27T00:30:00Z"), buf, sizeof(buf));
-	assert_string_equal(buf, "2026-11-27 09:30 JST");
-	notify_tz_free(tz);
-
-	tz = zone("Europe/Berlin");
-	assert_int_equal(notify_tz_offset(tz, ms("2026-01-15T12:00:00Z") / 1000), 3600);
-	assert_int_equal(notify_tz_offset(tz, ms("2026-07-15T12:00:00Z") / 1000), 7200);
-	/* The switch itself: 01:00Z on the last Sunday of March and of October. */
-	assert_int_equal(notify_tz_offset(tz, ms("2026-03-29T00:59:59Z") / 1000), 3600);
-	assert_int_equal(notify_tz_offset(tz, ms("2026-03-29T01:00:00Z") / 1000), 7200);
-	assert_int_equal(notify_tz_offset(tz, ms("2026-10-25T00:59:59Z") / 1000), 7200);
-	assert_int_equal(notify_tz_offset(tz, ms("2026-10-25T01:00:00Z") / 1000), 3600);
-	/* Beyond the file's transitions its rule goes on: summer 2050 is CEST. */
-	assert_int_equal(notify_tz_offset(tz, ms("2050-07-01T12:00:00Z") / 1000), 7200);
-	assert_int_equal(notify_tz_offset(tz, ms("2050-12-01T12:00:00Z") / 1000), 3600);
-	notify_tz_format(tz, ms("2026-07-15T12:00:00Z"), buf, sizeof(buf));
-	assert_string_equal(buf, "2026-07-15 14:00 CEST");
-	notify_tz_free(tz);
 }
 
 static void test_schedule_parse(void **state)
@@ -272,7 +241,7 @@ static void test_schedule_next(void **state)
 	    {"UTC", "every 2s", "2026-11-27T00:00:00Z", "2026-11-27T00:00:02Z"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct notify_tz *tz = zone(cases[i].zone);
+		struct tz_zone *tz = zone(cases[i].zone);
 		struct notify_schedule s;
 		char *err = NULL;
 		assert_int_equal(notify_schedule_parse(cases[i].schedule, &s, &err), 0);
@@ -282,7 +251,7 @@ static void test_schedule_next(void **state)
 		if (strcmp(buf, cases[i].next) != 0)
 			fail_msg("%s \"%s\" after %s: %s, want %s", cases[i].zone,
 				 cases[i].schedule, cases[i].now, buf, cases[i].next);
-		notify_tz_free(tz);
+		tz_free(tz);
 	}
 }
 
@@ -466,10 +435,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_token_roundtrip), cmocka_unit_test(test_token_tampered),
 	    cmocka_unit_test(test_token_expiry),    cmocka_unit_test(test_token_limits),
-	    cmocka_unit_test(test_tz_load),	    cmocka_unit_test(test_schedule_parse),
-	    cmocka_unit_test(test_schedule_next),   cmocka_unit_test(test_html_escape),
-	    cmocka_unit_test(test_encode_header),   cmocka_unit_test(test_build_mail),
-	    cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_schedule_parse),  cmocka_unit_test(test_schedule_next),
+	    cmocka_unit_test(test_html_escape),	    cmocka_unit_test(test_encode_header),
+	    cmocka_unit_test(test_build_mail),	    cmocka_unit_test(test_key_file),
 	};
 	if (sodium_init() < 0)
 		return 1;
