@@ -31,6 +31,8 @@
 #include "common/xalloc.h"
 #include "quarantine/api.h"
 #include "quarantine/api_users.h"
+#include "quarantine/digest_mail.h"
+#include "quarantine/digest_pages.h"
 #include "quarantine/expiry.h"
 #include "manager/auth_directory.h"
 #include "manager/ingest.h"
@@ -324,12 +326,35 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		 log_quote(q, sizeof(q), d->cfg.accept_from_text), d->cfg.primary_host);
 }
 
+/* The digest's texts and pages: the source tree's web/digest, or the package's. */
+#define LAZARETD_DIGEST_DIR LAZARET_WEB_DIR "/digest"
+
+/*
+ * Reads the digest's texts and page templates once. A missing or broken file stops
+ * the start with the file named: mails and pages must never have holes.
+ */
+static int load_digest_files(void)
+{
+	char *err = NULL;
+	int rc = digest_texts_load(LAZARETD_DIGEST_DIR "/" DIGEST_TEXTS_FILE, &err);
+	if (rc == 0)
+		rc = digest_pages_load(LAZARETD_DIGEST_DIR, &err);
+	if (rc < 0) {
+		fprintf(stderr, "lazaretd: %s\n", err);
+		free(err);
+	}
+	return rc;
+}
+
 static int start(struct lazaretd *d)
 {
 	char *err = NULL;
 	int rc;
 	struct smtp_server_config sc;
 
+	/* Before binding anything: a broken install fails at once, with the file named. */
+	if ((rc = load_digest_files()) < 0)
+		return rc;
 	fdlimit_raise();
 	d->base = event_base_new();
 	if (d->base == NULL)
@@ -456,6 +481,8 @@ static void stop(struct lazaretd *d)
 	if (d->base != NULL)
 		event_base_free(d->base);
 	auth_directory_free(d->directory);
+	digest_pages_unload();
+	digest_texts_unload();
 	if (d->http_tls != NULL)
 		SSL_CTX_free(d->http_tls);
 	manager_config_free(&d->cfg);

@@ -37,7 +37,7 @@
  * usable from any thread; the process environment's TZ and localtime() are never
  * touched.
  *
- * Not for: the mail's format and links (quarantine/digest), accounts (store).
+ * Not for: the mail's format and links (quarantine/digest_mail, digest_token), accounts (store).
  */
 #include "manager/notify.h"
 
@@ -60,7 +60,9 @@
 #include "common/workpool.h"
 #include "common/xalloc.h"
 #include "manager/notify_schedule.h"
-#include "quarantine/digest.h"
+#include "quarantine/digest_mail.h"
+#include "quarantine/digest_pages.h"
+#include "quarantine/digest_token.h"
 #include "smtp/smtp_client.h"
 #include "store/store.h"
 

@@ -32,7 +32,7 @@
 #include "quarantine/api_slbl.h"
 #include "quarantine/api_static.h"
 #include "quarantine/api_users.h"
-#include "quarantine/digest.h"
+#include "quarantine/digest_pages.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -1282,7 +1282,7 @@ int api_start(struct event_base *base, const struct api_config *cfg, struct stor
 		api_slbl_register(a);
 	/* The web application: GET paths of one or two segments that no route above took. */
 	if (cfg->features & API_FEATURE_DIGEST)
-		digest_register(a);
+		digest_pages_register(a);
 	if (cfg->features & API_FEATURE_WEB)
 		api_static_register(a);
 	*out = a;

@@ -21,7 +21,7 @@ struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 #define API_FEATURE_SLBL   0x01u /* /api/v1/slbl..., /api/v1/me/slbl (api_slbl.c) */
 #define API_FEATURE_USERS  0x02u /* sessions, users, audit log (api_users.c, auth.c) */
 #define API_FEATURE_WEB	   0x04u /* the web application at / (api_static.c) */
-#define API_FEATURE_DIGEST 0x08u /* digest links and "send my digest now" (digest.c) */
+#define API_FEATURE_DIGEST 0x08u /* digest links and "send my digest now" (digest_pages.c) */
 
 struct api_config {
 	const char *listen;	 /* "host:port" */
