@@ -30,6 +30,8 @@
 #include "common/tls.h"
 #include "common/xalloc.h"
 #include "quarantine/api.h"
+#include "quarantine/api_slbl.h"
+#include "quarantine/api_static.h"
 #include "quarantine/api_users.h"
 #include "quarantine/digest_mail.h"
 #include "quarantine/digest_pages.h"
@@ -163,12 +165,7 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 	ac->manager_name = cfg->name;
 	ac->max_body = cfg->http_max_body;
 	ac->delete_after_ms = cfg->delete_after_ms;
-	ac->features |= API_FEATURE_DIGEST;
-	ac->features |= API_FEATURE_USERS;
-	ac->features |= API_FEATURE_SLBL;
 	ac->slbl_max_entries = cfg->slbl_max_entries;
-	/* Always routed, so a reload can turn the web application on or off. */
-	ac->features |= API_FEATURE_WEB;
 	ac->web_root = cfg->web_root;
 	ac->hide_bodies_until_released = cfg->hide_bodies_until_released;
 	ac->hsts_max_age_s = (unsigned)(cfg->http_hsts_max_age_ms / 1000);
@@ -180,7 +177,7 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 		ac->download_min_role = API_ROLE_ENDUSER;
 }
 
-/* Sessions, login limits and directories for the API (API_FEATURE_USERS). */
+/* Sessions, login limits and directories for the API (api_users). */
 static void users_config_from(const struct manager_config *cfg, struct auth_directory *dir,
 			      struct api_users_config *uc)
 {
@@ -416,6 +413,15 @@ static int start(struct lazaretd *d)
 			strerror(-rc));
 		return rc;
 	}
+	/*
+	 * The manager serves every extension. Order matters: the first matching route
+	 * answers, and the web application takes the GET paths no route above took
+	 * (always routed, so a reload can turn it on or off).
+	 */
+	api_users_attach(d->api, d->base);
+	api_slbl_register(d->api);
+	digest_pages_register(d->api);
+	api_static_register(d->api);
 	struct http_server_conn_limits hl;
 	http_limits_from(&d->cfg, &hl);
 	http_server_set_connection_limits(api_http(d->api), &hl);
