@@ -498,7 +498,6 @@ static void api_config_from(const struct gw_config *cfg, struct api_config *ac)
 	ac->manager_name = cfg->name;
 	ac->max_body = cfg->http_max_body;
 	ac->delete_after_ms = cfg->local_spam_delete_after_ms;
-	ac->features = 0;
 }
 
 static void release_config_from(const struct gw_config *cfg, struct release_config *rc)

@@ -30,7 +30,11 @@
 #include "common/tls.h"
 #include "common/xalloc.h"
 #include "quarantine/api.h"
+#include "quarantine/api_slbl.h"
+#include "quarantine/api_static.h"
 #include "quarantine/api_users.h"
+#include "quarantine/digest_mail.h"
+#include "quarantine/digest_pages.h"
 #include "quarantine/expiry.h"
 #include "manager/auth_directory.h"
 #include "manager/ingest.h"
@@ -161,12 +165,7 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 	ac->manager_name = cfg->name;
 	ac->max_body = cfg->http_max_body;
 	ac->delete_after_ms = cfg->delete_after_ms;
-	ac->features |= API_FEATURE_DIGEST;
-	ac->features |= API_FEATURE_USERS;
-	ac->features |= API_FEATURE_SLBL;
 	ac->slbl_max_entries = cfg->slbl_max_entries;
-	/* Always routed, so a reload can turn the web application on or off. */
-	ac->features |= API_FEATURE_WEB;
 	ac->web_root = cfg->web_root;
 	ac->hide_bodies_until_released = cfg->hide_bodies_until_released;
 	ac->hsts_max_age_s = (unsigned)(cfg->http_hsts_max_age_ms / 1000);
@@ -178,7 +177,7 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 		ac->download_min_role = API_ROLE_ENDUSER;
 }
 
-/* Sessions, login limits and directories for the API (API_FEATURE_USERS). */
+/* Sessions, login limits and directories for the API (api_users). */
 static void users_config_from(const struct manager_config *cfg, struct auth_directory *dir,
 			      struct api_users_config *uc)
 {
@@ -324,12 +323,35 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		 log_quote(q, sizeof(q), d->cfg.accept_from_text), d->cfg.primary_host);
 }
 
+/* The digest's texts and pages: the source tree's web/digest, or the package's. */
+#define LAZARETD_DIGEST_DIR LAZARET_WEB_DIR "/digest"
+
+/*
+ * Reads the digest's texts and page templates once. A missing or broken file stops
+ * the start with the file named: mails and pages must never have holes.
+ */
+static int load_digest_files(void)
+{
+	char *err = NULL;
+	int rc = digest_texts_load(LAZARETD_DIGEST_DIR "/" DIGEST_TEXTS_FILE, &err);
+	if (rc == 0)
+		rc = digest_pages_load(LAZARETD_DIGEST_DIR, &err);
+	if (rc < 0) {
+		fprintf(stderr, "lazaretd: %s\n", err);
+		free(err);
+	}
+	return rc;
+}
+
 static int start(struct lazaretd *d)
 {
 	char *err = NULL;
 	int rc;
 	struct smtp_server_config sc;
 
+	/* Before binding anything: a broken install fails at once, with the file named. */
+	if ((rc = load_digest_files()) < 0)
+		return rc;
 	fdlimit_raise();
 	d->base = event_base_new();
 	if (d->base == NULL)
@@ -391,6 +413,15 @@ static int start(struct lazaretd *d)
 			strerror(-rc));
 		return rc;
 	}
+	/*
+	 * The manager serves every extension. Order matters: the first matching route
+	 * answers, and the web application takes the GET paths no route above took
+	 * (always routed, so a reload can turn it on or off).
+	 */
+	api_users_attach(d->api, d->base);
+	api_slbl_register(d->api);
+	digest_pages_register(d->api);
+	api_static_register(d->api);
 	struct http_server_conn_limits hl;
 	http_limits_from(&d->cfg, &hl);
 	http_server_set_connection_limits(api_http(d->api), &hl);
@@ -456,6 +487,8 @@ static void stop(struct lazaretd *d)
 	if (d->base != NULL)
 		event_base_free(d->base);
 	auth_directory_free(d->directory);
+	digest_pages_unload();
+	digest_texts_unload();
 	if (d->http_tls != NULL)
 		SSL_CTX_free(d->http_tls);
 	manager_config_free(&d->cfg);

@@ -18,8 +18,9 @@
 
 #include "common/confparse.h"
 #include "common/tls.h"
+#include "common/tz.h"
 #include "common/xalloc.h"
-#include "manager/notify.h"
+#include "manager/notify_schedule.h"
 
 #define KIB (UINT64_C(1024))
 #define MIB (KIB * 1024)
@@ -573,21 +574,21 @@ static void manager_config_web_root(struct confparse *cp, struct manager_config 
 static void manager_config_notifications(struct confparse *cp, struct manager_config *cfg)
 {
 	struct notify_schedule sched;
-	struct notify_tz *tz = NULL;
+	struct tz_zone *tz = NULL;
 	char *err = NULL;
 	if (cfg->notify_schedule != NULL &&
 	    notify_schedule_parse(cfg->notify_schedule, &sched, &err) < 0)
 		confparse_error(cp, "notifications", "schedule", "%s", err);
 	free(err);
 	if (cfg->notify_time_zone != NULL) {
-		int rc = notify_tz_load(cfg->notify_time_zone, &tz);
+		int rc = tz_load(cfg->notify_time_zone, &tz);
 		if (rc < 0)
 			confparse_error(cp, "notifications", "time_zone",
 					rc == -ENOENT ? "unknown time zone \"%s\" (tz database "
 							"names such as Asia/Tokyo)"
 						      : "\"%s\" is not a usable time zone",
 					cfg->notify_time_zone);
-		notify_tz_free(tz);
+		tz_free(tz);
 	}
 	if (cfg->notify_enabled &&
 	    (cfg->notify_from == NULL || strchr(cfg->notify_from, '@') == NULL))

@@ -24,15 +24,13 @@
  * sessions must send their CSRF token with every state change (api_authorize),
  * and every state change from a browser must be same-origin and JSON
  * (api_request_guard). Releases, deletions and downloads leave a row in the audit
- * log (api_users.c) when sessions are on.
- * Not for: logins and accounts (api_users.c), safelists (api_slbl.c), HTTP
- * plumbing (http_server), delivering released mail (release).
+ * log (api_audit, written by the sessions extension) when sessions are on.
+ * Extensions add routes and hooks; this file knows none of them.
+ * Not for: logins and accounts (api_users.c), safelists (api_slbl.c), digest links
+ * (digest_pages.c), the web application (api_static.c), HTTP plumbing
+ * (http_server), delivering released mail (release).
  */
 #include "quarantine/api.h"
-#include "quarantine/api_slbl.h"
-#include "quarantine/api_static.h"
-#include "quarantine/api_users.h"
-#include "quarantine/digest.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -77,7 +75,7 @@ struct api {
 	struct api_config cfg; /* a copy; its strings point at the fields above or web_root */
 	char *web_root;
 	char *allowed_origins;
-	struct api_users *users; /* NULL without API_FEATURE_USERS */
+	struct api_session_hooks session; /* all NULL: no sessions extension */
 };
 
 static const struct api_actor api_token_actor = {.role = API_ROLE_ADMIN, .username = "token"};
@@ -585,7 +583,7 @@ static void api_download_audit(struct api *a, struct http_server_request *req,
 	if (json_object_set_new(detail, "what", json_string(what)) != 0 ||
 	    json_object_set_new(detail, "size", json_integer((json_int_t)bytes)) != 0)
 		panic("api: cannot build JSON for a download");
-	api_users_audit(a, req, "download", m->id, detail);
+	api_audit(a, req, "download", m->id, detail);
 }
 
 /* GET /api/v1/messages/{id}/raw: the message as received, under the download policy. */
@@ -850,8 +848,8 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 	json_t *audit_rcpts = nrcpts > 0 ? json_array() : json_string("all");
 	for (size_t i = 0; i < nrcpts; i++)
 		json_array_append_new(audit_rcpts, http_json_string_or_null(rcpts[i]));
-	api_users_audit(a, req, release ? "release" : "delete", id,
-			json_pack("{s:o,s:i}", "recipients", audit_rcpts, "changed", changed));
+	api_audit(a, req, release ? "release" : "delete", id,
+		  json_pack("{s:o,s:i}", "recipients", audit_rcpts, "changed", changed));
 	struct store_message *after = api_lookup(a, req);
 	if (after != NULL) {
 		http_server_reply_json(req, release ? 202 : 200, api_message_json(a, who, after));
@@ -1010,8 +1008,8 @@ reply:
 		json_object_set_new(body, "ids", few);
 		json_object_set_new(body, "ids_total", json_integer((json_int_t)nids));
 	}
-	api_users_audit(a, req, release ? "bulk_release" : "bulk_delete", NULL,
-			json_pack("{s:O,s:i}", "request", body, "changed", changed));
+	api_audit(a, req, release ? "bulk_release" : "bulk_delete", NULL,
+		  json_pack("{s:O,s:i}", "request", body, "changed", changed));
 	log_info(release ? "api.bulk_release" : "api.bulk_delete",
 		 "changed=%d ids=%zu filter=%s all=%s peer=%s", changed, nids, any ? "yes" : "no",
 		 all ? "yes" : "no", http_server_request_peer(req));
@@ -1130,7 +1128,7 @@ bool api_request_guard(struct api *a, struct http_server_request *req)
 static bool api_authorize(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	if (a->users == NULL) /* no sessions: the Bearer token only */
+	if (a->session.actor == NULL) /* no sessions: the Bearer token only */
 		return http_server_bearer_ok(http_server_request_header(req, "Authorization"),
 					     a->token);
 	if (!api_request_guard(a, req))
@@ -1141,7 +1139,7 @@ static bool api_authorize(struct http_server_request *req, void *arg)
 		return false;
 	}
 	if (who->session && api_state_changing(http_server_request_method(req)) &&
-	    !api_users_csrf_ok(a->users, req)) {
+	    !a->session.csrf_ok(a->session.arg, req)) {
 		log_warn("api.csrf_refused", "user=%s method=%s peer=%s", who->username,
 			 http_server_request_method(req), http_server_request_peer(req));
 		http_server_reply_error(req, 403, "missing or wrong CSRF token");
@@ -1150,9 +1148,26 @@ static bool api_authorize(struct http_server_request *req, void *arg)
 	return true;
 }
 
-struct api_users *api_users_of(struct api *a)
+void api_set_session_hooks(struct api *a, const struct api_session_hooks *h)
 {
-	return a->users;
+	if (a->session.actor != NULL || h->actor == NULL || h->csrf_ok == NULL || h->audit == NULL)
+		panic("api: session hooks installed twice or incomplete");
+	a->session = *h;
+}
+
+const struct api_session_hooks *api_session_hooks(struct api *a)
+{
+	return a->session.actor != NULL ? &a->session : NULL;
+}
+
+void api_audit(struct api *a, struct http_server_request *req, const char *action,
+	       const char *target, json_t *detail)
+{
+	if (a->session.audit == NULL) {
+		json_decref(detail);
+		return;
+	}
+	a->session.audit(a->session.arg, req, action, target, detail);
 }
 
 static void api_apply(struct api *a, const struct api_config *cfg)
@@ -1204,8 +1219,8 @@ const struct api_actor *api_actor(struct api *a, struct http_server_request *req
 	const char *authz = http_server_request_header(req, "Authorization");
 	if (authz != NULL && http_server_bearer_ok(authz, a->token))
 		return &api_token_actor;
-	if (a->users != NULL) {
-		const struct api_actor *who = api_users_session_actor(a->users, req);
+	if (a->session.actor != NULL) {
+		const struct api_actor *who = a->session.actor(a->session.arg, req);
 		if (who != NULL)
 			return who;
 	}
@@ -1220,7 +1235,7 @@ bool api_require_role(struct api *a, struct http_server_request *req, enum api_r
 		return false;
 	if (who->role >= min && who->session &&
 	    api_state_changing(http_server_request_method(req)) &&
-	    !api_users_csrf_ok(a->users, req)) {
+	    !a->session.csrf_ok(a->session.arg, req)) {
 		http_server_reply_error(req, 403, "missing or wrong CSRF token");
 		return false;
 	}
@@ -1274,17 +1289,7 @@ int api_start(struct event_base *base, const struct api_config *cfg, struct stor
 				      routes[i].fn, a) < 0)
 			panic("api: bad route %s", routes[i].pattern);
 	}
-	if (cfg->features & API_FEATURE_USERS) {
-		a->users = api_users_new(a, base);
-		api_users_register(a);
-	}
-	if (cfg->features & API_FEATURE_SLBL)
-		api_slbl_register(a);
-	/* The web application: GET paths of one or two segments that no route above took. */
-	if (cfg->features & API_FEATURE_DIGEST)
-		digest_register(a);
-	if (cfg->features & API_FEATURE_WEB)
-		api_static_register(a);
+	/* Extensions (sessions, safelists, the web application ...) are the daemon's to add. */
 	*out = a;
 	return 0;
 
@@ -1304,7 +1309,8 @@ void api_stop(struct api *a)
 {
 	if (a == NULL)
 		return;
-	api_users_free(a->users);
+	if (a->session.stop != NULL)
+		a->session.stop(a->session.arg);
 	http_server_free(a->http);
 	free(a->token);
 	free(a->manager_name);

@@ -1,7 +1,14 @@
 /*
- * api — the manager's HTTP interface: /healthz, /metrics and the REST API under
- * /api/v1 (CONTRACT.md "REST API", docs/openapi.yaml). Runs on the event loop
- * thread; reads go straight to the store, changes through its synchronous calls.
+ * api — the core of the HTTP interface: /healthz, /metrics and the message
+ * endpoints of the REST API under /api/v1 (CONTRACT.md "REST API",
+ * docs/openapi.yaml), the actor model and the guards every route passes. Runs on
+ * the event loop thread; reads go straight to the store, changes through its
+ * synchronous calls.
+ *
+ * Extensions (api_users, api_slbl, digest_pages, api_static) add their routes to
+ * a started api, and sessions plug into the core through api_session_hooks: they
+ * depend on this header, never the reverse. Each daemon registers the extensions
+ * it serves after api_start, before its event loop runs.
  */
 #ifndef LAZARET_API_H
 #define LAZARET_API_H
@@ -10,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 struct event_base;
 struct store;
 struct release;
@@ -17,21 +26,14 @@ struct http_server;
 struct http_server_request;
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
-/* Optional parts of the API; the manager turns on all, a gateway only what it has. */
-#define API_FEATURE_SLBL   0x01u /* /api/v1/slbl..., /api/v1/me/slbl (api_slbl.c) */
-#define API_FEATURE_USERS  0x02u /* sessions, users, audit log (api_users.c, auth.c) */
-#define API_FEATURE_WEB	   0x04u /* the web application at / (api_static.c) */
-#define API_FEATURE_DIGEST 0x08u /* digest links and "send my digest now" (digest.c) */
-
 struct api_config {
 	const char *listen;	 /* "host:port" */
 	const char *admin_token; /* Bearer token with admin rights */
 	const char *manager_name;
 	uint64_t max_body;	   /* request body limit in bytes */
 	int64_t delete_after_ms;   /* for expires_at: received_at + this; 0 = never */
-	unsigned features;	   /* API_FEATURE_* */
 	unsigned slbl_max_entries; /* per recipient and list (SQ7); 0 = 100 */
-	const char *web_root;	   /* folder of the web application (API_FEATURE_WEB) */
+	const char *web_root;	   /* folder of the web application (api_static) */
 	/* End users see a message's body (text, all headers, raw) only once released. */
 	bool hide_bodies_until_released;
 	/*
@@ -90,8 +92,8 @@ struct release *api_release(struct api *a);
 const struct api_config *api_current_config(struct api *a);
 
 /*
- * The actor of req: the Bearer admin token, else a valid session (when
- * API_FEATURE_USERS), else role NONE. Valid until the handler returns.
+ * The actor of req: the Bearer admin token, else a valid session (when session
+ * hooks are installed), else role NONE. Valid until the handler returns.
  */
 const struct api_actor *api_actor(struct api *a, struct http_server_request *req);
 /*
@@ -108,5 +110,36 @@ bool api_request_guard(struct api *a, struct http_server_request *req);
  * credentials, 403 for a too low role) and returns false: the handler returns.
  */
 bool api_require_role(struct api *a, struct http_server_request *req, enum api_role min);
+
+/*
+ * What the core asks of a sessions extension (api_users). Without hooks the Bearer
+ * admin token is the only credential and nothing is audited.
+ */
+struct api_session_hooks {
+	/* The actor of req's session cookie, or NULL when it has none that is valid. */
+	const struct api_actor *(*actor)(void *arg, struct http_server_request *req);
+	/* True when req carries the CSRF token of its (valid) session. */
+	bool (*csrf_ok)(void *arg, struct http_server_request *req);
+	/* Appends an audit row for req's actor; detail may be NULL (reference taken). */
+	void (*audit)(void *arg, struct http_server_request *req, const char *action,
+		      const char *target, json_t *detail);
+	/* Called first by api_stop, before the server goes: finish and free. */
+	void (*stop)(void *arg);
+	void *arg;
+};
+
+/*
+ * Installs the session hooks (copied; all but stop required). Once, after
+ * api_start and before the loop runs; installing twice is a broken invariant.
+ */
+void api_set_session_hooks(struct api *a, const struct api_session_hooks *h);
+/* The installed hooks, or NULL. */
+const struct api_session_hooks *api_session_hooks(struct api *a);
+/*
+ * An audit row for req's actor: action, target (may be NULL), detail (may be
+ * NULL; the reference is taken). Without session hooks only the detail is released.
+ */
+void api_audit(struct api *a, struct http_server_request *req, const char *action,
+	       const char *target, json_t *detail);
 
 #endif

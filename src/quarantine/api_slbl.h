@@ -1,7 +1,8 @@
 /*
  * api_slbl — the safelist/blocklist endpoints of the REST API (SQ7, CONTRACT.md
  * "Safelist / blocklist"): one recipient's lists, the change feed gateways sync
- * with, and CSV export/import. Turned on by API_FEATURE_SLBL.
+ * with, and CSV export/import. An extension of the API core: the daemon adds it
+ * with api_slbl_register.
  */
 #ifndef LAZARET_API_SLBL_H
 #define LAZARET_API_SLBL_H

@@ -96,6 +96,8 @@ struct api_users_login {
 	struct api_users_login *prev, *next;
 };
 
+static struct api_users *api_users_of(struct api *a);
+
 static void api_users_set(json_t *obj, const char *key, json_t *v)
 {
 	if (v == NULL || json_object_set_new(obj, key, v) != 0)
@@ -199,8 +201,12 @@ static void api_users_cache_clear(struct api_users *u)
 	u->cached_valid = false;
 }
 
-const struct api_actor *api_users_session_actor(struct api_users *u,
-						struct http_server_request *req)
+/*
+ * The actor of req's session cookie, or NULL when it has none that is valid.
+ * Valid until the next call for another request.
+ */
+static const struct api_actor *api_users_session_actor(struct api_users *u,
+						       struct http_server_request *req)
 {
 	uint64_t serial = http_server_request_serial(req);
 	if (u->cached_serial == serial && u->cached_hash != NULL)
@@ -251,7 +257,8 @@ const struct api_actor *api_users_session_actor(struct api_users *u,
 	return &u->actor;
 }
 
-bool api_users_csrf_ok(struct api_users *u, struct http_server_request *req)
+/* True when req carries the X-CSRF-Token of its (valid) session. */
+static bool api_users_csrf_ok(struct api_users *u, struct http_server_request *req)
 {
 	if (api_users_session_actor(u, req) == NULL)
 		return false;
@@ -261,8 +268,13 @@ bool api_users_csrf_ok(struct api_users *u, struct http_server_request *req)
 
 /* ---- audit ---- */
 
-void api_users_audit(struct api *a, struct http_server_request *req, const char *action,
-		     const char *target, json_t *detail)
+/*
+ * Appends an audit row for req's actor: action, target (may be NULL) and detail
+ * (may be NULL; the reference is taken). A failure to write is logged.
+ * Without the users part only the detail is released.
+ */
+static void api_users_audit(struct api *a, struct http_server_request *req, const char *action,
+			    const char *target, json_t *detail)
 {
 	if (api_users_of(a) == NULL) {
 		json_decref(detail);
@@ -990,7 +1002,8 @@ static void api_users_audit_list(struct http_server_request *req, void *arg)
 
 /* ---- lifecycle ---- */
 
-struct api_users *api_users_new(struct api *a, struct event_base *base)
+/* Creates the users part (threads, limiter) for a served on base. Never NULL. */
+static struct api_users *api_users_new(struct api *a, struct event_base *base)
 {
 	auth_init();
 	struct api_users *u = xcalloc(1, sizeof(*u));
@@ -1013,7 +1026,12 @@ struct api_users *api_users_new(struct api *a, struct event_base *base)
 	return u;
 }
 
-void api_users_free(struct api_users *u)
+/*
+ * Waits for the logins in flight, answers them 503 (the client sees it only if its
+ * connection outlives the server, which api_stop frees next), stops the threads
+ * and frees. NULL is a no-op.
+ */
+static void api_users_free(struct api_users *u)
 {
 	if (u == NULL)
 		return;
@@ -1128,7 +1146,8 @@ int api_users_initial_admin(struct api *a, const char *username, const char *pas
 	return 0;
 }
 
-void api_users_register(struct api *a)
+/* Adds the endpoints of this module to a's server. */
+static void api_users_register(struct api *a)
 {
 	static const struct {
 		const char *method;
@@ -1154,4 +1173,49 @@ void api_users_register(struct api *a)
 				      routes[i].flags, routes[i].fn, a) < 0)
 			panic("api_users: bad route %s", routes[i].pattern);
 	}
+}
+
+/* ---- the core's session hooks ---- */
+
+static const struct api_actor *api_users_hook_actor(void *arg, struct http_server_request *req)
+{
+	return api_users_session_actor(arg, req);
+}
+
+static bool api_users_hook_csrf_ok(void *arg, struct http_server_request *req)
+{
+	return api_users_csrf_ok(arg, req);
+}
+
+static void api_users_hook_audit(void *arg, struct http_server_request *req, const char *action,
+				 const char *target, json_t *detail)
+{
+	struct api_users *u = arg;
+	api_users_audit(u->api, req, action, target, detail);
+}
+
+static void api_users_hook_stop(void *arg)
+{
+	api_users_free(arg);
+}
+
+/* a's users part, or NULL when sessions are not on (the hooks are someone else's). */
+static struct api_users *api_users_of(struct api *a)
+{
+	const struct api_session_hooks *h = api_session_hooks(a);
+	return h != NULL && h->actor == api_users_hook_actor ? h->arg : NULL;
+}
+
+void api_users_attach(struct api *a, struct event_base *base)
+{
+	struct api_users *u = api_users_new(a, base);
+	struct api_session_hooks h = {
+	    .actor = api_users_hook_actor,
+	    .csrf_ok = api_users_hook_csrf_ok,
+	    .audit = api_users_hook_audit,
+	    .stop = api_users_hook_stop,
+	    .arg = u,
+	};
+	api_set_session_hooks(a, &h);
+	api_users_register(a);
 }

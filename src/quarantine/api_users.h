@@ -1,8 +1,8 @@
 /*
  * api_users — logins, sessions, accounts and the audit log of the REST API
- * (CONTRACT.md "Sessions, users and end users"; SQ9). Turned on by
- * API_FEATURE_USERS: api.c creates it in api_start, asks it for the actor behind a
- * session cookie, and writes audit rows through it.
+ * (CONTRACT.md "Sessions, users and end users"; SQ9). An extension of the API
+ * core: api_users_attach adds its routes and installs it as the core's session
+ * hooks (the actor behind a session cookie, the CSRF check, the audit log).
  */
 #ifndef LAZARET_API_USERS_H
 #define LAZARET_API_USERS_H
@@ -59,39 +59,21 @@ struct api_users_config {
 
 struct api_users;
 
-/* --- for api.c ---------------------------------------------------------- */
-
-/* a's users part, or NULL without API_FEATURE_USERS (implemented in api.c). */
-struct api_users *api_users_of(struct api *a);
-/* Creates the users part (threads, limiter) for a served on base. Never NULL. */
-struct api_users *api_users_new(struct api *a, struct event_base *base);
-/*
- * Waits for the logins in flight (bounded by the directories' timeouts), answers
- * them 503 (the client sees it only if its connection outlives the server, which
- * api_stop frees next), stops the threads and frees. NULL is a no-op.
- */
-void api_users_free(struct api_users *u);
-/* Adds the endpoints of this module to a's server. */
-void api_users_register(struct api *a);
-/*
- * The actor of req's session cookie, or NULL when it has none that is valid.
- * Valid until the next call for another request.
- */
-const struct api_actor *api_users_session_actor(struct api_users *u,
-						struct http_server_request *req);
-/* True when req carries the X-CSRF-Token of its (valid) session. */
-bool api_users_csrf_ok(struct api_users *u, struct http_server_request *req);
-/*
- * Appends an audit row for req's actor: action, target (may be NULL) and detail
- * (may be NULL; the reference is taken). A failure to write is logged.
- * Without API_FEATURE_USERS only the detail is released.
- */
-void api_users_audit(struct api *a, struct http_server_request *req, const char *action,
-		     const char *target, json_t *detail);
-
 /* --- for the daemon ----------------------------------------------------- */
 
-/* Session and login settings; the directory function is taken on the first call only. */
+/*
+ * Turns sessions on for a served on base: creates the users part (login threads,
+ * limiters), adds its endpoints to a's server and installs it as a's session
+ * hooks. Once, after api_start, before the loop runs. api_stop then waits for the
+ * logins in flight (bounded by the directories' timeouts), answers them 503, stops
+ * the threads and frees it.
+ */
+void api_users_attach(struct api *a, struct event_base *base);
+
+/*
+ * Session and login settings; the directory function is taken on the first call
+ * only. No-op when a has no users part.
+ */
 void api_users_configure(struct api *a, const struct api_users_config *cfg);
 /*
  * Creates the admin account username with the password in password_file (its

@@ -1,6 +1,6 @@
 /*
- * Digest links, schedules, time zones and the digest mail: what a reader of the
- * mail and of its link pages would notice.
+ * Digest links, schedules and the digest mail: what a reader of the mail and of
+ * its link pages would notice; and the files the texts and pages come from.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -17,9 +17,12 @@
 #include <sodium.h>
 
 #include "common/clock.h"
-#include "manager/notify.h"
+#include "common/tz.h"
+#include "manager/notify_schedule.h"
 #include "mime/msgmeta.h"
-#include "quarantine/digest.h"
+#include "quarantine/digest_mail.h"
+#include "quarantine/digest_pages.h"
+#include "quarantine/digest_token.h"
 
 static const unsigned char key1[DIGEST_KEY_LEN] = "0123456789abcdef0123456789abcdef";
 static const unsigned char key2[DIGEST_KEY_LEN] = "fedcba9876543210fedcba9876543210";
@@ -145,45 +148,13 @@ static void test_token_limits(void **state)
 
 /* --- time zones and schedules ------------------------------------------------ */
 
-static struct notify_tz *zone(const char *name)
+static struct tz_zone *zone(const char *name)
 {
-	struct notify_tz *tz = NULL;
-	int rc = notify_tz_load(name, &tz);
+	struct tz_zone *tz = NULL;
+	int rc = tz_load(name, &tz);
 	if (rc != 0)
 		fail_msg("cannot load zone %s: %d", name, rc);
 	return tz;
-}
-
-static void test_tz_load(void **state)
-{
-	struct notify_tz *tz = NULL;
-	assert_int_equal(notify_tz_load("Mars/Olympus_Mons", &tz), -ENOENT);
-	assert_int_equal(notify_tz_load("../../etc/passwd", &tz), -EINVAL);
-	assert_int_equal(notify_tz_load("/etc/passwd", &tz), -EINVAL);
-	assert_int_equal(notify_tz_load("", &tz), -EINVAL);
-	assert_null(tz);
-
-	tz = zone("Asia/Tokyo");
-	assert_int_equal(notify_tz_offset(tz, ms("2026-11-27T00:00:00Z") / 1000), 9 * 3600);
-	char buf[64];
-	notify_tz_format(tz, ms("2026-11-27T00:30:00Z"), buf, sizeof(buf));
-	assert_string_equal(buf, "2026-11-27 09:30 JST");
-	notify_tz_free(tz);
-
-	tz = zone("Europe/Berlin");
-	assert_int_equal(notify_tz_offset(tz, ms("2026-01-15T12:00:00Z") / 1000), 3600);
-	assert_int_equal(notify_tz_offset(tz, ms("2026-07-15T12:00:00Z") / 1000), 7200);
-	/* The switch itself: 01:00Z on the last Sunday of March and of October. */
-	assert_int_equal(notify_tz_offset(tz, ms("2026-03-29T00:59:59Z") / 1000), 3600);
-	assert_int_equal(notify_tz_offset(tz, ms("2026-03-29T01:00:00Z") / 1000), 7200);
-	assert_int_equal(notify_tz_offset(tz, ms("2026-10-25T00:59:59Z") / 1000), 7200);
-	assert_int_equal(notify_tz_offset(tz, ms("2026-10-25T01:00:00Z") / 1000), 3600);
-	/* Beyond the file's transitions its rule goes on: summer 2050 is CEST. */
-	assert_int_equal(notify_tz_offset(tz, ms("2050-07-01T12:00:00Z") / 1000), 7200);
-	assert_int_equal(notify_tz_offset(tz, ms("2050-12-01T12:00:00Z") / 1000), 3600);
-	notify_tz_format(tz, ms("2026-07-15T12:00:00Z"), buf, sizeof(buf));
-	assert_string_equal(buf, "2026-07-15 14:00 CEST");
-	notify_tz_free(tz);
 }
 
 static void test_schedule_parse(void **state)
@@ -272,7 +243,7 @@ static void test_schedule_next(void **state)
 	    {"UTC", "every 2s", "2026-11-27T00:00:00Z", "2026-11-27T00:00:02Z"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct notify_tz *tz = zone(cases[i].zone);
+		struct tz_zone *tz = zone(cases[i].zone);
 		struct notify_schedule s;
 		char *err = NULL;
 		assert_int_equal(notify_schedule_parse(cases[i].schedule, &s, &err), 0);
@@ -282,7 +253,7 @@ static void test_schedule_next(void **state)
 		if (strcmp(buf, cases[i].next) != 0)
 			fail_msg("%s \"%s\" after %s: %s, want %s", cases[i].zone,
 				 cases[i].schedule, cases[i].now, buf, cases[i].next);
-		notify_tz_free(tz);
+		tz_free(tz);
 	}
 }
 
@@ -461,17 +432,167 @@ static void test_key_file(void **state)
 	rmdir(dir);
 }
 
+/* --- the texts and page files ---------------------------------------------- */
+
+#define WEB_DIGEST LAZARET_WEB_DIR "/digest"
+
+/* A scratch copy of web/digest/ in which a test may spoil one file. */
+struct scratch {
+	char dir[64];
+};
+
+static void scratch_make(struct scratch *s)
+{
+	static const char *const files[] = {"texts.json", "page.html", "details.html", "form.html",
+					    "page.css"};
+	snprintf(s->dir, sizeof(s->dir), "/tmp/lazaret-digest-web-XXXXXX");
+	assert_non_null(mkdtemp(s->dir));
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char src[512], dst[512], buf[65536];
+		snprintf(src, sizeof(src), "%s/%s", WEB_DIGEST, files[i]);
+		snprintf(dst, sizeof(dst), "%s/%s", s->dir, files[i]);
+		FILE *in = fopen(src, "rb"), *out = fopen(dst, "wb");
+		assert_non_null(in);
+		assert_non_null(out);
+		size_t n = fread(buf, 1, sizeof(buf), in);
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+		fclose(in);
+		fclose(out);
+	}
+}
+
+static void scratch_write(struct scratch *s, const char *name, const char *text)
+{
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%s", s->dir, name);
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+static void scratch_remove(struct scratch *s)
+{
+	static const char *const files[] = {"texts.json", "page.html", "details.html", "form.html",
+					    "page.css"};
+	char path[512];
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", s->dir, files[i]);
+		unlink(path);
+	}
+	rmdir(s->dir);
+}
+
+static void test_texts_file(void **state)
+{
+	static const struct {
+		const char *json; /* NULL: no file */
+		const char *error;
+	} cases[] = {
+	    {NULL, "cannot read the digest texts"},
+	    {"{", "line 1"},
+	    {"[]", "exactly \"ja\" and \"en\""},
+	    {"{\"en\": {}, \"de\": {}}", "\"ja\" must be an object"},
+	    {"{\"ja\": {\"intro\": \"x {n}\"}, \"en\": {}}", "\"ja\" has no text \"mail_subject\""},
+	    {"{\"ja\": {\"intro\": \"no count\"}, \"en\": {}}",
+	     "\"ja\".\"intro\" must hold \"{n}\""},
+	    {"{\"ja\": {\"intro\": 5}, \"en\": {}}", "\"ja\".\"intro\" must be a non-empty string"},
+	    {"{\"ja\": {\"intro\": \"\"}, \"en\": {}}", "must be a non-empty string"},
+	    {"{\"ja\": {\"Intro\": \"x\"}, \"en\": {}}", "\"ja\" has an unknown text \"Intro\""},
+	    {"{\"ja\": {}, \"ja\": {}}", "duplicate"},
+	};
+	struct scratch s;
+	char path[600];
+	scratch_make(&s);
+	snprintf(path, sizeof(path), "%s/texts.json", s.dir);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (cases[i].json == NULL)
+			unlink(path);
+		else
+			scratch_write(&s, "texts.json", cases[i].json);
+		char *err = NULL;
+		assert_true(digest_texts_load(path, &err) < 0);
+		assert_non_null(err);
+		if (strstr(err, cases[i].error) == NULL || strstr(err, path) == NULL)
+			fail_msg("case %zu: \"%s\", want \"%s\" and the path", i, err,
+				 cases[i].error);
+		free(err);
+	}
+	/* A refused file leaves the texts in use as they were. */
+	assert_string_equal(digest_texts(DIGEST_LANG_EN)->no_subject, "(no subject)");
+	scratch_remove(&s);
+}
+
+static void test_page_files(void **state)
+{
+	static const struct {
+		const char *file, *text; /* text NULL: the file is missing */
+		const char *error;
+	} cases[] = {
+	    {"page.css", NULL, "cannot read the digest page"},
+	    {"form.html", NULL, "cannot read the digest page"},
+	    /* Text into a page unescaped: refused. */
+	    {"page.html", "<p>{{{message}}}</p>", "\"message\" is text: write {{message}}"},
+	    {"details.html", "<dd>{{{subject}}}</dd>", "\"subject\" is text"},
+	    /* Our own HTML escaped would show tags as text: refused too. */
+	    {"page.html", "<main>{{details}}</main>", "\"details\" is HTML: write {{{details}}}"},
+	    {"form.html", "<button>{{label}}</button>", "unknown placeholder \"label\""},
+	    {"page.html", "<p>{{message}}{{{footer}}}</p>", "unknown placeholder \"footer\""},
+	    {"form.html", "<button>{{button</button>", "a placeholder {{ is not closed"},
+	    {"form.html", "{{! a comment", "a comment {{! is not closed"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct scratch s;
+		scratch_make(&s);
+		char path[600];
+		snprintf(path, sizeof(path), "%s/%s", s.dir, cases[i].file);
+		if (cases[i].text == NULL)
+			unlink(path);
+		else
+			scratch_write(&s, cases[i].file, cases[i].text);
+		char *err = NULL;
+		assert_true(digest_pages_load(s.dir, &err) < 0);
+		assert_non_null(err);
+		if (strstr(err, cases[i].error) == NULL || strstr(err, path) == NULL)
+			fail_msg("case %zu: \"%s\", want \"%s\" and the path", i, err,
+				 cases[i].error);
+		free(err);
+		scratch_remove(&s);
+	}
+	char *err = NULL;
+	assert_int_equal(digest_pages_load(WEB_DIGEST, &err), 0);
+	assert_null(err);
+	digest_pages_unload();
+}
+
+static int setup_texts(void **state)
+{
+	char *err = NULL;
+	if (digest_texts_load(WEB_DIGEST "/" DIGEST_TEXTS_FILE, &err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		free(err);
+		return -1;
+	}
+	return 0;
+}
+
+static int teardown_texts(void **state)
+{
+	digest_texts_unload();
+	return 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_token_roundtrip), cmocka_unit_test(test_token_tampered),
 	    cmocka_unit_test(test_token_expiry),    cmocka_unit_test(test_token_limits),
-	    cmocka_unit_test(test_tz_load),	    cmocka_unit_test(test_schedule_parse),
-	    cmocka_unit_test(test_schedule_next),   cmocka_unit_test(test_html_escape),
-	    cmocka_unit_test(test_encode_header),   cmocka_unit_test(test_build_mail),
-	    cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_schedule_parse),  cmocka_unit_test(test_schedule_next),
+	    cmocka_unit_test(test_html_escape),	    cmocka_unit_test(test_encode_header),
+	    cmocka_unit_test(test_build_mail),	    cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_texts_file),	    cmocka_unit_test(test_page_files),
 	};
 	if (sodium_init() < 0)
 		return 1;
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return cmocka_run_group_tests(tests, setup_texts, teardown_texts);
 }
