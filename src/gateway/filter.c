@@ -1940,8 +1940,8 @@ static void result_add(struct filter_result *r, const struct action *a, const ch
 	r->actions = xreallocarray(r->actions, r->nactions + 1, sizeof(*r->actions));
 	struct filter_action *o = &r->actions[r->nactions++];
 	o->kind = a->kind;
-	o->arg = a->arg ? xstrdup(a->arg) : NULL;
-	o->arg2 = a->arg2 ? xstrdup(a->arg2) : NULL;
+	o->arg = xstrdup_or_null(a->arg);
+	o->arg2 = xstrdup_or_null(a->arg2);
 	o->filter_name = xstrdup(filter);
 }
 

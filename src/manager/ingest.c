@@ -78,11 +78,6 @@ unsigned ingest_inflight(const struct ingest *ing)
 	return atomic_load(&ing->inflight);
 }
 
-static char *dup_or_null(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
 static void ingest_answer(void *arg)
 {
 	struct ingest_job *job = arg;
@@ -146,25 +141,25 @@ static struct store_new_message *ingest_build(struct ingest_job *job, int64_t no
 	m->data = NULL;
 	m->len = 0;
 	if (meta != NULL) {
-		nm->gateway = dup_or_null(meta->gateway);
-		nm->client_address = dup_or_null(meta->client_address);
-		nm->verdict = dup_or_null(meta->verdict);
+		nm->gateway = xstrdup_or_null(meta->gateway);
+		nm->client_address = xstrdup_or_null(meta->client_address);
+		nm->verdict = xstrdup_or_null(meta->verdict);
 		nm->has_score = meta->has_score;
 		nm->score = meta->score;
-		nm->from = dup_or_null(meta->from);
-		nm->from_addr = dup_or_null(meta->from_addr);
-		nm->to = dup_or_null(meta->to);
-		nm->subject = dup_or_null(meta->subject);
-		nm->message_id = dup_or_null(meta->message_id);
+		nm->from = xstrdup_or_null(meta->from);
+		nm->from_addr = xstrdup_or_null(meta->from_addr);
+		nm->to = xstrdup_or_null(meta->to);
+		nm->subject = xstrdup_or_null(meta->subject);
+		nm->message_id = xstrdup_or_null(meta->message_id);
 		nm->date_ms = meta->date_ms;
 		if (meta->nattachments > 0) {
 			nm->attachments = xcalloc(meta->nattachments, sizeof(*nm->attachments));
 			nm->nattachments = meta->nattachments;
 			for (size_t i = 0; i < meta->nattachments; i++) {
 				nm->attachments[i].filename =
-				    dup_or_null(meta->attachments[i].filename);
+				    xstrdup_or_null(meta->attachments[i].filename);
 				nm->attachments[i].content_type =
-				    dup_or_null(meta->attachments[i].content_type);
+				    xstrdup_or_null(meta->attachments[i].content_type);
 				nm->attachments[i].size = meta->attachments[i].size;
 			}
 		}

@@ -1161,10 +1161,10 @@ static void api_apply(struct api *a, const struct api_config *cfg)
 	free(a->manager_name);
 	free(a->web_root);
 	free(a->allowed_origins);
-	a->allowed_origins = cfg->allowed_origins != NULL ? xstrdup(cfg->allowed_origins) : NULL;
+	a->allowed_origins = xstrdup_or_null(cfg->allowed_origins);
 	a->token = xstrdup(cfg->admin_token != NULL ? cfg->admin_token : "");
 	a->manager_name = xstrdup(cfg->manager_name != NULL ? cfg->manager_name : "");
-	a->web_root = cfg->web_root != NULL ? xstrdup(cfg->web_root) : NULL;
+	a->web_root = xstrdup_or_null(cfg->web_root);
 	a->max_body = cfg->max_body != 0 ? cfg->max_body : API_DEFAULT_MAX_BODY;
 	a->delete_after_ms = cfg->delete_after_ms;
 	a->cfg = *cfg;
