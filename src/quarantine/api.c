@@ -302,25 +302,11 @@ static int api_body_object(struct api *a, struct http_server_request *req, json_
 {
 	const char *data;
 	size_t len;
-	char *err = NULL;
 	*out = NULL;
 	http_server_request_body(req, &data, &len);
 	if (strspn(data, " \t\r\n") == len)
 		return 0;
-	struct http_json_limits lim = {.max_size = a->max_body};
-	int rc = http_json_parse(data, len, &lim, out, &err);
-	if (rc < 0) {
-		http_server_reply_error(req, rc == -E2BIG ? 413 : 400, "%s", err);
-		free(err);
-		return -1;
-	}
-	if (!json_is_object(*out)) {
-		json_decref(*out);
-		*out = NULL;
-		http_server_reply_error(req, 422, "the request body must be a JSON object");
-		return -1;
-	}
-	return 0;
+	return http_server_request_json_object(req, a->max_body, out) < 0 ? -1 : 0;
 }
 
 static void api_reply_store_error(struct http_server_request *req, const char *what, int rc)

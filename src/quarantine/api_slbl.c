@@ -145,20 +145,10 @@ int api_slbl_put_lists(struct api *a, struct http_server_request *req, const cha
 		http_server_reply_error(req, 400, "the recipient must be an e-mail address");
 		goto fail;
 	}
-	const char *data;
-	size_t len;
-	http_server_request_body(req, &data, &len);
-	struct http_json_limits lim = {.max_size = api_current_config(a)->max_body};
-	rc = http_json_parse(data, len, &lim, &body, &err);
-	if (rc < 0) {
-		http_server_reply_error(req, rc == -E2BIG ? 413 : 400, "%s", err);
+	rc = http_server_request_json_object(req, api_current_config(a)->max_body, &body);
+	if (rc < 0)
 		goto fail;
-	}
 	rc = -EINVAL;
-	if (!json_is_object(body)) {
-		http_server_reply_error(req, 422, "the request body must be a JSON object");
-		goto fail;
-	}
 	if (http_json_check_keys(body, keys, &err) < 0) {
 		http_server_reply_error(req, 422, "%s", err);
 		goto fail;
