@@ -27,6 +27,7 @@
 #include "common/xalloc.h"
 #include "quarantine/metrics.h"
 #include "mime/msgmeta.h"
+#include "mime/msgmeta_store.h"
 #include "smtp/smtp_proto.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
@@ -146,23 +147,7 @@ static struct store_new_message *ingest_build(struct ingest_job *job, int64_t no
 		nm->verdict = xstrdup_or_null(meta->verdict);
 		nm->has_score = meta->has_score;
 		nm->score = meta->score;
-		nm->from = xstrdup_or_null(meta->from);
-		nm->from_addr = xstrdup_or_null(meta->from_addr);
-		nm->to = xstrdup_or_null(meta->to);
-		nm->subject = xstrdup_or_null(meta->subject);
-		nm->message_id = xstrdup_or_null(meta->message_id);
-		nm->date_ms = meta->date_ms;
-		if (meta->nattachments > 0) {
-			nm->attachments = xcalloc(meta->nattachments, sizeof(*nm->attachments));
-			nm->nattachments = meta->nattachments;
-			for (size_t i = 0; i < meta->nattachments; i++) {
-				nm->attachments[i].filename =
-				    xstrdup_or_null(meta->attachments[i].filename);
-				nm->attachments[i].content_type =
-				    xstrdup_or_null(meta->attachments[i].content_type);
-				nm->attachments[i].size = meta->attachments[i].size;
-			}
-		}
+		msgmeta_store_copy(meta, nm);
 		msgmeta_free(meta);
 	}
 	/* CONTRACT.md: default verdict spam; the gateway defaults to the client address. */
