@@ -29,6 +29,7 @@
 
 #include "common/acl.h"
 #include "common/log.h"
+#include "common/readfile.h"
 #include "common/xalloc.h"
 
 /* A config file larger than this is not a config file (e.g. a device given by mistake). */
@@ -999,34 +1000,27 @@ int confparse_read_buffer(struct confparse *cp, const char *text, size_t len, vo
 
 int confparse_read(struct confparse *cp, void *target)
 {
-	FILE *f = fopen(cp->path, "rb");
 	char *buf = NULL;
-	int rc;
-	if (f == NULL) {
-		rc = -errno;
-		confparse_append(cp, "%s: cannot open: %s\n", cp->path, strerror(errno));
-		cp->nerrors++;
-		return rc;
-	}
-	buf = xmalloc(CONFPARSE_MAX_FILE_SIZE + 1);
-	size_t n = fread(buf, 1, CONFPARSE_MAX_FILE_SIZE + 1, f);
-	if (ferror(f)) {
-		rc = -EIO;
-		confparse_append(cp, "%s: cannot read: %s\n", cp->path, strerror(errno));
-		cp->nerrors++;
-		goto fail;
-	}
-	if (n > CONFPARSE_MAX_FILE_SIZE) {
-		rc = -EFBIG;
+	size_t n = 0;
+	int rc = read_file(cp->path, CONFPARSE_MAX_FILE_SIZE, &buf, &n);
+	if (rc == -EFBIG) {
 		confparse_append(cp, "%s: larger than %d bytes: not a config file\n", cp->path,
 				 CONFPARSE_MAX_FILE_SIZE);
 		cp->nerrors++;
-		goto fail;
+		return rc;
+	}
+	if (rc == -EISDIR || rc == -EIO) {
+		/* It opened but did not read (a folder does that). */
+		confparse_append(cp, "%s: cannot read: %s\n", cp->path, strerror(-rc));
+		cp->nerrors++;
+		return -EIO;
+	}
+	if (rc < 0) {
+		confparse_append(cp, "%s: cannot open: %s\n", cp->path, strerror(-rc));
+		cp->nerrors++;
+		return rc;
 	}
 	rc = confparse_read_buffer(cp, buf, n, target);
-
-fail:
 	free(buf);
-	fclose(f);
 	return rc;
 }

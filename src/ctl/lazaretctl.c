@@ -28,6 +28,8 @@
 #include <unistd.h>
 #include <wchar.h>
 
+#include "common/strbuf.h"
+
 #define CTL_EXIT_OK    0
 #define CTL_EXIT_API   1
 #define CTL_EXIT_USAGE 2
@@ -51,13 +53,6 @@ struct ctl {
 	const char *cacert; /* PEM CA file for an https URL, or NULL: the system's store */
 	long timeout_s;
 	CURL *curl;
-};
-
-struct buf {
-	char *data;
-	size_t len;
-	size_t cap;
-	bool too_large;
 };
 
 /* ---- allocation: the CLI cannot continue without memory ---- */
@@ -91,26 +86,6 @@ static char *ctl_xasprintf(const char *fmt, ...)
 		exit(CTL_EXIT_API);
 	}
 	return s;
-}
-
-static void buf_append(struct buf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->data = ctl_xrealloc(b->data, cap);
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->data);
-	memset(b, 0, sizeof(*b));
 }
 
 /* ---- usage ---- */
@@ -221,34 +196,41 @@ static int usage_error(const char *command, const char *fmt, ...)
 
 /* ---- HTTP ---- */
 
+/* A response body as it arrives, bounded by CTL_MAX_RESPONSE. */
+struct response_sink {
+	struct strbuf *body;
+	bool too_large;
+};
+
 static size_t write_to_buf(char *p, size_t size, size_t nmemb, void *userdata)
 {
-	struct buf *b = userdata;
+	struct response_sink *sink = userdata;
 	size_t n = size * nmemb;
-	if (b->len + n > CTL_MAX_RESPONSE) {
-		b->too_large = true;
+	if (sink->body->len + n > CTL_MAX_RESPONSE) {
+		sink->too_large = true;
 		return 0; /* makes curl stop with CURLE_WRITE_ERROR */
 	}
-	buf_append(b, p, n);
+	strbuf_add(sink->body, p, n);
 	return n;
 }
 
 /*
  * Sends one request to base URL + path (path already percent-encoded). body NULL:
  * no body; otherwise it is sent as application/json. The response body goes to
- * *resp (caller frees with buf_free), the status to *status. Returns 0 when an
+ * *resp (caller frees with strbuf_free), the status to *status. Returns 0 when an
  * HTTP answer came back (of any status), -EIO after printing why when not.
  */
 static int http_request(struct ctl *c, const char *method, const char *path, const char *body,
-			struct buf *resp, long *status)
+			struct strbuf *resp, long *status)
 {
 	struct curl_slist *hdrs = NULL;
 	char *url = ctl_xasprintf("%s%s", c->url, path);
 	char *auth = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "";
 	int rc = -EIO;
+	struct response_sink sink = {.body = resp, .too_large = false};
 
-	memset(resp, 0, sizeof(*resp));
+	*resp = (struct strbuf)STRBUF_INIT;
 	curl_easy_reset(c->curl);
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
@@ -263,7 +245,7 @@ static int http_request(struct ctl *c, const char *method, const char *path, con
 		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cacert);
 	curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "lazaretctl/" LAZARET_VERSION);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_to_buf);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, resp);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &sink);
 	if (c->token != NULL && c->token[0] != '\0') {
 		auth = ctl_xasprintf("Authorization: Bearer %s", c->token);
 		hdrs = curl_slist_append(hdrs, auth);
@@ -284,13 +266,13 @@ static int http_request(struct ctl *c, const char *method, const char *path, con
 
 	CURLcode cr = curl_easy_perform(c->curl);
 	if (cr != CURLE_OK) {
-		if (resp->too_large)
+		if (sink.too_large)
 			fprintf(stderr, "lazaretctl: %s: response larger than %lu bytes\n", url,
 				CTL_MAX_RESPONSE);
 		else
 			fprintf(stderr, "lazaretctl: %s: %s\n", url,
 				errbuf[0] ? errbuf : curl_easy_strerror(cr));
-		buf_free(resp);
+		strbuf_free(resp);
 		goto fail;
 	}
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, status);
@@ -306,11 +288,11 @@ fail:
  * Prints a non-2xx answer as "lazaretctl: <message> (<code>, HTTP <status>)" when
  * the body has the contract's error shape, else with the start of the body.
  */
-static void print_api_error(long status, const struct buf *resp)
+static void print_api_error(long status, const struct strbuf *resp)
 {
 	json_t *root = NULL;
 	if (resp->len > 0)
-		root = json_loadb(resp->data, resp->len, 0, NULL);
+		root = json_loadb(resp->p, resp->len, 0, NULL);
 	json_t *err = json_object_get(root, "error");
 	const char *message = json_string_value(json_object_get(err, "message"));
 	const char *code = json_string_value(json_object_get(err, "code"));
@@ -323,7 +305,7 @@ static void print_api_error(long status, const struct buf *resp)
 		if (resp->len > 0) {
 			fputs(": ", stderr);
 			for (size_t i = 0; i < resp->len && i < 200; i++) {
-				unsigned char ch = (unsigned char)resp->data[i];
+				unsigned char ch = (unsigned char)resp->p[i];
 				fputc(ch >= 0x20 && ch != 0x7f ? ch : ' ', stderr);
 			}
 		}
@@ -335,12 +317,12 @@ static void print_api_error(long status, const struct buf *resp)
 /*
  * One API call expecting a JSON answer. On 2xx, *out is the parsed body (caller
  * json_decref()s) and, when raw is non-NULL, *raw the body text (caller frees with
- * buf_free). Returns CTL_EXIT_OK, or CTL_EXIT_API after printing the error.
+ * strbuf_free). Returns CTL_EXIT_OK, or CTL_EXIT_API after printing the error.
  */
 static int api_json(struct ctl *c, const char *method, const char *path, const char *body,
-		    json_t **out, struct buf *raw)
+		    json_t **out, struct strbuf *raw)
 {
-	struct buf resp;
+	struct strbuf resp;
 	long status = 0;
 	json_error_t jerr;
 
@@ -349,25 +331,25 @@ static int api_json(struct ctl *c, const char *method, const char *path, const c
 		return CTL_EXIT_API;
 	if (status < 200 || status > 299) {
 		print_api_error(status, &resp);
-		buf_free(&resp);
+		strbuf_free(&resp);
 		return CTL_EXIT_API;
 	}
-	*out = json_loadb(resp.data ? resp.data : "", resp.len, 0, &jerr);
+	*out = json_loadb(strbuf_str(&resp), resp.len, 0, &jerr);
 	if (*out == NULL) {
 		fprintf(stderr, "lazaretctl: %s: the server sent invalid JSON: %s\n", path,
 			jerr.text);
-		buf_free(&resp);
+		strbuf_free(&resp);
 		return CTL_EXIT_API;
 	}
 	if (raw != NULL)
 		*raw = resp;
 	else
-		buf_free(&resp);
+		strbuf_free(&resp);
 	return CTL_EXIT_OK;
 }
 
 /* Appends "&key=value" (or "?key=value" first) with value percent-encoded. */
-static void query_add(struct ctl *c, struct buf *q, const char *key, const char *value)
+static void query_add(struct ctl *c, struct strbuf *q, const char *key, const char *value)
 {
 	if (value == NULL)
 		return;
@@ -376,10 +358,10 @@ static void query_add(struct ctl *c, struct buf *q, const char *key, const char 
 		fprintf(stderr, "lazaretctl: out of memory\n");
 		exit(CTL_EXIT_API);
 	}
-	buf_append(q, q->len ? "&" : "?", 1);
-	buf_append(q, key, strlen(key));
-	buf_append(q, "=", 1);
-	buf_append(q, esc, strlen(esc));
+	strbuf_add(q, q->len ? "&" : "?", 1);
+	strbuf_add(q, key, strlen(key));
+	strbuf_add(q, "=", 1);
+	strbuf_add(q, esc, strlen(esc));
 	curl_free(esc);
 }
 
@@ -539,7 +521,7 @@ static int time_arg(const char *s, char **out)
 	return -EINVAL;
 }
 
-static void filter_to_query(struct ctl *c, const struct filter *f, struct buf *q)
+static void filter_to_query(struct ctl *c, const struct filter *f, struct strbuf *q)
 {
 	query_add(c, q, "quarantine", f->quarantine);
 	query_add(c, q, "recipient", f->recipient);
@@ -644,31 +626,31 @@ struct args {
 
 static int cmd_health(struct ctl *c, struct args *a)
 {
-	struct buf resp;
+	struct strbuf resp;
 	long status = 0;
 	if (http_request(c, "GET", "/healthz", NULL, &resp, &status) < 0)
 		return CTL_EXIT_API;
 	if (status != 200) {
 		print_api_error(status, &resp);
-		buf_free(&resp);
+		strbuf_free(&resp);
 		return CTL_EXIT_API;
 	}
 	printf("ok\n");
-	buf_free(&resp);
+	strbuf_free(&resp);
 	return CTL_EXIT_OK;
 }
 
-static void print_json_text(const struct buf *raw)
+static void print_json_text(const struct strbuf *raw)
 {
-	fwrite(raw->data, 1, raw->len, stdout);
-	if (raw->len == 0 || raw->data[raw->len - 1] != '\n')
+	fwrite(strbuf_str(raw), 1, raw->len, stdout);
+	if (raw->len == 0 || raw->p[raw->len - 1] != '\n')
 		fputc('\n', stdout);
 }
 
 static int cmd_quarantines(struct ctl *c, struct args *a)
 {
 	json_t *root = NULL;
-	struct buf raw = {0};
+	struct strbuf raw = STRBUF_INIT;
 	int rc = api_json(c, "GET", "/api/v1/quarantines", NULL, &root, &raw);
 	if (rc != CTL_EXIT_OK)
 		return rc;
@@ -698,14 +680,14 @@ static int cmd_quarantines(struct ctl *c, struct args *a)
 	}
 out:
 	json_decref(root);
-	buf_free(&raw);
+	strbuf_free(&raw);
 	return CTL_EXIT_OK;
 }
 
 /* "a@x (quarantined), b@y (released)"; caller frees. */
 static char *recipients_text(json_t *rcpts)
 {
-	struct buf b = {0};
+	struct strbuf b = STRBUF_INIT;
 	size_t i;
 	json_t *r;
 	json_array_foreach(rcpts, i, r)
@@ -713,18 +695,16 @@ static char *recipients_text(json_t *rcpts)
 		const char *addr = json_string_value(json_object_get(r, "address"));
 		const char *state = json_string_value(json_object_get(r, "state"));
 		if (i > 0)
-			buf_append(&b, ", ", 2);
+			strbuf_add(&b, ", ", 2);
 		if (addr != NULL)
-			buf_append(&b, addr, strlen(addr));
+			strbuf_add(&b, addr, strlen(addr));
 		if (state != NULL) {
-			buf_append(&b, " (", 2);
-			buf_append(&b, state, strlen(state));
-			buf_append(&b, ")", 1);
+			strbuf_add(&b, " (", 2);
+			strbuf_add(&b, state, strlen(state));
+			strbuf_add(&b, ")", 1);
 		}
 	}
-	if (b.data == NULL)
-		buf_append(&b, "", 0);
-	return b.data;
+	return strbuf_take(&b);
 }
 
 /* The score as the server sent it: a number, or a string, or "-". */
@@ -834,17 +814,17 @@ static int cmd_search(struct ctl *c, struct args *a)
 {
 	json_t *all_messages = json_array();
 	json_t *page = NULL;
-	struct buf raw = {0};
+	struct strbuf raw = STRBUF_INIT;
 	char *cursor = a->cursor ? ctl_xstrdup(a->cursor) : NULL;
 	int rc = CTL_EXIT_OK;
 
 	for (int pages = 0; pages < CTL_MAX_PAGES; pages++) {
-		struct buf q = {0};
+		struct strbuf q = STRBUF_INIT;
 		filter_to_query(c, &a->filter, &q);
 		query_add(c, &q, "limit", a->limit);
 		query_add(c, &q, "cursor", cursor);
-		char *path = ctl_xasprintf("/api/v1/messages%s", q.data ? q.data : "");
-		buf_free(&q);
+		char *path = ctl_xasprintf("/api/v1/messages%s", strbuf_str(&q));
+		strbuf_free(&q);
 		rc = api_json(c, "GET", path, NULL, &page, &raw);
 		free(path);
 		if (rc != CTL_EXIT_OK)
@@ -866,7 +846,7 @@ static int cmd_search(struct ctl *c, struct args *a)
 			break;
 		json_decref(page);
 		page = NULL;
-		buf_free(&raw);
+		strbuf_free(&raw);
 	}
 
 	if (a->json) {
@@ -889,7 +869,7 @@ static int cmd_search(struct ctl *c, struct args *a)
 out:
 	json_decref(page);
 	json_decref(all_messages);
-	buf_free(&raw);
+	strbuf_free(&raw);
 	free(cursor);
 	return rc;
 }
@@ -991,7 +971,7 @@ static void print_message(json_t *m, bool details)
 static int cmd_show(struct ctl *c, struct args *a)
 {
 	json_t *m = NULL;
-	struct buf raw = {0};
+	struct strbuf raw = STRBUF_INIT;
 	char *path = message_path(c, a->positional[0], "");
 	int rc = api_json(c, "GET", path, NULL, &m, &raw);
 	free(path);
@@ -1002,13 +982,13 @@ static int cmd_show(struct ctl *c, struct args *a)
 	else
 		print_message(m, true);
 	json_decref(m);
-	buf_free(&raw);
+	strbuf_free(&raw);
 	return CTL_EXIT_OK;
 }
 
 static int cmd_raw(struct ctl *c, struct args *a)
 {
-	struct buf resp;
+	struct strbuf resp;
 	long status = 0;
 	char *path = message_path(c, a->positional[0], "/raw");
 	int rc = http_request(c, "GET", path, NULL, &resp, &status);
@@ -1017,11 +997,11 @@ static int cmd_raw(struct ctl *c, struct args *a)
 		return CTL_EXIT_API;
 	if (status != 200) {
 		print_api_error(status, &resp);
-		buf_free(&resp);
+		strbuf_free(&resp);
 		return CTL_EXIT_API;
 	}
 	rc = CTL_EXIT_OK;
-	if (resp.len > 0 && fwrite(resp.data, 1, resp.len, stdout) != resp.len) {
+	if (resp.len > 0 && fwrite(resp.p, 1, resp.len, stdout) != resp.len) {
 		perror("lazaretctl: stdout");
 		rc = CTL_EXIT_API;
 	}
@@ -1029,7 +1009,7 @@ static int cmd_raw(struct ctl *c, struct args *a)
 		perror("lazaretctl: stdout");
 		rc = CTL_EXIT_API;
 	}
-	buf_free(&resp);
+	strbuf_free(&resp);
 	return rc;
 }
 
@@ -1050,7 +1030,7 @@ static int cmd_change(struct ctl *c, struct args *a, const char *action)
 {
 	json_t *body = NULL, *root = NULL;
 	char *body_text = NULL, *path = NULL;
-	struct buf raw = {0};
+	struct strbuf raw = STRBUF_INIT;
 	int rc;
 
 	if (a->bulk) {
@@ -1090,7 +1070,7 @@ out:
 	json_decref(root);
 	free(body_text);
 	free(path);
-	buf_free(&raw);
+	strbuf_free(&raw);
 	return rc;
 }
 
@@ -1154,7 +1134,7 @@ static int cmd_user_add(struct ctl *c, struct args *a)
 static int cmd_user_list(struct ctl *c, struct args *a)
 {
 	json_t *root = NULL;
-	struct buf raw;
+	struct strbuf raw;
 	int rc = api_json(c, "GET", "/api/v1/users", NULL, &root, &raw);
 	if (rc != CTL_EXIT_OK)
 		return rc;
@@ -1168,26 +1148,25 @@ static int cmd_user_list(struct ctl *c, struct args *a)
 		{
 			const char *name = json_string_value(json_object_get(u, "username"));
 			const char *role = json_string_value(json_object_get(u, "role"));
-			struct buf addrs = {0};
+			struct strbuf addrs = STRBUF_INIT;
 			size_t j;
 			json_t *addr;
 			json_array_foreach(json_object_get(u, "addresses"), j, addr)
 			{
 				const char *text = json_string_value(addr);
 				if (j > 0)
-					buf_append(&addrs, ", ", 2);
+					strbuf_add(&addrs, ", ", 2);
 				if (text != NULL)
-					buf_append(&addrs, text, strlen(text));
+					strbuf_add(&addrs, text, strlen(text));
 			}
-			buf_append(&addrs, "", 1);
 			put_cells(stdout, name != NULL ? name : "", 64, 24);
 			printf(" %-9s ", role != NULL ? role : "");
-			put_cells(stdout, addrs.data, CTL_RCPTS_MAX_WIDTH * 4, 0);
+			put_cells(stdout, strbuf_str(&addrs), CTL_RCPTS_MAX_WIDTH * 4, 0);
 			fputc('\n', stdout);
-			buf_free(&addrs);
+			strbuf_free(&addrs);
 		}
 	}
-	buf_free(&raw);
+	strbuf_free(&raw);
 	json_decref(root);
 	return CTL_EXIT_OK;
 }

@@ -42,6 +42,7 @@
 #include <sys/stat.h>
 
 #include "common/log.h"
+#include "common/readfile.h"
 #include "common/xalloc.h"
 #include "mime/msgmeta.h"
 
@@ -369,46 +370,15 @@ fail:
 /* Reads the whole file (bounded). 0, or -errno with *why. */
 static int read_rules_file(const char *path, char **out, size_t *outlen, char **why)
 {
-	FILE *f = fopen(path, "re");
-	char *buf = NULL;
-	int rc;
-	if (f == NULL) {
-		rc = -errno;
+	int rc = read_file(path, ANTISPAM_RULES_FILE_MAX, out, outlen);
+	if (rc == -EFBIG)
+		*why = xasprintf("%s: larger than %d bytes", path, ANTISPAM_RULES_FILE_MAX);
+	else if (rc == -EISDIR || rc == -EIO) {
+		/* The file opened but could not be read (a folder reads as an error). */
+		rc = -EIO;
+		*why = xasprintf("%s: read error", path);
+	} else if (rc < 0)
 		*why = xasprintf("%s: %s", path, strerror(-rc));
-		return rc;
-	}
-	size_t cap = 65536, len = 0;
-	buf = xmalloc(cap + 1);
-	for (;;) {
-		if (len == cap) {
-			if (cap >= ANTISPAM_RULES_FILE_MAX) {
-				rc = -EFBIG;
-				*why = xasprintf("%s: larger than %d bytes", path,
-						 ANTISPAM_RULES_FILE_MAX);
-				goto fail;
-			}
-			cap *= 2;
-			buf = xrealloc(buf, cap + 1);
-		}
-		size_t n = fread(buf + len, 1, cap - len, f);
-		len += n;
-		if (n == 0) {
-			if (ferror(f)) {
-				rc = -EIO;
-				*why = xasprintf("%s: read error", path);
-				goto fail;
-			}
-			break;
-		}
-	}
-	fclose(f);
-	buf[len] = '\0';
-	*out = buf;
-	*outlen = len;
-	return 0;
-fail:
-	fclose(f);
-	free(buf);
 	return rc;
 }
 

@@ -64,6 +64,7 @@
 
 #include "common/acl.h"
 #include "common/log.h"
+#include "common/readfile.h"
 #include "common/xalloc.h"
 #include "mime/msgmeta.h"
 
@@ -1542,41 +1543,23 @@ int filter_load(const char *path, struct filter_set **out, char **err)
 {
 	char *buf = NULL;
 	size_t n = 0;
-	int rc, fd = -1;
-	struct stat st;
 	*out = NULL;
 	if (err)
 		*err = NULL;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0) {
-		rc = -errno;
+	int rc = read_file(path, FILTER_FILE_MAX, &buf, &n);
+	if (rc == -EFBIG) {
+		/* Said as filter_parse says it of oversized text: at the file's start. */
 		if (err)
-			*err = xasprintf("%s: cannot read: %s", path, strerror(errno));
-		goto fail;
+			*err =
+			    xasprintf("%s:1:1: file larger than %d bytes", path, FILTER_FILE_MAX);
+		return -EINVAL;
 	}
-	/* Reads one byte past the limit, so an oversized file is reported as such. */
-	buf = xmalloc(FILTER_FILE_MAX + 2);
-	for (;;) {
-		ssize_t r = read(fd, buf + n, FILTER_FILE_MAX + 1 - n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			if (err)
-				*err = xasprintf("%s: cannot read: %s", path, strerror(errno));
-			goto fail;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (n > FILTER_FILE_MAX)
-			break;
+	if (rc < 0) {
+		if (err)
+			*err = xasprintf("%s: cannot read: %s", path, strerror(-rc));
+		return rc;
 	}
-	buf[n] = '\0';
 	rc = filter_parse(path, buf, n, out, err);
-fail:
-	if (fd >= 0)
-		close(fd);
 	free(buf);
 	return rc;
 }
@@ -1957,8 +1940,8 @@ static void result_add(struct filter_result *r, const struct action *a, const ch
 	r->actions = xreallocarray(r->actions, r->nactions + 1, sizeof(*r->actions));
 	struct filter_action *o = &r->actions[r->nactions++];
 	o->kind = a->kind;
-	o->arg = a->arg ? xstrdup(a->arg) : NULL;
-	o->arg2 = a->arg2 ? xstrdup(a->arg2) : NULL;
+	o->arg = xstrdup_or_null(a->arg);
+	o->arg2 = xstrdup_or_null(a->arg2);
 	o->filter_name = xstrdup(filter);
 }
 

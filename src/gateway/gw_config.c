@@ -19,14 +19,13 @@
 #include "common/confparse.h"
 #include "common/xalloc.h"
 #include "gateway/rat.h"
+#include "smtp/smtp_listener_keys.h"
 
 #define KIB (UINT64_C(1024))
 #define MIB (KIB * 1024)
 #define GIB (MIB * 1024)
 #define SEC (UINT64_C(1000))
 
-/* A message over 2G fits neither the store's size fields nor a sane relay. */
-#define GW_MAX_MESSAGE_SIZE (2 * GIB)
 /* Pipeline threads: each holds one message while it is scanned and relayed. */
 #define GW_MAX_WORKERS 1024
 /* HAT policies in one file: matched linearly for every connection. */
@@ -70,59 +69,6 @@ static const struct confparse_key gw_config_keys[] = {
      .offset = OFF(shutdown_grace_ms),
      .default_text = "30s"},
 
-    {.section = "listener",
-     .name = "listen",
-     .type = CONFPARSE_HOSTPORT,
-     .offset = OFF(listen),
-     .default_text = "127.0.0.1:2525"},
-    {.section = "listener",
-     .name = "max_message_size",
-     .type = CONFPARSE_SIZE,
-     .offset = OFF(max_message_size),
-     .default_text = "50M",
-     .min = 1,
-     .max = GW_MAX_MESSAGE_SIZE},
-    {.section = "listener",
-     .name = "max_recipients",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(max_recipients),
-     .default_text = "1000",
-     .min = 1,
-     .max = 1000000},
-    {.section = "listener",
-     .name = "max_connections",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(max_connections),
-     .default_text = "500",
-     .min = 1,
-     .max = 1000000},
-    {.section = "listener",
-     .name = "max_connections_per_client",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(max_connections_per_client),
-     .default_text = "50",
-     .min = 1,
-     .max = 1000000},
-    {.section = "listener",
-     .name = "command_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(command_timeout_ms),
-     .default_text = "1m",
-     .min = SEC},
-    {.section = "listener",
-     .name = "data_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(data_timeout_ms),
-     .default_text = "10m",
-     .min = SEC},
-    {.section = "listener",
-     .name = "idle_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(idle_timeout_ms),
-     .default_text = "5m",
-     .min = SEC},
-    {.section = "listener", .name = "tls_cert", .type = CONFPARSE_PATH, .offset = OFF(tls_cert)},
-    {.section = "listener", .name = "tls_key", .type = CONFPARSE_PATH, .offset = OFF(tls_key)},
     {.section = "listener",
      .name = "xforward_from",
      .type = CONFPARSE_ACL,
@@ -383,6 +329,14 @@ static const struct confparse_key gw_config_keys[] = {
 
 #define GW_CONFIG_NKEYS (sizeof(gw_config_keys) / sizeof(gw_config_keys[0]))
 
+/* [listener]: the SMTP listener keys lazaretd's [spam_quarantine] has too. */
+static const struct smtp_listener_keys gw_config_listener = {
+    .offset = SMTP_LISTENER_OFFSETS(struct gw_config, listen),
+    .defaults = {[SMTP_LISTENER_LISTEN] = "127.0.0.1:2525"},
+    .section = "listener",
+};
+#define GW_CONFIG_ALL_KEYS (GW_CONFIG_NKEYS + SMTP_LISTENER_NKEYS)
+
 /* [hat] policy.NAME = ACTION: CIDR, ... in file order. */
 static int gw_config_extra(void *target, const char *section, const char *key, const char *value,
 			   char **msg, void *arg)
@@ -554,7 +508,9 @@ static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char
 
 int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char **warnings)
 {
-	struct confparse *cp = confparse_new(path, gw_config_keys, GW_CONFIG_NKEYS);
+	struct confparse_key keys[GW_CONFIG_ALL_KEYS];
+	smtp_listener_keys_join(gw_config_keys, GW_CONFIG_NKEYS, &gw_config_listener, keys);
+	struct confparse *cp = confparse_new(path, keys, GW_CONFIG_ALL_KEYS);
 	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -591,7 +547,9 @@ void gw_config_free(struct gw_config *cfg)
 {
 	if (cfg == NULL)
 		return;
-	confparse_free_target(gw_config_keys, GW_CONFIG_NKEYS, cfg);
+	struct confparse_key keys[GW_CONFIG_ALL_KEYS];
+	smtp_listener_keys_join(gw_config_keys, GW_CONFIG_NKEYS, &gw_config_listener, keys);
+	confparse_free_target(keys, GW_CONFIG_ALL_KEYS, cfg);
 	for (size_t i = 0; i < cfg->nhat_policies; i++)
 		hat_policy_clear(&cfg->hat_policies[i]);
 	free(cfg->hat_policies);

@@ -50,6 +50,7 @@
 #include "http/http_server.h"
 #include "mime/msgmeta.h"
 #include "quarantine/api.h"
+#include "quarantine/expiry.h"
 #include "quarantine/metrics.h"
 #include "quarantine/release.h"
 #include "smtp/smtp_session.h"
@@ -65,8 +66,6 @@
 #define GW_FD_RESERVE_BASE 64
 /* A safelist sync may take this long before it gives up (the next one retries). */
 #define GW_SYNC_TIMEOUT_MS 30000
-/* Messages per expiry transaction: small enough that quarantining never waits long. */
-#define GW_EXPIRY_BATCH	   500
 #define GW_SLBL_CACHE_FILE "slbl.cache"
 
 struct gw {
@@ -361,30 +360,13 @@ static void gw_expiry_run(void *arg)
 {
 	struct gw_maint_job *mj = arg;
 	const struct gw_config *cfg = &mj->rules->cfg;
-	struct store_quarantine_stats *v = NULL;
-	size_t n = 0;
-	int64_t now = clock_now_ms();
+	/* The local spam quarantine keeps its own period; Policy, Virus ... share one. */
+	const struct expiry_retention keep[] = {
+	    {"spam", cfg->local_spam_delete_after_ms},
+	    {NULL, cfg->quarantines_delete_after_ms},
+	};
 	uint64_t expired_total = 0, purged_total = 0;
-	if (store_quarantines(mj->gw->st, &v, &n) == 0) {
-		for (size_t i = 0; i < n; i++) {
-			int64_t after = strcmp(v[i].name, "spam") == 0
-					    ? cfg->local_spam_delete_after_ms
-					    : cfg->quarantines_delete_after_ms;
-			uint64_t expired = 0, purged = 0;
-			if (after <= 0 || v[i].messages == 0)
-				continue;
-			int rc = store_expire(mj->gw->st, v[i].name, now - after, now,
-					      GW_EXPIRY_BATCH, &expired, &purged);
-			if (rc < 0)
-				log_error("gw.expiry_failed", "quarantine=%s rc=%d", v[i].name, rc);
-			expired_total += expired;
-			purged_total += purged;
-		}
-		store_quarantine_stats_free(v, n);
-	}
-	uint64_t purged = 0;
-	store_purge(mj->gw->st, GW_EXPIRY_BATCH, &purged);
-	purged_total += purged;
+	(void)expiry_run_once(mj->gw->st, keep, 2, clock_now_ms(), &expired_total, &purged_total);
 	if (expired_total > 0 || purged_total > 0)
 		log_info("gw.expiry", "expired=%llu purged=%llu", (unsigned long long)expired_total,
 			 (unsigned long long)purged_total);

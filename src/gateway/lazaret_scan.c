@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "common/xalloc.h"
+#include "common/readfile.h"
 #include "gateway/antispam.h"
 #include "gateway/antivirus.h"
 
@@ -64,43 +64,6 @@ static void usage(FILE *f)
 	    "  -h            this help\n"
 	    "exit: 0 clean, 1 spam or infected, 2 engine error, 64 usage, 66 unreadable input\n",
 	    SCAN_DEFAULT_TIMEOUT_MS, SCAN_DEFAULT_THRESHOLD);
-}
-
-/* Reads the whole file (or stdin for "-"). 0 or -errno. */
-static int read_message(const char *path, unsigned char **out, size_t *outlen)
-{
-	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-	if (f == NULL)
-		return -errno;
-	size_t cap = 65536, len = 0;
-	unsigned char *buf = xmalloc(cap);
-	int rc = 0;
-	for (;;) {
-		if (len == cap) {
-			if (cap >= SCAN_MESSAGE_MAX) {
-				rc = -EFBIG;
-				break;
-			}
-			cap *= 2;
-			buf = xrealloc(buf, cap);
-		}
-		size_t n = fread(buf + len, 1, cap - len, f);
-		len += n;
-		if (n == 0) {
-			if (ferror(f))
-				rc = -EIO;
-			break;
-		}
-	}
-	if (f != stdin)
-		fclose(f);
-	if (rc < 0) {
-		free(buf);
-		return rc;
-	}
-	*out = buf;
-	*outlen = len;
-	return 0;
 }
 
 /* Prints the value without control characters or blanks (one field of the line). */
@@ -182,7 +145,11 @@ int main(int argc, char **argv)
 		return SCAN_EXIT_USAGE;
 	}
 	log_init("lazaret-scan", level);
-	rc = read_message(path, &msg, &len);
+	char *text = NULL;
+	rc = read_file(path, SCAN_MESSAGE_MAX, &text, &len);
+	if (rc == -EISDIR)
+		rc = -EIO; /* the message this tool has always given for an unreadable file */
+	msg = (unsigned char *)text;
 	if (rc < 0) {
 		fprintf(stderr, "lazaret-scan: %s: %s\n", path, strerror(-rc));
 		return SCAN_EXIT_NOINPUT;

@@ -43,6 +43,7 @@
 #include "gateway/rat.h"
 #include "gateway/slbl_cache.h"
 #include "mime/msgmeta.h"
+#include "mime/msgmeta_store.h"
 #include "smtp/smtp_proto.h"
 #include "store/store.h"
 
@@ -522,11 +523,6 @@ static void pl_committed(void *arg, int rc)
 	pthread_mutex_unlock(&c->lock);
 }
 
-static char *dup_or_null(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
 /* Stores a copy in a local quarantine and waits for the commit. 0 or -errno. */
 static int pl_store(struct pl *p, const struct disposition_group *g)
 {
@@ -559,26 +555,7 @@ static int pl_store(struct pl *p, const struct disposition_group *g)
 		nm->verdict = xstrdup("policy");
 	nm->has_score = p->scanned;
 	nm->score = p->score;
-	const struct msgmeta *meta = p->meta;
-	if (meta != NULL) {
-		nm->from = dup_or_null(meta->from);
-		nm->from_addr = dup_or_null(meta->from_addr);
-		nm->to = dup_or_null(meta->to);
-		nm->subject = dup_or_null(meta->subject);
-		nm->message_id = dup_or_null(meta->message_id);
-		nm->date_ms = meta->date_ms;
-		if (meta->nattachments > 0) {
-			nm->attachments = xcalloc(meta->nattachments, sizeof(*nm->attachments));
-			nm->nattachments = meta->nattachments;
-			for (size_t k = 0; k < meta->nattachments; k++) {
-				nm->attachments[k].filename =
-				    dup_or_null(meta->attachments[k].filename);
-				nm->attachments[k].content_type =
-				    dup_or_null(meta->attachments[k].content_type);
-				nm->attachments[k].size = meta->attachments[k].size;
-			}
-		}
-	}
+	msgmeta_store_copy(p->meta, nm);
 	nm->raw = xmalloc(p->m->len + 1);
 	memcpy(nm->raw, p->m->data, p->m->len);
 	nm->raw_len = p->m->len;

@@ -46,6 +46,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/readfile.h"
 #include "common/xalloc.h"
 
 /*
@@ -235,46 +236,6 @@ bad:
 
 /* ---- the file ---- */
 
-/* Reads the whole file; -ENOENT when absent, -EFBIG over the limit. */
-static int slbl_read_file(const char *path, char **out, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	char *buf = NULL;
-	size_t n = 0, cap = 0;
-	int rc = 0;
-	for (;;) {
-		if (n + 65536 + 1 > cap) {
-			cap = (n + 65536 + 1) * 2;
-			buf = xrealloc(buf, cap);
-		}
-		ssize_t r = read(fd, buf + n, cap - n - 1);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			break;
-		}
-		if (r == 0)
-			break;
-		n += (size_t)r;
-		if (n > SLBL_CACHE_MAX_DOCUMENT) {
-			rc = -EFBIG;
-			break;
-		}
-	}
-	close(fd);
-	if (rc < 0) {
-		free(buf);
-		return rc;
-	}
-	buf[n] = '\0';
-	*out = buf;
-	*len = n;
-	return 0;
-}
-
 /* The table of a saved document into t, its version into *version. -EINVAL when malformed. */
 static int slbl_table_from_document(const json_t *doc, struct slbl_table *t, int64_t *version)
 {
@@ -302,7 +263,7 @@ static int slbl_load(struct slbl_cache *c)
 {
 	char *text = NULL;
 	size_t len = 0;
-	int rc = slbl_read_file(c->path, &text, &len);
+	int rc = read_file(c->path, SLBL_CACHE_MAX_DOCUMENT, &text, &len);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0 && rc != -EFBIG) {

@@ -105,6 +105,26 @@ int http_json_parse(const void *data, size_t len, const struct http_json_limits 
 	return 0;
 }
 
+int http_json_parse_object(const void *data, size_t len, const struct http_json_limits *lim,
+			   json_t **out, char **err)
+{
+	int rc = http_json_parse(data, len, lim, out, err);
+	if (rc < 0)
+		return rc;
+	if (!json_is_object(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		http_json_set_err(err, xstrdup("the request body must be a JSON object"));
+		return -EDOM;
+	}
+	return 0;
+}
+
+int http_json_error_status(int rc)
+{
+	return rc == -E2BIG ? 413 : rc == -EDOM ? 422 : 400;
+}
+
 /* The field, or NULL when absent or null. */
 static json_t *http_json_field(const json_t *obj, const char *key)
 {

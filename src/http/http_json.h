@@ -44,6 +44,20 @@ struct http_json_limits {
 int http_json_parse(const void *data, size_t len, const struct http_json_limits *lim, json_t **out,
 		    char **err);
 
+/*
+ * Like http_json_parse for a body that must be one JSON object: an array at the top
+ * level is -EDOM, with *err "the request body must be a JSON object".
+ */
+int http_json_parse_object(const void *data, size_t len, const struct http_json_limits *lim,
+			   json_t **out, char **err);
+
+/*
+ * The HTTP status that answers a failure of http_json_parse or
+ * http_json_parse_object: 413 for -E2BIG, 422 for -EDOM (well-formed JSON of the
+ * wrong kind), 400 for anything else (not JSON, too deep).
+ */
+int http_json_error_status(int rc);
+
 /* How deep v nests: a scalar is 0, [] or {} is 1, [[1]] is 2. */
 unsigned http_json_depth(const json_t *v);
 

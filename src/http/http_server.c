@@ -747,6 +747,20 @@ void http_server_request_body(struct http_server_request *req, const char **data
 	*len = req->body_len;
 }
 
+int http_server_request_json_object(struct http_server_request *req, size_t max_size, json_t **out)
+{
+	const char *data;
+	size_t len;
+	char *err = NULL;
+	http_server_request_body(req, &data, &len);
+	struct http_json_limits lim = {.max_size = max_size};
+	int rc = http_json_parse_object(data, len, &lim, out, &err);
+	if (rc < 0)
+		http_server_reply_error(req, http_json_error_status(rc), "%s", err);
+	free(err);
+	return rc;
+}
+
 const char *http_server_request_peer(const struct http_server_request *req)
 {
 	return req->peer;

@@ -152,6 +152,14 @@ const char *http_server_request_header(const struct http_server_request *req, co
 char *http_server_request_header_all(const struct http_server_request *req, const char *name);
 /* The request body: *data (NUL-terminated) and *len; an empty body gives "" and 0. */
 void http_server_request_body(struct http_server_request *req, const char **data, size_t *len);
+/*
+ * The request body as one JSON object (http_json_parse_object) of at most max_size
+ * bytes (0: HTTP_JSON_DEFAULT_MAX_SIZE). 0 with *out a new reference the caller
+ * json_decref()s. Otherwise the request is answered with the reason (413 too large,
+ * 400 not JSON or nested too deep, 422 not an object), *out is NULL and the
+ * negative errno of http_json_parse_object is returned.
+ */
+int http_server_request_json_object(struct http_server_request *req, size_t max_size, json_t **out);
 /* The client's address, as text. */
 const char *http_server_request_peer(const struct http_server_request *req);
 

@@ -23,11 +23,6 @@ struct auth_directory {
 	struct auth_imap_config imap;
 };
 
-static const char *auth_directory_dup(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
 struct auth_directory *auth_directory_new(const struct manager_config *cfg)
 {
 	if (cfg->ldap_uri == NULL && cfg->imap_host == NULL)
@@ -35,15 +30,15 @@ struct auth_directory *auth_directory_new(const struct manager_config *cfg)
 	struct auth_directory *d = xcalloc(1, sizeof(*d));
 	if (cfg->ldap_uri != NULL) {
 		d->have_ldap = true;
-		d->ldap.uri = auth_directory_dup(cfg->ldap_uri);
-		d->ldap.base_dn = auth_directory_dup(cfg->ldap_base_dn);
-		d->ldap.bind_dn = auth_directory_dup(cfg->ldap_bind_dn);
-		d->ldap.bind_password = auth_directory_dup(cfg->ldap_bind_password);
-		d->ldap.user_filter = auth_directory_dup(cfg->ldap_user_filter);
-		d->ldap.mail_attributes = auth_directory_dup(cfg->ldap_mail_attributes);
+		d->ldap.uri = xstrdup_or_null(cfg->ldap_uri);
+		d->ldap.base_dn = xstrdup_or_null(cfg->ldap_base_dn);
+		d->ldap.bind_dn = xstrdup_or_null(cfg->ldap_bind_dn);
+		d->ldap.bind_password = xstrdup_or_null(cfg->ldap_bind_password);
+		d->ldap.user_filter = xstrdup_or_null(cfg->ldap_user_filter);
+		d->ldap.mail_attributes = xstrdup_or_null(cfg->ldap_mail_attributes);
 		d->ldap.timeout_ms = cfg->ldap_timeout_ms;
 		d->ldap.starttls = cfg->ldap_starttls;
-		d->ldap.ca_file = auth_directory_dup(cfg->ldap_ca_file);
+		d->ldap.ca_file = xstrdup_or_null(cfg->ldap_ca_file);
 		if (!cfg->ldap_starttls && strncasecmp(cfg->ldap_uri, "ldap://", 7) == 0)
 			log_warn(
 			    "auth.ldap_plaintext",
@@ -53,8 +48,8 @@ struct auth_directory *auth_directory_new(const struct manager_config *cfg)
 	}
 	if (cfg->imap_host != NULL) {
 		d->have_imap = true;
-		d->imap.host = auth_directory_dup(cfg->imap_host);
-		d->imap.domain = auth_directory_dup(cfg->imap_domain);
+		d->imap.host = xstrdup_or_null(cfg->imap_host);
+		d->imap.domain = xstrdup_or_null(cfg->imap_domain);
 		d->imap.timeout_ms = cfg->imap_timeout_ms;
 		(void)auth_imap_tls_parse(cfg->imap_tls, &d->imap.tls); /* checked by the config */
 		if (d->imap.tls != AUTH_IMAP_TLS_NONE) {

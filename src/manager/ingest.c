@@ -27,6 +27,7 @@
 #include "common/xalloc.h"
 #include "quarantine/metrics.h"
 #include "mime/msgmeta.h"
+#include "mime/msgmeta_store.h"
 #include "smtp/smtp_proto.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
@@ -76,11 +77,6 @@ void ingest_set_store(struct ingest *ing, struct store *st)
 unsigned ingest_inflight(const struct ingest *ing)
 {
 	return atomic_load(&ing->inflight);
-}
-
-static char *dup_or_null(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
 }
 
 static void ingest_answer(void *arg)
@@ -146,28 +142,12 @@ static struct store_new_message *ingest_build(struct ingest_job *job, int64_t no
 	m->data = NULL;
 	m->len = 0;
 	if (meta != NULL) {
-		nm->gateway = dup_or_null(meta->gateway);
-		nm->client_address = dup_or_null(meta->client_address);
-		nm->verdict = dup_or_null(meta->verdict);
+		nm->gateway = xstrdup_or_null(meta->gateway);
+		nm->client_address = xstrdup_or_null(meta->client_address);
+		nm->verdict = xstrdup_or_null(meta->verdict);
 		nm->has_score = meta->has_score;
 		nm->score = meta->score;
-		nm->from = dup_or_null(meta->from);
-		nm->from_addr = dup_or_null(meta->from_addr);
-		nm->to = dup_or_null(meta->to);
-		nm->subject = dup_or_null(meta->subject);
-		nm->message_id = dup_or_null(meta->message_id);
-		nm->date_ms = meta->date_ms;
-		if (meta->nattachments > 0) {
-			nm->attachments = xcalloc(meta->nattachments, sizeof(*nm->attachments));
-			nm->nattachments = meta->nattachments;
-			for (size_t i = 0; i < meta->nattachments; i++) {
-				nm->attachments[i].filename =
-				    dup_or_null(meta->attachments[i].filename);
-				nm->attachments[i].content_type =
-				    dup_or_null(meta->attachments[i].content_type);
-				nm->attachments[i].size = meta->attachments[i].size;
-			}
-		}
+		msgmeta_store_copy(meta, nm);
 		msgmeta_free(meta);
 	}
 	/* CONTRACT.md: default verdict spam; the gateway defaults to the client address. */

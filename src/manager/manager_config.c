@@ -21,6 +21,7 @@
 #include "common/tz.h"
 #include "common/xalloc.h"
 #include "manager/notify_schedule.h"
+#include "smtp/smtp_listener_keys.h"
 
 #define KIB (UINT64_C(1024))
 #define MIB (KIB * 1024)
@@ -124,11 +125,6 @@ static const struct confparse_key manager_config_keys[] = {
      .max = 3600 * SEC},
 
     {.section = "spam_quarantine",
-     .name = "listen",
-     .type = CONFPARSE_HOSTPORT,
-     .offset = OFF(smtp_listen),
-     .default_text = "127.0.0.1:6025"},
-    {.section = "spam_quarantine",
      .name = "accept_from",
      .type = CONFPARSE_ACL,
      .offset = OFF(accept_from),
@@ -145,52 +141,6 @@ static const struct confparse_key manager_config_keys[] = {
      .type = CONFPARSE_DURATION,
      .offset = OFF(purge_interval_ms),
      .default_text = "1h",
-     .min = SEC},
-    {.section = "spam_quarantine",
-     .name = "max_message_size",
-     .type = CONFPARSE_SIZE,
-     .offset = OFF(max_message_size),
-     .default_text = "50M",
-     .min = 1,
-     .max = MANAGER_MAX_MESSAGE_SIZE},
-    {.section = "spam_quarantine",
-     .name = "max_recipients",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(max_recipients),
-     .default_text = "1000",
-     .min = 1,
-     .max = 1000000},
-    {.section = "spam_quarantine",
-     .name = "max_connections",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(max_connections),
-     .default_text = "500",
-     .min = 1,
-     .max = 1000000},
-    {.section = "spam_quarantine",
-     .name = "max_connections_per_client",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(max_connections_per_client),
-     .default_text = "100",
-     .min = 1,
-     .max = 1000000},
-    {.section = "spam_quarantine",
-     .name = "command_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(command_timeout_ms),
-     .default_text = "1m",
-     .min = SEC},
-    {.section = "spam_quarantine",
-     .name = "data_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(data_timeout_ms),
-     .default_text = "10m",
-     .min = SEC},
-    {.section = "spam_quarantine",
-     .name = "idle_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(idle_timeout_ms),
-     .default_text = "5m",
      .min = SEC},
     {.section = "spam_quarantine",
      .name = "max_header_count",
@@ -238,14 +188,6 @@ static const struct confparse_key manager_config_keys[] = {
      .name = "hostname",
      .type = CONFPARSE_HOSTNAME,
      .offset = OFF(hostname)},
-    {.section = "spam_quarantine",
-     .name = "tls_cert",
-     .type = CONFPARSE_PATH,
-     .offset = OFF(tls_cert)},
-    {.section = "spam_quarantine",
-     .name = "tls_key",
-     .type = CONFPARSE_PATH,
-     .offset = OFF(tls_key)},
     {.section = "spam_quarantine",
      .name = "tls_require",
      .type = CONFPARSE_BOOL,
@@ -497,6 +439,18 @@ static const struct confparse_key manager_config_keys[] = {
 
 #define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))
 
+/* [spam_quarantine]'s SMTP listener keys, the ones lazaret-gw's [listener] has too. */
+static const struct smtp_listener_keys manager_config_listener = {
+    .offset = SMTP_LISTENER_OFFSETS(struct manager_config, smtp_listen),
+    .defaults =
+	{
+	    [SMTP_LISTENER_LISTEN] = "127.0.0.1:6025",
+	    [SMTP_LISTENER_MAX_CONNECTIONS_PER_CLIENT] = "100",
+	},
+    .section = "spam_quarantine",
+};
+#define MANAGER_CONFIG_ALL_KEYS (MANAGER_CONFIG_NKEYS + SMTP_LISTENER_NKEYS)
+
 /* A Bearer token travels in an HTTP header: visible ASCII only, no spaces. */
 static bool manager_config_token_ok(const char *t)
 {
@@ -721,7 +675,10 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 
 int manager_config_load(const char *path, struct manager_config *cfg, char **errors)
 {
-	struct confparse *cp = confparse_new(path, manager_config_keys, MANAGER_CONFIG_NKEYS);
+	struct confparse_key keys[MANAGER_CONFIG_ALL_KEYS];
+	smtp_listener_keys_join(manager_config_keys, MANAGER_CONFIG_NKEYS, &manager_config_listener,
+				keys);
+	struct confparse *cp = confparse_new(path, keys, MANAGER_CONFIG_ALL_KEYS);
 	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -751,7 +708,10 @@ void manager_config_free(struct manager_config *cfg)
 {
 	if (cfg == NULL)
 		return;
-	confparse_free_target(manager_config_keys, MANAGER_CONFIG_NKEYS, cfg);
+	struct confparse_key keys[MANAGER_CONFIG_ALL_KEYS];
+	smtp_listener_keys_join(manager_config_keys, MANAGER_CONFIG_NKEYS, &manager_config_listener,
+				keys);
+	confparse_free_target(keys, MANAGER_CONFIG_ALL_KEYS, cfg);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -64,6 +64,7 @@
 #include "quarantine/digest_pages.h"
 #include "quarantine/digest_token.h"
 #include "smtp/smtp_client.h"
+#include "smtp/smtp_failover.h"
 #include "store/store.h"
 
 /* The external spam quarantine: the only one end users see. */
@@ -197,11 +198,25 @@ fail:
 	return -EINVAL;
 }
 
+/* smtp_failover: every attempt that did not deliver is logged with its reason. */
+static void notify_attempted(void *arg, const struct smtp_failover_session *ss,
+			     const struct smtp_client_result *res, bool failing_over)
+{
+	const char *rcpt = arg;
+	char q[512];
+	enum smtp_client_outcome o = res->nrcpts > 0 ? res->rcpts[0].outcome : SMTP_CLIENT_DEFERRED;
+	const char *why = res->nrcpts > 0 && res->rcpts[0].reply != NULL ? res->rcpts[0].reply
+			  : res->error != NULL				 ? res->error
+									 : "";
+	if (o != SMTP_CLIENT_DELIVERED)
+		log_warn("notify.send_attempt", "host=%s rcpt=%s outcome=%s reply=%s", ss->host,
+			 rcpt, smtp_client_outcome_name(o), log_quote(q, sizeof(q), why));
+}
+
 /* Tries primary, then secondary on no connection or 4xx. 0 delivered, else negative. */
 static int notify_deliver(const struct notify_settings *s, const char *rcpt, const char *data,
 			  size_t len)
 {
-	const char *hosts[] = {s->primary, s->secondary};
 	const char *rcpts[] = {rcpt};
 	struct smtp_client_options opt = {
 	    .helo_name = s->helo,
@@ -216,29 +231,10 @@ static int notify_deliver(const struct notify_settings *s, const char *rcpt, con
 	    .body = (const unsigned char *)data,
 	    .body_len = len,
 	};
-	char q[512];
-	int rc = -EHOSTUNREACH;
-	for (size_t i = 0; i < 2; i++) {
-		if (hosts[i] == NULL)
-			continue;
-		struct smtp_client_result res;
-		(void)smtp_client_send(hosts[i], &opt, &msg, &res);
-		enum smtp_client_outcome o =
-		    res.nrcpts > 0 ? res.rcpts[0].outcome : SMTP_CLIENT_DEFERRED;
-		const char *why = res.nrcpts > 0 && res.rcpts[0].reply != NULL ? res.rcpts[0].reply
-				  : res.error != NULL			       ? res.error
-									       : "";
-		if (o != SMTP_CLIENT_DELIVERED)
-			log_warn("notify.send_attempt", "host=%s rcpt=%s outcome=%s reply=%s",
-				 hosts[i], rcpt, smtp_client_outcome_name(o),
-				 log_quote(q, sizeof(q), why));
-		smtp_client_result_free(&res);
-		if (o == SMTP_CLIENT_DELIVERED)
-			return 0;
-		rc = o == SMTP_CLIENT_REJECTED ? -EPERM : -EAGAIN;
-		if (o == SMTP_CLIENT_REJECTED)
-			break;
-	}
+	struct smtp_failover_hooks hooks = {.attempted = notify_attempted, .arg = (void *)rcpt};
+	struct smtp_failover_rcpt out[1];
+	int rc = smtp_failover_send(s->primary, s->secondary, &opt, &msg, &hooks, out);
+	smtp_failover_rcpts_free(out, 1);
 	return rc;
 }
 

@@ -300,25 +300,11 @@ static int api_body_object(struct api *a, struct http_server_request *req, json_
 {
 	const char *data;
 	size_t len;
-	char *err = NULL;
 	*out = NULL;
 	http_server_request_body(req, &data, &len);
 	if (strspn(data, " \t\r\n") == len)
 		return 0;
-	struct http_json_limits lim = {.max_size = a->max_body};
-	int rc = http_json_parse(data, len, &lim, out, &err);
-	if (rc < 0) {
-		http_server_reply_error(req, rc == -E2BIG ? 413 : 400, "%s", err);
-		free(err);
-		return -1;
-	}
-	if (!json_is_object(*out)) {
-		json_decref(*out);
-		*out = NULL;
-		http_server_reply_error(req, 422, "the request body must be a JSON object");
-		return -1;
-	}
-	return 0;
+	return http_server_request_json_object(req, a->max_body, out) < 0 ? -1 : 0;
 }
 
 static void api_reply_store_error(struct http_server_request *req, const char *what, int rc)
@@ -1176,10 +1162,10 @@ static void api_apply(struct api *a, const struct api_config *cfg)
 	free(a->manager_name);
 	free(a->web_root);
 	free(a->allowed_origins);
-	a->allowed_origins = cfg->allowed_origins != NULL ? xstrdup(cfg->allowed_origins) : NULL;
+	a->allowed_origins = xstrdup_or_null(cfg->allowed_origins);
 	a->token = xstrdup(cfg->admin_token != NULL ? cfg->admin_token : "");
 	a->manager_name = xstrdup(cfg->manager_name != NULL ? cfg->manager_name : "");
-	a->web_root = cfg->web_root != NULL ? xstrdup(cfg->web_root) : NULL;
+	a->web_root = xstrdup_or_null(cfg->web_root);
 	a->max_body = cfg->max_body != 0 ? cfg->max_body : API_DEFAULT_MAX_BODY;
 	a->delete_after_ms = cfg->delete_after_ms;
 	a->cfg = *cfg;

@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "common/xalloc.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
@@ -144,20 +145,10 @@ int api_slbl_put_lists(struct api *a, struct http_server_request *req, const cha
 		http_server_reply_error(req, 400, "the recipient must be an e-mail address");
 		goto fail;
 	}
-	const char *data;
-	size_t len;
-	http_server_request_body(req, &data, &len);
-	struct http_json_limits lim = {.max_size = api_current_config(a)->max_body};
-	rc = http_json_parse(data, len, &lim, &body, &err);
-	if (rc < 0) {
-		http_server_reply_error(req, rc == -E2BIG ? 413 : 400, "%s", err);
+	rc = http_server_request_json_object(req, api_current_config(a)->max_body, &body);
+	if (rc < 0)
 		goto fail;
-	}
 	rc = -EINVAL;
-	if (!json_is_object(body)) {
-		http_server_reply_error(req, 422, "the request body must be a JSON object");
-		goto fail;
-	}
 	if (http_json_check_keys(body, keys, &err) < 0) {
 		http_server_reply_error(req, 422, "%s", err);
 		goto fail;
@@ -330,48 +321,32 @@ static void api_slbl_changes(struct http_server_request *req, void *arg)
 
 /* ---- CSV ---- */
 
-struct api_slbl_buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void api_slbl_buf_add(struct api_slbl_buf *b, const char *s, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		b->p = xrealloc(b->p, b->cap);
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
 /* One field, quoted (RFC 4180 2.6/2.7) when it holds a comma, quote, line break or blank. */
-static void api_slbl_csv_field(struct api_slbl_buf *b, const char *s)
+static void api_slbl_csv_field(struct strbuf *b, const char *s)
 {
 	if (strpbrk(s, ",\"\r\n \t") == NULL) {
-		api_slbl_buf_add(b, s, strlen(s));
+		strbuf_add(b, s, strlen(s));
 		return;
 	}
-	api_slbl_buf_add(b, "\"", 1);
+	strbuf_add(b, "\"", 1);
 	for (const char *p = s; *p != '\0'; p++) {
 		if (*p == '"')
-			api_slbl_buf_add(b, "\"\"", 2);
+			strbuf_add(b, "\"\"", 2);
 		else
-			api_slbl_buf_add(b, p, 1);
+			strbuf_add(b, p, 1);
 	}
-	api_slbl_buf_add(b, "\"", 1);
+	strbuf_add(b, "\"", 1);
 }
 
-static void api_slbl_csv_row(struct api_slbl_buf *b, const char *rcpt, const char *list,
+static void api_slbl_csv_row(struct strbuf *b, const char *rcpt, const char *list,
 			     const char *sender)
 {
 	api_slbl_csv_field(b, rcpt);
-	api_slbl_buf_add(b, ",", 1);
+	strbuf_add(b, ",", 1);
 	api_slbl_csv_field(b, list);
-	api_slbl_buf_add(b, ",", 1);
+	strbuf_add(b, ",", 1);
 	api_slbl_csv_field(b, sender);
-	api_slbl_buf_add(b, "\r\n", 2);
+	strbuf_add(b, "\r\n", 2);
 }
 
 static void api_slbl_export(struct http_server_request *req, void *arg)
@@ -386,9 +361,9 @@ static void api_slbl_export(struct http_server_request *req, void *arg)
 		api_slbl_store_error(req, "store_slbl_changes", rc);
 		return;
 	}
-	struct api_slbl_buf b = {NULL, 0, 0};
+	struct strbuf b = STRBUF_INIT;
 	size_t rows = 0;
-	api_slbl_buf_add(&b, "recipient,list,sender\r\n", 23);
+	strbuf_add(&b, "recipient,list,sender\r\n", 23);
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < v[i]->nsafelist; j++, rows++)
 			api_slbl_csv_row(&b, v[i]->recipient, "safelist", v[i]->safelist[j]);
@@ -400,7 +375,7 @@ static void api_slbl_export(struct http_server_request *req, void *arg)
 	http_server_reply_bytes(req, 200, "text/csv; charset=utf-8", b.p, b.len);
 	log_info("api.slbl_export", "rows=%zu by=%s peer=%s", rows, api_actor(a, req)->username,
 		 http_server_request_peer(req));
-	free(b.p);
+	strbuf_free(&b);
 }
 
 /* One CSV record: its fields and the line it starts on. */
@@ -430,10 +405,9 @@ static int api_slbl_csv_next(const char *data, size_t len, size_t *pos, unsigned
 		return 0;
 	memset(r, 0, sizeof(*r));
 	r->line = *line;
-	struct api_slbl_buf f = {NULL, 0, 0};
+	struct strbuf f = STRBUF_INIT;
 	for (;;) {
-		f.len = 0;
-		api_slbl_buf_add(&f, "", 0);
+		strbuf_truncate(&f, 0);
 		if (i < len && data[i] == '"') {
 			unsigned open_line = *line;
 			i++;
@@ -445,7 +419,7 @@ static int api_slbl_csv_next(const char *data, size_t len, size_t *pos, unsigned
 				}
 				if (data[i] == '"') {
 					if (i + 1 < len && data[i + 1] == '"') {
-						api_slbl_buf_add(&f, "\"", 1);
+						strbuf_add(&f, "\"", 1);
 						i += 2;
 						continue;
 					}
@@ -454,7 +428,7 @@ static int api_slbl_csv_next(const char *data, size_t len, size_t *pos, unsigned
 				}
 				if (data[i] == '\n')
 					(*line)++;
-				api_slbl_buf_add(&f, &data[i], 1);
+				strbuf_add(&f, &data[i], 1);
 				i++;
 			}
 			if (i < len && data[i] != ',' && data[i] != '\r' && data[i] != '\n') {
@@ -471,10 +445,10 @@ static int api_slbl_csv_next(const char *data, size_t len, size_t *pos, unsigned
 				}
 				i++;
 			}
-			api_slbl_buf_add(&f, data + start, i - start);
+			strbuf_add(&f, data + start, i - start);
 		}
 		if (r->nfields <= API_SLBL_CSV_FIELDS)
-			r->fields[r->nfields] = xstrdup(f.p);
+			r->fields[r->nfields] = xstrdup(strbuf_str(&f));
 		r->nfields++;
 		if (i < len && data[i] == ',') {
 			i++;
@@ -487,11 +461,11 @@ static int api_slbl_csv_next(const char *data, size_t len, size_t *pos, unsigned
 		(*line)++;
 		break;
 	}
-	free(f.p);
+	strbuf_free(&f);
 	*pos = i;
 	return 1;
 bad:
-	free(f.p);
+	strbuf_free(&f);
 	api_slbl_record_clear(r);
 	return -EINVAL;
 }

@@ -143,25 +143,8 @@ static json_t *api_users_strings(char *const *v, size_t n)
 /* Parses the JSON object body of req; answers (400/413/422) and returns -1 otherwise. */
 static int api_users_body(struct api *a, struct http_server_request *req, json_t **out)
 {
-	const char *data;
-	size_t len;
-	char *err = NULL;
-	*out = NULL;
-	http_server_request_body(req, &data, &len);
-	struct http_json_limits lim = {.max_size = api_current_config(a)->max_body};
-	int rc = http_json_parse(data, len, &lim, out, &err);
-	if (rc < 0) {
-		http_server_reply_error(req, rc == -E2BIG ? 413 : 400, "%s", err);
-		free(err);
-		return -1;
-	}
-	if (!json_is_object(*out)) {
-		json_decref(*out);
-		*out = NULL;
-		http_server_reply_error(req, 422, "the request body must be a JSON object");
-		return -1;
-	}
-	return 0;
+	int rc = http_server_request_json_object(req, api_current_config(a)->max_body, out);
+	return rc < 0 ? -1 : 0;
 }
 
 /* Usernames appear in paths and logs: printable ASCII without '/', spaces or quotes. */

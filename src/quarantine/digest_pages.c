@@ -512,23 +512,17 @@ static void digest_admin_send(struct http_server_request *req, void *arg)
 	struct api *a = arg;
 	json_t *body = NULL;
 	char *err = NULL;
-	const char *data, *address = NULL;
-	size_t len;
+	const char *address = NULL;
 	if (!api_require_role(a, req, API_ROLE_ADMIN))
 		return;
 	if (!digest_have_service || digest_installed.send_now == NULL) {
 		http_server_reply_error(req, 503, "digests are not enabled");
 		return;
 	}
-	http_server_request_body(req, &data, &len);
-	struct http_json_limits lim = {.max_size = api_current_config(a)->max_body};
-	int rc = http_json_parse(data, len, &lim, &body, &err);
-	if (rc < 0) {
-		http_server_reply_error(req, rc == -E2BIG ? 413 : 400, "%s",
-					err != NULL ? err : "invalid JSON");
+	int rc = http_server_request_json_object(req, api_current_config(a)->max_body, &body);
+	if (rc < 0)
 		goto done;
-	}
-	if (!json_is_object(body) || http_json_check_keys(body, allowed, &err) < 0 ||
+	if (http_json_check_keys(body, allowed, &err) < 0 ||
 	    http_json_get_string(body, "address", &address, &err) < 0 ||
 	    !digest_address_arg_ok(address)) {
 		http_server_reply_error(req, 422, "%s",

@@ -1,7 +1,9 @@
 /*
- * expiry — a loop timer that hands each purge run to a one-thread work pool.
- * A run that is still going when the timer fires again is not doubled.
- * Not for: PVO quarantines' per-message expiry (they keep their own times).
+ * expiry — one purge run over a list of quarantines with their retentions, and a
+ * loop timer that hands the spam quarantine's run to a one-thread work pool. A run
+ * that is still going when the timer fires again is not doubled.
+ * Not for: scheduling the gateway's runs (its maintenance thread does), per-message
+ * expiry times.
  */
 #include "quarantine/expiry.h"
 
@@ -9,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -16,9 +19,6 @@
 #include "common/xalloc.h"
 #include "quarantine/metrics.h"
 #include "store/store.h"
-
-/* Messages per expiry/purge transaction: small enough that ingest never waits long. */
-#define EXPIRY_BATCH 500
 
 struct expiry {
 	struct store *st;
@@ -29,20 +29,84 @@ struct expiry {
 	atomic_bool running;
 };
 
+/* The retention of quarantine name: its own entry, else the NULL entry's, else 0. */
+static int64_t expiry_period(const struct expiry_retention *r, size_t n, const char *name)
+{
+	int64_t other = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].quarantine == NULL)
+			other = r[i].delete_after_ms;
+		else if (strcmp(r[i].quarantine, name) == 0)
+			return r[i].delete_after_ms;
+	}
+	return other;
+}
+
+/* Expires quarantine name's recipients older than after; 0 or -errno (logged). */
+static int expiry_one(struct store *st, const char *name, int64_t after, int64_t now,
+		      uint64_t *expired, uint64_t *purged)
+{
+	uint64_t e = 0, p = 0;
+	int rc = store_expire(st, name, now - after, now, EXPIRY_BATCH, &e, &p);
+	if (rc < 0)
+		log_error("expiry.failed", "quarantine=%s rc=%d", name, rc);
+	*expired += e;
+	*purged += p;
+	return rc;
+}
+
+int expiry_run_once(struct store *st, const struct expiry_retention *r, size_t n, int64_t now,
+		    uint64_t *expired, uint64_t *purged)
+{
+	int first = 0, rc;
+	bool others = false;
+	for (size_t i = 0; i < n; i++)
+		others |= r[i].quarantine == NULL;
+	if (!others) {
+		/* Only the named ones: no need to ask the store which there are. */
+		for (size_t i = 0; i < n; i++) {
+			if (r[i].delete_after_ms <= 0)
+				continue;
+			rc = expiry_one(st, r[i].quarantine, r[i].delete_after_ms, now, expired,
+					purged);
+			if (rc < 0 && first == 0)
+				first = rc;
+		}
+	} else {
+		struct store_quarantine_stats *v = NULL;
+		size_t nv = 0;
+		rc = store_quarantines(st, &v, &nv);
+		if (rc < 0) {
+			log_error("expiry.failed", "op=list rc=%d", rc);
+			first = rc;
+		}
+		for (size_t i = 0; i < nv; i++) {
+			int64_t after = expiry_period(r, n, v[i].name);
+			if (after <= 0 || v[i].messages == 0)
+				continue;
+			rc = expiry_one(st, v[i].name, after, now, expired, purged);
+			if (rc < 0 && first == 0)
+				first = rc;
+		}
+		store_quarantine_stats_free(v, nv);
+	}
+	/* What release and expiry finished in any quarantine; usually nothing is left. */
+	uint64_t p = 0;
+	rc = store_purge(st, EXPIRY_BATCH, &p);
+	if (rc < 0)
+		log_error("expiry.failed", "op=purge rc=%d", rc);
+	*purged += p;
+	return first < 0 ? first : rc;
+}
+
 static void expiry_run(void *arg)
 {
 	struct expiry *e = arg;
 	int64_t now = clock_now_ms();
-	int64_t after = atomic_load(&e->delete_after_ms);
+	struct expiry_retention spam = {"spam", atomic_load(&e->delete_after_ms)};
 	uint64_t expired = 0, purged = 0;
-	int rc;
-	if (after > 0)
-		rc = store_expire(e->st, "spam", now - after, now, EXPIRY_BATCH, &expired, &purged);
-	else
-		rc = store_purge(e->st, EXPIRY_BATCH, &purged);
-	if (rc < 0) {
-		log_error("expiry.failed", "rc=%d", rc);
-	} else {
+	int rc = expiry_run_once(e->st, &spam, 1, now, &expired, &purged);
+	if (rc == 0) {
 		metrics_add(METRICS_EXPIRED, expired);
 		metrics_add(METRICS_PURGED, purged);
 		if (expired > 0 || purged > 0)

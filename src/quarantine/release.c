@@ -52,6 +52,7 @@
 #include "common/xalloc.h"
 #include "quarantine/metrics.h"
 #include "smtp/smtp_client.h"
+#include "smtp/smtp_failover.h"
 #include "store/store.h"
 
 /*
@@ -225,12 +226,11 @@ struct release_rcpt {
 	bool recorded;	  /* its final outcome is committed (store_delivery_confirm) */
 };
 
-/* One SMTP session of an attempt: the recipients d->rcpts[idx[k]], k < n. */
-struct release_session {
+/* One attempt of a delivery, as its SMTP sessions see it. */
+struct release_attempt {
 	struct release *r;
 	const struct store_delivery *d;
-	const size_t *idx;
-	size_t n;
+	unsigned attempt;
 	struct release_rcpt *rr; /* per recipient of d */
 };
 
@@ -239,9 +239,10 @@ struct release_session {
  * as the host answered the data, before anything else can go wrong in the session.
  */
 static void release_progress(void *arg, enum smtp_client_stage stage,
+			     const struct smtp_failover_session *ss,
 			     const struct smtp_client_result *res)
 {
-	struct release_session *ss = arg;
+	struct release_attempt *at = arg;
 	if (stage == SMTP_CLIENT_AT_RCPTS_DONE) {
 		fault_point("release_after_rcpt");
 		return;
@@ -255,7 +256,7 @@ static void release_progress(void *arg, enum smtp_client_stage stage,
 		if (o == SMTP_CLIENT_DEFERRED)
 			continue;
 		delivered |= o == SMTP_CLIENT_DELIVERED;
-		results[nres].rcpt = ss->d->rcpts[ss->idx[k]];
+		results[nres].rcpt = at->d->rcpts[ss->idx[k]];
 		results[nres].outcome =
 		    o == SMTP_CLIENT_DELIVERED ? STORE_DELIVERY_DELIVERED : STORE_DELIVERY_FAILED;
 		results[nres].reply = res->rcpts[k].reply;
@@ -264,16 +265,16 @@ static void release_progress(void *arg, enum smtp_client_stage stage,
 	if (nres > 0) {
 		if (delivered)
 			fault_point("release_after_250");
-		int rc = store_delivery_confirm(ss->r->st, ss->d, results, nres, clock_now_ms());
+		int rc = store_delivery_confirm(at->r->st, at->d, results, nres, clock_now_ms());
 		if (rc == 0) {
 			for (size_t j = 0; j < nres; j++)
-				ss->rr[which[j]].recorded = true;
+				at->rr[which[j]].recorded = true;
 			if (delivered)
 				fault_point("release_after_commit");
 		} else {
 			/* Not lost: release_finish records them at the end of the attempt. */
 			log_warn("release.store_error", "op=confirm msg=%s job=%lld error=%s",
-				 ss->d->msg_id, (long long)ss->d->job_id, strerror(-rc));
+				 at->d->msg_id, (long long)at->d->job_id, strerror(-rc));
 		}
 	}
 	free(which);
@@ -295,19 +296,30 @@ static void release_log_outcome(const char *event, const struct store_delivery *
 		  extra ? extra : "");
 }
 
-/*
- * Sends the message to host for the recipients of d whose index is in idx (n of
- * them) and updates their state.
- */
-static void release_send(struct release *r, const struct release_settings *s, const char *host,
-			 const struct store_delivery *d, const size_t *idx, size_t n,
-			 const char *header, const unsigned char *raw, size_t raw_len,
-			 struct release_rcpt *rr)
+/* Before the secondary: says which recipients the primary deferred, and why. */
+static void release_attempted(void *arg, const struct smtp_failover_session *ss,
+			      const struct smtp_client_result *res, bool failing_over)
 {
-	struct release_session ss = {.r = r, .d = d, .idx = idx, .n = n, .rr = rr};
-	const char **rcpts = xcalloc(n, sizeof(*rcpts));
-	for (size_t k = 0; k < n; k++)
-		rcpts[k] = d->rcpts[idx[k]];
+	struct release_attempt *at = arg;
+	if (!failing_over)
+		return;
+	for (size_t k = 0; k < ss->n && k < res->nrcpts; k++)
+		if (res->rcpts[k].outcome == SMTP_CLIENT_DEFERRED)
+			release_log_outcome("release.deferred", at->d, at->d->rcpts[ss->idx[k]],
+					    ss->host, at->attempt, res->rcpts[k].reply,
+					    "next=secondary");
+}
+
+/*
+ * Sends the message to the primary host, the recipients it deferred to the
+ * secondary, and notes each recipient's outcome in rr.
+ */
+static void release_send(struct release *r, const struct release_settings *s,
+			 const struct store_delivery *d, unsigned attempt, const char *header,
+			 const unsigned char *raw, size_t raw_len, struct release_rcpt *rr)
+{
+	size_t n = d->nrcpts;
+	struct release_attempt at = {.r = r, .d = d, .attempt = attempt, .rr = rr};
 	struct smtp_client_options opt = {
 	    .helo_name = s->helo_name,
 	    .source_address = s->source_address,
@@ -315,30 +327,28 @@ static void release_send(struct release *r, const struct release_settings *s, co
 	    .timeout_ms = s->timeout_ms,
 	    .final_timeout_ms = s->timeout_ms,
 	    .session_timeout_ms = s->timeout_ms * RELEASE_SESSION_STEPS,
-	    .progress = release_progress,
-	    .progress_arg = &ss,
 	};
 	struct smtp_client_message msg = {
 	    .sender = d->sender ? d->sender : "",
-	    .rcpts = rcpts,
+	    .rcpts = (const char *const *)d->rcpts,
 	    .nrcpts = n,
 	    .header = header,
 	    .body = raw,
 	    .body_len = raw_len,
 	};
-	struct smtp_client_result res;
+	struct smtp_failover_hooks hooks = {
+	    .progress = release_progress, .attempted = release_attempted, .arg = &at};
+	struct smtp_failover_rcpt *out = xcalloc(n ? n : 1, sizeof(*out));
 	fault_point("release_before_connect");
-	(void)smtp_client_send(host, &opt, &msg, &res); /* the result says it all */
-	for (size_t k = 0; k < n && k < res.nrcpts; k++) {
-		struct release_rcpt *one = &rr[idx[k]];
-		free(one->reply);
-		one->outcome = res.rcpts[k].outcome;
-		one->reply = res.rcpts[k].reply;
-		res.rcpts[k].reply = NULL;
-		one->host = host;
+	(void)smtp_failover_send(s->primary_host, s->secondary_host, &opt, &msg, &hooks, out);
+	for (size_t i = 0; i < n; i++) {
+		free(rr[i].reply);
+		rr[i].outcome = out[i].outcome;
+		rr[i].reply = out[i].reply;
+		out[i].reply = NULL;
+		rr[i].host = out[i].host != NULL ? out[i].host : s->primary_host;
 	}
-	smtp_client_result_free(&res);
-	free(rcpts);
+	free(out);
 }
 
 /* Records the outcome, trying again briefly if the store is busy. */
@@ -372,7 +382,6 @@ static void release_deliver(struct release_worker *w, const struct release_setti
 	size_t n = d->nrcpts;
 	struct release_rcpt *rr = xcalloc(n ? n : 1, sizeof(*rr));
 	struct store_delivery_result *results = xcalloc(n ? n : 1, sizeof(*results));
-	size_t *idx = xcalloc(n ? n : 1, sizeof(*idx));
 	char **give_up = xcalloc(n ? n : 1, sizeof(*give_up));
 	int64_t now = clock_now_ms();
 	uint64_t ndelivered = 0, nfailed = 0, nretry = 0;
@@ -398,21 +407,7 @@ static void release_deliver(struct release_worker *w, const struct release_setti
 	clock_format_rfc3339(now, when);
 	header = xasprintf("X-Lazaret-Released: %s; %s\r\n", s->manager_name, when);
 
-	for (size_t i = 0; i < n; i++)
-		idx[i] = i;
-	release_send(r, s, s->primary_host, d, idx, n, header, raw, raw_len, rr);
-
-	size_t nleft = 0;
-	for (size_t i = 0; i < n; i++)
-		if (rr[i].outcome == SMTP_CLIENT_DEFERRED)
-			idx[nleft++] = i;
-	if (nleft > 0 && s->secondary_host != NULL) {
-		for (size_t k = 0; k < nleft; k++)
-			release_log_outcome("release.deferred", d, d->rcpts[idx[k]],
-					    s->primary_host, attempt, rr[idx[k]].reply,
-					    "next=secondary");
-		release_send(r, s, s->secondary_host, d, idx, nleft, header, raw, raw_len, rr);
-	}
+	release_send(r, s, d, attempt, header, raw, raw_len, rr);
 
 decide:;
 	int64_t retry_at = release_retry_at(w, s, d->attempts, now);
@@ -474,7 +469,6 @@ decide:;
 		free(give_up[i]);
 	}
 	free(give_up);
-	free(idx);
 	free(results);
 	free(rr);
 	free(header);

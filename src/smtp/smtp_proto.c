@@ -1026,7 +1026,7 @@ static enum smtp_proto_event data_end(struct smtp_proto *p)
 	}
 	struct smtp_message *m = xcalloc(1, sizeof(*m));
 	m->env = p->env;
-	m->env.helo = p->env.helo != NULL ? xstrdup(p->env.helo) : NULL;
+	m->env.helo = xstrdup_or_null(p->env.helo);
 	m->env.tls = p->tls;
 	m->data = p->msg != NULL ? p->msg : xmalloc(1);
 	m->len = p->msg_len;

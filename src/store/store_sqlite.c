@@ -532,7 +532,7 @@ static char *store_json_array(char *const *v, size_t n)
 static char *store_col_dup(sqlite3_stmt *s, int col)
 {
 	const unsigned char *t = sqlite3_column_text(s, col);
-	return t != NULL ? xstrdup((const char *)t) : NULL;
+	return xstrdup_or_null((const char *)t);
 }
 
 static void store_log_sqlite(const char *what, sqlite3 *db)

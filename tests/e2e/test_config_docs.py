@@ -2,7 +2,9 @@
 
 The keys come from the confparse tables in src/manager/manager_config.c (lazaretd)
 and src/gateway/gw_config.c (lazaret-gw): every `{.section = ..., .name = ...}`
-entry with its type, default and flags. Then:
+entry with its type, default and flags, plus the SMTP listener rows both share
+(src/smtp/smtp_listener_keys.c) under the section and with the defaults each
+daemon's `struct smtp_listener_keys` gives. Then:
 
 - docs/CONFIG.md has a row for every lazaretd key under its `## [section]`
   heading, with a type that fits the parser's and the parser's default; and no
@@ -37,6 +39,34 @@ def field(body, name):
     return m.group(1) if m else None
 
 
+LISTENER_SRC = "src/smtp/smtp_listener_keys.c"
+LISTENER_ROW_RE = re.compile(r"\[SMTP_LISTENER_(\w+)\]\s*=\s*\{(\s*\.name.*?)\}", re.S)
+LISTENER_SPEC_RE = re.compile(r"static const struct smtp_listener_keys \w+ = \{(.*?)\n\};", re.S)
+LISTENER_OWN_DEFAULT_RE = re.compile(r"\[SMTP_LISTENER_(\w+)\]\s*=\s*\"((?:[^\"\\]|\\.)*)\"")
+
+
+def listener_keys(text):
+    """The shared listener rows under the section (and defaults) a daemon's file names."""
+    m = LISTENER_SPEC_RE.search(text)
+    if m is None:
+        return []
+    spec = m.group(1)
+    own = dict(LISTENER_OWN_DEFAULT_RE.findall(spec))
+    keys = []
+    for key, body in LISTENER_ROW_RE.findall(read(LISTENER_SRC)):
+        typ = re.search(r"\.type\s*=\s*CONFPARSE_(\w+)", body)
+        keys.append({
+            "section": field(spec, "section"),
+            "name": field(body, "name"),
+            "type": typ.group(1) if typ else None,
+            "default": own.get(key, field(body, "default_text")),
+            "choices": field(body, "choices"),
+            "required": "CONFPARSE_REQUIRED" in body,
+        })
+    assert len(keys) >= 10, keys
+    return keys
+
+
 def key_table(rel):
     """[(section, name, type, default or None, choices or None, required)] in file order."""
     keys = []
@@ -51,6 +81,7 @@ def key_table(rel):
             "choices": field(body, "choices"),
             "required": "CONFPARSE_REQUIRED" in body,
         })
+    keys += listener_keys(read(rel))
     assert all(k["name"] and k["type"] for k in keys), keys
     return keys
 

@@ -93,6 +93,62 @@ static void test_parse_without_err_pointer(void **state)
 	assert_null(v);
 }
 
+/* http_json_parse_object and the status each failure is answered with. */
+struct object_case {
+	const char *name;
+	const char *body;
+	size_t max_size;
+	int want_rc;
+	int want_status;      /* http_json_error_status(want_rc); unused for 0 */
+	const char *want_err; /* exact message, or NULL */
+};
+
+static const struct object_case object_cases[] = {
+    {"object", "{\"a\":[1]}", 0, 0, 0, NULL},
+    {"empty object", "{}", 0, 0, 0, NULL},
+    {"array", "[1,2]", 0, -EDOM, 422, "the request body must be a JSON object"},
+    {"empty array", "[]", 0, -EDOM, 422, "the request body must be a JSON object"},
+    {"empty body", "", 0, -EINVAL, 400, "request body is empty; expected a JSON object"},
+    {"not JSON", "{a}", 0, -EINVAL, 400, NULL},
+    {"scalar", "1", 0, -EINVAL, 400, NULL},
+    {"too large", "{\"a\":12}", 7, -E2BIG, 413, "request body is larger than 7 bytes"},
+    {"too large array", "[1,2,3,4]", 7, -E2BIG, 413, "request body is larger than 7 bytes"},
+    {"too deep", "{\"a\":[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]}", 0, -ELOOP, 400,
+     "JSON nested deeper than 16 levels"},
+};
+
+static void test_parse_object_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(object_cases) / sizeof(object_cases[0]); i++) {
+		const struct object_case *c = &object_cases[i];
+		struct http_json_limits lim = {.max_size = c->max_size};
+		json_t *v = (json_t *)1;
+		char *err = NULL;
+		int rc = http_json_parse_object(c->body, strlen(c->body), &lim, &v, &err);
+		if (rc != c->want_rc)
+			fail_msg("%s: rc %d, want %d (%s)", c->name, rc, c->want_rc,
+				 err != NULL ? err : "");
+		if (rc == 0) {
+			assert_true(json_is_object(v));
+			assert_null(err);
+			json_decref(v);
+			continue;
+		}
+		assert_null(v);
+		assert_non_null(err);
+		if (c->want_err != NULL && strcmp(err, c->want_err) != 0)
+			fail_msg("%s: message \"%s\", want \"%s\"", c->name, err, c->want_err);
+		if (http_json_error_status(rc) != c->want_status)
+			fail_msg("%s: status %d, want %d", c->name, http_json_error_status(rc),
+				 c->want_status);
+		free(err);
+	}
+	json_t *v = NULL;
+	assert_int_equal(http_json_parse_object("[]", 2, NULL, &v, NULL), -EDOM);
+	assert_null(v);
+}
+
 static void test_depth_table(void **state)
 {
 	(void)state;
@@ -426,6 +482,19 @@ static void handler_literal(struct http_server_request *req, void *arg)
 			       json_pack("{s:s, s:i}", "route", "literal", "len", (int)len));
 }
 
+/* Answers 200 {"keys": N} for a JSON object body of at most 32 bytes. */
+static void handler_json_object(struct http_server_request *req, void *arg)
+{
+	(void)arg;
+	json_t *body = (json_t *)1;
+	if (http_server_request_json_object(req, 32, &body) < 0) {
+		assert_null(body);
+		return; /* answered */
+	}
+	http_server_reply_json(req, 200, json_pack("{s:i}", "keys", (int)json_object_size(body)));
+	json_decref(body);
+}
+
 static void handler_silent(struct http_server_request *req, void *arg)
 {
 	(void)req;
@@ -574,6 +643,60 @@ static void test_server_routes_table(void **state)
 	event_base_free(base);
 }
 
+struct json_body_case {
+	const char *body;
+	int want_status;
+	const char *want_body;
+};
+
+static const struct json_body_case json_body_cases[] = {
+    {"{\"a\":1,\"b\":2}", 200, "{\"keys\":2}"},
+    {"[1]", 422,
+     "{\"error\":{\"code\":\"unprocessable\",\"message\":\"the request body must be a JSON "
+     "object\"}}"},
+    {"", 400,
+     "{\"error\":{\"code\":\"bad_request\",\"message\":\"request body is empty; expected a "
+     "JSON object\"}}"},
+    {"{\"a\":", 400,
+     "{\"error\":{\"code\":\"bad_request\",\"message\":\"invalid JSON at line 1 column 5: "
+     "unexpected token near end of file\"}}"},
+    {"{\"a\":\"0123456789012345678901234\"}", 413,
+     "{\"error\":{\"code\":\"payload_too_large\",\"message\":\"request body is larger than 32 "
+     "bytes\"}}"},
+};
+
+/* http_server_request_json_object answers each bad body itself, with its status. */
+static void test_server_json_object_table(void **state)
+{
+	(void)state;
+	struct event_base *base = event_base_new();
+	struct http_server *srv = NULL;
+	assert_int_equal(http_server_new(base, "127.0.0.1:0", NULL, &srv), 0);
+	assert_int_equal(http_server_route(srv, "POST", "/obj", HTTP_SERVER_ROUTE_PUBLIC,
+					   handler_json_object, NULL),
+			 0);
+	unsigned port = http_server_port(srv);
+	for (size_t i = 0; i < sizeof(json_body_cases) / sizeof(json_body_cases[0]); i++) {
+		const struct json_body_case *c = &json_body_cases[i];
+		struct reply r;
+		memset(&r, 0, sizeof(r));
+		r.base = base;
+		struct evhttp_connection *conn =
+		    evhttp_connection_base_new(base, NULL, "127.0.0.1", (ev_uint16_t)port);
+		struct evhttp_request *ev = evhttp_request_new(on_reply, &r);
+		evhttp_add_header(evhttp_request_get_output_headers(ev), "Host", "localhost");
+		evbuffer_add(evhttp_request_get_output_buffer(ev), c->body, strlen(c->body));
+		assert_int_equal(evhttp_make_request(conn, ev, EVHTTP_REQ_POST, "/obj"), 0);
+		event_base_dispatch(base);
+		if (r.status != c->want_status || strcmp(r.body, c->want_body) != 0)
+			fail_msg("%s: %d %s, want %d %s", c->body, r.status, r.body, c->want_status,
+				 c->want_body);
+		evhttp_connection_free(conn);
+	}
+	http_server_free(srv);
+	event_base_free(base);
+}
+
 static void test_server_bad_listen(void **state)
 {
 	(void)state;
@@ -599,6 +722,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_table),
 	    cmocka_unit_test(test_parse_without_err_pointer),
+	    cmocka_unit_test(test_parse_object_table),
 	    cmocka_unit_test(test_depth_table),
 	    cmocka_unit_test(test_field_helpers_table),
 	    cmocka_unit_test(test_string_array_item_limit),
@@ -610,6 +734,7 @@ int main(void)
 	    cmocka_unit_test(test_query_too_many_params),
 	    cmocka_unit_test(test_bearer_table),
 	    cmocka_unit_test(test_server_routes_table),
+	    cmocka_unit_test(test_server_json_object_table),
 	    cmocka_unit_test(test_server_bad_listen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

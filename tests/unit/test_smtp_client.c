@@ -28,6 +28,7 @@
 #include "common/clock.h"
 #include "common/tls.h"
 #include "smtp/smtp_client.h"
+#include "smtp/smtp_failover.h"
 
 /* Special expectations and replies of a script step. */
 #define EXPECT_NOTHING ""	 /* send the reply without reading (the greeting) */
@@ -1031,6 +1032,304 @@ static void test_progress(void **state)
 	server_free(&srv);
 }
 
+/* ---- smtp_failover: the primary, then the secondary for what it deferred ---- */
+
+enum failover_host {
+	FO_NONE,   /* not given (NULL) */
+	FO_CLOSED, /* a port nothing listens on */
+	FO_SCRIPT, /* a scripted server */
+};
+
+enum { FO_HOST_NONE, FO_HOST_PRIMARY, FO_HOST_SECONDARY };
+
+struct failover_want {
+	enum smtp_client_outcome outcome;
+	int host;	       /* FO_HOST_* that decided it */
+	const char *reply_sub; /* substring of the reply, or NULL: no reply */
+};
+
+struct failover_case {
+	const char *name;
+	enum failover_host primary_kind, secondary_kind;
+	struct step primary[12], secondary[12];
+	size_t nrcpts; /* of a@y.test, b@y.test */
+	int want_rc;
+	struct failover_want want[2];
+	size_t want_sessions;	      /* calls of the attempted hook */
+	bool want_failing_over;	      /* its flag on the first call */
+	size_t want_secondary_n;      /* recipients of the secondary session, 0: none */
+	size_t want_secondary_first;  /* the message index of its first recipient */
+	const char *secondary_absent; /* must not be in it */
+};
+
+static const struct failover_case failover_cases[] = {
+    {
+	.name = "primary takes all: the secondary is not contacted",
+	.primary_kind = FO_SCRIPT,
+	.secondary_kind = FO_CLOSED,
+	.primary = {GREET, EHLO_OK, MAIL_OK, RCPT_OK, RCPT_OK, DATA_OK, BODY_OK, QUIT_OK, END_STEP},
+	.nrcpts = 2,
+	.want_rc = 0,
+	.want = {{SMTP_CLIENT_DELIVERED, FO_HOST_PRIMARY, "queued as Q1"},
+		 {SMTP_CLIENT_DELIVERED, FO_HOST_PRIMARY, "queued as Q1"}},
+	.want_sessions = 1,
+	.want_failing_over = false,
+    },
+    {
+	.name = "primary down: the secondary gets every recipient",
+	.primary_kind = FO_CLOSED,
+	.secondary_kind = FO_SCRIPT,
+	.secondary = {GREET,
+		      EHLO_OK,
+		      MAIL_OK,
+		      {"RCPT TO:<a@y.test>", "250 ok\r\n"},
+		      {"RCPT TO:<b@y.test>", "250 ok\r\n"},
+		      DATA_OK,
+		      {EXPECT_DATA, "250 2.0.0 queued as S1\r\n"},
+		      QUIT_OK,
+		      END_STEP},
+	.nrcpts = 2,
+	.want_rc = 0,
+	.want = {{SMTP_CLIENT_DELIVERED, FO_HOST_SECONDARY, "queued as S1"},
+		 {SMTP_CLIENT_DELIVERED, FO_HOST_SECONDARY, "queued as S1"}},
+	.want_sessions = 2,
+	.want_failing_over = true,
+	.want_secondary_n = 2,
+	.want_secondary_first = 0,
+    },
+    {
+	.name = "a 4xx recipient goes to the secondary, the delivered one does not",
+	.primary_kind = FO_SCRIPT,
+	.secondary_kind = FO_SCRIPT,
+	.primary = {GREET,
+		    EHLO_OK,
+		    MAIL_OK,
+		    {"RCPT TO:<a@y.test>", "250 ok\r\n"},
+		    {"RCPT TO:<b@y.test>", "451 4.3.0 try later\r\n"},
+		    DATA_OK,
+		    BODY_OK,
+		    QUIT_OK,
+		    END_STEP},
+	.secondary = {GREET,
+		      EHLO_OK,
+		      MAIL_OK,
+		      {"RCPT TO:<b@y.test>", "250 ok\r\n"},
+		      DATA_OK,
+		      {EXPECT_DATA, "250 2.0.0 queued as S1\r\n"},
+		      QUIT_OK,
+		      END_STEP},
+	.nrcpts = 2,
+	.want_rc = 0,
+	.want = {{SMTP_CLIENT_DELIVERED, FO_HOST_PRIMARY, "queued as Q1"},
+		 {SMTP_CLIENT_DELIVERED, FO_HOST_SECONDARY, "queued as S1"}},
+	.want_sessions = 2,
+	.want_failing_over = true,
+	.want_secondary_n = 1,
+	.want_secondary_first = 1,
+	.secondary_absent = "a@y.test",
+    },
+    {
+	.name = "a 5xx is final: only the 4xx one is tried again, and defers again",
+	.primary_kind = FO_SCRIPT,
+	.secondary_kind = FO_SCRIPT,
+	.primary = {GREET,
+		    EHLO_OK,
+		    MAIL_OK,
+		    {"RCPT TO:<a@y.test>", "550 5.1.1 no such user\r\n"},
+		    {"RCPT TO:<b@y.test>", "451 4.3.0 try later\r\n"},
+		    QUIT_OK,
+		    END_STEP},
+	.secondary = {GREET,
+		      EHLO_OK,
+		      MAIL_OK,
+		      {"RCPT TO:<b@y.test>", "452 4.2.2 full\r\n"},
+		      QUIT_OK,
+		      END_STEP},
+	.nrcpts = 2,
+	.want_rc = -EAGAIN,
+	.want = {{SMTP_CLIENT_REJECTED, FO_HOST_PRIMARY, "550 5.1.1 no such user"},
+		 {SMTP_CLIENT_DEFERRED, FO_HOST_SECONDARY, "452 4.2.2 full"}},
+	.want_sessions = 2,
+	.want_failing_over = true,
+	.want_secondary_n = 1,
+	.want_secondary_first = 1,
+	.secondary_absent = "a@y.test",
+    },
+    {
+	.name = "rejected by the primary: -EPERM, the secondary is not contacted",
+	.primary_kind = FO_SCRIPT,
+	.secondary_kind = FO_CLOSED,
+	.primary = {GREET,
+		    EHLO_OK,
+		    MAIL_OK,
+		    {"RCPT TO:<a@y.test>", "550 5.1.1 no\r\n"},
+		    QUIT_OK,
+		    END_STEP},
+	.nrcpts = 1,
+	.want_rc = -EPERM,
+	.want = {{SMTP_CLIENT_REJECTED, FO_HOST_PRIMARY, "550 5.1.1 no"}},
+	.want_sessions = 1,
+	.want_failing_over = false,
+    },
+    {
+	.name = "no secondary: a deferral stays deferred",
+	.primary_kind = FO_SCRIPT,
+	.secondary_kind = FO_NONE,
+	.primary = {GREET,
+		    EHLO_OK,
+		    MAIL_OK,
+		    {"RCPT TO:<a@y.test>", "451 4.3.0 later\r\n"},
+		    QUIT_OK,
+		    END_STEP},
+	.nrcpts = 1,
+	.want_rc = -EAGAIN,
+	.want = {{SMTP_CLIENT_DEFERRED, FO_HOST_PRIMARY, "451 4.3.0 later"}},
+	.want_sessions = 1,
+	.want_failing_over = false,
+    },
+    {
+	.name = "no primary: the secondary alone",
+	.primary_kind = FO_NONE,
+	.secondary_kind = FO_SCRIPT,
+	.secondary = {GREET, EHLO_OK, MAIL_OK, RCPT_OK, DATA_OK, BODY_OK, QUIT_OK, END_STEP},
+	.nrcpts = 1,
+	.want_rc = 0,
+	.want = {{SMTP_CLIENT_DELIVERED, FO_HOST_SECONDARY, "queued as Q1"}},
+	.want_sessions = 1,
+	.want_failing_over = false,
+	.want_secondary_n = 1,
+	.want_secondary_first = 0,
+    },
+    {
+	.name = "no host at all",
+	.primary_kind = FO_NONE,
+	.secondary_kind = FO_NONE,
+	.nrcpts = 1,
+	.want_rc = -EHOSTUNREACH,
+	.want = {{SMTP_CLIENT_DEFERRED, FO_HOST_NONE, NULL}},
+	.want_sessions = 0,
+    },
+};
+
+/* What the hooks saw. */
+struct failover_log {
+	size_t sessions;
+	bool first_failing_over;
+	size_t secondary_n, secondary_first; /* from the attempted hook */
+	size_t data_replies;		     /* progress at SMTP_CLIENT_AT_DATA_REPLY */
+	bool progress_mapped;		     /* every progress result matched its idx */
+};
+
+static void failover_progress(void *arg, enum smtp_client_stage stage,
+			      const struct smtp_failover_session *ss,
+			      const struct smtp_client_result *res)
+{
+	struct failover_log *fl = arg;
+	if (stage != SMTP_CLIENT_AT_DATA_REPLY)
+		return;
+	fl->data_replies++;
+	/* The session's result holds its own recipients, in the order idx names them. */
+	if (res->nrcpts != ss->n)
+		fl->progress_mapped = false;
+}
+
+static void failover_attempted(void *arg, const struct smtp_failover_session *ss,
+			       const struct smtp_client_result *res, bool failing_over)
+{
+	struct failover_log *fl = arg;
+	if (fl->sessions++ == 0)
+		fl->first_failing_over = failing_over;
+	if (ss->secondary) {
+		fl->secondary_n = ss->n;
+		fl->secondary_first = ss->idx[0];
+	}
+	assert_int_equal(res->nrcpts, ss->n);
+}
+
+static void test_failover_table(void **state)
+{
+	(void)state;
+	const char *all[] = {"a@y.test", "b@y.test"};
+	for (size_t i = 0; i < sizeof(failover_cases) / sizeof(failover_cases[0]); i++) {
+		const struct failover_case *c = &failover_cases[i];
+		struct script_server ps, ss;
+		char primary[64], secondary[64];
+		const char *hosts[2] = {NULL, NULL};
+		const enum failover_host kinds[2] = {c->primary_kind, c->secondary_kind};
+		struct script_server *srv[2] = {&ps, &ss};
+		const struct step *scripts[2] = {c->primary, c->secondary};
+		char *bufs[2] = {primary, secondary};
+		for (int h = 0; h < 2; h++) {
+			if (kinds[h] == FO_SCRIPT) {
+				assert_int_equal(server_start(srv[h], scripts[h], AF_INET), 0);
+				snprintf(bufs[h], 64, "%s", server_hostport(srv[h]));
+			} else if (kinds[h] == FO_CLOSED) {
+				snprintf(bufs[h], 64, "127.0.0.1:%u", closed_port());
+			}
+			hosts[h] = kinds[h] == FO_NONE ? NULL : bufs[h];
+		}
+		struct smtp_client_message msg = {.sender = "s@x.test",
+						  .rcpts = all,
+						  .nrcpts = c->nrcpts,
+						  .body = (const unsigned char *)"x\r\n",
+						  .body_len = 3};
+		struct failover_log fl = {.progress_mapped = true};
+		struct smtp_failover_hooks hooks = {
+		    .progress = failover_progress, .attempted = failover_attempted, .arg = &fl};
+		struct smtp_failover_rcpt out[2];
+		int rc = smtp_failover_send(hosts[0], hosts[1], &default_opts, &msg, &hooks, out);
+		for (int h = 0; h < 2; h++)
+			if (kinds[h] == FO_SCRIPT)
+				server_join(srv[h]);
+		if (rc != c->want_rc)
+			fail_msg("%s: rc %d, want %d", c->name, rc, c->want_rc);
+		for (size_t k = 0; k < c->nrcpts; k++) {
+			const struct failover_want *w = &c->want[k];
+			const char *want_host = w->host == FO_HOST_PRIMARY     ? hosts[0]
+						: w->host == FO_HOST_SECONDARY ? hosts[1]
+									       : NULL;
+			if (out[k].outcome != w->outcome || out[k].host != want_host)
+				fail_msg("%s: rcpt %zu: %s from %s, want %s from %s", c->name, k,
+					 smtp_client_outcome_name(out[k].outcome),
+					 out[k].host ? out[k].host : "none",
+					 smtp_client_outcome_name(w->outcome),
+					 want_host ? want_host : "none");
+			if (w->reply_sub == NULL)
+				assert_null(out[k].reply);
+			else if (out[k].reply == NULL || strstr(out[k].reply, w->reply_sub) == NULL)
+				fail_msg("%s: rcpt %zu: reply \"%s\", want \"%s\" in it", c->name,
+					 k, out[k].reply ? out[k].reply : "(null)", w->reply_sub);
+		}
+		if (fl.sessions != c->want_sessions ||
+		    fl.first_failing_over != c->want_failing_over)
+			fail_msg("%s: %zu sessions (failing over %d), want %zu (%d)", c->name,
+				 fl.sessions, fl.first_failing_over, c->want_sessions,
+				 c->want_failing_over);
+		assert_int_equal(fl.secondary_n, c->want_secondary_n);
+		if (c->want_secondary_n > 0)
+			assert_int_equal(fl.secondary_first, c->want_secondary_first);
+		assert_true(fl.progress_mapped);
+		for (int h = 0; h < 2; h++) {
+			if (kinds[h] != FO_SCRIPT)
+				continue;
+			if (srv[h]->mismatch[0] != '\0')
+				fail_msg("%s: %s server: %s", c->name,
+					 h == 0 ? "primary" : "secondary", srv[h]->mismatch);
+			server_free(srv[h]);
+		}
+		if (c->secondary_absent != NULL)
+			assert_null(strstr(ss.transcript, c->secondary_absent));
+		smtp_failover_rcpts_free(out, c->nrcpts);
+		for (size_t k = 0; k < c->nrcpts; k++)
+			assert_null(out[k].reply);
+	}
+	/* No recipient: nothing to send. */
+	struct smtp_client_message none = {.sender = "s@x.test"};
+	struct smtp_failover_rcpt out[1];
+	assert_int_equal(smtp_failover_send("127.0.0.1:1", NULL, &default_opts, &none, NULL, out),
+			 -EINVAL);
+}
+
 static void test_session_cap(void **state)
 {
 	(void)state;
@@ -1361,6 +1660,7 @@ int main(void)
 	    cmocka_unit_test(test_session_cap),
 	    cmocka_unit_test(test_smtp_sink),
 	    cmocka_unit_test(test_progress),
+	    cmocka_unit_test(test_failover_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,62 @@
+/*
+ * smtp_listener_keys — see smtp_listener_keys.h. The rows below are the one place
+ * the listener keys' names, types, defaults and bounds are written; docs/CONFIG.md
+ * and docs/GATEWAY.md describe them under each daemon's section.
+ */
+#include "smtp/smtp_listener_keys.h"
+
+#include <stdint.h>
+
+#define SEC (UINT64_C(1000))
+
+static const struct confparse_key smtp_listener_rows[SMTP_LISTENER_NKEYS] = {
+    [SMTP_LISTENER_LISTEN] = {.name = "listen", .type = CONFPARSE_HOSTPORT},
+    [SMTP_LISTENER_MAX_MESSAGE_SIZE] = {.name = "max_message_size",
+					.type = CONFPARSE_SIZE,
+					.default_text = "50M",
+					.min = 1,
+					.max = SMTP_LISTENER_MESSAGE_SIZE_LIMIT},
+    [SMTP_LISTENER_MAX_RECIPIENTS] = {.name = "max_recipients",
+				      .type = CONFPARSE_UINT,
+				      .default_text = "1000",
+				      .min = 1,
+				      .max = 1000000},
+    [SMTP_LISTENER_MAX_CONNECTIONS] = {.name = "max_connections",
+				       .type = CONFPARSE_UINT,
+				       .default_text = "500",
+				       .min = 1,
+				       .max = 1000000},
+    [SMTP_LISTENER_MAX_CONNECTIONS_PER_CLIENT] = {.name = "max_connections_per_client",
+						  .type = CONFPARSE_UINT,
+						  .default_text = "50",
+						  .min = 1,
+						  .max = 1000000},
+    [SMTP_LISTENER_COMMAND_TIMEOUT] = {.name = "command_timeout",
+				       .type = CONFPARSE_DURATION,
+				       .default_text = "1m",
+				       .min = SEC},
+    [SMTP_LISTENER_DATA_TIMEOUT] = {.name = "data_timeout",
+				    .type = CONFPARSE_DURATION,
+				    .default_text = "10m",
+				    .min = SEC},
+    [SMTP_LISTENER_IDLE_TIMEOUT] = {.name = "idle_timeout",
+				    .type = CONFPARSE_DURATION,
+				    .default_text = "5m",
+				    .min = SEC},
+    [SMTP_LISTENER_TLS_CERT] = {.name = "tls_cert", .type = CONFPARSE_PATH},
+    [SMTP_LISTENER_TLS_KEY] = {.name = "tls_key", .type = CONFPARSE_PATH},
+};
+
+void smtp_listener_keys_join(const struct confparse_key *base, size_t n,
+			     const struct smtp_listener_keys *l, struct confparse_key *out)
+{
+	for (size_t i = 0; i < n; i++)
+		*out++ = base[i];
+	for (size_t i = 0; i < SMTP_LISTENER_NKEYS; i++) {
+		out[i] = smtp_listener_rows[i];
+		out[i].section = l->section;
+		out[i].offset = l->offset[i];
+		if (l->defaults[i] != NULL)
+			out[i].default_text = l->defaults[i];
+	}
+}
