@@ -46,6 +46,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 /*
@@ -285,7 +286,7 @@ static int slbl_table_from_document(const json_t *doc, struct slbl_table *t, int
 		return -EINVAL;
 	const char *key;
 	const json_t *val;
-	json_object_foreach((json_t *)rcpts, key, val)
+	json_object_foreach(unconst(rcpts), key, val) /* jansson has no const iterator */
 	{
 		struct slbl_rcpt *r = slbl_rcpt_from_json(key, val);
 		if (r == NULL) {

@@ -825,7 +825,7 @@ static int notify_digest(struct store *st, const struct notify_settings *s,
 	struct store_digest_entry *all = NULL;
 	size_t nall = 0, total = 0;
 	struct digest_entry *entries = NULL;
-	char **times = NULL, *mail = NULL;
+	char **times = NULL, **links = NULL, *mail = NULL; /* own what entries borrow */
 	size_t mail_len = 0;
 	int rc = 0;
 	*sent = false;
@@ -856,11 +856,14 @@ static int notify_digest(struct store *st, const struct notify_settings *s,
 	size_t listed = nall < s->max_entries ? nall : s->max_entries;
 	entries = xcalloc(listed + 1, sizeof(*entries));
 	times = xcalloc(listed + 1, sizeof(*times));
+	links = xcalloc(2 * listed + 1, sizeof(*links));
 	for (size_t i = 0; i < listed; i++) {
 		const struct store_digest_entry *e = &all[i];
 		char when[64];
 		notify_tz_format(tg->tz, e->received_at, when, sizeof(when));
 		times[i] = xstrdup(when);
+		links[2 * i] = notify_link(s, e, DIGEST_ACTION_RELEASE, tg->lang, now);
+		links[2 * i + 1] = notify_link(s, e, DIGEST_ACTION_SAFELIST, tg->lang, now);
 		entries[i] = (struct digest_entry){
 		    .recipient = e->recipient,
 		    .sender = e->sender,
@@ -869,8 +872,8 @@ static int notify_digest(struct store *st, const struct notify_settings *s,
 		    .received = times[i],
 		    .has_score = e->has_score,
 		    .score = e->score,
-		    .release_url = notify_link(s, e, DIGEST_ACTION_RELEASE, tg->lang, now),
-		    .safelist_url = notify_link(s, e, DIGEST_ACTION_SAFELIST, tg->lang, now),
+		    .release_url = links[2 * i],
+		    .safelist_url = links[2 * i + 1],
 		};
 	}
 	struct digest_mail m = {
@@ -902,12 +905,13 @@ static int notify_digest(struct store *st, const struct notify_settings *s,
 
 done:
 	for (size_t i = 0; entries != NULL && times != NULL && times[i] != NULL; i++) {
-		free((char *)entries[i].release_url);
-		free((char *)entries[i].safelist_url);
+		free(links[2 * i]);
+		free(links[2 * i + 1]);
 		free(times[i]);
 	}
 	free(entries);
 	free(times);
+	free(links);
 	free(mail);
 	store_digest_entries_free(all, nall);
 	return rc;

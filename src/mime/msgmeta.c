@@ -28,6 +28,7 @@
 
 #include <gmime/gmime.h>
 
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 /* Nesting of multiparts and forwarded messages we follow; deeper parts are ignored. */
@@ -133,7 +134,7 @@ static long convert_iconv(struct buf *out, const char *code, const char *in, siz
 		return -1;
 	long bad = 0;
 	size_t mark = out->len;
-	char *inp = (char *)in;
+	char *inp = unconst(in); /* iconv(3) takes char ** but only reads the input */
 	size_t inleft = len;
 	while (inleft > 0) {
 		buf_reserve(out, inleft * 3 + 16);

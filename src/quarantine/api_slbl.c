@@ -575,7 +575,7 @@ static bool api_slbl_is_header(const struct api_slbl_record *r)
 
 /* One recipient's lists gathered from the sorted rows. */
 struct api_slbl_group {
-	const char *recipient;
+	char *recipient; /* borrowed from the rows */
 	struct api_slbl_strv lists[2];
 };
 
@@ -651,7 +651,7 @@ static void api_slbl_import(struct http_server_request *req, void *arg)
 
 	for (size_t i = 0; i < ngroups; i++) {
 		struct store_slbl l = {
-		    .recipient = (char *)groups[i].recipient,
+		    .recipient = groups[i].recipient,
 		    .safelist = groups[i].lists[0].v,
 		    .nsafelist = groups[i].lists[0].n,
 		    .blocklist = groups[i].lists[1].v,
