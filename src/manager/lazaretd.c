@@ -12,6 +12,7 @@
  * Not for: any policy decision about mail (gateways scan; the manager keeps).
  */
 #include <errno.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
@@ -415,11 +416,13 @@ static int start(struct lazaretd *d)
 	event_add(d->sig_term, NULL);
 	event_add(d->sig_int, NULL);
 	event_add(d->sig_hup, NULL);
-	char q[256];
+	char q[256], web[PATH_MAX + 3];
 	log_info("manager.start",
-		 "version=%s name=%s smtp=%s http=%s https=%s data_dir=%s accept_from=%s",
+		 "version=%s name=%s smtp=%s http=%s https=%s data_dir=%s web_root=%s "
+		 "accept_from=%s",
 		 LAZARET_VERSION, d->cfg.name, d->cfg.smtp_listen, d->cfg.http_listen,
 		 d->http_tls != NULL ? "yes" : "no", d->cfg.data_dir,
+		 d->cfg.web_root != NULL ? log_quote(web, sizeof(web), d->cfg.web_root) : "-",
 		 log_quote(q, sizeof(q), d->cfg.accept_from_text));
 	if (fault_armed() != NULL)
 		log_warn("manager.fault_armed", "point=%s reason=\"%s is for tests only\"",
