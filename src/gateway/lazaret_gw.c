@@ -34,6 +34,7 @@
 
 #include "common/acl.h"
 #include "common/clock.h"
+#include "common/confparse.h"
 #include "common/daemon_args.h"
 #include "common/fdlimit.h"
 #include "common/ids.h"
@@ -710,10 +711,11 @@ static int gw_start(struct gw *gw)
 	event_add(gw->sig_hup, NULL);
 	char q[256];
 	log_info("gw.start",
-		 "version=%s name=%s smtp=%s next_hop=%s antispam=%s antivirus=%s filters=%s "
-		 "spam_quarantine=%s http=%s manager_addresses=%s",
-		 LAZARET_VERSION, cfg->name, cfg->listen, cfg->next_hop, cfg->antispam_engine,
-		 cfg->antivirus_engine, cfg->filters_file != NULL ? cfg->filters_file : "none",
+		 "version=%s name=%s data_dir=%s smtp=%s next_hop=%s antispam=%s antivirus=%s "
+		 "filters=%s spam_quarantine=%s http=%s manager_addresses=%s",
+		 LAZARET_VERSION, cfg->name, cfg->data_dir, cfg->listen, cfg->next_hop,
+		 cfg->antispam_engine, cfg->antivirus_engine,
+		 cfg->filters_file != NULL ? cfg->filters_file : "none",
 		 cfg->local_spam_enabled		? "local"
 		 : gw->rules->external_hostport != NULL ? gw->rules->external_hostport
 							: "local",
@@ -768,6 +770,7 @@ int main(int argc, char **argv)
 	const char *path = args.config;
 	bool check_only = args.check_only;
 	log_init("lazaret-gw", LOG_LEVEL_INFO);
+	confparse_canonical_paths(true); /* paths used and logged as /srv/var, not etc/.. */
 
 	struct gw gw;
 	memset(&gw, 0, sizeof(gw));

@@ -23,6 +23,7 @@
 
 #include "common/acl.h"
 #include "common/clock.h"
+#include "common/confparse.h"
 #include "common/daemon_args.h"
 #include "common/fdlimit.h"
 #include "common/fault.h"
@@ -473,6 +474,7 @@ int main(int argc, char **argv)
 	const char *path = args.config;
 	bool check_only = args.check_only;
 	log_init("lazaretd", LOG_LEVEL_INFO);
+	confparse_canonical_paths(true); /* paths used and logged as /srv/var, not etc/.. */
 
 	struct lazaretd d;
 	memset(&d, 0, sizeof(d));
