@@ -172,7 +172,7 @@ static int gw_check_connect(void *ctx, struct smtp_session *s, char *reply, size
 	const struct sockaddr *sa = smtp_session_peer_addr(s);
 	struct gw_session *gs = xcalloc(1, sizeof(*gs));
 	if (cfg->manager_addresses != NULL && acl_match(cfg->manager_addresses, sa)) {
-		/* Released mail from the manager skips HAT, RAT and every scan (SQ5). */
+		/* Released mail from the manager skips HAT, RAT and every scan. */
 		gs->released = true;
 		snprintf(gs->policy, sizeof(gs->policy), "released");
 		smtp_session_set_data(s, gs);
@@ -422,7 +422,7 @@ static void gw_arm(struct event *ev, int64_t ms)
 
 /*
  * POST /api/v1/quarantines/spam/delete-all — "Delete All" of the local spam
- * quarantine (SQ8), offered only while it is disabled and still holds messages.
+ * quarantine, offered only while it is disabled and still holds messages.
  */
 static void gw_delete_all(struct http_server_request *req, void *arg)
 {

@@ -35,7 +35,7 @@
 #define MANAGER_MIN_DATA_LINE	 1000
 /* A message over 2G does not fit the store's size fields nor a sane quarantine. */
 #define MANAGER_MAX_MESSAGE_SIZE (2 * GIB)
-/* SQ7: safelist/blocklist entries per end user and list may be raised to 500, no further. */
+/* Safelist/blocklist entries per end user and list may be raised to 500, no further. */
 #define MANAGER_MAX_SLBL_ENTRIES 500
 /* A digest longer than this is not read; the rest is in the web console. */
 #define MANAGER_MAX_DIGEST_ENTRIES 1000

@@ -1,5 +1,5 @@
 /*
- * notify — sends the end users' spam-quarantine digests (SQ9) on a schedule, and
+ * notify — sends the end users' spam-quarantine digests on a schedule, and
  * one digest at once when asked ("send my digest now").
  *
  * Who gets one. Every end-user account (role enduser) with a new quarantined

@@ -1,6 +1,6 @@
 /*
  * api — the manager's HTTP interface: /healthz, /metrics and the REST API under
- * /api/v1 (CONTRACT.md "REST API", docs/openapi.yaml). Runs on the event loop
+ * /api/v1 (docs/openapi.yaml). Runs on the event loop
  * thread; reads go straight to the store, changes through its synchronous calls.
  */
 #ifndef LAZARET_API_H
@@ -30,7 +30,7 @@ struct api_config {
 	uint64_t max_body;	   /* request body limit in bytes */
 	int64_t delete_after_ms;   /* for expires_at: received_at + this; 0 = never */
 	unsigned features;	   /* API_FEATURE_* */
-	unsigned slbl_max_entries; /* per recipient and list (SQ7); 0 = 100 */
+	unsigned slbl_max_entries; /* per recipient and list; 0 = 100 */
 	const char *web_root;	   /* folder of the web application (API_FEATURE_WEB) */
 	/* End users see a message's body (text, all headers, raw) only once released. */
 	bool hide_bodies_until_released;

@@ -1,6 +1,6 @@
 /*
- * api_slbl — safelists and blocklists over HTTP (SQ7, CONTRACT.md "Safelist /
- * blocklist"): admins read and replace one recipient's lists, gateways pull the
+ * api_slbl — safelists and blocklists over HTTP (docs/openapi.yaml,
+ * tag slbl): admins read and replace one recipient's lists, gateways pull the
  * change feed (GET /api/v1/slbl?since=VERSION), and whole sets move in and out as
  * CSV (RFC 4180: rows "recipient,list,sender", a header row of those names).
  *

@@ -1,6 +1,6 @@
 /*
  * api_users — logins, sessions, accounts and the audit log of the REST API
- * (CONTRACT.md "Sessions, users and end users"; SQ9). Turned on by
+ * (docs/openapi.yaml, tags sessions, users, me, audit). Turned on by
  * API_FEATURE_USERS: api.c creates it in api_start, asks it for the actor behind a
  * session cookie, and writes audit rows through it.
  */

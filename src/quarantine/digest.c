@@ -1,5 +1,5 @@
 /*
- * digest — the parts of the end users' notification digests (SQ9) that belong to
+ * digest — the parts of the end users' notification digests that belong to
  * the quarantine services: the signed login-free links, the digest mail, and the
  * endpoints those links and "send my digest now" reach.
  *

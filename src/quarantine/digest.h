@@ -1,5 +1,5 @@
 /*
- * digest — the end user's notification digest (SQ9): login-free link tokens, the
+ * digest — the end user's notification digest: login-free link tokens, the
  * digest mail itself (MIME, Japanese and English), and the HTTP endpoints behind its
  * links (/d/{token}) and behind "send my digest now".
  *

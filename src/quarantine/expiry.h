@@ -1,5 +1,5 @@
 /*
- * expiry — the periodic purge run of the spam quarantine (SQ3): recipients older
+ * expiry — the periodic purge run of the spam quarantine: recipients older
  * than delete_after become expired, messages nobody needs are purged, and freed
  * space is given back. Runs on its own thread so the loop and ingest never wait.
  */

@@ -325,7 +325,7 @@ void store_debug_counters(struct store *st, struct store_debug_counters *out);
 int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
 			  char **plan);
 
-/* --- safelists / blocklists (SQ7), implemented in store_slbl.c ----------- */
+/* --- safelists / blocklists, implemented in store_slbl.c ----------------- */
 
 /* One recipient's lists. Entries are lower-case addresses or domains. */
 struct store_slbl {
@@ -366,7 +366,7 @@ int store_slbl_changes(struct store *st, int64_t since, size_t limit, struct sto
 /* --- accounts, sessions, audit (store_users.c) -------------------------- */
 
 /*
- * A login account (SQ9). Strings are owned by the struct when the store returns it
+ * A login account. Strings are owned by the struct when the store returns it
  * (store_user_free frees them), borrowed when it is given to store_user_add.
  */
 struct store_user {
@@ -438,10 +438,10 @@ int store_audit_add(struct store *st, const struct store_audit *a);
 int store_audit_list(struct store *st, size_t limit, int64_t before_seq, struct store_audit ***out,
 		     size_t *n);
 
-/* --- digests (SQ9), implemented in store_digest.c ----------------------- */
+/* --- digests, implemented in store_digest.c ----------------------------- */
 
 /*
- * What the notification digests (SQ9) need from the store: the end
+ * What the notification digests need from the store: the end
  * users and their addresses, the new quarantined messages per address, what was
  * already sent (digest_state) and which single-use link tokens were used
  * (used_tokens). Implemented by the SQLite backend in store_digest.c; same

@@ -59,7 +59,7 @@ _UNSET = object()
 
 
 def find_binary(name):
-    """$LAZARET_BUILD/<name> (CONTRACT layout), else where Meson puts it (src/<name>)."""
+    """$LAZARET_BUILD/<name> (top of the build folder), else where Meson puts it (src/<name>)."""
     for p in (os.path.join(BUILD_DIR, name), os.path.join(BUILD_DIR, "src", name)):
         if os.access(p, os.X_OK):
             return p
