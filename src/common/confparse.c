@@ -67,6 +67,9 @@ struct confparse {
 	void *extra_arg;
 };
 
+/* confparse_canonical_paths: set once by a daemon before it loads a config. */
+static bool confparse_canonical_on;
+
 /* ---- value parsers ---- */
 
 /* Accumulates decimal digits of s into *v; returns the first non-digit, or NULL on overflow. */
@@ -502,17 +505,54 @@ const char *confparse_dir(const struct confparse *cp)
 	return cp->dir;
 }
 
+void confparse_canonical_paths(bool on)
+{
+	confparse_canonical_on = on;
+}
+
+/*
+ * The absolute path p canonical: realpath(3) of its longest existing part (links
+ * followed, "." and ".." gone), the rest appended with its "." and ".." taken by
+ * name. New string. Walks from the end: one realpath per missing component.
+ */
+char *confparse_canonical(const char *p)
+{
+	char *real = realpath(p, NULL);
+	if (real != NULL || p[0] != '/' || strcmp(p, "/") == 0)
+		return real != NULL ? real : xstrdup(p);
+	const char *slash = strrchr(p, '/');
+	const char *base = slash + 1;
+	char *parent = slash == p ? xstrdup("/") : xstrndup(p, (size_t)(slash - p));
+	char *head = confparse_canonical(parent);
+	free(parent);
+	if (*base == '\0' || strcmp(base, ".") == 0)
+		return head;
+	if (strcmp(base, "..") == 0) {
+		char *cut = strrchr(head, '/');
+		cut[cut == head ? 1 : 0] = '\0';
+		return head;
+	}
+	char *out = xasprintf("%s/%s", strcmp(head, "/") == 0 ? "" : head, base);
+	free(head);
+	return out;
+}
+
 char *confparse_resolve_path(const struct confparse *cp, const char *p)
 {
+	char *abs;
 	if (p[0] == '/')
-		return xstrdup(p);
-	if (strcmp(p, ".") == 0)
-		return xstrdup(cp->dir);
-	if (strncmp(p, "./", 2) == 0)
-		p += 2;
-	if (strcmp(cp->dir, "/") == 0)
-		return xasprintf("/%s", p);
-	return xasprintf("%s/%s", cp->dir, p);
+		abs = xstrdup(p);
+	else if (strcmp(p, ".") == 0)
+		abs = xstrdup(cp->dir);
+	else if (strcmp(cp->dir, "/") == 0)
+		abs = xasprintf("/%s", strncmp(p, "./", 2) == 0 ? p + 2 : p);
+	else
+		abs = xasprintf("%s/%s", cp->dir, strncmp(p, "./", 2) == 0 ? p + 2 : p);
+	if (!confparse_canonical_on)
+		return abs;
+	char *canonical = confparse_canonical(abs);
+	free(abs);
+	return canonical;
 }
 
 /* ---- storing values ---- */

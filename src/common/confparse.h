@@ -120,8 +120,24 @@ size_t confparse_error_count(const struct confparse *cp);
 char *confparse_take_errors(struct confparse *cp);
 /* The absolute folder of the config file. */
 const char *confparse_dir(const struct confparse *cp);
-/* p made absolute against the config file's folder (unchanged if absolute). Caller frees. */
+/*
+ * p made absolute against the config file's folder (unchanged if absolute), and
+ * canonical after confparse_canonical_paths. Every path value goes through here.
+ * Caller frees.
+ */
 char *confparse_resolve_path(const struct confparse *cp, const char *p);
+/*
+ * With on, every path value (and confparse_resolve_path) is made canonical by
+ * confparse_canonical from then on: lazaretd and lazaret-gw set it once at start,
+ * before they load their config, so that they use and log /srv/var/x, never
+ * /srv/etc/../var/x. Off by default: other callers get the plain join.
+ */
+void confparse_canonical_paths(bool on);
+/*
+ * The absolute path p canonical: realpath(3) of its longest existing part (links
+ * followed), the rest appended with its "." and ".." taken by name. New string.
+ */
+char *confparse_canonical(const char *p);
 
 /* Frees the strings and acls that the keys' fields in target own, and zeroes them. */
 void confparse_free_target(const struct confparse_key *keys, size_t nkeys, void *target);

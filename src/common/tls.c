@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 /* The options every context gets, server or client. */
@@ -139,7 +140,8 @@ int tls_client_expect_host(SSL *ssl, const char *host)
 		return 0;
 	ERR_clear_error();
 	X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-	if (SSL_set1_host(ssl, host) != 1 || SSL_set_tlsext_host_name(ssl, host) != 1)
+	/* The SNI macro casts its argument to void *; OpenSSL copies the name. */
+	if (SSL_set1_host(ssl, host) != 1 || SSL_set_tlsext_host_name(ssl, unconst(host)) != 1)
 		return -ENOMEM;
 	return 0;
 }

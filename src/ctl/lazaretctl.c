@@ -1,6 +1,6 @@
 /*
  * lazaretctl — the administrator's command line over the manager's REST API
- * (CONTRACT.md "REST API"). Each command is one or a few HTTP requests with the
+ * (docs/openapi.yaml). Each command is one or a few HTTP requests with the
  * admin Bearer token; answers are printed as readable tables, or as the server's
  * JSON with --json. Subjects and addresses come from hostile mail: control
  * characters are never written to the terminal, and columns are aligned by display

@@ -487,7 +487,7 @@ static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char
 	}
 	if (cfg->external_enabled && cfg->local_spam_enabled && warnings != NULL) {
 		char *w = xasprintf("%s: both the local and the external spam quarantine are "
-				    "enabled: spam goes to the local one (SQ8)",
+				    "enabled: spam goes to the local one",
 				    cfg->path);
 		gw_warn(warnings, w);
 		free(w);

@@ -1,6 +1,6 @@
 /*
- * gw_config — lazaret-gw.conf: the keys of CONTRACT.md "lazaret-gw.conf" plus the
- * gateway's own (docs/GATEWAY.md is the prose form), their defaults and checks.
+ * gw_config — lazaret-gw.conf: the gateway's keys (docs/GATEWAY.md
+ * "Configuration reference" is the prose form), their defaults and checks.
  * Unknown sections and keys are errors; each error names file, line and key.
  * The [hat] section holds a family of keys, "policy.NAME = ACTION: CIDR, ...",
  * kept in file order (first match wins). Relative paths are relative to the
@@ -58,7 +58,7 @@ struct gw_config {
 	char *source_address;	     /* bind for outbound SMTP, or NULL */
 
 	/* [manager] */
-	struct acl *manager_addresses; /* released mail comes from here (SQ5) */
+	struct acl *manager_addresses; /* released mail comes from here */
 	char *manager_addresses_text;
 	char *api_url;
 	char *api_token;
@@ -71,7 +71,7 @@ struct gw_config {
 	double positive_threshold, suspect_threshold;
 	char *positive_action, *suspect_action; /* deliver | tag | drop | bounce | quarantine */
 	char *tag;
-	char *alternate_host; /* "deliver" of spam goes here when set (SQ8 migration aid) */
+	char *alternate_host; /* "deliver" of spam goes here when set (a migration aid) */
 	int64_t antispam_timeout_ms;
 
 	/* [antivirus] */

@@ -34,6 +34,7 @@
 
 #include "common/acl.h"
 #include "common/clock.h"
+#include "common/confparse.h"
 #include "common/daemon_args.h"
 #include "common/fdlimit.h"
 #include "common/ids.h"
@@ -170,7 +171,7 @@ static int gw_check_connect(void *ctx, struct smtp_session *s, char *reply, size
 	const struct sockaddr *sa = smtp_session_peer_addr(s);
 	struct gw_session *gs = xcalloc(1, sizeof(*gs));
 	if (cfg->manager_addresses != NULL && acl_match(cfg->manager_addresses, sa)) {
-		/* Released mail from the manager skips HAT, RAT and every scan (SQ5). */
+		/* Released mail from the manager skips HAT, RAT and every scan. */
 		gs->released = true;
 		snprintf(gs->policy, sizeof(gs->policy), "released");
 		smtp_session_set_data(s, gs);
@@ -403,7 +404,7 @@ static void gw_arm(struct event *ev, int64_t ms)
 
 /*
  * POST /api/v1/quarantines/spam/delete-all — "Delete All" of the local spam
- * quarantine (SQ8), offered only while it is disabled and still holds messages.
+ * quarantine, offered only while it is disabled and still holds messages.
  */
 static void gw_delete_all(struct http_server_request *req, void *arg)
 {
@@ -691,10 +692,11 @@ static int gw_start(struct gw *gw)
 	event_add(gw->sig_hup, NULL);
 	char q[256];
 	log_info("gw.start",
-		 "version=%s name=%s smtp=%s next_hop=%s antispam=%s antivirus=%s filters=%s "
-		 "spam_quarantine=%s http=%s manager_addresses=%s",
-		 LAZARET_VERSION, cfg->name, cfg->listen, cfg->next_hop, cfg->antispam_engine,
-		 cfg->antivirus_engine, cfg->filters_file != NULL ? cfg->filters_file : "none",
+		 "version=%s name=%s data_dir=%s smtp=%s next_hop=%s antispam=%s antivirus=%s "
+		 "filters=%s spam_quarantine=%s http=%s manager_addresses=%s",
+		 LAZARET_VERSION, cfg->name, cfg->data_dir, cfg->listen, cfg->next_hop,
+		 cfg->antispam_engine, cfg->antivirus_engine,
+		 cfg->filters_file != NULL ? cfg->filters_file : "none",
 		 cfg->local_spam_enabled		? "local"
 		 : gw->rules->external_hostport != NULL ? gw->rules->external_hostport
 							: "local",
@@ -749,6 +751,7 @@ int main(int argc, char **argv)
 	const char *path = args.config;
 	bool check_only = args.check_only;
 	log_init("lazaret-gw", LOG_LEVEL_INFO);
+	confparse_canonical_paths(true); /* paths used and logged as /srv/var, not etc/.. */
 
 	struct gw gw;
 	memset(&gw, 0, sizeof(gw));

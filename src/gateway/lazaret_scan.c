@@ -34,7 +34,7 @@
 #define SCAN_EXIT_USAGE	  64
 #define SCAN_EXIT_NOINPUT 66
 
-/* Defaults: the addresses CONTRACT.md gives for lazaret-gw.conf. */
+/* Defaults: the engine addresses of lazaret-gw.conf (docs/GATEWAY.md). */
 #define SCAN_DEFAULT_SPAMD	"127.0.0.1:783"
 #define SCAN_DEFAULT_RSPAMD	"127.0.0.1:11333"
 #define SCAN_DEFAULT_CLAMD	"127.0.0.1:3310"

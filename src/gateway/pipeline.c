@@ -2,10 +2,10 @@
  * pipeline — the gateway's per-message decisions and the relay of their result,
  * run on a worker thread (it blocks on engines, the store and outbound SMTP).
  *
- * Order (DESIGN.md, docs/GATEWAY.md "Pipeline"): HAT and RAT ran in the SMTP
+ * Order (docs/GATEWAY.md "Pipeline", docs/ARCHITECTURE.md): HAT and RAT ran in the SMTP
  * session already; then
- *   0 released mail (from [manager] addresses): straight to the next hop (SQ5)
- *   1 safelist/blocklist per recipient (SQ7): SAFE skips spam handling, BLOCK
+ *   0 released mail (from [manager] addresses): straight to the next hop
+ *   1 safelist/blocklist per recipient: SAFE skips spam handling, BLOCK
  *     goes to the spam quarantine or is deleted
  *   2 anti-spam (one scan for the recipients still in question) → positive /
  *     suspect / clean and the action configured for the verdict
@@ -150,7 +150,7 @@ static void pl_parse_meta(struct pl *p)
 		msgmeta_parse(p->m->data, p->m->len, &p->meta);
 }
 
-/* The spam quarantine a recipient goes to: the local one wins when both are on (SQ8). */
+/* The spam quarantine a recipient goes to: the local one wins when both are on. */
 static void pl_to_spam_quarantine(struct pl *p, size_t i, const char *verdict, const char *reason)
 {
 	struct disposition *d = &p->disp[i];
@@ -181,7 +181,7 @@ static void pl_action(struct pl *p, size_t i, const char *action, const char *ve
 	} else if (strcmp(action, "bounce") == 0) {
 		d->route = DISPOSITION_BOUNCE;
 	} else {
-		/* deliver or tag: to the alternate host when one is set (SQ8 migration aid). */
+		/* deliver or tag: to the alternate host when one is set (a migration aid). */
 		d->route = DISPOSITION_NEXT_HOP;
 		if (p->cfg->alternate_host != NULL) {
 			d->route = DISPOSITION_ALT_HOST;
@@ -610,7 +610,7 @@ static unsigned char *pl_strip_lazaret_fields(const struct pl *p, size_t *len)
 	return cur;
 }
 
-/* The header lines X-Lazaret-* the manager reads (CONTRACT.md "SMTP ingest"). */
+/* The header lines X-Lazaret-* the manager reads (docs/GATEWAY.md "Pipeline"). */
 static char *pl_spam_headers(const struct pl *p, const struct disposition *d)
 {
 	char score[64] = "";

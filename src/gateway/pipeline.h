@@ -57,7 +57,7 @@ struct pipeline_job {
 	const char *id;		 /* the gateway's id of this message, for logs and replies */
 	const char *session_id;
 	const char *client_ip;
-	bool released; /* from [manager] addresses: straight to the next hop (SQ5) */
+	bool released; /* from [manager] addresses: straight to the next hop */
 	const struct smtp_message *msg;
 };
 

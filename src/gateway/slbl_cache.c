@@ -1,5 +1,5 @@
 /*
- * slbl_cache — the gateway's copy of the manager's safelists and blocklists (SQ7):
+ * slbl_cache — the gateway's copy of the manager's safelists and blocklists:
  * a hash table recipient -> (safelist, blocklist) in memory, a JSON file on disk so
  * the lists apply from start-up even while the manager is down, and a sync that
  * pulls GET {api_url}/api/v1/slbl?since=VERSION with libcurl.
@@ -8,7 +8,7 @@
  *   "a@x.com"  the sender is exactly that address;
  *   "x.com"    the sender's domain is exactly x.com;
  *   ".x.com"   the sender's domain is x.com or any domain below it (a.x.com,
- *              b.a.x.com), as CONTRACT.md puts it: "subdomains too".
+ *              b.a.x.com): "subdomains too" (docs/openapi.yaml).
  * The blocklist is looked at first: a sender on both lists is blocked. The null
  * sender (<>) matches nothing.
  *
@@ -47,6 +47,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/readfile.h"
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 /*
@@ -246,7 +247,7 @@ static int slbl_table_from_document(const json_t *doc, struct slbl_table *t, int
 		return -EINVAL;
 	const char *key;
 	const json_t *val;
-	json_object_foreach((json_t *)rcpts, key, val)
+	json_object_foreach(unconst(rcpts), key, val) /* jansson has no const iterator */
 	{
 		struct slbl_rcpt *r = slbl_rcpt_from_json(key, val);
 		if (r == NULL) {

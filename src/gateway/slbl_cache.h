@@ -1,5 +1,5 @@
 /*
- * slbl_cache — the gateway's copy of the manager's safelists/blocklists (SQ7):
+ * slbl_cache — the gateway's copy of the manager's safelists/blocklists:
  * pulled with GET /api/v1/slbl?since=VERSION, kept on disk so it applies while
  * the manager is down, consulted per recipient just before anti-spam.
  * Entries are addresses ("a@x.com") or domains ("x.com"; ".x.com" = its subdomains

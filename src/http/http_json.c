@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 static void http_json_set_err(char **err, char *msg)
@@ -43,7 +44,7 @@ static bool http_json_deeper_than(const json_t *v, unsigned budget)
 	}
 	const char *k;
 	const json_t *e;
-	json_object_foreach((json_t *)v, k, e)
+	json_object_foreach(unconst(v), k, e) /* jansson has no const iterator */
 	{
 		if (http_json_deeper_than(e, budget - 1))
 			return true;
@@ -208,7 +209,7 @@ int http_json_check_keys(const json_t *obj, const char *const *allowed, char **e
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach((json_t *)obj, k, v)
+	json_object_foreach(unconst(obj), k, v) /* jansson has no const iterator */
 	{
 		bool known = false;
 		for (const char *const *a = allowed; *a != NULL && !known; a++)

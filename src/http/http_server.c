@@ -929,9 +929,9 @@ static void http_server_peer(struct evhttp_request *ev, char *out, size_t size)
 	struct evhttp_connection *conn = evhttp_request_get_connection(ev);
 	if (conn == NULL)
 		return;
-	const char *addr = NULL;
+	char *addr = NULL; /* points into conn: read only */
 	ev_uint16_t port = 0;
-	evhttp_connection_get_peer(conn, (char **)&addr, &port);
+	evhttp_connection_get_peer(conn, &addr, &port);
 	if (addr != NULL)
 		snprintf(out, size, "%s", addr);
 }

@@ -21,7 +21,19 @@ struct auth_directory {
 	bool have_ldap, have_imap;
 	struct auth_ldap_config ldap;
 	struct auth_imap_config imap;
+	char *copies[9]; /* the strings ldap and imap point at, owned here */
+	size_t ncopies;
 };
+
+/* A copy of s (NULL stays NULL) that d owns and frees. */
+static const char *auth_directory_dup(struct auth_directory *d, const char *s)
+{
+	if (s == NULL)
+		return NULL;
+	if (d->ncopies == sizeof(d->copies) / sizeof(d->copies[0]))
+		panic("auth_directory: more settings than copies");
+	return d->copies[d->ncopies++] = xstrdup(s);
+}
 
 struct auth_directory *auth_directory_new(const struct manager_config *cfg)
 {
@@ -30,15 +42,15 @@ struct auth_directory *auth_directory_new(const struct manager_config *cfg)
 	struct auth_directory *d = xcalloc(1, sizeof(*d));
 	if (cfg->ldap_uri != NULL) {
 		d->have_ldap = true;
-		d->ldap.uri = xstrdup_or_null(cfg->ldap_uri);
-		d->ldap.base_dn = xstrdup_or_null(cfg->ldap_base_dn);
-		d->ldap.bind_dn = xstrdup_or_null(cfg->ldap_bind_dn);
-		d->ldap.bind_password = xstrdup_or_null(cfg->ldap_bind_password);
-		d->ldap.user_filter = xstrdup_or_null(cfg->ldap_user_filter);
-		d->ldap.mail_attributes = xstrdup_or_null(cfg->ldap_mail_attributes);
+		d->ldap.uri = auth_directory_dup(d, cfg->ldap_uri);
+		d->ldap.base_dn = auth_directory_dup(d, cfg->ldap_base_dn);
+		d->ldap.bind_dn = auth_directory_dup(d, cfg->ldap_bind_dn);
+		d->ldap.bind_password = auth_directory_dup(d, cfg->ldap_bind_password);
+		d->ldap.user_filter = auth_directory_dup(d, cfg->ldap_user_filter);
+		d->ldap.mail_attributes = auth_directory_dup(d, cfg->ldap_mail_attributes);
 		d->ldap.timeout_ms = cfg->ldap_timeout_ms;
 		d->ldap.starttls = cfg->ldap_starttls;
-		d->ldap.ca_file = xstrdup_or_null(cfg->ldap_ca_file);
+		d->ldap.ca_file = auth_directory_dup(d, cfg->ldap_ca_file);
 		if (!cfg->ldap_starttls && strncasecmp(cfg->ldap_uri, "ldap://", 7) == 0)
 			log_warn(
 			    "auth.ldap_plaintext",
@@ -48,8 +60,8 @@ struct auth_directory *auth_directory_new(const struct manager_config *cfg)
 	}
 	if (cfg->imap_host != NULL) {
 		d->have_imap = true;
-		d->imap.host = xstrdup_or_null(cfg->imap_host);
-		d->imap.domain = xstrdup_or_null(cfg->imap_domain);
+		d->imap.host = auth_directory_dup(d, cfg->imap_host);
+		d->imap.domain = auth_directory_dup(d, cfg->imap_domain);
 		d->imap.timeout_ms = cfg->imap_timeout_ms;
 		(void)auth_imap_tls_parse(cfg->imap_tls, &d->imap.tls); /* checked by the config */
 		if (d->imap.tls != AUTH_IMAP_TLS_NONE) {
@@ -67,15 +79,8 @@ void auth_directory_free(struct auth_directory *d)
 {
 	if (d == NULL)
 		return;
-	free((char *)d->ldap.uri);
-	free((char *)d->ldap.base_dn);
-	free((char *)d->ldap.bind_dn);
-	free((char *)d->ldap.bind_password);
-	free((char *)d->ldap.user_filter);
-	free((char *)d->ldap.mail_attributes);
-	free((char *)d->ldap.ca_file);
-	free((char *)d->imap.host);
-	free((char *)d->imap.domain);
+	for (size_t i = 0; i < d->ncopies; i++)
+		free(d->copies[i]);
 	if (d->imap.tls_ctx != NULL)
 		SSL_CTX_free(d->imap.tls_ctx);
 	free(d);

@@ -140,8 +140,8 @@ static int auth_ldap_tls(LDAP *ld, const struct auth_ldap_config *cfg)
 
 static int auth_ldap_bind(LDAP *ld, const char *dn, const char *password)
 {
-	struct berval cred = {.bv_val = (char *)(password != NULL ? password : ""),
-			      .bv_len = password != NULL ? strlen(password) : 0};
+	struct berval cred;
+	ber_str2bv(password != NULL ? password : "", 0, 0, &cred); /* borrowed, not copied */
 	return ldap_sasl_bind_s(ld, dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, NULL);
 }
 

@@ -150,7 +150,7 @@ static struct store_new_message *ingest_build(struct ingest_job *job, int64_t no
 		msgmeta_store_copy(meta, nm);
 		msgmeta_free(meta);
 	}
-	/* CONTRACT.md: default verdict spam; the gateway defaults to the client address. */
+	/* Defaults: the verdict spam; the gateway, the client address. */
 	if (nm->verdict == NULL)
 		nm->verdict = xstrdup("spam");
 	if (nm->gateway == NULL || nm->gateway[0] == '\0') {

@@ -2,7 +2,7 @@
  * ingest — turns a message received on the quarantine listener into a stored,
  * quarantined message: metadata (msgmeta), compression and the store's group
  * commit happen off the event loop; the SMTP reply (250 with the id, or 451) is
- * sent only after the commit returned (BY2).
+ * sent only after the commit returned.
  */
 #ifndef LAZARET_INGEST_H
 #define LAZARET_INGEST_H

@@ -12,6 +12,7 @@
  * Not for: any policy decision about mail (gateways scan; the manager keeps).
  */
 #include <errno.h>
+#include <limits.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 
 #include "common/acl.h"
 #include "common/clock.h"
+#include "common/confparse.h"
 #include "common/daemon_args.h"
 #include "common/fdlimit.h"
 #include "common/fault.h"
@@ -323,23 +325,28 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		 log_quote(q, sizeof(q), d->cfg.accept_from_text), d->cfg.primary_host);
 }
 
-/* The digest's texts and pages: the source tree's web/digest, or the package's. */
-#define LAZARETD_DIGEST_DIR LAZARET_WEB_DIR "/digest"
-
 /*
- * Reads the digest's texts and page templates once. A missing or broken file stops
- * the start with the file named: mails and pages must never have holes.
+ * Reads the digest's texts and page templates (web/digest) once: from the web/ folder
+ * installed with this lazaretd, else from LAZARET_WEB_DIR (the source tree's, or
+ * where a package put it: -Dweb_dir). A missing or broken file stops the start with
+ * the file named: mails and pages must never have holes.
  */
 static int load_digest_files(void)
 {
 	char *err = NULL;
-	int rc = digest_texts_load(LAZARETD_DIGEST_DIR "/" DIGEST_TEXTS_FILE, &err);
+	char *installed = manager_config_installed_web();
+	char *dir = xasprintf("%s/digest", installed != NULL ? installed : LAZARET_WEB_DIR);
+	char *texts = xasprintf("%s/%s", dir, DIGEST_TEXTS_FILE);
+	int rc = digest_texts_load(texts, &err);
 	if (rc == 0)
-		rc = digest_pages_load(LAZARETD_DIGEST_DIR, &err);
+		rc = digest_pages_load(dir, &err);
 	if (rc < 0) {
 		fprintf(stderr, "lazaretd: %s\n", err);
 		free(err);
 	}
+	free(texts);
+	free(dir);
+	free(installed);
 	return rc;
 }
 
@@ -446,11 +453,13 @@ static int start(struct lazaretd *d)
 	event_add(d->sig_term, NULL);
 	event_add(d->sig_int, NULL);
 	event_add(d->sig_hup, NULL);
-	char q[256];
+	char q[256], web[PATH_MAX + 3];
 	log_info("manager.start",
-		 "version=%s name=%s smtp=%s http=%s https=%s data_dir=%s accept_from=%s",
+		 "version=%s name=%s smtp=%s http=%s https=%s data_dir=%s web_root=%s "
+		 "accept_from=%s",
 		 LAZARET_VERSION, d->cfg.name, d->cfg.smtp_listen, d->cfg.http_listen,
 		 d->http_tls != NULL ? "yes" : "no", d->cfg.data_dir,
+		 d->cfg.web_root != NULL ? log_quote(web, sizeof(web), d->cfg.web_root) : "-",
 		 log_quote(q, sizeof(q), d->cfg.accept_from_text));
 	if (fault_armed() != NULL)
 		log_warn("manager.fault_armed", "point=%s reason=\"%s is for tests only\"",
@@ -503,6 +512,7 @@ int main(int argc, char **argv)
 	const char *path = args.config;
 	bool check_only = args.check_only;
 	log_init("lazaretd", LOG_LEVEL_INFO);
+	confparse_canonical_paths(true); /* paths used and logged as /srv/var, not etc/.. */
 
 	struct lazaretd d;
 	memset(&d, 0, sizeof(d));

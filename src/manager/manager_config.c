@@ -37,7 +37,7 @@
 #define MANAGER_MIN_DATA_LINE	 1000
 /* A message over 2G does not fit the store's size fields nor a sane quarantine. */
 #define MANAGER_MAX_MESSAGE_SIZE (2 * GIB)
-/* SQ7: safelist/blocklist entries per end user and list may be raised to 500, no further. */
+/* Safelist/blocklist entries per end user and list may be raised to 500, no further. */
 #define MANAGER_MAX_SLBL_ENTRIES 500
 /* A digest longer than this is not read; the rest is in the web console. */
 #define MANAGER_MAX_DIGEST_ENTRIES 1000
@@ -499,9 +499,43 @@ static void manager_config_tls(struct confparse *cp, struct manager_config *cfg)
 }
 
 /*
+ * The web application an installed lazaretd finds: LAZARET_WEB_FROM_BINDIR (from the
+ * build: relative to the folder of the running program, or absolute), canonical, when
+ * it holds a readable index.html. New string, or NULL.
+ */
+char *manager_config_installed_web(void)
+{
+	const char *from_bindir = LAZARET_WEB_FROM_BINDIR;
+	char *guess = NULL;
+	if (from_bindir[0] == '/') {
+		guess = xstrdup(from_bindir);
+	} else {
+		char *exe = realpath("/proc/self/exe", NULL);
+		char *slash = exe != NULL ? strrchr(exe, '/') : NULL;
+		if (slash != NULL) {
+			*slash = '\0';
+			guess = xasprintf("%s/%s", exe, from_bindir);
+		}
+		free(exe);
+	}
+	char *web = guess != NULL ? realpath(guess, NULL) : NULL;
+	free(guess);
+	if (web == NULL)
+		return NULL;
+	char *index = xasprintf("%s/index.html", web);
+	if (access(index, R_OK) != 0) {
+		free(web);
+		web = NULL;
+	}
+	free(index);
+	return web;
+}
+
+/*
  * [http] web_root: a folder with index.html when set; when not set, the web/ folder
  * beside the config file's folder if it has one (a source tree: etc/ and web/ side by
- * side), else no web application. Set to nothing ("web_root =") it stays off.
+ * side), else the one installed with lazaretd (<datadir>/lazaret/web), else no web
+ * application. Set to nothing ("web_root =") it stays off.
  */
 static void manager_config_web_root(struct confparse *cp, struct manager_config *cfg)
 {
@@ -517,10 +551,12 @@ static void manager_config_web_root(struct confparse *cp, struct manager_config 
 		return;
 	char *guess = confparse_resolve_path(cp, "../web");
 	char *index = xasprintf("%s/index.html", guess);
-	if (access(index, R_OK) == 0)
+	if (access(index, R_OK) == 0) {
 		cfg->web_root = guess;
-	else
+	} else {
 		free(guess);
+		cfg->web_root = manager_config_installed_web();
+	}
 	free(index);
 }
 

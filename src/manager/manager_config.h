@@ -62,7 +62,7 @@ struct manager_config {
 	bool tls_require;    /* MAIL needs STARTTLS first (530 5.7.0); default no */
 	char *tls_client_ca; /* PEM path or NULL: clients must present a cert chaining to it */
 	int64_t shutdown_grace_ms;	 /* how long SIGTERM waits for sessions; default 30s */
-	unsigned slbl_max_entries;	 /* per end user and list (SQ7); default 100, at most 500 */
+	unsigned slbl_max_entries;	 /* per end user and list; default 100, at most 500 */
 	bool hide_bodies_until_released; /* end users see no body before release; default no */
 
 	/* [release] */
@@ -76,7 +76,7 @@ struct manager_config {
 	int64_t give_up_after_ms;	  /* then failed; default 5d */
 	char *helo_name;		  /* EHLO name for outbound; default: hostname */
 
-	/* Accounts and sessions (SQ9) */
+	/* Accounts and sessions */
 	char *initial_admin;		   /* [manager]: first admin, created when no user exists */
 	char *initial_admin_password_file; /* [manager]: its password (first line) */
 	bool secure_cookies; /* [http]: Secure on the session cookie; default: yes with HTTPS */
@@ -108,7 +108,7 @@ struct manager_config {
 	char *imap_tls;		 /* starttls | imaps | none; default starttls */
 	char *imap_ca_file;	 /* PEM CA for the server's certificate; NULL: system store */
 
-	/* [notifications]: end users' spam digests (SQ9) */
+	/* [notifications]: end users' spam digests */
 	bool notify_enabled;	     /* default no */
 	char *notify_schedule;	     /* default "daily 09:00" (manager/notify.h forms) */
 	char *notify_time_zone;	     /* tz database name; default Asia/Tokyo */
@@ -127,5 +127,11 @@ struct manager_config {
 int manager_config_load(const char *path, struct manager_config *cfg, char **errors);
 /* Frees what cfg owns (not cfg itself). */
 void manager_config_free(struct manager_config *cfg);
+/*
+ * The web/ folder installed with this lazaretd (<datadir>/lazaret/web, found from the
+ * running program's folder), canonical, when it holds index.html: a new string, or
+ * NULL (a binary run from the build tree).
+ */
+char *manager_config_installed_web(void);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * notify — sends the end users' spam-quarantine digests (SQ9) on a schedule, and
+ * notify — sends the end users' spam-quarantine digests on a schedule, and
  * one digest at once when asked ("send my digest now").
  *
  * Who gets one. Every end-user account (role enduser) with a new quarantined
@@ -202,7 +202,7 @@ fail:
 static void notify_attempted(void *arg, const struct smtp_failover_session *ss,
 			     const struct smtp_client_result *res, bool failing_over)
 {
-	const char *rcpt = arg;
+	const char *rcpt = *(const char *const *)arg;
 	char q[512];
 	enum smtp_client_outcome o = res->nrcpts > 0 ? res->rcpts[0].outcome : SMTP_CLIENT_DEFERRED;
 	const char *why = res->nrcpts > 0 && res->rcpts[0].reply != NULL ? res->rcpts[0].reply
@@ -231,7 +231,8 @@ static int notify_deliver(const struct notify_settings *s, const char *rcpt, con
 	    .body = (const unsigned char *)data,
 	    .body_len = len,
 	};
-	struct smtp_failover_hooks hooks = {.attempted = notify_attempted, .arg = (void *)rcpt};
+	const char *logged = rcpt; /* the hook's arg points at it: named in its log lines */
+	struct smtp_failover_hooks hooks = {.attempted = notify_attempted, .arg = &logged};
 	struct smtp_failover_rcpt out[1];
 	int rc = smtp_failover_send(s->primary, s->secondary, &opt, &msg, &hooks, out);
 	smtp_failover_rcpts_free(out, 1);
@@ -288,7 +289,7 @@ static int notify_digest(struct store *st, const struct notify_settings *s,
 	struct store_digest_entry *all = NULL;
 	size_t nall = 0, total = 0;
 	struct digest_entry *entries = NULL;
-	char **times = NULL, *mail = NULL;
+	char **times = NULL, **links = NULL, *mail = NULL; /* own what entries borrow */
 	size_t mail_len = 0;
 	int rc = 0;
 	*sent = false;
@@ -319,11 +320,14 @@ static int notify_digest(struct store *st, const struct notify_settings *s,
 	size_t listed = nall < s->max_entries ? nall : s->max_entries;
 	entries = xcalloc(listed + 1, sizeof(*entries));
 	times = xcalloc(listed + 1, sizeof(*times));
+	links = xcalloc(2 * listed + 1, sizeof(*links));
 	for (size_t i = 0; i < listed; i++) {
 		const struct store_digest_entry *e = &all[i];
 		char when[64];
 		tz_format(tg->tz, e->received_at, when, sizeof(when));
 		times[i] = xstrdup(when);
+		links[2 * i] = notify_link(s, e, DIGEST_ACTION_RELEASE, tg->lang, now);
+		links[2 * i + 1] = notify_link(s, e, DIGEST_ACTION_SAFELIST, tg->lang, now);
 		entries[i] = (struct digest_entry){
 		    .recipient = e->recipient,
 		    .sender = e->sender,
@@ -332,8 +336,8 @@ static int notify_digest(struct store *st, const struct notify_settings *s,
 		    .received = times[i],
 		    .has_score = e->has_score,
 		    .score = e->score,
-		    .release_url = notify_link(s, e, DIGEST_ACTION_RELEASE, tg->lang, now),
-		    .safelist_url = notify_link(s, e, DIGEST_ACTION_SAFELIST, tg->lang, now),
+		    .release_url = links[2 * i],
+		    .safelist_url = links[2 * i + 1],
 		};
 	}
 	struct digest_mail m = {
@@ -365,12 +369,13 @@ static int notify_digest(struct store *st, const struct notify_settings *s,
 
 done:
 	for (size_t i = 0; entries != NULL && times != NULL && times[i] != NULL; i++) {
-		free((char *)entries[i].release_url);
-		free((char *)entries[i].safelist_url);
+		free(links[2 * i]);
+		free(links[2 * i + 1]);
 		free(times[i]);
 	}
 	free(entries);
 	free(times);
+	free(links);
 	free(mail);
 	store_digest_entries_free(all, nall);
 	return rc;

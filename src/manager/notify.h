@@ -1,5 +1,5 @@
 /*
- * notify — the manager's end-user notification digests (SQ9): when they go out
+ * notify — the manager's end-user notification digests: when they go out
  * ([notifications] schedule, in a time zone), to whom, with what, and how they are
  * sent. The mail itself and its links are quarantine/digest_mail's
  * and digest_token's.

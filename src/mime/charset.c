@@ -25,6 +25,7 @@
 
 #include <gmime/gmime.h>
 
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 static const char replacement_char[] = "\xEF\xBF\xBD"; /* U+FFFD */
@@ -66,7 +67,7 @@ static long convert_iconv(struct strbuf *out, const char *code, const char *in, 
 		return -1;
 	long bad = 0;
 	size_t mark = out->len;
-	char *inp = (char *)in;
+	char *inp = unconst(in); /* iconv(3) takes char ** but only reads the input */
 	size_t inleft = len;
 	while (inleft > 0) {
 		strbuf_reserve(out, inleft * 3 + 16);

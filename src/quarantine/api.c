@@ -1,8 +1,7 @@
 /*
  * api — the manager's HTTP endpoints: /healthz and /metrics (open, for probes and
  * Prometheus; the listener is on loopback by default) and the REST API under
- * /api/v1 (Bearer admin token). CONTRACT.md "REST API" pins the shapes;
- * docs/openapi.yaml describes them.
+ * /api/v1 (Bearer admin token), whose shapes docs/openapi.yaml describes.
  *
  * Handlers run on the event loop thread. Reads go straight to the store; changes
  * use its synchronous calls, so a 2xx is only sent once the change is committed.
@@ -182,7 +181,7 @@ static bool api_scope_filter(const struct api_actor *who, struct store_filter *f
 	return who->naddresses > 0;
 }
 
-/* MESSAGE of CONTRACT.md; an end user sees only its own recipients. */
+/* A Message (docs/openapi.yaml); an end user sees only its own recipients. */
 static json_t *api_message_json(const struct api *a, const struct api_actor *who,
 				const struct store_message *m)
 {
@@ -209,7 +208,7 @@ static json_t *api_message_json(const struct api *a, const struct api_actor *who
 	api_set(o, "from", http_json_string_or_null(m->from));
 	api_set(o, "subject", http_json_string_or_null(m->subject));
 	api_set(o, "size", json_integer((json_int_t)m->size));
-	/* CONTRACT.md: the spam quarantine's verdict defaults to spam; others have none. */
+	/* The spam quarantine's verdict defaults to spam; others have none. */
 	const char *verdict = m->verdict != NULL && *m->verdict != '\0' ? m->verdict : NULL;
 	if (verdict == NULL && m->quarantine != NULL && strcmp(m->quarantine, "spam") == 0)
 		verdict = "spam";

@@ -1,9 +1,8 @@
 /*
  * api — the core of the HTTP interface: /healthz, /metrics and the message
- * endpoints of the REST API under /api/v1 (CONTRACT.md "REST API",
- * docs/openapi.yaml), the actor model and the guards every route passes. Runs on
- * the event loop thread; reads go straight to the store, changes through its
- * synchronous calls.
+ * endpoints of the REST API under /api/v1 (docs/openapi.yaml), the actor model
+ * and the guards every route passes. Runs on the event loop thread; reads go
+ * straight to the store, changes through its synchronous calls.
  *
  * Extensions (api_users, api_slbl, digest_pages, api_static) add their routes to
  * a started api, and sessions plug into the core through api_session_hooks: they
@@ -32,7 +31,7 @@ struct api_config {
 	const char *manager_name;
 	uint64_t max_body;	   /* request body limit in bytes */
 	int64_t delete_after_ms;   /* for expires_at: received_at + this; 0 = never */
-	unsigned slbl_max_entries; /* per recipient and list (SQ7); 0 = 100 */
+	unsigned slbl_max_entries; /* per recipient and list; 0 = 100 */
 	const char *web_root;	   /* folder of the web application (api_static) */
 	/* End users see a message's body (text, all headers, raw) only once released. */
 	bool hide_bodies_until_released;

@@ -1,6 +1,6 @@
 /*
- * api_slbl — safelists and blocklists over HTTP (SQ7, CONTRACT.md "Safelist /
- * blocklist"): admins read and replace one recipient's lists, gateways pull the
+ * api_slbl — safelists and blocklists over HTTP (docs/openapi.yaml,
+ * tag slbl): admins read and replace one recipient's lists, gateways pull the
  * change feed (GET /api/v1/slbl?since=VERSION), and whole sets move in and out as
  * CSV (RFC 4180: rows "recipient,list,sender", a header row of those names).
  *
@@ -549,7 +549,7 @@ static bool api_slbl_is_header(const struct api_slbl_record *r)
 
 /* One recipient's lists gathered from the sorted rows. */
 struct api_slbl_group {
-	const char *recipient;
+	char *recipient; /* borrowed from the rows */
 	struct api_slbl_strv lists[2];
 };
 
@@ -625,7 +625,7 @@ static void api_slbl_import(struct http_server_request *req, void *arg)
 
 	for (size_t i = 0; i < ngroups; i++) {
 		struct store_slbl l = {
-		    .recipient = (char *)groups[i].recipient,
+		    .recipient = groups[i].recipient,
 		    .safelist = groups[i].lists[0].v,
 		    .nsafelist = groups[i].lists[0].n,
 		    .blocklist = groups[i].lists[1].v,

@@ -1,6 +1,6 @@
 /*
- * api_slbl — the safelist/blocklist endpoints of the REST API (SQ7, CONTRACT.md
- * "Safelist / blocklist"): one recipient's lists, the change feed gateways sync
+ * api_slbl — the safelist/blocklist endpoints of the REST API (docs/openapi.yaml,
+ * tag slbl): one recipient's lists, the change feed gateways sync
  * with, and CSV export/import. An extension of the API core: the daemon adds it
  * with api_slbl_register.
  */

@@ -132,7 +132,7 @@ static const char *api_users_role_name(enum api_role r)
 	return "none";
 }
 
-static json_t *api_users_strings(char *const *v, size_t n)
+static json_t *api_users_strings(const char *const *v, size_t n)
 {
 	json_t *arr = json_array();
 	for (size_t i = 0; i < n; i++)
@@ -268,12 +268,11 @@ static void api_users_audit(struct api *a, struct http_server_request *req, cons
 	json_decref(detail);
 	struct store_audit row = {
 	    .at = clock_now_ms(),
-	    .actor =
-		(char *)(who->username != NULL && *who->username != '\0' ? who->username : "-"),
-	    .action = (char *)action,
-	    .target = (char *)target,
+	    .actor = who->username != NULL && *who->username != '\0' ? who->username : "-",
+	    .action = action,
+	    .target = target,
 	    .detail = text,
-	    .peer = (char *)http_server_request_peer(req),
+	    .peer = http_server_request_peer(req),
 	};
 	int rc = store_audit_add(api_store(a), &row);
 	if (rc < 0)
@@ -289,10 +288,10 @@ static void api_users_audit_as(struct api *a, const char *actor, const char *act
 	json_decref(detail);
 	struct store_audit row = {
 	    .at = clock_now_ms(),
-	    .actor = (char *)actor,
-	    .action = (char *)action,
+	    .actor = actor,
+	    .action = action,
 	    .detail = text,
-	    .peer = (char *)peer,
+	    .peer = peer,
 	};
 	int rc = store_audit_add(api_store(a), &row);
 	if (rc < 0)
@@ -302,8 +301,8 @@ static void api_users_audit_as(struct api *a, const char *actor, const char *act
 
 /* ---- login ---- */
 
-static json_t *api_users_user_json(const char *username, const char *role, char *const *addresses,
-				   size_t n)
+static json_t *api_users_user_json(const char *username, const char *role,
+				   const char *const *addresses, size_t n)
 {
 	json_t *o = json_object();
 	api_users_set(o, "username", http_json_string_or_null(username));
@@ -473,7 +472,8 @@ static void api_users_login_done(void *arg)
 		json_t *body = json_object();
 		api_users_set(body, "user",
 			      api_users_user_json(l->username, l->session.role,
-						  l->session.addresses, l->session.naddresses));
+						  (const char *const *)l->session.addresses,
+						  l->session.naddresses));
 		api_users_set(body, "csrf_token", json_string(l->session.csrf_token));
 		http_server_reply_json(req, 200, body);
 	} else if (l->rc == -EACCES) {
@@ -589,7 +589,8 @@ static void api_users_session_get(struct http_server_request *req, void *arg)
 	json_t *body = json_object();
 	api_users_set(body, "user",
 		      api_users_user_json(u->cached->username, u->cached->role,
-					  u->cached->addresses, u->cached->naddresses));
+					  (const char *const *)u->cached->addresses,
+					  u->cached->naddresses));
 	api_users_set(body, "csrf_token", json_string(u->cached->csrf_token));
 	http_server_reply_json(req, 200, body);
 }
@@ -623,7 +624,8 @@ static void api_users_logout(struct http_server_request *req, void *arg)
 
 static json_t *api_users_account_json(const struct store_user *s)
 {
-	json_t *o = api_users_user_json(s->username, s->role, s->addresses, s->naddresses);
+	json_t *o = api_users_user_json(s->username, s->role, (const char *const *)s->addresses,
+					s->naddresses);
 	char t[CLOCK_RFC3339_LEN];
 	api_users_set(o, "source", http_json_string_or_null(s->source));
 	api_users_set(o, "language", http_json_string_or_null(s->language));
@@ -670,11 +672,10 @@ static int api_users_create(struct api *a, const char *username, const char *pas
 		}
 	}
 	struct store_user user = {
-	    .username = (char *)username,
-	    .role = (char *)role,
-	    .source = (char *)"local",
+	    .username = username,
+	    .role = role,
+	    .source = "local",
 	    .created_at = clock_now_ms(),
-	    .addresses = (char **)addresses,
 	    .naddresses = naddresses,
 	};
 	int rc = auth_password_hash(password, &user.password_hash);
@@ -682,8 +683,15 @@ static int api_users_create(struct api *a, const char *username, const char *pas
 		*msg = xstrdup("cannot hash the password");
 		return rc;
 	}
+	/* The account's addresses are char *: lend it copies of the request's (const). */
+	user.addresses = xcalloc(naddresses + 1, sizeof(*user.addresses));
+	for (size_t i = 0; i < naddresses; i++)
+		user.addresses[i] = xstrdup(addresses[i]);
 	rc = store_user_add(api_store(a), &user);
 	free(user.password_hash);
+	for (size_t i = 0; i < naddresses; i++)
+		free(user.addresses[i]);
+	free(user.addresses);
 	if (rc == -EEXIST)
 		*msg = xasprintf("user %s exists already", username);
 	else if (rc < 0)
@@ -801,7 +809,7 @@ static void api_users_me(struct http_server_request *req, void *arg)
 		return;
 	const struct api_actor *who = api_actor(a, req);
 	json_t *user = api_users_user_json(who->username, api_users_role_name(who->role),
-					   (char *const *)who->addresses, who->naddresses);
+					   who->addresses, who->naddresses);
 	struct store_user *stored = NULL;
 	if (who->session && store_user_get(api_store(a), who->username, &stored) == 0) {
 		api_users_set(user, "language", http_json_string_or_null(stored->language));
@@ -875,11 +883,11 @@ static void api_users_me_put(struct http_server_request *req, void *arg)
 	if (rc == -ENOENT) {
 		/* A directory user: keep its preferences in an account without a password. */
 		struct store_user user = {
-		    .username = (char *)who->username,
-		    .role = (char *)"enduser",
-		    .source = (char *)"directory",
-		    .language = (char *)language,
-		    .time_zone = (char *)time_zone,
+		    .username = who->username,
+		    .role = "enduser",
+		    .source = "directory",
+		    .language = language,
+		    .time_zone = time_zone,
 		    .created_at = clock_now_ms(),
 		};
 		rc = store_user_add(st, &user);
@@ -1121,10 +1129,10 @@ int api_users_initial_admin(struct api *a, const char *username, const char *pas
 	}
 	log_info("manager.initial_admin", "user=%s", username);
 	struct store_audit row = {.at = clock_now_ms(),
-				  .actor = (char *)"lazaretd",
-				  .action = (char *)"user_create",
-				  .target = (char *)username,
-				  .detail = (char *)"{\"role\":\"admin\",\"initial\":true}"};
+				  .actor = "lazaretd",
+				  .action = "user_create",
+				  .target = username,
+				  .detail = "{\"role\":\"admin\",\"initial\":true}"};
 	store_audit_add(st, &row);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * api_users — logins, sessions, accounts and the audit log of the REST API
- * (CONTRACT.md "Sessions, users and end users"; SQ9). An extension of the API
+ * (docs/openapi.yaml, tags sessions, users, me, audit). An extension of the API
  * core: api_users_attach adds its routes and installs it as the core's session
  * hooks (the actor behind a session cookie, the CSRF check, the audit log).
  */

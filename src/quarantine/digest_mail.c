@@ -1,5 +1,5 @@
 /*
- * digest_mail — the digest mail itself (SQ9) and the texts of digests and their
+ * digest_mail — the digest mail itself and the texts of digests and their
  * pages.
  *
  * The texts. Every fixed text, Japanese and English, is in web/digest/texts.json
@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/readfile.h"
 #include "common/strbuf.h"
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 /* Base64 lines in the mail body: RFC 2045 allows at most 76 characters. */
@@ -96,7 +97,7 @@ static const char **digest_text_slot(struct digest_texts *tx, size_t i)
 static void digest_texts_clear(struct digest_texts *tx)
 {
 	for (size_t i = 0; i < DIGEST_NFIELDS; i++) {
-		free((char *)*digest_text_slot(tx, i));
+		free(unconst(*digest_text_slot(tx, i)));
 		*digest_text_slot(tx, i) = NULL;
 	}
 }

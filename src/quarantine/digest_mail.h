@@ -1,5 +1,5 @@
 /*
- * digest_mail — the digest mail an end user receives (SQ9): its fixed texts in
+ * digest_mail — the digest mail an end user receives: its fixed texts in
  * Japanese and English (web/digest/texts.json, loaded once at start), and the
  * MIME message listing quarantined mail with its release and safelist links.
  *

@@ -292,12 +292,13 @@ static int digest_safelist_add(struct api *a, const char *rcpt, const char *send
 		store_slbl_free(cur);
 		return 1;
 	}
-	struct store_slbl next = {.recipient = (char *)rcpt};
+	char *added = xstrdup(sender); /* the lists hold char *: a copy of the const sender */
+	struct store_slbl next = {.recipient = cur->recipient};
 	next.safelist = xcalloc(cur->nsafelist + 1, sizeof(char *));
 	next.blocklist = xcalloc(cur->nblocklist + 1, sizeof(char *));
 	for (size_t i = 0; i < cur->nsafelist; i++)
 		next.safelist[next.nsafelist++] = cur->safelist[i];
-	next.safelist[next.nsafelist++] = (char *)sender;
+	next.safelist[next.nsafelist++] = added;
 	for (size_t i = 0; i < cur->nblocklist; i++) {
 		if (strcasecmp(cur->blocklist[i], sender) != 0)
 			next.blocklist[next.nblocklist++] = cur->blocklist[i];
@@ -306,6 +307,7 @@ static int digest_safelist_add(struct api *a, const char *rcpt, const char *send
 	rc = store_slbl_put(st, &next, max != 0 ? max : 100, NULL);
 	free(next.safelist);
 	free(next.blocklist);
+	free(added);
 	store_slbl_free(cur);
 	return rc;
 }

@@ -1,5 +1,5 @@
 /*
- * digest_pages — the HTTP side of the end users' digests (SQ9): the pages behind
+ * digest_pages — the HTTP side of the end users' digests: the pages behind
  * the mailed links (/d/{token}), their style sheet, and "send my digest now". The
  * pages are templates in web/digest/ (page.html, details.html, form.html, page.css)
  * read once at start.

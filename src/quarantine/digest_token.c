@@ -1,5 +1,5 @@
 /*
- * digest_token — the signed login-free links of the end users' digests (SQ9) and
+ * digest_token — the signed login-free links of the end users' digests and
  * the key they are signed with.
  *
  * Links. A token names one message, one recipient, one action (release, or

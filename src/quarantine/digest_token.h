@@ -1,5 +1,5 @@
 /*
- * digest_token — the login-free links of the end users' digests (SQ9): the
+ * digest_token — the login-free links of the end users' digests: the
  * manager's link key (data_dir/digest.key) and the signed tokens that name one
  * message, one recipient, one action, the page language and an expiry.
  *

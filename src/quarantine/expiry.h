@@ -1,5 +1,5 @@
 /*
- * expiry — the purge run over a store's quarantines (SQ3): recipients older than
+ * expiry — the purge run over a store's quarantines: recipients older than
  * their quarantine's retention become expired, messages nobody needs are purged,
  * and freed space is given back. expiry_run_once is one run, for any list of
  * quarantines (the gateway's local ones run it from its maintenance thread);

@@ -9,7 +9,7 @@
  * loses nothing.
  *
  * Concurrency toward the primary host is bounded by the number of worker threads
- * (max_connections): each has at most one SMTP session open at any time (SQ4).
+ * (max_connections): each has at most one SMTP session open at any time.
  *
  * A delivery, as one worker sees it:
  *

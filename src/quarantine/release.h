@@ -1,7 +1,8 @@
 /*
  * release — delivers released recipients from the store's durable queue to the
  * primary host, else the secondary, with bounded concurrency and retries.
- * See DESIGN.md "Release" and CONTRACT.md "Release delivery".
+ * See docs/ARCHITECTURE.md "Release and expiry" and docs/OPERATIONS.md
+ * "Release delivery: at least once".
  */
 #ifndef LAZARET_RELEASE_H
 #define LAZARET_RELEASE_H

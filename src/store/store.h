@@ -325,7 +325,7 @@ void store_debug_counters(struct store *st, struct store_debug_counters *out);
 int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
 			  char **plan);
 
-/* --- safelists / blocklists (SQ7), implemented in store_slbl.c ----------- */
+/* --- safelists / blocklists, implemented in store_slbl.c ----------------- */
 
 /* One recipient's lists. Entries are lower-case addresses or domains. */
 struct store_slbl {
@@ -365,14 +365,17 @@ int store_slbl_changes(struct store *st, int64_t since, size_t limit, struct sto
 
 /* --- accounts, sessions, audit (store_users.c) -------------------------- */
 
-/* A login account (SQ9). Strings are owned by the struct. */
+/*
+ * A login account. Strings are owned by the struct when the store returns it
+ * (store_user_free frees them), borrowed when it is given to store_user_add.
+ */
 struct store_user {
-	char *username;
-	char *password_hash; /* argon2id string (crypto_pwhash_str), NULL: no local password */
-	char *role;	     /* "admin" | "operator" | "enduser" */
-	char *source;	     /* "local" */
-	char *language;	     /* "ja" | "en" or NULL */
-	char *time_zone;     /* IANA name or NULL */
+	const char *username;
+	char *password_hash;   /* argon2id string (crypto_pwhash_str), NULL: no local password */
+	const char *role;      /* "admin" | "operator" | "enduser" */
+	const char *source;    /* "local" */
+	const char *language;  /* "ja" | "en" or NULL */
+	const char *time_zone; /* IANA name or NULL */
 	int64_t created_at;
 	int64_t last_login_at; /* 0: never */
 	char **addresses;      /* lower-cased, in the order given; the first is the primary */
@@ -420,11 +423,12 @@ int store_session_purge(struct store *st, int64_t now, int64_t created_before, u
 struct store_audit {
 	int64_t seq;
 	int64_t at;
-	char *actor;  /* username, or "token" for the admin token */
-	char *action; /* "release", "delete", "bulk_release", "login", ... */
-	char *target; /* message id, username, or NULL */
-	char *detail; /* JSON text or NULL */
-	char *peer;   /* client address or NULL */
+	/* Owned by the struct from store_audit_list, borrowed by store_audit_add. */
+	const char *actor;  /* username, or "token" for the admin token */
+	const char *action; /* "release", "delete", "bulk_release", "login", ... */
+	const char *target; /* message id, username, or NULL */
+	const char *detail; /* JSON text or NULL */
+	const char *peer;   /* client address or NULL */
 };
 void store_audit_free(struct store_audit *a);
 void store_audit_array_free(struct store_audit **v, size_t n);
@@ -434,10 +438,10 @@ int store_audit_add(struct store *st, const struct store_audit *a);
 int store_audit_list(struct store *st, size_t limit, int64_t before_seq, struct store_audit ***out,
 		     size_t *n);
 
-/* --- digests (SQ9), implemented in store_digest.c ----------------------- */
+/* --- digests, implemented in store_digest.c ----------------------------- */
 
 /*
- * What the notification digests (SQ9) need from the store: the end
+ * What the notification digests need from the store: the end
  * users and their addresses, the new quarantined messages per address, what was
  * already sent (digest_state) and which single-use link tokens were used
  * (used_tokens). Implemented by the SQLite backend in store_digest.c; same

@@ -1,5 +1,5 @@
 /*
- * store_slbl — safelists and blocklists per end-user address (SQ7), kept by the
+ * store_slbl — safelists and blocklists per end-user address, kept by the
  * SQLite backend beside the quarantine: the store_slbl_* calls of store.h.
  *
  * Every put replaces both lists of one recipient and takes the next value of one

@@ -68,7 +68,7 @@
 #define STORE_READER_POOL_MAX 8
 /* Prepared statements cached per connection (fixed SQL only). */
 #define STORE_STMT_CACHE 48
-/* Listing page size bounds (CONTRACT.md: max 1000). */
+/* Listing page size bounds (docs/openapi.yaml: max 1000). */
 #define STORE_LIST_LIMIT_MAX 1000
 /* Messages per transaction for store_expire/store_purge/bulk actions when the
  * caller passes 0, and the most a caller may ask for. */
@@ -229,7 +229,7 @@ static const char *const store_migrations[] = {
     "    active = active + (new.state IN (0, 1)) - (old.state IN (0, 1))"
     "    WHERE id = new.msg_id;"
     "END;",
-    /* 2: safelists/blocklists (SQ7), kept per recipient with a change version */
+    /* 2: safelists/blocklists, kept per recipient with a change version */
     "CREATE TABLE slbl_entries ("
     "  recipient_lc TEXT NOT NULL,"
     "  list TEXT NOT NULL CHECK (list IN ('safelist', 'blocklist')),"
@@ -244,14 +244,14 @@ static const char *const store_migrations[] = {
     "  one INTEGER PRIMARY KEY CHECK (one = 1),"
     "  version INTEGER NOT NULL);"
     "INSERT INTO slbl_counter VALUES (1, 0);"
-    /* quarantine types beyond spam and policy: the system quarantines (PV1) */
+    /* quarantine types beyond spam and policy: the system quarantines */
     "CREATE TRIGGER quarantines_ai_type AFTER INSERT ON quarantines"
     "  WHEN new.type = 'policy' AND lower(new.name) IN"
     "    ('virus', 'outbreak', 'unclassified', 'file analysis') BEGIN"
     "  UPDATE quarantines SET type = replace(lower(new.name), ' ', '_')"
     "    WHERE name = new.name;"
     "END;",
-    /* 3: accounts, sessions, audit log, digest bookkeeping (SQ9) */
+    /* 3: accounts, sessions, audit log, digest bookkeeping */
     "CREATE TABLE users ("
     "  username TEXT PRIMARY KEY,"
     "  password_hash TEXT,"

@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 /* Audit rows in one page. */
@@ -117,12 +118,12 @@ void store_user_free(struct store_user *u)
 {
 	if (u == NULL)
 		return;
-	free(u->username);
+	free(unconst(u->username));
 	free(u->password_hash);
-	free(u->role);
-	free(u->source);
-	free(u->language);
-	free(u->time_zone);
+	free(unconst(u->role));
+	free(unconst(u->source));
+	free(unconst(u->language));
+	free(unconst(u->time_zone));
 	store_users_strv_free(u->addresses, u->naddresses);
 	free(u);
 }
@@ -136,7 +137,7 @@ void store_user_array_free(struct store_user **v, size_t n)
 
 static int store_user_add_job(struct store *st, struct store_conn *c, void *arg)
 {
-	const struct store_user *u = arg;
+	const struct store_user *u = *(const struct store_user **)arg;
 	sqlite3_stmt *s = store_users_prepare(
 	    c, "INSERT INTO users (username, password_hash, role, source, language, time_zone,"
 	       " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
@@ -170,7 +171,7 @@ int store_user_add(struct store *st, const struct store_user *u)
 	if (u == NULL || u->username == NULL || *u->username == '\0' || u->role == NULL ||
 	    u->naddresses > STORE_USER_MAX_ADDRESSES)
 		return -EINVAL;
-	return store_int_run_job(st, store_user_add_job, (void *)u);
+	return store_int_run_job(st, store_user_add_job, &u);
 }
 
 /* Fills u's addresses, in the order they were added. */
@@ -304,7 +305,7 @@ int store_user_count(struct store *st, uint64_t *count)
 
 static int store_user_delete_job(struct store *st, struct store_conn *c, void *arg)
 {
-	const char *username = arg;
+	const char *username = *(const char **)arg;
 	static const char *const sql[] = {
 	    "DELETE FROM user_addresses WHERE username = ?",
 	    "DELETE FROM sessions WHERE username = ?",
@@ -326,7 +327,7 @@ int store_user_delete(struct store *st, const char *username)
 {
 	if (username == NULL)
 		return -EINVAL;
-	return store_int_run_job(st, store_user_delete_job, (void *)username);
+	return store_int_run_job(st, store_user_delete_job, &username);
 }
 
 struct store_user_update {
@@ -534,11 +535,11 @@ void store_audit_free(struct store_audit *a)
 {
 	if (a == NULL)
 		return;
-	free(a->actor);
-	free(a->action);
-	free(a->target);
-	free(a->detail);
-	free(a->peer);
+	free(unconst(a->actor));
+	free(unconst(a->action));
+	free(unconst(a->target));
+	free(unconst(a->detail));
+	free(unconst(a->peer));
 	free(a);
 }
 
@@ -551,7 +552,7 @@ void store_audit_array_free(struct store_audit **v, size_t n)
 
 static int store_audit_add_job(struct store *st, struct store_conn *c, void *arg)
 {
-	const struct store_audit *a = arg;
+	const struct store_audit *a = *(const struct store_audit **)arg;
 	sqlite3_stmt *s = store_users_prepare(c, "INSERT INTO audit (at, actor, action, target, "
 						 "detail, peer) VALUES (?, ?, ?, ?, ?, ?)");
 	if (s == NULL)
@@ -569,7 +570,7 @@ int store_audit_add(struct store *st, const struct store_audit *a)
 {
 	if (a == NULL || a->actor == NULL || a->action == NULL)
 		return -EINVAL;
-	return store_int_run_job(st, store_audit_add_job, (void *)a);
+	return store_int_run_job(st, store_audit_add_job, &a);
 }
 
 int store_audit_list(struct store *st, size_t limit, int64_t before_seq, struct store_audit ***out,

@@ -59,7 +59,7 @@ _UNSET = object()
 
 
 def find_binary(name):
-    """$LAZARET_BUILD/<name> (CONTRACT layout), else where Meson puts it (src/<name>)."""
+    """$LAZARET_BUILD/<name> (top of the build folder), else where Meson puts it (src/<name>)."""
     for p in (os.path.join(BUILD_DIR, name), os.path.join(BUILD_DIR, "src", name)):
         if os.access(p, os.X_OK):
             return p
@@ -102,6 +102,7 @@ class Manager:
 
     def __init__(self, workdir, overrides):
         self.build_dir = bin_dir()
+        self.binary = lazaretd_path()  # a test may run another (an installed) lazaretd
         self.workdir = workdir
         self.name = MANAGER_NAME
         self.token = "e2e-" + secrets.token_hex(12)
@@ -166,7 +167,7 @@ class Manager:
         env.pop("LAZARET_FAULT", None)
         env.update(self.next_env)
         self.next_env = {}
-        self.proc = subprocess.Popen([lazaretd_path(), "-c", self.conf_path],
+        self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                      env=env, cwd="/", preexec_fn=self.preexec_fn)
         self.exits.add(self.proc)

@@ -76,7 +76,7 @@ def test_unknown_option_is_an_error():
 
 def test_check_config_accepts_the_contract_example(workdir):
     conf = os.path.join(workdir, "lazaretd.conf")
-    # The example of CONTRACT.md, comments included.
+    # The example configuration of the manager, comments included.
     write(conf, """[manager]
 name = lazaret1              ; appears in trace headers
 data_dir = ../var/lazaret    ; store lives here

@@ -110,7 +110,7 @@ def test_rat_accepts_listed_domains_subdomains_and_addresses(start_gateway, aio_
         s.quit()
 
 
-# ---- spam to the manager, release back without rescanning (SQ2, SQ5) -----------
+# ---- spam to the manager, release back without rescanning ----------------------
 
 def test_spam_goes_to_the_manager_and_release_is_not_rescanned(start_gateway, start_manager,
                                                                aio_sink):
@@ -173,7 +173,7 @@ def test_spoofed_lazaret_headers_do_not_reach_the_manager(start_gateway, start_m
 
 
 def test_released_address_changed_means_rescanned(start_gateway, aio_sink):
-    # SQ5 troubleshooting case: mail from an address not in [manager] addresses is scanned.
+    # Troubleshooting case: mail from an address not in [manager] addresses is scanned.
     gw = start_gateway(aio_sink.host, manager={"addresses": "127.0.0.9"},
                        spam_quarantine={"enabled": "yes"})
     code, text = gw.send("spammer@sender.test", "bob@example.com", spam_message(),
@@ -477,7 +477,7 @@ def sink_wait(sink, n):
     return sink.wait_count(n)
 
 
-# ---- local quarantines: API, release, delete-all (TP2, SQ8) ---------------------------
+# ---- local quarantines: API, release, delete-all --------------------------------------
 
 def test_local_quarantine_listing_and_release_to_next_hop(start_gateway, aio_sink):
     gw = start_gateway(aio_sink.host, spam_quarantine={"enabled": "yes"})

@@ -152,7 +152,7 @@ def test_both_ways_to_authenticate_are_described():
 
 
 def test_state_changes_under_api_v1_name_the_csrf_header_and_403():
-    # Cookie-authenticated POST/PUT/DELETE need X-CSRF-Token (CONTRACT.md); the
+    # Cookie-authenticated POST/PUT/DELETE need X-CSRF-Token (docs/openapi.yaml); the
     # login itself is the exception (there is no session yet).
     doc = load_openapi()
     lacking = []

@@ -1,4 +1,4 @@
-"""Accounts, sessions and end-user access against the real lazaretd (SQ9).
+"""Accounts, sessions and end-user access against the real lazaretd.
 
 Logins with the session cookie and its CSRF token, the login limiter, what an end
 user may see and do, roles, the audit log, the first admin from the config and

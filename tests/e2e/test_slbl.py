@@ -1,4 +1,4 @@
-"""Safelists/blocklists on the real lazaretd (SQ7): one recipient's lists, the per-user
+"""Safelists/blocklists on the real lazaretd: one recipient's lists, the per-user
 limit (default and raised), the gateways' change feed, CSV export/import, auth."""
 
 import csv

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -754,6 +755,50 @@ static void test_file_missing(void **state)
 	free_sample(&s);
 }
 
+/* confparse_canonical: the existing part through realpath, the rest by name. */
+static void test_canonical_table(void **state)
+{
+	(void)state;
+	char *link = xasprintf("%s/link", test_dir);
+	char *real = xasprintf("%s/real", test_dir);
+	assert_int_equal(mkdir(real, 0700), 0);
+	assert_int_equal(symlink("real", link), 0);
+	static const struct {
+		const char *in;	  /* after test_dir, or absolute when it starts with "!" */
+		const char *want; /* after test_dir, or absolute when it starts with "!" */
+	} cases[] = {
+	    {"", ""},
+	    {"/.", ""},
+	    {"/link", "/real"},
+	    {"/link/", "/real"},
+	    {"/link/../link/./x", "/real/x"},
+	    {"/real/../var/lazaret", "/var/lazaret"},
+	    {"/nope/../var", "/var"},
+	    {"/nope/./a/../b/", "/nope/b"},
+	    {"/link/nope/../../real//y", "/real/y"},
+	    {"!/", "!/"},
+	    {"!/..", "!/"},
+	    {"!/../nonexistent-lazaret/../x", "!/x"},
+	    {"!/nonexistent-lazaret/a/..", "!/nonexistent-lazaret"},
+	    {"!relative/../x", "!relative/../x"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in, *w = cases[i].want;
+		char *path = in[0] == '!' ? xstrdup(in + 1) : xasprintf("%s%s", test_dir, in);
+		char *want = w[0] == '!' ? xstrdup(w + 1) : xasprintf("%s%s", test_dir, w);
+		char *got = confparse_canonical(path);
+		if (strcmp(got, want) != 0)
+			fail_msg("%s: got \"%s\", want \"%s\"", path, got, want);
+		free(path);
+		free(want);
+		free(got);
+	}
+	unlink(link);
+	rmdir(real);
+	free(link);
+	free(real);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -772,6 +817,7 @@ int main(void)
 	    cmocka_unit_test(test_file_lines_and_context),
 	    cmocka_unit_test(test_file_nul_and_bom),
 	    cmocka_unit_test(test_file_missing),
+	    cmocka_unit_test(test_canonical_table),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

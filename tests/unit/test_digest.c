@@ -281,8 +281,8 @@ static void test_encode_header(void **state)
 	static const char *const cases[] = {
 	    "[Lazaret] Quarantine digest: 3 new messages",
 	    "[Lazaret] 隔離されたメッセージ: 3 件",
-	    "とても長い件名のテストです。とても長い件名のテストです。とても長い件名のテストです。"
-	    "とても長い件名のテストです。",
+	    ("とても長い件名のテストです。とても長い件名のテストです。とても長い件名のテストです。"
+	     "とても長い件名のテストです。"),
 	    "=?UTF-8?B?not-a-word?= looks like one",
 	};
 	msgmeta_init();

@@ -937,11 +937,12 @@ static void test_evasion_long_values(void **state)
 	char *hdr = NULL;
 	assert_true(asprintf(&hdr, "Content-Type: application/octet-stream; name=\"%s\"", name) >
 		    0);
-	s.message = attachment_message(hdr);
+	char *msg = attachment_message(hdr);
+	s.message = msg;
 	assert_int_equal(cond_value("attachment-filename == \"あ請求.\\.exe$\"", &s), 'T');
 	assert_int_equal(cond_value("attachment-filename == \"^あ\"", &s), 'T');
 	assert_int_equal(cond_value("attachment-filename == \"^請求\"", &s), 'F');
-	free((char *)s.message);
+	free(msg);
 	free(hdr);
 	free(name);
 }

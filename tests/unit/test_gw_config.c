@@ -1,5 +1,5 @@
 /*
- * Tests for gateway/gw_config: lazaret-gw.conf as CONTRACT.md shows it, the
+ * Tests for gateway/gw_config: lazaret-gw.conf as docs/GATEWAY.md shows it, the
  * defaults, the [hat] policy.NAME family in file order, and each error as the
  * operator sees it (file, line, key, message).
  */

@@ -100,7 +100,7 @@ static char *in_dir(const char *rel)
 	return xasprintf("%s/%s", test_dir, rel);
 }
 
-/* The example of docs/CONTRACT.md, byte for byte. */
+/* The example configuration of the manager, byte for byte. */
 static const char contract_example[] =
     "[manager]\n"
     "name = lazaret1              ; appears in trace headers\n"

@@ -463,7 +463,7 @@ static void test_delivered_to_primary(void **state)
 	mta_start(&mta);
 	char *primary = mta_hostport(&mta);
 	struct release_config cfg = base_config(primary, NULL);
-	cfg.source_address = "127.0.0.2"; /* SQ5: the primary sees the manager's address */
+	cfg.source_address = "127.0.0.2"; /* the primary sees the manager's address */
 	struct release *r = NULL;
 	uint64_t released0 = metrics_get(METRICS_RELEASED);
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);

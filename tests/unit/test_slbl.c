@@ -59,18 +59,40 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* A char * copy of a NULL-terminated list (NULL stays NULL), *n its length. */
+static char **copy_list(const char *const *v, size_t *n)
+{
+	for (*n = 0; v != NULL && v[*n] != NULL; (*n)++)
+		;
+	if (v == NULL)
+		return NULL;
+	char **c = calloc(*n + 1, sizeof(*c));
+	assert_non_null(c);
+	for (size_t i = 0; i < *n; i++)
+		assert_non_null(c[i] = strdup(v[i]));
+	return c;
+}
+
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 /* Puts the NULL-terminated lists; returns the store's result, *version when not NULL. */
 static int put(struct store *st, const char *rcpt, const char *const *safe,
 	       const char *const *block, size_t max, int64_t *version)
 {
-	struct store_slbl l = {.recipient = (char *)rcpt};
-	for (; safe != NULL && safe[l.nsafelist] != NULL; l.nsafelist++)
-		;
-	for (; block != NULL && block[l.nblocklist] != NULL; l.nblocklist++)
-		;
-	l.safelist = (char **)safe;
-	l.blocklist = (char **)block;
-	return store_slbl_put(st, &l, max, version);
+	struct store_slbl l = {.recipient = strdup(rcpt)};
+	assert_non_null(l.recipient);
+	l.safelist = copy_list(safe, &l.nsafelist);
+	l.blocklist = copy_list(block, &l.nblocklist);
+	int rc = store_slbl_put(st, &l, max, version);
+	free(l.recipient);
+	free_list(l.safelist, l.nsafelist);
+	free_list(l.blocklist, l.nblocklist);
+	return rc;
 }
 
 static void assert_list(char **got, size_t n, const char *const *want)

@@ -270,8 +270,8 @@ static void test_open_missing_and_corrupt(void **state)
 	/* A damaged file: logged, empty, refilled by the next sync. */
 	static const char *const bad[] = {
 	    "{\"format\":1,\"version\":3,\"recipients\":{\"a@b.example\":{",
-	    "{\"format\":1,\"version\":3,\"recipients\":{\"a@b.example\":{\"safelist\":[1],"
-	    "\"blocklist\":[]}}}",
+	    ("{\"format\":1,\"version\":3,\"recipients\":{\"a@b.example\":{\"safelist\":[1],"
+	     "\"blocklist\":[]}}}"),
 	    "{\"format\":99,\"version\":3,\"recipients\":{}}",
 	    "",
 	};
