@@ -50,7 +50,7 @@
 #include "gateway/slbl_cache.h"
 #include "http/http_server.h"
 #include "mime/msgmeta.h"
-#include "quarantine/api.h"
+#include "api/api.h"
 #include "quarantine/expiry.h"
 #include "quarantine/metrics.h"
 #include "quarantine/release.h"

@@ -20,7 +20,7 @@ struct auth_directory *auth_directory_new(const struct manager_config *cfg);
 void auth_directory_free(struct auth_directory *d);
 
 /*
- * An api_users_directory_fn (quarantine/api_users.h) with arg a struct
+ * An api_users_directory_fn (api/api_users.h) with arg a struct
  * auth_directory: LDAP first; IMAP when LDAP is not configured, refuses the user
  * or cannot be reached. Blocking.
  */

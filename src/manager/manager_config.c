@@ -20,7 +20,7 @@
 #include "common/tls.h"
 #include "common/tz.h"
 #include "common/xalloc.h"
-#include "manager/notify_schedule.h"
+#include "digest/notify_schedule.h"
 #include "smtp/smtp_listener_keys.h"
 
 #define KIB (UINT64_C(1024))

@@ -110,7 +110,7 @@ struct manager_config {
 
 	/* [notifications]: end users' spam digests */
 	bool notify_enabled;	     /* default no */
-	char *notify_schedule;	     /* default "daily 09:00" (manager/notify.h forms) */
+	char *notify_schedule;	     /* default "daily 09:00" (digest/notify.h forms) */
 	char *notify_time_zone;	     /* tz database name; default Asia/Tokyo */
 	char *notify_from;	     /* required when enabled */
 	char *notify_base_url;	     /* default http://<[http] listen> */

@@ -6,7 +6,7 @@
  * Reads take a reader connection; every change is one writer job (committed
  * before the call returns), like every other backend file. The queries walk the
  * messages primary key (seq ranges) or the recipients_address index, never the
- * whole store. Not for: deciding who gets a digest or building it (manager/notify).
+ * whole store. Not for: deciding who gets a digest or building it (digest/notify).
  */
 
 #include <errno.h>

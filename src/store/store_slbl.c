@@ -22,7 +22,7 @@
  * A recipient must be an address by the same rules.
  *
  * Not for: matching senders against lists, limits per user (the caller passes
- * max_entries), or the HTTP/CSV forms (quarantine/api_slbl.c).
+ * max_entries), or the HTTP/CSV forms (api/api_slbl.c).
  */
 #include "store/store.h"
 

@@ -3,7 +3,7 @@
  * migration 3): local user accounts with their addresses, login sessions keyed by
  * the hash of their token, and the append-only audit log.
  *
- * Not for: deciding who may log in or what a role may do (quarantine/auth.c and the
+ * Not for: deciding who may log in or what a role may do (api/auth.c and the
  * API decide), hashing passwords or tokens (callers hand in hashes), or sessions'
  * expiry policy (callers pass the deadlines).
  *

@@ -253,7 +253,7 @@ def test_digest_waits_for_the_next_run_when_the_mail_server_is_down(start_manage
 # The single-use nonce table, on its own.
 
 def decode_token(tok):
-    """The fields of a link token (layout in src/quarantine/digest_token.c)."""
+    """The fields of a link token (layout in src/digest/digest_token.c)."""
     import base64
     raw = base64.urlsafe_b64decode(tok + "=" * (-len(tok) % 4))
     rlen = raw[3 + 8 + 16 + 36]

@@ -1,7 +1,7 @@
 """docs/openapi.yaml against the routes lazaretd really registers.
 
-The routes are read from the C sources of the manager (src/quarantine/*.c,
-src/manager/*.c): every route table entry `{"METHOD", "/path", ...}` and every
+The routes are read from the C sources of the manager (src/api/*.c,
+src/digest/*.c, src/quarantine/*.c, src/manager/*.c): every route table entry `{"METHOD", "/path", ...}` and every
 `http_server_route(..., "METHOD", "/path", ...)` call with literal arguments.
 Each served method and path must be documented, and each documented one served,
 so that the API and its description cannot drift apart. Also checks that the
@@ -17,7 +17,7 @@ import yaml  # python3-yaml, installed by scripts/bootstrap
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OPENAPI = os.path.join(REPO, "docs", "openapi.yaml")
-SOURCES = ["src/quarantine/*.c", "src/manager/*.c"]
+SOURCES = ["src/api/*.c", "src/digest/*.c", "src/quarantine/*.c", "src/manager/*.c"]
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 
 # {"GET", "/api/v1/x", ...} in a route table.

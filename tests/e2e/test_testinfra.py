@@ -19,7 +19,7 @@ READ of size 1 at 0x602000000010 thread T0
     #0 0x55d1 in smtp_session_free src/smtp/smtp_session.c:120
 SUMMARY: AddressSanitizer: heap-use-after-free src/smtp/smtp_session.c:120
 """
-UBSAN_REPORT = "../src/quarantine/api.c:812:17: runtime error: signed integer overflow\n"
+UBSAN_REPORT = "../src/api/api.c:812:17: runtime error: signed integer overflow\n"
 LSAN_REPORT = "==77==ERROR: LeakSanitizer: detected memory leaks\n"
 
 

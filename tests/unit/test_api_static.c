@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "mime/msgmeta.h"
-#include "quarantine/api_static.h"
+#include "api/api_static.h"
 
 static void test_classify(void **state)
 {

@@ -1,5 +1,5 @@
 /*
- * Tests for quarantine/auth: argon2id hashes verify only the right password, an
+ * Tests for api/auth: argon2id hashes verify only the right password, an
  * unknown user is refused, tokens are fresh and hashed the same way every time,
  * the constant-time comparison, the session cookie in and out, and the login
  * failure limiter over time. Also the directory helpers of manager/auth_ldap and
@@ -29,7 +29,7 @@
 #include "manager/auth_imap.h"
 #include "manager/auth_ldap.h"
 #include "common/acl.h"
-#include "quarantine/auth.h"
+#include "api/auth.h"
 
 static void test_password_hash_and_verify(void **state)
 {

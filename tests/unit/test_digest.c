@@ -18,11 +18,11 @@
 
 #include "common/clock.h"
 #include "common/tz.h"
-#include "manager/notify_schedule.h"
+#include "digest/notify_schedule.h"
 #include "mime/msgmeta.h"
-#include "quarantine/digest_mail.h"
-#include "quarantine/digest_pages.h"
-#include "quarantine/digest_token.h"
+#include "digest/digest_mail.h"
+#include "digest/digest_pages.h"
+#include "digest/digest_token.h"
 
 static const unsigned char key1[DIGEST_KEY_LEN] = "0123456789abcdef0123456789abcdef";
 static const unsigned char key2[DIGEST_KEY_LEN] = "fedcba9876543210fedcba9876543210";

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "common/xalloc.h"
-#include "quarantine/api_slbl.h"
+#include "api/api_slbl.h"
 #include "store/store.h"
 
 struct fixture {

@@ -4,7 +4,7 @@
  * pages are templates in web/digest/ (page.html, details.html, form.html, page.css)
  * read once at start.
  *
- * Who gets a digest and when is manager/notify's business; it installs itself here
+ * Who gets a digest and when is digest/notify's business; it installs itself here
  * as the digest service (the key and a "send now" entry point) before the API starts.
  */
 #ifndef LAZARET_DIGEST_PAGES_H
@@ -12,7 +12,7 @@
 
 #include <stddef.h>
 
-#include "quarantine/digest_token.h"
+#include "digest/digest_token.h"
 
 struct api;
 

@@ -4,7 +4,7 @@
  * message, one recipient, one action, the page language and an expiry.
  *
  * Not for: the digest mail (digest_mail), the pages behind the links
- * (digest_pages), who gets a digest when (manager/notify).
+ * (digest_pages), who gets a digest when (digest/notify).
  */
 #ifndef LAZARET_DIGEST_TOKEN_H
 #define LAZARET_DIGEST_TOKEN_H

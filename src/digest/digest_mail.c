@@ -12,10 +12,10 @@
  * hostile mail: they are escaped in the HTML and stripped of control characters in
  * the text.
  *
- * Not for: deciding who gets a digest, when, or sending it (manager/notify), the
+ * Not for: deciding who gets a digest, when, or sending it (digest/notify), the
  * links (digest_token), the time zone of a reader (the caller formats times).
  */
-#include "quarantine/digest_mail.h"
+#include "digest/digest_mail.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -21,9 +21,9 @@
  * not fill, stops the daemon at start.
  *
  * Not for: the tokens (digest_token), the texts and the mail (digest_mail), who
- * gets a digest and when (manager/notify).
+ * gets a digest and when (digest/notify).
  */
-#include "quarantine/digest_pages.h"
+#include "digest/digest_pages.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -41,8 +41,8 @@
 #include "common/xalloc.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
-#include "quarantine/api.h"
-#include "quarantine/digest_mail.h"
+#include "api/api.h"
+#include "digest/digest_mail.h"
 #include "quarantine/release.h"
 #include "store/store.h"
 

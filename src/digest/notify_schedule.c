@@ -4,9 +4,9 @@
  * zone's daylight-saving changes: a time that does not exist runs an hour later,
  * a time that happens twice runs once (the first time).
  *
- * Not for: timers or running digests (manager/notify).
+ * Not for: timers or running digests (digest/notify).
  */
-#include "manager/notify_schedule.h"
+#include "digest/notify_schedule.h"
 
 #include <errno.h>
 #include <stdbool.h>

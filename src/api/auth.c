@@ -28,7 +28,7 @@
  * before (its "known" addresses), so others cannot cheaply lock its owner out;
  * that address is still bound by the per-address table.
  */
-#include "quarantine/auth.h"
+#include "api/auth.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -1,7 +1,7 @@
 /*
  * notify — the manager's end-user notification digests: when they go out
  * ([notifications] schedule, in a time zone), to whom, with what, and how they are
- * sent. The mail itself and its links are quarantine/digest_mail's
+ * sent. The mail itself and its links are digest/digest_mail's
  * and digest_token's.
  */
 #ifndef LAZARET_NOTIFY_H
@@ -42,7 +42,7 @@ struct notify;
 
 /*
  * Loads (or creates) the link key, installs the digest service for the API
- * (quarantine/digest_pages.h) and, when cfg->enabled, arms the schedule on base. The
+ * (digest/digest_pages.h) and, when cfg->enabled, arms the schedule on base. The
  * strings in cfg are copied. 0, or a negative errno (the key cannot be read or
  * made, an unknown zone, a bad schedule).
  */

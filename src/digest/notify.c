@@ -37,9 +37,9 @@
  * usable from any thread; the process environment's TZ and localtime() are never
  * touched.
  *
- * Not for: the mail's format and links (quarantine/digest_mail, digest_token), accounts (store).
+ * Not for: the mail's format and links (digest/digest_mail, digest_token), accounts (store).
  */
-#include "manager/notify.h"
+#include "digest/notify.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -59,10 +59,10 @@
 #include "common/tz.h"
 #include "common/workpool.h"
 #include "common/xalloc.h"
-#include "manager/notify_schedule.h"
-#include "quarantine/digest_mail.h"
-#include "quarantine/digest_pages.h"
-#include "quarantine/digest_token.h"
+#include "digest/notify_schedule.h"
+#include "digest/digest_mail.h"
+#include "digest/digest_pages.h"
+#include "digest/digest_token.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_failover.h"
 #include "store/store.h"

@@ -29,7 +29,7 @@
  * (digest_pages.c), the web application (api_static.c), HTTP plumbing
  * (http_server), delivering released mail (release).
  */
-#include "quarantine/api.h"
+#include "api/api.h"
 
 #include <errno.h>
 #include <stdlib.h>

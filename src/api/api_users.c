@@ -31,7 +31,7 @@
  * is valid while now < expires_at (the idle deadline, moved forward on use at most
  * once per API_USERS_TOUCH_INTERVAL_MS) and now < created_at + session_max.
  */
-#include "quarantine/api_users.h"
+#include "api/api_users.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -47,9 +47,9 @@
 #include "common/xalloc.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
-#include "quarantine/api.h"
-#include "quarantine/api_slbl.h"
-#include "quarantine/auth.h"
+#include "api/api.h"
+#include "api/api_slbl.h"
+#include "api/auth.h"
 #include "quarantine/metrics.h"
 #include "store/store.h"
 

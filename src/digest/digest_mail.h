@@ -4,7 +4,7 @@
  * MIME message listing quarantined mail with its release and safelist links.
  *
  * Not for: making the links (digest_token), the pages behind them (digest_pages),
- * sending the mail or choosing its reader (manager/notify).
+ * sending the mail or choosing its reader (digest/notify).
  */
 #ifndef LAZARET_DIGEST_MAIL_H
 #define LAZARET_DIGEST_MAIL_H
@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "quarantine/digest_token.h"
+#include "digest/digest_token.h"
 
 /* The texts file in the folder of the digest's web files. */
 #define DIGEST_TEXTS_FILE "texts.json"

@@ -21,7 +21,7 @@
  * of /api/v1/me/slbl decide whose lists a user may touch and call the exported
  * reply/put functions), storage (store_slbl.c).
  */
-#include "quarantine/api_slbl.h"
+#include "api/api_slbl.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -33,7 +33,7 @@
 #include "common/xalloc.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
-#include "quarantine/api.h"
+#include "api/api.h"
 #include "store/store.h"
 
 /* Fields of one CSV row: recipient, list, sender. */

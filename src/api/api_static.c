@@ -18,7 +18,7 @@
  *
  * Not for: the API, uploads, templating, compression.
  */
-#include "quarantine/api_static.h"
+#include "api/api_static.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +33,7 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 #include "http/http_server.h"
-#include "quarantine/api.h"
+#include "api/api.h"
 
 static const struct {
 	const char *ext;

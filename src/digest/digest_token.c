@@ -18,7 +18,7 @@
  * Not for: what a link shows or does (digest_pages), the mail that carries it
  * (digest_mail).
  */
-#include "quarantine/digest_token.h"
+#include "digest/digest_token.h"
 
 #include <errno.h>
 #include <fcntl.h>
