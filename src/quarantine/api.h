@@ -1,7 +1,8 @@
 /*
  * api — the manager's HTTP interface: /healthz, /metrics and the REST API under
- * /api/v1 (CONTRACT.md "REST API", docs/openapi.yaml). Runs on the event loop
- * thread; reads go straight to the store, changes through its synchronous calls.
+ * /api/v1 (CONTRACT.md "REST API", docs/openapi.yaml). Handlers run on the event
+ * loop thread; slow reads are handed to reader threads (api_read.h), changes go
+ * through the store's synchronous calls.
  */
 #ifndef LAZARET_API_H
 #define LAZARET_API_H
@@ -15,6 +16,7 @@ struct store;
 struct release;
 struct http_server;
 struct http_server_request;
+struct api_read;
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 /* Optional parts of the API; the manager turns on all, a gateway only what it has. */
@@ -51,6 +53,14 @@ struct api_config {
 	 * console's public address behind a proxy. NULL: the Host only.
 	 */
 	const char *allowed_origins;
+	/*
+	 * Reads off the loop (api_read.h): reader threads (read by api_start only),
+	 * reads waiting beyond them before 503, and the store budget of one read in ms
+	 * (< 0: none). 0: the API_READ_DEFAULT_* values.
+	 */
+	unsigned read_threads;
+	unsigned read_queue_max;
+	int64_t query_timeout_ms;
 };
 
 /* Who is asking. Roles are ordered: a higher role may do what a lower one may. */
@@ -86,6 +96,8 @@ void api_stop(struct api *a);
 struct http_server *api_http(struct api *a);
 struct store *api_store(struct api *a);
 struct release *api_release(struct api *a);
+/* The reader-thread pool, for modules whose reads may be slow (api_read.h). */
+struct api_read *api_reads(struct api *a);
 /* The current configuration (valid until the next api_reconfigure). */
 const struct api_config *api_current_config(struct api *a);
 
