@@ -81,7 +81,7 @@
  * STORE_PROGRESS_SLOW_STEPS steps then, so that short reads slow down too.
  */
 #define STORE_FAULT_SLOW_READ_US  1000
-#define STORE_PROGRESS_SLOW_STEPS 100
+#define STORE_PROGRESS_SLOW_STEPS 10
 /* Prepared statements cached per connection (fixed SQL only). */
 #define STORE_STMT_CACHE 48
 /* Listing page size bounds (CONTRACT.md: max 1000). */
