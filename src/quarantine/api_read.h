@@ -65,7 +65,9 @@ void api_read_configure(struct api_read *r, unsigned queue_max, int64_t timeout_
 /*
  * Stops: reads not started yet are skipped, running ones end (within their
  * budget), and every request still waiting is answered 503 "the server is
- * stopping". Call before the HTTP server is freed. NULL is a no-op.
+ * stopping" (which reaches the client only if the HTTP server gets to write it
+ * before it closes the connection). Call before the HTTP server is freed. NULL
+ * is a no-op.
  */
 void api_read_free(struct api_read *r);
 
