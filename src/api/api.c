@@ -3,8 +3,17 @@
  * Prometheus; the listener is on loopback by default) and the REST API under
  * /api/v1 (Bearer admin token), whose shapes docs/openapi.yaml describes.
  *
- * Handlers run on the event loop thread. Reads go straight to the store; changes
- * use its synchronous calls, so a 2xx is only sent once the change is committed.
+ * Handlers run on the event loop thread, which also serves the SMTP quarantine
+ * listener, so nothing slow may run there. Reads that query the store for more
+ * than a row or two (quarantine totals, listings and searches, a message's
+ * detail, its raw bytes and attachments; the audit log in api_users.c) are
+ * split: the handler checks the request on the loop (authentication, CSRF,
+ * roles, parameters) and copies what the read needs; a reader thread
+ * (api_read.h, [http] read_threads) runs the store query under the [http]
+ * query_timeout budget and builds the reply body; the loop writes it. A full
+ * reader queue answers 503 with Retry-After: 1, a query over budget 503
+ * "query_timeout". Changes use the store's synchronous calls on the loop, so a
+ * 2xx is only sent once the change is committed.
  * Input is validated here (ids, dates, limits, filters) so that nothing a client
  * sends reaches the store unchecked or turns into a 500: an unknown or malformed id
  * is 404, a malformed query 400, a well-formed body with wrong content 422.
@@ -30,6 +39,7 @@
  * (http_server), delivering released mail (release).
  */
 #include "api/api.h"
+#include "api/api_read.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -75,6 +85,7 @@ struct api {
 	char *web_root;
 	char *allowed_origins;
 	struct api_session_hooks session; /* all NULL: no sessions extension */
+	struct api_read *reads;		  /* reader threads (api_read.h) */
 };
 
 static const struct api_actor api_token_actor = {.role = API_ROLE_ADMIN, .username = "token"};
@@ -147,11 +158,10 @@ static bool api_released_for(const struct api_actor *who, const struct store_mes
 }
 
 /* Whether m's body (text, headers beyond the summary, raw bytes) is kept from who. */
-static bool api_body_hidden(const struct api *a, const struct api_actor *who,
+static bool api_body_hidden(bool hide_bodies_until_released, const struct api_actor *who,
 			    const struct store_message *m)
 {
-	return a->cfg.hide_bodies_until_released && api_is_enduser(who) &&
-	       !api_released_for(who, m);
+	return hide_bodies_until_released && api_is_enduser(who) && !api_released_for(who, m);
 }
 
 /* The header fields shown while the body is hidden. */
@@ -182,7 +192,7 @@ static bool api_scope_filter(const struct api_actor *who, struct store_filter *f
 }
 
 /* A Message (docs/openapi.yaml); an end user sees only its own recipients. */
-static json_t *api_message_json(const struct api *a, const struct api_actor *who,
+static json_t *api_message_json(int64_t delete_after_ms, const struct api_actor *who,
 				const struct store_message *m)
 {
 	json_t *o = json_object();
@@ -216,8 +226,8 @@ static json_t *api_message_json(const struct api *a, const struct api_actor *who
 	api_set(o, "score", m->has_score ? json_real(m->score) : json_null());
 	api_set(o, "gateway", http_json_string_or_null(m->gateway));
 	api_set(o, "expires_at",
-		a->delete_after_ms > 0 && m->received_at != 0
-		    ? api_time_or_null(m->received_at + a->delete_after_ms)
+		delete_after_ms > 0 && m->received_at != 0
+		    ? api_time_or_null(m->received_at + delete_after_ms)
 		    : json_null());
 	return o;
 }
@@ -328,15 +338,51 @@ static void api_metrics(struct http_server_request *req, void *arg)
 	free(text);
 }
 
-static void api_quarantines(struct http_server_request *req, void *arg)
+/*
+ * The reads below (quarantine totals, listings, a message's detail, its raw bytes
+ * and attachments) run in two halves: the handler, on the loop thread, checks the
+ * request and copies what the read needs into a context; the read function, on a
+ * reader thread (api_read.h), queries the store and builds the reply from that
+ * context alone: never from the request, the api or its configuration.
+ */
+
+/* What every message read needs from the api and the actor (a copy per read). */
+struct api_read_view {
+	struct store *st;
+	struct api_actor *who; /* api_read_actor_copy */
+	int64_t delete_after_ms;
+	bool hide_bodies_until_released;
+};
+
+static void api_view_init(struct api *a, struct http_server_request *req, struct api_read_view *v)
 {
-	struct api *a = arg;
-	const struct api_actor *who = api_actor(a, req);
+	v->st = a->st;
+	v->who = api_read_actor_copy(api_actor(a, req));
+	v->delete_after_ms = a->delete_after_ms;
+	v->hide_bodies_until_released = a->cfg.hide_bodies_until_released;
+}
+
+struct api_quarantines_read {
+	struct api_read_view v;
+};
+
+static void api_quarantines_read_free(void *arg)
+{
+	struct api_quarantines_read *q = arg;
+	free(q->v.who);
+	free(q);
+}
+
+/* Reader thread: GET /api/v1/quarantines. */
+static void api_quarantines_work(void *arg, struct api_read_reply *out)
+{
+	struct api_quarantines_read *ctx = arg;
+	const struct api_actor *who = ctx->v.who;
 	struct store_quarantine_stats *v = NULL;
 	size_t n = 0;
-	int rc = store_quarantines(a->st, &v, &n);
+	int rc = store_quarantines(ctx->v.st, &v, &n);
 	if (rc < 0) {
-		api_reply_store_error(req, "store_quarantines", rc);
+		api_read_reply_store_error(out, "store_quarantines", rc);
 		return;
 	}
 	json_t *list = json_array();
@@ -361,98 +407,167 @@ static void api_quarantines(struct http_server_request *req, void *arg)
 	store_quarantine_stats_free(v, n);
 	json_t *body = json_object();
 	api_set(body, "quarantines", list);
-	http_server_reply_json(req, 200, body);
+	api_read_reply_json(out, 200, body);
+}
+
+static void api_quarantines(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	struct api_quarantines_read *ctx = xcalloc(1, sizeof(*ctx));
+	api_view_init(a, req, &ctx->v);
+	api_read_submit(a->reads, req, "quarantines", api_quarantines_work, NULL, ctx,
+			api_quarantines_read_free);
+}
+
+/* GET /api/v1/messages: the filter's strings are copies owned here. */
+struct api_list_read {
+	struct api_read_view v;
+	char *values[sizeof(api_filter_fields) / sizeof(api_filter_fields[0])];
+	char *cursor;
+	unsigned long limit;
+	struct store_filter f; /* points into values and v.who */
+};
+
+static void api_list_read_free(void *arg)
+{
+	struct api_list_read *l = arg;
+	for (size_t i = 0; i < sizeof(l->values) / sizeof(l->values[0]); i++)
+		free(l->values[i]);
+	free(l->cursor);
+	free(l->v.who);
+	free(l);
+}
+
+/* Reader thread: the page of the listing. */
+static void api_list_work(void *arg, struct api_read_reply *out)
+{
+	struct api_list_read *l = arg;
+	struct store_message **msgs = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	int rc = store_list(l->v.st, &l->f, l->limit, l->cursor, &msgs, &n, &next);
+	if (rc == -EINVAL) {
+		api_read_reply_error(out, 400, l->cursor != NULL ? "bad cursor" : "bad filter");
+		return;
+	}
+	if (rc < 0) {
+		api_read_reply_store_error(out, "store_list", rc);
+		return;
+	}
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list,
+				      api_message_json(l->v.delete_after_ms, l->v.who, msgs[i]));
+	store_message_array_free(msgs, n);
+	json_t *body = json_object();
+	api_set(body, "messages", list);
+	api_set(body, "next_cursor", http_json_string_or_null(next));
+	free(next);
+	api_read_reply_json(out, 200, body);
 }
 
 static void api_list_messages(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	struct store_filter f;
-	memset(&f, 0, sizeof(f));
+	struct api_list_read *l = xcalloc(1, sizeof(*l));
 	char *err = NULL;
 	static const char *const single[] = {"limit", "cursor"};
 	for (size_t i = 0; i < 2; i++) {
 		if (http_server_request_query_count(req, single[i]) > 1) {
 			http_server_reply_error(
 			    req, 400, "query parameter \"%s\" given more than once", single[i]);
-			return;
+			goto refused;
 		}
 	}
-	for (const char *const *name = api_filter_fields; *name != NULL; name++) {
-		if (http_server_request_query_count(req, *name) > 1) {
+	for (size_t i = 0; api_filter_fields[i] != NULL; i++) {
+		const char *name = api_filter_fields[i];
+		if (http_server_request_query_count(req, name) > 1) {
 			http_server_reply_error(
-			    req, 400, "query parameter \"%s\" given more than once", *name);
-			return;
+			    req, 400, "query parameter \"%s\" given more than once", name);
+			goto refused;
 		}
-		const char *v = http_server_request_query(req, *name);
+		const char *v = http_server_request_query(req, name);
 		if (v == NULL || *v == '\0')
 			continue;
-		if (api_filter_set(&f, *name, v, &err) < 0) {
+		l->values[i] = xstrdup(v);
+		if (api_filter_set(&l->f, name, l->values[i], &err) < 0) {
 			http_server_reply_error(req, 400, "%s", err);
 			free(err);
-			return;
+			goto refused;
 		}
 	}
-	unsigned long limit = API_LIST_DEFAULT_LIMIT;
+	l->limit = API_LIST_DEFAULT_LIMIT;
 	const char *limit_text = http_server_request_query(req, "limit");
-	if (limit_text != NULL && api_parse_uint(limit_text, 1, API_LIST_MAX_LIMIT, &limit) < 0) {
+	if (limit_text != NULL &&
+	    api_parse_uint(limit_text, 1, API_LIST_MAX_LIMIT, &l->limit) < 0) {
 		http_server_reply_error(req, 400, "\"limit\" must be a number from 1 to %d",
 					API_LIST_MAX_LIMIT);
-		return;
+		goto refused;
 	}
 	const char *cursor = http_server_request_query(req, "cursor");
-	if (cursor != NULL && *cursor == '\0')
-		cursor = NULL;
-
-	struct store_message **msgs = NULL;
-	size_t n = 0;
-	char *next = NULL;
-	const struct api_actor *who = api_actor(a, req);
-	if (!api_scope_filter(who, &f)) {
+	if (cursor != NULL && *cursor != '\0')
+		l->cursor = xstrdup(cursor);
+	api_view_init(a, req, &l->v);
+	if (!api_scope_filter(l->v.who, &l->f)) {
 		http_server_reply_json(req, 200,
 				       json_pack("{s:[],s:n}", "messages", "next_cursor"));
-		return;
+		goto refused;
 	}
-	int rc = store_list(a->st, &f, limit, cursor, &msgs, &n, &next);
-	if (rc == -EINVAL) {
-		http_server_reply_error(req, 400, cursor != NULL ? "bad cursor" : "bad filter");
-		return;
-	}
-	if (rc < 0) {
-		api_reply_store_error(req, "store_list", rc);
-		return;
-	}
-	json_t *list = json_array();
-	for (size_t i = 0; i < n; i++)
-		json_array_append_new(list, api_message_json(a, who, msgs[i]));
-	store_message_array_free(msgs, n);
-	json_t *body = json_object();
-	api_set(body, "messages", list);
-	api_set(body, "next_cursor", http_json_string_or_null(next));
-	free(next);
-	http_server_reply_json(req, 200, body);
+	api_read_submit(a->reads, req, "list", api_list_work, NULL, l, api_list_read_free);
+	return;
+
+refused:
+	api_list_read_free(l);
 }
 
-/* The message named by the path's {id}; answers 404/500 and returns NULL otherwise. */
 /*
- * The original bytes of message id into *raw (caller frees). On failure answers
- * (404 when it was purged meanwhile, 500 otherwise) and returns false.
+ * Reader thread: the original bytes of message id into *raw (caller frees). On
+ * failure fills out (404 when it was purged meanwhile, 500 or 503 otherwise)
+ * and returns false.
  */
-static bool api_load_raw(struct api *a, struct http_server_request *req, const char *id,
+static bool api_load_raw(struct store *st, const char *id, struct api_read_reply *out,
 			 unsigned char **raw, size_t *len)
 {
-	int rc = store_get_raw(a->st, id, raw, len);
+	int rc = store_get_raw(st, id, raw, len);
 	if (rc == -ENOENT) {
-		http_server_reply_error(req, 404, "no such message");
+		api_read_reply_error(out, 404, "no such message");
 		return false;
 	}
 	if (rc < 0) {
-		api_reply_store_error(req, "store_get_raw", rc);
+		api_read_reply_store_error(out, "store_get_raw", rc);
 		return false;
 	}
 	return true;
 }
 
+/*
+ * Reader thread: message id as who may see it. Fills out and returns NULL when
+ * not (404 for an unknown, malformed or someone else's id, alike).
+ */
+static struct store_message *api_read_lookup(const struct api_read_view *v, const char *id,
+					     struct api_read_reply *out)
+{
+	struct store_message *m = NULL;
+	/* A malformed id cannot name a message: same answer as an unknown one. */
+	int rc = id != NULL && ids_valid(id) ? store_get(v->st, id, &m) : -ENOENT;
+	if (rc == 0 && !api_visible(v->who, m)) {
+		/* Someone else's message looks exactly like an unknown one. */
+		store_message_free(m);
+		m = NULL;
+		rc = -ENOENT;
+	}
+	if (rc == -ENOENT || rc == -EINVAL) {
+		api_read_reply_error(out, 404, "no such message");
+		return NULL;
+	}
+	if (rc < 0) {
+		api_read_reply_store_error(out, "store_get", rc);
+		return NULL;
+	}
+	return m;
+}
+
+/* Loop thread: the message named by the path's {id}; answers 404/500 and returns NULL otherwise. */
 static struct store_message *api_lookup(struct api *a, struct http_server_request *req)
 {
 	const char *id = http_server_request_param(req, "id");
@@ -476,21 +591,63 @@ static struct store_message *api_lookup(struct api *a, struct http_server_reques
 	return m;
 }
 
-static void api_get_message(struct http_server_request *req, void *arg)
+/*
+ * One message's read: the detail, the raw bytes or an attachment. For downloads
+ * the reader thread leaves what the audit row needs; the row is written on the
+ * loop thread when the bytes go out (api_download_finish), exactly once.
+ */
+struct api_message_read {
+	struct api_read_view v;
+	struct api *a; /* for the audit row, on the loop thread only */
+	char id[IDS_UUID_LEN + 1];
+	bool id_ok;	  /* the path's {id} fits in id */
+	char *index_text; /* attachments: the path's {index} */
+	char *peer;
+	/* a download that went out: filled by the reader thread */
+	const char *what;   /* "raw" | "attachment"; NULL: nothing to audit */
+	json_t *audit;	    /* the audit row's detail */
+	size_t audit_bytes; /* what the client gets */
+};
+
+static void api_message_read_free(void *arg)
 {
-	struct api *a = arg;
-	struct store_message *m = api_lookup(a, req);
+	struct api_message_read *r = arg;
+	json_decref(r->audit);
+	free(r->index_text);
+	free(r->peer);
+	free(r->v.who);
+	free(r);
+}
+
+static struct api_message_read *api_message_read_new(struct api *a, struct http_server_request *req)
+{
+	struct api_message_read *r = xcalloc(1, sizeof(*r));
+	const char *id = http_server_request_param(req, "id");
+	r->id_ok = id != NULL && strlen(id) < sizeof(r->id);
+	if (r->id_ok)
+		memcpy(r->id, id, strlen(id) + 1);
+	r->a = a;
+	r->peer = xstrdup(http_server_request_peer(req));
+	api_view_init(a, req, &r->v);
+	return r;
+}
+
+/* Reader thread: GET /api/v1/messages/{id}. */
+static void api_get_message_work(void *arg, struct api_read_reply *out)
+{
+	struct api_message_read *r = arg;
+	struct store_message *m = api_read_lookup(&r->v, r->id_ok ? r->id : NULL, out);
 	if (m == NULL)
 		return;
 	unsigned char *raw = NULL;
 	size_t len = 0;
 	struct msgmeta *meta = NULL;
-	if (!api_load_raw(a, req, m->id, &raw, &len))
+	if (!api_load_raw(r->v.st, m->id, out, &raw, &len))
 		goto done;
 	msgmeta_parse(raw, len, &meta);
-	const struct api_actor *who = api_actor(a, req);
-	bool hidden = api_body_hidden(a, who, m);
-	json_t *o = api_message_json(a, who, m);
+	const struct api_actor *who = r->v.who;
+	bool hidden = api_body_hidden(r->v.hide_bodies_until_released, who, m);
+	json_t *o = api_message_json(r->v.delete_after_ms, who, m);
 	json_t *headers = json_array();
 	for (size_t i = 0; meta != NULL && i < meta->nheaders; i++) {
 		if (hidden && !api_summary_header(meta->headers[i].name))
@@ -522,7 +679,7 @@ static void api_get_message(struct http_server_request *req, void *arg)
 		api_set(o, "text_body_from_html", json_boolean(body.from_html));
 		free(body.text);
 	}
-	http_server_reply_json(req, 200, o);
+	api_read_reply_json(out, 200, o);
 
 done:
 	msgmeta_free(meta);
@@ -530,69 +687,100 @@ done:
 	store_message_free(m);
 }
 
+static void api_get_message(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	api_read_submit(a->reads, req, "message", api_get_message_work, NULL,
+			api_message_read_new(a, req), api_message_read_free);
+}
+
 /*
  * The download policy, for the raw message and for attachments alike: whether
- * who may have the bytes of the message named by req's {id}. Answers and returns
- * NULL when not: 403 below download_min_role (for any id, known or not, so the
- * answer tells nothing about it), 404 for an id who cannot see (an end user's
- * scope), 403 for an end user while hide_bodies_until_released hides the body.
- * Otherwise the message (caller frees).
+ * who may have the bytes of the message named by req's {id}. The role part, on
+ * the loop thread: 403 below download_min_role for any id, known or not, so
+ * that the answer tells nothing about it (answers and returns false).
  */
-static struct store_message *api_download_allowed(struct api *a, struct http_server_request *req)
+static bool api_download_role_ok(struct api *a, struct http_server_request *req)
 {
-	const struct api_actor *who = api_actor(a, req);
 	enum api_role min = a->cfg.download_min_role != API_ROLE_NONE
 				? (enum api_role)a->cfg.download_min_role
 				: API_ROLE_ADMIN;
-	if (!api_require_role(a, req, min))
-		return NULL;
-	struct store_message *m = api_lookup(a, req);
+	return api_require_role(a, req, min);
+}
+
+/*
+ * The message part, on the reader thread: 404 for an id who cannot see (an end
+ * user's scope), 403 for an end user while hide_bodies_until_released hides the
+ * body. Otherwise the message (caller frees).
+ */
+static struct store_message *api_download_allowed(const struct api_message_read *r,
+						  struct api_read_reply *out)
+{
+	struct store_message *m = api_read_lookup(&r->v, r->id_ok ? r->id : NULL, out);
 	if (m == NULL)
 		return NULL;
-	if (api_body_hidden(a, who, m)) {
+	if (api_body_hidden(r->v.hide_bodies_until_released, r->v.who, m)) {
 		store_message_free(m);
-		http_server_reply_error(req, 403, "message bodies are hidden until released");
+		api_read_reply_error(out, 403, "message bodies are hidden until released");
 		return NULL;
 	}
 	return m;
 }
 
-/* The one audit row (and log line) of a download; detail is taken. */
-static void api_download_audit(struct api *a, struct http_server_request *req,
-			       const struct store_message *m, const char *what, size_t bytes,
-			       json_t *detail)
+/* Reader thread: notes the download for its audit row; detail is taken. */
+static void api_download_note(struct api_message_read *r, const char *what, size_t bytes,
+			      json_t *detail)
 {
-	const struct api_actor *who = api_actor(a, req);
-	log_info("api.download", "id=%s what=%s bytes=%zu by=%s peer=%s", m->id, what, bytes,
-		 who->username, http_server_request_peer(req));
 	if (json_object_set_new(detail, "what", json_string(what)) != 0 ||
 	    json_object_set_new(detail, "size", json_integer((json_int_t)bytes)) != 0)
 		panic("api: cannot build JSON for a download");
-	api_audit(a, req, "download", m->id, detail);
+	json_decref(r->audit);
+	r->what = what;
+	r->audit = detail;
+	r->audit_bytes = bytes;
+}
+
+/*
+ * Loop thread, just before the reply: the one audit row (and log line) of a
+ * download whose bytes go out now, in the name of the actor that asked for them.
+ */
+static void api_download_finish(struct http_server_request *req, void *arg,
+				const struct api_read_reply *out)
+{
+	struct api_message_read *r = arg;
+	if (out->status != 200 || r->what == NULL)
+		return;
+	log_info("api.download", "id=%s what=%s bytes=%zu by=%s peer=%s", r->id, r->what,
+		 r->audit_bytes, r->v.who->username, r->peer);
+	api_audit(r->a, req, "download", r->id, json_incref(r->audit));
+}
+
+/* Reader thread: GET /api/v1/messages/{id}/raw. */
+static void api_get_raw_work(void *arg, struct api_read_reply *out)
+{
+	struct api_message_read *r = arg;
+	struct store_message *m = api_download_allowed(r, out);
+	if (m == NULL)
+		return;
+	unsigned char *raw = NULL;
+	size_t len = 0;
+	if (api_load_raw(r->v.st, m->id, out, &raw, &len)) {
+		api_download_note(r, "raw", len, json_object());
+		out->disposition = xasprintf("attachment; filename=\"%s.eml\"", m->id);
+		api_read_reply_bytes(out, 200, "message/rfc822", raw, len);
+	}
+	store_message_free(m);
 }
 
 /* GET /api/v1/messages/{id}/raw: the message as received, under the download policy. */
 static void api_get_raw(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	struct store_message *m = api_download_allowed(a, req);
-	if (m == NULL)
+	if (!api_download_role_ok(a, req))
 		return;
-	unsigned char *raw = NULL;
-	size_t len = 0;
-	if (!api_load_raw(a, req, m->id, &raw, &len))
-		goto done;
-	api_download_audit(a, req, m, "raw", len, json_object());
-	char disp[IDS_UUID_LEN + 40];
-	snprintf(disp, sizeof(disp), "attachment; filename=\"%s.eml\"", m->id);
-	http_server_add_header(req, "Content-Disposition", disp);
-	http_server_reply_bytes(req, 200, "message/rfc822", raw, len);
-
-done:
-	free(raw);
-	store_message_free(m);
+	api_read_submit(a->reads, req, "raw", api_get_raw_work, api_download_finish,
+			api_message_read_new(a, req), api_message_read_free);
 }
-
 /* Characters RFC 5987 lets stand in an ext-value; every other byte is written %XX. */
 static bool api_attr_char(unsigned char c)
 {
@@ -681,6 +869,47 @@ static bool api_parse_index(const char *text, size_t *out)
 	return true;
 }
 
+/* Reader thread: GET /api/v1/messages/{id}/attachments/{index}. */
+static void api_get_attachment_work(void *arg, struct api_read_reply *out)
+{
+	struct api_message_read *r = arg;
+	struct store_message *m = api_download_allowed(r, out);
+	if (m == NULL)
+		return;
+	size_t index;
+	unsigned char *raw = NULL, *data = NULL;
+	size_t len = 0, n = 0;
+	char *fallback = NULL;
+	if (!api_parse_index(r->index_text, &index) || index >= m->nattachments) {
+		api_read_reply_error(out, 404, "no such attachment");
+		goto done;
+	}
+	if (!api_load_raw(r->v.st, m->id, out, &raw, &len))
+		goto done;
+	int rc = msgmeta_attachment_data(raw, len, index, &data, &n);
+	if (rc < 0) {
+		/* The listing was made when the message arrived; the bytes say otherwise. */
+		log_warn("api.attachment_missing", "id=%s attachment=%zu", m->id, index);
+		api_read_reply_error(out, 404, "no such attachment");
+		goto done;
+	}
+	const char *name = m->attachments[index].filename;
+	fallback = xasprintf("attachment-%zu", index);
+	api_download_note(
+	    r, "attachment", n,
+	    json_pack("{s:I,s:s?}", "attachment", (json_int_t)index, "filename", name));
+	out->disposition = api_content_disposition(name, fallback);
+	/* Not the attachment's own type: a browser must save it, never show or run it. */
+	api_read_reply_bytes(out, 200, "application/octet-stream", data, n);
+	data = NULL;
+
+done:
+	free(fallback);
+	free(data);
+	free(raw);
+	store_message_free(m);
+}
+
 /*
  * GET /api/v1/messages/{id}/attachments/{index}: under the download policy (as
  * .../raw), the attachment's decoded bytes as an opaque download. {index} is the
@@ -689,49 +918,14 @@ static bool api_parse_index(const char *text, size_t *out)
 static void api_get_attachment(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	struct store_message *m = api_download_allowed(a, req);
-	if (m == NULL)
+	if (!api_download_role_ok(a, req))
 		return;
-	size_t index;
-	if (!api_parse_index(http_server_request_param(req, "index"), &index)) {
-		http_server_reply_error(req, 404, "no such attachment");
-		store_message_free(m);
-		return;
-	}
-	unsigned char *raw = NULL, *data = NULL;
-	size_t len = 0, n = 0;
-	char *disp = NULL, *fallback = NULL;
-	if (index >= m->nattachments) {
-		http_server_reply_error(req, 404, "no such attachment");
-		goto done;
-	}
-	if (!api_load_raw(a, req, m->id, &raw, &len))
-		goto done;
-	int rc = msgmeta_attachment_data(raw, len, index, &data, &n);
-	if (rc < 0) {
-		/* The listing was made when the message arrived; the bytes say otherwise. */
-		log_warn("api.attachment_missing", "id=%s attachment=%zu", m->id, index);
-		http_server_reply_error(req, 404, "no such attachment");
-		goto done;
-	}
-	const char *name = m->attachments[index].filename;
-	fallback = xasprintf("attachment-%zu", index);
-	disp = api_content_disposition(name, fallback);
-	api_download_audit(
-	    a, req, m, "attachment", n,
-	    json_pack("{s:I,s:s?}", "attachment", (json_int_t)index, "filename", name));
-	http_server_add_header(req, "Content-Disposition", disp);
-	/* Not the attachment's own type: a browser must save it, never show or run it. */
-	http_server_reply_bytes(req, 200, "application/octet-stream", data, n);
-
-done:
-	free(disp);
-	free(fallback);
-	free(data);
-	free(raw);
-	store_message_free(m);
+	struct api_message_read *r = api_message_read_new(a, req);
+	const char *index = http_server_request_param(req, "index");
+	r->index_text = index != NULL ? xstrdup(index) : NULL;
+	api_read_submit(a->reads, req, "attachment", api_get_attachment_work, api_download_finish,
+			r, api_message_read_free);
 }
-
 /* After an -EINVAL from the store: the first address in rcpts that m does not have. */
 static const char *api_first_stranger(const struct store_message *m, const char *const *rcpts,
 				      size_t n)
@@ -837,7 +1031,8 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 		  json_pack("{s:o,s:i}", "recipients", audit_rcpts, "changed", changed));
 	struct store_message *after = api_lookup(a, req);
 	if (after != NULL) {
-		http_server_reply_json(req, release ? 202 : 200, api_message_json(a, who, after));
+		http_server_reply_json(req, release ? 202 : 200,
+				       api_message_json(a->delete_after_ms, who, after));
 		store_message_free(after);
 	}
 
@@ -1177,6 +1372,8 @@ static void api_apply(struct api *a, const struct api_config *cfg)
 	a->cfg.allowed_origins = a->allowed_origins;
 	if (a->cfg.slbl_max_entries == 0)
 		a->cfg.slbl_max_entries = 100;
+	if (a->reads != NULL)
+		api_read_configure(a->reads, cfg->read_queue_max, cfg->query_timeout_ms);
 }
 
 struct http_server *api_http(struct api *a)
@@ -1192,6 +1389,11 @@ struct store *api_store(struct api *a)
 struct release *api_release(struct api *a)
 {
 	return a->rel;
+}
+
+struct api_read *api_reads(struct api *a)
+{
+	return a->reads;
 }
 
 const struct api_config *api_current_config(struct api *a)
@@ -1260,6 +1462,7 @@ int api_start(struct event_base *base, const struct api_config *cfg, struct stor
 	*out = NULL;
 	a->st = st;
 	a->rel = rel;
+	a->reads = api_read_new(base, cfg->read_threads);
 	api_apply(a, cfg);
 	msgmeta_init();
 	struct http_server_limits lim = {.max_body_size = a->max_body};
@@ -1294,6 +1497,8 @@ void api_stop(struct api *a)
 {
 	if (a == NULL)
 		return;
+	/* Before the server: reads still waiting get their 503 while it can send it. */
+	api_read_free(a->reads);
 	if (a->session.stop != NULL)
 		a->session.stop(a->session.arg);
 	http_server_free(a->http);

@@ -1,8 +1,9 @@
 /*
  * api — the core of the HTTP interface: /healthz, /metrics and the message
  * endpoints of the REST API under /api/v1 (docs/openapi.yaml), the actor model
- * and the guards every route passes. Runs on the event loop thread; reads go
- * straight to the store, changes through its synchronous calls.
+ * and the guards every route passes. Handlers run on the event loop thread; slow
+ * reads are handed to reader threads (api_read.h), changes go through the
+ * store's synchronous calls.
  *
  * Extensions (api_users, api_slbl, digest_pages, api_static) add their routes to
  * a started api, and sessions plug into the core through api_session_hooks: they
@@ -23,6 +24,7 @@ struct store;
 struct release;
 struct http_server;
 struct http_server_request;
+struct api_read;
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
 struct api_config {
@@ -52,6 +54,14 @@ struct api_config {
 	 * console's public address behind a proxy. NULL: the Host only.
 	 */
 	const char *allowed_origins;
+	/*
+	 * Reads off the loop (api_read.h): reader threads (read by api_start only),
+	 * reads waiting beyond them before 503, and the store budget of one read in ms
+	 * (< 0: none). 0: the API_READ_DEFAULT_* values.
+	 */
+	unsigned read_threads;
+	unsigned read_queue_max;
+	int64_t query_timeout_ms;
 };
 
 /* Who is asking. Roles are ordered: a higher role may do what a lower one may. */
@@ -87,6 +97,8 @@ void api_stop(struct api *a);
 struct http_server *api_http(struct api *a);
 struct store *api_store(struct api *a);
 struct release *api_release(struct api *a);
+/* The reader-thread pool, for modules whose reads may be slow (api_read.h). */
+struct api_read *api_reads(struct api *a);
 /* The current configuration (valid until the next api_reconfigure). */
 const struct api_config *api_current_config(struct api *a);
 

@@ -48,6 +48,7 @@
 #include "http/http_json.h"
 #include "http/http_server.h"
 #include "api/api.h"
+#include "api/api_read.h"
 #include "api/api_slbl.h"
 #include "api/auth.h"
 #include "quarantine/metrics.h"
@@ -932,6 +933,50 @@ static void api_users_me_slbl_put(struct http_server_request *req, void *arg)
 
 /* ---- audit log ---- */
 
+/* GET /api/v1/audit, for a reader thread (api_read.h). */
+struct api_users_audit_read {
+	struct store *st;
+	size_t limit;
+	int64_t before;
+};
+
+/* Reader thread: one page of the audit log, newest first. */
+static void api_users_audit_work(void *arg, struct api_read_reply *out)
+{
+	struct api_users_audit_read *r = arg;
+	struct store_audit **v = NULL;
+	size_t n = 0;
+	int rc = store_audit_list(r->st, r->limit, r->before, &v, &n);
+	if (rc < 0) {
+		api_read_reply_store_error(out, "store_audit_list", rc);
+		return;
+	}
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_object();
+		char t[CLOCK_RFC3339_LEN];
+		clock_format_rfc3339(v[i]->at, t);
+		api_users_set(o, "seq", json_integer(v[i]->seq));
+		api_users_set(o, "at", json_string(t));
+		api_users_set(o, "actor", http_json_string_or_null(v[i]->actor));
+		api_users_set(o, "action", http_json_string_or_null(v[i]->action));
+		api_users_set(o, "target", http_json_string_or_null(v[i]->target));
+		json_t *detail = v[i]->detail != NULL ? json_loads(v[i]->detail, 0, NULL) : NULL;
+		api_users_set(o, "detail", detail != NULL ? detail : json_null());
+		api_users_set(o, "peer", http_json_string_or_null(v[i]->peer));
+		json_array_append_new(list, o);
+	}
+	json_t *next = json_null();
+	if (n == r->limit && n > 0) {
+		char c[32];
+		snprintf(c, sizeof(c), "%lld", (long long)v[n - 1]->seq);
+		json_decref(next);
+		next = json_string(c);
+	}
+	store_audit_array_free(v, n);
+	api_read_reply_json(out, 200, json_pack("{s:o,s:o}", "entries", list, "next_cursor", next));
+}
+
 static void api_users_audit_list(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
@@ -957,38 +1002,11 @@ static void api_users_audit_list(struct http_server_request *req, void *arg)
 			return;
 		}
 	}
-	struct store_audit **v = NULL;
-	size_t n = 0;
-	int rc = store_audit_list(api_store(a), (size_t)limit, before, &v, &n);
-	if (rc < 0) {
-		http_server_reply_error(req, 500, "the store failed (%s)", strerror(-rc));
-		return;
-	}
-	json_t *list = json_array();
-	for (size_t i = 0; i < n; i++) {
-		json_t *o = json_object();
-		char t[CLOCK_RFC3339_LEN];
-		clock_format_rfc3339(v[i]->at, t);
-		api_users_set(o, "seq", json_integer(v[i]->seq));
-		api_users_set(o, "at", json_string(t));
-		api_users_set(o, "actor", http_json_string_or_null(v[i]->actor));
-		api_users_set(o, "action", http_json_string_or_null(v[i]->action));
-		api_users_set(o, "target", http_json_string_or_null(v[i]->target));
-		json_t *detail = v[i]->detail != NULL ? json_loads(v[i]->detail, 0, NULL) : NULL;
-		api_users_set(o, "detail", detail != NULL ? detail : json_null());
-		api_users_set(o, "peer", http_json_string_or_null(v[i]->peer));
-		json_array_append_new(list, o);
-	}
-	json_t *next = json_null();
-	if (n == (size_t)limit && n > 0) {
-		char c[32];
-		snprintf(c, sizeof(c), "%lld", (long long)v[n - 1]->seq);
-		json_decref(next);
-		next = json_string(c);
-	}
-	store_audit_array_free(v, n);
-	http_server_reply_json(req, 200,
-			       json_pack("{s:o,s:o}", "entries", list, "next_cursor", next));
+	struct api_users_audit_read *r = xcalloc(1, sizeof(*r));
+	r->st = api_store(a);
+	r->limit = (size_t)limit;
+	r->before = before;
+	api_read_submit(api_reads(a), req, "audit", api_users_audit_work, NULL, r, free);
 }
 
 /* ---- lifecycle ---- */

@@ -27,6 +27,12 @@ const char *fault_armed(void)
 	return fault_name;
 }
 
+bool fault_is_armed(const char *name)
+{
+	const char *armed = fault_armed();
+	return armed != NULL && strcmp(armed, name) == 0;
+}
+
 void fault_point(const char *name)
 {
 	const char *armed = fault_armed();

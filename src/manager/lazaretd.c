@@ -172,6 +172,9 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 	ac->hide_bodies_until_released = cfg->hide_bodies_until_released;
 	ac->hsts_max_age_s = (unsigned)(cfg->http_hsts_max_age_ms / 1000);
 	ac->allowed_origins = cfg->allowed_origins;
+	ac->read_threads = cfg->read_threads;
+	ac->read_queue_max = cfg->read_queue_max;
+	ac->query_timeout_ms = cfg->query_timeout_ms;
 	ac->download_min_role = API_ROLE_ADMIN;
 	if (cfg->download_min_role != NULL && strcmp(cfg->download_min_role, "operator") == 0)
 		ac->download_min_role = API_ROLE_OPERATOR;
@@ -291,6 +294,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_warn(
 		    "manager.reload_partial",
 		    "reason=\"listen addresses, data_dir and TLS files change on restart only\"");
+	if (next.read_threads != d->cfg.read_threads)
+		log_warn("manager.reload_partial",
+			 "reason=\"[http] read_threads changes on restart only\"");
 	smtp_server_set_acl(d->smtp, next.accept_from);
 	struct release_config rc;
 	release_config_from(&next, &rc);

@@ -91,6 +91,10 @@ struct manager_config {
 	char *trusted_proxies_text;
 	char *allowed_origins;	 /* [http]; origins besides the Host's; default none */
 	char *download_min_role; /* [spam_quarantine]: admin | operator | enduser; default admin */
+	/* [http]: API reads off the event loop (quarantine/api_read.h) */
+	unsigned read_threads;	  /* reader threads; default 4 (restart) */
+	unsigned read_queue_max;  /* reads waiting for a thread; default 64 */
+	int64_t query_timeout_ms; /* store budget of one read; default 5s */
 	/* [auth_ldap]: LDAP end users (uri NULL: off) */
 	char *ldap_uri;
 	char *ldap_base_dn;

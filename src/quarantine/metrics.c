@@ -63,6 +63,12 @@ static const struct {
 			       "Logins refused with 429 by the limiter, unchecked."},
     [METRICS_LOGIN_BUSY] = {"lazaret_login_busy_total",
 			    "Logins refused with 503 because the check queue was full."},
+    [METRICS_API_READ_BUSY] = {"lazaret_api_read_busy_total",
+			       "API reads refused with 503 because every reader thread was busy "
+			       "and the queue full."},
+    [METRICS_API_QUERY_TIMEOUTS] = {"lazaret_api_query_timeouts_total",
+				    "API reads stopped with 503 query_timeout after [http] "
+				    "query_timeout."},
 };
 
 void metrics_add(enum metrics_counter c, uint64_t n)

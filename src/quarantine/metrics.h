@@ -25,6 +25,8 @@ enum metrics_counter {
 	METRICS_LOGIN_CHECKS,	     /* login credential checks run (argon2id or a directory) */
 	METRICS_LOGIN_LIMITED,	     /* logins refused by the limiter (429) before any check */
 	METRICS_LOGIN_BUSY,	     /* logins refused because the check queue was full (503) */
+	METRICS_API_READ_BUSY,	     /* API reads refused because the reader queue was full (503) */
+	METRICS_API_QUERY_TIMEOUTS,  /* API reads stopped by [http] query_timeout (503) */
 	METRICS_COUNTER_COUNT
 };
 

@@ -19,10 +19,13 @@
  * callback, on the writer thread, after that transaction is durable (WAL,
  * synchronous=FULL). Every other mutating call is synchronous: it runs on the writer
  * thread and the caller blocks until it has committed. Read calls may come from any
- * thread; each thread gets its own read connection.
+ * thread; each thread gets its own read connection. A thread may give its reads a
+ * time budget (store_read_deadline_set): a read call still running when it ends
+ * stops and returns -ETIMEDOUT.
  *
  * Times are Unix milliseconds. Returns: 0 or a negative errno (-ENOENT unknown id,
- * -EINVAL bad argument, -EIO storage failure, -EAGAIN nothing due).
+ * -EINVAL bad argument, -EIO storage failure, -EAGAIN nothing due, -ETIMEDOUT a
+ * read over the calling thread's deadline).
  * A PostgreSQL backend must be able to slot in behind this interface.
  */
 #ifndef LAZARET_STORE_H
@@ -54,6 +57,20 @@ struct store_options {
 };
 
 struct store;
+
+/*
+ * Read deadline of the calling thread (thread-local; other threads are not
+ * affected): every read call this thread makes from now on (store_list,
+ * store_get, store_get_raw, store_quarantines, store_audit_list, ...) that is
+ * still working ms milliseconds after this call stops and returns -ETIMEDOUT,
+ * leaving its connection ready for the next call. ms <= 0 clears it (as
+ * store_read_deadline_clear). SQLite checks it from a progress handler every
+ * few thousand virtual-machine steps; a PostgreSQL backend maps it to
+ * SET statement_timeout for the statements of the thread's calls. Mutating
+ * calls (the writer thread) never have a deadline: a commit is never cut off.
+ */
+void store_read_deadline_set(int64_t ms);
+void store_read_deadline_clear(void);
 
 /* Opens (creating and migrating the schema as needed) and starts the writer thread. */
 int store_open(const struct store_options *opt, struct store **out);

@@ -48,6 +48,7 @@
 #include <zstd.h>
 
 #include "common/clock.h"
+#include "common/fault.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/xalloc.h"
@@ -66,6 +67,21 @@
 #define STORE_READER_CACHE_KIB 16384
 /* Idle read connections kept open; more are opened on demand and closed after use. */
 #define STORE_READER_POOL_MAX 8
+/*
+ * A reader's progress handler runs every this many SQLite virtual-machine steps to
+ * check the thread's read deadline: a few microseconds of work between checks, so a
+ * query overshoots its budget by far less than a millisecond, and the clock read
+ * costs well under 1% of the query.
+ */
+#define STORE_PROGRESS_STEPS 1000
+/*
+ * The test-only delay point "store_slow_read" (LAZARET_FAULT): every progress
+ * check of a reader also sleeps this long, so that a read over a small store
+ * takes as long as one over a large store would. Checks come every
+ * STORE_PROGRESS_SLOW_STEPS steps then, so that short reads slow down too.
+ */
+#define STORE_FAULT_SLOW_READ_US  1000
+#define STORE_PROGRESS_SLOW_STEPS 10
 /* Prepared statements cached per connection (fixed SQL only). */
 #define STORE_STMT_CACHE 48
 /* Listing page size bounds (docs/openapi.yaml: max 1000). */
@@ -398,6 +414,54 @@ struct store {
 	atomic_uint_fast64_t batched_messages;
 };
 
+/* --- read deadlines ----------------------------------------------------- */
+
+/*
+ * The calling thread's read deadline (clock_mono_ms; 0: none), and whether the
+ * progress handler cut off a statement of the current read call. Both are
+ * thread-local: every thread reads through its own connection, so a deadline
+ * never touches another thread's query.
+ */
+static _Thread_local int64_t store_read_deadline_ms;
+static _Thread_local bool store_read_expired;
+/* The "store_slow_read" delay point is armed (set once, before any reader opens). */
+static atomic_bool store_slow_reads;
+
+void store_read_deadline_set(int64_t ms)
+{
+	store_read_deadline_ms = ms > 0 ? clock_mono_ms() + ms : 0;
+}
+
+void store_read_deadline_clear(void)
+{
+	store_read_deadline_ms = 0;
+}
+
+/* SQLite's progress handler on reader connections: non-zero interrupts the statement. */
+static int store_read_progress(void *arg)
+{
+	(void)arg;
+	if (atomic_load_explicit(&store_slow_reads, memory_order_relaxed)) {
+		struct timespec ts = {0, STORE_FAULT_SLOW_READ_US * 1000L};
+		nanosleep(&ts, NULL);
+	}
+	if (store_read_deadline_ms != 0 && clock_mono_ms() >= store_read_deadline_ms) {
+		store_read_expired = true;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * The result of a read call: rc, or -ETIMEDOUT when it failed because the
+ * deadline interrupted one of its statements (which reported SQLITE_INTERRUPT
+ * and so became -EIO on the way up).
+ */
+static int store_read_result(int rc)
+{
+	return rc < 0 && store_read_expired ? -ETIMEDOUT : rc;
+}
+
 /* --- small helpers ------------------------------------------------------ */
 
 /* Entry points for the backend's other files (store_sqlite_int.h). */
@@ -438,6 +502,11 @@ int store_int_reader_get(struct store *st, struct store_conn **out)
 void store_int_reader_put(struct store *st, struct store_conn *c)
 {
 	store_reader_put(st, c);
+}
+
+int store_int_read_result(int rc)
+{
+	return store_read_result(rc);
 }
 
 char *store_int_col_dup(sqlite3_stmt *s, int col)
@@ -537,6 +606,9 @@ static char *store_col_dup(sqlite3_stmt *s, int col)
 
 static void store_log_sqlite(const char *what, sqlite3 *db)
 {
+	/* A read cut off by its deadline is not a storage failure; the caller reports it. */
+	if (store_read_expired && sqlite3_errcode(db) == SQLITE_INTERRUPT)
+		return;
 	char buf[256];
 	log_error("store.sqlite_error", "op=%s error=%s", what,
 		  log_quote(buf, sizeof(buf), sqlite3_errmsg(db)));
@@ -626,6 +698,12 @@ static int store_conn_open(const char *path, bool writer, struct store_conn **ou
 	}
 	if (store_exec(c->db, sql) < 0)
 		goto fail;
+	if (!writer) {
+		bool slow = atomic_load(&store_slow_reads);
+		sqlite3_progress_handler(c->db,
+					 slow ? STORE_PROGRESS_SLOW_STEPS : STORE_PROGRESS_STEPS,
+					 store_read_progress, NULL);
+	}
 	if (writer) {
 		/* journal_mode answers with the mode it got; insist on WAL. */
 		sqlite3_stmt *s = NULL;
@@ -663,6 +741,8 @@ fail:
 
 static int store_reader_get(struct store *st, struct store_conn **out)
 {
+	/* A new read call: only its own statements can make it time out. */
+	store_read_expired = false;
 	pthread_mutex_lock(&st->pool_lock);
 	struct store_conn *c = st->pool;
 	if (c != NULL) {
@@ -678,11 +758,25 @@ static int store_reader_get(struct store *st, struct store_conn **out)
 	return store_conn_open(st->db_path, false, out);
 }
 
-/* Returns c to the pool (ending any read transaction left open). */
+/*
+ * Returns c to the pool ready for any next call: every statement left half-run (one
+ * interrupted by the deadline, or a caller's early exit) is reset, and a read
+ * transaction left open is ended, so that the connection holds no snapshot.
+ */
 static void store_reader_put(struct store *st, struct store_conn *c)
 {
-	if (!sqlite3_get_autocommit(c->db))
+	for (sqlite3_stmt *s = sqlite3_next_stmt(c->db, NULL); s != NULL;
+	     s = sqlite3_next_stmt(c->db, s)) {
+		if (sqlite3_stmt_busy(s))
+			sqlite3_reset(s);
+	}
+	if (!sqlite3_get_autocommit(c->db)) {
+		/* The deadline may have passed: the ROLLBACK itself must not be cut off. */
+		int64_t deadline = store_read_deadline_ms;
+		store_read_deadline_ms = 0;
 		sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+		store_read_deadline_ms = deadline;
+	}
 	pthread_mutex_lock(&st->pool_lock);
 	if (st->npool < STORE_READER_POOL_MAX) {
 		c->next = st->pool;
@@ -1194,6 +1288,8 @@ int store_open(const struct store_options *opt, struct store **out)
 	pthread_cond_init(&st->wake, NULL);
 	pthread_cond_init(&st->done, NULL);
 	pthread_mutex_init(&st->pool_lock, NULL);
+	if (fault_is_armed("store_slow_read"))
+		atomic_store(&store_slow_reads, true);
 	rc = store_conn_open(st->db_path, true, &st->wconn);
 	if (rc < 0)
 		goto fail;
@@ -1377,7 +1473,7 @@ int store_get(struct store *st, const char *id, struct store_message **out)
 fail:
 	store_message_free(m);
 	store_reader_put(st, c);
-	return rc;
+	return store_read_result(rc);
 }
 
 static const char sql_get_body[] = "SELECT b.codec, b.data, m.size FROM messages m"
@@ -1442,7 +1538,7 @@ fail:
 	if (s != NULL)
 		sqlite3_reset(s);
 	store_reader_put(st, c);
-	return rc;
+	return store_read_result(rc);
 }
 
 /* --- listing ------------------------------------------------------------ */
@@ -2027,7 +2123,7 @@ int store_debug_list_plan(struct store *st, const struct store_filter *f, const 
 fail:
 	sqlite3_finalize(s);
 	store_reader_put(st, c);
-	return rc;
+	return store_read_result(rc);
 }
 
 /* The rows of hits, in their order, appended to v (room for n more). 0 or -EIO. */
@@ -2112,7 +2208,7 @@ fail:
 	free(hits);
 	sqlite3_finalize(s);
 	store_reader_put(st, c);
-	return rc;
+	return store_read_result(rc);
 }
 
 /* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
@@ -2161,7 +2257,7 @@ fail:
 	}
 	sqlite3_finalize(s);
 	store_reader_put(st, c);
-	return rc;
+	return store_read_result(rc);
 }
 
 static const char sql_quarantines[] =
@@ -2206,7 +2302,7 @@ int store_quarantines(struct store *st, struct store_quarantine_stats **out, siz
 fail:
 	store_quarantine_stats_free(v, nv);
 	store_reader_put(st, c);
-	return rc;
+	return store_read_result(rc);
 }
 
 /* --- recipient state changes (writer jobs) ------------------------------ */
@@ -2744,7 +2840,7 @@ static int store_read_int(struct store *st, const char *sql, int64_t *out, bool 
 		sqlite3_reset(s);
 	}
 	store_reader_put(st, c);
-	return rc;
+	return store_read_result(rc);
 }
 
 static const char sql_deliveries_count[] = "SELECT count(*) FROM deliveries";

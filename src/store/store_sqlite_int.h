@@ -31,6 +31,8 @@ int store_int_run_job(struct store *st, store_int_job_fn fn, void *arg);
 /* A read connection for this call (give it back with store_int_reader_put). */
 int store_int_reader_get(struct store *st, struct store_conn **out);
 void store_int_reader_put(struct store *st, struct store_conn *c);
+/* What a read call returns for rc: -ETIMEDOUT when the thread's deadline cut it off. */
+int store_int_read_result(int rc);
 /* A new copy of a text column, or NULL for SQL NULL. */
 char *store_int_col_dup(sqlite3_stmt *s, int col);
 void store_int_log_sqlite(const char *what, sqlite3 *db);

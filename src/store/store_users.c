@@ -612,7 +612,7 @@ int store_audit_list(struct store *st, size_t limit, int64_t before_seq, struct 
 	store_int_reader_put(st, c);
 	if (step != SQLITE_DONE) {
 		store_audit_array_free(v, count);
-		return -EIO;
+		return store_int_read_result(-EIO);
 	}
 	*out = v;
 	*n = count;

@@ -1354,6 +1354,89 @@ static void test_subject_bulk(void **state)
 }
 
 /*
+ * The calling thread's read deadline: a scan still running when it passes stops
+ * with -ETIMEDOUT; the connection it ran on (the only one this thread uses) is
+ * reset and answers the next read in full; other threads' reads are untouched.
+ */
+static void *deadline_other_thread(void *arg)
+{
+	struct store *st = arg;
+	struct store_filter none = {.verdict = "no-such-verdict"};
+	struct store_message **v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	/* no deadline of its own: the main thread's does not reach it */
+	intptr_t rc = store_list(st, &none, 50, NULL, &v, &n, &next);
+	store_message_array_free(v, n);
+	free(next);
+	return (void *)rc;
+}
+
+static void test_read_deadline(void **state)
+{
+	struct fixture *fx = *state;
+	enum { N = 400 };
+	struct waiter w;
+	waiter_init(&w, N);
+	for (int i = 0; i < N; i++) {
+		char subject[32];
+		snprintf(subject, sizeof(subject), "deadline %d", i);
+		struct msg_spec sp = {
+		    .label = "d", .at = T0 + i, .rcpts = {"a@x.jp"}, .subject = subject};
+		assert_int_equal(store_submit_message(fx->st, build(&sp, NULL), waiter_done, &w),
+				 0);
+	}
+	waiter_wait(&w);
+	assert_int_equal(w.failures, 0);
+	/* a verdict no message has: the query reads every row to say so */
+	struct store_filter none = {.verdict = "no-such-verdict"};
+	struct store_filter all = {.quarantine = "spam"};
+	struct store_message **v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+
+	store_read_deadline_set(1);
+	struct timespec ts = {0, 5 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	assert_int_equal(store_list(fx->st, &none, 50, NULL, &v, &n, &next), -ETIMEDOUT);
+	assert_null(v);
+	/* with a listing that reads rows and recipients, and a message's lookup */
+	assert_int_equal(store_list(fx->st, &all, 1000, NULL, &v, &n, &next), -ETIMEDOUT);
+	assert_null(v);
+	struct store_quarantine_stats *q = NULL;
+	size_t nq = 0;
+	int rc = store_quarantines(fx->st, &q, &nq);
+	/* a two-row statement may finish before the first check: either answer is right */
+	assert_true(rc == 0 || rc == -ETIMEDOUT);
+	store_quarantine_stats_free(q, nq);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, deadline_other_thread, fx->st), 0);
+	void *other = NULL;
+	pthread_join(th, &other);
+	assert_int_equal((intptr_t)other, 0);
+
+	/* a budget long enough, then none: the same connection answers in full */
+	store_read_deadline_set(60 * 1000);
+	assert_int_equal(store_list(fx->st, &all, 1000, NULL, &v, &n, &next), 0);
+	assert_int_equal(n, N);
+	store_message_array_free(v, n);
+	free(next);
+	v = NULL;
+	store_read_deadline_clear();
+	assert_int_equal(store_list(fx->st, &none, 50, NULL, &v, &n, &next), 0);
+	assert_int_equal(n, 0);
+	store_message_array_free(v, n);
+	/* 0 clears too */
+	store_read_deadline_set(1);
+	store_read_deadline_set(0);
+	nanosleep(&ts, NULL);
+	assert_int_equal(store_list(fx->st, &all, 10, NULL, &v, &n, &next), 0);
+	assert_int_equal(n, 10);
+	store_message_array_free(v, n);
+	free(next);
+}
+
+/*
  * A store made by schema 4 (before the 1-2 character index and list_order)
  * gets both from its messages when opened: made here by opening a store, adding
  * messages, and taking migration 5's objects away again.
@@ -1499,6 +1582,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_vacuum_frees_pages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_query_plans, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_deadline, setup, teardown),
 	    cmocka_unit_test(test_short_tokenizer),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
