@@ -233,7 +233,7 @@ static int store_slbl_begin_read(struct store_conn *c)
 	return 0;
 }
 
-int store_slbl_get(struct store *st, const char *recipient, struct store_slbl **out)
+int store_sqlite_slbl_get(struct store *st, const char *recipient, struct store_slbl **out)
 {
 	struct store_slbl *l = NULL;
 	char *rcpt = NULL;
@@ -268,8 +268,8 @@ fail:
 	return rc;
 }
 
-int store_slbl_changes(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,
-		       size_t *n, int64_t *version)
+int store_sqlite_slbl_changes(struct store *st, int64_t since, size_t limit,
+			      struct store_slbl ***out, size_t *n, int64_t *version)
 {
 	if (since < 0)
 		return -EINVAL;
@@ -385,8 +385,8 @@ static int store_slbl_put_job(struct store *st, struct store_conn *c, void *arg)
 	return 0;
 }
 
-int store_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
-		   int64_t *version)
+int store_sqlite_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
+			  int64_t *version)
 {
 	if (l == NULL)
 		return -EINVAL;
