@@ -42,6 +42,7 @@
  */
 #include "store/store.h"
 #include "store/store_backend.h"
+#include "store/store_pg_int.h"
 
 #include <errno.h>
 #include <libpq-fe.h>
@@ -69,7 +70,6 @@
 #define STORE_PG_MAINT_BATCH_DEFAULT 500
 #define STORE_PG_MAINT_BATCH_MAX     10000
 /* Values bound to one statement: lists travel as one array value each. */
-#define STORE_PG_PARAMS_MAX 40
 /* How often a transaction that lost a deadlock or serialization conflict is run
  * again before the caller gets -EIO. */
 #define STORE_PG_TX_TRIES 5
@@ -212,17 +212,47 @@ static const char *const store_pg_migrations[] = {
     "  RETURN NULL; END $$;"
     "CREATE TRIGGER recipients_au AFTER UPDATE OF state ON recipients"
     "  FOR EACH ROW WHEN (old.state <> new.state) EXECUTE FUNCTION recipients_au();",
+    /* 2: accounts, sessions, audit log (store_pg_users.c) */
+    "CREATE TABLE users ("
+    "  username text PRIMARY KEY,"
+    "  password_hash text,"
+    "  role text NOT NULL CHECK (role IN ('admin', 'operator', 'enduser')),"
+    "  source text NOT NULL DEFAULT 'local',"
+    "  language text,"
+    "  time_zone text,"
+    "  created_at bigint NOT NULL,"
+    "  last_login_at bigint);"
+    "CREATE TABLE user_addresses ("
+    "  username text NOT NULL REFERENCES users(username) ON DELETE CASCADE,"
+    "  address_lc text NOT NULL,"
+    "  pos integer NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (username, address_lc));"
+    "CREATE INDEX user_addresses_address ON user_addresses(address_lc);"
+    "CREATE TABLE sessions ("
+    "  token_hash text PRIMARY KEY,"
+    "  username text NOT NULL,"
+    "  role text NOT NULL,"
+    "  addresses text NOT NULL,"
+    "  csrf_token text NOT NULL,"
+    "  created_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL);"
+    "CREATE INDEX sessions_expires ON sessions(expires_at);"
+    "CREATE INDEX sessions_username ON sessions(username);"
+    "CREATE TABLE audit ("
+    "  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  at bigint NOT NULL,"
+    "  actor text NOT NULL,"
+    "  action text NOT NULL,"
+    "  target text,"
+    "  detail text,"
+    "  peer text);"
+    "CREATE INDEX audit_at ON audit(at);",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
 	((int)(sizeof(store_pg_migrations) / sizeof(store_pg_migrations[0])))
 
 /* --- types -------------------------------------------------------------- */
-
-struct store_pg_conn {
-	PGconn *pg;
-	struct store_pg_conn *next;
-};
 
 struct store_pg_pending {
 	struct store_new_message *m;
@@ -255,7 +285,7 @@ struct store_pg {
 	atomic_uint_fast64_t batched_messages;
 };
 
-static struct store_pg *store_pg_of(struct store *st)
+struct store_pg *store_pg_of(struct store *st)
 {
 	return (struct store_pg *)(void *)st;
 }
@@ -310,7 +340,7 @@ static char *store_pg_utf8_fix(const char *s)
 }
 
 /* Lower-cases ASCII only: the local part of UTF-8 addresses is left as is. */
-static char *store_pg_lc(const char *s)
+char *store_pg_lc(const char *s)
 {
 	char *r = xstrdup(s != NULL ? s : "");
 	for (char *p = r; *p != '\0'; p++) {
@@ -327,16 +357,6 @@ static char *store_pg_domain_lc(const char *addr)
 	return store_pg_lc(at != NULL ? at + 1 : "");
 }
 
-/* The values of one statement: text (NULL is SQL NULL) or binary (bytea). */
-struct store_pg_params {
-	const char *v[STORE_PG_PARAMS_MAX];
-	int len[STORE_PG_PARAMS_MAX];
-	int fmt[STORE_PG_PARAMS_MAX];
-	char *owned[2 * STORE_PG_PARAMS_MAX];
-	int nowned;
-	int n;
-};
-
 static int store_pg_add_value(struct store_pg_params *p, const char *v, int len, int fmt)
 {
 	if (p->n == STORE_PG_PARAMS_MAX)
@@ -348,7 +368,7 @@ static int store_pg_add_value(struct store_pg_params *p, const char *v, int len,
 }
 
 /* Binds text s (NULL: SQL NULL), borrowed; returns its number ($n). */
-static int store_pg_text(struct store_pg_params *p, const char *s)
+int store_pg_text(struct store_pg_params *p, const char *s)
 {
 	char *fixed = s != NULL ? store_pg_utf8_fix(s) : NULL;
 	if (fixed != NULL) {
@@ -359,13 +379,13 @@ static int store_pg_text(struct store_pg_params *p, const char *s)
 }
 
 /* Binds s and frees it with the params. */
-static int store_pg_owned(struct store_pg_params *p, char *s)
+int store_pg_owned(struct store_pg_params *p, char *s)
 {
 	p->owned[p->nowned++] = s;
 	return store_pg_text(p, s);
 }
 
-static int store_pg_int(struct store_pg_params *p, int64_t v)
+int store_pg_int(struct store_pg_params *p, int64_t v)
 {
 	return store_pg_owned(p, xasprintf("%lld", (long long)v));
 }
@@ -379,7 +399,7 @@ static int store_pg_bytes(struct store_pg_params *p, const void *data, size_t le
  * A text[] literal of v ("{"a","b\"c"}"), each element UTF-8-fixed; NULL elements
  * are SQL NULLs. Binds it and returns its number.
  */
-static int store_pg_array(struct store_pg_params *p, const char *const *v, size_t n)
+int store_pg_array(struct store_pg_params *p, const char *const *v, size_t n)
 {
 	struct strbuf b = STRBUF_INIT;
 	strbuf_addc(&b, '{');
@@ -405,7 +425,7 @@ static int store_pg_array(struct store_pg_params *p, const char *const *v, size_
 	return store_pg_add_value(p, p->owned[p->nowned - 1], 0, 0);
 }
 
-static void store_pg_params_clear(struct store_pg_params *p)
+void store_pg_params_clear(struct store_pg_params *p)
 {
 	for (int i = 0; i < p->nowned; i++)
 		free(p->owned[i]);
@@ -413,16 +433,15 @@ static void store_pg_params_clear(struct store_pg_params *p)
 	p->n = 0;
 }
 
-/* The SQLSTATE of the last failed statement on this thread ("" when none). */
-static __thread char store_pg_sqlstate[6];
+__thread char store_pg_sqlstate[6];
 
 /*
  * Runs sql with p's values. The result when it succeeded (PGRES_COMMAND_OK or
  * PGRES_TUPLES_OK; the caller PQclear()s it), NULL when not (logged with what;
  * store_pg_sqlstate says why). binary: results in binary format.
  */
-static PGresult *store_pg_exec(PGconn *c, const char *what, const char *sql,
-			       const struct store_pg_params *p, bool binary)
+PGresult *store_pg_exec(PGconn *c, const char *what, const char *sql,
+			const struct store_pg_params *p, bool binary)
 {
 	PGresult *r =
 	    PQexecParams(c, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
@@ -443,8 +462,8 @@ static PGresult *store_pg_exec(PGconn *c, const char *what, const char *sql,
 }
 
 /* Runs sql for its effect only; *rows (may be NULL) gets the rows it touched. */
-static int store_pg_do(PGconn *c, const char *what, const char *sql,
-		       const struct store_pg_params *p, uint64_t *rows)
+int store_pg_do(PGconn *c, const char *what, const char *sql, const struct store_pg_params *p,
+		uint64_t *rows)
 {
 	PGresult *r = store_pg_exec(c, what, sql, p, false);
 	if (r == NULL)
@@ -456,7 +475,7 @@ static int store_pg_do(PGconn *c, const char *what, const char *sql,
 }
 
 /* Runs a script of several statements without values (PQexec). 0 or -EIO. */
-static int store_pg_script(PGconn *c, const char *what, const char *sql)
+int store_pg_script(PGconn *c, const char *what, const char *sql)
 {
 	PGresult *r = PQexec(c, sql);
 	ExecStatusType s = PQresultStatus(r);
@@ -475,12 +494,12 @@ static int store_pg_script(PGconn *c, const char *what, const char *sql)
 }
 
 /* A new copy of a text value, NULL for SQL NULL. */
-static char *store_pg_dup(const PGresult *r, int row, int col)
+char *store_pg_dup(const PGresult *r, int row, int col)
 {
 	return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
 }
 
-static int64_t store_pg_i64(const PGresult *r, int row, int col)
+int64_t store_pg_i64(const PGresult *r, int row, int col)
 {
 	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
@@ -526,7 +545,7 @@ static int store_pg_conn_open(const char *dsn, struct store_pg_conn **out)
 }
 
 /* A connection for this call (give it back with store_pg_conn_put). */
-static int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out)
+int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out)
 {
 	pthread_mutex_lock(&st->pool_lock);
 	struct store_pg_conn *c = st->pool;
@@ -552,7 +571,7 @@ static int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out)
 }
 
 /* Returns c to the pool (ending any transaction left open). */
-static void store_pg_conn_put(struct store_pg *st, struct store_pg_conn *c)
+void store_pg_conn_put(struct store_pg *st, struct store_pg_conn *c)
 {
 	if (c == NULL)
 		return;
@@ -569,8 +588,6 @@ static void store_pg_conn_put(struct store_pg *st, struct store_pg_conn *c)
 	store_pg_conn_close(c);
 }
 
-typedef int (*store_pg_tx_fn)(struct store_pg *st, PGconn *c, void *arg);
-
 /* True when the last failure was a deadlock or serialization conflict. */
 static bool store_pg_retryable(void)
 {
@@ -583,7 +600,7 @@ static bool store_pg_retryable(void)
  * A transaction that lost a deadlock or serialization conflict runs again (fn
  * must start from its arguments each time). -EIO when the commit failed.
  */
-static int store_pg_tx(struct store_pg *st, store_pg_tx_fn fn, void *arg)
+int store_pg_tx(struct store_pg *st, store_pg_tx_fn fn, void *arg)
 {
 	struct store_pg_conn *c = NULL;
 	int rc = store_pg_conn_get(st, &c);
@@ -1006,7 +1023,7 @@ static struct store_message *store_pg_row_message(const PGresult *r, int row)
 	return m;
 }
 
-static int store_pg_read_begin(PGconn *c)
+int store_pg_read_begin(PGconn *c)
 {
 	return store_pg_do(c, "begin_read", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL,
 			   NULL);
@@ -1428,7 +1445,7 @@ static int store_pg_quarantines(struct store *s, struct store_quarantine_stats *
 /* --- recipient state changes -------------------------------------------- */
 
 /* Collects the first column of r into *v (appending). */
-static void store_pg_collect(const PGresult *r, char ***v, size_t *n)
+void store_pg_collect(const PGresult *r, char ***v, size_t *n)
 {
 	for (int k = 0; k < PQntuples(r); k++) {
 		*v = xreallocarray(*v, *n + 1, sizeof(**v));
@@ -2107,4 +2124,18 @@ const struct store_ops store_pg_ops = {
     .stats = store_pg_stats,
     .debug_counters = store_pg_debug_counters,
     .debug_list_plan = store_pg_debug_list_plan,
+    .user_add = store_pg_user_add,
+    .user_get = store_pg_user_get,
+    .user_list = store_pg_user_list,
+    .user_count = store_pg_user_count,
+    .user_delete = store_pg_user_delete,
+    .user_set_prefs = store_pg_user_set_prefs,
+    .user_set_last_login = store_pg_user_set_last_login,
+    .session_add = store_pg_session_add,
+    .session_get = store_pg_session_get,
+    .session_touch = store_pg_session_touch,
+    .session_delete = store_pg_session_delete,
+    .session_purge = store_pg_session_purge,
+    .audit_add = store_pg_audit_add,
+    .audit_list = store_pg_audit_list,
 };

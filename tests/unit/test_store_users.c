@@ -2,7 +2,8 @@
  * Tests for store/store_users: accounts keep their addresses in order and
  * lower-cased, a taken username is -EEXIST, deleting an account ends its
  * sessions; sessions are found by token hash, moved, purged; the audit log pages
- * newest first. Against a real store in a temporary folder.
+ * newest first. Against a real store: SQLite in a temporary folder, or (with
+ * LAZARET_TEST_PG_DSN, test_pg.h) a new PostgreSQL database per test.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -18,9 +19,11 @@
 #include <cmocka.h>
 
 #include "store/store.h"
+#include "test_pg.h"
 
 struct fixture {
 	char dir[64];
+	char db[64]; /* PostgreSQL: this test's database */
 	struct store *st;
 };
 
@@ -36,10 +39,17 @@ static int setup(void **state)
 	if (mkdtemp(fx->dir) == NULL)
 		return -1;
 	struct store_options opt = {.dir = fx->dir};
-	if (store_open(&opt, &fx->st) != 0)
-		return -1;
+	char *dsn = NULL;
+	if (test_pg_dsn() != NULL) {
+		if (test_pg_create(fx->db, sizeof(fx->db)) < 0)
+			return -1;
+		dsn = test_pg_dsn_of(fx->db);
+		opt = (struct store_options){.backend = "postgresql", .dsn = dsn};
+	}
+	int rc = store_open(&opt, &fx->st);
+	free(dsn);
 	*state = fx;
-	return 0;
+	return rc == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -47,6 +57,8 @@ static int teardown(void **state)
 	struct fixture *fx = *state;
 	store_close(fx->st);
 	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (fx->db[0] != '\0')
+		test_pg_drop(fx->db);
 	free(fx);
 	return 0;
 }
