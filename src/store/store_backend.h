@@ -114,4 +114,11 @@ int store_pg_open(const struct store_options *opt, struct store **out);
 int store_body_unpack(const char *id, const char *codec, const void *data, size_t dlen,
 		      uint64_t size, unsigned char **out);
 
+/*
+ * Normalized (store_slbl_normalize), deduplicated copies of in[0..n), the first
+ * occurrence kept: *out is new (free each, then the array). -EINVAL when one is
+ * malformed (nothing is returned then). store_slbl.c.
+ */
+int store_slbl_clean_list(char *const *in, size_t n, char ***out, size_t *nout);
+
 #endif

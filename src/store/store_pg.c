@@ -1,9 +1,9 @@
 /*
  * store_pg — the quarantine store on PostgreSQL (libpq), behind store.h like
  * store_sqlite.c and with the same semantics. It is the only code that knows this
- * backend's schema. Not for: policy (callers pass filters and cut-offs), and not
- * yet for the functions store_pg_ops leaves NULL (store_backend_missing names them;
- * lazaretd refuses the backend until there are none).
+ * backend's schema (store_pg_users.c, store_pg_slbl.c and store_pg_digest.c add
+ * their parts of store.h through store_pg_int.h). Not for: policy (callers pass
+ * filters and cut-offs).
  *
  * Threads and connections:
  *   - One writer thread owns one connection and writes submitted messages in group
@@ -75,6 +75,12 @@
 #define STORE_PG_TX_TRIES 5
 /* Key of the advisory lock that serializes schema migrations across processes. */
 #define STORE_PG_MIGRATE_LOCK 0x6c617a6172657431LL /* "lazaret1" */
+/*
+ * Key of the advisory lock the writer's session holds while a store is open: one
+ * lazaretd per database until work that must happen once (deliveries after a
+ * restart, expiry, digests) is coordinated between processes.
+ */
+#define STORE_PG_OWNER_LOCK 0x6c617a6172657432LL /* "lazaret2" */
 
 /* --- schema ------------------------------------------------------------- */
 
@@ -247,6 +253,30 @@ static const char *const store_pg_migrations[] = {
     "  detail text,"
     "  peer text);"
     "CREATE INDEX audit_at ON audit(at);",
+    /* 3: safelists/blocklists (store_pg_slbl.c), digest bookkeeping (store_pg_digest.c) */
+    "CREATE TABLE slbl_entries ("
+    "  recipient_lc text NOT NULL,"
+    "  list text NOT NULL CHECK (list IN ('safelist', 'blocklist')),"
+    "  sender_lc text NOT NULL,"
+    "  pos integer NOT NULL,"
+    "  PRIMARY KEY (recipient_lc, list, sender_lc));"
+    "CREATE TABLE slbl_recipients ("
+    "  recipient_lc text PRIMARY KEY,"
+    "  version bigint NOT NULL);"
+    "CREATE INDEX slbl_recipients_version ON slbl_recipients(version);"
+    "CREATE TABLE slbl_counter ("
+    "  one integer PRIMARY KEY CHECK (one = 1),"
+    "  version bigint NOT NULL);"
+    "INSERT INTO slbl_counter VALUES (1, 0);"
+    "CREATE TABLE digest_state ("
+    "  address_lc text PRIMARY KEY,"
+    "  last_sent_at bigint NOT NULL,"
+    "  last_seq bigint NOT NULL);"
+    "CREATE TABLE used_tokens ("
+    "  nonce text PRIMARY KEY,"
+    "  used_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL);"
+    "CREATE INDEX used_tokens_expires ON used_tokens(expires_at);",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -744,6 +774,27 @@ static void store_pg_finish_pending(struct store_pg_pending *p, int rc)
 	free(p);
 }
 
+/* Takes the owner lock for the writer's session: 0, -EBUSY (another store has it), -EIO. */
+static int store_pg_take_owner(PGconn *c)
+{
+	struct store_pg_params p = {0};
+	store_pg_int(&p, STORE_PG_OWNER_LOCK);
+	PGresult *r = store_pg_exec(c, "owner_lock", "SELECT pg_try_advisory_lock($1)", &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	bool got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	if (!got) {
+		log_error("store.pg_in_use",
+			  "backend=postgresql database=%s"
+			  " reason=\"another lazaretd has this database open\"",
+			  PQdb(c));
+		return -EBUSY;
+	}
+	return 0;
+}
+
 /* BEGIN, a connection that works first: the server may have restarted. */
 static int store_pg_writer_begin(struct store_pg *st)
 {
@@ -754,7 +805,10 @@ static int store_pg_writer_begin(struct store_pg *st)
 			return -EIO;
 		}
 		PQsetClientEncoding(st->wconn->pg, "UTF8");
-		store_pg_script(st->wconn->pg, "session", STORE_PG_SESSION_SQL);
+		/* a new session: the owner lock went with the old one */
+		if (store_pg_script(st->wconn->pg, "session", STORE_PG_SESSION_SQL) < 0 ||
+		    store_pg_take_owner(st->wconn->pg) < 0)
+			return -EIO;
 	}
 	return store_pg_do(st->wconn->pg, "begin", "BEGIN", NULL, NULL);
 }
@@ -969,7 +1023,8 @@ int store_pg_open(const struct store_options *opt, struct store **out)
 	int rc = store_pg_conn_open(st->dsn, &st->wconn);
 	if (rc < 0)
 		goto fail;
-	if ((rc = store_pg_migrate(st->wconn->pg)) < 0)
+	if ((rc = store_pg_take_owner(st->wconn->pg)) < 0 ||
+	    (rc = store_pg_migrate(st->wconn->pg)) < 0)
 		goto fail;
 	if (pthread_create(&st->writer, NULL, store_pg_writer_main, st) != 0) {
 		rc = -EAGAIN;
@@ -2101,7 +2156,7 @@ static int store_pg_stats(struct store *s, struct store_stats *out)
 	return 0;
 }
 
-/* NULL entries: not on PostgreSQL yet (store_backend_missing names them). */
+/* Every entry set: a NULL one would make lazaretd refuse the backend. */
 const struct store_ops store_pg_ops = {
     .close = store_pg_close,
     .submit_message = store_pg_submit_message,
@@ -2138,4 +2193,16 @@ const struct store_ops store_pg_ops = {
     .session_purge = store_pg_session_purge,
     .audit_add = store_pg_audit_add,
     .audit_list = store_pg_audit_list,
+    .slbl_get = store_pg_slbl_get,
+    .slbl_put = store_pg_slbl_put,
+    .slbl_changes = store_pg_slbl_changes,
+    .digest_user_by_address = store_pg_digest_user_by_address,
+    .digest_user_by_name = store_pg_digest_user_by_name,
+    .digest_max_seq = store_pg_digest_max_seq,
+    .digest_candidates = store_pg_digest_candidates,
+    .digest_entries = store_pg_digest_entries,
+    .digest_state_get = store_pg_digest_state_get,
+    .digest_state_put = store_pg_digest_state_put,
+    .digest_token_used = store_pg_digest_token_used,
+    .digest_token_use = store_pg_digest_token_use,
 };

@@ -104,4 +104,27 @@ int store_pg_audit_add(struct store *st, const struct store_audit *a);
 int store_pg_audit_list(struct store *st, size_t limit, int64_t before_seq,
 			struct store_audit ***out, size_t *n);
 
+/* store.h, as store_pg_slbl.c and store_pg_digest.c implement it. */
+int store_pg_slbl_get(struct store *st, const char *recipient, struct store_slbl **out);
+int store_pg_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
+		      int64_t *version);
+int store_pg_slbl_changes(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,
+			  size_t *n, int64_t *version);
+int store_pg_digest_user_by_address(struct store *st, const char *address,
+				    struct store_digest_user **out);
+int store_pg_digest_user_by_name(struct store *st, const char *username,
+				 struct store_digest_user **out);
+int store_pg_digest_max_seq(struct store *st, int64_t *out);
+int store_pg_digest_candidates(struct store *st, const char *q, int64_t after, int64_t upto,
+			       char ***out, size_t *n);
+int store_pg_digest_entries(struct store *st, const char *q, const char *address, int64_t after,
+			    int64_t upto, size_t limit, struct store_digest_entry **out, size_t *n,
+			    size_t *total);
+int store_pg_digest_state_get(struct store *st, const char *address, int64_t *last_seq,
+			      int64_t *last_sent_at);
+int store_pg_digest_state_put(struct store *st, const char *const *addresses, size_t n,
+			      int64_t last_seq, int64_t sent_at);
+int store_pg_digest_token_used(struct store *st, const char *nonce, bool *used);
+int store_pg_digest_token_use(struct store *st, const char *nonce, int64_t now, int64_t expires_at);
+
 #endif

@@ -25,6 +25,7 @@
  * max_entries), or the HTTP/CSV forms (quarantine/api_slbl.c).
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -119,7 +120,7 @@ fail:
  * Normalized, deduplicated copies of in[0..n) (first occurrence kept). -EINVAL
  * when one is malformed (nothing is returned then).
  */
-static int store_slbl_clean_list(char *const *in, size_t n, char ***out, size_t *nout)
+int store_slbl_clean_list(char *const *in, size_t n, char ***out, size_t *nout)
 {
 	char **v = n > 0 ? xcalloc(n, sizeof(*v)) : NULL;
 	size_t nv = 0;

@@ -59,6 +59,16 @@ static int64_t pg_int(struct fixture *fx, const char *sql)
 	return v;
 }
 
+/* A second store on the fixture's PostgreSQL database. */
+static int fixture_open_other(struct fixture *fx, struct store **out)
+{
+	char *dsn = test_pg_dsn_of(fx->db);
+	struct store_options opt = {.backend = "postgresql", .dsn = dsn};
+	int rc = store_open(&opt, out);
+	free(dsn);
+	return rc;
+}
+
 /* Opens the fixture's store: its directory, or its database. */
 static int fixture_open(struct fixture *fx)
 {
@@ -225,6 +235,13 @@ static enum store_rcpt_state rcpt_state(struct store *st, const char *id, const 
 static void test_roundtrip(void **state)
 {
 	struct fixture *fx = *state;
+	/* both backends have every function of store.h */
+	assert_null(store_backend_missing("sqlite"));
+	assert_null(store_backend_missing("postgresql"));
+	assert_null(store_backend_missing(NULL));
+	char *missing = store_backend_missing("oracle");
+	assert_non_null(missing);
+	free(missing);
 	struct msg_spec sp = {.label = "rt",
 			      .at = T0,
 			      .sender = "Bounce@Example.JP",
@@ -1627,8 +1644,10 @@ static void test_pg_schema_too_new(void **state)
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
 	store_message_free(m);
-	/* and a wrong DSN is an error, not a hang */
+	/* one store per database at a time */
 	struct store *other = NULL;
+	assert_int_equal(fixture_open_other(fx, &other), -EBUSY);
+	/* and a wrong DSN is an error, not a hang */
 	struct store_options bad = {.backend = "postgresql", .dsn = "host=/nonexistent port=1"};
 	assert_int_equal(store_open(&bad, &other), -EIO);
 	struct store_options none = {.backend = "postgresql"};
