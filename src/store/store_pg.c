@@ -81,6 +81,13 @@
  * restart, expiry, digests) is coordinated between processes.
  */
 #define STORE_PG_OWNER_LOCK 0x6c617a6172657432LL /* "lazaret2" */
+/*
+ * How long store_open waits for that lock: a lazaretd restarted right after a
+ * crash finds the old session still ending for some milliseconds. (A session
+ * whose host died is ended by the server's TCP keepalives, which this backend
+ * sets to notice within about a minute: STORE_PG_SESSION_SQL.)
+ */
+#define STORE_PG_OWNER_WAIT_MS 10000
 
 /* --- schema ------------------------------------------------------------- */
 
@@ -537,10 +544,20 @@ int64_t store_pg_i64(const PGresult *r, int row, int col)
 /* --- connections -------------------------------------------------------- */
 
 /* Every commit durable before its 250 whatever the server's default; numbers print
- * exactly; backslashes in literals are plain characters. */
+ * exactly; backslashes in literals are plain characters; over TCP, the server
+ * notices a dead client within about a minute (and frees its locks). */
 #define STORE_PG_SESSION_SQL                                                                       \
 	"SET synchronous_commit = on; SET extra_float_digits = 3;"                                 \
-	" SET standard_conforming_strings = on"
+	" SET standard_conforming_strings = on; SET tcp_keepalives_idle = 30;"                     \
+	" SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
+
+/* Server notices ("relation ... already exists, skipping") are not errors. */
+static void store_pg_notice(void *arg, const char *message)
+{
+	(void)arg;
+	char buf[256];
+	log_debug("store.pg_notice", "message=%s", log_quote(buf, sizeof(buf), message));
+}
 
 static void store_pg_conn_close(struct store_pg_conn *c)
 {
@@ -564,6 +581,7 @@ static int store_pg_conn_open(const char *dsn, struct store_pg_conn **out)
 		store_pg_conn_close(c);
 		return -EIO;
 	}
+	PQsetNoticeProcessor(c->pg, store_pg_notice, NULL);
 	/* text travels as UTF-8 */
 	if (PQsetClientEncoding(c->pg, "UTF8") != 0 ||
 	    store_pg_script(c->pg, "session", STORE_PG_SESSION_SQL) < 0) {
@@ -774,17 +792,28 @@ static void store_pg_finish_pending(struct store_pg_pending *p, int rc)
 	free(p);
 }
 
-/* Takes the owner lock for the writer's session: 0, -EBUSY (another store has it), -EIO. */
-static int store_pg_take_owner(PGconn *c)
+/*
+ * Takes the owner lock for the writer's session, waiting up to wait_ms for a
+ * session that is ending: 0, -EBUSY (another store has it), -EIO.
+ */
+static int store_pg_take_owner(PGconn *c, int64_t wait_ms)
 {
-	struct store_pg_params p = {0};
-	store_pg_int(&p, STORE_PG_OWNER_LOCK);
-	PGresult *r = store_pg_exec(c, "owner_lock", "SELECT pg_try_advisory_lock($1)", &p, false);
-	store_pg_params_clear(&p);
-	if (r == NULL)
-		return -EIO;
-	bool got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-	PQclear(r);
+	bool got = false;
+	for (int64_t waited = 0;; waited += 100) {
+		struct store_pg_params p = {0};
+		store_pg_int(&p, STORE_PG_OWNER_LOCK);
+		PGresult *r =
+		    store_pg_exec(c, "owner_lock", "SELECT pg_try_advisory_lock($1)", &p, false);
+		store_pg_params_clear(&p);
+		if (r == NULL)
+			return -EIO;
+		got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+		PQclear(r);
+		if (got || waited >= wait_ms)
+			break;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
 	if (!got) {
 		log_error("store.pg_in_use",
 			  "backend=postgresql database=%s"
@@ -807,7 +836,7 @@ static int store_pg_writer_begin(struct store_pg *st)
 		PQsetClientEncoding(st->wconn->pg, "UTF8");
 		/* a new session: the owner lock went with the old one */
 		if (store_pg_script(st->wconn->pg, "session", STORE_PG_SESSION_SQL) < 0 ||
-		    store_pg_take_owner(st->wconn->pg) < 0)
+		    store_pg_take_owner(st->wconn->pg, 0) < 0)
 			return -EIO;
 	}
 	return store_pg_do(st->wconn->pg, "begin", "BEGIN", NULL, NULL);
@@ -1023,7 +1052,7 @@ int store_pg_open(const struct store_options *opt, struct store **out)
 	int rc = store_pg_conn_open(st->dsn, &st->wconn);
 	if (rc < 0)
 		goto fail;
-	if ((rc = store_pg_take_owner(st->wconn->pg)) < 0 ||
+	if ((rc = store_pg_take_owner(st->wconn->pg, STORE_PG_OWNER_WAIT_MS)) < 0 ||
 	    (rc = store_pg_migrate(st->wconn->pg)) < 0)
 		goto fail;
 	if (pthread_create(&st->writer, NULL, store_pg_writer_main, st) != 0) {

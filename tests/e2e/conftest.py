@@ -2,6 +2,9 @@
 
 LAZARET_BUILD names the build folder holding lazaretd and lazaretctl (default:
 <repo>/build). LAZARET_SANITIZED=1 stretches every deadline for ASan/UBSan builds.
+LAZARET_E2E_BACKEND=postgresql runs every manager on the PostgreSQL store, each in a
+new database of the server at LAZARET_TEST_PG_DSN (run pytest under
+scripts/with-postgresql); tests that look into SQLite's file itself then fail.
 
 The `manager` fixture (and the `start_manager(**overrides)` factory) writes a
 lazaretd.conf into a fresh folder, starts `lazaretd -c FILE`, waits until /healthz
@@ -97,6 +100,19 @@ def render_config(sections):
     return "\n".join(out)
 
 
+def _new_pg_database():
+    """A new database on the server at LAZARET_TEST_PG_DSN: its DSN."""
+    base = os.environ.get("LAZARET_TEST_PG_DSN")
+    if not base:
+        pytest.fail("LAZARET_E2E_BACKEND=postgresql needs LAZARET_TEST_PG_DSN"
+                    " (run under scripts/with-postgresql)")
+    name = "lazaret_e2e_" + secrets.token_hex(6)
+    r = subprocess.run(["psql", "-X", "-q", "-d", base, "-c", "CREATE DATABASE " + name],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return "%s dbname=%s" % (base, name)
+
+
 class Manager:
     """One lazaretd process with its own config, data folder, ports and log."""
 
@@ -121,6 +137,8 @@ class Manager:
             "release": {"primary_host": "127.0.0.1:%d" % free_port(),
                         "source_address": "127.0.0.1"},
         }
+        if os.environ.get("LAZARET_E2E_BACKEND") == "postgresql":
+            self.sections["store"] = {"backend": "postgresql", "dsn": _new_pg_database()}
         self.apply(overrides)
         self.proc = None
         # Run in the child before exec (e.g. to lower its RLIMIT_NOFILE).
