@@ -46,6 +46,7 @@
 
 #include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -592,6 +593,20 @@ static int store_pg_conn_open(const char *dsn, struct store_pg_conn **out)
 	return 0;
 }
 
+/*
+ * False when an idle connection is gone or going: when the server ends a session
+ * (a restart, pg_terminate_backend) it says so and closes the socket. We use no
+ * LISTEN/NOTIFY, so an idle connection with anything to read is such a one and is
+ * replaced before it fails a request. Costs one poll(), no round trip.
+ */
+static bool store_pg_conn_alive(PGconn *c)
+{
+	if (PQstatus(c) != CONNECTION_OK)
+		return false;
+	struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+	return poll(&pfd, 1, 0) == 0;
+}
+
 /* A connection for this call (give it back with store_pg_conn_put). */
 int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out)
 {
@@ -604,13 +619,10 @@ int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out)
 	pthread_mutex_unlock(&st->pool_lock);
 	if (c != NULL) {
 		c->next = NULL;
-		/* a server restart since: reconnect once before giving up */
-		if (PQstatus(c->pg) != CONNECTION_OK) {
-			PQreset(c->pg);
-			if (PQstatus(c->pg) != CONNECTION_OK) {
-				store_pg_conn_close(c);
-				return store_pg_conn_open(st->dsn, out);
-			}
+		/* the server ended it (a restart): a new one, with our session settings */
+		if (!store_pg_conn_alive(c->pg)) {
+			store_pg_conn_close(c);
+			return store_pg_conn_open(st->dsn, out);
 		}
 		*out = c;
 		return 0;
@@ -827,7 +839,7 @@ static int store_pg_take_owner(PGconn *c, int64_t wait_ms)
 /* BEGIN, a connection that works first: the server may have restarted. */
 static int store_pg_writer_begin(struct store_pg *st)
 {
-	if (PQstatus(st->wconn->pg) != CONNECTION_OK) {
+	if (!store_pg_conn_alive(st->wconn->pg)) {
 		PQreset(st->wconn->pg);
 		if (PQstatus(st->wconn->pg) != CONNECTION_OK) {
 			log_error("store.pg_reconnect_failed", "backend=postgresql");

@@ -135,3 +135,31 @@ def test_a_second_manager_on_the_same_database_is_refused(start_manager, databas
     # the first one goes on serving
     mid = first.send("s@example.jp", ["a@corp.test"], make_message("still here"))
     assert first.get_message(mid)["subject"] == "still here"
+
+
+def test_lost_database_sessions_give_451_then_recover(start_manager, database):
+    """The server ends every session of lazaretd (as a restart of PostgreSQL does):
+    mail is answered 451 or stored, never lost, and the next message is stored."""
+    m = on_pg(start_manager, database)
+    before = m.send("s@example.jp", ["a@corp.test"], make_message("before"))
+    psql(database, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                   " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    ids = [before]
+    for i in range(3):
+        s = m.smtp()
+        s.ehlo("client.e2e.test")
+        assert s.mail("s@example.jp")[0] == 250
+        assert s.rcpt("a@corp.test")[0] == 250
+        code, resp = s.data(make_message("after %d" % i))
+        s.quit()
+        assert code in (250, 451), (code, resp)
+        if code == 451:
+            assert b"4.3.0" in resp, resp
+        else:
+            ids.append(resp.decode().rsplit(" ", 1)[-1])
+    assert len(ids) >= 3, ids  # at most the first one after the cut is refused
+    wait_for(lambda: sorted(x["id"] for x in m.list_all()) == sorted(ids), 20,
+             "every stored message listed")
+    # the writer holds the owner lock again: a second manager is still refused
+    assert psql(database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
+                          " AND granted") == "1"
