@@ -45,6 +45,7 @@
 #include "store/store_pg_int.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
@@ -735,6 +736,9 @@ static int store_pg_insert_message(PGconn *c, struct store_new_message *m)
 	int rc = store_new_message_prepare(m);
 	if (rc < 0)
 		return rc;
+	/* libpq takes a value's length as an int */
+	if (m->packed_len > INT_MAX)
+		return -EINVAL;
 	struct store_pg_params p = {0};
 	char **lcs = xcalloc(m->nrecipients, sizeof(*lcs));
 	size_t distinct = 0;
