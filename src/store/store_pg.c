@@ -729,8 +729,9 @@ static const char sql_pg_insert_message[] =
     " SELECT seq FROM m";
 
 /* Writes one message inside the caller's transaction. 0, -EINVAL or -EIO. */
-static int store_pg_insert_message(PGconn *c, struct store_new_message *m)
+static int store_pg_insert_message(struct store_pg_conn *wc, struct store_new_message *m)
 {
+	PGconn *c = wc->pg;
 	if (!store_pg_new_message_valid(m))
 		return -EINVAL;
 	int rc = store_new_message_prepare(m);
@@ -784,7 +785,33 @@ static int store_pg_insert_message(PGconn *c, struct store_new_message *m)
 	store_pg_array(&p, names, m->nattachments);
 	store_pg_array(&p, types, m->nattachments);
 	store_pg_array(&p, (const char *const *)sizes, m->nattachments);
-	PGresult *r = store_pg_exec(c, "insert_message", sql_pg_insert_message, &p, false);
+	/* prepared once per session: the server plans the statement once, not per message */
+	if (!wc->insert_prepared) {
+		PGresult *pr =
+		    PQprepare(c, "lazaret_insert_message", sql_pg_insert_message, 0, NULL);
+		wc->insert_prepared = PQresultStatus(pr) == PGRES_COMMAND_OK;
+		if (!wc->insert_prepared) {
+			char buf[256];
+			log_error("store.pg_error", "op=prepare_insert error=%s",
+				  log_quote(buf, sizeof(buf), PQerrorMessage(c)));
+		}
+		PQclear(pr);
+	}
+	PGresult *r = NULL;
+	if (wc->insert_prepared) {
+		r = PQexecPrepared(c, "lazaret_insert_message", p.n, p.v, p.len, p.fmt, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			snprintf(store_pg_sqlstate, sizeof(store_pg_sqlstate), "%s",
+				 state != NULL ? state : "");
+			char buf[256];
+			log_error("store.pg_error", "op=insert_message sqlstate=%s error=%s",
+				  state != NULL ? state : "-",
+				  log_quote(buf, sizeof(buf), PQerrorMessage(c)));
+			PQclear(r);
+			r = NULL;
+		}
+	}
 	rc = r != NULL && PQntuples(r) == 1 ? 0 : -EIO;
 	PQclear(r);
 	store_pg_params_clear(&p);
@@ -845,6 +872,7 @@ static int store_pg_writer_begin(struct store_pg *st)
 {
 	if (!store_pg_conn_alive(st->wconn->pg)) {
 		PQreset(st->wconn->pg);
+		st->wconn->insert_prepared = false; /* a new session */
 		if (PQstatus(st->wconn->pg) != CONNECTION_OK) {
 			log_error("store.pg_reconnect_failed", "backend=postgresql");
 			return -EIO;
@@ -881,7 +909,7 @@ static void store_pg_write_batch(struct store_pg *st, struct store_pg_pending *l
 {
 	int rc = store_pg_writer_begin(st);
 	for (struct store_pg_pending *p = list; rc == 0 && p != NULL; p = p->next)
-		rc = store_pg_insert_message(st->wconn->pg, p->m);
+		rc = store_pg_insert_message(st->wconn, p->m);
 	if (rc == 0)
 		rc = store_pg_writer_commit(st);
 	else
@@ -902,7 +930,7 @@ static void store_pg_write_batch(struct store_pg *st, struct store_pg_pending *l
 		struct store_pg_pending *next = list->next;
 		int r = store_pg_new_message_valid(list->m) ? store_pg_writer_begin(st) : -EINVAL;
 		if (r == 0) {
-			r = store_pg_insert_message(st->wconn->pg, list->m);
+			r = store_pg_insert_message(st->wconn, list->m);
 			if (r == 0)
 				r = store_pg_writer_commit(st);
 			else

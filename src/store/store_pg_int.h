@@ -24,6 +24,7 @@
 struct store_pg;
 struct store_pg_conn {
 	PGconn *pg;
+	bool insert_prepared; /* the writer's: its session has the insert statement */
 	struct store_pg_conn *next;
 };
 
