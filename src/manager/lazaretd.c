@@ -376,7 +376,7 @@ static int start(struct lazaretd *d)
 	struct store_options so = {
 	    .backend = d->cfg.store_backend, .dsn = d->cfg.store_dsn, .dir = d->cfg.data_dir};
 	if ((rc = store_open(&so, &d->st)) < 0) {
-		if (d->cfg.store_dsn != NULL)
+		if (strcmp(d->cfg.store_backend, "postgresql") == 0)
 			fprintf(stderr, "lazaretd: cannot open the store on PostgreSQL: %s\n",
 				strerror(-rc));
 		else
