@@ -285,15 +285,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	if (str_differs(next.smtp_listen, d->cfg.smtp_listen) ||
 	    str_differs(next.http_listen, d->cfg.http_listen) ||
 	    str_differs(next.data_dir, d->cfg.data_dir) ||
+	    str_differs(next.store_backend, d->cfg.store_backend) ||
+	    str_differs(next.store_dsn, d->cfg.store_dsn) ||
 	    str_differs(next.tls_cert, d->cfg.tls_cert) ||
 	    str_differs(next.tls_key, d->cfg.tls_key) ||
 	    str_differs(next.tls_client_ca, d->cfg.tls_client_ca) ||
 	    next.tls_require != d->cfg.tls_require ||
 	    str_differs(next.http_tls_cert, d->cfg.http_tls_cert) ||
 	    str_differs(next.http_tls_key, d->cfg.http_tls_key))
-		log_warn(
-		    "manager.reload_partial",
-		    "reason=\"listen addresses, data_dir and TLS files change on restart only\"");
+		log_warn("manager.reload_partial", "reason=\"listen addresses, data_dir, [store] "
+						   "and TLS files change on restart only\"");
 	if (next.read_threads != d->cfg.read_threads)
 		log_warn("manager.reload_partial",
 			 "reason=\"[http] read_threads changes on restart only\"");
@@ -362,6 +363,17 @@ static int start(struct lazaretd *d)
 	int rc;
 	struct smtp_server_config sc;
 
+	/* A backend that lacks part of store.h would fail at the first request that
+	 * needs that part: refuse it now, naming what is missing. */
+	char *missing = store_backend_missing(d->cfg.store_backend);
+	if (missing != NULL) {
+		fprintf(stderr,
+			"lazaretd: [store] backend = %s is not available yet: it lacks %s\n",
+			d->cfg.store_backend, missing);
+		free(missing);
+		return -ENOTSUP;
+	}
+
 	/* Before binding anything: a broken install fails at once, with the file named. */
 	if ((rc = load_digest_files()) < 0)
 		return rc;
@@ -396,10 +408,15 @@ static int start(struct lazaretd *d)
 			strerror(-rc));
 		return rc;
 	}
-	struct store_options so = {.dir = d->cfg.data_dir};
+	struct store_options so = {
+	    .backend = d->cfg.store_backend, .dsn = d->cfg.store_dsn, .dir = d->cfg.data_dir};
 	if ((rc = store_open(&so, &d->st)) < 0) {
-		fprintf(stderr, "lazaretd: cannot open the store in %s: %s\n", d->cfg.data_dir,
-			strerror(-rc));
+		if (strcmp(d->cfg.store_backend, "postgresql") == 0)
+			fprintf(stderr, "lazaretd: cannot open the store on PostgreSQL: %s\n",
+				strerror(-rc));
+		else
+			fprintf(stderr, "lazaretd: cannot open the store in %s: %s\n",
+				d->cfg.data_dir, strerror(-rc));
 		return rc;
 	}
 	/* Nothing is read from sockets before the loop runs, so this is in time. */

@@ -457,6 +457,15 @@ static const struct confparse_key manager_config_keys[] = {
      .default_text = "100",
      .min = 1,
      .max = MANAGER_MAX_DIGEST_ENTRIES},
+
+    /* where the store lives: SQLite under data_dir, or a PostgreSQL database */
+    {.section = "store",
+     .name = "backend",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(store_backend),
+     .default_text = "sqlite",
+     .choices = "sqlite|postgresql"},
+    {.section = "store", .name = "dsn", .type = CONFPARSE_STRING, .offset = OFF(store_dsn)},
 };
 
 #define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))
@@ -724,6 +733,12 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 
 	if (cfg->retry_max_ms < cfg->retry_min_ms)
 		confparse_error(cp, "release", "retry_max", "must not be less than retry_min");
+
+	bool pg = cfg->store_backend != NULL && strcmp(cfg->store_backend, "postgresql") == 0;
+	if (pg && (cfg->store_dsn == NULL || cfg->store_dsn[0] == '\0'))
+		confparse_error(cp, "store", "dsn", "is required when backend = postgresql");
+	if (!pg && cfg->store_dsn != NULL && cfg->store_dsn[0] != '\0')
+		confparse_error(cp, "store", "dsn", "is for backend = postgresql only");
 
 	if (cfg->hostname == NULL && cfg->name != NULL)
 		cfg->hostname = xstrdup(cfg->name);

@@ -120,6 +120,10 @@ struct manager_config {
 	char *notify_base_url;	     /* default http://<[http] listen> */
 	char *notify_language;	     /* ja | en; default ja */
 	unsigned notify_max_entries; /* messages listed per digest; default 100 */
+
+	/* [store] */
+	char *store_backend; /* sqlite | postgresql; default sqlite */
+	char *store_dsn;     /* postgresql: libpq connection string; required there */
 };
 
 /*

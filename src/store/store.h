@@ -26,7 +26,8 @@
  * Times are Unix milliseconds. Returns: 0 or a negative errno (-ENOENT unknown id,
  * -EINVAL bad argument, -EIO storage failure, -EAGAIN nothing due, -ETIMEDOUT a
  * read over the calling thread's deadline).
- * A PostgreSQL backend must be able to slot in behind this interface.
+ * Backends: SQLite (the default; store_sqlite*.c) and PostgreSQL (store_pg*.c),
+ * chosen by store_options.backend; store.c dispatches (store_backend.h).
  */
 #ifndef LAZARET_STORE_H
 #define LAZARET_STORE_H
@@ -50,7 +51,9 @@ const char *store_rcpt_state_name(enum store_rcpt_state s);
 int store_rcpt_state_parse(const char *name, enum store_rcpt_state *out);
 
 struct store_options {
-	const char *dir;	/* data directory; created if missing */
+	const char *backend;	/* "sqlite" (NULL or "": the default) | "postgresql" */
+	const char *dsn;	/* postgresql: the libpq connection string */
+	const char *dir;	/* sqlite: data directory; created if missing */
 	unsigned batch_max;	/* most messages in one group commit (default 256) */
 	unsigned batch_wait_us; /* how long the writer waits to fill a batch (default 0:
 				   commit what is there; concurrency fills batches) */
@@ -72,7 +75,15 @@ struct store;
 void store_read_deadline_set(int64_t ms);
 void store_read_deadline_clear(void);
 
-/* Opens (creating and migrating the schema as needed) and starts the writer thread. */
+/*
+ * What backend still lacks: NULL when every function of this interface is there,
+ * else a new string naming the missing functions (the caller frees it). lazaretd
+ * refuses to start on an incomplete backend.
+ */
+char *store_backend_missing(const char *backend);
+
+/* Opens (creating and migrating the schema as needed) and starts the writer thread.
+ * -EINVAL for an unknown backend or bad options. */
 int store_open(const struct store_options *opt, struct store **out);
 /* Finishes every queued write, stops the writer, closes. NULL is a no-op. */
 void store_close(struct store *st);

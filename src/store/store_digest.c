@@ -165,19 +165,19 @@ static int store_digest_user_lookup(struct store *st, const char *sql, const cha
 	return rc;
 }
 
-int store_digest_user_by_address(struct store *st, const char *address,
-				 struct store_digest_user **out)
+int store_sqlite_digest_user_by_address(struct store *st, const char *address,
+					struct store_digest_user **out)
 {
 	return store_digest_user_lookup(st, sql_user_by_address, address, out);
 }
 
-int store_digest_user_by_name(struct store *st, const char *username,
-			      struct store_digest_user **out)
+int store_sqlite_digest_user_by_name(struct store *st, const char *username,
+				     struct store_digest_user **out)
 {
 	return store_digest_user_lookup(st, sql_user_by_name, username, out);
 }
 
-int store_digest_max_seq(struct store *st, int64_t *out)
+int store_sqlite_digest_max_seq(struct store *st, int64_t *out)
 {
 	struct store_conn *c;
 	int rc = store_int_reader_get(st, &c);
@@ -198,8 +198,8 @@ int store_digest_max_seq(struct store *st, int64_t *out)
 	return rc;
 }
 
-int store_digest_candidates(struct store *st, const char *q, int64_t after, int64_t upto,
-			    char ***out, size_t *n)
+int store_sqlite_digest_candidates(struct store *st, const char *q, int64_t after, int64_t upto,
+				   char ***out, size_t *n)
 {
 	struct store_conn *c;
 	*out = NULL;
@@ -227,9 +227,9 @@ int store_digest_candidates(struct store *st, const char *q, int64_t after, int6
 	return rc;
 }
 
-int store_digest_entries(struct store *st, const char *q, const char *address, int64_t after,
-			 int64_t upto, size_t limit, struct store_digest_entry **out, size_t *n,
-			 size_t *total)
+int store_sqlite_digest_entries(struct store *st, const char *q, const char *address, int64_t after,
+				int64_t upto, size_t limit, struct store_digest_entry **out,
+				size_t *n, size_t *total)
 {
 	struct store_conn *c;
 	struct store_digest_entry *v = NULL;
@@ -303,8 +303,8 @@ done:
 	return 0;
 }
 
-int store_digest_state_get(struct store *st, const char *address, int64_t *last_seq,
-			   int64_t *last_sent_at)
+int store_sqlite_digest_state_get(struct store *st, const char *address, int64_t *last_seq,
+				  int64_t *last_sent_at)
 {
 	struct store_conn *c;
 	int rc = store_int_reader_get(st, &c);
@@ -365,8 +365,8 @@ static int store_digest_state_job(struct store *st, struct store_conn *c, void *
 	return 0;
 }
 
-int store_digest_state_put(struct store *st, const char *const *addresses, size_t n,
-			   int64_t last_seq, int64_t sent_at)
+int store_sqlite_digest_state_put(struct store *st, const char *const *addresses, size_t n,
+				  int64_t last_seq, int64_t sent_at)
 {
 	struct store_digest_state_args a = {addresses, n, last_seq, sent_at};
 	if (n == 0)
@@ -374,7 +374,7 @@ int store_digest_state_put(struct store *st, const char *const *addresses, size_
 	return store_int_run_job(st, store_digest_state_job, &a);
 }
 
-int store_digest_token_used(struct store *st, const char *nonce, bool *used)
+int store_sqlite_digest_token_used(struct store *st, const char *nonce, bool *used)
 {
 	struct store_conn *c;
 	int rc = store_int_reader_get(st, &c);
@@ -427,7 +427,8 @@ static int store_digest_token_job(struct store *st, struct store_conn *c, void *
 	return store_int_step_done(c, s, "digest_token_prune");
 }
 
-int store_digest_token_use(struct store *st, const char *nonce, int64_t now, int64_t expires_at)
+int store_sqlite_digest_token_use(struct store *st, const char *nonce, int64_t now,
+				  int64_t expires_at)
 {
 	struct store_digest_token_args a = {nonce, now, expires_at};
 	if (nonce == NULL || *nonce == '\0')

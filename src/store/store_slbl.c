@@ -25,6 +25,7 @@
  * max_entries), or the HTTP/CSV forms (api/api_slbl.c).
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -119,7 +120,7 @@ fail:
  * Normalized, deduplicated copies of in[0..n) (first occurrence kept). -EINVAL
  * when one is malformed (nothing is returned then).
  */
-static int store_slbl_clean_list(char *const *in, size_t n, char ***out, size_t *nout)
+int store_slbl_clean_list(char *const *in, size_t n, char ***out, size_t *nout)
 {
 	char **v = n > 0 ? xcalloc(n, sizeof(*v)) : NULL;
 	size_t nv = 0;
@@ -233,7 +234,7 @@ static int store_slbl_begin_read(struct store_conn *c)
 	return 0;
 }
 
-int store_slbl_get(struct store *st, const char *recipient, struct store_slbl **out)
+int store_sqlite_slbl_get(struct store *st, const char *recipient, struct store_slbl **out)
 {
 	struct store_slbl *l = NULL;
 	char *rcpt = NULL;
@@ -268,8 +269,8 @@ fail:
 	return rc;
 }
 
-int store_slbl_changes(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,
-		       size_t *n, int64_t *version)
+int store_sqlite_slbl_changes(struct store *st, int64_t since, size_t limit,
+			      struct store_slbl ***out, size_t *n, int64_t *version)
 {
 	if (since < 0)
 		return -EINVAL;
@@ -385,8 +386,8 @@ static int store_slbl_put_job(struct store *st, struct store_conn *c, void *arg)
 	return 0;
 }
 
-int store_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
-		   int64_t *version)
+int store_sqlite_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
+			  int64_t *version)
 {
 	if (l == NULL)
 		return -EINVAL;

@@ -32,6 +32,7 @@
  * list_order bounds how far ids stray from insertion order and received_at.
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "store/store_short.h"
 #include "store/store_sqlite_int.h"
 
@@ -57,8 +58,6 @@
  * small enough that one batch does not hold the write lock for long. */
 #define STORE_BATCH_MAX_DEFAULT 256
 #define STORE_BATCH_MAX_LIMIT	4096
-/* zstd level for bodies: level 3 is zstd's default, fast with a good ratio on mail. */
-#define STORE_ZSTD_LEVEL 3
 /* A writer or reader waits this long for a lock held by another process (backup
  * tools, sqlite3 shell) before reporting -EIO. */
 #define STORE_BUSY_TIMEOUT_MS 10000
@@ -389,6 +388,7 @@ struct store_job {
 };
 
 struct store {
+	const struct store_ops *ops; /* first: store.c dispatches on it */
 	char *dir;
 	char *db_path;
 	unsigned batch_max;
@@ -417,25 +417,14 @@ struct store {
 /* --- read deadlines ----------------------------------------------------- */
 
 /*
- * The calling thread's read deadline (clock_mono_ms; 0: none), and whether the
- * progress handler cut off a statement of the current read call. Both are
- * thread-local: every thread reads through its own connection, so a deadline
- * never touches another thread's query.
+ * Whether the progress handler cut off a statement of the current read call
+ * (the deadline itself is store_read_deadline_ms, store_backend.h). Thread-local:
+ * every thread reads through its own connection, so a deadline never touches
+ * another thread's query.
  */
-static _Thread_local int64_t store_read_deadline_ms;
 static _Thread_local bool store_read_expired;
 /* The "store_slow_read" delay point is armed (set once, before any reader opens). */
 static atomic_bool store_slow_reads;
-
-void store_read_deadline_set(int64_t ms)
-{
-	store_read_deadline_ms = ms > 0 ? clock_mono_ms() + ms : 0;
-}
-
-void store_read_deadline_clear(void)
-{
-	store_read_deadline_ms = 0;
-}
 
 /* SQLite's progress handler on reader connections: non-zero interrupts the statement. */
 static int store_read_progress(void *arg)
@@ -517,32 +506,6 @@ char *store_int_col_dup(sqlite3_stmt *s, int col)
 void store_int_log_sqlite(const char *what, sqlite3 *db)
 {
 	store_log_sqlite(what, db);
-}
-
-static const char *const store_state_names[] = {
-    [STORE_RCPT_QUARANTINED] = "quarantined", [STORE_RCPT_RELEASING] = "releasing",
-    [STORE_RCPT_RELEASED] = "released",	      [STORE_RCPT_DELETED] = "deleted",
-    [STORE_RCPT_EXPIRED] = "expired",	      [STORE_RCPT_FAILED] = "failed",
-};
-
-const char *store_rcpt_state_name(enum store_rcpt_state s)
-{
-	if ((unsigned)s >= sizeof(store_state_names) / sizeof(store_state_names[0]))
-		return "unknown";
-	return store_state_names[s];
-}
-
-int store_rcpt_state_parse(const char *name, enum store_rcpt_state *out)
-{
-	if (name == NULL)
-		return -EINVAL;
-	for (size_t i = 0; i < sizeof(store_state_names) / sizeof(store_state_names[0]); i++) {
-		if (strcmp(name, store_state_names[i]) == 0) {
-			*out = (enum store_rcpt_state)i;
-			return 0;
-		}
-	}
-	return -EINVAL;
 }
 
 /* Lower-cases ASCII only: the local part of UTF-8 addresses is left as is. */
@@ -789,109 +752,6 @@ static void store_reader_put(struct store *st, struct store_conn *c)
 }
 
 /* --- messages in and out ------------------------------------------------ */
-
-void store_new_message_free(struct store_new_message *m)
-{
-	if (m == NULL)
-		return;
-	free(m->quarantine);
-	free(m->sender);
-	for (size_t i = 0; i < m->nrecipients; i++)
-		free(m->recipients[i]);
-	free(m->recipients);
-	free(m->gateway);
-	free(m->client_address);
-	free(m->verdict);
-	free(m->from);
-	free(m->from_addr);
-	free(m->to);
-	free(m->subject);
-	free(m->message_id);
-	for (size_t i = 0; i < m->nattachments; i++) {
-		free(m->attachments[i].filename);
-		free(m->attachments[i].content_type);
-	}
-	free(m->attachments);
-	free(m->raw);
-	free(m->packed);
-	free(m);
-}
-
-int store_new_message_prepare(struct store_new_message *m)
-{
-	if (m->packed != NULL)
-		return 0;
-	size_t bound = ZSTD_compressBound(m->raw_len);
-	void *buf = xmalloc(bound > 0 ? bound : 1);
-	size_t n = ZSTD_compress(buf, bound, m->raw != NULL ? m->raw : (const void *)"", m->raw_len,
-				 STORE_ZSTD_LEVEL);
-	if (ZSTD_isError(n)) {
-		log_error("store.compress_failed", "id=%s error=%s", m->id, ZSTD_getErrorName(n));
-		free(buf);
-		return -EIO;
-	}
-	m->packed = buf;
-	m->packed_len = n;
-	return 0;
-}
-
-void store_message_free(struct store_message *m)
-{
-	if (m == NULL)
-		return;
-	free(m->quarantine);
-	free(m->sender);
-	for (size_t i = 0; i < m->nrecipients; i++) {
-		free(m->recipients[i].address);
-		free(m->recipients[i].reply);
-	}
-	free(m->recipients);
-	free(m->from);
-	free(m->from_addr);
-	free(m->to);
-	free(m->subject);
-	free(m->message_id);
-	free(m->verdict);
-	free(m->gateway);
-	free(m->client_address);
-	for (size_t i = 0; i < m->nattachments; i++) {
-		free(m->attachments[i].filename);
-		free(m->attachments[i].content_type);
-	}
-	free(m->attachments);
-	free(m);
-}
-
-void store_message_array_free(struct store_message **v, size_t n)
-{
-	if (v == NULL)
-		return;
-	for (size_t i = 0; i < n; i++)
-		store_message_free(v[i]);
-	free(v);
-}
-
-void store_delivery_free(struct store_delivery *d)
-{
-	if (d == NULL)
-		return;
-	free(d->sender);
-	for (size_t i = 0; i < d->nrcpts; i++)
-		free(d->rcpts[i]);
-	free(d->rcpts);
-	free(d);
-}
-
-void store_quarantine_stats_free(struct store_quarantine_stats *v, size_t n)
-{
-	if (v == NULL)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		free(v[i].name);
-		free(v[i].type);
-	}
-	free(v);
-}
 
 static bool store_new_message_valid(const struct store_new_message *m)
 {
@@ -1190,8 +1050,8 @@ static int store_run_job(struct store *st, int (*fn)(struct store *, struct stor
 	return job.rc;
 }
 
-int store_submit_message(struct store *st, struct store_new_message *m, store_done_fn done,
-			 void *arg)
+int store_sqlite_submit_message(struct store *st, struct store_new_message *m, store_done_fn done,
+				void *arg)
 {
 	struct store_pending *p = xcalloc(1, sizeof(*p));
 	p->m = m;
@@ -1271,7 +1131,7 @@ static int store_migrate(struct store_conn *c)
 	return 0;
 }
 
-int store_open(const struct store_options *opt, struct store **out)
+int store_sqlite_open(const struct store_options *opt, struct store **out)
 {
 	if (opt == NULL || opt->dir == NULL || opt->dir[0] == '\0' ||
 	    opt->batch_max > STORE_BATCH_MAX_LIMIT)
@@ -1280,6 +1140,7 @@ int store_open(const struct store_options *opt, struct store **out)
 	if (rc < 0)
 		return rc;
 	struct store *st = xcalloc(1, sizeof(*st));
+	st->ops = &store_sqlite_ops;
 	st->dir = xstrdup(opt->dir);
 	st->db_path = xasprintf("%s/%s", opt->dir, STORE_DB_NAME);
 	st->batch_max = opt->batch_max > 0 ? opt->batch_max : STORE_BATCH_MAX_DEFAULT;
@@ -1307,11 +1168,11 @@ int store_open(const struct store_options *opt, struct store **out)
 	*out = st;
 	return 0;
 fail:
-	store_close(st);
+	store_sqlite_close(st);
 	return rc;
 }
 
-void store_close(struct store *st)
+void store_sqlite_close(struct store *st)
 {
 	if (st == NULL)
 		return;
@@ -1341,7 +1202,7 @@ void store_close(struct store *st)
 	free(st);
 }
 
-void store_debug_counters(struct store *st, struct store_debug_counters *out)
+void store_sqlite_debug_counters(struct store *st, struct store_debug_counters *out)
 {
 	out->commits = atomic_load(&st->commits);
 	out->batches = atomic_load(&st->batches);
@@ -1437,7 +1298,7 @@ static int store_load_attachments(struct store_conn *c, struct store_message *m)
 	return 0;
 }
 
-int store_get(struct store *st, const char *id, struct store_message **out)
+int store_sqlite_get(struct store *st, const char *id, struct store_message **out)
 {
 	if (!ids_valid(id))
 		return -ENOENT;
@@ -1479,7 +1340,7 @@ fail:
 static const char sql_get_body[] = "SELECT b.codec, b.data, m.size FROM messages m"
 				   " JOIN bodies b ON b.msg_seq = m.seq WHERE m.id = ?1";
 
-int store_get_raw(struct store *st, const char *id, unsigned char **raw, size_t *len)
+int store_sqlite_get_raw(struct store *st, const char *id, unsigned char **raw, size_t *len)
 {
 	if (!ids_valid(id))
 		return -ENOENT;
@@ -2096,8 +1957,8 @@ static bool store_list_walks(const struct store_filter *f)
 	return store_filter_driver(f) == STORE_DRIVE_SUBJECT;
 }
 
-int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
-			  char **plan)
+int store_sqlite_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
+				 char **plan)
 {
 	struct store_conn *c = NULL;
 	sqlite3_stmt *s = NULL;
@@ -2148,8 +2009,9 @@ static int store_load_hits(struct store_conn *c, const struct store_walk_hit *hi
 	return 0;
 }
 
-int store_list(struct store *st, const struct store_filter *f, size_t limit, const char *cursor,
-	       struct store_message ***out, size_t *n, char **next_cursor)
+int store_sqlite_list(struct store *st, const struct store_filter *f, size_t limit,
+		      const char *cursor, struct store_message ***out, size_t *n,
+		      char **next_cursor)
 {
 	if (limit < 1 || limit > STORE_LIST_LIMIT_MAX)
 		return -EINVAL;
@@ -2265,7 +2127,7 @@ static const char sql_quarantines[] =
     " (SELECT min(received_at) FROM messages WHERE quarantine = q.name AND held > 0)"
     " FROM quarantines q ORDER BY q.name";
 
-int store_quarantines(struct store *st, struct store_quarantine_stats **out, size_t *n)
+int store_sqlite_quarantines(struct store *st, struct store_quarantine_stats **out, size_t *n)
 {
 	struct store_conn *c = NULL;
 	struct store_quarantine_stats *v = NULL;
@@ -2472,14 +2334,14 @@ static int store_change(struct store *st, const char *id, const char *const *rcp
 	return rc;
 }
 
-int store_release(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
-		  int64_t now, int *changed)
+int store_sqlite_release(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+			 int64_t now, int *changed)
 {
 	return store_change(st, id, rcpts, nrcpts, STORE_RCPT_RELEASING, now, changed);
 }
 
-int store_delete(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
-		 int64_t now, int *changed)
+int store_sqlite_delete(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+			int64_t now, int *changed)
 {
 	return store_change(st, id, rcpts, nrcpts, STORE_RCPT_DELETED, now, changed);
 }
@@ -2559,13 +2421,14 @@ static int store_change_matching(struct store *st, const struct store_filter *f,
 	return rc;
 }
 
-int store_release_matching(struct store *st, const struct store_filter *f, int64_t now,
-			   int *changed)
+int store_sqlite_release_matching(struct store *st, const struct store_filter *f, int64_t now,
+				  int *changed)
 {
 	return store_change_matching(st, f, STORE_RCPT_RELEASING, now, changed);
 }
 
-int store_delete_matching(struct store *st, const struct store_filter *f, int64_t now, int *changed)
+int store_sqlite_delete_matching(struct store *st, const struct store_filter *f, int64_t now,
+				 int *changed)
 {
 	return store_change_matching(st, f, STORE_RCPT_DELETED, now, changed);
 }
@@ -2645,8 +2508,8 @@ fail:
 	return rc;
 }
 
-int store_delivery_claim(struct store *st, int64_t now, int64_t lease_ms,
-			 struct store_delivery **out)
+int store_sqlite_delivery_claim(struct store *st, int64_t now, int64_t lease_ms,
+				struct store_delivery **out)
 {
 	if (lease_ms < 0)
 		return -EINVAL;
@@ -2788,16 +2651,16 @@ static int store_delivery_record(struct store *st, const struct store_delivery *
 	return store_run_job(st, store_finish_job, &a);
 }
 
-int store_delivery_finish(struct store *st, const struct store_delivery *d,
-			  const struct store_delivery_result *results, size_t nresults, int64_t now,
-			  int64_t retry_at)
+int store_sqlite_delivery_finish(struct store *st, const struct store_delivery *d,
+				 const struct store_delivery_result *results, size_t nresults,
+				 int64_t now, int64_t retry_at)
 {
 	return store_delivery_record(st, d, results, nresults, now, retry_at, false);
 }
 
-int store_delivery_confirm(struct store *st, const struct store_delivery *d,
-			   const struct store_delivery_result *results, size_t nresults,
-			   int64_t now)
+int store_sqlite_delivery_confirm(struct store *st, const struct store_delivery *d,
+				  const struct store_delivery_result *results, size_t nresults,
+				  int64_t now)
 {
 	return store_delivery_record(st, d, results, nresults, now, 0, true);
 }
@@ -2814,7 +2677,7 @@ static int store_reset_leases_job(struct store *st, struct store_conn *c, void *
 	return store_step_done(c, s, "reset_leases");
 }
 
-int store_delivery_reset_leases(struct store *st, int64_t now)
+int store_sqlite_delivery_reset_leases(struct store *st, int64_t now)
 {
 	return store_run_job(st, store_reset_leases_job, &now);
 }
@@ -2846,7 +2709,7 @@ static int store_read_int(struct store *st, const char *sql, int64_t *out, bool 
 static const char sql_deliveries_count[] = "SELECT count(*) FROM deliveries";
 static const char sql_deliveries_next[] = "SELECT min(next_attempt_at) FROM deliveries";
 
-int store_delivery_pending(struct store *st, uint64_t *count)
+int store_sqlite_delivery_pending(struct store *st, uint64_t *count)
 {
 	int64_t v = 0;
 	int rc = store_read_int(st, sql_deliveries_count, &v, NULL);
@@ -2855,7 +2718,7 @@ int store_delivery_pending(struct store *st, uint64_t *count)
 	return rc;
 }
 
-int store_delivery_next_due(struct store *st, int64_t *when)
+int store_sqlite_delivery_next_due(struct store *st, int64_t *when)
 {
 	int64_t v = 0;
 	bool null = true;
@@ -2976,7 +2839,7 @@ static size_t store_maint_batch(size_t batch)
 	return batch > STORE_MAINT_BATCH_MAX ? STORE_MAINT_BATCH_MAX : batch;
 }
 
-int store_purge(struct store *st, size_t batch, uint64_t *purged)
+int store_sqlite_purge(struct store *st, size_t batch, uint64_t *purged)
 {
 	struct store_batch_args a = {.batch = store_maint_batch(batch)};
 	uint64_t total = 0;
@@ -2994,8 +2857,8 @@ int store_purge(struct store *st, size_t batch, uint64_t *purged)
 	return rc;
 }
 
-int store_expire(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
-		 size_t batch, uint64_t *expired, uint64_t *purged)
+int store_sqlite_expire(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
+			size_t batch, uint64_t *expired, uint64_t *purged)
 {
 	if (quarantine == NULL)
 		return -EINVAL;
@@ -3019,7 +2882,7 @@ int store_expire(struct store *st, const char *quarantine, int64_t cutoff, int64
 			 (unsigned long long)total, (unsigned long long)a.rows);
 	if (rc < 0)
 		return rc;
-	return store_purge(st, batch, purged);
+	return store_sqlite_purge(st, batch, purged);
 }
 
 /* --- statistics --------------------------------------------------------- */
@@ -3033,7 +2896,7 @@ static uint64_t store_file_size(const char *path)
 	return stat(path, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 }
 
-int store_stats(struct store *st, struct store_stats *out)
+int store_sqlite_stats(struct store *st, struct store_stats *out)
 {
 	struct store_conn *c = NULL;
 	int rc = store_reader_get(st, &c);
@@ -3062,3 +2925,53 @@ int store_stats(struct store *st, struct store_stats *out)
 	}
 	return rc;
 }
+
+const struct store_ops store_sqlite_ops = {
+    .close = store_sqlite_close,
+    .submit_message = store_sqlite_submit_message,
+    .list = store_sqlite_list,
+    .get = store_sqlite_get,
+    .get_raw = store_sqlite_get_raw,
+    .quarantines = store_sqlite_quarantines,
+    .release = store_sqlite_release,
+    .delete = store_sqlite_delete,
+    .release_matching = store_sqlite_release_matching,
+    .delete_matching = store_sqlite_delete_matching,
+    .delivery_claim = store_sqlite_delivery_claim,
+    .delivery_finish = store_sqlite_delivery_finish,
+    .delivery_confirm = store_sqlite_delivery_confirm,
+    .delivery_reset_leases = store_sqlite_delivery_reset_leases,
+    .delivery_pending = store_sqlite_delivery_pending,
+    .delivery_next_due = store_sqlite_delivery_next_due,
+    .expire = store_sqlite_expire,
+    .purge = store_sqlite_purge,
+    .stats = store_sqlite_stats,
+    .debug_counters = store_sqlite_debug_counters,
+    .debug_list_plan = store_sqlite_debug_list_plan,
+    .slbl_get = store_sqlite_slbl_get,
+    .slbl_put = store_sqlite_slbl_put,
+    .slbl_changes = store_sqlite_slbl_changes,
+    .user_add = store_sqlite_user_add,
+    .user_get = store_sqlite_user_get,
+    .user_list = store_sqlite_user_list,
+    .user_count = store_sqlite_user_count,
+    .user_delete = store_sqlite_user_delete,
+    .user_set_prefs = store_sqlite_user_set_prefs,
+    .user_set_last_login = store_sqlite_user_set_last_login,
+    .session_add = store_sqlite_session_add,
+    .session_get = store_sqlite_session_get,
+    .session_touch = store_sqlite_session_touch,
+    .session_delete = store_sqlite_session_delete,
+    .session_purge = store_sqlite_session_purge,
+    .audit_add = store_sqlite_audit_add,
+    .audit_list = store_sqlite_audit_list,
+    .digest_user_by_address = store_sqlite_digest_user_by_address,
+    .digest_user_by_name = store_sqlite_digest_user_by_name,
+    .digest_max_seq = store_sqlite_digest_max_seq,
+    .digest_candidates = store_sqlite_digest_candidates,
+    .digest_entries = store_sqlite_digest_entries,
+    .digest_state_get = store_sqlite_digest_state_get,
+    .digest_state_put = store_sqlite_digest_state_put,
+    .digest_token_used = store_sqlite_digest_token_used,
+    .digest_token_use = store_sqlite_digest_token_use,
+};

@@ -13,6 +13,8 @@
 
 #include <sqlite3.h>
 
+#include "store/store.h"
+
 struct store;
 struct store_conn;
 
@@ -36,5 +38,82 @@ int store_int_read_result(int rc);
 /* A new copy of a text column, or NULL for SQL NULL. */
 char *store_int_col_dup(sqlite3_stmt *s, int col);
 void store_int_log_sqlite(const char *what, sqlite3 *db);
+
+/* store.h, as the SQLite backend implements it (store_sqlite_ops). */
+void store_sqlite_close(struct store *st);
+int store_sqlite_submit_message(struct store *st, struct store_new_message *m, store_done_fn done,
+				void *arg);
+int store_sqlite_list(struct store *st, const struct store_filter *f, size_t limit,
+		      const char *cursor, struct store_message ***out, size_t *n,
+		      char **next_cursor);
+int store_sqlite_get(struct store *st, const char *id, struct store_message **out);
+int store_sqlite_get_raw(struct store *st, const char *id, unsigned char **raw, size_t *len);
+int store_sqlite_quarantines(struct store *st, struct store_quarantine_stats **out, size_t *n);
+int store_sqlite_release(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+			 int64_t now, int *changed);
+int store_sqlite_delete(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+			int64_t now, int *changed);
+int store_sqlite_release_matching(struct store *st, const struct store_filter *f, int64_t now,
+				  int *changed);
+int store_sqlite_delete_matching(struct store *st, const struct store_filter *f, int64_t now,
+				 int *changed);
+int store_sqlite_delivery_claim(struct store *st, int64_t now, int64_t lease_ms,
+				struct store_delivery **out);
+int store_sqlite_delivery_finish(struct store *st, const struct store_delivery *d,
+				 const struct store_delivery_result *results, size_t nresults,
+				 int64_t now, int64_t retry_at);
+int store_sqlite_delivery_confirm(struct store *st, const struct store_delivery *d,
+				  const struct store_delivery_result *results, size_t nresults,
+				  int64_t now);
+int store_sqlite_delivery_reset_leases(struct store *st, int64_t now);
+int store_sqlite_delivery_pending(struct store *st, uint64_t *count);
+int store_sqlite_delivery_next_due(struct store *st, int64_t *when);
+int store_sqlite_expire(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
+			size_t batch, uint64_t *expired, uint64_t *purged);
+int store_sqlite_purge(struct store *st, size_t batch, uint64_t *purged);
+int store_sqlite_stats(struct store *st, struct store_stats *out);
+void store_sqlite_debug_counters(struct store *st, struct store_debug_counters *out);
+int store_sqlite_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
+				 char **plan);
+int store_sqlite_slbl_get(struct store *st, const char *recipient, struct store_slbl **out);
+int store_sqlite_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
+			  int64_t *version);
+int store_sqlite_slbl_changes(struct store *st, int64_t since, size_t limit,
+			      struct store_slbl ***out, size_t *n, int64_t *version);
+int store_sqlite_user_add(struct store *st, const struct store_user *u);
+int store_sqlite_user_get(struct store *st, const char *username, struct store_user **out);
+int store_sqlite_user_list(struct store *st, struct store_user ***out, size_t *n);
+int store_sqlite_user_count(struct store *st, uint64_t *count);
+int store_sqlite_user_delete(struct store *st, const char *username);
+int store_sqlite_user_set_prefs(struct store *st, const char *username, const char *language,
+				const char *time_zone);
+int store_sqlite_user_set_last_login(struct store *st, const char *username, int64_t at);
+int store_sqlite_session_add(struct store *st, const char *token_hash,
+			     const struct store_session *s);
+int store_sqlite_session_get(struct store *st, const char *token_hash, struct store_session **out);
+int store_sqlite_session_touch(struct store *st, const char *token_hash, int64_t expires_at);
+int store_sqlite_session_delete(struct store *st, const char *token_hash);
+int store_sqlite_session_purge(struct store *st, int64_t now, int64_t created_before,
+			       uint64_t *purged);
+int store_sqlite_audit_add(struct store *st, const struct store_audit *a);
+int store_sqlite_audit_list(struct store *st, size_t limit, int64_t before_seq,
+			    struct store_audit ***out, size_t *n);
+int store_sqlite_digest_user_by_address(struct store *st, const char *address,
+					struct store_digest_user **out);
+int store_sqlite_digest_user_by_name(struct store *st, const char *username,
+				     struct store_digest_user **out);
+int store_sqlite_digest_max_seq(struct store *st, int64_t *out);
+int store_sqlite_digest_candidates(struct store *st, const char *q, int64_t after, int64_t upto,
+				   char ***out, size_t *n);
+int store_sqlite_digest_entries(struct store *st, const char *q, const char *address, int64_t after,
+				int64_t upto, size_t limit, struct store_digest_entry **out,
+				size_t *n, size_t *total);
+int store_sqlite_digest_state_get(struct store *st, const char *address, int64_t *last_seq,
+				  int64_t *last_sent_at);
+int store_sqlite_digest_state_put(struct store *st, const char *const *addresses, size_t n,
+				  int64_t last_seq, int64_t sent_at);
+int store_sqlite_digest_token_used(struct store *st, const char *nonce, bool *used);
+int store_sqlite_digest_token_use(struct store *st, const char *nonce, int64_t now,
+				  int64_t expires_at);
 
 #endif

@@ -166,7 +166,7 @@ static int store_user_add_job(struct store *st, struct store_conn *c, void *arg)
 	return rc;
 }
 
-int store_user_add(struct store *st, const struct store_user *u)
+int store_sqlite_user_add(struct store *st, const struct store_user *u)
 {
 	if (u == NULL || u->username == NULL || *u->username == '\0' || u->role == NULL ||
 	    u->naddresses > STORE_USER_MAX_ADDRESSES)
@@ -209,7 +209,7 @@ static struct store_user *store_user_from_row(sqlite3_stmt *s)
 	"username, password_hash, role, source, language, time_zone, created_at,"                  \
 	" coalesce(last_login_at, 0)"
 
-int store_user_get(struct store *st, const char *username, struct store_user **out)
+int store_sqlite_user_get(struct store *st, const char *username, struct store_user **out)
 {
 	struct store_conn *c = NULL;
 	struct store_user *u = NULL;
@@ -245,7 +245,7 @@ fail:
 	return rc;
 }
 
-int store_user_list(struct store *st, struct store_user ***out, size_t *n)
+int store_sqlite_user_list(struct store *st, struct store_user ***out, size_t *n)
 {
 	struct store_conn *c = NULL;
 	struct store_user **v = NULL;
@@ -286,7 +286,7 @@ fail:
 	return rc;
 }
 
-int store_user_count(struct store *st, uint64_t *count)
+int store_sqlite_user_count(struct store *st, uint64_t *count)
 {
 	struct store_conn *c = NULL;
 	int rc = store_int_reader_get(st, &c);
@@ -323,7 +323,7 @@ static int store_user_delete_job(struct store *st, struct store_conn *c, void *a
 	return sqlite3_changes(store_int_db(c)) > 0 ? 0 : -ENOENT;
 }
 
-int store_user_delete(struct store *st, const char *username)
+int store_sqlite_user_delete(struct store *st, const char *username)
 {
 	if (username == NULL)
 		return -EINVAL;
@@ -361,15 +361,15 @@ static int store_user_update_job(struct store *st, struct store_conn *c, void *a
 	return sqlite3_changes(store_int_db(c)) > 0 ? 0 : -ENOENT;
 }
 
-int store_user_set_prefs(struct store *st, const char *username, const char *language,
-			 const char *time_zone)
+int store_sqlite_user_set_prefs(struct store *st, const char *username, const char *language,
+				const char *time_zone)
 {
 	struct store_user_update up = {
 	    .username = username, .language = language, .time_zone = time_zone, .prefs = true};
 	return store_int_run_job(st, store_user_update_job, &up);
 }
 
-int store_user_set_last_login(struct store *st, const char *username, int64_t at)
+int store_sqlite_user_set_last_login(struct store *st, const char *username, int64_t at)
 {
 	struct store_user_update up = {.username = username, .last_login_at = at};
 	return store_int_run_job(st, store_user_update_job, &up);
@@ -413,7 +413,8 @@ static int store_session_add_job(struct store *st, struct store_conn *c, void *a
 	return store_users_run(c, s, "session_add");
 }
 
-int store_session_add(struct store *st, const char *token_hash, const struct store_session *s)
+int store_sqlite_session_add(struct store *st, const char *token_hash,
+			     const struct store_session *s)
 {
 	if (token_hash == NULL || s == NULL || s->username == NULL || s->role == NULL ||
 	    s->csrf_token == NULL || s->naddresses > STORE_USER_MAX_ADDRESSES)
@@ -426,7 +427,7 @@ int store_session_add(struct store *st, const char *token_hash, const struct sto
 	return store_int_run_job(st, store_session_add_job, &a);
 }
 
-int store_session_get(struct store *st, const char *token_hash, struct store_session **out)
+int store_sqlite_session_get(struct store *st, const char *token_hash, struct store_session **out)
 {
 	struct store_conn *c = NULL;
 	*out = NULL;
@@ -487,13 +488,13 @@ static int store_session_change_job(struct store *st, struct store_conn *c, void
 	return sqlite3_changes(store_int_db(c)) > 0 ? 0 : -ENOENT;
 }
 
-int store_session_touch(struct store *st, const char *token_hash, int64_t expires_at)
+int store_sqlite_session_touch(struct store *st, const char *token_hash, int64_t expires_at)
 {
 	struct store_session_change ch = {.token_hash = token_hash, .expires_at = expires_at};
 	return store_int_run_job(st, store_session_change_job, &ch);
 }
 
-int store_session_delete(struct store *st, const char *token_hash)
+int store_sqlite_session_delete(struct store *st, const char *token_hash)
 {
 	struct store_session_change ch = {.token_hash = token_hash, .remove = true};
 	return store_int_run_job(st, store_session_change_job, &ch);
@@ -520,7 +521,8 @@ static int store_session_purge_job(struct store *st, struct store_conn *c, void 
 	return rc;
 }
 
-int store_session_purge(struct store *st, int64_t now, int64_t created_before, uint64_t *purged)
+int store_sqlite_session_purge(struct store *st, int64_t now, int64_t created_before,
+			       uint64_t *purged)
 {
 	struct store_session_purge p = {.now = now, .created_before = created_before};
 	int rc = store_int_run_job(st, store_session_purge_job, &p);
@@ -566,15 +568,15 @@ static int store_audit_add_job(struct store *st, struct store_conn *c, void *arg
 	return store_users_run(c, s, "audit_add");
 }
 
-int store_audit_add(struct store *st, const struct store_audit *a)
+int store_sqlite_audit_add(struct store *st, const struct store_audit *a)
 {
 	if (a == NULL || a->actor == NULL || a->action == NULL)
 		return -EINVAL;
 	return store_int_run_job(st, store_audit_add_job, &a);
 }
 
-int store_audit_list(struct store *st, size_t limit, int64_t before_seq, struct store_audit ***out,
-		     size_t *n)
+int store_sqlite_audit_list(struct store *st, size_t limit, int64_t before_seq,
+			    struct store_audit ***out, size_t *n)
 {
 	struct store_conn *c = NULL;
 	struct store_audit **v = NULL;

@@ -2,6 +2,9 @@
 
 LAZARET_BUILD names the build folder holding lazaretd and lazaretctl (default:
 <repo>/build). LAZARET_SANITIZED=1 stretches every deadline for ASan/UBSan builds.
+LAZARET_E2E_BACKEND=postgresql runs every manager on the PostgreSQL store, each in a
+new database of the server at LAZARET_TEST_PG_DSN (run pytest under
+scripts/with-postgresql); tests that look into SQLite's file itself then fail.
 
 The `manager` fixture (and the `start_manager(**overrides)` factory) writes a
 lazaretd.conf into a fresh folder, starts `lazaretd -c FILE`, waits until /healthz
@@ -29,6 +32,13 @@ import pytest
 
 from e2e_helpers import (STORED_RE, DaemonExits, free_port, sanitizer_report, t,
                          wait_for)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only: looks into SQLite's own file or uses its progress"
+        " handler; left out of the run on PostgreSQL (LAZARET_E2E_BACKEND=postgresql)")
+
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD_DIR = os.path.abspath(os.environ.get("LAZARET_BUILD") or os.path.join(REPO, "build"))
@@ -97,6 +107,19 @@ def render_config(sections):
     return "\n".join(out)
 
 
+def _new_pg_database():
+    """A new database on the server at LAZARET_TEST_PG_DSN: its DSN."""
+    base = os.environ.get("LAZARET_TEST_PG_DSN")
+    if not base:
+        pytest.fail("LAZARET_E2E_BACKEND=postgresql needs LAZARET_TEST_PG_DSN"
+                    " (run under scripts/with-postgresql)")
+    name = "lazaret_e2e_" + secrets.token_hex(6)
+    r = subprocess.run(["psql", "-X", "-q", "-d", base, "-c", "CREATE DATABASE " + name],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return "%s dbname=%s" % (base, name)
+
+
 class Manager:
     """One lazaretd process with its own config, data folder, ports and log."""
 
@@ -122,6 +145,8 @@ class Manager:
             "release": {"primary_host": "127.0.0.1:%d" % free_port(),
                         "source_address": "127.0.0.1"},
         }
+        if os.environ.get("LAZARET_E2E_BACKEND") == "postgresql":
+            self.sections["store"] = {"backend": "postgresql", "dsn": _new_pg_database()}
         self.apply(overrides)
         self.proc = None
         # Run in the child before exec (e.g. to lower its RLIMIT_NOFILE).

@@ -180,6 +180,24 @@ def test_starting_with_a_bad_config_fails_with_the_message(workdir):
     assert "delete_after" in out and conf in out, out
 
 
+def test_a_dsn_without_the_postgresql_backend_is_refused(workdir):
+    conf = os.path.join(workdir, "lazaretd.conf")
+    secs = good_sections(workdir)
+    secs["store"] = {"dsn": "host=db dbname=lazaret"}
+    write(conf, render_config(secs))
+    r = run_daemon("--check-config", "-c", conf)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 1, out
+    assert "[store] dsn: is for backend = postgresql only" in out, out
+    secs["store"] = {"backend": "postgresql"}
+    write(conf, render_config(secs))
+    r = run_daemon("-c", conf)
+    out = (r.stdout + r.stderr).decode()
+    assert r.returncode == 1, out
+    assert "[store] dsn: is required when backend = postgresql" in out, out
+    assert not os.path.exists(os.path.join(workdir, "data")), os.listdir(workdir)
+
+
 def test_log_lines_have_the_documented_shape(manager):
     manager.send("a@example.jp", ["u@corp.test"], make_message("log shape"))
     text = manager.log_text()

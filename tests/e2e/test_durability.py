@@ -267,6 +267,7 @@ def strace_events(path):
     return events
 
 
+@pytest.mark.sqlite_only
 def test_every_250_comes_after_the_wal_is_synced(start_manager):
     """synchronous=FULL, observed on the real daemon: for each '250 stored as <id>'
     written to a client, the id was written to the WAL and the WAL was fsynced
@@ -347,6 +348,7 @@ def send_raw(m, raw):
         return raw_transaction(c, "a@example.jp", ["u@corp.test"], dot_stuff(raw))
 
 
+@pytest.mark.sqlite_only
 def test_full_disk_and_read_only_fs_are_451_never_250(start_manager, workdir):
     with small_ext4(workdir, 12) as (mnt, dev):
         ballast = os.path.join(mnt, "ballast")

@@ -23,6 +23,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from e2e_helpers import make_message, t, wait_for
 
 SLOW_FAULT = {"LAZARET_FAULT": "store_slow_read"}
@@ -131,6 +133,7 @@ class Searches:
             th.join(t(60))
 
 
+@pytest.mark.sqlite_only
 def test_slow_searches_do_not_hold_up_smtp_or_healthz(start_manager):
     m, _ = slow_manager(start_manager, 600)
     # Each search is slow on its own: a third of a second or more of store work.
@@ -163,6 +166,7 @@ def test_slow_searches_do_not_hold_up_smtp_or_healthz(start_manager):
     assert m.metric("lazaret_api_query_timeouts_total") == 0
 
 
+@pytest.mark.sqlite_only
 def test_full_queue_answers_503_retry_after_and_keeps_the_store(start_manager):
     m, ids = slow_manager(start_manager, 600, http__read_threads="1",
                           http__read_queue_max="1")
@@ -215,6 +219,7 @@ def test_full_queue_answers_503_retry_after_and_keeps_the_store(start_manager):
     assert st == 200 and body["subject"] == "seed %d" % (len(ids) - 1)
 
 
+@pytest.mark.sqlite_only
 def test_query_over_budget_answers_query_timeout_and_the_pool_goes_on(start_manager):
     m, ids = slow_manager(start_manager, 1500, http__read_threads="1",
                           http__query_timeout="1s")
@@ -249,6 +254,7 @@ def test_query_over_budget_answers_query_timeout_and_the_pool_goes_on(start_mana
     assert m.metric("lazaret_api_query_timeouts_total") == 2
 
 
+@pytest.mark.sqlite_only
 def test_client_gone_before_its_reply_and_sigterm_with_reads_pending(start_manager):
     m, ids = slow_manager(start_manager, 600, http__read_threads="2")
     # Clients that send a slow read and leave at once: a search, a detail, a download.

@@ -171,6 +171,8 @@ static void test_defaults(void **state)
 	free(dd);
 	assert_string_equal(cfg.user, "lazaret");
 	assert_string_equal(cfg.log_level, "info");
+	assert_string_equal(cfg.store_backend, "sqlite");
+	assert_null(cfg.store_dsn);
 	assert_string_equal(cfg.http_listen, "127.0.0.1:8080");
 	assert_string_equal(cfg.admin_token, "s3cret");
 	assert_int_equal(cfg.http_max_body, 1024 * 1024);
@@ -256,7 +258,10 @@ static void test_every_key(void **state)
 			       "retry_min = 30s\n"
 			       "retry_max = 2h\n"
 			       "give_up_after = 3d\n"
-			       "helo_name = out.example.jp\n",
+			       "helo_name = out.example.jp\n"
+			       "[store]\n"
+			       "backend = postgresql\n"
+			       "dsn = \"host=db.example.jp dbname=lazaret user=lazaret\"\n",
 			       key_path);
 	int rc = load(text, &cfg, &errors);
 	free(text);
@@ -266,6 +271,8 @@ static void test_every_key(void **state)
 	assert_string_equal(cfg.data_dir, "/srv/lazaret");
 	assert_string_equal(cfg.user, "_lazaret");
 	assert_string_equal(cfg.log_level, "debug");
+	assert_string_equal(cfg.store_backend, "postgresql");
+	assert_string_equal(cfg.store_dsn, "host=db.example.jp dbname=lazaret user=lazaret");
 	assert_string_equal(cfg.http_listen, "[::1]:8443");
 	assert_string_equal(cfg.admin_token, "tok;en#1");
 	assert_int_equal(cfg.http_max_body, 4 * 1024 * 1024);
@@ -396,6 +403,14 @@ static void test_validation_errors(void **state)
 	     "F:6: [auth_ldap] starttls: is for ldap:// URIs (ldaps:// is TLS already)\n"},
 	    {"[http]\nadmin_token = t\n[auth_ldap]\nuri = http://x.test/\nbase_dn = dc=x\n",
 	     "F:4: [auth_ldap] uri: must start with ldap://, ldaps:// or ldapi://\n"},
+	    {"[http]\nadmin_token = t\n[store]\nbackend = postgresql\n",
+	     "F:3: [store] dsn: is required when backend = postgresql\n"},
+	    {"[http]\nadmin_token = t\n[store]\nbackend = postgresql\ndsn =\n",
+	     "F:5: [store] dsn: is required when backend = postgresql\n"},
+	    {"[http]\nadmin_token = t\n[store]\ndsn = host=db dbname=lazaret\n",
+	     "F:4: [store] dsn: is for backend = postgresql only\n"},
+	    {"[http]\nadmin_token = t\n[store]\nbackend = mysql\n",
+	     "F:4: [store] backend: \"mysql\" is not one of sqlite|postgresql\n"},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -3,7 +3,8 @@
  * deduplication, what entries are refused, the per-list limit, the change feed
  * and its versions (emptied lists included), reopening, and that the entry check
  * callers use (store_slbl_normalize) agrees with what a put accepts.
- * Each test works in its own temporary directory under /tmp, removed afterwards.
+ * Each test works in its own temporary directory under /tmp, removed afterwards,
+ * or (with LAZARET_TEST_PG_DSN, test_pg.h) in its own PostgreSQL database.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -20,9 +21,11 @@
 #include "common/xalloc.h"
 #include "api/api_slbl.h"
 #include "store/store.h"
+#include "test_pg.h"
 
 struct fixture {
 	char dir[64];
+	char db[64]; /* PostgreSQL (test_pg.h): this test's database */
 	struct store *st;
 };
 
@@ -37,7 +40,15 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 static int open_store(struct fixture *fx)
 {
 	struct store_options opt = {.dir = fx->dir};
-	return store_open(&opt, &fx->st);
+	if (test_pg_dsn() == NULL)
+		return store_open(&opt, &fx->st);
+	if (fx->db[0] == '\0' && test_pg_create(fx->db, sizeof(fx->db)) < 0)
+		return -1;
+	char *dsn = test_pg_dsn_of(fx->db);
+	opt = (struct store_options){.backend = "postgresql", .dsn = dsn};
+	int rc = store_open(&opt, &fx->st);
+	free(dsn);
+	return rc;
 }
 
 static int setup(void **state)
@@ -55,6 +66,8 @@ static int teardown(void **state)
 	struct fixture *fx = *state;
 	store_close(fx->st);
 	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (fx->db[0] != '\0')
+		test_pg_drop(fx->db);
 	free(fx);
 	return 0;
 }

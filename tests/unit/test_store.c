@@ -1,9 +1,15 @@
 /*
- * test_store — the SQLite quarantine store through store.h: durability of
- * submitted messages, group commit, the recipient state machine, the delivery
- * queue, listing filters and keyset paging, expiry/purge, schema reopen, and the
- * query plans that keep listing fast at scale. Each test works in its own
- * temporary directory under /tmp, removed afterwards.
+ * test_store — the quarantine store through store.h: durability of submitted
+ * messages, group commit, the recipient state machine, the delivery queue,
+ * listing filters and keyset paging, expiry/purge, schema reopen, and the query
+ * plans that keep listing fast at scale.
+ *
+ * One program, both backends. Without LAZARET_TEST_PG_DSN each test works on
+ * SQLite in its own temporary directory under /tmp, removed afterwards. With it
+ * (scripts/with-postgresql sets it; meson runs this program both ways), each
+ * test gets its own new database on that PostgreSQL server, dropped afterwards,
+ * and the tests of SQLite's own machinery (its query plans, pages, tokenizer and
+ * migrations) give way to PostgreSQL's.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -17,19 +23,64 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "common/ids.h"
+#include "common/clock.h"
 #include "common/xalloc.h"
 #include "store/store.h"
 #include "store/store_short.h"
+#include "test_pg.h"
 
 #define T0 1760000000000LL /* a fixed "now" so ids and times are predictable */
 
 struct fixture {
 	char dir[64];
+	char db[64]; /* PostgreSQL: this test's database */
 	struct store *st;
 };
+
+/* The PostgreSQL server to test against (test_pg.h), or NULL: SQLite. */
+static const char *pg_dsn;
+
+/* The first value of sql on the fixture's PostgreSQL database, as a number. */
+static int64_t pg_int(struct fixture *fx, const char *sql)
+{
+	char *dsn = test_pg_dsn_of(fx->db);
+	PGconn *c = PQconnectdb(dsn);
+	free(dsn);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	int64_t v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+/* A second store on the fixture's PostgreSQL database. */
+static int fixture_open_other(struct fixture *fx, struct store **out)
+{
+	char *dsn = test_pg_dsn_of(fx->db);
+	struct store_options opt = {.backend = "postgresql", .dsn = dsn};
+	int rc = store_open(&opt, out);
+	free(dsn);
+	return rc;
+}
+
+/* Opens the fixture's store: its directory, or its database. */
+static int fixture_open(struct fixture *fx)
+{
+	char *where = pg_dsn != NULL ? test_pg_dsn_of(fx->db) : xasprintf("%s/data", fx->dir);
+	struct store_options opt = {.dir = where};
+	if (pg_dsn != NULL)
+		opt = (struct store_options){.backend = "postgresql", .dsn = where};
+	int rc = store_open(&opt, &fx->st);
+	free(where);
+	return rc;
+}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -39,20 +90,22 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 	return remove(path);
 }
 
+static int teardown(void **state);
+
 static int setup(void **state)
 {
 	struct fixture *fx = xcalloc(1, sizeof(*fx));
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/lazaret-test-store-XXXXXX");
 	if (mkdtemp(fx->dir) == NULL)
 		return -1;
-	/* a subdirectory the store must create itself */
-	char *sub = xasprintf("%s/data", fx->dir);
-	struct store_options opt = {.dir = sub};
-	int rc = store_open(&opt, &fx->st);
-	free(sub);
-	if (rc != 0)
-		return -1;
+	if (pg_dsn != NULL && test_pg_create(fx->db, sizeof(fx->db)) < 0)
+		fail_msg("cannot create a database at %s", pg_dsn);
+	/* SQLite: a subdirectory the store must create itself */
 	*state = fx;
+	if (fixture_open(fx) != 0) {
+		teardown(state);
+		return -1;
+	}
 	return 0;
 }
 
@@ -61,6 +114,8 @@ static int teardown(void **state)
 	struct fixture *fx = *state;
 	store_close(fx->st);
 	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (pg_dsn != NULL && fx->db[0] != '\0')
+		test_pg_drop(fx->db);
 	free(fx);
 	return 0;
 }
@@ -181,6 +236,13 @@ static enum store_rcpt_state rcpt_state(struct store *st, const char *id, const 
 static void test_roundtrip(void **state)
 {
 	struct fixture *fx = *state;
+	/* both backends have every function of store.h */
+	assert_null(store_backend_missing("sqlite"));
+	assert_null(store_backend_missing("postgresql"));
+	assert_null(store_backend_missing(NULL));
+	char *missing = store_backend_missing("oracle");
+	assert_non_null(missing);
+	free(missing);
 	struct msg_spec sp = {.label = "rt",
 			      .at = T0,
 			      .sender = "Bounce@Example.JP",
@@ -912,6 +974,13 @@ static void test_expire_and_purge(void **state)
 	assert_int_equal(store_get(fx->st, releasing_id, &m), -ENOENT);
 	assert_int_equal(store_purge(fx->st, 0, &purged), 0);
 	assert_int_equal(purged, 0);
+	if (pg_dsn != NULL) {
+		/* recipients and bodies went with their messages */
+		assert_int_equal(pg_int(fx, "SELECT count(*) FROM recipients"), 2);
+		assert_int_equal(pg_int(fx, "SELECT count(*) FROM bodies"), 2);
+		assert_int_equal(pg_int(fx, "SELECT count(*) FROM attachments"), 0);
+		return;
+	}
 	/* the subject index forgot the purged rows too */
 	char *path = db_path(fx);
 	sqlite3 *db = NULL;
@@ -990,10 +1059,13 @@ static void test_reopen_keeps_data(void **state)
 	store_close(fx->st);
 	fx->st = NULL;
 	char *path = db_path(fx);
-	assert_int_equal(pragma_int(path, "user_version"), 5);
-	char *sub = xasprintf("%s/data", fx->dir);
-	struct store_options opt = {.dir = sub};
-	assert_int_equal(store_open(&opt, &fx->st), 0);
+	if (pg_dsn != NULL)
+		/* every migration recorded, once */
+		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
+				 0);
+	else
+		assert_int_equal(pragma_int(path, "user_version"), 5);
+	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
 	assert_string_equal(m->subject, "再起動テスト");
@@ -1006,7 +1078,6 @@ static void test_reopen_keeps_data(void **state)
 	assert_int_equal(n, 1);
 	store_message_array_free(v, n);
 	free(path);
-	free(sub);
 }
 
 /* --- subject search ------------------------------------------------------- */
@@ -1279,7 +1350,9 @@ static void subject_paging(struct fixture *fx, bool hour_late)
 			}
 		}
 	}
-	/* the walk's bounds saw the late messages */
+	/* SQLite: the walk's bounds saw the late messages */
+	if (pg_dsn != NULL)
+		goto done;
 	char *path = db_path(fx);
 	sqlite3 *db = NULL;
 	sqlite3_stmt *s = NULL;
@@ -1296,6 +1369,7 @@ static void subject_paging(struct fixture *fx, bool hour_late)
 	sqlite3_finalize(s);
 	sqlite3_close(db);
 	free(path);
+done:
 	for (int i = 0; i < N; i++)
 		free(subjects[i]);
 	free(subjects);
@@ -1564,9 +1638,192 @@ static void test_query_plans(void **state)
 	free(plan);
 }
 
+/* --- PostgreSQL's own ------------------------------------------------------ */
+
+struct claimer {
+	struct store *st;
+	int64_t jobs[64];
+	int n;
+	int errors;
+};
+
+static void *claim_main(void *arg)
+{
+	struct claimer *c = arg;
+	for (;;) {
+		struct store_delivery *d = NULL;
+		int rc = store_delivery_claim(c->st, T0 + 10, 60000, &d);
+		if (rc == -EAGAIN)
+			break;
+		if (rc != 0) {
+			c->errors++;
+			break;
+		}
+		if (c->n < 64)
+			c->jobs[c->n++] = d->job_id;
+		store_delivery_free(d);
+	}
+	return NULL;
+}
+
+/* Claimers racing on one queue (FOR UPDATE SKIP LOCKED): each job goes to one. */
+static void test_pg_claims_race(void **state)
+{
+	struct fixture *fx = *state;
+	enum { JOBS = 40, CLAIMERS = 4 };
+	for (int i = 0; i < JOBS; i++) {
+		char id[37];
+		struct msg_spec sp = {.label = "c", .at = T0 + i, .rcpts = {"a@x.jp"}};
+		add(fx->st, &sp, id);
+		assert_int_equal(store_release(fx->st, id, NULL, 0, T0, NULL), 0);
+	}
+	struct claimer cl[CLAIMERS] = {0};
+	pthread_t th[CLAIMERS];
+	for (int i = 0; i < CLAIMERS; i++) {
+		cl[i].st = fx->st;
+		pthread_create(&th[i], NULL, claim_main, &cl[i]);
+	}
+	int total = 0;
+	int64_t seen[JOBS];
+	for (int i = 0; i < CLAIMERS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(cl[i].errors, 0);
+		for (int k = 0; k < cl[i].n; k++) {
+			for (int j = 0; j < total; j++)
+				assert_true(seen[j] != cl[i].jobs[k]);
+			assert_true(total < JOBS);
+			seen[total++] = cl[i].jobs[k];
+		}
+	}
+	assert_int_equal(total, JOBS);
+	/* all leased until T0 + 10 + 60000 */
+	struct store_delivery *d = NULL;
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 60009, 1000, &d), -EAGAIN);
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 60010, 1000, &d), 0);
+	store_delivery_free(d);
+}
+
+/* A database migrated by a newer lazaretd is refused, not damaged. */
+static void test_pg_schema_too_new(void **state)
+{
+	struct fixture *fx = *state;
+	char id[37];
+	struct msg_spec sp = {.label = "n", .at = T0, .rcpts = {"a@x.jp"}};
+	add(fx->st, &sp, id);
+	store_close(fx->st);
+	fx->st = NULL;
+	char *dsn = test_pg_dsn_of(fx->db);
+	PGconn *c = PQconnectdb(dsn);
+	free(dsn);
+	PGresult *r = PQexec(c, "INSERT INTO store_migrations (version) VALUES (99)");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	assert_int_equal(fixture_open(fx), -EPROTO);
+	fx->st = NULL;
+	r = PQexec(c, "DELETE FROM store_migrations WHERE version = 99");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	PQfinish(c);
+	assert_int_equal(fixture_open(fx), 0);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	store_message_free(m);
+	/* one store per database at a time */
+	struct store *other = NULL;
+	assert_int_equal(fixture_open_other(fx, &other), -EBUSY);
+	/* and a wrong DSN is an error, not a hang */
+	struct store_options bad = {.backend = "postgresql", .dsn = "host=/nonexistent port=1"};
+	assert_int_equal(store_open(&bad, &other), -EIO);
+	struct store_options none = {.backend = "postgresql"};
+	assert_int_equal(store_open(&none, &other), -EINVAL);
+	struct store_options unknown = {.backend = "oracle", .dsn = "x"};
+	assert_int_equal(store_open(&unknown, &other), -EINVAL);
+}
+
+/*
+ * A read held up on the server (here: behind another session's lock) is cancelled
+ * by the statement_timeout of the thread's deadline and answers -ETIMEDOUT; the
+ * connection then serves the next read in full, and changes are never cut off.
+ */
+static void test_pg_read_deadline_cancels(void **state)
+{
+	struct fixture *fx = *state;
+	char id[37];
+	struct msg_spec sp = {.label = "l", .at = T0, .rcpts = {"a@x.jp"}};
+	add(fx->st, &sp, id);
+	char *dsn = test_pg_dsn_of(fx->db);
+	PGconn *c = PQconnectdb(dsn);
+	free(dsn);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	PGresult *r = PQexec(c, "BEGIN; LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	struct store_filter all = {.quarantine = "spam"};
+	struct store_message **v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	store_read_deadline_set(300);
+	int64_t t0 = clock_mono_ms();
+	assert_int_equal(store_list(fx->st, &all, 10, NULL, &v, &n, &next), -ETIMEDOUT);
+	int64_t took = clock_mono_ms() - t0;
+	assert_true(took >= 250 && took < 10000);
+	assert_null(v);
+	struct store_message *m = NULL;
+	store_read_deadline_set(300);
+	assert_int_equal(store_get(fx->st, id, &m), -ETIMEDOUT);
+	store_read_deadline_clear();
+	r = PQexec(c, "COMMIT");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	PQfinish(c);
+	/* the pooled connections carry no timeout any more */
+	assert_int_equal(store_list(fx->st, &all, 10, NULL, &v, &n, &next), 0);
+	assert_int_equal(n, 1);
+	store_message_array_free(v, n);
+	free(next);
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	store_message_free(m);
+	/* a change made by a thread with a spent deadline still commits */
+	store_read_deadline_set(1);
+	struct timespec ts = {0, 5 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	const char *rcpts[] = {"a@x.jp"};
+	int changed = 0;
+	assert_int_equal(store_delete(fx->st, id, rcpts, 1, T0 + 1, &changed), 0);
+	assert_int_equal(changed, 1);
+	store_read_deadline_clear();
+}
+
+/* Text PostgreSQL cannot hold as is (invalid UTF-8) is stored with U+FFFD. */
+static void test_pg_invalid_utf8(void **state)
+{
+	struct fixture *fx = *state;
+	char id[37];
+	struct msg_spec sp = {
+	    .label = "u", .at = T0, .rcpts = {"a@x.jp"}, .subject = "bad \xff\xfe end \xe3\x81"};
+	add(fx->st, &sp, id);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	assert_string_equal(m->subject,
+			    "bad \xef\xbf\xbd\xef\xbf\xbd end \xef\xbf\xbd\xef\xbf\xbd");
+	store_message_free(m);
+	struct store_filter f = {.subject = "end"};
+	struct store_message **v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	assert_int_equal(store_list(fx->st, &f, 10, NULL, &v, &n, &next), 0);
+	assert_int_equal(n, 1);
+	store_message_array_free(v, n);
+	/* the subject is searchable through its trigram index */
+	assert_int_equal(
+	    pg_int(fx, "SELECT count(*) FROM pg_indexes WHERE indexname = 'messages_subject'"
+		       " AND indexdef LIKE '%gin_trgm_ops%'"),
+	    1);
+}
+
 int main(void)
 {
-	const struct CMUnitTest tests[] = {
+	const struct CMUnitTest sqlite_tests[] = {
 	    cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_message_in_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_submits, setup, teardown),
@@ -1590,5 +1847,33 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_subject_bulk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_builds_search_index, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	/* the same behaviour on PostgreSQL, and what is PostgreSQL's own */
+	const struct CMUnitTest pg_tests[] = {
+	    cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_message_in_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_submits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_commit_batches, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_release_delete_states, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delivery_queue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delivery_confirm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_filters, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_keyset_paging, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bulk_actions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_quarantines, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subject_bulk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_read_deadline, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_claims_race, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_schema_too_new, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_invalid_utf8, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_read_deadline_cancels, setup, teardown),
+	};
+	pg_dsn = test_pg_dsn();
+	if (pg_dsn != NULL)
+		return cmocka_run_group_tests_name("store_postgresql", pg_tests, NULL, NULL);
+	return cmocka_run_group_tests_name("store_sqlite", sqlite_tests, NULL, NULL);
 }

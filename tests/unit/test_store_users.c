@@ -2,12 +2,14 @@
  * Tests for store/store_users: accounts keep their addresses in order and
  * lower-cased, a taken username is -EEXIST, deleting an account ends its
  * sessions; sessions are found by token hash, moved, purged; the audit log pages
- * newest first. Against a real store in a temporary folder.
+ * newest first; what the digests read and record (store_digest_*). Against a real store: SQLite in
+ * a temporary folder, or (with LAZARET_TEST_PG_DSN, test_pg.h) a new PostgreSQL database per test.
  */
 #include <errno.h>
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -17,10 +19,14 @@
 
 #include <cmocka.h>
 
+#include "common/ids.h"
+#include "common/xalloc.h"
 #include "store/store.h"
+#include "test_pg.h"
 
 struct fixture {
 	char dir[64];
+	char db[64]; /* PostgreSQL: this test's database */
 	struct store *st;
 };
 
@@ -36,10 +42,17 @@ static int setup(void **state)
 	if (mkdtemp(fx->dir) == NULL)
 		return -1;
 	struct store_options opt = {.dir = fx->dir};
-	if (store_open(&opt, &fx->st) != 0)
-		return -1;
+	char *dsn = NULL;
+	if (test_pg_dsn() != NULL) {
+		if (test_pg_create(fx->db, sizeof(fx->db)) < 0)
+			return -1;
+		dsn = test_pg_dsn_of(fx->db);
+		opt = (struct store_options){.backend = "postgresql", .dsn = dsn};
+	}
+	int rc = store_open(&opt, &fx->st);
+	free(dsn);
 	*state = fx;
-	return 0;
+	return rc == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -47,6 +60,8 @@ static int teardown(void **state)
 	struct fixture *fx = *state;
 	store_close(fx->st);
 	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (fx->db[0] != '\0')
+		test_pg_drop(fx->db);
 	free(fx);
 	return 0;
 }
@@ -194,12 +209,194 @@ static void test_audit_paging(void **state)
 	assert_int_equal(store_audit_list(fx->st, 1001, 0, &v, &n), -EINVAL);
 }
 
+/* ---- digests ---- */
+
+static void digest_done(void *arg, int rc)
+{
+	atomic_store((atomic_int *)arg, rc == 0 ? 1 : -1);
+}
+
+/* Stores a message of quarantine q to rcpts (NULL-terminated); its id in id. */
+static void digest_add(struct store *st, int64_t at, const char *q, const char *const *rcpts,
+		       char id[37])
+{
+	struct store_new_message *m = xcalloc(1, sizeof(*m));
+	ids_uuidv7(at, m->id);
+	memcpy(id, m->id, 37);
+	m->quarantine = xstrdup(q);
+	m->received_at = at;
+	m->sender = xstrdup("news@spam.test");
+	while (rcpts[m->nrecipients] != NULL)
+		m->nrecipients++;
+	m->recipients = xcalloc(m->nrecipients, sizeof(char *));
+	for (size_t i = 0; i < m->nrecipients; i++)
+		m->recipients[i] = xstrdup(rcpts[i]);
+	m->subject = xstrdup("Sale");
+	m->has_score = true;
+	m->score = 9.5;
+	m->raw = (unsigned char *)xstrdup("Subject: Sale\r\n\r\nx\r\n");
+	m->raw_len = strlen((char *)m->raw);
+	atomic_int done = 0;
+	assert_int_equal(store_submit_message(st, m, digest_done, &done), 0);
+	while (atomic_load(&done) == 0)
+		usleep(1000);
+	assert_int_equal(atomic_load(&done), 1);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void test_digest_store(void **state)
+{
+	struct fixture *fx = *state;
+	char *alice_addrs[] = {"Zed@Corp.test", "alice@corp.test"};
+	struct store_user alice = {.username = "alice",
+				   .role = "enduser",
+				   .language = "en",
+				   .created_at = 1,
+				   .addresses = alice_addrs,
+				   .naddresses = 2};
+	char *bob_addrs[] = {"b@corp.test"};
+	struct store_user bob = {.username = "bob",
+				 .role = "operator",
+				 .created_at = 1,
+				 .addresses = bob_addrs,
+				 .naddresses = 1};
+	assert_int_equal(store_user_add(fx->st, &alice), 0);
+	assert_int_equal(store_user_add(fx->st, &bob), 0);
+
+	struct store_digest_user *u = NULL;
+	assert_int_equal(store_digest_user_by_address(fx->st, "ALICE@corp.test", &u), 0);
+	assert_string_equal(u->username, "alice");
+	assert_string_equal(u->language, "en");
+	assert_null(u->time_zone);
+	assert_int_equal(u->naddresses, 2); /* sorted */
+	assert_string_equal(u->addresses[0], "alice@corp.test");
+	assert_string_equal(u->addresses[1], "zed@corp.test");
+	store_digest_user_free(u);
+	assert_int_equal(store_digest_user_by_name(fx->st, "alice", &u), 0);
+	assert_int_equal(u->naddresses, 2);
+	store_digest_user_free(u);
+	/* only end users get digests */
+	assert_int_equal(store_digest_user_by_address(fx->st, "b@corp.test", &u), -ENOENT);
+	assert_int_equal(store_digest_user_by_name(fx->st, "bob", &u), -ENOENT);
+	assert_int_equal(store_digest_user_by_name(fx->st, "nobody", &u), -ENOENT);
+	assert_int_equal(store_digest_user_by_address(fx->st, "", &u), -EINVAL);
+
+	int64_t max = -1;
+	assert_int_equal(store_digest_max_seq(fx->st, &max), 0);
+	assert_int_equal(max, 0);
+	char m1[37], m2[37], m3[37], m4[37];
+	digest_add(fx->st, 1000, "spam", (const char *[]){"Alice@Corp.test", "other@x.test", NULL},
+		   m1);
+	digest_add(fx->st, 2000, "spam", (const char *[]){"zed@corp.test", NULL}, m2);
+	digest_add(fx->st, 3000, "policy1", (const char *[]){"alice@corp.test", NULL}, m3);
+	digest_add(fx->st, 4000, "spam", (const char *[]){"alice@corp.test", NULL}, m4);
+	assert_int_equal(store_digest_max_seq(fx->st, &max), 0);
+	assert_true(max > 0);
+
+	char **cand = NULL;
+	size_t ncand = 0;
+	assert_int_equal(store_digest_candidates(fx->st, "spam", 0, max, &cand, &ncand), 0);
+	assert_int_equal(ncand, 3);
+	qsort(cand, ncand, sizeof(char *), cmp_str);
+	assert_string_equal(cand[0], "alice@corp.test");
+	assert_string_equal(cand[1], "other@x.test");
+	assert_string_equal(cand[2], "zed@corp.test");
+	for (size_t i = 0; i < ncand; i++)
+		free(cand[i]);
+	free(cand);
+
+	/* oldest first; the limit, and the total without it */
+	struct store_digest_entry *e = NULL;
+	size_t n = 0, total = 0;
+	assert_int_equal(
+	    store_digest_entries(fx->st, "spam", "ALICE@corp.test", 0, max, 1, &e, &n, &total), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(total, 2);
+	assert_string_equal(e[0].id, m1);
+	assert_string_equal(e[0].recipient, "Alice@Corp.test"); /* as in the envelope */
+	assert_string_equal(e[0].sender, "news@spam.test");
+	assert_string_equal(e[0].subject, "Sale");
+	assert_true(e[0].has_score && e[0].score == 9.5);
+	assert_int_equal(e[0].received_at, 1000);
+	int64_t seq1 = e[0].seq;
+	store_digest_entries_free(e, n);
+	/* after m1's seq: m4 only */
+	assert_int_equal(
+	    store_digest_entries(fx->st, "spam", "alice@corp.test", seq1, max, 10, &e, &n, &total),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(total, 1);
+	assert_string_equal(e[0].id, m4);
+	assert_true(e[0].seq > seq1);
+	store_digest_entries_free(e, n);
+	/* a released recipient is no longer new mail */
+	const char *rel[] = {"alice@corp.test"};
+	assert_int_equal(store_release(fx->st, m1, rel, 1, 5000, NULL), 0);
+	assert_int_equal(
+	    store_digest_entries(fx->st, "spam", "alice@corp.test", 0, max, 10, &e, &n, &total), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(e[0].id, m4);
+	store_digest_entries_free(e, n);
+	assert_int_equal(
+	    store_digest_entries(fx->st, "policy1", "alice@corp.test", 0, max, 10, &e, &n, NULL),
+	    0);
+	assert_int_equal(n, 1);
+	assert_string_equal(e[0].id, m3);
+	store_digest_entries_free(e, n);
+	assert_int_equal(
+	    store_digest_entries(fx->st, "spam", "nobody@corp.test", 0, max, 10, &e, &n, &total),
+	    0);
+	assert_int_equal(n, 0);
+	assert_int_equal(total, 0);
+	free(e);
+	assert_int_equal(store_digest_entries(fx->st, "spam", "a@b", 0, max, 0, &e, &n, NULL),
+			 -EINVAL);
+	(void)m2;
+
+	/* what was sent: an address's last_seq never goes down; "*" is set as given */
+	int64_t last = 0, at = 0;
+	assert_int_equal(store_digest_state_get(fx->st, "alice@corp.test", &last, &at), -ENOENT);
+	const char *addrs[] = {"Alice@corp.test", "*"};
+	assert_int_equal(store_digest_state_put(fx->st, addrs, 2, 5, 1000), 0);
+	assert_int_equal(store_digest_state_get(fx->st, "alice@corp.test", &last, &at), 0);
+	assert_int_equal(last, 5);
+	assert_int_equal(at, 1000);
+	assert_int_equal(store_digest_state_put(fx->st, addrs, 2, 3, 2000), 0);
+	assert_int_equal(store_digest_state_get(fx->st, "ALICE@corp.test", &last, &at), 0);
+	assert_int_equal(last, 5);
+	assert_int_equal(at, 2000);
+	assert_int_equal(store_digest_state_get(fx->st, "*", &last, NULL), 0);
+	assert_int_equal(last, 3);
+	assert_int_equal(store_digest_state_put(fx->st, addrs, 0, 9, 9), 0);
+
+	/* single-use tokens */
+	bool used = true;
+	assert_int_equal(store_digest_token_used(fx->st, "n1", &used), 0);
+	assert_false(used);
+	assert_int_equal(store_digest_token_use(fx->st, "n1", 10, 20), 0);
+	assert_int_equal(store_digest_token_use(fx->st, "n1", 11, 20), -EEXIST);
+	assert_int_equal(store_digest_token_used(fx->st, "n1", &used), 0);
+	assert_true(used);
+	assert_int_equal(store_digest_token_use(fx->st, "", 10, 20), -EINVAL);
+	/* a later use forgets nonces whose tokens expired */
+	assert_int_equal(store_digest_token_use(fx->st, "n2", 100, 200), 0);
+	assert_int_equal(store_digest_token_used(fx->st, "n1", &used), 0);
+	assert_false(used);
+	assert_int_equal(store_digest_token_used(fx->st, "n2", &used), 0);
+	assert_true(used);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit_paging, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_digest_store, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,748 @@
+/*
+ * store — what every backend shares: the dispatch from store.h to the backend
+ * chosen at store_open (store_backend.h), and the functions that do not depend on
+ * one (state names, freeing results, compressing and decoding bodies). Not for:
+ * SQL of any kind; that lives in store_sqlite*.c and store_pg*.c.
+ */
+#include "store/store.h"
+#include "store/store_backend.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+
+_Thread_local int64_t store_read_deadline_ms;
+_Thread_local bool store_read_timed_out;
+
+void store_read_deadline_set(int64_t ms)
+{
+	store_read_deadline_ms = ms > 0 ? clock_mono_ms() + ms : 0;
+}
+
+void store_read_deadline_clear(void)
+{
+	store_read_deadline_ms = 0;
+}
+
+/* A read call's result: -ETIMEDOUT when the backend cut it off for the deadline. */
+static int store_read_result(int rc)
+{
+	return rc < 0 && store_read_timed_out ? -ETIMEDOUT : rc;
+}
+
+static const struct store_ops *store_ops_of(struct store *st)
+{
+	return ((const struct store_head *)(void *)st)->ops;
+}
+
+/* The backend named name ("sqlite" when NULL or empty), or NULL when unknown. */
+static const struct store_ops *store_backend_ops(const char *name)
+{
+	if (name == NULL || name[0] == '\0' || strcmp(name, "sqlite") == 0)
+		return &store_sqlite_ops;
+	if (strcmp(name, "postgresql") == 0)
+		return &store_pg_ops;
+	return NULL;
+}
+
+int store_open(const struct store_options *opt, struct store **out)
+{
+	if (opt == NULL)
+		return -EINVAL;
+	const struct store_ops *ops = store_backend_ops(opt->backend);
+	if (ops == &store_sqlite_ops)
+		return store_sqlite_open(opt, out);
+	if (ops == &store_pg_ops)
+		return store_pg_open(opt, out);
+	return -EINVAL;
+}
+
+static void store_missing_add(struct strbuf *sb, const char *name)
+{
+	if (sb->len > 0)
+		strbuf_puts(sb, ", ");
+	strbuf_puts(sb, name);
+}
+
+char *store_backend_missing(const char *backend)
+{
+	const struct store_ops *ops = store_backend_ops(backend);
+	if (ops == NULL)
+		return xstrdup("every function (unknown backend)");
+	struct strbuf sb = STRBUF_INIT;
+	if (ops->close == NULL)
+		store_missing_add(&sb, "store_close");
+	if (ops->submit_message == NULL)
+		store_missing_add(&sb, "store_submit_message");
+	if (ops->list == NULL)
+		store_missing_add(&sb, "store_list");
+	if (ops->get == NULL)
+		store_missing_add(&sb, "store_get");
+	if (ops->get_raw == NULL)
+		store_missing_add(&sb, "store_get_raw");
+	if (ops->quarantines == NULL)
+		store_missing_add(&sb, "store_quarantines");
+	if (ops->release == NULL)
+		store_missing_add(&sb, "store_release");
+	if (ops->delete == NULL)
+		store_missing_add(&sb, "store_delete");
+	if (ops->release_matching == NULL)
+		store_missing_add(&sb, "store_release_matching");
+	if (ops->delete_matching == NULL)
+		store_missing_add(&sb, "store_delete_matching");
+	if (ops->delivery_claim == NULL)
+		store_missing_add(&sb, "store_delivery_claim");
+	if (ops->delivery_finish == NULL)
+		store_missing_add(&sb, "store_delivery_finish");
+	if (ops->delivery_confirm == NULL)
+		store_missing_add(&sb, "store_delivery_confirm");
+	if (ops->delivery_reset_leases == NULL)
+		store_missing_add(&sb, "store_delivery_reset_leases");
+	if (ops->delivery_pending == NULL)
+		store_missing_add(&sb, "store_delivery_pending");
+	if (ops->delivery_next_due == NULL)
+		store_missing_add(&sb, "store_delivery_next_due");
+	if (ops->expire == NULL)
+		store_missing_add(&sb, "store_expire");
+	if (ops->purge == NULL)
+		store_missing_add(&sb, "store_purge");
+	if (ops->stats == NULL)
+		store_missing_add(&sb, "store_stats");
+	if (ops->debug_counters == NULL)
+		store_missing_add(&sb, "store_debug_counters");
+	if (ops->debug_list_plan == NULL)
+		store_missing_add(&sb, "store_debug_list_plan");
+	if (ops->slbl_get == NULL)
+		store_missing_add(&sb, "store_slbl_get");
+	if (ops->slbl_put == NULL)
+		store_missing_add(&sb, "store_slbl_put");
+	if (ops->slbl_changes == NULL)
+		store_missing_add(&sb, "store_slbl_changes");
+	if (ops->user_add == NULL)
+		store_missing_add(&sb, "store_user_add");
+	if (ops->user_get == NULL)
+		store_missing_add(&sb, "store_user_get");
+	if (ops->user_list == NULL)
+		store_missing_add(&sb, "store_user_list");
+	if (ops->user_count == NULL)
+		store_missing_add(&sb, "store_user_count");
+	if (ops->user_delete == NULL)
+		store_missing_add(&sb, "store_user_delete");
+	if (ops->user_set_prefs == NULL)
+		store_missing_add(&sb, "store_user_set_prefs");
+	if (ops->user_set_last_login == NULL)
+		store_missing_add(&sb, "store_user_set_last_login");
+	if (ops->session_add == NULL)
+		store_missing_add(&sb, "store_session_add");
+	if (ops->session_get == NULL)
+		store_missing_add(&sb, "store_session_get");
+	if (ops->session_touch == NULL)
+		store_missing_add(&sb, "store_session_touch");
+	if (ops->session_delete == NULL)
+		store_missing_add(&sb, "store_session_delete");
+	if (ops->session_purge == NULL)
+		store_missing_add(&sb, "store_session_purge");
+	if (ops->audit_add == NULL)
+		store_missing_add(&sb, "store_audit_add");
+	if (ops->audit_list == NULL)
+		store_missing_add(&sb, "store_audit_list");
+	if (ops->digest_user_by_address == NULL)
+		store_missing_add(&sb, "store_digest_user_by_address");
+	if (ops->digest_user_by_name == NULL)
+		store_missing_add(&sb, "store_digest_user_by_name");
+	if (ops->digest_max_seq == NULL)
+		store_missing_add(&sb, "store_digest_max_seq");
+	if (ops->digest_candidates == NULL)
+		store_missing_add(&sb, "store_digest_candidates");
+	if (ops->digest_entries == NULL)
+		store_missing_add(&sb, "store_digest_entries");
+	if (ops->digest_state_get == NULL)
+		store_missing_add(&sb, "store_digest_state_get");
+	if (ops->digest_state_put == NULL)
+		store_missing_add(&sb, "store_digest_state_put");
+	if (ops->digest_token_used == NULL)
+		store_missing_add(&sb, "store_digest_token_used");
+	if (ops->digest_token_use == NULL)
+		store_missing_add(&sb, "store_digest_token_use");
+	if (sb.len == 0) {
+		strbuf_free(&sb);
+		return NULL;
+	}
+	return strbuf_take(&sb);
+}
+
+void store_close(struct store *st)
+{
+	if (st != NULL)
+		store_ops_of(st)->close(st);
+}
+
+int store_submit_message(struct store *st, struct store_new_message *m, store_done_fn done,
+			 void *arg)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->submit_message == NULL) {
+		store_new_message_free(m);
+		return -ENOSYS;
+	}
+	return ops->submit_message(st, m, done, arg);
+}
+
+int store_list(struct store *st, const struct store_filter *f, size_t limit, const char *cursor,
+	       struct store_message ***out, size_t *n, char **next_cursor)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->list == NULL)
+		return -ENOSYS;
+	store_read_timed_out = false;
+	return store_read_result(ops->list(st, f, limit, cursor, out, n, next_cursor));
+}
+
+int store_get(struct store *st, const char *id, struct store_message **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->get == NULL)
+		return -ENOSYS;
+	store_read_timed_out = false;
+	return store_read_result(ops->get(st, id, out));
+}
+
+int store_get_raw(struct store *st, const char *id, unsigned char **raw, size_t *len)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->get_raw == NULL)
+		return -ENOSYS;
+	store_read_timed_out = false;
+	return store_read_result(ops->get_raw(st, id, raw, len));
+}
+
+int store_quarantines(struct store *st, struct store_quarantine_stats **out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->quarantines == NULL)
+		return -ENOSYS;
+	store_read_timed_out = false;
+	return store_read_result(ops->quarantines(st, out, n));
+}
+
+int store_release(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+		  int64_t now, int *changed)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->release == NULL)
+		return -ENOSYS;
+	return ops->release(st, id, rcpts, nrcpts, now, changed);
+}
+
+int store_delete(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+		 int64_t now, int *changed)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->delete == NULL)
+		return -ENOSYS;
+	return ops->delete (st, id, rcpts, nrcpts, now, changed);
+}
+
+int store_release_matching(struct store *st, const struct store_filter *f, int64_t now,
+			   int *changed)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->release_matching == NULL)
+		return -ENOSYS;
+	return ops->release_matching(st, f, now, changed);
+}
+
+int store_delete_matching(struct store *st, const struct store_filter *f, int64_t now, int *changed)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->delete_matching == NULL)
+		return -ENOSYS;
+	return ops->delete_matching(st, f, now, changed);
+}
+
+int store_delivery_claim(struct store *st, int64_t now, int64_t lease_ms,
+			 struct store_delivery **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->delivery_claim == NULL)
+		return -ENOSYS;
+	return ops->delivery_claim(st, now, lease_ms, out);
+}
+
+int store_delivery_finish(struct store *st, const struct store_delivery *d,
+			  const struct store_delivery_result *results, size_t nresults, int64_t now,
+			  int64_t retry_at)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->delivery_finish == NULL)
+		return -ENOSYS;
+	return ops->delivery_finish(st, d, results, nresults, now, retry_at);
+}
+
+int store_delivery_confirm(struct store *st, const struct store_delivery *d,
+			   const struct store_delivery_result *results, size_t nresults,
+			   int64_t now)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->delivery_confirm == NULL)
+		return -ENOSYS;
+	return ops->delivery_confirm(st, d, results, nresults, now);
+}
+
+int store_delivery_reset_leases(struct store *st, int64_t now)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->delivery_reset_leases == NULL)
+		return -ENOSYS;
+	return ops->delivery_reset_leases(st, now);
+}
+
+int store_delivery_pending(struct store *st, uint64_t *count)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->delivery_pending == NULL)
+		return -ENOSYS;
+	return ops->delivery_pending(st, count);
+}
+
+int store_delivery_next_due(struct store *st, int64_t *when)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->delivery_next_due == NULL)
+		return -ENOSYS;
+	return ops->delivery_next_due(st, when);
+}
+
+int store_expire(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
+		 size_t batch, uint64_t *expired, uint64_t *purged)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->expire == NULL)
+		return -ENOSYS;
+	return ops->expire(st, quarantine, cutoff, now, batch, expired, purged);
+}
+
+int store_purge(struct store *st, size_t batch, uint64_t *purged)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->purge == NULL)
+		return -ENOSYS;
+	return ops->purge(st, batch, purged);
+}
+
+int store_stats(struct store *st, struct store_stats *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->stats == NULL)
+		return -ENOSYS;
+	store_read_timed_out = false;
+	return store_read_result(ops->stats(st, out));
+}
+
+void store_debug_counters(struct store *st, struct store_debug_counters *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->debug_counters != NULL)
+		ops->debug_counters(st, out);
+	else
+		memset(out, 0, sizeof(*out));
+}
+
+int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
+			  char **plan)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->debug_list_plan == NULL)
+		return -ENOSYS;
+	return ops->debug_list_plan(st, f, cursor, plan);
+}
+
+int store_slbl_get(struct store *st, const char *recipient, struct store_slbl **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->slbl_get == NULL)
+		return -ENOSYS;
+	return ops->slbl_get(st, recipient, out);
+}
+
+int store_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
+		   int64_t *version)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->slbl_put == NULL)
+		return -ENOSYS;
+	return ops->slbl_put(st, l, max_entries, version);
+}
+
+int store_slbl_changes(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,
+		       size_t *n, int64_t *version)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->slbl_changes == NULL)
+		return -ENOSYS;
+	return ops->slbl_changes(st, since, limit, out, n, version);
+}
+
+int store_user_add(struct store *st, const struct store_user *u)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->user_add == NULL)
+		return -ENOSYS;
+	return ops->user_add(st, u);
+}
+
+int store_user_get(struct store *st, const char *username, struct store_user **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->user_get == NULL)
+		return -ENOSYS;
+	return ops->user_get(st, username, out);
+}
+
+int store_user_list(struct store *st, struct store_user ***out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->user_list == NULL)
+		return -ENOSYS;
+	return ops->user_list(st, out, n);
+}
+
+int store_user_count(struct store *st, uint64_t *count)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->user_count == NULL)
+		return -ENOSYS;
+	return ops->user_count(st, count);
+}
+
+int store_user_delete(struct store *st, const char *username)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->user_delete == NULL)
+		return -ENOSYS;
+	return ops->user_delete(st, username);
+}
+
+int store_user_set_prefs(struct store *st, const char *username, const char *language,
+			 const char *time_zone)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->user_set_prefs == NULL)
+		return -ENOSYS;
+	return ops->user_set_prefs(st, username, language, time_zone);
+}
+
+int store_user_set_last_login(struct store *st, const char *username, int64_t at)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->user_set_last_login == NULL)
+		return -ENOSYS;
+	return ops->user_set_last_login(st, username, at);
+}
+
+int store_session_add(struct store *st, const char *token_hash, const struct store_session *s)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->session_add == NULL)
+		return -ENOSYS;
+	return ops->session_add(st, token_hash, s);
+}
+
+int store_session_get(struct store *st, const char *token_hash, struct store_session **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->session_get == NULL)
+		return -ENOSYS;
+	return ops->session_get(st, token_hash, out);
+}
+
+int store_session_touch(struct store *st, const char *token_hash, int64_t expires_at)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->session_touch == NULL)
+		return -ENOSYS;
+	return ops->session_touch(st, token_hash, expires_at);
+}
+
+int store_session_delete(struct store *st, const char *token_hash)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->session_delete == NULL)
+		return -ENOSYS;
+	return ops->session_delete(st, token_hash);
+}
+
+int store_session_purge(struct store *st, int64_t now, int64_t created_before, uint64_t *purged)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->session_purge == NULL)
+		return -ENOSYS;
+	return ops->session_purge(st, now, created_before, purged);
+}
+
+int store_audit_add(struct store *st, const struct store_audit *a)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->audit_add == NULL)
+		return -ENOSYS;
+	return ops->audit_add(st, a);
+}
+
+int store_audit_list(struct store *st, size_t limit, int64_t before_seq, struct store_audit ***out,
+		     size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->audit_list == NULL)
+		return -ENOSYS;
+	store_read_timed_out = false;
+	return store_read_result(ops->audit_list(st, limit, before_seq, out, n));
+}
+
+int store_digest_user_by_address(struct store *st, const char *address,
+				 struct store_digest_user **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->digest_user_by_address == NULL)
+		return -ENOSYS;
+	return ops->digest_user_by_address(st, address, out);
+}
+
+int store_digest_user_by_name(struct store *st, const char *username,
+			      struct store_digest_user **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->digest_user_by_name == NULL)
+		return -ENOSYS;
+	return ops->digest_user_by_name(st, username, out);
+}
+
+int store_digest_max_seq(struct store *st, int64_t *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->digest_max_seq == NULL)
+		return -ENOSYS;
+	return ops->digest_max_seq(st, out);
+}
+
+int store_digest_candidates(struct store *st, const char *q, int64_t after, int64_t upto,
+			    char ***out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->digest_candidates == NULL)
+		return -ENOSYS;
+	return ops->digest_candidates(st, q, after, upto, out, n);
+}
+
+int store_digest_entries(struct store *st, const char *q, const char *address, int64_t after,
+			 int64_t upto, size_t limit, struct store_digest_entry **out, size_t *n,
+			 size_t *total)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->digest_entries == NULL)
+		return -ENOSYS;
+	return ops->digest_entries(st, q, address, after, upto, limit, out, n, total);
+}
+
+int store_digest_state_get(struct store *st, const char *address, int64_t *last_seq,
+			   int64_t *last_sent_at)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->digest_state_get == NULL)
+		return -ENOSYS;
+	return ops->digest_state_get(st, address, last_seq, last_sent_at);
+}
+
+int store_digest_state_put(struct store *st, const char *const *addresses, size_t n,
+			   int64_t last_seq, int64_t sent_at)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->digest_state_put == NULL)
+		return -ENOSYS;
+	return ops->digest_state_put(st, addresses, n, last_seq, sent_at);
+}
+
+int store_digest_token_used(struct store *st, const char *nonce, bool *used)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->digest_token_used == NULL)
+		return -ENOSYS;
+	return ops->digest_token_used(st, nonce, used);
+}
+
+int store_digest_token_use(struct store *st, const char *nonce, int64_t now, int64_t expires_at)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->digest_token_use == NULL)
+		return -ENOSYS;
+	return ops->digest_token_use(st, nonce, now, expires_at);
+}
+
+/* --- shared by every backend -------------------------------------------- */
+
+static const char *const store_state_names[] = {
+    [STORE_RCPT_QUARANTINED] = "quarantined", [STORE_RCPT_RELEASING] = "releasing",
+    [STORE_RCPT_RELEASED] = "released",	      [STORE_RCPT_DELETED] = "deleted",
+    [STORE_RCPT_EXPIRED] = "expired",	      [STORE_RCPT_FAILED] = "failed",
+};
+
+const char *store_rcpt_state_name(enum store_rcpt_state s)
+{
+	if ((unsigned)s >= sizeof(store_state_names) / sizeof(store_state_names[0]))
+		return "unknown";
+	return store_state_names[s];
+}
+
+int store_rcpt_state_parse(const char *name, enum store_rcpt_state *out)
+{
+	if (name == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(store_state_names) / sizeof(store_state_names[0]); i++) {
+		if (strcmp(name, store_state_names[i]) == 0) {
+			*out = (enum store_rcpt_state)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+void store_new_message_free(struct store_new_message *m)
+{
+	if (m == NULL)
+		return;
+	free(m->quarantine);
+	free(m->sender);
+	for (size_t i = 0; i < m->nrecipients; i++)
+		free(m->recipients[i]);
+	free(m->recipients);
+	free(m->gateway);
+	free(m->client_address);
+	free(m->verdict);
+	free(m->from);
+	free(m->from_addr);
+	free(m->to);
+	free(m->subject);
+	free(m->message_id);
+	for (size_t i = 0; i < m->nattachments; i++) {
+		free(m->attachments[i].filename);
+		free(m->attachments[i].content_type);
+	}
+	free(m->attachments);
+	free(m->raw);
+	free(m->packed);
+	free(m);
+}
+
+int store_new_message_prepare(struct store_new_message *m)
+{
+	if (m->packed != NULL)
+		return 0;
+	size_t bound = ZSTD_compressBound(m->raw_len);
+	void *buf = xmalloc(bound > 0 ? bound : 1);
+	size_t n = ZSTD_compress(buf, bound, m->raw != NULL ? m->raw : (const void *)"", m->raw_len,
+				 STORE_ZSTD_LEVEL);
+	if (ZSTD_isError(n)) {
+		log_error("store.compress_failed", "id=%s error=%s", m->id, ZSTD_getErrorName(n));
+		free(buf);
+		return -EIO;
+	}
+	m->packed = buf;
+	m->packed_len = n;
+	return 0;
+}
+
+void store_message_free(struct store_message *m)
+{
+	if (m == NULL)
+		return;
+	free(m->quarantine);
+	free(m->sender);
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		free(m->recipients[i].address);
+		free(m->recipients[i].reply);
+	}
+	free(m->recipients);
+	free(m->from);
+	free(m->from_addr);
+	free(m->to);
+	free(m->subject);
+	free(m->message_id);
+	free(m->verdict);
+	free(m->gateway);
+	free(m->client_address);
+	for (size_t i = 0; i < m->nattachments; i++) {
+		free(m->attachments[i].filename);
+		free(m->attachments[i].content_type);
+	}
+	free(m->attachments);
+	free(m);
+}
+
+void store_message_array_free(struct store_message **v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		store_message_free(v[i]);
+	free(v);
+}
+
+void store_delivery_free(struct store_delivery *d)
+{
+	if (d == NULL)
+		return;
+	free(d->sender);
+	for (size_t i = 0; i < d->nrcpts; i++)
+		free(d->rcpts[i]);
+	free(d->rcpts);
+	free(d);
+}
+
+void store_quarantine_stats_free(struct store_quarantine_stats *v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].type);
+	}
+	free(v);
+}
+
+int store_body_unpack(const char *id, const char *codec, const void *data, size_t dlen,
+		      uint64_t size, unsigned char **out)
+{
+	if (size > STORE_BODY_MAX) {
+		log_error("store.body_corrupt", "id=%s size=%llu", id, (unsigned long long)size);
+		return -EIO;
+	}
+	unsigned char *buf = xmalloc(size > 0 ? size : 1);
+	if (codec != NULL && strcmp(codec, "none") == 0) {
+		if (dlen != size) {
+			free(buf);
+			log_error("store.body_corrupt", "id=%s codec=none", id);
+			return -EIO;
+		}
+		if (size > 0)
+			memcpy(buf, data, size);
+	} else if (codec != NULL && strcmp(codec, "zstd") == 0) {
+		size_t n = ZSTD_decompress(buf, size, data, dlen);
+		if (ZSTD_isError(n) || n != size) {
+			free(buf);
+			log_error("store.body_corrupt", "id=%s codec=zstd error=%s", id,
+				  ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size");
+			return -EIO;
+		}
+	} else {
+		free(buf);
+		log_error("store.body_corrupt", "id=%s codec=%s", id, codec != NULL ? codec : "?");
+		return -EIO;
+	}
+	*out = buf;
+	return 0;
+}

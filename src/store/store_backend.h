@@ -1,0 +1,132 @@
+/*
+ * store_backend — what store.c dispatches through: one table of functions per
+ * backend (SQLite, PostgreSQL), in store.h's order and with store.h's contracts.
+ * Only store.c and the backends include it; everyone else goes through store.h.
+ *
+ * A backend's state struct begins with a struct store_head (its ops table), so
+ * that store.c can find the table behind any struct store *. A NULL entry is a
+ * function the backend does not have yet: store.c answers -ENOSYS for it, and
+ * store_backend_missing() names it so that lazaretd refuses such a backend.
+ */
+#ifndef LAZARET_STORE_BACKEND_H
+#define LAZARET_STORE_BACKEND_H
+
+#include "store/store.h"
+
+/* zstd level for bodies: level 3 is zstd's default, fast with a good ratio on mail. */
+#define STORE_ZSTD_LEVEL 3
+/* The largest body a backend will decompress (a corrupt frame header must not
+ * make us allocate gigabytes). */
+#define STORE_BODY_MAX ((uint64_t)1 << 31)
+
+/*
+ * The calling thread's read deadline (clock_mono_ms; 0: none), set by
+ * store_read_deadline_set; and whether a backend cut off one of the current
+ * call's statements for it (store.c then answers -ETIMEDOUT for the call).
+ */
+extern _Thread_local int64_t store_read_deadline_ms;
+extern _Thread_local bool store_read_timed_out;
+
+struct store_ops {
+	void (*close)(struct store *st);
+	int (*submit_message)(struct store *st, struct store_new_message *m, store_done_fn done,
+			      void *arg);
+	int (*list)(struct store *st, const struct store_filter *f, size_t limit,
+		    const char *cursor, struct store_message ***out, size_t *n, char **next_cursor);
+	int (*get)(struct store *st, const char *id, struct store_message **out);
+	int (*get_raw)(struct store *st, const char *id, unsigned char **raw, size_t *len);
+	int (*quarantines)(struct store *st, struct store_quarantine_stats **out, size_t *n);
+	int (*release)(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+		       int64_t now, int *changed);
+	int (*delete)(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
+		      int64_t now, int *changed);
+	int (*release_matching)(struct store *st, const struct store_filter *f, int64_t now,
+				int *changed);
+	int (*delete_matching)(struct store *st, const struct store_filter *f, int64_t now,
+			       int *changed);
+	int (*delivery_claim)(struct store *st, int64_t now, int64_t lease_ms,
+			      struct store_delivery **out);
+	int (*delivery_finish)(struct store *st, const struct store_delivery *d,
+			       const struct store_delivery_result *results, size_t nresults,
+			       int64_t now, int64_t retry_at);
+	int (*delivery_confirm)(struct store *st, const struct store_delivery *d,
+				const struct store_delivery_result *results, size_t nresults,
+				int64_t now);
+	int (*delivery_reset_leases)(struct store *st, int64_t now);
+	int (*delivery_pending)(struct store *st, uint64_t *count);
+	int (*delivery_next_due)(struct store *st, int64_t *when);
+	int (*expire)(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
+		      size_t batch, uint64_t *expired, uint64_t *purged);
+	int (*purge)(struct store *st, size_t batch, uint64_t *purged);
+	int (*stats)(struct store *st, struct store_stats *out);
+	void (*debug_counters)(struct store *st, struct store_debug_counters *out);
+	int (*debug_list_plan)(struct store *st, const struct store_filter *f, const char *cursor,
+			       char **plan);
+	int (*slbl_get)(struct store *st, const char *recipient, struct store_slbl **out);
+	int (*slbl_put)(struct store *st, const struct store_slbl *l, size_t max_entries,
+			int64_t *version);
+	int (*slbl_changes)(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,
+			    size_t *n, int64_t *version);
+	int (*user_add)(struct store *st, const struct store_user *u);
+	int (*user_get)(struct store *st, const char *username, struct store_user **out);
+	int (*user_list)(struct store *st, struct store_user ***out, size_t *n);
+	int (*user_count)(struct store *st, uint64_t *count);
+	int (*user_delete)(struct store *st, const char *username);
+	int (*user_set_prefs)(struct store *st, const char *username, const char *language,
+			      const char *time_zone);
+	int (*user_set_last_login)(struct store *st, const char *username, int64_t at);
+	int (*session_add)(struct store *st, const char *token_hash, const struct store_session *s);
+	int (*session_get)(struct store *st, const char *token_hash, struct store_session **out);
+	int (*session_touch)(struct store *st, const char *token_hash, int64_t expires_at);
+	int (*session_delete)(struct store *st, const char *token_hash);
+	int (*session_purge)(struct store *st, int64_t now, int64_t created_before,
+			     uint64_t *purged);
+	int (*audit_add)(struct store *st, const struct store_audit *a);
+	int (*audit_list)(struct store *st, size_t limit, int64_t before_seq,
+			  struct store_audit ***out, size_t *n);
+	int (*digest_user_by_address)(struct store *st, const char *address,
+				      struct store_digest_user **out);
+	int (*digest_user_by_name)(struct store *st, const char *username,
+				   struct store_digest_user **out);
+	int (*digest_max_seq)(struct store *st, int64_t *out);
+	int (*digest_candidates)(struct store *st, const char *q, int64_t after, int64_t upto,
+				 char ***out, size_t *n);
+	int (*digest_entries)(struct store *st, const char *q, const char *address, int64_t after,
+			      int64_t upto, size_t limit, struct store_digest_entry **out,
+			      size_t *n, size_t *total);
+	int (*digest_state_get)(struct store *st, const char *address, int64_t *last_seq,
+				int64_t *last_sent_at);
+	int (*digest_state_put)(struct store *st, const char *const *addresses, size_t n,
+				int64_t last_seq, int64_t sent_at);
+	int (*digest_token_used)(struct store *st, const char *nonce, bool *used);
+	int (*digest_token_use)(struct store *st, const char *nonce, int64_t now,
+				int64_t expires_at);
+};
+
+/* The first member of every backend's struct store. */
+struct store_head {
+	const struct store_ops *ops;
+};
+
+extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops;
+
+int store_sqlite_open(const struct store_options *opt, struct store **out);
+int store_pg_open(const struct store_options *opt, struct store **out);
+
+/*
+ * Decodes a stored body (codec "zstd" or "none") of the original size into a new
+ * buffer *out (the caller frees it). id names the message in the log. 0 or -EIO
+ * (corrupt: logged).
+ */
+int store_body_unpack(const char *id, const char *codec, const void *data, size_t dlen,
+		      uint64_t size, unsigned char **out);
+
+/*
+ * Normalized (store_slbl_normalize), deduplicated copies of in[0..n), the first
+ * occurrence kept: *out is new (free each, then the array). -EINVAL when one is
+ * malformed (nothing is returned then). store_slbl.c.
+ */
+int store_slbl_clean_list(char *const *in, size_t n, char ***out, size_t *nout);
+
+#endif

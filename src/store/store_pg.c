@@ -1,0 +1,2340 @@
+/*
+ * store_pg — the quarantine store on PostgreSQL (libpq), behind store.h like
+ * store_sqlite.c and with the same semantics. It is the only code that knows this
+ * backend's schema (store_pg_users.c, store_pg_slbl.c and store_pg_digest.c add
+ * their parts of store.h through store_pg_int.h). Not for: policy (callers pass
+ * filters and cut-offs).
+ *
+ * Threads and connections:
+ *   - One writer thread owns one connection and writes submitted messages in group
+ *     commits (up to batch_max messages in one transaction); each done callback
+ *     runs after COMMIT returned. A batch that fails is retried message by message
+ *     so that one bad message cannot take the others down.
+ *   - Every other mutation runs on the calling thread, on a connection borrowed
+ *     from a pool, in its own transaction (store_pg_tx), and returns once it has
+ *     committed. PostgreSQL's row locks order concurrent changes: a recipient
+ *     moves out of "quarantined" once (UPDATE ... WHERE state = 0), a delivery is
+ *     claimed by one caller (FOR UPDATE SKIP LOCKED). A transaction that loses a
+ *     deadlock or a serialization conflict is run again. So several threads, and
+ *     later several lazaretd processes, can share one database.
+ *   - Reads borrow a pooled connection too; a read of several statements runs in
+ *     one REPEATABLE READ READ ONLY transaction so that it sees one snapshot.
+ *
+ * Recipient states (store.h) and the function that makes each transition:
+ *
+ *   from         to          by
+ *   quarantined  releasing   store_pg_release, store_pg_release_matching (queues a delivery)
+ *   quarantined  deleted     store_pg_delete, store_pg_delete_matching
+ *   quarantined  expired     store_pg_expire
+ *   releasing    released    store_pg_delivery_finish, store_pg_delivery_confirm (DELIVERED)
+ *   releasing    failed      store_pg_delivery_finish, store_pg_delivery_confirm (FAILED)
+ *   releasing    releasing   store_pg_delivery_finish (RETRY, due again)
+ *
+ * Invariants kept by triggers inside the database (as in the SQLite schema):
+ * messages.held = recipients still quarantined and messages.active = recipients
+ * quarantined or releasing (set on insert, moved by a trigger on recipients);
+ * quarantines.messages/bytes count messages with held > 0; totals holds the row
+ * count and byte sums.
+ *
+ * Text: PostgreSQL stores only valid UTF-8, so invalid sequences in what we store
+ * or search for become U+FFFD (SQLite keeps the bytes; ingest gives both UTF-8).
+ * Ids and other keys compared with < use COLLATE "C" (byte order, as SQLite).
+ */
+#include "store/store.h"
+#include "store/store_backend.h"
+#include "store/store_pg_int.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "common/ids.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+
+/* Default and ceiling of one group commit (as the SQLite backend). */
+#define STORE_PG_BATCH_MAX_DEFAULT 256
+#define STORE_PG_BATCH_MAX_LIMIT   4096
+/* Idle connections kept for readers and mutations; more are opened on demand. */
+#define STORE_PG_POOL_MAX 8
+/* Listing page size bounds (CONTRACT.md: max 1000). */
+#define STORE_PG_LIST_LIMIT_MAX 1000
+/* Messages per transaction for expiry, purge and bulk actions (as SQLite). */
+#define STORE_PG_MAINT_BATCH_DEFAULT 500
+#define STORE_PG_MAINT_BATCH_MAX     10000
+/* Values bound to one statement: lists travel as one array value each. */
+/* How often a transaction that lost a deadlock or serialization conflict is run
+ * again before the caller gets -EIO. */
+#define STORE_PG_TX_TRIES 5
+/* Key of the advisory lock that serializes schema migrations across processes. */
+#define STORE_PG_MIGRATE_LOCK 0x6c617a6172657431LL /* "lazaret1" */
+/*
+ * Key of the advisory lock the writer's session holds while a store is open: one
+ * lazaretd per database until work that must happen once (deliveries after a
+ * restart, expiry, digests) is coordinated between processes.
+ */
+#define STORE_PG_OWNER_LOCK 0x6c617a6172657432LL /* "lazaret2" */
+/*
+ * How long store_open waits for that lock: a lazaretd restarted right after a
+ * crash finds the old session still ending for some milliseconds. (A session
+ * whose host died is ended by the server's TCP keepalives, which this backend
+ * sets to notice within about a minute: STORE_PG_SESSION_SQL.)
+ */
+#define STORE_PG_OWNER_WAIT_MS 10000
+
+/* --- schema ------------------------------------------------------------- */
+
+/*
+ * Migration N (index N-1) turns schema version N-1 into N; store_migrations lists
+ * what was applied. Append only: never edit a migration that has shipped. Each
+ * runs in its own transaction, under an advisory lock so that processes starting
+ * together migrate once.
+ */
+/* clang-format off */
+static const char *const store_pg_migrations[] = {
+    /* 1: messages, recipients, bodies, deliveries, quarantine counters */
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm;"
+    "CREATE TABLE messages ("
+    "  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  id text COLLATE \"C\" NOT NULL UNIQUE,"
+    "  quarantine text NOT NULL,"
+    "  received_at bigint NOT NULL,"
+    "  sender text NOT NULL,"
+    "  sender_lc text NOT NULL,"
+    "  sender_domain text NOT NULL,"
+    "  from_text text,"
+    "  from_addr text,"
+    "  from_addr_lc text,"
+    "  from_domain text,"
+    "  to_text text,"
+    "  subject text,"
+    "  message_id text,"
+    "  date_ms bigint NOT NULL DEFAULT 0,"
+    "  size bigint NOT NULL,"
+    "  stored_size bigint NOT NULL,"
+    "  verdict text,"
+    "  score double precision,"
+    "  gateway text,"
+    "  client_address text,"
+    "  held integer NOT NULL DEFAULT 0,"
+    "  active integer NOT NULL DEFAULT 0);"
+    "CREATE INDEX messages_quarantine ON messages(quarantine, id);"
+    "CREATE INDEX messages_received ON messages(received_at);"
+    "CREATE INDEX messages_sender ON messages(sender_lc, id);"
+    "CREATE INDEX messages_sender_domain ON messages(sender_domain, id);"
+    "CREATE INDEX messages_from ON messages(from_addr_lc, id);"
+    "CREATE INDEX messages_from_domain ON messages(from_domain, id);"
+    "CREATE INDEX messages_held ON messages(quarantine, received_at) WHERE held > 0;"
+    "CREATE INDEX messages_purgeable ON messages(id) WHERE active = 0;"
+    /* substring search on the decoded subject: trigrams answer 3+ characters
+     * from the index; shorter terms are checked row by row (correct, slower) */
+    "CREATE INDEX messages_subject ON messages USING gin (subject gin_trgm_ops);"
+    "CREATE TABLE bodies ("
+    "  msg_seq bigint PRIMARY KEY REFERENCES messages(seq) ON DELETE CASCADE,"
+    "  codec text NOT NULL,"
+    "  data bytea NOT NULL);"
+    /* already zstd-compressed: no second compression attempt by TOAST */
+    "ALTER TABLE bodies ALTER COLUMN data SET STORAGE EXTERNAL;"
+    "CREATE TABLE recipients ("
+    "  msg_id text COLLATE \"C\" NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  address text NOT NULL,"
+    "  address_lc text NOT NULL,"
+    "  pos integer NOT NULL,"
+    "  state smallint NOT NULL,"
+    "  reply text,"
+    "  updated_at bigint NOT NULL,"
+    "  PRIMARY KEY (msg_id, address_lc));"
+    "CREATE INDEX recipients_address ON recipients(address_lc, msg_id, state);"
+    "CREATE TABLE attachments ("
+    "  msg_id text COLLATE \"C\" NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  idx integer NOT NULL,"
+    "  filename text,"
+    "  content_type text,"
+    "  size bigint NOT NULL,"
+    "  PRIMARY KEY (msg_id, idx));"
+    "CREATE TABLE deliveries ("
+    "  job_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  msg_id text COLLATE \"C\" NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  next_attempt_at bigint NOT NULL,"
+    "  attempts integer NOT NULL DEFAULT 0,"
+    "  first_attempt_at bigint,"
+    "  leased boolean NOT NULL DEFAULT false,"
+    "  rcpts text[] NOT NULL);"
+    "CREATE INDEX deliveries_due ON deliveries(next_attempt_at, job_id);"
+    "CREATE INDEX deliveries_msg ON deliveries(msg_id);"
+    "CREATE TABLE quarantines ("
+    "  name text PRIMARY KEY,"
+    "  type text NOT NULL,"
+    "  messages bigint NOT NULL DEFAULT 0,"
+    "  bytes bigint NOT NULL DEFAULT 0);"
+    "INSERT INTO quarantines(name, type) VALUES ('spam', 'spam');"
+    "CREATE TABLE totals ("
+    "  one integer PRIMARY KEY CHECK (one = 1),"
+    "  messages bigint NOT NULL,"
+    "  bytes_original bigint NOT NULL,"
+    "  bytes_stored bigint NOT NULL);"
+    "INSERT INTO totals VALUES (1, 0, 0, 0);"
+    "CREATE FUNCTION messages_ai() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    "  INSERT INTO quarantines(name, type) VALUES (new.quarantine,"
+    "    CASE WHEN new.quarantine = 'spam' THEN 'spam'"
+    "      WHEN lower(new.quarantine) IN ('virus', 'outbreak', 'unclassified',"
+    "        'file analysis') THEN replace(lower(new.quarantine), ' ', '_')"
+    "      ELSE 'policy' END) ON CONFLICT (name) DO NOTHING;"
+    "  UPDATE totals SET messages = messages + 1,"
+    "    bytes_original = bytes_original + new.size,"
+    "    bytes_stored = bytes_stored + new.stored_size;"
+    "  IF new.held > 0 THEN"
+    "    UPDATE quarantines SET messages = messages + 1, bytes = bytes + new.size"
+    "      WHERE name = new.quarantine;"
+    "  END IF;"
+    "  RETURN NULL; END $$;"
+    "CREATE TRIGGER messages_ai AFTER INSERT ON messages"
+    "  FOR EACH ROW EXECUTE FUNCTION messages_ai();"
+    "CREATE FUNCTION messages_ad() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    "  UPDATE totals SET messages = messages - 1,"
+    "    bytes_original = bytes_original - old.size,"
+    "    bytes_stored = bytes_stored - old.stored_size;"
+    "  IF old.held > 0 THEN"
+    "    UPDATE quarantines SET messages = messages - 1, bytes = bytes - old.size"
+    "      WHERE name = old.quarantine;"
+    "  END IF;"
+    "  RETURN NULL; END $$;"
+    "CREATE TRIGGER messages_ad AFTER DELETE ON messages"
+    "  FOR EACH ROW EXECUTE FUNCTION messages_ad();"
+    "CREATE FUNCTION messages_au_held() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    "  UPDATE quarantines SET"
+    "    messages = messages + CASE WHEN new.held > 0 THEN 1 ELSE -1 END,"
+    "    bytes = bytes + CASE WHEN new.held > 0 THEN new.size ELSE -new.size END"
+    "    WHERE name = new.quarantine;"
+    "  RETURN NULL; END $$;"
+    "CREATE TRIGGER messages_au_held AFTER UPDATE OF held ON messages"
+    "  FOR EACH ROW WHEN ((old.held > 0) <> (new.held > 0))"
+    "  EXECUTE FUNCTION messages_au_held();"
+    "CREATE FUNCTION recipients_au() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    "  UPDATE messages SET"
+    "    held = held + (new.state = 0)::int - (old.state = 0)::int,"
+    "    active = active + (new.state IN (0, 1))::int - (old.state IN (0, 1))::int"
+    "    WHERE id = new.msg_id;"
+    "  RETURN NULL; END $$;"
+    "CREATE TRIGGER recipients_au AFTER UPDATE OF state ON recipients"
+    "  FOR EACH ROW WHEN (old.state <> new.state) EXECUTE FUNCTION recipients_au();",
+    /* 2: accounts, sessions, audit log (store_pg_users.c) */
+    "CREATE TABLE users ("
+    "  username text PRIMARY KEY,"
+    "  password_hash text,"
+    "  role text NOT NULL CHECK (role IN ('admin', 'operator', 'enduser')),"
+    "  source text NOT NULL DEFAULT 'local',"
+    "  language text,"
+    "  time_zone text,"
+    "  created_at bigint NOT NULL,"
+    "  last_login_at bigint);"
+    "CREATE TABLE user_addresses ("
+    "  username text NOT NULL REFERENCES users(username) ON DELETE CASCADE,"
+    "  address_lc text NOT NULL,"
+    "  pos integer NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (username, address_lc));"
+    "CREATE INDEX user_addresses_address ON user_addresses(address_lc);"
+    "CREATE TABLE sessions ("
+    "  token_hash text PRIMARY KEY,"
+    "  username text NOT NULL,"
+    "  role text NOT NULL,"
+    "  addresses text NOT NULL,"
+    "  csrf_token text NOT NULL,"
+    "  created_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL);"
+    "CREATE INDEX sessions_expires ON sessions(expires_at);"
+    "CREATE INDEX sessions_username ON sessions(username);"
+    "CREATE TABLE audit ("
+    "  seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  at bigint NOT NULL,"
+    "  actor text NOT NULL,"
+    "  action text NOT NULL,"
+    "  target text,"
+    "  detail text,"
+    "  peer text);"
+    "CREATE INDEX audit_at ON audit(at);",
+    /* 3: safelists/blocklists (store_pg_slbl.c), digest bookkeeping (store_pg_digest.c) */
+    "CREATE TABLE slbl_entries ("
+    "  recipient_lc text NOT NULL,"
+    "  list text NOT NULL CHECK (list IN ('safelist', 'blocklist')),"
+    "  sender_lc text NOT NULL,"
+    "  pos integer NOT NULL,"
+    "  PRIMARY KEY (recipient_lc, list, sender_lc));"
+    "CREATE TABLE slbl_recipients ("
+    "  recipient_lc text PRIMARY KEY,"
+    "  version bigint NOT NULL);"
+    "CREATE INDEX slbl_recipients_version ON slbl_recipients(version);"
+    "CREATE TABLE slbl_counter ("
+    "  one integer PRIMARY KEY CHECK (one = 1),"
+    "  version bigint NOT NULL);"
+    "INSERT INTO slbl_counter VALUES (1, 0);"
+    "CREATE TABLE digest_state ("
+    "  address_lc text PRIMARY KEY,"
+    "  last_sent_at bigint NOT NULL,"
+    "  last_seq bigint NOT NULL);"
+    "CREATE TABLE used_tokens ("
+    "  nonce text PRIMARY KEY,"
+    "  used_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL);"
+    "CREATE INDEX used_tokens_expires ON used_tokens(expires_at);",
+};
+/* clang-format on */
+#define STORE_PG_SCHEMA_VERSION                                                                    \
+	((int)(sizeof(store_pg_migrations) / sizeof(store_pg_migrations[0])))
+
+/* --- types -------------------------------------------------------------- */
+
+struct store_pg_pending {
+	struct store_new_message *m;
+	store_done_fn done;
+	void *arg;
+	struct store_pg_pending *next;
+};
+
+struct store_pg {
+	struct store_head head; /* first: store.c dispatches on it */
+	char *dsn;
+	unsigned batch_max;
+	unsigned batch_wait_us;
+
+	pthread_mutex_t lock; /* guards the queue and stopping */
+	pthread_cond_t wake;  /* writer: work arrived or stopping */
+	struct store_pg_pending *pending_head, *pending_tail;
+	size_t npending;
+	bool stopping;
+	pthread_t writer;
+	bool writer_started;
+	struct store_pg_conn *wconn;
+
+	pthread_mutex_t pool_lock;
+	struct store_pg_conn *pool;
+	size_t npool;
+
+	atomic_uint_fast64_t commits;
+	atomic_uint_fast64_t batches;
+	atomic_uint_fast64_t batched_messages;
+};
+
+struct store_pg *store_pg_of(struct store *st)
+{
+	return (struct store_pg *)(void *)st;
+}
+
+/* --- text and values ---------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not one. */
+static size_t store_pg_utf8_len(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return 1;
+	size_t n = p[0] >= 0xc2 && p[0] <= 0xdf	  ? 2
+		   : p[0] >= 0xe0 && p[0] <= 0xef ? 3
+		   : p[0] >= 0xf0 && p[0] <= 0xf4 ? 4
+						  : 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	}
+	/* overlong forms, surrogates, beyond U+10FFFF */
+	if ((n == 3 && p[0] == 0xe0 && p[1] < 0xa0) || (n == 3 && p[0] == 0xed && p[1] >= 0xa0) ||
+	    (n == 4 && p[0] == 0xf0 && p[1] < 0x90) || (n == 4 && p[0] == 0xf4 && p[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* NULL when s is valid UTF-8; else a new copy with U+FFFD for each bad byte. */
+static char *store_pg_utf8_fix(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p != '\0') {
+		size_t n = store_pg_utf8_len(p);
+		if (n == 0)
+			break;
+		p += n;
+	}
+	if (*p == '\0')
+		return NULL;
+	struct strbuf b = STRBUF_INIT;
+	strbuf_add(&b, s, (size_t)((const char *)p - s));
+	while (*p != '\0') {
+		size_t n = store_pg_utf8_len(p);
+		if (n == 0) {
+			strbuf_puts(&b, "\xef\xbf\xbd");
+			p++;
+		} else {
+			strbuf_add(&b, p, n);
+			p += n;
+		}
+	}
+	return strbuf_take(&b);
+}
+
+/* Lower-cases ASCII only: the local part of UTF-8 addresses is left as is. */
+char *store_pg_lc(const char *s)
+{
+	char *r = xstrdup(s != NULL ? s : "");
+	for (char *p = r; *p != '\0'; p++) {
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	}
+	return r;
+}
+
+/* The lower-cased domain of an address (after the last '@'), "" without one. */
+static char *store_pg_domain_lc(const char *addr)
+{
+	const char *at = addr != NULL ? strrchr(addr, '@') : NULL;
+	return store_pg_lc(at != NULL ? at + 1 : "");
+}
+
+static int store_pg_add_value(struct store_pg_params *p, const char *v, int len, int fmt)
+{
+	if (p->n == STORE_PG_PARAMS_MAX)
+		panic("store_pg: more than %d values in one statement", STORE_PG_PARAMS_MAX);
+	p->v[p->n] = v;
+	p->len[p->n] = len;
+	p->fmt[p->n] = fmt;
+	return ++p->n;
+}
+
+/* Binds text s (NULL: SQL NULL), borrowed; returns its number ($n). */
+int store_pg_text(struct store_pg_params *p, const char *s)
+{
+	char *fixed = s != NULL ? store_pg_utf8_fix(s) : NULL;
+	if (fixed != NULL) {
+		p->owned[p->nowned++] = fixed;
+		s = fixed;
+	}
+	return store_pg_add_value(p, s, 0, 0);
+}
+
+/* Binds s and frees it with the params. */
+int store_pg_owned(struct store_pg_params *p, char *s)
+{
+	p->owned[p->nowned++] = s;
+	return store_pg_text(p, s);
+}
+
+int store_pg_int(struct store_pg_params *p, int64_t v)
+{
+	return store_pg_owned(p, xasprintf("%lld", (long long)v));
+}
+
+static int store_pg_bytes(struct store_pg_params *p, const void *data, size_t len)
+{
+	return store_pg_add_value(p, data != NULL ? data : "", (int)len, 1);
+}
+
+/*
+ * A text[] literal of v ("{"a","b\"c"}"), each element UTF-8-fixed; NULL elements
+ * are SQL NULLs. Binds it and returns its number.
+ */
+int store_pg_array(struct store_pg_params *p, const char *const *v, size_t n)
+{
+	struct strbuf b = STRBUF_INIT;
+	strbuf_addc(&b, '{');
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0)
+			strbuf_addc(&b, ',');
+		if (v[i] == NULL) {
+			strbuf_puts(&b, "NULL");
+			continue;
+		}
+		char *fixed = store_pg_utf8_fix(v[i]);
+		strbuf_addc(&b, '"');
+		for (const char *s = fixed != NULL ? fixed : v[i]; *s != '\0'; s++) {
+			if (*s == '"' || *s == '\\')
+				strbuf_addc(&b, '\\');
+			strbuf_addc(&b, *s);
+		}
+		strbuf_addc(&b, '"');
+		free(fixed);
+	}
+	strbuf_addc(&b, '}');
+	p->owned[p->nowned++] = strbuf_take(&b);
+	return store_pg_add_value(p, p->owned[p->nowned - 1], 0, 0);
+}
+
+void store_pg_params_clear(struct store_pg_params *p)
+{
+	for (int i = 0; i < p->nowned; i++)
+		free(p->owned[i]);
+	p->nowned = 0;
+	p->n = 0;
+}
+
+__thread char store_pg_sqlstate[6];
+
+/*
+ * True when the statement that just failed was cancelled by the statement_timeout
+ * of the thread's read deadline (SQLSTATE 57014, query_canceled): a read over its
+ * budget, not a storage failure; store.c answers -ETIMEDOUT for the call.
+ */
+static bool store_pg_read_cut_off(const char *what)
+{
+	if (store_read_deadline_ms == 0 || strcmp(store_pg_sqlstate, "57014") != 0)
+		return false;
+	store_read_timed_out = true;
+	log_debug("store.pg_read_timeout", "op=%s", what);
+	return true;
+}
+
+/*
+ * Runs sql with p's values. The result when it succeeded (PGRES_COMMAND_OK or
+ * PGRES_TUPLES_OK; the caller PQclear()s it), NULL when not (logged with what;
+ * store_pg_sqlstate says why). binary: results in binary format.
+ */
+PGresult *store_pg_exec(PGconn *c, const char *what, const char *sql,
+			const struct store_pg_params *p, bool binary)
+{
+	PGresult *r =
+	    PQexecParams(c, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
+			 p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, binary ? 1 : 0);
+	ExecStatusType s = PQresultStatus(r);
+	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+		store_pg_sqlstate[0] = '\0';
+		return r;
+	}
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	snprintf(store_pg_sqlstate, sizeof(store_pg_sqlstate), "%s", state != NULL ? state : "");
+	if (store_pg_read_cut_off(what)) {
+		PQclear(r);
+		return NULL;
+	}
+	char buf[256];
+	log_error(
+	    "store.pg_error", "op=%s sqlstate=%s error=%s", what, state != NULL ? state : "-",
+	    log_quote(buf, sizeof(buf), r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c)));
+	PQclear(r);
+	return NULL;
+}
+
+/* Runs sql for its effect only; *rows (may be NULL) gets the rows it touched. */
+int store_pg_do(PGconn *c, const char *what, const char *sql, const struct store_pg_params *p,
+		uint64_t *rows)
+{
+	PGresult *r = store_pg_exec(c, what, sql, p, false);
+	if (r == NULL)
+		return -EIO;
+	if (rows != NULL)
+		*rows = strtoull(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return 0;
+}
+
+/* Runs a script of several statements without values (PQexec). 0 or -EIO. */
+int store_pg_script(PGconn *c, const char *what, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	ExecStatusType s = PQresultStatus(r);
+	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+		PQclear(r);
+		return 0;
+	}
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	snprintf(store_pg_sqlstate, sizeof(store_pg_sqlstate), "%s", state != NULL ? state : "");
+	char buf[256];
+	log_error(
+	    "store.pg_error", "op=%s sqlstate=%s error=%s", what, state != NULL ? state : "-",
+	    log_quote(buf, sizeof(buf), r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c)));
+	PQclear(r);
+	return -EIO;
+}
+
+/* A new copy of a text value, NULL for SQL NULL. */
+char *store_pg_dup(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? NULL : xstrdup(PQgetvalue(r, row, col));
+}
+
+int64_t store_pg_i64(const PGresult *r, int row, int col)
+{
+	return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* --- connections -------------------------------------------------------- */
+
+/* Every commit durable before its 250 whatever the server's default; numbers print
+ * exactly; backslashes in literals are plain characters; over TCP, the server
+ * notices a dead client within about a minute (and frees its locks). */
+#define STORE_PG_SESSION_SQL                                                                       \
+	"SET synchronous_commit = on; SET extra_float_digits = 3;"                                 \
+	" SET standard_conforming_strings = on; SET tcp_keepalives_idle = 30;"                     \
+	" SET tcp_keepalives_interval = 10; SET tcp_keepalives_count = 3"
+
+/* Server notices ("relation ... already exists, skipping") are not errors. */
+static void store_pg_notice(void *arg, const char *message)
+{
+	(void)arg;
+	char buf[256];
+	log_debug("store.pg_notice", "message=%s", log_quote(buf, sizeof(buf), message));
+}
+
+static void store_pg_conn_close(struct store_pg_conn *c)
+{
+	if (c == NULL)
+		return;
+	PQfinish(c->pg);
+	free(c);
+}
+
+static int store_pg_conn_open(const char *dsn, struct store_pg_conn **out)
+{
+	const char *keys[] = {"dbname", "fallback_application_name", NULL};
+	const char *vals[] = {dsn, "lazaretd", NULL};
+	struct store_pg_conn *c = xcalloc(1, sizeof(*c));
+	c->pg = PQconnectdbParams(keys, vals, 1);
+	if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
+		char buf[256];
+		log_error("store.open_failed", "backend=postgresql error=%s",
+			  log_quote(buf, sizeof(buf),
+				    c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory"));
+		store_pg_conn_close(c);
+		return -EIO;
+	}
+	PQsetNoticeProcessor(c->pg, store_pg_notice, NULL);
+	/* text travels as UTF-8 */
+	if (PQsetClientEncoding(c->pg, "UTF8") != 0 ||
+	    store_pg_script(c->pg, "session", STORE_PG_SESSION_SQL) < 0) {
+		store_pg_conn_close(c);
+		return -EIO;
+	}
+	*out = c;
+	return 0;
+}
+
+/*
+ * False when an idle connection is gone or going: when the server ends a session
+ * (a restart, pg_terminate_backend) it says so and closes the socket. We use no
+ * LISTEN/NOTIFY, so an idle connection with anything to read is such a one and is
+ * replaced before it fails a request. Costs one poll(), no round trip.
+ */
+static bool store_pg_conn_alive(PGconn *c)
+{
+	if (PQstatus(c) != CONNECTION_OK)
+		return false;
+	struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+	return poll(&pfd, 1, 0) == 0;
+}
+
+/*
+ * Sets c's statement_timeout to what is left of the calling thread's read deadline
+ * (store_read_deadline_set), or back to none when it has none and c had one. A
+ * session setting, outside any transaction, so it holds for every statement of
+ * the call; store_pg_conn_put clears it.
+ */
+static void store_pg_conn_timeout(struct store_pg_conn *c, bool reading)
+{
+	int64_t left = 0;
+	if (reading && store_read_deadline_ms != 0) {
+		left = store_read_deadline_ms - clock_mono_ms();
+		if (left < 1)
+			left = 1; /* spent meanwhile: the first statement ends at once */
+	}
+	if (left == 0 && !c->timed)
+		return;
+	char sql[64];
+	snprintf(sql, sizeof(sql), "SET statement_timeout = %lld", (long long)left);
+	PQclear(PQexec(c->pg, sql));
+	c->timed = left != 0;
+}
+
+static int store_pg_conn_take(struct store_pg *st, struct store_pg_conn **out);
+
+/*
+ * A connection for this read call (give it back with store_pg_conn_put), with the
+ * thread's read deadline as its statement_timeout.
+ */
+int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out)
+{
+	if (store_read_deadline_ms != 0 && clock_mono_ms() >= store_read_deadline_ms) {
+		store_read_timed_out = true; /* spent before it began */
+		return -ETIMEDOUT;
+	}
+	int rc = store_pg_conn_take(st, out);
+	if (rc == 0)
+		store_pg_conn_timeout(*out, true);
+	return rc;
+}
+
+static int store_pg_conn_take(struct store_pg *st, struct store_pg_conn **out)
+{
+	pthread_mutex_lock(&st->pool_lock);
+	struct store_pg_conn *c = st->pool;
+	if (c != NULL) {
+		st->pool = c->next;
+		st->npool--;
+	}
+	pthread_mutex_unlock(&st->pool_lock);
+	if (c != NULL) {
+		c->next = NULL;
+		/* the server ended it (a restart): a new one, with our session settings */
+		if (!store_pg_conn_alive(c->pg)) {
+			store_pg_conn_close(c);
+			return store_pg_conn_open(st->dsn, out);
+		}
+		*out = c;
+		return 0;
+	}
+	return store_pg_conn_open(st->dsn, out);
+}
+
+/* Returns c to the pool (ending any transaction left open). */
+void store_pg_conn_put(struct store_pg *st, struct store_pg_conn *c)
+{
+	if (c == NULL)
+		return;
+	if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+		PQclear(PQexec(c->pg, "ROLLBACK"));
+	store_pg_conn_timeout(c, false);
+	pthread_mutex_lock(&st->pool_lock);
+	if (st->npool < STORE_PG_POOL_MAX && PQstatus(c->pg) == CONNECTION_OK) {
+		c->next = st->pool;
+		st->pool = c;
+		st->npool++;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&st->pool_lock);
+	store_pg_conn_close(c);
+}
+
+/* True when the last failure was a deadlock or serialization conflict. */
+static bool store_pg_retryable(void)
+{
+	return strcmp(store_pg_sqlstate, "40001") == 0 || strcmp(store_pg_sqlstate, "40P01") == 0;
+}
+
+/*
+ * Runs fn(st, conn, arg) in one transaction on a pooled connection: committed
+ * when fn returns >= 0 (and then fn's result is returned), rolled back otherwise.
+ * A transaction that lost a deadlock or serialization conflict runs again (fn
+ * must start from its arguments each time). -EIO when the commit failed.
+ */
+int store_pg_tx(struct store_pg *st, store_pg_tx_fn fn, void *arg)
+{
+	struct store_pg_conn *c = NULL;
+	int rc = store_pg_conn_take(st, &c); /* a change has no deadline: never cut off */
+	if (rc < 0)
+		return rc;
+	for (int attempt = 0; attempt < STORE_PG_TX_TRIES; attempt++) {
+		rc = store_pg_do(c->pg, "begin", "BEGIN", NULL, NULL);
+		if (rc == 0) {
+			rc = fn(st, c->pg, arg);
+			if (rc >= 0) {
+				int r = store_pg_do(c->pg, "commit", "COMMIT", NULL, NULL);
+				if (r < 0)
+					rc = r;
+				else
+					atomic_fetch_add(&st->commits, 1);
+			} else {
+				PQclear(PQexec(c->pg, "ROLLBACK"));
+			}
+		}
+		if (rc != -EIO || !store_pg_retryable())
+			break;
+		if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+			PQclear(PQexec(c->pg, "ROLLBACK"));
+		log_info("store.pg_retry", "attempt=%d sqlstate=%s", attempt + 1,
+			 store_pg_sqlstate);
+	}
+	store_pg_conn_put(st, c);
+	return rc;
+}
+
+/* --- writing messages --------------------------------------------------- */
+
+static bool store_pg_new_message_valid(const struct store_new_message *m)
+{
+	if (!ids_valid(m->id) || m->quarantine == NULL || m->quarantine[0] == '\0' ||
+	    m->sender == NULL || m->nrecipients == 0 || (m->raw == NULL && m->raw_len > 0))
+		return false;
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		if (m->recipients[i] == NULL || m->recipients[i][0] == '\0')
+			return false;
+	}
+	return true;
+}
+
+/*
+ * One statement per message: the row, its body, its recipients (a repeated
+ * address, in any case, is stored once) and attachments. held and active start
+ * at the number of distinct recipients, all quarantined.
+ */
+static const char sql_pg_insert_message[] =
+    "WITH m AS (INSERT INTO messages (id, quarantine, received_at, sender, sender_lc,"
+    " sender_domain, from_text, from_addr, from_addr_lc, from_domain, to_text, subject,"
+    " message_id, date_ms, size, stored_size, verdict, score, gateway, client_address, held,"
+    " active) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
+    " $17, $18, $19, $20, $21, $21) RETURNING seq),"
+    " b AS (INSERT INTO bodies (msg_seq, codec, data) SELECT seq, 'zstd', $22 FROM m),"
+    " r AS (INSERT INTO recipients (msg_id, address, address_lc, pos, state, updated_at)"
+    " SELECT $1, a.address, a.lc, a.pos - 1, 0, $3"
+    " FROM unnest($23::text[], $24::text[]) WITH ORDINALITY AS a(address, lc, pos)"
+    " ON CONFLICT DO NOTHING),"
+    " t AS (INSERT INTO attachments (msg_id, idx, filename, content_type, size)"
+    " SELECT $1, a.idx - 1, a.filename, a.content_type, a.size"
+    " FROM unnest($25::text[], $26::text[], $27::bigint[]) WITH ORDINALITY"
+    " AS a(filename, content_type, size, idx))"
+    " SELECT seq FROM m";
+
+/* Writes one message inside the caller's transaction. 0, -EINVAL or -EIO. */
+static int store_pg_insert_message(struct store_pg_conn *wc, struct store_new_message *m)
+{
+	PGconn *c = wc->pg;
+	if (!store_pg_new_message_valid(m))
+		return -EINVAL;
+	int rc = store_new_message_prepare(m);
+	if (rc < 0)
+		return rc;
+	/* libpq takes a value's length as an int */
+	if (m->packed_len > INT_MAX)
+		return -EINVAL;
+	struct store_pg_params p = {0};
+	char **lcs = xcalloc(m->nrecipients, sizeof(*lcs));
+	size_t distinct = 0;
+	for (size_t i = 0; i < m->nrecipients; i++) {
+		lcs[i] = store_pg_lc(m->recipients[i]);
+		bool seen = false;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(lcs[i], lcs[j]) == 0;
+		distinct += seen ? 0 : 1;
+	}
+	const char **names = xcalloc(m->nattachments + 1, sizeof(*names));
+	const char **types = xcalloc(m->nattachments + 1, sizeof(*types));
+	char **sizes = xcalloc(m->nattachments + 1, sizeof(*sizes));
+	for (size_t i = 0; i < m->nattachments; i++) {
+		names[i] = m->attachments[i].filename;
+		types[i] = m->attachments[i].content_type;
+		sizes[i] = xasprintf("%llu", (unsigned long long)m->attachments[i].size);
+	}
+	store_pg_text(&p, m->id);
+	store_pg_text(&p, m->quarantine);
+	store_pg_int(&p, m->received_at);
+	store_pg_text(&p, m->sender);
+	store_pg_owned(&p, store_pg_lc(m->sender));
+	store_pg_owned(&p, store_pg_domain_lc(m->sender));
+	store_pg_text(&p, m->from);
+	store_pg_text(&p, m->from_addr);
+	store_pg_owned(&p, m->from_addr != NULL ? store_pg_lc(m->from_addr) : NULL);
+	store_pg_owned(&p, m->from_addr != NULL ? store_pg_domain_lc(m->from_addr) : NULL);
+	store_pg_text(&p, m->to);
+	store_pg_text(&p, m->subject);
+	store_pg_text(&p, m->message_id);
+	store_pg_int(&p, m->date_ms);
+	store_pg_int(&p, (int64_t)m->raw_len);
+	store_pg_int(&p, (int64_t)m->packed_len);
+	store_pg_text(&p, m->verdict);
+	store_pg_owned(&p, m->has_score ? xasprintf("%.17g", m->score) : NULL);
+	store_pg_text(&p, m->gateway);
+	store_pg_text(&p, m->client_address);
+	store_pg_int(&p, (int64_t)distinct);
+	store_pg_bytes(&p, m->packed, m->packed_len);
+	store_pg_array(&p, (const char *const *)m->recipients, m->nrecipients);
+	store_pg_array(&p, (const char *const *)lcs, m->nrecipients);
+	store_pg_array(&p, names, m->nattachments);
+	store_pg_array(&p, types, m->nattachments);
+	store_pg_array(&p, (const char *const *)sizes, m->nattachments);
+	/* prepared once per session: the server plans the statement once, not per message */
+	if (!wc->insert_prepared) {
+		PGresult *pr =
+		    PQprepare(c, "lazaret_insert_message", sql_pg_insert_message, 0, NULL);
+		wc->insert_prepared = PQresultStatus(pr) == PGRES_COMMAND_OK;
+		if (!wc->insert_prepared) {
+			char buf[256];
+			log_error("store.pg_error", "op=prepare_insert error=%s",
+				  log_quote(buf, sizeof(buf), PQerrorMessage(c)));
+		}
+		PQclear(pr);
+	}
+	PGresult *r = NULL;
+	if (wc->insert_prepared) {
+		r = PQexecPrepared(c, "lazaret_insert_message", p.n, p.v, p.len, p.fmt, 0);
+		if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+			snprintf(store_pg_sqlstate, sizeof(store_pg_sqlstate), "%s",
+				 state != NULL ? state : "");
+			char buf[256];
+			log_error("store.pg_error", "op=insert_message sqlstate=%s error=%s",
+				  state != NULL ? state : "-",
+				  log_quote(buf, sizeof(buf), PQerrorMessage(c)));
+			PQclear(r);
+			r = NULL;
+		}
+	}
+	rc = r != NULL && PQntuples(r) == 1 ? 0 : -EIO;
+	PQclear(r);
+	store_pg_params_clear(&p);
+	for (size_t i = 0; i < m->nrecipients; i++)
+		free(lcs[i]);
+	free(lcs);
+	for (size_t i = 0; i < m->nattachments; i++)
+		free(sizes[i]);
+	free(sizes);
+	free(names);
+	free(types);
+	return rc;
+}
+
+static void store_pg_finish_pending(struct store_pg_pending *p, int rc)
+{
+	if (rc < 0)
+		log_error("store.message_failed", "id=%s error=%d", p->m->id, rc);
+	p->done(p->arg, rc);
+	store_new_message_free(p->m);
+	free(p);
+}
+
+/*
+ * Takes the owner lock for the writer's session, waiting up to wait_ms for a
+ * session that is ending: 0, -EBUSY (another store has it), -EIO.
+ */
+static int store_pg_take_owner(PGconn *c, int64_t wait_ms)
+{
+	bool got = false;
+	for (int64_t waited = 0;; waited += 100) {
+		struct store_pg_params p = {0};
+		store_pg_int(&p, STORE_PG_OWNER_LOCK);
+		PGresult *r =
+		    store_pg_exec(c, "owner_lock", "SELECT pg_try_advisory_lock($1)", &p, false);
+		store_pg_params_clear(&p);
+		if (r == NULL)
+			return -EIO;
+		got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+		PQclear(r);
+		if (got || waited >= wait_ms)
+			break;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	if (!got) {
+		log_error("store.pg_in_use",
+			  "backend=postgresql database=%s"
+			  " reason=\"another lazaretd has this database open\"",
+			  PQdb(c));
+		return -EBUSY;
+	}
+	return 0;
+}
+
+/* BEGIN, a connection that works first: the server may have restarted. */
+static int store_pg_writer_begin(struct store_pg *st)
+{
+	if (!store_pg_conn_alive(st->wconn->pg)) {
+		PQreset(st->wconn->pg);
+		st->wconn->insert_prepared = false; /* a new session */
+		if (PQstatus(st->wconn->pg) != CONNECTION_OK) {
+			log_error("store.pg_reconnect_failed", "backend=postgresql");
+			return -EIO;
+		}
+		PQsetClientEncoding(st->wconn->pg, "UTF8");
+		/* a new session: the owner lock went with the old one */
+		if (store_pg_script(st->wconn->pg, "session", STORE_PG_SESSION_SQL) < 0 ||
+		    store_pg_take_owner(st->wconn->pg, 0) < 0)
+			return -EIO;
+	}
+	return store_pg_do(st->wconn->pg, "begin", "BEGIN", NULL, NULL);
+}
+
+static int store_pg_writer_commit(struct store_pg *st)
+{
+	if (store_pg_do(st->wconn->pg, "commit", "COMMIT", NULL, NULL) < 0)
+		return -EIO;
+	atomic_fetch_add(&st->commits, 1);
+	return 0;
+}
+
+static void store_pg_writer_rollback(struct store_pg *st)
+{
+	if (PQtransactionStatus(st->wconn->pg) != PQTRANS_IDLE)
+		PQclear(PQexec(st->wconn->pg, "ROLLBACK"));
+}
+
+/*
+ * One group commit: all messages in one transaction, the callbacks only after
+ * COMMIT returned. When the batch fails, every message is tried again in its own
+ * transaction.
+ */
+static void store_pg_write_batch(struct store_pg *st, struct store_pg_pending *list, size_t n)
+{
+	int rc = store_pg_writer_begin(st);
+	for (struct store_pg_pending *p = list; rc == 0 && p != NULL; p = p->next)
+		rc = store_pg_insert_message(st->wconn, p->m);
+	if (rc == 0)
+		rc = store_pg_writer_commit(st);
+	else
+		store_pg_writer_rollback(st);
+	if (rc == 0) {
+		atomic_fetch_add(&st->batches, 1);
+		atomic_fetch_add(&st->batched_messages, n);
+		while (list != NULL) {
+			struct store_pg_pending *next = list->next;
+			store_pg_finish_pending(list, 0);
+			list = next;
+		}
+		return;
+	}
+	if (n > 1)
+		log_warn("store.batch_failed", "messages=%zu error=%d retry=single", n, rc);
+	while (list != NULL) {
+		struct store_pg_pending *next = list->next;
+		int r = store_pg_new_message_valid(list->m) ? store_pg_writer_begin(st) : -EINVAL;
+		if (r == 0) {
+			r = store_pg_insert_message(st->wconn, list->m);
+			if (r == 0)
+				r = store_pg_writer_commit(st);
+			else
+				store_pg_writer_rollback(st);
+		}
+		store_pg_finish_pending(list, r == -EINVAL ? -EINVAL : (r < 0 ? -EIO : 0));
+		list = next;
+	}
+}
+
+static void *store_pg_writer_main(void *arg)
+{
+	struct store_pg *st = arg;
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		while (!st->stopping && st->pending_head == NULL)
+			pthread_cond_wait(&st->wake, &st->lock);
+		if (st->stopping && st->pending_head == NULL)
+			break;
+		if (st->batch_wait_us > 0 && !st->stopping && st->npending < st->batch_max) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			long ns = ts.tv_nsec + (long)st->batch_wait_us * 1000L;
+			ts.tv_sec += ns / 1000000000L;
+			ts.tv_nsec = ns % 1000000000L;
+			pthread_cond_timedwait(&st->wake, &st->lock, &ts);
+		}
+		struct store_pg_pending *batch = st->pending_head, *last = NULL;
+		size_t n = 0;
+		for (struct store_pg_pending *p = batch; p != NULL && n < st->batch_max;
+		     p = p->next) {
+			last = p;
+			n++;
+		}
+		st->pending_head = last->next;
+		if (st->pending_head == NULL)
+			st->pending_tail = NULL;
+		last->next = NULL;
+		st->npending -= n;
+		pthread_mutex_unlock(&st->lock);
+		store_pg_write_batch(st, batch, n);
+		pthread_mutex_lock(&st->lock);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return NULL;
+}
+
+static int store_pg_submit_message(struct store *s, struct store_new_message *m, store_done_fn done,
+				   void *arg)
+{
+	struct store_pg *st = store_pg_of(s);
+	struct store_pg_pending *p = xcalloc(1, sizeof(*p));
+	p->m = m;
+	p->done = done;
+	p->arg = arg;
+	pthread_mutex_lock(&st->lock);
+	if (st->stopping) {
+		pthread_mutex_unlock(&st->lock);
+		store_new_message_free(m);
+		free(p);
+		return -ESHUTDOWN;
+	}
+	if (st->pending_tail != NULL)
+		st->pending_tail->next = p;
+	else
+		st->pending_head = p;
+	st->pending_tail = p;
+	st->npending++;
+	pthread_cond_signal(&st->wake);
+	pthread_mutex_unlock(&st->lock);
+	return 0;
+}
+
+/* --- open / close ------------------------------------------------------- */
+
+/* Brings the schema to STORE_PG_SCHEMA_VERSION, one transaction per migration. */
+static int store_pg_migrate(PGconn *c)
+{
+	for (;;) {
+		if (store_pg_do(c, "begin", "BEGIN", NULL, NULL) < 0)
+			return -EIO;
+		/* one process migrates at a time; the others then find it done */
+		struct store_pg_params p = {0};
+		store_pg_int(&p, STORE_PG_MIGRATE_LOCK);
+		int rc =
+		    store_pg_do(c, "migrate_lock", "SELECT pg_advisory_xact_lock($1)", &p, NULL);
+		store_pg_params_clear(&p);
+		if (rc == 0)
+			rc = store_pg_do(c, "migrations_table",
+					 "CREATE TABLE IF NOT EXISTS store_migrations ("
+					 " version integer PRIMARY KEY,"
+					 " applied_at timestamptz NOT NULL DEFAULT now())",
+					 NULL, NULL);
+		PGresult *r = NULL;
+		if (rc == 0 &&
+		    (r = store_pg_exec(c, "schema_version",
+				       "SELECT coalesce(max(version), 0) FROM store_migrations",
+				       NULL, false)) == NULL)
+			rc = -EIO;
+		int version = r != NULL ? (int)store_pg_i64(r, 0, 0) : 0;
+		PQclear(r);
+		if (rc == 0 && version > STORE_PG_SCHEMA_VERSION) {
+			log_error("store.schema_too_new",
+				  "backend=postgresql version=%d supported=%d", version,
+				  STORE_PG_SCHEMA_VERSION);
+			rc = -EPROTO;
+		}
+		if (rc == 0 && version == STORE_PG_SCHEMA_VERSION)
+			return store_pg_do(c, "commit", "COMMIT", NULL, NULL);
+		if (rc == 0)
+			rc = store_pg_script(c, "migrate", store_pg_migrations[version]);
+		if (rc == 0) {
+			store_pg_int(&p, version + 1);
+			rc = store_pg_do(c, "migrated",
+					 "INSERT INTO store_migrations (version) VALUES ($1)", &p,
+					 NULL);
+			store_pg_params_clear(&p);
+		}
+		if (rc == 0)
+			rc = store_pg_do(c, "commit", "COMMIT", NULL, NULL);
+		if (rc < 0) {
+			PQclear(PQexec(c, "ROLLBACK"));
+			return rc;
+		}
+		log_info("store.migrated", "backend=postgresql version=%d", version + 1);
+	}
+}
+
+static void store_pg_close(struct store *s)
+{
+	struct store_pg *st = store_pg_of(s);
+	pthread_mutex_lock(&st->lock);
+	st->stopping = true;
+	pthread_cond_signal(&st->wake);
+	pthread_mutex_unlock(&st->lock);
+	if (st->writer_started)
+		pthread_join(st->writer, NULL);
+	while (st->pool != NULL) {
+		struct store_pg_conn *c = st->pool;
+		st->pool = c->next;
+		store_pg_conn_close(c);
+	}
+	store_pg_conn_close(st->wconn);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->wake);
+	pthread_mutex_destroy(&st->pool_lock);
+	free(st->dsn);
+	free(st);
+}
+
+int store_pg_open(const struct store_options *opt, struct store **out)
+{
+	if (opt->dsn == NULL || opt->dsn[0] == '\0' || opt->batch_max > STORE_PG_BATCH_MAX_LIMIT)
+		return -EINVAL;
+	struct store_pg *st = xcalloc(1, sizeof(*st));
+	st->head.ops = &store_pg_ops;
+	st->dsn = xstrdup(opt->dsn);
+	st->batch_max = opt->batch_max > 0 ? opt->batch_max : STORE_PG_BATCH_MAX_DEFAULT;
+	st->batch_wait_us = opt->batch_wait_us;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_cond_init(&st->wake, NULL);
+	pthread_mutex_init(&st->pool_lock, NULL);
+	int rc = store_pg_conn_open(st->dsn, &st->wconn);
+	if (rc < 0)
+		goto fail;
+	if ((rc = store_pg_take_owner(st->wconn->pg, STORE_PG_OWNER_WAIT_MS)) < 0 ||
+	    (rc = store_pg_migrate(st->wconn->pg)) < 0)
+		goto fail;
+	if (pthread_create(&st->writer, NULL, store_pg_writer_main, st) != 0) {
+		rc = -EAGAIN;
+		goto fail;
+	}
+	st->writer_started = true;
+	log_info("store.open", "backend=postgresql database=%s host=%s schema=%d batch_max=%u",
+		 PQdb(st->wconn->pg), PQhost(st->wconn->pg), STORE_PG_SCHEMA_VERSION,
+		 st->batch_max);
+	*out = (struct store *)(void *)st;
+	return 0;
+fail:
+	store_pg_close((struct store *)(void *)st);
+	return rc;
+}
+
+static void store_pg_debug_counters(struct store *s, struct store_debug_counters *out)
+{
+	struct store_pg *st = store_pg_of(s);
+	out->commits = atomic_load(&st->commits);
+	out->batches = atomic_load(&st->batches);
+	out->batched_messages = atomic_load(&st->batched_messages);
+}
+
+/* --- reading messages --------------------------------------------------- */
+
+#define STORE_PG_MSG_COLS                                                                          \
+	"m.id, m.quarantine, m.received_at, m.sender, m.from_text, m.from_addr, m.to_text,"        \
+	" m.subject, m.message_id, m.date_ms, m.size, m.verdict, m.score, m.gateway,"              \
+	" m.client_address"
+
+static struct store_message *store_pg_row_message(const PGresult *r, int row)
+{
+	struct store_message *m = xcalloc(1, sizeof(*m));
+	snprintf(m->id, sizeof(m->id), "%s", PQgetvalue(r, row, 0));
+	m->quarantine = store_pg_dup(r, row, 1);
+	m->received_at = store_pg_i64(r, row, 2);
+	m->sender = store_pg_dup(r, row, 3);
+	m->from = store_pg_dup(r, row, 4);
+	m->from_addr = store_pg_dup(r, row, 5);
+	m->to = store_pg_dup(r, row, 6);
+	m->subject = store_pg_dup(r, row, 7);
+	m->message_id = store_pg_dup(r, row, 8);
+	m->date_ms = store_pg_i64(r, row, 9);
+	m->size = (uint64_t)store_pg_i64(r, row, 10);
+	m->verdict = store_pg_dup(r, row, 11);
+	m->has_score = !PQgetisnull(r, row, 12);
+	m->score = m->has_score ? strtod(PQgetvalue(r, row, 12), NULL) : 0;
+	m->gateway = store_pg_dup(r, row, 13);
+	m->client_address = store_pg_dup(r, row, 14);
+	return m;
+}
+
+int store_pg_read_begin(PGconn *c)
+{
+	return store_pg_do(c, "begin_read", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL,
+			   NULL);
+}
+
+/* The recipients of the messages v[0..n), in their envelope order. */
+static int store_pg_load_recipients(PGconn *c, struct store_message **v, size_t n)
+{
+	if (n == 0)
+		return 0;
+	struct store_pg_params p = {0};
+	const char **ids = xcalloc(n, sizeof(*ids));
+	for (size_t i = 0; i < n; i++)
+		ids[i] = v[i]->id;
+	store_pg_array(&p, ids, n);
+	free(ids);
+	PGresult *r =
+	    store_pg_exec(c, "load_recipients",
+			  "SELECT msg_id, address, state, reply, updated_at FROM recipients"
+			  " WHERE msg_id = ANY($1::text[]) ORDER BY msg_id, pos",
+			  &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	int rows = PQntuples(r);
+	for (size_t i = 0; i < n; i++) {
+		struct store_message *m = v[i];
+		for (int k = 0; k < rows; k++) {
+			if (strcmp(PQgetvalue(r, k, 0), m->id) != 0)
+				continue;
+			m->recipients = xreallocarray(m->recipients, m->nrecipients + 1,
+						      sizeof(*m->recipients));
+			struct store_recipient *rc = &m->recipients[m->nrecipients++];
+			rc->address = store_pg_dup(r, k, 1);
+			rc->state = (enum store_rcpt_state)store_pg_i64(r, k, 2);
+			rc->reply = store_pg_dup(r, k, 3);
+			rc->updated_at = store_pg_i64(r, k, 4);
+		}
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int store_pg_load_attachments(PGconn *c, struct store_message *m)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, m->id);
+	PGresult *r = store_pg_exec(c, "load_attachments",
+				    "SELECT filename, content_type, size FROM attachments"
+				    " WHERE msg_id = $1 ORDER BY idx",
+				    &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	int rows = PQntuples(r);
+	m->attachments = rows > 0 ? xcalloc((size_t)rows, sizeof(*m->attachments)) : NULL;
+	for (int k = 0; k < rows; k++) {
+		m->attachments[k].filename = store_pg_dup(r, k, 0);
+		m->attachments[k].content_type = store_pg_dup(r, k, 1);
+		m->attachments[k].size = (uint64_t)store_pg_i64(r, k, 2);
+	}
+	m->nattachments = (size_t)rows;
+	PQclear(r);
+	return 0;
+}
+
+static int store_pg_get(struct store *s, const char *id, struct store_message **out)
+{
+	struct store_pg *st = store_pg_of(s);
+	if (!ids_valid(id))
+		return -ENOENT;
+	struct store_pg_conn *c = NULL;
+	struct store_message *m = NULL;
+	int rc = store_pg_conn_get(st, &c);
+	if (rc < 0)
+		return rc;
+	if ((rc = store_pg_read_begin(c->pg)) < 0)
+		goto fail;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, id);
+	PGresult *r = store_pg_exec(c->pg, "get",
+				    "SELECT " STORE_PG_MSG_COLS " FROM messages m WHERE m.id = $1",
+				    &p, false);
+	store_pg_params_clear(&p);
+	rc = -EIO;
+	if (r == NULL)
+		goto fail;
+	if (PQntuples(r) == 1)
+		m = store_pg_row_message(r, 0);
+	PQclear(r);
+	rc = -ENOENT;
+	if (m == NULL)
+		goto fail;
+	if ((rc = store_pg_load_recipients(c->pg, &m, 1)) < 0 ||
+	    (rc = store_pg_load_attachments(c->pg, m)) < 0)
+		goto fail;
+	*out = m;
+	m = NULL;
+	rc = 0;
+fail:
+	store_message_free(m);
+	store_pg_conn_put(st, c);
+	return rc;
+}
+
+/* A big-endian 64-bit integer from a binary result. */
+static int64_t store_pg_be64(const char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | (unsigned char)p[i];
+	return (int64_t)v;
+}
+
+static int store_pg_get_raw(struct store *s, const char *id, unsigned char **raw, size_t *len)
+{
+	struct store_pg *st = store_pg_of(s);
+	if (!ids_valid(id))
+		return -ENOENT;
+	struct store_pg_conn *c = NULL;
+	int rc = store_pg_conn_get(st, &c);
+	if (rc < 0)
+		return rc;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, id);
+	/* binary results: the body arrives as its bytes, not as hex text */
+	PGresult *r = store_pg_exec(c->pg, "get_raw",
+				    "SELECT b.codec, b.data, m.size FROM messages m"
+				    " JOIN bodies b ON b.msg_seq = m.seq WHERE m.id = $1",
+				    &p, true);
+	store_pg_params_clear(&p);
+	rc = -EIO;
+	if (r == NULL)
+		goto fail;
+	if (PQntuples(r) != 1) {
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (PQgetlength(r, 0, 2) != 8) {
+		log_error("store.body_corrupt", "id=%s size=?", id);
+		goto fail;
+	}
+	char *codec = xstrndup(PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
+	int64_t size = store_pg_be64(PQgetvalue(r, 0, 2));
+	unsigned char *buf = NULL;
+	rc = store_body_unpack(id, codec, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1),
+			       (uint64_t)(size < 0 ? 0 : size), &buf);
+	free(codec);
+	if (rc == 0) {
+		*raw = buf;
+		*len = (size_t)size;
+	}
+fail:
+	PQclear(r);
+	store_pg_conn_put(st, c);
+	return rc;
+}
+
+/* --- listing ------------------------------------------------------------ */
+
+/* A LIKE pattern matching s anywhere (backslash escapes, LIKE's default). */
+static char *store_pg_like_pattern(const char *s)
+{
+	struct strbuf b = STRBUF_INIT;
+	strbuf_addc(&b, '%');
+	for (; *s != '\0'; s++) {
+		if (*s == '%' || *s == '_' || *s == '\\')
+			strbuf_addc(&b, '\\');
+		strbuf_addc(&b, *s);
+	}
+	strbuf_addc(&b, '%');
+	return strbuf_take(&b);
+}
+
+/*
+ * Appends " AND ..." terms for f and the keyset cursor to q and their values to
+ * p: the meaning of store_filter, as store_sqlite.c gives it. 0, or -EINVAL for a
+ * filter outside its limits. The planner picks the index from its statistics.
+ */
+static int store_pg_filter_sql(const struct store_filter *f, const char *cursor, struct strbuf *q,
+			       struct store_pg_params *p)
+{
+	static const struct store_filter none;
+	if (f == NULL)
+		f = &none;
+	if (f->nids > STORE_BULK_MAX_IDS || f->naddresses > STORE_USER_MAX_ADDRESSES ||
+	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL))
+		return -EINVAL;
+	int state = -1;
+	if (f->state != NULL && f->state[0] != '\0') {
+		enum store_rcpt_state s;
+		if (store_rcpt_state_parse(f->state, &s) < 0)
+			return -EINVAL;
+		state = (int)s;
+	}
+	bool has_rcpt = f->recipient != NULL && f->recipient[0] != '\0';
+	if (f->ids != NULL) {
+		const char **ids = xcalloc(f->nids + 1, sizeof(*ids));
+		for (size_t i = 0; i < f->nids; i++)
+			ids[i] = f->ids[i] != NULL ? f->ids[i] : "";
+		strbuf_printf(q, " AND m.id = ANY($%d::text[])", store_pg_array(p, ids, f->nids));
+		free(ids);
+	}
+	if (has_rcpt || f->addresses != NULL) {
+		strbuf_puts(q, " AND m.id IN (SELECT r.msg_id FROM recipients r WHERE true");
+		if (has_rcpt)
+			strbuf_printf(q, " AND r.address_lc = $%d",
+				      store_pg_owned(p, store_pg_lc(f->recipient)));
+		if (f->addresses != NULL) {
+			char **lcs = xcalloc(f->naddresses + 1, sizeof(*lcs));
+			for (size_t i = 0; i < f->naddresses; i++)
+				lcs[i] = store_pg_lc(f->addresses[i]);
+			strbuf_printf(q, " AND r.address_lc = ANY($%d::text[])",
+				      store_pg_array(p, (const char *const *)lcs, f->naddresses));
+			for (size_t i = 0; i < f->naddresses; i++)
+				free(lcs[i]);
+			free(lcs);
+		}
+		if (state >= 0)
+			strbuf_printf(q, " AND r.state = $%d", store_pg_int(p, state));
+		strbuf_puts(q, ")");
+	} else if (state == STORE_RCPT_QUARANTINED) {
+		strbuf_puts(q, " AND m.held > 0");
+	} else if (state >= 0) {
+		strbuf_printf(q,
+			      " AND EXISTS (SELECT 1 FROM recipients r"
+			      " WHERE r.msg_id = m.id AND r.state = $%d)",
+			      store_pg_int(p, state));
+	}
+	if (f->sender != NULL && f->sender[0] != '\0') {
+		const char *at = strchr(f->sender, '@');
+		if (at != NULL && at != f->sender) {
+			/* an address: the envelope sender or the From: address */
+			int k = store_pg_owned(p, store_pg_lc(f->sender));
+			strbuf_printf(q, " AND (m.sender_lc = $%d OR m.from_addr_lc = $%d)", k, k);
+		} else {
+			/* a domain, "x.jp" or "@x.jp" */
+			int k = store_pg_owned(p, store_pg_lc(at != NULL ? at + 1 : f->sender));
+			strbuf_printf(q, " AND (m.sender_domain = $%d OR m.from_domain = $%d)", k,
+				      k);
+		}
+	}
+	if (f->subject != NULL && f->subject[0] != '\0') {
+		/* the trigram index answers ILIKE for 3+ characters; shorter terms
+		 * are checked on the rows the other terms leave */
+		strbuf_printf(q, " AND m.subject ILIKE $%d",
+			      store_pg_owned(p, store_pg_like_pattern(f->subject)));
+	}
+	if (f->since != 0)
+		strbuf_printf(q, " AND m.received_at >= $%d", store_pg_int(p, f->since));
+	if (f->until != 0)
+		strbuf_printf(q, " AND m.received_at < $%d", store_pg_int(p, f->until));
+	if (f->quarantine != NULL)
+		strbuf_printf(q, " AND m.quarantine = $%d", store_pg_text(p, f->quarantine));
+	if (f->verdict != NULL)
+		strbuf_printf(q, " AND m.verdict = $%d", store_pg_text(p, f->verdict));
+	if (f->gateway != NULL)
+		strbuf_printf(q, " AND m.gateway = $%d", store_pg_text(p, f->gateway));
+	if (cursor != NULL)
+		strbuf_printf(q, " AND m.id < $%d", store_pg_text(p, cursor));
+	return 0;
+}
+
+/* "<head> FROM messages m WHERE <f> ORDER BY m.id DESC LIMIT n" with its values. */
+static int store_pg_build_list(const char *head, const struct store_filter *f, const char *cursor,
+			       size_t limit, struct strbuf *q, struct store_pg_params *p)
+{
+	strbuf_puts(q, head);
+	strbuf_puts(q, " FROM messages m WHERE true");
+	int rc = store_pg_filter_sql(f, cursor, q, p);
+	if (rc < 0)
+		return rc;
+	strbuf_printf(q, " ORDER BY m.id DESC LIMIT $%d", store_pg_int(p, (int64_t)limit));
+	return 0;
+}
+
+static int store_pg_list(struct store *s, const struct store_filter *f, size_t limit,
+			 const char *cursor, struct store_message ***out, size_t *n,
+			 char **next_cursor)
+{
+	struct store_pg *st = store_pg_of(s);
+	if (limit < 1 || limit > STORE_PG_LIST_LIMIT_MAX)
+		return -EINVAL;
+	if (cursor != NULL && !ids_valid(cursor))
+		return -EINVAL;
+	struct strbuf q = STRBUF_INIT;
+	struct store_pg_params p = {0};
+	struct store_pg_conn *c = NULL;
+	struct store_message **v = NULL;
+	PGresult *r = NULL;
+	size_t nv = 0;
+	/* one row more than asked tells whether there is a next page */
+	int rc = store_pg_build_list("SELECT " STORE_PG_MSG_COLS, f, cursor, limit + 1, &q, &p);
+	if (rc < 0)
+		goto fail;
+	if ((rc = store_pg_conn_get(st, &c)) < 0 || (rc = store_pg_read_begin(c->pg)) < 0)
+		goto fail;
+	rc = -EIO;
+	if ((r = store_pg_exec(c->pg, "list", strbuf_str(&q), &p, false)) == NULL)
+		goto fail;
+	v = xcalloc(limit + 1, sizeof(*v));
+	for (int k = 0; k < PQntuples(r); k++)
+		v[nv++] = store_pg_row_message(r, k);
+	char *next = NULL;
+	if (nv > limit) {
+		store_message_free(v[limit]);
+		v[limit] = NULL;
+		nv = limit;
+		next = xstrdup(v[limit - 1]->id);
+	}
+	if ((rc = store_pg_load_recipients(c->pg, v, nv)) < 0) {
+		free(next);
+		goto fail;
+	}
+	*out = v;
+	*n = nv;
+	*next_cursor = next;
+	v = NULL;
+	rc = 0;
+fail:
+	PQclear(r);
+	store_message_array_free(v, nv);
+	store_pg_conn_put(st, c);
+	store_pg_params_clear(&p);
+	strbuf_free(&q);
+	return rc;
+}
+
+static int store_pg_debug_list_plan(struct store *s, const struct store_filter *f,
+				    const char *cursor, char **plan)
+{
+	struct store_pg *st = store_pg_of(s);
+	struct strbuf q = STRBUF_INIT;
+	struct store_pg_params p = {0};
+	struct store_pg_conn *c = NULL;
+	PGresult *r = NULL;
+	int rc = store_pg_build_list("EXPLAIN SELECT " STORE_PG_MSG_COLS, f, cursor, 51, &q, &p);
+	if (rc < 0 || (rc = store_pg_conn_get(st, &c)) < 0)
+		goto fail;
+	rc = -EIO;
+	if ((r = store_pg_exec(c->pg, "list_plan", strbuf_str(&q), &p, false)) == NULL)
+		goto fail;
+	struct strbuf b = STRBUF_INIT;
+	strbuf_puts(&b, "");
+	for (int k = 0; k < PQntuples(r); k++) {
+		strbuf_puts(&b, PQgetvalue(r, k, 0));
+		strbuf_addc(&b, '\n');
+	}
+	*plan = strbuf_take(&b);
+	rc = 0;
+fail:
+	PQclear(r);
+	store_pg_conn_put(st, c);
+	store_pg_params_clear(&p);
+	strbuf_free(&q);
+	return rc;
+}
+
+/* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
+static int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, const char *cursor,
+			     size_t limit, char ***out, size_t *n)
+{
+	struct strbuf q = STRBUF_INIT;
+	struct store_pg_params p = {0};
+	struct store_pg_conn *c = NULL;
+	PGresult *r = NULL;
+	int rc = store_pg_build_list("SELECT m.id", f, cursor, limit, &q, &p);
+	if (rc < 0 || (rc = store_pg_conn_get(st, &c)) < 0)
+		goto fail;
+	rc = -EIO;
+	if ((r = store_pg_exec(c->pg, "list_ids", strbuf_str(&q), &p, false)) == NULL)
+		goto fail;
+	size_t rows = (size_t)PQntuples(r);
+	char **v = xcalloc(rows + 1, sizeof(*v));
+	for (size_t k = 0; k < rows; k++)
+		v[k] = xstrdup(PQgetvalue(r, (int)k, 0));
+	*out = v;
+	*n = rows;
+	rc = 0;
+fail:
+	PQclear(r);
+	store_pg_conn_put(st, c);
+	store_pg_params_clear(&p);
+	strbuf_free(&q);
+	return rc;
+}
+
+static int store_pg_quarantines(struct store *s, struct store_quarantine_stats **out, size_t *n)
+{
+	struct store_pg *st = store_pg_of(s);
+	struct store_pg_conn *c = NULL;
+	int rc = store_pg_conn_get(st, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *r = store_pg_exec(c->pg, "quarantines",
+				    "SELECT q.name, q.type, q.messages, q.bytes,"
+				    " (SELECT min(received_at) FROM messages"
+				    "  WHERE quarantine = q.name AND held > 0)"
+				    " FROM quarantines q ORDER BY q.name COLLATE \"C\"",
+				    NULL, false);
+	store_pg_conn_put(st, c);
+	if (r == NULL)
+		return -EIO;
+	size_t rows = (size_t)PQntuples(r);
+	struct store_quarantine_stats *v = xcalloc(rows + 1, sizeof(*v));
+	for (size_t k = 0; k < rows; k++) {
+		v[k].name = store_pg_dup(r, (int)k, 0);
+		v[k].type = store_pg_dup(r, (int)k, 1);
+		v[k].messages = (uint64_t)store_pg_i64(r, (int)k, 2);
+		v[k].bytes = (uint64_t)store_pg_i64(r, (int)k, 3);
+		v[k].oldest = store_pg_i64(r, (int)k, 4); /* NULL reads as 0 */
+	}
+	PQclear(r);
+	*out = v;
+	*n = rows;
+	return 0;
+}
+
+/* --- recipient state changes -------------------------------------------- */
+
+/* Collects the first column of r into *v (appending). */
+void store_pg_collect(const PGresult *r, char ***v, size_t *n)
+{
+	for (int k = 0; k < PQntuples(r); k++) {
+		*v = xreallocarray(*v, *n + 1, sizeof(**v));
+		(*v)[(*n)++] = store_pg_dup(r, k, 0);
+	}
+}
+
+/*
+ * Moves the quarantined recipients of message id in rcpts (NULL: all) to state
+ * to; a release queues one delivery for the moved ones. strict: an address that is
+ * not a recipient is -EINVAL (and nothing changes, as the transaction is rolled
+ * back); otherwise it is skipped. Adds the number moved to *changed.
+ */
+static int store_pg_change_one(PGconn *c, const char *id, const char *const *rcpts, size_t nrcpts,
+			       bool strict, enum store_rcpt_state to, int64_t now, int *changed)
+{
+	char **moved = NULL;
+	size_t nmoved = 0;
+	struct store_pg_params p = {0};
+	int rc = -EIO;
+	store_pg_text(&p, id);
+	PGresult *r =
+	    store_pg_exec(c, "msg_exists", "SELECT 1 FROM messages WHERE id = $1", &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		goto fail;
+	bool exists = PQntuples(r) == 1;
+	PQclear(r);
+	if (!exists) {
+		rc = -ENOENT;
+		goto fail;
+	}
+	if (rcpts == NULL) {
+		store_pg_text(&p, id);
+		store_pg_int(&p, (int64_t)to);
+		store_pg_int(&p, now);
+		r = store_pg_exec(c, "change_all",
+				  "WITH u AS (UPDATE recipients SET state = $2, updated_at = $3"
+				  " WHERE msg_id = $1 AND state = 0 RETURNING address, pos)"
+				  " SELECT address FROM u ORDER BY pos",
+				  &p, false);
+		store_pg_params_clear(&p);
+		if (r == NULL)
+			goto fail;
+		store_pg_collect(r, &moved, &nmoved);
+		PQclear(r);
+	}
+	for (size_t i = 0; rcpts != NULL && i < nrcpts; i++) {
+		store_pg_text(&p, id);
+		store_pg_owned(&p, store_pg_lc(rcpts[i]));
+		store_pg_int(&p, (int64_t)to);
+		store_pg_int(&p, now);
+		/* one row: whether the address is a recipient, and whether it moved */
+		r = store_pg_exec(c, "change_one",
+				  "WITH u AS (UPDATE recipients SET state = $3, updated_at = $4"
+				  " WHERE msg_id = $1 AND address_lc = $2 AND state = 0"
+				  " RETURNING address)"
+				  " SELECT (SELECT address FROM u),"
+				  " EXISTS (SELECT 1 FROM recipients WHERE msg_id = $1"
+				  " AND address_lc = $2)",
+				  &p, false);
+		store_pg_params_clear(&p);
+		if (r == NULL)
+			goto fail;
+		bool is_rcpt = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+		if (!PQgetisnull(r, 0, 0)) {
+			moved = xreallocarray(moved, nmoved + 1, sizeof(*moved));
+			moved[nmoved++] = store_pg_dup(r, 0, 0);
+		}
+		PQclear(r);
+		if (strict && !is_rcpt) {
+			rc = -EINVAL;
+			goto fail;
+		}
+	}
+	if (to == STORE_RCPT_RELEASING && nmoved > 0) {
+		store_pg_text(&p, id);
+		store_pg_int(&p, now);
+		store_pg_array(&p, (const char *const *)moved, nmoved);
+		rc = store_pg_do(c, "insert_delivery",
+				 "INSERT INTO deliveries (msg_id, next_attempt_at, rcpts)"
+				 " VALUES ($1, $2, $3::text[])",
+				 &p, NULL);
+		store_pg_params_clear(&p);
+		if (rc < 0)
+			goto fail;
+	}
+	*changed += (int)nmoved;
+	rc = 0;
+fail:
+	for (size_t i = 0; i < nmoved; i++)
+		free(moved[i]);
+	free(moved);
+	return rc;
+}
+
+struct store_pg_change_args {
+	const char *const *ids;
+	size_t nids;
+	const char *const *rcpts;
+	size_t nrcpts;
+	bool strict;
+	enum store_rcpt_state to;
+	int64_t now;
+	int changed;
+};
+
+static int store_pg_change_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	struct store_pg_change_args *a = arg;
+	a->changed = 0;
+	for (size_t i = 0; i < a->nids; i++) {
+		int rc = store_pg_change_one(c, a->ids[i], a->rcpts, a->nrcpts, a->strict, a->to,
+					     a->now, &a->changed);
+		/* a message purged between listing and this change is no error in bulk */
+		if (rc == -ENOENT && !a->strict)
+			continue;
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int store_pg_change(struct store_pg *st, const char *id, const char *const *rcpts,
+			   size_t nrcpts, enum store_rcpt_state to, int64_t now, int *changed)
+{
+	if (!ids_valid(id))
+		return -ENOENT;
+	struct store_pg_change_args a = {
+	    .ids = &id,
+	    .nids = 1,
+	    .rcpts = rcpts,
+	    .nrcpts = nrcpts,
+	    .strict = true,
+	    .to = to,
+	    .now = now,
+	};
+	int rc = store_pg_tx(st, store_pg_change_tx, &a);
+	if (changed != NULL)
+		*changed = rc == 0 ? a.changed : 0;
+	return rc;
+}
+
+static int store_pg_release(struct store *s, const char *id, const char *const *rcpts,
+			    size_t nrcpts, int64_t now, int *changed)
+{
+	return store_pg_change(store_pg_of(s), id, rcpts, nrcpts, STORE_RCPT_RELEASING, now,
+			       changed);
+}
+
+static int store_pg_delete(struct store *s, const char *id, const char *const *rcpts, size_t nrcpts,
+			   int64_t now, int *changed)
+{
+	return store_pg_change(store_pg_of(s), id, rcpts, nrcpts, STORE_RCPT_DELETED, now, changed);
+}
+
+/*
+ * Bulk change: pages through the matching messages that still have a quarantined
+ * recipient in scope, one transaction per page (as the SQLite backend).
+ */
+static int store_pg_change_matching(struct store_pg *st, const struct store_filter *f,
+				    enum store_rcpt_state to, int64_t now, int *changed)
+{
+	static const struct store_filter none;
+	if (f == NULL)
+		f = &none;
+	if (changed != NULL)
+		*changed = 0;
+	if (f->state != NULL && f->state[0] != '\0' && strcmp(f->state, "quarantined") != 0) {
+		enum store_rcpt_state s;
+		return store_rcpt_state_parse(f->state, &s); /* nothing else can change */
+	}
+	struct store_filter q = *f;
+	q.state = "quarantined";
+	/* scope: the recipients this caller may touch (NULL: all of them) */
+	const char *const *scope = NULL;
+	size_t nscope = 0;
+	const char *one[1];
+	bool has_rcpt = f->recipient != NULL && f->recipient[0] != '\0';
+	if (f->addresses != NULL) {
+		if (has_rcpt) {
+			bool in = false;
+			for (size_t i = 0; i < f->naddresses; i++)
+				in = in || strcasecmp(f->addresses[i], f->recipient) == 0;
+			if (!in)
+				return 0;
+			one[0] = f->recipient;
+			scope = one;
+			nscope = 1;
+		} else {
+			scope = f->addresses;
+			nscope = f->naddresses;
+		}
+	} else if (has_rcpt) {
+		one[0] = f->recipient;
+		scope = one;
+		nscope = 1;
+	}
+	char *cursor = NULL;
+	int total = 0, rc = 0;
+	for (;;) {
+		char **ids = NULL;
+		size_t n = 0;
+		rc = store_pg_list_ids(st, &q, cursor, STORE_PG_MAINT_BATCH_DEFAULT, &ids, &n);
+		if (rc < 0)
+			break;
+		struct store_pg_change_args a = {
+		    .ids = (const char *const *)ids,
+		    .nids = n,
+		    .rcpts = scope,
+		    .nrcpts = nscope,
+		    .strict = false,
+		    .to = to,
+		    .now = now,
+		};
+		if (n > 0)
+			rc = store_pg_tx(st, store_pg_change_tx, &a);
+		total += a.changed;
+		free(cursor);
+		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
+		for (size_t i = 0; i < n; i++)
+			free(ids[i]);
+		free(ids);
+		if (rc < 0 || n < STORE_PG_MAINT_BATCH_DEFAULT)
+			break;
+	}
+	free(cursor);
+	if (changed != NULL)
+		*changed = total;
+	return rc;
+}
+
+static int store_pg_release_matching(struct store *s, const struct store_filter *f, int64_t now,
+				     int *changed)
+{
+	return store_pg_change_matching(store_pg_of(s), f, STORE_RCPT_RELEASING, now, changed);
+}
+
+static int store_pg_delete_matching(struct store *s, const struct store_filter *f, int64_t now,
+				    int *changed)
+{
+	return store_pg_change_matching(store_pg_of(s), f, STORE_RCPT_DELETED, now, changed);
+}
+
+/* --- deliveries --------------------------------------------------------- */
+
+/* The recipients of delivery job_id, in their order, into *out. */
+static int store_pg_job_rcpts(PGconn *c, int64_t job_id, char ***out, size_t *n)
+{
+	struct store_pg_params p = {0};
+	store_pg_int(&p, job_id);
+	PGresult *r = store_pg_exec(c, "job_rcpts",
+				    "SELECT a.r FROM deliveries d, unnest(d.rcpts)"
+				    " WITH ORDINALITY AS a(r, k) WHERE d.job_id = $1 ORDER BY a.k",
+				    &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	*out = NULL;
+	*n = 0;
+	store_pg_collect(r, out, n);
+	PQclear(r);
+	return 0;
+}
+
+struct store_pg_claim_args {
+	int64_t now;
+	int64_t lease_ms;
+	struct store_delivery *d;
+};
+
+/*
+ * The delivery due first, leased in the same statement. SKIP LOCKED: a job
+ * another transaction is claiming or finishing right now is not waited for; the
+ * next one due is taken instead (several claimers, or several lazaretd, never
+ * get the same job).
+ */
+static int store_pg_claim_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	struct store_pg_claim_args *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, a->now);
+	store_pg_int(&p, a->now + a->lease_ms);
+	PGresult *r =
+	    store_pg_exec(c, "claim",
+			  "WITH pick AS (SELECT job_id FROM deliveries WHERE next_attempt_at <= $1"
+			  " ORDER BY next_attempt_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+			  " UPDATE deliveries d SET next_attempt_at = $2, leased = true,"
+			  " first_attempt_at = coalesce(d.first_attempt_at, $1) FROM pick"
+			  " WHERE d.job_id = pick.job_id"
+			  " RETURNING d.job_id, d.msg_id, d.attempts, d.first_attempt_at,"
+			  " (SELECT sender FROM messages m WHERE m.id = d.msg_id)",
+			  &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return -EAGAIN;
+	}
+	struct store_delivery *d = xcalloc(1, sizeof(*d));
+	d->job_id = store_pg_i64(r, 0, 0);
+	snprintf(d->msg_id, sizeof(d->msg_id), "%s", PQgetvalue(r, 0, 1));
+	d->attempts = (unsigned)store_pg_i64(r, 0, 2);
+	d->first_attempt_at = store_pg_i64(r, 0, 3);
+	d->sender = store_pg_dup(r, 0, 4);
+	PQclear(r);
+	int rc = store_pg_job_rcpts(c, d->job_id, &d->rcpts, &d->nrcpts);
+	if (rc < 0) {
+		store_delivery_free(d);
+		return rc;
+	}
+	a->d = d;
+	return 0;
+}
+
+static int store_pg_delivery_claim(struct store *s, int64_t now, int64_t lease_ms,
+				   struct store_delivery **out)
+{
+	if (lease_ms < 0)
+		return -EINVAL;
+	struct store_pg_claim_args a = {.now = now, .lease_ms = lease_ms};
+	int rc = store_pg_tx(store_pg_of(s), store_pg_claim_tx, &a);
+	if (rc == 0)
+		*out = a.d;
+	return rc;
+}
+
+struct store_pg_finish_args {
+	int64_t job_id;
+	const struct store_delivery_result *results;
+	size_t nresults;
+	int64_t now;
+	int64_t retry_at;
+	bool confirm; /* store_delivery_confirm: final outcomes only, the attempt goes on */
+};
+
+static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	struct store_pg_finish_args *a = arg;
+	struct store_pg_params p = {0};
+	char *msg_id = NULL;
+	char **rcpts = NULL;
+	const char **left = NULL;
+	size_t nrcpts = 0, nleft = 0;
+	int rc = -EIO;
+	/* the job's row lock: a concurrent finish of the same job waits for this one */
+	store_pg_int(&p, a->job_id);
+	PGresult *r =
+	    store_pg_exec(c, "finish_job",
+			  "SELECT msg_id FROM deliveries WHERE job_id = $1 FOR UPDATE", &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return -ENOENT;
+	}
+	msg_id = store_pg_dup(r, 0, 0);
+	PQclear(r);
+	if ((rc = store_pg_job_rcpts(c, a->job_id, &rcpts, &nrcpts)) < 0)
+		goto fail;
+	left = xcalloc(nrcpts + 1, sizeof(*left));
+	for (size_t i = 0; i < nrcpts; i++) {
+		const struct store_delivery_result *res = NULL;
+		for (size_t j = 0; j < a->nresults && res == NULL; j++) {
+			if (a->results[j].rcpt != NULL &&
+			    strcasecmp(a->results[j].rcpt, rcpts[i]) == 0)
+				res = &a->results[j];
+		}
+		/* no word about a recipient: it was not tried, so it stays queued; a
+		 * confirmation records final outcomes only */
+		if (res != NULL && a->confirm && res->outcome == STORE_DELIVERY_RETRY)
+			res = NULL;
+		int to = STORE_RCPT_RELEASING;
+		if (res != NULL && res->outcome == STORE_DELIVERY_DELIVERED)
+			to = STORE_RCPT_RELEASED;
+		else if (res != NULL && res->outcome == STORE_DELIVERY_FAILED)
+			to = STORE_RCPT_FAILED;
+		if (to == STORE_RCPT_RELEASING)
+			left[nleft++] = rcpts[i];
+		if (res == NULL)
+			continue;
+		store_pg_text(&p, msg_id);
+		store_pg_owned(&p, store_pg_lc(rcpts[i]));
+		store_pg_int(&p, to);
+		store_pg_text(&p, res->reply);
+		store_pg_int(&p, a->now);
+		rc = store_pg_do(c, "finish_rcpt",
+				 "UPDATE recipients SET state = $3, reply = coalesce($4, reply),"
+				 " updated_at = $5 WHERE msg_id = $1 AND address_lc = $2"
+				 " AND state = 1",
+				 &p, NULL);
+		store_pg_params_clear(&p);
+		if (rc < 0)
+			goto fail;
+	}
+	store_pg_int(&p, a->job_id);
+	if (nleft == 0) {
+		rc = store_pg_do(c, "finish_delete", "DELETE FROM deliveries WHERE job_id = $1", &p,
+				 NULL);
+	} else if (a->confirm) {
+		/* the job keeps its lease and its attempt count */
+		store_pg_array(&p, left, nleft);
+		rc = store_pg_do(c, "confirm_left",
+				 "UPDATE deliveries SET rcpts = $2::text[] WHERE job_id = $1", &p,
+				 NULL);
+	} else {
+		store_pg_array(&p, left, nleft);
+		store_pg_int(&p, a->retry_at);
+		rc =
+		    store_pg_do(c, "finish_retry",
+				"UPDATE deliveries SET rcpts = $2::text[], attempts = attempts + 1,"
+				" next_attempt_at = $3, leased = false WHERE job_id = $1",
+				&p, NULL);
+	}
+	store_pg_params_clear(&p);
+fail:
+	for (size_t i = 0; i < nrcpts; i++)
+		free(rcpts[i]);
+	free(rcpts);
+	free(left);
+	free(msg_id);
+	return rc;
+}
+
+static int store_pg_delivery_record(struct store *s, const struct store_delivery *d,
+				    const struct store_delivery_result *results, size_t nresults,
+				    int64_t now, int64_t retry_at, bool confirm)
+{
+	if (d == NULL || (nresults > 0 && results == NULL))
+		return -EINVAL;
+	struct store_pg_finish_args a = {
+	    .job_id = d->job_id,
+	    .results = results,
+	    .nresults = nresults,
+	    .now = now,
+	    .retry_at = retry_at,
+	    .confirm = confirm,
+	};
+	return store_pg_tx(store_pg_of(s), store_pg_finish_tx, &a);
+}
+
+static int store_pg_delivery_finish(struct store *s, const struct store_delivery *d,
+				    const struct store_delivery_result *results, size_t nresults,
+				    int64_t now, int64_t retry_at)
+{
+	return store_pg_delivery_record(s, d, results, nresults, now, retry_at, false);
+}
+
+static int store_pg_delivery_confirm(struct store *s, const struct store_delivery *d,
+				     const struct store_delivery_result *results, size_t nresults,
+				     int64_t now)
+{
+	return store_pg_delivery_record(s, d, results, nresults, now, 0, true);
+}
+
+static int store_pg_reset_leases_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	struct store_pg_params p = {0};
+	store_pg_int(&p, *(int64_t *)arg);
+	int rc = store_pg_do(c, "reset_leases",
+			     "UPDATE deliveries SET next_attempt_at = $1, leased = false"
+			     " WHERE leased",
+			     &p, NULL);
+	store_pg_params_clear(&p);
+	return rc;
+}
+
+static int store_pg_delivery_reset_leases(struct store *s, int64_t now)
+{
+	return store_pg_tx(store_pg_of(s), store_pg_reset_leases_tx, &now);
+}
+
+/* One single-value query on a pooled connection; *null says whether it was NULL. */
+static int store_pg_read_int(struct store_pg *st, const char *what, const char *sql, int64_t *out,
+			     bool *null)
+{
+	struct store_pg_conn *c = NULL;
+	int rc = store_pg_conn_get(st, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *r = store_pg_exec(c->pg, what, sql, NULL, false);
+	store_pg_conn_put(st, c);
+	if (r == NULL || PQntuples(r) != 1) {
+		PQclear(r);
+		return -EIO;
+	}
+	if (null != NULL)
+		*null = PQgetisnull(r, 0, 0);
+	*out = store_pg_i64(r, 0, 0);
+	PQclear(r);
+	return 0;
+}
+
+static int store_pg_delivery_pending(struct store *s, uint64_t *count)
+{
+	int64_t v = 0;
+	int rc = store_pg_read_int(store_pg_of(s), "deliveries_count",
+				   "SELECT count(*) FROM deliveries", &v, NULL);
+	if (rc == 0)
+		*count = (uint64_t)v;
+	return rc;
+}
+
+static int store_pg_delivery_next_due(struct store *s, int64_t *when)
+{
+	int64_t v = 0;
+	bool null = true;
+	int rc = store_pg_read_int(store_pg_of(s), "deliveries_next",
+				   "SELECT min(next_attempt_at) FROM deliveries", &v, &null);
+	if (rc == 0 && null)
+		return -EAGAIN;
+	if (rc == 0)
+		*when = v;
+	return rc;
+}
+
+/* --- expiry and purge --------------------------------------------------- */
+
+struct store_pg_batch_args {
+	const char *quarantine;
+	int64_t cutoff;
+	int64_t now;
+	size_t batch;
+	size_t done;   /* messages handled by this transaction */
+	uint64_t rows; /* recipients expired so far */
+};
+
+/*
+ * One batch of expiry: messages picked and their recipients changed in one
+ * statement. SKIP LOCKED: a message being released right now is left for the
+ * next run rather than waited for.
+ */
+static int store_pg_expire_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	struct store_pg_batch_args *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, a->quarantine);
+	store_pg_int(&p, a->cutoff);
+	store_pg_int(&p, (int64_t)a->batch);
+	store_pg_int(&p, a->now);
+	PGresult *r =
+	    store_pg_exec(c, "expire",
+			  "WITH pick AS (SELECT id FROM messages WHERE quarantine = $1 AND held > 0"
+			  " AND received_at < $2 LIMIT $3 FOR UPDATE SKIP LOCKED),"
+			  " u AS (UPDATE recipients r SET state = 4, updated_at = $4 FROM pick"
+			  " WHERE r.msg_id = pick.id AND r.state = 0 RETURNING 1)"
+			  " SELECT (SELECT count(*) FROM pick), (SELECT count(*) FROM u)",
+			  &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	a->done = (size_t)store_pg_i64(r, 0, 0);
+	a->rows += (uint64_t)store_pg_i64(r, 0, 1);
+	PQclear(r);
+	return 0;
+}
+
+static int store_pg_purge_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	struct store_pg_batch_args *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, (int64_t)a->batch);
+	uint64_t rows = 0;
+	int rc = store_pg_do(c, "purge",
+			     "DELETE FROM messages WHERE id IN (SELECT id FROM messages"
+			     " WHERE active = 0 LIMIT $1 FOR UPDATE SKIP LOCKED)",
+			     &p, &rows);
+	store_pg_params_clear(&p);
+	a->done = rc == 0 ? (size_t)rows : 0;
+	return rc;
+}
+
+static size_t store_pg_maint_batch(size_t batch)
+{
+	if (batch == 0)
+		return STORE_PG_MAINT_BATCH_DEFAULT;
+	return batch > STORE_PG_MAINT_BATCH_MAX ? STORE_PG_MAINT_BATCH_MAX : batch;
+}
+
+/* Space is given back by PostgreSQL's autovacuum, not here. */
+static int store_pg_purge(struct store *s, size_t batch, uint64_t *purged)
+{
+	struct store_pg_batch_args a = {.batch = store_pg_maint_batch(batch)};
+	uint64_t total = 0;
+	int rc;
+	do {
+		rc = store_pg_tx(store_pg_of(s), store_pg_purge_tx, &a);
+		total += a.done;
+	} while (rc == 0 && a.done == a.batch);
+	if (purged != NULL)
+		*purged = total;
+	if (total > 0)
+		log_info("store.purged", "messages=%llu", (unsigned long long)total);
+	return rc;
+}
+
+static int store_pg_expire(struct store *s, const char *quarantine, int64_t cutoff, int64_t now,
+			   size_t batch, uint64_t *expired, uint64_t *purged)
+{
+	if (quarantine == NULL)
+		return -EINVAL;
+	struct store_pg_batch_args a = {
+	    .quarantine = quarantine,
+	    .cutoff = cutoff,
+	    .now = now,
+	    .batch = store_pg_maint_batch(batch),
+	};
+	uint64_t total = 0;
+	int rc;
+	/* each batch its own transaction: ingest is never held up for long */
+	do {
+		rc = store_pg_tx(store_pg_of(s), store_pg_expire_tx, &a);
+		total += a.done;
+	} while (rc == 0 && a.done == a.batch);
+	if (expired != NULL)
+		*expired = a.rows;
+	if (total > 0)
+		log_info("store.expired", "quarantine=%s messages=%llu recipients=%llu", quarantine,
+			 (unsigned long long)total, (unsigned long long)a.rows);
+	if (rc < 0)
+		return rc;
+	return store_pg_purge(s, batch, purged);
+}
+
+/* --- statistics --------------------------------------------------------- */
+
+static int store_pg_stats(struct store *s, struct store_stats *out)
+{
+	struct store_pg *st = store_pg_of(s);
+	struct store_pg_conn *c = NULL;
+	int rc = store_pg_conn_get(st, &c);
+	if (rc < 0)
+		return rc;
+	PGresult *r = store_pg_exec(c->pg, "stats",
+				    "SELECT messages, bytes_original, bytes_stored,"
+				    " (SELECT count(*) FROM deliveries),"
+				    " pg_database_size(current_database()) FROM totals",
+				    NULL, false);
+	store_pg_conn_put(st, c);
+	if (r == NULL || PQntuples(r) != 1) {
+		PQclear(r);
+		return -EIO;
+	}
+	memset(out, 0, sizeof(*out));
+	out->messages = (uint64_t)store_pg_i64(r, 0, 0);
+	out->bytes_original = (uint64_t)store_pg_i64(r, 0, 1);
+	out->bytes_stored = (uint64_t)store_pg_i64(r, 0, 2);
+	out->deliveries_pending = (uint64_t)store_pg_i64(r, 0, 3);
+	out->file_bytes = (uint64_t)store_pg_i64(r, 0, 4);
+	PQclear(r);
+	return 0;
+}
+
+/* Every entry set: a NULL one would make lazaretd refuse the backend. */
+const struct store_ops store_pg_ops = {
+    .close = store_pg_close,
+    .submit_message = store_pg_submit_message,
+    .list = store_pg_list,
+    .get = store_pg_get,
+    .get_raw = store_pg_get_raw,
+    .quarantines = store_pg_quarantines,
+    .release = store_pg_release,
+    .delete = store_pg_delete,
+    .release_matching = store_pg_release_matching,
+    .delete_matching = store_pg_delete_matching,
+    .delivery_claim = store_pg_delivery_claim,
+    .delivery_finish = store_pg_delivery_finish,
+    .delivery_confirm = store_pg_delivery_confirm,
+    .delivery_reset_leases = store_pg_delivery_reset_leases,
+    .delivery_pending = store_pg_delivery_pending,
+    .delivery_next_due = store_pg_delivery_next_due,
+    .expire = store_pg_expire,
+    .purge = store_pg_purge,
+    .stats = store_pg_stats,
+    .debug_counters = store_pg_debug_counters,
+    .debug_list_plan = store_pg_debug_list_plan,
+    .user_add = store_pg_user_add,
+    .user_get = store_pg_user_get,
+    .user_list = store_pg_user_list,
+    .user_count = store_pg_user_count,
+    .user_delete = store_pg_user_delete,
+    .user_set_prefs = store_pg_user_set_prefs,
+    .user_set_last_login = store_pg_user_set_last_login,
+    .session_add = store_pg_session_add,
+    .session_get = store_pg_session_get,
+    .session_touch = store_pg_session_touch,
+    .session_delete = store_pg_session_delete,
+    .session_purge = store_pg_session_purge,
+    .audit_add = store_pg_audit_add,
+    .audit_list = store_pg_audit_list,
+    .slbl_get = store_pg_slbl_get,
+    .slbl_put = store_pg_slbl_put,
+    .slbl_changes = store_pg_slbl_changes,
+    .digest_user_by_address = store_pg_digest_user_by_address,
+    .digest_user_by_name = store_pg_digest_user_by_name,
+    .digest_max_seq = store_pg_digest_max_seq,
+    .digest_candidates = store_pg_digest_candidates,
+    .digest_entries = store_pg_digest_entries,
+    .digest_state_get = store_pg_digest_state_get,
+    .digest_state_put = store_pg_digest_state_put,
+    .digest_token_used = store_pg_digest_token_used,
+    .digest_token_use = store_pg_digest_token_use,
+};

@@ -1,0 +1,132 @@
+/*
+ * store_pg_int — what the PostgreSQL backend's own files share: connections,
+ * transactions and the binding of values. Only store_pg*.c include it; everyone
+ * else goes through store.h.
+ *
+ * Rules for a backend file (store_pg_users.c ...): its tables come from the
+ * migrations list in store_pg.c (append only); every change runs in store_pg_tx
+ * (one transaction on a pooled connection, committed before the caller returns,
+ * run again after a deadlock, so fn starts from its arguments each time); a read
+ * borrows a connection with store_pg_conn_get and gives it back.
+ */
+#ifndef LAZARET_STORE_PG_INT_H
+#define LAZARET_STORE_PG_INT_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+/* Values bound to one statement: lists travel as one array value each. */
+#define STORE_PG_PARAMS_MAX 40
+
+struct store_pg;
+struct store_pg_conn {
+	PGconn *pg;
+	bool insert_prepared; /* the writer's: its session has the insert statement */
+	bool timed;	      /* statement_timeout set for the calling thread's read deadline */
+	struct store_pg_conn *next;
+};
+
+struct store_pg *store_pg_of(struct store *st);
+
+/* The values of one statement: text (NULL is SQL NULL) or binary (bytea). */
+struct store_pg_params {
+	const char *v[STORE_PG_PARAMS_MAX];
+	int len[STORE_PG_PARAMS_MAX];
+	int fmt[STORE_PG_PARAMS_MAX];
+	char *owned[2 * STORE_PG_PARAMS_MAX];
+	int nowned;
+	int n;
+};
+
+/* Binds text s (NULL: SQL NULL; invalid UTF-8 becomes U+FFFD), borrowed; returns
+ * its number ($n). */
+int store_pg_text(struct store_pg_params *p, const char *s);
+/* Binds s and frees it with the params. */
+int store_pg_owned(struct store_pg_params *p, char *s);
+int store_pg_int(struct store_pg_params *p, int64_t v);
+/* Binds a text[] literal of v (NULL elements are SQL NULLs). */
+int store_pg_array(struct store_pg_params *p, const char *const *v, size_t n);
+void store_pg_params_clear(struct store_pg_params *p);
+
+/* The SQLSTATE of the last failed statement on this thread ("" when none). */
+extern __thread char store_pg_sqlstate[6];
+/*
+ * Runs sql with p's values (p may be NULL): the result (the caller PQclear()s it),
+ * or NULL when it failed (logged with what; store_pg_sqlstate says why).
+ * binary: results in binary format.
+ */
+PGresult *store_pg_exec(PGconn *c, const char *what, const char *sql,
+			const struct store_pg_params *p, bool binary);
+/* Runs sql for its effect; *rows (may be NULL) gets the rows it touched. 0 or -EIO. */
+int store_pg_do(PGconn *c, const char *what, const char *sql, const struct store_pg_params *p,
+		uint64_t *rows);
+/* Several statements without values. 0 or -EIO. */
+int store_pg_script(PGconn *c, const char *what, const char *sql);
+/* A new copy of a text value, NULL for SQL NULL. */
+char *store_pg_dup(const PGresult *r, int row, int col);
+/* An integer value, 0 for SQL NULL. */
+int64_t store_pg_i64(const PGresult *r, int row, int col);
+/* Appends the first column of every row of r to *v. */
+void store_pg_collect(const PGresult *r, char ***v, size_t *n);
+/* Lower-cases ASCII (a new string). */
+char *store_pg_lc(const char *s);
+
+/* A pooled connection for this call; give it back with store_pg_conn_put. */
+int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out);
+void store_pg_conn_put(struct store_pg *st, struct store_pg_conn *c);
+/* Starts a read of several statements that sees one snapshot. */
+int store_pg_read_begin(PGconn *c);
+
+typedef int (*store_pg_tx_fn)(struct store_pg *st, PGconn *c, void *arg);
+/*
+ * Runs fn in one transaction on a pooled connection: committed when fn returns >= 0
+ * (fn's result is returned), rolled back otherwise; run again after a deadlock or
+ * serialization failure. -EIO when the commit failed.
+ */
+int store_pg_tx(struct store_pg *st, store_pg_tx_fn fn, void *arg);
+
+/* store.h, as store_pg_users.c implements it (store_pg_ops). */
+int store_pg_user_add(struct store *st, const struct store_user *u);
+int store_pg_user_get(struct store *st, const char *username, struct store_user **out);
+int store_pg_user_list(struct store *st, struct store_user ***out, size_t *n);
+int store_pg_user_count(struct store *st, uint64_t *count);
+int store_pg_user_delete(struct store *st, const char *username);
+int store_pg_user_set_prefs(struct store *st, const char *username, const char *language,
+			    const char *time_zone);
+int store_pg_user_set_last_login(struct store *st, const char *username, int64_t at);
+int store_pg_session_add(struct store *st, const char *token_hash, const struct store_session *s);
+int store_pg_session_get(struct store *st, const char *token_hash, struct store_session **out);
+int store_pg_session_touch(struct store *st, const char *token_hash, int64_t expires_at);
+int store_pg_session_delete(struct store *st, const char *token_hash);
+int store_pg_session_purge(struct store *st, int64_t now, int64_t created_before, uint64_t *purged);
+int store_pg_audit_add(struct store *st, const struct store_audit *a);
+int store_pg_audit_list(struct store *st, size_t limit, int64_t before_seq,
+			struct store_audit ***out, size_t *n);
+
+/* store.h, as store_pg_slbl.c and store_pg_digest.c implement it. */
+int store_pg_slbl_get(struct store *st, const char *recipient, struct store_slbl **out);
+int store_pg_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
+		      int64_t *version);
+int store_pg_slbl_changes(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,
+			  size_t *n, int64_t *version);
+int store_pg_digest_user_by_address(struct store *st, const char *address,
+				    struct store_digest_user **out);
+int store_pg_digest_user_by_name(struct store *st, const char *username,
+				 struct store_digest_user **out);
+int store_pg_digest_max_seq(struct store *st, int64_t *out);
+int store_pg_digest_candidates(struct store *st, const char *q, int64_t after, int64_t upto,
+			       char ***out, size_t *n);
+int store_pg_digest_entries(struct store *st, const char *q, const char *address, int64_t after,
+			    int64_t upto, size_t limit, struct store_digest_entry **out, size_t *n,
+			    size_t *total);
+int store_pg_digest_state_get(struct store *st, const char *address, int64_t *last_seq,
+			      int64_t *last_sent_at);
+int store_pg_digest_state_put(struct store *st, const char *const *addresses, size_t n,
+			      int64_t last_seq, int64_t sent_at);
+int store_pg_digest_token_used(struct store *st, const char *nonce, bool *used);
+int store_pg_digest_token_use(struct store *st, const char *nonce, int64_t now, int64_t expires_at);
+
+#endif
