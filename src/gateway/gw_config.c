@@ -19,6 +19,7 @@
 #include "common/confparse.h"
 #include "common/xalloc.h"
 #include "gateway/rat.h"
+#include "http/http_config_keys.h"
 #include "smtp/smtp_listener_keys.h"
 
 #define KIB (UINT64_C(1024))
@@ -285,46 +286,10 @@ static const struct confparse_key gw_config_keys[] = {
      .default_text = "10m",
      .min = SEC},
 
-    {.section = "http", .name = "listen", .type = CONFPARSE_HOSTPORT, .offset = OFF(http_listen)},
     {.section = "http",
      .name = "admin_token",
      .type = CONFPARSE_STRING,
      .offset = OFF(admin_token)},
-    {.section = "http",
-     .name = "max_body",
-     .type = CONFPARSE_SIZE,
-     .offset = OFF(http_max_body),
-     .default_text = "1M",
-     .min = KIB,
-     .max = GIB},
-    {.section = "http",
-     .name = "max_connections",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(http_max_connections),
-     .default_text = "256",
-     .min = 1,
-     .max = 1000000},
-    {.section = "http",
-     .name = "max_connections_per_client",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(http_max_connections_per_client),
-     .default_text = "32",
-     .min = 1,
-     .max = 1000000},
-    {.section = "http",
-     .name = "request_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(http_request_timeout_ms),
-     .default_text = "30s",
-     .min = SEC,
-     .max = 3600 * SEC},
-    {.section = "http",
-     .name = "keepalive_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(http_keepalive_timeout_ms),
-     .default_text = "15s",
-     .min = SEC,
-     .max = 3600 * SEC},
 };
 
 #define GW_CONFIG_NKEYS (sizeof(gw_config_keys) / sizeof(gw_config_keys[0]))
@@ -335,7 +300,20 @@ static const struct smtp_listener_keys gw_config_listener = {
     .defaults = {[SMTP_LISTENER_LISTEN] = "127.0.0.1:2525"},
     .section = "listener",
 };
-#define GW_CONFIG_ALL_KEYS (GW_CONFIG_NKEYS + SMTP_LISTENER_NKEYS)
+
+/* [http]: the HTTP listener keys lazaretd's [http] has too; no default address. */
+static const struct http_config_keys gw_config_http = {
+    .offset = HTTP_CONFIG_OFFSETS(struct gw_config),
+    .section = "http",
+};
+#define GW_CONFIG_ALL_KEYS (GW_CONFIG_NKEYS + SMTP_LISTENER_NKEYS + HTTP_CONFIG_NKEYS)
+
+/* The whole key table: the gateway's own rows, then the shared listener and HTTP rows. */
+static void gw_config_all_keys(struct confparse_key *keys)
+{
+	smtp_listener_keys_join(gw_config_keys, GW_CONFIG_NKEYS, &gw_config_listener, keys);
+	http_config_keys_rows(&gw_config_http, keys + GW_CONFIG_NKEYS + SMTP_LISTENER_NKEYS);
+}
 
 /* [hat] policy.NAME = ACTION: CIDR, ... in file order. */
 static int gw_config_extra(void *target, const char *section, const char *key, const char *value,
@@ -509,7 +487,7 @@ static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char
 int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char **warnings)
 {
 	struct confparse_key keys[GW_CONFIG_ALL_KEYS];
-	smtp_listener_keys_join(gw_config_keys, GW_CONFIG_NKEYS, &gw_config_listener, keys);
+	gw_config_all_keys(keys);
 	struct confparse *cp = confparse_new(path, keys, GW_CONFIG_ALL_KEYS);
 	int rc;
 
@@ -548,7 +526,7 @@ void gw_config_free(struct gw_config *cfg)
 	if (cfg == NULL)
 		return;
 	struct confparse_key keys[GW_CONFIG_ALL_KEYS];
-	smtp_listener_keys_join(gw_config_keys, GW_CONFIG_NKEYS, &gw_config_listener, keys);
+	gw_config_all_keys(keys);
 	confparse_free_target(keys, GW_CONFIG_ALL_KEYS, cfg);
 	for (size_t i = 0; i < cfg->nhat_policies; i++)
 		hat_policy_clear(&cfg->hat_policies[i]);

@@ -20,6 +20,7 @@
 #include "common/tls.h"
 #include "common/tz.h"
 #include "common/xalloc.h"
+#include "http/http_config_keys.h"
 #include "manager/notify_schedule.h"
 #include "smtp/smtp_listener_keys.h"
 
@@ -70,22 +71,10 @@ static const struct confparse_key manager_config_keys[] = {
      .choices = "error|warn|info|debug"},
 
     {.section = "http",
-     .name = "listen",
-     .type = CONFPARSE_HOSTPORT,
-     .offset = OFF(http_listen),
-     .default_text = "127.0.0.1:8080"},
-    {.section = "http",
      .name = "admin_token",
      .type = CONFPARSE_STRING,
      .offset = OFF(admin_token),
      .flags = CONFPARSE_REQUIRED},
-    {.section = "http",
-     .name = "max_body",
-     .type = CONFPARSE_SIZE,
-     .offset = OFF(http_max_body),
-     .default_text = "1M",
-     .min = KIB,
-     .max = GIB},
     {.section = "http", .name = "web_root", .type = CONFPARSE_PATH, .offset = OFF(web_root)},
     {.section = "http", .name = "tls_cert", .type = CONFPARSE_PATH, .offset = OFF(http_tls_cert)},
     {.section = "http", .name = "tls_key", .type = CONFPARSE_PATH, .offset = OFF(http_tls_key)},
@@ -95,34 +84,6 @@ static const struct confparse_key manager_config_keys[] = {
      .offset = OFF(http_hsts_max_age_ms),
      .default_text = "365d",
      .max = MANAGER_MAX_HSTS_MAX_AGE},
-    {.section = "http",
-     .name = "max_connections",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(http_max_connections),
-     .default_text = "256",
-     .min = 1,
-     .max = 1000000},
-    {.section = "http",
-     .name = "max_connections_per_client",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(http_max_connections_per_client),
-     .default_text = "32",
-     .min = 1,
-     .max = 1000000},
-    {.section = "http",
-     .name = "request_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(http_request_timeout_ms),
-     .default_text = "30s",
-     .min = SEC,
-     .max = 3600 * SEC},
-    {.section = "http",
-     .name = "keepalive_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(http_keepalive_timeout_ms),
-     .default_text = "15s",
-     .min = SEC,
-     .max = 3600 * SEC},
 
     {.section = "spam_quarantine",
      .name = "accept_from",
@@ -449,7 +410,23 @@ static const struct smtp_listener_keys manager_config_listener = {
 	},
     .section = "spam_quarantine",
 };
-#define MANAGER_CONFIG_ALL_KEYS (MANAGER_CONFIG_NKEYS + SMTP_LISTENER_NKEYS)
+
+/* [http]'s listener keys, the ones lazaret-gw's [http] has too. */
+static const struct http_config_keys manager_config_http = {
+    .offset = HTTP_CONFIG_OFFSETS(struct manager_config),
+    .defaults = {[HTTP_CONFIG_LISTEN] = "127.0.0.1:8080"},
+    .section = "http",
+};
+#define MANAGER_CONFIG_ALL_KEYS (MANAGER_CONFIG_NKEYS + SMTP_LISTENER_NKEYS + HTTP_CONFIG_NKEYS)
+
+/* The whole key table: the manager's own rows, then the shared listener and HTTP rows. */
+static void manager_config_all_keys(struct confparse_key *keys)
+{
+	smtp_listener_keys_join(manager_config_keys, MANAGER_CONFIG_NKEYS, &manager_config_listener,
+				keys);
+	http_config_keys_rows(&manager_config_http,
+			      keys + MANAGER_CONFIG_NKEYS + SMTP_LISTENER_NKEYS);
+}
 
 /* A Bearer token travels in an HTTP header: visible ASCII only, no spaces. */
 static bool manager_config_token_ok(const char *t)
@@ -712,8 +689,7 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 int manager_config_load(const char *path, struct manager_config *cfg, char **errors)
 {
 	struct confparse_key keys[MANAGER_CONFIG_ALL_KEYS];
-	smtp_listener_keys_join(manager_config_keys, MANAGER_CONFIG_NKEYS, &manager_config_listener,
-				keys);
+	manager_config_all_keys(keys);
 	struct confparse *cp = confparse_new(path, keys, MANAGER_CONFIG_ALL_KEYS);
 	int rc;
 
@@ -745,8 +721,7 @@ void manager_config_free(struct manager_config *cfg)
 	if (cfg == NULL)
 		return;
 	struct confparse_key keys[MANAGER_CONFIG_ALL_KEYS];
-	smtp_listener_keys_join(manager_config_keys, MANAGER_CONFIG_NKEYS, &manager_config_listener,
-				keys);
+	manager_config_all_keys(keys);
 	confparse_free_target(keys, MANAGER_CONFIG_ALL_KEYS, cfg);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));

@@ -1,0 +1,49 @@
+/*
+ * http_config_keys — see http_config_keys.h. The rows below are the one place the
+ * HTTP listener keys' names, types, defaults and bounds are written; docs/CONFIG.md
+ * and docs/GATEWAY.md describe them under each daemon's [http] section.
+ */
+#include "http/http_config_keys.h"
+
+#include <stdint.h>
+
+#define KIB (UINT64_C(1024))
+#define GIB (KIB * 1024 * 1024)
+#define SEC (UINT64_C(1000))
+
+static const struct confparse_key http_config_rows[HTTP_CONFIG_NKEYS] = {
+    [HTTP_CONFIG_LISTEN] = {.name = "listen", .type = CONFPARSE_HOSTPORT},
+    [HTTP_CONFIG_MAX_BODY] =
+	{.name = "max_body", .type = CONFPARSE_SIZE, .default_text = "1M", .min = KIB, .max = GIB},
+    [HTTP_CONFIG_MAX_CONNECTIONS] = {.name = "max_connections",
+				     .type = CONFPARSE_UINT,
+				     .default_text = "256",
+				     .min = 1,
+				     .max = 1000000},
+    [HTTP_CONFIG_MAX_CONNECTIONS_PER_CLIENT] = {.name = "max_connections_per_client",
+						.type = CONFPARSE_UINT,
+						.default_text = "32",
+						.min = 1,
+						.max = 1000000},
+    [HTTP_CONFIG_REQUEST_TIMEOUT] = {.name = "request_timeout",
+				     .type = CONFPARSE_DURATION,
+				     .default_text = "30s",
+				     .min = SEC,
+				     .max = 3600 * SEC},
+    [HTTP_CONFIG_KEEPALIVE_TIMEOUT] = {.name = "keepalive_timeout",
+				       .type = CONFPARSE_DURATION,
+				       .default_text = "15s",
+				       .min = SEC,
+				       .max = 3600 * SEC},
+};
+
+void http_config_keys_rows(const struct http_config_keys *h, struct confparse_key *out)
+{
+	for (size_t i = 0; i < HTTP_CONFIG_NKEYS; i++) {
+		out[i] = http_config_rows[i];
+		out[i].section = h->section;
+		out[i].offset = h->offset[i];
+		if (h->defaults[i] != NULL)
+			out[i].default_text = h->defaults[i];
+	}
+}
