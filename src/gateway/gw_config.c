@@ -295,14 +295,14 @@ static const struct confparse_key gw_config_keys[] = {
 #define GW_CONFIG_NKEYS (sizeof(gw_config_keys) / sizeof(gw_config_keys[0]))
 
 /* [listener]: the SMTP listener keys lazaretd's [spam_quarantine] has too. */
-static const struct smtp_listener_keys gw_config_listener = {
+const struct smtp_listener_keys gw_config_listener = {
     .offset = SMTP_LISTENER_OFFSETS(struct gw_config, listen),
     .defaults = {[SMTP_LISTENER_LISTEN] = "127.0.0.1:2525"},
     .section = "listener",
 };
 
 /* [http]: the HTTP listener keys lazaretd's [http] has too; no default address. */
-static const struct http_config_keys gw_config_http = {
+const struct http_config_keys gw_config_http = {
     .offset = HTTP_CONFIG_OFFSETS(struct gw_config),
     .section = "http",
 };

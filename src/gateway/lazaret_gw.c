@@ -465,12 +465,8 @@ static void gw_http_refused(void *arg, const char *reason)
  */
 static void gw_http_limits_from(const struct gw_config *cfg, struct http_server_conn_limits *l)
 {
-	memset(l, 0, sizeof(*l));
-	l->max_connections = cfg->http_max_connections;
-	l->max_connections_per_client = cfg->http_max_connections_per_client;
-	l->request_timeout_s = (unsigned)(cfg->http_request_timeout_ms / 1000);
-	l->keepalive_timeout_s = (unsigned)(cfg->http_keepalive_timeout_ms / 1000);
-	l->fd_reserve = cfg->max_connections + 2 * cfg->workers + GW_FD_RESERVE_BASE;
+	http_config_keys_conn_limits(
+	    &gw_config_http, cfg, cfg->max_connections + 2 * cfg->workers + GW_FD_RESERVE_BASE, l);
 }
 
 static void api_config_from(const struct gw_config *cfg, struct api_config *ac)
@@ -601,22 +597,11 @@ static int gw_start(struct gw *gw)
 	msgmeta_init();
 
 	struct smtp_server_config sc;
-	memset(&sc, 0, sizeof(sc));
-	sc.listen = cfg->listen;
+	smtp_listener_keys_server_config(&gw_config_listener, cfg, &sc);
 	sc.proto.hostname = cfg->hostname;
-	smtp_proto_limits_default(&sc.proto.limits);
-	sc.proto.limits.max_message_size = cfg->max_message_size;
-	sc.proto.limits.max_recipients = cfg->max_recipients;
 	sc.proto.check_mail = gw_check_mail;
 	sc.proto.check_rcpt = gw_check_rcpt;
 	sc.proto.xforward_allowed = gw_xforward_allowed;
-	sc.max_connections = cfg->max_connections;
-	sc.idle_timeout_ms = cfg->idle_timeout_ms;
-	sc.max_connections_per_client = cfg->max_connections_per_client;
-	sc.command_timeout_ms = cfg->command_timeout_ms;
-	sc.data_timeout_ms = cfg->data_timeout_ms;
-	sc.tls_cert = cfg->tls_cert;
-	sc.tls_key = cfg->tls_key;
 	sc.on_message = gw_on_message;
 	sc.ctx = gw;
 	sc.check_connect = gw_check_connect;

@@ -6,6 +6,7 @@
 #include "http/http_config_keys.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #define KIB (UINT64_C(1024))
 #define GIB (KIB * 1024 * 1024)
@@ -46,4 +47,28 @@ void http_config_keys_rows(const struct http_config_keys *h, struct confparse_ke
 		if (h->defaults[i] != NULL)
 			out[i].default_text = h->defaults[i];
 	}
+}
+
+/* The value of key k in cfg, of the type its row gives, into out. */
+static void http_config_value(const struct http_config_keys *h, const void *cfg,
+			      enum http_config_key k, void *out, size_t size)
+{
+	memcpy(out, (const char *)cfg + h->offset[k], size);
+}
+
+void http_config_keys_conn_limits(const struct http_config_keys *h, const void *cfg,
+				  unsigned fd_reserve, struct http_server_conn_limits *l)
+{
+	int64_t request_ms, keepalive_ms;
+	memset(l, 0, sizeof(*l));
+	http_config_value(h, cfg, HTTP_CONFIG_MAX_CONNECTIONS, &l->max_connections,
+			  sizeof(l->max_connections));
+	http_config_value(h, cfg, HTTP_CONFIG_MAX_CONNECTIONS_PER_CLIENT,
+			  &l->max_connections_per_client, sizeof(l->max_connections_per_client));
+	http_config_value(h, cfg, HTTP_CONFIG_REQUEST_TIMEOUT, &request_ms, sizeof(request_ms));
+	http_config_value(h, cfg, HTTP_CONFIG_KEEPALIVE_TIMEOUT, &keepalive_ms,
+			  sizeof(keepalive_ms));
+	l->request_timeout_s = (unsigned)(request_ms / 1000);
+	l->keepalive_timeout_s = (unsigned)(keepalive_ms / 1000);
+	l->fd_reserve = fd_reserve;
 }

@@ -8,7 +8,7 @@
  * struct, and the defaults it wants different from the shared ones; it adds the
  * rows to its own key table when it loads or frees a config.
  * Not for: keys only one daemon has (admin_token's rules, web_root, tls_cert,
- * sessions ...), or turning the values into http_server settings.
+ * sessions ...), or the daemon's API settings (address, body limit).
  */
 #ifndef LAZARET_HTTP_CONFIG_KEYS_H
 #define LAZARET_HTTP_CONFIG_KEYS_H
@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "common/confparse.h"
+#include "http/http_server.h"
 
 enum http_config_key {
 	HTTP_CONFIG_LISTEN,			/* char *, host:port; no shared default */
@@ -58,5 +59,13 @@ struct http_config_keys {
  * in its key table. The rows point into h and static text, which must outlive them.
  */
 void http_config_keys_rows(const struct http_config_keys *h, struct confparse_key *out);
+
+/*
+ * The connection caps and timeouts of cfg, a config struct whose fields h's offsets
+ * name, into l, with fd_reserve (the descriptors the daemon keeps for its other
+ * work) as given.
+ */
+void http_config_keys_conn_limits(const struct http_config_keys *h, const void *cfg,
+				  unsigned fd_reserve, struct http_server_conn_limits *l);
 
 #endif

@@ -96,26 +96,15 @@ static void on_refused(void *ctx, const char *reason, const char *peer)
 static void smtp_config_from(const struct manager_config *cfg, struct ingest *ing,
 			     struct smtp_server_config *sc)
 {
-	memset(sc, 0, sizeof(*sc));
-	sc->listen = cfg->smtp_listen;
+	smtp_listener_keys_server_config(&manager_config_listener, cfg, sc);
 	sc->proto.hostname = cfg->hostname;
-	smtp_proto_limits_default(&sc->proto.limits);
 	sc->proto.limits.max_command_line = cfg->max_command_line;
 	sc->proto.limits.max_data_line = (size_t)cfg->max_data_line;
-	sc->proto.limits.max_recipients = cfg->max_recipients;
-	sc->proto.limits.max_message_size = cfg->max_message_size;
 	sc->proto.limits.max_header_count = cfg->max_header_count;
 	sc->proto.limits.max_header_size = (size_t)cfg->max_header_size;
 	sc->proto.limits.max_commands_before_mail = cfg->max_commands_before_mail;
 	sc->proto.limits.max_errors = cfg->max_errors;
 	sc->accept_from = cfg->accept_from;
-	sc->max_connections = cfg->max_connections;
-	sc->idle_timeout_ms = cfg->idle_timeout_ms;
-	sc->max_connections_per_client = cfg->max_connections_per_client;
-	sc->command_timeout_ms = cfg->command_timeout_ms;
-	sc->data_timeout_ms = cfg->data_timeout_ms;
-	sc->tls_cert = cfg->tls_cert;
-	sc->tls_key = cfg->tls_key;
 	sc->tls_client_ca = cfg->tls_client_ca;
 	sc->proto.tls_required = cfg->tls_require;
 	sc->on_message = ingest_message;
@@ -150,13 +139,9 @@ static void on_http_refused(void *arg, const char *reason)
  */
 static void http_limits_from(const struct manager_config *cfg, struct http_server_conn_limits *l)
 {
-	memset(l, 0, sizeof(*l));
-	l->max_connections = cfg->http_max_connections;
-	l->max_connections_per_client = cfg->http_max_connections_per_client;
-	l->request_timeout_s = (unsigned)(cfg->http_request_timeout_ms / 1000);
-	l->keepalive_timeout_s = (unsigned)(cfg->http_keepalive_timeout_ms / 1000);
-	l->fd_reserve =
-	    cfg->max_connections + cfg->release_max_connections + LAZARETD_FD_RESERVE_BASE;
+	http_config_keys_conn_limits(
+	    &manager_config_http, cfg,
+	    cfg->max_connections + cfg->release_max_connections + LAZARETD_FD_RESERVE_BASE, l);
 }
 
 static void api_config_from(const struct manager_config *cfg, struct api_config *ac)

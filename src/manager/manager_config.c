@@ -401,7 +401,7 @@ static const struct confparse_key manager_config_keys[] = {
 #define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))
 
 /* [spam_quarantine]'s SMTP listener keys, the ones lazaret-gw's [listener] has too. */
-static const struct smtp_listener_keys manager_config_listener = {
+const struct smtp_listener_keys manager_config_listener = {
     .offset = SMTP_LISTENER_OFFSETS(struct manager_config, smtp_listen),
     .defaults =
 	{
@@ -412,7 +412,7 @@ static const struct smtp_listener_keys manager_config_listener = {
 };
 
 /* [http]'s listener keys, the ones lazaret-gw's [http] has too. */
-static const struct http_config_keys manager_config_http = {
+const struct http_config_keys manager_config_http = {
     .offset = HTTP_CONFIG_OFFSETS(struct manager_config),
     .defaults = {[HTTP_CONFIG_LISTEN] = "127.0.0.1:8080"},
     .section = "http",

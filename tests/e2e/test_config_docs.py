@@ -50,7 +50,7 @@ SHARED_TABLES = [
 
 def shared_keys(text, src, prefix, struct):
     """The shared rows of src under the section (and defaults) a daemon's file names."""
-    spec_re = re.compile(r"static const struct %s \w+ = \{(.*?)\n\};" % struct, re.S)
+    spec_re = re.compile(r"(?:static )?const struct %s \w+ = \{(.*?)\n\};" % struct, re.S)
     m = spec_re.search(text)
     if m is None:
         return []
