@@ -487,6 +487,31 @@ bool confparse_has_value(const struct confparse *cp, const char *section, const 
 	return s != NULL && !s->empty;
 }
 
+void confparse_check_readable(struct confparse *cp, const char *section, const char *name,
+			      const char *path)
+{
+	if (path != NULL && access(path, R_OK) != 0)
+		confparse_error(cp, section, name, "cannot read %s: %s", path, strerror(errno));
+}
+
+void confparse_check_tls_pair(struct confparse *cp, const char *section, const char *cert,
+			      const char *key)
+{
+	if (cert != NULL && key == NULL)
+		confparse_error(cp, section, "tls_key", "is required when tls_cert is set");
+	if (key != NULL && cert == NULL)
+		confparse_error(cp, section, "tls_cert", "is required when tls_key is set");
+}
+
+bool confparse_token_ok(const char *t)
+{
+	for (const unsigned char *p = (const unsigned char *)t; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p >= 0x7f)
+			return false;
+	}
+	return true;
+}
+
 size_t confparse_error_count(const struct confparse *cp)
 {
 	return cp->nerrors;

@@ -116,6 +116,15 @@ bool confparse_is_set(const struct confparse *cp, const char *section, const cha
 /* True when the file gave [section] name a value (an empty value means the default). */
 bool confparse_has_value(const struct confparse *cp, const char *section, const char *name);
 size_t confparse_error_count(const struct confparse *cp);
+/* Checks across keys that several daemons make, each adding a confparse_error. */
+/* path (a value of [section] name), when set, must be readable by this process. */
+void confparse_check_readable(struct confparse *cp, const char *section, const char *name,
+			      const char *path);
+/* [section] tls_cert and tls_key: both set or neither (readability is apart). */
+void confparse_check_tls_pair(struct confparse *cp, const char *section, const char *cert,
+			      const char *key);
+/* A token sent in an HTTP header (Bearer): visible ASCII only, no spaces. */
+bool confparse_token_ok(const char *t);
 /* The collected errors, one per line, each ending in '\n'; NULL when none. Caller frees. */
 char *confparse_take_errors(struct confparse *cp);
 /* The absolute folder of the config file. */

@@ -341,23 +341,6 @@ static int gw_config_extra(void *target, const char *section, const char *key, c
 	return 0;
 }
 
-/* A Bearer token travels in an HTTP header: visible ASCII only, no spaces. */
-static bool gw_config_token_ok(const char *t)
-{
-	for (const unsigned char *p = (const unsigned char *)t; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p >= 0x7f)
-			return false;
-	}
-	return true;
-}
-
-static void gw_config_check_readable(struct confparse *cp, const char *section, const char *name,
-				     const char *path)
-{
-	if (path != NULL && access(path, R_OK) != 0)
-		confparse_error(cp, section, name, "cannot read %s: %s", path, strerror(errno));
-}
-
 static void gw_warn(char **warnings, const char *line)
 {
 	char *old = *warnings;
@@ -369,13 +352,10 @@ static void gw_warn(char **warnings, const char *line)
 static void gw_config_external_tls(struct confparse *cp, struct gw_config *cfg)
 {
 	static const char sec[] = "external_spam_quarantine";
-	if (cfg->external_tls_cert != NULL && cfg->external_tls_key == NULL)
-		confparse_error(cp, sec, "tls_key", "is required when tls_cert is set");
-	if (cfg->external_tls_key != NULL && cfg->external_tls_cert == NULL)
-		confparse_error(cp, sec, "tls_cert", "is required when tls_key is set");
-	gw_config_check_readable(cp, sec, "tls_ca", cfg->external_tls_ca);
-	gw_config_check_readable(cp, sec, "tls_cert", cfg->external_tls_cert);
-	gw_config_check_readable(cp, sec, "tls_key", cfg->external_tls_key);
+	confparse_check_tls_pair(cp, sec, cfg->external_tls_cert, cfg->external_tls_key);
+	confparse_check_readable(cp, sec, "tls_ca", cfg->external_tls_ca);
+	confparse_check_readable(cp, sec, "tls_cert", cfg->external_tls_cert);
+	confparse_check_readable(cp, sec, "tls_key", cfg->external_tls_key);
 	/* A CA or certificate without tls = yes would do nothing: say so, do not ignore it. */
 	if (!cfg->external_tls) {
 		const char *set = cfg->external_tls_ca != NULL	   ? "tls_ca"
@@ -428,26 +408,23 @@ static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char
 			break;
 		}
 	}
-	gw_config_check_readable(cp, "antispam", "rules", cfg->antispam_rules);
-	gw_config_check_readable(cp, "filters", "file", cfg->filters_file);
+	confparse_check_readable(cp, "antispam", "rules", cfg->antispam_rules);
+	confparse_check_readable(cp, "filters", "file", cfg->filters_file);
 
-	if (cfg->tls_cert != NULL && cfg->tls_key == NULL)
-		confparse_error(cp, "listener", "tls_key", "is required when tls_cert is set");
-	if (cfg->tls_key != NULL && cfg->tls_cert == NULL)
-		confparse_error(cp, "listener", "tls_cert", "is required when tls_key is set");
-	gw_config_check_readable(cp, "listener", "tls_cert", cfg->tls_cert);
-	gw_config_check_readable(cp, "listener", "tls_key", cfg->tls_key);
+	confparse_check_tls_pair(cp, "listener", cfg->tls_cert, cfg->tls_key);
+	confparse_check_readable(cp, "listener", "tls_cert", cfg->tls_cert);
+	confparse_check_readable(cp, "listener", "tls_key", cfg->tls_key);
 
 	if (cfg->http_listen != NULL) {
 		if (cfg->admin_token == NULL)
 			confparse_error(cp, "http", "admin_token",
 					"is required when listen is set");
-		else if (!gw_config_token_ok(cfg->admin_token))
+		else if (!confparse_token_ok(cfg->admin_token))
 			confparse_error(cp, "http", "admin_token",
 					"must be visible ASCII characters without spaces");
 	}
 	gw_config_external_tls(cp, cfg);
-	gw_config_check_readable(cp, "manager", "api_ca", cfg->api_ca);
+	confparse_check_readable(cp, "manager", "api_ca", cfg->api_ca);
 	if (cfg->slbl_enabled) {
 		if (!cfg->external_enabled)
 			confparse_error(cp, "external_spam_quarantine", "safelist_blocklist",

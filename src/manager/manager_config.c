@@ -428,33 +428,13 @@ static void manager_config_all_keys(struct confparse_key *keys)
 			      keys + MANAGER_CONFIG_NKEYS + SMTP_LISTENER_NKEYS);
 }
 
-/* A Bearer token travels in an HTTP header: visible ASCII only, no spaces. */
-static bool manager_config_token_ok(const char *t)
-{
-	for (const unsigned char *p = (const unsigned char *)t; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p >= 0x7f)
-			return false;
-	}
-	return true;
-}
-
-static void manager_config_check_readable(struct confparse *cp, const char *section,
-					  const char *name, const char *path)
-{
-	if (path != NULL && access(path, R_OK) != 0)
-		confparse_error(cp, section, name, "cannot read %s: %s", path, strerror(errno));
-}
-
 /* A certificate and its key go together; both must be readable. */
 static void manager_config_check_pair(struct confparse *cp, const char *section, const char *cert,
 				      const char *key)
 {
-	if (cert != NULL && key == NULL)
-		confparse_error(cp, section, "tls_key", "is required when tls_cert is set");
-	if (key != NULL && cert == NULL)
-		confparse_error(cp, section, "tls_cert", "is required when tls_key is set");
-	manager_config_check_readable(cp, section, "tls_cert", cert);
-	manager_config_check_readable(cp, section, "tls_key", key);
+	confparse_check_tls_pair(cp, section, cert, key);
+	confparse_check_readable(cp, section, "tls_cert", cert);
+	confparse_check_readable(cp, section, "tls_key", key);
 }
 
 /*
@@ -465,7 +445,7 @@ static void manager_config_tls(struct confparse *cp, struct manager_config *cfg)
 {
 	manager_config_check_pair(cp, "spam_quarantine", cfg->tls_cert, cfg->tls_key);
 	manager_config_check_pair(cp, "http", cfg->http_tls_cert, cfg->http_tls_key);
-	manager_config_check_readable(cp, "spam_quarantine", "tls_client_ca", cfg->tls_client_ca);
+	confparse_check_readable(cp, "spam_quarantine", "tls_client_ca", cfg->tls_client_ca);
 	if ((cfg->tls_require || cfg->tls_client_ca != NULL) && cfg->tls_cert == NULL)
 		confparse_error(cp, "spam_quarantine",
 				cfg->tls_require ? "tls_require" : "tls_client_ca",
@@ -637,7 +617,7 @@ static void manager_config_origins(struct confparse *cp, const char *list)
 /* Checks across keys and fills defaults derived from other keys. */
 static void manager_config_validate(struct confparse *cp, struct manager_config *cfg)
 {
-	if (cfg->admin_token != NULL && !manager_config_token_ok(cfg->admin_token))
+	if (cfg->admin_token != NULL && !confparse_token_ok(cfg->admin_token))
 		confparse_error(cp, "http", "admin_token",
 				"must be visible ASCII characters without spaces");
 
