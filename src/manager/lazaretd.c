@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "common/tls.h"
+#include "common/strutil.h"
 #include "common/xalloc.h"
 #include "quarantine/api.h"
 #include "quarantine/api_slbl.h"
@@ -205,14 +206,6 @@ static void notify_config_from(const struct manager_config *cfg, struct notify_c
 	nc->timeout_ms = cfg->release_timeout_ms;
 }
 
-static void apply_log_level(const struct manager_config *cfg)
-{
-	enum log_level lvl = LOG_LEVEL_INFO;
-	if (cfg->log_level != NULL)
-		log_level_parse(cfg->log_level, &lvl);
-	log_set_level(lvl);
-}
-
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct lazaretd *d = arg;
@@ -245,13 +238,6 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 	event_add(d->shutdown_timer, &tv);
 }
 
-static bool str_differs(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a != b;
-	return strcmp(a, b) != 0;
-}
-
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct lazaretd *d = arg;
@@ -264,15 +250,14 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		free(errors);
 		return;
 	}
-	if (str_differs(next.smtp_listen, d->cfg.smtp_listen) ||
-	    str_differs(next.http_listen, d->cfg.http_listen) ||
-	    str_differs(next.data_dir, d->cfg.data_dir) ||
-	    str_differs(next.tls_cert, d->cfg.tls_cert) ||
-	    str_differs(next.tls_key, d->cfg.tls_key) ||
-	    str_differs(next.tls_client_ca, d->cfg.tls_client_ca) ||
+	if (!str_same(next.smtp_listen, d->cfg.smtp_listen) ||
+	    !str_same(next.http_listen, d->cfg.http_listen) ||
+	    !str_same(next.data_dir, d->cfg.data_dir) ||
+	    !str_same(next.tls_cert, d->cfg.tls_cert) || !str_same(next.tls_key, d->cfg.tls_key) ||
+	    !str_same(next.tls_client_ca, d->cfg.tls_client_ca) ||
 	    next.tls_require != d->cfg.tls_require ||
-	    str_differs(next.http_tls_cert, d->cfg.http_tls_cert) ||
-	    str_differs(next.http_tls_key, d->cfg.http_tls_key))
+	    !str_same(next.http_tls_cert, d->cfg.http_tls_cert) ||
+	    !str_same(next.http_tls_key, d->cfg.http_tls_key))
 		log_warn(
 		    "manager.reload_partial",
 		    "reason=\"listen addresses, data_dir and TLS files change on restart only\"");
@@ -296,7 +281,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	notify_config_from(&next, &nc);
 	if (notify_reconfigure(d->notify, &nc) < 0)
 		log_warn("manager.reload_notifications", "reason=\"kept the previous settings\"");
-	apply_log_level(&next);
+	log_set_level_name(next.log_level);
 	/* Keep the listen-related settings the process actually runs with. */
 	char *keep_smtp = d->cfg.smtp_listen, *keep_http = d->cfg.http_listen;
 	d->cfg.smtp_listen = next.smtp_listen;
@@ -521,7 +506,7 @@ int main(int argc, char **argv)
 		free(abs_path);
 		return 0;
 	}
-	apply_log_level(&d.cfg);
+	log_set_level_name(d.cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() < 0)
 		panic("libevent has no pthreads support");
