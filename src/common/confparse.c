@@ -487,6 +487,22 @@ bool confparse_has_value(const struct confparse *cp, const char *section, const 
 	return s != NULL && !s->empty;
 }
 
+int confparse_load(struct confparse *cp, void *target,
+		   void (*validate)(struct confparse *cp, void *target, void *arg), void *arg,
+		   char **errors)
+{
+	int rc = confparse_read(cp, target);
+	if (rc < 0 && rc != -EINVAL) {
+		rc = -ENOENT;
+	} else {
+		validate(cp, target, arg);
+		rc = confparse_error_count(cp) > 0 ? -EINVAL : 0;
+	}
+	*errors = rc < 0 ? confparse_take_errors(cp) : NULL;
+	confparse_free(cp);
+	return rc;
+}
+
 void confparse_check_readable(struct confparse *cp, const char *section, const char *name,
 			      const char *path)
 {

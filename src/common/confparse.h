@@ -100,6 +100,16 @@ void confparse_set_extra(struct confparse *cp, confparse_extra_fn fn, void *arg)
  */
 int confparse_read(struct confparse *cp, void *target);
 /* Same as confparse_read for text already in memory (len bytes; NULs are errors). */
+/*
+ * A daemon's whole load: confparse_read into target, then validate(cp, target, arg)
+ * (checks across keys, defaults derived from other keys) when the file was read,
+ * then confparse_free(cp). 0 with *errors NULL; or -ENOENT (the file could not be
+ * read) or -EINVAL (errors in it), with *errors the messages (caller frees); the
+ * target, filled or partly filled, is the caller's to free either way.
+ */
+int confparse_load(struct confparse *cp, void *target,
+		   void (*validate)(struct confparse *cp, void *target, void *arg), void *arg,
+		   char **errors);
 int confparse_read_buffer(struct confparse *cp, const char *text, size_t len, void *target);
 
 /*

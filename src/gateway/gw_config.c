@@ -367,8 +367,10 @@ static void gw_config_external_tls(struct confparse *cp, struct gw_config *cfg)
 	}
 }
 
-static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char **warnings)
+static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 {
+	struct gw_config *cfg = target;
+	char **warnings = arg;
 	char *err = NULL;
 	if (cfg->hat_default != NULL && hat_parse_action(cfg->hat_default, &cfg->hat_default_action,
 							 &cfg->hat_default_limit, &err) < 0) {
@@ -473,27 +475,13 @@ int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char 
 		*warnings = NULL;
 	cfg->path = xstrdup(path);
 	confparse_set_extra(cp, gw_config_extra, NULL);
-	rc = confparse_read(cp, cfg);
-	if (rc < 0 && rc != -EINVAL) {
-		rc = -ENOENT;
-		goto fail;
-	}
-	gw_config_validate(cp, cfg, warnings);
-	if (confparse_error_count(cp) > 0) {
-		rc = -EINVAL;
-		goto fail;
-	}
-	confparse_free(cp);
-	*errors = NULL;
-	return 0;
-
-fail:
-	*errors = confparse_take_errors(cp);
-	confparse_free(cp);
-	gw_config_free(cfg);
-	if (warnings != NULL) {
-		free(*warnings);
-		*warnings = NULL;
+	rc = confparse_load(cp, cfg, gw_config_validate, warnings, errors);
+	if (rc < 0) {
+		gw_config_free(cfg);
+		if (warnings != NULL) {
+			free(*warnings);
+			*warnings = NULL;
+		}
 	}
 	return rc;
 }

@@ -615,8 +615,9 @@ static void manager_config_origins(struct confparse *cp, const char *list)
 }
 
 /* Checks across keys and fills defaults derived from other keys. */
-static void manager_config_validate(struct confparse *cp, struct manager_config *cfg)
+static void manager_config_validate(struct confparse *cp, void *target, void *arg)
 {
+	struct manager_config *cfg = target;
 	if (cfg->admin_token != NULL && !confparse_token_ok(cfg->admin_token))
 		confparse_error(cp, "http", "admin_token",
 				"must be visible ASCII characters without spaces");
@@ -671,28 +672,12 @@ int manager_config_load(const char *path, struct manager_config *cfg, char **err
 	struct confparse_key keys[MANAGER_CONFIG_ALL_KEYS];
 	manager_config_all_keys(keys);
 	struct confparse *cp = confparse_new(path, keys, MANAGER_CONFIG_ALL_KEYS);
-	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->path = xstrdup(path);
-	rc = confparse_read(cp, cfg);
-	if (rc < 0 && rc != -EINVAL) {
-		rc = -ENOENT;
-		goto fail;
-	}
-	manager_config_validate(cp, cfg);
-	if (confparse_error_count(cp) > 0) {
-		rc = -EINVAL;
-		goto fail;
-	}
-	confparse_free(cp);
-	*errors = NULL;
-	return 0;
-
-fail:
-	*errors = confparse_take_errors(cp);
-	confparse_free(cp);
-	manager_config_free(cfg);
+	int rc = confparse_load(cp, cfg, manager_config_validate, NULL, errors);
+	if (rc < 0)
+		manager_config_free(cfg);
 	return rc;
 }
 
