@@ -503,6 +503,19 @@ int confparse_load(struct confparse *cp, void *target,
 	return rc;
 }
 
+void confparse_place_rows(const struct confparse_key *rows, size_t n, const char *section,
+			  const size_t *offset, const char *const *defaults,
+			  struct confparse_key *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		out[i] = rows[i];
+		out[i].section = section;
+		out[i].offset = offset[i];
+		if (defaults[i] != NULL)
+			out[i].default_text = defaults[i];
+	}
+}
+
 void confparse_check_readable(struct confparse *cp, const char *section, const char *name,
 			      const char *path)
 {

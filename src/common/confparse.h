@@ -159,6 +159,14 @@ void confparse_canonical_paths(bool on);
 char *confparse_canonical(const char *p);
 
 /* Frees the strings and acls that the keys' fields in target own, and zeroes them. */
+/*
+ * The n rows of a key table several daemons share into out, each placed under
+ * section, at offset[i] in the daemon's struct, and with defaults[i] instead of
+ * the row's default_text where that is not NULL.
+ */
+void confparse_place_rows(const struct confparse_key *rows, size_t n, const char *section,
+			  const size_t *offset, const char *const *defaults,
+			  struct confparse_key *out);
 void confparse_free_target(const struct confparse_key *keys, size_t nkeys, void *target);
 
 /*

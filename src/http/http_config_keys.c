@@ -40,13 +40,8 @@ static const struct confparse_key http_config_rows[HTTP_CONFIG_NKEYS] = {
 
 void http_config_keys_rows(const struct http_config_keys *h, struct confparse_key *out)
 {
-	for (size_t i = 0; i < HTTP_CONFIG_NKEYS; i++) {
-		out[i] = http_config_rows[i];
-		out[i].section = h->section;
-		out[i].offset = h->offset[i];
-		if (h->defaults[i] != NULL)
-			out[i].default_text = h->defaults[i];
-	}
+	confparse_place_rows(http_config_rows, HTTP_CONFIG_NKEYS, h->section, h->offset,
+			     h->defaults, out);
 }
 
 /* The value of key k in cfg, of the type its row gives, into out. */

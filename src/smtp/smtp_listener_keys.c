@@ -53,13 +53,8 @@ void smtp_listener_keys_join(const struct confparse_key *base, size_t n,
 {
 	for (size_t i = 0; i < n; i++)
 		*out++ = base[i];
-	for (size_t i = 0; i < SMTP_LISTENER_NKEYS; i++) {
-		out[i] = smtp_listener_rows[i];
-		out[i].section = l->section;
-		out[i].offset = l->offset[i];
-		if (l->defaults[i] != NULL)
-			out[i].default_text = l->defaults[i];
-	}
+	confparse_place_rows(smtp_listener_rows, SMTP_LISTENER_NKEYS, l->section, l->offset,
+			     l->defaults, out);
 }
 
 /* The value of key k in cfg, of the type its row gives, into out. */
