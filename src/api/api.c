@@ -1438,12 +1438,7 @@ bool api_require_role(struct api *a, struct http_server_request *req, enum api_r
 int api_start(struct event_base *base, const struct api_config *cfg, struct store *st,
 	      struct release *rel, struct api **out)
 {
-	static const struct {
-		const char *method;
-		const char *pattern;
-		unsigned flags;
-		http_server_handler_fn fn;
-	} routes[] = {
+	static const struct http_server_route_row routes[] = {
 	    {"GET", "/healthz", HTTP_SERVER_ROUTE_PUBLIC, api_healthz},
 	    {"GET", "/metrics", HTTP_SERVER_ROUTE_PUBLIC, api_metrics},
 	    {"GET", "/api/v1/quarantines", HTTP_SERVER_ROUTE_AUTH, api_quarantines},
@@ -1472,11 +1467,7 @@ int api_start(struct event_base *base, const struct api_config *cfg, struct stor
 	if (cfg->tls_ctx != NULL)
 		http_server_use_tls(a->http, cfg->tls_ctx, cfg->hsts_max_age_s);
 	http_server_set_auth(a->http, api_authorize, a);
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (http_server_route(a->http, routes[i].method, routes[i].pattern, routes[i].flags,
-				      routes[i].fn, a) < 0)
-			panic("api: bad route %s", routes[i].pattern);
-	}
+	http_server_route_table(a->http, routes, sizeof(routes) / sizeof(routes[0]), a);
 	/* Extensions (sessions, safelists, the web application ...) are the daemon's to add. */
 	*out = a;
 	return 0;

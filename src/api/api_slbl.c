@@ -666,23 +666,15 @@ done:
 
 void api_slbl_register(struct api *a)
 {
-	static const struct {
-		const char *method;
-		const char *pattern;
-		http_server_handler_fn fn;
-	} routes[] = {
-	    {"GET", "/api/v1/slbl", api_slbl_changes},
-	    /* Literal paths before "{recipient}". */
-	    {"GET", "/api/v1/slbl/export.csv", api_slbl_export},
-	    {"POST", "/api/v1/slbl/import.csv", api_slbl_import},
-	    {"GET", "/api/v1/slbl/{recipient}", api_slbl_get},
-	    {"PUT", "/api/v1/slbl/{recipient}", api_slbl_put},
-	};
 	/* Public to the router: each handler checks the role itself (api_require_role),
 	 * so that sessions count as well as the Bearer token. */
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (http_server_route(api_http(a), routes[i].method, routes[i].pattern,
-				      HTTP_SERVER_ROUTE_PUBLIC, routes[i].fn, a) < 0)
-			panic("api_slbl: bad route %s", routes[i].pattern);
-	}
+	static const struct http_server_route_row routes[] = {
+	    {"GET", "/api/v1/slbl", HTTP_SERVER_ROUTE_PUBLIC, api_slbl_changes},
+	    /* Literal paths before "{recipient}". */
+	    {"GET", "/api/v1/slbl/export.csv", HTTP_SERVER_ROUTE_PUBLIC, api_slbl_export},
+	    {"POST", "/api/v1/slbl/import.csv", HTTP_SERVER_ROUTE_PUBLIC, api_slbl_import},
+	    {"GET", "/api/v1/slbl/{recipient}", HTTP_SERVER_ROUTE_PUBLIC, api_slbl_get},
+	    {"PUT", "/api/v1/slbl/{recipient}", HTTP_SERVER_ROUTE_PUBLIC, api_slbl_put},
+	};
+	http_server_route_table(api_http(a), routes, sizeof(routes) / sizeof(routes[0]), a);
 }

@@ -1158,12 +1158,7 @@ int api_users_initial_admin(struct api *a, const char *username, const char *pas
 /* Adds the endpoints of this module to a's server. */
 static void api_users_register(struct api *a)
 {
-	static const struct {
-		const char *method;
-		const char *pattern;
-		unsigned flags;
-		http_server_handler_fn fn;
-	} routes[] = {
+	static const struct http_server_route_row routes[] = {
 	    /* Public: each answers by the session cookie itself. */
 	    {"POST", "/api/v1/session", HTTP_SERVER_ROUTE_PUBLIC, api_users_login},
 	    {"GET", "/api/v1/session", HTTP_SERVER_ROUTE_PUBLIC, api_users_session_get},
@@ -1177,11 +1172,7 @@ static void api_users_register(struct api *a)
 	    {"PUT", "/api/v1/me/slbl", HTTP_SERVER_ROUTE_AUTH, api_users_me_slbl_put},
 	    {"GET", "/api/v1/audit", HTTP_SERVER_ROUTE_AUTH, api_users_audit_list},
 	};
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (http_server_route(api_http(a), routes[i].method, routes[i].pattern,
-				      routes[i].flags, routes[i].fn, a) < 0)
-			panic("api_users: bad route %s", routes[i].pattern);
-	}
+	http_server_route_table(api_http(a), routes, sizeof(routes) / sizeof(routes[0]), a);
 }
 
 /* ---- the core's session hooks ---- */

@@ -487,6 +487,60 @@ bool confparse_has_value(const struct confparse *cp, const char *section, const 
 	return s != NULL && !s->empty;
 }
 
+int confparse_load(struct confparse *cp, void *target,
+		   void (*validate)(struct confparse *cp, void *target, void *arg), void *arg,
+		   char **errors)
+{
+	int rc = confparse_read(cp, target);
+	if (rc < 0 && rc != -EINVAL) {
+		rc = -ENOENT;
+	} else {
+		validate(cp, target, arg);
+		rc = confparse_error_count(cp) > 0 ? -EINVAL : 0;
+	}
+	*errors = rc < 0 ? confparse_take_errors(cp) : NULL;
+	confparse_free(cp);
+	return rc;
+}
+
+void confparse_place_rows(const struct confparse_key *rows, size_t n, const char *section,
+			  const size_t *offset, const char *const *defaults,
+			  struct confparse_key *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		out[i] = rows[i];
+		out[i].section = section;
+		out[i].offset = offset[i];
+		if (defaults[i] != NULL)
+			out[i].default_text = defaults[i];
+	}
+}
+
+void confparse_check_readable(struct confparse *cp, const char *section, const char *name,
+			      const char *path)
+{
+	if (path != NULL && access(path, R_OK) != 0)
+		confparse_error(cp, section, name, "cannot read %s: %s", path, strerror(errno));
+}
+
+void confparse_check_tls_pair(struct confparse *cp, const char *section, const char *cert,
+			      const char *key)
+{
+	if (cert != NULL && key == NULL)
+		confparse_error(cp, section, "tls_key", "is required when tls_cert is set");
+	if (key != NULL && cert == NULL)
+		confparse_error(cp, section, "tls_cert", "is required when tls_key is set");
+}
+
+bool confparse_token_ok(const char *t)
+{
+	for (const unsigned char *p = (const unsigned char *)t; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p >= 0x7f)
+			return false;
+	}
+	return true;
+}
+
 size_t confparse_error_count(const struct confparse *cp)
 {
 	return cp->nerrors;

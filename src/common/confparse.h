@@ -100,6 +100,16 @@ void confparse_set_extra(struct confparse *cp, confparse_extra_fn fn, void *arg)
  */
 int confparse_read(struct confparse *cp, void *target);
 /* Same as confparse_read for text already in memory (len bytes; NULs are errors). */
+/*
+ * A daemon's whole load: confparse_read into target, then validate(cp, target, arg)
+ * (checks across keys, defaults derived from other keys) when the file was read,
+ * then confparse_free(cp). 0 with *errors NULL; or -ENOENT (the file could not be
+ * read) or -EINVAL (errors in it), with *errors the messages (caller frees); the
+ * target, filled or partly filled, is the caller's to free either way.
+ */
+int confparse_load(struct confparse *cp, void *target,
+		   void (*validate)(struct confparse *cp, void *target, void *arg), void *arg,
+		   char **errors);
 int confparse_read_buffer(struct confparse *cp, const char *text, size_t len, void *target);
 
 /*
@@ -116,6 +126,15 @@ bool confparse_is_set(const struct confparse *cp, const char *section, const cha
 /* True when the file gave [section] name a value (an empty value means the default). */
 bool confparse_has_value(const struct confparse *cp, const char *section, const char *name);
 size_t confparse_error_count(const struct confparse *cp);
+/* Checks across keys that several daemons make, each adding a confparse_error. */
+/* path (a value of [section] name), when set, must be readable by this process. */
+void confparse_check_readable(struct confparse *cp, const char *section, const char *name,
+			      const char *path);
+/* [section] tls_cert and tls_key: both set or neither (readability is apart). */
+void confparse_check_tls_pair(struct confparse *cp, const char *section, const char *cert,
+			      const char *key);
+/* A token sent in an HTTP header (Bearer): visible ASCII only, no spaces. */
+bool confparse_token_ok(const char *t);
 /* The collected errors, one per line, each ending in '\n'; NULL when none. Caller frees. */
 char *confparse_take_errors(struct confparse *cp);
 /* The absolute folder of the config file. */
@@ -140,6 +159,14 @@ void confparse_canonical_paths(bool on);
 char *confparse_canonical(const char *p);
 
 /* Frees the strings and acls that the keys' fields in target own, and zeroes them. */
+/*
+ * The n rows of a key table several daemons share into out, each placed under
+ * section, at offset[i] in the daemon's struct, and with defaults[i] instead of
+ * the row's default_text where that is not NULL.
+ */
+void confparse_place_rows(const struct confparse_key *rows, size_t n, const char *section,
+			  const size_t *offset, const char *const *defaults,
+			  struct confparse_key *out);
 void confparse_free_target(const struct confparse_key *keys, size_t nkeys, void *target);
 
 /*

@@ -56,6 +56,14 @@ void log_set_level(enum log_level level)
 	log_threshold = level;
 }
 
+void log_set_level_name(const char *name)
+{
+	enum log_level lvl = LOG_LEVEL_INFO;
+	if (name != NULL && log_level_parse(name, &lvl) < 0)
+		lvl = LOG_LEVEL_INFO;
+	log_set_level(lvl);
+}
+
 int log_level_parse(const char *s, enum log_level *out)
 {
 	for (size_t i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {

@@ -24,6 +24,8 @@ void log_init(const char *progname, enum log_level level);
 void log_set_level(enum log_level level);
 /* Parses "error", "warn", "info", "debug"; 0 or -EINVAL. */
 int log_level_parse(const char *s, enum log_level *out);
+/* log_set_level by name (a config's log_level); NULL or unknown: LOG_LEVEL_INFO. */
+void log_set_level_name(const char *name);
 
 /* Writes one line: event name, then the fields formatted by fmt (may be NULL). Thread-safe. */
 void log_event(enum log_level level, const char *event, const char *fmt, ...)

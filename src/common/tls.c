@@ -10,6 +10,7 @@
 #include "common/tls.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -160,4 +161,23 @@ const char *tls_error_text(SSL *ssl, char *buf, size_t len)
 	}
 	ERR_clear_error();
 	return buf;
+}
+
+ssize_t tls_io_result(SSL *ssl, int r, short *want, ssize_t clean_close)
+{
+	if (r > 0)
+		return r;
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		*want = POLLIN;
+		return -EAGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		*want = POLLOUT;
+		return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return clean_close;
+	default:
+		ERR_clear_error();
+		return -ECONNRESET;
+	}
 }

@@ -12,6 +12,7 @@
 #define LAZARET_TLS_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include <openssl/ssl.h>
 
@@ -52,5 +53,15 @@ int tls_client_expect_host(SSL *ssl, const char *host);
  * failed". Clears the error queue. Writes into buf, returns buf.
  */
 const char *tls_error_text(SSL *ssl, char *buf, size_t len);
+
+/*
+ * What an SSL_read/SSL_write result r on a non-blocking socket means: r > 0 bytes
+ * pass through; wanting to read or write is -EAGAIN with *want the poll event
+ * (POLLIN, POLLOUT); a session the peer closed cleanly (close_notify) is
+ * clean_close, the caller's choice (0 to see it as an end of stream, -ECONNRESET
+ * to see it as any other loss); anything else is -ECONNRESET, with OpenSSL's error
+ * queue cleared.
+ */
+ssize_t tls_io_result(SSL *ssl, int r, short *want, ssize_t clean_close);
 
 #endif

@@ -543,12 +543,7 @@ done:
 
 void digest_pages_register(struct api *a)
 {
-	static const struct {
-		const char *method;
-		const char *pattern;
-		unsigned flags;
-		http_server_handler_fn fn;
-	} routes[] = {
+	static const struct http_server_route_row routes[] = {
 	    /* Before "/d/{token}": the first matching route answers. */
 	    {"GET", "/d/page.css", HTTP_SERVER_ROUTE_PUBLIC, digest_page_style},
 	    /* The token is the credential: no login, no cookie, no CSRF token. */
@@ -558,9 +553,5 @@ void digest_pages_register(struct api *a)
 	    {"POST", "/api/v1/me/digest", HTTP_SERVER_ROUTE_AUTH, digest_me_send},
 	    {"POST", "/api/v1/digests/send", HTTP_SERVER_ROUTE_AUTH, digest_admin_send},
 	};
-	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		if (http_server_route(api_http(a), routes[i].method, routes[i].pattern,
-				      routes[i].flags, routes[i].fn, a) < 0)
-			panic("digest_pages: bad route %s", routes[i].pattern);
-	}
+	http_server_route_table(api_http(a), routes, sizeof(routes) / sizeof(routes[0]), a);
 }

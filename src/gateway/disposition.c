@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/strutil.h"
 #include "common/xalloc.h"
 
 const char *disposition_route_name(enum disposition_route r)
@@ -31,13 +32,6 @@ const char *disposition_route_name(enum disposition_route r)
 	return "unknown";
 }
 
-static bool str_eq(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a == b;
-	return strcmp(a, b) == 0;
-}
-
 bool disposition_equal(const struct disposition *a, const struct disposition *b)
 {
 	if (a->route != b->route || a->edits != b->edits)
@@ -50,11 +44,11 @@ bool disposition_equal(const struct disposition *a, const struct disposition *b)
 	case DISPOSITION_ALT_HOST:
 	case DISPOSITION_QUARANTINE:
 		if (a->target == NULL || b->target == NULL)
-			return a->target == b->target && str_eq(a->verdict, b->verdict);
+			return a->target == b->target && str_same(a->verdict, b->verdict);
 		/* Host names and the store's quarantine names ignore case. */
-		return strcasecmp(a->target, b->target) == 0 && str_eq(a->verdict, b->verdict);
+		return strcasecmp(a->target, b->target) == 0 && str_same(a->verdict, b->verdict);
 	default:
-		return str_eq(a->verdict, b->verdict);
+		return str_same(a->verdict, b->verdict);
 	}
 }
 

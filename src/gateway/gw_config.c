@@ -19,6 +19,7 @@
 #include "common/confparse.h"
 #include "common/xalloc.h"
 #include "gateway/rat.h"
+#include "http/http_config_keys.h"
 #include "smtp/smtp_listener_keys.h"
 
 #define KIB (UINT64_C(1024))
@@ -285,57 +286,34 @@ static const struct confparse_key gw_config_keys[] = {
      .default_text = "10m",
      .min = SEC},
 
-    {.section = "http", .name = "listen", .type = CONFPARSE_HOSTPORT, .offset = OFF(http_listen)},
     {.section = "http",
      .name = "admin_token",
      .type = CONFPARSE_STRING,
      .offset = OFF(admin_token)},
-    {.section = "http",
-     .name = "max_body",
-     .type = CONFPARSE_SIZE,
-     .offset = OFF(http_max_body),
-     .default_text = "1M",
-     .min = KIB,
-     .max = GIB},
-    {.section = "http",
-     .name = "max_connections",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(http_max_connections),
-     .default_text = "256",
-     .min = 1,
-     .max = 1000000},
-    {.section = "http",
-     .name = "max_connections_per_client",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(http_max_connections_per_client),
-     .default_text = "32",
-     .min = 1,
-     .max = 1000000},
-    {.section = "http",
-     .name = "request_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(http_request_timeout_ms),
-     .default_text = "30s",
-     .min = SEC,
-     .max = 3600 * SEC},
-    {.section = "http",
-     .name = "keepalive_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(http_keepalive_timeout_ms),
-     .default_text = "15s",
-     .min = SEC,
-     .max = 3600 * SEC},
 };
 
 #define GW_CONFIG_NKEYS (sizeof(gw_config_keys) / sizeof(gw_config_keys[0]))
 
 /* [listener]: the SMTP listener keys lazaretd's [spam_quarantine] has too. */
-static const struct smtp_listener_keys gw_config_listener = {
+const struct smtp_listener_keys gw_config_listener = {
     .offset = SMTP_LISTENER_OFFSETS(struct gw_config, listen),
     .defaults = {[SMTP_LISTENER_LISTEN] = "127.0.0.1:2525"},
     .section = "listener",
 };
-#define GW_CONFIG_ALL_KEYS (GW_CONFIG_NKEYS + SMTP_LISTENER_NKEYS)
+
+/* [http]: the HTTP listener keys lazaretd's [http] has too; no default address. */
+const struct http_config_keys gw_config_http = {
+    .offset = HTTP_CONFIG_OFFSETS(struct gw_config),
+    .section = "http",
+};
+#define GW_CONFIG_ALL_KEYS (GW_CONFIG_NKEYS + SMTP_LISTENER_NKEYS + HTTP_CONFIG_NKEYS)
+
+/* The whole key table: the gateway's own rows, then the shared listener and HTTP rows. */
+static void gw_config_all_keys(struct confparse_key *keys)
+{
+	smtp_listener_keys_join(gw_config_keys, GW_CONFIG_NKEYS, &gw_config_listener, keys);
+	http_config_keys_rows(&gw_config_http, keys + GW_CONFIG_NKEYS + SMTP_LISTENER_NKEYS);
+}
 
 /* [hat] policy.NAME = ACTION: CIDR, ... in file order. */
 static int gw_config_extra(void *target, const char *section, const char *key, const char *value,
@@ -363,23 +341,6 @@ static int gw_config_extra(void *target, const char *section, const char *key, c
 	return 0;
 }
 
-/* A Bearer token travels in an HTTP header: visible ASCII only, no spaces. */
-static bool gw_config_token_ok(const char *t)
-{
-	for (const unsigned char *p = (const unsigned char *)t; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p >= 0x7f)
-			return false;
-	}
-	return true;
-}
-
-static void gw_config_check_readable(struct confparse *cp, const char *section, const char *name,
-				     const char *path)
-{
-	if (path != NULL && access(path, R_OK) != 0)
-		confparse_error(cp, section, name, "cannot read %s: %s", path, strerror(errno));
-}
-
 static void gw_warn(char **warnings, const char *line)
 {
 	char *old = *warnings;
@@ -391,13 +352,10 @@ static void gw_warn(char **warnings, const char *line)
 static void gw_config_external_tls(struct confparse *cp, struct gw_config *cfg)
 {
 	static const char sec[] = "external_spam_quarantine";
-	if (cfg->external_tls_cert != NULL && cfg->external_tls_key == NULL)
-		confparse_error(cp, sec, "tls_key", "is required when tls_cert is set");
-	if (cfg->external_tls_key != NULL && cfg->external_tls_cert == NULL)
-		confparse_error(cp, sec, "tls_cert", "is required when tls_key is set");
-	gw_config_check_readable(cp, sec, "tls_ca", cfg->external_tls_ca);
-	gw_config_check_readable(cp, sec, "tls_cert", cfg->external_tls_cert);
-	gw_config_check_readable(cp, sec, "tls_key", cfg->external_tls_key);
+	confparse_check_tls_pair(cp, sec, cfg->external_tls_cert, cfg->external_tls_key);
+	confparse_check_readable(cp, sec, "tls_ca", cfg->external_tls_ca);
+	confparse_check_readable(cp, sec, "tls_cert", cfg->external_tls_cert);
+	confparse_check_readable(cp, sec, "tls_key", cfg->external_tls_key);
 	/* A CA or certificate without tls = yes would do nothing: say so, do not ignore it. */
 	if (!cfg->external_tls) {
 		const char *set = cfg->external_tls_ca != NULL	   ? "tls_ca"
@@ -409,8 +367,10 @@ static void gw_config_external_tls(struct confparse *cp, struct gw_config *cfg)
 	}
 }
 
-static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char **warnings)
+static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 {
+	struct gw_config *cfg = target;
+	char **warnings = arg;
 	char *err = NULL;
 	if (cfg->hat_default != NULL && hat_parse_action(cfg->hat_default, &cfg->hat_default_action,
 							 &cfg->hat_default_limit, &err) < 0) {
@@ -450,26 +410,23 @@ static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char
 			break;
 		}
 	}
-	gw_config_check_readable(cp, "antispam", "rules", cfg->antispam_rules);
-	gw_config_check_readable(cp, "filters", "file", cfg->filters_file);
+	confparse_check_readable(cp, "antispam", "rules", cfg->antispam_rules);
+	confparse_check_readable(cp, "filters", "file", cfg->filters_file);
 
-	if (cfg->tls_cert != NULL && cfg->tls_key == NULL)
-		confparse_error(cp, "listener", "tls_key", "is required when tls_cert is set");
-	if (cfg->tls_key != NULL && cfg->tls_cert == NULL)
-		confparse_error(cp, "listener", "tls_cert", "is required when tls_key is set");
-	gw_config_check_readable(cp, "listener", "tls_cert", cfg->tls_cert);
-	gw_config_check_readable(cp, "listener", "tls_key", cfg->tls_key);
+	confparse_check_tls_pair(cp, "listener", cfg->tls_cert, cfg->tls_key);
+	confparse_check_readable(cp, "listener", "tls_cert", cfg->tls_cert);
+	confparse_check_readable(cp, "listener", "tls_key", cfg->tls_key);
 
 	if (cfg->http_listen != NULL) {
 		if (cfg->admin_token == NULL)
 			confparse_error(cp, "http", "admin_token",
 					"is required when listen is set");
-		else if (!gw_config_token_ok(cfg->admin_token))
+		else if (!confparse_token_ok(cfg->admin_token))
 			confparse_error(cp, "http", "admin_token",
 					"must be visible ASCII characters without spaces");
 	}
 	gw_config_external_tls(cp, cfg);
-	gw_config_check_readable(cp, "manager", "api_ca", cfg->api_ca);
+	confparse_check_readable(cp, "manager", "api_ca", cfg->api_ca);
 	if (cfg->slbl_enabled) {
 		if (!cfg->external_enabled)
 			confparse_error(cp, "external_spam_quarantine", "safelist_blocklist",
@@ -509,7 +466,7 @@ static void gw_config_validate(struct confparse *cp, struct gw_config *cfg, char
 int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char **warnings)
 {
 	struct confparse_key keys[GW_CONFIG_ALL_KEYS];
-	smtp_listener_keys_join(gw_config_keys, GW_CONFIG_NKEYS, &gw_config_listener, keys);
+	gw_config_all_keys(keys);
 	struct confparse *cp = confparse_new(path, keys, GW_CONFIG_ALL_KEYS);
 	int rc;
 
@@ -518,27 +475,13 @@ int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char 
 		*warnings = NULL;
 	cfg->path = xstrdup(path);
 	confparse_set_extra(cp, gw_config_extra, NULL);
-	rc = confparse_read(cp, cfg);
-	if (rc < 0 && rc != -EINVAL) {
-		rc = -ENOENT;
-		goto fail;
-	}
-	gw_config_validate(cp, cfg, warnings);
-	if (confparse_error_count(cp) > 0) {
-		rc = -EINVAL;
-		goto fail;
-	}
-	confparse_free(cp);
-	*errors = NULL;
-	return 0;
-
-fail:
-	*errors = confparse_take_errors(cp);
-	confparse_free(cp);
-	gw_config_free(cfg);
-	if (warnings != NULL) {
-		free(*warnings);
-		*warnings = NULL;
+	rc = confparse_load(cp, cfg, gw_config_validate, warnings, errors);
+	if (rc < 0) {
+		gw_config_free(cfg);
+		if (warnings != NULL) {
+			free(*warnings);
+			*warnings = NULL;
+		}
 	}
 	return rc;
 }
@@ -548,7 +491,7 @@ void gw_config_free(struct gw_config *cfg)
 	if (cfg == NULL)
 		return;
 	struct confparse_key keys[GW_CONFIG_ALL_KEYS];
-	smtp_listener_keys_join(gw_config_keys, GW_CONFIG_NKEYS, &gw_config_listener, keys);
+	gw_config_all_keys(keys);
 	confparse_free_target(keys, GW_CONFIG_ALL_KEYS, cfg);
 	for (size_t i = 0; i < cfg->nhat_policies; i++)
 		hat_policy_clear(&cfg->hat_policies[i]);

@@ -16,6 +16,8 @@
 
 #include "common/acl.h"
 #include "gateway/hat.h"
+#include "http/http_config_keys.h"
+#include "smtp/smtp_listener_keys.h"
 
 struct gw_config {
 	char *path;
@@ -126,6 +128,13 @@ struct gw_config {
  * freed; -ENOENT (with *errors) when the file cannot be read. *warnings (may be
  * NULL) gets lines for settings that work but deserve a note (caller frees).
  */
+/*
+ * Where [listener]'s SMTP listener keys and [http]'s shared keys sit in struct
+ * gw_config: the daemon turns them into server settings with these.
+ */
+extern const struct smtp_listener_keys gw_config_listener;
+extern const struct http_config_keys gw_config_http;
+
 int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char **warnings);
 void gw_config_free(struct gw_config *cfg);
 

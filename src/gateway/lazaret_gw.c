@@ -42,6 +42,7 @@
 #include "common/loopq.h"
 #include "common/privdrop.h"
 #include "common/workpool.h"
+#include "common/strutil.h"
 #include "common/xalloc.h"
 #include "gateway/gw_config.h"
 #include "gateway/hat.h"
@@ -122,14 +123,6 @@ static void usage(FILE *f)
 		   "\n"
 		   "Runs in the foreground and logs to stderr. SIGTERM stops gracefully,\n"
 		   "SIGHUP reloads the configuration and the content filters.\n");
-}
-
-static void apply_log_level(const struct gw_config *cfg)
-{
-	enum log_level lvl = LOG_LEVEL_INFO;
-	if (cfg->log_level != NULL)
-		log_level_parse(cfg->log_level, &lvl);
-	log_set_level(lvl);
 }
 
 static void log_lines(enum log_level lvl, const char *event, const char *text)
@@ -465,12 +458,8 @@ static void gw_http_refused(void *arg, const char *reason)
  */
 static void gw_http_limits_from(const struct gw_config *cfg, struct http_server_conn_limits *l)
 {
-	memset(l, 0, sizeof(*l));
-	l->max_connections = cfg->http_max_connections;
-	l->max_connections_per_client = cfg->http_max_connections_per_client;
-	l->request_timeout_s = (unsigned)(cfg->http_request_timeout_ms / 1000);
-	l->keepalive_timeout_s = (unsigned)(cfg->http_keepalive_timeout_ms / 1000);
-	l->fd_reserve = cfg->max_connections + 2 * cfg->workers + GW_FD_RESERVE_BASE;
+	http_config_keys_conn_limits(
+	    &gw_config_http, cfg, cfg->max_connections + 2 * cfg->workers + GW_FD_RESERVE_BASE, l);
 }
 
 static void api_config_from(const struct gw_config *cfg, struct api_config *ac)
@@ -533,13 +522,6 @@ static void gw_terminate(evutil_socket_t sig, short what, void *arg)
 	event_add(gw->shutdown_timer, &tv);
 }
 
-static bool str_differs(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a != b;
-	return strcmp(a, b) != 0;
-}
-
 static void gw_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct gw *gw = arg;
@@ -555,14 +537,14 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	log_lines(LOG_LEVEL_WARN, "gw.config_warning", warnings);
 	free(warnings);
 	const struct gw_config *o = &gw->rules->cfg, *c = &next->cfg;
-	if (str_differs(o->listen, c->listen) || str_differs(o->http_listen, c->http_listen) ||
-	    str_differs(o->data_dir, c->data_dir) || str_differs(o->tls_cert, c->tls_cert) ||
+	if (!str_same(o->listen, c->listen) || !str_same(o->http_listen, c->http_listen) ||
+	    !str_same(o->data_dir, c->data_dir) || !str_same(o->tls_cert, c->tls_cert) ||
 	    o->workers != c->workers || o->slbl_enabled != c->slbl_enabled ||
-	    str_differs(o->user, c->user))
+	    !str_same(o->user, c->user))
 		log_warn("gw.reload_partial",
 			 "reason=\"listen addresses, data_dir, TLS files, workers, user and "
 			 "safelist_blocklist change on restart only\"");
-	apply_log_level(c);
+	log_set_level_name(c->log_level);
 	struct release_config rc;
 	release_config_from(c, &rc);
 	release_reconfigure(gw->release, &rc);
@@ -601,22 +583,11 @@ static int gw_start(struct gw *gw)
 	msgmeta_init();
 
 	struct smtp_server_config sc;
-	memset(&sc, 0, sizeof(sc));
-	sc.listen = cfg->listen;
+	smtp_listener_keys_server_config(&gw_config_listener, cfg, &sc);
 	sc.proto.hostname = cfg->hostname;
-	smtp_proto_limits_default(&sc.proto.limits);
-	sc.proto.limits.max_message_size = cfg->max_message_size;
-	sc.proto.limits.max_recipients = cfg->max_recipients;
 	sc.proto.check_mail = gw_check_mail;
 	sc.proto.check_rcpt = gw_check_rcpt;
 	sc.proto.xforward_allowed = gw_xforward_allowed;
-	sc.max_connections = cfg->max_connections;
-	sc.idle_timeout_ms = cfg->idle_timeout_ms;
-	sc.max_connections_per_client = cfg->max_connections_per_client;
-	sc.command_timeout_ms = cfg->command_timeout_ms;
-	sc.data_timeout_ms = cfg->data_timeout_ms;
-	sc.tls_cert = cfg->tls_cert;
-	sc.tls_key = cfg->tls_key;
 	sc.on_message = gw_on_message;
 	sc.ctx = gw;
 	sc.check_connect = gw_check_connect;
@@ -780,7 +751,7 @@ int main(int argc, char **argv)
 		free(abs_path);
 		return 0;
 	}
-	apply_log_level(&gw.rules->cfg);
+	log_set_level_name(gw.rules->cfg.log_level);
 	log_lines(LOG_LEVEL_WARN, "gw.config_warning", warnings);
 	free(warnings);
 	signal(SIGPIPE, SIG_IGN);

@@ -883,6 +883,16 @@ fail:
 	return -EINVAL;
 }
 
+void http_server_route_table(struct http_server *s, const struct http_server_route_row *routes,
+			     size_t n, void *arg)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (http_server_route(s, routes[i].method, routes[i].pattern, routes[i].flags,
+				      routes[i].fn, arg) < 0)
+			panic("http_server: bad route %s %s", routes[i].method, routes[i].pattern);
+	}
+}
+
 static void http_server_clear_params(struct http_server_request *req)
 {
 	for (size_t i = 0; i < req->nparams; i++)

@@ -133,6 +133,21 @@ void http_server_set_auth(struct http_server *s, http_server_auth_fn fn, void *a
 int http_server_route(struct http_server *s, const char *method, const char *pattern,
 		      unsigned flags, http_server_handler_fn fn, void *arg);
 
+/* One route of a module's table; see http_server_route. */
+struct http_server_route_row {
+	const char *method;
+	const char *pattern;
+	unsigned flags;
+	http_server_handler_fn fn;
+};
+
+/*
+ * Adds the n routes of a static table in order, each handler called with arg. The
+ * patterns are the program's own: a malformed one is a bug, and panics.
+ */
+void http_server_route_table(struct http_server *s, const struct http_server_route_row *routes,
+			     size_t n, void *arg);
+
 /* Request accessors; strings are valid until the handler returns. */
 const char *http_server_request_method(const struct http_server_request *req);
 /* The path as sent (still percent-encoded), without the query string. */

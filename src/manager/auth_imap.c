@@ -158,23 +158,11 @@ done:
 
 /*
  * One transfer through TLS: n > 0 bytes; -EAGAIN with *want the poll event to
- * wait for; -ECONNRESET when the TLS session is closed or broken.
+ * wait for; -ECONNRESET when the TLS session is closed, cleanly or not.
  */
 static ssize_t auth_imap_tls_io(SSL *ssl, int r, short *want)
 {
-	if (r > 0)
-		return r;
-	switch (SSL_get_error(ssl, r)) {
-	case SSL_ERROR_WANT_READ:
-		*want = POLLIN;
-		return -EAGAIN;
-	case SSL_ERROR_WANT_WRITE:
-		*want = POLLOUT;
-		return -EAGAIN;
-	default:
-		ERR_clear_error();
-		return -ECONNRESET;
-	}
+	return tls_io_result(ssl, r, want, -ECONNRESET);
 }
 
 /* One send, plain or TLS: > 0, -EAGAIN (*want), or -errno. */

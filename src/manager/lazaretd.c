@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "common/tls.h"
+#include "common/strutil.h"
 #include "common/xalloc.h"
 #include "api/api.h"
 #include "api/api_slbl.h"
@@ -96,26 +97,15 @@ static void on_refused(void *ctx, const char *reason, const char *peer)
 static void smtp_config_from(const struct manager_config *cfg, struct ingest *ing,
 			     struct smtp_server_config *sc)
 {
-	memset(sc, 0, sizeof(*sc));
-	sc->listen = cfg->smtp_listen;
+	smtp_listener_keys_server_config(&manager_config_listener, cfg, sc);
 	sc->proto.hostname = cfg->hostname;
-	smtp_proto_limits_default(&sc->proto.limits);
 	sc->proto.limits.max_command_line = cfg->max_command_line;
 	sc->proto.limits.max_data_line = (size_t)cfg->max_data_line;
-	sc->proto.limits.max_recipients = cfg->max_recipients;
-	sc->proto.limits.max_message_size = cfg->max_message_size;
 	sc->proto.limits.max_header_count = cfg->max_header_count;
 	sc->proto.limits.max_header_size = (size_t)cfg->max_header_size;
 	sc->proto.limits.max_commands_before_mail = cfg->max_commands_before_mail;
 	sc->proto.limits.max_errors = cfg->max_errors;
 	sc->accept_from = cfg->accept_from;
-	sc->max_connections = cfg->max_connections;
-	sc->idle_timeout_ms = cfg->idle_timeout_ms;
-	sc->max_connections_per_client = cfg->max_connections_per_client;
-	sc->command_timeout_ms = cfg->command_timeout_ms;
-	sc->data_timeout_ms = cfg->data_timeout_ms;
-	sc->tls_cert = cfg->tls_cert;
-	sc->tls_key = cfg->tls_key;
 	sc->tls_client_ca = cfg->tls_client_ca;
 	sc->proto.tls_required = cfg->tls_require;
 	sc->on_message = ingest_message;
@@ -150,13 +140,9 @@ static void on_http_refused(void *arg, const char *reason)
  */
 static void http_limits_from(const struct manager_config *cfg, struct http_server_conn_limits *l)
 {
-	memset(l, 0, sizeof(*l));
-	l->max_connections = cfg->http_max_connections;
-	l->max_connections_per_client = cfg->http_max_connections_per_client;
-	l->request_timeout_s = (unsigned)(cfg->http_request_timeout_ms / 1000);
-	l->keepalive_timeout_s = (unsigned)(cfg->http_keepalive_timeout_ms / 1000);
-	l->fd_reserve =
-	    cfg->max_connections + cfg->release_max_connections + LAZARETD_FD_RESERVE_BASE;
+	http_config_keys_conn_limits(
+	    &manager_config_http, cfg,
+	    cfg->max_connections + cfg->release_max_connections + LAZARETD_FD_RESERVE_BASE, l);
 }
 
 static void api_config_from(const struct manager_config *cfg, struct api_config *ac)
@@ -223,14 +209,6 @@ static void notify_config_from(const struct manager_config *cfg, struct notify_c
 	nc->timeout_ms = cfg->release_timeout_ms;
 }
 
-static void apply_log_level(const struct manager_config *cfg)
-{
-	enum log_level lvl = LOG_LEVEL_INFO;
-	if (cfg->log_level != NULL)
-		log_level_parse(cfg->log_level, &lvl);
-	log_set_level(lvl);
-}
-
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct lazaretd *d = arg;
@@ -263,13 +241,6 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 	event_add(d->shutdown_timer, &tv);
 }
 
-static bool str_differs(const char *a, const char *b)
-{
-	if (a == NULL || b == NULL)
-		return a != b;
-	return strcmp(a, b) != 0;
-}
-
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct lazaretd *d = arg;
@@ -282,17 +253,16 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		free(errors);
 		return;
 	}
-	if (str_differs(next.smtp_listen, d->cfg.smtp_listen) ||
-	    str_differs(next.http_listen, d->cfg.http_listen) ||
-	    str_differs(next.data_dir, d->cfg.data_dir) ||
-	    str_differs(next.store_backend, d->cfg.store_backend) ||
-	    str_differs(next.store_dsn, d->cfg.store_dsn) ||
-	    str_differs(next.tls_cert, d->cfg.tls_cert) ||
-	    str_differs(next.tls_key, d->cfg.tls_key) ||
-	    str_differs(next.tls_client_ca, d->cfg.tls_client_ca) ||
+	if (!str_same(next.smtp_listen, d->cfg.smtp_listen) ||
+	    !str_same(next.http_listen, d->cfg.http_listen) ||
+	    !str_same(next.data_dir, d->cfg.data_dir) ||
+	    !str_same(next.store_backend, d->cfg.store_backend) ||
+	    !str_same(next.store_dsn, d->cfg.store_dsn) ||
+	    !str_same(next.tls_cert, d->cfg.tls_cert) || !str_same(next.tls_key, d->cfg.tls_key) ||
+	    !str_same(next.tls_client_ca, d->cfg.tls_client_ca) ||
 	    next.tls_require != d->cfg.tls_require ||
-	    str_differs(next.http_tls_cert, d->cfg.http_tls_cert) ||
-	    str_differs(next.http_tls_key, d->cfg.http_tls_key))
+	    !str_same(next.http_tls_cert, d->cfg.http_tls_cert) ||
+	    !str_same(next.http_tls_key, d->cfg.http_tls_key))
 		log_warn("manager.reload_partial", "reason=\"listen addresses, data_dir, [store] "
 						   "and TLS files change on restart only\"");
 	if (next.read_threads != d->cfg.read_threads)
@@ -318,7 +288,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	notify_config_from(&next, &nc);
 	if (notify_reconfigure(d->notify, &nc) < 0)
 		log_warn("manager.reload_notifications", "reason=\"kept the previous settings\"");
-	apply_log_level(&next);
+	log_set_level_name(next.log_level);
 	/* Keep the listen-related settings the process actually runs with. */
 	char *keep_smtp = d->cfg.smtp_listen, *keep_http = d->cfg.http_listen;
 	d->cfg.smtp_listen = next.smtp_listen;
@@ -559,7 +529,7 @@ int main(int argc, char **argv)
 		free(abs_path);
 		return 0;
 	}
-	apply_log_level(&d.cfg);
+	log_set_level_name(d.cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() < 0)
 		panic("libevent has no pthreads support");

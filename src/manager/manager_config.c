@@ -21,6 +21,7 @@
 #include "common/tz.h"
 #include "common/xalloc.h"
 #include "digest/notify_schedule.h"
+#include "http/http_config_keys.h"
 #include "smtp/smtp_listener_keys.h"
 
 #define KIB (UINT64_C(1024))
@@ -70,22 +71,10 @@ static const struct confparse_key manager_config_keys[] = {
      .choices = "error|warn|info|debug"},
 
     {.section = "http",
-     .name = "listen",
-     .type = CONFPARSE_HOSTPORT,
-     .offset = OFF(http_listen),
-     .default_text = "127.0.0.1:8080"},
-    {.section = "http",
      .name = "admin_token",
      .type = CONFPARSE_STRING,
      .offset = OFF(admin_token),
      .flags = CONFPARSE_REQUIRED},
-    {.section = "http",
-     .name = "max_body",
-     .type = CONFPARSE_SIZE,
-     .offset = OFF(http_max_body),
-     .default_text = "1M",
-     .min = KIB,
-     .max = GIB},
     {.section = "http", .name = "web_root", .type = CONFPARSE_PATH, .offset = OFF(web_root)},
     {.section = "http", .name = "tls_cert", .type = CONFPARSE_PATH, .offset = OFF(http_tls_cert)},
     {.section = "http", .name = "tls_key", .type = CONFPARSE_PATH, .offset = OFF(http_tls_key)},
@@ -95,34 +84,6 @@ static const struct confparse_key manager_config_keys[] = {
      .offset = OFF(http_hsts_max_age_ms),
      .default_text = "365d",
      .max = MANAGER_MAX_HSTS_MAX_AGE},
-    {.section = "http",
-     .name = "max_connections",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(http_max_connections),
-     .default_text = "256",
-     .min = 1,
-     .max = 1000000},
-    {.section = "http",
-     .name = "max_connections_per_client",
-     .type = CONFPARSE_UINT,
-     .offset = OFF(http_max_connections_per_client),
-     .default_text = "32",
-     .min = 1,
-     .max = 1000000},
-    {.section = "http",
-     .name = "request_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(http_request_timeout_ms),
-     .default_text = "30s",
-     .min = SEC,
-     .max = 3600 * SEC},
-    {.section = "http",
-     .name = "keepalive_timeout",
-     .type = CONFPARSE_DURATION,
-     .offset = OFF(http_keepalive_timeout_ms),
-     .default_text = "15s",
-     .min = SEC,
-     .max = 3600 * SEC},
 
     {.section = "spam_quarantine",
      .name = "accept_from",
@@ -471,7 +432,7 @@ static const struct confparse_key manager_config_keys[] = {
 #define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))
 
 /* [spam_quarantine]'s SMTP listener keys, the ones lazaret-gw's [listener] has too. */
-static const struct smtp_listener_keys manager_config_listener = {
+const struct smtp_listener_keys manager_config_listener = {
     .offset = SMTP_LISTENER_OFFSETS(struct manager_config, smtp_listen),
     .defaults =
 	{
@@ -480,35 +441,31 @@ static const struct smtp_listener_keys manager_config_listener = {
 	},
     .section = "spam_quarantine",
 };
-#define MANAGER_CONFIG_ALL_KEYS (MANAGER_CONFIG_NKEYS + SMTP_LISTENER_NKEYS)
 
-/* A Bearer token travels in an HTTP header: visible ASCII only, no spaces. */
-static bool manager_config_token_ok(const char *t)
-{
-	for (const unsigned char *p = (const unsigned char *)t; *p != '\0'; p++) {
-		if (*p <= 0x20 || *p >= 0x7f)
-			return false;
-	}
-	return true;
-}
+/* [http]'s listener keys, the ones lazaret-gw's [http] has too. */
+const struct http_config_keys manager_config_http = {
+    .offset = HTTP_CONFIG_OFFSETS(struct manager_config),
+    .defaults = {[HTTP_CONFIG_LISTEN] = "127.0.0.1:8080"},
+    .section = "http",
+};
+#define MANAGER_CONFIG_ALL_KEYS (MANAGER_CONFIG_NKEYS + SMTP_LISTENER_NKEYS + HTTP_CONFIG_NKEYS)
 
-static void manager_config_check_readable(struct confparse *cp, const char *section,
-					  const char *name, const char *path)
+/* The whole key table: the manager's own rows, then the shared listener and HTTP rows. */
+static void manager_config_all_keys(struct confparse_key *keys)
 {
-	if (path != NULL && access(path, R_OK) != 0)
-		confparse_error(cp, section, name, "cannot read %s: %s", path, strerror(errno));
+	smtp_listener_keys_join(manager_config_keys, MANAGER_CONFIG_NKEYS, &manager_config_listener,
+				keys);
+	http_config_keys_rows(&manager_config_http,
+			      keys + MANAGER_CONFIG_NKEYS + SMTP_LISTENER_NKEYS);
 }
 
 /* A certificate and its key go together; both must be readable. */
 static void manager_config_check_pair(struct confparse *cp, const char *section, const char *cert,
 				      const char *key)
 {
-	if (cert != NULL && key == NULL)
-		confparse_error(cp, section, "tls_key", "is required when tls_cert is set");
-	if (key != NULL && cert == NULL)
-		confparse_error(cp, section, "tls_cert", "is required when tls_key is set");
-	manager_config_check_readable(cp, section, "tls_cert", cert);
-	manager_config_check_readable(cp, section, "tls_key", key);
+	confparse_check_tls_pair(cp, section, cert, key);
+	confparse_check_readable(cp, section, "tls_cert", cert);
+	confparse_check_readable(cp, section, "tls_key", key);
 }
 
 /*
@@ -519,7 +476,7 @@ static void manager_config_tls(struct confparse *cp, struct manager_config *cfg)
 {
 	manager_config_check_pair(cp, "spam_quarantine", cfg->tls_cert, cfg->tls_key);
 	manager_config_check_pair(cp, "http", cfg->http_tls_cert, cfg->http_tls_key);
-	manager_config_check_readable(cp, "spam_quarantine", "tls_client_ca", cfg->tls_client_ca);
+	confparse_check_readable(cp, "spam_quarantine", "tls_client_ca", cfg->tls_client_ca);
 	if ((cfg->tls_require || cfg->tls_client_ca != NULL) && cfg->tls_cert == NULL)
 		confparse_error(cp, "spam_quarantine",
 				cfg->tls_require ? "tls_require" : "tls_client_ca",
@@ -689,9 +646,10 @@ static void manager_config_origins(struct confparse *cp, const char *list)
 }
 
 /* Checks across keys and fills defaults derived from other keys. */
-static void manager_config_validate(struct confparse *cp, struct manager_config *cfg)
+static void manager_config_validate(struct confparse *cp, void *target, void *arg)
 {
-	if (cfg->admin_token != NULL && !manager_config_token_ok(cfg->admin_token))
+	struct manager_config *cfg = target;
+	if (cfg->admin_token != NULL && !confparse_token_ok(cfg->admin_token))
 		confparse_error(cp, "http", "admin_token",
 				"must be visible ASCII characters without spaces");
 
@@ -749,31 +707,14 @@ static void manager_config_validate(struct confparse *cp, struct manager_config 
 int manager_config_load(const char *path, struct manager_config *cfg, char **errors)
 {
 	struct confparse_key keys[MANAGER_CONFIG_ALL_KEYS];
-	smtp_listener_keys_join(manager_config_keys, MANAGER_CONFIG_NKEYS, &manager_config_listener,
-				keys);
+	manager_config_all_keys(keys);
 	struct confparse *cp = confparse_new(path, keys, MANAGER_CONFIG_ALL_KEYS);
-	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->path = xstrdup(path);
-	rc = confparse_read(cp, cfg);
-	if (rc < 0 && rc != -EINVAL) {
-		rc = -ENOENT;
-		goto fail;
-	}
-	manager_config_validate(cp, cfg);
-	if (confparse_error_count(cp) > 0) {
-		rc = -EINVAL;
-		goto fail;
-	}
-	confparse_free(cp);
-	*errors = NULL;
-	return 0;
-
-fail:
-	*errors = confparse_take_errors(cp);
-	confparse_free(cp);
-	manager_config_free(cfg);
+	int rc = confparse_load(cp, cfg, manager_config_validate, NULL, errors);
+	if (rc < 0)
+		manager_config_free(cfg);
 	return rc;
 }
 
@@ -782,8 +723,7 @@ void manager_config_free(struct manager_config *cfg)
 	if (cfg == NULL)
 		return;
 	struct confparse_key keys[MANAGER_CONFIG_ALL_KEYS];
-	smtp_listener_keys_join(manager_config_keys, MANAGER_CONFIG_NKEYS, &manager_config_listener,
-				keys);
+	manager_config_all_keys(keys);
 	confparse_free_target(keys, MANAGER_CONFIG_ALL_KEYS, cfg);
 	free(cfg->path);
 	memset(cfg, 0, sizeof(*cfg));

@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #include "common/acl.h"
+#include "http/http_config_keys.h"
+#include "smtp/smtp_listener_keys.h"
 
 struct manager_config {
 	char *path; /* the file it was read from */
@@ -132,6 +134,13 @@ struct manager_config {
  * form "FILE:LINE: [section] key: message" (caller frees), and cfg is freed.
  * -ENOENT (with *errors set) when the file cannot be read.
  */
+/*
+ * Where [spam_quarantine]'s SMTP listener keys and [http]'s shared keys sit in
+ * struct manager_config: the daemon turns them into server settings with these.
+ */
+extern const struct smtp_listener_keys manager_config_listener;
+extern const struct http_config_keys manager_config_http;
+
 int manager_config_load(const char *path, struct manager_config *cfg, char **errors);
 /* Frees what cfg owns (not cfg itself). */
 void manager_config_free(struct manager_config *cfg);

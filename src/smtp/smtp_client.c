@@ -388,21 +388,7 @@ fail:
  */
 static ssize_t smtp_tls_result(SSL *ssl, int n, short *want)
 {
-	if (n > 0)
-		return n;
-	switch (SSL_get_error(ssl, n)) {
-	case SSL_ERROR_WANT_READ:
-		*want = POLLIN;
-		return -EAGAIN;
-	case SSL_ERROR_WANT_WRITE:
-		*want = POLLOUT;
-		return -EAGAIN;
-	case SSL_ERROR_ZERO_RETURN:
-		return 0;
-	default:
-		ERR_clear_error();
-		return -ECONNRESET;
-	}
+	return tls_io_result(ssl, n, want, 0);
 }
 
 /* One send on the connection, plain or TLS: > 0 bytes, 0 peer closed, -EAGAIN (*want), -errno. */

@@ -6,6 +6,7 @@
 #include "smtp/smtp_listener_keys.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #define SEC (UINT64_C(1000))
 
@@ -52,11 +53,34 @@ void smtp_listener_keys_join(const struct confparse_key *base, size_t n,
 {
 	for (size_t i = 0; i < n; i++)
 		*out++ = base[i];
-	for (size_t i = 0; i < SMTP_LISTENER_NKEYS; i++) {
-		out[i] = smtp_listener_rows[i];
-		out[i].section = l->section;
-		out[i].offset = l->offset[i];
-		if (l->defaults[i] != NULL)
-			out[i].default_text = l->defaults[i];
-	}
+	confparse_place_rows(smtp_listener_rows, SMTP_LISTENER_NKEYS, l->section, l->offset,
+			     l->defaults, out);
+}
+
+/* The value of key k in cfg, of the type its row gives, into out. */
+static void smtp_listener_value(const struct smtp_listener_keys *l, const void *cfg,
+				enum smtp_listener_key k, void *out, size_t size)
+{
+	memcpy(out, (const char *)cfg + l->offset[k], size);
+}
+
+#define SMTP_LISTENER_GET(l, cfg, k, dst) smtp_listener_value(l, cfg, k, &(dst), sizeof(dst))
+
+void smtp_listener_keys_server_config(const struct smtp_listener_keys *l, const void *cfg,
+				      struct smtp_server_config *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	smtp_proto_limits_default(&sc->proto.limits);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_LISTEN, sc->listen);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_MAX_MESSAGE_SIZE,
+			  sc->proto.limits.max_message_size);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_MAX_RECIPIENTS, sc->proto.limits.max_recipients);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_MAX_CONNECTIONS, sc->max_connections);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_MAX_CONNECTIONS_PER_CLIENT,
+			  sc->max_connections_per_client);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_COMMAND_TIMEOUT, sc->command_timeout_ms);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_DATA_TIMEOUT, sc->data_timeout_ms);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_IDLE_TIMEOUT, sc->idle_timeout_ms);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_TLS_CERT, sc->tls_cert);
+	SMTP_LISTENER_GET(l, cfg, SMTP_LISTENER_TLS_KEY, sc->tls_key);
 }

@@ -8,7 +8,7 @@
  * struct, and the defaults it wants different from the shared ones; it joins the
  * rows to its own key table when it loads or frees a config.
  * Not for: keys only one daemon has (accept_from, xforward_from, tls_require ...),
- * or turning the values into smtp_session settings.
+ * or the smtp_server settings only one daemon has (hooks, access list, client CA).
  */
 #ifndef LAZARET_SMTP_LISTENER_KEYS_H
 #define LAZARET_SMTP_LISTENER_KEYS_H
@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "common/confparse.h"
+#include "smtp/smtp_session.h"
 
 /* A message over 2G fits neither the store's size fields nor a sane relay. */
 #define SMTP_LISTENER_MESSAGE_SIZE_LIMIT (UINT64_C(2) * 1024 * 1024 * 1024)
@@ -72,5 +73,14 @@ struct smtp_listener_keys {
  */
 void smtp_listener_keys_join(const struct confparse_key *base, size_t n,
 			     const struct smtp_listener_keys *l, struct confparse_key *out);
+
+/*
+ * The listener values of cfg, a config struct whose fields l's offsets name, into
+ * sc: address, message and recipient limits, connection caps, timeouts and the
+ * STARTTLS certificate. sc's limits start from smtp_proto_limits_default(); the
+ * rest of sc (hostname, hooks, daemon-only keys) is the caller's, set after.
+ */
+void smtp_listener_keys_server_config(const struct smtp_listener_keys *l, const void *cfg,
+				      struct smtp_server_config *sc);
 
 #endif

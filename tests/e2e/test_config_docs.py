@@ -2,9 +2,10 @@
 
 The keys come from the confparse tables in src/manager/manager_config.c (lazaretd)
 and src/gateway/gw_config.c (lazaret-gw): every `{.section = ..., .name = ...}`
-entry with its type, default and flags, plus the SMTP listener rows both share
-(src/smtp/smtp_listener_keys.c) under the section and with the defaults each
-daemon's `struct smtp_listener_keys` gives. Then:
+entry with its type, default and flags, plus the SMTP listener and HTTP rows both
+share (src/smtp/smtp_listener_keys.c, src/http/http_config_keys.c) under the
+section and with the defaults each daemon's `struct smtp_listener_keys` and
+`struct http_config_keys` give. Then:
 
 - docs/CONFIG.md has a row for every lazaretd key under its `## [section]`
   heading, with a type that fits the parser's and the parser's default; and no
@@ -39,21 +40,25 @@ def field(body, name):
     return m.group(1) if m else None
 
 
-LISTENER_SRC = "src/smtp/smtp_listener_keys.c"
-LISTENER_ROW_RE = re.compile(r"\[SMTP_LISTENER_(\w+)\]\s*=\s*\{(\s*\.name.*?)\}", re.S)
-LISTENER_SPEC_RE = re.compile(r"static const struct smtp_listener_keys \w+ = \{(.*?)\n\};", re.S)
-LISTENER_OWN_DEFAULT_RE = re.compile(r"\[SMTP_LISTENER_(\w+)\]\s*=\s*\"((?:[^\"\\]|\\.)*)\"")
+# The rows both daemons share, each table with the struct that places it in a daemon.
+SHARED_TABLES = [
+    # (source of the rows, enum prefix, struct type, at least this many rows)
+    ("src/smtp/smtp_listener_keys.c", "SMTP_LISTENER", "smtp_listener_keys", 10),
+    ("src/http/http_config_keys.c", "HTTP_CONFIG", "http_config_keys", 6),
+]
 
 
-def listener_keys(text):
-    """The shared listener rows under the section (and defaults) a daemon's file names."""
-    m = LISTENER_SPEC_RE.search(text)
+def shared_keys(text, src, prefix, struct):
+    """The shared rows of src under the section (and defaults) a daemon's file names."""
+    spec_re = re.compile(r"(?:static )?const struct %s \w+ = \{(.*?)\n\};" % struct, re.S)
+    m = spec_re.search(text)
     if m is None:
         return []
     spec = m.group(1)
-    own = dict(LISTENER_OWN_DEFAULT_RE.findall(spec))
+    own = dict(re.findall(r"\[%s_(\w+)\]\s*=\s*\"((?:[^\"\\]|\\.)*)\"" % prefix, spec))
     keys = []
-    for key, body in LISTENER_ROW_RE.findall(read(LISTENER_SRC)):
+    row_re = re.compile(r"\[%s_(\w+)\]\s*=\s*\{(\s*\.name.*?)\}" % prefix, re.S)
+    for key, body in row_re.findall(read(src)):
         typ = re.search(r"\.type\s*=\s*CONFPARSE_(\w+)", body)
         keys.append({
             "section": field(spec, "section"),
@@ -63,7 +68,16 @@ def listener_keys(text):
             "choices": field(body, "choices"),
             "required": "CONFPARSE_REQUIRED" in body,
         })
-    assert len(keys) >= 10, keys
+    return keys
+
+
+def listener_keys(text):
+    """The shared listener and HTTP rows under the sections a daemon's file names."""
+    keys = []
+    for src, prefix, struct, least in SHARED_TABLES:
+        found = shared_keys(text, src, prefix, struct)
+        assert len(found) >= least, (src, found)
+        keys += found
     return keys
 
 

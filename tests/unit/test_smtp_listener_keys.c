@@ -3,7 +3,8 @@
  * own and the shared listener section joined to it, read through confparse from
  * a table of config texts: values land at the daemon's offsets, the daemon's own
  * defaults win over the shared ones, bounds and types are the shared rows', and
- * the keys live only under the daemon's section.
+ * the keys live only under the daemon's section; the server settings built from
+ * the struct carry the values read.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -135,6 +136,24 @@ static void test_join_table(void **state)
 				assert_string_equal(cfg.tls_cert + n - m, c->tls_cert);
 				assert_non_null(cfg.tls_key);
 			}
+			/* The server settings read the same fields back through the offsets. */
+			struct smtp_server_config sc;
+			smtp_listener_keys_server_config(&fake_listener, &cfg, &sc);
+			assert_ptr_equal(sc.listen, cfg.smtp_listen);
+			assert_int_equal(sc.proto.limits.max_message_size, c->max_message_size);
+			assert_int_equal(sc.proto.limits.max_recipients, c->max_recipients);
+			assert_int_equal(sc.max_connections, c->max_connections);
+			assert_int_equal(sc.max_connections_per_client, c->per_client);
+			assert_int_equal(sc.command_timeout_ms, c->command_ms);
+			assert_int_equal(sc.data_timeout_ms, c->data_ms);
+			assert_int_equal(sc.idle_timeout_ms, c->idle_ms);
+			assert_ptr_equal(sc.tls_cert, cfg.tls_cert);
+			assert_ptr_equal(sc.tls_key, cfg.tls_key);
+			assert_null(sc.tls_client_ca);
+			assert_null(sc.accept_from);
+			struct smtp_proto_limits def;
+			smtp_proto_limits_default(&def);
+			assert_int_equal(sc.proto.limits.max_command_line, def.max_command_line);
 		}
 		free(errors);
 		confparse_free(cp);
