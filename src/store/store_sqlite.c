@@ -89,9 +89,6 @@
  * caller passes 0, and the most a caller may ask for. */
 #define STORE_MAINT_BATCH_DEFAULT 500
 #define STORE_MAINT_BATCH_MAX	  10000
-/* The largest body store_get_raw will decompress (a corrupt frame header must
- * not make us allocate gigabytes). */
-#define STORE_RAW_MAX ((uint64_t)1 << 31)
 /* The trigram index only answers substrings of at least this many characters. */
 #define STORE_FTS_MIN_CHARS 3
 
@@ -1366,32 +1363,9 @@ int store_sqlite_get_raw(struct store *st, const char *id, unsigned char **raw, 
 	const void *data = sqlite3_column_blob(s, 1);
 	size_t dlen = (size_t)sqlite3_column_bytes(s, 1);
 	uint64_t size = (uint64_t)sqlite3_column_int64(s, 2);
-	if (size > STORE_RAW_MAX) {
-		log_error("store.body_corrupt", "id=%s size=%llu", id, (unsigned long long)size);
+	unsigned char *buf = NULL;
+	if (store_body_unpack(id, codec, data, dlen, size, &buf) < 0)
 		goto fail;
-	}
-	unsigned char *buf = xmalloc(size > 0 ? size : 1);
-	if (codec != NULL && strcmp(codec, "none") == 0) {
-		if (dlen != size) {
-			free(buf);
-			log_error("store.body_corrupt", "id=%s codec=none", id);
-			goto fail;
-		}
-		if (size > 0)
-			memcpy(buf, data, size);
-	} else if (codec != NULL && strcmp(codec, "zstd") == 0) {
-		size_t n = ZSTD_decompress(buf, size, data, dlen);
-		if (ZSTD_isError(n) || n != size) {
-			free(buf);
-			log_error("store.body_corrupt", "id=%s codec=zstd error=%s", id,
-				  ZSTD_isError(n) ? ZSTD_getErrorName(n) : "size");
-			goto fail;
-		}
-	} else {
-		free(buf);
-		log_error("store.body_corrupt", "id=%s codec=%s", id, codec != NULL ? codec : "?");
-		goto fail;
-	}
 	*raw = buf;
 	*len = size;
 	rc = 0;
