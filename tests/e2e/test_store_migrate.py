@@ -10,7 +10,10 @@ import sqlite3
 import subprocess
 
 from conftest import find_binary
-from e2e_helpers import make_attachment_message, make_message, wait_for
+from e2e_helpers import make_attachment_message, make_message, stays, t, wait_for
+from test_digest import add_enduser, digests, entry_links, page, parse, parts, send_now
+from test_digest import start as start_digest
+from test_digest import states
 from test_sessions import Client, add_user
 from test_store_postgresql import database, postgresql, psql  # noqa: F401 (fixtures)
 
@@ -196,3 +199,41 @@ def test_bad_dsn_and_store_in_use_are_refused(start_manager, database):  # noqa:
     # the SQLite store is intact: the same lazaretd serves the message
     m.start()
     assert m.get_message(mid)["subject"] == "stays put"
+
+
+def test_digest_state_and_used_links_survive_the_move(start_manager, aio_sink,
+                                                      database):  # noqa: F811
+    """Digest state counts in message sequence numbers: after the move the next digest
+    holds only what came after the last one, and a used link stays used."""
+    m = start_digest(start_manager, aio_sink, store__backend="sqlite")
+    add_enduser(m, "taro", ["taro@corp.test"])
+    m.send("a@bad.example", ["taro@corp.test"], make_message("first one"))
+    second = m.send("b@bad.example", ["taro@corp.test"], make_message("second one"))
+    m.send("k@bad.example", ["taro@corp.test"], make_message("kept one"))
+    send_now(m, "taro@corp.test")
+    wait_for(lambda: len(digests(aio_sink)) == 1, 15, "the first digest")
+    text, _ = parts(parse(digests(aio_sink)[0]["data"]))
+    release_first, _ = entry_links(text, "first one")
+    release_second, _ = entry_links(text, "second one")
+    assert "kept one" in text
+    assert page(release_first, "POST")[0] == 200
+    wait_for(lambda: aio_sink.count() == 2, 15, "the released message")
+    m.stop()
+
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "verified digest_state: 1|" in r.stdout and "verified used_tokens: 1" in r.stdout
+    m.apply({"store__backend": "postgresql", "store__dsn": database})
+    m.start()
+    # the used link is still used; the other one works (digest.key stays in data_dir)
+    assert page(release_first, "POST")[0] == 410
+    assert page(release_second, "POST")[0] == 200
+    wait_for(lambda: states(m, second) == {"taro@corp.test": "released"}, 15, "released")
+    # nothing new since the last digest: none is sent
+    send_now(m, "taro@corp.test")
+    assert stays(lambda: len(digests(aio_sink)) == 1, t(1.0))
+    m.send("c@bad.example", ["taro@corp.test"], make_message("third one"))
+    send_now(m, "taro@corp.test")
+    wait_for(lambda: len(digests(aio_sink)) == 2, 15, "the second digest")
+    text, _ = parts(parse(digests(aio_sink)[1]["data"]))
+    assert "third one" in text and "kept one" not in text, text
