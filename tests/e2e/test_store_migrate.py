@@ -20,9 +20,10 @@ from test_store_postgresql import database, postgresql, psql  # noqa: F401 (fixt
 PROG = "lazaret-migrate-store"
 
 
-def migrate(data_dir, dsn, *extra):
+def migrate(data_dir, dsn, *extra, env=None):
     return subprocess.run([find_binary(PROG), "--data-dir", data_dir, "--dsn", dsn, *extra],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, **(env or {})))
 
 
 def sqlite_value(path, sql):
@@ -111,6 +112,14 @@ def test_sqlite_store_moves_to_postgresql(start_manager, aio_sink, aio_sink_fact
     assert len(audit_before) >= 6
     m.stop()
 
+    # a copy killed half-way (after messages, bodies, recipients) leaves nothing
+    r = migrate(m.data_dir, database, env={"LAZARET_FAULT": "migrate_mid_copy"})
+    assert r.returncode == 137, r.stdout + r.stderr
+    assert "recipients: 24/24 rows copied" in r.stdout, r.stdout
+    assert psql(database, "SELECT (SELECT count(*) FROM messages)"
+                          " + (SELECT count(*) FROM bodies)"
+                          " + (SELECT count(*) FROM recipients)") == "0"
+    # and the same command runs again from the start
     r = migrate(m.data_dir, database, "--sample", "10")
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stderr == "", r.stderr
