@@ -76,6 +76,9 @@ struct mig_table {
 	const char *name;
 	const char *select;
 	const char *cols;
+	/* COPY's binary format: integers go as bigint, text and blobs as they are
+	 * (no hex text for bodies: half the bytes, no decoding on the server) */
+	bool binary;
 };
 
 /* clang-format off */
@@ -87,14 +90,14 @@ static const struct mig_table mig_tables[] = {
      " FROM messages ORDER BY seq",
      "seq, id, quarantine, received_at, sender, sender_lc, sender_domain, from_text,"
      " from_addr, from_addr_lc, from_domain, to_text, subject, message_id, date_ms, size,"
-     " stored_size, verdict, score, gateway, client_address, held, active"},
+     " stored_size, verdict, score, gateway, client_address, held, active", false},
     {"bodies", "SELECT msg_seq, codec, data FROM bodies ORDER BY msg_seq",
-     "msg_seq, codec, data"},
+     "msg_seq, codec, data", true},
     {"recipients",
      "SELECT msg_id, address, address_lc, pos, state, reply, updated_at FROM recipients",
-     "msg_id, address, address_lc, pos, state, reply, updated_at"},
+     "msg_id, address, address_lc, pos, state, reply, updated_at", false},
     {"attachments", "SELECT msg_id, idx, filename, content_type, size FROM attachments",
-     "msg_id, idx, filename, content_type, size"},
+     "msg_id, idx, filename, content_type, size", false},
     /* rcpts: a JSON array in SQLite, text[] in PostgreSQL (an array literal of
      * double-quoted elements); the lease is cleared */
     {"deliveries",
@@ -102,27 +105,27 @@ static const struct mig_table mig_tables[] = {
      " '{' || coalesce((SELECT group_concat('\"' || replace(replace(value, '\\', '\\\\'),"
      " '\"', '\\\"') || '\"', ',') FROM json_each(rcpts)), '') || '}'"
      " FROM deliveries ORDER BY job_id",
-     "job_id, msg_id, next_attempt_at, attempts, first_attempt_at, leased, rcpts"},
+     "job_id, msg_id, next_attempt_at, attempts, first_attempt_at, leased, rcpts", false},
     {"users",
      "SELECT username, password_hash, role, source, language, time_zone, created_at,"
      " last_login_at FROM users",
-     "username, password_hash, role, source, language, time_zone, created_at, last_login_at"},
+     "username, password_hash, role, source, language, time_zone, created_at, last_login_at", false},
     {"user_addresses", "SELECT username, address_lc, pos FROM user_addresses",
-     "username, address_lc, pos"},
+     "username, address_lc, pos", false},
     {"sessions",
      "SELECT token_hash, username, role, addresses, csrf_token, created_at, expires_at"
      " FROM sessions",
-     "token_hash, username, role, addresses, csrf_token, created_at, expires_at"},
+     "token_hash, username, role, addresses, csrf_token, created_at, expires_at", false},
     {"audit", "SELECT seq, at, actor, action, target, detail, peer FROM audit ORDER BY seq",
-     "seq, at, actor, action, target, detail, peer"},
+     "seq, at, actor, action, target, detail, peer", false},
     {"slbl_entries", "SELECT recipient_lc, list, sender_lc, pos FROM slbl_entries",
-     "recipient_lc, list, sender_lc, pos"},
+     "recipient_lc, list, sender_lc, pos", false},
     {"slbl_recipients", "SELECT recipient_lc, version FROM slbl_recipients",
-     "recipient_lc, version"},
+     "recipient_lc, version", false},
     {"digest_state", "SELECT address_lc, last_sent_at, last_seq FROM digest_state",
-     "address_lc, last_sent_at, last_seq"},
+     "address_lc, last_sent_at, last_seq", false},
     {"used_tokens", "SELECT nonce, used_at, expires_at FROM used_tokens",
-     "nonce, used_at, expires_at"},
+     "nonce, used_at, expires_at", false},
 };
 
 /*
@@ -323,6 +326,37 @@ static void copy_blob(struct strbuf *b, const unsigned char *s, size_t n)
 	}
 }
 
+static void copy_be(struct strbuf *b, uint64_t v, int bytes)
+{
+	char o[8];
+	for (int i = 0; i < bytes; i++)
+		o[i] = (char)(v >> (8 * (bytes - 1 - i)));
+	strbuf_add(b, o, (size_t)bytes);
+}
+
+/* Appends column i of the current row in COPY's binary format. */
+static void copy_binary_field(struct strbuf *b, sqlite3_stmt *s, int i)
+{
+	switch (sqlite3_column_type(s, i)) {
+	case SQLITE_NULL:
+		copy_be(b, 0xffffffffu, 4);
+		break;
+	case SQLITE_INTEGER:
+		copy_be(b, 8, 4);
+		copy_be(b, (uint64_t)sqlite3_column_int64(s, i), 8);
+		break;
+	default: {
+		/* text or blob: the bytes (text and bytea have the same binary form) */
+		const void *p = sqlite3_column_type(s, i) == SQLITE_BLOB
+				    ? sqlite3_column_blob(s, i)
+				    : (const void *)sqlite3_column_text(s, i);
+		size_t n = (size_t)sqlite3_column_bytes(s, i);
+		copy_be(b, n, 4);
+		strbuf_add(b, p, n);
+	}
+	}
+}
+
 static int copy_flush(struct mig *g, struct strbuf *b, const char *table)
 {
 	if (b->len == 0)
@@ -350,7 +384,10 @@ static int copy_table(struct mig *g, const struct mig_table *t)
 		return -EIO;
 	}
 	struct strbuf sql = STRBUF_INIT, b = STRBUF_INIT;
-	strbuf_printf(&sql, "COPY %s (%s) FROM STDIN", t->name, t->cols);
+	strbuf_printf(&sql, "COPY %s (%s) FROM STDIN%s", t->name, t->cols,
+		      t->binary ? " (FORMAT binary)" : "");
+	if (t->binary) /* signature, flags, header extension length */
+		strbuf_add(&b, "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0", 19);
 	PGresult *r = PQexec(g->pg, strbuf_str(&sql));
 	int rc = -EIO;
 	if (PQresultStatus(r) != PGRES_COPY_IN) {
@@ -362,7 +399,11 @@ static int copy_table(struct mig *g, const struct mig_table *t)
 	int64_t start = clock_mono_ms(), last = start;
 	int ncol = sqlite3_column_count(s), step;
 	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		for (int i = 0; i < ncol; i++) {
+		if (t->binary)
+			copy_be(&b, (uint64_t)ncol, 2);
+		for (int i = 0; i < ncol && t->binary; i++)
+			copy_binary_field(&b, s, i);
+		for (int i = 0; i < ncol && !t->binary; i++) {
 			if (i > 0)
 				strbuf_addc(&b, '\t');
 			switch (sqlite3_column_type(s, i)) {
@@ -386,7 +427,8 @@ static int copy_table(struct mig *g, const struct mig_table *t)
 			}
 			}
 		}
-		strbuf_addc(&b, '\n');
+		if (!t->binary)
+			strbuf_addc(&b, '\n');
 		done++;
 		if (b.len >= MIG_CHUNK && copy_flush(g, &b, t->name) < 0)
 			goto abort;
@@ -402,6 +444,8 @@ static int copy_table(struct mig *g, const struct mig_table *t)
 		fail("SQLite: reading %s: %s", t->name, sqlite3_errmsg(g->lite));
 		goto abort;
 	}
+	if (t->binary) /* the trailer */
+		copy_be(&b, 0xffff, 2);
 	if (copy_flush(g, &b, t->name) < 0)
 		goto abort;
 	if (PQputCopyEnd(g->pg, NULL) != 1) {
