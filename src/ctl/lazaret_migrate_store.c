@@ -838,13 +838,18 @@ int main(int argc, char **argv)
 
 	g.pg = PQconnectdb(g.dsn);
 	if (PQstatus(g.pg) != CONNECTION_OK) {
-		char *m = PQerrorMessage(g.pg);
+		char *m = xstrdup(PQerrorMessage(g.pg));
 		size_t l = strlen(m);
 		while (l > 0 && m[l - 1] == '\n')
 			m[--l] = '\0';
 		fail("cannot connect to PostgreSQL: %s", m);
+		free(m);
 		goto out;
 	}
+	/* a role's or database's default timeouts must not cut off a long copy */
+	if (pg_run(&g, "SET statement_timeout = 0; SET lock_timeout = 0;"
+		       " SET idle_in_transaction_session_timeout = 0") < 0)
+		goto out;
 	/* first a probe: lazaretd running on the SQLite store is refused before
 	 * anything is written anywhere */
 	if (sqlite_lock(&g) < 0)
@@ -861,9 +866,13 @@ int main(int argc, char **argv)
 	store_close(lite);
 	struct store_options po = {.backend = "postgresql", .dsn = g.dsn};
 	e = store_open(&po, &g.pg_store);
+	if (e == -EBUSY) {
+		fail("the PostgreSQL database is in use (another lazaretd has it open): stop "
+		     "it first");
+		goto out;
+	}
 	if (e < 0) {
-		fail("cannot open the PostgreSQL store (is lazaretd running on it?): %s",
-		     strerror(-e));
+		fail("cannot open the PostgreSQL store: %s", strerror(-e));
 		goto out;
 	}
 	if (sqlite_lock(&g) < 0 || pg_check_empty(&g) < 0)

@@ -190,6 +190,16 @@ def test_bad_dsn_and_store_in_use_are_refused(start_manager, database):  # noqa:
                         % os.path.join(m.data_dir, "lazaret.db")), r.stderr
     assert psql(database, "SELECT count(*) FROM pg_tables WHERE tablename = 'messages'") == "0"
     m.stop()
+    # a lazaretd on the PostgreSQL database: refused after the store's 10 s wait
+    # for the owner lock, nothing copied
+    on_pg = start_manager(store__backend="postgresql", store__dsn=database)
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 1
+    assert "store.pg_in_use" in r.stderr, r.stderr
+    assert r.stderr.endswith("lazaret-migrate-store: the PostgreSQL database is in use "
+                             "(another lazaretd has it open): stop it first\n"), r.stderr
+    assert psql(database, "SELECT count(*) FROM messages") == "0"
+    on_pg.stop()
     bad = "host=%s port=1 dbname=nothing connect_timeout=2" % m.workdir
     r = migrate(m.data_dir, bad)
     assert r.returncode == 1
