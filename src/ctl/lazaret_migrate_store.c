@@ -779,6 +779,7 @@ static void usage(FILE *f)
 		"  --dsn DSN       the PostgreSQL database, e.g. \"host=db dbname=lazaret\"\n"
 		"  --sample N      bodies compared byte for byte (0: none)\n"
 		"  -h, --help      this text\n"
+		"  --version       the version\n"
 		"\n"
 		"Exit status: 0 copied and verified, 1 refused or failed, 2 usage.\n",
 		MIG_SAMPLE_DEFAULT);
@@ -786,11 +787,10 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
-					     {"dsn", required_argument, NULL, 'D'},
-					     {"sample", required_argument, NULL, 's'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	static const struct option opts[] = {
+	    {"data-dir", required_argument, NULL, 'd'}, {"dsn", required_argument, NULL, 'D'},
+	    {"sample", required_argument, NULL, 's'},	{"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},	{NULL, 0, NULL, 0}};
 	struct mig g = {.sample = MIG_SAMPLE_DEFAULT};
 	int c;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -813,6 +813,9 @@ int main(int argc, char **argv)
 		}
 		case 'h':
 			usage(stdout);
+			return MIG_EXIT_OK;
+		case 'V':
+			printf(MIG_NAME " %s\n", LAZARET_VERSION);
 			return MIG_EXIT_OK;
 		default:
 			usage(stderr);

@@ -215,6 +215,12 @@ def test_bad_dsn_and_store_in_use_are_refused(start_manager, database):  # noqa:
     r = subprocess.run([find_binary(PROG), "--data-dir", m.data_dir], capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 2 and r.stderr.startswith("usage: lazaret-migrate-store "), r.stderr
+    r = subprocess.run([find_binary(PROG), "--help"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "--data-dir DIR" in r.stdout and "--dsn DSN" in r.stdout
+    r = subprocess.run([find_binary(PROG), "--sample", "x", "--data-dir", "d", "--dsn", "x"],
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stderr) == (2, PROG + ": --sample: a number up to 1000000\n")
     # the SQLite store is intact: the same lazaretd serves the message
     m.start()
     assert m.get_message(mid)["subject"] == "stays put"
