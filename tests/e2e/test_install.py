@@ -53,7 +53,8 @@ def test_install_puts_the_whole_web_tree_under_the_data_dir(installed):
     # <prefix>/bin and <prefix>/share/lazaret/web: side by side under one prefix.
     assert os.path.relpath(webdir, os.path.dirname(bindir)) == os.path.join(
         "share", "lazaret", "web")
-    for prog in ("lazaretd", "lazaretctl", "lazaret-gw", "lazaret-scan"):
+    for prog in ("lazaretd", "lazaretctl", "lazaret-gw", "lazaret-scan",
+                 "lazaret-migrate-store"):
         assert os.access(os.path.join(bindir, prog), os.X_OK), prog
     want = web_files(WEB)
     assert "index.html" in want and any(f.startswith("js" + os.sep) for f in want)

@@ -1,0 +1,264 @@
+"""lazaret-migrate-store: a lazaretd on SQLite gets mail over SMTP, accounts, sessions,
+safelists, releases and deletions through the API; it is stopped, its store copied
+into a throw-away PostgreSQL, and the same lazaretd started on PostgreSQL answers the
+same for everything. A second copy into the filled database, a bad DSN and a store
+in use are refused with their exact messages, the stores left as they were.
+Without a PostgreSQL server the module is skipped, and under CI=true that is a failure."""
+
+import os
+import sqlite3
+import subprocess
+
+from conftest import find_binary
+from e2e_helpers import make_attachment_message, make_message, stays, t, wait_for
+from test_digest import add_enduser, digests, entry_links, page, parse, parts, send_now
+from test_digest import start as start_digest
+from test_digest import states
+from test_sessions import Client, add_user
+from test_store_postgresql import database, postgresql, psql  # noqa: F401 (fixtures)
+
+PROG = "lazaret-migrate-store"
+
+
+def migrate(data_dir, dsn, *extra, env=None):
+    return subprocess.run([find_binary(PROG), "--data-dir", data_dir, "--dsn", dsn, *extra],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, **(env or {})))
+
+
+def sqlite_value(path, sql):
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+    try:
+        return con.execute(sql).fetchone()[0]
+    finally:
+        con.close()
+
+
+def audit(m):
+    st, doc = m.api("GET", "/api/v1/audit?limit=1000")
+    assert st == 200, (st, doc)
+    return doc["entries"]
+
+
+def snapshot(m):
+    """Everything the API shows of the store, for comparison across backends (but the
+    audit log: reading a raw message adds to it)."""
+    msgs = sorted(m.list_all(), key=lambda x: x["id"])
+    out = {"list": msgs, "messages": {}, "raw": {}}
+    for x in msgs:
+        out["messages"][x["id"]] = m.get_message(x["id"])
+        st, _, raw = m.http("GET", "/api/v1/messages/%s/raw" % x["id"])
+        assert st == 200
+        out["raw"][x["id"]] = raw
+    for name, path in (("quarantines", "/api/v1/quarantines"), ("users", "/api/v1/users"),
+                       ("slbl", "/api/v1/slbl?since=0"),
+                       ("alice", "/api/v1/slbl/alice@corp.test"),
+                       ("bob", "/api/v1/slbl/bob@corp.test")):
+        st, doc = m.api("GET", path)
+        assert st == 200, (path, st, doc)
+        out[name] = doc
+    return out
+
+
+def fill(m, aio_sink):
+    """Mail, states, accounts, a session, safelists and audit rows on m."""
+    a = m.send("billing@example.jp", ["alice@corp.test", "bob@corp.test"],
+               make_message("請求書のお知らせ", body="line\r\n\ttab \\ back\r\n"))
+    b = m.send("x@example.jp", ["alice@corp.test"],
+               make_attachment_message("with a file", [("報告.pdf", "application/pdf",
+                                                        bytes(range(256)) * 40)]))
+    c = m.send("y@example.jp", ["carol@corp.test"], make_message("to be deleted"))
+    ids = [a, b, c] + [m.send("n%d@example.jp" % i, ["dave@corp.test"],
+                              make_message("filler %d" % i)) for i in range(20)]
+    st, doc = m.api("POST", "/api/v1/messages/%s/release" % a,
+                    json={"recipients": ["alice@corp.test"]})
+    assert st == 202, doc
+    aio_sink.wait_count(1)
+    wait_for(lambda: {r["address"]: r["state"] for r in m.get_message(a)["recipients"]}
+             == {"alice@corp.test": "released", "bob@corp.test": "quarantined"},
+             20, "alice released")
+    # a release whose delivery fails stays queued, with its attempt counted
+    aio_sink.stop()
+    st, doc = m.api("POST", "/api/v1/messages/%s/release" % b,
+                    json={"recipients": ["alice@corp.test"]})
+    assert st == 202, doc
+    db = os.path.join(m.data_dir, "lazaret.db")
+    wait_for(lambda: sqlite_value(db, "SELECT coalesce(sum(attempts), 0) FROM deliveries") >= 1,
+             20, "a failed delivery attempt")
+    st, doc = m.api("POST", "/api/v1/messages/%s/delete" % c, json={})
+    assert st in (200, 202), doc
+    add_user(m, "opal", "operator-pw-1", "operator")
+    add_user(m, "alice", "alice-pw-1", "enduser", ["alice@corp.test"])
+    for safe in (["friend@example.jp"], ["friend@example.jp", "partner.example"]):
+        st, doc = m.api("PUT", "/api/v1/slbl/alice@corp.test",
+                        json={"safelist": safe, "blocklist": ["spam.example"]})
+        assert st == 200, doc
+    st, doc = m.api("PUT", "/api/v1/slbl/bob@corp.test",
+                    json={"safelist": [], "blocklist": ["junk.example"]})
+    assert st == 200, doc
+    session = Client(m)
+    assert session.login("opal", "operator-pw-1")[0] == 200
+    return ids, session
+
+
+def test_sqlite_store_moves_to_postgresql(start_manager, aio_sink, aio_sink_factory,
+                                          database):  # noqa: F811
+    m = start_manager(store__backend="sqlite", primary_host=aio_sink.host, retry_min="1s",
+                      retry_max="2s")
+    ids, session = fill(m, aio_sink)
+    before = snapshot(m)
+    assert len(before["list"]) == len(ids)
+    audit_before = audit(m)
+    assert len(audit_before) >= 6
+    m.stop()
+
+    # a copy killed half-way (after messages, bodies, recipients) leaves nothing
+    r = migrate(m.data_dir, database, env={"LAZARET_FAULT": "migrate_mid_copy"})
+    assert r.returncode == 137, r.stdout + r.stderr
+    assert "recipients: 24/24 rows copied" in r.stdout, r.stdout
+    assert psql(database, "SELECT (SELECT count(*) FROM messages)"
+                          " + (SELECT count(*) FROM bodies)"
+                          " + (SELECT count(*) FROM recipients)") == "0"
+    # and the same command runs again from the start
+    r = migrate(m.data_dir, database, "--sample", "10")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stderr == "", r.stderr
+    out = r.stdout
+    assert "messages: 23/23 rows copied" in out, out
+    assert "bodies: 23/23 rows copied" in out, out
+    assert "verified recipients per quarantine and state: " in out, out
+    assert "verified bodies: 10 sampled messages equal byte for byte" in out, out
+    assert out.rstrip().endswith("done: the PostgreSQL store is a verified copy of %s"
+                                 % os.path.join(m.data_dir, "lazaret.db")), out
+    assert psql(database, "SELECT count(*) FROM messages") == "23"
+    assert psql(database, "SELECT count(*), sum(attempts) FROM deliveries"
+                          " WHERE NOT leased AND rcpts = '{alice@corp.test}'") == "1|1"
+
+    m.apply({"store__backend": "postgresql", "store__dsn": database})
+    m.start()
+    assert audit(m) == audit_before
+    after = snapshot(m)
+    for key in before:
+        assert after[key] == before[key], key
+    # the queued delivery goes out from PostgreSQL once the next hop is back
+    sink = aio_sink_factory(port=aio_sink.port)
+    d = sink.wait_count(1, timeout=30)[0]
+    assert d["rcpts"] == ["alice@corp.test"] and b"with a file" in d["data"], d["rcpts"]
+    wait_for(lambda: m.get_message(ids[1])["recipients"][0]["state"] == "released", 20,
+             "the queued release delivered")
+    # the same password logs in; the session made on SQLite is still valid
+    assert Client(m).login("alice", "alice-pw-1")[0] == 200
+    assert Client(m).login("opal", "wrong-password")[0] == 401
+    st, doc = session.call("GET", "/api/v1/session")
+    assert st == 200 and doc["user"]["username"] == "opal", (st, doc)
+    # new rows continue above the copied ones: a new message is listed first in
+    # seq order, the safelist change feed goes on from the copied version
+    new = m.send("late@example.jp", ["alice@corp.test"], make_message("after the move"))
+    assert m.get_message(new)["subject"] == "after the move"
+    assert int(psql(database, "SELECT seq FROM messages WHERE id = '%s'" % new)) == 24
+    st, doc = m.api("PUT", "/api/v1/slbl/bob@corp.test",
+                    json={"safelist": ["ok.example"], "blocklist": []})
+    assert st == 200, doc
+    st, feed = m.api("GET", "/api/v1/slbl?since=%d" % before["slbl"]["version"])
+    assert st == 200 and feed["version"] == before["slbl"]["version"] + 1, feed
+    assert [c["recipient"] for c in feed["changes"]] == ["bob@corp.test"], feed
+    m.stop()
+
+    # a second copy into the now filled database is refused; it is left as it was
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stderr == (
+        "lazaret-migrate-store: the PostgreSQL database already holds Lazaret data "
+        "(24 messages, 2 accounts, %d audit entries, 2 safelists, %s other rows): "
+        "refusing to copy into it; give an empty database\n"
+        % (int(psql(database, "SELECT count(*) FROM audit")),
+           psql(database, "SELECT (SELECT count(*) FROM sessions)"
+                          " + (SELECT count(*) FROM slbl_entries)"
+                          " + (SELECT version FROM slbl_counter)"
+                          " + (SELECT count(*) FROM deliveries)"))), r.stderr
+    assert psql(database, "SELECT count(*) FROM messages") == "24"
+
+
+def test_bad_dsn_and_store_in_use_are_refused(start_manager, database):  # noqa: F811
+    m = start_manager(store__backend="sqlite")
+    mid = m.send("s@example.jp", ["a@corp.test"], make_message("stays put"))
+    # lazaretd running on the SQLite store: refused before anything is written
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 1
+    assert r.stderr == ("lazaret-migrate-store: the SQLite store %s is in use (is lazaretd "
+                        "running?): stop lazaretd first\n"
+                        % os.path.join(m.data_dir, "lazaret.db")), r.stderr
+    assert psql(database, "SELECT count(*) FROM pg_tables WHERE tablename = 'messages'") == "0"
+    m.stop()
+    # a lazaretd on the PostgreSQL database: refused after the store's 10 s wait
+    # for the owner lock, nothing copied
+    on_pg = start_manager(store__backend="postgresql", store__dsn=database)
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 1
+    assert "store.pg_in_use" in r.stderr, r.stderr
+    assert r.stderr.endswith("lazaret-migrate-store: the PostgreSQL database is in use "
+                             "(another lazaretd has it open): stop it first\n"), r.stderr
+    assert psql(database, "SELECT count(*) FROM messages") == "0"
+    on_pg.stop()
+    bad = "host=%s port=1 dbname=nothing connect_timeout=2" % m.workdir
+    r = migrate(m.data_dir, bad)
+    assert r.returncode == 1
+    assert r.stderr.startswith("lazaret-migrate-store: cannot connect to PostgreSQL: "
+                               "connection to server on socket \"%s/.s.PGSQL.1\" failed"
+                               % m.workdir), r.stderr
+    assert r.stdout == ""
+    r = migrate(os.path.join(m.workdir, "nowhere"), database)
+    assert r.returncode == 1
+    assert r.stderr == ("lazaret-migrate-store: no SQLite store at %s/nowhere/lazaret.db: "
+                        "No such file or directory\n" % m.workdir), r.stderr
+    # the command line
+    r = subprocess.run([find_binary(PROG), "--data-dir", m.data_dir], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2 and r.stderr.startswith("usage: lazaret-migrate-store "), r.stderr
+    r = subprocess.run([find_binary(PROG), "--help"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and "--data-dir DIR" in r.stdout and "--dsn DSN" in r.stdout
+    r = subprocess.run([find_binary(PROG), "--sample", "x", "--data-dir", "d", "--dsn", "x"],
+                       capture_output=True, text=True, timeout=30)
+    assert (r.returncode, r.stderr) == (2, PROG + ": --sample: a number up to 1000000\n")
+    # the SQLite store is intact: the same lazaretd serves the message
+    m.start()
+    assert m.get_message(mid)["subject"] == "stays put"
+
+
+def test_digest_state_and_used_links_survive_the_move(start_manager, aio_sink,
+                                                      database):  # noqa: F811
+    """Digest state counts in message sequence numbers: after the move the next digest
+    holds only what came after the last one, and a used link stays used."""
+    m = start_digest(start_manager, aio_sink, store__backend="sqlite")
+    add_enduser(m, "taro", ["taro@corp.test"])
+    m.send("a@bad.example", ["taro@corp.test"], make_message("first one"))
+    second = m.send("b@bad.example", ["taro@corp.test"], make_message("second one"))
+    m.send("k@bad.example", ["taro@corp.test"], make_message("kept one"))
+    send_now(m, "taro@corp.test")
+    wait_for(lambda: len(digests(aio_sink)) == 1, 15, "the first digest")
+    text, _ = parts(parse(digests(aio_sink)[0]["data"]))
+    release_first, _ = entry_links(text, "first one")
+    release_second, _ = entry_links(text, "second one")
+    assert "kept one" in text
+    assert page(release_first, "POST")[0] == 200
+    wait_for(lambda: aio_sink.count() == 2, 15, "the released message")
+    m.stop()
+
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "verified digest_state: 1|" in r.stdout and "verified used_tokens: 1" in r.stdout
+    m.apply({"store__backend": "postgresql", "store__dsn": database})
+    m.start()
+    # the used link is still used; the other one works (digest.key stays in data_dir)
+    assert page(release_first, "POST")[0] == 410
+    assert page(release_second, "POST")[0] == 200
+    wait_for(lambda: states(m, second) == {"taro@corp.test": "released"}, 15, "released")
+    # nothing new since the last digest: none is sent
+    send_now(m, "taro@corp.test")
+    assert stays(lambda: len(digests(aio_sink)) == 1, t(1.0))
+    m.send("c@bad.example", ["taro@corp.test"], make_message("third one"))
+    send_now(m, "taro@corp.test")
+    wait_for(lambda: len(digests(aio_sink)) == 2, 15, "the second digest")
+    text, _ = parts(parse(digests(aio_sink)[1]["data"]))
+    assert "third one" in text and "kept one" not in text, text
