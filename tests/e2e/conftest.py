@@ -36,8 +36,9 @@ from e2e_helpers import (STORED_RE, DaemonExits, free_port, sanitizer_report, t,
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "sqlite_only: looks into SQLite's own file or uses its progress"
-        " handler; left out of the run on PostgreSQL (LAZARET_E2E_BACKEND=postgresql)")
+        "markers", "sqlite_only: looks into SQLite's own file, uses its progress"
+        " handler or needs a manager on SQLite (the source of a store copy); left out"
+        " of the run on PostgreSQL (LAZARET_E2E_BACKEND=postgresql)")
 
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
