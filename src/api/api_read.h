@@ -1,6 +1,7 @@
 /*
  * api_read — the REST API's reads (listings, searches, a message's detail, raw
- * bytes, attachments, quarantine totals, the audit log) off the event loop: a
+ * bytes, attachments, quarantine totals, the audit log, the safelist CSV export)
+ * off the event loop: a
  * bounded pool of reader threads that run the store query and build the reply
  * body, while the loop thread only checks the request, hands it over and writes
  * the answer. A search that scans half a second of rows then delays neither

@@ -34,6 +34,7 @@
 #include "http/http_json.h"
 #include "http/http_server.h"
 #include "api/api.h"
+#include "api/api_read.h"
 #include "store/store.h"
 
 /* Fields of one CSV row: recipient, list, sender. */
@@ -349,16 +350,29 @@ static void api_slbl_csv_row(struct strbuf *b, const char *rcpt, const char *lis
 	strbuf_add(b, "\r\n", 2);
 }
 
-static void api_slbl_export(struct http_server_request *req, void *arg)
+/* What the export's reader thread needs: the store, and who asked (for the log). */
+struct api_slbl_export {
+	struct store *st;
+	char *by, *peer;
+};
+
+static void api_slbl_export_free(void *arg)
 {
-	struct api *a = arg;
-	if (!api_require_role(a, req, API_ROLE_ADMIN))
-		return;
+	struct api_slbl_export *x = arg;
+	free(x->by);
+	free(x->peer);
+	free(x);
+}
+
+/* Reader thread: every recipient's lists as one CSV document. */
+static void api_slbl_export_work(void *arg, struct api_read_reply *out)
+{
+	struct api_slbl_export *x = arg;
 	struct store_slbl **v = NULL;
 	size_t n = 0;
-	int rc = store_slbl_changes(api_store(a), 0, 0, &v, &n, NULL);
+	int rc = store_slbl_changes(x->st, 0, 0, &v, &n, NULL);
 	if (rc < 0) {
-		api_slbl_store_error(req, "store_slbl_changes", rc);
+		api_read_reply_store_error(out, "store_slbl_changes", rc);
 		return;
 	}
 	struct strbuf b = STRBUF_INIT;
@@ -371,11 +385,26 @@ static void api_slbl_export(struct http_server_request *req, void *arg)
 			api_slbl_csv_row(&b, v[i]->recipient, "blocklist", v[i]->blocklist[j]);
 	}
 	store_slbl_array_free(v, n);
-	http_server_add_header(req, "Content-Disposition", "attachment; filename=\"slbl.csv\"");
-	http_server_reply_bytes(req, 200, "text/csv; charset=utf-8", b.p, b.len);
-	log_info("api.slbl_export", "rows=%zu by=%s peer=%s", rows, api_actor(a, req)->username,
-		 http_server_request_peer(req));
-	strbuf_free(&b);
+	out->disposition = xstrdup("attachment; filename=\"slbl.csv\"");
+	size_t len = b.len;
+	api_read_reply_bytes(out, 200, "text/csv; charset=utf-8", (unsigned char *)strbuf_take(&b),
+			     len);
+	log_info("api.slbl_export", "rows=%zu by=%s peer=%s", rows, x->by, x->peer);
+}
+
+/* GET /api/v1/slbl/export.csv: a read of every list, so on a reader thread. */
+static void api_slbl_export(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	if (!api_require_role(a, req, API_ROLE_ADMIN))
+		return;
+	struct api_slbl_export *x = xcalloc(1, sizeof(*x));
+	x->st = api_store(a);
+	const char *by = api_actor(a, req)->username;
+	x->by = xstrdup(by != NULL ? by : "-");
+	x->peer = xstrdup(http_server_request_peer(req));
+	api_read_submit(api_reads(a), req, "slbl_export", api_slbl_export_work, NULL, x,
+			api_slbl_export_free);
 }
 
 /* One CSV record: its fields and the line it starts on. */

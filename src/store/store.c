@@ -386,7 +386,8 @@ int store_slbl_changes(struct store *st, int64_t since, size_t limit, struct sto
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->slbl_changes == NULL)
 		return -ENOSYS;
-	return ops->slbl_changes(st, since, limit, out, n, version);
+	store_read_timed_out = false;
+	return store_read_result(ops->slbl_changes(st, since, limit, out, n, version));
 }
 
 int store_user_add(struct store *st, const struct store_user *u)

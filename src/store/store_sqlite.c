@@ -433,6 +433,7 @@ static int store_read_progress(void *arg)
 	}
 	if (store_read_deadline_ms != 0 && clock_mono_ms() >= store_read_deadline_ms) {
 		store_read_expired = true;
+		store_read_timed_out = true; /* for calls store.c maps (store_backend.h) */
 		return 1;
 	}
 	return 0;

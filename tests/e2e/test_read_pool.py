@@ -187,7 +187,8 @@ def test_full_queue_answers_503_retry_after_and_keeps_the_store(start_manager):
     assert secs < t(1.0), "the refusal must come at once, not after the queue (%.3f s)" % secs
     # The other kinds of reads are refused alike; the loop itself keeps answering.
     for path in ("/api/v1/quarantines", "/api/v1/messages/%s" % ids[0],
-                 "/api/v1/messages/%s/raw" % ids[0], "/api/v1/audit"):
+                 "/api/v1/messages/%s/raw" % ids[0], "/api/v1/audit",
+                 "/api/v1/slbl/export.csv"):
         st, hdrs, body, _ = get(m, path)
         assert (st, body, hdrs.get("retry-after")) == (503, BUSY_BODY, "1"), path
     assert healthz_ms(m.http_port) < t(1000)
@@ -195,7 +196,7 @@ def test_full_queue_answers_503_retry_after_and_keeps_the_store(start_manager):
         th.join(t(60))
     assert [r[0] for r in first] == [200, 200]
     assert all(r[2] == {"messages": [], "next_cursor": None} for r in first)
-    assert m.metric("lazaret_api_read_busy_total") == 5
+    assert m.metric("lazaret_api_read_busy_total") == 6
     assert m.log_text().count("api.read_busy") >= 1
     assert "what=list queued=2" in m.log_text()
     # The store is intact: every message is there, and a refused raw left no audit row.
