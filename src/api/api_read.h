@@ -1,10 +1,9 @@
 /*
  * api_read — the REST API's reads (listings, searches, a message's detail, raw
  * bytes, attachments, quarantine totals, the audit log, the safelist CSV export)
- * off the event loop: a
- * bounded pool of reader threads that run the store query and build the reply
- * body, while the loop thread only checks the request, hands it over and writes
- * the answer. A search that scans half a second of rows then delays neither
+ * off the event loop: a bounded pool of reader threads that run the store query
+ * and build the reply body, while the loop thread only checks the request, hands
+ * it over and writes the answer. A search that scans half a second of rows then delays neither
  * /healthz nor an SMTP greeting on the same loop.
  *
  * Contract of a read: the handler (loop thread) does every check that needs the
