@@ -371,13 +371,47 @@ int store_slbl_get(struct store *st, const char *recipient, struct store_slbl **
 	return ops->slbl_get(st, recipient, out);
 }
 
+static void store_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
 int store_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
 		   int64_t *version)
 {
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->slbl_put == NULL)
 		return -ENOSYS;
-	return ops->slbl_put(st, l, max_entries, version);
+	if (l == NULL)
+		return -EINVAL;
+	struct store_slbl_clean c = {0};
+	char *rcpt = NULL;
+	int64_t v = 0;
+	int rc = -EINVAL;
+	if (store_slbl_normalize(l->recipient, true, &rcpt) < 0)
+		goto fail;
+	c.recipient = rcpt;
+	if (store_slbl_clean_list(l->safelist, l->nsafelist, &c.lists[0], &c.nlists[0]) < 0 ||
+	    store_slbl_clean_list(l->blocklist, l->nblocklist, &c.lists[1], &c.nlists[1]) < 0)
+		goto fail;
+	rc = -E2BIG;
+	if (c.nlists[0] > max_entries || c.nlists[1] > max_entries)
+		goto fail;
+	rc = ops->slbl_put(st, &c, &v);
+	if (rc < 0)
+		goto fail;
+	log_debug("store.slbl_put", "recipient=%s safelist=%zu blocklist=%zu version=%lld", rcpt,
+		  c.nlists[0], c.nlists[1], (long long)v);
+	if (version != NULL)
+		*version = v;
+	rc = 0;
+fail:
+	store_strv_free(c.lists[0], c.nlists[0]);
+	store_strv_free(c.lists[1], c.nlists[1]);
+	free(rcpt);
+	return rc;
 }
 
 int store_slbl_changes(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,

@@ -27,6 +27,17 @@
 extern _Thread_local int64_t store_read_deadline_ms;
 extern _Thread_local bool store_read_timed_out;
 
+/*
+ * One recipient's lists as store_slbl_put hands them to a backend: recipient
+ * normalized, entries normalized, deduplicated and within max_entries (store.c
+ * checks, so that both backends refuse the same input the same way).
+ */
+struct store_slbl_clean {
+	const char *recipient;
+	char **lists[2]; /* [0] safelist, [1] blocklist */
+	size_t nlists[2];
+};
+
 struct store_ops {
 	void (*close)(struct store *st);
 	int (*submit_message)(struct store *st, struct store_new_message *m, store_done_fn done,
@@ -63,8 +74,7 @@ struct store_ops {
 	int (*debug_list_plan)(struct store *st, const struct store_filter *f, const char *cursor,
 			       char **plan);
 	int (*slbl_get)(struct store *st, const char *recipient, struct store_slbl **out);
-	int (*slbl_put)(struct store *st, const struct store_slbl *l, size_t max_entries,
-			int64_t *version);
+	int (*slbl_put)(struct store *st, const struct store_slbl_clean *c, int64_t *version);
 	int (*slbl_changes)(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,
 			    size_t *n, int64_t *version);
 	int (*user_add)(struct store *st, const struct store_user *u);

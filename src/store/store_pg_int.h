@@ -22,6 +22,7 @@
 #define STORE_PG_PARAMS_MAX 40
 
 struct store_pg;
+struct store_slbl_clean;
 struct store_pg_conn {
 	PGconn *pg;
 	bool insert_prepared; /* the writer's: its session has the insert statement */
@@ -108,8 +109,7 @@ int store_pg_audit_list(struct store *st, size_t limit, int64_t before_seq,
 
 /* store.h, as store_pg_slbl.c and store_pg_digest.c implement it. */
 int store_pg_slbl_get(struct store *st, const char *recipient, struct store_slbl **out);
-int store_pg_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
-		      int64_t *version);
+int store_pg_slbl_put(struct store *st, const struct store_slbl_clean *c, int64_t *version);
 int store_pg_slbl_changes(struct store *st, int64_t since, size_t limit, struct store_slbl ***out,
 			  size_t *n, int64_t *version);
 int store_pg_digest_user_by_address(struct store *st, const char *address,

@@ -23,13 +23,6 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-static void store_pg_slbl_strv_free(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
-}
-
 /* Fills the lists of v[0..n) (recipients set) from their entries. 0 or -EIO. */
 static int store_pg_slbl_load(PGconn *c, struct store_slbl **v, size_t n)
 {
@@ -219,34 +212,16 @@ static int store_pg_slbl_put_tx(struct store_pg *st, PGconn *c, void *arg)
 	return rc;
 }
 
-int store_pg_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
-		      int64_t *version)
+int store_pg_slbl_put(struct store *st, const struct store_slbl_clean *c, int64_t *version)
 {
-	if (l == NULL)
-		return -EINVAL;
-	struct store_pg_slbl_put_args a = {0};
-	char *rcpt = NULL;
-	int rc = -EINVAL;
-	if (store_slbl_normalize(l->recipient, true, &rcpt) < 0)
-		goto fail;
-	a.recipient = rcpt;
-	if (store_slbl_clean_list(l->safelist, l->nsafelist, &a.lists[0], &a.nlists[0]) < 0 ||
-	    store_slbl_clean_list(l->blocklist, l->nblocklist, &a.lists[1], &a.nlists[1]) < 0)
-		goto fail;
-	rc = -E2BIG;
-	if (a.nlists[0] > max_entries || a.nlists[1] > max_entries)
-		goto fail;
-	rc = store_pg_tx(store_pg_of(st), store_pg_slbl_put_tx, &a);
+	struct store_pg_slbl_put_args a = {.recipient = c->recipient};
+	for (int k = 0; k < 2; k++) {
+		a.lists[k] = c->lists[k];
+		a.nlists[k] = c->nlists[k];
+	}
+	int rc = store_pg_tx(store_pg_of(st), store_pg_slbl_put_tx, &a);
 	if (rc < 0)
-		goto fail;
-	log_debug("store.slbl_put", "recipient=%s safelist=%zu blocklist=%zu version=%lld", rcpt,
-		  a.nlists[0], a.nlists[1], (long long)a.version);
-	if (version != NULL)
-		*version = a.version;
-	rc = 0;
-fail:
-	store_pg_slbl_strv_free(a.lists[0], a.nlists[0]);
-	store_pg_slbl_strv_free(a.lists[1], a.nlists[1]);
-	free(rcpt);
-	return rc;
+		return rc;
+	*version = a.version;
+	return 0;
 }

@@ -386,34 +386,16 @@ static int store_slbl_put_job(struct store *st, struct store_conn *c, void *arg)
 	return 0;
 }
 
-int store_sqlite_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
-			  int64_t *version)
+int store_sqlite_slbl_put(struct store *st, const struct store_slbl_clean *c, int64_t *version)
 {
-	if (l == NULL)
-		return -EINVAL;
-	struct store_slbl_put_args a = {0};
-	char *rcpt = NULL;
-	int rc = -EINVAL;
-	if (store_slbl_normalize(l->recipient, true, &rcpt) < 0)
-		goto fail;
-	a.recipient = rcpt;
-	if (store_slbl_clean_list(l->safelist, l->nsafelist, &a.lists[0], &a.nlists[0]) < 0 ||
-	    store_slbl_clean_list(l->blocklist, l->nblocklist, &a.lists[1], &a.nlists[1]) < 0)
-		goto fail;
-	rc = -E2BIG;
-	if (a.nlists[0] > max_entries || a.nlists[1] > max_entries)
-		goto fail;
-	rc = store_int_run_job(st, store_slbl_put_job, &a);
+	struct store_slbl_put_args a = {.recipient = c->recipient};
+	for (int k = 0; k < 2; k++) {
+		a.lists[k] = c->lists[k];
+		a.nlists[k] = c->nlists[k];
+	}
+	int rc = store_int_run_job(st, store_slbl_put_job, &a);
 	if (rc < 0)
-		goto fail;
-	log_debug("store.slbl_put", "recipient=%s safelist=%zu blocklist=%zu version=%lld", rcpt,
-		  a.nlists[0], a.nlists[1], (long long)a.version);
-	if (version != NULL)
-		*version = a.version;
-	rc = 0;
-fail:
-	store_slbl_strv_free(a.lists[0], a.nlists[0]);
-	store_slbl_strv_free(a.lists[1], a.nlists[1]);
-	free(rcpt);
-	return rc;
+		return rc;
+	*version = a.version;
+	return 0;
 }

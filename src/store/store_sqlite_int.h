@@ -17,6 +17,7 @@
 
 struct store;
 struct store_conn;
+struct store_slbl_clean;
 
 typedef int (*store_int_job_fn)(struct store *st, struct store_conn *c, void *arg);
 
@@ -76,8 +77,7 @@ void store_sqlite_debug_counters(struct store *st, struct store_debug_counters *
 int store_sqlite_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
 				 char **plan);
 int store_sqlite_slbl_get(struct store *st, const char *recipient, struct store_slbl **out);
-int store_sqlite_slbl_put(struct store *st, const struct store_slbl *l, size_t max_entries,
-			  int64_t *version);
+int store_sqlite_slbl_put(struct store *st, const struct store_slbl_clean *c, int64_t *version);
 int store_sqlite_slbl_changes(struct store *st, int64_t since, size_t limit,
 			      struct store_slbl ***out, size_t *n, int64_t *version);
 int store_sqlite_user_add(struct store *st, const struct store_user *u);
