@@ -417,7 +417,8 @@ class BenchPostgres:
         return {"version": version, "settings": vals}
 
     def stop(self):
-        if self.started:
+        # also a server that started although pg_ctl gave up waiting for it
+        if self.started or os.path.exists(os.path.join(self.data, "postmaster.pid")):
             try:
                 self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", "fast", "-w",
                            "-t", "60", "stop"], timeout=120)
