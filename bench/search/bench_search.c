@@ -555,14 +555,16 @@ int main(int argc, char **argv)
 			pthread_create(&th[i], NULL, seed_main, &b);
 		size_t last = 0, ticks = 0;
 		for (;;) {
-			struct timespec ts = {.tv_sec = 1};
+			/* every 10 ms, so that the rate of a small run is not rounded to a second
+			 */
+			struct timespec ts = {.tv_nsec = 10 * 1000 * 1000};
 			pthread_mutex_lock(&b.lock);
 			bool done = atomic_load(&b.next) >= messages && b.inflight == 0;
 			pthread_mutex_unlock(&b.lock);
 			if (done)
 				break;
 			nanosleep(&ts, NULL);
-			if (++ticks % 10 != 0)
+			if (++ticks % 1000 != 0)
 				continue;
 			size_t now_n = atomic_load(&b.next);
 			fprintf(stderr, "seeding: %zu/%zu (%.0f msg/s recent)\n",
