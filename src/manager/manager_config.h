@@ -126,6 +126,7 @@ struct manager_config {
 	/* [store] */
 	char *store_backend; /* sqlite | postgresql; default sqlite */
 	char *store_dsn;     /* postgresql: libpq connection string; required there */
+	char *store_node_name; /* this process's name on a shared database; NULL: host name */
 };
 
 /*
