@@ -693,7 +693,8 @@ static int notify_key_load(struct store *st, const char *dir, unsigned char key[
 		log_error("notify.key_failed", "source=store rc=%d", rc);
 	else
 		log_info("notify.key_stored", "from=%s",
-			 sodium_memcmp(file, key, DIGEST_KEY_LEN) == 0 ? "data_dir" : "another_node");
+			 sodium_memcmp(file, key, DIGEST_KEY_LEN) == 0 ? "data_dir"
+								       : "another_node");
 	sodium_memzero(file, sizeof(file));
 	return rc;
 }

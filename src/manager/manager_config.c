@@ -703,7 +703,8 @@ static void manager_config_validate(struct confparse *cp, void *target, void *ar
 		confparse_error(cp, "store", "dsn", "is required when backend = postgresql");
 	if (!pg && cfg->store_dsn != NULL && cfg->store_dsn[0] != '\0')
 		confparse_error(cp, "store", "dsn", "is for backend = postgresql only");
-	if (cfg->store_node_name != NULL && store_node_name_check(cfg->store_node_name) < 0)
+	if (cfg->store_node_name != NULL && cfg->store_node_name[0] != '\0' &&
+	    store_node_name_check(cfg->store_node_name) < 0)
 		confparse_error(cp, "store", "node_name",
 				"must be 1-253 printable ASCII characters without spaces");
 

@@ -875,8 +875,7 @@ int store_secret_add(struct store *st, const char *name, const unsigned char *va
 		     unsigned char *out)
 {
 	const struct store_ops *ops = store_ops_of(st);
-	if (name == NULL || name[0] == '\0' || value == NULL || len == 0 ||
-	    len > STORE_SECRET_MAX)
+	if (name == NULL || name[0] == '\0' || value == NULL || len == 0 || len > STORE_SECRET_MAX)
 		return -EINVAL;
 	if (ops->secret_add == NULL)
 		return -ENOSYS;

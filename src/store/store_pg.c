@@ -927,10 +927,11 @@ static int store_pg_take_owner(struct store_pg *st, PGconn *c, int64_t wait_ms)
 	for (int64_t waited = 0;; waited += 100) {
 		struct store_pg_params p = {0};
 		store_pg_int(&p, STORE_PG_OWNER_LOCK);
-		PGresult *r = store_pg_exec(c, "owner_lock",
-					    st->exclusive ? "SELECT pg_try_advisory_lock($1)"
-							  : "SELECT pg_try_advisory_lock_shared($1)",
-					    &p, false);
+		PGresult *r =
+		    store_pg_exec(c, "owner_lock",
+				  st->exclusive ? "SELECT pg_try_advisory_lock($1)"
+						: "SELECT pg_try_advisory_lock_shared($1)",
+				  &p, false);
 		store_pg_params_clear(&p);
 		if (r == NULL)
 			return -EIO;
@@ -970,7 +971,8 @@ static int store_pg_writer_begin(struct store_pg *st)
 	/* held until COMMIT: the digest's upper bound waits for this batch's numbers
 	 * (store_pg_digest_max_seq) */
 	return store_pg_script(st->wconn->pg, "begin",
-			       "BEGIN; SELECT pg_advisory_xact_lock_shared(" STORE_PG_INGEST_LOCK ")");
+			       "BEGIN; SELECT pg_advisory_xact_lock_shared(" STORE_PG_INGEST_LOCK
+			       ")");
 }
 
 static int store_pg_writer_commit(struct store_pg *st)
@@ -1200,8 +1202,8 @@ int store_pg_open(const struct store_options *opt, struct store **out)
 	st->writer_started = true;
 	char q[STORE_NODE_NAME_MAX + 8];
 	log_info("store.open",
-		 "backend=postgresql database=%s host=%s schema=%d batch_max=%u node=%s", PQdb(st->wconn->pg),
-		 PQhost(st->wconn->pg), STORE_PG_SCHEMA_VERSION, st->batch_max,
+		 "backend=postgresql database=%s host=%s schema=%d batch_max=%u node=%s",
+		 PQdb(st->wconn->pg), PQhost(st->wconn->pg), STORE_PG_SCHEMA_VERSION, st->batch_max,
 		 log_quote(q, sizeof(q), st->node));
 	*out = (struct store *)(void *)st;
 	return 0;
@@ -1961,7 +1963,8 @@ static int store_pg_claim_tx(struct store_pg *st, PGconn *c, void *arg)
 			  "WITH pick AS (SELECT job_id FROM deliveries WHERE next_attempt_at <= $1"
 			  " ORDER BY next_attempt_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
 			  " UPDATE deliveries d SET next_attempt_at = $2, leased = true,"
-			  " leased_by = $3, first_attempt_at = coalesce(d.first_attempt_at, $1) FROM pick"
+			  " leased_by = $3,"
+			  " first_attempt_at = coalesce(d.first_attempt_at, $1) FROM pick"
 			  " WHERE d.job_id = pick.job_id"
 			  " RETURNING d.job_id, d.msg_id, d.attempts, d.first_attempt_at,"
 			  " (SELECT sender FROM messages m WHERE m.id = d.msg_id)",
@@ -2141,10 +2144,11 @@ static int store_pg_reset_leases_tx(struct store_pg *st, PGconn *c, void *arg)
 	struct store_pg_params p = {0};
 	store_pg_int(&p, *(int64_t *)arg);
 	store_pg_text(&p, st->node);
-	int rc = store_pg_do(c, "reset_leases",
-			     "UPDATE deliveries SET next_attempt_at = $1, leased = false,"
-			     " leased_by = NULL WHERE leased AND (leased_by = $2 OR leased_by IS NULL)",
-			     &p, NULL);
+	int rc =
+	    store_pg_do(c, "reset_leases",
+			"UPDATE deliveries SET next_attempt_at = $1, leased = false,"
+			" leased_by = NULL WHERE leased AND (leased_by = $2 OR leased_by IS NULL)",
+			&p, NULL);
 	store_pg_params_clear(&p);
 	return rc;
 }

@@ -65,9 +65,9 @@ int store_pg_node_lock(PGconn *c, const char *node, int64_t wait_ms)
 		struct store_pg_params p = {0};
 		store_pg_int(&p, STORE_PG_NODE_CLASS);
 		store_pg_text(&p, node);
-		PGresult *r = store_pg_exec(c, "node_lock",
-					    "SELECT pg_try_advisory_lock($1::int, hashtext($2))",
-					    &p, false);
+		PGresult *r =
+		    store_pg_exec(c, "node_lock",
+				  "SELECT pg_try_advisory_lock($1::int, hashtext($2))", &p, false);
 		store_pg_params_clear(&p);
 		if (r == NULL)
 			return -EIO;
@@ -112,10 +112,11 @@ static int store_pg_node_tx(struct store_pg *st, PGconn *c, void *arg)
 				 " started_at = $2, last_seen = $2, version = $3",
 				 &p, NULL);
 	else
-		rc = store_pg_do(c, "node_beat",
-				 "UPDATE nodes SET last_seen = greatest(last_seen, $2), version = $3"
-				 " WHERE name = $1",
-				 &p, NULL);
+		rc =
+		    store_pg_do(c, "node_beat",
+				"UPDATE nodes SET last_seen = greatest(last_seen, $2), version = $3"
+				" WHERE name = $1",
+				&p, NULL);
 	store_pg_params_clear(&p);
 	return rc;
 }
@@ -242,8 +243,8 @@ int store_pg_job_try(struct store *s, const char *name, bool *held)
 	struct store_pg_params p = {0};
 	store_pg_int(&p, STORE_PG_JOB_CLASS);
 	store_pg_text(&p, name);
-	PGresult *r = store_pg_exec(c->pg, "job_lock",
-				    "SELECT pg_try_advisory_lock($1::int, hashtext($2))", &p, false);
+	PGresult *r = store_pg_exec(
+	    c->pg, "job_lock", "SELECT pg_try_advisory_lock($1::int, hashtext($2))", &p, false);
 	store_pg_params_clear(&p);
 	if (r == NULL) {
 		store_pg_conn_put(st, c);
@@ -315,9 +316,9 @@ int store_pg_secret_get(struct store *s, const char *name, unsigned char *out, s
 		return rc;
 	struct store_pg_params p = {0};
 	store_pg_text(&p, name);
-	PGresult *r = store_pg_exec(c->pg, "secret_get",
-				    "SELECT encode(value, 'hex') FROM secrets WHERE name = $1", &p,
-				    false);
+	PGresult *r =
+	    store_pg_exec(c->pg, "secret_get",
+			  "SELECT encode(value, 'hex') FROM secrets WHERE name = $1", &p, false);
 	store_pg_params_clear(&p);
 	store_pg_conn_put(st, c);
 	if (r == NULL)
@@ -355,9 +356,9 @@ static int store_pg_secret_add_tx(struct store_pg *st, PGconn *c, void *arg)
 	if (rc < 0)
 		return rc;
 	store_pg_text(&p, a->name);
-	PGresult *r = store_pg_exec(c, "secret_read",
-				    "SELECT encode(value, 'hex') FROM secrets WHERE name = $1", &p,
-				    false);
+	PGresult *r =
+	    store_pg_exec(c, "secret_read",
+			  "SELECT encode(value, 'hex') FROM secrets WHERE name = $1", &p, false);
 	store_pg_params_clear(&p);
 	if (r == NULL)
 		return -EIO;

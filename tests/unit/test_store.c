@@ -2049,9 +2049,10 @@ static void test_pg_max_seq_waits_for_ingest(void **state)
 	free(dsn);
 	assert_int_equal(PQstatus(c), CONNECTION_OK);
 	pg_run(c, "BEGIN; SELECT pg_advisory_xact_lock_shared(7809657787786818611)");
-	pg_run(c, "INSERT INTO messages (id, quarantine, received_at, sender, sender_lc,"
-		  " sender_domain, size, stored_size) VALUES ('0199c8a0-0000-7000-8000-000000000001',"
-		  " 'spam', 0, 's@x.jp', 's@x.jp', 'x.jp', 1, 1)");
+	pg_run(c,
+	       "INSERT INTO messages (id, quarantine, received_at, sender, sender_lc,"
+	       " sender_domain, size, stored_size) VALUES ('0199c8a0-0000-7000-8000-000000000001',"
+	       " 'spam', 0, 's@x.jp', 's@x.jp', 'x.jp', 1, 1)");
 	int64_t open_seq = pg_int(fx, "SELECT last_value FROM messages_seq_seq");
 	assert_true(open_seq > first);
 	struct max_seq_call call = {.st = fx->st};
