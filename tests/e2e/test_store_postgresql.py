@@ -167,9 +167,11 @@ def test_lost_database_sessions_give_451_then_recover(start_manager, database):
     assert len(ids) >= 3, ids  # at most the first one after the cut is refused
     wait_for(lambda: sorted(x["id"] for x in m.list_all()) == sorted(ids), 20,
              "every stored message listed")
-    # the writer holds the owner lock again: a second manager is still refused
-    assert psql(database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                          " AND granted") == "1"
+    # the writer holds the owner lock (shared) and its node name's lock again: a
+    # second manager with the same node name is still refused
+    assert psql(database, "SELECT string_agg(mode || '/' || objsubid, ',' ORDER BY objsubid)"
+                          " FROM pg_locks WHERE locktype = 'advisory' AND granted") == \
+        "ShareLock/1,ExclusiveLock/2"
 
 
 def test_read_over_budget_is_cancelled_on_the_server(start_manager, database):
