@@ -88,7 +88,8 @@ class HoldingHandler:
     not counted: the node that sent it is killed meanwhile, so the transaction never
     completed."""
 
-    def __init__(self, hold_peer):
+    def __init__(self, hold_peer, held_reply="451 4.3.0 not completed"):
+        self.held_reply = held_reply
         self.lock = threading.Lock()
         self.deliveries = {}  # rcpt -> number of completed transactions
         self.delivered_at = {}
@@ -112,8 +113,10 @@ class HoldingHandler:
         if hold:
             while not self.release_held.is_set():
                 await asyncio.sleep(0.05)
-            return "451 4.3.0 not completed"
-        await asyncio.sleep(0.05)  # a next hop that takes a moment: the burst overlaps
+            if not self.held_reply.startswith("250"):
+                return self.held_reply
+        else:
+            await asyncio.sleep(0.05)  # a next hop that takes a moment: the burst overlaps
         with self.lock:
             for r in envelope.rcpt_tos:
                 self.deliveries[r] = self.deliveries.get(r, 0) + 1
@@ -121,13 +124,42 @@ class HoldingHandler:
         return "250 2.0.0 Ok: queued"
 
 
-def test_kill_9_during_releases_delivers_each_once(start_manager, database):  # noqa: F811
-    handler = HoldingHandler("127.0.0.2")
-    sink = AioSink()
+def holding_sink(handler):
     from aiosmtpd.controller import Controller
+    sink = AioSink()
     sink.controller = Controller(handler, hostname="127.0.0.1", port=sink.port,
                                  ready_timeout=t(10), decode_data=False)
-    sink.start()
+    return sink.start()
+
+
+def test_a_restarting_node_leaves_the_other_nodes_deliveries_alone(start_manager,
+                                                                     database):  # noqa: F811
+    handler = HoldingHandler("127.0.0.3", held_reply="250 2.0.0 Ok: queued")
+    sink = holding_sink(handler)
+    try:
+        a = node(start_manager, database, "node-a", primary_host=sink.host,
+                 source_address="127.0.0.2")
+        b = node(start_manager, database, "node-b", primary_host=sink.host,
+                 source_address="127.0.0.3")
+        mid = b.send("s@example.jp", ["held@corp.test"], make_message("in flight on b"))
+        st, doc = b.api("POST", "/api/v1/messages/%s/release" % mid, json={})
+        assert st == 202, doc
+        assert handler.held.wait(t(20)), "node-b never delivered"
+        # node-a restarts while node-b's delivery is in flight: it takes back its own
+        # leases only, so it does not send this one too
+        a.restart()
+        assert stays(lambda: handler.deliveries == {}, t(4)), handler.deliveries
+        handler.release_held.set()
+        wait_for(lambda: states(a, mid) == {"held@corp.test": "released"}, 20, "released")
+        assert stays(lambda: handler.deliveries == {"held@corp.test": 1}, t(2)), \
+            handler.deliveries
+    finally:
+        sink.stop()
+
+
+def test_kill_9_during_releases_delivers_each_once(start_manager, database):  # noqa: F811
+    handler = HoldingHandler("127.0.0.2")
+    sink = holding_sink(handler)
     try:
         # lease = 24 x [release] timeout = 24 s: the survivor waits that long for the
         # delivery the killed node had in flight
