@@ -16,7 +16,7 @@
  *     moves out of "quarantined" once (UPDATE ... WHERE state = 0), a delivery is
  *     claimed by one caller (FOR UPDATE SKIP LOCKED). A transaction that loses a
  *     deadlock or a serialization conflict is run again. So several threads, and
- *     later several lazaretd processes, can share one database.
+ *     several lazaretd processes (store_pg_cluster.c), can share one database.
  *   - Reads borrow a pooled connection too; a read of several statements runs in
  *     one REPEATABLE READ READ ONLY transaction so that it sees one snapshot.
  *
