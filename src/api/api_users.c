@@ -1112,9 +1112,15 @@ void api_users_configure(struct api *a, const struct api_users_config *cfg)
 				 u->cfg.login_window_ms, 0);
 	int64_t now = clock_now_ms();
 	uint64_t purged = 0;
+	/* once for every lazaretd sharing the store: a node that finds another one at it
+	 * leaves it to that one */
+	bool held = false;
+	if (store_job_try(api_store(a), "session_purge", &held) < 0 || !held)
+		return;
 	if (store_session_purge(api_store(a), now, now - u->cfg.session_max_ms, &purged) == 0 &&
 	    purged > 0)
 		log_info("api.sessions_purged", "count=%llu", (unsigned long long)purged);
+	store_job_done(api_store(a), "session_purge");
 }
 
 int api_users_initial_admin(struct api *a, const char *username, const char *password_file)

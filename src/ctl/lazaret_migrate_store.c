@@ -867,7 +867,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	store_close(lite);
-	struct store_options po = {.backend = "postgresql", .dsn = g.dsn};
+	/* exclusive: no lazaretd may use the database while it is filled */
+	struct store_options po = {.backend = "postgresql", .dsn = g.dsn, .exclusive = true};
 	e = store_open(&po, &g.pg_store);
 	if (e == -EBUSY) {
 		fail("the PostgreSQL database is in use (another lazaretd has it open): stop "

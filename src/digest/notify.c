@@ -69,6 +69,10 @@
 
 /* The external spam quarantine: the only one end users see. */
 #define NOTIFY_QUARANTINE "spam"
+/* The link key's name among the store's secrets (store_secret_get). */
+#define NOTIFY_KEY_SECRET "digest_key"
+/* The scheduled run's name among the cluster-wide jobs (store_job_try). */
+#define NOTIFY_JOB "digest_schedule"
 /* SMTP steps one digest session may take in all (see smtp_client session_timeout). */
 #define NOTIFY_SESSION_STEPS 10
 
@@ -539,6 +543,28 @@ static void notify_job_free(struct notify_job *j)
 	free(j);
 }
 
+/*
+ * The scheduled run, once for every lazaretd sharing the store: a process that
+ * finds another one running it skips this time. One that starts after the other
+ * finished sends nothing twice: the mark and each address's last_seq say what
+ * was listed already.
+ */
+static void notify_run_scheduled_once(struct notify *n, const struct notify_settings *s)
+{
+	bool held = false;
+	int rc = store_job_try(n->st, NOTIFY_JOB, &held);
+	if (rc < 0) {
+		log_error("notify.run_failed", "op=job_try rc=%d", rc);
+		return;
+	}
+	if (!held) {
+		log_info("notify.run_skipped", "reason=\"another node is running it\"");
+		return;
+	}
+	notify_run_scheduled(n, s, clock_now_ms());
+	store_job_done(n->st, NOTIFY_JOB);
+}
+
 /* Worker thread. */
 static void notify_job_run(void *arg)
 {
@@ -551,7 +577,7 @@ static void notify_job_run(void *arg)
 		if (j->s->from == NULL)
 			log_warn("notify.no_from", "reason=\"[notifications] from is not set\"");
 		else if (j->scheduled)
-			notify_run_scheduled(n, j->s, clock_now_ms());
+			notify_run_scheduled_once(n, j->s);
 		else
 			notify_run_now(n, j->s, j, clock_now_ms());
 	}
@@ -641,17 +667,47 @@ static void notify_on_timer(evutil_socket_t fd, short what, void *arg)
 	notify_arm(n);
 }
 
+/*
+ * The link key: the store's (NOTIFY_KEY_SECRET), so that a link minted by one
+ * lazaretd works on every other sharing the store. The first start with none there
+ * puts data_dir's key file in (created when missing): links mailed before the key
+ * moved into the store stay valid. Two processes starting together agree
+ * (store_secret_add keeps the first). 0 or a negative errno (logged).
+ */
+static int notify_key_load(struct store *st, const char *dir, unsigned char key[DIGEST_KEY_LEN])
+{
+	int rc = store_secret_get(st, NOTIFY_KEY_SECRET, key, DIGEST_KEY_LEN);
+	if (rc != -ENOENT) {
+		if (rc < 0)
+			log_error("notify.key_failed", "source=store rc=%d", rc);
+		return rc;
+	}
+	unsigned char file[DIGEST_KEY_LEN];
+	rc = digest_key_load(dir, file);
+	if (rc < 0) {
+		log_error("notify.key_failed", "dir=%s rc=%d", dir, rc);
+		return rc;
+	}
+	rc = store_secret_add(st, NOTIFY_KEY_SECRET, file, DIGEST_KEY_LEN, key);
+	if (rc < 0)
+		log_error("notify.key_failed", "source=store rc=%d", rc);
+	else
+		log_info("notify.key_stored", "from=%s",
+			 sodium_memcmp(file, key, DIGEST_KEY_LEN) == 0 ? "data_dir"
+								       : "another_node");
+	sodium_memzero(file, sizeof(file));
+	return rc;
+}
+
 int notify_new(struct event_base *base, struct store *st, const struct notify_config *cfg,
 	       struct notify **out)
 {
 	unsigned char key[DIGEST_KEY_LEN];
 	struct notify_settings *s = NULL;
 	*out = NULL;
-	int rc = digest_key_load(cfg->data_dir, key);
-	if (rc < 0) {
-		log_error("notify.key_failed", "dir=%s rc=%d", cfg->data_dir, rc);
+	int rc = notify_key_load(st, cfg->data_dir, key);
+	if (rc < 0)
 		return rc;
-	}
 	rc = notify_settings_make(cfg, key, &s);
 	sodium_memzero(key, sizeof(key));
 	if (rc < 0)

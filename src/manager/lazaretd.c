@@ -258,6 +258,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	    !str_same(next.data_dir, d->cfg.data_dir) ||
 	    !str_same(next.store_backend, d->cfg.store_backend) ||
 	    !str_same(next.store_dsn, d->cfg.store_dsn) ||
+	    !str_same(next.store_node_name, d->cfg.store_node_name) ||
 	    !str_same(next.tls_cert, d->cfg.tls_cert) || !str_same(next.tls_key, d->cfg.tls_key) ||
 	    !str_same(next.tls_client_ca, d->cfg.tls_client_ca) ||
 	    next.tls_require != d->cfg.tls_require ||
@@ -378,8 +379,10 @@ static int start(struct lazaretd *d)
 			strerror(-rc));
 		return rc;
 	}
-	struct store_options so = {
-	    .backend = d->cfg.store_backend, .dsn = d->cfg.store_dsn, .dir = d->cfg.data_dir};
+	struct store_options so = {.backend = d->cfg.store_backend,
+				   .dsn = d->cfg.store_dsn,
+				   .dir = d->cfg.data_dir,
+				   .node_name = d->cfg.store_node_name};
 	if ((rc = store_open(&so, &d->st)) < 0) {
 		if (strcmp(d->cfg.store_backend, "postgresql") == 0)
 			fprintf(stderr, "lazaretd: cannot open the store on PostgreSQL: %s\n",

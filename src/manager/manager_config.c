@@ -23,6 +23,7 @@
 #include "digest/notify_schedule.h"
 #include "http/http_config_keys.h"
 #include "smtp/smtp_listener_keys.h"
+#include "store/store.h"
 
 #define KIB (UINT64_C(1024))
 #define MIB (KIB * 1024)
@@ -427,6 +428,11 @@ static const struct confparse_key manager_config_keys[] = {
      .default_text = "sqlite",
      .choices = "sqlite|postgresql"},
     {.section = "store", .name = "dsn", .type = CONFPARSE_STRING, .offset = OFF(store_dsn)},
+    /* this process among those sharing one database (default: the host name) */
+    {.section = "store",
+     .name = "node_name",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(store_node_name)},
 };
 
 #define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))
@@ -697,6 +703,10 @@ static void manager_config_validate(struct confparse *cp, void *target, void *ar
 		confparse_error(cp, "store", "dsn", "is required when backend = postgresql");
 	if (!pg && cfg->store_dsn != NULL && cfg->store_dsn[0] != '\0')
 		confparse_error(cp, "store", "dsn", "is for backend = postgresql only");
+	if (cfg->store_node_name != NULL && cfg->store_node_name[0] != '\0' &&
+	    store_node_name_check(cfg->store_node_name) < 0)
+		confparse_error(cp, "store", "node_name",
+				"must be 1-253 printable ASCII characters without spaces");
 
 	if (cfg->hostname == NULL && cfg->name != NULL)
 		cfg->hostname = xstrdup(cfg->name);

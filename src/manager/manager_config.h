@@ -124,8 +124,9 @@ struct manager_config {
 	unsigned notify_max_entries; /* messages listed per digest; default 100 */
 
 	/* [store] */
-	char *store_backend; /* sqlite | postgresql; default sqlite */
-	char *store_dsn;     /* postgresql: libpq connection string; required there */
+	char *store_backend;   /* sqlite | postgresql; default sqlite */
+	char *store_dsn;       /* postgresql: libpq connection string; required there */
+	char *store_node_name; /* this process's name on a shared database; NULL: host name */
 };
 
 /*

@@ -20,6 +20,9 @@
 #include "quarantine/metrics.h"
 #include "store/store.h"
 
+/* The run's name among the cluster-wide jobs (store_job_try). */
+#define EXPIRY_JOB "expiry"
+
 struct expiry {
 	struct store *st;
 	struct event *timer;
@@ -99,9 +102,23 @@ int expiry_run_once(struct store *st, const struct expiry_retention *r, size_t n
 	return first < 0 ? first : rc;
 }
 
+/*
+ * One run, once for every lazaretd sharing the store (store_job_try): a process
+ * that finds another one running it skips this time.
+ */
 static void expiry_run(void *arg)
 {
 	struct expiry *e = arg;
+	bool held = false;
+	int jrc = store_job_try(e->st, EXPIRY_JOB, &held);
+	if (jrc < 0 || !held) {
+		if (jrc < 0)
+			log_error("expiry.failed", "op=job_try rc=%d", jrc);
+		else
+			log_debug("expiry.skipped", "reason=\"another node is running it\"");
+		atomic_store(&e->running, false);
+		return;
+	}
 	int64_t now = clock_now_ms();
 	struct expiry_retention spam = {"spam", atomic_load(&e->delete_after_ms)};
 	uint64_t expired = 0, purged = 0;
@@ -114,6 +131,7 @@ static void expiry_run(void *arg)
 				 (unsigned long long)expired, (unsigned long long)purged,
 				 (long long)(clock_now_ms() - now));
 	}
+	store_job_done(e->st, EXPIRY_JOB);
 	atomic_store(&e->running, false);
 }
 

@@ -9,8 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/xalloc.h"
 #include "store/store.h"
+
+/* A node seen within three of its refreshes counts as alive. */
+#define METRICS_NODE_ALIVE_MS (3 * STORE_NODE_BEAT_MS)
 
 static _Atomic uint64_t metrics_counters[METRICS_COUNTER_COUNT];
 
@@ -108,6 +112,38 @@ void metrics_http_refused(const char *reason)
 	atomic_fetch_add_explicit(&metrics_http_refused_counts[i], 1, memory_order_relaxed);
 }
 
+/*
+ * The lazaretd processes sharing the store (store_nodes): how many were seen
+ * within METRICS_NODE_ALIVE_MS, and when each was last seen.
+ */
+static void metrics_render_nodes(FILE *f, struct store *st)
+{
+	struct store_node *v = NULL;
+	size_t n = 0;
+	int64_t now = clock_now_ms();
+	if (st == NULL || store_nodes(st, 0, &v, &n) < 0)
+		return;
+	size_t alive = 0;
+	for (size_t i = 0; i < n; i++)
+		alive += v[i].last_seen >= now - METRICS_NODE_ALIVE_MS ? 1 : 0;
+	fprintf(f,
+		"# HELP lazaret_store_nodes lazaretd processes sharing the store, seen lately.\n"
+		"# TYPE lazaret_store_nodes gauge\nlazaret_store_nodes %zu\n"
+		"# HELP lazaret_store_node_last_seen_seconds When each node sharing the store was "
+		"last seen (Unix time).\n# TYPE lazaret_store_node_last_seen_seconds gauge\n",
+		alive);
+	for (size_t i = 0; i < n; i++) {
+		fputs("lazaret_store_node_last_seen_seconds{node=\"", f);
+		for (const char *p = v[i].name; *p != '\0'; p++) {
+			if (*p == '"' || *p == '\\')
+				fputc('\\', f);
+			fputc(*p, f);
+		}
+		fprintf(f, "\"} %lld\n", (long long)(v[i].last_seen / 1000));
+	}
+	store_node_array_free(v, n);
+}
+
 char *metrics_render(struct store *st)
 {
 	char *out = NULL;
@@ -155,6 +191,7 @@ char *metrics_render(struct store *st)
 		    (unsigned long long)s.bytes_original, (unsigned long long)s.file_bytes,
 		    (unsigned long long)s.deliveries_pending);
 	}
+	metrics_render_nodes(f, st);
 	fclose(f);
 	return out;
 }

@@ -8,8 +8,10 @@
 #include "store/store_backend.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zstd.h>
 
 #include "common/clock.h"
@@ -49,6 +51,32 @@ static const struct store_ops *store_backend_ops(const char *name)
 	if (strcmp(name, "postgresql") == 0)
 		return &store_pg_ops;
 	return NULL;
+}
+
+int store_node_name_check(const char *name)
+{
+	if (name == NULL || name[0] == '\0' || strlen(name) > STORE_NODE_NAME_MAX)
+		return -EINVAL;
+	for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p >= 0x7f)
+			return -EINVAL;
+	}
+	return 0;
+}
+
+int store_node_name_of(const struct store_options *opt, char buf[STORE_NODE_NAME_MAX + 1])
+{
+	if (opt->node_name != NULL && opt->node_name[0] != '\0') {
+		if (store_node_name_check(opt->node_name) < 0)
+			return -EINVAL;
+		snprintf(buf, STORE_NODE_NAME_MAX + 1, "%s", opt->node_name);
+		return 0;
+	}
+	/* the default: one process per host, as most installations run */
+	if (gethostname(buf, STORE_NODE_NAME_MAX + 1) < 0)
+		return -errno;
+	buf[STORE_NODE_NAME_MAX] = '\0';
+	return store_node_name_check(buf);
 }
 
 int store_open(const struct store_options *opt, struct store **out)
@@ -170,6 +198,12 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_digest_token_used");
 	if (ops->digest_token_use == NULL)
 		store_missing_add(&sb, "store_digest_token_use");
+	if (ops->nodes == NULL || ops->node_name == NULL)
+		store_missing_add(&sb, "store_nodes");
+	if (ops->job_try == NULL || ops->job_done == NULL)
+		store_missing_add(&sb, "store_job_try");
+	if (ops->secret_get == NULL || ops->secret_add == NULL)
+		store_missing_add(&sb, "store_secret_get");
 	if (sb.len == 0) {
 		strbuf_free(&sb);
 		return NULL;
@@ -780,4 +814,70 @@ int store_body_unpack(const char *id, const char *codec, const void *data, size_
 	}
 	*out = buf;
 	return 0;
+}
+
+/* --- several processes on one database ------------------------------------ */
+
+int store_nodes(struct store *st, int64_t since, struct store_node **out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->nodes == NULL)
+		return -ENOSYS;
+	*out = NULL;
+	*n = 0;
+	return store_read_result(ops->nodes(st, since, out, n));
+}
+
+void store_node_array_free(struct store_node *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].version);
+	}
+	free(v);
+}
+
+const char *store_node_name(struct store *st)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	return ops->node_name != NULL ? ops->node_name(st) : "";
+}
+
+int store_job_try(struct store *st, const char *name, bool *held)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*held = false;
+	if (name == NULL || name[0] == '\0')
+		return -EINVAL;
+	if (ops->job_try == NULL)
+		return -ENOSYS;
+	return ops->job_try(st, name, held);
+}
+
+void store_job_done(struct store *st, const char *name)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (name != NULL && ops->job_done != NULL)
+		ops->job_done(st, name);
+}
+
+int store_secret_get(struct store *st, const char *name, unsigned char *out, size_t len)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (name == NULL || name[0] == '\0' || len == 0 || len > STORE_SECRET_MAX)
+		return -EINVAL;
+	if (ops->secret_get == NULL)
+		return -ENOSYS;
+	return ops->secret_get(st, name, out, len);
+}
+
+int store_secret_add(struct store *st, const char *name, const unsigned char *value, size_t len,
+		     unsigned char *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (name == NULL || name[0] == '\0' || value == NULL || len == 0 || len > STORE_SECRET_MAX)
+		return -EINVAL;
+	if (ops->secret_add == NULL)
+		return -ENOSYS;
+	return ops->secret_add(st, name, value, len, out);
 }

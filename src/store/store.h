@@ -57,7 +57,25 @@ struct store_options {
 	unsigned batch_max;	/* most messages in one group commit (default 256) */
 	unsigned batch_wait_us; /* how long the writer waits to fill a batch (default 0:
 				   commit what is there; concurrency fills batches) */
+	/*
+	 * This process's name among the processes sharing one database (NULL or "":
+	 * the host name; at most STORE_NODE_NAME_MAX bytes, printable ASCII). On
+	 * PostgreSQL a second open store with the same name is refused (-EBUSY,
+	 * log store.node_in_use); delivery leases are recorded under it.
+	 */
+	const char *node_name;
+	/*
+	 * PostgreSQL: the only store on the database (lazaret-migrate-store): refused
+	 * with -EBUSY (log store.pg_in_use) while any other store has it open, and
+	 * any other refused while this one has.
+	 */
+	bool exclusive;
 };
+
+/* The longest node name: a host name (RFC 1035). */
+#define STORE_NODE_NAME_MAX 253
+/* 0 when name is a usable node name, else -EINVAL. */
+int store_node_name_check(const char *name);
 
 struct store;
 
@@ -309,7 +327,12 @@ int store_delivery_finish(struct store *st, const struct store_delivery *d,
 int store_delivery_confirm(struct store *st, const struct store_delivery *d,
 			   const struct store_delivery_result *results, size_t nresults,
 			   int64_t now);
-/* Makes every leased delivery due now (at start-up, after a crash). */
+/*
+ * Makes the deliveries leased by this node (store_options.node_name) due now, at
+ * start-up after a crash; and those leased before leases named their node. Other
+ * nodes' leases are left alone: their deliveries may be in flight, and come due
+ * again by themselves when the lease runs out (their node died).
+ */
 int store_delivery_reset_leases(struct store *st, int64_t now);
 /* Deliveries waiting (for metrics). */
 int store_delivery_pending(struct store *st, uint64_t *count);
@@ -352,6 +375,52 @@ struct store_debug_counters {
 void store_debug_counters(struct store *st, struct store_debug_counters *out);
 int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,
 			  char **plan);
+
+/* --- several processes on one database ------------------------------------ */
+
+/*
+ * A process sharing the store. PostgreSQL records one row per node name (the nodes
+ * table), refreshed every STORE_NODE_BEAT_MS while the store is open; SQLite knows
+ * only itself.
+ */
+struct store_node {
+	char *name;
+	char *version;
+	int64_t started_at;
+	int64_t last_seen;
+};
+/* How often an open store refreshes its node's last_seen (PostgreSQL). */
+#define STORE_NODE_BEAT_MS 15000
+/* The nodes seen since `since` (0: all), by name; free with store_node_array_free. */
+int store_nodes(struct store *st, int64_t since, struct store_node **out, size_t *n);
+void store_node_array_free(struct store_node *v, size_t n);
+/* This store's node name (borrowed, valid until store_close). */
+const char *store_node_name(struct store *st);
+
+/*
+ * Work that must run once for all the processes sharing the store (expiry and
+ * purge, session purge, the digest schedule). store_job_try: *held = true when
+ * this process may run job name now, and then must call store_job_done(name) when
+ * the run is over; *held = false when another process is running it (skip this
+ * run). PostgreSQL: an advisory lock on a connection kept for the run, so a
+ * process that dies loses it at once. SQLite: always granted (one process).
+ * 0, -EINVAL (no name, or this process holds it already), -EIO.
+ */
+int store_job_try(struct store *st, const char *name, bool *held);
+void store_job_done(struct store *st, const char *name);
+
+/* The longest secret the store keeps. */
+#define STORE_SECRET_MAX 256
+/*
+ * Secrets every process sharing the store must agree on (the digest link key).
+ * store_secret_get: the value of name into out (size len), -ENOENT when there is
+ * none, -EINVAL when the stored one is not len bytes. store_secret_add: stores
+ * value (len bytes) under name unless one is there already, and puts the one
+ * that is there after the call into out (so two processes adding at once agree).
+ */
+int store_secret_get(struct store *st, const char *name, unsigned char *out, size_t len);
+int store_secret_add(struct store *st, const char *name, const unsigned char *value, size_t len,
+		     unsigned char *out);
 
 /* --- safelists / blocklists, implemented in store_slbl.c ----------------- */
 

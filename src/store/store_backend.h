@@ -111,6 +111,13 @@ struct store_ops {
 	int (*digest_token_used)(struct store *st, const char *nonce, bool *used);
 	int (*digest_token_use)(struct store *st, const char *nonce, int64_t now,
 				int64_t expires_at);
+	int (*nodes)(struct store *st, int64_t since, struct store_node **out, size_t *n);
+	const char *(*node_name)(struct store *st);
+	int (*job_try)(struct store *st, const char *name, bool *held);
+	void (*job_done)(struct store *st, const char *name);
+	int (*secret_get)(struct store *st, const char *name, unsigned char *out, size_t len);
+	int (*secret_add)(struct store *st, const char *name, const unsigned char *value,
+			  size_t len, unsigned char *out);
 };
 
 /* The first member of every backend's struct store. */
@@ -120,6 +127,12 @@ struct store_head {
 
 extern const struct store_ops store_sqlite_ops;
 extern const struct store_ops store_pg_ops;
+
+/*
+ * The node name of opt (store_options.node_name, else the host name) into buf.
+ * 0, or -EINVAL when it is not a usable name. store.c.
+ */
+int store_node_name_of(const struct store_options *opt, char buf[STORE_NODE_NAME_MAX + 1]);
 
 int store_sqlite_open(const struct store_options *opt, struct store **out);
 int store_pg_open(const struct store_options *opt, struct store **out);

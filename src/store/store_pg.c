@@ -16,7 +16,7 @@
  *     moves out of "quarantined" once (UPDATE ... WHERE state = 0), a delivery is
  *     claimed by one caller (FOR UPDATE SKIP LOCKED). A transaction that loses a
  *     deadlock or a serialization conflict is run again. So several threads, and
- *     later several lazaretd processes, can share one database.
+ *     several lazaretd processes (store_pg_cluster.c), can share one database.
  *   - Reads borrow a pooled connection too; a read of several statements runs in
  *     one REPEATABLE READ READ ONLY transaction so that it sees one snapshot.
  *
@@ -79,13 +79,14 @@
 /* Key of the advisory lock that serializes schema migrations across processes. */
 #define STORE_PG_MIGRATE_LOCK 0x6c617a6172657431LL /* "lazaret1" */
 /*
- * Key of the advisory lock the writer's session holds while a store is open: one
- * lazaretd per database until work that must happen once (deliveries after a
- * restart, expiry, digests) is coordinated between processes.
+ * Key of the advisory lock the writer's session holds while a store is open:
+ * shared by the lazaretd processes sharing the database (each also holds the lock
+ * of its node name: store_pg_cluster.c), exclusive for a store opened with
+ * store_options.exclusive (lazaret-migrate-store), which must be alone.
  */
 #define STORE_PG_OWNER_LOCK 0x6c617a6172657432LL /* "lazaret2" */
 /*
- * How long store_open waits for that lock: a lazaretd restarted right after a
+ * How long store_open waits for those locks: a lazaretd restarted right after a
  * crash finds the old session still ending for some milliseconds. (A session
  * whose host died is ended by the server's TCP keepalives, which this backend
  * sets to notice within about a minute: STORE_PG_SESSION_SQL.)
@@ -287,6 +288,18 @@ static const char *const store_pg_migrations[] = {
     "  used_at bigint NOT NULL,"
     "  expires_at bigint NOT NULL);"
     "CREATE INDEX used_tokens_expires ON used_tokens(expires_at);",
+    /* 4: several lazaretd on one database (store_pg_cluster.c): who holds a
+     * delivery's lease, the nodes, the secrets they share */
+    "ALTER TABLE deliveries ADD COLUMN leased_by text;"
+    "CREATE TABLE nodes ("
+    "  name text PRIMARY KEY,"
+    "  started_at bigint NOT NULL,"
+    "  last_seen bigint NOT NULL,"
+    "  version text NOT NULL);"
+    "CREATE TABLE secrets ("
+    "  name text PRIMARY KEY,"
+    "  value bytea NOT NULL,"
+    "  created_at bigint NOT NULL);",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -304,6 +317,9 @@ struct store_pg_pending {
 struct store_pg {
 	struct store_head head; /* first: store.c dispatches on it */
 	char *dsn;
+	char *node;	/* store_options.node_name: names this process's leases */
+	bool exclusive; /* store_options.exclusive */
+	struct store_pg_cluster *cluster;
 	unsigned batch_max;
 	unsigned batch_wait_us;
 
@@ -328,6 +344,11 @@ struct store_pg {
 struct store_pg *store_pg_of(struct store *st)
 {
 	return (struct store_pg *)(void *)st;
+}
+
+struct store_pg_cluster *store_pg_cluster_of(struct store_pg *st)
+{
+	return st->cluster;
 }
 
 /* --- text and values ---------------------------------------------------- */
@@ -895,17 +916,22 @@ static void store_pg_finish_pending(struct store_pg_pending *p, int rc)
 }
 
 /*
- * Takes the owner lock for the writer's session, waiting up to wait_ms for a
- * session that is ending: 0, -EBUSY (another store has it), -EIO.
+ * Takes the owner lock (exclusive: alone on the database, else shared with the
+ * other nodes) and, for a node, the lock of its name, for the writer's session,
+ * waiting up to wait_ms for a session that is ending: 0, -EBUSY (another store
+ * has the database alone, or has this node name), -EIO.
  */
-static int store_pg_take_owner(PGconn *c, int64_t wait_ms)
+static int store_pg_take_owner(struct store_pg *st, PGconn *c, int64_t wait_ms)
 {
 	bool got = false;
 	for (int64_t waited = 0;; waited += 100) {
 		struct store_pg_params p = {0};
 		store_pg_int(&p, STORE_PG_OWNER_LOCK);
 		PGresult *r =
-		    store_pg_exec(c, "owner_lock", "SELECT pg_try_advisory_lock($1)", &p, false);
+		    store_pg_exec(c, "owner_lock",
+				  st->exclusive ? "SELECT pg_try_advisory_lock($1)"
+						: "SELECT pg_try_advisory_lock_shared($1)",
+				  &p, false);
 		store_pg_params_clear(&p);
 		if (r == NULL)
 			return -EIO;
@@ -923,7 +949,7 @@ static int store_pg_take_owner(PGconn *c, int64_t wait_ms)
 			  PQdb(c));
 		return -EBUSY;
 	}
-	return 0;
+	return st->exclusive ? 0 : store_pg_node_lock(c, st->node, wait_ms);
 }
 
 /* BEGIN, a connection that works first: the server may have restarted. */
@@ -939,10 +965,14 @@ static int store_pg_writer_begin(struct store_pg *st)
 		PQsetClientEncoding(st->wconn->pg, "UTF8");
 		/* a new session: the owner lock went with the old one */
 		if (store_pg_script(st->wconn->pg, "session", STORE_PG_SESSION_SQL) < 0 ||
-		    store_pg_take_owner(st->wconn->pg, 0) < 0)
+		    store_pg_take_owner(st, st->wconn->pg, 0) < 0)
 			return -EIO;
 	}
-	return store_pg_do(st->wconn->pg, "begin", "BEGIN", NULL, NULL);
+	/* held until COMMIT: the digest's upper bound waits for this batch's numbers
+	 * (store_pg_digest_max_seq) */
+	return store_pg_script(st->wconn->pg, "begin",
+			       "BEGIN; SELECT pg_advisory_xact_lock_shared(" STORE_PG_INGEST_LOCK
+			       ")");
 }
 
 static int store_pg_writer_commit(struct store_pg *st)
@@ -1127,6 +1157,7 @@ static void store_pg_close(struct store *s)
 	pthread_mutex_unlock(&st->lock);
 	if (st->writer_started)
 		pthread_join(st->writer, NULL);
+	store_pg_cluster_close(st->cluster);
 	while (st->pool != NULL) {
 		struct store_pg_conn *c = st->pool;
 		st->pool = c->next;
@@ -1137,16 +1168,21 @@ static void store_pg_close(struct store *s)
 	pthread_cond_destroy(&st->wake);
 	pthread_mutex_destroy(&st->pool_lock);
 	free(st->dsn);
+	free(st->node);
 	free(st);
 }
 
 int store_pg_open(const struct store_options *opt, struct store **out)
 {
-	if (opt->dsn == NULL || opt->dsn[0] == '\0' || opt->batch_max > STORE_PG_BATCH_MAX_LIMIT)
+	char node[STORE_NODE_NAME_MAX + 1];
+	if (opt->dsn == NULL || opt->dsn[0] == '\0' || opt->batch_max > STORE_PG_BATCH_MAX_LIMIT ||
+	    store_node_name_of(opt, node) < 0)
 		return -EINVAL;
 	struct store_pg *st = xcalloc(1, sizeof(*st));
 	st->head.ops = &store_pg_ops;
 	st->dsn = xstrdup(opt->dsn);
+	st->node = xstrdup(node);
+	st->exclusive = opt->exclusive;
 	st->batch_max = opt->batch_max > 0 ? opt->batch_max : STORE_PG_BATCH_MAX_DEFAULT;
 	st->batch_wait_us = opt->batch_wait_us;
 	pthread_mutex_init(&st->lock, NULL);
@@ -1155,17 +1191,20 @@ int store_pg_open(const struct store_options *opt, struct store **out)
 	int rc = store_pg_conn_open(st->dsn, &st->wconn);
 	if (rc < 0)
 		goto fail;
-	if ((rc = store_pg_take_owner(st->wconn->pg, STORE_PG_OWNER_WAIT_MS)) < 0 ||
-	    (rc = store_pg_migrate(st->wconn->pg)) < 0)
+	if ((rc = store_pg_take_owner(st, st->wconn->pg, STORE_PG_OWNER_WAIT_MS)) < 0 ||
+	    (rc = store_pg_migrate(st->wconn->pg)) < 0 ||
+	    (rc = store_pg_cluster_open(st, st->node, st->exclusive, &st->cluster)) < 0)
 		goto fail;
 	if (pthread_create(&st->writer, NULL, store_pg_writer_main, st) != 0) {
 		rc = -EAGAIN;
 		goto fail;
 	}
 	st->writer_started = true;
-	log_info("store.open", "backend=postgresql database=%s host=%s schema=%d batch_max=%u",
-		 PQdb(st->wconn->pg), PQhost(st->wconn->pg), STORE_PG_SCHEMA_VERSION,
-		 st->batch_max);
+	char q[STORE_NODE_NAME_MAX + 8];
+	log_info("store.open",
+		 "backend=postgresql database=%s host=%s schema=%d batch_max=%u node=%s",
+		 PQdb(st->wconn->pg), PQhost(st->wconn->pg), STORE_PG_SCHEMA_VERSION, st->batch_max,
+		 log_quote(q, sizeof(q), st->node));
 	*out = (struct store *)(void *)st;
 	return 0;
 fail:
@@ -1916,11 +1955,15 @@ static int store_pg_claim_tx(struct store_pg *st, PGconn *c, void *arg)
 	struct store_pg_params p = {0};
 	store_pg_int(&p, a->now);
 	store_pg_int(&p, a->now + a->lease_ms);
+	store_pg_text(&p, st->node);
+	/* due again when the lease runs out: the claimer died (a node that restarts
+	 * takes back its own leases at once: store_pg_delivery_reset_leases) */
 	PGresult *r =
 	    store_pg_exec(c, "claim",
 			  "WITH pick AS (SELECT job_id FROM deliveries WHERE next_attempt_at <= $1"
 			  " ORDER BY next_attempt_at, job_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
 			  " UPDATE deliveries d SET next_attempt_at = $2, leased = true,"
+			  " leased_by = $3,"
 			  " first_attempt_at = coalesce(d.first_attempt_at, $1) FROM pick"
 			  " WHERE d.job_id = pick.job_id"
 			  " RETURNING d.job_id, d.msg_id, d.attempts, d.first_attempt_at,"
@@ -2046,7 +2089,8 @@ static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
 		rc =
 		    store_pg_do(c, "finish_retry",
 				"UPDATE deliveries SET rcpts = $2::text[], attempts = attempts + 1,"
-				" next_attempt_at = $3, leased = false WHERE job_id = $1",
+				" next_attempt_at = $3, leased = false, leased_by = NULL"
+				" WHERE job_id = $1",
 				&p, NULL);
 	}
 	store_pg_params_clear(&p);
@@ -2090,14 +2134,21 @@ static int store_pg_delivery_confirm(struct store *s, const struct store_deliver
 	return store_pg_delivery_record(s, d, results, nresults, now, 0, true);
 }
 
+/*
+ * This node's leases only (and those from before leases named their node): the
+ * node lock says no other process of this name is alive, so none of them is in
+ * flight; another node's may be.
+ */
 static int store_pg_reset_leases_tx(struct store_pg *st, PGconn *c, void *arg)
 {
 	struct store_pg_params p = {0};
 	store_pg_int(&p, *(int64_t *)arg);
-	int rc = store_pg_do(c, "reset_leases",
-			     "UPDATE deliveries SET next_attempt_at = $1, leased = false"
-			     " WHERE leased",
-			     &p, NULL);
+	store_pg_text(&p, st->node);
+	int rc =
+	    store_pg_do(c, "reset_leases",
+			"UPDATE deliveries SET next_attempt_at = $1, leased = false,"
+			" leased_by = NULL WHERE leased AND (leased_by = $2 OR leased_by IS NULL)",
+			&p, NULL);
 	store_pg_params_clear(&p);
 	return rc;
 }
@@ -2337,4 +2388,10 @@ const struct store_ops store_pg_ops = {
     .digest_state_put = store_pg_digest_state_put,
     .digest_token_used = store_pg_digest_token_used,
     .digest_token_use = store_pg_digest_token_use,
+    .nodes = store_pg_nodes,
+    .node_name = store_pg_node_name,
+    .job_try = store_pg_job_try,
+    .job_done = store_pg_job_done,
+    .secret_get = store_pg_secret_get,
+    .secret_add = store_pg_secret_add,
 };

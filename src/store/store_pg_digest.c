@@ -94,6 +94,16 @@ int store_pg_digest_user_by_name(struct store *st, const char *username,
 				    xstrdup(username), out);
 }
 
+/*
+ * Numbers come from an identity, handed out when a message is inserted, and
+ * several writers (several lazaretd) commit in any order: 101 may be visible
+ * while 100 is not yet, and a digest run bounded by 101 would then never list 100.
+ * So every inserting transaction holds STORE_PG_INGEST_LOCK shared until it
+ * commits, and this takes it exclusively first: once granted, no transaction
+ * holding a number is still open, and max(seq), read after it in a new snapshot,
+ * is a bound below which every message is visible. Writers wait for the moment
+ * this takes.
+ */
 int store_pg_digest_max_seq(struct store *s, int64_t *out)
 {
 	struct store_pg *st = store_pg_of(s);
@@ -101,9 +111,12 @@ int store_pg_digest_max_seq(struct store *s, int64_t *out)
 	int rc = store_pg_conn_get(st, &c);
 	if (rc < 0)
 		return rc;
-	PGresult *r = store_pg_exec(c->pg, "digest_max_seq",
-				    "SELECT coalesce(max(seq), 0) FROM messages", NULL, false);
-	store_pg_conn_put(st, c);
+	PGresult *r = NULL;
+	if (store_pg_script(c->pg, "digest_seq_lock",
+			    "BEGIN; SELECT pg_advisory_xact_lock(" STORE_PG_INGEST_LOCK ")") == 0)
+		r = store_pg_exec(c->pg, "digest_max_seq",
+				  "SELECT coalesce(max(seq), 0) FROM messages", NULL, false);
+	store_pg_conn_put(st, c); /* ends the transaction, and the lock with it */
 	if (r == NULL)
 		return -EIO;
 	*out = store_pg_i64(r, 0, 0);

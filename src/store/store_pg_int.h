@@ -89,6 +89,33 @@ typedef int (*store_pg_tx_fn)(struct store_pg *st, PGconn *c, void *arg);
  */
 int store_pg_tx(struct store_pg *st, store_pg_tx_fn fn, void *arg);
 
+/*
+ * Key of the advisory lock that orders message numbers with commits: every
+ * transaction that inserts messages holds it shared until it commits, and
+ * store_pg_digest_max_seq takes it exclusively (store_pg_digest.c).
+ */
+#define STORE_PG_INGEST_LOCK "7809657787786818611" /* 0x6c617a6172657433, "lazaret3" */
+
+/* store_pg_cluster.c: nodes, cluster-wide jobs, shared secrets. */
+struct store_pg_cluster;
+struct store_pg_cluster *store_pg_cluster_of(struct store_pg *st);
+/*
+ * Takes the lock of node name node for c's session, waiting up to wait_ms for a
+ * session that is ending: 0, -EBUSY (logged: store.node_in_use), -EIO.
+ */
+int store_pg_node_lock(PGconn *c, const char *node, int64_t wait_ms);
+/* Records node in nodes and starts refreshing it (not when exclusive). */
+int store_pg_cluster_open(struct store_pg *st, const char *node, bool exclusive,
+			  struct store_pg_cluster **out);
+void store_pg_cluster_close(struct store_pg_cluster *cl);
+const char *store_pg_node_name(struct store *st);
+int store_pg_nodes(struct store *st, int64_t since, struct store_node **out, size_t *n);
+int store_pg_job_try(struct store *st, const char *name, bool *held);
+void store_pg_job_done(struct store *st, const char *name);
+int store_pg_secret_get(struct store *st, const char *name, unsigned char *out, size_t len);
+int store_pg_secret_add(struct store *st, const char *name, const unsigned char *value, size_t len,
+			unsigned char *out);
+
 /* store.h, as store_pg_users.c implements it (store_pg_ops). */
 int store_pg_user_add(struct store *st, const struct store_user *u);
 int store_pg_user_get(struct store *st, const char *username, struct store_user **out);

@@ -351,6 +351,11 @@ static const char *const store_migrations[] = {
     "    id_behind = max(id_behind, new.received_at - " STORE_SQL_ID_MS("new.id") "),"
     "    max_id = max(max_id, new.id);"
     "END;",
+    /* 6: secrets every process of the store agrees on (store_secret_add) */
+    "CREATE TABLE secrets ("
+    "  name TEXT PRIMARY KEY,"
+    "  value BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -388,6 +393,8 @@ struct store {
 	const struct store_ops *ops; /* first: store.c dispatches on it */
 	char *dir;
 	char *db_path;
+	char *node;	    /* store_options.node_name (one process: for store_nodes) */
+	int64_t started_at; /* when it was opened */
 	unsigned batch_max;
 	unsigned batch_wait_us;
 
@@ -1137,9 +1144,14 @@ int store_sqlite_open(const struct store_options *opt, struct store **out)
 	int rc = store_mkdirs(opt->dir);
 	if (rc < 0)
 		return rc;
+	char node[STORE_NODE_NAME_MAX + 1];
+	if (store_node_name_of(opt, node) < 0)
+		return -EINVAL;
 	struct store *st = xcalloc(1, sizeof(*st));
 	st->ops = &store_sqlite_ops;
 	st->dir = xstrdup(opt->dir);
+	st->node = xstrdup(node);
+	st->started_at = clock_now_ms();
 	st->db_path = xasprintf("%s/%s", opt->dir, STORE_DB_NAME);
 	st->batch_max = opt->batch_max > 0 ? opt->batch_max : STORE_BATCH_MAX_DEFAULT;
 	st->batch_wait_us = opt->batch_wait_us;
@@ -1197,6 +1209,7 @@ void store_sqlite_close(struct store *st)
 	pthread_mutex_destroy(&st->pool_lock);
 	free(st->dir);
 	free(st->db_path);
+	free(st->node);
 	free(st);
 }
 
@@ -2901,6 +2914,112 @@ int store_sqlite_stats(struct store *st, struct store_stats *out)
 	return rc;
 }
 
+/* --- one process: nodes, jobs and secrets ------------------------------------ */
+
+/* SQLite has one process on the store: itself, seen now. */
+static int store_sqlite_nodes(struct store *st, int64_t since, struct store_node **out, size_t *n)
+{
+	int64_t now = clock_now_ms();
+	*out = xcalloc(1, sizeof(**out));
+	*n = 0;
+	if (now < since)
+		return 0;
+	(*out)[0].name = xstrdup(st->node);
+	(*out)[0].version = xstrdup(LAZARET_VERSION);
+	(*out)[0].started_at = st->started_at;
+	(*out)[0].last_seen = now;
+	*n = 1;
+	return 0;
+}
+
+static const char *store_sqlite_node_name(struct store *st)
+{
+	return st->node;
+}
+
+/* One process: every job is its own to run. */
+static int store_sqlite_job_try(struct store *st, const char *name, bool *held)
+{
+	(void)st;
+	(void)name;
+	*held = true;
+	return 0;
+}
+
+static void store_sqlite_job_done(struct store *st, const char *name)
+{
+	(void)st;
+	(void)name;
+}
+
+static const char sql_secret_get[] = "SELECT value FROM secrets WHERE name = ?1";
+
+/* The value of name from c into out (len bytes): 0, -ENOENT, -EINVAL (other length), -EIO. */
+static int store_sqlite_secret_read(struct store_conn *c, const char *name, unsigned char *out,
+				    size_t len)
+{
+	sqlite3_stmt *s = store_stmt(c, sql_secret_get);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int rc, step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		rc = (size_t)sqlite3_column_bytes(s, 0) == len ? 0 : -EINVAL;
+		if (rc == 0)
+			memcpy(out, sqlite3_column_blob(s, 0), len);
+	} else if (step == SQLITE_DONE) {
+		rc = -ENOENT;
+	} else {
+		store_log_sqlite("secret_get", c->db);
+		rc = -EIO;
+	}
+	sqlite3_reset(s);
+	return rc;
+}
+
+static int store_sqlite_secret_get(struct store *st, const char *name, unsigned char *out,
+				   size_t len)
+{
+	struct store_conn *c;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	rc = store_sqlite_secret_read(c, name, out, len);
+	store_int_reader_put(st, c);
+	return store_int_read_result(rc);
+}
+
+struct store_sqlite_secret_args {
+	const char *name;
+	const unsigned char *value;
+	size_t len;
+	unsigned char *out;
+};
+
+static const char sql_secret_add[] = "INSERT INTO secrets (name, value, created_at)"
+				     " VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING";
+
+static int store_sqlite_secret_add_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	struct store_sqlite_secret_args *a = arg;
+	sqlite3_stmt *s = store_stmt(c, sql_secret_add);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, a->name, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(s, 2, a->value, (int)a->len, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, clock_now_ms());
+	int rc = store_step_done(c, s, "secret_add");
+	return rc < 0 ? rc : store_sqlite_secret_read(c, a->name, a->out, a->len);
+}
+
+static int store_sqlite_secret_add(struct store *st, const char *name, const unsigned char *value,
+				   size_t len, unsigned char *out)
+{
+	struct store_sqlite_secret_args a = {.name = name, .value = value, .len = len, .out = out};
+	return store_run_job(st, store_sqlite_secret_add_job, &a);
+}
+
 const struct store_ops store_sqlite_ops = {
     .close = store_sqlite_close,
     .submit_message = store_sqlite_submit_message,
@@ -2949,4 +3068,10 @@ const struct store_ops store_sqlite_ops = {
     .digest_state_put = store_sqlite_digest_state_put,
     .digest_token_used = store_sqlite_digest_token_used,
     .digest_token_use = store_sqlite_digest_token_use,
+    .nodes = store_sqlite_nodes,
+    .node_name = store_sqlite_node_name,
+    .job_try = store_sqlite_job_try,
+    .job_done = store_sqlite_job_done,
+    .secret_get = store_sqlite_secret_get,
+    .secret_add = store_sqlite_secret_add,
 };

@@ -14,6 +14,9 @@ import pytest
 
 from e2e_helpers import make_message, wait_for
 
+# Its own cluster: the run of the suite on PostgreSQL would only run it again.
+pytestmark = pytest.mark.own_postgresql
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -127,13 +130,15 @@ def test_unreachable_database_is_a_clear_start_failure(start_manager, workdir):
     assert "store.open_failed" in log and "backend=postgresql" in log, log
 
 
-def test_a_second_manager_on_the_same_database_is_refused(start_manager, database):
+def test_a_second_manager_with_the_same_node_name_is_refused(start_manager, database):
+    # both are named after this host ([store] node_name unset)
     first = on_pg(start_manager, database)
     second = on_pg(start_manager, database, start=False)
     second.start(wait=False)
     second.wait_exit(1, timeout=30)
     log = second.log_text()
-    assert "store.pg_in_use" in log and "another lazaretd has this database open" in log, log
+    assert "store.node_in_use" in log and \
+        "another lazaretd with this node name has the database open" in log, log
     # the first one goes on serving
     mid = first.send("s@example.jp", ["a@corp.test"], make_message("still here"))
     assert first.get_message(mid)["subject"] == "still here"
@@ -162,9 +167,11 @@ def test_lost_database_sessions_give_451_then_recover(start_manager, database):
     assert len(ids) >= 3, ids  # at most the first one after the cut is refused
     wait_for(lambda: sorted(x["id"] for x in m.list_all()) == sorted(ids), 20,
              "every stored message listed")
-    # the writer holds the owner lock again: a second manager is still refused
-    assert psql(database, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                          " AND granted") == "1"
+    # the writer holds the owner lock (shared) and its node name's lock again: a
+    # second manager with the same node name is still refused
+    assert psql(database, "SELECT string_agg(mode || '/' || objsubid, ',' ORDER BY objsubid)"
+                          " FROM pg_locks WHERE locktype = 'advisory' AND granted") == \
+        "ShareLock/1,ExclusiveLock/2"
 
 
 def test_read_over_budget_is_cancelled_on_the_server(start_manager, database):

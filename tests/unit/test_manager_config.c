@@ -261,7 +261,8 @@ static void test_every_key(void **state)
 			       "helo_name = out.example.jp\n"
 			       "[store]\n"
 			       "backend = postgresql\n"
-			       "dsn = \"host=db.example.jp dbname=lazaret user=lazaret\"\n",
+			       "dsn = \"host=db.example.jp dbname=lazaret user=lazaret\"\n"
+			       "node_name = qm-tokyo-2\n",
 			       key_path);
 	int rc = load(text, &cfg, &errors);
 	free(text);
@@ -273,6 +274,7 @@ static void test_every_key(void **state)
 	assert_string_equal(cfg.log_level, "debug");
 	assert_string_equal(cfg.store_backend, "postgresql");
 	assert_string_equal(cfg.store_dsn, "host=db.example.jp dbname=lazaret user=lazaret");
+	assert_string_equal(cfg.store_node_name, "qm-tokyo-2");
 	assert_string_equal(cfg.http_listen, "[::1]:8443");
 	assert_string_equal(cfg.admin_token, "tok;en#1");
 	assert_int_equal(cfg.http_max_body, 4 * 1024 * 1024);
@@ -411,6 +413,11 @@ static void test_validation_errors(void **state)
 	     "F:4: [store] dsn: is for backend = postgresql only\n"},
 	    {"[http]\nadmin_token = t\n[store]\nbackend = mysql\n",
 	     "F:4: [store] backend: \"mysql\" is not one of sqlite|postgresql\n"},
+	    {"[http]\nadmin_token = t\n[store]\nnode_name = bad name\n",
+	     "F:4: [store] node_name: must be 1-253 printable ASCII characters without spaces\n"},
+	    {"[http]\nadmin_token = t\n[store]\nnode_name = n\xc3\xb6"
+	     "de\n",
+	     "F:4: [store] node_name: must be 1-253 printable ASCII characters without spaces\n"},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -16,6 +16,8 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,14 +62,31 @@ static int64_t pg_int(struct fixture *fx, const char *sql)
 	return v;
 }
 
-/* A second store on the fixture's PostgreSQL database. */
-static int fixture_open_other(struct fixture *fx, struct store **out)
+/* A second store on the fixture's PostgreSQL database, under node name node (NULL:
+ * the host name, as the fixture's own store). */
+static int fixture_open_node(struct fixture *fx, const char *node, bool exclusive,
+			     struct store **out)
 {
 	char *dsn = test_pg_dsn_of(fx->db);
-	struct store_options opt = {.backend = "postgresql", .dsn = dsn};
+	struct store_options opt = {
+	    .backend = "postgresql", .dsn = dsn, .node_name = node, .exclusive = exclusive};
 	int rc = store_open(&opt, out);
 	free(dsn);
 	return rc;
+}
+
+static int fixture_open_other(struct fixture *fx, struct store **out)
+{
+	return fixture_open_node(fx, NULL, false, out);
+}
+
+/* Runs sql on a connection of its own to the fixture's database; asserts it worked. */
+static void pg_run(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
 }
 
 /* Opens the fixture's store: its directory, or its database. */
@@ -1064,7 +1083,7 @@ static void test_reopen_keeps_data(void **state)
 		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
 				 0);
 	else
-		assert_int_equal(pragma_int(path, "user_version"), 5);
+		assert_int_equal(pragma_int(path, "user_version"), 6);
 	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
@@ -1538,7 +1557,7 @@ static void test_migration_builds_search_index(void **state)
 	    sqlite3_exec(db,
 			 "BEGIN; DROP TRIGGER messages_ai_short;"
 			 " DROP TRIGGER messages_ad_short; DROP TRIGGER messages_ai_order;"
-			 " DROP TABLE subject_short; DROP TABLE list_order;"
+			 " DROP TABLE subject_short; DROP TABLE list_order; DROP TABLE secrets;"
 			 " PRAGMA user_version=4; COMMIT;",
 			 NULL, NULL, NULL),
 	    SQLITE_OK);
@@ -1548,7 +1567,7 @@ static void test_migration_builds_search_index(void **state)
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
-	assert_int_equal(pragma_int(path, "user_version"), 5);
+	assert_int_equal(pragma_int(path, "user_version"), 6);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
 	assert_int_equal(list_all_paged(fx->st, &f, 4, got, N), N / 2);
@@ -1728,7 +1747,7 @@ static void test_pg_schema_too_new(void **state)
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
 	store_message_free(m);
-	/* one store per database at a time */
+	/* one store per node name at a time (both are named after this host) */
 	struct store *other = NULL;
 	assert_int_equal(fixture_open_other(fx, &other), -EBUSY);
 	/* and a wrong DSN is an error, not a hang */
@@ -1821,6 +1840,248 @@ static void test_pg_invalid_utf8(void **state)
 	    1);
 }
 
+/* --- several processes on one store ------------------------------------- */
+
+/*
+ * Cluster-wide jobs, shared secrets and the node list through store.h. On SQLite
+ * (one process) a job is always granted; on PostgreSQL a second store (another
+ * node) is refused a job the first holds, and gets it once the first is done.
+ */
+static void test_cluster_jobs_and_secrets(void **state)
+{
+	struct fixture *fx = *state;
+	bool held = false;
+	assert_int_equal(store_job_try(fx->st, "expiry", &held), 0);
+	assert_true(held);
+	/* a job held by this process is not taken twice */
+	if (pg_dsn != NULL)
+		assert_int_equal(store_job_try(fx->st, "expiry", &held), -EINVAL);
+	assert_int_equal(store_job_try(fx->st, "", &held), -EINVAL);
+	assert_false(held);
+	struct store *other = NULL;
+	if (pg_dsn != NULL) {
+		assert_int_equal(fixture_open_node(fx, "node-b", false, &other), 0);
+		assert_int_equal(store_job_try(other, "expiry", &held), 0);
+		assert_false(held); /* the first node runs it: skip */
+		assert_int_equal(store_job_try(other, "digest_schedule", &held), 0);
+		assert_true(held); /* another job is free */
+		store_job_done(other, "digest_schedule");
+	}
+	store_job_done(fx->st, "expiry");
+	store_job_done(fx->st, "expiry"); /* not held: a no-op */
+	if (other != NULL) {
+		assert_int_equal(store_job_try(other, "expiry", &held), 0);
+		assert_true(held);
+		/* and the first node is now refused */
+		assert_int_equal(store_job_try(fx->st, "expiry", &held), 0);
+		assert_false(held);
+		store_job_done(other, "expiry");
+		/* its pooled connection holds no lock any more */
+		assert_int_equal(pg_int(fx, "SELECT count(*) FROM pg_locks WHERE locktype ="
+					    " 'advisory' AND objsubid = 2 AND classid::bigint ="
+					    " 1819961954"),
+				 0);
+	}
+
+	unsigned char a[32], b[32], got[32];
+	memset(a, 0xa5, sizeof(a));
+	memset(b, 0x5a, sizeof(b));
+	a[0] = 0; /* a NUL inside is kept */
+	assert_int_equal(store_secret_get(fx->st, "digest_key", got, sizeof(got)), -ENOENT);
+	assert_int_equal(store_secret_add(fx->st, "digest_key", a, sizeof(a), got), 0);
+	assert_memory_equal(got, a, sizeof(a));
+	/* the first one stays: a second node starting later gets it */
+	struct store *second = other != NULL ? other : fx->st;
+	memset(got, 0, sizeof(got));
+	assert_int_equal(store_secret_add(second, "digest_key", b, sizeof(b), got), 0);
+	assert_memory_equal(got, a, sizeof(a));
+	memset(got, 0, sizeof(got));
+	assert_int_equal(store_secret_get(second, "digest_key", got, sizeof(got)), 0);
+	assert_memory_equal(got, a, sizeof(a));
+	/* a wrong length is refused, never half-filled */
+	assert_int_equal(store_secret_get(fx->st, "digest_key", got, 16), -EINVAL);
+	assert_int_equal(store_secret_add(fx->st, "x", a, 0, got), -EINVAL);
+	assert_int_equal(store_secret_add(fx->st, "x", a, STORE_SECRET_MAX + 1, got), -EINVAL);
+	assert_int_equal(store_secret_get(fx->st, NULL, got, sizeof(got)), -EINVAL);
+
+	/* the nodes: this one, and on PostgreSQL the second too */
+	char host[STORE_NODE_NAME_MAX + 1];
+	assert_int_equal(gethostname(host, sizeof(host)), 0);
+	assert_string_equal(store_node_name(fx->st), host);
+	struct store_node *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_nodes(fx->st, 0, &v, &n), 0);
+	assert_int_equal(n, other != NULL ? 2 : 1);
+	bool self = false, b_seen = false;
+	for (size_t i = 0; i < n; i++) {
+		self |= strcmp(v[i].name, host) == 0;
+		b_seen |= strcmp(v[i].name, "node-b") == 0;
+		assert_string_equal(v[i].version, LAZARET_VERSION);
+		assert_true(v[i].started_at > 0 && v[i].last_seen >= v[i].started_at);
+	}
+	assert_true(self);
+	assert_true(b_seen == (other != NULL));
+	store_node_array_free(v, n);
+	/* none seen in the future */
+	assert_int_equal(store_nodes(fx->st, clock_now_ms() + 3600000, &v, &n), 0);
+	assert_int_equal(n, 0);
+	store_node_array_free(v, n);
+	store_close(other);
+}
+
+/*
+ * Node names on PostgreSQL: a second store with the same name is refused, another
+ * name shares the database; an exclusive store (lazaret-migrate-store) is refused
+ * while nodes are there, and a bad name is refused before connecting.
+ */
+static void test_pg_node_names(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *b = NULL, *b2 = NULL, *x = NULL;
+	assert_int_equal(fixture_open_node(fx, "node-b", false, &b), 0);
+	assert_int_equal(fixture_open_node(fx, "node-b", false, &b2), -EBUSY);
+	assert_int_equal(fixture_open_node(fx, "bad name", false, &x), -EINVAL);
+	assert_int_equal(fixture_open_node(fx, NULL, true, &x), -EBUSY);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM nodes"), 2);
+	/* both write: messages from both are there */
+	struct msg_spec sp = {.label = "n", .at = T0, .sender = "s@x.jp", .rcpts = {"a@x.jp"}};
+	char id1[37], id2[37];
+	add(fx->st, &sp, id1);
+	sp.at = T0 + 1;
+	add(b, &sp, id2);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id2, &m), 0);
+	store_message_free(m);
+	/* the name is free again once its store is closed */
+	store_close(b);
+	assert_int_equal(fixture_open_node(fx, "node-b", false, &b2), 0);
+	store_close(b2);
+	/* with every node gone, the exclusive store gets the database, and keeps nodes out */
+	store_close(fx->st);
+	fx->st = NULL;
+	assert_int_equal(fixture_open_node(fx, NULL, true, &x), 0);
+	assert_int_equal(fixture_open_node(fx, "node-c", false, &b), -EBUSY);
+	store_close(x);
+	assert_int_equal(fixture_open(fx), 0);
+}
+
+/*
+ * Delivery leases name their node: a node starting up takes back its own leased
+ * deliveries at once, never another live node's; those come back only when their
+ * lease runs out.
+ */
+static void test_pg_leases_per_node(void **state)
+{
+	struct fixture *fx = *state;
+	struct store *b = NULL;
+	assert_int_equal(fixture_open_node(fx, "node-b", false, &b), 0);
+	struct msg_spec sp = {.label = "l", .at = T0, .sender = "s@x.jp", .rcpts = {"a@x.jp"}};
+	char id1[37], id2[37];
+	add(fx->st, &sp, id1);
+	sp.at = T0 + 1;
+	add(fx->st, &sp, id2);
+	assert_int_equal(store_release(fx->st, id1, NULL, 0, T0 + 10, NULL), 0);
+	assert_int_equal(store_release(fx->st, id2, NULL, 0, T0 + 10, NULL), 0);
+	/* each node claims one, leased for 10 s */
+	struct store_delivery *da = NULL, *db = NULL, *d = NULL;
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 20, 10000, &da), 0);
+	assert_int_equal(store_delivery_claim(b, T0 + 20, 10000, &db), 0);
+	assert_true(da->job_id != db->job_id);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM deliveries WHERE leased_by = 'node-b'"),
+			 1);
+	/* node b restarts: it takes back its own, and leaves the first node's alone */
+	store_close(b);
+	assert_int_equal(fixture_open_node(fx, "node-b", false, &b), 0);
+	assert_int_equal(store_delivery_reset_leases(b, T0 + 30), 0);
+	assert_int_equal(store_delivery_claim(b, T0 + 30, 10000, &d), 0);
+	assert_int_equal(d->job_id, db->job_id);
+	store_delivery_free(d);
+	assert_int_equal(store_delivery_claim(b, T0 + 30, 10000, &d), -EAGAIN);
+	/* the first node "died" with its lease: b takes it over once it runs out */
+	assert_int_equal(store_delivery_claim(b, T0 + 10019, 10000, &d), -EAGAIN);
+	assert_int_equal(store_delivery_claim(b, T0 + 10020, 10000, &d), 0);
+	assert_int_equal(d->job_id, da->job_id);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM deliveries WHERE leased_by = 'node-b'"),
+			 2);
+	/* a retry gives the lease up */
+	struct store_delivery_result res = {"a@x.jp", STORE_DELIVERY_RETRY, "451 later"};
+	assert_int_equal(store_delivery_finish(b, d, &res, 1, T0 + 10030, T0 + 20000), 0);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM deliveries WHERE leased_by IS NULL"), 1);
+	store_delivery_free(d);
+	store_delivery_free(da);
+	store_delivery_free(db);
+	store_close(b);
+}
+
+struct max_seq_call {
+	struct store *st;
+	int64_t seq;
+	int rc;
+	_Atomic bool done;
+};
+
+static void *max_seq_main(void *arg)
+{
+	struct max_seq_call *c = arg;
+	c->rc = store_digest_max_seq(c->st, &c->seq);
+	atomic_store(&c->done, true);
+	return NULL;
+}
+
+/*
+ * The digest's upper bound never passes a message that is not committed yet: an
+ * ingest transaction still open (here on a connection of its own, taking the
+ * ingest lock as the writer does) holds store_digest_max_seq back until it
+ * commits; and while the bound is being taken, the writer's next batch waits.
+ */
+static void test_pg_max_seq_waits_for_ingest(void **state)
+{
+	struct fixture *fx = *state;
+	struct msg_spec sp = {.label = "s", .at = T0, .sender = "s@x.jp", .rcpts = {"a@x.jp"}};
+	char id[37];
+	add(fx->st, &sp, id);
+	int64_t first = 0;
+	assert_int_equal(store_digest_max_seq(fx->st, &first), 0);
+	assert_true(first > 0);
+
+	char *dsn = test_pg_dsn_of(fx->db);
+	PGconn *c = PQconnectdb(dsn);
+	free(dsn);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	pg_run(c, "BEGIN; SELECT pg_advisory_xact_lock_shared(7809657787786818611)");
+	pg_run(c,
+	       "INSERT INTO messages (id, quarantine, received_at, sender, sender_lc,"
+	       " sender_domain, size, stored_size) VALUES ('0199c8a0-0000-7000-8000-000000000001',"
+	       " 'spam', 0, 's@x.jp', 's@x.jp', 'x.jp', 1, 1)");
+	int64_t open_seq = pg_int(fx, "SELECT last_value FROM messages_seq_seq");
+	assert_true(open_seq > first);
+	struct max_seq_call call = {.st = fx->st};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, max_seq_main, &call), 0);
+	usleep(500 * 1000);
+	assert_false(atomic_load(&call.done)); /* held back by the open ingest */
+	pg_run(c, "COMMIT");
+	pthread_join(t, NULL);
+	assert_int_equal(call.rc, 0);
+	assert_int_equal(call.seq, open_seq);
+
+	/* the other way round: while the bound is taken, a batch is not committed */
+	pg_run(c, "BEGIN; SELECT pg_advisory_xact_lock(7809657787786818611)");
+	struct waiter w;
+	waiter_init(&w, 1);
+	sp.at = T0 + 5;
+	assert_int_equal(store_submit_message(fx->st, build(&sp, id), waiter_done, &w), 0);
+	usleep(500 * 1000);
+	pthread_mutex_lock(&w.lock);
+	int remaining = w.remaining;
+	pthread_mutex_unlock(&w.lock);
+	assert_int_equal(remaining, 1);
+	pg_run(c, "COMMIT");
+	waiter_wait(&w);
+	assert_int_equal(w.last_rc, 0);
+	PQfinish(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest sqlite_tests[] = {
@@ -1846,6 +2107,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_bulk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_builds_search_index, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cluster_jobs_and_secrets, setup, teardown),
 	};
 	/* the same behaviour on PostgreSQL, and what is PostgreSQL's own */
 	const struct CMUnitTest pg_tests[] = {
@@ -1871,6 +2133,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pg_schema_too_new, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_invalid_utf8, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_read_deadline_cancels, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cluster_jobs_and_secrets, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_node_names, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_leases_per_node, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_max_seq_waits_for_ingest, setup, teardown),
 	};
 	pg_dsn = test_pg_dsn();
 	if (pg_dsn != NULL)
