@@ -318,15 +318,35 @@ static int api_body_object(struct api *a, struct http_server_request *req, json_
 
 static void api_reply_store_error(struct http_server_request *req, const char *what, int rc)
 {
+	if (store_error_unavailable(rc)) {
+		log_warn("api.store_unavailable", "call=%s", what);
+		http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
+		http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
+		return;
+	}
 	log_error("api.store_error", "call=%s error=%s", what, strerror(-rc));
 	http_server_reply_error(req, 500, "the quarantine store failed (%s)", strerror(-rc));
 }
 
 /* ---- endpoints ---- */
 
+/*
+ * Liveness: 200 while the process serves, whatever its database does (restarting
+ * the manager would not bring PostgreSQL back). The body says whether the store
+ * can be reached: {"status": "ok"|"degraded", "store": "up"|"down"}, and with a
+ * read replica "replica": "up"|"down" (down: its reads go to the primary).
+ */
 static void api_healthz(struct http_server_request *req, void *arg)
 {
-	http_server_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+	struct api *a = arg;
+	struct store_status ss;
+	store_status(a->st, &ss);
+	json_t *o = json_pack("{s:s, s:s}", "status", ss.available ? "ok" : "degraded", "store",
+			      ss.available ? "up" : "down");
+	if (ss.replica)
+		json_object_set_new(o, "replica",
+				    json_string(ss.replica_available ? "up" : "down"));
+	http_server_reply_json(req, 200, o);
 }
 
 static void api_metrics(struct http_server_request *req, void *arg)

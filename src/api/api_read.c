@@ -8,8 +8,9 @@
  *   api_read_submit   (loop) pending < threads + queue_max, else 503 + Retry-After;
  *                     defer the request, link the job on the pending list, queue
  *   api_read_work     (reader thread) skipped when stopping; else the thread's
- *                     read deadline is set, the read function fills the reply,
- *                     the deadline is cleared; posts api_read_done
+ *                     read deadline is set and its reads may use the replica
+ *                     (api_read_on_replica), the read function fills the reply,
+ *                     both are cleared; posts api_read_done
  *   api_read_done     (loop) unlinks; counts and logs a timeout; finish; replies
  *   api_read_free     (loop) skips the queue, waits for running reads, answers
  *                     every job still pending 503 (the daemon is stopping)
@@ -124,6 +125,12 @@ void api_read_reply_store_error(struct api_read_reply *out, const char *call, in
 		free(msg);
 		return;
 	}
+	if (store_error_unavailable(rc)) {
+		log_warn("api.store_unavailable", "call=%s", call);
+		api_read_reply_error(out, 503, API_STORE_UNAVAILABLE_TEXT);
+		out->store_rc = -ENOTCONN;
+		return;
+	}
 	log_error("api.store_error", "call=%s error=%s", call, strerror(-rc));
 	api_read_reply_error(out, 500, "the quarantine store failed (%s)", strerror(-rc));
 	out->store_rc = rc;
@@ -181,6 +188,8 @@ static void api_read_send(struct api_read_job *j)
 		panic("api_read: the %s read gave no reply", j->what);
 	if (out->disposition != NULL)
 		http_server_add_header(j->req, "Content-Disposition", out->disposition);
+	if (out->store_rc == -ENOTCONN)
+		http_server_add_header(j->req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
 	if (out->json != NULL) {
 		http_server_reply_json(j->req, out->status, out->json);
 		out->json = NULL;
@@ -205,6 +214,17 @@ static void api_read_done(void *arg)
 	api_read_job_free(j);
 }
 
+/*
+ * May this read come from [store] read_dsn (a standby that lags)? Every read of
+ * the pool may, but the gateways' safelist export: a gateway keeps the version it
+ * saw and asks for what came after it, and an older copy could answer "nothing
+ * new" for a version the primary already gave it.
+ */
+static bool api_read_on_replica(const char *what)
+{
+	return strcmp(what, "slbl_export") != 0;
+}
+
 static void api_read_work(void *arg)
 {
 	struct api_read_job *j = arg;
@@ -212,7 +232,9 @@ static void api_read_work(void *arg)
 	if (!atomic_load(&r->stopping)) {
 		api_read_budget_ms = j->timeout_ms;
 		store_read_deadline_set(j->timeout_ms);
+		store_read_replica_set(api_read_on_replica(j->what));
 		j->fn(j->ctx, &j->reply);
+		store_read_replica_set(false);
 		store_read_deadline_clear();
 	}
 	loopq_post(r->loopq, api_read_done, j);

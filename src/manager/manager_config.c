@@ -44,6 +44,8 @@
 #define MANAGER_MAX_DIGEST_ENTRIES 1000
 /* Strict-Transport-Security max-age: two years is what browsers' preload lists ask for. */
 #define MANAGER_MAX_HSTS_MAX_AGE (UINT64_C(2) * 366 * 24 * 3600 * SEC)
+/* Start-up waits at most an hour for PostgreSQL: longer hides a broken setup. */
+#define MANAGER_MAX_STORE_CONNECT_WAIT (UINT64_C(3600) * SEC)
 
 #define OFF(field) offsetof(struct manager_config, field)
 
@@ -427,6 +429,18 @@ static const struct confparse_key manager_config_keys[] = {
      .default_text = "sqlite",
      .choices = "sqlite|postgresql"},
     {.section = "store", .name = "dsn", .type = CONFPARSE_STRING, .offset = OFF(store_dsn)},
+    /* optional standby for the API's reads (lag tolerated there only) */
+    {.section = "store",
+     .name = "read_dsn",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(store_read_dsn)},
+    /* a PostgreSQL still starting (boot order, a failover) is waited for this long */
+    {.section = "store",
+     .name = "connect_wait",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(store_connect_wait_ms),
+     .default_text = "60s",
+     .max = MANAGER_MAX_STORE_CONNECT_WAIT},
 };
 
 #define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))
@@ -697,6 +711,8 @@ static void manager_config_validate(struct confparse *cp, void *target, void *ar
 		confparse_error(cp, "store", "dsn", "is required when backend = postgresql");
 	if (!pg && cfg->store_dsn != NULL && cfg->store_dsn[0] != '\0')
 		confparse_error(cp, "store", "dsn", "is for backend = postgresql only");
+	if (!pg && cfg->store_read_dsn != NULL && cfg->store_read_dsn[0] != '\0')
+		confparse_error(cp, "store", "read_dsn", "is for backend = postgresql only");
 
 	if (cfg->hostname == NULL && cfg->name != NULL)
 		cfg->hostname = xstrdup(cfg->name);

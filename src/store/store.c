@@ -19,6 +19,18 @@
 
 _Thread_local int64_t store_read_deadline_ms;
 _Thread_local bool store_read_timed_out;
+_Thread_local bool store_read_replica_ok;
+_Thread_local bool store_conn_lost;
+
+void store_read_replica_set(bool allow)
+{
+	store_read_replica_ok = allow;
+}
+
+bool store_error_unavailable(int rc)
+{
+	return rc == -ENOTCONN || (rc < 0 && rc != -ETIMEDOUT && store_conn_lost);
+}
 
 void store_read_deadline_set(int64_t ms)
 {
@@ -352,6 +364,16 @@ void store_debug_counters(struct store *st, struct store_debug_counters *out)
 		ops->debug_counters(st, out);
 	else
 		memset(out, 0, sizeof(*out));
+}
+
+void store_status(struct store *st, struct store_status *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	memset(out, 0, sizeof(*out));
+	out->available = true;
+	out->replica_available = true;
+	if (ops->status != NULL)
+		ops->status(st, out);
 }
 
 int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,

@@ -27,6 +27,7 @@ struct store_pg_conn {
 	PGconn *pg;
 	bool insert_prepared; /* the writer's: its session has the insert statement */
 	bool timed;	      /* statement_timeout set for the calling thread's read deadline */
+	bool replica;	      /* to [store] read_dsn: goes back to the replica pool */
 	struct store_pg_conn *next;
 };
 
