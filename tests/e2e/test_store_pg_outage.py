@@ -91,9 +91,20 @@ def test_crash_of_postgresql_while_clients_send(start_manager, pg_clusters, aio_
     m = start_manager(store__backend="postgresql", store__dsn=dsn,
                       primary_host=aio_sink.host, retry_min="1s")
     before = m.send("a@example.jp", ["before@corp.test"], make_message("before the crash"))
+    # a signed-in operator (session cookie), to see what the web application gets
+    st, doc = m.api("POST", "/api/v1/users", json={"username": "op", "password": "op-secret-12",
+                                                   "role": "operator"})
+    assert st == 201, (st, doc)
+    st, hdrs, raw = m.http("POST", "/api/v1/session", token=None,
+                           body={"username": "op", "password": "op-secret-12"})
+    assert st == 200, (st, raw)
+    cookie = {"Cookie": hdrs["Set-Cookie"].split(";", 1)[0]}
+    assert m.http("GET", "/api/v1/messages?limit=1", token=None, headers=cookie)[0] == 200
     st, doc = m.api("GET", "/healthz", token=None)
     assert (st, doc) == (200, {"status": "ok", "store": "up"}), (st, doc)
     assert metric(m, "lazaret_store_up") == 1
+    # the session survived the outage (it is in the database)
+    assert m.http("GET", "/api/v1/messages?limit=1", token=None, headers=cookie)[0] == 200
 
     with Senders(m, 4) as senders:
         wait_for(lambda: len(senders.stored_ids()) >= 20, 60, "messages stored before the crash")
@@ -126,6 +137,13 @@ def test_crash_of_postgresql_while_clients_send(start_manager, pg_clusters, aio_
                         json={"recipients": ["before@corp.test"]})
         assert st == 503, (st, doc)
         assert "the quarantine store is unavailable" in doc["error"]["message"], doc
+        # the session cannot be looked up: 503, not a 401 that would sign the user out
+        st, hdrs, raw = m.http("GET", "/api/v1/messages?limit=1", token=None, headers=cookie)
+        assert st == 503 and b"the quarantine store is unavailable" in raw, (st, raw)
+        st, _, raw = m.http("POST", "/api/v1/session", token=None,
+                            body={"username": "op", "password": "op-secret-12"})
+        assert st == 503, (st, raw)
+        assert m.http("GET", "/api/v1/messages?limit=1", token=None)[0] == 401
         st, doc = m.api("GET", "/healthz", token=None)
         assert (st, doc) == (200, {"status": "degraded", "store": "down"}), (st, doc)
         metrics = m.metrics()
@@ -159,6 +177,8 @@ def test_crash_of_postgresql_while_clients_send(start_manager, pg_clusters, aio_
     st, doc = m.api("GET", "/healthz", token=None)
     assert (st, doc) == (200, {"status": "ok", "store": "up"}), (st, doc)
     assert metric(m, "lazaret_store_up") == 1
+    # the session survived the outage (it is in the database)
+    assert m.http("GET", "/api/v1/messages?limit=1", token=None, headers=cookie)[0] == 200
     log = m.log_text()
     assert "store.unavailable" in log and "store.available" in log, log[-3000:]
     assert "store.writer_reconnected" in log, log[-3000:]
