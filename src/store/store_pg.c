@@ -25,11 +25,17 @@
  *
  * When the database goes away (a crash, a restart, a failover):
  *
- *   state  event                                        next   by
- *   up     a connection attempt fails                   down   store_pg_primary_open,
- *                                                              store_pg_writer_begin
- *   down   retry_at not reached: fail at once -ENOTCONN  down   store_pg_primary_open
- *   down   retry_at reached: one thread tries again      up or down (retry_at + 1 s)
+ *   state  event                                         next   by
+ *   up     a connection attempt fails                    down   store_pg_primary_open,
+ *                                                               store_pg_writer_begin
+ *   down   any call but the writer's: -ENOTCONN at once,  down   store_pg_conn_take
+ *          idle pooled connections closed
+ *   down   retry_at reached: the writer tries again       up or down (retry_at + 1 s)
+ *          (also with nothing to write)                          store_pg_writer_probe
+ *
+ *   Only the writer thread connects while the database is down: the others
+ *   include the event loop (sessions, /metrics, API changes), which must not wait
+ *   for connect_timeout while a server does not answer.
  *
  *   A pooled or writer connection whose server went away is found before use
  *   (store_pg_conn_alive) and replaced by a new one, never reused; one that broke
@@ -117,6 +123,17 @@
  * writer, for libpq's default of "forever".
  */
 #define STORE_PG_CONNECT_TIMEOUT "5"
+/*
+ * Client-side TCP settings unless the DSN sets them: a server host that vanished
+ * (a power loss, a partition) is noticed on an idle connection after about a
+ * minute (keepalives), and on one waiting for an answer to data it sent after
+ * 30 s unacknowledged (tcp_user_timeout; a commit waiting for a synchronous
+ * standby is not cut off: its bytes were acknowledged). Unix sockets ignore them.
+ */
+#define STORE_PG_KEEPALIVES_IDLE     "30"
+#define STORE_PG_KEEPALIVES_INTERVAL "10"
+#define STORE_PG_KEEPALIVES_COUNT    "3"
+#define STORE_PG_TCP_USER_TIMEOUT    "30000"
 /* While the primary is down, one connection attempt per this many ms; every other
  * call fails at once with -ENOTCONN (SMTP 451, HTTP 503) instead of waiting. */
 #define STORE_PG_RETRY_MS 1000
@@ -645,8 +662,22 @@ static void store_pg_conn_close(struct store_pg_conn *c)
  */
 static int store_pg_connect(const char *dsn, char *err, size_t errlen, struct store_pg_conn **out)
 {
-	const char *keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-	const char *vals[] = {STORE_PG_CONNECT_TIMEOUT, "lazaretd", dsn, NULL};
+	const char *keys[] = {"connect_timeout",
+			      "keepalives_idle",
+			      "keepalives_interval",
+			      "keepalives_count",
+			      "tcp_user_timeout",
+			      "fallback_application_name",
+			      "dbname",
+			      NULL};
+	const char *vals[] = {STORE_PG_CONNECT_TIMEOUT,
+			      STORE_PG_KEEPALIVES_IDLE,
+			      STORE_PG_KEEPALIVES_INTERVAL,
+			      STORE_PG_KEEPALIVES_COUNT,
+			      STORE_PG_TCP_USER_TIMEOUT,
+			      "lazaretd",
+			      dsn,
+			      NULL};
 	struct store_pg_conn *c = xcalloc(1, sizeof(*c));
 	c->pg = PQconnectdbParams(keys, vals, 1);
 	if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
@@ -669,13 +700,18 @@ static int store_pg_connect(const char *dsn, char *err, size_t errlen, struct st
 	return 0;
 }
 
-/* The primary could not be reached: fail every call at once until retry_in_ms. */
+/* The primary could not be reached: every call but the writer's fails at once
+ * until a connection works again. Never called with st->lock held. */
 static void store_pg_mark_down(struct store_pg *st, const char *err)
 {
 	atomic_fetch_add(&st->connect_failures, 1);
 	atomic_store(&st->retry_at, clock_mono_ms() + STORE_PG_RETRY_MS);
 	int_fast64_t up = 0;
 	if (atomic_compare_exchange_strong(&st->down_since, &up, clock_now_ms())) {
+		/* the writer, maybe idle, is the one who tries again (store_pg_writer_probe) */
+		pthread_mutex_lock(&st->lock);
+		pthread_cond_signal(&st->wake);
+		pthread_mutex_unlock(&st->lock);
 		char buf[256];
 		log_error("store.unavailable",
 			  "backend=postgresql error=%s retry_ms=%d"
@@ -693,14 +729,19 @@ static void store_pg_mark_up(struct store_pg *st)
 			 (long long)(clock_now_ms() - since));
 }
 
+/* Set on the writer thread: the one that tries to reconnect while the database is down. */
+static _Thread_local bool store_pg_on_writer;
+
 /*
  * May this thread try to connect to the primary now? Always while it is up; while
- * it is down, one thread once retry_at is reached (and retry_at moves on).
+ * it is down, only the writer, once retry_at is reached (and retry_at moves on).
  */
 static bool store_pg_attempt_due(struct store_pg *st)
 {
 	if (atomic_load(&st->down_since) == 0)
 		return true;
+	if (!store_pg_on_writer)
+		return false;
 	int64_t now = clock_mono_ms();
 	int_fast64_t at = atomic_load(&st->retry_at);
 	return now >= at &&
@@ -809,9 +850,35 @@ static struct store_pg_conn *store_pg_pool_pop(struct store_pg *st, bool replica
 	}
 }
 
+/* Closes every idle connection of a pool. */
+static void store_pg_pool_drain(struct store_pg *st, bool replica)
+{
+	pthread_mutex_lock(&st->pool_lock);
+	struct store_pg_conn **pool = replica ? &st->rpool : &st->pool;
+	struct store_pg_conn *c = *pool;
+	*pool = NULL;
+	if (replica)
+		st->nrpool = 0;
+	else
+		st->npool = 0;
+	pthread_mutex_unlock(&st->pool_lock);
+	while (c != NULL) {
+		struct store_pg_conn *next = c->next;
+		store_pg_conn_close(c);
+		c = next;
+	}
+}
+
 static int store_pg_conn_take(struct store_pg *st, struct store_pg_conn **out)
 {
 	store_conn_lost = false;
+	if (atomic_load(&st->down_since) != 0) {
+		/* what is pooled is from before the outage: a statement on a connection
+		 * to a host that vanished could hang; fail at once instead */
+		store_pg_pool_drain(st, false);
+		store_conn_lost = true;
+		return -ENOTCONN;
+	}
 	struct store_pg_conn *c = store_pg_pool_pop(st, false);
 	if (c != NULL) {
 		*out = c;
@@ -1215,13 +1282,54 @@ static void store_pg_write_batch(struct store_pg *st, struct store_pg_pending *l
 	}
 }
 
+/*
+ * While the database is down and nothing is to be written, the writer still
+ * tries once per STORE_PG_RETRY_MS, so that the others (who fail at once) learn
+ * it is back: a new connection goes to the pool. Called without st->lock.
+ */
+static void store_pg_writer_probe(struct store_pg *st)
+{
+	if (atomic_load(&st->down_since) == 0 || !store_pg_attempt_due(st))
+		return;
+	struct store_pg_conn *c = NULL;
+	char err[256];
+	if (store_pg_connect(st->dsn, err, sizeof(err), &c) < 0) {
+		store_pg_mark_down(st, err);
+		return;
+	}
+	store_pg_mark_up(st);
+	store_pg_conn_put(st, c);
+}
+
+/* Waits on st->wake (st->lock held) until work arrives, for at most ms. */
+static void store_pg_writer_wait(struct store_pg *st, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	long ns = ts.tv_nsec + (long)(ms % 1000) * 1000000L;
+	ts.tv_sec += ms / 1000 + ns / 1000000000L;
+	ts.tv_nsec = ns % 1000000000L;
+	pthread_cond_timedwait(&st->wake, &st->lock, &ts);
+}
+
 static void *store_pg_writer_main(void *arg)
 {
 	struct store_pg *st = arg;
+	store_pg_on_writer = true;
 	pthread_mutex_lock(&st->lock);
 	for (;;) {
-		while (!st->stopping && st->pending_head == NULL)
-			pthread_cond_wait(&st->wake, &st->lock);
+		while (!st->stopping && st->pending_head == NULL) {
+			if (atomic_load(&st->down_since) == 0) {
+				pthread_cond_wait(&st->wake, &st->lock);
+				continue;
+			}
+			store_pg_writer_wait(st, STORE_PG_RETRY_MS);
+			if (st->pending_head != NULL || st->stopping)
+				break;
+			pthread_mutex_unlock(&st->lock);
+			store_pg_writer_probe(st);
+			pthread_mutex_lock(&st->lock);
+		}
 		if (st->stopping && st->pending_head == NULL)
 			break;
 		if (st->batch_wait_us > 0 && !st->stopping && st->npending < st->batch_max) {

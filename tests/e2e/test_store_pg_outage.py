@@ -198,7 +198,8 @@ def test_crash_of_postgresql_while_clients_send(start_manager, pg_clusters, aio_
 def test_release_workers_back_off_while_the_database_is_down(start_manager, pg_clusters,
                                                                aio_sink):
     """A release queued before the crash is delivered after the restart; meanwhile the
-    workers poll at their normal pace (about one failed claim per second each)."""
+    workers poll at their normal pace (about one failed claim per second each), and
+    an idle manager notices the outage and its end by itself."""
     pg = pg_clusters.new("primary")
     psql(pg.dsn(), "CREATE DATABASE lazaret")
     dsn = pg.dsn("lazaret")
@@ -216,8 +217,13 @@ def test_release_workers_back_off_while_the_database_is_down(start_manager, pg_c
     log = m.log_text()
     claims = len(re.findall(r"release\.store_error op=claim", log))
     assert claims <= 40, "the workers spin on a dead database: %d claim errors in 5 s" % claims
+    # nothing is sent meanwhile: the manager still notices the outage and its end
+    st, doc = m.api("GET", "/healthz", token=None)
+    assert (st, doc) == (200, {"status": "degraded", "store": "down"}), (st, doc)
     aio_sink.handler.data_reply = None
     pg.start()
+    wait_for(lambda: m.api("GET", "/healthz", token=None)[1] == {"status": "ok", "store": "up"},
+             30, "the store up again without any traffic")
     wait_for(lambda: rcpt_state(m, mid) == "released", 60,
              "the queued release delivered after the restart")
 
