@@ -29,7 +29,9 @@ void store_read_replica_set(bool allow)
 
 bool store_error_unavailable(int rc)
 {
-	return rc == -ENOTCONN || (rc < 0 && rc != -ETIMEDOUT && store_conn_lost);
+	/* only a storage failure can be a lost connection: -EINVAL, -ENOENT ... are the
+	 * caller's, whatever an earlier call of this thread left in store_conn_lost */
+	return rc == -ENOTCONN || (rc == -EIO && store_conn_lost);
 }
 
 void store_read_deadline_set(int64_t ms)
