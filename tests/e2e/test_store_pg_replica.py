@@ -2,8 +2,9 @@
 hot standby made by pg_basebackup -R, both private clusters of the test
 (pg_cluster.py). The API's reads come from the standby (its pg_stat_activity shows
 the reader connections; with replay paused the API lacks what the primary has),
-changes go to the primary, and when the standby stops reads fall back to the
-primary (warned once, counted) and return to the standby when it is back."""
+changes and the gateways' safelist feed go to the primary, and when the standby
+stops reads fall back to the primary (warned once, counted) and return to the
+standby when it is back."""
 
 import re
 import time
@@ -75,8 +76,19 @@ def test_reads_from_a_streaming_replica(start_manager, pg_clusters):
     assert psql(primary.dsn("lazaret"), state_sql) == "3"  # deleted
     assert psql(standby.dsn("lazaret"), state_sql) == "0"  # quarantined, not replayed
     assert m.get_message(a)["recipients"][0]["state"] == "quarantined"  # the lag, seen
+    # A safelist change: the gateways' feed (GET /api/v1/slbl, on the primary) has
+    # it at once, the admin's CSV export (a reader-thread read) not yet.
+    st, doc = m.api("PUT", "/api/v1/slbl/ua@corp.test",
+                    json={"safelist": ["partner.example"], "blocklist": []})
+    assert st == 200, (st, doc)
+    st, doc = m.api("GET", "/api/v1/slbl?since=0")
+    assert st == 200 and any(c["recipient"] == "ua@corp.test" for c in doc["changes"]), doc
+    st, _, raw = m.http("GET", "/api/v1/slbl/export.csv")
+    assert st == 200 and b"partner.example" not in raw, (st, raw)
     psql(standby.dsn(), "SELECT pg_wal_replay_resume()")
     wait_for(lambda: b in listed_ids(m), 30, "b listed once replay resumed")
+    wait_for(lambda: b"ua@corp.test,safelist,partner.example" in
+             m.http("GET", "/api/v1/slbl/export.csv")[2], 30, "the export from the standby")
     wait_for(lambda: m.get_message(a)["recipients"][0]["state"] == "deleted", 30,
              "a's delete seen on the standby")
 
