@@ -1753,6 +1753,10 @@ static void test_pg_connect_wait(void **state)
 	int64_t began = clock_mono_ms();
 	assert_int_equal(store_open(&none, &st), -ENOTCONN);
 	assert_true(clock_mono_ms() - began >= 550);
+	/* what callers answer: "unavailable" for these, their own error otherwise */
+	assert_true(store_error_unavailable(-ENOTCONN));
+	assert_false(store_error_unavailable(-EINVAL));
+	assert_false(store_error_unavailable(-ENOENT));
 	char *dsn = test_pg_dsn_of("no_such_database_here");
 	struct store_options refused = {
 	    .backend = "postgresql", .dsn = dsn, .connect_wait_ms = 60000};
