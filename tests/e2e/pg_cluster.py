@@ -83,6 +83,13 @@ class Cluster:
                            capture_output=True, text=True, timeout=180)
         assert r.returncode == 0, r.stdout + r.stderr + self.log_text()
 
+    def promote(self):
+        """A standby becomes a primary (pg_ctl promote, waiting until it is)."""
+        r = subprocess.run(_as_pg([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-w",
+                                   "-t", "60", "promote"]),
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr + self.log_text()
+
     def stop(self, mode="fast"):
         subprocess.run(_as_pg([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", mode,
                                "-w", "-t", "60", "stop"]),

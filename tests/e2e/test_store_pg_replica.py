@@ -9,8 +9,9 @@ standby when it is back."""
 import re
 import time
 
-from e2e_helpers import make_message, wait_for
+from e2e_helpers import STORED_RE, make_message, wait_for
 from pg_cluster import pg_clusters, psql  # noqa: F401 (pg_clusters is a fixture)
+from test_store_pg_outage import UNAVAILABLE, Senders
 
 READER = "lazaret-replica-reader"
 
@@ -125,3 +126,48 @@ def test_reads_from_a_streaming_replica(start_manager, pg_clusters):
 
 def metric_value(m, name):
     return m.metrics().get(name)
+
+
+def test_failover_to_a_promoted_standby_loses_no_acknowledged_message(start_manager,
+                                                                      pg_clusters):
+    """Synchronous replication and a multi-host dsn with target_session_attrs=read-write:
+    the primary crashes while clients send, the standby is promoted, lazaretd finds
+    it by itself, and every message that got a 250 is on the new primary."""
+    primary = pg_clusters.new("primary")
+    psql(primary.dsn(), "CREATE DATABASE lazaret")
+    standby = pg_clusters.new("standby", init=False, start=False)
+    standby.basebackup_from(primary)
+    standby.start()
+    # from now on a commit on the primary waits until the standby has flushed it
+    psql(primary.dsn(), "ALTER SYSTEM SET synchronous_standby_names = '*'")
+    psql(primary.dsn(), "SELECT pg_reload_conf()")
+    wait_for(lambda: psql(primary.dsn(), "SELECT sync_state FROM pg_stat_replication")
+             == "sync", 30, "the standby synchronous")
+    dsn = "host=%s,%s port=5432,5432 user=postgres dbname=lazaret " \
+          "target_session_attrs=read-write" % (primary.dir, standby.dir)
+    m = start_manager(store__backend="postgresql", store__dsn=dsn)
+    with Senders(m, 3) as senders:
+        wait_for(lambda: len(senders.stored_ids()) >= 15, 60, "messages before the crash")
+        primary.crash()
+        crashed_at = time.monotonic()
+        # the standby is read-only until promoted: libpq refuses it, gateways get 451s
+        wait_for(lambda: any(r[2] == UNAVAILABLE for r in senders.since(crashed_at)), 60,
+                 "451s while there is no primary")
+        standby.promote()
+        promoted_at = time.monotonic()
+        wait_for(lambda: any(STORED_RE.match(r[2]) for r in senders.since(promoted_at)), 60,
+                 "250s from the promoted standby")
+        time.sleep(1)
+    assert not senders.errors, senders.errors[:5]
+    ids = senders.stored_ids()
+    stored = set(psql(standby.dsn("lazaret"), "SELECT id FROM messages").split())
+    missing = [i for i in ids if i not in stored]
+    assert not missing, "%d of %d acknowledged messages lost in the failover: %r" % (
+        len(missing), len(ids), missing[:5])
+    replies = [r[2] for r in senders.replies]
+    assert all(STORED_RE.match(x) or x == UNAVAILABLE for x in replies), \
+        sorted(set(x for x in replies if not STORED_RE.match(x)))
+    # the API reads from the new primary too
+    assert set(ids) <= {x["id"] for x in m.list_all()}
+    assert healthz(m) == {"status": "ok", "store": "up"}
+    assert "store.writer_reconnected" in m.log_text()
