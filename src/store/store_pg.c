@@ -117,6 +117,9 @@
  * sets to notice within about a minute: STORE_PG_SESSION_SQL.)
  */
 #define STORE_PG_OWNER_WAIT_MS 10000
+/* How long a new writer session waits for the lock its predecessor, just closed,
+ * still holds for the moment its server takes to end it. */
+#define STORE_PG_RELOCK_WAIT_MS 2000
 /*
  * libpq's connect_timeout unless the DSN sets one (seconds, per host of a
  * multi-host DSN): a server that does not answer must not hold a request, or the
@@ -940,13 +943,25 @@ static int store_pg_replica_take(struct store_pg *st, struct store_pg_conn **out
 	return 0;
 }
 
+/*
+ * True when the statement that just failed was refused because the server accepts
+ * no writes (SQLSTATE 25006 read_only_sql_transaction; our reads never write): a
+ * demoted or fenced primary. Its session is replaced, so that the next one, with
+ * target_session_attrs=read-write in the DSN, finds the primary.
+ */
+static bool store_pg_read_only_error(void)
+{
+	return strcmp(store_pg_sqlstate, "25006") == 0;
+}
+
 /* Returns c to its pool (ending any transaction left open); a broken one is closed. */
 void store_pg_conn_put(struct store_pg *st, struct store_pg_conn *c)
 {
 	if (c == NULL)
 		return;
-	if (PQstatus(c->pg) != CONNECTION_OK) {
-		/* it broke during the call: the call's error means "unavailable" */
+	if (PQstatus(c->pg) != CONNECTION_OK || store_pg_read_only_error()) {
+		/* it broke during the call, or its server takes no writes: the call's
+		 * error means "unavailable" */
 		store_conn_lost = true;
 		store_pg_conn_close(c);
 		return;
@@ -1187,12 +1202,13 @@ static int store_pg_take_owner(PGconn *c, int64_t wait_ms)
 
 /*
  * BEGIN, on a connection that works: one whose server went away (a restart, a
- * failover) is replaced by a new session, which takes the owner lock again.
+ * failover) or refused a write (stale) is replaced by a new session, which takes
+ * the owner lock again.
  * -ENOTCONN when the primary cannot be reached (at once while it is down).
  */
 static int store_pg_writer_begin(struct store_pg *st)
 {
-	if (!store_pg_conn_alive(st->wconn->pg)) {
+	if (st->wconn->stale || !store_pg_conn_alive(st->wconn->pg)) {
 		if (!store_pg_attempt_due(st))
 			return -ENOTCONN;
 		struct store_pg_conn *c = NULL;
@@ -1202,23 +1218,29 @@ static int store_pg_writer_begin(struct store_pg *st)
 			return -ENOTCONN;
 		}
 		store_pg_mark_up(st);
-		/* a new session: the owner lock went with the old one (kept only with it,
-		 * so that the next batch tries again rather than write without it) */
-		if (store_pg_take_owner(c->pg, 0) < 0) {
-			store_pg_conn_close(c);
-			return -EIO;
-		}
+		/* the old session goes first: a stale one is alive and holds the owner
+		 * lock, which the new session takes (or, failing that, is replaced in turn:
+		 * nothing is written on a session without it) */
 		store_pg_conn_close(st->wconn);
 		st->wconn = c;
+		if (store_pg_take_owner(c->pg, STORE_PG_RELOCK_WAIT_MS) < 0) {
+			c->stale = true;
+			return -EIO;
+		}
 		log_info("store.writer_reconnected", "backend=postgresql host=%s",
 			 PQhost(st->wconn->pg));
 	}
 	return store_pg_do(st->wconn->pg, "begin", "BEGIN", NULL, NULL);
 }
 
-/* A failed write's code: -ENOTCONN when the writer's connection broke under it. */
+/* A failed write's code: -ENOTCONN when the writer's connection broke under it or
+ * its server takes no writes. */
 static int store_pg_writer_error(struct store_pg *st, int rc)
 {
+	if (rc < 0 && rc != -EINVAL && store_pg_read_only_error()) {
+		st->wconn->stale = true; /* store_pg_writer_begin replaces it */
+		return -ENOTCONN;
+	}
 	if (rc < 0 && rc != -EINVAL && PQstatus(st->wconn->pg) != CONNECTION_OK)
 		return -ENOTCONN;
 	return rc;

@@ -272,3 +272,35 @@ def test_refused_connection_at_start_up_fails_at_once(start_manager, pg_clusters
     assert "store.waiting" not in log, log
     assert "the server refused the connection" in log and "no_such_database" in log, log
     assert "lazaretd: cannot open the store on PostgreSQL: the server refused" in log, log
+
+
+def test_a_database_that_takes_no_writes_is_unavailable(start_manager, pg_clusters):
+    """A primary fenced read-only (as a demoted one would be): its refusals are
+    "store unavailable", 451 and 503, and its sessions are replaced, not reused; once
+    it takes writes again messages are stored."""
+    pg = pg_clusters.new("primary")
+    psql(pg.dsn(), "CREATE DATABASE lazaret")
+    dsn = pg.dsn("lazaret")
+    m = start_manager(store__backend="postgresql", store__dsn=dsn)
+    mid = m.send("a@example.jp", ["u@corp.test"], make_message("before the fence"))
+    psql(pg.dsn(), "ALTER SYSTEM SET default_transaction_read_only = on")
+    psql(pg.dsn(), "SELECT pg_reload_conf()")
+    s = smtplib.SMTP("127.0.0.1", m.smtp_port, timeout=t(30))
+    s.ehlo("client.e2e.test")
+    assert s.mail("a@example.jp")[0] == 250
+    assert s.rcpt("u@corp.test")[0] == 250
+    code, resp = s.data(make_message("while fenced"))
+    s.quit()
+    assert "%d %s" % (code, resp.decode()) == UNAVAILABLE
+    st, doc = m.api("POST", "/api/v1/messages/%s/release" % mid,
+                    json={"recipients": ["u@corp.test"]})
+    assert st == 503, (st, doc)
+    # reads still work on it
+    assert m.get_message(mid)["recipients"][0]["state"] == "quarantined"
+    psql(pg.dsn(), "ALTER SYSTEM RESET default_transaction_read_only")
+    psql(pg.dsn(), "SELECT pg_reload_conf()")
+    wait_for(lambda: psql(dsn, "SHOW default_transaction_read_only") == "off", 30, "unfenced")
+    after = m.send("a@example.jp", ["u@corp.test"], make_message("after the fence"))
+    assert psql(dsn, "SELECT count(*) FROM messages WHERE id = '%s'" % after) == "1"
+    # the session that was refused was replaced: the writer reconnected
+    assert "store.writer_reconnected" in m.log_text()
