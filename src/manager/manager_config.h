@@ -124,10 +124,13 @@ struct manager_config {
 	unsigned notify_max_entries; /* messages listed per digest; default 100 */
 
 	/* [store] */
-	char *store_backend;	       /* sqlite | postgresql; default sqlite */
-	char *store_dsn;	       /* postgresql: libpq connection string; required there */
-	char *store_read_dsn;	       /* postgresql, optional: a standby for the API's reads */
-	int64_t store_connect_wait_ms; /* how long start-up waits for PostgreSQL; 60s */
+	char *store_backend; /* sqlite | postgresql; default sqlite */
+	char *store_dsn;     /* postgresql: libpq connection string; required there */
+
+	/* [store], PostgreSQL: a standby for the API's reads (optional), and how long
+	 * start-up waits for a server that does not answer (default 60s) */
+	char *store_read_dsn;
+	int64_t store_connect_wait_ms;
 };
 
 /*

@@ -52,15 +52,19 @@ const char *store_rcpt_state_name(enum store_rcpt_state s);
 int store_rcpt_state_parse(const char *name, enum store_rcpt_state *out);
 
 struct store_options {
-	const char *backend;	 /* "sqlite" (NULL or "": the default) | "postgresql" */
-	const char *dsn;	 /* postgresql: the libpq connection string */
-	const char *read_dsn;	 /* postgresql, optional: a standby for the API's reads */
-	int64_t connect_wait_ms; /* postgresql: how long store_open waits for a server
-				    that does not answer (0: fail at once) */
-	const char *dir;	 /* sqlite: data directory; created if missing */
-	unsigned batch_max;	 /* most messages in one group commit (default 256) */
-	unsigned batch_wait_us;	 /* how long the writer waits to fill a batch (default 0:
-				    commit what is there; concurrency fills batches) */
+	const char *backend;	/* "sqlite" (NULL or "": the default) | "postgresql" */
+	const char *dsn;	/* postgresql: the libpq connection string */
+	const char *dir;	/* sqlite: data directory; created if missing */
+	unsigned batch_max;	/* most messages in one group commit (default 256) */
+	unsigned batch_wait_us; /* how long the writer waits to fill a batch (default 0:
+				   commit what is there; concurrency fills batches) */
+
+	/* postgresql, optional: a standby for the reads of threads that allow it
+	 * (store_read_replica_set); NULL or "": none */
+	const char *read_dsn;
+	/* postgresql: how long store_open waits for a server that does not answer
+	 * (0: fail at once) */
+	int64_t connect_wait_ms;
 };
 
 struct store;
