@@ -318,15 +318,35 @@ static int api_body_object(struct api *a, struct http_server_request *req, json_
 
 static void api_reply_store_error(struct http_server_request *req, const char *what, int rc)
 {
+	if (store_error_unavailable(rc)) {
+		log_warn("api.store_unavailable", "call=%s", what);
+		http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
+		http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
+		return;
+	}
 	log_error("api.store_error", "call=%s error=%s", what, strerror(-rc));
 	http_server_reply_error(req, 500, "the quarantine store failed (%s)", strerror(-rc));
 }
 
 /* ---- endpoints ---- */
 
+/*
+ * Liveness: 200 while the process serves, whatever its database does (restarting
+ * the manager would not bring PostgreSQL back). The body says whether the store
+ * can be reached: {"status": "ok"|"degraded", "store": "up"|"down"}, and with a
+ * read replica "replica": "up"|"down" (down: its reads go to the primary).
+ */
 static void api_healthz(struct http_server_request *req, void *arg)
 {
-	http_server_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+	struct api *a = arg;
+	struct store_status ss;
+	store_status(a->st, &ss);
+	json_t *o = json_pack("{s:s, s:s}", "status", ss.available ? "ok" : "degraded", "store",
+			      ss.available ? "up" : "down");
+	if (ss.replica)
+		json_object_set_new(o, "replica",
+				    json_string(ss.replica_available ? "up" : "down"));
+	http_server_reply_json(req, 200, o);
 }
 
 static void api_metrics(struct http_server_request *req, void *arg)
@@ -1301,6 +1321,23 @@ bool api_request_guard(struct api *a, struct http_server_request *req)
 }
 
 /*
+ * A request without a valid credential: 401, unless it came with a cookie while
+ * the store cannot be reached; its session could not be looked up then, and a 401
+ * would send a signed-in user to the login page: 503, try again.
+ */
+static void api_reply_unauthenticated(struct api *a, struct http_server_request *req)
+{
+	struct store_status ss;
+	store_status(a->st, &ss);
+	if (!ss.available && http_server_request_header(req, "Cookie") != NULL) {
+		http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
+		http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
+		return;
+	}
+	http_server_reply_error(req, 401, "authentication required");
+}
+
+/*
  * Guards HTTP_SERVER_ROUTE_AUTH routes: the Bearer token, or a session whose CSRF
  * token comes with every state change; and api_request_guard for every state
  * change. Handlers check roles themselves.
@@ -1315,7 +1352,7 @@ static bool api_authorize(struct http_server_request *req, void *arg)
 		return false;
 	const struct api_actor *who = api_actor(a, req);
 	if (who->role == API_ROLE_NONE) {
-		http_server_reply_error(req, 401, "authentication required");
+		api_reply_unauthenticated(a, req);
 		return false;
 	}
 	if (who->session && api_state_changing(http_server_request_method(req)) &&
@@ -1429,7 +1466,7 @@ bool api_require_role(struct api *a, struct http_server_request *req, enum api_r
 	if (who->role >= min)
 		return true;
 	if (who->role == API_ROLE_NONE)
-		http_server_reply_error(req, 401, "authentication required");
+		api_reply_unauthenticated(a, req);
 	else
 		http_server_reply_error(req, 403, "not allowed for role of %s", who->username);
 	return false;

@@ -8,8 +8,9 @@
  *   api_read_submit   (loop) pending < threads + queue_max, else 503 + Retry-After;
  *                     defer the request, link the job on the pending list, queue
  *   api_read_work     (reader thread) skipped when stopping; else the thread's
- *                     read deadline is set, the read function fills the reply,
- *                     the deadline is cleared; posts api_read_done
+ *                     read deadline is set and its reads may use the replica
+ *                     ([store] read_dsn), the read function fills the reply,
+ *                     both are cleared; posts api_read_done
  *   api_read_done     (loop) unlinks; counts and logs a timeout; finish; replies
  *   api_read_free     (loop) skips the queue, waits for running reads, answers
  *                     every job still pending 503 (the daemon is stopping)
@@ -124,6 +125,12 @@ void api_read_reply_store_error(struct api_read_reply *out, const char *call, in
 		free(msg);
 		return;
 	}
+	if (store_error_unavailable(rc)) {
+		log_warn("api.store_unavailable", "call=%s", call);
+		api_read_reply_error(out, 503, API_STORE_UNAVAILABLE_TEXT);
+		out->store_rc = -ENOTCONN;
+		return;
+	}
 	log_error("api.store_error", "call=%s error=%s", call, strerror(-rc));
 	api_read_reply_error(out, 500, "the quarantine store failed (%s)", strerror(-rc));
 	out->store_rc = rc;
@@ -181,6 +188,8 @@ static void api_read_send(struct api_read_job *j)
 		panic("api_read: the %s read gave no reply", j->what);
 	if (out->disposition != NULL)
 		http_server_add_header(j->req, "Content-Disposition", out->disposition);
+	if (out->store_rc == -ENOTCONN)
+		http_server_add_header(j->req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
 	if (out->json != NULL) {
 		http_server_reply_json(j->req, out->status, out->json);
 		out->json = NULL;
@@ -212,7 +221,9 @@ static void api_read_work(void *arg)
 	if (!atomic_load(&r->stopping)) {
 		api_read_budget_ms = j->timeout_ms;
 		store_read_deadline_set(j->timeout_ms);
+		store_read_replica_set(true); /* every read here tolerates a lagging copy */
 		j->fn(j->ctx, &j->reply);
+		store_read_replica_set(false);
 		store_read_deadline_clear();
 	}
 	loopq_post(r->loopq, api_read_done, j);

@@ -46,6 +46,12 @@ struct api_read_reply {
 	int store_rc;		  /* the store error that made the answer, or 0 */
 };
 
+/* The answer while the store's database cannot be reached (503, code unavailable),
+ * and its Retry-After in seconds. */
+#define API_STORE_UNAVAILABLE_TEXT                                                                 \
+	"the quarantine store is unavailable: its database cannot be reached; try again shortly"
+#define API_STORE_UNAVAILABLE_RETRY "5"
+
 struct api_read;
 
 /* Reader thread: answers the read described by ctx into out. */

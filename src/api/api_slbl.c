@@ -103,6 +103,12 @@ static json_t *api_slbl_json(const struct store_slbl *l)
 
 static int api_slbl_store_error(struct http_server_request *req, const char *what, int rc)
 {
+	if (store_error_unavailable(rc)) {
+		log_warn("api.store_unavailable", "call=%s", what);
+		http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
+		http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
+		return rc;
+	}
 	log_error("api.store_error", "call=%s error=%s", what, strerror(-rc));
 	http_server_reply_error(req, 500, "the safelist store failed (%s)", strerror(-rc));
 	return rc;

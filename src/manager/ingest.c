@@ -98,6 +98,13 @@ static void ingest_answer(void *arg)
 			 smtp_session_id(job->session), job->peer, job->id, job->sender,
 			 job->nrcpts, job->size, job->verdict, score,
 			 log_quote(q, sizeof(q), job->gateway));
+	} else if (job->rc == -ENOTCONN) {
+		/* the database is down or restarting: the gateway keeps it and retries */
+		snprintf(reply, sizeof(reply),
+			 "451 4.3.0 Error: quarantine store unavailable, try again later");
+		metrics_add(METRICS_STORE_ERRORS, 1);
+		log_error("smtp.store_unavailable", "session=%s client=%s id=%s size=%zu",
+			  smtp_session_id(job->session), job->peer, job->id, job->size);
 	} else {
 		snprintf(reply, sizeof(reply),
 			 "451 4.3.0 Error: could not store the message, try again later");
@@ -117,7 +124,7 @@ static void ingest_answer(void *arg)
 static void ingest_stored(void *arg, int rc)
 {
 	struct ingest_job *job = arg;
-	job->rc = rc;
+	job->rc = store_error_unavailable(rc) ? -ENOTCONN : rc;
 	loopq_post(job->ing->q, ingest_answer, job);
 }
 

@@ -259,6 +259,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	    !str_same(next.store_backend, d->cfg.store_backend) ||
 	    !str_same(next.store_dsn, d->cfg.store_dsn) ||
 	    !str_same(next.store_node_name, d->cfg.store_node_name) ||
+	    !str_same(next.store_read_dsn, d->cfg.store_read_dsn) ||
 	    !str_same(next.tls_cert, d->cfg.tls_cert) || !str_same(next.tls_key, d->cfg.tls_key) ||
 	    !str_same(next.tls_client_ca, d->cfg.tls_client_ca) ||
 	    next.tls_require != d->cfg.tls_require ||
@@ -382,11 +383,18 @@ static int start(struct lazaretd *d)
 	struct store_options so = {.backend = d->cfg.store_backend,
 				   .dsn = d->cfg.store_dsn,
 				   .dir = d->cfg.data_dir,
-				   .node_name = d->cfg.store_node_name};
+				   .node_name = d->cfg.store_node_name,
+				   .read_dsn = d->cfg.store_read_dsn,
+				   .connect_wait_ms = d->cfg.store_connect_wait_ms};
 	if ((rc = store_open(&so, &d->st)) < 0) {
 		if (strcmp(d->cfg.store_backend, "postgresql") == 0)
 			fprintf(stderr, "lazaretd: cannot open the store on PostgreSQL: %s\n",
-				strerror(-rc));
+				rc == -ENOTCONN
+				    ? "the server did not answer within [store] "
+				      "connect_wait (see the store.open_failed log line)"
+				: rc == -EACCES ? "the server refused the connection (see the "
+						  "store.open_failed log line)"
+						: strerror(-rc));
 		else
 			fprintf(stderr, "lazaretd: cannot open the store in %s: %s\n",
 				d->cfg.data_dir, strerror(-rc));

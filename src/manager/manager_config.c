@@ -45,6 +45,8 @@
 #define MANAGER_MAX_DIGEST_ENTRIES 1000
 /* Strict-Transport-Security max-age: two years is what browsers' preload lists ask for. */
 #define MANAGER_MAX_HSTS_MAX_AGE (UINT64_C(2) * 366 * 24 * 3600 * SEC)
+/* Start-up waits at most an hour for PostgreSQL: longer hides a broken setup. */
+#define MANAGER_MAX_STORE_CONNECT_WAIT (UINT64_C(3600) * SEC)
 
 #define OFF(field) offsetof(struct manager_config, field)
 
@@ -433,6 +435,18 @@ static const struct confparse_key manager_config_keys[] = {
      .name = "node_name",
      .type = CONFPARSE_STRING,
      .offset = OFF(store_node_name)},
+    /* optional standby for the API's reads (lag tolerated there only) */
+    {.section = "store",
+     .name = "read_dsn",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(store_read_dsn)},
+    /* a PostgreSQL still starting (boot order, a failover) is waited for this long */
+    {.section = "store",
+     .name = "connect_wait",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(store_connect_wait_ms),
+     .default_text = "60s",
+     .max = MANAGER_MAX_STORE_CONNECT_WAIT},
 };
 
 #define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))
@@ -707,6 +721,8 @@ static void manager_config_validate(struct confparse *cp, void *target, void *ar
 	    store_node_name_check(cfg->store_node_name) < 0)
 		confparse_error(cp, "store", "node_name",
 				"must be 1-253 printable ASCII characters without spaces");
+	if (!pg && cfg->store_read_dsn != NULL && cfg->store_read_dsn[0] != '\0')
+		confparse_error(cp, "store", "read_dsn", "is for backend = postgresql only");
 
 	if (cfg->hostname == NULL && cfg->name != NULL)
 		cfg->hostname = xstrdup(cfg->name);

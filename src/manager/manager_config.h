@@ -127,6 +127,11 @@ struct manager_config {
 	char *store_backend;   /* sqlite | postgresql; default sqlite */
 	char *store_dsn;       /* postgresql: libpq connection string; required there */
 	char *store_node_name; /* this process's name on a shared database; NULL: host name */
+
+	/* [store], PostgreSQL: a standby for the API's reads (optional), and how long
+	 * start-up waits for a server that does not answer (default 60s) */
+	char *store_read_dsn;
+	int64_t store_connect_wait_ms;
 };
 
 /*

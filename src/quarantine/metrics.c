@@ -171,6 +171,30 @@ char *metrics_render(struct store *st)
 			metrics_http_refused_reasons[i],
 			(unsigned long long)atomic_load(&metrics_http_refused_counts[i]));
 	}
+	if (st != NULL) {
+		/* before the stats: those need the database, these say whether it answers */
+		struct store_status ss;
+		store_status(st, &ss);
+		fprintf(f,
+			"# HELP lazaret_store_up 1 while the store's database can be reached.\n"
+			"# TYPE lazaret_store_up gauge\nlazaret_store_up %d\n"
+			"# HELP lazaret_store_connect_failures_total Failed connection attempts "
+			"to the store's database.\n"
+			"# TYPE lazaret_store_connect_failures_total counter\n"
+			"lazaret_store_connect_failures_total %llu\n",
+			ss.available ? 1 : 0, (unsigned long long)ss.connect_failures);
+		if (ss.replica)
+			fprintf(
+			    f,
+			    "# HELP lazaret_store_replica_up 1 while [store] read_dsn answers.\n"
+			    "# TYPE lazaret_store_replica_up gauge\nlazaret_store_replica_up "
+			    "%d\n"
+			    "# HELP lazaret_store_replica_fallbacks_total Reads for the replica "
+			    "that the primary served.\n"
+			    "# TYPE lazaret_store_replica_fallbacks_total counter\n"
+			    "lazaret_store_replica_fallbacks_total %llu\n",
+			    ss.replica_available ? 1 : 0, (unsigned long long)ss.replica_fallbacks);
+	}
 	struct store_stats s;
 	if (st != NULL && store_stats(st, &s) == 0) {
 		fprintf(

@@ -21,6 +21,20 @@
 
 _Thread_local int64_t store_read_deadline_ms;
 _Thread_local bool store_read_timed_out;
+_Thread_local bool store_read_replica_ok;
+_Thread_local bool store_conn_lost;
+
+void store_read_replica_set(bool allow)
+{
+	store_read_replica_ok = allow;
+}
+
+bool store_error_unavailable(int rc)
+{
+	/* only a storage failure can be a lost connection: -EINVAL, -ENOENT ... are the
+	 * caller's, whatever an earlier call of this thread left in store_conn_lost */
+	return rc == -ENOTCONN || (rc == -EIO && store_conn_lost);
+}
 
 void store_read_deadline_set(int64_t ms)
 {
@@ -386,6 +400,16 @@ void store_debug_counters(struct store *st, struct store_debug_counters *out)
 		ops->debug_counters(st, out);
 	else
 		memset(out, 0, sizeof(*out));
+}
+
+void store_status(struct store *st, struct store_status *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	memset(out, 0, sizeof(*out));
+	out->available = true;
+	out->replica_available = true;
+	if (ops->status != NULL)
+		ops->status(st, out);
 }
 
 int store_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,

@@ -25,7 +25,8 @@
  *
  * Times are Unix milliseconds. Returns: 0 or a negative errno (-ENOENT unknown id,
  * -EINVAL bad argument, -EIO storage failure, -EAGAIN nothing due, -ETIMEDOUT a
- * read over the calling thread's deadline).
+ * read over the calling thread's deadline, -ENOTCONN the database cannot be reached
+ * now: PostgreSQL down or restarting, try again later; see store_error_unavailable).
  * Backends: SQLite (the default; store_sqlite*.c) and PostgreSQL (store_pg*.c),
  * chosen by store_options.backend; store.c dispatches (store_backend.h).
  */
@@ -70,6 +71,13 @@ struct store_options {
 	 * any other refused while this one has.
 	 */
 	bool exclusive;
+
+	/* postgresql, optional: a standby for the reads of threads that allow it
+	 * (store_read_replica_set); NULL or "": none */
+	const char *read_dsn;
+	/* postgresql: how long store_open waits for a server that does not answer
+	 * (0: fail at once) */
+	int64_t connect_wait_ms;
 };
 
 /* The longest node name: a host name (RFC 1035). */
@@ -92,6 +100,36 @@ struct store;
  */
 void store_read_deadline_set(int64_t ms);
 void store_read_deadline_clear(void);
+
+/*
+ * Whether the calling thread's read calls may be answered from the read replica
+ * ([store] read_dsn, PostgreSQL; thread-local, off by default). Only for reads
+ * that tolerate the replica's lag: the API's reader threads turn it on around a
+ * listing, a detail, a download, an audit page. Mutations, the release engine,
+ * digests, sessions and logins never do, so they read their own writes. While
+ * the replica cannot be reached such reads go to the primary.
+ */
+void store_read_replica_set(bool allow);
+
+/*
+ * True when rc, the result of the calling thread's last store call, means that
+ * the database could not be reached or the connection broke during the call
+ * (-ENOTCONN, or -EIO from a connection that was lost): the caller answers "store
+ * unavailable, try again later" (SMTP 451 4.3.0, HTTP 503), not an internal error.
+ */
+bool store_error_unavailable(int rc);
+
+/* Connection state for /healthz and /metrics; filled without any I/O. */
+struct store_status {
+	bool available;		    /* false while the database cannot be reached */
+	int64_t down_since_ms;	    /* Unix ms when it became unreachable (0: up) */
+	uint64_t connect_failures;  /* connection attempts that failed */
+	bool replica;		    /* a read replica is configured */
+	bool replica_available;	    /* false while reads fall back to the primary */
+	uint64_t replica_fallbacks; /* reads served by the primary instead */
+};
+/* SQLite has no connection to lose: always available. */
+void store_status(struct store *st, struct store_status *out);
 
 /*
  * What backend still lacks: NULL when every function of this interface is there,

@@ -26,6 +26,14 @@
  */
 extern _Thread_local int64_t store_read_deadline_ms;
 extern _Thread_local bool store_read_timed_out;
+/* store_read_replica_set's flag for the calling thread. */
+extern _Thread_local bool store_read_replica_ok;
+/*
+ * Set by a backend when the calling thread's current call could not reach the
+ * database or lost its connection (store_error_unavailable reads it); a backend
+ * clears it when a call takes its connection.
+ */
+extern _Thread_local bool store_conn_lost;
 
 /*
  * One recipient's lists as store_slbl_put hands them to a backend: recipient
@@ -71,6 +79,8 @@ struct store_ops {
 	int (*purge)(struct store *st, size_t batch, uint64_t *purged);
 	int (*stats)(struct store *st, struct store_stats *out);
 	void (*debug_counters)(struct store *st, struct store_debug_counters *out);
+	/* Optional (NULL: always available, as SQLite). */
+	void (*status)(struct store *st, struct store_status *out);
 	int (*debug_list_plan)(struct store *st, const struct store_filter *f, const char *cursor,
 			       char **plan);
 	int (*slbl_get)(struct store *st, const char *recipient, struct store_slbl **out);

@@ -19,6 +19,32 @@
  *     several lazaretd processes (store_pg_cluster.c), can share one database.
  *   - Reads borrow a pooled connection too; a read of several statements runs in
  *     one REPEATABLE READ READ ONLY transaction so that it sees one snapshot.
+ *     With [store] read_dsn, the reads of a thread that allows it
+ *     (store_read_replica_set: the API's reader threads) borrow from a second
+ *     pool connected to that standby instead.
+ *
+ * When the database goes away (a crash, a restart, a failover):
+ *
+ *   state  event                                         next   by
+ *   up     a connection attempt fails                    down   store_pg_primary_open,
+ *                                                               store_pg_writer_begin
+ *   down   any call but the writer's: -ENOTCONN at once,  down   store_pg_conn_take
+ *          idle pooled connections closed
+ *   down   retry_at reached: the writer tries again       up or down (retry_at + 1 s)
+ *          (also with nothing to write)                          store_pg_writer_probe
+ *
+ *   Only the writer thread connects while the database is down: the others
+ *   include the event loop (sessions, /metrics, API changes), which must not wait
+ *   for connect_timeout while a server does not answer.
+ *
+ *   A pooled or writer connection whose server went away is found before use
+ *   (store_pg_conn_alive) and replaced by a new one, never reused; one that broke
+ *   during a call makes that call fail with store_conn_lost set (the caller answers
+ *   "unavailable") and is dropped by store_pg_conn_put. A message is acknowledged
+ *   only after its COMMIT returned; a COMMIT whose answer was lost counts as failed
+ *   (the gateway sends it again: at worst a duplicate, never a loss).
+ *   The replica has the same states of its own (replica_down, replica_retry_at):
+ *   while it is down, its reads go to the primary (counted, warned once a minute).
  *
  * Recipient states (store.h) and the function that makes each transition:
  *
@@ -92,6 +118,36 @@
  * sets to notice within about a minute: STORE_PG_SESSION_SQL.)
  */
 #define STORE_PG_OWNER_WAIT_MS 10000
+/* How long a new writer session waits for the lock its predecessor, just closed,
+ * still holds for the moment its server takes to end it. */
+#define STORE_PG_RELOCK_WAIT_MS 2000
+/*
+ * libpq's connect_timeout unless the DSN sets one (seconds, per host of a
+ * multi-host DSN): a server that does not answer must not hold a request, or the
+ * writer, for libpq's default of "forever".
+ */
+#define STORE_PG_CONNECT_TIMEOUT "5"
+/*
+ * Client-side TCP settings unless the DSN sets them: a server host that vanished
+ * (a power loss, a partition) is noticed on an idle connection after about a
+ * minute (keepalives), and on one waiting for an answer to data it sent after
+ * 30 s unacknowledged (tcp_user_timeout; a commit waiting for a synchronous
+ * standby is not cut off: its bytes were acknowledged). Unix sockets ignore them.
+ */
+#define STORE_PG_KEEPALIVES_IDLE     "30"
+#define STORE_PG_KEEPALIVES_INTERVAL "10"
+#define STORE_PG_KEEPALIVES_COUNT    "3"
+#define STORE_PG_TCP_USER_TIMEOUT    "30000"
+/* While the primary is down, one connection attempt per this many ms; every other
+ * call fails at once with -ENOTCONN (SMTP 451, HTTP 503) instead of waiting. */
+#define STORE_PG_RETRY_MS 1000
+/* While the replica is down, reads go to the primary and the replica is tried
+ * again after this many ms. */
+#define STORE_PG_REPLICA_RETRY_MS 5000
+/* At most one warning per this many ms while reads fall back to the primary. */
+#define STORE_PG_REPLICA_WARN_MS 60000
+/* At start-up, how often a server that does not answer is tried again. */
+#define STORE_PG_WAIT_STEP_MS 2000
 
 /* --- schema ------------------------------------------------------------- */
 
@@ -332,9 +388,23 @@ struct store_pg {
 	bool writer_started;
 	struct store_pg_conn *wconn;
 
-	pthread_mutex_t pool_lock;
+	pthread_mutex_t pool_lock; /* guards both pools */
 	struct store_pg_conn *pool;
 	size_t npool;
+	char *read_dsn;		     /* NULL: no replica */
+	struct store_pg_conn *rpool; /* idle connections to read_dsn */
+	size_t nrpool;
+	int64_t connect_wait_ms;
+
+	/* The primary's reachability (see the state table at the top). */
+	atomic_int_fast64_t down_since; /* Unix ms; 0 while up */
+	atomic_int_fast64_t retry_at;	/* clock_mono_ms of the next attempt while down */
+	atomic_uint_fast64_t connect_failures;
+	/* The replica's, and the reads it could not serve. */
+	atomic_bool replica_down;
+	atomic_int_fast64_t replica_retry_at;
+	atomic_int_fast64_t replica_warned_at;
+	atomic_uint_fast64_t replica_fallbacks;
 
 	atomic_uint_fast64_t commits;
 	atomic_uint_fast64_t batches;
@@ -609,28 +679,113 @@ static void store_pg_conn_close(struct store_pg_conn *c)
 	free(c);
 }
 
-static int store_pg_conn_open(const char *dsn, struct store_pg_conn **out)
+/*
+ * A new connection to dsn with our session settings, or -ENOTCONN with libpq's
+ * reason in err. Our connect_timeout and application name come before the DSN,
+ * so that the DSN's own values win (libpq applies the expanded DSN over them).
+ */
+static int store_pg_connect(const char *dsn, char *err, size_t errlen, struct store_pg_conn **out)
 {
-	const char *keys[] = {"dbname", "fallback_application_name", NULL};
-	const char *vals[] = {dsn, "lazaretd", NULL};
+	const char *keys[] = {"connect_timeout",
+			      "keepalives_idle",
+			      "keepalives_interval",
+			      "keepalives_count",
+			      "tcp_user_timeout",
+			      "fallback_application_name",
+			      "dbname",
+			      NULL};
+	const char *vals[] = {STORE_PG_CONNECT_TIMEOUT,
+			      STORE_PG_KEEPALIVES_IDLE,
+			      STORE_PG_KEEPALIVES_INTERVAL,
+			      STORE_PG_KEEPALIVES_COUNT,
+			      STORE_PG_TCP_USER_TIMEOUT,
+			      "lazaretd",
+			      dsn,
+			      NULL};
 	struct store_pg_conn *c = xcalloc(1, sizeof(*c));
 	c->pg = PQconnectdbParams(keys, vals, 1);
 	if (c->pg == NULL || PQstatus(c->pg) != CONNECTION_OK) {
-		char buf[256];
-		log_error("store.open_failed", "backend=postgresql error=%s",
-			  log_quote(buf, sizeof(buf),
-				    c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory"));
+		snprintf(err, errlen, "%s",
+			 c->pg != NULL ? PQerrorMessage(c->pg) : "out of memory");
+		err[strcspn(err, "\n")] = '\0'; /* libpq's message ends in a newline */
 		store_pg_conn_close(c);
-		return -EIO;
+		return -ENOTCONN;
 	}
 	PQsetNoticeProcessor(c->pg, store_pg_notice, NULL);
 	/* text travels as UTF-8 */
 	if (PQsetClientEncoding(c->pg, "UTF8") != 0 ||
 	    store_pg_script(c->pg, "session", STORE_PG_SESSION_SQL) < 0) {
+		snprintf(err, errlen, "%s", PQerrorMessage(c->pg));
+		err[strcspn(err, "\n")] = '\0';
 		store_pg_conn_close(c);
-		return -EIO;
+		return -ENOTCONN;
 	}
 	*out = c;
+	return 0;
+}
+
+/* The primary could not be reached: every call but the writer's fails at once
+ * until a connection works again. Never called with st->lock held. */
+static void store_pg_mark_down(struct store_pg *st, const char *err)
+{
+	atomic_fetch_add(&st->connect_failures, 1);
+	atomic_store(&st->retry_at, clock_mono_ms() + STORE_PG_RETRY_MS);
+	int_fast64_t up = 0;
+	if (atomic_compare_exchange_strong(&st->down_since, &up, clock_now_ms())) {
+		/* the writer, maybe idle, is the one who tries again (store_pg_writer_probe) */
+		pthread_mutex_lock(&st->lock);
+		pthread_cond_signal(&st->wake);
+		pthread_mutex_unlock(&st->lock);
+		char buf[256];
+		log_error("store.unavailable",
+			  "backend=postgresql error=%s retry_ms=%d"
+			  " reason=\"messages get 451 and the API 503 until the database is back\"",
+			  log_quote(buf, sizeof(buf), err), STORE_PG_RETRY_MS);
+	}
+}
+
+/* A connection to the primary worked: the outage, if any, is over. */
+static void store_pg_mark_up(struct store_pg *st)
+{
+	int_fast64_t since = atomic_load(&st->down_since);
+	if (since != 0 && atomic_compare_exchange_strong(&st->down_since, &since, 0))
+		log_info("store.available", "backend=postgresql down_ms=%lld",
+			 (long long)(clock_now_ms() - since));
+}
+
+/* Set on the writer thread: the one that tries to reconnect while the database is down. */
+static _Thread_local bool store_pg_on_writer;
+
+/*
+ * May this thread try to connect to the primary now? Always while it is up; while
+ * it is down, only the writer, once retry_at is reached (and retry_at moves on).
+ */
+static bool store_pg_attempt_due(struct store_pg *st)
+{
+	if (atomic_load(&st->down_since) == 0)
+		return true;
+	if (!store_pg_on_writer)
+		return false;
+	int64_t now = clock_mono_ms();
+	int_fast64_t at = atomic_load(&st->retry_at);
+	return now >= at &&
+	       atomic_compare_exchange_strong(&st->retry_at, &at, now + STORE_PG_RETRY_MS);
+}
+
+/* A new connection to the primary, or -ENOTCONN (at once while it is down). */
+static int store_pg_primary_open(struct store_pg *st, struct store_pg_conn **out)
+{
+	if (!store_pg_attempt_due(st)) {
+		store_conn_lost = true;
+		return -ENOTCONN;
+	}
+	char err[256];
+	if (store_pg_connect(st->dsn, err, sizeof(err), out) < 0) {
+		store_pg_mark_down(st, err);
+		store_conn_lost = true;
+		return -ENOTCONN;
+	}
+	store_pg_mark_up(st);
 	return 0;
 }
 
@@ -671,10 +826,12 @@ static void store_pg_conn_timeout(struct store_pg_conn *c, bool reading)
 }
 
 static int store_pg_conn_take(struct store_pg *st, struct store_pg_conn **out);
+static int store_pg_replica_take(struct store_pg *st, struct store_pg_conn **out);
 
 /*
  * A connection for this read call (give it back with store_pg_conn_put), with the
- * thread's read deadline as its statement_timeout.
+ * thread's read deadline as its statement_timeout: to the replica when the thread
+ * allows it and the replica answers, else to the primary.
  */
 int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out)
 {
@@ -682,47 +839,164 @@ int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out)
 		store_read_timed_out = true; /* spent before it began */
 		return -ETIMEDOUT;
 	}
-	int rc = store_pg_conn_take(st, out);
+	int rc = -ENOENT;
+	if (store_read_replica_ok && st->read_dsn != NULL)
+		rc = store_pg_replica_take(st, out);
+	if (rc < 0)
+		rc = store_pg_conn_take(st, out);
 	if (rc == 0)
 		store_pg_conn_timeout(*out, true);
 	return rc;
 }
 
-static int store_pg_conn_take(struct store_pg *st, struct store_pg_conn **out)
+/* An idle connection of a pool that is still alive, or NULL (the dead are closed). */
+static struct store_pg_conn *store_pg_pool_pop(struct store_pg *st, bool replica)
+{
+	for (;;) {
+		pthread_mutex_lock(&st->pool_lock);
+		struct store_pg_conn **pool = replica ? &st->rpool : &st->pool;
+		struct store_pg_conn *c = *pool;
+		if (c != NULL) {
+			*pool = c->next;
+			if (replica)
+				st->nrpool--;
+			else
+				st->npool--;
+		}
+		pthread_mutex_unlock(&st->pool_lock);
+		if (c == NULL)
+			return NULL;
+		c->next = NULL;
+		/* the server ended it (a crash, a restart): never reuse it */
+		if (store_pg_conn_alive(c->pg))
+			return c;
+		store_pg_conn_close(c);
+	}
+}
+
+/* Closes every idle connection of a pool. */
+static void store_pg_pool_drain(struct store_pg *st, bool replica)
 {
 	pthread_mutex_lock(&st->pool_lock);
-	struct store_pg_conn *c = st->pool;
-	if (c != NULL) {
-		st->pool = c->next;
-		st->npool--;
-	}
+	struct store_pg_conn **pool = replica ? &st->rpool : &st->pool;
+	struct store_pg_conn *c = *pool;
+	*pool = NULL;
+	if (replica)
+		st->nrpool = 0;
+	else
+		st->npool = 0;
 	pthread_mutex_unlock(&st->pool_lock);
+	while (c != NULL) {
+		struct store_pg_conn *next = c->next;
+		store_pg_conn_close(c);
+		c = next;
+	}
+}
+
+static int store_pg_conn_take(struct store_pg *st, struct store_pg_conn **out)
+{
+	store_conn_lost = false;
+	if (atomic_load(&st->down_since) != 0) {
+		/* what is pooled is from before the outage: a statement on a connection
+		 * to a host that vanished could hang; fail at once instead */
+		store_pg_pool_drain(st, false);
+		store_conn_lost = true;
+		return -ENOTCONN;
+	}
+	struct store_pg_conn *c = store_pg_pool_pop(st, false);
 	if (c != NULL) {
-		c->next = NULL;
-		/* the server ended it (a restart): a new one, with our session settings */
-		if (!store_pg_conn_alive(c->pg)) {
-			store_pg_conn_close(c);
-			return store_pg_conn_open(st->dsn, out);
-		}
 		*out = c;
 		return 0;
 	}
-	return store_pg_conn_open(st->dsn, out);
+	return store_pg_primary_open(st, out);
 }
 
-/* Returns c to the pool (ending any transaction left open). */
+/* A read goes to the primary: the replica did not answer or is not tried yet. */
+static int store_pg_replica_fallback(struct store_pg *st, const char *err)
+{
+	uint64_t n = atomic_fetch_add(&st->replica_fallbacks, 1) + 1;
+	int64_t now = clock_mono_ms();
+	int_fast64_t warned = atomic_load(&st->replica_warned_at);
+	if ((warned == 0 || now - warned >= STORE_PG_REPLICA_WARN_MS) &&
+	    atomic_compare_exchange_strong(&st->replica_warned_at, &warned, now)) {
+		char buf[256];
+		log_warn("store.replica_unavailable",
+			 "backend=postgresql fallbacks=%llu error=%s"
+			 " reason=\"reads go to the primary until the replica answers\"",
+			 (unsigned long long)n, log_quote(buf, sizeof(buf), err));
+	}
+	return -ENOTCONN;
+}
+
+/*
+ * A connection to the replica for a read, or -ENOTCONN when the read must go to
+ * the primary (counted and warned).
+ */
+static int store_pg_replica_take(struct store_pg *st, struct store_pg_conn **out)
+{
+	store_conn_lost = false;
+	struct store_pg_conn *c = store_pg_pool_pop(st, true);
+	if (c != NULL) {
+		*out = c;
+		return 0;
+	}
+	if (atomic_load(&st->replica_down)) {
+		int64_t now = clock_mono_ms();
+		int_fast64_t at = atomic_load(&st->replica_retry_at);
+		if (now < at || !atomic_compare_exchange_strong(&st->replica_retry_at, &at,
+								now + STORE_PG_REPLICA_RETRY_MS))
+			return store_pg_replica_fallback(st, "still unreachable");
+	}
+	char err[256];
+	if (store_pg_connect(st->read_dsn, err, sizeof(err), &c) < 0) {
+		atomic_store(&st->replica_retry_at, clock_mono_ms() + STORE_PG_REPLICA_RETRY_MS);
+		atomic_store(&st->replica_down, true);
+		return store_pg_replica_fallback(st, err);
+	}
+	c->replica = true;
+	bool down = true;
+	if (atomic_compare_exchange_strong(&st->replica_down, &down, false)) {
+		atomic_store(&st->replica_warned_at, 0);
+		log_info("store.replica_available", "backend=postgresql host=%s fallbacks=%llu",
+			 PQhost(c->pg), (unsigned long long)atomic_load(&st->replica_fallbacks));
+	}
+	*out = c;
+	return 0;
+}
+
+/*
+ * True when the statement that just failed was refused because the server accepts
+ * no writes (SQLSTATE 25006 read_only_sql_transaction; our reads never write): a
+ * demoted or fenced primary. Its session is replaced, so that the next one, with
+ * target_session_attrs=read-write in the DSN, finds the primary.
+ */
+static bool store_pg_read_only_error(void)
+{
+	return strcmp(store_pg_sqlstate, "25006") == 0;
+}
+
+/* Returns c to its pool (ending any transaction left open); a broken one is closed. */
 void store_pg_conn_put(struct store_pg *st, struct store_pg_conn *c)
 {
 	if (c == NULL)
 		return;
+	if (PQstatus(c->pg) != CONNECTION_OK || store_pg_read_only_error()) {
+		/* it broke during the call, or its server takes no writes: the call's
+		 * error means "unavailable" */
+		store_conn_lost = true;
+		store_pg_conn_close(c);
+		return;
+	}
 	if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 		PQclear(PQexec(c->pg, "ROLLBACK"));
 	store_pg_conn_timeout(c, false);
 	pthread_mutex_lock(&st->pool_lock);
-	if (st->npool < STORE_PG_POOL_MAX && PQstatus(c->pg) == CONNECTION_OK) {
-		c->next = st->pool;
-		st->pool = c;
-		st->npool++;
+	size_t *n = c->replica ? &st->nrpool : &st->npool;
+	if (*n < STORE_PG_POOL_MAX && PQstatus(c->pg) == CONNECTION_OK) {
+		struct store_pg_conn **pool = c->replica ? &st->rpool : &st->pool;
+		c->next = *pool;
+		*pool = c;
+		(*n)++;
 		c = NULL;
 	}
 	pthread_mutex_unlock(&st->pool_lock);
@@ -952,27 +1226,54 @@ static int store_pg_take_owner(struct store_pg *st, PGconn *c, int64_t wait_ms)
 	return st->exclusive ? 0 : store_pg_node_lock(c, st->node, wait_ms);
 }
 
-/* BEGIN, a connection that works first: the server may have restarted. */
+/*
+ * BEGIN, on a connection that works: one whose server went away (a restart, a
+ * failover) or refused a write (stale) is replaced by a new session, which takes
+ * the owner lock again.
+ * -ENOTCONN when the primary cannot be reached (at once while it is down).
+ */
 static int store_pg_writer_begin(struct store_pg *st)
 {
-	if (!store_pg_conn_alive(st->wconn->pg)) {
-		PQreset(st->wconn->pg);
-		st->wconn->insert_prepared = false; /* a new session */
-		if (PQstatus(st->wconn->pg) != CONNECTION_OK) {
-			log_error("store.pg_reconnect_failed", "backend=postgresql");
+	if (st->wconn->stale || !store_pg_conn_alive(st->wconn->pg)) {
+		if (!store_pg_attempt_due(st))
+			return -ENOTCONN;
+		struct store_pg_conn *c = NULL;
+		char err[256];
+		if (store_pg_connect(st->dsn, err, sizeof(err), &c) < 0) {
+			store_pg_mark_down(st, err);
+			return -ENOTCONN;
+		}
+		store_pg_mark_up(st);
+		/* the old session goes first: a stale one is alive and holds the owner
+		 * lock, which the new session takes (or, failing that, is replaced in turn:
+		 * nothing is written on a session without it) */
+		store_pg_conn_close(st->wconn);
+		st->wconn = c;
+		if (store_pg_take_owner(st, c->pg, STORE_PG_RELOCK_WAIT_MS) < 0) {
+			c->stale = true;
 			return -EIO;
 		}
-		PQsetClientEncoding(st->wconn->pg, "UTF8");
-		/* a new session: the owner lock went with the old one */
-		if (store_pg_script(st->wconn->pg, "session", STORE_PG_SESSION_SQL) < 0 ||
-		    store_pg_take_owner(st, st->wconn->pg, 0) < 0)
-			return -EIO;
+		log_info("store.writer_reconnected", "backend=postgresql host=%s",
+			 PQhost(st->wconn->pg));
 	}
 	/* held until COMMIT: the digest's upper bound waits for this batch's numbers
 	 * (store_pg_digest_max_seq) */
 	return store_pg_script(st->wconn->pg, "begin",
 			       "BEGIN; SELECT pg_advisory_xact_lock_shared(" STORE_PG_INGEST_LOCK
 			       ")");
+}
+
+/* A failed write's code: -ENOTCONN when the writer's connection broke under it or
+ * its server takes no writes. */
+static int store_pg_writer_error(struct store_pg *st, int rc)
+{
+	if (rc < 0 && rc != -EINVAL && store_pg_read_only_error()) {
+		st->wconn->stale = true; /* store_pg_writer_begin replaces it */
+		return -ENOTCONN;
+	}
+	if (rc < 0 && rc != -EINVAL && PQstatus(st->wconn->pg) != CONNECTION_OK)
+		return -ENOTCONN;
+	return rc;
 }
 
 static int store_pg_writer_commit(struct store_pg *st)
@@ -1024,19 +1325,63 @@ static void store_pg_write_batch(struct store_pg *st, struct store_pg_pending *l
 				r = store_pg_writer_commit(st);
 			else
 				store_pg_writer_rollback(st);
+			r = store_pg_writer_error(st, r);
 		}
-		store_pg_finish_pending(list, r == -EINVAL ? -EINVAL : (r < 0 ? -EIO : 0));
+		if (r < 0 && r != -EINVAL && r != -ENOTCONN)
+			r = -EIO;
+		store_pg_finish_pending(list, r);
 		list = next;
 	}
+}
+
+/*
+ * While the database is down and nothing is to be written, the writer still
+ * tries once per STORE_PG_RETRY_MS, so that the others (who fail at once) learn
+ * it is back: a new connection goes to the pool. Called without st->lock.
+ */
+static void store_pg_writer_probe(struct store_pg *st)
+{
+	if (atomic_load(&st->down_since) == 0 || !store_pg_attempt_due(st))
+		return;
+	struct store_pg_conn *c = NULL;
+	char err[256];
+	if (store_pg_connect(st->dsn, err, sizeof(err), &c) < 0) {
+		store_pg_mark_down(st, err);
+		return;
+	}
+	store_pg_mark_up(st);
+	store_pg_conn_put(st, c);
+}
+
+/* Waits on st->wake (st->lock held) until work arrives, for at most ms. */
+static void store_pg_writer_wait(struct store_pg *st, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	long ns = ts.tv_nsec + (long)(ms % 1000) * 1000000L;
+	ts.tv_sec += ms / 1000 + ns / 1000000000L;
+	ts.tv_nsec = ns % 1000000000L;
+	pthread_cond_timedwait(&st->wake, &st->lock, &ts);
 }
 
 static void *store_pg_writer_main(void *arg)
 {
 	struct store_pg *st = arg;
+	store_pg_on_writer = true;
 	pthread_mutex_lock(&st->lock);
 	for (;;) {
-		while (!st->stopping && st->pending_head == NULL)
-			pthread_cond_wait(&st->wake, &st->lock);
+		while (!st->stopping && st->pending_head == NULL) {
+			if (atomic_load(&st->down_since) == 0) {
+				pthread_cond_wait(&st->wake, &st->lock);
+				continue;
+			}
+			store_pg_writer_wait(st, STORE_PG_RETRY_MS);
+			if (st->pending_head != NULL || st->stopping)
+				break;
+			pthread_mutex_unlock(&st->lock);
+			store_pg_writer_probe(st);
+			pthread_mutex_lock(&st->lock);
+		}
 		if (st->stopping && st->pending_head == NULL)
 			break;
 		if (st->batch_wait_us > 0 && !st->stopping && st->npending < st->batch_max) {
@@ -1163,13 +1508,60 @@ static void store_pg_close(struct store *s)
 		st->pool = c->next;
 		store_pg_conn_close(c);
 	}
+	while (st->rpool != NULL) {
+		struct store_pg_conn *c = st->rpool;
+		st->rpool = c->next;
+		store_pg_conn_close(c);
+	}
 	store_pg_conn_close(st->wconn);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->wake);
 	pthread_mutex_destroy(&st->pool_lock);
 	free(st->dsn);
 	free(st->node);
+	free(st->read_dsn);
 	free(st);
+}
+
+/*
+ * The writer's first connection. A server that does not answer (PQping: no
+ * response, or rejecting while it starts or recovers) is waited for up to
+ * connect_wait_ms, logging store.waiting; one that answers but refuses us (role,
+ * password, database, pg_hba.conf) fails at once: waiting would not help.
+ * 0, -ENOTCONN (not up in time) or -EACCES (refused).
+ */
+static int store_pg_connect_first(struct store_pg *st)
+{
+	int64_t start = clock_mono_ms();
+	for (unsigned attempt = 1;; attempt++) {
+		char err[256], buf[256];
+		if (store_pg_connect(st->dsn, err, sizeof(err), &st->wconn) == 0)
+			return 0;
+		const char *keys[] = {"connect_timeout", "dbname", NULL};
+		const char *vals[] = {STORE_PG_CONNECT_TIMEOUT, st->dsn, NULL};
+		PGPing ping = PQpingParams(keys, vals, 1);
+		bool down = ping == PQPING_NO_RESPONSE || ping == PQPING_REJECT;
+		int64_t waited = clock_mono_ms() - start;
+		if (!down || waited >= st->connect_wait_ms) {
+			log_error("store.open_failed",
+				  "backend=postgresql error=%s waited_ms=%lld reason=\"%s\"",
+				  log_quote(buf, sizeof(buf), err), (long long)waited,
+				  down ? "the server did not answer within [store] connect_wait"
+				       : "the server refused the connection: check the role, its "
+					 "password, the database name and pg_hba.conf");
+			return down ? -ENOTCONN : -EACCES;
+		}
+		log_warn(
+		    "store.waiting",
+		    "backend=postgresql attempt=%u waited_ms=%lld connect_wait_ms=%lld error=%s",
+		    attempt, (long long)waited, (long long)st->connect_wait_ms,
+		    log_quote(buf, sizeof(buf), err));
+		int64_t step = st->connect_wait_ms - waited;
+		if (step > STORE_PG_WAIT_STEP_MS)
+			step = STORE_PG_WAIT_STEP_MS;
+		struct timespec ts = {step / 1000, (step % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 }
 
 int store_pg_open(const struct store_options *opt, struct store **out)
@@ -1183,12 +1575,15 @@ int store_pg_open(const struct store_options *opt, struct store **out)
 	st->dsn = xstrdup(opt->dsn);
 	st->node = xstrdup(node);
 	st->exclusive = opt->exclusive;
+	st->read_dsn =
+	    opt->read_dsn != NULL && opt->read_dsn[0] != '\0' ? xstrdup(opt->read_dsn) : NULL;
+	st->connect_wait_ms = opt->connect_wait_ms > 0 ? opt->connect_wait_ms : 0;
 	st->batch_max = opt->batch_max > 0 ? opt->batch_max : STORE_PG_BATCH_MAX_DEFAULT;
 	st->batch_wait_us = opt->batch_wait_us;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->wake, NULL);
 	pthread_mutex_init(&st->pool_lock, NULL);
-	int rc = store_pg_conn_open(st->dsn, &st->wconn);
+	int rc = store_pg_connect_first(st);
 	if (rc < 0)
 		goto fail;
 	if ((rc = store_pg_take_owner(st, st->wconn->pg, STORE_PG_OWNER_WAIT_MS)) < 0 ||
@@ -1202,9 +1597,10 @@ int store_pg_open(const struct store_options *opt, struct store **out)
 	st->writer_started = true;
 	char q[STORE_NODE_NAME_MAX + 8];
 	log_info("store.open",
-		 "backend=postgresql database=%s host=%s schema=%d batch_max=%u node=%s",
+		 "backend=postgresql database=%s host=%s schema=%d batch_max=%u node=%s"
+		 " read_replica=%s",
 		 PQdb(st->wconn->pg), PQhost(st->wconn->pg), STORE_PG_SCHEMA_VERSION, st->batch_max,
-		 log_quote(q, sizeof(q), st->node));
+		 log_quote(q, sizeof(q), st->node), st->read_dsn != NULL ? "yes" : "no");
 	*out = (struct store *)(void *)st;
 	return 0;
 fail:
@@ -1218,6 +1614,18 @@ static void store_pg_debug_counters(struct store *s, struct store_debug_counters
 	out->commits = atomic_load(&st->commits);
 	out->batches = atomic_load(&st->batches);
 	out->batched_messages = atomic_load(&st->batched_messages);
+}
+
+/* What /healthz and /metrics show: the state kept above, no I/O. */
+static void store_pg_status(struct store *s, struct store_status *out)
+{
+	struct store_pg *st = store_pg_of(s);
+	out->down_since_ms = atomic_load(&st->down_since);
+	out->available = out->down_since_ms == 0;
+	out->connect_failures = atomic_load(&st->connect_failures);
+	out->replica = st->read_dsn != NULL;
+	out->replica_available = out->replica && !atomic_load(&st->replica_down);
+	out->replica_fallbacks = atomic_load(&st->replica_fallbacks);
 }
 
 /* --- reading messages --------------------------------------------------- */
@@ -2361,6 +2769,7 @@ const struct store_ops store_pg_ops = {
     .purge = store_pg_purge,
     .stats = store_pg_stats,
     .debug_counters = store_pg_debug_counters,
+    .status = store_pg_status,
     .debug_list_plan = store_pg_debug_list_plan,
     .user_add = store_pg_user_add,
     .user_get = store_pg_user_get,

@@ -27,6 +27,8 @@ struct store_pg_conn {
 	PGconn *pg;
 	bool insert_prepared; /* the writer's: its session has the insert statement */
 	bool timed;	      /* statement_timeout set for the calling thread's read deadline */
+	bool replica;	      /* to [store] read_dsn: goes back to the replica pool */
+	bool stale;	      /* the writer's: its server refused a write (read-only) */
 	struct store_pg_conn *next;
 };
 

@@ -95,7 +95,7 @@ def healthz_ms(port):
     finally:
         c.close()
     ms = (time.monotonic() - t0) * 1000
-    assert r.status == 200 and json.loads(body) == {"status": "ok"}
+    assert r.status == 200 and json.loads(body) == {"status": "ok", "store": "up"}
     return ms
 
 

@@ -122,7 +122,8 @@ def test_bulk_delete_and_expiry_on_postgresql(start_manager, database):
 
 def test_unreachable_database_is_a_clear_start_failure(start_manager, workdir):
     m = start_manager(start=False, store__backend="postgresql",
-                      store__dsn="host=%s port=1 dbname=lazaret connect_timeout=2" % workdir)
+                      store__dsn="host=%s port=1 dbname=lazaret connect_timeout=2" % workdir,
+                      store__connect_wait="2s")
     m.start(wait=False)
     m.wait_exit(1, timeout=30)
     log = m.log_text()

@@ -1752,11 +1752,75 @@ static void test_pg_schema_too_new(void **state)
 	assert_int_equal(fixture_open_other(fx, &other), -EBUSY);
 	/* and a wrong DSN is an error, not a hang */
 	struct store_options bad = {.backend = "postgresql", .dsn = "host=/nonexistent port=1"};
-	assert_int_equal(store_open(&bad, &other), -EIO);
+	assert_int_equal(store_open(&bad, &other), -ENOTCONN);
 	struct store_options none = {.backend = "postgresql"};
 	assert_int_equal(store_open(&none, &other), -EINVAL);
 	struct store_options unknown = {.backend = "oracle", .dsn = "x"};
 	assert_int_equal(store_open(&unknown, &other), -EINVAL);
+}
+
+/*
+ * Opening against a server that does not answer waits connect_wait_ms, then
+ * -ENOTCONN; one that answers and refuses (an unknown database) is -EACCES at once.
+ */
+static void test_pg_connect_wait(void **state)
+{
+	(void)state;
+	struct store *st = NULL;
+	struct store_options none = {
+	    .backend = "postgresql", .dsn = "host=/nonexistent port=1", .connect_wait_ms = 600};
+	int64_t began = clock_mono_ms();
+	assert_int_equal(store_open(&none, &st), -ENOTCONN);
+	assert_true(clock_mono_ms() - began >= 550);
+	/* what callers answer: "unavailable" for these, their own error otherwise */
+	assert_true(store_error_unavailable(-ENOTCONN));
+	assert_false(store_error_unavailable(-EINVAL));
+	assert_false(store_error_unavailable(-ENOENT));
+	char *dsn = test_pg_dsn_of("no_such_database_here");
+	struct store_options refused = {
+	    .backend = "postgresql", .dsn = dsn, .connect_wait_ms = 60000};
+	began = clock_mono_ms();
+	assert_int_equal(store_open(&refused, &st), -EACCES);
+	assert_true(clock_mono_ms() - began < 20000);
+	free(dsn);
+}
+
+/*
+ * With a read replica that cannot be reached, the reads of a thread that allows
+ * the replica go to the primary (counted), others never try it; the status says so.
+ */
+static void test_pg_replica_fallback(void **state)
+{
+	struct fixture *fx = *state;
+	char id[37];
+	struct msg_spec sp = {.label = "r", .at = T0, .rcpts = {"a@x.jp"}};
+	add(fx->st, &sp, id);
+	struct store_status ss;
+	store_status(fx->st, &ss);
+	assert_true(ss.available);
+	assert_false(ss.replica);
+	store_close(fx->st);
+	char *dsn = test_pg_dsn_of(fx->db);
+	struct store_options opt = {
+	    .backend = "postgresql", .dsn = dsn, .read_dsn = "host=/nonexistent port=1"};
+	assert_int_equal(store_open(&opt, &fx->st), 0);
+	free(dsn);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0); /* not allowed: never tried */
+	store_message_free(m);
+	store_status(fx->st, &ss);
+	assert_true(ss.replica);
+	assert_int_equal(ss.replica_fallbacks, 0);
+	store_read_replica_set(true);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(store_get(fx->st, id, &m), 0);
+		store_message_free(m);
+	}
+	store_read_replica_set(false);
+	store_status(fx->st, &ss);
+	assert_true(ss.available);
+	assert_false(ss.replica_available);
+	assert_int_equal(ss.replica_fallbacks, 3);
 }
 
 /*
@@ -2137,6 +2201,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pg_node_names, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_leases_per_node, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_max_seq_waits_for_ingest, setup, teardown),
+	    cmocka_unit_test(test_pg_connect_wait),
+	    cmocka_unit_test_setup_teardown(test_pg_replica_fallback, setup, teardown),
 	};
 	pg_dsn = test_pg_dsn();
 	if (pg_dsn != NULL)
