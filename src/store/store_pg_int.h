@@ -129,4 +129,29 @@ int store_pg_digest_state_put(struct store *st, const char *const *addresses, si
 int store_pg_digest_token_used(struct store *st, const char *nonce, bool *used);
 int store_pg_digest_token_use(struct store *st, const char *nonce, int64_t now, int64_t expires_at);
 
+/*
+ * Tests only: later store_pg_open calls migrate no further than version (0: to
+ * the newest), so that a test can build a database of an older schema.
+ */
+void store_pg_debug_migrate_to(int version);
+
+/* Days of message partitions kept ready after today (store_pg_partition.c). */
+#define STORE_PG_PARTITION_AHEAD_DAYS 7
+/*
+ * Creates the missing daily partitions of the message tables for every UTC day
+ * from from_ms to to_ms (autocommit, or inside the caller's transaction);
+ * *created (may be NULL) gets the number of tables made. 0 or -EIO.
+ */
+int store_pg_partitions_ensure(PGconn *c, int64_t from_ms, int64_t to_ms, int *created);
+/* store_maintain: the days ahead of now, and the rows left in DEFAULT partitions. */
+int store_pg_maintain(struct store *st, int64_t now, uint64_t *stray);
+/*
+ * Expires and purges whole days that ended before cutoff and hold nothing still
+ * needed, each day in one transaction; adds to *expired the recipients that were
+ * still quarantined and to *purged the messages. 0 or -EIO (days dropped before
+ * the failure are counted).
+ */
+int store_pg_partitions_expire(struct store_pg *st, const char *quarantine, int64_t cutoff,
+			       uint64_t *expired, uint64_t *purged);
+
 #endif
