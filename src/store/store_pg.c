@@ -318,9 +318,15 @@ static const char *const store_pg_migrations[] = {
     "  BEGIN"
     "  PERFORM pg_advisory_xact_lock(7809657787786818612);" /* "lazaret4" */
     "  WHILE day <= to_ms LOOP"
-    "    FOREACH t IN ARRAY ARRAY['messages', 'bodies', 'recipients', 'attachments'] LOOP"
-    "      IF lazaret_day_partition(t, day) THEN n := n + 1; END IF;"
-    "    END LOOP;"
+    /* a day whose ids sit in DEFAULT already cannot be made: the others can */
+    "    BEGIN"
+    "      FOREACH t IN ARRAY ARRAY['messages', 'bodies', 'recipients', 'attachments'] LOOP"
+    "        IF lazaret_day_partition(t, day) THEN n := n + 1; END IF;"
+    "      END LOOP;"
+    "    EXCEPTION WHEN check_violation THEN"
+    "      RAISE WARNING 'day % not partitioned: %',"
+    "        to_char(to_timestamp(day / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), SQLERRM;"
+    "    END;"
     "    day := day + 86400000;"
     "  END LOOP;"
     "  RETURN n; END $$;"
@@ -1273,12 +1279,18 @@ int store_pg_open(const struct store_options *opt, struct store **out)
 	if ((rc = store_pg_take_owner(st->wconn->pg, STORE_PG_OWNER_WAIT_MS)) < 0 ||
 	    (rc = store_pg_migrate(st->wconn->pg)) < 0)
 		goto fail;
-	/* today and the days ahead exist before the first message arrives */
+	/*
+	 * Today and the days ahead exist before the first message arrives. Not
+	 * fatal: a day that cannot be made (its ids already in DEFAULT) is logged,
+	 * and its messages are stored in DEFAULT meanwhile.
+	 */
 	int64_t now = clock_now_ms();
 	if (store_pg_schema_target() == STORE_PG_SCHEMA_VERSION &&
-	    (rc = store_pg_partitions_ensure(
-		 st->wconn->pg, now, now + STORE_PG_PARTITION_AHEAD_DAYS * 86400000LL, NULL)) < 0)
-		goto fail;
+	    store_pg_partitions_ensure(st->wconn->pg, now,
+				       now + STORE_PG_PARTITION_AHEAD_DAYS * 86400000LL, NULL) < 0)
+		log_error("store.partitions_failed",
+			  "backend=postgresql"
+			  " reason=\"days ahead not created: see store_maintain\"");
 	if (pthread_create(&st->writer, NULL, store_pg_writer_main, st) != 0) {
 		rc = -EAGAIN;
 		goto fail;

@@ -218,6 +218,12 @@ static void test_partitions_ahead(void **state)
 	add(fx, D0 - 40 * DAY, "spam", "a@x.jp", NULL, id);
 	assert_int_equal(store_maintain(fx->st, D0, &stray), 0);
 	assert_int_equal(stray, 3); /* its row in messages, bodies, recipients */
+	/* its day cannot be made now; the days around it can */
+	assert_int_equal(store_maintain(fx->st, D0 - 42 * DAY, &stray), 0);
+	assert_int_equal(stray, 3);
+	assert_int_equal(day_partitions(fx, D0 - 40 * DAY), 0);
+	assert_int_equal(day_partitions(fx, D0 - 41 * DAY), 4);
+	assert_int_equal(day_partitions(fx, D0 - 39 * DAY), 4);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
 	store_message_free(m);
