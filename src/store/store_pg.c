@@ -600,12 +600,43 @@ static bool store_pg_read_cut_off(const char *what)
  * PGRES_TUPLES_OK; the caller PQclear()s it), NULL when not (logged with what;
  * store_pg_sqlstate says why). binary: results in binary format.
  */
+static PGresult *store_pg_result(PGconn *c, const char *what, PGresult *r);
+
 PGresult *store_pg_exec(PGconn *c, const char *what, const char *sql,
 			const struct store_pg_params *p, bool binary)
 {
 	PGresult *r =
 	    PQexecParams(c, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
 			 p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, binary ? 1 : 0);
+	return store_pg_result(c, what, r);
+}
+
+PGresult *store_pg_exec_prepared(struct store_pg_conn *c, const char *what, const char *sql,
+				 const struct store_pg_params *p)
+{
+	unsigned k = 0;
+	while (k < c->nprepared && strcmp(c->prepared[k], sql) != 0)
+		k++;
+	char name[32];
+	snprintf(name, sizeof(name), "lazaret_q%u", k);
+	if (k == c->nprepared) {
+		if (k == STORE_PG_PREPARED_MAX)
+			return store_pg_exec(c->pg, what, sql, p, false);
+		PGresult *pr = PQprepare(c->pg, name, sql, 0, NULL);
+		if (PQresultStatus(pr) != PGRES_COMMAND_OK)
+			return store_pg_result(c->pg, what, pr);
+		PQclear(pr);
+		c->prepared[c->nprepared++] = xstrdup(sql);
+	}
+	PGresult *r = PQexecPrepared(c->pg, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL,
+				     p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0);
+	return store_pg_result(c->pg, what, r);
+}
+
+/* r when it succeeded; else NULL, r cleared and the failure logged (unless a read
+ * was cut off by its deadline). */
+static PGresult *store_pg_result(PGconn *c, const char *what, PGresult *r)
+{
 	ExecStatusType s = PQresultStatus(r);
 	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
 		store_pg_sqlstate[0] = '\0';
@@ -691,6 +722,8 @@ static void store_pg_conn_close(struct store_pg_conn *c)
 	if (c == NULL)
 		return;
 	PQfinish(c->pg);
+	for (unsigned k = 0; k < c->nprepared; k++)
+		free(c->prepared[k]);
 	free(c);
 }
 
@@ -1642,7 +1675,8 @@ static int store_pg_list(struct store *s, const struct store_filter *f, size_t l
 	if ((rc = store_pg_conn_get(st, &c)) < 0 || (rc = store_pg_read_begin(c->pg)) < 0)
 		goto fail;
 	rc = -EIO;
-	if ((r = store_pg_exec(c->pg, "list", strbuf_str(&q), &p, false)) == NULL)
+	/* prepared: the plan over every day's partition is made once per shape */
+	if ((r = store_pg_exec_prepared(c, "list", strbuf_str(&q), &p)) == NULL)
 		goto fail;
 	v = xcalloc(limit + 1, sizeof(*v));
 	for (int k = 0; k < PQntuples(r); k++)
@@ -1714,7 +1748,7 @@ static int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, 
 	if (rc < 0 || (rc = store_pg_conn_get(st, &c)) < 0)
 		goto fail;
 	rc = -EIO;
-	if ((r = store_pg_exec(c->pg, "list_ids", strbuf_str(&q), &p, false)) == NULL)
+	if ((r = store_pg_exec_prepared(c, "list_ids", strbuf_str(&q), &p)) == NULL)
 		goto fail;
 	size_t rows = (size_t)PQntuples(r);
 	char **v = xcalloc(rows + 1, sizeof(*v));

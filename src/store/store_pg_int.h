@@ -21,12 +21,21 @@
 /* Values bound to one statement: lists travel as one array value each. */
 #define STORE_PG_PARAMS_MAX 40
 
+/*
+ * Listing statements a session keeps prepared (store_pg_exec_prepared): one per
+ * combination of filters met, a few in practice; past this, the rest are planned
+ * each time.
+ */
+#define STORE_PG_PREPARED_MAX 32
+
 struct store_pg;
 struct store_slbl_clean;
 struct store_pg_conn {
 	PGconn *pg;
 	bool insert_prepared; /* the writer's: its session has the insert statement */
-	bool timed;	      /* statement_timeout set for the calling thread's read deadline */
+	char *prepared[STORE_PG_PREPARED_MAX]; /* their SQL, "lazaret_q<i>" on the server */
+	unsigned nprepared;
+	bool timed; /* statement_timeout set for the calling thread's read deadline */
 	struct store_pg_conn *next;
 };
 
@@ -61,6 +70,14 @@ extern __thread char store_pg_sqlstate[6];
  */
 PGresult *store_pg_exec(PGconn *c, const char *what, const char *sql,
 			const struct store_pg_params *p, bool binary);
+/*
+ * As store_pg_exec (text results), with sql prepared once on c's session and kept
+ * there: the server can then reuse one plan instead of planning every call,
+ * which matters for queries over many partitions. For statements run often in a
+ * few shapes (listings); falls back to store_pg_exec when c keeps too many.
+ */
+PGresult *store_pg_exec_prepared(struct store_pg_conn *c, const char *what, const char *sql,
+				 const struct store_pg_params *p);
 /* Runs sql for its effect; *rows (may be NULL) gets the rows it touched. 0 or -EIO. */
 int store_pg_do(PGconn *c, const char *what, const char *sql, const struct store_pg_params *p,
 		uint64_t *rows);

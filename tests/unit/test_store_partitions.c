@@ -393,8 +393,11 @@ static void test_lookup_and_paging(void **state)
 	assert_int_equal(n, 2);
 	assert_non_null(next);
 	store_message_array_free(v, n);
-	assert_int_equal(store_list(fx->st, &f, 1000, next, &v, &n, &next), 0);
+	char *last = NULL;
+	assert_int_equal(store_list(fx->st, &f, 1000, next, &v, &n, &last), 0);
 	assert_int_equal(n, 5 - 2);
+	assert_null(last);
+	free(next);
 	store_message_array_free(v, n);
 	for (int i = 0; i < N; i++) {
 		struct store_message *m = NULL;
