@@ -23,12 +23,15 @@
  *                   makes it fail).
  *   3. check empty  pg_check_empty: any account, message, audit row, safelist,
  *                   digest state or used token refuses the copy.
- *   4. copy         one PostgreSQL transaction, one COPY per table (copy_table),
- *                   from one SQLite read transaction; an interrupted run rolls
- *                   back whole and leaves an empty database to run again.
- *   5. verify       counts per table, per quarantine and state, counters
- *                   (verify_counts), then a sample of bodies through store_get_raw
- *                   on both stores (verify_bodies).
+ *   4. copy         one PostgreSQL transaction: first the daily partitions of
+ *                   every day the source's message ids fall on (copy_partitions;
+ *                   lazaretd made only today and the week ahead), then one COPY
+ *                   per table (copy_table), from one SQLite read transaction; an
+ *                   interrupted run rolls back whole and leaves an empty database
+ *                   to run again.
+ *   5. verify       counts per table, per quarantine and state, counters, no row
+ *                   outside the daily partitions (verify_counts), then a sample of bodies through
+ * store_get_raw on both stores (verify_bodies).
  *
  * Exit status: 0 copied and verified, 1 refused or failed (the reason is
  * printed), 2 the command line is wrong.
@@ -48,6 +51,7 @@
 
 #include "common/clock.h"
 #include "common/fault.h"
+#include "common/ids.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
@@ -91,8 +95,10 @@ static const struct mig_table mig_tables[] = {
      "seq, id, quarantine, received_at, sender, sender_lc, sender_domain, from_text,"
      " from_addr, from_addr_lc, from_domain, to_text, subject, message_id, date_ms, size,"
      " stored_size, verdict, score, gateway, client_address, held, active", false},
-    {"bodies", "SELECT msg_seq, codec, data FROM bodies ORDER BY msg_seq",
-     "msg_seq, codec, data", true},
+    /* PostgreSQL's bodies are keyed by the message id (its partition key) */
+    {"bodies", "SELECT m.id, b.codec, b.data FROM bodies b JOIN messages m ON m.seq = b.msg_seq"
+     " ORDER BY b.msg_seq",
+     "msg_id, codec, data", true},
     {"recipients",
      "SELECT msg_id, address, address_lc, pos, state, reply, updated_at FROM recipients",
      "msg_id, address, address_lc, pos, state, reply, updated_at", false},
@@ -163,6 +169,16 @@ static const struct {
     {"used_tokens", "SELECT count(*) FROM used_tokens"},
 };
 /* clang-format on */
+
+/* On PostgreSQL only: what must be 0 after the copy. */
+static const struct {
+	const char *what;
+	const char *sql;
+} mig_pg_zero[] = {
+    {"rows outside the daily partitions",
+     "SELECT (SELECT count(*) FROM messages_default) + (SELECT count(*) FROM bodies_default)"
+     " + (SELECT count(*) FROM recipients_default) + (SELECT count(*) FROM attachments_default)"},
+};
 
 #define MIG_NTABLES (sizeof(mig_tables) / sizeof(mig_tables[0]))
 #define MIG_NCHECKS (sizeof(mig_checks) / sizeof(mig_checks[0]))
@@ -556,6 +572,56 @@ static int copy_counters(struct mig *g)
 	return 0;
 }
 
+#define MIG_DAY_MS (86400LL * 1000)
+
+/*
+ * Creates, in the copy's transaction, the daily partitions of the message tables
+ * for every day that has messages in the source: one seek on SQLite's id index
+ * per day (an id starts with its time: the first id at or after a day's first
+ * millisecond is the next day's first message). 0 or -EIO.
+ */
+static int copy_partitions(struct mig *g)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(g->lite,
+			       "SELECT id FROM messages WHERE id >= ?1 ORDER BY id LIMIT 1", -1, &s,
+			       NULL) != SQLITE_OK) {
+		fail("SQLite: days: %s", sqlite3_errmsg(g->lite));
+		return -EIO;
+	}
+	char from[32] = "";
+	int rc = 0;
+	unsigned days = 0;
+	for (;;) {
+		sqlite3_reset(s);
+		sqlite3_bind_text(s, 1, from, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) != SQLITE_ROW)
+			break;
+		const char *id = (const char *)sqlite3_column_text(s, 0);
+		int64_t ms = ids_valid(id) ? ids_uuidv7_time_ms(id) : -1;
+		if (ms < 0) {
+			/* not a UUIDv7: it lands in the DEFAULT partition, verify_counts says */
+			break;
+		}
+		int64_t day = ms - ms % MIG_DAY_MS;
+		char sql[128];
+		snprintf(sql, sizeof sql,
+			 "SELECT lazaret_message_partitions(%" PRId64 ", %" PRId64 ")", day, day);
+		if ((rc = pg_run(g, sql)) < 0)
+			break;
+		days++;
+		int64_t next = day + MIG_DAY_MS;
+		snprintf(from, sizeof from, "%08" PRIx64 "-%04" PRIx64, (uint64_t)next >> 16,
+			 (uint64_t)next & 0xffff);
+	}
+	sqlite3_finalize(s);
+	if (rc == 0) {
+		printf("partitions: %u days with messages\n", days);
+		fflush(stdout);
+	}
+	return rc;
+}
+
 /* The copy in one PostgreSQL transaction: 0 committed, -EIO rolled back. */
 static int copy_all(struct mig *g)
 {
@@ -566,7 +632,8 @@ static int copy_all(struct mig *g)
 	 * copy they are taken as SQLite has them (copy_counters) and verified, and
 	 * millions of updates of the one totals row in one transaction would be slow.
 	 */
-	if (pg_run(g, "ALTER TABLE messages DISABLE TRIGGER messages_ai") < 0)
+	if (pg_run(g, "ALTER TABLE messages DISABLE TRIGGER messages_ai") < 0 ||
+	    copy_partitions(g) < 0)
 		goto fail;
 	for (size_t i = 0; i < MIG_NTABLES; i++) {
 		if (copy_table(g, &mig_tables[i]) < 0)
@@ -677,6 +744,18 @@ static int verify_counts(struct mig *g)
 		}
 		free(a);
 		free(b);
+	}
+	for (size_t i = 0; i < sizeof mig_pg_zero / sizeof mig_pg_zero[0]; i++) {
+		char *v = pg_rows(g, mig_pg_zero[i].sql);
+		if (v == NULL) {
+			rc = -EIO;
+		} else if (strcmp(v, "0\n") != 0) {
+			fail("verification failed: %s: %s", mig_pg_zero[i].what, v);
+			rc = -EIO;
+		} else {
+			printf("verified %s: 0\n", mig_pg_zero[i].what);
+		}
+		free(v);
 	}
 	fflush(stdout);
 	return rc;

@@ -63,6 +63,13 @@ int expiry_run_once(struct store *st, const struct expiry_retention *r, size_t n
 {
 	int first = 0, rc;
 	bool others = false;
+	/* the days ahead exist before they are needed; whole old days go with expiry */
+	uint64_t stray = 0;
+	rc = store_maintain(st, now, &stray);
+	if (rc < 0) {
+		log_error("expiry.failed", "op=maintain rc=%d", rc);
+		first = rc;
+	}
 	for (size_t i = 0; i < n; i++)
 		others |= r[i].quarantine == NULL;
 	if (!others) {

@@ -27,7 +27,8 @@ struct expiry_retention {
 };
 
 /*
- * One run at now over the n retentions of r: in each quarantine with a period,
+ * One run at now over the n retentions of r: first the store's time partitions
+ * are kept up (store_maintain: days created ahead); in each quarantine with a period,
  * recipients received longer ago than it become expired; then every message that
  * no recipient needs any more is purged, whatever the retentions. With a NULL
  * entry the store is asked which quarantines hold messages, and empty ones are

@@ -384,6 +384,17 @@ int store_purge(struct store *st, size_t batch, uint64_t *purged)
 	return ops->purge(st, batch, purged);
 }
 
+int store_maintain(struct store *st, int64_t now, uint64_t *stray)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->maintain == NULL) {
+		if (stray != NULL)
+			*stray = 0;
+		return 0;
+	}
+	return ops->maintain(st, now, stray);
+}
+
 int store_stats(struct store *st, struct store_stats *out)
 {
 	const struct store_ops *ops = store_ops_of(st);

@@ -389,6 +389,15 @@ int store_expire(struct store *st, const char *quarantine, int64_t cutoff, int64
 		 size_t batch, uint64_t *expired, uint64_t *purged);
 /* Purges messages that no recipient needs (all final). */
 int store_purge(struct store *st, size_t batch, uint64_t *purged);
+/*
+ * Upkeep of time partitions, called periodically (by the expiry job) with the
+ * current time: on PostgreSQL creates the daily partitions of the message tables
+ * from now's day to a week ahead (the store does so at open too), and counts the
+ * rows that fell outside every day into *stray (may be NULL; logged when not 0:
+ * they are expired row by row, not with their day). SQLite keeps no partitions:
+ * 0, *stray = 0. Otherwise 0 or -EIO.
+ */
+int store_maintain(struct store *st, int64_t now, uint64_t *stray);
 
 struct store_stats {
 	uint64_t messages;     /* rows in the store */

@@ -77,6 +77,8 @@ struct store_ops {
 	int (*expire)(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
 		      size_t batch, uint64_t *expired, uint64_t *purged);
 	int (*purge)(struct store *st, size_t batch, uint64_t *purged);
+	/* NULL: the backend keeps no time partitions (store_maintain does nothing) */
+	int (*maintain)(struct store *st, int64_t now, uint64_t *stray);
 	int (*stats)(struct store *st, struct store_stats *out);
 	void (*debug_counters)(struct store *st, struct store_debug_counters *out);
 	/* Optional (NULL: always available, as SQLite). */

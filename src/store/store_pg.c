@@ -356,6 +356,112 @@ static const char *const store_pg_migrations[] = {
     "  name text PRIMARY KEY,"
     "  value bytea NOT NULL,"
     "  created_at bigint NOT NULL);",
+    /*
+     * 5: messages and what hangs off a message (bodies, recipients, attachments)
+     * in daily RANGE partitions of the message id (store_pg_partition.c). A UUIDv7
+     * id starts with its millisecond time in hex, so the day from ms a to b is the
+     * ids from the text of a's first 48 bits to b's. The id is the key of every
+     * one of these tables (unique constraints must hold the partition key), bodies
+     * now refer to it instead of seq. Rewrites the four tables once: the existing
+     * rows are copied into the partitions of the days they have, the counters stay
+     * as they were (the triggers are attached after the copy).
+     */
+    "CREATE FUNCTION lazaret_uuidv7_floor(ms bigint) RETURNS text"
+    "  LANGUAGE sql IMMUTABLE AS $$"
+    "  SELECT substr(h, 1, 8) || '-' || substr(h, 9, 4)"
+    "  FROM lpad(to_hex(greatest(ms, 0)), 12, '0') AS h $$;"
+    "CREATE FUNCTION lazaret_day_partition(parent text, at_ms bigint) RETURNS boolean"
+    "  LANGUAGE plpgsql AS $$ DECLARE"
+    "  day bigint := at_ms - at_ms % 86400000;"
+    "  name text := parent || '_p' || to_char(to_timestamp(day / 1000) AT TIME ZONE 'UTC',"
+    "    'YYYYMMDD');"
+    "  BEGIN"
+    "  IF to_regclass(quote_ident(name)) IS NOT NULL THEN RETURN false; END IF;"
+    "  EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',"
+    "    name, parent, lazaret_uuidv7_floor(day), lazaret_uuidv7_floor(day + 86400000));"
+    "  RETURN true; END $$;"
+    "CREATE FUNCTION lazaret_message_partitions(from_ms bigint, to_ms bigint)"
+    "  RETURNS integer LANGUAGE plpgsql AS $$ DECLARE"
+    "  day bigint := greatest(from_ms, 0) - greatest(from_ms, 0) % 86400000;"
+    "  t text; n integer := 0;"
+    "  BEGIN"
+    "  PERFORM pg_advisory_xact_lock(7809657787786818612);" /* "lazaret4" */
+    "  WHILE day <= to_ms LOOP"
+    /* a day whose ids sit in DEFAULT already cannot be made: the others can */
+    "    BEGIN"
+    "      FOREACH t IN ARRAY ARRAY['messages', 'bodies', 'recipients', 'attachments'] LOOP"
+    "        IF lazaret_day_partition(t, day) THEN n := n + 1; END IF;"
+    "      END LOOP;"
+    "    EXCEPTION WHEN check_violation THEN"
+    "      RAISE WARNING 'day % not partitioned: %',"
+    "        to_char(to_timestamp(day / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), SQLERRM;"
+    "    END;"
+    "    day := day + 86400000;"
+    "  END LOOP;"
+    "  RETURN n; END $$;"
+    "CREATE SCHEMA lazaret_v3;"
+    "ALTER TABLE attachments SET SCHEMA lazaret_v3;"
+    "ALTER TABLE recipients SET SCHEMA lazaret_v3;"
+    "ALTER TABLE bodies SET SCHEMA lazaret_v3;"
+    "ALTER TABLE messages SET SCHEMA lazaret_v3;"
+    "ALTER TABLE deliveries DROP CONSTRAINT deliveries_msg_id_fkey;"
+    /* the columns as they are (LIKE): whatever earlier migrations added stays */
+    "CREATE TABLE messages (LIKE lazaret_v3.messages INCLUDING DEFAULTS INCLUDING IDENTITY,"
+    "  PRIMARY KEY (id)) PARTITION BY RANGE (id);"
+    "CREATE TABLE bodies ("
+    "  msg_id text COLLATE \"C\" NOT NULL PRIMARY KEY"
+    "    REFERENCES messages(id) ON DELETE CASCADE,"
+    "  codec text NOT NULL,"
+    "  data bytea NOT NULL) PARTITION BY RANGE (msg_id);"
+    "ALTER TABLE bodies ALTER COLUMN data SET STORAGE EXTERNAL;"
+    "CREATE TABLE recipients (LIKE lazaret_v3.recipients INCLUDING DEFAULTS,"
+    "  PRIMARY KEY (msg_id, address_lc),"
+    "  FOREIGN KEY (msg_id) REFERENCES messages(id) ON DELETE CASCADE)"
+    "  PARTITION BY RANGE (msg_id);"
+    "CREATE TABLE attachments (LIKE lazaret_v3.attachments INCLUDING DEFAULTS,"
+    "  PRIMARY KEY (msg_id, idx),"
+    "  FOREIGN KEY (msg_id) REFERENCES messages(id) ON DELETE CASCADE)"
+    "  PARTITION BY RANGE (msg_id);"
+    /* what no daily partition takes: should stay empty (store_pg_maintain says) */
+    "CREATE TABLE messages_default PARTITION OF messages DEFAULT;"
+    "CREATE TABLE bodies_default PARTITION OF bodies DEFAULT;"
+    "CREATE TABLE recipients_default PARTITION OF recipients DEFAULT;"
+    "CREATE TABLE attachments_default PARTITION OF attachments DEFAULT;"
+    /* the days that have messages (not every day between the oldest and now) */
+    "SELECT lazaret_message_partitions(d, d) FROM (SELECT DISTINCT t - t % 86400000 AS d"
+    "  FROM (SELECT ('x' || replace(substr(id, 1, 13), '-', ''))::bit(48)::bigint AS t"
+    "  FROM lazaret_v3.messages) AS ids) AS days;"
+    "INSERT INTO messages OVERRIDING SYSTEM VALUE"
+    "  SELECT * FROM lazaret_v3.messages ORDER BY id;"
+    "SELECT setval(pg_get_serial_sequence('messages', 'seq'), max(seq))"
+    "  FROM lazaret_v3.messages HAVING count(*) > 0;"
+    "INSERT INTO bodies (msg_id, codec, data) SELECT m.id, b.codec, b.data"
+    "  FROM lazaret_v3.bodies b JOIN lazaret_v3.messages m ON m.seq = b.msg_seq ORDER BY m.id;"
+    "INSERT INTO recipients SELECT * FROM lazaret_v3.recipients ORDER BY msg_id;"
+    "INSERT INTO attachments SELECT * FROM lazaret_v3.attachments ORDER BY msg_id;"
+    "ALTER TABLE deliveries ADD FOREIGN KEY (msg_id) REFERENCES messages(id) ON DELETE CASCADE;"
+    "DROP SCHEMA lazaret_v3 CASCADE;"
+    "CREATE INDEX messages_seq ON messages(seq);"
+    "CREATE INDEX messages_quarantine ON messages(quarantine, id);"
+    "CREATE INDEX messages_received ON messages(received_at);"
+    "CREATE INDEX messages_sender ON messages(sender_lc, id);"
+    "CREATE INDEX messages_sender_domain ON messages(sender_domain, id);"
+    "CREATE INDEX messages_from ON messages(from_addr_lc, id);"
+    "CREATE INDEX messages_from_domain ON messages(from_domain, id);"
+    "CREATE INDEX messages_held ON messages(quarantine, received_at) WHERE held > 0;"
+    "CREATE INDEX messages_purgeable ON messages(id) WHERE active = 0;"
+    "CREATE INDEX messages_subject ON messages USING gin (subject gin_trgm_ops);"
+    "CREATE INDEX recipients_address ON recipients(address_lc, msg_id, state);"
+    /* the trigger functions of migration 1 are kept; the triggers go on the new tables */
+    "CREATE TRIGGER messages_ai AFTER INSERT ON messages"
+    "  FOR EACH ROW EXECUTE FUNCTION messages_ai();"
+    "CREATE TRIGGER messages_ad AFTER DELETE ON messages"
+    "  FOR EACH ROW EXECUTE FUNCTION messages_ad();"
+    "CREATE TRIGGER messages_au_held AFTER UPDATE OF held ON messages"
+    "  FOR EACH ROW WHEN ((old.held > 0) <> (new.held > 0))"
+    "  EXECUTE FUNCTION messages_au_held();"
+    "CREATE TRIGGER recipients_au AFTER UPDATE OF state ON recipients"
+    "  FOR EACH ROW WHEN (old.state <> new.state) EXECUTE FUNCTION recipients_au();",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -585,12 +691,43 @@ static bool store_pg_read_cut_off(const char *what)
  * PGRES_TUPLES_OK; the caller PQclear()s it), NULL when not (logged with what;
  * store_pg_sqlstate says why). binary: results in binary format.
  */
+static PGresult *store_pg_result(PGconn *c, const char *what, PGresult *r);
+
 PGresult *store_pg_exec(PGconn *c, const char *what, const char *sql,
 			const struct store_pg_params *p, bool binary)
 {
 	PGresult *r =
 	    PQexecParams(c, sql, p != NULL ? p->n : 0, NULL, p != NULL ? p->v : NULL,
 			 p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, binary ? 1 : 0);
+	return store_pg_result(c, what, r);
+}
+
+PGresult *store_pg_exec_prepared(struct store_pg_conn *c, const char *what, const char *sql,
+				 const struct store_pg_params *p)
+{
+	unsigned k = 0;
+	while (k < c->nprepared && strcmp(c->prepared[k], sql) != 0)
+		k++;
+	char name[32];
+	snprintf(name, sizeof(name), "lazaret_q%u", k);
+	if (k == c->nprepared) {
+		if (k == STORE_PG_PREPARED_MAX)
+			return store_pg_exec(c->pg, what, sql, p, false);
+		PGresult *pr = PQprepare(c->pg, name, sql, 0, NULL);
+		if (PQresultStatus(pr) != PGRES_COMMAND_OK)
+			return store_pg_result(c->pg, what, pr);
+		PQclear(pr);
+		c->prepared[c->nprepared++] = xstrdup(sql);
+	}
+	PGresult *r = PQexecPrepared(c->pg, name, p != NULL ? p->n : 0, p != NULL ? p->v : NULL,
+				     p != NULL ? p->len : NULL, p != NULL ? p->fmt : NULL, 0);
+	return store_pg_result(c->pg, what, r);
+}
+
+/* r when it succeeded; else NULL, r cleared and the failure logged (unless a read
+ * was cut off by its deadline). */
+static PGresult *store_pg_result(PGconn *c, const char *what, PGresult *r)
+{
 	ExecStatusType s = PQresultStatus(r);
 	if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
 		store_pg_sqlstate[0] = '\0';
@@ -676,6 +813,8 @@ static void store_pg_conn_close(struct store_pg_conn *c)
 	if (c == NULL)
 		return;
 	PQfinish(c->pg);
+	for (unsigned k = 0; k < c->nprepared; k++)
+		free(c->prepared[k]);
 	free(c);
 }
 
@@ -1071,7 +1210,7 @@ static const char sql_pg_insert_message[] =
     " message_id, date_ms, size, stored_size, verdict, score, gateway, client_address, held,"
     " active) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,"
     " $17, $18, $19, $20, $21, $21) RETURNING seq),"
-    " b AS (INSERT INTO bodies (msg_seq, codec, data) SELECT seq, 'zstd', $22 FROM m),"
+    " b AS (INSERT INTO bodies (msg_id, codec, data) SELECT $1, 'zstd', $22 FROM m),"
     " r AS (INSERT INTO recipients (msg_id, address, address_lc, pos, state, updated_at)"
     " SELECT $1, a.address, a.lc, a.pos - 1, 0, $3"
     " FROM unnest($23::text[], $24::text[]) WITH ORDINALITY AS a(address, lc, pos)"
@@ -1440,6 +1579,21 @@ static int store_pg_submit_message(struct store *s, struct store_new_message *m,
 
 /* --- open / close ------------------------------------------------------- */
 
+/* Tests only: the version store_pg_migrate stops at (0: the newest). */
+static int store_pg_migrate_target;
+
+void store_pg_debug_migrate_to(int version)
+{
+	store_pg_migrate_target = version;
+}
+
+/* The version store_pg_migrate brings the schema to. */
+static int store_pg_schema_target(void)
+{
+	int t = store_pg_migrate_target;
+	return t > 0 && t < STORE_PG_SCHEMA_VERSION ? t : STORE_PG_SCHEMA_VERSION;
+}
+
 /* Brings the schema to STORE_PG_SCHEMA_VERSION, one transaction per migration. */
 static int store_pg_migrate(PGconn *c)
 {
@@ -1472,7 +1626,7 @@ static int store_pg_migrate(PGconn *c)
 				  STORE_PG_SCHEMA_VERSION);
 			rc = -EPROTO;
 		}
-		if (rc == 0 && version == STORE_PG_SCHEMA_VERSION)
+		if (rc == 0 && version >= store_pg_schema_target())
 			return store_pg_do(c, "commit", "COMMIT", NULL, NULL);
 		if (rc == 0)
 			rc = store_pg_script(c, "migrate", store_pg_migrations[version]);
@@ -1587,9 +1741,25 @@ int store_pg_open(const struct store_options *opt, struct store **out)
 	if (rc < 0)
 		goto fail;
 	if ((rc = store_pg_take_owner(st, st->wconn->pg, STORE_PG_OWNER_WAIT_MS)) < 0 ||
-	    (rc = store_pg_migrate(st->wconn->pg)) < 0 ||
+	    (rc = store_pg_migrate(st->wconn->pg)) < 0)
+		goto fail;
+	/* (a test's older schema, store_pg_debug_migrate_to, has no nodes table: such
+	 * a store is only opened, written with SQL and closed) */
+	if (store_pg_schema_target() == STORE_PG_SCHEMA_VERSION &&
 	    (rc = store_pg_cluster_open(st, st->node, st->exclusive, &st->cluster)) < 0)
 		goto fail;
+	/*
+	 * Today and the days ahead exist before the first message arrives. Not
+	 * fatal: a day that cannot be made (its ids already in DEFAULT) is logged,
+	 * and its messages are stored in DEFAULT meanwhile.
+	 */
+	int64_t now = clock_now_ms();
+	if (store_pg_schema_target() == STORE_PG_SCHEMA_VERSION &&
+	    store_pg_partitions_ensure(st->wconn->pg, now,
+				       now + STORE_PG_PARTITION_AHEAD_DAYS * 86400000LL, NULL) < 0)
+		log_error("store.partitions_failed",
+			  "backend=postgresql"
+			  " reason=\"days ahead not created: see store_maintain\"");
 	if (pthread_create(&st->writer, NULL, store_pg_writer_main, st) != 0) {
 		rc = -EAGAIN;
 		goto fail;
@@ -1786,7 +1956,7 @@ static int store_pg_get_raw(struct store *s, const char *id, unsigned char **raw
 	/* binary results: the body arrives as its bytes, not as hex text */
 	PGresult *r = store_pg_exec(c->pg, "get_raw",
 				    "SELECT b.codec, b.data, m.size FROM messages m"
-				    " JOIN bodies b ON b.msg_seq = m.seq WHERE m.id = $1",
+				    " JOIN bodies b ON b.msg_id = m.id WHERE m.id = $1",
 				    &p, true);
 	store_pg_params_clear(&p);
 	rc = -EIO;
@@ -1956,7 +2126,8 @@ static int store_pg_list(struct store *s, const struct store_filter *f, size_t l
 	if ((rc = store_pg_conn_get(st, &c)) < 0 || (rc = store_pg_read_begin(c->pg)) < 0)
 		goto fail;
 	rc = -EIO;
-	if ((r = store_pg_exec(c->pg, "list", strbuf_str(&q), &p, false)) == NULL)
+	/* prepared: the plan over every day's partition is made once per shape */
+	if ((r = store_pg_exec_prepared(c, "list", strbuf_str(&q), &p)) == NULL)
 		goto fail;
 	v = xcalloc(limit + 1, sizeof(*v));
 	for (int k = 0; k < PQntuples(r); k++)
@@ -2028,7 +2199,7 @@ static int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, 
 	if (rc < 0 || (rc = store_pg_conn_get(st, &c)) < 0)
 		goto fail;
 	rc = -EIO;
-	if ((r = store_pg_exec(c->pg, "list_ids", strbuf_str(&q), &p, false)) == NULL)
+	if ((r = store_pg_exec_prepared(c, "list_ids", strbuf_str(&q), &p)) == NULL)
 		goto fail;
 	size_t rows = (size_t)PQntuples(r);
 	char **v = xcalloc(rows + 1, sizeof(*v));
@@ -2695,6 +2866,10 @@ static int store_pg_expire(struct store *s, const char *quarantine, int64_t cuto
 {
 	if (quarantine == NULL)
 		return -EINVAL;
+	/* whole days first: a dropped partition costs no row deletes */
+	uint64_t day_expired = 0, day_purged = 0;
+	int day_rc = store_pg_partitions_expire(store_pg_of(s), quarantine, cutoff, &day_expired,
+						&day_purged);
 	struct store_pg_batch_args a = {
 	    .quarantine = quarantine,
 	    .cutoff = cutoff,
@@ -2709,13 +2884,17 @@ static int store_pg_expire(struct store *s, const char *quarantine, int64_t cuto
 		total += a.done;
 	} while (rc == 0 && a.done == a.batch);
 	if (expired != NULL)
-		*expired = a.rows;
+		*expired = day_expired + a.rows;
 	if (total > 0)
 		log_info("store.expired", "quarantine=%s messages=%llu recipients=%llu", quarantine,
 			 (unsigned long long)total, (unsigned long long)a.rows);
 	if (rc < 0)
 		return rc;
-	return store_pg_purge(s, batch, purged);
+	uint64_t rows_purged = 0;
+	rc = store_pg_purge(s, batch, &rows_purged);
+	if (purged != NULL)
+		*purged = day_purged + rows_purged;
+	return rc < 0 ? rc : day_rc;
 }
 
 /* --- statistics --------------------------------------------------------- */
@@ -2766,6 +2945,7 @@ const struct store_ops store_pg_ops = {
     .delivery_pending = store_pg_delivery_pending,
     .delivery_next_due = store_pg_delivery_next_due,
     .expire = store_pg_expire,
+    .maintain = store_pg_maintain,
     .purge = store_pg_purge,
     .stats = store_pg_stats,
     .debug_counters = store_pg_debug_counters,

@@ -21,6 +21,13 @@
 /* Values bound to one statement: lists travel as one array value each. */
 #define STORE_PG_PARAMS_MAX 40
 
+/*
+ * Listing statements a session keeps prepared (store_pg_exec_prepared): one per
+ * combination of filters met, a few in practice; past this, the rest are planned
+ * each time.
+ */
+#define STORE_PG_PREPARED_MAX 32
+
 struct store_pg;
 struct store_slbl_clean;
 struct store_pg_conn {
@@ -29,6 +36,8 @@ struct store_pg_conn {
 	bool timed;	      /* statement_timeout set for the calling thread's read deadline */
 	bool replica;	      /* to [store] read_dsn: goes back to the replica pool */
 	bool stale;	      /* the writer's: its server refused a write (read-only) */
+	char *prepared[STORE_PG_PREPARED_MAX]; /* their SQL, "lazaret_q<i>" on the server */
+	unsigned nprepared;
 	struct store_pg_conn *next;
 };
 
@@ -63,6 +72,14 @@ extern __thread char store_pg_sqlstate[6];
  */
 PGresult *store_pg_exec(PGconn *c, const char *what, const char *sql,
 			const struct store_pg_params *p, bool binary);
+/*
+ * As store_pg_exec (text results), with sql prepared once on c's session and kept
+ * there: the server can then reuse one plan instead of planning every call,
+ * which matters for queries over many partitions. For statements run often in a
+ * few shapes (listings); falls back to store_pg_exec when c keeps too many.
+ */
+PGresult *store_pg_exec_prepared(struct store_pg_conn *c, const char *what, const char *sql,
+				 const struct store_pg_params *p);
 /* Runs sql for its effect; *rows (may be NULL) gets the rows it touched. 0 or -EIO. */
 int store_pg_do(PGconn *c, const char *what, const char *sql, const struct store_pg_params *p,
 		uint64_t *rows);
@@ -157,5 +174,30 @@ int store_pg_digest_state_put(struct store *st, const char *const *addresses, si
 			      int64_t last_seq, int64_t sent_at);
 int store_pg_digest_token_used(struct store *st, const char *nonce, bool *used);
 int store_pg_digest_token_use(struct store *st, const char *nonce, int64_t now, int64_t expires_at);
+
+/*
+ * Tests only: later store_pg_open calls migrate no further than version (0: to
+ * the newest), so that a test can build a database of an older schema.
+ */
+void store_pg_debug_migrate_to(int version);
+
+/* Days of message partitions kept ready after today (store_pg_partition.c). */
+#define STORE_PG_PARTITION_AHEAD_DAYS 7
+/*
+ * Creates the missing daily partitions of the message tables for every UTC day
+ * from from_ms to to_ms (autocommit, or inside the caller's transaction);
+ * *created (may be NULL) gets the number of tables made. 0 or -EIO.
+ */
+int store_pg_partitions_ensure(PGconn *c, int64_t from_ms, int64_t to_ms, int *created);
+/* store_maintain: the days ahead of now, and the rows left in DEFAULT partitions. */
+int store_pg_maintain(struct store *st, int64_t now, uint64_t *stray);
+/*
+ * Expires and purges whole days that ended before cutoff and hold nothing still
+ * needed, each day in one transaction; adds to *expired the recipients that were
+ * still quarantined and to *purged the messages. 0 or -EIO (days dropped before
+ * the failure are counted).
+ */
+int store_pg_partitions_expire(struct store_pg *st, const char *quarantine, int64_t cutoff,
+			       uint64_t *expired, uint64_t *purged);
 
 #endif

@@ -107,11 +107,40 @@ def fill(m, aio_sink):
     return ids, session
 
 
+DAY_MS = 86400 * 1000
+
+
+def spread_over_days(db, ids, days):
+    """Moves message ids[i] i % days days back in time (its id, which carries the
+    time, and received_at), as if the store had been filled over several days: the
+    copy must then create the partitions of each of those days."""
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        for i, old in enumerate(ids):
+            back = (i % days) * DAY_MS
+            ms = int(old[:8] + old[9:13], 16) - back
+            new = "%08x-%04x" % (ms >> 16, ms & 0xffff) + old[13:]
+            con.execute("UPDATE messages SET id = ?, received_at = received_at - ?"
+                        " WHERE id = ?", (new, back, old))
+            for table in ("recipients", "attachments", "deliveries"):
+                con.execute("UPDATE %s SET msg_id = ? WHERE msg_id = ?" % table, (new, old))
+            ids[i] = new
+        con.commit()
+    finally:
+        con.close()
+
+
 def test_sqlite_store_moves_to_postgresql(start_manager, aio_sink, aio_sink_factory,
                                           database):  # noqa: F811
     m = start_manager(store__backend="sqlite", primary_host=aio_sink.host, retry_min="1s",
                       retry_max="2s")
     ids, session = fill(m, aio_sink)
+    # the fillers over five days (a, b and c, with a queued delivery, stay today)
+    m.stop()
+    fillers = ids[3:]
+    spread_over_days(os.path.join(m.data_dir, "lazaret.db"), fillers, 5)
+    ids[3:] = fillers
+    m.start()
     before = snapshot(m)
     assert len(before["list"]) == len(ids)
     audit_before = audit(m)
@@ -130,13 +159,22 @@ def test_sqlite_store_moves_to_postgresql(start_manager, aio_sink, aio_sink_fact
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stderr == "", r.stderr
     out = r.stdout
+    assert "partitions: 5 days with messages" in out, out
     assert "messages: 23/23 rows copied" in out, out
+    assert "verified rows outside the daily partitions: 0" in out, out
     assert "bodies: 23/23 rows copied" in out, out
     assert "verified recipients per quarantine and state: " in out, out
     assert "verified bodies: 10 sampled messages equal byte for byte" in out, out
     assert out.rstrip().endswith("done: the PostgreSQL store is a verified copy of %s"
                                  % os.path.join(m.data_dir, "lazaret.db")), out
     assert psql(database, "SELECT count(*) FROM messages") == "23"
+    # each day's messages, bodies and recipients sit in that day's partitions
+    for table in ("messages", "bodies", "recipients"):
+        assert psql(database, "SELECT count(DISTINCT tableoid) FROM %s" % table) == "5", table
+        assert psql(database, "SELECT count(*) FROM %s_default" % table) == "0", table
+    assert psql(database, "SELECT count(*) FROM messages m JOIN bodies b ON b.msg_id = m.id"
+                          " AND b.tableoid::regclass::text = 'bodies_' || substr("
+                          "m.tableoid::regclass::text, 10)") == "23"
     # the attempts counted before the stop (a retry may have come after the first)
     attempts = sqlite_value(os.path.join(m.data_dir, "lazaret.db"),
                             "SELECT sum(attempts) FROM deliveries"
