@@ -9,6 +9,12 @@ in base64 compress like real attachments (compressed PDF streams, JPEG, ZIP):
 zstd gets about 1.3x out of them, where a body of repeated characters (smtp-source
 -l) compresses a hundredfold and leaves the store almost nothing to write.
 
+The PostgreSQL the benchmarks measure lazaretd's PostgreSQL store on is a
+private PostgreSQL 15 cluster (BenchPostgres): initdb in a directory under the
+benchmark's own work directory, a unix socket there only, the settings of
+PG_SETTINGS (durable commits: fsync and synchronous_commit on), removed at the
+end. The system's cluster is never used.
+
 Run as a program it writes the message to a file and prints its size and zstd
 ratio: bench/lib/benchlib.py [--size N] [--seed S] FILE
 """
@@ -296,6 +302,138 @@ def check_fs(prog, path):
               "to a disk" % (prog, path, info.get("type")), file=sys.stderr)
         info["warning"] = "memory file system: fsync costs nothing"
     return info
+
+
+# ---- a private PostgreSQL cluster ----
+
+PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
+# Every setting that differs from PostgreSQL 15's defaults, or that decides the
+# durability of a commit (stated even where it is the default). Commits are
+# durable as SQLite's (synchronous = FULL) and Postfix's (fsync'd queue file) are:
+# COMMIT returns after the WAL is flushed to disk. shared_buffers is a modest
+# production value for a shared 2-core machine; the rest are PostgreSQL's defaults.
+PG_SETTINGS = (
+    ("fsync", "on"),
+    ("synchronous_commit", "on"),
+    ("full_page_writes", "on"),
+    ("wal_sync_method", "fdatasync"),
+    ("shared_buffers", "256MB"),
+    ("max_connections", "200"),
+    ("max_wal_size", "1GB"),
+    ("checkpoint_timeout", "5min"),
+)
+
+
+class PgError(Exception):
+    pass
+
+
+class BenchPostgres:
+    """A PostgreSQL 15 cluster of the benchmark's own under workdir/pg: initdb (as
+    the postgres user when run as root; PostgreSQL refuses root), listening on a unix
+    socket in that directory only, trusting local connections, PG_SETTINGS. stop()
+    stops it and removes the directory. Data and WAL are on the file system of
+    workdir, as the other peers' data."""
+
+    def __init__(self, workdir, name="pg"):
+        self.dir = os.path.join(workdir, name)
+        self.data = os.path.join(self.dir, "data")
+        self.log = os.path.join(self.dir, "server.log")
+        self.started = False
+        self.as_pg = []
+        for tool in ("initdb", "pg_ctl", "psql"):
+            if not os.access(os.path.join(PG_BIN, tool), os.X_OK):
+                raise PgError("no PostgreSQL 15 server in %s (apt-get install postgresql)" % PG_BIN)
+        os.makedirs(self.dir)
+        os.chmod(self.dir, 0o755)  # the socket is here; lazaretd runs as another user
+        if os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            self.as_pg = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, argv, timeout=300):
+        r = subprocess.run(self.as_pg + argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           timeout=timeout)
+        if r.returncode != 0:
+            raise PgError("%s failed (status %d): %s" % (
+                os.path.basename(argv[0]), r.returncode,
+                " | ".join(r.stdout.decode(errors="replace").strip().splitlines()[-5:])))
+        return r.stdout.decode(errors="replace")
+
+    def start(self):
+        self._run([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", "postgres", "-A",
+                   "trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        opts = "-c listen_addresses='' -k %s" % self.dir
+        for k, v in PG_SETTINGS:
+            opts += " -c %s=%s" % (k, v)
+        try:
+            self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l", self.log, "-w",
+                       "-t", "60", "-o", opts, "start"])
+        except PgError as e:
+            raise PgError("%s; server log: %s" % (e, self.log_tail()))
+        self.started = True
+
+    def log_tail(self):
+        try:
+            with open(self.log, "rb") as f:
+                return " | ".join(f.read().decode(errors="replace").strip().splitlines()[-5:])
+        except OSError:
+            return ""
+
+    def dsn(self, dbname="postgres"):
+        return "host=%s port=5432 user=postgres dbname=%s" % (self.dir, dbname)
+
+    def psql(self, sql, dbname="postgres", timeout=600):
+        """Runs sql; returns its output rows, each a list of fields."""
+        r = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-t", "-A", "-F", "\t",
+                            "-v", "ON_ERROR_STOP=1", "-d", self.dsn(dbname), "-c", sql],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        if r.returncode != 0:
+            raise PgError("psql: %s: %s" % (sql[:80], r.stderr.decode(errors="replace").strip()))
+        return [ln.split("\t") for ln in r.stdout.decode().splitlines() if ln]
+
+    def create_db(self, name):
+        self.psql("CREATE DATABASE %s" % name)
+        return self.dsn(name)
+
+    def drop_db(self, name):
+        """Drops the database and checkpoints, so that the next run does not pay
+        for this one's dirty pages."""
+        self.psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+        self.psql("CHECKPOINT")
+
+    def settings(self):
+        """The server's version and the values of PG_SETTINGS it runs with."""
+        names = ",".join("'%s'" % k for k, _v in PG_SETTINGS)
+        rows = self.psql("SELECT name, setting, coalesce(unit, '') FROM pg_settings "
+                         "WHERE name IN (%s) ORDER BY name" % names)
+        version = self.psql("SHOW server_version")[0][0]
+        vals = {}
+        for name, setting, unit in rows:
+            if unit == "8kB":
+                setting, unit = "%dMB" % (int(setting) * 8 // 1024), ""
+            vals[name] = setting + unit
+        return {"version": version, "settings": vals}
+
+    def stop(self):
+        # also a server that started although pg_ctl gave up waiting for it
+        if self.started or os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            try:
+                self._run([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", "fast", "-w",
+                           "-t", "60", "stop"], timeout=120)
+            except (PgError, subprocess.TimeoutExpired):
+                subprocess.run(self.as_pg + [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data,
+                                             "-m", "immediate", "stop"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+            self.started = False
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def pg_settings_line(info):
+    """One line naming the PostgreSQL and its settings, for the results."""
+    return "PostgreSQL %s (a private cluster; %s; unix socket)" % (
+        info["version"], ", ".join("%s=%s" % kv for kv in sorted(info["settings"].items())))
 
 
 # ---- repeated runs ----
