@@ -1391,6 +1391,98 @@ static void test_subject_paging_late(void **state)
 	subject_paging(*state, true);
 }
 
+/*
+ * Time ranges over messages whose received_at differs from the time in their id
+ * (a copied store, a clock step between the two readings): a range of received
+ * times must answer every message received in it, at both edges, newest id
+ * first, however the store bounds its walk of the ids.
+ */
+static void test_time_range_drift(void **state)
+{
+	struct fixture *fx = *state;
+	enum { DAY = 86400000, HOUR = 3600000 };
+	static const struct {
+		struct msg_spec m;
+		int64_t id_at; /* the id's time (0: received_at) */
+	} specs[] = {
+	    {{.label = "a", .at = T0 + 5000, .rcpts = {"a@x.jp"}, .subject = "請求"}, 0},
+	    /* the id 7 s ahead of its received_at */
+	    {{.label = "b", .at = T0 + 5000, .rcpts = {"a@x.jp"}}, T0 + 12000},
+	    /* received a day after its id's time (another day's partition) */
+	    {{.label = "c", .at = T0 + 10000, .rcpts = {"a@x.jp"}}, T0 + 10000 - DAY},
+	    /* the id an hour ahead */
+	    {{.label = "d", .at = T0 + 20000, .rcpts = {"a@x.jp"}}, T0 + 20000 + HOUR},
+	    {{.label = "e", .at = T0 + 20001, .rcpts = {"a@x.jp"}, .subject = "会議"}, 0},
+	    {{.label = "f", .at = T0 - 1, .rcpts = {"a@x.jp"}}, 0},
+	    /* the id 29 s behind */
+	    {{.label = "g", .at = T0 + 30000, .rcpts = {"a@x.jp"}}, T0 + 1000},
+	};
+	enum { NS = sizeof(specs) / sizeof(specs[0]) };
+	char ids[NS][37];
+	for (size_t i = 0; i < NS; i++) {
+		struct store_new_message *m = build(&specs[i].m, NULL);
+		if (specs[i].id_at != 0)
+			ids_uuidv7(specs[i].id_at, m->id);
+		memcpy(ids[i], m->id, 37);
+		assert_int_equal(submit_sync(fx->st, m), 0);
+	}
+	static const int64_t ranges[][2] = {
+	    {T0 + 5000, T0 + 5001},   /* exactly a and b: since is inside */
+	    {T0 + 5001, T0 + 20000},  /* c only: until is outside (d) */
+	    {T0 + 5001, T0 + 20001},  /* c and d */
+	    {T0 + 10000, T0 + 10001}, /* c, whose id is a day older */
+	    {T0 + 20000, 0},	      /* d, e, g */
+	    {0, T0 + 5000},	      /* f */
+	    {0, T0},		      /* f: until is its received_at + 1 */
+	    {0, T0 - 1},	      /* none */
+	    {T0 - 1, T0 + 30001},     /* all */
+	    {T0 + 30000, T0 + 30001}, /* g, whose id is 29 s older */
+	    {T0 + 30001, 0},	      /* none */
+	    {T0 + 12000, T0 + 12001}, /* none: b's id time, not its received_at */
+	    {T0 + 20000 + HOUR, 0},   /* none: d's id time */
+	};
+	char(*want)[37] = xcalloc(NS, 37);
+	char(*got)[37] = xcalloc(NS, 37);
+	for (size_t t = 0; t < sizeof(ranges) / sizeof(ranges[0]); t++) {
+		int64_t since = ranges[t][0], until = ranges[t][1];
+		size_t nwant = 0;
+		for (size_t i = 0; i < NS; i++) {
+			if ((since == 0 || specs[i].m.at >= since) &&
+			    (until == 0 || specs[i].m.at < until))
+				memcpy(want[nwant++], ids[i], 37);
+		}
+		qsort(want, nwant, 37, cmp_id_desc);
+		for (size_t page = 1; page <= 50; page += 49) {
+			struct store_filter f = {
+			    .quarantine = "spam", .since = since, .until = until};
+			size_t ngot = list_all_paged(fx->st, &f, page, got, NS);
+			if (ngot != nwant)
+				fail_msg("range %zu page %zu: %zu matches, want %zu", t, page, ngot,
+					 nwant);
+			for (size_t k = 0; k < ngot; k++) {
+				if (strcmp(got[k], want[k]) != 0)
+					fail_msg("range %zu page %zu: match %zu is %s, want %s", t,
+						 page, k, got[k], want[k]);
+			}
+		}
+	}
+	/* a short subject term within a range, and a bulk action over a range */
+	struct store_filter fs = {.subject = "会", .since = T0 + 20000, .until = T0 + 20002};
+	assert_int_equal(list_all_paged(fx->st, &fs, 50, got, NS), 1);
+	assert_string_equal(got[0], ids[4]);
+	struct store_filter fb = {.since = T0 + 5000, .until = T0 + 10001};
+	int changed = 0;
+	assert_int_equal(store_delete_matching(fx->st, &fb, T0 + 40000, &changed), 0);
+	assert_int_equal(changed, 3); /* a, b, c */
+	if (pg_dsn != NULL) {
+		/* PostgreSQL keeps the bounds it turns a range into */
+		assert_int_equal(pg_int(fx, "SELECT id_ahead FROM list_order"), HOUR);
+		assert_int_equal(pg_int(fx, "SELECT id_behind FROM list_order"), DAY);
+	}
+	free(want);
+	free(got);
+}
+
 /* A bulk action by subject pages through the walk batch by batch: every match, once. */
 static void test_subject_bulk(void **state)
 {
@@ -1845,6 +1937,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_bulk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_time_range_drift, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_builds_search_index, setup, teardown),
 	};
 	/* the same behaviour on PostgreSQL, and what is PostgreSQL's own */
@@ -1866,6 +1959,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_bulk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_time_range_drift, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_deadline, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_claims_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_schema_too_new, setup, teardown),
