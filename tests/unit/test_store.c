@@ -2027,6 +2027,9 @@ static void test_pg_search_migration(void **state)
 		   " DELETE FROM store_migrations WHERE version = 5; COMMIT");
 	assert_int_equal(fixture_open(fx), 0);
 	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 5);
+	/* the planner has the statistics of the new index expression */
+	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
+			       " WHERE tablename LIKE '%short_grams%'") > 0);
 	assert_int_equal(pg_int(fx, "SELECT id_ahead FROM list_order"), HOUR);
 	assert_int_equal(pg_int(fx, "SELECT id_behind FROM list_order"), 2 * HOUR);
 	struct store_filter f = {.subject = "会議"};
