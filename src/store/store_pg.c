@@ -1695,7 +1695,7 @@ static int store_pg_filter_sql(const struct store_filter *f, const char *cursor,
 	 * partitions and lets the id order be walked; received_at is still checked
 	 * on each row.
 	 */
-	if (o != NULL && f->since != 0 && f->since - o->id_behind > 0)
+	if (o != NULL && f->since != 0 && f->since > o->id_behind)
 		strbuf_printf(q, " AND m.id >= $%d",
 			      store_pg_owned(p, store_pg_id_prefix(f->since - o->id_behind)));
 	if (o != NULL && f->until != 0 && f->until <= STORE_PG_ID_MS_MAX - o->id_ahead)
