@@ -462,6 +462,57 @@ static const char *const store_pg_migrations[] = {
     "  EXECUTE FUNCTION messages_au_held();"
     "CREATE TRIGGER recipients_au AFTER UPDATE OF state ON recipients"
     "  FOR EACH ROW WHEN (old.state <> new.state) EXECUTE FUNCTION recipients_au();",
+    /*
+     * 6: searches that scale with their matches, not with the messages.
+     * lazaret_short_grams: every character and every pair of neighbouring
+     * characters of lower(subject), so that a GIN index answers subject terms of
+     * 1-2 characters (Japanese words are often two kanji), which the trigram
+     * index cannot; case is folded by lower(), as ILIKE folds it (beyond ASCII
+     * too). GIN drops repeated keys itself.
+     * list_order bounds how far received_at strays from the time in the id, so
+     * that a time range becomes a range of ids (partitions pruned, the id order
+     * walked): id_ahead = max(time in the id - received_at), id_behind =
+     * max(received_at - time in the id), both at least 0; an id that is not a
+     * UUIDv7 makes both 2^48 - 1 (no bound). They only grow. Ingest stamps both
+     * from one clock reading, so the trigger fires only for copied or odd rows.
+     */
+    /* (plpgsql: a seventh of the time of the same in one SQL query) */
+    "CREATE FUNCTION lazaret_short_grams(s text) RETURNS text[]"
+    "  LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$ DECLARE"
+    "  c text[] := string_to_array(lower(s), NULL);"
+    "  g text[] := c;"
+    "  BEGIN"
+    "  FOR i IN 1 .. cardinality(c) - 1 LOOP g := array_append(g, c[i] || c[i + 1]); END LOOP;"
+    "  RETURN g; END $$;"
+    "CREATE INDEX messages_subject_short ON messages"
+    "  USING gin (lazaret_short_grams(subject));"
+    "CREATE FUNCTION lazaret_uuidv7_ms(id text) RETURNS bigint"
+    "  LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$"
+    "  SELECT CASE WHEN id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-'"
+    "    THEN ('x' || substr(id, 1, 8) || substr(id, 10, 4))::bit(48)::bigint END $$;"
+    "CREATE TABLE list_order ("
+    "  one integer PRIMARY KEY CHECK (one = 1),"
+    "  id_ahead bigint NOT NULL,"
+    "  id_behind bigint NOT NULL);"
+    "INSERT INTO list_order SELECT 1,"
+    "  greatest(0, coalesce(max(coalesce(t - received_at, 281474976710655)), 0)),"
+    "  greatest(0, coalesce(max(coalesce(received_at - t, 281474976710655)), 0))"
+    "  FROM (SELECT lazaret_uuidv7_ms(id) AS t, received_at FROM messages) AS m;"
+    "CREATE FUNCTION messages_ai_order() RETURNS trigger LANGUAGE plpgsql AS $$ DECLARE"
+    "  t bigint := lazaret_uuidv7_ms(new.id);"
+    "  ahead bigint := coalesce(t - new.received_at, 281474976710655);"
+    "  behind bigint := coalesce(new.received_at - t, 281474976710655);"
+    "  BEGIN"
+    "  UPDATE list_order SET id_ahead = greatest(id_ahead, ahead),"
+    "    id_behind = greatest(id_behind, behind)"
+    "    WHERE id_ahead < ahead OR id_behind < behind;"
+    "  RETURN NULL; END $$;"
+    "CREATE TRIGGER messages_ai_order AFTER INSERT ON messages FOR EACH ROW"
+    "  WHEN (lazaret_uuidv7_ms(new.id) IS DISTINCT FROM new.received_at)"
+    "  EXECUTE FUNCTION messages_ai_order();"
+    /* the new index expression's statistics: without them the planner takes a
+     * frequent short term for a rare one and reads every match */
+    "ANALYZE messages;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -2002,12 +2053,62 @@ static char *store_pg_like_pattern(const char *s)
 	return strbuf_take(&b);
 }
 
+/* The greatest millisecond time a UUIDv7 holds (48 bits). */
+#define STORE_PG_ID_MS_MAX (((int64_t)1 << 48) - 1)
+/* Subject terms of fewer characters go to messages_subject_short (migration 6). */
+#define STORE_PG_TRGM_MIN_CHARS 3
+
+/* How far received_at strays from the time in the id (list_order, migration 6). */
+struct store_pg_order {
+	int64_t id_ahead;  /* max(time in the id - received_at), >= 0 */
+	int64_t id_behind; /* max(received_at - time in the id), >= 0 */
+};
+
+/*
+ * Reads list_order into *o on c, inside the caller's transaction so that the
+ * query after it sees the rows the bounds were taken for. 0 or -EIO.
+ */
+static int store_pg_order_read(PGconn *c, struct store_pg_order *o)
+{
+	PGresult *r = store_pg_exec(c, "list_order", "SELECT id_ahead, id_behind FROM list_order",
+				    NULL, false);
+	if (r == NULL)
+		return -EIO;
+	/* no row (cannot happen after migration 6): no bound at all */
+	o->id_ahead = PQntuples(r) == 1 ? store_pg_i64(r, 0, 0) : STORE_PG_ID_MS_MAX;
+	o->id_behind = PQntuples(r) == 1 ? store_pg_i64(r, 0, 1) : STORE_PG_ID_MS_MAX;
+	PQclear(r);
+	return 0;
+}
+
+/*
+ * The smallest id text whose time is ms ("0190f5c2-8b1e", what
+ * lazaret_uuidv7_floor gives): id >= prefix exactly when the id's time >= ms.
+ */
+static char *store_pg_id_prefix(int64_t ms)
+{
+	uint64_t t = (uint64_t)(ms < 0 ? 0 : ms > STORE_PG_ID_MS_MAX ? STORE_PG_ID_MS_MAX : ms);
+	return xasprintf("%08llx-%04llx", (unsigned long long)(t >> 16),
+			 (unsigned long long)(t & 0xffff));
+}
+
+/* Characters of the UTF-8 text s, as PostgreSQL's length() counts them. */
+static size_t store_pg_chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s != '\0'; s++)
+		n += ((unsigned char)*s & 0xc0) != 0x80;
+	return n;
+}
+
 /*
  * Appends " AND ..." terms for f and the keyset cursor to q and their values to
  * p: the meaning of store_filter, as store_sqlite.c gives it. 0, or -EINVAL for a
  * filter outside its limits. The planner picks the index from its statistics.
+ * o (NULL: not read) turns a time range into a range of ids as well.
  */
-static int store_pg_filter_sql(const struct store_filter *f, const char *cursor, struct strbuf *q,
+static int store_pg_filter_sql(const struct store_filter *f, const char *cursor,
+			       const struct store_pg_order *o, struct strbuf *q,
 			       struct store_pg_params *p)
 {
 	static const struct store_filter none;
@@ -2072,7 +2173,11 @@ static int store_pg_filter_sql(const struct store_filter *f, const char *cursor,
 	}
 	if (f->subject != NULL && f->subject[0] != '\0') {
 		/* the trigram index answers ILIKE for 3+ characters; shorter terms
-		 * are checked on the rows the other terms leave */
+		 * have their grams' index (migration 6), ILIKE checks its rows */
+		if (store_pg_chars(f->subject) < STORE_PG_TRGM_MIN_CHARS)
+			strbuf_printf(
+			    q, " AND lazaret_short_grams(m.subject) @> ARRAY[lower($%d::text)]",
+			    store_pg_text(p, f->subject));
 		strbuf_printf(q, " AND m.subject ILIKE $%d",
 			      store_pg_owned(p, store_pg_like_pattern(f->subject)));
 	}
@@ -2080,6 +2185,18 @@ static int store_pg_filter_sql(const struct store_filter *f, const char *cursor,
 		strbuf_printf(q, " AND m.received_at >= $%d", store_pg_int(p, f->since));
 	if (f->until != 0)
 		strbuf_printf(q, " AND m.received_at < $%d", store_pg_int(p, f->until));
+	/*
+	 * received_at in [since, until) means the id's time is in [since -
+	 * id_behind, until + id_ahead): a range of ids, which prunes the daily
+	 * partitions and lets the id order be walked; received_at is still checked
+	 * on each row.
+	 */
+	if (o != NULL && f->since != 0 && f->since > o->id_behind)
+		strbuf_printf(q, " AND m.id >= $%d",
+			      store_pg_owned(p, store_pg_id_prefix(f->since - o->id_behind)));
+	if (o != NULL && f->until != 0 && f->until <= STORE_PG_ID_MS_MAX - o->id_ahead)
+		strbuf_printf(q, " AND m.id < $%d",
+			      store_pg_owned(p, store_pg_id_prefix(f->until + o->id_ahead)));
 	if (f->quarantine != NULL)
 		strbuf_printf(q, " AND m.quarantine = $%d", store_pg_text(p, f->quarantine));
 	if (f->verdict != NULL)
@@ -2093,15 +2210,31 @@ static int store_pg_filter_sql(const struct store_filter *f, const char *cursor,
 
 /* "<head> FROM messages m WHERE <f> ORDER BY m.id DESC LIMIT n" with its values. */
 static int store_pg_build_list(const char *head, const struct store_filter *f, const char *cursor,
-			       size_t limit, struct strbuf *q, struct store_pg_params *p)
+			       const struct store_pg_order *o, size_t limit, struct strbuf *q,
+			       struct store_pg_params *p)
 {
 	strbuf_puts(q, head);
 	strbuf_puts(q, " FROM messages m WHERE true");
-	int rc = store_pg_filter_sql(f, cursor, q, p);
+	int rc = store_pg_filter_sql(f, cursor, o, q, p);
 	if (rc < 0)
 		return rc;
 	strbuf_printf(q, " ORDER BY m.id DESC LIMIT $%d", store_pg_int(p, (int64_t)limit));
 	return 0;
+}
+
+/*
+ * store_pg_build_list on c, inside the caller's read transaction: a time range
+ * first reads list_order, so that its bounds hold for the rows the query sees.
+ */
+static int store_pg_build_list_on(PGconn *c, const char *head, const struct store_filter *f,
+				  const char *cursor, size_t limit, struct strbuf *q,
+				  struct store_pg_params *p)
+{
+	struct store_pg_order o;
+	bool ranged = f != NULL && (f->since != 0 || f->until != 0);
+	if (ranged && store_pg_order_read(c, &o) < 0)
+		return -EIO;
+	return store_pg_build_list(head, f, cursor, ranged ? &o : NULL, limit, q, p);
 }
 
 static int store_pg_list(struct store *s, const struct store_filter *f, size_t limit,
@@ -2119,11 +2252,13 @@ static int store_pg_list(struct store *s, const struct store_filter *f, size_t l
 	struct store_message **v = NULL;
 	PGresult *r = NULL;
 	size_t nv = 0;
-	/* one row more than asked tells whether there is a next page */
-	int rc = store_pg_build_list("SELECT " STORE_PG_MSG_COLS, f, cursor, limit + 1, &q, &p);
-	if (rc < 0)
-		goto fail;
+	int rc;
 	if ((rc = store_pg_conn_get(st, &c)) < 0 || (rc = store_pg_read_begin(c->pg)) < 0)
+		goto fail;
+	/* one row more than asked tells whether there is a next page */
+	rc = store_pg_build_list_on(c->pg, "SELECT " STORE_PG_MSG_COLS, f, cursor, limit + 1, &q,
+				    &p);
+	if (rc < 0)
 		goto fail;
 	rc = -EIO;
 	/* prepared: the plan over every day's partition is made once per shape */
@@ -2165,8 +2300,10 @@ static int store_pg_debug_list_plan(struct store *s, const struct store_filter *
 	struct store_pg_params p = {0};
 	struct store_pg_conn *c = NULL;
 	PGresult *r = NULL;
-	int rc = store_pg_build_list("EXPLAIN SELECT " STORE_PG_MSG_COLS, f, cursor, 51, &q, &p);
-	if (rc < 0 || (rc = store_pg_conn_get(st, &c)) < 0)
+	int rc;
+	if ((rc = store_pg_conn_get(st, &c)) < 0 || (rc = store_pg_read_begin(c->pg)) < 0 ||
+	    (rc = store_pg_build_list_on(c->pg, "EXPLAIN SELECT " STORE_PG_MSG_COLS, f, cursor, 51,
+					 &q, &p)) < 0)
 		goto fail;
 	rc = -EIO;
 	if ((r = store_pg_exec(c->pg, "list_plan", strbuf_str(&q), &p, false)) == NULL)
@@ -2195,8 +2332,9 @@ static int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, 
 	struct store_pg_params p = {0};
 	struct store_pg_conn *c = NULL;
 	PGresult *r = NULL;
-	int rc = store_pg_build_list("SELECT m.id", f, cursor, limit, &q, &p);
-	if (rc < 0 || (rc = store_pg_conn_get(st, &c)) < 0)
+	int rc;
+	if ((rc = store_pg_conn_get(st, &c)) < 0 || (rc = store_pg_read_begin(c->pg)) < 0 ||
+	    (rc = store_pg_build_list_on(c->pg, "SELECT m.id", f, cursor, limit, &q, &p)) < 0)
 		goto fail;
 	rc = -EIO;
 	if ((r = store_pg_exec_prepared(c, "list_ids", strbuf_str(&q), &p)) == NULL)

@@ -1410,6 +1410,98 @@ static void test_subject_paging_late(void **state)
 	subject_paging(*state, true);
 }
 
+/*
+ * Time ranges over messages whose received_at differs from the time in their id
+ * (a copied store, a clock step between the two readings): a range of received
+ * times must answer every message received in it, at both edges, newest id
+ * first, however the store bounds its walk of the ids.
+ */
+static void test_time_range_drift(void **state)
+{
+	struct fixture *fx = *state;
+	enum { DAY = 86400000, HOUR = 3600000 };
+	static const struct {
+		struct msg_spec m;
+		int64_t id_at; /* the id's time (0: received_at) */
+	} specs[] = {
+	    {{.label = "a", .at = T0 + 5000, .rcpts = {"a@x.jp"}, .subject = "請求"}, 0},
+	    /* the id 7 s ahead of its received_at */
+	    {{.label = "b", .at = T0 + 5000, .rcpts = {"a@x.jp"}}, T0 + 12000},
+	    /* received a day after its id's time (another day's partition) */
+	    {{.label = "c", .at = T0 + 10000, .rcpts = {"a@x.jp"}}, T0 + 10000 - DAY},
+	    /* the id an hour ahead */
+	    {{.label = "d", .at = T0 + 20000, .rcpts = {"a@x.jp"}}, T0 + 20000 + HOUR},
+	    {{.label = "e", .at = T0 + 20001, .rcpts = {"a@x.jp"}, .subject = "会議"}, 0},
+	    {{.label = "f", .at = T0 - 1, .rcpts = {"a@x.jp"}}, 0},
+	    /* the id 29 s behind */
+	    {{.label = "g", .at = T0 + 30000, .rcpts = {"a@x.jp"}}, T0 + 1000},
+	};
+	enum { NS = sizeof(specs) / sizeof(specs[0]) };
+	char ids[NS][37];
+	for (size_t i = 0; i < NS; i++) {
+		struct store_new_message *m = build(&specs[i].m, NULL);
+		if (specs[i].id_at != 0)
+			ids_uuidv7(specs[i].id_at, m->id);
+		memcpy(ids[i], m->id, 37);
+		assert_int_equal(submit_sync(fx->st, m), 0);
+	}
+	static const int64_t ranges[][2] = {
+	    {T0 + 5000, T0 + 5001},   /* exactly a and b: since is inside */
+	    {T0 + 5001, T0 + 20000},  /* c only: until is outside (d) */
+	    {T0 + 5001, T0 + 20001},  /* c and d */
+	    {T0 + 10000, T0 + 10001}, /* c, whose id is a day older */
+	    {T0 + 20000, 0},	      /* d, e, g */
+	    {0, T0 + 5000},	      /* f */
+	    {0, T0},		      /* f: until is its received_at + 1 */
+	    {0, T0 - 1},	      /* none */
+	    {T0 - 1, T0 + 30001},     /* all */
+	    {T0 + 30000, T0 + 30001}, /* g, whose id is 29 s older */
+	    {T0 + 30001, 0},	      /* none */
+	    {T0 + 12000, T0 + 12001}, /* none: b's id time, not its received_at */
+	    {T0 + 20000 + HOUR, 0},   /* none: d's id time */
+	};
+	char(*want)[37] = xcalloc(NS, 37);
+	char(*got)[37] = xcalloc(NS, 37);
+	for (size_t t = 0; t < sizeof(ranges) / sizeof(ranges[0]); t++) {
+		int64_t since = ranges[t][0], until = ranges[t][1];
+		size_t nwant = 0;
+		for (size_t i = 0; i < NS; i++) {
+			if ((since == 0 || specs[i].m.at >= since) &&
+			    (until == 0 || specs[i].m.at < until))
+				memcpy(want[nwant++], ids[i], 37);
+		}
+		qsort(want, nwant, 37, cmp_id_desc);
+		for (size_t page = 1; page <= 50; page += 49) {
+			struct store_filter f = {
+			    .quarantine = "spam", .since = since, .until = until};
+			size_t ngot = list_all_paged(fx->st, &f, page, got, NS);
+			if (ngot != nwant)
+				fail_msg("range %zu page %zu: %zu matches, want %zu", t, page, ngot,
+					 nwant);
+			for (size_t k = 0; k < ngot; k++) {
+				if (strcmp(got[k], want[k]) != 0)
+					fail_msg("range %zu page %zu: match %zu is %s, want %s", t,
+						 page, k, got[k], want[k]);
+			}
+		}
+	}
+	/* a short subject term within a range, and a bulk action over a range */
+	struct store_filter fs = {.subject = "会", .since = T0 + 20000, .until = T0 + 20002};
+	assert_int_equal(list_all_paged(fx->st, &fs, 50, got, NS), 1);
+	assert_string_equal(got[0], ids[4]);
+	struct store_filter fb = {.since = T0 + 5000, .until = T0 + 10001};
+	int changed = 0;
+	assert_int_equal(store_delete_matching(fx->st, &fb, T0 + 40000, &changed), 0);
+	assert_int_equal(changed, 3); /* a, b, c */
+	if (pg_dsn != NULL) {
+		/* PostgreSQL keeps the bounds it turns a range into */
+		assert_int_equal(pg_int(fx, "SELECT id_ahead FROM list_order"), HOUR);
+		assert_int_equal(pg_int(fx, "SELECT id_behind FROM list_order"), DAY);
+	}
+	free(want);
+	free(got);
+}
+
 /* A bulk action by subject pages through the walk batch by batch: every match, once. */
 static void test_subject_bulk(void **state)
 {
@@ -2146,6 +2238,136 @@ static void test_pg_max_seq_waits_for_ingest(void **state)
 	PQfinish(c);
 }
 
+/* Runs sql (no result wanted) on the fixture's PostgreSQL database. */
+static void pg_run_fx(struct fixture *fx, const char *sql)
+{
+	char *dsn = test_pg_dsn_of(fx->db);
+	PGconn *c = PQconnectdb(dsn);
+	free(dsn);
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	pg_run(c, sql);
+	PQfinish(c);
+}
+
+/* How many messages store_list answers for f (all pages). */
+static size_t list_count(struct store *st, const struct store_filter *f)
+{
+	char(*got)[37] = xcalloc(200, 37);
+	size_t n = list_all_paged(st, f, 50, got, 200);
+	free(got);
+	return n;
+}
+
+/*
+ * PostgreSQL's 1-2 character index folds case as ILIKE does, beyond ASCII too
+ * (lower() of the database's locale): every term answers what a scan with ILIKE
+ * answers. Then, with sequential scans off, the plans show the index of short
+ * terms and a time range pruned to its day's partition.
+ */
+static void test_pg_search_indexes(void **state)
+{
+	struct fixture *fx = *state;
+	char sql[256];
+	snprintf(sql, sizeof(sql), "SELECT lazaret_message_partitions(%lld, %lld)", (long long)T0,
+		 (long long)T0);
+	pg_run_fx(fx, sql);
+	static const char *const subjects[] = {"Ärger über Öl", "ÄRGER", "請求書",
+					       "会議室の予約",	"plain", "ÉCOLE été"};
+	for (size_t i = 0; i < sizeof(subjects) / sizeof(subjects[0]); i++) {
+		struct msg_spec sp = {.label = "x",
+				      .at = T0 + 1000 * (int64_t)i,
+				      .rcpts = {"a@x.jp"},
+				      .subject = subjects[i]};
+		add(fx->st, &sp, NULL);
+	}
+	static const char *const terms[] = {"ä",  "Ä",	  "är", "ÄR", "rg",   "ü", "öl", "ÖL", "É",
+					    "ét", "請求", "請", "会", "議室", "x", "鯖", "ö"};
+	for (size_t i = 0; i < sizeof(terms) / sizeof(terms[0]); i++) {
+		struct store_filter f = {.subject = terms[i]};
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM messages WHERE subject ILIKE '%%%s%%'", terms[i]);
+		size_t want = (size_t)pg_int(fx, sql);
+		size_t got = list_count(fx->st, &f);
+		if (got != want)
+			fail_msg("term \"%s\": %zu matches, ILIKE finds %zu", terms[i], got, want);
+	}
+	/* the ASCII and Japanese ones, as SQLite answers them too */
+	struct store_filter f1 = {.subject = "請求"};
+	assert_int_equal(list_count(fx->st, &f1), 1);
+	struct store_filter f2 = {.subject = "RG"};
+	assert_int_equal(list_count(fx->st, &f2), 2);
+	/* what the plans use, once sequential scans are off for new connections */
+	store_close(fx->st);
+	fx->st = NULL;
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s SET enable_seqscan = off", fx->db);
+	pg_run_fx(fx, sql);
+	assert_int_equal(fixture_open(fx), 0);
+	char *plan = NULL;
+	assert_int_equal(store_debug_list_plan(fx->st, &f1, NULL, &plan), 0);
+	if (strstr(plan, "short_grams_idx") == NULL)
+		fail_msg("a 2-character term without its index:\n%s", plan);
+	free(plan);
+	struct store_filter fr = {.quarantine = "spam", .since = T0, .until = T0 + 2000};
+	assert_int_equal(store_debug_list_plan(fx->st, &fr, NULL, &plan), 0);
+	if (strstr(plan, "messages_p20251009") == NULL || strstr(plan, "messages_default") != NULL)
+		fail_msg("a time range not pruned to its day:\n%s", plan);
+	free(plan);
+	assert_int_equal(list_count(fx->st, &fr), 2);
+}
+
+/*
+ * Migration 5 on a database that already holds messages (some with an id time
+ * other than their received_at): the bounds come from the rows, the index of
+ * short terms covers them. Version 5 is this migration's number; renumber it
+ * here if migrations are renumbered.
+ */
+static void test_pg_search_migration(void **state)
+{
+	struct fixture *fx = *state;
+	enum { HOUR = 3600000 };
+	char ids[3][37];
+	static const struct msg_spec specs[] = {
+	    {.label = "a", .at = T0, .rcpts = {"a@x.jp"}, .subject = "会議のお知らせ"},
+	    {.label = "b", .at = T0 + 1000, .rcpts = {"a@x.jp"}, .subject = "Re: 会議"},
+	    {.label = "c", .at = T0 + 2000, .rcpts = {"a@x.jp"}, .subject = "hello"},
+	};
+	for (size_t i = 0; i < 3; i++) {
+		struct store_new_message *m = build(&specs[i], NULL);
+		if (i == 1)
+			ids_uuidv7(T0 + 1000 - 2 * HOUR, m->id); /* received 2 h after its id */
+		if (i == 2)
+			ids_uuidv7(T0 + 2000 + HOUR, m->id); /* its id an hour ahead */
+		memcpy(ids[i], m->id, 37);
+		assert_int_equal(submit_sync(fx->st, m), 0);
+	}
+	store_close(fx->st);
+	fx->st = NULL;
+	pg_run_fx(fx, "BEGIN; DROP TRIGGER messages_ai_order ON messages;"
+		      " DROP FUNCTION messages_ai_order(); DROP TABLE list_order;"
+		      " DROP INDEX messages_subject_short; DROP FUNCTION lazaret_short_grams(text);"
+		      " DROP FUNCTION lazaret_uuidv7_ms(text);"
+		      " DELETE FROM store_migrations WHERE version = 6; COMMIT");
+	assert_int_equal(fixture_open(fx), 0);
+	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 6);
+	/* the planner has the statistics of the new index expression */
+	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
+			       " WHERE tablename LIKE '%short_grams%'") > 0);
+	assert_int_equal(pg_int(fx, "SELECT id_ahead FROM list_order"), HOUR);
+	assert_int_equal(pg_int(fx, "SELECT id_behind FROM list_order"), 2 * HOUR);
+	struct store_filter f = {.subject = "会議"};
+	assert_int_equal(list_count(fx->st, &f), 2);
+	struct store_filter r = {.since = T0 + 1000, .until = T0 + 1001};
+	char got[3][37];
+	assert_int_equal(list_all_paged(fx->st, &r, 1, got, 3), 1);
+	assert_string_equal(got[0], ids[1]);
+	struct store_filter r2 = {.since = T0 + 2000};
+	assert_int_equal(list_all_paged(fx->st, &r2, 1, got, 3), 1);
+	assert_string_equal(got[0], ids[2]);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM messages"
+				    " WHERE lazaret_short_grams(subject) @> ARRAY['会議']"),
+			 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest sqlite_tests[] = {
@@ -2170,6 +2392,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_bulk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_time_range_drift, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_builds_search_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cluster_jobs_and_secrets, setup, teardown),
 	};
@@ -2192,10 +2415,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_subject_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_paging_late, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_bulk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_time_range_drift, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_read_deadline, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_claims_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_schema_too_new, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_invalid_utf8, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_search_indexes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_search_migration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_read_deadline_cancels, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cluster_jobs_and_secrets, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_node_names, setup, teardown),
