@@ -1388,24 +1388,14 @@ static void store_pg_finish_pending(struct store_pg_pending *p, int rc)
 static int store_pg_take_owner(struct store_pg *st, PGconn *c, int64_t wait_ms)
 {
 	bool got = false;
-	for (int64_t waited = 0;; waited += 100) {
-		struct store_pg_params p = {0};
-		store_pg_int(&p, STORE_PG_OWNER_LOCK);
-		PGresult *r =
-		    store_pg_exec(c, "owner_lock",
-				  st->exclusive ? "SELECT pg_try_advisory_lock($1)"
-						: "SELECT pg_try_advisory_lock_shared($1)",
-				  &p, false);
-		store_pg_params_clear(&p);
-		if (r == NULL)
-			return -EIO;
-		got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-		PQclear(r);
-		if (got || waited >= wait_ms)
-			break;
-		struct timespec ts = {0, 100 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-	}
+	struct store_pg_params p = {0};
+	store_pg_int(&p, STORE_PG_OWNER_LOCK);
+	int rc = store_pg_lock_wait(c, "owner_lock",
+				    st->exclusive ? "SELECT pg_try_advisory_lock($1)"
+						  : "SELECT pg_try_advisory_lock_shared($1)",
+				    &p, wait_ms, &got);
+	if (rc < 0)
+		return rc;
 	if (!got) {
 		log_error("store.pg_in_use",
 			  "backend=postgresql database=%s"
@@ -2875,17 +2865,52 @@ static int store_pg_delivery_reset_leases(struct store *s, int64_t now)
 	return store_pg_tx(store_pg_of(s), store_pg_reset_leases_tx, &now);
 }
 
+int store_pg_lock_wait(PGconn *c, const char *what, const char *sql, struct store_pg_params *p,
+		       int64_t wait_ms, bool *got)
+{
+	int rc = 0;
+	*got = false;
+	for (int64_t waited = 0;; waited += 100) {
+		PGresult *r = store_pg_exec(c, what, sql, p, false);
+		if (r == NULL) {
+			rc = -EIO;
+			break;
+		}
+		*got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+		PQclear(r);
+		if (*got || waited >= wait_ms)
+			break;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	store_pg_params_clear(p);
+	return rc;
+}
+
+int store_pg_query(struct store_pg *st, const char *what, const char *sql,
+		   struct store_pg_params *p, PGresult **out)
+{
+	struct store_pg_conn *c = NULL;
+	*out = NULL;
+	int rc = store_pg_conn_get(st, &c);
+	if (rc == 0) {
+		*out = store_pg_exec(c->pg, what, sql, p, false);
+		store_pg_conn_put(st, c);
+	}
+	if (p != NULL)
+		store_pg_params_clear(p);
+	return rc < 0 ? rc : *out == NULL ? -EIO : 0;
+}
+
 /* One single-value query on a pooled connection; *null says whether it was NULL. */
 static int store_pg_read_int(struct store_pg *st, const char *what, const char *sql, int64_t *out,
 			     bool *null)
 {
-	struct store_pg_conn *c = NULL;
-	int rc = store_pg_conn_get(st, &c);
+	PGresult *r = NULL;
+	int rc = store_pg_query(st, what, sql, NULL, &r);
 	if (rc < 0)
 		return rc;
-	PGresult *r = store_pg_exec(c->pg, what, sql, NULL, false);
-	store_pg_conn_put(st, c);
-	if (r == NULL || PQntuples(r) != 1) {
+	if (PQntuples(r) != 1) {
 		PQclear(r);
 		return -EIO;
 	}

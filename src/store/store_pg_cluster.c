@@ -61,24 +61,15 @@ struct store_pg_cluster {
 int store_pg_node_lock(PGconn *c, const char *node, int64_t wait_ms)
 {
 	bool got = false;
-	for (int64_t waited = 0;; waited += 100) {
-		struct store_pg_params p = {0};
-		store_pg_int(&p, STORE_PG_NODE_CLASS);
-		store_pg_text(&p, node);
-		PGresult *r =
-		    store_pg_exec(c, "node_lock",
-				  "SELECT pg_try_advisory_lock($1::int, hashtext($2))", &p, false);
-		store_pg_params_clear(&p);
-		if (r == NULL)
-			return -EIO;
-		got = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-		PQclear(r);
-		/* a node restarted right after a crash finds its old session still ending */
-		if (got || waited >= wait_ms)
-			break;
-		struct timespec ts = {0, 100 * 1000 * 1000};
-		nanosleep(&ts, NULL);
-	}
+	struct store_pg_params p = {0};
+	store_pg_int(&p, STORE_PG_NODE_CLASS);
+	store_pg_text(&p, node);
+	/* a node restarted right after a crash finds its old session still ending */
+	int rc =
+	    store_pg_lock_wait(c, "node_lock", "SELECT pg_try_advisory_lock($1::int, hashtext($2))",
+			       &p, wait_ms, &got);
+	if (rc < 0)
+		return rc;
 	if (!got) {
 		char q[STORE_NODE_NAME_MAX + 8];
 		log_error("store.node_in_use",
@@ -195,21 +186,15 @@ const char *store_pg_node_name(struct store *s)
 
 int store_pg_nodes(struct store *s, int64_t since, struct store_node **out, size_t *n)
 {
-	struct store_pg *st = store_pg_of(s);
-	struct store_pg_conn *c = NULL;
-	int rc = store_pg_conn_get(st, &c);
-	if (rc < 0)
-		return rc;
 	struct store_pg_params p = {0};
 	store_pg_int(&p, since);
-	PGresult *r = store_pg_exec(c->pg, "nodes",
-				    "SELECT name, version, started_at, last_seen FROM nodes"
-				    " WHERE last_seen >= $1 ORDER BY name COLLATE \"C\"",
-				    &p, false);
-	store_pg_params_clear(&p);
-	store_pg_conn_put(st, c);
-	if (r == NULL)
-		return -EIO;
+	PGresult *r = NULL;
+	int rc = store_pg_query(store_pg_of(s), "nodes",
+				"SELECT name, version, started_at, last_seen FROM nodes"
+				" WHERE last_seen >= $1 ORDER BY name COLLATE \"C\"",
+				&p, &r);
+	if (rc < 0)
+		return rc;
 	int rows = PQntuples(r);
 	*out = xcalloc((size_t)rows + 1, sizeof(**out));
 	for (int i = 0; i < rows; i++) {
@@ -309,20 +294,13 @@ static int store_pg_secret_hex(const char *hex, unsigned char *out, size_t len)
 
 int store_pg_secret_get(struct store *s, const char *name, unsigned char *out, size_t len)
 {
-	struct store_pg *st = store_pg_of(s);
-	struct store_pg_conn *c = NULL;
-	int rc = store_pg_conn_get(st, &c);
-	if (rc < 0)
-		return rc;
 	struct store_pg_params p = {0};
 	store_pg_text(&p, name);
-	PGresult *r =
-	    store_pg_exec(c->pg, "secret_get",
-			  "SELECT encode(value, 'hex') FROM secrets WHERE name = $1", &p, false);
-	store_pg_params_clear(&p);
-	store_pg_conn_put(st, c);
-	if (r == NULL)
-		return -EIO;
+	PGresult *r = NULL;
+	int rc = store_pg_query(store_pg_of(s), "secret_get",
+				"SELECT encode(value, 'hex') FROM secrets WHERE name = $1", &p, &r);
+	if (rc < 0)
+		return rc;
 	rc = PQntuples(r) == 0 ? -ENOENT : store_pg_secret_hex(PQgetvalue(r, 0, 0), out, len);
 	PQclear(r);
 	return rc;

@@ -28,20 +28,12 @@
 static int store_pg_digest_user(struct store *s, const char *what, const char *sql, char *key,
 				struct store_digest_user **out)
 {
-	struct store_pg *st = store_pg_of(s);
-	struct store_pg_conn *c = NULL;
 	struct store_pg_params p = {0};
 	store_pg_owned(&p, key);
-	int rc = store_pg_conn_get(st, &c);
-	if (rc < 0) {
-		store_pg_params_clear(&p);
+	PGresult *r = NULL;
+	int rc = store_pg_query(store_pg_of(s), what, sql, &p, &r);
+	if (rc < 0)
 		return rc;
-	}
-	PGresult *r = store_pg_exec(c->pg, what, sql, &p, false);
-	store_pg_params_clear(&p);
-	store_pg_conn_put(st, c);
-	if (r == NULL)
-		return -EIO;
 	if (PQntuples(r) == 0) {
 		PQclear(r);
 		return -ENOENT;
@@ -285,19 +277,13 @@ int store_pg_digest_state_put(struct store *st, const char *const *addresses, si
 
 int store_pg_digest_token_used(struct store *s, const char *nonce, bool *used)
 {
-	struct store_pg *st = store_pg_of(s);
-	struct store_pg_conn *c = NULL;
-	int rc = store_pg_conn_get(st, &c);
-	if (rc < 0)
-		return rc;
 	struct store_pg_params p = {0};
 	store_pg_text(&p, nonce);
-	PGresult *r = store_pg_exec(c->pg, "digest_token_used",
-				    "SELECT 1 FROM used_tokens WHERE nonce = $1", &p, false);
-	store_pg_params_clear(&p);
-	store_pg_conn_put(st, c);
-	if (r == NULL)
-		return -EIO;
+	PGresult *r = NULL;
+	int rc = store_pg_query(store_pg_of(s), "digest_token_used",
+				"SELECT 1 FROM used_tokens WHERE nonce = $1", &p, &r);
+	if (rc < 0)
+		return rc;
 	*used = PQntuples(r) > 0;
 	PQclear(r);
 	return 0;

@@ -97,6 +97,18 @@ char *store_pg_lc(const char *s);
 /* A pooled connection for this call; give it back with store_pg_conn_put. */
 int store_pg_conn_get(struct store_pg *st, struct store_pg_conn **out);
 void store_pg_conn_put(struct store_pg *st, struct store_pg_conn *c);
+/*
+ * Runs sql, a pg_try_advisory_lock* call with p's values (p is cleared), every
+ * 100 ms until it gives true or wait_ms has passed: *got says which. 0 or -EIO.
+ */
+int store_pg_lock_wait(PGconn *c, const char *what, const char *sql, struct store_pg_params *p,
+		       int64_t wait_ms, bool *got);
+/*
+ * One statement on a pooled connection (text results): *out gets its result.
+ * p (may be NULL) is cleared. 0, -EIO, or store_pg_conn_get's error.
+ */
+int store_pg_query(struct store_pg *st, const char *what, const char *sql,
+		   struct store_pg_params *p, PGresult **out);
 /* Starts a read of several statements that sees one snapshot. */
 int store_pg_read_begin(PGconn *c);
 

@@ -114,18 +114,10 @@ static struct store_user *store_pg_user_from_row(const PGresult *r, int k)
 static int store_pg_users_read(struct store *s, const char *what, const char *sql,
 			       struct store_pg_params *p, struct store_user ***out, size_t *n)
 {
-	struct store_pg *st = store_pg_of(s);
-	struct store_pg_conn *c = NULL;
-	int rc = store_pg_conn_get(st, &c);
-	if (rc < 0) {
-		store_pg_params_clear(p);
+	PGresult *r = NULL;
+	int rc = store_pg_query(store_pg_of(s), what, sql, p, &r);
+	if (rc < 0)
 		return rc;
-	}
-	PGresult *r = store_pg_exec(c->pg, what, sql, p, false);
-	store_pg_params_clear(p);
-	store_pg_conn_put(st, c);
-	if (r == NULL)
-		return -EIO;
 	size_t rows = (size_t)PQntuples(r);
 	struct store_user **v = xcalloc(rows + 1, sizeof(*v));
 	for (size_t k = 0; k < rows; k++)
@@ -301,22 +293,16 @@ int store_pg_session_add(struct store *st, const char *token_hash, const struct 
 
 int store_pg_session_get(struct store *s, const char *token_hash, struct store_session **out)
 {
-	struct store_pg *st = store_pg_of(s);
-	struct store_pg_conn *c = NULL;
 	*out = NULL;
-	int rc = store_pg_conn_get(st, &c);
-	if (rc < 0)
-		return rc;
 	struct store_pg_params p = {0};
 	store_pg_text(&p, token_hash);
-	PGresult *r = store_pg_exec(c->pg, "session_get",
-				    "SELECT username, role, addresses, csrf_token, created_at,"
-				    " expires_at FROM sessions WHERE token_hash = $1",
-				    &p, false);
-	store_pg_params_clear(&p);
-	store_pg_conn_put(st, c);
-	if (r == NULL)
-		return -EIO;
+	PGresult *r = NULL;
+	int rc = store_pg_query(store_pg_of(s), "session_get",
+				"SELECT username, role, addresses, csrf_token, created_at,"
+				" expires_at FROM sessions WHERE token_hash = $1",
+				&p, &r);
+	if (rc < 0)
+		return rc;
 	if (PQntuples(r) != 1) {
 		PQclear(r);
 		return -ENOENT;
