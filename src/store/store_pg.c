@@ -2227,6 +2227,21 @@ static int store_pg_build_list_on(PGconn *c, const char *head, const struct stor
 	return store_pg_build_list(head, f, cursor, ranged ? &o : NULL, limit, q, p);
 }
 
+/*
+ * A listing's statement: prepared per session (the plan over every day's
+ * partition is made once per shape), except with a subject term. A generic plan
+ * cannot tell a 1-2 character term from a longer one, and then takes the
+ * trigram index for a term it cannot answer (every row of every day: 370 ms
+ * at a million messages, against 2 ms planned for the term).
+ */
+static PGresult *store_pg_exec_list(struct store_pg_conn *c, const char *what, const char *sql,
+				    const struct store_pg_params *p, const struct store_filter *f)
+{
+	if (f != NULL && f->subject != NULL && f->subject[0] != '\0')
+		return store_pg_exec(c->pg, what, sql, p, false);
+	return store_pg_exec_prepared(c, what, sql, p);
+}
+
 static int store_pg_list(struct store *s, const struct store_filter *f, size_t limit,
 			 const char *cursor, struct store_message ***out, size_t *n,
 			 char **next_cursor)
@@ -2251,8 +2266,7 @@ static int store_pg_list(struct store *s, const struct store_filter *f, size_t l
 	if (rc < 0)
 		goto fail;
 	rc = -EIO;
-	/* prepared: the plan over every day's partition is made once per shape */
-	if ((r = store_pg_exec_prepared(c, "list", strbuf_str(&q), &p)) == NULL)
+	if ((r = store_pg_exec_list(c, "list", strbuf_str(&q), &p, f)) == NULL)
 		goto fail;
 	v = xcalloc(limit + 1, sizeof(*v));
 	for (int k = 0; k < PQntuples(r); k++)
@@ -2327,7 +2341,7 @@ static int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, 
 	    (rc = store_pg_build_list_on(c->pg, "SELECT m.id", f, cursor, limit, &q, &p)) < 0)
 		goto fail;
 	rc = -EIO;
-	if ((r = store_pg_exec_prepared(c, "list_ids", strbuf_str(&q), &p)) == NULL)
+	if ((r = store_pg_exec_list(c, "list_ids", strbuf_str(&q), &p, f)) == NULL)
 		goto fail;
 	size_t rows = (size_t)PQntuples(r);
 	char **v = xcalloc(rows + 1, sizeof(*v));
