@@ -332,6 +332,35 @@ def sanitizer_report(text, context=4000):
     return text[start:start + context]
 
 
+class Workers:
+    """n threads, each calling self.step(i) over and over until the with-block ends;
+    a subclass records what its steps saw under self.lock."""
+
+    def __init__(self, n, join_timeout=60):
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.join_timeout = join_timeout
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(n)]
+
+    def _run(self, i):
+        while not self.stop.is_set():
+            self.step(i)
+
+    def step(self, i):
+        raise NotImplementedError
+
+    def __enter__(self):
+        for th in self.threads:
+            th.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for th in self.threads:
+            th.join(timeout=t(self.join_timeout))
+
+
 class DaemonExits:
     """Every process a daemon fixture started, and the exits a test asked for.
 

@@ -8,7 +8,7 @@ import urllib.parse
 import pytest
 
 from e2e_helpers import (RFC3339_RE, UUID_RE, make_attachment_message, make_message,
-                         parse_rfc3339, rfc3339, wait_for)
+                         parse_rfc3339, rfc3339)
 
 MESSAGE_KEYS = {"id", "quarantine", "received_at", "sender", "recipients", "from", "subject",
                 "size", "verdict", "score", "gateway", "expires_at"}

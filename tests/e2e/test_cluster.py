@@ -7,11 +7,8 @@ that is a failure. It starts its own cluster, so the PostgreSQL pass of the suit
 (LAZARET_E2E_BACKEND=postgresql) leaves it out (marker own_postgresql)."""
 
 import asyncio
-import json
-import smtplib
 import threading
 import time
-import urllib.request
 
 import pytest
 

@@ -2,7 +2,7 @@
 
 import time
 
-from e2e_helpers import make_message, parse_rfc3339, stays, t, wait_for
+from e2e_helpers import make_message, parse_rfc3339, stays, wait_for
 
 
 def test_message_expires_and_is_purged(start_manager):

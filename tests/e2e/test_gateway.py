@@ -9,7 +9,6 @@ import os
 import signal
 import smtplib
 import subprocess
-import time
 
 import pytest
 

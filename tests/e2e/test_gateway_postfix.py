@@ -12,7 +12,6 @@ used or changed. The main.cf and master.cf lines are those of docs/GATEWAY.md
 
 import os
 import pwd
-import shutil
 import subprocess
 
 import pytest

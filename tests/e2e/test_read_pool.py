@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from e2e_helpers import make_message, t, wait_for
+from e2e_helpers import Workers, make_message, t, wait_for
 
 SLOW_FAULT = {"LAZARET_FAULT": "store_slow_read"}
 # A verdict no message has: the listing reads every row to say so.
@@ -99,38 +99,25 @@ def healthz_ms(port):
     return ms
 
 
-class Searches:
+class Searches(Workers):
     """n threads each running `path` over and over until stopped."""
 
     def __init__(self, m, path, n):
+        super().__init__(n)
         self.m, self.path = m, path
-        self.lock = threading.Lock()
         self.inflight = 0
         self.results = []  # (status, seconds)
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.run) for _ in range(n)]
 
-    def run(self):
-        while not self.stop.is_set():
+    def step(self, i):
+        with self.lock:
+            self.inflight += 1
+        try:
+            st, _, _, secs = get(self.m, self.path, timeout=60)
+        finally:
             with self.lock:
-                self.inflight += 1
-            try:
-                st, _, _, secs = get(self.m, self.path, timeout=60)
-            finally:
-                with self.lock:
-                    self.inflight -= 1
-            with self.lock:
-                self.results.append((st, secs))
-
-    def __enter__(self):
-        for th in self.threads:
-            th.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for th in self.threads:
-            th.join(t(60))
+                self.inflight -= 1
+        with self.lock:
+            self.results.append((st, secs))
 
 
 @pytest.mark.sqlite_only

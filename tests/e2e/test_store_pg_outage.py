@@ -10,59 +10,45 @@ engine resumes."""
 
 import re
 import smtplib
-import threading
 import time
 
-from e2e_helpers import STORED_RE, make_message, t, wait_for
+from e2e_helpers import STORED_RE, Workers, make_message, t, wait_for
 from pg_cluster import pg_clusters, psql  # noqa: F401 (pg_clusters is a fixture)
 
 UNAVAILABLE = "451 4.3.0 Error: quarantine store unavailable, try again later"
 
 
-class Senders:
+class Senders(Workers):
     """n threads, each sending one message per SMTP session until stopped; every reply
     to the end of data is recorded as (monotonic time, seconds it took, reply line)."""
 
     def __init__(self, m, n):
+        super().__init__(n, join_timeout=120)
         self.m = m
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
         self.replies = []
         self.errors = []
-        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
-                        for i in range(n)]
+        self.sent = [0] * n
 
-    def run(self, i):
-        k = 0
-        while not self.stop.is_set():
-            k += 1
-            raw = make_message("outage %d-%d" % (i, k), body="sender %d message %d\r\n" % (i, k))
-            start = time.monotonic()
-            try:
-                s = smtplib.SMTP("127.0.0.1", self.m.smtp_port, timeout=t(60))
-                s.ehlo("client.e2e.test")
-                assert s.mail("s%d@example.jp" % i)[0] == 250
-                assert s.rcpt("u%d@corp.test" % i)[0] == 250
-                code, resp = s.data(raw)
-                line = "%d %s" % (code, resp.decode("utf-8", "replace"))
-                s.quit()
-            except (OSError, smtplib.SMTPException, AssertionError) as e:
-                with self.lock:
-                    self.errors.append(repr(e))
-                time.sleep(0.05)
-                continue
+    def step(self, i):
+        self.sent[i] += 1
+        k = self.sent[i]
+        raw = make_message("outage %d-%d" % (i, k), body="sender %d message %d\r\n" % (i, k))
+        start = time.monotonic()
+        try:
+            s = smtplib.SMTP("127.0.0.1", self.m.smtp_port, timeout=t(60))
+            s.ehlo("client.e2e.test")
+            assert s.mail("s%d@example.jp" % i)[0] == 250
+            assert s.rcpt("u%d@corp.test" % i)[0] == 250
+            code, resp = s.data(raw)
+            line = "%d %s" % (code, resp.decode("utf-8", "replace"))
+            s.quit()
+        except (OSError, smtplib.SMTPException, AssertionError) as e:
             with self.lock:
-                self.replies.append((start, time.monotonic() - start, line))
-
-    def __enter__(self):
-        for th in self.threads:
-            th.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        for th in self.threads:
-            th.join(timeout=t(120))
+                self.errors.append(repr(e))
+            time.sleep(0.05)
+            return
+        with self.lock:
+            self.replies.append((start, time.monotonic() - start, line))
 
     def since(self, when):
         with self.lock:

@@ -1,11 +1,9 @@
 """STARTTLS on the quarantine listener."""
 
 import os
-import shutil
-import smtplib
 import ssl
 
-from e2e_helpers import RawSMTP, STORED_RE, dot_stuff, make_cert, make_message, t
+from e2e_helpers import RawSMTP, make_cert, make_message, t
 
 
 def tls_manager(start_manager):

@@ -23,6 +23,7 @@
 #include "common/readfile.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
+#include "test_util.h"
 
 static void test_uuidv7_shape_and_time(void **state)
 {
@@ -145,14 +146,6 @@ static char *capture_stderr(void (*fn)(void))
 	return text;
 }
 
-static size_t count_of(const char *text, const char *needle)
-{
-	size_t n = 0;
-	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
-
 static void log_a_flood(void)
 {
 	/* Start at the beginning of a second, so the flood falls in one. */
@@ -174,12 +167,12 @@ static void test_log_folds_repeated_lines(void **state)
 {
 	char *text = capture_stderr(log_a_flood);
 	/* Five of the thousand, then the report and one more in the next second. */
-	assert_int_equal(count_of(text, "test.flood error=Too many open files"), 6);
-	assert_int_equal(count_of(text, "log.suppressed count=995 event=test.flood "), 1);
-	assert_int_equal(count_of(text, "log.suppressed"), 1);
+	assert_int_equal(test_count_of(text, "test.flood error=Too many open files"), 6);
+	assert_int_equal(test_count_of(text, "log.suppressed count=995 event=test.flood "), 1);
+	assert_int_equal(test_count_of(text, "log.suppressed"), 1);
 	/* Other lines, even of the same event, are not held back. */
-	assert_int_equal(count_of(text, "test.other n=1"), 1);
-	assert_int_equal(count_of(text, "test.flood error=another text"), 3);
+	assert_int_equal(test_count_of(text, "test.other n=1"), 1);
+	assert_int_equal(test_count_of(text, "test.flood error=another text"), 3);
 	const char *report = strstr(text, "log.suppressed");
 	const char *last = strstr(report, "test.flood error=Too many open files");
 	assert_non_null(last);

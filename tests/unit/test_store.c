@@ -34,6 +34,7 @@
 #include "store/store.h"
 #include "store/store_short.h"
 #include "test_pg.h"
+#include "test_util.h"
 
 #define T0 1760000000000LL /* a fixed "now" so ids and times are predictable */
 
@@ -833,7 +834,7 @@ static void test_keyset_paging(void **state)
 {
 	struct fixture *fx = *state;
 	enum { N = 130, PAGE = 7 };
-	char(*ids)[37] = xcalloc(N, 37);
+	char(*ids)[37] = xcalloc(N, 37), (*got)[37] = xcalloc(N, 37);
 	for (int i = 0; i < N; i++) {
 		/* same millisecond for runs of 5: order must still be total */
 		struct msg_spec sp = {
@@ -843,31 +844,10 @@ static void test_keyset_paging(void **state)
 	for (int scoped = 0; scoped < 2; scoped++) {
 		struct store_filter f = {.recipient = scoped ? "odd@x.jp" : NULL};
 		int want = scoped ? N / 2 : N;
-		char *cursor = NULL;
-		char last[37] = "g"; /* sorts after any id */
-		int seen = 0, pages = 0;
-		for (;;) {
-			struct store_message **v = NULL;
-			size_t n = 0;
-			char *next = NULL;
-			assert_int_equal(store_list(fx->st, &f, PAGE, cursor, &v, &n, &next), 0);
-			pages++;
-			for (size_t i = 0; i < n; i++) {
-				/* strictly descending: no duplicate across pages */
-				assert_true(strcmp(v[i]->id, last) < 0);
-				memcpy(last, v[i]->id, 37);
-				seen++;
-			}
-			store_message_array_free(v, n);
-			free(cursor);
-			cursor = next;
-			if (cursor == NULL)
-				break;
-			assert_int_equal(n, PAGE);
-		}
-		assert_int_equal(seen, want); /* no gap */
-		assert_int_equal(pages, (want + PAGE - 1) / PAGE);
+		/* strictly descending over full pages: no duplicate, no gap */
+		assert_int_equal(test_list_all(fx->st, &f, PAGE, got, N), want);
 	}
+	free(got);
 	free(ids);
 }
 
@@ -1101,31 +1081,6 @@ static void test_reopen_keeps_data(void **state)
 
 /* --- subject search ------------------------------------------------------- */
 
-/* Every message of the store matching f, paged by PAGE with the cursor, as ids. */
-static size_t list_all_paged(struct store *st, const struct store_filter *f, size_t page,
-			     char (*out)[37], size_t max)
-{
-	char *cursor = NULL;
-	size_t seen = 0;
-	for (;;) {
-		struct store_message **v = NULL;
-		size_t n = 0;
-		char *next = NULL;
-		assert_int_equal(store_list(st, f, page, cursor, &v, &n, &next), 0);
-		for (size_t i = 0; i < n; i++) {
-			assert_true(seen < max);
-			memcpy(out[seen++], v[i]->id, 37);
-		}
-		store_message_array_free(v, n);
-		free(cursor);
-		cursor = next;
-		if (cursor == NULL)
-			break;
-		assert_int_equal(n, page);
-	}
-	return seen;
-}
-
 static void test_subject_short_terms(void **state)
 {
 	struct fixture *fx = *state;
@@ -1357,7 +1312,7 @@ static void subject_paging(struct fixture *fx, bool hour_late)
 		for (size_t page = 1; page <= 50; page += 48) {
 			struct store_filter f = {
 			    .subject = term, .quarantine = "spam", .since = since, .until = until};
-			size_t ngot = list_all_paged(fx->st, &f, page, got, N);
+			size_t ngot = test_list_all(fx->st, &f, page, got, N);
 			if (ngot != nwant)
 				fail_msg("term \"%s\" range %zu page %zu: %zu matches, want %zu",
 					 term, t % NR, page, ngot, nwant);
@@ -1474,7 +1429,7 @@ static void test_time_range_drift(void **state)
 		for (size_t page = 1; page <= 50; page += 49) {
 			struct store_filter f = {
 			    .quarantine = "spam", .since = since, .until = until};
-			size_t ngot = list_all_paged(fx->st, &f, page, got, NS);
+			size_t ngot = test_list_all(fx->st, &f, page, got, NS);
 			if (ngot != nwant)
 				fail_msg("range %zu page %zu: %zu matches, want %zu", t, page, ngot,
 					 nwant);
@@ -1487,7 +1442,7 @@ static void test_time_range_drift(void **state)
 	}
 	/* a short subject term within a range, and a bulk action over a range */
 	struct store_filter fs = {.subject = "会", .since = T0 + 20000, .until = T0 + 20002};
-	assert_int_equal(list_all_paged(fx->st, &fs, 50, got, NS), 1);
+	assert_int_equal(test_list_all(fx->st, &fs, 50, got, NS), 1);
 	assert_string_equal(got[0], ids[4]);
 	struct store_filter fb = {.since = T0 + 5000, .until = T0 + 10001};
 	int changed = 0;
@@ -1530,11 +1485,11 @@ static void test_subject_bulk(void **state)
 	assert_int_equal(changed, 0);
 	char(*got)[37] = xcalloc(N, 37);
 	struct store_filter held = {.subject = "重要", .state = "quarantined"};
-	assert_int_equal(list_all_paged(fx->st, &held, 100, got, N), 0);
+	assert_int_equal(test_list_all(fx->st, &held, 100, got, N), 0);
 	struct store_filter deleted = {.subject = "重要", .state = "deleted"};
-	assert_int_equal(list_all_paged(fx->st, &deleted, 100, got, N), N / 2);
+	assert_int_equal(test_list_all(fx->st, &deleted, 100, got, N), N / 2);
 	struct store_filter other = {.subject = "other", .state = "quarantined"};
-	assert_int_equal(list_all_paged(fx->st, &other, 100, got, N), N / 2);
+	assert_int_equal(test_list_all(fx->st, &other, 100, got, N), N / 2);
 	free(got);
 }
 
@@ -1662,11 +1617,11 @@ static void test_migration_builds_search_index(void **state)
 	assert_int_equal(pragma_int(path, "user_version"), 6);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
-	assert_int_equal(list_all_paged(fx->st, &f, 4, got, N), N / 2);
+	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2);
 	struct store_filter f1 = {.subject = "n"}; /* "Notice", folded */
-	assert_int_equal(list_all_paged(fx->st, &f1, 4, got, N), N / 2);
+	assert_int_equal(test_list_all(fx->st, &f1, 4, got, N), N / 2);
 	struct store_filter f2 = {.subject = "請求"};
-	assert_int_equal(list_all_paged(fx->st, &f2, 4, got, N), N / 2);
+	assert_int_equal(test_list_all(fx->st, &f2, 4, got, N), N / 2);
 	/* newest id first, the late one in its place */
 	assert_string_equal(got[0], ids[28]);
 	assert_string_equal(got[N / 2 - 1], ids[10]);
@@ -1685,7 +1640,7 @@ static void test_migration_builds_search_index(void **state)
 	char late[37];
 	struct msg_spec sp = {.label = "l", .at = T0, .rcpts = {"a@x.jp"}, .subject = "重要"};
 	add(fx->st, &sp, late);
-	assert_int_equal(list_all_paged(fx->st, &f, 4, got, N), N / 2 + 1);
+	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2 + 1);
 	assert_string_equal(got[N / 2], late);
 	free(sub);
 	free(path);
@@ -2253,7 +2208,7 @@ static void pg_run_fx(struct fixture *fx, const char *sql)
 static size_t list_count(struct store *st, const struct store_filter *f)
 {
 	char(*got)[37] = xcalloc(200, 37);
-	size_t n = list_all_paged(st, f, 50, got, 200);
+	size_t n = test_list_all(st, f, 50, got, 200);
 	free(got);
 	return n;
 }
@@ -2358,10 +2313,10 @@ static void test_pg_search_migration(void **state)
 	assert_int_equal(list_count(fx->st, &f), 2);
 	struct store_filter r = {.since = T0 + 1000, .until = T0 + 1001};
 	char got[3][37];
-	assert_int_equal(list_all_paged(fx->st, &r, 1, got, 3), 1);
+	assert_int_equal(test_list_all(fx->st, &r, 1, got, 3), 1);
 	assert_string_equal(got[0], ids[1]);
 	struct store_filter r2 = {.since = T0 + 2000};
-	assert_int_equal(list_all_paged(fx->st, &r2, 1, got, 3), 1);
+	assert_int_equal(test_list_all(fx->st, &r2, 1, got, 3), 1);
 	assert_string_equal(got[0], ids[2]);
 	assert_int_equal(pg_int(fx, "SELECT count(*) FROM messages"
 				    " WHERE lazaret_short_grams(subject) @> ARRAY['会議']"),

@@ -27,6 +27,7 @@
 #include "store/store.h"
 #include "store/store_pg_int.h"
 #include "test_pg.h"
+#include "test_util.h"
 
 #define DAY 86400000LL
 /* midnight UTC, a fixed day long ago: no partition of the store's own "now" */
@@ -363,26 +364,12 @@ static void test_lookup_and_paging(void **state)
 		add(fx, at, i % 3 ? "spam" : "virus", "u@x.jp", i % 2 ? "v@x.jp" : NULL, ids[i]);
 	}
 	qsort(ids, N, sizeof(ids[0]), cmp_desc);
+	char got[N][37];
 	for (size_t page = 1; page <= 4; page++) {
-		char *cursor = NULL;
-		size_t seen = 0;
-		for (;;) {
-			struct store_message **v = NULL;
-			size_t n = 0;
-			char *next = NULL;
-			assert_int_equal(store_list(fx->st, NULL, page, cursor, &v, &n, &next), 0);
-			for (size_t k = 0; k < n; k++) {
-				assert_true(seen < N);
-				assert_string_equal(v[k]->id, ids[seen]);
-				seen++;
-			}
-			store_message_array_free(v, n);
-			free(cursor);
-			cursor = next;
-			if (cursor == NULL)
-				break;
-		}
-		assert_int_equal(seen, N);
+		/* every id once, newest first, across the days and DEFAULT */
+		assert_int_equal(test_list_all(fx->st, NULL, page, got, N), N);
+		for (int i = 0; i < N; i++)
+			assert_string_equal(got[i], ids[i]);
 	}
 	/* a filtered listing with a cursor */
 	struct store_filter f = {.quarantine = "virus"};
@@ -432,14 +419,6 @@ static char *explain(struct fixture *fx, const char *sql)
 	return out;
 }
 
-static int count_of(const char *hay, const char *needle)
-{
-	int n = 0;
-	for (const char *p = strstr(hay, needle); p != NULL; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
-
 /* The plans the partitioned schema is for. */
 static void test_plans(void **state)
 {
@@ -449,7 +428,8 @@ static void test_plans(void **state)
 	add(fx, D0 + 5, "spam", "u@x.jp", NULL, id);
 	char *sql = xasprintf("SELECT * FROM messages WHERE id = '%s'", id);
 	char *plan = explain(fx, sql);
-	if (count_of(plan, " on messages_p") != 1 || strstr(plan, "messages_p20251009") == NULL)
+	if (test_count_of(plan, " on messages_p") != 1 ||
+	    strstr(plan, "messages_p20251009") == NULL)
 		fail_msg("not pruned to one day:\n%s", plan);
 	free(plan);
 	free(sql);
@@ -457,7 +437,7 @@ static void test_plans(void **state)
 			" WHERE m.id = '%s'",
 			id);
 	plan = explain(fx, sql);
-	if (count_of(plan, " on bodies_p") != 1 || count_of(plan, " on messages_p") != 1)
+	if (test_count_of(plan, " on bodies_p") != 1 || test_count_of(plan, " on messages_p") != 1)
 		fail_msg("body lookup not pruned:\n%s", plan);
 	free(plan);
 	free(sql);
