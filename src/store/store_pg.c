@@ -2091,30 +2091,64 @@ static size_t store_pg_chars(const char *s)
 	return n;
 }
 
-/*
- * Appends " AND ..." terms for f and the keyset cursor to q and their values to
- * p: the meaning of store_filter, as store_sqlite.c gives it. 0, or -EINVAL for a
- * filter outside its limits. The planner picks the index from its statistics.
- * o (NULL: not read) turns a time range into a range of ids as well.
- */
-static int store_pg_filter_sql(const struct store_filter *f, const char *cursor,
-			       const struct store_pg_order *o, struct strbuf *q,
-			       struct store_pg_params *p)
+/* Whether f names recipients: such a listing is driven by their index. */
+static bool store_pg_by_recipient(const struct store_filter *f)
 {
-	static const struct store_filter none;
-	if (f == NULL)
-		f = &none;
-	if (f->nids > STORE_BULK_MAX_IDS || f->naddresses > STORE_USER_MAX_ADDRESSES ||
-	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL))
-		return -EINVAL;
-	int state = -1;
-	if (f->state != NULL && f->state[0] != '\0') {
-		enum store_rcpt_state s;
-		if (store_rcpt_state_parse(f->state, &s) < 0)
-			return -EINVAL;
-		state = (int)s;
+	return f != NULL &&
+	       ((f->recipient != NULL && f->recipient[0] != '\0') || f->addresses != NULL);
+}
+
+/*
+ * Appends " AND ..." terms bounding the ids in col (m.id or r.msg_id) to q and
+ * their values to p: the keyset cursor, and with o (NULL: not read) the range
+ * of ids a time range of f means. received_at in [since, until) means the id's
+ * time is in [since - id_behind, until + id_ahead): a range of ids, which
+ * prunes the daily partitions and lets the id order be walked; received_at is
+ * still checked on each row.
+ */
+static void store_pg_id_bounds_sql(const struct store_filter *f, const char *cursor,
+				   const struct store_pg_order *o, const char *col,
+				   struct strbuf *q, struct store_pg_params *p)
+{
+	if (o != NULL && f->since != 0 && f->since > o->id_behind)
+		strbuf_printf(q, " AND %s >= $%d", col,
+			      store_pg_owned(p, store_pg_id_prefix(f->since - o->id_behind)));
+	if (o != NULL && f->until != 0 && f->until <= STORE_PG_ID_MS_MAX - o->id_ahead)
+		strbuf_printf(q, " AND %s < $%d", col,
+			      store_pg_owned(p, store_pg_id_prefix(f->until + o->id_ahead)));
+	if (cursor != NULL)
+		strbuf_printf(q, " AND %s < $%d", col, store_pg_text(p, cursor));
+}
+
+/* Appends the terms of f on recipients r (recipient, addresses, state). */
+static void store_pg_rcpt_sql(const struct store_filter *f, int state, struct strbuf *q,
+			      struct store_pg_params *p)
+{
+	if (f->recipient != NULL && f->recipient[0] != '\0')
+		strbuf_printf(q, " AND r.address_lc = $%d",
+			      store_pg_owned(p, store_pg_lc(f->recipient)));
+	if (f->addresses != NULL) {
+		char **lcs = xcalloc(f->naddresses + 1, sizeof(*lcs));
+		for (size_t i = 0; i < f->naddresses; i++)
+			lcs[i] = store_pg_lc(f->addresses[i]);
+		strbuf_printf(q, " AND r.address_lc = ANY($%d::text[])",
+			      store_pg_array(p, (const char *const *)lcs, f->naddresses));
+		for (size_t i = 0; i < f->naddresses; i++)
+			free(lcs[i]);
+		free(lcs);
 	}
-	bool has_rcpt = f->recipient != NULL && f->recipient[0] != '\0';
+	if (state >= 0)
+		strbuf_printf(q, " AND r.state = $%d", store_pg_int(p, state));
+}
+
+/*
+ * Appends the terms of f on messages m, but for its recipients when by_rcpt
+ * (store_pg_rcpt_sql has them): the meaning of store_filter, as store_sqlite.c
+ * gives it.
+ */
+static void store_pg_msg_sql(const struct store_filter *f, int state, bool by_rcpt,
+			     struct strbuf *q, struct store_pg_params *p)
+{
 	if (f->ids != NULL) {
 		const char **ids = xcalloc(f->nids + 1, sizeof(*ids));
 		for (size_t i = 0; i < f->nids; i++)
@@ -2122,32 +2156,14 @@ static int store_pg_filter_sql(const struct store_filter *f, const char *cursor,
 		strbuf_printf(q, " AND m.id = ANY($%d::text[])", store_pg_array(p, ids, f->nids));
 		free(ids);
 	}
-	if (has_rcpt || f->addresses != NULL) {
-		strbuf_puts(q, " AND m.id IN (SELECT r.msg_id FROM recipients r WHERE true");
-		if (has_rcpt)
-			strbuf_printf(q, " AND r.address_lc = $%d",
-				      store_pg_owned(p, store_pg_lc(f->recipient)));
-		if (f->addresses != NULL) {
-			char **lcs = xcalloc(f->naddresses + 1, sizeof(*lcs));
-			for (size_t i = 0; i < f->naddresses; i++)
-				lcs[i] = store_pg_lc(f->addresses[i]);
-			strbuf_printf(q, " AND r.address_lc = ANY($%d::text[])",
-				      store_pg_array(p, (const char *const *)lcs, f->naddresses));
-			for (size_t i = 0; i < f->naddresses; i++)
-				free(lcs[i]);
-			free(lcs);
-		}
-		if (state >= 0)
-			strbuf_printf(q, " AND r.state = $%d", store_pg_int(p, state));
-		strbuf_puts(q, ")");
-	} else if (state == STORE_RCPT_QUARANTINED) {
+	/* by recipient, store_pg_rcpt_sql has the state */
+	if (!by_rcpt && state == STORE_RCPT_QUARANTINED)
 		strbuf_puts(q, " AND m.held > 0");
-	} else if (state >= 0) {
+	else if (!by_rcpt && state >= 0)
 		strbuf_printf(q,
 			      " AND EXISTS (SELECT 1 FROM recipients r"
 			      " WHERE r.msg_id = m.id AND r.state = $%d)",
 			      store_pg_int(p, state));
-	}
 	if (f->sender != NULL && f->sender[0] != '\0') {
 		const char *at = strchr(f->sender, '@');
 		if (at != NULL && at != f->sender) {
@@ -2175,40 +2191,61 @@ static int store_pg_filter_sql(const struct store_filter *f, const char *cursor,
 		strbuf_printf(q, " AND m.received_at >= $%d", store_pg_int(p, f->since));
 	if (f->until != 0)
 		strbuf_printf(q, " AND m.received_at < $%d", store_pg_int(p, f->until));
-	/*
-	 * received_at in [since, until) means the id's time is in [since -
-	 * id_behind, until + id_ahead): a range of ids, which prunes the daily
-	 * partitions and lets the id order be walked; received_at is still checked
-	 * on each row.
-	 */
-	if (o != NULL && f->since != 0 && f->since > o->id_behind)
-		strbuf_printf(q, " AND m.id >= $%d",
-			      store_pg_owned(p, store_pg_id_prefix(f->since - o->id_behind)));
-	if (o != NULL && f->until != 0 && f->until <= STORE_PG_ID_MS_MAX - o->id_ahead)
-		strbuf_printf(q, " AND m.id < $%d",
-			      store_pg_owned(p, store_pg_id_prefix(f->until + o->id_ahead)));
 	if (f->quarantine != NULL)
 		strbuf_printf(q, " AND m.quarantine = $%d", store_pg_text(p, f->quarantine));
 	if (f->verdict != NULL)
 		strbuf_printf(q, " AND m.verdict = $%d", store_pg_text(p, f->verdict));
 	if (f->gateway != NULL)
 		strbuf_printf(q, " AND m.gateway = $%d", store_pg_text(p, f->gateway));
-	if (cursor != NULL)
-		strbuf_printf(q, " AND m.id < $%d", store_pg_text(p, cursor));
-	return 0;
 }
 
-/* "<head> FROM messages m WHERE <f> ORDER BY m.id DESC LIMIT n" with its values. */
+/*
+ * "<head> FROM ... ORDER BY <id> DESC LIMIT n" with its values: the messages
+ * matching f after the keyset cursor, newest first. 0, or -EINVAL for a filter
+ * outside its limits.
+ *
+ * A listing by recipient (an end user's) walks that recipient's index rows,
+ * then looks each message up by id, one day's partition at a time. The plan is
+ * fixed by the statement's shape, not left to the statistics: given an ordered
+ * walk of every message joined to the recipient's rows, the planner expects
+ * the matches spread evenly and stops early, while one user's rows are a
+ * thousandth of them, and a second page took 190 ms. The OFFSET 0 keeps the
+ * lookup a subquery run per recipient row (PostgreSQL does not flatten it),
+ * and the walk stops at the page.
+ */
 static int store_pg_build_list(const char *head, const struct store_filter *f, const char *cursor,
 			       const struct store_pg_order *o, size_t limit, struct strbuf *q,
 			       struct store_pg_params *p)
 {
+	static const struct store_filter none;
+	if (f == NULL)
+		f = &none;
+	if (f->nids > STORE_BULK_MAX_IDS || f->naddresses > STORE_USER_MAX_ADDRESSES ||
+	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL))
+		return -EINVAL;
+	int state = -1;
+	if (f->state != NULL && f->state[0] != '\0') {
+		enum store_rcpt_state st;
+		if (store_rcpt_state_parse(f->state, &st) < 0)
+			return -EINVAL;
+		state = (int)st;
+	}
 	strbuf_puts(q, head);
-	strbuf_puts(q, " FROM messages m WHERE true");
-	int rc = store_pg_filter_sql(f, cursor, o, q, p);
-	if (rc < 0)
-		return rc;
-	strbuf_printf(q, " ORDER BY m.id DESC LIMIT $%d", store_pg_int(p, (int64_t)limit));
+	if (!store_pg_by_recipient(f)) {
+		strbuf_puts(q, " FROM messages m WHERE true");
+		store_pg_msg_sql(f, state, false, q, p);
+		store_pg_id_bounds_sql(f, cursor, o, "m.id", q, p);
+		strbuf_printf(q, " ORDER BY m.id DESC LIMIT $%d", store_pg_int(p, (int64_t)limit));
+		return 0;
+	}
+	strbuf_puts(q, " FROM (SELECT DISTINCT r.msg_id FROM recipients r WHERE true");
+	store_pg_rcpt_sql(f, state, q, p);
+	store_pg_id_bounds_sql(f, cursor, o, "r.msg_id", q, p);
+	strbuf_puts(q, " ORDER BY r.msg_id DESC) ids CROSS JOIN LATERAL (SELECT * FROM messages m"
+		       " WHERE m.id = ids.msg_id");
+	store_pg_msg_sql(f, state, true, q, p);
+	strbuf_printf(q, " OFFSET 0) m ORDER BY ids.msg_id DESC LIMIT $%d",
+		      store_pg_int(p, (int64_t)limit));
 	return 0;
 }
 
@@ -2228,16 +2265,21 @@ static int store_pg_build_list_on(PGconn *c, const char *head, const struct stor
 }
 
 /*
- * A listing's statement: prepared per session (the plan over every day's
- * partition is made once per shape), except with a subject term. A generic plan
- * cannot tell a 1-2 character term from a longer one, and then takes the
- * trigram index for a term it cannot answer (every row of every day: 370 ms
- * at a million messages, against 2 ms planned for the term).
+ * Whether a listing's statement is prepared per session (the plan over every
+ * day's partition is made once per shape): all but those with a subject term.
+ * A generic plan cannot tell a 1-2 character term from a longer one, and then
+ * takes the trigram index for a term it cannot answer (every row of every day:
+ * 370 ms at a million messages, against 2 ms planned for the term).
  */
+static bool store_pg_list_prepared(const struct store_filter *f)
+{
+	return f == NULL || f->subject == NULL || f->subject[0] == '\0';
+}
+
 static PGresult *store_pg_exec_list(struct store_pg_conn *c, const char *what, const char *sql,
 				    const struct store_pg_params *p, const struct store_filter *f)
 {
-	if (f != NULL && f->subject != NULL && f->subject[0] != '\0')
+	if (!store_pg_list_prepared(f))
 		return store_pg_exec(c->pg, what, sql, p, false);
 	return store_pg_exec_prepared(c, what, sql, p);
 }
@@ -2296,21 +2338,48 @@ fail:
 	return rc;
 }
 
+/*
+ * The plan a listing runs with: for a prepared one the generic plan (what a
+ * session's statement settles on), else the plan for its values.
+ */
 static int store_pg_debug_list_plan(struct store *s, const struct store_filter *f,
 				    const char *cursor, char **plan)
 {
 	struct store_pg *st = store_pg_of(s);
-	struct strbuf q = STRBUF_INIT;
+	struct strbuf q = STRBUF_INIT, e = STRBUF_INIT;
 	struct store_pg_params p = {0};
 	struct store_pg_conn *c = NULL;
 	PGresult *r = NULL;
+	bool prepared = store_pg_list_prepared(f), made = false;
 	int rc;
 	if ((rc = store_pg_conn_get(st, &c)) < 0 || (rc = store_pg_read_begin(c->pg)) < 0 ||
-	    (rc = store_pg_build_list_on(c->pg, "EXPLAIN SELECT " STORE_PG_MSG_COLS, f, cursor, 51,
-					 &q, &p)) < 0)
+	    (rc = store_pg_build_list_on(c->pg, "SELECT " STORE_PG_MSG_COLS, f, cursor, 51, &q,
+					 &p)) < 0)
 		goto fail;
 	rc = -EIO;
-	if ((r = store_pg_exec(c->pg, "list_plan", strbuf_str(&q), &p, false)) == NULL)
+	if (prepared) {
+		if (store_pg_do(c->pg, "list_plan",
+				"SET LOCAL plan_cache_mode = force_generic_plan", NULL, NULL) < 0)
+			goto fail;
+		PGresult *pr = PQprepare(c->pg, "lazaret_explain", strbuf_str(&q), 0, NULL);
+		if ((pr = store_pg_result(c->pg, "list_plan", pr)) == NULL)
+			goto fail;
+		PQclear(pr);
+		made = true;
+		/* EXECUTE's arguments are literals: they are not a statement's $n */
+		strbuf_puts(&e, "EXPLAIN EXECUTE lazaret_explain(");
+		for (int k = 0; k < p.n; k++) {
+			char *lit =
+			    p.v[k] == NULL ? NULL : PQescapeLiteral(c->pg, p.v[k], strlen(p.v[k]));
+			strbuf_printf(&e, "%s%s", k > 0 ? ", " : "", lit != NULL ? lit : "NULL");
+			PQfreemem(lit);
+		}
+		strbuf_puts(&e, ")");
+	} else {
+		strbuf_printf(&e, "EXPLAIN %s", strbuf_str(&q));
+	}
+	if ((r = store_pg_exec(c->pg, "list_plan", strbuf_str(&e), prepared ? NULL : &p, false)) ==
+	    NULL)
 		goto fail;
 	struct strbuf b = STRBUF_INIT;
 	strbuf_puts(&b, "");
@@ -2322,9 +2391,12 @@ static int store_pg_debug_list_plan(struct store *s, const struct store_filter *
 	rc = 0;
 fail:
 	PQclear(r);
+	if (made)
+		store_pg_do(c->pg, "list_plan", "DEALLOCATE lazaret_explain", NULL, NULL);
 	store_pg_conn_put(st, c);
 	store_pg_params_clear(&p);
 	strbuf_free(&q);
+	strbuf_free(&e);
 	return rc;
 }
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -2271,6 +2272,65 @@ static void test_pg_search_indexes(void **state)
 }
 
 /*
+ * An end user's listing, with a cursor and under a generic plan (a prepared
+ * listing's, forced here): driven by the recipient's index rows, each message
+ * looked up by id in a nested loop, never a walk of every message joined to
+ * them. Then the same pages as the plain walk answers.
+ */
+static void test_pg_recipient_listing_plan(void **state)
+{
+	struct fixture *fx = *state;
+	add_corpus(fx->st);
+	store_close(fx->st);
+	fx->st = NULL;
+	char sql[256];
+	snprintf(sql, sizeof(sql), "ALTER DATABASE %s SET plan_cache_mode = force_generic_plan",
+		 fx->db);
+	pg_run_fx(fx, sql);
+	assert_int_equal(fixture_open(fx), 0);
+	const char *u1[] = {"U1@corp.jp", "u2@corp.jp"};
+	struct store_filter f = {.quarantine = "spam", .addresses = u1, .naddresses = 2};
+	for (int with_cursor = 0; with_cursor < 2; with_cursor++) {
+		char *plan = NULL;
+		assert_int_equal(store_debug_list_plan(fx->st, &f,
+						       with_cursor ? corpus_ids[NCORPUS - 1] : NULL,
+						       &plan),
+				 0);
+		if (strstr(plan, "Nested Loop") == NULL || strstr(plan, " on recipients") == NULL ||
+		    strstr(plan, "(id = r.msg_id)") == NULL || strstr(plan, "Merge") != NULL ||
+		    strstr(plan, "Hash Join") != NULL)
+			fail_msg("not driven by the recipient's rows:\n%s", plan);
+		free(plan);
+	}
+	/* the listing itself, page by page, is every message to u1 or u2 */
+	struct store_filter all = {.quarantine = "spam"};
+	struct store_message **v = NULL;
+	size_t nall = 0;
+	char *next = NULL;
+	assert_int_equal(store_list(fx->st, &all, 100, NULL, &v, &nall, &next), 0);
+	assert_null(next);
+	char(*want)[37] = xcalloc(NCORPUS, 37), (*got)[37] = xcalloc(NCORPUS, 37);
+	size_t nwant = 0;
+	for (size_t i = 0; i < nall; i++) {
+		bool mine = false;
+		for (size_t k = 0; k < v[i]->nrecipients; k++)
+			mine = mine || strcasecmp(v[i]->recipients[k].address, "u1@corp.jp") == 0 ||
+			       strcasecmp(v[i]->recipients[k].address, "u2@corp.jp") == 0;
+		if (mine)
+			memcpy(want[nwant++], v[i]->id, 37);
+	}
+	store_message_array_free(v, nall);
+	assert_true(nwant > 3 && nwant < nall);
+	for (size_t page = 1; page <= 3; page++) {
+		assert_int_equal(test_list_all(fx->st, &f, page, got, NCORPUS), nwant);
+		for (size_t i = 0; i < nwant; i++)
+			assert_string_equal(got[i], want[i]);
+	}
+	free(want);
+	free(got);
+}
+
+/*
  * Migration 5 on a database that already holds messages (some with an id time
  * other than their received_at): the bounds come from the rows, the index of
  * short terms covers them. Version 5 is this migration's number; renumber it
@@ -2376,6 +2436,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pg_schema_too_new, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_invalid_utf8, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_search_indexes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_recipient_listing_plan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_search_migration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_read_deadline_cancels, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cluster_jobs_and_secrets, setup, teardown),
