@@ -335,16 +335,21 @@ class BenchPostgres:
     stops it and removes the directory. Data and WAL are on the file system of
     workdir, as the other peers' data."""
 
-    def __init__(self, workdir, name="pg"):
+    def __init__(self, workdir, name="pg", existing=False):
+        """existing: workdir/name is a cluster an earlier run kept (BENCH_PG_DIR);
+        start() starts it as it is, stop() keeps it."""
         self.dir = os.path.join(workdir, name)
         self.data = os.path.join(self.dir, "data")
         self.log = os.path.join(self.dir, "server.log")
         self.started = False
+        self.existing = existing
         self.as_pg = []
         for tool in ("initdb", "pg_ctl", "psql"):
             if not os.access(os.path.join(PG_BIN, tool), os.X_OK):
                 raise PgError("no PostgreSQL 15 server in %s (apt-get install postgresql)" % PG_BIN)
-        os.makedirs(self.dir)
+        if existing and not os.path.isfile(os.path.join(self.data, "PG_VERSION")):
+            raise PgError("%s holds no PostgreSQL cluster" % self.dir)
+        os.makedirs(self.dir, exist_ok=existing)
         os.chmod(self.dir, 0o755)  # the socket is here; lazaretd runs as another user
         if os.geteuid() == 0:
             import pwd
@@ -362,8 +367,12 @@ class BenchPostgres:
         return r.stdout.decode(errors="replace")
 
     def start(self):
-        self._run([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", "postgres", "-A",
-                   "trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        if not self.existing:
+            self._run([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", "postgres", "-A",
+                       "trust", "-E", "UTF8", "--locale=C.UTF-8"])
+        elif os.path.exists(os.path.join(self.data, "postmaster.pid")):
+            raise PgError("the cluster in %s is running: stop it first (pg_ctl -D %s stop), so "
+                          "that it runs with PG_SETTINGS" % (self.dir, self.data))
         opts = "-c listen_addresses='' -k %s" % self.dir
         for k, v in PG_SETTINGS:
             opts += " -c %s=%s" % (k, v)
@@ -427,7 +436,8 @@ class BenchPostgres:
                                              "-m", "immediate", "stop"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
             self.started = False
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.existing:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def pg_settings_line(info):
