@@ -383,3 +383,70 @@ def test_hello_failure_is_not_fatal(start_gateway, aio_sink):
     code, text = gw.send("alice@sender.test", "bob@example.com",
                          b"Subject: hi\r\n\r\nhello\r\n")
     assert code == 250, text
+
+
+# ---- lazaretctl gateway ----------------------------------------------------------
+
+def test_lazaretctl_gateway_add_list_remove(manager):
+    from test_lazaretctl import ctl
+    rc, out, err = ctl(manager, "gateway", "add", "gw1", "--address", "192.0.2.10",
+                       "--group", "tokyo", "--cluster", "east", "--release-port", "2525")
+    assert rc == 0, err
+    lines = out.decode().splitlines()
+    assert lines[0] == "added gateway gw1 (192.0.2.10)"
+    m = re.match(r"^token: ([0-9a-f]{64})$", lines[1])
+    assert m, lines
+    assert lines[2:] == ["The token is shown only now. Put it in the gateway's"
+                         " lazaret-gw.conf as", "[manager] api_token."]
+    token = m.group(1)
+    st, doc = hello(manager, token, {"name": "gw1", "version": "0.1.0"})
+    assert st == 200, doc
+    (g,) = registry(manager)
+    assert (g["group"], g["cluster"], g["release_port"]) == ("tokyo", "east", 2525)
+
+    rc, out, err = ctl(manager, "gateway", "add", "gw2", "--address", "2001:db8::2", "--json")
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["gateway"]["name"] == "gw2" and HEX64.match(doc["token"])
+
+    rc, out, err = ctl(manager, "gateway", "list")
+    assert rc == 0, err
+    rows = [line.split() for line in out.decode().splitlines()]
+    assert rows[0] == ["NAME", "STATE", "ADDRESS", "GROUP", "CLUSTER", "LAST", "SEEN",
+                       "VERSION"]
+    assert rows[1][:5] == ["gw1", "registered", "192.0.2.10", "tokyo", "east"]
+    assert rows[1][-1] == "0.1.0"
+    assert re.match(r"^\d{4}-\d\d-\d\d$", rows[1][5]), rows[1]
+    assert rows[2] == ["gw2", "registered", "2001:db8::2", "-", "-", "-", "-"]
+    assert token not in out.decode()
+    rc, out, err = ctl(manager, "gateway", "list", "--json")
+    assert rc == 0, err
+    assert [g["name"] for g in json.loads(out)["gateways"]] == ["gw1", "gw2"]
+
+    # refusals: the server's message, exit 1; the command line's, exit 2
+    before = registry(manager)
+    rc, out, err = ctl(manager, "gateway", "add", "gw1", "--address", "192.0.2.99")
+    assert (rc, out, err.strip()) == (
+        1, b"", 'lazaretctl: gateway "gw1" exists already (conflict, HTTP 409)')
+    rc, out, err = ctl(manager, "gateway", "add", "gw3", "--address", "not-an-ip")
+    assert (rc, err.strip()) == (
+        1, 'lazaretctl: "address" must be an IPv4 or IPv6 address (unprocessable, HTTP 422)')
+    rc, out, err = ctl(manager, "gateway", "add", "gw3")
+    assert rc == 2 and "gateway add needs one --address" in err, err
+    rc, out, err = ctl(manager, "gateway", "add", "gw3", "--address", "192.0.2.3",
+                       "--release-port", "0")
+    assert rc == 2 and "--release-port wants 1..65535" in err, err
+    rc, out, err = ctl(manager, "gateway", "list", "--group", "x")
+    assert rc == 2 and "are for gateway add" in err, err
+    rc, out, err = ctl(manager, "search", "--cluster", "x")
+    assert rc == 2 and "are for gateway add" in err, err
+    rc, out, err = ctl(manager, "gateway", "remove", "nosuch")
+    assert (rc, err.strip()) == (1, "lazaretctl: no such gateway (not_found, HTTP 404)")
+    rc, out, err = ctl(manager, "gateway", "list", token=token)
+    assert (rc, err.strip()) == (
+        1, "lazaretctl: authentication required (unauthorized, HTTP 401)")
+    assert registry(manager) == before
+
+    rc, out, err = ctl(manager, "gateway", "remove", "gw2")
+    assert (rc, out.decode()) == (0, "removed gateway gw2\n"), err
+    assert [g["name"] for g in registry(manager)] == ["gw1"]
