@@ -34,6 +34,7 @@
 #include "http/http_json.h"
 #include "http/http_server.h"
 #include "api/api.h"
+#include "api/api_read.h"
 #include "api/auth.h"
 #include "store/store.h"
 
@@ -204,18 +205,18 @@ static bool api_gateways_bearer(const char *authz, char out[AUTH_TOKEN_TEXT_LEN 
 	return true;
 }
 
-bool api_gateways_token_ok(struct api *a, struct http_server_request *req,
-			   struct store_gateway **out)
+int api_gateways_authenticate(struct api *a, struct http_server_request *req,
+			      struct store_gateway **out)
 {
 	if (out != NULL)
 		*out = NULL;
 	const char *authz = http_server_request_header(req, "Authorization");
 	char token[AUTH_TOKEN_TEXT_LEN + 1];
 	if (!api_gateways_bearer(authz, token))
-		return false;
+		return -ENOENT;
 	/* the admin token may look like one; it is still not a gateway's */
 	if (http_server_bearer_ok(authz, api_current_config(a)->admin_token))
-		return false;
+		return -ENOENT;
 	char hash[AUTH_HASH_TEXT_LEN + 1];
 	auth_token_hash(token, hash);
 	struct store_gateway *g = NULL;
@@ -223,17 +224,23 @@ bool api_gateways_token_ok(struct api *a, struct http_server_request *req,
 	if (rc < 0) {
 		if (rc != -ENOENT)
 			log_error("api.gateway_lookup_failed", "error=%s", strerror(-rc));
-		return false;
+		return rc;
 	}
 	if (!auth_token_equal(g->token_hash, hash)) {
 		store_gateway_free(g);
-		return false;
+		return -ENOENT;
 	}
 	if (out != NULL)
 		*out = g;
 	else
 		store_gateway_free(g);
-	return true;
+	return 0;
+}
+
+bool api_gateways_token_ok(struct api *a, struct http_server_request *req,
+			   struct store_gateway **out)
+{
+	return api_gateways_authenticate(a, req, out) == 0;
 }
 
 /* ---- admin endpoints ---- */
@@ -432,7 +439,18 @@ static void api_gateways_hello(struct http_server_request *req, void *arg)
 	/* a browser's cross-site post is refused like on every state change */
 	if (!api_request_guard(a, req))
 		return;
-	bool authenticated = api_gateways_token_ok(a, req, &g);
+	int auth = api_gateways_authenticate(a, req, &g);
+	if (auth < 0 && auth != -ENOENT) {
+		/* the store could not say: the gateway tries again, nothing is recorded */
+		if (store_error_unavailable(auth)) {
+			http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
+			http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
+		} else {
+			http_server_reply_error(req, 500, "the store failed (%s)", strerror(-auth));
+		}
+		return;
+	}
+	bool authenticated = auth == 0;
 	const char *peer = http_server_request_peer(req);
 	if (!authenticated &&
 	    (gw->pending_from == NULL || !acl_match_text(gw->pending_from, peer))) {

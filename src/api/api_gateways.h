@@ -54,6 +54,10 @@ void api_gateways_free(struct api_gateways *g);
  */
 bool api_gateways_token_ok(struct api *a, struct http_server_request *req,
 			   struct store_gateway **out);
+/* The same as 0, -ENOENT (no gateway's token), or the store's error (-ENOTCONN,
+ * -EIO ...) when it could not look the token up. */
+int api_gateways_authenticate(struct api *a, struct http_server_request *req,
+			      struct store_gateway **out);
 
 /* The fields of POST /api/v1/gateways, pointing into the body they came from. */
 struct api_gateways_new {

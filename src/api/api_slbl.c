@@ -289,11 +289,16 @@ static void api_slbl_changes(struct http_server_request *req, void *arg)
 	struct api *a = arg;
 	/* the feed is the gateways': a gateway's own token opens it, as does an admin */
 	struct store_gateway *gw = NULL;
-	if (api_gateways_token_ok(a, req, &gw)) {
+	int auth = api_gateways_authenticate(a, req, &gw);
+	if (auth == 0) {
 		int rc = store_gateway_touch(api_store(a), gw->name, clock_now_ms(), NULL);
 		if (rc < 0 && rc != -ENOENT)
 			log_warn("api.gateway_touch_failed", "error=%s", strerror(-rc));
 		store_gateway_free(gw);
+	} else if (store_error_unavailable(auth)) {
+		http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
+		http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
+		return;
 	} else if (!api_require_role(a, req, API_ROLE_ADMIN)) {
 		return;
 	}

@@ -16,6 +16,7 @@ import pytest
 
 from e2e_helpers import free_port, t, wait_for
 from gw_fixtures import *  # noqa: F401,F403 (start_gateway)
+from pg_cluster import pg_clusters  # noqa: F401 (a fixture)
 from test_openapi import served_routes
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -450,3 +451,31 @@ def test_lazaretctl_gateway_add_list_remove(manager):
     rc, out, err = ctl(manager, "gateway", "remove", "gw2")
     assert (rc, out.decode()) == (0, "removed gateway gw2\n"), err
     assert [g["name"] for g in registry(manager)] == ["gw1"]
+
+
+# ---- the store down (PostgreSQL, a cluster of this test's own) ------------------
+
+@pytest.mark.own_postgresql
+def test_gateway_routes_answer_503_while_the_database_is_down(start_manager, pg_clusters):
+    """A gateway's hello and safelist sync while PostgreSQL is down: 503 with the
+    store's message (try again), not a 401 that would read as a bad token; and the
+    same token works again once the database is back."""
+    from pg_cluster import psql
+    pg = pg_clusters.new("primary")
+    psql(pg.dsn(), "CREATE DATABASE lazaret")
+    m = start_manager(store__backend="postgresql", store__dsn=pg.dsn("lazaret"),
+                      gateways__pending_from="127.0.0.1/32")
+    token = add(m, "gw1", "127.0.0.1")["token"]
+    pg.crash()
+    unavailable = ("the quarantine store is unavailable: its database cannot be reached;"
+                   " try again shortly")
+    for _ in range(2):  # the first call may be the one that finds the connection gone
+        st, doc = hello(m, token, {"name": "gw1"})
+    assert (st, error(doc)) == (503, unavailable)
+    st, doc = m.api("GET", "/api/v1/slbl?since=0", token=token)
+    assert (st, error(doc)) == (503, unavailable)
+    pg.start()
+    wait_for(lambda: hello(m, token, {"name": "gw1", "version": "0.1.0"})[0] == 200, 30,
+             "the hello accepted again")
+    (g,) = registry(m)
+    assert (g["name"], g["version"]) == ("gw1", "0.1.0")
