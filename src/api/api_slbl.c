@@ -1,7 +1,8 @@
 /*
  * api_slbl — safelists and blocklists over HTTP (docs/openapi.yaml,
  * tag slbl): admins read and replace one recipient's lists, gateways pull the
- * change feed (GET /api/v1/slbl?since=VERSION), and whole sets move in and out as
+ * change feed (GET /api/v1/slbl?since=VERSION; with their own token, the one
+ * route besides the hello that a gateway's token opens), and whole sets move in and out as
  * CSV (RFC 4180: rows "recipient,list,sender", a header row of those names).
  *
  * The per-user limit is api_config.slbl_max_entries per list, counted after
@@ -28,12 +29,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
 #include "api/api.h"
+#include "api/api_gateways.h"
 #include "api/api_read.h"
 #include "store/store.h"
 
@@ -284,8 +287,21 @@ static int api_slbl_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *ou
 static void api_slbl_changes(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
-	if (!api_require_role(a, req, API_ROLE_ADMIN))
+	/* the feed is the gateways': a gateway's own token opens it, as does an admin */
+	struct store_gateway *gw = NULL;
+	int auth = api_gateways_authenticate(a, req, &gw);
+	if (auth == 0) {
+		int rc = store_gateway_touch(api_store(a), gw->name, clock_now_ms(), NULL);
+		if (rc < 0 && rc != -ENOENT)
+			log_warn("api.gateway_touch_failed", "error=%s", strerror(-rc));
+		store_gateway_free(gw);
+	} else if (store_error_unavailable(auth)) {
+		http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
+		http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
 		return;
+	} else if (!api_require_role(a, req, API_ROLE_ADMIN)) {
+		return;
+	}
 	static const char *const single[] = {"since", "limit"};
 	for (size_t i = 0; i < 2; i++) {
 		if (http_server_request_query_count(req, single[i]) > 1) {

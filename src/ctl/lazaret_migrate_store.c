@@ -11,7 +11,8 @@
  * Every row keeps its identity: message seq and id (digest state refers to seq,
  * so it stays valid as is), audit seq, delivery job ids, safelist versions and the
  * change counter. Bodies are copied as stored (zstd frames), never recompressed.
- * Delivery leases are cleared; sessions are copied (users stay logged in).
+ * Delivery leases are cleared; sessions are copied (users stay logged in), and so
+ * is the gateway registry (gateways keep their tokens).
  *
  * Steps and what makes each:
  *   1. connect      PQconnectdb; a bad DSN ends here (exit 1).
@@ -133,6 +134,12 @@ static const struct mig_table mig_tables[] = {
      "address_lc, last_sent_at, last_seq", false},
     {"used_tokens", "SELECT nonce, used_at, expires_at FROM used_tokens",
      "nonce, used_at, expires_at", false},
+    /* the registry: gateways keep their tokens (hashes) and need no new ones */
+    {"gateways",
+     "SELECT name, state, address, group_name, cluster, release_port, token_hash, created_at,"
+     " last_seen, version FROM gateways",
+     "name, state, address, group_name, cluster, release_port, token_hash, created_at,"
+     " last_seen, version", false},
 };
 
 /*
@@ -168,6 +175,8 @@ static const struct {
     {"slbl_counter", "SELECT version FROM slbl_counter"},
     {"digest_state", "SELECT count(*), coalesce(sum(last_seq), 0) FROM digest_state"},
     {"used_tokens", "SELECT count(*) FROM used_tokens"},
+    {"gateways", "SELECT state, count(*), count(token_hash), coalesce(max(last_seen), 0)"
+		 " FROM gateways GROUP BY state"},
 };
 /* clang-format on */
 
@@ -285,7 +294,8 @@ static int pg_check_empty(struct mig *g)
 		   " (SELECT count(*) FROM audit), (SELECT count(*) FROM slbl_recipients),"
 		   " (SELECT count(*) FROM sessions) + (SELECT count(*) FROM digest_state)"
 		   " + (SELECT count(*) FROM used_tokens) + (SELECT count(*) FROM deliveries)"
-		   " + (SELECT count(*) FROM slbl_entries) + (SELECT version FROM slbl_counter)");
+		   " + (SELECT count(*) FROM slbl_entries) + (SELECT version FROM slbl_counter)"
+		   " + (SELECT count(*) FROM gateways)");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		fail("PostgreSQL: cannot count the target's rows: %s", PQresultErrorMessage(r));
 		PQclear(r);
@@ -845,8 +855,9 @@ static void usage(FILE *f)
 		"Everything keeps its identity: messages (ids, sequence numbers, times,\n"
 		"recipients' states and replies, attachments, bodies as stored), the delivery\n"
 		"queue (leases cleared), accounts and their password hashes, sessions, the\n"
-		"audit log, safelists with their versions and change counter, digest state\n"
-		"and used digest links. The copy is one transaction: an interrupted run\n"
+		"audit log, safelists with their versions and change counter, digest state,\n"
+		"used digest links and the gateway registry (gateways keep their tokens).\n"
+		"The copy is one transaction: an interrupted run\n"
 		"leaves the database empty, and can be run again.\n"
 		"\n"
 		"A database that already holds Lazaret data is refused.\n"

@@ -142,6 +142,18 @@ static const struct command_help command_helps[] = {
      "  --role ROLE         admin | operator | enduser\n"
      "  --address ADDR      a mail address of the account (repeatable)\n"
      "  --password-stdin    read the password from standard input\n"},
+    {"gateway",
+     "gateway add NAME --address IP [--group G] [--cluster C] [--release-port N] [--json] |\n"
+     "       gateway list [--json] | gateway remove NAME",
+     "Manages the manager's gateway registry. add registers NAME, sending from IP,\n"
+     "and prints its token once: the manager keeps only a hash of it. Put it in the\n"
+     "gateway's lazaret-gw.conf as [manager] api_token; it opens only the gateway's\n"
+     "own API (its hello and the safelist sync). list shows registered gateways and\n"
+     "pending ones (they said hello without a token); remove forgets either.\n"
+     "  --address IP        the address the gateway sends from (IPv4 or IPv6)\n"
+     "  --group G           its group\n"
+     "  --cluster C         its cluster\n"
+     "  --release-port N    where it takes released mail (default 25)\n"},
     {"help", "help [COMMAND]", "Shows help for COMMAND.\n"},
 };
 
@@ -573,6 +585,9 @@ enum opt_id {
 	OPT_ROLE,
 	OPT_ADDRESS,
 	OPT_PASSWORD_STDIN,
+	OPT_GROUP,
+	OPT_CLUSTER,
+	OPT_RELEASE_PORT,
 };
 
 static const struct option long_options[] = {
@@ -600,6 +615,9 @@ static const struct option long_options[] = {
     {"role", required_argument, NULL, OPT_ROLE},
     {"address", required_argument, NULL, OPT_ADDRESS},
     {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
+    {"group", required_argument, NULL, OPT_GROUP},
+    {"cluster", required_argument, NULL, OPT_CLUSTER},
+    {"release-port", required_argument, NULL, OPT_RELEASE_PORT},
     {NULL, 0, NULL, 0},
 };
 
@@ -620,6 +638,9 @@ struct args {
 	const char *addresses[CTL_MAX_RCPTS];
 	size_t naddresses;
 	bool password_stdin;
+	/* gateway add */
+	const char *group, *cluster;
+	long release_port; /* 0: not given */
 };
 
 /* ---- commands ---- */
@@ -1200,6 +1221,146 @@ static int cmd_user(struct ctl *c, struct args *a)
 	return usage_error("user", "user wants add NAME, list or delete NAME");
 }
 
+/* ---- gateway add | list | remove ---- */
+
+static const char *json_text(json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+	return v != NULL ? v : "-";
+}
+
+static int cmd_gateway_add(struct ctl *c, struct args *a)
+{
+	if (a->npositional != 2)
+		return usage_error("gateway", "gateway add needs a NAME");
+	if (a->naddresses != 1)
+		return usage_error("gateway", "gateway add needs one --address");
+	json_t *body = json_pack("{s:s,s:s}", "name", a->positional[1], "address", a->addresses[0]);
+	if (body == NULL) {
+		fprintf(stderr, "lazaretctl: the name and address must be UTF-8\n");
+		return CTL_EXIT_USAGE;
+	}
+	if (a->group != NULL)
+		json_object_set_new(body, "group", json_string(a->group));
+	if (a->cluster != NULL)
+		json_object_set_new(body, "cluster", json_string(a->cluster));
+	if (a->release_port != 0)
+		json_object_set_new(body, "release_port", json_integer(a->release_port));
+	char *text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (text == NULL) {
+		fprintf(stderr, "lazaretctl: --group and --cluster must be UTF-8\n");
+		return CTL_EXIT_USAGE;
+	}
+	json_t *root = NULL;
+	struct strbuf raw;
+	int rc = api_json(c, "POST", "/api/v1/gateways", text, &root, &raw);
+	free(text);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (a->json) {
+		print_json_text(&raw);
+	} else {
+		json_t *g = json_object_get(root, "gateway");
+		printf("added gateway ");
+		put_cells(stdout, json_text(g, "name"), 64, 0);
+		printf(" (");
+		put_cells(stdout, json_text(g, "address"), 64, 0);
+		printf(")\ntoken: ");
+		put_cells(stdout, json_text(root, "token"), 128, 0);
+		printf("\nThe token is shown only now. Put it in the gateway's lazaret-gw.conf as\n"
+		       "[manager] api_token.\n");
+	}
+	strbuf_free(&raw);
+	json_decref(root);
+	return CTL_EXIT_OK;
+}
+
+/* "2026-12-05T07:00:00Z" as "2026-12-05 07:00:00", "-" for null. */
+static void gateway_time(json_t *v, char *out, size_t size)
+{
+	const char *s = json_string_value(v);
+	if (s == NULL || strlen(s) < 19) {
+		snprintf(out, size, "-");
+		return;
+	}
+	snprintf(out, size, "%.10s %.8s", s, s + 11);
+}
+
+static int cmd_gateway_list(struct ctl *c, struct args *a)
+{
+	json_t *root = NULL;
+	struct strbuf raw;
+	int rc = api_json(c, "GET", "/api/v1/gateways", NULL, &root, &raw);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (a->json) {
+		print_json_text(&raw);
+	} else {
+		size_t i;
+		json_t *g;
+		printf("%-24s %-10s %-39s %-16s %-16s %-19s %s\n", "NAME", "STATE", "ADDRESS",
+		       "GROUP", "CLUSTER", "LAST SEEN", "VERSION");
+		json_array_foreach(json_object_get(root, "gateways"), i, g)
+		{
+			char seen[32];
+			gateway_time(json_object_get(g, "last_seen"), seen, sizeof(seen));
+			put_cells(stdout, json_text(g, "name"), 64, 24);
+			fputc(' ', stdout);
+			put_cells(stdout, json_text(g, "state"), 10, 10);
+			fputc(' ', stdout);
+			put_cells(stdout, json_text(g, "address"), 45, 39);
+			fputc(' ', stdout);
+			put_cells(stdout, json_text(g, "group"), 64, 16);
+			fputc(' ', stdout);
+			put_cells(stdout, json_text(g, "cluster"), 64, 16);
+			printf(" %-19s ", seen);
+			put_cells(stdout, json_text(g, "version"), 64, 0);
+			fputc('\n', stdout);
+		}
+	}
+	strbuf_free(&raw);
+	json_decref(root);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_gateway(struct ctl *c, struct args *a)
+{
+	const char *sub = a->npositional > 0 ? a->positional[0] : "";
+	if (a->role != NULL || a->password_stdin)
+		return usage_error("gateway", "--role and --password-stdin are for user add");
+	if (strcmp(sub, "add") == 0)
+		return cmd_gateway_add(c, a);
+	if (a->naddresses > 0 || a->group != NULL || a->cluster != NULL || a->release_port != 0)
+		return usage_error("gateway",
+				   "--address, --group, --cluster and --release-port are for "
+				   "gateway add");
+	if (strcmp(sub, "list") == 0 && a->npositional == 1)
+		return cmd_gateway_list(c, a);
+	if (strcmp(sub, "remove") == 0 && a->npositional == 2) {
+		if (a->json)
+			return usage_error("gateway", "gateway remove has no --json");
+		char *esc = curl_easy_escape(c->curl, a->positional[1], 0);
+		if (esc == NULL) {
+			fprintf(stderr, "lazaretctl: out of memory\n");
+			return CTL_EXIT_API;
+		}
+		char *path = ctl_xasprintf("/api/v1/gateways/%s", esc);
+		curl_free(esc);
+		json_t *root = NULL;
+		int rc = api_json(c, "DELETE", path, NULL, &root, NULL);
+		free(path);
+		if (rc == CTL_EXIT_OK) {
+			printf("removed gateway ");
+			put_cells(stdout, a->positional[1], 64, 0);
+			fputc('\n', stdout);
+		}
+		json_decref(root);
+		return rc;
+	}
+	return usage_error("gateway", "gateway wants add NAME, list or remove NAME");
+}
+
 static const struct command commands[] = {
     {"quarantines", cmd_quarantines, 0, false, false, false, false, true},
     {"search", cmd_search, 0, true, true, false, false, true},
@@ -1210,6 +1371,7 @@ static const struct command commands[] = {
     {"health", cmd_health, 0, false, false, false, false, false},
     /* Positional words are checked by cmd_user (SIZE_MAX: any count). */
     {"user", cmd_user, SIZE_MAX, false, false, false, false, true},
+    {"gateway", cmd_gateway, SIZE_MAX, false, false, false, false, true},
 };
 
 /*
@@ -1339,6 +1501,20 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 		case OPT_PASSWORD_STDIN:
 			a->password_stdin = true;
 			break;
+		case OPT_GROUP:
+			a->group = optarg;
+			break;
+		case OPT_CLUSTER:
+			a->cluster = optarg;
+			break;
+		case OPT_RELEASE_PORT: {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || n < 1 || n > 65535)
+				return usage_error(a->command, "--release-port wants 1..65535");
+			a->release_port = n;
+			break;
+		}
 		case '?':
 		default:
 			if (optopt != 0 && optopt < 256)
@@ -1389,6 +1565,10 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 		return usage_error(k->name, "%s takes no filters", k->name);
 	if (filter_flag_seen && k->bulk)
 		return usage_error(k->name, "filters need --filter");
+	if ((a->group != NULL || a->cluster != NULL || a->release_port != 0) &&
+	    strcmp(k->name, "gateway") != 0)
+		return usage_error(k->name,
+				   "--group, --cluster and --release-port are for gateway add");
 	if (k->positional == SIZE_MAX)
 		return CTL_EXIT_OK;
 	if ((a->role != NULL || a->naddresses > 0 || a->password_stdin) &&

@@ -19,6 +19,7 @@
 #include "common/confparse.h"
 #include "common/xalloc.h"
 #include "gateway/rat.h"
+#include "store/store.h"
 #include "http/http_config_keys.h"
 #include "smtp/smtp_listener_keys.h"
 
@@ -69,6 +70,9 @@ static const struct confparse_key gw_config_keys[] = {
      .type = CONFPARSE_DURATION,
      .offset = OFF(shutdown_grace_ms),
      .default_text = "30s"},
+    /* what the gateway tells the manager it belongs to (its hello) */
+    {.section = "gateway", .name = "group", .type = CONFPARSE_STRING, .offset = OFF(group)},
+    {.section = "gateway", .name = "cluster", .type = CONFPARSE_STRING, .offset = OFF(cluster)},
 
     {.section = "listener",
      .name = "xforward_from",
@@ -114,6 +118,12 @@ static const struct confparse_key gw_config_keys[] = {
     {.section = "manager", .name = "api_url", .type = CONFPARSE_STRING, .offset = OFF(api_url)},
     {.section = "manager", .name = "api_token", .type = CONFPARSE_STRING, .offset = OFF(api_token)},
     {.section = "manager", .name = "api_ca", .type = CONFPARSE_PATH, .offset = OFF(api_ca)},
+    {.section = "manager",
+     .name = "hello_interval",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(hello_interval_ms),
+     .default_text = "5m",
+     .min = SEC},
 
     {.section = "antispam",
      .name = "engine",
@@ -427,6 +437,17 @@ static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 	}
 	gw_config_external_tls(cp, cfg);
 	confparse_check_readable(cp, "manager", "api_ca", cfg->api_ca);
+	static const char *const level_keys[] = {"group", "cluster"};
+	const char *levels[] = {cfg->group, cfg->cluster};
+	for (size_t i = 0; i < 2; i++) {
+		if (levels[i] != NULL && !store_gateway_name_ok(levels[i]))
+			confparse_error(cp, "gateway", level_keys[i],
+					"must be 1 to %d letters, digits, '.', '-' or '_'",
+					STORE_GATEWAY_LEVEL_MAX);
+	}
+	if (cfg->api_url != NULL && strncmp(cfg->api_url, "http://", 7) != 0 &&
+	    strncmp(cfg->api_url, "https://", 8) != 0)
+		confparse_error(cp, "manager", "api_url", "must start with http:// or https://");
 	if (cfg->slbl_enabled) {
 		if (!cfg->external_enabled)
 			confparse_error(cp, "external_spam_quarantine", "safelist_blocklist",
@@ -434,10 +455,6 @@ static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 		if (cfg->api_url == NULL)
 			confparse_error(cp, "manager", "api_url",
 					"is required for safelist_blocklist = yes");
-		else if (strncmp(cfg->api_url, "http://", 7) != 0 &&
-			 strncmp(cfg->api_url, "https://", 8) != 0)
-			confparse_error(cp, "manager", "api_url",
-					"must start with http:// or https://");
 		if (cfg->api_token == NULL)
 			confparse_error(cp, "manager", "api_token",
 					"is required for safelist_blocklist = yes");

@@ -30,6 +30,8 @@ struct gw_config {
 	char *hostname;	  /* greeting and EHLO name; default: name */
 	unsigned workers; /* pipeline threads (each holds one message while it is relayed) */
 	int64_t shutdown_grace_ms;
+	char *group;   /* said in the hello to the manager; NULL: none */
+	char *cluster; /* likewise */
 
 	/* [listener] */
 	char *listen;
@@ -64,7 +66,8 @@ struct gw_config {
 	char *manager_addresses_text;
 	char *api_url;
 	char *api_token;
-	char *api_ca; /* PEM CA for an https api_url; NULL: the system's store */
+	char *api_ca;		   /* PEM CA for an https api_url; NULL: the system's store */
+	int64_t hello_interval_ms; /* hello to the manager (with api_url); default 5m */
 
 	/* [antispam] */
 	char *antispam_engine; /* builtin | spamd | rspamd | none */

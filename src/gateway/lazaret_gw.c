@@ -10,9 +10,10 @@
  *             start, naming FILE:LINE:COLUMN), bind SMTP, drop root for
  *             [gateway] user (privdrop.c), open the local store,
  *             start the release engine (local quarantines → next hop), the admin
- *             API, expiry and the safelist sync, then run the loop
+ *             API, expiry, the safelist sync and the hello to the manager's
+ *             registry (gw_hello.c, every hello_interval), then run the loop
  *   SIGHUP    reload config and rules whole, or keep the old ones and log why;
- *             sync the safelists now
+ *             sync the safelists and say hello now
  *   SIGTERM   stop accepting; idle sessions get 421; messages being judged are
  *             finished and answered (bounded by shutdown_grace); exit 0
  * Session hooks on the loop thread: check_connect (released-mail addresses, HAT
@@ -45,6 +46,7 @@
 #include "common/strutil.h"
 #include "common/xalloc.h"
 #include "gateway/gw_config.h"
+#include "gateway/gw_hello.h"
 #include "gateway/hat.h"
 #include "gateway/pipeline.h"
 #include "gateway/rat.h"
@@ -69,6 +71,8 @@
 /* A safelist sync may take this long before it gives up (the next one retries). */
 #define GW_SYNC_TIMEOUT_MS 30000
 #define GW_SLBL_CACHE_FILE "slbl.cache"
+/* A hello waits this long for the manager; the next one comes at hello_interval. */
+#define GW_HELLO_TIMEOUT_MS 10000
 
 struct gw {
 	const char *conf_path;
@@ -84,8 +88,9 @@ struct gw {
 	struct loopq *q;
 	struct hat_throttle *throttle;
 	atomic_uint inflight;
-	atomic_bool sync_running, expiry_running;
-	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *sync_timer, *expiry_timer;
+	atomic_bool sync_running, expiry_running, hello_running;
+	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *sync_timer, *expiry_timer,
+	    *hello_timer;
 	int64_t shutdown_started;
 	bool forced;
 };
@@ -386,6 +391,50 @@ static void gw_sync_tick(evutil_socket_t fd, short what, void *arg)
 	gw_sync_now(arg);
 }
 
+/* The hello to the manager's gateway registry: logged either way, never fatal. */
+static void gw_hello_run(void *arg)
+{
+	struct gw_maint_job *mj = arg;
+	const struct gw_config *cfg = &mj->rules->cfg;
+	char *body = gw_hello_body(cfg->name, LAZARET_VERSION, cfg->group, cfg->cluster);
+	struct gw_hello_answer ans;
+	int rc = gw_hello_send(cfg->api_url, cfg->api_token, cfg->api_ca, body, GW_HELLO_TIMEOUT_MS,
+			       &ans);
+	char q[512];
+	if (rc == 0) {
+		log_info("gw.hello", "url=%s state=%s group=%s cluster=%s", cfg->api_url, ans.state,
+			 ans.group != NULL ? ans.group : "-",
+			 ans.cluster != NULL ? ans.cluster : "-");
+	} else {
+		log_warn(
+		    "gw.hello_failed", "url=%s status=%ld error=%s", cfg->api_url, ans.status,
+		    log_quote(q, sizeof(q), ans.message != NULL ? ans.message : strerror(-rc)));
+	}
+	gw_hello_answer_clear(&ans);
+	free(body);
+	atomic_store(&mj->gw->hello_running, false);
+	pipeline_rules_unref(mj->rules);
+	free(mj);
+}
+
+static void gw_hello_now(struct gw *gw)
+{
+	if (gw->rules->cfg.api_url == NULL)
+		return;
+	bool expected = false;
+	if (!atomic_compare_exchange_strong(&gw->hello_running, &expected, true))
+		return;
+	struct gw_maint_job *mj = xcalloc(1, sizeof(*mj));
+	mj->gw = gw;
+	mj->rules = pipeline_rules_ref(gw->rules);
+	workpool_submit(gw->maint, gw_hello_run, mj);
+}
+
+static void gw_hello_tick(evutil_socket_t fd, short what, void *arg)
+{
+	gw_hello_now(arg);
+}
+
 static void gw_arm(struct event *ev, int64_t ms)
 {
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -517,6 +566,7 @@ static void gw_terminate(evutil_socket_t sig, short what, void *arg)
 	gw->api = NULL;
 	event_del(gw->sync_timer);
 	event_del(gw->expiry_timer);
+	event_del(gw->hello_timer);
 	gw->shutdown_timer = event_new(gw->base, -1, EV_PERSIST, gw_shutdown_poll, gw);
 	struct timeval tv = {0, GW_SHUTDOWN_POLL_MS * 1000};
 	event_add(gw->shutdown_timer, &tv);
@@ -560,12 +610,15 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	gw_arm(gw->expiry_timer, c->purge_interval_ms);
 	gw_arm(gw->sync_timer, c->sync_interval_ms);
+	gw_arm(gw->hello_timer, c->hello_interval_ms);
 	struct pipeline_rules *old = gw->rules;
 	gw->rules = next;
 	pipeline_rules_unref(old);
 	log_info("gw.reloaded", "next_hop=%s filters=%s", c->next_hop,
 		 c->filters_file != NULL ? c->filters_file : "none");
 	gw_sync_now(gw);
+	/* the name, group or cluster may have changed: tell the manager now */
+	gw_hello_now(gw);
 }
 
 static int gw_start(struct gw *gw)
@@ -654,6 +707,9 @@ static int gw_start(struct gw *gw)
 	gw->sync_timer = event_new(gw->base, -1, EV_PERSIST, gw_sync_tick, gw);
 	gw_arm(gw->sync_timer, cfg->sync_interval_ms);
 	gw_sync_now(gw);
+	gw->hello_timer = event_new(gw->base, -1, EV_PERSIST, gw_hello_tick, gw);
+	gw_arm(gw->hello_timer, cfg->hello_interval_ms);
+	gw_hello_now(gw);
 
 	gw->sig_term = evsignal_new(gw->base, SIGTERM, gw_terminate, gw);
 	gw->sig_int = evsignal_new(gw->base, SIGINT, gw_terminate, gw);
@@ -703,6 +759,8 @@ static void gw_stop(struct gw *gw)
 		event_free(gw->sync_timer);
 	if (gw->expiry_timer != NULL)
 		event_free(gw->expiry_timer);
+	if (gw->hello_timer != NULL)
+		event_free(gw->hello_timer);
 	if (gw->sig_term != NULL) {
 		event_free(gw->sig_term);
 		event_free(gw->sig_int);
@@ -728,6 +786,7 @@ int main(int argc, char **argv)
 	memset(&gw, 0, sizeof(gw));
 	atomic_init(&gw.inflight, 0);
 	atomic_init(&gw.sync_running, false);
+	atomic_init(&gw.hello_running, false);
 	atomic_init(&gw.expiry_running, false);
 	char *abs_path = realpath(path, NULL);
 	if (abs_path != NULL)

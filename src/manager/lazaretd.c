@@ -33,6 +33,7 @@
 #include "common/strutil.h"
 #include "common/xalloc.h"
 #include "api/api.h"
+#include "api/api_gateways.h"
 #include "api/api_slbl.h"
 #include "api/api_static.h"
 #include "api/api_users.h"
@@ -66,6 +67,7 @@ struct lazaretd {
 	struct ingest *ingest;
 	struct release *release;
 	struct api *api;
+	struct api_gateways *gateways; /* the registry's routes; freed after the api */
 	struct expiry *expiry;
 	struct notify *notify;
 	struct auth_directory *directory; /* LDAP/IMAP end users, or NULL */
@@ -166,6 +168,14 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 		ac->download_min_role = API_ROLE_OPERATOR;
 	else if (cfg->download_min_role != NULL && strcmp(cfg->download_min_role, "enduser") == 0)
 		ac->download_min_role = API_ROLE_ENDUSER;
+}
+
+static void gateways_config_from(const struct manager_config *cfg, struct api_gateways_config *gc)
+{
+	memset(gc, 0, sizeof(*gc));
+	gc->pending_from = cfg->gateways_pending_from_text;
+	gc->max_pending = cfg->gateways_max_pending;
+	gc->pending_interval_ms = cfg->gateways_pending_interval_ms;
 }
 
 /* Sessions, login limits and directories for the API (api_users). */
@@ -284,6 +294,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		struct api_users_config uc;
 		users_config_from(&next, d->directory, &uc);
 		api_users_configure(d->api, &uc);
+		struct api_gateways_config gc;
+		gateways_config_from(&next, &gc);
+		api_gateways_configure(d->gateways, &gc);
 	}
 	expiry_reconfigure(d->expiry, next.delete_after_ms, next.purge_interval_ms);
 	struct notify_config nc;
@@ -431,6 +444,9 @@ static int start(struct lazaretd *d)
 	 */
 	api_users_attach(d->api, d->base);
 	api_slbl_register(d->api);
+	struct api_gateways_config gc;
+	gateways_config_from(&d->cfg, &gc);
+	d->gateways = api_gateways_attach(d->api, &gc);
 	digest_pages_register(d->api);
 	api_static_register(d->api);
 	struct http_server_conn_limits hl;
@@ -478,6 +494,7 @@ static void stop(struct lazaretd *d)
 		expiry_free(d->expiry);
 	if (d->api != NULL)
 		api_stop(d->api);
+	api_gateways_free(d->gateways);
 	notify_free(d->notify);
 	if (d->release != NULL)
 		release_stop(d->release);

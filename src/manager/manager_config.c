@@ -47,6 +47,8 @@
 #define MANAGER_MAX_HSTS_MAX_AGE (UINT64_C(2) * 366 * 24 * 3600 * SEC)
 /* Start-up waits at most an hour for PostgreSQL: longer hides a broken setup. */
 #define MANAGER_MAX_STORE_CONNECT_WAIT (UINT64_C(3600) * SEC)
+/* Pending gateways are a to-do list for an admin, not a directory: 10000 is plenty. */
+#define MANAGER_MAX_PENDING_GATEWAYS 10000
 
 #define OFF(field) offsetof(struct manager_config, field)
 
@@ -447,6 +449,26 @@ static const struct confparse_key manager_config_keys[] = {
      .offset = OFF(store_connect_wait_ms),
      .default_text = "60s",
      .max = MANAGER_MAX_STORE_CONNECT_WAIT},
+    /* the gateway registry: who may be listed as pending without a token */
+    {.section = "gateways",
+     .name = "pending_from",
+     .type = CONFPARSE_ACL,
+     .offset = OFF(gateways_pending_from),
+     .flags = CONFPARSE_KEEP_TEXT,
+     .text_offset = OFF(gateways_pending_from_text)},
+    {.section = "gateways",
+     .name = "max_pending",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(gateways_max_pending),
+     .default_text = "100",
+     .min = 1,
+     .max = MANAGER_MAX_PENDING_GATEWAYS},
+    {.section = "gateways",
+     .name = "pending_interval",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(gateways_pending_interval_ms),
+     .default_text = "1m",
+     .min = SEC},
 };
 
 #define MANAGER_CONFIG_NKEYS (sizeof(manager_config_keys) / sizeof(manager_config_keys[0]))

@@ -132,6 +132,13 @@ struct manager_config {
 	 * start-up waits for a server that does not answer (default 60s) */
 	char *store_read_dsn;
 	int64_t store_connect_wait_ms;
+
+	/* [gateways]: the registry's pending entries (api/api_gateways.h) */
+	struct acl
+	    *gateways_pending_from; /* unauthenticated hellos recorded from here; NULL: none */
+	char *gateways_pending_from_text;
+	unsigned gateways_max_pending;	      /* default 100 */
+	int64_t gateways_pending_interval_ms; /* per address; default 1m */
 };
 
 /*

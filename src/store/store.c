@@ -7,10 +7,12 @@
 #include "store/store.h"
 #include "store/store_backend.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -218,6 +220,11 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_job_try");
 	if (ops->secret_get == NULL || ops->secret_add == NULL)
 		store_missing_add(&sb, "store_secret_get");
+	if (ops->gateway_add == NULL || ops->gateway_list == NULL || ops->gateway_get == NULL ||
+	    ops->gateway_get_by_address == NULL || ops->gateway_get_by_token_hash == NULL ||
+	    ops->gateway_remove == NULL || ops->gateway_touch == NULL ||
+	    ops->gateway_pending_put == NULL)
+		store_missing_add(&sb, "store_gateway_*");
 	if (sb.len == 0) {
 		strbuf_free(&sb);
 		return NULL;
@@ -685,6 +692,199 @@ int store_digest_token_use(struct store *st, const char *nonce, int64_t now, int
 	if (ops->digest_token_use == NULL)
 		return -ENOSYS;
 	return ops->digest_token_use(st, nonce, now, expires_at);
+}
+
+/* --- the gateway registry ------------------------------------------------ */
+
+static bool store_gateway_chars_ok(const char *s, size_t max)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+	if (n == 0 || n > max)
+		return false;
+	for (const char *p = s; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '.' || *p == '-' || *p == '_'))
+			return false;
+	}
+	return true;
+}
+
+bool store_gateway_name_ok(const char *name)
+{
+	return store_gateway_chars_ok(name, STORE_GATEWAY_NAME_MAX);
+}
+
+bool store_gateway_version_ok(const char *v)
+{
+	size_t n = v != NULL ? strlen(v) : 0;
+	if (n == 0 || n > STORE_GATEWAY_VERSION_MAX)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++) {
+		if (*p < 0x20 || *p >= 0x7f)
+			return false;
+	}
+	return true;
+}
+
+int store_gateway_address_canonical(const char *in, char out[STORE_GATEWAY_ADDRESS_MAX + 1])
+{
+	unsigned char bin[16];
+	char buf[INET6_ADDRSTRLEN];
+	if (in == NULL || strlen(in) > STORE_GATEWAY_ADDRESS_MAX)
+		return -EINVAL;
+	if (inet_pton(AF_INET, in, bin) == 1) {
+		if (inet_ntop(AF_INET, bin, buf, sizeof(buf)) == NULL)
+			return -EINVAL;
+	} else if (inet_pton(AF_INET6, in, bin) == 1) {
+		/* an IPv4 client on a dual-stack socket is the same gateway as over IPv4 */
+		static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+		bool v4 = memcmp(bin, mapped, sizeof(mapped)) == 0;
+		if (inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? bin + 12 : bin, buf, sizeof(buf)) ==
+		    NULL)
+			return -EINVAL;
+	} else {
+		return -EINVAL;
+	}
+	snprintf(out, STORE_GATEWAY_ADDRESS_MAX + 1, "%s", buf);
+	return 0;
+}
+
+void store_gateway_free(struct store_gateway *g)
+{
+	if (g == NULL)
+		return;
+	free(g->name);
+	free(g->address);
+	free(g->group);
+	free(g->cluster);
+	free(g->token_hash);
+	free(g->version);
+	free(g);
+}
+
+void store_gateway_array_free(struct store_gateway **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		store_gateway_free(v[i]);
+	free(v);
+}
+
+/*
+ * g checked, with its address canonical in addr and the default port applied:
+ * what the backends are given (they check nothing again). 0 or -EINVAL.
+ */
+static int store_gateway_clean(const struct store_gateway *g, bool registered,
+			       char addr[STORE_GATEWAY_ADDRESS_MAX + 1], struct store_gateway *out)
+{
+	if (g == NULL || !store_gateway_name_ok(g->name) ||
+	    store_gateway_address_canonical(g->address, addr) < 0 ||
+	    (g->group != NULL && !store_gateway_chars_ok(g->group, STORE_GATEWAY_LEVEL_MAX)) ||
+	    (g->cluster != NULL && !store_gateway_chars_ok(g->cluster, STORE_GATEWAY_LEVEL_MAX)) ||
+	    (g->version != NULL && !store_gateway_version_ok(g->version)) ||
+	    g->release_port > 65535)
+		return -EINVAL;
+	if (registered && (g->token_hash == NULL || g->token_hash[0] == '\0'))
+		return -EINVAL;
+	*out = *g;
+	out->address = addr;
+	out->state = registered ? STORE_GATEWAY_REGISTERED : STORE_GATEWAY_PENDING;
+	if (out->release_port == 0)
+		out->release_port = STORE_GATEWAY_DEFAULT_RELEASE_PORT;
+	if (!registered)
+		out->token_hash = NULL;
+	return 0;
+}
+
+int store_gateway_add(struct store *st, const struct store_gateway *g)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->gateway_add == NULL)
+		return -ENOSYS;
+	char addr[STORE_GATEWAY_ADDRESS_MAX + 1];
+	struct store_gateway clean;
+	if (store_gateway_clean(g, true, addr, &clean) < 0)
+		return -EINVAL;
+	return ops->gateway_add(st, &clean);
+}
+
+int store_gateway_list(struct store *st, struct store_gateway ***out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->gateway_list == NULL)
+		return -ENOSYS;
+	return ops->gateway_list(st, out, n);
+}
+
+int store_gateway_get(struct store *st, const char *name, struct store_gateway **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	if (ops->gateway_get == NULL)
+		return -ENOSYS;
+	if (!store_gateway_name_ok(name))
+		return -ENOENT; /* no gateway can have it */
+	return ops->gateway_get(st, name, out);
+}
+
+int store_gateway_get_by_address(struct store *st, const char *address, struct store_gateway **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	if (ops->gateway_get_by_address == NULL)
+		return -ENOSYS;
+	char addr[STORE_GATEWAY_ADDRESS_MAX + 1];
+	if (store_gateway_address_canonical(address, addr) < 0)
+		return -EINVAL;
+	return ops->gateway_get_by_address(st, addr, out);
+}
+
+int store_gateway_get_by_token_hash(struct store *st, const char *token_hash,
+				    struct store_gateway **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	if (ops->gateway_get_by_token_hash == NULL)
+		return -ENOSYS;
+	if (token_hash == NULL || token_hash[0] == '\0')
+		return -ENOENT;
+	return ops->gateway_get_by_token_hash(st, token_hash, out);
+}
+
+int store_gateway_remove(struct store *st, const char *name)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->gateway_remove == NULL)
+		return -ENOSYS;
+	if (!store_gateway_name_ok(name))
+		return -ENOENT;
+	return ops->gateway_remove(st, name);
+}
+
+int store_gateway_touch(struct store *st, const char *name, int64_t now, const char *version)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->gateway_touch == NULL)
+		return -ENOSYS;
+	if (version != NULL && !store_gateway_version_ok(version))
+		return -EINVAL;
+	if (!store_gateway_name_ok(name))
+		return -ENOENT;
+	return ops->gateway_touch(st, name, now, version);
+}
+
+int store_gateway_pending_put(struct store *st, const struct store_gateway *g, size_t max_pending,
+			      int64_t now)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->gateway_pending_put == NULL)
+		return -ENOSYS;
+	char addr[STORE_GATEWAY_ADDRESS_MAX + 1];
+	struct store_gateway clean;
+	if (store_gateway_clean(g, false, addr, &clean) < 0)
+		return -EINVAL;
+	return ops->gateway_pending_put(st, &clean, max_pending, now);
 }
 
 /* --- shared by every backend -------------------------------------------- */

@@ -582,6 +582,89 @@ int store_audit_add(struct store *st, const struct store_audit *a);
 int store_audit_list(struct store *st, size_t limit, int64_t before_seq, struct store_audit ***out,
 		     size_t *n);
 
+/* --- the gateway registry (store_gateways.c, store_pg_gateways.c) ---------- */
+
+/*
+ * The gateways the manager knows: registered ones (an admin added them; each has
+ * the hash of its own Bearer token, never the token) and pending ones (they said
+ * hello without a valid token from an address the manager lets record them; no
+ * token, no rights). Names are unique whatever their case and state; addresses
+ * are unique among registered gateways, so that an SMTP connection's address
+ * names one gateway. Addresses are kept in canonical text (inet_ntop; an
+ * IPv4-mapped IPv6 address as IPv4): every function here canonicalizes what it is
+ * given.
+ *
+ *   (none)  --store_gateway_pending_put--> pending --store_gateway_pending_put--> pending
+ *   (none)  --store_gateway_add----------> registered      (refreshed)
+ *   pending --store_gateway_add----------> registered      (the pending entry is replaced)
+ *   registered --store_gateway_touch-----> registered      (last_seen, version)
+ *   any     --store_gateway_remove-------> (none)
+ */
+#define STORE_GATEWAY_NAME_MAX		   64 /* a host name label or a few: [A-Za-z0-9._-] */
+#define STORE_GATEWAY_LEVEL_MAX		   64 /* a group or cluster name, same characters */
+#define STORE_GATEWAY_ADDRESS_MAX	   45 /* the longest IPv6 text (INET6_ADDRSTRLEN - 1) */
+#define STORE_GATEWAY_VERSION_MAX	   64 /* printable ASCII, as a gateway reports it */
+#define STORE_GATEWAY_DEFAULT_RELEASE_PORT 25
+
+enum store_gateway_state {
+	STORE_GATEWAY_REGISTERED = 0,
+	STORE_GATEWAY_PENDING,
+};
+
+struct store_gateway {
+	char *name;
+	enum store_gateway_state state;
+	char *address;	       /* canonical IPv4/IPv6 text */
+	char *group;	       /* NULL: none */
+	char *cluster;	       /* NULL: none */
+	unsigned release_port; /* where it takes released mail; 0 given: 25 */
+	char *token_hash;      /* auth_token_hash of its token; NULL when pending */
+	int64_t created_at;    /* registered, or first seen when pending */
+	int64_t last_seen;     /* last authenticated contact (pending: last hello); 0: never */
+	char *version;	       /* the version it last reported, or NULL */
+};
+/* Frees g and its strings (the struct owns them when the store returned it). NULL: no-op. */
+void store_gateway_free(struct store_gateway *g);
+void store_gateway_array_free(struct store_gateway **v, size_t n);
+/* True when name is 1..STORE_GATEWAY_NAME_MAX of [A-Za-z0-9._-] (group and cluster:
+ * the same with STORE_GATEWAY_LEVEL_MAX). */
+bool store_gateway_name_ok(const char *name);
+/* True when v is 1..STORE_GATEWAY_VERSION_MAX printable ASCII characters. */
+bool store_gateway_version_ok(const char *v);
+/*
+ * The canonical text of an IPv4 or IPv6 address into out: 0, or -EINVAL when in
+ * is not one (a name, a prefix, a zone, surrounding blanks are all refused).
+ */
+int store_gateway_address_canonical(const char *in, char out[STORE_GATEWAY_ADDRESS_MAX + 1]);
+/*
+ * Registers g (g->state is ignored; token_hash is required): replaces a pending
+ * entry of the same name in the same transaction. -EEXIST when a registered gateway
+ * has the name, -EADDRINUSE when one has the address, -EINVAL for a bad field.
+ */
+int store_gateway_add(struct store *st, const struct store_gateway *g);
+/* Every gateway, registered and pending, by name. */
+int store_gateway_list(struct store *st, struct store_gateway ***out, size_t *n);
+/* The gateway named name (any case, any state); -ENOENT when none. */
+int store_gateway_get(struct store *st, const char *name, struct store_gateway **out);
+/* The registered gateway with this address (canonicalized first); -ENOENT when none,
+ * -EINVAL when address is not an IP address. Pending entries are never returned. */
+int store_gateway_get_by_address(struct store *st, const char *address, struct store_gateway **out);
+/* The registered gateway whose token has this hash; -ENOENT when none. */
+int store_gateway_get_by_token_hash(struct store *st, const char *token_hash,
+				    struct store_gateway **out);
+/* Removes the gateway named name (any state); -ENOENT when none. */
+int store_gateway_remove(struct store *st, const char *name);
+/* A registered gateway's contact: last_seen = now, and version unless NULL. -ENOENT. */
+int store_gateway_touch(struct store *st, const char *name, int64_t now, const char *version);
+/*
+ * Records or refreshes the pending entry g->name (address, group, cluster, version;
+ * last_seen = now; created_at = now when new). -EEXIST when a registered gateway
+ * has the name (nothing changes), -ENOSPC when max_pending pending entries exist
+ * and g->name is not one of them, -EINVAL for a bad field.
+ */
+int store_gateway_pending_put(struct store *st, const struct store_gateway *g, size_t max_pending,
+			      int64_t now);
+
 /* --- digests, implemented in store_digest.c ----------------------------- */
 
 /*

@@ -130,6 +130,17 @@ struct store_ops {
 	int (*secret_get)(struct store *st, const char *name, unsigned char *out, size_t len);
 	int (*secret_add)(struct store *st, const char *name, const unsigned char *value,
 			  size_t len, unsigned char *out);
+	int (*gateway_add)(struct store *st, const struct store_gateway *g);
+	int (*gateway_list)(struct store *st, struct store_gateway ***out, size_t *n);
+	int (*gateway_get)(struct store *st, const char *name, struct store_gateway **out);
+	int (*gateway_get_by_address)(struct store *st, const char *address,
+				      struct store_gateway **out);
+	int (*gateway_get_by_token_hash)(struct store *st, const char *token_hash,
+					 struct store_gateway **out);
+	int (*gateway_remove)(struct store *st, const char *name);
+	int (*gateway_touch)(struct store *st, const char *name, int64_t now, const char *version);
+	int (*gateway_pending_put)(struct store *st, const struct store_gateway *g,
+				   size_t max_pending, int64_t now);
 };
 
 /* The first member of every backend's struct store. */

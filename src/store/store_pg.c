@@ -513,6 +513,22 @@ static const char *const store_pg_migrations[] = {
     /* the new index expression's statistics: without them the planner takes a
      * frequent short term for a rare one and reads every match */
     "ANALYZE messages;",
+    /* 7: the gateway registry (store_pg_gateways.c): names unique in any case,
+     * addresses unique among registered gateways, tokens kept as hashes */
+    "CREATE TABLE gateways ("
+    "  name text NOT NULL PRIMARY KEY,"
+    "  state text NOT NULL CHECK (state IN ('registered', 'pending')),"
+    "  address text NOT NULL,"
+    "  group_name text,"
+    "  cluster text,"
+    "  release_port integer NOT NULL DEFAULT 25,"
+    "  token_hash text UNIQUE,"
+    "  created_at bigint NOT NULL,"
+    "  last_seen bigint NOT NULL DEFAULT 0,"
+    "  version text);"
+    "CREATE UNIQUE INDEX gateways_name_lc ON gateways(lower(name));"
+    "CREATE UNIQUE INDEX gateways_address ON gateways(address) WHERE state = 'registered';"
+    "CREATE INDEX gateways_state ON gateways(state);",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3232,4 +3248,12 @@ const struct store_ops store_pg_ops = {
     .job_done = store_pg_job_done,
     .secret_get = store_pg_secret_get,
     .secret_add = store_pg_secret_add,
+    .gateway_add = store_pg_gateway_add,
+    .gateway_list = store_pg_gateway_list,
+    .gateway_get = store_pg_gateway_get,
+    .gateway_get_by_address = store_pg_gateway_get_by_address,
+    .gateway_get_by_token_hash = store_pg_gateway_get_by_token_hash,
+    .gateway_remove = store_pg_gateway_remove,
+    .gateway_touch = store_pg_gateway_touch,
+    .gateway_pending_put = store_pg_gateway_pending_put,
 };

@@ -212,4 +212,17 @@ int store_pg_maintain(struct store *st, int64_t now, uint64_t *stray);
 int store_pg_partitions_expire(struct store_pg *st, const char *quarantine, int64_t cutoff,
 			       uint64_t *expired, uint64_t *purged);
 
+/* store_pg_gateways.c */
+int store_pg_gateway_add(struct store *st, const struct store_gateway *g);
+int store_pg_gateway_list(struct store *st, struct store_gateway ***out, size_t *n);
+int store_pg_gateway_get(struct store *st, const char *name, struct store_gateway **out);
+int store_pg_gateway_get_by_address(struct store *st, const char *address,
+				    struct store_gateway **out);
+int store_pg_gateway_get_by_token_hash(struct store *st, const char *token_hash,
+				       struct store_gateway **out);
+int store_pg_gateway_remove(struct store *st, const char *name);
+int store_pg_gateway_touch(struct store *st, const char *name, int64_t now, const char *version);
+int store_pg_gateway_pending_put(struct store *st, const struct store_gateway *g,
+				 size_t max_pending, int64_t now);
+
 #endif

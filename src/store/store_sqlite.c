@@ -356,6 +356,21 @@ static const char *const store_migrations[] = {
     "  name TEXT PRIMARY KEY,"
     "  value BLOB NOT NULL,"
     "  created_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /* 7: the gateway registry (store_gateways.c): names unique in any case,
+     * addresses unique among registered gateways, tokens kept as hashes */
+    "CREATE TABLE gateways ("
+    "  name TEXT NOT NULL COLLATE NOCASE PRIMARY KEY,"
+    "  state TEXT NOT NULL CHECK (state IN ('registered', 'pending')),"
+    "  address TEXT NOT NULL,"
+    "  group_name TEXT,"
+    "  cluster TEXT,"
+    "  release_port INTEGER NOT NULL DEFAULT 25,"
+    "  token_hash TEXT UNIQUE,"
+    "  created_at INTEGER NOT NULL,"
+    "  last_seen INTEGER NOT NULL DEFAULT 0,"
+    "  version TEXT) WITHOUT ROWID;"
+    "CREATE UNIQUE INDEX gateways_address ON gateways(address) WHERE state = 'registered';"
+    "CREATE INDEX gateways_state ON gateways(state);",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3074,4 +3089,12 @@ const struct store_ops store_sqlite_ops = {
     .job_done = store_sqlite_job_done,
     .secret_get = store_sqlite_secret_get,
     .secret_add = store_sqlite_secret_add,
+    .gateway_add = store_sqlite_gateway_add,
+    .gateway_list = store_sqlite_gateway_list,
+    .gateway_get = store_sqlite_gateway_get,
+    .gateway_get_by_address = store_sqlite_gateway_get_by_address,
+    .gateway_get_by_token_hash = store_sqlite_gateway_get_by_token_hash,
+    .gateway_remove = store_sqlite_gateway_remove,
+    .gateway_touch = store_sqlite_gateway_touch,
+    .gateway_pending_put = store_sqlite_gateway_pending_put,
 };

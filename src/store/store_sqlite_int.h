@@ -116,4 +116,18 @@ int store_sqlite_digest_token_used(struct store *st, const char *nonce, bool *us
 int store_sqlite_digest_token_use(struct store *st, const char *nonce, int64_t now,
 				  int64_t expires_at);
 
+/* store_gateways.c */
+int store_sqlite_gateway_add(struct store *st, const struct store_gateway *g);
+int store_sqlite_gateway_list(struct store *st, struct store_gateway ***out, size_t *n);
+int store_sqlite_gateway_get(struct store *st, const char *name, struct store_gateway **out);
+int store_sqlite_gateway_get_by_address(struct store *st, const char *address,
+					struct store_gateway **out);
+int store_sqlite_gateway_get_by_token_hash(struct store *st, const char *token_hash,
+					   struct store_gateway **out);
+int store_sqlite_gateway_remove(struct store *st, const char *name);
+int store_sqlite_gateway_touch(struct store *st, const char *name, int64_t now,
+			       const char *version);
+int store_sqlite_gateway_pending_put(struct store *st, const struct store_gateway *g,
+				     size_t max_pending, int64_t now);
+
 #endif

@@ -483,7 +483,80 @@ async function attachmentsAndHiddenBodies() {
   }
 }
 
-const SCENARIOS = { 'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks, attachments: attachmentsAndHiddenBodies };
+// The Gateways page (admins): the registry with a pending gateway, registering one
+// (its token shown once, gone after "done" and on reload), a bad address refused
+// with the server's message, removing with a confirmation that can be cancelled;
+// in Japanese and English.
+async function gateways() {
+  const b = await launch('ja-JP');
+  const page = b.page;
+  const rowOf = (name) => page.locator(`[data-test=gateways] tr[data-gateway="${name}"]`);
+  try {
+    await login(page, P.username, P.password);
+    await setLanguage(page, 'ja');
+    check('admin has the Gateways link', await page.locator('a.nav-link[href="/gateways"]').count() === 1);
+    await page.click('a.nav-link[href="/gateways"]');
+    await page.waitForSelector(`[data-test=gateways] tr[data-gateway="${P.pending}"]`);
+    const pendingRow = (await rowOf(P.pending).textContent()) || '';
+    check('pending gateway listed as pending (ja)', pendingRow.includes('保留中'), pendingRow);
+    check('pending gateway shows its group and version', pendingRow.includes(P.pending_group) && pendingRow.includes(P.pending_version), pendingRow);
+    const regRow = (await rowOf(P.registered).textContent()) || '';
+    check('registered gateway listed (ja)', regRow.includes('登録済み') && regRow.includes(P.registered_address), regRow);
+    check('page title in Japanese', (await page.textContent('h1.page-title')) === 'ゲートウェイ');
+    await shot(page, 'gateways-pending-ja');
+
+    // a bad address: the server's message, nothing added
+    await page.fill('#g-name', 'gw-bad');
+    await page.fill('#g-address', 'not-an-ip');
+    await page.click('[data-test=add-gateway]');
+    await page.waitForSelector('#status.status-error:not([hidden])');
+    const err = await page.textContent('#status');
+    check('bad address refused with the server message', err.includes('"address" must be an IPv4 or IPv6 address'), err);
+    check('no token shown for a refused registration', await page.locator('[data-test=gateway-token]').isHidden());
+    check('nothing added', await rowOf('gw-bad').count() === 0);
+
+    // register the pending one from its row: the form is filled in
+    await rowOf(P.pending).locator('[data-test=register-pending]').click();
+    check('form filled from the pending row', await page.inputValue('#g-name') === P.pending && await page.inputValue('#g-address') === P.pending_address);
+    await page.fill('#g-address', P.new_address);
+    await page.click('[data-test=add-gateway]');
+    await page.waitForSelector('[data-test=gateway-token]:not([hidden])');
+    const token = await page.inputValue('[data-test=gateway-token-value]');
+    check('token shown once, 64 hex digits', /^[0-9a-f]{64}$/.test(token), token);
+    result.values.token = token;
+    await page.waitForFunction((n) => {
+      const r = document.querySelector(`[data-test=gateways] tr[data-gateway="${n}"]`);
+      return r && r.textContent.includes('登録済み');
+    }, P.pending);
+    await shot(page, 'gateways-token-ja');
+    await page.click('[data-test=gateway-token-done]');
+    check('token hidden after done', await page.locator('[data-test=gateway-token]').isHidden());
+    check('token nowhere on the page any more', !(await page.content()).includes(token));
+
+    // remove: cancel first, then confirm
+    await rowOf(P.registered).locator('[data-test=remove-gateway]').click();
+    await page.waitForSelector('dialog.dialog[open]');
+    check('confirmation names the gateway', (await page.textContent('dialog.dialog')).includes(P.registered));
+    await page.click('[data-test=dialog-cancel]');
+    check('cancel keeps it', await rowOf(P.registered).count() === 1);
+    await rowOf(P.registered).locator('[data-test=remove-gateway]').click();
+    await page.click('[data-test=dialog-confirm]');
+    await page.waitForFunction((n) => !document.querySelector(`[data-test=gateways] tr[data-gateway="${n}"]`), P.registered);
+    check('removed after confirming', await rowOf(P.registered).count() === 0);
+    await shot(page, 'gateways-ja');
+
+    await setLanguage(page, 'en');
+    await page.waitForSelector(`[data-test=gateways] tr[data-gateway="${P.pending}"]`);
+    check('page title in English', (await page.textContent('h1.page-title')) === 'Gateways');
+    const enRow = (await rowOf(P.pending).textContent()) || '';
+    check('state in English', enRow.includes('Registered'), enRow);
+    await shot(page, 'gateways-en');
+  } finally {
+    await b.close();
+  }
+}
+
+const SCENARIOS = { 'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks, attachments: attachmentsAndHiddenBodies, gateways };
 
 try {
   if (!BASE || !SCENARIOS[scenario]) throw new Error('usage: LAZARET_URL=... node web_e2e.mjs ' + Object.keys(SCENARIOS).join('|'));

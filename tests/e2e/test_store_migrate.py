@@ -59,7 +59,8 @@ def snapshot(m):
     for name, path in (("quarantines", "/api/v1/quarantines"), ("users", "/api/v1/users"),
                        ("slbl", "/api/v1/slbl?since=0"),
                        ("alice", "/api/v1/slbl/alice@corp.test"),
-                       ("bob", "/api/v1/slbl/bob@corp.test")):
+                       ("bob", "/api/v1/slbl/bob@corp.test"),
+                       ("gateways", "/api/v1/gateways")):
         st, doc = m.api("GET", path)
         assert st == 200, (path, st, doc)
         out[name] = doc
@@ -104,6 +105,14 @@ def fill(m, aio_sink):
     assert st == 200, doc
     session = Client(m)
     assert session.login("opal", "operator-pw-1")[0] == 200
+    # the gateway registry: a registered gateway that said hello
+    st, doc = m.api("POST", "/api/v1/gateways", json={"name": "gw1", "address": "192.0.2.10",
+                                                       "group": "tokyo"})
+    assert st == 201, doc
+    m.gateway_token = doc["token"]
+    st, _, raw = m.http("POST", "/api/v1/gateway/hello", token=m.gateway_token,
+                        body=b'{"name":"gw1","version":"0.1.0"}')
+    assert st == 200, raw
     return ids, session
 
 
@@ -195,6 +204,10 @@ def test_sqlite_store_moves_to_postgresql(start_manager, aio_sink, aio_sink_fact
     assert d["rcpts"] == ["alice@corp.test"] and b"with a file" in d["data"], d["rcpts"]
     wait_for(lambda: m.get_message(ids[1])["recipients"][0]["state"] == "released", 20,
              "the queued release delivered")
+    # the gateway's token made on SQLite still opens its hello
+    st, _, raw = m.http("POST", "/api/v1/gateway/hello", token=m.gateway_token,
+                        body=b'{"name":"gw1"}')
+    assert st == 200, raw
     # the same password logs in; the session made on SQLite is still valid
     assert Client(m).login("alice", "alice-pw-1")[0] == 200
     assert Client(m).login("opal", "wrong-password")[0] == 401
@@ -224,7 +237,8 @@ def test_sqlite_store_moves_to_postgresql(start_manager, aio_sink, aio_sink_fact
            psql(database, "SELECT (SELECT count(*) FROM sessions)"
                           " + (SELECT count(*) FROM slbl_entries)"
                           " + (SELECT version FROM slbl_counter)"
-                          " + (SELECT count(*) FROM deliveries)"))), r.stderr
+                          " + (SELECT count(*) FROM deliveries)"
+                          " + (SELECT count(*) FROM gateways)"))), r.stderr
     assert psql(database, "SELECT count(*) FROM messages") == "24"
 
 

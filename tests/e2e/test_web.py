@@ -533,3 +533,35 @@ def test_browser_attachment_download_and_hidden_body(start_manager):
     assert res["values"]["hidden_note_ja"] == \
         "このメッセージの本文は、配信されるまで表示されません。配信後にメールボックスでお読みください。"
     assert res["values"]["hidden_note_en"].startswith("The content of this message is hidden")
+
+
+def test_browser_gateways_page(start_manager):
+    """The admins' Gateways page: a pending gateway (a real unauthenticated hello),
+    a registered one, registering the pending one from its row with the token shown
+    once, a refused address, removal with confirmation; ja and en."""
+    m = web_manager(start_manager, gateways__pending_from="127.0.0.1/32")
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    st, doc = m.api("POST", "/api/v1/gateways", json={"name": "gw-tokyo", "address": "192.0.2.10",
+                                                       "group": "tokyo", "cluster": "east"})
+    assert st == 201, doc
+    st, _, raw = m.http("POST", "/api/v1/gateway/hello", token=None,
+                        body=b'{"name":"gw-osaka","version":"0.1.0","group":"osaka"}')
+    assert st == 401 and b"listed as pending" in raw, raw
+    res = run_browser("gateways", m.http_url, {
+        "username": "admin1", "password": "correct horse battery",
+        "pending": "gw-osaka", "pending_group": "osaka", "pending_version": "0.1.0",
+        "pending_address": "127.0.0.1", "new_address": "192.0.2.20",
+        "registered": "gw-tokyo", "registered_address": "192.0.2.10",
+    })
+    st, doc = m.api("GET", "/api/v1/gateways")
+    assert st == 200
+    assert [(g["name"], g["state"], g["address"]) for g in doc["gateways"]] == [
+        ("gw-osaka", "registered", "192.0.2.20")]
+    # the token the page showed is the gateway's
+    st, _, raw = m.http("POST", "/api/v1/gateway/hello", token=res["values"]["token"],
+                        body=b'{"name":"gw-osaka"}')
+    assert st == 200, raw
+    st, doc = m.api("GET", "/api/v1/audit?limit=100")
+    acts = [(e["actor"], e["action"], e["target"]) for e in doc["entries"]]
+    assert ("admin1", "gateway_add", "gw-osaka") in acts
+    assert ("admin1", "gateway_remove", "gw-tokyo") in acts

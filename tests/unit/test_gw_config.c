@@ -98,6 +98,10 @@ static void test_contract_example_loads(void **state)
 	assert_true(cfg.external_enabled);
 	assert_true(cfg.slbl_enabled);
 	assert_int_equal(cfg.sync_interval_ms, 10 * 60 * 1000);
+	/* the hello: every 5 minutes by default, no group or cluster unless given */
+	assert_int_equal(cfg.hello_interval_ms, 5 * 60 * 1000);
+	assert_null(cfg.group);
+	assert_null(cfg.cluster);
 	assert_int_equal(cfg.local_spam_delete_after_ms, 14 * DAY);
 	assert_int_equal(cfg.quarantines_delete_after_ms, 30 * DAY);
 	/* Undecided content filters fail closed by default: the Unclassified quarantine. */
@@ -179,6 +183,15 @@ static const struct error_case error_cases[] = {
      ":4: [external_spam_quarantine] tls:"},
     {"[rat]\naccept = example.com\n[manager]\napi_ca = /nonexistent/ca.pem\n",
      ":4: [manager] api_ca: cannot read /nonexistent/ca.pem"},
+    /* the hello to the manager's gateway registry */
+    {"[rat]\naccept = example.com\n[gateway]\ngroup = tokyo east\n",
+     "[gateway] group: must be 1 to 64 letters, digits, '.', '-' or '_'"},
+    {"[rat]\naccept = example.com\n[gateway]\ncluster = 東\n",
+     "[gateway] cluster: must be 1 to 64 letters, digits, '.', '-' or '_'"},
+    {"[rat]\naccept = example.com\n[manager]\napi_url = ftp://manager\n",
+     "[manager] api_url: must start with http:// or https://"},
+    {"[rat]\naccept = example.com\n[manager]\nhello_interval = 500ms\n",
+     ":4: [manager] hello_interval:"},
 };
 
 static void test_errors_name_file_line_and_key(void **state)

@@ -2,7 +2,8 @@
  * Tests for store/store_users: accounts keep their addresses in order and
  * lower-cased, a taken username is -EEXIST, deleting an account ends its
  * sessions; sessions are found by token hash, moved, purged; the audit log pages
- * newest first; what the digests read and record (store_digest_*). Against a real store: SQLite in
+ * newest first; what the digests read and record (store_digest_*); the gateway
+ * registry (store_gateway_*). Against a real store: SQLite in
  * a temporary folder, or (with LAZARET_TEST_PG_DSN, test_pg.h) a new PostgreSQL database per test.
  */
 #include <errno.h>
@@ -390,6 +391,190 @@ static void test_digest_store(void **state)
 	assert_true(used);
 }
 
+/* The gateway registry: add, the unique name (any case) and address, lookups,
+ * touch, pending entries with their bound, replacing a pending entry, remove. */
+static void test_gateways(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_gateway g = {.name = "gw1",
+				  .address = "192.0.2.10",
+				  .group = "tokyo",
+				  .cluster = "east",
+				  .token_hash = "hash-1",
+				  .created_at = 1000};
+	assert_int_equal(store_gateway_add(fx->st, &g), 0);
+	/* the name in any case, the address in another spelling */
+	struct store_gateway dup = g;
+	dup.name = "GW1";
+	dup.address = "192.0.2.11";
+	dup.token_hash = "hash-x";
+	assert_int_equal(store_gateway_add(fx->st, &dup), -EEXIST);
+	dup.name = "gw2";
+	dup.address = "::ffff:192.0.2.10";
+	assert_int_equal(store_gateway_add(fx->st, &dup), -EADDRINUSE);
+	dup.token_hash = "hash-1";
+	dup.address = "192.0.2.12";
+	assert_int_equal(store_gateway_add(fx->st, &dup), -EEXIST);
+	/* bad fields */
+	static char *const bad_names[] = {"", "a b", "gw/1", "gw\"", "é", NULL};
+	for (char *const *b = bad_names; *b != NULL; b++) {
+		dup.name = *b;
+		assert_int_equal(store_gateway_add(fx->st, &dup), -EINVAL);
+	}
+	dup.name = "gw2";
+	static char *const bad_addrs[] = {
+	    "",	 "host.example", "192.0.2.0/24", "1.2.3", "fe80::1%eth0", " 192.0.2.1", "1.2.3.4.5",
+	    NULL};
+	for (char *const *b = bad_addrs; *b != NULL; b++) {
+		dup.address = *b;
+		assert_int_equal(store_gateway_add(fx->st, &dup), -EINVAL);
+	}
+	dup.address = "2001:DB8:0:0::1";
+	dup.token_hash = NULL;
+	assert_int_equal(store_gateway_add(fx->st, &dup), -EINVAL);
+	dup.token_hash = "hash-2";
+	dup.group = NULL;
+	dup.cluster = NULL;
+	dup.release_port = 2525;
+	assert_int_equal(store_gateway_add(fx->st, &dup), 0);
+
+	struct store_gateway *got = NULL;
+	assert_int_equal(store_gateway_get(fx->st, "Gw1", &got), 0);
+	assert_string_equal(got->name, "gw1");
+	assert_int_equal(got->state, STORE_GATEWAY_REGISTERED);
+	assert_string_equal(got->address, "192.0.2.10");
+	assert_string_equal(got->group, "tokyo");
+	assert_string_equal(got->cluster, "east");
+	assert_int_equal(got->release_port, 25);
+	assert_string_equal(got->token_hash, "hash-1");
+	assert_int_equal(got->created_at, 1000);
+	assert_int_equal(got->last_seen, 0);
+	assert_null(got->version);
+	store_gateway_free(got);
+	assert_int_equal(store_gateway_get_by_address(fx->st, "2001:db8::1", &got), 0);
+	assert_string_equal(got->name, "gw2");
+	assert_string_equal(got->address, "2001:db8::1");
+	assert_int_equal(got->release_port, 2525);
+	assert_null(got->group);
+	store_gateway_free(got);
+	assert_int_equal(store_gateway_get_by_address(fx->st, "::ffff:192.0.2.10", &got), 0);
+	assert_string_equal(got->name, "gw1");
+	store_gateway_free(got);
+	assert_int_equal(store_gateway_get_by_address(fx->st, "192.0.2.99", &got), -ENOENT);
+	assert_int_equal(store_gateway_get_by_address(fx->st, "nonsense", &got), -EINVAL);
+	assert_int_equal(store_gateway_get_by_token_hash(fx->st, "hash-2", &got), 0);
+	assert_string_equal(got->name, "gw2");
+	store_gateway_free(got);
+	assert_int_equal(store_gateway_get_by_token_hash(fx->st, "hash-9", &got), -ENOENT);
+	assert_null(got);
+
+	assert_int_equal(store_gateway_touch(fx->st, "gw1", 5000, "0.1.0"), 0);
+	assert_int_equal(store_gateway_touch(fx->st, "gw1", 4000, NULL), 0); /* never back */
+	assert_int_equal(store_gateway_touch(fx->st, "nobody", 5000, NULL), -ENOENT);
+	assert_int_equal(store_gateway_touch(fx->st, "gw1", 5000, "bad\nversion"), -EINVAL);
+	assert_int_equal(store_gateway_get(fx->st, "gw1", &got), 0);
+	assert_int_equal(got->last_seen, 5000);
+	assert_string_equal(got->version, "0.1.0");
+	store_gateway_free(got);
+
+	/* pending: recorded, refreshed, bounded, never over a registered name */
+	struct store_gateway p = {.name = "new1", .address = "198.51.100.1", .version = "0.1.0"};
+	assert_int_equal(store_gateway_pending_put(fx->st, &p, 2, 7000), 0);
+	p.group = "osaka";
+	p.address = "198.51.100.2";
+	assert_int_equal(store_gateway_pending_put(fx->st, &p, 2, 8000), 0);
+	p.name = "GW1";
+	assert_int_equal(store_gateway_pending_put(fx->st, &p, 2, 8000), -EEXIST);
+	p.name = "new2";
+	assert_int_equal(store_gateway_pending_put(fx->st, &p, 2, 8000), 0);
+	p.name = "new3";
+	assert_int_equal(store_gateway_pending_put(fx->st, &p, 2, 8000), -ENOSPC);
+	p.name = "new2"; /* an existing one is refreshed at the bound */
+	assert_int_equal(store_gateway_pending_put(fx->st, &p, 2, 9000), 0);
+	assert_int_equal(store_gateway_get(fx->st, "new1", &got), 0);
+	assert_int_equal(got->state, STORE_GATEWAY_PENDING);
+	assert_string_equal(got->address, "198.51.100.2");
+	assert_string_equal(got->group, "osaka");
+	assert_null(got->token_hash);
+	assert_int_equal(got->created_at, 7000);
+	assert_int_equal(got->last_seen, 8000);
+	store_gateway_free(got);
+	/* a pending entry is neither found by address nor touched */
+	assert_int_equal(store_gateway_get_by_address(fx->st, "198.51.100.2", &got), -ENOENT);
+	assert_int_equal(store_gateway_touch(fx->st, "new1", 9000, NULL), -ENOENT);
+
+	/* registering a pending name replaces the pending entry */
+	struct store_gateway reg = {
+	    .name = "NEW1", .address = "198.51.100.2", .token_hash = "hash-3", .created_at = 10000};
+	assert_int_equal(store_gateway_add(fx->st, &reg), 0);
+	struct store_gateway **all = NULL;
+	size_t n = 0;
+	assert_int_equal(store_gateway_list(fx->st, &all, &n), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(all[0]->name, "NEW1");
+	assert_int_equal(all[0]->state, STORE_GATEWAY_REGISTERED);
+	assert_null(all[0]->group);
+	assert_int_equal(all[0]->created_at, 10000);
+	assert_string_equal(all[1]->name, "gw1");
+	assert_string_equal(all[2]->name, "gw2");
+	assert_string_equal(all[3]->name, "new2");
+	assert_int_equal(all[3]->state, STORE_GATEWAY_PENDING);
+	assert_int_equal(all[3]->last_seen, 9000);
+	store_gateway_array_free(all, n);
+
+	assert_int_equal(store_gateway_remove(fx->st, "GW2"), 0);
+	assert_int_equal(store_gateway_remove(fx->st, "gw2"), -ENOENT);
+	assert_int_equal(store_gateway_remove(fx->st, "new2"), 0);
+	assert_int_equal(store_gateway_remove(fx->st, "no/such"), -ENOENT);
+	/* its address and token are free again */
+	dup.name = "gw3";
+	assert_int_equal(store_gateway_add(fx->st, &dup), 0);
+	assert_int_equal(store_gateway_list(fx->st, &all, &n), 0);
+	assert_int_equal(n, 3);
+	store_gateway_array_free(all, n);
+}
+
+static void test_gateway_address_canonical(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"127.0.0.1", "127.0.0.1"},
+	    {"::1", "::1"},
+	    {"0:0:0:0:0:0:0:1", "::1"},
+	    {"2001:DB8::A", "2001:db8::a"},
+	    {"::ffff:10.0.0.1", "10.0.0.1"},
+	    {"::FFFF:a00:1", "10.0.0.1"},
+	    {"010.0.0.1", NULL},
+	    {"10.0.0.1 ", NULL},
+	    {"localhost", NULL},
+	    {"", NULL},
+	    {"::1/128", NULL},
+	    {"1:2:3:4:5:6:7:8:9", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[STORE_GATEWAY_ADDRESS_MAX + 1];
+		int rc = store_gateway_address_canonical(cases[i].in, out);
+		if (cases[i].out == NULL) {
+			assert_int_equal(rc, -EINVAL);
+		} else {
+			assert_int_equal(rc, 0);
+			assert_string_equal(out, cases[i].out);
+		}
+	}
+	assert_true(store_gateway_name_ok("gw-1.tokyo_a"));
+	assert_false(store_gateway_name_ok(""));
+	char long_name[STORE_GATEWAY_NAME_MAX + 2];
+	memset(long_name, 'a', sizeof(long_name) - 1);
+	long_name[sizeof(long_name) - 1] = '\0';
+	assert_false(store_gateway_name_ok(long_name));
+	long_name[STORE_GATEWAY_NAME_MAX] = '\0';
+	assert_true(store_gateway_name_ok(long_name));
+	assert_true(store_gateway_version_ok("0.1.0 (debian)"));
+	assert_false(store_gateway_version_ok("0.1\t"));
+	assert_false(store_gateway_version_ok(""));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -397,6 +582,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_digest_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gateways, setup, teardown),
+	    cmocka_unit_test(test_gateway_address_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@ import { renderLogin } from './login.js';
 import { renderMessages } from './messages.js';
 import { renderMessage } from './message.js';
 import { renderUsers, renderAudit } from './admin.js';
+import { renderGateways } from './gateways.js';
 import { renderSettings } from './settings.js';
 
 const root = document.getElementById('app');
@@ -51,6 +52,7 @@ function header(active) {
     nav.push(link('/messages', t('nav.messages'), active === 'messages'));
     if (isAdmin()) {
       nav.push(link('/users', t('nav.users'), active === 'users'));
+      nav.push(link('/gateways', t('nav.gateways'), active === 'gateways'));
       nav.push(link('/audit', t('nav.audit'), active === 'audit'));
     }
     nav.push(link('/settings', t('nav.settings'), active === 'settings'));
@@ -103,9 +105,10 @@ function route() {
   const m = path.match(/^\/m\/([0-9a-fA-F-]{1,64})$/);
   if (m) return page('messages', (main) => renderMessage(main, m[1]));
   if (path === '/settings') return page('settings', (main) => renderSettings(main));
-  if (path === '/users' || path === '/audit') {
+  if (path === '/users' || path === '/audit' || path === '/gateways') {
     if (!isAdmin()) return page('', (main) => main.append(h('p.empty', t('page.forbidden'))));
-    return page(path.slice(1), (main) => (path === '/users' ? renderUsers(main) : renderAudit(main)));
+    const render = { '/users': renderUsers, '/audit': renderAudit, '/gateways': renderGateways }[path];
+    return page(path.slice(1), (main) => render(main));
   }
   return page('', (main) => main.append(h('p.empty', t('page.not_found'))));
 }

@@ -1,0 +1,557 @@
+/*
+ * api_gateways — the gateway registry's endpoints (api_gateways.h): admins add,
+ * list and remove gateways; gateways say hello with their own token.
+ *
+ * Tokens: a registration makes a random token (auth_token_new), answers it once
+ * and keeps only its hash (auth_token_hash). A request's Bearer token is hashed,
+ * the entry with that hash is looked up, and the hashes are compared again in
+ * constant time (auth_token_equal), so that the lookup's index is not the only
+ * check. The admin token is never a gateway's token.
+ *
+ * A hello without a valid token is 401, always. When it comes from an address in
+ * pending_from, its name, address, group, cluster and version are recorded as a
+ * pending entry first, for an admin to see and register; at most max_pending such
+ * entries exist, and one address records or refreshes one at most once per
+ * pending_interval (auth_ratelimit as a plain table), so callers without a token
+ * cannot fill the store or keep its writer busy.
+ *
+ * Not for: storage (store_gateways.c), the gateway's side of the hello
+ * (gateway/gw_hello.c), what the registry is used for (the PVO listener).
+ */
+#include "api/api_gateways.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/acl.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/unconst.h"
+#include "common/xalloc.h"
+#include "http/http_json.h"
+#include "http/http_server.h"
+#include "api/api.h"
+#include "api/api_read.h"
+#include "api/auth.h"
+#include "store/store.h"
+
+struct api_gateways {
+	struct api *api;
+	struct acl *pending_from; /* NULL: no pending entries */
+	size_t max_pending;
+	int64_t pending_interval_ms;
+	struct auth_ratelimit *pending_limit; /* per client address */
+};
+
+static void api_gateways_set(json_t *obj, const char *key, json_t *v)
+{
+	if (v == NULL || json_object_set_new(obj, key, v) != 0)
+		panic("api_gateways: cannot build JSON for \"%s\"", key);
+}
+
+static json_t *api_gateways_time(int64_t ms)
+{
+	char buf[CLOCK_RFC3339_LEN];
+	if (ms <= 0)
+		return json_null();
+	clock_format_rfc3339(ms, buf);
+	return json_string(buf);
+}
+
+json_t *api_gateways_json(const struct store_gateway *g)
+{
+	json_t *o = json_object();
+	if (o == NULL)
+		panic("api_gateways: out of memory");
+	api_gateways_set(o, "name", http_json_string_or_null(g->name));
+	api_gateways_set(o, "state",
+			 json_string(g->state == STORE_GATEWAY_PENDING ? "pending" : "registered"));
+	api_gateways_set(o, "address", http_json_string_or_null(g->address));
+	api_gateways_set(o, "group", http_json_string_or_null(g->group));
+	api_gateways_set(o, "cluster", http_json_string_or_null(g->cluster));
+	api_gateways_set(o, "release_port", json_integer(g->release_port));
+	api_gateways_set(o, "created_at", api_gateways_time(g->created_at));
+	api_gateways_set(o, "last_seen", api_gateways_time(g->last_seen));
+	api_gateways_set(o, "version", http_json_string_or_null(g->version));
+	/* Nothing centralizes, migrates or queues events yet: say so, do not guess. */
+	api_gateways_set(o, "centralized",
+			 json_pack("{s:b,s:b,s:b}", "pvo", 0, "reporting", 0, "tracking", 0));
+	api_gateways_set(o, "migration", json_null());
+	api_gateways_set(o, "event_backlog", json_integer(0));
+	return o;
+}
+
+/* ---- parsing bodies (no I/O) ---- */
+
+#define API_GATEWAYS_CHARS "letters, digits, '.', '-' or '_'"
+
+/* An optional group or cluster: absent or null is none. */
+static int api_gateways_level(const json_t *body, const char *key, const char **out, char **err)
+{
+	*out = NULL;
+	int rc = http_json_get_string(body, key, out, err);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (!store_gateway_name_ok(*out)) {
+		*err = xasprintf("\"%s\" must be 1 to %d " API_GATEWAYS_CHARS, key,
+				 STORE_GATEWAY_LEVEL_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int api_gateways_name(const json_t *body, const char **out, char **err)
+{
+	int rc = http_json_get_string(body, "name", out, err);
+	if (rc == -ENOENT) {
+		*err = xstrdup("\"name\" is required");
+		return -EINVAL;
+	}
+	if (rc < 0)
+		return rc;
+	if (!store_gateway_name_ok(*out)) {
+		*err = xasprintf("\"name\" must be 1 to %d " API_GATEWAYS_CHARS,
+				 STORE_GATEWAY_NAME_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int api_gateways_parse_new(const json_t *body, struct api_gateways_new *out, char **err)
+{
+	static const char *const allowed[] = {"name",	 "address",	 "group",
+					      "cluster", "release_port", NULL};
+	memset(out, 0, sizeof(*out));
+	*err = NULL;
+	int rc = http_json_check_keys(body, allowed, err);
+	if (rc == 0)
+		rc = api_gateways_name(body, &out->name, err);
+	if (rc == 0) {
+		rc = http_json_get_string(body, "address", &out->address, err);
+		if (rc == -ENOENT)
+			*err = xstrdup("\"address\" is required");
+		char canon[STORE_GATEWAY_ADDRESS_MAX + 1];
+		if (rc == 0 && store_gateway_address_canonical(out->address, canon) < 0) {
+			*err = xstrdup("\"address\" must be an IPv4 or IPv6 address");
+			rc = -EINVAL;
+		}
+	}
+	if (rc == 0)
+		rc = api_gateways_level(body, "group", &out->group, err);
+	if (rc == 0)
+		rc = api_gateways_level(body, "cluster", &out->cluster, err);
+	if (rc == 0) {
+		int64_t port = STORE_GATEWAY_DEFAULT_RELEASE_PORT;
+		rc = http_json_get_int(body, "release_port", &port, NULL);
+		if (rc == -ENOENT) {
+			rc = 0;
+		} else if (rc < 0 || port < 1 || port > 65535) {
+			*err = xstrdup("\"release_port\" must be a port number (1 to 65535)");
+			rc = -EINVAL;
+		}
+		out->release_port = (unsigned)port;
+	}
+	return rc < 0 ? -EINVAL : 0;
+}
+
+int api_gateways_parse_hello(const json_t *body, struct api_gateways_hello *out, char **err)
+{
+	static const char *const allowed[] = {"name", "version", "group", "cluster", NULL};
+	memset(out, 0, sizeof(*out));
+	*err = NULL;
+	int rc = http_json_check_keys(body, allowed, err);
+	if (rc == 0)
+		rc = api_gateways_name(body, &out->name, err);
+	if (rc == 0) {
+		rc = http_json_get_string(body, "version", &out->version, err);
+		if (rc == -ENOENT) {
+			out->version = NULL;
+			rc = 0;
+		} else if (rc == 0 && !store_gateway_version_ok(out->version)) {
+			*err = xasprintf("\"version\" must be 1 to %d printable ASCII characters",
+					 STORE_GATEWAY_VERSION_MAX);
+			rc = -EINVAL;
+		}
+	}
+	if (rc == 0)
+		rc = api_gateways_level(body, "group", &out->group, err);
+	if (rc == 0)
+		rc = api_gateways_level(body, "cluster", &out->cluster, err);
+	return rc < 0 ? -EINVAL : 0;
+}
+
+/* ---- the gateway's token ---- */
+
+/* The token of "Bearer <token>" when it can be a gateway's (AUTH_TOKEN_TEXT_LEN hex). */
+static bool api_gateways_bearer(const char *authz, char out[AUTH_TOKEN_TEXT_LEN + 1])
+{
+	static const char scheme[] = "Bearer";
+	if (authz == NULL || strncasecmp(authz, scheme, sizeof(scheme) - 1) != 0)
+		return false;
+	const char *p = authz + sizeof(scheme) - 1;
+	if (*p != ' ' && *p != '\t')
+		return false;
+	p += strspn(p, " \t");
+	size_t len = strspn(p, "0123456789abcdef");
+	if (len != AUTH_TOKEN_TEXT_LEN || strspn(p + len, " \t") != strlen(p + len))
+		return false;
+	memcpy(out, p, AUTH_TOKEN_TEXT_LEN);
+	out[AUTH_TOKEN_TEXT_LEN] = '\0';
+	return true;
+}
+
+int api_gateways_authenticate(struct api *a, struct http_server_request *req,
+			      struct store_gateway **out)
+{
+	if (out != NULL)
+		*out = NULL;
+	const char *authz = http_server_request_header(req, "Authorization");
+	char token[AUTH_TOKEN_TEXT_LEN + 1];
+	if (!api_gateways_bearer(authz, token))
+		return -ENOENT;
+	/* the admin token may look like one; it is still not a gateway's */
+	if (http_server_bearer_ok(authz, api_current_config(a)->admin_token))
+		return -ENOENT;
+	char hash[AUTH_HASH_TEXT_LEN + 1];
+	auth_token_hash(token, hash);
+	struct store_gateway *g = NULL;
+	int rc = store_gateway_get_by_token_hash(api_store(a), hash, &g);
+	if (rc < 0) {
+		if (rc != -ENOENT)
+			log_error("api.gateway_lookup_failed", "error=%s", strerror(-rc));
+		return rc;
+	}
+	if (!auth_token_equal(g->token_hash, hash)) {
+		store_gateway_free(g);
+		return -ENOENT;
+	}
+	if (out != NULL)
+		*out = g;
+	else
+		store_gateway_free(g);
+	return 0;
+}
+
+bool api_gateways_token_ok(struct api *a, struct http_server_request *req,
+			   struct store_gateway **out)
+{
+	return api_gateways_authenticate(a, req, out) == 0;
+}
+
+/* ---- admin endpoints ---- */
+
+static void api_gateways_add(struct http_server_request *req, void *arg)
+{
+	struct api_gateways *gw = arg;
+	struct api *a = gw->api;
+	json_t *body = NULL;
+	char *err = NULL;
+	struct store_gateway *made = NULL;
+	if (!api_require_role(a, req, API_ROLE_ADMIN))
+		return;
+	if (http_server_request_json_object(req, api_current_config(a)->max_body, &body) < 0)
+		return;
+	struct api_gateways_new n;
+	if (api_gateways_parse_new(body, &n, &err) < 0) {
+		http_server_reply_error(req, 422, "%s", err);
+		goto done;
+	}
+	char token[AUTH_TOKEN_TEXT_LEN + 1], hash[AUTH_HASH_TEXT_LEN + 1];
+	auth_token_new(token);
+	auth_token_hash(token, hash);
+	struct store_gateway g = {
+	    .name = unconst(n.name),
+	    .address = unconst(n.address),
+	    .group = unconst(n.group),
+	    .cluster = unconst(n.cluster),
+	    .release_port = n.release_port,
+	    .token_hash = hash,
+	    .created_at = clock_now_ms(),
+	};
+	int rc = store_gateway_add(api_store(a), &g);
+	if (rc == -EEXIST) {
+		http_server_reply_error(req, 409, "gateway \"%s\" exists already", n.name);
+		goto done;
+	}
+	if (rc == -EADDRINUSE) {
+		struct store_gateway *other = NULL;
+		if (store_gateway_get_by_address(api_store(a), n.address, &other) == 0)
+			http_server_reply_error(req, 409,
+						"address %s is registered already (gateway \"%s\")",
+						other->address, other->name);
+		else
+			http_server_reply_error(req, 409, "address %s is registered already",
+						n.address);
+		store_gateway_free(other);
+		goto done;
+	}
+	if (rc < 0) {
+		http_server_reply_error(req, store_error_unavailable(rc) ? 503 : 500,
+					"the store failed (%s)", strerror(-rc));
+		goto done;
+	}
+	rc = store_gateway_get(api_store(a), n.name, &made);
+	if (rc < 0) {
+		http_server_reply_error(req, 500, "the store failed (%s)", strerror(-rc));
+		goto done;
+	}
+	char q[300];
+	log_info("api.gateway_added", "gateway=%s address=%s by=%s",
+		 log_quote(q, sizeof(q), made->name), made->address, api_actor(a, req)->username);
+	api_audit(a, req, "gateway_add", made->name,
+		  json_pack("{s:s,s:o,s:o,s:i}", "address", made->address, "group",
+			    http_json_string_or_null(made->group), "cluster",
+			    http_json_string_or_null(made->cluster), "release_port",
+			    (int)made->release_port));
+	/* the only time the token is shown: the store keeps its hash */
+	http_server_reply_json(
+	    req, 201, json_pack("{s:o,s:s}", "gateway", api_gateways_json(made), "token", token));
+done:
+	store_gateway_free(made);
+	free(err);
+	json_decref(body);
+}
+
+static void api_gateways_list(struct http_server_request *req, void *arg)
+{
+	struct api_gateways *gw = arg;
+	struct api *a = gw->api;
+	if (!api_require_role(a, req, API_ROLE_ADMIN))
+		return;
+	struct store_gateway **v = NULL;
+	size_t n = 0;
+	int rc = store_gateway_list(api_store(a), &v, &n);
+	if (rc < 0) {
+		http_server_reply_error(req, store_error_unavailable(rc) ? 503 : 500,
+					"the store failed (%s)", strerror(-rc));
+		return;
+	}
+	json_t *list = json_array();
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, api_gateways_json(v[i]));
+	store_gateway_array_free(v, n);
+	http_server_reply_json(req, 200, json_pack("{s:o}", "gateways", list));
+}
+
+static void api_gateways_remove(struct http_server_request *req, void *arg)
+{
+	struct api_gateways *gw = arg;
+	struct api *a = gw->api;
+	if (!api_require_role(a, req, API_ROLE_ADMIN))
+		return;
+	const char *name = http_server_request_param(req, "name");
+	struct store_gateway *g = NULL;
+	int rc = name != NULL ? store_gateway_get(api_store(a), name, &g) : -ENOENT;
+	if (rc == 0)
+		rc = store_gateway_remove(api_store(a), g->name);
+	if (rc == -ENOENT) {
+		http_server_reply_error(req, 404, "no such gateway");
+		goto done;
+	}
+	if (rc < 0) {
+		http_server_reply_error(req, store_error_unavailable(rc) ? 503 : 500,
+					"the store failed (%s)", strerror(-rc));
+		goto done;
+	}
+	char q[300];
+	log_info("api.gateway_removed", "gateway=%s state=%s by=%s",
+		 log_quote(q, sizeof(q), g->name),
+		 g->state == STORE_GATEWAY_PENDING ? "pending" : "registered",
+		 api_actor(a, req)->username);
+	api_audit(a, req, "gateway_remove", g->name,
+		  json_pack("{s:s,s:s}", "address", g->address, "state",
+			    g->state == STORE_GATEWAY_PENDING ? "pending" : "registered"));
+	http_server_reply_json(req, 200, json_object());
+done:
+	store_gateway_free(g);
+}
+
+/* ---- the gateway-facing hello ---- */
+
+/*
+ * An unauthenticated hello from peer: records or refreshes its pending entry when
+ * peer may (pending_from, the rate limit, the bound), and answers 401 saying what
+ * happened.
+ */
+static void api_gateways_hello_pending(struct api_gateways *gw, struct http_server_request *req,
+				       const struct api_gateways_hello *h)
+{
+	const char *peer = http_server_request_peer(req);
+	int64_t now = clock_now_ms();
+	char q[300];
+	log_quote(q, sizeof(q), h->name);
+	if (auth_ratelimit_check(gw->pending_limit, peer, NULL, now) > 0) {
+		log_info("api.gateway_pending_limited", "gateway=%s peer=%s", q, peer);
+		http_server_reply_error(
+		    req, 401,
+		    "gateway \"%s\" is not registered (hellos from this address "
+		    "are recorded at most every %llds)",
+		    h->name, (long long)(gw->pending_interval_ms / 1000));
+		return;
+	}
+	auth_ratelimit_begin(gw->pending_limit, peer, now);
+	auth_ratelimit_done(gw->pending_limit, peer, AUTH_ATTEMPT_FAILED, NULL, now);
+	struct store_gateway g = {
+	    .name = unconst(h->name),
+	    .address = unconst(peer),
+	    .group = unconst(h->group),
+	    .cluster = unconst(h->cluster),
+	    .version = unconst(h->version),
+	};
+	int rc = store_gateway_pending_put(api_store(gw->api), &g, gw->max_pending, now);
+	if (rc == 0) {
+		log_info("api.gateway_pending", "gateway=%s peer=%s", q, peer);
+		http_server_reply_error(req, 401,
+					"gateway \"%s\" is not registered: listed as pending until "
+					"an administrator registers it",
+					h->name);
+	} else if (rc == -ENOSPC) {
+		log_warn("api.gateway_pending_full", "gateway=%s peer=%s max=%zu", q, peer,
+			 gw->max_pending);
+		http_server_reply_error(req, 401,
+					"gateway \"%s\" is not registered, and the list of pending "
+					"gateways is full",
+					h->name);
+	} else if (rc == -EEXIST) {
+		/* a registered name without its token: nothing to record */
+		log_warn("api.gateway_token_refused", "gateway=%s peer=%s", q, peer);
+		http_server_reply_error(req, 401, "a valid gateway token is required");
+	} else {
+		log_error("api.gateway_pending_failed", "gateway=%s peer=%s error=%s", q, peer,
+			  strerror(-rc));
+		http_server_reply_error(req, store_error_unavailable(rc) ? 503 : 500,
+					"the store failed (%s)", strerror(-rc));
+	}
+}
+
+static void api_gateways_hello(struct http_server_request *req, void *arg)
+{
+	struct api_gateways *gw = arg;
+	struct api *a = gw->api;
+	json_t *body = NULL;
+	char *err = NULL;
+	struct store_gateway *g = NULL;
+	/* a browser's cross-site post is refused like on every state change */
+	if (!api_request_guard(a, req))
+		return;
+	int auth = api_gateways_authenticate(a, req, &g);
+	if (auth < 0 && auth != -ENOENT) {
+		/* the store could not say: the gateway tries again, nothing is recorded */
+		if (store_error_unavailable(auth)) {
+			http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
+			http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
+		} else {
+			http_server_reply_error(req, 500, "the store failed (%s)", strerror(-auth));
+		}
+		return;
+	}
+	bool authenticated = auth == 0;
+	const char *peer = http_server_request_peer(req);
+	if (!authenticated &&
+	    (gw->pending_from == NULL || !acl_match_text(gw->pending_from, peer))) {
+		http_server_reply_error(req, 401, "a valid gateway token is required");
+		return;
+	}
+	if (http_server_request_json_object(req, api_current_config(a)->max_body, &body) < 0)
+		goto done;
+	struct api_gateways_hello h;
+	if (api_gateways_parse_hello(body, &h, &err) < 0) {
+		http_server_reply_error(req, 422, "%s", err);
+		goto done;
+	}
+	if (!authenticated) {
+		api_gateways_hello_pending(gw, req, &h);
+		goto done;
+	}
+	char q[300], q2[300];
+	if (strcasecmp(h.name, g->name) != 0) {
+		log_warn("api.gateway_name_mismatch", "gateway=%s said=%s peer=%s",
+			 log_quote(q, sizeof(q), g->name), log_quote(q2, sizeof(q2), h.name), peer);
+		http_server_reply_error(
+		    req, 403, "this token belongs to gateway \"%s\", not \"%s\"", g->name, h.name);
+		goto done;
+	}
+	int64_t now = clock_now_ms();
+	int rc = store_gateway_touch(api_store(a), g->name, now, h.version);
+	if (rc < 0) {
+		/* removed meanwhile, or the store is down: the gateway tries again later */
+		http_server_reply_error(
+		    req,
+		    rc == -ENOENT		  ? 401
+		    : store_error_unavailable(rc) ? 503
+						  : 500,
+		    "%s", rc == -ENOENT ? "a valid gateway token is required" : "the store failed");
+		goto done;
+	}
+	if ((h.group != NULL && (g->group == NULL || strcmp(h.group, g->group) != 0)) ||
+	    (h.cluster != NULL && (g->cluster == NULL || strcmp(h.cluster, g->cluster) != 0)))
+		log_warn("api.gateway_level_differs",
+			 "gateway=%s said_group=%s said_cluster=%s group=%s cluster=%s",
+			 log_quote(q, sizeof(q), g->name), h.group != NULL ? h.group : "-",
+			 h.cluster != NULL ? h.cluster : "-", g->group != NULL ? g->group : "-",
+			 g->cluster != NULL ? g->cluster : "-");
+	log_debug("api.gateway_hello", "gateway=%s version=%s peer=%s",
+		  log_quote(q, sizeof(q), g->name), h.version != NULL ? h.version : "-", peer);
+	g->last_seen = now > g->last_seen ? now : g->last_seen;
+	if (h.version != NULL) {
+		free(g->version);
+		g->version = xstrdup(h.version);
+	}
+	http_server_reply_json(req, 200, json_pack("{s:o}", "gateway", api_gateways_json(g)));
+done:
+	store_gateway_free(g);
+	free(err);
+	json_decref(body);
+}
+
+/* ---- life ---- */
+
+void api_gateways_configure(struct api_gateways *g, const struct api_gateways_config *cfg)
+{
+	acl_free(g->pending_from);
+	g->pending_from = NULL;
+	if (cfg->pending_from != NULL && cfg->pending_from[0] != '\0') {
+		char *err = NULL;
+		/* lazaretd checked the list when it read its configuration */
+		if (acl_parse(cfg->pending_from, &g->pending_from, &err) < 0)
+			panic("api_gateways: pending_from does not parse: %s", err);
+	}
+	g->max_pending =
+	    cfg->max_pending != 0 ? cfg->max_pending : API_GATEWAYS_DEFAULT_MAX_PENDING;
+	g->pending_interval_ms = cfg->pending_interval_ms > 0
+				     ? cfg->pending_interval_ms
+				     : API_GATEWAYS_DEFAULT_PENDING_INTERVAL_MS;
+	auth_ratelimit_configure(g->pending_limit, 1, g->pending_interval_ms, 0);
+}
+
+struct api_gateways *api_gateways_attach(struct api *a, const struct api_gateways_config *cfg)
+{
+	static const struct http_server_route_row routes[] = {
+	    {"POST", "/api/v1/gateways", HTTP_SERVER_ROUTE_AUTH, api_gateways_add},
+	    {"GET", "/api/v1/gateways", HTTP_SERVER_ROUTE_AUTH, api_gateways_list},
+	    {"DELETE", "/api/v1/gateways/{name}", HTTP_SERVER_ROUTE_AUTH, api_gateways_remove},
+	    /* Public to the router: the gateway's token is checked by the handler. */
+	    {"POST", "/api/v1/gateway/hello", HTTP_SERVER_ROUTE_PUBLIC, api_gateways_hello},
+	};
+	struct api_gateways *g = xcalloc(1, sizeof(*g));
+	g->api = a;
+	g->pending_limit = auth_ratelimit_new(1, API_GATEWAYS_DEFAULT_PENDING_INTERVAL_MS,
+					      API_GATEWAYS_PENDING_ADDRESSES);
+	api_gateways_configure(g, cfg);
+	http_server_route_table(api_http(a), routes, sizeof(routes) / sizeof(routes[0]), g);
+	return g;
+}
+
+void api_gateways_free(struct api_gateways *g)
+{
+	if (g == NULL)
+		return;
+	acl_free(g->pending_from);
+	auth_ratelimit_free(g->pending_limit);
+	free(g);
+}

@@ -1,0 +1,337 @@
+/*
+ * store_gateways — the SQLite backend's gateway registry (the table of migration
+ * 7), with the contract of store.h "the gateway registry": registered gateways
+ * with the hash of their token, pending ones that said hello without one.
+ *
+ * Not for: checking fields (store.c hands in checked values with a canonical
+ * address), making or hashing tokens (api_gateways.c), deciding who may add a
+ * pending entry (the API's allow-list and rate limit).
+ *
+ * Registrations are rare, so statements are prepared per call as in
+ * store_users.c. Changes run as writer jobs, reads on a reader connection.
+ */
+#include "store/store.h"
+#include "store/store_sqlite_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/unconst.h"
+#include "common/xalloc.h"
+
+#define STORE_GATEWAY_COLUMNS                                                                      \
+	"name, state, address, group_name, cluster, release_port, token_hash, created_at,"         \
+	" last_seen, version"
+
+static sqlite3_stmt *store_gateways_prepare(struct store_conn *c, const char *sql)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(store_int_db(c), sql, -1, &s, NULL) != SQLITE_OK) {
+		store_int_log_sqlite("prepare", store_int_db(c));
+		return NULL;
+	}
+	return s;
+}
+
+static void store_gateways_bind(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v == NULL)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+}
+
+/* Steps s (uncached) to its end and finalizes it: 0, -EEXIST (a unique key), -EIO. */
+static int store_gateways_run(struct store_conn *c, sqlite3_stmt *s, const char *what, int *changes)
+{
+	int rc = sqlite3_step(s);
+	int ext = sqlite3_extended_errcode(store_int_db(c));
+	sqlite3_finalize(s);
+	if (changes != NULL)
+		*changes = sqlite3_changes(store_int_db(c));
+	if (rc == SQLITE_DONE)
+		return 0;
+	if (ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE)
+		return -EEXIST;
+	log_error("store.gateways_failed", "what=%s error=%s", what,
+		  sqlite3_errmsg(store_int_db(c)));
+	return -EIO;
+}
+
+static struct store_gateway *store_gateway_from_row(sqlite3_stmt *s)
+{
+	struct store_gateway *g = xcalloc(1, sizeof(*g));
+	g->name = store_int_col_dup(s, 0);
+	const char *state = (const char *)sqlite3_column_text(s, 1);
+	g->state = state != NULL && strcmp(state, "pending") == 0 ? STORE_GATEWAY_PENDING
+								  : STORE_GATEWAY_REGISTERED;
+	g->address = store_int_col_dup(s, 2);
+	g->group = store_int_col_dup(s, 3);
+	g->cluster = store_int_col_dup(s, 4);
+	g->release_port = (unsigned)sqlite3_column_int64(s, 5);
+	g->token_hash = store_int_col_dup(s, 6);
+	g->created_at = sqlite3_column_int64(s, 7);
+	g->last_seen = sqlite3_column_int64(s, 8);
+	g->version = store_int_col_dup(s, 9);
+	return g;
+}
+
+/*
+ * The gateways sql yields with one text value bound (value may be NULL: none), by
+ * name. *out is new (store_gateway_array_free).
+ */
+static int store_gateways_read(struct store *st, const char *sql, const char *value,
+			       struct store_gateway ***out, size_t *n)
+{
+	struct store_conn *c = NULL;
+	*out = NULL;
+	*n = 0;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = store_gateways_prepare(c, sql);
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return -EIO;
+	}
+	if (value != NULL)
+		store_gateways_bind(s, 1, value);
+	struct store_gateway **v = NULL;
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		v[k++] = store_gateway_from_row(s);
+	}
+	sqlite3_finalize(s);
+	store_int_reader_put(st, c);
+	if (step != SQLITE_DONE) {
+		store_gateway_array_free(v, k);
+		return store_int_read_result(-EIO);
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* The one gateway sql yields for value; -ENOENT when none. */
+static int store_gateways_read_one(struct store *st, const char *sql, const char *value,
+				   struct store_gateway **out)
+{
+	struct store_gateway **v = NULL;
+	size_t n = 0;
+	*out = NULL;
+	int rc = store_gateways_read(st, sql, value, &v, &n);
+	if (rc < 0)
+		return rc;
+	if (n == 0) {
+		free(v);
+		return -ENOENT;
+	}
+	*out = v[0];
+	v[0] = NULL;
+	store_gateway_array_free(v, n);
+	return 0;
+}
+
+/* The state of the gateway named name into *state; -ENOENT when none. */
+static int store_gateways_state_of(struct store_conn *c, const char *sql, const char *value,
+				   bool *pending)
+{
+	sqlite3_stmt *s = store_gateways_prepare(c, sql);
+	if (s == NULL)
+		return -EIO;
+	store_gateways_bind(s, 1, value);
+	int step = sqlite3_step(s);
+	int rc = -ENOENT;
+	if (step == SQLITE_ROW) {
+		const char *state = (const char *)sqlite3_column_text(s, 0);
+		*pending = state != NULL && strcmp(state, "pending") == 0;
+		rc = 0;
+	} else if (step != SQLITE_DONE) {
+		rc = -EIO;
+	}
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int store_gateway_add_job(struct store *st, struct store_conn *c, void *arg)
+{
+	const struct store_gateway *g = arg;
+	bool pending = false;
+	int rc = store_gateways_state_of(c, "SELECT state FROM gateways WHERE name = ?", g->name,
+					 &pending);
+	if (rc == 0 && !pending)
+		return -EEXIST;
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	rc = store_gateways_state_of(
+	    c, "SELECT state FROM gateways WHERE address = ? AND state = 'registered'", g->address,
+	    &pending);
+	if (rc == 0)
+		return -EADDRINUSE;
+	if (rc != -ENOENT)
+		return rc;
+	/* the pending entry of this name (if any) becomes the registered gateway */
+	sqlite3_stmt *s =
+	    store_gateways_prepare(c, "DELETE FROM gateways WHERE name = ? AND state = 'pending'");
+	if (s == NULL)
+		return -EIO;
+	store_gateways_bind(s, 1, g->name);
+	rc = store_gateways_run(c, s, "gateway_add_pending", NULL);
+	if (rc < 0)
+		return rc;
+	s = store_gateways_prepare(c, "INSERT INTO gateways (" STORE_GATEWAY_COLUMNS ")"
+				      " VALUES (?, 'registered', ?, ?, ?, ?, ?, ?, 0, ?)");
+	if (s == NULL)
+		return -EIO;
+	store_gateways_bind(s, 1, g->name);
+	store_gateways_bind(s, 2, g->address);
+	store_gateways_bind(s, 3, g->group);
+	store_gateways_bind(s, 4, g->cluster);
+	sqlite3_bind_int64(s, 5, g->release_port);
+	store_gateways_bind(s, 6, g->token_hash);
+	sqlite3_bind_int64(s, 7, g->created_at);
+	store_gateways_bind(s, 8, g->version);
+	return store_gateways_run(c, s, "gateway_add", NULL);
+}
+
+int store_sqlite_gateway_add(struct store *st, const struct store_gateway *g)
+{
+	return store_int_run_job(st, store_gateway_add_job, unconst(g));
+}
+
+int store_sqlite_gateway_list(struct store *st, struct store_gateway ***out, size_t *n)
+{
+	return store_gateways_read(
+	    st, "SELECT " STORE_GATEWAY_COLUMNS " FROM gateways ORDER BY name COLLATE BINARY", NULL,
+	    out, n);
+}
+
+int store_sqlite_gateway_get(struct store *st, const char *name, struct store_gateway **out)
+{
+	return store_gateways_read_one(
+	    st, "SELECT " STORE_GATEWAY_COLUMNS " FROM gateways WHERE name = ?", name, out);
+}
+
+int store_sqlite_gateway_get_by_address(struct store *st, const char *address,
+					struct store_gateway **out)
+{
+	return store_gateways_read_one(st,
+				       "SELECT " STORE_GATEWAY_COLUMNS " FROM gateways"
+				       " WHERE address = ? AND state = 'registered'",
+				       address, out);
+}
+
+int store_sqlite_gateway_get_by_token_hash(struct store *st, const char *token_hash,
+					   struct store_gateway **out)
+{
+	return store_gateways_read_one(st,
+				       "SELECT " STORE_GATEWAY_COLUMNS " FROM gateways"
+				       " WHERE token_hash = ? AND state = 'registered'",
+				       token_hash, out);
+}
+
+static int store_gateway_remove_job(struct store *st, struct store_conn *c, void *arg)
+{
+	sqlite3_stmt *s = store_gateways_prepare(c, "DELETE FROM gateways WHERE name = ?");
+	if (s == NULL)
+		return -EIO;
+	store_gateways_bind(s, 1, arg);
+	int changes = 0;
+	int rc = store_gateways_run(c, s, "gateway_remove", &changes);
+	return rc < 0 ? rc : changes > 0 ? 0 : -ENOENT;
+}
+
+int store_sqlite_gateway_remove(struct store *st, const char *name)
+{
+	return store_int_run_job(st, store_gateway_remove_job, unconst(name));
+}
+
+struct store_gateway_touch_args {
+	const char *name;
+	int64_t now;
+	const char *version;
+};
+
+static int store_gateway_touch_job(struct store *st, struct store_conn *c, void *arg)
+{
+	const struct store_gateway_touch_args *t = arg;
+	sqlite3_stmt *s = store_gateways_prepare(
+	    c, "UPDATE gateways SET last_seen = max(last_seen, ?), version = coalesce(?, version)"
+	       " WHERE name = ? AND state = 'registered'");
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, t->now);
+	store_gateways_bind(s, 2, t->version);
+	store_gateways_bind(s, 3, t->name);
+	int changes = 0;
+	int rc = store_gateways_run(c, s, "gateway_touch", &changes);
+	return rc < 0 ? rc : changes > 0 ? 0 : -ENOENT;
+}
+
+int store_sqlite_gateway_touch(struct store *st, const char *name, int64_t now, const char *version)
+{
+	struct store_gateway_touch_args t = {name, now, version};
+	return store_int_run_job(st, store_gateway_touch_job, &t);
+}
+
+struct store_gateway_pending_args {
+	const struct store_gateway *g;
+	size_t max_pending;
+	int64_t now;
+};
+
+static int store_gateway_pending_job(struct store *st, struct store_conn *c, void *arg)
+{
+	const struct store_gateway_pending_args *p = arg;
+	const struct store_gateway *g = p->g;
+	bool pending = false;
+	int rc = store_gateways_state_of(c, "SELECT state FROM gateways WHERE name = ?", g->name,
+					 &pending);
+	if (rc == 0 && !pending)
+		return -EEXIST;
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (rc == -ENOENT) {
+		/* one writer: the count and the insert cannot interleave with another put */
+		sqlite3_stmt *s = store_gateways_prepare(
+		    c, "SELECT count(*) FROM gateways WHERE state = 'pending'");
+		if (s == NULL)
+			return -EIO;
+		int step = sqlite3_step(s);
+		int64_t count = step == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+		sqlite3_finalize(s);
+		if (count < 0)
+			return -EIO;
+		if ((uint64_t)count >= p->max_pending)
+			return -ENOSPC;
+	}
+	sqlite3_stmt *s = store_gateways_prepare(
+	    c, "INSERT INTO gateways (" STORE_GATEWAY_COLUMNS ")"
+	       " VALUES (?, 'pending', ?, ?, ?, ?, NULL, ?, ?, ?)"
+	       " ON CONFLICT (name) DO UPDATE SET address = excluded.address,"
+	       " group_name = excluded.group_name, cluster = excluded.cluster,"
+	       " version = excluded.version, last_seen = excluded.last_seen"
+	       " WHERE gateways.state = 'pending'");
+	if (s == NULL)
+		return -EIO;
+	store_gateways_bind(s, 1, g->name);
+	store_gateways_bind(s, 2, g->address);
+	store_gateways_bind(s, 3, g->group);
+	store_gateways_bind(s, 4, g->cluster);
+	sqlite3_bind_int64(s, 5, g->release_port);
+	sqlite3_bind_int64(s, 6, p->now);
+	sqlite3_bind_int64(s, 7, p->now);
+	store_gateways_bind(s, 8, g->version);
+	return store_gateways_run(c, s, "gateway_pending_put", NULL);
+}
+
+int store_sqlite_gateway_pending_put(struct store *st, const struct store_gateway *g,
+				     size_t max_pending, int64_t now)
+{
+	struct store_gateway_pending_args p = {g, max_pending, now};
+	return store_int_run_job(st, store_gateway_pending_job, &p);
+}

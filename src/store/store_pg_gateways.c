@@ -1,0 +1,301 @@
+/*
+ * store_pg_gateways — the PostgreSQL backend's gateway registry (the table of its
+ * migration 7), with the semantics of store_gateways.c: registered gateways with
+ * the hash of their token, pending ones that said hello without one; names
+ * unique whatever their case (a unique index on lower(name)).
+ *
+ * Not for: checking fields (store.c does), tokens (api_gateways.c), deciding who
+ * may add a pending entry. Several managers may share the database: the bound on
+ * pending entries is kept under an advisory lock, so two puts cannot both pass it.
+ */
+#include "store/store.h"
+#include "store/store_pg_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/unconst.h"
+#include "common/xalloc.h"
+
+/* Serializes pending puts across processes ("lazaretg"). */
+#define STORE_PG_GATEWAY_PENDING_LOCK "7809657787786818663"
+
+#define STORE_PG_GATEWAY_COLUMNS                                                                   \
+	"name, state, address, group_name, cluster, release_port, token_hash, created_at,"         \
+	" last_seen, version"
+
+static struct store_gateway *store_pg_gateway_from_row(const PGresult *r, int k)
+{
+	struct store_gateway *g = xcalloc(1, sizeof(*g));
+	g->name = store_pg_dup(r, k, 0);
+	g->state = strcmp(PQgetvalue(r, k, 1), "pending") == 0 ? STORE_GATEWAY_PENDING
+							       : STORE_GATEWAY_REGISTERED;
+	g->address = store_pg_dup(r, k, 2);
+	g->group = store_pg_dup(r, k, 3);
+	g->cluster = store_pg_dup(r, k, 4);
+	g->release_port = (unsigned)store_pg_i64(r, k, 5);
+	g->token_hash = store_pg_dup(r, k, 6);
+	g->created_at = store_pg_i64(r, k, 7);
+	g->last_seen = store_pg_i64(r, k, 8);
+	g->version = store_pg_dup(r, k, 9);
+	return g;
+}
+
+/* The gateways sql yields for value (NULL: no value bound). */
+static int store_pg_gateways_read(struct store *st, const char *what, const char *sql,
+				  const char *value, struct store_gateway ***out, size_t *n)
+{
+	struct store_pg_params p = {0};
+	PGresult *r = NULL;
+	*out = NULL;
+	*n = 0;
+	if (value != NULL)
+		store_pg_text(&p, value);
+	int rc = store_pg_query(store_pg_of(st), what, sql, value != NULL ? &p : NULL, &r);
+	if (rc < 0)
+		return rc;
+	size_t rows = (size_t)PQntuples(r);
+	struct store_gateway **v = xcalloc(rows + 1, sizeof(*v));
+	for (size_t k = 0; k < rows; k++)
+		v[k] = store_pg_gateway_from_row(r, (int)k);
+	PQclear(r);
+	*out = v;
+	*n = rows;
+	return 0;
+}
+
+static int store_pg_gateways_read_one(struct store *st, const char *what, const char *sql,
+				      const char *value, struct store_gateway **out)
+{
+	struct store_gateway **v = NULL;
+	size_t n = 0;
+	*out = NULL;
+	int rc = store_pg_gateways_read(st, what, sql, value, &v, &n);
+	if (rc < 0)
+		return rc;
+	if (n == 0) {
+		free(v);
+		return -ENOENT;
+	}
+	*out = v[0];
+	v[0] = NULL;
+	store_gateway_array_free(v, n);
+	return 0;
+}
+
+/* The state of the row sql finds for value: 0 with *pending, -ENOENT, -EIO. */
+static int store_pg_gateways_state_of(PGconn *c, const char *what, const char *sql,
+				      const char *value, bool *pending)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, value);
+	PGresult *r = store_pg_exec(c, what, sql, &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	int rc = -ENOENT;
+	if (PQntuples(r) > 0) {
+		*pending = strcmp(PQgetvalue(r, 0, 0), "pending") == 0;
+		rc = 0;
+	}
+	PQclear(r);
+	return rc;
+}
+
+static int store_pg_gateway_add_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	const struct store_gateway *g = arg;
+	bool pending = false;
+	/* FOR UPDATE: a pending put of this name waits for the registration */
+	int rc = store_pg_gateways_state_of(
+	    c, "gateway_add_name",
+	    "SELECT state FROM gateways WHERE lower(name) = lower($1) FOR UPDATE", g->name,
+	    &pending);
+	if (rc == 0 && !pending)
+		return -EEXIST;
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	rc = store_pg_gateways_state_of(
+	    c, "gateway_add_address",
+	    "SELECT state FROM gateways WHERE address = $1 AND state = 'registered'", g->address,
+	    &pending);
+	if (rc == 0)
+		return -EADDRINUSE;
+	if (rc != -ENOENT)
+		return rc;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, g->name);
+	rc = store_pg_do(c, "gateway_add_pending",
+			 "DELETE FROM gateways WHERE lower(name) = lower($1) AND state = 'pending'",
+			 &p, NULL);
+	store_pg_params_clear(&p);
+	if (rc < 0)
+		return rc;
+	store_pg_text(&p, g->name);
+	store_pg_text(&p, g->address);
+	store_pg_text(&p, g->group);
+	store_pg_text(&p, g->cluster);
+	store_pg_int(&p, g->release_port);
+	store_pg_text(&p, g->token_hash);
+	store_pg_int(&p, g->created_at);
+	store_pg_text(&p, g->version);
+	rc = store_pg_do(c, "gateway_add",
+			 "INSERT INTO gateways (" STORE_PG_GATEWAY_COLUMNS ")"
+			 " VALUES ($1, 'registered', $2, $3, $4, $5, $6, $7, 0, $8)",
+			 &p, NULL);
+	store_pg_params_clear(&p);
+	if (rc == -EIO && strcmp(store_pg_sqlstate, "23505") == 0)
+		return -EEXIST; /* a registration of the same name or address committed first */
+	return rc;
+}
+
+int store_pg_gateway_add(struct store *st, const struct store_gateway *g)
+{
+	return store_pg_tx(store_pg_of(st), store_pg_gateway_add_tx, unconst(g));
+}
+
+int store_pg_gateway_list(struct store *st, struct store_gateway ***out, size_t *n)
+{
+	return store_pg_gateways_read(st, "gateway_list",
+				      "SELECT " STORE_PG_GATEWAY_COLUMNS
+				      " FROM gateways ORDER BY name COLLATE \"C\"",
+				      NULL, out, n);
+}
+
+int store_pg_gateway_get(struct store *st, const char *name, struct store_gateway **out)
+{
+	return store_pg_gateways_read_one(st, "gateway_get",
+					  "SELECT " STORE_PG_GATEWAY_COLUMNS
+					  " FROM gateways WHERE lower(name) = lower($1)",
+					  name, out);
+}
+
+int store_pg_gateway_get_by_address(struct store *st, const char *address,
+				    struct store_gateway **out)
+{
+	return store_pg_gateways_read_one(st, "gateway_get_by_address",
+					  "SELECT " STORE_PG_GATEWAY_COLUMNS " FROM gateways"
+					  " WHERE address = $1 AND state = 'registered'",
+					  address, out);
+}
+
+int store_pg_gateway_get_by_token_hash(struct store *st, const char *token_hash,
+				       struct store_gateway **out)
+{
+	return store_pg_gateways_read_one(st, "gateway_get_by_token_hash",
+					  "SELECT " STORE_PG_GATEWAY_COLUMNS " FROM gateways"
+					  " WHERE token_hash = $1 AND state = 'registered'",
+					  token_hash, out);
+}
+
+/* Runs one change of p's values (p is cleared); -ENOENT when it touched no row. */
+static int store_pg_gateways_change(PGconn *c, const char *what, const char *sql,
+				    struct store_pg_params *p)
+{
+	uint64_t rows = 0;
+	int rc = store_pg_do(c, what, sql, p, &rows);
+	store_pg_params_clear(p);
+	return rc < 0 ? rc : rows > 0 ? 0 : -ENOENT;
+}
+
+static int store_pg_gateway_remove_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, arg);
+	return store_pg_gateways_change(c, "gateway_remove",
+					"DELETE FROM gateways WHERE lower(name) = lower($1)", &p);
+}
+
+int store_pg_gateway_remove(struct store *st, const char *name)
+{
+	return store_pg_tx(store_pg_of(st), store_pg_gateway_remove_tx, unconst(name));
+}
+
+struct store_pg_gateway_touch {
+	const char *name;
+	int64_t now;
+	const char *version;
+};
+
+static int store_pg_gateway_touch_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	const struct store_pg_gateway_touch *t = arg;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, t->now);
+	store_pg_text(&p, t->version);
+	store_pg_text(&p, t->name);
+	return store_pg_gateways_change(
+	    c, "gateway_touch",
+	    "UPDATE gateways SET last_seen = greatest(last_seen, $1::bigint),"
+	    " version = coalesce($2, version)"
+	    " WHERE lower(name) = lower($3) AND state = 'registered'",
+	    &p);
+}
+
+int store_pg_gateway_touch(struct store *st, const char *name, int64_t now, const char *version)
+{
+	struct store_pg_gateway_touch t = {name, now, version};
+	return store_pg_tx(store_pg_of(st), store_pg_gateway_touch_tx, &t);
+}
+
+struct store_pg_gateway_pending {
+	const struct store_gateway *g;
+	size_t max_pending;
+	int64_t now;
+};
+
+static int store_pg_gateway_pending_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	const struct store_pg_gateway_pending *a = arg;
+	const struct store_gateway *g = a->g;
+	int rc = store_pg_do(c, "gateway_pending_lock",
+			     "SELECT pg_advisory_xact_lock(" STORE_PG_GATEWAY_PENDING_LOCK ")",
+			     NULL, NULL);
+	if (rc < 0)
+		return rc;
+	bool pending = false;
+	rc = store_pg_gateways_state_of(c, "gateway_pending_name",
+					"SELECT state FROM gateways WHERE lower(name) = lower($1)",
+					g->name, &pending);
+	if (rc == 0 && !pending)
+		return -EEXIST;
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (rc == -ENOENT) {
+		PGresult *r = store_pg_exec(c, "gateway_pending_count",
+					    "SELECT count(*) FROM gateways WHERE state = 'pending'",
+					    NULL, false);
+		if (r == NULL)
+			return -EIO;
+		int64_t count = store_pg_i64(r, 0, 0);
+		PQclear(r);
+		if ((uint64_t)count >= a->max_pending)
+			return -ENOSPC;
+	}
+	struct store_pg_params p = {0};
+	store_pg_text(&p, g->name);
+	store_pg_text(&p, g->address);
+	store_pg_text(&p, g->group);
+	store_pg_text(&p, g->cluster);
+	store_pg_int(&p, g->release_port);
+	store_pg_int(&p, a->now);
+	store_pg_text(&p, g->version);
+	rc = store_pg_do(c, "gateway_pending_put",
+			 "INSERT INTO gateways (" STORE_PG_GATEWAY_COLUMNS ")"
+			 " VALUES ($1, 'pending', $2, $3, $4, $5, NULL, $6, $6, $7)"
+			 " ON CONFLICT ((lower(name))) DO UPDATE SET address = excluded.address,"
+			 " group_name = excluded.group_name, cluster = excluded.cluster,"
+			 " version = excluded.version, last_seen = excluded.last_seen"
+			 " WHERE gateways.state = 'pending'",
+			 &p, NULL);
+	store_pg_params_clear(&p);
+	return rc;
+}
+
+int store_pg_gateway_pending_put(struct store *st, const struct store_gateway *g,
+				 size_t max_pending, int64_t now)
+{
+	struct store_pg_gateway_pending a = {g, max_pending, now};
+	return store_pg_tx(store_pg_of(st), store_pg_gateway_pending_tx, &a);
+}
