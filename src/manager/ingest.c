@@ -1,14 +1,29 @@
 /*
- * ingest — the path of a quarantined message from end of DATA to its 250.
+ * ingest — the path of a quarantined message from end of DATA to its 250, for
+ * both quarantine listeners: the spam quarantine's ([spam_quarantine], every
+ * message into "spam") and the PVO quarantines' ([pvo_quarantine], the
+ * quarantines the gateway names in X-Lazaret-Quarantine headers).
  *
- *   loop thread:   ingest_message       takes the message, counts it in flight
- *   worker thread: ingest_prepare       msgmeta, store_new_message, compression,
- *                                       store_submit_message
+ *   loop thread:   ingest_message /     takes the message, counts it in flight
+ *                  ingest_pvo_message
+ *   worker thread: ingest_prepare       msgmeta, (PVO: the X-Lazaret-* headers,
+ *                                       or a refusal), store_new_message,
+ *                                       compression, store_submit_message
  *   writer thread: ingest_stored        the group commit returned (or failed)
- *   loop thread:   ingest_answer        250 "stored as <id>" or 451; logs; metrics
+ *   loop thread:   ingest_answer        250 "stored as <id>", the refusal, or 451;
+ *                                       logs; metrics
  *
  * A message is never acknowledged before its transaction is durable, and a
  * message that cannot be stored gets a 451 so that the gateway keeps and retries it.
+ *
+ * PVO messages (docs/OPERATIONS.md "PVO quarantines"):
+ *   no X-Lazaret-Quarantine         stored in "unclassified", logged (pvo.unclassified)
+ *   a malformed X-Lazaret-* header  550 5.6.0, nothing stored (pvo.refused)
+ *   a header naming "spam"          550 5.7.1, nothing stored (pvo.refused)
+ *   an expiry already past          550 5.7.0, nothing stored (pvo.refused)
+ *   an unknown policy name          that quarantine is created (store.quarantine_created)
+ *   a retry (same origin id and     nothing stored twice: 250 with the first one's id
+ *     gateway address)
  * Not for: deciding the quarantine from content (gateways do that).
  */
 #include "manager/ingest.h"
@@ -18,16 +33,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/log.h"
 #include "common/loopq.h"
+#include "common/strbuf.h"
 #include "common/workpool.h"
 #include "common/xalloc.h"
 #include "quarantine/metrics.h"
 #include "mime/msgmeta.h"
 #include "mime/msgmeta_store.h"
+#include "quarantine/pvo_header.h"
 #include "smtp/smtp_proto.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
@@ -47,6 +66,11 @@ struct ingest_job {
 	struct smtp_message *msg;
 	char peer[64];
 	char id[IDS_UUID_LEN + 1];
+	bool pvo;			  /* from the PVO listener */
+	char stored_as[IDS_UUID_LEN + 1]; /* the id in the store (a retry: the first one's) */
+	char refusal[256];		  /* PVO: the reply when the message is refused */
+	char *quarantines;		  /* PVO, for the log: "a,b" */
+	char *origin_id;
 	int rc;
 	/* for the log line */
 	size_t size;
@@ -82,9 +106,28 @@ unsigned ingest_inflight(const struct ingest *ing)
 static void ingest_answer(void *arg)
 {
 	struct ingest_job *job = arg;
-	char reply[128];
+	char reply[300];
 	char q[256];
-	if (job->rc == 0) {
+	if (job->refusal[0] != '\0') {
+		snprintf(reply, sizeof(reply), "%s", job->refusal);
+		metrics_refused("policy");
+		log_warn("pvo.refused", "session=%s client=%s size=%zu reply=%s",
+			 smtp_session_id(job->session), job->peer, job->size,
+			 log_quote(q, sizeof(q), job->refusal));
+	} else if (job->rc == 0 && job->pvo) {
+		snprintf(reply, sizeof(reply), "250 2.0.0 Ok: stored as %s", job->stored_as);
+		metrics_add(METRICS_MESSAGES_RECEIVED, 1);
+		metrics_add(METRICS_BYTES_RECEIVED, job->size);
+		metrics_add(METRICS_RECIPIENTS_RECEIVED, job->nrcpts);
+		char o[192];
+		log_info("pvo.stored",
+			 "session=%s client=%s id=%s sender=<%s> rcpts=%zu size=%zu quarantines=%s "
+			 "origin_id=%s duplicate=%s",
+			 smtp_session_id(job->session), job->peer, job->stored_as, job->sender,
+			 job->nrcpts, job->size, log_quote(q, sizeof(q), job->quarantines),
+			 log_quote(o, sizeof(o), job->origin_id != NULL ? job->origin_id : "-"),
+			 strcmp(job->stored_as, job->id) != 0 ? "yes" : "no");
+	} else if (job->rc == 0) {
 		snprintf(reply, sizeof(reply), "250 2.0.0 Ok: stored as %s", job->id);
 		metrics_add(METRICS_MESSAGES_RECEIVED, 1);
 		metrics_add(METRICS_BYTES_RECEIVED, job->size);
@@ -118,6 +161,8 @@ static void ingest_answer(void *arg)
 	free(job->sender);
 	free(job->verdict);
 	free(job->gateway);
+	free(job->quarantines);
+	free(job->origin_id);
 	free(job);
 }
 
@@ -157,8 +202,8 @@ static struct store_new_message *ingest_build(struct ingest_job *job, int64_t no
 		msgmeta_store_copy(meta, nm);
 		msgmeta_free(meta);
 	}
-	/* Defaults: the verdict spam; the gateway, the client address. */
-	if (nm->verdict == NULL)
+	/* Defaults: the verdict spam (spam quarantine only); the gateway, the client address. */
+	if (nm->verdict == NULL && !job->pvo)
 		nm->verdict = xstrdup("spam");
 	if (nm->gateway == NULL || nm->gateway[0] == '\0') {
 		free(nm->gateway);
@@ -167,18 +212,124 @@ static struct store_new_message *ingest_build(struct ingest_job *job, int64_t no
 	return nm;
 }
 
+/* The system quarantines a gateway may name in any case ("Virus"). */
+static const char *const ingest_pvo_system[] = {"virus", "outbreak", "unclassified"};
+
+/* s made fit for an SMTP reply: printable ASCII, anything else as '?'. */
+static void ingest_reply_text(char *s)
+{
+	for (; *s != '\0'; s++) {
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			*s = '?';
+	}
+}
+
+/* Unix ms as RFC 3339 UTC, for a reply. */
+static void ingest_rfc3339(int64_t ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * The PVO part of nm from the message's X-Lazaret-* headers (nm->raw), or a
+ * refusal in job->refusal (then nm is to be dropped). See the top of the file.
+ */
+static void ingest_pvo_headers(struct ingest_job *job, struct store_new_message *nm, int64_t now)
+{
+	struct pvo_headers h;
+	char err[PVO_HEADER_ERR_MAX];
+	if (pvo_headers_parse(nm->raw, nm->raw_len, &h, err, sizeof(err)) < 0) {
+		ingest_reply_text(err);
+		snprintf(job->refusal, sizeof(job->refusal), "550 5.6.0 Error: malformed %s", err);
+		return;
+	}
+	struct strbuf names = STRBUF_INIT;
+	if (h.nq == 0) {
+		/* the gateway said nothing: hold it where an admin looks, never lose it */
+		h.q[0].name = xstrdup("unclassified");
+		h.q[0].reason = xstrdup("no X-Lazaret-Quarantine header");
+		h.nq = 1;
+		log_warn("pvo.unclassified",
+			 "session=%s client=%s reason=\"no X-Lazaret-Quarantine "
+			 "header\"",
+			 smtp_session_id(job->session), job->peer);
+	}
+	for (size_t i = 0; i < h.nq; i++) {
+		struct pvo_header_quarantine *q = &h.q[i];
+		if (strcasecmp(q->name, "spam") == 0) {
+			snprintf(job->refusal, sizeof(job->refusal),
+				 "550 5.7.1 Error: the spam quarantine takes mail on the spam "
+				 "quarantine listener, not here");
+			goto done;
+		}
+		for (size_t k = 0; k < sizeof(ingest_pvo_system) / sizeof(ingest_pvo_system[0]);
+		     k++) {
+			if (strcasecmp(q->name, ingest_pvo_system[k]) == 0) {
+				free(q->name);
+				q->name = xstrdup(ingest_pvo_system[k]);
+			}
+		}
+		if (q->expires_ms != 0 && q->expires_ms <= now) {
+			char when[32], name[STORE_QUARANTINE_NAME_MAX + 1];
+			ingest_rfc3339(q->expires_ms, when, sizeof(when));
+			snprintf(name, sizeof(name), "%s", q->name);
+			ingest_reply_text(name);
+			snprintf(job->refusal, sizeof(job->refusal),
+				 "550 5.7.0 Error: quarantine \"%s\" expired at %s, not stored",
+				 name, when);
+			goto done;
+		}
+		strbuf_printf(&names, "%s%s", i > 0 ? "," : "", q->name);
+	}
+	nm->memberships = xcalloc(h.nq, sizeof(*nm->memberships));
+	for (size_t i = 0; i < h.nq; i++) {
+		struct store_new_membership *w = &nm->memberships[nm->nmemberships++];
+		w->quarantine = h.q[i].name;
+		w->reason = h.q[i].reason;
+		w->entered_at = h.q[i].entered_ms;
+		w->expires_at = h.q[i].expires_ms;
+		h.q[i].name = NULL;
+		h.q[i].reason = NULL;
+	}
+	free(nm->quarantine);
+	nm->quarantine = xstrdup(STORE_PVO_MARKER);
+	nm->origin_gateway = xstrdup(job->peer);
+	nm->origin_id = h.origin_id;
+	h.origin_id = NULL;
+	job->origin_id = xstrdup_or_null(nm->origin_id);
+	nm->stored_as = job->stored_as;
+	job->quarantines = strbuf_take(&names);
+done:
+	strbuf_free(&names);
+	pvo_headers_clear(&h);
+}
+
 static void ingest_prepare(void *arg)
 {
 	struct ingest_job *job = arg;
 	int64_t now = clock_now_ms();
 	ids_uuidv7(now, job->id);
 	struct store_new_message *nm = ingest_build(job, now);
+	if (job->pvo) {
+		ingest_pvo_headers(job, nm, now);
+		if (job->refusal[0] != '\0') {
+			job->size = nm->raw_len;
+			store_new_message_free(nm);
+			smtp_message_free(job->msg);
+			job->msg = NULL;
+			loopq_post(job->ing->q, ingest_answer, job);
+			return;
+		}
+	}
 	smtp_message_free(job->msg);
 	job->msg = NULL;
 	job->size = nm->raw_len;
 	job->nrcpts = nm->nrecipients;
 	job->sender = xstrdup(nm->sender);
-	job->verdict = xstrdup(nm->verdict);
+	job->verdict = xstrdup(nm->verdict != NULL ? nm->verdict : "-");
 	job->gateway = xstrdup(nm->gateway);
 	job->has_score = nm->has_score;
 	job->score = nm->score;
@@ -193,16 +344,49 @@ static void ingest_prepare(void *arg)
 		ingest_stored(job, rc);
 }
 
-void ingest_message(void *ctx, struct smtp_session *s, struct smtp_message *m)
+static void ingest_submit(struct ingest *ing, struct smtp_session *s, struct smtp_message *m,
+			  bool pvo)
 {
-	struct ingest *ing = ctx;
 	struct ingest_job *job = xcalloc(1, sizeof(*job));
 	job->ing = ing;
 	job->session = s;
 	job->msg = m;
+	job->pvo = pvo;
 	snprintf(job->peer, sizeof(job->peer), "%s", smtp_session_peer(s));
 	atomic_fetch_add(&ing->inflight, 1);
 	workpool_submit(ing->wp, ingest_prepare, job);
+}
+
+void ingest_message(void *ctx, struct smtp_session *s, struct smtp_message *m)
+{
+	ingest_submit(ctx, s, m, false);
+}
+
+void ingest_pvo_message(void *ctx, struct smtp_session *s, struct smtp_message *m)
+{
+	ingest_submit(ctx, s, m, true);
+}
+
+/*
+ * Whether the peer is a registered gateway. Every address accept_from lets in
+ * is one for now: the gateway registry (a gateways table looked up by address)
+ * plugs in here, and refuses the others with INGEST_PVO_UNREGISTERED_REPLY.
+ */
+static bool ingest_pvo_gateway_registered(struct ingest *ing, const struct sockaddr *peer)
+{
+	(void)ing;
+	(void)peer;
+	return true;
+}
+
+int ingest_pvo_check_connect(void *ctx, struct smtp_session *s, char *reply, size_t replylen)
+{
+	if (ingest_pvo_gateway_registered(ctx, smtp_session_peer_addr(s)))
+		return 0;
+	log_warn("pvo.unregistered_gateway", "session=%s client=%s", smtp_session_id(s),
+		 smtp_session_peer(s));
+	snprintf(reply, replylen, "%s", INGEST_PVO_UNREGISTERED_REPLY);
+	return -1;
 }
 
 void ingest_stop(struct ingest *ing)

@@ -7,6 +7,8 @@
 #ifndef LAZARET_INGEST_H
 #define LAZARET_INGEST_H
 
+#include <stddef.h>
+
 struct event_base;
 struct store;
 struct smtp_session;
@@ -22,6 +24,20 @@ void ingest_set_store(struct ingest *ing, struct store *st);
  * "spam" quarantine and answers the session when the store has committed.
  */
 void ingest_message(void *ctx, struct smtp_session *s, struct smtp_message *m);
+/*
+ * The PVO listener's on_message handler (ctx = the same ingest): stores m into
+ * the quarantines its X-Lazaret-Quarantine headers name (see ingest.c for the
+ * refusals), and answers when the store has committed.
+ */
+void ingest_pvo_message(void *ctx, struct smtp_session *s, struct smtp_message *m);
+/* What a connection from an address that is not a registered gateway gets. */
+#define INGEST_PVO_UNREGISTERED_REPLY "554 5.7.1 Error: not a registered gateway"
+/*
+ * The PVO listener's check_connect hook (ctx = the ingest): refuses peers that
+ * are not registered gateways (INGEST_PVO_UNREGISTERED_REPLY, logged
+ * pvo.unregistered_gateway). accept_from is checked before it, by the listener.
+ */
+int ingest_pvo_check_connect(void *ctx, struct smtp_session *s, char *reply, size_t replylen);
 /* Messages received but not yet answered. */
 unsigned ingest_inflight(const struct ingest *ing);
 /*
