@@ -52,6 +52,7 @@
 #include "common/xalloc.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
+#include "api/api_quarantines.h"
 #include "quarantine/metrics.h"
 #include "quarantine/release.h"
 #include "mime/msgmeta.h"
@@ -453,13 +454,7 @@ static void api_quarantines_work(void *arg, struct api_read_reply *out)
 							v[i].type != NULL ? v[i].type : "spam"));
 			continue;
 		}
-		json_t *q = json_object();
-		api_set(q, "name", http_json_string_or_null(v[i].name));
-		api_set(q, "type", http_json_string_or_null(v[i].type));
-		api_set(q, "messages", json_integer((json_int_t)v[i].messages));
-		api_set(q, "bytes", json_integer((json_int_t)v[i].bytes));
-		api_set(q, "oldest", api_time_or_null(v[i].oldest));
-		json_array_append_new(list, q);
+		json_array_append_new(list, api_quarantine_json(&v[i]));
 	}
 	store_quarantine_stats_free(v, n);
 	json_t *body = json_object();

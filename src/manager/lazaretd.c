@@ -34,6 +34,7 @@
 #include "common/strutil.h"
 #include "common/xalloc.h"
 #include "api/api.h"
+#include "api/api_quarantines.h"
 #include "api/api_slbl.h"
 #include "api/api_static.h"
 #include "api/api_users.h"
@@ -468,6 +469,7 @@ static int start(struct lazaretd *d)
 	 */
 	api_users_attach(d->api, d->base);
 	api_slbl_register(d->api);
+	api_quarantines_register(d->api);
 	digest_pages_register(d->api);
 	api_static_register(d->api);
 	struct http_server_conn_limits hl;

@@ -76,6 +76,15 @@ static bool pvo_text_ok(const char *s, size_t n)
 	return true;
 }
 
+bool pvo_header_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > STORE_QUARANTINE_NAME_MAX || name[0] == '*' || pvo_wsp(name[0]) ||
+	    pvo_wsp(name[n - 1]) || strpbrk(name, ";\"\\=") != NULL)
+		return false;
+	return pvo_text_ok(name, n);
+}
+
 /* --- RFC 3339 ------------------------------------------------------------ */
 
 /* n decimal digits at s into *v; false when one is not a digit. */

@@ -53,6 +53,13 @@ int pvo_header_parse_quarantine(const char *value, size_t len, struct pvo_header
 void pvo_header_quarantine_clear(struct pvo_header_quarantine *q);
 
 /*
+ * Whether name can name a PVO quarantine: 1..STORE_QUARANTINE_NAME_MAX bytes of
+ * UTF-8 text without control characters, no ';', '"', '\\' or '=', no blank at
+ * either end, not beginning with '*'. The rule X-Lazaret-Quarantine applies.
+ */
+bool pvo_header_name_ok(const char *name);
+
+/*
  * An RFC 3339 date-time ("2026-12-05T07:00:00Z", "2026-12-05T16:00:00.250+09:00")
  * to Unix milliseconds. 0, or -EINVAL (not one, or a field out of range).
  */

@@ -154,6 +154,10 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_expire");
 	if (ops->expire_memberships == NULL)
 		store_missing_add(&sb, "store_expire_memberships");
+	if (ops->quarantine_put == NULL)
+		store_missing_add(&sb, "store_quarantine_put");
+	if (ops->quarantine_delete == NULL)
+		store_missing_add(&sb, "store_quarantine_delete");
 	if (ops->purge == NULL)
 		store_missing_add(&sb, "store_purge");
 	if (ops->stats == NULL)
@@ -385,6 +389,30 @@ int store_expire_memberships(struct store *st, int64_t now, size_t batch, uint64
 	if (ops->expire_memberships == NULL)
 		return -ENOSYS;
 	return ops->expire_memberships(st, now, batch, expired, purged);
+}
+
+int store_quarantine_put(struct store *st, const struct store_quarantine_settings *q, bool create,
+			 int64_t now)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->quarantine_put == NULL)
+		return -ENOSYS;
+	if (q == NULL || q->name == NULL || q->name[0] == '\0' || q->default_action == NULL ||
+	    (strcmp(q->default_action, "release") != 0 &&
+	     strcmp(q->default_action, "delete") != 0) ||
+	    q->delete_after_ms < 0 || (q->noperators > 0 && q->operators == NULL))
+		return -EINVAL;
+	return ops->quarantine_put(st, q, create, now);
+}
+
+int store_quarantine_delete(struct store *st, const char *name)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->quarantine_delete == NULL)
+		return -ENOSYS;
+	if (name == NULL)
+		return -ENOENT;
+	return ops->quarantine_delete(st, name);
 }
 
 int store_purge(struct store *st, size_t batch, uint64_t *purged)
@@ -850,6 +878,9 @@ void store_quarantine_stats_free(struct store_quarantine_stats *v, size_t n)
 		free(v[i].name);
 		free(v[i].type);
 		free(v[i].default_action);
+		for (size_t k = 0; k < v[i].noperators; k++)
+			free(v[i].operators[k]);
+		free(v[i].operators);
 	}
 	free(v);
 }

@@ -335,7 +335,9 @@ struct store_quarantine_stats {
 	int64_t delete_after_ms; /* 0: STORE_PVO_DELETE_AFTER_DEFAULT_MS */
 	char *default_action;	 /* "release" | "delete" */
 	bool overflow_exempt;
-	bool system; /* spam, virus, outbreak, unclassified: cannot be deleted */
+	bool system;	  /* spam, virus, outbreak, unclassified: cannot be deleted */
+	char **operators; /* usernames assigned to it, sorted */
+	size_t noperators;
 };
 int store_quarantines(struct store *st, struct store_quarantine_stats **out, size_t *n);
 void store_quarantine_stats_free(struct store_quarantine_stats *v, size_t n);
@@ -553,6 +555,30 @@ enum store_membership_state {
 };
 /* "held", "released", "deleted", "expired" */
 const char *store_membership_state_name(enum store_membership_state s);
+
+/* A PVO quarantine's settings, as an admin gives them. */
+struct store_quarantine_settings {
+	const char *name;
+	int64_t delete_after_ms;    /* 0: STORE_PVO_DELETE_AFTER_DEFAULT_MS */
+	const char *default_action; /* "release" | "delete" */
+	bool overflow_exempt;
+	const char *const *operators; /* usernames; replaces the assigned ones */
+	size_t noperators;
+};
+/*
+ * create: adds policy quarantine q->name (-EEXIST when the name is taken).
+ * Otherwise: replaces the settings and operators of PVO quarantine q->name, of any
+ * PVO type (-ENOENT when unknown, -EPERM for spam). Memberships already made keep
+ * their expires_at. 0, -EEXIST, -ENOENT, -EPERM, -EIO.
+ */
+int store_quarantine_put(struct store *st, const struct store_quarantine_settings *q, bool create,
+			 int64_t now);
+/*
+ * Deletes policy quarantine name with its operators: -ENOENT when unknown, -EPERM
+ * when it is not a policy quarantine (spam and the system ones stay), -EBUSY while
+ * a message is held in it. Memberships that left it keep its name (history).
+ */
+int store_quarantine_delete(struct store *st, const char *name);
 
 struct store_membership {
 	char *quarantine;

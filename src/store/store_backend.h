@@ -78,6 +78,9 @@ struct store_ops {
 		      size_t batch, uint64_t *expired, uint64_t *purged);
 	int (*expire_memberships)(struct store *st, int64_t now, size_t batch, uint64_t *expired,
 				  uint64_t *purged);
+	int (*quarantine_put)(struct store *st, const struct store_quarantine_settings *q,
+			      bool create, int64_t now);
+	int (*quarantine_delete)(struct store *st, const char *name);
 	int (*purge)(struct store *st, size_t batch, uint64_t *purged);
 	/* NULL: the backend keeps no time partitions (store_maintain does nothing) */
 	int (*maintain)(struct store *st, int64_t now, uint64_t *stray);

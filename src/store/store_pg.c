@@ -2470,9 +2470,10 @@ static int store_pg_quarantines(struct store *s, struct store_quarantine_stats *
 	    "  WHERE w.state = 0 GROUP BY w.quarantine) x ON x.quarantine = q.name"
 	    " WHERE q.type <> 'pvo' ORDER BY q.name COLLATE \"C\"",
 	    NULL, false);
-	store_pg_conn_put(st, c);
-	if (r == NULL)
+	if (r == NULL) {
+		store_pg_conn_put(st, c);
 		return -EIO;
+	}
 	size_t rows = (size_t)PQntuples(r);
 	struct store_quarantine_stats *v = xcalloc(rows + 1, sizeof(*v));
 	for (size_t k = 0; k < rows; k++) {
@@ -2487,6 +2488,12 @@ static int store_pg_quarantines(struct store *s, struct store_quarantine_stats *
 		v[k].system = store_pg_i64(r, (int)k, 8) != 0;
 	}
 	PQclear(r);
+	int rc2 = store_pg_pvo_operators(c->pg, v, rows);
+	store_pg_conn_put(st, c);
+	if (rc2 < 0) {
+		store_quarantine_stats_free(v, rows);
+		return rc2;
+	}
 	*out = v;
 	*n = rows;
 	return 0;
@@ -3227,6 +3234,8 @@ const struct store_ops store_pg_ops = {
     .expire = store_pg_expire,
     .maintain = store_pg_maintain,
     .expire_memberships = store_pg_expire_memberships,
+    .quarantine_put = store_pg_quarantine_put,
+    .quarantine_delete = store_pg_quarantine_delete,
     .purge = store_pg_purge,
     .stats = store_pg_stats,
     .debug_counters = store_pg_debug_counters,

@@ -120,6 +120,11 @@ int store_pg_pvo_existing(PGconn *c, const struct store_new_message *m, char *id
 int store_pg_pvo_insert(PGconn *c, const struct store_new_message *m, const char *id);
 /* Fills the memberships of the PVO messages among v[0..n). 0 or -EIO. */
 int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n);
+int store_pg_quarantine_put(struct store *s, const struct store_quarantine_settings *q, bool create,
+			    int64_t now);
+int store_pg_quarantine_delete(struct store *s, const char *name);
+/* Fills the operators of v[0..n). 0 or -EIO. */
+int store_pg_pvo_operators(PGconn *c, struct store_quarantine_stats *v, size_t n);
 int store_pg_expire_memberships(struct store *s, int64_t now, size_t batch, uint64_t *expired,
 				uint64_t *purged);
 

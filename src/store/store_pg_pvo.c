@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <libpq-fe.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,4 +224,144 @@ int store_pg_expire_memberships(struct store *s, int64_t now, size_t batch, uint
 	if (rc < 0)
 		return rc;
 	return store_purge(s, batch, purged);
+}
+
+/* --- quarantine settings ----------------------------------------------- */
+
+struct store_pg_pvo_put_args {
+	const struct store_quarantine_settings *q;
+	bool create;
+	int64_t now;
+};
+
+/* The type of quarantine name into *type (new), locking its row; -ENOENT when none. */
+static int store_pg_pvo_type(PGconn *c, const char *name, char **type)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, name);
+	PGresult *r = store_pg_exec(
+	    c, "pvo_type", "SELECT type FROM quarantines WHERE name = $1 FOR UPDATE", &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	*type = PQntuples(r) == 1 ? store_pg_dup(r, 0, 0) : NULL;
+	PQclear(r);
+	return *type != NULL ? 0 : -ENOENT;
+}
+
+static int store_pg_pvo_put_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	struct store_pg_pvo_put_args *a = arg;
+	const struct store_quarantine_settings *q = a->q;
+	char *type = NULL;
+	int rc = store_pg_pvo_type(c, q->name, &type);
+	bool pvo = type != NULL && strcmp(type, "spam") != 0 && strcmp(type, "pvo") != 0;
+	free(type);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (a->create && rc == 0)
+		return -EEXIST;
+	if (!a->create && rc == -ENOENT)
+		return -ENOENT;
+	if (!a->create && !pvo)
+		return -EPERM;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, q->name);
+	if (q->delete_after_ms > 0)
+		store_pg_int(&p, q->delete_after_ms);
+	else
+		store_pg_text(&p, NULL);
+	store_pg_text(&p, q->default_action);
+	store_pg_text(&p, q->overflow_exempt ? "true" : "false");
+	if (a->create)
+		store_pg_int(&p, a->now);
+	rc = store_pg_do(c, "pvo_quarantine_put",
+			 a->create
+			     ? "INSERT INTO quarantines (name, type, delete_after, default_action,"
+			       " overflow_exempt, created_at)"
+			       " VALUES ($1, 'policy', $2, $3, $4, $5)"
+			     : "UPDATE quarantines SET delete_after = $2, default_action = $3,"
+			       " overflow_exempt = $4 WHERE name = $1",
+			 &p, NULL);
+	store_pg_params_clear(&p);
+	if (rc < 0)
+		return rc;
+	store_pg_text(&p, q->name);
+	store_pg_array(&p, q->operators, q->noperators);
+	rc = store_pg_do(c, "pvo_operators_put",
+			 "WITH d AS (DELETE FROM quarantine_operators WHERE quarantine = $1)"
+			 " INSERT INTO quarantine_operators (quarantine, username)"
+			 " SELECT DISTINCT $1, u FROM unnest($2::text[]) AS u",
+			 &p, NULL);
+	store_pg_params_clear(&p);
+	return rc;
+}
+
+int store_pg_quarantine_put(struct store *s, const struct store_quarantine_settings *q, bool create,
+			    int64_t now)
+{
+	struct store_pg_pvo_put_args a = {.q = q, .create = create, .now = now};
+	return store_pg_tx(store_pg_of(s), store_pg_pvo_put_tx, &a);
+}
+
+static int store_pg_pvo_delete_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	const char *name = arg;
+	char *type = NULL;
+	int rc = store_pg_pvo_type(c, name, &type);
+	bool policy = type != NULL && strcmp(type, "policy") == 0;
+	free(type);
+	if (rc < 0)
+		return rc;
+	if (!policy)
+		return -EPERM;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, name);
+	PGresult *r = store_pg_exec(c, "pvo_quarantine_held",
+				    "SELECT 1 FROM memberships WHERE quarantine = $1 AND state = 0"
+				    " LIMIT 1",
+				    &p, false);
+	if (r == NULL) {
+		store_pg_params_clear(&p);
+		return -EIO;
+	}
+	bool held = PQntuples(r) > 0;
+	PQclear(r);
+	if (!held)
+		rc =
+		    store_pg_do(c, "pvo_quarantine_delete",
+				"WITH o AS (DELETE FROM quarantine_operators WHERE quarantine = $1)"
+				" DELETE FROM quarantines WHERE name = $1",
+				&p, NULL);
+	store_pg_params_clear(&p);
+	return held ? -EBUSY : rc;
+}
+
+int store_pg_quarantine_delete(struct store *s, const char *name)
+{
+	return store_pg_tx(store_pg_of(s), store_pg_pvo_delete_tx, (void *)(uintptr_t)name);
+}
+
+int store_pg_pvo_operators(PGconn *c, struct store_quarantine_stats *v, size_t n)
+{
+	PGresult *r = store_pg_exec(c, "pvo_operators",
+				    "SELECT quarantine, username FROM quarantine_operators"
+				    " ORDER BY quarantine, username COLLATE \"C\"",
+				    NULL, false);
+	if (r == NULL)
+		return -EIO;
+	int rows = PQntuples(r);
+	for (size_t i = 0; i < n; i++) {
+		for (int k = 0; k < rows; k++) {
+			if (strcmp(PQgetvalue(r, k, 0), v[i].name) != 0)
+				continue;
+			v[i].operators = xreallocarray(v[i].operators, v[i].noperators + 1,
+						       sizeof(*v[i].operators));
+			v[i].operators[v[i].noperators++] = store_pg_dup(r, k, 1);
+		}
+	}
+	PQclear(r);
+	return 0;
 }

@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -210,4 +211,160 @@ int store_sqlite_expire_memberships(struct store *st, int64_t now, size_t batch,
 	if (rc < 0)
 		return rc;
 	return store_sqlite_purge(st, batch, purged);
+}
+
+/* --- quarantine settings ----------------------------------------------- */
+
+struct store_pvo_put_args {
+	const struct store_quarantine_settings *q;
+	bool create;
+	int64_t now;
+};
+
+static const char sql_pvo_q_type[] = "SELECT type FROM quarantines WHERE name = ?1";
+static const char sql_pvo_q_insert[] =
+    "INSERT INTO quarantines (name, type, delete_after, default_action, overflow_exempt,"
+    " created_at) VALUES (?1, 'policy', ?2, ?3, ?4, ?5)";
+static const char sql_pvo_q_update[] = "UPDATE quarantines SET delete_after = ?2,"
+				       " default_action = ?3, overflow_exempt = ?4 WHERE name = ?1";
+static const char sql_pvo_ops_clear[] = "DELETE FROM quarantine_operators WHERE quarantine = ?1";
+static const char sql_pvo_ops_add[] =
+    "INSERT OR IGNORE INTO quarantine_operators (quarantine, username) VALUES (?1, ?2)";
+static const char sql_pvo_q_held[] =
+    "SELECT 1 FROM memberships WHERE quarantine = ?1 AND state = 0 LIMIT 1";
+static const char sql_pvo_q_delete[] = "DELETE FROM quarantines WHERE name = ?1";
+
+/* The type of quarantine name into *type (a new string), or -ENOENT. */
+static int store_pvo_type(struct store_conn *c, const char *name, char **type)
+{
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_q_type);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	*type = r == SQLITE_ROW ? store_int_col_dup(s, 0) : NULL;
+	sqlite3_reset(s);
+	if (r == SQLITE_ROW)
+		return 0;
+	if (r == SQLITE_DONE)
+		return -ENOENT;
+	store_int_log_sqlite("pvo_type", store_int_db(c));
+	return -EIO;
+}
+
+static int store_pvo_put_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	struct store_pvo_put_args *a = arg;
+	const struct store_quarantine_settings *q = a->q;
+	char *type = NULL;
+	int rc = store_pvo_type(c, q->name, &type);
+	bool pvo = type != NULL && strcmp(type, "spam") != 0 && strcmp(type, "pvo") != 0;
+	free(type);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (a->create && rc == 0)
+		return -EEXIST;
+	if (!a->create && rc == -ENOENT)
+		return -ENOENT;
+	if (!a->create && !pvo)
+		return -EPERM;
+	sqlite3_stmt *s = store_int_stmt(c, a->create ? sql_pvo_q_insert : sql_pvo_q_update);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+	if (q->delete_after_ms > 0)
+		sqlite3_bind_int64(s, 2, q->delete_after_ms);
+	else
+		sqlite3_bind_null(s, 2);
+	sqlite3_bind_text(s, 3, q->default_action, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 4, q->overflow_exempt ? 1 : 0);
+	if (a->create)
+		sqlite3_bind_int64(s, 5, a->now);
+	if (store_int_step_done(c, s, "pvo_quarantine_put") < 0)
+		return -EIO;
+	if ((s = store_int_stmt(c, sql_pvo_ops_clear)) == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+	if (store_int_step_done(c, s, "pvo_operators_clear") < 0)
+		return -EIO;
+	for (size_t i = 0; i < q->noperators; i++) {
+		if ((s = store_int_stmt(c, sql_pvo_ops_add)) == NULL)
+			return -EIO;
+		sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, q->operators[i], -1, SQLITE_STATIC);
+		if (store_int_step_done(c, s, "pvo_operators_add") < 0)
+			return -EIO;
+	}
+	return 0;
+}
+
+int store_sqlite_quarantine_put(struct store *st, const struct store_quarantine_settings *q,
+				bool create, int64_t now)
+{
+	struct store_pvo_put_args a = {.q = q, .create = create, .now = now};
+	return store_int_run_job(st, store_pvo_put_job, &a);
+}
+
+static int store_pvo_delete_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	const char *name = arg;
+	char *type = NULL;
+	int rc = store_pvo_type(c, name, &type);
+	bool policy = type != NULL && strcmp(type, "policy") == 0;
+	free(type);
+	if (rc < 0)
+		return rc;
+	if (!policy)
+		return -EPERM;
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_q_held);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (r == SQLITE_ROW)
+		return -EBUSY;
+	if (r != SQLITE_DONE) {
+		store_int_log_sqlite("pvo_quarantine_held", store_int_db(c));
+		return -EIO;
+	}
+	if ((s = store_int_stmt(c, sql_pvo_ops_clear)) == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	if (store_int_step_done(c, s, "pvo_operators_clear") < 0)
+		return -EIO;
+	if ((s = store_int_stmt(c, sql_pvo_q_delete)) == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	return store_int_step_done(c, s, "pvo_quarantine_delete");
+}
+
+int store_sqlite_quarantine_delete(struct store *st, const char *name)
+{
+	return store_int_run_job(st, store_pvo_delete_job, (void *)(uintptr_t)name);
+}
+
+static const char sql_pvo_ops_of[] =
+    "SELECT username FROM quarantine_operators WHERE quarantine = ?1 ORDER BY username";
+
+int store_sqlite_pvo_operators(struct store_conn *c, struct store_quarantine_stats *q)
+{
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_ops_of);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		q->operators =
+		    xreallocarray(q->operators, q->noperators + 1, sizeof(*q->operators));
+		q->operators[q->noperators++] = store_int_col_dup(s, 0);
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE) {
+		store_int_log_sqlite("pvo_operators", store_int_db(c));
+		return -EIO;
+	}
+	return 0;
 }

@@ -2204,6 +2204,7 @@ int store_sqlite_quarantines(struct store *st, struct store_quarantine_stats **o
 			v = xreallocarray(v, cap, sizeof(*v));
 		}
 		struct store_quarantine_stats *q = &v[nv++];
+		memset(q, 0, sizeof(*q));
 		q->name = store_col_dup(s, 0);
 		q->type = store_col_dup(s, 1);
 		q->messages = (uint64_t)sqlite3_column_int64(s, 2);
@@ -2218,6 +2219,10 @@ int store_sqlite_quarantines(struct store *st, struct store_quarantine_stats **o
 	if (r != SQLITE_DONE) {
 		store_log_sqlite("quarantines", c->db);
 		goto fail;
+	}
+	for (size_t i = 0; i < nv; i++) {
+		if (store_sqlite_pvo_operators(c, &v[i]) < 0)
+			goto fail;
 	}
 	*out = v;
 	*n = nv;
@@ -3113,6 +3118,8 @@ const struct store_ops store_sqlite_ops = {
     .delivery_next_due = store_sqlite_delivery_next_due,
     .expire = store_sqlite_expire,
     .expire_memberships = store_sqlite_expire_memberships,
+    .quarantine_put = store_sqlite_quarantine_put,
+    .quarantine_delete = store_sqlite_quarantine_delete,
     .purge = store_sqlite_purge,
     .stats = store_sqlite_stats,
     .debug_counters = store_sqlite_debug_counters,

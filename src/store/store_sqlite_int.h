@@ -83,6 +83,11 @@ int store_sqlite_pvo_insert(struct store_conn *c, const struct store_new_message
 			    const char *id);
 /* Fills m->memberships (PVO messages only). 0 or -EIO. */
 int store_sqlite_pvo_load(struct store_conn *c, struct store_message *m);
+int store_sqlite_quarantine_put(struct store *st, const struct store_quarantine_settings *q,
+				bool create, int64_t now);
+int store_sqlite_quarantine_delete(struct store *st, const char *name);
+/* Fills q->operators (inside the caller's read). 0 or -EIO. */
+int store_sqlite_pvo_operators(struct store_conn *c, struct store_quarantine_stats *q);
 int store_sqlite_expire_memberships(struct store *st, int64_t now, size_t batch, uint64_t *expired,
 				    uint64_t *purged);
 int store_sqlite_stats(struct store *st, struct store_stats *out);

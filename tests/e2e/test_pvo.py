@@ -337,3 +337,114 @@ def test_expiry_per_membership(start_manager):
              "the message to leave at its latest expiry")
     assert [x["id"] for x in m.list_all()] == [spam]
     assert quarantines(m)["Adult"]["messages"] == 0
+
+
+def error_of(doc):
+    return doc["error"]["message"] if doc and "error" in doc else doc
+
+
+def test_admins_create_change_and_delete_policy_quarantines(manager):
+    m = manager
+    add_user(m, "opal", "operator-pw-1", "operator")
+    add_user(m, "hana", "hana-password-1", "enduser", ["user@corp.test"])
+    body = {"name": "Finance", "type": "policy", "delete_after": "36h",
+            "default_action": "release", "overflow_exempt": True, "operators": ["opal"]}
+    st, doc = m.api("POST", "/api/v1/quarantines", json=body)
+    assert st == 201, doc
+    assert doc["quarantine"] == {"name": "Finance", "type": "policy", "messages": 0, "bytes": 0,
+                                 "oldest": None, "system": False, "delete_after": "36h",
+                                 "default_action": "release", "overflow_exempt": True,
+                                 "operators": ["opal"]}
+    q = quarantines(m)
+    assert q["Finance"]["operators"] == ["opal"]
+    assert q["virus"]["system"] is True and q["virus"]["delete_after"] == "14d"
+    assert q["virus"]["default_action"] == "delete" and q["virus"]["operators"] == []
+    assert "delete_after" not in q["spam"]
+
+    # refused creations: exact reasons, nothing created
+    bad = [
+        ({"name": "Finance"}, 409, "a quarantine with this name exists"),
+        ({"name": "Virus"}, 409, "\"virus\" is a system quarantine"),
+        ({"name": "SPAM"}, 409, "\"spam\" is a system quarantine"),
+        ({}, 422, "\"name\" is required"),
+        ({"name": "*pvo"}, 422, "\"name\" must be 1-64 bytes of UTF-8 text without ; \" \\ = "
+         "or control characters, blanks at either end or a leading *"),
+        ({"name": "a;b"}, 422, "\"name\" must be 1-64 bytes of UTF-8 text without ; \" \\ = "
+         "or control characters, blanks at either end or a leading *"),
+        ({"name": "Legal", "type": "virus"}, 422,
+         "\"type\" must be policy: the other types are the system quarantines"),
+        ({"name": "Legal", "default_action": "keep"}, 422,
+         "\"default_action\" must be release or delete"),
+        ({"name": "Legal", "delete_after": "soon"}, 422,
+         "\"delete_after\" must be a duration such as 14d, 36h or 0 (the default)"),
+        ({"name": "Legal", "operators": ["hana"]}, 422,
+         "\"operators\": hana is not an operator account"),
+        ({"name": "Legal", "operators": ["nobody"]}, 422,
+         "\"operators\": nobody is not an operator account"),
+    ]
+    for b, status, message in bad:
+        st, doc = m.api("POST", "/api/v1/quarantines", json=b)
+        assert (st, error_of(doc)) == (status, message), b
+    st, doc = m.api("POST", "/api/v1/quarantines", json={"name": "Legal", "colour": "red"})
+    assert st == 422, doc
+    assert set(quarantines(m)) == {"spam", "virus", "outbreak", "unclassified", "Finance"}
+
+    # its delete_after makes the expiry of a message that gives none
+    mid = stored_id(*pvo_send(m, pvo_message(["X-Lazaret-Quarantine: Finance; "
+                                              "entered=2026-01-01T00:00:00Z"])))
+    fin = m.get_message(mid)["quarantines"][0]
+    assert (fin["entered_at"], fin["expires_at"]) == ("2026-01-01T00:00:00Z",
+                                                      "2026-01-02T12:00:00Z")
+
+    # changes: only the fields given; a system quarantine's too; spam's never
+    st, doc = m.api("PATCH", "/api/v1/quarantines/Finance",
+                    json={"default_action": "delete", "operators": []})
+    assert st == 200, doc
+    assert (doc["quarantine"]["default_action"], doc["quarantine"]["operators"],
+            doc["quarantine"]["delete_after"], doc["quarantine"]["overflow_exempt"]) == \
+        ("delete", [], "36h", True)
+    st, doc = m.api("PATCH", "/api/v1/quarantines/virus", json={"delete_after": "30d"})
+    assert st == 200 and doc["quarantine"]["delete_after"] == "30d", doc
+    st, doc = m.api("PATCH", "/api/v1/quarantines/spam", json={"delete_after": "30d"})
+    assert (st, error_of(doc)) == (409, "the spam quarantine's settings are [spam_quarantine]'s")
+    st, doc = m.api("PATCH", "/api/v1/quarantines/Nope", json={"delete_after": "30d"})
+    assert (st, error_of(doc)) == (404, "no such quarantine")
+    st, doc = m.api("PATCH", "/api/v1/quarantines/Finance", json={"name": "Other"})
+    assert st == 422, doc
+    # a name in UTF-8, in the path
+    st, doc = m.api("POST", "/api/v1/quarantines", json={"name": "経理"})
+    assert st == 201, doc
+    st, doc = m.api("PATCH", "/api/v1/quarantines/%E7%B5%8C%E7%90%86",
+                    json={"overflow_exempt": True})
+    assert st == 200 and doc["quarantine"]["overflow_exempt"] is True, doc
+
+    # deletion: policy only, and not while it holds a message
+    for name, status, message in [
+            ("virus", 409, "only policy quarantines can be deleted"),
+            ("spam", 409, "only policy quarantines can be deleted"),
+            ("Finance", 409, "the quarantine still holds messages"),
+            ("Nope", 404, "no such quarantine")]:
+        st, doc = m.api("DELETE", "/api/v1/quarantines/%s" % name)
+        assert (st, error_of(doc)) == (status, message), name
+    st, doc = m.api("DELETE", "/api/v1/quarantines/%E7%B5%8C%E7%90%86")
+    assert st == 200, doc
+    assert set(quarantines(m)) == {"spam", "virus", "outbreak", "unclassified", "Finance"}
+    assert m.get_message(mid)["quarantines"][0]["name"] == "Finance"
+
+    # admins only
+    for user, pw in (("opal", "operator-pw-1"), ("hana", "hana-password-1")):
+        c = Client(m)
+        assert c.login(user, pw)[0] == 200
+        assert c.call("POST", "/api/v1/quarantines", body={"name": "Mine"})[0] == 403
+        assert c.call("PATCH", "/api/v1/quarantines/Finance",
+                      body={"default_action": "release"})[0] == 403
+        assert c.call("DELETE", "/api/v1/quarantines/Finance")[0] == 403
+    assert quarantines(m)["Finance"]["default_action"] == "delete"
+
+    # audited
+    st, doc = m.api("GET", "/api/v1/audit?limit=50")
+    assert st == 200, doc
+    actions = [(e["action"], e["target"]) for e in doc["entries"]]
+    for row in [("quarantine_create", "Finance"), ("quarantine_update", "Finance"),
+                ("quarantine_update", "virus"), ("quarantine_delete", "経理")]:
+        assert row in actions, (row, actions)

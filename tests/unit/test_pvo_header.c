@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -239,10 +240,44 @@ static void test_header_limits(void **state)
 	free(msg);
 }
 
+static void test_names(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name;
+		bool ok;
+	} cases[] = {
+	    {"Finance", true},
+	    {"File Analysis", true},
+	    {"経理", true},
+	    {"a", true},
+	    {"", false},
+	    {" Finance", false},
+	    {"Finance ", false},
+	    {"*pvo", false},
+	    {"Fin;ance", false},
+	    {"Fin\"ance", false},
+	    {"Fin\\ance", false},
+	    {"Fin=ance", false},
+	    {"Fin\tance", false},
+	    {"Fin\xff"
+	     "ance",
+	     false},
+	    {"A234567890123456789012345678901234567890123456789012345678901234", true},
+	    {"A234567890123456789012345678901234567890123456789012345678901234X", false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (pvo_header_name_ok(cases[i].name) != cases[i].ok)
+			fail_msg("\"%s\": expected %s", cases[i].name,
+				 cases[i].ok ? "ok" : "refused");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_times),
+	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_quarantine_values),
 	    cmocka_unit_test(test_header_sections),
 	    cmocka_unit_test(test_header_limits),

@@ -2398,8 +2398,9 @@ static struct store_new_message *build_pvo(int64_t at, const char *gw, const cha
 					   const char *const *q, const int64_t *expires,
 					   char id_out[37], char *stored_as)
 {
-	const struct msg_spec sp = {"pvo", at, STORE_PVO_MARKER, "s@x.jp", NULL,
-				    {"user@example.jp", NULL}, "pvo subject", "", gw};
+	const struct msg_spec sp = {"pvo",	   at,	 STORE_PVO_MARKER,
+				    "s@x.jp",	   NULL, {"user@example.jp", NULL},
+				    "pvo subject", "",	 gw};
 	struct store_new_message *m = build(&sp, id_out);
 	size_t n = 0;
 	while (q[n] != NULL)
@@ -2448,7 +2449,9 @@ static void test_pvo_memberships(void **state)
 	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-1", q, exp, id, stored)),
 			 0);
 	assert_string_equal(stored, id);
-	add(fx->st, &(struct msg_spec){"s", T0 + 10, "spam", "a@b.jp", NULL, {"user@example.jp"}, "s", "spam", "gw1"},
+	add(fx->st,
+	    &(struct msg_spec){
+		"s", T0 + 10, "spam", "a@b.jp", NULL, {"user@example.jp"}, "s", "spam", "gw1"},
 	    NULL);
 
 	struct store_message *m = NULL;
@@ -2494,10 +2497,9 @@ static void test_pvo_memberships(void **state)
 	struct store_message **lv = NULL;
 	size_t ln = 0;
 	char *next = NULL;
-	assert_int_equal(
-	    store_list(fx->st, &(struct store_filter){.quarantine = "virus"}, 10, NULL, &lv, &ln,
-		       &next),
-	    0);
+	assert_int_equal(store_list(fx->st, &(struct store_filter){.quarantine = "virus"}, 10, NULL,
+				    &lv, &ln, &next),
+			 0);
 	assert_int_equal(ln, 1);
 	assert_int_equal(lv[0]->nmemberships, 2);
 	store_message_array_free(lv, ln);
@@ -2505,8 +2507,8 @@ static void test_pvo_memberships(void **state)
 	/* an end user's scoping (the spam quarantine, their addresses) never shows it */
 	const char *mine[] = {"user@example.jp"};
 	assert_int_equal(count_listed(fx->st, &(struct store_filter){.quarantine = "spam",
-								    .addresses = mine,
-								    .naddresses = 1}),
+								     .addresses = mine,
+								     .naddresses = 1}),
 			 1);
 }
 
@@ -2544,14 +2546,14 @@ static void test_pvo_retry_stored_once(void **state)
 	struct waiter w;
 	waiter_init(&w, 2);
 	char id5[37], id6[37], s5[37] = "", s6[37] = "";
-	assert_int_equal(store_submit_message(fx->st,
-					      build_pvo(T0 + 20, "10.0.0.3", "o-9", q1, NULL, id5, s5),
-					      waiter_done, &w),
-			 0);
-	assert_int_equal(store_submit_message(fx->st,
-					      build_pvo(T0 + 21, "10.0.0.3", "o-9", q1, NULL, id6, s6),
-					      waiter_done, &w),
-			 0);
+	assert_int_equal(
+	    store_submit_message(fx->st, build_pvo(T0 + 20, "10.0.0.3", "o-9", q1, NULL, id5, s5),
+				 waiter_done, &w),
+	    0);
+	assert_int_equal(
+	    store_submit_message(fx->st, build_pvo(T0 + 21, "10.0.0.3", "o-9", q1, NULL, id6, s6),
+				 waiter_done, &w),
+	    0);
 	waiter_wait(&w);
 	assert_int_equal(w.failures, 0);
 	assert_string_equal(s5, s6);
@@ -2562,7 +2564,7 @@ static void test_pvo_retry_stored_once(void **state)
 	for (size_t i = 0; i < 3; i++) {
 		char idb[37];
 		assert_int_equal(submit_sync(fx->st, build_pvo(T0 + 30 + (int64_t)i, "10.0.0.4",
-								NULL, bad[i], NULL, idb, NULL)),
+							       NULL, bad[i], NULL, idb, NULL)),
 				 -EINVAL);
 	}
 	assert_int_equal(store_stats(fx->st, &stats), 0);
@@ -2577,7 +2579,9 @@ static void test_pvo_expiry(void **state)
 	char id[37], spam_id[37];
 	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-1", q, exp, id, NULL)),
 			 0);
-	add(fx->st, &(struct msg_spec){"s", T0, "spam", "a@b.jp", NULL, {"u@example.jp"}, "s", "spam", "gw1"},
+	add(fx->st,
+	    &(struct msg_spec){
+		"s", T0, "spam", "a@b.jp", NULL, {"u@example.jp"}, "s", "spam", "gw1"},
 	    spam_id);
 	uint64_t expired = 0, purged = 0;
 	/* nothing due yet */
@@ -2614,7 +2618,7 @@ static void test_pvo_expiry(void **state)
 		snprintf(origin, sizeof(origin), "b-%d", i);
 		const int64_t e1[] = {T0 + 10000, T0 + 10000};
 		assert_int_equal(submit_sync(fx->st, build_pvo(T0 + 100 + i, "10.0.0.1", origin, q,
-								e1, pid, NULL)),
+							       e1, pid, NULL)),
 				 0);
 	}
 	assert_int_equal(store_expire_memberships(fx->st, T0 + 20000, 3, &expired, &purged), 0);
@@ -2623,6 +2627,85 @@ static void test_pvo_expiry(void **state)
 	struct store_stats stats;
 	assert_int_equal(store_stats(fx->st, &stats), 0);
 	assert_int_equal(stats.messages, 1);
+}
+
+static void test_pvo_quarantine_settings(void **state)
+{
+	struct fixture *fx = *state;
+	const char *ops[] = {"op1", "op2", "op1"};
+	struct store_quarantine_settings q = {.name = "Finance",
+					      .delete_after_ms = 3600000,
+					      .default_action = "release",
+					      .overflow_exempt = true,
+					      .operators = ops,
+					      .noperators = 3};
+	assert_int_equal(store_quarantine_put(fx->st, &q, true, T0), 0);
+	assert_int_equal(store_quarantine_put(fx->st, &q, true, T0), -EEXIST);
+	struct store_quarantine_stats *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_quarantines(fx->st, &v, &n), 0);
+	const struct store_quarantine_stats *f = stats_of(v, n, "Finance");
+	assert_non_null(f);
+	assert_string_equal(f->type, "policy");
+	assert_int_equal(f->delete_after_ms, 3600000);
+	assert_string_equal(f->default_action, "release");
+	assert_true(f->overflow_exempt);
+	assert_false(f->system);
+	assert_int_equal(f->noperators, 2);
+	assert_string_equal(f->operators[0], "op1");
+	assert_string_equal(f->operators[1], "op2");
+	assert_int_equal(stats_of(v, n, "virus")->noperators, 0);
+	store_quarantine_stats_free(v, n);
+
+	/* its delete_after makes the default expiry of a membership */
+	const char *const qn[] = {"Finance", NULL};
+	char id[37];
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", NULL, qn, NULL, id, NULL)),
+			 0);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	assert_int_equal(m->memberships[0].expires_at, T0 - 1000 + 3600000);
+	store_message_free(m);
+
+	/* changes: settings and operators replaced; system ones too; spam never */
+	struct store_quarantine_settings u = {.name = "Finance", .default_action = "delete"};
+	assert_int_equal(store_quarantine_put(fx->st, &u, false, T0), 0);
+	u.name = "virus";
+	u.delete_after_ms = 86400000;
+	assert_int_equal(store_quarantine_put(fx->st, &u, false, T0), 0);
+	u.name = "spam";
+	assert_int_equal(store_quarantine_put(fx->st, &u, false, T0), -EPERM);
+	u.name = "nope";
+	assert_int_equal(store_quarantine_put(fx->st, &u, false, T0), -ENOENT);
+	u.default_action = "keep";
+	assert_int_equal(store_quarantine_put(fx->st, &u, true, T0), -EINVAL);
+	assert_int_equal(store_quarantines(fx->st, &v, &n), 0);
+	f = stats_of(v, n, "Finance");
+	assert_int_equal(f->delete_after_ms, 0);
+	assert_string_equal(f->default_action, "delete");
+	assert_false(f->overflow_exempt);
+	assert_int_equal(f->noperators, 0);
+	assert_int_equal(stats_of(v, n, "virus")->delete_after_ms, 86400000);
+	assert_null(stats_of(v, n, "nope"));
+	store_quarantine_stats_free(v, n);
+
+	/* deletion: policy only, never while a message is held in it */
+	assert_int_equal(store_quarantine_delete(fx->st, "Finance"), -EBUSY);
+	assert_int_equal(store_quarantine_delete(fx->st, "virus"), -EPERM);
+	assert_int_equal(store_quarantine_delete(fx->st, "spam"), -EPERM);
+	assert_int_equal(store_quarantine_delete(fx->st, "nope"), -ENOENT);
+	q.name = "Empty";
+	assert_int_equal(store_quarantine_put(fx->st, &q, true, T0), 0);
+	assert_int_equal(store_quarantine_delete(fx->st, "Empty"), 0);
+	assert_int_equal(store_quarantine_delete(fx->st, "Empty"), -ENOENT);
+	/* once its message has left it, Finance can go */
+	uint64_t e = 0;
+	assert_int_equal(store_expire_memberships(fx->st, T0 + 3600000, 10, &e, NULL), 0);
+	assert_int_equal(e, 1);
+	assert_int_equal(store_quarantine_delete(fx->st, "Finance"), 0);
+	assert_int_equal(store_quarantines(fx->st, &v, &n), 0);
+	assert_int_equal(n, 4);
+	store_quarantine_stats_free(v, n);
 }
 
 int main(void)
@@ -2642,6 +2725,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_memberships, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_retry_stored_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_expiry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vacuum_frees_pages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
@@ -2672,6 +2756,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_memberships, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_retry_stored_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_expiry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
