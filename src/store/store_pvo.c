@@ -30,6 +30,8 @@ static const char sql_pvo_origin[] = "SELECT msg_id FROM memberships"
 				     " WHERE origin_gateway = ?1 AND origin_id = ?2 LIMIT 1";
 static const char sql_pvo_quarantine_add[] =
     "INSERT OR IGNORE INTO quarantines (name, type, created_at) VALUES (?1, 'policy', ?2)";
+static const char sql_pvo_quarantine_policy[] =
+    "UPDATE quarantines SET type = 'policy' WHERE name = ?1";
 /*
  * expires_at 0: entered + the quarantine's own delete_after, else the default.
  * A membership the message has already (a retry) is left as it is.
@@ -79,6 +81,14 @@ int store_sqlite_pvo_insert(struct store_conn *c, const struct store_new_message
 		if (store_int_step_done(c, s, "pvo_quarantine_add") < 0)
 			return -EIO;
 		if (sqlite3_changes(store_int_db(c)) > 0) {
+			/* a gateway's store types "File Analysis" by its name (migration 2's
+			 * trigger); a PVO quarantine a gateway names is a policy one, as on
+			 * PostgreSQL */
+			if ((s = store_int_stmt(c, sql_pvo_quarantine_policy)) == NULL)
+				return -EIO;
+			sqlite3_bind_text(s, 1, w->quarantine, -1, SQLITE_STATIC);
+			if (store_int_step_done(c, s, "pvo_quarantine_policy") < 0)
+				return -EIO;
 			char q[256];
 			log_info("store.quarantine_created",
 				 "quarantine=%s type=policy reason=\"named by a gateway\"",

@@ -2471,11 +2471,21 @@ static void test_pvo_memberships(void **state)
 			 T0 - 1000 + STORE_PVO_DELETE_AFTER_DEFAULT_MS);
 	store_message_free(m);
 
+	/* a name a gateway's own store would type by its name is a policy one here */
+	const char *const fa[] = {"File Analysis", NULL};
+	char fa_id[37];
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 20, "10.0.0.1", "o-fa", fa, NULL, fa_id, NULL)), 0);
+	assert_int_equal(store_get(fx->st, fa_id, &m), 0);
+	assert_string_equal(m->memberships[0].type, "policy");
+	store_message_free(m);
+
 	/* the unknown policy quarantine was created; counts go by membership */
 	struct store_quarantine_stats *v = NULL;
 	size_t n = 0;
 	assert_int_equal(store_quarantines(fx->st, &v, &n), 0);
-	assert_int_equal(n, 5);
+	assert_int_equal(n, 6);
+	assert_string_equal(stats_of(v, n, "File Analysis")->type, "policy");
 	const struct store_quarantine_stats *a = stats_of(v, n, "Adult");
 	assert_non_null(a);
 	assert_string_equal(a->type, "policy");
