@@ -52,6 +52,7 @@
 #include "common/xalloc.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
+#include "api/api_quarantines.h"
 #include "quarantine/metrics.h"
 #include "quarantine/release.h"
 #include "mime/msgmeta.h"
@@ -199,7 +200,38 @@ static json_t *api_message_json(int64_t delete_after_ms, const struct api_actor 
 	if (o == NULL)
 		panic("api: out of memory");
 	api_set(o, "id", json_string(m->id));
-	api_set(o, "quarantine", http_json_string_or_null(m->quarantine));
+	/*
+	 * A PVO message (store.h): "quarantine" is the first quarantine it is still
+	 * held in (else its first), "quarantines" all of them, and it expires at the
+	 * latest expiry of those it is held in.
+	 */
+	const char *quarantine = m->quarantine;
+	int64_t pvo_expires = 0;
+	json_t *members = NULL;
+	if (m->nmemberships > 0) {
+		members = json_array();
+		quarantine = m->memberships[0].quarantine;
+		bool held_seen = false;
+		for (size_t i = 0; i < m->nmemberships; i++) {
+			const struct store_membership *x = &m->memberships[i];
+			if (x->state == STORE_MEMBER_HELD) {
+				if (!held_seen)
+					quarantine = x->quarantine;
+				held_seen = true;
+				if (x->expires_at > pvo_expires)
+					pvo_expires = x->expires_at;
+			}
+			json_t *xo = json_object();
+			api_set(xo, "name", http_json_string_or_null(x->quarantine));
+			api_set(xo, "type", http_json_string_or_null(x->type));
+			api_set(xo, "reason", http_json_string_or_null(x->reason));
+			api_set(xo, "entered_at", api_time_or_null(x->entered_at));
+			api_set(xo, "expires_at", api_time_or_null(x->expires_at));
+			api_set(xo, "state", json_string(store_membership_state_name(x->state)));
+			json_array_append_new(members, xo);
+		}
+	}
+	api_set(o, "quarantine", http_json_string_or_null(quarantine));
 	api_set(o, "received_at", api_time_or_null(m->received_at));
 	api_set(o, "sender", http_json_string_or_null(m->sender != NULL ? m->sender : ""));
 	json_t *rcpts = json_array();
@@ -225,6 +257,12 @@ static json_t *api_message_json(int64_t delete_after_ms, const struct api_actor 
 	api_set(o, "verdict", http_json_string_or_null(verdict));
 	api_set(o, "score", m->has_score ? json_real(m->score) : json_null());
 	api_set(o, "gateway", http_json_string_or_null(m->gateway));
+	if (members != NULL) {
+		api_set(o, "expires_at",
+			pvo_expires > 0 ? api_time_or_null(pvo_expires) : json_null());
+		api_set(o, "quarantines", members);
+		return o;
+	}
 	api_set(o, "expires_at",
 		delete_after_ms > 0 && m->received_at != 0
 		    ? api_time_or_null(m->received_at + delete_after_ms)
@@ -416,13 +454,7 @@ static void api_quarantines_work(void *arg, struct api_read_reply *out)
 							v[i].type != NULL ? v[i].type : "spam"));
 			continue;
 		}
-		json_t *q = json_object();
-		api_set(q, "name", http_json_string_or_null(v[i].name));
-		api_set(q, "type", http_json_string_or_null(v[i].type));
-		api_set(q, "messages", json_integer((json_int_t)v[i].messages));
-		api_set(q, "bytes", json_integer((json_int_t)v[i].bytes));
-		api_set(q, "oldest", api_time_or_null(v[i].oldest));
-		json_array_append_new(list, q);
+		json_array_append_new(list, api_quarantine_json(&v[i]));
 	}
 	store_quarantine_stats_free(v, n);
 	json_t *body = json_object();

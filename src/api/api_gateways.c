@@ -44,7 +44,15 @@ struct api_gateways {
 	size_t max_pending;
 	int64_t pending_interval_ms;
 	struct auth_ratelimit *pending_limit; /* per client address */
+	void (*changed)(void *arg);	      /* see api_gateways_config */
+	void *changed_arg;
 };
+
+static void api_gateways_changed(struct api_gateways *gw)
+{
+	if (gw->changed != NULL)
+		gw->changed(gw->changed_arg);
+}
 
 static void api_gateways_set(json_t *obj, const char *key, json_t *v)
 {
@@ -308,6 +316,7 @@ static void api_gateways_add(struct http_server_request *req, void *arg)
 			    http_json_string_or_null(made->group), "cluster",
 			    http_json_string_or_null(made->cluster), "release_port",
 			    (int)made->release_port));
+	api_gateways_changed(gw);
 	/* the only time the token is shown: the store keeps its hash */
 	http_server_reply_json(
 	    req, 201, json_pack("{s:o,s:s}", "gateway", api_gateways_json(made), "token", token));
@@ -363,6 +372,7 @@ static void api_gateways_remove(struct http_server_request *req, void *arg)
 		 log_quote(q, sizeof(q), g->name),
 		 g->state == STORE_GATEWAY_PENDING ? "pending" : "registered",
 		 api_actor(a, req)->username);
+	api_gateways_changed(gw);
 	api_audit(a, req, "gateway_remove", g->name,
 		  json_pack("{s:s,s:s}", "address", g->address, "state",
 			    g->state == STORE_GATEWAY_PENDING ? "pending" : "registered"));
@@ -527,6 +537,8 @@ void api_gateways_configure(struct api_gateways *g, const struct api_gateways_co
 				     ? cfg->pending_interval_ms
 				     : API_GATEWAYS_DEFAULT_PENDING_INTERVAL_MS;
 	auth_ratelimit_configure(g->pending_limit, 1, g->pending_interval_ms, 0);
+	g->changed = cfg->changed;
+	g->changed_arg = cfg->changed_arg;
 }
 
 struct api_gateways *api_gateways_attach(struct api *a, const struct api_gateways_config *cfg)

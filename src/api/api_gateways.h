@@ -36,6 +36,9 @@ struct api_gateways_config {
 	const char *pending_from;
 	unsigned max_pending;	     /* 0: API_GATEWAYS_DEFAULT_MAX_PENDING */
 	int64_t pending_interval_ms; /* 0: API_GATEWAYS_DEFAULT_PENDING_INTERVAL_MS */
+	/* Called (with changed_arg) after a gateway was registered or removed. */
+	void (*changed)(void *changed_arg);
+	void *changed_arg;
 };
 
 /*

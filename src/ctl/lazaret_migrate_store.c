@@ -30,7 +30,8 @@
  *                   per table (copy_table), from one SQLite read transaction; an
  *                   interrupted run rolls back whole and leaves an empty database
  *                   to run again.
- *   5. verify       counts per table, per quarantine and state, counters, no row
+ *   5. verify       counts per table, per quarantine and state (recipients and PVO
+ *                   memberships), quarantine settings, counters, no row
  *                   outside the daily partitions (verify_counts), then a sample of bodies through
  * store_get_raw on both stores (verify_bodies).
  *   6. analyze      ANALYZE: the planner's statistics of the copied rows.
@@ -106,6 +107,12 @@ static const struct mig_table mig_tables[] = {
      "msg_id, address, address_lc, pos, state, reply, updated_at", false},
     {"attachments", "SELECT msg_id, idx, filename, content_type, size FROM attachments",
      "msg_id, idx, filename, content_type, size", false},
+    /* the PVO quarantines' memberships (schema 8) */
+    {"memberships",
+     "SELECT msg_id, quarantine, reason, entered_at, expires_at, state, updated_at,"
+     " origin_gateway, origin_id FROM memberships",
+     "msg_id, quarantine, reason, entered_at, expires_at, state, updated_at, origin_gateway,"
+     " origin_id", false},
     /* rcpts: a JSON array in SQLite, text[] in PostgreSQL (an array literal of
      * double-quoted elements); the lease is cleared */
     {"deliveries",
@@ -163,6 +170,12 @@ static const struct {
     {"deliveries", "SELECT count(*), coalesce(max(job_id), 0), coalesce(sum(attempts), 0)"
 		   " FROM deliveries"},
     {"quarantines", "SELECT name, type, messages, bytes FROM quarantines"},
+    {"quarantine settings", "SELECT name, coalesce(delete_after, 0), default_action,"
+			    " CASE WHEN overflow_exempt THEN 1 ELSE 0 END, created_at"
+			    " FROM quarantines"},
+    {"quarantine_operators", "SELECT quarantine, username FROM quarantine_operators"},
+    {"memberships", "SELECT quarantine, state, count(*), coalesce(sum(expires_at), 0),"
+		    " count(origin_id) FROM memberships GROUP BY quarantine, state"},
     {"held per quarantine", "SELECT quarantine, count(*), sum(size) FROM messages"
 			    " WHERE held > 0 GROUP BY quarantine"},
     {"totals", "SELECT messages, bytes_original, bytes_stored FROM totals"},
@@ -187,7 +200,8 @@ static const struct {
 } mig_pg_zero[] = {
     {"rows outside the daily partitions",
      "SELECT (SELECT count(*) FROM messages_default) + (SELECT count(*) FROM bodies_default)"
-     " + (SELECT count(*) FROM recipients_default) + (SELECT count(*) FROM attachments_default)"},
+     " + (SELECT count(*) FROM recipients_default) + (SELECT count(*) FROM attachments_default)"
+     " + (SELECT count(*) FROM memberships_default)"},
 };
 
 #define MIG_NTABLES (sizeof(mig_tables) / sizeof(mig_tables[0]))
@@ -515,24 +529,55 @@ out:
 static int copy_counters(struct mig *g)
 {
 	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(g->lite, "SELECT name, type, messages, bytes FROM quarantines", -1,
-			       &s, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(g->lite,
+			       "SELECT name, type, messages, bytes, delete_after, default_action,"
+			       " overflow_exempt, created_at FROM quarantines",
+			       -1, &s, NULL) != SQLITE_OK) {
 		fail("SQLite: quarantines: %s", sqlite3_errmsg(g->lite));
 		return -EIO;
 	}
 	int rc = 0, step;
 	while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
-		const char *v[4];
-		for (int i = 0; i < 4; i++)
+		const char *v[8];
+		for (int i = 0; i < 8; i++)
 			v[i] = (const char *)sqlite3_column_text(s, i);
-		PGresult *r = PQexecParams(g->pg,
-					   "INSERT INTO quarantines (name, type, messages, bytes)"
-					   " VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE "
-					   "SET type = excluded.type,"
-					   " messages = excluded.messages, bytes = excluded.bytes",
-					   4, NULL, v, NULL, NULL, 0);
+		PGresult *r = PQexecParams(
+		    g->pg,
+		    "INSERT INTO quarantines (name, type, messages, bytes, delete_after,"
+		    " default_action, overflow_exempt, created_at)"
+		    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO UPDATE "
+		    "SET type = excluded.type, messages = excluded.messages, bytes = "
+		    "excluded.bytes,"
+		    " delete_after = excluded.delete_after, default_action = "
+		    "excluded.default_action,"
+		    " overflow_exempt = excluded.overflow_exempt, created_at = excluded.created_at",
+		    8, NULL, v, NULL, NULL, 0);
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			fail("PostgreSQL: quarantine %s: %s", v[0], PQresultErrorMessage(r));
+			rc = -EIO;
+		}
+		PQclear(r);
+	}
+	sqlite3_finalize(s);
+	if (rc < 0)
+		return rc;
+	/* the operators after their quarantines (they refer to them) */
+	if (sqlite3_prepare_v2(g->lite, "SELECT quarantine, username FROM quarantine_operators", -1,
+			       &s, NULL) != SQLITE_OK) {
+		fail("SQLite: quarantine_operators: %s", sqlite3_errmsg(g->lite));
+		return -EIO;
+	}
+	while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *v[2];
+		for (int i = 0; i < 2; i++)
+			v[i] = (const char *)sqlite3_column_text(s, i);
+		PGresult *r = PQexecParams(g->pg,
+					   "INSERT INTO quarantine_operators (quarantine, username)"
+					   " VALUES ($1, $2)",
+					   2, NULL, v, NULL, NULL, 0);
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			fail("PostgreSQL: operator %s of %s: %s", v[1], v[0],
+			     PQresultErrorMessage(r));
 			rc = -EIO;
 		}
 		PQclear(r);

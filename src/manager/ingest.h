@@ -7,6 +7,8 @@
 #ifndef LAZARET_INGEST_H
 #define LAZARET_INGEST_H
 
+#include <stddef.h>
+
 struct event_base;
 struct store;
 struct smtp_session;
@@ -22,6 +24,35 @@ void ingest_set_store(struct ingest *ing, struct store *st);
  * "spam" quarantine and answers the session when the store has committed.
  */
 void ingest_message(void *ctx, struct smtp_session *s, struct smtp_message *m);
+/*
+ * The PVO listener's on_message handler (ctx = the same ingest): stores m into
+ * the quarantines its X-Lazaret-Quarantine headers name (see ingest.c for the
+ * refusals), and answers when the store has committed.
+ */
+void ingest_pvo_message(void *ctx, struct smtp_session *s, struct smtp_message *m);
+/* What a connection from an address that is not a registered gateway gets. */
+#define INGEST_PVO_UNREGISTERED_REPLY "554 5.7.1 Error: not a registered gateway"
+/* ... and any connection while the registry could never be read (the store down). */
+#define INGEST_PVO_REGISTRY_UNKNOWN_REPLY                                                          \
+	"421 4.3.0 Error: gateway registry unavailable, try again later"
+/* How often the registry is read again (changes made on another manager). */
+#define INGEST_GATEWAYS_REFRESH_MS 5000
+/*
+ * Reads the gateway registry now (the store must be set), then every
+ * INGEST_GATEWAYS_REFRESH_MS on a worker. Call once, when the PVO listener runs.
+ */
+void ingest_gateways_start(struct ingest *ing);
+/* The registry changed on this node (ctx = the ingest): reads it again at once. */
+void ingest_gateways_changed(void *ctx);
+/*
+ * The PVO listener's check_connect hook (ctx = the ingest): refuses peers that
+ * are not registered gateways (INGEST_PVO_UNREGISTERED_REPLY, logged
+ * pvo.unregistered_gateway), and everyone while the registry was never read
+ * (INGEST_PVO_REGISTRY_UNKNOWN_REPLY). accept_from is checked before it, by the
+ * listener. A gateway registered on another manager is let in within
+ * INGEST_GATEWAYS_REFRESH_MS, at once on the node that registered it.
+ */
+int ingest_pvo_check_connect(void *ctx, struct smtp_session *s, char *reply, size_t replylen);
 /* Messages received but not yet answered. */
 unsigned ingest_inflight(const struct ingest *ing);
 /*

@@ -1,5 +1,6 @@
 /*
- * lazaretd — the manager: the external spam quarantine's SMTP listener, the store,
+ * lazaretd — the manager: the external spam quarantine's SMTP listener (and the
+ * policy, virus and outbreak quarantines' one, [pvo_quarantine]), the store,
  * the release engine, expiry and the HTTP API, on one libevent loop.
  *
  * Life of the process:
@@ -34,6 +35,7 @@
 #include "common/xalloc.h"
 #include "api/api.h"
 #include "api/api_gateways.h"
+#include "api/api_quarantines.h"
 #include "api/api_slbl.h"
 #include "api/api_static.h"
 #include "api/api_users.h"
@@ -63,6 +65,7 @@ struct lazaretd {
 	struct manager_config cfg;
 	struct event_base *base;
 	struct smtp_server *smtp;
+	struct smtp_server *pvo_smtp; /* [pvo_quarantine]'s listener, or NULL when off */
 	struct store *st;
 	struct ingest *ingest;
 	struct release *release;
@@ -113,6 +116,21 @@ static void smtp_config_from(const struct manager_config *cfg, struct ingest *in
 	sc->on_message = ingest_message;
 	sc->ctx = ing;
 	sc->on_refused = on_refused;
+}
+
+/*
+ * The PVO quarantines' listener: the spam listener's engine and limits (one
+ * ingest, one store, one group commit), its own address and access list, and the
+ * registered-gateway check at connect.
+ */
+static void pvo_smtp_config_from(const struct manager_config *cfg, struct ingest *ing,
+				 struct smtp_server_config *sc)
+{
+	smtp_config_from(cfg, ing, sc);
+	sc->listen = cfg->pvo_listen;
+	sc->accept_from = cfg->pvo_accept_from;
+	sc->on_message = ingest_pvo_message;
+	sc->check_connect = ingest_pvo_check_connect;
 }
 
 static void release_config_from(const struct manager_config *cfg, struct release_config *rc)
@@ -170,9 +188,12 @@ static void api_config_from(const struct manager_config *cfg, struct api_config 
 		ac->download_min_role = API_ROLE_ENDUSER;
 }
 
-static void gateways_config_from(const struct manager_config *cfg, struct api_gateways_config *gc)
+static void gateways_config_from(const struct manager_config *cfg, struct ingest *ing,
+				 struct api_gateways_config *gc)
 {
 	memset(gc, 0, sizeof(*gc));
+	gc->changed = ingest_gateways_changed; /* the PVO listener lets them in at once */
+	gc->changed_arg = ing;
 	gc->pending_from = cfg->gateways_pending_from_text;
 	gc->max_pending = cfg->gateways_max_pending;
 	gc->pending_interval_ms = cfg->gateways_pending_interval_ms;
@@ -223,11 +244,14 @@ static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct lazaretd *d = arg;
 	int64_t elapsed = clock_mono_ms() - d->shutdown_started;
-	unsigned sessions = smtp_server_sessions(d->smtp);
+	unsigned sessions = smtp_server_sessions(d->smtp) +
+			    (d->pvo_smtp != NULL ? smtp_server_sessions(d->pvo_smtp) : 0);
 	unsigned inflight = ingest_inflight(d->ingest);
 	if (!d->forced && elapsed > d->cfg.shutdown_grace_ms) {
 		log_warn("manager.shutdown_forced", "sessions=%u inflight=%u", sessions, inflight);
 		smtp_server_close_all(d->smtp);
+		if (d->pvo_smtp != NULL)
+			smtp_server_close_all(d->pvo_smtp);
 		d->forced = true;
 	}
 	if ((sessions == 0 && inflight == 0) ||
@@ -244,6 +268,8 @@ static void on_terminate(evutil_socket_t sig, short what, void *arg)
 		 smtp_server_sessions(d->smtp));
 	d->shutdown_started = clock_mono_ms();
 	smtp_server_shutdown(d->smtp);
+	if (d->pvo_smtp != NULL)
+		smtp_server_shutdown(d->pvo_smtp);
 	api_stop(d->api);
 	d->api = NULL;
 	d->shutdown_timer = event_new(d->base, -1, EV_PERSIST, on_shutdown_poll, d);
@@ -264,6 +290,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	if (!str_same(next.smtp_listen, d->cfg.smtp_listen) ||
+	    !str_same(next.pvo_listen, d->cfg.pvo_listen) ||
 	    !str_same(next.http_listen, d->cfg.http_listen) ||
 	    !str_same(next.data_dir, d->cfg.data_dir) ||
 	    !str_same(next.store_backend, d->cfg.store_backend) ||
@@ -281,6 +308,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		log_warn("manager.reload_partial",
 			 "reason=\"[http] read_threads changes on restart only\"");
 	smtp_server_set_acl(d->smtp, next.accept_from);
+	if (d->pvo_smtp != NULL)
+		smtp_server_set_acl(d->pvo_smtp, next.pvo_accept_from);
 	struct release_config rc;
 	release_config_from(&next, &rc);
 	release_reconfigure(d->release, &rc);
@@ -295,7 +324,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		users_config_from(&next, d->directory, &uc);
 		api_users_configure(d->api, &uc);
 		struct api_gateways_config gc;
-		gateways_config_from(&next, &gc);
+		gateways_config_from(&next, d->ingest, &gc);
 		api_gateways_configure(d->gateways, &gc);
 	}
 	expiry_reconfigure(d->expiry, next.delete_after_ms, next.purge_interval_ms);
@@ -310,6 +339,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	d->cfg.http_listen = next.http_listen;
 	next.smtp_listen = keep_smtp;
 	next.http_listen = keep_http;
+	char *keep_pvo = d->cfg.pvo_listen;
+	d->cfg.pvo_listen = next.pvo_listen;
+	next.pvo_listen = keep_pvo;
 	manager_config_free(&d->cfg);
 	d->cfg = next;
 	char q[256];
@@ -374,6 +406,15 @@ static int start(struct lazaretd *d)
 		free(err);
 		return rc;
 	}
+	if (d->cfg.pvo_listen != NULL && d->cfg.pvo_listen[0] != '\0') {
+		struct smtp_server_config pc;
+		pvo_smtp_config_from(&d->cfg, d->ingest, &pc);
+		if ((rc = smtp_server_start(d->base, &pc, &d->pvo_smtp, &err)) < 0) {
+			fprintf(stderr, "lazaretd: [pvo_quarantine] %s\n", err);
+			free(err);
+			return rc;
+		}
+	}
 	/* Before dropping root: the key may be readable by root only. */
 	if (d->cfg.http_tls) {
 		d->http_tls =
@@ -415,6 +456,8 @@ static int start(struct lazaretd *d)
 	}
 	/* Nothing is read from sockets before the loop runs, so this is in time. */
 	ingest_set_store(d->ingest, d->st);
+	if (d->pvo_smtp != NULL)
+		ingest_gateways_start(d->ingest);
 
 	struct release_config relc;
 	release_config_from(&d->cfg, &relc);
@@ -445,8 +488,9 @@ static int start(struct lazaretd *d)
 	api_users_attach(d->api, d->base);
 	api_slbl_register(d->api);
 	struct api_gateways_config gc;
-	gateways_config_from(&d->cfg, &gc);
+	gateways_config_from(&d->cfg, d->ingest, &gc);
 	d->gateways = api_gateways_attach(d->api, &gc);
+	api_quarantines_register(d->api);
 	digest_pages_register(d->api);
 	api_static_register(d->api);
 	struct http_server_conn_limits hl;
@@ -475,9 +519,10 @@ static int start(struct lazaretd *d)
 	event_add(d->sig_hup, NULL);
 	char q[256], web[PATH_MAX + 3];
 	log_info("manager.start",
-		 "version=%s name=%s smtp=%s http=%s https=%s data_dir=%s web_root=%s "
-		 "accept_from=%s",
-		 LAZARET_VERSION, d->cfg.name, d->cfg.smtp_listen, d->cfg.http_listen,
+		 "version=%s name=%s smtp=%s pvo_smtp=%s http=%s https=%s data_dir=%s "
+		 "web_root=%s accept_from=%s",
+		 LAZARET_VERSION, d->cfg.name, d->cfg.smtp_listen,
+		 d->pvo_smtp != NULL ? d->cfg.pvo_listen : "-", d->cfg.http_listen,
 		 d->http_tls != NULL ? "yes" : "no", d->cfg.data_dir,
 		 d->cfg.web_root != NULL ? log_quote(web, sizeof(web), d->cfg.web_root) : "-",
 		 log_quote(q, sizeof(q), d->cfg.accept_from_text));
@@ -507,6 +552,7 @@ static void stop(struct lazaretd *d)
 		event_base_loop(d->base, EVLOOP_NONBLOCK);
 	ingest_free(d->ingest);
 	smtp_server_free(d->smtp);
+	smtp_server_free(d->pvo_smtp);
 	if (d->shutdown_timer != NULL)
 		event_free(d->shutdown_timer);
 	if (d->sig_term != NULL) {

@@ -37,6 +37,16 @@ struct manager_config {
 	int64_t http_hsts_max_age_ms; /* Strict-Transport-Security with HTTPS; default 365d */
 	bool http_tls;		      /* derived: both tls_cert and tls_key are set */
 
+	/*
+	 * [pvo_quarantine]: the policy, virus and outbreak quarantines' listener,
+	 * with [spam_quarantine]'s SMTP limits (manager/ingest.c)
+	 */
+	char *pvo_listen;	     /* default 127.0.0.1:7025 */
+	struct acl *pvo_accept_from; /* default 127.0.0.1/32, ::1/128 */
+	char *pvo_accept_from_text;
+	uint64_t pvo_max_size;		     /* all PVO quarantines together; default 10G */
+	char *pvo_alternate_release_gateway; /* host:port or NULL */
+
 	/* [spam_quarantine] */
 	char *smtp_listen;	 /* default 127.0.0.1:6025 */
 	struct acl *accept_from; /* default 127.0.0.1/32, ::1/128 */

@@ -2,8 +2,8 @@
  * expiry — one purge run over a list of quarantines with their retentions, and a
  * loop timer that hands the spam quarantine's run to a one-thread work pool. A run
  * that is still going when the timer fires again is not doubled.
- * Not for: scheduling the gateway's runs (its maintenance thread does), per-message
- * expiry times.
+ * PVO memberships expire at their own times (store_expire_memberships) in the same run.
+ * Not for: scheduling the gateway's runs (its maintenance thread does).
  */
 #include "quarantine/expiry.h"
 
@@ -100,6 +100,16 @@ int expiry_run_once(struct store *st, const struct expiry_retention *r, size_t n
 		}
 		store_quarantine_stats_free(v, nv);
 	}
+	/* PVO memberships carry their own expiry (none on a gateway's store) */
+	uint64_t me = 0, mp = 0;
+	rc = store_expire_memberships(st, now, EXPIRY_BATCH, &me, &mp);
+	if (rc < 0) {
+		log_error("expiry.failed", "op=memberships rc=%d", rc);
+		if (first == 0)
+			first = rc;
+	}
+	*expired += me;
+	*purged += mp;
 	/* What release and expiry finished in any quarantine; usually nothing is left. */
 	uint64_t p = 0;
 	rc = store_purge(st, EXPIRY_BATCH, &p);

@@ -154,6 +154,12 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_delivery_next_due");
 	if (ops->expire == NULL)
 		store_missing_add(&sb, "store_expire");
+	if (ops->expire_memberships == NULL)
+		store_missing_add(&sb, "store_expire_memberships");
+	if (ops->quarantine_put == NULL)
+		store_missing_add(&sb, "store_quarantine_put");
+	if (ops->quarantine_delete == NULL)
+		store_missing_add(&sb, "store_quarantine_delete");
 	if (ops->purge == NULL)
 		store_missing_add(&sb, "store_purge");
 	if (ops->stats == NULL)
@@ -381,6 +387,39 @@ int store_expire(struct store *st, const char *quarantine, int64_t cutoff, int64
 	if (ops->expire == NULL)
 		return -ENOSYS;
 	return ops->expire(st, quarantine, cutoff, now, batch, expired, purged);
+}
+
+int store_expire_memberships(struct store *st, int64_t now, size_t batch, uint64_t *expired,
+			     uint64_t *purged)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->expire_memberships == NULL)
+		return -ENOSYS;
+	return ops->expire_memberships(st, now, batch, expired, purged);
+}
+
+int store_quarantine_put(struct store *st, const struct store_quarantine_settings *q, bool create,
+			 int64_t now)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->quarantine_put == NULL)
+		return -ENOSYS;
+	if (q == NULL || q->name == NULL || q->name[0] == '\0' || q->default_action == NULL ||
+	    (strcmp(q->default_action, "release") != 0 &&
+	     strcmp(q->default_action, "delete") != 0) ||
+	    q->delete_after_ms < 0 || (q->noperators > 0 && q->operators == NULL))
+		return -EINVAL;
+	return ops->quarantine_put(st, q, create, now);
+}
+
+int store_quarantine_delete(struct store *st, const char *name)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->quarantine_delete == NULL)
+		return -ENOSYS;
+	if (name == NULL)
+		return -ENOENT;
+	return ops->quarantine_delete(st, name);
 }
 
 int store_purge(struct store *st, size_t batch, uint64_t *purged)
@@ -902,6 +941,17 @@ const char *store_rcpt_state_name(enum store_rcpt_state s)
 	return store_state_names[s];
 }
 
+static const char *const store_membership_state_names[] = {"held", "released", "deleted",
+							   "expired"};
+
+const char *store_membership_state_name(enum store_membership_state s)
+{
+	if ((unsigned)s >=
+	    sizeof(store_membership_state_names) / sizeof(store_membership_state_names[0]))
+		return "unknown";
+	return store_membership_state_names[s];
+}
+
 int store_rcpt_state_parse(const char *name, enum store_rcpt_state *out)
 {
 	if (name == NULL)
@@ -939,6 +989,13 @@ void store_new_message_free(struct store_new_message *m)
 	free(m->attachments);
 	free(m->raw);
 	free(m->packed);
+	for (size_t i = 0; i < m->nmemberships; i++) {
+		free(m->memberships[i].quarantine);
+		free(m->memberships[i].reason);
+	}
+	free(m->memberships);
+	free(m->origin_gateway);
+	free(m->origin_id);
 	free(m);
 }
 
@@ -984,6 +1041,12 @@ void store_message_free(struct store_message *m)
 		free(m->attachments[i].content_type);
 	}
 	free(m->attachments);
+	for (size_t i = 0; i < m->nmemberships; i++) {
+		free(m->memberships[i].quarantine);
+		free(m->memberships[i].type);
+		free(m->memberships[i].reason);
+	}
+	free(m->memberships);
 	free(m);
 }
 
@@ -1014,6 +1077,10 @@ void store_quarantine_stats_free(struct store_quarantine_stats *v, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		free(v[i].name);
 		free(v[i].type);
+		free(v[i].default_action);
+		for (size_t k = 0; k < v[i].noperators; k++)
+			free(v[i].operators[k]);
+		free(v[i].operators);
 	}
 	free(v);
 }

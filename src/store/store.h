@@ -150,6 +150,18 @@ struct store_attachment {
 	uint64_t size;
 };
 
+/*
+ * One quarantine a PVO message enters (X-Lazaret-Quarantine). quarantine names a
+ * policy, virus, outbreak or unclassified quarantine; a policy name the store does
+ * not know is created with default settings (logged store.quarantine_created).
+ */
+struct store_new_membership {
+	char *quarantine;
+	char *reason;	    /* filter or virus name; NULL: "" */
+	int64_t entered_at; /* 0: the message's received_at */
+	int64_t expires_at; /* 0: entered_at + the quarantine's delete_after */
+};
+
 /* A message to store: built by ingest, owned by the store once submitted. */
 struct store_new_message {
 	char id[37];	  /* UUIDv7 (common/ids.h), set by the caller */
@@ -176,6 +188,19 @@ struct store_new_message {
 	/* private to the store: the compressed body, when prepared ahead */
 	void *packed;
 	size_t packed_len;
+	/*
+	 * PVO messages (nmemberships > 0): quarantine must be STORE_PVO_MARKER and the
+	 * quarantines the message is in are these memberships. With origin_id set, a
+	 * message whose (origin_gateway, origin_id) is in the store already is not
+	 * stored again: its missing memberships are added to the stored one, and
+	 * stored_as (a caller's buffer of 37 bytes, valid until done runs; may be
+	 * NULL) gets the stored message's id. Otherwise stored_as gets id.
+	 */
+	struct store_new_membership *memberships;
+	size_t nmemberships;
+	char *origin_gateway; /* the sending gateway's address */
+	char *origin_id;      /* X-Lazaret-Origin-Id */
+	char *stored_as;
 };
 
 /* Frees m and everything it points to. NULL is a no-op. */
@@ -224,6 +249,9 @@ struct store_message {
 	char *client_address;
 	struct store_attachment *attachments; /* filled by store_get() only */
 	size_t nattachments;
+	/* PVO messages: the quarantines it is or was in (store_get and store_list) */
+	struct store_membership *memberships;
+	size_t nmemberships;
 };
 
 void store_message_free(struct store_message *m);
@@ -244,6 +272,10 @@ void store_message_array_free(struct store_message **v, size_t n);
 
 /* Filters for listing and bulk actions; NULL/0 fields do not filter. */
 struct store_filter {
+	/*
+	 * "spam" (and a gateway's local quarantines): messages stored into it. Any
+	 * other name also matches the PVO messages with a membership in it (any state).
+	 */
 	const char *quarantine;
 	const char *recipient; /* exact address, case-insensitive */
 	/*
@@ -289,10 +321,23 @@ int store_get_raw(struct store *st, const char *id, unsigned char **raw, size_t 
 
 struct store_quarantine_stats {
 	char *name;
-	char *type;	   /* "spam" for now; "policy", "virus", ... later */
-	uint64_t messages; /* messages with a recipient still quarantined */
-	uint64_t bytes;	   /* their original size */
-	int64_t oldest;	   /* received_at of the oldest of them, 0 when empty */
+	char *type; /* "spam" | "policy" | "virus" | "outbreak" | "unclassified" */
+	/*
+	 * spam (and a gateway's local quarantines): messages with a recipient still
+	 * quarantined, their original size, the received_at of the oldest. PVO
+	 * quarantines: messages held in it (membership state held), their size, the
+	 * oldest entered_at. 0 when empty.
+	 */
+	uint64_t messages;
+	uint64_t bytes;
+	int64_t oldest;
+	/* settings (PVO quarantines; spam: 0, "delete", false) */
+	int64_t delete_after_ms; /* 0: STORE_PVO_DELETE_AFTER_DEFAULT_MS */
+	char *default_action;	 /* "release" | "delete" */
+	bool overflow_exempt;
+	bool system;	  /* spam, virus, outbreak, unclassified: cannot be deleted */
+	char **operators; /* usernames assigned to it, sorted */
+	size_t noperators;
 };
 int store_quarantines(struct store *st, struct store_quarantine_stats **out, size_t *n);
 void store_quarantine_stats_free(struct store_quarantine_stats *v, size_t n);
@@ -387,6 +432,16 @@ int store_delivery_next_due(struct store *st, int64_t *when);
  */
 int store_expire(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
 		 size_t batch, uint64_t *expired, uint64_t *purged);
+/*
+ * Expiry of PVO memberships: memberships held past their expires_at (<= now)
+ * become expired, at most batch per transaction; a message none of whose
+ * memberships is held any more has its still-quarantined recipients expired, so
+ * that the purge removes it (a message in several quarantines thus leaves at its
+ * latest expiry). Then purges as store_purge. *expired counts memberships,
+ * *purged messages (either may be NULL). 0, -EIO, -ENOTCONN.
+ */
+int store_expire_memberships(struct store *st, int64_t now, size_t batch, uint64_t *expired,
+			     uint64_t *purged);
 /* Purges messages that no recipient needs (all final). */
 int store_purge(struct store *st, size_t batch, uint64_t *purged);
 /*
@@ -468,6 +523,71 @@ void store_job_done(struct store *st, const char *name);
 int store_secret_get(struct store *st, const char *name, unsigned char *out, size_t len);
 int store_secret_add(struct store *st, const char *name, const unsigned char *value, size_t len,
 		     unsigned char *out);
+
+/* --- policy, virus and outbreak (PVO) quarantines ------------------------ */
+
+/*
+ * A PVO message is stored once (messages, bodies, recipients as any other) with
+ * messages.quarantine = STORE_PVO_MARKER, a name no quarantine can have; the
+ * quarantines it is in are its memberships, one per quarantine, each with its own
+ * reason, entered_at, expires_at and state:
+ *
+ *   held --(release, later)--> released     held --(delete, later)--> deleted
+ *   held --store_expire_memberships (expires_at <= now)--> expired
+ *
+ * The message's recipients stay quarantined while any membership is held; the
+ * actions (later) deliver it only when every membership is released, and delete
+ * it when one is deleted; when none is held any more by expiry its recipients
+ * expire and the purge removes it. End users never see PVO messages (they see
+ * only the spam quarantine). See docs/OPERATIONS.md "PVO quarantines".
+ */
+#define STORE_PVO_MARKER "*pvo"
+/* A PVO quarantine's delete_after when it has none of its own: 14 days. */
+#define STORE_PVO_DELETE_AFTER_DEFAULT_MS (14LL * 86400 * 1000)
+/* The longest quarantine name, in bytes. */
+#define STORE_QUARANTINE_NAME_MAX 64
+
+enum store_membership_state {
+	STORE_MEMBER_HELD = 0,
+	STORE_MEMBER_RELEASED,
+	STORE_MEMBER_DELETED,
+	STORE_MEMBER_EXPIRED,
+};
+/* "held", "released", "deleted", "expired" */
+const char *store_membership_state_name(enum store_membership_state s);
+
+/* A PVO quarantine's settings, as an admin gives them. */
+struct store_quarantine_settings {
+	const char *name;
+	int64_t delete_after_ms;    /* 0: STORE_PVO_DELETE_AFTER_DEFAULT_MS */
+	const char *default_action; /* "release" | "delete" */
+	bool overflow_exempt;
+	const char *const *operators; /* usernames; replaces the assigned ones */
+	size_t noperators;
+};
+/*
+ * create: adds policy quarantine q->name (-EEXIST when the name is taken).
+ * Otherwise: replaces the settings and operators of PVO quarantine q->name, of any
+ * PVO type (-ENOENT when unknown, -EPERM for spam). Memberships already made keep
+ * their expires_at. 0, -EEXIST, -ENOENT, -EPERM, -EIO.
+ */
+int store_quarantine_put(struct store *st, const struct store_quarantine_settings *q, bool create,
+			 int64_t now);
+/*
+ * Deletes policy quarantine name with its operators: -ENOENT when unknown, -EPERM
+ * when it is not a policy quarantine (spam and the system ones stay), -EBUSY while
+ * a message is held in it. Memberships that left it keep its name (history).
+ */
+int store_quarantine_delete(struct store *st, const char *name);
+
+struct store_membership {
+	char *quarantine;
+	char *type; /* the quarantine's type */
+	char *reason;
+	int64_t entered_at;
+	int64_t expires_at;
+	enum store_membership_state state;
+};
 
 /* --- safelists / blocklists, implemented in store_slbl.c ----------------- */
 

@@ -76,6 +76,11 @@ struct store_ops {
 	int (*delivery_next_due)(struct store *st, int64_t *when);
 	int (*expire)(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
 		      size_t batch, uint64_t *expired, uint64_t *purged);
+	int (*expire_memberships)(struct store *st, int64_t now, size_t batch, uint64_t *expired,
+				  uint64_t *purged);
+	int (*quarantine_put)(struct store *st, const struct store_quarantine_settings *q,
+			      bool create, int64_t now);
+	int (*quarantine_delete)(struct store *st, const char *name);
 	int (*purge)(struct store *st, size_t batch, uint64_t *purged);
 	/* NULL: the backend keeps no time partitions (store_maintain does nothing) */
 	int (*maintain)(struct store *st, int64_t now, uint64_t *stray);

@@ -529,6 +529,71 @@ static const char *const store_pg_migrations[] = {
     "CREATE UNIQUE INDEX gateways_name_lc ON gateways(lower(name));"
     "CREATE UNIQUE INDEX gateways_address ON gateways(address) WHERE state = 'registered';"
     "CREATE INDEX gateways_state ON gateways(state);",
+    /*
+     * 8: policy, virus and outbreak (PVO) quarantines (store_pg_pvo.c, store.h).
+     * Settings per quarantine, its operators, the system quarantines, and one
+     * membership per (message, quarantine) with its own reason, times and state
+     * (0 held, 1 released, 2 deleted, 3 expired), partitioned by day of the
+     * message id as the other message tables (store_pg_partition.c), so that a
+     * day's memberships are dropped with it. A PVO message has quarantine '*pvo'
+     * (STORE_PVO_MARKER, type 'pvo', never listed): its counters are the held
+     * PVO messages of all quarantines together (the capacity, PV7).
+     */
+    "ALTER TABLE quarantines ADD COLUMN delete_after bigint;"
+    "ALTER TABLE quarantines ADD COLUMN default_action text NOT NULL DEFAULT 'delete'"
+    "  CHECK (default_action IN ('release', 'delete'));"
+    "ALTER TABLE quarantines ADD COLUMN overflow_exempt boolean NOT NULL DEFAULT false;"
+    "ALTER TABLE quarantines ADD COLUMN created_at bigint NOT NULL DEFAULT 0;"
+    "INSERT INTO quarantines (name, type) VALUES ('virus', 'virus'),"
+    "  ('outbreak', 'outbreak'), ('unclassified', 'unclassified'), ('*pvo', 'pvo')"
+    "  ON CONFLICT (name) DO NOTHING;"
+    "CREATE TABLE quarantine_operators ("
+    "  quarantine text NOT NULL REFERENCES quarantines(name)"
+    "    ON DELETE CASCADE ON UPDATE CASCADE,"
+    "  username text NOT NULL,"
+    "  PRIMARY KEY (quarantine, username));"
+    "CREATE TABLE memberships ("
+    "  msg_id text COLLATE \"C\" NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  quarantine text NOT NULL,"
+    "  reason text NOT NULL DEFAULT '',"
+    "  entered_at bigint NOT NULL,"
+    "  expires_at bigint NOT NULL,"
+    "  state smallint NOT NULL DEFAULT 0,"
+    "  updated_at bigint NOT NULL,"
+    "  origin_gateway text,"
+    "  origin_id text,"
+    "  PRIMARY KEY (msg_id, quarantine)) PARTITION BY RANGE (msg_id);"
+    "CREATE TABLE memberships_default PARTITION OF memberships DEFAULT;"
+    "CREATE INDEX memberships_quarantine ON memberships(quarantine, msg_id);"
+    "CREATE INDEX memberships_due ON memberships(expires_at) WHERE state = 0;"
+    "CREATE INDEX memberships_oldest ON memberships(quarantine, entered_at) WHERE state = 0;"
+    "CREATE INDEX memberships_origin ON memberships(origin_gateway, origin_id)"
+    "  WHERE origin_id IS NOT NULL;"
+    /* migration 5's function, with memberships among the daily tables */
+    "CREATE OR REPLACE FUNCTION lazaret_message_partitions(from_ms bigint, to_ms bigint)"
+    "  RETURNS integer LANGUAGE plpgsql AS $$ DECLARE"
+    "  day bigint := greatest(from_ms, 0) - greatest(from_ms, 0) % 86400000;"
+    "  t text; n integer := 0;"
+    "  BEGIN"
+    "  PERFORM pg_advisory_xact_lock(7809657787786818612);" /* "lazaret4" */
+    "  WHILE day <= to_ms LOOP"
+    "    BEGIN"
+    "      FOREACH t IN ARRAY ARRAY['messages', 'bodies', 'recipients', 'attachments',"
+    "          'memberships'] LOOP"
+    "        IF lazaret_day_partition(t, day) THEN n := n + 1; END IF;"
+    "      END LOOP;"
+    "    EXCEPTION WHEN check_violation THEN"
+    "      RAISE WARNING 'day % not partitioned: %',"
+    "        to_char(to_timestamp(day / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), SQLERRM;"
+    "    END;"
+    "    day := day + 86400000;"
+    "  END LOOP;"
+    "  RETURN n; END $$;"
+    /* the days that exist already get their memberships partition */
+    "SELECT lazaret_day_partition('memberships',"
+    "  extract(epoch FROM to_date(substr(c.relname, 11), 'YYYYMMDD'))::bigint * 1000)"
+    "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+    "  WHERE i.inhparent = 'messages'::regclass AND c.relname ~ '^messages_p[0-9]{8}$';",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -1294,7 +1359,19 @@ static int store_pg_insert_message(struct store_pg_conn *wc, struct store_new_me
 	PGconn *c = wc->pg;
 	if (!store_pg_new_message_valid(m))
 		return -EINVAL;
-	int rc = store_new_message_prepare(m);
+	/* a retried PVO transfer: its memberships join the message it repeats */
+	char existing[37];
+	int rc = store_pg_pvo_existing(c, m, existing);
+	if (rc < 0)
+		return rc;
+	if (existing[0] != '\0') {
+		if (m->stored_as != NULL)
+			snprintf(m->stored_as, 37, "%s", existing);
+		return store_pg_pvo_insert(c, m, existing);
+	}
+	if (m->stored_as != NULL)
+		snprintf(m->stored_as, 37, "%s", m->id);
+	rc = store_new_message_prepare(m);
 	if (rc < 0)
 		return rc;
 	/* libpq takes a value's length as an int */
@@ -1375,6 +1452,8 @@ static int store_pg_insert_message(struct store_pg_conn *wc, struct store_new_me
 	rc = r != NULL && PQntuples(r) == 1 ? 0 : -EIO;
 	PQclear(r);
 	store_pg_params_clear(&p);
+	if (rc == 0 && m->nmemberships > 0)
+		rc = store_pg_pvo_insert(c, m, m->id);
 	for (size_t i = 0; i < m->nrecipients; i++)
 		free(lcs[i]);
 	free(lcs);
@@ -1979,7 +2058,8 @@ static int store_pg_get(struct store *s, const char *id, struct store_message **
 	if (m == NULL)
 		goto fail;
 	if ((rc = store_pg_load_recipients(c->pg, &m, 1)) < 0 ||
-	    (rc = store_pg_load_attachments(c->pg, m)) < 0)
+	    (rc = store_pg_load_attachments(c->pg, m)) < 0 ||
+	    (rc = store_pg_pvo_load(c->pg, &m, 1)) < 0)
 		goto fail;
 	*out = m;
 	m = NULL;
@@ -2207,8 +2287,16 @@ static void store_pg_msg_sql(const struct store_filter *f, int state, bool by_rc
 		strbuf_printf(q, " AND m.received_at >= $%d", store_pg_int(p, f->since));
 	if (f->until != 0)
 		strbuf_printf(q, " AND m.received_at < $%d", store_pg_int(p, f->until));
-	if (f->quarantine != NULL)
+	if (f->quarantine != NULL && strcmp(f->quarantine, "spam") == 0) {
 		strbuf_printf(q, " AND m.quarantine = $%d", store_pg_text(p, f->quarantine));
+	} else if (f->quarantine != NULL) {
+		/* a gateway's local quarantine, or a PVO one through its memberships */
+		int k = store_pg_text(p, f->quarantine);
+		strbuf_printf(q,
+			      " AND (m.quarantine = $%d OR m.id IN (SELECT w.msg_id"
+			      " FROM memberships w WHERE w.quarantine = $%d))",
+			      k, k);
+	}
 	if (f->verdict != NULL)
 		strbuf_printf(q, " AND m.verdict = $%d", store_pg_text(p, f->verdict));
 	if (f->gateway != NULL)
@@ -2336,7 +2424,8 @@ static int store_pg_list(struct store *s, const struct store_filter *f, size_t l
 		nv = limit;
 		next = xstrdup(v[limit - 1]->id);
 	}
-	if ((rc = store_pg_load_recipients(c->pg, v, nv)) < 0) {
+	if ((rc = store_pg_load_recipients(c->pg, v, nv)) < 0 ||
+	    (rc = store_pg_pvo_load(c->pg, v, nv)) < 0) {
 		free(next);
 		goto fail;
 	}
@@ -2453,15 +2542,24 @@ static int store_pg_quarantines(struct store *s, struct store_quarantine_stats *
 	int rc = store_pg_conn_get(st, &c);
 	if (rc < 0)
 		return rc;
-	PGresult *r = store_pg_exec(c->pg, "quarantines",
-				    "SELECT q.name, q.type, q.messages, q.bytes,"
-				    " (SELECT min(received_at) FROM messages"
-				    "  WHERE quarantine = q.name AND held > 0)"
-				    " FROM quarantines q ORDER BY q.name COLLATE \"C\"",
-				    NULL, false);
-	store_pg_conn_put(st, c);
-	if (r == NULL)
+	/* the counters count messages stored into a quarantine (spam, a gateway's
+	 * local ones); PVO messages count in theirs through held memberships */
+	PGresult *r = store_pg_exec(
+	    c->pg, "quarantines",
+	    "SELECT q.name, q.type, q.messages + coalesce(x.n, 0), q.bytes + coalesce(x.b, 0),"
+	    " least((SELECT min(received_at) FROM messages"
+	    "  WHERE quarantine = q.name AND held > 0), x.oldest),"
+	    " coalesce(q.delete_after, 0), q.default_action, q.overflow_exempt::int,"
+	    " (q.name = q.type)::int"
+	    " FROM quarantines q LEFT JOIN (SELECT w.quarantine, count(*) AS n, sum(m.size) AS b,"
+	    "  min(w.entered_at) AS oldest FROM memberships w JOIN messages m ON m.id = w.msg_id"
+	    "  WHERE w.state = 0 GROUP BY w.quarantine) x ON x.quarantine = q.name"
+	    " WHERE q.type <> 'pvo' ORDER BY q.name COLLATE \"C\"",
+	    NULL, false);
+	if (r == NULL) {
+		store_pg_conn_put(st, c);
 		return -EIO;
+	}
 	size_t rows = (size_t)PQntuples(r);
 	struct store_quarantine_stats *v = xcalloc(rows + 1, sizeof(*v));
 	for (size_t k = 0; k < rows; k++) {
@@ -2470,8 +2568,18 @@ static int store_pg_quarantines(struct store *s, struct store_quarantine_stats *
 		v[k].messages = (uint64_t)store_pg_i64(r, (int)k, 2);
 		v[k].bytes = (uint64_t)store_pg_i64(r, (int)k, 3);
 		v[k].oldest = store_pg_i64(r, (int)k, 4); /* NULL reads as 0 */
+		v[k].delete_after_ms = store_pg_i64(r, (int)k, 5);
+		v[k].default_action = store_pg_dup(r, (int)k, 6);
+		v[k].overflow_exempt = store_pg_i64(r, (int)k, 7) != 0;
+		v[k].system = store_pg_i64(r, (int)k, 8) != 0;
 	}
 	PQclear(r);
+	int rc2 = store_pg_pvo_operators(c->pg, v, rows);
+	store_pg_conn_put(st, c);
+	if (rc2 < 0) {
+		store_quarantine_stats_free(v, rows);
+		return rc2;
+	}
 	*out = v;
 	*n = rows;
 	return 0;
@@ -3211,6 +3319,9 @@ const struct store_ops store_pg_ops = {
     .delivery_next_due = store_pg_delivery_next_due,
     .expire = store_pg_expire,
     .maintain = store_pg_maintain,
+    .expire_memberships = store_pg_expire_memberships,
+    .quarantine_put = store_pg_quarantine_put,
+    .quarantine_delete = store_pg_quarantine_delete,
     .purge = store_pg_purge,
     .stats = store_pg_stats,
     .debug_counters = store_pg_debug_counters,

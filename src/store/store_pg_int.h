@@ -112,6 +112,22 @@ int store_pg_query(struct store_pg *st, const char *what, const char *sql,
 /* Starts a read of several statements that sees one snapshot. */
 int store_pg_read_begin(PGconn *c);
 
+/* store_pg_pvo.c: PVO memberships, inside the caller's transaction. */
+/* The id of the message m repeats (same origin gateway and id) into id_out[37], ""
+ * when none (serialized on the origin). 0 or -EIO. */
+int store_pg_pvo_existing(PGconn *c, const struct store_new_message *m, char *id_out);
+/* m's memberships for message id (quarantines created as needed). 0, -EINVAL, -EIO. */
+int store_pg_pvo_insert(PGconn *c, const struct store_new_message *m, const char *id);
+/* Fills the memberships of the PVO messages among v[0..n). 0 or -EIO. */
+int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n);
+int store_pg_quarantine_put(struct store *s, const struct store_quarantine_settings *q, bool create,
+			    int64_t now);
+int store_pg_quarantine_delete(struct store *s, const char *name);
+/* Fills the operators of v[0..n). 0 or -EIO. */
+int store_pg_pvo_operators(PGconn *c, struct store_quarantine_stats *v, size_t n);
+int store_pg_expire_memberships(struct store *s, int64_t now, size_t batch, uint64_t *expired,
+				uint64_t *purged);
+
 typedef int (*store_pg_tx_fn)(struct store_pg *st, PGconn *c, void *arg);
 /*
  * Runs fn in one transaction on a pooled connection: committed when fn returns >= 0

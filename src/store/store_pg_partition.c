@@ -5,7 +5,8 @@
  * partitioned tables and the SQL functions used here), the expiry of single
  * messages (store_pg_expire's row path).
  *
- * Layout: messages, bodies, recipients and attachments are partitioned by RANGE
+ * Layout: messages, bodies, recipients, attachments and (migration 8) the PVO
+ * memberships are partitioned by RANGE
  * of the message id. A UUIDv7 id begins with its millisecond time in hex, so the
  * UTC day D is the ids from lazaret_uuidv7_floor(D) to lazaret_uuidv7_floor(D +
  * 1 day); each table has one partition per day, named <table>_pYYYYMMDD, and a
@@ -58,7 +59,7 @@
 
 /* The tables partitioned by day, children first (their foreign keys go first). */
 static const char *const store_pg_partitioned[] = {"bodies", "attachments", "recipients",
-						   "messages"};
+						   "memberships", "messages"};
 #define STORE_PG_NPARTITIONED (sizeof(store_pg_partitioned) / sizeof(store_pg_partitioned[0]))
 
 int store_pg_partitions_ensure(PGconn *c, int64_t from_ms, int64_t to_ms, int *created)
@@ -168,7 +169,7 @@ static int store_pg_partition_drop_tx(struct store_pg *st, PGconn *c, void *arg)
 	int rc = store_pg_script(c, "partition_lock",
 				 "SET LOCAL lock_timeout = '" STORE_PG_DROP_LOCK_TIMEOUT "';"
 				 " LOCK TABLE ONLY messages, ONLY bodies, ONLY recipients,"
-				 " ONLY attachments IN ACCESS EXCLUSIVE MODE");
+				 " ONLY attachments, ONLY memberships IN ACCESS EXCLUSIVE MODE");
 	if (rc < 0 || (rc = store_pg_partition_check(c, d)) < 0 || !d->droppable)
 		return rc;
 	struct strbuf q = STRBUF_INIT;

@@ -371,6 +371,42 @@ static const char *const store_migrations[] = {
     "  version TEXT) WITHOUT ROWID;"
     "CREATE UNIQUE INDEX gateways_address ON gateways(address) WHERE state = 'registered';"
     "CREATE INDEX gateways_state ON gateways(state);",
+    /*
+     * 8: policy, virus and outbreak (PVO) quarantines (store_pvo.c, store.h).
+     * Settings per quarantine, its operators, the system quarantines, and one
+     * membership per (message, quarantine) with its own reason, times and state
+     * (0 held, 1 released, 2 deleted, 3 expired). A PVO message has quarantine
+     * '*pvo' (STORE_PVO_MARKER, type 'pvo', never listed): its counters are the
+     * held PVO messages of all quarantines together (the capacity, PV7).
+     */
+    "ALTER TABLE quarantines ADD COLUMN delete_after INTEGER;"
+    "ALTER TABLE quarantines ADD COLUMN default_action TEXT NOT NULL DEFAULT 'delete'"
+    "  CHECK (default_action IN ('release', 'delete'));"
+    "ALTER TABLE quarantines ADD COLUMN overflow_exempt INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE quarantines ADD COLUMN created_at INTEGER NOT NULL DEFAULT 0;"
+    "INSERT OR IGNORE INTO quarantines (name, type) VALUES ('virus', 'virus'),"
+    "  ('outbreak', 'outbreak'), ('unclassified', 'unclassified'), ('*pvo', 'pvo');"
+    "CREATE TABLE quarantine_operators ("
+    "  quarantine TEXT NOT NULL REFERENCES quarantines(name)"
+    "    ON DELETE CASCADE ON UPDATE CASCADE,"
+    "  username TEXT NOT NULL,"
+    "  PRIMARY KEY (quarantine, username)) WITHOUT ROWID;"
+    "CREATE TABLE memberships ("
+    "  msg_id TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,"
+    "  quarantine TEXT NOT NULL,"
+    "  reason TEXT NOT NULL DEFAULT '',"
+    "  entered_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL,"
+    "  origin_gateway TEXT,"
+    "  origin_id TEXT,"
+    "  PRIMARY KEY (msg_id, quarantine)) WITHOUT ROWID;"
+    "CREATE INDEX memberships_quarantine ON memberships(quarantine, msg_id);"
+    "CREATE INDEX memberships_due ON memberships(expires_at) WHERE state = 0;"
+    "CREATE INDEX memberships_oldest ON memberships(quarantine, entered_at) WHERE state = 0;"
+    "CREATE INDEX memberships_origin ON memberships(origin_gateway, origin_id)"
+    "  WHERE origin_id IS NOT NULL;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -817,7 +853,19 @@ static int store_insert_message(struct store_conn *c, struct store_new_message *
 {
 	if (!store_new_message_valid(m))
 		return -EINVAL;
-	int rc = store_new_message_prepare(m);
+	/* a retried PVO transfer: its memberships join the message it repeats */
+	char existing[37];
+	int rc = store_sqlite_pvo_existing(c, m, existing);
+	if (rc < 0)
+		return rc;
+	if (existing[0] != '\0') {
+		if (m->stored_as != NULL)
+			snprintf(m->stored_as, 37, "%s", existing);
+		return store_sqlite_pvo_insert(c, m, existing);
+	}
+	if (m->stored_as != NULL)
+		snprintf(m->stored_as, 37, "%s", m->id);
+	rc = store_new_message_prepare(m);
 	if (rc < 0)
 		return rc;
 	char *sender_lc = store_lc(m->sender);
@@ -887,6 +935,8 @@ static int store_insert_message(struct store_conn *c, struct store_new_message *
 		if (store_step_done(c, s, "insert_attachment") < 0)
 			goto fail;
 	}
+	if ((rc = store_sqlite_pvo_insert(c, m, m->id)) < 0)
+		goto fail;
 	rc = 0;
 fail:
 	free(sender_lc);
@@ -1352,7 +1402,8 @@ int store_sqlite_get(struct store *st, const char *id, struct store_message **ou
 		store_log_sqlite("get", c->db);
 		goto fail;
 	}
-	if ((rc = store_load_recipients(c, m)) < 0 || (rc = store_load_attachments(c, m)) < 0)
+	if ((rc = store_load_recipients(c, m)) < 0 || (rc = store_load_attachments(c, m)) < 0 ||
+	    (rc = store_sqlite_pvo_load(c, m)) < 0)
 		goto fail;
 	*out = m;
 	m = NULL;
@@ -1741,9 +1792,15 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor,
 		store_sql_add(q, " AND +m.received_at < ?");
 		store_bind_int(b, f->until);
 	}
-	if (f->quarantine != NULL) {
+	if (f->quarantine != NULL && strcmp(f->quarantine, "spam") == 0) {
 		store_sql_add(q, STORE_IX(STORE_DRIVE_QUARANTINE));
 		store_sql_add(q, "m.quarantine = ?");
+		store_bind_text(b, f->quarantine);
+	} else if (f->quarantine != NULL) {
+		/* a gateway's local quarantine, or a PVO one through its memberships */
+		store_sql_add(q, " AND (m.quarantine = ? OR m.id IN"
+				 " (SELECT w.msg_id FROM memberships w WHERE w.quarantine = ?))");
+		store_bind_text(b, f->quarantine);
 		store_bind_text(b, f->quarantine);
 	}
 	if (f->verdict != NULL) {
@@ -2058,7 +2115,8 @@ int store_sqlite_list(struct store *st, const struct store_filter *f, size_t lim
 		next = xstrdup(v[limit - 1]->id);
 	}
 	for (size_t i = 0; i < nv; i++) {
-		if ((rc = store_load_recipients(c, v[i])) < 0) {
+		if ((rc = store_load_recipients(c, v[i])) < 0 ||
+		    (rc = store_sqlite_pvo_load(c, v[i])) < 0) {
 			free(next);
 			goto fail;
 		}
@@ -2125,10 +2183,20 @@ fail:
 	return store_read_result(rc);
 }
 
+/*
+ * The counters count messages stored into a quarantine (spam, a gateway's local
+ * ones); PVO messages count in their quarantines through held memberships.
+ */
 static const char sql_quarantines[] =
-    "SELECT q.name, q.type, q.messages, q.bytes,"
-    " (SELECT min(received_at) FROM messages WHERE quarantine = q.name AND held > 0)"
-    " FROM quarantines q ORDER BY q.name";
+    "SELECT q.name, q.type, q.messages + coalesce(x.n, 0), q.bytes + coalesce(x.b, 0),"
+    " coalesce(min((SELECT min(received_at) FROM messages WHERE quarantine = q.name"
+    "  AND held > 0), x.oldest), (SELECT min(received_at) FROM messages"
+    "  WHERE quarantine = q.name AND held > 0), x.oldest),"
+    " coalesce(q.delete_after, 0), q.default_action, q.overflow_exempt, q.name = q.type"
+    " FROM quarantines q LEFT JOIN (SELECT w.quarantine, count(*) AS n, sum(m.size) AS b,"
+    "  min(w.entered_at) AS oldest FROM memberships w JOIN messages m ON m.id = w.msg_id"
+    "  WHERE w.state = 0 GROUP BY w.quarantine) x ON x.quarantine = q.name"
+    " WHERE q.type <> 'pvo' ORDER BY q.name";
 
 int store_sqlite_quarantines(struct store *st, struct store_quarantine_stats **out, size_t *n)
 {
@@ -2149,16 +2217,25 @@ int store_sqlite_quarantines(struct store *st, struct store_quarantine_stats **o
 			v = xreallocarray(v, cap, sizeof(*v));
 		}
 		struct store_quarantine_stats *q = &v[nv++];
+		memset(q, 0, sizeof(*q));
 		q->name = store_col_dup(s, 0);
 		q->type = store_col_dup(s, 1);
 		q->messages = (uint64_t)sqlite3_column_int64(s, 2);
 		q->bytes = (uint64_t)sqlite3_column_int64(s, 3);
 		q->oldest = sqlite3_column_int64(s, 4); /* NULL reads as 0 */
+		q->delete_after_ms = sqlite3_column_int64(s, 5);
+		q->default_action = store_col_dup(s, 6);
+		q->overflow_exempt = sqlite3_column_int(s, 7) != 0;
+		q->system = sqlite3_column_int(s, 8) != 0;
 	}
 	sqlite3_reset(s);
 	if (r != SQLITE_DONE) {
 		store_log_sqlite("quarantines", c->db);
 		goto fail;
+	}
+	for (size_t i = 0; i < nv; i++) {
+		if (store_sqlite_pvo_operators(c, &v[i]) < 0)
+			goto fail;
 	}
 	*out = v;
 	*n = nv;
@@ -3053,6 +3130,9 @@ const struct store_ops store_sqlite_ops = {
     .delivery_pending = store_sqlite_delivery_pending,
     .delivery_next_due = store_sqlite_delivery_next_due,
     .expire = store_sqlite_expire,
+    .expire_memberships = store_sqlite_expire_memberships,
+    .quarantine_put = store_sqlite_quarantine_put,
+    .quarantine_delete = store_sqlite_quarantine_delete,
     .purge = store_sqlite_purge,
     .stats = store_sqlite_stats,
     .debug_counters = store_sqlite_debug_counters,

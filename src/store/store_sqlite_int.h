@@ -72,6 +72,24 @@ int store_sqlite_delivery_next_due(struct store *st, int64_t *when);
 int store_sqlite_expire(struct store *st, const char *quarantine, int64_t cutoff, int64_t now,
 			size_t batch, uint64_t *expired, uint64_t *purged);
 int store_sqlite_purge(struct store *st, size_t batch, uint64_t *purged);
+
+/* store_pvo.c: PVO memberships, inside the writer's or a reader's transaction. */
+/* The id of the message m repeats (same origin gateway and id) into id_out[37],
+ * "" when none. 0 or -EIO. */
+int store_sqlite_pvo_existing(struct store_conn *c, const struct store_new_message *m,
+			      char *id_out);
+/* m's memberships for message id (quarantines created as needed). 0, -EINVAL, -EIO. */
+int store_sqlite_pvo_insert(struct store_conn *c, const struct store_new_message *m,
+			    const char *id);
+/* Fills m->memberships (PVO messages only). 0 or -EIO. */
+int store_sqlite_pvo_load(struct store_conn *c, struct store_message *m);
+int store_sqlite_quarantine_put(struct store *st, const struct store_quarantine_settings *q,
+				bool create, int64_t now);
+int store_sqlite_quarantine_delete(struct store *st, const char *name);
+/* Fills q->operators (inside the caller's read). 0 or -EIO. */
+int store_sqlite_pvo_operators(struct store_conn *c, struct store_quarantine_stats *q);
+int store_sqlite_expire_memberships(struct store *st, int64_t now, size_t batch, uint64_t *expired,
+				    uint64_t *purged);
 int store_sqlite_stats(struct store *st, struct store_stats *out);
 void store_sqlite_debug_counters(struct store *st, struct store_debug_counters *out);
 int store_sqlite_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,

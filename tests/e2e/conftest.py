@@ -79,7 +79,7 @@ for _sec, _keys in {
     for _k in _keys:
         KEY_SECTION[_k] = _sec
 
-SECTION_ORDER = ["manager", "http", "spam_quarantine", "release"]
+SECTION_ORDER = ["manager", "http", "spam_quarantine", "pvo_quarantine", "release"]
 MANAGER_NAME = "lazaret-e2e"
 
 _UNSET = object()
@@ -147,6 +147,7 @@ class Manager:
         self.name = MANAGER_NAME
         self.token = "e2e-" + secrets.token_hex(12)
         self.smtp_port = free_port()
+        self.pvo_port = free_port()
         self.http_port = free_port()
         self.http_url = "http://127.0.0.1:%d" % self.http_port
         self.http_ssl = None  # an ssl.SSLContext when the test turns HTTPS on
@@ -159,6 +160,8 @@ class Manager:
             "http": {"listen": "127.0.0.1:%d" % self.http_port, "admin_token": self.token},
             "spam_quarantine": {"listen": "127.0.0.1:%d" % self.smtp_port,
                                 "accept_from": "127.0.0.1/32, ::1/128"},
+            # the PVO listener's default port is fixed: each manager gets its own
+            "pvo_quarantine": {"listen": "127.0.0.1:%d" % self.pvo_port},
             "release": {"primary_host": "127.0.0.1:%d" % free_port(),
                         "source_address": "127.0.0.1"},
         }

@@ -325,3 +325,47 @@ def test_digest_state_and_used_links_survive_the_move(start_manager, aio_sink,
     wait_for(lambda: len(digests(aio_sink)) == 2, 15, "the second digest")
     text, _ = parts(parse(digests(aio_sink)[1]["data"]))
     assert "third one" in text and "kept one" not in text, text
+
+
+def test_pvo_quarantines_move_to_postgresql(start_manager, database):  # noqa: F811
+    """PVO messages with their memberships, and the quarantines' settings and operators."""
+    from test_pvo import pvo_message, pvo_send, register_gateway, stored_id
+    m = start_manager(store__backend="sqlite")
+    register_gateway(m)  # the registry moves too: the gateway is let in after the move
+    add_user(m, "opal", "operator-pw-1", "operator")
+    st, doc = m.api("POST", "/api/v1/quarantines",
+                    json={"name": "Finance", "delete_after": "3d", "default_action": "release",
+                          "overflow_exempt": True, "operators": ["opal"]})
+    assert st == 201, doc
+    st, doc = m.api("PATCH", "/api/v1/quarantines/virus", json={"delete_after": "30d"})
+    assert st == 200, doc
+    two = stored_id(*pvo_send(m, pvo_message([
+        "X-Lazaret-Quarantine: Finance; reason=\"rule 1\"",
+        "X-Lazaret-Quarantine: virus; reason=EICAR; expires=2099-01-01T00:00:00Z",
+        "X-Lazaret-Origin-Id: gw-77"])))
+    one = stored_id(*pvo_send(m, pvo_message(["X-Lazaret-Quarantine: Legal"])))
+    spam = m.send("s@example.jp", ["user@corp.test"], make_message("spam too"))
+    before = snapshot(m)
+    m.stop()
+
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "memberships: 3/3 rows copied" in r.stdout, r.stdout
+    for what in ("quarantine settings", "quarantine_operators", "memberships"):
+        assert "verified %s: " % what in r.stdout, (what, r.stdout)
+    assert psql(database, "SELECT count(*) FROM memberships_default") == "0"
+
+    m.apply({"store__backend": "postgresql", "store__dsn": database})
+    m.start()
+    after = snapshot(m)
+    for key in before:
+        assert after[key] == before[key], key
+    assert [q["name"] for q in m.get_message(two)["quarantines"]] == ["Finance", "virus"]
+    assert {x["id"] for x in m.list_all("quarantine=Legal")} == {one}
+    assert {x["id"] for x in m.list_all("quarantine=spam")} == {spam}
+    # a retry of a transfer made before the move is still recognised
+    again = pvo_message(["X-Lazaret-Quarantine: Finance; reason=\"rule 1\"",
+                         "X-Lazaret-Quarantine: virus; reason=EICAR",
+                         "X-Lazaret-Origin-Id: gw-77"])
+    assert stored_id(*pvo_send(m, again)) == two
+    assert len(m.list_all()) == 3

@@ -887,11 +887,18 @@ static void test_quarantines(void **state)
 	struct store_quarantine_stats *q = NULL;
 	size_t n = 0;
 	assert_int_equal(store_quarantines(fx->st, &q, &n), 0);
-	assert_int_equal(n, 1); /* spam, even when empty */
-	assert_string_equal(q[0].name, "spam");
-	assert_string_equal(q[0].type, "spam");
-	assert_int_equal(q[0].messages, 0);
-	assert_int_equal(q[0].oldest, 0);
+	/* spam and the PVO system quarantines, even when empty (never the PVO marker) */
+	assert_int_equal(n, 4);
+	assert_string_equal(q[0].name, "outbreak");
+	assert_string_equal(q[0].type, "outbreak");
+	assert_true(q[0].system);
+	assert_string_equal(q[1].name, "spam");
+	assert_string_equal(q[1].type, "spam");
+	assert_int_equal(q[1].messages, 0);
+	assert_int_equal(q[1].oldest, 0);
+	assert_string_equal(q[2].name, "unclassified");
+	assert_string_equal(q[3].name, "virus");
+	assert_string_equal(q[3].default_action, "delete");
 	store_quarantine_stats_free(q, n);
 
 	add_corpus(fx->st);
@@ -899,10 +906,16 @@ static void test_quarantines(void **state)
 	/* m0 has no quarantined recipient left: not counted */
 	assert_int_equal(store_delete(fx->st, corpus_ids[0], NULL, 0, T0 + 8000, &changed), 0);
 	assert_int_equal(store_quarantines(fx->st, &q, &n), 0);
-	assert_int_equal(n, 2);
-	assert_string_equal(q[0].name, "policy1");
-	assert_string_equal(q[0].type, "policy");
-	assert_int_equal(q[0].messages, 1);
+	assert_int_equal(n, 5);
+	assert_string_equal(q[0].name, "outbreak");
+	assert_string_equal(q[1].name, "policy1");
+	assert_string_equal(q[1].type, "policy");
+	assert_false(q[1].system);
+	assert_int_equal(q[1].messages, 1);
+	/* the rest of the test reads spam as q[1] */
+	struct store_quarantine_stats tmp = q[1];
+	q[1] = q[2];
+	q[2] = tmp;
 	assert_string_equal(q[1].name, "spam");
 	assert_int_equal(q[1].messages, 5); /* m1 m3 m4 m5 m6 */
 	assert_int_equal(q[1].oldest, T0 + 1000);
@@ -1064,7 +1077,7 @@ static void test_reopen_keeps_data(void **state)
 		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
 				 0);
 	else
-		assert_int_equal(pragma_int(path, "user_version"), 7);
+		assert_int_equal(pragma_int(path, "user_version"), 8);
 	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
@@ -1606,6 +1619,11 @@ static void test_migration_builds_search_index(void **state)
 			 "BEGIN; DROP TRIGGER messages_ai_short;"
 			 " DROP TRIGGER messages_ad_short; DROP TRIGGER messages_ai_order;"
 			 " DROP TABLE subject_short; DROP TABLE list_order; DROP TABLE secrets;"
+			 " DROP TABLE memberships; DROP TABLE quarantine_operators;"
+			 " ALTER TABLE quarantines DROP COLUMN delete_after;"
+			 " ALTER TABLE quarantines DROP COLUMN default_action;"
+			 " ALTER TABLE quarantines DROP COLUMN overflow_exempt;"
+			 " ALTER TABLE quarantines DROP COLUMN created_at;"
 			 " DROP TABLE gateways; PRAGMA user_version=4; COMMIT;",
 			 NULL, NULL, NULL),
 	    SQLITE_OK);
@@ -1615,7 +1633,7 @@ static void test_migration_builds_search_index(void **state)
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
-	assert_int_equal(pragma_int(path, "user_version"), 7);
+	assert_int_equal(pragma_int(path, "user_version"), 8);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
 	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2);
@@ -2361,9 +2379,14 @@ static void test_pg_search_migration(void **state)
 		      " DROP FUNCTION messages_ai_order(); DROP TABLE list_order;"
 		      " DROP INDEX messages_subject_short; DROP FUNCTION lazaret_short_grams(text);"
 		      " DROP FUNCTION lazaret_uuidv7_ms(text); DROP TABLE gateways;"
+		      /* and what came after 6 (7 the gateway registry; 8 the PVO quarantines) */
+		      " DROP TABLE memberships; DROP TABLE quarantine_operators;"
+		      " ALTER TABLE quarantines DROP COLUMN delete_after,"
+		      " DROP COLUMN default_action, DROP COLUMN overflow_exempt,"
+		      " DROP COLUMN created_at;"
 		      " DELETE FROM store_migrations WHERE version >= 6; COMMIT");
 	assert_int_equal(fixture_open(fx), 0);
-	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 7);
+	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 8);
 	/* the planner has the statistics of the new index expression */
 	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
 			       " WHERE tablename LIKE '%short_grams%'") > 0);
@@ -2383,6 +2406,333 @@ static void test_pg_search_migration(void **state)
 			 2);
 }
 
+/* --- PVO quarantines ------------------------------------------------------ */
+
+/* A PVO message from gateway gw with origin id origin, in quarantines q[] (NULL-ended). */
+static struct store_new_message *build_pvo(int64_t at, const char *gw, const char *origin,
+					   const char *const *q, const int64_t *expires,
+					   char id_out[37], char *stored_as)
+{
+	const struct msg_spec sp = {"pvo",	   at,	 STORE_PVO_MARKER,
+				    "s@x.jp",	   NULL, {"user@example.jp", NULL},
+				    "pvo subject", "",	 gw};
+	struct store_new_message *m = build(&sp, id_out);
+	size_t n = 0;
+	while (q[n] != NULL)
+		n++;
+	m->memberships = xcalloc(n, sizeof(*m->memberships));
+	m->nmemberships = n;
+	for (size_t i = 0; i < n; i++) {
+		m->memberships[i].quarantine = xstrdup(q[i]);
+		m->memberships[i].reason = xasprintf("reason %zu", i);
+		m->memberships[i].entered_at = at - 1000;
+		m->memberships[i].expires_at = expires != NULL ? expires[i] : 0;
+	}
+	m->origin_gateway = gw != NULL ? xstrdup(gw) : NULL;
+	m->origin_id = origin != NULL ? xstrdup(origin) : NULL;
+	m->stored_as = stored_as;
+	return m;
+}
+
+static const struct store_quarantine_stats *stats_of(const struct store_quarantine_stats *v,
+						     size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i].name, name) == 0)
+			return &v[i];
+	}
+	return NULL;
+}
+
+static size_t count_listed(struct store *st, const struct store_filter *f)
+{
+	struct store_message **v = NULL;
+	size_t n = 0;
+	char *next = NULL;
+	assert_int_equal(store_list(st, f, 100, NULL, &v, &n, &next), 0);
+	store_message_array_free(v, n);
+	free(next);
+	return n;
+}
+
+static void test_pvo_memberships(void **state)
+{
+	struct fixture *fx = *state;
+	const char *const q[] = {"Adult", "virus", NULL};
+	const int64_t exp[] = {T0 + 3600000, 0};
+	char id[37], stored[37] = "";
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-1", q, exp, id, stored)),
+			 0);
+	assert_string_equal(stored, id);
+	add(fx->st,
+	    &(struct msg_spec){
+		"s", T0 + 10, "spam", "a@b.jp", NULL, {"user@example.jp"}, "s", "spam", "gw1"},
+	    NULL);
+
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	assert_string_equal(m->quarantine, STORE_PVO_MARKER);
+	assert_int_equal(m->nmemberships, 2);
+	assert_string_equal(m->memberships[0].quarantine, "Adult");
+	assert_string_equal(m->memberships[0].type, "policy");
+	assert_string_equal(m->memberships[0].reason, "reason 0");
+	assert_int_equal(m->memberships[0].entered_at, T0 - 1000);
+	assert_int_equal(m->memberships[0].expires_at, T0 + 3600000);
+	assert_int_equal(m->memberships[0].state, STORE_MEMBER_HELD);
+	assert_string_equal(m->memberships[1].quarantine, "virus");
+	assert_string_equal(m->memberships[1].type, "virus");
+	/* no expiry given: entered + the default delete_after */
+	assert_int_equal(m->memberships[1].expires_at,
+			 T0 - 1000 + STORE_PVO_DELETE_AFTER_DEFAULT_MS);
+	store_message_free(m);
+
+	/* a name a gateway's own store would type by its name is a policy one here */
+	const char *const fa[] = {"File Analysis", NULL};
+	char fa_id[37];
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 20, "10.0.0.1", "o-fa", fa, NULL, fa_id, NULL)), 0);
+	assert_int_equal(store_get(fx->st, fa_id, &m), 0);
+	assert_string_equal(m->memberships[0].type, "policy");
+	store_message_free(m);
+
+	/* the unknown policy quarantine was created; counts go by membership */
+	struct store_quarantine_stats *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_quarantines(fx->st, &v, &n), 0);
+	assert_int_equal(n, 6);
+	assert_string_equal(stats_of(v, n, "File Analysis")->type, "policy");
+	const struct store_quarantine_stats *a = stats_of(v, n, "Adult");
+	assert_non_null(a);
+	assert_string_equal(a->type, "policy");
+	assert_false(a->system);
+	assert_int_equal(a->messages, 1);
+	assert_true(a->bytes > 0);
+	assert_int_equal(a->oldest, T0 - 1000);
+	assert_int_equal(stats_of(v, n, "virus")->messages, 1);
+	assert_int_equal(stats_of(v, n, "outbreak")->messages, 0);
+	assert_int_equal(stats_of(v, n, "spam")->messages, 1);
+	assert_null(stats_of(v, n, STORE_PVO_MARKER));
+	store_quarantine_stats_free(v, n);
+
+	/* listings: each quarantine through its memberships; spam keeps its own */
+	assert_int_equal(count_listed(fx->st, &(struct store_filter){.quarantine = "virus"}), 1);
+	assert_int_equal(count_listed(fx->st, &(struct store_filter){.quarantine = "Adult"}), 1);
+	assert_int_equal(count_listed(fx->st, &(struct store_filter){.quarantine = "outbreak"}), 0);
+	assert_int_equal(count_listed(fx->st, &(struct store_filter){.quarantine = "spam"}), 1);
+	struct store_message **lv = NULL;
+	size_t ln = 0;
+	char *next = NULL;
+	assert_int_equal(store_list(fx->st, &(struct store_filter){.quarantine = "virus"}, 10, NULL,
+				    &lv, &ln, &next),
+			 0);
+	assert_int_equal(ln, 1);
+	assert_int_equal(lv[0]->nmemberships, 2);
+	store_message_array_free(lv, ln);
+	free(next);
+	/* an end user's scoping (the spam quarantine, their addresses) never shows it */
+	const char *mine[] = {"user@example.jp"};
+	assert_int_equal(count_listed(fx->st, &(struct store_filter){.quarantine = "spam",
+								     .addresses = mine,
+								     .naddresses = 1}),
+			 1);
+}
+
+static void test_pvo_retry_stored_once(void **state)
+{
+	struct fixture *fx = *state;
+	const char *const q1[] = {"virus", NULL};
+	const char *const q2[] = {"virus", "Finance", NULL};
+	char id1[37], id2[37], id3[37], s1[37] = "", s2[37] = "", s3[37] = "";
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-7", q1, NULL, id1, s1)),
+			 0);
+	/* the same transfer again (a new id, as a retry gets): nothing stored twice */
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 5, "10.0.0.1", "o-7", q1, NULL, id2, s2)), 0);
+	assert_string_equal(s1, id1);
+	assert_string_equal(s2, id1);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id2, &m), -ENOENT);
+	/* a retry naming one more quarantine adds only that membership */
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 9, "10.0.0.1", "o-7", q2, NULL, id3, s3)), 0);
+	assert_string_equal(s3, id1);
+	assert_int_equal(store_get(fx->st, id1, &m), 0);
+	assert_int_equal(m->nmemberships, 2);
+	store_message_free(m);
+	/* the same origin id from another gateway is another message */
+	char id4[37], s4[37] = "";
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 12, "10.0.0.2", "o-7", q1, NULL, id4, s4)), 0);
+	assert_string_equal(s4, id4);
+	struct store_stats stats;
+	assert_int_equal(store_stats(fx->st, &stats), 0);
+	assert_int_equal(stats.messages, 2);
+	/* within one group commit too: two submits of one origin, one message */
+	struct waiter w;
+	waiter_init(&w, 2);
+	char id5[37], id6[37], s5[37] = "", s6[37] = "";
+	assert_int_equal(
+	    store_submit_message(fx->st, build_pvo(T0 + 20, "10.0.0.3", "o-9", q1, NULL, id5, s5),
+				 waiter_done, &w),
+	    0);
+	assert_int_equal(
+	    store_submit_message(fx->st, build_pvo(T0 + 21, "10.0.0.3", "o-9", q1, NULL, id6, s6),
+				 waiter_done, &w),
+	    0);
+	waiter_wait(&w);
+	assert_int_equal(w.failures, 0);
+	assert_string_equal(s5, s6);
+	assert_int_equal(store_stats(fx->st, &stats), 0);
+	assert_int_equal(stats.messages, 3);
+	/* spam, the marker or no name are not memberships */
+	const char *const bad[][2] = {{"spam", NULL}, {STORE_PVO_MARKER, NULL}, {"", NULL}};
+	for (size_t i = 0; i < 3; i++) {
+		char idb[37];
+		assert_int_equal(submit_sync(fx->st, build_pvo(T0 + 30 + (int64_t)i, "10.0.0.4",
+							       NULL, bad[i], NULL, idb, NULL)),
+				 -EINVAL);
+	}
+	assert_int_equal(store_stats(fx->st, &stats), 0);
+	assert_int_equal(stats.messages, 3);
+}
+
+static void test_pvo_expiry(void **state)
+{
+	struct fixture *fx = *state;
+	const char *const q[] = {"virus", "Adult", NULL};
+	const int64_t exp[] = {T0 + 1000, T0 + 5000};
+	char id[37], spam_id[37];
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-1", q, exp, id, NULL)),
+			 0);
+	add(fx->st,
+	    &(struct msg_spec){
+		"s", T0, "spam", "a@b.jp", NULL, {"u@example.jp"}, "s", "spam", "gw1"},
+	    spam_id);
+	uint64_t expired = 0, purged = 0;
+	/* nothing due yet */
+	assert_int_equal(store_expire_memberships(fx->st, T0 + 999, 1, &expired, &purged), 0);
+	assert_int_equal(expired, 0);
+	/* the first quarantine's expiry: the message stays, held in the other one */
+	assert_int_equal(store_expire_memberships(fx->st, T0 + 2000, 1, &expired, &purged), 0);
+	assert_int_equal(expired, 1);
+	assert_int_equal(purged, 0);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	assert_int_equal(m->recipients[0].state, STORE_RCPT_QUARANTINED);
+	/* by entered_at, then name: "Adult" before "virus" */
+	assert_string_equal(m->memberships[1].quarantine, "virus");
+	assert_int_equal(m->memberships[1].state, STORE_MEMBER_EXPIRED);
+	assert_string_equal(store_membership_state_name(m->memberships[1].state), "expired");
+	assert_int_equal(m->memberships[0].state, STORE_MEMBER_HELD);
+	store_message_free(m);
+	struct store_quarantine_stats *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_quarantines(fx->st, &v, &n), 0);
+	assert_int_equal(stats_of(v, n, "virus")->messages, 0);
+	assert_int_equal(stats_of(v, n, "Adult")->messages, 1);
+	store_quarantine_stats_free(v, n);
+	/* the latest expiry: it leaves storage; the spam message is not touched */
+	assert_int_equal(store_expire_memberships(fx->st, T0 + 6000, 100, &expired, &purged), 0);
+	assert_int_equal(expired, 1);
+	assert_int_equal(purged, 1);
+	assert_int_equal(store_get(fx->st, id, &m), -ENOENT);
+	assert_int_equal(rcpt_state(fx->st, spam_id, "u@example.jp"), STORE_RCPT_QUARANTINED);
+	/* batches smaller than the work: several transactions, all done */
+	for (int i = 0; i < 5; i++) {
+		char pid[37], origin[16];
+		snprintf(origin, sizeof(origin), "b-%d", i);
+		const int64_t e1[] = {T0 + 10000, T0 + 10000};
+		assert_int_equal(submit_sync(fx->st, build_pvo(T0 + 100 + i, "10.0.0.1", origin, q,
+							       e1, pid, NULL)),
+				 0);
+	}
+	assert_int_equal(store_expire_memberships(fx->st, T0 + 20000, 3, &expired, &purged), 0);
+	assert_int_equal(expired, 10);
+	assert_int_equal(purged, 5);
+	struct store_stats stats;
+	assert_int_equal(store_stats(fx->st, &stats), 0);
+	assert_int_equal(stats.messages, 1);
+}
+
+static void test_pvo_quarantine_settings(void **state)
+{
+	struct fixture *fx = *state;
+	const char *ops[] = {"op1", "op2", "op1"};
+	struct store_quarantine_settings q = {.name = "Finance",
+					      .delete_after_ms = 3600000,
+					      .default_action = "release",
+					      .overflow_exempt = true,
+					      .operators = ops,
+					      .noperators = 3};
+	assert_int_equal(store_quarantine_put(fx->st, &q, true, T0), 0);
+	assert_int_equal(store_quarantine_put(fx->st, &q, true, T0), -EEXIST);
+	struct store_quarantine_stats *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_quarantines(fx->st, &v, &n), 0);
+	const struct store_quarantine_stats *f = stats_of(v, n, "Finance");
+	assert_non_null(f);
+	assert_string_equal(f->type, "policy");
+	assert_int_equal(f->delete_after_ms, 3600000);
+	assert_string_equal(f->default_action, "release");
+	assert_true(f->overflow_exempt);
+	assert_false(f->system);
+	assert_int_equal(f->noperators, 2);
+	assert_string_equal(f->operators[0], "op1");
+	assert_string_equal(f->operators[1], "op2");
+	assert_int_equal(stats_of(v, n, "virus")->noperators, 0);
+	store_quarantine_stats_free(v, n);
+
+	/* its delete_after makes the default expiry of a membership */
+	const char *const qn[] = {"Finance", NULL};
+	char id[37];
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", NULL, qn, NULL, id, NULL)),
+			 0);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	assert_int_equal(m->memberships[0].expires_at, T0 - 1000 + 3600000);
+	store_message_free(m);
+
+	/* changes: settings and operators replaced; system ones too; spam never */
+	struct store_quarantine_settings u = {.name = "Finance", .default_action = "delete"};
+	assert_int_equal(store_quarantine_put(fx->st, &u, false, T0), 0);
+	u.name = "virus";
+	u.delete_after_ms = 86400000;
+	assert_int_equal(store_quarantine_put(fx->st, &u, false, T0), 0);
+	u.name = "spam";
+	assert_int_equal(store_quarantine_put(fx->st, &u, false, T0), -EPERM);
+	u.name = "nope";
+	assert_int_equal(store_quarantine_put(fx->st, &u, false, T0), -ENOENT);
+	u.default_action = "keep";
+	assert_int_equal(store_quarantine_put(fx->st, &u, true, T0), -EINVAL);
+	assert_int_equal(store_quarantines(fx->st, &v, &n), 0);
+	f = stats_of(v, n, "Finance");
+	assert_int_equal(f->delete_after_ms, 0);
+	assert_string_equal(f->default_action, "delete");
+	assert_false(f->overflow_exempt);
+	assert_int_equal(f->noperators, 0);
+	assert_int_equal(stats_of(v, n, "virus")->delete_after_ms, 86400000);
+	assert_null(stats_of(v, n, "nope"));
+	store_quarantine_stats_free(v, n);
+
+	/* deletion: policy only, never while a message is held in it */
+	assert_int_equal(store_quarantine_delete(fx->st, "Finance"), -EBUSY);
+	assert_int_equal(store_quarantine_delete(fx->st, "virus"), -EPERM);
+	assert_int_equal(store_quarantine_delete(fx->st, "spam"), -EPERM);
+	assert_int_equal(store_quarantine_delete(fx->st, "nope"), -ENOENT);
+	q.name = "Empty";
+	assert_int_equal(store_quarantine_put(fx->st, &q, true, T0), 0);
+	assert_int_equal(store_quarantine_delete(fx->st, "Empty"), 0);
+	assert_int_equal(store_quarantine_delete(fx->st, "Empty"), -ENOENT);
+	/* once its message has left it, Finance can go */
+	uint64_t e = 0;
+	assert_int_equal(store_expire_memberships(fx->st, T0 + 3600000, 10, &e, NULL), 0);
+	assert_int_equal(e, 1);
+	assert_int_equal(store_quarantine_delete(fx->st, "Finance"), 0);
+	assert_int_equal(store_quarantines(fx->st, &v, &n), 0);
+	assert_int_equal(n, 4);
+	store_quarantine_stats_free(v, n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest sqlite_tests[] = {
@@ -2397,6 +2747,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_keyset_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_actions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_quarantines, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_memberships, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_retry_stored_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_expiry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vacuum_frees_pages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
@@ -2424,6 +2778,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_keyset_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_actions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_quarantines, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_memberships, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_retry_stored_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_expiry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),

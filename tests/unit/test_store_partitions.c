@@ -574,6 +574,68 @@ static void test_upgrade_from_v3(void **state)
 	assert_counters_exact(fx);
 }
 
+/*
+ * PVO memberships live in their message's day (memberships_pYYYYMMDD): a day that
+ * still holds a PVO message is not dropped by the spam quarantine's retention;
+ * once its memberships have all expired the message goes, and the day goes whole
+ * with its memberships partition.
+ */
+static void test_pvo_memberships_by_day(void **state)
+{
+	struct fixture *fx = *state;
+	assert_int_equal(store_maintain(fx->st, D0, NULL), 0);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM pg_class"
+				    " WHERE relname = 'memberships_p20251009'"),
+			 1);
+	char spam[37], pvo[37];
+	add(fx, D0 + 1000, "spam", "a@x.jp", NULL, spam);
+	struct store_new_message *m = build(D0 + 2000, STORE_PVO_MARKER, "a@x.jp", NULL, pvo);
+	m->memberships = xcalloc(2, sizeof(*m->memberships));
+	m->nmemberships = 2;
+	m->memberships[0].quarantine = xstrdup("virus");
+	m->memberships[0].expires_at = D0 + 3000;
+	m->memberships[1].quarantine = xstrdup("Adult");
+	m->memberships[1].expires_at = D0 + DAY + 3000;
+	struct waiter w = {0};
+	assert_int_equal(store_submit_message(fx->st, m, waiter_done, &w), 0);
+	while (!__atomic_load_n(&w.done, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = {0, 1000000};
+		nanosleep(&ts, NULL);
+	}
+	assert_int_equal(w.rc, 0);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM memberships_p20251009"), 2);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM memberships_default"), 0);
+
+	/* the spam retention: its message expires, the day stays for the PVO one */
+	uint64_t expired = 0, purged = 0;
+	assert_int_equal(
+	    store_expire(fx->st, "spam", D0 + 2 * DAY, D0 + 3 * DAY, 0, &expired, &purged), 0);
+	assert_int_equal(purged, 1);
+	assert_int_equal(day_partitions(fx, D0), 4);
+	/* the first membership expires, the second holds it */
+	assert_int_equal(store_expire_memberships(fx->st, D0 + DAY, 0, &expired, &purged), 0);
+	assert_int_equal(expired, 1);
+	assert_int_equal(purged, 0);
+	assert_int_equal(
+	    store_expire(fx->st, "spam", D0 + 2 * DAY, D0 + 3 * DAY, 0, &expired, &purged), 0);
+	assert_int_equal(day_partitions(fx, D0), 4);
+	struct store_message *got = NULL;
+	assert_int_equal(store_get(fx->st, pvo, &got), 0);
+	store_message_free(got);
+	/* the last one: the message goes, then its day, memberships with it */
+	assert_int_equal(store_expire_memberships(fx->st, D0 + 2 * DAY, 0, &expired, &purged), 0);
+	assert_int_equal(expired, 1);
+	assert_int_equal(purged, 1);
+	assert_int_equal(
+	    store_expire(fx->st, "spam", D0 + 2 * DAY, D0 + 3 * DAY, 0, &expired, &purged), 0);
+	assert_int_equal(day_partitions(fx, D0), 0);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM pg_class"
+				    " WHERE relname = 'memberships_p20251009'"),
+			 0);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM memberships"), 0);
+	assert_counters_exact(fx);
+}
+
 int main(void)
 {
 	if (test_pg_dsn() == NULL) {
@@ -584,6 +646,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_partitions_ahead, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_drop_old_day, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_memberships_by_day, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry_job, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lookup_and_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_plans, setup, teardown),

@@ -1,0 +1,367 @@
+/*
+ * store_pg_pvo — the policy, virus and outbreak (PVO) quarantines in the
+ * PostgreSQL backend: memberships written with a message, a retried transfer
+ * merged into the message it repeats, memberships read back with messages, and
+ * their expiry. Not for: the schema (migration 8 in store_pg.c), the actions on
+ * memberships, the SMTP side.
+ *
+ * memberships is partitioned by day of the message id like the other message
+ * tables (store_pg_partition.c): its rows go with their day when the day is
+ * dropped, and with their message (ON DELETE CASCADE) on the row path.
+ *
+ * Membership states and who moves them (see store.h):
+ *
+ *   (none)  --store_pg_pvo_insert--------------> held
+ *   held    --store_pg_expire_memberships------> expired  (expires_at <= now)
+ *   and when no membership of a message is held any more, its quarantined
+ *   recipients become expired in the same statement, so the purge removes it.
+ */
+#include "store/store.h"
+#include "store/store_backend.h"
+#include "store/store_pg_int.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/xalloc.h"
+
+int store_pg_pvo_existing(PGconn *c, const struct store_new_message *m, char *id_out)
+{
+	id_out[0] = '\0';
+	if (m->nmemberships == 0 || m->origin_id == NULL || m->origin_gateway == NULL)
+		return 0;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, m->origin_gateway);
+	store_pg_text(&p, m->origin_id);
+	/*
+	 * Two lazaretd on one database may take the same retry at once: the
+	 * transaction lock on the origin makes the second one see the first's row.
+	 */
+	PGresult *r = store_pg_exec(
+	    c, "pvo_origin_lock",
+	    "SELECT pg_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 0))", &p, false);
+	if (r == NULL) {
+		store_pg_params_clear(&p);
+		return -EIO;
+	}
+	PQclear(r);
+	r = store_pg_exec(c, "pvo_origin",
+			  "SELECT msg_id FROM memberships WHERE origin_gateway = $1"
+			  " AND origin_id = $2 LIMIT 1",
+			  &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	if (PQntuples(r) == 1)
+		snprintf(id_out, 37, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return 0;
+}
+
+int store_pg_pvo_insert(PGconn *c, const struct store_new_message *m, const char *id)
+{
+	for (size_t i = 0; i < m->nmemberships; i++) {
+		const struct store_new_membership *w = &m->memberships[i];
+		if (w->quarantine == NULL || w->quarantine[0] == '\0' ||
+		    strcmp(w->quarantine, "spam") == 0 ||
+		    strcmp(w->quarantine, STORE_PVO_MARKER) == 0)
+			return -EINVAL;
+		struct store_pg_params p = {0};
+		store_pg_text(&p, w->quarantine);
+		store_pg_int(&p, m->received_at);
+		uint64_t created = 0;
+		int rc = store_pg_do(c, "pvo_quarantine_add",
+				     "INSERT INTO quarantines (name, type, created_at)"
+				     " VALUES ($1, 'policy', $2) ON CONFLICT (name) DO NOTHING",
+				     &p, &created);
+		store_pg_params_clear(&p);
+		if (rc < 0)
+			return rc;
+		if (created > 0) {
+			char q[256];
+			log_info("store.quarantine_created",
+				 "quarantine=%s type=policy reason=\"named by a gateway\"",
+				 log_quote(q, sizeof(q), w->quarantine));
+		}
+		int64_t entered = w->entered_at > 0 ? w->entered_at : m->received_at;
+		store_pg_text(&p, id);
+		store_pg_text(&p, w->quarantine);
+		store_pg_text(&p, w->reason != NULL ? w->reason : "");
+		store_pg_int(&p, entered);
+		store_pg_int(&p, w->expires_at);
+		store_pg_int(&p, STORE_PVO_DELETE_AFTER_DEFAULT_MS);
+		store_pg_int(&p, m->received_at);
+		store_pg_text(&p, m->origin_gateway);
+		store_pg_text(&p, m->origin_id);
+		/* expires_at 0: entered + the quarantine's delete_after, else the default */
+		rc = store_pg_do(c, "pvo_member_add",
+				 "INSERT INTO memberships (msg_id, quarantine, reason, entered_at,"
+				 " expires_at, state, updated_at, origin_gateway, origin_id)"
+				 " SELECT $1, $2, $3, $4, CASE WHEN $5::bigint > 0 THEN $5::bigint"
+				 " ELSE $4::bigint + coalesce(delete_after, $6::bigint) END,"
+				 " 0, $7, $8, $9 FROM quarantines WHERE name = $2"
+				 " ON CONFLICT DO NOTHING",
+				 &p, NULL);
+		store_pg_params_clear(&p);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n)
+{
+	const char **ids = xcalloc(n + 1, sizeof(*ids));
+	size_t nids = 0;
+	/* only PVO messages have memberships: a page without any asks nothing */
+	for (size_t i = 0; i < n; i++) {
+		if (v[i]->quarantine != NULL && strcmp(v[i]->quarantine, STORE_PVO_MARKER) == 0)
+			ids[nids++] = v[i]->id;
+	}
+	if (nids == 0) {
+		free(ids);
+		return 0;
+	}
+	struct store_pg_params p = {0};
+	store_pg_array(&p, ids, nids);
+	free(ids);
+	PGresult *r = store_pg_exec(
+	    c, "pvo_members",
+	    "SELECT x.msg_id, x.quarantine, q.type, x.reason, x.entered_at, x.expires_at, x.state"
+	    " FROM memberships x LEFT JOIN quarantines q ON q.name = x.quarantine"
+	    " WHERE x.msg_id = ANY($1::text[]) ORDER BY x.msg_id, x.entered_at,"
+	    " x.quarantine COLLATE \"C\"",
+	    &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	int rows = PQntuples(r);
+	for (size_t i = 0; i < n; i++) {
+		struct store_message *m = v[i];
+		for (int k = 0; k < rows; k++) {
+			if (strcmp(PQgetvalue(r, k, 0), m->id) != 0)
+				continue;
+			m->memberships = xreallocarray(m->memberships, m->nmemberships + 1,
+						       sizeof(*m->memberships));
+			struct store_membership *x = &m->memberships[m->nmemberships++];
+			x->quarantine = store_pg_dup(r, k, 1);
+			x->type = store_pg_dup(r, k, 2);
+			x->reason = store_pg_dup(r, k, 3);
+			x->entered_at = store_pg_i64(r, k, 4);
+			x->expires_at = store_pg_i64(r, k, 5);
+			x->state = (enum store_membership_state)store_pg_i64(r, k, 6);
+		}
+	}
+	PQclear(r);
+	return 0;
+}
+
+/* --- expiry ------------------------------------------------------------- */
+
+struct store_pg_pvo_expire_args {
+	int64_t now;
+	size_t batch;
+	size_t done;	     /* memberships expired by this transaction */
+	uint64_t recipients; /* recipients expired so far */
+};
+
+/*
+ * One batch: memberships due are expired and, in the same statement, the
+ * recipients of messages left with no held membership (the statement's CTEs see
+ * the rows as they were, hence "held and not picked").
+ */
+static int store_pg_pvo_expire_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	struct store_pg_pvo_expire_args *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, a->now);
+	store_pg_int(&p, (int64_t)a->batch);
+	PGresult *r = store_pg_exec(
+	    c, "pvo_expire",
+	    "WITH pick AS (SELECT msg_id, quarantine FROM memberships WHERE state = 0"
+	    " AND expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED),"
+	    " u AS (UPDATE memberships x SET state = 3, updated_at = $1 FROM pick"
+	    " WHERE x.msg_id = pick.msg_id AND x.quarantine = pick.quarantine"
+	    " RETURNING x.msg_id),"
+	    " r AS (UPDATE recipients r SET state = 4, updated_at = $1"
+	    " WHERE r.msg_id IN (SELECT msg_id FROM u) AND r.state = 0"
+	    " AND NOT EXISTS (SELECT 1 FROM memberships y WHERE y.msg_id = r.msg_id"
+	    " AND y.state = 0 AND (y.msg_id, y.quarantine) NOT IN"
+	    " (SELECT msg_id, quarantine FROM pick)) RETURNING 1)"
+	    " SELECT (SELECT count(*) FROM u), (SELECT count(*) FROM r)",
+	    &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	a->done = (size_t)store_pg_i64(r, 0, 0);
+	a->recipients += (uint64_t)store_pg_i64(r, 0, 1);
+	PQclear(r);
+	return 0;
+}
+
+int store_pg_expire_memberships(struct store *s, int64_t now, size_t batch, uint64_t *expired,
+				uint64_t *purged)
+{
+	struct store_pg_pvo_expire_args a = {.now = now, .batch = batch > 0 ? batch : 500};
+	uint64_t total = 0;
+	int rc;
+	/* each batch its own transaction: ingest is never held up for long */
+	do {
+		rc = store_pg_tx(store_pg_of(s), store_pg_pvo_expire_tx, &a);
+		total += a.done;
+	} while (rc == 0 && a.done == a.batch);
+	if (expired != NULL)
+		*expired = total;
+	if (total > 0)
+		log_info("store.memberships_expired", "memberships=%llu recipients=%llu",
+			 (unsigned long long)total, (unsigned long long)a.recipients);
+	if (rc < 0)
+		return rc;
+	return store_purge(s, batch, purged);
+}
+
+/* --- quarantine settings ----------------------------------------------- */
+
+struct store_pg_pvo_put_args {
+	const struct store_quarantine_settings *q;
+	bool create;
+	int64_t now;
+};
+
+/* The type of quarantine name into *type (new), locking its row; -ENOENT when none. */
+static int store_pg_pvo_type(PGconn *c, const char *name, char **type)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, name);
+	PGresult *r = store_pg_exec(
+	    c, "pvo_type", "SELECT type FROM quarantines WHERE name = $1 FOR UPDATE", &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	*type = PQntuples(r) == 1 ? store_pg_dup(r, 0, 0) : NULL;
+	PQclear(r);
+	return *type != NULL ? 0 : -ENOENT;
+}
+
+static int store_pg_pvo_put_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	struct store_pg_pvo_put_args *a = arg;
+	const struct store_quarantine_settings *q = a->q;
+	char *type = NULL;
+	int rc = store_pg_pvo_type(c, q->name, &type);
+	bool pvo = type != NULL && strcmp(type, "spam") != 0 && strcmp(type, "pvo") != 0;
+	free(type);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (a->create && rc == 0)
+		return -EEXIST;
+	if (!a->create && rc == -ENOENT)
+		return -ENOENT;
+	if (!a->create && !pvo)
+		return -EPERM;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, q->name);
+	if (q->delete_after_ms > 0)
+		store_pg_int(&p, q->delete_after_ms);
+	else
+		store_pg_text(&p, NULL);
+	store_pg_text(&p, q->default_action);
+	store_pg_text(&p, q->overflow_exempt ? "true" : "false");
+	if (a->create)
+		store_pg_int(&p, a->now);
+	rc = store_pg_do(c, "pvo_quarantine_put",
+			 a->create
+			     ? "INSERT INTO quarantines (name, type, delete_after, default_action,"
+			       " overflow_exempt, created_at)"
+			       " VALUES ($1, 'policy', $2, $3, $4, $5)"
+			     : "UPDATE quarantines SET delete_after = $2, default_action = $3,"
+			       " overflow_exempt = $4 WHERE name = $1",
+			 &p, NULL);
+	store_pg_params_clear(&p);
+	if (rc < 0)
+		return rc;
+	store_pg_text(&p, q->name);
+	store_pg_array(&p, q->operators, q->noperators);
+	rc = store_pg_do(c, "pvo_operators_put",
+			 "WITH d AS (DELETE FROM quarantine_operators WHERE quarantine = $1)"
+			 " INSERT INTO quarantine_operators (quarantine, username)"
+			 " SELECT DISTINCT $1, u FROM unnest($2::text[]) AS u",
+			 &p, NULL);
+	store_pg_params_clear(&p);
+	return rc;
+}
+
+int store_pg_quarantine_put(struct store *s, const struct store_quarantine_settings *q, bool create,
+			    int64_t now)
+{
+	struct store_pg_pvo_put_args a = {.q = q, .create = create, .now = now};
+	return store_pg_tx(store_pg_of(s), store_pg_pvo_put_tx, &a);
+}
+
+static int store_pg_pvo_delete_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	const char *name = arg;
+	char *type = NULL;
+	int rc = store_pg_pvo_type(c, name, &type);
+	bool policy = type != NULL && strcmp(type, "policy") == 0;
+	free(type);
+	if (rc < 0)
+		return rc;
+	if (!policy)
+		return -EPERM;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, name);
+	PGresult *r = store_pg_exec(c, "pvo_quarantine_held",
+				    "SELECT 1 FROM memberships WHERE quarantine = $1 AND state = 0"
+				    " LIMIT 1",
+				    &p, false);
+	if (r == NULL) {
+		store_pg_params_clear(&p);
+		return -EIO;
+	}
+	bool held = PQntuples(r) > 0;
+	PQclear(r);
+	if (!held)
+		rc =
+		    store_pg_do(c, "pvo_quarantine_delete",
+				"WITH o AS (DELETE FROM quarantine_operators WHERE quarantine = $1)"
+				" DELETE FROM quarantines WHERE name = $1",
+				&p, NULL);
+	store_pg_params_clear(&p);
+	return held ? -EBUSY : rc;
+}
+
+int store_pg_quarantine_delete(struct store *s, const char *name)
+{
+	return store_pg_tx(store_pg_of(s), store_pg_pvo_delete_tx, (void *)(uintptr_t)name);
+}
+
+int store_pg_pvo_operators(PGconn *c, struct store_quarantine_stats *v, size_t n)
+{
+	PGresult *r = store_pg_exec(c, "pvo_operators",
+				    "SELECT quarantine, username FROM quarantine_operators"
+				    " ORDER BY quarantine, username COLLATE \"C\"",
+				    NULL, false);
+	if (r == NULL)
+		return -EIO;
+	int rows = PQntuples(r);
+	for (size_t i = 0; i < n; i++) {
+		for (int k = 0; k < rows; k++) {
+			if (strcmp(PQgetvalue(r, k, 0), v[i].name) != 0)
+				continue;
+			v[i].operators = xreallocarray(v[i].operators, v[i].noperators + 1,
+						       sizeof(*v[i].operators));
+			v[i].operators[v[i].noperators++] = store_pg_dup(r, k, 1);
+		}
+	}
+	PQclear(r);
+	return 0;
+}

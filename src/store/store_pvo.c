@@ -1,0 +1,380 @@
+/*
+ * store_pvo — the policy, virus and outbreak (PVO) quarantines in the SQLite
+ * backend: memberships written with a message, a retried transfer merged into
+ * the message it repeats, memberships read back with a message, and their expiry.
+ * Not for: the schema (migration 8 in store_sqlite.c), the actions on memberships
+ * (release, delete, move), the SMTP side (manager/ingest.c, quarantine/pvo_header.c).
+ *
+ * Membership states and who moves them (see store.h):
+ *
+ *   (none)  --store_sqlite_pvo_insert-------------> held
+ *   held    --store_sqlite_expire_memberships-----> expired  (expires_at <= now)
+ *   and when no membership of a message is held any more, its quarantined
+ *   recipients become expired in the same transaction, so the purge removes it.
+ */
+#include "store/store.h"
+#include "store/store_backend.h"
+#include "store/store_sqlite_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* A retry of (gateway, origin id): the message it repeats. */
+static const char sql_pvo_origin[] = "SELECT msg_id FROM memberships"
+				     " WHERE origin_gateway = ?1 AND origin_id = ?2 LIMIT 1";
+static const char sql_pvo_quarantine_add[] =
+    "INSERT OR IGNORE INTO quarantines (name, type, created_at) VALUES (?1, 'policy', ?2)";
+static const char sql_pvo_quarantine_policy[] =
+    "UPDATE quarantines SET type = 'policy' WHERE name = ?1";
+/*
+ * expires_at 0: entered + the quarantine's own delete_after, else the default.
+ * A membership the message has already (a retry) is left as it is.
+ */
+static const char sql_pvo_member_add[] =
+    "INSERT OR IGNORE INTO memberships (msg_id, quarantine, reason, entered_at, expires_at,"
+    " state, updated_at, origin_gateway, origin_id)"
+    " SELECT ?1, ?2, ?3, ?4, CASE WHEN ?5 > 0 THEN ?5 ELSE ?4 + coalesce(delete_after, ?6) END,"
+    " 0, ?7, ?8, ?9 FROM quarantines WHERE name = ?2";
+
+int store_sqlite_pvo_existing(struct store_conn *c, const struct store_new_message *m, char *id_out)
+{
+	id_out[0] = '\0';
+	if (m->nmemberships == 0 || m->origin_id == NULL || m->origin_gateway == NULL)
+		return 0;
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_origin);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, m->origin_gateway, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, m->origin_id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW) {
+		const unsigned char *v = sqlite3_column_text(s, 0);
+		snprintf(id_out, 37, "%s", v != NULL ? (const char *)v : "");
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_ROW && r != SQLITE_DONE) {
+		store_int_log_sqlite("pvo_origin", store_int_db(c));
+		return -EIO;
+	}
+	return 0;
+}
+
+int store_sqlite_pvo_insert(struct store_conn *c, const struct store_new_message *m, const char *id)
+{
+	for (size_t i = 0; i < m->nmemberships; i++) {
+		const struct store_new_membership *w = &m->memberships[i];
+		if (w->quarantine == NULL || w->quarantine[0] == '\0' ||
+		    strcmp(w->quarantine, "spam") == 0 ||
+		    strcmp(w->quarantine, STORE_PVO_MARKER) == 0)
+			return -EINVAL;
+		sqlite3_stmt *s = store_int_stmt(c, sql_pvo_quarantine_add);
+		if (s == NULL)
+			return -EIO;
+		sqlite3_bind_text(s, 1, w->quarantine, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, m->received_at);
+		if (store_int_step_done(c, s, "pvo_quarantine_add") < 0)
+			return -EIO;
+		if (sqlite3_changes(store_int_db(c)) > 0) {
+			/* a gateway's store types "File Analysis" by its name (migration 2's
+			 * trigger); a PVO quarantine a gateway names is a policy one, as on
+			 * PostgreSQL */
+			if ((s = store_int_stmt(c, sql_pvo_quarantine_policy)) == NULL)
+				return -EIO;
+			sqlite3_bind_text(s, 1, w->quarantine, -1, SQLITE_STATIC);
+			if (store_int_step_done(c, s, "pvo_quarantine_policy") < 0)
+				return -EIO;
+			char q[256];
+			log_info("store.quarantine_created",
+				 "quarantine=%s type=policy reason=\"named by a gateway\"",
+				 log_quote(q, sizeof(q), w->quarantine));
+		}
+		int64_t entered = w->entered_at > 0 ? w->entered_at : m->received_at;
+		if ((s = store_int_stmt(c, sql_pvo_member_add)) == NULL)
+			return -EIO;
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, w->quarantine, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 3, w->reason != NULL ? w->reason : "", -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, entered);
+		sqlite3_bind_int64(s, 5, w->expires_at);
+		sqlite3_bind_int64(s, 6, STORE_PVO_DELETE_AFTER_DEFAULT_MS);
+		sqlite3_bind_int64(s, 7, m->received_at);
+		sqlite3_bind_text(s, 8, m->origin_gateway, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 9, m->origin_id, -1, SQLITE_STATIC);
+		if (store_int_step_done(c, s, "pvo_member_add") < 0)
+			return -EIO;
+	}
+	return 0;
+}
+
+static const char sql_pvo_members[] =
+    "SELECT x.quarantine, q.type, x.reason, x.entered_at, x.expires_at, x.state"
+    " FROM memberships x LEFT JOIN quarantines q ON q.name = x.quarantine"
+    " WHERE x.msg_id = ?1 ORDER BY x.entered_at, x.quarantine";
+
+int store_sqlite_pvo_load(struct store_conn *c, struct store_message *m)
+{
+	/* only PVO messages have memberships: the others skip the query */
+	if (m->quarantine == NULL || strcmp(m->quarantine, STORE_PVO_MARKER) != 0)
+		return 0;
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_members);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, m->id, -1, SQLITE_STATIC);
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		m->memberships =
+		    xreallocarray(m->memberships, m->nmemberships + 1, sizeof(*m->memberships));
+		struct store_membership *x = &m->memberships[m->nmemberships++];
+		x->quarantine = store_int_col_dup(s, 0);
+		x->type = store_int_col_dup(s, 1);
+		x->reason = store_int_col_dup(s, 2);
+		x->entered_at = sqlite3_column_int64(s, 3);
+		x->expires_at = sqlite3_column_int64(s, 4);
+		x->state = (enum store_membership_state)sqlite3_column_int(s, 5);
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE) {
+		store_int_log_sqlite("pvo_members", store_int_db(c));
+		return -EIO;
+	}
+	return 0;
+}
+
+/* --- expiry ------------------------------------------------------------- */
+
+static const char sql_pvo_expire_pick[] =
+    "UPDATE memberships SET state = 3, updated_at = ?1 WHERE (msg_id, quarantine) IN"
+    " (SELECT msg_id, quarantine FROM memberships WHERE state = 0 AND expires_at <= ?1"
+    " ORDER BY expires_at LIMIT ?2) RETURNING msg_id";
+/* the message's recipients expire once none of its memberships is held */
+static const char sql_pvo_expire_rcpts[] =
+    "UPDATE recipients SET state = 4, updated_at = ?2 WHERE msg_id = ?1 AND state = 0"
+    " AND NOT EXISTS (SELECT 1 FROM memberships WHERE msg_id = ?1 AND state = 0)";
+
+struct store_pvo_expire_args {
+	int64_t now;
+	size_t batch;
+	size_t done;	     /* memberships expired by this job */
+	uint64_t recipients; /* recipients expired so far */
+};
+
+static int store_pvo_expire_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	struct store_pvo_expire_args *a = arg;
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_expire_pick);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, a->now);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)a->batch);
+	char **ids = NULL;
+	size_t n = 0;
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		ids = xreallocarray(ids, n + 1, sizeof(*ids));
+		ids[n++] = store_int_col_dup(s, 0);
+	}
+	sqlite3_reset(s);
+	int rc = r == SQLITE_DONE ? 0 : -EIO;
+	if (rc < 0)
+		store_int_log_sqlite("pvo_expire", store_int_db(c));
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if ((s = store_int_stmt(c, sql_pvo_expire_rcpts)) == NULL) {
+			rc = -EIO;
+			break;
+		}
+		sqlite3_bind_text(s, 1, ids[i], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, a->now);
+		rc = store_int_step_done(c, s, "pvo_expire_rcpts");
+		if (rc == 0)
+			a->recipients += (uint64_t)sqlite3_changes(store_int_db(c));
+	}
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(ids);
+	a->done = rc == 0 ? n : 0;
+	return rc;
+}
+
+int store_sqlite_expire_memberships(struct store *st, int64_t now, size_t batch, uint64_t *expired,
+				    uint64_t *purged)
+{
+	struct store_pvo_expire_args a = {.now = now, .batch = batch > 0 ? batch : 500};
+	uint64_t total = 0;
+	int rc;
+	/* each batch its own writer job: queued ingest commits in between */
+	do {
+		rc = store_int_run_job(st, store_pvo_expire_job, &a);
+		total += a.done;
+	} while (rc == 0 && a.done == a.batch);
+	if (expired != NULL)
+		*expired = total;
+	if (total > 0)
+		log_info("store.memberships_expired", "memberships=%llu recipients=%llu",
+			 (unsigned long long)total, (unsigned long long)a.recipients);
+	if (rc < 0)
+		return rc;
+	return store_sqlite_purge(st, batch, purged);
+}
+
+/* --- quarantine settings ----------------------------------------------- */
+
+struct store_pvo_put_args {
+	const struct store_quarantine_settings *q;
+	bool create;
+	int64_t now;
+};
+
+static const char sql_pvo_q_type[] = "SELECT type FROM quarantines WHERE name = ?1";
+static const char sql_pvo_q_insert[] =
+    "INSERT INTO quarantines (name, type, delete_after, default_action, overflow_exempt,"
+    " created_at) VALUES (?1, 'policy', ?2, ?3, ?4, ?5)";
+static const char sql_pvo_q_update[] = "UPDATE quarantines SET delete_after = ?2,"
+				       " default_action = ?3, overflow_exempt = ?4 WHERE name = ?1";
+static const char sql_pvo_ops_clear[] = "DELETE FROM quarantine_operators WHERE quarantine = ?1";
+static const char sql_pvo_ops_add[] =
+    "INSERT OR IGNORE INTO quarantine_operators (quarantine, username) VALUES (?1, ?2)";
+static const char sql_pvo_q_held[] =
+    "SELECT 1 FROM memberships WHERE quarantine = ?1 AND state = 0 LIMIT 1";
+static const char sql_pvo_q_delete[] = "DELETE FROM quarantines WHERE name = ?1";
+
+/* The type of quarantine name into *type (a new string), or -ENOENT. */
+static int store_pvo_type(struct store_conn *c, const char *name, char **type)
+{
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_q_type);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	*type = r == SQLITE_ROW ? store_int_col_dup(s, 0) : NULL;
+	sqlite3_reset(s);
+	if (r == SQLITE_ROW)
+		return 0;
+	if (r == SQLITE_DONE)
+		return -ENOENT;
+	store_int_log_sqlite("pvo_type", store_int_db(c));
+	return -EIO;
+}
+
+static int store_pvo_put_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	struct store_pvo_put_args *a = arg;
+	const struct store_quarantine_settings *q = a->q;
+	char *type = NULL;
+	int rc = store_pvo_type(c, q->name, &type);
+	bool pvo = type != NULL && strcmp(type, "spam") != 0 && strcmp(type, "pvo") != 0;
+	free(type);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	if (a->create && rc == 0)
+		return -EEXIST;
+	if (!a->create && rc == -ENOENT)
+		return -ENOENT;
+	if (!a->create && !pvo)
+		return -EPERM;
+	sqlite3_stmt *s = store_int_stmt(c, a->create ? sql_pvo_q_insert : sql_pvo_q_update);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+	if (q->delete_after_ms > 0)
+		sqlite3_bind_int64(s, 2, q->delete_after_ms);
+	else
+		sqlite3_bind_null(s, 2);
+	sqlite3_bind_text(s, 3, q->default_action, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 4, q->overflow_exempt ? 1 : 0);
+	if (a->create)
+		sqlite3_bind_int64(s, 5, a->now);
+	if (store_int_step_done(c, s, "pvo_quarantine_put") < 0)
+		return -EIO;
+	if ((s = store_int_stmt(c, sql_pvo_ops_clear)) == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+	if (store_int_step_done(c, s, "pvo_operators_clear") < 0)
+		return -EIO;
+	for (size_t i = 0; i < q->noperators; i++) {
+		if ((s = store_int_stmt(c, sql_pvo_ops_add)) == NULL)
+			return -EIO;
+		sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, q->operators[i], -1, SQLITE_STATIC);
+		if (store_int_step_done(c, s, "pvo_operators_add") < 0)
+			return -EIO;
+	}
+	return 0;
+}
+
+int store_sqlite_quarantine_put(struct store *st, const struct store_quarantine_settings *q,
+				bool create, int64_t now)
+{
+	struct store_pvo_put_args a = {.q = q, .create = create, .now = now};
+	return store_int_run_job(st, store_pvo_put_job, &a);
+}
+
+static int store_pvo_delete_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	const char *name = arg;
+	char *type = NULL;
+	int rc = store_pvo_type(c, name, &type);
+	bool policy = type != NULL && strcmp(type, "policy") == 0;
+	free(type);
+	if (rc < 0)
+		return rc;
+	if (!policy)
+		return -EPERM;
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_q_held);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	sqlite3_reset(s);
+	if (r == SQLITE_ROW)
+		return -EBUSY;
+	if (r != SQLITE_DONE) {
+		store_int_log_sqlite("pvo_quarantine_held", store_int_db(c));
+		return -EIO;
+	}
+	if ((s = store_int_stmt(c, sql_pvo_ops_clear)) == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	if (store_int_step_done(c, s, "pvo_operators_clear") < 0)
+		return -EIO;
+	if ((s = store_int_stmt(c, sql_pvo_q_delete)) == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	return store_int_step_done(c, s, "pvo_quarantine_delete");
+}
+
+int store_sqlite_quarantine_delete(struct store *st, const char *name)
+{
+	return store_int_run_job(st, store_pvo_delete_job, (void *)(uintptr_t)name);
+}
+
+static const char sql_pvo_ops_of[] =
+    "SELECT username FROM quarantine_operators WHERE quarantine = ?1 ORDER BY username";
+
+int store_sqlite_pvo_operators(struct store_conn *c, struct store_quarantine_stats *q)
+{
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_ops_of);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, q->name, -1, SQLITE_STATIC);
+	int r;
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		q->operators =
+		    xreallocarray(q->operators, q->noperators + 1, sizeof(*q->operators));
+		q->operators[q->noperators++] = store_int_col_dup(s, 0);
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE) {
+		store_int_log_sqlite("pvo_operators", store_int_db(c));
+		return -EIO;
+	}
+	return 0;
+}
