@@ -993,6 +993,10 @@ static const char *api_first_stranger(const struct store_message *m, const char 
 }
 
 /* POST /api/v1/messages/{id}/release and .../delete. */
+#define API_PVO_ACTION_REFUSED                                                                     \
+	"this message is held in policy, virus or outbreak quarantines: the spam "                 \
+	"quarantine's release and delete do not apply to it"
+
 static void api_message_action(struct api *a, struct http_server_request *req, bool release)
 {
 	const char *id = http_server_request_param(req, "id");
@@ -1045,6 +1049,14 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 				rcpts[nrcpts++] = m->recipients[i].address;
 			}
 		}
+	}
+	/*
+	 * A PVO message leaves its quarantines one by one (its memberships): the
+	 * spam quarantine's release and delete would bypass them.
+	 */
+	if (m == NULL && store_get(a->st, id, &m) == 0 && m->nmemberships > 0) {
+		http_server_reply_error(req, 409, "%s", API_PVO_ACTION_REFUSED);
+		goto done;
 	}
 	int changed = 0;
 	int64_t now = clock_now_ms();
@@ -1214,6 +1226,7 @@ static void api_bulk_action(struct api *a, struct http_server_request *req, bool
 	}
 	if (!api_scope_filter(api_actor(a, req), &f))
 		goto reply;
+	f.exclude_pvo = true; /* as for one message: PVO messages leave per quarantine */
 	int64_t now = clock_now_ms();
 	rc = release ? store_release_matching(a->st, &f, now, &changed)
 		     : store_delete_matching(a->st, &f, now, &changed);

@@ -302,6 +302,11 @@ struct store_filter {
 	 */
 	const char *const *addresses; /* at most STORE_USER_MAX_ADDRESSES */
 	size_t naddresses;
+	/*
+	 * Leaves PVO messages out (the spam quarantine's release and delete, which
+	 * would bypass their memberships).
+	 */
+	bool exclude_pvo;
 };
 
 /*

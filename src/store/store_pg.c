@@ -2301,6 +2301,8 @@ static void store_pg_msg_sql(const struct store_filter *f, int state, bool by_rc
 		strbuf_printf(q, " AND m.verdict = $%d", store_pg_text(p, f->verdict));
 	if (f->gateway != NULL)
 		strbuf_printf(q, " AND m.gateway = $%d", store_pg_text(p, f->gateway));
+	if (f->exclude_pvo)
+		strbuf_puts(q, " AND m.quarantine <> '" STORE_PVO_MARKER "'");
 }
 
 /*

@@ -1811,6 +1811,8 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor,
 		store_sql_add(q, " AND +m.gateway = ?");
 		store_bind_text(b, f->gateway);
 	}
+	if (f->exclude_pvo)
+		store_sql_add(q, " AND +m.quarantine <> '" STORE_PVO_MARKER "'");
 	if (cursor != NULL && !cursor_done) {
 		/* The keyset: usable in (quarantine, id), (sender_lc, id), ... and the
 		 * id index itself; a plain filter after the other drivers. */

@@ -326,6 +326,32 @@ def test_only_registered_gateways_may_send(start_manager):
     assert greeting_from("127.0.0.1").startswith("220 ")
 
 
+def test_spam_actions_leave_pvo_messages_alone(manager):
+    """The spam quarantine's release and delete would bypass a PVO message's
+    memberships: one by id is refused, bulk ones pass it by."""
+    m = manager
+    pvo = stored_id(*pvo_send(m, pvo_message(["X-Lazaret-Quarantine: virus; reason=EICAR",
+                                              "X-Lazaret-Quarantine: Adult"])))
+    spam = m.send("s@example.jp", ["user@corp.test"], make_message("plain spam"))
+    before = m.get_message(pvo)
+    refused = ("this message is held in policy, virus or outbreak quarantines: the spam "
+               "quarantine's release and delete do not apply to it")
+    for action in ("release", "delete"):
+        st, doc = m.api("POST", "/api/v1/messages/%s/%s" % (pvo, action))
+        assert (st, doc) == (409, {"error": {"code": "conflict", "message": refused}}), \
+            (action, st, doc)
+        st, doc = m.api("POST", "/api/v1/messages/%s/%s" % (pvo, action),
+                        json={"recipients": ["user@corp.test"]})
+        assert (st, doc) == (409, {"error": {"code": "conflict", "message": refused}}), \
+            (action, st, doc)
+    st, doc = m.api("POST", "/api/v1/messages/release", json={"all": True})
+    assert (st, doc) == (200, {"changed": 1}), doc
+    st, doc = m.api("POST", "/api/v1/messages/delete", json={"ids": [pvo, spam]})
+    assert (st, doc) == (200, {"changed": 0}), doc  # spam is releasing by now
+    assert m.get_message(pvo) == before
+    assert [r["state"] for r in m.get_message(spam)["recipients"]] != ["quarantined"]
+
+
 def test_end_users_never_see_pvo_messages(manager):
     m = manager
     add_user(m, "hana", "hana-password-1", "enduser", ["user@corp.test"])
