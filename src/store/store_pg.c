@@ -2223,7 +2223,12 @@ static void store_pg_rcpt_sql(const struct store_filter *f, int state, struct st
 	if (f->recipient != NULL && f->recipient[0] != '\0')
 		strbuf_printf(q, " AND r.address_lc = $%d",
 			      store_pg_owned(p, store_pg_lc(f->recipient)));
-	if (f->addresses != NULL) {
+	if (f->addresses != NULL && f->naddresses == 1) {
+		/* one address walks its index rows in id order, across the days, and
+		 * stops at the page however many messages it has; ANY sorts them all */
+		strbuf_printf(q, " AND r.address_lc = $%d",
+			      store_pg_owned(p, store_pg_lc(f->addresses[0])));
+	} else if (f->addresses != NULL) {
 		char **lcs = xcalloc(f->naddresses + 1, sizeof(*lcs));
 		for (size_t i = 0; i < f->naddresses; i++)
 			lcs[i] = store_pg_lc(f->addresses[i]);
