@@ -2310,17 +2310,19 @@ static void store_pg_msg_sql(const struct store_filter *f, int state, bool by_rc
 		strbuf_puts(q, " AND m.quarantine <> '" STORE_PVO_MARKER "'");
 	if (f->scope_pvo && !f->exclude_pvo) {
 		/*
-		 * An operator's: PVO messages only through a membership in theirs. One
-		 * array value whatever their number (none: '{}'), so that the shape, and
-		 * the prepared statement, is the same for every operator.
+		 * An operator's: PVO messages only through a membership in theirs,
+		 * looked up by the row's own key (msg_id, quarantine) for the PVO rows
+		 * a page walks, not every membership of their quarantines. One array
+		 * value whatever their number (none: '{}'), so that the shape, and the
+		 * prepared statement, is the same for every operator.
 		 */
 		const char **names = xcalloc(f->npvo_quarantines + 1, sizeof(*names));
 		for (size_t i = 0; i < f->npvo_quarantines; i++)
 			names[i] = f->pvo_quarantines[i] != NULL ? f->pvo_quarantines[i] : "";
 		strbuf_printf(q,
-			      " AND (m.quarantine <> '" STORE_PVO_MARKER "' OR m.id IN"
-			      " (SELECT w.msg_id FROM memberships w"
-			      " WHERE w.quarantine = ANY($%d::text[])))",
+			      " AND (m.quarantine <> '" STORE_PVO_MARKER "' OR EXISTS"
+			      " (SELECT 1 FROM memberships w WHERE w.msg_id = m.id"
+			      " AND w.quarantine = ANY($%d::text[])))",
 			      store_pg_array(p, names, f->npvo_quarantines));
 		free(names);
 	}

@@ -1816,9 +1816,14 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor,
 	if (f->exclude_pvo || (f->scope_pvo && f->npvo_quarantines == 0))
 		store_sql_add(q, " AND +m.quarantine <> '" STORE_PVO_MARKER "'");
 	else if (f->scope_pvo) {
-		/* an operator's: PVO messages only through a membership in theirs */
-		store_sql_add(q, " AND (+m.quarantine <> '" STORE_PVO_MARKER "' OR +m.id IN"
-				 " (SELECT w.msg_id FROM memberships w WHERE w.quarantine IN (");
+		/*
+		 * An operator's: PVO messages only through a membership in theirs,
+		 * looked up by the row's own key (msg_id, quarantine) for the PVO
+		 * rows a page walks, not every membership of their quarantines.
+		 */
+		store_sql_add(q, " AND (+m.quarantine <> '" STORE_PVO_MARKER "' OR EXISTS"
+				 " (SELECT 1 FROM memberships w WHERE w.msg_id = m.id"
+				 " AND w.quarantine IN (");
 		for (size_t i = 0; i < f->npvo_quarantines; i++) {
 			store_sql_add(q, i > 0 ? ",?" : "?");
 			store_bind_text(b,

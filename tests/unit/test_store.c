@@ -1672,10 +1672,24 @@ static void test_query_plans(void **state)
 	struct fixture *fx = *state;
 	add_corpus(fx->st);
 	const char *u1[] = {"u1@corp.jp"};
+	const char *theirs[] = {"Alpha", "Beta"};
 	const struct {
 		struct store_filter f;
 		const char *must[3];
 	} cases[] = {
+	    /* an operator's: a walked PVO row looks up its own memberships by key */
+	    {{.quarantine = "spam",
+	      .scope_pvo = true,
+	      .pvo_quarantines = theirs,
+	      .npvo_quarantines = 2},
+	     {"INDEX messages_quarantine (quarantine=?)",
+	      "SEARCH w USING PRIMARY KEY (msg_id=? AND quarantine=?)"}},
+	    {{.recipient = "u1@corp.jp",
+	      .scope_pvo = true,
+	      .pvo_quarantines = theirs,
+	      .npvo_quarantines = 2},
+	     {"COVERING INDEX recipients_address (address_lc=?",
+	      "SEARCH w USING PRIMARY KEY (msg_id=? AND quarantine=?)"}},
 	    /* an end user's listing, even with the quarantine given */
 	    {{.quarantine = "spam", .addresses = u1, .naddresses = 1},
 	     {"SEARCH r USING COVERING INDEX recipients_address (address_lc=?"}},
@@ -2318,6 +2332,30 @@ static void test_pg_recipient_listing_plan(void **state)
 		    strstr(plan, "(id = r.msg_id)") == NULL || strstr(plan, "Merge") != NULL ||
 		    strstr(plan, "Hash Join") != NULL)
 			fail_msg("not driven by the recipient's rows:\n%s", plan);
+		free(plan);
+	}
+	/*
+	 * An operator's listing by recipient, scoped to their PVO quarantines: still
+	 * driven by the recipient's rows, and a walked PVO row looks up its own
+	 * memberships (never a hash of every membership of their quarantines).
+	 */
+	const char *theirs[] = {"Alpha", "Beta"};
+	struct store_filter op = {.recipient = "u1@corp.jp",
+				  .scope_pvo = true,
+				  .pvo_quarantines = theirs,
+				  .npvo_quarantines = 2};
+	for (int with_cursor = 0; with_cursor < 2; with_cursor++) {
+		char *plan = NULL;
+		assert_int_equal(store_debug_list_plan(fx->st, &op,
+						       with_cursor ? corpus_ids[NCORPUS - 1] : NULL,
+						       &plan),
+				 0);
+		if (strstr(plan, "Nested Loop") == NULL || strstr(plan, " on recipients") == NULL ||
+		    strstr(plan, "(id = r.msg_id)") == NULL || strstr(plan, "Hash Join") != NULL ||
+		    strstr(plan, "hashed SubPlan") != NULL ||
+		    strstr(plan, "AND (msg_id = m") == NULL)
+			fail_msg("an operator's listing not driven by the recipient's rows:\n%s",
+				 plan);
 		free(plan);
 	}
 	/* the listing itself, page by page, is every message to u1 or u2 */
