@@ -175,7 +175,7 @@ static void api_pvo_scope_free(struct api_pvo_scope *s)
 	memset(s, 0, sizeof(*s));
 }
 
-/* Narrows f (a listing, a bulk action) to the scope: the store leaves the rest out. */
+/* Narrows a listing's f to the scope: the store query leaves the rest out. */
 static void api_pvo_scope_filter(const struct api_pvo_scope *s, struct store_filter *f)
 {
 	if (!s->scoped)
