@@ -147,6 +147,94 @@ static bool api_visible(const struct api_actor *who, const struct store_message 
 	return false;
 }
 
+/*
+ * What an operator may see of the PVO quarantines: those assigned to them, read
+ * from the store for each request, so that a reassignment holds from the next
+ * one. Admins (and end users, who see no PVO message at all) are not scoped.
+ */
+struct api_pvo_scope {
+	bool scoped;
+	char **names; /* sorted */
+	size_t n;
+};
+
+/* Fills s for who. 0, or the store's error. */
+static int api_pvo_scope_load(struct store *st, const struct api_actor *who,
+			      struct api_pvo_scope *s)
+{
+	memset(s, 0, sizeof(*s));
+	if (who->role != API_ROLE_OPERATOR)
+		return 0;
+	s->scoped = true;
+	return store_operator_quarantines(st, who->username, &s->names, &s->n);
+}
+
+static void api_pvo_scope_free(struct api_pvo_scope *s)
+{
+	store_string_array_free(s->names, s->n);
+	memset(s, 0, sizeof(*s));
+}
+
+/* Narrows a listing's f to the scope: the store query leaves the rest out. */
+static void api_pvo_scope_filter(const struct api_pvo_scope *s, struct store_filter *f)
+{
+	if (!s->scoped)
+		return;
+	f->scope_pvo = true;
+	f->pvo_quarantines = (const char *const *)s->names;
+	f->npvo_quarantines = s->n;
+}
+
+static bool api_pvo_assigned(const struct api_pvo_scope *s, const char *name)
+{
+	for (size_t i = 0; name != NULL && i < s->n; i++) {
+		if (strcmp(s->names[i], name) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Narrows a PVO message m to the memberships the scope shows. False when it
+ * shows none of them: then the message does not exist for this actor.
+ */
+static bool api_pvo_narrow(const struct api_pvo_scope *s, struct store_message *m)
+{
+	bool pvo = m->nmemberships > 0 ||
+		   (m->quarantine != NULL && strcmp(m->quarantine, STORE_PVO_MARKER) == 0);
+	if (!s->scoped || !pvo)
+		return true;
+	size_t kept = 0;
+	for (size_t i = 0; i < m->nmemberships; i++) {
+		struct store_membership *x = &m->memberships[i];
+		if (api_pvo_assigned(s, x->quarantine)) {
+			m->memberships[kept++] = *x;
+			continue;
+		}
+		free(x->quarantine);
+		free(x->type);
+		free(x->reason);
+	}
+	m->nmemberships = kept;
+	return kept > 0;
+}
+
+/*
+ * Whether who may see m, m narrowed to what they may see of it (an operator's
+ * PVO scope). 0, -ENOENT (as for an unknown id), or the store's error.
+ */
+static int api_scope_message(struct store *st, const struct api_actor *who, struct store_message *m)
+{
+	if (!api_visible(who, m))
+		return -ENOENT;
+	struct api_pvo_scope s;
+	int rc = api_pvo_scope_load(st, who, &s);
+	if (rc == 0 && !api_pvo_narrow(&s, m))
+		rc = -ENOENT;
+	api_pvo_scope_free(&s);
+	return rc;
+}
+
 /* True when one of the end user's own recipients of m has been released. */
 static bool api_released_for(const struct api_actor *who, const struct store_message *m)
 {
@@ -454,6 +542,15 @@ static void api_quarantines_work(void *arg, struct api_read_reply *out)
 							v[i].type != NULL ? v[i].type : "spam"));
 			continue;
 		}
+		/* Operators: spam (and a gateway's local ones) and their PVO quarantines. */
+		if (who->role == API_ROLE_OPERATOR &&
+		    (v[i].type == NULL || strcmp(v[i].type, "spam") != 0)) {
+			bool assigned = false;
+			for (size_t k = 0; k < v[i].noperators && !assigned; k++)
+				assigned = strcmp(v[i].operators[k], who->username) == 0;
+			if (!assigned)
+				continue;
+		}
 		json_array_append_new(list, api_quarantine_json(&v[i]));
 	}
 	store_quarantine_stats_free(v, n);
@@ -497,7 +594,20 @@ static void api_list_work(void *arg, struct api_read_reply *out)
 	struct store_message **msgs = NULL;
 	size_t n = 0;
 	char *next = NULL;
-	int rc = store_list(l->v.st, &l->f, l->limit, l->cursor, &msgs, &n, &next);
+	struct api_pvo_scope scope;
+	int rc = api_pvo_scope_load(l->v.st, l->v.who, &scope);
+	if (rc < 0) {
+		api_read_reply_store_error(out, "store_operator_quarantines", rc);
+		return;
+	}
+	api_pvo_scope_filter(&scope, &l->f);
+	rc = store_list(l->v.st, &l->f, l->limit, l->cursor, &msgs, &n, &next);
+	if (rc == 0) {
+		for (size_t i = 0; i < n; i++)
+			api_pvo_narrow(&scope, msgs[i]);
+	}
+	api_pvo_scope_free(&scope);
+	l->f.pvo_quarantines = NULL;
 	if (rc == -EINVAL) {
 		api_read_reply_error(out, 400, l->cursor != NULL ? "bad cursor" : "bad filter");
 		return;
@@ -602,11 +712,10 @@ static struct store_message *api_read_lookup(const struct api_read_view *v, cons
 	struct store_message *m = NULL;
 	/* A malformed id cannot name a message: same answer as an unknown one. */
 	int rc = id != NULL && ids_valid(id) ? store_get(v->st, id, &m) : -ENOENT;
-	if (rc == 0 && !api_visible(v->who, m)) {
+	if (rc == 0 && (rc = api_scope_message(v->st, v->who, m)) < 0) {
 		/* Someone else's message looks exactly like an unknown one. */
 		store_message_free(m);
 		m = NULL;
-		rc = -ENOENT;
 	}
 	if (rc == -ENOENT || rc == -EINVAL) {
 		api_read_reply_error(out, 404, "no such message");
@@ -626,11 +735,10 @@ static struct store_message *api_lookup(struct api *a, struct http_server_reques
 	struct store_message *m = NULL;
 	/* A malformed id cannot name a message: same answer as an unknown one. */
 	int rc = id != NULL && ids_valid(id) ? store_get(a->st, id, &m) : -ENOENT;
-	if (rc == 0 && !api_visible(api_actor(a, req), m)) {
+	if (rc == 0 && (rc = api_scope_message(a->st, api_actor(a, req), m)) < 0) {
 		/* Someone else's message looks exactly like an unknown one. */
 		store_message_free(m);
 		m = NULL;
-		rc = -ENOENT;
 	}
 	if (rc == -ENOENT || rc == -EINVAL) {
 		http_server_reply_error(req, 404, "no such message");
@@ -1052,10 +1160,17 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 	}
 	/*
 	 * A PVO message leaves its quarantines one by one (its memberships): the
-	 * spam quarantine's release and delete would bypass them.
+	 * spam quarantine's release and delete would bypass them. For an operator
+	 * none of whose quarantines holds it, it does not exist.
 	 */
 	if (m == NULL && store_get(a->st, id, &m) == 0 && m->nmemberships > 0) {
-		http_server_reply_error(req, 409, "%s", API_PVO_ACTION_REFUSED);
+		int rc = api_scope_message(a->st, who, m);
+		if (rc == -ENOENT)
+			http_server_reply_error(req, 404, "no such message");
+		else if (rc < 0)
+			api_reply_store_error(req, "store_operator_quarantines", rc);
+		else
+			http_server_reply_error(req, 409, "%s", API_PVO_ACTION_REFUSED);
 		goto done;
 	}
 	int changed = 0;

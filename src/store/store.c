@@ -160,6 +160,8 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_quarantine_put");
 	if (ops->quarantine_delete == NULL)
 		store_missing_add(&sb, "store_quarantine_delete");
+	if (ops->operator_quarantines == NULL)
+		store_missing_add(&sb, "store_operator_quarantines");
 	if (ops->purge == NULL)
 		store_missing_add(&sb, "store_purge");
 	if (ops->stats == NULL)
@@ -420,6 +422,25 @@ int store_quarantine_delete(struct store *st, const char *name)
 	if (name == NULL)
 		return -ENOENT;
 	return ops->quarantine_delete(st, name);
+}
+
+int store_operator_quarantines(struct store *st, const char *username, char ***out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->operator_quarantines == NULL)
+		return -ENOSYS;
+	if (username == NULL)
+		return -EINVAL;
+	return ops->operator_quarantines(st, username, out, n);
+}
+
+void store_string_array_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
 }
 
 int store_purge(struct store *st, size_t batch, uint64_t *purged)

@@ -269,6 +269,8 @@ void store_message_array_free(struct store_message **v, size_t n);
  * More is a mistake, not a mailbox.
  */
 #define STORE_USER_MAX_ADDRESSES 1000
+/* Quarantines of one operator's scoping (store_filter.pvo_quarantines). */
+#define STORE_OPERATOR_MAX_QUARANTINES 1000
 
 /* Filters for listing and bulk actions; NULL/0 fields do not filter. */
 struct store_filter {
@@ -307,6 +309,14 @@ struct store_filter {
 	 * would bypass their memberships).
 	 */
 	bool exclude_pvo;
+	/*
+	 * Operator scoping (scope_pvo): PVO messages only when one of their
+	 * memberships (any state) is in pvo_quarantines; other messages are not
+	 * touched. An empty list leaves every PVO message out. false: no scoping.
+	 */
+	bool scope_pvo;
+	const char *const *pvo_quarantines; /* at most STORE_OPERATOR_MAX_QUARANTINES */
+	size_t npvo_quarantines;
 };
 
 /*
@@ -584,6 +594,12 @@ int store_quarantine_put(struct store *st, const struct store_quarantine_setting
  * a message is held in it. Memberships that left it keep its name (history).
  */
 int store_quarantine_delete(struct store *st, const char *name);
+/*
+ * The PVO quarantines operator username is assigned to, sorted: *out is a new
+ * array of *n new strings (free with store_string_array_free; NULL when none).
+ */
+int store_operator_quarantines(struct store *st, const char *username, char ***out, size_t *n);
+void store_string_array_free(char **v, size_t n);
 
 struct store_membership {
 	char *quarantine;

@@ -81,6 +81,7 @@ struct store_ops {
 	int (*quarantine_put)(struct store *st, const struct store_quarantine_settings *q,
 			      bool create, int64_t now);
 	int (*quarantine_delete)(struct store *st, const char *name);
+	int (*operator_quarantines)(struct store *st, const char *username, char ***out, size_t *n);
 	int (*purge)(struct store *st, size_t batch, uint64_t *purged);
 	/* NULL: the backend keeps no time partitions (store_maintain does nothing) */
 	int (*maintain)(struct store *st, int64_t now, uint64_t *stray);

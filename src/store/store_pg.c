@@ -2308,6 +2308,24 @@ static void store_pg_msg_sql(const struct store_filter *f, int state, bool by_rc
 		strbuf_printf(q, " AND m.gateway = $%d", store_pg_text(p, f->gateway));
 	if (f->exclude_pvo)
 		strbuf_puts(q, " AND m.quarantine <> '" STORE_PVO_MARKER "'");
+	if (f->scope_pvo && !f->exclude_pvo) {
+		/*
+		 * An operator's: PVO messages only through a membership in theirs,
+		 * looked up by the row's own key (msg_id, quarantine) for the PVO rows
+		 * a page walks, not every membership of their quarantines. One array
+		 * value whatever their number (none: '{}'), so that the shape, and the
+		 * prepared statement, is the same for every operator.
+		 */
+		const char **names = xcalloc(f->npvo_quarantines + 1, sizeof(*names));
+		for (size_t i = 0; i < f->npvo_quarantines; i++)
+			names[i] = f->pvo_quarantines[i] != NULL ? f->pvo_quarantines[i] : "";
+		strbuf_printf(q,
+			      " AND (m.quarantine <> '" STORE_PVO_MARKER "' OR EXISTS"
+			      " (SELECT 1 FROM memberships w WHERE w.msg_id = m.id"
+			      " AND w.quarantine = ANY($%d::text[])))",
+			      store_pg_array(p, names, f->npvo_quarantines));
+		free(names);
+	}
 }
 
 /*
@@ -2332,7 +2350,9 @@ static int store_pg_build_list(const char *head, const struct store_filter *f, c
 	if (f == NULL)
 		f = &none;
 	if (f->nids > STORE_BULK_MAX_IDS || f->naddresses > STORE_USER_MAX_ADDRESSES ||
-	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL))
+	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL) ||
+	    f->npvo_quarantines > STORE_OPERATOR_MAX_QUARANTINES ||
+	    (f->npvo_quarantines > 0 && f->pvo_quarantines == NULL))
 		return -EINVAL;
 	int state = -1;
 	if (f->state != NULL && f->state[0] != '\0') {
@@ -3329,6 +3349,7 @@ const struct store_ops store_pg_ops = {
     .expire_memberships = store_pg_expire_memberships,
     .quarantine_put = store_pg_quarantine_put,
     .quarantine_delete = store_pg_quarantine_delete,
+    .operator_quarantines = store_pg_operator_quarantines,
     .purge = store_pg_purge,
     .stats = store_pg_stats,
     .debug_counters = store_pg_debug_counters,

@@ -123,6 +123,7 @@ int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n);
 int store_pg_quarantine_put(struct store *s, const struct store_quarantine_settings *q, bool create,
 			    int64_t now);
 int store_pg_quarantine_delete(struct store *s, const char *name);
+int store_pg_operator_quarantines(struct store *s, const char *username, char ***out, size_t *n);
 /* Fills the operators of v[0..n). 0 or -EIO. */
 int store_pg_pvo_operators(PGconn *c, struct store_quarantine_stats *v, size_t n);
 int store_pg_expire_memberships(struct store *s, int64_t now, size_t batch, uint64_t *expired,

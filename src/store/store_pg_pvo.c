@@ -365,3 +365,19 @@ int store_pg_pvo_operators(PGconn *c, struct store_quarantine_stats *v, size_t n
 	PQclear(r);
 	return 0;
 }
+
+int store_pg_operator_quarantines(struct store *s, const char *username, char ***out, size_t *n)
+{
+	struct store_pg_params p = {0};
+	PGresult *r = NULL;
+	store_pg_text(&p, username);
+	int rc = store_pg_query(store_pg_of(s), "operator_quarantines",
+				"SELECT quarantine FROM quarantine_operators WHERE username = $1"
+				" ORDER BY quarantine COLLATE \"C\"",
+				&p, &r);
+	if (rc < 0)
+		return rc;
+	store_pg_collect(r, out, n);
+	PQclear(r);
+	return 0;
+}

@@ -378,3 +378,40 @@ int store_sqlite_pvo_operators(struct store_conn *c, struct store_quarantine_sta
 	}
 	return 0;
 }
+
+static const char sql_pvo_of_operator[] =
+    "SELECT quarantine FROM quarantine_operators WHERE username = ?1 ORDER BY quarantine";
+
+int store_sqlite_operator_quarantines(struct store *st, const char *username, char ***out,
+				      size_t *n)
+{
+	struct store_conn *c = NULL;
+	char **v = NULL;
+	size_t nv = 0;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	rc = -EIO;
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_of_operator);
+	if (s != NULL) {
+		sqlite3_bind_text(s, 1, username, -1, SQLITE_STATIC);
+		int r;
+		while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+			v = xreallocarray(v, nv + 1, sizeof(*v));
+			v[nv++] = store_int_col_dup(s, 0);
+		}
+		sqlite3_reset(s);
+		if (r == SQLITE_DONE)
+			rc = 0;
+		else
+			store_int_log_sqlite("operator_quarantines", store_int_db(c));
+	}
+	store_int_reader_put(st, c);
+	if (rc < 0) {
+		store_string_array_free(v, nv);
+		return store_int_read_result(rc);
+	}
+	*out = v;
+	*n = nv;
+	return 0;
+}

@@ -1666,7 +1666,9 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor,
 	if (f == NULL)
 		f = &none;
 	if (f->nids > STORE_BULK_MAX_IDS || f->naddresses > STORE_USER_MAX_ADDRESSES ||
-	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL))
+	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL) ||
+	    f->npvo_quarantines > STORE_OPERATOR_MAX_QUARANTINES ||
+	    (f->npvo_quarantines > 0 && f->pvo_quarantines == NULL))
 		return -EINVAL;
 	int state = -1;
 	if (f->state != NULL && f->state[0] != '\0') {
@@ -1811,8 +1813,24 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor,
 		store_sql_add(q, " AND +m.gateway = ?");
 		store_bind_text(b, f->gateway);
 	}
-	if (f->exclude_pvo)
+	if (f->exclude_pvo || (f->scope_pvo && f->npvo_quarantines == 0))
 		store_sql_add(q, " AND +m.quarantine <> '" STORE_PVO_MARKER "'");
+	else if (f->scope_pvo) {
+		/*
+		 * An operator's: PVO messages only through a membership in theirs,
+		 * looked up by the row's own key (msg_id, quarantine) for the PVO
+		 * rows a page walks, not every membership of their quarantines.
+		 */
+		store_sql_add(q, " AND (+m.quarantine <> '" STORE_PVO_MARKER "' OR EXISTS"
+				 " (SELECT 1 FROM memberships w WHERE w.msg_id = m.id"
+				 " AND w.quarantine IN (");
+		for (size_t i = 0; i < f->npvo_quarantines; i++) {
+			store_sql_add(q, i > 0 ? ",?" : "?");
+			store_bind_text(b,
+					f->pvo_quarantines[i] != NULL ? f->pvo_quarantines[i] : "");
+		}
+		store_sql_add(q, ")))");
+	}
 	if (cursor != NULL && !cursor_done) {
 		/* The keyset: usable in (quarantine, id), (sender_lc, id), ... and the
 		 * id index itself; a plain filter after the other drivers. */
@@ -3135,6 +3153,7 @@ const struct store_ops store_sqlite_ops = {
     .expire_memberships = store_sqlite_expire_memberships,
     .quarantine_put = store_sqlite_quarantine_put,
     .quarantine_delete = store_sqlite_quarantine_delete,
+    .operator_quarantines = store_sqlite_operator_quarantines,
     .purge = store_sqlite_purge,
     .stats = store_sqlite_stats,
     .debug_counters = store_sqlite_debug_counters,

@@ -86,6 +86,8 @@ int store_sqlite_pvo_load(struct store_conn *c, struct store_message *m);
 int store_sqlite_quarantine_put(struct store *st, const struct store_quarantine_settings *q,
 				bool create, int64_t now);
 int store_sqlite_quarantine_delete(struct store *st, const char *name);
+int store_sqlite_operator_quarantines(struct store *st, const char *username, char ***out,
+				      size_t *n);
 /* Fills q->operators (inside the caller's read). 0 or -EIO. */
 int store_sqlite_pvo_operators(struct store_conn *c, struct store_quarantine_stats *q);
 int store_sqlite_expire_memberships(struct store *st, int64_t now, size_t batch, uint64_t *expired,

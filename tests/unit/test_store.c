@@ -1672,10 +1672,24 @@ static void test_query_plans(void **state)
 	struct fixture *fx = *state;
 	add_corpus(fx->st);
 	const char *u1[] = {"u1@corp.jp"};
+	const char *theirs[] = {"Alpha", "Beta"};
 	const struct {
 		struct store_filter f;
 		const char *must[3];
 	} cases[] = {
+	    /* an operator's: a walked PVO row looks up its own memberships by key */
+	    {{.quarantine = "spam",
+	      .scope_pvo = true,
+	      .pvo_quarantines = theirs,
+	      .npvo_quarantines = 2},
+	     {"INDEX messages_quarantine (quarantine=?)",
+	      "SEARCH w USING PRIMARY KEY (msg_id=? AND quarantine=?)"}},
+	    {{.recipient = "u1@corp.jp",
+	      .scope_pvo = true,
+	      .pvo_quarantines = theirs,
+	      .npvo_quarantines = 2},
+	     {"COVERING INDEX recipients_address (address_lc=?",
+	      "SEARCH w USING PRIMARY KEY (msg_id=? AND quarantine=?)"}},
 	    /* an end user's listing, even with the quarantine given */
 	    {{.quarantine = "spam", .addresses = u1, .naddresses = 1},
 	     {"SEARCH r USING COVERING INDEX recipients_address (address_lc=?"}},
@@ -2320,6 +2334,30 @@ static void test_pg_recipient_listing_plan(void **state)
 			fail_msg("not driven by the recipient's rows:\n%s", plan);
 		free(plan);
 	}
+	/*
+	 * An operator's listing by recipient, scoped to their PVO quarantines: still
+	 * driven by the recipient's rows, and a walked PVO row looks up its own
+	 * memberships (never a hash of every membership of their quarantines).
+	 */
+	const char *theirs[] = {"Alpha", "Beta"};
+	struct store_filter op = {.recipient = "u1@corp.jp",
+				  .scope_pvo = true,
+				  .pvo_quarantines = theirs,
+				  .npvo_quarantines = 2};
+	for (int with_cursor = 0; with_cursor < 2; with_cursor++) {
+		char *plan = NULL;
+		assert_int_equal(store_debug_list_plan(fx->st, &op,
+						       with_cursor ? corpus_ids[NCORPUS - 1] : NULL,
+						       &plan),
+				 0);
+		if (strstr(plan, "Nested Loop") == NULL || strstr(plan, " on recipients") == NULL ||
+		    strstr(plan, "(id = r.msg_id)") == NULL || strstr(plan, "Hash Join") != NULL ||
+		    strstr(plan, "hashed SubPlan") != NULL ||
+		    strstr(plan, "AND (msg_id = m") == NULL)
+			fail_msg("an operator's listing not driven by the recipient's rows:\n%s",
+				 plan);
+		free(plan);
+	}
 	/* the listing itself, page by page, is every message to u1 or u2 */
 	struct store_filter all = {.quarantine = "spam"};
 	struct store_message **v = NULL;
@@ -2733,6 +2771,164 @@ static void test_pvo_quarantine_settings(void **state)
 	store_quarantine_stats_free(v, n);
 }
 
+/* Every id of f's listing, page by page (limit 2), newest first, into ids. */
+static size_t list_pages(struct store *st, const struct store_filter *f, char ids[][37], size_t max)
+{
+	size_t total = 0;
+	char *cursor = NULL;
+	do {
+		struct store_message **v = NULL;
+		size_t n = 0;
+		char *next = NULL;
+		assert_int_equal(store_list(st, f, 2, cursor, &v, &n, &next), 0);
+		assert_true(n <= 2);
+		/* a next page only after a full one */
+		if (next != NULL)
+			assert_int_equal(n, 2);
+		for (size_t i = 0; i < n; i++) {
+			assert_true(total < max);
+			memcpy(ids[total++], v[i]->id, 37);
+		}
+		store_message_array_free(v, n);
+		free(cursor);
+		cursor = next;
+	} while (cursor != NULL);
+	return total;
+}
+
+static void assert_ids(char got[][37], size_t n, const char *const *want)
+{
+	size_t k = 0;
+	while (want[k] != NULL)
+		k++;
+	assert_int_equal(n, k);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(got[i], want[i]);
+}
+
+static void test_pvo_operator_scope(void **state)
+{
+	struct fixture *fx = *state;
+	const char *alpha_ops[] = {"opa"};
+	const char *gamma_ops[] = {"opb", "opa"};
+	struct store_quarantine_settings q = {
+	    .name = "Alpha", .default_action = "release", .operators = alpha_ops, .noperators = 1};
+	assert_int_equal(store_quarantine_put(fx->st, &q, true, T0), 0);
+	q.name = "Beta";
+	q.operators = NULL;
+	q.noperators = 0;
+	assert_int_equal(store_quarantine_put(fx->st, &q, true, T0), 0);
+	q.name = "Gamma";
+	q.operators = gamma_ops;
+	q.noperators = 2;
+	assert_int_equal(store_quarantine_put(fx->st, &q, true, T0), 0);
+
+	char **names = NULL;
+	size_t nn = 0;
+	assert_int_equal(store_operator_quarantines(fx->st, "opa", &names, &nn), 0);
+	assert_int_equal(nn, 2);
+	assert_string_equal(names[0], "Alpha");
+	assert_string_equal(names[1], "Gamma");
+	store_string_array_free(names, nn);
+	assert_int_equal(store_operator_quarantines(fx->st, "nobody", &names, &nn), 0);
+	assert_int_equal(nn, 0);
+	assert_null(names);
+
+	/* newest first: s2, ab, b1, s1, a1, g1 */
+	const char *const qa[] = {"Alpha", NULL}, *const qb[] = {"Beta", NULL};
+	const char *const qab[] = {"Beta", "Alpha", NULL}, *const qg[] = {"Gamma", NULL};
+	char g1[37], a1[37], s1[37], b1[37], ab[37], s2[37];
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "g1", qg, NULL, g1, NULL)),
+			 0);
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 10, "10.0.0.1", "a1", qa, NULL, a1, NULL)), 0);
+	add(fx->st,
+	    &(struct msg_spec){
+		"s1", T0 + 20, "spam", "a@b.jp", NULL, {"user@example.jp"}, "s", "spam", "gw1"},
+	    s1);
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 30, "10.0.0.1", "b1", qb, NULL, b1, NULL)), 0);
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 40, "10.0.0.1", "ab", qab, NULL, ab, NULL)), 0);
+	add(fx->st,
+	    &(struct msg_spec){
+		"s2", T0 + 50, "spam", "a@b.jp", NULL, {"user@example.jp"}, "s", "spam", "gw1"},
+	    s2);
+
+	char got[16][37];
+	size_t n;
+	/* no scoping: everything */
+	n = list_pages(fx->st, &(struct store_filter){0}, got, 16);
+	assert_ids(got, n, (const char *const[]){s2, ab, b1, s1, a1, g1, NULL});
+	/* Alpha: its messages (also the one in Beta too) and the spam quarantine's */
+	const char *alpha[] = {"Alpha"};
+	struct store_filter f = {
+	    .scope_pvo = true, .pvo_quarantines = alpha, .npvo_quarantines = 1};
+	n = list_pages(fx->st, &f, got, 16);
+	assert_ids(got, n, (const char *const[]){s2, ab, s1, a1, NULL});
+	/* by recipient (PostgreSQL's own form of listing), the same */
+	f.recipient = "USER@example.jp";
+	n = list_pages(fx->st, &f, got, 16);
+	assert_ids(got, n, (const char *const[]){s2, ab, s1, a1, NULL});
+	f.recipient = NULL;
+	/* a quarantine asked for: only within the scope */
+	f.quarantine = "Beta";
+	n = list_pages(fx->st, &f, got, 16);
+	assert_ids(got, n, (const char *const[]){ab, NULL});
+	f.quarantine = "Gamma";
+	n = list_pages(fx->st, &f, got, 16);
+	assert_int_equal(n, 0);
+	f.quarantine = "spam";
+	n = list_pages(fx->st, &f, got, 16);
+	assert_ids(got, n, (const char *const[]){s2, s1, NULL});
+	f.quarantine = NULL;
+	/* two quarantines */
+	const char *two[] = {"Gamma", "Beta"};
+	f.pvo_quarantines = two;
+	f.npvo_quarantines = 2;
+	n = list_pages(fx->st, &f, got, 16);
+	assert_ids(got, n, (const char *const[]){s2, ab, b1, s1, g1, NULL});
+	/* none: no PVO message at all */
+	f.pvo_quarantines = NULL;
+	f.npvo_quarantines = 0;
+	n = list_pages(fx->st, &f, got, 16);
+	assert_ids(got, n, (const char *const[]){s2, s1, NULL});
+	f.recipient = "user@example.jp";
+	n = list_pages(fx->st, &f, got, 16);
+	assert_ids(got, n, (const char *const[]){s2, s1, NULL});
+	f.recipient = NULL;
+
+	/* out of bounds */
+	struct store_message **v = NULL;
+	char *next = NULL;
+	f.npvo_quarantines = 1;
+	assert_int_equal(store_list(fx->st, &f, 10, NULL, &v, &n, &next), -EINVAL);
+	f.pvo_quarantines = alpha;
+	f.npvo_quarantines = STORE_OPERATOR_MAX_QUARANTINES + 1;
+	assert_int_equal(store_list(fx->st, &f, 10, NULL, &v, &n, &next), -EINVAL);
+
+	/* bulk actions honour it too: b1 is out of Alpha's scope, s1 in it */
+	const char *ids[] = {b1, s1};
+	f = (struct store_filter){.ids = ids,
+				  .nids = 2,
+				  .scope_pvo = true,
+				  .pvo_quarantines = alpha,
+				  .npvo_quarantines = 1,
+				  .exclude_pvo = true};
+	int changed = -1;
+	assert_int_equal(store_delete_matching(fx->st, &f, T0 + 100, &changed), 0);
+	assert_int_equal(changed, 1);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, b1, &m), 0);
+	assert_int_equal(m->recipients[0].state, STORE_RCPT_QUARANTINED);
+	assert_int_equal(m->nmemberships, 1);
+	assert_int_equal(m->memberships[0].state, STORE_MEMBER_HELD);
+	store_message_free(m);
+	assert_int_equal(store_get(fx->st, s1, &m), 0);
+	assert_int_equal(m->recipients[0].state, STORE_RCPT_DELETED);
+	store_message_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest sqlite_tests[] = {
@@ -2751,6 +2947,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_retry_stored_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_operator_scope, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vacuum_frees_pages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
@@ -2782,6 +2979,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_retry_stored_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_operator_scope, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
