@@ -973,6 +973,23 @@ const char *store_membership_state_name(enum store_membership_state s)
 	return store_membership_state_names[s];
 }
 
+int store_filter_check(const struct store_filter *f, int *state)
+{
+	*state = -1;
+	if (f->nids > STORE_BULK_MAX_IDS || f->naddresses > STORE_USER_MAX_ADDRESSES ||
+	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL) ||
+	    f->npvo_quarantines > STORE_OPERATOR_MAX_QUARANTINES ||
+	    (f->npvo_quarantines > 0 && f->pvo_quarantines == NULL))
+		return -EINVAL;
+	if (f->state != NULL && f->state[0] != '\0') {
+		enum store_rcpt_state s;
+		if (store_rcpt_state_parse(f->state, &s) < 0)
+			return -EINVAL;
+		*state = (int)s;
+	}
+	return 0;
+}
+
 int store_rcpt_state_parse(const char *name, enum store_rcpt_state *out)
 {
 	if (name == NULL)

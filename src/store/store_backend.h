@@ -181,4 +181,11 @@ int store_body_unpack(const char *id, const char *codec, const void *data, size_
  */
 int store_slbl_clean_list(char *const *in, size_t n, char ***out, size_t *nout);
 
+/*
+ * Checks f's lists against their limits and its state name, for both backends'
+ * filter SQL: 0 with *state the recipient state to filter on (-1: none), or
+ * -EINVAL. f must not be NULL.
+ */
+int store_filter_check(const struct store_filter *f, int *state);
+
 #endif

@@ -2349,18 +2349,9 @@ static int store_pg_build_list(const char *head, const struct store_filter *f, c
 	static const struct store_filter none;
 	if (f == NULL)
 		f = &none;
-	if (f->nids > STORE_BULK_MAX_IDS || f->naddresses > STORE_USER_MAX_ADDRESSES ||
-	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL) ||
-	    f->npvo_quarantines > STORE_OPERATOR_MAX_QUARANTINES ||
-	    (f->npvo_quarantines > 0 && f->pvo_quarantines == NULL))
+	int state;
+	if (store_filter_check(f, &state) < 0)
 		return -EINVAL;
-	int state = -1;
-	if (f->state != NULL && f->state[0] != '\0') {
-		enum store_rcpt_state st;
-		if (store_rcpt_state_parse(f->state, &st) < 0)
-			return -EINVAL;
-		state = (int)st;
-	}
 	strbuf_puts(q, head);
 	if (!store_pg_by_recipient(f)) {
 		strbuf_puts(q, " FROM messages m WHERE true");

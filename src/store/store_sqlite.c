@@ -1665,18 +1665,9 @@ static int store_filter_sql(const struct store_filter *f, const char *cursor,
 	static const struct store_filter none;
 	if (f == NULL)
 		f = &none;
-	if (f->nids > STORE_BULK_MAX_IDS || f->naddresses > STORE_USER_MAX_ADDRESSES ||
-	    (f->nids > 0 && f->ids == NULL) || (f->naddresses > 0 && f->addresses == NULL) ||
-	    f->npvo_quarantines > STORE_OPERATOR_MAX_QUARANTINES ||
-	    (f->npvo_quarantines > 0 && f->pvo_quarantines == NULL))
+	int state;
+	if (store_filter_check(f, &state) < 0)
 		return -EINVAL;
-	int state = -1;
-	if (f->state != NULL && f->state[0] != '\0') {
-		enum store_rcpt_state s;
-		if (store_rcpt_state_parse(f->state, &s) < 0)
-			return -EINVAL;
-		state = (int)s;
-	}
 	bool scoped = (f->recipient != NULL && f->recipient[0] != '\0') || f->addresses != NULL;
 	bool has_sender = f->sender != NULL && f->sender[0] != '\0';
 	bool has_subject = f->subject != NULL && f->subject[0] != '\0';
