@@ -1969,6 +1969,29 @@ int store_pg_read_begin(PGconn *c)
 			   NULL);
 }
 
+void store_pg_rows_to_messages(PGresult *r, struct store_message **v, size_t n,
+			       void (*add)(struct store_message *m, PGresult *r, int k))
+{
+	int rows = PQntuples(r);
+	for (size_t i = 0; i < n; i++) {
+		for (int k = 0; k < rows; k++) {
+			if (strcmp(PQgetvalue(r, k, 0), v[i]->id) == 0)
+				add(v[i], r, k);
+		}
+	}
+}
+
+/* Row k of load_recipients' result, appended to m's recipients. */
+static void store_pg_add_recipient(struct store_message *m, PGresult *r, int k)
+{
+	m->recipients = xreallocarray(m->recipients, m->nrecipients + 1, sizeof(*m->recipients));
+	struct store_recipient *rc = &m->recipients[m->nrecipients++];
+	rc->address = store_pg_dup(r, k, 1);
+	rc->state = (enum store_rcpt_state)store_pg_i64(r, k, 2);
+	rc->reply = store_pg_dup(r, k, 3);
+	rc->updated_at = store_pg_i64(r, k, 4);
+}
+
 /* The recipients of the messages v[0..n), in their envelope order. */
 static int store_pg_load_recipients(PGconn *c, struct store_message **v, size_t n)
 {
@@ -1988,21 +2011,7 @@ static int store_pg_load_recipients(PGconn *c, struct store_message **v, size_t 
 	store_pg_params_clear(&p);
 	if (r == NULL)
 		return -EIO;
-	int rows = PQntuples(r);
-	for (size_t i = 0; i < n; i++) {
-		struct store_message *m = v[i];
-		for (int k = 0; k < rows; k++) {
-			if (strcmp(PQgetvalue(r, k, 0), m->id) != 0)
-				continue;
-			m->recipients = xreallocarray(m->recipients, m->nrecipients + 1,
-						      sizeof(*m->recipients));
-			struct store_recipient *rc = &m->recipients[m->nrecipients++];
-			rc->address = store_pg_dup(r, k, 1);
-			rc->state = (enum store_rcpt_state)store_pg_i64(r, k, 2);
-			rc->reply = store_pg_dup(r, k, 3);
-			rc->updated_at = store_pg_i64(r, k, 4);
-		}
-	}
+	store_pg_rows_to_messages(r, v, n, store_pg_add_recipient);
 	PQclear(r);
 	return 0;
 }

@@ -242,4 +242,12 @@ int store_pg_gateway_touch(struct store *st, const char *name, int64_t now, cons
 int store_pg_gateway_pending_put(struct store *st, const struct store_gateway *g,
 				 size_t max_pending, int64_t now);
 
+/*
+ * Hands each row k of r whose first column is the id of one of v[0..n) to
+ * add(that message, r, k), in r's order: children (recipients, memberships)
+ * loaded for a page of messages in one query.
+ */
+void store_pg_rows_to_messages(PGresult *r, struct store_message **v, size_t n,
+			       void (*add)(struct store_message *m, PGresult *r, int k));
+
 #endif

@@ -114,6 +114,20 @@ int store_pg_pvo_insert(PGconn *c, const struct store_new_message *m, const char
 	return 0;
 }
 
+/* Row k of pvo_members' result, appended to m's memberships. */
+static void store_pg_pvo_add_membership(struct store_message *m, PGresult *r, int k)
+{
+	m->memberships =
+	    xreallocarray(m->memberships, m->nmemberships + 1, sizeof(*m->memberships));
+	struct store_membership *x = &m->memberships[m->nmemberships++];
+	x->quarantine = store_pg_dup(r, k, 1);
+	x->type = store_pg_dup(r, k, 2);
+	x->reason = store_pg_dup(r, k, 3);
+	x->entered_at = store_pg_i64(r, k, 4);
+	x->expires_at = store_pg_i64(r, k, 5);
+	x->state = (enum store_membership_state)store_pg_i64(r, k, 6);
+}
+
 int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n)
 {
 	const char **ids = xcalloc(n + 1, sizeof(*ids));
@@ -140,23 +154,7 @@ int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n)
 	store_pg_params_clear(&p);
 	if (r == NULL)
 		return -EIO;
-	int rows = PQntuples(r);
-	for (size_t i = 0; i < n; i++) {
-		struct store_message *m = v[i];
-		for (int k = 0; k < rows; k++) {
-			if (strcmp(PQgetvalue(r, k, 0), m->id) != 0)
-				continue;
-			m->memberships = xreallocarray(m->memberships, m->nmemberships + 1,
-						       sizeof(*m->memberships));
-			struct store_membership *x = &m->memberships[m->nmemberships++];
-			x->quarantine = store_pg_dup(r, k, 1);
-			x->type = store_pg_dup(r, k, 2);
-			x->reason = store_pg_dup(r, k, 3);
-			x->entered_at = store_pg_i64(r, k, 4);
-			x->expires_at = store_pg_i64(r, k, 5);
-			x->state = (enum store_membership_state)store_pg_i64(r, k, 6);
-		}
-	}
+	store_pg_rows_to_messages(r, v, n, store_pg_pvo_add_membership);
 	PQclear(r);
 	return 0;
 }
