@@ -1367,7 +1367,7 @@ static int store_pg_insert_message(struct store_pg_conn *wc, struct store_new_me
 	if (existing[0] != '\0') {
 		if (m->stored_as != NULL)
 			snprintf(m->stored_as, 37, "%s", existing);
-		return store_pg_pvo_insert(c, m, existing);
+		return store_pg_pvo_insert(wc, m, existing);
 	}
 	if (m->stored_as != NULL)
 		snprintf(m->stored_as, 37, "%s", m->id);
@@ -1453,7 +1453,7 @@ static int store_pg_insert_message(struct store_pg_conn *wc, struct store_new_me
 	PQclear(r);
 	store_pg_params_clear(&p);
 	if (rc == 0 && m->nmemberships > 0)
-		rc = store_pg_pvo_insert(c, m, m->id);
+		rc = store_pg_pvo_insert(wc, m, m->id);
 	for (size_t i = 0; i < m->nrecipients; i++)
 		free(lcs[i]);
 	free(lcs);

@@ -117,7 +117,8 @@ int store_pg_read_begin(PGconn *c);
  * when none (serialized on the origin). 0 or -EIO. */
 int store_pg_pvo_existing(PGconn *c, const struct store_new_message *m, char *id_out);
 /* m's memberships for message id (quarantines created as needed). 0, -EINVAL, -EIO. */
-int store_pg_pvo_insert(PGconn *c, const struct store_new_message *m, const char *id);
+int store_pg_pvo_insert(struct store_pg_conn *wc, const struct store_new_message *m,
+			const char *id);
 /* Fills the memberships of the PVO messages among v[0..n). 0 or -EIO. */
 int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n);
 int store_pg_quarantine_put(struct store *s, const struct store_quarantine_settings *q, bool create,

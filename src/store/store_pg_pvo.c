@@ -63,58 +63,84 @@ int store_pg_pvo_existing(PGconn *c, const struct store_new_message *m, char *id
 	return 0;
 }
 
-int store_pg_pvo_insert(PGconn *c, const struct store_new_message *m, const char *id)
+/*
+ * One statement for all of a message's memberships (a round trip each would cost
+ * the writer more than the message itself): the quarantines a gateway named that
+ * do not exist yet are created as policy ones, and the memberships added. A
+ * quarantine created here is not visible to the membership insert (one snapshot),
+ * which is right: a new one has no delete_after of its own, so the default applies.
+ */
+static const char sql_pvo_insert[] =
+    "WITH a AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[])"
+    "   AS a(quarantine, reason, entered, expires)),"
+    " q AS (INSERT INTO quarantines (name, type, created_at)"
+    "   SELECT DISTINCT a.quarantine, 'policy', $6::bigint FROM a"
+    "   ON CONFLICT (name) DO NOTHING RETURNING name),"
+    " w AS (INSERT INTO memberships (msg_id, quarantine, reason, entered_at, expires_at,"
+    "   state, updated_at, origin_gateway, origin_id)"
+    "   SELECT $1, a.quarantine, a.reason, a.entered, CASE WHEN a.expires > 0 THEN a.expires"
+    "   ELSE a.entered + coalesce(k.delete_after, $7::bigint) END, 0, $6, $8, $9"
+    "   FROM a LEFT JOIN quarantines k ON k.name = a.quarantine"
+    "   ON CONFLICT DO NOTHING)"
+    " SELECT name FROM q";
+
+int store_pg_pvo_insert(struct store_pg_conn *wc, const struct store_new_message *m, const char *id)
 {
-	for (size_t i = 0; i < m->nmemberships; i++) {
+	size_t n = m->nmemberships;
+	if (n == 0)
+		return 0;
+	const char **names = xcalloc(n, sizeof(*names));
+	const char **reasons = xcalloc(n, sizeof(*reasons));
+	char **entered = xcalloc(n, sizeof(*entered));
+	char **expires = xcalloc(n, sizeof(*expires));
+	int rc = 0;
+	for (size_t i = 0; i < n; i++) {
 		const struct store_new_membership *w = &m->memberships[i];
 		if (w->quarantine == NULL || w->quarantine[0] == '\0' ||
 		    strcmp(w->quarantine, "spam") == 0 ||
 		    strcmp(w->quarantine, STORE_PVO_MARKER) == 0)
-			return -EINVAL;
+			rc = -EINVAL;
+		names[i] = w->quarantine;
+		reasons[i] = w->reason != NULL ? w->reason : "";
+		entered[i] = xasprintf(
+		    "%lld", (long long)(w->entered_at > 0 ? w->entered_at : m->received_at));
+		expires[i] = xasprintf("%lld", (long long)w->expires_at);
+	}
+	PGresult *r = NULL;
+	if (rc == 0) {
 		struct store_pg_params p = {0};
-		store_pg_text(&p, w->quarantine);
-		store_pg_int(&p, m->received_at);
-		uint64_t created = 0;
-		int rc = store_pg_do(c, "pvo_quarantine_add",
-				     "INSERT INTO quarantines (name, type, created_at)"
-				     " VALUES ($1, 'policy', $2) ON CONFLICT (name) DO NOTHING",
-				     &p, &created);
-		store_pg_params_clear(&p);
-		if (rc < 0)
-			return rc;
-		if (created > 0) {
-			char q[256];
-			log_info("store.quarantine_created",
-				 "quarantine=%s type=policy reason=\"named by a gateway\"",
-				 log_quote(q, sizeof(q), w->quarantine));
-		}
-		int64_t entered = w->entered_at > 0 ? w->entered_at : m->received_at;
 		store_pg_text(&p, id);
-		store_pg_text(&p, w->quarantine);
-		store_pg_text(&p, w->reason != NULL ? w->reason : "");
-		store_pg_int(&p, entered);
-		store_pg_int(&p, w->expires_at);
-		store_pg_int(&p, STORE_PVO_DELETE_AFTER_DEFAULT_MS);
+		store_pg_array(&p, names, n);
+		store_pg_array(&p, reasons, n);
+		store_pg_array(&p, (const char *const *)entered, n);
+		store_pg_array(&p, (const char *const *)expires, n);
 		store_pg_int(&p, m->received_at);
+		store_pg_int(&p, STORE_PVO_DELETE_AFTER_DEFAULT_MS);
 		store_pg_text(&p, m->origin_gateway);
 		store_pg_text(&p, m->origin_id);
-		/* expires_at 0: entered + the quarantine's delete_after, else the default */
-		rc = store_pg_do(c, "pvo_member_add",
-				 "INSERT INTO memberships (msg_id, quarantine, reason, entered_at,"
-				 " expires_at, state, updated_at, origin_gateway, origin_id)"
-				 " SELECT $1, $2, $3, $4, CASE WHEN $5::bigint > 0 THEN $5::bigint"
-				 " ELSE $4::bigint + coalesce(delete_after, $6::bigint) END,"
-				 " 0, $7, $8, $9 FROM quarantines WHERE name = $2"
-				 " ON CONFLICT DO NOTHING",
-				 &p, NULL);
+		r = store_pg_exec_prepared(wc, "pvo_insert", sql_pvo_insert, &p);
 		store_pg_params_clear(&p);
-		if (rc < 0)
-			return rc;
+		if (r == NULL)
+			rc = -EIO;
 	}
-	return 0;
+	for (int k = 0; r != NULL && k < PQntuples(r); k++) {
+		char q[256];
+		log_info("store.quarantine_created",
+			 "quarantine=%s type=policy reason=\"named by a gateway\"",
+			 log_quote(q, sizeof(q), PQgetvalue(r, k, 0)));
+	}
+	PQclear(r);
+	for (size_t i = 0; i < n; i++) {
+		free(entered[i]);
+		free(expires[i]);
+	}
+	free(entered);
+	free(expires);
+	free(names);
+	free(reasons);
+	return rc;
 }
 
-/* Row k of pvo_members' result, appended to m's memberships. */
 static void store_pg_pvo_add_membership(struct store_message *m, PGresult *r, int k)
 {
 	m->memberships =
