@@ -731,6 +731,40 @@ async function pvoAdmin() {
     });
     check('nothing sent for a bad duration', reqs.length === 0, reqs);
 
+    // Keyboard: j moves, r releases the focused row from this quarantine, Enter confirms.
+    check('keys hint names the quarantine actions', (await page.textContent('.keys-hint')).includes('r release from this quarantine'));
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await page.keyboard.press('j');
+    const focusedId = await page.$eval('tr.msg-row.focused', (r) => r.dataset.id);
+    reqs = await actionRequests(page, 1, async () => {
+      await page.keyboard.press('r');
+      await page.waitForSelector('dialog.dialog[open]');
+      check('r asks to release this message from the quarantine', (await page.textContent('dialog.dialog[open] .dialog-body')).startsWith('Release this message from the quarantine Finance?'));
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('dialog.dialog[open]', { state: 'detached' });
+    });
+    check('keyboard release: the focused message', reqs.length === 1 && reqs[0].path === `/api/v1/messages/${focusedId}/release` &&
+      JSON.stringify(reqs[0].body) === JSON.stringify({ quarantine: 'Finance' }), reqs);
+    await expectOutcome(page, reqs, 'keyboard release');
+
+    // The long Japanese name's listing, in Japanese: the toolbar keeps its shape.
+    await page.goto(BASE + '/quarantines');
+    await overviewRows(page);
+    await setLanguage(page, 'ja');
+    await page.click(`tr[data-quarantine="${P.long_name}"] [data-test=q-link]`);
+    await page.waitForURL((u) => new URL(u).searchParams.get('quarantine') === P.long_name);
+    const longSubjects = await waitRows(page, (r) => r.length === 1, 'long-name listing');
+    check('long-name listing', longSubjects[0] === P.invoice_subject, longSubjects);
+    await page.waitForSelector('[data-test=pvo-bar]:not([hidden])');
+    const longReason = await page.textContent('[data-test=row-reason]');
+    check('reason in Japanese', longReason === '理由: ' + P.memberships[P.long_name].reason, longReason);
+    const listOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check('listing: no horizontal overflow with a long Japanese name', listOverflow <= 0, listOverflow);
+    const barHeight = await page.evaluate(() => document.querySelector('[data-test=pvo-bar]').getBoundingClientRect().height);
+    check('listing: the action bar stays one line', barHeight < 40, barHeight);
+    await shot(page, 'pvo-listing-ja');
+    await setLanguage(page, 'en');
+
     // The detail: memberships, reasons, expiry, and each action's request.
     await page.goto(BASE + '/m/' + P.invoice_id);
     await page.waitForSelector('[data-test=memberships] tbody tr');
@@ -752,6 +786,8 @@ async function pvoAdmin() {
       check(`${x.name}: move only from a policy quarantine`, x.move === (want.type === 'policy'), x);
     }
     const longRow = `[data-test=memberships] tr[data-quarantine="${P.long_name}"]`;
+    const detailOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check('detail: no horizontal overflow with a long Japanese name', detailOverflow <= 0, detailOverflow);
     await shot(page, 'pvo-detail-en');
 
     const single = async (action, fill, wantBody) => {
@@ -893,6 +929,8 @@ async function pvoOperator() {
     check('operator: detail of their quarantine\'s message', (await page.textContent('[data-test=detail-subject]')) === P.finance_subject);
     check('operator: release offered', await page.locator('[data-test=pvo-release]').count() === 1);
     check('operator: no copy button', await page.locator('[data-test=pvo-copy]').count() === 0);
+    const exp = await page.textContent('[data-test=memberships] tr[data-quarantine="Finance"] [data-test=pvo-expires] div');
+    check('operator: held until in their own time zone', exp === P.finance_expires_ja, [exp, P.finance_expires_ja]);
     await shot(page, 'pvo-operator-detail-ja');
     await page.goto(BASE + '/m/' + P.hidden_id);
     await page.waitForSelector('.detail p.empty');
@@ -908,6 +946,13 @@ async function pvoOperator() {
   try {
     await login(c.page, P.enduser, P.enduser_password);
     check('end user: no Quarantines link', await c.page.locator('a.nav-link[href="/quarantines"]').count() === 0);
+    check('end user: no PVO message listed', (await rowSubjects(c.page)).length === 0);
+    for (const id of P.enduser_pvo_ids) {
+      await c.page.goto(BASE + '/m/' + id);
+      await c.page.waitForSelector('.detail p.empty');
+      check('end user: a PVO message does not exist', (await c.page.textContent('.detail p.empty')) === 'このメッセージは存在しないか、閲覧できません。');
+      check('end user: no memberships shown', await c.page.locator('[data-test=memberships]').count() === 0);
+    }
     await c.page.goto(BASE + '/quarantines');
     await c.page.waitForSelector('[data-test=not-found]');
     check('end user: the page does not exist', (await c.page.textContent('[data-test=not-found]')) === 'ページが見つかりません。');

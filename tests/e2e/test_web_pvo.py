@@ -12,6 +12,7 @@ import datetime
 
 from e2e_helpers import jis_header
 from test_pvo import pvo_send, register_gateway, rfc3339_in, stored_id
+from test_sessions import Client
 from test_web import add_user, run_browser, web_manager
 
 ADMIN = ("admin1", "correct horse battery")
@@ -41,10 +42,10 @@ def pvo_raw(subject, memberships, origin, sender_name=None, sender="billing@vend
     return ("\r\n".join(lines) + "\r\n\r\nHello.\r\n").encode("utf-8")
 
 
-def tokyo(iso, lang):
-    """An API time as the page shows it for a user in Asia/Tokyo (formatDate)."""
+def tokyo(iso, lang, zone=TOKYO):
+    """An API time as the page shows it (formatDate) for a user in zone."""
     d = datetime.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=datetime.timezone.utc).astimezone(TOKYO)
+        tzinfo=datetime.timezone.utc).astimezone(zone)
     return d.strftime("%Y/%m/%d %H:%M") if lang == "ja" else d.strftime("%d %b %Y, %H:%M")
 
 
@@ -146,12 +147,20 @@ def test_browser_pvo_operator_and_enduser(start_manager):
     st, doc = m.api("PATCH", "/api/v1/quarantines/Finance", json={"operators": [OPERATOR[0]]})
     assert st == 200, doc
     qs = api_quarantines(m)
+    # The operator's own time zone (UTC) wins over the browser's (Asia/Tokyo).
+    c = Client(m)
+    assert c.login(OPERATOR[0], OPERATOR[1])[0] == 200
+    st, doc = c.call("PUT", "/api/v1/me", {"time_zone": "UTC"})
+    assert st == 200, doc
+    fin = {q["name"]: q for q in m.get_message(ids["finance1"])["quarantines"]}["Finance"]
     res = run_browser("pvo-operator", m.http_url, {
         "username": OPERATOR[0], "password": OPERATOR[1],
         "visible": sorted(["spam", "Finance"]),
         "finance": {"messages": qs["Finance"]["messages"], "bytes": qs["Finance"]["bytes"]},
         "finance_id": ids["finance1"], "finance_subject": "支払い予定の確認",
         "hidden_id": ids["invoice"],
+        "finance_expires_ja": tokyo(fin["expires_at"], "ja", datetime.timezone.utc),
+        "enduser_pvo_ids": [ids["invoice"], ids["finance1"], ids["outbreak"]],
         "enduser": ENDUSER[0], "enduser_password": ENDUSER[1],
     })
     assert res["values"]["operator_overview"] == sorted(["spam", "Finance"])

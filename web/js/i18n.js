@@ -296,6 +296,8 @@ const STRINGS = {
     'pvo.apply_selected': 'Apply to selected',
     'pvo.apply_matching': 'Apply to all matching…',
     'pvo.choose_first': 'Select messages first.',
+    'keys.hint_pvo': 'Keys: j/k move · x select · Enter open · r release from this quarantine · d delete from it · / search',
+    'pvo.working': 'Working on {n} message(s)…',
   },
   ja: {
     product: 'Lazaret',
@@ -590,6 +592,8 @@ const STRINGS = {
     'pvo.apply_selected': '選択したものに実行',
     'pvo.apply_matching': '条件に一致するすべてに実行…',
     'pvo.choose_first': '先にメッセージを選択してください。',
+    'keys.hint_pvo': 'キー操作: j/k 移動 · x 選択 · Enter 開く · r この隔離領域から解放 · d この隔離領域から削除 · / 検索',
+    'pvo.working': '{n} 件を処理しています…',
   },
 };
 

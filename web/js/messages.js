@@ -120,6 +120,8 @@ export function renderMessages(main) {
   const formBox = h('div');
   const tbody = h('tbody');
   const selectAll = h('input', { type: 'checkbox', 'aria-label': t('list.select_all'), 'data-test': 'select-all' });
+  const expiresHead = h('th', t('col.expires'));
+  const keysHint = h('p.keys-hint', t('keys.hint'));
   const table = h('table.msg-table', { 'data-test': 'messages' },
     h('thead', h('tr',
       h('th.col-check', selectAll),
@@ -128,7 +130,7 @@ export function renderMessages(main) {
       h('th', t('col.recipients')),
       h('th.num', t('col.score')),
       h('th', t('col.received')),
-      h('th', t('col.expires')))),
+      expiresHead)),
     tbody);
   const info = h('span.muted.toolbar-info', { 'data-test': 'selection' });
   const newer = h('button.btn.btn-small', { type: 'button', 'data-test': 'newer', disabled: true }, t('list.newer'));
@@ -151,14 +153,14 @@ export function renderMessages(main) {
   const pvoAllBtn = h('button.btn.btn-small', { type: 'button', 'data-test': 'pvo-apply-matching',
     on: { click: () => pvoRun(pvoSelect.value, 'matching') } }, t('pvo.apply_matching'));
   const pvoBar = h('div.pvo-bar', { role: 'group', 'aria-labelledby': 'pvo-bar-label', hidden: true, 'data-test': 'pvo-bar' },
-    h('label.pvo-bar-label', { id: 'pvo-bar-label', for: 'pvo-action' }, t('pvo.toolbar_label', { q: filter.quarantine || '' })),
+    h('label.pvo-bar-label', { id: 'pvo-bar-label', for: 'pvo-action', title: filter.quarantine || null }, t('pvo.toolbar_label', { q: filter.quarantine || '' })),
     pvoSelect, pvoSelBtn, pvoAllBtn);
   const toolbar = h('div.toolbar',
     h('div.toolbar-left', relSel, delSel, bulkButtons, pvoBar, info),
     h('div.toolbar-right', newer, older));
 
   if (staff) main.append(h('h1.sr-only', t('nav.messages')), overviewBox);
-  main.append(formBox, toolbar, h('div.table-wrap', table), h('p.keys-hint', t('keys.hint')));
+  main.append(formBox, toolbar, h('div.table-wrap', table), keysHint);
 
   let subjectInput = null;
   if (staff) {
@@ -183,6 +185,8 @@ export function renderMessages(main) {
     pvo.on = true;
     pvo.moveTargets = list.filter((q) => q.type === 'policy' && q.name !== cur.name).map((q) => q.name);
     pvoBar.hidden = false;
+    expiresHead.textContent = t('pvo.expires');
+    keysHint.textContent = t('keys.hint_pvo');
     for (const b of [relSel, delSel, ...bulkButtons]) b.hidden = true;
   }
 
@@ -220,7 +224,16 @@ export function renderMessages(main) {
     }
     const body = await askAction(action, { target, quarantine: q, moveTargets: pvo.moveTargets });
     if (!body) return;
-    const r = await pvoBulk(ids, action, body);
+    // One at a time: the buttons wait until this run is over.
+    pvoBar.querySelectorAll('button, select').forEach((el) => { el.disabled = true; });
+    notify(t('pvo.working', { n: ids.length }));
+    let r;
+    try {
+      r = await pvoBulk(ids, action, body);
+    } finally {
+      pvoSelect.disabled = pvoAllBtn.disabled = false;
+      updateToolbar();
+    }
     const name = t('pvo.name.' + action);
     const text = t('pvo.bulk_result', { action: name, done: r.done, failed: r.failed });
     if (r.failed) notify(text + ' ' + t('pvo.first_error', { message: failureText(r.errors[0].error) }), 'error');
