@@ -92,8 +92,10 @@ export function renderQuarantines(main) {
       overflow_exempt: exempt.checked,
       operators: [...opsBox.querySelectorAll('input[type=checkbox]:checked')].map((c) => c.value),
     };
-    if (deleteAfter.value.trim()) body.delete_after = deleteAfter.value.trim();
     const q = editing;
+    // An unchanged duration is not sent: a quarantine on the default keeps it.
+    const after = deleteAfter.value.trim();
+    if (after && !(q && after === q.delete_after)) body.delete_after = after;
     try {
       if (q) {
         await api('PATCH', '/api/v1/quarantines/' + encodeURIComponent(q.name), body);
