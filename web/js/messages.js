@@ -145,7 +145,7 @@ export function renderMessages(main) {
   }
   // In a PVO quarantine (?quarantine=<policy, virus, ...>): its own actions, on the
   // selection or on everything the filter matches.
-  const pvo = { on: false, moveTargets: [] };
+  const pvo = { on: false, busy: false, moveTargets: [] };
   const pvoSelect = h('select.input.input-auto', { id: 'pvo-action', 'data-test': 'pvo-action' },
     allowedActions().map((a) => h('option', { value: a }, t('pvo.name.' + a))));
   const pvoSelBtn = h('button.btn.btn-small', { type: 'button', 'data-test': 'pvo-apply-selected', disabled: true,
@@ -203,6 +203,7 @@ export function renderMessages(main) {
   }
 
   async function pvoRun(action, scope) {
+    if (pvo.busy) return;
     const q = filter.quarantine;
     let ids;
     let target;
@@ -228,9 +229,11 @@ export function renderMessages(main) {
     pvoBar.querySelectorAll('button, select').forEach((el) => { el.disabled = true; });
     notify(t('pvo.working', { n: ids.length }));
     let r;
+    pvo.busy = true;
     try {
       r = await pvoBulk(ids, action, body);
     } finally {
+      pvo.busy = false;
       pvoSelect.disabled = pvoAllBtn.disabled = false;
       updateToolbar();
     }
