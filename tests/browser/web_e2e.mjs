@@ -556,7 +556,420 @@ async function gateways() {
   }
 }
 
-const SCENARIOS = { 'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks, attachments: attachmentsAndHiddenBodies, gateways };
+// ---- PVO quarantines (tests/e2e/test_web_pvo.py) ----
+
+const ACTION_PATH = /^\/api\/v1\/messages\/([^/]+)\/(release|delete|delay|move|copy)$/;
+
+// The text of an API error reply: {"error": {"message"}} or {"error": "..."}.
+function apiErrorText(reply) {
+  if (!reply || !reply.error) return null;
+  return typeof reply.error === 'string' ? reply.error : reply.error.message;
+}
+
+// Runs fn and collects the n action requests (POST /api/v1/messages/{id}/{action})
+// it makes: method, path, JSON body, status and JSON reply of each.
+async function actionRequests(page, n, fn) {
+  const seen = [];
+  const pending = [];
+  const onResponse = (r) => {
+    const req = r.request();
+    const path = new URL(r.url()).pathname;
+    if (!ACTION_PATH.test(path)) return;
+    pending.push((async () => {
+      let reply = null;
+      try { reply = await r.json(); } catch { /* not JSON */ }
+      seen.push({ method: req.method(), path, body: JSON.parse(req.postData() || 'null'), status: r.status(), reply });
+    })());
+  };
+  page.on('response', onResponse);
+  try {
+    await fn();
+    const deadline = Date.now() + TIMEOUT;
+    while (seen.length < n && Date.now() < deadline) await page.waitForTimeout(50);
+    await Promise.all(pending);
+    await page.waitForTimeout(200); // one more than expected would show here
+  } finally {
+    page.off('response', onResponse);
+  }
+  return seen;
+}
+
+async function statusText(page, pred, what) {
+  const deadline = Date.now() + TIMEOUT;
+  let text = null;
+  while (Date.now() < deadline) {
+    text = await page.evaluate(() => {
+      const bar = document.getElementById('status');
+      return bar && !bar.hidden ? bar.textContent : null;
+    });
+    if (text !== null && pred(text)) break;
+    await page.waitForTimeout(50);
+  }
+  check(what, text !== null && pred(text), text);
+  return text;
+}
+
+// Waits for the status bar to say exactly what the API answered to reqs.
+async function expectOutcome(page, reqs, what) {
+  const failed = reqs.filter((r) => r.status >= 400);
+  if (!failed.length) return statusText(page, () => true, what);
+  const msg = apiErrorText(failed[0].reply);
+  check(what + ': the API gave an error text', Boolean(msg), failed[0]);
+  const text = await statusText(page, (s) => s.includes(msg), what + ': the API error text shown');
+  return text;
+}
+
+async function overviewRows(page) {
+  await page.waitForSelector('[data-test=quarantines] tbody tr[data-quarantine]');
+  return page.$$eval('[data-test=quarantines] tbody tr[data-quarantine]', (rows) => rows.map((r) => ({
+    name: r.dataset.quarantine,
+    type: r.dataset.type,
+    messages: r.querySelector('[data-test=q-messages]').dataset.value,
+    bytes: r.querySelector('[data-test=q-bytes]').dataset.value,
+    bytesText: r.querySelector('[data-test=q-bytes]').textContent,
+    oldest: r.querySelector('[data-test=q-oldest]').textContent,
+    oldestIso: (r.querySelector('[data-test=q-oldest] time') || {}).dateTime || null,
+    edit: Boolean(r.querySelector('[data-test=q-edit]')),
+    del: Boolean(r.querySelector('[data-test=q-delete]')),
+  })));
+}
+
+async function confirmDialog(page) {
+  await page.waitForSelector('dialog.dialog[open]');
+  await page.click('dialog.dialog[open] [data-test=dialog-confirm]');
+  await page.waitForSelector('dialog.dialog[open]', { state: 'detached' });
+}
+
+async function pvoAdmin() {
+  const b = await launch('en-US');
+  const page = b.page;
+  const Q = P.quarantines;
+  try {
+    await login(page, P.username, P.password);
+    check('admin has the Quarantines link', await page.locator('a.nav-link[href="/quarantines"]').count() === 1);
+    await page.click('a.nav-link[href="/quarantines"]');
+    let rows = await overviewRows(page);
+    check('every quarantine of the API listed', JSON.stringify(rows.map((r) => r.name).sort()) === JSON.stringify(Object.keys(Q).sort()), rows);
+    for (const r of rows) {
+      const q = Q[r.name];
+      check(`${r.name}: count as the API`, Number(r.messages) === q.messages, [r, q]);
+      check(`${r.name}: bytes as the API`, Number(r.bytes) === q.bytes, [r, q]);
+      check(`${r.name}: size in human units`, /^\d+(\.\d)? (B|KB|MB|GB)$/.test(r.bytesText), r.bytesText);
+      check(`${r.name}: type`, r.type === q.type, [r, q]);
+      if (q.oldest) check(`${r.name}: oldest relative and absolute`, r.oldestIso === q.oldest && /ago|now|minute/.test(r.oldest), r);
+      else check(`${r.name}: no oldest`, r.oldest === '—', r);
+      check(`${r.name}: delete only for policy`, r.del === (q.type === 'policy'), r);
+      check(`${r.name}: edit for every PVO one`, r.edit === (q.type !== 'spam'), r);
+    }
+    // A long Japanese name wraps inside its cell: the table does not overflow the page.
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check('no horizontal overflow with a long Japanese name', overflow <= 0, overflow);
+    await shot(page, 'pvo-quarantines-en');
+    await setLanguage(page, 'ja');
+    await overviewRows(page);
+    check('page title in Japanese', (await page.textContent('h1.page-title')) === '隔離領域');
+    const jaOldest = await page.textContent(`tr[data-quarantine="Finance"] [data-test=q-oldest]`);
+    check('relative time in Japanese', /前|今|分/.test(jaOldest), jaOldest);
+    await shot(page, 'pvo-quarantines-ja');
+    await setLanguage(page, 'en');
+
+    // The listing of one quarantine through its link.
+    await page.click('tr[data-quarantine="Finance"] [data-test=q-link]');
+    await page.waitForURL((u) => new URL(u).searchParams.get('quarantine') === 'Finance');
+    const subjects = await waitRows(page, (r) => r.length === P.finance_subjects.length, 'Finance listing');
+    check('the quarantine\'s messages listed', JSON.stringify(subjects.slice().sort()) === JSON.stringify(P.finance_subjects.slice().sort()), subjects);
+    const reasons = await page.$$eval('[data-test=row-reason]', (els) => els.map((e) => e.textContent));
+    check('each row shows its reason', reasons.length === 2 && reasons.every((x) => x === 'Reason: Finance rule'), reasons);
+    await page.waitForSelector('[data-test=pvo-bar]:not([hidden])');
+    check('spam actions hidden in a PVO quarantine', await page.locator('[data-test=release-selected]').isHidden());
+    const actions = await page.$$eval('[data-test=pvo-action] option', (els) => els.map((e) => e.value));
+    check('admin has every action, copy too', JSON.stringify(actions) === JSON.stringify(['release', 'delete', 'delay', 'move', 'copy']), actions);
+    await shot(page, 'pvo-listing-en');
+
+    // Bulk over the selection: one request per message, "n done, m failed".
+    await page.check('[data-test=select-all]');
+    await page.selectOption('[data-test=pvo-action]', 'delete');
+    let reqs = await actionRequests(page, 2, async () => {
+      await page.click('[data-test=pvo-apply-selected]');
+      await page.waitForSelector('dialog.dialog[open]');
+      const text = await page.textContent('dialog.dialog[open]');
+      check('bulk confirmation names the count and quarantine', text.includes('the 2 selected messages') && text.includes('Finance'), text);
+      await confirmDialog(page);
+    });
+    check('bulk delete: one request per selected message', reqs.length === 2 &&
+      JSON.stringify(reqs.map((r) => r.path).sort()) === JSON.stringify(P.finance_ids.map((id) => `/api/v1/messages/${id}/delete`)) &&
+      reqs.every((r) => r.method === 'POST' && JSON.stringify(r.body) === JSON.stringify({ quarantine: 'Finance' })), reqs);
+    let done = reqs.filter((r) => r.status < 400).length;
+    let st = await statusText(page, (s) => s.startsWith(`Delete: ${done} done, ${2 - done} failed.`), 'bulk result counted');
+    if (done < 2) check('bulk result shows the first API error', st.includes(apiErrorText(reqs.find((r) => r.status >= 400).reply)), st);
+    result.values.bulk_delete = reqs.map((r) => ({ path: r.path, status: r.status, reply: r.reply }));
+
+    // Bulk over everything the filter matches: delay by a typed duration.
+    await page.selectOption('[data-test=pvo-action]', 'delay');
+    reqs = await actionRequests(page, 2, async () => {
+      await page.click('[data-test=pvo-apply-matching]');
+      await page.waitForSelector('dialog.dialog[open] [data-test=delay-other]');
+      check('matching confirmation counts the matches', (await page.textContent('dialog.dialog[open]')).includes('all 2 messages matching the filter'));
+      await page.fill('[data-test=delay-other]', '36h');
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('dialog.dialog[open]', { state: 'detached' });
+    });
+    check('delay matching: the typed duration for each', reqs.length === 2 &&
+      reqs.every((r) => JSON.stringify(r.body) === JSON.stringify({ quarantine: 'Finance', by: '36h' })), reqs);
+    done = reqs.filter((r) => r.status < 400).length;
+    await statusText(page, (s) => s.startsWith(`Delay exit: ${done} done, ${2 - done} failed.`), 'delay result counted');
+    result.values.bulk_delay = reqs.map((r) => ({ path: r.path, status: r.status, reply: r.reply }));
+    // A bad typed duration stays in the dialog (nothing sent).
+    reqs = await actionRequests(page, 0, async () => {
+      await page.click('[data-test=pvo-apply-matching]');
+      await page.waitForSelector('dialog.dialog[open] [data-test=delay-other]');
+      await page.fill('[data-test=delay-other]', 'soon');
+      await page.click('dialog.dialog[open] [data-test=dialog-confirm]');
+      await page.waitForTimeout(200);
+      check('a bad duration keeps the dialog open', await page.locator('dialog.dialog[open]').count() === 1);
+      await page.click('dialog.dialog[open] [data-test=dialog-cancel]');
+    });
+    check('nothing sent for a bad duration', reqs.length === 0, reqs);
+
+    // Keyboard: j moves, r releases the focused row from this quarantine, Enter confirms.
+    check('keys hint names the quarantine actions', (await page.textContent('.keys-hint')).includes('r release from this quarantine'));
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
+    await page.keyboard.press('j');
+    const focusedId = await page.$eval('tr.msg-row.focused', (r) => r.dataset.id);
+    reqs = await actionRequests(page, 1, async () => {
+      await page.keyboard.press('r');
+      await page.waitForSelector('dialog.dialog[open]');
+      check('r asks to release this message from the quarantine', (await page.textContent('dialog.dialog[open] .dialog-body')).startsWith('Release this message from the quarantine Finance?'));
+      await page.keyboard.press('Enter');
+      await page.waitForSelector('dialog.dialog[open]', { state: 'detached' });
+    });
+    check('keyboard release: the focused message', reqs.length === 1 && reqs[0].path === `/api/v1/messages/${focusedId}/release` &&
+      JSON.stringify(reqs[0].body) === JSON.stringify({ quarantine: 'Finance' }), reqs);
+    await expectOutcome(page, reqs, 'keyboard release');
+
+    // The long Japanese name's listing, in Japanese: the toolbar keeps its shape.
+    await page.goto(BASE + '/quarantines');
+    await overviewRows(page);
+    await setLanguage(page, 'ja');
+    await page.click(`tr[data-quarantine="${P.long_name}"] [data-test=q-link]`);
+    await page.waitForURL((u) => new URL(u).searchParams.get('quarantine') === P.long_name);
+    const longSubjects = await waitRows(page, (r) => r.length === 1, 'long-name listing');
+    check('long-name listing', longSubjects[0] === P.invoice_subject, longSubjects);
+    await page.waitForSelector('[data-test=pvo-bar]:not([hidden])');
+    const longReason = await page.textContent('[data-test=row-reason]');
+    check('reason in Japanese', longReason === '理由: ' + P.memberships[P.long_name].reason, longReason);
+    const listOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check('listing: no horizontal overflow with a long Japanese name', listOverflow <= 0, listOverflow);
+    const barHeight = await page.evaluate(() => document.querySelector('[data-test=pvo-bar]').getBoundingClientRect().height);
+    check('listing: the action bar stays one line', barHeight < 40, barHeight);
+    await shot(page, 'pvo-listing-ja');
+    await setLanguage(page, 'en');
+
+    // The detail: memberships, reasons, expiry, and each action's request.
+    await page.goto(BASE + '/m/' + P.invoice_id);
+    await page.waitForSelector('[data-test=memberships] tbody tr');
+    check('decoded Japanese subject', (await page.textContent('[data-test=detail-subject]')) === P.invoice_subject);
+    check('decoded Japanese From', (await page.textContent('dl.meta')).includes(P.invoice_from));
+    check('no spam release button on a PVO message', await page.locator('[data-test=release]').count() === 0);
+    const mems = await page.$$eval('[data-test=memberships] tbody tr', (rs) => rs.map((r) => ({
+      name: r.dataset.quarantine, state: r.dataset.state,
+      reason: r.querySelector('[data-test=pvo-reason]').textContent,
+      expires: r.querySelector('[data-test=pvo-expires] div').textContent,
+      move: Boolean(r.querySelector('[data-test=pvo-move]')),
+    })));
+    check('every membership shown', JSON.stringify(mems.map((x) => x.name).sort()) === JSON.stringify(Object.keys(P.memberships).sort()), mems);
+    for (const x of mems) {
+      const want = P.memberships[x.name];
+      check(`${x.name}: reason`, x.reason === want.reason, x);
+      check(`${x.name}: held until, in the user's zone`, x.expires === want.expires.en, [x, want]);
+      check(`${x.name}: state held`, x.state === 'held', x);
+      check(`${x.name}: move only from a policy quarantine`, x.move === (want.type === 'policy'), x);
+    }
+    const longRow = `[data-test=memberships] tr[data-quarantine="${P.long_name}"]`;
+    const detailOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check('detail: no horizontal overflow with a long Japanese name', detailOverflow <= 0, detailOverflow);
+    await shot(page, 'pvo-detail-en');
+
+    const single = async (action, fill, wantBody) => {
+      const sel = action === 'copy' ? '[data-test=pvo-copy]' : `${longRow} [data-test=pvo-${action}]`;
+      const r = await actionRequests(page, 1, async () => {
+        await page.click(sel);
+        await page.waitForSelector('dialog.dialog[open]');
+        if (fill) await fill();
+        await confirmDialog(page);
+      });
+      check(`${action}: one request with the contract's body`, r.length === 1 && r[0].method === 'POST' &&
+        r[0].path === `/api/v1/messages/${P.invoice_id}/${action}` && JSON.stringify(r[0].body) === JSON.stringify(wantBody), r);
+      await expectOutcome(page, r, action);
+      if (r[0].status >= 400) {
+        const alert = await page.textContent('[data-test=pvo-error]');
+        check(`${action}: the error stays on the page`, alert.includes(apiErrorText(r[0].reply)), alert);
+      }
+      result.values['single_' + action] = { status: r[0].status, reply: r[0].reply };
+      await page.waitForSelector('[data-test=memberships] tbody tr');
+    };
+    await single('release', null, { quarantine: P.long_name });
+    await single('delete', null, { quarantine: P.long_name });
+    await single('delay', async () => { await page.check('dialog.dialog[open] [data-test=delay-3d]'); }, { quarantine: P.long_name, by: '3d' });
+    await single('move', async () => {
+      const opts = await page.$$eval('dialog.dialog[open] [data-test=move-to] option', (els) => els.map((e) => e.value));
+      check('move offers the other policy quarantines', opts.includes('Finance') && !opts.includes(P.long_name) && !opts.includes('virus'), opts);
+      await page.selectOption('dialog.dialog[open] [data-test=move-to]', 'Finance');
+    }, { from: P.long_name, to: 'Finance' });
+    await single('copy', async () => {
+      await page.fill('dialog.dialog[open] [data-test=copy-to]', 'audit@corp.test\nlegal@corp.test');
+    }, { to: ['audit@corp.test', 'legal@corp.test'] });
+    // A cancelled action sends nothing.
+    const none = await actionRequests(page, 0, async () => {
+      await page.click(`${longRow} [data-test=pvo-delete]`);
+      await page.waitForSelector('dialog.dialog[open]');
+      await page.keyboard.press('Escape');
+      await page.waitForSelector('dialog.dialog[open]', { state: 'detached' });
+    });
+    check('cancel sends nothing', none.length === 0, none);
+
+    await setLanguage(page, 'ja');
+    await page.waitForSelector('[data-test=memberships] tbody tr');
+    const jaExp = await page.textContent(`${longRow} [data-test=pvo-expires] div`);
+    check('held until in Japanese format', jaExp === P.memberships[P.long_name].expires.ja, jaExp);
+    check('section title in Japanese', (await page.textContent('#pvo-title')) === 'このメッセージの隔離領域');
+    await shot(page, 'pvo-detail-ja');
+    await page.click(`${longRow} [data-test=pvo-delay]`);
+    await page.waitForSelector('dialog.dialog[open]');
+    check('delay dialog in Japanese', (await page.textContent('dialog.dialog[open] .dialog-title')) === '保留期間の延長');
+    await shot(page, 'pvo-delay-dialog-ja');
+    await page.click('dialog.dialog[open] [data-test=dialog-cancel]');
+
+    // Settings: create (a bad duration first: the API's 422), edit a system one, delete.
+    await page.goto(BASE + '/quarantines');
+    await overviewRows(page);
+    await setLanguage(page, 'en');
+    await overviewRows(page);
+    await page.fill('[data-test=q-name]', 'Contracts');
+    await page.fill('[data-test=q-delete-after]', 'a fortnight');
+    await page.click('[data-test=q-submit]');
+    await page.waitForSelector('[data-test=q-form-error]:not([hidden])');
+    result.values.create_422 = await page.textContent('[data-test=q-form-error]');
+    check('create: the API\'s 422 text shown', result.values.create_422.startsWith('The quarantine was not created: "delete_after" must be'), result.values.create_422);
+    await page.fill('[data-test=q-delete-after]', '30d');
+    await page.selectOption('[data-test=q-default-action]', 'release');
+    await page.check('[data-test=q-exempt]');
+    await page.check(`[data-test=q-operators] input[data-operator="${P.operator}"]`);
+    await page.click('[data-test=q-submit]');
+    await page.waitForSelector('tr[data-quarantine="Contracts"]');
+    await statusText(page, (s) => s === 'The quarantine Contracts was created.', 'created');
+    const cRow = await page.textContent('tr[data-quarantine="Contracts"]');
+    check('new quarantine with its settings', cRow.includes('30d') && cRow.includes('Release') && cRow.includes(P.operator) && cRow.includes('Exempt'), cRow);
+    // a taken name: the API's 409
+    await page.fill('[data-test=q-name]', 'Finance');
+    await page.click('[data-test=q-submit]');
+    await page.waitForFunction(() => /exists/.test(document.querySelector('[data-test=q-form-error]').textContent));
+    check('create: a taken name refused with the API\'s 409 text', (await page.textContent('[data-test=q-form-error]')).includes('a quarantine with this name exists'));
+
+    // Edit a system quarantine: no delete button, settings saved.
+    check('virus has no delete button', await page.locator('tr[data-quarantine="virus"] [data-test=q-delete]').count() === 0);
+    await page.click('tr[data-quarantine="virus"] [data-test=q-edit]');
+    check('edit form names the quarantine', (await page.textContent('[data-test=q-form-title]')) === 'Settings of virus');
+    check('the name is not editable', await page.locator('[data-test=q-name]').getAttribute('readonly') !== null);
+    await page.fill('[data-test=q-delete-after]', '21d');
+    await page.click('[data-test=q-submit]');
+    await statusText(page, (s) => s === 'The settings of virus were saved.', 'saved');
+    await page.waitForFunction(() => (document.querySelector('tr[data-quarantine="virus"]') || {}).textContent.includes('21d'));
+
+    // Delete: a quarantine that holds messages is refused (409), an empty one goes.
+    await page.click('tr[data-quarantine="Finance"] [data-test=q-delete]');
+    await confirmDialog(page);
+    result.values.delete_409 = await statusText(page, (s) => s.includes('the quarantine still holds messages'), 'delete refused with the API\'s 409 text');
+    check('refused delete keeps the row', await page.locator('tr[data-quarantine="Finance"]').count() === 1);
+    await shot(page, 'pvo-settings-409-en');
+    await page.fill('[data-test=q-name]', 'Legal 法務');
+    await page.click('[data-test=q-submit]');
+    await page.waitForSelector('tr[data-quarantine="Legal 法務"]');
+    await page.click('tr[data-quarantine="Legal 法務"] [data-test=q-delete]');
+    await page.waitForSelector('dialog.dialog[open]');
+    await page.click('dialog.dialog[open] [data-test=dialog-cancel]');
+    check('cancelled delete keeps it', await page.locator('tr[data-quarantine="Legal 法務"]').count() === 1);
+    await page.click('tr[data-quarantine="Legal 法務"] [data-test=q-delete]');
+    await confirmDialog(page);
+    await page.waitForSelector('tr[data-quarantine="Legal 法務"]', { state: 'detached' });
+    await setLanguage(page, 'ja');
+    await overviewRows(page);
+    await page.click('tr[data-quarantine="Contracts"] [data-test=q-edit]');
+    check('edit title in Japanese', (await page.textContent('[data-test=q-form-title]')) === '「Contracts」の設定');
+    await shot(page, 'pvo-settings-ja');
+  } catch (e) {
+    await shot(page, 'failure-' + scenario).catch(() => {});
+    throw e;
+  } finally {
+    await b.close();
+  }
+}
+
+// An operator assigned to one quarantine; an end user with none.
+async function pvoOperator() {
+  const b = await launch('ja-JP');
+  const page = b.page;
+  try {
+    await login(page, P.username, P.password);
+    check('operator has the Quarantines link', await page.locator('a.nav-link[href="/quarantines"]').count() === 1);
+    await page.click('a.nav-link[href="/quarantines"]');
+    const rows = await overviewRows(page);
+    result.values.operator_overview = rows.map((r) => r.name).sort();
+    check('operator sees only their quarantines', JSON.stringify(result.values.operator_overview) === JSON.stringify(P.visible), rows);
+    const fin = rows.find((r) => r.name === 'Finance');
+    check('operator\'s counts as the API', Number(fin.messages) === P.finance.messages && Number(fin.bytes) === P.finance.bytes, fin);
+    check('operator has no settings', await page.locator('[data-test=q-form]').count() === 0 && !rows.some((r) => r.edit || r.del));
+    await shot(page, 'pvo-operator-quarantines-ja');
+    await page.click('tr[data-quarantine="Finance"] [data-test=q-link]');
+    await waitRows(page, (r) => r.length === 2, 'Finance listing');
+    const actions = await page.$$eval('[data-test=pvo-action] option', (els) => els.map((e) => e.value));
+    check('operator: no copy in the list actions', JSON.stringify(actions) === JSON.stringify(['release', 'delete', 'delay', 'move']), actions);
+    await page.goto(BASE + '/m/' + P.finance_id);
+    await page.waitForSelector('[data-test=memberships] tbody tr');
+    check('operator: detail of their quarantine\'s message', (await page.textContent('[data-test=detail-subject]')) === P.finance_subject);
+    check('operator: release offered', await page.locator('[data-test=pvo-release]').count() === 1);
+    check('operator: no copy button', await page.locator('[data-test=pvo-copy]').count() === 0);
+    const exp = await page.textContent('[data-test=memberships] tr[data-quarantine="Finance"] [data-test=pvo-expires] div');
+    check('operator: held until in their own time zone', exp === P.finance_expires_ja, [exp, P.finance_expires_ja]);
+    await shot(page, 'pvo-operator-detail-ja');
+    await page.goto(BASE + '/m/' + P.hidden_id);
+    await page.waitForSelector('.detail p.empty');
+    check('operator: another quarantine\'s message does not exist', (await page.textContent('.detail p.empty')) === 'このメッセージは存在しないか、閲覧できません。');
+    await setLanguage(page, 'en');
+    await page.goto(BASE + '/quarantines');
+    await overviewRows(page);
+    await shot(page, 'pvo-operator-quarantines-en');
+  } finally {
+    await b.close();
+  }
+  const c = await launch('ja-JP');
+  try {
+    await login(c.page, P.enduser, P.enduser_password);
+    check('end user: no Quarantines link', await c.page.locator('a.nav-link[href="/quarantines"]').count() === 0);
+    check('end user: no PVO message listed', (await rowSubjects(c.page)).length === 0);
+    for (const id of P.enduser_pvo_ids) {
+      await c.page.goto(BASE + '/m/' + id);
+      await c.page.waitForSelector('.detail p.empty');
+      check('end user: a PVO message does not exist', (await c.page.textContent('.detail p.empty')) === 'このメッセージは存在しないか、閲覧できません。');
+      check('end user: no memberships shown', await c.page.locator('[data-test=memberships]').count() === 0);
+    }
+    await c.page.goto(BASE + '/quarantines');
+    await c.page.waitForSelector('[data-test=not-found]');
+    check('end user: the page does not exist', (await c.page.textContent('[data-test=not-found]')) === 'ページが見つかりません。');
+    check('end user: nothing of the quarantines shown', await c.page.locator('[data-test=quarantines]').count() === 0);
+    await shot(c.page, 'pvo-enduser-not-found-ja');
+    await setLanguage(c.page, 'en');
+    check('end user: not found in English', (await c.page.textContent('[data-test=not-found]')) === 'Page not found.');
+    await shot(c.page, 'pvo-enduser-not-found-en');
+  } finally {
+    await c.close();
+  }
+}
+
+const SCENARIOS = {
+  'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks,
+  attachments: attachmentsAndHiddenBodies, gateways, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator,
+};
 
 try {
   if (!BASE || !SCENARIOS[scenario]) throw new Error('usage: LAZARET_URL=... node web_e2e.mjs ' + Object.keys(SCENARIOS).join('|'));

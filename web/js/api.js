@@ -42,9 +42,11 @@ export async function api(method, path, body, { quiet401 = false } = {}) {
     try { doc = JSON.parse(text); } catch { doc = null; }
   }
   if (!res.ok) {
-    const err = doc && doc.error ? doc.error : {};
+    // {"error": {"code", "message"}}, or {"error": "message"} from some routes.
+    let err = doc && doc.error ? doc.error : {};
+    if (typeof err === 'string') err = { message: err };
     if (res.status === 401 && !quiet401 && onUnauthorized) onUnauthorized();
-    throw new ApiError(res.status, err.code, err.message);
+    throw new ApiError(res.status, err.code, err.message || (res.status + ' ' + res.statusText).trim());
   }
   return doc;
 }

@@ -5,13 +5,14 @@
 import { api, setCsrf, setUnauthorizedHandler } from './api.js';
 import { h, clear } from './dom.js';
 import { t, chooseLanguage, rememberLanguage, language, LANGUAGES } from './i18n.js';
-import { session, isAdmin, navigate, setRouter, loadSession } from './session.js';
+import { session, isAdmin, isStaff, navigate, setRouter, loadSession } from './session.js';
 import { renderLogin } from './login.js';
 import { renderMessages } from './messages.js';
 import { renderMessage } from './message.js';
 import { renderUsers, renderAudit } from './admin.js';
 import { renderGateways } from './gateways.js';
 import { renderSettings } from './settings.js';
+import { renderQuarantines } from './quarantines.js';
 
 const root = document.getElementById('app');
 let pageCleanup = null;
@@ -50,6 +51,7 @@ function header(active) {
   const nav = [];
   if (u) {
     nav.push(link('/messages', t('nav.messages'), active === 'messages'));
+    if (isStaff()) nav.push(link('/quarantines', t('nav.quarantines'), active === 'quarantines'));
     if (isAdmin()) {
       nav.push(link('/users', t('nav.users'), active === 'users'));
       nav.push(link('/gateways', t('nav.gateways'), active === 'gateways'));
@@ -105,12 +107,14 @@ function route() {
   const m = path.match(/^\/m\/([0-9a-fA-F-]{1,64})$/);
   if (m) return page('messages', (main) => renderMessage(main, m[1]));
   if (path === '/settings') return page('settings', (main) => renderSettings(main));
+  // End users have no quarantines page: for them it does not exist.
+  if (path === '/quarantines' && isStaff()) return page('quarantines', (main) => renderQuarantines(main));
   if (path === '/users' || path === '/audit' || path === '/gateways') {
     if (!isAdmin()) return page('', (main) => main.append(h('p.empty', t('page.forbidden'))));
     const render = { '/users': renderUsers, '/audit': renderAudit, '/gateways': renderGateways }[path];
     return page(path.slice(1), (main) => render(main));
   }
-  return page('', (main) => main.append(h('p.empty', t('page.not_found'))));
+  return page('', (main) => main.append(h('p.empty', { 'data-test': 'not-found' }, t('page.not_found'))));
 }
 
 setRouter(route);

@@ -56,8 +56,15 @@ export function modal({ title, body, confirm, cancel, danger }) {
       h('h2.dialog-title', title),
       h('div.dialog-body', body),
       h('div.dialog-actions',
-        h('button.btn', { type: 'submit', value: 'cancel', 'data-test': 'dialog-cancel' }, cancel),
+        h('button.btn', { type: 'submit', value: 'cancel', formnovalidate: true, 'data-test': 'dialog-cancel' }, cancel),
         ok));
+    // Enter in a field confirms (the form's first button, its default, is cancel).
+    form.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && ev.target.tagName === 'INPUT' && ev.target.type !== 'checkbox' && ev.target.type !== 'radio') {
+        ev.preventDefault();
+        form.requestSubmit(ok);
+      }
+    });
     const dlg = h('dialog.dialog', form);
     dlg.addEventListener('close', () => {
       dlg.remove();
@@ -65,7 +72,9 @@ export function modal({ title, body, confirm, cancel, danger }) {
     });
     document.body.append(dlg);
     dlg.showModal();
-    ok.focus();
+    // The body's field marked data-autofocus when it has one, else the confirm button.
+    const field = dlg.querySelector('.dialog-body [data-autofocus]');
+    (field || ok).focus();
   });
 }
 

@@ -4,9 +4,10 @@
 
 import { api, ApiError } from './api.js';
 import { h, clear, modal, formatBytes } from './dom.js';
-import { t, formatDate, formatNumber } from './i18n.js';
+import { t, formatDate, formatNumber, formatRelative } from './i18n.js';
 import { session, isStaff, isAdmin, navigate, notify, notifyError } from './session.js';
-import { stateBadge, verdictBadge } from './badges.js';
+import { stateBadge, verdictBadge, membershipBadge } from './badges.js';
+import { askAction, pvoAction, failureText, typeLabel, allowedActions } from './pvo.js';
 
 function ownAddresses(m) {
   const u = session.user;
@@ -111,13 +112,74 @@ export function renderMessage(main, id) {
     }
   }
 
+  // An action in one of a PVO message's quarantines (quarantine: null for a copy).
+  async function pvoAct(m, action, quarantine) {
+    const name = t('pvo.name.' + action);
+    let moveTargets = [];
+    if (action === 'move') {
+      try {
+        const doc = await api('GET', '/api/v1/quarantines');
+        moveTargets = ((doc && doc.quarantines) || []).filter((q) => q.type === 'policy' && q.name !== quarantine).map((q) => q.name);
+      } catch (e) {
+        notify(t('pvo.failed', { action: name, message: failureText(e) }), 'error');
+        return;
+      }
+    }
+    const body = await askAction(action, { target: t('pvo.this'), quarantine, moveTargets });
+    if (!body) return;
+    const alert = box.querySelector('[data-test=pvo-error]');
+    try {
+      await pvoAction(m.id, action, body);
+      notify(t('pvo.done_one', { action: name }));
+      load();
+    } catch (e) {
+      const text = t('pvo.failed', { action: name, message: failureText(e) });
+      if (alert) { alert.textContent = text; alert.hidden = false; }
+      notify(text, 'error');
+    }
+  }
+
+  // The quarantines a PVO message is (or was) in: why, since and until when, its
+  // state in each, and the actions where it is still held.
+  function memberships(m) {
+    const allowed = allowedActions();
+    const buttons = (q) => {
+      if (q.state !== 'held') return null;
+      const b = (action, label, cls = '') => allowed.includes(action) ? h('button.btn.btn-small' + cls, {
+        type: 'button', 'data-test': 'pvo-' + action, 'aria-label': t('pvo.aria_' + action, { q: q.name }),
+        on: { click: () => pvoAct(m, action, q.name) },
+      }, label) : null;
+      return [b('release', t('pvo.name.release'), '.btn-primary'), b('delete', t('pvo.name.delete'), '.btn-danger-outline'),
+        b('delay', t('pvo.delay')), q.type === 'policy' ? b('move', t('pvo.move')) : null];
+    };
+    return h('section.pvo', { 'aria-labelledby': 'pvo-title' },
+      h('h2.section-title', { id: 'pvo-title' }, t('pvo.section')),
+      h('p.muted.pvo-note', t('pvo.note')),
+      h('p.form-error', { role: 'alert', 'data-test': 'pvo-error', hidden: true }),
+      h('div.table-wrap', h('table.plain-table.pvo-table', { 'data-test': 'memberships' },
+        h('thead', h('tr', h('th', t('pvo.quarantine')), h('th', t('pvo.type')), h('th', t('pvo.reason')),
+          h('th', t('pvo.entered')), h('th', t('pvo.expires')), h('th', t('pvo.state')), h('th', h('span.sr-only', t('pvo.actions'))))),
+        h('tbody', m.quarantines.map((q) => h('tr', { 'data-quarantine': q.name, 'data-state': q.state },
+          h('td.q-name', h('a', { href: '/messages?quarantine=' + encodeURIComponent(q.name), on: { click: (ev) => { ev.preventDefault(); navigate('/messages?quarantine=' + encodeURIComponent(q.name)); } } }, q.name)),
+          h('td', typeLabel(q.type)),
+          h('td.pvo-reason', { 'data-test': 'pvo-reason' }, q.reason || h('span.muted', t('pvo.no_reason'))),
+          h('td.col-date', { 'data-test': 'pvo-entered' }, formatDate(q.entered_at, { seconds: true })),
+          h('td.col-date', { 'data-test': 'pvo-expires' }, q.expires_at ? [h('div', formatDate(q.expires_at)), h('div.cell-sub', formatRelative(q.expires_at))] : '—'),
+          h('td', membershipBadge(q.state)),
+          h('td', h('div.pvo-actions', buttons(q)))))))));
+  }
+
   function show(m) {
     clear(box);
+    const pvo = Array.isArray(m.quarantines) && m.quarantines.length > 0;
     const quarantined = (m.recipients || []).some((r) => r.state === 'quarantined');
     document.title = (m.subject || t('list.no_subject')) + ' — ' + t('product');
+    // A PVO message leaves its quarantines one by one (below); the spam
+    // quarantine's release and delete do not apply to it.
     const actions = h('div.detail-actions',
-      h('button.btn.btn-primary', { type: 'button', 'data-test': 'release', disabled: !quarantined, on: { click: () => act(m, true) } }, t('action.release')),
-      h('button.btn.btn-danger-outline', { type: 'button', 'data-test': 'delete', disabled: !quarantined, on: { click: () => act(m, false) } }, t('action.delete')),
+      pvo ? null : h('button.btn.btn-primary', { type: 'button', 'data-test': 'release', disabled: !quarantined, on: { click: () => act(m, true) } }, t('action.release')),
+      pvo ? null : h('button.btn.btn-danger-outline', { type: 'button', 'data-test': 'delete', disabled: !quarantined, on: { click: () => act(m, false) } }, t('action.delete')),
+      pvo && allowedActions().includes('copy') ? h('button.btn', { type: 'button', 'data-test': 'pvo-copy', on: { click: () => pvoAct(m, 'copy', null) } }, t('pvo.copy')) : null,
       isAdmin() ? h('a.btn', { href: '/api/v1/messages/' + encodeURIComponent(m.id) + '/raw', download: m.id + '.eml', 'data-test': 'download' }, t('action.download')) : null);
 
     const rcpts = h('ul.rcpt-list', (m.recipients || []).map((r) => h('li',
@@ -175,7 +237,7 @@ export function renderMessage(main, id) {
       h('div.detail-head',
         h('h1.detail-subject', { 'data-test': 'detail-subject' }, m.subject || t('list.no_subject')),
         actions),
-      meta, bar, panels);
+      meta, pvo ? memberships(m) : null, bar, panels);
   }
 
   async function load() {

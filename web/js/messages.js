@@ -8,6 +8,7 @@ import { t, formatDate, formatNumber, isoToLocalInput, localInputToIso } from '.
 import { session, isStaff, navigate, notify, notifyError } from './session.js';
 import { STATES, VERDICTS, stateBadge, verdictBadge } from './badges.js';
 import { releaseWithSafelist } from './message.js';
+import { askAction, pvoBulk, failureText, allowedActions, isPvoType, typeLabel } from './pvo.js';
 
 const FILTERS = ['quarantine', 'recipient', 'sender', 'subject', 'since', 'until', 'verdict', 'gateway', 'state'];
 const PAGE_SIZE = 50;
@@ -51,7 +52,7 @@ function overview(container) {
       'data-test': 'quarantine-card',
       on: { click: () => navigate('/messages' + query({ quarantine: q.name })) },
     },
-    h('div.card-title', q.name, h('span.card-type', q.type || '')),
+    h('div.card-title', h('span.card-name', q.name), h('span.card-type', typeLabel(q.type))),
     h('div.card-stats',
       h('div.stat', h('span.stat-value', formatNumber(q.messages)), h('span.stat-label', t('overview.messages'))),
       h('div.stat', h('span.stat-value', formatBytes(q.bytes)), h('span.stat-label', t('overview.size'))),
@@ -119,6 +120,8 @@ export function renderMessages(main) {
   const formBox = h('div');
   const tbody = h('tbody');
   const selectAll = h('input', { type: 'checkbox', 'aria-label': t('list.select_all'), 'data-test': 'select-all' });
+  const expiresHead = h('th', t('col.expires'));
+  const keysHint = h('p.keys-hint', t('keys.hint'));
   const table = h('table.msg-table', { 'data-test': 'messages' },
     h('thead', h('tr',
       h('th.col-check', selectAll),
@@ -127,7 +130,7 @@ export function renderMessages(main) {
       h('th', t('col.recipients')),
       h('th.num', t('col.score')),
       h('th', t('col.received')),
-      h('th', t('col.expires')))),
+      expiresHead)),
     tbody);
   const info = h('span.muted.toolbar-info', { 'data-test': 'selection' });
   const newer = h('button.btn.btn-small', { type: 'button', 'data-test': 'newer', disabled: true }, t('list.newer'));
@@ -140,17 +143,33 @@ export function renderMessages(main) {
       h('button.btn.btn-small', { type: 'button', 'data-test': 'release-matching', on: { click: () => byFilter(true) } }, t('action.release_matching')),
       h('button.btn.btn-small.btn-danger-outline', { type: 'button', 'data-test': 'delete-matching', on: { click: () => byFilter(false) } }, t('action.delete_matching')));
   }
+  // In a PVO quarantine (?quarantine=<policy, virus, ...>): its own actions, on the
+  // selection or on everything the filter matches.
+  const pvo = { on: false, busy: false, moveTargets: [] };
+  const pvoSelect = h('select.input.input-auto', { id: 'pvo-action', 'data-test': 'pvo-action' },
+    allowedActions().map((a) => h('option', { value: a }, t('pvo.name.' + a))));
+  const pvoSelBtn = h('button.btn.btn-small', { type: 'button', 'data-test': 'pvo-apply-selected', disabled: true,
+    on: { click: () => pvoRun(pvoSelect.value, 'selected') } }, t('pvo.apply_selected'));
+  const pvoAllBtn = h('button.btn.btn-small', { type: 'button', 'data-test': 'pvo-apply-matching',
+    on: { click: () => pvoRun(pvoSelect.value, 'matching') } }, t('pvo.apply_matching'));
+  const pvoBar = h('div.pvo-bar', { role: 'group', 'aria-labelledby': 'pvo-bar-label', hidden: true, 'data-test': 'pvo-bar' },
+    h('label.pvo-bar-label', { id: 'pvo-bar-label', for: 'pvo-action', title: filter.quarantine || null }, t('pvo.toolbar_label', { q: filter.quarantine || '' })),
+    pvoSelect, pvoSelBtn, pvoAllBtn);
   const toolbar = h('div.toolbar',
-    h('div.toolbar-left', relSel, delSel, bulkButtons, info),
+    h('div.toolbar-left', relSel, delSel, bulkButtons, pvoBar, info),
     h('div.toolbar-right', newer, older));
 
   if (staff) main.append(h('h1.sr-only', t('nav.messages')), overviewBox);
-  main.append(formBox, toolbar, h('div.table-wrap', table), h('p.keys-hint', t('keys.hint')));
+  main.append(formBox, toolbar, h('div.table-wrap', table), keysHint);
 
   let subjectInput = null;
   if (staff) {
     overview(overviewBox);
-    api('GET', '/api/v1/quarantines').then((doc) => build((doc && doc.quarantines || []).map((q) => q.name))).catch(() => build([]));
+    api('GET', '/api/v1/quarantines').then((doc) => {
+      const list = (doc && doc.quarantines) || [];
+      pvoMode(list);
+      build(list.map((q) => q.name));
+    }).catch(() => build([]));
   } else {
     build([]);
   }
@@ -160,9 +179,76 @@ export function renderMessages(main) {
     clear(formBox).append(form);
   }
 
+  function pvoMode(list) {
+    const cur = list.find((q) => q.name === filter.quarantine);
+    if (!cur || !isPvoType(cur.type)) return;
+    pvo.on = true;
+    pvo.moveTargets = list.filter((q) => q.type === 'policy' && q.name !== cur.name).map((q) => q.name);
+    pvoBar.hidden = false;
+    expiresHead.textContent = t('pvo.expires');
+    keysHint.textContent = t('keys.hint_pvo');
+    for (const b of [relSel, delSel, ...bulkButtons]) b.hidden = true;
+  }
+
+  // The ids of every message the filter matches, page by page.
+  async function matchingIds() {
+    const ids = [];
+    let cursor = null;
+    do {
+      const doc = await api('GET', '/api/v1/messages' + query({ ...currentFilter(), limit: 1000, cursor }));
+      for (const m of (doc && doc.messages) || []) ids.push(m.id);
+      cursor = doc && doc.next_cursor;
+    } while (cursor);
+    return ids;
+  }
+
+  async function pvoRun(action, scope) {
+    if (pvo.busy) return;
+    const q = filter.quarantine;
+    let ids;
+    let target;
+    if (scope === 'matching') {
+      try {
+        ids = await matchingIds();
+      } catch (e) {
+        notify(failureText(e), 'error');
+        return;
+      }
+      target = t('pvo.matching', { n: ids.length });
+    } else {
+      ids = targets().map((m) => m.id);
+      target = ids.length === 1 ? t('pvo.this') : t('pvo.selected', { n: ids.length });
+    }
+    if (!ids.length) {
+      notify(t(scope === 'matching' ? 'list.empty' : 'pvo.choose_first'), 'error');
+      return;
+    }
+    const body = await askAction(action, { target, quarantine: q, moveTargets: pvo.moveTargets });
+    if (!body) return;
+    // One at a time: the buttons wait until this run is over.
+    pvoBar.querySelectorAll('button, select').forEach((el) => { el.disabled = true; });
+    notify(t('pvo.working', { n: ids.length }));
+    let r;
+    pvo.busy = true;
+    try {
+      r = await pvoBulk(ids, action, body);
+    } finally {
+      pvo.busy = false;
+      pvoSelect.disabled = pvoAllBtn.disabled = false;
+      updateToolbar();
+    }
+    const name = t('pvo.name.' + action);
+    const text = t('pvo.bulk_result', { action: name, done: r.done, failed: r.failed });
+    if (r.failed) notify(text + ' ' + t('pvo.first_error', { message: failureText(r.errors[0].error) }), 'error');
+    else notify(text);
+    state.page = 0;
+    state.cursors = [null];
+    load();
+  }
+
   function updateToolbar() {
     const n = state.selected.size;
-    relSel.disabled = delSel.disabled = n === 0;
+    relSel.disabled = delSel.disabled = pvoSelBtn.disabled = n === 0;
     info.textContent = n ? t('list.selected', { n }) : (state.messages.length ? t('list.count', { n: state.messages.length }) : '');
     newer.disabled = state.page === 0;
     older.disabled = !state.next;
@@ -175,6 +261,12 @@ export function renderMessages(main) {
     check.addEventListener('click', (ev) => { ev.stopPropagation(); toggle(i, check.checked); });
     const rcpts = visibleRecipients(m);
     const fromText = m.from || m.sender || '';
+    // A PVO message: why it is in the quarantine listed, and until when.
+    const qs = Array.isArray(m.quarantines) ? m.quarantines : [];
+    const mem = filter.quarantine ? qs.find((q) => q.name === filter.quarantine) : null;
+    const expires = mem ? mem.expires_at : m.expires_at;
+    const why = mem ? (mem.reason ? t('list.reason', { reason: mem.reason }) : null)
+      : qs.length ? t('list.in_quarantines', { names: qs.map((q) => q.name).join(', ') }) : null;
     const row = h('tr.msg-row', {
       tabindex: '-1',
       'data-id': m.id,
@@ -192,12 +284,12 @@ export function renderMessages(main) {
       title: m.subject || '',
       tabindex: '-1',
       on: { click: (ev) => { ev.preventDefault(); ev.stopPropagation(); open(i); } },
-    }, m.subject || t('list.no_subject')), h('div.cell-sub', verdictBadge(m.verdict))),
+    }, m.subject || t('list.no_subject')), h('div.cell-sub', { title: why || null }, verdictBadge(m.verdict), why ? h('span.reason', { 'data-test': 'row-reason' }, why) : null)),
     h('td.col-rcpt', rcpts.slice(0, 3).map((r) => h('div.rcpt', h('span.rcpt-addr', { title: r.address }, r.address), ' ', stateBadge(r.state))),
       rcpts.length > 3 ? h('div.muted', '+' + (rcpts.length - 3)) : null),
     h('td.num.col-score', m.score === null || m.score === undefined ? '—' : formatNumber(m.score, 1)),
     h('td.col-date', formatDate(m.received_at)),
-    h('td.col-date', m.expires_at ? formatDate(m.expires_at) : '—'));
+    h('td.col-date', expires ? formatDate(expires) : '—'));
     return row;
   }
 
@@ -324,7 +416,9 @@ export function renderMessages(main) {
   relSel.addEventListener('click', () => act(true));
   delSel.addEventListener('click', () => act(false));
   selectAll.addEventListener('change', () => {
-    state.messages.forEach((m, i) => toggle(i, selectAll.checked));
+    // Read once: each toggle updates the box (unchecked until all are selected).
+    const on = selectAll.checked;
+    state.messages.forEach((m, i) => toggle(i, on));
   });
   newer.addEventListener('click', () => { if (state.page > 0) { state.page--; load(); } });
   older.addEventListener('click', () => {
@@ -348,8 +442,8 @@ export function renderMessages(main) {
       case 'k': case 'ArrowUp': setFocus(state.focus - 1); break;
       case 'x': case ' ': toggle(state.focus); break;
       case 'Enter': if (ev.target.tagName === 'BUTTON' || ev.target.tagName === 'A' && !ev.target.closest('tr')) return; open(state.focus); break;
-      case 'r': act(true); break;
-      case 'd': act(false); break;
+      case 'r': if (pvo.on) pvoRun('release', 'selected'); else act(true); break;
+      case 'd': if (pvo.on) pvoRun('delete', 'selected'); else act(false); break;
       case '/': if (subjectInput) { subjectInput.focus(); subjectInput.select(); } break;
       default: return;
     }
