@@ -4,17 +4,23 @@
  *
  * Order (docs/GATEWAY.md "Pipeline", docs/ARCHITECTURE.md): HAT and RAT ran in the SMTP
  * session already; then
- *   0 released mail (from [manager] addresses): straight to the next hop
+ *   0 released mail (from [manager] addresses): straight to the next hop,
+ *     unless its latest X-Lazaret-Released says rescan=yes (then judged whole)
  *   1 safelist/blocklist per recipient: SAFE skips spam handling, BLOCK
  *     goes to the spam quarantine or is deleted
  *   2 anti-spam (one scan for the recipients still in question) → positive /
  *     suspect / clean and the action configured for the verdict
  *   3 anti-virus for the recipients still headed for delivery
- *   4 content filters for those recipients
+ *   4 outbreak rules, then content filters, for those recipients
  *   5 recipients grouped by outcome; one copy per group: local quarantines first
- *     (store commit), then the manager's spam quarantine, then the next hop and
- *     alternate hosts
- * Any engine error or any copy not accepted makes the reply 451 (the client
+ *     (store commit), then the manager's PVO and spam quarantines, then the next
+ *     hop and alternate hosts
+ * PVO quarantines (Policy, Virus, Outbreak, Unclassified) are local, or with
+ * [centralized_pvo] all the manager's (pl_hold decides): a recipient held
+ * centrally stays open to steps 3 and 4, whose quarantines join its transfer
+ * (one message, one X-Lazaret-Quarantine header per quarantine).
+ * An engine error makes the reply 451 unless [...] on_failure = hold (then the
+ * Unclassified quarantine). Any copy not accepted makes the reply 451 (the client
  * keeps the message and retries; nothing is lost, a retry may duplicate copies
  * that had been accepted). Every recipient bounced makes it 554; some bounced
  * among others are dropped and logged.
