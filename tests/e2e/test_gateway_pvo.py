@@ -163,6 +163,33 @@ def test_scan_failure_with_hold_goes_to_unclassified(start_gateway, aio_sink, ma
     assert_nothing_local(gw)
 
 
+def test_antispam_failure_with_hold_goes_to_unclassified(start_gateway, aio_sink, manager):
+    dead = "127.0.0.1:%d" % _closed_port()
+    gw = start_central_gw(start_gateway, aio_sink, manager,
+                          antispam={"engine": "spamd", "spamd": dead, "on_failure": "hold",
+                                    "timeout": "2s"})
+    code, text = gw.send(SENDER, RCPT, make_message(subject="hello"))
+    assert code == 250, text
+    (msg,) = manager.list_all()
+    q = memberships(manager, msg)
+    assert list(q) == ["unclassified"]
+    assert q["unclassified"]["reason"].startswith("spamd could not scan: "), q
+    assert aio_sink.count() == 0
+    assert_nothing_local(gw)
+
+
+def test_scan_failure_with_hold_without_centralization_is_kept_locally(start_gateway,
+                                                                       aio_sink):
+    dead = "127.0.0.1:%d" % _closed_port()
+    gw = start_gateway(aio_sink.host, antivirus={"engine": "clamd", "clamd": dead,
+                                                 "on_failure": "hold", "timeout": "2s"})
+    code, text = gw.send(SENDER, RCPT, make_message(subject="hello"))
+    assert code == 250, text
+    (msg,) = gw.messages()
+    assert msg["quarantine"] == "Unclassified"
+    assert aio_sink.count() == 0
+
+
 def test_scan_failure_default_is_still_451(start_gateway, aio_sink, manager):
     dead = "127.0.0.1:%d" % _closed_port()
     gw = start_central_gw(start_gateway, aio_sink, manager,
