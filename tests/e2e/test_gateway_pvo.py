@@ -73,6 +73,7 @@ def start_central_gw(start_gateway, aio_sink, m, clamd_daemon=None, **sections):
 def test_filter_quarantine_lands_in_the_managers_policy_quarantine(start_gateway, aio_sink,
                                                                    manager):
     gw = start_central_gw(start_gateway, aio_sink, manager)
+    gw.wait_log("gw.central_pvo host=127.0.0.1:%d reachable=yes" % manager.pvo_port)
     code, text = gw.send(SENDER, [RCPT, "carol@example.com"],
                          make_message(subject="Invoice 42"))
     assert code == 250, text
@@ -205,7 +206,7 @@ def test_scan_failure_default_is_still_451(start_gateway, aio_sink, manager):
 def test_manager_down_gives_451_and_nothing_is_kept(start_gateway, aio_sink, start_manager):
     m = start_manager(start=False)
     gw = start_central_gw(start_gateway, aio_sink, m)  # started with the manager down
-    gw.wait_log("gw.start")
+    gw.wait_log("gw.central_pvo_unreachable host=127.0.0.1:%d" % m.pvo_port)
     msg = make_message(subject="Invoice 7")
     code, text = gw.send(SENDER, RCPT, msg)
     assert (code, text) == (451, "4.3.0 Error: could not relay the message, try again later")
@@ -337,6 +338,7 @@ def test_bad_outbreak_rules_at_reload_keep_the_old_ones(start_gateway, aio_sink,
                   "{ quarantine(\"Outbreak\"); }\n")
     gw.proc.send_signal(signal.SIGHUP)
     gw.wait_log("gw.reloaded")
+    assert "outbreak=9 central_pvo=127.0.0.1:%d" % manager.pvo_port in gw.log_text()
     code, text = gw.send(SENDER, RCPT, make_message(subject="Tracking 1"))
     assert code == 250, text
     wait_for(lambda: len(manager.list_all()) == 2, t(10), "the second outbreak message")
