@@ -28,6 +28,8 @@ const char *disposition_route_name(enum disposition_route r)
 		return "drop";
 	case DISPOSITION_BOUNCE:
 		return "bounce";
+	case DISPOSITION_CENTRAL_PVO:
+		return "central_pvo";
 	}
 	return "unknown";
 }
@@ -41,6 +43,9 @@ bool disposition_equal(const struct disposition *a, const struct disposition *b)
 	case DISPOSITION_BOUNCE:
 		/* Nothing is sent: edits and verdicts make no difference. */
 		return true;
+	case DISPOSITION_CENTRAL_PVO:
+		/* One transfer per set of quarantines: the headers differ otherwise. */
+		return a->pvo == b->pvo && str_same(a->verdict, b->verdict);
 	case DISPOSITION_ALT_HOST:
 	case DISPOSITION_QUARANTINE:
 		if (a->target == NULL || b->target == NULL)

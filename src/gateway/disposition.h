@@ -17,6 +17,7 @@ enum disposition_route {
 	DISPOSITION_QUARANTINE,	   /* target: a local quarantine ("spam", "Virus", ...) */
 	DISPOSITION_DROP,	   /* accepted and discarded */
 	DISPOSITION_BOUNCE,	   /* refused with a 5xx */
+	DISPOSITION_CENTRAL_PVO,   /* the manager's PVO listener; pvo: which quarantines */
 };
 
 /* Edits of the copy sent to a group. */
@@ -29,6 +30,7 @@ struct disposition {
 	unsigned edits;	     /* DISPOSITION_EDIT_* */
 	const char *verdict; /* "spam" | "suspect" | NULL: recorded with quarantined spam */
 	const char *reason;  /* for logs ("spam", "safelist", "filter:NAME"); not compared */
+	unsigned pvo;	     /* DISPOSITION_CENTRAL_PVO: a bit per quarantine of the message */
 };
 
 struct disposition_group {
@@ -37,7 +39,7 @@ struct disposition_group {
 	size_t n;
 };
 
-/* "next_hop", "alt_host", "external_spam", "quarantine", "drop", "bounce". */
+/* "next_hop", "alt_host", "external_spam", "quarantine", "drop", "bounce", "central_pvo". */
 const char *disposition_route_name(enum disposition_route r);
 /* True when a and b send the same copy to the same place (reason is ignored). */
 bool disposition_equal(const struct disposition *a, const struct disposition *b);

@@ -1564,6 +1564,109 @@ int filter_load(const char *path, struct filter_set **out, char **err)
 	return rc;
 }
 
+int filter_set_check_quarantines(const struct filter_set *fs, bool (*ok)(const char *name),
+				 const char **bad_name, const char **filter_name, int *line)
+{
+	for (size_t i = 0; i < fs->nfilters; i++) {
+		const struct filter *f = &fs->filters[i];
+		const struct action_list *lists[] = {&f->then_actions, &f->else_actions};
+		for (size_t l = 0; l < 2; l++) {
+			for (size_t k = 0; k < lists[l]->n; k++) {
+				const struct action *a = &lists[l]->v[k];
+				if (a->kind == FILTER_ACTION_QUARANTINE && !ok(a->arg)) {
+					*bad_name = a->arg;
+					*filter_name = f->name;
+					*line = f->line;
+					return -EINVAL;
+				}
+			}
+		}
+	}
+	return 0;
+}
+
+/* The longest version text of an outbreak rules file: it is logged and shown. */
+#define FILTER_VERSION_MAX 64
+
+/*
+ * Finds the version line of an outbreak rules file in buf (the first line that is
+ * neither blank nor a comment): "version TEXT". Blanks it out in place, so that
+ * the filter parser sees the rules at their own lines and columns. 0 with
+ * *version (caller frees), or -EINVAL with *err "FILE:LINE:COLUMN: message".
+ */
+static int filter_take_version(const char *path, char *buf, size_t n, char **version, char **err)
+{
+	size_t off = 0;
+	unsigned line = 1;
+	while (off < n) {
+		size_t end = off;
+		while (end < n && buf[end] != '\n')
+			end++;
+		size_t i = off;
+		while (i < end && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r'))
+			i++;
+		if (i == end || buf[i] == '#') {
+			off = end + 1;
+			line++;
+			continue;
+		}
+		size_t col = i - off + 1;
+		if (end - i < 8 || strncmp(buf + i, "version", 7) != 0 ||
+		    (buf[i + 7] != ' ' && buf[i + 7] != '\t')) {
+			*err = xasprintf("%s:%u:%zu: expected 'version TEXT' before the first rule",
+					 path, line, col);
+			return -EINVAL;
+		}
+		size_t v = i + 7;
+		while (v < end && (buf[v] == ' ' || buf[v] == '\t'))
+			v++;
+		size_t ve = v;
+		while (ve < end && buf[ve] > ' ' && buf[ve] < 0x7f && buf[ve] != '#')
+			ve++;
+		size_t rest = ve;
+		while (rest < end && (buf[rest] == ' ' || buf[rest] == '\t' || buf[rest] == '\r'))
+			rest++;
+		if (ve == v || ve - v > FILTER_VERSION_MAX || (rest < end && buf[rest] != '#')) {
+			*err = xasprintf("%s:%u:%zu: the version is 1 to %d printable ASCII "
+					 "characters without blanks",
+					 path, line, v - off + 1, FILTER_VERSION_MAX);
+			return -EINVAL;
+		}
+		*version = xstrndup(buf + v, ve - v);
+		memset(buf + off, ' ', end - off);
+		return 0;
+	}
+	*err = xasprintf("%s:%u:1: expected 'version TEXT' before the first rule", path, line);
+	return -EINVAL;
+}
+
+int filter_load_outbreak(const char *path, struct filter_set **out, char **version, char **err)
+{
+	char *buf = NULL;
+	size_t n = 0;
+	*out = NULL;
+	*version = NULL;
+	*err = NULL;
+	int rc = read_file(path, FILTER_FILE_MAX, &buf, &n);
+	if (rc == -EFBIG) {
+		*err = xasprintf("%s:1:1: file larger than %d bytes", path, FILTER_FILE_MAX);
+		return -EINVAL;
+	}
+	if (rc < 0) {
+		*err = xasprintf("%s: cannot read: %s", path, strerror(-rc));
+		return rc;
+	}
+	rc = filter_take_version(path, buf, n, version, err);
+	if (rc == 0)
+		rc = filter_parse(path, buf, n, out, err);
+	if (rc < 0) {
+		free(*version);
+		*version = NULL;
+	}
+	free(buf);
+	return rc;
+}
+
 /* ---- evaluation ---------------------------------------------------------------- */
 
 /* The value of a condition: Kleene's three-valued logic. */

@@ -33,7 +33,20 @@ int filter_load(const char *path, struct filter_set **out, char **err);
 /* The same for text in memory; name is used in error messages. */
 int filter_parse(const char *name, const char *text, size_t len, struct filter_set **out,
 		 char **err);
+/*
+ * Parses an outbreak rules file: the filter language, after a first line (blank
+ * lines and comments aside) "version TEXT" naming the rules' release. 0 with *out
+ * and *version (caller frees both), or -EINVAL with *err "FILE:LINE:COLUMN:
+ * message" (the version line's errors too), or -errno with *err when unreadable.
+ */
+int filter_load_outbreak(const char *path, struct filter_set **out, char **version, char **err);
 void filter_set_free(struct filter_set *fs);
+/*
+ * Checks every quarantine("Name") of fs with ok(). 0, or -EINVAL with *bad_name,
+ * *filter_name (borrowed from fs) and *line (of the filter) of the first refused.
+ */
+int filter_set_check_quarantines(const struct filter_set *fs, bool (*ok)(const char *name),
+				 const char **bad_name, const char **filter_name, int *line);
 /* The number of filters. */
 size_t filter_set_count(const struct filter_set *fs);
 

@@ -184,6 +184,12 @@ static const struct confparse_key gw_config_keys[] = {
      .offset = OFF(antispam_timeout_ms),
      .default_text = "30s",
      .min = SEC},
+    {.section = "antispam",
+     .name = "on_failure",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(antispam_on_failure),
+     .default_text = "tempfail",
+     .choices = "tempfail|hold"},
 
     {.section = "antivirus",
      .name = "engine",
@@ -208,6 +214,12 @@ static const struct confparse_key gw_config_keys[] = {
      .offset = OFF(antivirus_timeout_ms),
      .default_text = "60s",
      .min = SEC},
+    {.section = "antivirus",
+     .name = "on_failure",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(antivirus_on_failure),
+     .default_text = "tempfail",
+     .choices = "tempfail|hold"},
 
     {.section = "filters", .name = "file", .type = CONFPARSE_PATH, .offset = OFF(filters_file)},
     {.section = "filters",
@@ -216,6 +228,30 @@ static const struct confparse_key gw_config_keys[] = {
      .offset = OFF(filters_undecided),
      .default_text = "unclassified",
      .choices = "unclassified|tempfail"},
+
+    {.section = "outbreak", .name = "rules", .type = CONFPARSE_PATH, .offset = OFF(outbreak_rules)},
+
+    {.section = "centralized_pvo",
+     .name = "enabled",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(central_pvo_enabled),
+     .default_text = "no"},
+    {.section = "centralized_pvo",
+     .name = "host",
+     .type = CONFPARSE_HOSTNAME,
+     .offset = OFF(central_pvo_host),
+     .default_text = "127.0.0.1"},
+    {.section = "centralized_pvo",
+     .name = "port",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(central_pvo_port),
+     .default_text = "7025",
+     .min = 1,
+     .max = 65535},
+    {.section = "centralized_pvo",
+     .name = "notify",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(central_pvo_notify)},
 
     {.section = "spam_quarantine",
      .name = "enabled",
@@ -422,6 +458,11 @@ static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 	}
 	confparse_check_readable(cp, "antispam", "rules", cfg->antispam_rules);
 	confparse_check_readable(cp, "filters", "file", cfg->filters_file);
+	confparse_check_readable(cp, "outbreak", "rules", cfg->outbreak_rules);
+	if (cfg->central_pvo_notify != NULL &&
+	    (strchr(cfg->central_pvo_notify, '@') == NULL ||
+	     strpbrk(cfg->central_pvo_notify, " \t<>,;") != NULL))
+		confparse_error(cp, "centralized_pvo", "notify", "must be one mail address");
 
 	confparse_check_tls_pair(cp, "listener", cfg->tls_cert, cfg->tls_key);
 	confparse_check_readable(cp, "listener", "tls_cert", cfg->tls_cert);
@@ -524,4 +565,13 @@ char *gw_config_external_hostport(const struct gw_config *cfg)
 	if (strchr(cfg->external_host, ':') != NULL)
 		return xasprintf("[%s]:%u", cfg->external_host, cfg->external_port);
 	return xasprintf("%s:%u", cfg->external_host, cfg->external_port);
+}
+
+char *gw_config_central_pvo_hostport(const struct gw_config *cfg)
+{
+	if (!cfg->central_pvo_enabled || cfg->central_pvo_host == NULL)
+		return NULL;
+	if (strchr(cfg->central_pvo_host, ':') != NULL)
+		return xasprintf("[%s]:%u", cfg->central_pvo_host, cfg->central_pvo_port);
+	return xasprintf("%s:%u", cfg->central_pvo_host, cfg->central_pvo_port);
 }

@@ -78,12 +78,18 @@ struct gw_config {
 	char *tag;
 	char *alternate_host; /* "deliver" of spam goes here when set (a migration aid) */
 	int64_t antispam_timeout_ms;
+	char *antispam_on_failure; /* the engine could not be asked: tempfail | hold */
 
 	/* [antivirus] */
 	char *antivirus_engine; /* none | clamd */
 	char *clamd;
 	char *antivirus_action; /* quarantine | drop */
 	int64_t antivirus_timeout_ms;
+	/*
+	 * clamd could not be asked: "tempfail" (451 to the client, the default) or
+	 * "hold" (the Unclassified quarantine). Never delivered unscanned.
+	 */
+	char *antivirus_on_failure;
 
 	/* [filters] */
 	char *filters_file; /* NULL: no content filters */
@@ -93,6 +99,15 @@ struct gw_config {
 	 * delivered as clean.
 	 */
 	char *filters_undecided;
+
+	/* [outbreak] */
+	char *outbreak_rules; /* rules file (filter language + a version line), or NULL */
+
+	/* [centralized_pvo]: every Policy/Virus/Outbreak/Unclassified quarantine on the manager */
+	bool central_pvo_enabled;
+	char *central_pvo_host;
+	unsigned central_pvo_port;
+	char *central_pvo_notify; /* kept for the migration (not done by this version) */
 
 	/* [spam_quarantine] (local) */
 	bool local_spam_enabled;
@@ -143,5 +158,7 @@ void gw_config_free(struct gw_config *cfg);
 
 /* "host:port" of the external spam quarantine (caller frees); NULL when disabled. */
 char *gw_config_external_hostport(const struct gw_config *cfg);
+/* "host:port" of the manager's PVO listener (caller frees); NULL when not centralized. */
+char *gw_config_central_pvo_hostport(const struct gw_config *cfg);
 
 #endif

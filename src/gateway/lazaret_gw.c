@@ -45,6 +45,7 @@
 #include "common/workpool.h"
 #include "common/strutil.h"
 #include "common/xalloc.h"
+#include "gateway/engine_net.h"
 #include "gateway/gw_config.h"
 #include "gateway/gw_hello.h"
 #include "gateway/hat.h"
@@ -73,6 +74,8 @@
 #define GW_SLBL_CACHE_FILE "slbl.cache"
 /* A hello waits this long for the manager; the next one comes at hello_interval. */
 #define GW_HELLO_TIMEOUT_MS 10000
+/* The start-up check of the manager's PVO listener: a connect, no longer than this. */
+#define GW_CENTRAL_PROBE_TIMEOUT_MS 5000
 
 struct gw {
 	const char *conf_path;
@@ -430,6 +433,40 @@ static void gw_hello_now(struct gw *gw)
 	workpool_submit(gw->maint, gw_hello_run, mj);
 }
 
+/*
+ * Whether the manager's PVO listener takes connections, said in the log at start
+ * and on SIGHUP. Only a hint for the operator: the gateway runs either way, and
+ * each message to be quarantined while the manager cannot take it is answered 451.
+ */
+static void gw_central_probe_run(void *arg)
+{
+	struct gw_maint_job *mj = arg;
+	const char *hp = mj->rules->central_hostport;
+	int fd = -1;
+	int rc = engine_net_connect(hp, engine_net_deadline(GW_CENTRAL_PROBE_TIMEOUT_MS), &fd);
+	if (rc < 0) {
+		log_warn("gw.central_pvo_unreachable",
+			 "host=%s error=\"%s\" reason=\"messages to be quarantined are answered "
+			 "451 until the manager takes them\"",
+			 hp, strerror(-rc));
+	} else {
+		close(fd);
+		log_info("gw.central_pvo", "host=%s reachable=yes", hp);
+	}
+	pipeline_rules_unref(mj->rules);
+	free(mj);
+}
+
+static void gw_central_probe_now(struct gw *gw)
+{
+	if (gw->rules->central_hostport == NULL)
+		return;
+	struct gw_maint_job *mj = xcalloc(1, sizeof(*mj));
+	mj->gw = gw;
+	mj->rules = pipeline_rules_ref(gw->rules);
+	workpool_submit(gw->maint, gw_central_probe_run, mj);
+}
+
 static void gw_hello_tick(evutil_socket_t fd, short what, void *arg)
 {
 	gw_hello_now(arg);
@@ -614,11 +651,14 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	struct pipeline_rules *old = gw->rules;
 	gw->rules = next;
 	pipeline_rules_unref(old);
-	log_info("gw.reloaded", "next_hop=%s filters=%s", c->next_hop,
-		 c->filters_file != NULL ? c->filters_file : "none");
+	log_info("gw.reloaded", "next_hop=%s filters=%s outbreak=%s central_pvo=%s", c->next_hop,
+		 c->filters_file != NULL ? c->filters_file : "none",
+		 next->outbreak_version != NULL ? next->outbreak_version : "none",
+		 next->central_hostport != NULL ? next->central_hostport : "no");
 	gw_sync_now(gw);
 	/* the name, group or cluster may have changed: tell the manager now */
 	gw_hello_now(gw);
+	gw_central_probe_now(gw);
 }
 
 static int gw_start(struct gw *gw)
@@ -710,6 +750,7 @@ static int gw_start(struct gw *gw)
 	gw->hello_timer = event_new(gw->base, -1, EV_PERSIST, gw_hello_tick, gw);
 	gw_arm(gw->hello_timer, cfg->hello_interval_ms);
 	gw_hello_now(gw);
+	gw_central_probe_now(gw);
 
 	gw->sig_term = evsignal_new(gw->base, SIGTERM, gw_terminate, gw);
 	gw->sig_int = evsignal_new(gw->base, SIGINT, gw_terminate, gw);
@@ -720,10 +761,13 @@ static int gw_start(struct gw *gw)
 	char q[256];
 	log_info("gw.start",
 		 "version=%s name=%s data_dir=%s smtp=%s next_hop=%s antispam=%s antivirus=%s "
-		 "filters=%s spam_quarantine=%s http=%s manager_addresses=%s",
+		 "filters=%s outbreak=%s central_pvo=%s spam_quarantine=%s http=%s "
+		 "manager_addresses=%s",
 		 LAZARET_VERSION, cfg->name, cfg->data_dir, cfg->listen, cfg->next_hop,
 		 cfg->antispam_engine, cfg->antivirus_engine,
 		 cfg->filters_file != NULL ? cfg->filters_file : "none",
+		 gw->rules->outbreak_version != NULL ? gw->rules->outbreak_version : "none",
+		 gw->rules->central_hostport != NULL ? gw->rules->central_hostport : "no",
 		 cfg->local_spam_enabled		? "local"
 		 : gw->rules->external_hostport != NULL ? gw->rules->external_hostport
 							: "local",

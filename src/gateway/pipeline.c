@@ -4,17 +4,23 @@
  *
  * Order (docs/GATEWAY.md "Pipeline", docs/ARCHITECTURE.md): HAT and RAT ran in the SMTP
  * session already; then
- *   0 released mail (from [manager] addresses): straight to the next hop
+ *   0 released mail (from [manager] addresses): straight to the next hop,
+ *     unless its latest X-Lazaret-Released says rescan=yes (then judged whole)
  *   1 safelist/blocklist per recipient: SAFE skips spam handling, BLOCK
  *     goes to the spam quarantine or is deleted
  *   2 anti-spam (one scan for the recipients still in question) → positive /
  *     suspect / clean and the action configured for the verdict
  *   3 anti-virus for the recipients still headed for delivery
- *   4 content filters for those recipients
+ *   4 outbreak rules, then content filters, for those recipients
  *   5 recipients grouped by outcome; one copy per group: local quarantines first
- *     (store commit), then the manager's spam quarantine, then the next hop and
- *     alternate hosts
- * Any engine error or any copy not accepted makes the reply 451 (the client
+ *     (store commit), then the manager's PVO and spam quarantines, then the next
+ *     hop and alternate hosts
+ * PVO quarantines (Policy, Virus, Outbreak, Unclassified) are local, or with
+ * [centralized_pvo] all the manager's (pl_hold decides): a recipient held
+ * centrally stays open to steps 3 and 4, whose quarantines join its transfer
+ * (one message, one X-Lazaret-Quarantine header per quarantine).
+ * An engine error makes the reply 451 unless [...] on_failure = hold (then the
+ * Unclassified quarantine). Any copy not accepted makes the reply 451 (the client
  * keeps the message and retries; nothing is lost, a retry may duplicate copies
  * that had been accepted). Every recipient bounced makes it 554; some bounced
  * among others are dropped and logged.
@@ -33,6 +39,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "common/tls.h"
 #include "common/xalloc.h"
 #include "gateway/antispam.h"
@@ -40,6 +47,7 @@
 #include "gateway/delivery.h"
 #include "gateway/disposition.h"
 #include "gateway/filter.h"
+#include "gateway/pvo_out.h"
 #include "gateway/rat.h"
 #include "gateway/slbl_cache.h"
 #include "mime/msgmeta.h"
@@ -51,7 +59,16 @@
 #define PIPELINE_Q_SPAM	 "spam"
 #define PIPELINE_Q_VIRUS "Virus"
 
+/* The quarantines one message can be in at once, centrally: far more than it can get. */
+#define PIPELINE_PVO_MAX 8
+
 /* ---- rules ---- */
+
+/* A filter's quarantine the manager can take: a PVO name, and not its spam quarantine. */
+static bool pipeline_central_name_ok(const char *name)
+{
+	return pvo_out_name_ok(name) && strcasecmp(name, PIPELINE_Q_SPAM) != 0;
+}
 
 int pipeline_rules_build(struct gw_config *cfg, struct pipeline_rules **out, char **err)
 {
@@ -70,6 +87,27 @@ int pipeline_rules_build(struct gw_config *cfg, struct pipeline_rules **out, cha
 	if (strcmp(r->cfg.antispam_engine, "builtin") == 0 &&
 	    (rc = antispam_rules_load(r->cfg.antispam_rules, &r->spam, err)) < 0)
 		goto fail;
+	if (r->cfg.outbreak_rules != NULL &&
+	    (rc = filter_load_outbreak(r->cfg.outbreak_rules, &r->outbreak, &r->outbreak_version,
+				       err)) < 0)
+		goto fail;
+	r->central_hostport = gw_config_central_pvo_hostport(&r->cfg);
+	if (r->central_hostport != NULL && r->filters != NULL) {
+		/* Every quarantine a filter names must be one the manager can hold (PV3). */
+		const char *bad = NULL, *fname = NULL;
+		int line = 0;
+		if (filter_set_check_quarantines(r->filters, pipeline_central_name_ok, &bad, &fname,
+						 &line) < 0) {
+			*err = xasprintf(
+			    "%s:%d: filter '%s': quarantine(\"%s\") cannot be a central "
+			    "quarantine ([centralized_pvo] enabled): 1 to %d bytes, "
+			    "no ';', '\"', '\\' or '=', no blank at either end, "
+			    "not \"spam\"",
+			    r->cfg.filters_file, line, fname, bad, STORE_QUARANTINE_NAME_MAX);
+			rc = -EINVAL;
+			goto fail;
+		}
+	}
 	r->external_hostport = gw_config_external_hostport(&r->cfg);
 	if (r->external_hostport != NULL && r->cfg.external_tls) {
 		char *why = NULL;
@@ -108,6 +146,10 @@ void pipeline_rules_unref(struct pipeline_rules *r)
 	if (r->spam != NULL)
 		antispam_rules_free(r->spam);
 	free(r->external_hostport);
+	if (r->outbreak != NULL)
+		filter_set_free(r->outbreak);
+	free(r->outbreak_version);
+	free(r->central_hostport);
 	if (r->external_tls != NULL)
 		SSL_CTX_free(r->external_tls);
 	gw_config_free(&r->cfg);
@@ -137,11 +179,69 @@ struct pl {
 	const char **strip;  /* strip-header names (borrowed from fres) */
 	size_t nstrip;
 	bool tempfail; /* the filters could not decide and [filters] undecided = tempfail */
+	/*
+	 * Centralized PVO: the message's quarantines (a bit each in disposition.pvo),
+	 * and per recipient whether it is held centrally and still open to more of
+	 * them (a virus and a filter's quarantine make one transfer with two headers).
+	 */
+	struct {
+		const char *name;
+		const char *reason;
+	} pvo[PIPELINE_PVO_MAX];
+	size_t npvo;
+	bool *more_pvo;
+	int64_t entered;     /* when the gateway took the message: "entered" of its quarantines */
+	char *outbreak_rule; /* the outbreak rule that matched, or NULL */
+	char *failed[2]; /* why an engine could not scan ([...] on_failure = hold): spam, virus */
 };
 
 static bool pl_delivery_bound(const struct disposition *d)
 {
 	return d->route == DISPOSITION_NEXT_HOP || d->route == DISPOSITION_ALT_HOST;
+}
+
+/*
+ * Holds recipient i in quarantine name: centrally (one more quarantine of its
+ * transfer, reason as the manager shows it) when [centralized_pvo] is on, else
+ * in the local quarantine (local_reason: "virus" makes the verdict virus). A
+ * recipient held centrally stays open to the later steps' quarantines.
+ */
+static void pl_hold(struct pl *p, size_t i, const char *name, const char *reason,
+		    const char *local_reason)
+{
+	struct disposition *d = &p->disp[i];
+	p->undecided[i] = false;
+	if (p->job->rules->central_hostport == NULL) {
+		memset(d, 0, sizeof(*d));
+		d->route = DISPOSITION_QUARANTINE;
+		d->target = name;
+		d->reason = local_reason;
+		return;
+	}
+	size_t k = 0;
+	while (k < p->npvo && strcasecmp(p->pvo[k].name, name) != 0)
+		k++;
+	if (k == p->npvo) {
+		if (p->npvo == PIPELINE_PVO_MAX)
+			panic("pipeline: more than %d quarantines for one message",
+			      PIPELINE_PVO_MAX);
+		p->pvo[k].name = name;
+		p->pvo[k].reason = reason;
+		p->npvo++;
+	}
+	if (d->route != DISPOSITION_CENTRAL_PVO) {
+		memset(d, 0, sizeof(*d));
+		d->route = DISPOSITION_CENTRAL_PVO;
+		d->reason = local_reason;
+	}
+	d->pvo |= 1u << k;
+	p->more_pvo[i] = true;
+}
+
+/* Whether recipient i is still to be scanned: headed for delivery, or held centrally. */
+static bool pl_open(const struct pl *p, size_t i)
+{
+	return p->undecided[i] || p->more_pvo[i];
 }
 
 static void pl_parse_meta(struct pl *p)
@@ -253,6 +353,7 @@ static int pl_antispam(struct pl *p)
 	if (rc < 0) {
 		log_error("gw.antispam_failed", "id=%s engine=%s error=\"%s\"", p->job->id, engine,
 			  strerror(-rc));
+		p->failed[0] = xasprintf("%s could not scan: %s", engine, strerror(-rc));
 		antispam_result_clear(&res);
 		return rc;
 	}
@@ -287,7 +388,7 @@ static int pl_antivirus(struct pl *p)
 		return 0;
 	size_t want = 0;
 	for (size_t i = 0; i < p->n; i++)
-		want += p->undecided[i];
+		want += pl_open(p, i);
 	if (want == 0)
 		return 0;
 	bool infected = false;
@@ -296,25 +397,55 @@ static int pl_antivirus(struct pl *p)
 	if (rc < 0) {
 		log_error("gw.antivirus_failed", "id=%s engine=clamd error=\"%s\"", p->job->id,
 			  strerror(-rc));
+		p->failed[1] = xasprintf("clamd could not scan: %s", strerror(-rc));
 		return rc;
 	}
 	if (!infected)
 		return 0;
+	bool drop = strcmp(p->cfg->antivirus_action, "drop") == 0;
 	for (size_t i = 0; i < p->n; i++) {
-		if (!p->undecided[i])
+		if (!pl_open(p, i))
 			continue;
+		if (!drop) {
+			/* The virus's name is the reason the manager shows (clamd's text). */
+			pl_hold(p, i, PIPELINE_Q_VIRUS, p->virus != NULL ? p->virus : "virus",
+				"virus");
+			continue;
+		}
+		if (!p->undecided[i])
+			continue; /* held centrally already: quarantined mail is never dropped */
 		struct disposition *d = &p->disp[i];
 		memset(d, 0, sizeof(*d));
 		d->reason = "virus";
-		if (strcmp(p->cfg->antivirus_action, "drop") == 0) {
-			d->route = DISPOSITION_DROP;
-		} else {
-			d->route = DISPOSITION_QUARANTINE;
-			d->target = PIPELINE_Q_VIRUS;
-		}
+		d->route = DISPOSITION_DROP;
 		p->undecided[i] = false;
 	}
 	return 0;
+}
+
+/*
+ * An engine could not scan and its [...] on_failure is "hold": the recipients it
+ * was to judge go to the Unclassified quarantine (central or local), never on
+ * unscanned. True when the message was held that way, false when the client is to
+ * be answered 451 (on_failure = tempfail).
+ */
+static bool pl_scan_failed(struct pl *p, bool antispam)
+{
+	const char *policy = antispam ? p->cfg->antispam_on_failure : p->cfg->antivirus_on_failure;
+	if (policy == NULL || strcmp(policy, "hold") != 0)
+		return false;
+	const char *why = p->failed[antispam ? 0 : 1];
+	char q[256];
+	log_warn("gw.scan_failed_held", "id=%s engine=%s quarantine=%s reason=%s", p->job->id,
+		 antispam ? p->cfg->antispam_engine : "clamd", PIPELINE_Q_UNCLASSIFIED,
+		 log_quote(q, sizeof(q), why != NULL ? why : "-"));
+	for (size_t i = 0; i < p->n; i++) {
+		bool take = antispam ? p->undecided[i] && !p->safe[i] : pl_open(p, i);
+		if (take)
+			pl_hold(p, i, PIPELINE_Q_UNCLASSIFIED, why != NULL ? why : "scan failed",
+				"scan-failed");
+	}
+	return true;
 }
 
 /*
@@ -335,15 +466,70 @@ static void pl_filters_undecided(struct pl *p, const char *filter, const char *w
 		return;
 	}
 	for (size_t i = 0; i < p->n; i++) {
-		if (!p->undecided[i])
-			continue;
-		struct disposition *d = &p->disp[i];
-		memset(d, 0, sizeof(*d));
-		d->route = DISPOSITION_QUARANTINE;
-		d->target = PIPELINE_Q_UNCLASSIFIED;
-		d->reason = "filter-undecided";
-		p->undecided[i] = false;
+		if (p->undecided[i])
+			pl_hold(p, i, PIPELINE_Q_UNCLASSIFIED, "filter-undecided",
+				"filter-undecided");
 	}
+}
+
+/*
+ * The outbreak rules ([outbreak] rules): a rule whose taken block quarantines
+ * puts the recipients still open into the Outbreak quarantine, the rule's name as
+ * the reason (the name written in quarantine("...") does not matter; other
+ * actions are not applied). Undecided: as the content filters' undecided.
+ */
+static void pl_outbreak(struct pl *p)
+{
+	const struct filter_set *fs = p->job->rules->outbreak;
+	if (fs == NULL || filter_set_count(fs) == 0)
+		return;
+	const char **rc = xcalloc(p->n + 1, sizeof(*rc));
+	size_t nrc = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		if (pl_open(p, i))
+			rc[nrc++] = p->rcpts[i];
+	}
+	if (nrc == 0) {
+		free(rc);
+		return;
+	}
+	pl_parse_meta(p);
+	struct filter_input in = {
+	    .meta = p->meta,
+	    .data = p->m->data,
+	    .len = p->m->len,
+	    .mail_from = p->m->env.sender != NULL ? p->m->env.sender : "",
+	    .rcpts = rc,
+	    .nrcpts = nrc,
+	    .remote_ip = p->job->client_ip,
+	};
+	struct filter_result res = {0};
+	int r = filter_eval(fs, &in, &res);
+	free(rc);
+	if (r < 0 || res.undecided) {
+		pl_filters_undecided(p, r < 0 ? "-" : res.undecided_filter,
+				     r < 0 ? strerror(-r) : res.undecided_reason);
+	} else {
+		const char *rule = NULL;
+		for (size_t k = 0; k < res.nactions && rule == NULL; k++) {
+			if (res.actions[k].kind == FILTER_ACTION_QUARANTINE)
+				rule = res.actions[k].filter_name;
+		}
+		if (rule != NULL) {
+			char q[256];
+			log_info("gw.outbreak", "id=%s rule=%s version=%s", p->job->id,
+				 log_quote(q, sizeof(q), rule), p->job->rules->outbreak_version);
+			/* the reason outlives res: one of the message's strings */
+			p->outbreak_rule = xstrdup(rule);
+			for (size_t i = 0; i < p->n; i++) {
+				if (pl_open(p, i))
+					pl_hold(p, i, PIPELINE_Q_OUTBREAK, p->outbreak_rule,
+						p->outbreak_rule);
+			}
+		}
+	}
+	if (r == 0)
+		filter_result_clear(&res);
 }
 
 static void pl_filters(struct pl *p)
@@ -354,7 +540,7 @@ static void pl_filters(struct pl *p)
 	const char **rc = xcalloc(p->n + 1, sizeof(*rc));
 	size_t nrc = 0;
 	for (size_t i = 0; i < p->n; i++) {
-		if (p->undecided[i])
+		if (pl_open(p, i))
 			rc[nrc++] = p->rcpts[i];
 	}
 	if (nrc == 0) {
@@ -432,7 +618,14 @@ static void pl_filters(struct pl *p)
 	}
 	if (!route_set && fd.edits == 0)
 		return;
+	bool central = p->job->rules->central_hostport != NULL;
 	for (size_t i = 0; i < p->n; i++) {
+		if (central && route_set && fd.route == DISPOSITION_QUARANTINE && pl_open(p, i)) {
+			/* one more quarantine of the transfer, the filter's name as the reason */
+			pl_hold(p, i, fd.target, fd.reason != NULL ? fd.reason : fd.target,
+				fd.reason);
+			continue;
+		}
 		if (!p->undecided[i])
 			continue;
 		struct disposition *d = &p->disp[i];
@@ -586,10 +779,8 @@ static int pl_store(struct pl *p, const struct disposition_group *g)
  * own verdict, score or client address.
  */
 static const char *const pl_lazaret_fields[] = {
-    "X-Lazaret-Gateway",
-    "X-Lazaret-Verdict",
-    "X-Lazaret-Score",
-    "X-Lazaret-Client-Address",
+    "X-Lazaret-Gateway",	"X-Lazaret-Verdict",	"X-Lazaret-Score",
+    "X-Lazaret-Client-Address", "X-Lazaret-Quarantine", "X-Lazaret-Origin-Id",
 };
 
 static unsigned char *pl_strip_lazaret_fields(const struct pl *p, size_t *len)
@@ -622,6 +813,42 @@ static char *pl_spam_headers(const struct pl *p, const struct disposition *d)
 			 p->job->client_ip);
 }
 
+/*
+ * The header lines of a transfer to the manager's PVO listener: the gateway,
+ * verdict and client lines the spam quarantine reads too, one X-Lazaret-Quarantine
+ * per quarantine of the group, and the origin id (the same for a client's retry).
+ */
+static char *pl_central_headers(const struct pl *p, const struct disposition_group *g)
+{
+	struct strbuf b = STRBUF_INIT;
+	strbuf_printf(&b, "X-Lazaret-Gateway: %s\r\n", p->cfg->name);
+	if (g->d.verdict != NULL)
+		strbuf_printf(&b, "X-Lazaret-Verdict: %s\r\n", g->d.verdict);
+	if (p->scanned)
+		strbuf_printf(&b, "X-Lazaret-Score: %.2f\r\n", p->score);
+	strbuf_printf(&b, "X-Lazaret-Client-Address: %s\r\n", p->job->client_ip);
+	const char *names[PIPELINE_PVO_MAX];
+	size_t nn = 0;
+	for (size_t k = 0; k < p->npvo; k++) {
+		if (!(g->d.pvo & (1u << k)))
+			continue;
+		char *line =
+		    pvo_out_quarantine_header(p->pvo[k].name, p->pvo[k].reason, p->entered, 0);
+		strbuf_add(&b, line, strlen(line));
+		free(line);
+		names[nn++] = p->pvo[k].name;
+	}
+	const char **rc = xcalloc(g->n + 1, sizeof(*rc));
+	for (size_t k = 0; k < g->n; k++)
+		rc[k] = p->rcpts[g->rcpts[k]];
+	char origin[PVO_OUT_ORIGIN_LEN];
+	pvo_out_origin_id(p->cfg->name, p->m->env.sender, rc, g->n, names, nn, p->m->data,
+			  p->m->len, origin);
+	free(rc);
+	strbuf_printf(&b, "X-Lazaret-Origin-Id: %s\r\n", origin);
+	return strbuf_take(&b);
+}
+
 enum pl_result {
 	PL_OK,	     /* the copy was taken */
 	PL_DEFERRED, /* a destination could not take it: 451 */
@@ -635,8 +862,12 @@ static enum pl_result pl_send(struct pl *p, const struct disposition_group *g, c
 	for (size_t k = 0; k < g->n; k++)
 		rc[k] = p->rcpts[g->rcpts[k]];
 	char *header = NULL;
+	bool manager =
+	    g->d.route == DISPOSITION_EXTERNAL_SPAM || g->d.route == DISPOSITION_CENTRAL_PVO;
 	if (g->d.route == DISPOSITION_EXTERNAL_SPAM) {
 		header = pl_spam_headers(p, &g->d);
+	} else if (g->d.route == DISPOSITION_CENTRAL_PVO) {
+		header = pl_central_headers(p, g);
 	} else {
 		char *received = pl_received(p);
 		header =
@@ -647,9 +878,7 @@ static enum pl_result pl_send(struct pl *p, const struct disposition_group *g, c
 		free(received);
 	}
 	size_t len = 0;
-	unsigned char *copy = g->d.route == DISPOSITION_EXTERNAL_SPAM
-				  ? pl_strip_lazaret_fields(p, &len)
-				  : pl_edit(p, &g->d, &len);
+	unsigned char *copy = manager ? pl_strip_lazaret_fields(p, &len) : pl_edit(p, &g->d, &len);
 	struct delivery_options o = {
 	    .helo_name = p->cfg->hostname,
 	    .source_address = p->cfg->source_address,
@@ -744,6 +973,20 @@ static void pl_execute(struct pl *p, char *reply, size_t replylen)
 						 p->job->id, gr->d.target, gr->n);
 					sent_groups++;
 				}
+			} else if (pass == 1 && gr->d.route == DISPOSITION_CENTRAL_PVO) {
+				enum pl_result r =
+				    pl_send(p, gr, p->job->rules->central_hostport, NULL);
+				/* Unreachable, 4xx or 5xx: nothing kept here, the client retries.
+				 */
+				if (r != PL_OK) {
+					deferred = true;
+				} else {
+					log_info("gw.quarantined",
+						 "id=%s quarantine=central rcpts=%zu host=%s",
+						 p->job->id, gr->n,
+						 p->job->rules->central_hostport);
+					sent_groups++;
+				}
 			} else if (pass == 1 && gr->d.route == DISPOSITION_EXTERNAL_SPAM) {
 				enum pl_result r =
 				    pl_send(p, gr, p->job->rules->external_hostport, NULL);
@@ -810,16 +1053,27 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
 	for (size_t i = 0; i < p.n; i++)
 		p.undecided[i] = true;
 
+	p.more_pvo = xcalloc(p.n + 1, sizeof(*p.more_pvo));
+	p.entered = clock_now_ms();
+
 	if (job->released) {
-		pl_released(&p, reply, replylen);
-		goto out;
+		/* Released outbreak mail comes back marked rescan=yes: judged again, whole. */
+		if (!pvo_out_released_rescan(p.m->data, p.m->len)) {
+			pl_released(&p, reply, replylen);
+			goto out;
+		}
+		log_info("gw.released_rescan", "id=%s session=%s client=%s", job->id,
+			 job->session_id, job->client_ip);
 	}
 	pl_slbl(&p);
-	if (pl_antispam(&p) < 0 || pl_antivirus(&p) < 0) {
+	if ((pl_antispam(&p) < 0 && !pl_scan_failed(&p, true)) ||
+	    (pl_antivirus(&p) < 0 && !pl_scan_failed(&p, false))) {
 		snprintf(reply, replylen, "%s", PIPELINE_REPLY_ENGINE);
 		goto out;
 	}
-	pl_filters(&p);
+	pl_outbreak(&p);
+	if (!p.tempfail)
+		pl_filters(&p);
 	if (p.tempfail) {
 		snprintf(reply, replylen, "%s", PIPELINE_REPLY_UNDECIDED);
 		goto out;
@@ -846,6 +1100,10 @@ out:
 	free(p.strip);
 	free(p.spam_detail);
 	free(p.virus);
+	free(p.outbreak_rule);
+	free(p.failed[0]);
+	free(p.failed[1]);
+	free(p.more_pvo);
 	free(p.disp);
 	free(p.safe);
 	free(p.undecided);

@@ -36,6 +36,9 @@ struct pipeline_rules {
 	struct antispam_rules *spam;	 /* builtin engine's rules */
 	char *external_hostport;	 /* NULL when the external spam quarantine is off */
 	struct ssl_ctx_st *external_tls; /* client context for it ([...] tls = yes), or NULL */
+	struct filter_set *outbreak;	 /* [outbreak] rules, or NULL */
+	char *outbreak_version;		 /* their version line */
+	char *central_hostport;		 /* the manager's PVO listener, or NULL: local PVO */
 	atomic_uint refs;
 };
 
@@ -73,5 +76,7 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen);
 	"451 4.7.0 Error: message could not be fully inspected, try again later"
 /* [filters] undecided = unclassified: the local quarantine such messages are kept in. */
 #define PIPELINE_Q_UNCLASSIFIED "Unclassified"
+/* Where outbreak rules put a message (central or local). */
+#define PIPELINE_Q_OUTBREAK "Outbreak"
 
 #endif

@@ -106,10 +106,37 @@ static void test_contract_example_loads(void **state)
 	assert_int_equal(cfg.quarantines_delete_after_ms, 30 * DAY);
 	/* Undecided content filters fail closed by default: the Unclassified quarantine. */
 	assert_string_equal(cfg.filters_undecided, "unclassified");
+	/* PVO quarantines stay local unless asked; engines that fail still give 451 */
+	assert_false(cfg.central_pvo_enabled);
+	assert_null(gw_config_central_pvo_hostport(&cfg));
+	assert_int_equal(cfg.central_pvo_port, 7025);
+	assert_null(cfg.central_pvo_notify);
+	assert_null(cfg.outbreak_rules);
+	assert_string_equal(cfg.antispam_on_failure, "tempfail");
+	assert_string_equal(cfg.antivirus_on_failure, "tempfail");
 	char *hp = gw_config_external_hostport(&cfg);
 	assert_string_equal(hp, "127.0.0.1:6025");
 	free(hp);
 	assert_null(warnings);
+	gw_config_free(&cfg);
+}
+
+static void test_centralized_pvo(void **state)
+{
+	(void)state;
+	write_file(conf_path, "[rat]\naccept = example.com\n[centralized_pvo]\nenabled = yes\n"
+			      "host = ::1\nport = 17025\nnotify = admin@example.com\n"
+			      "[antivirus]\non_failure = hold\n");
+	struct gw_config cfg;
+	char *errors = NULL, *warnings = NULL;
+	if (gw_config_load(conf_path, &cfg, &errors, &warnings) != 0)
+		fail_msg("errors: %s", errors);
+	char *hp = gw_config_central_pvo_hostport(&cfg);
+	assert_string_equal(hp, "[::1]:17025");
+	free(hp);
+	assert_string_equal(cfg.central_pvo_notify, "admin@example.com");
+	assert_string_equal(cfg.antivirus_on_failure, "hold");
+	free(warnings);
 	gw_config_free(&cfg);
 }
 
@@ -192,6 +219,22 @@ static const struct error_case error_cases[] = {
      "[manager] api_url: must start with http:// or https://"},
     {"[rat]\naccept = example.com\n[manager]\nhello_interval = 500ms\n",
      ":4: [manager] hello_interval:"},
+    /* centralized PVO, outbreak rules, scan failures */
+    {"[rat]\naccept = example.com\n[centralized_pvo]\nenabled = sometimes\n",
+     ":4: [centralized_pvo] enabled:"},
+    {"[rat]\naccept = example.com\n[centralized_pvo]\nport = 0\n", ":4: [centralized_pvo] port:"},
+    {"[rat]\naccept = example.com\n[centralized_pvo]\nnotify = admin\n",
+     ":4: [centralized_pvo] notify: must be one mail address"},
+    {"[rat]\naccept = example.com\n[centralized_pvo]\nnotify = a@x.example, b@x.example\n",
+     ":4: [centralized_pvo] notify: must be one mail address"},
+    {"[rat]\naccept = example.com\n[centralized_pvo]\nmigrate = yes\n",
+     ":4: [centralized_pvo] migrate: unknown key"},
+    {"[rat]\naccept = example.com\n[outbreak]\nrules = /nonexistent/outbreak\n",
+     ":4: [outbreak] rules: cannot read /nonexistent/outbreak"},
+    {"[rat]\naccept = example.com\n[antivirus]\non_failure = accept\n",
+     ":4: [antivirus] on_failure:"},
+    {"[rat]\naccept = example.com\n[antispam]\non_failure = ignore\n",
+     ":4: [antispam] on_failure:"},
 };
 
 static void test_errors_name_file_line_and_key(void **state)
@@ -228,6 +271,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_contract_example_loads),
 	    cmocka_unit_test(test_both_spam_quarantines_warn),
+	    cmocka_unit_test(test_centralized_pvo),
 	    cmocka_unit_test(test_errors_name_file_line_and_key),
 	    cmocka_unit_test(test_missing_file),
 	};

@@ -48,14 +48,19 @@ static void test_grouping(void **state)
 	    {.route = DISPOSITION_ALT_HOST, .target = "127.0.0.1:25"},
 	    {.route = DISPOSITION_ALT_HOST, .target = "127.0.0.1:26"},
 	    {.route = DISPOSITION_EXTERNAL_SPAM, .verdict = "suspect"},
+	    /* central PVO: one transfer per set of quarantines (12, 14 | 13) */
+	    {.route = DISPOSITION_CENTRAL_PVO, .pvo = 0x3, .reason = "virus"},
+	    {.route = DISPOSITION_CENTRAL_PVO, .pvo = 0x1},
+	    {.route = DISPOSITION_CENTRAL_PVO, .pvo = 0x3, .reason = "other"},
 	};
 	size_t n = sizeof(d) / sizeof(d[0]);
 	struct disposition_group *g = NULL;
 	size_t ng = 0;
 	disposition_group(d, n, &g, &ng);
 	static const size_t want[][3] = {
-	    {0, 2, SIZE_MAX}, {1, SIZE_MAX}, {3, SIZE_MAX},  {4, 5, SIZE_MAX}, {6, SIZE_MAX},
-	    {7, 8, SIZE_MAX}, {9, SIZE_MAX}, {10, SIZE_MAX}, {11, SIZE_MAX},
+	    {0, 2, SIZE_MAX}, {1, SIZE_MAX},	  {3, SIZE_MAX},  {4, 5, SIZE_MAX},
+	    {6, SIZE_MAX},    {7, 8, SIZE_MAX},	  {9, SIZE_MAX},  {10, SIZE_MAX},
+	    {11, SIZE_MAX},   {12, 14, SIZE_MAX}, {13, SIZE_MAX},
 	};
 	assert_int_equal(ng, sizeof(want) / sizeof(want[0]));
 	for (size_t k = 0; k < ng; k++) {

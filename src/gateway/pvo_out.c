@@ -1,0 +1,218 @@
+/*
+ * pvo_out — the gateway's side of the PVO header grammar (see pvo_out.h): it
+ * writes what quarantine/pvo_header.c reads, so the unit tests parse every line
+ * written here with that parser. Not for: deciding which quarantines a message
+ * is in (pipeline.c) or sending it (delivery.c).
+ */
+#include "gateway/pvo_out.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+#include "quarantine/pvo_header.h"
+
+bool pvo_out_name_ok(const char *name)
+{
+	return name != NULL && pvo_header_name_ok(name);
+}
+
+/* The length of the valid UTF-8 character at s[0..n), or 0 when it is not one. */
+static size_t pvo_out_utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t k;
+	unsigned min, cp;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		k = 1, min = 0x80, cp = c & 0x1f;
+	else if (c >= 0xe0 && c <= 0xef)
+		k = 2, min = 0x800, cp = c & 0x0f;
+	else if (c >= 0xf0 && c <= 0xf4)
+		k = 3, min = 0x10000, cp = c & 0x07;
+	else
+		return 0;
+	if (k >= n)
+		return 0;
+	for (size_t j = 1; j <= k; j++) {
+		if ((s[j] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[j] & 0x3f);
+	}
+	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return k + 1;
+}
+
+/* reason as a quoted string: safe characters only, at most PVO_HEADER_REASON_MAX bytes. */
+static void pvo_out_quote(struct strbuf *b, const char *reason)
+{
+	const unsigned char *s = (const unsigned char *)(reason != NULL ? reason : "");
+	size_t n = strlen((const char *)s);
+	size_t used = 0; /* bytes of the unescaped value, as the parser counts them */
+	strbuf_addc(b, '"');
+	for (size_t i = 0; i < n;) {
+		size_t k = pvo_out_utf8_len(s + i, n - i);
+		if (k == 0 || (k == 1 && (s[i] < 0x20 || s[i] == 0x7f))) {
+			/* a byte the manager would refuse: shown, not sent */
+			if (used + 1 > PVO_HEADER_REASON_MAX)
+				break;
+			strbuf_addc(b, '?');
+			used++;
+			i += k == 0 ? 1 : k;
+			continue;
+		}
+		if (used + k > PVO_HEADER_REASON_MAX)
+			break;
+		if (k == 1 && (s[i] == '"' || s[i] == '\\'))
+			strbuf_addc(b, '\\');
+		strbuf_add(b, (const char *)s + i, k);
+		used += k;
+		i += k;
+	}
+	strbuf_addc(b, '"');
+}
+
+char *pvo_out_quarantine_header(const char *name, const char *reason, int64_t entered_ms,
+				int64_t expires_ms)
+{
+	struct strbuf b = STRBUF_INIT;
+	char when[CLOCK_RFC3339_LEN];
+	strbuf_printf(&b, "X-Lazaret-Quarantine: %s;\r\n\treason=", name);
+	pvo_out_quote(&b, reason);
+	if (expires_ms > 0) {
+		clock_format_rfc3339(expires_ms, when);
+		strbuf_printf(&b, ";\r\n\texpires=%s", when);
+	}
+	clock_format_rfc3339(entered_ms, when);
+	strbuf_printf(&b, ";\r\n\tentered=%s\r\n", when);
+	return strbuf_take(&b);
+}
+
+static void pvo_out_digest_str(EVP_MD_CTX *ctx, const char *s)
+{
+	/* the NUL separates the fields, so ("ab","c") and ("a","bc") differ */
+	EVP_DigestUpdate(ctx, s != NULL ? s : "", strlen(s != NULL ? s : "") + 1);
+}
+
+void pvo_out_origin_id(const char *gateway, const char *sender, const char *const *rcpts,
+		       size_t nrcpts, const char *const *quarantines, size_t nq,
+		       const unsigned char *raw, size_t len, char out[PVO_OUT_ORIGIN_LEN])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned mdlen = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		panic("pvo_out: no SHA-256");
+	pvo_out_digest_str(ctx, gateway);
+	pvo_out_digest_str(ctx, sender);
+	for (size_t i = 0; i < nrcpts; i++)
+		pvo_out_digest_str(ctx, rcpts[i]);
+	pvo_out_digest_str(ctx, "");
+	for (size_t i = 0; i < nq; i++)
+		pvo_out_digest_str(ctx, quarantines[i]);
+	pvo_out_digest_str(ctx, "");
+	EVP_DigestUpdate(ctx, raw, len);
+	EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	for (unsigned i = 0; i < 32 && i < mdlen; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+	out[64] = '\0';
+}
+
+/* --- X-Lazaret-Released ---------------------------------------------------- */
+
+static bool pvo_out_wsp(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Whether the unfolded value v[0..n) has the parameter rescan=yes. */
+static bool pvo_out_value_rescan(const char *v, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		size_t end = i;
+		bool quoted = false;
+		while (end < n && (quoted || v[end] != ';')) {
+			if (v[end] == '"')
+				quoted = !quoted;
+			else if (quoted && v[end] == '\\' && end + 1 < n)
+				end++;
+			end++;
+		}
+		size_t a = i, z = end;
+		while (a < z && pvo_out_wsp(v[a]))
+			a++;
+		while (z > a && pvo_out_wsp(v[z - 1]))
+			z--;
+		size_t eq = a;
+		while (eq < z && v[eq] != '=')
+			eq++;
+		size_t kz = eq;
+		while (kz > a && pvo_out_wsp(v[kz - 1]))
+			kz--;
+		if (eq < z && kz - a == 6 && strncasecmp(v + a, "rescan", 6) == 0) {
+			size_t va = eq + 1;
+			while (va < z && pvo_out_wsp(v[va]))
+				va++;
+			size_t vz = z;
+			if (vz - va >= 2 && v[va] == '"' && v[vz - 1] == '"')
+				va++, vz--;
+			return vz - va == 3 && strncasecmp(v + va, "yes", 3) == 0;
+		}
+		i = end + 1;
+	}
+	return false;
+}
+
+bool pvo_out_released_rescan(const unsigned char *data, size_t len)
+{
+	static const char field[] = "X-Lazaret-Released";
+	const size_t fl = sizeof(field) - 1;
+	const char *s = (const char *)data;
+	size_t i = 0;
+	while (i < len) {
+		size_t eol = i;
+		while (eol < len && s[eol] != '\n')
+			eol++;
+		size_t n = eol - i;
+		if (n > 0 && s[i + n - 1] == '\r')
+			n--;
+		if (n == 0)
+			return false; /* the end of the header section */
+		size_t k = fl;
+		if (n > fl && strncasecmp(s + i, field, fl) == 0) {
+			while (k < n && (s[i + k] == ' ' || s[i + k] == '\t'))
+				k++;
+		}
+		if (n > fl && k < n && s[i + k] == ':' && strncasecmp(s + i, field, fl) == 0) {
+			/* the field and its continuation lines, unfolded */
+			struct strbuf v = STRBUF_INIT;
+			strbuf_add(&v, s + i + k + 1, n - k - 1);
+			size_t next = eol < len ? eol + 1 : len;
+			while (next < len && (s[next] == ' ' || s[next] == '\t')) {
+				size_t e2 = next;
+				while (e2 < len && s[e2] != '\n')
+					e2++;
+				size_t n2 = e2 - next;
+				if (n2 > 0 && s[next + n2 - 1] == '\r')
+					n2--;
+				strbuf_add(&v, s + next, n2);
+				next = e2 < len ? e2 + 1 : len;
+			}
+			bool yes = pvo_out_value_rescan(strbuf_str(&v), v.len);
+			strbuf_free(&v);
+			return yes;
+		}
+		i = eol < len ? eol + 1 : len;
+	}
+	return false;
+}
