@@ -64,6 +64,20 @@ int store_pg_pvo_existing(PGconn *c, const struct store_new_message *m, char *id
 	if (PQntuples(r) == 1)
 		snprintf(id_out, 37, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
+	if (id_out[0] == '\0')
+		return 0;
+	/*
+	 * Its message's row, as every action on its memberships takes it first
+	 * (store_pg_pvo_apply): a release cannot find "nothing held" while this
+	 * transaction adds a held membership.
+	 */
+	store_pg_text(&p, id_out);
+	r = store_pg_exec(c, "pvo_origin_msg", "SELECT 1 FROM messages WHERE id = $1 FOR UPDATE",
+			  &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	PQclear(r);
 	return 0;
 }
 
