@@ -355,9 +355,13 @@ static void release_route_of(struct release *r, const struct release_settings *s
 		rt->secondary = s->alternate;
 	} else if (rc == 0 || rc == -ENOENT) {
 		rt->primary = s->alternate;
-		if (rt->primary == NULL)
+		if (rt->primary == NULL && d->gateway[0] == '\0')
 			snprintf(rt->why, sizeof(rt->why),
-				 "no release route: gateway \"%s\" is not registered and no "
+				 "no release route: the gateway that quarantined it is not "
+				 "registered and no alternate_release_gateway is set");
+		else if (rt->primary == NULL)
+			snprintf(rt->why, sizeof(rt->why),
+				 "no release route: gateway %s is not registered and no "
 				 "alternate_release_gateway is set",
 				 d->gateway);
 	} else {
