@@ -560,13 +560,13 @@ int store_secret_add(struct store *st, const char *name, const unsigned char *va
  * quarantines it is in are its memberships, one per quarantine, each with its own
  * reason, entered_at, expires_at and state:
  *
- *   held --(release, later)--> released     held --(delete, later)--> deleted
+ *   held --store_pvo_act (release)--> released   held --store_pvo_act (delete)--> deleted
  *   held --store_expire_memberships (expires_at <= now)--> expired
  *
  * The message's recipients stay quarantined while any membership is held; the
- * actions (later) deliver it only when every membership is released, and delete
- * it when one is deleted; when none is held any more by expiry its recipients
- * expire and the purge removes it. End users never see PVO messages (they see
+ * actions (store_pvo_act, below) deliver it only when no membership is held or
+ * deleted, and delete it when one is deleted; when none is held any more by
+ * expiry its recipients expire and the purge removes it. End users never see PVO messages (they see
  * only the spam quarantine). See docs/OPERATIONS.md "PVO quarantines".
  */
 #define STORE_PVO_MARKER "*pvo"
