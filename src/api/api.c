@@ -52,6 +52,7 @@
 #include "common/xalloc.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
+#include "api/api_pvo_actions.h"
 #include "api/api_quarantines.h"
 #include "quarantine/metrics.h"
 #include "quarantine/release.h"
@@ -233,6 +234,23 @@ static int api_scope_message(struct store *st, const struct api_actor *who, stru
 		rc = -ENOENT;
 	api_pvo_scope_free(&s);
 	return rc;
+}
+
+int api_pvo_scope_of(struct api *a, const struct api_actor *who, bool *scoped, char ***names,
+		     size_t *n)
+{
+	struct api_pvo_scope s;
+	*scoped = who->role != API_ROLE_ADMIN;
+	*names = NULL;
+	*n = 0;
+	if (who->role != API_ROLE_OPERATOR)
+		return 0;
+	int rc = api_pvo_scope_load(a->st, who, &s);
+	if (rc < 0)
+		return rc;
+	*names = s.names;
+	*n = s.n;
+	return 0;
 }
 
 /* True when one of the end user's own recipients of m has been released. */
@@ -751,6 +769,22 @@ static struct store_message *api_lookup(struct api *a, struct http_server_reques
 	return m;
 }
 
+void api_reply_message(struct api *a, struct http_server_request *req, const char *id, int status)
+{
+	const struct api_actor *who = api_actor(a, req);
+	struct store_message *m = NULL;
+	int rc = id != NULL && ids_valid(id) ? store_get(a->st, id, &m) : -ENOENT;
+	if (rc == 0)
+		rc = api_scope_message(a->st, who, m);
+	if (rc == -ENOENT || rc == -EINVAL)
+		http_server_reply_error(req, 404, "no such message");
+	else if (rc < 0)
+		api_reply_store_error(req, "store_get", rc);
+	else
+		http_server_reply_json(req, status, api_message_json(a->delete_after_ms, who, m));
+	store_message_free(m);
+}
+
 /*
  * One message's read: the detail, the raw bytes or an attachment. For downloads
  * the reader thread leaves what the audit row needs; the row is written on the
@@ -1100,11 +1134,11 @@ static const char *api_first_stranger(const struct store_message *m, const char 
 	return NULL;
 }
 
-/* POST /api/v1/messages/{id}/release and .../delete. */
-#define API_PVO_ACTION_REFUSED                                                                     \
-	"this message is held in policy, virus or outbreak quarantines: the spam "                 \
-	"quarantine's release and delete do not apply to it"
-
+/*
+ * POST /api/v1/messages/{id}/release and .../delete. A PVO message leaves its
+ * quarantines one by one (its memberships): api_pvo_actions.c takes it, with its
+ * own body ({"quarantine": name}).
+ */
 static void api_message_action(struct api *a, struct http_server_request *req, bool release)
 {
 	const char *id = http_server_request_param(req, "id");
@@ -1119,6 +1153,19 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 	}
 	if (api_body_object(a, req, &body) < 0)
 		return;
+	int found = store_get(a->st, id, &m);
+	if (found == -ENOENT) {
+		/* whatever the body: neither a spam nor a PVO action can name it */
+		http_server_reply_error(req, 404, "no such message");
+		goto done;
+	}
+	if (found == 0 && (m->nmemberships > 0 || strcmp(m->quarantine, STORE_PVO_MARKER) == 0)) {
+		api_pvo_message_action(a, req, m, body,
+				       release ? STORE_PVO_RELEASE : STORE_PVO_DELETE);
+		goto done;
+	}
+	store_message_free(m);
+	m = NULL;
 	if (body != NULL) {
 		static const char *const allowed[] = {"recipients", NULL};
 		int rc = http_json_check_keys(body, allowed, &err);
@@ -1157,21 +1204,6 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 				rcpts[nrcpts++] = m->recipients[i].address;
 			}
 		}
-	}
-	/*
-	 * A PVO message leaves its quarantines one by one (its memberships): the
-	 * spam quarantine's release and delete would bypass them. For an operator
-	 * none of whose quarantines holds it, it does not exist.
-	 */
-	if (m == NULL && store_get(a->st, id, &m) == 0 && m->nmemberships > 0) {
-		int rc = api_scope_message(a->st, who, m);
-		if (rc == -ENOENT)
-			http_server_reply_error(req, 404, "no such message");
-		else if (rc < 0)
-			api_reply_store_error(req, "store_operator_quarantines", rc);
-		else
-			http_server_reply_error(req, 409, "%s", API_PVO_ACTION_REFUSED);
-		goto done;
 	}
 	int changed = 0;
 	int64_t now = clock_now_ms();
@@ -1266,9 +1298,15 @@ static bool api_has_filter_field(const json_t *obj)
 	return false;
 }
 
-/* POST /api/v1/messages/release and /api/v1/messages/delete. */
-static void api_bulk_action(struct api *a, struct http_server_request *req, bool release)
+/*
+ * POST /api/v1/messages/release, .../delete, .../delay and .../move. A filter whose
+ * "quarantine" names a PVO quarantine (delay and move: always) acts on the
+ * messages' memberships in it (api_pvo_actions.c); otherwise on spam recipients.
+ */
+static void api_bulk_action(struct api *a, struct http_server_request *req,
+			    enum store_pvo_action verb)
 {
+	bool release = verb == STORE_PVO_RELEASE;
 	json_t *body = NULL;
 	const char **ids = NULL;
 	size_t nids = 0;
@@ -1282,9 +1320,18 @@ static void api_bulk_action(struct api *a, struct http_server_request *req, bool
 		http_server_reply_error(req, 422, "give \"ids\", a filter, or \"all\": true");
 		return;
 	}
-	static const char *const allowed[] = {
+	static const char *const allowed_spam[] = {
 	    "ids",   "filter", "all",	  "quarantine", "recipient", "sender", "subject",
 	    "since", "until",  "verdict", "gateway",	"state",     NULL};
+	static const char *const allowed_delay[] = {
+	    "ids",   "filter", "all",	  "quarantine", "recipient", "sender", "subject",
+	    "since", "until",  "verdict", "gateway",	"by",	     NULL};
+	static const char *const allowed_move[] = {
+	    "ids",     "filter", "all",	  "from",    "to",	"recipient", "sender",
+	    "subject", "since",	 "until", "verdict", "gateway", NULL};
+	const char *const *allowed = verb == STORE_PVO_DELAY  ? allowed_delay
+				     : verb == STORE_PVO_MOVE ? allowed_move
+							      : allowed_spam;
 	int rc = http_json_check_keys(body, allowed, &err);
 	if (rc == 0)
 		rc = http_json_get_bool(body, "all", &all, &err);
@@ -1318,6 +1365,37 @@ static void api_bulk_action(struct api *a, struct http_server_request *req, bool
 	}
 	if (rc < 0) {
 		http_server_reply_error(req, 422, "%s", err);
+		goto done;
+	}
+	if (verb == STORE_PVO_MOVE) {
+		/* the quarantine the messages leave is "from" */
+		const char *from = NULL;
+		if (f.quarantine != NULL) {
+			http_server_reply_error(req, 422,
+						"give the quarantine to move from as \"from\"");
+			goto done;
+		}
+		rc = http_json_get_string(body, "from", &from, &err);
+		if (rc == -EINVAL) {
+			http_server_reply_error(req, 422, "%s", err);
+			goto done;
+		}
+		if (rc == 0) {
+			f.quarantine = from;
+			any = true;
+		}
+	}
+	if (verb == STORE_PVO_DELAY || verb == STORE_PVO_MOVE ||
+	    (f.quarantine != NULL && api_pvo_is_quarantine(a, f.quarantine))) {
+		/* ids already checked by the filter parser; malformed ones name nothing */
+		size_t kept = 0;
+		for (size_t i = 0; i < nids; i++) {
+			if (ids_valid(ids[i]))
+				ids[kept++] = ids[i];
+		}
+		f.ids = have_ids ? ids : NULL;
+		f.nids = kept;
+		api_pvo_bulk_action(a, req, body, &f, have_ids, verb);
 		goto done;
 	}
 	if (!have_ids && !any && !all) {
@@ -1383,12 +1461,22 @@ done:
 
 static void api_bulk_release(struct http_server_request *req, void *arg)
 {
-	api_bulk_action(arg, req, true);
+	api_bulk_action(arg, req, STORE_PVO_RELEASE);
 }
 
 static void api_bulk_delete(struct http_server_request *req, void *arg)
 {
-	api_bulk_action(arg, req, false);
+	api_bulk_action(arg, req, STORE_PVO_DELETE);
+}
+
+static void api_bulk_delay(struct http_server_request *req, void *arg)
+{
+	api_bulk_action(arg, req, STORE_PVO_DELAY);
+}
+
+static void api_bulk_move(struct http_server_request *req, void *arg)
+{
+	api_bulk_action(arg, req, STORE_PVO_MOVE);
 }
 
 /* ---- lifecycle ---- */
@@ -1643,6 +1731,8 @@ int api_start(struct event_base *base, const struct api_config *cfg, struct stor
 	    /* Literal paths before "{id}" so that "release" is never read as an id. */
 	    {"POST", "/api/v1/messages/release", HTTP_SERVER_ROUTE_AUTH, api_bulk_release},
 	    {"POST", "/api/v1/messages/delete", HTTP_SERVER_ROUTE_AUTH, api_bulk_delete},
+	    {"POST", "/api/v1/messages/delay", HTTP_SERVER_ROUTE_AUTH, api_bulk_delay},
+	    {"POST", "/api/v1/messages/move", HTTP_SERVER_ROUTE_AUTH, api_bulk_move},
 	    {"GET", "/api/v1/messages/{id}", HTTP_SERVER_ROUTE_AUTH, api_get_message},
 	    {"GET", "/api/v1/messages/{id}/raw", HTTP_SERVER_ROUTE_AUTH, api_get_raw},
 	    {"GET", "/api/v1/messages/{id}/attachments/{index}", HTTP_SERVER_ROUTE_AUTH,

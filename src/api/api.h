@@ -153,4 +153,17 @@ const struct api_session_hooks *api_session_hooks(struct api *a);
 void api_audit(struct api *a, struct http_server_request *req, const char *action,
 	       const char *target, json_t *detail);
 
+/*
+ * Answers req with status and message id as req's actor may see it (a Message of
+ * docs/openapi.yaml; 404 when it is gone or not theirs; 503/500 on a store error).
+ */
+void api_reply_message(struct api *a, struct http_server_request *req, const char *id, int status);
+/*
+ * The PVO quarantines who may act in: *scoped false for admins (all of them);
+ * for operators *names gets the assigned ones (free with store_string_array_free).
+ * End users have none (scoped, empty). 0 or the store's error.
+ */
+int api_pvo_scope_of(struct api *a, const struct api_actor *who, bool *scoped, char ***names,
+		     size_t *n);
+
 #endif

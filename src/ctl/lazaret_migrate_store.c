@@ -118,9 +118,11 @@ static const struct mig_table mig_tables[] = {
     {"deliveries",
      "SELECT job_id, msg_id, next_attempt_at, attempts, first_attempt_at, 0,"
      " '{' || coalesce((SELECT group_concat('\"' || replace(replace(value, '\\', '\\\\'),"
-     " '\"', '\\\"') || '\"', ',') FROM json_each(rcpts)), '') || '}'"
-     " FROM deliveries ORDER BY job_id",
-     "job_id, msg_id, next_attempt_at, attempts, first_attempt_at, leased, rcpts", false},
+     " '\"', '\\\"') || '\"', ',') FROM json_each(rcpts)), '') || '}',"
+     /* the route of a delivery (schema 9): gateway, rescan, copy */
+     " gateway, rescan, copy FROM deliveries ORDER BY job_id",
+     "job_id, msg_id, next_attempt_at, attempts, first_attempt_at, leased, rcpts, gateway,"
+     " rescan, copy", false},
     {"users",
      "SELECT username, password_hash, role, source, language, time_zone, created_at,"
      " last_login_at FROM users",
@@ -169,6 +171,9 @@ static const struct {
     {"attachments", "SELECT count(*), coalesce(sum(size), 0) FROM attachments"},
     {"deliveries", "SELECT count(*), coalesce(max(job_id), 0), coalesce(sum(attempts), 0)"
 		   " FROM deliveries"},
+    {"delivery routes", "SELECT coalesce(gateway, '-'), CASE WHEN rescan THEN 1 ELSE 0 END,"
+			" CASE WHEN copy THEN 1 ELSE 0 END, count(*) FROM deliveries"
+			" GROUP BY 1, 2, 3"},
     {"quarantines", "SELECT name, type, messages, bytes FROM quarantines"},
     {"quarantine settings", "SELECT name, coalesce(delete_after, 0), default_action,"
 			    " CASE WHEN overflow_exempt THEN 1 ELSE 0 END, created_at"

@@ -35,6 +35,7 @@
 #include "common/xalloc.h"
 #include "api/api.h"
 #include "api/api_gateways.h"
+#include "api/api_pvo_actions.h"
 #include "api/api_quarantines.h"
 #include "api/api_slbl.h"
 #include "api/api_static.h"
@@ -139,6 +140,7 @@ static void release_config_from(const struct manager_config *cfg, struct release
 	rc->manager_name = cfg->name;
 	rc->primary_host = cfg->primary_host;
 	rc->secondary_host = cfg->secondary_host;
+	rc->alternate_release_gateway = cfg->pvo_alternate_release_gateway;
 	rc->source_address = cfg->source_address;
 	rc->helo_name = cfg->helo_name;
 	rc->max_connections = cfg->release_max_connections;
@@ -491,6 +493,7 @@ static int start(struct lazaretd *d)
 	gateways_config_from(&d->cfg, d->ingest, &gc);
 	d->gateways = api_gateways_attach(d->api, &gc);
 	api_quarantines_register(d->api);
+	api_pvo_actions_register(d->api);
 	digest_pages_register(d->api);
 	api_static_register(d->api);
 	struct http_server_conn_limits hl;

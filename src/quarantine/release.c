@@ -3,8 +3,8 @@
  *
  * What it is for: taking due deliveries from the store, sending the original bytes
  * (with one X-Lazaret-Released header prepended) to the primary host, else the
- * secondary, and recording each recipient's outcome back in the store. What it is
- * not for: deciding what is released (the API does, through store_release) or
+ * secondary (or along a PVO release's route, below), and recording each recipient's outcome back in
+ * the store. What it is not for: deciding what is released (the API does, through store_release) or
  * keeping any queue of its own — the store's queue is the only one, so a crash
  * loses nothing.
  *
@@ -31,6 +31,16 @@
  * the final dot before the reply arrives (RFC 1047). Crash points for the tests
  * (common/fault.h): release_before_connect, release_after_rcpt, release_after_250,
  * release_after_commit.
+ *
+ * Routes: a spam release and a copy of a PVO message (store_delivery.gateway
+ * NULL) go to primary_host, else secondary_host. A PVO release goes back to the
+ * gateway that quarantined it, looked up in the registry at each attempt (its
+ * address and release_port), else to alternate_release_gateway: the gateway is
+ * unknown or no longer registered, or it did not take the recipients (no
+ * connection, 4xx). With neither, the recipients stay queued and are retried.
+ * Every route sends from [release] source_address (SQ5), so that the gateway
+ * knows it as released mail; a released outbreak message says rescan=yes in
+ * its X-Lazaret-Released header, and the gateway scans it again.
  *
  * A worker with nothing due sleeps until release_kick(), the next due time, or a
  * poll interval, whichever comes first.
@@ -87,6 +97,7 @@ struct release_settings {
 	char *manager_name;
 	char *primary_host;
 	char *secondary_host; /* NULL when none */
+	char *alternate;      /* alternate_release_gateway, NULL when none */
 	char *source_address; /* NULL when none */
 	char *helo_name;
 	int64_t timeout_ms;
@@ -135,6 +146,7 @@ static struct release_settings *release_settings_new(const struct release_config
 		s->manager_name = xstrdup("lazaret");
 	s->primary_host = xstrdup(cfg->primary_host);
 	s->secondary_host = release_clean_copy(cfg->secondary_host);
+	s->alternate = release_clean_copy(cfg->alternate_release_gateway);
 	s->source_address = release_clean_copy(cfg->source_address);
 	s->helo_name = release_clean_copy(cfg->helo_name);
 	if (s->helo_name == NULL)
@@ -154,6 +166,7 @@ static void release_settings_free(struct release_settings *s)
 	free(s->manager_name);
 	free(s->primary_host);
 	free(s->secondary_host);
+	free(s->alternate);
 	free(s->source_address);
 	free(s->helo_name);
 	free(s);
@@ -310,13 +323,64 @@ static void release_attempted(void *arg, const struct smtp_failover_session *ss,
 					    "next=secondary");
 }
 
+/* Where one delivery goes: first host, and the one behind it (either may be NULL). */
+struct release_route {
+	const char *primary;
+	const char *secondary;
+	char *owned;   /* the gateway's "address:port", when primary is it */
+	char why[160]; /* no host at all: why, for the log and the store */
+};
+
 /*
- * Sends the message to the primary host, the recipients it deferred to the
- * secondary, and notes each recipient's outcome in rr.
+ * The route of d (see the top of the file). A store error while looking up the
+ * gateway leaves the route empty: the attempt is deferred, nothing is lost.
+ */
+static void release_route_of(struct release *r, const struct release_settings *s,
+			     const struct store_delivery *d, struct release_route *rt)
+{
+	memset(rt, 0, sizeof(*rt));
+	if (d->gateway == NULL) {
+		rt->primary = s->primary_host;
+		rt->secondary = s->secondary_host;
+		return;
+	}
+	struct store_gateway *g = NULL;
+	int rc = d->gateway[0] != '\0' ? store_gateway_get(r->st, d->gateway, &g) : -ENOENT;
+	if (rc == 0 && g->state == STORE_GATEWAY_REGISTERED) {
+		unsigned port =
+		    g->release_port ? g->release_port : STORE_GATEWAY_DEFAULT_RELEASE_PORT;
+		rt->owned = strchr(g->address, ':') != NULL ? xasprintf("[%s]:%u", g->address, port)
+							    : xasprintf("%s:%u", g->address, port);
+		rt->primary = rt->owned;
+		rt->secondary = s->alternate;
+	} else if (rc == 0 || rc == -ENOENT) {
+		rt->primary = s->alternate;
+		if (rt->primary == NULL && d->gateway[0] == '\0')
+			snprintf(rt->why, sizeof(rt->why),
+				 "no release route: the gateway that quarantined it is not "
+				 "registered and no alternate_release_gateway is set");
+		else if (rt->primary == NULL)
+			snprintf(rt->why, sizeof(rt->why),
+				 "no release route: gateway %s is not registered and no "
+				 "alternate_release_gateway is set",
+				 d->gateway);
+	} else {
+		log_error("release.store_error", "op=gateway_get msg=%s error=%s", d->msg_id,
+			  strerror(-rc));
+		snprintf(rt->why, sizeof(rt->why), "the gateway registry cannot be read: %s",
+			 strerror(-rc));
+	}
+	store_gateway_free(g);
+}
+
+/*
+ * Sends the message to the route's first host, the recipients it deferred to the
+ * one behind it, and notes each recipient's outcome in rr.
  */
 static void release_send(struct release *r, const struct release_settings *s,
-			 const struct store_delivery *d, unsigned attempt, const char *header,
-			 const unsigned char *raw, size_t raw_len, struct release_rcpt *rr)
+			 const struct release_route *rt, const struct store_delivery *d,
+			 unsigned attempt, const char *header, const unsigned char *raw,
+			 size_t raw_len, struct release_rcpt *rr)
 {
 	size_t n = d->nrcpts;
 	struct release_attempt at = {.r = r, .d = d, .attempt = attempt, .rr = rr};
@@ -340,13 +404,13 @@ static void release_send(struct release *r, const struct release_settings *s,
 	    .progress = release_progress, .attempted = release_attempted, .arg = &at};
 	struct smtp_failover_rcpt *out = xcalloc(n ? n : 1, sizeof(*out));
 	fault_point("release_before_connect");
-	(void)smtp_failover_send(s->primary_host, s->secondary_host, &opt, &msg, &hooks, out);
+	(void)smtp_failover_send(rt->primary, rt->secondary, &opt, &msg, &hooks, out);
 	for (size_t i = 0; i < n; i++) {
 		free(rr[i].reply);
 		rr[i].outcome = out[i].outcome;
 		rr[i].reply = out[i].reply;
 		out[i].reply = NULL;
-		rr[i].host = out[i].host != NULL ? out[i].host : s->primary_host;
+		rr[i].host = out[i].host != NULL ? out[i].host : rt->primary;
 	}
 	free(out);
 }
@@ -385,6 +449,7 @@ static void release_deliver(struct release_worker *w, const struct release_setti
 	char **give_up = xcalloc(n ? n : 1, sizeof(*give_up));
 	int64_t now = clock_now_ms();
 	uint64_t ndelivered = 0, nfailed = 0, nretry = 0;
+	struct release_route route = {0};
 
 	int rc = store_get_raw(r->st, d->msg_id, &raw, &raw_len);
 	if (rc < 0) {
@@ -405,9 +470,19 @@ static void release_deliver(struct release_worker *w, const struct release_setti
 
 	char when[CLOCK_RFC3339_LEN];
 	clock_format_rfc3339(now, when);
-	header = xasprintf("X-Lazaret-Released: %s; %s\r\n", s->manager_name, when);
+	header = xasprintf("X-Lazaret-Released: %s; %s%s\r\n", s->manager_name, when,
+			   d->rescan ? "; rescan=yes" : "");
 
-	release_send(r, s, d, attempt, header, raw, raw_len, rr);
+	release_route_of(r, s, d, &route);
+	if (route.primary == NULL) {
+		for (size_t i = 0; i < n; i++) {
+			rr[i].outcome = SMTP_CLIENT_DEFERRED;
+			rr[i].reply = xstrdup(route.why);
+			rr[i].host = "-";
+		}
+		goto decide;
+	}
+	release_send(r, s, &route, d, attempt, header, raw, raw_len, rr);
 
 decide:;
 	int64_t retry_at = release_retry_at(w, s, d->attempts, now);
@@ -473,6 +548,7 @@ decide:;
 	free(rr);
 	free(header);
 	free(raw);
+	free(route.owned);
 }
 
 /* Sleeps until a kick, stop, or ms have passed. The caller holds r->lock. */
@@ -577,8 +653,10 @@ int release_start(struct store *st, const struct release_config *cfg, struct rel
 		}
 		w->started = true;
 	}
-	log_info("release.start", "workers=%u primary=%s secondary=%s source=%s", r->nworkers,
-		 r->cfg->primary_host, r->cfg->secondary_host ? r->cfg->secondary_host : "-",
+	log_info("release.start", "workers=%u primary=%s secondary=%s alternate=%s source=%s",
+		 r->nworkers, r->cfg->primary_host,
+		 r->cfg->secondary_host ? r->cfg->secondary_host : "-",
+		 r->cfg->alternate ? r->cfg->alternate : "-",
 		 r->cfg->source_address ? r->cfg->source_address : "-");
 	*out = r;
 	return 0;

@@ -1,6 +1,8 @@
 /*
  * release — delivers released recipients from the store's durable queue to the
- * primary host, else the secondary, with bounded concurrency and retries.
+ * primary host, else the secondary (PVO releases: back to the gateway that
+ * quarantined them, else the alternate release gateway), with bounded
+ * concurrency and retries.
  * See docs/ARCHITECTURE.md "Release and expiry" and docs/OPERATIONS.md
  * "Release delivery: at least once".
  */
@@ -15,6 +17,9 @@ struct release_config {
 	const char *manager_name;   /* for the X-Lazaret-Released header */
 	const char *primary_host;   /* "host:port" */
 	const char *secondary_host; /* "host:port" or NULL */
+	/* "host:port" or NULL: where a PVO release goes when the gateway that
+	 * quarantined it is unknown, unregistered or does not take it */
+	const char *alternate_release_gateway;
 	const char *source_address; /* bind address for outbound SMTP, or NULL */
 	const char *helo_name;	    /* EHLO name */
 	unsigned max_connections;   /* concurrent deliveries (threads); >= 1 */

@@ -17,6 +17,7 @@
 #include <zstd.h>
 
 #include "common/clock.h"
+#include "common/ids.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
@@ -162,6 +163,12 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_quarantine_delete");
 	if (ops->operator_quarantines == NULL)
 		store_missing_add(&sb, "store_operator_quarantines");
+	if (ops->pvo_act == NULL)
+		store_missing_add(&sb, "store_pvo_act");
+	if (ops->pvo_act_matching == NULL)
+		store_missing_add(&sb, "store_pvo_act_matching");
+	if (ops->pvo_copy == NULL)
+		store_missing_add(&sb, "store_pvo_copy");
 	if (ops->purge == NULL)
 		store_missing_add(&sb, "store_purge");
 	if (ops->stats == NULL)
@@ -422,6 +429,92 @@ int store_quarantine_delete(struct store *st, const char *name)
 	if (name == NULL)
 		return -ENOENT;
 	return ops->quarantine_delete(st, name);
+}
+
+const char *store_pvo_action_name(enum store_pvo_action a)
+{
+	switch (a) {
+	case STORE_PVO_RELEASE:
+		return "release";
+	case STORE_PVO_DELETE:
+		return "delete";
+	case STORE_PVO_DELAY:
+		return "delay";
+	case STORE_PVO_MOVE:
+		return "move";
+	}
+	return "?";
+}
+
+/* A request both backends can act on: the same refusals whatever the backend. */
+static bool store_pvo_request_ok(const struct store_pvo_request *r)
+{
+	if (r == NULL || r->quarantine == NULL || r->quarantine[0] == '\0' ||
+	    strlen(r->quarantine) > STORE_QUARANTINE_NAME_MAX)
+		return false;
+	switch (r->action) {
+	case STORE_PVO_RELEASE:
+	case STORE_PVO_DELETE:
+		return true;
+	case STORE_PVO_DELAY:
+		return r->by_ms > 0;
+	case STORE_PVO_MOVE:
+		return r->to != NULL && r->to[0] != '\0' &&
+		       strlen(r->to) <= STORE_QUARANTINE_NAME_MAX;
+	}
+	return false;
+}
+
+int store_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r, int64_t now,
+		  struct store_pvo_outcome *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	struct store_pvo_outcome ignored;
+	if (out == NULL)
+		out = &ignored;
+	memset(out, 0, sizeof(*out));
+	if (ops->pvo_act == NULL)
+		return -ENOSYS;
+	if (!store_pvo_request_ok(r))
+		return -EINVAL;
+	if (id == NULL || !ids_valid(id))
+		return -ENOENT;
+	return ops->pvo_act(st, id, r, now, out);
+}
+
+int store_pvo_act_matching(struct store *st, const struct store_filter *f,
+			   const struct store_pvo_request *r, int64_t now, uint64_t *changed,
+			   uint64_t *queued)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	uint64_t c = 0, q = 0;
+	if (ops->pvo_act_matching == NULL)
+		return -ENOSYS;
+	if (!store_pvo_request_ok(r) || f == NULL || f->quarantine == NULL ||
+	    strcmp(f->quarantine, r->quarantine) != 0)
+		return -EINVAL;
+	int rc = ops->pvo_act_matching(st, f, r, now, &c, &q);
+	if (changed != NULL)
+		*changed = c;
+	if (queued != NULL)
+		*queued = q;
+	return rc;
+}
+
+int store_pvo_copy(struct store *st, const char *id, const char *const *to, size_t n, int64_t now)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->pvo_copy == NULL)
+		return -ENOSYS;
+	if (to == NULL || n == 0 || n > STORE_PVO_COPY_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (to[i] == NULL || to[i][0] == '\0')
+			return -EINVAL;
+	}
+	if (id == NULL || !ids_valid(id))
+		return -ENOENT;
+	return ops->pvo_copy(st, id, to, n, now);
 }
 
 int store_operator_quarantines(struct store *st, const char *username, char ***out, size_t *n)
@@ -1102,6 +1195,7 @@ void store_delivery_free(struct store_delivery *d)
 	if (d == NULL)
 		return;
 	free(d->sender);
+	free(d->gateway);
 	for (size_t i = 0; i < d->nrcpts; i++)
 		free(d->rcpts[i]);
 	free(d->rcpts);

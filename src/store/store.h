@@ -384,6 +384,19 @@ struct store_delivery {
 	size_t nrcpts;
 	unsigned attempts;	  /* attempts made before this one */
 	int64_t first_attempt_at; /* when the first attempt was claimed (this one: now) */
+	/*
+	 * The route (migration 9). NULL: a spam release or a copy, to [release]'s
+	 * primary/secondary host. Otherwise a PVO release, back through the gateway
+	 * that quarantined it: its registry name, or "" when no registered gateway
+	 * could be named when it was queued (then alternate_release_gateway).
+	 */
+	char *gateway;
+	bool rescan; /* a released outbreak membership: the gateway scans it again */
+	/*
+	 * store_pvo_copy: rcpts are the copy's addresses, not the message's
+	 * recipients; finishing it changes no recipient's state.
+	 */
+	bool copy;
 };
 void store_delivery_free(struct store_delivery *d);
 
@@ -547,13 +560,13 @@ int store_secret_add(struct store *st, const char *name, const unsigned char *va
  * quarantines it is in are its memberships, one per quarantine, each with its own
  * reason, entered_at, expires_at and state:
  *
- *   held --(release, later)--> released     held --(delete, later)--> deleted
+ *   held --store_pvo_act (release)--> released   held --store_pvo_act (delete)--> deleted
  *   held --store_expire_memberships (expires_at <= now)--> expired
  *
  * The message's recipients stay quarantined while any membership is held; the
- * actions (later) deliver it only when every membership is released, and delete
- * it when one is deleted; when none is held any more by expiry its recipients
- * expire and the purge removes it. End users never see PVO messages (they see
+ * actions (store_pvo_act, below) deliver it only when no membership is held or
+ * deleted, and delete it when one is deleted; when none is held any more by
+ * expiry its recipients expire and the purge removes it. End users never see PVO messages (they see
  * only the spam quarantine). See docs/OPERATIONS.md "PVO quarantines".
  */
 #define STORE_PVO_MARKER "*pvo"
@@ -570,6 +583,86 @@ enum store_membership_state {
 };
 /* "held", "released", "deleted", "expired" */
 const char *store_membership_state_name(enum store_membership_state s);
+
+/*
+ * Actions on one membership (PV9). A message in several quarantines is delivered
+ * only once no membership is held any more and none is deleted: the release that
+ * makes it so moves the still-quarantined recipients to releasing and queues
+ * exactly one delivery for them (store_delivery.gateway = the gateway that
+ * quarantined it, rescan when one of the released memberships is of an outbreak
+ * quarantine). An expired membership counts as not held: a message released from
+ * its remaining quarantines after another membership expired is delivered. The
+ * other way round, a message released from some quarantines whose last held
+ * membership then expires is not delivered (expiry is no release: its
+ * recipients expire, store_expire_memberships). A delete from any quarantine
+ * means never delivered: the membership becomes deleted and the message's
+ * quarantined recipients deleted, so the purge removes it (its other
+ * memberships go with it; until then they show as they were).
+ *
+ *   held --STORE_PVO_RELEASE--> released   (and the delivery, when it was the last)
+ *   held --STORE_PVO_DELETE---> deleted    (and the recipients deleted)
+ *   held --STORE_PVO_DELAY----> held       (expires_at += by_ms)
+ *   held --STORE_PVO_MOVE-----> held in `to` (policy to policy; reason,
+ *                                            entered_at and expires_at kept)
+ *
+ * Each action is one transaction that first locks the message's memberships
+ * (PostgreSQL: FOR UPDATE; SQLite: the single writer), so two managers, or two
+ * clicks, acting on one message at once are applied one after the other: a
+ * second release finds the membership released and changes nothing.
+ */
+enum store_pvo_action {
+	STORE_PVO_RELEASE = 0,
+	STORE_PVO_DELETE,
+	STORE_PVO_DELAY,
+	STORE_PVO_MOVE,
+};
+/* "release", "delete", "delay", "move" */
+const char *store_pvo_action_name(enum store_pvo_action a);
+
+struct store_pvo_request {
+	enum store_pvo_action action;
+	const char *quarantine; /* the membership acted on (move: the one it leaves) */
+	const char *to;		/* move: the policy quarantine it goes to */
+	int64_t by_ms;		/* delay: > 0 */
+};
+
+/* What one action found and did. */
+struct store_pvo_outcome {
+	enum store_membership_state was; /* the membership's state before the action */
+	bool queued;			 /* a release queued the message's delivery */
+	bool to_unknown;		 /* move: -ENODEV is about `to`, not `quarantine` */
+};
+
+/*
+ * Applies r to message id's membership in r->quarantine. 0 when it changed;
+ * otherwise nothing changed and: -ENOENT unknown id or not a PVO message; -ENODEV
+ * no quarantine of that name (move: either; out->to_unknown says which); -ENXIO
+ * the message is not in that quarantine; -EALREADY the membership is not held
+ * (out->was says what it is); move: -EPERM when either quarantine is not a policy
+ * one, -EEXIST when `to` has (or had) the message already; -EINVAL bad request.
+ * out may be NULL.
+ */
+int store_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r, int64_t now,
+		  struct store_pvo_outcome *out);
+/*
+ * Bulk: r applied to every message matching f (f->quarantine must name the
+ * quarantine of r; operator scoping as store_list), one transaction per page of
+ * messages so that ingest is not stalled; messages whose membership is not held
+ * (or gone) are skipped. *changed (may be NULL) counts the memberships changed,
+ * *queued (may be NULL) the deliveries queued. -EINVAL when f->quarantine is not
+ * r->quarantine.
+ */
+int store_pvo_act_matching(struct store *st, const struct store_filter *f,
+			   const struct store_pvo_request *r, int64_t now, uint64_t *changed,
+			   uint64_t *queued);
+/*
+ * Queues a copy of PVO message id to the addresses to[0..n) (1..STORE_PVO_COPY_MAX,
+ * not checked here beyond being non-empty): a delivery of its own, to [release]'s
+ * primary/secondary host, that changes no state of the message. -ENOENT unknown
+ * id or not a PVO message, -EINVAL.
+ */
+#define STORE_PVO_COPY_MAX 100
+int store_pvo_copy(struct store *st, const char *id, const char *const *to, size_t n, int64_t now);
 
 /* A PVO quarantine's settings, as an admin gives them. */
 struct store_quarantine_settings {

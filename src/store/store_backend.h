@@ -82,6 +82,13 @@ struct store_ops {
 			      bool create, int64_t now);
 	int (*quarantine_delete)(struct store *st, const char *name);
 	int (*operator_quarantines)(struct store *st, const char *username, char ***out, size_t *n);
+	int (*pvo_act)(struct store *st, const char *id, const struct store_pvo_request *r,
+		       int64_t now, struct store_pvo_outcome *out);
+	int (*pvo_act_matching)(struct store *st, const struct store_filter *f,
+				const struct store_pvo_request *r, int64_t now, uint64_t *changed,
+				uint64_t *queued);
+	int (*pvo_copy)(struct store *st, const char *id, const char *const *to, size_t n,
+			int64_t now);
 	int (*purge)(struct store *st, size_t batch, uint64_t *purged);
 	/* NULL: the backend keeps no time partitions (store_maintain does nothing) */
 	int (*maintain)(struct store *st, int64_t now, uint64_t *stray);

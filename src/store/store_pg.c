@@ -594,6 +594,15 @@ static const char *const store_pg_migrations[] = {
     "  extract(epoch FROM to_date(substr(c.relname, 11), 'YYYYMMDD'))::bigint * 1000)"
     "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
     "  WHERE i.inhparent = 'messages'::regclass AND c.relname ~ '^messages_p[0-9]{8}$';",
+    /*
+     * 9: the route of a delivery (store_delivery): a PVO release goes back through
+     * the gateway that quarantined it (its registry name; '' none known), rescan
+     * when an outbreak membership was released, and copies (store_pvo_copy) that
+     * change no recipient.
+     */
+    "ALTER TABLE deliveries ADD COLUMN gateway text,"
+    "  ADD COLUMN rescan boolean NOT NULL DEFAULT false,"
+    "  ADD COLUMN copy boolean NOT NULL DEFAULT false;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -2533,8 +2542,8 @@ fail:
 }
 
 /* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
-static int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, const char *cursor,
-			     size_t limit, char ***out, size_t *n)
+int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, const char *cursor,
+		      size_t limit, char ***out, size_t *n)
 {
 	struct strbuf q = STRBUF_INIT;
 	struct store_pg_params p = {0};
@@ -2911,7 +2920,8 @@ static int store_pg_claim_tx(struct store_pg *st, PGconn *c, void *arg)
 			  " first_attempt_at = coalesce(d.first_attempt_at, $1) FROM pick"
 			  " WHERE d.job_id = pick.job_id"
 			  " RETURNING d.job_id, d.msg_id, d.attempts, d.first_attempt_at,"
-			  " (SELECT sender FROM messages m WHERE m.id = d.msg_id)",
+			  " (SELECT sender FROM messages m WHERE m.id = d.msg_id),"
+			  " d.gateway, d.rescan, d.copy",
 			  &p, false);
 	store_pg_params_clear(&p);
 	if (r == NULL)
@@ -2926,6 +2936,9 @@ static int store_pg_claim_tx(struct store_pg *st, PGconn *c, void *arg)
 	d->attempts = (unsigned)store_pg_i64(r, 0, 2);
 	d->first_attempt_at = store_pg_i64(r, 0, 3);
 	d->sender = store_pg_dup(r, 0, 4);
+	d->gateway = store_pg_dup(r, 0, 5);
+	d->rescan = strcmp(PQgetvalue(r, 0, 6), "t") == 0;
+	d->copy = strcmp(PQgetvalue(r, 0, 7), "t") == 0;
 	PQclear(r);
 	int rc = store_pg_job_rcpts(c, d->job_id, &d->rcpts, &d->nrcpts);
 	if (rc < 0) {
@@ -2968,9 +2981,9 @@ static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
 	int rc = -EIO;
 	/* the job's row lock: a concurrent finish of the same job waits for this one */
 	store_pg_int(&p, a->job_id);
-	PGresult *r =
-	    store_pg_exec(c, "finish_job",
-			  "SELECT msg_id FROM deliveries WHERE job_id = $1 FOR UPDATE", &p, false);
+	PGresult *r = store_pg_exec(
+	    c, "finish_job", "SELECT msg_id, copy FROM deliveries WHERE job_id = $1 FOR UPDATE", &p,
+	    false);
 	store_pg_params_clear(&p);
 	if (r == NULL)
 		return -EIO;
@@ -2979,6 +2992,8 @@ static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
 		return -ENOENT;
 	}
 	msg_id = store_pg_dup(r, 0, 0);
+	/* a copy's addresses are no recipients: no state to record */
+	bool copy = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
 	PQclear(r);
 	if ((rc = store_pg_job_rcpts(c, a->job_id, &rcpts, &nrcpts)) < 0)
 		goto fail;
@@ -3001,7 +3016,7 @@ static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
 			to = STORE_RCPT_FAILED;
 		if (to == STORE_RCPT_RELEASING)
 			left[nleft++] = rcpts[i];
-		if (res == NULL)
+		if (res == NULL || copy)
 			continue;
 		store_pg_text(&p, msg_id);
 		store_pg_owned(&p, store_pg_lc(rcpts[i]));
@@ -3350,6 +3365,9 @@ const struct store_ops store_pg_ops = {
     .quarantine_put = store_pg_quarantine_put,
     .quarantine_delete = store_pg_quarantine_delete,
     .operator_quarantines = store_pg_operator_quarantines,
+    .pvo_act = store_pg_pvo_act,
+    .pvo_act_matching = store_pg_pvo_act_matching,
+    .pvo_copy = store_pg_pvo_copy,
     .purge = store_pg_purge,
     .stats = store_pg_stats,
     .debug_counters = store_pg_debug_counters,

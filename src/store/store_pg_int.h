@@ -129,6 +129,25 @@ int store_pg_operator_quarantines(struct store *s, const char *username, char **
 int store_pg_pvo_operators(PGconn *c, struct store_quarantine_stats *v, size_t n);
 int store_pg_expire_memberships(struct store *s, int64_t now, size_t batch, uint64_t *expired,
 				uint64_t *purged);
+/*
+ * The one place a membership changes by an action (store.h "Actions on one
+ * membership"), inside the caller's transaction (it locks the message's
+ * memberships first): store_pvo_act, the bulk, and any other writer (a capacity
+ * sweep applying a quarantine's default_action) call it. Same results as
+ * store_pvo_act; out must not be NULL.
+ */
+int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request *r, int64_t now,
+		       struct store_pvo_outcome *out);
+int store_pg_pvo_act(struct store *s, const char *id, const struct store_pvo_request *r,
+		     int64_t now, struct store_pvo_outcome *out);
+int store_pg_pvo_act_matching(struct store *s, const struct store_filter *f,
+			      const struct store_pvo_request *r, int64_t now, uint64_t *changed,
+			      uint64_t *queued);
+int store_pg_pvo_copy(struct store *s, const char *id, const char *const *to, size_t n,
+		      int64_t now);
+/* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
+int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, const char *cursor,
+		      size_t limit, char ***out, size_t *n);
 
 typedef int (*store_pg_tx_fn)(struct store_pg *st, PGconn *c, void *arg);
 /*

@@ -2,8 +2,9 @@
  * store_pg_pvo — the policy, virus and outbreak (PVO) quarantines in the
  * PostgreSQL backend: memberships written with a message, a retried transfer
  * merged into the message it repeats, memberships read back with messages, and
- * their expiry. Not for: the schema (migration 8 in store_pg.c), the actions on
- * memberships, the SMTP side.
+ * their expiry, and the actions on memberships (release, delete, delay, move;
+ * store_pg_pvo_apply) and copies. Not for: the schema (migrations 8 and 9 in
+ * store_pg.c), the SMTP side, delivering (quarantine/release.c).
  *
  * memberships is partitioned by day of the message id like the other message
  * tables (store_pg_partition.c): its rows go with their day when the day is
@@ -13,6 +14,9 @@
  *
  *   (none)  --store_pg_pvo_insert--------------> held
  *   held    --store_pg_expire_memberships------> expired  (expires_at <= now)
+ *   held    --store_pg_pvo_apply (release)-----> released (the last: delivery queued)
+ *   held    --store_pg_pvo_apply (delete)------> deleted  (recipients deleted)
+ *   held    --store_pg_pvo_apply (delay/move)--> held     (later / elsewhere)
  *   and when no membership of a message is held any more, its quarantined
  *   recipients become expired in the same statement, so the purge removes it.
  */
@@ -59,6 +63,20 @@ int store_pg_pvo_existing(PGconn *c, const struct store_new_message *m, char *id
 		return -EIO;
 	if (PQntuples(r) == 1)
 		snprintf(id_out, 37, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	if (id_out[0] == '\0')
+		return 0;
+	/*
+	 * Its message's row, as every action on its memberships takes it first
+	 * (store_pg_pvo_apply): a release cannot find "nothing held" while this
+	 * transaction adds a held membership.
+	 */
+	store_pg_text(&p, id_out);
+	r = store_pg_exec(c, "pvo_origin_msg", "SELECT 1 FROM messages WHERE id = $1 FOR UPDATE",
+			  &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
 	PQclear(r);
 	return 0;
 }
@@ -404,4 +422,294 @@ int store_pg_operator_quarantines(struct store *s, const char *username, char **
 	store_pg_collect(r, out, n);
 	PQclear(r);
 	return 0;
+}
+
+/* --- actions on memberships (store.h "Actions on one membership") -------- */
+
+/* Messages per transaction of a bulk action (store_pvo_act_matching). */
+#define STORE_PG_PVO_BULK_BATCH 200
+
+/*
+ * The type of quarantine name into *type (new), or -ENOENT. FOR SHARE: it cannot
+ * be deleted while this transaction moves a membership into it, and actions in
+ * one quarantine do not wait for each other.
+ */
+static int store_pg_pvo_type_shared(PGconn *c, const char *name, char **type)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, name);
+	PGresult *r =
+	    store_pg_exec(c, "pvo_type_shared",
+			  "SELECT type FROM quarantines WHERE name = $1 FOR SHARE", &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	*type = PQntuples(r) == 1 ? store_pg_dup(r, 0, 0) : NULL;
+	PQclear(r);
+	return *type != NULL ? 0 : -ENOENT;
+}
+
+/* One statement with (id, q) as $1, $2 and up to two more values. -EIO or 0; *r. */
+static PGresult *store_pg_pvo_run(PGconn *c, const char *what, const char *sql, const char *id,
+				  const char *q, const char *text3, int64_t int3, bool has_int3,
+				  int64_t now)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, id);
+	store_pg_text(&p, q);
+	if (text3 != NULL)
+		store_pg_text(&p, text3);
+	else if (has_int3)
+		store_pg_int(&p, int3);
+	store_pg_int(&p, now);
+	PGresult *r = store_pg_exec(c, what, sql, &p, false);
+	store_pg_params_clear(&p);
+	return r;
+}
+
+/* The message's delivery once nothing holds or deletes it: recipients to releasing. */
+static int store_pg_pvo_release_rest(PGconn *c, const char *id, int64_t now,
+				     struct store_pvo_outcome *out)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, id);
+	store_pg_int(&p, now);
+	/*
+	 * One statement: nothing held or deleted any more, then every quarantined
+	 * recipient to releasing and one delivery of them, routed to the registered
+	 * gateway at the address that transferred the message (else the one its
+	 * gateway field names, else '': the alternate release gateway), rescanned
+	 * when an outbreak membership was released.
+	 */
+	PGresult *r = store_pg_exec(
+	    c, "pvo_release_rest",
+	    "WITH go AS (SELECT NOT EXISTS (SELECT 1 FROM memberships WHERE msg_id = $1"
+	    "  AND state IN (0, 2)) AS ok),"
+	    " u AS (UPDATE recipients SET state = 1, updated_at = $2"
+	    "  WHERE msg_id = $1 AND state = 0 AND (SELECT ok FROM go)"
+	    "  RETURNING address, pos),"
+	    " route AS (SELECT coalesce((SELECT g.name FROM gateways g"
+	    "  WHERE g.state = 'registered' AND g.address ="
+	    "  (SELECT min(origin_gateway) FROM memberships WHERE msg_id = $1)),"
+	    "  (SELECT g.name FROM gateways g JOIN messages m ON m.id = $1"
+	    "  WHERE g.state = 'registered' AND lower(g.name) = lower(m.gateway)), '') AS gw,"
+	    "  EXISTS (SELECT 1 FROM memberships x JOIN quarantines q ON q.name = x.quarantine"
+	    "  WHERE x.msg_id = $1 AND x.state = 1 AND q.type = 'outbreak') AS rescan)"
+	    " INSERT INTO deliveries (msg_id, next_attempt_at, rcpts, gateway, rescan)"
+	    " SELECT $1, $2, (SELECT array_agg(address ORDER BY pos) FROM u), route.gw,"
+	    " route.rescan FROM route WHERE EXISTS (SELECT 1 FROM u) RETURNING job_id",
+	    &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	out->queued = PQntuples(r) == 1;
+	PQclear(r);
+	return 0;
+}
+
+int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request *r, int64_t now,
+		       struct store_pvo_outcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct store_pg_params p = {0};
+	store_pg_text(&p, id);
+	/* the message's row, then its memberships, locked in one order by every action */
+	PGresult *res =
+	    store_pg_exec(c, "pvo_act_msg",
+			  "SELECT quarantine FROM messages WHERE id = $1 FOR UPDATE", &p, false);
+	store_pg_params_clear(&p);
+	if (res == NULL)
+		return -EIO;
+	bool pvo = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), STORE_PVO_MARKER) == 0;
+	PQclear(res);
+	if (!pvo)
+		return -ENOENT;
+	store_pg_text(&p, id);
+	res = store_pg_exec(c, "pvo_act_lock",
+			    "SELECT quarantine, state FROM memberships WHERE msg_id = $1"
+			    " ORDER BY quarantine FOR UPDATE",
+			    &p, false);
+	store_pg_params_clear(&p);
+	if (res == NULL)
+		return -EIO;
+	int state = -1;
+	bool to_taken = false;
+	for (int k = 0; k < PQntuples(res); k++) {
+		if (strcmp(PQgetvalue(res, k, 0), r->quarantine) == 0)
+			state = (int)store_pg_i64(res, k, 1);
+		if (r->to != NULL && strcmp(PQgetvalue(res, k, 0), r->to) == 0)
+			to_taken = true;
+	}
+	PQclear(res);
+	char *type = NULL;
+	int rc = store_pg_pvo_type_shared(c, r->quarantine, &type);
+	bool from_policy = type != NULL && strcmp(type, "policy") == 0;
+	free(type);
+	if (rc < 0)
+		return rc == -ENOENT ? -ENODEV : rc;
+	if (state < 0)
+		return -ENXIO;
+	out->was = (enum store_membership_state)state;
+	if (state != STORE_MEMBER_HELD)
+		return -EALREADY;
+	const char *sql = NULL;
+	switch (r->action) {
+	case STORE_PVO_RELEASE:
+		sql = "UPDATE memberships SET state = 1, updated_at = $3"
+		      " WHERE msg_id = $1 AND quarantine = $2 AND state = 0";
+		break;
+	case STORE_PVO_DELETE:
+		sql = "UPDATE memberships SET state = 2, updated_at = $3"
+		      " WHERE msg_id = $1 AND quarantine = $2 AND state = 0";
+		break;
+	case STORE_PVO_DELAY:
+		sql = "UPDATE memberships SET expires_at = expires_at + $3, updated_at = $4"
+		      " WHERE msg_id = $1 AND quarantine = $2 AND state = 0";
+		break;
+	case STORE_PVO_MOVE: {
+		rc = store_pg_pvo_type_shared(c, r->to, &type);
+		bool to_policy = type != NULL && strcmp(type, "policy") == 0;
+		free(type);
+		if (rc == -ENOENT)
+			out->to_unknown = true;
+		if (rc < 0)
+			return rc == -ENOENT ? -ENODEV : rc;
+		if (!from_policy || !to_policy)
+			return -EPERM;
+		if (to_taken)
+			return -EEXIST;
+		sql = "UPDATE memberships SET quarantine = $3, updated_at = $4"
+		      " WHERE msg_id = $1 AND quarantine = $2 AND state = 0";
+		break;
+	}
+	default:
+		return -EINVAL;
+	}
+	res = store_pg_pvo_run(c, "pvo_act", sql, id, r->quarantine,
+			       r->action == STORE_PVO_MOVE ? r->to : NULL, r->by_ms,
+			       r->action == STORE_PVO_DELAY, now);
+	if (res == NULL)
+		return -EIO;
+	PQclear(res);
+	if (r->action == STORE_PVO_RELEASE)
+		return store_pg_pvo_release_rest(c, id, now, out);
+	if (r->action == STORE_PVO_DELETE) {
+		/* deleted from one = never delivered: the purge removes it */
+		store_pg_text(&p, id);
+		store_pg_int(&p, now);
+		rc = store_pg_do(c, "pvo_delete_rcpts",
+				 "UPDATE recipients SET state = 3, updated_at = $2"
+				 " WHERE msg_id = $1 AND state = 0",
+				 &p, NULL);
+		store_pg_params_clear(&p);
+		return rc;
+	}
+	return 0;
+}
+
+struct store_pg_pvo_act_args {
+	const char *const *ids;
+	size_t nids;
+	const struct store_pvo_request *r;
+	int64_t now;
+	bool bulk; /* skip what cannot change instead of failing */
+	struct store_pvo_outcome out;
+	uint64_t changed, queued;
+};
+
+static int store_pg_pvo_act_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	struct store_pg_pvo_act_args *a = arg;
+	a->changed = a->queued = 0;
+	for (size_t i = 0; i < a->nids; i++) {
+		int rc = store_pg_pvo_apply(c, a->ids[i], a->r, a->now, &a->out);
+		if (rc == 0) {
+			a->changed++;
+			a->queued += a->out.queued ? 1 : 0;
+			continue;
+		}
+		/* in bulk, what changed meanwhile (or never could) is skipped */
+		if (a->bulk && rc != -EIO && rc != -ENODEV)
+			continue;
+		return rc;
+	}
+	return 0;
+}
+
+int store_pg_pvo_act(struct store *s, const char *id, const struct store_pvo_request *r,
+		     int64_t now, struct store_pvo_outcome *out)
+{
+	struct store_pg_pvo_act_args a = {.ids = &id, .nids = 1, .r = r, .now = now};
+	int rc = store_pg_tx(store_pg_of(s), store_pg_pvo_act_tx, &a);
+	*out = a.out;
+	return rc;
+}
+
+int store_pg_pvo_act_matching(struct store *s, const struct store_filter *f,
+			      const struct store_pvo_request *r, int64_t now, uint64_t *changed,
+			      uint64_t *queued)
+{
+	struct store_pg *st = store_pg_of(s);
+	struct store_filter q = *f;
+	q.state = NULL; /* memberships have their own states: the action picks the held ones */
+	char *cursor = NULL;
+	int rc = 0;
+	for (;;) {
+		char **ids = NULL;
+		size_t n = 0;
+		rc = store_pg_list_ids(st, &q, cursor, STORE_PG_PVO_BULK_BATCH, &ids, &n);
+		if (rc < 0)
+			break;
+		struct store_pg_pvo_act_args a = {
+		    .ids = (const char *const *)ids, .nids = n, .r = r, .now = now, .bulk = true};
+		/* each page its own transaction: row locks are held briefly */
+		if (n > 0)
+			rc = store_pg_tx(st, store_pg_pvo_act_tx, &a);
+		*changed += a.changed;
+		*queued += a.queued;
+		free(cursor);
+		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
+		for (size_t i = 0; i < n; i++)
+			free(ids[i]);
+		free(ids);
+		if (rc < 0 || n < STORE_PG_PVO_BULK_BATCH)
+			break;
+	}
+	free(cursor);
+	return rc;
+}
+
+struct store_pg_pvo_copy_args {
+	const char *id;
+	const char *const *to;
+	size_t n;
+	int64_t now;
+};
+
+static int store_pg_pvo_copy_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	struct store_pg_pvo_copy_args *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, a->id);
+	store_pg_int(&p, a->now);
+	store_pg_array(&p, a->to, a->n);
+	store_pg_text(&p, STORE_PVO_MARKER);
+	uint64_t rows = 0;
+	int rc = store_pg_do(c, "pvo_copy",
+			     "INSERT INTO deliveries (msg_id, next_attempt_at, rcpts, copy)"
+			     " SELECT id, $2, $3::text[], true FROM messages"
+			     " WHERE id = $1 AND quarantine = $4",
+			     &p, &rows);
+	store_pg_params_clear(&p);
+	if (rc < 0)
+		return rc;
+	return rows == 1 ? 0 : -ENOENT;
+}
+
+int store_pg_pvo_copy(struct store *s, const char *id, const char *const *to, size_t n, int64_t now)
+{
+	struct store_pg_pvo_copy_args a = {.id = id, .to = to, .n = n, .now = now};
+	return store_pg_tx(store_pg_of(s), store_pg_pvo_copy_tx, &a);
 }

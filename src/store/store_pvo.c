@@ -2,13 +2,17 @@
  * store_pvo — the policy, virus and outbreak (PVO) quarantines in the SQLite
  * backend: memberships written with a message, a retried transfer merged into
  * the message it repeats, memberships read back with a message, and their expiry.
- * Not for: the schema (migration 8 in store_sqlite.c), the actions on memberships
- * (release, delete, move), the SMTP side (manager/ingest.c, quarantine/pvo_header.c).
+ * and the actions on memberships (release, delete, delay, move; store_sqlite_pvo_apply)
+ * and copies. Not for: the schema (migrations 8 and 9 in store_sqlite.c), the SMTP
+ * side (manager/ingest.c, quarantine/pvo_header.c), delivering (quarantine/release.c).
  *
  * Membership states and who moves them (see store.h):
  *
  *   (none)  --store_sqlite_pvo_insert-------------> held
  *   held    --store_sqlite_expire_memberships-----> expired  (expires_at <= now)
+ *   held    --store_sqlite_pvo_apply (release)----> released (the last: delivery queued)
+ *   held    --store_sqlite_pvo_apply (delete)-----> deleted  (recipients deleted)
+ *   held    --store_sqlite_pvo_apply (delay/move)-> held     (later / elsewhere)
  *   and when no membership of a message is held any more, its quarantined
  *   recipients become expired in the same transaction, so the purge removes it.
  */
@@ -24,6 +28,9 @@
 
 #include "common/log.h"
 #include "common/xalloc.h"
+
+/* Messages per transaction of a bulk action (store_pvo_act_matching). */
+#define STORE_PVO_BULK_BATCH 200
 
 /* A retry of (gateway, origin id): the message it repeats. */
 static const char sql_pvo_origin[] = "SELECT msg_id FROM memberships"
@@ -414,4 +421,308 @@ int store_sqlite_operator_quarantines(struct store *st, const char *username, ch
 	*out = v;
 	*n = nv;
 	return 0;
+}
+
+/* --- actions on memberships (store.h "Actions on one membership") -------- */
+
+static const char sql_pvo_act_msg[] = "SELECT quarantine FROM messages WHERE id = ?1";
+static const char sql_pvo_act_state[] =
+    "SELECT state FROM memberships WHERE msg_id = ?1 AND quarantine = ?2";
+static const char sql_pvo_act_set[] = "UPDATE memberships SET state = ?3, updated_at = ?4"
+				      " WHERE msg_id = ?1 AND quarantine = ?2 AND state = 0";
+static const char sql_pvo_act_delay[] =
+    "UPDATE memberships SET expires_at = expires_at + ?3, updated_at = ?4"
+    " WHERE msg_id = ?1 AND quarantine = ?2 AND state = 0";
+static const char sql_pvo_act_move[] = "UPDATE memberships SET quarantine = ?3, updated_at = ?4"
+				       " WHERE msg_id = ?1 AND quarantine = ?2 AND state = 0";
+/* still held or deleted somewhere: no delivery (yet, or ever) */
+static const char sql_pvo_act_blocked[] =
+    "SELECT 1 FROM memberships WHERE msg_id = ?1 AND state IN (0, 2) LIMIT 1";
+static const char sql_pvo_act_rcpts[] = "UPDATE recipients SET state = ?2, updated_at = ?3"
+					" WHERE msg_id = ?1 AND state = 0 RETURNING address";
+/*
+ * The route: the registered gateway at the address that transferred the message
+ * (memberships.origin_gateway), else the one named by the message's gateway
+ * field, else '' (unknown: the alternate release gateway); and whether an
+ * outbreak membership was released (the gateway rescans it).
+ */
+static const char sql_pvo_act_route[] =
+    "SELECT coalesce((SELECT g.name FROM gateways g WHERE g.state = 'registered'"
+    "  AND g.address = (SELECT min(origin_gateway) FROM memberships WHERE msg_id = ?1)),"
+    " (SELECT g.name FROM gateways g JOIN messages m ON m.id = ?1"
+    "  WHERE g.state = 'registered' AND g.name = m.gateway), ''),"
+    " EXISTS (SELECT 1 FROM memberships x JOIN quarantines q ON q.name = x.quarantine"
+    "  WHERE x.msg_id = ?1 AND x.state = 1 AND q.type = 'outbreak')";
+
+/* Binds ?1 id and ?2 q, steps s, and gives the integer of its first row into *v
+ * (1 when a row, 0 when none; -EIO). */
+static int store_pvo_int_row(struct store_conn *c, sqlite3_stmt *s, const char *id, const char *q,
+			     int64_t *v)
+{
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	if (q != NULL)
+		sqlite3_bind_text(s, 2, q, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW && v != NULL)
+		*v = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (r == SQLITE_ROW)
+		return 1;
+	if (r == SQLITE_DONE)
+		return 0;
+	store_int_log_sqlite("pvo_act", store_int_db(c));
+	return -EIO;
+}
+
+/* The message's delivery once nothing holds or deletes it: recipients to releasing. */
+static int store_pvo_release_rest(struct store_conn *c, const char *id, int64_t now,
+				  struct store_pvo_outcome *out)
+{
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_act_blocked);
+	if (s == NULL)
+		return -EIO;
+	int rc = store_pvo_int_row(c, s, id, NULL, NULL);
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	char *gateway = NULL, **moved = NULL;
+	size_t nmoved = 0;
+	bool rescan = false;
+	rc = -EIO;
+	if ((s = store_int_stmt(c, sql_pvo_act_route)) == NULL)
+		goto fail;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int r = sqlite3_step(s);
+	if (r == SQLITE_ROW) {
+		gateway = store_int_col_dup(s, 0);
+		rescan = sqlite3_column_int(s, 1) != 0;
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_ROW) {
+		store_int_log_sqlite("pvo_route", store_int_db(c));
+		goto fail;
+	}
+	if ((s = store_int_stmt(c, sql_pvo_act_rcpts)) == NULL)
+		goto fail;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, STORE_RCPT_RELEASING);
+	sqlite3_bind_int64(s, 3, now);
+	while ((r = sqlite3_step(s)) == SQLITE_ROW) {
+		moved = xreallocarray(moved, nmoved + 1, sizeof(*moved));
+		moved[nmoved++] = store_int_col_dup(s, 0);
+	}
+	sqlite3_reset(s);
+	if (r != SQLITE_DONE) {
+		store_int_log_sqlite("pvo_release_rcpts", store_int_db(c));
+		goto fail;
+	}
+	rc = 0;
+	if (nmoved > 0) {
+		rc = store_sqlite_delivery_queue(c, id, (const char *const *)moved, nmoved, now,
+						 gateway != NULL ? gateway : "", rescan, false);
+		out->queued = rc == 0;
+	}
+fail:
+	for (size_t i = 0; i < nmoved; i++)
+		free(moved[i]);
+	free(moved);
+	free(gateway);
+	return rc;
+}
+
+int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct store_pvo_request *r,
+			   int64_t now, struct store_pvo_outcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_act_msg);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	int step = sqlite3_step(s);
+	bool pvo = step == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL &&
+		   strcmp((const char *)sqlite3_column_text(s, 0), STORE_PVO_MARKER) == 0;
+	sqlite3_reset(s);
+	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		store_int_log_sqlite("pvo_act_msg", store_int_db(c));
+		return -EIO;
+	}
+	if (!pvo)
+		return -ENOENT;
+	char *type = NULL;
+	int rc = store_pvo_type(c, r->quarantine, &type);
+	bool from_policy = type != NULL && strcmp(type, "policy") == 0;
+	free(type);
+	if (rc < 0)
+		return rc == -ENOENT ? -ENODEV : rc;
+	int64_t state = 0;
+	if ((s = store_int_stmt(c, sql_pvo_act_state)) == NULL)
+		return -EIO;
+	if ((rc = store_pvo_int_row(c, s, id, r->quarantine, &state)) <= 0)
+		return rc == 0 ? -ENXIO : rc;
+	out->was = (enum store_membership_state)state;
+	if (state != STORE_MEMBER_HELD)
+		return -EALREADY;
+	switch (r->action) {
+	case STORE_PVO_RELEASE:
+	case STORE_PVO_DELETE:
+		if ((s = store_int_stmt(c, sql_pvo_act_set)) == NULL)
+			return -EIO;
+		sqlite3_bind_int(s, 3,
+				 r->action == STORE_PVO_RELEASE ? STORE_MEMBER_RELEASED
+								: STORE_MEMBER_DELETED);
+		break;
+	case STORE_PVO_DELAY:
+		if ((s = store_int_stmt(c, sql_pvo_act_delay)) == NULL)
+			return -EIO;
+		sqlite3_bind_int64(s, 3, r->by_ms);
+		break;
+	case STORE_PVO_MOVE:
+		rc = store_pvo_type(c, r->to, &type);
+		bool to_policy = type != NULL && strcmp(type, "policy") == 0;
+		free(type);
+		if (rc == -ENOENT)
+			out->to_unknown = true;
+		if (rc < 0)
+			return rc == -ENOENT ? -ENODEV : rc;
+		if (!from_policy || !to_policy)
+			return -EPERM;
+		if ((s = store_int_stmt(c, sql_pvo_act_state)) == NULL)
+			return -EIO;
+		if ((rc = store_pvo_int_row(c, s, id, r->to, NULL)) != 0)
+			return rc < 0 ? rc : -EEXIST;
+		if ((s = store_int_stmt(c, sql_pvo_act_move)) == NULL)
+			return -EIO;
+		sqlite3_bind_text(s, 3, r->to, -1, SQLITE_STATIC);
+		break;
+	default:
+		return -EINVAL;
+	}
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, r->quarantine, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, now);
+	if (store_int_step_done(c, s, "pvo_act") < 0)
+		return -EIO;
+	if (r->action == STORE_PVO_RELEASE)
+		return store_pvo_release_rest(c, id, now, out);
+	if (r->action == STORE_PVO_DELETE) {
+		/* deleted from one = never delivered: the purge removes it */
+		if ((s = store_int_stmt(c, sql_pvo_act_rcpts)) == NULL)
+			return -EIO;
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 2, STORE_RCPT_DELETED);
+		sqlite3_bind_int64(s, 3, now);
+		int st;
+		while ((st = sqlite3_step(s)) == SQLITE_ROW)
+			;
+		sqlite3_reset(s);
+		if (st != SQLITE_DONE) {
+			store_int_log_sqlite("pvo_delete_rcpts", store_int_db(c));
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+struct store_pvo_act_args {
+	const char *const *ids;
+	size_t nids;
+	const struct store_pvo_request *r;
+	int64_t now;
+	bool bulk; /* skip what cannot change instead of failing */
+	struct store_pvo_outcome out;
+	uint64_t changed, queued;
+};
+
+static int store_pvo_act_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	struct store_pvo_act_args *a = arg;
+	a->changed = a->queued = 0;
+	for (size_t i = 0; i < a->nids; i++) {
+		int rc = store_sqlite_pvo_apply(c, a->ids[i], a->r, a->now, &a->out);
+		if (rc == 0) {
+			a->changed++;
+			a->queued += a->out.queued ? 1 : 0;
+			continue;
+		}
+		/* in bulk, what changed meanwhile (or never could) is skipped */
+		if (a->bulk && rc != -EIO && rc != -ENODEV)
+			continue;
+		return rc;
+	}
+	return 0;
+}
+
+int store_sqlite_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r,
+			 int64_t now, struct store_pvo_outcome *out)
+{
+	struct store_pvo_act_args a = {.ids = &id, .nids = 1, .r = r, .now = now};
+	int rc = store_int_run_job(st, store_pvo_act_job, &a);
+	*out = a.out;
+	return rc;
+}
+
+int store_sqlite_pvo_act_matching(struct store *st, const struct store_filter *f,
+				  const struct store_pvo_request *r, int64_t now, uint64_t *changed,
+				  uint64_t *queued)
+{
+	struct store_filter q = *f;
+	q.state = NULL; /* memberships have their own states: the action picks the held ones */
+	char *cursor = NULL;
+	int rc = 0;
+	for (;;) {
+		char **ids = NULL;
+		size_t n = 0;
+		rc = store_sqlite_list_ids(st, &q, cursor, STORE_PVO_BULK_BATCH, &ids, &n);
+		if (rc < 0)
+			break;
+		struct store_pvo_act_args a = {
+		    .ids = (const char *const *)ids, .nids = n, .r = r, .now = now, .bulk = true};
+		/* each page its own writer job: ingest commits in between */
+		if (n > 0)
+			rc = store_int_run_job(st, store_pvo_act_job, &a);
+		*changed += a.changed;
+		*queued += a.queued;
+		free(cursor);
+		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
+		for (size_t i = 0; i < n; i++)
+			free(ids[i]);
+		free(ids);
+		if (rc < 0 || n < STORE_PVO_BULK_BATCH)
+			break;
+	}
+	free(cursor);
+	return rc;
+}
+
+struct store_pvo_copy_args {
+	const char *id;
+	const char *const *to;
+	size_t n;
+	int64_t now;
+};
+
+static int store_pvo_copy_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	struct store_pvo_copy_args *a = arg;
+	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_act_msg);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, a->id, -1, SQLITE_STATIC);
+	int step = sqlite3_step(s);
+	bool pvo = step == SQLITE_ROW && sqlite3_column_text(s, 0) != NULL &&
+		   strcmp((const char *)sqlite3_column_text(s, 0), STORE_PVO_MARKER) == 0;
+	sqlite3_reset(s);
+	if (step != SQLITE_ROW && step != SQLITE_DONE)
+		return -EIO;
+	if (!pvo)
+		return -ENOENT;
+	return store_sqlite_delivery_queue(c, a->id, a->to, a->n, a->now, NULL, false, true);
+}
+
+int store_sqlite_pvo_copy(struct store *st, const char *id, const char *const *to, size_t n,
+			  int64_t now)
+{
+	struct store_pvo_copy_args a = {.id = id, .to = to, .n = n, .now = now};
+	return store_int_run_job(st, store_pvo_copy_job, &a);
 }

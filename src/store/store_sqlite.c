@@ -407,6 +407,15 @@ static const char *const store_migrations[] = {
     "CREATE INDEX memberships_oldest ON memberships(quarantine, entered_at) WHERE state = 0;"
     "CREATE INDEX memberships_origin ON memberships(origin_gateway, origin_id)"
     "  WHERE origin_id IS NOT NULL;",
+    /*
+     * 9: the route of a delivery (store_delivery): a PVO release goes back through
+     * the gateway that quarantined it (its registry name; '' none known), rescan
+     * when an outbreak membership was released, and copies (store_pvo_copy) that
+     * change no recipient.
+     */
+    "ALTER TABLE deliveries ADD COLUMN gateway TEXT;"
+    "ALTER TABLE deliveries ADD COLUMN rescan INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE deliveries ADD COLUMN copy INTEGER NOT NULL DEFAULT 0;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -594,7 +603,7 @@ static void store_strbuf_add(char **buf, size_t *len, size_t *cap, const char *s
 }
 
 /* A JSON array of strings (escaping per RFC 8259). The caller frees it. */
-static char *store_json_array(char *const *v, size_t n)
+static char *store_json_array(const char *const *v, size_t n)
 {
 	char *buf = NULL;
 	size_t len = 0, cap = 0;
@@ -2146,7 +2155,7 @@ fail:
 }
 
 /* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
-static int store_list_ids(struct store *st, const struct store_filter *f, const char *cursor,
+int store_sqlite_list_ids(struct store *st, const struct store_filter *f, const char *cursor,
 			  size_t limit, char ***out, size_t *n)
 {
 	struct store_conn *c = NULL;
@@ -2269,7 +2278,29 @@ static const char sql_rcpt_change_one[] =
 static const char sql_rcpt_change_all[] = "UPDATE recipients SET state = ?2, updated_at = ?3"
 					  " WHERE msg_id = ?1 AND state = 0 RETURNING address";
 static const char sql_insert_delivery[] =
-    "INSERT INTO deliveries (msg_id, next_attempt_at, rcpts) VALUES (?1, ?2, ?3)";
+    "INSERT INTO deliveries (msg_id, next_attempt_at, rcpts, gateway, rescan, copy)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+int store_sqlite_delivery_queue(struct store_conn *c, const char *id, const char *const *rcpts,
+				size_t n, int64_t now, const char *gateway, bool rescan, bool copy)
+{
+	sqlite3_stmt *s = store_stmt(c, sql_insert_delivery);
+	if (s == NULL)
+		return -EIO;
+	char *json = store_json_array(rcpts, n);
+	sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_text(s, 3, json, -1, SQLITE_STATIC);
+	if (gateway != NULL)
+		sqlite3_bind_text(s, 4, gateway, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 4);
+	sqlite3_bind_int(s, 5, rescan ? 1 : 0);
+	sqlite3_bind_int(s, 6, copy ? 1 : 0);
+	int rc = store_step_done(c, s, "insert_delivery");
+	free(json);
+	return rc;
+}
 
 /* 1 when the statement yields a row, 0 when not, -EIO on error. */
 static int store_step_exists(struct store_conn *c, sqlite3_stmt *s)
@@ -2357,15 +2388,8 @@ static int store_change_one(struct store_conn *c, const char *id, const char *co
 			goto fail;
 	}
 	if (to == STORE_RCPT_RELEASING && nmoved > 0) {
-		rc = -EIO;
-		if ((s = store_stmt(c, sql_insert_delivery)) == NULL)
-			goto fail;
-		char *json = store_json_array(moved, nmoved);
-		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, now);
-		sqlite3_bind_text(s, 3, json, -1, SQLITE_STATIC);
-		rc = store_step_done(c, s, "insert_delivery");
-		free(json);
+		rc = store_sqlite_delivery_queue(c, id, (const char *const *)moved, nmoved, now,
+						 NULL, false, false);
 		if (rc < 0)
 			goto fail;
 	}
@@ -2483,7 +2507,7 @@ static int store_change_matching(struct store *st, const struct store_filter *f,
 	for (;;) {
 		char **ids = NULL;
 		size_t n = 0;
-		rc = store_list_ids(st, &q, cursor, STORE_MAINT_BATCH_DEFAULT, &ids, &n);
+		rc = store_sqlite_list_ids(st, &q, cursor, STORE_MAINT_BATCH_DEFAULT, &ids, &n);
 		if (rc < 0)
 			break;
 		struct store_change_args a = {
@@ -2528,7 +2552,7 @@ int store_sqlite_delete_matching(struct store *st, const struct store_filter *f,
 
 static const char sql_claim_pick[] =
     "SELECT d.job_id, d.msg_id, d.attempts, d.rcpts, m.sender,"
-    " coalesce(d.first_attempt_at, ?1) FROM deliveries d"
+    " coalesce(d.first_attempt_at, ?1), d.gateway, d.rescan, d.copy FROM deliveries d"
     " JOIN messages m ON m.id = d.msg_id WHERE d.next_attempt_at <= ?1"
     " ORDER BY d.next_attempt_at, d.job_id LIMIT 1";
 static const char sql_claim_lease[] =
@@ -2579,6 +2603,9 @@ static int store_claim_job(struct store *st, struct store_conn *c, void *arg)
 	char *json = store_col_dup(s, 3);
 	d->sender = store_col_dup(s, 4);
 	d->first_attempt_at = sqlite3_column_int64(s, 5);
+	d->gateway = store_col_dup(s, 6);
+	d->rescan = sqlite3_column_int(s, 7) != 0;
+	d->copy = sqlite3_column_int(s, 8) != 0;
 	sqlite3_reset(s);
 	int rc = store_json_strings(c, json, &d->rcpts, &d->nrcpts);
 	free(json);
@@ -2611,7 +2638,7 @@ int store_sqlite_delivery_claim(struct store *st, int64_t now, int64_t lease_ms,
 	return rc;
 }
 
-static const char sql_finish_job[] = "SELECT msg_id, rcpts FROM deliveries WHERE job_id = ?1";
+static const char sql_finish_job[] = "SELECT msg_id, rcpts, copy FROM deliveries WHERE job_id = ?1";
 static const char sql_finish_rcpt[] =
     "UPDATE recipients SET state = ?3, reply = coalesce(?4, reply), updated_at = ?5"
     " WHERE msg_id = ?1 AND address_lc = ?2 AND state = 1";
@@ -2637,6 +2664,7 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 	char *msg_id = NULL;
 	char **rcpts = NULL, **left = NULL;
 	size_t nrcpts = 0, nleft = 0;
+	bool copy = false; /* a copy's addresses are no recipients: no state to record */
 	int rc = -EIO;
 	sqlite3_stmt *s = store_stmt(c, sql_finish_job);
 	if (s == NULL)
@@ -2646,6 +2674,7 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 	if (r == SQLITE_ROW) {
 		msg_id = store_col_dup(s, 0);
 		char *json = store_col_dup(s, 1);
+		copy = sqlite3_column_int(s, 2) != 0;
 		sqlite3_reset(s);
 		rc = store_json_strings(c, json, &rcpts, &nrcpts);
 		free(json);
@@ -2675,7 +2704,7 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 			to = STORE_RCPT_FAILED;
 		if (to == STORE_RCPT_RELEASING)
 			left[nleft++] = rcpts[i];
-		if (res == NULL)
+		if (res == NULL || copy)
 			continue;
 		rc = -EIO;
 		if ((s = store_stmt(c, sql_finish_rcpt)) == NULL)
@@ -2700,7 +2729,7 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 	} else if (a->confirm) {
 		if ((s = store_stmt(c, sql_confirm_left)) == NULL)
 			goto fail;
-		char *json = store_json_array(left, nleft);
+		char *json = store_json_array((const char *const *)left, nleft);
 		sqlite3_bind_int64(s, 1, a->job_id);
 		sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC);
 		rc = store_step_done(c, s, "confirm_left");
@@ -2708,7 +2737,7 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 	} else {
 		if ((s = store_stmt(c, sql_finish_retry)) == NULL)
 			goto fail;
-		char *json = store_json_array(left, nleft);
+		char *json = store_json_array((const char *const *)left, nleft);
 		sqlite3_bind_int64(s, 1, a->job_id);
 		sqlite3_bind_text(s, 2, json, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 3, a->retry_at);
@@ -3145,6 +3174,9 @@ const struct store_ops store_sqlite_ops = {
     .quarantine_put = store_sqlite_quarantine_put,
     .quarantine_delete = store_sqlite_quarantine_delete,
     .operator_quarantines = store_sqlite_operator_quarantines,
+    .pvo_act = store_sqlite_pvo_act,
+    .pvo_act_matching = store_sqlite_pvo_act_matching,
+    .pvo_copy = store_sqlite_pvo_copy,
     .purge = store_sqlite_purge,
     .stats = store_sqlite_stats,
     .debug_counters = store_sqlite_debug_counters,

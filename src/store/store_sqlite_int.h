@@ -92,6 +92,27 @@ int store_sqlite_operator_quarantines(struct store *st, const char *username, ch
 int store_sqlite_pvo_operators(struct store_conn *c, struct store_quarantine_stats *q);
 int store_sqlite_expire_memberships(struct store *st, int64_t now, size_t batch, uint64_t *expired,
 				    uint64_t *purged);
+/*
+ * The one place a membership changes by an action (store.h "Actions on one
+ * membership"), inside the caller's writer job: store_pvo_act, the bulk, and any
+ * other writer (a capacity sweep applying a quarantine's default_action) call it.
+ * Same results as store_pvo_act; out must not be NULL.
+ */
+int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct store_pvo_request *r,
+			   int64_t now, struct store_pvo_outcome *out);
+int store_sqlite_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r,
+			 int64_t now, struct store_pvo_outcome *out);
+int store_sqlite_pvo_act_matching(struct store *st, const struct store_filter *f,
+				  const struct store_pvo_request *r, int64_t now, uint64_t *changed,
+				  uint64_t *queued);
+int store_sqlite_pvo_copy(struct store *st, const char *id, const char *const *to, size_t n,
+			  int64_t now);
+/* Queues one delivery of message id to rcpts (store_delivery's route fields). 0 or -EIO. */
+int store_sqlite_delivery_queue(struct store_conn *c, const char *id, const char *const *rcpts,
+				size_t n, int64_t now, const char *gateway, bool rescan, bool copy);
+/* Up to limit ids matching f after cursor, newest first (a reader; bulk actions page). */
+int store_sqlite_list_ids(struct store *st, const struct store_filter *f, const char *cursor,
+			  size_t limit, char ***out, size_t *n);
 int store_sqlite_stats(struct store *st, struct store_stats *out);
 void store_sqlite_debug_counters(struct store *st, struct store_debug_counters *out);
 int store_sqlite_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,

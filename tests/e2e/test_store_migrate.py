@@ -149,6 +149,12 @@ def test_sqlite_store_moves_to_postgresql(start_manager, aio_sink, aio_sink_fact
     fillers = ids[3:]
     spread_over_days(os.path.join(m.data_dir, "lazaret.db"), fillers, 5)
     ids[3:] = fillers
+    # a PVO release routed back to its gateway, for a rescan (schema 9), due far ahead
+    con = sqlite3.connect(os.path.join(m.data_dir, "lazaret.db"), timeout=10)
+    con.execute("INSERT INTO deliveries (msg_id, next_attempt_at, rcpts, gateway, rescan,"
+                " copy) VALUES (?, ?, '[\"bob@corp.test\"]', 'gw1', 1, 0)", (ids[0], 2 ** 50))
+    con.commit()
+    con.close()
     m.start()
     before = snapshot(m)
     assert len(before["list"]) == len(ids)
@@ -174,6 +180,9 @@ def test_sqlite_store_moves_to_postgresql(start_manager, aio_sink, aio_sink_fact
     assert "bodies: 23/23 rows copied" in out, out
     assert "verified recipients per quarantine and state: " in out, out
     assert "verified bodies: 10 sampled messages equal byte for byte" in out, out
+    assert "verified delivery routes: " in out, out
+    assert psql(database, "SELECT gateway, rescan, copy, rcpts FROM deliveries"
+                          " WHERE gateway IS NOT NULL") == "gw1|t|f|{bob@corp.test}"
     assert out.rstrip().endswith("done: the PostgreSQL store is a verified copy of %s"
                                  % os.path.join(m.data_dir, "lazaret.db")), out
     assert psql(database, "SELECT count(*) FROM messages") == "23"

@@ -391,6 +391,49 @@ static void submit(struct store *st, const char *const *rcpts, size_t n, char id
 	assert_int_equal(w.rc, 0);
 }
 
+/* A PVO message from the gateway at 127.0.0.1, held in quarantine q. */
+static void submit_pvo(struct store *st, const char *q, const char *rcpt, char id[37])
+{
+	struct store_new_message *m = xcalloc(1, sizeof(*m));
+	ids_uuidv7(clock_now_ms(), m->id);
+	memcpy(id, m->id, 37);
+	m->quarantine = xstrdup(STORE_PVO_MARKER);
+	m->received_at = clock_now_ms();
+	m->sender = xstrdup("orig-sender@sender.test");
+	m->recipients = xcalloc(1, sizeof(char *));
+	m->recipients[0] = xstrdup(rcpt);
+	m->nrecipients = 1;
+	m->gateway = xstrdup("127.0.0.1");
+	m->raw_len = sizeof(test_body) - 1;
+	m->raw = xmalloc(m->raw_len);
+	memcpy(m->raw, test_body, m->raw_len);
+	m->memberships = xcalloc(1, sizeof(*m->memberships));
+	m->memberships[0].quarantine = xstrdup(q);
+	m->nmemberships = 1;
+	m->origin_gateway = xstrdup("127.0.0.1");
+	struct submit_wait w = {.lock = PTHREAD_MUTEX_INITIALIZER,
+				.cond = PTHREAD_COND_INITIALIZER};
+	assert_int_equal(store_submit_message(st, m, submit_done, &w), 0);
+	pthread_mutex_lock(&w.lock);
+	while (!w.done)
+		pthread_cond_wait(&w.cond, &w.lock);
+	pthread_mutex_unlock(&w.lock);
+	assert_int_equal(w.rc, 0);
+}
+
+static void register_gateway(struct store *st, const char *name, unsigned port)
+{
+	struct store_gateway g = {.name = xstrdup(name),
+				  .address = xstrdup("127.0.0.1"),
+				  .release_port = port,
+				  .token_hash = xstrdup("hash"),
+				  .created_at = clock_now_ms()};
+	assert_int_equal(store_gateway_add(st, &g), 0);
+	free(g.name);
+	free(g.address);
+	free(g.token_hash);
+}
+
 static enum store_rcpt_state rcpt_state(struct store *st, const char *id, const char *rcpt,
 					char **reply)
 {
@@ -797,6 +840,94 @@ static void test_reconfigure_to_working_host(void **state)
 	free(good);
 }
 
+/*
+ * A PVO release goes to the gateway that quarantined it, an outbreak one with
+ * rescan=yes; the gateway's 4xx sends it to the alternate release gateway; a
+ * copy goes to the primary host and changes no recipient.
+ */
+static void test_pvo_routes(void **state)
+{
+	struct fixture *f = *state;
+	struct fake_mta gw = {0}, alt = {0}, pri = {0};
+	gw.rules[0] = (struct mta_rule){"busy@", "451 4.3.0 try later"};
+	mta_start(&gw);
+	mta_start(&alt);
+	mta_start(&pri);
+	char *alternate = mta_hostport(&alt), *primary = mta_hostport(&pri);
+	register_gateway(f->st, "gw-a", gw.port);
+	struct release_config cfg = base_config(primary, NULL);
+	cfg.alternate_release_gateway = alternate;
+	struct release *r = NULL;
+	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+
+	char id[37], busy[37];
+	submit_pvo(f->st, "outbreak", "u1@example.jp", id);
+	submit_pvo(f->st, "Adult", "busy@example.jp", busy);
+	const char *to[] = {"auditor@example.jp"};
+	assert_int_equal(store_pvo_copy(f->st, busy, to, 1, clock_now_ms()), 0);
+	struct store_pvo_request rq = {.action = STORE_PVO_RELEASE, .quarantine = "outbreak"};
+	assert_int_equal(store_pvo_act(f->st, id, &rq, clock_now_ms(), NULL), 0);
+	rq.quarantine = "Adult";
+	assert_int_equal(store_pvo_act(f->st, busy, &rq, clock_now_ms(), NULL), 0);
+	release_kick(r);
+	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", NULL), STORE_RCPT_RELEASED);
+	assert_int_equal(wait_settled(f->st, busy, "busy@example.jp", NULL), STORE_RCPT_RELEASED);
+	int64_t end = clock_mono_ms() + WAIT_LIMIT_MS;
+	while (mta_count(&pri, &pri.messages) < 1 && clock_mono_ms() < end)
+		usleep(10000);
+	release_stop(r);
+
+	assert_true(mta_delivered_to(&gw, "u1@example.jp"));
+	assert_false(mta_delivered_to(&gw, "busy@example.jp"));
+	assert_true(mta_delivered_to(&alt, "busy@example.jp"));
+	assert_false(mta_delivered_to(&alt, "u1@example.jp"));
+	assert_int_equal(mta_count(&pri, &pri.messages), 1);
+	assert_true(mta_delivered_to(&pri, "auditor@example.jp"));
+	assert_string_equal(gw.peer, "127.0.0.1");
+	assert_non_null(strstr(gw.last_data, "; rescan=yes\r\n"));
+	assert_null(strstr(alt.last_data, "rescan"));
+	/* the copy changed nothing of the message it copied */
+	assert_int_equal(rcpt_state(f->st, busy, "busy@example.jp", NULL), STORE_RCPT_RELEASED);
+	mta_stop(&gw);
+	mta_stop(&alt);
+	mta_stop(&pri);
+	free(alternate);
+	free(primary);
+}
+
+/* No registered gateway and no alternate: the recipients stay queued, and say why. */
+static void test_pvo_no_route(void **state)
+{
+	struct fixture *f = *state;
+	struct fake_mta pri = {0};
+	mta_start(&pri);
+	char *primary = mta_hostport(&pri);
+	struct release_config cfg = base_config(primary, NULL);
+	struct release *r = NULL;
+	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	char id[37];
+	submit_pvo(f->st, "virus", "u1@example.jp", id);
+	struct store_pvo_request rq = {.action = STORE_PVO_RELEASE, .quarantine = "virus"};
+	assert_int_equal(store_pvo_act(f->st, id, &rq, clock_now_ms(), NULL), 0);
+	release_kick(r);
+	char *reply = NULL;
+	int64_t end = clock_mono_ms() + WAIT_LIMIT_MS;
+	while (reply == NULL && clock_mono_ms() < end) {
+		assert_int_equal(rcpt_state(f->st, id, "u1@example.jp", &reply),
+				 STORE_RCPT_RELEASING);
+		if (reply == NULL)
+			usleep(10000);
+	}
+	release_stop(r);
+	assert_non_null(reply);
+	assert_string_equal(reply, "no release route: the gateway that quarantined it is not "
+				   "registered and no alternate_release_gateway is set");
+	free(reply);
+	assert_int_equal(mta_count(&pri, &pri.sessions), 0); /* never to the spam host */
+	mta_stop(&pri);
+	free(primary);
+}
+
 static void test_bad_config(void **state)
 {
 	struct fixture *f = *state;
@@ -828,6 +959,8 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_leased_work_resent_after_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconfigure_to_working_host, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_routes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_no_route, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

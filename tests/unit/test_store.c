@@ -1077,7 +1077,7 @@ static void test_reopen_keeps_data(void **state)
 		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
 				 0);
 	else
-		assert_int_equal(pragma_int(path, "user_version"), 8);
+		assert_int_equal(pragma_int(path, "user_version"), 9);
 	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
@@ -1624,6 +1624,9 @@ static void test_migration_builds_search_index(void **state)
 			 " ALTER TABLE quarantines DROP COLUMN default_action;"
 			 " ALTER TABLE quarantines DROP COLUMN overflow_exempt;"
 			 " ALTER TABLE quarantines DROP COLUMN created_at;"
+			 " ALTER TABLE deliveries DROP COLUMN gateway;"
+			 " ALTER TABLE deliveries DROP COLUMN rescan;"
+			 " ALTER TABLE deliveries DROP COLUMN copy;"
 			 " DROP TABLE gateways; PRAGMA user_version=4; COMMIT;",
 			 NULL, NULL, NULL),
 	    SQLITE_OK);
@@ -1633,7 +1636,7 @@ static void test_migration_builds_search_index(void **state)
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
-	assert_int_equal(pragma_int(path, "user_version"), 8);
+	assert_int_equal(pragma_int(path, "user_version"), 9);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
 	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2);
@@ -2417,14 +2420,17 @@ static void test_pg_search_migration(void **state)
 		      " DROP FUNCTION messages_ai_order(); DROP TABLE list_order;"
 		      " DROP INDEX messages_subject_short; DROP FUNCTION lazaret_short_grams(text);"
 		      " DROP FUNCTION lazaret_uuidv7_ms(text); DROP TABLE gateways;"
-		      /* and what came after 6 (7 the gateway registry; 8 the PVO quarantines) */
+		      /* and what came after 6 (7 the gateway registry; 8 the PVO quarantines;
+		       * 9 the routes of deliveries) */
 		      " DROP TABLE memberships; DROP TABLE quarantine_operators;"
 		      " ALTER TABLE quarantines DROP COLUMN delete_after,"
 		      " DROP COLUMN default_action, DROP COLUMN overflow_exempt,"
 		      " DROP COLUMN created_at;"
+		      " ALTER TABLE deliveries DROP COLUMN gateway, DROP COLUMN rescan,"
+		      " DROP COLUMN copy;"
 		      " DELETE FROM store_migrations WHERE version >= 6; COMMIT");
 	assert_int_equal(fixture_open(fx), 0);
-	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 8);
+	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 9);
 	/* the planner has the statistics of the new index expression */
 	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
 			       " WHERE tablename LIKE '%short_grams%'") > 0);
@@ -2929,6 +2935,357 @@ static void test_pvo_operator_scope(void **state)
 	store_message_free(m);
 }
 
+/* --- PVO actions (PV9) ---------------------------------------------------- */
+
+static uint64_t pending(struct store *st)
+{
+	uint64_t n = 0;
+	assert_int_equal(store_delivery_pending(st, &n), 0);
+	return n;
+}
+
+static const struct store_membership *membership_of(const struct store_message *m, const char *q)
+{
+	for (size_t i = 0; i < m->nmemberships; i++) {
+		if (strcmp(m->memberships[i].quarantine, q) == 0)
+			return &m->memberships[i];
+	}
+	return NULL;
+}
+
+static void register_gw(struct store *st, const char *name, const char *address)
+{
+	char hash[80];
+	snprintf(hash, sizeof(hash), "hash-%s", name);
+	struct store_gateway g = {.name = (char *)(uintptr_t)name,
+				  .address = (char *)(uintptr_t)address,
+				  .release_port = 2525,
+				  .token_hash = hash,
+				  .created_at = T0};
+	assert_int_equal(store_gateway_add(st, &g), 0);
+}
+
+/*
+ * Released from one of two quarantines: nothing sent; from the other: one
+ * delivery, routed to the gateway that sent it, rescanned for outbreak; a
+ * second click and the bad requests change nothing.
+ */
+static void test_pvo_release_from_all(void **state)
+{
+	struct fixture *fx = *state;
+	register_gw(fx->st, "gw-a", "10.0.0.1");
+	const char *const q[] = {"Adult", "outbreak", NULL};
+	char id[37], spam_id[37], other[37];
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-1", q, NULL, id, NULL)),
+			 0);
+	add(fx->st,
+	    &(struct msg_spec){
+		"s", T0, "spam", "a@b.jp", NULL, {"u@example.jp"}, "s", "spam", "gw1"},
+	    spam_id);
+	struct store_pvo_outcome out;
+	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "Adult"};
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 10, &out), 0);
+	assert_false(out.queued);
+	assert_int_equal(out.was, STORE_MEMBER_HELD);
+	assert_int_equal(pending(fx->st), 0);
+	assert_int_equal(rcpt_state(fx->st, id, "user@example.jp"), STORE_RCPT_QUARANTINED);
+	/* the second click: nothing changes, and it says why */
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 11, &out), -EALREADY);
+	assert_int_equal(out.was, STORE_MEMBER_RELEASED);
+	/* not in that quarantine; no such quarantine; no such message; a spam message */
+	r.quarantine = "virus";
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 11, &out), -ENXIO);
+	r.quarantine = "Nope";
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 11, &out), -ENODEV);
+	r.quarantine = "Adult";
+	ids_uuidv7(T0, other);
+	assert_int_equal(store_pvo_act(fx->st, other, &r, T0 + 11, &out), -ENOENT);
+	assert_int_equal(store_pvo_act(fx->st, spam_id, &r, T0 + 11, &out), -ENOENT);
+	assert_int_equal(store_pvo_act(fx->st, "not-an-id", &r, T0 + 11, &out), -ENOENT);
+	r.quarantine = "";
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 11, &out), -EINVAL);
+	assert_int_equal(pending(fx->st), 0);
+
+	/* the last one: delivered once, back through gw-a, rescanned (outbreak) */
+	r.quarantine = "outbreak";
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 20, &out), 0);
+	assert_true(out.queued);
+	assert_int_equal(pending(fx->st), 1);
+	assert_int_equal(rcpt_state(fx->st, id, "user@example.jp"), STORE_RCPT_RELEASING);
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 21, &out), -EALREADY);
+	assert_int_equal(pending(fx->st), 1);
+	struct store_delivery *d = NULL;
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 30, 60000, &d), 0);
+	assert_string_equal(d->msg_id, id);
+	assert_non_null(d->gateway);
+	assert_string_equal(d->gateway, "gw-a");
+	assert_true(d->rescan);
+	assert_false(d->copy);
+	assert_int_equal(d->nrcpts, 1);
+	assert_string_equal(d->rcpts[0], "user@example.jp");
+	struct store_delivery_result res = {"user@example.jp", STORE_DELIVERY_DELIVERED, "250 ok"};
+	assert_int_equal(store_delivery_finish(fx->st, d, &res, 1, T0 + 31, 0), 0);
+	store_delivery_free(d);
+	assert_int_equal(rcpt_state(fx->st, id, "user@example.jp"), STORE_RCPT_RELEASED);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	assert_int_equal(membership_of(m, "Adult")->state, STORE_MEMBER_RELEASED);
+	assert_int_equal(membership_of(m, "outbreak")->state, STORE_MEMBER_RELEASED);
+	store_message_free(m);
+	/* the spam message is untouched; a spam release still has no route */
+	assert_int_equal(rcpt_state(fx->st, spam_id, "u@example.jp"), STORE_RCPT_QUARANTINED);
+	assert_int_equal(store_release(fx->st, spam_id, NULL, 0, T0 + 40, NULL), 0);
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 40, 60000, &d), 0);
+	assert_null(d->gateway);
+	assert_false(d->rescan);
+	store_delivery_free(d);
+}
+
+/* Deleted from any = never delivered; expired counts as not held. */
+static void test_pvo_delete_and_expired(void **state)
+{
+	struct fixture *fx = *state;
+	const char *const q[] = {"Adult", "virus", NULL};
+	char a[37], b[37];
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.9", "o-1", q, NULL, a, NULL)),
+			 0);
+	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "virus"};
+	assert_int_equal(store_pvo_act(fx->st, a, &r, T0 + 10, NULL), 0);
+	r.action = STORE_PVO_DELETE;
+	r.quarantine = "Adult";
+	assert_int_equal(store_pvo_act(fx->st, a, &r, T0 + 20, NULL), 0);
+	assert_int_equal(pending(fx->st), 0);
+	assert_int_equal(rcpt_state(fx->st, a, "user@example.jp"), STORE_RCPT_DELETED);
+	uint64_t purged = 0;
+	assert_int_equal(store_purge(fx->st, 100, &purged), 0);
+	assert_int_equal(purged, 1);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, a, &m), -ENOENT);
+
+	/* one membership expired, the other released: delivered; no registered gateway
+	 * at its address: the route is "" (the alternate release gateway) */
+	const int64_t exp[] = {T0 + 1000, T0 + 900000};
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.9", "o-2", q, exp, b, NULL)), 0);
+	uint64_t expired = 0;
+	assert_int_equal(store_expire_memberships(fx->st, T0 + 2000, 10, &expired, NULL), 0);
+	assert_int_equal(expired, 1);
+	r.action = STORE_PVO_DELETE; /* an expired membership is not held any more */
+	struct store_pvo_outcome out;
+	assert_int_equal(store_pvo_act(fx->st, b, &r, T0 + 2001, &out), -EALREADY);
+	assert_int_equal(out.was, STORE_MEMBER_EXPIRED);
+	r.action = STORE_PVO_RELEASE;
+	r.quarantine = "virus";
+	assert_int_equal(store_pvo_act(fx->st, b, &r, T0 + 2002, &out), 0);
+	assert_true(out.queued);
+	struct store_delivery *d = NULL;
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 3000, 60000, &d), 0);
+	assert_string_equal(d->msg_id, b);
+	assert_string_equal(d->gateway, "");
+	assert_false(d->rescan);
+	store_delivery_free(d);
+}
+
+/* Delay moves the exit; move keeps reason and times; the refusals change nothing. */
+static void test_pvo_delay_and_move(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_quarantine_settings fin = {.name = "Finance", .default_action = "delete"};
+	assert_int_equal(store_quarantine_put(fx->st, &fin, true, T0), 0);
+	const char *const q[] = {"Adult", "Other", "virus", NULL};
+	const int64_t exp[] = {T0 + 5000, T0 + 6000, T0 + 7000};
+	char id[37];
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-1", q, exp, id, NULL)),
+			 0);
+	struct store_pvo_request r = {
+	    .action = STORE_PVO_DELAY, .quarantine = "Adult", .by_ms = 3 * 86400000LL};
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 1, NULL), 0);
+	r.by_ms = 0;
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 1, NULL), -EINVAL);
+	r.by_ms = -5;
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 1, NULL), -EINVAL);
+
+	struct store_pvo_outcome out;
+	struct store_pvo_request mv = {
+	    .action = STORE_PVO_MOVE, .quarantine = "Adult", .to = "virus"};
+	assert_int_equal(store_pvo_act(fx->st, id, &mv, T0 + 2, &out), -EPERM);
+	mv.quarantine = "virus";
+	mv.to = "Finance";
+	assert_int_equal(store_pvo_act(fx->st, id, &mv, T0 + 2, &out), -EPERM);
+	mv.quarantine = "Adult";
+	mv.to = "Nowhere";
+	assert_int_equal(store_pvo_act(fx->st, id, &mv, T0 + 2, &out), -ENODEV);
+	assert_true(out.to_unknown);
+	mv.to = "Other";
+	assert_int_equal(store_pvo_act(fx->st, id, &mv, T0 + 2, &out), -EEXIST);
+	mv.to = "Finance";
+	assert_int_equal(store_pvo_act(fx->st, id, &mv, T0 + 3, &out), 0);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, id, &m), 0);
+	assert_null(membership_of(m, "Adult"));
+	const struct store_membership *x = membership_of(m, "Finance");
+	assert_non_null(x);
+	assert_int_equal(x->state, STORE_MEMBER_HELD);
+	assert_int_equal(x->expires_at, T0 + 5000 + 3 * 86400000LL);
+	assert_int_equal(x->entered_at, T0 - 1000);
+	assert_string_equal(x->reason, "reason 0");
+	assert_string_equal(x->type, "policy");
+	assert_int_equal(membership_of(m, "Other")->expires_at, T0 + 6000);
+	store_message_free(m);
+	/* a membership that is not held is neither delayed nor moved */
+	struct store_pvo_request rel = {.action = STORE_PVO_RELEASE, .quarantine = "Other"};
+	assert_int_equal(store_pvo_act(fx->st, id, &rel, T0 + 4, NULL), 0);
+	r.quarantine = "Other";
+	r.by_ms = 1000;
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 5, &out), -EALREADY);
+	mv.quarantine = "Other";
+	mv.to = "Adult";
+	assert_int_equal(store_pvo_act(fx->st, id, &mv, T0 + 5, &out), -EALREADY);
+	assert_int_equal(pending(fx->st), 0);
+}
+
+/* Bulk by filter: every held membership of the quarantine, skipping the rest. */
+static void test_pvo_bulk_and_copy(void **state)
+{
+	struct fixture *fx = *state;
+	const char *const one[] = {"Adult", NULL};
+	const char *const two[] = {"Adult", "virus", NULL};
+	enum { N = 5 };
+	char ids[N][37], spam_id[37];
+	for (int i = 0; i < N; i++) {
+		char origin[16];
+		snprintf(origin, sizeof(origin), "b-%d", i);
+		assert_int_equal(
+		    submit_sync(fx->st, build_pvo(T0 + i, "10.0.0.1", origin, i == 0 ? two : one,
+						  NULL, ids[i], NULL)),
+		    0);
+	}
+	add(fx->st,
+	    &(struct msg_spec){
+		"s", T0, "spam", "a@b.jp", NULL, {"u@example.jp"}, "s", "spam", "gw1"},
+	    spam_id);
+	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "Adult"};
+	/* one of them released by hand already */
+	assert_int_equal(store_pvo_act(fx->st, ids[4], &r, T0 + 10, NULL), 0);
+	assert_int_equal(pending(fx->st), 1);
+	struct store_filter f = {.quarantine = "Adult"};
+	uint64_t changed = 0, queued = 0;
+	assert_int_equal(store_pvo_act_matching(fx->st, &f, &r, T0 + 20, &changed, &queued), 0);
+	assert_int_equal(changed, N - 1);
+	assert_int_equal(queued, N - 2); /* ids[0] is still held in virus */
+	assert_int_equal(pending(fx->st), N - 1);
+	assert_int_equal(store_pvo_act_matching(fx->st, &f, &r, T0 + 30, &changed, &queued), 0);
+	assert_int_equal(changed, 0);
+	assert_int_equal(queued, 0);
+	/* the filter must name the action's quarantine */
+	f.quarantine = "virus";
+	assert_int_equal(store_pvo_act_matching(fx->st, &f, &r, T0 + 30, &changed, &queued),
+			 -EINVAL);
+	/* operator scoping: not theirs, nothing */
+	const char *const theirs[] = {"Other"};
+	struct store_filter fo = {.quarantine = "virus",
+				  .scope_pvo = true,
+				  .pvo_quarantines = theirs,
+				  .npvo_quarantines = 1};
+	r.quarantine = "virus";
+	assert_int_equal(store_pvo_act_matching(fx->st, &fo, &r, T0 + 30, &changed, &queued), 0);
+	assert_int_equal(changed, 0);
+	assert_int_equal(rcpt_state(fx->st, spam_id, "u@example.jp"), STORE_RCPT_QUARANTINED);
+
+	/* a copy: its own delivery, changing no state */
+	const char *to[] = {"audit@example.jp", "user@example.jp"};
+	assert_int_equal(store_pvo_copy(fx->st, ids[0], to, 2, T0 + 40), 0);
+	assert_int_equal(store_pvo_copy(fx->st, spam_id, to, 2, T0 + 40), -ENOENT);
+	assert_int_equal(store_pvo_copy(fx->st, ids[0], to, 0, T0 + 40), -EINVAL);
+	struct store_delivery *d = NULL;
+	bool seen = false;
+	while (store_delivery_claim(fx->st, T0 + 50, 60000, &d) == 0) {
+		if (d->copy) {
+			seen = true;
+			assert_string_equal(d->msg_id, ids[0]);
+			assert_null(d->gateway);
+			assert_int_equal(d->nrcpts, 2);
+			assert_string_equal(d->rcpts[0], "audit@example.jp");
+			struct store_delivery_result res[2] = {
+			    {"audit@example.jp", STORE_DELIVERY_DELIVERED, "250 ok"},
+			    {"user@example.jp", STORE_DELIVERY_FAILED, "550 no"}};
+			assert_int_equal(store_delivery_finish(fx->st, d, res, 2, T0 + 51, 0), 0);
+		}
+		store_delivery_free(d);
+		d = NULL;
+	}
+	assert_true(seen);
+	assert_int_equal(rcpt_state(fx->st, ids[0], "user@example.jp"), STORE_RCPT_QUARANTINED);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, ids[0], &m), 0);
+	assert_int_equal(membership_of(m, "virus")->state, STORE_MEMBER_HELD);
+	store_message_free(m);
+}
+
+struct pvo_racer {
+	struct store *st;
+	const char (*ids)[37];
+	int n;
+	const char *quarantine;
+	int done, errors;
+};
+
+static void *pvo_race_main(void *arg)
+{
+	struct pvo_racer *a = arg;
+	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = a->quarantine};
+	for (int i = 0; i < a->n; i++) {
+		int rc = store_pvo_act(a->st, a->ids[i], &r, T0 + 10, NULL);
+		if (rc == 0)
+			a->done++;
+		else if (rc != -EALREADY)
+			a->errors++;
+	}
+	return NULL;
+}
+
+/*
+ * Four clients releasing at once, two per quarantine of each message: every
+ * message gets exactly one delivery (PostgreSQL: the row locks; SQLite: the writer).
+ */
+static void test_pvo_release_race(void **state)
+{
+	struct fixture *fx = *state;
+	enum { N = 20, RACERS = 4 };
+	const char *const q[] = {"Adult", "virus", NULL};
+	char ids[N][37];
+	for (int i = 0; i < N; i++) {
+		char origin[16];
+		snprintf(origin, sizeof(origin), "r-%d", i);
+		assert_int_equal(submit_sync(fx->st, build_pvo(T0 + i, "10.0.0.1", origin, q, NULL,
+							       ids[i], NULL)),
+				 0);
+	}
+	struct pvo_racer rc[RACERS];
+	pthread_t th[RACERS];
+	for (int i = 0; i < RACERS; i++) {
+		rc[i] = (struct pvo_racer){
+		    .st = fx->st, .ids = (const char(*)[37])ids, .n = N, .quarantine = q[i % 2]};
+		pthread_create(&th[i], NULL, pvo_race_main, &rc[i]);
+	}
+	int done = 0;
+	for (int i = 0; i < RACERS; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(rc[i].errors, 0);
+		done += rc[i].done;
+	}
+	assert_int_equal(done, 2 * N); /* each membership released once */
+	assert_int_equal(pending(fx->st), N);
+	int per[N] = {0};
+	struct store_delivery *d = NULL;
+	while (store_delivery_claim(fx->st, T0 + 50, 60000, &d) == 0) {
+		for (int i = 0; i < N; i++)
+			per[i] += strcmp(d->msg_id, ids[i]) == 0;
+		store_delivery_free(d);
+	}
+	for (int i = 0; i < N; i++)
+		assert_int_equal(per[i], 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest sqlite_tests[] = {
@@ -2948,6 +3305,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_operator_scope, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_release_from_all, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_delete_and_expired, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_delay_and_move, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_bulk_and_copy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_release_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_vacuum_frees_pages, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
