@@ -2936,9 +2936,17 @@ static int store_purge_job(struct store *st, struct store_conn *c, void *arg)
 	return store_batch_job(c, arg, sql_purge_pick, sql_purge_delete);
 }
 
+/*
+ * Gives back at most 1024 free pages (4 MiB of 4 KiB pages) per transaction:
+ * moving pages and truncating the file is the writer's slowest work, and ingest
+ * waits for it. *arg (int64_t) = the free pages left.
+ */
+static const char sql_vacuum_chunk[] = "PRAGMA incremental_vacuum(1024)";
+
 static int store_vacuum_job(struct store *st, struct store_conn *c, void *arg)
 {
-	sqlite3_stmt *s = store_stmt(c, "PRAGMA incremental_vacuum");
+	int64_t *left = arg;
+	sqlite3_stmt *s = store_stmt(c, sql_vacuum_chunk);
 	if (s == NULL)
 		return -EIO;
 	int r;
@@ -2949,7 +2957,12 @@ static int store_vacuum_job(struct store *st, struct store_conn *c, void *arg)
 		store_log_sqlite("incremental_vacuum", c->db);
 		return -EIO;
 	}
-	return 0;
+	if ((s = store_stmt(c, "PRAGMA freelist_count")) == NULL)
+		return -EIO;
+	r = sqlite3_step(s);
+	*left = r == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	return r == SQLITE_ROW ? 0 : -EIO;
 }
 
 static size_t store_maint_batch(size_t batch)
@@ -2968,8 +2981,15 @@ int store_sqlite_purge(struct store *st, size_t batch, uint64_t *purged)
 		rc = store_run_job(st, store_purge_job, &a);
 		total += a.done;
 	} while (rc == 0 && a.done == a.batch);
-	if (rc == 0 && total > 0)
-		rc = store_run_job(st, store_vacuum_job, NULL);
+	/* a transaction per chunk of pages, ingest commits in between; until none is
+	 * left, or a chunk frees nothing (a store without incremental auto_vacuum) */
+	int64_t left = 0, before;
+	if (rc == 0 && total > 0) {
+		do {
+			before = left;
+			rc = store_run_job(st, store_vacuum_job, &left);
+		} while (rc == 0 && left > 0 && (before == 0 || left < before));
+	}
 	if (purged != NULL)
 		*purged = total;
 	if (total > 0)
