@@ -596,11 +596,11 @@ const char *store_membership_state_name(enum store_membership_state s);
  * membership then expires is not delivered (expiry is no release: its
  * recipients expire, store_expire_memberships). A delete from any quarantine
  * means never delivered: the membership becomes deleted and the message's
- * quarantined recipients deleted, so the purge removes it (its other
- * memberships go with it; until then they show as they were).
+ * quarantined recipients deleted, so the purge removes it; its other held
+ * memberships become deleted with it (it is in no quarantine any more).
  *
  *   held --STORE_PVO_RELEASE--> released   (and the delivery, when it was the last)
- *   held --STORE_PVO_DELETE---> deleted    (and the recipients deleted)
+ *   held --STORE_PVO_DELETE---> deleted    (and the other held ones, the recipients)
  *   held --STORE_PVO_DELAY----> held       (expires_at += by_ms)
  *   held --STORE_PVO_MOVE-----> held in `to` (policy to policy; reason,
  *                                            entered_at and expires_at kept)

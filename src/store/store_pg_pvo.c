@@ -594,11 +594,16 @@ int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request
 	if (r->action == STORE_PVO_RELEASE)
 		return store_pg_pvo_release_rest(c, id, now, out);
 	if (r->action == STORE_PVO_DELETE) {
-		/* deleted from one = never delivered: the purge removes it */
+		/*
+		 * deleted from one = never delivered: out of its other quarantines too
+		 * (no listing, count or capacity sweep holds it), and the purge removes it
+		 */
 		store_pg_text(&p, id);
 		store_pg_int(&p, now);
 		rc = store_pg_do(c, "pvo_delete_rcpts",
-				 "UPDATE recipients SET state = 3, updated_at = $2"
+				 "WITH o AS (UPDATE memberships SET state = 2, updated_at = $2"
+				 " WHERE msg_id = $1 AND state = 0)"
+				 " UPDATE recipients SET state = 3, updated_at = $2"
 				 " WHERE msg_id = $1 AND state = 0",
 				 &p, NULL);
 		store_pg_params_clear(&p);

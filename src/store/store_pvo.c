@@ -430,6 +430,8 @@ static const char sql_pvo_act_state[] =
     "SELECT state FROM memberships WHERE msg_id = ?1 AND quarantine = ?2";
 static const char sql_pvo_act_set[] = "UPDATE memberships SET state = ?3, updated_at = ?4"
 				      " WHERE msg_id = ?1 AND quarantine = ?2 AND state = 0";
+static const char sql_pvo_act_others_deleted[] =
+    "UPDATE memberships SET state = 2, updated_at = ?2 WHERE msg_id = ?1 AND state = 0";
 static const char sql_pvo_act_delay[] =
     "UPDATE memberships SET expires_at = expires_at + ?3, updated_at = ?4"
     " WHERE msg_id = ?1 AND quarantine = ?2 AND state = 0";
@@ -604,7 +606,16 @@ int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct st
 	if (r->action == STORE_PVO_RELEASE)
 		return store_pvo_release_rest(c, id, now, out);
 	if (r->action == STORE_PVO_DELETE) {
-		/* deleted from one = never delivered: the purge removes it */
+		/*
+		 * deleted from one = never delivered: out of its other quarantines too
+		 * (no listing, count or capacity sweep holds it), and the purge removes it
+		 */
+		if ((s = store_int_stmt(c, sql_pvo_act_others_deleted)) == NULL)
+			return -EIO;
+		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, now);
+		if (store_int_step_done(c, s, "pvo_delete_others") < 0)
+			return -EIO;
 		if ((s = store_int_stmt(c, sql_pvo_act_rcpts)) == NULL)
 			return -EIO;
 		sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);

@@ -3062,6 +3062,24 @@ static void test_pvo_delete_and_expired(void **state)
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, a, &m), -ENOENT);
 
+	/* deleted from one quarantine, it is in none: the other membership is deleted too */
+	char c[37];
+	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.9", "o-3", q, NULL, c, NULL)),
+			 0);
+	r.action = STORE_PVO_DELETE;
+	r.quarantine = "Adult";
+	assert_int_equal(store_pvo_act(fx->st, c, &r, T0 + 30, NULL), 0);
+	assert_int_equal(store_get(fx->st, c, &m), 0);
+	assert_int_equal(membership_of(m, "virus")->state, STORE_MEMBER_DELETED);
+	store_message_free(m);
+	r.action = STORE_PVO_RELEASE;
+	r.quarantine = "virus";
+	struct store_pvo_outcome was;
+	assert_int_equal(store_pvo_act(fx->st, c, &r, T0 + 31, &was), -EALREADY);
+	assert_int_equal(was.was, STORE_MEMBER_DELETED);
+	assert_int_equal(pending(fx->st), 0);
+	r.quarantine = "Adult";
+
 	/* one membership expired, the other released: delivered; no registered gateway
 	 * at its address: the route is "" (the alternate release gateway) */
 	const int64_t exp[] = {T0 + 1000, T0 + 900000};
