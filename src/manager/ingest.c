@@ -48,6 +48,7 @@
 #include "quarantine/metrics.h"
 #include "mime/msgmeta.h"
 #include "mime/msgmeta_store.h"
+#include "quarantine/capacity.h"
 #include "quarantine/pvo_header.h"
 #include "smtp/smtp_proto.h"
 #include "smtp/smtp_session.h"
@@ -72,6 +73,7 @@ struct ingest {
 	atomic_bool gw_loading; /* a load is queued or running */
 	struct event *gw_timer; /* every INGEST_GATEWAYS_REFRESH_MS */
 	struct event_base *base;
+	const struct capacity *capacity; /* NULL: no limit */
 };
 
 struct ingest_job {
@@ -479,6 +481,24 @@ int ingest_pvo_check_connect(void *ctx, struct smtp_session *s, char *reply, siz
 	log_warn("pvo.unregistered_gateway", "session=%s client=%s", smtp_session_id(s),
 		 smtp_session_peer(s));
 	snprintf(reply, replylen, "%s", INGEST_PVO_UNREGISTERED_REPLY);
+	return -1;
+}
+
+void ingest_set_capacity(struct ingest *ing, const struct capacity *cap)
+{
+	ing->capacity = cap;
+}
+
+int ingest_pvo_check_mail(void *ctx, const char *sender, char *reply, size_t replylen)
+{
+	struct smtp_session *s = ctx;
+	struct ingest *ing = smtp_session_server_ctx(s);
+	if (!capacity_full(ing->capacity))
+		return 0;
+	metrics_add(METRICS_PVO_FULL_REFUSED, 1);
+	log_warn("pvo.full", "session=%s client=%s reply=\"%s\"", smtp_session_id(s),
+		 smtp_session_peer(s), INGEST_PVO_FULL_REPLY);
+	snprintf(reply, replylen, "%s", INGEST_PVO_FULL_REPLY);
 	return -1;
 }
 

@@ -14,6 +14,7 @@ struct store;
 struct smtp_session;
 struct smtp_message;
 struct ingest;
+struct capacity;
 
 /* Starts nthreads parse/compress threads. Never fails. st is borrowed. */
 struct ingest *ingest_new(struct event_base *base, struct store *st, unsigned nthreads);
@@ -53,6 +54,16 @@ void ingest_gateways_changed(void *ctx);
  * INGEST_GATEWAYS_REFRESH_MS, at once on the node that registered it.
  */
 int ingest_pvo_check_connect(void *ctx, struct smtp_session *s, char *reply, size_t replylen);
+/* What MAIL FROM on the PVO listener gets while the PVO quarantines are full. */
+#define INGEST_PVO_FULL_REPLY "452 4.3.1 Error: quarantine storage full, try again later"
+/* The PVO quarantines' capacity check (capacity.h); borrowed, NULL: none. */
+void ingest_set_capacity(struct ingest *ing, const struct capacity *cap);
+/*
+ * The PVO listener's check_mail hook (ctx = the session): INGEST_PVO_FULL_REPLY
+ * while capacity_full (logged pvo.full, counted), so that the gateway keeps the
+ * message and answers 451 upstream.
+ */
+int ingest_pvo_check_mail(void *ctx, const char *sender, char *reply, size_t replylen);
 /* Messages received but not yet answered. */
 unsigned ingest_inflight(const struct ingest *ing);
 /*

@@ -42,6 +42,7 @@
 #include "api/api_users.h"
 #include "digest/digest_mail.h"
 #include "digest/digest_pages.h"
+#include "quarantine/capacity.h"
 #include "quarantine/expiry.h"
 #include "manager/auth_directory.h"
 #include "manager/ingest.h"
@@ -73,6 +74,7 @@ struct lazaretd {
 	struct api *api;
 	struct api_gateways *gateways; /* the registry's routes; freed after the api */
 	struct expiry *expiry;
+	struct capacity *capacity; /* the PVO quarantines' max_size */
 	struct notify *notify;
 	struct auth_directory *directory; /* LDAP/IMAP end users, or NULL */
 	SSL_CTX *http_tls;		  /* [http] HTTPS context, or NULL */
@@ -132,6 +134,7 @@ static void pvo_smtp_config_from(const struct manager_config *cfg, struct ingest
 	sc->accept_from = cfg->pvo_accept_from;
 	sc->on_message = ingest_pvo_message;
 	sc->check_connect = ingest_pvo_check_connect;
+	sc->proto.check_mail = ingest_pvo_check_mail;
 }
 
 static void release_config_from(const struct manager_config *cfg, struct release_config *rc)
@@ -330,6 +333,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		api_gateways_configure(d->gateways, &gc);
 	}
 	expiry_reconfigure(d->expiry, next.delete_after_ms, next.purge_interval_ms);
+	if (d->capacity != NULL)
+		capacity_reconfigure(d->capacity, next.pvo_max_size);
 	struct notify_config nc;
 	notify_config_from(&next, &nc);
 	if (notify_reconfigure(d->notify, &nc) < 0)
@@ -458,8 +463,11 @@ static int start(struct lazaretd *d)
 	}
 	/* Nothing is read from sockets before the loop runs, so this is in time. */
 	ingest_set_store(d->ingest, d->st);
-	if (d->pvo_smtp != NULL)
+	if (d->pvo_smtp != NULL) {
 		ingest_gateways_start(d->ingest);
+		d->capacity = capacity_new(d->base, d->st, d->cfg.pvo_max_size);
+		ingest_set_capacity(d->ingest, d->capacity);
+	}
 
 	struct release_config relc;
 	release_config_from(&d->cfg, &relc);
@@ -540,6 +548,9 @@ static void stop(struct lazaretd *d)
 {
 	if (d->expiry != NULL)
 		expiry_free(d->expiry);
+	if (d->ingest != NULL)
+		ingest_set_capacity(d->ingest, NULL);
+	capacity_free(d->capacity);
 	if (d->api != NULL)
 		api_stop(d->api);
 	api_gateways_free(d->gateways);

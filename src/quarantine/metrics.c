@@ -73,6 +73,15 @@ static const struct {
     [METRICS_API_QUERY_TIMEOUTS] = {"lazaret_api_query_timeouts_total",
 				    "API reads stopped with 503 query_timeout after [http] "
 				    "query_timeout."},
+    [METRICS_PVO_OVERFLOW_RELEASED] = {"lazaret_pvo_overflow_released_total",
+				       "PVO memberships released early because the PVO quarantines "
+				       "were over [pvo_quarantine] max_size."},
+    [METRICS_PVO_OVERFLOW_DELETED] = {"lazaret_pvo_overflow_deleted_total",
+				      "PVO memberships deleted early because the PVO quarantines "
+				      "were over [pvo_quarantine] max_size."},
+    [METRICS_PVO_FULL_REFUSED] = {"lazaret_pvo_full_refused_total",
+				  "PVO transfers refused with 452 4.3.1: over max_size with every "
+				  "held message in an overflow-exempt quarantine."},
 };
 
 void metrics_add(enum metrics_counter c, uint64_t n)

@@ -27,6 +27,9 @@ enum metrics_counter {
 	METRICS_LOGIN_BUSY,	     /* logins refused because the check queue was full (503) */
 	METRICS_API_READ_BUSY,	     /* API reads refused because the reader queue was full (503) */
 	METRICS_API_QUERY_TIMEOUTS,  /* API reads stopped by [http] query_timeout (503) */
+	METRICS_PVO_OVERFLOW_RELEASED, /* PVO memberships released early by the capacity sweep */
+	METRICS_PVO_OVERFLOW_DELETED,  /* PVO memberships deleted early by the capacity sweep */
+	METRICS_PVO_FULL_REFUSED, /* PVO transfers refused with 452: the quarantines are full */
 	METRICS_COUNTER_COUNT
 };
 

@@ -169,6 +169,10 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_pvo_act_matching");
 	if (ops->pvo_copy == NULL)
 		store_missing_add(&sb, "store_pvo_copy");
+	if (ops->pvo_usage == NULL)
+		store_missing_add(&sb, "store_pvo_usage");
+	if (ops->pvo_overflow == NULL)
+		store_missing_add(&sb, "store_pvo_overflow");
 	if (ops->purge == NULL)
 		store_missing_add(&sb, "store_purge");
 	if (ops->stats == NULL)
@@ -527,6 +531,27 @@ int store_operator_quarantines(struct store *st, const char *username, char ***o
 	if (username == NULL)
 		return -EINVAL;
 	return ops->operator_quarantines(st, username, out, n);
+}
+
+int store_pvo_usage(struct store *st, struct store_pvo_usage *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	memset(out, 0, sizeof(*out));
+	if (ops->pvo_usage == NULL)
+		return -ENOSYS;
+	return ops->pvo_usage(st, out);
+}
+
+int store_pvo_overflow(struct store *st, uint64_t max_bytes, size_t batch, int64_t now,
+		       struct store_pvo_overflow *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	memset(out, 0, sizeof(*out));
+	if (ops->pvo_overflow == NULL)
+		return -ENOSYS;
+	if (batch == 0)
+		return -EINVAL;
+	return ops->pvo_overflow(st, max_bytes, batch, now, out);
 }
 
 void store_string_array_free(char **v, size_t n)

@@ -703,6 +703,39 @@ struct store_membership {
 	enum store_membership_state state;
 };
 
+/*
+ * Capacity of the PVO quarantines together (PV7; store_capacity.c,
+ * store_pg_capacity.c). messages and bytes: the held PVO messages and their
+ * original size (the counters of STORE_PVO_MARKER, as GET /api/v1/quarantines
+ * shows sizes); sweepable: a membership is held in a quarantine that is not
+ * overflow_exempt, i.e. store_pvo_overflow has something to act on.
+ */
+struct store_pvo_usage {
+	uint64_t messages;
+	uint64_t bytes;
+	bool sweepable;
+};
+int store_pvo_usage(struct store *st, struct store_pvo_usage *out);
+
+/* One batch of store_pvo_overflow. */
+struct store_pvo_overflow {
+	uint64_t released; /* memberships released early (default_action release) */
+	uint64_t deleted;  /* memberships deleted early (default_action delete) */
+	struct store_pvo_usage after;
+};
+/*
+ * When the held PVO bytes exceed max_bytes: the at most batch oldest held
+ * memberships (by entered_at) of quarantines that are not overflow_exempt get
+ * their quarantine's default_action, as the actions on memberships do (a message
+ * released from its last held quarantine is delivered; deleted from one, never),
+ * each with an audit row (actor "system", action "pvo_overflow_release" or
+ * "pvo_overflow_delete", target the message, detail {"quarantine":...}), all in
+ * one transaction. Nothing is done when the bytes are within max_bytes. out->after:
+ * the usage when it returns. 0, -EIO, -ENOTCONN.
+ */
+int store_pvo_overflow(struct store *st, uint64_t max_bytes, size_t batch, int64_t now,
+		       struct store_pvo_overflow *out);
+
 /* --- safelists / blocklists, implemented in store_slbl.c ----------------- */
 
 /* One recipient's lists. Entries are lower-case addresses or domains. */

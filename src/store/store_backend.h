@@ -89,6 +89,9 @@ struct store_ops {
 				uint64_t *queued);
 	int (*pvo_copy)(struct store *st, const char *id, const char *const *to, size_t n,
 			int64_t now);
+	int (*pvo_usage)(struct store *st, struct store_pvo_usage *out);
+	int (*pvo_overflow)(struct store *st, uint64_t max_bytes, size_t batch, int64_t now,
+			    struct store_pvo_overflow *out);
 	int (*purge)(struct store *st, size_t batch, uint64_t *purged);
 	/* NULL: the backend keeps no time partitions (store_maintain does nothing) */
 	int (*maintain)(struct store *st, int64_t now, uint64_t *stray);

@@ -138,6 +138,10 @@ int store_pg_expire_memberships(struct store *s, int64_t now, size_t batch, uint
  */
 int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request *r, int64_t now,
 		       struct store_pvo_outcome *out);
+/* store_pg_capacity.c: the PVO quarantines' capacity (store.h). */
+int store_pg_pvo_usage(struct store *s, struct store_pvo_usage *out);
+int store_pg_pvo_overflow(struct store *s, uint64_t max_bytes, size_t batch, int64_t now,
+			  struct store_pvo_overflow *out);
 int store_pg_pvo_act(struct store *s, const char *id, const struct store_pvo_request *r,
 		     int64_t now, struct store_pvo_outcome *out);
 int store_pg_pvo_act_matching(struct store *s, const struct store_filter *f,

@@ -113,6 +113,11 @@ int store_sqlite_delivery_queue(struct store_conn *c, const char *id, const char
 /* Up to limit ids matching f after cursor, newest first (a reader; bulk actions page). */
 int store_sqlite_list_ids(struct store *st, const struct store_filter *f, const char *cursor,
 			  size_t limit, char ***out, size_t *n);
+/* store_capacity.c: the PVO quarantines' capacity (store.h). */
+int store_sqlite_pvo_usage_conn(struct store_conn *c, struct store_pvo_usage *out);
+int store_sqlite_pvo_usage(struct store *st, struct store_pvo_usage *out);
+int store_sqlite_pvo_overflow(struct store *st, uint64_t max_bytes, size_t batch, int64_t now,
+			      struct store_pvo_overflow *out);
 int store_sqlite_stats(struct store *st, struct store_stats *out);
 void store_sqlite_debug_counters(struct store *st, struct store_debug_counters *out);
 int store_sqlite_debug_list_plan(struct store *st, const struct store_filter *f, const char *cursor,

@@ -3103,6 +3103,96 @@ static void test_pvo_delete_and_expired(void **state)
 	store_delivery_free(d);
 }
 
+/* The state of message id's membership in quarantine q. */
+static enum store_membership_state member_state(struct store *st, const char *id, const char *q)
+{
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(st, id, &m), 0);
+	const struct store_membership *w = membership_of(m, q);
+	assert_non_null(w);
+	enum store_membership_state v = w->state;
+	store_message_free(m);
+	return v;
+}
+
+/*
+ * The capacity sweep: nothing within the limit; over it, the oldest held
+ * memberships of non-exempt quarantines get their default action, a batch at a
+ * time and no more than the limit needs, each audited; exempt ones stay, and a
+ * delete takes the message out of its exempt quarantine too.
+ */
+static void test_pvo_overflow(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_quarantine_settings keep = {
+	    .name = "Keep", .default_action = "delete", .overflow_exempt = true};
+	struct store_quarantine_settings rel = {.name = "Rel", .default_action = "release"};
+	assert_int_equal(store_quarantine_put(fx->st, &keep, true, T0), 0);
+	assert_int_equal(store_quarantine_put(fx->st, &rel, true, T0), 0);
+	const char *const q1[] = {"Adult", NULL}, *const q2[] = {"Rel", NULL};
+	const char *const q3[] = {"Adult", "Keep", NULL}, *const q4[] = {"Keep", NULL};
+	char m1[37], m2[37], m3[37], m4[37];
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 1, "10.0.0.1", "o-1", q1, NULL, m1, NULL)), 0);
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 2, "10.0.0.1", "o-2", q2, NULL, m2, NULL)), 0);
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 3, "10.0.0.1", "o-3", q3, NULL, m3, NULL)), 0);
+	assert_int_equal(
+	    submit_sync(fx->st, build_pvo(T0 + 4, "10.0.0.1", "o-4", q4, NULL, m4, NULL)), 0);
+	struct store_pvo_usage u;
+	assert_int_equal(store_pvo_usage(fx->st, &u), 0);
+	assert_int_equal(u.messages, 4);
+	assert_true(u.sweepable);
+	const uint64_t size = u.bytes / 4;
+	assert_true(size > 0 && u.bytes == 4 * size);
+
+	/* within the limit: nothing */
+	struct store_pvo_overflow o;
+	assert_int_equal(store_pvo_overflow(fx->st, u.bytes, 10, T0 + 10, &o), 0);
+	assert_int_equal(o.released + o.deleted, 0);
+	assert_int_equal(o.after.bytes, 4 * size);
+	/* a batch of one: the oldest, m1, deleted from Adult */
+	assert_int_equal(store_pvo_overflow(fx->st, 0, 1, T0 + 11, &o), 0);
+	assert_int_equal(o.deleted, 1);
+	assert_int_equal(o.released, 0);
+	assert_int_equal(o.after.bytes, 3 * size);
+	assert_int_equal(rcpt_state(fx->st, m1, "user@example.jp"), STORE_RCPT_DELETED);
+	/* the next, m2, released (its only quarantine): delivered; then within the limit */
+	assert_int_equal(store_pvo_overflow(fx->st, 2 * size, 10, T0 + 12, &o), 0);
+	assert_int_equal(o.released, 1);
+	assert_int_equal(o.deleted, 0);
+	assert_int_equal(o.after.bytes, 2 * size);
+	assert_int_equal(pending(fx->st), 1);
+	assert_int_equal(member_state(fx->st, m3, "Adult"), STORE_MEMBER_HELD);
+	/* m3 deleted from Adult leaves Keep with it; m4, only in Keep, stays */
+	assert_int_equal(store_pvo_overflow(fx->st, 0, 10, T0 + 13, &o), 0);
+	assert_int_equal(o.deleted, 1);
+	assert_int_equal(o.after.bytes, size);
+	assert_false(o.after.sweepable);
+	assert_int_equal(member_state(fx->st, m3, "Keep"), STORE_MEMBER_DELETED);
+	assert_int_equal(member_state(fx->st, m4, "Keep"), STORE_MEMBER_HELD);
+	/* nothing left to act on */
+	assert_int_equal(store_pvo_overflow(fx->st, 0, 10, T0 + 14, &o), 0);
+	assert_int_equal(o.released + o.deleted, 0);
+	assert_int_equal(o.after.bytes, size);
+
+	struct store_audit **rows = NULL;
+	size_t n = 0;
+	assert_int_equal(store_audit_list(fx->st, 10, 0, &rows, &n), 0);
+	assert_int_equal(n, 3);
+	const char *const want[][2] = {
+	    {"pvo_overflow_delete", m3}, {"pvo_overflow_release", m2}, {"pvo_overflow_delete", m1}};
+	for (size_t i = 0; i < n; i++) {
+		assert_string_equal(rows[i]->actor, "system");
+		assert_string_equal(rows[i]->action, want[i][0]);
+		assert_string_equal(rows[i]->target, want[i][1]);
+	}
+	assert_non_null(strstr(rows[2]->detail, "Adult"));
+	assert_non_null(strstr(rows[1]->detail, "Rel"));
+	store_audit_array_free(rows, n);
+}
+
 /* Delay moves the exit; move keeps reason and times; the refusals change nothing. */
 static void test_pvo_delay_and_move(void **state)
 {
@@ -3326,6 +3416,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_release_from_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_delete_and_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_delay_and_move, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_overflow, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_bulk_and_copy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_release_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
