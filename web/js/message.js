@@ -127,15 +127,21 @@ export function renderMessage(main, id) {
     }
     const body = await askAction(action, { target: t('pvo.this'), quarantine, moveTargets });
     if (!body) return;
-    const alert = box.querySelector('[data-test=pvo-error]');
     try {
-      await pvoAction(m.id, action, body);
-      notify(t('pvo.done_one', { action: name }));
+      const doc = await pvoAction(m.id, action, body);
+      // Released from the last quarantine that held it: its recipients are on the way.
+      const out = action === 'release' && doc && (doc.recipients || []).some((r) => r.state === 'releasing' || r.state === 'released');
+      notify(out ? t('pvo.released_all') : t('pvo.done_one', { action: name }));
+
       load();
     } catch (e) {
       const text = t('pvo.failed', { action: name, message: failureText(e) });
-      if (alert) { alert.textContent = text; alert.hidden = false; }
       notify(text, 'error');
+      // A refusal may be news (released or moved in another window, deleted): the
+      // message is shown as it is now, the refusal above its quarantines.
+      if (!(e instanceof ApiError) || e.status !== 0) await load();
+      const alert = box.querySelector('[data-test=pvo-error]');
+      if (alert) { alert.textContent = text; alert.hidden = false; }
     }
   }
 

@@ -6,9 +6,9 @@ import { api, query } from './api.js';
 import { h, append, clear, modal, formatBytes } from './dom.js';
 import { t, formatDate, formatNumber, isoToLocalInput, localInputToIso } from './i18n.js';
 import { session, isStaff, navigate, notify, notifyError } from './session.js';
-import { STATES, VERDICTS, stateBadge, verdictBadge } from './badges.js';
+import { STATES, VERDICTS, stateBadge, verdictBadge, membershipBadge } from './badges.js';
 import { releaseWithSafelist } from './message.js';
-import { askAction, pvoBulk, failureText, allowedActions, isPvoType, typeLabel } from './pvo.js';
+import { askAction, pvoBulk, pvoMatching, hasBulkRoute, failureText, allowedActions, isPvoType, typeLabel } from './pvo.js';
 
 const FILTERS = ['quarantine', 'recipient', 'sender', 'subject', 'since', 'until', 'verdict', 'gateway', 'state'];
 const PAGE_SIZE = 50;
@@ -163,13 +163,19 @@ export function renderMessages(main) {
   main.append(formBox, toolbar, h('div.table-wrap', table), keysHint);
 
   let subjectInput = null;
+  // What the list asks the API for: in a PVO quarantine, unless a state is chosen,
+  // the messages still waiting (a message released from every quarantine, or
+  // deleted from one, leaves the list as it leaves the quarantine).
+  let listFilter = filter;
+  // A list of one quarantine waits to know its type before it loads.
+  const waitType = staff && Boolean(filter.quarantine);
   if (staff) {
     overview(overviewBox);
     api('GET', '/api/v1/quarantines').then((doc) => {
       const list = (doc && doc.quarantines) || [];
       pvoMode(list);
       build(list.map((q) => q.name));
-    }).catch(() => build([]));
+    }).catch(() => build([])).finally(() => { if (waitType) load(); });
   } else {
     build([]);
   }
@@ -183,6 +189,7 @@ export function renderMessages(main) {
     const cur = list.find((q) => q.name === filter.quarantine);
     if (!cur || !isPvoType(cur.type)) return;
     pvo.on = true;
+    if (!filter.state) listFilter = { ...filter, state: 'quarantined' };
     pvo.moveTargets = list.filter((q) => q.type === 'policy' && q.name !== cur.name).map((q) => q.name);
     pvoBar.hidden = false;
     expiresHead.textContent = t('pvo.expires');
@@ -195,8 +202,12 @@ export function renderMessages(main) {
     const ids = [];
     let cursor = null;
     do {
-      const doc = await api('GET', '/api/v1/messages' + query({ ...currentFilter(), limit: 1000, cursor }));
-      for (const m of (doc && doc.messages) || []) ids.push(m.id);
+      const doc = await api('GET', '/api/v1/messages' + query({ ...listFilter, limit: 1000, cursor }));
+      for (const m of (doc && doc.messages) || []) {
+        // held in this quarantine: the ones an action here changes
+        const mem = (m.quarantines || []).find((x) => x.name === filter.quarantine);
+        if (!mem || mem.state === 'held') ids.push(m.id);
+      }
       cursor = doc && doc.next_cursor;
     } while (cursor);
     return ids;
@@ -228,22 +239,32 @@ export function renderMessages(main) {
     // One at a time: the buttons wait until this run is over.
     pvoBar.querySelectorAll('button, select').forEach((el) => { el.disabled = true; });
     notify(t('pvo.working', { n: ids.length }));
-    let r;
+    const name = t('pvo.name.' + action);
     pvo.busy = true;
     try {
-      r = await pvoBulk(ids, action, body);
+      if (scope === 'matching' && hasBulkRoute(action)) {
+        // One request for all of them: the store skips what is no longer held.
+        const doc = await pvoMatching(action, q, currentFilter(), body);
+        const changed = (doc && doc.changed) || 0;
+        const queued = (doc && doc.queued) || 0;
+        notify(t('pvo.bulk_changed', { action: name, n: changed }) + (queued ? ' ' + t('pvo.bulk_queued', { n: queued }) : ''));
+      } else {
+        const r = await pvoBulk(ids, action, body);
+        const text = t('pvo.bulk_result', { action: name, done: r.done, failed: r.failed });
+        if (r.failed) notify(text + ' ' + t('pvo.first_error', { message: failureText(r.errors[0].error) }), 'error');
+        else notify(text);
+      }
+    } catch (e) {
+      notify(t('pvo.failed', { action: name, message: failureText(e) }), 'error');
     } finally {
       pvo.busy = false;
       pvoSelect.disabled = pvoAllBtn.disabled = false;
       updateToolbar();
     }
-    const name = t('pvo.name.' + action);
-    const text = t('pvo.bulk_result', { action: name, done: r.done, failed: r.failed });
-    if (r.failed) notify(text + ' ' + t('pvo.first_error', { message: failureText(r.errors[0].error) }), 'error');
-    else notify(text);
     state.page = 0;
     state.cursors = [null];
     load();
+    overview(overviewBox); // the counts changed
   }
 
   function updateToolbar() {
@@ -284,7 +305,9 @@ export function renderMessages(main) {
       title: m.subject || '',
       tabindex: '-1',
       on: { click: (ev) => { ev.preventDefault(); ev.stopPropagation(); open(i); } },
-    }, m.subject || t('list.no_subject')), h('div.cell-sub', { title: why || null }, verdictBadge(m.verdict), why ? h('span.reason', { 'data-test': 'row-reason' }, why) : null)),
+    }, m.subject || t('list.no_subject')), h('div.cell-sub', { title: why || null }, verdictBadge(m.verdict), why ? h('span.reason', { 'data-test': 'row-reason' }, why) : null,
+      // no longer held here (released from this one, held in another)
+      mem && mem.state !== 'held' ? [' ', membershipBadge(mem.state)] : null)),
     h('td.col-rcpt', rcpts.slice(0, 3).map((r) => h('div.rcpt', h('span.rcpt-addr', { title: r.address }, r.address), ' ', stateBadge(r.state))),
       rcpts.length > 3 ? h('div.muted', '+' + (rcpts.length - 3)) : null),
     h('td.num.col-score', m.score === null || m.score === undefined ? '—' : formatNumber(m.score, 1)),
@@ -341,7 +364,7 @@ export function renderMessages(main) {
     clear(tbody).append(h('tr', h('td.empty', { colspan: 7 }, t('list.loading'))));
     try {
       const cursor = state.cursors[state.page];
-      const doc = await api('GET', '/api/v1/messages' + query({ ...filter, limit: PAGE_SIZE, cursor }));
+      const doc = await api('GET', '/api/v1/messages' + query({ ...listFilter, limit: PAGE_SIZE, cursor }));
       state.messages = (doc && doc.messages) || [];
       state.next = doc && doc.next_cursor ? doc.next_cursor : null;
       state.selected.clear();
@@ -451,6 +474,6 @@ export function renderMessages(main) {
   }
   document.addEventListener('keydown', onKey);
 
-  load();
+  if (!waitType) load();
   return () => document.removeEventListener('keydown', onKey);
 }

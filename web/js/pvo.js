@@ -6,6 +6,7 @@
 //   POST /api/v1/messages/{id}/release {"quarantine"}      …/delete {"quarantine"}
 //   POST /api/v1/messages/{id}/delay {"quarantine","by"}   …/move {"from","to"}
 //   POST /api/v1/messages/{id}/copy {"to":[addresses]}
+// and, for every message a list's filter matches, the bulk routes (pvoMatching).
 
 import { api } from './api.js';
 import { h, modal } from './dom.js';
@@ -40,8 +41,8 @@ export function pvoAction(id, action, body) {
   return api('POST', '/api/v1/messages/' + encodeURIComponent(id) + '/' + action, body);
 }
 
-// The same action on many messages: {done, failed, errors: [{id, error}]}. One
-// request per message until the API has a bulk route; only this function changes then.
+// The same action on a chosen set of messages: {done, failed, errors: [{id, error}]},
+// one request per message, so that each one's outcome is known.
 export async function pvoBulk(ids, action, body) {
   const out = { done: 0, failed: 0, errors: [] };
   for (const id of ids) {
@@ -54,6 +55,30 @@ export async function pvoBulk(ids, action, body) {
     }
   }
   return out;
+}
+
+// An action on every message of the quarantine q that the filter matches, in one
+// request to the bulk route: {changed, queued}. filter: the list's filter (its
+// quarantine is q); body: what askAction read. Copies have no bulk route.
+//
+//   POST /api/v1/messages/release|delete {"filter": {"quarantine", ...}}
+//   POST /api/v1/messages/delay {"filter": {"quarantine", ...}, "by"}
+//   POST /api/v1/messages/move {"filter": {...}, "from", "to"}
+export function pvoMatching(action, q, filter, body) {
+  const f = { ...filter, quarantine: q };
+  if (action === 'release' || action === 'delete') return api('POST', '/api/v1/messages/' + action, { filter: f });
+  if (action === 'delay') return api('POST', '/api/v1/messages/delay', { filter: f, by: body.by });
+  if (action === 'move') {
+    delete f.quarantine; // the quarantine left is "from"
+    const req = { from: q, to: body.to };
+    if (Object.keys(f).length) req.filter = f;
+    return api('POST', '/api/v1/messages/move', req);
+  }
+  throw new Error('no bulk route for ' + action);
+}
+
+export function hasBulkRoute(action) {
+  return action !== 'copy';
 }
 
 function lines(text) {
