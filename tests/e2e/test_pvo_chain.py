@@ -24,6 +24,7 @@ from gw_fixtures import make_message, start_gateway  # noqa: F401
 from test_gateway_pvo import OUTBREAK, RCPT, SENDER, start_central_gw
 from test_pvo_actions import act, check_released, gateway_at, memberships
 
+CAROL = "carol@example.com"
 MANAGER_ADDR = "127.0.0.2"  # the manager's [release] source_address
 POLICY = "添付ファイル"  # test_gateway_pvo.FILTERS quarantines "invoice" subjects there
 PARCEL = "Your parcel is waiting"  # test_gateway_pvo.OUTBREAK's wave_0042
@@ -47,10 +48,10 @@ def raw_of(m, mid):
     return body
 
 
-def quarantine_one(m, gw, msg, subject_hint):
+def quarantine_one(m, gw, msg, subject_hint, rcpts=RCPT):
     """Sends msg through the gateway; the one new manager message it became."""
     before = {x["id"] for x in m.list_all()}
-    code, text = gw.send(SENDER, RCPT, msg)
+    code, text = gw.send(SENDER, rcpts, msg)
     assert code == 250, text
     new = [x for x in m.list_all() if x["id"] not in before]
     assert len(new) == 1, (subject_hint, new)
@@ -98,7 +99,8 @@ def test_virus_and_policy_release_goes_back_through_the_gateway_once(
         start_manager, start_gateway, aio_sink, clamd):
     m, gw = chain(start_manager, start_gateway, aio_sink, clamd)
     mail = eicar_mail(to=RCPT.encode(), subject=b"Invoice 2026-12")
-    mid = quarantine_one(m, gw, mail, "eicar invoice")
+    mid = quarantine_one(m, gw, mail, "eicar invoice", rcpts=[RCPT, CAROL])
+    assert sorted(r["address"] for r in m.get_message(mid)["recipients"]) == [RCPT, CAROL]
     q = memberships(m, mid)
     assert sorted(q) == sorted(["virus", POLICY])
     assert q["virus"]["reason"].startswith(EICAR_SIG), q
@@ -118,7 +120,7 @@ def test_virus_and_policy_release_goes_back_through_the_gateway_once(
     (got,) = delivered_once(aio_sink, 1)
     # through the gateway (its next hop is the sink), from the manager's address
     assert got["peer"] == "127.0.0.1"
-    assert got["rcpts"] == [RCPT]
+    assert sorted(got["rcpts"]) == [RCPT, CAROL]  # one transaction for both
     (job,) = released_job_ids(gw)
     assert job[1] == MANAGER_ADDR, job
     # not scanned: no rescan, no scan result for that job; the EICAR body arrived whole
@@ -130,8 +132,8 @@ def test_virus_and_policy_release_goes_back_through_the_gateway_once(
     assert EICAR_B64 in got["data"]
     sent = gw_lines(gw, "gw.sent", job[0])
     assert len(sent) == 1 and "route=next_hop" in sent[0] and "status=ok" in sent[0], sent
-    wait_for(lambda: [r["state"] for r in m.get_message(mid)["recipients"]] == ["released"],
-             t(15), "the recipient released")
+    wait_for(lambda: [r["state"] for r in m.get_message(mid)["recipients"]] ==
+             ["released", "released"], t(15), "the recipients released")
 
     # the second click changes nothing and sends nothing
     assert act(m, mid, "release", {"quarantine": POLICY}) == (409, {"error": {
@@ -238,6 +240,39 @@ def test_outbreak_released_while_the_rule_matches_is_quarantined_again(
     assert len(m.list_all()) == 2
 
 
+def test_outbreak_release_rescan_finds_the_virus_a_new_signature_knows(
+        start_manager, start_gateway, aio_sink, clamd):
+    # the outbreak rule held it before the engines knew it: no antivirus yet
+    m, gw = chain(start_manager, start_gateway, aio_sink)
+    held = quarantine_one(m, gw, eicar_mail(to=RCPT.encode(), subject=PARCEL.encode()),
+                          "parcel with eicar")
+    assert list(memberships(m, held)) == ["outbreak"]
+    # the signature is there now, the rule withdrawn
+    gw.write_file("outbreak.rules", OUTBREAK.replace("2026120501", "2026120504")
+                  .replace("^Your parcel is waiting$", "^Nothing matches this$"))
+    gw.reload(antivirus={"engine": "clamd", "clamd": clamd.addr})
+    gw.wait_log("outbreak=2026120504")
+    assert act(m, held, "release", {"quarantine": "outbreak"})[0] == 202
+    wait_for(lambda: len(m.list_all()) == 2, t(30), "the rescan's virus quarantine")
+    (job,) = released_job_ids(gw)
+    assert gw_lines(gw, "gw.released_rescan", job[0])
+    (virus,) = [x["id"] for x in m.list_all() if x["id"] != held]
+    q = memberships(m, virus)
+    assert list(q) == ["virus"] and q["virus"]["reason"].startswith(EICAR_SIG), q
+    assert stays(lambda: aio_sink.count() == 0, t(2))
+    # released from virus (no rescan=yes on top): not scanned again, delivered once
+    virus_raw = raw_of(m, virus)
+    assert act(m, virus, "release", {"quarantine": "virus"})[0] == 202
+    (got,) = delivered_once(aio_sink, 1)
+    jobs = released_job_ids(gw)
+    assert len(jobs) == 2
+    assert gw_lines(gw, "gw.released_rescan", jobs[1][0]) == []
+    assert gw_lines(gw, "gw.scanned", jobs[1][0]) == []
+    check_released(via_gateway(got["data"], jobs[1][0]), virus_raw, rescan=False)
+    assert EICAR_B64 in got["data"]
+    assert len(m.list_all()) == 2
+
+
 # ---- 4. the originating gateway is down: the alternate ----------------------------
 
 def test_release_goes_to_the_alternate_when_the_gateway_is_down(
@@ -277,6 +312,24 @@ def test_without_an_alternate_the_release_waits_for_the_gateway(
     check_released(via_gateway(got["data"], job[0]), stored, rescan=False)
     wait_for(lambda: [r["state"] for r in m.get_message(mid)["recipients"]] == ["released"],
              t(15), "the recipient released")
+
+
+def test_next_hop_deferring_the_release_keeps_it_queued_on_the_manager(
+        start_manager, start_gateway, aio_sink, clamd):
+    # the gateway keeps no queue: its next hop's 4xx goes back to the manager
+    m, gw = chain(start_manager, start_gateway, aio_sink, clamd, retry_min="1s",
+                  retry_max="2s")
+    mid = quarantine_one(m, gw, eicar_mail(to=RCPT.encode(), subject=b"hello"), "virus")
+    aio_sink.handler.data_reply = "451 4.3.0 try again later"
+    assert act(m, mid, "release", {"quarantine": "virus"})[0] == 202
+    wait_for(lambda: "release.deferred" in m.log_text(), t(20), "a deferred attempt")
+    assert aio_sink.count() == 0
+    assert [r["state"] for r in m.get_message(mid)["recipients"]] == ["releasing"]
+    aio_sink.handler.data_reply = None
+    delivered_once(aio_sink, 1, margin=4)
+    wait_for(lambda: [r["state"] for r in m.get_message(mid)["recipients"]] == ["released"],
+             t(15), "the recipient released")
+    assert gw.messages() == []
 
 
 # ---- 5. the manager is down: 451, nothing stored; the retry is stored once -------------
