@@ -783,11 +783,14 @@ static const char *const pl_lazaret_fields[] = {
     "X-Lazaret-Client-Address", "X-Lazaret-Quarantine", "X-Lazaret-Origin-Id",
 };
 
-static unsigned char *pl_strip_lazaret_fields(const struct pl *p, size_t *len)
+/*
+ * src without the fields of pl_lazaret_fields (a new buffer, *len its length).
+ * Also for mail the manager released: the fields a gateway wrote for the manager
+ * (the quarantine, its reason, the client's address) are not for the recipient.
+ */
+static unsigned char *pl_strip_lazaret_fields(const unsigned char *src, size_t srclen, size_t *len)
 {
 	unsigned char *cur = NULL;
-	const unsigned char *src = p->m->data;
-	size_t srclen = p->m->len;
 	for (size_t k = 0; k < sizeof(pl_lazaret_fields) / sizeof(pl_lazaret_fields[0]); k++) {
 		size_t n = 0;
 		unsigned char *next =
@@ -878,7 +881,14 @@ static enum pl_result pl_send(struct pl *p, const struct disposition_group *g, c
 		free(received);
 	}
 	size_t len = 0;
-	unsigned char *copy = manager ? pl_strip_lazaret_fields(p, &len) : pl_edit(p, &g->d, &len);
+	unsigned char *copy = manager ? pl_strip_lazaret_fields(p->m->data, p->m->len, &len)
+				      : pl_edit(p, &g->d, &len);
+	if (!manager && p->job->released) {
+		unsigned char *clean = pl_strip_lazaret_fields(
+		    copy != NULL ? copy : p->m->data, copy != NULL ? len : p->m->len, &len);
+		free(copy);
+		copy = clean;
+	}
 	struct delivery_options o = {
 	    .helo_name = p->cfg->hostname,
 	    .source_address = p->cfg->source_address,

@@ -42,6 +42,26 @@ def chain(start_manager, start_gateway, sink, clamd_daemon=None, **manager_overr
     return m, gw
 
 
+# What a gateway writes for the manager, and drops when the manager releases the mail.
+TRANSFER_FIELDS = (b"x-lazaret-gateway", b"x-lazaret-verdict", b"x-lazaret-score",
+                   b"x-lazaret-client-address", b"x-lazaret-quarantine", b"x-lazaret-origin-id")
+
+
+def for_recipient(raw):
+    """raw without the gateway's X-Lazaret-* transfer fields (folded lines and all)."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    out, skip = [], False
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            if not skip:
+                out.append(line)
+            continue
+        skip = line.split(b":", 1)[0].strip().lower() in TRANSFER_FIELDS
+        if not skip:
+            out.append(line)
+    return b"\r\n".join(out) + sep + body
+
+
 def raw_of(m, mid):
     st, _, body = m.http("GET", "/api/v1/messages/%s/raw" % mid)
     assert st == 200, mid
@@ -128,7 +148,7 @@ def test_virus_and_policy_release_goes_back_through_the_gateway_once(
     assert gw_lines(gw, "gw.scanned", job[0]) == []
     (decision,) = gw_lines(gw, "gw.decision", job[0])
     assert "route=next_hop" in decision and "reason=released" in decision, decision
-    check_released(via_gateway(got["data"], job[0]), stored, rescan=False)
+    check_released(via_gateway(got["data"], job[0]), for_recipient(stored), rescan=False)
     assert EICAR_B64 in got["data"]
     sent = gw_lines(gw, "gw.sent", job[0])
     assert len(sent) == 1 and "route=next_hop" in sent[0] and "status=ok" in sent[0], sent
@@ -189,7 +209,7 @@ def test_outbreak_released_after_the_rule_is_withdrawn_is_rescanned_and_delivere
     (rescan,) = gw_lines(gw, "gw.released_rescan")
     assert "id=%s " % job[0] in rescan and "client=%s" % MANAGER_ADDR in rescan
     assert gw_lines(gw, "gw.outbreak", job[0]) == []
-    check_released(via_gateway(got["data"], job[0]), stored, rescan=True)
+    check_released(via_gateway(got["data"], job[0]), for_recipient(stored), rescan=True)
     assert b"Subject: " + PARCEL.encode() in got["data"]
     assert len(m.list_all()) == 1  # nothing came back to the manager
 
@@ -234,7 +254,7 @@ def test_outbreak_released_while_the_rule_matches_is_quarantined_again(
     assert gw_lines(gw, "gw.released_rescan", jobs[1][0])
     assert gw_lines(gw, "gw.outbreak", jobs[1][0]) == []
     # both releases show, the latest on top; the recipient gets the message
-    check_released(via_gateway(got["data"], jobs[1][0]), again_raw, rescan=True)
+    check_released(via_gateway(got["data"], jobs[1][0]), for_recipient(again_raw), rescan=True)
     assert got["data"].count(b"X-Lazaret-Released: ") == 2
     assert b"Subject: " + PARCEL.encode() in got["data"]
     assert len(m.list_all()) == 2
@@ -268,7 +288,7 @@ def test_outbreak_release_rescan_finds_the_virus_a_new_signature_knows(
     assert len(jobs) == 2
     assert gw_lines(gw, "gw.released_rescan", jobs[1][0]) == []
     assert gw_lines(gw, "gw.scanned", jobs[1][0]) == []
-    check_released(via_gateway(got["data"], jobs[1][0]), virus_raw, rescan=False)
+    check_released(via_gateway(got["data"], jobs[1][0]), for_recipient(virus_raw), rescan=False)
     assert EICAR_B64 in got["data"]
     assert len(m.list_all()) == 2
 
@@ -309,7 +329,7 @@ def test_without_an_alternate_the_release_waits_for_the_gateway(
     gw.start()
     (got,) = delivered_once(aio_sink, 1, margin=4)
     (job,) = released_job_ids(gw)
-    check_released(via_gateway(got["data"], job[0]), stored, rescan=False)
+    check_released(via_gateway(got["data"], job[0]), for_recipient(stored), rescan=False)
     wait_for(lambda: [r["state"] for r in m.get_message(mid)["recipients"]] == ["released"],
              t(15), "the recipient released")
 
