@@ -157,6 +157,11 @@ static void api_events_effect(struct store_event *e, const json_t *d)
 		} else if (strcmp(status, "refused") == 0) {
 			e->state = "hard_bounce";
 			e->flags |= STORE_TRACK_HARD_BOUNCE;
+		} else if (strcmp(status, "partly_refused") == 0) {
+			e->state = "delivered";
+			e->flags |= STORE_TRACK_DELIVERED | STORE_TRACK_HARD_BOUNCE;
+		} else if (strcmp(status, "dropped") == 0) {
+			e->state = "dropped";
 		}
 	} else if (strcmp(t, "bounce") == 0) {
 		e->state = "bounced";

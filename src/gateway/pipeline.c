@@ -40,6 +40,7 @@
 #include "gateway/delivery.h"
 #include "gateway/disposition.h"
 #include "gateway/filter.h"
+#include "gateway/gw_events.h"
 #include "gateway/rat.h"
 #include "gateway/slbl_cache.h"
 #include "mime/msgmeta.h"
@@ -428,6 +429,8 @@ static void pl_filters(struct pl *p)
 		log_info("gw.filter", "id=%s filter=%s action=%s arg=%s", p->job->id,
 			 a->filter_name != NULL ? a->filter_name : "-", filter_action_name(a->kind),
 			 log_quote(q, sizeof(q), a->arg != NULL ? a->arg : "-"));
+		gw_events_filter(p->job->events, p->job->id, a->filter_name,
+				 filter_action_name(a->kind), a->arg);
 		fd.reason = a->filter_name;
 	}
 	if (!route_set && fd.edits == 0)
@@ -665,6 +668,8 @@ static enum pl_result pl_send(struct pl *p, const struct disposition_group *g, c
 	log_info("gw.sent", "id=%s route=%s host=%s rcpts=%zu status=%s reply=%s", p->job->id,
 		 disposition_route_name(g->d.route), host, g->n, delivery_status_name(out.status),
 		 log_quote(q, sizeof(q), out.reply != NULL ? out.reply : "ok"));
+	gw_events_delivery(p->job->events, p->job->id, disposition_route_name(g->d.route), host,
+			   p->rcpts, g->rcpts, g->n, delivery_status_name(out.status), out.reply);
 	enum pl_result r = PL_OK;
 	if (out.status == DELIVERY_DEFERRED) {
 		r = PL_DEFERRED;
@@ -712,6 +717,9 @@ static void pl_execute(struct pl *p, char *reply, size_t replylen)
 	const char *bounce_reply = PIPELINE_REPLY_SPAM_BOUNCE;
 	for (size_t k = 0; k < ng; k++) {
 		pl_log_decision(p, &g[k]);
+		if (g[k].d.route == DISPOSITION_DROP)
+			gw_events_delivery(p->job->events, p->job->id, "drop", NULL, p->rcpts,
+					   g[k].rcpts, g[k].n, "dropped", g[k].d.reason);
 		if (g[k].d.route == DISPOSITION_BOUNCE) {
 			bounced += g[k].n;
 			if (g[k].d.reason != NULL && strcmp(g[k].d.reason, "spam") != 0 &&
@@ -721,6 +729,7 @@ static void pl_execute(struct pl *p, char *reply, size_t replylen)
 	}
 	if (bounced == p->n) {
 		snprintf(reply, replylen, "%s", bounce_reply);
+		gw_events_bounce(p->job->events, p->job->id, bounced, reply);
 		goto out;
 	}
 	if (bounced > 0)
@@ -742,6 +751,9 @@ static void pl_execute(struct pl *p, char *reply, size_t replylen)
 				} else {
 					log_info("gw.quarantined", "id=%s quarantine=%s rcpts=%zu",
 						 p->job->id, gr->d.target, gr->n);
+					gw_events_quarantine(p->job->events, p->job->id,
+							     gr->d.target, "local", gr->d.reason,
+							     p->rcpts, gr->rcpts, gr->n);
 					sent_groups++;
 				}
 			} else if (pass == 1 && gr->d.route == DISPOSITION_EXTERNAL_SPAM) {
@@ -788,6 +800,7 @@ static void pl_released(struct pl *p, char *reply, size_t replylen)
 	log_info("gw.released", "id=%s session=%s client=%s sender=<%s> rcpts=%zu size=%zu",
 		 p->job->id, p->job->session_id, p->job->client_ip,
 		 p->m->env.sender != NULL ? p->m->env.sender : "", p->n, p->m->len);
+	gw_events_released(p->job->events, p->job->id);
 	for (size_t i = 0; i < p->n; i++) {
 		memset(&p->disp[i], 0, sizeof(p->disp[i]));
 		p->disp[i].reason = "released";
@@ -810,6 +823,10 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
 	for (size_t i = 0; i < p.n; i++)
 		p.undecided[i] = true;
 
+	if (job->events != NULL) {
+		pl_parse_meta(&p); /* the subject, Message-ID and attachments of the event */
+		gw_events_received(job->events, job, p.meta);
+	}
 	if (job->released) {
 		pl_released(&p, reply, replylen);
 		goto out;
@@ -836,6 +853,8 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
 		 p.verdict != NULL ? p.verdict : (p.scanned ? "clean" : "none"), score,
 		 log_quote(q, sizeof(q), p.spam_detail != NULL ? p.spam_detail : "-"),
 		 p.virus != NULL ? p.virus : "-");
+	gw_events_verdict(job->events, job->id, p.cfg->antispam_engine, p.scanned, p.score,
+			  p.verdict, p.spam_detail, p.virus);
 	pl_execute(&p, reply, replylen);
 out:
 	if (p.have_fres)
