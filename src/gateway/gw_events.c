@@ -404,20 +404,30 @@ static size_t gw_events_write(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-/* One POST. 0 with *acked, or -errno (*why a static text for the log). */
+/*
+ * One POST. 0 with *acked, or -errno (*why a static text for the log). used gets
+ * the manager's URL this push went to (for the log).
+ */
 static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_seq, int64_t *acked,
-			  long *status, const char **why)
+			  long *status, const char **why, char *used, size_t usedlen)
 {
 	CURL *h = curl_easy_init();
 	*status = 0;
 	*why = "no answer";
 	if (h == NULL)
 		return -ENOMEM;
-	size_t ul = strlen(ev->url);
-	while (ul > 0 && ev->url[ul - 1] == '/')
-		ul--;
-	char *url = xasprintf("%.*s/api/v1/gateway/events", (int)ul, ev->url);
+	/* a reload may change them meanwhile: this push uses one consistent copy */
+	pthread_mutex_lock(&ev->lock);
+	char *base = xstrdup(ev->url);
 	char *auth = xasprintf("Authorization: Bearer %s", ev->token);
+	char *ca = xstrdup_or_null(ev->ca);
+	pthread_mutex_unlock(&ev->lock);
+	snprintf(used, usedlen, "%s", base);
+	size_t ul = strlen(base);
+	while (ul > 0 && base[ul - 1] == '/')
+		ul--;
+	char *url = xasprintf("%.*s/api/v1/gateway/events", (int)ul, base);
+	free(base);
 	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	hdrs = curl_slist_append(hdrs, auth);
@@ -434,8 +444,8 @@ static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_s
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (ev->ca != NULL)
-		curl_easy_setopt(h, CURLOPT_CAINFO, ev->ca);
+	if (ca != NULL)
+		curl_easy_setopt(h, CURLOPT_CAINFO, ca);
 	CURLcode cc = curl_easy_perform(h);
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
 	int rc;
@@ -454,6 +464,7 @@ static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_s
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(h);
 	free(auth);
+	free(ca);
 	free(url);
 	return rc;
 }
@@ -508,7 +519,8 @@ static void *gw_events_pusher(void *arg)
 		int64_t acked = 0;
 		long status = 0;
 		const char *why = NULL;
-		int rc = gw_events_post(ev, body, last, &acked, &status, &why);
+		char used[512];
+		int rc = gw_events_post(ev, body, last, &acked, &status, &why, used, sizeof(used));
 		free(body);
 		int64_t now = clock_now_ms();
 		if (rc == 0) {
@@ -517,14 +529,13 @@ static void *gw_events_pusher(void *arg)
 			atomic_fetch_add(&ev->pushed, n);
 			if (failing_since != 0)
 				log_info("events.push_resumed", "url=%s after_ms=%lld acked=%lld",
-					 ev->url, (long long)(now - failing_since),
-					 (long long)acked);
+					 used, (long long)(now - failing_since), (long long)acked);
 			failing_since = 0;
 			failure_logged = 0;
 			backoff = 0;
 			cap = GW_EVENTS_BATCH_MAX;
-			/* a full batch: more are waiting, push on at once */
-			if (n < GW_EVENTS_BATCH_MAX && gw_events_sleep(ev, GW_EVENTS_IDLE_MS))
+			/* more were waiting behind this batch: push on at once */
+			if (st.backlog <= n && gw_events_sleep(ev, GW_EVENTS_IDLE_MS))
 				break;
 			continue;
 		}
@@ -538,12 +549,12 @@ static void *gw_events_pusher(void *arg)
 			char q[256];
 			if (rc == -EACCES)
 				log_error("events.push_failed",
-					  "url=%s status=%ld error=%s backlog=%llu", ev->url,
-					  status, log_quote(q, sizeof(q), why),
+					  "url=%s status=%ld error=%s backlog=%llu", used, status,
+					  log_quote(q, sizeof(q), why),
 					  (unsigned long long)st.backlog);
 			else
 				log_warn("events.push_failed",
-					 "url=%s status=%ld error=%s backlog=%llu", ev->url, status,
+					 "url=%s status=%ld error=%s backlog=%llu", used, status,
 					 log_quote(q, sizeof(q), why),
 					 (unsigned long long)st.backlog);
 		}
@@ -635,6 +646,20 @@ int gw_events_start(const struct gw_config *cfg, struct gw_events **out)
 		panic("gw_events: cannot start the pusher");
 	*out = ev;
 	return 0;
+}
+
+void gw_events_reconfigure(struct gw_events *ev, const struct gw_config *cfg)
+{
+	if (ev == NULL || cfg->api_url == NULL || cfg->api_token == NULL)
+		return; /* the config check keeps both set with central */
+	pthread_mutex_lock(&ev->lock);
+	free(ev->url);
+	free(ev->token);
+	free(ev->ca);
+	ev->url = xstrdup(cfg->api_url);
+	ev->token = xstrdup(cfg->api_token);
+	ev->ca = xstrdup_or_null(cfg->api_ca);
+	pthread_mutex_unlock(&ev->lock);
 }
 
 void gw_events_stop(struct gw_events *ev)

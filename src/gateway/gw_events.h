@@ -57,6 +57,8 @@ struct pipeline_job;
  * opened).
  */
 int gw_events_start(const struct gw_config *cfg, struct gw_events **out);
+/* New [manager] api_url, api_token, api_ca for the next pushes (SIGHUP). NULL ev: no-op. */
+void gw_events_reconfigure(struct gw_events *ev, const struct gw_config *cfg);
 /* Pushes nothing more, commits what is queued and stops. NULL: no-op. */
 void gw_events_stop(struct gw_events *ev);
 /* True when rejected connections are recorded ([tracking] rejected_connections). */

@@ -631,6 +631,12 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	struct release_config rc;
 	release_config_from(c, &rc);
 	release_reconfigure(gw->release, &rc);
+	gw_events_reconfigure(gw->events, c);
+	if (!str_same(o->tracking_mode, c->tracking_mode) ||
+	    o->events_spool_max != c->events_spool_max ||
+	    o->tracking_rejected_connections != c->tracking_rejected_connections)
+		log_warn("gw.reload_partial",
+			 "reason=\"[tracking] and [events] change on restart only\"");
 	if (gw->api != NULL) {
 		struct api_config ac;
 		api_config_from(c, &ac);
@@ -783,6 +789,7 @@ static void gw_stop(struct gw *gw)
 	workpool_free(gw->maint);
 	/* after the workers: their last events are committed before the spool closes */
 	gw_events_stop(gw->events);
+	gw->events = NULL;
 	if (gw->release != NULL)
 		release_stop(gw->release);
 	if (gw->st != NULL)

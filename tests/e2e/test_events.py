@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
 import threading
 import urllib.request
 
@@ -29,9 +30,13 @@ def store_rows(mgr, sql):
     """The rows of sql on the manager's store, as lists of text."""
     store = mgr.sections.get("store", {})
     if store.get("backend") == "postgresql":
-        from pg_cluster import psql
-        out = psql(store["dsn"], sql)
-        return [line.split("|") for line in out.splitlines()] if out else []
+        # a unit separator: details and replies may hold "|"
+        r = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-F", "\x1f", "-v",
+                            "ON_ERROR_STOP=1", "-d", store["dsn"], "-c", sql],
+                           capture_output=True, text=True, timeout=t(60))
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.strip("\n")
+        return [line.split("\x1f") for line in out.splitlines()] if out else []
     path = os.path.join(mgr.data_dir, "lazaret.db")
     con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
     try:
@@ -284,13 +289,49 @@ def test_tracking_off_records_nothing(start_manager, start_gateway, aio_sink):
 def test_central_needs_the_manager_url_and_token(start_gateway, aio_sink):
     gw = start_gateway(aio_sink.host, start=False, tracking={"mode": "central"})
     gw.write_config()
-    import subprocess
     from gw_fixtures import lazaret_gw_path
     r = subprocess.run([lazaret_gw_path(), "--check-config", "-c", gw.conf_path],
                        capture_output=True, text=True, timeout=t(30))
     assert r.returncode == 1
     assert ("[tracking] mode: central needs [manager] api_url and api_token (events are "
             "pushed there)") in r.stderr, r.stderr
+
+
+def test_rejected_connections_are_recorded_only_when_asked(start_manager, start_gateway,
+                                                           aio_sink):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host,
+                          hat={"default": "reject"})
+    with pytest.raises(Exception):
+        gw.send("alice@sender.test", "bob@example.com", make_message())
+    m = gw_metrics(gw)
+    assert (m["lazaret_gw_events_backlog"], m["lazaret_gw_events_pushed_total"]) == (0, 0)
+    gw.stop()
+    assert event_count(mgr) == 0
+    gw.apply({"tracking": {"rejected_connections": "yes"}})
+    gw.start()  # its readiness probe is refused too: one more rejected connection
+    with pytest.raises(Exception):
+        gw.send("alice@sender.test", "bob@example.com", make_message())
+    wait_for(lambda: event_count(mgr) == 2, 20, "the rejected connections' events")
+    for _, type_, msg_id, detail in events(mgr):
+        assert (type_, msg_id) == ("connection", "")
+        assert detail["hat_decision"] == "reject" and detail["hat_policy"] == "default"
+        assert detail["client_ip"] == "127.0.0.1" and detail["helo"] is None
+
+
+def test_a_new_token_on_reload_is_used_for_the_next_push(start_manager, start_gateway,
+                                                         aio_sink):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, "0" * 64, aio_sink.host)
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
+    gw.wait_log("events.push_failed", timeout=20)
+    assert "status=401" in gw.log_text()
+    assert event_count(mgr) == 0
+    gw.reload(manager={"api_token": token})
+    wait_for(lambda: event_count(mgr) == 5, 90, "the events pushed with the new token")
 
 
 # ---- bad pushes: exact answers, nothing stored ------------------------------------
