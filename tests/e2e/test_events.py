@@ -275,6 +275,41 @@ def test_kill9_in_a_burst_loses_no_acknowledged_event(start_manager, start_gatew
         assert [e[1] for e in ev if e[2] == i] == ["received", "verdict", "delivery"], i
 
 
+def test_connection_events_say_tls_and_throttling(start_manager, start_gateway, aio_sink,
+                                                 workdir):
+    import smtplib
+    import ssl
+    from tls_fixtures import TestPKI
+    pki = TestPKI(workdir)
+    cert, key = pki.good.server
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host,
+                          listener={"tls_cert": cert, "tls_key": key},
+                          hat={"policy.slow": "throttle 1: 127.0.0.0/8"})
+    s = smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=t(30))
+    s.ehlo("tls.e2e.test")
+    ctx = ssl.create_default_context(cafile=pki.good.ca)
+    ctx.check_hostname = False
+    s.starttls(context=ctx)
+    s.ehlo("tls.e2e.test")
+    s.sendmail("alice@sender.test", ["bob@example.com"], make_message())
+    code, _ = s.mail("alice@sender.test")  # the second message this hour: throttled
+    assert code == 452
+    s.quit()
+    wait_for(lambda: any(e[1] == "rate_limit" for e in events(mgr)), 30, "the rate limit")
+    ev = events(mgr)
+    (conn,) = [e[3] for e in ev if e[1] == "connection"]
+    assert conn["helo"] == "tls.e2e.test"
+    assert conn["tls_version"] in ("TLSv1.2", "TLSv1.3"), conn
+    assert conn["tls_cipher"], conn
+    assert (conn["hat_policy"], conn["hat_decision"]) == ("slow", "throttle")
+    (limited,) = [e[3] for e in ev if e[1] == "rate_limit"]
+    assert (limited["hat_policy"], limited["limit"]) == ("slow", 1)
+    (rec,) = [e[3] for e in ev if e[1] == "received"]
+    assert rec["tls"] is True
+
+
 def test_tracking_off_records_nothing(start_manager, start_gateway, aio_sink):
     mgr = start_manager()
     token = register(mgr)
