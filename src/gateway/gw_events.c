@@ -37,10 +37,14 @@
 #include "http/http_json.h"
 #include "mime/msgmeta.h"
 #include "smtp/smtp_proto.h"
+#include "store/store.h"
 
 /* Bytes of recipient and attachment names listed in a "received" event at most, so
  * that its detail stays within the manager's limit (STORE_EVENT_DETAIL_MAX). */
 #define GW_EVENTS_LIST_BYTES 24000
+/* A detail's JSON text at most; beyond it, its lists are left out (the manager's
+ * limit, STORE_EVENT_DETAIL_MAX, is 64 KiB). */
+#define GW_EVENTS_DETAIL_MAX 60000
 /* How often a lasting condition (spool full, manager down) is logged again. */
 #define GW_EVENTS_LOG_EVERY_MS 60000
 /* The body's bytes beyond the events' own (gateway name, backlog, brackets). */
@@ -55,6 +59,7 @@ struct gw_events {
 	pthread_cond_t wake;
 	bool stopping;
 	atomic_uint_fast64_t pushed, push_failures, last_acked;
+	atomic_uint_fast64_t refused; /* single events the manager refused (400), dropped */
 	atomic_int_fast64_t full_logged_at;
 	atomic_uint_fast64_t dropped_logged;
 };
@@ -94,6 +99,15 @@ static void gw_events_emit(struct gw_events *ev, const char *type, const char *m
 			   json_t *detail)
 {
 	char *text = json_dumps(detail, JSON_COMPACT);
+	if (text != NULL && strlen(text) > GW_EVENTS_DETAIL_MAX) {
+		/* escaped names can outgrow the lists' bound: the manager must take it */
+		static const char *const lists[] = {"recipients", "attachments", "rcpts"};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+			json_object_del(detail, lists[i]);
+		gw_events_set(detail, "truncated", json_true());
+		free(text);
+		text = json_dumps(detail, JSON_COMPACT);
+	}
 	json_decref(detail);
 	if (text == NULL)
 		panic("gw_events: cannot encode a \"%s\" event", type);
@@ -336,6 +350,8 @@ int gw_events_parse_answer(long status, const char *body, size_t len, int64_t la
 		return -EACCES;
 	if (status == 413)
 		return -E2BIG;
+	if (status == 400)
+		return -EBADMSG;
 	if (status != 200 || body == NULL || len == 0)
 		return -EPROTO;
 	json_error_t jerr;
@@ -455,10 +471,11 @@ static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_s
 	} else {
 		rc = gw_events_parse_answer(*status, strbuf_str(&sink.b), sink.b.len, last_seq,
 					    acked);
-		*why = rc == -EACCES  ? "the manager refused the token"
-		       : rc == -E2BIG ? "batch too large for the manager"
-		       : rc < 0	      ? "unexpected answer"
-				      : "ok";
+		*why = rc == -EACCES	? "the manager refused the token"
+		       : rc == -E2BIG	? "batch too large for the manager"
+		       : rc == -EBADMSG ? "the manager refused an event as malformed"
+		       : rc < 0		? "unexpected answer"
+					: "ok";
 	}
 	strbuf_free(&sink.b);
 	curl_slist_free_all(hdrs);
@@ -494,8 +511,11 @@ static void *gw_events_pusher(void *arg)
 {
 	struct gw_events *ev = arg;
 	int64_t backoff = 0, failing_since = 0, failure_logged = 0;
-	size_t cap = GW_EVENTS_BATCH_MAX;
+	/* 413: the manager takes smaller batches (kept); 400: halved until the one
+	 * event it refuses is alone (reset by a success) */
+	size_t size_cap = GW_EVENTS_BATCH_MAX, bisect_cap = GW_EVENTS_BATCH_MAX;
 	for (;;) {
+		size_t cap = size_cap < bisect_cap ? size_cap : bisect_cap;
 		pthread_mutex_lock(&ev->lock);
 		bool stopping = ev->stopping;
 		pthread_mutex_unlock(&ev->lock);
@@ -514,6 +534,8 @@ static void *gw_events_pusher(void *arg)
 		struct event_spool_stats st;
 		event_spool_stats(ev->sp, &st);
 		int64_t last = v[n - 1].seq;
+		char first_type[STORE_EVENT_TYPE_MAX + 1];
+		snprintf(first_type, sizeof(first_type), "%s", v[0].type);
 		char *body = gw_events_body(ev, v, n, st.backlog > n ? st.backlog - n : 0);
 		event_spool_events_free(v, n);
 		int64_t acked = 0;
@@ -533,15 +555,33 @@ static void *gw_events_pusher(void *arg)
 			failing_since = 0;
 			failure_logged = 0;
 			backoff = 0;
-			cap = GW_EVENTS_BATCH_MAX;
+			bisect_cap = GW_EVENTS_BATCH_MAX;
 			/* more were waiting behind this batch: push on at once */
 			if (st.backlog <= n && gw_events_sleep(ev, GW_EVENTS_IDLE_MS))
 				break;
 			continue;
 		}
 		atomic_fetch_add(&ev->push_failures, 1);
-		if (rc == -E2BIG && cap > 1)
-			cap /= 2; /* the manager's max_body is below ours: smaller batches */
+		if (rc == -E2BIG && size_cap > 1)
+			size_cap = n / 2 > 0 ? n / 2 : 1; /* the manager's max_body is below ours */
+		if (rc == -EBADMSG && n > 1) {
+			/* one event the manager will never take must not stop the others */
+			bisect_cap = n / 2;
+			continue;
+		}
+		if (rc == -EBADMSG) {
+			/* found: dropped, counted and said, so that the rest flows */
+			if (event_spool_ack(ev->sp, last) == 0) {
+				atomic_fetch_add(&ev->refused, 1);
+				log_error(
+				    "events.refused",
+				    "seq=%lld type=%s url=%s reason=\"the manager refused the "
+				    "event as malformed (400): dropped\"",
+				    (long long)last, first_type, used);
+			}
+			bisect_cap = GW_EVENTS_BATCH_MAX;
+			continue;
+		}
 		if (failing_since == 0)
 			failing_since = now;
 		if (now - failure_logged >= GW_EVENTS_LOG_EVERY_MS) {
@@ -583,8 +623,8 @@ void gw_events_metrics(FILE *f, void *arg)
 		"not acknowledged.\n"
 		"# TYPE lazaret_gw_events_oldest_unacked_seconds gauge\n"
 		"lazaret_gw_events_oldest_unacked_seconds %.3f\n"
-		"# HELP lazaret_gw_events_dropped_total Events dropped (spool full or a "
-		"failed write).\n"
+		"# HELP lazaret_gw_events_dropped_total Events dropped (spool full, a "
+		"failed write, or refused by the manager as malformed).\n"
 		"# TYPE lazaret_gw_events_dropped_total counter\nlazaret_gw_events_dropped_total "
 		"%llu\n"
 		"# HELP lazaret_gw_events_pushed_total Events sent in acknowledged pushes.\n"
@@ -595,7 +635,8 @@ void gw_events_metrics(FILE *f, void *arg)
 		"# TYPE lazaret_gw_events_push_failures_total counter\n"
 		"lazaret_gw_events_push_failures_total %llu\n",
 		(unsigned long long)s.backlog, (unsigned long long)s.bytes, (double)age / 1000.0,
-		(unsigned long long)s.dropped, (unsigned long long)atomic_load(&ev->pushed),
+		(unsigned long long)(s.dropped + atomic_load(&ev->refused)),
+		(unsigned long long)atomic_load(&ev->pushed),
 		(unsigned long long)atomic_load(&ev->push_failures));
 }
 

@@ -109,7 +109,8 @@ void gw_events_metrics(FILE *f, void *arg);
 /*
  * Reads the manager's answer to a push of events up to last_seq: 0 with *acked
  * (<= last_seq) for a 200 {"acked": N}; -EACCES for 401/403; -E2BIG for 413;
- * -EPROTO for anything else (another status, a body that is not the API's).
+ * -EBADMSG for 400 (an event the manager refuses); -EPROTO for anything else
+ * (another status, a body that is not the API's).
  * No I/O.
  */
 int gw_events_parse_answer(long status, const char *body, size_t len, int64_t last_seq,

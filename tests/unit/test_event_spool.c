@@ -207,6 +207,7 @@ static void test_parse_answer(void **state)
 	    {401, "{\"error\":{\"message\":\"no\"}}", 42, -EACCES, 0},
 	    {403, "{}", 42, -EACCES, 0},
 	    {413, "{}", 42, -E2BIG, 0},
+	    {400, "{\"error\":{\"message\":\"events[0]: bad\"}}", 42, -EBADMSG, 0},
 	    {500, "{\"acked\":42}", 42, -EPROTO, 0},
 	    {503, "", 42, -EPROTO, 0},
 	};
