@@ -415,14 +415,17 @@ static const char *const store_migrations[] = {
      * address, attachment names, flags). gateway_event_state: each gateway's
      * counters (last seq, backlog it reported, events received).
      */
+    /* a rowid table: details of a few hundred bytes would crowd a WITHOUT ROWID
+     * b-tree's pages; (gateway, seq) is its unique key all the same */
     "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY,"
     "  gateway TEXT NOT NULL,"
     "  seq INTEGER NOT NULL,"
     "  at INTEGER NOT NULL,"
     "  type TEXT NOT NULL,"
     "  msg_id TEXT,"
     "  detail TEXT NOT NULL,"
-    "  PRIMARY KEY (gateway, seq)) WITHOUT ROWID;"
+    "  UNIQUE (gateway, seq));"
     "CREATE INDEX events_message ON events(gateway, msg_id, seq) WHERE msg_id IS NOT NULL;"
     "CREATE INDEX events_type_at ON events(type, at);"
     "CREATE INDEX events_at ON events(at);"
