@@ -60,6 +60,7 @@ struct gw_events {
 	bool stopping;
 	atomic_uint_fast64_t pushed, push_failures, last_acked;
 	atomic_uint_fast64_t refused; /* single events the manager refused (400), dropped */
+	atomic_bool abort_push;	      /* set by gw_events_stop */
 	atomic_int_fast64_t full_logged_at;
 	atomic_uint_fast64_t dropped_logged;
 };
@@ -408,6 +409,15 @@ struct gw_events_sink {
 	bool too_big;
 };
 
+/* Aborts a push in progress when the gateway stops (a manager that does not answer
+ * must not hold the shutdown for the push's whole timeout). */
+static int gw_events_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			      curl_off_t ulnow)
+{
+	struct gw_events *ev = arg;
+	return atomic_load(&ev->abort_push) ? 1 : 0;
+}
+
 static size_t gw_events_write(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct gw_events_sink *s = arg;
@@ -457,6 +467,9 @@ static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_s
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)GW_EVENTS_PUSH_TIMEOUT_MS);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, gw_events_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, gw_events_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, ev);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
@@ -711,6 +724,8 @@ void gw_events_stop(struct gw_events *ev)
 	ev->stopping = true;
 	pthread_cond_broadcast(&ev->wake);
 	pthread_mutex_unlock(&ev->lock);
+	/* unacknowledged events stay in the spool for the next start */
+	atomic_store(&ev->abort_push, true);
 	pthread_join(ev->pusher, NULL);
 	event_spool_close(ev->sp);
 	pthread_mutex_destroy(&ev->lock);

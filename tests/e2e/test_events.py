@@ -310,6 +310,32 @@ def test_connection_events_say_tls_and_throttling(start_manager, start_gateway, 
     assert rec["tls"] is True
 
 
+def test_a_silent_manager_does_not_hold_the_shutdown(start_manager, start_gateway, aio_sink):
+    """A manager that takes the connection and never answers: SIGTERM stops the push
+    in progress (the events stay in the spool) instead of waiting out its 30 s."""
+    import socket
+    import time
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+        gw = start_gateway(aio_sink.host, manager={"api_url": url, "api_token": "0" * 64},
+                           tracking={"mode": "central"})
+        code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+        assert code == 250, text
+        time.sleep(1.5)  # the pusher is waiting for an answer now
+        assert gw_metrics(gw)["lazaret_gw_events_backlog"] == 5
+        started = time.monotonic()
+        assert gw.stop() == 0
+        # the hello to the same manager may wait its own 10 s; a push would wait 30 s
+        assert time.monotonic() - started < 25, time.monotonic() - started
+        gw.start()
+        assert gw_metrics(gw)["lazaret_gw_events_backlog"] == 5  # kept for later
+    finally:
+        silent.close()
+
+
 def test_tracking_off_records_nothing(start_manager, start_gateway, aio_sink):
     mgr = start_manager()
     token = register(mgr)
