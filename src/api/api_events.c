@@ -301,6 +301,61 @@ int api_events_parse(const json_t *body, struct api_events_batch *out, char **er
 	return 0;
 }
 
+/* One batch on its way to the store (a reader thread commits it). */
+struct api_events_commit {
+	struct store *st;
+	char *gateway; /* the registry's spelling */
+	json_t *body;  /* b points into it */
+	struct api_events_batch b;
+};
+
+static void api_events_commit_free(void *arg)
+{
+	struct api_events_commit *c = arg;
+	api_events_batch_clear(&c->b);
+	json_decref(c->body);
+	free(c->gateway);
+	free(c);
+}
+
+/*
+ * Reader thread: commits the batch. A write, not a read: without the readers'
+ * time budget (a batch cut off half way would only be sent again) and never on a
+ * replica.
+ */
+static void api_events_commit(void *arg, struct api_read_reply *out)
+{
+	struct api_events_commit *c = arg;
+	store_read_deadline_clear();
+	store_read_replica_set(false);
+	uint64_t stored = 0;
+	int64_t now = clock_now_ms();
+	char q[300];
+	int rc = store_events_put(c->st, c->gateway, c->b.events, c->b.nevents, c->b.backlog, now,
+				  &stored);
+	if (rc < 0) {
+		/* nothing was committed: the gateway keeps the batch and sends it again */
+		log_error("api.events_failed", "gateway=%s events=%zu error=%s",
+			  log_quote(q, sizeof(q), c->gateway), c->b.nevents, strerror(-rc));
+		out->store_rc = rc;
+		if (store_error_unavailable(rc))
+			api_read_reply_error(out, 503, "%s", API_STORE_UNAVAILABLE_TEXT);
+		else
+			api_read_reply_error(out, rc == -EINVAL ? 400 : 500,
+					     "the events could not be stored (%s)", strerror(-rc));
+		return;
+	}
+	/* a push is a contact too: last_seen, as a hello */
+	(void)store_gateway_touch(c->st, c->gateway, now, NULL);
+	int64_t acked = c->b.nevents > 0 ? c->b.events[c->b.nevents - 1].seq : 0;
+	log_debug("api.events", "gateway=%s events=%zu stored=%llu acked=%lld backlog=%lld",
+		  log_quote(q, sizeof(q), c->gateway), c->b.nevents, (unsigned long long)stored,
+		  (long long)acked, (long long)c->b.backlog);
+	api_read_reply_json(
+	    out, 200,
+	    json_pack("{s:I,s:I}", "acked", (json_int_t)acked, "stored", (json_int_t)stored));
+}
+
 static void api_events_post(struct http_server_request *req, void *arg)
 {
 	struct api *a = arg;
@@ -341,32 +396,16 @@ static void api_events_post(struct http_server_request *req, void *arg)
 					b.gateway);
 		goto done;
 	}
-	uint64_t stored = 0;
-	int64_t now = clock_now_ms();
-	rc = store_events_put(api_store(a), g->name, b.events, b.nevents, b.backlog, now, &stored);
-	if (rc < 0) {
-		/* nothing was committed: the gateway keeps the batch and sends it again */
-		log_error("api.events_failed", "gateway=%s events=%zu error=%s",
-			  log_quote(q, sizeof(q), g->name), b.nevents, strerror(-rc));
-		if (store_error_unavailable(rc)) {
-			http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
-			http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
-		} else {
-			http_server_reply_error(req, rc == -EINVAL ? 400 : 500,
-						"the events could not be stored (%s)",
-						strerror(-rc));
-		}
-		goto done;
-	}
-	/* a push is a contact too: last_seen, as a hello */
-	(void)store_gateway_touch(api_store(a), g->name, now, NULL);
-	int64_t acked = b.nevents > 0 ? b.events[b.nevents - 1].seq : 0;
-	log_debug("api.events", "gateway=%s events=%zu stored=%llu acked=%lld backlog=%lld",
-		  log_quote(q, sizeof(q), g->name), b.nevents, (unsigned long long)stored,
-		  (long long)acked, (long long)b.backlog);
-	http_server_reply_json(
-	    req, 200,
-	    json_pack("{s:I,s:I}", "acked", (json_int_t)acked, "stored", (json_int_t)stored));
+	/* the commit waits for the disk (or PostgreSQL): off the event loop */
+	struct api_events_commit *c = xcalloc(1, sizeof(*c));
+	c->st = api_store(a);
+	c->gateway = xstrdup(g->name);
+	c->body = body;
+	c->b = b;
+	body = NULL;
+	memset(&b, 0, sizeof(b));
+	api_read_submit(api_reads(a), req, "events", api_events_commit, NULL, c,
+			api_events_commit_free);
 done:
 	api_events_batch_clear(&b);
 	store_gateway_free(g);
