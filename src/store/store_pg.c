@@ -596,7 +596,7 @@ static const char *const store_pg_migrations[] = {
     "  WHERE i.inhparent = 'messages'::regclass AND c.relname ~ '^messages_p[0-9]{8}$';",
     /*
      * 9: gateway events and message tracking (store_pg_events.c, store.h), the
-     * same tables as SQLite's migration 9. Daily partitions, as the message
+     * same tables as SQLite's. Daily partitions, as the message
      * tables: events by RANGE of their time (at), the tracked_* tables by the
      * gateway's message id (a UUIDv7, as lazaret_day_partition's days), so that
      * retention drops whole days. (gateway, seq) is kept unique by the writer

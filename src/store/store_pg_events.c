@@ -1,6 +1,7 @@
 /*
  * store_pg_events — the PostgreSQL backend's gateway events and tracked messages
- * (the tables of its migration 9), with the semantics of store_sqlite_events.c.
+ * (the tables of its tracking migration), with the semantics of
+ * store_sqlite_events.c.
  *
  * A batch is one transaction. (gateway, seq) is unique by the writer, not by an
  * index (the events are partitioned by time, and a partitioned table's unique
@@ -10,7 +11,7 @@
  * exists. The primary key (gateway, seq, at) backs it for identical replays.
  *
  * Not for: checking fields (store_events.c), partitions (store_pg_partition.c and
- * lazaret_tracking_partitions of migration 9).
+ * lazaret_tracking_partitions of the tracking migration).
  */
 #include "store/store.h"
 #include "store/store_pg_int.h"

@@ -74,7 +74,7 @@ int store_pg_partitions_ensure(PGconn *c, int64_t from_ms, int64_t to_ms, int *c
 		return -EIO;
 	int n = (int)store_pg_i64(r, 0, 0);
 	PQclear(r);
-	/* the tracking tables' days (migration 9), with the messages' */
+	/* the tracking tables' days (the tracking migration), with the messages' */
 	store_pg_int(&p, from_ms);
 	store_pg_int(&p, to_ms);
 	r = store_pg_exec(c, "partitions_ensure_tracking",

@@ -1,6 +1,6 @@
 /*
  * store_sqlite_events — the SQLite backend's gateway events and tracked messages
- * (the tables of its migration 9), with the contract of store.h "gateway events
+ * (the tables of its tracking migration), with the contract of store.h "gateway events
  * and message tracking".
  *
  * A batch is one writer job (one transaction): each event is inserted unless its
