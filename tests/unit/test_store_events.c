@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -267,6 +268,56 @@ static void test_large_batch(void **state)
 	free(ids);
 }
 
+/* PostgreSQL: one integer from sql on this test's database. */
+static int64_t pg_int(struct fixture *fx, const char *sql)
+{
+	char *dsn = test_pg_dsn_of(fx->db);
+	PGconn *c = PQconnectdb(dsn);
+	free(dsn);
+	PGresult *r = PQexec(c, sql);
+	int64_t v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+			? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+			: -1;
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+/* PostgreSQL: today's events and tracked messages land in today's partitions,
+ * made at open, not in the DEFAULT ones. */
+static void test_pg_daily_partitions(void **state)
+{
+	struct fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	char id[IDS_UUID_LEN + 1];
+	ids_uuidv7(now, id);
+	const char *rcpts[] = {"b@y.test"};
+	struct store_event_message m = {
+	    .sender = "a@x.test", .recipients = rcpts, .nrecipients = 1};
+	struct store_event v[] = {
+	    {.seq = 1, .at = now, .type = "received", .msg_id = id, .detail = "{}", .message = &m},
+	    {.seq = 2, .at = now, .type = "delivery", .msg_id = id, .detail = "{}"},
+	};
+	assert_int_equal(store_events_put(fx->st, "gw1", v, 2, 0, now, NULL), 0);
+	char sql[256];
+	time_t t = (time_t)(now / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char day[16];
+	strftime(day, sizeof(day), "%Y%m%d", &tm);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM events_p%s", day);
+	assert_int_equal(pg_int(fx, sql), 2);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM tracked_messages_p%s", day);
+	assert_int_equal(pg_int(fx, sql), 1);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM tracked_recipients_p%s", day);
+	assert_int_equal(pg_int(fx, sql), 1);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM events_default"), 0);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM tracked_messages_default"), 0);
+	/* the days ahead exist too (made with the message days) */
+	assert_true(pg_int(fx, "SELECT count(*) FROM pg_inherits"
+			       " WHERE inhparent = 'events'::regclass") >= 8);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -274,5 +325,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_large_batch, setup, teardown),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	const struct CMUnitTest pg_tests[] = {
+	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_large_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_daily_partitions, setup, teardown),
+	};
+	if (test_pg_dsn() != NULL)
+		return cmocka_run_group_tests_name("store_events_postgresql", pg_tests, NULL, NULL);
+	return cmocka_run_group_tests_name("store_events_sqlite", tests, NULL, NULL);
 }
