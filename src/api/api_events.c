@@ -166,6 +166,13 @@ static void api_events_effect(struct store_event *e, const json_t *d)
 	} else if (strcmp(t, "bounce") == 0) {
 		e->state = "bounced";
 		e->flags |= STORE_TRACK_HARD_BOUNCE;
+	} else if (strcmp(t, "reply") == 0) {
+		/* the client was refused or told to retry: nothing went on from here */
+		const char *r = api_events_detail_str(d, "reply");
+		if (r[0] == '4')
+			e->state = "tempfailed";
+		else if (r[0] == '5')
+			e->state = "refused";
 	}
 }
 

@@ -332,8 +332,14 @@ void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const 
 	gw_events_emit(ev, "bounce", id, d);
 }
 
-void gw_events_settle(struct gw_events *ev, const char *reply)
+void gw_events_settle(struct gw_events *ev, const char *id, const char *reply)
 {
+	if (ev != NULL && reply != NULL) {
+		/* what the client was told: a 451 or 554 has no other trace */
+		json_t *d = json_object();
+		gw_events_set(d, "reply", gw_events_text(reply));
+		gw_events_emit(ev, "reply", id, d);
+	}
 	int64_t seq = gw_events_thread_seq;
 	gw_events_thread_seq = 0;
 	if (ev == NULL || seq == 0 || reply == NULL || reply[0] != '2')

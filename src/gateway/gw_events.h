@@ -98,10 +98,11 @@ void gw_events_delivery(struct gw_events *ev, const char *id, const char *route,
 void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const char *reply);
 
 /*
- * Called by the worker with the reply it is about to give for a message: when it
- * is a 2xx, waits until every event this thread appended is on disk.
+ * Called by the worker with the reply it is about to give for message id: records
+ * it (a "reply" event), and when it is a 2xx, waits until every event this
+ * thread appended is on disk.
  */
-void gw_events_settle(struct gw_events *ev, const char *reply);
+void gw_events_settle(struct gw_events *ev, const char *id, const char *reply);
 
 /* The gateway's /metrics lines (lazaret_gw_events_*); arg is the struct gw_events. */
 void gw_events_metrics(FILE *f, void *arg);

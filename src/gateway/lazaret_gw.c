@@ -325,7 +325,7 @@ static void gw_run(void *arg)
 	};
 	pipeline_run(&pj, job->reply, sizeof(job->reply));
 	/* a 250 only once the message's events are on disk */
-	gw_events_settle(job->gw->events, job->reply);
+	gw_events_settle(job->gw->events, job->id, job->reply);
 	loopq_post(job->gw->q, gw_answer, job);
 }
 

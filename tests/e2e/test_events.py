@@ -147,7 +147,7 @@ def test_mail_gives_every_event_in_order(start_manager, start_gateway, aio_sink)
     assert refused[3]["reply"].startswith("550 5.7.1"), refused
 
     mine = [(e[1], e[3]) for e in ev if e[2] == clean]
-    assert [m[0] for m in mine] == ["received", "verdict", "delivery"], mine
+    assert [m[0] for m in mine] == ["received", "verdict", "delivery", "reply"], mine
     rec = mine[0][1]
     assert rec["sender"] == "alice@sender.test"
     assert rec["recipients"] == ["bob@example.com", "carol@example.com"]
@@ -160,12 +160,13 @@ def test_mail_gives_every_event_in_order(start_manager, start_gateway, aio_sink)
     assert mine[2][1]["status"] == "sent"
     assert mine[2][1]["host"] == aio_sink.host
     assert mine[2][1]["reply"].startswith("250"), mine[2]
+    assert mine[3][1]["reply"] == "250 2.0.0 Ok: %s" % clean
     # the session's events come before its message's
     first_clean = min(e[0] for e in ev if e[2] == clean)
     assert conns[0][0] < first_clean
 
     theirs = [(e[1], e[3]) for e in ev if e[2] == spam]
-    assert [m[0] for m in theirs] == ["received", "verdict", "quarantine"], theirs
+    assert [m[0] for m in theirs] == ["received", "verdict", "quarantine", "reply"], theirs
     assert theirs[1][1]["level"] == "spam" and theirs[1][1]["score"] >= 5
     assert theirs[2][1]["where"] == "external"
     assert theirs[2][1]["rcpts"] == ["bob@example.com"]
@@ -203,7 +204,7 @@ def test_manager_down_then_back_every_event_once(start_manager, start_gateway, a
     gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host)
     code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
     assert code == 250, text
-    wait_for(lambda: event_count(mgr) >= 5, 20, "the first message's events")
+    wait_for(lambda: event_count(mgr) >= 6, 20, "the first message's events")
     before = event_count(mgr)
     mgr.stop()
     ids = []
@@ -214,20 +215,20 @@ def test_manager_down_then_back_every_event_once(start_manager, start_gateway, a
         ids.append(queue_id(text))
     gw.wait_log("events.push_failed", timeout=20)
     m = gw_metrics(gw)
-    assert m["lazaret_gw_events_backlog"] == 6 * 5, m  # connection, rcpt, 3 of the message
+    assert m["lazaret_gw_events_backlog"] == 6 * 6, m  # connection, rcpt, 4 of the message
     assert m["lazaret_gw_events_oldest_unacked_seconds"] > 0
     assert m["lazaret_gw_events_push_failures_total"] >= 1
     mgr.start()
-    wait_for(lambda: event_count(mgr) == before + 30, 90, "the backlog on the manager")
+    wait_for(lambda: event_count(mgr) == before + 36, 90, "the backlog on the manager")
     gw.wait_log("events.push_resumed", timeout=20)
     ev = events(mgr)
-    assert len(ev) == before + 30
+    assert len(ev) == before + 36
     assert len({e[0] for e in ev}) == len(ev)  # exactly once
     for i in ids:
-        assert [e[1] for e in ev if e[2] == i] == ["received", "verdict", "delivery"], i
+        assert [e[1] for e in ev if e[2] == i] == ["received", "verdict", "delivery", "reply"], i
     wait_for(lambda: gw_metrics(gw)["lazaret_gw_events_backlog"] == 0, 15, "an empty spool")
     wait_for(lambda: registry_entry(mgr)["event_backlog"] == 0, 15, "backlog 0 reported")
-    assert event_count(mgr) == before + 30
+    assert event_count(mgr) == before + 36
 
 
 def test_kill9_in_a_burst_loses_no_acknowledged_event(start_manager, start_gateway, aio_sink):
@@ -272,7 +273,7 @@ def test_kill9_in_a_burst_loses_no_acknowledged_event(start_manager, start_gatew
     ev = events(mgr)
     assert len({e[0] for e in ev}) == len(ev)
     for i in got:
-        assert [e[1] for e in ev if e[2] == i] == ["received", "verdict", "delivery"], i
+        assert [e[1] for e in ev if e[2] == i] == ["received", "verdict", "delivery", "reply"], i
 
 
 def test_connection_events_say_tls_and_throttling(start_manager, start_gateway, aio_sink,
@@ -325,15 +326,33 @@ def test_a_silent_manager_does_not_hold_the_shutdown(start_manager, start_gatewa
         code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
         assert code == 250, text
         time.sleep(1.5)  # the pusher is waiting for an answer now
-        assert gw_metrics(gw)["lazaret_gw_events_backlog"] == 5
+        assert gw_metrics(gw)["lazaret_gw_events_backlog"] == 6
         started = time.monotonic()
         assert gw.stop() == 0
         # the hello to the same manager may wait its own 10 s; a push would wait 30 s
         assert time.monotonic() - started < 25, time.monotonic() - started
         gw.start()
-        assert gw_metrics(gw)["lazaret_gw_events_backlog"] == 5  # kept for later
+        assert gw_metrics(gw)["lazaret_gw_events_backlog"] == 6  # kept for later
     finally:
         silent.close()
+
+
+def test_a_message_the_next_hop_defers_is_tracked_as_tempfailed(start_manager,
+                                                                start_gateway):
+    from e2e_helpers import free_port
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, "127.0.0.1:%d" % free_port())
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 451, text
+    wait_for(lambda: any(e[1] == "reply" for e in events(mgr)), 30, "the reply event")
+    ev = [e for e in events(mgr) if e[2]]
+    assert [e[1] for e in ev] == ["received", "verdict", "delivery", "reply"], ev
+    assert ev[2][3]["status"] == "deferred" and ev[2][3]["reply"], ev[2]
+    assert ev[3][3]["reply"].startswith("451 4.3.0"), ev[3]
+    row = store_rows(mgr, "SELECT last_state, flags FROM tracked_messages"
+                          " WHERE msg_id = '%s'" % ev[0][2])
+    assert row == [["tempfailed", str(32)]], row  # soft bounce
 
 
 def test_tracking_off_records_nothing(start_manager, start_gateway, aio_sink):
@@ -392,7 +411,7 @@ def test_a_new_token_on_reload_is_used_for_the_next_push(start_manager, start_ga
     assert "status=401" in gw.log_text()
     assert event_count(mgr) == 0
     gw.reload(manager={"api_token": token})
-    wait_for(lambda: event_count(mgr) == 5, 90, "the events pushed with the new token")
+    wait_for(lambda: event_count(mgr) == 6, 90, "the events pushed with the new token")
 
 
 # ---- bad pushes: exact answers, nothing stored ------------------------------------
