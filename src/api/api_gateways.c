@@ -88,8 +88,32 @@ json_t *api_gateways_json(const struct store_gateway *g)
 	api_gateways_set(o, "centralized",
 			 json_pack("{s:b,s:b,s:b}", "pvo", 0, "reporting", 0, "tracking", 0));
 	api_gateways_set(o, "migration", json_null());
-	api_gateways_set(o, "event_backlog", json_integer(0));
+	/* api_gateways_list fills these from the gateway's last event push */
+	api_gateways_set(o, "event_backlog", json_null());
+	api_gateways_set(o, "last_event_at", json_null());
 	return o;
+}
+
+/* The event counters of the listed gateways into their JSON (list[i] is v[i]'s). */
+static void api_gateways_event_states(struct api *a, struct store_gateway **v, size_t n,
+				      json_t *list)
+{
+	struct store_event_state *es = NULL;
+	size_t nes = 0;
+	if (store_event_states(api_store(a), &es, &nes) < 0)
+		return; /* the registry still lists; the counters stay null */
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < nes; k++) {
+			if (strcasecmp(v[i]->name, es[k].gateway) != 0)
+				continue;
+			json_t *o = json_array_get(list, i);
+			if (es[k].backlog >= 0)
+				api_gateways_set(o, "event_backlog", json_integer(es[k].backlog));
+			api_gateways_set(o, "last_event_at",
+					 api_gateways_time(es[k].last_event_at));
+		}
+	}
+	store_event_states_free(es, nes);
 }
 
 /* ---- parsing bodies (no I/O) ---- */
@@ -343,6 +367,7 @@ static void api_gateways_list(struct http_server_request *req, void *arg)
 	json_t *list = json_array();
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(list, api_gateways_json(v[i]));
+	api_gateways_event_states(a, v, n, list);
 	store_gateway_array_free(v, n);
 	http_server_reply_json(req, 200, json_pack("{s:o}", "gateways", list));
 }

@@ -5,8 +5,9 @@
  * (POST /api/v1/gateway/hello). An extension of the API core: the daemon adds it
  * with api_gateways_attach after api_start.
  *
- * A gateway's token opens only the gateway-facing API: the hello here and the
- * safelist change feed (api_slbl.c asks api_gateways_token_ok). Everywhere else it
+ * A gateway's token opens only the gateway-facing API: the hello here, the
+ * safelist change feed (api_slbl.c asks api_gateways_token_ok) and the event
+ * intake (api_events.c). Everywhere else it
  * is no credential at all, so those routes answer it as they answer no token.
  */
 #ifndef LAZARET_API_GATEWAYS_H

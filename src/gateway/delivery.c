@@ -35,6 +35,7 @@ void delivery_outcome_clear(struct delivery_outcome *o)
 	if (o == NULL)
 		return;
 	free(o->reply);
+	free(o->accepted);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -69,6 +70,8 @@ int delivery_send(const char *hostport, const struct delivery_options *opt, cons
 		switch (r->outcome) {
 		case SMTP_CLIENT_DELIVERED:
 			delivered++;
+			if (out->accepted == NULL && r->reply != NULL)
+				out->accepted = xstrdup(r->reply);
 			break;
 		case SMTP_CLIENT_REJECTED:
 			out->refused++;

@@ -30,6 +30,7 @@ struct delivery_outcome {
 	enum delivery_status status;
 	char *reply;	/* a deciding reply (first refusal or deferral), or NULL; caller frees */
 	size_t refused; /* recipients refused with 5xx */
+	char *accepted; /* the reply a delivered recipient got (the end of data), or NULL */
 };
 
 /* "ok", "partly_refused", "refused", "deferred". */

@@ -125,6 +125,31 @@ static const struct confparse_key gw_config_keys[] = {
      .default_text = "5m",
      .min = SEC},
 
+    /* [events] and [tracking]: the event spool and what is recorded (gw_events.c) */
+    {.section = "events",
+     .name = "spool_max",
+     .type = CONFPARSE_SIZE,
+     .offset = OFF(events_spool_max),
+     .default_text = "2G",
+     .min = MIB},
+    {.section = "tracking",
+     .name = "mode",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(tracking_mode),
+     .default_text = "local",
+     .choices = "local|central|off"},
+    {.section = "tracking",
+     .name = "rejected_connections",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(tracking_rejected_connections),
+     .default_text = "no"},
+    {.section = "tracking",
+     .name = "retention",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(tracking_retention_ms),
+     .default_text = "30d",
+     .min = 3600 * SEC},
+
     {.section = "antispam",
      .name = "engine",
      .type = CONFPARSE_CHOICE,
@@ -500,6 +525,11 @@ static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 			confparse_error(cp, "manager", "api_token",
 					"is required for safelist_blocklist = yes");
 	}
+	if (cfg->tracking_mode != NULL && strcmp(cfg->tracking_mode, "central") == 0 &&
+	    (cfg->api_url == NULL || cfg->api_token == NULL))
+		confparse_error(cp, "tracking", "mode",
+				"central needs [manager] api_url and api_token (events are "
+				"pushed there)");
 	if (cfg->external_enabled && cfg->local_spam_enabled && warnings != NULL) {
 		char *w = xasprintf("%s: both the local and the external spam quarantine are "
 				    "enabled: spam goes to the local one",

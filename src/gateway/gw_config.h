@@ -69,6 +69,12 @@ struct gw_config {
 	char *api_ca;		   /* PEM CA for an https api_url; NULL: the system's store */
 	int64_t hello_interval_ms; /* hello to the manager (with api_url); default 5m */
 
+	/* [events] and [tracking] (gw_events.c) */
+	uint64_t events_spool_max;	    /* the spool's bound in bytes; default 2G */
+	char *tracking_mode;		    /* local | central | off; default local */
+	bool tracking_rejected_connections; /* record HAT-rejected connections (TR4) */
+	int64_t tracking_retention_ms;	    /* local mode's retention; default 30d */
+
 	/* [antispam] */
 	char *antispam_engine; /* builtin | spamd | rspamd | none */
 	char *spamd, *rspamd;

@@ -47,6 +47,7 @@
 #include "common/xalloc.h"
 #include "gateway/engine_net.h"
 #include "gateway/gw_config.h"
+#include "gateway/gw_events.h"
 #include "gateway/gw_hello.h"
 #include "gateway/hat.h"
 #include "gateway/pipeline.h"
@@ -84,6 +85,7 @@ struct gw {
 	struct smtp_server *smtp;
 	struct store *st;
 	struct slbl_cache *slbl;
+	struct gw_events *events; /* message tracking; NULL: off */
 	struct release *release;
 	struct api *api;
 	struct workpool *wp;	/* pipeline */
@@ -104,6 +106,7 @@ struct gw_session {
 	enum hat_action action;
 	unsigned limit;
 	char policy[64];
+	bool connection_recorded; /* its "connection" event (gw_events.h) */
 };
 
 struct gw_job {
@@ -188,6 +191,9 @@ static int gw_check_connect(void *ctx, struct smtp_session *s, char *reply, size
 		log_info("gw.hat_reject", "session=%s client=%s policy=%s", smtp_session_id(s),
 			 smtp_session_peer(s), gs->policy);
 		snprintf(reply, replylen, "554 5.7.1 %s: Access denied", cfg->hostname);
+		if (gw_events_rejected_connections(gw->events))
+			gw_events_connection(gw->events, smtp_session_id(s), smtp_session_peer(s),
+					     NULL, NULL, NULL, gs->policy, "reject");
 		free(gs);
 		return -1;
 	}
@@ -203,11 +209,27 @@ static void gw_on_close(void *ctx, struct smtp_session *s)
 	smtp_session_set_data(s, NULL);
 }
 
+/* The session's "connection" event, once, at its first MAIL (HELO and TLS are known). */
+static void gw_record_connection(struct gw *gw, struct smtp_session *s, struct gw_session *gs)
+{
+	if (gw->events == NULL || gs == NULL || gs->connection_recorded)
+		return;
+	gs->connection_recorded = true;
+	const char *version = NULL, *cipher = NULL;
+	smtp_session_tls_info(s, &version, &cipher);
+	gw_events_connection(gw->events, smtp_session_id(s), smtp_session_peer(s),
+			     smtp_session_helo(s), version, cipher, gs->policy,
+			     gs->released		  ? "released"
+			     : gs->action == HAT_THROTTLE ? "throttle"
+							  : "accept");
+}
+
 static int gw_check_mail(void *ctx, const char *sender, char *reply, size_t replylen)
 {
 	struct smtp_session *s = ctx;
 	struct gw *gw = smtp_session_server_ctx(s);
 	struct gw_session *gs = smtp_session_data(s);
+	gw_record_connection(gw, s, gs);
 	if (gs == NULL || gs->released || gs->action != HAT_THROTTLE)
 		return 0;
 	const char *ip = smtp_session_peer(s);
@@ -215,6 +237,7 @@ static int gw_check_mail(void *ctx, const char *sender, char *reply, size_t repl
 		return 0;
 	log_info("gw.hat_throttle", "session=%s client=%s policy=%s limit=%u", smtp_session_id(s),
 		 ip, gs->policy, gs->limit);
+	gw_events_rate_limit(gw->events, smtp_session_id(s), ip, gs->policy, gs->limit);
 	snprintf(reply, replylen, "452 4.7.0 Error: too many messages from %s, try again later",
 		 ip);
 	return -1;
@@ -225,12 +248,19 @@ static int gw_check_rcpt(void *ctx, const char *rcpt, char *reply, size_t replyl
 	struct smtp_session *s = ctx;
 	struct gw *gw = smtp_session_server_ctx(s);
 	struct gw_session *gs = smtp_session_data(s);
-	if (gs != NULL && gs->released)
+	if (gs != NULL && gs->released) {
+		gw_events_rcpt(gw->events, smtp_session_id(s), smtp_session_peer(s), rcpt, true,
+			       NULL);
 		return 0;
-	if (rat_check_reply(gw->rules->rat, rcpt, reply, replylen))
+	}
+	if (rat_check_reply(gw->rules->rat, rcpt, reply, replylen)) {
+		gw_events_rcpt(gw->events, smtp_session_id(s), smtp_session_peer(s), rcpt, true,
+			       NULL);
 		return 0;
+	}
 	log_info("gw.rat_reject", "session=%s client=%s rcpt=<%s>", smtp_session_id(s),
 		 smtp_session_peer(s), rcpt);
+	gw_events_rcpt(gw->events, smtp_session_id(s), smtp_session_peer(s), rcpt, false, reply);
 	return -1;
 }
 
@@ -294,8 +324,11 @@ static void gw_run(void *arg)
 	    .client_ip = job->client_ip,
 	    .released = job->released,
 	    .msg = job->msg,
+	    .events = job->gw->events,
 	};
 	pipeline_run(&pj, job->reply, sizeof(job->reply));
+	/* a 250 only once the message's events are on disk */
+	gw_events_settle(job->gw->events, job->id, job->reply);
 	loopq_post(job->gw->q, gw_answer, job);
 }
 
@@ -635,6 +668,12 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	struct release_config rc;
 	release_config_from(c, &rc);
 	release_reconfigure(gw->release, &rc);
+	gw_events_reconfigure(gw->events, c);
+	if (!str_same(o->tracking_mode, c->tracking_mode) ||
+	    o->events_spool_max != c->events_spool_max ||
+	    o->tracking_rejected_connections != c->tracking_rejected_connections)
+		log_warn("gw.reload_partial",
+			 "reason=\"[tracking] and [events] change on restart only\"");
 	if (gw->api != NULL) {
 		struct api_config ac;
 		api_config_from(c, &ac);
@@ -719,6 +758,13 @@ static int gw_start(struct gw *gw)
 		if (rc < 0)
 			return rc;
 	}
+	if ((rc = gw_events_start(cfg, &gw->events)) < 0) {
+		fprintf(stderr, "lazaret-gw: cannot open the event spool in %s: %s\n",
+			cfg->data_dir, strerror(-rc));
+		return rc;
+	}
+	if (gw->events != NULL)
+		metrics_add_section(gw_events_metrics, gw->events);
 	struct release_config relc;
 	release_config_from(cfg, &relc);
 	if ((rc = release_start(gw->st, &relc, &gw->release)) < 0) {
@@ -785,6 +831,9 @@ static void gw_stop(struct gw *gw)
 	/* Messages still being judged finish (their answers wait in the loop queue). */
 	workpool_free(gw->wp);
 	workpool_free(gw->maint);
+	/* after the workers: their last events are committed before the spool closes */
+	gw_events_stop(gw->events);
+	gw->events = NULL;
 	if (gw->release != NULL)
 		release_stop(gw->release);
 	if (gw->st != NULL)

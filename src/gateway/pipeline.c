@@ -48,6 +48,7 @@
 #include "gateway/disposition.h"
 #include "gateway/filter.h"
 #include "gateway/pvo_out.h"
+#include "gateway/gw_events.h"
 #include "gateway/rat.h"
 #include "gateway/slbl_cache.h"
 #include "mime/msgmeta.h"
@@ -614,6 +615,8 @@ static void pl_filters(struct pl *p)
 		log_info("gw.filter", "id=%s filter=%s action=%s arg=%s", p->job->id,
 			 a->filter_name != NULL ? a->filter_name : "-", filter_action_name(a->kind),
 			 log_quote(q, sizeof(q), a->arg != NULL ? a->arg : "-"));
+		gw_events_filter(p->job->events, p->job->id, a->filter_name,
+				 filter_action_name(a->kind), a->arg);
 		fd.reason = a->filter_name;
 	}
 	if (!route_set && fd.edits == 0)
@@ -904,6 +907,9 @@ static enum pl_result pl_send(struct pl *p, const struct disposition_group *g, c
 	log_info("gw.sent", "id=%s route=%s host=%s rcpts=%zu status=%s reply=%s", p->job->id,
 		 disposition_route_name(g->d.route), host, g->n, delivery_status_name(out.status),
 		 log_quote(q, sizeof(q), out.reply != NULL ? out.reply : "ok"));
+	gw_events_delivery(p->job->events, p->job->id, disposition_route_name(g->d.route), host,
+			   p->rcpts, g->rcpts, g->n, delivery_status_name(out.status),
+			   out.reply != NULL ? out.reply : out.accepted);
 	enum pl_result r = PL_OK;
 	if (out.status == DELIVERY_DEFERRED) {
 		r = PL_DEFERRED;
@@ -951,6 +957,9 @@ static void pl_execute(struct pl *p, char *reply, size_t replylen)
 	const char *bounce_reply = PIPELINE_REPLY_SPAM_BOUNCE;
 	for (size_t k = 0; k < ng; k++) {
 		pl_log_decision(p, &g[k]);
+		if (g[k].d.route == DISPOSITION_DROP)
+			gw_events_delivery(p->job->events, p->job->id, "drop", NULL, p->rcpts,
+					   g[k].rcpts, g[k].n, "dropped", g[k].d.reason);
 		if (g[k].d.route == DISPOSITION_BOUNCE) {
 			bounced += g[k].n;
 			if (g[k].d.reason != NULL && strcmp(g[k].d.reason, "spam") != 0 &&
@@ -960,6 +969,7 @@ static void pl_execute(struct pl *p, char *reply, size_t replylen)
 	}
 	if (bounced == p->n) {
 		snprintf(reply, replylen, "%s", bounce_reply);
+		gw_events_bounce(p->job->events, p->job->id, bounced, reply);
 		goto out;
 	}
 	if (bounced > 0)
@@ -981,6 +991,9 @@ static void pl_execute(struct pl *p, char *reply, size_t replylen)
 				} else {
 					log_info("gw.quarantined", "id=%s quarantine=%s rcpts=%zu",
 						 p->job->id, gr->d.target, gr->n);
+					gw_events_quarantine(p->job->events, p->job->id,
+							     gr->d.target, "local", gr->d.reason,
+							     p->rcpts, gr->rcpts, gr->n);
 					sent_groups++;
 				}
 			} else if (pass == 1 && gr->d.route == DISPOSITION_CENTRAL_PVO) {
@@ -1041,6 +1054,7 @@ static void pl_released(struct pl *p, char *reply, size_t replylen)
 	log_info("gw.released", "id=%s session=%s client=%s sender=<%s> rcpts=%zu size=%zu",
 		 p->job->id, p->job->session_id, p->job->client_ip,
 		 p->m->env.sender != NULL ? p->m->env.sender : "", p->n, p->m->len);
+	gw_events_released(p->job->events, p->job->id);
 	for (size_t i = 0; i < p->n; i++) {
 		memset(&p->disp[i], 0, sizeof(p->disp[i]));
 		p->disp[i].reason = "released";
@@ -1066,6 +1080,10 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
 	p.more_pvo = xcalloc(p.n + 1, sizeof(*p.more_pvo));
 	p.entered = clock_now_ms();
 
+	if (job->events != NULL) {
+		pl_parse_meta(&p); /* the subject, Message-ID and attachments of the event */
+		gw_events_received(job->events, job, p.meta);
+	}
 	if (job->released) {
 		/* Released outbreak mail comes back marked rescan=yes: judged again, whole. */
 		if (!pvo_out_released_rescan(p.m->data, p.m->len)) {
@@ -1100,6 +1118,8 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
 		 p.verdict != NULL ? p.verdict : (p.scanned ? "clean" : "none"), score,
 		 log_quote(q, sizeof(q), p.spam_detail != NULL ? p.spam_detail : "-"),
 		 p.virus != NULL ? p.virus : "-");
+	gw_events_verdict(job->events, job->id, p.cfg->antispam_engine, p.scanned, p.score,
+			  p.verdict, p.spam_detail, p.virus);
 	pl_execute(&p, reply, replylen);
 out:
 	if (p.have_fres)

@@ -26,6 +26,7 @@ struct antispam_rules;
 struct store;
 struct slbl_cache;
 struct smtp_message;
+struct gw_events;
 
 struct ssl_ctx_st; /* OpenSSL's SSL_CTX */
 
@@ -62,6 +63,7 @@ struct pipeline_job {
 	const char *client_ip;
 	bool released; /* from [manager] addresses: straight to the next hop */
 	const struct smtp_message *msg;
+	struct gw_events *events; /* message tracking (gw_events.h); NULL: off */
 };
 
 /* Judges and relays the message; writes the reply line (no CRLF) into reply. */

@@ -34,6 +34,7 @@
 #include "common/strutil.h"
 #include "common/xalloc.h"
 #include "api/api.h"
+#include "api/api_events.h"
 #include "api/api_gateways.h"
 #include "api/api_pvo_actions.h"
 #include "api/api_quarantines.h"
@@ -500,6 +501,7 @@ static int start(struct lazaretd *d)
 	struct api_gateways_config gc;
 	gateways_config_from(&d->cfg, d->ingest, &gc);
 	d->gateways = api_gateways_attach(d->api, &gc);
+	api_events_register(d->api);
 	api_quarantines_register(d->api);
 	api_pvo_actions_register(d->api);
 	digest_pages_register(d->api);

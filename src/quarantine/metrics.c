@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "common/xalloc.h"
 #include "store/store.h"
 
@@ -153,6 +154,22 @@ static void metrics_render_nodes(FILE *f, struct store *st)
 	store_node_array_free(v, n);
 }
 
+static struct {
+	metrics_section_fn fn;
+	void *arg;
+} metrics_sections[METRICS_SECTIONS_MAX];
+static atomic_size_t metrics_nsections;
+
+void metrics_add_section(metrics_section_fn fn, void *arg)
+{
+	size_t i = atomic_load(&metrics_nsections);
+	if (i >= METRICS_SECTIONS_MAX)
+		panic("metrics: more than %d sections", METRICS_SECTIONS_MAX);
+	metrics_sections[i].fn = fn;
+	metrics_sections[i].arg = arg;
+	atomic_store(&metrics_nsections, i + 1);
+}
+
 char *metrics_render(struct store *st)
 {
 	char *out = NULL;
@@ -225,6 +242,9 @@ char *metrics_render(struct store *st)
 		    (unsigned long long)s.deliveries_pending);
 	}
 	metrics_render_nodes(f, st);
+	size_t nsections = atomic_load(&metrics_nsections);
+	for (size_t i = 0; i < nsections; i++)
+		metrics_sections[i].fn(f, metrics_sections[i].arg);
 	fclose(f);
 	return out;
 }

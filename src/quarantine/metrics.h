@@ -7,6 +7,7 @@
 #define LAZARET_METRICS_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 struct store;
 
@@ -53,6 +54,15 @@ void metrics_refused(const char *reason);
  * any other reason counts as "other". Thread-safe.
  */
 void metrics_http_refused(const char *reason);
+
+/*
+ * Adds a section to the exposition: fn(f, arg) writes its lines after the
+ * built-in ones on every render, from the rendering thread. At most
+ * METRICS_SECTIONS_MAX (more: panic); registered once at start.
+ */
+#define METRICS_SECTIONS_MAX 8
+typedef void (*metrics_section_fn)(FILE *f, void *arg);
+void metrics_add_section(metrics_section_fn fn, void *arg);
 
 /* The Prometheus text exposition; the caller frees it. st may be NULL (no gauges). */
 char *metrics_render(struct store *st);

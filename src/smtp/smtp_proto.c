@@ -1275,6 +1275,11 @@ enum smtp_proto_event smtp_proto_shutdown(struct smtp_proto *p)
 			  p->hostname);
 }
 
+const char *smtp_proto_helo(const struct smtp_proto *p)
+{
+	return p->env.helo;
+}
+
 bool smtp_proto_in_transaction(const struct smtp_proto *p)
 {
 	return p->state == ST_MAIL || p->state == ST_RCPT || p->state == ST_DATA ||

@@ -172,6 +172,8 @@ enum smtp_proto_event smtp_proto_timeout(struct smtp_proto *p);
 enum smtp_proto_event smtp_proto_shutdown(struct smtp_proto *p);
 
 /* True while in a transaction (after MAIL, until the message is done or RSET). */
+/* The name the client gave in its last EHLO/HELO, or NULL before one. */
+const char *smtp_proto_helo(const struct smtp_proto *p);
 bool smtp_proto_in_transaction(const struct smtp_proto *p);
 /* True while a message awaits smtp_proto_message_done(). */
 bool smtp_proto_awaiting_result(const struct smtp_proto *p);

@@ -427,6 +427,22 @@ bool smtp_session_tls(const struct smtp_session *s)
 	return s->tls;
 }
 
+const char *smtp_session_helo(const struct smtp_session *s)
+{
+	return smtp_proto_helo(s->proto);
+}
+
+void smtp_session_tls_info(const struct smtp_session *s, const char **version, const char **cipher)
+{
+	*version = NULL;
+	*cipher = NULL;
+	SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+	if (ssl == NULL)
+		return;
+	*version = SSL_get_version(ssl);
+	*cipher = SSL_get_cipher_name(ssl);
+}
+
 const struct sockaddr *smtp_session_peer_addr(const struct smtp_session *s)
 {
 	return (const struct sockaddr *)&s->peer_addr;

@@ -98,6 +98,10 @@ const char *smtp_session_id(const struct smtp_session *s);
 const char *smtp_session_peer(const struct smtp_session *s);
 /* True when the session is on TLS. */
 bool smtp_session_tls(const struct smtp_session *s);
+/* The client's EHLO/HELO name, or NULL before one. */
+const char *smtp_session_helo(const struct smtp_session *s);
+/* The TLS version and cipher agreed (static strings), or NULLs before STARTTLS. */
+void smtp_session_tls_info(const struct smtp_session *s, const char **version, const char **cipher);
 /* The peer's socket address (for access checks). */
 const struct sockaddr *smtp_session_peer_addr(const struct smtp_session *s);
 /* The ctx given in smtp_server_config (for the proto hooks, which get the session). */

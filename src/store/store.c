@@ -244,6 +244,9 @@ char *store_backend_missing(const char *backend)
 	    ops->gateway_remove == NULL || ops->gateway_touch == NULL ||
 	    ops->gateway_pending_put == NULL)
 		store_missing_add(&sb, "store_gateway_*");
+	if (ops->events_put == NULL || ops->event_states == NULL || ops->events_list == NULL ||
+	    ops->tracked_message_get == NULL)
+		store_missing_add(&sb, "store_events_*");
 	if (sb.len == 0) {
 		strbuf_free(&sb);
 		return NULL;

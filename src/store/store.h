@@ -932,6 +932,134 @@ int store_gateway_touch(struct store *st, const char *name, int64_t now, const c
 int store_gateway_pending_put(struct store *st, const struct store_gateway *g, size_t max_pending,
 			      int64_t now);
 
+/* --- gateway events and message tracking (store_events.c, store_pg_events.c) */
+
+/*
+ * What gateways report (POST /api/v1/gateway/events) and what message tracking
+ * searches: every event as it came (one row per (gateway, seq), in the gateway's
+ * order), and one row per tracked message (gateway + the gateway's message id)
+ * with the fields the searches need (time, envelope sender and recipients,
+ * subject, Message-ID, client address, attachment names, flags of what happened
+ * to it, last state). A batch is committed whole or not at all; an event whose
+ * (gateway, seq) is stored already is skipped, so a replayed batch stores
+ * nothing twice.
+ *
+ *   (none)  --store_events_put (event with msg_id)--> tracked message
+ *   tracked --store_events_put ("received")---------> fields filled
+ *   tracked --store_events_put (event with a state)-> last_state, flags |= flags
+ */
+#define STORE_EVENT_TYPE_MAX   32    /* [a-z_], one of store_event_type_ok's */
+#define STORE_EVENT_MSG_ID_MAX 64    /* printable ASCII, no blanks */
+#define STORE_EVENT_DETAIL_MAX 65536 /* a JSON object's text */
+#define STORE_EVENT_TEXT_MAX   998   /* a sender, recipient, subject, Message-ID (an RFC 5322 line) */
+
+/* Flags of a tracked message (TR1's event searches). */
+enum store_track_flag {
+	STORE_TRACK_SPAM = 1 << 0,
+	STORE_TRACK_SUSPECT = 1 << 1,
+	STORE_TRACK_VIRUS = 1 << 2,
+	STORE_TRACK_DELIVERED = 1 << 3,
+	STORE_TRACK_HARD_BOUNCE = 1 << 4,
+	STORE_TRACK_SOFT_BOUNCE = 1 << 5,
+	STORE_TRACK_QUARANTINED = 1 << 6,
+	STORE_TRACK_OUTBREAK = 1 << 7,
+	STORE_TRACK_DLP = 1 << 8,
+};
+
+/* What a "received" event says about its message (borrowed strings). */
+struct store_event_message {
+	const char *sender; /* envelope sender, "" for <> */
+	const char *const *recipients;
+	size_t nrecipients;
+	const char *subject;	/* decoded, or NULL */
+	const char *message_id; /* Message-ID, or NULL */
+	const char *client_ip;	/* or NULL */
+	const char *const *attachments;
+	size_t nattachments;
+	int64_t size;
+};
+
+/* One event of a batch (borrowed strings). */
+struct store_event {
+	int64_t seq;	    /* >= 1, grows per gateway */
+	int64_t at;	    /* Unix ms, the gateway's clock */
+	const char *type;   /* store_event_type_ok */
+	const char *msg_id; /* the gateway's message id, or NULL */
+	const char *detail; /* JSON object text */
+	/* "received": the message's fields; NULL otherwise */
+	const struct store_event_message *message;
+	const char *state; /* the tracked message's new last_state, or NULL */
+	unsigned flags;	   /* enum store_track_flag bits this event sets */
+};
+
+/* True for the event types a gateway may report (docs/GATEWAY.md "Events"). */
+bool store_event_type_ok(const char *type);
+/* True when id is 1..STORE_EVENT_MSG_ID_MAX printable ASCII without blanks. */
+bool store_event_msg_id_ok(const char *id);
+
+/*
+ * Commits v[0..n) of gateway (a registered gateway's name) in one transaction,
+ * with the gateway's counters: last seq and event time, the backlog it reported
+ * (-1: not said), events received, pushed_at = now. Events whose (gateway, seq)
+ * is stored already are skipped; *stored (may be NULL) counts the new ones.
+ * -EINVAL for a bad field (nothing stored).
+ */
+int store_events_put(struct store *st, const char *gateway, const struct store_event *v, size_t n,
+		     int64_t backlog, int64_t now, uint64_t *stored);
+
+/* A gateway's event counters. */
+struct store_event_state {
+	char *gateway;
+	int64_t last_seq;      /* highest seq stored */
+	int64_t last_event_at; /* newest event time stored, 0: none */
+	int64_t backlog;       /* events waiting on the gateway at its last push, -1: unknown */
+	int64_t received;      /* events stored */
+	int64_t pushed_at;     /* last push, 0: never */
+};
+void store_event_states_free(struct store_event_state *v, size_t n);
+/* The counters of every gateway that pushed events, by name. *out is new. */
+int store_event_states(struct store *st, struct store_event_state **out, size_t *n);
+
+/* A stored event (the struct owns its strings). */
+struct store_event_row {
+	char *gateway;
+	int64_t seq;
+	int64_t at;
+	char *type;
+	char *msg_id; /* NULL: none */
+	char *detail;
+};
+void store_event_rows_free(struct store_event_row *v, size_t n);
+/*
+ * Events of gateway with seq > after_seq in seq order, at most limit (1..10000);
+ * msg_id not NULL: only that message's (its timeline). *out is new.
+ */
+int store_events_list(struct store *st, const char *gateway, const char *msg_id,
+		      int64_t after_seq, size_t limit, struct store_event_row **out, size_t *n);
+
+/* One tracked message (the struct owns its strings). */
+struct store_tracked_message {
+	char *gateway;
+	char *msg_id;
+	int64_t received_at;
+	char *sender; /* NULL until its "received" event came */
+	char **recipients;
+	size_t nrecipients;
+	char *subject;
+	char *message_id;
+	char *client_ip;
+	char **attachments;
+	size_t nattachments;
+	int64_t size;
+	char *last_state; /* NULL: none yet */
+	unsigned flags;
+	int64_t updated_at; /* time of the last event that changed it */
+};
+void store_tracked_message_free(struct store_tracked_message *m);
+/* The tracked message (gateway, msg_id); -ENOENT when none. */
+int store_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
+			      struct store_tracked_message **out);
+
 /* --- digests, implemented in store_digest.c ----------------------------- */
 
 /*

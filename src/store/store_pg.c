@@ -603,6 +603,99 @@ static const char *const store_pg_migrations[] = {
     "ALTER TABLE deliveries ADD COLUMN gateway text,"
     "  ADD COLUMN rescan boolean NOT NULL DEFAULT false,"
     "  ADD COLUMN copy boolean NOT NULL DEFAULT false;",
+    /*
+     * 10: gateway events and message tracking (store_pg_events.c, store.h), the
+     * same tables as SQLite's. Daily partitions, as the message
+     * tables: events by RANGE of their time (at), the tracked_* tables by the
+     * gateway's message id (a UUIDv7, as lazaret_day_partition's days), so that
+     * retention drops whole days. (gateway, seq) is kept unique by the writer
+     * under a per-gateway lock (a partitioned table's unique key must hold at).
+     * lazaret_tracking_partitions makes the days (store_pg_partitions_ensure).
+     */
+    "CREATE TABLE events ("
+    "  gateway text NOT NULL,"
+    "  seq bigint NOT NULL,"
+    "  at bigint NOT NULL,"
+    "  type text NOT NULL,"
+    "  msg_id text COLLATE \"C\","
+    "  detail text NOT NULL,"
+    "  PRIMARY KEY (gateway, seq, at)) PARTITION BY RANGE (at);"
+    "CREATE TABLE events_default PARTITION OF events DEFAULT;"
+    "CREATE INDEX events_message ON events(gateway, msg_id, seq) WHERE msg_id IS NOT NULL;"
+    "CREATE INDEX events_type_at ON events(type, at);"
+    "CREATE INDEX events_at ON events(at);"
+    "CREATE TABLE tracked_messages ("
+    "  msg_id text COLLATE \"C\" NOT NULL,"
+    "  gateway text NOT NULL,"
+    "  received_at bigint NOT NULL,"
+    "  sender text,"
+    "  sender_lc text,"
+    "  subject text,"
+    "  message_id text,"
+    "  client_ip text,"
+    "  size bigint NOT NULL DEFAULT 0,"
+    "  last_state text,"
+    "  flags integer NOT NULL DEFAULT 0,"
+    "  updated_at bigint NOT NULL,"
+    "  PRIMARY KEY (msg_id, gateway)) PARTITION BY RANGE (msg_id);"
+    "CREATE TABLE tracked_messages_default PARTITION OF tracked_messages DEFAULT;"
+    "CREATE INDEX tracked_received ON tracked_messages(received_at);"
+    "CREATE INDEX tracked_gateway ON tracked_messages(gateway, received_at);"
+    "CREATE INDEX tracked_sender ON tracked_messages(sender_lc, received_at);"
+    "CREATE INDEX tracked_subject ON tracked_messages USING gin (subject gin_trgm_ops);"
+    "CREATE INDEX tracked_message_id ON tracked_messages(message_id);"
+    "CREATE INDEX tracked_client ON tracked_messages(client_ip, received_at);"
+    "CREATE TABLE tracked_recipients ("
+    "  msg_id text COLLATE \"C\" NOT NULL,"
+    "  gateway text NOT NULL,"
+    "  idx integer NOT NULL,"
+    "  address text NOT NULL,"
+    "  address_lc text NOT NULL,"
+    "  PRIMARY KEY (msg_id, gateway, idx)) PARTITION BY RANGE (msg_id);"
+    "CREATE TABLE tracked_recipients_default PARTITION OF tracked_recipients DEFAULT;"
+    "CREATE INDEX tracked_recipients_address ON tracked_recipients(address_lc);"
+    "CREATE TABLE tracked_attachments ("
+    "  msg_id text COLLATE \"C\" NOT NULL,"
+    "  gateway text NOT NULL,"
+    "  idx integer NOT NULL,"
+    "  name text NOT NULL,"
+    "  name_lc text NOT NULL,"
+    "  PRIMARY KEY (msg_id, gateway, idx)) PARTITION BY RANGE (msg_id);"
+    "CREATE TABLE tracked_attachments_default PARTITION OF tracked_attachments DEFAULT;"
+    "CREATE INDEX tracked_attachments_name ON tracked_attachments(name_lc);"
+    "CREATE TABLE gateway_event_state ("
+    "  gateway text NOT NULL PRIMARY KEY,"
+    "  last_seq bigint NOT NULL DEFAULT 0,"
+    "  last_event_at bigint NOT NULL DEFAULT 0,"
+    "  backlog bigint NOT NULL DEFAULT -1,"
+    "  received bigint NOT NULL DEFAULT 0,"
+    "  pushed_at bigint NOT NULL DEFAULT 0);"
+    "CREATE FUNCTION lazaret_tracking_partitions(from_ms bigint, to_ms bigint)"
+    "  RETURNS integer LANGUAGE plpgsql AS $$ DECLARE"
+    "  day bigint := greatest(from_ms, 0) - greatest(from_ms, 0) % 86400000;"
+    "  t text; name text; n integer := 0;"
+    "  BEGIN"
+    "  PERFORM pg_advisory_xact_lock(7809657787786818612);" /* "lazaret4" */
+    "  WHILE day <= to_ms LOOP"
+    "    BEGIN"
+    "      FOREACH t IN ARRAY ARRAY['tracked_messages', 'tracked_recipients',"
+    "          'tracked_attachments'] LOOP"
+    "        IF lazaret_day_partition(t, day) THEN n := n + 1; END IF;"
+    "      END LOOP;"
+    "      name := 'events_p' || to_char(to_timestamp(day / 1000) AT TIME ZONE 'UTC',"
+    "        'YYYYMMDD');"
+    "      IF to_regclass(quote_ident(name)) IS NULL THEN"
+    "        EXECUTE format('CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%s) TO (%s)',"
+    "          name, day, day + 86400000);"
+    "        n := n + 1;"
+    "      END IF;"
+    "    EXCEPTION WHEN check_violation THEN"
+    "      RAISE WARNING 'day % not partitioned: %',"
+    "        to_char(to_timestamp(day / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD'), SQLERRM;"
+    "    END;"
+    "    day := day + 86400000;"
+    "  END LOOP;"
+    "  RETURN n; END $$;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3415,4 +3508,8 @@ const struct store_ops store_pg_ops = {
     .gateway_remove = store_pg_gateway_remove,
     .gateway_touch = store_pg_gateway_touch,
     .gateway_pending_put = store_pg_gateway_pending_put,
+    .events_put = store_pg_events_put,
+    .event_states = store_pg_event_states,
+    .events_list = store_pg_events_list,
+    .tracked_message_get = store_pg_tracked_message_get,
 };

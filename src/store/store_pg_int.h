@@ -274,4 +274,13 @@ int store_pg_gateway_pending_put(struct store *st, const struct store_gateway *g
 void store_pg_rows_to_messages(PGresult *r, struct store_message **v, size_t n,
 			       void (*add)(struct store_message *m, PGresult *r, int k));
 
+/* store_pg_events.c */
+int store_pg_events_put(struct store *st, const char *gateway, const struct store_event *v,
+			size_t n, int64_t backlog, int64_t now, uint64_t *stored);
+int store_pg_event_states(struct store *st, struct store_event_state **out, size_t *n);
+int store_pg_events_list(struct store *st, const char *gateway, const char *msg_id,
+			 int64_t after_seq, size_t limit, struct store_event_row **out, size_t *n);
+int store_pg_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
+				 struct store_tracked_message **out);
+
 #endif

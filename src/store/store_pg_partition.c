@@ -74,6 +74,16 @@ int store_pg_partitions_ensure(PGconn *c, int64_t from_ms, int64_t to_ms, int *c
 		return -EIO;
 	int n = (int)store_pg_i64(r, 0, 0);
 	PQclear(r);
+	/* the tracking tables' days (the tracking migration), with the messages' */
+	store_pg_int(&p, from_ms);
+	store_pg_int(&p, to_ms);
+	r = store_pg_exec(c, "partitions_ensure_tracking",
+			  "SELECT lazaret_tracking_partitions($1, $2)", &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	n += (int)store_pg_i64(r, 0, 0);
+	PQclear(r);
 	if (n > 0)
 		log_info("store.partitions_created", "tables=%d from=%" PRId64 " to=%" PRId64, n,
 			 from_ms, to_ms);

@@ -416,6 +416,71 @@ static const char *const store_migrations[] = {
     "ALTER TABLE deliveries ADD COLUMN gateway TEXT;"
     "ALTER TABLE deliveries ADD COLUMN rescan INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE deliveries ADD COLUMN copy INTEGER NOT NULL DEFAULT 0;",
+    /*
+     * 10: gateway events and message tracking (store_sqlite_events.c, store.h).
+     * events: every event as the gateway sent it, one per (gateway, seq).
+     * tracked_*: one row per message a gateway received, with what the tracking
+     * searches read (time, sender, recipients, subject, Message-ID, client
+     * address, attachment names, flags). gateway_event_state: each gateway's
+     * counters (last seq, backlog it reported, events received).
+     */
+    /* a rowid table: details of a few hundred bytes would crowd a WITHOUT ROWID
+     * b-tree's pages; (gateway, seq) is its unique key all the same */
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  gateway TEXT NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  at INTEGER NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  msg_id TEXT,"
+    "  detail TEXT NOT NULL,"
+    "  UNIQUE (gateway, seq));"
+    "CREATE INDEX events_message ON events(gateway, msg_id, seq) WHERE msg_id IS NOT NULL;"
+    "CREATE INDEX events_type_at ON events(type, at);"
+    "CREATE INDEX events_at ON events(at);"
+    "CREATE TABLE tracked_messages ("
+    "  gateway TEXT NOT NULL,"
+    "  msg_id TEXT NOT NULL,"
+    "  received_at INTEGER NOT NULL,"
+    "  sender TEXT,"
+    "  sender_lc TEXT,"
+    "  subject TEXT,"
+    "  message_id TEXT,"
+    "  client_ip TEXT,"
+    "  size INTEGER NOT NULL DEFAULT 0,"
+    "  last_state TEXT,"
+    "  flags INTEGER NOT NULL DEFAULT 0,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (gateway, msg_id)) WITHOUT ROWID;"
+    "CREATE INDEX tracked_received ON tracked_messages(received_at);"
+    "CREATE INDEX tracked_gateway ON tracked_messages(gateway, received_at);"
+    "CREATE INDEX tracked_sender ON tracked_messages(sender_lc, received_at);"
+    "CREATE INDEX tracked_subject ON tracked_messages(subject COLLATE NOCASE);"
+    "CREATE INDEX tracked_message_id ON tracked_messages(message_id);"
+    "CREATE INDEX tracked_client ON tracked_messages(client_ip, received_at);"
+    "CREATE TABLE tracked_recipients ("
+    "  gateway TEXT NOT NULL,"
+    "  msg_id TEXT NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  address TEXT NOT NULL,"
+    "  address_lc TEXT NOT NULL,"
+    "  PRIMARY KEY (gateway, msg_id, idx)) WITHOUT ROWID;"
+    "CREATE INDEX tracked_recipients_address ON tracked_recipients(address_lc);"
+    "CREATE TABLE tracked_attachments ("
+    "  gateway TEXT NOT NULL,"
+    "  msg_id TEXT NOT NULL,"
+    "  idx INTEGER NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  name_lc TEXT NOT NULL,"
+    "  PRIMARY KEY (gateway, msg_id, idx)) WITHOUT ROWID;"
+    "CREATE INDEX tracked_attachments_name ON tracked_attachments(name_lc);"
+    "CREATE TABLE gateway_event_state ("
+    "  gateway TEXT NOT NULL PRIMARY KEY,"
+    "  last_seq INTEGER NOT NULL DEFAULT 0,"
+    "  last_event_at INTEGER NOT NULL DEFAULT 0,"
+    "  backlog INTEGER NOT NULL DEFAULT -1,"
+    "  received INTEGER NOT NULL DEFAULT 0,"
+    "  pushed_at INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3243,4 +3308,8 @@ const struct store_ops store_sqlite_ops = {
     .gateway_remove = store_sqlite_gateway_remove,
     .gateway_touch = store_sqlite_gateway_touch,
     .gateway_pending_put = store_sqlite_gateway_pending_put,
+    .events_put = store_sqlite_events_put,
+    .event_states = store_sqlite_event_states,
+    .events_list = store_sqlite_events_list,
+    .tracked_message_get = store_sqlite_tracked_message_get,
 };

@@ -67,7 +67,7 @@ def test_add_list_remove(manager):
         "cluster": "east", "release_port": 25, "created_at": g["created_at"],
         "last_seen": None, "version": None,
         "centralized": {"pvo": False, "reporting": False, "tracking": False},
-        "migration": None, "event_backlog": 0}
+        "migration": None, "event_backlog": None, "last_event_at": None}
     assert token not in json.dumps(registry(manager))
     doc2 = add(manager, "gw2", "2001:DB8:0::1", release_port=2525)
     assert doc2["token"] != token
@@ -165,13 +165,16 @@ def test_gateway_token_opens_only_the_gateway_routes(manager):
     routes = sorted(served_routes())
     assert ("POST", "/api/v1/gateway/hello") in routes
     assert ("GET", "/api/v1/slbl") in routes
-    opened = {("POST", "/api/v1/gateway/hello"): 200, ("GET", "/api/v1/slbl"): 200}
+    opened = {("POST", "/api/v1/gateway/hello"): 200, ("GET", "/api/v1/slbl"): 200,
+              ("POST", "/api/v1/gateway/events"): 200}
     seen_401 = 0
     for method, path in routes:
         url = _fill(path)
         body = b"{}" if method in ("POST", "PUT", "PATCH") else None
         if (method, path) == ("POST", "/api/v1/gateway/hello"):
             body = b'{"name":"gw1"}'
+        if (method, path) == ("POST", "/api/v1/gateway/events"):
+            body = b'{"events":[]}'
         hdrs = {"Content-Type": "application/json"} if body is not None else {}
         st_gw, _, raw_gw = manager.http(method, url, body=body, token=token, headers=hdrs)
         if (method, path) in opened:

@@ -170,7 +170,8 @@ static void test_entry_json(void **state)
 	    text,
 	    "{\"address\":\"192.0.2.1\",\"centralized\":{\"pvo\":false,\"reporting\":false,"
 	    "\"tracking\":false},\"cluster\":null,\"created_at\":\"2025-12-05T00:00:00Z\","
-	    "\"event_backlog\":0,\"group\":null,\"last_seen\":null,\"migration\":null,"
+	    "\"event_backlog\":null,\"group\":null,\"last_event_at\":null,\"last_seen\":null,"
+	    "\"migration\":null,"
 	    "\"name\":\"gw1\",\"release_port\":25,\"state\":\"pending\",\"version\":\"0.1.0\"}");
 	free(text);
 	json_decref(o);

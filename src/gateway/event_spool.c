@@ -1,0 +1,428 @@
+/*
+ * event_spool — the gateway's durable event queue (event_spool.h).
+ *
+ * Why SQLite and not a segment log of our own: the gateway links SQLite already
+ * (its local quarantines), a WAL commit with synchronous=FULL is durable when it
+ * returns and survives kill -9 and power loss with no torn record to repair, and
+ * "drop everything up to seq" is one indexed DELETE instead of segment
+ * bookkeeping. The cost (a B-tree insert per event) is paid by the writer
+ * thread in group commits, never by an SMTP session.
+ *
+ * State of one event:
+ *
+ *   state       to          by
+ *   (none)      queued      event_spool_append (seq given; or dropped when full)
+ *   queued      committed   the writer thread, one transaction per group
+ *   queued      dropped     the writer, when the commit failed (logged, counted)
+ *   committed   (gone)      event_spool_ack, after the manager's 200
+ *
+ * durable_seq is the highest seq such that no event at or below it is still
+ * queued; event_spool_sync waits for it. Locks: `lock` guards the queue and the
+ * counters (held only for memory work); `db_lock` guards the connection (held
+ * across a commit). Never take `lock` while waiting for `db_lock`.
+ */
+#include "gateway/event_spool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+
+/* What an event costs beyond its texts (its row, index entry and seq). */
+#define EVENT_SPOOL_ROW_OVERHEAD 48
+
+struct event_spool_item {
+	int64_t seq, at;
+	char *type, *msg_id, *detail;
+	uint64_t size;
+	struct event_spool_item *next;
+};
+
+struct event_spool {
+	sqlite3 *db;
+	pthread_mutex_t db_lock;
+	pthread_mutex_t lock;
+	pthread_cond_t work;	/* the writer: something queued, or stopping */
+	pthread_cond_t durable; /* sync waiters: durable_seq moved */
+	struct event_spool_item *head, *tail;
+	int64_t next_seq;
+	int64_t durable_seq;
+	uint64_t bytes, count, dropped;
+	uint64_t max_bytes;
+	bool stopping, stopped;
+	pthread_t writer;
+};
+
+static void event_spool_item_free(struct event_spool_item *it)
+{
+	free(it->type);
+	free(it->msg_id);
+	free(it->detail);
+	free(it);
+}
+
+static int event_spool_exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_error("events.spool_sql_failed", "error=\"%s\"", msg != NULL ? msg : "?");
+		sqlite3_free(msg);
+		return -EIO;
+	}
+	return 0;
+}
+
+/* Writes a group in one transaction. 0 or -EIO (rolled back). db_lock held. */
+static int event_spool_commit(struct event_spool *sp, struct event_spool_item *list, int64_t last)
+{
+	if (event_spool_exec(sp->db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	sqlite3_stmt *s = NULL;
+	int rc = sqlite3_prepare_v2(sp->db,
+				    "INSERT INTO events (seq, at, type, msg_id, detail, size)"
+				    " VALUES (?, ?, ?, ?, ?, ?)",
+				    -1, &s, NULL) == SQLITE_OK
+		     ? 0
+		     : -EIO;
+	for (struct event_spool_item *it = list; rc == 0 && it != NULL; it = it->next) {
+		sqlite3_bind_int64(s, 1, it->seq);
+		sqlite3_bind_int64(s, 2, it->at);
+		sqlite3_bind_text(s, 3, it->type, -1, SQLITE_STATIC);
+		if (it->msg_id != NULL)
+			sqlite3_bind_text(s, 4, it->msg_id, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(s, 4);
+		sqlite3_bind_text(s, 5, it->detail, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 6, (sqlite3_int64)it->size);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			rc = -EIO;
+		sqlite3_reset(s);
+	}
+	sqlite3_finalize(s);
+	if (rc == 0) {
+		/* the next number survives the rows: acknowledged ones are deleted */
+		char sql[128];
+		snprintf(sql, sizeof(sql), "UPDATE meta SET value = %lld WHERE key = 'next_seq'",
+			 (long long)last + 1);
+		rc = event_spool_exec(sp->db, sql);
+	}
+	if (rc == 0 && event_spool_exec(sp->db, "COMMIT") == 0)
+		return 0;
+	log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
+	(void)event_spool_exec(sp->db, "ROLLBACK");
+	return -EIO;
+}
+
+static void *event_spool_writer(void *arg)
+{
+	struct event_spool *sp = arg;
+	pthread_mutex_lock(&sp->lock);
+	for (;;) {
+		while (sp->head == NULL && !sp->stopping)
+			pthread_cond_wait(&sp->work, &sp->lock);
+		if (sp->head == NULL)
+			break; /* stopping, and everything is written */
+		struct event_spool_item *list = sp->head;
+		int64_t last = sp->tail->seq;
+		sp->head = sp->tail = NULL;
+		pthread_mutex_unlock(&sp->lock);
+
+		pthread_mutex_lock(&sp->db_lock);
+		int rc = event_spool_commit(sp, list, last);
+		pthread_mutex_unlock(&sp->db_lock);
+
+		uint64_t n = 0, bytes = 0;
+		while (list != NULL) {
+			struct event_spool_item *next = list->next;
+			n++;
+			bytes += list->size;
+			event_spool_item_free(list);
+			list = next;
+		}
+		pthread_mutex_lock(&sp->lock);
+		if (rc < 0) {
+			/* the disk refused them: counted as dropped, the mail flows on */
+			sp->dropped += n;
+			sp->count -= n;
+			sp->bytes -= bytes;
+			log_error("events.dropped", "events=%llu reason=write_failed",
+				  (unsigned long long)n);
+		}
+		sp->durable_seq = last;
+		pthread_cond_broadcast(&sp->durable);
+	}
+	sp->stopped = true;
+	pthread_cond_broadcast(&sp->durable);
+	pthread_mutex_unlock(&sp->lock);
+	return NULL;
+}
+
+/* An integer from sql's first row (0 when none). */
+static int event_spool_scalar(sqlite3 *db, const char *sql, int64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	*out = 0;
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK)
+		return -EIO;
+	int step = sqlite3_step(s);
+	if (step == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -EIO;
+}
+
+int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **out)
+{
+	*out = NULL;
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(path, &db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+			    NULL) != SQLITE_OK) {
+		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
+			  db != NULL ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	int64_t next = 0, max_seq = 0, bytes = 0, count = 0;
+	/* WAL + FULL: a commit is on disk when it returns (kill -9, power loss) */
+	int rc = event_spool_exec(db, "PRAGMA journal_mode = WAL;"
+				      "PRAGMA synchronous = FULL;"
+				      "CREATE TABLE IF NOT EXISTS events ("
+				      "  seq INTEGER PRIMARY KEY,"
+				      "  at INTEGER NOT NULL,"
+				      "  type TEXT NOT NULL,"
+				      "  msg_id TEXT,"
+				      "  detail TEXT NOT NULL,"
+				      "  size INTEGER NOT NULL);"
+				      "CREATE TABLE IF NOT EXISTS meta ("
+				      "  key TEXT PRIMARY KEY,"
+				      "  value INTEGER NOT NULL);");
+	if (rc == 0)
+		rc = event_spool_scalar(db, "SELECT value FROM meta WHERE key = 'next_seq'", &next);
+	if (rc == 0)
+		rc = event_spool_scalar(db, "SELECT coalesce(max(seq), 0) FROM events", &max_seq);
+	if (rc == 0)
+		rc = event_spool_scalar(db, "SELECT coalesce(sum(size), 0) FROM events", &bytes);
+	if (rc == 0)
+		rc = event_spool_scalar(db, "SELECT count(*) FROM events", &count);
+	if (rc == 0 && next == 0 && max_seq == 0) {
+		/* a new spool: numbers above any an earlier spool of this gateway gave */
+		next = clock_now_ms() * 1000;
+		char sql[128];
+		snprintf(sql, sizeof(sql),
+			 "INSERT INTO meta (key, value) VALUES ('next_seq', %lld)",
+			 (long long)next);
+		rc = event_spool_exec(db, sql);
+	}
+	if (rc < 0) {
+		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
+			  sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return -EIO;
+	}
+	struct event_spool *sp = xcalloc(1, sizeof(*sp));
+	sp->db = db;
+	sp->next_seq = next > max_seq ? next : max_seq + 1;
+	sp->durable_seq = sp->next_seq - 1;
+	sp->bytes = (uint64_t)bytes;
+	sp->count = (uint64_t)count;
+	sp->max_bytes = max_bytes;
+	pthread_mutex_init(&sp->db_lock, NULL);
+	pthread_mutex_init(&sp->lock, NULL);
+	pthread_cond_init(&sp->work, NULL);
+	pthread_cond_init(&sp->durable, NULL);
+	if (pthread_create(&sp->writer, NULL, event_spool_writer, sp) != 0)
+		panic("events: cannot start the spool writer");
+	*out = sp;
+	return 0;
+}
+
+void event_spool_close(struct event_spool *sp)
+{
+	if (sp == NULL)
+		return;
+	pthread_mutex_lock(&sp->lock);
+	sp->stopping = true;
+	pthread_cond_signal(&sp->work);
+	pthread_mutex_unlock(&sp->lock);
+	pthread_join(sp->writer, NULL);
+	sqlite3_close(sp->db);
+	pthread_mutex_destroy(&sp->db_lock);
+	pthread_mutex_destroy(&sp->lock);
+	pthread_cond_destroy(&sp->work);
+	pthread_cond_destroy(&sp->durable);
+	free(sp);
+}
+
+int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type, const char *msg_id,
+			   const char *detail)
+{
+	uint64_t size = strlen(type) + strlen(detail) + (msg_id != NULL ? strlen(msg_id) : 0) +
+			EVENT_SPOOL_ROW_OVERHEAD;
+	pthread_mutex_lock(&sp->lock);
+	if (sp->stopping || sp->bytes + size > sp->max_bytes) {
+		sp->dropped++;
+		pthread_mutex_unlock(&sp->lock);
+		return 0;
+	}
+	/* copies outside the lock would need a second pass; these are small */
+	struct event_spool_item *it = xcalloc(1, sizeof(*it));
+	it->seq = sp->next_seq++;
+	it->at = at;
+	it->type = xstrdup(type);
+	it->msg_id = msg_id != NULL ? xstrdup(msg_id) : NULL;
+	it->detail = xstrdup(detail);
+	it->size = size;
+	if (sp->tail != NULL)
+		sp->tail->next = it;
+	else
+		sp->head = it;
+	sp->tail = it;
+	sp->bytes += size;
+	sp->count++;
+	int64_t seq = it->seq;
+	pthread_cond_signal(&sp->work);
+	pthread_mutex_unlock(&sp->lock);
+	return seq;
+}
+
+int event_spool_sync(struct event_spool *sp, int64_t seq)
+{
+	pthread_mutex_lock(&sp->lock);
+	while (sp->durable_seq < seq && !sp->stopped)
+		pthread_cond_wait(&sp->durable, &sp->lock);
+	int rc = sp->durable_seq >= seq ? 0 : -ESHUTDOWN;
+	pthread_mutex_unlock(&sp->lock);
+	return rc;
+}
+
+void event_spool_events_free(struct event_spool_event *v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].type);
+		free(v[i].msg_id);
+		free(v[i].detail);
+	}
+	free(v);
+}
+
+static char *event_spool_col(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+	return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
+		     struct event_spool_event **out, size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&sp->db_lock);
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(sp->db,
+			       "SELECT seq, at, type, msg_id, detail, size FROM events"
+			       " ORDER BY seq LIMIT ?",
+			       -1, &s, NULL) != SQLITE_OK) {
+		pthread_mutex_unlock(&sp->db_lock);
+		return -EIO;
+	}
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)max_events);
+	struct event_spool_event *v = NULL;
+	size_t k = 0, bytes = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		size_t size = (size_t)sqlite3_column_int64(s, 5);
+		if (k > 0 && bytes + size > max_bytes)
+			break;
+		bytes += size;
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		v[k].seq = sqlite3_column_int64(s, 0);
+		v[k].at = sqlite3_column_int64(s, 1);
+		v[k].type = event_spool_col(s, 2);
+		v[k].msg_id = event_spool_col(s, 3);
+		v[k].detail = event_spool_col(s, 4);
+		k++;
+	}
+	sqlite3_finalize(s);
+	pthread_mutex_unlock(&sp->db_lock);
+	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		event_spool_events_free(v, k);
+		return -EIO;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int event_spool_ack(struct event_spool *sp, int64_t seq)
+{
+	int64_t bytes = 0, count = 0;
+	pthread_mutex_lock(&sp->db_lock);
+	int rc = event_spool_exec(sp->db, "BEGIN IMMEDIATE");
+	sqlite3_stmt *s = NULL;
+	if (rc == 0 && sqlite3_prepare_v2(sp->db,
+					  "SELECT coalesce(sum(size), 0), count(*) FROM events"
+					  " WHERE seq <= ?",
+					  -1, &s, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(s, 1, seq);
+		if (sqlite3_step(s) == SQLITE_ROW) {
+			bytes = sqlite3_column_int64(s, 0);
+			count = sqlite3_column_int64(s, 1);
+		} else {
+			rc = -EIO;
+		}
+	} else {
+		rc = -EIO;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	if (rc == 0 && sqlite3_prepare_v2(sp->db, "DELETE FROM events WHERE seq <= ?", -1, &s,
+					  NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(s, 1, seq);
+		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+	} else if (rc == 0) {
+		rc = -EIO;
+	}
+	sqlite3_finalize(s);
+	if (rc == 0)
+		rc = event_spool_exec(sp->db, "COMMIT");
+	if (rc < 0) {
+		log_error("events.spool_ack_failed", "seq=%lld error=\"%s\"", (long long)seq,
+			  sqlite3_errmsg(sp->db));
+		(void)event_spool_exec(sp->db, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&sp->db_lock);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&sp->lock);
+	sp->bytes -= (uint64_t)bytes;
+	sp->count -= (uint64_t)count;
+	pthread_mutex_unlock(&sp->lock);
+	return 0;
+}
+
+void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	int64_t oldest = 0;
+	pthread_mutex_lock(&sp->db_lock);
+	(void)event_spool_scalar(sp->db, "SELECT at FROM events ORDER BY seq LIMIT 1", &oldest);
+	pthread_mutex_unlock(&sp->db_lock);
+	pthread_mutex_lock(&sp->lock);
+	out->backlog = sp->count;
+	out->bytes = sp->bytes;
+	out->dropped = sp->dropped;
+	out->next_seq = sp->next_seq;
+	out->oldest_at = oldest != 0 ? oldest : sp->head != NULL ? sp->head->at : 0;
+	pthread_mutex_unlock(&sp->lock);
+}

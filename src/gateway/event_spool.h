@@ -1,0 +1,78 @@
+/*
+ * event_spool — the gateway's durable queue of events for the manager: a SQLite
+ * file under [gateway] data_dir (events.spool). Appends are queued in memory and
+ * committed in groups by one writer thread (off the SMTP hot path; one fsync for
+ * every event that arrived meanwhile); event_spool_sync waits until a given
+ * event is on disk. The pusher (gw_events.c) reads the oldest events and drops
+ * them only when the manager acknowledged them.
+ *
+ * Sequence numbers grow by one per appended event and never repeat for the life
+ * of the file; a new file starts at the current time in microseconds, so that a
+ * gateway whose data_dir was wiped does not send numbers the manager has seen.
+ *
+ * Bound: the events' bytes (rows and queue) stay within max_bytes. An append
+ * that would pass it is dropped and counted (event_spool_stats.dropped); the
+ * caller logs. The file does not shrink: acknowledged rows leave free pages that
+ * later appends reuse.
+ *
+ * Not for: what an event says (gw_events.c) or sending it.
+ */
+#ifndef LAZARET_EVENT_SPOOL_H
+#define LAZARET_EVENT_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_spool;
+
+/*
+ * Opens (creating) the spool at path and starts its writer. 0 with *out, or
+ * -errno (the file cannot be opened or is not a spool: logged).
+ */
+int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **out);
+/* Commits what is queued, stops the writer and closes. NULL: no-op. */
+void event_spool_close(struct event_spool *sp);
+
+/*
+ * Queues one event (strings copied; detail is a JSON object's text) and returns
+ * its seq (>= 1), or 0 when the spool is full (the event is dropped and
+ * counted). Never waits for the disk. Thread-safe.
+ */
+int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type, const char *msg_id,
+			   const char *detail);
+/*
+ * Waits until the event seq (and every one before it) is committed to disk, or
+ * was dropped by a failed write (logged, counted). 0; -ESHUTDOWN when the spool
+ * closed first. Thread-safe.
+ */
+int event_spool_sync(struct event_spool *sp, int64_t seq);
+
+/* One spooled event (the struct owns its strings). */
+struct event_spool_event {
+	int64_t seq;
+	int64_t at;
+	char *type;
+	char *msg_id; /* NULL: none */
+	char *detail;
+};
+void event_spool_events_free(struct event_spool_event *v, size_t n);
+/*
+ * The oldest committed events, in seq order: at most max_events, and no more
+ * than max_bytes of their texts together (always at least one when any). *out
+ * is new. 0 or -EIO.
+ */
+int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
+		     struct event_spool_event **out, size_t *n);
+/* Drops every committed event with seq <= seq (the manager has them). 0 or -EIO. */
+int event_spool_ack(struct event_spool *sp, int64_t seq);
+
+struct event_spool_stats {
+	uint64_t backlog;  /* events not acknowledged (queued and committed) */
+	uint64_t bytes;	   /* their bytes, as counted against max_bytes */
+	uint64_t dropped;  /* events dropped since open (full, or a failed write) */
+	int64_t oldest_at; /* time of the oldest unacknowledged event, 0: none */
+	int64_t next_seq;  /* the seq the next append gets */
+};
+void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out);
+
+#endif

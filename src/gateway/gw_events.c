@@ -1,0 +1,744 @@
+/*
+ * gw_events — the gateway's events: their JSON details, the durable spool
+ * (event_spool.c) and the pusher thread (gw_events.h).
+ *
+ * Pusher, one thread:
+ *
+ *   state      to          when
+ *   idle       pushing     the spool holds committed events (looked at every
+ *                          GW_EVENTS_IDLE_MS)
+ *   pushing    idle        200 {"acked": N}: events up to N dropped from the spool
+ *   pushing    backoff     no answer, 5xx, 401/403 (logged: events.push_failed,
+ *                          once a minute while it lasts), 413 (the batch halves)
+ *   backoff    pushing     after GW_EVENTS_BACKOFF_MIN_MS, doubled up to _MAX
+ *   any        stopped     gw_events_stop
+ *
+ * Not for: when events happen (pipeline.c and lazaret_gw.c call the functions
+ * here at their steps), storing them on the manager (api_events.c).
+ */
+#include "gateway/gw_events.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+#include "gateway/event_spool.h"
+#include "gateway/gw_config.h"
+#include "gateway/pipeline.h"
+#include "http/http_json.h"
+#include "mime/msgmeta.h"
+#include "smtp/smtp_proto.h"
+#include "store/store.h"
+
+/* Bytes of recipient and attachment names listed in a "received" event at most, so
+ * that its detail stays within the manager's limit (STORE_EVENT_DETAIL_MAX). */
+#define GW_EVENTS_LIST_BYTES 24000
+/* A detail's JSON text at most; beyond it, its lists are left out (the manager's
+ * limit, STORE_EVENT_DETAIL_MAX, is 64 KiB). */
+#define GW_EVENTS_DETAIL_MAX 60000
+/* How often a lasting condition (spool full, manager down) is logged again. */
+#define GW_EVENTS_LOG_EVERY_MS 60000
+/* The body's bytes beyond the events' own (gateway name, backlog, brackets). */
+#define GW_EVENTS_BODY_SLACK 4096
+
+struct gw_events {
+	struct event_spool *sp;
+	bool rejected_connections;
+	char *name, *url, *token, *ca;
+	pthread_t pusher;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stopping;
+	atomic_uint_fast64_t pushed, push_failures, last_acked;
+	atomic_uint_fast64_t refused; /* single events the manager refused (400), dropped */
+	atomic_bool abort_push;	      /* set by gw_events_stop */
+	atomic_int_fast64_t full_logged_at;
+	atomic_uint_fast64_t dropped_logged;
+};
+
+/* The highest seq this thread appended since its last settle. */
+static _Thread_local int64_t gw_events_thread_seq;
+
+bool gw_events_rejected_connections(const struct gw_events *ev)
+{
+	return ev != NULL && ev->rejected_connections;
+}
+
+/* A JSON string of s (NULL: null), invalid UTF-8 replaced, cut to max bytes at a
+ * character boundary. */
+static json_t *gw_events_text(const char *s)
+{
+	json_t *j = http_json_string_or_null(s);
+	if (!json_is_string(j) || json_string_length(j) <= GW_EVENTS_TEXT_MAX)
+		return j;
+	const char *t = json_string_value(j);
+	size_t cut = GW_EVENTS_TEXT_MAX;
+	while (cut > 0 && ((unsigned char)t[cut] & 0xc0) == 0x80)
+		cut--;
+	json_t *c = json_stringn(t, cut);
+	json_decref(j);
+	return c != NULL ? c : json_string("");
+}
+
+static void gw_events_set(json_t *o, const char *key, json_t *v)
+{
+	if (v == NULL || json_object_set_new(o, key, v) != 0)
+		panic("gw_events: cannot build \"%s\"", key);
+}
+
+/* Appends an event (detail taken). */
+static void gw_events_emit(struct gw_events *ev, const char *type, const char *msg_id,
+			   json_t *detail)
+{
+	char *text = json_dumps(detail, JSON_COMPACT);
+	if (text != NULL && strlen(text) > GW_EVENTS_DETAIL_MAX) {
+		/* escaped names can outgrow the lists' bound: the manager must take it */
+		static const char *const lists[] = {"recipients", "attachments", "rcpts"};
+		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
+			json_object_del(detail, lists[i]);
+		gw_events_set(detail, "truncated", json_true());
+		free(text);
+		text = json_dumps(detail, JSON_COMPACT);
+	}
+	json_decref(detail);
+	if (text == NULL)
+		panic("gw_events: cannot encode a \"%s\" event", type);
+	int64_t seq = event_spool_append(ev->sp, clock_now_ms(), type, msg_id, text);
+	free(text);
+	if (seq > 0) {
+		if (seq > gw_events_thread_seq)
+			gw_events_thread_seq = seq;
+		return;
+	}
+	/* full: said loudly, once a minute, with how many were dropped meanwhile */
+	int64_t now = clock_now_ms();
+	int64_t last = atomic_load(&ev->full_logged_at);
+	if (now - last >= GW_EVENTS_LOG_EVERY_MS &&
+	    atomic_compare_exchange_strong(&ev->full_logged_at, &last, now)) {
+		struct event_spool_stats s;
+		event_spool_stats(ev->sp, &s);
+		uint64_t before = atomic_exchange(&ev->dropped_logged, s.dropped);
+		log_warn("events.spool_full",
+			 "dropped=%llu dropped_total=%llu backlog=%llu bytes=%llu "
+			 "reason=\"[events] spool_max reached: events are dropped until the "
+			 "manager takes the backlog\"",
+			 (unsigned long long)(s.dropped - before), (unsigned long long)s.dropped,
+			 (unsigned long long)s.backlog, (unsigned long long)s.bytes);
+	}
+}
+
+void gw_events_connection(struct gw_events *ev, const char *session, const char *client,
+			  const char *helo, const char *tls_version, const char *tls_cipher,
+			  const char *policy, const char *decision)
+{
+	if (ev == NULL)
+		return;
+	json_t *d = json_object();
+	gw_events_set(d, "session", gw_events_text(session));
+	gw_events_set(d, "client_ip", gw_events_text(client));
+	gw_events_set(d, "helo", gw_events_text(helo));
+	gw_events_set(d, "tls_version", gw_events_text(tls_version));
+	gw_events_set(d, "tls_cipher", gw_events_text(tls_cipher));
+	gw_events_set(d, "hat_policy", gw_events_text(policy));
+	gw_events_set(d, "hat_decision", gw_events_text(decision));
+	gw_events_emit(ev, "connection", NULL, d);
+}
+
+void gw_events_rate_limit(struct gw_events *ev, const char *session, const char *client,
+			  const char *policy, unsigned limit)
+{
+	if (ev == NULL)
+		return;
+	json_t *d = json_object();
+	gw_events_set(d, "session", gw_events_text(session));
+	gw_events_set(d, "client_ip", gw_events_text(client));
+	gw_events_set(d, "hat_policy", gw_events_text(policy));
+	gw_events_set(d, "limit", json_integer(limit));
+	gw_events_emit(ev, "rate_limit", NULL, d);
+}
+
+void gw_events_rcpt(struct gw_events *ev, const char *session, const char *client, const char *rcpt,
+		    bool accepted, const char *reply)
+{
+	if (ev == NULL)
+		return;
+	json_t *d = json_object();
+	gw_events_set(d, "session", gw_events_text(session));
+	gw_events_set(d, "client_ip", gw_events_text(client));
+	gw_events_set(d, "rcpt", gw_events_text(rcpt));
+	if (reply != NULL)
+		gw_events_set(d, "reply", gw_events_text(reply));
+	gw_events_emit(ev, accepted ? "rcpt_accepted" : "rcpt_refused", NULL, d);
+}
+
+/* A list of at most GW_EVENTS_LIST_MAX names and GW_EVENTS_LIST_BYTES bytes into
+ * d[key]; when cut, d[key_total] says how many there were. */
+static void gw_events_list(json_t *d, const char *key, const char *key_total, const char *const *v,
+			   size_t n)
+{
+	json_t *a = json_array();
+	size_t bytes = 0, k = 0;
+	for (; k < n && k < GW_EVENTS_LIST_MAX; k++) {
+		json_t *s = gw_events_text(v[k]);
+		bytes += json_string_length(s) + 3;
+		if (bytes > GW_EVENTS_LIST_BYTES) {
+			json_decref(s);
+			break;
+		}
+		json_array_append_new(a, s);
+	}
+	gw_events_set(d, key, a);
+	if (k < n)
+		gw_events_set(d, key_total, json_integer((json_int_t)n));
+}
+
+void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
+			const struct msgmeta *meta)
+{
+	if (ev == NULL)
+		return;
+	const struct smtp_envelope *env = &job->msg->env;
+	json_t *d = json_object();
+	gw_events_set(d, "session", gw_events_text(job->session_id));
+	gw_events_set(d, "client_ip", gw_events_text(job->client_ip));
+	gw_events_set(d, "helo", gw_events_text(env->helo));
+	gw_events_set(d, "tls", json_boolean(env->tls));
+	gw_events_set(d, "sender", gw_events_text(env->sender != NULL ? env->sender : ""));
+	gw_events_list(d, "recipients", "recipients_total", (const char *const *)env->rcpts,
+		       env->nrcpts);
+	gw_events_set(d, "size", json_integer((json_int_t)job->msg->len));
+	gw_events_set(d, "subject", gw_events_text(meta != NULL ? meta->subject : NULL));
+	gw_events_set(d, "message_id", gw_events_text(meta != NULL ? meta->message_id : NULL));
+	gw_events_set(d, "from", gw_events_text(meta != NULL ? meta->from_addr : NULL));
+	size_t na = meta != NULL ? meta->nattachments : 0;
+	const char **names = xcalloc(na + 1, sizeof(*names));
+	size_t k = 0;
+	for (size_t i = 0; i < na; i++) {
+		if (meta->attachments[i].filename != NULL)
+			names[k++] = meta->attachments[i].filename;
+	}
+	gw_events_list(d, "attachments", "attachments_total", names, k);
+	free(names);
+	gw_events_emit(ev, "received", job->id, d);
+}
+
+void gw_events_released(struct gw_events *ev, const char *id)
+{
+	if (ev == NULL)
+		return;
+	json_t *d = json_object();
+	gw_events_set(d, "scan", json_string("bypassed"));
+	gw_events_emit(ev, "released", id, d);
+}
+
+void gw_events_verdict(struct gw_events *ev, const char *id, const char *engine, bool scanned,
+		       double score, const char *verdict, const char *rules, const char *virus)
+{
+	if (ev == NULL)
+		return;
+	if (scanned) {
+		json_t *d = json_object();
+		gw_events_set(d, "engine", gw_events_text(engine));
+		gw_events_set(d, "score", json_real(score));
+		gw_events_set(d, "level", json_string(verdict != NULL ? verdict : "clean"));
+		gw_events_set(d, "rules", gw_events_text(rules));
+		gw_events_emit(ev, "verdict", id, d);
+	}
+	if (virus != NULL) {
+		json_t *d = json_object();
+		gw_events_set(d, "name", gw_events_text(virus));
+		gw_events_emit(ev, "virus", id, d);
+	}
+}
+
+void gw_events_filter(struct gw_events *ev, const char *id, const char *filter, const char *action,
+		      const char *arg)
+{
+	if (ev == NULL)
+		return;
+	json_t *d = json_object();
+	gw_events_set(d, "filter", gw_events_text(filter));
+	gw_events_set(d, "action", gw_events_text(action));
+	gw_events_set(d, "arg", gw_events_text(arg));
+	gw_events_emit(ev, "filter", id, d);
+}
+
+/* The recipients rcpts[idx[0..n)] as a list into d[key]. */
+static void gw_events_rcpts(json_t *d, const char *const *rcpts, const size_t *idx, size_t n)
+{
+	const char **v = xcalloc(n + 1, sizeof(*v));
+	for (size_t i = 0; i < n; i++)
+		v[i] = rcpts[idx[i]];
+	gw_events_list(d, "rcpts", "rcpts_total", v, n);
+	free(v);
+}
+
+void gw_events_quarantine(struct gw_events *ev, const char *id, const char *quarantine,
+			  const char *where, const char *reason, const char *const *rcpts,
+			  const size_t *idx, size_t n)
+{
+	if (ev == NULL)
+		return;
+	json_t *d = json_object();
+	gw_events_set(d, "quarantine", gw_events_text(quarantine));
+	gw_events_set(d, "where", json_string(where));
+	gw_events_set(d, "reason", gw_events_text(reason));
+	gw_events_rcpts(d, rcpts, idx, n);
+	gw_events_emit(ev, "quarantine", id, d);
+}
+
+void gw_events_delivery(struct gw_events *ev, const char *id, const char *route, const char *host,
+			const char *const *rcpts, const size_t *idx, size_t n, const char *status,
+			const char *reply)
+{
+	if (ev == NULL)
+		return;
+	bool ok = strcmp(status, "ok") == 0;
+	if (ok && strcmp(route, "external_spam") == 0) {
+		json_t *d = json_object();
+		gw_events_set(d, "quarantine", json_string("spam"));
+		gw_events_set(d, "where", json_string("external"));
+		gw_events_set(d, "host", gw_events_text(host));
+		gw_events_set(d, "reply", gw_events_text(reply));
+		gw_events_rcpts(d, rcpts, idx, n);
+		gw_events_emit(ev, "quarantine", id, d);
+		return;
+	}
+	json_t *d = json_object();
+	gw_events_set(d, "route", gw_events_text(route));
+	gw_events_set(d, "host", gw_events_text(host));
+	gw_events_rcpts(d, rcpts, idx, n);
+	gw_events_set(d, "status", json_string(ok ? "sent" : status));
+	gw_events_set(d, "reply", gw_events_text(reply));
+	gw_events_emit(ev, "delivery", id, d);
+}
+
+void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const char *reply)
+{
+	if (ev == NULL)
+		return;
+	json_t *d = json_object();
+	gw_events_set(d, "rcpts", json_integer((json_int_t)rcpts));
+	gw_events_set(d, "reply", gw_events_text(reply));
+	gw_events_emit(ev, "bounce", id, d);
+}
+
+void gw_events_settle(struct gw_events *ev, const char *id, const char *reply)
+{
+	if (ev != NULL && reply != NULL) {
+		/* what the client was told: a 451 or 554 has no other trace */
+		json_t *d = json_object();
+		gw_events_set(d, "reply", gw_events_text(reply));
+		gw_events_emit(ev, "reply", id, d);
+	}
+	int64_t seq = gw_events_thread_seq;
+	gw_events_thread_seq = 0;
+	if (ev == NULL || seq == 0 || reply == NULL || reply[0] != '2')
+		return;
+	(void)event_spool_sync(ev->sp, seq);
+}
+
+/* ---- the pusher ---- */
+
+int gw_events_parse_answer(long status, const char *body, size_t len, int64_t last_seq,
+			   int64_t *acked)
+{
+	*acked = 0;
+	if (status == 401 || status == 403)
+		return -EACCES;
+	if (status == 413)
+		return -E2BIG;
+	if (status == 400)
+		return -EBADMSG;
+	if (status != 200 || body == NULL || len == 0)
+		return -EPROTO;
+	json_error_t jerr;
+	json_t *doc = json_loadb(body, len, 0, &jerr);
+	const json_t *a = json_object_get(doc, "acked");
+	int rc = -EPROTO;
+	if (json_is_integer(a) && json_integer_value(a) >= 0 && json_integer_value(a) <= last_seq) {
+		*acked = json_integer_value(a);
+		rc = 0;
+	}
+	json_decref(doc);
+	return rc;
+}
+
+/* A JSON string's text appended to b. */
+static void gw_events_put_string(struct strbuf *b, const char *s)
+{
+	json_t *j = http_json_string_or_null(s);
+	char *t = json_dumps(j, JSON_ENCODE_ANY);
+	json_decref(j);
+	if (t == NULL)
+		panic("gw_events: cannot encode a string");
+	strbuf_puts(b, t);
+	free(t);
+}
+
+/* The body of a push of v[0..n), with the backlog beyond it. */
+static char *gw_events_body(const struct gw_events *ev, const struct event_spool_event *v, size_t n,
+			    uint64_t backlog)
+{
+	struct strbuf b = STRBUF_INIT;
+	strbuf_puts(&b, "{\"gateway\":");
+	gw_events_put_string(&b, ev->name);
+	strbuf_printf(&b, ",\"backlog\":%llu,\"events\":[", (unsigned long long)backlog);
+	for (size_t i = 0; i < n; i++) {
+		strbuf_printf(&b, "%s{\"seq\":%lld,\"at\":%lld,\"type\":", i > 0 ? "," : "",
+			      (long long)v[i].seq, (long long)v[i].at);
+		gw_events_put_string(&b, v[i].type);
+		if (v[i].msg_id != NULL) {
+			strbuf_puts(&b, ",\"msg_id\":");
+			gw_events_put_string(&b, v[i].msg_id);
+		}
+		/* the detail is JSON text already (gw_events_emit wrote it) */
+		strbuf_puts(&b, ",\"detail\":");
+		strbuf_puts(&b, v[i].detail);
+		strbuf_addc(&b, '}');
+	}
+	strbuf_puts(&b, "]}");
+	return strbuf_take(&b);
+}
+
+struct gw_events_sink {
+	struct strbuf b;
+	bool too_big;
+};
+
+/* Aborts a push in progress when the gateway stops (a manager that does not answer
+ * must not hold the shutdown for the push's whole timeout). */
+static int gw_events_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+			      curl_off_t ulnow)
+{
+	struct gw_events *ev = arg;
+	return atomic_load(&ev->abort_push) ? 1 : 0;
+}
+
+static size_t gw_events_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct gw_events_sink *s = arg;
+	size_t n = size * nmemb;
+	if (s->b.len + n > GW_EVENTS_MAX_ANSWER) {
+		s->too_big = true;
+		return 0;
+	}
+	strbuf_add(&s->b, data, n);
+	return n;
+}
+
+/*
+ * One POST. 0 with *acked, or -errno (*why a static text for the log). used gets
+ * the manager's URL this push went to (for the log).
+ */
+static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_seq, int64_t *acked,
+			  long *status, const char **why, char *used, size_t usedlen)
+{
+	CURL *h = curl_easy_init();
+	*status = 0;
+	*why = "no answer";
+	if (h == NULL)
+		return -ENOMEM;
+	/* a reload may change them meanwhile: this push uses one consistent copy */
+	pthread_mutex_lock(&ev->lock);
+	char *base = xstrdup(ev->url);
+	char *auth = xasprintf("Authorization: Bearer %s", ev->token);
+	char *ca = xstrdup_or_null(ev->ca);
+	pthread_mutex_unlock(&ev->lock);
+	snprintf(used, usedlen, "%s", base);
+	size_t ul = strlen(base);
+	while (ul > 0 && base[ul - 1] == '/')
+		ul--;
+	char *url = xasprintf("%.*s/api/v1/gateway/events", (int)ul, base);
+	free(base);
+	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
+	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	hdrs = curl_slist_append(hdrs, auth);
+	struct gw_events_sink sink = {STRBUF_INIT, false};
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)GW_EVENTS_PUSH_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)GW_EVENTS_PUSH_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, gw_events_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, gw_events_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, ev);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (ca != NULL)
+		curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+	CURLcode cc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	int rc;
+	if (cc != CURLE_OK) {
+		rc = -EIO;
+		*why = sink.too_big ? "answer too large" : curl_easy_strerror(cc);
+	} else {
+		rc = gw_events_parse_answer(*status, strbuf_str(&sink.b), sink.b.len, last_seq,
+					    acked);
+		*why = rc == -EACCES	? "the manager refused the token"
+		       : rc == -E2BIG	? "batch too large for the manager"
+		       : rc == -EBADMSG ? "the manager refused an event as malformed"
+		       : rc < 0		? "unexpected answer"
+					: "ok";
+	}
+	strbuf_free(&sink.b);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(h);
+	free(auth);
+	free(ca);
+	free(url);
+	return rc;
+}
+
+/* Sleeps ms or until stopped; true when stopping. */
+static bool gw_events_sleep(struct gw_events *ev, int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ev->lock);
+	while (!ev->stopping) {
+		if (pthread_cond_timedwait(&ev->wake, &ev->lock, &ts) == ETIMEDOUT)
+			break;
+	}
+	bool stopping = ev->stopping;
+	pthread_mutex_unlock(&ev->lock);
+	return stopping;
+}
+
+static void *gw_events_pusher(void *arg)
+{
+	struct gw_events *ev = arg;
+	int64_t backoff = 0, failing_since = 0, failure_logged = 0;
+	/* 413: the manager takes smaller batches (kept); 400: halved until the one
+	 * event it refuses is alone (reset by a success) */
+	size_t size_cap = GW_EVENTS_BATCH_MAX, bisect_cap = GW_EVENTS_BATCH_MAX;
+	for (;;) {
+		size_t cap = size_cap < bisect_cap ? size_cap : bisect_cap;
+		pthread_mutex_lock(&ev->lock);
+		bool stopping = ev->stopping;
+		pthread_mutex_unlock(&ev->lock);
+		if (stopping)
+			break;
+		struct event_spool_event *v = NULL;
+		size_t n = 0;
+		if (event_spool_peek(ev->sp, cap, GW_EVENTS_BATCH_BYTES - GW_EVENTS_BODY_SLACK, &v,
+				     &n) < 0 ||
+		    n == 0) {
+			event_spool_events_free(v, n);
+			if (gw_events_sleep(ev, GW_EVENTS_IDLE_MS))
+				break;
+			continue;
+		}
+		struct event_spool_stats st;
+		event_spool_stats(ev->sp, &st);
+		int64_t last = v[n - 1].seq;
+		char first_type[STORE_EVENT_TYPE_MAX + 1];
+		snprintf(first_type, sizeof(first_type), "%s", v[0].type);
+		char *body = gw_events_body(ev, v, n, st.backlog > n ? st.backlog - n : 0);
+		event_spool_events_free(v, n);
+		int64_t acked = 0;
+		long status = 0;
+		const char *why = NULL;
+		char used[512];
+		int rc = gw_events_post(ev, body, last, &acked, &status, &why, used, sizeof(used));
+		free(body);
+		int64_t now = clock_now_ms();
+		if (rc == 0) {
+			if (acked > 0 && event_spool_ack(ev->sp, acked) == 0)
+				atomic_store(&ev->last_acked, (uint64_t)acked);
+			atomic_fetch_add(&ev->pushed, n);
+			if (failing_since != 0)
+				log_info("events.push_resumed", "url=%s after_ms=%lld acked=%lld",
+					 used, (long long)(now - failing_since), (long long)acked);
+			failing_since = 0;
+			failure_logged = 0;
+			backoff = 0;
+			bisect_cap = GW_EVENTS_BATCH_MAX;
+			/* more were waiting behind this batch: push on at once */
+			if (st.backlog <= n && gw_events_sleep(ev, GW_EVENTS_IDLE_MS))
+				break;
+			continue;
+		}
+		atomic_fetch_add(&ev->push_failures, 1);
+		if (rc == -E2BIG && size_cap > 1)
+			size_cap = n / 2 > 0 ? n / 2 : 1; /* the manager's max_body is below ours */
+		if (rc == -EBADMSG && n > 1) {
+			/* one event the manager will never take must not stop the others */
+			bisect_cap = n / 2;
+			continue;
+		}
+		if (rc == -EBADMSG) {
+			/* found: dropped, counted and said, so that the rest flows */
+			if (event_spool_ack(ev->sp, last) == 0) {
+				atomic_fetch_add(&ev->refused, 1);
+				log_error(
+				    "events.refused",
+				    "seq=%lld type=%s url=%s reason=\"the manager refused the "
+				    "event as malformed (400): dropped\"",
+				    (long long)last, first_type, used);
+			}
+			bisect_cap = GW_EVENTS_BATCH_MAX;
+			continue;
+		}
+		if (failing_since == 0)
+			failing_since = now;
+		if (now - failure_logged >= GW_EVENTS_LOG_EVERY_MS) {
+			failure_logged = now;
+			char q[256];
+			if (rc == -EACCES)
+				log_error("events.push_failed",
+					  "url=%s status=%ld error=%s backlog=%llu", used, status,
+					  log_quote(q, sizeof(q), why),
+					  (unsigned long long)st.backlog);
+			else
+				log_warn("events.push_failed",
+					 "url=%s status=%ld error=%s backlog=%llu", used, status,
+					 log_quote(q, sizeof(q), why),
+					 (unsigned long long)st.backlog);
+		}
+		backoff = backoff == 0 ? GW_EVENTS_BACKOFF_MIN_MS : backoff * 2;
+		if (backoff > GW_EVENTS_BACKOFF_MAX_MS)
+			backoff = GW_EVENTS_BACKOFF_MAX_MS;
+		if (gw_events_sleep(ev, backoff))
+			break;
+	}
+	return NULL;
+}
+
+void gw_events_metrics(FILE *f, void *arg)
+{
+	struct gw_events *ev = arg;
+	struct event_spool_stats s;
+	event_spool_stats(ev->sp, &s);
+	int64_t age = s.oldest_at > 0 ? clock_now_ms() - s.oldest_at : 0;
+	fprintf(f,
+		"# HELP lazaret_gw_events_backlog Events not yet acknowledged by the manager.\n"
+		"# TYPE lazaret_gw_events_backlog gauge\nlazaret_gw_events_backlog %llu\n"
+		"# HELP lazaret_gw_events_spool_bytes Bytes of those events, as counted "
+		"against [events] spool_max.\n"
+		"# TYPE lazaret_gw_events_spool_bytes gauge\nlazaret_gw_events_spool_bytes %llu\n"
+		"# HELP lazaret_gw_events_oldest_unacked_seconds Age of the oldest event "
+		"not acknowledged.\n"
+		"# TYPE lazaret_gw_events_oldest_unacked_seconds gauge\n"
+		"lazaret_gw_events_oldest_unacked_seconds %.3f\n"
+		"# HELP lazaret_gw_events_dropped_total Events dropped (spool full, a "
+		"failed write, or refused by the manager as malformed).\n"
+		"# TYPE lazaret_gw_events_dropped_total counter\nlazaret_gw_events_dropped_total "
+		"%llu\n"
+		"# HELP lazaret_gw_events_pushed_total Events sent in acknowledged pushes.\n"
+		"# TYPE lazaret_gw_events_pushed_total counter\nlazaret_gw_events_pushed_total "
+		"%llu\n"
+		"# HELP lazaret_gw_events_push_failures_total Pushes the manager did not "
+		"acknowledge.\n"
+		"# TYPE lazaret_gw_events_push_failures_total counter\n"
+		"lazaret_gw_events_push_failures_total %llu\n",
+		(unsigned long long)s.backlog, (unsigned long long)s.bytes, (double)age / 1000.0,
+		(unsigned long long)(s.dropped + atomic_load(&ev->refused)),
+		(unsigned long long)atomic_load(&ev->pushed),
+		(unsigned long long)atomic_load(&ev->push_failures));
+}
+
+static pthread_once_t gw_events_curl_once = PTHREAD_ONCE_INIT;
+
+static void gw_events_curl_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		panic("gw_events: libcurl does not initialise");
+}
+
+int gw_events_start(const struct gw_config *cfg, struct gw_events **out)
+{
+	*out = NULL;
+	if (strcmp(cfg->tracking_mode, "off") == 0)
+		return 0;
+	if (strcmp(cfg->tracking_mode, "local") == 0) {
+		log_info("events.off", "reason=\"[tracking] mode = local is not available yet: "
+				       "no events are recorded (central pushes them to the "
+				       "manager)\"");
+		return 0;
+	}
+	char *path = xasprintf("%s/%s", cfg->data_dir, GW_EVENTS_SPOOL_FILE);
+	struct event_spool *sp = NULL;
+	int rc = event_spool_open(path, cfg->events_spool_max, &sp);
+	if (rc < 0) {
+		free(path);
+		return rc;
+	}
+	pthread_once(&gw_events_curl_once, gw_events_curl_init);
+	struct gw_events *ev = xcalloc(1, sizeof(*ev));
+	ev->sp = sp;
+	ev->rejected_connections = cfg->tracking_rejected_connections;
+	ev->name = xstrdup(cfg->name);
+	ev->url = xstrdup(cfg->api_url);
+	ev->token = xstrdup(cfg->api_token);
+	ev->ca = xstrdup_or_null(cfg->api_ca);
+	pthread_mutex_init(&ev->lock, NULL);
+	pthread_cond_init(&ev->wake, NULL);
+	struct event_spool_stats s;
+	event_spool_stats(sp, &s);
+	log_info("events.start",
+		 "spool=%s backlog=%llu bytes=%llu spool_max=%llu next_seq=%lld url=%s", path,
+		 (unsigned long long)s.backlog, (unsigned long long)s.bytes,
+		 (unsigned long long)cfg->events_spool_max, (long long)s.next_seq, ev->url);
+	free(path);
+	if (pthread_create(&ev->pusher, NULL, gw_events_pusher, ev) != 0)
+		panic("gw_events: cannot start the pusher");
+	*out = ev;
+	return 0;
+}
+
+void gw_events_reconfigure(struct gw_events *ev, const struct gw_config *cfg)
+{
+	if (ev == NULL || cfg->api_url == NULL || cfg->api_token == NULL)
+		return; /* the config check keeps both set with central */
+	pthread_mutex_lock(&ev->lock);
+	free(ev->url);
+	free(ev->token);
+	free(ev->ca);
+	ev->url = xstrdup(cfg->api_url);
+	ev->token = xstrdup(cfg->api_token);
+	ev->ca = xstrdup_or_null(cfg->api_ca);
+	pthread_mutex_unlock(&ev->lock);
+}
+
+void gw_events_stop(struct gw_events *ev)
+{
+	if (ev == NULL)
+		return;
+	pthread_mutex_lock(&ev->lock);
+	ev->stopping = true;
+	pthread_cond_broadcast(&ev->wake);
+	pthread_mutex_unlock(&ev->lock);
+	/* unacknowledged events stay in the spool for the next start */
+	atomic_store(&ev->abort_push, true);
+	pthread_join(ev->pusher, NULL);
+	event_spool_close(ev->sp);
+	pthread_mutex_destroy(&ev->lock);
+	pthread_cond_destroy(&ev->wake);
+	free(ev->name);
+	free(ev->url);
+	free(ev->token);
+	free(ev->ca);
+	free(ev);
+}

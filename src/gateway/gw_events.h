@@ -1,0 +1,120 @@
+/*
+ * gw_events — the gateway's structured events for message tracking ([tracking]
+ * mode = central): what happened at each step the gateway takes (connection,
+ * recipients, the message, verdicts, quarantine, delivery, bounce, release),
+ * written to the durable spool (event_spool.c) and pushed in batches to the
+ * manager's POST /api/v1/gateway/events with [manager] api_token by one pusher
+ * thread, which drops only what the manager acknowledged (docs/GATEWAY.md
+ * "Events").
+ *
+ * Durability: an SMTP session's "250" for a message is given only after every
+ * event of that message is on disk (gw_events_settle, called by the worker that
+ * judged it before the reply goes out). Events of the session before the
+ * message (connection, recipients) are appended before the message's, so they
+ * are on disk too. When the spool is full, events are dropped, counted and
+ * logged (events.spool_full, once a minute), and mail keeps flowing.
+ *
+ * Every function takes a NULL struct gw_events * as "tracking is off" and does
+ * nothing, so that call sites need no test.
+ */
+#ifndef LAZARET_GW_EVENTS_H
+#define LAZARET_GW_EVENTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct gw_config;
+struct gw_events;
+struct msgmeta;
+struct pipeline_job;
+
+/* Events in one push at most, and the body's bytes at most (the manager's [http]
+ * max_body must be at least 1M). */
+#define GW_EVENTS_BATCH_MAX   1000
+#define GW_EVENTS_BATCH_BYTES 1000000
+/* A push waits this long for the manager's answer. */
+#define GW_EVENTS_PUSH_TIMEOUT_MS 30000
+/* Between pushes while the manager is down: doubled from the first up to the last. */
+#define GW_EVENTS_BACKOFF_MIN_MS 1000
+#define GW_EVENTS_BACKOFF_MAX_MS 60000
+/* How often the pusher looks at an empty spool. */
+#define GW_EVENTS_IDLE_MS 500
+/* A subject, address or name longer than this is cut in an event. */
+#define GW_EVENTS_TEXT_MAX 998
+/* Recipients or attachment names listed in one "received" event at most. */
+#define GW_EVENTS_LIST_MAX 1000
+/* The largest answer read from the manager. */
+#define GW_EVENTS_MAX_ANSWER (64 * 1024)
+/* The spool's file under data_dir. */
+#define GW_EVENTS_SPOOL_FILE "events.spool"
+
+/*
+ * Starts recording per cfg: with [tracking] mode = central, opens the spool in
+ * data_dir and starts the pusher (*out set); with off or local, *out is NULL
+ * (local: logged as not implemented yet). 0 or -errno (the spool cannot be
+ * opened).
+ */
+int gw_events_start(const struct gw_config *cfg, struct gw_events **out);
+/* New [manager] api_url, api_token, api_ca for the next pushes (SIGHUP). NULL ev: no-op. */
+void gw_events_reconfigure(struct gw_events *ev, const struct gw_config *cfg);
+/* Pushes nothing more, commits what is queued and stops. NULL: no-op. */
+void gw_events_stop(struct gw_events *ev);
+/* True when rejected connections are recorded ([tracking] rejected_connections). */
+bool gw_events_rejected_connections(const struct gw_events *ev);
+
+/* The session: once per session when its first MAIL comes, or at a HAT reject. */
+void gw_events_connection(struct gw_events *ev, const char *session, const char *client,
+			  const char *helo, const char *tls_version, const char *tls_cipher,
+			  const char *policy, const char *decision);
+void gw_events_rate_limit(struct gw_events *ev, const char *session, const char *client,
+			  const char *policy, unsigned limit);
+void gw_events_rcpt(struct gw_events *ev, const char *session, const char *client, const char *rcpt,
+		    bool accepted, const char *reply);
+
+/* The message (meta may be NULL: no header fields). */
+void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
+			const struct msgmeta *meta);
+void gw_events_released(struct gw_events *ev, const char *id);
+/* verdict NULL: clean (when scanned); virus NULL: none found. */
+void gw_events_verdict(struct gw_events *ev, const char *id, const char *engine, bool scanned,
+		       double score, const char *verdict, const char *rules, const char *virus);
+void gw_events_filter(struct gw_events *ev, const char *id, const char *filter, const char *action,
+		      const char *arg);
+/* rcpts[idx[0..n)] went to quarantine; where: "local" (a store commit) or "external". */
+void gw_events_quarantine(struct gw_events *ev, const char *id, const char *quarantine,
+			  const char *where, const char *reason, const char *const *rcpts,
+			  const size_t *idx, size_t n);
+/*
+ * A copy sent (or not) to route's host for rcpts[idx[0..n)]: status is
+ * delivery_status_name's ("ok" is reported as "sent"), or "dropped"; reply the
+ * next hop's last reply. A copy the manager's spam quarantine took is reported
+ * as a "quarantine" event (where "external").
+ */
+void gw_events_delivery(struct gw_events *ev, const char *id, const char *route, const char *host,
+			const char *const *rcpts, const size_t *idx, size_t n, const char *status,
+			const char *reply);
+void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const char *reply);
+
+/*
+ * Called by the worker with the reply it is about to give for message id: records
+ * it (a "reply" event), and when it is a 2xx, waits until every event this
+ * thread appended is on disk.
+ */
+void gw_events_settle(struct gw_events *ev, const char *id, const char *reply);
+
+/* The gateway's /metrics lines (lazaret_gw_events_*); arg is the struct gw_events. */
+void gw_events_metrics(FILE *f, void *arg);
+
+/*
+ * Reads the manager's answer to a push of events up to last_seq: 0 with *acked
+ * (<= last_seq) for a 200 {"acked": N}; -EACCES for 401/403; -E2BIG for 413;
+ * -EBADMSG for 400 (an event the manager refuses); -EPROTO for anything else
+ * (another status, a body that is not the API's).
+ * No I/O.
+ */
+int gw_events_parse_answer(long status, const char *body, size_t len, int64_t last_seq,
+			   int64_t *acked);
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * store_events — the backend-independent half of gateway events and message
+ * tracking (store.h "gateway events and message tracking"): the checks every
+ * batch passes before a backend sees it, so that both backends refuse the same
+ * input the same way, the dispatch to the backend, and freeing what the reads
+ * return.
+ *
+ * Not for: SQL (store_sqlite_events.c, store_pg_events.c), reading the JSON a
+ * gateway sent (api_events.c).
+ */
+#include "store/store.h"
+#include "store/store_backend.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The event types a gateway reports (docs/GATEWAY.md "Events"). */
+static const char *const store_event_types[] = {
+    "connection", "rcpt_accepted", "rcpt_refused", "rate_limit", "received",
+    "released",	  "slbl",	   "verdict",	   "virus",	 "filter",
+    "quarantine", "delivery",	   "bounce",	   "release",	 "reply",
+};
+
+static const struct store_ops *store_events_ops(struct store *st)
+{
+	return ((const struct store_head *)(void *)st)->ops;
+}
+
+bool store_event_type_ok(const char *type)
+{
+	if (type == NULL)
+		return false;
+	for (size_t i = 0; i < sizeof(store_event_types) / sizeof(store_event_types[0]); i++) {
+		if (strcmp(type, store_event_types[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool store_event_msg_id_ok(const char *id)
+{
+	if (id == NULL || id[0] == '\0')
+		return false;
+	size_t n = 0;
+	for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++, n++) {
+		if (*p <= 0x20 || *p >= 0x7f || n >= STORE_EVENT_MSG_ID_MAX)
+			return false;
+	}
+	return true;
+}
+
+static bool store_events_text_ok(const char *s, bool required)
+{
+	if (s == NULL)
+		return !required;
+	return strlen(s) <= STORE_EVENT_TEXT_MAX;
+}
+
+static bool store_events_list_ok(const char *const *v, size_t n)
+{
+	if (n > 0 && v == NULL)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i] == NULL || !store_events_text_ok(v[i], true))
+			return false;
+	}
+	return true;
+}
+
+/* True when e can be stored as it is. */
+static bool store_event_ok(const struct store_event *e)
+{
+	if (e->seq < 1 || e->at < 0 || !store_event_type_ok(e->type) || e->detail == NULL ||
+	    strlen(e->detail) > STORE_EVENT_DETAIL_MAX)
+		return false;
+	if (e->msg_id != NULL && !store_event_msg_id_ok(e->msg_id))
+		return false;
+	if ((e->message != NULL || e->state != NULL || e->flags != 0) && e->msg_id == NULL)
+		return false;
+	if (e->state != NULL && (e->state[0] == '\0' || strlen(e->state) > STORE_EVENT_TYPE_MAX))
+		return false;
+	const struct store_event_message *m = e->message;
+	if (m == NULL)
+		return true;
+	return store_events_text_ok(m->sender, true) && store_events_text_ok(m->subject, false) &&
+	       store_events_text_ok(m->message_id, false) &&
+	       store_events_text_ok(m->client_ip, false) &&
+	       store_events_list_ok(m->recipients, m->nrecipients) &&
+	       store_events_list_ok(m->attachments, m->nattachments) && m->size >= 0;
+}
+
+int store_events_put(struct store *st, const char *gateway, const struct store_event *v, size_t n,
+		     int64_t backlog, int64_t now, uint64_t *stored)
+{
+	const struct store_ops *ops = store_events_ops(st);
+	if (stored != NULL)
+		*stored = 0;
+	if (ops->events_put == NULL)
+		return -ENOSYS;
+	if (!store_gateway_name_ok(gateway) || (n > 0 && v == NULL) || backlog < -1)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (!store_event_ok(&v[i]))
+			return -EINVAL;
+	}
+	return ops->events_put(st, gateway, v, n, backlog, now, stored);
+}
+
+void store_event_states_free(struct store_event_state *v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(v[i].gateway);
+	free(v);
+}
+
+int store_event_states(struct store *st, struct store_event_state **out, size_t *n)
+{
+	const struct store_ops *ops = store_events_ops(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->event_states == NULL)
+		return -ENOSYS;
+	return ops->event_states(st, out, n);
+}
+
+void store_event_rows_free(struct store_event_row *v, size_t n)
+{
+	if (v == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].gateway);
+		free(v[i].type);
+		free(v[i].msg_id);
+		free(v[i].detail);
+	}
+	free(v);
+}
+
+int store_events_list(struct store *st, const char *gateway, const char *msg_id, int64_t after_seq,
+		      size_t limit, struct store_event_row **out, size_t *n)
+{
+	const struct store_ops *ops = store_events_ops(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->events_list == NULL)
+		return -ENOSYS;
+	if (!store_gateway_name_ok(gateway) || limit < 1 || limit > 10000 ||
+	    (msg_id != NULL && !store_event_msg_id_ok(msg_id)))
+		return -EINVAL;
+	return ops->events_list(st, gateway, msg_id, after_seq, limit, out, n);
+}
+
+void store_tracked_message_free(struct store_tracked_message *m)
+{
+	if (m == NULL)
+		return;
+	free(m->gateway);
+	free(m->msg_id);
+	free(m->sender);
+	for (size_t i = 0; i < m->nrecipients; i++)
+		free(m->recipients[i]);
+	free(m->recipients);
+	free(m->subject);
+	free(m->message_id);
+	free(m->client_ip);
+	for (size_t i = 0; i < m->nattachments; i++)
+		free(m->attachments[i]);
+	free(m->attachments);
+	free(m->last_state);
+	free(m);
+}
+
+int store_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
+			      struct store_tracked_message **out)
+{
+	const struct store_ops *ops = store_events_ops(st);
+	*out = NULL;
+	if (ops->tracked_message_get == NULL)
+		return -ENOSYS;
+	if (!store_gateway_name_ok(gateway) || !store_event_msg_id_ok(msg_id))
+		return -ENOENT;
+	return ops->tracked_message_get(st, gateway, msg_id, out);
+}

@@ -1,0 +1,354 @@
+/*
+ * store_sqlite_events — the SQLite backend's gateway events and tracked messages
+ * (the tables of its tracking migration), with the contract of store.h "gateway events
+ * and message tracking".
+ *
+ * A batch is one writer job (one transaction): each event is inserted unless its
+ * (gateway, seq) is there already (INSERT OR IGNORE on the primary key); only a
+ * new event touches its tracked message, so a replayed batch changes nothing but
+ * the gateway's push time and backlog. Events come in the gateway's seq order, so
+ * the last event with a state sets the message's last_state.
+ *
+ * Not for: checking fields (store_events.c does), reading the gateway's JSON.
+ */
+#include "store/store.h"
+#include "store/store_sqlite_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xalloc.h"
+
+/* An ASCII lower-case copy (addresses and names are searched without case). */
+static char *store_events_lc(const char *s)
+{
+	char *o = xstrdup(s);
+	for (char *p = o; *p != '\0'; p++) {
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	}
+	return o;
+}
+
+static void store_events_bind_text(sqlite3_stmt *s, int i, const char *v)
+{
+	if (v == NULL)
+		sqlite3_bind_null(s, i);
+	else
+		sqlite3_bind_text(s, i, v, -1, SQLITE_TRANSIENT);
+}
+
+static const char store_events_insert_sql[] =
+    "INSERT OR IGNORE INTO events (gateway, seq, at, type, msg_id, detail)"
+    " VALUES (?, ?, ?, ?, ?, ?)";
+static const char store_events_track_sql[] =
+    "INSERT INTO tracked_messages (gateway, msg_id, received_at, last_state, flags, updated_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?3)"
+    " ON CONFLICT (gateway, msg_id) DO UPDATE SET"
+    " last_state = coalesce(excluded.last_state, tracked_messages.last_state),"
+    " flags = tracked_messages.flags | excluded.flags,"
+    " updated_at = max(tracked_messages.updated_at, excluded.updated_at)";
+static const char store_events_fields_sql[] =
+    "UPDATE tracked_messages SET received_at = ?3, sender = ?4, sender_lc = ?5, subject = ?6,"
+    " message_id = ?7, client_ip = ?8, size = ?9 WHERE gateway = ?1 AND msg_id = ?2";
+static const char store_events_rcpt_del_sql[] =
+    "DELETE FROM tracked_recipients WHERE gateway = ? AND msg_id = ?";
+static const char store_events_rcpt_sql[] =
+    "INSERT INTO tracked_recipients (gateway, msg_id, idx, address, address_lc)"
+    " VALUES (?, ?, ?, ?, ?)";
+static const char store_events_att_del_sql[] =
+    "DELETE FROM tracked_attachments WHERE gateway = ? AND msg_id = ?";
+static const char store_events_att_sql[] =
+    "INSERT INTO tracked_attachments (gateway, msg_id, idx, name, name_lc)"
+    " VALUES (?, ?, ?, ?, ?)";
+static const char store_events_state_sql[] =
+    "INSERT INTO gateway_event_state (gateway, last_seq, last_event_at, backlog, received,"
+    " pushed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    " ON CONFLICT (gateway) DO UPDATE SET"
+    " last_seq = max(gateway_event_state.last_seq, excluded.last_seq),"
+    " last_event_at = max(gateway_event_state.last_event_at, excluded.last_event_at),"
+    " backlog = excluded.backlog,"
+    " received = gateway_event_state.received + excluded.received,"
+    " pushed_at = excluded.pushed_at";
+
+/* Replaces the rows of a list table (recipients or attachments) of one message. */
+static int store_events_put_list(struct store_conn *c, const char *del_sql, const char *ins_sql,
+				 const char *gateway, const char *msg_id, const char *const *v,
+				 size_t n)
+{
+	sqlite3_stmt *s = store_int_stmt(c, del_sql);
+	if (s == NULL)
+		return -EIO;
+	store_events_bind_text(s, 1, gateway);
+	store_events_bind_text(s, 2, msg_id);
+	int rc = store_int_step_done(c, s, "events_list_delete");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		s = store_int_stmt(c, ins_sql);
+		if (s == NULL)
+			return -EIO;
+		char *lc = store_events_lc(v[i]);
+		store_events_bind_text(s, 1, gateway);
+		store_events_bind_text(s, 2, msg_id);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)i);
+		store_events_bind_text(s, 4, v[i]);
+		store_events_bind_text(s, 5, lc);
+		free(lc);
+		rc = store_int_step_done(c, s, "events_list_insert");
+	}
+	return rc;
+}
+
+/* The tracked message of a new event e (which has a msg_id). */
+static int store_events_track(struct store_conn *c, const char *gateway,
+			      const struct store_event *e)
+{
+	sqlite3_stmt *s = store_int_stmt(c, store_events_track_sql);
+	if (s == NULL)
+		return -EIO;
+	store_events_bind_text(s, 1, gateway);
+	store_events_bind_text(s, 2, e->msg_id);
+	sqlite3_bind_int64(s, 3, e->at);
+	store_events_bind_text(s, 4, e->state);
+	sqlite3_bind_int64(s, 5, e->flags);
+	int rc = store_int_step_done(c, s, "events_track");
+	const struct store_event_message *m = e->message;
+	if (rc < 0 || m == NULL)
+		return rc;
+	s = store_int_stmt(c, store_events_fields_sql);
+	if (s == NULL)
+		return -EIO;
+	char *sender_lc = store_events_lc(m->sender);
+	store_events_bind_text(s, 1, gateway);
+	store_events_bind_text(s, 2, e->msg_id);
+	sqlite3_bind_int64(s, 3, e->at);
+	store_events_bind_text(s, 4, m->sender);
+	store_events_bind_text(s, 5, sender_lc);
+	store_events_bind_text(s, 6, m->subject);
+	store_events_bind_text(s, 7, m->message_id);
+	store_events_bind_text(s, 8, m->client_ip);
+	sqlite3_bind_int64(s, 9, m->size);
+	free(sender_lc);
+	rc = store_int_step_done(c, s, "events_track_fields");
+	if (rc == 0)
+		rc = store_events_put_list(c, store_events_rcpt_del_sql, store_events_rcpt_sql,
+					   gateway, e->msg_id, m->recipients, m->nrecipients);
+	if (rc == 0)
+		rc = store_events_put_list(c, store_events_att_del_sql, store_events_att_sql,
+					   gateway, e->msg_id, m->attachments, m->nattachments);
+	return rc;
+}
+
+struct store_events_put_args {
+	const char *gateway;
+	const struct store_event *v;
+	size_t n;
+	int64_t backlog, now;
+	uint64_t stored;
+};
+
+static int store_events_put_job(struct store *st, struct store_conn *c, void *arg)
+{
+	struct store_events_put_args *a = arg;
+	int64_t last_seq = 0, last_at = 0;
+	a->stored = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct store_event *e = &a->v[i];
+		sqlite3_stmt *s = store_int_stmt(c, store_events_insert_sql);
+		if (s == NULL)
+			return -EIO;
+		store_events_bind_text(s, 1, a->gateway);
+		sqlite3_bind_int64(s, 2, e->seq);
+		sqlite3_bind_int64(s, 3, e->at);
+		store_events_bind_text(s, 4, e->type);
+		store_events_bind_text(s, 5, e->msg_id);
+		store_events_bind_text(s, 6, e->detail);
+		int rc = store_int_step_done(c, s, "events_insert");
+		if (rc < 0)
+			return rc;
+		last_seq = e->seq > last_seq ? e->seq : last_seq;
+		last_at = e->at > last_at ? e->at : last_at;
+		if (sqlite3_changes(store_int_db(c)) == 0)
+			continue; /* stored by an earlier push of the same batch */
+		a->stored++;
+		if (e->msg_id != NULL && (rc = store_events_track(c, a->gateway, e)) < 0)
+			return rc;
+	}
+	sqlite3_stmt *s = store_int_stmt(c, store_events_state_sql);
+	if (s == NULL)
+		return -EIO;
+	store_events_bind_text(s, 1, a->gateway);
+	sqlite3_bind_int64(s, 2, last_seq);
+	sqlite3_bind_int64(s, 3, last_at);
+	sqlite3_bind_int64(s, 4, a->backlog);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)a->stored);
+	sqlite3_bind_int64(s, 6, a->now);
+	return store_int_step_done(c, s, "events_state");
+}
+
+int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,
+			    size_t n, int64_t backlog, int64_t now, uint64_t *stored)
+{
+	struct store_events_put_args a = {gateway, v, n, backlog, now, 0};
+	int rc = store_int_run_job(st, store_events_put_job, &a);
+	if (rc == 0 && stored != NULL)
+		*stored = a.stored;
+	return rc;
+}
+
+int store_sqlite_event_states(struct store *st, struct store_event_state **out, size_t *n)
+{
+	struct store_conn *c = NULL;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = store_int_stmt(
+	    c, "SELECT gateway, last_seq, last_event_at, backlog, received, pushed_at"
+	       " FROM gateway_event_state ORDER BY gateway");
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return -EIO;
+	}
+	struct store_event_state *v = NULL;
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		v[k].gateway = store_int_col_dup(s, 0);
+		v[k].last_seq = sqlite3_column_int64(s, 1);
+		v[k].last_event_at = sqlite3_column_int64(s, 2);
+		v[k].backlog = sqlite3_column_int64(s, 3);
+		v[k].received = sqlite3_column_int64(s, 4);
+		v[k].pushed_at = sqlite3_column_int64(s, 5);
+		k++;
+	}
+	sqlite3_reset(s);
+	store_int_reader_put(st, c);
+	if (step != SQLITE_DONE) {
+		store_event_states_free(v, k);
+		return store_int_read_result(-EIO);
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int store_sqlite_events_list(struct store *st, const char *gateway, const char *msg_id,
+			     int64_t after_seq, size_t limit, struct store_event_row **out,
+			     size_t *n)
+{
+	struct store_conn *c = NULL;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s =
+	    msg_id != NULL
+		? store_int_stmt(c, "SELECT gateway, seq, at, type, msg_id, detail FROM events"
+				    " WHERE gateway = ?1 AND msg_id = ?4 AND seq > ?2"
+				    " ORDER BY seq LIMIT ?3")
+		: store_int_stmt(c, "SELECT gateway, seq, at, type, msg_id, detail FROM events"
+				    " WHERE gateway = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return -EIO;
+	}
+	store_events_bind_text(s, 1, gateway);
+	sqlite3_bind_int64(s, 2, after_seq);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)limit);
+	if (msg_id != NULL)
+		store_events_bind_text(s, 4, msg_id);
+	struct store_event_row *v = NULL;
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		v[k].gateway = store_int_col_dup(s, 0);
+		v[k].seq = sqlite3_column_int64(s, 1);
+		v[k].at = sqlite3_column_int64(s, 2);
+		v[k].type = store_int_col_dup(s, 3);
+		v[k].msg_id = store_int_col_dup(s, 4);
+		v[k].detail = store_int_col_dup(s, 5);
+		k++;
+	}
+	sqlite3_reset(s);
+	store_int_reader_put(st, c);
+	if (step != SQLITE_DONE) {
+		store_event_rows_free(v, k);
+		return store_int_read_result(-EIO);
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* The first column of every row of sql for (gateway, msg_id) into *v. */
+static int store_events_read_list(struct store_conn *c, const char *sql, const char *gateway,
+				  const char *msg_id, char ***v, size_t *n)
+{
+	sqlite3_stmt *s = store_int_stmt(c, sql);
+	if (s == NULL)
+		return -EIO;
+	store_events_bind_text(s, 1, gateway);
+	store_events_bind_text(s, 2, msg_id);
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		*v = xreallocarray(*v, *n + 1, sizeof(**v));
+		(*v)[(*n)++] = store_int_col_dup(s, 0);
+	}
+	sqlite3_reset(s);
+	return step == SQLITE_DONE ? 0 : -EIO;
+}
+
+int store_sqlite_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
+				     struct store_tracked_message **out)
+{
+	struct store_conn *c = NULL;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = store_int_stmt(
+	    c, "SELECT gateway, msg_id, received_at, sender, subject, message_id, client_ip, size,"
+	       " last_state, flags, updated_at FROM tracked_messages"
+	       " WHERE gateway = ? AND msg_id = ?");
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return -EIO;
+	}
+	store_events_bind_text(s, 1, gateway);
+	store_events_bind_text(s, 2, msg_id);
+	int step = sqlite3_step(s);
+	struct store_tracked_message *m = NULL;
+	if (step == SQLITE_ROW) {
+		m = xcalloc(1, sizeof(*m));
+		m->gateway = store_int_col_dup(s, 0);
+		m->msg_id = store_int_col_dup(s, 1);
+		m->received_at = sqlite3_column_int64(s, 2);
+		m->sender = store_int_col_dup(s, 3);
+		m->subject = store_int_col_dup(s, 4);
+		m->message_id = store_int_col_dup(s, 5);
+		m->client_ip = store_int_col_dup(s, 6);
+		m->size = sqlite3_column_int64(s, 7);
+		m->last_state = store_int_col_dup(s, 8);
+		m->flags = (unsigned)sqlite3_column_int64(s, 9);
+		m->updated_at = sqlite3_column_int64(s, 10);
+	}
+	sqlite3_reset(s);
+	rc = step == SQLITE_ROW ? 0 : step == SQLITE_DONE ? -ENOENT : -EIO;
+	if (rc == 0)
+		rc = store_events_read_list(c,
+					    "SELECT address FROM tracked_recipients"
+					    " WHERE gateway = ? AND msg_id = ? ORDER BY idx",
+					    gateway, msg_id, &m->recipients, &m->nrecipients);
+	if (rc == 0)
+		rc = store_events_read_list(c,
+					    "SELECT name FROM tracked_attachments"
+					    " WHERE gateway = ? AND msg_id = ? ORDER BY idx",
+					    gateway, msg_id, &m->attachments, &m->nattachments);
+	store_int_reader_put(st, c);
+	if (rc < 0) {
+		store_tracked_message_free(m);
+		return rc == -ENOENT ? rc : store_int_read_result(rc);
+	}
+	*out = m;
+	return 0;
+}

@@ -1,0 +1,518 @@
+"""Gateway events to the manager (docs/GATEWAY.md "Events", docs/openapi.yaml
+POST /api/v1/gateway/events): a real lazaret-gw with [tracking] mode = central
+pushes its events to a real lazaretd; the events are counted in the manager's
+store (SQLite or PostgreSQL, as the suite runs). Mail through the gateway gives
+every expected event in order; the manager down, then back: every event arrives
+exactly once; kill -9 of the gateway in a burst: no event of a message that got
+its 250 is lost; bad pushes get exact answers and change nothing."""
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import threading
+import urllib.request
+
+import pytest
+
+from e2e_helpers import t, wait_for
+from gw_fixtures import GTUBE, make_message  # noqa: F401
+from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
+
+GW = "gw-e2e"
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+def store_rows(mgr, sql):
+    """The rows of sql on the manager's store, as lists of text."""
+    store = mgr.sections.get("store", {})
+    if store.get("backend") == "postgresql":
+        # a unit separator: details and replies may hold "|"
+        r = subprocess.run(["psql", "-X", "-q", "-t", "-A", "-F", "\x1f", "-v",
+                            "ON_ERROR_STOP=1", "-d", store["dsn"], "-c", sql],
+                           capture_output=True, text=True, timeout=t(60))
+        assert r.returncode == 0, r.stderr
+        out = r.stdout.strip("\n")
+        return [line.split("\x1f") for line in out.splitlines()] if out else []
+    path = os.path.join(mgr.data_dir, "lazaret.db")
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+    try:
+        return [["" if v is None else str(v) for v in row] for row in con.execute(sql)]
+    finally:
+        con.close()
+
+
+def events(mgr):
+    """Every stored event of the gateway: (seq, type, msg_id, detail dict), by seq."""
+    rows = store_rows(mgr, "SELECT seq, type, coalesce(msg_id, ''), detail FROM events"
+                           " WHERE gateway = '%s' ORDER BY seq" % GW)
+    return [(int(r[0]), r[1], r[2], json.loads(r[3])) for r in rows]
+
+
+def event_count(mgr):
+    return int(store_rows(mgr, "SELECT count(*) FROM events")[0][0])
+
+
+def error(doc):
+    return (doc or {}).get("error", {}).get("message")
+
+
+def register(mgr, name=GW, address="127.0.0.1"):
+    st, doc = mgr.api("POST", "/api/v1/gateways", json={"name": name, "address": address})
+    assert st == 201, doc
+    return doc["token"]
+
+
+def registry_entry(mgr):
+    st, doc = mgr.api("GET", "/api/v1/gateways")
+    assert st == 200, doc
+    (g,) = [g for g in doc["gateways"] if g["name"] == GW]
+    return g
+
+
+def tracking_gateway(start_gateway, mgr, token, next_hop, **sections):
+    sections.setdefault("manager", {}).update({"api_url": mgr.http_url, "api_token": token})
+    sections.setdefault("tracking", {"mode": "central"})
+    return start_gateway(next_hop, **sections)
+
+
+def gw_metrics(gw):
+    req = urllib.request.Request(gw.http_url + "/metrics",
+                                 headers={"Authorization": "Bearer %s" % gw.token})
+    with urllib.request.urlopen(req, timeout=t(10)) as r:
+        text = r.read().decode("utf-8")
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^(lazaret_gw_events_\w+)\s+(\S+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def queue_id(reply):
+    m = re.search(r"Ok: ([0-9a-f-]{36})", reply)
+    assert m, reply
+    return m.group(1)
+
+
+# ---- mail through a real gateway ---------------------------------------------------
+
+def test_mail_gives_every_event_in_order(start_manager, start_gateway, aio_sink):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(
+        start_gateway, mgr, token, aio_sink.host,
+        external_spam_quarantine={"enabled": "yes", "host": "127.0.0.1",
+                                  "port": str(mgr.smtp_port)})
+    # a clean message to the sink
+    code, text = gw.send("alice@sender.test", ["bob@example.com", "carol@example.com"],
+                         make_message(subject="Quarterly report", extra_headers=(
+                             "MIME-Version: 1.0\r\n"
+                             "Content-Type: multipart/mixed; boundary=b\r\n"),
+                             body="--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+                                  "--b\r\nContent-Type: application/pdf\r\n"
+                                  "Content-Disposition: attachment; filename=q3.pdf\r\n\r\n"
+                                  "JVBERi0=\r\n--b--\r\n"))
+    assert code == 250, text
+    clean = queue_id(text)
+    # a recipient refused at RCPT (the RAT)
+    code, text = gw.send("alice@sender.test", "mallory@elsewhere.test", make_message())
+    assert code == 550, text
+    # spam, to the manager's spam quarantine
+    code, text = gw.send("spammer@sender.test", "bob@example.com",
+                         make_message(subject="Win", body="Buy now.\r\n%s\r\n" % GTUBE))
+    assert code == 250, text
+    spam = queue_id(text)
+
+    wait_for(lambda: any(e[1] == "quarantine" and e[2] == spam for e in events(mgr)), 30,
+             "the spam message's events on the manager")
+    ev = events(mgr)
+    seqs = [e[0] for e in ev]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs  # none lost, in order
+    types = [e[1] for e in ev]
+    # three sessions: each recorded at its first MAIL, with HELO and its HAT decision
+    conns = [e for e in ev if e[1] == "connection"]
+    assert len(conns) == 3, types
+    assert conns[0][3]["helo"] == "client.e2e.test"
+    assert conns[0][3]["client_ip"] == "127.0.0.1"
+    assert conns[0][3]["hat_decision"] == "accept"
+    assert conns[0][3]["tls_version"] is None
+    accepted = [e[3]["rcpt"] for e in ev if e[1] == "rcpt_accepted"]
+    assert accepted == ["bob@example.com", "carol@example.com", "bob@example.com"]
+    (refused,) = [e for e in ev if e[1] == "rcpt_refused"]
+    assert refused[3]["rcpt"] == "mallory@elsewhere.test"
+    assert refused[3]["reply"].startswith("550 5.7.1"), refused
+
+    mine = [(e[1], e[3]) for e in ev if e[2] == clean]
+    assert [m[0] for m in mine] == ["received", "verdict", "delivery", "reply"], mine
+    rec = mine[0][1]
+    assert rec["sender"] == "alice@sender.test"
+    assert rec["recipients"] == ["bob@example.com", "carol@example.com"]
+    assert rec["subject"] == "Quarterly report"
+    assert rec["attachments"] == ["q3.pdf"]
+    assert rec["message_id"].endswith("@e2e.test")
+    assert rec["client_ip"] == "127.0.0.1"
+    assert rec["helo"] == "client.e2e.test"
+    assert mine[1][1]["level"] == "clean"
+    assert mine[2][1]["status"] == "sent"
+    assert mine[2][1]["host"] == aio_sink.host
+    assert mine[2][1]["reply"].startswith("250"), mine[2]
+    assert mine[3][1]["reply"] == "250 2.0.0 Ok: %s" % clean
+    # the session's events come before its message's
+    first_clean = min(e[0] for e in ev if e[2] == clean)
+    assert conns[0][0] < first_clean
+
+    theirs = [(e[1], e[3]) for e in ev if e[2] == spam]
+    assert [m[0] for m in theirs] == ["received", "verdict", "quarantine", "reply"], theirs
+    assert theirs[1][1]["level"] == "spam" and theirs[1][1]["score"] >= 5
+    assert theirs[2][1]["where"] == "external"
+    assert theirs[2][1]["rcpts"] == ["bob@example.com"]
+
+    # the tracked messages
+    row = store_rows(mgr, "SELECT sender, subject, client_ip, last_state, flags, message_id"
+                          " FROM tracked_messages WHERE msg_id = '%s'" % clean)
+    assert row[0][:5] == ["alice@sender.test", "Quarterly report", "127.0.0.1", "delivered",
+                          "8"], row
+    rcpts = store_rows(mgr, "SELECT address_lc FROM tracked_recipients WHERE msg_id = '%s'"
+                            " ORDER BY idx" % clean)
+    assert rcpts == [["bob@example.com"], ["carol@example.com"]]
+    atts = store_rows(mgr, "SELECT name_lc FROM tracked_attachments WHERE msg_id = '%s'"
+                           % clean)
+    assert atts == [["q3.pdf"]]
+    row = store_rows(mgr, "SELECT last_state, flags FROM tracked_messages"
+                          " WHERE msg_id = '%s'" % spam)
+    assert row == [["quarantined", str(1 | 64)]], row
+
+    # the registry and both sides' metrics
+    wait_for(lambda: registry_entry(mgr)["event_backlog"] == 0, 15, "the backlog reported 0")
+    g = registry_entry(mgr)
+    assert g["last_event_at"] is not None
+    n = len(ev)
+    assert mgr.metric('lazaret_gateway_events_received_total{gateway="%s"}' % GW) == n
+    m = gw_metrics(gw)
+    assert m["lazaret_gw_events_backlog"] == 0
+    assert m["lazaret_gw_events_dropped_total"] == 0
+    assert m["lazaret_gw_events_pushed_total"] >= n
+
+
+def test_manager_down_then_back_every_event_once(start_manager, start_gateway, aio_sink):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host)
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
+    wait_for(lambda: event_count(mgr) >= 6, 20, "the first message's events")
+    before = event_count(mgr)
+    mgr.stop()
+    ids = []
+    for i in range(6):
+        code, text = gw.send("alice@sender.test", "bob@example.com",
+                             make_message(subject="while down %d" % i))
+        assert code == 250, text  # mail flows while the manager is down
+        ids.append(queue_id(text))
+    gw.wait_log("events.push_failed", timeout=20)
+    m = gw_metrics(gw)
+    assert m["lazaret_gw_events_backlog"] == 6 * 6, m  # connection, rcpt, 4 of the message
+    assert m["lazaret_gw_events_oldest_unacked_seconds"] > 0
+    assert m["lazaret_gw_events_push_failures_total"] >= 1
+    mgr.start()
+    wait_for(lambda: event_count(mgr) == before + 36, 90, "the backlog on the manager")
+    gw.wait_log("events.push_resumed", timeout=20)
+    ev = events(mgr)
+    assert len(ev) == before + 36
+    assert len({e[0] for e in ev}) == len(ev)  # exactly once
+    for i in ids:
+        assert [e[1] for e in ev if e[2] == i] == ["received", "verdict", "delivery", "reply"], i
+    wait_for(lambda: gw_metrics(gw)["lazaret_gw_events_backlog"] == 0, 15, "an empty spool")
+    wait_for(lambda: registry_entry(mgr)["event_backlog"] == 0, 15, "backlog 0 reported")
+    assert event_count(mgr) == before + 36
+
+
+def test_kill9_in_a_burst_loses_no_acknowledged_event(start_manager, start_gateway, aio_sink):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host)
+    acked, lock = [], threading.Lock()
+    stop = threading.Event()
+
+    def sender(k):
+        i = 0
+        while not stop.is_set():
+            try:
+                code, text = gw.send("alice@sender.test", "bob@example.com",
+                                     make_message(subject="burst %d-%d" % (k, i)))
+            except Exception:  # the gateway was killed under this session
+                return
+            if code == 250:
+                with lock:
+                    acked.append(queue_id(text))
+            i += 1
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    wait_for(lambda: len(acked) >= 20, 60, "20 messages accepted")
+    gw.proc.send_signal(signal.SIGKILL)
+    gw.proc.wait()
+    stop.set()
+    for th in threads:
+        th.join(timeout=t(30))
+    with lock:
+        got = list(acked)
+    assert len(got) >= 20
+    gw.start()  # the same data_dir: its spool is pushed
+    want = set(got)
+
+    def arrived():
+        have = {e[2] for e in events(mgr) if e[1] == "delivery"}
+        return want <= have
+    wait_for(arrived, 90, "the delivery event of every message that got 250")
+    ev = events(mgr)
+    assert len({e[0] for e in ev}) == len(ev)
+    for i in got:
+        assert [e[1] for e in ev if e[2] == i] == ["received", "verdict", "delivery", "reply"], i
+
+
+def test_connection_events_say_tls_and_throttling(start_manager, start_gateway, aio_sink,
+                                                 workdir):
+    import smtplib
+    import ssl
+    from tls_fixtures import TestPKI
+    pki = TestPKI(workdir)
+    cert, key = pki.good.server
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host,
+                          listener={"tls_cert": cert, "tls_key": key},
+                          hat={"policy.slow": "throttle 1: 127.0.0.0/8"})
+    s = smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=t(30))
+    s.ehlo("tls.e2e.test")
+    ctx = ssl.create_default_context(cafile=pki.good.ca)
+    ctx.check_hostname = False
+    s.starttls(context=ctx)
+    s.ehlo("tls.e2e.test")
+    s.sendmail("alice@sender.test", ["bob@example.com"], make_message())
+    code, _ = s.mail("alice@sender.test")  # the second message this hour: throttled
+    assert code == 452
+    s.quit()
+    wait_for(lambda: any(e[1] == "rate_limit" for e in events(mgr)), 30, "the rate limit")
+    ev = events(mgr)
+    (conn,) = [e[3] for e in ev if e[1] == "connection"]
+    assert conn["helo"] == "tls.e2e.test"
+    assert conn["tls_version"] in ("TLSv1.2", "TLSv1.3"), conn
+    assert conn["tls_cipher"], conn
+    assert (conn["hat_policy"], conn["hat_decision"]) == ("slow", "throttle")
+    (limited,) = [e[3] for e in ev if e[1] == "rate_limit"]
+    assert (limited["hat_policy"], limited["limit"]) == ("slow", 1)
+    (rec,) = [e[3] for e in ev if e[1] == "received"]
+    assert rec["tls"] is True
+
+
+def test_a_silent_manager_does_not_hold_the_shutdown(start_manager, start_gateway, aio_sink):
+    """A manager that takes the connection and never answers: SIGTERM stops the push
+    in progress (the events stay in the spool) instead of waiting out its 30 s."""
+    import socket
+    import time
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+        gw = start_gateway(aio_sink.host, manager={"api_url": url, "api_token": "0" * 64},
+                           tracking={"mode": "central"})
+        code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+        assert code == 250, text
+        time.sleep(1.5)  # the pusher is waiting for an answer now
+        assert gw_metrics(gw)["lazaret_gw_events_backlog"] == 6
+        started = time.monotonic()
+        assert gw.stop() == 0
+        # the hello to the same manager may wait its own 10 s; a push would wait 30 s
+        assert time.monotonic() - started < 25, time.monotonic() - started
+        gw.start()
+        assert gw_metrics(gw)["lazaret_gw_events_backlog"] == 6  # kept for later
+    finally:
+        silent.close()
+
+
+def test_a_message_the_next_hop_defers_is_tracked_as_tempfailed(start_manager,
+                                                                start_gateway):
+    from e2e_helpers import free_port
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, "127.0.0.1:%d" % free_port())
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 451, text
+    wait_for(lambda: any(e[1] == "reply" for e in events(mgr)), 30, "the reply event")
+    ev = [e for e in events(mgr) if e[2]]
+    assert [e[1] for e in ev] == ["received", "verdict", "delivery", "reply"], ev
+    assert ev[2][3]["status"] == "deferred" and ev[2][3]["reply"], ev[2]
+    assert ev[3][3]["reply"].startswith("451 4.3.0"), ev[3]
+    row = store_rows(mgr, "SELECT last_state, flags FROM tracked_messages"
+                          " WHERE msg_id = '%s'" % ev[0][2])
+    assert row == [["tempfailed", str(32)]], row  # soft bounce
+
+
+def test_tracking_off_records_nothing(start_manager, start_gateway, aio_sink):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host, tracking={"mode": "off"})
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
+    assert not os.path.exists(os.path.join(gw.data_dir, "events.spool"))
+    assert "lazaret_gw_events_backlog" not in gw_metrics(gw)
+    assert event_count(mgr) == 0
+
+
+def test_central_needs_the_manager_url_and_token(start_gateway, aio_sink):
+    gw = start_gateway(aio_sink.host, start=False, tracking={"mode": "central"})
+    gw.write_config()
+    from gw_fixtures import lazaret_gw_path
+    r = subprocess.run([lazaret_gw_path(), "--check-config", "-c", gw.conf_path],
+                       capture_output=True, text=True, timeout=t(30))
+    assert r.returncode == 1
+    assert ("[tracking] mode: central needs [manager] api_url and api_token (events are "
+            "pushed there)") in r.stderr, r.stderr
+
+
+def test_rejected_connections_are_recorded_only_when_asked(start_manager, start_gateway,
+                                                           aio_sink):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host,
+                          hat={"default": "reject"})
+    with pytest.raises(Exception):
+        gw.send("alice@sender.test", "bob@example.com", make_message())
+    m = gw_metrics(gw)
+    assert (m["lazaret_gw_events_backlog"], m["lazaret_gw_events_pushed_total"]) == (0, 0)
+    gw.stop()
+    assert event_count(mgr) == 0
+    gw.apply({"tracking": {"rejected_connections": "yes"}})
+    gw.start()  # its readiness probe is refused too: one more rejected connection
+    with pytest.raises(Exception):
+        gw.send("alice@sender.test", "bob@example.com", make_message())
+    wait_for(lambda: event_count(mgr) == 2, 20, "the rejected connections' events")
+    for _, type_, msg_id, detail in events(mgr):
+        assert (type_, msg_id) == ("connection", "")
+        assert detail["hat_decision"] == "reject" and detail["hat_policy"] == "default"
+        assert detail["client_ip"] == "127.0.0.1" and detail["helo"] is None
+
+
+def test_a_new_token_on_reload_is_used_for_the_next_push(start_manager, start_gateway,
+                                                         aio_sink):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, "0" * 64, aio_sink.host)
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
+    gw.wait_log("events.push_failed", timeout=20)
+    assert "status=401" in gw.log_text()
+    assert event_count(mgr) == 0
+    gw.reload(manager={"api_token": token})
+    wait_for(lambda: event_count(mgr) == 6, 90, "the events pushed with the new token")
+
+
+# ---- bad pushes: exact answers, nothing stored ------------------------------------
+
+def push(mgr, token, body, headers=None):
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+    st, _, reply = mgr.http("POST", "/api/v1/gateway/events", body=raw, token=token,
+                            headers=headers)
+    try:
+        doc = json.loads(reply.decode("utf-8")) if reply else None
+    except ValueError:
+        doc = None
+    return st, doc
+
+
+def ev(seq, type_="delivery", msg_id="m-1", **detail):
+    e = {"seq": seq, "at": 1764892800000 + seq, "type": type_, "detail": detail}
+    if msg_id is not None:
+        e["msg_id"] = msg_id
+    return e
+
+
+GOOD = [ev(1, "received", sender="a@x.test", recipients=["b@y.test"], subject="s"),
+        ev(2, "delivery", status="sent", reply="250 ok")]
+
+
+def test_a_push_is_stored_once_and_replays_store_nothing(manager):
+    token = register(manager)
+    st, doc = push(manager, token, {"gateway": GW, "backlog": 4, "events": GOOD})
+    assert (st, doc) == (200, {"acked": 2, "stored": 2})
+    st, doc = push(manager, token, {"events": GOOD})  # the answer was lost: again
+    assert (st, doc) == (200, {"acked": 2, "stored": 0})
+    st, doc = push(manager, token, {"events": GOOD[1:] + [ev(3, "bounce", reply="554")]})
+    assert (st, doc) == (200, {"acked": 3, "stored": 1})
+    assert event_count(manager) == 3
+    assert [e[0] for e in events(manager)] == [1, 2, 3]
+    g = registry_entry(manager)
+    assert g["event_backlog"] is None  # the last push did not say
+    assert g["last_event_at"] == "2025-12-05T00:00:00Z"
+    assert g["last_seen"] is not None
+
+
+BAD = [
+    (b"{not json", 400, "invalid JSON at line 1 column 4: string or '}' expected near 'not'"),
+    (b"[]", 422, "the request body must be a JSON object"),
+    ({"events": {}}, 400, '"events" is required (an array)'),
+    ({"events": [{"at": 1, "type": "delivery"}]}, 400,
+     'events[0]: "seq" must be an integer of at least 1'),
+    ({"events": [ev(1, "exploded")]}, 400, 'events[0]: "type" "exploded" is not an event type'),
+    ({"events": [ev(1), ev(1)]}, 400, 'events[1]: "seq" 1 is not above the one before it'),
+    ({"events": [ev(1, "received")]}, 400,
+     'events[0]: "detail"."sender" is missing or malformed'),
+    ({"events": [ev(1, msg_id="a b")]}, 400,
+     'events[0]: "msg_id" must be 1 to 64 printable characters without blanks'),
+    ({"events": [ev(i + 1) for i in range(1001)]}, 413,
+     "a batch holds at most 1000 events, not 1001"),
+    ({"gateway": "other-gw", "events": GOOD}, 403,
+     'this token belongs to gateway "gw-e2e", not "other-gw"'),
+]
+
+
+@pytest.mark.parametrize("body,status,message", BAD,
+                         ids=["json", "array", "events", "seq", "type", "order", "received",
+                              "msg_id", "batch", "name"])
+def test_bad_pushes_are_refused_and_store_nothing(manager, body, status, message):
+    token = register(manager)
+    st, doc = push(manager, token, {"events": [ev(100, "connection", msg_id=None)]})
+    assert st == 200, doc
+    st, doc = push(manager, token, body)
+    assert st == status, doc
+    assert error(doc) == message
+    assert event_count(manager) == 1
+    assert store_rows(manager, "SELECT count(*) FROM tracked_messages") == [["0"]]
+
+
+def test_a_push_over_the_body_limit_is_413(manager):
+    token = register(manager)
+    big = {"events": [ev(1, "connection", msg_id=None, pad="x" * (1100 * 1024))]}
+    st, doc = push(manager, token, big)
+    assert (st, error(doc)) == (413, "request body is larger than 1048576 bytes"), doc
+    assert event_count(manager) == 0
+
+
+def test_pushes_need_a_registered_gateways_token(manager):
+    token = register(manager)
+    other = register(manager, "gw-gone", "192.0.2.9")
+    st, doc = manager.api("DELETE", "/api/v1/gateways/gw-gone")
+    assert st == 200, doc
+    body = {"events": GOOD}
+    for tok in (None, manager.token, "0" * 64, other, token[:-1] + "x"):
+        st, doc = push(manager, tok, body)
+        assert (st, error(doc)) == (401, "a valid gateway token is required"), tok
+    # a session of an admin is no gateway token either
+    st, doc = manager.api("POST", "/api/v1/users", json={
+        "username": "root2", "password": "correct horse battery", "role": "admin"})
+    assert st in (200, 201), doc
+    st, hdrs, raw = manager.http("POST", "/api/v1/session", token=None,
+                                 body={"username": "root2", "password": "correct horse battery"})
+    assert st == 200, raw
+    cookie = hdrs.get("Set-Cookie").split(";")[0]
+    csrf = json.loads(raw)["csrf_token"]
+    st, doc = push(manager, None, body, headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+    assert (st, error(doc)) == (401, "a valid gateway token is required")
+    assert event_count(manager) == 0

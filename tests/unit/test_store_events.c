@@ -1,0 +1,337 @@
+/*
+ * Tests for the store's gateway events and tracked messages (store_events_put
+ * and its reads): a batch is stored whole and in order, a replayed batch stores
+ * nothing twice, a bad event stores nothing of its batch, the tracked message
+ * gets the "received" fields, flags and the last state, the gateway's counters
+ * follow. Against a real store: SQLite in a temporary folder, or (with
+ * LAZARET_TEST_PG_DSN, test_pg.h) a new PostgreSQL database per test.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/xalloc.h"
+#include "store/store.h"
+#include "test_pg.h"
+
+struct fixture {
+	char dir[64];
+	char db[64];
+	struct store *st;
+};
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static int setup(void **state)
+{
+	struct fixture *fx = calloc(1, sizeof(*fx));
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/lazaret-test-events-XXXXXX");
+	if (mkdtemp(fx->dir) == NULL)
+		return -1;
+	struct store_options opt = {.dir = fx->dir};
+	char *dsn = NULL;
+	if (test_pg_dsn() != NULL) {
+		if (test_pg_create(fx->db, sizeof(fx->db)) < 0)
+			return -1;
+		dsn = test_pg_dsn_of(fx->db);
+		opt = (struct store_options){.backend = "postgresql", .dsn = dsn};
+	}
+	int rc = store_open(&opt, &fx->st);
+	free(dsn);
+	*state = fx;
+	return rc == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *fx = *state;
+	store_close(fx->st);
+	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (fx->db[0] != '\0')
+		test_pg_drop(fx->db);
+	free(fx);
+	return 0;
+}
+
+static uint64_t count_events(struct store *st, const char *gw)
+{
+	struct store_event_row *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_events_list(st, gw, NULL, 0, 10000, &v, &n), 0);
+	store_event_rows_free(v, n);
+	return n;
+}
+
+static void test_batch_and_replay(void **state)
+{
+	struct fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	char id[IDS_UUID_LEN + 1];
+	ids_uuidv7(now, id);
+	const char *rcpts[] = {"Bob@Example.COM", "carol@example.com"};
+	const char *atts[] = {"Invoice.PDF"};
+	struct store_event_message m = {.sender = "Alice@Example.org",
+					.recipients = rcpts,
+					.nrecipients = 2,
+					.subject = "Hello 日本",
+					.message_id = "<a1@example.org>",
+					.client_ip = "192.0.2.7",
+					.attachments = atts,
+					.nattachments = 1,
+					.size = 1234};
+	struct store_event batch[] = {
+	    {.seq = 10, .at = now, .type = "connection", .detail = "{\"client\":\"192.0.2.7\"}"},
+	    {.seq = 11,
+	     .at = now + 1,
+	     .type = "received",
+	     .msg_id = id,
+	     .detail = "{}",
+	     .message = &m,
+	     .state = "received"},
+	    {.seq = 12,
+	     .at = now + 2,
+	     .type = "verdict",
+	     .msg_id = id,
+	     .detail = "{\"level\":\"spam\"}",
+	     .flags = STORE_TRACK_SPAM},
+	    {.seq = 13,
+	     .at = now + 3,
+	     .type = "delivery",
+	     .msg_id = id,
+	     .detail = "{\"status\":\"sent\"}",
+	     .state = "delivered",
+	     .flags = STORE_TRACK_DELIVERED},
+	};
+	uint64_t stored = 99;
+	assert_int_equal(store_events_put(fx->st, "gw1", batch, 4, 7, now, &stored), 0);
+	assert_int_equal(stored, 4);
+	/* the same batch again (the answer was lost): nothing new */
+	assert_int_equal(store_events_put(fx->st, "gw1", batch, 4, 3, now + 10, &stored), 0);
+	assert_int_equal(stored, 0);
+	/* overlapping: one old, one new */
+	struct store_event more[] = {
+	    batch[3],
+	    {.seq = 14,
+	     .at = now + 4,
+	     .type = "bounce",
+	     .msg_id = id,
+	     .detail = "{}",
+	     .state = "hard_bounce",
+	     .flags = STORE_TRACK_HARD_BOUNCE},
+	};
+	assert_int_equal(store_events_put(fx->st, "gw1", more, 2, 0, now + 20, &stored), 0);
+	assert_int_equal(stored, 1);
+	assert_int_equal(count_events(fx->st, "gw1"), 5);
+	/* another gateway's seq space is its own */
+	assert_int_equal(store_events_put(fx->st, "gw2", batch, 1, -1, now, &stored), 0);
+	assert_int_equal(stored, 1);
+
+	struct store_event_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(store_events_list(fx->st, "gw1", NULL, 0, 100, &rows, &n), 0);
+	assert_int_equal(n, 5);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(rows[i].seq, 10 + (int64_t)i);
+	assert_string_equal(rows[0].type, "connection");
+	assert_null(rows[0].msg_id);
+	assert_string_equal(rows[1].msg_id, id);
+	assert_string_equal(rows[2].detail, "{\"level\":\"spam\"}");
+	store_event_rows_free(rows, n);
+	/* one message's timeline */
+	assert_int_equal(store_events_list(fx->st, "gw1", id, 11, 100, &rows, &n), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(rows[0].type, "verdict");
+	store_event_rows_free(rows, n);
+
+	struct store_tracked_message *t = NULL;
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", id, &t), 0);
+	assert_string_equal(t->sender, "Alice@Example.org");
+	assert_string_equal(t->subject, "Hello 日本");
+	assert_string_equal(t->message_id, "<a1@example.org>");
+	assert_string_equal(t->client_ip, "192.0.2.7");
+	assert_int_equal(t->received_at, now + 1);
+	assert_int_equal(t->size, 1234);
+	assert_int_equal(t->nrecipients, 2);
+	assert_string_equal(t->recipients[0], "Bob@Example.COM");
+	assert_string_equal(t->recipients[1], "carol@example.com");
+	assert_int_equal(t->nattachments, 1);
+	assert_string_equal(t->attachments[0], "Invoice.PDF");
+	assert_string_equal(t->last_state, "hard_bounce");
+	assert_int_equal(t->flags,
+			 STORE_TRACK_SPAM | STORE_TRACK_DELIVERED | STORE_TRACK_HARD_BOUNCE);
+	store_tracked_message_free(t);
+	assert_int_equal(store_tracked_message_get(fx->st, "gw2", id, &t), -ENOENT);
+
+	struct store_event_state *sv = NULL;
+	assert_int_equal(store_event_states(fx->st, &sv, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(sv[0].gateway, "gw1");
+	assert_int_equal(sv[0].last_seq, 14);
+	assert_int_equal(sv[0].last_event_at, now + 4);
+	assert_int_equal(sv[0].backlog, 0);
+	assert_int_equal(sv[0].received, 5);
+	assert_int_equal(sv[0].pushed_at, now + 20);
+	assert_string_equal(sv[1].gateway, "gw2");
+	assert_int_equal(sv[1].backlog, -1);
+	assert_int_equal(sv[1].received, 1);
+	store_event_states_free(sv, n);
+}
+
+/* A bad event anywhere in a batch: -EINVAL and nothing of the batch is stored. */
+static void test_bad_batches(void **state)
+{
+	struct fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	char longid[STORE_EVENT_MSG_ID_MAX + 2];
+	memset(longid, 'a', sizeof(longid) - 1);
+	longid[sizeof(longid) - 1] = '\0';
+	static const struct {
+		const char *what;
+		struct store_event e;
+	} bad[] = {
+	    {"seq 0", {.seq = 0, .at = 1, .type = "received", .detail = "{}"}},
+	    {"negative time", {.seq = 2, .at = -1, .type = "received", .detail = "{}"}},
+	    {"unknown type", {.seq = 2, .at = 1, .type = "exploded", .detail = "{}"}},
+	    {"no type", {.seq = 2, .at = 1, .detail = "{}"}},
+	    {"no detail", {.seq = 2, .at = 1, .type = "received"}},
+	    {"blank in id",
+	     {.seq = 2, .at = 1, .type = "received", .msg_id = "a b", .detail = "{}"}},
+	    {"state without id",
+	     {.seq = 2, .at = 1, .type = "delivery", .detail = "{}", .state = "delivered"}},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct store_event v[] = {
+		    {.seq = 1, .at = now, .type = "connection", .detail = "{}"},
+		    bad[i].e,
+		};
+		uint64_t stored = 5;
+		int rc = store_events_put(fx->st, "gw1", v, 2, 0, now, &stored);
+		if (rc != -EINVAL)
+			fail_msg("%s: %d", bad[i].what, rc);
+		assert_int_equal(stored, 0);
+	}
+	struct store_event v = {
+	    .seq = 1, .at = now, .type = "received", .msg_id = longid, .detail = "{}"};
+	assert_int_equal(store_events_put(fx->st, "gw1", &v, 1, 0, now, NULL), -EINVAL);
+	assert_int_equal(store_events_put(fx->st, "bad name", &v, 1, 0, now, NULL), -EINVAL);
+	assert_int_equal(count_events(fx->st, "gw1"), 0);
+	struct store_event_state *sv = NULL;
+	size_t n = 9;
+	assert_int_equal(store_event_states(fx->st, &sv, &n), 0);
+	assert_int_equal(n, 0);
+	store_event_states_free(sv, n);
+}
+
+/* A large batch, in one transaction, read back in order. */
+static void test_large_batch(void **state)
+{
+	struct fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	enum { N = 1000 };
+	struct store_event *v = xcalloc(N, sizeof(*v));
+	char(*ids)[IDS_UUID_LEN + 1] = xcalloc(N, sizeof(*ids));
+	for (size_t i = 0; i < N; i++) {
+		ids_uuidv7(now + (int64_t)i, ids[i]);
+		v[i] = (struct store_event){.seq = (int64_t)i + 1,
+					    .at = now + (int64_t)i,
+					    .type = "delivery",
+					    .msg_id = ids[i],
+					    .detail = "{\"status\":\"sent\"}",
+					    .state = "delivered",
+					    .flags = STORE_TRACK_DELIVERED};
+	}
+	uint64_t stored = 0;
+	assert_int_equal(store_events_put(fx->st, "gw1", v, N, 0, now, &stored), 0);
+	assert_int_equal(stored, N);
+	assert_int_equal(count_events(fx->st, "gw1"), N);
+	struct store_tracked_message *t = NULL;
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", ids[N - 1], &t), 0);
+	assert_string_equal(t->last_state, "delivered");
+	assert_null(t->sender);
+	store_tracked_message_free(t);
+	free(v);
+	free(ids);
+}
+
+/* PostgreSQL: one integer from sql on this test's database. */
+static int64_t pg_int(struct fixture *fx, const char *sql)
+{
+	char *dsn = test_pg_dsn_of(fx->db);
+	PGconn *c = PQconnectdb(dsn);
+	free(dsn);
+	PGresult *r = PQexec(c, sql);
+	int64_t v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+			? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+			: -1;
+	PQclear(r);
+	PQfinish(c);
+	return v;
+}
+
+/* PostgreSQL: today's events and tracked messages land in today's partitions,
+ * made at open, not in the DEFAULT ones. */
+static void test_pg_daily_partitions(void **state)
+{
+	struct fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	char id[IDS_UUID_LEN + 1];
+	ids_uuidv7(now, id);
+	const char *rcpts[] = {"b@y.test"};
+	struct store_event_message m = {
+	    .sender = "a@x.test", .recipients = rcpts, .nrecipients = 1};
+	struct store_event v[] = {
+	    {.seq = 1, .at = now, .type = "received", .msg_id = id, .detail = "{}", .message = &m},
+	    {.seq = 2, .at = now, .type = "delivery", .msg_id = id, .detail = "{}"},
+	};
+	assert_int_equal(store_events_put(fx->st, "gw1", v, 2, 0, now, NULL), 0);
+	char sql[256];
+	time_t t = (time_t)(now / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	char day[16];
+	strftime(day, sizeof(day), "%Y%m%d", &tm);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM events_p%s", day);
+	assert_int_equal(pg_int(fx, sql), 2);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM tracked_messages_p%s", day);
+	assert_int_equal(pg_int(fx, sql), 1);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM tracked_recipients_p%s", day);
+	assert_int_equal(pg_int(fx, sql), 1);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM events_default"), 0);
+	assert_int_equal(pg_int(fx, "SELECT count(*) FROM tracked_messages_default"), 0);
+	/* the days ahead exist too (made with the message days) */
+	assert_true(pg_int(fx, "SELECT count(*) FROM pg_inherits"
+			       " WHERE inhparent = 'events'::regclass") >= 8);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_large_batch, setup, teardown),
+	};
+	const struct CMUnitTest pg_tests[] = {
+	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_large_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_daily_partitions, setup, teardown),
+	};
+	if (test_pg_dsn() != NULL)
+		return cmocka_run_group_tests_name("store_events_postgresql", pg_tests, NULL, NULL);
+	return cmocka_run_group_tests_name("store_events_sqlite", tests, NULL, NULL);
+}
