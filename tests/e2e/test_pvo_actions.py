@@ -5,9 +5,12 @@ from all of them; deleted from any, never; outbreak mail comes back for a rescan
 delay, move and copy; the alternate release gateway; operators act only in their
 quarantines; every refusal answers exactly and changes nothing."""
 
+import http.client
 import json
 import re
 import time
+
+import pytest
 
 from conftest import MANAGER_NAME
 from e2e_helpers import free_port, parse_rfc3339, stays, t, wait_for
@@ -347,3 +350,38 @@ def test_operators_act_only_in_their_quarantines(start_manager, aio_sink_factory
     assert m.api("POST", "/api/v1/messages/%s/release" % ag,
                  json={"quarantine": "Gamma"})[0] == 202
     gw.wait_count(1)
+
+
+# ---- exactly once across a crash (LAZARET_FAULT crash points, as test_release.py) -------
+
+@pytest.mark.parametrize("point,copies", [("release_before_connect", 1),
+                                          ("release_after_commit", 1),
+                                          ("release_after_250", 2)])
+def test_a_crash_during_the_release_delivers_once(start_manager, aio_sink_factory, point,
+                                                  copies):
+    """The PVO release rides the spam release's queue: a crash before the data or
+    after the commit delivers once after the restart; only between the gateway's 250
+    and the commit is it sent again (a duplicate, never a loss)."""
+    gw = aio_sink_factory()
+    m = start_manager(start=False, retry_min="1s", retry_max="2s")
+    m.next_env = {"LAZARET_FAULT": point}
+    m.start()
+    gateway_at(m, gw.port)
+    mid, raw = ingest(m, ["Adult", "virus"], subject="crash at " + point)
+    assert act(m, mid, "release", {"quarantine": "Adult"})[0] == 202
+    assert stays(lambda: m.running(), t(1)), "nothing was due yet"
+    try:
+        act(m, mid, "release", {"quarantine": "virus"})
+    except (OSError, http.client.HTTPException):
+        pass  # the worker may reach the crash point before the reply is written
+    m.wait_exit(137)
+    assert "fault.crash point=%s status=137" % point in m.log_text()
+    m.restart()
+    got = gw.wait_count(copies, timeout=t(20))
+    for d in got:
+        check_released(d["data"], raw, rescan=False)
+    wait_for(lambda: {r["state"] for r in m.get_message(mid)["recipients"]} == {"released"},
+             t(20), "the recipient released")
+    assert stays(lambda: gw.count() == copies, t(3)), "sent again"
+    assert {q: w["state"] for q, w in memberships(m, mid).items()} == {
+        "Adult": "released", "virus": "released"}
