@@ -8,6 +8,9 @@ import os
 import smtplib
 
 from e2e_helpers import stays, t, wait_for
+from gw_fixtures import make_message as make_gw_message
+from gw_fixtures import start_gateway  # noqa: F401
+from test_gateway_pvo import RCPT, SENDER, start_central_gw
 from test_pvo import pvo_send, quarantines, register_gateway, rfc3339_in, stored_id
 from test_pvo_actions import gateway_at
 
@@ -153,3 +156,38 @@ def test_overflow_releases_where_the_default_action_is_release(start_manager,
     rows = audit_rows(m, "pvo_overflow_release")
     assert sorted(r["target"] for r in rows) == sorted(released), rows
     assert m.metric("lazaret_pvo_overflow_released_total") == len(released)
+
+
+def test_a_full_manager_makes_the_gateway_answer_451(start_manager, start_gateway, aio_sink):
+    """A real gateway in front: the manager's 452 becomes the gateway's 451 upstream,
+    the gateway keeps nothing, and the client's retry is taken once there is room."""
+    m = start_manager(pvo_quarantine__max_size="1M")
+    register_gateway(m)
+    for name in ("virus", "outbreak", "unclassified"):
+        assert m.api("PATCH", "/api/v1/quarantines/" + name,
+                     json={"overflow_exempt": True})[0] == 200
+    assert m.api("POST", "/api/v1/quarantines",
+                 json={"name": "Legal", "type": "policy", "overflow_exempt": True})[0] == 201
+    for i in range(4):
+        stored_id(*pvo_send(m, big_message([qheader("Legal", 10 - i)], "legal %d" % i,
+                                           size=300 * 1024)))
+    wait_for(lambda: mail_from_reply(m)[0] == 452, t(20), "452 at MAIL FROM")
+    before = sorted(x["id"] for x in m.list_all())
+
+    gw = start_central_gw(start_gateway, aio_sink, m)
+    msg = make_gw_message(subject="Invoice 452")
+    code, text = gw.send(SENDER, RCPT, msg)
+    assert (code, text) == (451, "4.3.0 Error: could not relay the message, try again later")
+    assert "route=central_pvo" in gw.log_text() and "status=deferred" in gw.log_text()
+    assert gw.messages() == [] and aio_sink.count() == 0
+    assert sorted(x["id"] for x in m.list_all()) == before
+
+    # room again: the retry lands in the filter's quarantine, once
+    assert m.api("PATCH", "/api/v1/quarantines/Legal",
+                 json={"overflow_exempt": False})[0] == 200
+    wait_for(lambda: mail_from_reply(m)[0] == 250, t(20), "MAIL FROM accepted again")
+    code, text = gw.send(SENDER, RCPT, msg)
+    assert code == 250, text
+    new = [x for x in m.list_all() if x["id"] not in before]
+    assert len(new) == 1
+    assert [q["name"] for q in m.get_message(new[0]["id"])["quarantines"]] == ["添付ファイル"]
