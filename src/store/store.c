@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -503,6 +504,104 @@ int store_pvo_act_matching(struct store *st, const struct store_filter *f,
 	if (queued != NULL)
 		*queued = q;
 	return rc;
+}
+
+int store_each_id_page(struct store *st, const struct store_filter *f, size_t batch,
+		       store_list_ids_fn list, store_page_fn act, void *arg)
+{
+	char *cursor = NULL;
+	int rc = 0;
+	for (;;) {
+		char **ids = NULL;
+		size_t n = 0;
+		rc = list(st, f, cursor, batch, &ids, &n);
+		if (rc < 0)
+			break;
+		if (n > 0)
+			rc = act(st, (const char *const *)ids, n, arg);
+		free(cursor);
+		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
+		for (size_t i = 0; i < n; i++)
+			free(ids[i]);
+		free(ids);
+		if (rc < 0 || n < batch)
+			break;
+	}
+	free(cursor);
+	return rc;
+}
+
+bool store_change_scope(const struct store_filter *f, const char *one[1], const char *const **scope,
+			size_t *nscope)
+{
+	bool has_rcpt = f->recipient != NULL && f->recipient[0] != '\0';
+	*scope = NULL;
+	*nscope = 0;
+	if (f->addresses != NULL && !has_rcpt) {
+		*scope = f->addresses;
+		*nscope = f->naddresses;
+		return true;
+	}
+	if (f->addresses != NULL) {
+		bool in = false;
+		for (size_t i = 0; i < f->naddresses; i++)
+			in = in || strcasecmp(f->addresses[i], f->recipient) == 0;
+		if (!in)
+			return false;
+	}
+	if (has_rcpt) {
+		one[0] = f->recipient;
+		*scope = one;
+		*nscope = 1;
+	}
+	return true;
+}
+
+int store_pvo_batch_apply(struct store_pvo_batch *b, store_pvo_apply_fn apply, void *conn)
+{
+	b->changed = b->queued = 0;
+	for (size_t i = 0; i < b->nids; i++) {
+		int rc = apply(conn, b->ids[i], b->r, b->now, &b->out);
+		if (rc == 0) {
+			b->changed++;
+			b->queued += b->out.queued ? 1 : 0;
+			continue;
+		}
+		/* in bulk, what changed meanwhile (or never could) is skipped */
+		if (b->bulk && rc != -EIO && rc != -ENODEV)
+			continue;
+		return rc;
+	}
+	return 0;
+}
+
+struct store_pvo_pages {
+	const struct store_pvo_request *r;
+	int64_t now;
+	store_pvo_tx_fn tx;
+	uint64_t *changed, *queued;
+};
+
+static int store_pvo_page(struct store *st, const char *const *ids, size_t n, void *arg)
+{
+	struct store_pvo_pages *p = arg;
+	struct store_pvo_batch b = {.ids = ids, .nids = n, .r = p->r, .now = p->now, .bulk = true};
+	int rc = p->tx(st, &b);
+	*p->changed += b.changed;
+	*p->queued += b.queued;
+	return rc;
+}
+
+int store_pvo_act_pages(struct store *st, const struct store_filter *f,
+			const struct store_pvo_request *r, int64_t now, size_t batch,
+			store_list_ids_fn list, store_pvo_tx_fn tx, uint64_t *changed,
+			uint64_t *queued)
+{
+	struct store_filter q = *f;
+	q.state = NULL; /* memberships have their own states: the action picks the held ones */
+	struct store_pvo_pages p = {
+	    .r = r, .now = now, .tx = tx, .changed = changed, .queued = queued};
+	return store_each_id_page(st, &q, batch, list, store_pvo_page, &p);
 }
 
 int store_pvo_copy(struct store *st, const char *id, const char *const *to, size_t n, int64_t now)

@@ -198,4 +198,54 @@ int store_slbl_clean_list(char *const *in, size_t n, char ***out, size_t *nout);
  */
 int store_filter_check(const struct store_filter *f, int *state);
 
+/* A backend's reader of up to limit ids matching f after cursor, newest first. */
+typedef int (*store_list_ids_fn)(struct store *st, const struct store_filter *f, const char *cursor,
+				 size_t limit, char ***out, size_t *n);
+/* Acts on one page of ids in one transaction of the backend. 0 or -errno. */
+typedef int (*store_page_fn)(struct store *st, const char *const *ids, size_t n, void *arg);
+
+/*
+ * Bulk actions: pages through the ids matching f (batch a page), handing each
+ * non-empty page to act, so that each page is its own transaction (ingest commits
+ * in between, row locks are held briefly). Stops at the first error: its -errno,
+ * else 0. store.c.
+ */
+int store_each_id_page(struct store *st, const struct store_filter *f, size_t batch,
+		       store_list_ids_fn list, store_page_fn act, void *arg);
+
+/*
+ * Bulk release/delete: the recipients a caller may touch for filter f into
+ * *scope, *nscope (NULL, 0: all of them; one is storage for a single one). false
+ * when f names a recipient outside its own addresses (nothing can change). store.c.
+ */
+bool store_change_scope(const struct store_filter *f, const char *one[1], const char *const **scope,
+			size_t *nscope);
+
+/* One page of PVO actions (store_pvo_act, store_pvo_act_matching) for a backend. */
+struct store_pvo_batch {
+	const char *const *ids;
+	size_t nids;
+	const struct store_pvo_request *r;
+	int64_t now;
+	bool bulk; /* skip what cannot change instead of failing */
+	struct store_pvo_outcome out;
+	uint64_t changed, queued; /* this page's */
+};
+/* A backend's action on one membership inside its transaction (conn: its handle). */
+typedef int (*store_pvo_apply_fn)(void *conn, const char *id, const struct store_pvo_request *r,
+				  int64_t now, struct store_pvo_outcome *out);
+/* Runs b over b->ids with apply, counting what changed and queued. store.c. */
+int store_pvo_batch_apply(struct store_pvo_batch *b, store_pvo_apply_fn apply, void *conn);
+/* Runs b in one transaction of the backend (the backend's store_pvo_batch_apply). */
+typedef int (*store_pvo_tx_fn)(struct store *st, struct store_pvo_batch *b);
+/*
+ * store_pvo_act_matching for a backend: the held memberships of the messages
+ * matching f, a page of batch per transaction (tx), summed into *changed, *queued.
+ * store.c.
+ */
+int store_pvo_act_pages(struct store *st, const struct store_filter *f,
+			const struct store_pvo_request *r, int64_t now, size_t batch,
+			store_list_ids_fn list, store_pvo_tx_fn tx, uint64_t *changed,
+			uint64_t *queued);
+
 #endif

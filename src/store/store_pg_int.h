@@ -150,7 +150,7 @@ int store_pg_pvo_act_matching(struct store *s, const struct store_filter *f,
 int store_pg_pvo_copy(struct store *s, const char *id, const char *const *to, size_t n,
 		      int64_t now);
 /* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
-int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, const char *cursor,
+int store_pg_list_ids(struct store *s, const struct store_filter *f, const char *cursor,
 		      size_t limit, char ***out, size_t *n);
 
 typedef int (*store_pg_tx_fn)(struct store_pg *st, PGconn *c, void *arg);

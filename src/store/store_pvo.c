@@ -633,42 +633,30 @@ int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct st
 	return 0;
 }
 
-struct store_pvo_act_args {
-	const char *const *ids;
-	size_t nids;
-	const struct store_pvo_request *r;
-	int64_t now;
-	bool bulk; /* skip what cannot change instead of failing */
-	struct store_pvo_outcome out;
-	uint64_t changed, queued;
-};
+static int store_pvo_apply_on(void *conn, const char *id, const struct store_pvo_request *r,
+			      int64_t now, struct store_pvo_outcome *out)
+{
+	return store_sqlite_pvo_apply(conn, id, r, now, out);
+}
 
 static int store_pvo_act_job(struct store *st, struct store_conn *c, void *arg)
 {
 	(void)st;
-	struct store_pvo_act_args *a = arg;
-	a->changed = a->queued = 0;
-	for (size_t i = 0; i < a->nids; i++) {
-		int rc = store_sqlite_pvo_apply(c, a->ids[i], a->r, a->now, &a->out);
-		if (rc == 0) {
-			a->changed++;
-			a->queued += a->out.queued ? 1 : 0;
-			continue;
-		}
-		/* in bulk, what changed meanwhile (or never could) is skipped */
-		if (a->bulk && rc != -EIO && rc != -ENODEV)
-			continue;
-		return rc;
-	}
-	return 0;
+	return store_pvo_batch_apply(arg, store_pvo_apply_on, c);
+}
+
+/* each page its own writer job: ingest commits in between */
+static int store_pvo_act_tx(struct store *st, struct store_pvo_batch *b)
+{
+	return store_int_run_job(st, store_pvo_act_job, b);
 }
 
 int store_sqlite_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r,
 			 int64_t now, struct store_pvo_outcome *out)
 {
-	struct store_pvo_act_args a = {.ids = &id, .nids = 1, .r = r, .now = now};
-	int rc = store_int_run_job(st, store_pvo_act_job, &a);
-	*out = a.out;
+	struct store_pvo_batch b = {.ids = &id, .nids = 1, .r = r, .now = now};
+	int rc = store_pvo_act_tx(st, &b);
+	*out = b.out;
 	return rc;
 }
 
@@ -676,33 +664,8 @@ int store_sqlite_pvo_act_matching(struct store *st, const struct store_filter *f
 				  const struct store_pvo_request *r, int64_t now, uint64_t *changed,
 				  uint64_t *queued)
 {
-	struct store_filter q = *f;
-	q.state = NULL; /* memberships have their own states: the action picks the held ones */
-	char *cursor = NULL;
-	int rc = 0;
-	for (;;) {
-		char **ids = NULL;
-		size_t n = 0;
-		rc = store_sqlite_list_ids(st, &q, cursor, STORE_PVO_BULK_BATCH, &ids, &n);
-		if (rc < 0)
-			break;
-		struct store_pvo_act_args a = {
-		    .ids = (const char *const *)ids, .nids = n, .r = r, .now = now, .bulk = true};
-		/* each page its own writer job: ingest commits in between */
-		if (n > 0)
-			rc = store_int_run_job(st, store_pvo_act_job, &a);
-		*changed += a.changed;
-		*queued += a.queued;
-		free(cursor);
-		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
-		for (size_t i = 0; i < n; i++)
-			free(ids[i]);
-		free(ids);
-		if (rc < 0 || n < STORE_PVO_BULK_BATCH)
-			break;
-	}
-	free(cursor);
-	return rc;
+	return store_pvo_act_pages(st, f, r, now, STORE_PVO_BULK_BATCH, store_sqlite_list_ids,
+				   store_pvo_act_tx, changed, queued);
 }
 
 struct store_pvo_copy_args {
