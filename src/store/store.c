@@ -164,9 +164,9 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_quarantine_delete");
 	if (ops->operator_quarantines == NULL)
 		store_missing_add(&sb, "store_operator_quarantines");
-	if (ops->pvo_act == NULL)
+	if (ops->pvo_act_batch == NULL)
 		store_missing_add(&sb, "store_pvo_act");
-	if (ops->pvo_act_matching == NULL)
+	if (ops->pvo_act_batch == NULL || ops->list_ids == NULL)
 		store_missing_add(&sb, "store_pvo_act_matching");
 	if (ops->pvo_copy == NULL)
 		store_missing_add(&sb, "store_pvo_copy");
@@ -470,6 +470,27 @@ static bool store_pvo_request_ok(const struct store_pvo_request *r)
 	return false;
 }
 
+/* Messages per transaction of a bulk PVO action (store_pvo_act_matching). */
+#define STORE_PVO_BULK_BATCH 200
+
+/* store_pvo_act_matching's pages: what each acts with, and the sums. */
+struct store_pvo_pages {
+	const struct store_pvo_request *r;
+	int64_t now;
+	int (*tx)(struct store *st, struct store_pvo_batch *b);
+	uint64_t *changed, *queued;
+};
+
+static int store_pvo_page(struct store *st, const char *const *ids, size_t n, void *arg)
+{
+	struct store_pvo_pages *p = arg;
+	struct store_pvo_batch b = {.ids = ids, .nids = n, .r = p->r, .now = p->now, .bulk = true};
+	int rc = p->tx(st, &b);
+	*p->changed += b.changed;
+	*p->queued += b.queued;
+	return rc;
+}
+
 int store_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r, int64_t now,
 		  struct store_pvo_outcome *out)
 {
@@ -478,13 +499,16 @@ int store_pvo_act(struct store *st, const char *id, const struct store_pvo_reque
 	if (out == NULL)
 		out = &ignored;
 	memset(out, 0, sizeof(*out));
-	if (ops->pvo_act == NULL)
+	if (ops->pvo_act_batch == NULL)
 		return -ENOSYS;
 	if (!store_pvo_request_ok(r))
 		return -EINVAL;
 	if (id == NULL || !ids_valid(id))
 		return -ENOENT;
-	return ops->pvo_act(st, id, r, now, out);
+	struct store_pvo_batch b = {.ids = &id, .nids = 1, .r = r, .now = now};
+	int rc = ops->pvo_act_batch(st, &b);
+	*out = b.out;
+	return rc;
 }
 
 int store_pvo_act_matching(struct store *st, const struct store_filter *f,
@@ -493,12 +517,18 @@ int store_pvo_act_matching(struct store *st, const struct store_filter *f,
 {
 	const struct store_ops *ops = store_ops_of(st);
 	uint64_t c = 0, q = 0;
-	if (ops->pvo_act_matching == NULL)
+	if (ops->pvo_act_batch == NULL || ops->list_ids == NULL)
 		return -ENOSYS;
 	if (!store_pvo_request_ok(r) || f == NULL || f->quarantine == NULL ||
 	    strcmp(f->quarantine, r->quarantine) != 0)
 		return -EINVAL;
-	int rc = ops->pvo_act_matching(st, f, r, now, &c, &q);
+	struct store_filter held = *f;
+	held.state = NULL; /* memberships have their own states: the action picks the held ones */
+	struct store_pvo_pages p = {
+	    .r = r, .now = now, .tx = ops->pvo_act_batch, .changed = &c, .queued = &q};
+	/* a page per transaction of the backend */
+	int rc =
+	    store_each_id_page(st, &held, STORE_PVO_BULK_BATCH, ops->list_ids, store_pvo_page, &p);
 	if (changed != NULL)
 		*changed = c;
 	if (queued != NULL)
@@ -573,35 +603,6 @@ int store_pvo_batch_apply(struct store_pvo_batch *b, store_pvo_apply_fn apply, v
 		return rc;
 	}
 	return 0;
-}
-
-struct store_pvo_pages {
-	const struct store_pvo_request *r;
-	int64_t now;
-	store_pvo_tx_fn tx;
-	uint64_t *changed, *queued;
-};
-
-static int store_pvo_page(struct store *st, const char *const *ids, size_t n, void *arg)
-{
-	struct store_pvo_pages *p = arg;
-	struct store_pvo_batch b = {.ids = ids, .nids = n, .r = p->r, .now = p->now, .bulk = true};
-	int rc = p->tx(st, &b);
-	*p->changed += b.changed;
-	*p->queued += b.queued;
-	return rc;
-}
-
-int store_pvo_act_pages(struct store *st, const struct store_filter *f,
-			const struct store_pvo_request *r, int64_t now, size_t batch,
-			store_list_ids_fn list, store_pvo_tx_fn tx, uint64_t *changed,
-			uint64_t *queued)
-{
-	struct store_filter q = *f;
-	q.state = NULL; /* memberships have their own states: the action picks the held ones */
-	struct store_pvo_pages p = {
-	    .r = r, .now = now, .tx = tx, .changed = changed, .queued = queued};
-	return store_each_id_page(st, &q, batch, list, store_pvo_page, &p);
 }
 
 int store_pvo_copy(struct store *st, const char *id, const char *const *to, size_t n, int64_t now)

@@ -426,9 +426,6 @@ int store_pg_operator_quarantines(struct store *s, const char *username, char **
 
 /* --- actions on memberships (store.h "Actions on one membership") -------- */
 
-/* Messages per transaction of a bulk action (store_pvo_act_matching). */
-#define STORE_PG_PVO_BULK_BATCH 200
-
 /*
  * The type of quarantine name into *type (new), or -ENOENT. FOR SHARE: it cannot
  * be deleted while this transaction moves a membership into it, and actions in
@@ -625,26 +622,9 @@ static int store_pg_pvo_act_job(struct store_pg *st, PGconn *c, void *arg)
 }
 
 /* each page its own transaction: row locks are held briefly */
-static int store_pg_pvo_act_tx(struct store *s, struct store_pvo_batch *b)
+int store_pg_pvo_act_batch(struct store *s, struct store_pvo_batch *b)
 {
 	return store_pg_tx(store_pg_of(s), store_pg_pvo_act_job, b);
-}
-
-int store_pg_pvo_act(struct store *s, const char *id, const struct store_pvo_request *r,
-		     int64_t now, struct store_pvo_outcome *out)
-{
-	struct store_pvo_batch b = {.ids = &id, .nids = 1, .r = r, .now = now};
-	int rc = store_pg_pvo_act_tx(s, &b);
-	*out = b.out;
-	return rc;
-}
-
-int store_pg_pvo_act_matching(struct store *s, const struct store_filter *f,
-			      const struct store_pvo_request *r, int64_t now, uint64_t *changed,
-			      uint64_t *queued)
-{
-	return store_pvo_act_pages(s, f, r, now, STORE_PG_PVO_BULK_BATCH, store_pg_list_ids,
-				   store_pg_pvo_act_tx, changed, queued);
 }
 
 struct store_pg_pvo_copy_args {

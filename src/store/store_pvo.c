@@ -29,9 +29,6 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-/* Messages per transaction of a bulk action (store_pvo_act_matching). */
-#define STORE_PVO_BULK_BATCH 200
-
 /* A retry of (gateway, origin id): the message it repeats. */
 static const char sql_pvo_origin[] = "SELECT msg_id FROM memberships"
 				     " WHERE origin_gateway = ?1 AND origin_id = ?2 LIMIT 1";
@@ -646,26 +643,9 @@ static int store_pvo_act_job(struct store *st, struct store_conn *c, void *arg)
 }
 
 /* each page its own writer job: ingest commits in between */
-static int store_pvo_act_tx(struct store *st, struct store_pvo_batch *b)
+int store_sqlite_pvo_act_batch(struct store *st, struct store_pvo_batch *b)
 {
 	return store_int_run_job(st, store_pvo_act_job, b);
-}
-
-int store_sqlite_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r,
-			 int64_t now, struct store_pvo_outcome *out)
-{
-	struct store_pvo_batch b = {.ids = &id, .nids = 1, .r = r, .now = now};
-	int rc = store_pvo_act_tx(st, &b);
-	*out = b.out;
-	return rc;
-}
-
-int store_sqlite_pvo_act_matching(struct store *st, const struct store_filter *f,
-				  const struct store_pvo_request *r, int64_t now, uint64_t *changed,
-				  uint64_t *queued)
-{
-	return store_pvo_act_pages(st, f, r, now, STORE_PVO_BULK_BATCH, store_sqlite_list_ids,
-				   store_pvo_act_tx, changed, queued);
 }
 
 struct store_pvo_copy_args {
