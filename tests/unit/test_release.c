@@ -497,6 +497,22 @@ static struct release_config base_config(const char *primary, const char *second
 	return c;
 }
 
+/* Starts pri as the only relay host: the config over it, its address in *primary (free it). */
+static struct release_config start_primary(struct fake_mta *pri, char **primary)
+{
+	mta_start(pri);
+	*primary = mta_hostport(pri);
+	return base_config(*primary, NULL);
+}
+
+/* A new spam message to rcpts[0..n) (its id into id), released to all of them. */
+static void submit_released(struct store *st, struct release *r, const char *const *rcpts, size_t n,
+			    char id[37])
+{
+	submit(st, rcpts, n, id);
+	release_one(st, r, id, (int)n);
+}
+
 /* ---- tests ---- */
 
 static void test_delivered_to_primary(void **state)
@@ -559,8 +575,7 @@ static void test_primary_refused_goes_to_secondary(void **state)
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 1, id);
-	release_one(f->st, r, id, 1);
+	submit_released(f->st, r, rcpts, 1, id);
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
 	assert_int_equal(mta_count(&sec, &sec.messages), 1);
@@ -585,8 +600,7 @@ static void test_4xx_at_primary_goes_to_secondary(void **state)
 	/* A recipient-level 4xx: only that recipient goes to the secondary. */
 	const char *rcpts[] = {"ok@example.jp", "busy@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 2, id);
-	release_one(f->st, r, id, 2);
+	submit_released(f->st, r, rcpts, 2, id);
 	assert_int_equal(wait_settled(f->st, id, "ok@example.jp", NULL), STORE_RCPT_RELEASED);
 	assert_int_equal(wait_settled(f->st, id, "busy@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
@@ -613,8 +627,7 @@ static void test_session_4xx_goes_to_secondary(void **state)
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);
 	const char *rcpts[] = {"u1@example.jp", "u2@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 2, id);
-	release_one(f->st, r, id, 2);
+	submit_released(f->st, r, rcpts, 2, id);
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", NULL), STORE_RCPT_RELEASED);
 	assert_int_equal(wait_settled(f->st, id, "u2@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
@@ -641,8 +654,7 @@ static void test_5xx_fails_with_reply(void **state)
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);
 	const char *rcpts[] = {"nobody@example.jp", "u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 2, id);
-	release_one(f->st, r, id, 2);
+	submit_released(f->st, r, rcpts, 2, id);
 	char *reply = NULL;
 	assert_int_equal(wait_settled(f->st, id, "nobody@example.jp", &reply), STORE_RCPT_FAILED);
 	assert_string_equal(reply, "550 5.1.1 <nobody@example.jp>: no such user");
@@ -663,9 +675,8 @@ static void test_retry_with_backoff(void **state)
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
 	pri.fail_sessions = 2;
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
 	cfg.retry_min_ms = 100;
 	cfg.retry_max_ms = 150;
 	struct release *r = NULL;
@@ -695,9 +706,8 @@ static void test_give_up(void **state)
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
 	pri.fail_sessions = 1000;
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
 	cfg.retry_min_ms = 20;
 	cfg.retry_max_ms = 40;
 	/* attempts about 0, 20, 60 ms after the first; one more would come too late */
@@ -706,8 +716,7 @@ static void test_give_up(void **state)
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 1, id);
-	release_one(f->st, r, id, 1);
+	submit_released(f->st, r, rcpts, 1, id);
 	char *reply = NULL;
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", &reply), STORE_RCPT_FAILED);
 	release_stop(r);
@@ -727,15 +736,13 @@ static void test_released_twice_delivered_once(void **state)
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
 	pri.hold_ms = 100; /* the second release comes while the first is being sent */
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
 	struct release *r = NULL;
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 1, id);
-	release_one(f->st, r, id, 1);
+	submit_released(f->st, r, rcpts, 1, id);
 	release_one(f->st, r, id, 0);
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_one(f->st, r, id, 0);
@@ -752,9 +759,8 @@ static void test_max_connections_bounds_concurrency(void **state)
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
 	pri.hold_ms = 100;
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
 	cfg.max_connections = 2;
 	enum { N = 10 };
 	char ids[N][37];
@@ -817,8 +823,7 @@ static void test_reconfigure_to_working_host(void **state)
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 1, id);
-	release_one(f->st, r, id, 1);
+	submit_released(f->st, r, rcpts, 1, id);
 	/* Wait for the first failed attempt: its reply names the dead host. */
 	char *reply = NULL;
 	int64_t end = clock_mono_ms() + WAIT_LIMIT_MS;
@@ -900,9 +905,8 @@ static void test_pvo_no_route(void **state)
 {
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
 	struct release *r = NULL;
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);
 	char id[37];
