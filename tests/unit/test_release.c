@@ -505,6 +505,14 @@ static struct release_config start_primary(struct fake_mta *pri, char **primary)
 	return base_config(*primary, NULL);
 }
 
+/* A started release engine on cfg (release_stop it). */
+static struct release *start_release(struct store *st, const struct release_config *cfg)
+{
+	struct release *r = NULL;
+	assert_int_equal(release_start(st, cfg, &r), 0);
+	return r;
+}
+
 /* A new spam message to rcpts[0..n) (its id into id), released to all of them. */
 static void submit_released(struct store *st, struct release *r, const char *const *rcpts, size_t n,
 			    char id[37])
@@ -571,8 +579,7 @@ static void test_primary_refused_goes_to_secondary(void **state)
 	mta_start(&sec);
 	char *primary = closed_hostport(), *secondary = mta_hostport(&sec);
 	struct release_config cfg = base_config(primary, secondary);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
 	submit_released(f->st, r, rcpts, 1, id);
@@ -594,8 +601,7 @@ static void test_4xx_at_primary_goes_to_secondary(void **state)
 	mta_start(&sec);
 	char *primary = mta_hostport(&pri), *secondary = mta_hostport(&sec);
 	struct release_config cfg = base_config(primary, secondary);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 
 	/* A recipient-level 4xx: only that recipient goes to the secondary. */
 	const char *rcpts[] = {"ok@example.jp", "busy@example.jp"};
@@ -623,8 +629,7 @@ static void test_session_4xx_goes_to_secondary(void **state)
 	mta_start(&sec);
 	char *primary = mta_hostport(&pri), *secondary = mta_hostport(&sec);
 	struct release_config cfg = base_config(primary, secondary);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp", "u2@example.jp"};
 	char id[37];
 	submit_released(f->st, r, rcpts, 2, id);
@@ -712,8 +717,7 @@ static void test_give_up(void **state)
 	cfg.retry_max_ms = 40;
 	/* attempts about 0, 20, 60 ms after the first; one more would come too late */
 	cfg.give_up_after_ms = 100;
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
 	submit_released(f->st, r, rcpts, 1, id);
@@ -738,8 +742,7 @@ static void test_released_twice_delivered_once(void **state)
 	pri.hold_ms = 100; /* the second release comes while the first is being sent */
 	char *primary = NULL;
 	struct release_config cfg = start_primary(&pri, &primary);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
 	submit_released(f->st, r, rcpts, 1, id);
@@ -774,8 +777,7 @@ static void test_max_connections_bounds_concurrency(void **state)
 				 0);
 		assert_int_equal(changed, 1);
 	}
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	for (int i = 0; i < N; i++)
 		assert_int_equal(wait_settled(f->st, ids[i], addr[i], NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
@@ -802,8 +804,7 @@ static void test_leased_work_resent_after_crash(void **state)
 	assert_int_equal(store_delivery_claim(f->st, clock_now_ms(), 3600000, &d), 0);
 	store_delivery_free(d);
 	struct release_config cfg = base_config(primary, NULL);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
 	assert_int_equal(mta_count(&pri, &pri.messages), 1);
@@ -819,8 +820,7 @@ static void test_reconfigure_to_working_host(void **state)
 	char *dead = closed_hostport(), *good = mta_hostport(&pri);
 	struct release_config cfg = base_config(dead, NULL);
 	cfg.retry_min_ms = 100;
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
 	submit_released(f->st, r, rcpts, 1, id);
@@ -862,8 +862,7 @@ static void test_pvo_routes(void **state)
 	register_gateway(f->st, "gw-a", gw.port);
 	struct release_config cfg = base_config(primary, NULL);
 	cfg.alternate_release_gateway = alternate;
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 
 	char id[37], busy[37];
 	submit_pvo(f->st, "outbreak", "u1@example.jp", id);
@@ -907,8 +906,7 @@ static void test_pvo_no_route(void **state)
 	struct fake_mta pri = {0};
 	char *primary = NULL;
 	struct release_config cfg = start_primary(&pri, &primary);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	char id[37];
 	submit_pvo(f->st, "virus", "u1@example.jp", id);
 	struct store_pvo_request rq = {.action = STORE_PVO_RELEASE, .quarantine = "virus"};
