@@ -587,6 +587,13 @@ bool store_change_scope(const struct store_filter *f, const char *one[1], const 
 	return true;
 }
 
+int store_pvo_type_policy(int rc, char *type, bool *policy)
+{
+	*policy = type != NULL && strcmp(type, "policy") == 0;
+	free(type);
+	return rc == -ENOENT ? -ENODEV : rc < 0 ? rc : 0;
+}
+
 int store_pvo_batch_apply(struct store_pvo_batch *b, store_pvo_apply_fn apply, void *conn)
 {
 	b->changed = b->queued = 0;

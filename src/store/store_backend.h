@@ -59,6 +59,13 @@ struct store_pvo_batch {
 /* A backend's action on one membership inside its transaction (conn: its handle). */
 typedef int (*store_pvo_apply_fn)(void *conn, const char *id, const struct store_pvo_request *r,
 				  int64_t now, struct store_pvo_outcome *out);
+/*
+ * The end of a backend's look-up of a PVO quarantine's type for an action: rc is
+ * the look-up's (0 with type, new, or -ENOENT, or an error). Frees type; 0 with
+ * *policy whether it is a policy quarantine, -ENODEV when there is no such PVO
+ * quarantine, or the error. store.c.
+ */
+int store_pvo_type_policy(int rc, char *type, bool *policy);
 /* Runs b over b->ids with apply, counting what changed and queued. store.c. */
 int store_pvo_batch_apply(struct store_pvo_batch *b, store_pvo_apply_fn apply, void *conn);
 

@@ -539,11 +539,10 @@ int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request
 	}
 	PQclear(res);
 	char *type = NULL;
+	bool from_policy, to_policy;
 	int rc = store_pg_pvo_type_shared(c, r->quarantine, &type);
-	bool from_policy = type != NULL && strcmp(type, "policy") == 0;
-	free(type);
-	if (rc < 0)
-		return rc == -ENOENT ? -ENODEV : rc;
+	if ((rc = store_pvo_type_policy(rc, type, &from_policy)) < 0)
+		return rc;
 	if (state < 0)
 		return -ENXIO;
 	out->was = (enum store_membership_state)state;
@@ -564,13 +563,12 @@ int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request
 		      " WHERE msg_id = $1 AND quarantine = $2 AND state = 0";
 		break;
 	case STORE_PVO_MOVE: {
+		type = NULL;
 		rc = store_pg_pvo_type_shared(c, r->to, &type);
-		bool to_policy = type != NULL && strcmp(type, "policy") == 0;
-		free(type);
 		if (rc == -ENOENT)
 			out->to_unknown = true;
-		if (rc < 0)
-			return rc == -ENOENT ? -ENODEV : rc;
+		if ((rc = store_pvo_type_policy(rc, type, &to_policy)) < 0)
+			return rc;
 		if (!from_policy || !to_policy)
 			return -EPERM;
 		if (to_taken)

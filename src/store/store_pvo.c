@@ -547,11 +547,10 @@ int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct st
 	if (!pvo)
 		return -ENOENT;
 	char *type = NULL;
+	bool from_policy, to_policy;
 	int rc = store_pvo_type(c, r->quarantine, &type);
-	bool from_policy = type != NULL && strcmp(type, "policy") == 0;
-	free(type);
-	if (rc < 0)
-		return rc == -ENOENT ? -ENODEV : rc;
+	if ((rc = store_pvo_type_policy(rc, type, &from_policy)) < 0)
+		return rc;
 	int64_t state = 0;
 	if ((s = store_int_stmt(c, sql_pvo_act_state)) == NULL)
 		return -EIO;
@@ -575,13 +574,12 @@ int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct st
 		sqlite3_bind_int64(s, 3, r->by_ms);
 		break;
 	case STORE_PVO_MOVE:
+		type = NULL;
 		rc = store_pvo_type(c, r->to, &type);
-		bool to_policy = type != NULL && strcmp(type, "policy") == 0;
-		free(type);
 		if (rc == -ENOENT)
 			out->to_unknown = true;
-		if (rc < 0)
-			return rc == -ENOENT ? -ENODEV : rc;
+		if ((rc = store_pvo_type_policy(rc, type, &to_policy)) < 0)
+			return rc;
 		if (!from_policy || !to_policy)
 			return -EPERM;
 		if ((s = store_int_stmt(c, sql_pvo_act_state)) == NULL)
