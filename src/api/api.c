@@ -449,7 +449,7 @@ static int api_parse_uint(const char *s, unsigned long lo, unsigned long hi, uns
  * Parses an optional JSON object body. *out is NULL for an empty body. Answers the
  * request and returns -1 when the body is unusable (413, 400, 422).
  */
-static int api_body_object(struct api *a, struct http_server_request *req, json_t **out)
+int api_body_object(struct api *a, struct http_server_request *req, json_t **out)
 {
 	const char *data;
 	size_t len;
@@ -460,7 +460,7 @@ static int api_body_object(struct api *a, struct http_server_request *req, json_
 	return http_server_request_json_object(req, a->max_body, out) < 0 ? -1 : 0;
 }
 
-static void api_reply_store_error(struct http_server_request *req, const char *what, int rc)
+void api_reply_store_error(struct http_server_request *req, const char *what, int rc)
 {
 	if (store_error_unavailable(rc)) {
 		log_warn("api.store_unavailable", "call=%s", what);
@@ -1298,6 +1298,17 @@ static bool api_has_filter_field(const json_t *obj)
 	return false;
 }
 
+/* Keeps the well-formed ids of ids[0..n) at its front, in order: how many. */
+static size_t api_ids_keep_valid(const char **ids, size_t n)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ids_valid(ids[i]))
+			ids[kept++] = ids[i];
+	}
+	return kept;
+}
+
 /*
  * POST /api/v1/messages/release, .../delete, .../delay and .../move. A filter whose
  * "quarantine" names a PVO quarantine (delay and move: always) acts on the
@@ -1388,13 +1399,8 @@ static void api_bulk_action(struct api *a, struct http_server_request *req,
 	if (verb == STORE_PVO_DELAY || verb == STORE_PVO_MOVE ||
 	    (f.quarantine != NULL && api_pvo_is_quarantine(a, f.quarantine))) {
 		/* ids already checked by the filter parser; malformed ones name nothing */
-		size_t kept = 0;
-		for (size_t i = 0; i < nids; i++) {
-			if (ids_valid(ids[i]))
-				ids[kept++] = ids[i];
-		}
 		f.ids = have_ids ? ids : NULL;
-		f.nids = kept;
+		f.nids = api_ids_keep_valid(ids, nids);
 		api_pvo_bulk_action(a, req, body, &f, have_ids, verb);
 		goto done;
 	}
@@ -1407,11 +1413,7 @@ static void api_bulk_action(struct api *a, struct http_server_request *req,
 	int changed = 0;
 	if (have_ids) {
 		/* Malformed ids name nothing; an empty list must not become "no id filter". */
-		size_t kept = 0;
-		for (size_t i = 0; i < nids; i++) {
-			if (ids_valid(ids[i]))
-				ids[kept++] = ids[i];
-		}
+		size_t kept = api_ids_keep_valid(ids, nids);
 		if (kept == 0)
 			goto reply;
 		f.ids = ids;

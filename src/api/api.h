@@ -103,6 +103,18 @@ struct api_read *api_reads(struct api *a);
 const struct api_config *api_current_config(struct api *a);
 
 /*
+ * req's body as a JSON object into *out (new), or *out NULL when the body is
+ * empty or white space. -1 when it answered (malformed, not an object, too
+ * large): the handler returns. Else 0.
+ */
+int api_body_object(struct api *a, struct http_server_request *req, json_t **out);
+/*
+ * Answers a store failure of call what (rc: its -errno): 503 with Retry-After
+ * when the store is unreachable, else 500 (logged).
+ */
+void api_reply_store_error(struct http_server_request *req, const char *what, int rc);
+
+/*
  * The actor of req: the Bearer admin token, else a valid session (when session
  * hooks are installed), else role NONE. Valid until the handler returns.
  */

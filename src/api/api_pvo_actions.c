@@ -59,18 +59,6 @@ static const char *api_pvo_verb_name(enum api_pvo_verb v)
 	return v == API_PVO_COPY ? "copy" : store_pvo_action_name((enum store_pvo_action)v);
 }
 
-static void api_pvo_store_error(struct http_server_request *req, const char *what, int rc)
-{
-	if (store_error_unavailable(rc)) {
-		log_warn("api.store_unavailable", "call=%s", what);
-		http_server_add_header(req, "Retry-After", API_STORE_UNAVAILABLE_RETRY);
-		http_server_reply_error(req, 503, API_STORE_UNAVAILABLE_TEXT);
-		return;
-	}
-	log_error("api.store_error", "call=%s error=%s", what, strerror(-rc));
-	http_server_reply_error(req, 500, "the quarantine store failed (%s)", strerror(-rc));
-}
-
 /* The type of quarantine name into *type (new; NULL when there is none). 0 or the store's. */
 static int api_pvo_type(struct api *a, const char *name, char **type)
 {
@@ -204,7 +192,7 @@ static void api_pvo_refused(struct http_server_request *req, int rc,
 		http_server_reply_error(req, 422, "the request was refused");
 		return;
 	default:
-		api_pvo_store_error(req, "store_pvo_act", rc);
+		api_reply_store_error(req, "store_pvo_act", rc);
 	}
 }
 
@@ -262,7 +250,7 @@ static void api_pvo_do(struct api *a, struct http_server_request *req,
 	}
 	int rc = api_pvo_scope_of(a, w.who, &w.scoped, &w.names, &w.n);
 	if (rc < 0) {
-		api_pvo_store_error(req, "store_operator_quarantines", rc);
+		api_reply_store_error(req, "store_operator_quarantines", rc);
 		return;
 	}
 	if (!api_pvo_may_see(&w, m)) {
@@ -297,7 +285,7 @@ static void api_pvo_do(struct api *a, struct http_server_request *req,
 			if (rc == -ENOENT)
 				http_server_reply_error(req, 404, "no such message");
 			else
-				api_pvo_store_error(req, "store_pvo_copy", rc);
+				api_reply_store_error(req, "store_pvo_copy", rc);
 			goto done;
 		}
 		json_t *list = json_array();
@@ -371,11 +359,7 @@ static void api_pvo_route(struct api *a, struct http_server_request *req, enum a
 	const struct api_actor *who = api_actor(a, req);
 	json_t *body = NULL;
 	struct store_message *m = NULL;
-	const char *data;
-	size_t len;
-	http_server_request_body(req, &data, &len);
-	if (strspn(data, " \t\r\n") != len &&
-	    http_server_request_json_object(req, api_current_config(a)->max_body, &body) < 0)
+	if (api_body_object(a, req, &body) < 0)
 		return; /* answered: malformed, too large */
 	int rc = id != NULL && ids_valid(id) ? store_get(api_store(a), id, &m) : -ENOENT;
 	if (rc == 0 && who->role == API_ROLE_ENDUSER)
@@ -383,7 +367,7 @@ static void api_pvo_route(struct api *a, struct http_server_request *req, enum a
 	if (rc == -ENOENT || rc == -EINVAL) {
 		http_server_reply_error(req, 404, "no such message");
 	} else if (rc < 0) {
-		api_pvo_store_error(req, "store_get", rc);
+		api_reply_store_error(req, "store_get", rc);
 	} else if (m->nmemberships == 0 && strcmp(m->quarantine, STORE_PVO_MARKER) != 0) {
 		http_server_reply_error(req, 409,
 					"only messages of policy, virus and outbreak quarantines "
@@ -427,7 +411,7 @@ void api_pvo_bulk_action(struct api *a, struct http_server_request *req, const j
 	}
 	int rc = api_pvo_scope_of(a, w.who, &w.scoped, &w.names, &w.n);
 	if (rc < 0) {
-		api_pvo_store_error(req, "store_operator_quarantines", rc);
+		api_reply_store_error(req, "store_operator_quarantines", rc);
 		return;
 	}
 	if (f->quarantine == NULL) {
@@ -448,7 +432,7 @@ void api_pvo_bulk_action(struct api *a, struct http_server_request *req, const j
 		goto done;
 	if ((rc = api_pvo_type(a, f->quarantine, &type)) < 0 ||
 	    (r.to != NULL && (rc = api_pvo_type(a, r.to, &to_type)) < 0)) {
-		api_pvo_store_error(req, "store_quarantines", rc);
+		api_reply_store_error(req, "store_quarantines", rc);
 		goto done;
 	}
 	if (!api_pvo_type_is_pvo(type) || !api_pvo_may(&w, f->quarantine)) {
@@ -477,7 +461,7 @@ void api_pvo_bulk_action(struct api *a, struct http_server_request *req, const j
 			goto done;
 		}
 		if (rc < 0) {
-			api_pvo_store_error(req, "store_pvo_act_matching", rc);
+			api_reply_store_error(req, "store_pvo_act_matching", rc);
 			goto done;
 		}
 	}

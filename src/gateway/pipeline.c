@@ -474,16 +474,16 @@ static void pl_filters_undecided(struct pl *p, const char *filter, const char *w
 }
 
 /*
- * The outbreak rules ([outbreak] rules): a rule whose taken block quarantines
- * puts the recipients still open into the Outbreak quarantine, the rule's name as
- * the reason (the name written in quarantine("...") does not matter; other
- * actions are not applied). Undecided: as the content filters' undecided.
+ * Evaluates fs (the content filters or the outbreak rules) on the message for the
+ * recipients still open, into *res. false when there is nothing to apply: no
+ * rules, no recipient open, or no decision (then handled as [filters] undecided
+ * says). *evaluated becomes true when res holds a result to clear.
  */
-static void pl_outbreak(struct pl *p)
+static bool pl_eval_open(struct pl *p, const struct filter_set *fs, struct filter_result *res,
+			 bool *evaluated)
 {
-	const struct filter_set *fs = p->job->rules->outbreak;
 	if (fs == NULL || filter_set_count(fs) == 0)
-		return;
+		return false;
 	const char **rc = xcalloc(p->n + 1, sizeof(*rc));
 	size_t nrc = 0;
 	for (size_t i = 0; i < p->n; i++) {
@@ -492,7 +492,7 @@ static void pl_outbreak(struct pl *p)
 	}
 	if (nrc == 0) {
 		free(rc);
-		return;
+		return false;
 	}
 	pl_parse_meta(p);
 	struct filter_input in = {
@@ -504,13 +504,28 @@ static void pl_outbreak(struct pl *p)
 	    .nrcpts = nrc,
 	    .remote_ip = p->job->client_ip,
 	};
-	struct filter_result res = {0};
-	int r = filter_eval(fs, &in, &res);
+	int r = filter_eval(fs, &in, res);
 	free(rc);
-	if (r < 0 || res.undecided) {
-		pl_filters_undecided(p, r < 0 ? "-" : res.undecided_filter,
-				     r < 0 ? strerror(-r) : res.undecided_reason);
-	} else {
+	*evaluated = r == 0;
+	if (r < 0 || res->undecided) {
+		pl_filters_undecided(p, r < 0 ? "-" : res->undecided_filter,
+				     r < 0 ? strerror(-r) : res->undecided_reason);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * The outbreak rules ([outbreak] rules): a rule whose taken block quarantines
+ * puts the recipients still open into the Outbreak quarantine, the rule's name as
+ * the reason (the name written in quarantine("...") does not matter; other
+ * actions are not applied). Undecided: as the content filters' undecided.
+ */
+static void pl_outbreak(struct pl *p)
+{
+	struct filter_result res = {0};
+	bool evaluated = false;
+	if (pl_eval_open(p, p->job->rules->outbreak, &res, &evaluated)) {
 		const char *rule = NULL;
 		for (size_t k = 0; k < res.nactions && rule == NULL; k++) {
 			if (res.actions[k].kind == FILTER_ACTION_QUARANTINE)
@@ -529,43 +544,14 @@ static void pl_outbreak(struct pl *p)
 			}
 		}
 	}
-	if (r == 0)
+	if (evaluated)
 		filter_result_clear(&res);
 }
 
 static void pl_filters(struct pl *p)
 {
-	const struct filter_set *fs = p->job->rules->filters;
-	if (fs == NULL || filter_set_count(fs) == 0)
+	if (!pl_eval_open(p, p->job->rules->filters, &p->fres, &p->have_fres))
 		return;
-	const char **rc = xcalloc(p->n + 1, sizeof(*rc));
-	size_t nrc = 0;
-	for (size_t i = 0; i < p->n; i++) {
-		if (pl_open(p, i))
-			rc[nrc++] = p->rcpts[i];
-	}
-	if (nrc == 0) {
-		free(rc);
-		return;
-	}
-	pl_parse_meta(p);
-	struct filter_input in = {
-	    .meta = p->meta,
-	    .data = p->m->data,
-	    .len = p->m->len,
-	    .mail_from = p->m->env.sender != NULL ? p->m->env.sender : "",
-	    .rcpts = rc,
-	    .nrcpts = nrc,
-	    .remote_ip = p->job->client_ip,
-	};
-	int r = filter_eval(fs, &in, &p->fres);
-	free(rc);
-	p->have_fres = r == 0;
-	if (r < 0 || p->fres.undecided) {
-		pl_filters_undecided(p, r < 0 ? "-" : p->fres.undecided_filter,
-				     r < 0 ? strerror(-r) : p->fres.undecided_reason);
-		return;
-	}
 	/* What the filters decided, applied to every recipient still open. */
 	struct disposition fd = {.route = DISPOSITION_NEXT_HOP};
 	bool route_set = false;

@@ -180,12 +180,8 @@ bool pvo_out_released_rescan(const unsigned char *data, size_t len)
 	const char *s = (const char *)data;
 	size_t i = 0;
 	while (i < len) {
-		size_t eol = i;
-		while (eol < len && s[eol] != '\n')
-			eol++;
-		size_t n = eol - i;
-		if (n > 0 && s[i + n - 1] == '\r')
-			n--;
+		size_t n;
+		size_t next = pvo_header_line(s, len, i, &n);
 		if (n == 0)
 			return false; /* the end of the header section */
 		size_t k = fl;
@@ -197,22 +193,17 @@ bool pvo_out_released_rescan(const unsigned char *data, size_t len)
 			/* the field and its continuation lines, unfolded */
 			struct strbuf v = STRBUF_INIT;
 			strbuf_add(&v, s + i + k + 1, n - k - 1);
-			size_t next = eol < len ? eol + 1 : len;
 			while (next < len && (s[next] == ' ' || s[next] == '\t')) {
-				size_t e2 = next;
-				while (e2 < len && s[e2] != '\n')
-					e2++;
-				size_t n2 = e2 - next;
-				if (n2 > 0 && s[next + n2 - 1] == '\r')
-					n2--;
+				size_t n2;
+				size_t after = pvo_header_line(s, len, next, &n2);
 				strbuf_add(&v, s + next, n2);
-				next = e2 < len ? e2 + 1 : len;
+				next = after;
 			}
 			bool yes = pvo_out_value_rescan(strbuf_str(&v), v.len);
 			strbuf_free(&v);
 			return yes;
 		}
-		i = eol < len ? eol + 1 : len;
+		i = next;
 	}
 	return false;
 }

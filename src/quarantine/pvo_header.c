@@ -417,6 +417,17 @@ static int pvo_field(const char *f, size_t n, struct pvo_headers *out, char *err
 	return 0;
 }
 
+size_t pvo_header_line(const char *s, size_t len, size_t i, size_t *n)
+{
+	size_t eol = i;
+	while (eol < len && s[eol] != '\n')
+		eol++;
+	*n = eol - i;
+	if (*n > 0 && s[eol - 1] == '\r')
+		(*n)--;
+	return eol < len ? eol + 1 : len;
+}
+
 int pvo_headers_parse(const unsigned char *raw, size_t len, struct pvo_headers *out, char *err,
 		      size_t errlen)
 {
@@ -428,13 +439,8 @@ int pvo_headers_parse(const unsigned char *raw, size_t len, struct pvo_headers *
 	size_t i = 0;
 	int rc = 0;
 	while (i < len && rc == 0) {
-		size_t eol = i;
-		while (eol < len && s[eol] != '\n')
-			eol++;
-		size_t n = eol - i;
-		if (n > 0 && s[i + n - 1] == '\r')
-			n--;
-		size_t next = eol < len ? eol + 1 : len;
+		size_t n;
+		size_t next = pvo_header_line(s, len, i, &n);
 		bool empty = n == 0;
 		bool continued = !empty && pvo_wsp(s[i]);
 		if (continued && have) {

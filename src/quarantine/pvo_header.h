@@ -66,6 +66,12 @@ bool pvo_header_name_ok(const char *name);
 int pvo_header_parse_time(const char *s, size_t len, int64_t *ms);
 
 /*
+ * The line of s[0..len) that begins at i: its length without the line break (LF
+ * or CR LF) into *n. Returns where the next line begins (len after the last).
+ */
+size_t pvo_header_line(const char *s, size_t len, size_t i, size_t *n);
+
+/*
  * Reads the header section of raw (up to the first empty line), unfolding fields
  * (RFC 5322: a line break followed by a blank continues the field), and parses
  * every X-Lazaret-Quarantine and X-Lazaret-Origin-Id. 0 with *out filled (free

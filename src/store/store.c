@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -163,9 +164,9 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_quarantine_delete");
 	if (ops->operator_quarantines == NULL)
 		store_missing_add(&sb, "store_operator_quarantines");
-	if (ops->pvo_act == NULL)
+	if (ops->pvo_act_batch == NULL)
 		store_missing_add(&sb, "store_pvo_act");
-	if (ops->pvo_act_matching == NULL)
+	if (ops->pvo_act_batch == NULL || ops->list_ids == NULL)
 		store_missing_add(&sb, "store_pvo_act_matching");
 	if (ops->pvo_copy == NULL)
 		store_missing_add(&sb, "store_pvo_copy");
@@ -472,6 +473,27 @@ static bool store_pvo_request_ok(const struct store_pvo_request *r)
 	return false;
 }
 
+/* Messages per transaction of a bulk PVO action (store_pvo_act_matching). */
+#define STORE_PVO_BULK_BATCH 200
+
+/* store_pvo_act_matching's pages: what each acts with, and the sums. */
+struct store_pvo_pages {
+	const struct store_pvo_request *r;
+	int64_t now;
+	int (*tx)(struct store *st, struct store_pvo_batch *b);
+	uint64_t *changed, *queued;
+};
+
+static int store_pvo_page(struct store *st, const char *const *ids, size_t n, void *arg)
+{
+	struct store_pvo_pages *p = arg;
+	struct store_pvo_batch b = {.ids = ids, .nids = n, .r = p->r, .now = p->now, .bulk = true};
+	int rc = p->tx(st, &b);
+	*p->changed += b.changed;
+	*p->queued += b.queued;
+	return rc;
+}
+
 int store_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r, int64_t now,
 		  struct store_pvo_outcome *out)
 {
@@ -480,13 +502,16 @@ int store_pvo_act(struct store *st, const char *id, const struct store_pvo_reque
 	if (out == NULL)
 		out = &ignored;
 	memset(out, 0, sizeof(*out));
-	if (ops->pvo_act == NULL)
+	if (ops->pvo_act_batch == NULL)
 		return -ENOSYS;
 	if (!store_pvo_request_ok(r))
 		return -EINVAL;
 	if (id == NULL || !ids_valid(id))
 		return -ENOENT;
-	return ops->pvo_act(st, id, r, now, out);
+	struct store_pvo_batch b = {.ids = &id, .nids = 1, .r = r, .now = now};
+	int rc = ops->pvo_act_batch(st, &b);
+	*out = b.out;
+	return rc;
 }
 
 int store_pvo_act_matching(struct store *st, const struct store_filter *f,
@@ -495,17 +520,99 @@ int store_pvo_act_matching(struct store *st, const struct store_filter *f,
 {
 	const struct store_ops *ops = store_ops_of(st);
 	uint64_t c = 0, q = 0;
-	if (ops->pvo_act_matching == NULL)
+	if (ops->pvo_act_batch == NULL || ops->list_ids == NULL)
 		return -ENOSYS;
 	if (!store_pvo_request_ok(r) || f == NULL || f->quarantine == NULL ||
 	    strcmp(f->quarantine, r->quarantine) != 0)
 		return -EINVAL;
-	int rc = ops->pvo_act_matching(st, f, r, now, &c, &q);
+	struct store_filter held = *f;
+	held.state = NULL; /* memberships have their own states: the action picks the held ones */
+	struct store_pvo_pages p = {
+	    .r = r, .now = now, .tx = ops->pvo_act_batch, .changed = &c, .queued = &q};
+	/* a page per transaction of the backend */
+	int rc =
+	    store_each_id_page(st, &held, STORE_PVO_BULK_BATCH, ops->list_ids, store_pvo_page, &p);
 	if (changed != NULL)
 		*changed = c;
 	if (queued != NULL)
 		*queued = q;
 	return rc;
+}
+
+int store_each_id_page(struct store *st, const struct store_filter *f, size_t batch,
+		       store_list_ids_fn list, store_page_fn act, void *arg)
+{
+	char *cursor = NULL;
+	int rc = 0;
+	for (;;) {
+		char **ids = NULL;
+		size_t n = 0;
+		rc = list(st, f, cursor, batch, &ids, &n);
+		if (rc < 0)
+			break;
+		if (n > 0)
+			rc = act(st, (const char *const *)ids, n, arg);
+		free(cursor);
+		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
+		for (size_t i = 0; i < n; i++)
+			free(ids[i]);
+		free(ids);
+		if (rc < 0 || n < batch)
+			break;
+	}
+	free(cursor);
+	return rc;
+}
+
+bool store_change_scope(const struct store_filter *f, const char *one[1], const char *const **scope,
+			size_t *nscope)
+{
+	bool has_rcpt = f->recipient != NULL && f->recipient[0] != '\0';
+	*scope = NULL;
+	*nscope = 0;
+	if (f->addresses != NULL && !has_rcpt) {
+		*scope = f->addresses;
+		*nscope = f->naddresses;
+		return true;
+	}
+	if (f->addresses != NULL) {
+		bool in = false;
+		for (size_t i = 0; i < f->naddresses; i++)
+			in = in || strcasecmp(f->addresses[i], f->recipient) == 0;
+		if (!in)
+			return false;
+	}
+	if (has_rcpt) {
+		one[0] = f->recipient;
+		*scope = one;
+		*nscope = 1;
+	}
+	return true;
+}
+
+int store_pvo_type_policy(int rc, char *type, bool *policy)
+{
+	*policy = type != NULL && strcmp(type, "policy") == 0;
+	free(type);
+	return rc == -ENOENT ? -ENODEV : rc < 0 ? rc : 0;
+}
+
+int store_pvo_batch_apply(struct store_pvo_batch *b, store_pvo_apply_fn apply, void *conn)
+{
+	b->changed = b->queued = 0;
+	for (size_t i = 0; i < b->nids; i++) {
+		int rc = apply(conn, b->ids[i], b->r, b->now, &b->out);
+		if (rc == 0) {
+			b->changed++;
+			b->queued += b->out.queued ? 1 : 0;
+			continue;
+		}
+		/* in bulk, what changed meanwhile (or never could) is skipped */
+		if (b->bulk && rc != -EIO && rc != -ENODEV)
+			continue;
+		return rc;
+	}
+	return 0;
 }
 
 int store_pvo_copy(struct store *st, const char *id, const char *const *to, size_t n, int64_t now)

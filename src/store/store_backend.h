@@ -46,6 +46,29 @@ struct store_slbl_clean {
 	size_t nlists[2];
 };
 
+/* One page of PVO actions (store_pvo_act, store_pvo_act_matching) for a backend. */
+struct store_pvo_batch {
+	const char *const *ids;
+	size_t nids;
+	const struct store_pvo_request *r;
+	int64_t now;
+	bool bulk; /* skip what cannot change instead of failing */
+	struct store_pvo_outcome out;
+	uint64_t changed, queued; /* this page's */
+};
+/* A backend's action on one membership inside its transaction (conn: its handle). */
+typedef int (*store_pvo_apply_fn)(void *conn, const char *id, const struct store_pvo_request *r,
+				  int64_t now, struct store_pvo_outcome *out);
+/*
+ * The end of a backend's look-up of a PVO quarantine's type for an action: rc is
+ * the look-up's (0 with type, new, or -ENOENT, or an error). Frees type; 0 with
+ * *policy whether it is a policy quarantine, -ENODEV when there is no such PVO
+ * quarantine, or the error. store.c.
+ */
+int store_pvo_type_policy(int rc, char *type, bool *policy);
+/* Runs b over b->ids with apply, counting what changed and queued. store.c. */
+int store_pvo_batch_apply(struct store_pvo_batch *b, store_pvo_apply_fn apply, void *conn);
+
 struct store_ops {
 	void (*close)(struct store *st);
 	int (*submit_message)(struct store *st, struct store_new_message *m, store_done_fn done,
@@ -82,11 +105,14 @@ struct store_ops {
 			      bool create, int64_t now);
 	int (*quarantine_delete)(struct store *st, const char *name);
 	int (*operator_quarantines)(struct store *st, const char *username, char ***out, size_t *n);
-	int (*pvo_act)(struct store *st, const char *id, const struct store_pvo_request *r,
-		       int64_t now, struct store_pvo_outcome *out);
-	int (*pvo_act_matching)(struct store *st, const struct store_filter *f,
-				const struct store_pvo_request *r, int64_t now, uint64_t *changed,
-				uint64_t *queued);
+	/*
+	 * store_pvo_act and store_pvo_act_matching (store.c pages): runs b in one
+	 * transaction, store_pvo_batch_apply with the backend's action.
+	 */
+	int (*pvo_act_batch)(struct store *st, struct store_pvo_batch *b);
+	/* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
+	int (*list_ids)(struct store *st, const struct store_filter *f, const char *cursor,
+			size_t limit, char ***out, size_t *n);
 	int (*pvo_copy)(struct store *st, const char *id, const char *const *to, size_t n,
 			int64_t now);
 	int (*pvo_usage)(struct store *st, struct store_pvo_usage *out);
@@ -205,5 +231,28 @@ int store_slbl_clean_list(char *const *in, size_t n, char ***out, size_t *nout);
  * -EINVAL. f must not be NULL.
  */
 int store_filter_check(const struct store_filter *f, int *state);
+
+/* A backend's reader of up to limit ids matching f after cursor, newest first. */
+typedef int (*store_list_ids_fn)(struct store *st, const struct store_filter *f, const char *cursor,
+				 size_t limit, char ***out, size_t *n);
+/* Acts on one page of ids in one transaction of the backend. 0 or -errno. */
+typedef int (*store_page_fn)(struct store *st, const char *const *ids, size_t n, void *arg);
+
+/*
+ * Bulk actions: pages through the ids matching f (batch a page), handing each
+ * non-empty page to act, so that each page is its own transaction (ingest commits
+ * in between, row locks are held briefly). Stops at the first error: its -errno,
+ * else 0. store.c.
+ */
+int store_each_id_page(struct store *st, const struct store_filter *f, size_t batch,
+		       store_list_ids_fn list, store_page_fn act, void *arg);
+
+/*
+ * Bulk release/delete: the recipients a caller may touch for filter f into
+ * *scope, *nscope (NULL, 0: all of them; one is storage for a single one). false
+ * when f names a recipient outside its own addresses (nothing can change). store.c.
+ */
+bool store_change_scope(const struct store_filter *f, const char *one[1], const char *const **scope,
+			size_t *nscope);
 
 #endif

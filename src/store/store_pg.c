@@ -2635,9 +2635,10 @@ fail:
 }
 
 /* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
-int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, const char *cursor,
+int store_pg_list_ids(struct store *s, const struct store_filter *f, const char *cursor,
 		      size_t limit, char ***out, size_t *n)
 {
+	struct store_pg *st = store_pg_of(s);
 	struct strbuf q = STRBUF_INIT;
 	struct store_pg_params p = {0};
 	struct store_pg_conn *c = NULL;
@@ -2822,7 +2823,8 @@ struct store_pg_change_args {
 	bool strict;
 	enum store_rcpt_state to;
 	int64_t now;
-	int changed;
+	int changed; /* this transaction's */
+	int total;   /* the pages' so far (bulk) */
 };
 
 static int store_pg_change_tx(struct store_pg *st, PGconn *c, void *arg)
@@ -2874,11 +2876,22 @@ static int store_pg_delete(struct store *s, const char *id, const char *const *r
 	return store_pg_change(store_pg_of(s), id, rcpts, nrcpts, STORE_RCPT_DELETED, now, changed);
 }
 
+/* One page of a bulk change: its own transaction. */
+static int store_pg_change_page(struct store *s, const char *const *ids, size_t n, void *arg)
+{
+	struct store_pg_change_args *a = arg;
+	a->ids = ids;
+	a->nids = n;
+	int rc = store_pg_tx(store_pg_of(s), store_pg_change_tx, a);
+	a->total += a->changed;
+	return rc;
+}
+
 /*
  * Bulk change: pages through the matching messages that still have a quarantined
  * recipient in scope, one transaction per page (as the SQLite backend).
  */
-static int store_pg_change_matching(struct store_pg *st, const struct store_filter *f,
+static int store_pg_change_matching(struct store *s, const struct store_filter *f,
 				    enum store_rcpt_state to, int64_t now, int *changed)
 {
 	static const struct store_filter none;
@@ -2887,79 +2900,32 @@ static int store_pg_change_matching(struct store_pg *st, const struct store_filt
 	if (changed != NULL)
 		*changed = 0;
 	if (f->state != NULL && f->state[0] != '\0' && strcmp(f->state, "quarantined") != 0) {
-		enum store_rcpt_state s;
-		return store_rcpt_state_parse(f->state, &s); /* nothing else can change */
+		enum store_rcpt_state state;
+		return store_rcpt_state_parse(f->state, &state); /* nothing else can change */
 	}
 	struct store_filter q = *f;
 	q.state = "quarantined";
-	/* scope: the recipients this caller may touch (NULL: all of them) */
-	const char *const *scope = NULL;
-	size_t nscope = 0;
 	const char *one[1];
-	bool has_rcpt = f->recipient != NULL && f->recipient[0] != '\0';
-	if (f->addresses != NULL) {
-		if (has_rcpt) {
-			bool in = false;
-			for (size_t i = 0; i < f->naddresses; i++)
-				in = in || strcasecmp(f->addresses[i], f->recipient) == 0;
-			if (!in)
-				return 0;
-			one[0] = f->recipient;
-			scope = one;
-			nscope = 1;
-		} else {
-			scope = f->addresses;
-			nscope = f->naddresses;
-		}
-	} else if (has_rcpt) {
-		one[0] = f->recipient;
-		scope = one;
-		nscope = 1;
-	}
-	char *cursor = NULL;
-	int total = 0, rc = 0;
-	for (;;) {
-		char **ids = NULL;
-		size_t n = 0;
-		rc = store_pg_list_ids(st, &q, cursor, STORE_PG_MAINT_BATCH_DEFAULT, &ids, &n);
-		if (rc < 0)
-			break;
-		struct store_pg_change_args a = {
-		    .ids = (const char *const *)ids,
-		    .nids = n,
-		    .rcpts = scope,
-		    .nrcpts = nscope,
-		    .strict = false,
-		    .to = to,
-		    .now = now,
-		};
-		if (n > 0)
-			rc = store_pg_tx(st, store_pg_change_tx, &a);
-		total += a.changed;
-		free(cursor);
-		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
-		for (size_t i = 0; i < n; i++)
-			free(ids[i]);
-		free(ids);
-		if (rc < 0 || n < STORE_PG_MAINT_BATCH_DEFAULT)
-			break;
-	}
-	free(cursor);
+	struct store_pg_change_args a = {.strict = false, .to = to, .now = now};
+	if (!store_change_scope(f, one, &a.rcpts, &a.nrcpts))
+		return 0;
+	int rc = store_each_id_page(s, &q, STORE_PG_MAINT_BATCH_DEFAULT, store_pg_list_ids,
+				    store_pg_change_page, &a);
 	if (changed != NULL)
-		*changed = total;
+		*changed = a.total;
 	return rc;
 }
 
 static int store_pg_release_matching(struct store *s, const struct store_filter *f, int64_t now,
 				     int *changed)
 {
-	return store_pg_change_matching(store_pg_of(s), f, STORE_RCPT_RELEASING, now, changed);
+	return store_pg_change_matching(s, f, STORE_RCPT_RELEASING, now, changed);
 }
 
 static int store_pg_delete_matching(struct store *s, const struct store_filter *f, int64_t now,
 				    int *changed)
 {
-	return store_pg_change_matching(store_pg_of(s), f, STORE_RCPT_DELETED, now, changed);
+	return store_pg_change_matching(s, f, STORE_RCPT_DELETED, now, changed);
 }
 
 /* --- deliveries --------------------------------------------------------- */
@@ -3460,8 +3426,8 @@ const struct store_ops store_pg_ops = {
     .operator_quarantines = store_pg_operator_quarantines,
     .pvo_usage = store_pg_pvo_usage,
     .pvo_overflow = store_pg_pvo_overflow,
-    .pvo_act = store_pg_pvo_act,
-    .pvo_act_matching = store_pg_pvo_act_matching,
+    .pvo_act_batch = store_pg_pvo_act_batch,
+    .list_ids = store_pg_list_ids,
     .pvo_copy = store_pg_pvo_copy,
     .purge = store_pg_purge,
     .stats = store_pg_stats,

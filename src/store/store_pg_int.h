@@ -142,15 +142,13 @@ int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request
 int store_pg_pvo_usage(struct store *s, struct store_pvo_usage *out);
 int store_pg_pvo_overflow(struct store *s, uint64_t max_bytes, size_t batch, int64_t now,
 			  struct store_pvo_overflow *out);
-int store_pg_pvo_act(struct store *s, const char *id, const struct store_pvo_request *r,
-		     int64_t now, struct store_pvo_outcome *out);
-int store_pg_pvo_act_matching(struct store *s, const struct store_filter *f,
-			      const struct store_pvo_request *r, int64_t now, uint64_t *changed,
-			      uint64_t *queued);
+/* The pvo_act_batch of store_backend.h: b in one transaction. */
+struct store_pvo_batch;
+int store_pg_pvo_act_batch(struct store *s, struct store_pvo_batch *b);
 int store_pg_pvo_copy(struct store *s, const char *id, const char *const *to, size_t n,
 		      int64_t now);
 /* Up to limit ids matching f after cursor, newest first (bulk actions page with it). */
-int store_pg_list_ids(struct store_pg *st, const struct store_filter *f, const char *cursor,
+int store_pg_list_ids(struct store *s, const struct store_filter *f, const char *cursor,
 		      size_t limit, char ***out, size_t *n);
 
 typedef int (*store_pg_tx_fn)(struct store_pg *st, PGconn *c, void *arg);

@@ -426,9 +426,6 @@ int store_pg_operator_quarantines(struct store *s, const char *username, char **
 
 /* --- actions on memberships (store.h "Actions on one membership") -------- */
 
-/* Messages per transaction of a bulk action (store_pvo_act_matching). */
-#define STORE_PG_PVO_BULK_BATCH 200
-
 /*
  * The type of quarantine name into *type (new), or -ENOENT. FOR SHARE: it cannot
  * be deleted while this transaction moves a membership into it, and actions in
@@ -542,11 +539,10 @@ int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request
 	}
 	PQclear(res);
 	char *type = NULL;
+	bool from_policy, to_policy;
 	int rc = store_pg_pvo_type_shared(c, r->quarantine, &type);
-	bool from_policy = type != NULL && strcmp(type, "policy") == 0;
-	free(type);
-	if (rc < 0)
-		return rc == -ENOENT ? -ENODEV : rc;
+	if ((rc = store_pvo_type_policy(rc, type, &from_policy)) < 0)
+		return rc;
 	if (state < 0)
 		return -ENXIO;
 	out->was = (enum store_membership_state)state;
@@ -567,13 +563,12 @@ int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request
 		      " WHERE msg_id = $1 AND quarantine = $2 AND state = 0";
 		break;
 	case STORE_PVO_MOVE: {
+		type = NULL;
 		rc = store_pg_pvo_type_shared(c, r->to, &type);
-		bool to_policy = type != NULL && strcmp(type, "policy") == 0;
-		free(type);
 		if (rc == -ENOENT)
 			out->to_unknown = true;
-		if (rc < 0)
-			return rc == -ENOENT ? -ENODEV : rc;
+		if ((rc = store_pvo_type_policy(rc, type, &to_policy)) < 0)
+			return rc;
 		if (!from_policy || !to_policy)
 			return -EPERM;
 		if (to_taken)
@@ -612,77 +607,22 @@ int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request
 	return 0;
 }
 
-struct store_pg_pvo_act_args {
-	const char *const *ids;
-	size_t nids;
-	const struct store_pvo_request *r;
-	int64_t now;
-	bool bulk; /* skip what cannot change instead of failing */
-	struct store_pvo_outcome out;
-	uint64_t changed, queued;
-};
+static int store_pg_pvo_apply_on(void *conn, const char *id, const struct store_pvo_request *r,
+				 int64_t now, struct store_pvo_outcome *out)
+{
+	return store_pg_pvo_apply(conn, id, r, now, out);
+}
 
-static int store_pg_pvo_act_tx(struct store_pg *st, PGconn *c, void *arg)
+static int store_pg_pvo_act_job(struct store_pg *st, PGconn *c, void *arg)
 {
 	(void)st;
-	struct store_pg_pvo_act_args *a = arg;
-	a->changed = a->queued = 0;
-	for (size_t i = 0; i < a->nids; i++) {
-		int rc = store_pg_pvo_apply(c, a->ids[i], a->r, a->now, &a->out);
-		if (rc == 0) {
-			a->changed++;
-			a->queued += a->out.queued ? 1 : 0;
-			continue;
-		}
-		/* in bulk, what changed meanwhile (or never could) is skipped */
-		if (a->bulk && rc != -EIO && rc != -ENODEV)
-			continue;
-		return rc;
-	}
-	return 0;
+	return store_pvo_batch_apply(arg, store_pg_pvo_apply_on, c);
 }
 
-int store_pg_pvo_act(struct store *s, const char *id, const struct store_pvo_request *r,
-		     int64_t now, struct store_pvo_outcome *out)
+/* each page its own transaction: row locks are held briefly */
+int store_pg_pvo_act_batch(struct store *s, struct store_pvo_batch *b)
 {
-	struct store_pg_pvo_act_args a = {.ids = &id, .nids = 1, .r = r, .now = now};
-	int rc = store_pg_tx(store_pg_of(s), store_pg_pvo_act_tx, &a);
-	*out = a.out;
-	return rc;
-}
-
-int store_pg_pvo_act_matching(struct store *s, const struct store_filter *f,
-			      const struct store_pvo_request *r, int64_t now, uint64_t *changed,
-			      uint64_t *queued)
-{
-	struct store_pg *st = store_pg_of(s);
-	struct store_filter q = *f;
-	q.state = NULL; /* memberships have their own states: the action picks the held ones */
-	char *cursor = NULL;
-	int rc = 0;
-	for (;;) {
-		char **ids = NULL;
-		size_t n = 0;
-		rc = store_pg_list_ids(st, &q, cursor, STORE_PG_PVO_BULK_BATCH, &ids, &n);
-		if (rc < 0)
-			break;
-		struct store_pg_pvo_act_args a = {
-		    .ids = (const char *const *)ids, .nids = n, .r = r, .now = now, .bulk = true};
-		/* each page its own transaction: row locks are held briefly */
-		if (n > 0)
-			rc = store_pg_tx(st, store_pg_pvo_act_tx, &a);
-		*changed += a.changed;
-		*queued += a.queued;
-		free(cursor);
-		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
-		for (size_t i = 0; i < n; i++)
-			free(ids[i]);
-		free(ids);
-		if (rc < 0 || n < STORE_PG_PVO_BULK_BATCH)
-			break;
-	}
-	free(cursor);
-	return rc;
+	return store_pg_tx(store_pg_of(s), store_pg_pvo_act_job, b);
 }
 
 struct store_pg_pvo_copy_args {

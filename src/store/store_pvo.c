@@ -29,9 +29,6 @@
 #include "common/log.h"
 #include "common/xalloc.h"
 
-/* Messages per transaction of a bulk action (store_pvo_act_matching). */
-#define STORE_PVO_BULK_BATCH 200
-
 /* A retry of (gateway, origin id): the message it repeats. */
 static const char sql_pvo_origin[] = "SELECT msg_id FROM memberships"
 				     " WHERE origin_gateway = ?1 AND origin_id = ?2 LIMIT 1";
@@ -550,11 +547,10 @@ int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct st
 	if (!pvo)
 		return -ENOENT;
 	char *type = NULL;
+	bool from_policy, to_policy;
 	int rc = store_pvo_type(c, r->quarantine, &type);
-	bool from_policy = type != NULL && strcmp(type, "policy") == 0;
-	free(type);
-	if (rc < 0)
-		return rc == -ENOENT ? -ENODEV : rc;
+	if ((rc = store_pvo_type_policy(rc, type, &from_policy)) < 0)
+		return rc;
 	int64_t state = 0;
 	if ((s = store_int_stmt(c, sql_pvo_act_state)) == NULL)
 		return -EIO;
@@ -578,13 +574,12 @@ int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct st
 		sqlite3_bind_int64(s, 3, r->by_ms);
 		break;
 	case STORE_PVO_MOVE:
+		type = NULL;
 		rc = store_pvo_type(c, r->to, &type);
-		bool to_policy = type != NULL && strcmp(type, "policy") == 0;
-		free(type);
 		if (rc == -ENOENT)
 			out->to_unknown = true;
-		if (rc < 0)
-			return rc == -ENOENT ? -ENODEV : rc;
+		if ((rc = store_pvo_type_policy(rc, type, &to_policy)) < 0)
+			return rc;
 		if (!from_policy || !to_policy)
 			return -EPERM;
 		if ((s = store_int_stmt(c, sql_pvo_act_state)) == NULL)
@@ -633,76 +628,22 @@ int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct st
 	return 0;
 }
 
-struct store_pvo_act_args {
-	const char *const *ids;
-	size_t nids;
-	const struct store_pvo_request *r;
-	int64_t now;
-	bool bulk; /* skip what cannot change instead of failing */
-	struct store_pvo_outcome out;
-	uint64_t changed, queued;
-};
+static int store_pvo_apply_on(void *conn, const char *id, const struct store_pvo_request *r,
+			      int64_t now, struct store_pvo_outcome *out)
+{
+	return store_sqlite_pvo_apply(conn, id, r, now, out);
+}
 
 static int store_pvo_act_job(struct store *st, struct store_conn *c, void *arg)
 {
 	(void)st;
-	struct store_pvo_act_args *a = arg;
-	a->changed = a->queued = 0;
-	for (size_t i = 0; i < a->nids; i++) {
-		int rc = store_sqlite_pvo_apply(c, a->ids[i], a->r, a->now, &a->out);
-		if (rc == 0) {
-			a->changed++;
-			a->queued += a->out.queued ? 1 : 0;
-			continue;
-		}
-		/* in bulk, what changed meanwhile (or never could) is skipped */
-		if (a->bulk && rc != -EIO && rc != -ENODEV)
-			continue;
-		return rc;
-	}
-	return 0;
+	return store_pvo_batch_apply(arg, store_pvo_apply_on, c);
 }
 
-int store_sqlite_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r,
-			 int64_t now, struct store_pvo_outcome *out)
+/* each page its own writer job: ingest commits in between */
+int store_sqlite_pvo_act_batch(struct store *st, struct store_pvo_batch *b)
 {
-	struct store_pvo_act_args a = {.ids = &id, .nids = 1, .r = r, .now = now};
-	int rc = store_int_run_job(st, store_pvo_act_job, &a);
-	*out = a.out;
-	return rc;
-}
-
-int store_sqlite_pvo_act_matching(struct store *st, const struct store_filter *f,
-				  const struct store_pvo_request *r, int64_t now, uint64_t *changed,
-				  uint64_t *queued)
-{
-	struct store_filter q = *f;
-	q.state = NULL; /* memberships have their own states: the action picks the held ones */
-	char *cursor = NULL;
-	int rc = 0;
-	for (;;) {
-		char **ids = NULL;
-		size_t n = 0;
-		rc = store_sqlite_list_ids(st, &q, cursor, STORE_PVO_BULK_BATCH, &ids, &n);
-		if (rc < 0)
-			break;
-		struct store_pvo_act_args a = {
-		    .ids = (const char *const *)ids, .nids = n, .r = r, .now = now, .bulk = true};
-		/* each page its own writer job: ingest commits in between */
-		if (n > 0)
-			rc = store_int_run_job(st, store_pvo_act_job, &a);
-		*changed += a.changed;
-		*queued += a.queued;
-		free(cursor);
-		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
-		for (size_t i = 0; i < n; i++)
-			free(ids[i]);
-		free(ids);
-		if (rc < 0 || n < STORE_PVO_BULK_BATCH)
-			break;
-	}
-	free(cursor);
-	return rc;
+	return store_int_run_job(st, store_pvo_act_job, b);
 }
 
 struct store_pvo_copy_args {

@@ -2475,7 +2475,8 @@ struct store_change_args {
 	bool strict;
 	enum store_rcpt_state to;
 	int64_t now;
-	int changed;
+	int changed; /* this job's */
+	int total;   /* the pages' so far (bulk) */
 };
 
 static int store_change_job(struct store *st, struct store_conn *c, void *arg)
@@ -2526,6 +2527,17 @@ int store_sqlite_delete(struct store *st, const char *id, const char *const *rcp
 	return store_change(st, id, rcpts, nrcpts, STORE_RCPT_DELETED, now, changed);
 }
 
+/* One page of a bulk change: its own writer job. */
+static int store_change_page(struct store *st, const char *const *ids, size_t n, void *arg)
+{
+	struct store_change_args *a = arg;
+	a->ids = ids;
+	a->nids = n;
+	int rc = store_run_job(st, store_change_job, a);
+	a->total += a->changed;
+	return rc;
+}
+
 /*
  * Bulk change: pages through the matching messages that still have a
  * quarantined recipient in scope, one writer transaction per page.
@@ -2544,60 +2556,14 @@ static int store_change_matching(struct store *st, const struct store_filter *f,
 	}
 	struct store_filter q = *f;
 	q.state = "quarantined";
-	/* Scope: the recipients this caller may touch (NULL: all of them). */
-	const char *const *scope = NULL;
-	size_t nscope = 0;
 	const char *one[1];
-	if (f->addresses != NULL) {
-		if (f->recipient != NULL && f->recipient[0] != '\0') {
-			bool in = false;
-			for (size_t i = 0; i < f->naddresses; i++)
-				in = in || strcasecmp(f->addresses[i], f->recipient) == 0;
-			if (!in)
-				return 0;
-			one[0] = f->recipient;
-			scope = one;
-			nscope = 1;
-		} else {
-			scope = f->addresses;
-			nscope = f->naddresses;
-		}
-	} else if (f->recipient != NULL && f->recipient[0] != '\0') {
-		one[0] = f->recipient;
-		scope = one;
-		nscope = 1;
-	}
-	char *cursor = NULL;
-	int total = 0, rc = 0;
-	for (;;) {
-		char **ids = NULL;
-		size_t n = 0;
-		rc = store_sqlite_list_ids(st, &q, cursor, STORE_MAINT_BATCH_DEFAULT, &ids, &n);
-		if (rc < 0)
-			break;
-		struct store_change_args a = {
-		    .ids = (const char *const *)ids,
-		    .nids = n,
-		    .rcpts = scope,
-		    .nrcpts = nscope,
-		    .strict = false,
-		    .to = to,
-		    .now = now,
-		};
-		if (n > 0)
-			rc = store_run_job(st, store_change_job, &a);
-		total += a.changed;
-		free(cursor);
-		cursor = n > 0 ? xstrdup(ids[n - 1]) : NULL;
-		for (size_t i = 0; i < n; i++)
-			free(ids[i]);
-		free(ids);
-		if (rc < 0 || n < STORE_MAINT_BATCH_DEFAULT)
-			break;
-	}
-	free(cursor);
+	struct store_change_args a = {.strict = false, .to = to, .now = now};
+	if (!store_change_scope(f, one, &a.rcpts, &a.nrcpts))
+		return 0;
+	int rc = store_each_id_page(st, &q, STORE_MAINT_BATCH_DEFAULT, store_sqlite_list_ids,
+				    store_change_page, &a);
 	if (changed != NULL)
-		*changed = total;
+		*changed = a.total;
 	return rc;
 }
 
@@ -3261,8 +3227,8 @@ const struct store_ops store_sqlite_ops = {
     .operator_quarantines = store_sqlite_operator_quarantines,
     .pvo_usage = store_sqlite_pvo_usage,
     .pvo_overflow = store_sqlite_pvo_overflow,
-    .pvo_act = store_sqlite_pvo_act,
-    .pvo_act_matching = store_sqlite_pvo_act_matching,
+    .pvo_act_batch = store_sqlite_pvo_act_batch,
+    .list_ids = store_sqlite_list_ids,
     .pvo_copy = store_sqlite_pvo_copy,
     .purge = store_sqlite_purge,
     .stats = store_sqlite_stats,

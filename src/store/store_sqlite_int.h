@@ -100,11 +100,9 @@ int store_sqlite_expire_memberships(struct store *st, int64_t now, size_t batch,
  */
 int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct store_pvo_request *r,
 			   int64_t now, struct store_pvo_outcome *out);
-int store_sqlite_pvo_act(struct store *st, const char *id, const struct store_pvo_request *r,
-			 int64_t now, struct store_pvo_outcome *out);
-int store_sqlite_pvo_act_matching(struct store *st, const struct store_filter *f,
-				  const struct store_pvo_request *r, int64_t now, uint64_t *changed,
-				  uint64_t *queued);
+/* The pvo_act_batch of store_backend.h: b in one writer job. */
+struct store_pvo_batch;
+int store_sqlite_pvo_act_batch(struct store *st, struct store_pvo_batch *b);
 int store_sqlite_pvo_copy(struct store *st, const char *id, const char *const *to, size_t n,
 			  int64_t now);
 /* Queues one delivery of message id to rcpts (store_delivery's route fields). 0 or -EIO. */

@@ -497,6 +497,30 @@ static struct release_config base_config(const char *primary, const char *second
 	return c;
 }
 
+/* Starts pri as the only relay host: the config over it, its address in *primary (free it). */
+static struct release_config start_primary(struct fake_mta *pri, char **primary)
+{
+	mta_start(pri);
+	*primary = mta_hostport(pri);
+	return base_config(*primary, NULL);
+}
+
+/* A started release engine on cfg (release_stop it). */
+static struct release *start_release(struct store *st, const struct release_config *cfg)
+{
+	struct release *r = NULL;
+	assert_int_equal(release_start(st, cfg, &r), 0);
+	return r;
+}
+
+/* A new spam message to rcpts[0..n) (its id into id), released to all of them. */
+static void submit_released(struct store *st, struct release *r, const char *const *rcpts, size_t n,
+			    char id[37])
+{
+	submit(st, rcpts, n, id);
+	release_one(st, r, id, (int)n);
+}
+
 /* ---- tests ---- */
 
 static void test_delivered_to_primary(void **state)
@@ -555,12 +579,10 @@ static void test_primary_refused_goes_to_secondary(void **state)
 	mta_start(&sec);
 	char *primary = closed_hostport(), *secondary = mta_hostport(&sec);
 	struct release_config cfg = base_config(primary, secondary);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 1, id);
-	release_one(f->st, r, id, 1);
+	submit_released(f->st, r, rcpts, 1, id);
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
 	assert_int_equal(mta_count(&sec, &sec.messages), 1);
@@ -579,14 +601,12 @@ static void test_4xx_at_primary_goes_to_secondary(void **state)
 	mta_start(&sec);
 	char *primary = mta_hostport(&pri), *secondary = mta_hostport(&sec);
 	struct release_config cfg = base_config(primary, secondary);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 
 	/* A recipient-level 4xx: only that recipient goes to the secondary. */
 	const char *rcpts[] = {"ok@example.jp", "busy@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 2, id);
-	release_one(f->st, r, id, 2);
+	submit_released(f->st, r, rcpts, 2, id);
 	assert_int_equal(wait_settled(f->st, id, "ok@example.jp", NULL), STORE_RCPT_RELEASED);
 	assert_int_equal(wait_settled(f->st, id, "busy@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
@@ -609,12 +629,10 @@ static void test_session_4xx_goes_to_secondary(void **state)
 	mta_start(&sec);
 	char *primary = mta_hostport(&pri), *secondary = mta_hostport(&sec);
 	struct release_config cfg = base_config(primary, secondary);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp", "u2@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 2, id);
-	release_one(f->st, r, id, 2);
+	submit_released(f->st, r, rcpts, 2, id);
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", NULL), STORE_RCPT_RELEASED);
 	assert_int_equal(wait_settled(f->st, id, "u2@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
@@ -641,8 +659,7 @@ static void test_5xx_fails_with_reply(void **state)
 	assert_int_equal(release_start(f->st, &cfg, &r), 0);
 	const char *rcpts[] = {"nobody@example.jp", "u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 2, id);
-	release_one(f->st, r, id, 2);
+	submit_released(f->st, r, rcpts, 2, id);
 	char *reply = NULL;
 	assert_int_equal(wait_settled(f->st, id, "nobody@example.jp", &reply), STORE_RCPT_FAILED);
 	assert_string_equal(reply, "550 5.1.1 <nobody@example.jp>: no such user");
@@ -663,9 +680,8 @@ static void test_retry_with_backoff(void **state)
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
 	pri.fail_sessions = 2;
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
 	cfg.retry_min_ms = 100;
 	cfg.retry_max_ms = 150;
 	struct release *r = NULL;
@@ -695,19 +711,16 @@ static void test_give_up(void **state)
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
 	pri.fail_sessions = 1000;
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
 	cfg.retry_min_ms = 20;
 	cfg.retry_max_ms = 40;
 	/* attempts about 0, 20, 60 ms after the first; one more would come too late */
 	cfg.give_up_after_ms = 100;
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 1, id);
-	release_one(f->st, r, id, 1);
+	submit_released(f->st, r, rcpts, 1, id);
 	char *reply = NULL;
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", &reply), STORE_RCPT_FAILED);
 	release_stop(r);
@@ -727,15 +740,12 @@ static void test_released_twice_delivered_once(void **state)
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
 	pri.hold_ms = 100; /* the second release comes while the first is being sent */
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 1, id);
-	release_one(f->st, r, id, 1);
+	submit_released(f->st, r, rcpts, 1, id);
 	release_one(f->st, r, id, 0);
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_one(f->st, r, id, 0);
@@ -752,9 +762,8 @@ static void test_max_connections_bounds_concurrency(void **state)
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
 	pri.hold_ms = 100;
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
 	cfg.max_connections = 2;
 	enum { N = 10 };
 	char ids[N][37];
@@ -768,8 +777,7 @@ static void test_max_connections_bounds_concurrency(void **state)
 				 0);
 		assert_int_equal(changed, 1);
 	}
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	for (int i = 0; i < N; i++)
 		assert_int_equal(wait_settled(f->st, ids[i], addr[i], NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
@@ -796,8 +804,7 @@ static void test_leased_work_resent_after_crash(void **state)
 	assert_int_equal(store_delivery_claim(f->st, clock_now_ms(), 3600000, &d), 0);
 	store_delivery_free(d);
 	struct release_config cfg = base_config(primary, NULL);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	assert_int_equal(wait_settled(f->st, id, "u1@example.jp", NULL), STORE_RCPT_RELEASED);
 	release_stop(r);
 	assert_int_equal(mta_count(&pri, &pri.messages), 1);
@@ -813,12 +820,10 @@ static void test_reconfigure_to_working_host(void **state)
 	char *dead = closed_hostport(), *good = mta_hostport(&pri);
 	struct release_config cfg = base_config(dead, NULL);
 	cfg.retry_min_ms = 100;
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 	const char *rcpts[] = {"u1@example.jp"};
 	char id[37];
-	submit(f->st, rcpts, 1, id);
-	release_one(f->st, r, id, 1);
+	submit_released(f->st, r, rcpts, 1, id);
 	/* Wait for the first failed attempt: its reply names the dead host. */
 	char *reply = NULL;
 	int64_t end = clock_mono_ms() + WAIT_LIMIT_MS;
@@ -857,8 +862,7 @@ static void test_pvo_routes(void **state)
 	register_gateway(f->st, "gw-a", gw.port);
 	struct release_config cfg = base_config(primary, NULL);
 	cfg.alternate_release_gateway = alternate;
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	struct release *r = start_release(f->st, &cfg);
 
 	char id[37], busy[37];
 	submit_pvo(f->st, "outbreak", "u1@example.jp", id);
@@ -900,11 +904,9 @@ static void test_pvo_no_route(void **state)
 {
 	struct fixture *f = *state;
 	struct fake_mta pri = {0};
-	mta_start(&pri);
-	char *primary = mta_hostport(&pri);
-	struct release_config cfg = base_config(primary, NULL);
-	struct release *r = NULL;
-	assert_int_equal(release_start(f->st, &cfg, &r), 0);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
+	struct release *r = start_release(f->st, &cfg);
 	char id[37];
 	submit_pvo(f->st, "virus", "u1@example.jp", id);
 	struct store_pvo_request rq = {.action = STORE_PVO_RELEASE, .quarantine = "virus"};

@@ -2484,6 +2484,22 @@ static struct store_new_message *build_pvo(int64_t at, const char *gw, const cha
 	return m;
 }
 
+/* Stores a PVO message as build_pvo builds it (not stored_as another one). */
+static void add_pvo(struct store *st, int64_t at, const char *gw, const char *origin,
+		    const char *const *q, const int64_t *expires, char id_out[37])
+{
+	assert_int_equal(submit_sync(st, build_pvo(at, gw, origin, q, expires, id_out, NULL)), 0);
+}
+
+/* A spam message beside the PVO ones: what a PVO action must leave alone. */
+static void add_spam(struct store *st, char id_out[37])
+{
+	add(st,
+	    &(struct msg_spec){
+		"s", T0, "spam", "a@b.jp", NULL, {"u@example.jp"}, "s", "spam", "gw1"},
+	    id_out);
+}
+
 static const struct store_quarantine_stats *stats_of(const struct store_quarantine_stats *v,
 						     size_t n, const char *name)
 {
@@ -2539,8 +2555,7 @@ static void test_pvo_memberships(void **state)
 	/* a name a gateway's own store would type by its name is a policy one here */
 	const char *const fa[] = {"File Analysis", NULL};
 	char fa_id[37];
-	assert_int_equal(
-	    submit_sync(fx->st, build_pvo(T0 + 20, "10.0.0.1", "o-fa", fa, NULL, fa_id, NULL)), 0);
+	add_pvo(fx->st, T0 + 20, "10.0.0.1", "o-fa", fa, NULL, fa_id);
 	assert_int_equal(store_get(fx->st, fa_id, &m), 0);
 	assert_string_equal(m->memberships[0].type, "policy");
 	store_message_free(m);
@@ -2652,12 +2667,8 @@ static void test_pvo_expiry(void **state)
 	const char *const q[] = {"virus", "Adult", NULL};
 	const int64_t exp[] = {T0 + 1000, T0 + 5000};
 	char id[37], spam_id[37];
-	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-1", q, exp, id, NULL)),
-			 0);
-	add(fx->st,
-	    &(struct msg_spec){
-		"s", T0, "spam", "a@b.jp", NULL, {"u@example.jp"}, "s", "spam", "gw1"},
-	    spam_id);
+	add_pvo(fx->st, T0, "10.0.0.1", "o-1", q, exp, id);
+	add_spam(fx->st, spam_id);
 	uint64_t expired = 0, purged = 0;
 	/* nothing due yet */
 	assert_int_equal(store_expire_memberships(fx->st, T0 + 999, 1, &expired, &purged), 0);
@@ -2692,9 +2703,7 @@ static void test_pvo_expiry(void **state)
 		char pid[37], origin[16];
 		snprintf(origin, sizeof(origin), "b-%d", i);
 		const int64_t e1[] = {T0 + 10000, T0 + 10000};
-		assert_int_equal(submit_sync(fx->st, build_pvo(T0 + 100 + i, "10.0.0.1", origin, q,
-							       e1, pid, NULL)),
-				 0);
+		add_pvo(fx->st, T0 + 100 + i, "10.0.0.1", origin, q, e1, pid);
 	}
 	assert_int_equal(store_expire_memberships(fx->st, T0 + 20000, 3, &expired, &purged), 0);
 	assert_int_equal(expired, 10);
@@ -2735,8 +2744,7 @@ static void test_pvo_quarantine_settings(void **state)
 	/* its delete_after makes the default expiry of a membership */
 	const char *const qn[] = {"Finance", NULL};
 	char id[37];
-	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", NULL, qn, NULL, id, NULL)),
-			 0);
+	add_pvo(fx->st, T0, "10.0.0.1", NULL, qn, NULL, id);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
 	assert_int_equal(m->memberships[0].expires_at, T0 - 1000 + 3600000);
@@ -2850,18 +2858,14 @@ static void test_pvo_operator_scope(void **state)
 	const char *const qa[] = {"Alpha", NULL}, *const qb[] = {"Beta", NULL};
 	const char *const qab[] = {"Beta", "Alpha", NULL}, *const qg[] = {"Gamma", NULL};
 	char g1[37], a1[37], s1[37], b1[37], ab[37], s2[37];
-	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "g1", qg, NULL, g1, NULL)),
-			 0);
-	assert_int_equal(
-	    submit_sync(fx->st, build_pvo(T0 + 10, "10.0.0.1", "a1", qa, NULL, a1, NULL)), 0);
+	add_pvo(fx->st, T0, "10.0.0.1", "g1", qg, NULL, g1);
+	add_pvo(fx->st, T0 + 10, "10.0.0.1", "a1", qa, NULL, a1);
 	add(fx->st,
 	    &(struct msg_spec){
 		"s1", T0 + 20, "spam", "a@b.jp", NULL, {"user@example.jp"}, "s", "spam", "gw1"},
 	    s1);
-	assert_int_equal(
-	    submit_sync(fx->st, build_pvo(T0 + 30, "10.0.0.1", "b1", qb, NULL, b1, NULL)), 0);
-	assert_int_equal(
-	    submit_sync(fx->st, build_pvo(T0 + 40, "10.0.0.1", "ab", qab, NULL, ab, NULL)), 0);
+	add_pvo(fx->st, T0 + 30, "10.0.0.1", "b1", qb, NULL, b1);
+	add_pvo(fx->st, T0 + 40, "10.0.0.1", "ab", qab, NULL, ab);
 	add(fx->st,
 	    &(struct msg_spec){
 		"s2", T0 + 50, "spam", "a@b.jp", NULL, {"user@example.jp"}, "s", "spam", "gw1"},
@@ -2982,12 +2986,8 @@ static void test_pvo_release_from_all(void **state)
 	register_gw(fx->st, "gw-a", "10.0.0.1");
 	const char *const q[] = {"Adult", "outbreak", NULL};
 	char id[37], spam_id[37], other[37];
-	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-1", q, NULL, id, NULL)),
-			 0);
-	add(fx->st,
-	    &(struct msg_spec){
-		"s", T0, "spam", "a@b.jp", NULL, {"u@example.jp"}, "s", "spam", "gw1"},
-	    spam_id);
+	add_pvo(fx->st, T0, "10.0.0.1", "o-1", q, NULL, id);
+	add_spam(fx->st, spam_id);
 	struct store_pvo_outcome out;
 	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "Adult"};
 	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 10, &out), 0);
@@ -3053,8 +3053,7 @@ static void test_pvo_delete_and_expired(void **state)
 	struct fixture *fx = *state;
 	const char *const q[] = {"Adult", "virus", NULL};
 	char a[37], b[37];
-	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.9", "o-1", q, NULL, a, NULL)),
-			 0);
+	add_pvo(fx->st, T0, "10.0.0.9", "o-1", q, NULL, a);
 	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "virus"};
 	assert_int_equal(store_pvo_act(fx->st, a, &r, T0 + 10, NULL), 0);
 	r.action = STORE_PVO_DELETE;
@@ -3070,8 +3069,7 @@ static void test_pvo_delete_and_expired(void **state)
 
 	/* deleted from one quarantine, it is in none: the other membership is deleted too */
 	char c[37];
-	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.9", "o-3", q, NULL, c, NULL)),
-			 0);
+	add_pvo(fx->st, T0, "10.0.0.9", "o-3", q, NULL, c);
 	r.action = STORE_PVO_DELETE;
 	r.quarantine = "Adult";
 	assert_int_equal(store_pvo_act(fx->st, c, &r, T0 + 30, NULL), 0);
@@ -3089,7 +3087,7 @@ static void test_pvo_delete_and_expired(void **state)
 	/* one membership expired, the other released: delivered; no registered gateway
 	 * at its address: the route is "" (the alternate release gateway) */
 	const int64_t exp[] = {T0 + 1000, T0 + 900000};
-	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.9", "o-2", q, exp, b, NULL)), 0);
+	add_pvo(fx->st, T0, "10.0.0.9", "o-2", q, exp, b);
 	uint64_t expired = 0;
 	assert_int_equal(store_expire_memberships(fx->st, T0 + 2000, 10, &expired, NULL), 0);
 	assert_int_equal(expired, 1);
@@ -3138,14 +3136,10 @@ static void test_pvo_overflow(void **state)
 	const char *const q1[] = {"Adult", NULL}, *const q2[] = {"Rel", NULL};
 	const char *const q3[] = {"Adult", "Keep", NULL}, *const q4[] = {"Keep", NULL};
 	char m1[37], m2[37], m3[37], m4[37];
-	assert_int_equal(
-	    submit_sync(fx->st, build_pvo(T0 + 1, "10.0.0.1", "o-1", q1, NULL, m1, NULL)), 0);
-	assert_int_equal(
-	    submit_sync(fx->st, build_pvo(T0 + 2, "10.0.0.1", "o-2", q2, NULL, m2, NULL)), 0);
-	assert_int_equal(
-	    submit_sync(fx->st, build_pvo(T0 + 3, "10.0.0.1", "o-3", q3, NULL, m3, NULL)), 0);
-	assert_int_equal(
-	    submit_sync(fx->st, build_pvo(T0 + 4, "10.0.0.1", "o-4", q4, NULL, m4, NULL)), 0);
+	add_pvo(fx->st, T0 + 1, "10.0.0.1", "o-1", q1, NULL, m1);
+	add_pvo(fx->st, T0 + 2, "10.0.0.1", "o-2", q2, NULL, m2);
+	add_pvo(fx->st, T0 + 3, "10.0.0.1", "o-3", q3, NULL, m3);
+	add_pvo(fx->st, T0 + 4, "10.0.0.1", "o-4", q4, NULL, m4);
 	struct store_pvo_usage u;
 	assert_int_equal(store_pvo_usage(fx->st, &u), 0);
 	assert_int_equal(u.messages, 4);
@@ -3208,8 +3202,7 @@ static void test_pvo_delay_and_move(void **state)
 	const char *const q[] = {"Adult", "Other", "virus", NULL};
 	const int64_t exp[] = {T0 + 5000, T0 + 6000, T0 + 7000};
 	char id[37];
-	assert_int_equal(submit_sync(fx->st, build_pvo(T0, "10.0.0.1", "o-1", q, exp, id, NULL)),
-			 0);
+	add_pvo(fx->st, T0, "10.0.0.1", "o-1", q, exp, id);
 	struct store_pvo_request r = {
 	    .action = STORE_PVO_DELAY, .quarantine = "Adult", .by_ms = 3 * 86400000LL};
 	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 1, NULL), 0);
@@ -3268,15 +3261,9 @@ static void test_pvo_bulk_and_copy(void **state)
 	for (int i = 0; i < N; i++) {
 		char origin[16];
 		snprintf(origin, sizeof(origin), "b-%d", i);
-		assert_int_equal(
-		    submit_sync(fx->st, build_pvo(T0 + i, "10.0.0.1", origin, i == 0 ? two : one,
-						  NULL, ids[i], NULL)),
-		    0);
+		add_pvo(fx->st, T0 + i, "10.0.0.1", origin, i == 0 ? two : one, NULL, ids[i]);
 	}
-	add(fx->st,
-	    &(struct msg_spec){
-		"s", T0, "spam", "a@b.jp", NULL, {"u@example.jp"}, "s", "spam", "gw1"},
-	    spam_id);
+	add_spam(fx->st, spam_id);
 	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "Adult"};
 	/* one of them released by hand already */
 	assert_int_equal(store_pvo_act(fx->st, ids[4], &r, T0 + 10, NULL), 0);
@@ -3370,9 +3357,7 @@ static void test_pvo_release_race(void **state)
 	for (int i = 0; i < N; i++) {
 		char origin[16];
 		snprintf(origin, sizeof(origin), "r-%d", i);
-		assert_int_equal(submit_sync(fx->st, build_pvo(T0 + i, "10.0.0.1", origin, q, NULL,
-							       ids[i], NULL)),
-				 0);
+		add_pvo(fx->st, T0 + i, "10.0.0.1", origin, q, NULL, ids[i]);
 	}
 	struct pvo_racer rc[RACERS];
 	pthread_t th[RACERS];
