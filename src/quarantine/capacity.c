@@ -63,9 +63,9 @@ static int capacity_sweep(struct capacity *c, uint64_t max, struct store_pvo_usa
 		*u = o.after;
 		if (o.released + o.deleted == 0)
 			break;
-		log_info("pvo.overflow", "released=%llu deleted=%llu bytes=%llu max_size=%llu",
-			 (unsigned long long)o.released, (unsigned long long)o.deleted,
-			 (unsigned long long)u->bytes, (unsigned long long)max);
+		log_debug("pvo.overflow", "released=%llu deleted=%llu bytes=%llu max_size=%llu",
+			  (unsigned long long)o.released, (unsigned long long)o.deleted,
+			  (unsigned long long)u->bytes, (unsigned long long)max);
 		capacity_pause();
 	}
 	if (released + deleted > 0) {

@@ -20,12 +20,15 @@ struct capacity;
 
 /* How often the usage is read (and the sweep runs when over). */
 #define CAPACITY_INTERVAL_MS 1000
-/* Memberships per sweep transaction: small, so that ingest never waits long. */
-#define CAPACITY_BATCH 25
+/*
+ * Memberships per sweep transaction. An ingest commit that arrives while one runs
+ * waits for it, so it is kept to about one commit's own time (mostly its fsync).
+ */
+#define CAPACITY_BATCH 5
 /* Messages per purge transaction after a sweep. */
-#define CAPACITY_PURGE_BATCH 50
+#define CAPACITY_PURGE_BATCH 10
 /* The pause between two sweep (or purge) transactions, in which ingest commits. */
-#define CAPACITY_PAUSE_MS 10
+#define CAPACITY_PAUSE_MS 5
 
 /* max_size 0: no limit (never sweeps, never full). */
 struct capacity *capacity_new(struct event_base *base, struct store *st, uint64_t max_size);

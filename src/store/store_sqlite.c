@@ -2968,11 +2968,11 @@ static int store_purge_job(struct store *st, struct store_conn *c, void *arg)
 }
 
 /*
- * Gives back at most 1024 free pages (4 MiB of 4 KiB pages) per transaction:
+ * Gives back at most 256 free pages (1 MiB of 4 KiB pages) per transaction:
  * moving pages and truncating the file is the writer's slowest work, and ingest
  * waits for it. *arg (int64_t) = the free pages left.
  */
-static const char sql_vacuum_chunk[] = "PRAGMA incremental_vacuum(1024)";
+static const char sql_vacuum_chunk[] = "PRAGMA incremental_vacuum(256)";
 
 static int store_vacuum_job(struct store *st, struct store_conn *c, void *arg)
 {
