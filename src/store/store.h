@@ -951,7 +951,7 @@ int store_gateway_pending_put(struct store *st, const struct store_gateway *g, s
 #define STORE_EVENT_TYPE_MAX   32    /* [a-z_], one of store_event_type_ok's */
 #define STORE_EVENT_MSG_ID_MAX 64    /* printable ASCII, no blanks */
 #define STORE_EVENT_DETAIL_MAX 65536 /* a JSON object's text */
-#define STORE_EVENT_TEXT_MAX   998   /* a sender, recipient, subject, Message-ID (an RFC 5322 line) */
+#define STORE_EVENT_TEXT_MAX   998 /* a sender, recipient, subject, Message-ID (an RFC 5322 line) */
 
 /* Flags of a tracked message (TR1's event searches). */
 enum store_track_flag {
@@ -1034,8 +1034,8 @@ void store_event_rows_free(struct store_event_row *v, size_t n);
  * Events of gateway with seq > after_seq in seq order, at most limit (1..10000);
  * msg_id not NULL: only that message's (its timeline). *out is new.
  */
-int store_events_list(struct store *st, const char *gateway, const char *msg_id,
-		      int64_t after_seq, size_t limit, struct store_event_row **out, size_t *n);
+int store_events_list(struct store *st, const char *gateway, const char *msg_id, int64_t after_seq,
+		      size_t limit, struct store_event_row **out, size_t *n);
 
 /* One tracked message (the struct owns its strings). */
 struct store_tracked_message {
