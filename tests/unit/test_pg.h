@@ -61,4 +61,64 @@ static inline char *test_pg_dsn_of(const char *db)
 	return xasprintf("%s dbname=%s", test_pg_dsn(), db);
 }
 
+#ifdef LAZARET_STORE_H
+#include <ftw.h>
+#include <string.h>
+
+/* One test's store: in a new directory, on PostgreSQL in a new database. */
+struct test_store_fixture {
+	char dir[64];
+	char db[64]; /* PostgreSQL: this test's database ("" on SQLite) */
+	struct store *st;
+};
+
+static inline int test_store_rm_entry(const char *path, const struct stat *sb, int flag,
+				      struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+/* (Re)opens fx's store; on PostgreSQL its database is made the first time. 0 or -1. */
+static inline int test_store_open(struct test_store_fixture *fx)
+{
+	struct store_options opt = {.dir = fx->dir};
+	if (test_pg_dsn() == NULL)
+		return store_open(&opt, &fx->st) == 0 ? 0 : -1;
+	if (fx->db[0] == '\0' && test_pg_create(fx->db, sizeof(fx->db)) < 0)
+		return -1;
+	char *dsn = test_pg_dsn_of(fx->db);
+	opt = (struct store_options){.backend = "postgresql", .dsn = dsn};
+	int rc = store_open(&opt, &fx->st);
+	free(dsn);
+	return rc == 0 ? 0 : -1;
+}
+
+/* cmocka setup: a fixture for test program name (its directory
+ * /tmp/lazaret-test-<name>-XXXXXX) with its store open, into *state. */
+static inline int test_store_setup(void **state, const char *name)
+{
+	struct test_store_fixture *fx = xcalloc(1, sizeof(*fx));
+	snprintf(fx->dir, sizeof(fx->dir), "/tmp/lazaret-test-%s-XXXXXX", name);
+	*state = fx;
+	if (mkdtemp(fx->dir) == NULL)
+		return -1;
+	return test_store_open(fx);
+}
+
+/* cmocka teardown of test_store_setup: the store closed, its files and database gone. */
+static inline int test_store_teardown(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	store_close(fx->st);
+	nftw(fx->dir, test_store_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (fx->db[0] != '\0')
+		test_pg_drop(fx->db);
+	free(fx);
+	return 0;
+}
+#endif
+
 #endif

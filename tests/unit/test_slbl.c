@@ -23,53 +23,9 @@
 #include "store/store.h"
 #include "test_pg.h"
 
-struct fixture {
-	char dir[64];
-	char db[64]; /* PostgreSQL (test_pg.h): this test's database */
-	struct store *st;
-};
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-static int open_store(struct fixture *fx)
-{
-	struct store_options opt = {.dir = fx->dir};
-	if (test_pg_dsn() == NULL)
-		return store_open(&opt, &fx->st);
-	if (fx->db[0] == '\0' && test_pg_create(fx->db, sizeof(fx->db)) < 0)
-		return -1;
-	char *dsn = test_pg_dsn_of(fx->db);
-	opt = (struct store_options){.backend = "postgresql", .dsn = dsn};
-	int rc = store_open(&opt, &fx->st);
-	free(dsn);
-	return rc;
-}
-
 static int setup(void **state)
 {
-	struct fixture *fx = xcalloc(1, sizeof(*fx));
-	snprintf(fx->dir, sizeof(fx->dir), "/tmp/lazaret-test-slbl-XXXXXX");
-	if (mkdtemp(fx->dir) == NULL || open_store(fx) != 0)
-		return -1;
-	*state = fx;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *fx = *state;
-	store_close(fx->st);
-	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	if (fx->db[0] != '\0')
-		test_pg_drop(fx->db);
-	free(fx);
-	return 0;
+	return test_store_setup(state, "slbl");
 }
 
 /* A char * copy of a NULL-terminated list (NULL stays NULL), *n its length. */
@@ -120,7 +76,7 @@ static void assert_list(char **got, size_t n, const char *const *want)
 
 static void test_put_get_normalizes(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	static const char *const safe[] = {" Boss@Partner.EXAMPLE ", "partner.example",
 					   "boss@partner.example", ".Sub.Example", NULL};
 	static const char *const block[] = {"spam.example", "x@spam.example", "spam.example", NULL};
@@ -196,7 +152,7 @@ static const struct {
 
 static void test_entries(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	for (size_t i = 0; i < sizeof(entry_cases) / sizeof(entry_cases[0]); i++) {
 		const char *const safe[] = {entry_cases[i].in, NULL};
 		int rc = put(fx->st, "u@corp.example", safe, NULL, 100, NULL);
@@ -246,7 +202,7 @@ static void test_entries(void **state)
 
 static void test_limits(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	char *names[502];
 	const char *list[503];
 	for (size_t i = 0; i < 502; i++) {
@@ -284,7 +240,7 @@ static void test_limits(void **state)
 
 static void test_changes(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	struct store_slbl **v = NULL;
 	size_t n = 99;
 	int64_t version = -1;
@@ -343,14 +299,14 @@ static void test_changes(void **state)
 
 static void test_reopen_keeps_lists(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	static const char *const s[] = {"z.example", "a.example", "m@m.example", NULL};
 	int64_t v;
 	assert_int_equal(put(fx->st, "u@corp.example", s, s, 100, &v), 0);
 	assert_int_equal(put(fx->st, "w@corp.example", s, NULL, 100, &v), 0);
 	store_close(fx->st);
 	fx->st = NULL;
-	assert_int_equal(open_store(fx), 0);
+	assert_int_equal(test_store_open(fx), 0);
 	struct store_slbl *l = NULL;
 	assert_int_equal(store_slbl_get(fx->st, "u@corp.example", &l), 0);
 	assert_list(l->safelist, l->nsafelist, s); /* order kept, not sorted */
@@ -365,11 +321,11 @@ static void test_reopen_keeps_lists(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_put_get_normalizes, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_entries, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_changes, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_reopen_keeps_lists, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_put_get_normalizes, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_entries, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_limits, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_changes, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_reopen_keeps_lists, setup, test_store_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,46 +26,9 @@
 #include "store/store.h"
 #include "test_pg.h"
 
-struct fixture {
-	char dir[64];
-	char db[64];
-	struct store *st;
-};
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof(*fx));
-	snprintf(fx->dir, sizeof(fx->dir), "/tmp/lazaret-test-events-XXXXXX");
-	if (mkdtemp(fx->dir) == NULL)
-		return -1;
-	struct store_options opt = {.dir = fx->dir};
-	char *dsn = NULL;
-	if (test_pg_dsn() != NULL) {
-		if (test_pg_create(fx->db, sizeof(fx->db)) < 0)
-			return -1;
-		dsn = test_pg_dsn_of(fx->db);
-		opt = (struct store_options){.backend = "postgresql", .dsn = dsn};
-	}
-	int rc = store_open(&opt, &fx->st);
-	free(dsn);
-	*state = fx;
-	return rc == 0 ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *fx = *state;
-	store_close(fx->st);
-	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	if (fx->db[0] != '\0')
-		test_pg_drop(fx->db);
-	free(fx);
-	return 0;
+	return test_store_setup(state, "events");
 }
 
 static uint64_t count_events(struct store *st, const char *gw)
@@ -79,7 +42,7 @@ static uint64_t count_events(struct store *st, const char *gw)
 
 static void test_batch_and_replay(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	int64_t now = clock_now_ms();
 	char id[IDS_UUID_LEN + 1];
 	ids_uuidv7(now, id);
@@ -195,7 +158,7 @@ static void test_batch_and_replay(void **state)
 /* A bad event anywhere in a batch: -EINVAL and nothing of the batch is stored. */
 static void test_bad_batches(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	int64_t now = clock_now_ms();
 	char longid[STORE_EVENT_MSG_ID_MAX + 2];
 	memset(longid, 'a', sizeof(longid) - 1);
@@ -240,7 +203,7 @@ static void test_bad_batches(void **state)
 /* A large batch, in one transaction, read back in order. */
 static void test_large_batch(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	int64_t now = clock_now_ms();
 	enum { N = 1000 };
 	struct store_event *v = xcalloc(N, sizeof(*v));
@@ -269,7 +232,7 @@ static void test_large_batch(void **state)
 }
 
 /* PostgreSQL: one integer from sql on this test's database. */
-static int64_t pg_int(struct fixture *fx, const char *sql)
+static int64_t pg_int(struct test_store_fixture *fx, const char *sql)
 {
 	char *dsn = test_pg_dsn_of(fx->db);
 	PGconn *c = PQconnectdb(dsn);
@@ -287,7 +250,7 @@ static int64_t pg_int(struct fixture *fx, const char *sql)
  * made at open, not in the DEFAULT ones. */
 static void test_pg_daily_partitions(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	int64_t now = clock_now_ms();
 	char id[IDS_UUID_LEN + 1];
 	ids_uuidv7(now, id);
@@ -321,15 +284,15 @@ static void test_pg_daily_partitions(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_large_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
 	};
 	const struct CMUnitTest pg_tests[] = {
-	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_large_batch, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_pg_daily_partitions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_pg_daily_partitions, setup, test_store_teardown),
 	};
 	if (test_pg_dsn() != NULL)
 		return cmocka_run_group_tests_name("store_events_postgresql", pg_tests, NULL, NULL);

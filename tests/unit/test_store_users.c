@@ -25,51 +25,14 @@
 #include "store/store.h"
 #include "test_pg.h"
 
-struct fixture {
-	char dir[64];
-	char db[64]; /* PostgreSQL: this test's database */
-	struct store *st;
-};
-
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static int setup(void **state)
 {
-	struct fixture *fx = calloc(1, sizeof(*fx));
-	snprintf(fx->dir, sizeof(fx->dir), "/tmp/lazaret-test-users-XXXXXX");
-	if (mkdtemp(fx->dir) == NULL)
-		return -1;
-	struct store_options opt = {.dir = fx->dir};
-	char *dsn = NULL;
-	if (test_pg_dsn() != NULL) {
-		if (test_pg_create(fx->db, sizeof(fx->db)) < 0)
-			return -1;
-		dsn = test_pg_dsn_of(fx->db);
-		opt = (struct store_options){.backend = "postgresql", .dsn = dsn};
-	}
-	int rc = store_open(&opt, &fx->st);
-	free(dsn);
-	*state = fx;
-	return rc == 0 ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *fx = *state;
-	store_close(fx->st);
-	nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	if (fx->db[0] != '\0')
-		test_pg_drop(fx->db);
-	free(fx);
-	return 0;
+	return test_store_setup(state, "users");
 }
 
 static void test_accounts(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	char *addrs[] = {"Zed@Corp.test", "alice@corp.test", "b@corp.test"};
 	struct store_user u = {.username = "alice",
 			       .password_hash = "$argon2id$x",
@@ -122,7 +85,7 @@ static void test_accounts(void **state)
 
 static void test_sessions(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	struct store_user u = {.username = "carol", .role = "operator", .created_at = 1};
 	assert_int_equal(store_user_add(fx->st, &u), 0);
 	char *addrs[] = {"c@corp.test", "c2@corp.test"};
@@ -176,7 +139,7 @@ static void test_sessions(void **state)
 
 static void test_audit_paging(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	for (int i = 0; i < 5; i++) {
 		char target[16];
 		snprintf(target, sizeof(target), "t%d", i);
@@ -251,7 +214,7 @@ static int cmp_str(const void *a, const void *b)
 
 static void test_digest_store(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	char *alice_addrs[] = {"Zed@Corp.test", "alice@corp.test"};
 	struct store_user alice = {.username = "alice",
 				   .role = "enduser",
@@ -395,7 +358,7 @@ static void test_digest_store(void **state)
  * touch, pending entries with their bound, replacing a pending entry, remove. */
 static void test_gateways(void **state)
 {
-	struct fixture *fx = *state;
+	struct test_store_fixture *fx = *state;
 	struct store_gateway g = {.name = "gw1",
 				  .address = "192.0.2.10",
 				  .group = "tokyo",
@@ -578,11 +541,11 @@ static void test_gateway_address_canonical(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_accounts, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_sessions, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_audit_paging, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_digest_store, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_gateways, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_accounts, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_sessions, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_paging, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_digest_store, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_gateways, setup, test_store_teardown),
 	    cmocka_unit_test(test_gateway_address_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
