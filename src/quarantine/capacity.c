@@ -34,6 +34,7 @@ struct capacity {
 	_Atomic uint64_t max_size;
 	atomic_bool running;
 	atomic_bool full;
+	atomic_bool stopping; /* capacity_free: a sweep in progress ends after its batch */
 };
 
 /* Lets the ingest's commits through between two of the sweep's transactions. */
@@ -49,7 +50,7 @@ static int capacity_sweep(struct capacity *c, uint64_t max, struct store_pvo_usa
 	int64_t t0 = clock_now_ms();
 	uint64_t released = 0, deleted = 0, before = u->bytes;
 	int rc = 0;
-	while (u->bytes > max && u->sweepable) {
+	while (u->bytes > max && u->sweepable && !atomic_load(&c->stopping)) {
 		struct store_pvo_overflow o;
 		rc = store_pvo_overflow(c->st, max, CAPACITY_BATCH, clock_now_ms(), &o);
 		if (rc < 0) {
@@ -73,7 +74,8 @@ static int capacity_sweep(struct capacity *c, uint64_t max, struct store_pvo_usa
 		uint64_t purged = 0, p;
 		do {
 			p = 0;
-			if (store_purge(c->st, CAPACITY_PURGE_BATCH, &p) < 0)
+			if (atomic_load(&c->stopping) ||
+			    store_purge(c->st, CAPACITY_PURGE_BATCH, &p) < 0)
 				break;
 			purged += p;
 			capacity_pause();
@@ -151,6 +153,7 @@ struct capacity *capacity_new(struct event_base *base, struct store *st, uint64_
 	atomic_init(&c->max_size, max_size);
 	atomic_init(&c->running, false);
 	atomic_init(&c->full, false);
+	atomic_init(&c->stopping, false);
 	c->wp = workpool_new(1);
 	c->timer = event_new(base, -1, EV_PERSIST, capacity_tick, c);
 	struct timeval tv = {CAPACITY_INTERVAL_MS / 1000, (CAPACITY_INTERVAL_MS % 1000) * 1000};
@@ -173,6 +176,8 @@ void capacity_free(struct capacity *c)
 	if (c == NULL)
 		return;
 	event_free(c->timer);
+	/* a sweep in progress stops after its transaction; the next start goes on */
+	atomic_store(&c->stopping, true);
 	workpool_free(c->wp);
 	free(c);
 }

@@ -36,7 +36,7 @@ struct capacity *capacity_new(struct event_base *base, struct store *st, uint64_
 void capacity_reconfigure(struct capacity *c, uint64_t max_size);
 /* Whether new PVO mail must be refused now. Any thread; c NULL: false. */
 bool capacity_full(const struct capacity *c);
-/* Waits for a sweep in progress, then frees. NULL is a no-op. */
+/* Ends a sweep in progress after its current transaction, then frees. NULL is a no-op. */
 void capacity_free(struct capacity *c);
 
 #endif
