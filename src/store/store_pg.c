@@ -1057,7 +1057,8 @@ static void store_pg_conn_close(struct store_pg_conn *c)
  * reason in err. Our connect_timeout and application name come before the DSN,
  * so that the DSN's own values win (libpq applies the expanded DSN over them).
  */
-static int store_pg_connect(const char *dsn, char *err, size_t errlen, struct store_pg_conn **out)
+static int store_pg_connect_once(const char *dsn, char *err, size_t errlen,
+				 struct store_pg_conn **out, bool *ended)
 {
 	const char *keys[] = {"connect_timeout",
 			      "keepalives_idle",
@@ -1090,11 +1091,31 @@ static int store_pg_connect(const char *dsn, char *err, size_t errlen, struct st
 	    store_pg_script(c->pg, "session", STORE_PG_SESSION_SQL) < 0) {
 		snprintf(err, errlen, "%s", PQerrorMessage(c->pg));
 		err[strcspn(err, "\n")] = '\0';
+		*ended = PQstatus(c->pg) == CONNECTION_BAD;
 		store_pg_conn_close(c);
 		return -ENOTCONN;
 	}
 	*out = c;
 	return 0;
+}
+
+/*
+ * A new connection, its session set up. One that the server ends while it is set
+ * up (pg_terminate_backend of every session, as a restart does, reaching it just
+ * after it was accepted) is tried once more at once: the server is there, and the
+ * store need not be called unavailable for a second.
+ */
+static int store_pg_connect(const char *dsn, char *err, size_t errlen, struct store_pg_conn **out)
+{
+	bool ended = false;
+	int rc = store_pg_connect_once(dsn, err, errlen, out, &ended);
+	if (rc < 0 && ended) {
+		char q[256];
+		log_warn("store.pg_reconnect", "reason=\"the server ended a new session\" error=%s",
+			 log_quote(q, sizeof(q), err));
+		rc = store_pg_connect_once(dsn, err, errlen, out, &ended);
+	}
+	return rc;
 }
 
 /* The primary could not be reached: every call but the writer's fails at once
