@@ -116,9 +116,25 @@ int store_pg_read_begin(PGconn *c);
 /* The id of the message m repeats (same origin gateway and id) into id_out[37], ""
  * when none (serialized on the origin). 0 or -EIO. */
 int store_pg_pvo_existing(PGconn *c, const struct store_new_message *m, char *id_out);
-/* m's memberships for message id (quarantines created as needed). 0, -EINVAL, -EIO. */
-int store_pg_pvo_insert(struct store_pg_conn *wc, const struct store_new_message *m,
-			const char *id);
+/*
+ * The memberships of the messages of one transaction, gathered to be written in
+ * one statement: store_pg_pvo_add for each message, store_pg_pvo_flush before the
+ * commit, store_pg_pvo_rows_clear in any case.
+ */
+#define STORE_PG_PVO_COLUMNS 8
+struct store_pg_pvo_rows {
+	char **col[STORE_PG_PVO_COLUMNS]; /* owned strings, n of each */
+	size_t n, cap;
+};
+/* Adds m's memberships for message id. 0 or -EINVAL (a bad quarantine name). */
+int store_pg_pvo_add(struct store_pg_pvo_rows *w, const struct store_new_message *m,
+		     const char *id);
+/* The message id of an earlier membership in w with m's origin, or NULL. */
+const char *store_pg_pvo_rows_origin(const struct store_pg_pvo_rows *w,
+				     const struct store_new_message *m);
+/* Writes w's memberships (quarantines created as needed) and empties w. 0 or -EIO. */
+int store_pg_pvo_flush(struct store_pg_conn *wc, struct store_pg_pvo_rows *w);
+void store_pg_pvo_rows_clear(struct store_pg_pvo_rows *w);
 /* Fills the memberships of the PVO messages among v[0..n). 0 or -EIO. */
 int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n);
 int store_pg_quarantine_put(struct store *s, const struct store_quarantine_settings *q, bool create,

@@ -8,11 +8,12 @@
  *
  * memberships is partitioned by day of the message id like the other message
  * tables (store_pg_partition.c): its rows go with their day when the day is
- * dropped, and with their message (ON DELETE CASCADE) on the row path.
+ * dropped, and with their message in the purge's statement on the row path (no
+ * foreign key since migration 11: see there).
  *
  * Membership states and who moves them (see store.h):
  *
- *   (none)  --store_pg_pvo_insert--------------> held
+ *   (none)  --store_pg_pvo_add/flush-----------> held
  *   held    --store_pg_expire_memberships------> expired  (expires_at <= now)
  *   held    --store_pg_pvo_apply (release)-----> released (the last: delivery queued)
  *   held    --store_pg_pvo_apply (delete)------> deleted  (recipients deleted)
@@ -77,86 +78,116 @@ int store_pg_pvo_existing(PGconn *c, const struct store_new_message *m, char *id
 	store_pg_params_clear(&p);
 	if (r == NULL)
 		return -EIO;
+	/* purged since its membership was read: the retry is a new message */
+	if (PQntuples(r) == 0)
+		id_out[0] = '\0';
 	PQclear(r);
 	return 0;
 }
 
 /*
- * One statement for all of a message's memberships (a round trip each would cost
- * the writer more than the message itself): the quarantines a gateway named that
- * do not exist yet are created as policy ones, and the memberships added. A
+ * One statement for all the memberships of a group commit (a statement per
+ * message cost the writer a third of its rate): the quarantines a gateway named
+ * that do not exist yet are created as policy ones, and the memberships added. A
  * quarantine created here is not visible to the membership insert (one snapshot),
  * which is right: a new one has no delete_after of its own, so the default applies.
  */
 static const char sql_pvo_insert[] =
-    "WITH a AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[])"
-    "   AS a(quarantine, reason, entered, expires)),"
+    "WITH a AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],"
+    "   $5::bigint[], $6::bigint[], $7::text[], $8::text[])"
+    "   AS a(msg_id, quarantine, reason, entered, expires, at, origin_gateway, origin_id)),"
     " q AS (INSERT INTO quarantines (name, type, created_at)"
-    "   SELECT DISTINCT a.quarantine, 'policy', $6::bigint FROM a"
+    "   SELECT DISTINCT ON (a.quarantine) a.quarantine, 'policy', a.at FROM a"
     "   ON CONFLICT (name) DO NOTHING RETURNING name),"
     " w AS (INSERT INTO memberships (msg_id, quarantine, reason, entered_at, expires_at,"
     "   state, updated_at, origin_gateway, origin_id)"
-    "   SELECT $1, a.quarantine, a.reason, a.entered, CASE WHEN a.expires > 0 THEN a.expires"
-    "   ELSE a.entered + coalesce(k.delete_after, $7::bigint) END, 0, $6, $8, $9"
+    "   SELECT a.msg_id, a.quarantine, a.reason, a.entered, CASE WHEN a.expires > 0"
+    "   THEN a.expires ELSE a.entered + coalesce(k.delete_after, $9::bigint) END, 0, a.at,"
+    "   a.origin_gateway, a.origin_id"
     "   FROM a LEFT JOIN quarantines k ON k.name = a.quarantine"
     "   ON CONFLICT DO NOTHING)"
     " SELECT name FROM q";
 
-int store_pg_pvo_insert(struct store_pg_conn *wc, const struct store_new_message *m, const char *id)
+/* The columns of sql_pvo_insert's rows, in its parameters' order. */
+enum { PVO_MSG, PVO_NAME, PVO_REASON, PVO_ENTERED, PVO_EXPIRES, PVO_AT, PVO_OGW, PVO_OID };
+
+void store_pg_pvo_rows_clear(struct store_pg_pvo_rows *w)
 {
-	size_t n = m->nmemberships;
-	if (n == 0)
+	for (size_t k = 0; k < STORE_PG_PVO_COLUMNS; k++) {
+		for (size_t i = 0; i < w->n; i++)
+			free(w->col[k][i]);
+		free(w->col[k]);
+	}
+	memset(w, 0, sizeof(*w));
+}
+
+int store_pg_pvo_add(struct store_pg_pvo_rows *w, const struct store_new_message *m, const char *id)
+{
+	for (size_t i = 0; i < m->nmemberships; i++) {
+		const char *q = m->memberships[i].quarantine;
+		if (q == NULL || q[0] == '\0' || strcmp(q, "spam") == 0 ||
+		    strcmp(q, STORE_PVO_MARKER) == 0)
+			return -EINVAL;
+	}
+	if (w->n + m->nmemberships > w->cap) {
+		w->cap = w->n + m->nmemberships + 64;
+		for (size_t k = 0; k < STORE_PG_PVO_COLUMNS; k++)
+			w->col[k] = xreallocarray(w->col[k], w->cap, sizeof(*w->col[k]));
+	}
+	for (size_t i = 0; i < m->nmemberships; i++) {
+		const struct store_new_membership *ms = &m->memberships[i];
+		char **row[STORE_PG_PVO_COLUMNS];
+		for (size_t k = 0; k < STORE_PG_PVO_COLUMNS; k++)
+			row[k] = &w->col[k][w->n];
+		*row[PVO_MSG] = xstrdup(id);
+		*row[PVO_NAME] = xstrdup(ms->quarantine);
+		*row[PVO_REASON] = xstrdup(ms->reason != NULL ? ms->reason : "");
+		*row[PVO_ENTERED] = xasprintf(
+		    "%lld", (long long)(ms->entered_at > 0 ? ms->entered_at : m->received_at));
+		*row[PVO_EXPIRES] = xasprintf("%lld", (long long)ms->expires_at);
+		*row[PVO_AT] = xasprintf("%lld", (long long)m->received_at);
+		*row[PVO_OGW] = xstrdup_or_null(m->origin_gateway);
+		*row[PVO_OID] = xstrdup_or_null(m->origin_id);
+		w->n++;
+	}
+	return 0;
+}
+
+const char *store_pg_pvo_rows_origin(const struct store_pg_pvo_rows *w,
+				     const struct store_new_message *m)
+{
+	if (m->origin_id == NULL || m->origin_gateway == NULL)
+		return NULL;
+	for (size_t i = 0; i < w->n; i++) {
+		const char *gw = w->col[PVO_OGW][i], *oid = w->col[PVO_OID][i];
+		if (gw != NULL && oid != NULL && strcmp(gw, m->origin_gateway) == 0 &&
+		    strcmp(oid, m->origin_id) == 0)
+			return w->col[PVO_MSG][i];
+	}
+	return NULL;
+}
+
+int store_pg_pvo_flush(struct store_pg_conn *wc, struct store_pg_pvo_rows *w)
+{
+	if (w->n == 0)
 		return 0;
-	const char **names = xcalloc(n, sizeof(*names));
-	const char **reasons = xcalloc(n, sizeof(*reasons));
-	char **entered = xcalloc(n, sizeof(*entered));
-	char **expires = xcalloc(n, sizeof(*expires));
-	int rc = 0;
-	for (size_t i = 0; i < n; i++) {
-		const struct store_new_membership *w = &m->memberships[i];
-		if (w->quarantine == NULL || w->quarantine[0] == '\0' ||
-		    strcmp(w->quarantine, "spam") == 0 ||
-		    strcmp(w->quarantine, STORE_PVO_MARKER) == 0)
-			rc = -EINVAL;
-		names[i] = w->quarantine;
-		reasons[i] = w->reason != NULL ? w->reason : "";
-		entered[i] = xasprintf(
-		    "%lld", (long long)(w->entered_at > 0 ? w->entered_at : m->received_at));
-		expires[i] = xasprintf("%lld", (long long)w->expires_at);
-	}
-	PGresult *r = NULL;
-	if (rc == 0) {
-		struct store_pg_params p = {0};
-		store_pg_text(&p, id);
-		store_pg_array(&p, names, n);
-		store_pg_array(&p, reasons, n);
-		store_pg_array(&p, (const char *const *)entered, n);
-		store_pg_array(&p, (const char *const *)expires, n);
-		store_pg_int(&p, m->received_at);
-		store_pg_int(&p, STORE_PVO_DELETE_AFTER_DEFAULT_MS);
-		store_pg_text(&p, m->origin_gateway);
-		store_pg_text(&p, m->origin_id);
-		r = store_pg_exec_prepared(wc, "pvo_insert", sql_pvo_insert, &p);
-		store_pg_params_clear(&p);
-		if (r == NULL)
-			rc = -EIO;
-	}
-	for (int k = 0; r != NULL && k < PQntuples(r); k++) {
+	struct store_pg_params p = {0};
+	for (size_t k = 0; k < STORE_PG_PVO_COLUMNS; k++)
+		store_pg_array(&p, (const char *const *)w->col[k], w->n);
+	store_pg_int(&p, STORE_PVO_DELETE_AFTER_DEFAULT_MS);
+	PGresult *r = store_pg_exec_prepared(wc, "pvo_insert", sql_pvo_insert, &p);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	for (int k = 0; k < PQntuples(r); k++) {
 		char q[256];
 		log_info("store.quarantine_created",
 			 "quarantine=%s type=policy reason=\"named by a gateway\"",
 			 log_quote(q, sizeof(q), PQgetvalue(r, k, 0)));
 	}
 	PQclear(r);
-	for (size_t i = 0; i < n; i++) {
-		free(entered[i]);
-		free(expires[i]);
-	}
-	free(entered);
-	free(expires);
-	free(names);
-	free(reasons);
-	return rc;
+	store_pg_pvo_rows_clear(w);
+	return 0;
 }
 
 static void store_pg_pvo_add_membership(struct store_message *m, PGresult *r, int k)
