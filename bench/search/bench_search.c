@@ -54,6 +54,8 @@
 #include "common/xalloc.h"
 #include "store/store.h"
 
+#include "bench_seed.h"
+
 /* Submitted but not yet committed: bounds the memory the seeding queue holds. */
 #define BENCH_INFLIGHT_MAX   8192
 #define BENCH_SEED_THREADS   2
@@ -67,36 +69,6 @@
 #define BENCH_ATTACH_MAX     8192
 #define BENCH_SEED	     0x9e3779b97f4a7c15ULL
 #define BENCH_PAGE	     50
-/* Rare words: in one subject in BENCH_RARE_EVERY (Japanese or English subjects). */
-#define BENCH_RARE_EVERY 1000
-#define BENCH_RARE_JA	 "鰻重弁当"
-#define BENCH_RARE_EN	 "quokka"
-
-static const char *const words_ja[] = {
-    "請求書",	"お支払い",	"ご案内",   "重要なお知らせ", "アカウント",   "パスワード",
-    "確認",	"更新",		"配送状況", "お荷物",	      "当選",	      "無料",
-    "限定",	"キャンペーン", "セール",   "口座",	      "ご本人様",     "至急",
-    "招待",	"資料",		"会議",	    "見積書",	      "注文",	      "発送",
-    "ポイント", "有効期限",	"停止",	    "ログイン",	      "セキュリティ", "不正利用",
-    "カード",	"利用明細",	"お得",	    "特別",	      "プレゼント",   "抽選",
-    "会員",	"登録",		"解除",	    "返金",	      "税金",	      "還付金",
-    "銀行",	"振込",		"年末",	    "新春",	      "健康",	      "サプリ",
-    "投資",	"副業",		"在宅",	    "高収入",	      "出会い",	      "予約",
-    "クーポン", "メルマガ",	"配信停止", "お問い合わせ",   "本日",	      "最終",
-};
-static const char *const words_en[] = {
-    "invoice",	"payment", "account",	 "password", "verify",	 "update",    "delivery",
-    "package",	"winner",  "free",	 "limited",  "offer",	 "sale",      "bank",
-    "urgent",	"invite",  "meeting",	 "document", "order",	 "shipping",  "points",
-    "expires",	"suspend", "login",	 "security", "unusual",	 "card",      "statement",
-    "discount", "special", "gift",	 "lottery",  "member",	 "register",  "refund",
-    "tax",	"crypto",  "investment", "bonus",    "reward",	 "webinar",   "newsletter",
-    "coupon",	"dating",  "pharmacy",	 "loan",     "mortgage", "insurance", "casino",
-    "jackpot",	"deal",	   "voucher",	 "survey",   "claim",	 "prize",     "exclusive",
-    "premium",	"trial",   "unlock",	 "confirm",
-};
-#define NJA (sizeof(words_ja) / sizeof(words_ja[0]))
-#define NEN (sizeof(words_en) / sizeof(words_en[0]))
 
 struct bench {
 	struct store *st;
@@ -109,30 +81,6 @@ struct bench {
 	size_t inflight;
 	size_t failed;
 };
-
-static uint64_t rng_next(uint64_t *s)
-{
-	/* xorshift64*: fast, reproducible per seed */
-	*s ^= *s >> 12;
-	*s ^= *s << 25;
-	*s ^= *s >> 27;
-	return *s * 2685821657736338717ULL;
-}
-
-static size_t rng_below(uint64_t *s, size_t n)
-{
-	return (size_t)(rng_next(s) % n);
-}
-
-/* The random state of message i: splitmix64 of i, never 0 (xorshift's fixed point). */
-static uint64_t rng_for_message(size_t i)
-{
-	uint64_t z = BENCH_SEED + (uint64_t)i * 0x9e3779b97f4a7c15ULL;
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	z ^= z >> 31;
-	return z != 0 ? z : 1;
-}
 
 /* A growable byte buffer for one message body. */
 struct body {
@@ -224,26 +172,6 @@ static void sender_domain(size_t d, char *out, size_t size)
 {
 	static const char *const tlds[] = {"com", "jp", "net", "co.jp", "info"};
 	snprintf(out, size, "d%04zu.example.%s", d, tlds[d % 5]);
-}
-
-static char *make_subject(uint64_t *r)
-{
-	char buf[512] = "";
-	size_t len = 0;
-	bool ja = rng_below(r, 10) < 6;
-	size_t n = 2 + rng_below(r, 4);
-	for (size_t i = 0; i < n; i++) {
-		const char *w = ja ? words_ja[rng_below(r, NJA)] : words_en[rng_below(r, NEN)];
-		len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%s%s",
-					i > 0 && !ja ? " " : (i > 0 ? "・" : ""), w);
-	}
-	/* one subject in BENCH_RARE_EVERY carries a rare word, for the rare-term searches */
-	if (rng_below(r, BENCH_RARE_EVERY) == 0)
-		len += (size_t)snprintf(buf + len, sizeof(buf) - len, " %s",
-					ja ? BENCH_RARE_JA : BENCH_RARE_EN);
-	if (rng_below(r, 4) == 0)
-		snprintf(buf + len, sizeof(buf) - len, " #%zu", rng_below(r, 100000));
-	return xstrdup(buf);
 }
 
 static void seed_done(void *arg, int rc)
@@ -345,7 +273,7 @@ static void *seed_main(void *arg)
 		size_t i = atomic_fetch_add(&b->next, 1);
 		if (i >= b->messages)
 			break;
-		uint64_t r = rng_for_message(i);
+		uint64_t r = rng_for(BENCH_SEED, i);
 		struct store_new_message *m = make_message(b, i, &r);
 		store_new_message_prepare(m); /* compress here, as ingest workers do */
 		pthread_mutex_lock(&b->lock);
@@ -405,21 +333,6 @@ static size_t timed_list(struct bench *b, struct series *s, const struct store_f
 	else
 		free(next);
 	return n;
-}
-
-/* Writes s as a JSON string: quotes, backslashes and control characters escaped. */
-static void json_put_string(FILE *fp, const char *s)
-{
-	fputc('"', fp);
-	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(fp, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(fp, "\\u%04x", *p);
-		else
-			fputc(*p, fp);
-	}
-	fputc('"', fp);
 }
 
 /*
@@ -506,20 +419,10 @@ static uint64_t pg_gin_bytes(const char *dsn, const char *opclass)
  */
 static int pg_partitions(const char *dsn, int64_t from_ms, int64_t to_ms)
 {
-	PGconn *c = PQconnectdb(dsn);
-	int rc = -1;
-	if (PQstatus(c) == CONNECTION_OK) {
-		char sql[128];
-		snprintf(sql, sizeof(sql), "SELECT lazaret_message_partitions(%lld, %lld)",
-			 (long long)from_ms, (long long)to_ms);
-		PGresult *r = PQexec(c, sql);
-		rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
-		PQclear(r);
-	}
-	if (rc < 0)
-		fprintf(stderr, "partitions: %s", PQerrorMessage(c));
-	PQfinish(c);
-	return rc;
+	char sql[128];
+	snprintf(sql, sizeof(sql), "SELECT lazaret_message_partitions(%lld, %lld)",
+		 (long long)from_ms, (long long)to_ms);
+	return bench_pg_run(dsn, "partitions", sql);
 }
 
 /*
@@ -531,17 +434,7 @@ static int pg_partitions(const char *dsn, int64_t from_ms, int64_t to_ms)
  */
 static int pg_vacuum(const char *dsn)
 {
-	PGconn *c = PQconnectdb(dsn);
-	int rc = -1;
-	if (PQstatus(c) == CONNECTION_OK) {
-		PGresult *r = PQexec(c, "VACUUM (ANALYZE)");
-		rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
-		PQclear(r);
-	}
-	if (rc < 0)
-		fprintf(stderr, "vacuum: %s", PQerrorMessage(c));
-	PQfinish(c);
-	return rc;
+	return bench_pg_run(dsn, "vacuum", "VACUUM (ANALYZE)");
 }
 
 static void usage(void)
