@@ -439,6 +439,26 @@ void api_events_metrics(FILE *f, void *arg)
 			fprintf(f, "lazaret_gateway_event_backlog{gateway=\"%s\"} %lld\n",
 				v[i].gateway, (long long)v[i].backlog);
 	}
+	/* lag: how old the newest event of a gateway is (grows while it cannot push) */
+	int64_t now = clock_now_ms();
+	fprintf(f, "# HELP lazaret_gateway_event_lag_seconds Age of the newest event stored from "
+		   "each gateway.\n# TYPE lazaret_gateway_event_lag_seconds gauge\n");
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].last_event_at > 0)
+			fprintf(f, "lazaret_gateway_event_lag_seconds{gateway=\"%s\"} %.3f\n",
+				v[i].gateway,
+				(double)(now > v[i].last_event_at ? now - v[i].last_event_at : 0) /
+				    1000.0);
+	}
+	fprintf(f, "# HELP lazaret_gateway_event_push_timestamp_seconds When each gateway last "
+		   "pushed events.\n# TYPE lazaret_gateway_event_push_timestamp_seconds gauge\n");
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].pushed_at > 0)
+			fprintf(
+			    f,
+			    "lazaret_gateway_event_push_timestamp_seconds{gateway=\"%s\"} %.3f\n",
+			    v[i].gateway, (double)v[i].pushed_at / 1000.0);
+	}
 	store_event_states_free(v, n);
 }
 

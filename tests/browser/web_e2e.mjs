@@ -502,6 +502,12 @@ async function gateways() {
     check('pending gateway shows its group and version', pendingRow.includes(P.pending_group) && pendingRow.includes(P.pending_version), pendingRow);
     const regRow = (await rowOf(P.registered).textContent()) || '';
     check('registered gateway listed (ja)', regRow.includes('登録済み') && regRow.includes(P.registered_address), regRow);
+    const backlog = await rowOf(P.registered).locator('[data-test=event-backlog]').textContent();
+    check('events waiting on the gateway shown', backlog === P.registered_backlog, backlog);
+    const lastEvent = await rowOf(P.registered).locator('[data-test=last-event]').textContent();
+    check('its newest event shown', lastEvent.includes(P.registered_last_event), lastEvent);
+    const pendingBacklog = await rowOf(P.pending).locator('[data-test=event-backlog]').textContent();
+    check('no backlog known for a gateway that never pushed', pendingBacklog === '—', pendingBacklog);
     check('page title in Japanese', (await page.textContent('h1.page-title')) === 'ゲートウェイ');
     await shot(page, 'gateways-pending-ja');
 

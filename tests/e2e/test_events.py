@@ -7,6 +7,7 @@ exactly once; kill -9 of the gateway in a burst: no event of a message that got
 its 250 is lost; bad pushes get exact answers and change nothing."""
 
 import json
+import time
 import os
 import re
 import signal
@@ -440,8 +441,16 @@ GOOD = [ev(1, "received", sender="a@x.test", recipients=["b@y.test"], subject="s
 
 def test_a_push_is_stored_once_and_replays_store_nothing(manager):
     token = register(manager)
+    before = time.time()
     st, doc = push(manager, token, {"gateway": GW, "backlog": 4, "events": GOOD})
     assert (st, doc) == (200, {"acked": 2, "stored": 2})
+    # backlog and lag per gateway: the newest event (2 ms past 2025-12-05) is that old
+    metrics = manager.metrics()
+    assert metrics['lazaret_gateway_event_backlog{gateway="%s"}' % GW] == 4
+    lag = metrics['lazaret_gateway_event_lag_seconds{gateway="%s"}' % GW]
+    assert abs(lag - (time.time() - 1764892800.002)) < 60, lag
+    pushed = metrics['lazaret_gateway_event_push_timestamp_seconds{gateway="%s"}' % GW]
+    assert before - 1 <= pushed <= time.time() + 1, pushed
     st, doc = push(manager, token, {"events": GOOD})  # the answer was lost: again
     assert (st, doc) == (200, {"acked": 2, "stored": 0})
     st, doc = push(manager, token, {"events": GOOD[1:] + [ev(3, "bounce", reply="554")]})

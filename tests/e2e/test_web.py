@@ -544,6 +544,11 @@ def test_browser_gateways_page(start_manager):
     st, doc = m.api("POST", "/api/v1/gateways", json={"name": "gw-tokyo", "address": "192.0.2.10",
                                                        "group": "tokyo", "cluster": "east"})
     assert st == 201, doc
+    # gw-tokyo pushed events and says 7 more wait: the page shows its backlog and newest event
+    st, _, raw = m.http("POST", "/api/v1/gateway/events", token=doc["token"], body=json.dumps({
+        "backlog": 7, "events": [{"seq": 1, "at": 1764892800000, "type": "connection",
+                                  "detail": {"client": "198.51.100.7"}}]}).encode())
+    assert st == 200, raw
     st, _, raw = m.http("POST", "/api/v1/gateway/hello", token=None,
                         body=b'{"name":"gw-osaka","version":"0.1.0","group":"osaka"}')
     assert st == 401 and b"listed as pending" in raw, raw
@@ -552,6 +557,7 @@ def test_browser_gateways_page(start_manager):
         "pending": "gw-osaka", "pending_group": "osaka", "pending_version": "0.1.0",
         "pending_address": "127.0.0.1", "new_address": "192.0.2.20",
         "registered": "gw-tokyo", "registered_address": "192.0.2.10",
+        "registered_backlog": "7", "registered_last_event": "2025",
     })
     st, doc = m.api("GET", "/api/v1/gateways")
     assert st == 200

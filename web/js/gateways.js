@@ -1,7 +1,9 @@
 // The administrators' Gateways page: the manager's gateway registry
 // (GET/POST /api/v1/gateways, DELETE /api/v1/gateways/{name}). A registration
 // shows the gateway's token once; the page never stores it. Pending gateways
-// (they said hello without a token) can be registered from their row.
+// (they said hello without a token) can be registered from their row. Each
+// row also shows the events waiting on the gateway at its last push and the
+// time of its newest event stored here (the tracking backlog and lag).
 
 import { api } from './api.js';
 import { h, clear, modal } from './dom.js';
@@ -19,7 +21,8 @@ export function renderGateways(main) {
     h('thead', h('tr',
       h('th', t('gateways.name')), h('th', t('gateways.address')), h('th', t('gateways.group')),
       h('th', t('gateways.cluster')), h('th', t('gateways.state')), h('th', t('gateways.last_seen')),
-      h('th', t('gateways.version')), h('th', ''))),
+      h('th', t('gateways.version')), h('th.num', t('gateways.event_backlog')),
+      h('th', t('gateways.last_event')), h('th', ''))),
     tbody);
 
   const name = h('input.input', { id: 'g-name', name: 'name', required: true, autocomplete: 'off', maxlength: 64, pattern: '[A-Za-z0-9._\\-]{1,64}' });
@@ -109,7 +112,7 @@ export function renderGateways(main) {
       const doc = await api('GET', '/api/v1/gateways');
       const gateways = (doc && doc.gateways) || [];
       clear(tbody);
-      if (!gateways.length) tbody.append(h('tr', h('td.empty', { colspan: 8 }, t('gateways.empty'))));
+      if (!gateways.length) tbody.append(h('tr', h('td.empty', { colspan: 10 }, t('gateways.empty'))));
       for (const g of gateways) {
         tbody.append(h('tr', { 'data-gateway': g.name },
           h('td', h('strong', g.name)),
@@ -119,6 +122,10 @@ export function renderGateways(main) {
           h('td', stateBadge(g.state)),
           h('td.col-date', g.last_seen ? formatDate(g.last_seen, { seconds: true }) : t('gateways.never')),
           h('td', g.version || '—'),
+          h('td.num', { 'data-test': 'event-backlog' },
+            g.event_backlog === null || g.event_backlog === undefined ? '—' : String(g.event_backlog)),
+          h('td.col-date', { 'data-test': 'last-event' },
+            g.last_event_at ? formatDate(g.last_event_at, { seconds: true }) : '—'),
           h('td.num',
             g.state === 'pending'
               ? h('button.btn.btn-small', { type: 'button', 'data-test': 'register-pending', on: { click: () => fillFrom(g) } }, t('gateways.register'))
@@ -127,7 +134,7 @@ export function renderGateways(main) {
             h('button.btn.btn-small.btn-danger-outline', { type: 'button', 'data-test': 'remove-gateway', on: { click: () => remove(g) } }, t('gateways.remove')))));
       }
     } catch (e) {
-      clear(tbody).append(h('tr', h('td.empty.error', { colspan: 8 }, e.message)));
+      clear(tbody).append(h('tr', h('td.empty.error', { colspan: 10 }, e.message)));
     }
   }
   load();
