@@ -18,7 +18,6 @@
  */
 #include "gateway/gw_events.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -32,6 +31,7 @@
 #include "common/strbuf.h"
 #include "common/xalloc.h"
 #include "gateway/event_spool.h"
+#include "gateway/gw_api.h"
 #include "gateway/gw_config.h"
 #include "gateway/pipeline.h"
 #include "http/http_json.h"
@@ -410,32 +410,6 @@ static char *gw_events_body(const struct gw_events *ev, const struct event_spool
 	return strbuf_take(&b);
 }
 
-struct gw_events_sink {
-	struct strbuf b;
-	bool too_big;
-};
-
-/* Aborts a push in progress when the gateway stops (a manager that does not answer
- * must not hold the shutdown for the push's whole timeout). */
-static int gw_events_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-			      curl_off_t ulnow)
-{
-	struct gw_events *ev = arg;
-	return atomic_load(&ev->abort_push) ? 1 : 0;
-}
-
-static size_t gw_events_write(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct gw_events_sink *s = arg;
-	size_t n = size * nmemb;
-	if (s->b.len + n > GW_EVENTS_MAX_ANSWER) {
-		s->too_big = true;
-		return 0;
-	}
-	strbuf_add(&s->b, data, n);
-	return n;
-}
-
 /*
  * One POST. 0 with *acked, or -errno (*why a static text for the log). used gets
  * the manager's URL this push went to (for the log).
@@ -443,52 +417,29 @@ static size_t gw_events_write(char *data, size_t size, size_t nmemb, void *arg)
 static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_seq, int64_t *acked,
 			  long *status, const char **why, char *used, size_t usedlen)
 {
-	CURL *h = curl_easy_init();
-	*status = 0;
-	*why = "no answer";
-	if (h == NULL)
-		return -ENOMEM;
 	/* a reload may change them meanwhile: this push uses one consistent copy */
 	pthread_mutex_lock(&ev->lock);
 	char *base = xstrdup(ev->url);
-	char *auth = xasprintf("Authorization: Bearer %s", ev->token);
+	char *token = xstrdup(ev->token);
 	char *ca = xstrdup_or_null(ev->ca);
 	pthread_mutex_unlock(&ev->lock);
 	snprintf(used, usedlen, "%s", base);
-	size_t ul = strlen(base);
-	while (ul > 0 && base[ul - 1] == '/')
-		ul--;
-	char *url = xasprintf("%.*s/api/v1/gateway/events", (int)ul, base);
-	free(base);
-	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	hdrs = curl_slist_append(hdrs, auth);
-	struct gw_events_sink sink = {STRBUF_INIT, false};
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)GW_EVENTS_PUSH_TIMEOUT_MS);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)GW_EVENTS_PUSH_TIMEOUT_MS);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, gw_events_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, gw_events_progress);
-	curl_easy_setopt(h, CURLOPT_XFERINFODATA, ev);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (ca != NULL)
-		curl_easy_setopt(h, CURLOPT_CAINFO, ca);
-	CURLcode cc = curl_easy_perform(h);
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-	int rc;
-	if (cc != CURLE_OK) {
-		rc = -EIO;
-		*why = sink.too_big ? "answer too large" : curl_easy_strerror(cc);
+	struct gw_api_call call = {.api_url = base,
+				   .path = "/api/v1/gateway/events",
+				   .token = token,
+				   .ca = ca,
+				   .body = body,
+				   .timeout_ms = GW_EVENTS_PUSH_TIMEOUT_MS,
+				   .max_answer = GW_EVENTS_MAX_ANSWER,
+				   .abort = &ev->abort_push};
+	struct gw_api_answer a;
+	int rc = gw_api_post(&call, &a);
+	*status = a.status;
+	if (rc < 0) {
+		rc = rc == -ENOMEM ? rc : -EIO;
+		*why = a.error != NULL ? a.error : "no answer";
 	} else {
-		rc = gw_events_parse_answer(*status, strbuf_str(&sink.b), sink.b.len, last_seq,
+		rc = gw_events_parse_answer(a.status, strbuf_str(&a.body), a.body.len, last_seq,
 					    acked);
 		*why = rc == -EACCES	? "the manager refused the token"
 		       : rc == -E2BIG	? "batch too large for the manager"
@@ -496,12 +447,10 @@ static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_s
 		       : rc < 0		? "unexpected answer"
 					: "ok";
 	}
-	strbuf_free(&sink.b);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(h);
-	free(auth);
+	strbuf_free(&a.body);
+	free(base);
+	free(token);
 	free(ca);
-	free(url);
 	return rc;
 }
 
@@ -659,14 +608,6 @@ void gw_events_metrics(FILE *f, void *arg)
 		(unsigned long long)atomic_load(&ev->push_failures));
 }
 
-static pthread_once_t gw_events_curl_once = PTHREAD_ONCE_INIT;
-
-static void gw_events_curl_init(void)
-{
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		panic("gw_events: libcurl does not initialise");
-}
-
 int gw_events_start(const struct gw_config *cfg, struct gw_events **out)
 {
 	*out = NULL;
@@ -685,7 +626,7 @@ int gw_events_start(const struct gw_config *cfg, struct gw_events **out)
 		free(path);
 		return rc;
 	}
-	pthread_once(&gw_events_curl_once, gw_events_curl_init);
+	gw_api_init(); /* before the pusher thread */
 	struct gw_events *ev = xcalloc(1, sizeof(*ev));
 	ev->sp = sp;
 	ev->rejected_connections = cfg->tracking_rejected_connections;

@@ -1,6 +1,6 @@
 /*
  * gw_hello — the gateway's hello to the manager (gw_hello.h): the body, one
- * libcurl POST, and a strict reading of the answer, which comes from the network
+ * POST (gw_api.c), and a strict reading of the answer, which comes from the network
  * and is checked like any other input (gw_hello_parse_answer, table-tested).
  *
  * Not for: scheduling (lazaret_gw.c) or the safelist sync (slbl_cache.c), which
@@ -8,7 +8,8 @@
  */
 #include "gateway/gw_hello.h"
 
-#include <curl/curl.h>
+#include "gateway/gw_api.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -95,83 +96,23 @@ done:
 	return rc;
 }
 
-static pthread_once_t gw_hello_curl_once = PTHREAD_ONCE_INIT;
-
-static void gw_hello_curl_init(void)
-{
-	/* not thread-safe in libcurl: once, before the first hello (slbl_cache does too;
-	 * libcurl counts the calls) */
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		panic("gw_hello: libcurl does not initialise");
-}
-
-struct gw_hello_sink {
-	struct strbuf b;
-	bool too_big;
-};
-
-static size_t gw_hello_write(char *data, size_t size, size_t nmemb, void *arg)
-{
-	struct gw_hello_sink *s = arg;
-	size_t n = size * nmemb;
-	if (s->b.len + n > GW_HELLO_MAX_ANSWER) {
-		s->too_big = true;
-		return 0; /* curl stops with CURLE_WRITE_ERROR */
-	}
-	strbuf_add(&s->b, data, n);
-	return n;
-}
-
 int gw_hello_send(const char *api_url, const char *token, const char *ca_file, const char *body,
 		  int64_t timeout_ms, struct gw_hello_answer *out)
 {
 	memset(out, 0, sizeof(*out));
-	if (api_url == NULL || body == NULL || timeout_ms <= 0)
-		return -EINVAL;
-	pthread_once(&gw_hello_curl_once, gw_hello_curl_init);
-	CURL *h = curl_easy_init();
-	if (h == NULL)
-		return -ENOMEM;
-	size_t ul = strlen(api_url);
-	while (ul > 0 && api_url[ul - 1] == '/')
-		ul--;
-	char *url = xasprintf("%.*s/api/v1/gateway/hello", (int)ul, api_url);
-	char *auth = token != NULL ? xasprintf("Authorization: Bearer %s", token) : NULL;
-	struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
-	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	if (auth != NULL)
-		hdrs = curl_slist_append(hdrs, auth);
-	struct gw_hello_sink sink = {STRBUF_INIT, false};
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, gw_hello_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-	/* https: the peer and its name are always verified, as for the safelist sync */
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (ca_file != NULL)
-		curl_easy_setopt(h, CURLOPT_CAINFO, ca_file);
-	CURLcode cc = curl_easy_perform(h);
-	long status = 0;
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-	int rc;
-	if (cc != CURLE_OK) {
-		rc = cc == CURLE_OPERATION_TIMEDOUT ? -ETIMEDOUT : -EIO;
-		out->status = 0;
-		out->message = xstrdup(sink.too_big ? "answer too large" : curl_easy_strerror(cc));
-	} else {
-		rc = gw_hello_parse_answer(status, strbuf_str(&sink.b), sink.b.len, out);
-	}
-	strbuf_free(&sink.b);
-	curl_slist_free_all(hdrs);
-	curl_easy_cleanup(h);
-	free(auth);
-	free(url);
+	struct gw_api_call call = {.api_url = api_url,
+				   .path = "/api/v1/gateway/hello",
+				   .token = token,
+				   .ca = ca_file,
+				   .body = body,
+				   .timeout_ms = timeout_ms,
+				   .max_answer = GW_HELLO_MAX_ANSWER};
+	struct gw_api_answer a;
+	int rc = gw_api_post(&call, &a);
+	if (rc == -ETIMEDOUT || rc == -EIO)
+		out->message = xstrdup(a.error);
+	else if (rc == 0)
+		rc = gw_hello_parse_answer(a.status, strbuf_str(&a.body), a.body.len, out);
+	strbuf_free(&a.body);
 	return rc;
 }
