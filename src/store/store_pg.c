@@ -3499,4 +3499,5 @@ const struct store_ops store_pg_ops = {
     .event_states = store_pg_event_states,
     .events_list = store_pg_events_list,
     .tracked_message_get = store_pg_tracked_message_get,
+    .tracked_search = store_pg_tracked_search,
 };

@@ -1,0 +1,41 @@
+/*
+ * store_tracking_int — what store_tracking.c hands a backend for a tracking
+ * search: the SQL, its values and the page size, built once for both backends so
+ * that they answer the same query alike; and the keys a backend returns.
+ */
+#ifndef LAZARET_STORE_TRACKING_INT_H
+#define LAZARET_STORE_TRACKING_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Values of one search at most (every filter, the cursor's three, the limit). */
+#define STORE_TRACK_SQL_PARAMS 16
+
+enum store_track_dialect {
+	STORE_TRACK_SQLITE, /* ?N placeholders, LIKE (ASCII case folded) */
+	STORE_TRACK_PG,	    /* $N placeholders, ILIKE */
+};
+
+/* One value: text (owned) or an integer. */
+struct store_track_param {
+	char *text; /* NULL: is_int */
+	int64_t i;
+	bool is_int;
+};
+
+struct store_track_sql {
+	char *sql; /* SELECT gateway, msg_id, received_at ... (owned) */
+	struct store_track_param v[STORE_TRACK_SQL_PARAMS];
+	size_t n;
+};
+
+/* A tracked message's key as a search returns it. */
+struct store_track_key {
+	char *gateway;
+	char *msg_id;
+	int64_t received_at;
+};
+
+#endif
