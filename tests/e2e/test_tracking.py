@@ -194,8 +194,9 @@ def test_a_relayed_message_is_one_story(tracked):
         ev = story["events"]
         assert [e["at"] for e in ev] == sorted(e["at"] for e in ev)
         assert {e["gateway"] for e in ev} == {"gw-a", "gw-b"}
-        received = [e for e in ev if e["type"] == "received"]
-        assert [e["gateway"] for e in received] == ["gw-b", "gw-a"]
+        received = {e["gateway"]: e["at"] for e in ev if e["type"] == "received"}
+        # gw-b received it first (the same millisecond is possible on loopback)
+        assert set(received) == {"gw-a", "gw-b"} and received["gw-b"] <= received["gw-a"]
         # gw-b delivered to gw-a, which delivered to the sink
         deliveries = sorted((e["gateway"], e["detail"]["status"]) for e in ev
                             if e["type"] == "delivery")
@@ -276,7 +277,7 @@ def test_lazaretctl_track(tracked):
     assert "gw-a~%s" % ids["jp"] in lines[1] and JP_SUBJECT in lines[1]
     assert "carol@sender.test" in lines[1] and "delivered" in lines[1]
     r = lazaretctl(mgr, "track", "--subject", "page ", "--subject-op", "begins",
-                   "--limit", "3")
+                   "--limit", "3", "--all")
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.splitlines()) == 1 + 7, r.stdout  # follows the cursor
     r = lazaretctl(mgr, "track", "--event", "nonsense")
@@ -287,7 +288,7 @@ def test_lazaretctl_track(tracked):
     out = r.stdout
     assert "Relayed note" in out and "erin@sender.test" in out
     timeline = [ln.split() for ln in out.splitlines() if ln.startswith("20")]
-    assert [(x[1], x[2]) for x in timeline if x[2] == "received"] == \
-        [("gw-b", "received"), ("gw-a", "received")]
+    got = {x[1]: x[0] for x in timeline if x[2] == "received"}
+    assert set(got) == {"gw-a", "gw-b"} and got["gw-b"] <= got["gw-a"], out
     r = lazaretctl(mgr, "track", "show", "gw-a~nosuch")
     assert r.returncode != 0 and "no such tracked message" in r.stderr
