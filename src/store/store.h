@@ -1070,6 +1070,14 @@ int store_tracked_message_get(struct store *st, const char *gateway, const char 
  * or narrows a newest-first walk of received_at (flags).
  */
 #define STORE_TRACK_LIMIT_MAX 1000
+/* Every flag but STORE_TRACK_DELIVERED: the condition of the partial index
+ * tracked_flagged (migration 11 of both backends writes it out: 503). */
+#define STORE_TRACK_RARE_FLAGS 503
+_Static_assert(STORE_TRACK_RARE_FLAGS ==
+		   (STORE_TRACK_SPAM | STORE_TRACK_SUSPECT | STORE_TRACK_VIRUS |
+		    STORE_TRACK_HARD_BOUNCE | STORE_TRACK_SOFT_BOUNCE | STORE_TRACK_QUARANTINED |
+		    STORE_TRACK_OUTBREAK | STORE_TRACK_DLP),
+	       "tracked_flagged's condition");
 /* The story of a message takes the tracked messages with its Message-ID received
  * this long before or after it (a message relayed by several gateways). */
 #define STORE_TRACK_STORY_WINDOW_MS (7 * 86400000LL)
@@ -1085,11 +1093,11 @@ enum store_track_subject_op {
 
 /* A search; every field set narrows it (borrowed strings, NULL/0: any). */
 struct store_track_query {
-	int64_t since;		/* received_at >= since (0: unbounded) */
-	int64_t until;		/* received_at < until (0: unbounded) */
-	const char *sender;	/* the envelope sender, without case ("" for <>) */
-	const char *recipient;	/* an envelope recipient, without case */
-	const char *subject;	/* decoded text; case folded as LIKE/ILIKE fold it */
+	int64_t since;	       /* received_at >= since (0: unbounded) */
+	int64_t until;	       /* received_at < until (0: unbounded) */
+	const char *sender;    /* the envelope sender, without case ("" for <>) */
+	const char *recipient; /* an envelope recipient, without case; "@dom": any at dom */
+	const char *subject;   /* decoded text; case folded as LIKE/ILIKE fold it */
 	enum store_track_subject_op subject_op;
 	const char *message_id; /* the Message-ID header without <> */
 	const char *gateway;

@@ -696,6 +696,15 @@ static const char *const store_pg_migrations[] = {
     "    day := day + 86400000;"
     "  END LOOP;"
     "  RETURN n; END $$;",
+    /*
+     * 11: the indexes of the tracking searches (store_tracking.c) that 10 lacks:
+     * the messages something rarer than delivery happened to (flags but
+     * STORE_TRACK_DELIVERED, the same mask as STORE_TRACK_RARE_FLAGS), newest
+     * first, and recipients by domain (the part from the '@').
+     */
+    "CREATE INDEX tracked_flagged ON tracked_messages(received_at) WHERE (flags & 503) <> 0;"
+    "CREATE INDEX tracked_recipients_domain ON tracked_recipients"
+    "  (substr(address_lc, strpos(address_lc, '@')));",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \

@@ -481,6 +481,15 @@ static const char *const store_migrations[] = {
     "  backlog INTEGER NOT NULL DEFAULT -1,"
     "  received INTEGER NOT NULL DEFAULT 0,"
     "  pushed_at INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;",
+    /*
+     * 11: the indexes of the tracking searches (store_tracking.c) that 10 lacks:
+     * the messages something rarer than delivery happened to (flags but
+     * STORE_TRACK_DELIVERED, the same mask as STORE_TRACK_RARE_FLAGS), newest
+     * first, and recipients by domain (the part from the '@').
+     */
+    "CREATE INDEX tracked_flagged ON tracked_messages(received_at) WHERE (flags & 503) <> 0;"
+    "CREATE INDEX tracked_recipients_domain ON tracked_recipients"
+    "  (substr(address_lc, instr(address_lc, '@')));",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))

@@ -114,7 +114,7 @@ static char *store_tracking_like(const char *s, bool pre, bool post)
 	return strbuf_take(&b);
 }
 
-static void store_tracking_sql_clear(struct store_track_sql *q)
+void store_tracking_sql_clear(struct store_track_sql *q)
 {
 	free(q->sql);
 	for (size_t i = 0; i < q->n; i++)
@@ -122,14 +122,9 @@ static void store_tracking_sql_clear(struct store_track_sql *q)
 	memset(q, 0, sizeof(*q));
 }
 
-/*
- * The SQL of q's page in dialect d: the keys of at most limit + 1 rows (the
- * extra one says that a next page exists). cur_gateway NULL: no cursor.
- */
-static void store_tracking_sql_build(const struct store_track_query *q, size_t limit,
-				     int64_t cur_at, const char *cur_gateway,
-				     const char *cur_msg_id, enum store_track_dialect d,
-				     struct store_track_sql *out)
+void store_tracking_sql_build(const struct store_track_query *q, size_t limit, int64_t cur_at,
+			      const char *cur_gateway, const char *cur_msg_id,
+			      enum store_track_dialect d, struct store_track_sql *out)
 {
 	struct strbuf b = {0};
 	memset(out, 0, sizeof(*out));
@@ -147,7 +142,18 @@ static void store_tracking_sql_build(const struct store_track_query *q, size_t l
 		strbuf_puts(&b, " AND m.sender_lc = ");
 		store_tracking_text(out, &b, d, store_tracking_lc(q->sender));
 	}
-	if (q->recipient != NULL) {
+	if (q->recipient != NULL && q->recipient[0] == '@') {
+		/* a whole domain: tracked_recipients_domain (migration 11) */
+		strbuf_puts(&b, d == STORE_TRACK_PG
+				    ? " AND (m.gateway, m.msg_id) IN (SELECT r.gateway, r.msg_id"
+				      " FROM tracked_recipients r"
+				      " WHERE substr(r.address_lc, strpos(r.address_lc, '@')) = "
+				    : " AND (m.gateway, m.msg_id) IN (SELECT r.gateway, r.msg_id"
+				      " FROM tracked_recipients r"
+				      " WHERE substr(r.address_lc, instr(r.address_lc, '@')) = ");
+		store_tracking_text(out, &b, d, store_tracking_lc(q->recipient));
+		strbuf_puts(&b, ")");
+	} else if (q->recipient != NULL) {
 		/* tracked_recipients_address answers the inner query */
 		strbuf_puts(&b, " AND (m.gateway, m.msg_id) IN (SELECT r.gateway, r.msg_id"
 				" FROM tracked_recipients r WHERE r.address_lc = ");
@@ -202,6 +208,14 @@ static void store_tracking_sql_build(const struct store_track_query *q, size_t l
 		strbuf_puts(&b, " AND (m.flags & ");
 		store_tracking_int(out, &b, d, q->flags);
 		strbuf_puts(&b, ") <> 0");
+		/*
+		 * Rare flags only: the partial index tracked_flagged (migration 11)
+		 * answers, newest first. Both planners take a partial index only
+		 * when the query holds its condition as written, with the literal.
+		 */
+		if ((q->flags & ~(unsigned)STORE_TRACK_RARE_FLAGS) == 0)
+			strbuf_printf(&b, " AND (m.flags & %u) <> 0",
+				      (unsigned)STORE_TRACK_RARE_FLAGS);
 	}
 	if (cur_gateway != NULL) {
 		strbuf_puts(&b, " AND (m.received_at, m.gateway, m.msg_id) < (");

@@ -38,4 +38,17 @@ struct store_track_key {
 	int64_t received_at;
 };
 
+struct store_track_query;
+
+/*
+ * The SQL of q's page in dialect d into *out: the keys of at most limit + 1 rows
+ * (the extra one says that a next page exists), after the cursor's row
+ * (cur_gateway NULL: no cursor). q is checked already. Clear *out with
+ * store_tracking_sql_clear. Exposed for the tests of the query plans.
+ */
+void store_tracking_sql_build(const struct store_track_query *q, size_t limit, int64_t cur_at,
+			      const char *cur_gateway, const char *cur_msg_id,
+			      enum store_track_dialect d, struct store_track_sql *out);
+void store_tracking_sql_clear(struct store_track_sql *q);
+
 #endif
