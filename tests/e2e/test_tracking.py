@@ -97,6 +97,8 @@ def test_every_search_field_finds_its_message_only(tracked):
         ({"sender": "nobody@sender.test"}, []),
         ({"recipient": "DAVE@example.com"}, [JP_SUBJECT]),
         ({"recipient": "frank@example.com"}, ["Relayed note", "Relayed note"]),
+        ({"recipient": "@EXAMPLE.com", "sender": "carol@sender.test"}, [JP_SUBJECT]),
+        ({"recipient": "@example.jp"}, []),
         ({"subject": "積書のご"}, [JP_SUBJECT]),
         ({"subject": "積書のご", "subject_op": "contains"}, [JP_SUBJECT]),
         ({"subject": "見積書", "subject_op": "begins"}, [JP_SUBJECT]),
