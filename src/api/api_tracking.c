@@ -113,7 +113,8 @@ int api_tracking_parse(api_tracking_query_fn get, void *arg, struct api_tracking
 		return -EINVAL;
 	if (v[1] != NULL && api_tracking_time("until", v[1], &q->until, err) < 0)
 		return -EINVAL;
-	q->sender = v[2];
+	/* "<>": the null sender (bounces), which an empty parameter cannot say */
+	q->sender = v[2] != NULL && strcmp(v[2], "<>") == 0 ? "" : v[2];
 	q->recipient = v[3];
 	q->subject = v[4];
 	q->subject_op = STORE_TRACK_SUBJECT_CONTAINS;

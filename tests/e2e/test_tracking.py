@@ -95,6 +95,7 @@ def test_every_search_field_finds_its_message_only(tracked):
     cases = [
         ({"sender": "alice@SENDER.test"}, ["Quarterly report"]),
         ({"sender": "nobody@sender.test"}, []),
+        ({"sender": "<>"}, []),
         ({"recipient": "DAVE@example.com"}, [JP_SUBJECT]),
         ({"recipient": "frank@example.com"}, ["Relayed note", "Relayed note"]),
         ({"recipient": "@EXAMPLE.com", "sender": "carol@sender.test"}, [JP_SUBJECT]),

@@ -134,6 +134,10 @@ static void test_parse_fields(void **state)
 	assert_string_equal(p.cursor, "1~gw1~m");
 	assert_int_equal(p.q.since, 1); /* the epoch is a bound, not "unbounded" */
 	assert_int_equal(p.q.until, 0);
+	assert_int_equal(api_tracking_parse(query_get, unconst("sender=%3C%3E"), &p, &err), 0);
+	assert_string_equal(p.q.sender, "%3C%3E"); /* the getter does not unescape */
+	assert_int_equal(api_tracking_parse(query_get, unconst("sender=<>"), &p, &err), 0);
+	assert_string_equal(p.q.sender, "");
 }
 
 static void test_id_parse(void **state)
