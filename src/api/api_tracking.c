@@ -231,7 +231,6 @@ static void api_tracking_search_free(void *arg)
 struct api_tracking_req_query {
 	struct http_server_request *req;
 	struct api_tracking_search *s;
-	size_t next;
 };
 
 static const char *api_tracking_req_get(void *arg, const char *key, size_t *count)
@@ -239,9 +238,15 @@ static const char *api_tracking_req_get(void *arg, const char *key, size_t *coun
 	struct api_tracking_req_query *rq = arg;
 	*count = http_server_request_query_count(rq->req, key);
 	const char *v = http_server_request_query(rq->req, key);
-	size_t i = rq->next++;
-	if (v == NULL || i >= sizeof(rq->s->values) / sizeof(rq->s->values[0]))
+	size_t i = 0;
+	while (i < sizeof(api_tracking_keys) / sizeof(api_tracking_keys[0]) &&
+	       strcmp(api_tracking_keys[i], key) != 0)
+		i++;
+	if (i == sizeof(api_tracking_keys) / sizeof(api_tracking_keys[0]))
+		panic("api_tracking: query key %s not in api_tracking_keys", key);
+	if (v == NULL)
 		return NULL;
+	free(rq->s->values[i]);
 	rq->s->values[i] = xstrdup(v);
 	return rq->s->values[i];
 }
@@ -280,7 +285,7 @@ static void api_tracking_search(struct http_server_request *req, void *arg)
 		return;
 	struct api_tracking_search *s = xcalloc(1, sizeof(*s));
 	s->st = api_store(a);
-	struct api_tracking_req_query rq = {req, s, 0};
+	struct api_tracking_req_query rq = {req, s};
 	char *err = NULL;
 	if (api_tracking_parse(api_tracking_req_get, &rq, &s->p, &err) < 0) {
 		http_server_reply_error(req, 400, "%s", err);

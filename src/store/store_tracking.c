@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
 
@@ -79,7 +80,7 @@ static void store_tracking_text(struct store_track_sql *q, struct strbuf *b,
 				enum store_track_dialect d, char *v)
 {
 	if (q->n >= STORE_TRACK_SQL_PARAMS)
-		abort(); /* the builder adds at most STORE_TRACK_SQL_PARAMS */
+		panic("store_tracking: more than %d values", STORE_TRACK_SQL_PARAMS);
 	q->v[q->n].text = v;
 	q->n++;
 	strbuf_printf(b, d == STORE_TRACK_PG ? "$%zu" : "?%zu", q->n);
@@ -89,7 +90,7 @@ static void store_tracking_int(struct store_track_sql *q, struct strbuf *b,
 			       enum store_track_dialect d, int64_t v)
 {
 	if (q->n >= STORE_TRACK_SQL_PARAMS)
-		abort();
+		panic("store_tracking: more than %d values", STORE_TRACK_SQL_PARAMS);
 	q->v[q->n].i = v;
 	q->v[q->n].is_int = true;
 	q->n++;
