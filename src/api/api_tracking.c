@@ -341,7 +341,7 @@ static void api_tracking_show_work(void *arg, struct api_read_reply *out)
 	api_tracking_set(body, "attachments",
 			 api_tracking_strings(m->attachments, m->nattachments));
 	api_tracking_set(body, "size", json_integer((json_int_t)m->size));
-	json_t *headers = NULL;
+	json_t *headers = NULL, *helo = NULL;
 	json_t *list = json_array();
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_object();
@@ -352,8 +352,12 @@ static void api_tracking_show_work(void *arg, struct api_read_reply *out)
 			d = json_object(); /* stored checked; never expected */
 		if (headers == NULL && strcmp(ev[i].type, "received") == 0 &&
 		    strcmp(ev[i].gateway, m->gateway) == 0 && ev[i].msg_id != NULL &&
-		    strcmp(ev[i].msg_id, m->msg_id) == 0)
+		    strcmp(ev[i].msg_id, m->msg_id) == 0) {
 			headers = api_tracking_headers(d);
+			json_t *h = json_object_get(d, "helo");
+			if (json_is_string(h))
+				helo = json_incref(h);
+		}
 		api_tracking_set(o, "detail", d);
 		api_tracking_set(o, "gateway", json_string(ev[i].gateway));
 		char *id =
@@ -364,6 +368,7 @@ static void api_tracking_show_work(void *arg, struct api_read_reply *out)
 	}
 	api_tracking_set(body, "events", list);
 	api_tracking_set(body, "headers", headers != NULL ? headers : json_null());
+	api_tracking_set(body, "helo", helo != NULL ? helo : json_null());
 	store_event_rows_free(ev, n);
 	store_tracked_message_free(m);
 	api_read_reply_json(out, 200, body);

@@ -1492,6 +1492,7 @@ static int cmd_track_show(struct ctl *c, struct args *a)
 		print_field("subject:", json_string_value(json_object_get(m, "subject")));
 		print_field("message-id:", json_string_value(json_object_get(m, "message_id")));
 		print_field("client:", json_string_value(json_object_get(m, "client_ip")));
+		print_field("helo:", json_string_value(json_object_get(m, "helo")));
 		print_field("state:", json_string_value(json_object_get(m, "last_state")));
 		printf("headers:\n");
 		print_headers(json_object_get(m, "headers"));

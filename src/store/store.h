@@ -1084,6 +1084,11 @@ _Static_assert(STORE_TRACK_RARE_FLAGS ==
 /* Tracked messages and events a story holds at most. */
 #define STORE_TRACK_STORY_MESSAGES 100
 #define STORE_TRACK_STORY_EVENTS   10000
+/* A story shows the "connection" event of each message's SMTP session (the
+ * client, its HELO, the HAT decision) when the session began at most this long
+ * before the message came: one session may carry many messages. */
+#define STORE_TRACK_SESSION_WINDOW_MS (3600 * 1000LL)
+#define STORE_TRACK_SESSION_EVENTS    16
 
 enum store_track_subject_op {
 	STORE_TRACK_SUBJECT_CONTAINS = 0,
@@ -1122,7 +1127,10 @@ void store_tracked_messages_free(struct store_tracked_message **v, size_t n);
  * The story of tracked message (gateway, msg_id): the message (*msg) and, in
  * time order (at, then gateway, then seq), its events and those of every other
  * tracked message with the same non-empty Message-ID received within
- * STORE_TRACK_STORY_WINDOW_MS of it, each row naming its gateway. *msg and *ev
+ * STORE_TRACK_STORY_WINDOW_MS of it, each row naming its gateway; with each
+ * message's session "connection" event (msg_id NULL: a session event, found by
+ * the "session" of the message's "received" event within
+ * STORE_TRACK_SESSION_WINDOW_MS before it). *msg and *ev
  * are new. -ENOENT when the message is not tracked.
  */
 int store_tracked_story(struct store *st, const char *gateway, const char *msg_id,

@@ -197,6 +197,11 @@ struct store_ops {
 	/* the keys of a search page: q from store_tracking.c (store_tracking_int.h) */
 	int (*tracked_search)(struct store *st, const struct store_track_sql *q,
 			      struct store_track_key **out, size_t *n);
+	/* the "connection" events of the session of (gateway, msg_id)'s "received"
+	 * event with from <= at <= to, at most STORE_TRACK_SESSION_EVENTS */
+	int (*tracked_session_events)(struct store *st, const char *gateway, const char *msg_id,
+				      int64_t from, int64_t to, struct store_event_row **out,
+				      size_t *n);
 };
 
 /* The first member of every backend's struct store. */

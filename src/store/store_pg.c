@@ -3509,4 +3509,5 @@ const struct store_ops store_pg_ops = {
     .events_list = store_pg_events_list,
     .tracked_message_get = store_pg_tracked_message_get,
     .tracked_search = store_pg_tracked_search,
+    .tracked_session_events = store_pg_tracked_session_events,
 };

@@ -3288,4 +3288,5 @@ const struct store_ops store_sqlite_ops = {
     .events_list = store_sqlite_events_list,
     .tracked_message_get = store_sqlite_tracked_message_get,
     .tracked_search = store_sqlite_tracked_search,
+    .tracked_session_events = store_sqlite_tracked_session_events,
 };

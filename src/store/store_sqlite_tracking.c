@@ -62,3 +62,53 @@ int store_sqlite_tracked_search(struct store *st, const struct store_track_sql *
 	*n = k;
 	return 0;
 }
+
+int store_sqlite_tracked_session_events(struct store *st, const char *gateway, const char *msg_id,
+					int64_t from, int64_t to, struct store_event_row **out,
+					size_t *n)
+{
+	struct store_conn *c = NULL;
+	*out = NULL;
+	*n = 0;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	/* events_type_at answers; the details are JSON objects (checked at intake) */
+	sqlite3_stmt *s = store_int_stmt(
+	    c, "SELECT c.gateway, c.seq, c.at, c.type, c.msg_id, c.detail FROM events c"
+	       " WHERE c.type = 'connection' AND c.at BETWEEN ?3 AND ?4 AND c.gateway = ?1"
+	       " AND c.msg_id IS NULL AND json_extract(c.detail, '$.session') ="
+	       " (SELECT json_extract(r.detail, '$.session') FROM events r"
+	       "  WHERE r.gateway = ?1 AND r.msg_id = ?2 AND r.type = 'received' LIMIT 1)"
+	       " ORDER BY c.at, c.seq LIMIT " STORE_TRACK_SESSION_EVENTS_SQL);
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return -EIO;
+	}
+	sqlite3_bind_text(s, 1, gateway, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, msg_id, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, from);
+	sqlite3_bind_int64(s, 4, to);
+	struct store_event_row *v = NULL;
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		v[k].gateway = store_int_col_dup(s, 0);
+		v[k].seq = sqlite3_column_int64(s, 1);
+		v[k].at = sqlite3_column_int64(s, 2);
+		v[k].type = store_int_col_dup(s, 3);
+		v[k].msg_id = store_int_col_dup(s, 4);
+		v[k].detail = store_int_col_dup(s, 5);
+		k++;
+	}
+	sqlite3_reset(s);
+	store_int_reader_put(st, c);
+	if (step != SQLITE_DONE) {
+		store_event_rows_free(v, k);
+		return store_int_read_result(-EIO);
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}

@@ -25,6 +25,8 @@
 #include "common/strbuf.h"
 #include "common/xalloc.h"
 
+_Static_assert(STORE_TRACK_SESSION_EVENTS == 16, "STORE_TRACK_SESSION_EVENTS_SQL says 16");
+
 static const struct store_ops *store_tracking_ops(struct store *st)
 {
 	return ((const struct store_head *)(void *)st)->ops;
@@ -327,10 +329,35 @@ static int store_tracking_event_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq ? 1 : 0;
 }
 
-/* Appends the events of (gateway, msg_id) to *v (at most STORE_TRACK_STORY_EVENTS). */
-static int store_tracking_story_add(struct store *st, const char *gateway, const char *msg_id,
-				    struct store_event_row **v, size_t *n)
+/* Frees the strings of v[0..n), not v (a part of a larger array). */
+static void store_tracking_rows_free_strings(struct store_event_row *v, size_t n)
 {
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].gateway);
+		free(v[i].type);
+		free(v[i].msg_id);
+		free(v[i].detail);
+	}
+}
+
+/* Moves rows[0..k) to the end of *v (n rows). */
+static void store_tracking_rows_append(struct store_event_row **v, size_t *n,
+				       struct store_event_row *rows, size_t k)
+{
+	*v = xreallocarray(*v, *n + k + 1, sizeof(**v));
+	memcpy(*v + *n, rows, k * sizeof(*rows));
+	*n += k;
+	free(rows); /* the strings moved to *v */
+}
+
+/*
+ * Appends the events of (gateway, msg_id), received at received_at, and its
+ * session's connection event to *v (at most STORE_TRACK_STORY_EVENTS in all).
+ */
+static int store_tracking_story_add(struct store *st, const char *gateway, const char *msg_id,
+				    int64_t received_at, struct store_event_row **v, size_t *n)
+{
+	const struct store_ops *ops = store_tracking_ops(st);
 	if (*n >= STORE_TRACK_STORY_EVENTS)
 		return 0;
 	struct store_event_row *rows = NULL;
@@ -339,10 +366,23 @@ static int store_tracking_story_add(struct store *st, const char *gateway, const
 	    store_events_list(st, gateway, msg_id, 0, STORE_TRACK_STORY_EVENTS - *n, &rows, &k);
 	if (rc < 0)
 		return rc;
-	*v = xreallocarray(*v, *n + k + 1, sizeof(**v));
-	memcpy(*v + *n, rows, k * sizeof(*rows));
-	*n += k;
-	free(rows); /* the strings moved to *v */
+	store_tracking_rows_append(v, n, rows, k);
+	if (ops->tracked_session_events == NULL || *n >= STORE_TRACK_STORY_EVENTS)
+		return 0;
+	rows = NULL;
+	k = 0;
+	int64_t from = received_at > STORE_TRACK_SESSION_WINDOW_MS
+			   ? received_at - STORE_TRACK_SESSION_WINDOW_MS
+			   : 0;
+	rc = ops->tracked_session_events(st, gateway, msg_id, from, received_at, &rows, &k);
+	if (rc < 0)
+		return rc;
+	size_t room = STORE_TRACK_STORY_EVENTS - *n;
+	if (k > room) {
+		store_tracking_rows_free_strings(rows + room, k - room);
+		k = room;
+	}
+	store_tracking_rows_append(v, n, rows, k);
 	return 0;
 }
 
@@ -359,7 +399,7 @@ int store_tracked_story(struct store *st, const char *gateway, const char *msg_i
 		return rc;
 	struct store_event_row *v = NULL;
 	size_t n = 0;
-	rc = store_tracking_story_add(st, gateway, msg_id, &v, &n);
+	rc = store_tracking_story_add(st, gateway, msg_id, m->received_at, &v, &n);
 	if (rc == 0 && m->message_id != NULL && m->message_id[0] != '\0') {
 		struct store_track_query q = {
 		    .since = m->received_at > STORE_TRACK_STORY_WINDOW_MS
@@ -378,8 +418,8 @@ int store_tracked_story(struct store *st, const char *gateway, const char *msg_i
 			if (strcmp(same[i]->gateway, gateway) == 0 &&
 			    strcmp(same[i]->msg_id, msg_id) == 0)
 				continue;
-			rc =
-			    store_tracking_story_add(st, same[i]->gateway, same[i]->msg_id, &v, &n);
+			rc = store_tracking_story_add(st, same[i]->gateway, same[i]->msg_id,
+						      same[i]->received_at, &v, &n);
 		}
 		store_tracked_messages_free(same, nsame);
 	}

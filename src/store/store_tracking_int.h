@@ -10,6 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* STORE_TRACK_SESSION_EVENTS as SQL text (the backends' fixed statements). */
+#define STORE_TRACK_SESSION_EVENTS_SQL "16"
+
 /* Values of one search at most (every filter, the cursor's three, the limit). */
 #define STORE_TRACK_SQL_PARAMS 16
 

@@ -216,7 +216,14 @@ def test_a_relayed_message_is_one_story(tracked):
     assert {e["gateway"] for e in story["events"]} == {"gw-a"}
     st, story = mgr.api("GET", "/api/v1/tracking/messages/gw-a~%s" % ids["report"])
     assert story["attachments"] == ["Q3.pdf"]
-    assert [e["type"] for e in story["events"]] == ["received", "verdict", "delivery", "reply"]
+    assert [e["type"] for e in story["events"]] == \
+        ["connection", "received", "verdict", "delivery", "reply"]
+    conn = story["events"][0]
+    assert conn["message"] is None and conn["gateway"] == "gw-a"
+    assert story["helo"] == "client.e2e.test" and story["client_ip"] == "127.0.0.1"
+    assert conn["detail"]["helo"] == "client.e2e.test"
+    assert conn["detail"]["hat_decision"] == "accept"
+    assert conn["detail"]["session"] == story["events"][1]["detail"]["session"]
 
 
 def test_bad_parameters_and_auth(tracked, start_manager):
@@ -290,6 +297,7 @@ def test_lazaretctl_track(tracked):
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "Relayed note" in out and "erin@sender.test" in out
+    assert any(ln.split() == ["helo:", "client.e2e.test"] for ln in out.splitlines()), out
     timeline = [ln.split() for ln in out.splitlines() if ln.startswith("20")]
     got = {x[1]: x[0] for x in timeline if x[2] == "received"}
     assert set(got) == {"gw-a", "gw-b"} and got["gw-b"] <= got["gw-a"], out

@@ -420,6 +420,66 @@ static void test_story(void **state)
 	assert_int_equal(store_tracked_story(fx->st, "bad gw", msg_ids[0], &m, &ev, &n), -ENOENT);
 }
 
+/* A story shows the connection event of the message's own SMTP session, not
+ * another session's, nor one that began over STORE_TRACK_SESSION_WINDOW_MS before. */
+static void test_story_session(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	char id1[IDS_UUID_LEN + 1], id2[IDS_UUID_LEN + 1];
+	ids_uuidv7(T0, id1);
+	ids_uuidv7(T0 + 1, id2);
+	const char *r[] = {"x@example.com"};
+	struct store_event_message m = {.sender = "s@x.test", .recipients = r, .nrecipients = 1};
+	struct store_event v[] = {
+	    {.seq = 1,
+	     .at = T0 - 3 * 3600 * 1000LL,
+	     .type = "connection",
+	     .detail = "{\"session\":\"s2\",\"hat_decision\":\"accept\"}"},
+	    {.seq = 2,
+	     .at = T0 - 5000,
+	     .type = "connection",
+	     .detail = "{\"session\":\"s1\",\"helo\":\"mx.example.org\"}"},
+	    {.seq = 3, .at = T0 - 4000, .type = "connection", .detail = "{\"session\":\"s9\"}"},
+	    {.seq = 4,
+	     .at = T0 - 3000,
+	     .type = "rcpt_accepted",
+	     .detail = "{\"session\":\"s1\",\"rcpt\":\"x@example.com\"}"},
+	    {.seq = 5,
+	     .at = T0,
+	     .type = "received",
+	     .msg_id = id1,
+	     .detail = "{\"session\":\"s1\"}",
+	     .message = &m},
+	    {.seq = 6,
+	     .at = T0 + 1,
+	     .type = "received",
+	     .msg_id = id2,
+	     .detail = "{\"session\":\"s2\"}",
+	     .message = &m},
+	    /* a later session s1 of another day is not this one's */
+	    {.seq = 7, .at = T0 + 10, .type = "connection", .detail = "{\"session\":\"s1\"}"},
+	};
+	assert_int_equal(store_events_put(fx->st, "gw1", v, 7, 0, T0, NULL), 0);
+	struct store_tracked_message *msg = NULL;
+	struct store_event_row *ev = NULL;
+	size_t n = 0;
+	assert_int_equal(store_tracked_story(fx->st, "gw1", id1, &msg, &ev, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(ev[0].type, "connection");
+	assert_int_equal(ev[0].seq, 2);
+	assert_null(ev[0].msg_id);
+	assert_string_equal(ev[0].gateway, "gw1");
+	assert_string_equal(ev[1].type, "received");
+	store_tracked_message_free(msg);
+	store_event_rows_free(ev, n);
+	/* s2 began 3 hours before its message: beyond the window */
+	assert_int_equal(store_tracked_story(fx->st, "gw1", id2, &msg, &ev, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(ev[0].type, "received");
+	store_tracked_message_free(msg);
+	store_event_rows_free(ev, n);
+}
+
 /* The queries whose plans must use an index, and (SQLite) the index. */
 static const struct {
 	struct store_track_query q;
@@ -542,6 +602,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_queries, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_cursor_pages, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_story, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_story_session, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_plans_use_indexes, setup, test_store_teardown),
 	};
 	if (test_pg_dsn() != NULL)
