@@ -154,6 +154,21 @@ static const struct command_help command_helps[] = {
      "  --group G           its group\n"
      "  --cluster C         its cluster\n"
      "  --release-port N    where it takes released mail (default 25)\n"},
+    {"track",
+     "track [FILTERS] [--subject-op OP] [--message-id ID] [--client-ip IP]\n"
+     "       [--attachment NAME] [--event E,..] [--limit N] [--cursor C | --all] [--json] |\n"
+     "       track show ID [--json]",
+     "Message tracking over every gateway with [tracking] mode = central. Without\n"
+     "show, lists the tracked messages the filters match, newest first (--since,\n"
+     "--until, --sender, --recipient, --subject, --gateway as for search); show ID\n"
+     "prints one message and the timeline of its events, with those of the same mail\n"
+     "relayed by other gateways.\n"
+     "  --subject-op OP     contains (default) | begins | is\n"
+     "  --message-id ID     the Message-ID header\n"
+     "  --client-ip IP      the SMTP client's address\n"
+     "  --attachment NAME   an attachment's file name\n"
+     "  --event E,..        spam suspect virus delivered hard_bounce soft_bounce\n"
+     "                      quarantined outbreak dlp (any of them)\n"},
     {"help", "help [COMMAND]", "Shows help for COMMAND.\n"},
 };
 
@@ -588,6 +603,11 @@ enum opt_id {
 	OPT_GROUP,
 	OPT_CLUSTER,
 	OPT_RELEASE_PORT,
+	OPT_SUBJECT_OP,
+	OPT_MESSAGE_ID,
+	OPT_CLIENT_IP,
+	OPT_ATTACHMENT,
+	OPT_EVENT,
 };
 
 static const struct option long_options[] = {
@@ -618,6 +638,11 @@ static const struct option long_options[] = {
     {"group", required_argument, NULL, OPT_GROUP},
     {"cluster", required_argument, NULL, OPT_CLUSTER},
     {"release-port", required_argument, NULL, OPT_RELEASE_PORT},
+    {"subject-op", required_argument, NULL, OPT_SUBJECT_OP},
+    {"message-id", required_argument, NULL, OPT_MESSAGE_ID},
+    {"client-ip", required_argument, NULL, OPT_CLIENT_IP},
+    {"attachment", required_argument, NULL, OPT_ATTACHMENT},
+    {"event", required_argument, NULL, OPT_EVENT},
     {NULL, 0, NULL, 0},
 };
 
@@ -641,6 +666,9 @@ struct args {
 	/* gateway add */
 	const char *group, *cluster;
 	long release_port; /* 0: not given */
+	/* track: the tracking search's own filters */
+	const char *subject_op, *message_id, *client_ip, *attachment, *event;
+	bool track_seen;
 };
 
 /* ---- commands ---- */
@@ -1361,6 +1389,206 @@ static int cmd_gateway(struct ctl *c, struct args *a)
 	return usage_error("gateway", "gateway wants add NAME, list or remove NAME");
 }
 
+/* One line per tracked message: RECEIVED ID SENDER RECIPIENTS STATE SUBJECT. */
+static void print_tracking_table(json_t *messages)
+{
+	enum { NCOL = 6 };
+	static const char *const titles[NCOL] = {"RECEIVED",   "ID",	"SENDER",
+						 "RECIPIENTS", "STATE", "SUBJECT"};
+	static const int cap[NCOL] = {-1, -1, CTL_SENDER_MAX_WIDTH, CTL_RCPTS_MAX_WIDTH, -1, -1};
+	size_t n = json_array_size(messages);
+	char **cellv = ctl_xrealloc(NULL, (n ? n : 1) * NCOL * sizeof(char *));
+	int width[NCOL];
+	for (int k = 0; k < NCOL; k++)
+		width[k] = cells(titles[k]);
+	for (size_t i = 0; i < n; i++) {
+		json_t *m = json_array_get(messages, i);
+		char tbuf[64];
+		received_text(json_string_value(json_object_get(m, "received_at")), tbuf,
+			      sizeof(tbuf));
+		const char *sender = json_string_value(json_object_get(m, "sender"));
+		const char *state = json_string_value(json_object_get(m, "last_state"));
+		const char *subject = json_string_value(json_object_get(m, "subject"));
+		const char *id = json_string_value(json_object_get(m, "id"));
+		struct strbuf r = STRBUF_INIT;
+		size_t j;
+		json_t *x;
+		json_array_foreach(json_object_get(m, "recipients"), j, x)
+		{
+			if (j > 0)
+				strbuf_puts(&r, ", ");
+			strbuf_puts(&r, json_string_value(x) ? json_string_value(x) : "");
+		}
+		char **row = &cellv[i * NCOL];
+		row[0] = ctl_xstrdup(tbuf);
+		row[1] = ctl_xstrdup(id ? id : "-");
+		row[2] = ctl_xstrdup(sender == NULL ? "-" : sender[0] ? sender : "<>");
+		row[3] = strbuf_take(&r);
+		row[4] = ctl_xstrdup(state ? state : "-");
+		row[5] = ctl_xstrdup(subject ? subject : "");
+		for (int k = 0; k < NCOL - 1; k++) {
+			int w = cells(row[k]);
+			if (cap[k] >= 0 && w > cap[k])
+				w = cap[k];
+			if (w > width[k])
+				width[k] = w;
+		}
+	}
+	for (int k = 0; k < NCOL - 1; k++)
+		put_cells(stdout, titles[k], -1, width[k] + 2);
+	printf("%s\n", titles[NCOL - 1]);
+	for (size_t i = 0; i < n; i++) {
+		char **row = &cellv[i * NCOL];
+		for (int k = 0; k < NCOL - 1; k++)
+			put_cells(stdout, row[k], width[k], width[k] + 2);
+		put_cells(stdout, row[NCOL - 1], -1, 0);
+		fputc('\n', stdout);
+		for (int k = 0; k < NCOL; k++)
+			free(row[k]);
+	}
+	free(cellv);
+}
+
+/* track show ID: the message, its headers and its timeline. */
+static int cmd_track_show(struct ctl *c, struct args *a)
+{
+	json_t *m = NULL;
+	struct strbuf raw = STRBUF_INIT;
+	struct strbuf path = STRBUF_INIT;
+	strbuf_puts(&path, "/api/v1/tracking/messages/");
+	char *esc = curl_easy_escape(c->curl, a->positional[1], 0);
+	if (esc == NULL) {
+		fprintf(stderr, "lazaretctl: out of memory\n");
+		exit(CTL_EXIT_API);
+	}
+	strbuf_puts(&path, esc);
+	curl_free(esc);
+	int rc = api_json(c, "GET", strbuf_str(&path), NULL, &m, &raw);
+	strbuf_free(&path);
+	if (rc != CTL_EXIT_OK) {
+		strbuf_free(&raw);
+		return rc;
+	}
+	if (a->json) {
+		print_json_text(&raw);
+	} else {
+		print_field("id:", json_string_value(json_object_get(m, "id")));
+		print_field("gateway:", json_string_value(json_object_get(m, "gateway")));
+		print_field("received:", json_string_value(json_object_get(m, "received_at")));
+		print_field("sender:", json_string_value(json_object_get(m, "sender")));
+		char *r = NULL;
+		struct strbuf rb = STRBUF_INIT;
+		size_t i;
+		json_t *x;
+		json_array_foreach(json_object_get(m, "recipients"), i, x)
+		{
+			if (i > 0)
+				strbuf_puts(&rb, ", ");
+			strbuf_puts(&rb, json_string_value(x) ? json_string_value(x) : "");
+		}
+		r = strbuf_take(&rb);
+		print_field("recipients:", r);
+		free(r);
+		print_field("subject:", json_string_value(json_object_get(m, "subject")));
+		print_field("message-id:", json_string_value(json_object_get(m, "message_id")));
+		print_field("client:", json_string_value(json_object_get(m, "client_ip")));
+		print_field("helo:", json_string_value(json_object_get(m, "helo")));
+		print_field("state:", json_string_value(json_object_get(m, "last_state")));
+		printf("headers:\n");
+		print_headers(json_object_get(m, "headers"));
+		printf("events:\n");
+		json_array_foreach(json_object_get(m, "events"), i, x)
+		{
+			const char *at = json_string_value(json_object_get(x, "at"));
+			const char *gw = json_string_value(json_object_get(x, "gateway"));
+			const char *type = json_string_value(json_object_get(x, "type"));
+			char *detail = json_dumps(json_object_get(x, "detail"), JSON_COMPACT);
+			put_cells(stdout, at ? at : "-", -1, 0);
+			fputc(' ', stdout);
+			put_cells(stdout, gw ? gw : "-", -1, 0);
+			fputc(' ', stdout);
+			put_cells(stdout, type ? type : "-", -1, 0);
+			fputc(' ', stdout);
+			put_cells(stdout, detail ? detail : "{}", -1, 0);
+			fputc('\n', stdout);
+			free(detail);
+		}
+	}
+	json_decref(m);
+	strbuf_free(&raw);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_track(struct ctl *c, struct args *a)
+{
+	if (a->npositional > 0) {
+		if (strcmp(a->positional[0], "show") != 0 || a->npositional != 2)
+			return usage_error("track", "track wants filters, or show ID");
+		return cmd_track_show(c, a);
+	}
+	json_t *all = json_array();
+	json_t *page = NULL;
+	struct strbuf raw = STRBUF_INIT;
+	char *cursor = a->cursor ? ctl_xstrdup(a->cursor) : NULL;
+	int rc = CTL_EXIT_OK;
+	for (int pages = 0; pages < CTL_MAX_PAGES; pages++) {
+		struct strbuf q = STRBUF_INIT;
+		query_add(c, &q, "since", a->filter.since);
+		query_add(c, &q, "until", a->filter.until);
+		query_add(c, &q, "sender", a->filter.sender);
+		query_add(c, &q, "recipient", a->filter.recipient);
+		query_add(c, &q, "subject", a->filter.subject);
+		query_add(c, &q, "subject_op", a->subject_op);
+		query_add(c, &q, "message_id", a->message_id);
+		query_add(c, &q, "gateway", a->filter.gateway);
+		query_add(c, &q, "client_ip", a->client_ip);
+		query_add(c, &q, "attachment", a->attachment);
+		query_add(c, &q, "event", a->event);
+		query_add(c, &q, "limit", a->limit);
+		query_add(c, &q, "cursor", cursor);
+		char *path = ctl_xasprintf("/api/v1/tracking/messages%s", strbuf_str(&q));
+		strbuf_free(&q);
+		rc = api_json(c, "GET", path, NULL, &page, &raw);
+		free(path);
+		if (rc != CTL_EXIT_OK)
+			goto out;
+		json_t *msgs = json_object_get(page, "messages");
+		if (!json_is_array(msgs)) {
+			fprintf(stderr,
+				"lazaretctl: the server's answer has no \"messages\" list\n");
+			rc = CTL_EXIT_API;
+			goto out;
+		}
+		json_array_extend(all, msgs);
+		const char *next = json_string_value(json_object_get(page, "next_cursor"));
+		free(cursor);
+		cursor = next ? ctl_xstrdup(next) : NULL;
+		if (!a->all || cursor == NULL || json_array_size(msgs) == 0)
+			break;
+		json_decref(page);
+		page = NULL;
+		strbuf_free(&raw);
+	}
+	if (a->json) {
+		json_t *o = json_pack("{s:O, s:s?}", "messages", all, "next_cursor", cursor);
+		json_dumpf(o, stdout, JSON_INDENT(2));
+		fputc('\n', stdout);
+		json_decref(o);
+		goto out;
+	}
+	print_tracking_table(all);
+	if (!a->all && cursor != NULL)
+		fprintf(stderr, "more: --cursor %s (or --all)\n", cursor);
+	else if (json_array_size(all) == 0)
+		fprintf(stderr, "no messages\n");
+out:
+	json_decref(page);
+	json_decref(all);
+	strbuf_free(&raw);
+	free(cursor);
+	return rc;
+}
+
 static const struct command commands[] = {
     {"quarantines", cmd_quarantines, 0, false, false, false, false, true},
     {"search", cmd_search, 0, true, true, false, false, true},
@@ -1372,6 +1600,8 @@ static const struct command commands[] = {
     /* Positional words are checked by cmd_user (SIZE_MAX: any count). */
     {"user", cmd_user, SIZE_MAX, false, false, false, false, true},
     {"gateway", cmd_gateway, SIZE_MAX, false, false, false, false, true},
+    /* Positional words ("show ID") are checked by cmd_track. */
+    {"track", cmd_track, SIZE_MAX, true, true, false, false, true},
 };
 
 /*
@@ -1507,6 +1737,26 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 		case OPT_CLUSTER:
 			a->cluster = optarg;
 			break;
+		case OPT_SUBJECT_OP:
+			a->subject_op = optarg;
+			a->track_seen = true;
+			break;
+		case OPT_MESSAGE_ID:
+			a->message_id = optarg;
+			a->track_seen = true;
+			break;
+		case OPT_CLIENT_IP:
+			a->client_ip = optarg;
+			a->track_seen = true;
+			break;
+		case OPT_ATTACHMENT:
+			a->attachment = optarg;
+			a->track_seen = true;
+			break;
+		case OPT_EVENT:
+			a->event = optarg;
+			a->track_seen = true;
+			break;
 		case OPT_RELEASE_PORT: {
 			char *end;
 			long n = strtol(optarg, &end, 10);
@@ -1545,6 +1795,9 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 		return usage_error(k->name, "%s has no --json", k->name);
 	if (paging_seen && !k->paging)
 		return usage_error(k->name, "--limit/--cursor/--all/--wide are for search");
+	if (a->track_seen && strcmp(k->name, "track") != 0)
+		return usage_error(k->name, "--subject-op/--message-id/--client-ip/--attachment/"
+					    "--event are for track");
 	if (a->all && a->cursor)
 		return usage_error(k->name, "--all and --cursor exclude each other");
 	if (a->nrcpts > 0 && !k->rcpts)

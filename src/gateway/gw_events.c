@@ -201,6 +201,29 @@ static void gw_events_list(json_t *d, const char *key, const char *key_total, co
 		gw_events_set(d, key_total, json_integer((json_int_t)n));
 }
 
+/*
+ * The main header fields of a message, decoded, for the manager's tracking
+ * detail (docs/GATEWAY.md "Events"): From, To, Cc, Subject, Date (RFC 3339, null
+ * when absent or unreadable) and Message-ID (without <>).
+ */
+static json_t *gw_events_headers(const struct msgmeta *meta)
+{
+	json_t *h = json_object();
+	gw_events_set(h, "from", gw_events_text(meta->from));
+	gw_events_set(h, "to", gw_events_text(meta->to));
+	gw_events_set(h, "cc", gw_events_text(meta->cc));
+	gw_events_set(h, "subject", gw_events_text(meta->subject));
+	if (meta->date_ms > 0) {
+		char buf[CLOCK_RFC3339_LEN];
+		clock_format_rfc3339(meta->date_ms, buf);
+		gw_events_set(h, "date", json_string(buf));
+	} else {
+		gw_events_set(h, "date", json_null());
+	}
+	gw_events_set(h, "message_id", gw_events_text(meta->message_id));
+	return h;
+}
+
 void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 			const struct msgmeta *meta)
 {
@@ -228,6 +251,8 @@ void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 	}
 	gw_events_list(d, "attachments", "attachments_total", names, k);
 	free(names);
+	if (meta != NULL)
+		gw_events_set(d, "headers", gw_events_headers(meta));
 	gw_events_emit(ev, "received", job->id, d);
 }
 

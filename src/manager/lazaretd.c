@@ -35,6 +35,7 @@
 #include "common/xalloc.h"
 #include "api/api.h"
 #include "api/api_events.h"
+#include "api/api_tracking.h"
 #include "api/api_gateways.h"
 #include "api/api_pvo_actions.h"
 #include "api/api_quarantines.h"
@@ -502,6 +503,7 @@ static int start(struct lazaretd *d)
 	gateways_config_from(&d->cfg, d->ingest, &gc);
 	d->gateways = api_gateways_attach(d->api, &gc);
 	api_events_register(d->api);
+	api_tracking_register(d->api);
 	api_quarantines_register(d->api);
 	api_pvo_actions_register(d->api);
 	digest_pages_register(d->api);

@@ -1060,6 +1060,83 @@ void store_tracked_message_free(struct store_tracked_message *m);
 int store_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
 			      struct store_tracked_message **out);
 
+/* --- message tracking searches (store_tracking.c) ------------------------ */
+
+/*
+ * TR1/TR2: searching the tracked messages and telling one message's story. Both
+ * backends answer the same query with the same rows; every filter is answered
+ * by an index of the tracking migration (received_at, gateway, sender_lc,
+ * recipients' address_lc, subject, message_id, client_ip, attachments' name_lc)
+ * or narrows a newest-first walk of received_at (flags).
+ */
+#define STORE_TRACK_LIMIT_MAX 1000
+/* Every flag but STORE_TRACK_DELIVERED: the condition of the partial index
+ * tracked_flagged (migration 11 of both backends writes it out: 503). */
+#define STORE_TRACK_RARE_FLAGS 503
+_Static_assert(STORE_TRACK_RARE_FLAGS ==
+		   (STORE_TRACK_SPAM | STORE_TRACK_SUSPECT | STORE_TRACK_VIRUS |
+		    STORE_TRACK_HARD_BOUNCE | STORE_TRACK_SOFT_BOUNCE | STORE_TRACK_QUARANTINED |
+		    STORE_TRACK_OUTBREAK | STORE_TRACK_DLP),
+	       "tracked_flagged's condition");
+/* The story of a message takes the tracked messages with its Message-ID received
+ * this long before or after it (a message relayed by several gateways). */
+#define STORE_TRACK_STORY_WINDOW_MS (7 * 86400000LL)
+/* Tracked messages and events a story holds at most. */
+#define STORE_TRACK_STORY_MESSAGES 100
+#define STORE_TRACK_STORY_EVENTS   10000
+/* A story shows the "connection" event of each message's SMTP session (the
+ * client, its HELO, the HAT decision) when the session began at most this long
+ * before the message came: one session may carry many messages. */
+#define STORE_TRACK_SESSION_WINDOW_MS (3600 * 1000LL)
+#define STORE_TRACK_SESSION_EVENTS    16
+
+enum store_track_subject_op {
+	STORE_TRACK_SUBJECT_CONTAINS = 0,
+	STORE_TRACK_SUBJECT_BEGINS,
+	STORE_TRACK_SUBJECT_IS,
+};
+
+/* A search; every field set narrows it (borrowed strings, NULL/0: any). */
+struct store_track_query {
+	int64_t since;	       /* received_at >= since (0: unbounded) */
+	int64_t until;	       /* received_at < until (0: unbounded) */
+	const char *sender;    /* the envelope sender, without case ("" for <>) */
+	const char *recipient; /* an envelope recipient, without case; "@dom": any at dom */
+	const char *subject;   /* decoded text; case folded as LIKE/ILIKE fold it */
+	enum store_track_subject_op subject_op;
+	const char *message_id; /* the Message-ID header without <> */
+	const char *gateway;
+	const char *client_ip;
+	const char *attachment; /* an attachment's name, without case */
+	unsigned flags;		/* enum store_track_flag: any of these set */
+};
+
+/*
+ * The tracked messages q matches, newest received_at first (then gateway and
+ * msg_id, descending), at most limit (1..STORE_TRACK_LIMIT_MAX), after cursor
+ * (NULL: the first page; else a *next of an earlier call). *out is a new array of
+ * new messages (store_tracked_messages_free); *next is a new cursor when more
+ * may follow, else NULL. -EINVAL for a bad limit, field or cursor.
+ */
+int store_tracked_search(struct store *st, const struct store_track_query *q, size_t limit,
+			 const char *cursor, struct store_tracked_message ***out, size_t *n,
+			 char **next);
+void store_tracked_messages_free(struct store_tracked_message **v, size_t n);
+
+/*
+ * The story of tracked message (gateway, msg_id): the message (*msg) and, in
+ * time order (at, then gateway, then seq), its events and those of every other
+ * tracked message with the same non-empty Message-ID received within
+ * STORE_TRACK_STORY_WINDOW_MS of it, each row naming its gateway; with each
+ * message's session "connection" event (msg_id NULL: a session event, found by
+ * the "session" of the message's "received" event within
+ * STORE_TRACK_SESSION_WINDOW_MS before it). *msg and *ev
+ * are new. -ENOENT when the message is not tracked.
+ */
+int store_tracked_story(struct store *st, const char *gateway, const char *msg_id,
+			struct store_tracked_message **msg, struct store_event_row **ev,
+			size_t *nev);
+
 /* --- digests, implemented in store_digest.c ----------------------------- */
 
 /*

@@ -69,6 +69,9 @@ int store_pvo_type_policy(int rc, char *type, bool *policy);
 /* Runs b over b->ids with apply, counting what changed and queued. store.c. */
 int store_pvo_batch_apply(struct store_pvo_batch *b, store_pvo_apply_fn apply, void *conn);
 
+struct store_track_sql; /* store_tracking_int.h */
+struct store_track_key;
+
 struct store_ops {
 	void (*close)(struct store *st);
 	int (*submit_message)(struct store *st, struct store_new_message *m, store_done_fn done,
@@ -191,6 +194,14 @@ struct store_ops {
 			   size_t *n);
 	int (*tracked_message_get)(struct store *st, const char *gateway, const char *msg_id,
 				   struct store_tracked_message **out);
+	/* the keys of a search page: q from store_tracking.c (store_tracking_int.h) */
+	int (*tracked_search)(struct store *st, const struct store_track_sql *q,
+			      struct store_track_key **out, size_t *n);
+	/* the "connection" events of the session of (gateway, msg_id)'s "received"
+	 * event with from <= at <= to, at most STORE_TRACK_SESSION_EVENTS */
+	int (*tracked_session_events)(struct store *st, const char *gateway, const char *msg_id,
+				      int64_t from, int64_t to, struct store_event_row **out,
+				      size_t *n);
 };
 
 /* The first member of every backend's struct store. */

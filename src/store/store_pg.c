@@ -709,6 +709,15 @@ static const char *const store_pg_migrations[] = {
     "    EXECUTE format('ALTER TABLE memberships DROP CONSTRAINT %I', c);"
     "  END LOOP;"
     "END $$;",
+    /*
+     * 12: the indexes of the tracking searches (store_tracking.c) that 10 lacks:
+     * the messages something rarer than delivery happened to (flags but
+     * STORE_TRACK_DELIVERED, the same mask as STORE_TRACK_RARE_FLAGS), newest
+     * first, and recipients by domain (the part from the '@').
+     */
+    "CREATE INDEX tracked_flagged ON tracked_messages(received_at) WHERE (flags & 503) <> 0;"
+    "CREATE INDEX tracked_recipients_domain ON tracked_recipients"
+    "  (substr(address_lc, strpos(address_lc, '@')));",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3534,4 +3543,6 @@ const struct store_ops store_pg_ops = {
     .event_states = store_pg_event_states,
     .events_list = store_pg_events_list,
     .tracked_message_get = store_pg_tracked_message_get,
+    .tracked_search = store_pg_tracked_search,
+    .tracked_session_events = store_pg_tracked_session_events,
 };

@@ -297,4 +297,13 @@ int store_pg_events_list(struct store *st, const char *gateway, const char *msg_
 int store_pg_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
 				 struct store_tracked_message **out);
 
+/* store_pg_tracking.c */
+struct store_track_sql;
+struct store_track_key;
+int store_pg_tracked_search(struct store *st, const struct store_track_sql *q,
+			    struct store_track_key **out, size_t *n);
+int store_pg_tracked_session_events(struct store *st, const char *gateway, const char *msg_id,
+				    int64_t from, int64_t to, struct store_event_row **out,
+				    size_t *n);
+
 #endif

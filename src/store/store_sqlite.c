@@ -487,6 +487,15 @@ static const char *const store_migrations[] = {
      * and its ON DELETE CASCADE stays. Kept so both backends count alike.
      */
     "SELECT 1;",
+    /*
+     * 12: the indexes of the tracking searches (store_tracking.c) that 10 lacks:
+     * the messages something rarer than delivery happened to (flags but
+     * STORE_TRACK_DELIVERED, the same mask as STORE_TRACK_RARE_FLAGS), newest
+     * first, and recipients by domain (the part from the '@').
+     */
+    "CREATE INDEX tracked_flagged ON tracked_messages(received_at) WHERE (flags & 503) <> 0;"
+    "CREATE INDEX tracked_recipients_domain ON tracked_recipients"
+    "  (substr(address_lc, instr(address_lc, '@')));",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3284,4 +3293,6 @@ const struct store_ops store_sqlite_ops = {
     .event_states = store_sqlite_event_states,
     .events_list = store_sqlite_events_list,
     .tracked_message_get = store_sqlite_tracked_message_get,
+    .tracked_search = store_sqlite_tracked_search,
+    .tracked_session_events = store_sqlite_tracked_session_events,
 };
