@@ -1060,6 +1060,28 @@ void store_tracked_message_free(struct store_tracked_message *m);
 int store_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
 			      struct store_tracked_message **out);
 
+/*
+ * Tracking retention ([tracking] retention of lazaretd): what is older than
+ * before goes, in steps small enough that event ingest never waits long.
+ * gateway_event_state (each gateway's last seq) is never touched: events_put
+ * skips every event at or below a gateway's last seq, so a replay of a purged
+ * batch is not stored again.
+ *
+ * store_tracking_drop_days: the whole days that ended at or before before, on a
+ * backend that keeps the tracking tables in daily partitions (PostgreSQL: one
+ * transaction per day, a day whose locks are not had at once is left to the row
+ * path); 0 with nothing dropped on the others. *events and *messages count the
+ * rows that went.
+ *
+ * store_tracking_purge: one transaction removing at most batch events with
+ * at < before and at most batch tracked messages with received_at < before (with
+ * their recipients and attachments). Call again while it removes anything.
+ */
+int store_tracking_drop_days(struct store *st, int64_t before, uint64_t *events,
+			     uint64_t *messages);
+int store_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
+			 uint64_t *messages);
+
 /* --- digests, implemented in store_digest.c ----------------------------- */
 
 /*

@@ -191,6 +191,10 @@ struct store_ops {
 			   size_t *n);
 	int (*tracked_message_get)(struct store *st, const char *gateway, const char *msg_id,
 				   struct store_tracked_message **out);
+	int (*tracking_drop_days)(struct store *st, int64_t before, uint64_t *events,
+				  uint64_t *messages);
+	int (*tracking_purge)(struct store *st, int64_t before, size_t batch, uint64_t *events,
+			      uint64_t *messages);
 };
 
 /* The first member of every backend's struct store. */

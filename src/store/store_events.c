@@ -184,3 +184,26 @@ int store_tracked_message_get(struct store *st, const char *gateway, const char 
 		return -ENOENT;
 	return ops->tracked_message_get(st, gateway, msg_id, out);
 }
+
+int store_tracking_drop_days(struct store *st, int64_t before, uint64_t *events, uint64_t *messages)
+{
+	const struct store_ops *ops = store_events_ops(st);
+	*events = 0;
+	*messages = 0;
+	if (ops->tracking_drop_days == NULL)
+		return 0; /* no daily partitions: the row path does it all */
+	return ops->tracking_drop_days(st, before, events, messages);
+}
+
+int store_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
+			 uint64_t *messages)
+{
+	const struct store_ops *ops = store_events_ops(st);
+	*events = 0;
+	*messages = 0;
+	if (ops->tracking_purge == NULL)
+		return -ENOSYS;
+	if (batch < 1 || batch > 100000)
+		return -EINVAL;
+	return ops->tracking_purge(st, before, batch, events, messages);
+}

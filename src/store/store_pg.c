@@ -3499,4 +3499,6 @@ const struct store_ops store_pg_ops = {
     .event_states = store_pg_event_states,
     .events_list = store_pg_events_list,
     .tracked_message_get = store_pg_tracked_message_get,
+    .tracking_drop_days = store_pg_tracking_drop_days,
+    .tracking_purge = store_pg_tracking_purge,
 };

@@ -280,5 +280,9 @@ int store_pg_events_list(struct store *st, const char *gateway, const char *msg_
 			 int64_t after_seq, size_t limit, struct store_event_row **out, size_t *n);
 int store_pg_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
 				 struct store_tracked_message **out);
+int store_pg_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
+			    uint64_t *messages);
+int store_pg_tracking_drop_days(struct store *st, int64_t before, uint64_t *events,
+				uint64_t *messages);
 
 #endif

@@ -3278,4 +3278,5 @@ const struct store_ops store_sqlite_ops = {
     .event_states = store_sqlite_event_states,
     .events_list = store_sqlite_events_list,
     .tracked_message_get = store_sqlite_tracked_message_get,
+    .tracking_purge = store_sqlite_tracking_purge,
 };

@@ -183,5 +183,7 @@ int store_sqlite_events_list(struct store *st, const char *gateway, const char *
 			     size_t *n);
 int store_sqlite_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
 				     struct store_tracked_message **out);
+int store_sqlite_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
+				uint64_t *messages);
 
 #endif
