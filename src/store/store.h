@@ -1007,6 +1007,24 @@ bool store_event_msg_id_ok(const char *id);
 int store_events_put(struct store *st, const char *gateway, const struct store_event *v, size_t n,
 		     int64_t backlog, int64_t now, uint64_t *stored);
 
+/*
+ * The manager's own events (a message quarantined on the manager, released,
+ * deleted): stored as a gateway's, under this reserved name, which no gateway
+ * may be registered with (store_gateway_reserved).
+ */
+#define STORE_EVENTS_OWN_GATEWAY "manager"
+/* True for a name no gateway may have (STORE_EVENTS_OWN_GATEWAY, in any case). */
+bool store_gateway_reserved(const char *name);
+/*
+ * Commits the manager's own events v[0..n) as store_events_put does for the
+ * gateway STORE_EVENTS_OWN_GATEWAY, except that each event's seq is not the
+ * caller's: the store numbers them on from that name's last seq in the same
+ * transaction, so managers sharing one store never take the same numbers. Types:
+ * store_event_type_ok's, and "delete" and "expire". -EINVAL for a bad field.
+ */
+int store_events_put_own(struct store *st, const struct store_event *v, size_t n, int64_t now,
+			 uint64_t *stored);
+
 /* A gateway's event counters. */
 struct store_event_state {
 	char *gateway;

@@ -118,6 +118,7 @@ struct store_pg_events_put_args {
 	const struct store_event *v;
 	size_t n;
 	int64_t backlog, now;
+	bool own; /* numbered here, from stored_seq + 1 */
 	uint64_t stored;
 };
 
@@ -144,11 +145,17 @@ static int store_pg_events_put_tx(struct store_pg *st, PGconn *c, void *arg)
 	PQclear(r);
 	int64_t last_seq = 0, last_at = 0;
 	for (size_t i = 0; i < a->n; i++) {
+		struct store_event own;
 		const struct store_event *e = &a->v[i];
+		if (a->own) {
+			own = *e;
+			own.seq = stored_seq + 1 + (int64_t)i;
+			e = &own;
+		} else if (e->seq <= stored_seq) {
+			continue; /* stored before (maybe purged since): a replay */
+		}
 		last_seq = e->seq > last_seq ? e->seq : last_seq;
 		last_at = e->at > last_at ? e->at : last_at;
-		if (e->seq <= stored_seq)
-			continue; /* stored before (maybe purged since): a replay */
 		store_pg_text(&p, a->gateway);
 		store_pg_int(&p, e->seq);
 		store_pg_int(&p, e->at);
@@ -193,9 +200,9 @@ static int store_pg_events_put_tx(struct store_pg *st, PGconn *c, void *arg)
 }
 
 int store_pg_events_put(struct store *st, const char *gateway, const struct store_event *v,
-			size_t n, int64_t backlog, int64_t now, uint64_t *stored)
+			size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored)
 {
-	struct store_pg_events_put_args a = {gateway, v, n, backlog, now, 0};
+	struct store_pg_events_put_args a = {gateway, v, n, backlog, now, own, 0};
 	int rc = store_pg_tx(store_pg_of(st), store_pg_events_put_tx, &a);
 	if (rc >= 0 && stored != NULL)
 		*stored = a.stored;

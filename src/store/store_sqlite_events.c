@@ -148,6 +148,7 @@ struct store_events_put_args {
 	const struct store_event *v;
 	size_t n;
 	int64_t backlog, now;
+	bool own; /* numbered here, from stored_seq + 1 */
 	uint64_t stored;
 };
 
@@ -167,11 +168,17 @@ static int store_events_put_job(struct store *st, struct store_conn *c, void *ar
 	if (src != SQLITE_ROW && src != SQLITE_DONE)
 		return -EIO;
 	for (size_t i = 0; i < a->n; i++) {
+		struct store_event own;
 		const struct store_event *e = &a->v[i];
+		if (a->own) {
+			own = *e;
+			own.seq = stored_seq + 1 + (int64_t)i;
+			e = &own;
+		} else if (e->seq <= stored_seq) {
+			continue; /* stored before (maybe purged since): a replay */
+		}
 		last_seq = e->seq > last_seq ? e->seq : last_seq;
 		last_at = e->at > last_at ? e->at : last_at;
-		if (e->seq <= stored_seq)
-			continue; /* stored before (maybe purged since): a replay */
 		s = store_int_stmt(c, store_events_insert_sql);
 		if (s == NULL)
 			return -EIO;
@@ -203,9 +210,9 @@ static int store_events_put_job(struct store *st, struct store_conn *c, void *ar
 }
 
 int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,
-			    size_t n, int64_t backlog, int64_t now, uint64_t *stored)
+			    size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored)
 {
-	struct store_events_put_args a = {gateway, v, n, backlog, now, 0};
+	struct store_events_put_args a = {gateway, v, n, backlog, now, own, 0};
 	int rc = store_int_run_job(st, store_events_put_job, &a);
 	if (rc == 0 && stored != NULL)
 		*stored = a.stored;

@@ -176,7 +176,7 @@ int store_sqlite_gateway_pending_put(struct store *st, const struct store_gatewa
 
 /* store_sqlite_events.c */
 int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,
-			    size_t n, int64_t backlog, int64_t now, uint64_t *stored);
+			    size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);
 int store_sqlite_event_states(struct store *st, struct store_event_state **out, size_t *n);
 int store_sqlite_events_list(struct store *st, const char *gateway, const char *msg_id,
 			     int64_t after_seq, size_t limit, struct store_event_row **out,

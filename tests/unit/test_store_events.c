@@ -431,6 +431,84 @@ static void test_retention(void **state)
 	}
 }
 
+/*
+ * The manager's own events: numbered by the store from its own counter (the
+ * callers' seqs ignored), each call going on from the last; the manager-only
+ * types; the reserved name taken by no gateway, and not by the gateway calls.
+ */
+static void test_own_events(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	char id[IDS_UUID_LEN + 1];
+	ids_uuidv7(now, id);
+	const char *rcpts[] = {"u1@corp.test"};
+	struct store_event_message m = {.sender = "a@x.test",
+					.recipients = rcpts,
+					.nrecipients = 1,
+					.subject = "件名",
+					.message_id = "m1@x.test",
+					.size = 10};
+	struct store_event v[] = {
+	    {.seq = 0,
+	     .at = now,
+	     .type = "quarantine",
+	     .msg_id = id,
+	     .detail = "{\"quarantine\":\"spam\"}",
+	     .message = &m,
+	     .state = "quarantined",
+	     .flags = STORE_TRACK_QUARANTINED | STORE_TRACK_SPAM},
+	    {.seq = 0,
+	     .at = now + 1,
+	     .type = "delete",
+	     .msg_id = id,
+	     .detail = "{}",
+	     .state = "deleted"},
+	};
+	uint64_t stored = 0;
+	assert_int_equal(store_events_put_own(fx->st, v, 1, now, &stored), 0);
+	assert_int_equal(stored, 1);
+	assert_int_equal(store_events_put_own(fx->st, v + 1, 1, now, &stored), 0);
+	assert_int_equal(stored, 1);
+	struct store_event_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(store_events_list(fx->st, STORE_EVENTS_OWN_GATEWAY, id, 0, 10, &rows, &n),
+			 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].seq, 1);
+	assert_string_equal(rows[0].type, "quarantine");
+	assert_int_equal(rows[1].seq, 2);
+	assert_string_equal(rows[1].type, "delete");
+	store_event_rows_free(rows, n);
+	struct store_tracked_message *t = NULL;
+	assert_int_equal(store_tracked_message_get(fx->st, STORE_EVENTS_OWN_GATEWAY, id, &t), 0);
+	assert_string_equal(t->last_state, "deleted");
+	assert_string_equal(t->message_id, "m1@x.test");
+	assert_string_equal(t->subject, "件名");
+	assert_int_equal(t->flags, STORE_TRACK_QUARANTINED | STORE_TRACK_SPAM);
+	store_tracked_message_free(t);
+	/* "delete" and "expire" are the manager's: a gateway's batch may not have them */
+	struct store_event g = {.seq = 1, .at = now, .type = "delete", .detail = "{}"};
+	assert_int_equal(store_events_put(fx->st, "gw1", &g, 1, 0, now, &stored), -EINVAL);
+	struct store_event bad = {.at = now, .type = "exploded", .detail = "{}"};
+	assert_int_equal(store_events_put_own(fx->st, &bad, 1, now, &stored), -EINVAL);
+	struct store_event_state *sv = NULL;
+	assert_int_equal(store_event_states(fx->st, &sv, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(sv[0].gateway, STORE_EVENTS_OWN_GATEWAY);
+	assert_int_equal(sv[0].last_seq, 2);
+	store_event_states_free(sv, n);
+	/* no gateway takes the name, in any case */
+	assert_true(store_gateway_reserved("manager"));
+	assert_true(store_gateway_reserved("Manager"));
+	assert_false(store_gateway_reserved("manager2"));
+	struct store_gateway gw = {
+	    .name = (char *)"MANAGER", .address = (char *)"192.0.2.1", .token_hash = (char *)"00"};
+	assert_int_equal(store_gateway_add(fx->st, &gw), -EINVAL);
+	gw.name = (char *)"gw-ok";
+	assert_int_equal(store_gateway_add(fx->st, &gw), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -438,6 +516,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_own_events, setup, test_store_teardown),
 	};
 	const struct CMUnitTest pg_tests[] = {
 	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, test_store_teardown),
@@ -445,6 +524,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_daily_partitions, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_own_events, setup, test_store_teardown),
 	};
 	if (test_pg_dsn() != NULL)
 		return cmocka_run_group_tests_name("store_events_postgresql", pg_tests, NULL, NULL);
