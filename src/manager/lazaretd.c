@@ -45,6 +45,7 @@
 #include "digest/digest_pages.h"
 #include "quarantine/capacity.h"
 #include "quarantine/expiry.h"
+#include "quarantine/own_events.h"
 #include "quarantine/track_retention.h"
 #include "manager/auth_directory.h"
 #include "manager/ingest.h"
@@ -468,6 +469,7 @@ static int start(struct lazaretd *d)
 	}
 	/* Nothing is read from sockets before the loop runs, so this is in time. */
 	ingest_set_store(d->ingest, d->st);
+	own_events_start(d->st);
 	if (d->pvo_smtp != NULL) {
 		ingest_gateways_start(d->ingest);
 		d->capacity = capacity_new(d->base, d->st, d->cfg.pvo_max_size);
@@ -568,6 +570,7 @@ static void stop(struct lazaretd *d)
 		release_stop(d->release);
 	if (d->ingest != NULL)
 		ingest_stop(d->ingest);
+	own_events_stop(); /* what ingest, release and the API queued */
 	if (d->st != NULL)
 		store_close(d->st);
 	/* Deliver the answers of the last commits to sessions still waiting for them. */
