@@ -135,12 +135,19 @@ static int own_events_commit(struct store *st, struct own_event *v, size_t n)
 	return rc;
 }
 
-/* Commits the queue's head groups until it is empty or the store fails. */
+/*
+ * Commits what was queued when it began, in groups, until done or the store
+ * fails. What comes meanwhile waits for the next wake-up: one transaction per
+ * OWN_EVENTS_FLUSH_MS, not one per event that trickles in while committing.
+ */
 static void own_events_flush(void)
 {
-	for (;;) {
+	pthread_mutex_lock(&own_events.lock);
+	size_t todo = own_events.n;
+	pthread_mutex_unlock(&own_events.lock);
+	while (todo > 0) {
 		pthread_mutex_lock(&own_events.lock);
-		size_t n = own_events.n < OWN_EVENTS_GROUP ? own_events.n : OWN_EVENTS_GROUP;
+		size_t n = todo < OWN_EVENTS_GROUP ? todo : OWN_EVENTS_GROUP;
 		struct store *st = own_events.st;
 		pthread_mutex_unlock(&own_events.lock);
 		if (n == 0)
@@ -167,6 +174,7 @@ static void own_events_flush(void)
 		memmove(own_events.v, own_events.v + n, (own_events.n - n) * sizeof(*own_events.v));
 		own_events.n -= n;
 		pthread_mutex_unlock(&own_events.lock);
+		todo -= n;
 	}
 }
 
