@@ -261,6 +261,12 @@ void own_events_add(int64_t at, const char *type, const char *msg_id, const char
 			      .detail = text != NULL ? text : xstrdup("{}"),
 			      .m = m};
 	pthread_mutex_lock(&own_events.lock);
+	if (!own_events.started || own_events.stopping) {
+		/* stopped meanwhile */
+		pthread_mutex_unlock(&own_events.lock);
+		own_event_clear(&e);
+		return;
+	}
 	if (own_events.n >= OWN_EVENTS_QUEUE_MAX) {
 		own_events.dropped++;
 		int64_t now = clock_now_ms();
