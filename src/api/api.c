@@ -54,6 +54,7 @@
 #include "http/http_server.h"
 #include "api/api_pvo_actions.h"
 #include "api/api_quarantines.h"
+#include "quarantine/own_events.h"
 #include "quarantine/metrics.h"
 #include "quarantine/release.h"
 #include "mime/msgmeta.h"
@@ -1238,6 +1239,13 @@ static void api_message_action(struct api *a, struct http_server_request *req, b
 	json_t *audit_rcpts = nrcpts > 0 ? json_array() : json_string("all");
 	for (size_t i = 0; i < nrcpts; i++)
 		json_array_append_new(audit_rcpts, http_json_string_or_null(rcpts[i]));
+	if (changed > 0)
+		/* the manager's tracking story of the message (own_events.h) */
+		own_events_add(now, release ? "release" : "delete", id,
+			       release ? "releasing" : "deleted", 0,
+			       json_pack("{s:O,s:i,s:s?}", "recipients", audit_rcpts, "changed",
+					 changed, "by", who->username),
+			       NULL);
 	api_audit(a, req, release ? "release" : "delete", id,
 		  json_pack("{s:o,s:i}", "recipients", audit_rcpts, "changed", changed));
 	struct store_message *after = api_lookup(a, req);

@@ -151,6 +151,11 @@ static int api_gateways_name(const json_t *body, const char **out, char **err)
 				 STORE_GATEWAY_NAME_MAX);
 		return -EINVAL;
 	}
+	if (store_gateway_reserved(*out)) {
+		*err = xasprintf("\"name\" \"%s\" is reserved for the manager's own events",
+				 STORE_EVENTS_OWN_GATEWAY);
+		return -EINVAL;
+	}
 	return 0;
 }
 

@@ -153,6 +153,24 @@ void gw_events_connection(struct gw_events *ev, const char *session, const char 
 	gw_events_emit(ev, "connection", NULL, d);
 }
 
+void gw_events_refused(struct gw_events *ev, const char *session, const char *client,
+		       const char *policy, const char *reason, const char *reply)
+{
+	if (ev == NULL)
+		return;
+	json_t *d = json_object();
+	gw_events_set(d, "session", gw_events_text(session));
+	gw_events_set(d, "client_ip", gw_events_text(client));
+	gw_events_set(d, "helo", json_null());
+	gw_events_set(d, "tls_version", json_null());
+	gw_events_set(d, "tls_cipher", json_null());
+	gw_events_set(d, "hat_policy", gw_events_text(policy));
+	gw_events_set(d, "hat_decision", json_string("reject"));
+	gw_events_set(d, "reason", gw_events_text(reason));
+	gw_events_set(d, "reply", gw_events_text(reply));
+	gw_events_emit(ev, "connection", NULL, d);
+}
+
 void gw_events_rate_limit(struct gw_events *ev, const char *session, const char *client,
 			  const char *policy, unsigned limit)
 {

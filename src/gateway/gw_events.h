@@ -68,6 +68,14 @@ bool gw_events_rejected_connections(const struct gw_events *ev);
 void gw_events_connection(struct gw_events *ev, const char *session, const char *client,
 			  const char *helo, const char *tls_version, const char *tls_cipher,
 			  const char *policy, const char *decision);
+/*
+ * A connection refused at connect ([tracking] rejected_connections): a
+ * "connection" event with hat_decision "reject" and reason "hat" (policy names the
+ * HAT entry), "connection_limit" or "client_connection_limit" (the listener's
+ * limits; no policy, no session). reply (may be NULL) is what the client got.
+ */
+void gw_events_refused(struct gw_events *ev, const char *session, const char *client,
+		       const char *policy, const char *reason, const char *reply);
 void gw_events_rate_limit(struct gw_events *ev, const char *session, const char *client,
 			  const char *policy, unsigned limit);
 void gw_events_rcpt(struct gw_events *ev, const char *session, const char *client, const char *rcpt,

@@ -192,8 +192,8 @@ static int gw_check_connect(void *ctx, struct smtp_session *s, char *reply, size
 			 smtp_session_peer(s), gs->policy);
 		snprintf(reply, replylen, "554 5.7.1 %s: Access denied", cfg->hostname);
 		if (gw_events_rejected_connections(gw->events))
-			gw_events_connection(gw->events, smtp_session_id(s), smtp_session_peer(s),
-					     NULL, NULL, NULL, gs->policy, "reject");
+			gw_events_refused(gw->events, smtp_session_id(s), smtp_session_peer(s),
+					  gs->policy, "hat", reply);
 		free(gs);
 		return -1;
 	}
@@ -201,6 +201,18 @@ static int gw_check_connect(void *ctx, struct smtp_session *s, char *reply, size
 	log_debug("gw.connect", "session=%s client=%s policy=%s", smtp_session_id(s),
 		  smtp_session_peer(s), gs->policy);
 	return 0;
+}
+
+/*
+ * A connection the listener refused before HAT (its connection limits): recorded
+ * as HAT's rejects are, when asked. "policy" is HAT's own reject (gw_check_connect
+ * records it with its policy name).
+ */
+static void gw_on_refused(void *ctx, const char *reason, const char *peer)
+{
+	struct gw *gw = ctx;
+	if (strcmp(reason, "policy") != 0 && gw_events_rejected_connections(gw->events))
+		gw_events_refused(gw->events, NULL, peer, NULL, reason, NULL);
 }
 
 static void gw_on_close(void *ctx, struct smtp_session *s)
@@ -724,6 +736,7 @@ static int gw_start(struct gw *gw)
 	sc.ctx = gw;
 	sc.check_connect = gw_check_connect;
 	sc.on_close = gw_on_close;
+	sc.on_refused = gw_on_refused;
 	if ((rc = smtp_server_start(gw->base, &sc, &gw->smtp, &err)) < 0) {
 		fprintf(stderr, "lazaret-gw: %s\n", err);
 		free(err);

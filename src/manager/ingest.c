@@ -38,6 +38,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -49,6 +51,7 @@
 #include "mime/msgmeta.h"
 #include "mime/msgmeta_store.h"
 #include "quarantine/capacity.h"
+#include "quarantine/own_events.h"
 #include "quarantine/pvo_header.h"
 #include "smtp/smtp_proto.h"
 #include "smtp/smtp_session.h"
@@ -96,6 +99,11 @@ struct ingest_job {
 	char *gateway;
 	bool has_score;
 	double score;
+	/* the manager's own "quarantine" event, queued once the message is stored */
+	struct own_events_message *own;
+	json_t *own_detail;
+	unsigned own_flags;
+	int64_t received_at;
 };
 
 struct ingest *ingest_new(struct event_base *base, struct store *st, unsigned nthreads)
@@ -175,6 +183,8 @@ static void ingest_answer(void *arg)
 			  smtp_session_id(job->session), job->peer, job->id, job->size,
 			  log_quote(q, sizeof(q), strerror(-job->rc)));
 	}
+	own_events_message_free(job->own);
+	json_decref(job->own_detail);
 	smtp_session_message_done(job->session, reply);
 	atomic_fetch_sub(&job->ing->inflight, 1);
 	free(job->sender);
@@ -189,6 +199,13 @@ static void ingest_stored(void *arg, int rc)
 {
 	struct ingest_job *job = arg;
 	job->rc = store_error_unavailable(rc) ? -ENOTCONN : rc;
+	if (rc == 0 && job->own != NULL) {
+		/* committed: its tracking event, queued before the client hears of it */
+		own_events_add(job->received_at, "quarantine", job->pvo ? job->stored_as : job->id,
+			       "quarantined", job->own_flags, job->own_detail, job->own);
+		job->own = NULL;
+		job->own_detail = NULL;
+	}
 	loopq_post(job->ing->q, ingest_answer, job);
 }
 
@@ -326,6 +343,64 @@ done:
 	pvo_headers_clear(&h);
 }
 
+/*
+ * The manager's own "quarantine" event of nm (own_events.h): the message's fields
+ * for tracking (its Message-ID links it to the gateway's events), flags from the
+ * verdict and the PVO quarantines.
+ */
+static void ingest_own_event(struct ingest_job *job, const struct store_new_message *nm)
+{
+	struct own_events_message *m = xcalloc(1, sizeof(*m));
+	m->sender = xstrdup(nm->sender != NULL ? nm->sender : "");
+	m->recipients = xcalloc(nm->nrecipients + 1, sizeof(*m->recipients));
+	for (size_t i = 0; i < nm->nrecipients; i++)
+		m->recipients[m->nrecipients++] = xstrdup(nm->recipients[i]);
+	m->subject = xstrdup_or_null(nm->subject);
+	m->message_id = xstrdup_or_null(nm->message_id);
+	m->client_ip = xstrdup_or_null(nm->client_address);
+	m->attachments = xcalloc(nm->nattachments + 1, sizeof(*m->attachments));
+	for (size_t i = 0; i < nm->nattachments; i++) {
+		if (nm->attachments[i].filename != NULL)
+			m->attachments[m->nattachments++] = xstrdup(nm->attachments[i].filename);
+	}
+	m->size = (int64_t)nm->raw_len;
+	unsigned flags = STORE_TRACK_QUARANTINED;
+	json_t *d = json_object();
+	json_object_set_new(d, "gateway", json_string(nm->gateway != NULL ? nm->gateway : ""));
+	json_object_set_new(d, "size", json_integer((json_int_t)nm->raw_len));
+	if (nm->nmemberships > 0) {
+		json_t *qs = json_array();
+		for (size_t i = 0; i < nm->nmemberships; i++) {
+			const struct store_new_membership *w = &nm->memberships[i];
+			json_t *q = json_object();
+			json_object_set_new(q, "name", json_string(w->quarantine));
+			if (w->reason != NULL)
+				json_object_set_new(q, "reason", json_string(w->reason));
+			json_array_append_new(qs, q);
+			if (strcmp(w->quarantine, "virus") == 0)
+				flags |= STORE_TRACK_VIRUS;
+			else if (strcmp(w->quarantine, "outbreak") == 0)
+				flags |= STORE_TRACK_OUTBREAK;
+		}
+		json_object_set_new(d, "quarantines", qs);
+	} else {
+		json_object_set_new(d, "quarantine", json_string(nm->quarantine));
+	}
+	if (nm->verdict != NULL) {
+		json_object_set_new(d, "verdict", json_string(nm->verdict));
+		if (strcmp(nm->verdict, "spam") == 0)
+			flags |= STORE_TRACK_SPAM;
+		else if (strcmp(nm->verdict, "suspect") == 0)
+			flags |= STORE_TRACK_SUSPECT;
+	}
+	if (nm->has_score)
+		json_object_set_new(d, "score", json_real(nm->score));
+	job->own = m;
+	job->own_detail = d;
+	job->own_flags = flags;
+	job->received_at = nm->received_at;
+}
+
 static void ingest_prepare(void *arg)
 {
 	struct ingest_job *job = arg;
@@ -352,6 +427,7 @@ static void ingest_prepare(void *arg)
 	job->gateway = xstrdup(nm->gateway);
 	job->has_score = nm->has_score;
 	job->score = nm->score;
+	ingest_own_event(job, nm);
 	int rc = store_new_message_prepare(nm);
 	if (rc < 0) {
 		store_new_message_free(nm);

@@ -46,6 +46,8 @@
 #include "digest/digest_pages.h"
 #include "quarantine/capacity.h"
 #include "quarantine/expiry.h"
+#include "quarantine/own_events.h"
+#include "quarantine/track_retention.h"
 #include "manager/auth_directory.h"
 #include "manager/ingest.h"
 #include "manager/manager_config.h"
@@ -76,7 +78,8 @@ struct lazaretd {
 	struct api *api;
 	struct api_gateways *gateways; /* the registry's routes; freed after the api */
 	struct expiry *expiry;
-	struct capacity *capacity; /* the PVO quarantines' max_size */
+	struct track_retention *track_retention; /* [tracking] retention */
+	struct capacity *capacity;		 /* the PVO quarantines' max_size */
 	struct notify *notify;
 	struct auth_directory *directory; /* LDAP/IMAP end users, or NULL */
 	SSL_CTX *http_tls;		  /* [http] HTTPS context, or NULL */
@@ -335,6 +338,8 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		api_gateways_configure(d->gateways, &gc);
 	}
 	expiry_reconfigure(d->expiry, next.delete_after_ms, next.purge_interval_ms);
+	track_retention_reconfigure(d->track_retention, next.tracking_retention_ms,
+				    next.purge_interval_ms);
 	if (d->capacity != NULL)
 		capacity_reconfigure(d->capacity, next.pvo_max_size);
 	struct notify_config nc;
@@ -465,6 +470,7 @@ static int start(struct lazaretd *d)
 	}
 	/* Nothing is read from sockets before the loop runs, so this is in time. */
 	ingest_set_store(d->ingest, d->st);
+	own_events_start(d->st);
 	if (d->pvo_smtp != NULL) {
 		ingest_gateways_start(d->ingest);
 		d->capacity = capacity_new(d->base, d->st, d->cfg.pvo_max_size);
@@ -525,6 +531,8 @@ static int start(struct lazaretd *d)
 		return rc;
 	}
 	d->expiry = expiry_new(d->base, d->st, d->cfg.delete_after_ms, d->cfg.purge_interval_ms);
+	d->track_retention = track_retention_new(d->base, d->st, d->cfg.tracking_retention_ms,
+						 d->cfg.purge_interval_ms);
 
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_terminate, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_terminate, d);
@@ -552,6 +560,7 @@ static void stop(struct lazaretd *d)
 {
 	if (d->expiry != NULL)
 		expiry_free(d->expiry);
+	track_retention_free(d->track_retention);
 	if (d->ingest != NULL)
 		ingest_set_capacity(d->ingest, NULL);
 	capacity_free(d->capacity);
@@ -563,6 +572,7 @@ static void stop(struct lazaretd *d)
 		release_stop(d->release);
 	if (d->ingest != NULL)
 		ingest_stop(d->ingest);
+	own_events_stop(); /* what ingest, release and the API queued */
 	if (d->st != NULL)
 		store_close(d->st);
 	/* Deliver the answers of the last commits to sessions still waiting for them. */

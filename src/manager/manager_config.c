@@ -113,6 +113,12 @@ static const struct confparse_key manager_config_keys[] = {
      .type = CONFPARSE_HOSTPORT,
      .offset = OFF(pvo_alternate_release_gateway)},
 
+    {.section = "tracking",
+     .name = "retention",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(tracking_retention_ms),
+     .default_text = "30d"},
+
     {.section = "spam_quarantine",
      .name = "accept_from",
      .type = CONFPARSE_ACL,

@@ -47,6 +47,9 @@ struct manager_config {
 	uint64_t pvo_max_size;		     /* all PVO quarantines together; default 10G */
 	char *pvo_alternate_release_gateway; /* host:port or NULL */
 
+	/* [tracking] */
+	int64_t tracking_retention_ms; /* gateway events kept; default 30d, 0 = forever */
+
 	/* [spam_quarantine] */
 	char *smtp_listen;	 /* default 127.0.0.1:6025 */
 	struct acl *accept_from; /* default 127.0.0.1/32, ::1/128 */

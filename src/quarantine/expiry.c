@@ -18,10 +18,13 @@
 #include "common/workpool.h"
 #include "common/xalloc.h"
 #include "quarantine/metrics.h"
+#include "quarantine/own_events.h"
 #include "store/store.h"
 
 /* The run's name among the cluster-wide jobs (store_job_try). */
 #define EXPIRY_JOB "expiry"
+/* Messages a run records "expire" events for at most (own_events.h's queue). */
+#define EXPIRY_OWN_EVENTS_MAX 50000
 
 struct expiry {
 	struct store *st;
@@ -120,6 +123,61 @@ int expiry_run_once(struct store *st, const struct expiry_retention *r, size_t n
 }
 
 /*
+ * The manager's "expire" events (own_events.h) of the spam quarantine's messages
+ * that this run is about to expire: those received before cutoff with a
+ * recipient still quarantined, listed a page at a time before store_expire
+ * changes them. At most EXPIRY_OWN_EVENTS_MAX a run (logged when there were
+ * more: the rest expire unrecorded).
+ */
+static void expiry_own_events(struct store *st, int64_t cutoff, int64_t now)
+{
+	struct store_filter f = {
+	    .quarantine = "spam", .until = cutoff, .state = "quarantined", .exclude_pvo = true};
+	char *cursor = NULL;
+	size_t recorded = 0;
+	for (;;) {
+		struct store_message **v = NULL;
+		size_t n = 0;
+		char *next = NULL;
+		int rc = store_list(st, &f, EXPIRY_BATCH, cursor, &v, &n, &next);
+		free(cursor);
+		cursor = NULL;
+		if (rc < 0) {
+			log_warn("expiry.own_events_failed", "rc=%d", rc);
+			break;
+		}
+		for (size_t i = 0; i < n && recorded < EXPIRY_OWN_EVENTS_MAX; i++) {
+			json_t *rcpts = json_array();
+			for (size_t k = 0; k < v[i]->nrecipients; k++) {
+				if (v[i]->recipients[k].state == STORE_RCPT_QUARANTINED)
+					json_array_append_new(
+					    rcpts, json_string(v[i]->recipients[k].address));
+			}
+			own_events_add(
+			    now, "expire", v[i]->id, "expired", 0,
+			    json_pack("{s:s,s:o}", "quarantine", "spam", "recipients", rcpts),
+			    NULL);
+			recorded++;
+		}
+		for (size_t i = 0; i < n; i++)
+			store_message_free(v[i]);
+		free(v);
+		if (recorded >= EXPIRY_OWN_EVENTS_MAX) {
+			if (next != NULL)
+				log_warn("expiry.own_events_capped",
+					 "recorded=%zu reason=\"more expire in this run than are "
+					 "recorded\"",
+					 recorded);
+			free(next);
+			break;
+		}
+		if (next == NULL)
+			break;
+		cursor = next;
+	}
+}
+
+/*
  * One run, once for every lazaretd sharing the store (store_job_try): a process
  * that finds another one running it skips this time.
  */
@@ -138,6 +196,8 @@ static void expiry_run(void *arg)
 	}
 	int64_t now = clock_now_ms();
 	struct expiry_retention spam = {"spam", atomic_load(&e->delete_after_ms)};
+	if (spam.delete_after_ms > 0)
+		expiry_own_events(e->st, now - spam.delete_after_ms, now);
 	uint64_t expired = 0, purged = 0;
 	int rc = expiry_run_once(e->st, &spam, 1, now, &expired, &purged);
 	if (rc == 0) {

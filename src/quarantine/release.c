@@ -45,6 +45,7 @@
  * A worker with nothing due sleeps until release_kick(), the next due time, or a
  * poll interval, whichever comes first.
  */
+#include "quarantine/own_events.h"
 #include "quarantine/release.h"
 
 #include <errno.h>
@@ -309,6 +310,28 @@ static void release_log_outcome(const char *event, const struct store_delivery *
 		  extra ? extra : "");
 }
 
+/*
+ * The manager's tracking event of one recipient's delivery (own_events.h):
+ * "delivery" with the host's reply; a delivered recipient makes the message
+ * "released", a failed one "release_failed".
+ */
+static void release_own_event(const struct store_delivery *d, const char *rcpt, const char *host,
+			      unsigned attempt, const struct store_delivery_result *res)
+{
+	const char *status = res->outcome == STORE_DELIVERY_DELIVERED ? "sent"
+			     : res->outcome == STORE_DELIVERY_FAILED  ? "failed"
+								      : "deferred";
+	json_t *detail =
+	    json_pack("{s:s?,s:s?,s:s?,s:i,s:s,s:b}", "rcpt", rcpt, "reply", res->reply, "host",
+		      host, "attempt", (json_int_t)attempt, "status", status, "released", 1);
+	own_events_add(clock_now_ms(), "delivery", d->msg_id,
+		       res->outcome == STORE_DELIVERY_DELIVERED ? "released"
+		       : res->outcome == STORE_DELIVERY_FAILED	? "release_failed"
+								: NULL,
+		       res->outcome == STORE_DELIVERY_DELIVERED ? STORE_TRACK_DELIVERED : 0, detail,
+		       NULL);
+}
+
 /* Before the secondary: says which recipients the primary deferred, and why. */
 static void release_attempted(void *arg, const struct smtp_failover_session *ss,
 			      const struct smtp_client_result *res, bool failing_over)
@@ -524,6 +547,8 @@ decide:;
 			break;
 		}
 	}
+	for (size_t i = 0; i < n; i++)
+		release_own_event(d, d->rcpts[i], rr[i].host, attempt, &results[i]);
 	/* What store_delivery_confirm recorded already is not recorded twice; the job
 	 * is gone when every recipient was. */
 	size_t nopen = 0;

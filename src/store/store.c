@@ -1064,7 +1064,7 @@ void store_gateway_array_free(struct store_gateway **v, size_t n)
 static int store_gateway_clean(const struct store_gateway *g, bool registered,
 			       char addr[STORE_GATEWAY_ADDRESS_MAX + 1], struct store_gateway *out)
 {
-	if (g == NULL || !store_gateway_name_ok(g->name) ||
+	if (g == NULL || !store_gateway_name_ok(g->name) || store_gateway_reserved(g->name) ||
 	    store_gateway_address_canonical(g->address, addr) < 0 ||
 	    (g->group != NULL && !store_gateway_chars_ok(g->group, STORE_GATEWAY_LEVEL_MAX)) ||
 	    (g->cluster != NULL && !store_gateway_chars_ok(g->cluster, STORE_GATEWAY_LEVEL_MAX)) ||

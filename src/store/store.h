@@ -1007,6 +1007,24 @@ bool store_event_msg_id_ok(const char *id);
 int store_events_put(struct store *st, const char *gateway, const struct store_event *v, size_t n,
 		     int64_t backlog, int64_t now, uint64_t *stored);
 
+/*
+ * The manager's own events (a message quarantined on the manager, released,
+ * deleted): stored as a gateway's, under this reserved name, which no gateway
+ * may be registered with (store_gateway_reserved).
+ */
+#define STORE_EVENTS_OWN_GATEWAY "manager"
+/* True for a name no gateway may have (STORE_EVENTS_OWN_GATEWAY, in any case). */
+bool store_gateway_reserved(const char *name);
+/*
+ * Commits the manager's own events v[0..n) as store_events_put does for the
+ * gateway STORE_EVENTS_OWN_GATEWAY, except that each event's seq is not the
+ * caller's: the store numbers them on from that name's last seq in the same
+ * transaction, so managers sharing one store never take the same numbers. Types:
+ * store_event_type_ok's, and "delete" and "expire". -EINVAL for a bad field.
+ */
+int store_events_put_own(struct store *st, const struct store_event *v, size_t n, int64_t now,
+			 uint64_t *stored);
+
 /* A gateway's event counters. */
 struct store_event_state {
 	char *gateway;
@@ -1136,6 +1154,28 @@ void store_tracked_messages_free(struct store_tracked_message **v, size_t n);
 int store_tracked_story(struct store *st, const char *gateway, const char *msg_id,
 			struct store_tracked_message **msg, struct store_event_row **ev,
 			size_t *nev);
+
+/*
+ * Tracking retention ([tracking] retention of lazaretd): what is older than
+ * before goes, in steps small enough that event ingest never waits long.
+ * gateway_event_state (each gateway's last seq) is never touched: events_put
+ * skips every event at or below a gateway's last seq, so a replay of a purged
+ * batch is not stored again.
+ *
+ * store_tracking_drop_days: the whole days that ended at or before before, on a
+ * backend that keeps the tracking tables in daily partitions (PostgreSQL: one
+ * transaction per day, a day whose locks are not had at once is left to the row
+ * path); 0 with nothing dropped on the others. *events and *messages count the
+ * rows that went.
+ *
+ * store_tracking_purge: one transaction removing at most batch events with
+ * at < before and at most batch tracked messages with received_at < before (with
+ * their recipients and attachments). Call again while it removes anything.
+ */
+int store_tracking_drop_days(struct store *st, int64_t before, uint64_t *events,
+			     uint64_t *messages);
+int store_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
+			 uint64_t *messages);
 
 /* --- digests, implemented in store_digest.c ----------------------------- */
 

@@ -186,8 +186,9 @@ struct store_ops {
 	int (*gateway_touch)(struct store *st, const char *name, int64_t now, const char *version);
 	int (*gateway_pending_put)(struct store *st, const struct store_gateway *g,
 				   size_t max_pending, int64_t now);
+	/* own: number the events on from the gateway's last seq (store_events_put_own) */
 	int (*events_put)(struct store *st, const char *gateway, const struct store_event *v,
-			  size_t n, int64_t backlog, int64_t now, uint64_t *stored);
+			  size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);
 	int (*event_states)(struct store *st, struct store_event_state **out, size_t *n);
 	int (*events_list)(struct store *st, const char *gateway, const char *msg_id,
 			   int64_t after_seq, size_t limit, struct store_event_row **out,
@@ -202,6 +203,10 @@ struct store_ops {
 	int (*tracked_session_events)(struct store *st, const char *gateway, const char *msg_id,
 				      int64_t from, int64_t to, struct store_event_row **out,
 				      size_t *n);
+	int (*tracking_drop_days)(struct store *st, int64_t before, uint64_t *events,
+				  uint64_t *messages);
+	int (*tracking_purge)(struct store *st, int64_t before, size_t batch, uint64_t *events,
+			      uint64_t *messages);
 };
 
 /* The first member of every backend's struct store. */

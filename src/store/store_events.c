@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* The event types a gateway reports (docs/GATEWAY.md "Events"). */
 static const char *const store_event_types[] = {
@@ -68,11 +69,32 @@ static bool store_events_list_ok(const char *const *v, size_t n)
 	return true;
 }
 
-/* True when e can be stored as it is. */
-static bool store_event_ok(const struct store_event *e)
+/* The manager's own event types besides a gateway's. */
+static const char *const store_event_own_types[] = {"delete", "expire"};
+
+static bool store_event_own_type_ok(const char *type)
 {
-	if (e->seq < 1 || e->at < 0 || !store_event_type_ok(e->type) || e->detail == NULL ||
-	    strlen(e->detail) > STORE_EVENT_DETAIL_MAX)
+	if (store_event_type_ok(type))
+		return true;
+	for (size_t i = 0; i < sizeof(store_event_own_types) / sizeof(store_event_own_types[0]);
+	     i++) {
+		if (strcmp(type, store_event_own_types[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+bool store_gateway_reserved(const char *name)
+{
+	return name != NULL && strcasecmp(name, STORE_EVENTS_OWN_GATEWAY) == 0;
+}
+
+/* True when e can be stored as it is (own: the manager's, seq not its own). */
+static bool store_event_ok(const struct store_event *e, bool own)
+{
+	if ((!own && e->seq < 1) || e->at < 0 || e->type == NULL ||
+	    !(own ? store_event_own_type_ok(e->type) : store_event_type_ok(e->type)) ||
+	    e->detail == NULL || strlen(e->detail) > STORE_EVENT_DETAIL_MAX)
 		return false;
 	if (e->msg_id != NULL && !store_event_msg_id_ok(e->msg_id))
 		return false;
@@ -101,10 +123,27 @@ int store_events_put(struct store *st, const char *gateway, const struct store_e
 	if (!store_gateway_name_ok(gateway) || (n > 0 && v == NULL) || backlog < -1)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
-		if (!store_event_ok(&v[i]))
+		if (!store_event_ok(&v[i], false))
 			return -EINVAL;
 	}
-	return ops->events_put(st, gateway, v, n, backlog, now, stored);
+	return ops->events_put(st, gateway, v, n, backlog, now, false, stored);
+}
+
+int store_events_put_own(struct store *st, const struct store_event *v, size_t n, int64_t now,
+			 uint64_t *stored)
+{
+	const struct store_ops *ops = store_events_ops(st);
+	if (stored != NULL)
+		*stored = 0;
+	if (ops->events_put == NULL)
+		return -ENOSYS;
+	if (n > 0 && v == NULL)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (!store_event_ok(&v[i], true))
+			return -EINVAL;
+	}
+	return ops->events_put(st, STORE_EVENTS_OWN_GATEWAY, v, n, -1, now, true, stored);
 }
 
 void store_event_states_free(struct store_event_state *v, size_t n)
@@ -183,4 +222,27 @@ int store_tracked_message_get(struct store *st, const char *gateway, const char 
 	if (!store_gateway_name_ok(gateway) || !store_event_msg_id_ok(msg_id))
 		return -ENOENT;
 	return ops->tracked_message_get(st, gateway, msg_id, out);
+}
+
+int store_tracking_drop_days(struct store *st, int64_t before, uint64_t *events, uint64_t *messages)
+{
+	const struct store_ops *ops = store_events_ops(st);
+	*events = 0;
+	*messages = 0;
+	if (ops->tracking_drop_days == NULL)
+		return 0; /* no daily partitions: the row path does it all */
+	return ops->tracking_drop_days(st, before, events, messages);
+}
+
+int store_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
+			 uint64_t *messages)
+{
+	const struct store_ops *ops = store_events_ops(st);
+	*events = 0;
+	*messages = 0;
+	if (ops->tracking_purge == NULL)
+		return -ENOSYS;
+	if (batch < 1 || batch > 100000)
+		return -EINVAL;
+	return ops->tracking_purge(st, before, batch, events, messages);
 }

@@ -3545,4 +3545,6 @@ const struct store_ops store_pg_ops = {
     .tracked_message_get = store_pg_tracked_message_get,
     .tracked_search = store_pg_tracked_search,
     .tracked_session_events = store_pg_tracked_session_events,
+    .tracking_drop_days = store_pg_tracking_drop_days,
+    .tracking_purge = store_pg_tracking_purge,
 };

@@ -8,7 +8,13 @@
  * key must hold the partition key): the transaction first takes a per-gateway
  * advisory lock, so that two managers sharing the database cannot both store a
  * replay, then inserts each event only when no row of that (gateway, seq)
- * exists. The primary key (gateway, seq, at) backs it for identical replays.
+ * exists. The primary key (gateway, seq, at) backs it for identical replays. An
+ * event at or below the gateway's last seq (gateway_event_state) is skipped
+ * without a look: retention may have purged it.
+ *
+ * Retention drops the tracking tables' whole days (as store_pg_partition.c does
+ * the messages'), then deletes what is left before the cutoff (rows in the
+ * DEFAULT partitions, the cutoff's own day) in small transactions.
  *
  * Not for: checking fields (store_events.c), partitions (store_pg_partition.c and
  * lazaret_tracking_partitions of the tracking migration).
@@ -20,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
+#include "common/strbuf.h"
 #include "common/unconst.h"
 #include "common/xalloc.h"
 
@@ -110,6 +118,7 @@ struct store_pg_events_put_args {
 	const struct store_event *v;
 	size_t n;
 	int64_t backlog, now;
+	bool own; /* numbered here, from stored_seq + 1 */
 	uint64_t stored;
 };
 
@@ -125,9 +134,28 @@ static int store_pg_events_put_tx(struct store_pg *st, PGconn *c, void *arg)
 	store_pg_params_clear(&p);
 	if (rc < 0)
 		return rc;
+	store_pg_text(&p, a->gateway);
+	PGresult *r =
+	    store_pg_exec(c, "events_last_seq",
+			  "SELECT last_seq FROM gateway_event_state WHERE gateway = $1", &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	int64_t stored_seq = PQntuples(r) > 0 ? store_pg_i64(r, 0, 0) : 0;
+	PQclear(r);
 	int64_t last_seq = 0, last_at = 0;
 	for (size_t i = 0; i < a->n; i++) {
+		struct store_event own;
 		const struct store_event *e = &a->v[i];
+		if (a->own) {
+			own = *e;
+			own.seq = stored_seq + 1 + (int64_t)i;
+			e = &own;
+		} else if (e->seq <= stored_seq) {
+			continue; /* stored before (maybe purged since): a replay */
+		}
+		last_seq = e->seq > last_seq ? e->seq : last_seq;
+		last_at = e->at > last_at ? e->at : last_at;
 		store_pg_text(&p, a->gateway);
 		store_pg_int(&p, e->seq);
 		store_pg_int(&p, e->at);
@@ -144,8 +172,6 @@ static int store_pg_events_put_tx(struct store_pg *st, PGconn *c, void *arg)
 		store_pg_params_clear(&p);
 		if (rc < 0)
 			return rc;
-		last_seq = e->seq > last_seq ? e->seq : last_seq;
-		last_at = e->at > last_at ? e->at : last_at;
 		if (rows == 0)
 			continue; /* stored by an earlier push of the same batch */
 		a->stored++;
@@ -174,9 +200,9 @@ static int store_pg_events_put_tx(struct store_pg *st, PGconn *c, void *arg)
 }
 
 int store_pg_events_put(struct store *st, const char *gateway, const struct store_event *v,
-			size_t n, int64_t backlog, int64_t now, uint64_t *stored)
+			size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored)
 {
-	struct store_pg_events_put_args a = {gateway, v, n, backlog, now, 0};
+	struct store_pg_events_put_args a = {gateway, v, n, backlog, now, own, 0};
 	int rc = store_pg_tx(store_pg_of(st), store_pg_events_put_tx, &a);
 	if (rc >= 0 && stored != NULL)
 		*stored = a.stored;
@@ -302,5 +328,157 @@ int store_pg_tracked_message_get(struct store *st, const char *gateway, const ch
 		return rc;
 	}
 	*out = m;
+	return 0;
+}
+
+/* --- retention ----------------------------------------------------------- */
+
+/*
+ * How long a day's drop waits for its tables' locks: ingest queues behind a
+ * waiting ACCESS EXCLUSIVE request, so this is the longest it can be held up; a
+ * day not had in time is tried again at the next run.
+ */
+#define STORE_PG_TRACKING_LOCK_TIMEOUT "1s"
+
+/* The tracked_* tables, children of a message first. */
+static const char *const store_pg_tracked_tables[] = {"tracked_recipients", "tracked_attachments",
+						      "tracked_messages"};
+
+struct store_pg_tracking_day {
+	const char *parent; /* "events" or "tracked_messages" (with its lists) */
+	const char *suffix; /* "p20261105" */
+	uint64_t rows;
+	bool dropped;
+};
+
+static int store_pg_tracking_drop_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	struct store_pg_tracking_day *d = arg;
+	bool events = strcmp(d->parent, "events") == 0;
+	d->dropped = false;
+	char *sql = xasprintf("SELECT count(*) FROM %s_%s", d->parent, d->suffix);
+	PGresult *r = store_pg_exec(c, "tracking_day_count", sql, NULL, false);
+	free(sql);
+	if (r == NULL)
+		return -EIO;
+	d->rows = (uint64_t)store_pg_i64(r, 0, 0);
+	PQclear(r);
+	struct strbuf q = STRBUF_INIT;
+	strbuf_puts(&q, "SET LOCAL lock_timeout = '" STORE_PG_TRACKING_LOCK_TIMEOUT "';");
+	if (events) {
+		strbuf_printf(&q,
+			      "ALTER TABLE events DETACH PARTITION events_%1$s;"
+			      " DROP TABLE events_%1$s;",
+			      d->suffix);
+	} else {
+		strbuf_puts(&q, "LOCK TABLE ONLY tracked_messages, ONLY tracked_recipients,"
+				" ONLY tracked_attachments IN ACCESS EXCLUSIVE MODE;");
+		for (size_t i = 0; i < 3; i++)
+			strbuf_printf(&q,
+				      "ALTER TABLE %1$s DETACH PARTITION %1$s_%2$s;"
+				      " DROP TABLE %1$s_%2$s;",
+				      store_pg_tracked_tables[i], d->suffix);
+	}
+	int rc = store_pg_script(c, "tracking_day_drop", strbuf_str(&q));
+	strbuf_free(&q);
+	d->dropped = rc == 0;
+	return rc;
+}
+
+int store_pg_tracking_drop_days(struct store *s, int64_t before, uint64_t *events,
+				uint64_t *messages)
+{
+	struct store_pg *st = store_pg_of(s);
+	*events = 0;
+	*messages = 0;
+	/* the days that ended at or before the cutoff, oldest first */
+	struct store_pg_params p = {0};
+	store_pg_int(&p, before);
+	PGresult *r = NULL;
+	int rc = store_pg_query(
+	    st, "tracking_days_old",
+	    "SELECT p.relname, substr(c.relname, length(p.relname) + 2)"
+	    " FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+	    " JOIN pg_class p ON p.oid = i.inhparent"
+	    " WHERE p.relname IN ('events', 'tracked_messages')"
+	    /* CASE: the name is checked before it is read as a date */
+	    " AND CASE WHEN c.relname ~ ('^' || p.relname || '_p[0-9]{8}$')"
+	    " THEN extract(epoch FROM to_date(right(c.relname, 8), 'YYYYMMDD'))::bigint * 1000"
+	    " + 86400000 <= $1 ELSE false END ORDER BY right(c.relname, 8), p.relname",
+	    &p, &r);
+	store_pg_params_clear(&p);
+	if (rc < 0)
+		return rc;
+	int n = PQntuples(r);
+	for (int i = 0; i < n; i++) {
+		char *parent = store_pg_dup(r, i, 0), *suffix = store_pg_dup(r, i, 1);
+		struct store_pg_tracking_day d = {.parent = parent, .suffix = suffix};
+		if (store_pg_tx(st, store_pg_tracking_drop_tx, &d) < 0 || !d.dropped) {
+			log_info("store.partition_kept", "partition=%s_%s reason=\"locks not had\"",
+				 parent, suffix);
+		} else {
+			log_info("store.partition_dropped", "partition=%s_%s rows=%llu", parent,
+				 suffix, (unsigned long long)d.rows);
+			if (strcmp(parent, "events") == 0)
+				*events += d.rows;
+			else
+				*messages += d.rows;
+		}
+		free(parent);
+		free(suffix);
+	}
+	PQclear(r);
+	return 0;
+}
+
+struct store_pg_tracking_purge_args {
+	int64_t before;
+	size_t batch;
+	uint64_t events, messages;
+};
+
+static int store_pg_tracking_purge_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	struct store_pg_tracking_purge_args *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, a->before);
+	store_pg_int(&p, (int64_t)a->batch);
+	int rc = store_pg_do(c, "tracking_purge",
+			     "DELETE FROM events WHERE (gateway, seq, at) IN"
+			     " (SELECT gateway, seq, at FROM events WHERE at < $1 LIMIT $2)",
+			     &p, &a->events);
+	if (rc == 0) {
+		PGresult *r = store_pg_exec(
+		    c, "tracking_purge_msgs",
+		    "WITH m AS (DELETE FROM tracked_messages WHERE (msg_id, gateway) IN"
+		    " (SELECT msg_id, gateway FROM tracked_messages WHERE received_at < $1"
+		    " LIMIT $2) RETURNING msg_id, gateway),"
+		    " r AS (DELETE FROM tracked_recipients t USING m"
+		    " WHERE t.msg_id = m.msg_id AND t.gateway = m.gateway),"
+		    " x AS (DELETE FROM tracked_attachments t USING m"
+		    " WHERE t.msg_id = m.msg_id AND t.gateway = m.gateway)"
+		    " SELECT count(*) FROM m",
+		    &p, false);
+		if (r == NULL)
+			rc = -EIO;
+		else
+			a->messages = (uint64_t)store_pg_i64(r, 0, 0);
+		PQclear(r);
+	}
+	store_pg_params_clear(&p);
+	return rc;
+}
+
+int store_pg_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
+			    uint64_t *messages)
+{
+	struct store_pg_tracking_purge_args a = {before, batch, 0, 0};
+	int rc = store_pg_tx(store_pg_of(st), store_pg_tracking_purge_tx, &a);
+	if (rc < 0)
+		return rc;
+	*events = a.events;
+	*messages = a.messages;
 	return 0;
 }

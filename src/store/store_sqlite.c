@@ -3295,4 +3295,5 @@ const struct store_ops store_sqlite_ops = {
     .tracked_message_get = store_sqlite_tracked_message_get,
     .tracked_search = store_sqlite_tracked_search,
     .tracked_session_events = store_sqlite_tracked_session_events,
+    .tracking_purge = store_sqlite_tracking_purge,
 };

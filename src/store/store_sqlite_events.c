@@ -7,7 +7,9 @@
  * (gateway, seq) is there already (INSERT OR IGNORE on the primary key); only a
  * new event touches its tracked message, so a replayed batch changes nothing but
  * the gateway's push time and backlog. Events come in the gateway's seq order, so
- * the last event with a state sets the message's last_state.
+ * the last event with a state sets the message's last_state. An event at or below
+ * the gateway's last seq (gateway_event_state) is skipped too: retention may have
+ * purged it, and a replay must not store it again.
  *
  * Not for: checking fields (store_events.c does), reading the gateway's JSON.
  */
@@ -62,6 +64,8 @@ static const char store_events_att_del_sql[] =
 static const char store_events_att_sql[] =
     "INSERT INTO tracked_attachments (gateway, msg_id, idx, name, name_lc)"
     " VALUES (?, ?, ?, ?, ?)";
+static const char store_events_last_seq_sql[] =
+    "SELECT last_seq FROM gateway_event_state WHERE gateway = ?";
 static const char store_events_state_sql[] =
     "INSERT INTO gateway_event_state (gateway, last_seq, last_event_at, backlog, received,"
     " pushed_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
@@ -144,17 +148,38 @@ struct store_events_put_args {
 	const struct store_event *v;
 	size_t n;
 	int64_t backlog, now;
+	bool own; /* numbered here, from stored_seq + 1 */
 	uint64_t stored;
 };
 
 static int store_events_put_job(struct store *st, struct store_conn *c, void *arg)
 {
 	struct store_events_put_args *a = arg;
-	int64_t last_seq = 0, last_at = 0;
+	int64_t last_seq = 0, last_at = 0, stored_seq = 0;
 	a->stored = 0;
+	sqlite3_stmt *s = store_int_stmt(c, store_events_last_seq_sql);
+	if (s == NULL)
+		return -EIO;
+	store_events_bind_text(s, 1, a->gateway);
+	int src = sqlite3_step(s);
+	if (src == SQLITE_ROW)
+		stored_seq = sqlite3_column_int64(s, 0);
+	sqlite3_reset(s);
+	if (src != SQLITE_ROW && src != SQLITE_DONE)
+		return -EIO;
 	for (size_t i = 0; i < a->n; i++) {
+		struct store_event own;
 		const struct store_event *e = &a->v[i];
-		sqlite3_stmt *s = store_int_stmt(c, store_events_insert_sql);
+		if (a->own) {
+			own = *e;
+			own.seq = stored_seq + 1 + (int64_t)i;
+			e = &own;
+		} else if (e->seq <= stored_seq) {
+			continue; /* stored before (maybe purged since): a replay */
+		}
+		last_seq = e->seq > last_seq ? e->seq : last_seq;
+		last_at = e->at > last_at ? e->at : last_at;
+		s = store_int_stmt(c, store_events_insert_sql);
 		if (s == NULL)
 			return -EIO;
 		store_events_bind_text(s, 1, a->gateway);
@@ -166,15 +191,13 @@ static int store_events_put_job(struct store *st, struct store_conn *c, void *ar
 		int rc = store_int_step_done(c, s, "events_insert");
 		if (rc < 0)
 			return rc;
-		last_seq = e->seq > last_seq ? e->seq : last_seq;
-		last_at = e->at > last_at ? e->at : last_at;
 		if (sqlite3_changes(store_int_db(c)) == 0)
 			continue; /* stored by an earlier push of the same batch */
 		a->stored++;
 		if (e->msg_id != NULL && (rc = store_events_track(c, a->gateway, e)) < 0)
 			return rc;
 	}
-	sqlite3_stmt *s = store_int_stmt(c, store_events_state_sql);
+	s = store_int_stmt(c, store_events_state_sql);
 	if (s == NULL)
 		return -EIO;
 	store_events_bind_text(s, 1, a->gateway);
@@ -187,9 +210,9 @@ static int store_events_put_job(struct store *st, struct store_conn *c, void *ar
 }
 
 int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,
-			    size_t n, int64_t backlog, int64_t now, uint64_t *stored)
+			    size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored)
 {
-	struct store_events_put_args a = {gateway, v, n, backlog, now, 0};
+	struct store_events_put_args a = {gateway, v, n, backlog, now, own, 0};
 	int rc = store_int_run_job(st, store_events_put_job, &a);
 	if (rc == 0 && stored != NULL)
 		*stored = a.stored;
@@ -350,5 +373,74 @@ int store_sqlite_tracked_message_get(struct store *st, const char *gateway, cons
 		return rc == -ENOENT ? rc : store_int_read_result(rc);
 	}
 	*out = m;
+	return 0;
+}
+
+/* --- retention ----------------------------------------------------------- */
+
+static const char store_tracking_purge_events_sql[] =
+    "DELETE FROM events WHERE id IN"
+    " (SELECT id FROM events WHERE at < ?1 ORDER BY at LIMIT ?2)";
+/* the same messages three times in one transaction: the lists first */
+static const char store_tracking_purge_rcpts_sql[] =
+    "DELETE FROM tracked_recipients WHERE (gateway, msg_id) IN"
+    " (SELECT gateway, msg_id FROM tracked_messages WHERE received_at < ?1"
+    " ORDER BY received_at LIMIT ?2)";
+static const char store_tracking_purge_atts_sql[] =
+    "DELETE FROM tracked_attachments WHERE (gateway, msg_id) IN"
+    " (SELECT gateway, msg_id FROM tracked_messages WHERE received_at < ?1"
+    " ORDER BY received_at LIMIT ?2)";
+static const char store_tracking_purge_msgs_sql[] =
+    "DELETE FROM tracked_messages WHERE (gateway, msg_id) IN"
+    " (SELECT gateway, msg_id FROM tracked_messages WHERE received_at < ?1"
+    " ORDER BY received_at LIMIT ?2)";
+
+struct store_tracking_purge_args {
+	int64_t before;
+	size_t batch;
+	uint64_t events, messages;
+};
+
+static int store_tracking_purge_step(struct store_conn *c, const char *sql, const char *what,
+				     const struct store_tracking_purge_args *a, uint64_t *rows)
+{
+	sqlite3_stmt *s = store_int_stmt(c, sql);
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, a->before);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)a->batch);
+	int rc = store_int_step_done(c, s, what);
+	if (rc == 0 && rows != NULL)
+		*rows = (uint64_t)sqlite3_changes(store_int_db(c));
+	return rc;
+}
+
+static int store_tracking_purge_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	struct store_tracking_purge_args *a = arg;
+	int rc = store_tracking_purge_step(c, store_tracking_purge_events_sql, "tracking_purge", a,
+					   &a->events);
+	if (rc == 0)
+		rc = store_tracking_purge_step(c, store_tracking_purge_rcpts_sql,
+					       "tracking_purge_rcpts", a, NULL);
+	if (rc == 0)
+		rc = store_tracking_purge_step(c, store_tracking_purge_atts_sql,
+					       "tracking_purge_atts", a, NULL);
+	if (rc == 0)
+		rc = store_tracking_purge_step(c, store_tracking_purge_msgs_sql,
+					       "tracking_purge_msgs", a, &a->messages);
+	return rc;
+}
+
+int store_sqlite_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
+				uint64_t *messages)
+{
+	struct store_tracking_purge_args a = {before, batch, 0, 0};
+	int rc = store_int_run_job(st, store_tracking_purge_job, &a);
+	if (rc < 0)
+		return rc;
+	*events = a.events;
+	*messages = a.messages;
 	return 0;
 }

@@ -176,13 +176,15 @@ int store_sqlite_gateway_pending_put(struct store *st, const struct store_gatewa
 
 /* store_sqlite_events.c */
 int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,
-			    size_t n, int64_t backlog, int64_t now, uint64_t *stored);
+			    size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);
 int store_sqlite_event_states(struct store *st, struct store_event_state **out, size_t *n);
 int store_sqlite_events_list(struct store *st, const char *gateway, const char *msg_id,
 			     int64_t after_seq, size_t limit, struct store_event_row **out,
 			     size_t *n);
 int store_sqlite_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
 				     struct store_tracked_message **out);
+int store_sqlite_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
+				uint64_t *messages);
 
 /* store_sqlite_tracking.c */
 struct store_track_sql;

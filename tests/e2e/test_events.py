@@ -11,6 +11,8 @@ import time
 import os
 import re
 import signal
+import smtplib
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -399,6 +401,84 @@ def test_rejected_connections_are_recorded_only_when_asked(start_manager, start_
         assert (type_, msg_id) == ("connection", "")
         assert detail["hat_decision"] == "reject" and detail["hat_policy"] == "default"
         assert detail["client_ip"] == "127.0.0.1" and detail["helo"] is None
+
+
+def refused_at_connect(gw):
+    """A second connection while one is held: the listener's 421 line."""
+    held = gw.smtp()
+    try:
+        with socket.create_connection(("127.0.0.1", gw.smtp_port), timeout=t(10)) as c:
+            line = c.makefile("rb").readline().decode("ascii").rstrip("\r\n")
+    finally:
+        held.quit()
+    return line
+
+
+def connection_events(mgr):
+    return [d for _, type_, _, d in events(mgr) if type_ == "connection"]
+
+
+@pytest.mark.parametrize("limit,reason,reply", [
+    ("max_connections", "connection_limit", "421 4.7.0 %s Error: too many connections"),
+    ("max_connections_per_client", "client_connection_limit",
+     "421 4.7.0 %s Error: too many connections from 127.0.0.1")],
+    ids=["connections", "per_client"])
+def test_connections_over_the_listeners_limits_are_recorded_only_when_asked(
+        start_manager, start_gateway, aio_sink, limit, reason, reply):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host, listener={limit: "1"})
+    assert refused_at_connect(gw) == reply % gw.name
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
+    # the message's events arrive; no event says anything of the refused connection
+    wait_for(lambda: any(e[1] == "delivery" for e in events(mgr)), 30, "the message's events")
+    assert [d["hat_decision"] for d in connection_events(mgr)] == ["accept"]
+    gw.stop()
+    gw.apply({"tracking": {"rejected_connections": "yes"}})
+    gw.start()
+    assert refused_at_connect(gw) == reply % gw.name
+    wait_for(lambda: len(connection_events(mgr)) == 2, 30, "the refused connection's event")
+    d = connection_events(mgr)[1]
+    assert (d["hat_decision"], d["reason"], d["client_ip"]) == ("reject", reason, "127.0.0.1")
+    assert d["hat_policy"] is None and d["helo"] is None and d["session"] is None
+
+
+def test_a_hat_reject_says_its_reason_and_reply(start_manager, start_gateway, aio_sink):
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host,
+                          hat={"policy.bad": "reject: 127.0.0.0/8"},
+                          tracking={"mode": "central", "rejected_connections": "yes"})
+    with pytest.raises(smtplib.SMTPConnectError) as e:
+        gw.smtp()
+    assert e.value.smtp_code == 554
+    wait_for(lambda: len(connection_events(mgr)) >= 2, 30, "the rejects' events")  # + probe
+    for d in connection_events(mgr):
+        assert (d["hat_decision"], d["reason"], d["hat_policy"]) == ("reject", "hat", "bad")
+        assert d["reply"] == "554 5.7.1 %s: Access denied" % gw.name
+        assert d["client_ip"] == "127.0.0.1" and d["session"]
+
+
+@pytest.mark.parametrize("rejected", ["no", "yes"])
+def test_a_throttled_mail_is_recorded_either_way(start_manager, start_gateway, aio_sink,
+                                                  rejected):
+    """A throttle refuses messages, not connections: the session's connection event
+    (hat_decision throttle) and the rate_limit event come whatever
+    rejected_connections says."""
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host,
+                          hat={"policy.slow": "throttle 1: 127.0.0.0/8"},
+                          tracking={"mode": "central", "rejected_connections": rejected})
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert (code, text) == (452, "4.7.0 Error: too many messages from 127.0.0.1, try again later")
+    wait_for(lambda: any(e[1] == "rate_limit" for e in events(mgr)), 30, "the rate_limit event")
+    (rl,) = [d for _, type_, _, d in events(mgr) if type_ == "rate_limit"]
+    assert (rl["client_ip"], rl["hat_policy"], rl["limit"]) == ("127.0.0.1", "slow", 1)
+    assert [d["hat_decision"] for d in connection_events(mgr)] == ["throttle", "throttle"]
 
 
 def test_a_new_token_on_reload_is_used_for_the_next_push(start_manager, start_gateway,

@@ -83,8 +83,9 @@ def tracked(start_manager, start_gateway, aio_sink):  # noqa: F811
         st, doc = search(mgr, limit=1000)
         assert st == 200, doc
         states = [m["last_state"] for m in doc["messages"]]
-        # 11 messages, the relayed one tracked by both gateways
-        return len(states) == 12 and all(s in ("delivered", "quarantined") for s in states)
+        # 11 messages, the relayed one tracked by both gateways, the spam one by
+        # the manager that quarantined it too (its own events, gateway "manager")
+        return len(states) == 13 and all(s in ("delivered", "quarantined") for s in states)
     wait_for(settled, 60, "every tracked message in its final state")
     return mgr, ids
 
@@ -112,9 +113,11 @@ def test_every_search_field_finds_its_message_only(tracked):
         ({"subject": "50%"}, []),  # % is a character, not a wildcard
         ({"attachment": "q3.PDF"}, ["Quarterly report"]),
         ({"attachment": "q3"}, []),
-        ({"event": "spam"}, ["Win"]),
-        ({"event": "quarantined"}, ["Win"]),
-        ({"event": "spam,virus"}, ["Win"]),
+        # the spam is tracked by gw-a and by the manager that quarantined it
+        ({"event": "spam"}, ["Win", "Win"]),
+        ({"event": "quarantined"}, ["Win", "Win"]),
+        ({"event": "spam,virus"}, ["Win", "Win"]),
+        ({"gateway": "manager"}, ["Win"]),
         ({"event": "virus"}, []),
         ({"gateway": "gw-b"}, ["Relayed note"]),
         ({"gateway": "gw-c"}, []),
@@ -150,7 +153,7 @@ def test_cursor_pages_have_no_duplicates_or_gaps(tracked):
     mgr, _ = tracked
     _, whole = search(mgr, limit=1000)
     want = [m["id"] for m in whole["messages"]]
-    assert len(want) == 12 and whole["next_cursor"] is None
+    assert len(want) == 13 and whole["next_cursor"] is None
     times = [m["received_at"] for m in whole["messages"]]
     assert times == sorted(times, reverse=True)
     for limit in (1, 3, 5):
@@ -210,6 +213,12 @@ def test_a_relayed_message_is_one_story(tracked):
         assert h["message_id"] == rows[gw]["message_id"]
         stories.append([(e["gateway"], e["type"], e["at"]) for e in ev])
     assert stories[0] == stories[1]
+    # the spam quarantined on the manager: gw-a's events and the manager's
+    st, story = mgr.api("GET", "/api/v1/tracking/messages/gw-a~%s" % ids["spam"])
+    assert st == 200, story
+    mine = [e["type"] for e in story["events"] if e["gateway"] == "manager"]
+    assert mine and mine[0] == "quarantine", story["events"]
+    assert {e["gateway"] for e in story["events"]} == {"gw-a", "manager"}
     # a Japanese subject decoded in the headers, an attachment listed
     st, story = mgr.api("GET", "/api/v1/tracking/messages/gw-a~%s" % ids["jp"])
     assert story["headers"]["subject"] == JP_SUBJECT
@@ -255,7 +264,7 @@ def test_bad_parameters_and_auth(tracked, start_manager):
         st, doc = mgr.api("GET", "/api/v1/tracking/messages/" + path)
         assert (st, error(doc)) == (404, "no such tracked message"), path
     # the store is intact after them
-    assert len(search(mgr, limit=1000)[1]["messages"]) == 12
+    assert len(search(mgr, limit=1000)[1]["messages"]) == 13
     # no credentials, an end user, an operator
     for path in ("/api/v1/tracking/messages",
                  "/api/v1/tracking/messages/gw-a~%s" % ids["report"]):

@@ -3,7 +3,9 @@
  * and its reads): a batch is stored whole and in order, a replayed batch stores
  * nothing twice, a bad event stores nothing of its batch, the tracked message
  * gets the "received" fields, flags and the last state, the gateway's counters
- * follow. Against a real store: SQLite in a temporary folder, or (with
+ * follow; retention (store_tracking_drop_days, store_tracking_purge) removes
+ * what is old, keeps what is fresh and the gateway's seq, so that a replay of a
+ * purged batch stores nothing. Against a real store: SQLite in a temporary folder, or (with
  * LAZARET_TEST_PG_DSN, test_pg.h) a new PostgreSQL database per test.
  */
 #include <errno.h>
@@ -281,18 +283,248 @@ static void test_pg_daily_partitions(void **state)
 			       " WHERE inhparent = 'events'::regclass") >= 8);
 }
 
+#define DAY_MS (86400LL * 1000)
+
+/*
+ * Retention: events and tracked messages older than the cutoff go (with their
+ * recipients and attachments), fresh ones stay, the gateway's last seq stays, and
+ * the old batch pushed again is not stored. On PostgreSQL the old day has its
+ * partitions (dropped whole) and one older message sits in the DEFAULT
+ * partitions (deleted row by row).
+ */
+static void test_retention(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	bool pg = test_pg_dsn() != NULL;
+	int64_t now = clock_now_ms();
+	int64_t old = now - 40 * DAY_MS, older = now - 50 * DAY_MS;
+	if (pg) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "SELECT lazaret_tracking_partitions(%lld, %lld)",
+			 (long long)old, (long long)old);
+		assert_true(pg_int(fx, sql) >= 4);
+	}
+	char old_id[IDS_UUID_LEN + 1], new_id[IDS_UUID_LEN + 1];
+	ids_uuidv7(old, old_id);
+	ids_uuidv7(now, new_id);
+	const char *rcpts[] = {"b@y.test", "c@y.test"};
+	const char *atts[] = {"a.pdf"};
+	struct store_event_message m = {.sender = "a@x.test",
+					.recipients = rcpts,
+					.nrecipients = 2,
+					.attachments = atts,
+					.nattachments = 1,
+					.message_id = "<r1@x.test>"};
+	struct store_event old_batch[] = {
+	    {.seq = 1,
+	     .at = older,
+	     .type = "received",
+	     .msg_id = "m-older",
+	     .detail = "{}",
+	     .message = &m},
+	    {.seq = 2, .at = old, .type = "connection", .detail = "{}"},
+	    {.seq = 3,
+	     .at = old,
+	     .type = "received",
+	     .msg_id = old_id,
+	     .detail = "{}",
+	     .message = &m},
+	    {.seq = 4,
+	     .at = old + 1,
+	     .type = "delivery",
+	     .msg_id = old_id,
+	     .detail = "{}",
+	     .state = "delivered",
+	     .flags = STORE_TRACK_DELIVERED},
+	};
+	struct store_event new_batch[] = {
+	    {.seq = 5,
+	     .at = now,
+	     .type = "received",
+	     .msg_id = new_id,
+	     .detail = "{}",
+	     .message = &m},
+	    {.seq = 6,
+	     .at = now + 1,
+	     .type = "delivery",
+	     .msg_id = new_id,
+	     .detail = "{}",
+	     .state = "delivered",
+	     .flags = STORE_TRACK_DELIVERED},
+	};
+	uint64_t stored = 0;
+	assert_int_equal(store_events_put(fx->st, "gw1", old_batch, 4, 0, now, &stored), 0);
+	assert_int_equal(stored, 4);
+	assert_int_equal(store_events_put(fx->st, "gw1", new_batch, 2, 0, now, &stored), 0);
+	assert_int_equal(stored, 2);
+	assert_int_equal(count_events(fx->st, "gw1"), 6);
+
+	int64_t before = now - 30 * DAY_MS;
+	uint64_t de = 0, dm = 0;
+	assert_int_equal(store_tracking_drop_days(fx->st, before, &de, &dm), 0);
+	/* PostgreSQL: the old day (3 events, 1 message) went whole; SQLite has no days */
+	assert_int_equal(de, pg ? 3 : 0);
+	assert_int_equal(dm, pg ? 1 : 0);
+	uint64_t te = de, tm = dm, e = 0, mm = 0;
+	int rounds = 0;
+	do {
+		assert_int_equal(store_tracking_purge(fx->st, before, 1, &e, &mm), 0);
+		assert_true(e <= 1 && mm <= 1);
+		te += e;
+		tm += mm;
+		rounds++;
+	} while ((e > 0 || mm > 0) && rounds < 20);
+	assert_int_equal(te, 4);
+	assert_int_equal(tm, 2);
+	/* batches of one: the row path took at least as many rounds as it had rows */
+	assert_true(rounds >= (pg ? 2 : 4));
+
+	struct store_event_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(store_events_list(fx->st, "gw1", NULL, 0, 100, &rows, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].seq, 5);
+	assert_int_equal(rows[1].seq, 6);
+	store_event_rows_free(rows, n);
+	struct store_tracked_message *t = NULL;
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", old_id, &t), -ENOENT);
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", "m-older", &t), -ENOENT);
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", new_id, &t), 0);
+	assert_int_equal(t->nrecipients, 2);
+	assert_int_equal(t->nattachments, 1);
+	store_tracked_message_free(t);
+
+	/* the seq counter is kept: the purged batch pushed again stores nothing */
+	struct store_event_state *sv = NULL;
+	assert_int_equal(store_event_states(fx->st, &sv, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(sv[0].last_seq, 6);
+	store_event_states_free(sv, n);
+	assert_int_equal(store_events_put(fx->st, "gw1", old_batch, 4, 0, now, &stored), 0);
+	assert_int_equal(stored, 0);
+	assert_int_equal(count_events(fx->st, "gw1"), 2);
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", old_id, &t), -ENOENT);
+	/* nothing left to do */
+	assert_int_equal(store_tracking_purge(fx->st, before, 500, &e, &mm), 0);
+	assert_int_equal(e + mm, 0);
+	assert_int_equal(store_tracking_purge(fx->st, before, 0, &e, &mm), -EINVAL);
+
+	if (pg) {
+		/* the lists went with their messages; the old day's tables are gone, the
+		 * days ahead are still there */
+		assert_int_equal(pg_int(fx, "SELECT count(*) FROM tracked_recipients"), 2);
+		assert_int_equal(pg_int(fx, "SELECT count(*) FROM tracked_attachments"), 1);
+		char sql[256];
+		time_t tt = (time_t)(old / 1000);
+		struct tm tmv;
+		gmtime_r(&tt, &tmv);
+		char day[16];
+		strftime(day, sizeof(day), "%Y%m%d", &tmv);
+		snprintf(sql, sizeof(sql),
+			 "SELECT count(*) FROM pg_class WHERE relname IN ('events_p%1$s',"
+			 " 'tracked_messages_p%1$s', 'tracked_recipients_p%1$s',"
+			 " 'tracked_attachments_p%1$s')",
+			 day);
+		assert_int_equal(pg_int(fx, sql), 0);
+		assert_true(pg_int(fx, "SELECT count(*) FROM pg_inherits"
+				       " WHERE inhparent = 'events'::regclass") >= 8);
+	}
+}
+
+/*
+ * The manager's own events: numbered by the store from its own counter (the
+ * callers' seqs ignored), each call going on from the last; the manager-only
+ * types; the reserved name taken by no gateway, and not by the gateway calls.
+ */
+static void test_own_events(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	char id[IDS_UUID_LEN + 1];
+	ids_uuidv7(now, id);
+	const char *rcpts[] = {"u1@corp.test"};
+	struct store_event_message m = {.sender = "a@x.test",
+					.recipients = rcpts,
+					.nrecipients = 1,
+					.subject = "件名",
+					.message_id = "m1@x.test",
+					.size = 10};
+	struct store_event v[] = {
+	    {.seq = 0,
+	     .at = now,
+	     .type = "quarantine",
+	     .msg_id = id,
+	     .detail = "{\"quarantine\":\"spam\"}",
+	     .message = &m,
+	     .state = "quarantined",
+	     .flags = STORE_TRACK_QUARANTINED | STORE_TRACK_SPAM},
+	    {.seq = 0,
+	     .at = now + 1,
+	     .type = "delete",
+	     .msg_id = id,
+	     .detail = "{}",
+	     .state = "deleted"},
+	};
+	uint64_t stored = 0;
+	assert_int_equal(store_events_put_own(fx->st, v, 1, now, &stored), 0);
+	assert_int_equal(stored, 1);
+	assert_int_equal(store_events_put_own(fx->st, v + 1, 1, now, &stored), 0);
+	assert_int_equal(stored, 1);
+	struct store_event_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(store_events_list(fx->st, STORE_EVENTS_OWN_GATEWAY, id, 0, 10, &rows, &n),
+			 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(rows[0].seq, 1);
+	assert_string_equal(rows[0].type, "quarantine");
+	assert_int_equal(rows[1].seq, 2);
+	assert_string_equal(rows[1].type, "delete");
+	store_event_rows_free(rows, n);
+	struct store_tracked_message *t = NULL;
+	assert_int_equal(store_tracked_message_get(fx->st, STORE_EVENTS_OWN_GATEWAY, id, &t), 0);
+	assert_string_equal(t->last_state, "deleted");
+	assert_string_equal(t->message_id, "m1@x.test");
+	assert_string_equal(t->subject, "件名");
+	assert_int_equal(t->flags, STORE_TRACK_QUARANTINED | STORE_TRACK_SPAM);
+	store_tracked_message_free(t);
+	/* "delete" and "expire" are the manager's: a gateway's batch may not have them */
+	struct store_event g = {.seq = 1, .at = now, .type = "delete", .detail = "{}"};
+	assert_int_equal(store_events_put(fx->st, "gw1", &g, 1, 0, now, &stored), -EINVAL);
+	struct store_event bad = {.at = now, .type = "exploded", .detail = "{}"};
+	assert_int_equal(store_events_put_own(fx->st, &bad, 1, now, &stored), -EINVAL);
+	struct store_event_state *sv = NULL;
+	assert_int_equal(store_event_states(fx->st, &sv, &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(sv[0].gateway, STORE_EVENTS_OWN_GATEWAY);
+	assert_int_equal(sv[0].last_seq, 2);
+	store_event_states_free(sv, n);
+	/* no gateway takes the name, in any case */
+	assert_true(store_gateway_reserved("manager"));
+	assert_true(store_gateway_reserved("Manager"));
+	assert_false(store_gateway_reserved("manager2"));
+	struct store_gateway gw = {
+	    .name = (char *)"MANAGER", .address = (char *)"192.0.2.1", .token_hash = (char *)"00"};
+	assert_int_equal(store_gateway_add(fx->st, &gw), -EINVAL);
+	gw.name = (char *)"gw-ok";
+	assert_int_equal(store_gateway_add(fx->st, &gw), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_retention, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_own_events, setup, test_store_teardown),
 	};
 	const struct CMUnitTest pg_tests[] = {
 	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_daily_partitions, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_retention, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_own_events, setup, test_store_teardown),
 	};
 	if (test_pg_dsn() != NULL)
 		return cmocka_run_group_tests_name("store_events_postgresql", pg_tests, NULL, NULL);
