@@ -708,7 +708,21 @@ static const char *const store_pg_migrations[] = {
     "      AND contype = 'f' AND conparentid = 0 LOOP"
     "    EXECUTE format('ALTER TABLE memberships DROP CONSTRAINT %I', c);"
     "  END LOOP;"
-    "END $$;",
+    "END $$;",    /*
+     * 12: second factors (TOTP) of local accounts and their single-use recovery
+     * codes (store_pg_users.c), removed with their account.
+     */
+    "CREATE TABLE user_totp ("
+    "  username text PRIMARY KEY REFERENCES users(username) ON DELETE CASCADE,"
+    "  secret text NOT NULL,"
+    "  created_at bigint NOT NULL,"
+    "  enrolled_at bigint NOT NULL DEFAULT 0,"
+    "  last_step bigint NOT NULL DEFAULT 0);"
+    "CREATE TABLE user_recovery_codes ("
+    "  username text NOT NULL REFERENCES users(username) ON DELETE CASCADE,"
+    "  code_hash text NOT NULL,"
+    "  used_at bigint NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (username, code_hash));",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3502,6 +3516,8 @@ const struct store_ops store_pg_ops = {
     .session_touch = store_pg_session_touch,
     .session_delete = store_pg_session_delete,
     .session_purge = store_pg_session_purge,
+    .totp_get = store_pg_totp_get,
+    .totp_change = store_pg_totp_change,
     .audit_add = store_pg_audit_add,
     .audit_list = store_pg_audit_list,
     .slbl_get = store_pg_slbl_get,
