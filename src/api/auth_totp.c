@@ -45,6 +45,12 @@ static void auth_totp_init(void)
 	pthread_once(&auth_totp_once, auth_totp_init_once);
 }
 
+void auth_totp_key_new(unsigned char out[AUTH_TOTP_KEY_BYTES])
+{
+	auth_totp_init();
+	randombytes_buf(out, AUTH_TOTP_KEY_BYTES);
+}
+
 void auth_totp_secret_new(unsigned char out[AUTH_TOTP_SECRET_BYTES])
 {
 	auth_totp_init();

@@ -27,6 +27,8 @@
 /* The longest input the code parser looks at. */
 #define AUTH_CODE_INPUT_MAX 64
 
+/* A new random key to seal secrets with. */
+void auth_totp_key_new(unsigned char out[AUTH_TOTP_KEY_BYTES]);
 /* A new random secret into out. */
 void auth_totp_secret_new(unsigned char out[AUTH_TOTP_SECRET_BYTES]);
 /* The base32 text (RFC 4648, no padding) of secret, into out. */
