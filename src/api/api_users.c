@@ -43,6 +43,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/loopq.h"
+#include "common/unconst.h"
 #include "common/workpool.h"
 #include "common/xalloc.h"
 #include "http/http_json.h"
@@ -51,6 +52,7 @@
 #include "api/api_read.h"
 #include "api/api_slbl.h"
 #include "api/auth.h"
+#include "api/auth_totp.h"
 #include "quarantine/metrics.h"
 #include "store/store.h"
 
@@ -72,6 +74,9 @@ struct api_users {
 	struct auth_ratelimit *addr_limiter; /* per client address */
 	struct acl *trusted_proxies;	     /* NULL: X-Forwarded-For is never read */
 	struct api_users_config cfg;
+	unsigned totp_roles; /* 1 << api_role of the roles that must have a second factor */
+	bool totp_key_loaded;
+	unsigned char totp_key[AUTH_TOTP_KEY_BYTES]; /* seals secrets (the store's "totp_key") */
 	bool have_directory;
 	struct api_users_login *pending; /* logins between defer and reply */
 	size_t npending;
@@ -89,8 +94,10 @@ struct api_users_login {
 	char *username;
 	char *password;
 	char *peer;
+	unsigned totp_roles; /* u->totp_roles when the login was admitted */
 	/* results, filled by the worker */
-	int rc; /* 0 ok, -EACCES refused, other: could not check */
+	const char *second; /* NULL, or the second factor the login waits for (api_users_pending) */
+	int rc;		    /* 0 ok, -EACCES refused, other: could not check */
 	const char *method;
 	char token[AUTH_TOKEN_TEXT_LEN + 1];
 	struct store_session session;
@@ -98,6 +105,10 @@ struct api_users_login {
 };
 
 static struct api_users *api_users_of(struct api *a);
+static void api_users_reply_second(struct http_server_request *req, const char *kind);
+static const char *api_users_pending_get(struct api_users *u, struct http_server_request *req,
+					 struct store_session **out,
+					 char hash[AUTH_HASH_TEXT_LEN + 1]);
 
 static void api_users_set(json_t *obj, const char *key, json_t *v)
 {
@@ -131,6 +142,63 @@ static const char *api_users_role_name(enum api_role r)
 		break;
 	}
 	return "none";
+}
+
+/* The bit of role (a name) in a mask of roles; 0 for none. */
+static unsigned api_users_role_bit(const char *role)
+{
+	enum api_role r = api_users_role_parse(role);
+	return r == API_ROLE_NONE ? 0 : 1u << r;
+}
+
+int api_users_roles_parse(const char *text, unsigned *mask)
+{
+	*mask = 0;
+	if (text == NULL)
+		return 0;
+	const char *p = text;
+	while (*p != '\0') {
+		p += strspn(p, ", \t");
+		size_t n = strcspn(p, ", \t");
+		if (n == 0)
+			break;
+		char word[16];
+		if (n >= sizeof(word))
+			return -EINVAL;
+		memcpy(word, p, n);
+		word[n] = '\0';
+		unsigned bit = api_users_role_bit(word);
+		if (bit == 0)
+			return -EINVAL;
+		*mask |= bit;
+		p += n;
+	}
+	return 0;
+}
+
+/*
+ * Half a login (the password was right, the second factor is still to come) is a
+ * session whose role is "totp:ROLE" (a code is wanted) or "enrol:ROLE" (the role
+ * must enrol one first), with a short deadline: never an actor. These give which
+ * (the string that api_users_login.second holds) and the role behind it.
+ */
+#define API_USERS_PENDING_TOTP	"totp"
+#define API_USERS_PENDING_ENROL "enrol"
+static const char *api_users_pending_kind(const char *role)
+{
+	if (role == NULL)
+		return NULL;
+	if (strncmp(role, API_USERS_PENDING_TOTP ":", 5) == 0)
+		return API_USERS_PENDING_TOTP;
+	if (strncmp(role, API_USERS_PENDING_ENROL ":", 6) == 0)
+		return API_USERS_PENDING_ENROL;
+	return NULL;
+}
+
+static const char *api_users_pending_role(const char *role)
+{
+	const char *colon = strchr(role, ':');
+	return colon != NULL ? colon + 1 : role;
 }
 
 static json_t *api_users_strings(const char *const *v, size_t n)
@@ -217,6 +285,11 @@ static const struct api_actor *api_users_session_actor(struct api_users *u,
 	}
 	int64_t now = clock_now_ms();
 	enum api_role role = api_users_role_parse(s->role);
+	if (api_users_pending_kind(s->role) != NULL && now < s->expires_at) {
+		/* half a login: only the second-factor endpoints read it */
+		store_session_free(s);
+		return NULL;
+	}
 	if (now >= s->expires_at || now >= s->created_at + u->cfg.session_max_ms ||
 	    role == API_ROLE_NONE) {
 		log_info("api.session_expired", "user=%s", s->username);
@@ -408,6 +481,25 @@ static void api_users_login_check(struct api_users_login *l)
 		l->rc = -EACCES;
 		return;
 	}
+	if (strcmp(l->method, "local") == 0) {
+		/* a local account with a second factor, or in a role that must have one */
+		struct store_totp *t = NULL;
+		rc = store_totp_get(st, l->username, &t);
+		if (rc < 0 && rc != -ENOENT) {
+			l->rc = rc;
+			return;
+		}
+		if (rc == 0 && t->enrolled_at != 0)
+			l->second = API_USERS_PENDING_TOTP;
+		else if ((l->totp_roles & api_users_role_bit(l->session.role)) != 0)
+			l->second = API_USERS_PENDING_ENROL;
+		store_totp_free(t);
+	}
+	if (l->second != NULL) {
+		char *pending = xasprintf("%s:%s", l->second, l->session.role);
+		free(l->session.role);
+		l->session.role = pending;
+	}
 	char csrf[AUTH_TOKEN_TEXT_LEN + 1], hash_text[AUTH_HASH_TEXT_LEN + 1];
 	auth_token_new(l->token);
 	auth_token_new(csrf);
@@ -419,8 +511,10 @@ static void api_users_login_check(struct api_users_login *l)
 	l->session.expires_at = now + u->cfg.session_idle_ms;
 	if (l->session.expires_at > now + u->cfg.session_max_ms)
 		l->session.expires_at = now + u->cfg.session_max_ms;
+	if (l->second != NULL)
+		l->session.expires_at = now + API_USERS_TOTP_PENDING_MS;
 	l->rc = store_session_add(st, hash_text, &l->session);
-	if (l->rc == 0 && strcmp(l->method, "local") == 0)
+	if (l->rc == 0 && strcmp(l->method, "local") == 0 && l->second == NULL)
 		store_user_set_last_login(st, l->username, now);
 }
 
@@ -459,9 +553,21 @@ static void api_users_login_done(void *arg)
 	enum auth_attempt result = l->rc == 0	      ? AUTH_ATTEMPT_OK
 				   : l->rc == -EACCES ? AUTH_ATTEMPT_FAILED
 						      : AUTH_ATTEMPT_ERROR;
+	/* The password alone clears nothing while a code is still owed: the code's
+	 * attempts count on from here. */
+	if (l->rc == 0 && l->second != NULL)
+		result = AUTH_ATTEMPT_ERROR;
 	auth_ratelimit_done(u->limiter, ukey, result, l->peer, now);
 	auth_ratelimit_done(u->addr_limiter, pkey, result, l->peer, now);
-	if (l->rc == 0) {
+	if (l->rc == 0 && l->second != NULL) {
+		log_info("api.login_second_factor", "user=%s role=%s wants=%s peer=%s", q,
+			 api_users_pending_role(l->session.role), l->second, l->peer);
+		char *cookie = auth_cookie_set(l->token, API_USERS_TOTP_PENDING_MS / 1000,
+					       u->cfg.secure_cookies);
+		http_server_add_header(req, "Set-Cookie", cookie);
+		free(cookie);
+		api_users_reply_second(req, l->second);
+	} else if (l->rc == 0) {
 		log_info("api.login", "user=%s role=%s method=%s peer=%s", q, l->session.role,
 			 l->method, l->peer);
 		api_users_audit_as(a, l->username, "login", l->peer,
@@ -489,6 +595,19 @@ static void api_users_login_done(void *arg)
 	free(ukey);
 	free(pkey);
 	api_users_login_free(l);
+}
+
+/* Answers 401: the login waits for a second factor of this kind (api_users_pending_kind). */
+static void api_users_reply_second(struct http_server_request *req, const char *kind)
+{
+	bool enrol = strcmp(kind, API_USERS_PENDING_ENROL) == 0;
+	json_t *err = json_pack(
+	    "{s:s,s:s}", "code",
+	    enrol ? "second_factor_enrolment_required" : "second_factor_required", "message",
+	    enrol ? "your role requires a second factor: enrol one to log in"
+		  : "a second factor is required: send the code of your authenticator app");
+	http_server_reply_json(req, 401,
+			       json_pack("{s:o,s:s}", "error", err, "second_factor", kind));
 }
 
 /* Answers status with Retry-After: wait_ms rounded up to whole seconds (at least 1). */
@@ -562,6 +681,7 @@ static void api_users_login(struct http_server_request *req, void *arg)
 	l->username = xstrdup(username);
 	l->password = xstrdup(password);
 	l->peer = xstrdup(peer);
+	l->totp_roles = u->totp_roles;
 	l->req = http_server_request_defer(req);
 	l->next = u->pending;
 	if (l->next != NULL)
@@ -584,7 +704,15 @@ static void api_users_session_get(struct http_server_request *req, void *arg)
 	struct api_users *u = api_users_of(a);
 	const struct api_actor *who = api_users_session_actor(u, req);
 	if (who == NULL) {
-		http_server_reply_error(req, 401, "not logged in");
+		/* half a login: say what it waits for, so that a reloaded page can go on */
+		struct store_session *pending = NULL;
+		char hash[AUTH_HASH_TEXT_LEN + 1];
+		const char *kind = api_users_pending_get(u, req, &pending, hash);
+		if (kind != NULL)
+			api_users_reply_second(req, kind);
+		else
+			http_server_reply_error(req, 401, "not logged in");
+		store_session_free(pending);
 		return;
 	}
 	json_t *body = json_object();
@@ -1009,6 +1137,651 @@ static void api_users_audit_list(struct http_server_request *req, void *arg)
 	api_read_submit(api_reads(a), req, "audit", api_users_audit_work, NULL, r, free);
 }
 
+/* ---- the second factor (TOTP) ---- */
+
+/*
+ * The half login of req's session cookie (api_users_pending_kind): its kind, with
+ * *out (caller frees with store_session_free) and its token hash into hash; NULL
+ * (and *out NULL) when there is none, or it expired (then it is removed).
+ */
+static const char *api_users_pending_get(struct api_users *u, struct http_server_request *req,
+					 struct store_session **out,
+					 char hash[AUTH_HASH_TEXT_LEN + 1])
+{
+	*out = NULL;
+	char *token = auth_cookie_get(http_server_request_header(req, "Cookie"), AUTH_COOKIE_NAME);
+	if (token == NULL || strlen(token) != AUTH_TOKEN_TEXT_LEN) {
+		free(token);
+		return NULL;
+	}
+	auth_token_hash(token, hash);
+	free(token);
+	struct store_session *s = NULL;
+	struct store *st = api_store(u->api);
+	if (store_session_get(st, hash, &s) < 0)
+		return NULL;
+	const char *kind = api_users_pending_kind(s->role);
+	if (kind == NULL) {
+		store_session_free(s);
+		return NULL;
+	}
+	if (clock_now_ms() >= s->expires_at) {
+		store_session_delete(st, hash);
+		store_session_free(s);
+		return NULL;
+	}
+	*out = s;
+	return kind;
+}
+
+/* The key that seals secrets: the store's, made by the first manager that needs one. */
+static int api_users_totp_key(struct api_users *u)
+{
+	if (u->totp_key_loaded)
+		return 0;
+	struct store *st = api_store(u->api);
+	int rc = store_secret_get(st, "totp_key", u->totp_key, AUTH_TOTP_KEY_BYTES);
+	if (rc == -ENOENT) {
+		unsigned char fresh[AUTH_TOTP_KEY_BYTES];
+		auth_totp_key_new(fresh);
+		rc = store_secret_add(st, "totp_key", fresh, AUTH_TOTP_KEY_BYTES, u->totp_key);
+		explicit_bzero(fresh, sizeof(fresh));
+	}
+	if (rc < 0) {
+		log_error("api.totp_key_failed", "error=%s", strerror(-rc));
+		return rc;
+	}
+	u->totp_key_loaded = true;
+	return 0;
+}
+
+/* Reads the one string key of req's JSON body; answers 422 (or 400/413) and returns -1 otherwise.
+ */
+static int api_users_body_string(struct api *a, struct http_server_request *req,
+				 const char *const *allowed, const char **value, const char **key,
+				 json_t **body)
+{
+	char *err = NULL;
+	*value = NULL;
+	if (api_users_body(a, req, body) < 0)
+		return -1;
+	int rc = http_json_check_keys(*body, allowed, &err);
+	for (size_t i = 0; rc == 0 && allowed[i] != NULL && *value == NULL; i++) {
+		rc = http_json_get_string(*body, allowed[i], value, &err);
+		if (rc == 0)
+			*key = allowed[i];
+		else if (rc == -ENOENT)
+			rc = 0;
+	}
+	if (rc == 0 && *value == NULL) {
+		err = allowed[1] != NULL
+			  ? xasprintf("\"%s\" or \"%s\" is required", allowed[0], allowed[1])
+			  : xasprintf("\"%s\" is required", allowed[0]);
+		rc = -EINVAL;
+	}
+	if (rc < 0) {
+		http_server_reply_error(req, 422, "%s", err);
+		free(err);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Begins username's enrolment and answers 200 {secret, uri, qr_svg}: the one time
+ * the secret leaves the manager. Else answers the error.
+ */
+static void api_users_totp_begin(struct api_users *u, struct http_server_request *req,
+				 const char *username)
+{
+	struct store *st = api_store(u->api);
+	if (api_users_totp_key(u) < 0) {
+		http_server_reply_error(req, 500, "the key for second factors is not available");
+		return;
+	}
+	unsigned char secret[AUTH_TOTP_SECRET_BYTES];
+	auth_totp_secret_new(secret);
+	char *sealed = auth_totp_seal(u->totp_key, username, secret);
+	int rc = store_totp_begin(st, username, sealed, clock_now_ms());
+	free(sealed);
+	if (rc < 0) {
+		explicit_bzero(secret, sizeof(secret));
+		if (rc == -EEXIST)
+			http_server_reply_error(
+			    req, 409, "a second factor is enrolled already; disable it first");
+		else if (rc == -ENOENT)
+			http_server_reply_error(req, 422,
+						"only local accounts can have a second factor");
+		else
+			http_server_reply_error(req, 500, "the store failed (%s)", strerror(-rc));
+		return;
+	}
+	char b32[AUTH_TOTP_BASE32_LEN + 1];
+	auth_totp_base32(secret, b32);
+	explicit_bzero(secret, sizeof(secret));
+	char *uri = auth_totp_uri(API_USERS_TOTP_ISSUER, username, b32);
+	char *svg = auth_totp_qr_svg(uri);
+	json_t *body = json_object();
+	api_users_set(body, "secret", json_string(b32));
+	api_users_set(body, "uri", json_string(uri));
+	api_users_set(body, "qr_svg", http_json_string_or_null(svg));
+	api_users_set(body, "digits", json_integer(AUTH_TOTP_DIGITS));
+	api_users_set(body, "period", json_integer(AUTH_TOTP_STEP_S));
+	explicit_bzero(b32, sizeof(b32));
+	explicit_bzero(uri, strlen(uri));
+	free(uri);
+	free(svg);
+	char q[300];
+	log_info("api.totp_enrolment_begun", "user=%s", log_quote(q, sizeof(q), username));
+	http_server_reply_json(req, 200, body);
+}
+
+/* What checking a code against an account's second factor gave. */
+enum api_users_code {
+	API_USERS_CODE_TOTP,	 /* a right TOTP code, its step now used */
+	API_USERS_CODE_RECOVERY, /* a right recovery code, now used */
+	API_USERS_CODE_WRONG,
+	API_USERS_CODE_REPLAYED,  /* a right code of a step used already */
+	API_USERS_CODE_MALFORMED, /* neither a code nor a recovery code */
+	API_USERS_CODE_ERROR,	  /* the store or the key failed */
+};
+
+static const char *api_users_code_reason(enum api_users_code c)
+{
+	switch (c) {
+	case API_USERS_CODE_REPLAYED:
+		return "replayed";
+	case API_USERS_CODE_MALFORMED:
+		return "malformed";
+	default:
+		return "wrong";
+	}
+}
+
+/* Checks input against username's confirmed second factor, using what matched. */
+static enum api_users_code api_users_totp_check(struct api_users *u, const char *username,
+						const char *input, size_t *left)
+{
+	struct store *st = api_store(u->api);
+	char code[AUTH_RECOVERY_CHARS + 1];
+	enum auth_code_kind kind = auth_code_parse(input, code);
+	if (kind == AUTH_CODE_INVALID)
+		return API_USERS_CODE_MALFORMED;
+	struct store_totp *t = NULL;
+	int rc = store_totp_get(st, username, &t);
+	if (rc == -ENOENT || (rc == 0 && t->enrolled_at == 0)) {
+		store_totp_free(t);
+		return API_USERS_CODE_WRONG;
+	}
+	if (rc < 0)
+		return API_USERS_CODE_ERROR;
+	enum api_users_code out = API_USERS_CODE_ERROR;
+	int64_t now = clock_now_ms();
+	if (kind == AUTH_CODE_RECOVERY) {
+		char hash[AUTH_HASH_TEXT_LEN + 1];
+		auth_token_hash(code, hash);
+		rc = store_totp_use_recovery(st, username, hash, now);
+		out = rc == 0	      ? API_USERS_CODE_RECOVERY
+		      : rc == -ENOENT ? API_USERS_CODE_WRONG
+				      : API_USERS_CODE_ERROR;
+		if (rc == 0 && left != NULL)
+			*left = t->recovery_left > 0 ? t->recovery_left - 1 : 0;
+		goto done;
+	}
+	unsigned char secret[AUTH_TOTP_SECRET_BYTES];
+	if (api_users_totp_key(u) < 0 ||
+	    auth_totp_open(u->totp_key, username, t->secret, secret) < 0) {
+		log_error("api.totp_unreadable", "user=%s", username);
+		goto done;
+	}
+	int64_t step = 0;
+	rc = auth_totp_verify(secret, now, code, &step);
+	explicit_bzero(secret, sizeof(secret));
+	if (rc < 0) {
+		out = API_USERS_CODE_WRONG;
+		goto done;
+	}
+	rc = store_totp_use_step(st, username, step);
+	out = rc == 0		? API_USERS_CODE_TOTP
+	      : rc == -EALREADY ? API_USERS_CODE_REPLAYED
+	      : rc == -ENOENT	? API_USERS_CODE_WRONG
+				: API_USERS_CODE_ERROR;
+done:
+	store_totp_free(t);
+	return out;
+}
+
+/*
+ * Confirms username's begun enrolment with input (a TOTP code): 0 with the new
+ * recovery codes in codes (shown once; the store keeps their hashes). -EACCES
+ * for a wrong or malformed code, -ENOENT when none was begun, -EEXIST when one is
+ * enrolled already, else the store's error.
+ */
+static int api_users_totp_confirm(struct api_users *u, const char *username, const char *input,
+				  char codes[STORE_TOTP_RECOVERY_CODES][AUTH_RECOVERY_TEXT_LEN + 1])
+{
+	struct store *st = api_store(u->api);
+	char code[AUTH_RECOVERY_CHARS + 1];
+	struct store_totp *t = NULL;
+	int rc = store_totp_get(st, username, &t);
+	if (rc < 0)
+		return rc;
+	if (t->enrolled_at != 0) {
+		store_totp_free(t);
+		return -EEXIST;
+	}
+	unsigned char secret[AUTH_TOTP_SECRET_BYTES];
+	int64_t step = 0;
+	if (auth_code_parse(input, code) != AUTH_CODE_TOTP) {
+		rc = -EACCES;
+	} else if (api_users_totp_key(u) < 0 ||
+		   auth_totp_open(u->totp_key, username, t->secret, secret) < 0) {
+		log_error("api.totp_unreadable", "user=%s", username);
+		rc = -EIO;
+	} else {
+		rc = auth_totp_verify(secret, clock_now_ms(), code, &step);
+		explicit_bzero(secret, sizeof(secret));
+	}
+	store_totp_free(t);
+	if (rc < 0)
+		return rc;
+	char hashes[STORE_TOTP_RECOVERY_CODES][AUTH_HASH_TEXT_LEN + 1];
+	const char *hv[STORE_TOTP_RECOVERY_CODES];
+	for (size_t i = 0; i < STORE_TOTP_RECOVERY_CODES; i++) {
+		auth_recovery_code_new(codes[i]);
+		auth_code_parse(codes[i], code);
+		auth_token_hash(code, hashes[i]);
+		hv[i] = hashes[i];
+	}
+	return store_totp_confirm(st, username, step, clock_now_ms(), hv,
+				  STORE_TOTP_RECOVERY_CODES);
+}
+
+static json_t *
+api_users_codes_json(char codes[STORE_TOTP_RECOVERY_CODES][AUTH_RECOVERY_TEXT_LEN + 1])
+{
+	json_t *arr = json_array();
+	for (size_t i = 0; i < STORE_TOTP_RECOVERY_CODES; i++)
+		json_array_append_new(arr, json_string(codes[i]));
+	return arr;
+}
+
+/*
+ * The second factor completed a half login (pending, of token hash): it becomes a
+ * session of the role behind it; answers 200 as a login does, with extra (may be
+ * NULL; the reference is taken) merged in. 0, or the store's error (answered).
+ */
+static int api_users_pending_complete(struct api_users *u, struct http_server_request *req,
+				      const struct store_session *pending, const char *hash,
+				      json_t *extra)
+{
+	struct store *st = api_store(u->api);
+	char token[AUTH_TOKEN_TEXT_LEN + 1], csrf[AUTH_TOKEN_TEXT_LEN + 1];
+	char hash_text[AUTH_HASH_TEXT_LEN + 1];
+	auth_token_new(token);
+	auth_token_new(csrf);
+	auth_token_hash(token, hash_text);
+	int64_t now = clock_now_ms();
+	struct store_session s = {
+	    .username = pending->username,
+	    .role = unconst(api_users_pending_role(pending->role)),
+	    .addresses = pending->addresses,
+	    .naddresses = pending->naddresses,
+	    .csrf_token = csrf,
+	    .created_at = now,
+	    .expires_at = now + u->cfg.session_idle_ms,
+	};
+	if (s.expires_at > now + u->cfg.session_max_ms)
+		s.expires_at = now + u->cfg.session_max_ms;
+	int rc = store_session_add(st, hash_text, &s);
+	if (rc < 0) {
+		json_decref(extra);
+		http_server_reply_error(req, 500, "the store failed (%s)", strerror(-rc));
+		return rc;
+	}
+	store_session_delete(st, hash);
+	store_user_set_last_login(st, pending->username, now);
+	api_users_cache_clear(u);
+	char *cookie = auth_cookie_set(token, u->cfg.session_max_ms / 1000, u->cfg.secure_cookies);
+	http_server_add_header(req, "Set-Cookie", cookie);
+	free(cookie);
+	json_t *body = json_object();
+	api_users_set(body, "user",
+		      api_users_user_json(s.username, s.role, (const char *const *)s.addresses,
+					  s.naddresses));
+	api_users_set(body, "csrf_token", json_string(csrf));
+	if (extra != NULL) {
+		json_object_update(body, extra);
+		json_decref(extra);
+	}
+	http_server_reply_json(req, 200, body);
+	return 0;
+}
+
+/* POST /api/v1/session/totp: the second half of a login, {"code": ...}. */
+static void api_users_session_totp(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	struct api_users *u = api_users_of(a);
+	json_t *body = NULL;
+	struct store_session *pending = NULL;
+	char hash[AUTH_HASH_TEXT_LEN + 1];
+	if (!api_request_guard(a, req))
+		return;
+	const char *kind = api_users_pending_get(u, req, &pending, hash);
+	if (kind == NULL) {
+		http_server_reply_error(req, 401, "no login is waiting for a second factor");
+		return;
+	}
+	static const char *const allowed[] = {"code", NULL};
+	const char *code = NULL, *key = NULL;
+	if (api_users_body_string(a, req, allowed, &code, &key, &body) < 0)
+		goto done;
+	const char *username = pending->username;
+	int64_t now = clock_now_ms();
+	char peer[AUTH_ADDRESS_MAX + 1];
+	api_users_client_address(u, req, peer);
+	char *ukey = api_users_key("user", username);
+	char *pkey = api_users_key("peer", peer);
+	int64_t wait_u = auth_ratelimit_check(u->limiter, ukey, peer, now);
+	int64_t wait_p = auth_ratelimit_check(u->addr_limiter, pkey, NULL, now);
+	int64_t wait = wait_u > wait_p ? wait_u : wait_p;
+	char q[300];
+	log_quote(q, sizeof(q), username);
+	if (wait > 0) {
+		metrics_add(METRICS_LOGIN_LIMITED, 1);
+		log_warn("api.login_limited", "user=%s peer=%s by=%s retry_after_s=%lld", q, peer,
+			 wait_u >= wait_p ? "account" : "address", (long long)(wait + 999) / 1000);
+		api_users_reply_retry(req, 429, wait, "too many failed logins; try again later");
+		goto keys;
+	}
+	auth_ratelimit_begin(u->limiter, ukey, now);
+	auth_ratelimit_begin(u->addr_limiter, pkey, now);
+	enum auth_attempt result = AUTH_ATTEMPT_FAILED;
+	const char *reason = "wrong";
+	if (strcmp(kind, API_USERS_PENDING_TOTP) == 0) {
+		size_t left = 0;
+		enum api_users_code c = api_users_totp_check(u, username, code, &left);
+		if (c == API_USERS_CODE_ERROR) {
+			result = AUTH_ATTEMPT_ERROR;
+			http_server_reply_error(req, 503, "login is not possible right now");
+		} else if (c == API_USERS_CODE_TOTP || c == API_USERS_CODE_RECOVERY) {
+			bool rec = c == API_USERS_CODE_RECOVERY;
+			if (rec)
+				api_users_audit_as(a, username, "recovery_code_used", peer,
+						   json_pack("{s:I}", "left", (json_int_t)left));
+			if (api_users_pending_complete(u, req, pending, hash, NULL) == 0) {
+				result = AUTH_ATTEMPT_OK;
+				log_info("api.login",
+					 "user=%s role=%s method=local second_factor=%s peer=%s", q,
+					 api_users_pending_role(pending->role),
+					 rec ? "recovery_code" : "totp", peer);
+				api_users_audit_as(
+				    a, username, "totp_login", peer,
+				    json_pack("{s:s}", "method", rec ? "recovery_code" : "totp"));
+			} else {
+				result = AUTH_ATTEMPT_ERROR;
+			}
+		} else {
+			reason = api_users_code_reason(c);
+		}
+	} else {
+		char codes[STORE_TOTP_RECOVERY_CODES][AUTH_RECOVERY_TEXT_LEN + 1];
+		int rc = api_users_totp_confirm(u, username, code, codes);
+		if (rc == 0) {
+			api_users_audit_as(a, username, "totp_enrolled", peer, NULL);
+			if (api_users_pending_complete(u, req, pending, hash,
+						       json_pack("{s:o}", "recovery_codes",
+								 api_users_codes_json(codes))) ==
+			    0) {
+				result = AUTH_ATTEMPT_OK;
+				log_info(
+				    "api.login",
+				    "user=%s role=%s method=local second_factor=enrolled peer=%s",
+				    q, api_users_pending_role(pending->role), peer);
+				api_users_audit_as(a, username, "totp_login", peer,
+						   json_pack("{s:s}", "method", "enrolment"));
+			} else {
+				result = AUTH_ATTEMPT_ERROR;
+			}
+			explicit_bzero(codes, sizeof(codes));
+		} else if (rc == -ENOENT || rc == -EEXIST) {
+			result = AUTH_ATTEMPT_ERROR;
+			http_server_reply_error(
+			    req, 409, "begin the enrolment first: POST /api/v1/session/totp/enrol");
+		} else if (rc != -EACCES) {
+			result = AUTH_ATTEMPT_ERROR;
+			http_server_reply_error(req, 503, "login is not possible right now");
+		}
+	}
+	auth_ratelimit_done(u->limiter, ukey, result, peer, clock_now_ms());
+	auth_ratelimit_done(u->addr_limiter, pkey, result, peer, clock_now_ms());
+	if (result == AUTH_ATTEMPT_FAILED) {
+		log_warn("api.totp_failed", "user=%s reason=%s peer=%s", q, reason, peer);
+		api_users_audit_as(a, username, "totp_failed", peer,
+				   json_pack("{s:s}", "reason", reason));
+		http_server_reply_error(req, 401, "wrong code");
+	}
+keys:
+	free(ukey);
+	free(pkey);
+done:
+	store_session_free(pending);
+	json_decref(body);
+}
+
+/* POST /api/v1/session/totp/enrol: a half login whose role must enrol begins it. */
+static void api_users_session_totp_enrol(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	struct api_users *u = api_users_of(a);
+	struct store_session *pending = NULL;
+	char hash[AUTH_HASH_TEXT_LEN + 1];
+	if (!api_request_guard(a, req))
+		return;
+	const char *kind = api_users_pending_get(u, req, &pending, hash);
+	if (kind == NULL)
+		http_server_reply_error(req, 401, "no login is waiting for a second factor");
+	else if (strcmp(kind, API_USERS_PENDING_ENROL) != 0)
+		http_server_reply_error(req, 409,
+					"a second factor is enrolled already: send its code");
+	else
+		api_users_totp_begin(u, req, pending->username);
+	store_session_free(pending);
+}
+
+/* The session user behind req, or NULL having answered (a token is no account). */
+static const struct api_actor *api_users_me_session(struct api *a, struct http_server_request *req)
+{
+	if (!api_require_role(a, req, API_ROLE_ENDUSER))
+		return NULL;
+	const struct api_actor *who = api_actor(a, req);
+	if (!who->session) {
+		http_server_reply_error(req, 422, "only a logged-in user has a second factor");
+		return NULL;
+	}
+	return who;
+}
+
+/* GET /api/v1/me/totp */
+static void api_users_me_totp_get(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	struct api_users *u = api_users_of(a);
+	const struct api_actor *who = api_users_me_session(a, req);
+	if (who == NULL)
+		return;
+	struct store_totp *t = NULL;
+	int rc = store_totp_get(api_store(a), who->username, &t);
+	if (rc < 0 && rc != -ENOENT) {
+		http_server_reply_error(req, 500, "the store failed (%s)", strerror(-rc));
+		return;
+	}
+	bool enrolled = t != NULL && t->enrolled_at != 0;
+	json_t *body = json_object();
+	api_users_set(body, "enrolled", json_boolean(enrolled));
+	if (enrolled) {
+		char at[CLOCK_RFC3339_LEN];
+		clock_format_rfc3339(t->enrolled_at, at);
+		api_users_set(body, "enrolled_at", json_string(at));
+	} else {
+		api_users_set(body, "enrolled_at", json_null());
+	}
+	api_users_set(body, "recovery_codes_left",
+		      json_integer(enrolled ? (json_int_t)t->recovery_left : 0));
+	api_users_set(body, "required", json_boolean((u->totp_roles & (1u << who->role)) != 0));
+	store_totp_free(t);
+	http_server_reply_json(req, 200, body);
+}
+
+/* POST /api/v1/me/totp: begins (again) an enrolment. */
+static void api_users_me_totp_post(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	const struct api_actor *who = api_users_me_session(a, req);
+	if (who != NULL)
+		api_users_totp_begin(api_users_of(a), req, who->username);
+}
+
+/* POST /api/v1/me/totp/confirm {"code"}: the enrolment begun is confirmed. */
+static void api_users_me_totp_confirm(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	json_t *body = NULL;
+	const struct api_actor *who = api_users_me_session(a, req);
+	if (who == NULL)
+		return;
+	static const char *const allowed[] = {"code", NULL};
+	const char *code = NULL, *key = NULL;
+	if (api_users_body_string(a, req, allowed, &code, &key, &body) < 0)
+		return;
+	char codes[STORE_TOTP_RECOVERY_CODES][AUTH_RECOVERY_TEXT_LEN + 1];
+	int rc = api_users_totp_confirm(api_users_of(a), who->username, code, codes);
+	if (rc == 0) {
+		char q[300];
+		log_info("api.totp_enrolled", "user=%s", log_quote(q, sizeof(q), who->username));
+		api_users_audit(a, req, "totp_enrolled", who->username, NULL);
+		http_server_reply_json(
+		    req, 200, json_pack("{s:o}", "recovery_codes", api_users_codes_json(codes)));
+		explicit_bzero(codes, sizeof(codes));
+	} else if (rc == -EACCES) {
+		api_users_audit(a, req, "totp_failed", who->username,
+				json_pack("{s:s,s:s}", "reason", "wrong", "during", "enrolment"));
+		http_server_reply_error(req, 422, "wrong code");
+	} else if (rc == -ENOENT) {
+		http_server_reply_error(req, 409, "no enrolment was begun: POST /api/v1/me/totp");
+	} else if (rc == -EEXIST) {
+		http_server_reply_error(req, 409, "a second factor is enrolled already");
+	} else {
+		http_server_reply_error(req, 500, "the store failed (%s)", strerror(-rc));
+	}
+	json_decref(body);
+}
+
+/*
+ * DELETE /api/v1/me/totp {"code"} or {"password"}: the user turns the second
+ * factor off, proving it with either; wrong ones count as failed logins.
+ */
+static void api_users_me_totp_delete(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	struct api_users *u = api_users_of(a);
+	json_t *body = NULL;
+	const struct api_actor *who = api_users_me_session(a, req);
+	if (who == NULL)
+		return;
+	static const char *const allowed[] = {"code", "password", NULL};
+	const char *value = NULL, *key = NULL;
+	if (api_users_body_string(a, req, allowed, &value, &key, &body) < 0)
+		return;
+	char *username = xstrdup(who->username);
+	struct store *st = api_store(a);
+	struct store_totp *t = NULL;
+	int rc = store_totp_get(st, username, &t);
+	bool enrolled = rc == 0 && t->enrolled_at != 0;
+	store_totp_free(t);
+	if (rc < 0 && rc != -ENOENT) {
+		http_server_reply_error(req, 500, "the store failed (%s)", strerror(-rc));
+		goto done;
+	}
+	if (!enrolled) {
+		http_server_reply_error(req, 404, "no second factor is enrolled");
+		goto done;
+	}
+	char peer[AUTH_ADDRESS_MAX + 1];
+	api_users_client_address(u, req, peer);
+	char *ukey = api_users_key("user", username);
+	int64_t now = clock_now_ms();
+	int64_t wait = auth_ratelimit_check(u->limiter, ukey, peer, now);
+	if (wait > 0) {
+		api_users_reply_retry(req, 429, wait, "too many failed logins; try again later");
+		free(ukey);
+		goto done;
+	}
+	auth_ratelimit_begin(u->limiter, ukey, now);
+	bool ok = false;
+	const char *reason = "wrong";
+	if (strcmp(key, "password") == 0) {
+		struct store_user *user = NULL;
+		/* argon2id on the loop thread: rare, and bounded by the limiter */
+		ok = store_user_get(st, username, &user) == 0 &&
+		     auth_password_verify(user->password_hash, value);
+		store_user_free(user);
+	} else {
+		enum api_users_code c = api_users_totp_check(u, username, value, NULL);
+		ok = c == API_USERS_CODE_TOTP || c == API_USERS_CODE_RECOVERY;
+		reason = api_users_code_reason(c);
+	}
+	auth_ratelimit_done(u->limiter, ukey, ok ? AUTH_ATTEMPT_OK : AUTH_ATTEMPT_FAILED, peer,
+			    clock_now_ms());
+	free(ukey);
+	char q[300];
+	log_quote(q, sizeof(q), username);
+	if (!ok) {
+		log_warn("api.totp_failed", "user=%s reason=%s during=disable peer=%s", q, reason,
+			 peer);
+		api_users_audit(a, req, "totp_failed", username,
+				json_pack("{s:s,s:s}", "reason", reason, "during", "disable"));
+		http_server_reply_error(req, 403, "wrong %s",
+					strcmp(key, "password") == 0 ? "password" : "code");
+		goto done;
+	}
+	rc = store_totp_delete(st, username);
+	if (rc < 0 && rc != -ENOENT) {
+		http_server_reply_error(req, 500, "the store failed (%s)", strerror(-rc));
+		goto done;
+	}
+	log_info("api.totp_disabled", "user=%s by=self", q);
+	api_users_audit(a, req, "totp_disabled", username, json_pack("{s:s}", "with", key));
+	http_server_reply_json(req, 200, json_object());
+done:
+	free(username);
+	json_decref(body);
+}
+
+/* DELETE /api/v1/users/{username}/totp: an admin removes a user's second factor. */
+static void api_users_totp_reset(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	if (!api_require_role(a, req, API_ROLE_ADMIN))
+		return;
+	const char *username = http_server_request_param(req, "username");
+	int rc = username != NULL ? store_totp_delete(api_store(a), username) : -ENOENT;
+	if (rc == -ENOENT) {
+		http_server_reply_error(req, 404, "no second factor for this user");
+		return;
+	}
+	if (rc < 0) {
+		http_server_reply_error(req, 500, "the store failed (%s)", strerror(-rc));
+		return;
+	}
+	char q[300];
+	log_info("api.totp_reset", "user=%s by=%s", log_quote(q, sizeof(q), username),
+		 api_actor(a, req)->username);
+	api_users_audit(a, req, "totp_disabled", username, json_pack("{s:s}", "with", "reset"));
+	http_server_reply_json(req, 200, json_object());
+}
+
 /* ---- lifecycle ---- */
 
 /* Creates the users part (threads, limiter) for a served on base. Never NULL. */
@@ -1099,6 +1872,13 @@ void api_users_configure(struct api *a, const struct api_users_config *cfg)
 		}
 	}
 	u->cfg.trusted_proxies = NULL; /* not kept: the acl above is */
+	if (api_users_roles_parse(cfg->totp_required, &u->totp_roles) < 0) {
+		/* The config loader checked it: a bad list requires it of every role. */
+		log_error("api.totp_required_invalid", "value=%s", cfg->totp_required);
+		u->totp_roles =
+		    (1u << API_ROLE_ADMIN) | (1u << API_ROLE_OPERATOR) | (1u << API_ROLE_ENDUSER);
+	}
+	u->cfg.totp_required = NULL; /* not kept: the mask is */
 	/* Workers may be calling the directory: it is fixed once set. */
 	if (u->have_directory) {
 		u->cfg.directory = dir;
@@ -1169,11 +1949,21 @@ static void api_users_register(struct api *a)
 	    {"POST", "/api/v1/session", HTTP_SERVER_ROUTE_PUBLIC, api_users_login},
 	    {"GET", "/api/v1/session", HTTP_SERVER_ROUTE_PUBLIC, api_users_session_get},
 	    {"DELETE", "/api/v1/session", HTTP_SERVER_ROUTE_PUBLIC, api_users_logout},
+	    /* Public too: the half login's cookie is checked by each. */
+	    {"POST", "/api/v1/session/totp", HTTP_SERVER_ROUTE_PUBLIC, api_users_session_totp},
+	    {"POST", "/api/v1/session/totp/enrol", HTTP_SERVER_ROUTE_PUBLIC,
+	     api_users_session_totp_enrol},
 	    {"POST", "/api/v1/users", HTTP_SERVER_ROUTE_AUTH, api_users_add},
 	    {"GET", "/api/v1/users", HTTP_SERVER_ROUTE_AUTH, api_users_list},
 	    {"DELETE", "/api/v1/users/{username}", HTTP_SERVER_ROUTE_AUTH, api_users_delete},
+	    {"DELETE", "/api/v1/users/{username}/totp", HTTP_SERVER_ROUTE_AUTH,
+	     api_users_totp_reset},
 	    {"GET", "/api/v1/me", HTTP_SERVER_ROUTE_AUTH, api_users_me},
 	    {"PUT", "/api/v1/me", HTTP_SERVER_ROUTE_AUTH, api_users_me_put},
+	    {"GET", "/api/v1/me/totp", HTTP_SERVER_ROUTE_AUTH, api_users_me_totp_get},
+	    {"POST", "/api/v1/me/totp", HTTP_SERVER_ROUTE_AUTH, api_users_me_totp_post},
+	    {"DELETE", "/api/v1/me/totp", HTTP_SERVER_ROUTE_AUTH, api_users_me_totp_delete},
+	    {"POST", "/api/v1/me/totp/confirm", HTTP_SERVER_ROUTE_AUTH, api_users_me_totp_confirm},
 	    {"GET", "/api/v1/me/slbl", HTTP_SERVER_ROUTE_AUTH, api_users_me_slbl_get},
 	    {"PUT", "/api/v1/me/slbl", HTTP_SERVER_ROUTE_AUTH, api_users_me_slbl_put},
 	    {"GET", "/api/v1/audit", HTTP_SERVER_ROUTE_AUTH, api_users_audit_list},

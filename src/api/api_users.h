@@ -26,6 +26,10 @@ struct http_server_request;
 #define API_USERS_LOGIN_ADDR_FAILS 30			   /* login_max_failures_per_address */
 #define API_USERS_LOGIN_BACKOFF_MS (60 * 60 * 1000LL)	   /* login_backoff_max */
 #define API_USERS_LOGIN_QUEUE_MAX  16			   /* login_queue_max */
+/* How long a login waits for its second factor (a code, or the enrolment of one). */
+#define API_USERS_TOTP_PENDING_MS (5 * 60 * 1000LL)
+/* The issuer an authenticator app shows next to the account. */
+#define API_USERS_TOTP_ISSUER "Lazaret"
 /* Accounts and client addresses the login limiter remembers at once. */
 #define API_USERS_RATELIMIT_KEYS 10000
 /* Threads for password checks and directory logins (blocking work). */
@@ -53,11 +57,19 @@ struct api_users_config {
 	unsigned login_queue_max;		 /* 0: API_USERS_LOGIN_QUEUE_MAX */
 	/* Proxies whose X-Forwarded-For names the client (CIDR list; NULL: none). */
 	const char *trusted_proxies;
+	/* Roles that must have a second factor: "admin,operator" (NULL: none). */
+	const char *totp_required;
 	api_users_directory_fn directory; /* NULL: local accounts only */
 	void *directory_arg;		  /* must outlive the api */
 };
 
 struct api_users;
+
+/*
+ * The roles in text (admin, operator, enduser; separated by commas and/or spaces)
+ * as a mask of 1 << enum api_role into *mask. 0, or -EINVAL at an unknown word.
+ */
+int api_users_roles_parse(const char *text, unsigned *mask);
 
 /* --- for the daemon ----------------------------------------------------- */
 

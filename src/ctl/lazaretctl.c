@@ -133,12 +133,13 @@ static const struct command_help command_helps[] = {
     {"health", "health", "Checks that the manager answers /healthz.\n"},
     {"user",
      "user add NAME --role ROLE [--address ADDR]... --password-stdin | user list [--json] |\n"
-     "       user delete NAME",
+     "       user delete NAME | user totp-reset NAME",
      "Manages accounts for the web console. add creates NAME with ROLE (admin,\n"
      "operator or enduser) and the password read from the first line of standard\n"
      "input (at least 8 characters); --address gives an end user's mail addresses,\n"
      "the first being the primary one. list shows the accounts; delete removes one\n"
-     "and ends its sessions.\n"
+     "and ends its sessions. totp-reset removes an account's second factor (TOTP)\n"
+     "and recovery codes, for a user who lost both.\n"
      "  --role ROLE         admin | operator | enduser\n"
      "  --address ADDR      a mail address of the account (repeatable)\n"
      "  --password-stdin    read the password from standard input\n"},
@@ -1230,23 +1231,25 @@ static int cmd_user(struct ctl *c, struct args *a)
 				   "--role, --address and --password-stdin are for user add");
 	if (strcmp(sub, "list") == 0 && a->npositional == 1)
 		return cmd_user_list(c, a);
-	if (strcmp(sub, "delete") == 0 && a->npositional == 2) {
+	bool reset = strcmp(sub, "totp-reset") == 0;
+	if ((strcmp(sub, "delete") == 0 || reset) && a->npositional == 2) {
 		char *esc = curl_easy_escape(c->curl, a->positional[1], 0);
 		if (esc == NULL) {
 			fprintf(stderr, "lazaretctl: out of memory\n");
 			return CTL_EXIT_API;
 		}
-		char *path = ctl_xasprintf("/api/v1/users/%s", esc);
+		char *path = ctl_xasprintf("/api/v1/users/%s%s", esc, reset ? "/totp" : "");
 		curl_free(esc);
 		json_t *root = NULL;
 		int rc = api_json(c, "DELETE", path, NULL, &root, NULL);
 		free(path);
 		if (rc == CTL_EXIT_OK)
-			printf("deleted %s\n", a->positional[1]);
+			printf(reset ? "second factor of %s removed\n" : "deleted %s\n",
+			       a->positional[1]);
 		json_decref(root);
 		return rc;
 	}
-	return usage_error("user", "user wants add NAME, list or delete NAME");
+	return usage_error("user", "user wants add NAME, list, delete NAME or totp-reset NAME");
 }
 
 /* ---- gateway add | list | remove ---- */

@@ -223,6 +223,7 @@ static void users_config_from(const struct manager_config *cfg, struct auth_dire
 	uc->login_backoff_max_ms = cfg->login_backoff_max_ms;
 	uc->login_queue_max = cfg->login_queue_max;
 	uc->trusted_proxies = cfg->trusted_proxies_text;
+	uc->totp_required = cfg->totp_required;
 	if (dir != NULL) {
 		uc->directory = auth_directory_login;
 		uc->directory_arg = dir;

@@ -20,6 +20,7 @@
 #include "common/tls.h"
 #include "common/tz.h"
 #include "common/xalloc.h"
+#include "api/api_users.h"
 #include "digest/notify_schedule.h"
 #include "http/http_config_keys.h"
 #include "smtp/smtp_listener_keys.h"
@@ -330,6 +331,11 @@ static const struct confparse_key manager_config_keys[] = {
      .offset = OFF(trusted_proxies),
      .flags = CONFPARSE_KEEP_TEXT,
      .text_offset = OFF(trusted_proxies_text)},
+    /* Roles that must log in with a second factor (api_users_roles_parse). */
+    {.section = "http",
+     .name = "totp_required",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(totp_required)},
     {.section = "http",
      .name = "allowed_origins",
      .type = CONFPARSE_STRING,
@@ -744,6 +750,10 @@ static void manager_config_validate(struct confparse *cp, void *target, void *ar
 		confparse_error(cp, "http", "login_backoff_max",
 				"must not be less than login_failure_window");
 	manager_config_origins(cp, cfg->allowed_origins);
+	unsigned roles = 0;
+	if (api_users_roles_parse(cfg->totp_required, &roles) < 0)
+		confparse_error(cp, "http", "totp_required",
+				"must list roles among admin, operator and enduser");
 	if (cfg->imap_host != NULL && cfg->imap_domain == NULL)
 		confparse_error(cp, "auth_imap", "domain",
 				"is required when host is set (the users' mail domain)");

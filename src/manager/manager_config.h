@@ -104,6 +104,7 @@ struct manager_config {
 	unsigned login_queue_max;		 /* [http]; default 16 */
 	struct acl *trusted_proxies;		 /* [http]; default none */
 	char *trusted_proxies_text;
+	char *totp_required;	 /* [http]; roles that must have a second factor */
 	char *allowed_origins;	 /* [http]; origins besides the Host's; default none */
 	char *download_min_role; /* [spam_quarantine]: admin | operator | enduser; default admin */
 	/* [http]: API reads off the event loop (quarantine/api_read.h) */

@@ -212,6 +212,10 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_session_delete");
 	if (ops->session_purge == NULL)
 		store_missing_add(&sb, "store_session_purge");
+	if (ops->totp_get == NULL)
+		store_missing_add(&sb, "store_totp_get");
+	if (ops->totp_change == NULL)
+		store_missing_add(&sb, "store_totp_change");
 	if (ops->audit_add == NULL)
 		store_missing_add(&sb, "store_audit_add");
 	if (ops->audit_list == NULL)
@@ -843,6 +847,84 @@ int store_user_set_last_login(struct store *st, const char *username, int64_t at
 	if (ops->user_set_last_login == NULL)
 		return -ENOSYS;
 	return ops->user_set_last_login(st, username, at);
+}
+
+void store_totp_free(struct store_totp *t)
+{
+	if (t == NULL)
+		return;
+	free(t->secret);
+	free(t);
+}
+
+int store_totp_get(struct store *st, const char *username, struct store_totp **out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	if (ops->totp_get == NULL)
+		return -ENOSYS;
+	if (username == NULL || *username == '\0')
+		return -EINVAL;
+	return ops->totp_get(st, username, out);
+}
+
+static int store_totp_run(struct store *st, const struct store_totp_change *ch)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->totp_change == NULL)
+		return -ENOSYS;
+	if (ch->username == NULL || *ch->username == '\0')
+		return -EINVAL;
+	return ops->totp_change(st, ch);
+}
+
+int store_totp_begin(struct store *st, const char *username, const char *secret, int64_t now)
+{
+	if (secret == NULL || *secret == '\0')
+		return -EINVAL;
+	struct store_totp_change ch = {
+	    .op = STORE_TOTP_BEGIN, .username = username, .secret = secret, .now = now};
+	return store_totp_run(st, &ch);
+}
+
+int store_totp_confirm(struct store *st, const char *username, int64_t step, int64_t now,
+		       const char *const *hashes, size_t n)
+{
+	if (n > STORE_TOTP_RECOVERY_CODES || (n > 0 && hashes == NULL))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (hashes[i] == NULL || *hashes[i] == '\0')
+			return -EINVAL;
+	}
+	struct store_totp_change ch = {.op = STORE_TOTP_CONFIRM,
+				       .username = username,
+				       .step = step,
+				       .now = now,
+				       .hashes = hashes,
+				       .nhashes = n};
+	return store_totp_run(st, &ch);
+}
+
+int store_totp_use_step(struct store *st, const char *username, int64_t step)
+{
+	struct store_totp_change ch = {
+	    .op = STORE_TOTP_USE_STEP, .username = username, .step = step};
+	return store_totp_run(st, &ch);
+}
+
+int store_totp_use_recovery(struct store *st, const char *username, const char *hash, int64_t now)
+{
+	if (hash == NULL || *hash == '\0')
+		return -EINVAL;
+	struct store_totp_change ch = {
+	    .op = STORE_TOTP_USE_RECOVERY, .username = username, .hash = hash, .now = now};
+	return store_totp_run(st, &ch);
+}
+
+int store_totp_delete(struct store *st, const char *username)
+{
+	struct store_totp_change ch = {.op = STORE_TOTP_DELETE, .username = username};
+	return store_totp_run(st, &ch);
 }
 
 int store_session_add(struct store *st, const char *token_hash, const struct store_session *s)

@@ -830,6 +830,46 @@ int store_session_delete(struct store *st, const char *token_hash);
  * created_before; *purged (may be NULL) counts them. */
 int store_session_purge(struct store *st, int64_t now, int64_t created_before, uint64_t *purged);
 
+/*
+ * The second factor (TOTP, RFC 6238) of a local account: its secret as the caller
+ * gave it (api/auth_totp.c encrypts it first; the store never sees it in clear),
+ * whether enrolment was confirmed, the newest time step accepted (a code is
+ * accepted once: a step at or before it is refused) and the hashes of its
+ * single-use recovery codes. Removed with its account.
+ */
+#define STORE_TOTP_RECOVERY_CODES 10
+struct store_totp {
+	char *secret;
+	int64_t created_at;
+	int64_t enrolled_at; /* 0: enrolment begun, not confirmed */
+	int64_t last_step;   /* the newest time step accepted; 0: none */
+	size_t recovery_left;
+};
+void store_totp_free(struct store_totp *t);
+/* username's second factor; -ENOENT when it has none (not even one being enrolled). */
+int store_totp_get(struct store *st, const char *username, struct store_totp **out);
+/*
+ * Begins (again) an enrolment with secret, unconfirmed. -EEXIST when username has
+ * a confirmed one, -ENOENT when there is no such account.
+ */
+int store_totp_begin(struct store *st, const char *username, const char *secret, int64_t now);
+/*
+ * Confirms the enrolment begun: enrolled at now, step accepted, the recovery code
+ * hashes (n, at most STORE_TOTP_RECOVERY_CODES) replace any. -ENOENT when none was
+ * begun, -EEXIST when it was confirmed already.
+ */
+int store_totp_confirm(struct store *st, const char *username, int64_t step, int64_t now,
+		       const char *const *hashes, size_t n);
+/*
+ * Accepts time step for a confirmed second factor, once: -EALREADY when step is not
+ * after the last one accepted (a replayed code), -ENOENT when none is confirmed.
+ */
+int store_totp_use_step(struct store *st, const char *username, int64_t step);
+/* Consumes the unused recovery code of this hash: 0, or -ENOENT when there is none. */
+int store_totp_use_recovery(struct store *st, const char *username, const char *hash, int64_t now);
+/* Removes username's second factor and recovery codes; -ENOENT when it had none. */
+int store_totp_delete(struct store *st, const char *username);
+
 /* One row of the audit log; seq grows with every row. */
 struct store_audit {
 	int64_t seq;

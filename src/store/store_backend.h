@@ -46,6 +46,25 @@ struct store_slbl_clean {
 	size_t nlists[2];
 };
 
+/* A change to an account's second factor (store_totp_*), for a backend. */
+enum store_totp_op {
+	STORE_TOTP_BEGIN,
+	STORE_TOTP_CONFIRM,
+	STORE_TOTP_USE_STEP,
+	STORE_TOTP_USE_RECOVERY,
+	STORE_TOTP_DELETE,
+};
+struct store_totp_change {
+	enum store_totp_op op;
+	const char *username;
+	const char *secret;	   /* BEGIN */
+	int64_t step;		   /* CONFIRM, USE_STEP */
+	int64_t now;		   /* BEGIN, CONFIRM, USE_RECOVERY */
+	const char *const *hashes; /* CONFIRM */
+	size_t nhashes;		   /* CONFIRM */
+	const char *hash;	   /* USE_RECOVERY */
+};
+
 /* One page of PVO actions (store_pvo_act, store_pvo_act_matching) for a backend. */
 struct store_pvo_batch {
 	const char *const *ids;
@@ -148,6 +167,8 @@ struct store_ops {
 	int (*session_delete)(struct store *st, const char *token_hash);
 	int (*session_purge)(struct store *st, int64_t now, int64_t created_before,
 			     uint64_t *purged);
+	int (*totp_get)(struct store *st, const char *username, struct store_totp **out);
+	int (*totp_change)(struct store *st, const struct store_totp_change *ch);
 	int (*audit_add)(struct store *st, const struct store_audit *a);
 	int (*audit_list)(struct store *st, size_t limit, int64_t before_seq,
 			  struct store_audit ***out, size_t *n);

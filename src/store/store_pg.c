@@ -718,6 +718,21 @@ static const char *const store_pg_migrations[] = {
     "CREATE INDEX tracked_flagged ON tracked_messages(received_at) WHERE (flags & 503) <> 0;"
     "CREATE INDEX tracked_recipients_domain ON tracked_recipients"
     "  (substr(address_lc, strpos(address_lc, '@')));",
+    /*
+     * 13: second factors (TOTP) of local accounts and their single-use recovery
+     * codes (store_pg_users.c), removed with their account.
+     */
+    "CREATE TABLE user_totp ("
+    "  username text PRIMARY KEY REFERENCES users(username) ON DELETE CASCADE,"
+    "  secret text NOT NULL,"
+    "  created_at bigint NOT NULL,"
+    "  enrolled_at bigint NOT NULL DEFAULT 0,"
+    "  last_step bigint NOT NULL DEFAULT 0);"
+    "CREATE TABLE user_recovery_codes ("
+    "  username text NOT NULL REFERENCES users(username) ON DELETE CASCADE,"
+    "  code_hash text NOT NULL,"
+    "  used_at bigint NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (username, code_hash));",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3511,6 +3526,8 @@ const struct store_ops store_pg_ops = {
     .session_touch = store_pg_session_touch,
     .session_delete = store_pg_session_delete,
     .session_purge = store_pg_session_purge,
+    .totp_get = store_pg_totp_get,
+    .totp_change = store_pg_totp_change,
     .audit_add = store_pg_audit_add,
     .audit_list = store_pg_audit_list,
     .slbl_get = store_pg_slbl_get,

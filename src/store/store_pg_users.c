@@ -9,6 +9,7 @@
  * deadlines).
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "store/store_pg_int.h"
 
 #include <errno.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 
 #include "common/strbuf.h"
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 /* Audit rows in one page (as the SQLite backend). */
@@ -447,4 +449,148 @@ int store_pg_audit_list(struct store *s, size_t limit, int64_t before_seq,
 	*out = v;
 	*n = rows;
 	return 0;
+}
+
+/* ---- second factors ---- */
+
+int store_pg_totp_get(struct store *st, const char *username, struct store_totp **out)
+{
+	struct store_pg_params p = {0};
+	PGresult *r = NULL;
+	*out = NULL;
+	store_pg_text(&p, username);
+	int rc = store_pg_query(store_pg_of(st), "totp_get",
+				"SELECT secret, created_at, enrolled_at, last_step,"
+				" (SELECT count(*) FROM user_recovery_codes c"
+				"  WHERE c.username = t.username AND c.used_at = 0)"
+				" FROM user_totp t WHERE t.username = $1",
+				&p, &r);
+	if (rc < 0)
+		return rc;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return -ENOENT;
+	}
+	struct store_totp *t = xcalloc(1, sizeof(*t));
+	t->secret = store_pg_dup(r, 0, 0);
+	t->created_at = store_pg_i64(r, 0, 1);
+	t->enrolled_at = store_pg_i64(r, 0, 2);
+	t->last_step = store_pg_i64(r, 0, 3);
+	t->recovery_left = (size_t)store_pg_i64(r, 0, 4);
+	PQclear(r);
+	*out = t;
+	return 0;
+}
+
+/*
+ * enrolled_at of username's second factor, locked for the transaction: 1 with
+ * *enrolled, 0 when it has none, or -EIO.
+ */
+static int store_pg_totp_lock(PGconn *c, const char *username, int64_t *enrolled)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, username);
+	PGresult *r = store_pg_exec(
+	    c, "totp_lock", "SELECT enrolled_at FROM user_totp WHERE username = $1 FOR UPDATE", &p,
+	    false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	int rc = PQntuples(r) > 0 ? 1 : 0;
+	if (rc == 1)
+		*enrolled = store_pg_i64(r, 0, 0);
+	PQclear(r);
+	return rc;
+}
+
+static int store_pg_totp_change_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	const struct store_totp_change *ch = arg;
+	struct store_pg_params p = {0};
+	int64_t enrolled = 0;
+	int rc;
+	(void)st;
+	switch (ch->op) {
+	case STORE_TOTP_BEGIN:
+		rc = store_pg_totp_lock(c, ch->username, &enrolled);
+		if (rc < 0)
+			return rc;
+		if (rc == 1 && enrolled != 0)
+			return -EEXIST;
+		store_pg_text(&p, ch->username);
+		store_pg_text(&p, ch->secret);
+		store_pg_int(&p, ch->now);
+		/* no account, no row (and no foreign key error) */
+		return store_pg_users_change(
+		    c, "totp_begin",
+		    "INSERT INTO user_totp (username, secret, created_at)"
+		    " SELECT username, $2, $3 FROM users WHERE username = $1"
+		    " ON CONFLICT (username) DO UPDATE SET secret = excluded.secret,"
+		    " created_at = excluded.created_at, enrolled_at = 0, last_step = 0",
+		    &p);
+	case STORE_TOTP_CONFIRM:
+		rc = store_pg_totp_lock(c, ch->username, &enrolled);
+		if (rc <= 0)
+			return rc < 0 ? rc : -ENOENT;
+		if (enrolled != 0)
+			return -EEXIST;
+		store_pg_text(&p, ch->username);
+		store_pg_int(&p, ch->now);
+		store_pg_int(&p, ch->step);
+		if ((rc = store_pg_users_change(
+			 c, "totp_confirm",
+			 "UPDATE user_totp SET enrolled_at = $2, last_step = $3"
+			 " WHERE username = $1",
+			 &p)) < 0)
+			return rc;
+		store_pg_text(&p, ch->username);
+		store_pg_array(&p, ch->hashes, ch->nhashes);
+		rc = store_pg_do(c, "totp_confirm_codes",
+				 "WITH d AS (DELETE FROM user_recovery_codes WHERE username = $1)"
+				 " INSERT INTO user_recovery_codes (username, code_hash)"
+				 " SELECT DISTINCT $1, h FROM unnest($2::text[]) AS h",
+				 &p, NULL);
+		store_pg_params_clear(&p);
+		return rc;
+	case STORE_TOTP_USE_STEP:
+		rc = store_pg_totp_lock(c, ch->username, &enrolled);
+		if (rc < 0)
+			return rc;
+		if (rc == 0 || enrolled == 0)
+			return -ENOENT;
+		store_pg_text(&p, ch->username);
+		store_pg_int(&p, ch->step);
+		rc = store_pg_users_change(c, "totp_use_step",
+					   "UPDATE user_totp SET last_step = $2"
+					   " WHERE username = $1 AND last_step < $2",
+					   &p);
+		return rc == -ENOENT ? -EALREADY : rc;
+	case STORE_TOTP_USE_RECOVERY:
+		store_pg_text(&p, ch->username);
+		store_pg_text(&p, ch->hash);
+		store_pg_int(&p, ch->now > 0 ? ch->now : 1);
+		return store_pg_users_change(
+		    c, "totp_use_recovery",
+		    "UPDATE user_recovery_codes r SET used_at = $3"
+		    " WHERE r.username = $1 AND r.code_hash = $2 AND r.used_at = 0"
+		    " AND EXISTS (SELECT 1 FROM user_totp t WHERE t.username = r.username"
+		    "  AND t.enrolled_at <> 0)",
+		    &p);
+	case STORE_TOTP_DELETE:
+		store_pg_text(&p, ch->username);
+		rc = store_pg_do(c, "totp_delete_codes",
+				 "DELETE FROM user_recovery_codes WHERE username = $1", &p, NULL);
+		store_pg_params_clear(&p);
+		if (rc < 0)
+			return rc;
+		store_pg_text(&p, ch->username);
+		return store_pg_users_change(c, "totp_delete",
+					     "DELETE FROM user_totp WHERE username = $1", &p);
+	}
+	return -EINVAL;
+}
+
+int store_pg_totp_change(struct store *st, const struct store_totp_change *ch)
+{
+	return store_pg_tx(store_pg_of(st), store_pg_totp_change_tx, unconst(ch));
 }

@@ -496,6 +496,22 @@ static const char *const store_migrations[] = {
     "CREATE INDEX tracked_flagged ON tracked_messages(received_at) WHERE (flags & 503) <> 0;"
     "CREATE INDEX tracked_recipients_domain ON tracked_recipients"
     "  (substr(address_lc, instr(address_lc, '@')));",
+    /*
+     * 13: second factors (TOTP) of local accounts and their single-use recovery
+     * codes (store_users.c). The secret is the API's encrypted text; last_step is
+     * the newest time step accepted, so that a code is accepted once.
+     */
+    "CREATE TABLE user_totp ("
+    "  username TEXT NOT NULL PRIMARY KEY,"
+    "  secret TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  enrolled_at INTEGER NOT NULL DEFAULT 0,"
+    "  last_step INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
+    "CREATE TABLE user_recovery_codes ("
+    "  username TEXT NOT NULL,"
+    "  code_hash TEXT NOT NULL,"
+    "  used_at INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (username, code_hash)) WITHOUT ROWID;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3264,6 +3280,8 @@ const struct store_ops store_sqlite_ops = {
     .session_touch = store_sqlite_session_touch,
     .session_delete = store_sqlite_session_delete,
     .session_purge = store_sqlite_session_purge,
+    .totp_get = store_sqlite_totp_get,
+    .totp_change = store_sqlite_totp_change,
     .audit_add = store_sqlite_audit_add,
     .audit_list = store_sqlite_audit_list,
     .digest_user_by_address = store_sqlite_digest_user_by_address,

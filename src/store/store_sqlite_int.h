@@ -139,6 +139,9 @@ int store_sqlite_session_touch(struct store *st, const char *token_hash, int64_t
 int store_sqlite_session_delete(struct store *st, const char *token_hash);
 int store_sqlite_session_purge(struct store *st, int64_t now, int64_t created_before,
 			       uint64_t *purged);
+struct store_totp_change;
+int store_sqlite_totp_get(struct store *st, const char *username, struct store_totp **out);
+int store_sqlite_totp_change(struct store *st, const struct store_totp_change *ch);
 int store_sqlite_audit_add(struct store *st, const struct store_audit *a);
 int store_sqlite_audit_list(struct store *st, size_t limit, int64_t before_seq,
 			    struct store_audit ***out, size_t *n);

@@ -12,6 +12,7 @@
  * Changes run as writer jobs; reads take a reader connection.
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "store/store_sqlite_int.h"
 
 #include <errno.h>
@@ -309,6 +310,8 @@ static int store_user_delete_job(struct store *st, struct store_conn *c, void *a
 	static const char *const sql[] = {
 	    "DELETE FROM user_addresses WHERE username = ?",
 	    "DELETE FROM sessions WHERE username = ?",
+	    "DELETE FROM user_totp WHERE username = ?",
+	    "DELETE FROM user_recovery_codes WHERE username = ?",
 	    "DELETE FROM users WHERE username = ?",
 	};
 	for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
@@ -498,6 +501,175 @@ int store_sqlite_session_delete(struct store *st, const char *token_hash)
 {
 	struct store_session_change ch = {.token_hash = token_hash, .remove = true};
 	return store_int_run_job(st, store_session_change_job, &ch);
+}
+
+/* ---- second factors ---- */
+
+int store_sqlite_totp_get(struct store *st, const char *username, struct store_totp **out)
+{
+	struct store_conn *c = NULL;
+	*out = NULL;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s =
+	    store_users_prepare(c, "SELECT secret, created_at, enrolled_at, last_step,"
+				   " (SELECT count(*) FROM user_recovery_codes r"
+				   "  WHERE r.username = t.username AND r.used_at = 0)"
+				   " FROM user_totp t WHERE username = ?");
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return -EIO;
+	}
+	store_users_bind_text(s, 1, username);
+	int step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
+		struct store_totp *t = xcalloc(1, sizeof(*t));
+		t->secret = store_int_col_dup(s, 0);
+		t->created_at = sqlite3_column_int64(s, 1);
+		t->enrolled_at = sqlite3_column_int64(s, 2);
+		t->last_step = sqlite3_column_int64(s, 3);
+		t->recovery_left = (size_t)sqlite3_column_int64(s, 4);
+		*out = t;
+		rc = 0;
+	} else {
+		rc = step == SQLITE_DONE ? -ENOENT : -EIO;
+	}
+	sqlite3_finalize(s);
+	store_int_reader_put(st, c);
+	return rc;
+}
+
+/* The first column of the one row sql (bound to username) gives: 0 none, 1 one, <0 error. */
+static int store_totp_int(struct store_conn *c, const char *sql, const char *username, int64_t *out)
+{
+	sqlite3_stmt *s = store_users_prepare(c, sql);
+	if (s == NULL)
+		return -EIO;
+	store_users_bind_text(s, 1, username);
+	int step = sqlite3_step(s);
+	int rc = step == SQLITE_ROW ? 1 : step == SQLITE_DONE ? 0 : -EIO;
+	if (rc == 1)
+		*out = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Runs s and answers 0 when it changed a row, else none (-ENOENT, -EALREADY). */
+static int store_totp_changed(struct store_conn *c, sqlite3_stmt *s, const char *what, int none)
+{
+	int rc = store_users_run(c, s, what);
+	if (rc < 0)
+		return rc;
+	return sqlite3_changes(store_int_db(c)) > 0 ? 0 : none;
+}
+
+static int store_totp_change_job(struct store *st, struct store_conn *c, void *arg)
+{
+	const struct store_totp_change *ch = arg;
+	int64_t enrolled = 0, one = 0;
+	sqlite3_stmt *s = NULL;
+	int rc;
+	switch (ch->op) {
+	case STORE_TOTP_BEGIN:
+		rc = store_totp_int(c, "SELECT enrolled_at FROM user_totp WHERE username = ?",
+				    ch->username, &enrolled);
+		if (rc < 0)
+			return rc;
+		if (rc == 1 && enrolled != 0)
+			return -EEXIST;
+		rc =
+		    store_totp_int(c, "SELECT 1 FROM users WHERE username = ?", ch->username, &one);
+		if (rc <= 0)
+			return rc < 0 ? rc : -ENOENT;
+		s = store_users_prepare(
+		    c, "INSERT OR REPLACE INTO user_totp (username, secret,"
+		       " created_at, enrolled_at, last_step) VALUES (?, ?, ?, 0, 0)");
+		if (s == NULL)
+			return -EIO;
+		store_users_bind_text(s, 1, ch->username);
+		store_users_bind_text(s, 2, ch->secret);
+		sqlite3_bind_int64(s, 3, ch->now);
+		return store_users_run(c, s, "totp_begin");
+	case STORE_TOTP_CONFIRM:
+		rc = store_totp_int(c, "SELECT enrolled_at FROM user_totp WHERE username = ?",
+				    ch->username, &enrolled);
+		if (rc <= 0)
+			return rc < 0 ? rc : -ENOENT;
+		if (enrolled != 0)
+			return -EEXIST;
+		s = store_users_prepare(c, "UPDATE user_totp SET enrolled_at = ?, last_step = ?"
+					   " WHERE username = ?");
+		if (s == NULL)
+			return -EIO;
+		sqlite3_bind_int64(s, 1, ch->now);
+		sqlite3_bind_int64(s, 2, ch->step);
+		store_users_bind_text(s, 3, ch->username);
+		if ((rc = store_users_run(c, s, "totp_confirm")) < 0)
+			return rc;
+		s = store_users_prepare(c, "DELETE FROM user_recovery_codes WHERE username = ?");
+		if (s == NULL)
+			return -EIO;
+		store_users_bind_text(s, 1, ch->username);
+		if ((rc = store_users_run(c, s, "totp_confirm_codes")) < 0)
+			return rc;
+		for (size_t i = 0; i < ch->nhashes; i++) {
+			s = store_users_prepare(c, "INSERT OR IGNORE INTO user_recovery_codes"
+						   " (username, code_hash) VALUES (?, ?)");
+			if (s == NULL)
+				return -EIO;
+			store_users_bind_text(s, 1, ch->username);
+			store_users_bind_text(s, 2, ch->hashes[i]);
+			if ((rc = store_users_run(c, s, "totp_confirm_code")) < 0)
+				return rc;
+		}
+		return 0;
+	case STORE_TOTP_USE_STEP:
+		rc = store_totp_int(c, "SELECT enrolled_at FROM user_totp WHERE username = ?",
+				    ch->username, &enrolled);
+		if (rc < 0)
+			return rc;
+		if (rc == 0 || enrolled == 0)
+			return -ENOENT;
+		s = store_users_prepare(c, "UPDATE user_totp SET last_step = ?"
+					   " WHERE username = ? AND last_step < ?");
+		if (s == NULL)
+			return -EIO;
+		sqlite3_bind_int64(s, 1, ch->step);
+		store_users_bind_text(s, 2, ch->username);
+		sqlite3_bind_int64(s, 3, ch->step);
+		return store_totp_changed(c, s, "totp_use_step", -EALREADY);
+	case STORE_TOTP_USE_RECOVERY:
+		s = store_users_prepare(c, "UPDATE user_recovery_codes SET used_at = ?"
+					   " WHERE username = ? AND code_hash = ? AND used_at = 0"
+					   " AND EXISTS (SELECT 1 FROM user_totp t"
+					   "  WHERE t.username = user_recovery_codes.username"
+					   "  AND t.enrolled_at <> 0)");
+		if (s == NULL)
+			return -EIO;
+		sqlite3_bind_int64(s, 1, ch->now > 0 ? ch->now : 1);
+		store_users_bind_text(s, 2, ch->username);
+		store_users_bind_text(s, 3, ch->hash);
+		return store_totp_changed(c, s, "totp_use_recovery", -ENOENT);
+	case STORE_TOTP_DELETE:
+		s = store_users_prepare(c, "DELETE FROM user_recovery_codes WHERE username = ?");
+		if (s == NULL)
+			return -EIO;
+		store_users_bind_text(s, 1, ch->username);
+		if ((rc = store_users_run(c, s, "totp_delete_codes")) < 0)
+			return rc;
+		s = store_users_prepare(c, "DELETE FROM user_totp WHERE username = ?");
+		if (s == NULL)
+			return -EIO;
+		store_users_bind_text(s, 1, ch->username);
+		return store_totp_changed(c, s, "totp_delete", -ENOENT);
+	}
+	return -EINVAL;
+}
+
+int store_sqlite_totp_change(struct store *st, const struct store_totp_change *ch)
+{
+	return store_int_run_job(st, store_totp_change_job, unconst(ch));
 }
 
 struct store_session_purge {

@@ -571,3 +571,29 @@ def test_browser_gateways_page(start_manager):
     acts = [(e["actor"], e["action"], e["target"]) for e in doc["entries"]]
     assert ("admin1", "gateway_add", "gw-osaka") in acts
     assert ("admin1", "gateway_remove", "gw-tokyo") in acts
+
+
+def test_browser_second_factor(start_manager):
+    # Enrol from the settings, sign out, sign in with password and code (ja), then in
+    # English with a recovery code; the browser computes the codes (RFC 6238).
+    m = web_manager(start_manager)
+    add_user(m, "tomo", "tomo-password-1", "operator", [])
+    res = run_browser("totp", m.http_url, {"username": "tomo", "password": "tomo-password-1"})
+    v = res["values"]
+    assert v["enrol_error_ja"] == "コードが正しくありません。"
+    assert v["login_error_ja"] == ("コードが正しくありません。アプリに表示されている現在のコード、"
+                                   "または未使用のリカバリーコードを入力してください。")
+    assert v["login_error_en"] == ("The code is not correct. Use the current code from your "
+                                   "app, or an unused recovery code.")
+    assert v["state_ja"].startswith("有効（") and v["state_en"].startswith("On since ")
+    rows = [(e["action"], e["detail"]) for e in
+            m.api("GET", "/api/v1/audit?limit=100")[1]["entries"] if e["actor"] == "tomo"]
+    assert [d["method"] for a, d in rows if a == "totp_login"] == ["recovery_code", "totp"]
+    assert ("recovery_code_used", {"left": 9}) in rows
+    assert [a for a, _ in rows].count("totp_enrolled") == 1
+    assert sorted(d["reason"] for a, d in rows if a == "totp_failed") == ["wrong"] * 3
+    # The recovery code the browser used is spent.
+    st, _, _ = m.http("POST", "/api/v1/session", body={"username": "tomo",
+                                                        "password": "tomo-password-1"},
+                      token=None)
+    assert st == 401

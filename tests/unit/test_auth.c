@@ -5,6 +5,8 @@
  * failure limiter over time. Also the directory helpers of manager/auth_ldap and
  * manager/auth_imap that make user input safe to send, and the IMAP server-line
  * reader (tagged and untagged lines, literals) fed in reads of every size.
+ * The second factor (api/auth_totp): RFC 6238 test vectors, the window, sealed
+ * secrets, the otpauth URI and QR code, recovery codes and the code parser.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +28,8 @@
 
 #include "common/tls.h"
 
+#include "api/auth_totp.h"
+#include "common/xalloc.h"
 #include "manager/auth_imap.h"
 #include "manager/auth_ldap.h"
 #include "common/acl.h"
@@ -709,6 +713,165 @@ static void test_imap_reader_limits(void **state)
 	free(in);
 }
 
+/* ---- the second factor ---- */
+
+/* RFC 6238 appendix B (SHA-1), the last 6 of its 8 digits. */
+static void test_totp_rfc6238_vectors(void **state)
+{
+	(void)state;
+	const unsigned char *secret = (const unsigned char *)"12345678901234567890";
+	static const struct {
+		int64_t t;
+		const char *code;
+	} v[] = {
+	    {59, "287082"},	    {1111111109, "081804"}, {1111111111, "050471"},
+	    {1234567890, "005924"}, {2000000000, "279037"}, {20000000000LL, "353130"},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char code[AUTH_TOTP_DIGITS + 1];
+		assert_int_equal(auth_totp_code(secret, v[i].t / AUTH_TOTP_STEP_S, code), 0);
+		assert_string_equal(code, v[i].code);
+		int64_t step = -1;
+		assert_int_equal(auth_totp_verify(secret, v[i].t * 1000, v[i].code, &step), 0);
+		assert_int_equal(step, v[i].t / AUTH_TOTP_STEP_S);
+	}
+	char b32[AUTH_TOTP_BASE32_LEN + 1];
+	auth_totp_base32(secret, b32);
+	assert_string_equal(b32, "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+}
+
+/* A code is good one step either side of now, not two. */
+static void test_totp_window(void **state)
+{
+	(void)state;
+	unsigned char secret[AUTH_TOTP_SECRET_BYTES];
+	auth_totp_secret_new(secret);
+	int64_t now_ms = 1764900000000LL + 12345, now_step = now_ms / 1000 / AUTH_TOTP_STEP_S;
+	for (int d = -3; d <= 3; d++) {
+		char code[AUTH_TOTP_DIGITS + 1];
+		assert_int_equal(auth_totp_code(secret, now_step + d, code), 0);
+		int64_t step = 0;
+		int rc = auth_totp_verify(secret, now_ms, code, &step);
+		if (d >= -AUTH_TOTP_WINDOW && d <= AUTH_TOTP_WINDOW) {
+			assert_int_equal(rc, 0);
+			assert_int_equal(step, now_step + d);
+		} else {
+			/* (a random secret's far code may equal a near one: 1 in 10^6) */
+			assert_int_equal(rc, -EACCES);
+		}
+	}
+	int64_t step = 0;
+	assert_int_equal(auth_totp_verify(secret, now_ms, "12345", &step), -EACCES);
+	assert_int_equal(auth_totp_verify(secret, now_ms, "1234567", &step), -EACCES);
+	assert_int_equal(auth_totp_verify(secret, now_ms, NULL, &step), -EACCES);
+}
+
+static void test_totp_seal(void **state)
+{
+	(void)state;
+	unsigned char key[AUTH_TOTP_KEY_BYTES], other[AUTH_TOTP_KEY_BYTES];
+	unsigned char secret[AUTH_TOTP_SECRET_BYTES], got[AUTH_TOTP_SECRET_BYTES];
+	memset(key, 7, sizeof(key));
+	memset(other, 8, sizeof(other));
+	auth_totp_secret_new(secret);
+	char *a = auth_totp_seal(key, "alice", secret);
+	char *b = auth_totp_seal(key, "alice", secret);
+	assert_string_not_equal(a, b); /* a fresh nonce each time */
+	assert_int_equal(auth_totp_open(key, "alice", a, got), 0);
+	assert_memory_equal(got, secret, sizeof(secret));
+	assert_int_equal(auth_totp_open(key, "bob", a, got), -EINVAL);
+	assert_int_equal(auth_totp_open(other, "alice", a, got), -EINVAL);
+	a[10] = a[10] == '0' ? '1' : '0';
+	assert_int_equal(auth_totp_open(key, "alice", a, got), -EINVAL);
+	assert_int_equal(auth_totp_open(key, "alice", "", got), -EINVAL);
+	assert_int_equal(auth_totp_open(key, "alice", "zz", got), -EINVAL);
+	assert_int_equal(auth_totp_open(key, "alice", NULL, got), -EINVAL);
+	free(a);
+	free(b);
+}
+
+static void test_totp_uri_and_qr(void **state)
+{
+	(void)state;
+	char *uri = auth_totp_uri("Lazaret", "a b@x/y", "ABCDEFGH");
+	assert_string_equal(uri, "otpauth://totp/Lazaret:a%20b%40x%2Fy?secret=ABCDEFGH"
+				 "&issuer=Lazaret&algorithm=SHA1&digits=6&period=30");
+	char *svg = auth_totp_qr_svg(uri);
+	assert_non_null(svg);
+	assert_true(strncmp(svg, "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 ", 52) ==
+		    0);
+	assert_non_null(strstr(svg, "h1v1h-1z"));
+	assert_string_equal(svg + strlen(svg) - 9, "\"/></svg>");
+	free(svg);
+	free(uri);
+	/* far more than a QR code holds */
+	char *big = xcalloc(8000, 1);
+	memset(big, 'a', 7999);
+	assert_null(auth_totp_qr_svg(big));
+	free(big);
+}
+
+static void test_recovery_codes(void **state)
+{
+	(void)state;
+	char a[AUTH_RECOVERY_TEXT_LEN + 1], b[AUTH_RECOVERY_TEXT_LEN + 1];
+	auth_recovery_code_new(a);
+	auth_recovery_code_new(b);
+	assert_int_equal(strlen(a), AUTH_RECOVERY_TEXT_LEN);
+	assert_string_not_equal(a, b);
+	assert_true(a[4] == '-' && a[9] == '-' && a[14] == '-');
+	char out[AUTH_RECOVERY_CHARS + 1];
+	assert_int_equal(auth_code_parse(a, out), AUTH_CODE_RECOVERY);
+	assert_int_equal(strlen(out), AUTH_RECOVERY_CHARS);
+}
+
+/* Every shape of input the code field may get. */
+static void test_code_parse(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		enum auth_code_kind kind;
+		const char *out;
+	} v[] = {
+	    {"123456", AUTH_CODE_TOTP, "123456"},
+	    {"123 456", AUTH_CODE_TOTP, "123456"},
+	    {" 123-456 ", AUTH_CODE_TOTP, "123456"},
+	    {"000000", AUTH_CODE_TOTP, "000000"},
+	    {"12345", AUTH_CODE_INVALID, ""},
+	    {"1234567", AUTH_CODE_INVALID, ""},
+	    {"12345a", AUTH_CODE_INVALID, ""},
+	    {"１２３４５６", AUTH_CODE_INVALID, ""}, /* full-width digits */
+	    {"123456\n", AUTH_CODE_INVALID, ""},
+	    {"12\t3456", AUTH_CODE_INVALID, ""},
+	    {"", AUTH_CODE_INVALID, ""},
+	    {"      ", AUTH_CODE_INVALID, ""},
+	    {"abcd-efgh-ijkl-mn23", AUTH_CODE_RECOVERY, "abcdefghijklmn23"},
+	    {"ABCD EFGH IJKL MN23", AUTH_CODE_RECOVERY, "abcdefghijklmn23"},
+	    {"abcdefghijklmn23", AUTH_CODE_RECOVERY, "abcdefghijklmn23"},
+	    {"2345-6723-4567-2345", AUTH_CODE_RECOVERY, "2345672345672345"},
+	    {"abcd-efgh-ijkl-mn0", AUTH_CODE_INVALID, ""},   /* 15 */
+	    {"abcd-efgh-ijkl-mn234", AUTH_CODE_INVALID, ""}, /* 17 */
+	    {"abcd-efgh-ijkl-mn01", AUTH_CODE_INVALID, ""},  /* 0 and 1 are not base32 */
+	    {"abcd-efgh-ijkl-mn8!", AUTH_CODE_INVALID, ""},
+	    {"abcd_efgh_ijkl_mn23", AUTH_CODE_INVALID, ""},
+	    {"------------------------------------------------------------------123456",
+	     AUTH_CODE_INVALID, ""}, /* longer than AUTH_CODE_INPUT_MAX */
+	    {"---------------------------------------------------------123456", AUTH_CODE_TOTP,
+	     "123456"},
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char out[AUTH_RECOVERY_CHARS + 1];
+		memset(out, 'x', sizeof(out));
+		enum auth_code_kind k = auth_code_parse(v[i].in, out);
+		if (k != v[i].kind)
+			fail_msg("case %zu \"%s\": kind %d, want %d", i, v[i].in, k, v[i].kind);
+		assert_string_equal(out, v[i].out);
+	}
+	char out[AUTH_RECOVERY_CHARS + 1];
+	assert_int_equal(auth_code_parse(NULL, out), AUTH_CODE_INVALID);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -724,6 +887,12 @@ int main(void)
 	    cmocka_unit_test(test_ratelimit_backoff_level_decays),
 	    cmocka_unit_test(test_ratelimit_forgets_the_stalest_key_when_full),
 	    cmocka_unit_test(test_client_address),
+	    cmocka_unit_test(test_totp_rfc6238_vectors),
+	    cmocka_unit_test(test_totp_window),
+	    cmocka_unit_test(test_totp_seal),
+	    cmocka_unit_test(test_totp_uri_and_qr),
+	    cmocka_unit_test(test_recovery_codes),
+	    cmocka_unit_test(test_code_parse),
 	    cmocka_unit_test(test_imap_address),
 	    cmocka_unit_test(test_ldap_escape),
 	    cmocka_unit_test(test_imap_tls_hostile_servers),

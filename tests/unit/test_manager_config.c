@@ -386,6 +386,10 @@ static void test_validation_errors(void **state)
 	     "F:4: [release] max_connections: must be at least 1\n"},
 	    {"[http]\nadmin_token = t\n[release]\nhelo_name = bad_name!\n",
 	     "F:4: [release] helo_name: \"bad_name!\" is not a host name or address\n"},
+	    {"[http]\nadmin_token = t\ntotp_required = admin, root\n",
+	     "F:3: [http] totp_required: must list roles among admin, operator and enduser\n"},
+	    {"[http]\nadmin_token = t\ntotp_required = administrator\n",
+	     "F:3: [http] totp_required: must list roles among admin, operator and enduser\n"},
 	    {"[http]\nadmin_token = t\n[http]\nadmin_token = u\n",
 	     "F:4: [http] admin_token: set twice (first at line 2)\n"},
 	    /* Transport security */

@@ -538,11 +538,91 @@ static void test_gateway_address_canonical(void **state)
 	assert_false(store_gateway_version_ok(""));
 }
 
+/*
+ * Second factors: begun, confirmed once, a time step accepted once and only
+ * forward, a recovery code consumed once, gone with the account.
+ */
+static void test_totp(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	struct store_user u = {.username = "tina", .role = "admin", .created_at = 1};
+	assert_int_equal(store_user_add(fx->st, &u), 0);
+	struct store_totp *t = NULL;
+	assert_int_equal(store_totp_get(fx->st, "tina", &t), -ENOENT);
+	assert_null(t);
+	assert_int_equal(store_totp_begin(fx->st, "nobody", "sealed", 5), -ENOENT);
+	assert_int_equal(store_totp_get(fx->st, "nobody", &t), -ENOENT);
+	assert_int_equal(store_totp_begin(fx->st, "tina", "", 5), -EINVAL);
+	assert_int_equal(store_totp_confirm(fx->st, "tina", 7, 10, NULL, 0), -ENOENT);
+	assert_int_equal(store_totp_use_step(fx->st, "tina", 7), -ENOENT);
+
+	assert_int_equal(store_totp_begin(fx->st, "tina", "sealed-1", 5), 0);
+	/* begun again: the newer secret stands */
+	assert_int_equal(store_totp_begin(fx->st, "tina", "sealed-2", 6), 0);
+	assert_int_equal(store_totp_get(fx->st, "tina", &t), 0);
+	assert_string_equal(t->secret, "sealed-2");
+	assert_int_equal(t->created_at, 6);
+	assert_int_equal(t->enrolled_at, 0);
+	store_totp_free(t);
+	/* not confirmed: no step, no recovery code is any good */
+	assert_int_equal(store_totp_use_step(fx->st, "tina", 100), -ENOENT);
+
+	const char *hashes[] = {"h1", "h2", "h3", "h2"};
+	const char *eleven[11] = {"a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"};
+	assert_int_equal(store_totp_confirm(fx->st, "tina", 100, 50, eleven, 11), -EINVAL);
+	assert_int_equal(store_totp_confirm(fx->st, "tina", 100, 50, hashes, 4), 0);
+	assert_int_equal(store_totp_confirm(fx->st, "tina", 100, 50, hashes, 4), -EEXIST);
+	assert_int_equal(store_totp_begin(fx->st, "tina", "sealed-3", 60), -EEXIST);
+	assert_int_equal(store_totp_get(fx->st, "tina", &t), 0);
+	assert_string_equal(t->secret, "sealed-2");
+	assert_int_equal(t->enrolled_at, 50);
+	assert_int_equal(t->last_step, 100);
+	assert_int_equal(t->recovery_left, 3); /* h2 once */
+	store_totp_free(t);
+
+	/* the confirming step was used; earlier ones are never good again */
+	assert_int_equal(store_totp_use_step(fx->st, "tina", 100), -EALREADY);
+	assert_int_equal(store_totp_use_step(fx->st, "tina", 99), -EALREADY);
+	assert_int_equal(store_totp_use_step(fx->st, "tina", 101), 0);
+	assert_int_equal(store_totp_use_step(fx->st, "tina", 101), -EALREADY);
+	assert_int_equal(store_totp_use_step(fx->st, "tina", 103), 0);
+	assert_int_equal(store_totp_use_step(fx->st, "tina", 102), -EALREADY);
+
+	assert_int_equal(store_totp_use_recovery(fx->st, "tina", "h9", 70), -ENOENT);
+	assert_int_equal(store_totp_use_recovery(fx->st, "tina", "h1", 70), 0);
+	assert_int_equal(store_totp_use_recovery(fx->st, "tina", "h1", 71), -ENOENT);
+	assert_int_equal(store_totp_use_recovery(fx->st, "other", "h2", 71), -ENOENT);
+	assert_int_equal(store_totp_get(fx->st, "tina", &t), 0);
+	assert_int_equal(t->recovery_left, 2);
+	assert_int_equal(t->last_step, 103);
+	store_totp_free(t);
+
+	/* removed, then enrolled anew from scratch */
+	assert_int_equal(store_totp_delete(fx->st, "tina"), 0);
+	assert_int_equal(store_totp_delete(fx->st, "tina"), -ENOENT);
+	assert_int_equal(store_totp_get(fx->st, "tina", &t), -ENOENT);
+	assert_int_equal(store_totp_use_recovery(fx->st, "tina", "h2", 72), -ENOENT);
+	assert_int_equal(store_totp_begin(fx->st, "tina", "sealed-4", 80), 0);
+	assert_int_equal(store_totp_confirm(fx->st, "tina", 5, 81, hashes, 1), 0);
+	assert_int_equal(store_totp_get(fx->st, "tina", &t), 0);
+	assert_int_equal(t->recovery_left, 1);
+	assert_int_equal(t->last_step, 5);
+	store_totp_free(t);
+
+	/* the account goes, and its second factor with it */
+	assert_int_equal(store_user_delete(fx->st, "tina"), 0);
+	assert_int_equal(store_totp_get(fx->st, "tina", &t), -ENOENT);
+	assert_int_equal(store_user_add(fx->st, &u), 0);
+	assert_int_equal(store_totp_get(fx->st, "tina", &t), -ENOENT);
+	assert_int_equal(store_totp_use_recovery(fx->st, "tina", "h1", 90), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_accounts, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_sessions, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_totp, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_audit_paging, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_digest_store, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_gateways, setup, test_store_teardown),

@@ -6,7 +6,8 @@
 import { api, setCsrf, ApiError } from './api.js';
 import { t, chooseLanguage, setTimeZone } from './i18n.js';
 
-export const session = { user: null };
+// pending: a sign-in waiting for its second factor ('totp', or 'enrol' for one to set up).
+export const session = { user: null, pending: null };
 
 let router = () => {};
 let statusTimer = null;
@@ -63,9 +64,13 @@ export async function loadSession() {
   try {
     const doc = await api('GET', '/api/v1/session', undefined, { quiet401: true });
     session.user = doc && doc.user ? doc.user : null;
+    session.pending = null;
     if (doc && doc.csrf_token) setCsrf(doc.csrf_token);
-  } catch {
+  } catch (e) {
     session.user = null;
+    // a sign-in half done (reloaded, or the language changed): go on with its code
+    session.pending = e && e.code === 'second_factor_required' ? 'totp'
+      : e && e.code === 'second_factor_enrolment_required' ? 'enrol' : null;
   }
   await loadPrefs();
   applyUserPrefs();
