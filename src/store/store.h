@@ -1040,8 +1040,9 @@ bool store_event_msg_id_ok(const char *id);
 /*
  * Commits v[0..n) of gateway (a registered gateway's name) in one transaction,
  * with the gateway's counters: last seq and event time, the backlog it reported
- * (-1: not said), events received, pushed_at = now. Events whose (gateway, seq)
- * is stored already are skipped; *stored (may be NULL) counts the new ones.
+ * (-1: not said), events received, pushed_at = now, in seq order whatever
+ * their order in v. Events whose (gateway, seq) is stored already, or that
+ * repeat a seq of v, are skipped; *stored (may be NULL) counts the new ones.
  * -EINVAL for a bad field (nothing stored).
  */
 int store_events_put(struct store *st, const char *gateway, const struct store_event *v, size_t n,

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/xalloc.h"
+
 /* The event types a gateway reports (docs/GATEWAY.md "Events"). */
 static const char *const store_event_types[] = {
     "connection", "rcpt_accepted", "rcpt_refused", "rate_limit", "received",
@@ -112,6 +114,27 @@ static bool store_event_ok(const struct store_event *e, bool own)
 	       store_events_list_ok(m->attachments, m->nattachments) && m->size >= 0;
 }
 
+/* Sorts v by seq, equal seqs kept in their order (a merge sort: qsort is not
+ * stable, and the first of equal seqs is the one stored). */
+static void store_events_sort(struct store_event *v, size_t n)
+{
+	if (n < 2)
+		return;
+	size_t h = n / 2;
+	store_events_sort(v, h);
+	store_events_sort(v + h, n - h);
+	struct store_event *t = xcalloc(n, sizeof(*t));
+	size_t i = 0, j = h, k = 0;
+	while (i < h && j < n)
+		t[k++] = v[j].seq < v[i].seq ? v[j++] : v[i++];
+	while (i < h)
+		t[k++] = v[i++];
+	while (j < n)
+		t[k++] = v[j++];
+	memcpy(v, t, n * sizeof(*t));
+	free(t);
+}
+
 int store_events_put(struct store *st, const char *gateway, const struct store_event *v, size_t n,
 		     int64_t backlog, int64_t now, uint64_t *stored)
 {
@@ -122,11 +145,21 @@ int store_events_put(struct store *st, const char *gateway, const struct store_e
 		return -ENOSYS;
 	if (!store_gateway_name_ok(gateway) || (n > 0 && v == NULL) || backlog < -1)
 		return -EINVAL;
+	bool sorted = true;
 	for (size_t i = 0; i < n; i++) {
 		if (!store_event_ok(&v[i], false))
 			return -EINVAL;
+		sorted = sorted && (i == 0 || v[i - 1].seq <= v[i].seq);
 	}
-	return ops->events_put(st, gateway, v, n, backlog, now, false, stored);
+	if (sorted)
+		return ops->events_put(st, gateway, v, n, backlog, now, false, stored);
+	/* the backends store a batch in seq order, the order things happened in */
+	struct store_event *w = xcalloc(n, sizeof(*w));
+	memcpy(w, v, n * sizeof(*w));
+	store_events_sort(w, n);
+	int rc = ops->events_put(st, gateway, w, n, backlog, now, false, stored);
+	free(w);
+	return rc;
 }
 
 int store_events_put_own(struct store *st, const struct store_event *v, size_t n, int64_t now,

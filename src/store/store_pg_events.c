@@ -23,6 +23,7 @@
 #include "store/store_pg_int.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,82 +35,194 @@
 /* The first key of the per-gateway event locks ("lazarete" >> 32). */
 #define STORE_PG_EVENTS_LOCK "1818327666"
 
-static int store_pg_events_put_list(PGconn *c, const char *del_sql, const char *ins_sql,
-				    const char *gateway, const char *msg_id, const char *const *v,
-				    size_t n)
+/*
+ * A batch's rows as columns: one statement writes them all (unnest of arrays),
+ * so a batch of 500 events costs a handful of round trips, not thousands.
+ * Numbers are kept as their text; owned strings are freed with the columns.
+ */
+#define STORE_PG_EVENTS_COLS 8
+
+struct store_pg_events_cols {
+	const char **col[STORE_PG_EVENTS_COLS];
+	size_t n, cap;
+	char **owned;
+	size_t nowned, capowned;
+};
+
+static const char *store_pg_events_keep(struct store_pg_events_cols *c, char *s)
 {
+	if (c->nowned == c->capowned) {
+		c->capowned = c->capowned ? 2 * c->capowned : 64;
+		c->owned = xreallocarray(c->owned, c->capowned, sizeof(*c->owned));
+	}
+	return c->owned[c->nowned++] = s;
+}
+
+static const char *store_pg_events_num(struct store_pg_events_cols *c, int64_t v)
+{
+	return store_pg_events_keep(c, xasprintf("%lld", (long long)v));
+}
+
+/* Appends one row of ncol values (borrowed, or kept with store_pg_events_keep). */
+static void store_pg_events_row(struct store_pg_events_cols *c, size_t ncol, ...)
+{
+	if (c->n == c->cap) {
+		c->cap = c->cap ? 2 * c->cap : 64;
+		for (size_t k = 0; k < STORE_PG_EVENTS_COLS; k++)
+			c->col[k] = xreallocarray(c->col[k], c->cap, sizeof(*c->col[k]));
+	}
+	va_list ap;
+	va_start(ap, ncol);
+	for (size_t k = 0; k < ncol; k++)
+		c->col[k][c->n] = va_arg(ap, const char *);
+	va_end(ap);
+	c->n++;
+}
+
+static void store_pg_events_cols_free(struct store_pg_events_cols *c)
+{
+	for (size_t k = 0; k < STORE_PG_EVENTS_COLS; k++)
+		free(c->col[k]);
+	for (size_t i = 0; i < c->nowned; i++)
+		free(c->owned[i]);
+	free(c->owned);
+	*c = (struct store_pg_events_cols){0};
+}
+
+/* Runs sql with $1 the gateway and $2.. the first ncol columns of c as arrays. */
+static int store_pg_events_write(PGconn *pg, const char *what, const char *sql, const char *gateway,
+				 const struct store_pg_events_cols *c, size_t ncol)
+{
+	if (c->n == 0)
+		return 0;
 	struct store_pg_params p = {0};
-	store_pg_text(&p, msg_id);
 	store_pg_text(&p, gateway);
-	int rc = store_pg_do(c, "events_list_delete", del_sql, &p, NULL);
+	for (size_t k = 0; k < ncol; k++)
+		store_pg_array(&p, c->col[k], c->n);
+	int rc = store_pg_do(pg, what, sql, &p, NULL);
 	store_pg_params_clear(&p);
-	if (rc < 0 || n == 0)
-		return rc;
-	char **lc = xcalloc(n, sizeof(*lc));
-	for (size_t i = 0; i < n; i++)
-		lc[i] = store_pg_lc(v[i]);
-	store_pg_text(&p, msg_id);
-	store_pg_text(&p, gateway);
-	store_pg_array(&p, v, n);
-	store_pg_array(&p, (const char *const *)lc, n);
-	rc = store_pg_do(c, "events_list_insert", ins_sql, &p, NULL);
-	store_pg_params_clear(&p);
-	for (size_t i = 0; i < n; i++)
-		free(lc[i]);
-	free(lc);
 	return rc;
 }
 
-static int store_pg_events_track(PGconn *c, const char *gateway, const struct store_event *e)
+static int store_pg_i64_cmp(const void *a, const void *b)
 {
-	struct store_pg_params p = {0};
-	store_pg_text(&p, gateway);
-	store_pg_text(&p, e->msg_id);
-	store_pg_int(&p, e->at);
-	store_pg_text(&p, e->state);
-	store_pg_int(&p, e->flags);
-	int rc = store_pg_do(
-	    c, "events_track",
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/*
+ * The tracked messages of the stored events e[0..n) (seq order): per message one
+ * upsert row (the first event's time as received_at of a new row, the last
+ * state said, the flags of all, the newest time), the fields of its last
+ * "received" event, and that event's recipients and attachments in place of
+ * the ones stored.
+ */
+static int store_pg_events_track(PGconn *pg, const char *gateway,
+				 const struct store_event *const *e, size_t n)
+{
+	struct store_pg_events_cols up = {0}, fields = {0}, rcpt = {0}, att = {0};
+	/* the messages seen, in order, and for each its last "received" event */
+	const char **ids = xcalloc(n + 1, sizeof(*ids));
+	const struct store_event **recv = xcalloc(n + 1, sizeof(*recv));
+	size_t nids = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (e[i]->msg_id == NULL)
+			continue;
+		size_t k = 0;
+		while (k < nids && strcmp(ids[k], e[i]->msg_id) != 0)
+			k++;
+		if (k < nids)
+			continue;
+		ids[nids++] = e[i]->msg_id;
+		int64_t first = e[i]->at, newest = e[i]->at;
+		const char *state = NULL;
+		unsigned flags = 0;
+		for (size_t j = i; j < n; j++) {
+			if (e[j]->msg_id == NULL || strcmp(e[j]->msg_id, e[i]->msg_id) != 0)
+				continue;
+			newest = e[j]->at > newest ? e[j]->at : newest;
+			state = e[j]->state != NULL ? e[j]->state : state;
+			flags |= e[j]->flags;
+			if (e[j]->message != NULL)
+				recv[k] = e[j];
+		}
+		store_pg_events_row(&up, 5, e[i]->msg_id, store_pg_events_num(&up, first), state,
+				    store_pg_events_num(&up, flags),
+				    store_pg_events_num(&up, newest));
+	}
+	/* one message's rows in one statement: at most 2 * n */
+	for (size_t k = 0; k < nids; k++) {
+		const struct store_event *r = recv[k];
+		if (r == NULL)
+			continue;
+		const struct store_event_message *m = r->message;
+		store_pg_events_row(
+		    &fields, 8, r->msg_id, store_pg_events_num(&fields, r->at), m->sender,
+		    store_pg_events_keep(&fields, store_pg_lc(m->sender)), m->subject,
+		    m->message_id, m->client_ip, store_pg_events_num(&fields, m->size));
+		for (size_t i = 0; i < m->nrecipients; i++)
+			store_pg_events_row(
+			    &rcpt, 4, r->msg_id, store_pg_events_num(&rcpt, (int64_t)i),
+			    m->recipients[i],
+			    store_pg_events_keep(&rcpt, store_pg_lc(m->recipients[i])));
+		for (size_t i = 0; i < m->nattachments; i++)
+			store_pg_events_row(
+			    &att, 4, r->msg_id, store_pg_events_num(&att, (int64_t)i),
+			    m->attachments[i],
+			    store_pg_events_keep(&att, store_pg_lc(m->attachments[i])));
+	}
+	int rc = store_pg_events_write(
+	    pg, "events_track",
 	    "INSERT INTO tracked_messages (gateway, msg_id, received_at, last_state, flags,"
-	    " updated_at) VALUES ($1, $2, $3, $4, $5, $3)"
+	    " updated_at) SELECT $1, m, a::bigint, s, f::integer, u::bigint"
+	    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[])"
+	    " AS x(m, a, s, f, u)"
 	    " ON CONFLICT (msg_id, gateway) DO UPDATE SET"
 	    " last_state = coalesce(excluded.last_state, tracked_messages.last_state),"
 	    " flags = tracked_messages.flags | excluded.flags,"
 	    " updated_at = greatest(tracked_messages.updated_at, excluded.updated_at)",
-	    &p, NULL);
-	store_pg_params_clear(&p);
-	const struct store_event_message *m = e->message;
-	if (rc < 0 || m == NULL)
-		return rc;
-	store_pg_text(&p, gateway);
-	store_pg_text(&p, e->msg_id);
-	store_pg_int(&p, e->at);
-	store_pg_text(&p, m->sender);
-	store_pg_owned(&p, store_pg_lc(m->sender));
-	store_pg_text(&p, m->subject);
-	store_pg_text(&p, m->message_id);
-	store_pg_text(&p, m->client_ip);
-	store_pg_int(&p, m->size);
-	rc = store_pg_do(c, "events_track_fields",
-			 "UPDATE tracked_messages SET received_at = $3, sender = $4,"
-			 " sender_lc = $5, subject = $6, message_id = $7, client_ip = $8,"
-			 " size = $9 WHERE gateway = $1 AND msg_id = $2",
-			 &p, NULL);
-	store_pg_params_clear(&p);
+	    gateway, &up, 5);
 	if (rc == 0)
-		rc = store_pg_events_put_list(
-		    c, "DELETE FROM tracked_recipients WHERE msg_id = $1 AND gateway = $2",
+		rc = store_pg_events_write(
+		    pg, "events_track_fields",
+		    "UPDATE tracked_messages t SET received_at = x.a::bigint, sender = x.s,"
+		    " sender_lc = x.sl, subject = x.subj, message_id = x.mid, client_ip = x.ip,"
+		    " size = x.z::bigint FROM unnest($2::text[], $3::text[], $4::text[],"
+		    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
+		    " AS x(m, a, s, sl, subj, mid, ip, z)"
+		    " WHERE t.gateway = $1 AND t.msg_id = x.m",
+		    gateway, &fields, 8);
+	/* a message received again (a replayed spool) lists what it says now */
+	if (rc == 0)
+		rc = store_pg_events_write(pg, "events_recipients_delete",
+					   "DELETE FROM tracked_recipients"
+					   " WHERE gateway = $1 AND msg_id = ANY($2::text[])",
+					   gateway, &fields, 1);
+	if (rc == 0)
+		rc = store_pg_events_write(
+		    pg, "events_recipients_insert",
 		    "INSERT INTO tracked_recipients (msg_id, gateway, idx, address, address_lc)"
-		    " SELECT $1, $2, (o - 1)::integer, a, l"
-		    " FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS u(a, l, o)",
-		    gateway, e->msg_id, m->recipients, m->nrecipients);
+		    " SELECT m, $1, i::integer, a, l"
+		    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS x(m, i, a, l)",
+		    gateway, &rcpt, 4);
 	if (rc == 0)
-		rc = store_pg_events_put_list(
-		    c, "DELETE FROM tracked_attachments WHERE msg_id = $1 AND gateway = $2",
+		rc = store_pg_events_write(pg, "events_attachments_delete",
+					   "DELETE FROM tracked_attachments"
+					   " WHERE gateway = $1 AND msg_id = ANY($2::text[])",
+					   gateway, &fields, 1);
+	if (rc == 0)
+		rc = store_pg_events_write(
+		    pg, "events_attachments_insert",
 		    "INSERT INTO tracked_attachments (msg_id, gateway, idx, name, name_lc)"
-		    " SELECT $1, $2, (o - 1)::integer, a, l"
-		    " FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS u(a, l, o)",
-		    gateway, e->msg_id, m->attachments, m->nattachments);
+		    " SELECT m, $1, i::integer, a, l"
+		    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS x(m, i, a, l)",
+		    gateway, &att, 4);
+	store_pg_events_cols_free(&up);
+	store_pg_events_cols_free(&fields);
+	store_pg_events_cols_free(&rcpt);
+	store_pg_events_cols_free(&att);
+	free(ids);
+	free(recv);
 	return rc;
 }
 
@@ -122,8 +235,35 @@ struct store_pg_events_put_args {
 	uint64_t stored;
 };
 
+/*
+ * The events of a batch to store (in seq order: store_events_put sorts a
+ * gateway's): the manager's own numbered on from stored_seq (into own[]); a
+ * gateway's above stored_seq (at or below it: stored before, maybe purged
+ * since: a replay), one of equal seqs (the first).
+ */
+static size_t store_pg_events_new(const struct store_pg_events_put_args *a, int64_t stored_seq,
+				  struct store_event *own, const struct store_event **out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		if (a->own) {
+			own[i] = a->v[i];
+			own[i].seq = stored_seq + 1 + (int64_t)i;
+			out[n++] = &own[i];
+		} else if (a->v[i].seq > stored_seq) {
+			out[n++] = &a->v[i];
+		}
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || out[i]->seq != out[k - 1]->seq)
+			out[k++] = out[i];
+	return k;
+}
+
 static int store_pg_events_put_tx(struct store_pg *st, PGconn *c, void *arg)
 {
+	(void)st;
 	struct store_pg_events_put_args *a = arg;
 	struct store_pg_params p = {0};
 	a->stored = 0;
@@ -143,41 +283,64 @@ static int store_pg_events_put_tx(struct store_pg *st, PGconn *c, void *arg)
 		return -EIO;
 	int64_t stored_seq = PQntuples(r) > 0 ? store_pg_i64(r, 0, 0) : 0;
 	PQclear(r);
-	int64_t last_seq = 0, last_at = 0;
-	for (size_t i = 0; i < a->n; i++) {
-		struct store_event own;
-		const struct store_event *e = &a->v[i];
-		if (a->own) {
-			own = *e;
-			own.seq = stored_seq + 1 + (int64_t)i;
-			e = &own;
-		} else if (e->seq <= stored_seq) {
-			continue; /* stored before (maybe purged since): a replay */
-		}
-		last_seq = e->seq > last_seq ? e->seq : last_seq;
-		last_at = e->at > last_at ? e->at : last_at;
-		store_pg_text(&p, a->gateway);
-		store_pg_int(&p, e->seq);
-		store_pg_int(&p, e->at);
-		store_pg_text(&p, e->type);
-		store_pg_text(&p, e->msg_id);
-		store_pg_text(&p, e->detail);
-		uint64_t rows = 0;
-		rc = store_pg_do(c, "events_insert",
-				 "INSERT INTO events (gateway, seq, at, type, msg_id, detail)"
-				 " SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS"
-				 " (SELECT 1 FROM events WHERE gateway = $1 AND seq = $2)"
-				 " ON CONFLICT DO NOTHING",
-				 &p, &rows);
-		store_pg_params_clear(&p);
-		if (rc < 0)
-			return rc;
-		if (rows == 0)
-			continue; /* stored by an earlier push of the same batch */
-		a->stored++;
-		if (e->msg_id != NULL && (rc = store_pg_events_track(c, a->gateway, e)) < 0)
-			return rc;
+	struct store_event *own = a->own ? xcalloc(a->n, sizeof(*own)) : NULL;
+	const struct store_event **ev = xcalloc(a->n + 1, sizeof(*ev));
+	size_t n = store_pg_events_new(a, stored_seq, own, ev);
+	int64_t last_seq = n > 0 ? ev[n - 1]->seq : 0, last_at = 0;
+	struct store_pg_events_cols cols = {0};
+	for (size_t i = 0; i < n; i++) {
+		last_at = ev[i]->at > last_at ? ev[i]->at : last_at;
+		store_pg_events_row(&cols, 5, store_pg_events_num(&cols, ev[i]->seq),
+				    store_pg_events_num(&cols, ev[i]->at), ev[i]->type,
+				    ev[i]->msg_id, ev[i]->detail);
 	}
+	/*
+	 * Every seq here is above the gateway's last stored one, so none can be
+	 * stored (the counters commit with the rows); the conflict clause keeps an
+	 * identical row of a damaged counter from failing the batch, and RETURNING
+	 * says which rows are new.
+	 */
+	const struct store_event **fresh = xcalloc(n + 1, sizeof(*fresh));
+	size_t nfresh = 0;
+	if (n > 0) {
+		store_pg_text(&p, a->gateway);
+		for (size_t k = 0; k < 5; k++)
+			store_pg_array(&p, cols.col[k], cols.n);
+		r = store_pg_exec(
+		    c, "events_insert",
+		    "INSERT INTO events (gateway, seq, at, type, msg_id, detail)"
+		    " SELECT $1, s::bigint, a::bigint, t, m, d FROM unnest($2::text[],"
+		    " $3::text[], $4::text[], $5::text[], $6::text[]) AS x(s, a, t, m, d)"
+		    " ON CONFLICT DO NOTHING RETURNING seq",
+		    &p, false);
+		store_pg_params_clear(&p);
+		if (r == NULL) {
+			rc = -EIO;
+		} else {
+			/* RETURNING's order is not the input's: match seqs (both sorted) */
+			int nr = PQntuples(r);
+			int64_t *seqs = xcalloc((size_t)nr + 1, sizeof(*seqs));
+			for (int k = 0; k < nr; k++)
+				seqs[k] = store_pg_i64(r, k, 0);
+			PQclear(r);
+			qsort(seqs, (size_t)nr, sizeof(*seqs), store_pg_i64_cmp);
+			for (size_t i = 0, k = 0; i < n && k < (size_t)nr; i++)
+				if (ev[i]->seq == seqs[k]) {
+					fresh[nfresh++] = ev[i];
+					k++;
+				}
+			free(seqs);
+		}
+	}
+	store_pg_events_cols_free(&cols);
+	a->stored = nfresh;
+	if (rc == 0 && nfresh > 0)
+		rc = store_pg_events_track(c, a->gateway, fresh, nfresh);
+	free(fresh);
+	free(ev);
+	free(own);
+	if (rc < 0)
+		return rc;
 	store_pg_text(&p, a->gateway);
 	store_pg_int(&p, last_seq);
 	store_pg_int(&p, last_at);

@@ -157,6 +157,91 @@ static void test_batch_and_replay(void **state)
 	store_event_states_free(sv, n);
 }
 
+/*
+ * A batch out of seq order, with a seq twice, two messages and addresses that
+ * need quoting: each seq stored once (the first of equal ones), each message's
+ * fields its own, in either backend's way of writing a batch at once.
+ */
+static void test_batch_out_of_order(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	char a[IDS_UUID_LEN + 1], b[IDS_UUID_LEN + 1];
+	ids_uuidv7(now, a);
+	ids_uuidv7(now + 1, b);
+	const char *ra[] = {"\"odd,\\name\"@example.com", "{brace}@example.com"};
+	const char *rb[] = {"NULL@example.com"};
+	struct store_event_message ma = {.sender = "", .recipients = ra, .nrecipients = 2};
+	struct store_event_message mb = {
+	    .sender = "x@example.org", .recipients = rb, .nrecipients = 1, .subject = "b"};
+	struct store_event batch[] = {
+	    {.seq = 23,
+	     .at = now + 3,
+	     .type = "delivery",
+	     .msg_id = a,
+	     .detail = "{}",
+	     .state = "delivered",
+	     .flags = STORE_TRACK_DELIVERED},
+	    {.seq = 21,
+	     .at = now + 1,
+	     .type = "received",
+	     .msg_id = a,
+	     .detail = "{\"n\":1}",
+	     .message = &ma,
+	     .state = "received"},
+	    {.seq = 21,
+	     .at = now + 1,
+	     .type = "received",
+	     .msg_id = b,
+	     .detail = "{\"n\":2}",
+	     .message = &mb,
+	     .state = "received"},
+	    {.seq = 22,
+	     .at = now + 2,
+	     .type = "received",
+	     .msg_id = b,
+	     .detail = "{}",
+	     .message = &mb,
+	     .state = "received"},
+	    {.seq = 24,
+	     .at = now + 4,
+	     .type = "verdict",
+	     .msg_id = b,
+	     .detail = "{}",
+	     .flags = STORE_TRACK_VIRUS},
+	};
+	uint64_t stored = 0;
+	assert_int_equal(store_events_put(fx->st, "gw1", batch, 5, 0, now, &stored), 0);
+	assert_int_equal(stored, 4);
+	struct store_event_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(store_events_list(fx->st, "gw1", NULL, 0, 100, &rows, &n), 0);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(rows[i].seq, 21 + (int64_t)i);
+	assert_string_equal(rows[0].msg_id, a); /* the first of the two 21s */
+	assert_string_equal(rows[0].detail, "{\"n\":1}");
+	store_event_rows_free(rows, n);
+	struct store_tracked_message *t = NULL;
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", a, &t), 0);
+	assert_string_equal(t->sender, "");
+	assert_null(t->subject);
+	assert_int_equal(t->nrecipients, 2);
+	assert_string_equal(t->recipients[0], ra[0]);
+	assert_string_equal(t->recipients[1], ra[1]);
+	assert_string_equal(t->last_state, "delivered");
+	assert_int_equal(t->received_at, now + 1);
+	store_tracked_message_free(t);
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", b, &t), 0);
+	assert_string_equal(t->subject, "b");
+	assert_int_equal(t->nrecipients, 1);
+	assert_string_equal(t->recipients[0], "NULL@example.com");
+	assert_string_equal(t->last_state, "received");
+	assert_int_equal(t->flags, STORE_TRACK_VIRUS);
+	assert_int_equal(t->received_at, now + 2);
+	store_tracked_message_free(t);
+}
+
 /* A bad event anywhere in a batch: -EINVAL and nothing of the batch is stored. */
 static void test_bad_batches(void **state)
 {
@@ -513,6 +598,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_out_of_order, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention, setup, test_store_teardown),
@@ -520,6 +606,7 @@ int main(void)
 	};
 	const struct CMUnitTest pg_tests[] = {
 	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_out_of_order, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_daily_partitions, setup, test_store_teardown),
