@@ -88,7 +88,7 @@ struct gw {
 	struct store *st;
 	struct slbl_cache *slbl;
 	struct gw_events *events;		 /* message tracking; NULL: off */
-	struct track_retention *track_retention; /* [tracking] mode = local: retention */
+	struct track_retention *track_retention; /* the local tracking store's retention */
 	struct release *release;
 	struct api *api;
 	struct workpool *wp;	/* pipeline */
@@ -684,9 +684,8 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	release_config_from(c, &rc);
 	release_reconfigure(gw->release, &rc);
 	gw_events_reconfigure(gw->events, c);
-	if (gw->track_retention != NULL)
-		track_retention_reconfigure(gw->track_retention, c->tracking_retention_ms,
-					    c->purge_interval_ms);
+	track_retention_reconfigure(gw->track_retention, c->tracking_retention_ms,
+				    c->purge_interval_ms);
 	if (!str_same(o->tracking_mode, c->tracking_mode) ||
 	    o->events_spool_max != c->events_spool_max ||
 	    o->tracking_rejected_connections != c->tracking_rejected_connections)
@@ -785,9 +784,9 @@ static int gw_start(struct gw *gw)
 	if (gw->events != NULL)
 		metrics_add_section(gw_events_metrics, gw->events);
 	bool track_local = strcmp(cfg->tracking_mode, "local") == 0;
-	if (track_local)
-		gw->track_retention = track_retention_new(
-		    gw->base, gw->st, cfg->tracking_retention_ms, cfg->purge_interval_ms);
+	/* in every mode: what local mode stored before a switch ages out too */
+	gw->track_retention = track_retention_new(gw->base, gw->st, cfg->tracking_retention_ms,
+						  cfg->purge_interval_ms);
 	struct release_config relc;
 	release_config_from(cfg, &relc);
 	if ((rc = release_start(gw->st, &relc, &gw->release)) < 0) {
