@@ -3,7 +3,8 @@
 listener answers GET /api/v1/tracking/messages and /{id} for the admin token
 only; no event reaches the manager; a restart in another mode is logged and
 moves only the spool's backlog, so no event is in both places or stored twice;
-kill -9 in a burst loses no event of a message that got its 250. The gateway's
+kill -9 in a burst loses no event of a message that got its 250; [tracking]
+retention removes what is older from the gateway's store. The gateway's
 store is SQLite whatever the suite's backend (the manager's is the suite's)."""
 
 import os
@@ -266,3 +267,36 @@ def test_kill9_in_a_burst_loses_and_doubles_nothing(start_gateway, aio_sink):  #
         if not cursor:
             break
     assert want <= found
+
+
+def test_retention_removes_old_tracking_on_the_gateway(start_gateway, aio_sink):  # noqa: F811
+    gw = local_gateway(start_gateway, aio_sink.host)
+    sent = []
+    for subject in ("old", "fresh"):
+        code, text = gw.send("alice@sender.test", "bob@example.com",
+                             make_message(subject=subject))
+        assert code == 250, text
+        sent.append(queue_id(text))
+    old, fresh = sent
+    wait_for(lambda: tracked_ids(gw) == {old, fresh}, 30, "both tracked")
+    wait_for(lambda: gw_metrics(gw)["lazaret_gw_events_backlog"] == 0, 15, "an empty spool")
+    assert gw.stop() == 0
+    # the first message and its events as if 40 days old (the gateway's clock)
+    forty = 40 * 86400 * 1000
+    path = os.path.join(gw.data_dir, "lazaret.db")
+    con = sqlite3.connect(path, timeout=10)
+    with con:
+        con.execute("UPDATE events SET at = at - ? WHERE msg_id = ?", (forty, old))
+        con.execute("UPDATE tracked_messages SET received_at = received_at - ?"
+                    " WHERE msg_id = ?", (forty, old))
+    con.close()
+    gw.apply({"tracking": {"mode": "local", "retention": "30d"},
+              "quarantines": {"purge_interval": "1s"}})
+    gw.start()
+    wait_for(lambda: tracked_ids(gw) == {fresh}, 30, "the old message purged")
+    st, doc = gw.api("GET", "/api/v1/tracking/messages/%s~%s" % (GW, old))
+    assert st == 404, doc
+    st, doc = gw.api("GET", "/api/v1/tracking/messages/%s~%s" % (GW, fresh))
+    assert st == 200 and [e["type"] for e in doc["events"]][-4:] == MSG_TYPES, doc
+    assert not any(e[2] == old for e in local_events(gw))
+    gw.wait_log("tracking.purged events=4 messages=1")
