@@ -13,6 +13,13 @@
  *   backoff    pushing     after GW_EVENTS_BACKOFF_MIN_MS, doubled up to _MAX
  *   any        stopped     gw_events_stop
  *
+ * Local mode ([tracking] mode = local): the same thread and states, "pushing"
+ * being one commit of the batch to the gateway's own store (gw_events_apply,
+ * with the manager's parser); a store failure backs off as a push does, an
+ * event the parser or the store refuses is narrowed down and dropped as a 400
+ * is. The spool's "mode" mark records which mode takes its events, so that a
+ * restart in another mode is logged and only the backlog changes hands.
+ *
  * Not for: when events happen (pipeline.c and lazaret_gw.c call the functions
  * here at their steps), storing them on the manager (api_events.c).
  */
