@@ -6,8 +6,12 @@
  * a replay stores nothing twice. An extension of the API core: the daemon adds it
  * with api_events_register after api_start.
  *
+ * api_events_parse is also how a gateway with [tracking] mode = local checks
+ * its own batches before committing them to its store (gateway/gw_events.c), so
+ * that both keep the same tracked messages.
+ *
  * Not for: storage (store_events.c and the backends), the gateway's spool and
- * pusher (gateway/event_spool.c, gateway/event_push.c).
+ * pusher (gateway/event_spool.c, gateway/gw_events.c).
  */
 #ifndef LAZARET_API_EVENTS_H
 #define LAZARET_API_EVENTS_H

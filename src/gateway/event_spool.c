@@ -57,6 +57,7 @@ struct event_spool {
 	uint64_t bytes, count, dropped;
 	uint64_t max_bytes;
 	bool stopping, stopped;
+	bool created;
 	pthread_t writer;
 };
 
@@ -192,6 +193,7 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	}
 	sqlite3_busy_timeout(db, 5000);
 	int64_t next = 0, max_seq = 0, bytes = 0, count = 0;
+	bool created = false;
 	/* WAL + FULL: a commit is on disk when it returns (kill -9, power loss) */
 	int rc = event_spool_exec(db, "PRAGMA journal_mode = WAL;"
 				      "PRAGMA synchronous = FULL;"
@@ -216,6 +218,7 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	if (rc == 0 && next == 0 && max_seq == 0) {
 		/* a new spool: numbers above any an earlier spool of this gateway gave */
 		next = clock_now_ms() * 1000;
+		created = true;
 		char sql[128];
 		snprintf(sql, sizeof(sql),
 			 "INSERT INTO meta (key, value) VALUES ('next_seq', %lld)",
@@ -235,6 +238,7 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	sp->bytes = (uint64_t)bytes;
 	sp->count = (uint64_t)count;
 	sp->max_bytes = max_bytes;
+	sp->created = created;
 	pthread_mutex_init(&sp->db_lock, NULL);
 	pthread_mutex_init(&sp->lock, NULL);
 	pthread_cond_init(&sp->work, NULL);
@@ -423,6 +427,34 @@ void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out)
 	out->bytes = sp->bytes;
 	out->dropped = sp->dropped;
 	out->next_seq = sp->next_seq;
+	out->created = sp->created;
 	out->oldest_at = oldest != 0 ? oldest : sp->head != NULL ? sp->head->at : 0;
 	pthread_mutex_unlock(&sp->lock);
+}
+
+int event_spool_mark_swap(struct event_spool *sp, const char *key, int64_t value, int64_t *old)
+{
+	*old = 0;
+	size_t len = strlen(key);
+	if (len == 0 || len > 31 || strspn(key, "abcdefghijklmnopqrstuvwxyz_") != len)
+		return -EINVAL;
+	char sql[160];
+	pthread_mutex_lock(&sp->db_lock);
+	int rc = event_spool_exec(sp->db, "BEGIN IMMEDIATE");
+	if (rc == 0) {
+		snprintf(sql, sizeof(sql), "SELECT value FROM meta WHERE key = '%s'", key);
+		rc = event_spool_scalar(sp->db, sql, old);
+	}
+	if (rc == 0) {
+		snprintf(sql, sizeof(sql),
+			 "INSERT OR REPLACE INTO meta (key, value) VALUES ('%s', %lld)", key,
+			 (long long)value);
+		rc = event_spool_exec(sp->db, sql);
+	}
+	if (rc == 0)
+		rc = event_spool_exec(sp->db, "COMMIT");
+	if (rc < 0)
+		(void)event_spool_exec(sp->db, "ROLLBACK");
+	pthread_mutex_unlock(&sp->db_lock);
+	return rc;
 }

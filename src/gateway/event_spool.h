@@ -20,6 +20,7 @@
 #ifndef LAZARET_EVENT_SPOOL_H
 #define LAZARET_EVENT_SPOOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,7 +64,8 @@ void event_spool_events_free(struct event_spool_event *v, size_t n);
  */
 int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
 		     struct event_spool_event **out, size_t *n);
-/* Drops every committed event with seq <= seq (the manager has them). 0 or -EIO. */
+/* Drops every committed event with seq <= seq (the manager or the gateway's own
+ * tracking store has them). 0 or -EIO. */
 int event_spool_ack(struct event_spool *sp, int64_t seq);
 
 struct event_spool_stats {
@@ -72,7 +74,14 @@ struct event_spool_stats {
 	uint64_t dropped;  /* events dropped since open (full, or a failed write) */
 	int64_t oldest_at; /* time of the oldest unacknowledged event, 0: none */
 	int64_t next_seq;  /* the seq the next append gets */
+	bool created;	   /* the file was made by this open */
 };
 void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out);
+
+/*
+ * Sets the spool's integer mark key (1..31 bytes of [a-z_]) to value, durably,
+ * and gives the value it had (*old; 0 when it had none). 0 or -EIO.
+ */
+int event_spool_mark_swap(struct event_spool *sp, const char *key, int64_t value, int64_t *old);
 
 #endif

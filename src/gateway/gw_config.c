@@ -530,6 +530,19 @@ static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 		confparse_error(cp, "tracking", "mode",
 				"central needs [manager] api_url and api_token (events are "
 				"pushed there)");
+	bool track_local = cfg->tracking_mode == NULL || strcmp(cfg->tracking_mode, "local") == 0;
+	if (track_local && cfg->name != NULL && !store_gateway_name_ok(cfg->name))
+		confparse_error(cp, "gateway", "name",
+				"must be 1 to %d letters, digits, '.', '-' or '_' with [tracking] "
+				"mode = local (its events are kept under this name)",
+				STORE_GATEWAY_NAME_MAX);
+	if (track_local && cfg->http_listen == NULL && warnings != NULL) {
+		char *w = xasprintf("%s: [tracking] mode = local keeps the events on the gateway, "
+				    "but without [http] listen no one can search them",
+				    cfg->path);
+		gw_warn(warnings, w);
+		free(w);
+	}
 	if (cfg->external_enabled && cfg->local_spam_enabled && warnings != NULL) {
 		char *w = xasprintf("%s: both the local and the external spam quarantine are "
 				    "enabled: spam goes to the local one",

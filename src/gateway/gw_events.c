@@ -13,6 +13,13 @@
  *   backoff    pushing     after GW_EVENTS_BACKOFF_MIN_MS, doubled up to _MAX
  *   any        stopped     gw_events_stop
  *
+ * Local mode ([tracking] mode = local): the same thread and states, "pushing"
+ * being one commit of the batch to the gateway's own store (gw_events_apply,
+ * with the manager's parser); a store failure backs off as a push does, an
+ * event the parser or the store refuses is narrowed down and dropped as a 400
+ * is. The spool's "mode" mark records which mode takes its events, so that a
+ * restart in another mode is logged and only the backlog changes hands.
+ *
  * Not for: when events happen (pipeline.c and lazaret_gw.c call the functions
  * here at their steps), storing them on the manager (api_events.c).
  */
@@ -30,6 +37,7 @@
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/xalloc.h"
+#include "api/api_events.h"
 #include "gateway/event_spool.h"
 #include "gateway/gw_api.h"
 #include "gateway/gw_config.h"
@@ -52,6 +60,7 @@
 
 struct gw_events {
 	struct event_spool *sp;
+	struct store *local; /* [tracking] mode = local: the store events go to; NULL: central */
 	bool rejected_connections;
 	char *name, *url, *token, *ca;
 	pthread_t pusher;
@@ -59,6 +68,7 @@ struct gw_events {
 	pthread_cond_t wake;
 	bool stopping;
 	atomic_uint_fast64_t pushed, push_failures, last_acked;
+	atomic_uint_fast64_t applied, apply_failures; /* local mode's */
 	atomic_uint_fast64_t refused; /* single events the manager refused (400), dropped */
 	atomic_bool abort_push;	      /* set by gw_events_stop */
 	atomic_int_fast64_t full_logged_at;
@@ -497,6 +507,46 @@ static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_s
 	return rc;
 }
 
+/*
+ * Local mode: commits the batch body (gw_events_body's, up to last_seq) to the
+ * gateway's own tracking store, read by the manager's own parser so that what
+ * is stored and what a search finds are the same as on the manager. 0 with
+ * *acked = last_seq; -EBADMSG (an event the parser refuses: nothing stored);
+ * -EIO (the store failed: nothing stored, tried again).
+ */
+static int gw_events_apply(struct gw_events *ev, const char *body, int64_t last_seq, int64_t *acked,
+			   const char **why)
+{
+	*acked = 0;
+	json_error_t jerr;
+	json_t *doc = json_loads(body, 0, &jerr);
+	struct api_events_batch b;
+	char *err = NULL;
+	int rc = doc != NULL ? api_events_parse(doc, &b, &err) : -EINVAL;
+	if (rc < 0) {
+		free(err);
+		json_decref(doc);
+		*why = "an event is malformed";
+		return -EBADMSG;
+	}
+	uint64_t stored = 0;
+	rc = store_events_put(ev->local, ev->name, b.events, b.nevents, b.backlog, clock_now_ms(),
+			      &stored);
+	api_events_batch_clear(&b);
+	json_decref(doc);
+	if (rc == -EINVAL) {
+		*why = "the store refused an event as malformed";
+		return -EBADMSG;
+	}
+	if (rc < 0) {
+		*why = "the tracking store failed";
+		return -EIO;
+	}
+	*acked = last_seq;
+	*why = "ok";
+	return 0;
+}
+
 /* Sleeps ms or until stopped; true when stopping. */
 static bool gw_events_sleep(struct gw_events *ev, int64_t ms)
 {
@@ -553,16 +603,27 @@ static void *gw_events_pusher(void *arg)
 		long status = 0;
 		const char *why = NULL;
 		char used[512];
-		int rc = gw_events_post(ev, body, last, &acked, &status, &why, used, sizeof(used));
+		int rc;
+		if (ev->local != NULL) {
+			snprintf(used, sizeof(used), "local");
+			rc = gw_events_apply(ev, body, last, &acked, &why);
+		} else {
+			rc = gw_events_post(ev, body, last, &acked, &status, &why, used,
+					    sizeof(used));
+		}
 		free(body);
 		int64_t now = clock_now_ms();
 		if (rc == 0) {
+			/* a crash before the ack replays the batch: the store skips the
+			 * seqs it has (store_events_put), so nothing is stored twice */
 			if (acked > 0 && event_spool_ack(ev->sp, acked) == 0)
 				atomic_store(&ev->last_acked, (uint64_t)acked);
-			atomic_fetch_add(&ev->pushed, n);
+			atomic_fetch_add(ev->local != NULL ? &ev->applied : &ev->pushed, n);
 			if (failing_since != 0)
-				log_info("events.push_resumed", "url=%s after_ms=%lld acked=%lld",
-					 used, (long long)(now - failing_since), (long long)acked);
+				log_info(ev->local != NULL ? "events.apply_resumed"
+							   : "events.push_resumed",
+					 "url=%s after_ms=%lld acked=%lld", used,
+					 (long long)(now - failing_since), (long long)acked);
 			failing_since = 0;
 			failure_logged = 0;
 			backoff = 0;
@@ -572,7 +633,7 @@ static void *gw_events_pusher(void *arg)
 				break;
 			continue;
 		}
-		atomic_fetch_add(&ev->push_failures, 1);
+		atomic_fetch_add(ev->local != NULL ? &ev->apply_failures : &ev->push_failures, 1);
 		if (rc == -E2BIG && size_cap > 1)
 			size_cap = n / 2 > 0 ? n / 2 : 1; /* the manager's max_body is below ours */
 		if (rc == -EBADMSG && n > 1) {
@@ -584,11 +645,12 @@ static void *gw_events_pusher(void *arg)
 			/* found: dropped, counted and said, so that the rest flows */
 			if (event_spool_ack(ev->sp, last) == 0) {
 				atomic_fetch_add(&ev->refused, 1);
-				log_error(
-				    "events.refused",
-				    "seq=%lld type=%s url=%s reason=\"the manager refused the "
-				    "event as malformed (400): dropped\"",
-				    (long long)last, first_type, used);
+				log_error("events.refused",
+					  "seq=%lld type=%s url=%s reason=\"%s: dropped\"",
+					  (long long)last, first_type, used,
+					  ev->local != NULL
+					      ? "the tracking store refused the event as malformed"
+					      : "the manager refused the event as malformed (400)");
 			}
 			bisect_cap = GW_EVENTS_BATCH_MAX;
 			continue;
@@ -598,7 +660,11 @@ static void *gw_events_pusher(void *arg)
 		if (now - failure_logged >= GW_EVENTS_LOG_EVERY_MS) {
 			failure_logged = now;
 			char q[256];
-			if (rc == -EACCES)
+			if (ev->local != NULL)
+				log_error("events.apply_failed", "url=local error=%s backlog=%llu",
+					  log_quote(q, sizeof(q), why),
+					  (unsigned long long)st.backlog);
+			else if (rc == -EACCES)
 				log_error("events.push_failed",
 					  "url=%s status=%ld error=%s backlog=%llu", used, status,
 					  log_quote(q, sizeof(q), why),
@@ -625,7 +691,8 @@ void gw_events_metrics(FILE *f, void *arg)
 	event_spool_stats(ev->sp, &s);
 	int64_t age = s.oldest_at > 0 ? clock_now_ms() - s.oldest_at : 0;
 	fprintf(f,
-		"# HELP lazaret_gw_events_backlog Events not yet acknowledged by the manager.\n"
+		"# HELP lazaret_gw_events_backlog Events not yet acknowledged by the manager "
+		"(central) or stored in the gateway's own tracking store (local).\n"
 		"# TYPE lazaret_gw_events_backlog gauge\nlazaret_gw_events_backlog %llu\n"
 		"# HELP lazaret_gw_events_spool_bytes Bytes of those events, as counted "
 		"against [events] spool_max.\n"
@@ -644,24 +711,41 @@ void gw_events_metrics(FILE *f, void *arg)
 		"# HELP lazaret_gw_events_push_failures_total Pushes the manager did not "
 		"acknowledge.\n"
 		"# TYPE lazaret_gw_events_push_failures_total counter\n"
-		"lazaret_gw_events_push_failures_total %llu\n",
+		"lazaret_gw_events_push_failures_total %llu\n"
+		"# HELP lazaret_gw_events_applied_total Events moved to the gateway's own "
+		"tracking store ([tracking] mode = local).\n"
+		"# TYPE lazaret_gw_events_applied_total counter\nlazaret_gw_events_applied_total "
+		"%llu\n"
+		"# HELP lazaret_gw_events_apply_failures_total Batches the gateway's own "
+		"tracking store did not take.\n"
+		"# TYPE lazaret_gw_events_apply_failures_total counter\n"
+		"lazaret_gw_events_apply_failures_total %llu\n",
 		(unsigned long long)s.backlog, (unsigned long long)s.bytes, (double)age / 1000.0,
 		(unsigned long long)(s.dropped + atomic_load(&ev->refused)),
 		(unsigned long long)atomic_load(&ev->pushed),
-		(unsigned long long)atomic_load(&ev->push_failures));
+		(unsigned long long)atomic_load(&ev->push_failures),
+		(unsigned long long)atomic_load(&ev->applied),
+		(unsigned long long)atomic_load(&ev->apply_failures));
 }
 
-int gw_events_start(const struct gw_config *cfg, struct gw_events **out)
+/* The spool's "mode" mark: which mode last took events out of it. */
+enum { GW_EVENTS_MARK_CENTRAL = 1, GW_EVENTS_MARK_LOCAL = 2 };
+
+static const char *gw_events_mark_name(int64_t mark)
+{
+	return mark == GW_EVENTS_MARK_CENTRAL ? "central"
+	       : mark == GW_EVENTS_MARK_LOCAL ? "local"
+					      : "unknown";
+}
+
+int gw_events_start(const struct gw_config *cfg, struct store *st, struct gw_events **out)
 {
 	*out = NULL;
 	if (strcmp(cfg->tracking_mode, "off") == 0)
 		return 0;
-	if (strcmp(cfg->tracking_mode, "local") == 0) {
-		log_info("events.off", "reason=\"[tracking] mode = local is not available yet: "
-				       "no events are recorded (central pushes them to the "
-				       "manager)\"");
-		return 0;
-	}
+	bool local = strcmp(cfg->tracking_mode, "local") == 0;
+	if (local && st == NULL)
+		return -EINVAL;
 	char *path = xasprintf("%s/%s", cfg->data_dir, GW_EVENTS_SPOOL_FILE);
 	struct event_spool *sp = NULL;
 	int rc = event_spool_open(path, cfg->events_spool_max, &sp);
@@ -669,22 +753,51 @@ int gw_events_start(const struct gw_config *cfg, struct gw_events **out)
 		free(path);
 		return rc;
 	}
-	gw_api_init(); /* before the pusher thread */
-	struct gw_events *ev = xcalloc(1, sizeof(*ev));
-	ev->sp = sp;
-	ev->rejected_connections = cfg->tracking_rejected_connections;
-	ev->name = xstrdup(cfg->name);
-	ev->url = xstrdup(cfg->api_url);
-	ev->token = xstrdup(cfg->api_token);
-	ev->ca = xstrdup_or_null(cfg->api_ca);
-	pthread_mutex_init(&ev->lock, NULL);
-	pthread_cond_init(&ev->wake, NULL);
 	struct event_spool_stats s;
 	event_spool_stats(sp, &s);
+	/*
+	 * The mark says which mode the spool's backlog is for. Events leave the spool
+	 * only once taken (acknowledged by the manager, or committed to the local
+	 * store), so what it holds now was taken by neither: the new mode takes it,
+	 * and no event is ever in both places. A spool without a mark was written
+	 * before the local mode existed, by central.
+	 */
+	int64_t mark = local ? GW_EVENTS_MARK_LOCAL : GW_EVENTS_MARK_CENTRAL, was = 0;
+	rc = event_spool_mark_swap(sp, "mode", mark, &was);
+	if (rc < 0) {
+		event_spool_close(sp);
+		free(path);
+		return rc;
+	}
+	if (was == 0 && !s.created)
+		was = GW_EVENTS_MARK_CENTRAL;
+	if (was != 0 && was != mark)
+		log_warn("events.mode_switched",
+			 "from=%s to=%s backlog=%llu reason=\"[tracking] mode changed: events "
+			 "already %s stay there; the %llu in the spool go to %s\"",
+			 gw_events_mark_name(was), gw_events_mark_name(mark),
+			 (unsigned long long)s.backlog,
+			 was == GW_EVENTS_MARK_LOCAL ? "in the gateway's own tracking store"
+						     : "on the manager",
+			 (unsigned long long)s.backlog,
+			 local ? "the gateway's own tracking store" : "the manager");
+	if (!local)
+		gw_api_init(); /* before the pusher thread */
+	struct gw_events *ev = xcalloc(1, sizeof(*ev));
+	ev->sp = sp;
+	ev->local = local ? st : NULL;
+	ev->rejected_connections = cfg->tracking_rejected_connections;
+	ev->name = xstrdup(cfg->name);
+	ev->url = xstrdup(local ? "local" : cfg->api_url);
+	ev->token = xstrdup(local ? "" : cfg->api_token);
+	ev->ca = local ? NULL : xstrdup_or_null(cfg->api_ca);
+	pthread_mutex_init(&ev->lock, NULL);
+	pthread_cond_init(&ev->wake, NULL);
 	log_info("events.start",
-		 "spool=%s backlog=%llu bytes=%llu spool_max=%llu next_seq=%lld url=%s", path,
-		 (unsigned long long)s.backlog, (unsigned long long)s.bytes,
-		 (unsigned long long)cfg->events_spool_max, (long long)s.next_seq, ev->url);
+		 "mode=%s spool=%s backlog=%llu bytes=%llu spool_max=%llu next_seq=%lld url=%s",
+		 cfg->tracking_mode, path, (unsigned long long)s.backlog,
+		 (unsigned long long)s.bytes, (unsigned long long)cfg->events_spool_max,
+		 (long long)s.next_seq, ev->url);
 	free(path);
 	if (pthread_create(&ev->pusher, NULL, gw_events_pusher, ev) != 0)
 		panic("gw_events: cannot start the pusher");
@@ -694,7 +807,7 @@ int gw_events_start(const struct gw_config *cfg, struct gw_events **out)
 
 void gw_events_reconfigure(struct gw_events *ev, const struct gw_config *cfg)
 {
-	if (ev == NULL || cfg->api_url == NULL || cfg->api_token == NULL)
+	if (ev == NULL || ev->local != NULL || cfg->api_url == NULL || cfg->api_token == NULL)
 		return; /* the config check keeps both set with central */
 	pthread_mutex_lock(&ev->lock);
 	free(ev->url);

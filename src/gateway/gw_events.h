@@ -1,11 +1,13 @@
 /*
- * gw_events — the gateway's structured events for message tracking ([tracking]
- * mode = central): what happened at each step the gateway takes (connection,
- * recipients, the message, verdicts, quarantine, delivery, bounce, release),
- * written to the durable spool (event_spool.c) and pushed in batches to the
- * manager's POST /api/v1/gateway/events with [manager] api_token by one pusher
- * thread, which drops only what the manager acknowledged (docs/GATEWAY.md
- * "Events").
+ * gw_events — the gateway's structured events for message tracking: what
+ * happened at each step the gateway takes (connection, recipients, the message,
+ * verdicts, quarantine, delivery, bounce, release), written to the durable spool
+ * (event_spool.c) and taken from it in batches by one thread: with [tracking]
+ * mode = central it pushes them to the manager's POST /api/v1/gateway/events
+ * with [manager] api_token; with mode = local it commits them to the gateway's
+ * own store (store_events_put under the gateway's name), which the gateway's
+ * [http] API searches. Either way an event leaves the spool only once taken
+ * (docs/GATEWAY.md "Events").
  *
  * Durability: an SMTP session's "250" for a message is given only after every
  * event of that message is on disk (gw_events_settle, called by the worker that
@@ -29,6 +31,7 @@ struct gw_config;
 struct gw_events;
 struct msgmeta;
 struct pipeline_job;
+struct store;
 
 /* Events in one push at most, and the body's bytes at most (the manager's [http]
  * max_body must be at least 1M). */
@@ -51,12 +54,14 @@ struct pipeline_job;
 #define GW_EVENTS_SPOOL_FILE "events.spool"
 
 /*
- * Starts recording per cfg: with [tracking] mode = central, opens the spool in
- * data_dir and starts the pusher (*out set); with off or local, *out is NULL
- * (local: logged as not implemented yet). 0 or -errno (the spool cannot be
- * opened).
+ * Starts recording per cfg: with [tracking] mode = central or local, opens the
+ * spool in data_dir and starts the thread that takes its events (to the manager,
+ * or into st for local; st must then be the gateway's open store) (*out set);
+ * with off, *out is NULL. A mode other than the one that last took events from
+ * the spool is logged (events.mode_switched): the backlog goes to the new mode.
+ * 0 or -errno (the spool cannot be opened).
  */
-int gw_events_start(const struct gw_config *cfg, struct gw_events **out);
+int gw_events_start(const struct gw_config *cfg, struct store *st, struct gw_events **out);
 /* New [manager] api_url, api_token, api_ca for the next pushes (SIGHUP). NULL ev: no-op. */
 void gw_events_reconfigure(struct gw_events *ev, const struct gw_config *cfg);
 /* Pushes nothing more, commits what is queued and stops. NULL: no-op. */

@@ -56,9 +56,11 @@
 #include "http/http_server.h"
 #include "mime/msgmeta.h"
 #include "api/api.h"
+#include "api/api_tracking.h"
 #include "quarantine/expiry.h"
 #include "quarantine/metrics.h"
 #include "quarantine/release.h"
+#include "quarantine/track_retention.h"
 #include "smtp/smtp_session.h"
 #include "store/store.h"
 
@@ -85,7 +87,8 @@ struct gw {
 	struct smtp_server *smtp;
 	struct store *st;
 	struct slbl_cache *slbl;
-	struct gw_events *events; /* message tracking; NULL: off */
+	struct gw_events *events;		 /* message tracking; NULL: off */
+	struct track_retention *track_retention; /* the local tracking store's retention */
 	struct release *release;
 	struct api *api;
 	struct workpool *wp;	/* pipeline */
@@ -681,6 +684,8 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	release_config_from(c, &rc);
 	release_reconfigure(gw->release, &rc);
 	gw_events_reconfigure(gw->events, c);
+	track_retention_reconfigure(gw->track_retention, c->tracking_retention_ms,
+				    c->purge_interval_ms);
 	if (!str_same(o->tracking_mode, c->tracking_mode) ||
 	    o->events_spool_max != c->events_spool_max ||
 	    o->tracking_rejected_connections != c->tracking_rejected_connections)
@@ -771,13 +776,17 @@ static int gw_start(struct gw *gw)
 		if (rc < 0)
 			return rc;
 	}
-	if ((rc = gw_events_start(cfg, &gw->events)) < 0) {
+	if ((rc = gw_events_start(cfg, gw->st, &gw->events)) < 0) {
 		fprintf(stderr, "lazaret-gw: cannot open the event spool in %s: %s\n",
 			cfg->data_dir, strerror(-rc));
 		return rc;
 	}
 	if (gw->events != NULL)
 		metrics_add_section(gw_events_metrics, gw->events);
+	bool track_local = strcmp(cfg->tracking_mode, "local") == 0;
+	/* in every mode: what local mode stored before a switch ages out too */
+	gw->track_retention = track_retention_new(gw->base, gw->st, cfg->tracking_retention_ms,
+						  cfg->purge_interval_ms);
 	struct release_config relc;
 	release_config_from(cfg, &relc);
 	if ((rc = release_start(gw->st, &relc, &gw->release)) < 0) {
@@ -800,6 +809,10 @@ static int gw_start(struct gw *gw)
 				      "/api/v1/quarantines/spam/delete-all", HTTP_SERVER_ROUTE_AUTH,
 				      gw_delete_all, gw) < 0)
 			panic("gateway: bad route");
+		/* local tracking: the manager's search and story over the gateway's store,
+		 * for the admin token only (api_tracking.c asks for an admin) */
+		if (track_local)
+			api_tracking_register(gw->api);
 	}
 	gw->expiry_timer = event_new(gw->base, -1, EV_PERSIST, gw_expiry_tick, gw);
 	gw_arm(gw->expiry_timer, cfg->purge_interval_ms);
@@ -847,6 +860,8 @@ static void gw_stop(struct gw *gw)
 	/* after the workers: their last events are committed before the spool closes */
 	gw_events_stop(gw->events);
 	gw->events = NULL;
+	track_retention_free(gw->track_retention);
+	gw->track_retention = NULL;
 	if (gw->release != NULL)
 		release_stop(gw->release);
 	if (gw->st != NULL)

@@ -3,7 +3,8 @@
  * gw_events_parse_answer (the manager's answer to a push): append and sync,
  * peek in order within the batch limits, ack drops only up to the seq, reopen
  * keeps the unacknowledged events and the numbering, a process killed (SIGKILL)
- * right after its sync loses nothing synced, spool_max drops and counts.
+ * right after its sync loses nothing synced, spool_max drops and counts, a mark
+ * (the mode that last took the events) survives a reopen and says its old value.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -187,6 +188,31 @@ static void test_spool_max(void **state)
 	event_spool_close(sp);
 }
 
+static void test_mark_swap(void **state)
+{
+	struct fixture *fx = *state;
+	struct event_spool *sp = NULL;
+	struct event_spool_stats st;
+	int64_t old = -1;
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, &sp), 0);
+	event_spool_stats(sp, &st);
+	assert_true(st.created);
+	assert_int_equal(event_spool_mark_swap(sp, "mode", 2, &old), 0);
+	assert_int_equal(old, 0);
+	assert_int_equal(event_spool_mark_swap(sp, "Mode';--", 1, &old), -EINVAL);
+	event_spool_close(sp);
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, &sp), 0);
+	event_spool_stats(sp, &st);
+	assert_false(st.created);
+	assert_int_equal(event_spool_mark_swap(sp, "mode", 1, &old), 0);
+	assert_int_equal(old, 2);
+	assert_int_equal(event_spool_mark_swap(sp, "mode", 1, &old), 0);
+	assert_int_equal(old, 1);
+	/* the numbering is not a mark: it goes on */
+	assert_true(event_spool_append(sp, 1, "reply", "m1", "{}") > 0);
+	event_spool_close(sp);
+}
+
 static void test_parse_answer(void **state)
 {
 	static const struct {
@@ -226,6 +252,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_append_peek_ack_reopen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_kill_after_sync, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spool_max, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mark_swap, setup, teardown),
 	    cmocka_unit_test(test_parse_answer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

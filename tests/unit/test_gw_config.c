@@ -154,6 +154,33 @@ static void test_both_spam_quarantines_warn(void **state)
 	gw_config_free(&cfg);
 }
 
+static void test_local_tracking_without_http_warns(void **state)
+{
+	(void)state;
+	write_file(conf_path, "[rat]\naccept = example.com\n");
+	struct gw_config cfg;
+	char *errors = NULL, *warnings = NULL;
+	assert_int_equal(gw_config_load(conf_path, &cfg, &errors, &warnings), 0);
+	assert_string_equal(cfg.tracking_mode, "local");
+	assert_non_null(warnings);
+	assert_non_null(strstr(warnings, "[tracking] mode = local keeps the events on the "
+					 "gateway, but without [http] listen no one can search "
+					 "them"));
+	free(warnings);
+	gw_config_free(&cfg);
+	/* off: nothing to search, nothing said; a long name is fine there */
+	write_file(conf_path,
+		   "[rat]\naccept = example.com\n[tracking]\nmode = off\n"
+		   "[gateway]\nname = "
+		   "a12345678.b12345678.c12345678.d12345678.e12345678.f12345678.g1234\n");
+	warnings = NULL;
+	if (gw_config_load(conf_path, &cfg, &errors, &warnings) != 0)
+		fail_msg("errors: %s", errors);
+	assert_true(warnings == NULL || strstr(warnings, "[tracking]") == NULL);
+	free(warnings);
+	gw_config_free(&cfg);
+}
+
 struct error_case {
 	const char *text;
 	const char *expect; /* substring of the errors, after "FILE:" */
@@ -235,6 +262,12 @@ static const struct error_case error_cases[] = {
      ":4: [antivirus] on_failure:"},
     {"[rat]\naccept = example.com\n[antispam]\non_failure = ignore\n",
      ":4: [antispam] on_failure:"},
+    /* local tracking keeps the events under the gateway's name */
+    {"[rat]\naccept = example.com\n[gateway]\nname = "
+     "a12345678.b12345678.c12345678.d12345678.e12345678.f12345678.g1234\n",
+     "[gateway] name: must be 1 to 64 letters, digits, '.', '-' or '_' with [tracking] "
+     "mode = local"},
+    {"[rat]\naccept = example.com\n[tracking]\nmode = sometimes\n", ":4: [tracking] mode:"},
 };
 
 static void test_errors_name_file_line_and_key(void **state)
@@ -272,6 +305,7 @@ int main(void)
 	    cmocka_unit_test(test_contract_example_loads),
 	    cmocka_unit_test(test_both_spam_quarantines_warn),
 	    cmocka_unit_test(test_centralized_pvo),
+	    cmocka_unit_test(test_local_tracking_without_http_warns),
 	    cmocka_unit_test(test_errors_name_file_line_and_key),
 	    cmocka_unit_test(test_missing_file),
 	};
