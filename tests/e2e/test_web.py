@@ -70,6 +70,8 @@ def test_serves_the_application_with_types_and_security_headers(start_manager):
         ("/messages", "text/html; charset=utf-8", b"/js/app.js"),
         ("/m/0190a0b0-0000-7000-8000-000000000000", "text/html; charset=utf-8", b"/app.css"),
         ("/login", "text/html; charset=utf-8", b"<div id=\"app\""),
+        ("/tracking", "text/html; charset=utf-8", b"/js/app.js"),
+        ("/tracking/message", "text/html; charset=utf-8", b"/js/app.js"),
         ("/app.css", "text/css; charset=utf-8", b"--brand"),
         ("/js/app.js", "text/javascript; charset=utf-8", b"import"),
         ("/favicon.svg", "image/svg+xml", b"<svg"),
