@@ -1373,6 +1373,14 @@ async function tracking() {
     await page.waitForSelector('[data-test=tracking-error]:not([hidden])');
     result.values.bad_since_en = await page.textContent('[data-test=tracking-error]');
 
+    // the spam: gw-a's verdict and the manager's quarantine in one timeline
+    await page.goto(BASE + '/tracking/message?id=' + encodeURIComponent(P.spam_id));
+    const tlSpam = await timelineRows(page);
+    const verdict = tlSpam.find((e) => e.gateway === 'gw-a' && e.type === 'verdict');
+    check('spam: the verdict and its score', verdict && verdict.fields.level === 'spam' && Number(verdict.fields.score.replace(/,/g, '')) >= 5, tlSpam);
+    const held = tlSpam.find((e) => e.gateway === 'manager' && e.type === 'quarantine');
+    check('spam: quarantined on the manager, by name', held && held.fields.quarantine === 'spam' && held.label === 'Quarantined', tlSpam);
+
     // markup in a subject and an attachment name: text
     await page.goto(BASE + '/tracking/message?id=' + encodeURIComponent(P.xss_id));
     await page.waitForSelector('[data-test=tracking-detail-subject]');

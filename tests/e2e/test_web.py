@@ -646,6 +646,7 @@ def test_browser_tracking_page(start_manager, start_gateway, aio_sink):  # noqa:
         "relayed_other_id": next(e["message"] for e in story["events"]
                                  if e["gateway"] == "gw-a" and e["message"]),
         "relayed_timeline": timeline, "helo": story["helo"], "client_ip": story["client_ip"],
+        "spam_id": "gw-a~%s" % ids["spam"],
         "xss_subject": xss, "xss_attachment": XSS_ATTACHMENT, "xss_id": "gw-a~%s" % ids["xss"],
         "pages": ["page %d" % i for i in range(7)],
     }, timeout=300)
