@@ -1300,6 +1300,20 @@ async function tracking() {
     check('quarantined: on gw-a and on the manager', q.every((r) => r.subject === 'Win') && q.map((r) => r.gateway).sort().join() === 'gw-a,manager', q);
     check('ticked boxes kept', await page.isChecked('#tr-ev-quarantined') && await page.isChecked('#tr-ev-virus') && !(await page.isChecked('#tr-ev-spam')));
 
+    // a time range, in the browser's zone (Asia/Tokyo)
+    await page.click('[data-test=tracking-clear]');
+    await trackingRows(page, (r) => r.length === P.total, 'every message after Clear');
+    await page.fill('#tr-until', '2000-01-01T09:00');
+    await page.click('[data-test=tracking-submit]');
+    await page.waitForURL((u) => new URL(u).searchParams.get('until') === '2000-01-01T00:00:00Z');
+    await page.waitForSelector('[data-test=tracking-empty]');
+    check('nothing received before 2000', await page.locator('[data-test=tracking] tr.msg-row').count() === 0);
+    await page.fill('#tr-until', '');
+    await page.fill('#tr-since', '2000-01-01T09:00');
+    await page.click('[data-test=tracking-submit]');
+    await page.waitForURL((u) => new URL(u).searchParams.get('since') === '2000-01-01T00:00:00Z' && !new URL(u).searchParams.has('until'));
+    await trackingRows(page, (r) => r.length === P.total, 'everything received since 2000');
+
     // "more" follows next_cursor
     await page.goto(trackingUrl({ subject: 'page ', subject_op: 'begins', limit: '3' }));
     await trackingRows(page, (r) => r.length === 3, 'the first page');
