@@ -1220,10 +1220,219 @@ async function totp() {
   }
 }
 
+// The Tracking page (admins): rows of the result table as {id, gateway, subject}.
+async function trackingRows(page, pred, what) {
+  const deadline = Date.now() + TIMEOUT;
+  let last;
+  while (Date.now() < deadline) {
+    last = await page.$$eval('[data-test=tracking] tbody tr.msg-row', (rows) => rows.map((r) => ({
+      id: r.dataset.id, gateway: r.dataset.gateway,
+      subject: r.querySelector('[data-test=tracking-subject]').textContent,
+    }))).catch(() => null);
+    if (last && pred(last)) return last;
+    await page.waitForTimeout(100);
+  }
+  throw new Error('timed out waiting for ' + what + ': ' + JSON.stringify(last));
+}
+
+function trackingUrl(params) {
+  return BASE + '/tracking?' + new URLSearchParams(params).toString();
+}
+
+// One message's story as the page shows it: the timeline's rows.
+async function timelineRows(page) {
+  await page.waitForSelector('[data-test=timeline] tbody tr');
+  return page.$$eval('[data-test=timeline] tbody tr', (rows) => rows.map((r) => ({
+    gateway: r.dataset.gateway, type: r.dataset.type, label: r.querySelector('[data-test=tl-type]').textContent,
+    at: r.querySelector('time').getAttribute('datetime'), time: r.querySelector('time').textContent,
+    fields: Object.fromEntries([...r.querySelectorAll('.ev-field')].map((f) => [f.dataset.field, f.querySelector('.ev-value').textContent])),
+  })));
+}
+
+async function noMarkupRan(page, where) {
+  check(where + ': no element injected', await page.locator('main img, main script').count() === 0);
+  check(where + ': no payload ran', await page.evaluate(() => window.__lazaretPwned === undefined));
+}
+
+// Search (Japanese subject, event types, "more" pages, the API's 400s), a relayed
+// message's story across both gateways, markup as text, ja and en; an operator and
+// an end user get no link and the API's 403.
+async function tracking() {
+  const b = await launch('ja-JP');
+  const page = b.page;
+  try {
+    await login(page, P.admin[0], P.admin[1]);
+    await setLanguage(page, 'ja');
+    const nav = page.locator('a.nav-link[href="/tracking"]');
+    check('admin has the Tracking link (ja)', await nav.count() === 1 && (await nav.textContent()) === 'メッセージ追跡');
+    await nav.click();
+    await page.waitForURL((u) => new URL(u).pathname === '/tracking');
+    check('page title (ja)', (await page.textContent('h1.page-title')) === 'メッセージ追跡');
+    const all = await trackingRows(page, (r) => r.length === P.total, 'every tracked message');
+    check('the markup subject listed as text', all.some((r) => r.subject === P.xss_subject), all);
+    await noMarkupRan(page, 'list');
+
+    // a Japanese subject, begins with
+    await page.fill('#tr-subject', P.jp_search);
+    await page.selectOption('#tr-subject_op', 'begins');
+    await page.click('[data-test=tracking-submit]');
+    await page.waitForURL((u) => new URL(u).searchParams.get('subject') === P.jp_search && new URL(u).searchParams.get('subject_op') === 'begins');
+    const jp = await trackingRows(page, (r) => r.length === 1, 'the Japanese subject');
+    check('Japanese subject found', jp[0].subject === P.jp_subject && jp[0].id === P.jp_id, jp);
+    check('the form keeps the search', await page.inputValue('#tr-subject') === P.jp_search && await page.inputValue('#tr-subject_op') === 'begins');
+    await shot(page, 'tracking-search-ja');
+    await page.click('[data-test=tracking-subject]');
+    await page.waitForURL((u) => new URL(u).pathname === '/tracking/message' && new URL(u).searchParams.get('id') === P.jp_id);
+    await page.waitForSelector('[data-test=tracking-detail-subject]');
+    check('detail: Japanese subject', (await page.textContent('[data-test=tracking-detail-subject]')) === P.jp_subject);
+    check('detail: Japanese Subject header decoded', (await page.textContent('[data-test=tr-h-subject]')) === P.jp_subject);
+    await page.goBack();
+    await trackingRows(page, (r) => r.length === 1 && r[0].id === P.jp_id, 'the search again after Back');
+
+    // event types, ticked
+    await page.click('[data-test=tracking-clear]');
+    await trackingRows(page, (r) => r.length === P.total, 'every message after Clear');
+    await page.check('#tr-ev-quarantined');
+    await page.check('#tr-ev-virus');
+    await page.click('[data-test=tracking-submit]');
+    await page.waitForURL((u) => new URL(u).searchParams.get('event') === 'virus,quarantined');
+    const q = await trackingRows(page, (r) => r.length === 2, 'the quarantined message');
+    check('quarantined: on gw-a and on the manager', q.every((r) => r.subject === 'Win') && q.map((r) => r.gateway).sort().join() === 'gw-a,manager', q);
+    check('ticked boxes kept', await page.isChecked('#tr-ev-quarantined') && await page.isChecked('#tr-ev-virus') && !(await page.isChecked('#tr-ev-spam')));
+
+    // a time range, in the browser's zone (Asia/Tokyo)
+    await page.click('[data-test=tracking-clear]');
+    await trackingRows(page, (r) => r.length === P.total, 'every message after Clear');
+    await page.fill('#tr-until', '2000-01-01T09:00');
+    await page.click('[data-test=tracking-submit]');
+    await page.waitForURL((u) => new URL(u).searchParams.get('until') === '2000-01-01T00:00:00Z');
+    await page.waitForSelector('[data-test=tracking-empty]');
+    check('nothing received before 2000', await page.locator('[data-test=tracking] tr.msg-row').count() === 0);
+    await page.fill('#tr-until', '');
+    await page.fill('#tr-since', '2000-01-01T09:00');
+    await page.click('[data-test=tracking-submit]');
+    await page.waitForURL((u) => new URL(u).searchParams.get('since') === '2000-01-01T00:00:00Z' && !new URL(u).searchParams.has('until'));
+    await trackingRows(page, (r) => r.length === P.total, 'everything received since 2000');
+
+    // "more" follows next_cursor
+    await page.goto(trackingUrl({ subject: 'page ', subject_op: 'begins', limit: '3' }));
+    await trackingRows(page, (r) => r.length === 3, 'the first page');
+    const seen = [];
+    for (const n of [6, 7]) {
+      check('more offered before ' + n, await page.isVisible('[data-test=tracking-more]'));
+      await page.click('[data-test=tracking-more]');
+      seen.splice(0, seen.length, ...await trackingRows(page, (r) => r.length === n, n + ' rows'));
+    }
+    check('every page once', JSON.stringify(seen.map((r) => r.subject).sort()) === JSON.stringify(P.pages) && new Set(seen.map((r) => r.id)).size === 7, seen);
+    check('no more after the last page', await page.isHidden('[data-test=tracking-more]'));
+    check('count shown', (await page.textContent('[data-test=tracking-count]')) === '7 件を表示');
+
+    // the API's 400, as it says it
+    await page.click('[data-test=tracking-clear]');
+    await trackingRows(page, (r) => r.length === P.total, 'every message');
+    await page.fill('#tr-sender', 'あ'.repeat(400));
+    await page.click('[data-test=tracking-submit]');
+    await page.waitForSelector('[data-test=tracking-error]:not([hidden])');
+    result.values.bad_sender_ja = await page.textContent('[data-test=tracking-error]');
+    check('no rows for a refused search', await page.locator('[data-test=tracking] tr.msg-row').count() === 0);
+    await shot(page, 'tracking-error-ja');
+
+    // a relayed message: one row per gateway, one story
+    await page.goto(trackingUrl({ subject: P.relayed_subject, subject_op: 'is' }));
+    const rel = await trackingRows(page, (r) => r.length === 2, 'the relayed message');
+    check('relayed: a row per gateway', rel.map((r) => r.gateway).sort().join() === 'gw-a,gw-b', rel);
+    await page.click(`[data-test=tracking] tr[data-gateway="gw-b"] [data-test=tracking-subject]`);
+    await page.waitForURL((u) => new URL(u).searchParams.get('id') === P.relayed_id);
+    const tl = await timelineRows(page);
+    check('timeline: every event of both gateways, in the API\'s order',
+      JSON.stringify(tl.map((e) => [e.gateway, e.type])) === JSON.stringify(P.relayed_timeline), tl);
+    check('timeline: in time order', tl.every((e, i) => i === 0 || tl[i - 1].at <= e.at), tl.map((e) => e.at));
+    check('timeline: both gateways named', (await page.textContent('[data-test=tl-gateways]')).includes('gw-a') && (await page.textContent('[data-test=tl-gateways]')).includes('gw-b'));
+    const deliveries = tl.filter((e) => e.type === 'delivery');
+    check('timeline: each gateway delivered, with the reply', deliveries.length === 2 &&
+      deliveries.map((e) => e.gateway).sort().join() === 'gw-a,gw-b' &&
+      deliveries.every((e) => e.fields.status === '送信済み' && /^250 /.test(e.fields.reply) && e.label === '配送'), deliveries);
+    const received = tl.filter((e) => e.type === 'received');
+    check('timeline: received on both', received.length === 2 && received.map((e) => e.gateway).sort().join() === 'gw-a,gw-b', received);
+    check('timeline: times with seconds', tl.every((e) => /\d\d:\d\d:\d\d$/.test(e.time)), tl.map((e) => e.time));
+    check('sending host: HELO', (await page.textContent('[data-test=tr-helo]')) === P.helo);
+    check('sending host: client IP', (await page.textContent('[data-test=tr-client-ip]')) === P.client_ip);
+    check('headers: subject', (await page.textContent('[data-test=tr-h-subject]')) === P.relayed_subject);
+    check('envelope: sender', (await page.textContent('[data-test=tr-sender]')) === 'erin@sender.test');
+    await page.click('[data-test=tl-event][data-type=delivery] details summary');
+    check('all fields of an event, as JSON text', (await page.locator('[data-test=tl-event][data-type=delivery] pre.ev-json').first().textContent()).includes('"status": "sent"'));
+    await page.evaluate(() => window.scrollTo(0, 0)); // the sticky header at the top of the shot
+    await shot(page, 'tracking-detail-ja');
+
+    await setLanguage(page, 'en');
+    const tlEn = await timelineRows(page);
+    check('en: Timeline heading', (await page.textContent('#tl-title')) === 'Timeline');
+    check('en: event labels', tlEn.filter((e) => e.type === 'delivery').every((e) => e.label === 'Delivery' && e.fields.status === 'sent'), tlEn);
+    check('en: envelope heading', (await page.textContent('#tr-envelope')) === 'Envelope');
+    await shot(page, 'tracking-detail-en');
+    // the same mail on gw-a: its own story, the same events
+    await page.locator('[data-test=tl-other-link]').first().click();
+    await page.waitForURL((u) => new URL(u).searchParams.get('id') === P.relayed_other_id);
+    await page.waitForSelector('[data-test=tr-envelope] .gw-tag');
+    await page.waitForFunction(() => (document.querySelector('[data-test=tr-envelope] .gw-tag') || {}).textContent === 'gw-a');
+    const tlA = await timelineRows(page);
+    check('gw-a\'s story has the same events', JSON.stringify(tlA.map((e) => [e.gateway, e.type])) === JSON.stringify(P.relayed_timeline), tlA);
+
+    await page.goto(trackingUrl({ subject: P.relayed_subject, subject_op: 'is' }));
+    await trackingRows(page, (r) => r.length === 2, 'the relayed message (en)');
+    check('en: page title', (await page.textContent('h1.page-title')) === 'Message tracking');
+    check('en: a state in English', (await page.textContent('[data-test=tracking] tbody')).includes('Delivered'));
+    await shot(page, 'tracking-search-en');
+    await page.goto(trackingUrl({ since: 'yesterday' }));
+    await page.waitForSelector('[data-test=tracking-error]:not([hidden])');
+    result.values.bad_since_en = await page.textContent('[data-test=tracking-error]');
+
+    // the spam: gw-a's verdict and the manager's quarantine in one timeline
+    await page.goto(BASE + '/tracking/message?id=' + encodeURIComponent(P.spam_id));
+    const tlSpam = await timelineRows(page);
+    const verdict = tlSpam.find((e) => e.gateway === 'gw-a' && e.type === 'verdict');
+    check('spam: the verdict and its score', verdict && verdict.fields.level === 'spam' && Number(verdict.fields.score.replace(/,/g, '')) >= 5, tlSpam);
+    const held = tlSpam.find((e) => e.gateway === 'manager' && e.type === 'quarantine');
+    check('spam: quarantined on the manager, by name', held && held.fields.quarantine === 'spam' && held.label === 'Quarantined', tlSpam);
+
+    // markup in a subject and an attachment name: text
+    await page.goto(BASE + '/tracking/message?id=' + encodeURIComponent(P.xss_id));
+    await page.waitForSelector('[data-test=tracking-detail-subject]');
+    check('markup subject shown as text', (await page.textContent('[data-test=tracking-detail-subject]')) === P.xss_subject);
+    check('markup Subject header shown as text', (await page.textContent('[data-test=tr-h-subject]')) === P.xss_subject);
+    check('markup attachment name shown as text', (await page.textContent('[data-test=tr-attachments] li')) === P.xss_attachment);
+    check('the page title is text too', (await page.title()).startsWith(P.xss_subject));
+    await noMarkupRan(page, 'detail');
+    await shot(page, 'tracking-xss-en');
+  } finally {
+    await b.close();
+  }
+
+  // an operator and an end user: no link; the page asks the API and shows its 403
+  result.values.forbidden = {};
+  for (const [user, password] of P.others) {
+    const o = await launch('en-US');
+    try {
+      await login(o.page, user, password);
+      check(user + ': no Tracking link', await o.page.locator('a.nav-link[href="/tracking"]').count() === 0);
+      await o.page.goto(BASE + '/tracking');
+      await o.page.waitForSelector('[data-test=tracking-forbidden]');
+      check(user + ': no search form', await o.page.locator('[data-test=tracking-form]').count() === 0);
+      result.values.forbidden[user] = await o.page.textContent('[data-test=tracking-forbidden] .muted');
+      await shot(o.page, 'tracking-forbidden-' + user);
+      await o.page.goto(BASE + '/tracking/message?id=' + encodeURIComponent(P.relayed_id));
+      await o.page.waitForSelector('[data-test=tracking-forbidden]');
+      check(user + ': no story either', await o.page.locator('[data-test=timeline]').count() === 0);
+    } finally {
+      await o.close();
+    }
+  }
+}
+
 const SCENARIOS = {
   'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks,
   attachments: attachmentsAndHiddenBodies, gateways, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator,
-  totp,
+  totp, tracking,
 };
 
 try {

@@ -43,11 +43,13 @@ def error(doc):
     return (doc or {}).get("error", {}).get("message")
 
 
-@pytest.fixture
-def tracked(start_manager, start_gateway, aio_sink):  # noqa: F811
-    """A manager, gateway gw-a delivering to a sink and gw-b relaying to gw-a, and the
-    mail of the searches, every message in its final state on the manager."""
-    mgr = start_manager()
+def send_tracked_mail(start_manager, start_gateway, aio_sink,  # noqa: F811
+                      extra=(), **manager_config):
+    """A manager (with manager_config), gateway gw-a delivering to a sink and gw-b
+    relaying to gw-a, and the mail of the searches plus extra ((key, sender, rcpt,
+    message bytes) sent through gw-a), every message in its final state on the
+    manager. Returns (manager, {key: gateway queue id})."""
+    mgr = start_manager(**manager_config)
     gwa = tracking_gateway(
         start_gateway, mgr, register(mgr, "gw-a"), aio_sink.host,
         gateway={"name": "gw-a"},
@@ -78,16 +80,26 @@ def tracked(start_manager, start_gateway, aio_sink):  # noqa: F811
     for i in range(7):
         send(gwa, "page%d" % i, "paul@sender.test", "bob@example.com",
              make_message(subject="page %d" % i))
+    for key, sender, rcpt, msg in extra:
+        send(gwa, key, sender, rcpt, msg)
 
     def settled():
         st, doc = search(mgr, limit=1000)
         assert st == 200, doc
         states = [m["last_state"] for m in doc["messages"]]
-        # 11 messages, the relayed one tracked by both gateways, the spam one by
-        # the manager that quarantined it too (its own events, gateway "manager")
-        return len(states) == 13 and all(s in ("delivered", "quarantined") for s in states)
+        # 11 messages (and the extra ones), the relayed one tracked by both
+        # gateways, the spam one by the manager that quarantined it too (its own
+        # events, gateway "manager")
+        return len(states) == 13 + len(extra) and \
+            all(s in ("delivered", "quarantined") for s in states)
     wait_for(settled, 60, "every tracked message in its final state")
     return mgr, ids
+
+
+@pytest.fixture
+def tracked(start_manager, start_gateway, aio_sink):  # noqa: F811
+    """send_tracked_mail's manager and ids."""
+    return send_tracked_mail(start_manager, start_gateway, aio_sink)
 
 
 def test_every_search_field_finds_its_message_only(tracked):

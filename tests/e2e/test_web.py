@@ -3,7 +3,9 @@ message detail's text body, and the console and end-user portal driven in headle
 Chromium (tests/browser/web_e2e.mjs, playwright-core with Debian's chromium): an
 LDAP end user against a real slapd, and the release links of a digest mail.
 
-Screenshots of every browser scenario land in tests/e2e/artifacts/ (git-ignored).
+The Tracking page runs against real lazaret-gw gateways pushing their events to the
+manager (test_tracking.send_tracked_mail). Screenshots of every browser scenario land
+in tests/e2e/artifacts/ (git-ignored).
 """
 
 import email.policy
@@ -16,8 +18,11 @@ import subprocess
 import pytest
 
 import test_digest
+import test_tracking
 from conftest import REPO, ldap_manager
 from e2e_helpers import jis_header, stays, t, wait_for
+from gw_fixtures import make_message as gw_message
+from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
 
 WEB_ROOT = os.path.join(REPO, "web")
 BROWSER_DIR = os.path.join(REPO, "tests", "browser")
@@ -65,6 +70,8 @@ def test_serves_the_application_with_types_and_security_headers(start_manager):
         ("/messages", "text/html; charset=utf-8", b"/js/app.js"),
         ("/m/0190a0b0-0000-7000-8000-000000000000", "text/html; charset=utf-8", b"/app.css"),
         ("/login", "text/html; charset=utf-8", b"<div id=\"app\""),
+        ("/tracking", "text/html; charset=utf-8", b"/js/app.js"),
+        ("/tracking/message", "text/html; charset=utf-8", b"/js/app.js"),
         ("/app.css", "text/css; charset=utf-8", b"--brand"),
         ("/js/app.js", "text/javascript; charset=utf-8", b"import"),
         ("/favicon.svg", "image/svg+xml", b"<svg"),
@@ -597,3 +604,62 @@ def test_browser_second_factor(start_manager):
                                                         "password": "tomo-password-1"},
                       token=None)
     assert st == 401
+
+
+XSS_ATTACHMENT = "<img src=y onerror=alert(2)>.pdf"
+
+
+def test_browser_tracking_page(start_manager, start_gateway, aio_sink):  # noqa: F811
+    """The admins' Tracking page against gateways gw-a and gw-b (which relays to gw-a)
+    pushing their real events: a Japanese subject searched (begins), event types
+    ticked, "more" pages following the cursor, the API's 400s shown as it says them;
+    a relayed message's story with both gateways' events in time order, its headers
+    and sending host; a subject and an attachment name that are markup, shown as
+    text; ja and en. An operator and an end user have no Tracking link and get the
+    API's 403 when they go there."""
+    xss = PAYLOAD_SUBJECTS[0]
+    xss_msg = gw_message(subject=xss, extra_headers=(
+        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n"),
+        body="--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n"
+             "--b\r\nContent-Type: application/pdf\r\n"
+             "Content-Disposition: attachment; filename=\"%s\"\r\n\r\n"
+             "JVBERi0=\r\n--b--\r\n" % XSS_ATTACHMENT)
+    m, ids = test_tracking.send_tracked_mail(
+        start_manager, start_gateway, aio_sink,
+        extra=[("xss", "mallory@sender.test", "bob@example.com", xss_msg)],
+        http__web_root=WEB_ROOT)
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    add_user(m, "opal", "opal-password-1", "operator", [])
+    add_user(m, "taro", "taro-password-1", "enduser", ["bob@example.com"])
+    # what the page must show, as the API says it
+    st, story = m.api("GET", "/api/v1/tracking/messages/gw-b~%s" % ids["relayed"])
+    assert st == 200, story
+    timeline = [[e["gateway"], e["type"]] for e in story["events"]]
+    total = len(test_tracking.search(m, limit=1000)[1]["messages"])
+    assert total == 14
+    res = run_browser("tracking", m.http_url, {
+        "admin": ["admin1", "correct horse battery"], "total": total,
+        "others": [["opal", "opal-password-1"], ["taro", "taro-password-1"]],
+        "jp_search": "見積書", "jp_subject": test_tracking.JP_SUBJECT,
+        "jp_id": "gw-a~%s" % ids["jp"],
+        "relayed_subject": "Relayed note", "relayed_id": "gw-b~%s" % ids["relayed"],
+        "relayed_other_id": next(e["message"] for e in story["events"]
+                                 if e["gateway"] == "gw-a" and e["message"]),
+        "relayed_timeline": timeline, "helo": story["helo"], "client_ip": story["client_ip"],
+        "spam_id": "gw-a~%s" % ids["spam"],
+        "xss_subject": xss, "xss_attachment": XSS_ATTACHMENT, "xss_id": "gw-a~%s" % ids["xss"],
+        "pages": ["page %d" % i for i in range(7)],
+    }, timeout=300)
+    v = res["values"]
+    assert v["bad_sender_ja"] == ("サーバーが検索を受け付けませんでした: "
+                                  "\"sender\" must be at most 998 bytes")
+    assert v["bad_since_en"] == ("The server refused the search: \"since\" must be an RFC 3339 "
+                                 "date-time (e.g. 2026-11-27T19:30:00Z)")
+    assert v["forbidden"] == {
+        "opal": "The server answered 403: not allowed for role of opal",
+        "taro": "The server answered 403: not allowed for role of taro"}
+    names = sorted(os.path.basename(p) for p in res["screenshots"])
+    assert names == sorted(["tracking-search-ja.png", "tracking-detail-ja.png",
+                            "tracking-detail-en.png", "tracking-xss-en.png",
+                            "tracking-error-ja.png", "tracking-search-en.png",
+                            "tracking-forbidden-opal.png", "tracking-forbidden-taro.png"]), names

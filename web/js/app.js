@@ -13,6 +13,7 @@ import { renderUsers, renderAudit } from './admin.js';
 import { renderGateways } from './gateways.js';
 import { renderSettings } from './settings.js';
 import { renderQuarantines } from './quarantines.js';
+import { renderTracking, renderTrackingMessage } from './tracking.js';
 
 const root = document.getElementById('app');
 let pageCleanup = null;
@@ -55,6 +56,7 @@ function header(active) {
     if (isAdmin()) {
       nav.push(link('/users', t('nav.users'), active === 'users'));
       nav.push(link('/gateways', t('nav.gateways'), active === 'gateways'));
+      nav.push(link('/tracking', t('nav.tracking'), active === 'tracking'));
       nav.push(link('/audit', t('nav.audit'), active === 'audit'));
     }
     nav.push(link('/settings', t('nav.settings'), active === 'settings'));
@@ -109,6 +111,13 @@ function route() {
   if (path === '/settings') return page('settings', (main) => renderSettings(main));
   // End users have no quarantines page: for them it does not exist.
   if (path === '/quarantines' && isStaff()) return page('quarantines', (main) => renderQuarantines(main));
+  // Tracking is for admins; anyone else who comes here gets the API's own 403
+  // (the page asks, and shows the answer), never a search form.
+  if (path === '/tracking') return page('tracking', (main) => renderTracking(main));
+  if (path === '/tracking/message') {
+    const id = new URLSearchParams(location.search).get('id') || '';
+    return page('tracking', (main) => renderTrackingMessage(main, id));
+  }
   if (path === '/users' || path === '/audit' || path === '/gateways') {
     if (!isAdmin()) return page('', (main) => main.append(h('p.empty', t('page.forbidden'))));
     const render = { '/users': renderUsers, '/audit': renderAudit, '/gateways': renderGateways }[path];
