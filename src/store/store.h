@@ -1187,9 +1187,10 @@ void store_tracked_messages_free(struct store_tracked_message **v, size_t n);
  * time order (at, then gateway, then seq), its events and those of every other
  * tracked message with the same non-empty Message-ID received within
  * STORE_TRACK_STORY_WINDOW_MS of it, each row naming its gateway; with each
- * message's session "connection" event (msg_id NULL: a session event, found by
- * the "session" of the message's "received" event within
- * STORE_TRACK_SESSION_WINDOW_MS before it). *msg and *ev
+ * message's session "connection" event and the "rcpt_refused" events of its
+ * transaction (msg_id NULL: session events, found by the "session" of the
+ * message's "received" event within STORE_TRACK_SESSION_WINDOW_MS before it;
+ * a refusal belongs to the first message of its session after it). *msg and *ev
  * are new. -ENOENT when the message is not tracked.
  */
 int store_tracked_story(struct store *st, const char *gateway, const char *msg_id,

@@ -220,7 +220,9 @@ struct store_ops {
 	int (*tracked_search)(struct store *st, const struct store_track_sql *q,
 			      struct store_track_key **out, size_t *n);
 	/* the "connection" events of the session of (gateway, msg_id)'s "received"
-	 * event with from <= at <= to, at most STORE_TRACK_SESSION_EVENTS */
+	 * event, and its "rcpt_refused" events since the session's previous
+	 * "received" (this message's transaction), with from <= at <= to, at most
+	 * STORE_TRACK_SESSION_EVENTS */
 	int (*tracked_session_events)(struct store *st, const char *gateway, const char *msg_id,
 				      int64_t from, int64_t to, struct store_event_row **out,
 				      size_t *n);

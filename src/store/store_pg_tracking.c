@@ -59,11 +59,16 @@ int store_pg_tracked_session_events(struct store *st, const char *gateway, const
 	/* events_type_at answers; the details are JSON objects (checked at intake) */
 	int rc = store_pg_query(
 	    store_pg_of(st), "tracked_session_events",
-	    "SELECT c.gateway, c.seq, c.at, c.type, c.msg_id, c.detail FROM events c"
-	    " WHERE c.type = 'connection' AND c.at BETWEEN $3 AND $4 AND c.gateway = $1"
-	    " AND c.msg_id IS NULL AND (c.detail::jsonb ->> 'session') ="
-	    " (SELECT r.detail::jsonb ->> 'session' FROM events r"
-	    "  WHERE r.gateway = $1 AND r.msg_id = $2 AND r.type = 'received' LIMIT 1)"
+	    "SELECT c.gateway, c.seq, c.at, c.type, c.msg_id, c.detail FROM events c,"
+	    " (SELECT e.seq, e.detail::jsonb ->> 'session' AS session FROM events e"
+	    "  WHERE e.gateway = $1 AND e.msg_id = $2 AND e.type = 'received' LIMIT 1) r"
+	    " WHERE c.type IN ('connection', 'rcpt_refused') AND c.at BETWEEN $3 AND $4"
+	    " AND c.gateway = $1 AND c.msg_id IS NULL"
+	    " AND (c.detail::jsonb ->> 'session') = r.session"
+	    " AND (c.type = 'connection' OR (c.seq < r.seq AND c.seq > coalesce("
+	    "  (SELECT max(p.seq) FROM events p WHERE p.type = 'received'"
+	    "   AND p.at BETWEEN $3 AND $4 AND p.gateway = $1 AND p.seq < r.seq"
+	    "   AND (p.detail::jsonb ->> 'session') = r.session), 0)))"
 	    " ORDER BY c.at, c.seq LIMIT " STORE_TRACK_SESSION_EVENTS_SQL,
 	    &p, &r);
 	if (rc < 0)

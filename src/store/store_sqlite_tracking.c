@@ -75,11 +75,16 @@ int store_sqlite_tracked_session_events(struct store *st, const char *gateway, c
 		return rc;
 	/* events_type_at answers; the details are JSON objects (checked at intake) */
 	sqlite3_stmt *s = store_int_stmt(
-	    c, "SELECT c.gateway, c.seq, c.at, c.type, c.msg_id, c.detail FROM events c"
-	       " WHERE c.type = 'connection' AND c.at BETWEEN ?3 AND ?4 AND c.gateway = ?1"
-	       " AND c.msg_id IS NULL AND json_extract(c.detail, '$.session') ="
-	       " (SELECT json_extract(r.detail, '$.session') FROM events r"
-	       "  WHERE r.gateway = ?1 AND r.msg_id = ?2 AND r.type = 'received' LIMIT 1)"
+	    c, "SELECT c.gateway, c.seq, c.at, c.type, c.msg_id, c.detail FROM events c,"
+	       " (SELECT e.seq, json_extract(e.detail, '$.session') AS session FROM events e"
+	       "  WHERE e.gateway = ?1 AND e.msg_id = ?2 AND e.type = 'received' LIMIT 1) r"
+	       " WHERE c.type IN ('connection', 'rcpt_refused') AND c.at BETWEEN ?3 AND ?4"
+	       " AND c.gateway = ?1 AND c.msg_id IS NULL"
+	       " AND json_extract(c.detail, '$.session') = r.session"
+	       " AND (c.type = 'connection' OR (c.seq < r.seq AND c.seq > coalesce("
+	       "  (SELECT max(p.seq) FROM events p WHERE p.type = 'received'"
+	       "   AND p.at BETWEEN ?3 AND ?4 AND p.gateway = ?1 AND p.seq < r.seq"
+	       "   AND json_extract(p.detail, '$.session') = r.session), 0)))"
 	       " ORDER BY c.at, c.seq LIMIT " STORE_TRACK_SESSION_EVENTS_SQL);
 	if (s == NULL) {
 		store_int_reader_put(st, c);

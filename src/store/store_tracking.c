@@ -352,7 +352,8 @@ static void store_tracking_rows_append(struct store_event_row **v, size_t *n,
 
 /*
  * Appends the events of (gateway, msg_id), received at received_at, and its
- * session's connection event to *v (at most STORE_TRACK_STORY_EVENTS in all).
+ * session's connection and refused-recipient events to *v (at most
+ * STORE_TRACK_STORY_EVENTS in all).
  */
 static int store_tracking_story_add(struct store *st, const char *gateway, const char *msg_id,
 				    int64_t received_at, struct store_event_row **v, size_t *n)

@@ -378,7 +378,7 @@ static void test_story(void **state)
 	assert_string_equal(m->gateway, "gw1");
 	assert_string_equal(m->subject, "Quarterly report");
 	assert_int_equal(n, 4);
-	static const struct {
+	const struct {
 		const char *gateway, *type;
 		int64_t at;
 	} want[] = {
@@ -478,6 +478,68 @@ static void test_story_session(void **state)
 	assert_string_equal(ev[0].type, "received");
 	store_tracked_message_free(msg);
 	store_event_rows_free(ev, n);
+}
+
+/* A story shows the recipients refused at RCPT in its own transaction: not those
+ * of the session's earlier message, nor another session's; accepted ones are in
+ * its "received" event. */
+static void test_story_refused_rcpts(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	char id1[IDS_UUID_LEN + 1], id2[IDS_UUID_LEN + 1];
+	ids_uuidv7(T0 - 3000, id1);
+	ids_uuidv7(T0, id2);
+	const char *r[] = {"x@example.com"};
+	struct store_event_message m = {.sender = "s@x.test", .recipients = r, .nrecipients = 1};
+	struct store_event v[] = {
+	    {.seq = 1, .at = T0 - 5000, .type = "connection", .detail = "{\"session\":\"s1\"}"},
+	    {.seq = 2,
+	     .at = T0 - 4000,
+	     .type = "rcpt_refused",
+	     .detail = "{\"session\":\"s1\",\"rcpt\":\"a@elsewhere.test\",\"reply\":\"550 no\"}"},
+	    {.seq = 3,
+	     .at = T0 - 3000,
+	     .type = "received",
+	     .msg_id = id1,
+	     .detail = "{\"session\":\"s1\"}",
+	     .message = &m},
+	    {.seq = 4,
+	     .at = T0 - 2000,
+	     .type = "rcpt_refused",
+	     .detail = "{\"session\":\"s1\",\"rcpt\":\"b@elsewhere.test\",\"reply\":\"550 no\"}"},
+	    {.seq = 5,
+	     .at = T0 - 1900,
+	     .type = "rcpt_accepted",
+	     .detail = "{\"session\":\"s1\",\"rcpt\":\"x@example.com\"}"},
+	    {.seq = 6,
+	     .at = T0 - 1500,
+	     .type = "rcpt_refused",
+	     .detail = "{\"session\":\"s2\",\"rcpt\":\"c@elsewhere.test\",\"reply\":\"550 no\"}"},
+	    {.seq = 7,
+	     .at = T0,
+	     .type = "received",
+	     .msg_id = id2,
+	     .detail = "{\"session\":\"s1\"}",
+	     .message = &m},
+	};
+	assert_int_equal(store_events_put(fx->st, "gw1", v, 7, 0, T0, NULL), 0);
+	const struct {
+		const char *id;
+		int64_t seq[3];
+	} want[] = {{id1, {1, 2, 3}}, {id2, {1, 4, 7}}};
+	for (size_t i = 0; i < 2; i++) {
+		struct store_tracked_message *msg = NULL;
+		struct store_event_row *ev = NULL;
+		size_t n = 0;
+		assert_int_equal(store_tracked_story(fx->st, "gw1", want[i].id, &msg, &ev, &n), 0);
+		assert_int_equal(n, 3);
+		for (size_t k = 0; k < 3; k++)
+			assert_int_equal(ev[k].seq, want[i].seq[k]);
+		assert_string_equal(ev[1].type, "rcpt_refused");
+		assert_null(ev[1].msg_id);
+		store_tracked_message_free(msg);
+		store_event_rows_free(ev, n);
+	}
 }
 
 /* The queries whose plans must use an index, and (SQLite) the index. */
@@ -603,6 +665,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_cursor_pages, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_story, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_story_session, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_story_refused_rcpts, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_plans_use_indexes, setup, test_store_teardown),
 	};
 	if (test_pg_dsn() != NULL)
