@@ -860,6 +860,46 @@ static void print_messages_table(json_t *messages, bool wide)
 	free(cellv);
 }
 
+/*
+ * GET route with the query filters (plus a->limit and *cursor) page after page
+ * while a->all, at most CTL_MAX_PAGES: each page's "messages" appended to out,
+ * *cursor the last page's next_cursor (or NULL). The last page and its text are
+ * left in *page and *raw.
+ */
+static int fetch_pages(struct ctl *c, const char *route, const struct strbuf *filters,
+		       const struct args *a, char **cursor, json_t *out, json_t **page,
+		       struct strbuf *raw)
+{
+	for (int pages = 0; pages < CTL_MAX_PAGES; pages++) {
+		struct strbuf q = STRBUF_INIT;
+		strbuf_add(&q, strbuf_str(filters), filters->len);
+		query_add(c, &q, "limit", a->limit);
+		query_add(c, &q, "cursor", *cursor);
+		char *path = ctl_xasprintf("%s%s", route, strbuf_str(&q));
+		strbuf_free(&q);
+		int rc = api_json(c, "GET", path, NULL, page, raw);
+		free(path);
+		if (rc != CTL_EXIT_OK)
+			return rc;
+		json_t *msgs = json_object_get(*page, "messages");
+		if (!json_is_array(msgs)) {
+			fprintf(stderr,
+				"lazaretctl: the server's answer has no \"messages\" list\n");
+			return CTL_EXIT_API;
+		}
+		json_array_extend(out, msgs);
+		const char *next = json_string_value(json_object_get(*page, "next_cursor"));
+		free(*cursor);
+		*cursor = next ? ctl_xstrdup(next) : NULL;
+		if (!a->all || *cursor == NULL || json_array_size(msgs) == 0)
+			break;
+		json_decref(*page);
+		*page = NULL;
+		strbuf_free(raw);
+	}
+	return CTL_EXIT_OK;
+}
+
 static int cmd_search(struct ctl *c, struct args *a)
 {
 	json_t *all_messages = json_array();
@@ -868,36 +908,12 @@ static int cmd_search(struct ctl *c, struct args *a)
 	char *cursor = a->cursor ? ctl_xstrdup(a->cursor) : NULL;
 	int rc = CTL_EXIT_OK;
 
-	for (int pages = 0; pages < CTL_MAX_PAGES; pages++) {
-		struct strbuf q = STRBUF_INIT;
-		filter_to_query(c, &a->filter, &q);
-		query_add(c, &q, "limit", a->limit);
-		query_add(c, &q, "cursor", cursor);
-		char *path = ctl_xasprintf("/api/v1/messages%s", strbuf_str(&q));
-		strbuf_free(&q);
-		rc = api_json(c, "GET", path, NULL, &page, &raw);
-		free(path);
-		if (rc != CTL_EXIT_OK)
-			goto out;
-		json_t *msgs = json_object_get(page, "messages");
-		if (!json_is_array(msgs)) {
-			fprintf(stderr,
-				"lazaretctl: the server's answer has no \"messages\" list\n");
-			rc = CTL_EXIT_API;
-			goto out;
-		}
-		json_array_extend(all_messages, msgs);
-		const char *next = json_string_value(json_object_get(page, "next_cursor"));
-		free(cursor);
-		cursor = next ? ctl_xstrdup(next) : NULL;
-		if (!a->all)
-			break;
-		if (cursor == NULL || json_array_size(msgs) == 0)
-			break;
-		json_decref(page);
-		page = NULL;
-		strbuf_free(&raw);
-	}
+	struct strbuf q = STRBUF_INIT;
+	filter_to_query(c, &a->filter, &q);
+	rc = fetch_pages(c, "/api/v1/messages", &q, a, &cursor, all_messages, &page, &raw);
+	strbuf_free(&q);
+	if (rc != CTL_EXIT_OK)
+		goto out;
 
 	if (a->json) {
 		if (!a->all) {
@@ -1534,44 +1550,22 @@ static int cmd_track(struct ctl *c, struct args *a)
 	struct strbuf raw = STRBUF_INIT;
 	char *cursor = a->cursor ? ctl_xstrdup(a->cursor) : NULL;
 	int rc = CTL_EXIT_OK;
-	for (int pages = 0; pages < CTL_MAX_PAGES; pages++) {
-		struct strbuf q = STRBUF_INIT;
-		query_add(c, &q, "since", a->filter.since);
-		query_add(c, &q, "until", a->filter.until);
-		query_add(c, &q, "sender", a->filter.sender);
-		query_add(c, &q, "recipient", a->filter.recipient);
-		query_add(c, &q, "subject", a->filter.subject);
-		query_add(c, &q, "subject_op", a->subject_op);
-		query_add(c, &q, "message_id", a->message_id);
-		query_add(c, &q, "gateway", a->filter.gateway);
-		query_add(c, &q, "client_ip", a->client_ip);
-		query_add(c, &q, "attachment", a->attachment);
-		query_add(c, &q, "event", a->event);
-		query_add(c, &q, "limit", a->limit);
-		query_add(c, &q, "cursor", cursor);
-		char *path = ctl_xasprintf("/api/v1/tracking/messages%s", strbuf_str(&q));
-		strbuf_free(&q);
-		rc = api_json(c, "GET", path, NULL, &page, &raw);
-		free(path);
-		if (rc != CTL_EXIT_OK)
-			goto out;
-		json_t *msgs = json_object_get(page, "messages");
-		if (!json_is_array(msgs)) {
-			fprintf(stderr,
-				"lazaretctl: the server's answer has no \"messages\" list\n");
-			rc = CTL_EXIT_API;
-			goto out;
-		}
-		json_array_extend(all, msgs);
-		const char *next = json_string_value(json_object_get(page, "next_cursor"));
-		free(cursor);
-		cursor = next ? ctl_xstrdup(next) : NULL;
-		if (!a->all || cursor == NULL || json_array_size(msgs) == 0)
-			break;
-		json_decref(page);
-		page = NULL;
-		strbuf_free(&raw);
-	}
+	struct strbuf q = STRBUF_INIT;
+	query_add(c, &q, "since", a->filter.since);
+	query_add(c, &q, "until", a->filter.until);
+	query_add(c, &q, "sender", a->filter.sender);
+	query_add(c, &q, "recipient", a->filter.recipient);
+	query_add(c, &q, "subject", a->filter.subject);
+	query_add(c, &q, "subject_op", a->subject_op);
+	query_add(c, &q, "message_id", a->message_id);
+	query_add(c, &q, "gateway", a->filter.gateway);
+	query_add(c, &q, "client_ip", a->client_ip);
+	query_add(c, &q, "attachment", a->attachment);
+	query_add(c, &q, "event", a->event);
+	rc = fetch_pages(c, "/api/v1/tracking/messages", &q, a, &cursor, all, &page, &raw);
+	strbuf_free(&q);
+	if (rc != CTL_EXIT_OK)
+		goto out;
 	if (a->json) {
 		json_t *o = json_pack("{s:O, s:s?}", "messages", all, "next_cursor", cursor);
 		json_dumpf(o, stdout, JSON_INDENT(2));

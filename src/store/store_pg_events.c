@@ -397,6 +397,23 @@ int store_pg_event_states(struct store *st, struct store_event_state **out, size
 	return 0;
 }
 
+void store_pg_event_rows(PGresult *r, struct store_event_row **out, size_t *n)
+{
+	size_t rows = (size_t)PQntuples(r);
+	struct store_event_row *v = xcalloc(rows + 1, sizeof(*v));
+	for (size_t k = 0; k < rows; k++) {
+		v[k].gateway = store_pg_dup(r, (int)k, 0);
+		v[k].seq = store_pg_i64(r, (int)k, 1);
+		v[k].at = store_pg_i64(r, (int)k, 2);
+		v[k].type = store_pg_dup(r, (int)k, 3);
+		v[k].msg_id = store_pg_dup(r, (int)k, 4);
+		v[k].detail = store_pg_dup(r, (int)k, 5);
+	}
+	PQclear(r);
+	*out = v;
+	*n = rows;
+}
+
 int store_pg_events_list(struct store *st, const char *gateway, const char *msg_id,
 			 int64_t after_seq, size_t limit, struct store_event_row **out, size_t *n)
 {
@@ -414,19 +431,7 @@ int store_pg_events_list(struct store *st, const char *gateway, const char *msg_
 				&p, &r);
 	if (rc < 0)
 		return rc;
-	size_t rows = (size_t)PQntuples(r);
-	struct store_event_row *v = xcalloc(rows + 1, sizeof(*v));
-	for (size_t k = 0; k < rows; k++) {
-		v[k].gateway = store_pg_dup(r, (int)k, 0);
-		v[k].seq = store_pg_i64(r, (int)k, 1);
-		v[k].at = store_pg_i64(r, (int)k, 2);
-		v[k].type = store_pg_dup(r, (int)k, 3);
-		v[k].msg_id = store_pg_dup(r, (int)k, 4);
-		v[k].detail = store_pg_dup(r, (int)k, 5);
-	}
-	PQclear(r);
-	*out = v;
-	*n = rows;
+	store_pg_event_rows(r, out, n);
 	return 0;
 }
 

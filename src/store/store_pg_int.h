@@ -297,6 +297,9 @@ int store_pg_events_put(struct store *st, const char *gateway, const struct stor
 int store_pg_event_states(struct store *st, struct store_event_state **out, size_t *n);
 int store_pg_events_list(struct store *st, const char *gateway, const char *msg_id,
 			 int64_t after_seq, size_t limit, struct store_event_row **out, size_t *n);
+/* The rows of r (gateway, seq, at, type, msg_id, detail) as new event rows;
+ * clears r. */
+void store_pg_event_rows(PGresult *r, struct store_event_row **out, size_t *n);
 int store_pg_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,
 				 struct store_tracked_message **out);
 int store_pg_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,

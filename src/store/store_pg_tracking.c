@@ -73,18 +73,6 @@ int store_pg_tracked_session_events(struct store *st, const char *gateway, const
 	    &p, &r);
 	if (rc < 0)
 		return rc;
-	size_t rows = (size_t)PQntuples(r);
-	struct store_event_row *v = xcalloc(rows + 1, sizeof(*v));
-	for (size_t k = 0; k < rows; k++) {
-		v[k].gateway = store_pg_dup(r, (int)k, 0);
-		v[k].seq = store_pg_i64(r, (int)k, 1);
-		v[k].at = store_pg_i64(r, (int)k, 2);
-		v[k].type = store_pg_dup(r, (int)k, 3);
-		v[k].msg_id = store_pg_dup(r, (int)k, 4);
-		v[k].detail = store_pg_dup(r, (int)k, 5);
-	}
-	PQclear(r);
-	*out = v;
-	*n = rows;
+	store_pg_event_rows(r, out, n);
 	return 0;
 }

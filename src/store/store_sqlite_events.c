@@ -256,6 +256,33 @@ int store_sqlite_event_states(struct store *st, struct store_event_state **out, 
 	return 0;
 }
 
+int store_sqlite_event_rows(struct store *st, struct store_conn *c, sqlite3_stmt *s,
+			    struct store_event_row **out, size_t *n)
+{
+	struct store_event_row *v = NULL;
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		v[k].gateway = store_int_col_dup(s, 0);
+		v[k].seq = sqlite3_column_int64(s, 1);
+		v[k].at = sqlite3_column_int64(s, 2);
+		v[k].type = store_int_col_dup(s, 3);
+		v[k].msg_id = store_int_col_dup(s, 4);
+		v[k].detail = store_int_col_dup(s, 5);
+		k++;
+	}
+	sqlite3_reset(s);
+	store_int_reader_put(st, c);
+	if (step != SQLITE_DONE) {
+		store_event_rows_free(v, k);
+		return store_int_read_result(-EIO);
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
 int store_sqlite_events_list(struct store *st, const char *gateway, const char *msg_id,
 			     int64_t after_seq, size_t limit, struct store_event_row **out,
 			     size_t *n)
@@ -280,28 +307,7 @@ int store_sqlite_events_list(struct store *st, const char *gateway, const char *
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)limit);
 	if (msg_id != NULL)
 		store_events_bind_text(s, 4, msg_id);
-	struct store_event_row *v = NULL;
-	size_t k = 0;
-	int step;
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		v = xreallocarray(v, k + 1, sizeof(*v));
-		v[k].gateway = store_int_col_dup(s, 0);
-		v[k].seq = sqlite3_column_int64(s, 1);
-		v[k].at = sqlite3_column_int64(s, 2);
-		v[k].type = store_int_col_dup(s, 3);
-		v[k].msg_id = store_int_col_dup(s, 4);
-		v[k].detail = store_int_col_dup(s, 5);
-		k++;
-	}
-	sqlite3_reset(s);
-	store_int_reader_put(st, c);
-	if (step != SQLITE_DONE) {
-		store_event_rows_free(v, k);
-		return store_int_read_result(-EIO);
-	}
-	*out = v;
-	*n = k;
-	return 0;
+	return store_sqlite_event_rows(st, c, s, out, n);
 }
 
 /* The first column of every row of sql for (gateway, msg_id) into *v. */

@@ -94,26 +94,5 @@ int store_sqlite_tracked_session_events(struct store *st, const char *gateway, c
 	sqlite3_bind_text(s, 2, msg_id, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, from);
 	sqlite3_bind_int64(s, 4, to);
-	struct store_event_row *v = NULL;
-	size_t k = 0;
-	int step;
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		v = xreallocarray(v, k + 1, sizeof(*v));
-		v[k].gateway = store_int_col_dup(s, 0);
-		v[k].seq = sqlite3_column_int64(s, 1);
-		v[k].at = sqlite3_column_int64(s, 2);
-		v[k].type = store_int_col_dup(s, 3);
-		v[k].msg_id = store_int_col_dup(s, 4);
-		v[k].detail = store_int_col_dup(s, 5);
-		k++;
-	}
-	sqlite3_reset(s);
-	store_int_reader_put(st, c);
-	if (step != SQLITE_DONE) {
-		store_event_rows_free(v, k);
-		return store_int_read_result(-EIO);
-	}
-	*out = v;
-	*n = k;
-	return 0;
+	return store_sqlite_event_rows(st, c, s, out, n);
 }
