@@ -345,7 +345,8 @@ static void store_tracking_rows_append(struct store_event_row **v, size_t *n,
 				       struct store_event_row *rows, size_t k)
 {
 	*v = xreallocarray(*v, *n + k + 1, sizeof(**v));
-	memcpy(*v + *n, rows, k * sizeof(*rows));
+	if (k > 0) /* rows may be NULL then */
+		memcpy(*v + *n, rows, k * sizeof(*rows));
 	*n += k;
 	free(rows); /* the strings moved to *v */
 }
