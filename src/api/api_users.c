@@ -1195,8 +1195,8 @@ static int api_users_totp_key(struct api_users *u)
 	return 0;
 }
 
-/* Reads the one string key of req's JSON body; answers 422 (or 400/413) and returns -1 otherwise.
- */
+/* Reads the one string key of req's JSON body (*body, the caller's to free); answers
+ * 422 (or 400/413) and returns -1 otherwise, with *body NULL. */
 static int api_users_body_string(struct api *a, struct http_server_request *req,
 				 const char *const *allowed, const char **value, const char **key,
 				 json_t **body)
@@ -1222,6 +1222,8 @@ static int api_users_body_string(struct api *a, struct http_server_request *req,
 	if (rc < 0) {
 		http_server_reply_error(req, 422, "%s", err);
 		free(err);
+		json_decref(*body);
+		*body = NULL;
 		return -1;
 	}
 	return 0;
