@@ -81,8 +81,10 @@ async function setLanguage(page, code) {
   await page.waitForFunction((c) => document.documentElement.lang === c, code);
 }
 
+// The subjects of the listed rows once the list has loaded (an empty list's cell,
+// not the "loading" one in its place while the page asks the server).
 async function rowSubjects(page) {
-  await page.waitForSelector('[data-test=messages] tbody tr.msg-row, [data-test=messages] tbody td.empty');
+  await page.waitForSelector('[data-test=messages] tbody tr.msg-row, [data-test=messages] tbody td.empty:not(.loading)');
   return page.$$eval('[data-test=messages] tbody tr.msg-row .subject-link', (els) => els.map((e) => e.textContent));
 }
 

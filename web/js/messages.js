@@ -361,7 +361,7 @@ export function renderMessages(main) {
   }
 
   async function load() {
-    clear(tbody).append(h('tr', h('td.empty', { colspan: 7 }, t('list.loading'))));
+    clear(tbody).append(h('tr', h('td.empty.loading', { colspan: 7 }, t('list.loading'))));
     try {
       const cursor = state.cursors[state.page];
       const doc = await api('GET', '/api/v1/messages' + query({ ...listFilter, limit: PAGE_SIZE, cursor }));
