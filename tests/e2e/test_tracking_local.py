@@ -8,15 +8,14 @@ retention removes what is older from the gateway's store. The gateway's
 store is SQLite whatever the suite's backend (the manager's is the suite's)."""
 
 import os
-import signal
 import sqlite3
-import threading
 import urllib.parse
 
-from e2e_helpers import t, wait_for
+from e2e_helpers import wait_for
 from gw_fixtures import GTUBE, make_message  # noqa: F401
 from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
-from test_events import GW, event_count, events, gw_metrics, queue_id, register
+from test_events import (GW, burst_then_kill9, event_count, events, gw_metrics, queue_id,
+                         register)
 
 MSG_TYPES = ["received", "verdict", "delivery", "reply"]
 
@@ -214,34 +213,7 @@ def test_switching_modes_moves_only_the_backlog(start_manager, start_gateway,  #
 
 def test_kill9_in_a_burst_loses_and_doubles_nothing(start_gateway, aio_sink):  # noqa: F811
     gw = local_gateway(start_gateway, aio_sink.host)
-    acked, lock = [], threading.Lock()
-    stop = threading.Event()
-
-    def sender(k):
-        i = 0
-        while not stop.is_set():
-            try:
-                code, text = gw.send("alice@sender.test", "bob@example.com",
-                                     make_message(subject="burst %d-%d" % (k, i)))
-            except Exception:  # the gateway was killed under this session
-                return
-            if code == 250:
-                with lock:
-                    acked.append(queue_id(text))
-            i += 1
-
-    threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
-    for th in threads:
-        th.start()
-    wait_for(lambda: len(acked) >= 20, 60, "20 messages accepted")
-    gw.proc.send_signal(signal.SIGKILL)
-    gw.proc.wait()
-    stop.set()
-    for th in threads:
-        th.join(timeout=t(30))
-    with lock:
-        got = list(acked)
-    assert len(got) >= 20
+    got = burst_then_kill9(gw)
     gw.start()  # the same data_dir: the spool's rest is applied
     want = set(got)
 
