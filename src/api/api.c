@@ -640,11 +640,7 @@ static void api_list_work(void *arg, struct api_read_reply *out)
 		json_array_append_new(list,
 				      api_message_json(l->v.delete_after_ms, l->v.who, msgs[i]));
 	store_message_array_free(msgs, n);
-	json_t *body = json_object();
-	api_set(body, "messages", list);
-	api_set(body, "next_cursor", http_json_string_or_null(next));
-	free(next);
-	api_read_reply_json(out, 200, body);
+	api_read_reply_page(out, list, next);
 }
 
 static void api_list_messages(struct http_server_request *req, void *arg)

@@ -84,6 +84,16 @@ void api_read_reply_json(struct api_read_reply *out, int status, json_t *body)
 	out->json = body != NULL ? body : json_object();
 }
 
+void api_read_reply_page(struct api_read_reply *out, json_t *messages, char *next)
+{
+	json_t *body = json_pack("{s:o, s:o}", "messages", messages, "next_cursor",
+				 http_json_string_or_null(next));
+	free(next);
+	if (body == NULL)
+		panic("api_read: cannot build a page");
+	api_read_reply_json(out, 200, body);
+}
+
 void api_read_reply_error(struct api_read_reply *out, int status, const char *fmt, ...)
 {
 	va_list ap;

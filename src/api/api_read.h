@@ -91,6 +91,9 @@ void api_read_submit(struct api_read *r, struct http_server_request *req, const 
 
 /* Reader-thread helpers filling a reply (each replaces what was there). */
 void api_read_reply_json(struct api_read_reply *out, int status, json_t *body);
+/* 200 with a page of a listing: {"messages": messages, "next_cursor": next or null};
+ * takes messages and next (free()d). */
+void api_read_reply_page(struct api_read_reply *out, json_t *messages, char *next);
 void api_read_reply_error(struct api_read_reply *out, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Takes bytes (free()d after the reply). */

@@ -271,11 +271,7 @@ static void api_tracking_search_work(void *arg, struct api_read_reply *out)
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(list, api_tracking_message_json(v[i]));
 	store_tracked_messages_free(v, n);
-	json_t *body = json_object();
-	api_tracking_set(body, "messages", list);
-	api_tracking_set(body, "next_cursor", http_json_string_or_null(next));
-	free(next);
-	api_read_reply_json(out, 200, body);
+	api_read_reply_page(out, list, next);
 }
 
 static void api_tracking_search(struct http_server_request *req, void *arg)
