@@ -597,6 +597,48 @@ static void api_users_login_done(void *arg)
 	api_users_login_free(l);
 }
 
+int api_users_session_open(struct api *a, struct http_server_request *req, const char *username,
+			   const char *role, const char *const *addresses, size_t naddresses,
+			   const char *method)
+{
+	struct api_users *u = api_users_of(a);
+	if (u == NULL)
+		return -ENOTSUP;
+	char token[AUTH_TOKEN_TEXT_LEN + 1], csrf[AUTH_TOKEN_TEXT_LEN + 1];
+	char hash_text[AUTH_HASH_TEXT_LEN + 1], peer[AUTH_ADDRESS_MAX + 1];
+	auth_token_new(token);
+	auth_token_new(csrf);
+	auth_token_hash(token, hash_text);
+	api_users_client_address(u, req, peer);
+	int64_t now = clock_now_ms();
+	struct store_session s = {
+	    .username = unconst(username),
+	    .role = unconst(role),
+	    .addresses = unconst(addresses),
+	    .naddresses = naddresses,
+	    .csrf_token = csrf,
+	    .created_at = now,
+	    .expires_at = now + u->cfg.session_idle_ms,
+	};
+	if (s.expires_at > now + u->cfg.session_max_ms)
+		s.expires_at = now + u->cfg.session_max_ms;
+	int rc = store_session_add(api_store(a), hash_text, &s);
+	explicit_bzero(csrf, sizeof(csrf));
+	if (rc < 0) {
+		explicit_bzero(token, sizeof(token));
+		return rc;
+	}
+	char q[300];
+	log_info("api.login", "user=%s role=%s method=%s peer=%s",
+		 log_quote(q, sizeof(q), username), role, method, peer);
+	api_users_audit_as(a, username, "login", peer, json_pack("{s:s}", "method", method));
+	char *cookie = auth_cookie_set(token, u->cfg.session_max_ms / 1000, u->cfg.secure_cookies);
+	explicit_bzero(token, sizeof(token));
+	http_server_add_header(req, "Set-Cookie", cookie);
+	free(cookie);
+	return 0;
+}
+
 /* Answers 401: the login waits for a second factor of this kind (api_users_pending_kind). */
 static void api_users_reply_second(struct http_server_request *req, const char *kind)
 {

@@ -49,6 +49,7 @@
 #include "quarantine/own_events.h"
 #include "quarantine/track_retention.h"
 #include "manager/auth_directory.h"
+#include "manager/auth_oidc.h"
 #include "manager/ingest.h"
 #include "manager/manager_config.h"
 #include "digest/notify.h"
@@ -82,6 +83,7 @@ struct lazaretd {
 	struct capacity *capacity;		 /* the PVO quarantines' max_size */
 	struct notify *notify;
 	struct auth_directory *directory; /* LDAP/IMAP end users, or NULL */
+	struct auth_oidc *oidc;		  /* [auth_oidc] single sign-on, or NULL */
 	SSL_CTX *http_tls;		  /* [http] HTTPS context, or NULL */
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	int64_t shutdown_started;
@@ -514,6 +516,13 @@ static int start(struct lazaretd *d)
 	api_quarantines_register(d->api);
 	api_pvo_actions_register(d->api);
 	digest_pages_register(d->api);
+	/* [auth_oidc] is read once: logins in flight hold it. */
+	d->oidc = auth_oidc_attach(d->api, d->base, &d->cfg);
+	if (d->cfg.oidc_issuer != NULL && d->oidc == NULL) {
+		fprintf(stderr,
+			"lazaretd: cannot read [auth_oidc] client_secret_file (see the log)\n");
+		return -EIO;
+	}
 	api_static_register(d->api);
 	struct http_server_conn_limits hl;
 	http_limits_from(&d->cfg, &hl);
@@ -565,6 +574,7 @@ static void stop(struct lazaretd *d)
 	if (d->ingest != NULL)
 		ingest_set_capacity(d->ingest, NULL);
 	capacity_free(d->capacity);
+	auth_oidc_free(d->oidc);
 	if (d->api != NULL)
 		api_stop(d->api);
 	api_gateways_free(d->gateways);

@@ -22,6 +22,7 @@
 #include "common/xalloc.h"
 #include "api/api_users.h"
 #include "digest/notify_schedule.h"
+#include "manager/auth_oidc.h"
 #include "http/http_config_keys.h"
 #include "smtp/smtp_listener_keys.h"
 #include "store/store.h"
@@ -422,6 +423,66 @@ static const struct confparse_key manager_config_keys[] = {
      .default_text = "10s",
      .min = SEC},
 
+    {.section = "auth_oidc",
+     .name = "issuer",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(oidc_issuer)},
+    {.section = "auth_oidc",
+     .name = "client_id",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(oidc_client_id)},
+    {.section = "auth_oidc",
+     .name = "client_secret_file",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(oidc_client_secret_file)},
+    {.section = "auth_oidc",
+     .name = "scopes",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(oidc_scopes),
+     .default_text = "openid email profile"},
+    {.section = "auth_oidc",
+     .name = "address_claim",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(oidc_address_claim),
+     .default_text = "email"},
+    {.section = "auth_oidc",
+     .name = "role_claim",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(oidc_role_claim)},
+    {.section = "auth_oidc",
+     .name = "admin_values",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(oidc_admin_values)},
+    {.section = "auth_oidc",
+     .name = "operator_values",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(oidc_operator_values)},
+    {.section = "auth_oidc",
+     .name = "allowed_domains",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(oidc_allowed_domains)},
+    {.section = "auth_oidc",
+     .name = "ca_file",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(oidc_ca_file)},
+    {.section = "auth_oidc",
+     .name = "redirect_uri",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(oidc_redirect_uri)},
+    {.section = "auth_oidc",
+     .name = "timeout",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(oidc_timeout_ms),
+     .default_text = "10s",
+     .min = SEC,
+     .max = 120 * SEC},
+    {.section = "auth_oidc",
+     .name = "clock_skew",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(oidc_clock_skew_ms),
+     .default_text = "60s",
+     .max = 600 * SEC},
+
     {.section = "notifications",
      .name = "enabled",
      .type = CONFPARSE_BOOL,
@@ -691,6 +752,46 @@ static void manager_config_directory_tls(struct confparse *cp, struct manager_co
 		confparse_error(cp, "auth_imap", "ca_file", "needs tls = starttls or imaps");
 }
 
+/* [auth_oidc]: what the provider needs, an https:// issuer (http:// on loopback only). */
+static void manager_config_oidc(struct confparse *cp, struct manager_config *cfg)
+{
+	if (cfg->oidc_issuer == NULL) {
+		if (cfg->oidc_client_id != NULL)
+			confparse_error(cp, "auth_oidc", "issuer",
+					"is required when client_id is set");
+		return;
+	}
+	if (auth_oidc_url_ok(cfg->oidc_issuer, true) < 0)
+		confparse_error(cp, "auth_oidc", "issuer",
+				"must be an https:// URL (http:// only on a loopback address)");
+	if (cfg->oidc_client_id == NULL)
+		confparse_error(cp, "auth_oidc", "client_id", "is required when issuer is set");
+	if (cfg->oidc_client_secret_file == NULL)
+		confparse_error(cp, "auth_oidc", "client_secret_file",
+				"is required when issuer is set");
+	else if (access(cfg->oidc_client_secret_file, R_OK) != 0)
+		confparse_error(cp, "auth_oidc", "client_secret_file", "cannot read %s: %s",
+				cfg->oidc_client_secret_file, strerror(errno));
+	if (cfg->oidc_scopes == NULL || !auth_oidc_word_in(cfg->oidc_scopes, "openid"))
+		confparse_error(cp, "auth_oidc", "scopes", "must include openid");
+	if ((cfg->oidc_admin_values != NULL || cfg->oidc_operator_values != NULL) &&
+	    cfg->oidc_role_claim == NULL)
+		confparse_error(cp, "auth_oidc", "role_claim",
+				"is required with admin_values or operator_values");
+	manager_config_check_ca(cp, "auth_oidc", cfg->oidc_ca_file);
+	if (cfg->oidc_redirect_uri != NULL && strncmp(cfg->oidc_redirect_uri, "https://", 8) != 0 &&
+	    strncmp(cfg->oidc_redirect_uri, "http://", 7) != 0)
+		confparse_error(cp, "auth_oidc", "redirect_uri",
+				"must start with http:// or https://");
+	if (cfg->oidc_redirect_uri == NULL && cfg->notify_base_url != NULL) {
+		size_t n = strlen(cfg->notify_base_url);
+		while (n > 0 && cfg->notify_base_url[n - 1] == '/')
+			n--;
+		cfg->oidc_redirect_uri =
+		    xasprintf("%.*s/auth/oidc/callback", (int)n, cfg->notify_base_url);
+	}
+}
+
 /* [http] allowed_origins: each "http[s]://host[:port]", no path, no wildcard. */
 static void manager_config_origins(struct confparse *cp, const char *list)
 {
@@ -769,6 +870,8 @@ static void manager_config_validate(struct confparse *cp, void *target, void *ar
 
 	manager_config_directory_tls(cp, cfg);
 	manager_config_notifications(cp, cfg);
+
+	manager_config_oidc(cp, cfg);
 
 	if (cfg->retry_max_ms < cfg->retry_min_ms)
 		confparse_error(cp, "release", "retry_max", "must not be less than retry_min");

@@ -128,6 +128,21 @@ struct manager_config {
 	char *imap_tls;		 /* starttls | imaps | none; default starttls */
 	char *imap_ca_file;	 /* PEM CA for the server's certificate; NULL: system store */
 
+	/* [auth_oidc]: single sign-on through OpenID Connect (issuer NULL: off) */
+	char *oidc_issuer;
+	char *oidc_client_id;
+	char *oidc_client_secret_file; /* its first line is the secret */
+	char *oidc_scopes;	       /* default "openid email profile" */
+	char *oidc_address_claim;      /* default "email" */
+	char *oidc_role_claim;	       /* NULL: everyone is an end user */
+	char *oidc_admin_values;
+	char *oidc_operator_values;
+	char *oidc_allowed_domains; /* NULL: any domain */
+	char *oidc_ca_file;	    /* PEM CA for the provider; NULL: system store */
+	char *oidc_redirect_uri;    /* default <[notifications] base_url>/auth/oidc/callback */
+	int64_t oidc_timeout_ms;    /* one request to the provider; default 10s */
+	int64_t oidc_clock_skew_ms; /* default 60s */
+
 	/* [notifications]: end users' spam digests */
 	bool notify_enabled;	     /* default no */
 	char *notify_schedule;	     /* default "daily 09:00" (digest/notify.h forms) */

@@ -1431,7 +1431,36 @@ async function tracking() {
   }
 }
 
+// Single sign-on: the login button (both languages) to the provider and back,
+// signed in as the provider's user; a refused login shows why.
+async function oidc() {
+  for (const [locale, lang] of [['ja-JP', 'ja'], ['en-US', 'en']]) {
+    const b = await launch(locale);
+    try {
+      await b.page.goto(BASE + '/messages');
+      await b.page.waitForURL(/\/login/);
+      await b.page.waitForSelector('[data-test=login-oidc]');
+      result.values[`button_${lang}`] = await b.page.textContent('[data-test=login-oidc]');
+      await shot(b.page, `oidc-login-${lang}`);
+      await b.page.click('[data-test=login-oidc]');
+      await b.page.waitForURL(/\/messages/);
+      await b.page.waitForSelector('[data-test=user-name]');
+      const who = await b.page.textContent('[data-test=user-name]');
+      check(`${lang}: signed in as the provider's user`, who === P.address, who);
+      await shot(b.page, `oidc-signed-in-${lang}`);
+      // the state is spent: going back to the callback is refused with a reason
+      const again = await b.page.goto(BASE + '/auth/oidc/callback?code=x&state=' + 'A'.repeat(43));
+      check(`${lang}: a stale callback answers 401`, again.status() === 401, again.status());
+      const why = await b.page.textContent('#reason');
+      check(`${lang}: the page says why`, /already been used/.test(why), why);
+    } finally {
+      await b.close();
+    }
+  }
+}
+
 const SCENARIOS = {
+  oidc,
   'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks,
   attachments: attachmentsAndHiddenBodies, gateways, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator,
   totp, tracking,

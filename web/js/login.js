@@ -158,5 +158,20 @@ export function renderLogin(main) {
   submit);
   main.append(h('div.login-card', form));
   user.focus();
+  ssoButton(form);
   return undefined;
+}
+
+// Single sign-on: a button to the provider's login when the server has one
+// (GET /api/v1/session/oidc answers 404 when [auth_oidc] is not configured).
+async function ssoButton(form) {
+  let doc;
+  try {
+    doc = await api('GET', '/api/v1/session/oidc', undefined, { quiet401: true });
+  } catch (e) {
+    return;
+  }
+  if (!doc || typeof doc.login_url !== 'string' || !doc.login_url.startsWith('/') || doc.login_url.startsWith('//')) return;
+  form.append(h('p.login-or.muted', t('login.or')),
+    h('a.btn.btn-block.login-alt', { href: doc.login_url, 'data-test': 'login-oidc' }, t('login.oidc')));
 }
