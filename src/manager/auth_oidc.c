@@ -174,7 +174,10 @@ int auth_oidc_url_ok(const char *url, bool loopback_http)
 		const char *close = memchr(host, ']', hlen);
 		if (close == NULL)
 			return -EINVAL;
-		return (size_t)(close - host) == 4 && strncmp(host, "[::1", 4) == 0 ? 0 : -EINVAL;
+		bool end = (size_t)(close - host) + 1 == hlen || close[1] == ':';
+		return (size_t)(close - host) == 4 && strncmp(host, "[::1", 4) == 0 && end
+			   ? 0
+			   : -EINVAL;
 	}
 	const char *colon = memchr(host, ':', hlen);
 	if (colon != NULL)
@@ -665,8 +668,10 @@ static int oidc_check_claims(struct auth_oidc *o, struct oidc_job *j, json_t *c,
 	}
 	/* the addresses */
 	json_t *v = oidc_claim(c, o->address_claim);
+	json_t *verified = json_object_get(c, "email_verified");
 	if (strcmp(o->address_claim, "email") == 0 &&
-	    json_is_false(json_object_get(c, "email_verified"))) {
+	    (json_is_false(verified) ||
+	     (json_is_string(verified) && strcmp(json_string_value(verified), "false") == 0))) {
 		*why = xstrdup("the provider has not verified this address");
 		return -EACCES;
 	}

@@ -317,6 +317,21 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	    !str_same(next.http_tls_key, d->cfg.http_tls_key))
 		log_warn("manager.reload_partial", "reason=\"listen addresses, data_dir, [store] "
 						   "and TLS files change on restart only\"");
+	if (!str_same(next.oidc_issuer, d->cfg.oidc_issuer) ||
+	    !str_same(next.oidc_client_id, d->cfg.oidc_client_id) ||
+	    !str_same(next.oidc_client_secret_file, d->cfg.oidc_client_secret_file) ||
+	    !str_same(next.oidc_scopes, d->cfg.oidc_scopes) ||
+	    !str_same(next.oidc_address_claim, d->cfg.oidc_address_claim) ||
+	    !str_same(next.oidc_role_claim, d->cfg.oidc_role_claim) ||
+	    !str_same(next.oidc_admin_values, d->cfg.oidc_admin_values) ||
+	    !str_same(next.oidc_operator_values, d->cfg.oidc_operator_values) ||
+	    !str_same(next.oidc_allowed_domains, d->cfg.oidc_allowed_domains) ||
+	    !str_same(next.oidc_ca_file, d->cfg.oidc_ca_file) ||
+	    !str_same(next.oidc_redirect_uri, d->cfg.oidc_redirect_uri) ||
+	    next.oidc_timeout_ms != d->cfg.oidc_timeout_ms ||
+	    next.oidc_clock_skew_ms != d->cfg.oidc_clock_skew_ms)
+		log_warn("manager.reload_partial",
+			 "reason=\"[auth_oidc] changes on restart only\"");
 	if (next.read_threads != d->cfg.read_threads)
 		log_warn("manager.reload_partial",
 			 "reason=\"[http] read_threads changes on restart only\"");

@@ -18,6 +18,7 @@
 
 #include "common/acl.h"
 #include "common/xalloc.h"
+#include "manager/auth_oidc.h"
 #include "manager/manager_config.h"
 
 #define SEC  INT64_C(1000)
@@ -441,6 +442,78 @@ static void test_validation_errors(void **state)
 	}
 }
 
+/* [auth_oidc]: defaults, the redirect URI from the base URL, and what is refused. */
+static void test_oidc(void **state)
+{
+	(void)state;
+	char *secret = in_dir("oidc.secret");
+	write_file(secret, "s3cret\n");
+	struct manager_config cfg;
+	char *errors = NULL;
+	char *text = xasprintf("[http]\nadmin_token = t\nlisten = 127.0.0.1:8080\n"
+			       "[auth_oidc]\nissuer = https://idp.example.com/realms/mail\n"
+			       "client_id = lazaret\nclient_secret_file = %s\n",
+			       secret);
+	assert_int_equal(load(text, &cfg, &errors), 0);
+	free(text);
+	assert_string_equal(cfg.oidc_issuer, "https://idp.example.com/realms/mail");
+	assert_string_equal(cfg.oidc_scopes, "openid email profile");
+	assert_string_equal(cfg.oidc_address_claim, "email");
+	assert_null(cfg.oidc_role_claim);
+	assert_null(cfg.oidc_allowed_domains);
+	assert_string_equal(cfg.oidc_redirect_uri, "http://127.0.0.1:8080/auth/oidc/callback");
+	assert_int_equal(cfg.oidc_timeout_ms, 10 * SEC);
+	assert_int_equal(cfg.oidc_clock_skew_ms, 60 * SEC);
+	manager_config_free(&cfg);
+
+	static const struct {
+		const char *body;
+		const char *error;
+	} bad[] = {
+	    {"issuer = http://idp.example.com/\nclient_id = c\n",
+	     "[auth_oidc] issuer: must be an https:// URL (http:// only on a loopback address)"},
+	    {"issuer = http://127.0.0.1.evil.test/\nclient_id = c\n",
+	     "[auth_oidc] issuer: must be an https:// URL"},
+	    {"issuer = https://user@idp.example.com/\nclient_id = c\n",
+	     "[auth_oidc] issuer: must be an https:// URL"},
+	    {"issuer = https://idp.example.com/\n", "[auth_oidc] client_id: is required"},
+	    {"issuer = https://idp.example.com/\nclient_id = c\nscopes = email profile\n",
+	     "[auth_oidc] scopes: must include openid"},
+	    {"issuer = https://idp.example.com/\nclient_id = c\nadmin_values = admins\n",
+	     "[auth_oidc] role_claim: is required with admin_values or operator_values"},
+	    {"client_id = c\n", "[auth_oidc] issuer: is required when client_id is set"},
+	    {"issuer = https://idp.example.com/\nclient_id = c\nclock_skew = 1h\n",
+	     "[auth_oidc] clock_skew: must be at most"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		text =
+		    xasprintf("[http]\nadmin_token = t\n[auth_oidc]\nclient_secret_file = %s\n%s",
+			      secret, bad[i].body);
+		int rc = load(text, &cfg, &errors);
+		free(text);
+		if (rc != -EINVAL || errors == NULL || strstr(errors, bad[i].error) == NULL)
+			fail_msg("case %zu: rc %d, errors %s", i, rc, errors ? errors : "(none)");
+		free(errors);
+		errors = NULL;
+	}
+	free(secret);
+
+	assert_int_equal(auth_oidc_url_ok("https://idp.example.com", false), 0);
+	assert_int_equal(auth_oidc_url_ok("http://127.0.0.1:8080/x", true), 0);
+	assert_int_equal(auth_oidc_url_ok("http://[::1]:8080/x", true), 0);
+	assert_int_equal(auth_oidc_url_ok("http://localhost/x", true), 0);
+	assert_int_equal(auth_oidc_url_ok("http://127.0.0.1:8080/x", false), -EINVAL);
+	assert_int_equal(auth_oidc_url_ok("http://10.0.0.1/x", true), -EINVAL);
+	assert_int_equal(auth_oidc_url_ok("http://localhost.evil.test/", true), -EINVAL);
+	assert_int_equal(auth_oidc_url_ok("http://[::1].evil/", true), -EINVAL);
+	assert_int_equal(auth_oidc_url_ok("https://", true), -EINVAL);
+	assert_int_equal(auth_oidc_url_ok("https://a b/", true), -EINVAL);
+	assert_int_equal(auth_oidc_url_ok("javascript:alert(1)", true), -EINVAL);
+	assert_true(auth_oidc_word_in("mail-admins, ops", "ops"));
+	assert_false(auth_oidc_word_in("mail-admins, ops", "mail"));
+	assert_false(auth_oidc_word_in(NULL, "ops"));
+}
+
 /* HTTPS turns Secure cookies on unless secure_cookies says no; an empty value is the default. */
 static void test_https_defaults(void **state)
 {
@@ -569,6 +642,7 @@ int main(void)
 	    cmocka_unit_test(test_validation_errors),
 	    cmocka_unit_test(test_tls_unreadable_and_many_errors),
 	    cmocka_unit_test(test_https_defaults),
+	    cmocka_unit_test(test_oidc),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_shipped_files),
 	};
