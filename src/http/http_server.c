@@ -138,6 +138,7 @@ static const struct {
     {201, NULL, "Created"},
     {202, NULL, "Accepted"},
     {204, NULL, "No Content"},
+    {302, NULL, "Found"},
     {303, NULL, "See Other"},
     {304, NULL, "Not Modified"},
     {400, "bad_request", "Bad Request"},

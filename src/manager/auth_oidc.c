@@ -928,6 +928,7 @@ static void oidc_reply_failure(struct http_server_request *req, int status, cons
 	strbuf_printf(&sb,
 		      "</p>\n<p><a href=\"/\">Back to the login page</a></p>\n</body></html>\n");
 	http_server_add_header(req, "Cache-Control", "no-store");
+	http_server_add_header(req, "Referrer-Policy", "no-referrer");
 	http_server_reply_bytes(req, status, "text/html; charset=utf-8", strbuf_str(&sb), (sb).len);
 	strbuf_free(&sb);
 }
@@ -936,6 +937,8 @@ static void oidc_redirect(struct http_server_request *req, const char *location)
 {
 	http_server_add_header(req, "Location", location);
 	http_server_add_header(req, "Cache-Control", "no-store");
+	/* the callback's URL holds the code and the state: they go nowhere else */
+	http_server_add_header(req, "Referrer-Policy", "no-referrer");
 	http_server_reply_bytes(req, 302, "text/plain; charset=utf-8", "", 0);
 }
 

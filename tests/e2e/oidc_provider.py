@@ -4,9 +4,12 @@ loopback: discovery, authorization (code flow with PKCE S256, signing in the
 configured user at once), token (client_secret_basic) and JWKS endpoints. ID
 tokens are real JWS signatures made with python3-jwcrypto (RS256 or ES256).
 
-    oidc_provider.py PORT CLIENT_ID CLIENT_SECRET REDIRECT_URI
+    oidc_provider.py CLIENT_ID CLIENT_SECRET
 
-POST /_control (JSON) tells it what the next tokens look like: "claims" (merged
+It listens on a free port of 127.0.0.1 and prints it (one line) once listening.
+
+POST /_control (JSON) sets "redirect_uri" (the one client's only one), and tells
+it what the next tokens look like: "claims" (merged
 into the ID token), "alg" (RS256/ES256), "mode" (normal, forged, unknown_kid,
 alg_none, replay_last), "rotate": true (a new signing key; the old one is no
 longer published). GET /_log lists the requests to /authorize and /token.
@@ -24,8 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from jwcrypto import jwk, jwt
 
-PORT, CLIENT_ID, CLIENT_SECRET, REDIRECT_URI = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-ISSUER = "http://127.0.0.1:%s" % PORT
+CLIENT_ID, CLIENT_SECRET = sys.argv[1], sys.argv[2]
+SERVER = ThreadingHTTPServer(("127.0.0.1", 0), None)
+ISSUER = "http://127.0.0.1:%d" % SERVER.server_address[1]
 
 lock = threading.Lock()
 state = {
@@ -38,6 +42,7 @@ state = {
     "codes": {},
     "last_id_token": None,
     "log": [],
+    "redirect_uri": None,
 }
 
 
@@ -117,7 +122,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/authorize":
             with lock:
                 state["log"].append({"endpoint": "authorize", "query": q})
-            if q.get("client_id") != CLIENT_ID or q.get("redirect_uri") != REDIRECT_URI:
+            if q.get("client_id") != CLIENT_ID or q.get("redirect_uri") != state["redirect_uri"]:
                 return self.reply(400, {"error": "invalid_request"})
             if q.get("response_type") != "code" or q.get("code_challenge_method") != "S256" \
                     or "openid" not in q.get("scope", "").split():
@@ -126,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 state["codes"][code] = {"nonce": q.get("nonce"),
                                         "challenge": q.get("code_challenge")}
-            loc = REDIRECT_URI + "?" + urllib.parse.urlencode(
+            loc = state["redirect_uri"] + "?" + urllib.parse.urlencode(
                 {"code": code, "state": q.get("state", "")})
             return self.reply(302, None, [("Location", loc)])
         return self.reply(404, {"error": "not_found"})
@@ -137,6 +142,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_control":
             doc = json.loads(raw)
             with lock:
+                if "redirect_uri" in doc:
+                    state["redirect_uri"] = doc["redirect_uri"]
                 if "claims" in doc:
                     state["claims"] = doc["claims"]
                 if "alg" in doc:
@@ -164,7 +171,7 @@ class Handler(BaseHTTPRequestHandler):
         with lock:
             grant = state["codes"].pop(form.get("code"), None)
         if grant is None or form.get("grant_type") != "authorization_code" or \
-                form.get("redirect_uri") != REDIRECT_URI:
+                form.get("redirect_uri") != state["redirect_uri"]:
             return self.reply(400, {"error": "invalid_grant"})
         verifier = form.get("code_verifier", "")
         if b64url(hashlib.sha256(verifier.encode()).digest()) != grant["challenge"]:
@@ -173,4 +180,6 @@ class Handler(BaseHTTPRequestHandler):
                                 "expires_in": 300, "id_token": id_token(grant["nonce"])})
 
 
-ThreadingHTTPServer(("127.0.0.1", int(PORT)), Handler).serve_forever()
+SERVER.RequestHandlerClass = Handler
+print(SERVER.server_address[1], flush=True)
+SERVER.serve_forever()

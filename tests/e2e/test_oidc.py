@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from conftest import REPO
-from e2e_helpers import free_port, t, wait_for
+from e2e_helpers import t
 from test_web import WEB_ROOT, run_browser
 
 PROVIDER = os.path.join(REPO, "tests", "e2e", "oidc_provider.py")
@@ -25,21 +25,15 @@ CLIENT_SECRET = "s3cret/with+odd=chars"
 
 
 class Provider:
-    def __init__(self, port, redirect_uri):
-        self.port = port
-        self.url = "http://127.0.0.1:%d" % port
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", PROVIDER, str(port), CLIENT_ID, CLIENT_SECRET, redirect_uri],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(self.up, t(15), "the OpenID provider to listen")
+    """The provider process: it binds a free port itself and prints it."""
 
-    def up(self):
-        assert self.proc.poll() is None, self.proc.stderr.read().decode()
-        try:
-            urllib.request.urlopen(self.url + "/.well-known/openid-configuration", timeout=2)
-            return True
-        except OSError:
-            return False
+    def __init__(self):
+        self.proc = subprocess.Popen(["/usr/bin/python3", PROVIDER, CLIENT_ID, CLIENT_SECRET],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.strip().isdigit(), "the provider did not start: %s" % self.proc.stderr.read()
+        self.port = int(line)
+        self.url = "http://127.0.0.1:%d" % self.port
 
     def control(self, **doc):
         req = urllib.request.Request(self.url + "/_control", data=json.dumps(doc).encode(),
@@ -52,6 +46,8 @@ class Provider:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
 
 
 @pytest.fixture
@@ -61,11 +57,12 @@ def oidc(start_manager, workdir):
     made = []
 
     def factory(**overrides):
-        pport = free_port()
-        secret = os.path.join(workdir, "oidc-%d.secret" % pport)
+        p = Provider()
+        made.append(p)
+        secret = os.path.join(workdir, "oidc-%d.secret" % p.port)
         with open(secret, "w") as f:
             f.write(CLIENT_SECRET + "\n")
-        cfg = dict(auth_oidc__issuer="http://127.0.0.1:%d" % pport,
+        cfg = dict(auth_oidc__issuer=p.url,
                    auth_oidc__client_id=CLIENT_ID,
                    auth_oidc__client_secret_file=secret,
                    auth_oidc__allowed_domains="example.com, example.org",
@@ -75,8 +72,7 @@ def oidc(start_manager, workdir):
                    http__web_root=WEB_ROOT)
         cfg.update(overrides)
         m = start_manager(start=False, **cfg)
-        p = Provider(pport, m.http_url + "/auth/oidc/callback")
-        made.append(p)
+        p.control(redirect_uri=m.http_url + "/auth/oidc/callback")
         m.start()
         return m, p
 
@@ -159,6 +155,8 @@ def test_login_opens_a_session_with_role_and_addresses(oidc, alg):
     st, hdrs, body, session = login(m)
     assert st == 302 and header(hdrs, "Location") == ["/"], (st, body)
     assert session is not None
+    # the callback's URL (code, state) is not handed on as a Referer
+    assert header(hdrs, "Referrer-Policy") == ["no-referrer"]
     _, attrs = cookie_of(hdrs, "lazaret_session")
     assert "HttpOnly" in attrs and "SameSite=Strict" in attrs
     st, doc = me(m, session)
