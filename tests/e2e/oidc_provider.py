@@ -11,7 +11,7 @@ It listens on a free port of 127.0.0.1 and prints it (one line) once listening.
 POST /_control (JSON) sets "redirect_uri" (the one client's only one), and tells
 it what the next tokens look like: "claims" (merged
 into the ID token), "alg" (RS256/ES256), "mode" (normal, forged, unknown_kid,
-alg_none, replay_last), "rotate": true (a new signing key; the old one is no
+alg_none, hs256_pubkey, replay_last), "rotate": true (a new signing key; the old one is no
 longer published). GET /_log lists the requests to /authorize and /token.
 """
 
@@ -70,6 +70,11 @@ def id_token(nonce):
         # same key id, another key: the signature cannot verify
         sign_with = jwk.JWK.generate(kty="RSA", size=2048) if alg == "RS256" else \
             jwk.JWK.generate(kty="EC", crv="P-256")
+    elif mode == "hs256_pubkey":
+        # the classic confusion: HMAC keyed with the published RSA key's PEM
+        pem = state["keys"]["RS256"].export_to_pem()
+        sign_with = jwk.JWK(kty="oct", k=b64url(pem))
+        header = {"alg": "HS256", "kid": state["keys"]["RS256"].key_id}
     elif mode == "unknown_kid":
         sign_with = jwk.JWK.generate(kty="RSA", size=2048, kid="ghost") if alg == "RS256" \
             else jwk.JWK.generate(kty="EC", crv="P-256", kid="ghost")

@@ -44,6 +44,8 @@ class Provider:
         return json.loads(urllib.request.urlopen(self.url + "/_log", timeout=t(10)).read())
 
     def stop(self):
+        if self.proc.poll() is not None:
+            return
         self.proc.terminate()
         self.proc.wait(timeout=10)
         self.proc.stdout.close()
@@ -242,6 +244,30 @@ def test_alg_none_is_refused(oidc):
     m, p = oidc()
     p.control(mode="alg_none")
     refused(m, "algorithm &quot;none&quot; is not accepted")
+
+
+def test_hmac_keyed_with_the_public_key_is_refused(oidc):
+    m, p = oidc()
+    p.control(mode="hs256_pubkey")
+    refused(m, "algorithm &quot;HS256&quot; is not accepted")
+
+
+def test_wrong_client_secret_is_refused_by_the_provider(oidc, workdir):
+    bad = os.path.join(workdir, "wrong.secret")
+    with open(bad, "w") as f:
+        f.write("not-the-secret\n")
+    m, p = oidc(auth_oidc__client_secret_file=bad)
+    refused(m, "the provider refused the code (invalid_client)")
+
+
+def test_provider_down_answers_503_with_a_reason(oidc):
+    m, p = oidc()
+    p.stop()
+    st, hdrs, body = get(m.http_url + "/auth/oidc/login")
+    assert st == 503 and b"cannot be reached" in body, (st, body)
+    assert not cookie_of(hdrs, "lazaret_oidc")[0]
+    # password logins are not affected
+    assert m.api("GET", "/api/v1/session", token=None)[0] == 401
 
 
 def test_address_outside_allowed_domains_is_refused(oidc):
