@@ -291,8 +291,7 @@ static json_t *oidc_fetch(struct auth_oidc *o, const char *url, const char *form
 	} else {
 		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
 		json_error_t jerr;
-		out =
-		    json_loadb(strbuf_str(&sink.sb), (sink.sb).len, JSON_REJECT_DUPLICATES, &jerr);
+		out = json_loadb(strbuf_str(&sink.sb), sink.sb.len, JSON_REJECT_DUPLICATES, &jerr);
 		if (out != NULL && !json_is_object(out)) {
 			json_decref(out);
 			out = NULL;
@@ -770,16 +769,15 @@ static int oidc_exchange(struct auth_oidc *o, struct oidc_job *j, char **why, in
 	oidc_escape(&cred, o->client_id);
 	strbuf_printf(&cred, ":");
 	oidc_escape(&cred, o->client_secret);
-	size_t b64len = sodium_base64_ENCODED_LEN((cred).len, sodium_base64_VARIANT_ORIGINAL);
-	char *b64 = xmalloc(b64len);
-	sodium_bin2base64(b64, b64len, (const unsigned char *)strbuf_str(&cred), (cred).len,
+	size_t b64len = sodium_base64_ENCODED_LEN(cred.len, sodium_base64_VARIANT_ORIGINAL);
+	char *auth = xmalloc(sizeof("Basic ") - 1 + b64len);
+	memcpy(auth, "Basic ", sizeof("Basic ") - 1);
+	sodium_bin2base64(auth + sizeof("Basic ") - 1, b64len,
+			  (const unsigned char *)strbuf_str(&cred), cred.len,
 			  sodium_base64_VARIANT_ORIGINAL);
-	char *auth = xasprintf("Basic %s", b64);
 	long st;
 	json_t *reply = oidc_fetch(o, token_endpoint, strbuf_str(&form), auth, &st, why);
-	explicit_bzero(b64, strlen(b64));
 	explicit_bzero(auth, strlen(auth));
-	free(b64);
 	free(auth);
 	strbuf_free(&cred);
 	strbuf_free(&form);
@@ -929,7 +927,7 @@ static void oidc_reply_failure(struct http_server_request *req, int status, cons
 		      "</p>\n<p><a href=\"/\">Back to the login page</a></p>\n</body></html>\n");
 	http_server_add_header(req, "Cache-Control", "no-store");
 	http_server_add_header(req, "Referrer-Policy", "no-referrer");
-	http_server_reply_bytes(req, status, "text/html; charset=utf-8", strbuf_str(&sb), (sb).len);
+	http_server_reply_bytes(req, status, "text/html; charset=utf-8", strbuf_str(&sb), sb.len);
 	strbuf_free(&sb);
 }
 
