@@ -597,6 +597,16 @@ static void api_users_login_done(void *arg)
 	api_users_login_free(l);
 }
 
+void api_users_client_address_of(struct api *a, struct http_server_request *req,
+				 char out[AUTH_ADDRESS_MAX + 1])
+{
+	struct api_users *u = api_users_of(a);
+	if (u == NULL)
+		auth_client_address(http_server_request_peer(req), NULL, NULL, out);
+	else
+		api_users_client_address(u, req, out);
+}
+
 int api_users_session_open(struct api *a, struct http_server_request *req, const char *username,
 			   const char *role, const char *const *addresses, size_t naddresses,
 			   const char *method)

@@ -13,6 +13,8 @@
 
 #include <jansson.h>
 
+#include "api/auth.h"
+
 struct api;
 struct api_actor;
 struct event_base;
@@ -94,6 +96,12 @@ void api_users_configure(struct api *a, const struct api_users_config *cfg);
  */
 int api_users_initial_admin(struct api *a, const char *username, const char *password_file);
 
+/*
+ * The client address of req as the login limits see it (the peer, or the
+ * X-Forwarded-For entry of a [http] trusted_proxies proxy), into out.
+ */
+void api_users_client_address_of(struct api *a, struct http_server_request *req,
+				 char out[AUTH_ADDRESS_MAX + 1]);
 /*
  * Opens a session for a login checked elsewhere (single sign-on): writes the
  * session row (username, role, the addresses it may see), the audit row and log

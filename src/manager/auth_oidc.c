@@ -55,6 +55,14 @@
 #define AUTH_OIDC_PENDING_MS (10 * 60 * 1000LL)
 /* Pending logins kept at once; the oldest goes first when full. */
 #define AUTH_OIDC_PENDING_MAX 4096
+/*
+ * Logins one client address may start per AUTH_OIDC_START_WINDOW_MS; beyond, 429.
+ * Far more than people behind one proxy need, far too few to push the others'
+ * pending logins out of the table.
+ */
+#define AUTH_OIDC_STARTS_MAX	  120
+#define AUTH_OIDC_START_WINDOW_MS (60 * 1000LL)
+#define AUTH_OIDC_RATELIMIT_KEYS  10000
 /* Requests to the provider in flight or queued; beyond, logins get 503. */
 #define AUTH_OIDC_JOBS_MAX 64
 #define AUTH_OIDC_THREADS  2
@@ -95,7 +103,8 @@ struct auth_oidc {
 	int64_t timeout_ms, skew_ms;
 	bool secure_cookies;
 	/* loop thread */
-	struct oidc_pending *pending; /* ring of AUTH_OIDC_PENDING_MAX */
+	struct oidc_pending *pending;  /* ring of AUTH_OIDC_PENDING_MAX */
+	struct auth_ratelimit *starts; /* logins started per client address */
 	size_t next_slot;
 	struct oidc_job *jobs;
 	size_t njobs;
@@ -1014,6 +1023,21 @@ static void oidc_submit(struct auth_oidc *o, struct oidc_job *j, struct http_ser
 static void oidc_login(struct http_server_request *req, void *arg)
 {
 	struct auth_oidc *o = arg;
+	char peer[AUTH_ADDRESS_MAX + 1];
+	api_users_client_address_of(o->api, req, peer);
+	int64_t now = clock_now_ms();
+	int64_t wait = auth_ratelimit_check(o->starts, peer, NULL, now);
+	if (wait > 0) {
+		log_warn("oidc.login_limited", "peer=%s retry_after_s=%lld", peer,
+			 (long long)(wait + 999) / 1000);
+		char retry[32];
+		snprintf(retry, sizeof(retry), "%lld", (long long)(wait + 999) / 1000);
+		http_server_add_header(req, "Retry-After", retry);
+		oidc_reply_failure(req, 429, "too many logins from your address; try again later");
+		return;
+	}
+	auth_ratelimit_begin(o->starts, peer, now);
+	auth_ratelimit_done(o->starts, peer, AUTH_ATTEMPT_FAILED, NULL, now);
 	struct oidc_job *j = oidc_job_new(o, req, OIDC_LOGIN);
 	if (j == NULL)
 		return;
@@ -1148,6 +1172,8 @@ struct auth_oidc *auth_oidc_attach(struct api *a, struct event_base *base,
 	o->skew_ms = cfg->oidc_clock_skew_ms;
 	o->secure_cookies = cfg->secure_cookies;
 	o->pending = xcalloc(AUTH_OIDC_PENDING_MAX, sizeof(*o->pending));
+	o->starts = auth_ratelimit_new(AUTH_OIDC_STARTS_MAX, AUTH_OIDC_START_WINDOW_MS,
+				       AUTH_OIDC_RATELIMIT_KEYS);
 	pthread_mutex_init(&o->mu, NULL);
 	o->pool = workpool_new(AUTH_OIDC_THREADS);
 	o->loopq = loopq_new(base);
@@ -1173,6 +1199,7 @@ void auth_oidc_free(struct auth_oidc *o)
 	}
 	explicit_bzero(o->pending, AUTH_OIDC_PENDING_MAX * sizeof(*o->pending));
 	free(o->pending);
+	auth_ratelimit_free(o->starts);
 	pthread_mutex_destroy(&o->mu);
 	explicit_bzero(o->client_secret, strlen(o->client_secret));
 	free(o->client_secret);

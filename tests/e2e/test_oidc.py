@@ -334,6 +334,18 @@ def test_provider_error_and_forged_state_are_refused(oidc):
     assert st == 401 and b"unknown, expired or has already been used" in body
 
 
+def test_one_address_cannot_flood_the_pending_logins(oidc):
+    """Starting logins costs a table entry each: one client address gets 120 a minute."""
+    m, p = oidc()
+    for i in range(120):
+        st, _, _ = get(m.http_url + "/auth/oidc/login")
+        assert st == 302, i
+    st, hdrs, body = get(m.http_url + "/auth/oidc/login")
+    assert st == 429 and b"too many logins" in body
+    assert int(header(hdrs, "Retry-After")[0]) > 0
+    assert "oidc.login_limited" in m.log_text()
+
+
 def test_key_rotation_is_followed(oidc):
     m, p = oidc()
     st, _, _, session = login(m)
