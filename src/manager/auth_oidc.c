@@ -88,7 +88,6 @@ struct oidc_pending {
 	char verifier[AUTH_OIDC_RANDOM_LEN + 1];
 	char binding[AUTH_HASH_TEXT_LEN + 1]; /* hash of the lazaret_oidc cookie */
 	int64_t expires_at;
-	bool used;
 };
 
 struct oidc_job;
@@ -1050,7 +1049,7 @@ static void oidc_login(struct http_server_request *req, void *arg)
 	oidc_submit(o, j, req);
 }
 
-/* The pending login of state, taken out of the table (single use); NULL when none. */
+/* The pending login of state into *out, taken out of the table (single use); false when none. */
 static bool oidc_take(struct auth_oidc *o, const char *state, struct oidc_pending *out)
 {
 	bool found = false;
