@@ -787,6 +787,10 @@ static int gw_start(struct gw *gw)
 	/* in every mode: what local mode stored before a switch ages out too */
 	gw->track_retention = track_retention_new(gw->base, gw->st, cfg->tracking_retention_ms,
 						  cfg->purge_interval_ms);
+	/* the rollups local mode fills: the manager's default retention */
+	static const int64_t report_retention_ms[STORE_REPORT_NGRANS] = {90 * 86400000LL,
+									 1098 * 86400000LL, 0};
+	track_retention_reports(gw->track_retention, report_retention_ms);
 	struct release_config relc;
 	release_config_from(cfg, &relc);
 	if ((rc = release_start(gw->st, &relc, &gw->release)) < 0) {
