@@ -270,3 +270,22 @@ def test_bad_parameters_are_400_and_reports_are_for_admins(manager):
     # no period: the last day
     doc = report(manager, "overview")
     assert doc["period"] == "day" and doc["totals"]["incoming"] == 0
+
+
+def test_retention_removes_old_hours_and_keeps_their_days(start_manager):
+    # hours kept a day, days kept: the hours of 2025-12-05 go, the day stays
+    mgr = start_manager(reporting__hourly_retention="1d", reporting__daily_retention="0",
+                        tracking__retention="0", purge_interval="1s")
+    token = register(mgr, "gw-r")
+    st, doc = push(mgr, token, {"events": message(1, T0 + 3600000, "m-1", "a@x.test",
+                                                   ["u1@example.com"], "clean")})
+    assert (st, doc) == (200, {"acked": 3, "stored": 3})
+    hours = {"period": "custom", "since": "2025-12-05T00:00:00Z",
+             "until": "2025-12-05T12:00:00Z"}
+    days = {"period": "custom", "since": "2025-12-01T00:00:00Z",
+            "until": "2025-12-31T00:00:00Z"}
+    wait_for(lambda: report(mgr, "overview", **hours)["totals"]["incoming"] == 0, 30,
+             "the old hours removed")
+    assert report(mgr, "overview", **days)["totals"]["incoming"] == 1
+    assert rows(mgr, "internal_users", **days) == {"u1@example.com": {"incoming": 1, "clean": 1}}
+    assert mgr.metrics()["lazaret_reporting_purged_total"] > 0
