@@ -21,6 +21,7 @@ from gw_fixtures import GTUBE, make_message
 from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
 from test_attachments import login
 from test_events import error, push, register, tracking_gateway
+from test_tracking_local import local_gateway
 
 FILTERS = 'no_invoice: if subject == "^Invoice" { drop; }\n'
 
@@ -289,3 +290,36 @@ def test_retention_removes_old_hours_and_keeps_their_days(start_manager):
     assert report(mgr, "overview", **days)["totals"]["incoming"] == 1
     assert rows(mgr, "internal_users", **days) == {"u1@example.com": {"incoming": 1, "clean": 1}}
     assert mgr.metrics()["lazaret_reporting_purged_total"] > 0
+
+
+def test_a_local_gateway_reports_its_own_traffic(start_gateway, aio_sink):  # noqa: F811
+    gw = local_gateway(start_gateway, aio_sink.host, antispam={"positive_action": "tag"})
+    code, text = gw.send("alice@sender.test", ["bob@example.com", "carol@example.com"],
+                         make_message(subject="Clean"))
+    assert code == 250, text
+    code, text = gw.send("spammer@spam.test", "bob@example.com",
+                         make_message(subject="Win", body="Buy now.\r\n%s\r\n" % GTUBE))
+    assert code == 250, text
+
+    def totals():
+        st, doc = gw.api("GET", "/api/v1/reports/overview?period=day")
+        assert st == 200, doc
+        return doc["totals"]
+    wait_for(lambda: totals()["incoming"] == 3, 30, "both messages counted on the gateway")
+    assert totals() == {"incoming": 3, "clean": 2, "spam": 1, "suspect": 0, "virus": 0,
+                        "content_filter": 0, "rejected_connections": 0}
+    st, doc = gw.api("GET", "/api/v1/reports/incoming_domains?period=hour")
+    assert st == 200 and {r["key"]: r["incoming"] for r in doc["rows"]} == {
+        "sender.test": 2, "spam.test": 1}, doc
+    st, doc = gw.api("GET", "/api/v1/reports/overview?period=soon")
+    assert st == 400, doc
+    st, _ = gw.api("GET", "/api/v1/reports/overview", token="not-the-token")
+    assert st == 401
+
+
+def test_a_central_gateway_serves_no_reports(start_manager, start_gateway,  # noqa: F811
+                                             aio_sink):
+    mgr = start_manager()
+    gw = tracking_gateway(start_gateway, mgr, register(mgr, "gw-c"), aio_sink.host)
+    st, _ = gw.api("GET", "/api/v1/reports/overview")
+    assert st == 404
