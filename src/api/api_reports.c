@@ -350,7 +350,9 @@ static void api_reports_work(void *arg, struct api_read_reply *out)
 		json_t *list = json_array();
 		for (size_t i = 0; i < n; i++) {
 			json_t *o = json_object();
-			api_reports_set(o, "key", json_string(v[i].key));
+			/* keys come from checked JSON; never trust a store for UTF-8 though */
+			json_t *key = json_string(v[i].key);
+			api_reports_set(o, "key", key != NULL ? key : json_string("\xef\xbf\xbd"));
 			api_reports_counters_json(o, p->report, v[i].c);
 			json_array_append_new(list, o);
 			if (p->csv) {
