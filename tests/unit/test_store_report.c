@@ -33,15 +33,6 @@ static int setup(void **state)
 	return test_store_setup(state, "report");
 }
 
-/* A message's events: received (sender, rcpts), what[] (type, detail), reply. */
-struct msg {
-	char id[IDS_UUID_LEN + 1];
-	char *received;
-	const char *sender;
-	const char *const *rcpts;
-	size_t nrcpts;
-};
-
 static size_t add(struct store_event *v, size_t n, int64_t seq, int64_t at, const char *type,
 		  const char *msg_id, const char *detail, const struct store_event_message *m)
 {
@@ -159,7 +150,10 @@ static void test_counting(void **state)
 	n = add(v1, n, s++, t0 + 16, "verdict", d, "{\"level\":\"clean\"}", NULL);
 	size_t n1 = n;
 	struct store_event v2[4];
-	size_t n2 = add(v2, 0, s++, t0 + 17, "reply", d, "{\"reply\":\"250 2.0.0 Ok\"}", NULL);
+	size_t n2 = add(
+	    v2, 0, s++, t0 + 17, "quarantine", d,
+	    "{\"quarantine\":\"Outbreak\",\"where\":\"local\",\"reason\":\"parcel_wave\"}", NULL);
+	n2 = add(v2, n2, s++, t0 + 17, "reply", d, "{\"reply\":\"250 2.0.0 Ok\"}", NULL);
 	n2 = add(v2, n2, s++, t0 + 18, "rate_limit", NULL,
 		 "{\"client_ip\":\"192.0.2.8\",\"hat_policy\":\"THROTTLED\",\"limit\":10}", NULL);
 
@@ -235,6 +229,13 @@ static void test_counting(void **state)
 	assert_int_equal(nr, 2);
 	assert_int_equal(find(r, nr, "TLSv1.3")->c[STORE_REPORT_COUNT], 1);
 	assert_int_equal(find(r, nr, "none")->c[STORE_REPORT_COUNT], 1);
+	store_report_rows_free(r, nr);
+
+	read_rows(fx->st, STORE_REPORT_OUTBREAK, STORE_REPORT_HOUR, h0, h0 + 1, NULL, false, &r,
+		  &nr);
+	assert_int_equal(nr, 1);
+	assert_string_equal(r[0].key, "parcel_wave");
+	assert_int_equal(r[0].c[STORE_REPORT_INCOMING], 1);
 	store_report_rows_free(r, nr);
 
 	read_rows(fx->st, STORE_REPORT_RATE_LIMITS, STORE_REPORT_HOUR, h0, h0 + 1, NULL, false, &r,
