@@ -171,13 +171,17 @@ static void store_report_single(struct store_report_acc *a, const char *type, in
 		const char *ip = store_report_str(d, "client_ip");
 		store_report_add(a, STORE_REPORT_RATE_LIMITS, at, ip != NULL ? ip : "", one);
 	} else {
+		/* a refused connection: rejected, in its HAT policy's sessions (none when
+		 * a listener's limit refused it before HAT), never a TLS session */
 		const char *decision = store_report_str(d, "hat_decision");
-		if (decision != NULL && strcmp(decision, "reject") == 0)
+		bool rejected = decision != NULL && strcmp(decision, "reject") == 0;
+		if (rejected)
 			store_report_add(a, STORE_REPORT_OVERVIEW, at, "", one);
 		const char *tls = store_report_str(d, "tls_version");
-		store_report_add(a, STORE_REPORT_TLS, at, tls != NULL ? tls : "none", one);
-		store_report_add(a, STORE_REPORT_SENDER_GROUPS, at, policy != NULL ? policy : "",
-				 one);
+		if (!rejected)
+			store_report_add(a, STORE_REPORT_TLS, at, tls != NULL ? tls : "none", one);
+		if (policy != NULL)
+			store_report_add(a, STORE_REPORT_SENDER_GROUPS, at, policy, one);
 	}
 	json_decref(d);
 }

@@ -11,6 +11,7 @@ the suite's backend (SQLite or PostgreSQL)."""
 import base64
 import csv
 import io
+import smtplib
 import urllib.parse
 
 import pytest
@@ -20,7 +21,7 @@ from engine_fixtures import EICAR, EICAR_SIG, clamd  # noqa: F401 (a fixture)
 from gw_fixtures import GTUBE, make_message
 from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
 from test_attachments import login
-from test_events import error, push, register, tracking_gateway
+from test_events import GW, connection_events, error, push, register, tracking_gateway
 from test_tracking_local import local_gateway
 
 FILTERS = 'no_invoice: if subject == "^Invoice" { drop; }\n'
@@ -323,3 +324,23 @@ def test_a_central_gateway_serves_no_reports(start_manager, start_gateway,  # no
     gw = tracking_gateway(start_gateway, mgr, register(mgr, "gw-c"), aio_sink.host)
     st, _ = gw.api("GET", "/api/v1/reports/overview")
     assert st == 404
+
+
+def test_connections_refused_by_hat_are_rejected_connections(start_manager, start_gateway,
+                                                             aio_sink):  # noqa: F811
+    mgr = start_manager()
+    gw = tracking_gateway(start_gateway, mgr, register(mgr), aio_sink.host,
+                          hat={"policy.bad": "reject: 127.0.0.0/8"},
+                          tracking={"mode": "central", "rejected_connections": "yes"})
+    for _ in range(3):
+        with pytest.raises(smtplib.SMTPConnectError):
+            gw.smtp()
+    # ours and the readiness probe's, as many as the gateway reported
+    wait_for(lambda: len(connection_events(mgr)) >= 4, 30, "the rejects' events")
+    n = len(connection_events(mgr))
+    wait_for(lambda: report(mgr, "overview", period="day")["totals"]["rejected_connections"]
+             == n, 30, "the rejects counted")
+    doc = report(mgr, "overview", period="hour", gateway=GW)
+    assert doc["totals"]["rejected_connections"] == n and doc["totals"]["incoming"] == 0
+    assert rows(mgr, "sender_groups", period="day") == {"bad": {"count": n}}
+    assert rows(mgr, "tls", period="day") == {}
