@@ -56,6 +56,7 @@
 #include "http/http_server.h"
 #include "mime/msgmeta.h"
 #include "api/api.h"
+#include "api/api_reports.h"
 #include "api/api_tracking.h"
 #include "quarantine/expiry.h"
 #include "quarantine/metrics.h"
@@ -787,6 +788,10 @@ static int gw_start(struct gw *gw)
 	/* in every mode: what local mode stored before a switch ages out too */
 	gw->track_retention = track_retention_new(gw->base, gw->st, cfg->tracking_retention_ms,
 						  cfg->purge_interval_ms);
+	/* the rollups local mode fills: the manager's default retention */
+	static const int64_t report_retention_ms[STORE_REPORT_NGRANS] = {90 * 86400000LL,
+									 1098 * 86400000LL, 0};
+	track_retention_reports(gw->track_retention, report_retention_ms);
 	struct release_config relc;
 	release_config_from(cfg, &relc);
 	if ((rc = release_start(gw->st, &relc, &gw->release)) < 0) {
@@ -809,10 +814,12 @@ static int gw_start(struct gw *gw)
 				      "/api/v1/quarantines/spam/delete-all", HTTP_SERVER_ROUTE_AUTH,
 				      gw_delete_all, gw) < 0)
 			panic("gateway: bad route");
-		/* local tracking: the manager's search and story over the gateway's store,
-		 * for the admin token only (api_tracking.c asks for an admin) */
-		if (track_local)
+		/* local tracking: the manager's search and story, and its reports, over
+		 * the gateway's store, for the admin token only (both ask for an admin) */
+		if (track_local) {
 			api_tracking_register(gw->api);
+			api_reports_register(gw->api);
+		}
 	}
 	gw->expiry_timer = event_new(gw->base, -1, EV_PERSIST, gw_expiry_tick, gw);
 	gw_arm(gw->expiry_timer, cfg->purge_interval_ms);

@@ -35,6 +35,7 @@
 #include "common/xalloc.h"
 #include "api/api.h"
 #include "api/api_events.h"
+#include "api/api_reports.h"
 #include "api/api_tracking.h"
 #include "api/api_gateways.h"
 #include "api/api_pvo_actions.h"
@@ -358,6 +359,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	expiry_reconfigure(d->expiry, next.delete_after_ms, next.purge_interval_ms);
 	track_retention_reconfigure(d->track_retention, next.tracking_retention_ms,
 				    next.purge_interval_ms);
+	track_retention_reports(d->track_retention, next.report_retention_ms);
 	if (d->capacity != NULL)
 		capacity_reconfigure(d->capacity, next.pvo_max_size);
 	struct notify_config nc;
@@ -528,6 +530,7 @@ static int start(struct lazaretd *d)
 	d->gateways = api_gateways_attach(d->api, &gc);
 	api_events_register(d->api);
 	api_tracking_register(d->api);
+	api_reports_register(d->api);
 	api_quarantines_register(d->api);
 	api_pvo_actions_register(d->api);
 	digest_pages_register(d->api);
@@ -558,6 +561,7 @@ static int start(struct lazaretd *d)
 	d->expiry = expiry_new(d->base, d->st, d->cfg.delete_after_ms, d->cfg.purge_interval_ms);
 	d->track_retention = track_retention_new(d->base, d->st, d->cfg.tracking_retention_ms,
 						 d->cfg.purge_interval_ms);
+	track_retention_reports(d->track_retention, d->cfg.report_retention_ms);
 
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_terminate, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_terminate, d);

@@ -50,6 +50,9 @@ struct manager_config {
 	/* [tracking] */
 	int64_t tracking_retention_ms; /* gateway events kept; default 30d, 0 = forever */
 
+	/* [reporting]: rollups kept per granularity (hour, day, month); 0 = forever */
+	int64_t report_retention_ms[3]; /* default 90d, 1098d, 0 */
+
 	/* [spam_quarantine] */
 	char *smtp_listen;	 /* default 127.0.0.1:6025 */
 	struct acl *accept_from; /* default 127.0.0.1/32, ::1/128 */

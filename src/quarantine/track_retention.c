@@ -6,7 +6,8 @@
  *
  * A run: whole days first (store_tracking_drop_days, nothing on SQLite), then
  * store_tracking_purge batch after batch, TRACK_RETENTION_PAUSE_MS apart, until
- * a batch removes nothing.
+ * a batch removes nothing; then the reporting rollups' old buckets
+ * ([reporting] retention per granularity) the same way.
  *
  * Not for: which rows are old (the store's), creating the days ahead (expiry's
  * store_maintain).
@@ -30,7 +31,7 @@
 #define TRACK_RETENTION_JOB "tracking_retention"
 
 /* Process-wide, as the other counters of /metrics. */
-static _Atomic uint64_t track_retention_events, track_retention_messages;
+static _Atomic uint64_t track_retention_events, track_retention_messages, track_retention_rollups;
 static atomic_bool track_retention_section;
 
 struct track_retention {
@@ -38,6 +39,7 @@ struct track_retention {
 	struct event *timer;
 	struct workpool *wp;
 	_Atomic int64_t retention_ms;
+	_Atomic int64_t report_ms[STORE_REPORT_NGRANS]; /* [reporting] */
 	int64_t interval_ms;
 	atomic_bool running;
 	atomic_bool stopping;
@@ -83,6 +85,33 @@ int track_retention_run_once(struct store *st, int64_t retention_ms, int64_t now
 	return first < 0 ? first : rc;
 }
 
+int track_retention_reports_once(struct store *st, const int64_t *retention_ms, int64_t now,
+				 const _Atomic(_Bool) *stop, uint64_t *rows)
+{
+	*rows = 0;
+	int rc = 0;
+	for (int g = 0; g < STORE_REPORT_NGRANS && rc == 0; g++) {
+		if (retention_ms[g] <= 0)
+			continue;
+		/* a bucket goes once all of it is older than the retention */
+		int64_t before = store_report_bucket(g, now - retention_ms[g]);
+		while (stop == NULL || !atomic_load(stop)) {
+			uint64_t n = 0;
+			rc = store_report_purge(st, g, before, TRACK_RETENTION_BATCH, &n);
+			if (rc < 0) {
+				log_error("reporting.purge_failed", "gran=%d rc=%d", g, rc);
+				break;
+			}
+			*rows += n;
+			atomic_fetch_add(&track_retention_rollups, n);
+			if (n == 0)
+				break;
+			track_retention_pause();
+		}
+	}
+	return rc;
+}
+
 static void track_retention_run(void *arg)
 {
 	struct track_retention *t = arg;
@@ -101,6 +130,15 @@ static void track_retention_run(void *arg)
 		log_info("tracking.purged", "events=%llu messages=%llu ms=%lld",
 			 (unsigned long long)e, (unsigned long long)m,
 			 (long long)(clock_now_ms() - now));
+	int64_t rms[STORE_REPORT_NGRANS];
+	for (int g = 0; g < STORE_REPORT_NGRANS; g++)
+		rms[g] = atomic_load(&t->report_ms[g]);
+	uint64_t rows = 0;
+	int64_t start = clock_now_ms();
+	track_retention_reports_once(t->st, rms, start, &t->stopping, &rows);
+	if (rows > 0)
+		log_info("reporting.purged", "rows=%llu ms=%lld", (unsigned long long)rows,
+			 (long long)(clock_now_ms() - start));
 	store_job_done(t->st, TRACK_RETENTION_JOB);
 	atomic_store(&t->running, false);
 }
@@ -111,7 +149,10 @@ static void track_retention_tick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	struct track_retention *t = arg;
 	bool expected = false;
-	if (atomic_load(&t->retention_ms) <= 0)
+	bool any = atomic_load(&t->retention_ms) > 0;
+	for (int g = 0; g < STORE_REPORT_NGRANS; g++)
+		any = any || atomic_load(&t->report_ms[g]) > 0;
+	if (!any)
 		return;
 	if (atomic_compare_exchange_strong(&t->running, &expected, true))
 		workpool_submit(t->wp, track_retention_run, t);
@@ -133,9 +174,14 @@ static void track_retention_metrics(FILE *f, void *arg)
 		" by [tracking] retention.\n"
 		"# TYPE lazaret_tracking_purged_total counter\n"
 		"lazaret_tracking_purged_total{kind=\"events\"} %llu\n"
-		"lazaret_tracking_purged_total{kind=\"messages\"} %llu\n",
+		"lazaret_tracking_purged_total{kind=\"messages\"} %llu\n"
+		"# HELP lazaret_reporting_purged_total Report rollup rows removed by [reporting]"
+		" retention.\n"
+		"# TYPE lazaret_reporting_purged_total counter\n"
+		"lazaret_reporting_purged_total %llu\n",
 		(unsigned long long)atomic_load(&track_retention_events),
-		(unsigned long long)atomic_load(&track_retention_messages));
+		(unsigned long long)atomic_load(&track_retention_messages),
+		(unsigned long long)atomic_load(&track_retention_rollups));
 }
 
 struct track_retention *track_retention_new(struct event_base *base, struct store *st,
@@ -144,6 +190,8 @@ struct track_retention *track_retention_new(struct event_base *base, struct stor
 	struct track_retention *t = xcalloc(1, sizeof(*t));
 	t->st = st;
 	atomic_init(&t->retention_ms, retention_ms);
+	for (int g = 0; g < STORE_REPORT_NGRANS; g++)
+		atomic_init(&t->report_ms[g], 0);
 	atomic_init(&t->running, false);
 	atomic_init(&t->stopping, false);
 	t->interval_ms = interval_ms > 0 ? interval_ms : 3600000;
@@ -163,6 +211,12 @@ void track_retention_reconfigure(struct track_retention *t, int64_t retention_ms
 		t->interval_ms = interval_ms;
 		track_retention_arm(t);
 	}
+}
+
+void track_retention_reports(struct track_retention *t, const int64_t *retention_ms)
+{
+	for (int g = 0; g < STORE_REPORT_NGRANS; g++)
+		atomic_store(&t->report_ms[g], retention_ms[g]);
 }
 
 void track_retention_free(struct track_retention *t)

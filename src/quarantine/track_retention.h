@@ -6,7 +6,9 @@
  * Whole old days go first where the store keeps them in daily partitions
  * (PostgreSQL); each gateway's seq counter is never removed, so a replay of a
  * purged batch is not stored again (store.h "store_tracking_purge").
- * Counted in /metrics as lazaret_tracking_purged_total.
+ * The reporting rollups' old buckets go in the same run ([reporting]).
+ * Counted in /metrics as lazaret_tracking_purged_total and
+ * lazaret_reporting_purged_total.
  */
 #ifndef LAZARET_TRACK_RETENTION_H
 #define LAZARET_TRACK_RETENTION_H
@@ -36,6 +38,15 @@ int track_retention_run_once(struct store *st, int64_t retention_ms, int64_t now
  */
 struct track_retention *track_retention_new(struct event_base *base, struct store *st,
 					    int64_t retention_ms, int64_t interval_ms);
+/*
+ * The reporting rollups' retention: buckets of granularity g (enum
+ * store_report_gran) that ended more than retention_ms[g] before now go, in
+ * batches; 0 keeps them. *rows counts them. 0 or the first negative errno.
+ */
+int track_retention_reports_once(struct store *st, const int64_t *retention_ms, int64_t now,
+				 const _Atomic(_Bool) *stop, uint64_t *rows);
+/* The rollups' retention per granularity (3 values; at start and on SIGHUP). */
+void track_retention_reports(struct track_retention *t, const int64_t *retention_ms);
 /* New retention and interval (SIGHUP). */
 void track_retention_reconfigure(struct track_retention *t, int64_t retention_ms,
 				 int64_t interval_ms);

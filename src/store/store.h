@@ -1219,6 +1219,82 @@ int store_tracking_drop_days(struct store *st, int64_t before, uint64_t *events,
 int store_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_t *events,
 			 uint64_t *messages);
 
+/* --- reporting rollups, implemented in store_report.c ------------------- */
+
+/*
+ * Counters of gateways' traffic per hour, day and month (UTC buckets), per
+ * gateway, report and key, filled by store_events_put from the events it newly
+ * stores, in the batch's transaction: a replayed batch counts nothing twice.
+ * Totals over gateways are summed at read time. Counting (store_report.c): a
+ * message counts once, per recipient, when its "reply" event is stored, in the
+ * buckets of its "received" event's time; its class is the first of spam,
+ * suspect, virus, content_filter, clean. "connection" and "rate_limit" events
+ * count by themselves in the count column (overview: rejected connections).
+ */
+enum store_report_gran { STORE_REPORT_HOUR, STORE_REPORT_DAY, STORE_REPORT_MONTH };
+#define STORE_REPORT_NGRANS 3
+enum store_report_kind {
+	STORE_REPORT_OVERVIEW,
+	STORE_REPORT_INCOMING_DOMAINS,
+	STORE_REPORT_INCOMING_IPS,
+	STORE_REPORT_SENDER_GROUPS,
+	STORE_REPORT_OUTGOING_DESTINATIONS,
+	STORE_REPORT_OUTGOING_SENDERS,
+	STORE_REPORT_INTERNAL_USERS,
+	STORE_REPORT_CONTENT_FILTERS,
+	STORE_REPORT_VIRUS_TYPES,
+	STORE_REPORT_OUTBREAK,
+	STORE_REPORT_TLS,
+	STORE_REPORT_RATE_LIMITS,
+	STORE_REPORT_NREPORTS
+};
+/* The counters of a rollup row, in its columns' order. */
+enum store_report_counter {
+	STORE_REPORT_INCOMING,
+	STORE_REPORT_CLEAN,
+	STORE_REPORT_SPAM,
+	STORE_REPORT_SUSPECT,
+	STORE_REPORT_VIRUS,
+	STORE_REPORT_CONTENT_FILTER,
+	STORE_REPORT_COUNT,
+	STORE_REPORT_NCOUNTERS
+};
+#define STORE_REPORT_LIMIT_MAX 1000
+
+/* The reports' names (the API's), by enum store_report_kind. */
+extern const char *const store_report_names[STORE_REPORT_NREPORTS];
+/* The report called name, or -1. */
+int store_report_by_name(const char *name);
+/* The start (Unix ms) of the bucket of granularity gran holding at. */
+int64_t store_report_bucket(int gran, int64_t at);
+
+struct store_report_query {
+	int report;	      /* enum store_report_kind */
+	int gran;	      /* enum store_report_gran */
+	int64_t since, until; /* buckets with since <= start < until (Unix ms) */
+	const char *gateway;  /* NULL: all summed */
+	bool series;	      /* one row per bucket (key NULL), in time order */
+	size_t limit;	      /* !series: the top limit keys (1..STORE_REPORT_LIMIT_MAX) */
+};
+struct store_report_row {
+	char *key;  /* !series */
+	int64_t at; /* series: the bucket's start */
+	int64_t c[STORE_REPORT_NCOUNTERS];
+};
+void store_report_rows_free(struct store_report_row *v, size_t n);
+/*
+ * The rows of q: a series, or the keys with the most incoming (then count,
+ * then key) summed over the range. 0, or -EINVAL for a bad query.
+ */
+int store_report_read(struct store *st, const struct store_report_query *q,
+		      struct store_report_row **out, size_t *n);
+/*
+ * Rollup retention: one transaction removing at most batch rows of granularity
+ * gran whose bucket starts before before; *rows says how many. Call again while
+ * it removes anything.
+ */
+int store_report_purge(struct store *st, int gran, int64_t before, size_t batch, uint64_t *rows);
+
 /* --- digests, implemented in store_digest.c ----------------------------- */
 
 /*

@@ -230,7 +230,41 @@ struct store_ops {
 				  uint64_t *messages);
 	int (*tracking_purge)(struct store *st, int64_t before, size_t batch, uint64_t *events,
 			      uint64_t *messages);
+	int (*report_read)(struct store *st, const struct store_report_query *q,
+			   struct store_report_row **out, size_t *n);
+	int (*report_purge)(struct store *st, int gran, int64_t before, size_t batch,
+			    uint64_t *rows);
 };
+
+/*
+ * Reporting rollups at ingest (store_report.c): the deltas of a batch, sorted by
+ * (report, gran, bucket, key) and merged, which a backend adds to its rows.
+ */
+struct store_report_delta {
+	int report, gran;
+	int64_t bucket;
+	char *key;
+	int64_t c[STORE_REPORT_NCOUNTERS];
+};
+struct store_report_acc {
+	struct store_report_delta *v;
+	size_t n, cap;
+};
+void store_report_acc_free(struct store_report_acc *a);
+/* The events of gateway's messages ids[0..n) with at >= since, by msg_id then seq. */
+typedef int (*store_report_fetch_fn)(void *ctx, const char *gateway, const char *const *ids,
+				     size_t n, int64_t since, struct store_event_row **out,
+				     size_t *nout);
+/* Adds a's deltas to gateway's rollup rows. */
+typedef int (*store_report_write_fn)(void *ctx, const char *gateway,
+				     const struct store_report_acc *a);
+/*
+ * What the newly stored events fresh[0..n) of gateway (seq order) add to the
+ * rollups, read and written through the backend's fetch and write in its
+ * transaction (ctx). 0 or the first error.
+ */
+int store_report_ingest(const char *gateway, const struct store_event *const *fresh, size_t n,
+			store_report_fetch_fn fetch, store_report_write_fn write, void *ctx);
 
 /* The first member of every backend's struct store. */
 struct store_head {

@@ -733,6 +733,28 @@ static const char *const store_pg_migrations[] = {
     "  code_hash text NOT NULL,"
     "  used_at bigint NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (username, code_hash));",
+    /* 14: reserved (another change's migration takes this number). */
+    "SELECT 1;",
+    /*
+     * 15: the reporting rollups (store_pg_report.c): counters per report,
+     * granularity (0 hour, 1 day, 2 month), bucket start (Unix ms), gateway and
+     * key; the retention deletes by (gran, bucket).
+     */
+    "CREATE TABLE report_rollups ("
+    "  report text NOT NULL,"
+    "  gran smallint NOT NULL,"
+    "  bucket bigint NOT NULL,"
+    "  gateway text NOT NULL,"
+    "  key text NOT NULL,"
+    "  incoming bigint NOT NULL DEFAULT 0,"
+    "  clean bigint NOT NULL DEFAULT 0,"
+    "  spam bigint NOT NULL DEFAULT 0,"
+    "  suspect bigint NOT NULL DEFAULT 0,"
+    "  virus bigint NOT NULL DEFAULT 0,"
+    "  content_filter bigint NOT NULL DEFAULT 0,"
+    "  count bigint NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (report, gran, bucket, gateway, key));"
+    "CREATE INDEX report_rollups_age ON report_rollups(gran, bucket);",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3564,4 +3586,6 @@ const struct store_ops store_pg_ops = {
     .tracked_session_events = store_pg_tracked_session_events,
     .tracking_drop_days = store_pg_tracking_drop_days,
     .tracking_purge = store_pg_tracking_purge,
+    .report_read = store_pg_report_read,
+    .report_purge = store_pg_report_purge,
 };

@@ -20,6 +20,7 @@
  * lazaret_tracking_partitions of the tracking migration).
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "store/store_pg_int.h"
 
 #include <errno.h>
@@ -336,6 +337,9 @@ static int store_pg_events_put_tx(struct store_pg *st, PGconn *c, void *arg)
 	a->stored = nfresh;
 	if (rc == 0 && nfresh > 0)
 		rc = store_pg_events_track(c, a->gateway, fresh, nfresh);
+	if (rc == 0 && nfresh > 0 && !a->own)
+		rc = store_report_ingest(a->gateway, fresh, nfresh, store_pg_report_fetch,
+					 store_pg_report_write, c);
 	free(fresh);
 	free(ev);
 	free(own);

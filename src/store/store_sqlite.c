@@ -512,6 +512,28 @@ static const char *const store_migrations[] = {
     "  code_hash TEXT NOT NULL,"
     "  used_at INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (username, code_hash)) WITHOUT ROWID;",
+    /* 14: reserved (another change's migration takes this number). */
+    "SELECT 1;",
+    /*
+     * 15: the reporting rollups (store_sqlite_report.c): counters per report,
+     * granularity (0 hour, 1 day, 2 month), bucket start (Unix ms), gateway and
+     * key; the retention deletes by (gran, bucket).
+     */
+    "CREATE TABLE report_rollups ("
+    "  report TEXT NOT NULL,"
+    "  gran INTEGER NOT NULL,"
+    "  bucket INTEGER NOT NULL,"
+    "  gateway TEXT NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  incoming INTEGER NOT NULL DEFAULT 0,"
+    "  clean INTEGER NOT NULL DEFAULT 0,"
+    "  spam INTEGER NOT NULL DEFAULT 0,"
+    "  suspect INTEGER NOT NULL DEFAULT 0,"
+    "  virus INTEGER NOT NULL DEFAULT 0,"
+    "  content_filter INTEGER NOT NULL DEFAULT 0,"
+    "  count INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (report, gran, bucket, gateway, key));"
+    "CREATE INDEX report_rollups_age ON report_rollups(gran, bucket);",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3314,4 +3336,6 @@ const struct store_ops store_sqlite_ops = {
     .tracked_search = store_sqlite_tracked_search,
     .tracked_session_events = store_sqlite_tracked_session_events,
     .tracking_purge = store_sqlite_tracking_purge,
+    .report_read = store_sqlite_report_read,
+    .report_purge = store_sqlite_report_purge,
 };

@@ -14,6 +14,7 @@
  * Not for: checking fields (store_events.c does), reading the gateway's JSON.
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "store/store_sqlite_int.h"
 
 #include <errno.h>
@@ -167,6 +168,10 @@ static int store_events_put_job(struct store *st, struct store_conn *c, void *ar
 	sqlite3_reset(s);
 	if (src != SQLITE_ROW && src != SQLITE_DONE)
 		return -EIO;
+	/* the gateway's new events, for the reporting rollups */
+	const struct store_event **fresh = a->own ? NULL : xcalloc(a->n + 1, sizeof(*fresh));
+	size_t nfresh = 0;
+	int rc = 0;
 	for (size_t i = 0; i < a->n; i++) {
 		struct store_event own;
 		const struct store_event *e = &a->v[i];
@@ -180,23 +185,33 @@ static int store_events_put_job(struct store *st, struct store_conn *c, void *ar
 		last_seq = e->seq > last_seq ? e->seq : last_seq;
 		last_at = e->at > last_at ? e->at : last_at;
 		s = store_int_stmt(c, store_events_insert_sql);
-		if (s == NULL)
-			return -EIO;
+		if (s == NULL) {
+			rc = -EIO;
+			break;
+		}
 		store_events_bind_text(s, 1, a->gateway);
 		sqlite3_bind_int64(s, 2, e->seq);
 		sqlite3_bind_int64(s, 3, e->at);
 		store_events_bind_text(s, 4, e->type);
 		store_events_bind_text(s, 5, e->msg_id);
 		store_events_bind_text(s, 6, e->detail);
-		int rc = store_int_step_done(c, s, "events_insert");
+		rc = store_int_step_done(c, s, "events_insert");
 		if (rc < 0)
-			return rc;
+			break;
 		if (sqlite3_changes(store_int_db(c)) == 0)
 			continue; /* stored by an earlier push of the same batch */
 		a->stored++;
+		if (fresh != NULL)
+			fresh[nfresh++] = e;
 		if (e->msg_id != NULL && (rc = store_events_track(c, a->gateway, e)) < 0)
-			return rc;
+			break;
 	}
+	if (rc == 0 && nfresh > 0)
+		rc = store_report_ingest(a->gateway, fresh, nfresh, store_sqlite_report_fetch,
+					 store_sqlite_report_write, c);
+	free(fresh);
+	if (rc < 0)
+		return rc;
 	s = store_int_stmt(c, store_events_state_sql);
 	if (s == NULL)
 		return -EIO;

@@ -180,6 +180,15 @@ int store_sqlite_gateway_pending_put(struct store *st, const struct store_gatewa
 /* store_sqlite_events.c */
 int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,
 			    size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);
+int store_sqlite_report_read(struct store *st, const struct store_report_query *q,
+			     struct store_report_row **out, size_t *n);
+int store_sqlite_report_purge(struct store *st, int gran, int64_t before, size_t batch,
+			      uint64_t *rows);
+/* store_report_fetch_fn and _write_fn on a writer job's connection (ctx) */
+int store_sqlite_report_fetch(void *ctx, const char *gateway, const char *const *ids, size_t n,
+			      int64_t since, struct store_event_row **out, size_t *nout);
+struct store_report_acc;
+int store_sqlite_report_write(void *ctx, const char *gateway, const struct store_report_acc *a);
 int store_sqlite_event_states(struct store *st, struct store_event_state **out, size_t *n);
 int store_sqlite_events_list(struct store *st, const char *gateway, const char *msg_id,
 			     int64_t after_seq, size_t limit, struct store_event_row **out,

@@ -1,0 +1,412 @@
+/*
+ * api_reports — the report routes (api_reports.h): the period arithmetic, the
+ * JSON and CSV of a report, and the handler, which checks the caller's role on
+ * the loop thread and reads the store on a reader thread (api_read.h).
+ *
+ * A period is whole buckets of one granularity (UTC), chosen so that a report
+ * reads at most a few hundred buckets: hour and day (and the previous day) by
+ * the hour, week, 30 and 90 days and the previous month by the day, a year by
+ * the month; a custom range by the hour up to 2 days, by the day up to 400
+ * days, else by the month, its ends rounded out to whole buckets.
+ *
+ * Not for: counting (store_report.c), the SQL (store_*_report.c).
+ */
+#include "api/api_reports.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+#include "http/http_json.h"
+#include "http/http_server.h"
+#include "api/api.h"
+#include "api/api_read.h"
+#include "store/store.h"
+
+#define HOUR_MS 3600000LL
+#define DAY_MS	86400000LL
+/* The longest custom range: 10 years. */
+#define API_REPORTS_MAX_RANGE (3660 * DAY_MS)
+
+static const char *const api_reports_keys[] = {"period",  "since", "until",
+					       "gateway", "limit", "format"};
+#define API_REPORTS_NKEYS (sizeof(api_reports_keys) / sizeof(api_reports_keys[0]))
+
+static const char *const api_reports_grans[] = {"hour", "day", "month"};
+
+/* The start of the month n months after the one holding at (n may be negative). */
+static int64_t api_reports_month_add(int64_t at, int n)
+{
+	time_t t = (time_t)(store_report_bucket(STORE_REPORT_MONTH, at) / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	tm.tm_mon += n;
+	return (int64_t)timegm(&tm) * 1000;
+}
+
+/* The start of the bucket after the one starting at b. */
+static int64_t api_reports_next(int gran, int64_t b)
+{
+	if (gran == STORE_REPORT_HOUR)
+		return b + HOUR_MS;
+	if (gran == STORE_REPORT_DAY)
+		return b + DAY_MS;
+	return api_reports_month_add(b, 1);
+}
+
+static int api_reports_time(const char *name, const char *value, int64_t *out, char **err)
+{
+	if (value == NULL) {
+		*err = xasprintf("period=custom needs \"%s\"", name);
+		return -EINVAL;
+	}
+	if (clock_parse_rfc3339(value, out) < 0 || *out < 0) {
+		*err = xasprintf("\"%s\" must be an RFC 3339 date-time (e.g. 2026-11-27T19:30:00Z)",
+				 name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The period called name at now into p (gran, since, until). */
+static int api_reports_period(const char *name, const char *since, const char *until, int64_t now,
+			      struct api_reports_params *p, char **err)
+{
+	int64_t hour = store_report_bucket(STORE_REPORT_HOUR, now);
+	int64_t day = store_report_bucket(STORE_REPORT_DAY, now);
+	static const char *const names[] = {"hour",	"day",	      "week", "30d",   "90d",
+					    "prev_day", "prev_month", "year", "custom"};
+	size_t i = 0;
+	while (i < sizeof(names) / sizeof(names[0]) && strcmp(names[i], name) != 0)
+		i++;
+	if (i == sizeof(names) / sizeof(names[0])) {
+		*err = xasprintf("\"period\" must be one of hour, day, week, 30d, 90d, prev_day, "
+				 "prev_month, year, custom");
+		return -EINVAL;
+	}
+	p->period = names[i];
+	if (i != 8 && (since != NULL || until != NULL)) {
+		*err = xasprintf("\"since\" and \"until\" go with period=custom only");
+		return -EINVAL;
+	}
+	p->until = now + 1;
+	switch (i) {
+	case 0: /* the current hour and the one before: the last 60 minutes in whole hours */
+		p->gran = STORE_REPORT_HOUR;
+		p->since = hour - HOUR_MS;
+		break;
+	case 1: /* the last 24 hours, this one included */
+		p->gran = STORE_REPORT_HOUR;
+		p->since = hour - 23 * HOUR_MS;
+		break;
+	case 2:
+	case 3:
+	case 4: /* the last 7, 30, 90 days, today included */
+		p->gran = STORE_REPORT_DAY;
+		p->since = day - (i == 2 ? 6 : i == 3 ? 29 : 89) * DAY_MS;
+		break;
+	case 5:
+		p->gran = STORE_REPORT_HOUR;
+		p->since = day - DAY_MS;
+		p->until = day;
+		break;
+	case 6:
+		p->gran = STORE_REPORT_DAY;
+		p->since = api_reports_month_add(now, -1);
+		p->until = store_report_bucket(STORE_REPORT_MONTH, now);
+		break;
+	case 7: /* the last 12 months, this one included */
+		p->gran = STORE_REPORT_MONTH;
+		p->since = api_reports_month_add(now, -11);
+		break;
+	default: {
+		int64_t s, u;
+		if (api_reports_time("since", since, &s, err) < 0 ||
+		    api_reports_time("until", until, &u, err) < 0)
+			return -EINVAL;
+		if (u <= s) {
+			*err = xasprintf("\"until\" must be after \"since\"");
+			return -EINVAL;
+		}
+		if (u - s > API_REPORTS_MAX_RANGE) {
+			*err = xasprintf("a custom range must be at most 3660 days");
+			return -EINVAL;
+		}
+		p->gran = u - s <= 2 * DAY_MS	  ? STORE_REPORT_HOUR
+			  : u - s <= 400 * DAY_MS ? STORE_REPORT_DAY
+						  : STORE_REPORT_MONTH;
+		p->since = store_report_bucket(p->gran, s);
+		p->until = u;
+	}
+	}
+	return 0;
+}
+
+int api_reports_parse(const char *report, api_reports_query_fn get, void *arg, int64_t now,
+		      struct api_reports_params *out, char **err)
+{
+	const char *v[API_REPORTS_NKEYS];
+	memset(out, 0, sizeof(*out));
+	*err = NULL;
+	out->report = store_report_by_name(report);
+	if (out->report < 0) {
+		struct strbuf b = {0};
+		for (int i = 0; i < STORE_REPORT_NREPORTS; i++)
+			strbuf_printf(&b, "%s%s", i > 0 ? ", " : "", store_report_names[i]);
+		*err = xasprintf("no such report: the reports are %s", strbuf_str(&b));
+		strbuf_free(&b);
+		return -EINVAL;
+	}
+	out->limit = API_REPORTS_DEFAULT_LIMIT;
+	for (size_t i = 0; i < API_REPORTS_NKEYS; i++) {
+		size_t count = 0;
+		v[i] = get(arg, api_reports_keys[i], &count);
+		if (count > 1) {
+			*err = xasprintf("query parameter \"%s\" given more than once",
+					 api_reports_keys[i]);
+			return -EINVAL;
+		}
+		if (v[i] != NULL && v[i][0] == '\0')
+			v[i] = NULL;
+	}
+	if (api_reports_period(v[0] != NULL ? v[0] : "day", v[1], v[2], now, out, err) < 0)
+		return -EINVAL;
+	if (v[3] != NULL) {
+		if (!store_gateway_name_ok(v[3])) {
+			*err = xasprintf("\"gateway\" is not a gateway name");
+			return -EINVAL;
+		}
+		out->gateway = xstrdup(v[3]);
+	}
+	if (v[4] != NULL) {
+		size_t n = 0;
+		const char *p = v[4];
+		for (; *p >= '0' && *p <= '9' && n <= STORE_REPORT_LIMIT_MAX; p++)
+			n = n * 10 + (size_t)(*p - '0');
+		if (*p != '\0' || n < 1 || n > STORE_REPORT_LIMIT_MAX) {
+			*err = xasprintf("\"limit\" must be a number from 1 to %d",
+					 STORE_REPORT_LIMIT_MAX);
+			api_reports_params_clear(out);
+			return -EINVAL;
+		}
+		out->limit = n;
+	}
+	if (v[5] != NULL) {
+		if (strcmp(v[5], "csv") == 0) {
+			out->csv = true;
+		} else if (strcmp(v[5], "json") != 0) {
+			*err = xasprintf("\"format\" must be json or csv");
+			api_reports_params_clear(out);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+void api_reports_params_clear(struct api_reports_params *p)
+{
+	free(p->gateway);
+	p->gateway = NULL;
+}
+
+/* ---- JSON and CSV ---- */
+
+static void api_reports_set(json_t *o, const char *key, json_t *v)
+{
+	if (v == NULL || json_object_set_new(o, key, v) != 0)
+		panic("api_reports: cannot build JSON for \"%s\"", key);
+}
+
+static json_t *api_reports_time_json(int64_t ms)
+{
+	char buf[CLOCK_RFC3339_LEN];
+	clock_format_rfc3339(ms, buf);
+	return json_string(buf);
+}
+
+/* The counters' names in JSON and CSV, by enum store_report_counter. */
+static const char *const api_reports_counters[STORE_REPORT_NCOUNTERS] = {
+    "incoming", "clean", "spam", "suspect", "virus", "content_filter", "count"};
+
+/* The overview calls its count rejected_connections. */
+static const char *api_reports_counter(int report, int j)
+{
+	if (j == STORE_REPORT_COUNT && report == STORE_REPORT_OVERVIEW)
+		return "rejected_connections";
+	return api_reports_counters[j];
+}
+
+static void api_reports_counters_json(json_t *o, int report, const int64_t *c)
+{
+	for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+		api_reports_set(o, api_reports_counter(report, j), json_integer((json_int_t)c[j]));
+}
+
+/* A CSV field: quoted, quotes doubled; a leading =, +, -, @, tab or CR gets a ' so that
+ * a spreadsheet never reads a sender's text as a formula. */
+static void api_reports_csv_field(struct strbuf *b, const char *s)
+{
+	strbuf_addc(b, '"');
+	if (strchr("=+-@\t\r", s[0]) != NULL && s[0] != '\0')
+		strbuf_addc(b, '\'');
+	for (const char *p = s; *p != '\0'; p++) {
+		if (*p == '"')
+			strbuf_addc(b, '"');
+		strbuf_addc(b, *p);
+	}
+	strbuf_addc(b, '"');
+}
+
+struct api_reports_read {
+	struct store *st;
+	struct api_reports_params p;
+};
+
+static void api_reports_read_free(void *arg)
+{
+	struct api_reports_read *r = arg;
+	api_reports_params_clear(&r->p);
+	free(r);
+}
+
+/* Reader thread: the report. */
+static void api_reports_work(void *arg, struct api_read_reply *out)
+{
+	struct api_reports_read *r = arg;
+	const struct api_reports_params *p = &r->p;
+	bool series = p->report == STORE_REPORT_OVERVIEW;
+	struct store_report_query q = {.report = p->report,
+				       .gran = p->gran,
+				       .since = p->since,
+				       .until = p->until,
+				       .gateway = p->gateway,
+				       .series = series,
+				       .limit = p->limit};
+	struct store_report_row *v = NULL;
+	size_t n = 0;
+	int rc = store_report_read(r->st, &q, &v, &n);
+	if (rc == -EINVAL) {
+		api_read_reply_error(out, 400, "bad report query");
+		return;
+	}
+	if (rc < 0) {
+		api_read_reply_store_error(out, "store_report_read", rc);
+		return;
+	}
+	const char *report = store_report_names[p->report];
+	struct strbuf csv = {0};
+	json_t *body = json_object();
+	if (p->csv) {
+		strbuf_puts(&csv, series ? "at" : "key");
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+			strbuf_printf(&csv, ",%s", api_reports_counter(p->report, j));
+		strbuf_puts(&csv, "\r\n");
+	}
+	api_reports_set(body, "report", json_string(report));
+	api_reports_set(body, "period", json_string(p->period));
+	api_reports_set(body, "granularity", json_string(api_reports_grans[p->gran]));
+	api_reports_set(body, "since", api_reports_time_json(p->since));
+	api_reports_set(body, "until", api_reports_time_json(p->until));
+	api_reports_set(body, "gateway", http_json_string_or_null(p->gateway));
+	if (series) {
+		/* every bucket of the period, the empty ones as zeros */
+		int64_t tot[STORE_REPORT_NCOUNTERS] = {0};
+		json_t *list = json_array();
+		size_t k = 0;
+		for (int64_t b = p->since; b < p->until; b = api_reports_next(p->gran, b)) {
+			int64_t zero[STORE_REPORT_NCOUNTERS] = {0};
+			const int64_t *c = zero;
+			while (k < n && v[k].at < b)
+				k++;
+			if (k < n && v[k].at == b)
+				c = v[k].c;
+			for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+				tot[j] += c[j];
+			json_t *o = json_object();
+			api_reports_set(o, "at", api_reports_time_json(b));
+			api_reports_counters_json(o, p->report, c);
+			json_array_append_new(list, o);
+			if (p->csv) {
+				char at[CLOCK_RFC3339_LEN];
+				clock_format_rfc3339(b, at);
+				strbuf_puts(&csv, at);
+				for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+					strbuf_printf(&csv, ",%lld", (long long)c[j]);
+				strbuf_puts(&csv, "\r\n");
+			}
+		}
+		json_t *t = json_object();
+		api_reports_counters_json(t, p->report, tot);
+		api_reports_set(body, "totals", t);
+		api_reports_set(body, "series", list);
+	} else {
+		json_t *list = json_array();
+		for (size_t i = 0; i < n; i++) {
+			json_t *o = json_object();
+			/* keys come from checked JSON; never trust a store for UTF-8 though */
+			json_t *key = json_string(v[i].key);
+			api_reports_set(o, "key", key != NULL ? key : json_string("\xef\xbf\xbd"));
+			api_reports_counters_json(o, p->report, v[i].c);
+			json_array_append_new(list, o);
+			if (p->csv) {
+				api_reports_csv_field(&csv, v[i].key);
+				for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+					strbuf_printf(&csv, ",%lld", (long long)v[i].c[j]);
+				strbuf_puts(&csv, "\r\n");
+			}
+		}
+		api_reports_set(body, "rows", list);
+	}
+	store_report_rows_free(v, n);
+	if (p->csv) {
+		json_decref(body);
+		size_t len = strlen(strbuf_str(&csv));
+		api_read_reply_bytes(out, 200, "text/csv; charset=utf-8",
+				     (unsigned char *)strbuf_take(&csv), len);
+		return;
+	}
+	api_read_reply_json(out, 200, body);
+}
+
+/* api_reports_query_fn over a request. */
+static const char *api_reports_req_get(void *arg, const char *key, size_t *count)
+{
+	struct http_server_request *req = arg;
+	*count = http_server_request_query_count(req, key);
+	return http_server_request_query(req, key);
+}
+
+static void api_reports_get(struct http_server_request *req, void *arg)
+{
+	struct api *a = arg;
+	if (!api_require_role(a, req, API_ROLE_ADMIN))
+		return;
+	struct api_reports_read *r = xcalloc(1, sizeof(*r));
+	r->st = api_store(a);
+	char *err = NULL;
+	int rc = api_reports_parse(http_server_request_param(req, "report"), api_reports_req_get,
+				   req, clock_now_ms(), &r->p, &err);
+	if (rc < 0) {
+		http_server_reply_error(req, 400, "%s", err);
+		free(err);
+		api_reports_read_free(r);
+		return;
+	}
+	api_read_submit(api_reads(a), req, "report", api_reports_work, NULL, r,
+			api_reports_read_free);
+}
+
+void api_reports_register(struct api *a)
+{
+	static const struct http_server_route_row routes[] = {
+	    {"GET", "/api/v1/reports/{report}", HTTP_SERVER_ROUTE_AUTH, api_reports_get},
+	};
+	http_server_route_table(api_http(a), routes, sizeof(routes) / sizeof(routes[0]), a);
+}

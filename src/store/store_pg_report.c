@@ -1,0 +1,164 @@
+/*
+ * store_pg_report — the PostgreSQL backend's reporting rollups (the table of its
+ * reporting migration), with the semantics of store_sqlite_report.c: the rows a
+ * batch of events adds to (in the batch's transaction, one statement for all
+ * its rows), the reads and the retention.
+ *
+ * Two managers sharing the database may add to the same row at once: the rows
+ * of a batch come sorted (store_report.c), so their row locks are always taken
+ * in one order and never deadlock.
+ *
+ * Not for: what counts where (store_report.c).
+ */
+#include "store/store.h"
+#include "store/store_backend.h"
+#include "store/store_pg_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xalloc.h"
+
+int store_pg_report_fetch(void *ctx, const char *gateway, const char *const *ids, size_t n,
+			  int64_t since, struct store_event_row **out, size_t *nout)
+{
+	PGconn *c = ctx;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, gateway);
+	store_pg_array(&p, ids, n);
+	store_pg_int(&p, since);
+	PGresult *r = store_pg_exec(c, "report_events",
+				    "SELECT gateway, seq, at, type, msg_id, detail FROM events"
+				    " WHERE gateway = $1 AND msg_id = ANY($2::text[]) AND at >= $3"
+				    " ORDER BY msg_id, seq",
+				    &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	store_pg_event_rows(r, out, nout);
+	return 0;
+}
+
+int store_pg_report_write(void *ctx, const char *gateway, const struct store_report_acc *a)
+{
+	PGconn *c = ctx;
+	enum { NCOL = 4 + STORE_REPORT_NCOUNTERS };
+	const char **col[NCOL];
+	char **owned = xcalloc(a->n * (NCOL - 2) + 1, sizeof(*owned));
+	size_t nowned = 0;
+	for (size_t k = 0; k < NCOL; k++)
+		col[k] = xcalloc(a->n + 1, sizeof(*col[k]));
+	for (size_t i = 0; i < a->n; i++) {
+		const struct store_report_delta *d = &a->v[i];
+		col[0][i] = store_report_names[d->report];
+		col[1][i] = owned[nowned++] = xasprintf("%d", d->gran);
+		col[2][i] = owned[nowned++] = xasprintf("%lld", (long long)d->bucket);
+		col[3][i] = d->key;
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+			col[4 + j][i] = owned[nowned++] = xasprintf("%lld", (long long)d->c[j]);
+	}
+	struct store_pg_params p = {0};
+	store_pg_text(&p, gateway);
+	for (size_t k = 0; k < NCOL; k++)
+		store_pg_array(&p, col[k], a->n);
+	int rc = store_pg_do(
+	    c, "report_upsert",
+	    "INSERT INTO report_rollups AS t (report, gran, bucket, gateway, key, incoming, clean,"
+	    " spam, suspect, virus, content_filter, count)"
+	    " SELECT r, g::smallint, b::bigint, $1, k, i::bigint, c::bigint, s::bigint, u::bigint,"
+	    " v::bigint, f::bigint, n::bigint FROM unnest($2::text[], $3::text[], $4::text[],"
+	    " $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],"
+	    " $12::text[]) AS x(r, g, b, k, i, c, s, u, v, f, n)"
+	    " ON CONFLICT (report, gran, bucket, gateway, key) DO UPDATE SET"
+	    " incoming = t.incoming + excluded.incoming, clean = t.clean + excluded.clean,"
+	    " spam = t.spam + excluded.spam, suspect = t.suspect + excluded.suspect,"
+	    " virus = t.virus + excluded.virus,"
+	    " content_filter = t.content_filter + excluded.content_filter,"
+	    " count = t.count + excluded.count",
+	    &p, NULL);
+	store_pg_params_clear(&p);
+	for (size_t k = 0; k < NCOL; k++)
+		free(col[k]);
+	for (size_t i = 0; i < nowned; i++)
+		free(owned[i]);
+	free(owned);
+	return rc;
+}
+
+#define STORE_PG_REPORT_SUMS                                                                       \
+	"sum(incoming), sum(clean), sum(spam), sum(suspect), sum(virus), sum(content_filter),"     \
+	" sum(count)"
+
+int store_pg_report_read(struct store *st, const struct store_report_query *q,
+			 struct store_report_row **out, size_t *n)
+{
+	struct store_pg_params p = {0};
+	PGresult *r = NULL;
+	store_pg_text(&p, store_report_names[q->report]);
+	store_pg_int(&p, q->gran);
+	store_pg_int(&p, q->since);
+	store_pg_int(&p, q->until);
+	store_pg_text(&p, q->gateway);
+	store_pg_int(&p, q->series ? 0 : (int64_t)q->limit);
+	int rc = store_pg_query(
+	    store_pg_of(st), "report_read",
+	    q->series ? "SELECT bucket, " STORE_PG_REPORT_SUMS " FROM report_rollups"
+			" WHERE report = $1 AND gran = $2 AND bucket >= $3 AND bucket < $4"
+			" AND ($5::text IS NULL OR gateway = $5) AND $6::bigint = 0"
+			" GROUP BY bucket ORDER BY bucket"
+		      : "SELECT key, " STORE_PG_REPORT_SUMS " FROM report_rollups"
+			" WHERE report = $1 AND gran = $2 AND bucket >= $3 AND bucket < $4"
+			" AND ($5::text IS NULL OR gateway = $5) GROUP BY key"
+			" ORDER BY sum(incoming) DESC, sum(count) DESC, key COLLATE \"C\" LIMIT $6",
+	    &p, &r);
+	if (rc < 0)
+		return rc;
+	int nr = PQntuples(r);
+	struct store_report_row *v = xcalloc((size_t)nr + 1, sizeof(*v));
+	for (int i = 0; i < nr; i++) {
+		if (q->series)
+			v[i].at = store_pg_i64(r, i, 0);
+		else
+			v[i].key = store_pg_dup(r, i, 0);
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+			v[i].c[j] = store_pg_i64(r, i, 1 + j);
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)nr;
+	return 0;
+}
+
+struct store_pg_report_purge_args {
+	int gran;
+	int64_t before;
+	size_t batch;
+	uint64_t rows;
+};
+
+static int store_pg_report_purge_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	struct store_pg_report_purge_args *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, a->gran);
+	store_pg_int(&p, a->before);
+	store_pg_int(&p, (int64_t)a->batch);
+	int rc = store_pg_do(c, "report_purge",
+			     "DELETE FROM report_rollups WHERE ctid IN (SELECT ctid FROM"
+			     " report_rollups WHERE gran = $1 AND bucket < $2 LIMIT $3)",
+			     &p, &a->rows);
+	store_pg_params_clear(&p);
+	return rc;
+}
+
+int store_pg_report_purge(struct store *st, int gran, int64_t before, size_t batch, uint64_t *rows)
+{
+	struct store_pg_report_purge_args a = {gran, before, batch, 0};
+	int rc = store_pg_tx(store_pg_of(st), store_pg_report_purge_tx, &a);
+	if (rc < 0)
+		return rc;
+	*rows = a.rows;
+	return 0;
+}

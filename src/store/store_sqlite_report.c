@@ -1,0 +1,188 @@
+/*
+ * store_sqlite_report — the SQLite backend's reporting rollups (the table of its
+ * reporting migration), with the contract of store.h "reporting rollups": the
+ * rows a batch of events adds to (in the batch's writer job), the reads and the
+ * retention.
+ *
+ * Not for: what counts where (store_report.c).
+ */
+#include "store/store.h"
+#include "store/store_backend.h"
+#include "store/store_sqlite_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/xalloc.h"
+
+static const char store_report_events_sql[] =
+    "SELECT gateway, seq, at, type, msg_id, detail FROM events"
+    " WHERE gateway = ?1 AND msg_id = ?2 AND at >= ?3 ORDER BY seq";
+
+int store_sqlite_report_fetch(void *ctx, const char *gateway, const char *const *ids, size_t n,
+			      int64_t since, struct store_event_row **out, size_t *nout)
+{
+	struct store_conn *c = ctx;
+	struct store_event_row *v = NULL;
+	size_t k = 0;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		sqlite3_stmt *s = store_int_stmt(c, store_report_events_sql);
+		if (s == NULL) {
+			rc = -EIO;
+			break;
+		}
+		sqlite3_bind_text(s, 1, gateway, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 2, ids[i], -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(s, 3, since);
+		int step;
+		while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+			v = xreallocarray(v, k + 1, sizeof(*v));
+			v[k].gateway = store_int_col_dup(s, 0);
+			v[k].seq = sqlite3_column_int64(s, 1);
+			v[k].at = sqlite3_column_int64(s, 2);
+			v[k].type = store_int_col_dup(s, 3);
+			v[k].msg_id = store_int_col_dup(s, 4);
+			v[k].detail = store_int_col_dup(s, 5);
+			k++;
+		}
+		sqlite3_reset(s);
+		if (step != SQLITE_DONE)
+			rc = -EIO;
+	}
+	if (rc < 0) {
+		store_event_rows_free(v, k);
+		return rc;
+	}
+	*out = v;
+	*nout = k;
+	return 0;
+}
+
+static const char store_report_upsert_sql[] =
+    "INSERT INTO report_rollups (report, gran, bucket, gateway, key, incoming, clean, spam,"
+    " suspect, virus, content_filter, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
+    " ?11, ?12) ON CONFLICT (report, gran, bucket, gateway, key) DO UPDATE SET"
+    " incoming = incoming + excluded.incoming, clean = clean + excluded.clean,"
+    " spam = spam + excluded.spam, suspect = suspect + excluded.suspect,"
+    " virus = virus + excluded.virus, content_filter = content_filter + excluded.content_filter,"
+    " count = count + excluded.count";
+
+int store_sqlite_report_write(void *ctx, const char *gateway, const struct store_report_acc *a)
+{
+	struct store_conn *c = ctx;
+	for (size_t i = 0; i < a->n; i++) {
+		const struct store_report_delta *d = &a->v[i];
+		sqlite3_stmt *s = store_int_stmt(c, store_report_upsert_sql);
+		if (s == NULL)
+			return -EIO;
+		sqlite3_bind_text(s, 1, store_report_names[d->report], -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 2, d->gran);
+		sqlite3_bind_int64(s, 3, d->bucket);
+		sqlite3_bind_text(s, 4, gateway, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 5, d->key, -1, SQLITE_TRANSIENT);
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+			sqlite3_bind_int64(s, 6 + j, d->c[j]);
+		int rc = store_int_step_done(c, s, "report_upsert");
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+#define STORE_REPORT_SUMS                                                                          \
+	"sum(incoming), sum(clean), sum(spam), sum(suspect), sum(virus), sum(content_filter),"     \
+	" sum(count)"
+
+int store_sqlite_report_read(struct store *st, const struct store_report_query *q,
+			     struct store_report_row **out, size_t *n)
+{
+	struct store_conn *c = NULL;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s =
+	    q->series
+		? store_int_stmt(
+		      c, "SELECT bucket, " STORE_REPORT_SUMS " FROM report_rollups"
+			 " WHERE report = ?1 AND gran = ?2 AND bucket >= ?3 AND bucket < ?4"
+			 " AND (?5 IS NULL OR gateway = ?5) GROUP BY bucket ORDER BY bucket")
+		: store_int_stmt(c,
+				 "SELECT key, " STORE_REPORT_SUMS " FROM report_rollups"
+				 " WHERE report = ?1 AND gran = ?2 AND bucket >= ?3 AND bucket < ?4"
+				 " AND (?5 IS NULL OR gateway = ?5) GROUP BY key"
+				 " ORDER BY sum(incoming) DESC, sum(count) DESC, key LIMIT ?6");
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return -EIO;
+	}
+	sqlite3_bind_text(s, 1, store_report_names[q->report], -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, q->gran);
+	sqlite3_bind_int64(s, 3, q->since);
+	sqlite3_bind_int64(s, 4, q->until);
+	if (q->gateway != NULL)
+		sqlite3_bind_text(s, 5, q->gateway, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, 5);
+	if (!q->series)
+		sqlite3_bind_int64(s, 6, (sqlite3_int64)q->limit);
+	struct store_report_row *v = NULL;
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		memset(&v[k], 0, sizeof(v[k]));
+		if (q->series)
+			v[k].at = sqlite3_column_int64(s, 0);
+		else
+			v[k].key = store_int_col_dup(s, 0);
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+			v[k].c[j] = sqlite3_column_int64(s, 1 + j);
+		k++;
+	}
+	sqlite3_reset(s);
+	store_int_reader_put(st, c);
+	if (step != SQLITE_DONE) {
+		store_report_rows_free(v, k);
+		return store_int_read_result(-EIO);
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+struct store_report_purge_args {
+	int gran;
+	int64_t before;
+	size_t batch;
+	uint64_t rows;
+};
+
+static int store_report_purge_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	struct store_report_purge_args *a = arg;
+	sqlite3_stmt *s = store_int_stmt(
+	    c, "DELETE FROM report_rollups WHERE rowid IN (SELECT rowid FROM report_rollups"
+	       " WHERE gran = ?1 AND bucket < ?2 ORDER BY bucket LIMIT ?3)");
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int(s, 1, a->gran);
+	sqlite3_bind_int64(s, 2, a->before);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)a->batch);
+	int rc = store_int_step_done(c, s, "report_purge");
+	if (rc == 0)
+		a->rows = (uint64_t)sqlite3_changes(store_int_db(c));
+	return rc;
+}
+
+int store_sqlite_report_purge(struct store *st, int gran, int64_t before, size_t batch,
+			      uint64_t *rows)
+{
+	struct store_report_purge_args a = {gran, before, batch, 0};
+	int rc = store_int_run_job(st, store_report_purge_job, &a);
+	if (rc == 0)
+		*rows = a.rows;
+	return rc;
+}
