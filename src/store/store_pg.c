@@ -733,10 +733,8 @@ static const char *const store_pg_migrations[] = {
     "  code_hash text NOT NULL,"
     "  used_at bigint NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (username, code_hash));",
-    /* 14: reserved (another change's migration takes this number). */
-    "SELECT 1;",
     /*
-     * 15: the reporting rollups (store_pg_report.c): counters per report,
+     * 14: the reporting rollups (store_pg_report.c): counters per report,
      * granularity (0 hour, 1 day, 2 month), bucket start (Unix ms), gateway and
      * key; the retention deletes by (gran, bucket).
      */

@@ -512,10 +512,8 @@ static const char *const store_migrations[] = {
     "  code_hash TEXT NOT NULL,"
     "  used_at INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (username, code_hash)) WITHOUT ROWID;",
-    /* 14: reserved (another change's migration takes this number). */
-    "SELECT 1;",
     /*
-     * 15: the reporting rollups (store_sqlite_report.c): counters per report,
+     * 14: the reporting rollups (store_sqlite_report.c): counters per report,
      * granularity (0 hour, 1 day, 2 month), bucket start (Unix ms), gateway and
      * key; the retention deletes by (gran, bucket).
      */
