@@ -1077,7 +1077,7 @@ static void test_reopen_keeps_data(void **state)
 		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
 				 0);
 	else
-		assert_int_equal(pragma_int(path, "user_version"), 13);
+		assert_int_equal(pragma_int(path, "user_version"), 17);
 	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
@@ -1630,7 +1630,8 @@ static void test_migration_builds_search_index(void **state)
 			 " DROP TABLE gateways; DROP TABLE events; DROP TABLE tracked_messages;"
 			 " DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
 			 " DROP TABLE gateway_event_state; DROP TABLE user_totp;"
-			 " DROP TABLE user_recovery_codes; PRAGMA user_version=4; COMMIT;",
+			 " DROP TABLE user_recovery_codes; DROP TABLE levels;"
+			 " PRAGMA user_version=4; COMMIT;",
 			 NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
@@ -1639,7 +1640,7 @@ static void test_migration_builds_search_index(void **state)
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
-	assert_int_equal(pragma_int(path, "user_version"), 13);
+	assert_int_equal(pragma_int(path, "user_version"), 17);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
 	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2);
@@ -2419,28 +2420,28 @@ static void test_pg_search_migration(void **state)
 	}
 	store_close(fx->st);
 	fx->st = NULL;
-	pg_run_fx(
-	    fx, "BEGIN; DROP TRIGGER messages_ai_order ON messages;"
-		" DROP FUNCTION messages_ai_order(); DROP TABLE list_order;"
-		" DROP INDEX messages_subject_short; DROP FUNCTION lazaret_short_grams(text);"
-		" DROP FUNCTION lazaret_uuidv7_ms(text); DROP TABLE gateways;"
-		/* and what came after 6 (7 the gateway registry; 8 the PVO quarantines;
-		 * 9 the routes of deliveries; 10 gateway events and tracking; 11
-		 * dropped a foreign key of memberships; 12 tracking indexes; 13 second factors) */
-		" DROP TABLE memberships; DROP TABLE quarantine_operators;"
-		" DROP TABLE events; DROP TABLE tracked_messages;"
-		" DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
-		" DROP TABLE gateway_event_state; DROP TABLE user_recovery_codes;"
-		" DROP TABLE user_totp;"
-		" DROP FUNCTION lazaret_tracking_partitions(bigint, bigint);"
-		" ALTER TABLE quarantines DROP COLUMN delete_after,"
-		" DROP COLUMN default_action, DROP COLUMN overflow_exempt,"
-		" DROP COLUMN created_at;"
-		" ALTER TABLE deliveries DROP COLUMN gateway, DROP COLUMN rescan,"
-		" DROP COLUMN copy;"
-		" DELETE FROM store_migrations WHERE version >= 6; COMMIT");
+	pg_run_fx(fx, "BEGIN; DROP TRIGGER messages_ai_order ON messages;"
+		      " DROP FUNCTION messages_ai_order(); DROP TABLE list_order;"
+		      " DROP INDEX messages_subject_short; DROP FUNCTION lazaret_short_grams(text);"
+		      " DROP FUNCTION lazaret_uuidv7_ms(text); DROP TABLE gateways;"
+		      /* and what came after 6 (7 the gateway registry; 8 the PVO quarantines;
+		       * 9 the routes of deliveries; 10 gateway events and tracking; 11
+		       * dropped a foreign key of memberships; 12 tracking indexes; 13 second
+		       * factors; 17 the centralization levels) */
+		      " DROP TABLE memberships; DROP TABLE quarantine_operators;"
+		      " DROP TABLE events; DROP TABLE tracked_messages;"
+		      " DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
+		      " DROP TABLE gateway_event_state; DROP TABLE user_recovery_codes;"
+		      " DROP TABLE user_totp; DROP TABLE levels;"
+		      " DROP FUNCTION lazaret_tracking_partitions(bigint, bigint);"
+		      " ALTER TABLE quarantines DROP COLUMN delete_after,"
+		      " DROP COLUMN default_action, DROP COLUMN overflow_exempt,"
+		      " DROP COLUMN created_at;"
+		      " ALTER TABLE deliveries DROP COLUMN gateway, DROP COLUMN rescan,"
+		      " DROP COLUMN copy;"
+		      " DELETE FROM store_migrations WHERE version >= 6; COMMIT");
 	assert_int_equal(fixture_open(fx), 0);
-	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 13);
+	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 17);
 	/* the planner has the statistics of the new index expression */
 	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
 			       " WHERE tablename LIKE '%short_grams%'") > 0);
