@@ -84,9 +84,11 @@ json_t *api_gateways_json(const struct store_gateway *g)
 	api_gateways_set(o, "created_at", api_gateways_time(g->created_at));
 	api_gateways_set(o, "last_seen", api_gateways_time(g->last_seen));
 	api_gateways_set(o, "version", http_json_string_or_null(g->version));
-	/* Nothing centralizes, migrates or queues events yet: say so, do not guess. */
+	/* what the gateway said in its last hello it runs with */
 	api_gateways_set(o, "centralized",
-			 json_pack("{s:b,s:b,s:b}", "pvo", 0, "reporting", 0, "tracking", 0));
+			 json_pack("{s:b,s:b,s:b}", "pvo", (g->central & STORE_CENTRAL_PVO) != 0,
+				   "reporting", (g->central & STORE_CENTRAL_REPORTING) != 0,
+				   "tracking", (g->central & STORE_CENTRAL_TRACKING) != 0));
 	api_gateways_set(o, "migration", json_null());
 	/* api_gateways_list fills these from the gateway's last event push */
 	api_gateways_set(o, "event_backlog", json_null());
@@ -198,10 +200,30 @@ int api_gateways_parse_new(const json_t *body, struct api_gateways_new *out, cha
 
 int api_gateways_parse_hello(const json_t *body, struct api_gateways_hello *out, char **err)
 {
-	static const char *const allowed[] = {"name", "version", "group", "cluster", NULL};
+	static const char *const allowed[] = {"name",	 "version",	"group",
+					      "cluster", "centralized", NULL};
 	memset(out, 0, sizeof(*out));
+	out->central = -1;
 	*err = NULL;
 	int rc = http_json_check_keys(body, allowed, err);
+	const json_t *cz = json_object_get(body, "centralized");
+	if (rc == 0 && cz != NULL && !json_is_null(cz)) {
+		static const char *const keys[] = {"pvo", "reporting", "tracking", NULL};
+		static const unsigned bits[] = {STORE_CENTRAL_PVO, STORE_CENTRAL_REPORTING,
+						STORE_CENTRAL_TRACKING};
+		rc = json_is_object(cz) ? http_json_check_keys(cz, keys, err) : -EINVAL;
+		out->central = 0;
+		for (size_t i = 0; rc == 0 && keys[i] != NULL; i++) {
+			const json_t *b = json_object_get(cz, keys[i]);
+			if (b != NULL && !json_is_boolean(b))
+				rc = -EINVAL;
+			else if (json_is_true(b))
+				out->central |= (int)bits[i];
+		}
+		if (rc < 0 && *err == NULL)
+			*err = xstrdup("\"centralized\" must be an object of booleans "
+				       "{\"pvo\", \"reporting\", \"tracking\"}");
+	}
 	if (rc == 0)
 		rc = api_gateways_name(body, &out->name, err);
 	if (rc == 0) {
@@ -537,6 +559,21 @@ static void api_gateways_hello(struct http_server_request *req, void *arg)
 			 g->cluster != NULL ? g->cluster : "-");
 	log_debug("api.gateway_hello", "gateway=%s version=%s peer=%s",
 		  log_quote(q, sizeof(q), g->name), h.version != NULL ? h.version : "-", peer);
+	if (h.central >= 0 && (unsigned)h.central != g->central) {
+		rc = store_gateway_set_central(api_store(a), g->name, (unsigned)h.central);
+		if (rc < 0 && rc != -ENOENT)
+			log_warn("api.gateway_central_failed", "gateway=%s error=%s",
+				 log_quote(q, sizeof(q), g->name), strerror(-rc));
+		if (rc == 0) {
+			log_info("api.gateway_centralized",
+				 "gateway=%s pvo=%s reporting=%s tracking=%s",
+				 log_quote(q, sizeof(q), g->name),
+				 h.central & STORE_CENTRAL_PVO ? "yes" : "no",
+				 h.central & STORE_CENTRAL_REPORTING ? "yes" : "no",
+				 h.central & STORE_CENTRAL_TRACKING ? "yes" : "no");
+			g->central = (unsigned)h.central;
+		}
+	}
 	g->last_seen = now > g->last_seen ? now : g->last_seen;
 	if (h.version != NULL) {
 		free(g->version);

@@ -37,6 +37,7 @@
 #include "api/api_events.h"
 #include "api/api_tracking.h"
 #include "api/api_gateways.h"
+#include "api/api_levels.h"
 #include "api/api_pvo_actions.h"
 #include "api/api_quarantines.h"
 #include "api/api_slbl.h"
@@ -512,6 +513,7 @@ static int start(struct lazaretd *d)
 	api_events_register(d->api);
 	api_tracking_register(d->api);
 	api_quarantines_register(d->api);
+	api_levels_register(d->api);
 	api_pvo_actions_register(d->api);
 	digest_pages_register(d->api);
 	api_static_register(d->api);

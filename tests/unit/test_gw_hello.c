@@ -81,11 +81,16 @@ static void test_parse_answer(void **state)
 
 static void test_body(void **state)
 {
-	char *b = gw_hello_body("gw1", "0.1.0", NULL, "east");
+	char *b = gw_hello_body("gw1", "0.1.0", NULL, "east", -1);
 	assert_string_equal(b, "{\"name\":\"gw1\",\"version\":\"0.1.0\",\"cluster\":\"east\"}");
 	free(b);
-	b = gw_hello_body("gw1", NULL, "tokyo", NULL);
+	b = gw_hello_body("gw1", NULL, "tokyo", NULL, -1);
 	assert_string_equal(b, "{\"name\":\"gw1\",\"group\":\"tokyo\"}");
+	free(b);
+	/* what it runs with: pvo and tracking, not reporting */
+	b = gw_hello_body("gw1", NULL, NULL, NULL, 5);
+	assert_string_equal(b, "{\"name\":\"gw1\",\"centralized\":"
+			       "{\"pvo\":true,\"reporting\":false,\"tracking\":true}}");
 	free(b);
 }
 
