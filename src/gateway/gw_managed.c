@@ -20,6 +20,7 @@
 #include "gateway/filter.h"
 #include "gateway/gw_api.h"
 #include "gateway/gw_config.h"
+#include "gateway/pipeline.h"
 
 /* Nothing set (m's old contents are not looked at). */
 static void gw_managed_init(struct gw_managed *m)
@@ -222,6 +223,38 @@ int gw_managed_save(const char *data_dir, const struct gw_managed *m, char **err
 		*err =
 		    xasprintf("cannot write %s/%s: %s", data_dir, GW_MANAGED_FILE, strerror(-rc));
 	return rc;
+}
+
+int gw_managed_check(const char *conf_path, const struct gw_managed *m, char **err)
+{
+	struct gw_config c;
+	*err = NULL;
+	int rc = gw_config_load(conf_path, &c, err, NULL);
+	if (rc < 0)
+		return 0; /* the file itself does not load: the reload says so, not this */
+	gw_managed_apply(&c, m);
+	char *check = NULL;
+	if (m->filters != NULL && m->filters[0] != '\0') {
+		check = gw_managed_path(c.data_dir, GW_MANAGED_FILTERS_FILE ".check");
+		rc = gw_managed_write(c.data_dir, GW_MANAGED_FILTERS_FILE ".check", m->filters);
+		if (rc < 0) {
+			*err = xasprintf("cannot write %s: %s", check, strerror(-rc));
+			free(check);
+			gw_config_free(&c);
+			return rc;
+		}
+		free(c.filters_file);
+		c.filters_file = xstrdup(check);
+	}
+	struct pipeline_rules *r = NULL;
+	rc = pipeline_rules_build(&c, &r, err); /* takes c over */
+	if (rc == 0)
+		pipeline_rules_unref(r);
+	if (check != NULL) {
+		unlink(check);
+		free(check);
+	}
+	return rc < 0 ? -EINVAL : 0;
 }
 
 void gw_managed_apply(struct gw_config *cfg, const struct gw_managed *m)

@@ -58,6 +58,13 @@ int gw_managed_load(const char *data_dir, struct gw_managed *out);
 int gw_managed_save(const char *data_dir, const struct gw_managed *m, char **err);
 
 /*
+ * Whether the configuration of conf_path with m laid over it builds (the filter
+ * rules compile and name quarantines it may use): 0, or -EINVAL with *err (new).
+ * A file that does not load itself is 0: that is the reload's to say.
+ */
+int gw_managed_check(const char *conf_path, const struct gw_managed *m, char **err);
+
+/*
  * Lays m over cfg: pvo sets [centralized_pvo] enabled; tracking yes sets
  * [tracking] mode = central, no turns central into local; filters set
  * [filters] file to the cached rules (none when they are empty); reporting is

@@ -532,7 +532,8 @@ static int gw_managed_sync(const struct gw_config *cfg)
 	int lrc = gw_managed_load(cfg->data_dir, &have);
 	if (lrc < 0 || !gw_managed_equal(&got, &have)) {
 		char *err = NULL;
-		if (gw_managed_save(cfg->data_dir, &got, &err) < 0) {
+		if (gw_managed_check(cfg->path, &got, &err) < 0 ||
+		    gw_managed_save(cfg->data_dir, &got, &err) < 0) {
 			log_error("gw.managed_refused",
 				  "error=%s reason=\"the settings in use stay\"",
 				  log_quote(q, sizeof(q), err != NULL ? err : "?"));
