@@ -34,6 +34,7 @@
 #include "http/http_json.h"
 #include "http/http_server.h"
 #include "api/api.h"
+#include "api/api_levels.h"
 #include "api/api_read.h"
 #include "api/auth.h"
 #include "store/store.h"
@@ -332,7 +333,20 @@ static void api_gateways_add(struct http_server_request *req, void *arg)
 	    .token_hash = hash,
 	    .created_at = clock_now_ms(),
 	};
-	int rc = store_gateway_add(api_store(a), &g);
+	/* its group and cluster may not both set what may be set at one level only */
+	struct store_level *lv = NULL;
+	size_t nlv = 0;
+	int rc = store_level_list(api_store(a), &lv, &nlv);
+	if (rc == 0) {
+		char *why = api_levels_joining(lv, nlv, &g);
+		store_level_array_free(lv, nlv);
+		if (why != NULL) {
+			http_server_reply_error(req, 409, "%s", why);
+			free(why);
+			goto done;
+		}
+		rc = store_gateway_add(api_store(a), &g);
+	}
 	if (rc == -EEXIST) {
 		http_server_reply_error(req, 409, "gateway \"%s\" exists already", n.name);
 		goto done;
@@ -410,6 +424,19 @@ static void api_gateways_remove(struct http_server_request *req, void *arg)
 	int rc = name != NULL ? store_gateway_get(api_store(a), name, &g) : -ENOENT;
 	if (rc == 0)
 		rc = store_gateway_remove(api_store(a), g->name);
+	if (rc == 0 && g->state == STORE_GATEWAY_REGISTERED) {
+		/* its machine level goes with it */
+		struct store_level none = {.level = "machine",
+					   .name = g->name,
+					   .pvo = STORE_LEVEL_UNSET,
+					   .reporting = STORE_LEVEL_UNSET,
+					   .tracking = STORE_LEVEL_UNSET,
+					   .updated_at = clock_now_ms()};
+		int lrc = store_level_put(api_store(a), &none);
+		if (lrc < 0)
+			log_warn("api.gateway_level_left", "gateway=%s error=%s", g->name,
+				 strerror(-lrc));
+	}
 	if (rc == -ENOENT) {
 		http_server_reply_error(req, 404, "no such gateway");
 		goto done;

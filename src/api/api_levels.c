@@ -147,6 +147,30 @@ char *api_levels_conflict(const struct store_level *v, size_t n, struct store_ga
 	return NULL;
 }
 
+char *api_levels_joining(const struct store_level *v, size_t n, const struct store_gateway *g)
+{
+	static const char *const names[] = {"pvo", "filters"};
+	for (int key = 0; key < 2; key++) {
+		const struct store_level *first = NULL;
+		for (int rank = 0; rank <= 2; rank++) {
+			const struct store_level *l =
+			    api_levels_find(v, n, rank, api_levels_name_of(g, rank));
+			bool set = l != NULL &&
+				   (key == 0 ? l->pvo != STORE_LEVEL_UNSET : l->filters != NULL);
+			if (!set)
+				continue;
+			if (first != NULL)
+				return xasprintf(
+				    "\"%s\" is set at %s \"%s\" and again below it at %s "
+				    "\"%s\"; gateway \"%s\" cannot be in both",
+				    names[key], first->level, first->name, l->level, l->name,
+				    g->name);
+			first = l;
+		}
+	}
+	return NULL;
+}
+
 /* ---- JSON ---- */
 
 static json_t *api_levels_flag(int v)

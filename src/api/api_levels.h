@@ -43,4 +43,11 @@ void api_levels_resolve(const struct store_level *v, size_t n, const struct stor
 char *api_levels_conflict(const struct store_level *v, size_t n, struct store_gateway *const *gw,
 			  size_t ngw, const struct store_level *next, int set_pvo, int set_filters);
 
+/*
+ * Whether gateway g may join its group and cluster (registration) over levels
+ * v[0..n): NULL, or a new message for the 409 when two of its levels set "pvo"
+ * or "filters".
+ */
+char *api_levels_joining(const struct store_level *v, size_t n, const struct store_gateway *g);
+
 #endif

@@ -163,6 +163,19 @@ def test_levels_conflicts_and_resolution(start_manager):
     st, doc = mgr.api("GET", "/api/v1/audit?limit=100")
     assert ("level_set", "c1") in [(e["action"], e.get("target")) for e in doc["entries"]]
 
+    # a gateway may not join a group and a cluster that both set pvo
+    put(mgr, "group", "g9", pvo=False)
+    st, doc = mgr.api("POST", "/api/v1/gateways", json={"name": "gw-x", "address": "127.0.0.6",
+                                                        "group": "g9", "cluster": "c1"})
+    assert (st, error(doc)) == (
+        409, '"pvo" is set at cluster "c1" and again below it at group "g9"; '
+        'gateway "gw-x" cannot be in both')
+    assert "gw-x" not in [g["name"] for g in levels(mgr)["gateways"]]
+    # a removed gateway's machine level goes with it
+    st, doc = mgr.api("DELETE", "/api/v1/gateways/gw-b")
+    assert st == 200, doc
+    assert ("machine", "gw-b") not in [(lv["level"], lv["name"]) for lv in levels(mgr)["levels"]]
+
 
 def test_levels_refuse_bad_input(start_manager):
     mgr = start_manager()
