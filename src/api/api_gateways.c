@@ -336,16 +336,20 @@ static void api_gateways_add(struct http_server_request *req, void *arg)
 	/* its group and cluster may not both set what may be set at one level only */
 	struct store_level *lv = NULL;
 	size_t nlv = 0;
+	char *why = NULL;
+	api_levels_hold();
 	int rc = store_level_list(api_store(a), &lv, &nlv);
 	if (rc == 0) {
-		char *why = api_levels_joining(lv, nlv, &g);
+		why = api_levels_joining(lv, nlv, &g);
 		store_level_array_free(lv, nlv);
-		if (why != NULL) {
-			http_server_reply_error(req, 409, "%s", why);
-			free(why);
-			goto done;
-		}
-		rc = store_gateway_add(api_store(a), &g);
+		if (why == NULL)
+			rc = store_gateway_add(api_store(a), &g);
+	}
+	api_levels_release();
+	if (why != NULL) {
+		http_server_reply_error(req, 409, "%s", why);
+		free(why);
+		goto done;
 	}
 	if (rc == -EEXIST) {
 		http_server_reply_error(req, 409, "gateway \"%s\" exists already", n.name);

@@ -2,9 +2,10 @@
  * api_levels — centralization levels and the managed gateway's settings
  * (api_levels.h).
  *
- * A change is checked and written under one lock, so that two admins cannot both
- * pass the check with settings that conflict once both are written. The lock is
- * this process's: managers sharing a PostgreSQL database each hold their own.
+ * A change is checked and written under one lock (also held by a registration,
+ * api_levels_hold), so that two admins cannot both pass the check with settings
+ * that conflict once both are written. The lock is this process's: managers
+ * sharing a PostgreSQL database each hold their own.
  */
 #include "api/api_levels.h"
 
@@ -27,6 +28,16 @@
 #include "store/store.h"
 
 static pthread_mutex_t api_levels_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void api_levels_hold(void)
+{
+	pthread_mutex_lock(&api_levels_lock);
+}
+
+void api_levels_release(void)
+{
+	pthread_mutex_unlock(&api_levels_lock);
+}
 
 /* cluster 0, group 1, machine 2: the higher, the closer to the gateway */
 static int api_levels_rank(const char *level)

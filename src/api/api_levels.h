@@ -25,6 +25,9 @@ struct store_gateway;
 struct store_level;
 
 void api_levels_register(struct api *a);
+/* The lock a level change is checked and written under; a registration takes it too. */
+void api_levels_hold(void);
+void api_levels_release(void);
 
 /* What one gateway ends up with: each setting and the level it comes from. */
 struct api_levels_effective {
