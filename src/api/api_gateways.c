@@ -464,6 +464,111 @@ done:
 	store_gateway_free(g);
 }
 
+/* An optional group or cluster of a PATCH: absent leaves *out, null clears it. */
+static int api_gateways_patch_level(const json_t *body, const char *key, const char **out,
+				    char **err)
+{
+	const json_t *v = json_object_get(body, key);
+	if (v == NULL)
+		return 0;
+	if (json_is_null(v)) {
+		*out = NULL;
+		return 0;
+	}
+	return api_gateways_level(body, key, out, err);
+}
+
+/* PATCH /api/v1/gateways/{name} {"group", "cluster"}: a gateway's membership. */
+static void api_gateways_update(struct http_server_request *req, void *arg)
+{
+	struct api_gateways *gw = arg;
+	struct api *a = gw->api;
+	json_t *body = NULL;
+	char *err = NULL, *why = NULL;
+	struct store_gateway *g = NULL;
+	struct store_level *lv = NULL;
+	size_t nlv = 0;
+	bool held = false;
+	if (!api_require_role(a, req, API_ROLE_ADMIN))
+		return;
+	if (http_server_request_json_object(req, api_current_config(a)->max_body, &body) < 0)
+		return;
+	static const char *const allowed[] = {"group", "cluster", NULL};
+	if (http_json_check_keys(body, allowed, &err) < 0) {
+		http_server_reply_error(req, 422, "%s", err);
+		goto done;
+	}
+	const char *name = http_server_request_param(req, "name");
+	api_levels_hold();
+	held = true;
+	int rc = name != NULL ? store_gateway_get(api_store(a), name, &g) : -ENOENT;
+	if (rc == -ENOENT) {
+		http_server_reply_error(req, 404, "no such gateway");
+		goto done;
+	}
+	if (rc < 0) {
+		http_server_reply_error(req, store_error_unavailable(rc) ? 503 : 500,
+					"the store failed (%s)", strerror(-rc));
+		goto done;
+	}
+	if (g->state == STORE_GATEWAY_PENDING) {
+		http_server_reply_error(req, 409, "gateway \"%s\" is pending: register it first",
+					g->name);
+		goto done;
+	}
+	const char *group = g->group, *cluster = g->cluster;
+	if (api_gateways_patch_level(body, "group", &group, &err) < 0 ||
+	    api_gateways_patch_level(body, "cluster", &cluster, &err) < 0) {
+		http_server_reply_error(req, 422, "%s", err);
+		goto done;
+	}
+	struct store_gateway next = *g;
+	next.group = unconst(group);
+	next.cluster = unconst(cluster);
+	rc = store_level_list(api_store(a), &lv, &nlv);
+	if (rc == 0) {
+		why = api_levels_joining(lv, nlv, &next);
+		if (why != NULL) {
+			http_server_reply_error(req, 409, "%s", why);
+			goto done;
+		}
+		rc = store_gateway_set_levels(api_store(a), g->name, group, cluster);
+	}
+	if (rc < 0) {
+		http_server_reply_error(req,
+					rc == -ENOENT		      ? 404
+					: store_error_unavailable(rc) ? 503
+								      : 500,
+					"%s",
+					rc == -ENOENT ? "no such gateway" : "the store failed");
+		goto done;
+	}
+	api_levels_release();
+	held = false;
+	char q[300];
+	log_info("api.gateway_updated", "gateway=%s group=%s cluster=%s by=%s",
+		 log_quote(q, sizeof(q), g->name), group != NULL ? group : "-",
+		 cluster != NULL ? cluster : "-", api_actor(a, req)->username);
+	api_audit(a, req, "gateway_update", g->name,
+		  json_pack("{s:o,s:o}", "group", http_json_string_or_null(group), "cluster",
+			    http_json_string_or_null(cluster)));
+	char *ng = group != NULL ? xstrdup(group) : NULL;
+	char *nc = cluster != NULL ? xstrdup(cluster) : NULL;
+	free(g->group);
+	free(g->cluster);
+	g->group = ng;
+	g->cluster = nc;
+	http_server_reply_json(req, 200, json_pack("{s:o}", "gateway", api_gateways_json(g)));
+done:
+	if (held)
+		api_levels_release();
+	store_level_array_free(lv, nlv);
+	store_gateway_free(g);
+	free(why);
+	free(err);
+	json_decref(body);
+}
+
 /* ---- the gateway-facing hello ---- */
 
 /*
@@ -645,6 +750,7 @@ struct api_gateways *api_gateways_attach(struct api *a, const struct api_gateway
 	    {"POST", "/api/v1/gateways", HTTP_SERVER_ROUTE_AUTH, api_gateways_add},
 	    {"GET", "/api/v1/gateways", HTTP_SERVER_ROUTE_AUTH, api_gateways_list},
 	    {"DELETE", "/api/v1/gateways/{name}", HTTP_SERVER_ROUTE_AUTH, api_gateways_remove},
+	    {"PATCH", "/api/v1/gateways/{name}", HTTP_SERVER_ROUTE_AUTH, api_gateways_update},
 	    /* Public to the router: the gateway's token is checked by the handler. */
 	    {"POST", "/api/v1/gateway/hello", HTTP_SERVER_ROUTE_PUBLIC, api_gateways_hello},
 	};

@@ -247,7 +247,8 @@ char *store_backend_missing(const char *backend)
 	if (ops->gateway_add == NULL || ops->gateway_list == NULL || ops->gateway_get == NULL ||
 	    ops->gateway_get_by_address == NULL || ops->gateway_get_by_token_hash == NULL ||
 	    ops->gateway_remove == NULL || ops->gateway_touch == NULL ||
-	    ops->gateway_pending_put == NULL || ops->gateway_set_central == NULL)
+	    ops->gateway_pending_put == NULL || ops->gateway_set_central == NULL ||
+	    ops->gateway_set_levels == NULL)
 		store_missing_add(&sb, "store_gateway_*");
 	if (ops->level_list == NULL || ops->level_put == NULL)
 		store_missing_add(&sb, "store_level_*");
@@ -1269,6 +1270,20 @@ int store_gateway_set_central(struct store *st, const char *name, unsigned centr
 	return ops->gateway_set_central(
 	    st, name,
 	    central & (STORE_CENTRAL_PVO | STORE_CENTRAL_REPORTING | STORE_CENTRAL_TRACKING));
+}
+
+int store_gateway_set_levels(struct store *st, const char *name, const char *group,
+			     const char *cluster)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->gateway_set_levels == NULL)
+		return -ENOSYS;
+	if ((group != NULL && !store_gateway_chars_ok(group, STORE_GATEWAY_LEVEL_MAX)) ||
+	    (cluster != NULL && !store_gateway_chars_ok(cluster, STORE_GATEWAY_LEVEL_MAX)))
+		return -EINVAL;
+	if (!store_gateway_name_ok(name))
+		return -ENOENT;
+	return ops->gateway_set_levels(st, name, group, cluster);
 }
 
 /* --- centralization levels -------------------------------------------------- */

@@ -976,6 +976,9 @@ int store_gateway_touch(struct store *st, const char *name, int64_t now, const c
  */
 int store_gateway_pending_put(struct store *st, const struct store_gateway *g, size_t max_pending,
 			      int64_t now);
+/* A registered gateway's group and cluster (NULL: none). -ENOENT, -EINVAL. */
+int store_gateway_set_levels(struct store *st, const char *name, const char *group,
+			     const char *cluster);
 /* What a registered gateway says it runs with (STORE_CENTRAL_* bits). -ENOENT. */
 int store_gateway_set_central(struct store *st, const char *name, unsigned central);
 

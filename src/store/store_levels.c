@@ -147,3 +147,39 @@ int store_sqlite_gateway_set_central(struct store *st, const char *name, unsigne
 	struct store_levels_central a = {name, central};
 	return store_int_run_job(st, store_gateway_central_job, &a);
 }
+
+struct store_levels_membership {
+	const char *name, *group, *cluster;
+};
+
+static int store_gateway_levels_job(struct store *st, struct store_conn *c, void *arg)
+{
+	const struct store_levels_membership *a = arg;
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(store_int_db(c),
+			       "UPDATE gateways SET group_name = ?, cluster = ?"
+			       " WHERE name = ? AND state = 'registered'",
+			       -1, &s, NULL) != SQLITE_OK)
+		return store_levels_fail(c, "gateway_set_levels");
+	if (a->group != NULL)
+		sqlite3_bind_text(s, 1, a->group, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 1);
+	if (a->cluster != NULL)
+		sqlite3_bind_text(s, 2, a->cluster, -1, SQLITE_STATIC);
+	else
+		sqlite3_bind_null(s, 2);
+	sqlite3_bind_text(s, 3, a->name, -1, SQLITE_STATIC);
+	int step = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (step != SQLITE_DONE)
+		return store_levels_fail(c, "gateway_set_levels");
+	return sqlite3_changes(store_int_db(c)) > 0 ? 0 : -ENOENT;
+}
+
+int store_sqlite_gateway_set_levels(struct store *st, const char *name, const char *group,
+				    const char *cluster)
+{
+	struct store_levels_membership a = {name, group, cluster};
+	return store_int_run_job(st, store_gateway_levels_job, &a);
+}

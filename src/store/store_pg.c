@@ -3576,6 +3576,7 @@ const struct store_ops store_pg_ops = {
     .gateway_remove = store_pg_gateway_remove,
     .gateway_touch = store_pg_gateway_touch,
     .gateway_set_central = store_pg_gateway_set_central,
+    .gateway_set_levels = store_pg_gateway_set_levels,
     .level_list = store_pg_level_list,
     .level_put = store_pg_level_put,
     .gateway_pending_put = store_pg_gateway_pending_put,

@@ -118,3 +118,30 @@ int store_pg_gateway_set_central(struct store *st, const char *name, unsigned ce
 	struct store_pg_levels_central a = {name, central};
 	return store_pg_tx(store_pg_of(st), store_pg_gateway_central_tx, &a);
 }
+
+struct store_pg_levels_membership {
+	const char *name, *group, *cluster;
+};
+
+static int store_pg_gateway_levels_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	const struct store_pg_levels_membership *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, a->group);
+	store_pg_text(&p, a->cluster);
+	store_pg_text(&p, a->name);
+	uint64_t rows = 0;
+	int rc = store_pg_do(c, "gateway_set_levels",
+			     "UPDATE gateways SET group_name = $1, cluster = $2"
+			     " WHERE lower(name) = lower($3) AND state = 'registered'",
+			     &p, &rows);
+	store_pg_params_clear(&p);
+	return rc < 0 ? rc : rows > 0 ? 0 : -ENOENT;
+}
+
+int store_pg_gateway_set_levels(struct store *st, const char *name, const char *group,
+				const char *cluster)
+{
+	struct store_pg_levels_membership a = {name, group, cluster};
+	return store_pg_tx(store_pg_of(st), store_pg_gateway_levels_tx, &a);
+}

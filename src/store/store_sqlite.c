@@ -3327,6 +3327,7 @@ const struct store_ops store_sqlite_ops = {
     .gateway_touch = store_sqlite_gateway_touch,
     .gateway_pending_put = store_sqlite_gateway_pending_put,
     .gateway_set_central = store_sqlite_gateway_set_central,
+    .gateway_set_levels = store_sqlite_gateway_set_levels,
     .level_list = store_sqlite_level_list,
     .level_put = store_sqlite_level_put,
     .events_put = store_sqlite_events_put,

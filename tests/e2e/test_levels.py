@@ -171,6 +171,30 @@ def test_levels_conflicts_and_resolution(start_manager):
         409, '"pvo" is set at cluster "c1" and again below it at group "g9"; '
         'gateway "gw-x" cannot be in both')
     assert "gw-x" not in [g["name"] for g in levels(mgr)["gateways"]]
+    # moving a gateway between groups and clusters: the same rule
+    st, doc = mgr.api("PATCH", "/api/v1/gateways/gw-c", json={"group": "g9"})
+    assert (st, error(doc)) == (
+        409, '"pvo" is set at cluster "c1" and again below it at group "g9"; '
+        'gateway "gw-c" cannot be in both')
+    st, doc = mgr.api("PATCH", "/api/v1/gateways/GW-C", json={"group": "g1"})
+    assert st == 200, doc
+    assert (doc["gateway"]["group"], doc["gateway"]["cluster"]) == ("g1", "c1")
+    assert effective(mgr, "gw-c")["settings"] == {"pvo": True, "reporting": True,
+                                                  "tracking": True, "filters": None}
+    st, doc = mgr.api("PATCH", "/api/v1/gateways/gw-c", json={"cluster": None})
+    assert st == 200, doc
+    assert effective(mgr, "gw-c")["settings"]["pvo"] is None
+    for body, status, message in (({"group": "a/b"}, 422,
+                                   "\"group\" must be 1 to 64 letters, digits, '.', '-' or '_'"),
+                                  ({"address": "127.0.0.9"}, 422, 'unknown field "address"')):
+        st, doc = mgr.api("PATCH", "/api/v1/gateways/gw-c", json=body)
+        assert (st, error(doc)) == (status, message)
+    st, doc = mgr.api("PATCH", "/api/v1/gateways/nobody", json={"group": "g1"})
+    assert (st, error(doc)) == (404, "no such gateway")
+    st, doc = mgr.api("GET", "/api/v1/audit?limit=100")
+    assert ("gateway_update", "gw-c") in [(e["action"], e.get("target"))
+                                          for e in doc["entries"]]
+
     # a removed gateway's machine level goes with it
     st, doc = mgr.api("DELETE", "/api/v1/gateways/gw-b")
     assert st == 200, doc

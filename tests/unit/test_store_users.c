@@ -597,6 +597,20 @@ static void test_levels(void **state)
 	assert_int_equal(store_gateway_get(fx->st, "gw1", &got), 0);
 	assert_int_equal(got->central, STORE_CENTRAL_PVO | STORE_CENTRAL_TRACKING);
 	store_gateway_free(got);
+
+	/* its group and cluster change; NULL is none */
+	assert_int_equal(store_gateway_set_levels(fx->st, "Gw1", "g1", "c1"), 0);
+	assert_int_equal(store_gateway_get(fx->st, "gw1", &got), 0);
+	assert_string_equal(got->group, "g1");
+	assert_string_equal(got->cluster, "c1");
+	store_gateway_free(got);
+	assert_int_equal(store_gateway_set_levels(fx->st, "gw1", NULL, "c2"), 0);
+	assert_int_equal(store_gateway_get(fx->st, "gw1", &got), 0);
+	assert_null(got->group);
+	assert_string_equal(got->cluster, "c2");
+	store_gateway_free(got);
+	assert_int_equal(store_gateway_set_levels(fx->st, "gw1", "a b", NULL), -EINVAL);
+	assert_int_equal(store_gateway_set_levels(fx->st, "nobody", "g1", NULL), -ENOENT);
 }
 
 static void test_gateway_address_canonical(void **state)
