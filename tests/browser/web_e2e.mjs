@@ -1455,7 +1455,7 @@ async function levels() {
     const filters = await levelRow('group/g2').locator('[data-test=set-filters]').textContent();
     check('filters set at a group', filters === 'ルール 1 行', filters);
     const effPvo = await gwRow('gw-a').locator('[data-test=eff-pvo]').textContent();
-    check('what gw-a ends up with, and from where', effPvo === '集約クラスタ c1 から', effPvo);
+    check('what gw-a ends up with, and from where', effPvo === '集約クラスター c1 から', effPvo);
     const effFilters = await gwRow('gw-a').locator('[data-test=eff-filters]').textContent();
     check('what no level sets stays the gateway\'s', effFilters === '—ゲートウェイ自身の設定', effFilters);
     const running = await gwRow('gw-a').locator('[data-test=running]').textContent();
@@ -1485,6 +1485,20 @@ async function levels() {
     const effTracking = await gwRow('gw-b').locator('[data-test=eff-tracking]').textContent();
     check('gw-b gets tracking from its group', effTracking === '集約グループ g1 から', effTracking);
     await shot(page, 'levels-saved-ja');
+
+    // move gw-c from group g2 to g1: it gets g1's tracking, and no longer g2's filters
+    await gwRow('gw-c').locator('[data-test=move-gateway]').click();
+    await page.waitForSelector('dialog.dialog[open]');
+    check('the dialog shows its group', await page.inputValue('[data-test=move-group]') === 'g2');
+    await page.fill('[data-test=move-group]', 'g1');
+    await page.click('[data-test=dialog-confirm]');
+    await page.waitForFunction(() => {
+      const c = document.querySelector('[data-test=level-gateways] tr[data-gateway="gw-c"] [data-test=eff-tracking]');
+      return c && c.textContent === '集約グループ g1 から';
+    });
+    const moved = await gwRow('gw-c').locator('[data-test=eff-filters]').textContent();
+    check('gw-c leaves the filters of g2 behind', moved === '—ゲートウェイ自身の設定', moved);
+    await shot(page, 'levels-moved-ja');
 
     await setLanguage(page, 'en');
     await page.waitForSelector('[data-test=levels] tr[data-level="cluster/c1"]');

@@ -615,6 +615,10 @@ def test_browser_levels_page(start_manager):
     st, doc = m.api("GET", "/api/v1/audit?limit=100")
     acts = [(e["actor"], e["action"], e["target"]) for e in doc["entries"]]
     assert ("admin1", "level_set", "g1") in acts
+    assert ("admin1", "gateway_update", "gw-c") in acts
+    st, doc = m.api("GET", "/api/v1/gateways")
+    assert [(g["name"], g["group"]) for g in doc["gateways"]
+            if g["name"] == "gw-c"] == [("gw-c", "g1")]
 
 
 def test_browser_second_factor(start_manager):

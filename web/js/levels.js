@@ -41,7 +41,7 @@ export function renderLevels(main) {
     h('thead', h('tr',
       h('th', t('gateways.name')), h('th', t('gateways.group')), h('th', t('gateways.cluster')),
       FLAGS.map((f) => h('th', t('levels.setting.' + f))), h('th', t('levels.setting.filters')),
-      h('th', t('levels.running')))),
+      h('th', t('levels.running')), h('th', ''))),
     gwBody);
 
   const kind = h('select.input', { id: 'l-kind', name: 'level', 'data-test': 'level-kind' },
@@ -120,6 +120,28 @@ export function renderLevels(main) {
     }
   }
 
+  // A gateway's group and cluster (PATCH /api/v1/gateways/{name}); empty is none.
+  async function move(g) {
+    const group = h('input.input', { id: 'm-group', value: g.group || '', maxlength: 64, autocomplete: 'off', 'data-test': 'move-group', 'data-autofocus': '' });
+    const cluster = h('input.input', { id: 'm-cluster', value: g.cluster || '', maxlength: 64, autocomplete: 'off', 'data-test': 'move-cluster' });
+    const ok = await modal({
+      title: t('levels.move_title', { name: g.name }),
+      body: [h('p', t('levels.move_intro')),
+        h('label.field', { for: 'm-group' }, h('span.field-label', t('gateways.group')), group),
+        h('label.field', { for: 'm-cluster' }, h('span.field-label', t('gateways.cluster')), cluster)],
+      confirm: t('levels.save'), cancel: t('action.cancel'),
+    });
+    if (!ok) return;
+    try {
+      await api('PATCH', '/api/v1/gateways/' + encodeURIComponent(g.name),
+        { group: group.value.trim() || null, cluster: cluster.value.trim() || null });
+      notify(t('levels.moved', { name: g.name }));
+      load();
+    } catch (e) {
+      notifyError(e);
+    }
+  }
+
   function hasSettings(lv) {
     return FLAGS.some((f) => lv.settings[f] !== null) || lv.settings.filters !== null;
   }
@@ -148,7 +170,7 @@ export function renderLevels(main) {
       }
       clear(gwBody);
       const gws = doc.gateways.filter((g) => g.state === 'registered');
-      if (!gws.length) gwBody.append(h('tr', h('td.empty', { colspan: 8 }, t('gateways.empty'))));
+      if (!gws.length) gwBody.append(h('tr', h('td.empty', { colspan: 9 }, t('gateways.empty'))));
       for (const g of gws) {
         const e = g.effective;
         const cell = (f, text) => h('td', { 'data-test': 'eff-' + f },
@@ -160,7 +182,8 @@ export function renderLevels(main) {
           h('td', g.cluster || '—'),
           FLAGS.map((f) => cell(f, flagText(e.settings[f]))),
           cell('filters', filtersText(e.settings.filters)),
-          h('td', { 'data-test': 'running' }, running.length ? running.join(', ') : t('levels.running_none'))));
+          h('td', { 'data-test': 'running' }, running.length ? running.join(', ') : t('levels.running_none')),
+          h('td.num', h('button.btn.btn-small', { type: 'button', 'data-test': 'move-gateway', on: { click: () => move(g) } }, t('levels.move')))));
       }
     } catch (e) {
       clear(levelBody).append(h('tr', h('td.empty.error', { colspan: 8 }, e.message)));
