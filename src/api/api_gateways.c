@@ -34,6 +34,7 @@
 #include "http/http_json.h"
 #include "http/http_server.h"
 #include "api/api.h"
+#include "api/api_levels.h"
 #include "api/api_read.h"
 #include "api/auth.h"
 #include "store/store.h"
@@ -84,9 +85,11 @@ json_t *api_gateways_json(const struct store_gateway *g)
 	api_gateways_set(o, "created_at", api_gateways_time(g->created_at));
 	api_gateways_set(o, "last_seen", api_gateways_time(g->last_seen));
 	api_gateways_set(o, "version", http_json_string_or_null(g->version));
-	/* Nothing centralizes, migrates or queues events yet: say so, do not guess. */
+	/* what the gateway said in its last hello it runs with */
 	api_gateways_set(o, "centralized",
-			 json_pack("{s:b,s:b,s:b}", "pvo", 0, "reporting", 0, "tracking", 0));
+			 json_pack("{s:b,s:b,s:b}", "pvo", (g->central & STORE_CENTRAL_PVO) != 0,
+				   "reporting", (g->central & STORE_CENTRAL_REPORTING) != 0,
+				   "tracking", (g->central & STORE_CENTRAL_TRACKING) != 0));
 	api_gateways_set(o, "migration", json_null());
 	/* api_gateways_list fills these from the gateway's last event push */
 	api_gateways_set(o, "event_backlog", json_null());
@@ -198,10 +201,30 @@ int api_gateways_parse_new(const json_t *body, struct api_gateways_new *out, cha
 
 int api_gateways_parse_hello(const json_t *body, struct api_gateways_hello *out, char **err)
 {
-	static const char *const allowed[] = {"name", "version", "group", "cluster", NULL};
+	static const char *const allowed[] = {"name",	 "version",	"group",
+					      "cluster", "centralized", NULL};
 	memset(out, 0, sizeof(*out));
+	out->central = -1;
 	*err = NULL;
 	int rc = http_json_check_keys(body, allowed, err);
+	const json_t *cz = json_object_get(body, "centralized");
+	if (rc == 0 && cz != NULL && !json_is_null(cz)) {
+		static const char *const keys[] = {"pvo", "reporting", "tracking", NULL};
+		static const unsigned bits[] = {STORE_CENTRAL_PVO, STORE_CENTRAL_REPORTING,
+						STORE_CENTRAL_TRACKING};
+		rc = json_is_object(cz) ? http_json_check_keys(cz, keys, err) : -EINVAL;
+		out->central = 0;
+		for (size_t i = 0; rc == 0 && keys[i] != NULL; i++) {
+			const json_t *b = json_object_get(cz, keys[i]);
+			if (b != NULL && !json_is_boolean(b))
+				rc = -EINVAL;
+			else if (json_is_true(b))
+				out->central |= (int)bits[i];
+		}
+		if (rc < 0 && *err == NULL)
+			*err = xstrdup("\"centralized\" must be an object of booleans "
+				       "{\"pvo\", \"reporting\", \"tracking\"}");
+	}
 	if (rc == 0)
 		rc = api_gateways_name(body, &out->name, err);
 	if (rc == 0) {
@@ -310,7 +333,24 @@ static void api_gateways_add(struct http_server_request *req, void *arg)
 	    .token_hash = hash,
 	    .created_at = clock_now_ms(),
 	};
-	int rc = store_gateway_add(api_store(a), &g);
+	/* its group and cluster may not both set what may be set at one level only */
+	struct store_level *lv = NULL;
+	size_t nlv = 0;
+	char *why = NULL;
+	api_levels_hold();
+	int rc = store_level_list(api_store(a), &lv, &nlv);
+	if (rc == 0) {
+		why = api_levels_joining(lv, nlv, &g);
+		store_level_array_free(lv, nlv);
+		if (why == NULL)
+			rc = store_gateway_add(api_store(a), &g);
+	}
+	api_levels_release();
+	if (why != NULL) {
+		http_server_reply_error(req, 409, "%s", why);
+		free(why);
+		goto done;
+	}
 	if (rc == -EEXIST) {
 		http_server_reply_error(req, 409, "gateway \"%s\" exists already", n.name);
 		goto done;
@@ -388,6 +428,19 @@ static void api_gateways_remove(struct http_server_request *req, void *arg)
 	int rc = name != NULL ? store_gateway_get(api_store(a), name, &g) : -ENOENT;
 	if (rc == 0)
 		rc = store_gateway_remove(api_store(a), g->name);
+	if (rc == 0 && g->state == STORE_GATEWAY_REGISTERED) {
+		/* its machine level goes with it */
+		struct store_level none = {.level = "machine",
+					   .name = g->name,
+					   .pvo = STORE_LEVEL_UNSET,
+					   .reporting = STORE_LEVEL_UNSET,
+					   .tracking = STORE_LEVEL_UNSET,
+					   .updated_at = clock_now_ms()};
+		int lrc = store_level_put(api_store(a), &none);
+		if (lrc < 0)
+			log_warn("api.gateway_level_left", "gateway=%s error=%s", g->name,
+				 strerror(-lrc));
+	}
 	if (rc == -ENOENT) {
 		http_server_reply_error(req, 404, "no such gateway");
 		goto done;
@@ -409,6 +462,111 @@ static void api_gateways_remove(struct http_server_request *req, void *arg)
 	http_server_reply_json(req, 200, json_object());
 done:
 	store_gateway_free(g);
+}
+
+/* An optional group or cluster of a PATCH: absent leaves *out, null clears it. */
+static int api_gateways_patch_level(const json_t *body, const char *key, const char **out,
+				    char **err)
+{
+	const json_t *v = json_object_get(body, key);
+	if (v == NULL)
+		return 0;
+	if (json_is_null(v)) {
+		*out = NULL;
+		return 0;
+	}
+	return api_gateways_level(body, key, out, err);
+}
+
+/* PATCH /api/v1/gateways/{name} {"group", "cluster"}: a gateway's membership. */
+static void api_gateways_update(struct http_server_request *req, void *arg)
+{
+	struct api_gateways *gw = arg;
+	struct api *a = gw->api;
+	json_t *body = NULL;
+	char *err = NULL, *why = NULL;
+	struct store_gateway *g = NULL;
+	struct store_level *lv = NULL;
+	size_t nlv = 0;
+	bool held = false;
+	if (!api_require_role(a, req, API_ROLE_ADMIN))
+		return;
+	if (http_server_request_json_object(req, api_current_config(a)->max_body, &body) < 0)
+		return;
+	static const char *const allowed[] = {"group", "cluster", NULL};
+	if (http_json_check_keys(body, allowed, &err) < 0) {
+		http_server_reply_error(req, 422, "%s", err);
+		goto done;
+	}
+	const char *name = http_server_request_param(req, "name");
+	api_levels_hold();
+	held = true;
+	int rc = name != NULL ? store_gateway_get(api_store(a), name, &g) : -ENOENT;
+	if (rc == -ENOENT) {
+		http_server_reply_error(req, 404, "no such gateway");
+		goto done;
+	}
+	if (rc < 0) {
+		http_server_reply_error(req, store_error_unavailable(rc) ? 503 : 500,
+					"the store failed (%s)", strerror(-rc));
+		goto done;
+	}
+	if (g->state == STORE_GATEWAY_PENDING) {
+		http_server_reply_error(req, 409, "gateway \"%s\" is pending: register it first",
+					g->name);
+		goto done;
+	}
+	const char *group = g->group, *cluster = g->cluster;
+	if (api_gateways_patch_level(body, "group", &group, &err) < 0 ||
+	    api_gateways_patch_level(body, "cluster", &cluster, &err) < 0) {
+		http_server_reply_error(req, 422, "%s", err);
+		goto done;
+	}
+	struct store_gateway next = *g;
+	next.group = unconst(group);
+	next.cluster = unconst(cluster);
+	rc = store_level_list(api_store(a), &lv, &nlv);
+	if (rc == 0) {
+		why = api_levels_joining(lv, nlv, &next);
+		if (why != NULL) {
+			http_server_reply_error(req, 409, "%s", why);
+			goto done;
+		}
+		rc = store_gateway_set_levels(api_store(a), g->name, group, cluster);
+	}
+	if (rc < 0) {
+		http_server_reply_error(req,
+					rc == -ENOENT		      ? 404
+					: store_error_unavailable(rc) ? 503
+								      : 500,
+					"%s",
+					rc == -ENOENT ? "no such gateway" : "the store failed");
+		goto done;
+	}
+	api_levels_release();
+	held = false;
+	char q[300];
+	log_info("api.gateway_updated", "gateway=%s group=%s cluster=%s by=%s",
+		 log_quote(q, sizeof(q), g->name), group != NULL ? group : "-",
+		 cluster != NULL ? cluster : "-", api_actor(a, req)->username);
+	api_audit(a, req, "gateway_update", g->name,
+		  json_pack("{s:o,s:o}", "group", http_json_string_or_null(group), "cluster",
+			    http_json_string_or_null(cluster)));
+	char *ng = group != NULL ? xstrdup(group) : NULL;
+	char *nc = cluster != NULL ? xstrdup(cluster) : NULL;
+	free(g->group);
+	free(g->cluster);
+	g->group = ng;
+	g->cluster = nc;
+	http_server_reply_json(req, 200, json_pack("{s:o}", "gateway", api_gateways_json(g)));
+done:
+	if (held)
+		api_levels_release();
+	store_level_array_free(lv, nlv);
+	store_gateway_free(g);
+	free(why);
+	free(err);
+	json_decref(body);
 }
 
 /* ---- the gateway-facing hello ---- */
@@ -537,6 +695,21 @@ static void api_gateways_hello(struct http_server_request *req, void *arg)
 			 g->cluster != NULL ? g->cluster : "-");
 	log_debug("api.gateway_hello", "gateway=%s version=%s peer=%s",
 		  log_quote(q, sizeof(q), g->name), h.version != NULL ? h.version : "-", peer);
+	if (h.central >= 0 && (unsigned)h.central != g->central) {
+		rc = store_gateway_set_central(api_store(a), g->name, (unsigned)h.central);
+		if (rc < 0 && rc != -ENOENT)
+			log_warn("api.gateway_central_failed", "gateway=%s error=%s",
+				 log_quote(q, sizeof(q), g->name), strerror(-rc));
+		if (rc == 0) {
+			log_info("api.gateway_centralized",
+				 "gateway=%s pvo=%s reporting=%s tracking=%s",
+				 log_quote(q, sizeof(q), g->name),
+				 h.central & STORE_CENTRAL_PVO ? "yes" : "no",
+				 h.central & STORE_CENTRAL_REPORTING ? "yes" : "no",
+				 h.central & STORE_CENTRAL_TRACKING ? "yes" : "no");
+			g->central = (unsigned)h.central;
+		}
+	}
 	g->last_seen = now > g->last_seen ? now : g->last_seen;
 	if (h.version != NULL) {
 		free(g->version);
@@ -577,6 +750,7 @@ struct api_gateways *api_gateways_attach(struct api *a, const struct api_gateway
 	    {"POST", "/api/v1/gateways", HTTP_SERVER_ROUTE_AUTH, api_gateways_add},
 	    {"GET", "/api/v1/gateways", HTTP_SERVER_ROUTE_AUTH, api_gateways_list},
 	    {"DELETE", "/api/v1/gateways/{name}", HTTP_SERVER_ROUTE_AUTH, api_gateways_remove},
+	    {"PATCH", "/api/v1/gateways/{name}", HTTP_SERVER_ROUTE_AUTH, api_gateways_update},
 	    /* Public to the router: the gateway's token is checked by the handler. */
 	    {"POST", "/api/v1/gateway/hello", HTTP_SERVER_ROUTE_PUBLIC, api_gateways_hello},
 	};

@@ -56,7 +56,7 @@ static int gw_api_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl
 int gw_api_post(const struct gw_api_call *call, struct gw_api_answer *out)
 {
 	*out = (struct gw_api_answer){.body = STRBUF_INIT};
-	if (call->api_url == NULL || call->path == NULL || call->body == NULL ||
+	if (call->api_url == NULL || call->path == NULL || (call->body == NULL && !call->get) ||
 	    call->timeout_ms <= 0)
 		return -EINVAL;
 	gw_api_init();
@@ -76,7 +76,10 @@ int gw_api_post(const struct gw_api_call *call, struct gw_api_answer *out)
 	struct gw_api_sink sink = {&out->body, call->max_answer, false};
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, call->body);
+	if (call->get)
+		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	else
+		curl_easy_setopt(h, CURLOPT_POSTFIELDS, call->body);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)call->timeout_ms);

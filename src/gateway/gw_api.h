@@ -1,5 +1,5 @@
 /*
- * gw_api — one JSON POST from the gateway to the manager's API (libcurl), shared
+ * gw_api — one JSON POST (or GET) from the gateway to the manager's API (libcurl), shared
  * by the hello (gw_hello.c) and the event pusher (gw_events.c): the URL built
  * from [manager] api_url, the Bearer token, https with the peer and its name
  * always verified (TLS 1.2 at least, [manager] api_ca when set), a whole-call
@@ -11,6 +11,7 @@
 #define LAZARET_GW_API_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,7 +22,8 @@ struct gw_api_call {
 	const char *path;    /* "/api/v1/..." */
 	const char *token;   /* NULL: no Authorization header */
 	const char *ca;	     /* NULL: the system's CAs */
-	const char *body;    /* JSON text */
+	const char *body;    /* JSON text (not with get) */
+	bool get;	     /* a GET without a body instead of the POST */
 	int64_t timeout_ms;  /* for connecting and for the whole call */
 	size_t max_answer;   /* a longer answer fails the call ("answer too large") */
 	atomic_bool *abort;  /* NULL, or set from another thread to cut the call off */

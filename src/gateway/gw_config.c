@@ -124,6 +124,18 @@ static const struct confparse_key gw_config_keys[] = {
      .offset = OFF(hello_interval_ms),
      .default_text = "5m",
      .min = SEC},
+    /* the manager's levels decide the centralization settings (gw_managed.c) */
+    {.section = "manager",
+     .name = "managed",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(managed),
+     .default_text = "no"},
+    {.section = "manager",
+     .name = "sync_interval",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(managed_sync_interval_ms),
+     .default_text = "5m",
+     .min = SEC},
 
     /* [events] and [tracking]: the event spool and what is recorded (gw_events.c) */
     {.section = "events",
@@ -525,6 +537,9 @@ static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 			confparse_error(cp, "manager", "api_token",
 					"is required for safelist_blocklist = yes");
 	}
+	if (cfg->managed && (cfg->api_url == NULL || cfg->api_token == NULL))
+		confparse_error(cp, "manager", "managed",
+				"needs api_url and api_token (the settings are pulled from there)");
 	if (cfg->tracking_mode != NULL && strcmp(cfg->tracking_mode, "central") == 0 &&
 	    (cfg->api_url == NULL || cfg->api_token == NULL))
 		confparse_error(cp, "tracking", "mode",
@@ -572,6 +587,7 @@ int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char 
 	int rc;
 
 	memset(cfg, 0, sizeof(*cfg));
+	cfg->managed_reporting = -1;
 	if (warnings != NULL)
 		*warnings = NULL;
 	cfg->path = xstrdup(path);

@@ -68,6 +68,13 @@ struct gw_config {
 	char *api_token;
 	char *api_ca;		   /* PEM CA for an https api_url; NULL: the system's store */
 	int64_t hello_interval_ms; /* hello to the manager (with api_url); default 5m */
+	bool managed;		   /* the manager's levels set pvo, tracking, filters */
+	int64_t managed_sync_interval_ms; /* how often they are pulled; default 5m */
+	/*
+	 * Set by gw_managed_apply, not by the file: the manager's "reporting"
+	 * (0, 1, or -1 when not managed or no level sets it).
+	 */
+	int managed_reporting;
 
 	/* [events] and [tracking] (gw_events.c) */
 	uint64_t events_spool_max;	    /* the spool's bound in bytes; default 2G */

@@ -30,7 +30,8 @@ void gw_hello_answer_clear(struct gw_hello_answer *a)
 	memset(a, 0, sizeof(*a));
 }
 
-char *gw_hello_body(const char *name, const char *version, const char *group, const char *cluster)
+char *gw_hello_body(const char *name, const char *version, const char *group, const char *cluster,
+		    int central)
 {
 	json_t *o = json_object();
 	if (o == NULL || json_object_set_new(o, "name", json_string(name)) != 0)
@@ -41,6 +42,11 @@ char *gw_hello_body(const char *name, const char *version, const char *group, co
 		json_object_set_new(o, "group", json_string(group));
 	if (cluster != NULL)
 		json_object_set_new(o, "cluster", json_string(cluster));
+	if (central >= 0)
+		json_object_set_new(o, "centralized",
+				    json_pack("{s:b,s:b,s:b}", "pvo", (central & 1) != 0,
+					      "reporting", (central & 2) != 0, "tracking",
+					      (central & 4) != 0));
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (text == NULL)

@@ -49,6 +49,7 @@
 #include "gateway/gw_config.h"
 #include "gateway/gw_events.h"
 #include "gateway/gw_hello.h"
+#include "gateway/gw_managed.h"
 #include "gateway/hat.h"
 #include "gateway/pipeline.h"
 #include "gateway/rat.h"
@@ -97,9 +98,10 @@ struct gw {
 	struct loopq *q;
 	struct hat_throttle *throttle;
 	atomic_uint inflight;
-	atomic_bool sync_running, expiry_running, hello_running;
+	atomic_bool sync_running, expiry_running, hello_running, managed_running;
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *sync_timer, *expiry_timer,
-	    *hello_timer;
+	    *hello_timer, *managed_timer;
+	bool tracking_central; /* events go to the manager (the mode at start) */
 	int64_t shutdown_started;
 	bool forced;
 };
@@ -162,6 +164,17 @@ static int gw_load(const char *path, struct pipeline_rules **out, char **err, ch
 	int rc = gw_config_load(path, &cfg, err, warnings);
 	if (rc < 0)
 		return rc;
+	if (cfg.managed) {
+		/* the manager's settings as last pulled, over the file's */
+		struct gw_managed m;
+		int mrc = gw_managed_load(cfg.data_dir, &m);
+		if (mrc == 0)
+			gw_managed_apply(&cfg, &m);
+		else if (mrc != -ENOENT)
+			log_warn("gw.managed_cache_unreadable", "dir=%s error=\"%s\"", cfg.data_dir,
+				 strerror(-mrc));
+		gw_managed_clear(&m);
+	}
 	rc = pipeline_rules_build(&cfg, out, err);
 	if (rc < 0 && warnings != NULL) {
 		free(*warnings);
@@ -448,7 +461,17 @@ static void gw_hello_run(void *arg)
 {
 	struct gw_maint_job *mj = arg;
 	const struct gw_config *cfg = &mj->rules->cfg;
-	char *body = gw_hello_body(cfg->name, LAZARET_VERSION, cfg->group, cfg->cluster);
+	unsigned central = 0;
+	if (cfg->central_pvo_enabled)
+		central |= STORE_CENTRAL_PVO;
+	if (mj->gw->tracking_central) {
+		central |= STORE_CENTRAL_TRACKING;
+		/* the manager reports on what it gets, unless a level turned that off */
+		if (cfg->managed_reporting != 0)
+			central |= STORE_CENTRAL_REPORTING;
+	}
+	char *body =
+	    gw_hello_body(cfg->name, LAZARET_VERSION, cfg->group, cfg->cluster, (int)central);
 	struct gw_hello_answer ans;
 	int rc = gw_hello_send(cfg->api_url, cfg->api_token, cfg->api_ca, body, GW_HELLO_TIMEOUT_MS,
 			       &ans);
@@ -480,6 +503,90 @@ static void gw_hello_now(struct gw *gw)
 	mj->gw = gw;
 	mj->rules = pipeline_rules_ref(gw->rules);
 	workpool_submit(gw->maint, gw_hello_run, mj);
+}
+
+/* ---- a managed gateway's settings (gw_managed.c) ---- */
+
+static void gw_reload_now(struct gw *gw, bool pull);
+
+/*
+ * Pulls the settings and keeps them when they changed and their rules compile:
+ * 1 when they changed, 0 when not (or the manager could not be asked: the
+ * gateway runs on what it has), -1 when they were refused. Any thread.
+ */
+static int gw_managed_sync(const struct gw_config *cfg)
+{
+	struct gw_managed got, have;
+	char *why = NULL;
+	int rc = gw_managed_fetch(cfg, GW_HELLO_TIMEOUT_MS, &got, &why);
+	char q[512];
+	if (rc < 0) {
+		log_warn("gw.managed_sync_failed",
+			 "url=%s error=%s reason=\"running on the settings kept in %s\"",
+			 cfg->api_url, log_quote(q, sizeof(q), why != NULL ? why : strerror(-rc)),
+			 cfg->data_dir);
+		free(why);
+		gw_managed_clear(&got);
+		return 0;
+	}
+	int changed = 0;
+	int lrc = gw_managed_load(cfg->data_dir, &have);
+	if (lrc < 0 || !gw_managed_equal(&got, &have)) {
+		char *err = NULL;
+		if (gw_managed_check(cfg->path, &got, &err) < 0 ||
+		    gw_managed_save(cfg->data_dir, &got, &err) < 0) {
+			log_error("gw.managed_refused",
+				  "error=%s reason=\"the settings in use stay\"",
+				  log_quote(q, sizeof(q), err != NULL ? err : "?"));
+			changed = -1;
+		} else {
+			log_info("gw.managed_changed", "pvo=%d reporting=%d tracking=%d filters=%s",
+				 got.pvo, got.reporting, got.tracking,
+				 got.filters == NULL	  ? "unset"
+				 : got.filters[0] == '\0' ? "none"
+							  : "set");
+			changed = 1;
+		}
+		free(err);
+	}
+	gw_managed_clear(&got);
+	gw_managed_clear(&have);
+	return changed;
+}
+
+static void gw_managed_changed(void *arg)
+{
+	struct gw *gw = arg;
+	if (gw->shutdown_timer == NULL)
+		gw_reload_now(gw, false);
+}
+
+static void gw_managed_run(void *arg)
+{
+	struct gw_maint_job *mj = arg;
+	if (gw_managed_sync(&mj->rules->cfg) > 0)
+		loopq_post(mj->gw->q, gw_managed_changed, mj->gw);
+	atomic_store(&mj->gw->managed_running, false);
+	pipeline_rules_unref(mj->rules);
+	free(mj);
+}
+
+static void gw_managed_now(struct gw *gw)
+{
+	if (!gw->rules->cfg.managed)
+		return;
+	bool expected = false;
+	if (!atomic_compare_exchange_strong(&gw->managed_running, &expected, true))
+		return;
+	struct gw_maint_job *mj = xcalloc(1, sizeof(*mj));
+	mj->gw = gw;
+	mj->rules = pipeline_rules_ref(gw->rules);
+	workpool_submit(gw->maint, gw_managed_run, mj);
+}
+
+static void gw_managed_tick(evutil_socket_t fd, short what, void *arg)
+{
+	gw_managed_now(arg);
 }
 
 /*
@@ -653,14 +760,18 @@ static void gw_terminate(evutil_socket_t sig, short what, void *arg)
 	event_del(gw->sync_timer);
 	event_del(gw->expiry_timer);
 	event_del(gw->hello_timer);
+	event_del(gw->managed_timer);
 	gw->shutdown_timer = event_new(gw->base, -1, EV_PERSIST, gw_shutdown_poll, gw);
 	struct timeval tv = {0, GW_SHUTDOWN_POLL_MS * 1000};
 	event_add(gw->shutdown_timer, &tv);
 }
 
-static void gw_reload(evutil_socket_t sig, short what, void *arg)
+/*
+ * Reloads the configuration (with the managed settings kept on disk); pull: then
+ * pulls the manager's settings, and reloads again when they changed.
+ */
+static void gw_reload_now(struct gw *gw, bool pull)
 {
-	struct gw *gw = arg;
 	struct pipeline_rules *next = NULL;
 	char *err = NULL, *warnings = NULL;
 	if (gw_load(gw->conf_path, &next, &err, &warnings) < 0) {
@@ -668,6 +779,8 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 		log_lines(LOG_LEVEL_ERROR, "gw.reload_failed", err);
 		free(err);
 		gw_sync_now(gw);
+		if (pull)
+			gw_managed_now(gw);
 		return;
 	}
 	log_lines(LOG_LEVEL_WARN, "gw.config_warning", warnings);
@@ -705,6 +818,10 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	gw_arm(gw->expiry_timer, c->purge_interval_ms);
 	gw_arm(gw->sync_timer, c->sync_interval_ms);
 	gw_arm(gw->hello_timer, c->hello_interval_ms);
+	if (c->managed)
+		gw_arm(gw->managed_timer, c->managed_sync_interval_ms);
+	else
+		event_del(gw->managed_timer);
 	struct pipeline_rules *old = gw->rules;
 	gw->rules = next;
 	pipeline_rules_unref(old);
@@ -713,9 +830,16 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 		 next->outbreak_version != NULL ? next->outbreak_version : "none",
 		 next->central_hostport != NULL ? next->central_hostport : "no");
 	gw_sync_now(gw);
-	/* the name, group or cluster may have changed: tell the manager now */
+	/* the name, group, cluster or what is centralized may have changed: say so now */
 	gw_hello_now(gw);
 	gw_central_probe_now(gw);
+	if (pull)
+		gw_managed_now(gw);
+}
+
+static void gw_reload(evutil_socket_t sig, short what, void *arg)
+{
+	gw_reload_now(arg, true);
 }
 
 static int gw_start(struct gw *gw)
@@ -758,6 +882,21 @@ static int gw_start(struct gw *gw)
 			strerror(-rc));
 		return rc;
 	}
+	/* A managed gateway starts on the manager's current settings when it can. */
+	if (cfg->managed && gw_managed_sync(cfg) > 0) {
+		struct pipeline_rules *next = NULL;
+		char *warnings = NULL;
+		if (gw_load(gw->conf_path, &next, &err, &warnings) < 0) {
+			log_lines(LOG_LEVEL_ERROR, "gw.reload_failed", err);
+			free(err);
+			err = NULL;
+		} else {
+			free(warnings);
+			pipeline_rules_unref(gw->rules);
+			gw->rules = next;
+			cfg = &gw->rules->cfg;
+		}
+	}
 	/* Threads start after the drop, so none of them ever runs as root. */
 	gw->wp = workpool_new(cfg->workers);
 	gw->maint = workpool_new(1);
@@ -785,6 +924,7 @@ static int gw_start(struct gw *gw)
 	if (gw->events != NULL)
 		metrics_add_section(gw_events_metrics, gw->events);
 	bool track_local = strcmp(cfg->tracking_mode, "local") == 0;
+	gw->tracking_central = strcmp(cfg->tracking_mode, "central") == 0;
 	/* in every mode: what local mode stored before a switch ages out too */
 	gw->track_retention = track_retention_new(gw->base, gw->st, cfg->tracking_retention_ms,
 						  cfg->purge_interval_ms);
@@ -830,6 +970,9 @@ static int gw_start(struct gw *gw)
 	gw_arm(gw->hello_timer, cfg->hello_interval_ms);
 	gw_hello_now(gw);
 	gw_central_probe_now(gw);
+	gw->managed_timer = event_new(gw->base, -1, EV_PERSIST, gw_managed_tick, gw);
+	if (cfg->managed)
+		gw_arm(gw->managed_timer, cfg->managed_sync_interval_ms);
 
 	gw->sig_term = evsignal_new(gw->base, SIGTERM, gw_terminate, gw);
 	gw->sig_int = evsignal_new(gw->base, SIGINT, gw_terminate, gw);
@@ -889,6 +1032,8 @@ static void gw_stop(struct gw *gw)
 		event_free(gw->expiry_timer);
 	if (gw->hello_timer != NULL)
 		event_free(gw->hello_timer);
+	if (gw->managed_timer != NULL)
+		event_free(gw->managed_timer);
 	if (gw->sig_term != NULL) {
 		event_free(gw->sig_term);
 		event_free(gw->sig_int);
@@ -915,6 +1060,7 @@ int main(int argc, char **argv)
 	atomic_init(&gw.inflight, 0);
 	atomic_init(&gw.sync_running, false);
 	atomic_init(&gw.hello_running, false);
+	atomic_init(&gw.managed_running, false);
 	atomic_init(&gw.expiry_running, false);
 	char *abs_path = realpath(path, NULL);
 	if (abs_path != NULL)

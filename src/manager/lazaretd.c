@@ -38,6 +38,7 @@
 #include "api/api_reports.h"
 #include "api/api_tracking.h"
 #include "api/api_gateways.h"
+#include "api/api_levels.h"
 #include "api/api_pvo_actions.h"
 #include "api/api_quarantines.h"
 #include "api/api_slbl.h"
@@ -532,6 +533,7 @@ static int start(struct lazaretd *d)
 	api_tracking_register(d->api);
 	api_reports_register(d->api);
 	api_quarantines_register(d->api);
+	api_levels_register(d->api);
 	api_pvo_actions_register(d->api);
 	digest_pages_register(d->api);
 	/* [auth_oidc] is read once: logins in flight hold it. */

@@ -247,8 +247,11 @@ char *store_backend_missing(const char *backend)
 	if (ops->gateway_add == NULL || ops->gateway_list == NULL || ops->gateway_get == NULL ||
 	    ops->gateway_get_by_address == NULL || ops->gateway_get_by_token_hash == NULL ||
 	    ops->gateway_remove == NULL || ops->gateway_touch == NULL ||
-	    ops->gateway_pending_put == NULL)
+	    ops->gateway_pending_put == NULL || ops->gateway_set_central == NULL ||
+	    ops->gateway_set_levels == NULL)
 		store_missing_add(&sb, "store_gateway_*");
+	if (ops->level_list == NULL || ops->level_put == NULL)
+		store_missing_add(&sb, "store_level_*");
 	if (ops->events_put == NULL || ops->event_states == NULL || ops->events_list == NULL ||
 	    ops->tracked_message_get == NULL)
 		store_missing_add(&sb, "store_events_*");
@@ -1255,6 +1258,86 @@ int store_gateway_pending_put(struct store *st, const struct store_gateway *g, s
 	if (store_gateway_clean(g, false, addr, &clean) < 0)
 		return -EINVAL;
 	return ops->gateway_pending_put(st, &clean, max_pending, now);
+}
+
+int store_gateway_set_central(struct store *st, const char *name, unsigned central)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->gateway_set_central == NULL)
+		return -ENOSYS;
+	if (!store_gateway_name_ok(name))
+		return -ENOENT;
+	return ops->gateway_set_central(
+	    st, name,
+	    central & (STORE_CENTRAL_PVO | STORE_CENTRAL_REPORTING | STORE_CENTRAL_TRACKING));
+}
+
+int store_gateway_set_levels(struct store *st, const char *name, const char *group,
+			     const char *cluster)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->gateway_set_levels == NULL)
+		return -ENOSYS;
+	if ((group != NULL && !store_gateway_chars_ok(group, STORE_GATEWAY_LEVEL_MAX)) ||
+	    (cluster != NULL && !store_gateway_chars_ok(cluster, STORE_GATEWAY_LEVEL_MAX)))
+		return -EINVAL;
+	if (!store_gateway_name_ok(name))
+		return -ENOENT;
+	return ops->gateway_set_levels(st, name, group, cluster);
+}
+
+/* --- centralization levels -------------------------------------------------- */
+
+void store_level_clear(struct store_level *l)
+{
+	if (l == NULL)
+		return;
+	free(l->level);
+	free(l->name);
+	free(l->filters);
+	memset(l, 0, sizeof(*l));
+}
+
+void store_level_array_free(struct store_level *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		store_level_clear(&v[i]);
+	free(v);
+}
+
+bool store_level_kind_ok(const char *level)
+{
+	return level != NULL && (strcmp(level, "cluster") == 0 || strcmp(level, "group") == 0 ||
+				 strcmp(level, "machine") == 0);
+}
+
+static bool store_level_flag_ok(int v)
+{
+	return v == 0 || v == 1 || v == STORE_LEVEL_UNSET;
+}
+
+int store_level_list(struct store *st, struct store_level **out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->level_list == NULL)
+		return -ENOSYS;
+	return ops->level_list(st, out, n);
+}
+
+int store_level_put(struct store *st, const struct store_level *l)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->level_put == NULL)
+		return -ENOSYS;
+	if (l == NULL || !store_level_kind_ok(l->level) ||
+	    !store_gateway_chars_ok(l->name, STORE_GATEWAY_LEVEL_MAX) ||
+	    !store_level_flag_ok(l->pvo) || !store_level_flag_ok(l->reporting) ||
+	    !store_level_flag_ok(l->tracking) ||
+	    (l->filters != NULL && strlen(l->filters) > STORE_LEVEL_FILTERS_MAX))
+		return -EINVAL;
+	return ops->level_put(st, l);
 }
 
 /* --- shared by every backend -------------------------------------------- */

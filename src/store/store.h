@@ -929,7 +929,12 @@ struct store_gateway {
 	int64_t created_at;    /* registered, or first seen when pending */
 	int64_t last_seen;     /* last authenticated contact (pending: last hello); 0: never */
 	char *version;	       /* the version it last reported, or NULL */
+	unsigned central;      /* what it says it runs with: STORE_CENTRAL_* bits */
 };
+/* The bits of store_gateway.central (and of a gateway's hello "centralized"). */
+#define STORE_CENTRAL_PVO	1u
+#define STORE_CENTRAL_REPORTING 2u
+#define STORE_CENTRAL_TRACKING	4u
 /* Frees g and its strings (the struct owns them when the store returned it). NULL: no-op. */
 void store_gateway_free(struct store_gateway *g);
 void store_gateway_array_free(struct store_gateway **v, size_t n);
@@ -971,6 +976,43 @@ int store_gateway_touch(struct store *st, const char *name, int64_t now, const c
  */
 int store_gateway_pending_put(struct store *st, const struct store_gateway *g, size_t max_pending,
 			      int64_t now);
+/* A registered gateway's group and cluster (NULL: none). -ENOENT, -EINVAL. */
+int store_gateway_set_levels(struct store *st, const char *name, const char *group,
+			     const char *cluster);
+/* What a registered gateway says it runs with (STORE_CENTRAL_* bits). -ENOENT. */
+int store_gateway_set_central(struct store *st, const char *name, unsigned central);
+
+/* --- centralization levels (store_levels.c, store_pg_levels.c) --------------- */
+
+/*
+ * The settings the manager keeps per level: a cluster, a group (names a gateway's
+ * registry entry gives) or a machine (one gateway's name). Each setting is either
+ * set at the level or not (STORE_LEVEL_UNSET / NULL filters); what a gateway ends
+ * up with and which changes are allowed is the API's business (api_levels.c).
+ * One row per (level, name), names unique whatever their case; a row with no
+ * setting left is removed.
+ */
+#define STORE_LEVEL_UNSET	-1
+#define STORE_LEVEL_FILTERS_MAX (256 * 1024) /* the rule text, in bytes */
+
+struct store_level {
+	char *level; /* "cluster", "group" or "machine" */
+	char *name;
+	int pvo, reporting, tracking; /* 0, 1 or STORE_LEVEL_UNSET */
+	char *filters;		      /* the content-filter rules; NULL: not set */
+	int64_t updated_at;
+};
+void store_level_clear(struct store_level *l);
+void store_level_array_free(struct store_level *v, size_t n);
+/* True for "cluster", "group" and "machine". */
+bool store_level_kind_ok(const char *level);
+/* Every level with a setting, by level then name. */
+int store_level_list(struct store *st, struct store_level **out, size_t *n);
+/*
+ * Writes l's settings as they are (replacing the row of (level, name)); with no
+ * setting left the row goes. -EINVAL for a bad level, name or filters text.
+ */
+int store_level_put(struct store *st, const struct store_level *l);
 
 /* --- gateway events and message tracking (store_events.c, store_pg_events.c) */
 

@@ -207,6 +207,11 @@ struct store_ops {
 	int (*gateway_touch)(struct store *st, const char *name, int64_t now, const char *version);
 	int (*gateway_pending_put)(struct store *st, const struct store_gateway *g,
 				   size_t max_pending, int64_t now);
+	int (*gateway_set_central)(struct store *st, const char *name, unsigned central);
+	int (*gateway_set_levels)(struct store *st, const char *name, const char *group,
+				  const char *cluster);
+	int (*level_list)(struct store *st, struct store_level **out, size_t *n);
+	int (*level_put)(struct store *st, const struct store_level *l);
 	/* own: number the events on from the gateway's last seq (store_events_put_own) */
 	int (*events_put)(struct store *st, const char *gateway, const struct store_event *v,
 			  size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);

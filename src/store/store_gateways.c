@@ -75,6 +75,7 @@ static struct store_gateway *store_gateway_from_row(sqlite3_stmt *s)
 	g->created_at = sqlite3_column_int64(s, 7);
 	g->last_seen = sqlite3_column_int64(s, 8);
 	g->version = store_int_col_dup(s, 9);
+	g->central = (unsigned)sqlite3_column_int(s, 10);
 	return g;
 }
 
@@ -205,22 +206,24 @@ int store_sqlite_gateway_add(struct store *st, const struct store_gateway *g)
 
 int store_sqlite_gateway_list(struct store *st, struct store_gateway ***out, size_t *n)
 {
-	return store_gateways_read(
-	    st, "SELECT " STORE_GATEWAY_COLUMNS " FROM gateways ORDER BY name COLLATE BINARY", NULL,
-	    out, n);
+	return store_gateways_read(st,
+				   "SELECT " STORE_GATEWAY_COLUMNS
+				   ", central FROM gateways ORDER BY name COLLATE BINARY",
+				   NULL, out, n);
 }
 
 int store_sqlite_gateway_get(struct store *st, const char *name, struct store_gateway **out)
 {
 	return store_gateways_read_one(
-	    st, "SELECT " STORE_GATEWAY_COLUMNS " FROM gateways WHERE name = ?", name, out);
+	    st, "SELECT " STORE_GATEWAY_COLUMNS ", central FROM gateways WHERE name = ?", name,
+	    out);
 }
 
 int store_sqlite_gateway_get_by_address(struct store *st, const char *address,
 					struct store_gateway **out)
 {
 	return store_gateways_read_one(st,
-				       "SELECT " STORE_GATEWAY_COLUMNS " FROM gateways"
+				       "SELECT " STORE_GATEWAY_COLUMNS ", central FROM gateways"
 				       " WHERE address = ? AND state = 'registered'",
 				       address, out);
 }
@@ -229,7 +232,7 @@ int store_sqlite_gateway_get_by_token_hash(struct store *st, const char *token_h
 					   struct store_gateway **out)
 {
 	return store_gateways_read_one(st,
-				       "SELECT " STORE_GATEWAY_COLUMNS " FROM gateways"
+				       "SELECT " STORE_GATEWAY_COLUMNS ", central FROM gateways"
 				       " WHERE token_hash = ? AND state = 'registered'",
 				       token_hash, out);
 }

@@ -753,6 +753,22 @@ static const char *const store_pg_migrations[] = {
     "  count bigint NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (report, gran, bucket, gateway, key));"
     "CREATE INDEX report_rollups_age ON report_rollups(gran, bucket);",
+    /*
+     * 15: centralization levels (store_pg_levels.c): the settings set at a
+     * cluster, a group or a machine (one gateway), names unique whatever their
+     * case; NULL is "not set at this level". And what each gateway says it runs
+     * with (central: 1 pvo, 2 reporting, 4 tracking).
+     */
+    "CREATE TABLE levels ("
+    "  level text NOT NULL CHECK (level IN ('cluster', 'group', 'machine')),"
+    "  name text NOT NULL,"
+    "  pvo boolean,"
+    "  reporting boolean,"
+    "  tracking boolean,"
+    "  filters text,"
+    "  updated_at bigint NOT NULL);"
+    "CREATE UNIQUE INDEX levels_key ON levels(level, lower(name));"
+    "ALTER TABLE gateways ADD COLUMN central integer NOT NULL DEFAULT 0;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3575,6 +3591,10 @@ const struct store_ops store_pg_ops = {
     .gateway_get_by_token_hash = store_pg_gateway_get_by_token_hash,
     .gateway_remove = store_pg_gateway_remove,
     .gateway_touch = store_pg_gateway_touch,
+    .gateway_set_central = store_pg_gateway_set_central,
+    .gateway_set_levels = store_pg_gateway_set_levels,
+    .level_list = store_pg_level_list,
+    .level_put = store_pg_level_put,
     .gateway_pending_put = store_pg_gateway_pending_put,
     .events_put = store_pg_events_put,
     .event_states = store_pg_event_states,

@@ -39,6 +39,7 @@ static struct store_gateway *store_pg_gateway_from_row(const PGresult *r, int k)
 	g->created_at = store_pg_i64(r, k, 7);
 	g->last_seen = store_pg_i64(r, k, 8);
 	g->version = store_pg_dup(r, k, 9);
+	g->central = (unsigned)store_pg_i64(r, k, 10);
 	return g;
 }
 
@@ -159,7 +160,7 @@ int store_pg_gateway_list(struct store *st, struct store_gateway ***out, size_t 
 {
 	return store_pg_gateways_read(st, "gateway_list",
 				      "SELECT " STORE_PG_GATEWAY_COLUMNS
-				      " FROM gateways ORDER BY name COLLATE \"C\"",
+				      ", central FROM gateways ORDER BY name COLLATE \"C\"",
 				      NULL, out, n);
 }
 
@@ -167,7 +168,7 @@ int store_pg_gateway_get(struct store *st, const char *name, struct store_gatewa
 {
 	return store_pg_gateways_read_one(st, "gateway_get",
 					  "SELECT " STORE_PG_GATEWAY_COLUMNS
-					  " FROM gateways WHERE lower(name) = lower($1)",
+					  ", central FROM gateways WHERE lower(name) = lower($1)",
 					  name, out);
 }
 
@@ -175,7 +176,8 @@ int store_pg_gateway_get_by_address(struct store *st, const char *address,
 				    struct store_gateway **out)
 {
 	return store_pg_gateways_read_one(st, "gateway_get_by_address",
-					  "SELECT " STORE_PG_GATEWAY_COLUMNS " FROM gateways"
+					  "SELECT " STORE_PG_GATEWAY_COLUMNS
+					  ", central FROM gateways"
 					  " WHERE address = $1 AND state = 'registered'",
 					  address, out);
 }
@@ -184,7 +186,8 @@ int store_pg_gateway_get_by_token_hash(struct store *st, const char *token_hash,
 				       struct store_gateway **out)
 {
 	return store_pg_gateways_read_one(st, "gateway_get_by_token_hash",
-					  "SELECT " STORE_PG_GATEWAY_COLUMNS " FROM gateways"
+					  "SELECT " STORE_PG_GATEWAY_COLUMNS
+					  ", central FROM gateways"
 					  " WHERE token_hash = $1 AND state = 'registered'",
 					  token_hash, out);
 }

@@ -280,6 +280,12 @@ int store_pg_gateway_get_by_token_hash(struct store *st, const char *token_hash,
 				       struct store_gateway **out);
 int store_pg_gateway_remove(struct store *st, const char *name);
 int store_pg_gateway_touch(struct store *st, const char *name, int64_t now, const char *version);
+/* store_pg_levels.c */
+int store_pg_gateway_set_central(struct store *st, const char *name, unsigned central);
+int store_pg_gateway_set_levels(struct store *st, const char *name, const char *group,
+				const char *cluster);
+int store_pg_level_list(struct store *st, struct store_level **out, size_t *n);
+int store_pg_level_put(struct store *st, const struct store_level *l);
 int store_pg_gateway_pending_put(struct store *st, const struct store_gateway *g,
 				 size_t max_pending, int64_t now);
 

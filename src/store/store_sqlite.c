@@ -532,6 +532,21 @@ static const char *const store_migrations[] = {
     "  count INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (report, gran, bucket, gateway, key));"
     "CREATE INDEX report_rollups_age ON report_rollups(gran, bucket);",
+    /*
+     * 15: centralization levels (store_levels.c): the settings set at a cluster,
+     * a group or a machine (one gateway); NULL is "not set at this level". And
+     * what each gateway says it runs with (central: 1 pvo, 2 reporting, 4 tracking).
+     */
+    "CREATE TABLE levels ("
+    "  level TEXT NOT NULL CHECK (level IN ('cluster', 'group', 'machine')),"
+    "  name TEXT NOT NULL COLLATE NOCASE,"
+    "  pvo INTEGER,"
+    "  reporting INTEGER,"
+    "  tracking INTEGER,"
+    "  filters TEXT,"
+    "  updated_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (level, name)) WITHOUT ROWID;"
+    "ALTER TABLE gateways ADD COLUMN central INTEGER NOT NULL DEFAULT 0;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3327,6 +3342,10 @@ const struct store_ops store_sqlite_ops = {
     .gateway_remove = store_sqlite_gateway_remove,
     .gateway_touch = store_sqlite_gateway_touch,
     .gateway_pending_put = store_sqlite_gateway_pending_put,
+    .gateway_set_central = store_sqlite_gateway_set_central,
+    .gateway_set_levels = store_sqlite_gateway_set_levels,
+    .level_list = store_sqlite_level_list,
+    .level_put = store_sqlite_level_put,
     .events_put = store_sqlite_events_put,
     .event_states = store_sqlite_event_states,
     .events_list = store_sqlite_events_list,

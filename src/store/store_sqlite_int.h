@@ -177,6 +177,13 @@ int store_sqlite_gateway_touch(struct store *st, const char *name, int64_t now,
 int store_sqlite_gateway_pending_put(struct store *st, const struct store_gateway *g,
 				     size_t max_pending, int64_t now);
 
+/* store_levels.c */
+int store_sqlite_gateway_set_central(struct store *st, const char *name, unsigned central);
+int store_sqlite_gateway_set_levels(struct store *st, const char *name, const char *group,
+				    const char *cluster);
+int store_sqlite_level_list(struct store *st, struct store_level **out, size_t *n);
+int store_sqlite_level_put(struct store *st, const struct store_level *l);
+
 /* store_sqlite_events.c */
 int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,
 			    size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);

@@ -1459,11 +1459,91 @@ async function oidc() {
   }
 }
 
+// The Levels page (admins): which gateways are in which group and cluster, what
+// each level sets, what each gateway ends up with and from where, what it says it
+// runs with; a change refused with the server's 409 message, one saved; ja and en.
+async function levels() {
+  const b = await launch('ja-JP');
+  const page = b.page;
+  const levelRow = (id) => page.locator(`[data-test=levels] tr[data-level="${id}"]`);
+  const gwRow = (name) => page.locator(`[data-test=level-gateways] tr[data-gateway="${name}"]`);
+  try {
+    await login(page, P.username, P.password);
+    await setLanguage(page, 'ja');
+    check('admin has the Levels link', await page.locator('a.nav-link[href="/levels"]').count() === 1);
+    await page.click('a.nav-link[href="/levels"]');
+    await page.waitForSelector('[data-test=levels] tr[data-level="cluster/c1"]');
+    check('page title in Japanese', (await page.textContent('h1.page-title')) === 'レベル');
+    const members = await levelRow('cluster/c1').locator('[data-test=members]').textContent();
+    check('the cluster lists its gateways', members === 'gw-a, gw-b, gw-c', members);
+    const g1 = await levelRow('group/g1').locator('[data-test=members]').textContent();
+    check('the group lists its gateways and the pending one', g1 === 'gw-a, gw-b （保留中: gw-p）', g1);
+    const pvo = await levelRow('cluster/c1').locator('[data-test=set-pvo]').textContent();
+    check('what the cluster sets', pvo === '集約', pvo);
+    const filters = await levelRow('group/g2').locator('[data-test=set-filters]').textContent();
+    check('filters set at a group', filters === 'ルール 1 行', filters);
+    const effPvo = await gwRow('gw-a').locator('[data-test=eff-pvo]').textContent();
+    check('what gw-a ends up with, and from where', effPvo === '集約クラスター c1 から', effPvo);
+    const effFilters = await gwRow('gw-a').locator('[data-test=eff-filters]').textContent();
+    check('what no level sets stays the gateway\'s', effFilters === '—ゲートウェイ自身の設定', effFilters);
+    const running = await gwRow('gw-a').locator('[data-test=running]').textContent();
+    check('what gw-a says it runs with', running === 'PVO 隔離', running);
+    await shot(page, 'levels-ja');
+
+    // gw-a may not override its cluster's pvo: the server's message
+    await page.selectOption('#l-kind', 'machine');
+    await page.fill('#l-name', 'gw-a');
+    await page.selectOption('#l-pvo', 'off');
+    await page.click('[data-test=save-level]');
+    await page.waitForSelector('#status.status-error:not([hidden])');
+    const err = await page.textContent('#status');
+    check('override refused with the server message', err.includes('"pvo" is set at cluster "c1", which gateway "gw-a" belongs to'), err);
+    result.values.conflict = err;
+    await shot(page, 'levels-conflict-ja');
+
+    // tracking for group g1, from the row's edit button
+    await levelRow('group/g1').locator('[data-test=edit-level]').click();
+    check('form filled from the row', await page.inputValue('#l-name') === 'g1' && await page.inputValue('#l-kind') === 'group');
+    await page.selectOption('#l-tracking', 'on');
+    await page.click('[data-test=save-level]');
+    await page.waitForFunction(() => {
+      const c = document.querySelector('[data-test=levels] tr[data-level="group/g1"] [data-test=set-tracking]');
+      return c && c.textContent === '集約';
+    });
+    const effTracking = await gwRow('gw-b').locator('[data-test=eff-tracking]').textContent();
+    check('gw-b gets tracking from its group', effTracking === '集約グループ g1 から', effTracking);
+    await shot(page, 'levels-saved-ja');
+
+    // move gw-c from group g2 to g1: it gets g1's tracking, and no longer g2's filters
+    await gwRow('gw-c').locator('[data-test=move-gateway]').click();
+    await page.waitForSelector('dialog.dialog[open]');
+    check('the dialog shows its group', await page.inputValue('[data-test=move-group]') === 'g2');
+    await page.fill('[data-test=move-group]', 'g1');
+    await page.click('[data-test=dialog-confirm]');
+    await page.waitForFunction(() => {
+      const c = document.querySelector('[data-test=level-gateways] tr[data-gateway="gw-c"] [data-test=eff-tracking]');
+      return c && c.textContent === '集約グループ g1 から';
+    });
+    const moved = await gwRow('gw-c').locator('[data-test=eff-filters]').textContent();
+    check('gw-c leaves the filters of g2 behind', moved === '—ゲートウェイ自身の設定', moved);
+    await shot(page, 'levels-moved-ja');
+
+    await setLanguage(page, 'en');
+    await page.waitForSelector('[data-test=levels] tr[data-level="cluster/c1"]');
+    check('page title in English', (await page.textContent('h1.page-title')) === 'Levels');
+    const enEff = await gwRow('gw-a').locator('[data-test=eff-pvo]').textContent();
+    check('resolution in English', enEff === 'Centralfrom Cluster c1', enEff);
+    await shot(page, 'levels-en');
+  } finally {
+    await b.close();
+  }
+}
+
 const SCENARIOS = {
   oidc,
   'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks,
   attachments: attachmentsAndHiddenBodies, gateways, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator,
-  totp, tracking,
+  totp, tracking, levels,
 };
 
 try {

@@ -158,15 +158,16 @@ def _fill(path):
 
 def test_gateway_token_opens_only_the_gateway_routes(manager):
     """Every route lazaretd serves (read from the sources, as test_openapi does),
-    tried with a gateway's token: the hello and the safelist feed answer it; every
-    other route answers exactly as it does without any token (401 where a
-    credential is needed), so the token is no credential there."""
+    tried with a gateway's token: the hello, the events, its own settings and the
+    safelist feed answer it; every other route answers exactly as it does without
+    any token (401 where a credential is needed), so the token is no credential
+    there."""
     token = add(manager, "gw1", "127.0.0.1")["token"]
     routes = sorted(served_routes())
     assert ("POST", "/api/v1/gateway/hello") in routes
     assert ("GET", "/api/v1/slbl") in routes
     opened = {("POST", "/api/v1/gateway/hello"): 200, ("GET", "/api/v1/slbl"): 200,
-              ("POST", "/api/v1/gateway/events"): 200}
+              ("POST", "/api/v1/gateway/events"): 200, ("GET", "/api/v1/gateway/config"): 200}
     seen_401 = 0
     for method, path in routes:
         url = _fill(path)

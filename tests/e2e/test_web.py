@@ -580,6 +580,47 @@ def test_browser_gateways_page(start_manager):
     assert ("admin1", "gateway_remove", "gw-tokyo") in acts
 
 
+def test_browser_levels_page(start_manager):
+    """The admins' Levels page: gateways in a cluster and groups (one pending), what
+    each level sets, what each gateway ends up with and from where, what it says it
+    runs with; an override refused with the 409's message, a change saved; ja, en."""
+    m = web_manager(start_manager, gateways__pending_from="127.0.0.1/32")
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    tokens = {}
+    for name, addr, group in (("gw-a", "192.0.2.1", "g1"), ("gw-b", "192.0.2.2", "g1"),
+                              ("gw-c", "192.0.2.3", "g2")):
+        st, doc = m.api("POST", "/api/v1/gateways", json={"name": name, "address": addr,
+                                                           "group": group, "cluster": "c1"})
+        assert st == 201, doc
+        tokens[name] = doc["token"]
+    for path, body in (("cluster/c1", {"pvo": True}),
+                       ("group/g2", {"filters": 'x: if subject == "a" { drop(); }\n'})):
+        st, doc = m.api("PUT", "/api/v1/levels/" + path, json=body)
+        assert st == 200, doc
+    st, _, raw = m.http("POST", "/api/v1/gateway/hello", token=tokens["gw-a"], body=json.dumps(
+        {"name": "gw-a", "centralized": {"pvo": True, "reporting": False,
+                                         "tracking": False}}).encode())
+    assert st == 200, raw
+    st, _, raw = m.http("POST", "/api/v1/gateway/hello", token=None,
+                        body=b'{"name":"gw-p","group":"g1"}')
+    assert st == 401 and b"listed as pending" in raw, raw
+    res = run_browser("levels", m.http_url, {"username": "admin1",
+                                              "password": "correct horse battery"})
+    assert res["values"]["conflict"].endswith(
+        'it may not be set again below it (at machine "gw-a")')
+    st, doc = m.api("GET", "/api/v1/levels")
+    (g1,) = [lv for lv in doc["levels"] if lv["name"] == "g1"]
+    assert g1["settings"] == {"pvo": None, "reporting": None, "tracking": True, "filters": None}
+    assert not [lv for lv in doc["levels"] if lv["level"] == "machine"]
+    st, doc = m.api("GET", "/api/v1/audit?limit=100")
+    acts = [(e["actor"], e["action"], e["target"]) for e in doc["entries"]]
+    assert ("admin1", "level_set", "g1") in acts
+    assert ("admin1", "gateway_update", "gw-c") in acts
+    st, doc = m.api("GET", "/api/v1/gateways")
+    assert [(g["name"], g["group"]) for g in doc["gateways"]
+            if g["name"] == "gw-c"] == [("gw-c", "g1")]
+
+
 def test_browser_second_factor(start_manager):
     # Enrol from the settings, sign out, sign in with password and code (ja), then in
     # English with a recovery code; the browser computes the codes (RFC 6238).

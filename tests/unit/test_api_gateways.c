@@ -2,7 +2,8 @@
  * test_api_gateways — the bodies of the gateway registry's endpoints
  * (api_gateways_parse_new for POST /api/v1/gateways, api_gateways_parse_hello for
  * POST /api/v1/gateway/hello), one table row per body: what is accepted, and the
- * exact 422 message of what is not; and what a registry entry looks like as JSON.
+ * exact 422 message of what is not; what a registry entry looks like as JSON; and
+ * the levels' resolution and 409 rules (api_levels_resolve, api_levels_conflict).
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -16,6 +17,7 @@
 #include <jansson.h>
 
 #include "api/api_gateways.h"
+#include "api/api_levels.h"
 #include "store/store.h"
 
 struct new_case {
@@ -104,12 +106,13 @@ struct hello_case {
 	const char *body;
 	const char *error;
 	const char *name, *version, *group, *cluster;
+	int central1; /* "centralized" as bits, plus 1 (0: not said) */
 };
 
 static const struct hello_case hello_cases[] = {
-    {"{\"name\":\"gw1\"}", NULL, "gw1", NULL, NULL, NULL},
+    {"{\"name\":\"gw1\"}", NULL, "gw1", NULL, NULL, NULL, 0},
     {"{\"name\":\"gw1\",\"version\":\"0.1.0\",\"group\":\"tokyo\",\"cluster\":\"east\"}", NULL,
-     "gw1", "0.1.0", "tokyo", "east"},
+     "gw1", "0.1.0", "tokyo", "east", 0},
     {.body = "{\"version\":\"0.1.0\"}", .error = "\"name\" is required"},
     {.body = "{\"name\":\"gw:1\"}",
      .error = "\"name\" must be 1 to 64 letters, digits, '.', '-' or '_'"},
@@ -121,6 +124,20 @@ static const struct hello_case hello_cases[] = {
     {.body = "{\"name\":\"gw1\",\"group\":\"\\u00e9\"}",
      .error = "\"group\" must be 1 to 64 letters, digits, '.', '-' or '_'"},
     {.body = "{\"name\":\"gw1\",\"address\":\"192.0.2.1\"}", .error = "unknown field \"address\""},
+    /* what the gateway runs with */
+    {.body = "{\"name\":\"gw1\",\"centralized\":{\"pvo\":true,\"reporting\":false,"
+	     "\"tracking\":true}}",
+     .name = "gw1",
+     .central1 = 1 + (int)(STORE_CENTRAL_PVO | STORE_CENTRAL_TRACKING)},
+    {.body = "{\"name\":\"gw1\",\"centralized\":{}}", .name = "gw1", .central1 = 1},
+    {.body = "{\"name\":\"gw1\",\"centralized\":null}", .name = "gw1"},
+    {.body = "{\"name\":\"gw1\",\"centralized\":{\"pvo\":1}}",
+     .error = "\"centralized\" must be an object of booleans {\"pvo\", \"reporting\", "
+	      "\"tracking\"}"},
+    {.body = "{\"name\":\"gw1\",\"centralized\":true}",
+     .error = "\"centralized\" must be an object of booleans {\"pvo\", \"reporting\", "
+	      "\"tracking\"}"},
+    {.body = "{\"name\":\"gw1\",\"centralized\":{\"dlp\":true}}", .error = "unknown field \"dlp\""},
 };
 
 static void test_parse_hello(void **state)
@@ -144,6 +161,7 @@ static void test_parse_hello(void **state)
 				else
 					assert_string_equal(got[k], want[k]);
 			}
+			assert_int_equal(h.central, c->central1 - 1);
 		} else {
 			assert_int_equal(rc, -EINVAL);
 			if (err == NULL || strcmp(err, c->error) != 0)
@@ -153,6 +171,69 @@ static void test_parse_hello(void **state)
 		free(err);
 		json_decref(body);
 	}
+}
+
+/* Resolution (machine over group over cluster) and the 409 rules, without I/O. */
+static void test_levels_rules(void **state)
+{
+	struct store_gateway a = {.name = "gw-a", .group = "g1", .cluster = "c1"};
+	struct store_gateway b = {.name = "gw-b", .group = "G1", .cluster = "c1"};
+	struct store_gateway p = {.name = "gw-p", .state = STORE_GATEWAY_PENDING, .group = "g2"};
+	struct store_gateway *gw[] = {&a, &b, &p};
+	enum { U = STORE_LEVEL_UNSET };
+	struct store_level v[] = {
+	    {.level = "cluster", .name = "c1", .pvo = 1, .reporting = 1, .tracking = U},
+	    {.level = "group",
+	     .name = "g1",
+	     .pvo = U,
+	     .reporting = 0,
+	     .tracking = 1,
+	     .filters = "f"},
+	    {.level = "machine", .name = "gw-b", .pvo = U, .reporting = 1, .tracking = U},
+	};
+	struct api_levels_effective e;
+	api_levels_resolve(v, 3, &a, &e);
+	assert_int_equal(e.pvo, 1);
+	assert_ptr_equal(e.from[0], &v[0]);
+	assert_int_equal(e.reporting, 0); /* the group's, over the cluster's */
+	assert_ptr_equal(e.from[1], &v[1]);
+	assert_int_equal(e.tracking, 1);
+	assert_string_equal(e.filters, "f");
+	api_levels_resolve(v, 3, &b, &e); /* group names match in any case */
+	assert_int_equal(e.reporting, 1);
+	assert_ptr_equal(e.from[1], &v[2]);
+	assert_ptr_equal(e.from[3], &v[1]);
+
+	/* pvo below the cluster that sets it */
+	struct store_level next = {
+	    .level = "machine", .name = "gw-a", .pvo = 0, .reporting = U, .tracking = U};
+	char *msg = api_levels_conflict(v, 3, gw, 3, &next, 1, 0);
+	assert_string_equal(msg,
+			    "\"pvo\" is set at cluster \"c1\", which gateway \"gw-a\" "
+			    "belongs to; it may not be set again below it (at machine \"gw-a\")");
+	free(msg);
+	/* reporting may be overridden; pvo left as it is is not checked */
+	assert_null(api_levels_conflict(v, 3, gw, 3, &next, 0, 0));
+	/* filters at the cluster above the group that sets them */
+	struct store_level c = {.level = "cluster",
+				.name = "c1",
+				.pvo = 1,
+				.reporting = 1,
+				.tracking = U,
+				.filters = "g"};
+	msg = api_levels_conflict(v, 3, gw, 3, &c, 0, 1);
+	assert_string_equal(msg, "\"filters\" is set at group \"g1\" (gateway \"gw-a\"), below "
+				 "cluster \"c1\"; remove it there before setting it here");
+	free(msg);
+	/* enabling pvo where a pending gateway names the group; disabling is fine */
+	struct store_level g2 = {
+	    .level = "group", .name = "g2", .pvo = 1, .reporting = U, .tracking = U};
+	msg = api_levels_conflict(v, 3, gw, 3, &g2, 1, 0);
+	assert_string_equal(msg, "gateway \"gw-p\" names group \"g2\" but is not registered "
+				 "(pending); register it before enabling \"pvo\" at this level");
+	free(msg);
+	g2.pvo = 0;
+	assert_null(api_levels_conflict(v, 3, gw, 3, &g2, 1, 0));
 }
 
 static void test_entry_json(void **state)
@@ -183,6 +264,7 @@ int main(void)
 	    cmocka_unit_test(test_parse_new),
 	    cmocka_unit_test(test_parse_hello),
 	    cmocka_unit_test(test_entry_json),
+	    cmocka_unit_test(test_levels_rules),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

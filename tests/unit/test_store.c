@@ -1077,7 +1077,7 @@ static void test_reopen_keeps_data(void **state)
 		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
 				 0);
 	else
-		assert_int_equal(pragma_int(path, "user_version"), 14);
+		assert_int_equal(pragma_int(path, "user_version"), 15);
 	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
@@ -1615,24 +1615,25 @@ static void test_migration_builds_search_index(void **state)
 	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 	assert_int_equal(store_short_register(db), 0); /* to drop the index */
 	assert_int_equal(
-	    sqlite3_exec(db,
-			 "BEGIN; DROP TRIGGER messages_ai_short;"
-			 " DROP TRIGGER messages_ad_short; DROP TRIGGER messages_ai_order;"
-			 " DROP TABLE subject_short; DROP TABLE list_order; DROP TABLE secrets;"
-			 " DROP TABLE memberships; DROP TABLE quarantine_operators;"
-			 " ALTER TABLE quarantines DROP COLUMN delete_after;"
-			 " ALTER TABLE quarantines DROP COLUMN default_action;"
-			 " ALTER TABLE quarantines DROP COLUMN overflow_exempt;"
-			 " ALTER TABLE quarantines DROP COLUMN created_at;"
-			 " ALTER TABLE deliveries DROP COLUMN gateway;"
-			 " ALTER TABLE deliveries DROP COLUMN rescan;"
-			 " ALTER TABLE deliveries DROP COLUMN copy;"
-			 " DROP TABLE gateways; DROP TABLE events; DROP TABLE tracked_messages;"
-			 " DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
-			 " DROP TABLE gateway_event_state; DROP TABLE user_totp;"
-			 " DROP TABLE user_recovery_codes; DROP TABLE report_rollups;"
-			 " PRAGMA user_version=4; COMMIT;",
-			 NULL, NULL, NULL),
+	    sqlite3_exec(
+		db,
+		"BEGIN; DROP TRIGGER messages_ai_short;"
+		" DROP TRIGGER messages_ad_short; DROP TRIGGER messages_ai_order;"
+		" DROP TABLE subject_short; DROP TABLE list_order; DROP TABLE secrets;"
+		" DROP TABLE memberships; DROP TABLE quarantine_operators;"
+		" ALTER TABLE quarantines DROP COLUMN delete_after;"
+		" ALTER TABLE quarantines DROP COLUMN default_action;"
+		" ALTER TABLE quarantines DROP COLUMN overflow_exempt;"
+		" ALTER TABLE quarantines DROP COLUMN created_at;"
+		" ALTER TABLE deliveries DROP COLUMN gateway;"
+		" ALTER TABLE deliveries DROP COLUMN rescan;"
+		" ALTER TABLE deliveries DROP COLUMN copy;"
+		" DROP TABLE gateways; DROP TABLE events; DROP TABLE tracked_messages;"
+		" DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
+		" DROP TABLE gateway_event_state; DROP TABLE user_totp;"
+		" DROP TABLE user_recovery_codes; DROP TABLE report_rollups; DROP TABLE levels;"
+		" PRAGMA user_version=4; COMMIT;",
+		NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 	assert_int_equal(pragma_int(path, "user_version"), 4);
@@ -1640,7 +1641,7 @@ static void test_migration_builds_search_index(void **state)
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
-	assert_int_equal(pragma_int(path, "user_version"), 14);
+	assert_int_equal(pragma_int(path, "user_version"), 15);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
 	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2);
@@ -2427,12 +2428,13 @@ static void test_pg_search_migration(void **state)
 		      /* and what came after 6 (7 the gateway registry; 8 the PVO quarantines;
 		       * 9 the routes of deliveries; 10 gateway events and tracking; 11
 		       * dropped a foreign key of memberships; 12 tracking indexes; 13 second
-		       * factors; 15 report rollups) */
+		       * factors; 14 report rollups; 15 the
+		       * centralization levels) */
 		      " DROP TABLE memberships; DROP TABLE quarantine_operators;"
 		      " DROP TABLE events; DROP TABLE tracked_messages;"
 		      " DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
 		      " DROP TABLE gateway_event_state; DROP TABLE user_recovery_codes;"
-		      " DROP TABLE user_totp; DROP TABLE report_rollups;"
+		      " DROP TABLE user_totp; DROP TABLE report_rollups; DROP TABLE levels;"
 		      " DROP FUNCTION lazaret_tracking_partitions(bigint, bigint);"
 		      " ALTER TABLE quarantines DROP COLUMN delete_after,"
 		      " DROP COLUMN default_action, DROP COLUMN overflow_exempt,"
@@ -2441,7 +2443,7 @@ static void test_pg_search_migration(void **state)
 		      " DROP COLUMN copy;"
 		      " DELETE FROM store_migrations WHERE version >= 6; COMMIT");
 	assert_int_equal(fixture_open(fx), 0);
-	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 14);
+	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 15);
 	/* the planner has the statistics of the new index expression */
 	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
 			       " WHERE tablename LIKE '%short_grams%'") > 0);

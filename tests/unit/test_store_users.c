@@ -497,6 +497,122 @@ static void test_gateways(void **state)
 	store_gateway_array_free(all, n);
 }
 
+/* Levels: put, list, replace, unset, remove; the central bits of a gateway. */
+static void test_levels(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	struct store_level *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_level_list(fx->st, &v, &n), 0);
+	assert_int_equal(n, 0);
+	free(v);
+
+	struct store_level c1 = {.level = "cluster",
+				 .name = "c1",
+				 .pvo = 1,
+				 .reporting = STORE_LEVEL_UNSET,
+				 .tracking = 0,
+				 .filters = "f: if true then drop",
+				 .updated_at = 100};
+	struct store_level g1 = {.level = "group",
+				 .name = "g1",
+				 .pvo = STORE_LEVEL_UNSET,
+				 .reporting = 1,
+				 .tracking = STORE_LEVEL_UNSET,
+				 .updated_at = 200};
+	struct store_level m1 = {.level = "machine",
+				 .name = "gw1",
+				 .pvo = 0,
+				 .reporting = STORE_LEVEL_UNSET,
+				 .tracking = STORE_LEVEL_UNSET,
+				 .updated_at = 300};
+	assert_int_equal(store_level_put(fx->st, &m1), 0);
+	assert_int_equal(store_level_put(fx->st, &g1), 0);
+	assert_int_equal(store_level_put(fx->st, &c1), 0);
+	struct store_level bad = m1;
+	bad.level = "site";
+	assert_int_equal(store_level_put(fx->st, &bad), -EINVAL);
+	bad = m1;
+	bad.name = "a b";
+	assert_int_equal(store_level_put(fx->st, &bad), -EINVAL);
+	bad = m1;
+	bad.pvo = 2;
+	assert_int_equal(store_level_put(fx->st, &bad), -EINVAL);
+
+	assert_int_equal(store_level_list(fx->st, &v, &n), 0);
+	assert_int_equal(n, 3);
+	/* cluster, group, machine */
+	assert_string_equal(v[0].level, "cluster");
+	assert_string_equal(v[0].name, "c1");
+	assert_int_equal(v[0].pvo, 1);
+	assert_int_equal(v[0].reporting, STORE_LEVEL_UNSET);
+	assert_int_equal(v[0].tracking, 0);
+	assert_string_equal(v[0].filters, "f: if true then drop");
+	assert_int_equal(v[0].updated_at, 100);
+	assert_string_equal(v[1].level, "group");
+	assert_int_equal(v[1].reporting, 1);
+	assert_null(v[1].filters);
+	assert_string_equal(v[2].level, "machine");
+	assert_int_equal(v[2].pvo, 0);
+	store_level_array_free(v, n);
+
+	/* a name in another case is the same level; the row is replaced whole */
+	struct store_level c1b = {.level = "cluster",
+				  .name = "C1",
+				  .pvo = STORE_LEVEL_UNSET,
+				  .reporting = 1,
+				  .tracking = STORE_LEVEL_UNSET,
+				  .updated_at = 400};
+	assert_int_equal(store_level_put(fx->st, &c1b), 0);
+	/* nothing set: the row goes */
+	struct store_level m1none = {.level = "machine",
+				     .name = "gw1",
+				     .pvo = STORE_LEVEL_UNSET,
+				     .reporting = STORE_LEVEL_UNSET,
+				     .tracking = STORE_LEVEL_UNSET,
+				     .updated_at = 500};
+	assert_int_equal(store_level_put(fx->st, &m1none), 0);
+	assert_int_equal(store_level_list(fx->st, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].level, "cluster");
+	assert_int_equal(v[0].pvo, STORE_LEVEL_UNSET);
+	assert_int_equal(v[0].reporting, 1);
+	assert_null(v[0].filters);
+	assert_int_equal(v[0].updated_at, 400);
+	assert_string_equal(v[1].level, "group");
+	store_level_array_free(v, n);
+
+	/* what a gateway says it runs with */
+	struct store_gateway g = {
+	    .name = "gw1", .address = "192.0.2.1", .token_hash = "h1", .created_at = 1};
+	assert_int_equal(store_gateway_add(fx->st, &g), 0);
+	struct store_gateway *got = NULL;
+	assert_int_equal(store_gateway_get(fx->st, "gw1", &got), 0);
+	assert_int_equal(got->central, 0);
+	store_gateway_free(got);
+	assert_int_equal(
+	    store_gateway_set_central(fx->st, "GW1", STORE_CENTRAL_PVO | STORE_CENTRAL_TRACKING),
+	    0);
+	assert_int_equal(store_gateway_set_central(fx->st, "nobody", STORE_CENTRAL_PVO), -ENOENT);
+	assert_int_equal(store_gateway_get(fx->st, "gw1", &got), 0);
+	assert_int_equal(got->central, STORE_CENTRAL_PVO | STORE_CENTRAL_TRACKING);
+	store_gateway_free(got);
+
+	/* its group and cluster change; NULL is none */
+	assert_int_equal(store_gateway_set_levels(fx->st, "Gw1", "g1", "c1"), 0);
+	assert_int_equal(store_gateway_get(fx->st, "gw1", &got), 0);
+	assert_string_equal(got->group, "g1");
+	assert_string_equal(got->cluster, "c1");
+	store_gateway_free(got);
+	assert_int_equal(store_gateway_set_levels(fx->st, "gw1", NULL, "c2"), 0);
+	assert_int_equal(store_gateway_get(fx->st, "gw1", &got), 0);
+	assert_null(got->group);
+	assert_string_equal(got->cluster, "c2");
+	store_gateway_free(got);
+	assert_int_equal(store_gateway_set_levels(fx->st, "gw1", "a b", NULL), -EINVAL);
+	assert_int_equal(store_gateway_set_levels(fx->st, "nobody", "g1", NULL), -ENOENT);
+}
+
 static void test_gateway_address_canonical(void **state)
 {
 	static const struct {
@@ -626,6 +742,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_audit_paging, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_digest_store, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_gateways, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_levels, setup, test_store_teardown),
 	    cmocka_unit_test(test_gateway_address_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@ import { renderMessages } from './messages.js';
 import { renderMessage } from './message.js';
 import { renderUsers, renderAudit } from './admin.js';
 import { renderGateways } from './gateways.js';
+import { renderLevels } from './levels.js';
 import { renderSettings } from './settings.js';
 import { renderQuarantines } from './quarantines.js';
 import { renderTracking, renderTrackingMessage } from './tracking.js';
@@ -56,6 +57,7 @@ function header(active) {
     if (isAdmin()) {
       nav.push(link('/users', t('nav.users'), active === 'users'));
       nav.push(link('/gateways', t('nav.gateways'), active === 'gateways'));
+      nav.push(link('/levels', t('nav.levels'), active === 'levels'));
       nav.push(link('/tracking', t('nav.tracking'), active === 'tracking'));
       nav.push(link('/audit', t('nav.audit'), active === 'audit'));
     }
@@ -118,9 +120,9 @@ function route() {
     const id = new URLSearchParams(location.search).get('id') || '';
     return page('tracking', (main) => renderTrackingMessage(main, id));
   }
-  if (path === '/users' || path === '/audit' || path === '/gateways') {
+  if (path === '/users' || path === '/audit' || path === '/gateways' || path === '/levels') {
     if (!isAdmin()) return page('', (main) => main.append(h('p.empty', t('page.forbidden'))));
-    const render = { '/users': renderUsers, '/audit': renderAudit, '/gateways': renderGateways }[path];
+    const render = { '/users': renderUsers, '/audit': renderAudit, '/gateways': renderGateways, '/levels': renderLevels }[path];
     return page(path.slice(1), (main) => render(main));
   }
   return page('', (main) => main.append(h('p.empty', { 'data-test': 'not-found' }, t('page.not_found'))));
