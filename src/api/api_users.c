@@ -2017,3 +2017,45 @@ void api_users_attach(struct api *a, struct event_base *base)
 	api_set_session_hooks(a, &h);
 	api_users_register(a);
 }
+
+int api_users_sso_session(struct api *a, struct http_server_request *req, const char *username,
+			  const char *const *addresses, size_t naddresses, const char *method)
+{
+	struct api_users *u = api_users_of(a);
+	if (u == NULL)
+		return -ENOTSUP;
+	for (size_t i = 0; i < naddresses; i++) {
+		if (!api_users_address_ok(addresses[i]))
+			return -EINVAL;
+	}
+	char token[AUTH_TOKEN_TEXT_LEN + 1], csrf[AUTH_TOKEN_TEXT_LEN + 1];
+	char hash_text[AUTH_HASH_TEXT_LEN + 1];
+	auth_token_new(token);
+	auth_token_new(csrf);
+	auth_token_hash(token, hash_text);
+	int64_t now = clock_now_ms();
+	struct store_session s = {
+	    .username = unconst(username),
+	    .role = unconst("enduser"),
+	    .addresses = unconst(addresses),
+	    .naddresses = naddresses,
+	    .csrf_token = csrf,
+	    .created_at = now,
+	    .expires_at = now + u->cfg.session_idle_ms,
+	};
+	if (s.expires_at > now + u->cfg.session_max_ms)
+		s.expires_at = now + u->cfg.session_max_ms;
+	int rc = store_session_add(api_store(a), hash_text, &s);
+	if (rc < 0)
+		return rc;
+	char peer[AUTH_ADDRESS_MAX + 1];
+	api_users_client_address(u, req, peer);
+	char q[300];
+	log_quote(q, sizeof(q), username);
+	log_info("api.login", "user=%s role=enduser method=%s peer=%s", q, method, peer);
+	api_users_audit_as(a, username, "login", peer, json_pack("{s:s}", "method", method));
+	char *cookie = auth_cookie_set(token, u->cfg.session_max_ms / 1000, u->cfg.secure_cookies);
+	http_server_add_header(req, "Set-Cookie", cookie);
+	free(cookie);
+	return 0;
+}

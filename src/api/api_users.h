@@ -88,6 +88,15 @@ void api_users_attach(struct api *a, struct event_base *base);
  */
 void api_users_configure(struct api *a, const struct api_users_config *cfg);
 /*
+ * Opens an end-user session for someone a single sign-on provider vouched for
+ * (method "saml", "oidc"): writes the session row, logs and audits the login and
+ * adds its Set-Cookie to req (the cookie POST /api/v1/session gives). Addresses
+ * are what the session may see. The caller replies. 0; -EINVAL for an address
+ * that cannot be stored; -ENOTSUP without a users part; or the store's error.
+ */
+int api_users_sso_session(struct api *a, struct http_server_request *req, const char *username,
+			  const char *const *addresses, size_t naddresses, const char *method);
+/*
  * Creates the admin account username with the password in password_file (its
  * first line) when no account exists yet. 0 (also when accounts exist), or a
  * negative errno with the reason logged.
