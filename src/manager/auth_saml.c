@@ -596,7 +596,8 @@ struct auth_saml *auth_saml_attach(struct api *a, const struct auth_saml_config 
 		goto fail;
 	}
 	s->metadata = auth_saml_sp_metadata(s->entity_id, s->acs_url, cert64);
-	s->server = lasso_server_new_from_buffers(s->metadata, key, NULL, cert);
+	s->server =
+	    lasso_server_new_from_buffers(s->metadata, cfg->sp_key_file, NULL, cfg->sp_cert_file);
 	if (s->server == NULL) {
 		*err = xasprintf("[auth_saml] sp_key_file %s or sp_cert_file %s cannot be used",
 				 cfg->sp_key_file, cfg->sp_cert_file);

@@ -240,3 +240,23 @@ def test_saml_settings_are_checked(start_manager, workdir, build_dir):
     assert r.returncode != 0
     for key in ["idp_metadata", "base_url", "sp_key_file", "sp_cert_file", "allowed_domains"]:
         assert "[auth_saml] " + key in r.stderr or key in r.stderr, r.stderr
+
+
+def test_an_unusable_key_or_metadata_stops_the_start(start_manager, workdir):
+    idp = SamlIdp(workdir)
+    sp_key, sp_crt = make_key(workdir, "sp")
+    bad = workdir + "/garbage.pem"
+    with open(bad, "w", encoding="ascii") as f:
+        f.write("not a key\n")
+    for override, says in [({"auth_saml__sp_key_file": bad}, "sp_key_file"),
+                           ({"auth_saml__idp_metadata": bad}, "idp_metadata")]:
+        m = start_manager(start=False)
+        m.apply({"auth_saml__idp_metadata": idp.metadata_path,
+                 "auth_saml__base_url": m.http_url,
+                 "auth_saml__sp_key_file": sp_key,
+                 "auth_saml__sp_cert_file": sp_crt,
+                 "auth_saml__allowed_domains": "corp.test"})
+        m.apply(override)
+        m.start(wait=False)
+        m.wait_exit(1)
+        assert "[auth_saml] " + says in m.log_text()
