@@ -57,9 +57,10 @@ def strip_signatures(xml):
 
 
 class SamlIdp:
-    def __init__(self, workdir):
+    def __init__(self, workdir, host="127.0.0.1"):
+        """host: the name browsers reach it by ("localhost": another site than 127.0.0.1)."""
         self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.url = "http://%s:%d" % (host, self.port)
         self.entity_id = self.url + "/idp"
         self.key, self.crt = make_key(workdir, "idp")
         self.other_key, self.other_crt = make_key(workdir, "idp-other")

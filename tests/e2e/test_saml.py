@@ -22,6 +22,7 @@ import pytest
 from e2e_helpers import make_message
 from saml_idp import SamlIdp, cert_base64, form_body, make_key, parse_form
 from test_sessions import Client, add_user, audit
+from test_web import WEB_ROOT, run_browser
 
 
 @pytest.fixture
@@ -260,3 +261,30 @@ def test_an_unusable_key_or_metadata_stops_the_start(start_manager, workdir):
         m.start(wait=False)
         m.wait_exit(1)
         assert "[auth_saml] " + says in m.log_text()
+
+
+def test_browser_signs_in_through_the_provider(start_manager, workdir):
+    """Chromium: the SAML button, the provider on another site, the portal."""
+    idp = SamlIdp(workdir, host="localhost")  # another site than the manager's 127.0.0.1
+    sp_key, sp_crt = make_key(workdir, "sp")
+    m = start_manager(start=False, http__web_root=WEB_ROOT)
+    m.apply({"auth_saml__idp_metadata": idp.metadata_path,
+             "auth_saml__base_url": m.http_url,
+             "auth_saml__sp_key_file": sp_key,
+             "auth_saml__sp_cert_file": sp_crt,
+             "auth_saml__allowed_domains": "corp.test"})
+    m.start()
+    idp.for_manager(m)
+    idp.start()
+    try:
+        idp.user = {"nameid": "taro", "mail": ["taro@corp.test"]}
+        m.send("sales@vendor.test", ["taro@corp.test"],
+               make_message(subject="Quote for taro", to="taro@corp.test"))
+        m.send("boss@corp.test", ["hanako@corp.test"],
+               make_message(subject="Not for taro", to="hanako@corp.test"))
+        run_browser("saml", m.http_url, {"own_subjects": ["Quote for taro"]})
+        assert idp.requests, "the provider saw no AuthnRequest"
+        assert any(r["action"] == "login" and r["actor"] == "taro@corp.test" and
+                   r["detail"] == {"method": "saml"} for r in audit(m))
+    finally:
+        idp.stop()
