@@ -427,11 +427,13 @@ static const char *auth_saml_check(struct auth_saml *s, struct http_server_reque
 	const char *all[AUTH_SAML_ADDRESSES_MAX];
 	size_t n = auth_saml_addresses(s, as, all), kept = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (auth_saml_domain_ok(s, all[i]))
+		if (auth_saml_domain_ok(s, all[i])) {
 			addrs[kept++] = all[i];
-		else
-			log_info("saml.address_dropped", "address_domain=\"%s\"",
-				 strrchr(all[i], '@') != NULL ? strrchr(all[i], '@') + 1 : "-");
+		} else {
+			char q[300];
+			log_info("saml.address_dropped", "address=%s",
+				 log_quote(q, sizeof(q), all[i]));
+		}
 	}
 	*naddrs = kept;
 	if (n == 0)

@@ -14,6 +14,7 @@ import base64
 import http.client
 import re
 import subprocess
+import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 
@@ -221,14 +222,31 @@ def test_addresses_outside_the_allowed_domains_are_refused(saml):
     assert_refused(st, hdrs, page, "not in a domain served here")
 
 
+LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">
+<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">
+<!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;"><!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">
+<!ENTITY g "&f;&f;&f;&f;&f;&f;&f;&f;&f;&f;"><!ENTITY h "&g;&g;&g;&g;&g;&g;&g;&g;&g;&g;">
+<!ENTITY x SYSTEM "file:///etc/passwd">]>
+<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" ID="_1" Version="2.0"
+ IssueInstant="2026-01-01T00:00:00Z">&h;&x;</samlp:Response>"""
+
+
 def test_garbage_and_empty_posts_are_refused(saml):
     m, idp = saml
     acs = m.http_url + "/auth/saml/acs"
+    laughs = base64.b64encode(LAUGHS.encode("ascii"))
     for body in [b"", b"SAMLResponse=", b"SAMLResponse=%%%", b"RelayState=x",
-                 b"SAMLResponse=PHg%2BPC94Pg%3D%3D"]:
+                 b"SAMLResponse=PHg%2BPC94Pg%3D%3D", b"SAMLResponse=a&SAMLResponse=b",
+                 form_body(laughs.decode("ascii"))]:
+        t0 = time.monotonic()
         st, hdrs, page = request(acs, "POST", body)
         assert st == 401, (body, page)
         assert "set-cookie" not in hdrs
+        assert "root:" not in page
+        assert time.monotonic() - t0 < 5  # entities are not expanded
+    st, _, _ = request(m.http_url + "/healthz")
+    assert st == 200
 
 
 def test_saml_settings_are_checked(start_manager, workdir, build_dir):
