@@ -88,6 +88,18 @@ struct auth_saml {
 
 static bool auth_saml_lasso_ready;
 
+/* lasso's GLib messages (their text may quote the documents it was given) into our log. */
+static void auth_saml_lasso_log(const gchar *domain, GLogLevelFlags level, const gchar *message,
+				gpointer arg)
+{
+	char q[1024];
+	log_quote(q, sizeof(q), message != NULL ? message : "");
+	if ((level & (G_LOG_LEVEL_ERROR | G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING)) != 0)
+		log_warn("saml.lasso", "message=%s", q);
+	else
+		log_debug("saml.lasso", "message=%s", q);
+}
+
 static void auth_saml_pending_add(struct auth_saml *s, const char *id, int64_t now)
 {
 	size_t kept = 0;
@@ -546,6 +558,9 @@ struct auth_saml *auth_saml_attach(struct api *a, const struct auth_saml_config 
 			return NULL;
 		}
 		auth_saml_lasso_ready = true;
+		g_log_set_handler("Lasso",
+				  G_LOG_LEVEL_MASK | G_LOG_FLAG_FATAL | G_LOG_FLAG_RECURSION,
+				  auth_saml_lasso_log, NULL);
 	}
 	struct auth_saml *s = xcalloc(1, sizeof(*s));
 	s->api = a;

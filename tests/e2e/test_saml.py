@@ -247,6 +247,10 @@ def test_garbage_and_empty_posts_are_refused(saml):
         assert time.monotonic() - t0 < 5  # entities are not expanded
     st, _, _ = request(m.http_url + "/healthz")
     assert st == 200
+    # lasso's own complaints arrive as log lines of ours, quoted
+    log = m.log_text()
+    assert "CRITICAL" not in log and "Lasso-WARNING" not in log
+    assert 'warn saml.lasso message="' in log
 
 
 def test_saml_settings_are_checked(start_manager, workdir, build_dir):
