@@ -310,3 +310,14 @@ def test_browser_signs_in_through_the_provider(start_manager, workdir):
                    r["detail"] == {"method": "saml"} for r in audit(m))
     finally:
         idp.stop()
+
+
+def test_without_auth_saml_its_paths_are_not_found(start_manager):
+    """Not the web application's page either: the sign-in page offers no SAML button then."""
+    m = start_manager(http__web_root=WEB_ROOT)
+    for method, path in [("GET", "/auth/saml/metadata"), ("HEAD", "/auth/saml/metadata"),
+                         ("GET", "/auth/saml/login"), ("POST", "/auth/saml/acs")]:
+        st, _, _ = request(m.http_url + path, method, b"" if method == "POST" else None)
+        assert st == 404, (method, path, st)
+    st, _, page = request(m.http_url + "/login")
+    assert st == 200 and "<html" in page.lower()
