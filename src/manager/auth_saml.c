@@ -4,7 +4,8 @@
  *   GET  /auth/saml/metadata  our SP metadata (entity id, signing certificate, ACS)
  *   GET  /auth/saml/login     302 to the provider's SSO service with a signed
  *                             AuthnRequest (HTTP-Redirect); its ID is remembered,
- *                             once, for AUTH_SAML_PENDING_MS
+ *                             once, for AUTH_SAML_PENDING_MS, with a random value
+ *                             also set as the browser's AUTH_SAML_COOKIE
  *   POST /auth/saml/acs       the provider's Response (HTTP-POST): lasso checks the
  *                             XML signatures against the provider's metadata key;
  *                             we check the rest (below); success opens an end-user
@@ -14,7 +15,8 @@
  * What the consumer requires: a Response signed by the provider (lasso refuses an
  * unsigned one, or one signed by another key), status Success, Destination = our
  * ACS, InResponseTo = an AuthnRequest we sent and have not seen answered (taken
- * out on first use, so a replayed or unsolicited Response is refused), one
+ * out on first use, so a replayed or unsolicited Response is refused) to this
+ * browser (auth_saml_browser_cookie), one
  * assertion issued by the provider, an AudienceRestriction naming our entity id,
  * Conditions and SubjectConfirmationData within their time bounds (with
  * AUTH_SAML_SKEW_S of clock skew), and addresses in the allowed domains. The
@@ -56,6 +58,7 @@
 #include "http/http_server.h"
 #include "api/api.h"
 #include "api/api_users.h"
+#include "api/auth.h"
 
 /* How long an AuthnRequest may wait for its Response, and how many may wait. */
 #define AUTH_SAML_PENDING_MS  (10 * 60 * 1000)
@@ -64,12 +67,15 @@
 #define AUTH_SAML_SKEW_S 120
 /* Largest key, certificate or metadata file we read. */
 #define AUTH_SAML_FILE_MAX (1024 * 1024)
+/* The cookie of a sign-in under way (auth_saml_browser_cookie). */
+#define AUTH_SAML_COOKIE "lazaret_saml"
 /* Most addresses one login may bring. */
 #define AUTH_SAML_ADDRESSES_MAX 64
 
 struct auth_saml_pending {
 	char *id;
 	int64_t expires_at;
+	char browser[AUTH_TOKEN_TEXT_LEN + 1]; /* the AUTH_SAML_COOKIE of the browser that asked */
 };
 
 struct auth_saml {
@@ -84,6 +90,7 @@ struct auth_saml {
 	size_t ndomains;
 	struct auth_saml_pending *pending;
 	size_t npending;
+	bool secure_cookies;
 };
 
 static bool auth_saml_lasso_ready;
@@ -100,7 +107,8 @@ static void auth_saml_lasso_log(const gchar *domain, GLogLevelFlags level, const
 		log_debug("saml.lasso", "message=%s", q);
 }
 
-static void auth_saml_pending_add(struct auth_saml *s, const char *id, int64_t now)
+static void auth_saml_pending_add(struct auth_saml *s, const char *id, const char *browser,
+				  int64_t now)
 {
 	size_t kept = 0;
 	for (size_t i = 0; i < s->npending; i++) {
@@ -117,11 +125,16 @@ static void auth_saml_pending_add(struct auth_saml *s, const char *id, int64_t n
 	}
 	s->pending[s->npending].id = xstrdup(id);
 	s->pending[s->npending].expires_at = now + AUTH_SAML_PENDING_MS;
+	snprintf(s->pending[s->npending].browser, sizeof(s->pending[0].browser), "%s", browser);
 	s->npending++;
 }
 
-/* True when id is a request we sent that waits for its answer; takes it out. */
-static bool auth_saml_pending_take(struct auth_saml *s, const char *id, int64_t now)
+/*
+ * True when id is a request we sent that waits for its answer, with the browser
+ * token it was sent to into browser; takes it out (the order, oldest first, kept).
+ */
+static bool auth_saml_pending_take(struct auth_saml *s, const char *id, int64_t now,
+				   char browser[AUTH_TOKEN_TEXT_LEN + 1])
 {
 	if (id == NULL)
 		return false;
@@ -129,12 +142,30 @@ static bool auth_saml_pending_take(struct auth_saml *s, const char *id, int64_t 
 		if (strcmp(s->pending[i].id, id) != 0)
 			continue;
 		bool live = s->pending[i].expires_at > now;
+		memcpy(browser, s->pending[i].browser, AUTH_TOKEN_TEXT_LEN + 1);
 		free(s->pending[i].id);
-		s->pending[i] = s->pending[s->npending - 1];
+		memmove(s->pending + i, s->pending + i + 1,
+			(s->npending - i - 1) * sizeof(s->pending[0]));
 		s->npending--;
 		return live;
 	}
 	return false;
+}
+
+/*
+ * The cookie that ties a sign-in to the browser that started it. The provider's
+ * POST comes from another site: only SameSite=None (which needs Secure) brings
+ * it along everywhere, so without secure cookies it is set without SameSite and
+ * checked only when it comes. It is not cleared: it ends with its request, which
+ * is answered once.
+ */
+static void auth_saml_browser_cookie(struct auth_saml *s, struct http_server_request *req,
+				     const char *value, int max_age)
+{
+	char *c = xasprintf("%s=%s; Path=/auth/saml/; Max-Age=%d; HttpOnly%s", AUTH_SAML_COOKIE,
+			    value, max_age, s->secure_cookies ? "; SameSite=None; Secure" : "");
+	http_server_add_header(req, "Set-Cookie", c);
+	free(c);
 }
 
 static void auth_saml_html_escaped(struct strbuf *b, const char *s)
@@ -206,7 +237,11 @@ static void auth_saml_login(struct http_server_request *req, void *arg)
 			if (id == NULL || url == NULL) {
 				fail = "no request was built";
 			} else {
-				auth_saml_pending_add(s, id, clock_now_ms());
+				char browser[AUTH_TOKEN_TEXT_LEN + 1];
+				auth_token_new(browser);
+				auth_saml_pending_add(s, id, browser, clock_now_ms());
+				auth_saml_browser_cookie(s, req, browser,
+							 AUTH_SAML_PENDING_MS / 1000);
 				http_server_add_header(req, "Location", url);
 				http_server_add_header(req, "Cache-Control", "no-store");
 				http_server_reply_bytes(req, 302, "text/plain", "", 0);
@@ -421,9 +456,18 @@ static const char *auth_saml_check(struct auth_saml *s, struct http_server_reque
 		goto out;
 	}
 	const char *request_id = r->InResponseTo;
-	if (!auth_saml_pending_take(s, request_id, clock_now_ms())) {
+	char browser[AUTH_TOKEN_TEXT_LEN + 1];
+	if (!auth_saml_pending_take(s, request_id, clock_now_ms(), browser)) {
 		why = "the response answers no sign-in started here (unsolicited, replayed or "
 		      "too late)";
+		goto out;
+	}
+	char *cookie = auth_cookie_get(http_server_request_header(req, "Cookie"), AUTH_SAML_COOKIE);
+	bool same = cookie != NULL && auth_token_equal(cookie, browser);
+	bool refuse = cookie != NULL ? !same : s->secure_cookies;
+	free(cookie);
+	if (refuse) {
+		why = "the sign-in was started in another browser";
 		goto out;
 	}
 	GList *assertions = LASSO_SAMLP2_RESPONSE(r)->Assertion;
@@ -565,6 +609,7 @@ struct auth_saml *auth_saml_attach(struct api *a, const struct auth_saml_config 
 	struct auth_saml *s = xcalloc(1, sizeof(*s));
 	s->api = a;
 	s->pending = xcalloc(AUTH_SAML_PENDING_MAX, sizeof(s->pending[0]));
+	s->secure_cookies = cfg->secure_cookies;
 	char *key = NULL, *cert = NULL, *cert64 = NULL;
 	size_t len;
 	int rc;

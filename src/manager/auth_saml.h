@@ -7,6 +7,8 @@
 #ifndef LAZARET_MANAGER_AUTH_SAML_H
 #define LAZARET_MANAGER_AUTH_SAML_H
 
+#include <stdbool.h>
+
 struct api;
 
 struct auth_saml_config {
@@ -17,6 +19,7 @@ struct auth_saml_config {
 	const char *sp_cert_file;      /* its certificate, published in our metadata */
 	const char *address_attribute; /* NULL: the NameID (emailAddress format) */
 	const char *allowed_domains;   /* commas and/or spaces; required */
+	bool secure_cookies;	       /* [http] secure_cookies: HTTPS, the browser is bound */
 };
 
 struct auth_saml;

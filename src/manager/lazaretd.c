@@ -517,6 +517,7 @@ static int start(struct lazaretd *d)
 		    .sp_cert_file = d->cfg.saml_sp_cert_file,
 		    .address_attribute = d->cfg.saml_address_attribute,
 		    .allowed_domains = d->cfg.saml_allowed_domains,
+		    .secure_cookies = d->cfg.secure_cookies,
 		};
 		char *saml_err = NULL;
 		if ((d->saml = auth_saml_attach(d->api, &samlc, &saml_err)) == NULL) {

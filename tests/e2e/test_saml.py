@@ -61,10 +61,14 @@ def request(url, method="GET", body=None, headers=None):
     return out
 
 
+BROWSER = {}  # the lazaret_saml cookie of the last login started, as a browser keeps it
+
+
 def start_login(m, idp):
     """The provider's answer to a login begun at the manager: (ACS URL, SAMLResponse)."""
     st, hdrs, _ = request(m.http_url + "/auth/saml/login")
     assert st == 302
+    BROWSER["cookie"] = hdrs["set-cookie"].split(";", 1)[0]
     loc = hdrs["location"]
     assert loc.startswith(idp.url + "/sso?SAMLRequest=")
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)
@@ -74,8 +78,11 @@ def start_login(m, idp):
     return parse_form(page)
 
 
-def post_acs(acs, saml_response, origin=None):
+def post_acs(acs, saml_response, origin=None, cookie=True):
+    """POSTs the form; cookie True: with the last login's lazaret_saml, else with cookie."""
     headers = {"Origin": origin} if origin else {}
+    if cookie:
+        headers["Cookie"] = BROWSER["cookie"] if cookie is True else cookie
     return request(acs, "POST", form_body(saml_response), headers)
 
 
@@ -212,6 +219,51 @@ def test_an_unsolicited_response_is_refused(saml):
     acs, resp = start_login(m, idp)
     st, hdrs, page = post_acs(acs, resp)
     assert_refused(st, hdrs, page, "unsolicited")
+
+
+def test_the_login_cookie_ties_the_response_to_its_browser(saml):
+    """A response posted from another browser (login CSRF) is refused."""
+    m, idp = saml
+    st, hdrs, _ = request(m.http_url + "/auth/saml/login")
+    assert st == 302
+    cookie = hdrs["set-cookie"]
+    assert re.match(r"lazaret_saml=[0-9a-f]{64}; Path=/auth/saml/; Max-Age=600; HttpOnly$",
+                    cookie), cookie
+    # The attacker starts a login and keeps the answer; the victim has a login of their own.
+    acs, resp = start_login(m, idp)
+    start_login(m, idp)
+    st, hdrs, page = post_acs(acs, resp)  # the victim's cookie
+    assert_refused(st, hdrs, page, "started in another browser")
+    # Used up now, even from the right browser.
+    st, hdrs, page = post_acs(acs, resp, cookie="lazaret_saml=x")
+    assert_refused(st, hdrs, page, "answers no sign-in started here")
+
+
+def test_with_secure_cookies_the_login_cookie_is_required(start_manager, workdir):
+    idp = SamlIdp(workdir)
+    sp_key, sp_crt = make_key(workdir, "sp")
+    m = start_manager(start=False, http__secure_cookies="yes")
+    m.apply({"auth_saml__idp_metadata": idp.metadata_path,
+             "auth_saml__base_url": m.http_url,
+             "auth_saml__sp_key_file": sp_key,
+             "auth_saml__sp_cert_file": sp_crt,
+             "auth_saml__allowed_domains": "corp.test"})
+    m.start()
+    idp.for_manager(m)
+    idp.start()
+    try:
+        acs, resp = start_login(m, idp)
+        # SameSite=None: the provider's cross-site POST brings it along.
+        st, hdrs, _ = request(m.http_url + "/auth/saml/login")
+        assert hdrs["set-cookie"].endswith("; HttpOnly; SameSite=None; Secure")
+        st, hdrs, page = post_acs(acs, resp, cookie=False)
+        assert_refused(st, hdrs, page, "started in another browser")
+        acs, resp = start_login(m, idp)
+        st, hdrs, _ = post_acs(acs, resp)
+        assert st == 302
+        assert "; Secure" in hdrs["set-cookie"] and hdrs["set-cookie"].startswith("lazaret_session=")
+    finally:
+        idp.stop()
 
 
 def test_addresses_outside_the_allowed_domains_are_refused(saml):
