@@ -230,6 +230,14 @@ static void auth_saml_login(struct http_server_request *req, void *arg)
 		r->ProtocolBinding = g_strdup(LASSO_SAML2_METADATA_BINDING_POST);
 		g_free(r->AssertionConsumerServiceURL);
 		r->AssertionConsumerServiceURL = g_strdup(s->acs_url);
+		if (r->NameIDPolicy != NULL) { /* lasso asks for a transient one */
+			g_free(r->NameIDPolicy->Format);
+			r->NameIDPolicy->Format =
+			    g_strdup(s->address_attribute == NULL
+					 ? LASSO_SAML2_NAME_IDENTIFIER_FORMAT_EMAIL
+					 : LASSO_SAML2_NAME_IDENTIFIER_FORMAT_UNSPECIFIED);
+			r->NameIDPolicy->AllowCreate = TRUE;
+		}
 		rc = lasso_login_build_authn_request_msg(login);
 		if (rc == 0) {
 			const char *id = LASSO_SAMLP2_REQUEST_ABSTRACT(r)->ID;

@@ -82,10 +82,11 @@ class SamlIdp:
         self.sp_metadata_url = None
         self.user = {"nameid": "alice", "mail": ["alice@corp.test"]}
         # None, or one of: other_key, audience, expired, in_response_to, unsigned,
-        # edited (the address changed after signing), assertion_only (the Response
+        # edited (the address changed after signing), idp_initiated, assertion_only (the Response
         # unsigned, its assertion signed), assertion_only_other_key
         self.tamper = None
         self.requests = []  # the AuthnRequest IDs it answered
+        self.name_id_formats = []  # the NameIDPolicy Format each asked for
         self.server = None
         self.thread = None
         self.lock = threading.Lock()
@@ -116,8 +117,14 @@ class SamlIdp:
             login.buildAssertion(lasso.SAML_AUTHENTICATION_METHOD_PASSWORD, stamp(now), None,
                                  stamp(now - 60), stamp(now + 300))
             a = login.response.assertion[0]
-            a.subject.nameID.content = self.user["nameid"]
-            a.subject.nameID.format = lasso.SAML2_NAME_IDENTIFIER_FORMAT_UNSPECIFIED
+            policy = login.request.nameIdPolicy
+            self.name_id_formats.append(policy.format if policy is not None else None)
+            if policy is not None and policy.format == lasso.SAML2_NAME_IDENTIFIER_FORMAT_EMAIL:
+                a.subject.nameID.content = self.user["mail"][0]
+                a.subject.nameID.format = lasso.SAML2_NAME_IDENTIFIER_FORMAT_EMAIL
+            else:
+                a.subject.nameID.content = self.user["nameid"]
+                a.subject.nameID.format = lasso.SAML2_NAME_IDENTIFIER_FORMAT_UNSPECIFIED
             values = []
             for addr in self.user["mail"]:
                 v = lasso.Saml2AttributeValue()
@@ -139,6 +146,9 @@ class SamlIdp:
                 a.conditions.notBefore = "2019-12-31T23:55:00Z"
                 a.conditions.notOnOrAfter = past
                 a.subject.subjectConfirmation.subjectConfirmationData.notOnOrAfter = past
+            if tamper == "idp_initiated":  # answers no request at all
+                login.response.inResponseTo = None
+                a.subject.subjectConfirmation.subjectConfirmationData.inResponseTo = None
             if tamper == "in_response_to":
                 login.response.inResponseTo = "_0123456789abcdef0123456789abcdef"
                 a.subject.subjectConfirmation.subjectConfirmationData.inResponseTo = \

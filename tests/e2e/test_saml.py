@@ -134,6 +134,7 @@ def test_login_opens_an_end_user_session_on_the_users_quarantine(saml):
                 "mail": ["alice@corp.test", "alice.alias@corp2.test", "alice@elsewhere.test"]}
     acs, resp = start_login(m, idp)
     assert acs == m.http_url + "/auth/saml/acs"
+    assert idp.name_id_formats == ["urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified"]
     # The provider's form posts from its own origin: the ACS takes it.
     st, hdrs, _ = post_acs(acs, resp, origin=idp.url)
     assert st == 302
@@ -155,6 +156,34 @@ def test_login_opens_an_end_user_session_on_the_users_quarantine(saml):
     assert st in (200, 202), doc
     assert any(r["action"] == "login" and r["actor"] == "alice@corp.test" and
                r["detail"] == {"method": "saml"} for r in audit(m))
+
+
+def test_the_address_may_be_the_name_id(start_manager, workdir):
+    """address_attribute = NameID: the request asks for an emailAddress NameID."""
+    idp = SamlIdp(workdir)
+    sp_key, sp_crt = make_key(workdir, "sp")
+    m = start_manager(start=False)
+    m.apply({"auth_saml__idp_metadata": idp.metadata_path,
+             "auth_saml__base_url": m.http_url,
+             "auth_saml__sp_key_file": sp_key,
+             "auth_saml__sp_cert_file": sp_crt,
+             "auth_saml__address_attribute": "NameID",
+             "auth_saml__allowed_domains": "corp.test"})
+    m.start()
+    idp.for_manager(m)
+    idp.start()
+    try:
+        idp.user = {"nameid": "hanako", "mail": ["hanako@corp.test", "other@corp.test"]}
+        acs, resp = start_login(m, idp)
+        assert idp.name_id_formats == [
+            "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress"]
+        st, hdrs, _ = post_acs(acs, resp)
+        assert st == 302
+        _, me = logged_in_client(m, hdrs["set-cookie"])
+        # the NameID only, not the mail attribute
+        assert me["user"]["addresses"] == ["hanako@corp.test"]
+    finally:
+        idp.stop()
 
 
 def test_an_admin_address_signs_in_as_an_end_user_only(saml):
@@ -212,11 +241,14 @@ def test_a_replayed_response_is_refused(saml):
     assert_refused(st, hdrs, page, "answers no sign-in started here")
 
 
-def test_an_unsolicited_response_is_refused(saml):
-    """Signed by the provider, but answering a request the manager never sent."""
+@pytest.mark.parametrize("tamper", ["in_response_to", "idp_initiated"])
+def test_an_unsolicited_response_is_refused(saml, tamper):
+    """Signed by the provider, but answering a request the manager never sent, or none."""
     m, idp = saml
-    idp.tamper = "in_response_to"
+    idp.tamper = tamper
     acs, resp = start_login(m, idp)
+    xml = base64.b64decode(resp).decode("utf-8")
+    assert ("InResponseTo=" in xml) == (tamper == "in_response_to")
     st, hdrs, page = post_acs(acs, resp)
     assert_refused(st, hdrs, page, "unsolicited")
 
