@@ -82,8 +82,9 @@ int api_static_classify(const char *path, const char **rel)
 {
 	if (path == NULL || path[0] != '/')
 		return -EINVAL;
+	/* /auth: single sign-on's own paths, 404 while it is off (not the application). */
 	if (api_static_under(path, "/api") || api_static_under(path, "/healthz") ||
-	    api_static_under(path, "/metrics"))
+	    api_static_under(path, "/metrics") || api_static_under(path, "/auth"))
 		return -EINVAL;
 	if (strcmp(path, "/") == 0) {
 		*rel = "index.html";

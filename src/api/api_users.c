@@ -614,6 +614,10 @@ int api_users_session_open(struct api *a, struct http_server_request *req, const
 	struct api_users *u = api_users_of(a);
 	if (u == NULL)
 		return -ENOTSUP;
+	for (size_t i = 0; i < naddresses; i++) {
+		if (!api_users_address_ok(addresses[i]))
+			return -EINVAL;
+	}
 	char token[AUTH_TOKEN_TEXT_LEN + 1], csrf[AUTH_TOKEN_TEXT_LEN + 1];
 	char hash_text[AUTH_HASH_TEXT_LEN + 1], peer[AUTH_ADDRESS_MAX + 1];
 	auth_token_new(token);

@@ -105,9 +105,10 @@ void api_users_client_address_of(struct api *a, struct http_server_request *req,
 /*
  * Opens a session for a login checked elsewhere (single sign-on): writes the
  * session row (username, role, the addresses it may see), the audit row and log
- * line of a login by method ("oidc"), and adds its Set-Cookie to req, as a
+ * line of a login by method ("oidc", "saml"), and adds its Set-Cookie to req, as a
  * password login would. Loop thread. 0, -ENOTSUP when a has no users part, or
- * the store's negative errno (no cookie then).
+ * -EINVAL for an address that cannot be stored, or the store's negative errno (no
+ * cookie then).
  */
 int api_users_session_open(struct api *a, struct http_server_request *req, const char *username,
 			   const char *role, const char *const *addresses, size_t naddresses,

@@ -52,6 +52,7 @@
 #include "quarantine/track_retention.h"
 #include "manager/auth_directory.h"
 #include "manager/auth_oidc.h"
+#include "manager/auth_saml.h"
 #include "manager/ingest.h"
 #include "manager/manager_config.h"
 #include "digest/notify.h"
@@ -86,6 +87,7 @@ struct lazaretd {
 	struct notify *notify;
 	struct auth_directory *directory; /* LDAP/IMAP end users, or NULL */
 	struct auth_oidc *oidc;		  /* [auth_oidc] single sign-on, or NULL */
+	struct auth_saml *saml;		  /* [auth_saml] end users, or NULL */
 	SSL_CTX *http_tls;		  /* [http] HTTPS context, or NULL */
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	int64_t shutdown_started;
@@ -525,6 +527,25 @@ static int start(struct lazaretd *d)
 	 * (always routed, so a reload can turn it on or off).
 	 */
 	api_users_attach(d->api, d->base);
+	if (d->cfg.saml_idp_metadata != NULL) {
+		/* [auth_saml] is read once (restart to change it). */
+		struct auth_saml_config samlc = {
+		    .idp_metadata = d->cfg.saml_idp_metadata,
+		    .base_url = d->cfg.saml_base_url,
+		    .entity_id = d->cfg.saml_entity_id,
+		    .sp_key_file = d->cfg.saml_sp_key_file,
+		    .sp_cert_file = d->cfg.saml_sp_cert_file,
+		    .address_attribute = d->cfg.saml_address_attribute,
+		    .allowed_domains = d->cfg.saml_allowed_domains,
+		    .secure_cookies = d->cfg.secure_cookies,
+		};
+		char *saml_err = NULL;
+		if ((d->saml = auth_saml_attach(d->api, &samlc, &saml_err)) == NULL) {
+			fprintf(stderr, "lazaretd: %s\n", saml_err);
+			free(saml_err);
+			return -EINVAL;
+		}
+	}
 	api_slbl_register(d->api);
 	struct api_gateways_config gc;
 	gateways_config_from(&d->cfg, d->ingest, &gc);
@@ -623,6 +644,7 @@ static void stop(struct lazaretd *d)
 	if (d->base != NULL)
 		event_base_free(d->base);
 	auth_directory_free(d->directory);
+	auth_saml_free(d->saml);
 	digest_pages_unload();
 	digest_texts_unload();
 	if (d->http_tls != NULL)

@@ -438,6 +438,35 @@ static const struct confparse_key manager_config_keys[] = {
      .offset = OFF(imap_timeout_ms),
      .default_text = "10s",
      .min = SEC},
+    {.section = "auth_saml",
+     .name = "idp_metadata",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(saml_idp_metadata)},
+    {.section = "auth_saml",
+     .name = "base_url",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(saml_base_url)},
+    {.section = "auth_saml",
+     .name = "entity_id",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(saml_entity_id)},
+    {.section = "auth_saml",
+     .name = "sp_key_file",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(saml_sp_key_file)},
+    {.section = "auth_saml",
+     .name = "sp_cert_file",
+     .type = CONFPARSE_PATH,
+     .offset = OFF(saml_sp_cert_file)},
+    {.section = "auth_saml",
+     .name = "address_attribute",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(saml_address_attribute),
+     .default_text = "mail"},
+    {.section = "auth_saml",
+     .name = "allowed_domains",
+     .type = CONFPARSE_STRING,
+     .offset = OFF(saml_allowed_domains)},
 
     {.section = "auth_oidc",
      .name = "issuer",
@@ -808,6 +837,34 @@ static void manager_config_oidc(struct confparse *cp, struct manager_config *cfg
 	}
 }
 
+/* [auth_saml]: on when idp_metadata is set; then the SP's keys, URL and domains too. */
+static void manager_config_saml(struct confparse *cp, struct manager_config *cfg)
+{
+	if (cfg->saml_idp_metadata == NULL) {
+		if (cfg->saml_base_url != NULL || cfg->saml_sp_key_file != NULL ||
+		    cfg->saml_sp_cert_file != NULL || cfg->saml_allowed_domains != NULL)
+			confparse_error(cp, "auth_saml", "idp_metadata",
+					"is required to turn SAML sign-in on");
+		return;
+	}
+	static const char *const needed[] = {"base_url", "sp_key_file", "sp_cert_file",
+					     "allowed_domains"};
+	const char *values[] = {cfg->saml_base_url, cfg->saml_sp_key_file, cfg->saml_sp_cert_file,
+				cfg->saml_allowed_domains};
+	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
+		if (values[i] == NULL || values[i][strspn(values[i], ", \t")] == '\0')
+			confparse_error(cp, "auth_saml", needed[i],
+					"is required when idp_metadata is set");
+	}
+	if (cfg->saml_base_url != NULL && strncmp(cfg->saml_base_url, "https://", 8) != 0 &&
+	    strncmp(cfg->saml_base_url, "http://", 7) != 0)
+		confparse_error(cp, "auth_saml", "base_url",
+				"must be the manager's http:// or https:// URL");
+	confparse_check_readable(cp, "auth_saml", "idp_metadata", cfg->saml_idp_metadata);
+	confparse_check_readable(cp, "auth_saml", "sp_key_file", cfg->saml_sp_key_file);
+	confparse_check_readable(cp, "auth_saml", "sp_cert_file", cfg->saml_sp_cert_file);
+}
+
 /* [http] allowed_origins: each "http[s]://host[:port]", no path, no wildcard. */
 static void manager_config_origins(struct confparse *cp, const char *list)
 {
@@ -885,6 +942,7 @@ static void manager_config_validate(struct confparse *cp, void *target, void *ar
 	}
 
 	manager_config_directory_tls(cp, cfg);
+	manager_config_saml(cp, cfg);
 	manager_config_notifications(cp, cfg);
 
 	manager_config_oidc(cp, cfg);

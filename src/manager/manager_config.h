@@ -130,6 +130,14 @@ struct manager_config {
 	int64_t imap_timeout_ms; /* default 10s */
 	char *imap_tls;		 /* starttls | imaps | none; default starttls */
 	char *imap_ca_file;	 /* PEM CA for the server's certificate; NULL: system store */
+	/* [auth_saml]: SAML end users (idp_metadata NULL: off); see manager/auth_saml.h */
+	char *saml_idp_metadata;
+	char *saml_base_url;
+	char *saml_entity_id; /* NULL: <base_url>/auth/saml/metadata */
+	char *saml_sp_key_file;
+	char *saml_sp_cert_file;
+	char *saml_address_attribute; /* default mail; "NameID": the subject's NameID */
+	char *saml_allowed_domains;
 
 	/* [auth_oidc]: single sign-on through OpenID Connect (issuer NULL: off) */
 	char *oidc_issuer;

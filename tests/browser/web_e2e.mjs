@@ -1539,11 +1539,39 @@ async function levels() {
   }
 }
 
+// SAML: the sign-in page's SAML button, the provider's auto-posting form (another
+// site), and the portal signed in with the user's mail only.
+async function saml() {
+  const b = await launch('ja-JP');
+  const page = b.page;
+  try {
+    await page.goto(BASE + '/');
+    await page.waitForURL(/\/login/);
+    await page.waitForSelector('[data-test=login-saml]');
+    check('SAML button in Japanese', (await page.textContent('[data-test=login-saml]')).includes('SAML'));
+    await shot(page, 'saml-login-ja');
+    await page.click('[data-test=login-saml]');
+    await page.waitForURL(/\/messages/);
+    const subjects = await waitRows(page, (s) => s.length > 0, 'the user\'s messages');
+    check('only own messages', JSON.stringify(subjects.slice().sort()) === JSON.stringify(P.own_subjects.slice().sort()), subjects);
+    check('end user has no Users link', await page.locator('a.nav-link[href="/users"]').count() === 0);
+    await shot(page, 'saml-enduser-list-ja');
+    await page.reload();
+    await page.waitForSelector('[data-test=messages] tbody tr.msg-row');
+    check('still signed in after a reload', /\/messages/.test(page.url()), page.url());
+  } catch (e) {
+    await shot(b.page, 'failure-' + scenario).catch(() => {});
+    throw e;
+  } finally {
+    await b.close();
+  }
+}
+
 const SCENARIOS = {
   oidc,
   'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks,
   attachments: attachmentsAndHiddenBodies, gateways, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator,
-  totp, tracking, levels,
+  totp, tracking, levels, saml,
 };
 
 try {

@@ -156,9 +156,14 @@ export function renderLogin(main) {
   h('label.field', { for: 'login-password' }, h('span.field-label', t('login.password')), pass),
   error,
   submit);
-  main.append(h('div.login-card', form));
+  const card = h('div.login-card', form);
+  main.append(card);
   user.focus();
   ssoButton(form);
+  // With [auth_saml] the manager serves its SP metadata: offer the provider's sign-in.
+  fetch('/auth/saml/metadata', { method: 'HEAD', credentials: 'same-origin' }).then((r) => {
+    if (r.ok) card.append(h('a.btn.btn-block.login-alt', { href: '/auth/saml/login', 'data-test': 'login-saml' }, t('login.saml')));
+  }).catch(() => {});
   return undefined;
 }
 
