@@ -23,6 +23,7 @@ import urllib.parse
 
 import pytest
 
+from conftest import _new_pg_database
 from e2e_helpers import make_message, stays, t, wait_for
 from test_lazaretctl import ctl
 from test_sessions import Client, add_user
@@ -89,9 +90,10 @@ def archive_bytes(members, header=None, version=1, checksum=True, magic=b"LZBACK
 
 # ---- the replacement manager ---------------------------------------------------
 
-@pytest.mark.sqlite_only
 def test_backup_during_ingest_restores_a_replacement(start_manager, aio_sink_factory,
                                                      tmp_path):
+    """On PostgreSQL the database's part is pg_dump's, taken during the same burst and
+    restored with pg_restore into a new database for the replacement."""
     sink1 = aio_sink_factory()
     m1 = start_manager(primary_host=sink1.host)
     sent = {}
@@ -138,13 +140,21 @@ def test_backup_during_ingest_restores_a_replacement(start_manager, aio_sink_fac
     before = set(burst)
     archive = str(tmp_path / "lazaret.lzb")
     out = backup(m1, archive)
+    if PG:
+        dump = str(tmp_path / "lazaret.pgdump")
+        r = subprocess.run(["pg_dump", "-Fc", "-f", dump, "-d", m1.sections["store"]["dsn"]],
+                           capture_output=True, text=True, timeout=t(120))
+        assert r.returncode == 0, r.stderr
     wait_for(lambda: len(burst) >= len(before) + 5, 20, "the burst to go on after the backup")
     stop.set()
     th.join(timeout=t(30))
     sent.update(burst)
 
     assert out.startswith("wrote %s: %d bytes, sha256 " % (archive, os.path.getsize(archive)))
-    assert "covers: the store's database (sqlite: messages and bodies" in out, out
+    if PG:
+        assert "covers: data_dir's files only." in out, out
+    else:
+        assert "covers: the store's database (sqlite: messages and bodies" in out, out
     assert stat.S_IMODE(os.stat(archive).st_mode) == 0o600
     with open(archive, "rb") as f:
         data = f.read()
@@ -156,10 +166,17 @@ def test_backup_during_ingest_restores_a_replacement(start_manager, aio_sink_fac
 
     # The replacement: another data_dir, another release sink.
     sink2 = aio_sink_factory()
-    m2 = start_manager(start=False, primary_host=sink2.host)
+    overrides = {}
+    if PG:
+        dsn = _new_pg_database()
+        r = subprocess.run(["pg_restore", "--exit-on-error", "-d", dsn, dump],
+                           capture_output=True, text=True, timeout=t(120))
+        assert r.returncode == 0, r.stderr
+        overrides["store__dsn"] = dsn
+    m2 = start_manager(start=False, primary_host=sink2.host, **overrides)
     m2.next_args = ["--restore", archive]
     m2.start()
-    assert "lazaretd: restored %s (sqlite, taken " % archive in m2.log_text()
+    assert "lazaretd: restored %s (%s, taken " % (archive, BACKEND) in m2.log_text()
 
     listed = {x["id"] for x in m2.list_all()}
     assert set(ids) <= listed, "a message from before the backup is missing"
@@ -216,7 +233,7 @@ def test_restore_refuses_bad_archives(start_manager, tmp_path):
         return p
 
     flipped = bytearray(data)
-    flipped[len(data) // 2] ^= 0x55
+    flipped[len(data) - 34] ^= 0x55  # the last byte of the last member (digest.key)
     corrupt = write("corrupt.lzb", bytes(flipped))
     truncated = write("truncated.lzb", data[:len(data) // 2])
     foreign = write("foreign.tar", b"ustar\0" + b"\0" * 500)
