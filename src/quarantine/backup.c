@@ -141,6 +141,13 @@ static int backup_dir_filter(const struct dirent *de)
 	       strncmp(de->d_name, BACKUP_DB_MEMBER, strlen(BACKUP_DB_MEMBER)) != 0;
 }
 
+static int backup_stale_filter(const struct dirent *de)
+{
+	size_t n = strlen(de->d_name), np = strlen(BACKUP_TMP_PREFIX);
+	return n > np + 3 && strncmp(de->d_name, BACKUP_TMP_PREFIX, np) == 0 &&
+	       strcmp(de->d_name + n - 3, ".db") == 0;
+}
+
 static void backup_time_text(int64_t ms, char *out, size_t size, bool compact)
 {
 	time_t t = (time_t)(ms / 1000);
@@ -161,6 +168,18 @@ static int backup_write_locked(struct store *st, const char *backend, const char
 	info->created_at = clock_now_ms();
 	snprintf(info->backend, sizeof(info->backend), "%s", backend);
 	snprintf(info->version, sizeof(info->version), "%s", LAZARET_VERSION);
+
+	/* A copy left by a backup that a crash cut short: one backup runs at a time. */
+	struct dirent **stale = NULL;
+	int ns = scandir(data_dir, &stale, backup_stale_filter, NULL);
+	for (int i = 0; i < ns; i++) {
+		char *p = xasprintf("%s/%s", data_dir, stale[i]->d_name);
+		if (unlink(p) == 0)
+			log_info("backup.stale_removed", "file=%s", p);
+		free(p);
+		free(stale[i]);
+	}
+	free(stale);
 
 	/* The database first: the moment of the snapshot is the archive's. */
 	unsigned char rnd[8];

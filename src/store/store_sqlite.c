@@ -36,6 +36,7 @@
 #include "store/store_short.h"
 #include "store/store_sqlite_int.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 #include <errno.h>
 #include <pthread.h>
@@ -3242,8 +3243,11 @@ static int store_sqlite_secret_add(struct store *st, const char *name, const uns
  */
 static int store_sqlite_snapshot(struct store *st, const char *path)
 {
-	if (access(path, F_OK) == 0)
-		return -EEXIST;
+	/* Created here, empty and for the owner only: the copy holds the store's secrets. */
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
 	sqlite3 *db = NULL;
 	int rc = 0;
 	if (sqlite3_open_v2(st->db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
