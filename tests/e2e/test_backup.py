@@ -418,3 +418,46 @@ def test_backup_over_https_restores(start_manager, tmp_path):
     m2.start()
     for mid, raw in sent.items():
         assert message_view(m2, mid)[1] == raw
+
+
+def test_backup_is_one_moment_and_one_at_a_time(start_manager, tmp_path):
+    """While a backup is being written, mail is accepted at once and a second backup is
+    refused; the archive is the store as of its moment: mail accepted after it is not
+    in it."""
+    m1 = start_manager(start=False)
+    m1.next_env = {"LAZARET_FAULT": "backup_slow"}
+    m1.start()
+    early = m1.send("a@example.jp", ["u@corp.test"], make_message("early"))
+    archive = str(tmp_path / "slow.lzb")
+    result = {}
+
+    def run():
+        result["ctl"] = ctl(m1, "backup", archive)
+
+    th = threading.Thread(target=run)
+    th.start()
+    wait_for(lambda: "backup.start" in m1.log_text(), t(20), "the backup to start")
+    if not PG:
+        wait_for(lambda: "store.snapshot " in m1.log_text(), t(20), "the snapshot")
+    t0 = time.monotonic()
+    late = [m1.send("b@example.jp", ["u@corp.test"], make_message("late %d" % i))
+            for i in range(3)]
+    assert time.monotonic() - t0 < 2, "ingest waited for the backup"
+    st, _, raw = m1.http("POST", "/api/v1/backup")
+    assert (st, json.loads(raw)) == (409, {"error": {
+        "code": "conflict", "message": "another backup is running; try again when it ends"}})
+    assert th.is_alive(), "the backup ended before the checks ran"
+    th.join(timeout=t(60))
+    rc, out, err = result["ctl"]
+    assert rc == 0, err
+    overrides = {}
+    if PG:
+        m1.stop()
+        overrides = {"store__dsn": m1.sections["store"]["dsn"]}
+    m2 = start_manager(start=False, **overrides)
+    m2.next_args = ["--restore", archive]
+    m2.start()
+    got = {x["id"] for x in m2.list_all()}
+    assert early in got
+    if not PG:  # on PostgreSQL the database is the same one
+        assert not got & set(late), "mail accepted after the backup's moment is in it"
