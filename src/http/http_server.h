@@ -9,8 +9,9 @@
  * one http_server_reply_* call), or defer the answer (http_server_request_defer);
  * the request context is freed when the handler returns, or after a deferred reply. Errors always
  * have the body {"error": {"code": "...", "message": "..."}}. HTTPS is optional
- * (http_server_use_tls). Not for: sessions or cookies,
- * streaming bodies, anything API-specific.
+ * (http_server_use_tls). A reply may come from a file (http_server_reply_file), sent
+ * as the connection drains. Not for: sessions or cookies, streaming request bodies,
+ * anything API-specific.
  */
 #ifndef LAZARET_HTTP_SERVER_H
 #define LAZARET_HTTP_SERVER_H

@@ -23,7 +23,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import _new_pg_database
+from conftest import _new_pg_database, find_binary
 from e2e_helpers import make_message, stays, t, wait_for
 from test_lazaretctl import ctl
 from test_sessions import Client, add_user
@@ -379,6 +379,13 @@ def test_scheduled_backups_keep_the_newest(start_manager, tmp_path):
     m2.next_args = ["--restore", newest]
     m2.start()
     assert m2.get_message(mid)["id"] == mid
+
+
+def test_restore_is_lazaretd_s_only(workdir):
+    gw = find_binary("lazaret-gw")
+    r = subprocess.run([gw, "-c", os.path.join(workdir, "gw.conf"), "--restore", "x.lzb"],
+                       capture_output=True, text=True, timeout=t(30))
+    assert r.returncode == 2 and r.stderr.startswith("usage: lazaret-gw"), r.stderr
 
 
 def test_backup_config_errors(start_manager):
