@@ -629,7 +629,14 @@ static int restore(const struct manager_config *cfg, const char *archive)
 {
 	struct backup_info info;
 	char *err = NULL;
-	int rc = backup_restore(archive, cfg->data_dir, cfg->store_backend, &info, &err);
+	/* data_dir's parents as start() would make them; data_dir itself must be empty. */
+	int rc = privdrop_make_dirs(cfg->data_dir);
+	if (rc < 0) {
+		fprintf(stderr, "lazaretd: restore refused: cannot create %s: %s\n", cfg->data_dir,
+			strerror(-rc));
+		return BACKUP_ERR_IO;
+	}
+	rc = backup_restore(archive, cfg->data_dir, cfg->store_backend, &info, &err);
 	if (rc < 0) {
 		fprintf(stderr, "lazaretd: restore refused: %s\n", err != NULL ? err : "?");
 		free(err);

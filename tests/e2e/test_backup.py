@@ -261,6 +261,9 @@ def test_restore_refuses_bad_archives(start_manager, tmp_path):
          % (tmp_path / "missing.lzb")),
     ]
     m2 = start_manager(start=False)
+    # A data_dir whose parents do not exist yet is made, as a start would.
+    m2.apply({"manager__data_dir": os.path.join(m2.workdir, "new", "parents", "data")})
+    m2.data_dir = m2.sections["manager"]["data_dir"]
     for path, code, message in cases:
         rc, err = run_restore(m2, path)
         assert (rc, err) == (code, "lazaretd: restore refused: %s\n" % message), path
