@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/workpool.h"
 #include "common/xalloc.h"
+#include "quarantine/metrics.h"
 #include "store/store.h"
 
 /* Longest member name, most members, largest header: far beyond what we write. */
@@ -278,6 +279,7 @@ int backup_write(struct store *st, const char *backend, const char *data_dir,
 	int64_t t0 = clock_mono_ms();
 	log_info("backup.start", "backend=%s", backend);
 	int rc = backup_write_locked(st, backend, data_dir, manager_name, fd, info, err);
+	metrics_add(rc == 0 ? METRICS_BACKUPS : METRICS_BACKUP_FAILURES, 1);
 	if (rc == 0)
 		log_info("backup.done", "bytes=%llu files=%u database=%s sha256=%s ms=%lld",
 			 (unsigned long long)info->bytes, info->files,

@@ -374,6 +374,8 @@ def test_scheduled_backups_keep_the_newest(start_manager, tmp_path):
         assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(bdir).st_mode) == 0o700
     assert "backup.pruned" in m.log_text()
+    assert m.metric("lazaret_backups_total") >= 4
+    assert m.metric("lazaret_backup_failures_total") == 0
     m.stop()
     # The newest one restores.
     newest = os.path.join(bdir, archives()[-1])
