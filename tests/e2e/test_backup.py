@@ -122,6 +122,12 @@ def test_backup_during_ingest_restores_a_replacement(start_manager, aio_sink_fac
                                                         "group": "tokyo"})
     assert st == 201, (st, doc)
     gw_token = doc["token"]
+    # The gateway pushed tracking events; it says 4 more wait.
+    batch = json.dumps({"backlog": 4, "events": [
+        {"seq": n, "at": 1764892800000 + n, "type": "connection",
+         "detail": {"client": "198.51.100.%d" % n}} for n in (1, 2, 3)]}).encode()
+    st, _, raw = m1.http("POST", "/api/v1/gateway/events", token=gw_token, body=batch)
+    assert (st, json.loads(raw)) == (200, {"acked": 3, "stored": 3}), raw
 
     # A burst of ingest while the backup runs.
     stop = threading.Event()
@@ -177,6 +183,15 @@ def test_backup_during_ingest_restores_a_replacement(start_manager, aio_sink_fac
     m2.next_args = ["--restore", archive]
     m2.start()
     assert "lazaretd: restored %s (%s, taken " % (archive, BACKEND) in m2.log_text()
+    # The audit log up to the backup.
+    st, a1 = m1.api("GET", "/api/v1/audit?limit=1000")
+    st2, a2 = m2.api("GET", "/api/v1/audit?limit=1000")
+    assert (st, st2) == (200, 200)
+    # (on PostgreSQL pg_dump came after the backup's own row, on SQLite before it)
+    assert [e for e in a2["entries"] if e["action"] != "backup"] == \
+        [e for e in a1["entries"] if e["action"] != "backup"]
+    assert {"release", "delete", "user_create", "gateway_add"} <= \
+        {e["action"] for e in a2["entries"]}, a2
 
     listed = {x["id"] for x in m2.list_all()}
     assert set(ids) <= listed, "a message from before the backup is missing"
@@ -200,6 +215,9 @@ def test_backup_during_ingest_restores_a_replacement(start_manager, aio_sink_fac
     assert gateways(m2) == gateways(m1)
     c = Client(m2)
     assert c.login("op1", "operator-pass-1")[0] == 200
+    # The gateway's events came along: a replay of its batch stores nothing twice.
+    st, _, raw = m2.http("POST", "/api/v1/gateway/events", token=gw_token, body=batch)
+    assert (st, json.loads(raw)) == (200, {"acked": 3, "stored": 0}), raw
     # The gateway's token opens its routes on the replacement.
     st, _, raw = m2.http("POST", "/api/v1/gateway/hello", body={"name": "gw1"},
                          token=gw_token)
