@@ -604,6 +604,7 @@ struct backup_schedule {
 	struct store *st;
 	char *backend, *data_dir, *manager_name, *dir;
 	unsigned keep;
+	int64_t every_ms;
 	atomic_bool busy;
 };
 
@@ -668,9 +669,44 @@ static void backup_schedule_run(void *arg)
 	atomic_store(&b->busy, false);
 }
 
+static void backup_schedule_arm(struct backup_schedule *b, int64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+	event_add(b->timer, &tv);
+}
+
+/*
+ * The first backup is due every_ms after the newest archive in dir was written:
+ * a manager restarted more often than every_ms still takes its backups.
+ */
+static int64_t backup_schedule_first(const char *dir, int64_t every_ms)
+{
+	struct dirent **list = NULL;
+	int n = scandir(dir, &list, backup_archive_filter, alphasort);
+	int64_t newest = -1;
+	for (int i = 0; i < n; i++) {
+		char *p = xasprintf("%s/%s", dir, list[i]->d_name);
+		struct stat sb;
+		if (stat(p, &sb) == 0) {
+			int64_t at =
+			    (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+			if (at > newest)
+				newest = at;
+		}
+		free(p);
+		free(list[i]);
+	}
+	free(list);
+	if (newest < 0)
+		return every_ms;
+	int64_t due = newest + every_ms - clock_now_ms();
+	return due < 0 ? 0 : due > every_ms ? every_ms : due;
+}
+
 static void backup_schedule_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct backup_schedule *b = arg;
+	backup_schedule_arm(b, b->every_ms);
 	bool idle = false;
 	if (!atomic_compare_exchange_strong(&b->busy, &idle, true)) {
 		log_warn("backup.skipped", "reason=\"the previous backup is still running\"");
@@ -694,11 +730,12 @@ struct backup_schedule *backup_schedule_new(struct event_base *base, struct stor
 	b->dir = xstrdup(dir);
 	b->keep = keep > 0 ? keep : 1;
 	b->wp = workpool_new(1);
-	b->timer = event_new(base, -1, EV_PERSIST, backup_schedule_tick, b);
-	struct timeval tv = {(time_t)(every_ms / 1000), (suseconds_t)((every_ms % 1000) * 1000)};
-	event_add(b->timer, &tv);
-	log_info("backup.schedule", "dir=%s every_ms=%lld keep=%u", dir, (long long)every_ms,
-		 b->keep);
+	b->every_ms = every_ms;
+	b->timer = evtimer_new(base, backup_schedule_tick, b);
+	int64_t first = backup_schedule_first(dir, every_ms);
+	backup_schedule_arm(b, first);
+	log_info("backup.schedule", "dir=%s every_ms=%lld keep=%u first_in_ms=%lld", dir,
+		 (long long)every_ms, b->keep, (long long)first);
 	return b;
 }
 

@@ -84,8 +84,9 @@ bool backup_member_name_ok(const char *name);
 /*
  * The [backup] schedule: every every_ms an archive into dir (created 0700 when
  * missing) named lazaret-YYYYMMDDTHHMMSS.mmmZ.lzb, written as a hidden file and
- * renamed when complete; then only the newest keep archives stay. NULL dir:
- * returns NULL.
+ * renamed when complete; then only the newest keep archives stay. The first is
+ * due every_ms after the newest archive already in dir (at once when that is
+ * past; every_ms after the start when there is none). NULL dir: returns NULL.
  */
 struct backup_schedule;
 struct backup_schedule *backup_schedule_new(struct event_base *base, struct store *st,

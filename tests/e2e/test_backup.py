@@ -395,13 +395,24 @@ def test_scheduled_backups_keep_the_newest(start_manager, tmp_path):
     assert m.metric("lazaret_backups_total") >= 4
     assert m.metric("lazaret_backup_failures_total") == 0
     m.stop()
-    # The newest one restores.
+    # The newest one restores. The replacement backs up hourly into the same folder:
+    # the newest archive there is two hours old, so its first backup is due at once.
     newest = os.path.join(bdir, archives()[-1])
     overrides = {"store__dsn": m.sections["store"]["dsn"]} if PG else {}
-    m2 = start_manager(start=False, **overrides)
+    m2 = start_manager(start=False, backup__dir=bdir, backup__every="1h", backup__keep=10,
+                       **overrides)
     m2.next_args = ["--restore", newest]
+    for n in archives():
+        old = time.time() - 2 * 3600
+        os.utime(os.path.join(bdir, n), (old, old))
     m2.start()
     assert m2.get_message(mid)["id"] == mid
+    wait_for(lambda: len(archives()) == 3, t(20), "the overdue backup")
+    assert m2.metric("lazaret_backups_total") == 1
+    # Restarted now, with a fresh archive: the next is an hour away.
+    m2.restart()
+    assert stays(lambda: len(archives()) == 3, t(3))
+    assert m2.metric("lazaret_backups_total") == 0
 
 
 def test_restore_is_lazaretd_s_only(workdir):
