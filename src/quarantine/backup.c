@@ -481,6 +481,10 @@ static int restore_header(struct backup_in *r, const char *path, const char *bac
 	}
 	snprintf(info->backend, sizeof(info->backend), "%s", be);
 	snprintf(info->version, sizeof(info->version), "%s", ver);
+	/* Printed on a terminal: nothing but printable ASCII from a file we do not trust. */
+	for (char *c = info->version; *c != '\0'; c++)
+		if (*c < 0x21 || *c > 0x7e)
+			*c = '?';
 	info->created_at = (int64_t)created;
 	info->database = database != 0;
 	json_decref(h);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -306,12 +307,46 @@ static void test_damaged_archives(void **state)
 	fixture_free(&f);
 }
 
+/* A header of our own (no members): what a crafted file may claim is shown tamed. */
+static void test_crafted_header_text(void **state)
+{
+	(void)state;
+	const char *h = "{\"format\":1,\"backend\":\"sqlite\",\"created_at\":1,"
+			"\"lazaret_version\":\"\\u001b[2J9.9\",\"database\":false}";
+	size_t hl = strlen(h), n = 0;
+	unsigned char b[512];
+	memcpy(b, "LZBACKUP\0\0\0\1", 12);
+	b[12] = 0;
+	b[13] = 0;
+	b[14] = (unsigned char)(hl >> 8);
+	b[15] = (unsigned char)hl;
+	memcpy(b + 16, h, hl);
+	n = 16 + hl;
+	b[n++] = 'E';
+	crypto_hash_sha256(b + n, b, n);
+	n += 32;
+	char dir[] = "/tmp/lazaret-test-backup-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *p = xasprintf("%s/crafted.lzb", dir), *dst = xasprintf("%s/data", dir);
+	write_file(p, b, n);
+	struct backup_info info;
+	char *err = NULL;
+	assert_int_equal(backup_restore(p, dst, "sqlite", &info, &err), 0);
+	assert_string_equal(info.version, "?[2J9.9");
+	assert_false(info.database);
+	assert_int_equal(info.files, 0);
+	free(p);
+	free(dst);
+	rm_tree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_member_names),
 	    cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_damaged_archives),
+	    cmocka_unit_test(test_crafted_header_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
