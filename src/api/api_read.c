@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -71,6 +72,8 @@ static void api_read_reply_clear(struct api_read_reply *out)
 	json_decref(out->json);
 	free(out->bytes);
 	free(out->disposition);
+	if (out->has_file)
+		close(out->fd);
 	memset(out, 0, sizeof(*out));
 }
 
@@ -106,6 +109,20 @@ void api_read_reply_error(struct api_read_reply *out, int status, const char *fm
 	out->status = status;
 	out->json = http_json_error_body(http_server_status_code(status), msg);
 	free(msg);
+}
+
+void api_read_reply_file(struct api_read_reply *out, int status, const char *content_type, int fd,
+			 size_t len)
+{
+	char *disposition = out->disposition;
+	out->disposition = NULL;
+	api_read_reply_clear(out);
+	out->disposition = disposition;
+	out->status = status;
+	out->content_type = content_type;
+	out->fd = fd;
+	out->has_file = true;
+	out->len = len;
 }
 
 void api_read_reply_bytes(struct api_read_reply *out, int status, const char *content_type,
@@ -203,6 +220,9 @@ static void api_read_send(struct api_read_job *j)
 	if (out->json != NULL) {
 		http_server_reply_json(j->req, out->status, out->json);
 		out->json = NULL;
+	} else if (out->has_file) {
+		http_server_reply_file(j->req, out->status, out->content_type, out->fd, out->len);
+		out->has_file = false;
 	} else {
 		http_server_reply_bytes(j->req, out->status, out->content_type, out->bytes,
 					out->len);

@@ -18,6 +18,7 @@
 #ifndef LAZARET_API_READ_H
 #define LAZARET_API_READ_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +45,8 @@ struct api_read_reply {
 	const char *content_type; /* of bytes: a string constant */
 	char *disposition;	  /* Content-Disposition, or NULL */
 	int store_rc;		  /* the store error that made the answer, or 0 */
+	int fd; /* else, when has_file, this file's first len bytes (closed after) */
+	bool has_file;
 };
 
 /* The answer while the store's database cannot be reached (503, code unavailable),
@@ -99,6 +102,9 @@ void api_read_reply_error(struct api_read_reply *out, int status, const char *fm
 /* Takes bytes (free()d after the reply). */
 void api_read_reply_bytes(struct api_read_reply *out, int status, const char *content_type,
 			  unsigned char *bytes, size_t len);
+/* Takes fd: its first len bytes are the body, sent as the connection drains. */
+void api_read_reply_file(struct api_read_reply *out, int status, const char *content_type, int fd,
+			 size_t len);
 /*
  * A store call failed with rc: -ETIMEDOUT (over budget) answers 503 with the
  * code "query_timeout" and no Retry-After (the same query would fail again);

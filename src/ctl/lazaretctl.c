@@ -13,6 +13,9 @@
  * message is printed), 2 the command line is wrong (usage is printed).
  */
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -52,6 +55,7 @@ struct ctl {
 	const char *token;
 	const char *cacert; /* PEM CA file for an https URL, or NULL: the system's store */
 	long timeout_s;
+	bool timeout_given; /* --timeout: else a backup has no overall limit */
 	CURL *curl;
 };
 
@@ -170,6 +174,14 @@ static const struct command_help command_helps[] = {
      "  --attachment NAME   an attachment's file name\n"
      "  --event E,..        spam suspect virus delivered hard_bounce soft_bounce\n"
      "                      quarantined outbreak dlp (any of them)\n"},
+    {"backup", "backup FILE",
+     "Saves a backup of the whole manager into FILE (a new file, mode 0600: it holds\n"
+     "the store's secrets), taken while the manager keeps receiving mail: on SQLite\n"
+     "the store's database with every message and state, and data_dir's files; on\n"
+     "PostgreSQL data_dir's files only (back up the database with pg_dump or\n"
+     "pgBackRest; see docs/OPERATIONS.md). Progress goes to a terminal's stderr; the\n"
+     "file's checksum is verified before it is kept. lazaretd --restore FILE makes a\n"
+     "replacement manager from it. --timeout, if given, bounds the whole transfer.\n"},
     {"help", "help [COMMAND]", "Shows help for COMMAND.\n"},
 };
 
@@ -1586,6 +1598,179 @@ out:
 	return rc;
 }
 
+/* ---- backup ---- */
+
+/* The download of an archive: into fd while the status is 200, else kept as an error. */
+struct backup_sink {
+	CURL *curl;
+	int fd;
+	crypto_hash_sha256_state h;
+	unsigned char tail[crypto_hash_sha256_BYTES]; /* the last bytes seen, in order */
+	uint64_t n;
+	struct strbuf err;
+	bool write_failed, tty;
+	time_t last_report;
+};
+
+static size_t backup_write_cb(char *p, size_t size, size_t nmemb, void *userdata)
+{
+	struct backup_sink *k = userdata;
+	size_t n = size * nmemb;
+	long status = 0;
+	curl_easy_getinfo(k->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (status != 200) {
+		if (k->err.len + n > 65536)
+			return 0;
+		strbuf_add(&k->err, p, n);
+		return n;
+	}
+	size_t done = 0;
+	while (done < n) {
+		ssize_t w = write(k->fd, p + done, n - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			k->write_failed = true;
+			return 0;
+		}
+		done += (size_t)w;
+	}
+	/* Everything but the last 32 bytes is hashed; those are the archive's checksum. */
+	size_t t = sizeof(k->tail), held = k->n < t ? (size_t)k->n : t;
+	if (n >= t) {
+		crypto_hash_sha256_update(&k->h, k->tail, held);
+		crypto_hash_sha256_update(&k->h, (const unsigned char *)p, n - t);
+		memcpy(k->tail, p + n - t, t);
+	} else {
+		size_t out = held + n > t ? held + n - t : 0; /* leaves the window */
+		crypto_hash_sha256_update(&k->h, k->tail, out);
+		memmove(k->tail, k->tail + out, held - out);
+		memcpy(k->tail + held - out, p, n);
+	}
+	k->n += n;
+	return n;
+}
+
+static int backup_progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ult,
+			      curl_off_t ulnow)
+{
+	struct backup_sink *k = arg;
+	time_t now = time(NULL);
+	if (!k->tty || now == k->last_report)
+		return 0;
+	k->last_report = now;
+	if (dltotal > 0)
+		fprintf(stderr, "\rbackup: %.1f of %.1f MiB (%d%%)   ", dlnow / 1048576.0,
+			dltotal / 1048576.0, (int)(dlnow * 100 / dltotal));
+	else
+		fprintf(stderr, "\rbackup: the manager is taking the snapshot...   ");
+	return 0;
+}
+
+static int cmd_backup(struct ctl *c, struct args *a)
+{
+	const char *file = a->positional[0];
+	int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "lazaretctl: cannot create %s: %s%s\n", file, strerror(errno),
+			errno == EEXIST ? " (a backup never overwrites a file)" : "");
+		return CTL_EXIT_API;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "lazaretctl: cannot initialise libsodium\n");
+		close(fd);
+		unlink(file);
+		return CTL_EXIT_API;
+	}
+	struct backup_sink k = {
+	    .curl = c->curl, .fd = fd, .err = STRBUF_INIT, .tty = isatty(STDERR_FILENO) == 1};
+	crypto_hash_sha256_init(&k.h);
+	char *url = ctl_xasprintf("%s/api/v1/backup", c->url);
+	char *auth = ctl_xasprintf("Authorization: Bearer %s", c->token != NULL ? c->token : "");
+	char errbuf[CURL_ERROR_SIZE] = "";
+	struct curl_slist *hdrs = NULL;
+	hdrs = curl_slist_append(hdrs, auth);
+	hdrs = curl_slist_append(hdrs, "Expect:");
+	curl_easy_reset(c->curl);
+	curl_easy_setopt(c->curl, CURLOPT_URL, url);
+	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, CTL_CONNECT_TIMEOUT_S);
+	curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, c->timeout_given ? c->timeout_s : 0L);
+	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c->curl, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (c->cacert != NULL && c->cacert[0] != '\0')
+		curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cacert);
+	curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "lazaretctl/" LAZARET_VERSION);
+	curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, "");
+	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, 0L);
+	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, backup_write_cb);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &k);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFOFUNCTION, backup_progress_cb);
+	curl_easy_setopt(c->curl, CURLOPT_XFERINFODATA, &k);
+	curl_easy_setopt(c->curl, CURLOPT_NOPROGRESS, 0L);
+	CURLcode cr = curl_easy_perform(c->curl);
+	if (k.tty)
+		fprintf(stderr, "\r%60s\r", "");
+	long status = 0;
+	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+	int rc = CTL_EXIT_API;
+	unsigned char sum[crypto_hash_sha256_BYTES], want[crypto_hash_sha256_BYTES];
+	crypto_hash_sha256_final(&k.h, sum);
+	size_t t = sizeof(k.tail);
+	memcpy(want, k.tail, t);
+	if (cr != CURLE_OK && k.write_failed)
+		fprintf(stderr, "lazaretctl: cannot write %s: %s\n", file, strerror(errno));
+	else if (cr != CURLE_OK)
+		fprintf(stderr, "lazaretctl: %s: %s\n", url,
+			errbuf[0] ? errbuf : curl_easy_strerror(cr));
+	else if (status != 200)
+		print_api_error(status, &k.err);
+	else if (k.n <= t || sodium_memcmp(sum, want, t) != 0)
+		fprintf(stderr, "lazaretctl: the archive received does not match its checksum\n");
+	else if (fsync(fd) < 0)
+		fprintf(stderr, "lazaretctl: cannot write %s: %s\n", file, strerror(errno));
+	else
+		rc = CTL_EXIT_OK;
+	if (close(fd) < 0 && rc == CTL_EXIT_OK) {
+		fprintf(stderr, "lazaretctl: cannot write %s: %s\n", file, strerror(errno));
+		rc = CTL_EXIT_API;
+	}
+	if (rc == CTL_EXIT_OK) {
+		/* curl_easy_header's answer lasts until its next call: copy it. */
+		struct curl_header *h = NULL;
+		char backend[32] = "?";
+		if (curl_easy_header(c->curl, "X-Lazaret-Backup-Backend", 0, CURLH_HEADER, -1,
+				     &h) == CURLHE_OK)
+			snprintf(backend, sizeof(backend), "%s", h->value);
+		bool db = curl_easy_header(c->curl, "X-Lazaret-Backup-Database", 0, CURLH_HEADER,
+					   -1, &h) == CURLHE_OK &&
+			  strcmp(h->value, "yes") == 0;
+		char hex[2 * crypto_hash_sha256_BYTES + 1];
+		sodium_bin2hex(hex, sizeof(hex), want, sizeof(want));
+		printf("wrote %s: %llu bytes, sha256 %s\n", file, (unsigned long long)k.n, hex);
+		if (db)
+			printf("covers: the store's database (%s: messages and bodies, recipients' "
+			       "states, release queue, safelists, accounts, audit, gateways and "
+			       "tokens, tracking and reports, secrets) and data_dir's files\n",
+			       backend);
+		else
+			printf("covers: data_dir's files only. The %s database is NOT in this "
+			       "file: back it up with pg_dump or pgBackRest (docs/OPERATIONS.md)\n",
+			       backend);
+	} else {
+		unlink(file);
+	}
+	strbuf_free(&k.err);
+	curl_slist_free_all(hdrs);
+	free(auth);
+	free(url);
+	return rc;
+}
+
 static const struct command commands[] = {
     {"quarantines", cmd_quarantines, 0, false, false, false, false, true},
     {"search", cmd_search, 0, true, true, false, false, true},
@@ -1599,6 +1784,7 @@ static const struct command commands[] = {
     {"gateway", cmd_gateway, SIZE_MAX, false, false, false, false, true},
     /* Positional words ("show ID") are checked by cmd_track. */
     {"track", cmd_track, SIZE_MAX, true, true, false, false, true},
+    {"backup", cmd_backup, 1, false, false, false, false, false},
 };
 
 /*
@@ -1642,6 +1828,7 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 			if (*optarg == '\0' || *end != '\0' || t <= 0 || t > 86400)
 				return usage_error(NULL, "--timeout wants seconds (1..86400)");
 			c->timeout_s = t;
+			c->timeout_given = true;
 			break;
 		}
 		case OPT_JSON:

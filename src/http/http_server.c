@@ -40,6 +40,7 @@
 #include <strings.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -594,14 +595,17 @@ static void http_server_deferred_done(struct http_server_request *req)
 	free(req);
 }
 
-static void http_server_send(struct http_server_request *req, int status, const char *content_type,
-			     const void *data, size_t len)
+/* Sends data (len bytes), or when fd >= 0 the len bytes of the file fd (taken). */
+static void http_server_send_any(struct http_server_request *req, int status,
+				 const char *content_type, const void *data, int fd, size_t len)
 {
 	if (req->replied || req->deferred)
 		panic("http_server: second reply to %s %s", req->method, req->path);
 	req->replied = true;
 	if (req->ev == NULL) {
 		/* The server was freed while the reply was pending. */
+		if (fd >= 0)
+			close(fd);
 		http_server_deferred_done(req);
 		return;
 	}
@@ -617,7 +621,10 @@ static void http_server_send(struct http_server_request *req, int status, const 
 	struct evbuffer *buf = evbuffer_new();
 	if (buf == NULL)
 		panic("http_server: out of memory");
-	if (len > 0 && evbuffer_add(buf, data, len) != 0)
+	if (fd >= 0) {
+		if (evbuffer_add_file(buf, fd, 0, (ev_off_t)len) != 0)
+			panic("http_server: cannot send a file");
+	} else if (len > 0 && evbuffer_add(buf, data, len) != 0)
 		panic("http_server: out of memory");
 	if (req->srv != NULL)
 		http_server_conn_replied(req->srv, req->ev);
@@ -630,6 +637,18 @@ static void http_server_send(struct http_server_request *req, int status, const 
 		 (long long)(clock_mono_ms() - req->started), req->peer);
 	if (req->heap)
 		http_server_deferred_done(req);
+}
+
+static void http_server_send(struct http_server_request *req, int status, const char *content_type,
+			     const void *data, size_t len)
+{
+	http_server_send_any(req, status, content_type, data, -1, len);
+}
+
+void http_server_reply_file(struct http_server_request *req, int status, const char *content_type,
+			    int fd, uint64_t len)
+{
+	http_server_send_any(req, status, content_type, NULL, fd, (size_t)len);
 }
 
 void http_server_add_header(struct http_server_request *req, const char *name, const char *value)

@@ -9,8 +9,9 @@
  * one http_server_reply_* call), or defer the answer (http_server_request_defer);
  * the request context is freed when the handler returns, or after a deferred reply. Errors always
  * have the body {"error": {"code": "...", "message": "..."}}. HTTPS is optional
- * (http_server_use_tls). Not for: sessions or cookies,
- * streaming bodies, anything API-specific.
+ * (http_server_use_tls). A reply may come from a file (http_server_reply_file), sent
+ * as the connection drains. Not for: sessions or cookies, streaming request bodies,
+ * anything API-specific.
  */
 #ifndef LAZARET_HTTP_SERVER_H
 #define LAZARET_HTTP_SERVER_H
@@ -197,6 +198,13 @@ struct http_server_request *http_server_request_defer(struct http_server_request
 void http_server_add_header(struct http_server_request *req, const char *name, const char *value);
 /* Answers with body as JSON (the reply takes the reference; NULL sends "{}"). */
 void http_server_reply_json(struct http_server_request *req, int status, json_t *body);
+/*
+ * Answers with the first len bytes of the open file fd (the server takes fd and
+ * closes it after sending), read as the connection drains: a large file never
+ * sits in memory whole.
+ */
+void http_server_reply_file(struct http_server_request *req, int status, const char *content_type,
+			    int fd, uint64_t len);
 /* Answers with len bytes of data and the given Content-Type. */
 void http_server_reply_bytes(struct http_server_request *req, int status, const char *content_type,
 			     const void *data, size_t len);

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/acl.h"
@@ -34,6 +35,7 @@
 #include "common/strutil.h"
 #include "common/xalloc.h"
 #include "api/api.h"
+#include "api/api_backup.h"
 #include "api/api_events.h"
 #include "api/api_reports.h"
 #include "api/api_tracking.h"
@@ -46,6 +48,7 @@
 #include "api/api_users.h"
 #include "digest/digest_mail.h"
 #include "digest/digest_pages.h"
+#include "quarantine/backup.h"
 #include "quarantine/capacity.h"
 #include "quarantine/expiry.h"
 #include "quarantine/own_events.h"
@@ -80,7 +83,9 @@ struct lazaretd {
 	struct ingest *ingest;
 	struct release *release;
 	struct api *api;
-	struct api_gateways *gateways; /* the registry's routes; freed after the api */
+	struct api_gateways *gateways;	/* the registry's routes; freed after the api */
+	struct api_backup *backup_api;	/* POST /api/v1/backup; freed after the api */
+	struct backup_schedule *backup; /* [backup], or NULL */
 	struct expiry *expiry;
 	struct track_retention *track_retention; /* [tracking] retention */
 	struct capacity *capacity;		 /* the PVO quarantines' max_size */
@@ -96,11 +101,13 @@ struct lazaretd {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: lazaretd -c FILE [--check-config]\n"
+	fprintf(f, "usage: lazaretd -c FILE [--check-config | --restore ARCHIVE]\n"
 		   "       lazaretd --version | --help\n"
 		   "\n"
 		   "  -c, --config FILE   configuration file (see docs/CONFIG.md)\n"
 		   "      --check-config  validate the configuration and exit (0 ok, 1 errors)\n"
+		   "      --restore ARCHIVE  restore a backup (lazaretctl backup) into the empty\n"
+		   "                      data_dir, then run (see docs/OPERATIONS.md)\n"
 		   "  -V, --version       print the version and exit\n"
 		   "  -h, --help          this text\n"
 		   "\n"
@@ -336,6 +343,10 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	    next.oidc_clock_skew_ms != d->cfg.oidc_clock_skew_ms)
 		log_warn("manager.reload_partial",
 			 "reason=\"[auth_oidc] changes on restart only\"");
+	if (!str_same(next.backup_dir, d->cfg.backup_dir) ||
+	    next.backup_every_ms != d->cfg.backup_every_ms ||
+	    next.backup_keep != d->cfg.backup_keep)
+		log_warn("manager.reload_partial", "reason=\"[backup] changes on restart only\"");
 	if (next.read_threads != d->cfg.read_threads)
 		log_warn("manager.reload_partial",
 			 "reason=\"[http] read_threads changes on restart only\"");
@@ -581,6 +592,13 @@ static int start(struct lazaretd *d)
 			d->cfg.initial_admin);
 		return rc;
 	}
+	struct api_backup_config bc = {.backend = d->cfg.store_backend,
+				       .data_dir = d->cfg.data_dir,
+				       .manager_name = d->cfg.name};
+	d->backup_api = api_backup_attach(d->api, &bc);
+	d->backup =
+	    backup_schedule_new(d->base, d->st, d->cfg.store_backend, d->cfg.data_dir, d->cfg.name,
+				d->cfg.backup_dir, d->cfg.backup_every_ms, d->cfg.backup_keep);
 	d->expiry = expiry_new(d->base, d->st, d->cfg.delete_after_ms, d->cfg.purge_interval_ms);
 	d->track_retention = track_retention_new(d->base, d->st, d->cfg.tracking_retention_ms,
 						 d->cfg.purge_interval_ms);
@@ -617,9 +635,11 @@ static void stop(struct lazaretd *d)
 		ingest_set_capacity(d->ingest, NULL);
 	capacity_free(d->capacity);
 	auth_oidc_free(d->oidc);
+	backup_schedule_free(d->backup); /* waits for a backup in progress */
 	if (d->api != NULL)
 		api_stop(d->api);
 	api_gateways_free(d->gateways);
+	api_backup_free(d->backup_api);
 	notify_free(d->notify);
 	if (d->release != NULL)
 		release_stop(d->release);
@@ -652,10 +672,50 @@ static void stop(struct lazaretd *d)
 	manager_config_free(&d->cfg);
 }
 
+/*
+ * --restore: the archive into the empty data_dir, before anything starts; the
+ * manager then starts on it as on any data_dir (privdrop hands the files to the
+ * service user). 0, or the exit status of docs/OPERATIONS.md with the reason on
+ * stderr.
+ */
+static int restore(const struct manager_config *cfg, const char *archive)
+{
+	struct backup_info info;
+	char *err = NULL;
+	/* data_dir's parents as start() would make them; data_dir itself must be empty. */
+	int rc = privdrop_make_dirs(cfg->data_dir);
+	if (rc < 0) {
+		fprintf(stderr, "lazaretd: restore refused: cannot create %s: %s\n", cfg->data_dir,
+			strerror(-rc));
+		return BACKUP_ERR_IO;
+	}
+	rc = backup_restore(archive, cfg->data_dir, cfg->store_backend, &info, &err);
+	if (rc < 0) {
+		fprintf(stderr, "lazaretd: restore refused: %s\n", err != NULL ? err : "?");
+		free(err);
+		return -rc;
+	}
+	char when[40];
+	time_t t = (time_t)(info.created_at / 1000);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	fprintf(stderr,
+		"lazaretd: restored %s (%s, taken %s by lazaret %s, %u files, sha256 %s) into "
+		"%s\n",
+		archive, info.backend, when, info.version, info.files, info.sha256, cfg->data_dir);
+	if (!info.database)
+		fprintf(stderr, "lazaretd: the archive has no database: restore PostgreSQL's own "
+				"backup (pg_restore, pgBackRest) before the manager serves\n");
+	log_info("manager.restored", "file=%s backend=%s created=%s files=%u sha256=%s", archive,
+		 info.backend, when, info.files, info.sha256);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon_args args;
-	int exit_now = daemon_args_parse(argc, argv, "lazaretd", usage, &args);
+	int exit_now = daemon_args_parse_restore(argc, argv, "lazaretd", usage, &args);
 	if (exit_now >= 0)
 		return exit_now;
 	const char *path = args.config;
@@ -666,6 +726,7 @@ int main(int argc, char **argv)
 	struct lazaretd d;
 	memset(&d, 0, sizeof(d));
 	char *errors = NULL;
+	int rc;
 	/* SIGHUP reads the file again: keep a path that survives a change of directory. */
 	char *abs_path = realpath(path, NULL);
 	if (abs_path != NULL)
@@ -686,11 +747,16 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level_name(d.cfg.log_level);
+	if (args.restore != NULL && (rc = restore(&d.cfg, args.restore)) != 0) {
+		manager_config_free(&d.cfg);
+		free(abs_path);
+		return rc;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() < 0)
 		panic("libevent has no pthreads support");
 
-	int rc = start(&d);
+	rc = start(&d);
 	if (rc == 0) {
 		event_base_dispatch(d.base);
 		log_info("manager.stopped", "forced=%s", d.forced ? "yes" : "no");

@@ -115,6 +115,21 @@ static const struct confparse_key manager_config_keys[] = {
      .type = CONFPARSE_HOSTPORT,
      .offset = OFF(pvo_alternate_release_gateway)},
 
+    {.section = "backup", .name = "dir", .type = CONFPARSE_PATH, .offset = OFF(backup_dir)},
+    {.section = "backup",
+     .name = "every",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(backup_every_ms),
+     .default_text = "1d",
+     .min = SEC},
+    {.section = "backup",
+     .name = "keep",
+     .type = CONFPARSE_UINT,
+     .offset = OFF(backup_keep),
+     .default_text = "7",
+     .min = 1,
+     .max = 10000},
+
     {.section = "tracking",
      .name = "retention",
      .type = CONFPARSE_DURATION,
@@ -949,6 +964,11 @@ static void manager_config_validate(struct confparse *cp, void *target, void *ar
 
 	if (cfg->retry_max_ms < cfg->retry_min_ms)
 		confparse_error(cp, "release", "retry_max", "must not be less than retry_min");
+
+	/* Archives must not end up inside the next archive. */
+	if (cfg->backup_dir != NULL && cfg->data_dir != NULL &&
+	    strcmp(cfg->backup_dir, cfg->data_dir) == 0)
+		confparse_error(cp, "backup", "dir", "must not be [manager] data_dir itself");
 
 	bool pg = cfg->store_backend != NULL && strcmp(cfg->store_backend, "postgresql") == 0;
 	if (pg && (cfg->store_dsn == NULL || cfg->store_dsn[0] == '\0'))

@@ -47,6 +47,11 @@ struct manager_config {
 	uint64_t pvo_max_size;		     /* all PVO quarantines together; default 10G */
 	char *pvo_alternate_release_gateway; /* host:port or NULL */
 
+	/* [backup]: scheduled archives (quarantine/backup.h); dir NULL: none */
+	char *backup_dir;
+	int64_t backup_every_ms; /* default 1d */
+	unsigned backup_keep;	 /* newest archives kept; default 7 */
+
 	/* [tracking] */
 	int64_t tracking_retention_ms; /* gateway events kept; default 30d, 0 = forever */
 

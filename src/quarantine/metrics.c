@@ -83,6 +83,9 @@ static const struct {
     [METRICS_PVO_FULL_REFUSED] = {"lazaret_pvo_full_refused_total",
 				  "PVO transfers refused with 452 4.3.1: over max_size with every "
 				  "held message in an overflow-exempt quarantine."},
+    [METRICS_BACKUPS] = {"lazaret_backups_total",
+			 "Backup archives written (lazaretctl backup and [backup])."},
+    [METRICS_BACKUP_FAILURES] = {"lazaret_backup_failures_total", "Backups that failed."},
 };
 
 void metrics_add(enum metrics_counter c, uint64_t n)

@@ -31,6 +31,8 @@ enum metrics_counter {
 	METRICS_PVO_OVERFLOW_RELEASED, /* PVO memberships released early by the capacity sweep */
 	METRICS_PVO_OVERFLOW_DELETED,  /* PVO memberships deleted early by the capacity sweep */
 	METRICS_PVO_FULL_REFUSED, /* PVO transfers refused with 452: the quarantines are full */
+	METRICS_BACKUPS,	  /* backup archives written (API and schedule) */
+	METRICS_BACKUP_FAILURES,  /* backups that failed (not: refused while another ran) */
 	METRICS_COUNTER_COUNT
 };
 

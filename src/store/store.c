@@ -1615,3 +1615,13 @@ int store_secret_add(struct store *st, const char *name, const unsigned char *va
 		return -ENOSYS;
 	return ops->secret_add(st, name, value, len, out);
 }
+
+int store_snapshot(struct store *st, const char *path)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (path == NULL || path[0] == '\0')
+		return -EINVAL;
+	if (ops->snapshot == NULL)
+		return -ENOSYS;
+	return ops->snapshot(st, path);
+}

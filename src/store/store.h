@@ -552,6 +552,16 @@ int store_secret_get(struct store *st, const char *name, unsigned char *out, siz
 int store_secret_add(struct store *st, const char *name, const unsigned char *value, size_t len,
 		     unsigned char *out);
 
+/*
+ * A consistent copy of the whole database as of one moment, into the new file
+ * path (which must not exist), while writers go on: SQLite's VACUUM INTO on a
+ * connection of its own, in one read transaction (WAL lets the writer thread
+ * commit meanwhile). Blocking; for a thread off the loop. 0, -EEXIST, or a
+ * negative errno; -ENOSYS for a backend whose database is copied by its own
+ * tools (PostgreSQL: pg_dump, pgBackRest).
+ */
+int store_snapshot(struct store *st, const char *path);
+
 /* --- policy, virus and outbreak (PVO) quarantines ------------------------ */
 
 /*

@@ -196,6 +196,7 @@ struct store_ops {
 	int (*secret_get)(struct store *st, const char *name, unsigned char *out, size_t len);
 	int (*secret_add)(struct store *st, const char *name, const unsigned char *value,
 			  size_t len, unsigned char *out);
+	int (*snapshot)(struct store *st, const char *path);
 	int (*gateway_add)(struct store *st, const struct store_gateway *g);
 	int (*gateway_list)(struct store *st, struct store_gateway ***out, size_t *n);
 	int (*gateway_get)(struct store *st, const char *name, struct store_gateway **out);

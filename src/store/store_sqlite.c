@@ -36,6 +36,8 @@
 #include "store/store_short.h"
 #include "store/store_sqlite_int.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -3269,6 +3271,56 @@ static int store_sqlite_secret_add(struct store *st, const char *name, const uns
 	return store_run_job(st, store_sqlite_secret_add_job, &a);
 }
 
+/*
+ * VACUUM INTO on a read-only connection of its own: one read transaction, so
+ * the copy is the database as of its start while the writer thread commits on.
+ * The copy is written without a journal and synced by us (it is a backup).
+ */
+static int store_sqlite_snapshot(struct store *st, const char *path)
+{
+	/* Created here, empty and for the owner only: the copy holds the store's secrets. */
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	sqlite3 *db = NULL;
+	int rc = 0;
+	if (sqlite3_open_v2(st->db_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
+		log_error("store.snapshot_failed", "path=%s error=open", st->db_path);
+		rc = -EIO;
+		goto done;
+	}
+	sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
+	/* The subject index's tokenizer, as on every connection of the store. */
+	if (store_short_register(db) < 0) {
+		log_error("store.snapshot_failed", "path=%s error=no_fts5_tokenizer", path);
+		rc = -EIO;
+		goto done;
+	}
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(db, "VACUUM INTO ?1", -1, &s, NULL) != SQLITE_OK) {
+		rc = -EIO;
+		goto done;
+	}
+	sqlite3_bind_text(s, 1, path, -1, SQLITE_STATIC);
+	int step = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (step != SQLITE_DONE) {
+		rc = step == SQLITE_FULL ? -ENOSPC : -EIO;
+		char buf[256];
+		log_error("store.snapshot_failed", "path=%s error=%s", path,
+			  log_quote(buf, sizeof(buf), sqlite3_errmsg(db)));
+	}
+done:
+	sqlite3_close(db);
+	if (rc < 0)
+		unlink(path);
+	else
+		log_info("store.snapshot", "path=%s", path);
+	return rc;
+}
+
 const struct store_ops store_sqlite_ops = {
     .close = store_sqlite_close,
     .submit_message = store_sqlite_submit_message,
@@ -3334,6 +3386,7 @@ const struct store_ops store_sqlite_ops = {
     .job_done = store_sqlite_job_done,
     .secret_get = store_sqlite_secret_get,
     .secret_add = store_sqlite_secret_add,
+    .snapshot = store_sqlite_snapshot,
     .gateway_add = store_sqlite_gateway_add,
     .gateway_list = store_sqlite_gateway_list,
     .gateway_get = store_sqlite_gateway_get,

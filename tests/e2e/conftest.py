@@ -175,6 +175,8 @@ class Manager:
         self.exits = DaemonExits()
         # Extra environment for the next start only (e.g. LAZARET_FAULT).
         self.next_env = {}
+        # Extra command-line arguments for the next start only (e.g. --restore FILE).
+        self.next_args = []
         self.hostname = self.sections["spam_quarantine"].get("hostname") or \
             self.sections["manager"].get("name") or "lazaret"
 
@@ -212,7 +214,8 @@ class Manager:
         env.pop("LAZARET_FAULT", None)
         env.update(self.next_env)
         self.next_env = {}
-        self.proc = subprocess.Popen([self.binary, "-c", self.conf_path],
+        args, self.next_args = self.next_args, []
+        self.proc = subprocess.Popen([self.binary, "-c", self.conf_path] + args,
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                      env=env, cwd="/", preexec_fn=self.preexec_fn)
         self.exits.add(self.proc)
