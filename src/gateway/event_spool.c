@@ -17,7 +17,16 @@
  *   committed   (gone)      event_spool_ack, after the manager's 200
  *
  * durable_seq is the highest seq such that no event at or below it is still
- * queued; event_spool_sync waits for it. Locks: `lock` guards the queue and the
+ * queued; event_spool_sync waits for it, event_spool_when_durable leaves a
+ * callback that is called once it passed. One thread at a time commits
+ * (`committing`): a thread that needs its events on disk commits the whole
+ * queue itself when nobody is committing, else the committer takes its events
+ * in its next group (want > durable_seq) and calls its callback; so a reply
+ * never waits for another thread to be scheduled. The writer thread commits
+ * only what nobody waits for: when the queue holds EVENT_SPOOL_QUEUE_MAX
+ * events or its oldest waited EVENT_SPOOL_FLUSH_MS. An append wakes it only
+ * when the queue was empty. The statements of a commit are prepared once.
+ * Locks: `lock` guards the queue and the
  * counters (held only for memory work); `db_lock` guards the connection (held
  * across a commit). Never take `lock` while waiting for `db_lock`.
  */
@@ -30,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -37,12 +47,25 @@
 
 /* What an event costs beyond its texts (its row, index entry and seq). */
 #define EVENT_SPOOL_ROW_OVERHEAD 48
+/* Events nobody waits for are committed within this time, */
+#define EVENT_SPOOL_FLUSH_MS 50
+/* or once this many are queued. */
+#define EVENT_SPOOL_QUEUE_MAX 1024
 
+/* One queued event; its texts follow it in the same allocation. */
 struct event_spool_item {
 	int64_t seq, at;
-	char *type, *msg_id, *detail;
+	const char *type, *msg_id, *detail;
 	uint64_t size;
 	struct event_spool_item *next;
+};
+
+/* A callback for when seq is durable (event_spool_when_durable). */
+struct event_spool_waiter {
+	int64_t seq;
+	event_spool_done_fn fn;
+	void *arg;
+	struct event_spool_waiter *next;
 };
 
 struct event_spool {
@@ -52,22 +75,21 @@ struct event_spool {
 	pthread_cond_t work;	/* the writer: something queued, or stopping */
 	pthread_cond_t durable; /* sync waiters: durable_seq moved */
 	struct event_spool_item *head, *tail;
+	uint64_t queued;      /* events in head..tail */
+	int64_t queued_since; /* monotonic ms of the oldest queued event */
+	struct event_spool_waiter *waiters;
 	int64_t next_seq;
 	int64_t durable_seq;
+	int64_t want; /* the highest seq a sync or a callback waits for */
 	uint64_t bytes, count, dropped;
+	/* the writer's statements (db_lock) */
+	sqlite3_stmt *st_begin, *st_insert, *st_next, *st_commit;
 	uint64_t max_bytes;
 	bool stopping, stopped;
+	bool committing; /* a thread is in event_spool_drain */
 	bool created;
 	pthread_t writer;
 };
-
-static void event_spool_item_free(struct event_spool_item *it)
-{
-	free(it->type);
-	free(it->msg_id);
-	free(it->detail);
-	free(it);
-}
 
 static int event_spool_exec(sqlite3 *db, const char *sql)
 {
@@ -80,18 +102,23 @@ static int event_spool_exec(sqlite3 *db, const char *sql)
 	return 0;
 }
 
+/* Runs a prepared statement that returns no row. 0 or -EIO. */
+static int event_spool_step(sqlite3_stmt *s)
+{
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_reset(s);
+	return rc;
+}
+
 /* Writes a group in one transaction. 0 or -EIO (rolled back). db_lock held. */
 static int event_spool_commit(struct event_spool *sp, struct event_spool_item *list, int64_t last)
 {
-	if (event_spool_exec(sp->db, "BEGIN IMMEDIATE") < 0)
+	if (event_spool_step(sp->st_begin) < 0) {
+		log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
 		return -EIO;
-	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(sp->db,
-				    "INSERT INTO events (seq, at, type, msg_id, detail, size)"
-				    " VALUES (?, ?, ?, ?, ?, ?)",
-				    -1, &s, NULL) == SQLITE_OK
-		     ? 0
-		     : -EIO;
+	}
+	sqlite3_stmt *s = sp->st_insert;
+	int rc = 0;
 	for (struct event_spool_item *it = list; rc == 0 && it != NULL; it = it->next) {
 		sqlite3_bind_int64(s, 1, it->seq);
 		sqlite3_bind_int64(s, 2, it->at);
@@ -102,37 +129,43 @@ static int event_spool_commit(struct event_spool *sp, struct event_spool_item *l
 			sqlite3_bind_null(s, 4);
 		sqlite3_bind_text(s, 5, it->detail, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 6, (sqlite3_int64)it->size);
-		if (sqlite3_step(s) != SQLITE_DONE)
-			rc = -EIO;
-		sqlite3_reset(s);
+		rc = event_spool_step(s);
 	}
-	sqlite3_finalize(s);
+	sqlite3_clear_bindings(s);
 	if (rc == 0) {
 		/* the next number survives the rows: acknowledged ones are deleted */
-		char sql[128];
-		snprintf(sql, sizeof(sql), "UPDATE meta SET value = %lld WHERE key = 'next_seq'",
-			 (long long)last + 1);
-		rc = event_spool_exec(sp->db, sql);
+		sqlite3_bind_int64(sp->st_next, 1, last + 1);
+		rc = event_spool_step(sp->st_next);
 	}
-	if (rc == 0 && event_spool_exec(sp->db, "COMMIT") == 0)
+	if (rc == 0 && event_spool_step(sp->st_commit) == 0)
 		return 0;
 	log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
 	(void)event_spool_exec(sp->db, "ROLLBACK");
 	return -EIO;
 }
 
-static void *event_spool_writer(void *arg)
+/* True when a group should be committed now. lock held. */
+static bool event_spool_due(const struct event_spool *sp, int64_t now)
 {
-	struct event_spool *sp = arg;
-	pthread_mutex_lock(&sp->lock);
-	for (;;) {
-		while (sp->head == NULL && !sp->stopping)
-			pthread_cond_wait(&sp->work, &sp->lock);
-		if (sp->head == NULL)
-			break; /* stopping, and everything is written */
+	return sp->head != NULL &&
+	       (sp->stopping || sp->want > sp->durable_seq || sp->queued >= EVENT_SPOOL_QUEUE_MAX ||
+		now - sp->queued_since >= EVENT_SPOOL_FLUSH_MS);
+}
+
+/*
+ * Commits groups while one is due, in the calling thread, which becomes the
+ * committer (sp->committing; nobody else is). After each group it calls the
+ * callbacks of the events now on disk, without the lock. lock held on entry and
+ * on return.
+ */
+static void event_spool_drain(struct event_spool *sp)
+{
+	sp->committing = true;
+	while (event_spool_due(sp, clock_mono_ms())) {
 		struct event_spool_item *list = sp->head;
 		int64_t last = sp->tail->seq;
 		sp->head = sp->tail = NULL;
+		sp->queued = 0;
 		pthread_mutex_unlock(&sp->lock);
 
 		pthread_mutex_lock(&sp->db_lock);
@@ -144,7 +177,7 @@ static void *event_spool_writer(void *arg)
 			struct event_spool_item *next = list->next;
 			n++;
 			bytes += list->size;
-			event_spool_item_free(list);
+			free(list);
 			list = next;
 		}
 		pthread_mutex_lock(&sp->lock);
@@ -158,10 +191,80 @@ static void *event_spool_writer(void *arg)
 		}
 		sp->durable_seq = last;
 		pthread_cond_broadcast(&sp->durable);
+		/* the callbacks whose events are now on disk */
+		struct event_spool_waiter *ready = NULL, **w = &sp->waiters;
+		while (*w != NULL) {
+			struct event_spool_waiter *it = *w;
+			if (it->seq <= last) {
+				*w = it->next;
+				it->next = ready;
+				ready = it;
+			} else {
+				w = &it->next;
+			}
+		}
+		if (ready != NULL) {
+			pthread_mutex_unlock(&sp->lock);
+			while (ready != NULL) {
+				struct event_spool_waiter *next = ready->next;
+				ready->fn(ready->arg);
+				free(ready);
+				ready = next;
+			}
+			pthread_mutex_lock(&sp->lock);
+		}
+	}
+	sp->committing = false;
+	/* a sync waiting for another committer to finish may take over */
+	pthread_cond_broadcast(&sp->durable);
+	/* the writer: a deadline for what is left, or the stop */
+	if (sp->head != NULL || sp->stopping)
+		pthread_cond_signal(&sp->work);
+}
+
+/*
+ * The writer thread commits what nobody waits for (within EVENT_SPOOL_FLUSH_MS)
+ * and, when the spool closes, everything left. Groups somebody waits for are
+ * committed by that thread itself (event_spool_when_durable, event_spool_sync):
+ * no other thread has to be scheduled before a reply can go out.
+ */
+static void *event_spool_writer(void *arg)
+{
+	struct event_spool *sp = arg;
+	pthread_mutex_lock(&sp->lock);
+	for (;;) {
+		int64_t now = clock_mono_ms();
+		if (!sp->committing && event_spool_due(sp, now)) {
+			event_spool_drain(sp);
+			continue;
+		}
+		if (sp->stopping && sp->head == NULL && !sp->committing)
+			break; /* everything is written */
+		if (sp->head == NULL || sp->committing) {
+			/* an append to an empty queue, a committer done, or the stop */
+			pthread_cond_wait(&sp->work, &sp->lock);
+			continue;
+		}
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		int64_t ns =
+		    until.tv_nsec + (sp->queued_since + EVENT_SPOOL_FLUSH_MS - now) * 1000000;
+		until.tv_sec += ns / 1000000000;
+		until.tv_nsec = ns % 1000000000;
+		pthread_cond_timedwait(&sp->work, &sp->lock, &until);
 	}
 	sp->stopped = true;
 	pthread_cond_broadcast(&sp->durable);
+	/* none can be left (every seq is below next_seq and all was written); for safety */
+	struct event_spool_waiter *left = sp->waiters;
+	sp->waiters = NULL;
 	pthread_mutex_unlock(&sp->lock);
+	while (left != NULL) {
+		struct event_spool_waiter *next = left->next;
+		left->fn(left->arg);
+		free(left);
+		left = next;
+	}
 	return NULL;
 }
 
@@ -177,6 +280,14 @@ static int event_spool_scalar(sqlite3 *db, const char *sql, int64_t *out)
 		*out = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
 	return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -EIO;
+}
+
+static void event_spool_finalize(struct event_spool *sp)
+{
+	sqlite3_finalize(sp->st_begin);
+	sqlite3_finalize(sp->st_insert);
+	sqlite3_finalize(sp->st_next);
+	sqlite3_finalize(sp->st_commit);
 }
 
 int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **out)
@@ -232,6 +343,21 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 		return -EIO;
 	}
 	struct event_spool *sp = xcalloc(1, sizeof(*sp));
+	if (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &sp->st_begin, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "INSERT INTO events (seq, at, type, msg_id, detail, size)"
+			       " VALUES (?, ?, ?, ?, ?, ?)",
+			       -1, &sp->st_insert, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "UPDATE meta SET value = ? WHERE key = 'next_seq'", -1,
+			       &sp->st_next, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "COMMIT", -1, &sp->st_commit, NULL) != SQLITE_OK) {
+		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
+			  sqlite3_errmsg(db));
+		event_spool_finalize(sp);
+		sqlite3_close(db);
+		free(sp);
+		return -EIO;
+	}
 	sp->db = db;
 	sp->next_seq = next > max_seq ? next : max_seq + 1;
 	sp->durable_seq = sp->next_seq - 1;
@@ -241,7 +367,12 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	sp->created = created;
 	pthread_mutex_init(&sp->db_lock, NULL);
 	pthread_mutex_init(&sp->lock, NULL);
-	pthread_cond_init(&sp->work, NULL);
+	/* the writer's deadline is on the monotonic clock */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sp->work, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&sp->durable, NULL);
 	if (pthread_create(&sp->writer, NULL, event_spool_writer, sp) != 0)
 		panic("events: cannot start the spool writer");
@@ -258,6 +389,7 @@ void event_spool_close(struct event_spool *sp)
 	pthread_cond_signal(&sp->work);
 	pthread_mutex_unlock(&sp->lock);
 	pthread_join(sp->writer, NULL);
+	event_spool_finalize(sp);
 	sqlite3_close(sp->db);
 	pthread_mutex_destroy(&sp->db_lock);
 	pthread_mutex_destroy(&sp->lock);
@@ -269,31 +401,41 @@ void event_spool_close(struct event_spool *sp)
 int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type, const char *msg_id,
 			   const char *detail)
 {
-	uint64_t size = strlen(type) + strlen(detail) + (msg_id != NULL ? strlen(msg_id) : 0) +
-			EVENT_SPOOL_ROW_OVERHEAD;
+	/* one allocation for the event and its texts, made outside the lock */
+	size_t lt = strlen(type) + 1, lm = msg_id != NULL ? strlen(msg_id) + 1 : 0,
+	       ld = strlen(detail) + 1;
+	struct event_spool_item *it = xmalloc(sizeof(*it) + lt + lm + ld);
+	char *p = (char *)(it + 1);
+	it->at = at;
+	it->type = memcpy(p, type, lt);
+	it->msg_id = msg_id != NULL ? memcpy(p + lt, msg_id, lm) : NULL;
+	it->detail = memcpy(p + lt + lm, detail, ld);
+	it->size = (lt - 1) + (lm > 0 ? lm - 1 : 0) + (ld - 1) + EVENT_SPOOL_ROW_OVERHEAD;
+	it->next = NULL;
 	pthread_mutex_lock(&sp->lock);
-	if (sp->stopping || sp->bytes + size > sp->max_bytes) {
+	if (sp->stopping || sp->bytes + it->size > sp->max_bytes) {
 		sp->dropped++;
 		pthread_mutex_unlock(&sp->lock);
+		free(it);
 		return 0;
 	}
-	/* copies outside the lock would need a second pass; these are small */
-	struct event_spool_item *it = xcalloc(1, sizeof(*it));
+	/* numbered under the lock: the queue is in seq order */
 	it->seq = sp->next_seq++;
-	it->at = at;
-	it->type = xstrdup(type);
-	it->msg_id = msg_id != NULL ? xstrdup(msg_id) : NULL;
-	it->detail = xstrdup(detail);
-	it->size = size;
-	if (sp->tail != NULL)
+	if (sp->tail != NULL) {
 		sp->tail->next = it;
-	else
+	} else {
 		sp->head = it;
+		sp->queued_since = clock_mono_ms();
+	}
 	sp->tail = it;
-	sp->bytes += size;
+	sp->queued++;
+	/* the writer sleeps without a deadline while the queue is empty or another
+	 * thread commits (which signals when it leaves events behind) */
+	if (!sp->committing && (sp->queued == 1 || sp->queued == EVENT_SPOOL_QUEUE_MAX))
+		pthread_cond_signal(&sp->work);
+	sp->bytes += it->size;
 	sp->count++;
 	int64_t seq = it->seq;
-	pthread_cond_signal(&sp->work);
 	pthread_mutex_unlock(&sp->lock);
 	return seq;
 }
@@ -301,11 +443,40 @@ int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type,
 int event_spool_sync(struct event_spool *sp, int64_t seq)
 {
 	pthread_mutex_lock(&sp->lock);
-	while (sp->durable_seq < seq && !sp->stopped)
-		pthread_cond_wait(&sp->durable, &sp->lock);
+	if (sp->want < seq)
+		sp->want = seq;
+	while (sp->durable_seq < seq && !sp->stopped) {
+		if (!sp->committing)
+			event_spool_drain(sp); /* this thread commits */
+		else
+			pthread_cond_wait(&sp->durable, &sp->lock);
+	}
 	int rc = sp->durable_seq >= seq ? 0 : -ESHUTDOWN;
 	pthread_mutex_unlock(&sp->lock);
 	return rc;
+}
+
+void event_spool_when_durable(struct event_spool *sp, int64_t seq, event_spool_done_fn fn,
+			      void *arg)
+{
+	pthread_mutex_lock(&sp->lock);
+	if (sp->durable_seq >= seq || sp->stopped) {
+		pthread_mutex_unlock(&sp->lock);
+		fn(arg);
+		return;
+	}
+	struct event_spool_waiter *w = xmalloc(sizeof(*w));
+	w->seq = seq;
+	w->fn = fn;
+	w->arg = arg;
+	w->next = sp->waiters;
+	sp->waiters = w;
+	if (sp->want < seq)
+		sp->want = seq;
+	/* the committer at work takes this group next; else this thread commits */
+	if (!sp->committing)
+		event_spool_drain(sp);
+	pthread_mutex_unlock(&sp->lock);
 }
 
 void event_spool_events_free(struct event_spool_event *v, size_t n)
