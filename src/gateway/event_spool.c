@@ -51,6 +51,8 @@
 #define EVENT_SPOOL_FLUSH_MS 50
 /* or once this many are queued. */
 #define EVENT_SPOOL_QUEUE_MAX 1024
+/* WAL pages after which the writer copies the WAL into the file (SQLite's default). */
+#define EVENT_SPOOL_CHECKPOINT_PAGES 1000
 
 /* One queued event; its texts follow it in the same allocation. */
 struct event_spool_item {
@@ -86,7 +88,10 @@ struct event_spool {
 	sqlite3_stmt *st_begin, *st_insert, *st_next, *st_commit;
 	uint64_t max_bytes;
 	bool stopping, stopped;
-	bool committing; /* a thread is in event_spool_drain */
+	bool committing;  /* a thread is in event_spool_drain */
+	bool checkpoint;  /* the WAL is long: the writer checkpoints it */
+	sqlite3 *ckpt_db; /* the writer's own connection for that (NULL: not yet) */
+	char *path;
 	bool created;
 	pthread_t writer;
 };
@@ -150,6 +155,48 @@ static bool event_spool_due(const struct event_spool *sp, int64_t now)
 	return sp->head != NULL &&
 	       (sp->stopping || sp->want > sp->durable_seq || sp->queued >= EVENT_SPOOL_QUEUE_MAX ||
 		now - sp->queued_since >= EVENT_SPOOL_FLUSH_MS);
+}
+
+/*
+ * After each commit (db_lock held): a long WAL is checkpointed by the writer
+ * thread on a connection of its own, concurrently with the next commits,
+ * instead of by the committer before the replies it carries go out.
+ */
+static int event_spool_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct event_spool *sp = arg;
+	if (pages < EVENT_SPOOL_CHECKPOINT_PAGES)
+		return SQLITE_OK;
+	pthread_mutex_lock(&sp->lock);
+	if (!sp->checkpoint) {
+		sp->checkpoint = true;
+		pthread_cond_signal(&sp->work);
+	}
+	pthread_mutex_unlock(&sp->lock);
+	return SQLITE_OK;
+}
+
+/* The writer's checkpoint: as much of the WAL as no reader needs. No lock held. */
+static void event_spool_checkpoint(struct event_spool *sp)
+{
+	if (sp->ckpt_db == NULL) {
+		if (sqlite3_open_v2(sp->path, &sp->ckpt_db, SQLITE_OPEN_READWRITE, NULL) !=
+			SQLITE_OK ||
+		    event_spool_exec(sp->ckpt_db, "PRAGMA synchronous = FULL") < 0) {
+			log_error("events.spool_checkpoint_failed", "error=\"%s\"",
+				  sp->ckpt_db != NULL ? sqlite3_errmsg(sp->ckpt_db)
+						      : "out of memory");
+			sqlite3_close(sp->ckpt_db);
+			sp->ckpt_db = NULL;
+			return;
+		}
+		sqlite3_busy_timeout(sp->ckpt_db, 5000);
+	}
+	int rc =
+	    sqlite3_wal_checkpoint_v2(sp->ckpt_db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		log_error("events.spool_checkpoint_failed", "error=\"%s\"",
+			  sqlite3_errmsg(sp->ckpt_db));
 }
 
 /*
@@ -234,6 +281,13 @@ static void *event_spool_writer(void *arg)
 	pthread_mutex_lock(&sp->lock);
 	for (;;) {
 		int64_t now = clock_mono_ms();
+		if (sp->checkpoint) {
+			sp->checkpoint = false;
+			pthread_mutex_unlock(&sp->lock);
+			event_spool_checkpoint(sp);
+			pthread_mutex_lock(&sp->lock);
+			continue;
+		}
 		if (!sp->committing && event_spool_due(sp, now)) {
 			event_spool_drain(sp);
 			continue;
@@ -359,6 +413,9 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 		return -EIO;
 	}
 	sp->db = db;
+	sp->path = xstrdup(path);
+	sqlite3_wal_autocheckpoint(db, 0);
+	sqlite3_wal_hook(db, event_spool_wal_hook, sp);
 	sp->next_seq = next > max_seq ? next : max_seq + 1;
 	sp->durable_seq = sp->next_seq - 1;
 	sp->bytes = (uint64_t)bytes;
@@ -390,7 +447,9 @@ void event_spool_close(struct event_spool *sp)
 	pthread_mutex_unlock(&sp->lock);
 	pthread_join(sp->writer, NULL);
 	event_spool_finalize(sp);
+	sqlite3_close(sp->ckpt_db);
 	sqlite3_close(sp->db);
+	free(sp->path);
 	pthread_mutex_destroy(&sp->db_lock);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->work);
