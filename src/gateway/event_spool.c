@@ -85,7 +85,7 @@ struct event_spool {
 	int64_t want; /* the highest seq a sync or a callback waits for */
 	uint64_t bytes, count, dropped;
 	/* the writer's statements (db_lock) */
-	sqlite3_stmt *st_begin, *st_insert, *st_next, *st_commit;
+	sqlite3_stmt *st_begin, *st_insert, *st_commit;
 	uint64_t max_bytes;
 	bool stopping, stopped;
 	bool committing;  /* a thread is in event_spool_drain */
@@ -116,7 +116,7 @@ static int event_spool_step(sqlite3_stmt *s)
 }
 
 /* Writes a group in one transaction. 0 or -EIO (rolled back). db_lock held. */
-static int event_spool_commit(struct event_spool *sp, struct event_spool_item *list, int64_t last)
+static int event_spool_commit(struct event_spool *sp, struct event_spool_item *list)
 {
 	if (event_spool_step(sp->st_begin) < 0) {
 		log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
@@ -137,11 +137,8 @@ static int event_spool_commit(struct event_spool *sp, struct event_spool_item *l
 		rc = event_spool_step(s);
 	}
 	sqlite3_clear_bindings(s);
-	if (rc == 0) {
-		/* the next number survives the rows: acknowledged ones are deleted */
-		sqlite3_bind_int64(sp->st_next, 1, last + 1);
-		rc = event_spool_step(sp->st_next);
-	}
+	/* no meta row is written here (a page less a commit): the next number is
+	 * the rows' highest + 1, and event_spool_ack saves it before deleting them */
 	if (rc == 0 && event_spool_step(sp->st_commit) == 0)
 		return 0;
 	log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
@@ -216,7 +213,7 @@ static void event_spool_drain(struct event_spool *sp)
 		pthread_mutex_unlock(&sp->lock);
 
 		pthread_mutex_lock(&sp->db_lock);
-		int rc = event_spool_commit(sp, list, last);
+		int rc = event_spool_commit(sp, list);
 		pthread_mutex_unlock(&sp->db_lock);
 
 		uint64_t n = 0, bytes = 0;
@@ -340,7 +337,6 @@ static void event_spool_finalize(struct event_spool *sp)
 {
 	sqlite3_finalize(sp->st_begin);
 	sqlite3_finalize(sp->st_insert);
-	sqlite3_finalize(sp->st_next);
 	sqlite3_finalize(sp->st_commit);
 }
 
@@ -402,8 +398,6 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 			       "INSERT INTO events (seq, at, type, msg_id, detail, size)"
 			       " VALUES (?, ?, ?, ?, ?, ?)",
 			       -1, &sp->st_insert, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "UPDATE meta SET value = ? WHERE key = 'next_seq'", -1,
-			       &sp->st_next, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "COMMIT", -1, &sp->st_commit, NULL) != SQLITE_OK) {
 		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
 			  sqlite3_errmsg(db));
@@ -616,6 +610,19 @@ int event_spool_ack(struct event_spool *sp, int64_t seq)
 			rc = -EIO;
 		}
 	} else {
+		rc = -EIO;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	/* the numbering survives the rows it deletes (a reopen starts above both) */
+	if (rc == 0 && sqlite3_prepare_v2(sp->db,
+					  "UPDATE meta SET value = max(value, (SELECT"
+					  " coalesce(max(seq), 0) + 1 FROM events WHERE seq <= ?))"
+					  " WHERE key = 'next_seq'",
+					  -1, &s, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(s, 1, seq);
+		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+	} else if (rc == 0) {
 		rc = -EIO;
 	}
 	sqlite3_finalize(s);
