@@ -499,7 +499,7 @@ int event_spool_sync(struct event_spool *sp, int64_t seq)
 	if (sp->want < seq)
 		sp->want = seq;
 	while (sp->durable_seq < seq && !sp->stopped) {
-		if (!sp->committing)
+		if (!sp->committing && sp->head != NULL)
 			event_spool_drain(sp); /* this thread commits */
 		else
 			pthread_cond_wait(&sp->durable, &sp->lock);
