@@ -17,7 +17,16 @@
  *   committed   (gone)      event_spool_ack, after the manager's 200
  *
  * durable_seq is the highest seq such that no event at or below it is still
- * queued; event_spool_sync waits for it. Locks: `lock` guards the queue and the
+ * queued; event_spool_sync waits for it, event_spool_when_durable leaves a
+ * callback that is called once it passed. One thread at a time commits
+ * (`committing`): a thread that needs its events on disk commits the whole
+ * queue itself when nobody is committing, else the committer takes its events
+ * in its next group (want > durable_seq) and calls its callback; so a reply
+ * never waits for another thread to be scheduled. The writer thread commits
+ * only what nobody waits for: when the queue holds EVENT_SPOOL_QUEUE_MAX
+ * events or its oldest waited EVENT_SPOOL_FLUSH_MS. An append wakes it only
+ * when the queue was empty. The statements of a commit are prepared once.
+ * Locks: `lock` guards the queue and the
  * counters (held only for memory work); `db_lock` guards the connection (held
  * across a commit). Never take `lock` while waiting for `db_lock`.
  */
@@ -30,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -37,12 +47,27 @@
 
 /* What an event costs beyond its texts (its row, index entry and seq). */
 #define EVENT_SPOOL_ROW_OVERHEAD 48
+/* Events nobody waits for are committed within this time, */
+#define EVENT_SPOOL_FLUSH_MS 50
+/* or once this many are queued. */
+#define EVENT_SPOOL_QUEUE_MAX 1024
+/* WAL pages after which the writer copies the WAL into the file (SQLite's default). */
+#define EVENT_SPOOL_CHECKPOINT_PAGES 1000
 
+/* One queued event; its texts follow it in the same allocation. */
 struct event_spool_item {
 	int64_t seq, at;
-	char *type, *msg_id, *detail;
+	const char *type, *msg_id, *detail;
 	uint64_t size;
 	struct event_spool_item *next;
+};
+
+/* A callback for when seq is durable (event_spool_when_durable). */
+struct event_spool_waiter {
+	int64_t seq;
+	event_spool_done_fn fn;
+	void *arg;
+	struct event_spool_waiter *next;
 };
 
 struct event_spool {
@@ -52,22 +77,24 @@ struct event_spool {
 	pthread_cond_t work;	/* the writer: something queued, or stopping */
 	pthread_cond_t durable; /* sync waiters: durable_seq moved */
 	struct event_spool_item *head, *tail;
+	uint64_t queued;      /* events in head..tail */
+	int64_t queued_since; /* monotonic ms of the oldest queued event */
+	struct event_spool_waiter *waiters;
 	int64_t next_seq;
 	int64_t durable_seq;
+	int64_t want; /* the highest seq a sync or a callback waits for */
 	uint64_t bytes, count, dropped;
+	/* the writer's statements (db_lock) */
+	sqlite3_stmt *st_begin, *st_insert, *st_commit;
 	uint64_t max_bytes;
 	bool stopping, stopped;
+	bool committing;  /* a thread is in event_spool_drain */
+	bool checkpoint;  /* the WAL is long: the writer checkpoints it */
+	sqlite3 *ckpt_db; /* the writer's own connection for that (NULL: not yet) */
+	char *path;
 	bool created;
 	pthread_t writer;
 };
-
-static void event_spool_item_free(struct event_spool_item *it)
-{
-	free(it->type);
-	free(it->msg_id);
-	free(it->detail);
-	free(it);
-}
 
 static int event_spool_exec(sqlite3 *db, const char *sql)
 {
@@ -80,18 +107,23 @@ static int event_spool_exec(sqlite3 *db, const char *sql)
 	return 0;
 }
 
-/* Writes a group in one transaction. 0 or -EIO (rolled back). db_lock held. */
-static int event_spool_commit(struct event_spool *sp, struct event_spool_item *list, int64_t last)
+/* Runs a prepared statement that returns no row. 0 or -EIO. */
+static int event_spool_step(sqlite3_stmt *s)
 {
-	if (event_spool_exec(sp->db, "BEGIN IMMEDIATE") < 0)
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+	sqlite3_reset(s);
+	return rc;
+}
+
+/* Writes a group in one transaction. 0 or -EIO (rolled back). db_lock held. */
+static int event_spool_commit(struct event_spool *sp, struct event_spool_item *list)
+{
+	if (event_spool_step(sp->st_begin) < 0) {
+		log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
 		return -EIO;
-	sqlite3_stmt *s = NULL;
-	int rc = sqlite3_prepare_v2(sp->db,
-				    "INSERT INTO events (seq, at, type, msg_id, detail, size)"
-				    " VALUES (?, ?, ?, ?, ?, ?)",
-				    -1, &s, NULL) == SQLITE_OK
-		     ? 0
-		     : -EIO;
+	}
+	sqlite3_stmt *s = sp->st_insert;
+	int rc = 0;
 	for (struct event_spool_item *it = list; rc == 0 && it != NULL; it = it->next) {
 		sqlite3_bind_int64(s, 1, it->seq);
 		sqlite3_bind_int64(s, 2, it->at);
@@ -102,41 +134,86 @@ static int event_spool_commit(struct event_spool *sp, struct event_spool_item *l
 			sqlite3_bind_null(s, 4);
 		sqlite3_bind_text(s, 5, it->detail, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 6, (sqlite3_int64)it->size);
-		if (sqlite3_step(s) != SQLITE_DONE)
-			rc = -EIO;
-		sqlite3_reset(s);
+		rc = event_spool_step(s);
 	}
-	sqlite3_finalize(s);
-	if (rc == 0) {
-		/* the next number survives the rows: acknowledged ones are deleted */
-		char sql[128];
-		snprintf(sql, sizeof(sql), "UPDATE meta SET value = %lld WHERE key = 'next_seq'",
-			 (long long)last + 1);
-		rc = event_spool_exec(sp->db, sql);
-	}
-	if (rc == 0 && event_spool_exec(sp->db, "COMMIT") == 0)
+	sqlite3_clear_bindings(s);
+	/* no meta row is written here (a page less a commit): the next number is
+	 * the rows' highest + 1, and event_spool_ack saves it before deleting them */
+	if (rc == 0 && event_spool_step(sp->st_commit) == 0)
 		return 0;
 	log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
 	(void)event_spool_exec(sp->db, "ROLLBACK");
 	return -EIO;
 }
 
-static void *event_spool_writer(void *arg)
+/* True when a group should be committed now. lock held. */
+static bool event_spool_due(const struct event_spool *sp, int64_t now)
+{
+	return sp->head != NULL &&
+	       (sp->stopping || sp->want > sp->durable_seq || sp->queued >= EVENT_SPOOL_QUEUE_MAX ||
+		now - sp->queued_since >= EVENT_SPOOL_FLUSH_MS);
+}
+
+/*
+ * After each commit (db_lock held): a long WAL is checkpointed by the writer
+ * thread on a connection of its own, concurrently with the next commits,
+ * instead of by the committer before the replies it carries go out.
+ */
+static int event_spool_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
 {
 	struct event_spool *sp = arg;
+	if (pages < EVENT_SPOOL_CHECKPOINT_PAGES)
+		return SQLITE_OK;
 	pthread_mutex_lock(&sp->lock);
-	for (;;) {
-		while (sp->head == NULL && !sp->stopping)
-			pthread_cond_wait(&sp->work, &sp->lock);
-		if (sp->head == NULL)
-			break; /* stopping, and everything is written */
+	if (!sp->checkpoint) {
+		sp->checkpoint = true;
+		pthread_cond_signal(&sp->work);
+	}
+	pthread_mutex_unlock(&sp->lock);
+	return SQLITE_OK;
+}
+
+/* The writer's checkpoint: as much of the WAL as no reader needs. No lock held. */
+static void event_spool_checkpoint(struct event_spool *sp)
+{
+	if (sp->ckpt_db == NULL) {
+		if (sqlite3_open_v2(sp->path, &sp->ckpt_db, SQLITE_OPEN_READWRITE, NULL) !=
+			SQLITE_OK ||
+		    event_spool_exec(sp->ckpt_db, "PRAGMA synchronous = FULL") < 0) {
+			log_error("events.spool_checkpoint_failed", "error=\"%s\"",
+				  sp->ckpt_db != NULL ? sqlite3_errmsg(sp->ckpt_db)
+						      : "out of memory");
+			sqlite3_close(sp->ckpt_db);
+			sp->ckpt_db = NULL;
+			return;
+		}
+		sqlite3_busy_timeout(sp->ckpt_db, 5000);
+	}
+	int rc =
+	    sqlite3_wal_checkpoint_v2(sp->ckpt_db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+		log_error("events.spool_checkpoint_failed", "error=\"%s\"",
+			  sqlite3_errmsg(sp->ckpt_db));
+}
+
+/*
+ * Commits groups while one is due, in the calling thread, which becomes the
+ * committer (sp->committing; nobody else is). After each group it calls the
+ * callbacks of the events now on disk, without the lock. lock held on entry and
+ * on return.
+ */
+static void event_spool_drain(struct event_spool *sp)
+{
+	sp->committing = true;
+	while (event_spool_due(sp, clock_mono_ms())) {
 		struct event_spool_item *list = sp->head;
 		int64_t last = sp->tail->seq;
 		sp->head = sp->tail = NULL;
+		sp->queued = 0;
 		pthread_mutex_unlock(&sp->lock);
 
 		pthread_mutex_lock(&sp->db_lock);
-		int rc = event_spool_commit(sp, list, last);
+		int rc = event_spool_commit(sp, list);
 		pthread_mutex_unlock(&sp->db_lock);
 
 		uint64_t n = 0, bytes = 0;
@@ -144,7 +221,7 @@ static void *event_spool_writer(void *arg)
 			struct event_spool_item *next = list->next;
 			n++;
 			bytes += list->size;
-			event_spool_item_free(list);
+			free(list);
 			list = next;
 		}
 		pthread_mutex_lock(&sp->lock);
@@ -158,10 +235,87 @@ static void *event_spool_writer(void *arg)
 		}
 		sp->durable_seq = last;
 		pthread_cond_broadcast(&sp->durable);
+		/* the callbacks whose events are now on disk */
+		struct event_spool_waiter *ready = NULL, **w = &sp->waiters;
+		while (*w != NULL) {
+			struct event_spool_waiter *it = *w;
+			if (it->seq <= last) {
+				*w = it->next;
+				it->next = ready;
+				ready = it;
+			} else {
+				w = &it->next;
+			}
+		}
+		if (ready != NULL) {
+			pthread_mutex_unlock(&sp->lock);
+			while (ready != NULL) {
+				struct event_spool_waiter *next = ready->next;
+				ready->fn(ready->arg);
+				free(ready);
+				ready = next;
+			}
+			pthread_mutex_lock(&sp->lock);
+		}
+	}
+	sp->committing = false;
+	/* a sync waiting for another committer to finish may take over */
+	pthread_cond_broadcast(&sp->durable);
+	/* the writer: a deadline for what is left, or the stop */
+	if (sp->head != NULL || sp->stopping)
+		pthread_cond_signal(&sp->work);
+}
+
+/*
+ * The writer thread commits what nobody waits for (within EVENT_SPOOL_FLUSH_MS)
+ * and, when the spool closes, everything left. Groups somebody waits for are
+ * committed by that thread itself (event_spool_when_durable, event_spool_sync):
+ * no other thread has to be scheduled before a reply can go out.
+ */
+static void *event_spool_writer(void *arg)
+{
+	struct event_spool *sp = arg;
+	pthread_mutex_lock(&sp->lock);
+	for (;;) {
+		int64_t now = clock_mono_ms();
+		if (sp->checkpoint) {
+			sp->checkpoint = false;
+			pthread_mutex_unlock(&sp->lock);
+			event_spool_checkpoint(sp);
+			pthread_mutex_lock(&sp->lock);
+			continue;
+		}
+		if (!sp->committing && event_spool_due(sp, now)) {
+			event_spool_drain(sp);
+			continue;
+		}
+		if (sp->stopping && sp->head == NULL && !sp->committing)
+			break; /* everything is written */
+		if (sp->head == NULL || sp->committing) {
+			/* an append to an empty queue, a committer done, or the stop */
+			pthread_cond_wait(&sp->work, &sp->lock);
+			continue;
+		}
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		int64_t ns =
+		    until.tv_nsec + (sp->queued_since + EVENT_SPOOL_FLUSH_MS - now) * 1000000;
+		until.tv_sec += ns / 1000000000;
+		until.tv_nsec = ns % 1000000000;
+		pthread_cond_timedwait(&sp->work, &sp->lock, &until);
 	}
 	sp->stopped = true;
 	pthread_cond_broadcast(&sp->durable);
+	/* none can be left (every seq is below next_seq and all was written); for safety */
+	struct event_spool_waiter *left = sp->waiters;
+	sp->waiters = NULL;
 	pthread_mutex_unlock(&sp->lock);
+	while (left != NULL) {
+		struct event_spool_waiter *next = left->next;
+		left->fn(left->arg);
+		free(left);
+		left = next;
+	}
 	return NULL;
 }
 
@@ -177,6 +331,13 @@ static int event_spool_scalar(sqlite3 *db, const char *sql, int64_t *out)
 		*out = sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
 	return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -EIO;
+}
+
+static void event_spool_finalize(struct event_spool *sp)
+{
+	sqlite3_finalize(sp->st_begin);
+	sqlite3_finalize(sp->st_insert);
+	sqlite3_finalize(sp->st_commit);
 }
 
 int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **out)
@@ -232,7 +393,23 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 		return -EIO;
 	}
 	struct event_spool *sp = xcalloc(1, sizeof(*sp));
+	if (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &sp->st_begin, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "INSERT INTO events (seq, at, type, msg_id, detail, size)"
+			       " VALUES (?, ?, ?, ?, ?, ?)",
+			       -1, &sp->st_insert, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "COMMIT", -1, &sp->st_commit, NULL) != SQLITE_OK) {
+		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
+			  sqlite3_errmsg(db));
+		event_spool_finalize(sp);
+		sqlite3_close(db);
+		free(sp);
+		return -EIO;
+	}
 	sp->db = db;
+	sp->path = xstrdup(path);
+	sqlite3_wal_autocheckpoint(db, 0);
+	sqlite3_wal_hook(db, event_spool_wal_hook, sp);
 	sp->next_seq = next > max_seq ? next : max_seq + 1;
 	sp->durable_seq = sp->next_seq - 1;
 	sp->bytes = (uint64_t)bytes;
@@ -241,7 +418,12 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	sp->created = created;
 	pthread_mutex_init(&sp->db_lock, NULL);
 	pthread_mutex_init(&sp->lock, NULL);
-	pthread_cond_init(&sp->work, NULL);
+	/* the writer's deadline is on the monotonic clock */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sp->work, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&sp->durable, NULL);
 	if (pthread_create(&sp->writer, NULL, event_spool_writer, sp) != 0)
 		panic("events: cannot start the spool writer");
@@ -258,7 +440,10 @@ void event_spool_close(struct event_spool *sp)
 	pthread_cond_signal(&sp->work);
 	pthread_mutex_unlock(&sp->lock);
 	pthread_join(sp->writer, NULL);
+	event_spool_finalize(sp);
+	sqlite3_close(sp->ckpt_db);
 	sqlite3_close(sp->db);
+	free(sp->path);
 	pthread_mutex_destroy(&sp->db_lock);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->work);
@@ -269,31 +454,41 @@ void event_spool_close(struct event_spool *sp)
 int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type, const char *msg_id,
 			   const char *detail)
 {
-	uint64_t size = strlen(type) + strlen(detail) + (msg_id != NULL ? strlen(msg_id) : 0) +
-			EVENT_SPOOL_ROW_OVERHEAD;
+	/* one allocation for the event and its texts, made outside the lock */
+	size_t lt = strlen(type) + 1, lm = msg_id != NULL ? strlen(msg_id) + 1 : 0,
+	       ld = strlen(detail) + 1;
+	struct event_spool_item *it = xmalloc(sizeof(*it) + lt + lm + ld);
+	char *p = (char *)(it + 1);
+	it->at = at;
+	it->type = memcpy(p, type, lt);
+	it->msg_id = msg_id != NULL ? memcpy(p + lt, msg_id, lm) : NULL;
+	it->detail = memcpy(p + lt + lm, detail, ld);
+	it->size = (lt - 1) + (lm > 0 ? lm - 1 : 0) + (ld - 1) + EVENT_SPOOL_ROW_OVERHEAD;
+	it->next = NULL;
 	pthread_mutex_lock(&sp->lock);
-	if (sp->stopping || sp->bytes + size > sp->max_bytes) {
+	if (sp->stopping || sp->bytes + it->size > sp->max_bytes) {
 		sp->dropped++;
 		pthread_mutex_unlock(&sp->lock);
+		free(it);
 		return 0;
 	}
-	/* copies outside the lock would need a second pass; these are small */
-	struct event_spool_item *it = xcalloc(1, sizeof(*it));
+	/* numbered under the lock: the queue is in seq order */
 	it->seq = sp->next_seq++;
-	it->at = at;
-	it->type = xstrdup(type);
-	it->msg_id = msg_id != NULL ? xstrdup(msg_id) : NULL;
-	it->detail = xstrdup(detail);
-	it->size = size;
-	if (sp->tail != NULL)
+	if (sp->tail != NULL) {
 		sp->tail->next = it;
-	else
+	} else {
 		sp->head = it;
+		sp->queued_since = clock_mono_ms();
+	}
 	sp->tail = it;
-	sp->bytes += size;
+	sp->queued++;
+	/* the writer sleeps without a deadline while the queue is empty or another
+	 * thread commits (which signals when it leaves events behind) */
+	if (!sp->committing && (sp->queued == 1 || sp->queued == EVENT_SPOOL_QUEUE_MAX))
+		pthread_cond_signal(&sp->work);
+	sp->bytes += it->size;
 	sp->count++;
 	int64_t seq = it->seq;
-	pthread_cond_signal(&sp->work);
 	pthread_mutex_unlock(&sp->lock);
 	return seq;
 }
@@ -301,11 +496,40 @@ int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type,
 int event_spool_sync(struct event_spool *sp, int64_t seq)
 {
 	pthread_mutex_lock(&sp->lock);
-	while (sp->durable_seq < seq && !sp->stopped)
-		pthread_cond_wait(&sp->durable, &sp->lock);
+	if (sp->want < seq)
+		sp->want = seq;
+	while (sp->durable_seq < seq && !sp->stopped) {
+		if (!sp->committing && sp->head != NULL)
+			event_spool_drain(sp); /* this thread commits */
+		else
+			pthread_cond_wait(&sp->durable, &sp->lock);
+	}
 	int rc = sp->durable_seq >= seq ? 0 : -ESHUTDOWN;
 	pthread_mutex_unlock(&sp->lock);
 	return rc;
+}
+
+void event_spool_when_durable(struct event_spool *sp, int64_t seq, event_spool_done_fn fn,
+			      void *arg)
+{
+	pthread_mutex_lock(&sp->lock);
+	if (sp->durable_seq >= seq || sp->stopped) {
+		pthread_mutex_unlock(&sp->lock);
+		fn(arg);
+		return;
+	}
+	struct event_spool_waiter *w = xmalloc(sizeof(*w));
+	w->seq = seq;
+	w->fn = fn;
+	w->arg = arg;
+	w->next = sp->waiters;
+	sp->waiters = w;
+	if (sp->want < seq)
+		sp->want = seq;
+	/* the committer at work takes this group next; else this thread commits */
+	if (!sp->committing)
+		event_spool_drain(sp);
+	pthread_mutex_unlock(&sp->lock);
 }
 
 void event_spool_events_free(struct event_spool_event *v, size_t n)
@@ -386,6 +610,19 @@ int event_spool_ack(struct event_spool *sp, int64_t seq)
 			rc = -EIO;
 		}
 	} else {
+		rc = -EIO;
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	/* the numbering survives the rows it deletes (a reopen starts above both) */
+	if (rc == 0 && sqlite3_prepare_v2(sp->db,
+					  "UPDATE meta SET value = max(value, (SELECT"
+					  " coalesce(max(seq), 0) + 1 FROM events WHERE seq <= ?))"
+					  " WHERE key = 'next_seq'",
+					  -1, &s, NULL) == SQLITE_OK) {
+		sqlite3_bind_int64(s, 1, seq);
+		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
+	} else if (rc == 0) {
 		rc = -EIO;
 	}
 	sqlite3_finalize(s);

@@ -3,8 +3,8 @@
  * file under [gateway] data_dir (events.spool). Appends are queued in memory and
  * committed in groups by one writer thread (off the SMTP hot path; one fsync for
  * every event that arrived meanwhile); event_spool_sync waits until a given
- * event is on disk. The pusher (gw_events.c) reads the oldest events and drops
- * them only when the manager acknowledged them.
+ * event is on disk, event_spool_when_durable calls back then without waiting. The pusher
+ * (gw_events.c) reads the oldest events and drops them only when the manager acknowledged them.
  *
  * Sequence numbers grow by one per appended event and never repeat for the life
  * of the file; a new file starts at the current time in microseconds, so that a
@@ -47,6 +47,15 @@ int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type,
  * closed first. Thread-safe.
  */
 int event_spool_sync(struct event_spool *sp, int64_t seq);
+typedef void (*event_spool_done_fn)(void *arg);
+/*
+ * Calls fn(arg) once the event seq (and every one before it) is committed to
+ * disk, or was dropped by a failed write, or the spool closed: at once in the
+ * caller's thread when that is already so, else later from the spool's writer
+ * thread (fn must not call back into the spool). Never waits. Thread-safe.
+ */
+void event_spool_when_durable(struct event_spool *sp, int64_t seq, event_spool_done_fn fn,
+			      void *arg);
 
 /* One spooled event (the struct owns its strings). */
 struct event_spool_event {

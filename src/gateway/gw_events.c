@@ -385,7 +385,8 @@ void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const 
 	gw_events_emit(ev, "bounce", id, d);
 }
 
-void gw_events_settle(struct gw_events *ev, const char *id, const char *reply)
+void gw_events_settle(struct gw_events *ev, const char *id, const char *reply,
+		      gw_events_settled_fn fn, void *arg)
 {
 	if (ev != NULL && reply != NULL) {
 		/* what the client was told: a 451 or 554 has no other trace */
@@ -395,9 +396,12 @@ void gw_events_settle(struct gw_events *ev, const char *id, const char *reply)
 	}
 	int64_t seq = gw_events_thread_seq;
 	gw_events_thread_seq = 0;
-	if (ev == NULL || seq == 0 || reply == NULL || reply[0] != '2')
+	if (ev == NULL || seq == 0 || reply == NULL || reply[0] != '2') {
+		fn(arg);
 		return;
-	(void)event_spool_sync(ev->sp, seq);
+	}
+	/* no thread waits: the spool's writer calls fn with the group's commit */
+	event_spool_when_durable(ev->sp, seq, fn, arg);
 }
 
 /* ---- the pusher ---- */

@@ -11,10 +11,10 @@
  *
  * Durability: an SMTP session's "250" for a message is given only after every
  * event of that message is on disk (gw_events_settle, called by the worker that
- * judged it before the reply goes out). Events of the session before the
- * message (connection, recipients) are appended before the message's, so they
- * are on disk too. When the spool is full, events are dropped, counted and
- * logged (events.spool_full, once a minute), and mail keeps flowing.
+ * judged it, hands the reply on only then; the worker does not wait for it). Events of the session
+ * before the message (connection, recipients) are appended before the message's, so they are on
+ * disk too. When the spool is full, events are dropped, counted and logged (events.spool_full, once
+ * a minute), and mail keeps flowing.
  *
  * Every function takes a NULL struct gw_events * as "tracking is off" and does
  * nothing, so that call sites need no test.
@@ -110,12 +110,16 @@ void gw_events_delivery(struct gw_events *ev, const char *id, const char *route,
 			const char *reply);
 void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const char *reply);
 
+typedef void (*gw_events_settled_fn)(void *arg);
 /*
  * Called by the worker with the reply it is about to give for message id: records
- * it (a "reply" event), and when it is a 2xx, waits until every event this
- * thread appended is on disk.
+ * it (a "reply" event) and calls fn(arg) when the reply may go out: when it is a
+ * 2xx, once every event this thread appended is on disk (later, from the spool's
+ * writer thread, without this thread waiting), else at once. With ev NULL: at
+ * once.
  */
-void gw_events_settle(struct gw_events *ev, const char *id, const char *reply);
+void gw_events_settle(struct gw_events *ev, const char *id, const char *reply,
+		      gw_events_settled_fn fn, void *arg);
 
 /* The gateway's /metrics lines (lazaret_gw_events_*); arg is the struct gw_events. */
 void gw_events_metrics(FILE *f, void *arg);

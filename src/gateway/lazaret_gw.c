@@ -341,6 +341,13 @@ static void gw_answer(void *arg)
 	free(job);
 }
 
+/* The reply may go out (its events are on disk): to the loop's thread. */
+static void gw_settled(void *arg)
+{
+	struct gw_job *job = arg;
+	loopq_post(job->gw->q, gw_answer, job);
+}
+
 static void gw_run(void *arg)
 {
 	struct gw_job *job = arg;
@@ -357,8 +364,7 @@ static void gw_run(void *arg)
 	};
 	pipeline_run(&pj, job->reply, sizeof(job->reply));
 	/* a 250 only once the message's events are on disk */
-	gw_events_settle(job->gw->events, job->id, job->reply);
-	loopq_post(job->gw->q, gw_answer, job);
+	gw_events_settle(job->gw->events, job->id, job->reply, gw_settled, job);
 }
 
 static void gw_on_message(void *ctx, struct smtp_session *s, struct smtp_message *m)

@@ -4,13 +4,16 @@
  * peek in order within the batch limits, ack drops only up to the seq, reopen
  * keeps the unacknowledged events and the numbering, a process killed (SIGKILL)
  * right after its sync loses nothing synced, spool_max drops and counts, a mark
- * (the mode that last took the events) survives a reopen and says its old value.
+ * (the mode that last took the events) survives a reopen and says its old value,
+ * a callback for a durable event comes once it is committed, once per call.
  */
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -213,6 +216,73 @@ static void test_mark_swap(void **state)
 	event_spool_close(sp);
 }
 
+struct durable_ctx {
+	atomic_int called;
+};
+
+static void on_durable(void *arg)
+{
+	struct durable_ctx *c = arg;
+	atomic_fetch_add(&c->called, 1);
+}
+
+struct durable_thread {
+	struct event_spool *sp;
+	struct durable_ctx *ctx;
+};
+
+static void *durable_sender(void *arg)
+{
+	struct durable_thread *t = arg;
+	for (int i = 0; i < 200; i++) {
+		int64_t seq = 0;
+		for (int k = 0; k < 5; k++)
+			seq = event_spool_append(t->sp, i, "delivery", "m", "{\"x\":1}");
+		event_spool_when_durable(t->sp, seq, on_durable, t->ctx);
+	}
+	return NULL;
+}
+
+/* The callback comes once the event is committed (here by the caller, nobody
+ * else committing), at once for an event already on disk, and exactly once
+ * for each of many threads' events while they commit for one another. */
+static void test_when_durable(void **state)
+{
+	struct fixture *fx = *state;
+	struct event_spool *sp = NULL;
+	assert_int_equal(event_spool_open(fx->path, 1 << 24, &sp), 0);
+	struct durable_ctx ctx;
+	atomic_init(&ctx.called, 0);
+	int64_t first = event_spool_append(sp, 1, "received", "m1", "{}");
+	event_spool_append(sp, 2, "verdict", "m1", "{}");
+	int64_t third = event_spool_append(sp, 3, "delivery", "m1", "{}");
+	event_spool_when_durable(sp, third, on_durable, &ctx);
+	assert_int_equal(atomic_load(&ctx.called), 1);
+	struct event_spool_event *v = NULL;
+	size_t n = 0;
+	assert_int_equal(event_spool_peek(sp, 100, 1 << 20, &v, &n), 0);
+	assert_int_equal(n, 3); /* committed: the pusher sees them */
+	assert_int_equal(v[0].seq, first);
+	event_spool_events_free(v, n);
+	event_spool_when_durable(sp, first, on_durable, &ctx);
+	assert_int_equal(atomic_load(&ctx.called), 2);
+
+	atomic_store(&ctx.called, 0);
+	pthread_t th[4];
+	struct durable_thread dt = {sp, &ctx};
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, durable_sender, &dt), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	event_spool_close(sp); /* the writer's callbacks, if any, are done */
+	assert_int_equal(atomic_load(&ctx.called), 4 * 200);
+	assert_int_equal(event_spool_open(fx->path, 1 << 24, &sp), 0);
+	struct event_spool_stats st;
+	event_spool_stats(sp, &st);
+	assert_int_equal(st.backlog, 3 + 4 * 200 * 5);
+	event_spool_close(sp);
+}
+
 static void test_parse_answer(void **state)
 {
 	static const struct {
@@ -251,6 +321,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_append_peek_ack_reopen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_kill_after_sync, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_when_durable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spool_max, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_swap, setup, teardown),
 	    cmocka_unit_test(test_parse_answer),
