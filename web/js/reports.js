@@ -54,7 +54,7 @@ function bucketLabel(iso, gran) {
 
 // A line per counter over the buckets, with its axis, legend and <title>.
 function seriesChart(doc) {
-  const W = 820, H = 260, L = 56, R = 16, T = 16, B = 44;
+  const W = 1100, H = 300, L = 56, R = 16, T = 16, B = 56;
   const series = doc.series || [];
   const max = Math.max(1, ...series.map((b) => Math.max(...SERIES.map((k) => b[k] || 0))));
   const top = niceMax(max);
@@ -67,18 +67,19 @@ function seriesChart(doc) {
     s('text', { x: L - 6, y: y(top * f) + 4, 'text-anchor': 'end', class: 'chart-axis' }, num(top * f)),
   ]);
   const ticks = n ? [...new Set([0, Math.floor((n - 1) / 2), n - 1])].map((i) =>
-    s('text', { x: x(i), y: H - B + 18, 'text-anchor': i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle', class: 'chart-axis' },
+    s('text', { x: x(i), y: H - B + 20, 'text-anchor': i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle', class: 'chart-axis' },
       bucketLabel(series[i].at, doc.granularity))) : [];
-  const lines = SERIES.map((k) => s('g', { 'data-series': k },
+  const lines = SERIES.slice().reverse().map((k) => s('g', { 'data-series': k },
     s('polyline', {
       points: series.map((b, i) => x(i).toFixed(1) + ',' + y(b[k] || 0).toFixed(1)).join(' '),
       fill: 'none', stroke: SERIES_COLORS[k], 'stroke-width': 2,
+      'stroke-dasharray': k === 'incoming' ? '6 4' : null,
     }),
     series.map((b, i) => (b[k] ? s('circle', { cx: x(i), cy: y(b[k]), r: 3, fill: SERIES_COLORS[k] },
       s('title', t('rep.point', { at: bucketLabel(b.at, doc.granularity), what: t('rep.c.' + k), n: num(b[k]) }))) : null))));
   const legend = SERIES.map((k, i) => s('g', { transform: `translate(${L + i * 150},${H - 10})` },
-    s('rect', { width: 12, height: 12, y: -10, fill: SERIES_COLORS[k] }),
-    s('text', { x: 18, class: 'chart-legend' }, t('rep.c.' + k))));
+    s('line', { x1: 0, x2: 22, y1: -4, y2: -4, stroke: SERIES_COLORS[k], 'stroke-width': 3, 'stroke-dasharray': k === 'incoming' ? '6 4' : null }),
+    s('text', { x: 28, class: 'chart-legend' }, t('rep.c.' + k))));
   return s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': title, 'data-test': 'series-chart' },
     s('title', title), grid, ticks, lines, legend);
 }
@@ -91,7 +92,7 @@ function niceMax(v) {
 
 // Horizontal bars of one counter per key, the key and the number as text.
 function barChart(rows, counter, caption) {
-  const W = 820, rowH = 26, L = 260, R = 80;
+  const W = 1100, rowH = 26, L = 300, R = 80;
   const H = Math.max(1, rows.length) * rowH + 8;
   const max = Math.max(1, ...rows.map((r) => r[counter] || 0));
   const title = caption + ' — ' + t('rep.c.' + counter);
@@ -112,8 +113,7 @@ function barChart(rows, counter, caption) {
 
 function rowsTable(report, rows) {
   const cols = COUNTED.includes(report) ? ['count'] : MESSAGE_COLUMNS;
-  return h('div.table-wrap', h('table.plain-table', { 'data-test': 'report-rows' },
-    h('caption.sr-only', t('rep.name.' + report)),
+  return h('div.table-wrap', h('table.plain-table', { 'data-test': 'report-rows', 'aria-label': t('rep.name.' + report) },
     h('thead', h('tr', h('th', { scope: 'col' }, t('rep.key.' + report)),
       cols.map((c) => h('th.num', { scope: 'col' }, t('rep.c.' + c))))),
     h('tbody', rows.length
@@ -124,8 +124,7 @@ function rowsTable(report, rows) {
 }
 
 function seriesTable(doc) {
-  return h('div.table-wrap', h('table.plain-table', { 'data-test': 'series-rows' },
-    h('caption.sr-only', t('rep.series')),
+  return h('div.table-wrap', h('table.plain-table', { 'data-test': 'series-rows', 'aria-label': t('rep.series') },
     h('thead', h('tr', h('th', { scope: 'col' }, t('rep.bucket')),
       SERIES.map((k) => h('th.num', { scope: 'col' }, t('rep.c.' + k))))),
     h('tbody', (doc.series || []).map((b) => h('tr', { 'data-at': b.at },
