@@ -1677,6 +1677,13 @@ async function reports() {
       const f = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
       return [f(new Date(Date.now() - 3 * 3600000)), f(new Date(Date.now() + 3600000))];
     });
+    // the end before the start: the server's 400, as it says it
+    await page.fill('#rep-since', until);
+    await page.fill('#rep-until', since);
+    await page.click('[data-test=apply]');
+    await page.waitForSelector('[data-test=report-error]');
+    const bad = await page.textContent('[data-test=report-error]');
+    check('a range that ends first is refused', bad === 'レポートを表示できませんでした: "until" must be after "since"', bad);
     await page.fill('#rep-since', since);
     await page.fill('#rep-until', until);
     await page.click('[data-test=apply]');
