@@ -1567,11 +1567,183 @@ async function saml() {
   }
 }
 
+// The Reports pages (admins): the overview's totals, series and top domains as the
+// API counts them, the gateway picker, the CSV link, a report's table and bar chart,
+// the period picker with a custom range, a key that is markup shown as text; ja, en.
+const fmt = (n) => new Intl.NumberFormat('en-GB').format(n);
+const TOTAL_KEYS = ['incoming', 'clean', 'spam', 'suspect', 'virus', 'content_filter', 'rejected_connections'];
+
+async function reportTotals(page) {
+  return page.$$eval('[data-test=totals] [data-total]', (els) => Object.fromEntries(
+    els.map((e) => [e.dataset.total, e.querySelector('.report-tile-value').textContent])));
+}
+
+async function waitTotal(page, incoming) {
+  await page.waitForFunction((want) => {
+    const c = document.querySelector('[data-test=totals] [data-total=incoming] .report-tile-value');
+    return c && c.textContent === want && document.querySelector('.report-content').getAttribute('aria-busy') === 'false';
+  }, incoming);
+}
+
+async function reportRows(page) {
+  return page.$$eval('[data-test=report-rows] tbody tr[data-key]', (trs) => trs.map((tr) =>
+    [tr.querySelector('th').textContent, ...[...tr.querySelectorAll('td')].map((td) => td.textContent)]));
+}
+
+async function downloadText(page) {
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('[data-test=csv]')]);
+  const path = await dl.path();
+  const { readFileSync } = await import('node:fs');
+  return { name: dl.suggestedFilename(), text: readFileSync(path, 'utf-8') };
+}
+
+function wantRows(rows) {
+  return rows.map((r) => [r[0], ...r.slice(1).map(fmt)]);
+}
+
+const sortRows = (rows) => rows.slice().sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+
+async function reports() {
+  const b = await launch('ja-JP');
+  const page = b.page;
+  try {
+    await login(page, P.admin[0], P.admin[1]);
+    await setLanguage(page, 'ja');
+    check('admin has the Reports link', await page.locator('a.nav-link[href="/reports"]').count() === 1);
+    await page.click('a.nav-link[href="/reports"]');
+    await waitTotal(page, fmt(P.totals[''].incoming));
+    check('page title in Japanese', (await page.textContent('h1.page-title')) === 'レポート');
+    const tiles = await reportTotals(page);
+    check('the totals tiles are the API\'s totals', JSON.stringify(tiles) === JSON.stringify(Object.fromEntries(TOTAL_KEYS.map((k) => [k, fmt(P.totals[''][k])]))), tiles);
+    check('numbers formatted for the locale', tiles.incoming === '1,208', tiles.incoming);
+    check('tile labels in Japanese', (await page.textContent('[data-total=spam] .report-tile-label')) === 'スパム');
+    // the series table: one row per hour of the day, the non-zero ones as the API says
+    const series = await page.$$eval('[data-test=series-rows] tbody tr', (trs) => trs.map((tr) =>
+      [tr.dataset.at, tr.querySelector('[data-col=incoming]').textContent]));
+    check('24 hourly buckets', series.length === 24, series.length);
+    const nonzero = Object.fromEntries(series.filter(([, n]) => n !== '0'));
+    check('the series rows are the API\'s', JSON.stringify(nonzero) === JSON.stringify(Object.fromEntries(Object.entries(P.series['']).map(([k, v]) => [k, fmt(v)]))), nonzero);
+    const chart = page.locator('svg[data-test=series-chart]');
+    const label = await chart.getAttribute('aria-label');
+    check('the series chart is labelled', label && label.includes('24') && await chart.getAttribute('role') === 'img', label);
+    const chartTitle = await chart.evaluate((e) => e.firstElementChild.tagName + ':' + e.firstElementChild.textContent);
+    check('the series chart has a title', chartTitle === 'title:' + label, chartTitle);
+    check('a line per counter', await chart.locator('polyline').count() === 4);
+    const top = await reportRows(page);
+    check('the top domains table', JSON.stringify(sortRows(top)) === JSON.stringify(sortRows(wantRows(P.domains['']))), top);
+    check('a bar per domain', await page.locator('svg[data-test=bar-chart] g[data-key]').count() === P.domains[''].length);
+    const xssRow = await page.locator('[data-test=report-rows] tr[data-key]').filter({ hasText: 'onerror' }).locator('th').textContent();
+    check('a domain that is markup is shown as text', xssRow === P.xss, xssRow);
+    const xssBar = await page.locator('svg[data-test=bar-chart] text.chart-label').filter({ hasText: 'onerror' }).textContent();
+    check('and as text in the chart', xssBar === P.xss, xssBar);
+    await noMarkupRan(page, 'overview');
+    await shot(page, 'reports-overview-ja');
+
+    // another gateway: other numbers, in the address bar and the CSV link
+    await page.selectOption('#rep-gateway', 'gw-b');
+    await waitTotal(page, fmt(P.totals['gw-b'].incoming));
+    const gwb = await reportTotals(page);
+    check('gw-b\'s totals', JSON.stringify(gwb) === JSON.stringify(Object.fromEntries(TOTAL_KEYS.map((k) => [k, fmt(P.totals['gw-b'][k])]))), gwb);
+    const gwbTop = await reportRows(page);
+    check('gw-b\'s top domains', JSON.stringify(sortRows(gwbTop)) === JSON.stringify(sortRows(wantRows(P.domains['gw-b']))), gwbTop);
+    check('the gateway in the address', new URL(page.url()).searchParams.get('gateway') === 'gw-b', page.url());
+    const href = await page.getAttribute('[data-test=csv]', 'href');
+    check('the CSV link has the same query', href === '/api/v1/reports/overview?period=day&gateway=gw-b&format=csv', href);
+    const csv = await downloadText(page);
+    check('the CSV download is the API\'s CSV', csv.text === P.csv_overview_gwb, csv.text.slice(0, 200));
+    check('the CSV file name', csv.name === 'overview-day-gw-b.csv', csv.name);
+    await shot(page, 'reports-overview-gwb-ja');
+
+    // a report page, all gateways again; then a period with nothing, then a custom range
+    await page.selectOption('#rep-gateway', '');
+    await waitTotal(page, fmt(P.totals[''].incoming));
+    await page.click('a.report-tab[data-report=incoming_domains]');
+    await page.waitForURL(/\/reports\/incoming_domains/);
+    await page.waitForSelector('.report-content[aria-busy=false] [data-test=report-rows]');
+    check('report title', (await page.textContent('[data-test=report-title]')) === '送信元ドメイン');
+    const rows = await reportRows(page);
+    check('the report\'s rows', JSON.stringify(sortRows(rows)) === JSON.stringify(sortRows(wantRows(P.domains['']))), rows);
+    check('the key column in Japanese', (await page.textContent('[data-test=report-rows] thead th')) === '送信元ドメイン');
+    const bars = await page.$$eval('svg[data-test=bar-chart] g[data-key]', (gs) => gs.map((g) => [g.dataset.key, g.querySelector('text.chart-value').textContent]));
+    check('the bar chart has the rows, most first', JSON.stringify(bars) === JSON.stringify(rows.map((r) => [r[0], r[1]])), bars);
+    await noMarkupRan(page, 'incoming domains');
+    await shot(page, 'reports-domains-ja');
+    await page.selectOption('#rep-period', 'prev_day');
+    await page.waitForSelector('.report-content[aria-busy=false] [data-test=report-rows] td.empty');
+    check('yesterday has nothing', (await page.textContent('[data-test=report-rows] td.empty')) === 'この期間のデータはありません。');
+    await page.selectOption('#rep-period', 'custom');
+    const [since, until] = await page.evaluate(() => {
+      const pad = (x) => String(x).padStart(2, '0');
+      const f = (d) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+      return [f(new Date(Date.now() - 3 * 3600000)), f(new Date(Date.now() + 3600000))];
+    });
+    // the end before the start: the server's 400, as it says it
+    await page.fill('#rep-since', until);
+    await page.fill('#rep-until', since);
+    await page.click('[data-test=apply]');
+    await page.waitForSelector('[data-test=report-error]');
+    const bad = await page.textContent('[data-test=report-error]');
+    check('a range that ends first is refused', bad === 'レポートを表示できませんでした: "until" must be after "since"', bad);
+    await page.fill('#rep-since', since);
+    await page.fill('#rep-until', until);
+    await page.click('[data-test=apply]');
+    await page.waitForFunction(() => document.querySelectorAll('.report-content[aria-busy=false] [data-test=report-rows] tr[data-key]').length > 0);
+    const custom = await reportRows(page);
+    check('a custom range has the rows', JSON.stringify(sortRows(custom)) === JSON.stringify(sortRows(wantRows(P.domains['']))), custom);
+    const cq = new URL(page.url()).searchParams;
+    check('the custom range in the address', cq.get('period') === 'custom' && /Z$/.test(cq.get('since')) && /Z$/.test(cq.get('until')), page.url());
+    await shot(page, 'reports-custom-ja');
+
+    // English: the overview again, and a report's CSV
+    await page.selectOption('#rep-period', 'day');
+    await page.click('a.report-tab[data-report=overview]');
+    await page.waitForURL(/\/reports\?/);
+    await setLanguage(page, 'en');
+    await waitTotal(page, fmt(P.totals[''].incoming));
+    check('page title in English', (await page.textContent('h1.page-title')) === 'Reports');
+    check('tile label in English', (await page.textContent('[data-total=rejected_connections] .report-tile-label')) === 'Rejected connections');
+    check('period names in English', (await page.textContent('#rep-period option[value=prev_month]')) === 'Last month');
+    await shot(page, 'reports-overview-en');
+    await page.click('a.report-tab[data-report=internal_users]');
+    await page.waitForSelector('.report-content[aria-busy=false] [data-test=report-rows] tr[data-key]');
+    const users = (await reportRows(page)).map((r) => r[0]).sort();
+    check('internal users', JSON.stringify(users) === JSON.stringify(P.users), users);
+    await page.click('a.report-tab[data-report=incoming_domains]');
+    await page.waitForSelector('.report-content[aria-busy=false] [data-test=report-rows] tr[data-key]');
+    const dcsv = await downloadText(page);
+    check('the report\'s CSV download', dcsv.text === P.csv_domains, dcsv.text.slice(0, 200));
+    await page.click('a.report-tab[data-report=internal_users]');
+    await page.waitForSelector('.report-content[aria-busy=false] [data-test=report-rows] tr[data-key]');
+    await shot(page, 'reports-users-en');
+  } catch (e) {
+    await shot(b.page, 'failure-' + scenario).catch(() => {});
+    throw e;
+  } finally {
+    await b.close();
+  }
+  // an operator has no Reports link, and the page is for administrators
+  const o = await launch('en-GB');
+  try {
+    await o.page.goto(BASE + '/');
+    await o.page.waitForURL(/\/login/);
+    await o.page.fill('#login-username', P.operator[0]);
+    await o.page.fill('#login-password', P.operator[1]);
+    await o.page.click('[data-test=login-submit]');
+    await o.page.waitForURL(/\/messages/);
+    check('operator has no Reports link', await o.page.locator('a.nav-link[href="/reports"]').count() === 0);
+    await o.page.goto(BASE + '/reports');
+    await o.page.waitForSelector('main p.empty');
+    check('the page is for administrators', await o.page.locator('[data-test=totals]').count() === 0);
+  } finally {
+    await o.close();
+  }
+}
+
 const SCENARIOS = {
   oidc,
   'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks,
   attachments: attachmentsAndHiddenBodies, gateways, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator,
-  totp, tracking, levels, saml,
+  totp, tracking, levels, saml, reports,
 };
 
 try {

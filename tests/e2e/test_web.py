@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import subprocess
+import time
+import urllib.parse
 
 import pytest
 
@@ -23,6 +25,7 @@ from conftest import REPO, ldap_manager
 from e2e_helpers import jis_header, stays, t, wait_for
 from gw_fixtures import make_message as gw_message
 from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
+from test_events import push, register
 
 WEB_ROOT = os.path.join(REPO, "web")
 BROWSER_DIR = os.path.join(REPO, "tests", "browser")
@@ -72,6 +75,9 @@ def test_serves_the_application_with_types_and_security_headers(start_manager):
         ("/login", "text/html; charset=utf-8", b"<div id=\"app\""),
         ("/tracking", "text/html; charset=utf-8", b"/js/app.js"),
         ("/tracking/message", "text/html; charset=utf-8", b"/js/app.js"),
+        ("/reports", "text/html; charset=utf-8", b"/js/app.js"),
+        ("/reports/incoming_domains", "text/html; charset=utf-8", b"/js/app.js"),
+        ("/js/reports.js", "text/javascript; charset=utf-8", b"createElementNS"),
         ("/app.css", "text/css; charset=utf-8", b"--brand"),
         ("/js/app.js", "text/javascript; charset=utf-8", b"import"),
         ("/favicon.svg", "image/svg+xml", b"<svg"),
@@ -704,3 +710,91 @@ def test_browser_tracking_page(start_manager, start_gateway, aio_sink):  # noqa:
                             "tracking-detail-en.png", "tracking-xss-en.png",
                             "tracking-error-ja.png", "tracking-search-en.png",
                             "tracking-forbidden-opal.png", "tracking-forbidden-taro.png"]), names
+
+
+REPORT_XSS = "<img src=x onerror=alert(1)>"
+
+
+def report_events(seq, at, msg_id, sender, rcpts, level, virus=None, total=None):
+    """One message's events as a gateway pushes them: received, verdict, reply."""
+    received = {"sender": sender, "recipients": rcpts, "client_ip": "192.0.2.7",
+                "subject": "s"}
+    if total is not None:
+        received["recipients_total"] = total
+    evs = [{"seq": seq, "at": at, "type": "received", "msg_id": msg_id, "detail": received},
+           {"seq": seq + 1, "at": at + 1, "type": "verdict", "msg_id": msg_id,
+            "detail": {"level": level, "score": 1.0}}]
+    if virus:
+        evs.append({"seq": seq + 2, "at": at + 2, "type": "virus", "msg_id": msg_id,
+                    "detail": {"name": virus}})
+    evs.append({"seq": seq + 3, "at": at + 3, "type": "reply", "msg_id": msg_id,
+                "detail": {"reply": "250 2.0.0 Ok: %s" % msg_id}})
+    return evs
+
+
+def test_browser_reports(start_manager):
+    """The admins' Reports pages on events two registered gateways pushed with known
+    numbers: the overview's totals, series and top domains exactly those, switching
+    the gateway changes them, the CSV link downloads what the API gives as CSV, a
+    report page's table and bar chart, the period picker (a period with nothing, a
+    custom range), a sender domain that is markup shown as text; ja and en."""
+    m = web_manager(start_manager)
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    add_user(m, "opal", "opal-password-1", "operator", [])
+    at = int(time.time() * 1000) - 60000
+    mail = {
+        "gw-a": [("alice@sender.test", ["u1@example.com", "u2@example.com"], "clean", None, 1200),
+                 ("spammer@spam.test", ["u1@example.com", "u3@example.com", "u4@example.com"],
+                  "spam", None, None),
+                 ("eve@evil.test", ["u1@example.com"], "clean", "Eicar-Test-Signature", None),
+                 ("x@" + REPORT_XSS, ["u2@example.com"], "suspect", None, None)],
+        "gw-b": [("alice@sender.test", ["u1@example.com"], "clean", None, None),
+                 ("spammer@spam.test", ["u5@example.com", "u6@example.com"], "spam", None,
+                  None)],
+    }
+    for i, (gw, msgs) in enumerate(sorted(mail.items())):
+        token = register(m, gw, "192.0.2.%d" % (i + 1))
+        events = []
+        for j, (sender, rcpts, level, virus, total) in enumerate(msgs):
+            events += report_events(j * 4 + 1, at + j * 10, "m-%d" % j, sender, rcpts, level,
+                                    virus, total)
+        st, doc = push(m, token, {"events": events})
+        assert st == 200 and doc["stored"] == len(events), doc
+
+    def get(name, **params):
+        st, doc = m.api("GET", "/api/v1/reports/%s?%s" % (name, urllib.parse.urlencode(params)))
+        assert st == 200, doc
+        return doc
+    wait_for(lambda: get("overview")["totals"]["incoming"] == 1208, 30, "the events counted")
+    zero = {"incoming": 0, "clean": 0, "spam": 0, "suspect": 0, "virus": 0,
+            "content_filter": 0, "rejected_connections": 0}
+    totals = {"": dict(zero, incoming=1208, clean=1201, spam=5, suspect=1, virus=1),
+              "gw-b": dict(zero, incoming=3, clean=1, spam=2)}
+    for gw, want in totals.items():
+        assert get("overview", gateway=gw)["totals"] == want, gw
+    domains = {"": [["sender.test", 1201, 1201, 0, 0, 0, 0], ["spam.test", 5, 0, 5, 0, 0, 0],
+                    ["evil.test", 1, 0, 0, 0, 1, 0], [REPORT_XSS, 1, 0, 0, 1, 0, 0]],
+               "gw-b": [["sender.test", 1, 1, 0, 0, 0, 0], ["spam.test", 2, 0, 2, 0, 0, 0]]}
+    cols = ["incoming", "clean", "spam", "suspect", "virus", "content_filter"]
+    for gw, want in domains.items():
+        got = [[r["key"]] + [r[c] for c in cols] for r in get("incoming_domains", gateway=gw)["rows"]]
+        assert sorted(got) == sorted(want), (gw, got)
+
+    def csv_of(name, **params):
+        st, _, body = m.http("GET", "/api/v1/reports/%s?%s" % (
+            name, urllib.parse.urlencode(dict(params, format="csv"))))
+        assert st == 200
+        return body.decode("utf-8")
+    series = {gw: {s["at"]: s["incoming"] for s in get("overview", gateway=gw)["series"]
+                   if s["incoming"]} for gw in totals}
+    res = run_browser("reports", m.http_url, {
+        "admin": ["admin1", "correct horse battery"], "operator": ["opal", "opal-password-1"],
+        "totals": totals, "domains": domains, "series": series, "xss": REPORT_XSS,
+        "csv_overview_gwb": csv_of("overview", period="day", gateway="gw-b"),
+        "csv_domains": csv_of("incoming_domains", period="day", limit=20),
+        "users": sorted(r["key"] for r in get("internal_users", limit=20)["rows"]),
+    })
+    names = sorted(os.path.basename(p) for p in res["screenshots"])
+    assert names == sorted(["reports-overview-ja.png", "reports-overview-gwb-ja.png",
+                            "reports-domains-ja.png", "reports-custom-ja.png",
+                            "reports-overview-en.png", "reports-users-en.png"]), names

@@ -15,6 +15,7 @@ import { renderLevels } from './levels.js';
 import { renderSettings } from './settings.js';
 import { renderQuarantines } from './quarantines.js';
 import { renderTracking, renderTrackingMessage } from './tracking.js';
+import { renderReports, REPORTS } from './reports.js';
 
 const root = document.getElementById('app');
 let pageCleanup = null;
@@ -59,6 +60,7 @@ function header(active) {
       nav.push(link('/gateways', t('nav.gateways'), active === 'gateways'));
       nav.push(link('/levels', t('nav.levels'), active === 'levels'));
       nav.push(link('/tracking', t('nav.tracking'), active === 'tracking'));
+      nav.push(link('/reports', t('nav.reports'), active === 'reports'));
       nav.push(link('/audit', t('nav.audit'), active === 'audit'));
     }
     nav.push(link('/settings', t('nav.settings'), active === 'settings'));
@@ -119,6 +121,12 @@ function route() {
   if (path === '/tracking/message') {
     const id = new URLSearchParams(location.search).get('id') || '';
     return page('tracking', (main) => renderTrackingMessage(main, id));
+  }
+  const rm = path.match(/^\/reports(?:\/([a-z_]+))?$/);
+  if (rm) {
+    if (!isAdmin()) return page('', (main) => main.append(h('p.empty', t('page.forbidden'))));
+    const report = rm[1] || 'overview';
+    if (REPORTS.includes(report) && !(rm[1] === 'overview')) return page('reports', (main) => renderReports(main, report));
   }
   if (path === '/users' || path === '/audit' || path === '/gateways' || path === '/levels') {
     if (!isAdmin()) return page('', (main) => main.append(h('p.empty', t('page.forbidden'))));
