@@ -348,20 +348,21 @@ static double pdf_tick(double max)
 	return raw <= p ? p : raw <= 2 * p ? 2 * p : raw <= 5 * p ? 5 * p : 10 * p;
 }
 
-/* The value axis of a chart from x0 (vertical: y0..y1 bottom-up) with max. */
-static double pdf_axis_max(double max)
+/* The value axis of a chart whose largest value is max: its top *amax and the step
+ * between its labels *tick, whole numbers (counts have no fractions). */
+static void pdf_axis(double max, double *amax, double *tick)
 {
 	if (max < 1)
 		max = 1;
-	double t = pdf_tick(max < 5 ? 5 : max);
-	return ceil(max / t) * t;
+	*tick = pdf_tick(max < 5 ? 5 : max); /* >= 1 */
+	*amax = ceil(max / *tick) * *tick;
 }
 
 /* The overview's chart: per bucket a bar of its classes stacked, and a legend. */
 static void pdf_series_chart(struct pdf *f)
 {
 	const struct api_report_pdf *d = f->d;
-	double x0 = MARGIN + 34, x1 = PAGE_W - MARGIN, top = f->y + 16, bot = f->y + CHART_H;
+	double x0 = MARGIN + 34, x1 = PAGE_W - MARGIN, top = f->y + 24, bot = f->y + CHART_H;
 	if (f->cr == NULL || d->n == 0) {
 		f->y += CHART_H + 30;
 		return;
@@ -374,7 +375,8 @@ static void pdf_series_chart(struct pdf *f)
 			s += (double)d->rows[i].c[pdf_stack[k].counter];
 		max = s > max ? s : max;
 	}
-	double amax = pdf_axis_max(max), tick = pdf_tick(amax);
+	double amax, tick;
+	pdf_axis(max, &amax, &tick);
 	/* the legend */
 	pdf_font(f, 8);
 	double lx = x0;
