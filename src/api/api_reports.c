@@ -28,6 +28,7 @@
 #include "http/http_server.h"
 #include "api/api.h"
 #include "api/api_read.h"
+#include "api/api_report_pdf.h"
 #include "store/store.h"
 
 #define HOUR_MS 3600000LL
@@ -201,8 +202,10 @@ int api_reports_parse(const char *report, api_reports_query_fn get, void *arg, i
 	if (v[5] != NULL) {
 		if (strcmp(v[5], "csv") == 0) {
 			out->csv = true;
+		} else if (strcmp(v[5], "pdf") == 0) {
+			out->pdf = true;
 		} else if (strcmp(v[5], "json") != 0) {
-			*err = xasprintf("\"format\" must be json or csv");
+			*err = xasprintf("\"format\" must be json, csv or pdf");
 			api_reports_params_clear(out);
 			return -EINVAL;
 		}
@@ -276,6 +279,50 @@ static void api_reports_read_free(void *arg)
 	free(r);
 }
 
+/* Reader thread: the PDF of the rows v[n] read for p (a series has a row per bucket). */
+static void api_reports_pdf(const struct api_reports_params *p, struct store_report_row *v,
+			    size_t n, struct api_read_reply *out)
+{
+	struct store_report_row *dense = NULL;
+	size_t ndense = 0;
+	if (p->report == STORE_REPORT_OVERVIEW) {
+		/* every bucket of the period, the empty ones as zeros */
+		size_t cap = 0, k = 0;
+		for (int64_t b = p->since; b < p->until; b = api_reports_next(p->gran, b))
+			cap++;
+		dense = xcalloc(cap > 0 ? cap : 1, sizeof(*dense));
+		for (int64_t b = p->since; b < p->until; b = api_reports_next(p->gran, b)) {
+			while (k < n && v[k].at < b)
+				k++;
+			dense[ndense].at = b;
+			if (k < n && v[k].at == b)
+				memcpy(dense[ndense].c, v[k].c, sizeof(dense[ndense].c));
+			ndense++;
+		}
+	}
+	struct api_report_pdf d = {.report = p->report,
+				   .period = p->period,
+				   .gran = p->gran,
+				   .since = p->since,
+				   .until = p->until,
+				   .gateway = p->gateway,
+				   .rows = dense != NULL ? dense : v,
+				   .n = dense != NULL ? ndense : n};
+	unsigned char *pdf = NULL;
+	size_t len = 0;
+	int rc = api_report_pdf_render(&d, &pdf, &len);
+	if (rc < 0) {
+		free(dense);
+		api_read_reply_error(out, 500, "the report's PDF could not be drawn");
+		return;
+	}
+	api_read_reply_bytes(out, 200, "application/pdf", pdf, len);
+	char *name = api_report_pdf_filename(&d);
+	out->disposition = xasprintf("attachment; filename=\"%s\"", name);
+	free(name);
+	free(dense);
+}
+
 /* Reader thread: the report. */
 static void api_reports_work(void *arg, struct api_read_reply *out)
 {
@@ -298,6 +345,11 @@ static void api_reports_work(void *arg, struct api_read_reply *out)
 	}
 	if (rc < 0) {
 		api_read_reply_store_error(out, "store_report_read", rc);
+		return;
+	}
+	if (p->pdf) {
+		api_reports_pdf(p, v, n, out);
+		store_report_rows_free(v, n);
 		return;
 	}
 	const char *report = store_report_names[p->report];

@@ -2,9 +2,9 @@
  * api_reports — the reports of gateways' traffic for administrators
  * (docs/openapi.yaml, tag reports): GET /api/v1/reports/{report} reads the
  * reporting rollups (store_report_read) for a period, per gateway or all, as
- * JSON or CSV. The query string is read by api_reports_parse (no I/O); the store
- * is read on a reader thread. An extension of the API core: the daemon adds it
- * with api_reports_register.
+ * JSON, CSV or PDF (api_report_pdf.h). The query string is read by api_reports_parse (no I/O); the
+ * store is read on a reader thread. An extension of the API core: the daemon adds it with
+ * api_reports_register.
  *
  * Only administrators read reports: they cross every gateway and name senders
  * and recipients, which neither an end user's nor a scoped operator's view
@@ -36,6 +36,7 @@ struct api_reports_params {
 	char *gateway;	      /* NULL: all */
 	size_t limit;
 	bool csv;
+	bool pdf;
 };
 
 /*

@@ -253,7 +253,7 @@ BAD = [
     ("incoming_ips?period=day&limit=0", '"limit" must be a number from 1 to 1000'),
     ("incoming_ips?period=day&limit=1001", '"limit" must be a number from 1 to 1000'),
     ("overview?gateway=bad%20name", '"gateway" is not a gateway name'),
-    ("overview?format=pdf", '"format" must be json or csv'),
+    ("overview?format=xlsx", '"format" must be json, csv or pdf'),
     ("overview?period=day&period=week", 'query parameter "period" given more than once'),
 ]
 
