@@ -1590,11 +1590,11 @@ async function reportRows(page) {
     [tr.querySelector('th').textContent, ...[...tr.querySelectorAll('td')].map((td) => td.textContent)]));
 }
 
-async function downloadText(page) {
-  const [dl] = await Promise.all([page.waitForEvent('download'), page.click('[data-test=csv]')]);
+async function downloadText(page, which = 'csv') {
+  const [dl] = await Promise.all([page.waitForEvent('download'), page.click(`[data-test=${which}]`)]);
   const path = await dl.path();
   const { readFileSync } = await import('node:fs');
-  return { name: dl.suggestedFilename(), text: readFileSync(path, 'utf-8') };
+  return { name: dl.suggestedFilename(), text: readFileSync(path, 'latin1') };
 }
 
 function wantRows(rows) {
@@ -1652,6 +1652,11 @@ async function reports() {
     const csv = await downloadText(page);
     check('the CSV download is the API\'s CSV', csv.text === P.csv_overview_gwb, csv.text.slice(0, 200));
     check('the CSV file name', csv.name === 'overview-day-gw-b.csv', csv.name);
+    const pdfHref = await page.getAttribute('[data-test=pdf]', 'href');
+    check('the PDF link has the same query', pdfHref === '/api/v1/reports/overview?period=day&gateway=gw-b&format=pdf', pdfHref);
+    const pdf = await downloadText(page, 'pdf');
+    check('the PDF download is a PDF', pdf.text.startsWith('%PDF-'), pdf.text.slice(0, 20));
+    check('the PDF file name', /^lazaret-overview-day-gw-b-\d{8}\.pdf$/.test(pdf.name), pdf.name);
     await shot(page, 'reports-overview-gwb-ja');
 
     // a report page, all gateways again; then a period with nothing, then a custom range

@@ -149,6 +149,7 @@ export function renderReports(main, report) {
   const st = readState();
   const content = h('div.report-content', { 'aria-live': 'polite', 'aria-busy': 'true' });
   const csv = h('a.btn.btn-small', { 'data-test': 'csv' }, t('rep.csv'));
+  const pdf = h('a.btn.btn-small', { 'data-test': 'pdf' }, t('rep.pdf'));
 
   const period = h('select.input', { id: 'rep-period', 'data-test': 'period' },
     PERIODS.map((p) => h('option', { value: p, selected: p === st.period }, t('rep.period.' + p))));
@@ -170,7 +171,7 @@ export function renderReports(main, report) {
   h('label.field.field-compact', { for: 'rep-period' }, h('span.field-label', t('rep.period')), period),
   customFields,
   h('label.field.field-compact', { for: 'rep-gateway' }, h('span.field-label', t('rep.gateway')), gateway),
-  h('div.report-csv', csv));
+  h('div.report-csv', csv, ' ', pdf));
 
   period.addEventListener('change', () => {
     customFields.hidden = period.value !== 'custom';
@@ -228,6 +229,8 @@ export function renderReports(main, report) {
     const extra = report === 'overview' ? {} : { limit: 20 };
     csv.href = '/api/v1/reports/' + report + apiQuery(st, { ...extra, format: 'csv' });
     csv.setAttribute('download', report + '-' + st.period + (st.gateway ? '-' + st.gateway : '') + '.csv');
+    // the server names the PDF (Content-Disposition)
+    pdf.href = '/api/v1/reports/' + report + apiQuery(st, { ...extra, format: 'pdf' });
     try {
       const doc = await api('GET', '/api/v1/reports/' + report + apiQuery(st, extra));
       const top = report === 'overview'
