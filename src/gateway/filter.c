@@ -1585,6 +1585,19 @@ int filter_set_check_quarantines(const struct filter_set *fs, bool (*ok)(const c
 	return 0;
 }
 
+void filter_set_each_quarantine(const struct filter_set *fs,
+				void (*fn)(const char *name, void *arg), void *arg)
+{
+	for (size_t i = 0; i < fs->nfilters; i++) {
+		const struct filter *f = &fs->filters[i];
+		const struct action_list *lists[] = {&f->then_actions, &f->else_actions};
+		for (size_t l = 0; l < 2; l++)
+			for (size_t k = 0; k < lists[l]->n; k++)
+				if (lists[l]->v[k].kind == FILTER_ACTION_QUARANTINE)
+					fn(lists[l]->v[k].arg, arg);
+	}
+}
+
 /* The longest version text of an outbreak rules file: it is logged and shown. */
 #define FILTER_VERSION_MAX 64
 

@@ -47,6 +47,9 @@ void filter_set_free(struct filter_set *fs);
  */
 int filter_set_check_quarantines(const struct filter_set *fs, bool (*ok)(const char *name),
 				 const char **bad_name, const char **filter_name, int *line);
+/* Calls fn with every quarantine("Name") of fs, in order (a name may come twice). */
+void filter_set_each_quarantine(const struct filter_set *fs,
+				void (*fn)(const char *name, void *arg), void *arg);
 /* The number of filters. */
 size_t filter_set_count(const struct filter_set *fs);
 

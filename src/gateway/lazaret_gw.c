@@ -619,6 +619,32 @@ static void gw_central_probe_run(void *arg)
 	free(mj);
 }
 
+/*
+ * PV8: with [centralized_pvo] off, the local Virus, Outbreak and Unclassified
+ * quarantines and every one a content filter or outbreak rule names exist (with
+ * their default settings: the expiry is [quarantines] delete_after), also before
+ * they take their first message — after centralization is turned off too.
+ */
+static void gw_local_quarantine_ensure(const char *name, void *arg)
+{
+	struct gw *gw = arg;
+	struct store_quarantine_settings q = {.name = name, .default_action = "delete"};
+	int rc = store_quarantine_put(gw->st, &q, true, clock_now_ms());
+	char quoted[160];
+	if (rc == 0)
+		log_info("gw.local_quarantine_created", "name=%s",
+			 log_quote(quoted, sizeof(quoted), name));
+	else if (rc != -EEXIST)
+		log_error("gw.local_quarantine_failed", "name=%s error=\"%s\"",
+			  log_quote(quoted, sizeof(quoted), name), strerror(-rc));
+}
+
+static void gw_local_quarantines_ensure(struct gw *gw)
+{
+	if (gw->rules->central_hostport == NULL)
+		pipeline_rules_each_pvo_quarantine(gw->rules, gw_local_quarantine_ensure, gw);
+}
+
 static void gw_central_probe_now(struct gw *gw)
 {
 	if (gw->rules->central_hostport == NULL)
@@ -839,6 +865,7 @@ static void gw_reload_now(struct gw *gw, bool pull)
 	/* the name, group, cluster or what is centralized may have changed: say so now */
 	gw_hello_now(gw);
 	gw_central_probe_now(gw);
+	gw_local_quarantines_ensure(gw);
 	if (pull)
 		gw_managed_now(gw);
 }
@@ -976,6 +1003,7 @@ static int gw_start(struct gw *gw)
 	gw_arm(gw->hello_timer, cfg->hello_interval_ms);
 	gw_hello_now(gw);
 	gw_central_probe_now(gw);
+	gw_local_quarantines_ensure(gw);
 	gw->managed_timer = event_new(gw->base, -1, EV_PERSIST, gw_managed_tick, gw);
 	if (cfg->managed)
 		gw_arm(gw->managed_timer, cfg->managed_sync_interval_ms);

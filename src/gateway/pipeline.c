@@ -157,6 +157,18 @@ void pipeline_rules_unref(struct pipeline_rules *r)
 	free(r);
 }
 
+void pipeline_rules_each_pvo_quarantine(const struct pipeline_rules *r,
+					void (*fn)(const char *name, void *arg), void *arg)
+{
+	fn(PIPELINE_Q_VIRUS, arg);
+	fn(PIPELINE_Q_OUTBREAK, arg);
+	fn(PIPELINE_Q_UNCLASSIFIED, arg);
+	if (r->filters != NULL)
+		filter_set_each_quarantine(r->filters, fn, arg);
+	if (r->outbreak != NULL)
+		filter_set_each_quarantine(r->outbreak, fn, arg);
+}
+
 /* ---- one message ---- */
 
 struct pl {

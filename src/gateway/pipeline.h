@@ -53,6 +53,14 @@ struct pipeline_rules *pipeline_rules_ref(struct pipeline_rules *r);
 /* Drops a reference; the last one frees. NULL is a no-op. */
 void pipeline_rules_unref(struct pipeline_rules *r);
 
+/*
+ * Calls fn with the name of every local quarantine r can put mail into besides
+ * spam: Virus, Outbreak, Unclassified, then each one a content filter or outbreak
+ * rule names (a name may come twice).
+ */
+void pipeline_rules_each_pvo_quarantine(const struct pipeline_rules *r,
+					void (*fn)(const char *name, void *arg), void *arg);
+
 /* One message to judge. Strings are borrowed for the duration of pipeline_run. */
 struct pipeline_job {
 	const struct pipeline_rules *rules;

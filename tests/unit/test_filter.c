@@ -1148,19 +1148,51 @@ static void test_sample_file(void **state)
 	free(path);
 }
 
+/* filter_set_each_quarantine: every quarantine("Name"), then and else, in order. */
+struct names {
+	char text[256];
+};
+
+static void add_name(const char *name, void *arg)
+{
+	struct names *n = arg;
+	size_t len = strlen(n->text);
+	snprintf(n->text + len, sizeof(n->text) - len, "%s|", name);
+}
+
+static void test_each_quarantine(void **state)
+{
+	(void)state;
+	struct filter_set *fs =
+	    parse_ok("a: if subject == \"x\" { insert-header(\"X-A\", \"1\"); quarantine(\"Q1\"); "
+		     "} else { quarantine(\"請求書\"); }\n"
+		     "b: if size > 1 { drop; }\n"
+		     "c: if size < 1 { } else { quarantine(\"Q1\"); }\n");
+	struct names n = {{0}};
+	filter_set_each_quarantine(fs, add_name, &n);
+	assert_string_equal(n.text, "Q1|請求書|Q1|");
+	filter_set_free(fs);
+	fs = parse_ok("b: if size > 1 { drop; }\n");
+	n.text[0] = '\0';
+	filter_set_each_quarantine(fs, add_name, &n);
+	assert_string_equal(n.text, "");
+	filter_set_free(fs);
+}
+
 int main(void)
 {
 	msgmeta_init();
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_errors),   cmocka_unit_test(test_strings_and_comments),
-	    cmocka_unit_test(test_pattern_sizes),  cmocka_unit_test(test_conditions),
-	    cmocka_unit_test(test_japanese),	   cmocka_unit_test(test_missing_values),
-	    cmocka_unit_test(test_precedence),	   cmocka_unit_test(test_actions_final_and_else),
-	    cmocka_unit_test(test_nesting_limit),  cmocka_unit_test(test_long_chains),
-	    cmocka_unit_test(test_file_limits),	   cmocka_unit_test(test_hostile_messages),
-	    cmocka_unit_test(test_evasion_names),  cmocka_unit_test(test_evasion_long_values),
-	    cmocka_unit_test(test_evasion_budget), cmocka_unit_test(test_evasion_structure),
-	    cmocka_unit_test(test_load_files),	   cmocka_unit_test(test_sample_file),
+	    cmocka_unit_test(test_parse_errors),    cmocka_unit_test(test_strings_and_comments),
+	    cmocka_unit_test(test_pattern_sizes),   cmocka_unit_test(test_conditions),
+	    cmocka_unit_test(test_japanese),	    cmocka_unit_test(test_missing_values),
+	    cmocka_unit_test(test_precedence),	    cmocka_unit_test(test_actions_final_and_else),
+	    cmocka_unit_test(test_nesting_limit),   cmocka_unit_test(test_long_chains),
+	    cmocka_unit_test(test_file_limits),	    cmocka_unit_test(test_hostile_messages),
+	    cmocka_unit_test(test_evasion_names),   cmocka_unit_test(test_evasion_long_values),
+	    cmocka_unit_test(test_evasion_budget),  cmocka_unit_test(test_evasion_structure),
+	    cmocka_unit_test(test_load_files),	    cmocka_unit_test(test_sample_file),
+	    cmocka_unit_test(test_each_quarantine),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
