@@ -991,6 +991,14 @@ int store_gateway_set_levels(struct store *st, const char *name, const char *gro
 			     const char *cluster);
 /* What a registered gateway says it runs with (STORE_CENTRAL_* bits). -ENOENT. */
 int store_gateway_set_central(struct store *st, const char *name, unsigned central);
+/*
+ * Records version (1 to STORE_GATEWAY_VERSION_MAX printable ASCII characters) as
+ * the outbreak rules version registered gateway name last said. *changed: it had
+ * said another one before (the first one said is only recorded). Of two managers
+ * told the same change at once, one sees it changed. -ENOENT, -EINVAL.
+ */
+int store_gateway_outbreak_version(struct store *st, const char *name, const char *version,
+				   bool *changed);
 
 /* --- centralization levels (store_levels.c, store_pg_levels.c) --------------- */
 
