@@ -735,7 +735,8 @@ struct store_pvo_overflow {
 };
 /*
  * When the held PVO bytes exceed max_bytes: the at most batch oldest held
- * memberships (by entered_at) of quarantines that are not overflow_exempt get
+ * memberships (by entered_at; of the outbreak quarantine, PV10, as many as by age
+ * but those closest to expiry) of quarantines that are not overflow_exempt get
  * their quarantine's default_action, as the actions on memberships do (a message
  * released from its last held quarantine is delivered; deleted from one, never),
  * each with an audit row (actor "system", action "pvo_overflow_release" or
