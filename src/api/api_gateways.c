@@ -37,6 +37,7 @@
 #include "api/api_levels.h"
 #include "api/api_read.h"
 #include "api/auth.h"
+#include "quarantine/release.h"
 #include "store/store.h"
 
 struct api_gateways {
@@ -201,8 +202,8 @@ int api_gateways_parse_new(const json_t *body, struct api_gateways_new *out, cha
 
 int api_gateways_parse_hello(const json_t *body, struct api_gateways_hello *out, char **err)
 {
-	static const char *const allowed[] = {"name",	 "version",	"group",
-					      "cluster", "centralized", NULL};
+	static const char *const allowed[] = {
+	    "name", "version", "group", "cluster", "centralized", "outbreak_rules_version", NULL};
 	memset(out, 0, sizeof(*out));
 	out->central = -1;
 	*err = NULL;
@@ -240,6 +241,19 @@ int api_gateways_parse_hello(const json_t *body, struct api_gateways_hello *out,
 	}
 	if (rc == 0)
 		rc = api_gateways_level(body, "group", &out->group, err);
+	if (rc == 0) {
+		rc = http_json_get_string(body, "outbreak_rules_version", &out->outbreak_version,
+					  err);
+		if (rc == -ENOENT) {
+			out->outbreak_version = NULL;
+			rc = 0;
+		} else if (rc == 0 && !store_gateway_version_ok(out->outbreak_version)) {
+			*err = xasprintf("\"outbreak_rules_version\" must be 1 to %d printable "
+					 "ASCII characters",
+					 STORE_GATEWAY_VERSION_MAX);
+			rc = -EINVAL;
+		}
+	}
 	if (rc == 0)
 		rc = api_gateways_level(body, "cluster", &out->cluster, err);
 	return rc < 0 ? -EINVAL : 0;
@@ -627,6 +641,44 @@ static void api_gateways_hello_pending(struct api_gateways *gw, struct http_serv
 	}
 }
 
+/*
+ * PV4, PV10: the manager has no scanning engine. When a gateway says another
+ * version of its outbreak rules than it said before, every message still held in
+ * the Outbreak quarantine that this gateway put there is released back to it
+ * marked rescan=yes: it scans it again with its new rules and delivers what comes
+ * back clean; what still matches comes back into the Outbreak quarantine.
+ */
+static void api_gateways_outbreak_rescan(struct api *a, const struct store_gateway *g,
+					 const char *version)
+{
+	char q[300], v[300];
+	bool changed = false;
+	int rc = store_gateway_outbreak_version(api_store(a), g->name, version, &changed);
+	if (rc < 0) {
+		log_warn("api.outbreak_version_failed", "gateway=%s error=%s",
+			 log_quote(q, sizeof(q), g->name), strerror(-rc));
+		return;
+	}
+	if (!changed)
+		return;
+	struct store_filter f = {.quarantine = "outbreak", .gateway = g->name};
+	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "outbreak"};
+	uint64_t released = 0, queued = 0;
+	rc = store_pvo_act_matching(api_store(a), &f, &r, clock_now_ms(), &released, &queued);
+	if (queued > 0)
+		release_kick(api_release(a));
+	if (rc < 0)
+		log_warn("api.outbreak_rescan_failed",
+			 "gateway=%s rules_version=%s released=%llu error=%s",
+			 log_quote(q, sizeof(q), g->name), log_quote(v, sizeof(v), version),
+			 (unsigned long long)released, strerror(-rc));
+	else
+		log_info("api.outbreak_rescan",
+			 "gateway=%s rules_version=%s released=%llu queued=%llu",
+			 log_quote(q, sizeof(q), g->name), log_quote(v, sizeof(v), version),
+			 (unsigned long long)released, (unsigned long long)queued);
+}
+
 static void api_gateways_hello(struct http_server_request *req, void *arg)
 {
 	struct api_gateways *gw = arg;
@@ -710,6 +762,8 @@ static void api_gateways_hello(struct http_server_request *req, void *arg)
 			g->central = (unsigned)h.central;
 		}
 	}
+	if (h.outbreak_version != NULL)
+		api_gateways_outbreak_rescan(a, g, h.outbreak_version);
 	g->last_seen = now > g->last_seen ? now : g->last_seen;
 	if (h.version != NULL) {
 		free(g->version);

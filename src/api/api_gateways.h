@@ -77,7 +77,8 @@ struct api_gateways_hello {
 	const char *version; /* NULL: not said */
 	const char *group;
 	const char *cluster;
-	int central; /* "centralized" as STORE_CENTRAL_* bits; -1: not said */
+	int central;		      /* "centralized" as STORE_CENTRAL_* bits; -1: not said */
+	const char *outbreak_version; /* "outbreak_rules_version"; NULL: not said */
 };
 /*
  * Checks a registration body (a JSON object): 0 with *out, or -EINVAL with *err a

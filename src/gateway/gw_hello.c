@@ -31,7 +31,7 @@ void gw_hello_answer_clear(struct gw_hello_answer *a)
 }
 
 char *gw_hello_body(const char *name, const char *version, const char *group, const char *cluster,
-		    int central)
+		    int central, const char *outbreak_version)
 {
 	json_t *o = json_object();
 	if (o == NULL || json_object_set_new(o, "name", json_string(name)) != 0)
@@ -47,6 +47,8 @@ char *gw_hello_body(const char *name, const char *version, const char *group, co
 				    json_pack("{s:b,s:b,s:b}", "pvo", (central & 1) != 0,
 					      "reporting", (central & 2) != 0, "tracking",
 					      (central & 4) != 0));
+	if (outbreak_version != NULL)
+		json_object_set_new(o, "outbreak_rules_version", json_string(outbreak_version));
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (text == NULL)

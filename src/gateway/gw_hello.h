@@ -30,10 +30,12 @@ void gw_hello_answer_clear(struct gw_hello_answer *a);
 /*
  * The request body: a new JSON text (caller frees). group, cluster, version may be
  * NULL. central: what the gateway runs with, "centralized" {pvo (1), reporting (2),
- * tracking (4)} as bits (STORE_CENTRAL_*), or -1 to say nothing.
+ * tracking (4)} as bits (STORE_CENTRAL_*), or -1 to say nothing. outbreak_version:
+ * the version line of its outbreak rules ("outbreak_rules_version"; a change makes
+ * the manager send its Outbreak quarantine back for rescanning), or NULL.
  */
 char *gw_hello_body(const char *name, const char *version, const char *group, const char *cluster,
-		    int central);
+		    int central, const char *outbreak_version);
 /*
  * Reads the manager's answer (status, then len bytes of body) into *out: 0 for a
  * 200 with a registry entry {"gateway": {"name": ..., "state": ..., ...}}; -EACCES

@@ -477,7 +477,8 @@ static void gw_hello_run(void *arg)
 			central |= STORE_CENTRAL_REPORTING;
 	}
 	char *body =
-	    gw_hello_body(cfg->name, LAZARET_VERSION, cfg->group, cfg->cluster, (int)central);
+	    gw_hello_body(cfg->name, LAZARET_VERSION, cfg->group, cfg->cluster, (int)central,
+			  mj->rules->outbreak != NULL ? mj->rules->outbreak_version : NULL);
 	struct gw_hello_answer ans;
 	int rc = gw_hello_send(cfg->api_url, cfg->api_token, cfg->api_ca, body, GW_HELLO_TIMEOUT_MS,
 			       &ans);

@@ -1272,6 +1272,20 @@ int store_gateway_set_central(struct store *st, const char *name, unsigned centr
 	    central & (STORE_CENTRAL_PVO | STORE_CENTRAL_REPORTING | STORE_CENTRAL_TRACKING));
 }
 
+int store_gateway_outbreak_version(struct store *st, const char *name, const char *version,
+				   bool *changed)
+{
+	*changed = false;
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->gateway_outbreak_version == NULL)
+		return -ENOSYS;
+	if (version == NULL || !store_gateway_version_ok(version))
+		return -EINVAL;
+	if (!store_gateway_name_ok(name))
+		return -ENOENT;
+	return ops->gateway_outbreak_version(st, name, version, changed);
+}
+
 int store_gateway_set_levels(struct store *st, const char *name, const char *group,
 			     const char *cluster)
 {

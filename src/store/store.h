@@ -735,7 +735,8 @@ struct store_pvo_overflow {
 };
 /*
  * When the held PVO bytes exceed max_bytes: the at most batch oldest held
- * memberships (by entered_at) of quarantines that are not overflow_exempt get
+ * memberships (by entered_at; of the outbreak quarantine, PV10, as many as by age
+ * but those closest to expiry) of quarantines that are not overflow_exempt get
  * their quarantine's default_action, as the actions on memberships do (a message
  * released from its last held quarantine is delivered; deleted from one, never),
  * each with an audit row (actor "system", action "pvo_overflow_release" or
@@ -991,6 +992,14 @@ int store_gateway_set_levels(struct store *st, const char *name, const char *gro
 			     const char *cluster);
 /* What a registered gateway says it runs with (STORE_CENTRAL_* bits). -ENOENT. */
 int store_gateway_set_central(struct store *st, const char *name, unsigned central);
+/*
+ * Records version (1 to STORE_GATEWAY_VERSION_MAX printable ASCII characters) as
+ * the outbreak rules version registered gateway name last said. *changed: it had
+ * said another one before (the first one said is only recorded). Of two managers
+ * told the same change at once, one sees it changed. -ENOENT, -EINVAL.
+ */
+int store_gateway_outbreak_version(struct store *st, const char *name, const char *version,
+				   bool *changed);
 
 /* --- centralization levels (store_levels.c, store_pg_levels.c) --------------- */
 

@@ -57,12 +57,24 @@ int store_sqlite_pvo_usage(struct store *st, struct store_pvo_usage *out)
 
 /* The quarantines the sweep may act in, with the action it takes there. */
 static const char sql_overflow_quarantines[] =
-    "SELECT name, default_action = 'release' FROM quarantines"
+    "SELECT name, default_action = 'release', type = 'outbreak' FROM quarantines"
     " WHERE type IN ('policy', 'virus', 'outbreak', 'unclassified') AND overflow_exempt = 0";
 /* One quarantine's oldest held memberships (memberships_oldest). */
 static const char sql_overflow_oldest[] =
     "SELECT msg_id, entered_at FROM memberships WHERE quarantine = ?1 AND state = 0"
     " ORDER BY entered_at, msg_id LIMIT ?2";
+/*
+ * The Outbreak quarantine (PV10): as many as by age, the n-th oldest's place in
+ * the batch going to the n-th closest to expiry.
+ */
+static const char sql_overflow_expiring[] =
+    "WITH a AS (SELECT entered_at, row_number() OVER (ORDER BY entered_at, msg_id) AS n"
+    "  FROM memberships WHERE quarantine = ?1 AND state = 0"
+    "  ORDER BY entered_at, msg_id LIMIT ?2),"
+    " e AS (SELECT msg_id, row_number() OVER (ORDER BY expires_at, msg_id) AS n"
+    "  FROM memberships WHERE quarantine = ?1 AND state = 0"
+    "  ORDER BY expires_at, msg_id LIMIT ?2)"
+    " SELECT e.msg_id, a.entered_at FROM e JOIN a ON a.n = e.n ORDER BY e.n";
 static const char sql_overflow_bytes[] =
     "SELECT bytes FROM quarantines WHERE name = '" STORE_PVO_MARKER "'";
 static const char sql_overflow_audit[] =
@@ -71,7 +83,8 @@ static const char sql_overflow_audit[] =
 struct store_overflow_pick {
 	char *msg_id;
 	int64_t entered_at;
-	size_t q; /* index into the quarantines */
+	size_t q;    /* index into the quarantines */
+	size_t rank; /* its place in its quarantine's picks */
 };
 
 static int store_overflow_pick_cmp(const void *a, const void *b)
@@ -79,12 +92,15 @@ static int store_overflow_pick_cmp(const void *a, const void *b)
 	const struct store_overflow_pick *x = a, *y = b;
 	if (x->entered_at != y->entered_at)
 		return x->entered_at < y->entered_at ? -1 : 1;
+	if (x->q == y->q)
+		return x->rank < y->rank ? -1 : x->rank > y->rank;
 	return strcmp(x->msg_id, y->msg_id);
 }
 
 struct store_overflow_quarantine {
 	char *name;
-	bool release; /* its default_action */
+	bool release;	/* its default_action */
+	bool by_expiry; /* the Outbreak quarantine: closest to expiry first */
 };
 
 /* The batch oldest held memberships of the non-exempt quarantines, oldest first. */
@@ -100,6 +116,7 @@ static int store_overflow_picks(struct store_conn *c, size_t batch,
 		*qs = xreallocarray(*qs, *nq + 1, sizeof(**qs));
 		(*qs)[*nq].name = store_int_col_dup(s, 0);
 		(*qs)[*nq].release = sqlite3_column_int(s, 1) != 0;
+		(*qs)[*nq].by_expiry = sqlite3_column_int(s, 2) != 0;
 		(*nq)++;
 	}
 	sqlite3_reset(s);
@@ -108,16 +125,19 @@ static int store_overflow_picks(struct store_conn *c, size_t batch,
 		return -EIO;
 	}
 	for (size_t q = 0; q < *nq; q++) {
-		if ((s = store_int_stmt(c, sql_overflow_oldest)) == NULL)
+		if ((s = store_int_stmt(c, (*qs)[q].by_expiry ? sql_overflow_expiring
+							      : sql_overflow_oldest)) == NULL)
 			return -EIO;
 		sqlite3_bind_text(s, 1, (*qs)[q].name, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, (sqlite3_int64)batch);
+		size_t rank = 0;
 		while ((r = sqlite3_step(s)) == SQLITE_ROW) {
 			*picks = xreallocarray(*picks, *npicks + 1, sizeof(**picks));
 			(*picks)[*npicks] = (struct store_overflow_pick){
 			    .msg_id = store_int_col_dup(s, 0),
 			    .entered_at = sqlite3_column_int64(s, 1),
 			    .q = q,
+			    .rank = rank++,
 			};
 			(*npicks)++;
 		}

@@ -148,6 +148,60 @@ int store_sqlite_gateway_set_central(struct store *st, const char *name, unsigne
 	return store_int_run_job(st, store_gateway_central_job, &a);
 }
 
+struct store_levels_outbreak {
+	const char *name, *version;
+	bool *changed;
+};
+
+/* Runs sql (?1 name, ?2 version): the rows it changed, or -EIO. */
+static int store_gateway_outbreak_step(struct store_conn *c, const char *sql,
+				       const struct store_levels_outbreak *a)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(store_int_db(c), sql, -1, &s, NULL) != SQLITE_OK)
+		return store_levels_fail(c, "gateway_outbreak_version");
+	sqlite3_bind_text(s, 1, a->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, a->version, -1, SQLITE_STATIC);
+	int step = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (step != SQLITE_DONE)
+		return store_levels_fail(c, "gateway_outbreak_version");
+	return sqlite3_changes(store_int_db(c));
+}
+
+static int store_gateway_outbreak_job(struct store *st, struct store_conn *c, void *arg)
+{
+	const struct store_levels_outbreak *a = arg;
+	int n = store_gateway_outbreak_step(
+	    c,
+	    "UPDATE gateways SET outbreak_version = ?2 WHERE name = ?1 AND state = 'registered'"
+	    " AND outbreak_version IS NOT NULL AND outbreak_version IS NOT ?2",
+	    a);
+	if (n < 0)
+		return n;
+	*a->changed = n > 0;
+	if (n > 0)
+		return 0;
+	n = store_gateway_outbreak_step(c,
+					"UPDATE gateways SET outbreak_version = ?2 WHERE name = ?1"
+					" AND state = 'registered' AND outbreak_version IS NULL",
+					a);
+	if (n != 0)
+		return n < 0 ? n : 0;
+	n = store_gateway_outbreak_step(c,
+					"UPDATE gateways SET outbreak_version = ?2 WHERE name = ?1"
+					" AND state = 'registered'",
+					a);
+	return n < 0 ? n : n > 0 ? 0 : -ENOENT;
+}
+
+int store_sqlite_gateway_outbreak_version(struct store *st, const char *name, const char *version,
+					  bool *changed)
+{
+	struct store_levels_outbreak a = {name, version, changed};
+	return store_int_run_job(st, store_gateway_outbreak_job, &a);
+}
+
 struct store_levels_membership {
 	const char *name, *group, *cluster;
 };

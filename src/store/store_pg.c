@@ -769,6 +769,11 @@ static const char *const store_pg_migrations[] = {
     "  updated_at bigint NOT NULL);"
     "CREATE UNIQUE INDEX levels_key ON levels(level, lower(name));"
     "ALTER TABLE gateways ADD COLUMN central integer NOT NULL DEFAULT 0;",
+    /*
+     * the version of its outbreak rules a gateway last said in its hello (NULL:
+     * none said yet); a change sends its Outbreak messages back for rescanning
+     */
+    "ALTER TABLE gateways ADD COLUMN outbreak_version text;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3592,6 +3597,7 @@ const struct store_ops store_pg_ops = {
     .gateway_remove = store_pg_gateway_remove,
     .gateway_touch = store_pg_gateway_touch,
     .gateway_set_central = store_pg_gateway_set_central,
+    .gateway_outbreak_version = store_pg_gateway_outbreak_version,
     .gateway_set_levels = store_pg_gateway_set_levels,
     .level_list = store_pg_level_list,
     .level_put = store_pg_level_put,

@@ -47,17 +47,30 @@ int store_pg_pvo_usage(struct store *s, struct store_pvo_usage *out)
 
 /* The quarantines the sweep may act in, with the action it takes there. */
 static const char sql_overflow_quarantines[] =
-    "SELECT name, (default_action = 'release')::int FROM quarantines"
+    "SELECT name, (default_action = 'release')::int, (type = 'outbreak')::int FROM quarantines"
     " WHERE type IN ('policy', 'virus', 'outbreak', 'unclassified') AND NOT overflow_exempt";
 /* One quarantine's oldest held memberships (memberships_oldest, every day's). */
 static const char sql_overflow_oldest[] =
     "SELECT msg_id, entered_at FROM memberships WHERE quarantine = $1 AND state = 0"
     " ORDER BY entered_at, msg_id LIMIT $2";
+/*
+ * The Outbreak quarantine (PV10): as many as by age, the n-th oldest's place in
+ * the batch going to the n-th closest to expiry.
+ */
+static const char sql_overflow_expiring[] =
+    "WITH a AS (SELECT entered_at, row_number() OVER (ORDER BY entered_at, msg_id) AS n"
+    "  FROM memberships WHERE quarantine = $1 AND state = 0"
+    "  ORDER BY entered_at, msg_id LIMIT $2),"
+    " e AS (SELECT msg_id, row_number() OVER (ORDER BY expires_at, msg_id) AS n"
+    "  FROM memberships WHERE quarantine = $1 AND state = 0"
+    "  ORDER BY expires_at, msg_id LIMIT $2)"
+    " SELECT e.msg_id, a.entered_at FROM e JOIN a ON a.n = e.n ORDER BY e.n";
 
 struct store_pg_overflow_pick {
 	char *msg_id;
 	int64_t entered_at;
-	int q; /* row of the quarantines' result */
+	int q;	     /* row of the quarantines' result */
+	size_t rank; /* its place in its quarantine's picks */
 };
 
 static int store_pg_overflow_pick_cmp(const void *a, const void *b)
@@ -65,6 +78,8 @@ static int store_pg_overflow_pick_cmp(const void *a, const void *b)
 	const struct store_pg_overflow_pick *x = a, *y = b;
 	if (x->entered_at != y->entered_at)
 		return x->entered_at < y->entered_at ? -1 : 1;
+	if (x->q == y->q)
+		return x->rank < y->rank ? -1 : x->rank > y->rank;
 	return strcmp(x->msg_id, y->msg_id);
 }
 
@@ -132,7 +147,10 @@ static int store_pg_overflow_tx(struct store_pg *st, PGconn *c, void *arg)
 		struct store_pg_params p = {0};
 		store_pg_text(&p, PQgetvalue(qs, q, 0));
 		store_pg_int(&p, (int64_t)a->batch);
-		PGresult *r = store_pg_exec(c, "overflow_oldest", sql_overflow_oldest, &p, false);
+		bool by_expiry = strcmp(PQgetvalue(qs, q, 2), "1") == 0;
+		PGresult *r = store_pg_exec(c, "overflow_oldest",
+					    by_expiry ? sql_overflow_expiring : sql_overflow_oldest,
+					    &p, false);
 		store_pg_params_clear(&p);
 		if (r == NULL) {
 			rc = -EIO;
@@ -144,6 +162,7 @@ static int store_pg_overflow_tx(struct store_pg *st, PGconn *c, void *arg)
 			    .msg_id = store_pg_dup(r, k, 0),
 			    .entered_at = store_pg_i64(r, k, 1),
 			    .q = q,
+			    .rank = (size_t)k,
 			};
 		}
 		PQclear(r);

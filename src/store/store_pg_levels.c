@@ -119,6 +119,41 @@ int store_pg_gateway_set_central(struct store *st, const char *name, unsigned ce
 	return store_pg_tx(store_pg_of(st), store_pg_gateway_central_tx, &a);
 }
 
+struct store_pg_levels_outbreak {
+	const char *name, *version;
+	bool *changed;
+};
+
+static int store_pg_gateway_outbreak_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	const struct store_pg_levels_outbreak *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, a->name);
+	store_pg_text(&p, a->version);
+	uint64_t changed = 0, set = 0;
+	/* the row lock orders two managers: the second finds the version already set */
+	int rc = store_pg_do(c, "gateway_outbreak_version",
+			     "UPDATE gateways SET outbreak_version = $2"
+			     " WHERE lower(name) = lower($1) AND state = 'registered'"
+			     " AND outbreak_version IS NOT NULL AND outbreak_version <> $2",
+			     &p, &changed);
+	if (rc >= 0 && changed == 0)
+		rc = store_pg_do(c, "gateway_outbreak_version",
+				 "UPDATE gateways SET outbreak_version = $2"
+				 " WHERE lower(name) = lower($1) AND state = 'registered'",
+				 &p, &set);
+	store_pg_params_clear(&p);
+	*a->changed = changed > 0;
+	return rc < 0 ? rc : changed + set > 0 ? 0 : -ENOENT;
+}
+
+int store_pg_gateway_outbreak_version(struct store *st, const char *name, const char *version,
+				      bool *changed)
+{
+	struct store_pg_levels_outbreak a = {name, version, changed};
+	return store_pg_tx(store_pg_of(st), store_pg_gateway_outbreak_tx, &a);
+}
+
 struct store_pg_levels_membership {
 	const char *name, *group, *cluster;
 };

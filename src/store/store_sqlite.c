@@ -549,6 +549,11 @@ static const char *const store_migrations[] = {
     "  updated_at INTEGER NOT NULL,"
     "  PRIMARY KEY (level, name)) WITHOUT ROWID;"
     "ALTER TABLE gateways ADD COLUMN central INTEGER NOT NULL DEFAULT 0;",
+    /*
+     * the version of its outbreak rules a gateway last said in its hello (NULL:
+     * none said yet); a change sends its Outbreak messages back for rescanning
+     */
+    "ALTER TABLE gateways ADD COLUMN outbreak_version TEXT;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3396,6 +3401,7 @@ const struct store_ops store_sqlite_ops = {
     .gateway_touch = store_sqlite_gateway_touch,
     .gateway_pending_put = store_sqlite_gateway_pending_put,
     .gateway_set_central = store_sqlite_gateway_set_central,
+    .gateway_outbreak_version = store_sqlite_gateway_outbreak_version,
     .gateway_set_levels = store_sqlite_gateway_set_levels,
     .level_list = store_sqlite_level_list,
     .level_put = store_sqlite_level_put,

@@ -107,12 +107,13 @@ struct hello_case {
 	const char *error;
 	const char *name, *version, *group, *cluster;
 	int central1; /* "centralized" as bits, plus 1 (0: not said) */
+	const char *outbreak;
 };
 
 static const struct hello_case hello_cases[] = {
-    {"{\"name\":\"gw1\"}", NULL, "gw1", NULL, NULL, NULL, 0},
+    {"{\"name\":\"gw1\"}", NULL, "gw1", NULL, NULL, NULL, 0, NULL},
     {"{\"name\":\"gw1\",\"version\":\"0.1.0\",\"group\":\"tokyo\",\"cluster\":\"east\"}", NULL,
-     "gw1", "0.1.0", "tokyo", "east", 0},
+     "gw1", "0.1.0", "tokyo", "east", 0, NULL},
     {.body = "{\"version\":\"0.1.0\"}", .error = "\"name\" is required"},
     {.body = "{\"name\":\"gw:1\"}",
      .error = "\"name\" must be 1 to 64 letters, digits, '.', '-' or '_'"},
@@ -138,6 +139,16 @@ static const struct hello_case hello_cases[] = {
      .error = "\"centralized\" must be an object of booleans {\"pvo\", \"reporting\", "
 	      "\"tracking\"}"},
     {.body = "{\"name\":\"gw1\",\"centralized\":{\"dlp\":true}}", .error = "unknown field \"dlp\""},
+    /* the version line of its outbreak rules */
+    {.body = "{\"name\":\"gw1\",\"outbreak_rules_version\":\"2026120501\"}",
+     .name = "gw1",
+     .outbreak = "2026120501"},
+    {.body = "{\"name\":\"gw1\",\"outbreak_rules_version\":\"\"}",
+     .error = "\"outbreak_rules_version\" must be 1 to 64 printable ASCII characters"},
+    {.body = "{\"name\":\"gw1\",\"outbreak_rules_version\":\"a b\\u0001\"}",
+     .error = "\"outbreak_rules_version\" must be 1 to 64 printable ASCII characters"},
+    {.body = "{\"name\":\"gw1\",\"outbreak_rules_version\":2}",
+     .error = "field \"outbreak_rules_version\" must be a string"},
 };
 
 static void test_parse_hello(void **state)
@@ -153,9 +164,9 @@ static void test_parse_hello(void **state)
 		if (c->error == NULL) {
 			assert_int_equal(rc, 0);
 			assert_string_equal(h.name, c->name);
-			const char *got[] = {h.version, h.group, h.cluster};
-			const char *want[] = {c->version, c->group, c->cluster};
-			for (size_t k = 0; k < 3; k++) {
+			const char *got[] = {h.version, h.group, h.cluster, h.outbreak_version};
+			const char *want[] = {c->version, c->group, c->cluster, c->outbreak};
+			for (size_t k = 0; k < 4; k++) {
 				if (want[k] == NULL)
 					assert_null(got[k]);
 				else

@@ -86,16 +86,20 @@ static void test_parse_answer(void **state)
 
 static void test_body(void **state)
 {
-	char *b = gw_hello_body("gw1", "0.1.0", NULL, "east", -1);
+	char *b = gw_hello_body("gw1", "0.1.0", NULL, "east", -1, NULL);
 	assert_string_equal(b, "{\"name\":\"gw1\",\"version\":\"0.1.0\",\"cluster\":\"east\"}");
 	free(b);
-	b = gw_hello_body("gw1", NULL, "tokyo", NULL, -1);
+	b = gw_hello_body("gw1", NULL, "tokyo", NULL, -1, NULL);
 	assert_string_equal(b, "{\"name\":\"gw1\",\"group\":\"tokyo\"}");
 	free(b);
 	/* what it runs with: pvo and tracking, not reporting */
-	b = gw_hello_body("gw1", NULL, NULL, NULL, 5);
+	b = gw_hello_body("gw1", NULL, NULL, NULL, 5, NULL);
 	assert_string_equal(b, "{\"name\":\"gw1\",\"centralized\":"
 			       "{\"pvo\":true,\"reporting\":false,\"tracking\":true}}");
+	free(b);
+	/* its outbreak rules' version line */
+	b = gw_hello_body("gw1", NULL, NULL, NULL, -1, "2026120501");
+	assert_string_equal(b, "{\"name\":\"gw1\",\"outbreak_rules_version\":\"2026120501\"}");
 	free(b);
 }
 

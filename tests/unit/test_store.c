@@ -1077,7 +1077,7 @@ static void test_reopen_keeps_data(void **state)
 		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
 				 0);
 	else
-		assert_int_equal(pragma_int(path, "user_version"), 15);
+		assert_int_equal(pragma_int(path, "user_version"), 16);
 	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
@@ -1641,7 +1641,7 @@ static void test_migration_builds_search_index(void **state)
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
-	assert_int_equal(pragma_int(path, "user_version"), 15);
+	assert_int_equal(pragma_int(path, "user_version"), 16);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
 	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2);
@@ -2443,7 +2443,7 @@ static void test_pg_search_migration(void **state)
 		      " DROP COLUMN copy;"
 		      " DELETE FROM store_migrations WHERE version >= 6; COMMIT");
 	assert_int_equal(fixture_open(fx), 0);
-	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 15);
+	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 16);
 	/* the planner has the statistics of the new index expression */
 	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
 			       " WHERE tablename LIKE '%short_grams%'") > 0);
@@ -3164,6 +3164,42 @@ static enum store_membership_state member_state(struct store *st, const char *id
  * time and no more than the limit needs, each audited; exempt ones stay, and a
  * delete takes the message out of its exempt quarantine too.
  */
+/*
+ * PV10: on overflow the Outbreak quarantine's messages closest to expiry go
+ * first. The quarantine keeps its place in the batch by age (its oldest held
+ * membership against the others'), and which of its messages fills that place is
+ * the one that expires first.
+ */
+static void test_pvo_overflow_outbreak_by_expiry(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_quarantine_settings ob = {.name = "outbreak", .default_action = "release"};
+	assert_int_equal(store_quarantine_put(fx->st, &ob, false, T0), 0);
+	const char *const qo[] = {"outbreak", NULL}, *const qa[] = {"Adult", NULL};
+	const int64_t late[] = {T0 + 900000}, soon[] = {T0 + 500000};
+	char o1[37], o2[37], a1[37];
+	add_pvo(fx->st, T0 + 1, "10.0.0.1", "o-1", qo, late, o1);
+	add_pvo(fx->st, T0 + 2, "10.0.0.1", "o-2", qo, soon, o2);
+	add_pvo(fx->st, T0 + 3, "10.0.0.1", "o-3", qa, NULL, a1);
+	struct store_pvo_overflow o;
+	/* the outbreak message that expires first, though it is the younger one */
+	assert_int_equal(store_pvo_overflow(fx->st, 0, 1, T0 + 10, &o), 0);
+	assert_int_equal(o.released, 1);
+	assert_int_equal(o.deleted, 0);
+	assert_int_equal(member_state(fx->st, o2, "outbreak"), STORE_MEMBER_RELEASED);
+	assert_int_equal(member_state(fx->st, o1, "outbreak"), STORE_MEMBER_HELD);
+	assert_int_equal(pending(fx->st), 1);
+	/* then the other one: the Outbreak quarantine still holds the oldest membership */
+	assert_int_equal(store_pvo_overflow(fx->st, 0, 1, T0 + 11, &o), 0);
+	assert_int_equal(o.released, 1);
+	assert_int_equal(member_state(fx->st, o1, "outbreak"), STORE_MEMBER_RELEASED);
+	assert_int_equal(member_state(fx->st, a1, "Adult"), STORE_MEMBER_HELD);
+	/* then the policy one */
+	assert_int_equal(store_pvo_overflow(fx->st, 0, 10, T0 + 12, &o), 0);
+	assert_int_equal(o.deleted, 1);
+	assert_int_equal(member_state(fx->st, a1, "Adult"), STORE_MEMBER_DELETED);
+}
+
 static void test_pvo_overflow(void **state)
 {
 	struct fixture *fx = *state;
@@ -3447,6 +3483,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_delete_and_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_delay_and_move, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_overflow, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_overflow_outbreak_by_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_bulk_and_copy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_release_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),

@@ -598,6 +598,24 @@ static void test_levels(void **state)
 	assert_int_equal(got->central, STORE_CENTRAL_PVO | STORE_CENTRAL_TRACKING);
 	store_gateway_free(got);
 
+	/* the version of its outbreak rules: the first one said is only recorded */
+	bool changed = true;
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "GW1", "2026120501", &changed), 0);
+	assert_false(changed);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2026120501", &changed), 0);
+	assert_false(changed);
+	/* another one is a change, once */
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2026120502", &changed), 0);
+	assert_true(changed);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "Gw1", "2026120502", &changed), 0);
+	assert_false(changed);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "nobody", "1", &changed), -ENOENT);
+	assert_false(changed);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "", &changed), -EINVAL);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "a\nb", &changed), -EINVAL);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2026120501", &changed), 0);
+	assert_true(changed);
+
 	/* its group and cluster change; NULL is none */
 	assert_int_equal(store_gateway_set_levels(fx->st, "Gw1", "g1", "c1"), 0);
 	assert_int_equal(store_gateway_get(fx->st, "gw1", &got), 0);
