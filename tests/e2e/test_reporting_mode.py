@@ -14,7 +14,7 @@ import time
 from e2e_helpers import wait_for
 from gw_fixtures import GTUBE, make_message
 from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
-from test_events import events, queue_id, register, registry_entry
+from test_events import events, gw_metrics, queue_id, register, registry_entry
 from test_tracking_local import local_gateway, local_rows, tracked_ids
 
 
@@ -147,4 +147,28 @@ def test_switching_hides_and_shows_the_gateways_reports(start_manager,  # noqa: 
     time.sleep(1)
     assert incoming(mgr.api) == 2
     ev = events(mgr)
+    assert len({e[0] for e in ev}) == len(ev)
+
+
+def test_manager_down_tracking_stays_current_and_counts_once(start_manager,  # noqa: F811
+                                                             start_gateway, aio_sink):
+    """Tracking local, reporting central: while the manager is away the gateway
+    tracks (and rolls up) at once and the spool keeps the batch for the manager;
+    the batch committed again on every retry counts once on either side."""
+    mgr = start_manager()
+    gw = reporting_gateway(start_gateway, aio_sink, mgr, register(mgr), "central")
+    mgr.stop()
+    m1 = send_clean(gw, "while away", ("bob@example.com", "carol@example.com"))
+    wait_for(lambda: tracked_ids(gw) == {m1}, 30, "m1 tracked on the gateway")
+    assert gw_metrics(gw)["lazaret_gw_events_backlog"] > 0
+    wait_for(lambda: gw_metrics(gw)["lazaret_gw_events_push_failures_total"] >= 2, 30,
+             "the push retried")
+    assert gateway_rollup_incoming(gw) == 2
+    mgr.start()
+    wait_for(lambda: gw_metrics(gw)["lazaret_gw_events_backlog"] == 0, 90,
+             "the spool emptied to the manager")
+    assert incoming(mgr.api) == 2
+    assert gateway_rollup_incoming(gw) == 2
+    ev = events(mgr)
+    assert [e[1] for e in ev if e[2] == m1] == ["received", "verdict", "delivery", "reply"]
     assert len({e[0] for e in ev}) == len(ev)
