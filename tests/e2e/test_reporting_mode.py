@@ -122,11 +122,15 @@ def test_switching_hides_and_shows_the_gateways_reports(start_manager,  # noqa: 
     gw = reporting_gateway(start_gateway, aio_sink, mgr, register(mgr), "local")
     send_clean(gw, "one")
     wait_for(lambda: incoming(gw.api) == 1, 30, "m1 counted on the gateway")
+    # SIGHUP says the mode waits for a restart, and changes nothing yet
+    gw.reload(reporting={"mode": "central"})
+    gw.wait_log("[reporting] and [events] change on restart only")
+    assert incoming(gw.api) == 1
     assert gw.stop() == 0
 
     # local -> central: the manager counts from now on; earlier data is not sent
-    gw.apply({"reporting": {"mode": "central"}})
     gw.start()
+    gw.wait_log("events.mode_switched from=local to=local+central backlog=0")
     send_clean(gw, "two", ("bob@example.com", "carol@example.com"))
     wait_for(lambda: incoming(mgr.api) == 2, 30, "m2 counted on the manager")
     st, doc = gw.api("GET", "/api/v1/reports/overview?period=day")
@@ -139,6 +143,7 @@ def test_switching_hides_and_shows_the_gateways_reports(start_manager,  # noqa: 
     # central -> local: the gateway shows what it has, m1 and m2 alike
     gw.apply({"reporting": {"mode": "local"}})
     gw.start()
+    gw.wait_log("events.mode_switched from=local+central to=local backlog=0")
     assert incoming(gw.api) == 3
     send_clean(gw, "three")
     wait_for(lambda: incoming(gw.api) == 4, 30, "m3 counted on the gateway")
