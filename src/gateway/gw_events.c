@@ -626,6 +626,8 @@ static void *gw_events_pusher(void *arg)
 					    sizeof(used));
 		}
 		free(body);
+		/* the side that answered last: the local store, or the manager */
+		bool was_local = strcmp(used, "local") == 0;
 		int64_t now = clock_now_ms();
 		if (rc == 0) {
 			/* a crash before the ack replays the batch: the store skips the
@@ -637,8 +639,7 @@ static void *gw_events_pusher(void *arg)
 			if (ev->push)
 				atomic_fetch_add(&ev->pushed, n);
 			if (failing_since != 0)
-				log_info(ev->local != NULL ? "events.apply_resumed"
-							   : "events.push_resumed",
+				log_info(was_local ? "events.apply_resumed" : "events.push_resumed",
 					 "url=%s after_ms=%lld acked=%lld", used,
 					 (long long)(now - failing_since), (long long)acked);
 			failing_since = 0;
@@ -650,10 +651,7 @@ static void *gw_events_pusher(void *arg)
 				break;
 			continue;
 		}
-		atomic_fetch_add(ev->local != NULL && strcmp(used, "local") == 0
-				     ? &ev->apply_failures
-				     : &ev->push_failures,
-				 1);
+		atomic_fetch_add(was_local ? &ev->apply_failures : &ev->push_failures, 1);
 		if (rc == -E2BIG && size_cap > 1)
 			size_cap = n / 2 > 0 ? n / 2 : 1; /* the manager's max_body is below ours */
 		if (rc == -EBADMSG && n > 1) {
@@ -668,7 +666,7 @@ static void *gw_events_pusher(void *arg)
 				log_error("events.refused",
 					  "seq=%lld type=%s url=%s reason=\"%s: dropped\"",
 					  (long long)last, first_type, used,
-					  ev->local != NULL
+					  was_local
 					      ? "the tracking store refused the event as malformed"
 					      : "the manager refused the event as malformed (400)");
 			}
@@ -680,7 +678,7 @@ static void *gw_events_pusher(void *arg)
 		if (now - failure_logged >= GW_EVENTS_LOG_EVERY_MS) {
 			failure_logged = now;
 			char q[256];
-			if (ev->local != NULL)
+			if (was_local)
 				log_error("events.apply_failed", "url=local error=%s backlog=%llu",
 					  log_quote(q, sizeof(q), why),
 					  (unsigned long long)st.backlog);

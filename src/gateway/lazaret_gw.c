@@ -647,10 +647,6 @@ static void gw_arm(struct event *ev, int64_t ms)
 /* ---- admin API additions ---- */
 
 /*
- * POST /api/v1/quarantines/spam/delete-all — "Delete All" of the local spam
- * quarantine, offered only while it is disabled and still holds messages.
- */
-/*
  * GET /api/v1/reports/{report} with central reporting (RP3): the manager has
  * the reports; the gateway's own rollups stay (a week of them) but are not
  * shown until [reporting] mode = local again.
@@ -665,6 +661,10 @@ static void gw_reports_central(struct http_server_request *req, void *arg)
 				"([reporting] mode = central)");
 }
 
+/*
+ * POST /api/v1/quarantines/spam/delete-all — "Delete All" of the local spam
+ * quarantine, offered only while it is disabled and still holds messages.
+ */
 static void gw_delete_all(struct http_server_request *req, void *arg)
 {
 	struct gw *gw = arg;

@@ -169,6 +169,8 @@ def test_manager_down_tracking_stays_current_and_counts_once(start_manager,  # n
     wait_for(lambda: gw_metrics(gw)["lazaret_gw_events_push_failures_total"] >= 2, 30,
              "the push retried")
     assert gateway_rollup_incoming(gw) == 2
+    gw.wait_log("events.push_failed url=%s" % mgr.http_url)
+    assert "events.apply_failed" not in gw.log_text()
     mgr.start()
     wait_for(lambda: gw_metrics(gw)["lazaret_gw_events_backlog"] == 0, 90,
              "the spool emptied to the manager")
@@ -177,3 +179,4 @@ def test_manager_down_tracking_stays_current_and_counts_once(start_manager,  # n
     ev = events(mgr)
     assert [e[1] for e in ev if e[2] == m1] == ["received", "verdict", "delivery", "reply"]
     assert len({e[0] for e in ev}) == len(ev)
+    gw.wait_log("events.push_resumed url=%s" % mgr.http_url)
