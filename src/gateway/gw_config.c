@@ -161,6 +161,12 @@ static const struct confparse_key gw_config_keys[] = {
      .offset = OFF(tracking_retention_ms),
      .default_text = "30d",
      .min = 3600 * SEC},
+    {.section = "reporting",
+     .name = "mode",
+     .type = CONFPARSE_CHOICE,
+     .offset = OFF(reporting_mode),
+     .default_text = "local",
+     .choices = "local|central"},
 
     {.section = "antispam",
      .name = "engine",
@@ -545,6 +551,11 @@ static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 		confparse_error(cp, "tracking", "mode",
 				"central needs [manager] api_url and api_token (events are "
 				"pushed there)");
+	if (cfg->reporting_mode != NULL && strcmp(cfg->reporting_mode, "central") == 0 &&
+	    (cfg->api_url == NULL || cfg->api_token == NULL))
+		confparse_error(cp, "reporting", "mode",
+				"central needs [manager] api_url and api_token (events are "
+				"pushed there)");
 	bool track_local = cfg->tracking_mode == NULL || strcmp(cfg->tracking_mode, "local") == 0;
 	if (track_local && cfg->name != NULL && !store_gateway_name_ok(cfg->name))
 		confparse_error(cp, "gateway", "name",
@@ -577,6 +588,12 @@ static void gw_config_validate(struct confparse *cp, void *target, void *arg)
 		cfg->hostname = xstrdup(cfg->name);
 	if (cfg->external_name == NULL && cfg->external_host != NULL)
 		cfg->external_name = xstrdup(cfg->external_host);
+}
+
+bool gw_config_reporting_central(const struct gw_config *cfg)
+{
+	return (cfg->reporting_mode != NULL && strcmp(cfg->reporting_mode, "central") == 0) ||
+	       (cfg->tracking_mode != NULL && strcmp(cfg->tracking_mode, "central") == 0);
 }
 
 int gw_config_load(const char *path, struct gw_config *cfg, char **errors, char **warnings)

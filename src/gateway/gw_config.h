@@ -81,6 +81,9 @@ struct gw_config {
 	char *tracking_mode;		    /* local | central | off; default local */
 	bool tracking_rejected_connections; /* record HAT-rejected connections (TR4) */
 	int64_t tracking_retention_ms;	    /* local mode's retention; default 30d */
+	/* [reporting] (RP3/RP4): local | central; default local. Central counts on
+	 * the manager (gw_config_reporting_central says which applies). */
+	char *reporting_mode;
 
 	/* [antispam] */
 	char *antispam_engine; /* builtin | spamd | rspamd | none */
@@ -173,5 +176,12 @@ void gw_config_free(struct gw_config *cfg);
 char *gw_config_external_hostport(const struct gw_config *cfg);
 /* "host:port" of the manager's PVO listener (caller frees); NULL when not centralized. */
 char *gw_config_central_pvo_hostport(const struct gw_config *cfg);
+
+/*
+ * True when the manager does this gateway's reporting: [reporting] mode =
+ * central, or [tracking] mode = central (every event is the manager's then, and
+ * the gateway has none of its own to roll up).
+ */
+bool gw_config_reporting_central(const struct gw_config *cfg);
 
 #endif

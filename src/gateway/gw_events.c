@@ -20,6 +20,12 @@
  * is. The spool's "mode" mark records which mode takes its events, so that a
  * restart in another mode is logged and only the backlog changes hands.
  *
+ * Local and central at once ([tracking] mode = local with [reporting] mode =
+ * central, docs/GATEWAY.md "Reporting"): each batch is committed to the
+ * gateway's store, then pushed; it leaves the spool when the manager
+ * acknowledges it. A batch tried again is skipped by the store for the seqs it
+ * has, and by the manager likewise, so neither side counts an event twice.
+ *
  * Not for: when events happen (pipeline.c and lazaret_gw.c call the functions
  * here at their steps), storing them on the manager (api_events.c).
  */
@@ -61,6 +67,7 @@
 struct gw_events {
 	struct event_spool *sp;
 	struct store *local; /* [tracking] mode = local: the store events go to; NULL: central */
+	bool push;	     /* events go to the manager (tracking or reporting central) */
 	bool rejected_connections;
 	char *name, *url, *token, *ca;
 	pthread_t pusher;
@@ -611,21 +618,28 @@ static void *gw_events_pusher(void *arg)
 		if (ev->local != NULL) {
 			snprintf(used, sizeof(used), "local");
 			rc = gw_events_apply(ev, body, last, &acked, &why);
+			if (rc == 0 && ev->push)
+				rc = gw_events_post(ev, body, last, &acked, &status, &why, used,
+						    sizeof(used));
 		} else {
 			rc = gw_events_post(ev, body, last, &acked, &status, &why, used,
 					    sizeof(used));
 		}
 		free(body);
+		/* the side that answered last: the local store, or the manager */
+		bool was_local = strcmp(used, "local") == 0;
 		int64_t now = clock_now_ms();
 		if (rc == 0) {
 			/* a crash before the ack replays the batch: the store skips the
 			 * seqs it has (store_events_put), so nothing is stored twice */
 			if (acked > 0 && event_spool_ack(ev->sp, acked) == 0)
 				atomic_store(&ev->last_acked, (uint64_t)acked);
-			atomic_fetch_add(ev->local != NULL ? &ev->applied : &ev->pushed, n);
+			if (ev->local != NULL)
+				atomic_fetch_add(&ev->applied, n);
+			if (ev->push)
+				atomic_fetch_add(&ev->pushed, n);
 			if (failing_since != 0)
-				log_info(ev->local != NULL ? "events.apply_resumed"
-							   : "events.push_resumed",
+				log_info(was_local ? "events.apply_resumed" : "events.push_resumed",
 					 "url=%s after_ms=%lld acked=%lld", used,
 					 (long long)(now - failing_since), (long long)acked);
 			failing_since = 0;
@@ -637,7 +651,7 @@ static void *gw_events_pusher(void *arg)
 				break;
 			continue;
 		}
-		atomic_fetch_add(ev->local != NULL ? &ev->apply_failures : &ev->push_failures, 1);
+		atomic_fetch_add(was_local ? &ev->apply_failures : &ev->push_failures, 1);
 		if (rc == -E2BIG && size_cap > 1)
 			size_cap = n / 2 > 0 ? n / 2 : 1; /* the manager's max_body is below ours */
 		if (rc == -EBADMSG && n > 1) {
@@ -652,7 +666,7 @@ static void *gw_events_pusher(void *arg)
 				log_error("events.refused",
 					  "seq=%lld type=%s url=%s reason=\"%s: dropped\"",
 					  (long long)last, first_type, used,
-					  ev->local != NULL
+					  was_local
 					      ? "the tracking store refused the event as malformed"
 					      : "the manager refused the event as malformed (400)");
 			}
@@ -664,7 +678,7 @@ static void *gw_events_pusher(void *arg)
 		if (now - failure_logged >= GW_EVENTS_LOG_EVERY_MS) {
 			failure_logged = now;
 			char q[256];
-			if (ev->local != NULL)
+			if (was_local)
 				log_error("events.apply_failed", "url=local error=%s backlog=%llu",
 					  log_quote(q, sizeof(q), why),
 					  (unsigned long long)st.backlog);
@@ -733,21 +747,24 @@ void gw_events_metrics(FILE *f, void *arg)
 }
 
 /* The spool's "mode" mark: which mode last took events out of it. */
-enum { GW_EVENTS_MARK_CENTRAL = 1, GW_EVENTS_MARK_LOCAL = 2 };
+enum { GW_EVENTS_MARK_CENTRAL = 1, GW_EVENTS_MARK_LOCAL = 2, GW_EVENTS_MARK_BOTH = 3 };
 
 static const char *gw_events_mark_name(int64_t mark)
 {
 	return mark == GW_EVENTS_MARK_CENTRAL ? "central"
 	       : mark == GW_EVENTS_MARK_LOCAL ? "local"
+	       : mark == GW_EVENTS_MARK_BOTH  ? "local+central"
 					      : "unknown";
 }
 
 int gw_events_start(const struct gw_config *cfg, struct store *st, struct gw_events **out)
 {
 	*out = NULL;
-	if (strcmp(cfg->tracking_mode, "off") == 0)
-		return 0;
 	bool local = strcmp(cfg->tracking_mode, "local") == 0;
+	/* central reporting needs the events on the manager, whatever tracking is */
+	bool push = strcmp(cfg->tracking_mode, "central") == 0 || gw_config_reporting_central(cfg);
+	if (!local && !push)
+		return 0;
 	if (local && st == NULL)
 		return -EINVAL;
 	char *path = xasprintf("%s/%s", cfg->data_dir, GW_EVENTS_SPOOL_FILE);
@@ -766,7 +783,10 @@ int gw_events_start(const struct gw_config *cfg, struct store *st, struct gw_eve
 	 * and no event is ever in both places. A spool without a mark was written
 	 * before the local mode existed, by central.
 	 */
-	int64_t mark = local ? GW_EVENTS_MARK_LOCAL : GW_EVENTS_MARK_CENTRAL, was = 0;
+	int64_t mark = local && push ? GW_EVENTS_MARK_BOTH
+		       : local	     ? GW_EVENTS_MARK_LOCAL
+				     : GW_EVENTS_MARK_CENTRAL,
+		was = 0;
 	rc = event_spool_mark_swap(sp, "mode", mark, &was);
 	if (rc < 0) {
 		event_spool_close(sp);
@@ -777,31 +797,37 @@ int gw_events_start(const struct gw_config *cfg, struct store *st, struct gw_eve
 		was = GW_EVENTS_MARK_CENTRAL;
 	if (was != 0 && was != mark)
 		log_warn("events.mode_switched",
-			 "from=%s to=%s backlog=%llu reason=\"[tracking] mode changed: events "
-			 "already %s stay there; the %llu in the spool go to %s\"",
+			 "from=%s to=%s backlog=%llu reason=\"[tracking] or [reporting] mode "
+			 "changed: events already %s stay there; the %llu in the spool go to "
+			 "%s\"",
 			 gw_events_mark_name(was), gw_events_mark_name(mark),
 			 (unsigned long long)s.backlog,
-			 was == GW_EVENTS_MARK_LOCAL ? "in the gateway's own tracking store"
-						     : "on the manager",
+			 was == GW_EVENTS_MARK_LOCAL  ? "in the gateway's own tracking store"
+			 : was == GW_EVENTS_MARK_BOTH ? "taken"
+						      : "on the manager",
 			 (unsigned long long)s.backlog,
-			 local ? "the gateway's own tracking store" : "the manager");
-	if (!local)
+			 local && push ? "the gateway's own tracking store and the manager"
+			 : local       ? "the gateway's own tracking store"
+				       : "the manager");
+	if (push)
 		gw_api_init(); /* before the pusher thread */
 	struct gw_events *ev = xcalloc(1, sizeof(*ev));
 	ev->sp = sp;
 	ev->local = local ? st : NULL;
+	ev->push = push;
 	ev->rejected_connections = cfg->tracking_rejected_connections;
 	ev->name = xstrdup(cfg->name);
-	ev->url = xstrdup(local ? "local" : cfg->api_url);
-	ev->token = xstrdup(local ? "" : cfg->api_token);
-	ev->ca = local ? NULL : xstrdup_or_null(cfg->api_ca);
+	ev->url = xstrdup(push ? cfg->api_url : "local");
+	ev->token = xstrdup(push ? cfg->api_token : "");
+	ev->ca = push ? xstrdup_or_null(cfg->api_ca) : NULL;
 	pthread_mutex_init(&ev->lock, NULL);
 	pthread_cond_init(&ev->wake, NULL);
 	log_info("events.start",
-		 "mode=%s spool=%s backlog=%llu bytes=%llu spool_max=%llu next_seq=%lld url=%s",
-		 cfg->tracking_mode, path, (unsigned long long)s.backlog,
-		 (unsigned long long)s.bytes, (unsigned long long)cfg->events_spool_max,
-		 (long long)s.next_seq, ev->url);
+		 "mode=%s reporting=%s spool=%s backlog=%llu bytes=%llu spool_max=%llu "
+		 "next_seq=%lld url=%s",
+		 cfg->tracking_mode, push ? "central" : "local", path,
+		 (unsigned long long)s.backlog, (unsigned long long)s.bytes,
+		 (unsigned long long)cfg->events_spool_max, (long long)s.next_seq, ev->url);
 	free(path);
 	if (pthread_create(&ev->pusher, NULL, gw_events_pusher, ev) != 0)
 		panic("gw_events: cannot start the pusher");
@@ -811,7 +837,7 @@ int gw_events_start(const struct gw_config *cfg, struct store *st, struct gw_eve
 
 void gw_events_reconfigure(struct gw_events *ev, const struct gw_config *cfg)
 {
-	if (ev == NULL || ev->local != NULL || cfg->api_url == NULL || cfg->api_token == NULL)
+	if (ev == NULL || !ev->push || cfg->api_url == NULL || cfg->api_token == NULL)
 		return; /* the config check keeps both set with central */
 	pthread_mutex_lock(&ev->lock);
 	free(ev->url);

@@ -272,5 +272,11 @@ void gw_managed_apply(struct gw_config *cfg, const struct gw_managed *m)
 					? gw_managed_path(cfg->data_dir, GW_MANAGED_FILTERS_FILE)
 					: NULL;
 	}
+	/* like tracking: a level's "reporting" sets the mode (on the next start) */
+	if (m->reporting == 1 || (m->reporting == 0 && cfg->reporting_mode != NULL &&
+				  strcmp(cfg->reporting_mode, "central") == 0)) {
+		free(cfg->reporting_mode);
+		cfg->reporting_mode = xstrdup(m->reporting == 1 ? "central" : "local");
+	}
 	cfg->managed_reporting = m->reporting;
 }

@@ -82,6 +82,9 @@
 /* The start-up check of the manager's PVO listener: a connect, no longer than this. */
 #define GW_CENTRAL_PROBE_TIMEOUT_MS 5000
 
+/* Rollups kept on the gateway with central reporting, per granularity (RP3). */
+#define GW_REPORTING_CENTRAL_KEEP_MS (7 * 86400000LL)
+
 struct gw {
 	const char *conf_path;
 	struct pipeline_rules *rules; /* current; loop thread */
@@ -101,7 +104,8 @@ struct gw {
 	atomic_bool sync_running, expiry_running, hello_running, managed_running;
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *sync_timer, *expiry_timer,
 	    *hello_timer, *managed_timer;
-	bool tracking_central; /* events go to the manager (the mode at start) */
+	bool tracking_central;	/* events go to the manager (the mode at start) */
+	bool reporting_central; /* the manager reports on them (the mode at start) */
 	int64_t shutdown_started;
 	bool forced;
 };
@@ -470,12 +474,11 @@ static void gw_hello_run(void *arg)
 	unsigned central = 0;
 	if (cfg->central_pvo_enabled)
 		central |= STORE_CENTRAL_PVO;
-	if (mj->gw->tracking_central) {
+	if (mj->gw->tracking_central)
 		central |= STORE_CENTRAL_TRACKING;
-		/* the manager reports on what it gets, unless a level turned that off */
-		if (cfg->managed_reporting != 0)
-			central |= STORE_CENTRAL_REPORTING;
-	}
+	/* the manager reports on what it gets, unless a level turned that off */
+	if (mj->gw->reporting_central && cfg->managed_reporting != 0)
+		central |= STORE_CENTRAL_REPORTING;
 	char *body =
 	    gw_hello_body(cfg->name, LAZARET_VERSION, cfg->group, cfg->cluster, (int)central,
 			  mj->rules->outbreak != NULL ? mj->rules->outbreak_version : NULL);
@@ -671,6 +674,21 @@ static void gw_arm(struct event *ev, int64_t ms)
 /* ---- admin API additions ---- */
 
 /*
+ * GET /api/v1/reports/{report} with central reporting (RP3): the manager has
+ * the reports; the gateway's own rollups stay (a week of them) but are not
+ * shown until [reporting] mode = local again.
+ */
+static void gw_reports_central(struct http_server_request *req, void *arg)
+{
+	struct gw *gw = arg;
+	if (!api_require_role(gw->api, req, API_ROLE_ADMIN))
+		return;
+	http_server_reply_error(req, 409,
+				"reporting is central: this gateway's reports are on the manager "
+				"([reporting] mode = central)");
+}
+
+/*
  * POST /api/v1/quarantines/spam/delete-all — "Delete All" of the local spam
  * quarantine, offered only while it is disabled and still holds messages.
  */
@@ -834,10 +852,12 @@ static void gw_reload_now(struct gw *gw, bool pull)
 	track_retention_reconfigure(gw->track_retention, c->tracking_retention_ms,
 				    c->purge_interval_ms);
 	if (!str_same(o->tracking_mode, c->tracking_mode) ||
+	    !str_same(o->reporting_mode, c->reporting_mode) ||
 	    o->events_spool_max != c->events_spool_max ||
 	    o->tracking_rejected_connections != c->tracking_rejected_connections)
 		log_warn("gw.reload_partial",
-			 "reason=\"[tracking] and [events] change on restart only\"");
+			 "reason=\"[tracking], [reporting] and [events] change on restart "
+			 "only\"");
 	if (gw->api != NULL) {
 		struct api_config ac;
 		api_config_from(c, &ac);
@@ -959,13 +979,20 @@ static int gw_start(struct gw *gw)
 		metrics_add_section(gw_events_metrics, gw->events);
 	bool track_local = strcmp(cfg->tracking_mode, "local") == 0;
 	gw->tracking_central = strcmp(cfg->tracking_mode, "central") == 0;
+	gw->reporting_central = gw_config_reporting_central(cfg);
 	/* in every mode: what local mode stored before a switch ages out too */
 	gw->track_retention = track_retention_new(gw->base, gw->st, cfg->tracking_retention_ms,
 						  cfg->purge_interval_ms);
-	/* the rollups local mode fills: the manager's default retention */
+	/* the rollups local tracking fills: with local reporting the manager's default
+	 * retention (months kept), with central reporting a week of each (RP3) */
 	static const int64_t report_retention_ms[STORE_REPORT_NGRANS] = {90 * 86400000LL,
 									 1098 * 86400000LL, 0};
-	track_retention_reports(gw->track_retention, report_retention_ms);
+	static const int64_t report_central_retention_ms[STORE_REPORT_NGRANS] = {
+	    GW_REPORTING_CENTRAL_KEEP_MS, GW_REPORTING_CENTRAL_KEEP_MS,
+	    GW_REPORTING_CENTRAL_KEEP_MS};
+	track_retention_reports(gw->track_retention, gw->reporting_central
+							 ? report_central_retention_ms
+							 : report_retention_ms);
 	struct release_config relc;
 	release_config_from(cfg, &relc);
 	if ((rc = release_start(gw->st, &relc, &gw->release)) < 0) {
@@ -990,10 +1017,14 @@ static int gw_start(struct gw *gw)
 			panic("gateway: bad route");
 		/* local tracking: the manager's search and story, and its reports, over
 		 * the gateway's store, for the admin token only (both ask for an admin) */
-		if (track_local) {
+		if (track_local)
 			api_tracking_register(gw->api);
+		if (track_local && !gw->reporting_central)
 			api_reports_register(gw->api);
-		}
+		else if (gw->reporting_central &&
+			 http_server_route(api_http(gw->api), "GET", "/api/v1/reports/{report}",
+					   HTTP_SERVER_ROUTE_AUTH, gw_reports_central, gw) < 0)
+			panic("gateway: bad route");
 	}
 	gw->expiry_timer = event_new(gw->base, -1, EV_PERSIST, gw_expiry_tick, gw);
 	gw_arm(gw->expiry_timer, cfg->purge_interval_ms);

@@ -318,12 +318,12 @@ def test_a_local_gateway_reports_its_own_traffic(start_gateway, aio_sink):  # no
     assert st == 401
 
 
-def test_a_central_gateway_serves_no_reports(start_manager, start_gateway,  # noqa: F811
-                                             aio_sink):
+def test_a_central_gateway_says_reporting_is_central(start_manager, start_gateway,  # noqa: F811
+                                                      aio_sink):
     mgr = start_manager()
     gw = tracking_gateway(start_gateway, mgr, register(mgr, "gw-c"), aio_sink.host)
-    st, _ = gw.api("GET", "/api/v1/reports/overview")
-    assert st == 404
+    st, doc = gw.api("GET", "/api/v1/reports/overview")
+    assert st == 409 and "reporting is central" in doc["error"]["message"], doc
 
 
 def test_connections_refused_by_hat_are_rejected_connections(start_manager, start_gateway,

@@ -162,6 +162,8 @@ static void test_local_tracking_without_http_warns(void **state)
 	char *errors = NULL, *warnings = NULL;
 	assert_int_equal(gw_config_load(conf_path, &cfg, &errors, &warnings), 0);
 	assert_string_equal(cfg.tracking_mode, "local");
+	assert_string_equal(cfg.reporting_mode, "local");
+	assert_false(gw_config_reporting_central(&cfg));
 	assert_non_null(warnings);
 	assert_non_null(strstr(warnings, "[tracking] mode = local keeps the events on the "
 					 "gateway, but without [http] listen no one can search "
@@ -246,6 +248,9 @@ static const struct error_case error_cases[] = {
      "[manager] api_url: must start with http:// or https://"},
     {"[rat]\naccept = example.com\n[manager]\nhello_interval = 500ms\n",
      ":4: [manager] hello_interval:"},
+    {"[rat]\naccept = example.com\n[reporting]\nmode = central\n",
+     "[reporting] mode: central needs [manager] api_url and api_token"},
+    {"[rat]\naccept = example.com\n[reporting]\nmode = both\n", ":4: [reporting] mode:"},
     /* centralized PVO, outbreak rules, scan failures */
     {"[rat]\naccept = example.com\n[centralized_pvo]\nenabled = sometimes\n",
      ":4: [centralized_pvo] enabled:"},

@@ -184,6 +184,17 @@ static void test_managed_apply(void **state)
 	struct gw_managed m3 = {.pvo = -1, .reporting = -1, .tracking = 1};
 	gw_managed_apply(&cfg, &m3);
 	assert_string_equal(cfg.tracking_mode, "central");
+	/* reporting as tracking: 1 makes it central, 0 makes central local */
+	assert_string_equal(cfg.reporting_mode, "central");
+	assert_true(gw_config_reporting_central(&cfg));
+	free(cfg.tracking_mode);
+	cfg.tracking_mode = xstrdup("local");
+	struct gw_managed m4 = {.pvo = -1, .reporting = 0, .tracking = -1};
+	gw_managed_apply(&cfg, &m4);
+	assert_string_equal(cfg.reporting_mode, "local");
+	assert_false(gw_config_reporting_central(&cfg));
+	assert_int_equal(cfg.managed_reporting, 0);
+	free(cfg.reporting_mode);
 	free(cfg.tracking_mode);
 	free(cfg.filters_file);
 }
