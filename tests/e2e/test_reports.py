@@ -5,7 +5,8 @@ clamd — clean mail to several recipients and domains, spam (GTUBE, by the
 gateway's spam check), a virus, a message that is spam and a virus (counted as
 spam), a message a content filter drops — and every report shows exactly those
 numbers per gateway and in total, as JSON and CSV. A batch pushed twice counts
-once, a late batch lands in its own hours, and bad parameters get 400s. Runs on
+once, a late batch lands in its own hours, mail that passed while the manager was
+down is counted exactly once it is back, and bad parameters get 400s. Runs on
 the suite's backend (SQLite or PostgreSQL)."""
 
 import base64
