@@ -11,6 +11,8 @@
  * Every row keeps its identity: message seq and id (digest state refers to seq,
  * so it stays valid as is), audit seq, delivery job ids, safelist versions and the
  * change counter. Bodies are copied as stored (zstd frames), never recompressed.
+ * Second factors, the reports' rollups and the centralization levels are copied;
+ * the tracking events are not (they age out under [tracking] retention).
  * Delivery leases are cleared; sessions are copied (users stay logged in), and so
  * is the gateway registry (gateways keep their tokens).
  *
@@ -146,9 +148,22 @@ static const struct mig_table mig_tables[] = {
     /* the registry: gateways keep their tokens (hashes) and need no new ones */
     {"gateways",
      "SELECT name, state, address, group_name, cluster, release_port, token_hash, created_at,"
-     " last_seen, version FROM gateways",
+     " last_seen, version, central, outbreak_version FROM gateways",
      "name, state, address, group_name, cluster, release_port, token_hash, created_at,"
-     " last_seen, version", false},
+     " last_seen, version, central, outbreak_version", false},
+    /* second factors (schema 13), after their accounts */
+    {"user_totp", "SELECT username, secret, created_at, enrolled_at, last_step FROM user_totp",
+     "username, secret, created_at, enrolled_at, last_step", false},
+    {"user_recovery_codes", "SELECT username, code_hash, used_at FROM user_recovery_codes",
+     "username, code_hash, used_at", false},
+    /* the reports' rollups (schema 14) and the centralization levels (15) */
+    {"report_rollups",
+     "SELECT report, gran, bucket, gateway, key, incoming, clean, spam, suspect, virus,"
+     " content_filter, count FROM report_rollups",
+     "report, gran, bucket, gateway, key, incoming, clean, spam, suspect, virus,"
+     " content_filter, count", false},
+    {"levels", "SELECT level, name, pvo, reporting, tracking, filters, updated_at FROM levels",
+     "level, name, pvo, reporting, tracking, filters, updated_at", false},
 };
 
 /*
@@ -195,6 +210,17 @@ static const struct {
     {"used_tokens", "SELECT count(*) FROM used_tokens"},
     {"gateways", "SELECT state, count(*), count(token_hash), coalesce(max(last_seen), 0)"
 		 " FROM gateways GROUP BY state"},
+    {"gateway states", "SELECT name, central, coalesce(outbreak_version, '-') FROM gateways"},
+    {"user_totp", "SELECT username, enrolled_at, last_step FROM user_totp"},
+    {"user_recovery_codes", "SELECT username, count(*), count(NULLIF(used_at, 0))"
+			    " FROM user_recovery_codes GROUP BY username"},
+    {"report_rollups", "SELECT report, gran, gateway, count(*), sum(incoming), sum(clean),"
+		       " sum(spam), sum(suspect), sum(virus), sum(content_filter), sum(count)"
+		       " FROM report_rollups GROUP BY report, gran, gateway"},
+    {"levels", "SELECT level, name, CASE WHEN pvo THEN 1 WHEN NOT pvo THEN 0 END,"
+	       " CASE WHEN reporting THEN 1 WHEN NOT reporting THEN 0 END,"
+	       " CASE WHEN tracking THEN 1 WHEN NOT tracking THEN 0 END,"
+	       " coalesce(length(filters), -1) FROM levels"},
 };
 /* clang-format on */
 

@@ -8,6 +8,7 @@ Without a PostgreSQL server the module is skipped, and under CI=true that is a f
 import os
 import sqlite3
 import subprocess
+import time
 
 import pytest
 
@@ -378,3 +379,70 @@ def test_pvo_quarantines_move_to_postgresql(start_manager, database):  # noqa: F
                          "X-Lazaret-Origin-Id: gw-77"])
     assert stored_id(*pvo_send(m, again)) == two
     assert len(m.list_all()) == 3
+
+
+def test_second_factors_levels_and_rollups_move_to_postgresql(start_manager,
+                                                              database):  # noqa: F811
+    """What came after the PVO quarantines moves too: an enrolled second factor with
+    its recovery codes, the centralization levels, a gateway's running state and the
+    reports' rollups; the manager on PostgreSQL answers the same for each."""
+    m = start_manager(store__backend="sqlite")
+    add_user(m, "opal", "operator-pw-1", "operator")
+    st, doc = m.api("POST", "/api/v1/gateways", json={"name": "gw1", "address": "192.0.2.10",
+                                                       "group": "tokyo", "cluster": "jp"})
+    assert st == 201, doc
+    st, doc = m.api("PUT", "/api/v1/levels/cluster/jp",
+                    json={"pvo": True, "filters": "# 請求書\n"})
+    assert st == 200, doc
+    st, doc = m.api("PUT", "/api/v1/levels/group/tokyo", json={"tracking": False})
+    assert st == 200, doc
+    st, levels_before = m.api("GET", "/api/v1/levels")
+    assert st == 200, levels_before
+    m.stop()
+    hour = (int(time.time()) // 3600 - 1) * 3600 * 1000
+    day = hour // DAY_MS * DAY_MS
+    con = sqlite3.connect(os.path.join(m.data_dir, "lazaret.db"), timeout=10)
+    con.execute("INSERT INTO user_totp (username, secret, created_at, enrolled_at, last_step)"
+                " VALUES ('opal', 'JBSWY3DPEHPK3PXP', 1000, 2000, 7)")
+    con.executemany("INSERT INTO user_recovery_codes (username, code_hash, used_at)"
+                    " VALUES ('opal', ?, ?)", [("h1", 0), ("h2", 0), ("h3", 3000)])
+    con.execute("UPDATE gateways SET central = 5, outbreak_version = '2026-12-01'")
+    rows = [("overview", g, b, "gw1", "", 7, 4, 2, 0, 1, 0, 0)
+            for g, b in ((0, hour), (1, day))]
+    rows += [("incoming_domains", g, b, "gw1", "例え.jp", 3, 1, 2, 0, 0, 0, 0)
+             for g, b in ((0, hour), (1, day))]
+    con.executemany("INSERT INTO report_rollups (report, gran, bucket, gateway, key, incoming,"
+                    " clean, spam, suspect, virus, content_filter, count)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    con.commit()
+    con.close()
+
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for what, n in (("user_totp", 1), ("user_recovery_codes", 3), ("report_rollups", 4),
+                    ("levels", 2)):
+        assert "%s: %d/%d rows copied" % (what, n, n) in r.stdout, (what, r.stdout)
+        assert "verified %s: " % what in r.stdout, (what, r.stdout)
+    assert "verified gateway states: " in r.stdout, r.stdout
+    assert psql(database, "SELECT secret, enrolled_at, last_step FROM user_totp") == \
+        "JBSWY3DPEHPK3PXP|2000|7"
+    assert psql(database, "SELECT central, outbreak_version FROM gateways") == "5|2026-12-01"
+
+    m.apply({"store__backend": "postgresql", "store__dsn": database})
+    m.start()
+    # the levels and what each gateway ends up with are the same; what the
+    # gateway said it runs with (central = 5) is kept
+    st, levels_after = m.api("GET", "/api/v1/levels")
+    assert st == 200, levels_after
+    gw = levels_after["gateways"][0]
+    assert gw.pop("centralized") == {"pvo": True, "reporting": False, "tracking": True}, gw
+    levels_before["gateways"][0].pop("centralized")
+    assert levels_after == levels_before, (levels_before, levels_after)
+    # the enrolled operator is still asked for the second factor
+    st, doc = Client(m).login("opal", "operator-pw-1")
+    assert st == 401 and doc["second_factor"] == "totp", (st, doc)
+    # the reports read the copied rollups
+    st, doc = m.api("GET", "/api/v1/reports/overview?period=day&gateway=gw1")
+    assert st == 200 and doc["totals"]["incoming"] == 7 and doc["totals"]["virus"] == 1, doc
+    st, doc = m.api("GET", "/api/v1/reports/incoming_domains?period=week")
+    assert st == 200 and [(x["key"], x["incoming"]) for x in doc["rows"]] == [("例え.jp", 3)], doc
