@@ -271,27 +271,33 @@ int store_sqlite_event_states(struct store *st, struct store_event_state **out, 
 	return 0;
 }
 
+int store_sqlite_event_rows_append(sqlite3_stmt *s, struct store_event_row **v, size_t *k)
+{
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		*v = xreallocarray(*v, *k + 1, sizeof(**v));
+		struct store_event_row *r = &(*v)[(*k)++];
+		r->gateway = store_int_col_dup(s, 0);
+		r->seq = sqlite3_column_int64(s, 1);
+		r->at = sqlite3_column_int64(s, 2);
+		r->type = store_int_col_dup(s, 3);
+		r->msg_id = store_int_col_dup(s, 4);
+		r->detail = store_int_col_dup(s, 5);
+	}
+	sqlite3_reset(s);
+	return step == SQLITE_DONE ? 0 : -EIO;
+}
+
 int store_sqlite_event_rows(struct store *st, struct store_conn *c, sqlite3_stmt *s,
 			    struct store_event_row **out, size_t *n)
 {
 	struct store_event_row *v = NULL;
 	size_t k = 0;
-	int step;
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		v = xreallocarray(v, k + 1, sizeof(*v));
-		v[k].gateway = store_int_col_dup(s, 0);
-		v[k].seq = sqlite3_column_int64(s, 1);
-		v[k].at = sqlite3_column_int64(s, 2);
-		v[k].type = store_int_col_dup(s, 3);
-		v[k].msg_id = store_int_col_dup(s, 4);
-		v[k].detail = store_int_col_dup(s, 5);
-		k++;
-	}
-	sqlite3_reset(s);
+	int rc = store_sqlite_event_rows_append(s, &v, &k);
 	store_int_reader_put(st, c);
-	if (step != SQLITE_DONE) {
+	if (rc < 0) {
 		store_event_rows_free(v, k);
-		return store_int_read_result(-EIO);
+		return store_int_read_result(rc);
 	}
 	*out = v;
 	*n = k;

@@ -202,8 +202,11 @@ int store_sqlite_event_states(struct store *st, struct store_event_state **out, 
 int store_sqlite_events_list(struct store *st, const char *gateway, const char *msg_id,
 			     int64_t after_seq, size_t limit, struct store_event_row **out,
 			     size_t *n);
-/* The rows of s (gateway, seq, at, type, msg_id, detail; bound, not yet
- * stepped) as new event rows; resets s and gives the reader c back. */
+/* Appends the rows of s (gateway, seq, at, type, msg_id, detail; bound, not yet
+ * stepped) to the k event rows of *v; resets s. 0 or -EIO (the rows read stay). */
+int store_sqlite_event_rows_append(sqlite3_stmt *s, struct store_event_row **v, size_t *k);
+/* The rows of s (as store_sqlite_event_rows_append) as new event rows; resets s
+ * and gives the reader c back. */
 int store_sqlite_event_rows(struct store *st, struct store_conn *c, sqlite3_stmt *s,
 			    struct store_event_row **out, size_t *n);
 int store_sqlite_tracked_message_get(struct store *st, const char *gateway, const char *msg_id,

@@ -36,20 +36,7 @@ int store_sqlite_report_fetch(void *ctx, const char *gateway, const char *const 
 		sqlite3_bind_text(s, 1, gateway, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_text(s, 2, ids[i], -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(s, 3, since);
-		int step;
-		while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-			v = xreallocarray(v, k + 1, sizeof(*v));
-			v[k].gateway = store_int_col_dup(s, 0);
-			v[k].seq = sqlite3_column_int64(s, 1);
-			v[k].at = sqlite3_column_int64(s, 2);
-			v[k].type = store_int_col_dup(s, 3);
-			v[k].msg_id = store_int_col_dup(s, 4);
-			v[k].detail = store_int_col_dup(s, 5);
-			k++;
-		}
-		sqlite3_reset(s);
-		if (step != SQLITE_DONE)
-			rc = -EIO;
+		rc = store_sqlite_event_rows_append(s, &v, &k);
 	}
 	if (rc < 0) {
 		store_event_rows_free(v, k);
