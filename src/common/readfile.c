@@ -1,13 +1,14 @@
 /*
  * readfile — see readfile.h. Grows the buffer by doubling from 64 KiB (or the
  * file's size when fstat knows it), reading one byte past max to tell "exactly
- * max" from "too big".
+ * max" from "too big". Writes through a temporary file and rename(2).
  */
 #include "common/readfile.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -75,4 +76,61 @@ int read_file(const char *path, size_t max, char **out, size_t *len)
 	*out = buf;
 	*len = n;
 	return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len)
+{
+	char *tmp = xasprintf("%s.tmp", path);
+	char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	if (slash == NULL) {
+		free(dir);
+		dir = xstrdup(".");
+	} else if (slash == dir) {
+		slash[1] = '\0';
+	} else {
+		*slash = '\0';
+	}
+	int rc = 0, dfd = -1;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto done;
+	}
+	for (const char *p = data; len > 0;) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			rc = -errno;
+			goto done;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (fsync(fd) < 0) {
+		rc = -errno;
+		goto done;
+	}
+	int c = close(fd);
+	fd = -1;
+	if (c < 0 || rename(tmp, path) < 0) {
+		rc = -errno;
+		unlink(tmp);
+		goto done;
+	}
+	/* the rename is durable once the folder is */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) < 0)
+		rc = -errno;
+done:
+	if (fd >= 0) {
+		close(fd);
+		unlink(tmp);
+	}
+	if (dfd >= 0)
+		close(dfd);
+	free(tmp);
+	free(dir);
+	return rc;
 }

@@ -152,49 +152,11 @@ int gw_managed_load(const char *data_dir, struct gw_managed *out)
 	return rc;
 }
 
-/* Writes text to path atomically and durably (temp file, fsync, rename, fsync folder). */
+/* Writes text to data_dir/file atomically and durably (write_file_atomic). */
 static int gw_managed_write(const char *data_dir, const char *file, const char *text)
 {
 	char *path = gw_managed_path(data_dir, file);
-	char *tmp = xasprintf("%s.tmp", path);
-	int rc = 0, dfd = -1;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		goto done;
-	}
-	for (size_t off = 0, len = strlen(text); off < len;) {
-		ssize_t w = write(fd, text + off, len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0) {
-			rc = -errno;
-			goto done;
-		}
-		off += (size_t)w;
-	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
-		rc = -errno;
-		fd = -1;
-		goto done;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		rc = -errno;
-		goto done;
-	}
-	/* the rename is durable once the folder is */
-	dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0)
-		rc = -errno;
-done:
-	if (fd >= 0) {
-		close(fd);
-		unlink(tmp);
-	}
-	if (dfd >= 0)
-		close(dfd);
-	free(tmp);
+	int rc = write_file_atomic(path, text, strlen(text));
 	free(path);
 	return rc;
 }

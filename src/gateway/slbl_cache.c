@@ -317,81 +317,13 @@ static char *slbl_document(struct slbl_cache *c)
 	return text;
 }
 
-static int slbl_write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return -errno;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Writes text to path atomically and durably (temp file, fsync, rename, fsync folder). */
-static int slbl_save_text(const char *path, const char *text)
-{
-	char *tmp = xasprintf("%s.tmp", path);
-	char *dir = xstrdup(path);
-	char *slash = strrchr(dir, '/');
-	if (slash == NULL) {
-		free(dir);
-		dir = xstrdup(".");
-	} else if (slash == dir) {
-		slash[1] = '\0';
-	} else {
-		*slash = '\0';
-	}
-	int rc = 0, dfd = -1;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	if ((rc = slbl_write_all(fd, text, strlen(text))) < 0)
-		goto fail;
-	if (fsync(fd) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		rc = -errno;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	/* The rename is only durable once the folder is. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) < 0) {
-		rc = -errno;
-		goto fail;
-	}
-fail:
-	if (fd >= 0) {
-		close(fd);
-		unlink(tmp);
-	}
-	if (dfd >= 0)
-		close(dfd);
-	free(tmp);
-	free(dir);
-	return rc;
-}
-
 /* Saves when the table is newer than the file. Called with sync_lock held. */
 static int slbl_save_if_dirty(struct slbl_cache *c)
 {
 	if (!c->dirty)
 		return 0;
 	char *text = slbl_document(c);
-	int rc = slbl_save_text(c->path, text);
+	int rc = write_file_atomic(c->path, text, strlen(text));
 	free(text);
 	if (rc < 0) {
 		log_error("slbl_cache.save_failed", "path=%s error=%s", c->path, strerror(-rc));

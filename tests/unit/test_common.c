@@ -301,6 +301,44 @@ static void test_read_file_limits(void **state)
 	free(path);
 }
 
+/* write_file_atomic replaces a file whole, 0600, and leaves no temporary file. */
+static void test_write_file_atomic(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/lazaret-writefile-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char *path = xasprintf("%s/kept.json", dir);
+	char *tmp = xasprintf("%s.tmp", path);
+	assert_int_equal(write_file_atomic(path, "first", 5), 0);
+	assert_int_equal(write_file_atomic(path, "二番目", strlen("二番目")), 0);
+	char *data;
+	size_t len;
+	assert_int_equal(read_file(path, 100, &data, &len), 0);
+	assert_string_equal(data, "二番目");
+	free(data);
+	struct stat sb;
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_int_equal(access(tmp, F_OK), -1);
+	/* a folder that does not exist: the error, nothing written */
+	char *lost = xasprintf("%s/none/kept.json", dir);
+	assert_int_equal(write_file_atomic(lost, "x", 1), -ENOENT);
+	/* path names a folder: rename fails, the file before stays, no temporary left */
+	char *sub = xasprintf("%s/sub", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(write_file_atomic(sub, "x", 1), -EISDIR);
+	char *subtmp = xasprintf("%s.tmp", sub);
+	assert_int_equal(access(subtmp, F_OK), -1);
+	rmdir(sub);
+	unlink(path);
+	rmdir(dir);
+	free(subtmp);
+	free(sub);
+	free(lost);
+	free(tmp);
+	free(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -313,6 +351,7 @@ int main(void)
 	    cmocka_unit_test(test_privdrop_unknown_user_keeps_running),
 	    cmocka_unit_test(test_strbuf_grows_and_formats),
 	    cmocka_unit_test(test_read_file_limits),
+	    cmocka_unit_test(test_write_file_atomic),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
