@@ -11,7 +11,10 @@
 
 #define IDS_UUID_LEN 36
 
-/* Writes a new UUIDv7 for time now_ms into out (36 characters + NUL). */
+/*
+ * Writes a new UUIDv7 for time now_ms into out (36 characters + NUL). Ids this
+ * process makes for the same millisecond sort in the order they were made.
+ */
 void ids_uuidv7(int64_t now_ms, char out[IDS_UUID_LEN + 1]);
 /* True when s is a canonical lower-case UUID text (what ids_uuidv7 writes). */
 bool ids_valid(const char *s);

@@ -41,6 +41,27 @@ static void test_uuidv7_shape_and_time(void **state)
 	assert_true(strcmp(later, a) > 0 && strcmp(later, b) > 0); /* sorts by time */
 }
 
+/* Ids of one millisecond sort in the order they were made, up to 2048 at least;
+ * an id for an earlier time keeps that time. */
+static void test_uuidv7_same_millisecond_in_order(void **state)
+{
+	(void)state;
+	int64_t t = 1796000000456;
+	char prev[IDS_UUID_LEN + 1], id[IDS_UUID_LEN + 1];
+	ids_uuidv7(t, prev);
+	for (int i = 0; i < 2048; i++) {
+		ids_uuidv7(t, id);
+		assert_int_equal(ids_uuidv7_time_ms(id), t);
+		assert_true(ids_valid(id) && id[14] == '7');
+		assert_true(strcmp(id, prev) > 0);
+		memcpy(prev, id, sizeof(id));
+	}
+	ids_uuidv7(t - 5000, id);
+	assert_int_equal(ids_uuidv7_time_ms(id), t - 5000);
+	ids_uuidv7(t, id); /* the counter of t goes on */
+	assert_true(strcmp(id, prev) > 0);
+}
+
 static void test_ids_valid_rejects(void **state)
 {
 	static const char *const bad[] = {
@@ -343,6 +364,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_uuidv7_shape_and_time),
+	    cmocka_unit_test(test_uuidv7_same_millisecond_in_order),
 	    cmocka_unit_test(test_ids_valid_rejects),
 	    cmocka_unit_test(test_rfc3339),
 	    cmocka_unit_test(test_log_quote),
