@@ -56,14 +56,36 @@
 #include "smtp/smtp_proto.h"
 #include "store/store.h"
 
-/* System quarantine names (the store maps them to their types). */
-#define PIPELINE_Q_SPAM	 "spam"
-#define PIPELINE_Q_VIRUS "Virus"
+/* The spam quarantine's name (the store maps it to its type). */
+#define PIPELINE_Q_SPAM "spam"
 
 /* The quarantines one message can be in at once, centrally: far more than it can get. */
 #define PIPELINE_PVO_MAX 8
 
 /* ---- rules ---- */
+
+const char *pipeline_quarantine_name(const char *name)
+{
+	static const char *const sys[] = {PIPELINE_Q_VIRUS, PIPELINE_Q_OUTBREAK,
+					  PIPELINE_Q_UNCLASSIFIED};
+	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++) {
+		if (strcasecmp(name, sys[i]) == 0)
+			return sys[i];
+	}
+	return name;
+}
+
+/* fn for the name a rule's quarantine is filed under (pipeline_quarantine_name). */
+struct pipeline_each_arg {
+	void (*fn)(const char *name, void *arg);
+	void *arg;
+};
+
+static void pipeline_each_one(const char *name, void *arg)
+{
+	struct pipeline_each_arg *a = arg;
+	a->fn(pipeline_quarantine_name(name), a->arg);
+}
 
 /* A filter's quarantine the manager can take: a PVO name, and not its spam quarantine. */
 static bool pipeline_central_name_ok(const char *name)
@@ -163,10 +185,11 @@ void pipeline_rules_each_pvo_quarantine(const struct pipeline_rules *r,
 	fn(PIPELINE_Q_VIRUS, arg);
 	fn(PIPELINE_Q_OUTBREAK, arg);
 	fn(PIPELINE_Q_UNCLASSIFIED, arg);
+	struct pipeline_each_arg a = {fn, arg};
 	if (r->filters != NULL)
-		filter_set_each_quarantine(r->filters, fn, arg);
+		filter_set_each_quarantine(r->filters, pipeline_each_one, &a);
 	if (r->outbreak != NULL)
-		filter_set_each_quarantine(r->outbreak, fn, arg);
+		filter_set_each_quarantine(r->outbreak, pipeline_each_one, &a);
 }
 
 /* ---- one message ---- */
@@ -224,6 +247,7 @@ static void pl_hold(struct pl *p, size_t i, const char *name, const char *reason
 {
 	struct disposition *d = &p->disp[i];
 	p->undecided[i] = false;
+	name = pipeline_quarantine_name(name);
 	if (p->job->rules->central_hostport == NULL) {
 		memset(d, 0, sizeof(*d));
 		d->route = DISPOSITION_QUARANTINE;
@@ -595,7 +619,7 @@ static void pl_filters(struct pl *p)
 			break;
 		case FILTER_ACTION_QUARANTINE:
 			fd.route = DISPOSITION_QUARANTINE;
-			fd.target = a->arg;
+			fd.target = pipeline_quarantine_name(a->arg);
 			route_set = true;
 			break;
 		case FILTER_ACTION_DROP:

@@ -84,9 +84,20 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen);
 /* [filters] undecided = tempfail: the content filters could not inspect the whole message. */
 #define PIPELINE_REPLY_UNDECIDED                                                                   \
 	"451 4.7.0 Error: message could not be fully inspected, try again later"
-/* [filters] undecided = unclassified: the local quarantine such messages are kept in. */
-#define PIPELINE_Q_UNCLASSIFIED "Unclassified"
-/* Where outbreak rules put a message (central or local). */
-#define PIPELINE_Q_OUTBREAK "Outbreak"
+/*
+ * The system quarantines, named as the store and the manager name them
+ * (lowercase): [filters] undecided = unclassified keeps such messages in the
+ * first; outbreak rules put a message into the second (central or local).
+ */
+#define PIPELINE_Q_UNCLASSIFIED "unclassified"
+#define PIPELINE_Q_OUTBREAK	"outbreak"
+#define PIPELINE_Q_VIRUS	"virus"
+
+/*
+ * The name mail is filed under for a quarantine a rule names: a system
+ * quarantine's name in any case ("Virus") is that quarantine's own name
+ * ("virus"), so that a gateway has one of each; any other name is itself.
+ */
+const char *pipeline_quarantine_name(const char *name);
 
 #endif

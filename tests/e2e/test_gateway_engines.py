@@ -19,7 +19,7 @@ UNDATED, so the outcome does not depend on small score changes or on timing.
 Which engine wins when a message is both spam and infected: anti-spam runs first
 (pipeline.c). A spam action that takes the message out of delivery (quarantine,
 drop, bounce) ends its processing, so clamd is never asked; spam that goes on
-(deliver, tag) is still scanned for viruses, and an infected one goes to the Virus
+(deliver, tag) is still scanned for viruses, and an infected one goes to the virus
 quarantine instead.
 
 Every copy is sent or stored before the gateway answers the end of data, so after
@@ -213,21 +213,45 @@ def test_clamd_eicar_goes_to_the_virus_quarantine(start_gateway, aio_sink, clamd
     assert last_scan(gw)["virus"].startswith(EICAR_SIG)
     assert aio_sink.count() == 0
     (m,) = gw.messages()
-    assert m["quarantine"] == "Virus"
+    assert m["quarantine"] == "virus"
     assert m["verdict"] == "virus"
     assert m["subject"] == "invoice"
     assert [r["address"] for r in m["recipients"]] == [RCPT]
-    assert gw.messages("quarantine=Virus") == [m]
+    assert gw.messages("quarantine=virus") == [m]
     st, detail = gw.api("GET", "/api/v1/messages/%s" % m["id"])
     assert st == 200, detail
     assert [a["filename"] for a in detail["attachments"]] == ["inv.com"]
-    assert quarantine_counts(gw)["Virus"] == ("virus", 1)
+    assert quarantine_counts(gw)["virus"] == ("virus", 1)
 
     send(gw, clean_message())
     assert last_scan(gw)["virus"] == "-"
     (d,) = aio_sink.messages
     assert b"\r\nSubject: Meeting notes\r\n" in d["data"]
-    assert quarantine_counts(gw)["Virus"] == ("virus", 1)
+    assert quarantine_counts(gw)["virus"] == ("virus", 1)
+
+
+def test_each_system_quarantine_is_listed_once_under_its_own_name(start_gateway, aio_sink,
+                                                                   clamd):
+    # A filter names the system quarantines in another case: the same quarantines.
+    gw = start_gateway(aio_sink.host, start=False,
+                       antivirus={"engine": "clamd", "clamd": clamd.addr})
+    gw.apply({"filters": {"file": gw.write_file("gw.filters", (
+        'shout: if subject == "^loud$" { quarantine("VIRUS"); }\n'
+        'wave: if subject == "^wave$" { quarantine("Outbreak"); }\n'))}})
+    gw.start()
+    send(gw, eicar_mail(to=b"bob@example.com"), sender="a@sender.test")
+    send(gw, clean_message(subject=b"loud"))
+    send(gw, clean_message(subject=b"wave"))
+    assert aio_sink.count() == 0
+    st, doc = gw.api("GET", "/api/v1/quarantines")
+    assert st == 200, doc
+    names = [q["name"] for q in doc["quarantines"]]
+    system = [n for n in names if n.lower() in ("virus", "outbreak", "unclassified")]
+    assert sorted(system) == ["outbreak", "unclassified", "virus"], names
+    assert quarantine_counts(gw)["virus"] == ("virus", 2)
+    assert quarantine_counts(gw)["outbreak"] == ("outbreak", 1)
+    assert quarantine_counts(gw)["unclassified"] == ("unclassified", 0)
+    assert sorted(m["subject"] for m in gw.messages("quarantine=virus")) == ["invoice", "loud"]
 
 
 def test_clamd_drop_accepts_and_keeps_nothing(start_gateway, aio_sink, clamd):
@@ -238,12 +262,12 @@ def test_clamd_drop_accepts_and_keeps_nothing(start_gateway, aio_sink, clamd):
     assert "route=drop" in gw.log_text() and "reason=virus" in gw.log_text()
     assert aio_sink.count() == 0
     assert gw.messages() == []
-    assert quarantine_counts(gw).get("Virus", ("virus", 0)) == ("virus", 0)
+    assert quarantine_counts(gw).get("virus", ("virus", 0)) == ("virus", 0)
 
 
 @pytest.mark.parametrize("positive_action, quarantine", [
     ("quarantine", "spam"),   # spam leaves delivery: clamd is not asked
-    ("tag", "Virus"),         # tagged spam goes on to the virus scan
+    ("tag", "virus"),         # tagged spam goes on to the virus scan
 ])
 def test_spam_and_virus_together(start_gateway, aio_sink, spamd, clamd, positive_action,
                                  quarantine):
@@ -263,6 +287,6 @@ def test_spam_and_virus_together(start_gateway, aio_sink, spamd, clamd, positive
     assert m["quarantine"] == quarantine
     counts = quarantine_counts(gw)
     assert counts[quarantine][1] == 1
-    other = "Virus" if quarantine == "spam" else "spam"
+    other = "virus" if quarantine == "spam" else "spam"
     assert counts.get(other, (None, 0))[1] == 0
     assert aio_sink.count() == 0

@@ -123,8 +123,8 @@ EVASIONS = [
         b"filename=\"invoice.exe\"")]), "Policy"),
     ("nested-5", lambda s: nested_message(s, 5), "Policy"),
     # Beyond what the filters inspect: undecided, so the fail-closed quarantine.
-    ("many-parts", lambda s: many_parts_message(s, 1100), "Unclassified"),
-    ("nested-40", lambda s: nested_message(s, 40), "Unclassified"),
+    ("many-parts", lambda s: many_parts_message(s, 1100), "unclassified"),
+    ("nested-40", lambda s: nested_message(s, 40), "unclassified"),
 ]
 
 
@@ -145,7 +145,7 @@ def test_evasion_is_quarantined_not_relayed(start_gateway, aio_sink, case):
     assert [(m["quarantine"], m["verdict"], m["subject"]) for m in msgs] == \
         [(quarantine, "policy", subject)], msgs
     assert [r["address"] for r in msgs[0]["recipients"]] == ["bob@example.com"]
-    if quarantine == "Unclassified":
+    if quarantine == "unclassified":
         gw.wait_log("gw.filter_undecided")
         assert re.search(r"gw\.filter_undecided id=\S+ filter=block_exe reason=\"more "
                          r"attachments or deeper nesting than the filters inspect\" "
@@ -163,7 +163,7 @@ def test_evasion_is_quarantined_not_relayed(start_gateway, aio_sink, case):
             b"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; "
             b"filename=\"" + utf8_b("請求書.pdf") + b"\"")])
     code, text = gw.send("alice@sender.test", "bob@example.com", control)
-    if quarantine == "Unclassified":
+    if quarantine == "unclassified":
         # Still beyond the limits: not decided, so not delivered either.
         assert code == 250, text
         assert len(gw.messages()) == 2
@@ -188,7 +188,7 @@ def test_spent_budget_is_quarantined_as_unclassified(start_gateway, aio_sink):
     code, text = gw.send("alice@sender.test", "bob@example.com", budget_spender("budget"))
     assert code == 250, text
     msgs = gw.messages()
-    assert [(m["quarantine"], m["subject"]) for m in msgs] == [("Unclassified", "budget")]
+    assert [(m["quarantine"], m["subject"]) for m in msgs] == [("unclassified", "budget")]
     gw.wait_log("gw.filter_undecided")
     log = gw.log_text()
     assert re.search(r"gw\.filter_undecided id=\S+ filter=mailer reason=\"match budget spent\" "
@@ -201,7 +201,7 @@ def test_spent_budget_is_quarantined_as_unclassified(start_gateway, aio_sink):
                                     b"name=\"invoice.exe\"")], extra_headers=junk)
     assert gw.send("alice@sender.test", "bob@example.com", msg)[0] == 250
     assert sorted((m["quarantine"], m["subject"]) for m in gw.messages()) == \
-        [("Policy", "decided"), ("Unclassified", "budget")]
+        [("Policy", "decided"), ("unclassified", "budget")]
 
 
 def test_undecided_tempfail_refuses_and_keeps_nothing(start_gateway, aio_sink):

@@ -232,7 +232,7 @@ def test_five_stories_through_two_gateways(start_manager, start_gateway, aio_sin
     assert one(per_gw, "gw-a", "virus")["name"].startswith(EICAR_SIG)
     q = one(per_gw, "gw-a", "quarantine")
     assert (q["where"], q["quarantine"], q["reason"], q["rcpts"]) == \
-        ("local", "Virus", "virus", ["bob@example.com"]), q
+        ("local", "virus", "virus", ["bob@example.com"]), q
     assert one(per_gw, "gw-a", "reply")["reply"] == "250 2.0.0 Ok: %s" % gwa_id["virus"]
 
     # 4. refused by the next hop: the sink's 550 goes back through both gateways
