@@ -37,6 +37,7 @@
 #include "api/api.h"
 #include "api/api_backup.h"
 #include "api/api_events.h"
+#include "api/api_report_sched.h"
 #include "api/api_reports.h"
 #include "api/api_tracking.h"
 #include "api/api_gateways.h"
@@ -564,6 +565,7 @@ static int start(struct lazaretd *d)
 	api_events_register(d->api);
 	api_tracking_register(d->api);
 	api_reports_register(d->api);
+	api_report_sched_register(d->api);
 	api_quarantines_register(d->api);
 	api_levels_register(d->api);
 	api_pvo_actions_register(d->api);

@@ -1,0 +1,131 @@
+"""Scheduled reports and their archive (CONTRACT "Events, tracking and reporting",
+docs/openapi.yaml /api/v1/report-schedules, /api/v1/report-archive): an
+administrator schedules a report, has it made now, and finds the copy in the
+archive, whose PDF (read back with pdftotext) and CSV show the numbers of events
+pushed to a real lazaretd; bad schedules get 400s, other roles 403s. Runs on the
+suite's backend (SQLite or PostgreSQL)."""
+
+import csv
+import io
+import re
+import subprocess
+import time
+
+from test_attachments import login
+from test_events import error, push, register
+from test_reports import message
+from test_reports_pdf import table
+
+GOOD = {"report": "overview", "period": "day", "every": "daily",
+        "recipients": ["boss@example.com", "audit@example.jp"], "format": "pdf"}
+
+
+def traffic(mgr):
+    """Two clean messages (three recipients) and one spam, in the current hour."""
+    token = register(mgr, "gw-s")
+    at = int(time.time() * 1000) - 1000
+    events = (message(1, at, "m-1", "a@x.test", ["u1@example.com", "u2@example.com"], "clean")
+              + message(4, at, "m-2", "b@x.test", ["u1@example.com"], "clean")
+              + message(7, at, "m-3", "c@spam.test", ["u3@example.com"], "spam"))
+    st, doc = push(mgr, token, {"events": events})
+    assert st == 200 and doc["stored"] == len(events), doc
+
+
+def test_a_schedule_is_made_now_and_kept_in_the_archive(manager, tmp_path):
+    traffic(manager)
+    st, s = manager.api("POST", "/api/v1/report-schedules", GOOD)
+    assert st == 201, s
+    assert (s["report"], s["period"], s["every"], s["format"]) == ("overview", "day", "daily",
+                                                                   "pdf")
+    assert s["recipients"] == GOOD["recipients"] and s["last_run"] is None
+    # due tomorrow (or today) at 06:00 UTC
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT06:00:00Z", s["next_run"]), s
+    st, csv_s = manager.api("POST", "/api/v1/report-schedules",
+                            dict(GOOD, report="internal_users", every="monthly", format="csv"))
+    assert st == 201, csv_s
+    assert csv_s["next_run"][8:] == "01T06:00:00Z", csv_s
+    st, doc = manager.api("GET", "/api/v1/report-schedules")
+    assert st == 200 and [x["id"] for x in doc["schedules"]] == [s["id"], csv_s["id"]]
+
+    st, a = manager.api("POST", "/api/v1/report-schedules/%d/run" % s["id"], timeout=30)
+    assert st == 201, a
+    assert (a["schedule_id"], a["report"], a["format"]) == (s["id"], "overview", "pdf")
+    st, b = manager.api("POST", "/api/v1/report-schedules/%d/run" % csv_s["id"], timeout=30)
+    assert st == 201, b
+    st, doc = manager.api("GET", "/api/v1/report-archive")
+    assert st == 200 and [x["id"] for x in doc["reports"]] == [b["id"], a["id"]], doc
+
+    st, headers, body = manager.http("GET", "/api/v1/report-archive/%d" % a["id"])
+    assert st == 200 and headers["Content-Type"] == "application/pdf"
+    assert body.startswith(b"%PDF-") and len(body) == a["size"]
+    assert headers["Content-Disposition"] == \
+        'attachment; filename="overview-day-%d.pdf"' % a["id"]
+    path = tmp_path / "a.pdf"
+    path.write_bytes(body)
+    text = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(path), "-"],
+                          check=True, capture_output=True).stdout.decode("utf-8")
+    assert table(text.split("\f"))["Total"] == [4, 3, 1, 0, 0, 0, 0]
+
+    st, headers, body = manager.http("GET", "/api/v1/report-archive/%d" % b["id"])
+    assert st == 200 and headers["Content-Type"].startswith("text/csv")
+    rows = {r["key"]: r for r in csv.DictReader(io.StringIO(body.decode("utf-8")))}
+    assert rows["u1@example.com"]["incoming"] == "2", rows
+    assert rows["u3@example.com"]["spam"] == "1", rows
+
+    # deleted: gone from the list, cannot run; its archived copies stay
+    st, _ = manager.api("DELETE", "/api/v1/report-schedules/%d" % csv_s["id"])
+    assert st == 200
+    st, doc = manager.api("DELETE", "/api/v1/report-schedules/%d" % csv_s["id"])
+    assert st == 404, doc
+    st, doc = manager.api("POST", "/api/v1/report-schedules/%d/run" % csv_s["id"])
+    assert st == 404, doc
+    st, doc = manager.api("GET", "/api/v1/report-schedules")
+    assert [x["id"] for x in doc["schedules"]] == [s["id"]]
+    st, headers, body = manager.http("GET", "/api/v1/report-archive/%d" % b["id"])
+    assert st == 200
+    for bad in ("999999", "0", "x", "1;2"):
+        st, _, _ = manager.http("GET", "/api/v1/report-archive/" + bad)
+        assert st == 404, bad
+
+
+def test_bad_schedules_get_400_and_other_roles_403(manager):
+    cases = [
+        ({"report": "nope"}, "no such report"),
+        ({"period": "fortnight"}, "\"period\" must be one of"),
+        ({"period": "custom"}, "period=custom"),
+        ({"every": "hourly"}, "\"every\" must be daily, weekly or monthly"),
+        ({"format": "xls"}, "\"format\" must be pdf or csv"),
+        ({"recipients": []}, "\"recipients\" must be a list"),
+        ({"recipients": "a@b.c"}, "\"recipients\" must be a list"),
+        ({"recipients": ["a@b.c", "x@y.z\r\nBcc: evil@x"]}, "recipient 2 is not"),
+        ({"recipients": ["<a@b.c>"]}, "recipient 1 is not"),
+        ({"extra": 1}, "extra"),
+    ]
+    for change, msg in cases:
+        st, doc = manager.api("POST", "/api/v1/report-schedules", dict(GOOD, **change))
+        assert st == 400 and msg in error(doc), (change, st, doc)
+    st, doc = manager.api("POST", "/api/v1/report-schedules",
+                          {k: v for k, v in GOOD.items() if k != "every"})
+    assert st == 400, doc
+    st, doc = manager.api("GET", "/api/v1/report-schedules")
+    assert doc["schedules"] == []
+
+    st, s = manager.api("POST", "/api/v1/report-schedules", GOOD)
+    assert st == 201
+    st, _ = manager.api("GET", "/api/v1/report-schedules", token=None)
+    assert st == 401
+    for name, role in (("eve", "enduser"), ("opal", "operator")):
+        c = login(manager, name, "%s-password-1" % name, role,
+                  ["bob@example.com"] if role == "enduser" else ())
+        for method, path, body in (
+                ("GET", "/api/v1/report-schedules", None),
+                ("POST", "/api/v1/report-schedules", GOOD),
+                ("DELETE", "/api/v1/report-schedules/%d" % s["id"], None),
+                ("POST", "/api/v1/report-schedules/%d/run" % s["id"], None),
+                ("GET", "/api/v1/report-archive", None),
+                ("GET", "/api/v1/report-archive/1", None)):
+            st, doc = c.call(method, path, body)
+            assert (st, error(doc)) == (403, "not allowed for role of %s" % name), (method,
+                                                                                    path)
+    st, doc = manager.api("GET", "/api/v1/report-schedules")
+    assert [x["id"] for x in doc["schedules"]] == [s["id"]]
