@@ -38,6 +38,7 @@
 #include "api/api_backup.h"
 #include "api/api_events.h"
 #include "api/api_report_sched.h"
+#include "manager/report_sched.h"
 #include "api/api_reports.h"
 #include "api/api_tracking.h"
 #include "api/api_gateways.h"
@@ -91,10 +92,11 @@ struct lazaretd {
 	struct track_retention *track_retention; /* [tracking] retention */
 	struct capacity *capacity;		 /* the PVO quarantines' max_size */
 	struct notify *notify;
-	struct auth_directory *directory; /* LDAP/IMAP end users, or NULL */
-	struct auth_oidc *oidc;		  /* [auth_oidc] single sign-on, or NULL */
-	struct auth_saml *saml;		  /* [auth_saml] end users, or NULL */
-	SSL_CTX *http_tls;		  /* [http] HTTPS context, or NULL */
+	struct report_sched *report_sched; /* scheduled reports' timer */
+	struct auth_directory *directory;  /* LDAP/IMAP end users, or NULL */
+	struct auth_oidc *oidc;		   /* [auth_oidc] single sign-on, or NULL */
+	struct auth_saml *saml;		   /* [auth_saml] end users, or NULL */
+	SSL_CTX *http_tls;		   /* [http] HTTPS context, or NULL */
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	int64_t shutdown_started;
 	bool forced;
@@ -566,6 +568,18 @@ static int start(struct lazaretd *d)
 	api_tracking_register(d->api);
 	api_reports_register(d->api);
 	api_report_sched_register(d->api);
+	/* scheduled reports go out through the release path, From [notifications] from */
+	struct report_sched_config rsc = {.from = d->cfg.notify_from,
+					  .hostname = d->cfg.hostname,
+					  .primary_host = d->cfg.primary_host,
+					  .secondary_host = d->cfg.secondary_host,
+					  .source_address = d->cfg.source_address,
+					  .helo_name = d->cfg.helo_name,
+					  .timeout_ms = d->cfg.release_timeout_ms};
+	if ((rc = report_sched_new(d->base, d->st, &rsc, &d->report_sched)) < 0) {
+		fprintf(stderr, "lazaretd: cannot start scheduled reports: %s\n", strerror(-rc));
+		return rc;
+	}
 	api_quarantines_register(d->api);
 	api_levels_register(d->api);
 	api_pvo_actions_register(d->api);
@@ -637,7 +651,8 @@ static void stop(struct lazaretd *d)
 		ingest_set_capacity(d->ingest, NULL);
 	capacity_free(d->capacity);
 	auth_oidc_free(d->oidc);
-	backup_schedule_free(d->backup); /* waits for a backup in progress */
+	backup_schedule_free(d->backup);    /* waits for a backup in progress */
+	report_sched_free(d->report_sched); /* waits for a report being made */
 	if (d->api != NULL)
 		api_stop(d->api);
 	api_gateways_free(d->gateways);

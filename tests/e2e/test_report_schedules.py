@@ -6,6 +6,8 @@ pushed to a real lazaretd; bad schedules get 400s, other roles 403s. Runs on the
 suite's backend (SQLite or PostgreSQL)."""
 
 import csv
+import email
+import email.policy
 import io
 import re
 import subprocess
@@ -129,3 +131,44 @@ def test_bad_schedules_get_400_and_other_roles_403(manager):
                                                                                     path)
     st, doc = manager.api("GET", "/api/v1/report-schedules")
     assert [x["id"] for x in doc["schedules"]] == [s["id"]]
+
+
+def test_a_due_schedule_is_mailed_once_with_its_report_attached(start_manager, aio_sink,
+                                                                tmp_path):
+    # the schedules' clock runs a day ahead (common/fault.h): a new schedule is due at once
+    m = start_manager(start=False, primary_host=aio_sink.host,
+                      notifications__from="reports@corp.test")
+    m.next_env = {"LAZARET_FAULT": "report_sched_day_ahead"}
+    m.start()
+    traffic(m)
+    st, s = m.api("POST", "/api/v1/report-schedules", GOOD)
+    assert st == 201, s
+    msgs = aio_sink.wait_count(1, timeout=20)
+    mail = email.message_from_bytes(msgs[0]["data"], policy=email.policy.default)
+    assert msgs[0]["sender"] == "reports@corp.test"
+    assert sorted(msgs[0]["rcpts"]) == sorted(GOOD["recipients"])
+    # the Subject is encoded-words on the wire, and names the report and its period
+    raw_subject = re.search(rb"^Subject: (.*(?:\r\n .*)*)", msgs[0]["data"], re.M).group(1)
+    assert all(b < 0x80 for b in raw_subject), raw_subject
+    assert re.fullmatch(r"\[Lazaret\] レポート overview \(day\) \d{4}-\d\d-\d\d – "
+                        r"\d{4}-\d\d-\d\d", str(mail["Subject"])), mail["Subject"]
+    assert mail["To"] == "boss@example.com, audit@example.jp"
+    parts = list(mail.iter_attachments())
+    assert len(parts) == 1 and parts[0].get_content_type() == "application/pdf"
+    pdf = parts[0].get_content()
+    (tmp_path / "m.pdf").write_bytes(pdf)
+    text = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(tmp_path / "m.pdf"),
+                           "-"], check=True, capture_output=True).stdout.decode("utf-8")
+    assert table(text.split("\f"))["Total"] == [4, 3, 1, 0, 0, 0, 0]
+    assert "レポート overview" in mail.get_body(("plain",)).get_content()
+
+    # archived as mailed, and claimed: not made again on the next ticks
+    st, doc = m.api("GET", "/api/v1/report-archive")
+    assert [(x["schedule_id"], x["size"]) for x in doc["reports"]] == [(s["id"], len(pdf))]
+    st, headers, body = m.http("GET", "/api/v1/report-archive/%d" % doc["reports"][0]["id"])
+    assert body == pdf
+    st, doc = m.api("GET", "/api/v1/report-schedules")
+    after = doc["schedules"][0]
+    assert after["last_run"] is not None and after["next_run"] > s["next_run"], after
+    time.sleep(3)
+    assert aio_sink.count() == 1
