@@ -28,7 +28,8 @@
 #include "store/store.h"
 
 #define REPORT_SCHED_TICK_S	   60
-#define REPORT_SCHED_FAULT	   "report_sched_day_ahead"
+#define REPORT_SCHED_FAULT	   "report_sched_ahead"
+#define REPORT_SCHED_AHEAD_S	   (32 * 86400)
 #define REPORT_SCHED_SESSION_STEPS 10
 
 struct report_sched {
@@ -40,7 +41,7 @@ struct report_sched {
 	bool busy; /* a run is queued or going; under lock */
 	char *from, *hostname, *primary, *secondary, *source, *helo;
 	int64_t timeout_ms;
-	bool day_ahead;
+	bool ahead; /* the test clock (report_sched.h) */
 };
 
 /* A header value on one line: CR and LF dropped. */
@@ -207,7 +208,7 @@ static void report_sched_run(void *arg)
 		log_warn("report_sched.list_failed", "error=%s", strerror(-rc));
 	for (size_t i = 0; i < n; i++) {
 		int64_t now_ms = clock_now_ms();
-		int64_t now = now_ms / 1000 + (r->day_ahead ? 86400 : 0);
+		int64_t now = now_ms / 1000 + (r->ahead ? REPORT_SCHED_AHEAD_S : 0);
 		if (v[i].next_run > now)
 			continue;
 		int64_t next = api_sched_next_run(v[i].every, now);
@@ -266,10 +267,10 @@ int report_sched_new(struct event_base *base, struct store *st,
 	r->source = cfg->source_address != NULL ? xstrdup(cfg->source_address) : NULL;
 	r->helo = cfg->helo_name != NULL ? xstrdup(cfg->helo_name) : NULL;
 	r->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 60000;
-	r->day_ahead = fault_is_armed(REPORT_SCHED_FAULT);
+	r->ahead = fault_is_armed(REPORT_SCHED_FAULT);
 	r->wp = workpool_new(1);
 	r->timer = event_new(base, -1, EV_PERSIST, report_sched_on_timer, r);
-	struct timeval tv = {.tv_sec = r->day_ahead ? 1 : REPORT_SCHED_TICK_S};
+	struct timeval tv = {.tv_sec = r->ahead ? 1 : REPORT_SCHED_TICK_S};
 	event_add(r->timer, &tv);
 	*out = r;
 	return 0;

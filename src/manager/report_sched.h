@@ -6,8 +6,8 @@
  * it with the PDF or CSV attached through the release path ([release]
  * primary_host, then secondary_host), From [notifications] from.
  *
- * Test only: with LAZARET_FAULT=report_sched_day_ahead (common/fault.h) the
- * schedules' clock runs a day ahead and is looked at every second, so that a new
+ * Test only: with LAZARET_FAULT=report_sched_ahead (common/fault.h) the
+ * schedules' clock runs 32 days ahead and is looked at every second, so that a new
  * schedule is due at once, and once only.
  *
  * Not for: when a schedule is due (api_sched_next_run), rendering (api_reports.c).
