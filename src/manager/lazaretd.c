@@ -267,6 +267,19 @@ static void notify_config_from(const struct manager_config *cfg, struct notify_c
 	nc->timeout_ms = cfg->release_timeout_ms;
 }
 
+/* Scheduled reports go out through the release path, From [notifications] from. */
+static void report_sched_config_from(const struct manager_config *cfg,
+				     struct report_sched_config *rc)
+{
+	*rc = (struct report_sched_config){.from = cfg->notify_from,
+					   .hostname = cfg->hostname,
+					   .primary_host = cfg->primary_host,
+					   .secondary_host = cfg->secondary_host,
+					   .source_address = cfg->source_address,
+					   .helo_name = cfg->helo_name,
+					   .timeout_ms = cfg->release_timeout_ms};
+}
+
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct lazaretd *d = arg;
@@ -383,6 +396,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	notify_config_from(&next, &nc);
 	if (notify_reconfigure(d->notify, &nc) < 0)
 		log_warn("manager.reload_notifications", "reason=\"kept the previous settings\"");
+	struct report_sched_config rsc;
+	report_sched_config_from(&next, &rsc);
+	report_sched_reconfigure(d->report_sched, &rsc);
 	log_set_level_name(next.log_level);
 	/* Keep the listen-related settings the process actually runs with. */
 	char *keep_smtp = d->cfg.smtp_listen, *keep_http = d->cfg.http_listen;
@@ -568,14 +584,8 @@ static int start(struct lazaretd *d)
 	api_tracking_register(d->api);
 	api_reports_register(d->api);
 	api_report_sched_register(d->api);
-	/* scheduled reports go out through the release path, From [notifications] from */
-	struct report_sched_config rsc = {.from = d->cfg.notify_from,
-					  .hostname = d->cfg.hostname,
-					  .primary_host = d->cfg.primary_host,
-					  .secondary_host = d->cfg.secondary_host,
-					  .source_address = d->cfg.source_address,
-					  .helo_name = d->cfg.helo_name,
-					  .timeout_ms = d->cfg.release_timeout_ms};
+	struct report_sched_config rsc;
+	report_sched_config_from(&d->cfg, &rsc);
 	if ((rc = report_sched_new(d->base, d->st, &rsc, &d->report_sched)) < 0) {
 		fprintf(stderr, "lazaretd: cannot start scheduled reports: %s\n", strerror(-rc));
 		return rc;

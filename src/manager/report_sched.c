@@ -32,16 +32,52 @@
 #define REPORT_SCHED_AHEAD_S	   (32 * 86400)
 #define REPORT_SCHED_SESSION_STEPS 10
 
+/* One copy of the settings; a run takes its own. */
+struct report_sched_settings {
+	char *from, *hostname, *primary, *secondary, *source, *helo;
+	int64_t timeout_ms;
+};
+
+static char *report_sched_dup(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+static struct report_sched_settings *report_sched_settings_new(const struct report_sched_config *c)
+{
+	struct report_sched_settings *t = xcalloc(1, sizeof(*t));
+	t->from = xstrdup(c->from != NULL ? c->from : "lazaret@localhost");
+	t->hostname = report_sched_dup(c->hostname);
+	t->primary = report_sched_dup(c->primary_host);
+	t->secondary = report_sched_dup(c->secondary_host);
+	t->source = report_sched_dup(c->source_address);
+	t->helo = report_sched_dup(c->helo_name);
+	t->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : 60000;
+	return t;
+}
+
+static void report_sched_settings_free(struct report_sched_settings *t)
+{
+	if (t == NULL)
+		return;
+	free(t->from);
+	free(t->hostname);
+	free(t->primary);
+	free(t->secondary);
+	free(t->source);
+	free(t->helo);
+	free(t);
+}
+
 struct report_sched {
 	struct event_base *base;
 	struct store *st;
 	struct event *timer;
 	struct workpool *wp;
 	pthread_mutex_t lock;
-	bool busy; /* a run is queued or going; under lock */
-	char *from, *hostname, *primary, *secondary, *source, *helo;
-	int64_t timeout_ms;
-	bool ahead; /* the test clock (report_sched.h) */
+	bool busy;			   /* a run is queued or going; under lock */
+	struct report_sched_settings *cur; /* under lock */
+	bool ahead;			   /* the test clock (report_sched.h) */
 };
 
 /* A header value on one line: CR and LF dropped. */
@@ -141,7 +177,8 @@ static size_t report_sched_split(const char *s, char ***out)
 	return n;
 }
 
-static void report_sched_send(struct report_sched *r, const struct store_report_schedule *s,
+static void report_sched_send(const struct report_sched_settings *r,
+			      const struct store_report_schedule *s,
 			      const struct store_report_archived *a, int64_t now_ms)
 {
 	char **to = NULL;
@@ -201,6 +238,16 @@ static void report_sched_send(struct report_sched *r, const struct store_report_
 static void report_sched_run(void *arg)
 {
 	struct report_sched *r = arg;
+	pthread_mutex_lock(&r->lock);
+	struct report_sched_config c = {.from = r->cur->from,
+					.hostname = r->cur->hostname,
+					.primary_host = r->cur->primary,
+					.secondary_host = r->cur->secondary,
+					.source_address = r->cur->source,
+					.helo_name = r->cur->helo,
+					.timeout_ms = r->cur->timeout_ms};
+	struct report_sched_settings *set = report_sched_settings_new(&c);
+	pthread_mutex_unlock(&r->lock);
 	struct store_report_schedule *v = NULL;
 	size_t n = 0;
 	int rc = store_report_schedule_list(r->st, &v, &n);
@@ -231,10 +278,11 @@ static void report_sched_run(void *arg)
 		}
 		log_info("report_sched.made", "schedule=%lld archive=%lld report=%s period=%s",
 			 (long long)v[i].id, (long long)a.id, v[i].report, v[i].period);
-		report_sched_send(r, &v[i], &a, now_ms);
+		report_sched_send(set, &v[i], &a, now_ms);
 		store_report_archived_clear(&a);
 	}
 	store_report_schedule_array_free(v, n);
+	report_sched_settings_free(set);
 	pthread_mutex_lock(&r->lock);
 	r->busy = false;
 	pthread_mutex_unlock(&r->lock);
@@ -260,13 +308,7 @@ int report_sched_new(struct event_base *base, struct store *st,
 	r->base = base;
 	r->st = st;
 	pthread_mutex_init(&r->lock, NULL);
-	r->from = xstrdup(cfg->from != NULL ? cfg->from : "lazaret@localhost");
-	r->hostname = cfg->hostname != NULL ? xstrdup(cfg->hostname) : NULL;
-	r->primary = cfg->primary_host != NULL ? xstrdup(cfg->primary_host) : NULL;
-	r->secondary = cfg->secondary_host != NULL ? xstrdup(cfg->secondary_host) : NULL;
-	r->source = cfg->source_address != NULL ? xstrdup(cfg->source_address) : NULL;
-	r->helo = cfg->helo_name != NULL ? xstrdup(cfg->helo_name) : NULL;
-	r->timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : 60000;
+	r->cur = report_sched_settings_new(cfg);
 	r->ahead = fault_is_armed(REPORT_SCHED_FAULT);
 	r->wp = workpool_new(1);
 	r->timer = event_new(base, -1, EV_PERSIST, report_sched_on_timer, r);
@@ -283,11 +325,16 @@ void report_sched_free(struct report_sched *r)
 	event_free(r->timer);
 	workpool_free(r->wp);
 	pthread_mutex_destroy(&r->lock);
-	free(r->from);
-	free(r->hostname);
-	free(r->primary);
-	free(r->secondary);
-	free(r->source);
-	free(r->helo);
+	report_sched_settings_free(r->cur);
 	free(r);
+}
+
+void report_sched_reconfigure(struct report_sched *r, const struct report_sched_config *cfg)
+{
+	struct report_sched_settings *t = report_sched_settings_new(cfg);
+	pthread_mutex_lock(&r->lock);
+	struct report_sched_settings *old = r->cur;
+	r->cur = t;
+	pthread_mutex_unlock(&r->lock);
+	report_sched_settings_free(old);
 }

@@ -57,6 +57,8 @@ struct report_sched;
 /* Arms the minute timer on base; cfg's strings are copied. 0 or a negative errno. */
 int report_sched_new(struct event_base *base, struct store *st,
 		     const struct report_sched_config *cfg, struct report_sched **out);
+/* New settings (SIGHUP); a run already going keeps the ones it started with. */
+void report_sched_reconfigure(struct report_sched *r, const struct report_sched_config *cfg);
 /* Stops the timer and waits for a run being made. NULL: no-op. */
 void report_sched_free(struct report_sched *r);
 

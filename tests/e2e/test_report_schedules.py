@@ -13,6 +13,7 @@ import re
 import subprocess
 import time
 
+from e2e_helpers import wait_for
 from test_attachments import login
 from test_events import error, push, register
 from test_reports import message
@@ -134,7 +135,7 @@ def test_bad_schedules_get_400_and_other_roles_403(manager):
 
 
 def test_a_due_schedule_is_mailed_once_with_its_report_attached(start_manager, aio_sink,
-                                                                tmp_path):
+                                                                aio_sink_factory, tmp_path):
     # the schedules' clock runs 32 days ahead (common/fault.h): a new schedule is due at once
     m = start_manager(start=False, primary_host=aio_sink.host,
                       notifications__from="reports@corp.test")
@@ -171,4 +172,15 @@ def test_a_due_schedule_is_mailed_once_with_its_report_attached(start_manager, a
     after = doc["schedules"][0]
     assert after["last_run"] is not None and after["next_run"] > s["next_run"], after
     time.sleep(3)
+    assert aio_sink.count() == 1
+
+    # new release hosts and From on SIGHUP: the next report goes there
+    other = aio_sink_factory()
+    m.reload(primary_host=other.host, notifications__from="other@corp.test")
+    wait_for(lambda: "manager.reloaded" in m.log_text(), 10, "the reload")
+    st, s2 = m.api("POST", "/api/v1/report-schedules",
+                   dict(GOOD, format="csv", recipients=["x@example.com"]))
+    assert st == 201, s2
+    got = other.wait_count(1, timeout=20)
+    assert (got[0]["sender"], got[0]["rcpts"]) == ("other@corp.test", ["x@example.com"])
     assert aio_sink.count() == 1
