@@ -28,6 +28,10 @@
 #define API_SCHED_RECIPIENTS_MAX 50
 #define API_SCHED_ARCHIVE_LIST	 500
 
+/* Set once at registration, before the server runs (one API per process). */
+static api_sched_mail_fn api_sched_mail;
+static void *api_sched_mail_arg;
+
 int64_t api_sched_next_run(const char *every, int64_t now)
 {
 	time_t t = (time_t)now;
@@ -325,6 +329,8 @@ static void api_sched_run_work(void *arg, struct api_read_reply *out)
 		api_read_reply_store_error(out, "api_sched_make", rc);
 		return;
 	}
+	if (api_sched_mail != NULL)
+		api_sched_mail(api_sched_mail_arg, &r->s, &a);
 	json_t *o = api_sched_archived_json(&a);
 	store_report_archived_clear(&a);
 	api_read_reply_json(out, 201, o);
@@ -432,8 +438,10 @@ static void api_sched_archive_get(struct http_server_request *req, void *arg)
 	api_sched_archive(req, arg, true);
 }
 
-void api_report_sched_register(struct api *a)
+void api_report_sched_register(struct api *a, api_sched_mail_fn mail, void *mail_arg)
 {
+	api_sched_mail = mail;
+	api_sched_mail_arg = mail_arg;
 	static const struct http_server_route_row routes[] = {
 	    {"POST", "/api/v1/report-schedules", HTTP_SERVER_ROUTE_AUTH, api_sched_create},
 	    {"GET", "/api/v1/report-schedules", HTTP_SERVER_ROUTE_AUTH, api_sched_list},

@@ -2,7 +2,7 @@
  * api_report_sched — scheduled reports and their archive for administrators
  * (docs/openapi.yaml, tag reports): POST/GET /api/v1/report-schedules, DELETE
  * /api/v1/report-schedules/{id}, POST /api/v1/report-schedules/{id}/run (makes
- * the report now and keeps it in the archive), GET /api/v1/report-archive and
+ * the report now, keeps it in the archive and mails it), GET /api/v1/report-archive and
  * GET /api/v1/report-archive/{id} (the document as it was made).
  *
  * Administrators only, as the reports themselves (api_reports.h).
@@ -39,7 +39,14 @@ struct store_report_archived;
 int api_sched_make(struct store *st, const struct store_report_schedule *s, int64_t now_ms,
 		   struct store_report_archived *out);
 
-/* Adds the routes to a's server. */
-void api_report_sched_register(struct api *a);
+/*
+ * Mails an archived copy a of schedule s to its recipients (report_sched.h),
+ * without waiting; called on a reader thread after a run made on demand.
+ */
+typedef void (*api_sched_mail_fn)(void *arg, const struct store_report_schedule *s,
+				  const struct store_report_archived *a);
+
+/* Adds the routes to a's server; mail (may be NULL: no mail) sends what "run" makes. */
+void api_report_sched_register(struct api *a, api_sched_mail_fn mail, void *mail_arg);
 
 #endif

@@ -583,13 +583,13 @@ static int start(struct lazaretd *d)
 	api_events_register(d->api);
 	api_tracking_register(d->api);
 	api_reports_register(d->api);
-	api_report_sched_register(d->api);
 	struct report_sched_config rsc;
 	report_sched_config_from(&d->cfg, &rsc);
 	if ((rc = report_sched_new(d->base, d->st, &rsc, &d->report_sched)) < 0) {
 		fprintf(stderr, "lazaretd: cannot start scheduled reports: %s\n", strerror(-rc));
 		return rc;
 	}
+	api_report_sched_register(d->api, report_sched_mail_later, d->report_sched);
 	api_quarantines_register(d->api);
 	api_levels_register(d->api);
 	api_pvo_actions_register(d->api);
@@ -661,10 +661,11 @@ static void stop(struct lazaretd *d)
 		ingest_set_capacity(d->ingest, NULL);
 	capacity_free(d->capacity);
 	auth_oidc_free(d->oidc);
-	backup_schedule_free(d->backup);    /* waits for a backup in progress */
-	report_sched_free(d->report_sched); /* waits for a report being made */
+	backup_schedule_free(d->backup); /* waits for a backup in progress */
 	if (d->api != NULL)
 		api_stop(d->api);
+	/* after the API: a run made on demand may queue its mail until then */
+	report_sched_free(d->report_sched); /* waits for reports being made or mailed */
 	api_gateways_free(d->gateways);
 	api_backup_free(d->backup_api);
 	notify_free(d->notify);

@@ -234,10 +234,9 @@ static void report_sched_send(const struct report_sched_settings *r,
 	free(to);
 }
 
-/* Worker thread: every due schedule this manager claims is made and mailed. */
-static void report_sched_run(void *arg)
+/* A copy of the settings of now. */
+static struct report_sched_settings *report_sched_settings_now(struct report_sched *r)
 {
-	struct report_sched *r = arg;
 	pthread_mutex_lock(&r->lock);
 	struct report_sched_config c = {.from = r->cur->from,
 					.hostname = r->cur->hostname,
@@ -248,6 +247,51 @@ static void report_sched_run(void *arg)
 					.timeout_ms = r->cur->timeout_ms};
 	struct report_sched_settings *set = report_sched_settings_new(&c);
 	pthread_mutex_unlock(&r->lock);
+	return set;
+}
+
+struct report_sched_later {
+	struct report_sched *r;
+	struct store_report_schedule s;
+	struct store_report_archived a;
+};
+
+static void report_sched_later_run(void *arg)
+{
+	struct report_sched_later *l = arg;
+	struct report_sched_settings *set = report_sched_settings_now(l->r);
+	report_sched_send(set, &l->s, &l->a, clock_now_ms());
+	report_sched_settings_free(set);
+	store_report_schedule_clear(&l->s);
+	store_report_archived_clear(&l->a);
+	free(l);
+}
+
+void report_sched_mail_later(void *arg, const struct store_report_schedule *s,
+			     const struct store_report_archived *a)
+{
+	struct report_sched *r = arg;
+	struct report_sched_later *l = xcalloc(1, sizeof(*l));
+	l->r = r;
+	l->s.id = s->id;
+	l->s.report = xstrdup(s->report);
+	l->s.period = xstrdup(s->period);
+	l->s.format = xstrdup(s->format);
+	l->s.recipients = xstrdup(s->recipients);
+	l->a = *a;
+	l->a.report = xstrdup(a->report);
+	l->a.period = xstrdup(a->period);
+	l->a.format = xstrdup(a->format);
+	l->a.data = xmalloc(a->size + 1);
+	memcpy(l->a.data, a->data, a->size);
+	workpool_submit(r->wp, report_sched_later_run, l);
+}
+
+/* Worker thread: every due schedule this manager claims is made and mailed. */
+static void report_sched_run(void *arg)
+{
+	struct report_sched *r = arg;
+	struct report_sched_settings *set = report_sched_settings_now(r);
 	struct store_report_schedule *v = NULL;
 	size_t n = 0;
 	int rc = store_report_schedule_list(r->st, &v, &n);

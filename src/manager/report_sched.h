@@ -20,6 +20,8 @@
 
 struct event_base;
 struct store;
+struct store_report_schedule;
+struct store_report_archived;
 
 struct report_sched_config {
 	const char *from;     /* From: and envelope sender */
@@ -57,6 +59,12 @@ struct report_sched;
 /* Arms the minute timer on base; cfg's strings are copied. 0 or a negative errno. */
 int report_sched_new(struct event_base *base, struct store *st,
 		     const struct report_sched_config *cfg, struct report_sched **out);
+/*
+ * Queues the mail of archived copy a of schedule s (copied) to its recipients
+ * (api_sched_mail_fn, for runs made on demand). Thread-safe.
+ */
+void report_sched_mail_later(void *r, const struct store_report_schedule *s,
+			     const struct store_report_archived *a);
 /* New settings (SIGHUP); a run already going keeps the ones it started with. */
 void report_sched_reconfigure(struct report_sched *r, const struct report_sched_config *cfg);
 /* Stops the timer and waits for a run being made. NULL: no-op. */

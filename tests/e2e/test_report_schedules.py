@@ -34,7 +34,10 @@ def traffic(mgr):
     assert st == 200 and doc["stored"] == len(events), doc
 
 
-def test_a_schedule_is_made_now_and_kept_in_the_archive(manager, tmp_path):
+def test_a_schedule_is_made_now_kept_in_the_archive_and_mailed(start_manager, aio_sink,
+                                                                tmp_path):
+    manager = start_manager(primary_host=aio_sink.host,
+                            notifications__from="reports@corp.test")
     traffic(manager)
     st, s = manager.api("POST", "/api/v1/report-schedules", GOOD)
     assert st == 201, s
@@ -68,6 +71,16 @@ def test_a_schedule_is_made_now_and_kept_in_the_archive(manager, tmp_path):
     text = subprocess.run(["pdftotext", "-layout", "-enc", "UTF-8", str(path), "-"],
                           check=True, capture_output=True).stdout.decode("utf-8")
     assert table(text.split("\f"))["Total"] == [4, 3, 1, 0, 0, 0, 0]
+
+    # both runs were mailed, each with its archived document attached
+    mails = {}
+    for msg in aio_sink.wait_count(2):
+        mail = email.message_from_bytes(msg["data"], policy=email.policy.default)
+        (part,) = mail.iter_attachments()
+        mails[part.get_filename()] = (sorted(msg["rcpts"]), part.get_content())
+    assert mails["overview-day-%d.pdf" % a["id"]][1] == \
+        manager.http("GET", "/api/v1/report-archive/%d" % a["id"])[2]
+    assert mails["internal_users-day-%d.csv" % b["id"]][0] == sorted(GOOD["recipients"])
 
     st, headers, body = manager.http("GET", "/api/v1/report-archive/%d" % b["id"])
     assert st == 200 and headers["Content-Type"].startswith("text/csv")
