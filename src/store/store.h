@@ -1454,7 +1454,7 @@ int store_digest_token_use(struct store *st, const char *nonce, int64_t now, int
  * manager that finds it due claims the run by moving next_run on only where it
  * still has the value it read, so several managers on one store run it once.
  */
-#define STORE_SCHED_RECIPIENTS_MAX 4096 /* the recipients text, in bytes */
+#define STORE_SCHED_RECIPIENTS_MAX 16384 /* the recipients text, in bytes */
 #define STORE_SCHED_NAME_MAX	   64
 #define STORE_ARCHIVE_DATA_MAX	   (32 * 1024 * 1024)
 

@@ -123,6 +123,15 @@ def test_bad_schedules_get_400_and_other_roles_403(manager):
     st, doc = manager.api("POST", "/api/v1/report-schedules",
                           {k: v for k, v in GOOD.items() if k != "every"})
     assert st == 400, doc
+    # the most recipients, each as long as an address may be
+    longest = ["%s%02d@%s.example.jp" % ("u" * 60, i, "d" * 170) for i in range(50)]
+    st, doc = manager.api("POST", "/api/v1/report-schedules", dict(GOOD, recipients=longest))
+    assert st == 201 and doc["recipients"] == longest, doc
+    st, _ = manager.api("DELETE", "/api/v1/report-schedules/%d" % doc["id"])
+    assert st == 200
+    st, doc = manager.api("POST", "/api/v1/report-schedules",
+                          dict(GOOD, recipients=longest + ["x@example.jp"]))
+    assert st == 400 and "1 to 50 addresses" in error(doc), doc
     st, doc = manager.api("GET", "/api/v1/report-schedules")
     assert doc["schedules"] == []
 
