@@ -427,6 +427,27 @@ static void api_reports_work(void *arg, struct api_read_reply *out)
 	api_read_reply_json(out, 200, body);
 }
 
+int api_reports_render(struct store *st, const struct api_reports_params *p, unsigned char **out,
+		       size_t *len)
+{
+	struct api_reports_read r = {.st = st, .p = *p};
+	struct api_read_reply rep = {0};
+	*out = NULL;
+	*len = 0;
+	if (!p->csv && !p->pdf)
+		return -EINVAL;
+	api_reports_work(&r, &rep);
+	json_decref(rep.json);
+	free(rep.disposition);
+	if (rep.status != 200 || rep.bytes == NULL) {
+		free(rep.bytes);
+		return rep.store_rc < 0 ? rep.store_rc : -EIO;
+	}
+	*out = rep.bytes;
+	*len = rep.len;
+	return 0;
+}
+
 /* api_reports_query_fn over a request. */
 static const char *api_reports_req_get(void *arg, const char *key, size_t *count)
 {

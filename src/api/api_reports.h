@@ -48,6 +48,15 @@ int api_reports_parse(const char *report, api_reports_query_fn get, void *arg, i
 		      struct api_reports_params *out, char **err);
 void api_reports_params_clear(struct api_reports_params *p);
 
+struct store;
+/*
+ * Reader thread (it reads the store): p's report as CSV or PDF (p->csv or p->pdf)
+ * into *out (malloc()ed) and *len, as GET /api/v1/reports/{report} answers it.
+ * 0, -EINVAL without a format, or the store's error / -EIO.
+ */
+int api_reports_render(struct store *st, const struct api_reports_params *p, unsigned char **out,
+		       size_t *len);
+
 /* Adds the routes to a's server. */
 void api_reports_register(struct api *a);
 

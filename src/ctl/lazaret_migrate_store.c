@@ -11,7 +11,8 @@
  * Every row keeps its identity: message seq and id (digest state refers to seq,
  * so it stays valid as is), audit seq, delivery job ids, safelist versions and the
  * change counter. Bodies are copied as stored (zstd frames), never recompressed.
- * Second factors, the reports' rollups and the centralization levels are copied;
+ * Second factors, the reports' rollups, the centralization levels and the
+ * scheduled reports with their archive are copied;
  * the tracking events are not (they age out under [tracking] retention).
  * Delivery leases are cleared; sessions are copied (users stay logged in), and so
  * is the gateway registry (gateways keep their tokens).
@@ -164,6 +165,16 @@ static const struct mig_table mig_tables[] = {
      " content_filter, count", false},
     {"levels", "SELECT level, name, pvo, reporting, tracking, filters, updated_at FROM levels",
      "level, name, pvo, reporting, tracking, filters, updated_at", false},
+    /* scheduled reports and the archive (schema 18), keeping their ids */
+    {"report_schedules",
+     "SELECT id, report, period, every, format, recipients, created_by, created_at, next_run,"
+     " last_run FROM report_schedules ORDER BY id",
+     "id, report, period, every, format, recipients, created_by, created_at, next_run,"
+     " last_run", false},
+    {"report_archive",
+     "SELECT id, schedule_id, report, period, format, range_from, range_to, created_at, data"
+     " FROM report_archive ORDER BY id",
+     "id, schedule_id, report, period, format, range_from, range_to, created_at, data", true},
 };
 
 /*
@@ -221,6 +232,10 @@ static const struct {
 	       " CASE WHEN reporting THEN 1 WHEN NOT reporting THEN 0 END,"
 	       " CASE WHEN tracking THEN 1 WHEN NOT tracking THEN 0 END,"
 	       " coalesce(length(filters), -1) FROM levels"},
+    {"report_schedules", "SELECT id, every, format, next_run, last_run, length(recipients)"
+			 " FROM report_schedules"},
+    {"report_archive", "SELECT id, schedule_id, format, range_from, length(data)"
+		       " FROM report_archive"},
 };
 /* clang-format on */
 
@@ -652,6 +667,10 @@ static int copy_counters(struct mig *g)
 	    " coalesce(max(seq), 1), max(seq) IS NOT NULL) FROM audit",
 	    "SELECT setval(pg_get_serial_sequence('deliveries', 'job_id'),"
 	    " coalesce(max(job_id), 1), max(job_id) IS NOT NULL) FROM deliveries",
+	    "SELECT setval(pg_get_serial_sequence('report_schedules', 'id'),"
+	    " coalesce(max(id), 1), max(id) IS NOT NULL) FROM report_schedules",
+	    "SELECT setval(pg_get_serial_sequence('report_archive', 'id'),"
+	    " coalesce(max(id), 1), max(id) IS NOT NULL) FROM report_archive",
 	};
 	for (size_t k = 0; k < sizeof seqs / sizeof seqs[0]; k++)
 		if (pg_run(g, seqs[k]) < 0)

@@ -292,7 +292,7 @@ char *digest_encode_header(const char *utf8, size_t name_len)
 }
 
 /* data in base64, DIGEST_B64_LINE characters a line, CRLF after each. */
-static void digest_strbuf_base64(struct strbuf *b, const char *data, size_t len)
+void digest_base64_lines(struct strbuf *b, const char *data, size_t len)
 {
 	const size_t chunk = DIGEST_B64_LINE / 4 * 3;
 	char line[DIGEST_B64_LINE + 4];
@@ -437,7 +437,7 @@ static void digest_html_part(struct strbuf *b, const struct digest_mail *m)
 }
 
 /* "Thu, 26 Nov 2026 10:00:00 +0900" (RFC 5322 3.3) for ms in a zone offset_s from UTC. */
-static void digest_format_date(int64_t ms, int offset_s, char *out, size_t size)
+void digest_mail_date(int64_t ms, int offset_s, char *out, size_t size)
 {
 	static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 	static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -464,7 +464,7 @@ int digest_build_mail(const struct digest_mail *m, char **out, size_t *len)
 	sodium_bin2hex(rnd, sizeof(rnd), r, sizeof(r));
 	/* "=_" cannot occur in base64 text, so the boundary never appears in a part. */
 	snprintf(boundary, sizeof(boundary), "=_lazaret_%s", rnd);
-	digest_format_date(m->now_ms, m->utc_offset_s, date, sizeof(date));
+	digest_mail_date(m->now_ms, m->utc_offset_s, date, sizeof(date));
 	ids_uuidv7(m->now_ms, id);
 	char *subject_text = digest_subject(m->lang, m->nentries + m->not_listed);
 	char *subject = digest_encode_header(subject_text, strlen("Subject"));
@@ -485,12 +485,12 @@ int digest_build_mail(const struct digest_mail *m, char **out, size_t *len)
 		      "\r\n--%s\r\nContent-Type: text/plain; charset=UTF-8\r\n"
 		      "Content-Transfer-Encoding: base64\r\n\r\n",
 		      boundary);
-	digest_strbuf_base64(&b, strbuf_str(&text), text.len);
+	digest_base64_lines(&b, strbuf_str(&text), text.len);
 	strbuf_printf(&b,
 		      "\r\n--%s\r\nContent-Type: text/html; charset=UTF-8\r\n"
 		      "Content-Transfer-Encoding: base64\r\n\r\n",
 		      boundary);
-	digest_strbuf_base64(&b, strbuf_str(&html), html.len);
+	digest_base64_lines(&b, strbuf_str(&html), html.len);
 	strbuf_printf(&b, "\r\n--%s--\r\n", boundary);
 
 	free(subject_text);

@@ -64,6 +64,12 @@ char *digest_html_escape(const char *s);
  */
 char *digest_encode_header(const char *utf8, size_t name_len);
 
+struct strbuf;
+/* data in base64, 76 characters a line, CRLF after each (a MIME part's body). */
+void digest_base64_lines(struct strbuf *b, const char *data, size_t len);
+/* An RFC 5322 Date of ms (Unix ms) at offset_s from UTC. */
+void digest_mail_date(int64_t ms, int offset_s, char *out, size_t size);
+
 /* One message listed in a digest. Strings are borrowed. */
 struct digest_entry {
 	const char *recipient; /* the address it was sent to */

@@ -37,6 +37,8 @@
 #include "api/api.h"
 #include "api/api_backup.h"
 #include "api/api_events.h"
+#include "api/api_report_sched.h"
+#include "manager/report_sched.h"
 #include "api/api_reports.h"
 #include "api/api_tracking.h"
 #include "api/api_gateways.h"
@@ -90,10 +92,11 @@ struct lazaretd {
 	struct track_retention *track_retention; /* [tracking] retention */
 	struct capacity *capacity;		 /* the PVO quarantines' max_size */
 	struct notify *notify;
-	struct auth_directory *directory; /* LDAP/IMAP end users, or NULL */
-	struct auth_oidc *oidc;		  /* [auth_oidc] single sign-on, or NULL */
-	struct auth_saml *saml;		  /* [auth_saml] end users, or NULL */
-	SSL_CTX *http_tls;		  /* [http] HTTPS context, or NULL */
+	struct report_sched *report_sched; /* scheduled reports' timer */
+	struct auth_directory *directory;  /* LDAP/IMAP end users, or NULL */
+	struct auth_oidc *oidc;		   /* [auth_oidc] single sign-on, or NULL */
+	struct auth_saml *saml;		   /* [auth_saml] end users, or NULL */
+	SSL_CTX *http_tls;		   /* [http] HTTPS context, or NULL */
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer;
 	int64_t shutdown_started;
 	bool forced;
@@ -264,6 +267,19 @@ static void notify_config_from(const struct manager_config *cfg, struct notify_c
 	nc->timeout_ms = cfg->release_timeout_ms;
 }
 
+/* Scheduled reports go out through the release path, From [notifications] from. */
+static void report_sched_config_from(const struct manager_config *cfg,
+				     struct report_sched_config *rc)
+{
+	*rc = (struct report_sched_config){.from = cfg->notify_from,
+					   .hostname = cfg->hostname,
+					   .primary_host = cfg->primary_host,
+					   .secondary_host = cfg->secondary_host,
+					   .source_address = cfg->source_address,
+					   .helo_name = cfg->helo_name,
+					   .timeout_ms = cfg->release_timeout_ms};
+}
+
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct lazaretd *d = arg;
@@ -380,6 +396,9 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	notify_config_from(&next, &nc);
 	if (notify_reconfigure(d->notify, &nc) < 0)
 		log_warn("manager.reload_notifications", "reason=\"kept the previous settings\"");
+	struct report_sched_config rsc;
+	report_sched_config_from(&next, &rsc);
+	report_sched_reconfigure(d->report_sched, &rsc);
 	log_set_level_name(next.log_level);
 	/* Keep the listen-related settings the process actually runs with. */
 	char *keep_smtp = d->cfg.smtp_listen, *keep_http = d->cfg.http_listen;
@@ -564,6 +583,13 @@ static int start(struct lazaretd *d)
 	api_events_register(d->api);
 	api_tracking_register(d->api);
 	api_reports_register(d->api);
+	struct report_sched_config rsc;
+	report_sched_config_from(&d->cfg, &rsc);
+	if ((rc = report_sched_new(d->base, d->st, &rsc, &d->report_sched)) < 0) {
+		fprintf(stderr, "lazaretd: cannot start scheduled reports: %s\n", strerror(-rc));
+		return rc;
+	}
+	api_report_sched_register(d->api, report_sched_mail_later, d->report_sched);
 	api_quarantines_register(d->api);
 	api_levels_register(d->api);
 	api_pvo_actions_register(d->api);
@@ -638,6 +664,8 @@ static void stop(struct lazaretd *d)
 	backup_schedule_free(d->backup); /* waits for a backup in progress */
 	if (d->api != NULL)
 		api_stop(d->api);
+	/* after the API: a run made on demand may queue its mail until then */
+	report_sched_free(d->report_sched); /* waits for reports being made or mailed */
 	api_gateways_free(d->gateways);
 	api_backup_free(d->backup_api);
 	notify_free(d->notify);

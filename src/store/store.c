@@ -252,6 +252,10 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_gateway_*");
 	if (ops->level_list == NULL || ops->level_put == NULL)
 		store_missing_add(&sb, "store_level_*");
+	if (ops->sched_add == NULL || ops->sched_list == NULL || ops->sched_delete == NULL ||
+	    ops->sched_claim == NULL || ops->archive_add == NULL || ops->archive_list == NULL ||
+	    ops->archive_get == NULL)
+		store_missing_add(&sb, "store_report_schedule_*");
 	if (ops->events_put == NULL || ops->event_states == NULL || ops->events_list == NULL ||
 	    ops->tracked_message_get == NULL)
 		store_missing_add(&sb, "store_events_*");
@@ -1638,4 +1642,138 @@ int store_snapshot(struct store *st, const char *path)
 	if (ops->snapshot == NULL)
 		return -ENOSYS;
 	return ops->snapshot(st, path);
+}
+
+/* --- scheduled reports and their archive ------------------------------------ */
+
+void store_report_schedule_clear(struct store_report_schedule *s)
+{
+	if (s == NULL)
+		return;
+	free(s->report);
+	free(s->period);
+	free(s->every);
+	free(s->format);
+	free(s->recipients);
+	free(s->created_by);
+	memset(s, 0, sizeof(*s));
+}
+
+void store_report_schedule_array_free(struct store_report_schedule *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		store_report_schedule_clear(&v[i]);
+	free(v);
+}
+
+void store_report_archived_clear(struct store_report_archived *a)
+{
+	if (a == NULL)
+		return;
+	free(a->report);
+	free(a->period);
+	free(a->format);
+	free(a->data);
+	memset(a, 0, sizeof(*a));
+}
+
+void store_report_archived_array_free(struct store_report_archived *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		store_report_archived_clear(&v[i]);
+	free(v);
+}
+
+/* A short name of letters, digits, '_' and '-'. */
+static bool store_sched_name_ok(const char *s)
+{
+	if (s == NULL || s[0] == '\0' || strlen(s) > STORE_SCHED_NAME_MAX)
+		return false;
+	for (const char *p = s; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+			return false;
+	return true;
+}
+
+static bool store_sched_format_ok(const char *f)
+{
+	return f != NULL && (strcmp(f, "pdf") == 0 || strcmp(f, "csv") == 0);
+}
+
+int store_report_schedule_add(struct store *st, const struct store_report_schedule *s, int64_t *id)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->sched_add == NULL)
+		return -ENOSYS;
+	if (s == NULL || !store_sched_name_ok(s->report) || !store_sched_name_ok(s->period) ||
+	    s->every == NULL ||
+	    (strcmp(s->every, "daily") != 0 && strcmp(s->every, "weekly") != 0 &&
+	     strcmp(s->every, "monthly") != 0) ||
+	    !store_sched_format_ok(s->format) || s->recipients == NULL ||
+	    s->recipients[0] == '\0' || strlen(s->recipients) > STORE_SCHED_RECIPIENTS_MAX ||
+	    s->created_by == NULL || s->next_run <= 0)
+		return -EINVAL;
+	return ops->sched_add(st, s, id);
+}
+
+int store_report_schedule_list(struct store *st, struct store_report_schedule **out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->sched_list == NULL)
+		return -ENOSYS;
+	return ops->sched_list(st, out, n);
+}
+
+int store_report_schedule_delete(struct store *st, int64_t id)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->sched_delete == NULL)
+		return -ENOSYS;
+	return ops->sched_delete(st, id);
+}
+
+int store_report_schedule_claim(struct store *st, int64_t id, int64_t old_next, int64_t new_next,
+				int64_t now)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->sched_claim == NULL)
+		return -ENOSYS;
+	if (new_next <= old_next)
+		return -EINVAL;
+	return ops->sched_claim(st, id, old_next, new_next, now);
+}
+
+int store_report_archive_add(struct store *st, const struct store_report_archived *a, int64_t *id)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->archive_add == NULL)
+		return -ENOSYS;
+	if (a == NULL || !store_sched_name_ok(a->report) || !store_sched_name_ok(a->period) ||
+	    !store_sched_format_ok(a->format) || a->data == NULL ||
+	    a->size > STORE_ARCHIVE_DATA_MAX || a->to < a->from)
+		return -EINVAL;
+	return ops->archive_add(st, a, id);
+}
+
+int store_report_archive_list(struct store *st, size_t limit, struct store_report_archived **out,
+			      size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->archive_list == NULL)
+		return -ENOSYS;
+	return ops->archive_list(st, limit, out, n);
+}
+
+int store_report_archive_get(struct store *st, int64_t id, struct store_report_archived *out)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	memset(out, 0, sizeof(*out));
+	if (ops->archive_get == NULL)
+		return -ENOSYS;
+	return ops->archive_get(st, id, out);
 }

@@ -1445,4 +1445,60 @@ int store_digest_token_used(struct store *st, const char *nonce, bool *used);
  */
 int store_digest_token_use(struct store *st, const char *nonce, int64_t now, int64_t expires_at);
 
+/* --- scheduled reports and their archive (store_sched.c, store_pg_sched.c) -- */
+
+/*
+ * A report mailed on a schedule: report/period name what GET /api/v1/reports
+ * renders, every is "daily", "weekly" or "monthly", recipients are addresses one
+ * a line, format "pdf" or "csv". next_run is when it is due (unix seconds); a
+ * manager that finds it due claims the run by moving next_run on only where it
+ * still has the value it read, so several managers on one store run it once.
+ */
+#define STORE_SCHED_RECIPIENTS_MAX 16384 /* the recipients text, in bytes */
+#define STORE_SCHED_NAME_MAX	   64
+#define STORE_ARCHIVE_DATA_MAX	   (32 * 1024 * 1024)
+
+struct store_report_schedule {
+	int64_t id;
+	char *report, *period, *every, *format;
+	char *recipients; /* addresses, one a line */
+	char *created_by;
+	int64_t created_at, next_run, last_run; /* last_run 0: never */
+};
+void store_report_schedule_clear(struct store_report_schedule *s);
+void store_report_schedule_array_free(struct store_report_schedule *v, size_t n);
+/* Adds s (id is ignored); *id gets the new one. -EINVAL for a bad field. */
+int store_report_schedule_add(struct store *st, const struct store_report_schedule *s, int64_t *id);
+/* Every schedule, by id. */
+int store_report_schedule_list(struct store *st, struct store_report_schedule **out, size_t *n);
+/* 0, or -ENOENT. */
+int store_report_schedule_delete(struct store *st, int64_t id);
+/*
+ * Moves schedule id's next_run from old_next to new_next and sets last_run to
+ * now: 0 when this call did it, -EALREADY when next_run was no longer old_next
+ * (another manager ran it), -ENOENT when the schedule is gone.
+ */
+int store_report_schedule_claim(struct store *st, int64_t id, int64_t old_next, int64_t new_next,
+				int64_t now);
+
+/* One generated report as it was mailed (or made on demand). */
+struct store_report_archived {
+	int64_t id;
+	int64_t schedule_id; /* 0: made on demand without a schedule */
+	char *report, *period, *format;
+	int64_t from, to; /* the range it covers, unix seconds, [from, to) */
+	int64_t created_at;
+	unsigned char *data; /* NULL in listings */
+	size_t size;
+};
+void store_report_archived_clear(struct store_report_archived *a);
+void store_report_archived_array_free(struct store_report_archived *v, size_t n);
+/* Keeps a (id is ignored); *id gets the new one. -EINVAL for a bad field. */
+int store_report_archive_add(struct store *st, const struct store_report_archived *a, int64_t *id);
+/* At most limit copies, newest first, without their data. */
+int store_report_archive_list(struct store *st, size_t limit, struct store_report_archived **out,
+			      size_t *n);
+/* One copy with its data: 0 or -ENOENT. */
+int store_report_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
+
 #endif

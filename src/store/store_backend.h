@@ -215,6 +215,15 @@ struct store_ops {
 				  const char *cluster);
 	int (*level_list)(struct store *st, struct store_level **out, size_t *n);
 	int (*level_put)(struct store *st, const struct store_level *l);
+	int (*sched_add)(struct store *st, const struct store_report_schedule *s, int64_t *id);
+	int (*sched_list)(struct store *st, struct store_report_schedule **out, size_t *n);
+	int (*sched_delete)(struct store *st, int64_t id);
+	int (*sched_claim)(struct store *st, int64_t id, int64_t old_next, int64_t new_next,
+			   int64_t now);
+	int (*archive_add)(struct store *st, const struct store_report_archived *a, int64_t *id);
+	int (*archive_list)(struct store *st, size_t limit, struct store_report_archived **out,
+			    size_t *n);
+	int (*archive_get)(struct store *st, int64_t id, struct store_report_archived *out);
 	/* own: number the events on from the gateway's last seq (store_events_put_own) */
 	int (*events_put)(struct store *st, const char *gateway, const struct store_event *v,
 			  size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);

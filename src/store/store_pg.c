@@ -774,6 +774,33 @@ static const char *const store_pg_migrations[] = {
      * none said yet); a change sends its Outbreak messages back for rescanning
      */
     "ALTER TABLE gateways ADD COLUMN outbreak_version text;",
+    /* 17: kept free (another change's number) */
+    "SELECT 1;",
+    /*
+     * 18: scheduled reports (store_pg_sched.c): what to mail, to whom and when;
+     * and the archive of the copies made, with their documents
+     */
+    "CREATE TABLE report_schedules ("
+    "  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  report text NOT NULL,"
+    "  period text NOT NULL,"
+    "  every text NOT NULL CHECK (every IN ('daily', 'weekly', 'monthly')),"
+    "  format text NOT NULL CHECK (format IN ('pdf', 'csv')),"
+    "  recipients text NOT NULL,"
+    "  created_by text NOT NULL,"
+    "  created_at bigint NOT NULL,"
+    "  next_run bigint NOT NULL,"
+    "  last_run bigint NOT NULL DEFAULT 0);"
+    "CREATE TABLE report_archive ("
+    "  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    "  schedule_id bigint NOT NULL DEFAULT 0,"
+    "  report text NOT NULL,"
+    "  period text NOT NULL,"
+    "  format text NOT NULL,"
+    "  range_from bigint NOT NULL,"
+    "  range_to bigint NOT NULL,"
+    "  created_at bigint NOT NULL,"
+    "  data bytea NOT NULL);",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -939,7 +966,7 @@ int store_pg_int(struct store_pg_params *p, int64_t v)
 	return store_pg_owned(p, xasprintf("%lld", (long long)v));
 }
 
-static int store_pg_bytes(struct store_pg_params *p, const void *data, size_t len)
+int store_pg_bytes(struct store_pg_params *p, const void *data, size_t len)
 {
 	return store_pg_add_value(p, data != NULL ? data : "", (int)len, 1);
 }
@@ -3601,6 +3628,13 @@ const struct store_ops store_pg_ops = {
     .gateway_set_levels = store_pg_gateway_set_levels,
     .level_list = store_pg_level_list,
     .level_put = store_pg_level_put,
+    .sched_add = store_pg_sched_add,
+    .sched_list = store_pg_sched_list,
+    .sched_delete = store_pg_sched_delete,
+    .sched_claim = store_pg_sched_claim,
+    .archive_add = store_pg_archive_add,
+    .archive_list = store_pg_archive_list,
+    .archive_get = store_pg_archive_get,
     .gateway_pending_put = store_pg_gateway_pending_put,
     .events_put = store_pg_events_put,
     .event_states = store_pg_event_states,

@@ -288,6 +288,17 @@ int store_pg_gateway_set_levels(struct store *st, const char *name, const char *
 				const char *cluster);
 int store_pg_level_list(struct store *st, struct store_level **out, size_t *n);
 int store_pg_level_put(struct store *st, const struct store_level *l);
+int store_pg_sched_add(struct store *st, const struct store_report_schedule *s, int64_t *id);
+int store_pg_sched_list(struct store *st, struct store_report_schedule **out, size_t *n);
+int store_pg_sched_delete(struct store *st, int64_t id);
+int store_pg_sched_claim(struct store *st, int64_t id, int64_t old_next, int64_t new_next,
+			 int64_t now);
+int store_pg_archive_add(struct store *st, const struct store_report_archived *a, int64_t *id);
+int store_pg_archive_list(struct store *st, size_t limit, struct store_report_archived **out,
+			  size_t *n);
+int store_pg_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
+/* Binds len bytes of data as bytea, borrowed; returns its number ($n). */
+int store_pg_bytes(struct store_pg_params *p, const void *data, size_t len);
 int store_pg_gateway_pending_put(struct store *st, const struct store_gateway *g,
 				 size_t max_pending, int64_t now);
 

@@ -554,6 +554,33 @@ static const char *const store_migrations[] = {
      * none said yet); a change sends its Outbreak messages back for rescanning
      */
     "ALTER TABLE gateways ADD COLUMN outbreak_version TEXT;",
+    /* 17: kept free (another change's number) */
+    "SELECT 1;",
+    /*
+     * 18: scheduled reports (store_sched.c): what to mail, to whom and when; and
+     * the archive of the copies made, with their documents
+     */
+    "CREATE TABLE report_schedules ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  report TEXT NOT NULL,"
+    "  period TEXT NOT NULL,"
+    "  every TEXT NOT NULL CHECK (every IN ('daily', 'weekly', 'monthly')),"
+    "  format TEXT NOT NULL CHECK (format IN ('pdf', 'csv')),"
+    "  recipients TEXT NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  next_run INTEGER NOT NULL,"
+    "  last_run INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE report_archive ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  schedule_id INTEGER NOT NULL DEFAULT 0,"
+    "  report TEXT NOT NULL,"
+    "  period TEXT NOT NULL,"
+    "  format TEXT NOT NULL,"
+    "  range_from INTEGER NOT NULL,"
+    "  range_to INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  data BLOB NOT NULL);",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3405,6 +3432,13 @@ const struct store_ops store_sqlite_ops = {
     .gateway_set_levels = store_sqlite_gateway_set_levels,
     .level_list = store_sqlite_level_list,
     .level_put = store_sqlite_level_put,
+    .sched_add = store_sqlite_sched_add,
+    .sched_list = store_sqlite_sched_list,
+    .sched_delete = store_sqlite_sched_delete,
+    .sched_claim = store_sqlite_sched_claim,
+    .archive_add = store_sqlite_archive_add,
+    .archive_list = store_sqlite_archive_list,
+    .archive_get = store_sqlite_archive_get,
     .events_put = store_sqlite_events_put,
     .event_states = store_sqlite_event_states,
     .events_list = store_sqlite_events_list,

@@ -185,6 +185,15 @@ int store_sqlite_gateway_set_levels(struct store *st, const char *name, const ch
 				    const char *cluster);
 int store_sqlite_level_list(struct store *st, struct store_level **out, size_t *n);
 int store_sqlite_level_put(struct store *st, const struct store_level *l);
+int store_sqlite_sched_add(struct store *st, const struct store_report_schedule *s, int64_t *id);
+int store_sqlite_sched_list(struct store *st, struct store_report_schedule **out, size_t *n);
+int store_sqlite_sched_delete(struct store *st, int64_t id);
+int store_sqlite_sched_claim(struct store *st, int64_t id, int64_t old_next, int64_t new_next,
+			     int64_t now);
+int store_sqlite_archive_add(struct store *st, const struct store_report_archived *a, int64_t *id);
+int store_sqlite_archive_list(struct store *st, size_t limit, struct store_report_archived **out,
+			      size_t *n);
+int store_sqlite_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
 
 /* store_sqlite_events.c */
 int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,

@@ -295,3 +295,34 @@ def test_a_second_process_with_the_same_node_name_is_refused(start_manager,
     bad.start(wait=False)
     bad.wait_exit(1, timeout=20)
     assert "node_name" in bad.log_text(), bad.log_text()
+
+
+def test_a_due_report_schedule_is_mailed_by_one_node_only(start_manager,
+                                                          database):  # noqa: F811
+    sink = AioSink().start()
+    try:
+        nodes = []
+        for name in ("node-a", "node-b"):
+            # the schedules' clock 32 days ahead (common/fault.h): due at once, looked at
+            # every second by both nodes
+            m = node(start_manager, database, name, start=False, primary_host=sink.host,
+                     notifications__from="reports@corp.test")
+            m.next_env = {"LAZARET_FAULT": "report_sched_ahead"}
+            m.start()
+            nodes.append(m)
+        a, b = nodes
+        ids = []
+        for i, every in enumerate(("daily", "weekly", "monthly", "daily")):
+            st, s = (a, b)[i % 2].api("POST", "/api/v1/report-schedules", {
+                "report": "overview", "period": "day", "every": every, "format": "csv",
+                "recipients": ["r%d@corp.test" % i]})
+            assert st == 201, s
+            ids.append(s["id"])
+        wait_for(lambda: sink.count() >= 4, 30, "the four reports")
+        assert stays(lambda: sink.count() == 4, t(4))
+        assert sorted(tuple(x["rcpts"]) for x in sink.messages) == [
+            ("r%d@corp.test" % i,) for i in range(4)]
+        st, doc = b.api("GET", "/api/v1/report-archive")
+        assert sorted(x["schedule_id"] for x in doc["reports"]) == sorted(ids)
+    finally:
+        sink.stop()

@@ -446,3 +446,40 @@ def test_second_factors_levels_and_rollups_move_to_postgresql(start_manager,
     assert st == 200 and doc["totals"]["incoming"] == 7 and doc["totals"]["virus"] == 1, doc
     st, doc = m.api("GET", "/api/v1/reports/incoming_domains?period=week")
     assert st == 200 and [(x["key"], x["incoming"]) for x in doc["rows"]] == [("例え.jp", 3)], doc
+
+
+def test_report_schedules_and_the_archive_move_to_postgresql(start_manager,
+                                                             database):  # noqa: F811
+    m = start_manager(store__backend="sqlite")
+    ids = []
+    for fmt in ("pdf", "csv"):
+        st, doc = m.api("POST", "/api/v1/report-schedules", {
+            "report": "overview", "period": "day", "every": "weekly", "format": fmt,
+            "recipients": ["boss@example.com"]})
+        assert st == 201, doc
+        ids.append(doc["id"])
+    st, arch = m.api("POST", "/api/v1/report-schedules/%d/run" % ids[0], timeout=30)
+    assert st == 201, arch
+    st, _, pdf = m.http("GET", "/api/v1/report-archive/%d" % arch["id"])
+    assert st == 200 and pdf.startswith(b"%PDF-")
+    st, before = m.api("GET", "/api/v1/report-schedules")
+    m.stop()
+
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for what, n in (("report_schedules", 2), ("report_archive", 1)):
+        assert "%s: %d/%d rows copied" % (what, n, n) in r.stdout, (what, r.stdout)
+        assert "verified %s: " % what in r.stdout, (what, r.stdout)
+
+    m.apply({"store__backend": "postgresql", "store__dsn": database})
+    m.start()
+    st, after = m.api("GET", "/api/v1/report-schedules")
+    assert (st, after) == (200, before)
+    st, _, body = m.http("GET", "/api/v1/report-archive/%d" % arch["id"])
+    assert st == 200 and body == pdf
+    # new ids go on after the copied ones
+    st, doc = m.api("POST", "/api/v1/report-schedules", {
+        "report": "tls", "period": "week", "every": "daily", "recipients": ["a@example.com"]})
+    assert st == 201 and doc["id"] > max(ids), doc
+    st, doc = m.api("POST", "/api/v1/report-schedules/%d/run" % ids[1], timeout=30)
+    assert st == 201 and doc["id"] > arch["id"], doc

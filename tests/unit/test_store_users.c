@@ -751,6 +751,111 @@ static void test_totp(void **state)
 	assert_int_equal(store_totp_use_recovery(fx->st, "tina", "h1", 90), -ENOENT);
 }
 
+/* Report schedules: add, list, a claim only one caller wins, delete; the archive. */
+static void test_report_schedules(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	struct store_report_schedule s = {.report = "summary",
+					  .period = "day",
+					  .every = "daily",
+					  .format = "pdf",
+					  .recipients = "a@example.jp\nb@example.jp",
+					  .created_by = "admin",
+					  .created_at = 1000,
+					  .next_run = 5000};
+	int64_t id = 0, id2 = 0;
+	assert_int_equal(store_report_schedule_add(fx->st, &s, &id), 0);
+	assert_true(id > 0);
+	struct store_report_schedule bad = s;
+	bad.every = "hourly";
+	assert_int_equal(store_report_schedule_add(fx->st, &bad, &id2), -EINVAL);
+	bad = s;
+	bad.format = "xls";
+	assert_int_equal(store_report_schedule_add(fx->st, &bad, &id2), -EINVAL);
+	bad = s;
+	bad.report = "a'b";
+	assert_int_equal(store_report_schedule_add(fx->st, &bad, &id2), -EINVAL);
+	s.every = "monthly";
+	s.format = "csv";
+	assert_int_equal(store_report_schedule_add(fx->st, &s, &id2), 0);
+	assert_true(id2 > id);
+
+	struct store_report_schedule *v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_report_schedule_list(fx->st, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].id, id);
+	assert_string_equal(v[0].every, "daily");
+	assert_string_equal(v[0].format, "pdf");
+	assert_string_equal(v[0].recipients, "a@example.jp\nb@example.jp");
+	assert_string_equal(v[0].created_by, "admin");
+	assert_int_equal(v[0].next_run, 5000);
+	assert_int_equal(v[0].last_run, 0);
+	assert_string_equal(v[1].every, "monthly");
+	store_report_schedule_array_free(v, n);
+
+	/* two managers find it due: the first claim wins, the second sees it moved */
+	assert_int_equal(store_report_schedule_claim(fx->st, id, 5000, 8600, 5001), 0);
+	assert_int_equal(store_report_schedule_claim(fx->st, id, 5000, 8600, 5002), -EALREADY);
+	assert_int_equal(store_report_schedule_claim(fx->st, 9999, 5000, 8600, 5002), -ENOENT);
+	assert_int_equal(store_report_schedule_list(fx->st, &v, &n), 0);
+	assert_int_equal(v[0].next_run, 8600);
+	assert_int_equal(v[0].last_run, 5001);
+	store_report_schedule_array_free(v, n);
+
+	assert_int_equal(store_report_schedule_delete(fx->st, id2), 0);
+	assert_int_equal(store_report_schedule_delete(fx->st, id2), -ENOENT);
+	assert_int_equal(store_report_schedule_list(fx->st, &v, &n), 0);
+	assert_int_equal(n, 1);
+	store_report_schedule_array_free(v, n);
+
+	/* the archive keeps the document byte for byte, NULs included */
+	unsigned char doc[] = {'%', 'P', 'D', 'F', 0, 1, 0xff, '\\', 'x', 0};
+	struct store_report_archived a = {.schedule_id = id,
+					  .report = "summary",
+					  .period = "day",
+					  .format = "pdf",
+					  .from = 100,
+					  .to = 200,
+					  .created_at = 5001,
+					  .data = doc,
+					  .size = sizeof(doc)};
+	int64_t aid = 0, aid2 = 0;
+	assert_int_equal(store_report_archive_add(fx->st, &a, &aid), 0);
+	a.format = "csv";
+	a.schedule_id = 0;
+	a.data = (unsigned char *)"x,y\n";
+	a.size = 4;
+	assert_int_equal(store_report_archive_add(fx->st, &a, &aid2), 0);
+	a.format = "doc";
+	assert_int_equal(store_report_archive_add(fx->st, &a, NULL), -EINVAL);
+
+	struct store_report_archived *l = NULL;
+	assert_int_equal(store_report_archive_list(fx->st, 10, &l, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(l[0].id, aid2); /* newest first */
+	assert_string_equal(l[0].format, "csv");
+	assert_int_equal(l[0].size, 4);
+	assert_null(l[0].data);
+	assert_int_equal(l[1].id, aid);
+	assert_int_equal(l[1].schedule_id, id);
+	assert_int_equal(l[1].from, 100);
+	assert_int_equal(l[1].to, 200);
+	assert_int_equal(l[1].size, sizeof(doc));
+	store_report_archived_array_free(l, n);
+	assert_int_equal(store_report_archive_list(fx->st, 1, &l, &n), 0);
+	assert_int_equal(n, 1);
+	store_report_archived_array_free(l, n);
+
+	struct store_report_archived got;
+	assert_int_equal(store_report_archive_get(fx->st, aid, &got), 0);
+	assert_int_equal(got.size, sizeof(doc));
+	assert_memory_equal(got.data, doc, sizeof(doc));
+	assert_string_equal(got.report, "summary");
+	store_report_archived_clear(&got);
+	assert_int_equal(store_report_archive_get(fx->st, 9999, &got), -ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -761,6 +866,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_digest_store, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_gateways, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_levels, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_report_schedules, setup, test_store_teardown),
 	    cmocka_unit_test(test_gateway_address_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,384 @@
+/*
+ * report_sched — the minute timer, the claim, the run and the mail of
+ * scheduled reports (report_sched.h). The timer fires on the loop thread; a run
+ * (list, claim, render, archive, send) goes to a worker thread, one at a time.
+ */
+#include "manager/report_sched.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "api/api_report_sched.h"
+#include "common/clock.h"
+#include "common/fault.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "common/strbuf.h"
+#include "common/workpool.h"
+#include "common/xalloc.h"
+#include "digest/digest_mail.h"
+#include "smtp/smtp_client.h"
+#include "smtp/smtp_failover.h"
+#include "store/store.h"
+
+#define REPORT_SCHED_TICK_S	   60
+#define REPORT_SCHED_FAULT	   "report_sched_ahead"
+#define REPORT_SCHED_AHEAD_S	   (32 * 86400)
+#define REPORT_SCHED_SESSION_STEPS 10
+
+/* One copy of the settings; a run takes its own. */
+struct report_sched_settings {
+	char *from, *hostname, *primary, *secondary, *source, *helo;
+	int64_t timeout_ms;
+};
+
+static char *report_sched_dup(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+static struct report_sched_settings *report_sched_settings_new(const struct report_sched_config *c)
+{
+	struct report_sched_settings *t = xcalloc(1, sizeof(*t));
+	t->from = xstrdup(c->from != NULL ? c->from : "lazaret@localhost");
+	t->hostname = report_sched_dup(c->hostname);
+	t->primary = report_sched_dup(c->primary_host);
+	t->secondary = report_sched_dup(c->secondary_host);
+	t->source = report_sched_dup(c->source_address);
+	t->helo = report_sched_dup(c->helo_name);
+	t->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : 60000;
+	return t;
+}
+
+static void report_sched_settings_free(struct report_sched_settings *t)
+{
+	if (t == NULL)
+		return;
+	free(t->from);
+	free(t->hostname);
+	free(t->primary);
+	free(t->secondary);
+	free(t->source);
+	free(t->helo);
+	free(t);
+}
+
+struct report_sched {
+	struct event_base *base;
+	struct store *st;
+	struct event *timer;
+	struct workpool *wp;
+	pthread_mutex_t lock;
+	bool busy;			   /* a run is queued or going; under lock */
+	struct report_sched_settings *cur; /* under lock */
+	bool ahead;			   /* the test clock (report_sched.h) */
+};
+
+/* A header value on one line: CR and LF dropped. */
+static char *report_sched_one_line(const char *s)
+{
+	char *o = xstrdup(s != NULL ? s : "");
+	size_t k = 0;
+	for (size_t i = 0; o[i] != '\0'; i++)
+		if (o[i] != '\r' && o[i] != '\n')
+			o[k++] = o[i];
+	o[k] = '\0';
+	return o;
+}
+
+int report_sched_build_mail(const struct report_sched_mail *m, char **out, size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (m->from == NULL || m->nto == 0 || m->report == NULL || m->period == NULL ||
+	    m->format == NULL || m->data == NULL)
+		return -EINVAL;
+	bool csv = strcmp(m->format, "csv") == 0;
+	char since[CLOCK_RFC3339_LEN], until[CLOCK_RFC3339_LEN], date[64], boundary[64];
+	char id[IDS_UUID_LEN + 1], rnd[17];
+	unsigned char r[8];
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(rnd, sizeof(rnd), r, sizeof(r));
+	/* "=_" cannot occur in base64 text, so the boundary never appears in a part. */
+	snprintf(boundary, sizeof(boundary), "=_lazaret_%s", rnd);
+	clock_format_rfc3339(m->since, since);
+	clock_format_rfc3339(m->until, until);
+	digest_mail_date(m->now_ms, 0, date, sizeof(date));
+	ids_uuidv7(m->now_ms, id);
+
+	char *subject_text = xasprintf("[Lazaret] レポート %s (%s) %.10s – %.10s", m->report,
+				       m->period, since, until);
+	char *subject = digest_encode_header(subject_text, strlen("Subject"));
+	char *from = report_sched_one_line(m->from);
+	struct strbuf b = STRBUF_INIT, text = STRBUF_INIT;
+	strbuf_printf(&b, "From: %s\r\nTo: ", from);
+	for (size_t i = 0; i < m->nto; i++) {
+		char *to = report_sched_one_line(m->to[i]);
+		strbuf_printf(&b, "%s%s", i > 0 ? ",\r\n " : "", to);
+		free(to);
+	}
+	strbuf_printf(&b,
+		      "\r\nSubject: %s\r\nDate: %s\r\nMessage-ID: <%s@%s>\r\n"
+		      "MIME-Version: 1.0\r\nAuto-Submitted: auto-generated\r\n"
+		      "Content-Type: multipart/mixed; boundary=\"%s\"\r\n\r\n"
+		      "This is a multi-part message in MIME format.\r\n",
+		      subject, date, id, m->hostname != NULL ? m->hostname : "lazaret", boundary);
+	strbuf_printf(&text,
+		      "レポート %s (%s) を添付します。\r\n"
+		      "The report %s (%s) is attached.\r\n\r\n"
+		      "%s – %s (UTC)\r\n",
+		      m->report, m->period, m->report, m->period, since, until);
+	strbuf_printf(&b,
+		      "\r\n--%s\r\nContent-Type: text/plain; charset=UTF-8\r\n"
+		      "Content-Transfer-Encoding: base64\r\n\r\n",
+		      boundary);
+	digest_base64_lines(&b, strbuf_str(&text), text.len);
+	/* report and period are [A-Za-z0-9_-] (store.c): safe as a file name */
+	char *name = xasprintf("%s-%s-%lld.%s", m->report, m->period, (long long)m->archive_id,
+			       csv ? "csv" : "pdf");
+	strbuf_printf(&b,
+		      "\r\n--%s\r\nContent-Type: %s; name=\"%s\"\r\n"
+		      "Content-Disposition: attachment; filename=\"%s\"\r\n"
+		      "Content-Transfer-Encoding: base64\r\n\r\n",
+		      boundary, csv ? "text/csv; charset=UTF-8" : "application/pdf", name, name);
+	digest_base64_lines(&b, (const char *)m->data, m->size);
+	strbuf_printf(&b, "\r\n--%s--\r\n", boundary);
+	free(name);
+	free(subject_text);
+	free(subject);
+	free(from);
+	strbuf_free(&text);
+	*len = b.len;
+	*out = strbuf_take(&b);
+	return 0;
+}
+
+/* Splits the recipients' text (one a line) into a new array. */
+static size_t report_sched_split(const char *s, char ***out)
+{
+	char **v = NULL;
+	size_t n = 0;
+	while (s != NULL && *s != '\0') {
+		const char *nl = strchr(s, '\n');
+		size_t k = nl != NULL ? (size_t)(nl - s) : strlen(s);
+		if (k > 0) {
+			v = xreallocarray(v, n + 1, sizeof(*v));
+			v[n++] = xstrndup(s, k);
+		}
+		s = nl != NULL ? nl + 1 : NULL;
+	}
+	*out = v;
+	return n;
+}
+
+static void report_sched_send(const struct report_sched_settings *r,
+			      const struct store_report_schedule *s,
+			      const struct store_report_archived *a, int64_t now_ms)
+{
+	char **to = NULL;
+	size_t nto = report_sched_split(s->recipients, &to);
+	struct report_sched_mail m = {.from = r->from,
+				      .to = (const char *const *)to,
+				      .nto = nto,
+				      .hostname = r->hostname,
+				      .report = s->report,
+				      .period = s->period,
+				      .format = s->format,
+				      .since = a->from,
+				      .until = a->to,
+				      .now_ms = now_ms,
+				      .archive_id = a->id,
+				      .data = a->data,
+				      .size = a->size};
+	char *data = NULL;
+	size_t len = 0;
+	if (report_sched_build_mail(&m, &data, &len) == 0) {
+		struct smtp_client_options opt = {
+		    .helo_name = r->helo,
+		    .source_address = r->source,
+		    .timeout_ms = r->timeout_ms,
+		    .session_timeout_ms = r->timeout_ms * REPORT_SCHED_SESSION_STEPS,
+		};
+		struct smtp_client_message msg = {
+		    .sender = r->from,
+		    .rcpts = (const char *const *)to,
+		    .nrcpts = nto,
+		    .body = (const unsigned char *)data,
+		    .body_len = len,
+		};
+		struct smtp_failover_rcpt *res = xcalloc(nto, sizeof(*res));
+		int rc = smtp_failover_send(r->primary, r->secondary, &opt, &msg, NULL, res);
+		for (size_t i = 0; i < nto; i++) {
+			bool ok = rc == 0 && res[i].outcome == SMTP_CLIENT_DELIVERED;
+			if (ok)
+				log_info("report_sched.sent", "schedule=%lld archive=%lld rcpt=%s",
+					 (long long)s->id, (long long)a->id, to[i]);
+			else
+				log_warn("report_sched.send_failed",
+					 "schedule=%lld archive=%lld rcpt=%s outcome=%s",
+					 (long long)s->id, (long long)a->id, to[i],
+					 smtp_client_outcome_name(res[i].outcome));
+		}
+		smtp_failover_rcpts_free(res, nto);
+		free(res);
+	}
+	free(data);
+	for (size_t i = 0; i < nto; i++)
+		free(to[i]);
+	free(to);
+}
+
+/* A copy of the settings of now. */
+static struct report_sched_settings *report_sched_settings_now(struct report_sched *r)
+{
+	pthread_mutex_lock(&r->lock);
+	struct report_sched_config c = {.from = r->cur->from,
+					.hostname = r->cur->hostname,
+					.primary_host = r->cur->primary,
+					.secondary_host = r->cur->secondary,
+					.source_address = r->cur->source,
+					.helo_name = r->cur->helo,
+					.timeout_ms = r->cur->timeout_ms};
+	struct report_sched_settings *set = report_sched_settings_new(&c);
+	pthread_mutex_unlock(&r->lock);
+	return set;
+}
+
+struct report_sched_later {
+	struct report_sched *r;
+	struct store_report_schedule s;
+	struct store_report_archived a;
+};
+
+static void report_sched_later_run(void *arg)
+{
+	struct report_sched_later *l = arg;
+	struct report_sched_settings *set = report_sched_settings_now(l->r);
+	report_sched_send(set, &l->s, &l->a, clock_now_ms());
+	report_sched_settings_free(set);
+	store_report_schedule_clear(&l->s);
+	store_report_archived_clear(&l->a);
+	free(l);
+}
+
+void report_sched_mail_later(void *arg, const struct store_report_schedule *s,
+			     const struct store_report_archived *a)
+{
+	struct report_sched *r = arg;
+	struct report_sched_later *l = xcalloc(1, sizeof(*l));
+	l->r = r;
+	l->s.id = s->id;
+	l->s.report = xstrdup(s->report);
+	l->s.period = xstrdup(s->period);
+	l->s.format = xstrdup(s->format);
+	l->s.recipients = xstrdup(s->recipients);
+	l->a = *a;
+	l->a.report = xstrdup(a->report);
+	l->a.period = xstrdup(a->period);
+	l->a.format = xstrdup(a->format);
+	l->a.data = xmalloc(a->size + 1);
+	memcpy(l->a.data, a->data, a->size);
+	workpool_submit(r->wp, report_sched_later_run, l);
+}
+
+/* Worker thread: every due schedule this manager claims is made and mailed. */
+static void report_sched_run(void *arg)
+{
+	struct report_sched *r = arg;
+	struct report_sched_settings *set = report_sched_settings_now(r);
+	struct store_report_schedule *v = NULL;
+	size_t n = 0;
+	int rc = store_report_schedule_list(r->st, &v, &n);
+	if (rc < 0)
+		log_warn("report_sched.list_failed", "error=%s", strerror(-rc));
+	for (size_t i = 0; i < n; i++) {
+		int64_t now_ms = clock_now_ms();
+		int64_t now = now_ms / 1000 + (r->ahead ? REPORT_SCHED_AHEAD_S : 0);
+		if (v[i].next_run > now)
+			continue;
+		int64_t next = api_sched_next_run(v[i].every, now);
+		if (next < 0)
+			continue;
+		rc = store_report_schedule_claim(r->st, v[i].id, v[i].next_run, next, now);
+		if (rc == -EALREADY || rc == -ENOENT)
+			continue; /* another manager has it, or it is gone */
+		if (rc < 0) {
+			log_warn("report_sched.claim_failed", "schedule=%lld error=%s",
+				 (long long)v[i].id, strerror(-rc));
+			continue;
+		}
+		struct store_report_archived a;
+		rc = api_sched_make(r->st, &v[i], now_ms, &a);
+		if (rc < 0) {
+			log_error("report_sched.make_failed", "schedule=%lld error=%s",
+				  (long long)v[i].id, strerror(-rc));
+			continue;
+		}
+		log_info("report_sched.made", "schedule=%lld archive=%lld report=%s period=%s",
+			 (long long)v[i].id, (long long)a.id, v[i].report, v[i].period);
+		report_sched_send(set, &v[i], &a, now_ms);
+		store_report_archived_clear(&a);
+	}
+	store_report_schedule_array_free(v, n);
+	report_sched_settings_free(set);
+	pthread_mutex_lock(&r->lock);
+	r->busy = false;
+	pthread_mutex_unlock(&r->lock);
+}
+
+static void report_sched_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct report_sched *r = arg;
+	pthread_mutex_lock(&r->lock);
+	bool start = !r->busy;
+	r->busy = true;
+	pthread_mutex_unlock(&r->lock);
+	if (start)
+		workpool_submit(r->wp, report_sched_run, r);
+}
+
+int report_sched_new(struct event_base *base, struct store *st,
+		     const struct report_sched_config *cfg, struct report_sched **out)
+{
+	struct report_sched *r = xcalloc(1, sizeof(*r));
+	r->base = base;
+	r->st = st;
+	pthread_mutex_init(&r->lock, NULL);
+	r->cur = report_sched_settings_new(cfg);
+	r->ahead = fault_is_armed(REPORT_SCHED_FAULT);
+	r->wp = workpool_new(1);
+	r->timer = event_new(base, -1, EV_PERSIST, report_sched_on_timer, r);
+	struct timeval tv = {.tv_sec = r->ahead ? 1 : REPORT_SCHED_TICK_S};
+	event_add(r->timer, &tv);
+	*out = r;
+	return 0;
+}
+
+void report_sched_free(struct report_sched *r)
+{
+	if (r == NULL)
+		return;
+	event_free(r->timer);
+	workpool_free(r->wp);
+	pthread_mutex_destroy(&r->lock);
+	report_sched_settings_free(r->cur);
+	free(r);
+}
+
+void report_sched_reconfigure(struct report_sched *r, const struct report_sched_config *cfg)
+{
+	struct report_sched_settings *t = report_sched_settings_new(cfg);
+	pthread_mutex_lock(&r->lock);
+	struct report_sched_settings *old = r->cur;
+	r->cur = t;
+	pthread_mutex_unlock(&r->lock);
+	report_sched_settings_free(old);
+}

@@ -1,0 +1,123 @@
+/*
+ * Scheduled reports: when a schedule falls due, which recipients are taken, and
+ * the mail a recipient gets (headers, the attachment byte for byte).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <sodium.h>
+
+#include "api/api_report_sched.h"
+#include "common/clock.h"
+#include "common/strbuf.h"
+#include "common/xalloc.h"
+#include "manager/report_sched.h"
+
+/* 2026-12-02T10:00:00Z, a Wednesday */
+#define WED_10 1796205600LL
+#define DAY    86400LL
+
+static void test_next_run(void **state)
+{
+	(void)state;
+	/* daily: 06:00 UTC tomorrow after 10:00, today before 06:00, never now itself */
+	assert_int_equal(api_sched_next_run("daily", WED_10), WED_10 - 4 * 3600 + DAY);
+	assert_int_equal(api_sched_next_run("daily", WED_10 - 5 * 3600), WED_10 - 4 * 3600);
+	assert_int_equal(api_sched_next_run("daily", WED_10 - 4 * 3600), WED_10 - 4 * 3600 + DAY);
+	/* weekly: the next Monday, 2026-12-07 */
+	assert_int_equal(api_sched_next_run("weekly", WED_10), WED_10 - 4 * 3600 + 5 * DAY);
+	/* monthly: 2027-01-01 06:00 */
+	assert_int_equal(api_sched_next_run("monthly", WED_10), 1798783200LL);
+	assert_int_equal(api_sched_next_run("monthly", 1798783200LL - 1), 1798783200LL);
+	assert_int_equal(api_sched_next_run("hourly", WED_10), -1);
+	assert_int_equal(api_sched_next_run(NULL, WED_10), -1);
+}
+
+static void test_addresses(void **state)
+{
+	(void)state;
+	assert_true(api_sched_address_ok("boss@example.com"));
+	assert_true(api_sched_address_ok("a.b+c@sub.example.jp"));
+	/* mail goes out without SMTPUTF8: ASCII addresses only */
+	assert_false(api_sched_address_ok("a@例え.jp"));
+	const char *bad[] = {
+	    "",	     "a",     "@x",	 "a@",	 "a@@b", "a b@c", "a@b\r\nBcc: x@y",
+	    "<a@b>", "a,b@c", "\"a\"@b", "a@b;c"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(api_sched_address_ok(bad[i]));
+}
+
+static void test_mail(void **state)
+{
+	(void)state;
+	unsigned char doc[300];
+	for (size_t i = 0; i < sizeof(doc); i++)
+		doc[i] = (unsigned char)(i * 7);
+	const char *to[] = {"a@example.jp", "b@example.jp"};
+	struct report_sched_mail m = {.from = "reports@corp.test\r\nBcc: x@y",
+				      .to = to,
+				      .nto = 2,
+				      .hostname = "mx.test",
+				      .report = "overview",
+				      .period = "prev_day",
+				      .format = "pdf",
+				      .since = 1764806400000LL,
+				      .until = 1764892800000LL,
+				      .now_ms = WED_10 * 1000,
+				      .archive_id = 7,
+				      .data = doc,
+				      .size = sizeof(doc)};
+	char *out = NULL;
+	size_t len = 0;
+	assert_int_equal(report_sched_build_mail(&m, &out, &len), 0);
+	assert_int_equal(strlen(out), len);
+	/* no header injection: From on one line; every byte of the headers ASCII */
+	assert_non_null(strstr(out, "From: reports@corp.testBcc: x@y\r\n"));
+	assert_null(strstr(out, "\r\nBcc:"));
+	assert_non_null(strstr(out, "To: a@example.jp,\r\n b@example.jp\r\n"));
+	const char *end = strstr(out, "\r\n\r\n");
+	assert_non_null(end);
+	for (const char *p = out; p < end; p++)
+		assert_true((unsigned char)*p < 0x80);
+	assert_non_null(strstr(out, "Subject: =?UTF-8?B?"));
+	assert_non_null(strstr(out, "Date: Wed, 02 Dec 2026 10:00:00 +0000\r\n"));
+	assert_non_null(strstr(out, "Message-ID: <"));
+	assert_non_null(strstr(out, "@mx.test>\r\n"));
+	assert_non_null(
+	    strstr(out, "Content-Type: application/pdf; name=\"overview-prev_day-7.pdf\""));
+	assert_non_null(
+	    strstr(out, "Content-Disposition: attachment; filename=\"overview-prev_day-7.pdf\""));
+	/* the attachment decodes to the document */
+	const char *b64 = strstr(out, "filename=\"overview-prev_day-7.pdf\"");
+	b64 = strstr(b64, "\r\n\r\n") + 4;
+	const char *stop = strstr(b64, "\r\n--");
+	unsigned char got[sizeof(doc) + 8];
+	size_t n = 0;
+	assert_int_equal(sodium_base642bin(got, sizeof(got), b64, (size_t)(stop - b64), "\r\n", &n,
+					   NULL, sodium_base64_VARIANT_ORIGINAL),
+			 0);
+	assert_int_equal(n, sizeof(doc));
+	assert_memory_equal(got, doc, sizeof(doc));
+	free(out);
+
+	m.nto = 0;
+	assert_int_equal(report_sched_build_mail(&m, &out, &len), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_next_run),
+	    cmocka_unit_test(test_addresses),
+	    cmocka_unit_test(test_mail),
+	};
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
