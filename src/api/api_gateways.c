@@ -653,7 +653,8 @@ static void api_gateways_outbreak_rescan(struct api *a, const struct store_gatew
 {
 	char q[300], v[300];
 	bool changed = false;
-	int rc = store_gateway_outbreak_version(api_store(a), g->name, version, &changed);
+	int rc = store_gateway_outbreak_version(api_store(a), g->name, version, clock_now_ms(),
+						&changed);
 	if (rc < 0) {
 		log_warn("api.outbreak_version_failed", "gateway=%s error=%s",
 			 log_quote(q, sizeof(q), g->name), strerror(-rc));

@@ -774,6 +774,12 @@ static const char *const store_pg_migrations[] = {
      * none said yet); a change sends its Outbreak messages back for rescanning
      */
     "ALTER TABLE gateways ADD COLUMN outbreak_version text;",
+    /*
+     * an Outbreak membership's rescan (store_rescan_state: 0 none, 1 pending) and
+     * when it last changed (NULL: never)
+     */
+    "ALTER TABLE memberships ADD COLUMN rescan smallint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN rescanned_at bigint;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \

@@ -554,6 +554,12 @@ static const char *const store_migrations[] = {
      * none said yet); a change sends its Outbreak messages back for rescanning
      */
     "ALTER TABLE gateways ADD COLUMN outbreak_version TEXT;",
+    /*
+     * an Outbreak membership's rescan (store_rescan_state: 0 none, 1 pending) and
+     * when it last changed (NULL: never)
+     */
+    "ALTER TABLE memberships ADD COLUMN rescan INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE memberships ADD COLUMN rescanned_at INTEGER;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))

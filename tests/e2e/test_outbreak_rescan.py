@@ -67,6 +67,8 @@ def test_new_outbreak_rules_rescan_the_gateways_outbreak_quarantine(
     assert aio_sink.count() == 0
     assert "api.outbreak_rescan" not in m.log_text()
     assert memberships(m, parcel)["outbreak"]["state"] == "held"
+    assert memberships(m, parcel)["outbreak"]["rescan"] == "none"
+    assert memberships(m, parcel)["outbreak"]["rescanned_at"] is None
 
     gw.write_file("outbreak.rules", RULES_2)
     gw.reload()
@@ -87,6 +89,13 @@ def test_new_outbreak_rules_rescan_the_gateways_outbreak_quarantine(
     assert b"Subject: " + INVOICE.encode() in raw_of(m, again)
     assert memberships(m, parcel)["outbreak"]["state"] == "released"
     assert memberships(m, invoice)["outbreak"]["state"] == "released"
+    # both were sent back for rescanning, at the same moment; the new copy was not
+    for original in (parcel, invoice):
+        assert memberships(m, original)["outbreak"]["rescan"] == "pending"
+        assert memberships(m, original)["outbreak"]["rescanned_at"] is not None
+    assert (memberships(m, parcel)["outbreak"]["rescanned_at"]
+            == memberships(m, invoice)["outbreak"]["rescanned_at"])
+    assert q["outbreak"]["rescan"] == "none" and q["outbreak"]["rescanned_at"] is None
     (rescanned_parcel, rescanned_invoice) = gw_lines(gw, "gw.released_rescan")
     assert "client=%s" % MANAGER_ADDR in rescanned_parcel
     # the next hellos say the same version: nothing more is released, nothing more sent
@@ -118,4 +127,6 @@ def test_other_gateways_outbreak_messages_are_not_rescanned(start_manager, start
     assert memberships(m, mine)["outbreak"]["state"] == "released"
     assert stays(lambda: aio_sink.count() == 1, t(3))
     assert memberships(m, other)["outbreak"]["state"] == "held"
+    assert memberships(m, mine)["outbreak"]["rescan"] == "pending"
+    assert memberships(m, other)["outbreak"]["rescan"] == "none"
     assert "gateway=gw-e2e rules_version=2026120502 released=1" in m.log_text()
