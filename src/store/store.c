@@ -1132,6 +1132,7 @@ void store_gateway_free(struct store_gateway *g)
 	free(g->cluster);
 	free(g->token_hash);
 	free(g->version);
+	free(g->outbreak_version);
 	free(g);
 }
 

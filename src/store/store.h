@@ -954,6 +954,11 @@ struct store_gateway {
 	int64_t last_seen;     /* last authenticated contact (pending: last hello); 0: never */
 	char *version;	       /* the version it last reported, or NULL */
 	unsigned central;      /* what it says it runs with: STORE_CENTRAL_* bits */
+	/* read only: the outbreak rules version it last said (NULL: none), when its
+	 * Outbreak messages were last sent back for rescanning (0: never) and how many */
+	char *outbreak_version;
+	int64_t last_rescan_at;
+	uint64_t last_rescan_messages;
 };
 /* The bits of store_gateway.central (and of a gateway's hello "centralized"). */
 #define STORE_CENTRAL_PVO	1u

@@ -36,6 +36,13 @@ wave_0043: if subject == "^Your invoice is overdue$" { quarantine("Outbreak"); }
 """
 
 
+def gateways(m):
+    """GET /api/v1/gateways: the registry, as an admin sees it."""
+    st, doc = m.api("GET", "/api/v1/gateways")
+    assert st == 200, doc
+    return doc["gateways"]
+
+
 def managed_chain(start_manager, start_gateway, sink, name="gw-e2e"):
     """A manager releasing from 127.0.0.2 and a central gateway that says hello to it
     every second with its token; (manager, gateway)."""
@@ -69,6 +76,8 @@ def test_new_outbreak_rules_rescan_the_gateways_outbreak_quarantine(
     assert memberships(m, parcel)["outbreak"]["state"] == "held"
     assert memberships(m, parcel)["outbreak"]["rescan"] == "none"
     assert memberships(m, parcel)["outbreak"]["rescanned_at"] is None
+    (g,) = gateways(m)
+    assert g["outbreak_rules_version"] == "2026120501" and g["last_rescan"] is None
 
     gw.write_file("outbreak.rules", RULES_2)
     gw.reload()
@@ -96,6 +105,10 @@ def test_new_outbreak_rules_rescan_the_gateways_outbreak_quarantine(
     assert (memberships(m, parcel)["outbreak"]["rescanned_at"]
             == memberships(m, invoice)["outbreak"]["rescanned_at"])
     assert q["outbreak"]["rescan"] == "none" and q["outbreak"]["rescanned_at"] is None
+    (g,) = gateways(m)
+    assert g["outbreak_rules_version"] == "2026120502"
+    assert g["last_rescan"] == {"at": memberships(m, parcel)["outbreak"]["rescanned_at"],
+                                "messages": 2}
     (rescanned_parcel, rescanned_invoice) = gw_lines(gw, "gw.released_rescan")
     assert "client=%s" % MANAGER_ADDR in rescanned_parcel
     # the next hellos say the same version: nothing more is released, nothing more sent
@@ -129,4 +142,6 @@ def test_other_gateways_outbreak_messages_are_not_rescanned(start_manager, start
     assert memberships(m, other)["outbreak"]["state"] == "held"
     assert memberships(m, mine)["outbreak"]["rescan"] == "pending"
     assert memberships(m, other)["outbreak"]["rescan"] == "none"
+    last = {g["name"]: g["last_rescan"] for g in gateways(m)}
+    assert last["gw-other"] is None and last["gw-e2e"]["messages"] == 1
     assert "gateway=gw-e2e rules_version=2026120502 released=1" in m.log_text()
