@@ -91,6 +91,14 @@ json_t *api_gateways_json(const struct store_gateway *g)
 			 json_pack("{s:b,s:b,s:b}", "pvo", (g->central & STORE_CENTRAL_PVO) != 0,
 				   "reporting", (g->central & STORE_CENTRAL_REPORTING) != 0,
 				   "tracking", (g->central & STORE_CENTRAL_TRACKING) != 0));
+	/* its outbreak rules and their last change's rescan (docs/GATEWAY.md) */
+	api_gateways_set(o, "outbreak_rules_version",
+			 http_json_string_or_null(g->outbreak_version));
+	api_gateways_set(o, "last_rescan",
+			 g->last_rescan_at > 0
+			     ? json_pack("{s:o,s:I}", "at", api_gateways_time(g->last_rescan_at),
+					 "messages", (json_int_t)g->last_rescan_messages)
+			     : json_null());
 	api_gateways_set(o, "migration", json_null());
 	/* api_gateways_list fills these from the gateway's last event push */
 	api_gateways_set(o, "event_backlog", json_null());
@@ -653,7 +661,8 @@ static void api_gateways_outbreak_rescan(struct api *a, const struct store_gatew
 {
 	char q[300], v[300];
 	bool changed = false;
-	int rc = store_gateway_outbreak_version(api_store(a), g->name, version, &changed);
+	int rc = store_gateway_outbreak_version(api_store(a), g->name, version, clock_now_ms(),
+						&changed);
 	if (rc < 0) {
 		log_warn("api.outbreak_version_failed", "gateway=%s error=%s",
 			 log_quote(q, sizeof(q), g->name), strerror(-rc));

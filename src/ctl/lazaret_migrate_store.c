@@ -113,9 +113,10 @@ static const struct mig_table mig_tables[] = {
     /* the PVO quarantines' memberships (schema 8) */
     {"memberships",
      "SELECT msg_id, quarantine, reason, entered_at, expires_at, state, updated_at,"
-     " origin_gateway, origin_id FROM memberships",
+     /* an Outbreak membership's rescan (schema 17) */
+     " origin_gateway, origin_id, rescan, rescanned_at FROM memberships",
      "msg_id, quarantine, reason, entered_at, expires_at, state, updated_at, origin_gateway,"
-     " origin_id", false},
+     " origin_id, rescan, rescanned_at", false},
     /* rcpts: a JSON array in SQLite, text[] in PostgreSQL (an array literal of
      * double-quoted elements); the lease is cleared */
     {"deliveries",

@@ -1136,6 +1136,7 @@ void store_gateway_free(struct store_gateway *g)
 	free(g->cluster);
 	free(g->token_hash);
 	free(g->version);
+	free(g->outbreak_version);
 	free(g);
 }
 
@@ -1277,7 +1278,7 @@ int store_gateway_set_central(struct store *st, const char *name, unsigned centr
 }
 
 int store_gateway_outbreak_version(struct store *st, const char *name, const char *version,
-				   bool *changed)
+				   int64_t now, bool *changed)
 {
 	*changed = false;
 	const struct store_ops *ops = store_ops_of(st);
@@ -1287,7 +1288,7 @@ int store_gateway_outbreak_version(struct store *st, const char *name, const cha
 		return -EINVAL;
 	if (!store_gateway_name_ok(name))
 		return -ENOENT;
-	return ops->gateway_outbreak_version(st, name, version, changed);
+	return ops->gateway_outbreak_version(st, name, version, now, changed);
 }
 
 int store_gateway_set_levels(struct store *st, const char *name, const char *group,
@@ -1382,6 +1383,15 @@ const char *store_membership_state_name(enum store_membership_state s)
 	    sizeof(store_membership_state_names) / sizeof(store_membership_state_names[0]))
 		return "unknown";
 	return store_membership_state_names[s];
+}
+
+static const char *const store_rescan_state_names[] = {"none", "pending"};
+
+const char *store_rescan_state_name(enum store_rescan_state s)
+{
+	if ((unsigned)s >= sizeof(store_rescan_state_names) / sizeof(store_rescan_state_names[0]))
+		return "unknown";
+	return store_rescan_state_names[s];
 }
 
 int store_filter_check(const struct store_filter *f, int *state)

@@ -595,6 +595,17 @@ enum store_membership_state {
 const char *store_membership_state_name(enum store_membership_state s);
 
 /*
+ * An Outbreak membership's rescan (PV4, PV10; docs/GATEWAY.md "Rescans when the
+ * rules change"): pending once a new outbreak rules version of the gateway that
+ * put it there sends it back for rescanning (store_gateway_outbreak_version).
+ */
+enum store_rescan_state {
+	STORE_RESCAN_NONE = 0,
+	STORE_RESCAN_PENDING,
+};
+const char *store_rescan_state_name(enum store_rescan_state s);
+
+/*
  * Actions on one membership (PV9). A message in several quarantines is delivered
  * only once no membership is held any more and none is deleted: the release that
  * makes it so moves the still-quarantined recipients to releasing and queues
@@ -711,6 +722,8 @@ struct store_membership {
 	int64_t entered_at;
 	int64_t expires_at;
 	enum store_membership_state state;
+	enum store_rescan_state rescan;
+	int64_t rescanned_at; /* when rescan last changed (0: never) */
 };
 
 /*
@@ -941,6 +954,11 @@ struct store_gateway {
 	int64_t last_seen;     /* last authenticated contact (pending: last hello); 0: never */
 	char *version;	       /* the version it last reported, or NULL */
 	unsigned central;      /* what it says it runs with: STORE_CENTRAL_* bits */
+	/* read only: the outbreak rules version it last said (NULL: none), when its
+	 * Outbreak messages were last sent back for rescanning (0: never) and how many */
+	char *outbreak_version;
+	int64_t last_rescan_at;
+	uint64_t last_rescan_messages;
 };
 /* The bits of store_gateway.central (and of a gateway's hello "centralized"). */
 #define STORE_CENTRAL_PVO	1u
@@ -996,10 +1014,13 @@ int store_gateway_set_central(struct store *st, const char *name, unsigned centr
  * Records version (1 to STORE_GATEWAY_VERSION_MAX printable ASCII characters) as
  * the outbreak rules version registered gateway name last said. *changed: it had
  * said another one before (the first one said is only recorded). Of two managers
- * told the same change at once, one sees it changed. -ENOENT, -EINVAL.
+ * told the same change at once, one sees it changed. With the change, in the
+ * same transaction, the memberships held in the outbreak quarantine of messages
+ * whose gateway field is name become rescan pending (rescanned_at now): the
+ * caller releases them next. -ENOENT, -EINVAL.
  */
 int store_gateway_outbreak_version(struct store *st, const char *name, const char *version,
-				   bool *changed);
+				   int64_t now, bool *changed);
 
 /* --- centralization levels (store_levels.c, store_pg_levels.c) --------------- */
 

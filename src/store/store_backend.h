@@ -210,7 +210,7 @@ struct store_ops {
 				   size_t max_pending, int64_t now);
 	int (*gateway_set_central)(struct store *st, const char *name, unsigned central);
 	int (*gateway_outbreak_version)(struct store *st, const char *name, const char *version,
-					bool *changed);
+					int64_t now, bool *changed);
 	int (*gateway_set_levels)(struct store *st, const char *name, const char *group,
 				  const char *cluster);
 	int (*level_list)(struct store *st, struct store_level **out, size_t *n);

@@ -21,6 +21,19 @@
 #include "common/unconst.h"
 #include "common/xalloc.h"
 
+#define STORE_GW_LAST_RESCAN                                                                       \
+	"(SELECT max(x.rescanned_at) FROM memberships x JOIN messages w ON w.id = x.msg_id WHERE " \
+	"x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name)"
+/*
+ * What a read adds: central, the outbreak rules version and the gateway's last
+ * rescan (when its Outbreak messages were last sent back, how many were).
+ */
+#define STORE_GATEWAY_READ_TAIL                                                                    \
+	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
+	" (SELECT count(*) FROM memberships x JOIN messages w ON w.id = x.msg_id"                  \
+	" WHERE x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name"          \
+	" AND x.rescanned_at = " STORE_GW_LAST_RESCAN ") FROM gateways"
+
 #define STORE_GATEWAY_COLUMNS                                                                      \
 	"name, state, address, group_name, cluster, release_port, token_hash, created_at,"         \
 	" last_seen, version"
@@ -76,6 +89,9 @@ static struct store_gateway *store_gateway_from_row(sqlite3_stmt *s)
 	g->last_seen = sqlite3_column_int64(s, 8);
 	g->version = store_int_col_dup(s, 9);
 	g->central = (unsigned)sqlite3_column_int(s, 10);
+	g->outbreak_version = store_int_col_dup(s, 11);
+	g->last_rescan_at = sqlite3_column_int64(s, 12);
+	g->last_rescan_messages = (uint64_t)sqlite3_column_int64(s, 13);
 	return g;
 }
 
@@ -207,15 +223,15 @@ int store_sqlite_gateway_add(struct store *st, const struct store_gateway *g)
 int store_sqlite_gateway_list(struct store *st, struct store_gateway ***out, size_t *n)
 {
 	return store_gateways_read(st,
-				   "SELECT " STORE_GATEWAY_COLUMNS
-				   ", central FROM gateways ORDER BY name COLLATE BINARY",
+				   "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL
+				   " ORDER BY name COLLATE BINARY",
 				   NULL, out, n);
 }
 
 int store_sqlite_gateway_get(struct store *st, const char *name, struct store_gateway **out)
 {
 	return store_gateways_read_one(
-	    st, "SELECT " STORE_GATEWAY_COLUMNS ", central FROM gateways WHERE name = ?", name,
+	    st, "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL " WHERE name = ?", name,
 	    out);
 }
 
@@ -223,7 +239,7 @@ int store_sqlite_gateway_get_by_address(struct store *st, const char *address,
 					struct store_gateway **out)
 {
 	return store_gateways_read_one(st,
-				       "SELECT " STORE_GATEWAY_COLUMNS ", central FROM gateways"
+				       "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL
 				       " WHERE address = ? AND state = 'registered'",
 				       address, out);
 }
@@ -232,7 +248,7 @@ int store_sqlite_gateway_get_by_token_hash(struct store *st, const char *token_h
 					   struct store_gateway **out)
 {
 	return store_gateways_read_one(st,
-				       "SELECT " STORE_GATEWAY_COLUMNS ", central FROM gateways"
+				       "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL
 				       " WHERE token_hash = ? AND state = 'registered'",
 				       token_hash, out);
 }

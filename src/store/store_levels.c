@@ -150,6 +150,7 @@ int store_sqlite_gateway_set_central(struct store *st, const char *name, unsigne
 
 struct store_levels_outbreak {
 	const char *name, *version;
+	int64_t now;
 	bool *changed;
 };
 
@@ -180,8 +181,21 @@ static int store_gateway_outbreak_job(struct store *st, struct store_conn *c, vo
 	if (n < 0)
 		return n;
 	*a->changed = n > 0;
-	if (n > 0)
-		return 0;
+	if (n > 0) {
+		/* the gateway's Outbreak messages still held go back for rescanning */
+		sqlite3_stmt *s = NULL;
+		if (sqlite3_prepare_v2(store_int_db(c),
+				       "UPDATE memberships SET rescan = 1, rescanned_at = ?2"
+				       " WHERE quarantine = 'outbreak' AND state = 0 AND msg_id IN"
+				       " (SELECT id FROM messages WHERE gateway = ?1)",
+				       -1, &s, NULL) != SQLITE_OK)
+			return store_levels_fail(c, "gateway_outbreak_rescan");
+		sqlite3_bind_text(s, 1, a->name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, a->now);
+		int step = sqlite3_step(s);
+		sqlite3_finalize(s);
+		return step == SQLITE_DONE ? 0 : store_levels_fail(c, "gateway_outbreak_rescan");
+	}
 	n = store_gateway_outbreak_step(c,
 					"UPDATE gateways SET outbreak_version = ?2 WHERE name = ?1"
 					" AND state = 'registered' AND outbreak_version IS NULL",
@@ -196,9 +210,9 @@ static int store_gateway_outbreak_job(struct store *st, struct store_conn *c, vo
 }
 
 int store_sqlite_gateway_outbreak_version(struct store *st, const char *name, const char *version,
-					  bool *changed)
+					  int64_t now, bool *changed)
 {
-	struct store_levels_outbreak a = {name, version, changed};
+	struct store_levels_outbreak a = {name, version, now, changed};
 	return store_int_run_job(st, store_gateway_outbreak_job, &a);
 }
 

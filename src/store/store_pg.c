@@ -774,8 +774,12 @@ static const char *const store_pg_migrations[] = {
      * none said yet); a change sends its Outbreak messages back for rescanning
      */
     "ALTER TABLE gateways ADD COLUMN outbreak_version text;",
-    /* 17: kept free (another change's number) */
-    "SELECT 1;",
+    /*
+     * 17: an Outbreak membership's rescan (store_rescan_state: 0 none, 1 pending) and
+     * when it last changed (NULL: never)
+     */
+    "ALTER TABLE memberships ADD COLUMN rescan smallint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN rescanned_at bigint;",
     /*
      * 18: scheduled reports (store_pg_sched.c): what to mail, to whom and when;
      * and the archive of the copies made, with their documents

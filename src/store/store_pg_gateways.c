@@ -21,6 +21,19 @@
 /* Serializes pending puts across processes ("lazaretg"). */
 #define STORE_PG_GATEWAY_PENDING_LOCK "7809657787786818663"
 
+#define STORE_GW_LAST_RESCAN                                                                       \
+	"(SELECT max(x.rescanned_at) FROM memberships x JOIN messages w ON w.id = x.msg_id WHERE " \
+	"x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name)"
+/*
+ * What a read adds: central, the outbreak rules version and the gateway's last
+ * rescan (when its Outbreak messages were last sent back, how many were).
+ */
+#define STORE_PG_GATEWAY_READ_TAIL                                                                 \
+	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
+	" (SELECT count(*) FROM memberships x JOIN messages w ON w.id = x.msg_id"                  \
+	" WHERE x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name"          \
+	" AND x.rescanned_at = " STORE_GW_LAST_RESCAN ") FROM gateways"
+
 #define STORE_PG_GATEWAY_COLUMNS                                                                   \
 	"name, state, address, group_name, cluster, release_port, token_hash, created_at,"         \
 	" last_seen, version"
@@ -40,6 +53,9 @@ static struct store_gateway *store_pg_gateway_from_row(const PGresult *r, int k)
 	g->last_seen = store_pg_i64(r, k, 8);
 	g->version = store_pg_dup(r, k, 9);
 	g->central = (unsigned)store_pg_i64(r, k, 10);
+	g->outbreak_version = store_pg_dup(r, k, 11);
+	g->last_rescan_at = store_pg_i64(r, k, 12);
+	g->last_rescan_messages = (uint64_t)store_pg_i64(r, k, 13);
 	return g;
 }
 
@@ -159,37 +175,38 @@ int store_pg_gateway_add(struct store *st, const struct store_gateway *g)
 int store_pg_gateway_list(struct store *st, struct store_gateway ***out, size_t *n)
 {
 	return store_pg_gateways_read(st, "gateway_list",
-				      "SELECT " STORE_PG_GATEWAY_COLUMNS
-				      ", central FROM gateways ORDER BY name COLLATE \"C\"",
+				      "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL
+				      " ORDER BY name COLLATE \"C\"",
 				      NULL, out, n);
 }
 
 int store_pg_gateway_get(struct store *st, const char *name, struct store_gateway **out)
 {
-	return store_pg_gateways_read_one(st, "gateway_get",
-					  "SELECT " STORE_PG_GATEWAY_COLUMNS
-					  ", central FROM gateways WHERE lower(name) = lower($1)",
-					  name, out);
+	return store_pg_gateways_read_one(
+	    st, "gateway_get",
+	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL
+	    " WHERE lower(name) = lower($1)",
+	    name, out);
 }
 
 int store_pg_gateway_get_by_address(struct store *st, const char *address,
 				    struct store_gateway **out)
 {
-	return store_pg_gateways_read_one(st, "gateway_get_by_address",
-					  "SELECT " STORE_PG_GATEWAY_COLUMNS
-					  ", central FROM gateways"
-					  " WHERE address = $1 AND state = 'registered'",
-					  address, out);
+	return store_pg_gateways_read_one(
+	    st, "gateway_get_by_address",
+	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL
+	    " WHERE address = $1 AND state = 'registered'",
+	    address, out);
 }
 
 int store_pg_gateway_get_by_token_hash(struct store *st, const char *token_hash,
 				       struct store_gateway **out)
 {
-	return store_pg_gateways_read_one(st, "gateway_get_by_token_hash",
-					  "SELECT " STORE_PG_GATEWAY_COLUMNS
-					  ", central FROM gateways"
-					  " WHERE token_hash = $1 AND state = 'registered'",
-					  token_hash, out);
+	return store_pg_gateways_read_one(
+	    st, "gateway_get_by_token_hash",
+	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL
+	    " WHERE token_hash = $1 AND state = 'registered'",
+	    token_hash, out);
 }
 
 /* Runs one change of p's values (p is cleared); -ENOENT when it touched no row. */

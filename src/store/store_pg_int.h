@@ -283,7 +283,7 @@ int store_pg_gateway_touch(struct store *st, const char *name, int64_t now, cons
 /* store_pg_levels.c */
 int store_pg_gateway_set_central(struct store *st, const char *name, unsigned central);
 int store_pg_gateway_outbreak_version(struct store *st, const char *name, const char *version,
-				      bool *changed);
+				      int64_t now, bool *changed);
 int store_pg_gateway_set_levels(struct store *st, const char *name, const char *group,
 				const char *cluster);
 int store_pg_level_list(struct store *st, struct store_level **out, size_t *n);

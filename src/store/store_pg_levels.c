@@ -121,6 +121,7 @@ int store_pg_gateway_set_central(struct store *st, const char *name, unsigned ce
 
 struct store_pg_levels_outbreak {
 	const char *name, *version;
+	int64_t now;
 	bool *changed;
 };
 
@@ -143,14 +144,26 @@ static int store_pg_gateway_outbreak_tx(struct store_pg *st, PGconn *c, void *ar
 				 " WHERE lower(name) = lower($1) AND state = 'registered'",
 				 &p, &set);
 	store_pg_params_clear(&p);
+	if (rc >= 0 && changed > 0) {
+		/* the gateway's Outbreak messages still held go back for rescanning */
+		struct store_pg_params q = {0};
+		store_pg_text(&q, a->name);
+		store_pg_int(&q, a->now);
+		rc = store_pg_do(c, "gateway_outbreak_rescan",
+				 "UPDATE memberships SET rescan = 1, rescanned_at = $2"
+				 " WHERE quarantine = 'outbreak' AND state = 0 AND msg_id IN"
+				 " (SELECT id FROM messages WHERE gateway = $1)",
+				 &q, NULL);
+		store_pg_params_clear(&q);
+	}
 	*a->changed = changed > 0;
 	return rc < 0 ? rc : changed + set > 0 ? 0 : -ENOENT;
 }
 
 int store_pg_gateway_outbreak_version(struct store *st, const char *name, const char *version,
-				      bool *changed)
+				      int64_t now, bool *changed)
 {
-	struct store_pg_levels_outbreak a = {name, version, changed};
+	struct store_pg_levels_outbreak a = {name, version, now, changed};
 	return store_pg_tx(store_pg_of(st), store_pg_gateway_outbreak_tx, &a);
 }
 

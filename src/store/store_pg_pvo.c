@@ -201,6 +201,8 @@ static void store_pg_pvo_add_membership(struct store_message *m, PGresult *r, in
 	x->entered_at = store_pg_i64(r, k, 4);
 	x->expires_at = store_pg_i64(r, k, 5);
 	x->state = (enum store_membership_state)store_pg_i64(r, k, 6);
+	x->rescan = (enum store_rescan_state)store_pg_i64(r, k, 7);
+	x->rescanned_at = store_pg_i64(r, k, 8);
 }
 
 int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n)
@@ -221,7 +223,8 @@ int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n)
 	free(ids);
 	PGresult *r = store_pg_exec(
 	    c, "pvo_members",
-	    "SELECT x.msg_id, x.quarantine, q.type, x.reason, x.entered_at, x.expires_at, x.state"
+	    "SELECT x.msg_id, x.quarantine, q.type, x.reason, x.entered_at, x.expires_at, x.state,"
+	    " x.rescan, coalesce(x.rescanned_at, 0)"
 	    " FROM memberships x LEFT JOIN quarantines q ON q.name = x.quarantine"
 	    " WHERE x.msg_id = ANY($1::text[]) ORDER BY x.msg_id, x.entered_at,"
 	    " x.quarantine COLLATE \"C\"",

@@ -554,8 +554,12 @@ static const char *const store_migrations[] = {
      * none said yet); a change sends its Outbreak messages back for rescanning
      */
     "ALTER TABLE gateways ADD COLUMN outbreak_version TEXT;",
-    /* 17: kept free (another change's number) */
-    "SELECT 1;",
+    /*
+     * 17: an Outbreak membership's rescan (store_rescan_state: 0 none, 1 pending) and
+     * when it last changed (NULL: never)
+     */
+    "ALTER TABLE memberships ADD COLUMN rescan INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE memberships ADD COLUMN rescanned_at INTEGER;",
     /*
      * 18: scheduled reports (store_sched.c): what to mail, to whom and when; and
      * the archive of the copies made, with their documents

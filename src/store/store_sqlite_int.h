@@ -180,7 +180,7 @@ int store_sqlite_gateway_pending_put(struct store *st, const struct store_gatewa
 /* store_levels.c */
 int store_sqlite_gateway_set_central(struct store *st, const char *name, unsigned central);
 int store_sqlite_gateway_outbreak_version(struct store *st, const char *name, const char *version,
-					  bool *changed);
+					  int64_t now, bool *changed);
 int store_sqlite_gateway_set_levels(struct store *st, const char *name, const char *group,
 				    const char *cluster);
 int store_sqlite_level_list(struct store *st, struct store_level **out, size_t *n);

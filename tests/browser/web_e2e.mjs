@@ -650,7 +650,26 @@ async function membershipRows(page) {
     expires: (r.querySelector('[data-test=pvo-expires] div') || {}).textContent || null,
     move: Boolean(r.querySelector('[data-test=pvo-move]')),
     release: Boolean(r.querySelector('[data-test=pvo-release]')),
+    rescan: (r.querySelector('[data-test=pvo-rescan]') || {}).textContent || null,
   })));
+}
+
+// An Outbreak message sent back for rescanning, on its page in en and ja.
+async function pvoRescan() {
+  const b = await launch('en-US');
+  try {
+    await login(b.page, P.username, P.password);
+    for (const lang of ['en', 'ja']) {
+      await setLanguage(b.page, lang);
+      for (const id of P.ids) {
+        await b.page.goto(BASE + '/m/' + id);
+        result.values[lang + ':' + id] = await membershipRows(b.page);
+      }
+      await shot(b.page, 'pvo-rescan-' + lang);
+    }
+  } finally {
+    await b.close();
+  }
 }
 
 // Waits until the memberships shown satisfy pred; returns them.
@@ -1747,7 +1766,7 @@ async function reports() {
 const SCENARIOS = {
   oidc,
   'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks,
-  attachments: attachmentsAndHiddenBodies, gateways, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator,
+  attachments: attachmentsAndHiddenBodies, gateways, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator, 'pvo-rescan': pvoRescan,
   totp, tracking, levels, saml, reports,
 };
 

@@ -67,6 +67,7 @@ def test_add_list_remove(manager):
         "cluster": "east", "release_port": 25, "created_at": g["created_at"],
         "last_seen": None, "version": None,
         "centralized": {"pvo": False, "reporting": False, "tracking": False},
+        "outbreak_rules_version": None, "last_rescan": None,
         "migration": None, "event_backlog": None, "last_event_at": None}
     assert token not in json.dumps(registry(manager))
     doc2 = add(manager, "gw2", "2001:DB8:0::1", release_port=2525)

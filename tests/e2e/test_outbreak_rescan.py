@@ -11,12 +11,15 @@ Outbreak quarantine.
                             lazaretd
 """
 
+import datetime
+
 from e2e_helpers import stays, t, wait_for
 from gw_fixtures import make_message, start_gateway  # noqa: F401
 from test_gateway_pvo import RCPT, SENDER, central
 from test_pvo import pvo_send, stored_id
 from test_pvo_actions import memberships
 from test_pvo_chain import MANAGER_ADDR, gw_lines, quarantine_one, raw_of
+from test_web import WEB_ROOT, add_user, run_browser
 
 PARCEL = "Your parcel is waiting"
 INVOICE = "Your invoice is overdue"
@@ -36,10 +39,17 @@ wave_0043: if subject == "^Your invoice is overdue$" { quarantine("Outbreak"); }
 """
 
 
+def gateways(m):
+    """GET /api/v1/gateways: the registry, as an admin sees it."""
+    st, doc = m.api("GET", "/api/v1/gateways")
+    assert st == 200, doc
+    return doc["gateways"]
+
+
 def managed_chain(start_manager, start_gateway, sink, name="gw-e2e"):
     """A manager releasing from 127.0.0.2 and a central gateway that says hello to it
     every second with its token; (manager, gateway)."""
-    m = start_manager(release__source_address=MANAGER_ADDR)
+    m = start_manager(release__source_address=MANAGER_ADDR, http__web_root=WEB_ROOT)
     gw = start_gateway(sink.host, start=False)
     st, doc = m.api("POST", "/api/v1/gateways",
                     json={"name": name, "address": "127.0.0.1", "release_port": gw.smtp_port})
@@ -67,6 +77,10 @@ def test_new_outbreak_rules_rescan_the_gateways_outbreak_quarantine(
     assert aio_sink.count() == 0
     assert "api.outbreak_rescan" not in m.log_text()
     assert memberships(m, parcel)["outbreak"]["state"] == "held"
+    assert memberships(m, parcel)["outbreak"]["rescan"] == "none"
+    assert memberships(m, parcel)["outbreak"]["rescanned_at"] is None
+    (g,) = gateways(m)
+    assert g["outbreak_rules_version"] == "2026120501" and g["last_rescan"] is None
 
     gw.write_file("outbreak.rules", RULES_2)
     gw.reload()
@@ -87,6 +101,17 @@ def test_new_outbreak_rules_rescan_the_gateways_outbreak_quarantine(
     assert b"Subject: " + INVOICE.encode() in raw_of(m, again)
     assert memberships(m, parcel)["outbreak"]["state"] == "released"
     assert memberships(m, invoice)["outbreak"]["state"] == "released"
+    # both were sent back for rescanning, at the same moment; the new copy was not
+    for original in (parcel, invoice):
+        assert memberships(m, original)["outbreak"]["rescan"] == "pending"
+        assert memberships(m, original)["outbreak"]["rescanned_at"] is not None
+    assert (memberships(m, parcel)["outbreak"]["rescanned_at"]
+            == memberships(m, invoice)["outbreak"]["rescanned_at"])
+    assert q["outbreak"]["rescan"] == "none" and q["outbreak"]["rescanned_at"] is None
+    (g,) = gateways(m)
+    assert g["outbreak_rules_version"] == "2026120502"
+    assert g["last_rescan"] == {"at": memberships(m, parcel)["outbreak"]["rescanned_at"],
+                                "messages": 2}
     (rescanned_parcel, rescanned_invoice) = gw_lines(gw, "gw.released_rescan")
     assert "client=%s" % MANAGER_ADDR in rescanned_parcel
     # the next hellos say the same version: nothing more is released, nothing more sent
@@ -118,4 +143,34 @@ def test_other_gateways_outbreak_messages_are_not_rescanned(start_manager, start
     assert memberships(m, mine)["outbreak"]["state"] == "released"
     assert stays(lambda: aio_sink.count() == 1, t(3))
     assert memberships(m, other)["outbreak"]["state"] == "held"
+    assert memberships(m, mine)["outbreak"]["rescan"] == "pending"
+    assert memberships(m, other)["outbreak"]["rescan"] == "none"
+    last = {g["name"]: g["last_rescan"] for g in gateways(m)}
+    assert last["gw-other"] is None and last["gw-e2e"]["messages"] == 1
     assert "gateway=gw-e2e rules_version=2026120502 released=1" in m.log_text()
+
+
+def test_console_shows_the_rescan(start_manager, start_gateway, aio_sink):
+    m, gw = managed_chain(start_manager, start_gateway, aio_sink)
+    invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
+    gw.write_file("outbreak.rules", RULES_2)
+    gw.reload()
+    wait_for(lambda: len(m.list_all()) == 2, t(30), "the invoice quarantined again")
+    (again,) = [x["id"] for x in m.list_all() if x["id"] != invoice]
+    at = memberships(m, invoice)["outbreak"]["rescanned_at"]
+    assert at is not None
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    res = run_browser("pvo-rescan", m.http_url, {
+        "username": "admin1", "password": "correct horse battery", "ids": [invoice, again]})
+    v = res["values"]
+    (en,) = v["en:" + invoice]
+    (ja,) = v["ja:" + invoice]
+    assert en["name"] == "outbreak" and en["state"] == "released"
+    assert en["rescan"].startswith("Sent back to its gateway for rescanning ")
+    assert ja["rescan"].endswith(" 再スキャンのためゲートウェイへ返送")
+    # the time shown is the API's, in the user's zone (Asia/Tokyo)
+    hm = datetime.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc).astimezone(
+        datetime.timezone(datetime.timedelta(hours=9))).strftime("%H:%M:%S")
+    assert hm in en["rescan"] and hm in ja["rescan"], (hm, en, ja)
+    assert [r["rescan"] for r in v["en:" + again] + v["ja:" + again]] == [None, None]

@@ -355,7 +355,17 @@ def test_pvo_quarantines_move_to_postgresql(start_manager, database):  # noqa: F
         "X-Lazaret-Origin-Id: gw-77"])))
     one = stored_id(*pvo_send(m, pvo_message(["X-Lazaret-Quarantine: Legal"])))
     spam = m.send("s@example.jp", ["user@corp.test"], make_message("spam too"))
+    # a membership sent back for rescanning (schema 17)
+    m.stop()
+    con = sqlite3.connect(os.path.join(m.data_dir, "lazaret.db"), timeout=10)
+    con.execute("UPDATE memberships SET rescan = 1, rescanned_at = 1764900000000"
+                " WHERE msg_id = ?", (one,))
+    con.commit()
+    con.close()
+    m.start()
     before = snapshot(m)
+    (legal,) = before["messages"][one]["quarantines"]
+    assert (legal["rescan"], legal["rescanned_at"]) == ("pending", "2025-12-05T02:00:00Z")
     m.stop()
 
     r = migrate(m.data_dir, database)

@@ -262,9 +262,21 @@ static void test_entry_json(void **state)
 	    text,
 	    "{\"address\":\"192.0.2.1\",\"centralized\":{\"pvo\":false,\"reporting\":false,"
 	    "\"tracking\":false},\"cluster\":null,\"created_at\":\"2025-12-05T00:00:00Z\","
-	    "\"event_backlog\":null,\"group\":null,\"last_event_at\":null,\"last_seen\":null,"
-	    "\"migration\":null,"
-	    "\"name\":\"gw1\",\"release_port\":25,\"state\":\"pending\",\"version\":\"0.1.0\"}");
+	    "\"event_backlog\":null,\"group\":null,\"last_event_at\":null,\"last_rescan\":null,"
+	    "\"last_seen\":null,\"migration\":null,\"name\":\"gw1\",\"outbreak_rules_version\":"
+	    "null,"
+	    "\"release_port\":25,\"state\":\"pending\",\"version\":\"0.1.0\"}");
+	free(text);
+	json_decref(o);
+	/* the last rescan of its Outbreak messages */
+	g.outbreak_version = "2026120502";
+	g.last_rescan_at = 1764892860000;
+	g.last_rescan_messages = 3;
+	o = api_gateways_json(&g);
+	assert_string_equal(json_string_value(json_object_get(o, "outbreak_rules_version")),
+			    "2026120502");
+	text = json_dumps(json_object_get(o, "last_rescan"), JSON_SORT_KEYS | JSON_COMPACT);
+	assert_string_equal(text, "{\"at\":\"2025-12-05T00:01:00Z\",\"messages\":3}");
 	free(text);
 	json_decref(o);
 }

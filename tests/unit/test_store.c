@@ -2429,8 +2429,9 @@ static void test_pg_search_migration(void **state)
 		      /* and what came after 6 (7 the gateway registry; 8 the PVO quarantines;
 		       * 9 the routes of deliveries; 10 gateway events and tracking; 11
 		       * dropped a foreign key of memberships; 12 tracking indexes; 13 second
-		       * factors; 14 report rollups; 15 the
-		       * centralization levels; 18 scheduled reports) */
+		       * factors; 14 report rollups; 15 the centralization levels; 16 the
+		       * outbreak rules versions; 17 the rescans of memberships; 18 scheduled
+		       * reports) */
 		      " DROP TABLE memberships; DROP TABLE quarantine_operators;"
 		      " DROP TABLE events; DROP TABLE tracked_messages;"
 		      " DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
@@ -3202,6 +3203,67 @@ static void test_pvo_overflow_outbreak_by_expiry(void **state)
 	assert_int_equal(member_state(fx->st, a1, "Adult"), STORE_MEMBER_DELETED);
 }
 
+/* An Outbreak membership's rescan, and when it became one (0: never). */
+static enum store_rescan_state member_rescan(struct store *st, const char *id, const char *q,
+					     int64_t *at)
+{
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(st, id, &m), 0);
+	const struct store_membership *w = membership_of(m, q);
+	assert_non_null(w);
+	enum store_rescan_state v = w->rescan;
+	*at = w->rescanned_at;
+	store_message_free(m);
+	return v;
+}
+
+/*
+ * A new outbreak rules version of a gateway makes the memberships held in the
+ * outbreak quarantine of its messages rescan pending, in the same transaction;
+ * the other gateways' messages, other quarantines and memberships no longer held
+ * stay as they were.
+ */
+static void test_pvo_outbreak_rescan_pending(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_gateway g = {
+	    .name = "gw1", .address = "192.0.2.1", .token_hash = "h1", .created_at = 1};
+	assert_int_equal(store_gateway_add(fx->st, &g), 0);
+	const char *const qo[] = {"outbreak", NULL}, *const qoa[] = {"outbreak", "Adult", NULL};
+	char mine[37], both[37], done[37], other[37];
+	add_pvo(fx->st, T0 + 1, "gw1", "o-1", qo, NULL, mine);
+	add_pvo(fx->st, T0 + 2, "gw1", "o-2", qoa, NULL, both);
+	add_pvo(fx->st, T0 + 3, "gw1", "o-3", qo, NULL, done);
+	add_pvo(fx->st, T0 + 4, "gw2", "o-4", qo, NULL, other);
+	struct store_pvo_request r = {.action = STORE_PVO_DELETE, .quarantine = "outbreak"};
+	assert_int_equal(store_pvo_act(fx->st, done, &r, T0 + 5, NULL), 0);
+	int64_t at = -1;
+	assert_int_equal(member_rescan(fx->st, mine, "outbreak", &at), STORE_RESCAN_NONE);
+	assert_int_equal(at, 0);
+	assert_string_equal(store_rescan_state_name(STORE_RESCAN_NONE), "none");
+
+	bool changed = true;
+	/* the first version said is only recorded: nothing to rescan */
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "1", T0 + 10, &changed), 0);
+	assert_false(changed);
+	assert_int_equal(member_rescan(fx->st, mine, "outbreak", &at), STORE_RESCAN_NONE);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2", T0 + 20, &changed), 0);
+	assert_true(changed);
+	assert_int_equal(member_rescan(fx->st, mine, "outbreak", &at), STORE_RESCAN_PENDING);
+	assert_int_equal(at, T0 + 20);
+	assert_string_equal(store_rescan_state_name(STORE_RESCAN_PENDING), "pending");
+	assert_int_equal(member_rescan(fx->st, both, "outbreak", &at), STORE_RESCAN_PENDING);
+	assert_int_equal(member_rescan(fx->st, both, "Adult", &at), STORE_RESCAN_NONE);
+	assert_int_equal(at, 0);
+	assert_int_equal(member_rescan(fx->st, done, "outbreak", &at), STORE_RESCAN_NONE);
+	assert_int_equal(member_rescan(fx->st, other, "outbreak", &at), STORE_RESCAN_NONE);
+	/* the same version again changes nothing, not even the time */
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2", T0 + 30, &changed), 0);
+	assert_false(changed);
+	assert_int_equal(member_rescan(fx->st, mine, "outbreak", &at), STORE_RESCAN_PENDING);
+	assert_int_equal(at, T0 + 20);
+}
+
 static void test_pvo_overflow(void **state)
 {
 	struct fixture *fx = *state;
@@ -3486,6 +3548,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_delay_and_move, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_overflow, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_overflow_outbreak_by_expiry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_bulk_and_copy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_release_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
@@ -3520,6 +3583,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_operator_scope, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),

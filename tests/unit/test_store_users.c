@@ -600,20 +600,27 @@ static void test_levels(void **state)
 
 	/* the version of its outbreak rules: the first one said is only recorded */
 	bool changed = true;
-	assert_int_equal(store_gateway_outbreak_version(fx->st, "GW1", "2026120501", &changed), 0);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "GW1", "2026120501", 1, &changed),
+			 0);
 	assert_false(changed);
-	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2026120501", &changed), 0);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2026120501", 1, &changed),
+			 0);
 	assert_false(changed);
 	/* another one is a change, once */
-	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2026120502", &changed), 0);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2026120502", 1, &changed),
+			 0);
 	assert_true(changed);
-	assert_int_equal(store_gateway_outbreak_version(fx->st, "Gw1", "2026120502", &changed), 0);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "Gw1", "2026120502", 1, &changed),
+			 0);
 	assert_false(changed);
-	assert_int_equal(store_gateway_outbreak_version(fx->st, "nobody", "1", &changed), -ENOENT);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "nobody", "1", 1, &changed),
+			 -ENOENT);
 	assert_false(changed);
-	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "", &changed), -EINVAL);
-	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "a\nb", &changed), -EINVAL);
-	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2026120501", &changed), 0);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "", 1, &changed), -EINVAL);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "a\nb", 1, &changed),
+			 -EINVAL);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2026120501", 1, &changed),
+			 0);
 	assert_true(changed);
 
 	/* its group and cluster change; NULL is none */

@@ -171,7 +171,9 @@ export function renderMessage(main, id) {
           h('td.pvo-reason', { 'data-test': 'pvo-reason' }, q.reason || h('span.muted', t('pvo.no_reason'))),
           h('td.col-date', { 'data-test': 'pvo-entered' }, formatDate(q.entered_at, { seconds: true })),
           h('td.col-date', { 'data-test': 'pvo-expires' }, q.expires_at ? [h('div', formatDate(q.expires_at)), h('div.cell-sub', formatRelative(q.expires_at))] : '—'),
-          h('td', membershipBadge(q.state)),
+          h('td', membershipBadge(q.state), q.rescan === 'pending'
+            ? h('div.cell-sub', { 'data-test': 'pvo-rescan' }, t('pvo.rescan_pending', { at: formatDate(q.rescanned_at, { seconds: true }) }))
+            : null),
           h('td', h('div.pvo-actions', buttons(q)))))))));
   }
 
