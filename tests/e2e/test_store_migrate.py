@@ -446,7 +446,11 @@ def test_second_factors_levels_and_rollups_move_to_postgresql(start_manager,
     assert st == 200, levels_after
     gw = levels_after["gateways"][0]
     assert gw.pop("centralized") == {"pvo": True, "reporting": False, "tracking": True}, gw
-    levels_before["gateways"][0].pop("centralized")
+    assert gw.pop("outbreak_rules_version") == "2026-12-01", gw
+    was = levels_before["gateways"][0]
+    was.pop("centralized")
+    was.pop("outbreak_rules_version")
+    assert {k for k in set(was) | set(gw) if was.get(k) != gw.get(k)} == set(), (was, gw)
     assert levels_after == levels_before, (levels_before, levels_after)
     # the enrolled operator is still asked for the second factor
     st, doc = Client(m).login("opal", "operator-pw-1")
