@@ -348,7 +348,7 @@ static void test_write_file_atomic(void **state)
 	char *sub = xasprintf("%s/sub", dir);
 	assert_int_equal(mkdir(sub, 0700), 0);
 	assert_int_equal(write_file_atomic(sub, "x", 1), -EISDIR);
-	char *subtmp = xasprintf("%s.tmp", sub);
+	char *subtmp = xasprintf("%s/sub.tmp", dir);
 	assert_int_equal(access(subtmp, F_OK), -1);
 	rmdir(sub);
 	unlink(path);
