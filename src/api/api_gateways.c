@@ -661,6 +661,9 @@ static void api_gateways_outbreak_rescan(struct api *a, const struct store_gatew
 {
 	char q[300], v[300];
 	bool changed = false;
+	/* the version the token's look-up read: a hello that says it again writes nothing */
+	if (g->outbreak_version != NULL && strcmp(g->outbreak_version, version) == 0)
+		return;
 	int rc = store_gateway_outbreak_version(api_store(a), g->name, version, clock_now_ms(),
 						&changed);
 	if (rc < 0) {

@@ -955,7 +955,8 @@ struct store_gateway {
 	char *version;	       /* the version it last reported, or NULL */
 	unsigned central;      /* what it says it runs with: STORE_CENTRAL_* bits */
 	/* read only: the outbreak rules version it last said (NULL: none), when its
-	 * Outbreak messages were last sent back for rescanning (0: never) and how many */
+	 * Outbreak messages were last sent back for rescanning (0: never) and how many
+	 * (these two from store_gateway_list only: 0 from a read of one gateway) */
 	char *outbreak_version;
 	int64_t last_rescan_at;
 	uint64_t last_rescan_messages;

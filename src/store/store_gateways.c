@@ -25,10 +25,13 @@
 	"(SELECT max(x.rescanned_at) FROM memberships x JOIN messages w ON w.id = x.msg_id WHERE " \
 	"x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name)"
 /*
- * What a read adds: central, the outbreak rules version and the gateway's last
- * rescan (when its Outbreak messages were last sent back, how many were).
+ * What the list adds: central, the outbreak rules version and the gateway's last
+ * rescan (when its Outbreak messages were last sent back, how many were). Reads
+ * of one gateway (every gateway API call looks its token up) leave the rescan
+ * out: its subqueries grow with the Outbreak quarantine.
  */
-#define STORE_GATEWAY_READ_TAIL                                                                    \
+#define STORE_GATEWAY_READ_TAIL_ONE ", central, outbreak_version, 0, 0 FROM gateways"
+#define STORE_GATEWAY_READ_TAIL_LIST                                                               \
 	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
 	" (SELECT count(*) FROM memberships x JOIN messages w ON w.id = x.msg_id"                  \
 	" WHERE x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name"          \
@@ -223,7 +226,7 @@ int store_sqlite_gateway_add(struct store *st, const struct store_gateway *g)
 int store_sqlite_gateway_list(struct store *st, struct store_gateway ***out, size_t *n)
 {
 	return store_gateways_read(st,
-				   "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL
+				   "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL_LIST
 				   " ORDER BY name COLLATE BINARY",
 				   NULL, out, n);
 }
@@ -231,7 +234,7 @@ int store_sqlite_gateway_list(struct store *st, struct store_gateway ***out, siz
 int store_sqlite_gateway_get(struct store *st, const char *name, struct store_gateway **out)
 {
 	return store_gateways_read_one(
-	    st, "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL " WHERE name = ?", name,
+	    st, "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL_ONE " WHERE name = ?", name,
 	    out);
 }
 
@@ -239,7 +242,7 @@ int store_sqlite_gateway_get_by_address(struct store *st, const char *address,
 					struct store_gateway **out)
 {
 	return store_gateways_read_one(st,
-				       "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL
+				       "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL_ONE
 				       " WHERE address = ? AND state = 'registered'",
 				       address, out);
 }
@@ -248,7 +251,7 @@ int store_sqlite_gateway_get_by_token_hash(struct store *st, const char *token_h
 					   struct store_gateway **out)
 {
 	return store_gateways_read_one(st,
-				       "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL
+				       "SELECT " STORE_GATEWAY_COLUMNS STORE_GATEWAY_READ_TAIL_ONE
 				       " WHERE token_hash = ? AND state = 'registered'",
 				       token_hash, out);
 }

@@ -25,10 +25,13 @@
 	"(SELECT max(x.rescanned_at) FROM memberships x JOIN messages w ON w.id = x.msg_id WHERE " \
 	"x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name)"
 /*
- * What a read adds: central, the outbreak rules version and the gateway's last
- * rescan (when its Outbreak messages were last sent back, how many were).
+ * What the list adds: central, the outbreak rules version and the gateway's last
+ * rescan (when its Outbreak messages were last sent back, how many were). Reads
+ * of one gateway (every gateway API call looks its token up) leave the rescan
+ * out: its subqueries grow with the Outbreak quarantine.
  */
-#define STORE_PG_GATEWAY_READ_TAIL                                                                 \
+#define STORE_PG_GATEWAY_READ_TAIL_ONE ", central, outbreak_version, 0, 0 FROM gateways"
+#define STORE_PG_GATEWAY_READ_TAIL_LIST                                                            \
 	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
 	" (SELECT count(*) FROM memberships x JOIN messages w ON w.id = x.msg_id"                  \
 	" WHERE x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name"          \
@@ -174,17 +177,18 @@ int store_pg_gateway_add(struct store *st, const struct store_gateway *g)
 
 int store_pg_gateway_list(struct store *st, struct store_gateway ***out, size_t *n)
 {
-	return store_pg_gateways_read(st, "gateway_list",
-				      "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL
-				      " ORDER BY name COLLATE \"C\"",
-				      NULL, out, n);
+	return store_pg_gateways_read(
+	    st, "gateway_list",
+	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL_LIST
+	    " ORDER BY name COLLATE \"C\"",
+	    NULL, out, n);
 }
 
 int store_pg_gateway_get(struct store *st, const char *name, struct store_gateway **out)
 {
 	return store_pg_gateways_read_one(
 	    st, "gateway_get",
-	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL
+	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL_ONE
 	    " WHERE lower(name) = lower($1)",
 	    name, out);
 }
@@ -194,7 +198,7 @@ int store_pg_gateway_get_by_address(struct store *st, const char *address,
 {
 	return store_pg_gateways_read_one(
 	    st, "gateway_get_by_address",
-	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL
+	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL_ONE
 	    " WHERE address = $1 AND state = 'registered'",
 	    address, out);
 }
@@ -204,7 +208,7 @@ int store_pg_gateway_get_by_token_hash(struct store *st, const char *token_hash,
 {
 	return store_pg_gateways_read_one(
 	    st, "gateway_get_by_token_hash",
-	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL
+	    "SELECT " STORE_PG_GATEWAY_COLUMNS STORE_PG_GATEWAY_READ_TAIL_ONE
 	    " WHERE token_hash = $1 AND state = 'registered'",
 	    token_hash, out);
 }
