@@ -123,7 +123,7 @@ struct gw_config {
 	bool central_pvo_enabled;
 	char *central_pvo_host;
 	unsigned central_pvo_port;
-	char *central_pvo_notify; /* kept for the migration (not done by this version) */
+	char *central_pvo_notify; /* told by the manager when the migration is done */
 
 	/* [spam_quarantine] (local) */
 	bool local_spam_enabled;

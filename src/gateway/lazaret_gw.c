@@ -50,6 +50,7 @@
 #include "gateway/gw_events.h"
 #include "gateway/gw_hello.h"
 #include "gateway/gw_managed.h"
+#include "gateway/gw_migrate.h"
 #include "gateway/hat.h"
 #include "gateway/pipeline.h"
 #include "gateway/rat.h"
@@ -95,6 +96,8 @@ struct gw {
 	struct gw_events *events;		 /* message tracking; NULL: off */
 	struct track_retention *track_retention; /* the local tracking store's retention */
 	struct release *release;
+	struct gw_migrate *migrate; /* the local PVO quarantines' move to the manager */
+	bool reload_refused;	    /* a reload waited for the migration's end */
 	struct api *api;
 	struct workpool *wp;	/* pipeline */
 	struct workpool *maint; /* safelist sync, expiry */
@@ -133,12 +136,14 @@ struct gw_job {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: lazaret-gw -c FILE [--check-config]\n"
+	fprintf(f, "usage: lazaret-gw -c FILE [--check-config | --migration-plan]\n"
 		   "       lazaret-gw --version | --help\n"
 		   "\n"
 		   "  -c, --config FILE   configuration file (see docs/GATEWAY.md)\n"
 		   "      --check-config  validate the configuration and the rules it names, and\n"
 		   "                      exit (0 ok, 1 errors)\n"
+		   "      --migration-plan  print what enabling [centralized_pvo] moves where\n"
+		   "                      (the manager's mapping, the local store read only)\n"
 		   "  -V, --version       print the version and exit\n"
 		   "  -h, --help          this text\n"
 		   "\n"
@@ -818,6 +823,27 @@ static void gw_terminate(evutil_socket_t sig, short what, void *arg)
 }
 
 /*
+ * Whether next changes the quarantine or filter settings of cur: [quarantines],
+ * [filters] (the file's text too), [outbreak], [centralized_pvo].
+ */
+static bool gw_pvo_settings_differ(const struct pipeline_rules *cur,
+				   const struct pipeline_rules *next)
+{
+	const struct gw_config *o = &cur->cfg, *c = &next->cfg;
+	return o->quarantines_delete_after_ms != c->quarantines_delete_after_ms ||
+	       o->purge_interval_ms != c->purge_interval_ms ||
+	       !str_same(o->filters_file, c->filters_file) ||
+	       strcmp(cur->filters_digest, next->filters_digest) != 0 ||
+	       !str_same(o->filters_undecided, c->filters_undecided) ||
+	       !str_same(o->outbreak_rules, c->outbreak_rules) ||
+	       !str_same(cur->outbreak_version, next->outbreak_version) ||
+	       o->central_pvo_enabled != c->central_pvo_enabled ||
+	       !str_same(o->central_pvo_host, c->central_pvo_host) ||
+	       o->central_pvo_port != c->central_pvo_port ||
+	       !str_same(o->central_pvo_notify, c->central_pvo_notify);
+}
+
+/*
  * Reloads the configuration (with the managed settings kept on disk); pull: then
  * pulls the manager's settings, and reloads again when they changed.
  */
@@ -837,6 +863,16 @@ static void gw_reload_now(struct gw *gw, bool pull)
 	log_lines(LOG_LEVEL_WARN, "gw.config_warning", warnings);
 	free(warnings);
 	const struct gw_config *o = &gw->rules->cfg, *c = &next->cfg;
+	uint64_t mdone = 0, mtotal = 0;
+	bool refused = false;
+	if (gw_migrate_running(gw->migrate, &mdone, &mtotal) &&
+	    gw_pvo_settings_differ(gw->rules, next)) {
+		/* PV6: the quarantine and filter settings stay while messages move */
+		log_warn("gw.reload_refused", "reason=\"migration running (%llu/%llu)\"",
+			 (unsigned long long)mdone, (unsigned long long)mtotal);
+		gw->reload_refused = true;
+		refused = true;
+	}
 	if (!str_same(o->listen, c->listen) || !str_same(o->http_listen, c->http_listen) ||
 	    !str_same(o->data_dir, c->data_dir) || !str_same(o->tls_cert, c->tls_cert) ||
 	    o->workers != c->workers || o->slbl_enabled != c->slbl_enabled ||
@@ -875,9 +911,20 @@ static void gw_reload_now(struct gw *gw, bool pull)
 		gw_arm(gw->managed_timer, c->managed_sync_interval_ms);
 	else
 		event_del(gw->managed_timer);
+	if (refused) {
+		/* the rest applied above; the rules messages are judged by stay */
+		pipeline_rules_unref(next);
+		gw_sync_now(gw);
+		gw_hello_now(gw);
+		if (pull)
+			gw_managed_now(gw);
+		return;
+	}
+	gw->reload_refused = false;
 	struct pipeline_rules *old = gw->rules;
 	gw->rules = next;
 	pipeline_rules_unref(old);
+	c = &next->cfg;
 	log_info("gw.reloaded", "next_hop=%s filters=%s outbreak=%s central_pvo=%s", c->next_hop,
 		 c->filters_file != NULL ? c->filters_file : "none",
 		 next->outbreak_version != NULL ? next->outbreak_version : "none",
@@ -887,8 +934,26 @@ static void gw_reload_now(struct gw *gw, bool pull)
 	gw_hello_now(gw);
 	gw_central_probe_now(gw);
 	gw_local_quarantines_ensure(gw);
+	gw_migrate_start(gw->migrate, c, next->central_hostport);
 	if (pull)
 		gw_managed_now(gw);
+}
+
+/* A reload refused while the migration ran is done now that it has finished. */
+static void gw_migration_finished_loop(void *arg)
+{
+	struct gw *gw = arg;
+	if (gw->reload_refused && gw->shutdown_timer == NULL) {
+		log_info("gw.reload_after_migration",
+			 "reason=\"a reload waited for the migration\"");
+		gw_reload_now(gw, false);
+	}
+}
+
+static void gw_migration_finished(void *arg)
+{
+	struct gw *gw = arg;
+	loopq_post(gw->q, gw_migration_finished_loop, gw);
 }
 
 static void gw_reload(evutil_socket_t sig, short what, void *arg)
@@ -1036,6 +1101,8 @@ static int gw_start(struct gw *gw)
 	gw_hello_now(gw);
 	gw_central_probe_now(gw);
 	gw_local_quarantines_ensure(gw);
+	gw->migrate = gw_migrate_new(gw->st, gw_migration_finished, gw);
+	gw_migrate_start(gw->migrate, cfg, gw->rules->central_hostport);
 	gw->managed_timer = event_new(gw->base, -1, EV_PERSIST, gw_managed_tick, gw);
 	if (cfg->managed)
 		gw_arm(gw->managed_timer, cfg->managed_sync_interval_ms);
@@ -1073,6 +1140,8 @@ static void gw_stop(struct gw *gw)
 	/* Messages still being judged finish (their answers wait in the loop queue). */
 	workpool_free(gw->wp);
 	workpool_free(gw->maint);
+	gw_migrate_free(gw->migrate); /* a transfer under way finishes */
+	gw->migrate = NULL;
 	/* after the workers: their last events are committed before the spool closes */
 	gw_events_stop(gw->events);
 	gw->events = NULL;
@@ -1112,6 +1181,16 @@ static void gw_stop(struct gw *gw)
 
 int main(int argc, char **argv)
 {
+	/* --migration-plan: this program's own option, taken out before the common ones */
+	bool plan = false;
+	int nargc = 0;
+	for (int i = 0; i < argc; i++) {
+		if (i > 0 && strcmp(argv[i], "--migration-plan") == 0)
+			plan = true;
+		else
+			argv[nargc++] = argv[i];
+	}
+	argc = nargc;
 	struct daemon_args args;
 	int exit_now = daemon_args_parse(argc, argv, "lazaret-gw", usage, &args);
 	if (exit_now >= 0)
@@ -1140,6 +1219,13 @@ int main(int argc, char **argv)
 		free(err);
 		free(abs_path);
 		return 1;
+	}
+	if (plan) {
+		free(warnings);
+		int prc = gw_migrate_plan(gw.rules);
+		pipeline_rules_unref(gw.rules);
+		free(abs_path);
+		return prc;
 	}
 	if (check_only) {
 		if (warnings != NULL)

@@ -39,6 +39,7 @@
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/log.h"
+#include "common/readfile.h"
 #include "common/strbuf.h"
 #include "common/tls.h"
 #include "common/xalloc.h"
@@ -47,6 +48,7 @@
 #include "gateway/delivery.h"
 #include "gateway/disposition.h"
 #include "gateway/filter.h"
+#include "gateway/gw_migrate.h"
 #include "gateway/pvo_out.h"
 #include "gateway/gw_events.h"
 #include "gateway/rat.h"
@@ -104,9 +106,17 @@ int pipeline_rules_build(struct gw_config *cfg, struct pipeline_rules **out, cha
 	atomic_init(&r->refs, 1);
 	if ((rc = rat_parse(r->cfg.rat_accept, &r->rat, err)) < 0)
 		goto fail;
-	if (r->cfg.filters_file != NULL &&
-	    (rc = filter_load(r->cfg.filters_file, &r->filters, err)) < 0)
-		goto fail;
+	if (r->cfg.filters_file != NULL) {
+		/* read before compiling: a change in between shows as a change later */
+		char *text = NULL;
+		size_t tlen = 0;
+		if (read_file(r->cfg.filters_file, 64 * 1024 * 1024, &text, &tlen) == 0)
+			pvo_out_origin_id("filters", "", NULL, 0, NULL, 0,
+					  (const unsigned char *)text, tlen, r->filters_digest);
+		free(text);
+		if ((rc = filter_load(r->cfg.filters_file, &r->filters, err)) < 0)
+			goto fail;
+	}
 	if (strcmp(r->cfg.antispam_engine, "builtin") == 0 &&
 	    (rc = antispam_rules_load(r->cfg.antispam_rules, &r->spam, err)) < 0)
 		goto fail;
@@ -856,15 +866,18 @@ static char *pl_central_headers(const struct pl *p, const struct disposition_gro
 		strbuf_printf(&b, "X-Lazaret-Score: %.2f\r\n", p->score);
 	strbuf_printf(&b, "X-Lazaret-Client-Address: %s\r\n", p->job->client_ip);
 	const char *names[PIPELINE_PVO_MAX];
+	char mapped[PIPELINE_PVO_MAX][STORE_QUARANTINE_NAME_MAX + 1];
 	size_t nn = 0;
 	for (size_t k = 0; k < p->npvo; k++) {
 		if (!(g->d.pvo & (1u << k)))
 			continue;
-		char *line =
-		    pvo_out_quarantine_header(p->pvo[k].name, p->pvo[k].reason, p->entered, 0);
+		/* the manager's mapping renames a local quarantine (gw_migrate.h) */
+		gw_migrate_map_name(p->pvo[k].name, mapped[nn], sizeof(mapped[nn]));
+		char *line = pvo_out_quarantine_header(mapped[nn], p->pvo[k].reason, p->entered, 0);
 		strbuf_add(&b, line, strlen(line));
 		free(line);
-		names[nn++] = p->pvo[k].name;
+		names[nn] = mapped[nn];
+		nn++;
 	}
 	const char **rc = xcalloc(g->n + 1, sizeof(*rc));
 	for (size_t k = 0; k < g->n; k++)

@@ -40,6 +40,8 @@ struct pipeline_rules {
 	struct filter_set *outbreak;	 /* [outbreak] rules, or NULL */
 	char *outbreak_version;		 /* their version line */
 	char *central_hostport;		 /* the manager's PVO listener, or NULL: local PVO */
+	/* SHA-256 (hex) of the filter file's text as compiled, "" without one */
+	char filters_digest[65];
 	atomic_uint refs;
 };
 
