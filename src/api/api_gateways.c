@@ -35,6 +35,7 @@
 #include "http/http_server.h"
 #include "api/api.h"
 #include "api/api_levels.h"
+#include "api/api_migration.h"
 #include "api/api_read.h"
 #include "api/auth.h"
 #include "quarantine/release.h"
@@ -99,7 +100,7 @@ json_t *api_gateways_json(const struct store_gateway *g)
 			     ? json_pack("{s:o,s:I}", "at", api_gateways_time(g->last_rescan_at),
 					 "messages", (json_int_t)g->last_rescan_messages)
 			     : json_null());
-	api_gateways_set(o, "migration", json_null());
+	api_gateways_set(o, "migration", api_migration_json(&g->migration));
 	/* api_gateways_list fills these from the gateway's last event push */
 	api_gateways_set(o, "event_backlog", json_null());
 	api_gateways_set(o, "last_event_at", json_null());

@@ -287,6 +287,99 @@ void report_sched_mail_later(void *arg, const struct store_report_schedule *s,
 	workpool_submit(r->wp, report_sched_later_run, l);
 }
 
+int report_sched_build_notice(const char *from, const char *to, const char *hostname,
+			      const char *subject, const char *text, int64_t now_ms, char **out,
+			      size_t *len)
+{
+	*out = NULL;
+	*len = 0;
+	if (from == NULL || to == NULL || subject == NULL || text == NULL)
+		return -EINVAL;
+	char date[64], id[IDS_UUID_LEN + 1];
+	digest_mail_date(now_ms, 0, date, sizeof(date));
+	ids_uuidv7(now_ms, id);
+	char *subj = digest_encode_header(subject, strlen("Subject"));
+	char *f = report_sched_one_line(from), *t = report_sched_one_line(to);
+	struct strbuf b = STRBUF_INIT, body = STRBUF_INIT;
+	strbuf_printf(&b,
+		      "From: %s\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\n"
+		      "Message-ID: <%s@%s>\r\nMIME-Version: 1.0\r\n"
+		      "Auto-Submitted: auto-generated\r\n"
+		      "Content-Type: text/plain; charset=UTF-8\r\n"
+		      "Content-Transfer-Encoding: base64\r\n\r\n",
+		      f, t, subj, date, id, hostname != NULL ? hostname : "lazaret");
+	/* the text's lines end in CRLF */
+	for (const char *p = text; *p != '\0'; p++) {
+		if (*p == '\n' && (p == text || p[-1] != '\r'))
+			strbuf_printf(&body, "\r");
+		strbuf_printf(&body, "%c", *p);
+	}
+	digest_base64_lines(&b, strbuf_str(&body), body.len);
+	free(subj);
+	free(f);
+	free(t);
+	strbuf_free(&body);
+	*len = b.len;
+	*out = strbuf_take(&b);
+	return 0;
+}
+
+struct report_sched_notice {
+	struct report_sched *r;
+	char *to, *subject, *text;
+};
+
+static void report_sched_notice_run(void *arg)
+{
+	struct report_sched_notice *n = arg;
+	struct report_sched_settings *set = report_sched_settings_now(n->r);
+	char *data = NULL;
+	size_t len = 0;
+	if (report_sched_build_notice(set->from, n->to, set->hostname, n->subject, n->text,
+				      clock_now_ms(), &data, &len) == 0) {
+		struct smtp_client_options opt = {
+		    .helo_name = set->helo,
+		    .source_address = set->source,
+		    .timeout_ms = set->timeout_ms,
+		    .session_timeout_ms = set->timeout_ms * REPORT_SCHED_SESSION_STEPS,
+		};
+		const char *rcpts[1] = {n->to};
+		struct smtp_client_message msg = {
+		    .sender = set->from,
+		    .rcpts = rcpts,
+		    .nrcpts = 1,
+		    .body = (const unsigned char *)data,
+		    .body_len = len,
+		};
+		struct smtp_failover_rcpt res[1];
+		memset(res, 0, sizeof(res));
+		int rc = smtp_failover_send(set->primary, set->secondary, &opt, &msg, NULL, res);
+		if (rc == 0 && res[0].outcome == SMTP_CLIENT_DELIVERED)
+			log_info("report_sched.notice_sent", "rcpt=%s", n->to);
+		else
+			log_warn("report_sched.notice_failed", "rcpt=%s outcome=%s", n->to,
+				 smtp_client_outcome_name(res[0].outcome));
+		smtp_failover_rcpts_free(res, 1);
+	}
+	free(data);
+	report_sched_settings_free(set);
+	free(n->to);
+	free(n->subject);
+	free(n->text);
+	free(n);
+}
+
+void report_sched_notice_later(void *arg, const char *to, const char *subject, const char *text)
+{
+	struct report_sched *r = arg;
+	struct report_sched_notice *n = xcalloc(1, sizeof(*n));
+	n->r = r;
+	n->to = xstrdup(to);
+	n->subject = xstrdup(subject);
+	n->text = xstrdup(text);
+	workpool_submit(r->wp, report_sched_notice_run, n);
+}
+
 /* Worker thread: every due schedule this manager claims is made and mailed. */
 static void report_sched_run(void *arg)
 {

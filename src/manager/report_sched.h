@@ -70,4 +70,17 @@ void report_sched_reconfigure(struct report_sched *r, const struct report_sched_
 /* Stops the timer and waits for a run being made. NULL: no-op. */
 void report_sched_free(struct report_sched *r);
 
+/*
+ * A short notice (a text part in UTF-8, Subject encoded for RFC 2047) to one
+ * address: *out is malloc()ed (CRLF lines). 0 or -EINVAL. No I/O.
+ */
+int report_sched_build_notice(const char *from, const char *to, const char *hostname,
+			      const char *subject, const char *text, int64_t now_ms, char **out,
+			      size_t *len);
+/*
+ * Queues a notice to one address through the release path, on the scheduled
+ * reports' worker (api_migration_mail_fn). Thread-safe; strings are copied.
+ */
+void report_sched_notice_later(void *r, const char *to, const char *subject, const char *text);
+
 #endif

@@ -248,7 +248,8 @@ char *store_backend_missing(const char *backend)
 	    ops->gateway_get_by_address == NULL || ops->gateway_get_by_token_hash == NULL ||
 	    ops->gateway_remove == NULL || ops->gateway_touch == NULL ||
 	    ops->gateway_pending_put == NULL || ops->gateway_set_central == NULL ||
-	    ops->gateway_set_levels == NULL)
+	    ops->gateway_set_levels == NULL || ops->gateway_set_mapping == NULL ||
+	    ops->gateway_migration_report == NULL)
 		store_missing_add(&sb, "store_gateway_*");
 	if (ops->level_list == NULL || ops->level_put == NULL)
 		store_missing_add(&sb, "store_level_*");
@@ -1137,6 +1138,7 @@ void store_gateway_free(struct store_gateway *g)
 	free(g->token_hash);
 	free(g->version);
 	free(g->outbreak_version);
+	free(g->mapping);
 	free(g);
 }
 
@@ -1303,6 +1305,65 @@ int store_gateway_set_levels(struct store *st, const char *name, const char *gro
 	if (!store_gateway_name_ok(name))
 		return -ENOENT;
 	return ops->gateway_set_levels(st, name, group, cluster);
+}
+
+bool store_migration_next(const struct store_migration *cur, const struct store_migration *r,
+			  int64_t now, struct store_migration *next, bool *first_done)
+{
+	*first_done = false;
+	*next = *cur;
+	if (cur->state != STORE_MIGRATION_NONE && r->run < cur->run)
+		return false; /* an older run's late report */
+	if (cur->state == STORE_MIGRATION_DONE && r->run == cur->run)
+		return false; /* done already: a retry, or a late "running" */
+	if (cur->state == STORE_MIGRATION_NONE || r->run > cur->run) {
+		*next = (struct store_migration){.run = r->run};
+	}
+	next->state = r->state;
+	next->total = r->total;
+	next->done = r->done;
+	next->failed = r->failed;
+	if (r->state == STORE_MIGRATION_DONE) {
+		next->finished_at = now;
+		next->notified_at = now;
+		*first_done = true;
+	}
+	return true;
+}
+
+int store_gateway_set_mapping(struct store *st, const char *name, const char *mapping,
+			      struct store_migration *busy)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	struct store_migration none = {0};
+	if (busy != NULL)
+		*busy = none;
+	if (ops->gateway_set_mapping == NULL)
+		return -ENOSYS;
+	if (mapping != NULL && (mapping[0] != '{' || strlen(mapping) > STORE_GATEWAY_MAPPING_MAX))
+		return -EINVAL;
+	if (!store_gateway_name_ok(name))
+		return -ENOENT;
+	return ops->gateway_set_mapping(st, name, mapping, busy != NULL ? busy : &none);
+}
+
+int store_gateway_migration_report(struct store *st, const char *name,
+				   const struct store_migration *r, int64_t now,
+				   struct store_migration *out, bool *first_done)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	memset(out, 0, sizeof(*out));
+	*first_done = false;
+	if (ops->gateway_migration_report == NULL)
+		return -ENOSYS;
+	if (r == NULL ||
+	    (r->state != STORE_MIGRATION_RUNNING && r->state != STORE_MIGRATION_DONE) ||
+	    r->run <= 0 || r->total < 0 || r->done < 0 || r->failed < 0 || r->done > r->total ||
+	    r->failed > r->total - r->done)
+		return -EINVAL;
+	if (!store_gateway_name_ok(name))
+		return -ENOENT;
+	return ops->gateway_migration_report(st, name, r, now, out, first_done);
 }
 
 /* --- centralization levels -------------------------------------------------- */

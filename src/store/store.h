@@ -960,6 +960,20 @@ struct store_gateway {
 	char *outbreak_version;
 	int64_t last_rescan_at;
 	uint64_t last_rescan_messages;
+	/* read only: its quarantine mapping (NULL: automatic, else a JSON object
+	 * {"Local": "Central" | null}) and its last migration (store_gateway_migration) */
+	char *mapping;
+	struct store_migration {
+		enum store_migration_state {
+			STORE_MIGRATION_NONE = 0, /* never reported: the rest is 0 */
+			STORE_MIGRATION_RUNNING,
+			STORE_MIGRATION_DONE,
+		} state;
+		int64_t run; /* the run's start (Unix ms) as the gateway said it */
+		int64_t total, done, failed;
+		int64_t finished_at; /* when it was first reported done (0: not yet) */
+		int64_t notified_at; /* when its "done" mail was claimed (0: not) */
+	} migration;
 };
 /* The bits of store_gateway.central (and of a gateway's hello "centralized"). */
 #define STORE_CENTRAL_PVO	1u
@@ -1022,6 +1036,29 @@ int store_gateway_set_central(struct store *st, const char *name, unsigned centr
  */
 int store_gateway_outbreak_version(struct store *st, const char *name, const char *version,
 				   int64_t now, bool *changed);
+/*
+ * Migration on enabling centralized PVO (PV6). A registered gateway's mapping of
+ * its local quarantines to central ones: NULL = automatic (same names), else the
+ * JSON object text {"Local": "Central" | null} the API checked (at most
+ * STORE_GATEWAY_MAPPING_MAX bytes). Refused with -EBUSY while the gateway's last
+ * migration is running (checked in the same transaction; *busy gets it when not
+ * NULL), -ENOENT when no registered gateway has the name, -EINVAL.
+ */
+#define STORE_GATEWAY_MAPPING_MAX 65536
+int store_gateway_set_mapping(struct store *st, const char *name, const char *mapping,
+			      struct store_migration *busy);
+/*
+ * A registered gateway's progress report r (r->state RUNNING or DONE, r->run > 0,
+ * 0 <= done + failed <= total): a report of a run older than the stored one
+ * changes nothing; a newer run replaces it; the same run takes the counts (a
+ * "running" report after "done" of the same run changes nothing). When the run
+ * is first reported done, finished_at = notified_at = now and *first_done is
+ * true, in the same transaction: of two managers (or two retries) one sees it.
+ * *out gets the stored migration after the report. -ENOENT, -EINVAL.
+ */
+int store_gateway_migration_report(struct store *st, const char *name,
+				   const struct store_migration *r, int64_t now,
+				   struct store_migration *out, bool *first_done);
 
 /* --- centralization levels (store_levels.c, store_pg_levels.c) --------------- */
 

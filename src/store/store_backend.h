@@ -213,6 +213,11 @@ struct store_ops {
 					int64_t now, bool *changed);
 	int (*gateway_set_levels)(struct store *st, const char *name, const char *group,
 				  const char *cluster);
+	int (*gateway_set_mapping)(struct store *st, const char *name, const char *mapping,
+				   struct store_migration *busy);
+	int (*gateway_migration_report)(struct store *st, const char *name,
+					const struct store_migration *r, int64_t now,
+					struct store_migration *out, bool *first_done);
 	int (*level_list)(struct store *st, struct store_level **out, size_t *n);
 	int (*level_put)(struct store *st, const struct store_level *l);
 	int (*sched_add)(struct store *st, const struct store_report_schedule *s, int64_t *id);
@@ -344,5 +349,12 @@ int store_each_id_page(struct store *st, const struct store_filter *f, size_t ba
  */
 bool store_change_scope(const struct store_filter *f, const char *one[1], const char *const **scope,
 			size_t *nscope);
+
+/*
+ * What a migration report r makes of the stored migration cur (store.h
+ * store_gateway_migration_report) into *next: false when nothing changes.
+ */
+bool store_migration_next(const struct store_migration *cur, const struct store_migration *r,
+			  int64_t now, struct store_migration *next, bool *first_done);
 
 #endif

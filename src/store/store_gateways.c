@@ -11,6 +11,7 @@
  * store_users.c. Changes run as writer jobs, reads on a reader connection.
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "store/store_sqlite_int.h"
 
 #include <errno.h>
@@ -30,12 +31,16 @@
  * of one gateway (every gateway API call looks its token up) leave the rescan
  * out: its subqueries grow with the Outbreak quarantine.
  */
-#define STORE_GATEWAY_READ_TAIL_ONE ", central, outbreak_version, 0, 0 FROM gateways"
+#define STORE_GW_MIGRATION                                                                         \
+	", mapping, mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"         \
+	" mig_notified_at"
+#define STORE_GATEWAY_READ_TAIL_ONE                                                                \
+	", central, outbreak_version, 0, 0" STORE_GW_MIGRATION " FROM gateways"
 #define STORE_GATEWAY_READ_TAIL_LIST                                                               \
 	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
 	" (SELECT count(*) FROM memberships x JOIN messages w ON w.id = x.msg_id"                  \
 	" WHERE x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name"          \
-	" AND x.rescanned_at = " STORE_GW_LAST_RESCAN ") FROM gateways"
+	" AND x.rescanned_at = " STORE_GW_LAST_RESCAN ")" STORE_GW_MIGRATION " FROM gateways"
 
 #define STORE_GATEWAY_COLUMNS                                                                      \
 	"name, state, address, group_name, cluster, release_port, token_hash, created_at,"         \
@@ -76,6 +81,21 @@ static int store_gateways_run(struct store_conn *c, sqlite3_stmt *s, const char 
 	return -EIO;
 }
 
+/* A migration from the columns of STORE_GW_MIGRATION after the mapping, from i. */
+static void store_gateways_migration_from(sqlite3_stmt *s, int i, struct store_migration *m)
+{
+	int state = sqlite3_column_int(s, i);
+	m->state = state == STORE_MIGRATION_RUNNING ? STORE_MIGRATION_RUNNING
+		   : state == STORE_MIGRATION_DONE  ? STORE_MIGRATION_DONE
+						    : STORE_MIGRATION_NONE;
+	m->run = sqlite3_column_int64(s, i + 1);
+	m->total = sqlite3_column_int64(s, i + 2);
+	m->done = sqlite3_column_int64(s, i + 3);
+	m->failed = sqlite3_column_int64(s, i + 4);
+	m->finished_at = sqlite3_column_int64(s, i + 5);
+	m->notified_at = sqlite3_column_int64(s, i + 6);
+}
+
 static struct store_gateway *store_gateway_from_row(sqlite3_stmt *s)
 {
 	struct store_gateway *g = xcalloc(1, sizeof(*g));
@@ -95,6 +115,8 @@ static struct store_gateway *store_gateway_from_row(sqlite3_stmt *s)
 	g->outbreak_version = store_int_col_dup(s, 11);
 	g->last_rescan_at = sqlite3_column_int64(s, 12);
 	g->last_rescan_messages = (uint64_t)sqlite3_column_int64(s, 13);
+	g->mapping = store_int_col_dup(s, 14);
+	store_gateways_migration_from(s, 15, &g->migration);
 	return g;
 }
 
@@ -356,4 +378,104 @@ int store_sqlite_gateway_pending_put(struct store *st, const struct store_gatewa
 {
 	struct store_gateway_pending_args p = {g, max_pending, now};
 	return store_int_run_job(st, store_gateway_pending_job, &p);
+}
+
+/*
+ * The stored migration of registered gateway name (one writer: nothing changes
+ * it between this read and the caller's update). 0, -ENOENT, -EIO.
+ */
+static int store_gateways_migration_of(struct store_conn *c, const char *name,
+				       struct store_migration *m)
+{
+	sqlite3_stmt *s = store_gateways_prepare(
+	    c, "SELECT mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"
+	       " mig_notified_at FROM gateways WHERE name = ? AND state = 'registered'");
+	if (s == NULL)
+		return -EIO;
+	store_gateways_bind(s, 1, name);
+	int step = sqlite3_step(s);
+	int rc = step == SQLITE_ROW ? 0 : step == SQLITE_DONE ? -ENOENT : -EIO;
+	if (rc == 0)
+		store_gateways_migration_from(s, 0, m);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+struct store_gateways_mapping {
+	const char *name, *mapping;
+	struct store_migration *busy;
+};
+
+static int store_gateway_mapping_job(struct store *st, struct store_conn *c, void *arg)
+{
+	struct store_gateways_mapping *a = arg;
+	int rc = store_gateways_migration_of(c, a->name, a->busy);
+	if (rc < 0)
+		return rc;
+	if (a->busy->state == STORE_MIGRATION_RUNNING)
+		return -EBUSY;
+	sqlite3_stmt *s = store_gateways_prepare(
+	    c, "UPDATE gateways SET mapping = ? WHERE name = ? AND state = 'registered'");
+	if (s == NULL)
+		return -EIO;
+	store_gateways_bind(s, 1, a->mapping);
+	store_gateways_bind(s, 2, a->name);
+	return store_gateways_run(c, s, "gateway_set_mapping", NULL);
+}
+
+int store_sqlite_gateway_set_mapping(struct store *st, const char *name, const char *mapping,
+				     struct store_migration *busy)
+{
+	struct store_gateways_mapping a = {name, mapping, busy};
+	return store_int_run_job(st, store_gateway_mapping_job, &a);
+}
+
+struct store_gateways_report {
+	const char *name;
+	const struct store_migration *r;
+	int64_t now;
+	struct store_migration *out;
+	bool *first_done;
+};
+
+static int store_gateway_report_job(struct store *st, struct store_conn *c, void *arg)
+{
+	struct store_gateways_report *a = arg;
+	struct store_migration cur = {0};
+	*a->first_done = false;
+	int rc = store_gateways_migration_of(c, a->name, &cur);
+	if (rc < 0)
+		return rc;
+	if (!store_migration_next(&cur, a->r, a->now, a->out, a->first_done))
+		return 0;
+	sqlite3_stmt *s = store_gateways_prepare(
+	    c, "UPDATE gateways SET mig_state = ?, mig_run = ?, mig_total = ?, mig_done = ?,"
+	       " mig_failed = ?, mig_finished_at = ?, mig_notified_at = ?"
+	       " WHERE name = ? AND state = 'registered'");
+	if (s == NULL)
+		return -EIO;
+	const struct store_migration *m = a->out;
+	sqlite3_bind_int(s, 1, (int)m->state);
+	sqlite3_bind_int64(s, 2, m->run);
+	sqlite3_bind_int64(s, 3, m->total);
+	sqlite3_bind_int64(s, 4, m->done);
+	sqlite3_bind_int64(s, 5, m->failed);
+	sqlite3_bind_int64(s, 6, m->finished_at);
+	sqlite3_bind_int64(s, 7, m->notified_at);
+	store_gateways_bind(s, 8, a->name);
+	rc = store_gateways_run(c, s, "gateway_migration_report", NULL);
+	if (rc < 0)
+		*a->first_done = false;
+	return rc;
+}
+
+int store_sqlite_gateway_migration_report(struct store *st, const char *name,
+					  const struct store_migration *r, int64_t now,
+					  struct store_migration *out, bool *first_done)
+{
+	struct store_gateways_report a = {name, r, now, out, first_done};
+	int rc = store_int_run_job(st, store_gateway_report_job, &a);
+	if (rc < 0)
+		*first_done = false;
+	return rc;
 }

@@ -805,6 +805,18 @@ static const char *const store_pg_migrations[] = {
     "  range_to bigint NOT NULL,"
     "  created_at bigint NOT NULL,"
     "  data bytea NOT NULL);",
+    /*
+     * 19: migration on enabling centralized PVO (store_pg_gateways.c): a gateway's
+     * quarantine mapping (NULL: automatic) and its last migration's progress
+     */
+    "ALTER TABLE gateways ADD COLUMN mapping text,"
+    "  ADD COLUMN mig_state smallint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN mig_run bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN mig_total bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN mig_done bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN mig_failed bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN mig_finished_at bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN mig_notified_at bigint NOT NULL DEFAULT 0;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3629,6 +3641,8 @@ const struct store_ops store_pg_ops = {
     .gateway_touch = store_pg_gateway_touch,
     .gateway_set_central = store_pg_gateway_set_central,
     .gateway_outbreak_version = store_pg_gateway_outbreak_version,
+    .gateway_set_mapping = store_pg_gateway_set_mapping,
+    .gateway_migration_report = store_pg_gateway_migration_report,
     .gateway_set_levels = store_pg_gateway_set_levels,
     .level_list = store_pg_level_list,
     .level_put = store_pg_level_put,

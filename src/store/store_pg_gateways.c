@@ -9,6 +9,7 @@
  * pending entries is kept under an advisory lock, so two puts cannot both pass it.
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "store/store_pg_int.h"
 
 #include <errno.h>
@@ -30,16 +31,36 @@
  * of one gateway (every gateway API call looks its token up) leave the rescan
  * out: its subqueries grow with the Outbreak quarantine.
  */
-#define STORE_PG_GATEWAY_READ_TAIL_ONE ", central, outbreak_version, 0, 0 FROM gateways"
+#define STORE_GW_MIGRATION                                                                         \
+	", mapping, mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"         \
+	" mig_notified_at"
+#define STORE_PG_GATEWAY_READ_TAIL_ONE                                                             \
+	", central, outbreak_version, 0, 0" STORE_GW_MIGRATION " FROM gateways"
 #define STORE_PG_GATEWAY_READ_TAIL_LIST                                                            \
 	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
 	" (SELECT count(*) FROM memberships x JOIN messages w ON w.id = x.msg_id"                  \
 	" WHERE x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name"          \
-	" AND x.rescanned_at = " STORE_GW_LAST_RESCAN ") FROM gateways"
+	" AND x.rescanned_at = " STORE_GW_LAST_RESCAN ")" STORE_GW_MIGRATION " FROM gateways"
 
 #define STORE_PG_GATEWAY_COLUMNS                                                                   \
 	"name, state, address, group_name, cluster, release_port, token_hash, created_at,"         \
 	" last_seen, version"
+
+/* A migration from the columns of STORE_GW_MIGRATION after the mapping, from i. */
+static void store_pg_gateways_migration_from(const PGresult *r, int k, int i,
+					     struct store_migration *m)
+{
+	int64_t state = store_pg_i64(r, k, i);
+	m->state = state == STORE_MIGRATION_RUNNING ? STORE_MIGRATION_RUNNING
+		   : state == STORE_MIGRATION_DONE  ? STORE_MIGRATION_DONE
+						    : STORE_MIGRATION_NONE;
+	m->run = store_pg_i64(r, k, i + 1);
+	m->total = store_pg_i64(r, k, i + 2);
+	m->done = store_pg_i64(r, k, i + 3);
+	m->failed = store_pg_i64(r, k, i + 4);
+	m->finished_at = store_pg_i64(r, k, i + 5);
+	m->notified_at = store_pg_i64(r, k, i + 6);
+}
 
 static struct store_gateway *store_pg_gateway_from_row(const PGresult *r, int k)
 {
@@ -59,6 +80,8 @@ static struct store_gateway *store_pg_gateway_from_row(const PGresult *r, int k)
 	g->outbreak_version = store_pg_dup(r, k, 11);
 	g->last_rescan_at = store_pg_i64(r, k, 12);
 	g->last_rescan_messages = (uint64_t)store_pg_i64(r, k, 13);
+	g->mapping = store_pg_dup(r, k, 14);
+	store_pg_gateways_migration_from(r, k, 15, &g->migration);
 	return g;
 }
 
@@ -322,4 +345,106 @@ int store_pg_gateway_pending_put(struct store *st, const struct store_gateway *g
 {
 	struct store_pg_gateway_pending a = {g, max_pending, now};
 	return store_pg_tx(store_pg_of(st), store_pg_gateway_pending_tx, &a);
+}
+
+/*
+ * The stored migration of registered gateway name, its row locked until the
+ * transaction ends: of two managers, the second reads what the first wrote.
+ */
+static int store_pg_gateways_migration_of(PGconn *c, const char *name, struct store_migration *m)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, name);
+	PGresult *r = store_pg_exec(
+	    c, "gateway_migration_of",
+	    "SELECT mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"
+	    " mig_notified_at FROM gateways WHERE lower(name) = lower($1)"
+	    " AND state = 'registered' FOR UPDATE",
+	    &p, false);
+	store_pg_params_clear(&p);
+	if (r == NULL)
+		return -EIO;
+	int rc = -ENOENT;
+	if (PQntuples(r) > 0) {
+		store_pg_gateways_migration_from(r, 0, 0, m);
+		rc = 0;
+	}
+	PQclear(r);
+	return rc;
+}
+
+struct store_pg_gateways_mapping {
+	const char *name, *mapping;
+	struct store_migration *busy;
+};
+
+static int store_pg_gateway_mapping_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	struct store_pg_gateways_mapping *a = arg;
+	int rc = store_pg_gateways_migration_of(c, a->name, a->busy);
+	if (rc < 0)
+		return rc;
+	if (a->busy->state == STORE_MIGRATION_RUNNING)
+		return -EBUSY;
+	struct store_pg_params p = {0};
+	store_pg_text(&p, a->mapping);
+	store_pg_text(&p, a->name);
+	return store_pg_gateways_change(c, "gateway_set_mapping",
+					"UPDATE gateways SET mapping = $1"
+					" WHERE lower(name) = lower($2) AND state = 'registered'",
+					&p);
+}
+
+int store_pg_gateway_set_mapping(struct store *st, const char *name, const char *mapping,
+				 struct store_migration *busy)
+{
+	struct store_pg_gateways_mapping a = {name, mapping, busy};
+	return store_pg_tx(store_pg_of(st), store_pg_gateway_mapping_tx, &a);
+}
+
+struct store_pg_gateways_report {
+	const char *name;
+	const struct store_migration *r;
+	int64_t now;
+	struct store_migration *out;
+	bool *first_done;
+};
+
+static int store_pg_gateway_report_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	struct store_pg_gateways_report *a = arg;
+	struct store_migration cur = {0};
+	*a->first_done = false;
+	int rc = store_pg_gateways_migration_of(c, a->name, &cur);
+	if (rc < 0)
+		return rc;
+	if (!store_migration_next(&cur, a->r, a->now, a->out, a->first_done))
+		return 0;
+	const struct store_migration *m = a->out;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, (int64_t)m->state);
+	store_pg_int(&p, m->run);
+	store_pg_int(&p, m->total);
+	store_pg_int(&p, m->done);
+	store_pg_int(&p, m->failed);
+	store_pg_int(&p, m->finished_at);
+	store_pg_int(&p, m->notified_at);
+	store_pg_text(&p, a->name);
+	return store_pg_gateways_change(
+	    c, "gateway_migration_report",
+	    "UPDATE gateways SET mig_state = $1, mig_run = $2, mig_total = $3, mig_done = $4,"
+	    " mig_failed = $5, mig_finished_at = $6, mig_notified_at = $7"
+	    " WHERE lower(name) = lower($8) AND state = 'registered'",
+	    &p);
+}
+
+int store_pg_gateway_migration_report(struct store *st, const char *name,
+				      const struct store_migration *r, int64_t now,
+				      struct store_migration *out, bool *first_done)
+{
+	struct store_pg_gateways_report a = {name, r, now, out, first_done};
+	int rc = store_pg_tx(store_pg_of(st), store_pg_gateway_report_tx, &a);
+	if (rc < 0)
+		*first_done = false;
+	return rc;
 }

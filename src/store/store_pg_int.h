@@ -282,6 +282,11 @@ int store_pg_gateway_remove(struct store *st, const char *name);
 int store_pg_gateway_touch(struct store *st, const char *name, int64_t now, const char *version);
 /* store_pg_levels.c */
 int store_pg_gateway_set_central(struct store *st, const char *name, unsigned central);
+int store_pg_gateway_set_mapping(struct store *st, const char *name, const char *mapping,
+				 struct store_migration *busy);
+int store_pg_gateway_migration_report(struct store *st, const char *name,
+				      const struct store_migration *r, int64_t now,
+				      struct store_migration *out, bool *first_done);
 int store_pg_gateway_outbreak_version(struct store *st, const char *name, const char *version,
 				      int64_t now, bool *changed);
 int store_pg_gateway_set_levels(struct store *st, const char *name, const char *group,

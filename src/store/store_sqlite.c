@@ -585,6 +585,18 @@ static const char *const store_migrations[] = {
     "  range_to INTEGER NOT NULL,"
     "  created_at INTEGER NOT NULL,"
     "  data BLOB NOT NULL);",
+    /*
+     * 19: migration on enabling centralized PVO (store_gateways.c): a gateway's
+     * quarantine mapping (NULL: automatic) and its last migration's progress
+     */
+    "ALTER TABLE gateways ADD COLUMN mapping TEXT;"
+    "ALTER TABLE gateways ADD COLUMN mig_state INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE gateways ADD COLUMN mig_run INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE gateways ADD COLUMN mig_total INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE gateways ADD COLUMN mig_done INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE gateways ADD COLUMN mig_failed INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE gateways ADD COLUMN mig_finished_at INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE gateways ADD COLUMN mig_notified_at INTEGER NOT NULL DEFAULT 0;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3433,6 +3445,8 @@ const struct store_ops store_sqlite_ops = {
     .gateway_pending_put = store_sqlite_gateway_pending_put,
     .gateway_set_central = store_sqlite_gateway_set_central,
     .gateway_outbreak_version = store_sqlite_gateway_outbreak_version,
+    .gateway_set_mapping = store_sqlite_gateway_set_mapping,
+    .gateway_migration_report = store_sqlite_gateway_migration_report,
     .gateway_set_levels = store_sqlite_gateway_set_levels,
     .level_list = store_sqlite_level_list,
     .level_put = store_sqlite_level_put,

@@ -179,6 +179,11 @@ int store_sqlite_gateway_pending_put(struct store *st, const struct store_gatewa
 
 /* store_levels.c */
 int store_sqlite_gateway_set_central(struct store *st, const char *name, unsigned central);
+int store_sqlite_gateway_set_mapping(struct store *st, const char *name, const char *mapping,
+				     struct store_migration *busy);
+int store_sqlite_gateway_migration_report(struct store *st, const char *name,
+					  const struct store_migration *r, int64_t now,
+					  struct store_migration *out, bool *first_done);
 int store_sqlite_gateway_outbreak_version(struct store *st, const char *name, const char *version,
 					  int64_t now, bool *changed);
 int store_sqlite_gateway_set_levels(struct store *st, const char *name, const char *group,

@@ -1,0 +1,240 @@
+"""Migration on enabling centralized PVO, the manager's side (REQUIREMENTS PV6):
+a gateway's quarantine mapping (GET/PUT /api/v1/gateways/{name}/mapping), what the
+gateway reads with its own token (GET /api/v1/gateway/mapping), its progress
+reports (POST /api/v1/gateway/migration) with the one mail when a run is done, and
+the progress in the registry.
+
+Real lazaretd processes on loopback, a real store (SQLite, or PostgreSQL with
+LAZARET_E2E_BACKEND=postgresql), real HTTP and SMTP clients, an aiosmtpd sink for
+the mail. Every refusal is asserted exactly, and the store is checked unchanged
+after it.
+"""
+
+import email
+import email.policy
+import json
+import time
+
+import pytest
+
+from e2e_helpers import wait_for
+
+
+def add(mgr, name, address):
+    st, doc = mgr.api("POST", "/api/v1/gateways", json={"name": name, "address": address})
+    assert st == 201, (st, doc)
+    return doc["token"]
+
+
+def error(doc):
+    return doc["error"]["message"]
+
+
+def gw_call(mgr, method, path, token, body=None):
+    raw = None
+    if body is not None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    st, _, out = mgr.http(method, path, body=raw, token=token,
+                          headers={"Content-Type": "application/json"} if raw else None)
+    return st, (json.loads(out) if out else None)
+
+
+def report(mgr, token, **fields):
+    body = {"run": "2026-12-06T01:00:00Z", "state": "running", "total": 10, "done": 0,
+            "failed": 0, "notify": None}
+    body.update(fields)
+    return gw_call(mgr, "POST", "/api/v1/gateway/migration", token, body)
+
+
+def migration_of(mgr, name):
+    st, doc = mgr.api("GET", "/api/v1/gateways")
+    assert st == 200, doc
+    (g,) = [g for g in doc["gateways"] if g["name"] == name]
+    return g["migration"]
+
+
+def mapping_of(mgr, name):
+    st, doc = mgr.api("GET", "/api/v1/gateways/%s/mapping" % name)
+    assert st == 200, (st, doc)
+    return doc
+
+
+def audit_actions(mgr):
+    st, doc = mgr.api("GET", "/api/v1/audit?limit=100")
+    assert st == 200, (st, doc)
+    return [(e["action"], e.get("target"), e.get("detail")) for e in doc["entries"]]
+
+
+# ---- the mapping -----------------------------------------------------------------
+
+def test_mapping_automatic_custom_and_what_the_gateway_reads(manager):
+    tok1 = add(manager, "gw1", "192.0.2.10")
+    tok2 = add(manager, "gw2", "192.0.2.11")
+    assert mapping_of(manager, "gw1") == {"gateway": "gw1", "mode": "automatic",
+                                          "mapping": {}}
+    st, doc = gw_call(manager, "GET", "/api/v1/gateway/mapping", tok1)
+    assert (st, doc) == (200, {"mode": "automatic", "mapping": {}})
+
+    body = {"Confidential": "Legal", "Old Stuff": None, "VIRUS": "Virus",
+            "Outbreak": "OUTBREAK", "junk": "Unclassified"}
+    st, doc = manager.api("PUT", "/api/v1/gateways/GW1/mapping", json=body)
+    want = {"Confidential": "Legal", "Old Stuff": None, "VIRUS": "virus",
+            "Outbreak": "outbreak", "junk": "unclassified"}
+    assert (st, doc) == (200, {"gateway": "gw1", "mode": "custom", "mapping": want})
+    assert mapping_of(manager, "gw1")["mapping"] == want
+    # each gateway's token reads its own mapping, never another's
+    st, doc = gw_call(manager, "GET", "/api/v1/gateway/mapping", tok1)
+    assert (st, doc) == (200, {"mode": "custom", "mapping": want})
+    st, doc = gw_call(manager, "GET", "/api/v1/gateway/mapping", tok2)
+    assert (st, doc) == (200, {"mode": "automatic", "mapping": {}})
+    assert ("gateway_mapping", "gw1", {"mode": "custom", "mapping": want}) in \
+        audit_actions(manager)
+
+    # {} is automatic again
+    st, doc = manager.api("PUT", "/api/v1/gateways/gw1/mapping", json={})
+    assert (st, doc) == (200, {"gateway": "gw1", "mode": "automatic", "mapping": {}})
+    st, doc = gw_call(manager, "GET", "/api/v1/gateway/mapping", tok1)
+    assert (st, doc) == (200, {"mode": "automatic", "mapping": {}})
+
+
+BAD_MAPPINGS = [
+    ({"A": "spam"}, '"A": the central quarantine cannot be spam'),
+    ({"A": "SPAM"}, '"A": the central quarantine cannot be spam'),
+    ({"A": "a;b"}, '"A": the central quarantine must be null or 1 to 64 bytes of UTF-8 '
+     'text without ; " \\ = or control characters, blanks at either end or a leading *'),
+    ({"A": " x"}, '"A": the central quarantine must be null or 1 to 64 bytes of UTF-8 '
+     'text without ; " \\ = or control characters, blanks at either end or a leading *'),
+    ({"A": "x" * 65}, '"A": the central quarantine must be null or 1 to 64 bytes of UTF-8 '
+     'text without ; " \\ = or control characters, blanks at either end or a leading *'),
+    ({"A": 3}, '"A": the central quarantine must be null or 1 to 64 bytes of UTF-8 '
+     'text without ; " \\ = or control characters, blanks at either end or a leading *'),
+    ({"A": "q=1"}, '"A": the central quarantine must be null or 1 to 64 bytes of UTF-8 '
+     'text without ; " \\ = or control characters, blanks at either end or a leading *'),
+    ({"y" * 65: "x"}, 'local quarantine name "%s" must be 1 to 64 bytes without control '
+     'characters' % ("y" * 65)),
+    ({"": "x"}, 'local quarantine name "" must be 1 to 64 bytes without control characters'),
+    ({"a\nb": "x"}, 'local quarantine name "a\nb" must be 1 to 64 bytes without control '
+     'characters'),
+    ({"Spam": "x"}, 'local quarantine "spam" is not migrated: only policy, virus and '
+     'outbreak quarantines are'),
+]
+
+
+def test_mapping_refusals_leave_it_unchanged(manager):
+    add(manager, "gw1", "192.0.2.10")
+    st, doc = manager.api("PUT", "/api/v1/gateways/gw1/mapping", json={"A": "Keep"})
+    assert st == 200, doc
+    for body, message in BAD_MAPPINGS:
+        st, doc = manager.api("PUT", "/api/v1/gateways/gw1/mapping", json=body)
+        assert (st, error(doc)) == (400, message), body
+    st, doc = manager.api("PUT", "/api/v1/gateways/nosuch/mapping", json={})
+    assert (st, error(doc)) == (404, "no such gateway")
+    st, doc = manager.api("GET", "/api/v1/gateways/nosuch/mapping")
+    assert (st, error(doc)) == (404, "no such gateway")
+    st, doc = manager.api("PUT", "/api/v1/gateways/gw1/mapping", json=["A"])
+    assert st == 422, doc
+    # no session or admin token: 401; a gateway's token is no admin
+    tok = add(manager, "gw2", "192.0.2.11")
+    for token in (None, tok):
+        st, doc = manager.api("PUT", "/api/v1/gateways/gw1/mapping", json={}, token=token)
+        assert st == 401, doc
+        st, doc = manager.api("GET", "/api/v1/gateways/gw1/mapping", token=token)
+        assert st == 401, doc
+    assert mapping_of(manager, "gw1") == {"gateway": "gw1", "mode": "custom",
+                                          "mapping": {"A": "Keep"}}
+
+
+def test_gateway_routes_refuse_a_wrong_token(manager):
+    add(manager, "gw1", "192.0.2.10")
+    for token in (None, "0" * 64, manager.token):
+        st, doc = gw_call(manager, "GET", "/api/v1/gateway/mapping", token)
+        assert (st, error(doc)) == (401, "a valid gateway token is required"), token
+        st, doc = report(manager, token)
+        assert (st, error(doc)) == (401, "a valid gateway token is required"), token
+    assert migration_of(manager, "gw1") is None
+
+
+# ---- progress ----------------------------------------------------------------------
+
+def test_progress_is_stored_per_gateway_and_blocks_the_mapping(manager):
+    tok1 = add(manager, "gw1", "192.0.2.10")
+    tok2 = add(manager, "gw2", "192.0.2.11")
+    st, doc = report(manager, tok1, total=20000, done=1200, failed=3)
+    want = {"state": "running", "total": 20000, "done": 1200, "failed": 3,
+            "started_at": "2026-12-06T01:00:00Z", "finished_at": None}
+    assert (st, doc) == (200, {"migration": want})
+    assert migration_of(manager, "gw1") == want
+    assert migration_of(manager, "gw2") is None  # the token named gw1 only
+
+    st, doc = manager.api("PUT", "/api/v1/gateways/gw1/mapping", json={"A": "B"})
+    assert (st, doc["error"]) == (409, {
+        "code": "conflict",
+        "message": "gateway gw1 is migrating (1200/20000); change the mapping when it "
+                   "has finished"})
+    assert mapping_of(manager, "gw1")["mode"] == "automatic"
+    # another gateway's mapping is not held up
+    st, doc = manager.api("PUT", "/api/v1/gateways/gw2/mapping", json={"A": "B"})
+    assert st == 200, doc
+
+    # a report of an older run changes nothing
+    st, doc = report(manager, tok1, run="2026-12-05T01:00:00Z", state="done", done=10)
+    assert (st, doc) == (200, {"migration": want})
+    # the same run moves on; then done
+    st, doc = report(manager, tok1, total=20000, done=19990, failed=10, state="done")
+    assert st == 200 and doc["migration"]["state"] == "done", doc
+    fin = doc["migration"]["finished_at"]
+    assert fin is not None and fin >= "2026-12-06T0"
+    # a late "running" of that run changes nothing
+    st, doc = report(manager, tok1, total=20000, done=19000, failed=0)
+    assert doc["migration"] == {"state": "done", "total": 20000, "done": 19990,
+                                "failed": 10, "started_at": "2026-12-06T01:00:00Z",
+                                "finished_at": fin}
+    st, doc = manager.api("PUT", "/api/v1/gateways/gw1/mapping", json={"A": "B"})
+    assert st == 200, doc
+    # a newer run starts again
+    st, doc = report(manager, tok1, run="2026-12-06T12:00:00+09:00", total=5, done=1)
+    assert doc["migration"] == {"state": "running", "total": 5, "done": 1, "failed": 0,
+                                "started_at": "2026-12-06T03:00:00Z", "finished_at": None}
+
+
+BAD_REPORTS = [
+    ({"run": None}, '"run" is required: the RFC 3339 time the run started'),
+    ({"run": "yesterday"}, '"run" is required: the RFC 3339 time the run started'),
+    ({"run": 1733450000}, '"run" is required: the RFC 3339 time the run started'),
+    ({"state": "paused"}, '"state" is required: "running" or "done"'),
+    ({"state": None}, '"state" is required: "running" or "done"'),
+    ({"total": -1}, '"total" is required: a number of messages (0 or more)'),
+    ({"total": "10"}, '"total" is required: a number of messages (0 or more)'),
+    ({"done": 1.5}, '"done" is required: a number of messages (0 or more)'),
+    ({"failed": None}, '"failed" is required: a number of messages (0 or more)'),
+    ({"done": 8, "failed": 3}, '"done" and "failed" together cannot be more than "total"'),
+    ({"notify": "a@x.test\r\nBcc: evil@x.test"},
+     '"notify" must be null or one mail address (no blanks, commas or line breaks)'),
+    ({"notify": "a@x.test,evil@x.test"},
+     '"notify" must be null or one mail address (no blanks, commas or line breaks)'),
+    ({"notify": "a@x.test evil@x.test"},
+     '"notify" must be null or one mail address (no blanks, commas or line breaks)'),
+    ({"notify": "<a@x.test>"},
+     '"notify" must be null or one mail address (no blanks, commas or line breaks)'),
+    ({"notify": "nobody"},
+     '"notify" must be null or one mail address (no blanks, commas or line breaks)'),
+    ({"notify": ["a@x.test"]},
+     '"notify" must be null or one mail address (no blanks, commas or line breaks)'),
+    ({"gateway": "gw2"}, 'unknown field "gateway"'),
+]
+
+
+def test_progress_refusals_leave_it_unchanged(manager):
+    tok = add(manager, "gw1", "192.0.2.10")
+    st, first = report(manager, tok, done=2)
+    assert st == 200, first
+    for fields, message in BAD_REPORTS:
+        body = {"run": "2026-12-06T01:00:00Z", "state": "done", "total": 10, "done": 0,
+                "failed": 0}
+        body.update(fields)
+        body = {k: v for k, v in body.items() if v is not None or k == "notify"}
+        st, doc = gw_call(manager, "POST", "/api/v1/gateway/migration", tok, body)
+        assert (st, error(doc)) == (400, message), fields
+    st, doc = gw_call(manager, "POST", "/api/v1/gateway/migration", tok, b"not json")
+    assert st == 400, doc
+    assert migration_of(manager, "gw1") == first["migration"]
