@@ -437,7 +437,7 @@ static int gw_local_quarantines(struct store *st, struct gw_local_q **out, size_
 		return rc;
 	*out = xcalloc(nv + 1, sizeof(**out));
 	for (size_t i = 0; i < nv && *n < GW_MIGRATE_QUARANTINES_MAX; i++) {
-		if (strcmp(v[i].name, "spam") == 0)
+		if (strcmp(v[i].name, "spam") == 0 || strcmp(v[i].name, STORE_PVO_MARKER) == 0)
 			continue;
 		(*out)[*n].name = xstrdup(v[i].name);
 		(*out)[*n].messages = v[i].messages;
@@ -697,15 +697,13 @@ static void *gw_migrate_main(void *arg)
 	struct gw_migrate *m = arg;
 	struct gw_run r;
 	struct gw_mapping map, kept;
+	memset(&map, 0, sizeof(map));
 	int lrc = gw_state_load(&m->conf, &r, &kept);
 	if (lrc == 0)
 		gw_map_set(&kept); /* new transfers go by it until the manager says */
 	gw_mapping_clear(&kept);
 	if (lrc < 0)
 		memset(&r, 0, sizeof(r));
-	if (gw_fetch_retrying(m, &map) < 0)
-		goto stopped;
-	gw_map_set(&map);
 
 	struct gw_local_q *qs = NULL;
 	size_t nq = 0;
@@ -713,9 +711,30 @@ static void *gw_migrate_main(void *arg)
 	int rc = gw_local_quarantines(m->st, &qs, &nq, &left);
 	if (rc < 0) {
 		log_error("gw.migration_store_failed", "error=\"%s\"", strerror(-rc));
-		goto done_map;
+		goto done_qs;
 	}
-	if (r.run[0] != '\0' && !r.finished) {
+	bool resumed = r.run[0] != '\0' && !r.finished;
+	if (m->conf.api_url == NULL) {
+		/* without the manager's API there is no mapping: the messages stay */
+		if (resumed || left > 0)
+			log_warn("gw.migration_waiting",
+				 "messages=%llu reason=\"no [manager] api_url: the local PVO "
+				 "quarantines keep their messages\"",
+				 (unsigned long long)left);
+		goto done_qs;
+	}
+	if (resumed || left > 0) {
+		/* the run has begun: the local PVO quarantines take no mail any more */
+		pthread_mutex_lock(&m->lock);
+		m->running = true;
+		m->done = 0;
+		m->total = resumed && r.total > left ? r.total : left;
+		pthread_mutex_unlock(&m->lock);
+	}
+	if (gw_fetch_retrying(m, &map) < 0)
+		goto done_qs;
+	gw_map_set(&map);
+	if (resumed) {
 		/* a run a restart cut short: the same run goes on */
 		r.failed = 0;
 		if (left > r.total)
@@ -736,9 +755,6 @@ static void *gw_migrate_main(void *arg)
 			goto report_final;
 		goto done_qs;
 	}
-	pthread_mutex_lock(&m->lock);
-	m->running = true;
-	pthread_mutex_unlock(&m->lock);
 	gw_progress(m, &r);
 	gw_state_save(&m->conf, &r, &map);
 	(void)gw_report(&m->conf, &r);
@@ -791,9 +807,7 @@ report_final:;
 	gw_state_save(&m->conf, &r, &map);
 done_qs:
 	gw_local_q_free(qs, nq);
-done_map:
 	gw_mapping_clear(&map);
-stopped:
 	pthread_mutex_lock(&m->lock);
 	m->running = false;
 	m->busy = false;
@@ -902,7 +916,8 @@ int gw_migrate_plan(const struct pipeline_rules *rules)
 		    "SELECT q.name, (SELECT count(*) FROM messages m WHERE m.quarantine = q.name"
 		    " AND EXISTS (SELECT 1 FROM recipients r WHERE r.msg_id = m.id AND r.state = "
 		    "0))"
-		    " FROM quarantines q WHERE q.type <> 'spam' ORDER BY q.name",
+		    " FROM quarantines q WHERE q.type <> 'spam' AND q.name <> '" STORE_PVO_MARKER
+		    "' ORDER BY q.name",
 		    -1, &s, NULL);
 	if (rc != SQLITE_OK) {
 		fprintf(stderr, "lazaret-gw: cannot read the local store %s: %s\n", path,
