@@ -35,6 +35,7 @@
 #include "gateway/gw_api.h"
 #include "gateway/pipeline.h"
 #include "gateway/pvo_out.h"
+#include "smtp/smtp_client.h"
 #include "store/store.h"
 
 /* Calls to the manager's API: connect and the whole call. */
@@ -248,6 +249,7 @@ struct gw_migrate {
 	struct gw_migrate_conf conf;
 	void (*on_done)(void *arg);
 	void *on_done_arg;
+	struct smtp_client_session *sess; /* the migration thread's, to the manager */
 };
 
 /* The progress of a run, as kept in GW_MIGRATE_STATE_FILE. */
@@ -483,6 +485,81 @@ enum gw_move {
 	GW_MOVE_SKIPPED,  /* nothing to move (no recipient quarantined any more) */
 };
 
+/*
+ * One transfer over the migration's connection to the manager (opened when there
+ * is none, kept for the next transfer, dropped when it broke): out as
+ * delivery_send fills it.
+ */
+static void gw_send(struct gw_migrate *m, const char *sender, const char *const *rcpts, size_t n,
+		    const char *header, const unsigned char *body, size_t len,
+		    struct delivery_outcome *out)
+{
+	const struct gw_migrate_conf *c = &m->conf;
+	memset(out, 0, sizeof(*out));
+	if (m->sess == NULL) {
+		struct smtp_client_options co = {
+		    .helo_name = c->helo,
+		    .source_address = c->source,
+		    .timeout_ms = c->timeout_ms,
+		    /* one message cannot hold the migration for ever, however slow the peer */
+		    .session_timeout_ms = c->timeout_ms * 10,
+		};
+		int code = 0;
+		char *why = NULL;
+		if (smtp_client_session_open(c->central, &co, &m->sess, &code, &why) < 0) {
+			out->status = code / 100 == 5 ? DELIVERY_REFUSED : DELIVERY_DEFERRED;
+			out->reply = why != NULL ? why : xstrdup("no answer");
+			out->refused = code / 100 == 5 ? n : 0;
+			return;
+		}
+	}
+	struct smtp_client_message msg = {
+	    .sender = sender,
+	    .rcpts = rcpts,
+	    .nrcpts = n,
+	    .header = header,
+	    .body = body,
+	    .body_len = len,
+	};
+	struct smtp_client_result res;
+	if (smtp_client_session_send(m->sess, &msg, &res) < 0) {
+		smtp_client_session_close(m->sess);
+		m->sess = NULL;
+	}
+	size_t deferred = 0;
+	for (size_t i = 0; i < res.nrcpts; i++) {
+		const struct smtp_client_rcpt_result *r = &res.rcpts[i];
+		const char *text = r->reply != NULL ? r->reply : "no reply";
+		if (r->outcome == SMTP_CLIENT_REJECTED) {
+			out->refused++;
+			if (out->reply == NULL)
+				out->reply = xstrdup(text);
+		} else if (r->outcome == SMTP_CLIENT_DEFERRED) {
+			deferred++;
+			free(out->reply);
+			out->reply = xstrdup(text);
+		}
+	}
+	if (deferred > 0 || res.nrcpts != n)
+		out->status = DELIVERY_DEFERRED;
+	else if (out->refused == n)
+		out->status = DELIVERY_REFUSED;
+	else if (out->refused > 0)
+		out->status = DELIVERY_PARTLY_REFUSED;
+	else
+		out->status = DELIVERY_OK;
+	if (out->status == DELIVERY_DEFERRED && out->reply == NULL)
+		out->reply = xstrdup(res.error != NULL ? res.error : "no answer");
+	smtp_client_result_free(&res);
+}
+
+/* Drops the connection to the manager (before a wait, at the end). */
+static void gw_send_close(struct gw_migrate *m)
+{
+	smtp_client_session_close(m->sess);
+	m->sess = NULL;
+}
+
 static enum gw_move gw_move_one(struct gw_migrate *m, const char *local,
 				const struct gw_mapping *map, const struct store_message *msg)
 {
@@ -537,15 +614,9 @@ static enum gw_move gw_move_one(struct gw_migrate *m, const char *local,
 	strbuf_add(&h, qline, strlen(qline));
 	strbuf_printf(&h, "X-Lazaret-Origin-Id: %s\r\n", origin);
 	char *header = strbuf_take(&h);
-	struct delivery_options o = {
-	    .helo_name = c->helo,
-	    .source_address = c->source,
-	    .timeout_ms = c->timeout_ms,
-	    .log_id = msg->id,
-	};
 	struct delivery_outcome out;
-	delivery_send(c->central, &o, msg->sender != NULL ? msg->sender : "", rcpts, nr, header,
-		      body != NULL ? body : raw, body != NULL ? len : rawlen, &out);
+	gw_send(m, msg->sender != NULL ? msg->sender : "", rcpts, nr, header,
+		body != NULL ? body : raw, body != NULL ? len : rawlen, &out);
 	const char *reply = out.reply != NULL ? out.reply : "ok";
 	if (out.status == DELIVERY_OK || out.status == DELIVERY_PARTLY_REFUSED) {
 		rc = store_delete(m->st, msg->id, NULL, 0, clock_now_ms(), NULL);
@@ -640,6 +711,7 @@ static bool gw_migrate_quarantine(struct gw_migrate *m, const char *name,
 				continue;
 			enum gw_move res;
 			while ((res = gw_move_one(m, name, map, v[i])) == GW_MOVE_DEFERRED) {
+				gw_send_close(m);
 				if (gw_migrate_wait(m, wait)) {
 					go = false;
 					break;
@@ -767,6 +839,7 @@ static void *gw_migrate_main(void *arg)
 			goto done_qs;
 		}
 	}
+	gw_send_close(m);
 	/* the emptied local quarantines go (the system ones stay: they always exist) */
 	gw_local_q_free(qs, nq);
 	qs = NULL;
@@ -806,6 +879,7 @@ report_final:;
 	r.reported = true;
 	gw_state_save(&m->conf, &r, &map);
 done_qs:
+	gw_send_close(m);
 	gw_local_q_free(qs, nq);
 	gw_mapping_clear(&map);
 	pthread_mutex_lock(&m->lock);

@@ -832,106 +832,93 @@ static int smtp_client_starttls(struct smtp_conn *c, const struct smtp_client_op
 	return 0;
 }
 
-int smtp_client_send(const char *hostport, const struct smtp_client_options *opt,
-		     const struct smtp_client_message *msg, struct smtp_client_result *res)
+/*
+ * Connect, greeting, EHLO (HELO after a 5xx), STARTTLS with opt->tls_ctx: 0 when the
+ * session is ready for MAIL; 1 when the server refused it (res settled, the caller
+ * sends QUIT); -errno when it broke off (res->error says why).
+ */
+static int smtp_open(struct smtp_conn *c, const char *hostport,
+		     const struct smtp_client_options *opt, struct smtp_client_result *res)
 {
-	struct smtp_conn c = {.fd = -1};
 	struct smtp_reply r;
 	char *why = NULL;
-	int rc = 0;
-
-	memset(res, 0, sizeof(*res));
-	if (msg == NULL || opt == NULL || msg->nrcpts == 0) {
-		res->error = xstrdup("no recipients");
-		return -EINVAL;
-	}
-	res->nrcpts = msg->nrcpts;
-	res->rcpts = xcalloc(msg->nrcpts, sizeof(*res->rcpts));
-
-	bool args_ok =
-	    smtp_address_ok(msg->sender, true) && (msg->body != NULL || msg->body_len == 0);
-	for (size_t i = 0; i < msg->nrcpts && args_ok; i++)
-		args_ok = smtp_address_ok(msg->rcpts[i], false);
-	if (!args_ok) {
-		res->error = xstrdup("invalid envelope address");
-		rc = -EINVAL;
-		goto fail;
-	}
-
-	c.step_ms = opt->timeout_ms > 0 ? opt->timeout_ms : SMTP_CLIENT_DEFAULT_TIMEOUT_MS;
-	int64_t connect_ms = opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms : c.step_ms;
-	int64_t final_ms = opt->final_timeout_ms > 0 ? opt->final_timeout_ms : c.step_ms;
-	if (opt->session_timeout_ms > 0)
-		c.session_deadline = clock_mono_ms() + opt->session_timeout_ms;
+	c->step_ms = opt->timeout_ms > 0 ? opt->timeout_ms : SMTP_CLIENT_DEFAULT_TIMEOUT_MS;
+	int64_t connect_ms = opt->connect_timeout_ms > 0 ? opt->connect_timeout_ms : c->step_ms;
 	const char *helo = opt->helo_name && *opt->helo_name ? opt->helo_name : "localhost";
 
-	rc = smtp_client_connect(&c, hostport, opt, connect_ms, &why);
+	int rc = smtp_client_connect(c, hostport, opt, connect_ms, &why);
 	if (rc < 0) {
 		res->error = why;
-		why = NULL;
-		goto fail;
+		return rc;
 	}
 	res->connected = true;
-	res->peer = xstrdup(c.peer);
-	c.wbuf = xmalloc(SMTP_CLIENT_WRITE_CHUNK);
+	res->peer = xstrdup(c->peer);
+	c->wbuf = xmalloc(SMTP_CLIENT_WRITE_CHUNK);
 
-	rc = smtp_conn_read_reply(&c, c.step_ms, &r, NULL);
-	if (rc < 0) {
-		smtp_broke(res, &c, rc, "greeting");
-		goto fail;
-	}
+	rc = smtp_conn_read_reply(c, c->step_ms, &r, NULL);
+	if (rc < 0)
+		return smtp_broke(res, c, rc, "greeting");
 	if (r.code / 100 != 2) {
 		smtp_session_refused(res, &r);
-		goto quit;
+		return 1;
 	}
 
-	rc = smtp_conn_command(&c, "EHLO %s", helo);
+	rc = smtp_conn_command(c, "EHLO %s", helo);
 	if (rc == 0)
-		rc = smtp_conn_read_reply(&c, c.step_ms, &r, res);
-	if (rc < 0) {
-		smtp_broke(res, &c, rc, "EHLO");
-		goto fail;
-	}
+		rc = smtp_conn_read_reply(c, c->step_ms, &r, res);
+	if (rc < 0)
+		return smtp_broke(res, c, rc, "EHLO");
 	if (r.code / 100 == 2 && opt->tls_ctx != NULL) {
 		char *host = NULL;
 		unsigned port;
 		(void)smtp_client_parse_hostport(hostport, &host, &port); /* parsed at connect */
-		rc = smtp_client_starttls(&c, opt, host, helo, &r, res);
+		rc = smtp_client_starttls(c, opt, host, helo, &r, res);
 		free(host);
 		if (rc < 0)
-			goto fail;
+			return rc;
 		if (rc == 1)
-			goto quit;
+			return 1;
 		if (r.code / 100 != 2) {
 			smtp_session_refused(res, &r);
-			goto quit;
+			return 1;
 		}
 		res->esmtp = true;
 	} else if (r.code / 100 == 2) {
 		res->esmtp = true;
 	} else if (opt->tls_ctx != NULL) {
 		/* HELO cannot lead to STARTTLS. */
-		char *text = xasprintf("TLS required but %s refused EHLO: %s", c.peer, r.text);
+		char *text = xasprintf("TLS required but %s refused EHLO: %s", c->peer, r.text);
 		smtp_rcpts_settle(res, SMTP_CLIENT_DEFERRED, r.code, text);
 		free(text);
-		goto quit;
+		return 1;
 	} else if (r.code / 100 == 5) {
 		res->ext_8bitmime = res->ext_smtputf8 = res->ext_pipelining = res->ext_size = false;
-		rc = smtp_conn_command(&c, "HELO %s", helo);
+		rc = smtp_conn_command(c, "HELO %s", helo);
 		if (rc == 0)
-			rc = smtp_conn_read_reply(&c, c.step_ms, &r, NULL);
-		if (rc < 0) {
-			smtp_broke(res, &c, rc, "HELO");
-			goto fail;
-		}
+			rc = smtp_conn_read_reply(c, c->step_ms, &r, NULL);
+		if (rc < 0)
+			return smtp_broke(res, c, rc, "HELO");
 		if (r.code / 100 != 2) {
 			smtp_session_refused(res, &r);
-			goto quit;
+			return 1;
 		}
 	} else {
 		smtp_session_refused(res, &r);
-		goto quit;
+		return 1;
 	}
+	return 0;
+}
+
+/*
+ * One transaction on a ready session, MAIL to the reply to the final dot: 0 when
+ * the server answered for every recipient, -errno when the session broke off.
+ */
+static int smtp_transact(struct smtp_conn *c, const struct smtp_client_options *opt,
+			 const struct smtp_client_message *msg, struct smtp_client_result *res)
+{
+	struct smtp_reply r;
+	int rc = 0;
+	int64_t final_ms = opt->final_timeout_ms > 0 ? opt->final_timeout_ms : c->step_ms;
 
 	/* Non-ASCII addresses need SMTPUTF8; without it they cannot be sent at all. */
 	bool need_utf8 = !smtp_str_is_ascii(msg->sender);
@@ -941,7 +928,7 @@ int smtp_client_send(const char *hostport, const struct smtp_client_options *opt
 	if (need_utf8 && !res->ext_smtputf8) {
 		char *text = xasprintf("SMTPUTF8 is required for a non-ASCII address but %s "
 				       "does not offer it",
-				       c.peer);
+				       c->peer);
 		for (size_t i = 0; i < msg->nrcpts; i++)
 			if (!smtp_str_is_ascii(msg->sender) || !smtp_str_is_ascii(msg->rcpts[i]))
 				smtp_rcpt_set(&res->rcpts[i], SMTP_CLIENT_REJECTED, 0, text);
@@ -954,7 +941,7 @@ int smtp_client_send(const char *hostport, const struct smtp_client_options *opt
 	for (size_t i = 0; i < msg->nrcpts; i++)
 		any_left |= res->rcpts[i].reply == NULL;
 	if (!any_left)
-		goto quit;
+		return 0;
 
 	char sizebuf[32] = "";
 	if (res->ext_size) {
@@ -966,31 +953,27 @@ int smtp_client_send(const char *hostport, const struct smtp_client_options *opt
 		smtp_encode_end(&count, NULL);
 		snprintf(sizebuf, sizeof(sizebuf), " SIZE=%llu", (unsigned long long)count.count);
 	}
-	rc = smtp_conn_command(&c, "MAIL FROM:<%s>%s%s%s", msg->sender, sizebuf,
+	rc = smtp_conn_command(c, "MAIL FROM:<%s>%s%s%s", msg->sender, sizebuf,
 			       eightbit && res->ext_8bitmime ? " BODY=8BITMIME" : "",
 			       need_utf8 ? " SMTPUTF8" : "");
 	if (rc == 0)
-		rc = smtp_conn_read_reply(&c, c.step_ms, &r, NULL);
-	if (rc < 0) {
-		smtp_broke(res, &c, rc, "MAIL FROM");
-		goto fail;
-	}
+		rc = smtp_conn_read_reply(c, c->step_ms, &r, NULL);
+	if (rc < 0)
+		return smtp_broke(res, c, rc, "MAIL FROM");
 	if (r.code / 100 != 2) {
 		smtp_session_refused(res, &r);
-		goto quit;
+		return 0;
 	}
 
 	size_t naccepted = 0;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		if (res->rcpts[i].reply != NULL)
 			continue;
-		rc = smtp_conn_command(&c, "RCPT TO:<%s>", msg->rcpts[i]);
+		rc = smtp_conn_command(c, "RCPT TO:<%s>", msg->rcpts[i]);
 		if (rc == 0)
-			rc = smtp_conn_read_reply(&c, c.step_ms, &r, NULL);
-		if (rc < 0) {
-			smtp_broke(res, &c, rc, "RCPT TO");
-			goto fail;
-		}
+			rc = smtp_conn_read_reply(c, c->step_ms, &r, NULL);
+		if (rc < 0)
+			return smtp_broke(res, c, rc, "RCPT TO");
 		if (r.code / 100 == 2) {
 			naccepted++;
 		} else {
@@ -998,64 +981,198 @@ int smtp_client_send(const char *hostport, const struct smtp_client_options *opt
 		}
 	}
 	if (naccepted == 0)
-		goto quit;
+		return 0;
 	if (opt->progress != NULL)
 		opt->progress(opt->progress_arg, SMTP_CLIENT_AT_RCPTS_DONE, res);
 
-	rc = smtp_conn_command(&c, "DATA");
+	rc = smtp_conn_command(c, "DATA");
 	if (rc == 0)
-		rc = smtp_conn_read_reply(&c, c.step_ms, &r, NULL);
-	if (rc < 0) {
-		smtp_broke(res, &c, rc, "DATA");
-		goto fail;
-	}
+		rc = smtp_conn_read_reply(c, c->step_ms, &r, NULL);
+	if (rc < 0)
+		return smtp_broke(res, c, rc, "DATA");
 	if (r.code != 354) {
 		enum smtp_client_outcome o = smtp_outcome_of(r.code);
 		smtp_rcpts_settle(res, o == SMTP_CLIENT_DELIVERED ? SMTP_CLIENT_DEFERRED : o,
 				  r.code, r.text);
-		goto quit;
+		return 0;
 	}
 
 	/* Each chunk of the message is one write step; the session cap bounds the sum. */
 	struct smtp_encoder enc = {.bol = true};
 	if (msg->header)
-		rc = smtp_encode(&enc, &c, (const unsigned char *)msg->header, strlen(msg->header));
+		rc = smtp_encode(&enc, c, (const unsigned char *)msg->header, strlen(msg->header));
 	if (rc == 0)
-		rc = smtp_encode(&enc, &c, msg->body, msg->body_len);
+		rc = smtp_encode(&enc, c, msg->body, msg->body_len);
 	if (rc == 0)
-		rc = smtp_encode_end(&enc, &c);
+		rc = smtp_encode_end(&enc, c);
 	if (rc == 0)
-		rc = smtp_conn_flush(&c);
-	if (rc < 0) {
-		smtp_broke(res, &c, rc, "message transfer");
-		goto fail;
-	}
+		rc = smtp_conn_flush(c);
+	if (rc < 0)
+		return smtp_broke(res, c, rc, "message transfer");
 	res->data_sent = true;
-	rc = smtp_conn_read_reply(&c, final_ms, &r, NULL);
-	if (rc < 0) {
-		smtp_broke(res, &c, rc, "end of data");
-		goto fail;
-	}
+	rc = smtp_conn_read_reply(c, final_ms, &r, NULL);
+	if (rc < 0)
+		return smtp_broke(res, c, rc, "end of data");
 	smtp_rcpts_settle(res, smtp_outcome_of(r.code), r.code, r.text);
 	if (opt->progress != NULL)
 		opt->progress(opt->progress_arg, SMTP_CLIENT_AT_DATA_REPLY, res);
+	return 0;
+}
 
-quit:
-	smtp_quit(&c);
-	rc = 0;
-fail:
-	if (rc < 0)
-		smtp_rcpts_settle(res, SMTP_CLIENT_DEFERRED, 0,
-				  res->error ? res->error : strerror(-rc));
-	if (c.ssl != NULL) {
+/* Checks msg and gives res one entry per recipient: 0, or -EINVAL (res settled). */
+static int smtp_result_init(const struct smtp_client_message *msg, struct smtp_client_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (msg == NULL || msg->nrcpts == 0) {
+		res->error = xstrdup("no recipients");
+		return -EINVAL;
+	}
+	res->nrcpts = msg->nrcpts;
+	res->rcpts = xcalloc(msg->nrcpts, sizeof(*res->rcpts));
+	bool args_ok =
+	    smtp_address_ok(msg->sender, true) && (msg->body != NULL || msg->body_len == 0);
+	for (size_t i = 0; i < msg->nrcpts && args_ok; i++)
+		args_ok = smtp_address_ok(msg->rcpts[i], false);
+	if (!args_ok) {
+		res->error = xstrdup("invalid envelope address");
+		smtp_rcpts_settle(res, SMTP_CLIENT_DEFERRED, 0, res->error);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void smtp_conn_close(struct smtp_conn *c)
+{
+	if (c->ssl != NULL) {
 		/* One close_notify without waiting for the peer's: the session is over. */
-		(void)SSL_shutdown(c.ssl);
-		SSL_free(c.ssl);
+		(void)SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
 		ERR_clear_error();
 	}
-	if (c.fd >= 0)
-		close(c.fd);
-	free(c.wbuf);
-	free(why);
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+	free(c->wbuf);
+	c->wbuf = NULL;
+}
+
+int smtp_client_send(const char *hostport, const struct smtp_client_options *opt,
+		     const struct smtp_client_message *msg, struct smtp_client_result *res)
+{
+	struct smtp_conn c = {.fd = -1};
+	if (opt == NULL) {
+		memset(res, 0, sizeof(*res));
+		res->error = xstrdup("no recipients");
+		return -EINVAL;
+	}
+	int rc = smtp_result_init(msg, res);
+	if (rc < 0)
+		return rc;
+	if (opt->session_timeout_ms > 0)
+		c.session_deadline = clock_mono_ms() + opt->session_timeout_ms;
+	rc = smtp_open(&c, hostport, opt, res);
+	if (rc == 0)
+		rc = smtp_transact(&c, opt, msg, res);
+	if (rc >= 0) {
+		smtp_quit(&c);
+		rc = 0;
+	} else {
+		smtp_rcpts_settle(res, SMTP_CLIENT_DEFERRED, 0,
+				  res->error ? res->error : strerror(-rc));
+	}
+	smtp_conn_close(&c);
 	return rc;
+}
+
+/* ---- a session for many transactions ---- */
+
+struct smtp_client_session {
+	struct smtp_conn c;
+	struct smtp_client_options opt;
+	struct smtp_client_result ehlo; /* what the server offered */
+	unsigned transactions;
+};
+
+int smtp_client_session_open(const char *hostport, const struct smtp_client_options *opt,
+			     struct smtp_client_session **out, int *code, char **why)
+{
+	*out = NULL;
+	*code = 0;
+	*why = NULL;
+	struct smtp_client_session *s = xcalloc(1, sizeof(*s));
+	s->c.fd = -1;
+	s->opt = *opt;
+	s->opt.progress = NULL;
+	if (opt->session_timeout_ms > 0)
+		s->c.session_deadline = clock_mono_ms() + opt->session_timeout_ms;
+	int rc = smtp_open(&s->c, hostport, &s->opt, &s->ehlo);
+	if (rc == 0) {
+		s->c.session_deadline = 0;
+		*out = s;
+		return 0;
+	}
+	if (rc == 1) {
+		*code = s->ehlo.session_code;
+		*why = xstrdup(s->ehlo.session_reply != NULL ? s->ehlo.session_reply : "refused");
+		smtp_quit(&s->c);
+		rc = -ECONNREFUSED;
+	} else {
+		*why = xstrdup(s->ehlo.error != NULL ? s->ehlo.error : strerror(-rc));
+	}
+	smtp_conn_close(&s->c);
+	smtp_client_result_free(&s->ehlo);
+	free(s);
+	return rc;
+}
+
+int smtp_client_session_send(struct smtp_client_session *s, const struct smtp_client_message *msg,
+			     struct smtp_client_result *res)
+{
+	int rc = smtp_result_init(msg, res);
+	if (rc < 0)
+		return rc;
+	res->connected = true;
+	res->peer = xstrdup(s->c.peer);
+	res->esmtp = s->ehlo.esmtp;
+	res->ext_8bitmime = s->ehlo.ext_8bitmime;
+	res->ext_smtputf8 = s->ehlo.ext_smtputf8;
+	res->ext_pipelining = s->ehlo.ext_pipelining;
+	res->ext_size = s->ehlo.ext_size;
+	res->ext_starttls = s->ehlo.ext_starttls;
+	res->tls = s->ehlo.tls;
+	s->c.session_deadline =
+	    s->opt.session_timeout_ms > 0 ? clock_mono_ms() + s->opt.session_timeout_ms : 0;
+	if (s->transactions++ > 0) {
+		/* whatever the last transaction left behind is forgotten */
+		struct smtp_reply r;
+		rc = smtp_conn_command(&s->c, "RSET");
+		if (rc == 0)
+			rc = smtp_conn_read_reply(&s->c, s->c.step_ms, &r, NULL);
+		if (rc == 0 && r.code / 100 != 2)
+			rc = -EPROTO;
+		if (rc < 0) {
+			smtp_broke(res, &s->c, rc, "RSET");
+			goto fail;
+		}
+	}
+	rc = smtp_transact(&s->c, &s->opt, msg, res);
+	if (rc == 0)
+		return 0;
+fail:
+	smtp_rcpts_settle(res, SMTP_CLIENT_DEFERRED, 0, res->error ? res->error : strerror(-rc));
+	return rc;
+}
+
+void smtp_client_session_close(struct smtp_client_session *s)
+{
+	if (s == NULL)
+		return;
+	if (s->c.fd >= 0) {
+		s->c.session_deadline = 0;
+		smtp_quit(&s->c);
+	}
+	smtp_conn_close(&s->c);
+	smtp_client_result_free(&s->ehlo);
+	free(s);
 }

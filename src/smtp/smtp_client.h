@@ -148,6 +148,28 @@ int smtp_client_send(const char *hostport, const struct smtp_client_options *opt
 		     const struct smtp_client_message *msg, struct smtp_client_result *res);
 
 /*
+ * A session for many transactions to one server (the gateway's migration to the
+ * manager): connected, greeted and EHLO'd once, then one smtp_client_session_send
+ * per message, with RSET between them. opt is copied (its progress is not used);
+ * session_timeout_ms caps each transaction, not the session.
+ *
+ * open: 0 with *out; -ECONNREFUSED with *code the server's refusal (greeting,
+ * EHLO/HELO or STARTTLS; 0 when there was none) and *why its text; other -errno
+ * (no connection, broke off) with *why. *why is the caller's to free.
+ */
+struct smtp_client_session;
+int smtp_client_session_open(const char *hostport, const struct smtp_client_options *opt,
+			     struct smtp_client_session **out, int *code, char **why);
+/*
+ * One transaction as smtp_client_send's (same *res, same returns). After a
+ * negative return the session is broken: close it and open another.
+ */
+int smtp_client_session_send(struct smtp_client_session *s, const struct smtp_client_message *msg,
+			     struct smtp_client_result *res);
+/* QUIT (when the connection still stands), close, free. NULL is a no-op. */
+void smtp_client_session_close(struct smtp_client_session *s);
+
+/*
  * Takes line number index (from 0) of a server reply: line is one line without its
  * line end, NUL-terminated. Checks it ("250-..." / "250 ..." / "250", the same code
  * on every line of a multiline reply), sets *code, and keeps its printable ASCII in

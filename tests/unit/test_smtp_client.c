@@ -1643,6 +1643,76 @@ static void test_reply_line_table(void **state)
 	assert_false(ehlo.ext_smtputf8);
 }
 
+/* ---- one session, many transactions (smtp_client_session_*) ---- */
+
+static void test_session_reuse(void **state)
+{
+	(void)state;
+	struct script_server srv;
+	/* one connection: a transaction, RSET, a refused one, RSET, a deferred one, QUIT */
+	const struct step script[] = {GREET,
+				      EHLO_OK,
+				      MAIL_OK,
+				      RCPT_OK,
+				      DATA_OK,
+				      BODY_OK,
+				      {"RSET", "250 2.0.0 ok\r\n"},
+				      MAIL_OK,
+				      RCPT_OK,
+				      DATA_OK,
+				      {EXPECT_DATA, "554 5.7.0 not this one\r\n"},
+				      {"RSET", "250 2.0.0 ok\r\n"},
+				      MAIL_OK,
+				      {"RCPT TO:", "451 4.3.0 later\r\n"},
+				      QUIT_OK,
+				      END_STEP};
+	assert_int_equal(server_start(&srv, script, AF_INET), 0);
+	struct smtp_client_session *sess = NULL;
+	int code = -1;
+	char *why = NULL;
+	assert_int_equal(
+	    smtp_client_session_open(server_hostport(&srv), &default_opts, &sess, &code, &why), 0);
+	assert_non_null(sess);
+	assert_null(why);
+	const char *rcpts[] = {"a@y.test"};
+	const char *body = "Subject: hi\r\n\r\nhello\r\n";
+	struct smtp_client_message msg = {.sender = "s@x.test",
+					  .rcpts = rcpts,
+					  .nrcpts = 1,
+					  .body = (const unsigned char *)body,
+					  .body_len = strlen(body)};
+	const enum smtp_client_outcome want[] = {SMTP_CLIENT_DELIVERED, SMTP_CLIENT_REJECTED,
+						 SMTP_CLIENT_DEFERRED};
+	const int want_code[] = {250, 554, 451};
+	for (size_t i = 0; i < 3; i++) {
+		struct smtp_client_result res;
+		assert_int_equal(smtp_client_session_send(sess, &msg, &res), 0);
+		assert_int_equal(res.nrcpts, 1);
+		assert_int_equal(res.rcpts[0].outcome, want[i]);
+		assert_int_equal(res.rcpts[0].code, want_code[i]);
+		smtp_client_result_free(&res);
+	}
+	smtp_client_session_close(sess);
+	server_join(&srv);
+	if (srv.mismatch[0] != '\0')
+		fail_msg("server: %s\ntranscript:\n%s", srv.mismatch, srv.transcript);
+	server_free(&srv);
+
+	/* a greeting that refuses: no session, the code and text said */
+	const struct step refuse[] = {
+	    {EXPECT_NOTHING, "554 5.7.1 not registered\r\n"}, QUIT_OK, END_STEP};
+	assert_int_equal(server_start(&srv, refuse, AF_INET), 0);
+	assert_int_equal(
+	    smtp_client_session_open(server_hostport(&srv), &default_opts, &sess, &code, &why),
+	    -ECONNREFUSED);
+	assert_null(sess);
+	assert_int_equal(code, 554);
+	assert_string_equal(why, "554 5.7.1 not registered");
+	free(why);
+	server_join(&srv);
+	server_free(&srv);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -1661,6 +1731,7 @@ int main(void)
 	    cmocka_unit_test(test_smtp_sink),
 	    cmocka_unit_test(test_progress),
 	    cmocka_unit_test(test_failover_table),
+	    cmocka_unit_test(test_session_reuse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
