@@ -45,6 +45,11 @@
 /* Waits after a failed call or a deferred transfer: from the first to the last. */
 #define GW_MIGRATE_BACKOFF_MIN_MS 1000
 #define GW_MIGRATE_BACKOFF_MAX_MS 60000
+/*
+ * Transfers under way at once, each on its own connection: the manager commits
+ * them together, and the gateway's workers keep the rest of the machine.
+ */
+#define GW_MIGRATE_CONNECTIONS 4
 /* Messages listed at once. */
 #define GW_MIGRATE_PAGE 100
 /* The answer of the mapping call, at most. */
@@ -249,7 +254,11 @@ struct gw_migrate {
 	struct gw_migrate_conf conf;
 	void (*on_done)(void *arg);
 	void *on_done_arg;
-	struct smtp_client_session *sess; /* the migration thread's, to the manager */
+	/* the migration's connections to the manager, one per sender */
+	struct smtp_client_session *sess[GW_MIGRATE_CONNECTIONS];
+	/* local copies the manager has (or that go): deleted a page at a time */
+	char pending[GW_MIGRATE_PAGE][37];
+	size_t npending;
 };
 
 /* The progress of a run, as kept in GW_MIGRATE_STATE_FILE. */
@@ -485,18 +494,45 @@ enum gw_move {
 	GW_MOVE_SKIPPED,  /* nothing to move (no recipient quarantined any more) */
 };
 
+/* Notes a local copy to delete with the next gw_pending_flush. */
+static void gw_pending_add(struct gw_migrate *m, const char *id)
+{
+	snprintf(m->pending[m->npending++], sizeof(m->pending[0]), "%s", id);
+}
+
+/*
+ * Deletes the noted local copies in one local transaction. When it fails they
+ * stay, and the next pass sends them again under the same origin id: the
+ * manager keeps one.
+ */
+static void gw_pending_flush(struct gw_migrate *m)
+{
+	if (m->npending == 0)
+		return;
+	const char *ids[GW_MIGRATE_PAGE];
+	for (size_t i = 0; i < m->npending; i++)
+		ids[i] = m->pending[i];
+	struct store_filter f = {.ids = ids, .nids = m->npending};
+	int changed = 0;
+	int rc = store_delete_matching(m->st, &f, clock_now_ms(), &changed);
+	if (rc < 0)
+		log_error("gw.migration_delete_failed", "messages=%zu error=\"%s\"", m->npending,
+			  strerror(-rc));
+	m->npending = 0;
+}
+
 /*
  * One transfer over the migration's connection to the manager (opened when there
  * is none, kept for the next transfer, dropped when it broke): out as
  * delivery_send fills it.
  */
-static void gw_send(struct gw_migrate *m, const char *sender, const char *const *rcpts, size_t n,
-		    const char *header, const unsigned char *body, size_t len,
+static void gw_send(struct gw_migrate *m, size_t k, const char *sender, const char *const *rcpts,
+		    size_t n, const char *header, const unsigned char *body, size_t len,
 		    struct delivery_outcome *out)
 {
 	const struct gw_migrate_conf *c = &m->conf;
 	memset(out, 0, sizeof(*out));
-	if (m->sess == NULL) {
+	if (m->sess[k] == NULL) {
 		struct smtp_client_options co = {
 		    .helo_name = c->helo,
 		    .source_address = c->source,
@@ -506,7 +542,7 @@ static void gw_send(struct gw_migrate *m, const char *sender, const char *const 
 		};
 		int code = 0;
 		char *why = NULL;
-		if (smtp_client_session_open(c->central, &co, &m->sess, &code, &why) < 0) {
+		if (smtp_client_session_open(c->central, &co, &m->sess[k], &code, &why) < 0) {
 			out->status = code / 100 == 5 ? DELIVERY_REFUSED : DELIVERY_DEFERRED;
 			out->reply = why != NULL ? why : xstrdup("no answer");
 			out->refused = code / 100 == 5 ? n : 0;
@@ -522,9 +558,9 @@ static void gw_send(struct gw_migrate *m, const char *sender, const char *const 
 	    .body_len = len,
 	};
 	struct smtp_client_result res;
-	if (smtp_client_session_send(m->sess, &msg, &res) < 0) {
-		smtp_client_session_close(m->sess);
-		m->sess = NULL;
+	if (smtp_client_session_send(m->sess[k], &msg, &res) < 0) {
+		smtp_client_session_close(m->sess[k]);
+		m->sess[k] = NULL;
 	}
 	size_t deferred = 0;
 	for (size_t i = 0; i < res.nrcpts; i++) {
@@ -556,11 +592,13 @@ static void gw_send(struct gw_migrate *m, const char *sender, const char *const 
 /* Drops the connection to the manager (before a wait, at the end). */
 static void gw_send_close(struct gw_migrate *m)
 {
-	smtp_client_session_close(m->sess);
-	m->sess = NULL;
+	for (size_t k = 0; k < GW_MIGRATE_CONNECTIONS; k++) {
+		smtp_client_session_close(m->sess[k]);
+		m->sess[k] = NULL;
+	}
 }
 
-static enum gw_move gw_move_one(struct gw_migrate *m, const char *local,
+static enum gw_move gw_move_one(struct gw_migrate *m, size_t k, const char *local,
 				const struct gw_mapping *map, const struct store_message *msg)
 {
 	const struct gw_migrate_conf *c = &m->conf;
@@ -579,17 +617,15 @@ static enum gw_move gw_move_one(struct gw_migrate *m, const char *local,
 		res = GW_MOVE_SKIPPED;
 		goto out;
 	}
-	if (gw_mapping_resolve(map, local, central, sizeof(central)) == 0 || expires <= now ||
-	    !pvo_out_name_ok(central)) {
-		if (!pvo_out_name_ok(central) && expires > now) {
-			log_warn("gw.migration_failed", "id=%s quarantine=%s reason=%s", msg->id,
-				 log_quote(q, sizeof(q), local),
-				 "\"not a name the manager can hold\"");
-			res = GW_MOVE_FAILED;
-			goto out;
-		}
-		rc = store_delete(m->st, msg->id, NULL, 0, now, NULL);
-		res = rc < 0 ? GW_MOVE_DEFERRED : GW_MOVE_DELETED;
+	if (gw_mapping_resolve(map, local, central, sizeof(central)) == 0 || expires <= now) {
+		/* null in the mapping, or expired: not migrated, deleted */
+		res = GW_MOVE_DELETED;
+		goto out;
+	}
+	if (!pvo_out_name_ok(central)) {
+		log_warn("gw.migration_failed", "id=%s quarantine=%s reason=%s", msg->id,
+			 log_quote(q, sizeof(q), local), "\"not a name the manager can hold\"");
+		res = GW_MOVE_FAILED;
 		goto out;
 	}
 	unsigned char *raw = NULL;
@@ -615,18 +651,13 @@ static enum gw_move gw_move_one(struct gw_migrate *m, const char *local,
 	strbuf_printf(&h, "X-Lazaret-Origin-Id: %s\r\n", origin);
 	char *header = strbuf_take(&h);
 	struct delivery_outcome out;
-	gw_send(m, msg->sender != NULL ? msg->sender : "", rcpts, nr, header,
+	gw_send(m, k, msg->sender != NULL ? msg->sender : "", rcpts, nr, header,
 		body != NULL ? body : raw, body != NULL ? len : rawlen, &out);
 	const char *reply = out.reply != NULL ? out.reply : "ok";
 	if (out.status == DELIVERY_OK || out.status == DELIVERY_PARTLY_REFUSED) {
-		rc = store_delete(m->st, msg->id, NULL, 0, clock_now_ms(), NULL);
-		if (rc < 0)
-			log_error("gw.migration_delete_failed", "id=%s error=\"%s\"", msg->id,
-				  strerror(-rc));
 		res = GW_MOVE_MOVED;
 	} else if (out.status == DELIVERY_REFUSED && strstr(reply, " expired at ") != NULL) {
 		/* it expired on its way: the manager does not keep it, neither do we */
-		(void)store_delete(m->st, msg->id, NULL, 0, clock_now_ms(), NULL);
 		res = GW_MOVE_DELETED;
 	} else if (out.status == DELIVERY_REFUSED) {
 		log_warn("gw.migration_failed", "id=%s quarantine=%s host=%s reply=%s", msg->id,
@@ -683,6 +714,49 @@ static int gw_fetch_retrying(struct gw_migrate *m, struct gw_mapping *map)
 	}
 }
 
+/* One sender of a page: messages k, k + K, k + 2K ... still to be moved. */
+struct gw_sender {
+	struct gw_migrate *m;
+	size_t k;
+	const char *name;
+	const struct gw_mapping *map;
+	struct store_message **v;
+	size_t n;
+	enum gw_move *res;
+};
+
+static void *gw_sender_main(void *arg)
+{
+	struct gw_sender *w = arg;
+	for (size_t i = w->k; i < w->n; i += GW_MIGRATE_CONNECTIONS) {
+		if (w->res[i] == GW_MOVE_DEFERRED)
+			w->res[i] = gw_move_one(w->m, w->k, w->name, w->map, w->v[i]);
+		if (w->res[i] == GW_MOVE_DEFERRED)
+			break; /* the manager cannot take it now: the rest waits too */
+	}
+	return NULL;
+}
+
+/* Moves the page's messages marked GW_MOVE_DEFERRED over the connections. */
+static void gw_move_page(struct gw_migrate *m, const char *name, const struct gw_mapping *map,
+			 struct store_message **v, size_t n, enum gw_move *res)
+{
+	struct gw_sender w[GW_MIGRATE_CONNECTIONS];
+	pthread_t t[GW_MIGRATE_CONNECTIONS];
+	bool started[GW_MIGRATE_CONNECTIONS];
+	for (size_t k = 0; k < GW_MIGRATE_CONNECTIONS; k++) {
+		w[k] = (struct gw_sender){m, k, name, map, v, n, res};
+		started[k] = k > 0 && pthread_create(&t[k], NULL, gw_sender_main, &w[k]) == 0;
+	}
+	gw_sender_main(&w[0]);
+	for (size_t k = 1; k < GW_MIGRATE_CONNECTIONS; k++) {
+		if (started[k])
+			pthread_join(t[k], NULL);
+		else
+			gw_sender_main(&w[k]);
+	}
+}
+
 /* Moves what local quarantine name holds. false when stopping. */
 static bool gw_migrate_quarantine(struct gw_migrate *m, const char *name,
 				  const struct gw_mapping *map, struct gw_run *r,
@@ -706,42 +780,42 @@ static bool gw_migrate_quarantine(struct gw_migrate *m, const char *name,
 			}
 			continue;
 		}
-		for (size_t i = 0; i < n && go; i++) {
-			if (strcmp(v[i]->quarantine, name) != 0)
-				continue;
-			enum gw_move res;
-			while ((res = gw_move_one(m, name, map, v[i])) == GW_MOVE_DEFERRED) {
-				gw_send_close(m);
-				if (gw_migrate_wait(m, wait)) {
-					go = false;
+		/* the page's messages, K at a time; the deferred ones again after a wait */
+		enum gw_move *res = xcalloc(n + 1, sizeof(*res));
+		for (size_t i = 0; i < n; i++)
+			res[i] = strcmp(v[i]->quarantine, name) == 0 ? GW_MOVE_DEFERRED
+								     : GW_MOVE_SKIPPED;
+		for (;;) {
+			gw_move_page(m, name, map, v, n, res);
+			size_t deferred = 0;
+			for (size_t i = 0; i < n; i++) {
+				switch (res[i]) {
+				case GW_MOVE_MOVED:
+					r->moved++;
+					r->done++;
+					gw_pending_add(m, v[i]->id);
+					break;
+				case GW_MOVE_DELETED:
+					r->deleted++;
+					r->done++;
+					gw_pending_add(m, v[i]->id);
+					break;
+				case GW_MOVE_FAILED:
+					r->failed++;
+					break;
+				case GW_MOVE_DEFERRED:
+					deferred++;
+					continue;
+				default:
 					break;
 				}
-				wait = wait * 2 > GW_MIGRATE_BACKOFF_MAX_MS
-					   ? GW_MIGRATE_BACKOFF_MAX_MS
-					   : wait * 2;
-			}
-			if (!go)
-				break;
-			wait = GW_MIGRATE_BACKOFF_MIN_MS;
-			switch (res) {
-			case GW_MOVE_MOVED:
-				r->moved++;
-				r->done++;
-				break;
-			case GW_MOVE_DELETED:
-				r->deleted++;
-				r->done++;
-				break;
-			case GW_MOVE_FAILED:
-				r->failed++;
-				break;
-			default:
-				break;
+				res[i] = GW_MOVE_SKIPPED; /* accounted for */
 			}
 			gw_progress(m, r);
 			int64_t now = clock_mono_ms();
 			if (now - *last_report >= GW_MIGRATE_PROGRESS_MS) {
 				*last_report = now;
+				gw_pending_flush(m);
 				gw_state_save(&m->conf, r, map);
 				log_info("gw.migration_progress",
 					 "total=%llu done=%llu moved=%llu failed=%llu deleted=%llu",
@@ -751,9 +825,25 @@ static bool gw_migrate_quarantine(struct gw_migrate *m, const char *name,
 					 (unsigned long long)r->deleted);
 				(void)gw_report(&m->conf, r);
 			}
-			if (gw_migrate_stopping(m))
+			if (gw_migrate_stopping(m)) {
 				go = false;
+				break;
+			}
+			if (deferred == 0) {
+				wait = GW_MIGRATE_BACKOFF_MIN_MS;
+				break;
+			}
+			gw_send_close(m);
+			gw_pending_flush(m);
+			if (gw_migrate_wait(m, wait)) {
+				go = false;
+				break;
+			}
+			wait = wait * 2 > GW_MIGRATE_BACKOFF_MAX_MS ? GW_MIGRATE_BACKOFF_MAX_MS
+								    : wait * 2;
 		}
+		free(res);
+		gw_pending_flush(m);
 		store_message_array_free(v, n);
 		free(cursor);
 		cursor = next;
@@ -812,6 +902,10 @@ static void *gw_migrate_main(void *arg)
 		if (left > r.total)
 			r.total = left;
 		r.done = r.total - left;
+		/* the figures written last may be behind: what is gone counts */
+		if (r.deleted > r.done)
+			r.deleted = r.done;
+		r.moved = r.done - r.deleted;
 		log_info("gw.migration_resumed", "run=%s total=%llu done=%llu", r.run,
 			 (unsigned long long)r.total, (unsigned long long)r.done);
 	} else if (left > 0) {
@@ -880,6 +974,7 @@ report_final:;
 	gw_state_save(&m->conf, &r, &map);
 done_qs:
 	gw_send_close(m);
+	gw_pending_flush(m);
 	gw_local_q_free(qs, nq);
 	gw_mapping_clear(&map);
 	pthread_mutex_lock(&m->lock);

@@ -12,6 +12,7 @@ meanwhile is refused; `lazaret-gw --migration-plan` says beforehand what moves.
 """
 
 import datetime
+import os
 import subprocess
 
 import pytest
@@ -126,7 +127,7 @@ def test_automatic_migration_moves_everything_and_keeps_the_times(setup, mail_si
     assert (mig["total"], mig["done"], mig["failed"]) == (3, 3, 0)
     # the notify address gets one mail
     mail_sink.wait_count(1)
-    stays(lambda: mail_sink.count() == 1, 3)
+    assert stays(lambda: mail_sink.count() == 1, 3)
     (got,) = mail_sink.messages
     assert got["rcpts"] == [NOTIFY]
     # new quarantined mail goes straight to the manager
@@ -215,3 +216,87 @@ def test_reload_changing_filters_is_refused_while_migration_runs(setup):
     gw.wait_log("gw.reloaded", timeout=15)
     quarantine_local(gw, make_message(subject="after"), "legal@example.com")
     assert "Legal2" in central_by_quarantine(m)
+
+
+# ---- kill -9 on both sides in the middle of a big run ----------------------------
+
+BIG_A = int(os.environ.get("MIG_A", "15000"))  # batch-a: Policy
+BIG_B = int(os.environ.get("MIG_B", "5000"))  # batch-b: Legal (numbers 1..BIG_B again)
+BIG_FILTERS = """\
+batch_a: if subject == "^batch-a$" { quarantine("Policy"); }
+batch_b: if subject == "^batch-b$" { quarantine("Legal"); }
+"""
+
+
+def smtp_source(gw, count, subject):
+    """Postfix's smtp-source: count messages, each to its own numbered recipient."""
+    r = subprocess.run(["/usr/sbin/smtp-source", "-s", "8", "-m", str(count), "-l", "2000",
+                        "-N", "-f", "src@sender.test", "-t", "user@example.com",
+                        "-S", subject, "127.0.0.1:%d" % gw.smtp_port],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+def numbers(m, quarantine):
+    """The per-message numbers (smtp-source -N: in the recipient) in a central quarantine."""
+    out = []
+    for msg in m.list_all("quarantine=" + quarantine):
+        (rcpt,) = msg["recipients"]
+        out.append(int(rcpt["address"].split("user@")[0]))
+    return out
+
+
+def test_kill_9_on_both_sides_loses_nothing_and_stores_nothing_twice(start_manager,
+                                                                     start_gateway, aio_sink,
+                                                                     mail_sink):
+    m = start_manager(primary_host=mail_sink.host, notifications__from="lazaret@corp.test")
+    st, doc = m.api("POST", "/api/v1/gateways", json={"name": "gw-e2e",
+                                                      "address": "127.0.0.1"})
+    assert st == 201, doc
+    st, mapped = m.api("PUT", "/api/v1/gateways/gw-e2e/mapping", json={"Legal": "Legal-HQ"})
+    assert st == 200, mapped
+    gw = start_gateway(aio_sink.host, start=False)
+    gw.apply({"manager": {"api_url": m.http_url, "api_token": doc["token"]},
+              "filters": {"file": gw.write_file("gw.filters", BIG_FILTERS)},
+              "rat": {"accept": "*"}})
+    gw.start()
+    if not os.access("/usr/sbin/smtp-source", os.X_OK):
+        pytest.fail("/usr/sbin/smtp-source missing (Debian package postfix)")
+    smtp_source(gw, BIG_A, "batch-a")
+    smtp_source(gw, BIG_B, "batch-b")
+    st, doc = gw.api("GET", "/api/v1/quarantines")
+    held = {q["name"]: q["messages"] for q in doc["quarantines"]}
+    assert (held["Policy"], held["Legal"]) == (BIG_A, BIG_B)
+
+    gw.reload(centralized_pvo=central(m))
+    gw.wait_log("gw.migration_started total=%d" % (BIG_A + BIG_B), timeout=30)
+    wait_for(lambda: "gw.migration_progress" in gw.log_text(), 60, "progress")
+    gw.proc.kill()
+    gw.proc.wait()
+    gw.start()
+    gw.wait_log("gw.migration_resumed", timeout=30)
+    seen = gw.log_text().count("gw.migration_progress")
+    wait_for(lambda: gw.log_text().count("gw.migration_progress") > seen, 60, "progress")
+    assert "gw.migration_done" not in gw.log_text(), "the run ended before the kill"
+
+    m.proc.kill()
+    m.proc.wait()
+    m.start()
+    gw.wait_log("gw.migration_done total=%d" % (BIG_A + BIG_B), timeout=240)
+    assert "failed=0" in gw.log_text().split("gw.migration_done")[1].splitlines()[0]
+
+    if os.environ.get("MIG_DEBUG"):
+        print("\n".join(x for x in gw.log_text().splitlines() if "migration" in x or "start" in x))
+    a = numbers(m, "Policy")
+    b = numbers(m, "Legal-HQ")
+    assert sorted(a) == list(range(1, BIG_A + 1))
+    assert sorted(b) == list(range(1, BIG_B + 1))
+    assert len(m.list_all()) == BIG_A + BIG_B
+    assert gw.messages("state=quarantined") == []
+    names = local_quarantine_names(gw)
+    assert "Policy" not in names and "Legal" not in names
+    wait_for(lambda: (migration_of(m) or {}).get("state") == "done", 30, "migration done")
+    mig = migration_of(m)
+    assert (mig["total"], mig["done"], mig["failed"]) == (BIG_A + BIG_B, BIG_A + BIG_B, 0)
+    mail_sink.wait_count(1)
+    assert stays(lambda: mail_sink.count() == 1, 2)
