@@ -285,8 +285,6 @@ def test_kill_9_on_both_sides_loses_nothing_and_stores_nothing_twice(start_manag
     gw.wait_log("gw.migration_done total=%d" % (BIG_A + BIG_B), timeout=240)
     assert "failed=0" in gw.log_text().split("gw.migration_done")[1].splitlines()[0]
 
-    if os.environ.get("MIG_DEBUG"):
-        print("\n".join(x for x in gw.log_text().splitlines() if "migration" in x or "start" in x))
     a = numbers(m, "Policy")
     b = numbers(m, "Legal-HQ")
     assert sorted(a) == list(range(1, BIG_A + 1))
