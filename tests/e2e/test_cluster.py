@@ -326,3 +326,37 @@ def test_a_due_report_schedule_is_mailed_by_one_node_only(start_manager,
         assert sorted(x["schedule_id"] for x in doc["reports"]) == sorted(ids)
     finally:
         sink.stop()
+
+
+def test_a_migration_done_on_two_nodes_is_mailed_once(start_manager, database):  # noqa: F811
+    sink = AioSink().start()
+    try:
+        a, b = (node(start_manager, database, name, primary_host=sink.host,
+                     notifications__from="lazaret@corp.test") for name in ("node-a", "node-b"))
+        st, doc = a.api("POST", "/api/v1/gateways", {"name": "gw1", "address": "192.0.2.10"})
+        assert st == 201, doc
+        token = doc["token"]
+        body = {"run": "2026-12-06T01:00:00Z", "state": "done", "total": 5, "done": 5,
+                "failed": 0, "notify": "ops@corp.test"}
+        replies = []
+
+        def post(m):
+            for _ in range(5):
+                replies.append(m.api("POST", "/api/v1/gateway/migration", body, token=token))
+
+        threads = [threading.Thread(target=post, args=(m,)) for m in (a, b, a, b)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=t(60))
+        assert len(replies) == 20 and all(st == 200 for st, _ in replies), replies
+        assert len({json_key(doc["migration"]) for _, doc in replies}) == 1, replies
+        wait_for(lambda: sink.count() >= 1, 20, "the mail")
+        assert stays(lambda: sink.count() == 1, t(3))
+        assert sink.messages[0]["rcpts"] == ["ops@corp.test"]
+    finally:
+        sink.stop()
+
+
+def json_key(d):
+    return tuple(sorted(d.items()))

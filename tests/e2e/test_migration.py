@@ -13,11 +13,8 @@ after it.
 import email
 import email.policy
 import json
-import time
 
-import pytest
-
-from e2e_helpers import wait_for
+from e2e_helpers import stays, t
 
 
 def add(mgr, name, address):
@@ -238,3 +235,52 @@ def test_progress_refusals_leave_it_unchanged(manager):
     st, doc = gw_call(manager, "POST", "/api/v1/gateway/migration", tok, b"not json")
     assert st == 400, doc
     assert migration_of(manager, "gw1") == first["migration"]
+
+
+# ---- the mail when a run is done -------------------------------------------------------
+
+def mails(sink):
+    return [email.message_from_bytes(m["data"], policy=email.policy.default)
+            for m in sink.messages]
+
+
+def test_done_mails_notify_once_in_japanese_and_english(start_manager, aio_sink):
+    m = start_manager(primary_host=aio_sink.host, notifications__from="lazaret@corp.test")
+    tok = add(m, "gw1", "192.0.2.10")
+    st, doc = report(m, tok, total=20000, done=1200, failed=3, notify="ops@corp.test")
+    assert st == 200, doc
+    assert stays(lambda: aio_sink.count() == 0, t(1))  # running: no mail
+    for _ in range(2):  # the gateway posts "done" again (a retry): still one mail
+        st, doc = report(m, tok, total=20000, done=19997, failed=3, state="done",
+                         notify="ops@corp.test")
+        assert st == 200 and doc["migration"]["state"] == "done", doc
+    fin = doc["migration"]["finished_at"]
+    aio_sink.wait_count(1)
+    assert stays(lambda: aio_sink.count() == 1, t(2))
+    (raw,) = aio_sink.messages
+    assert raw["rcpts"] == ["ops@corp.test"] and raw["sender"] == "lazaret@corp.test"
+    (mail,) = mails(aio_sink)
+    assert mail["Subject"] == "[Lazaret] 移行完了 / Migration finished: gw1"
+    assert mail["To"] == "ops@corp.test" and mail["From"] == "lazaret@corp.test"
+    text = mail.get_content()
+    assert "ゲートウェイ gw1 の隔離メッセージの移行が終わりました。" in text
+    assert "The gateway gw1 has finished migrating its quarantined messages" in text
+    for line in ("対象:     20000 通", "移行済み: 19997 通", "失敗:     3 通",
+                 "Total:    20000", "Moved:    19997", "Failed:   3",
+                 "Started:  2026-12-06T01:00:00Z", "Finished: %s" % fin,
+                 "開始:     2026-12-06T01:00:00Z", "終了:     %s" % fin):
+        assert line in text, (line, text)
+
+    # a new run that is done mails again, once; a done without notify mails nobody
+    st, doc = report(m, tok, run="2026-12-06T02:00:00Z", state="done", total=1, done=1,
+                     notify="ops2@corp.test")
+    assert st == 200, doc
+    aio_sink.wait_count(2)
+    assert aio_sink.messages[1]["rcpts"] == ["ops2@corp.test"]
+    st, doc = report(m, tok, run="2026-12-06T03:00:00Z", state="done", total=0)
+    assert st == 200, doc
+    # its retry with an address comes too late: that run's mail was decided
+    st, doc = report(m, tok, run="2026-12-06T03:00:00Z", state="done", total=0,
+                     notify="ops3@corp.test")
+    assert st == 200, doc
+    assert stays(lambda: aio_sink.count() == 2, t(2))

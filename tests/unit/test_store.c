@@ -3264,6 +3264,141 @@ static void test_pvo_outbreak_rescan_pending(void **state)
 	assert_int_equal(at, T0 + 20);
 }
 
+/* The stored migration of gateway name (store_gateway_get). */
+static struct store_migration migration_of(struct store *st, const char *name, char **mapping)
+{
+	struct store_gateway *g = NULL;
+	assert_int_equal(store_gateway_get(st, name, &g), 0);
+	struct store_migration m = g->migration;
+	if (mapping != NULL)
+		*mapping = g->mapping != NULL ? strdup(g->mapping) : NULL;
+	store_gateway_free(g);
+	return m;
+}
+
+/*
+ * A gateway's mapping and migration progress: reports of an older run change
+ * nothing, the first "done" of a run is seen once, the mapping cannot change
+ * while a run is going, and one gateway's report leaves the others alone.
+ */
+static void test_gateway_migration(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_gateway g1 = {
+	    .name = "gw1", .address = "192.0.2.1", .token_hash = "h1", .created_at = 1};
+	struct store_gateway g2 = {
+	    .name = "gw2", .address = "192.0.2.2", .token_hash = "h2", .created_at = 1};
+	assert_int_equal(store_gateway_add(fx->st, &g1), 0);
+	assert_int_equal(store_gateway_add(fx->st, &g2), 0);
+	char *mapping = NULL;
+	struct store_migration m = migration_of(fx->st, "gw1", &mapping);
+	assert_int_equal(m.state, STORE_MIGRATION_NONE);
+	assert_null(mapping);
+
+	struct store_migration busy = {0};
+	assert_int_equal(store_gateway_set_mapping(fx->st, "GW1", "{\"A\":\"B\"}", &busy), 0);
+	migration_of(fx->st, "gw1", &mapping);
+	assert_string_equal(mapping, "{\"A\":\"B\"}");
+	free(mapping);
+	assert_int_equal(store_gateway_set_mapping(fx->st, "nosuch", NULL, &busy), -ENOENT);
+	assert_int_equal(store_gateway_set_mapping(fx->st, "gw1", "[]", &busy), -EINVAL);
+
+	struct store_migration r = {
+	    .state = STORE_MIGRATION_RUNNING, .run = T0, .total = 10, .done = 4, .failed = 1};
+	struct store_migration out;
+	bool first = true;
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &r, T0 + 1, &out, &first),
+			 0);
+	assert_false(first);
+	assert_int_equal(out.state, STORE_MIGRATION_RUNNING);
+	assert_int_equal(out.done, 4);
+	m = migration_of(fx->st, "gw1", NULL);
+	assert_int_equal(m.run, T0);
+	assert_int_equal(m.total, 10);
+	assert_int_equal(m.failed, 1);
+	assert_int_equal(m.finished_at, 0);
+	assert_int_equal(migration_of(fx->st, "gw2", NULL).state, STORE_MIGRATION_NONE);
+
+	/* running: the mapping stays; the other gateway's may change */
+	assert_int_equal(store_gateway_set_mapping(fx->st, "gw1", NULL, &busy), -EBUSY);
+	assert_int_equal(busy.done, 4);
+	assert_int_equal(busy.total, 10);
+	migration_of(fx->st, "gw1", &mapping);
+	assert_string_equal(mapping, "{\"A\":\"B\"}");
+	free(mapping);
+	assert_int_equal(store_gateway_set_mapping(fx->st, "gw2", "{}", NULL), 0);
+
+	/* bad reports */
+	struct store_migration bad = r;
+	bad.done = 10;
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &bad, T0, &out, &first),
+			 -EINVAL);
+	bad = r;
+	bad.run = 0;
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &bad, T0, &out, &first),
+			 -EINVAL);
+	bad = r;
+	bad.state = STORE_MIGRATION_NONE;
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &bad, T0, &out, &first),
+			 -EINVAL);
+	assert_int_equal(store_gateway_migration_report(fx->st, "nosuch", &r, T0, &out, &first),
+			 -ENOENT);
+
+	/* an older run is ignored */
+	struct store_migration old = r;
+	old.run = T0 - 1000;
+	old.state = STORE_MIGRATION_DONE;
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &old, T0 + 2, &out, &first),
+			 0);
+	assert_false(first);
+	assert_int_equal(out.state, STORE_MIGRATION_RUNNING);
+	assert_int_equal(out.run, T0);
+
+	/* done: first once, then never again for that run */
+	struct store_migration done = r;
+	done.state = STORE_MIGRATION_DONE;
+	done.done = 9;
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &done, T0 + 3, &out, &first),
+			 0);
+	assert_true(first);
+	assert_int_equal(out.finished_at, T0 + 3);
+	assert_int_equal(out.notified_at, T0 + 3);
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &done, T0 + 4, &out, &first),
+			 0);
+	assert_false(first);
+	assert_int_equal(out.finished_at, T0 + 3);
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &r, T0 + 5, &out, &first),
+			 0);
+	assert_false(first);
+	m = migration_of(fx->st, "gw1", NULL);
+	assert_int_equal(m.state, STORE_MIGRATION_DONE);
+	assert_int_equal(m.done, 9);
+	assert_int_equal(m.finished_at, T0 + 3);
+	assert_int_equal(store_gateway_set_mapping(fx->st, "gw1", NULL, &busy), 0);
+
+	/* a newer run starts afresh */
+	struct store_migration next = r;
+	next.run = T0 + 100;
+	next.done = 0;
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &next, T0 + 101, &out, &first), 0);
+	assert_false(first);
+	m = migration_of(fx->st, "gw1", &mapping);
+	assert_null(mapping);
+	assert_int_equal(m.state, STORE_MIGRATION_RUNNING);
+	assert_int_equal(m.run, T0 + 100);
+	assert_int_equal(m.finished_at, 0);
+	assert_int_equal(m.notified_at, 0);
+	/* the list reads it too */
+	struct store_gateway **v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_gateway_list(fx->st, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0]->migration.run, T0 + 100);
+	assert_string_equal(v[1]->mapping, "{}");
+	store_gateway_array_free(v, n);
+}
+
 static void test_pvo_overflow(void **state)
 {
 	struct fixture *fx = *state;
@@ -3549,6 +3684,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_overflow, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_overflow_outbreak_by_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_pending, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gateway_migration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_bulk_and_copy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_release_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
@@ -3584,6 +3720,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_operator_scope, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_pending, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gateway_migration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
