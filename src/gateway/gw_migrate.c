@@ -660,8 +660,10 @@ static enum gw_move gw_move_one(struct gw_migrate *m, size_t k, const char *loca
 		/* it expired on its way: the manager does not keep it, neither do we */
 		res = GW_MOVE_DELETED;
 	} else if (out.status == DELIVERY_REFUSED) {
+		char lq[160];
 		log_warn("gw.migration_failed", "id=%s quarantine=%s host=%s reply=%s", msg->id,
-			 local, c->central, log_quote(q, sizeof(q), reply));
+			 log_quote(lq, sizeof(lq), local), c->central,
+			 log_quote(q, sizeof(q), reply));
 		res = GW_MOVE_FAILED;
 	} else {
 		log_warn("gw.migration_deferred", "id=%s host=%s reply=%s", msg->id, c->central,

@@ -282,7 +282,7 @@ def test_kill_9_on_both_sides_loses_nothing_and_stores_nothing_twice(start_manag
     m.proc.kill()
     m.proc.wait()
     m.start()
-    gw.wait_log("gw.migration_done total=%d" % (BIG_A + BIG_B), timeout=240)
+    gw.wait_log("gw.migration_done total=%d" % (BIG_A + BIG_B), timeout=600)
     assert "failed=0" in gw.log_text().split("gw.migration_done")[1].splitlines()[0]
 
     a = numbers(m, "Policy")
