@@ -147,12 +147,15 @@ static const struct mig_table mig_tables[] = {
      "address_lc, last_sent_at, last_seq", false},
     {"used_tokens", "SELECT nonce, used_at, expires_at FROM used_tokens",
      "nonce, used_at, expires_at", false},
-    /* the registry: gateways keep their tokens (hashes) and need no new ones */
+    /* the registry: gateways keep their tokens (hashes) and need no new ones, and
+     * their mapping and migration (schema 19) */
     {"gateways",
      "SELECT name, state, address, group_name, cluster, release_port, token_hash, created_at,"
-     " last_seen, version, central, outbreak_version FROM gateways",
+     " last_seen, version, central, outbreak_version, mapping, mig_state, mig_run, mig_total,"
+     " mig_done, mig_failed, mig_finished_at, mig_notified_at FROM gateways",
      "name, state, address, group_name, cluster, release_port, token_hash, created_at,"
-     " last_seen, version, central, outbreak_version", false},
+     " last_seen, version, central, outbreak_version, mapping, mig_state, mig_run, mig_total,"
+     " mig_done, mig_failed, mig_finished_at, mig_notified_at", false},
     /* second factors (schema 13), after their accounts */
     {"user_totp", "SELECT username, secret, created_at, enrolled_at, last_step FROM user_totp",
      "username, secret, created_at, enrolled_at, last_step", false},
@@ -222,7 +225,9 @@ static const struct {
     {"used_tokens", "SELECT count(*) FROM used_tokens"},
     {"gateways", "SELECT state, count(*), count(token_hash), coalesce(max(last_seen), 0)"
 		 " FROM gateways GROUP BY state"},
-    {"gateway states", "SELECT name, central, coalesce(outbreak_version, '-') FROM gateways"},
+    {"gateway states", "SELECT name, central, coalesce(outbreak_version, '-'),"
+		       " coalesce(mapping, '-'), mig_state, mig_run, mig_total, mig_done, mig_failed,"
+		       " mig_finished_at, mig_notified_at FROM gateways"},
     {"user_totp", "SELECT username, enrolled_at, last_step FROM user_totp"},
     {"user_recovery_codes", "SELECT username, count(*), count(NULLIF(used_at, 0))"
 			    " FROM user_recovery_codes GROUP BY username"},

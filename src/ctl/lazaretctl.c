@@ -43,6 +43,7 @@
 #define CTL_CONNECT_TIMEOUT_S	  10L /* the manager is near; a dead one should fail fast */
 #define CTL_MAX_RESPONSE	  (256UL * 1024 * 1024) /* above the largest raw message */
 #define CTL_MAX_RCPTS		  1000	 /* the manager's own per-message recipient limit */
+#define CTL_MAX_POSITIONAL	  64	 /* gateway mapping NAME and its pairs */
 #define CTL_MAX_PAGES		  100000 /* --all stops here even if the server loops */
 #define CTL_SUBJECT_MIN_WIDTH	  20
 #define CTL_SUBJECT_DEFAULT_WIDTH 60 /* when stdout is not a terminal */
@@ -149,16 +150,23 @@ static const struct command_help command_helps[] = {
      "  --password-stdin    read the password from standard input\n"},
     {"gateway",
      "gateway add NAME --address IP [--group G] [--cluster C] [--release-port N] [--json] |\n"
-     "       gateway list [--json] | gateway remove NAME",
+     "       gateway list [--json] | gateway remove NAME |\n"
+     "       gateway mapping NAME [--automatic | LOCAL=CENTRAL | LOCAL= ...] [--json]",
      "Manages the manager's gateway registry. add registers NAME, sending from IP,\n"
      "and prints its token once: the manager keeps only a hash of it. Put it in the\n"
      "gateway's lazaret-gw.conf as [manager] api_token; it opens only the gateway's\n"
      "own API (its hello and the safelist sync). list shows registered gateways and\n"
-     "pending ones (they said hello without a token); remove forgets either.\n"
+     "pending ones (they said hello without a token) and each one's migration to\n"
+     "centralized PVO quarantines; remove forgets either. mapping shows how NAME's\n"
+     "local quarantines map to central ones when it migrates, or sets it: each\n"
+     "LOCAL=CENTRAL moves LOCAL into CENTRAL, LOCAL= leaves it out (its messages are\n"
+     "deleted on the gateway); the pairs given replace the whole mapping.\n"
+     "--automatic maps every quarantine to the same name.\n"
      "  --address IP        the address the gateway sends from (IPv4 or IPv6)\n"
      "  --group G           its group\n"
      "  --cluster C         its cluster\n"
-     "  --release-port N    where it takes released mail (default 25)\n"},
+     "  --release-port N    where it takes released mail (default 25)\n"
+     "  --automatic         mapping: the same names (no pairs)\n"},
     {"track",
      "track [FILTERS] [--subject-op OP] [--message-id ID] [--client-ip IP]\n"
      "       [--attachment NAME] [--event E,..] [--limit N] [--cursor C | --all] [--json] |\n"
@@ -291,7 +299,8 @@ static int http_request(struct ctl *c, const char *method, const char *path, con
 		hdrs = curl_slist_append(hdrs, auth);
 	}
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
-	if (strcmp(method, "POST") == 0) {
+	if (strcmp(method, "POST") == 0 || body != NULL) {
+		/* a body goes as POST's does; CURLOPT_CUSTOMREQUEST below names a PUT */
 		curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body ? body : "");
 		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)(body ? strlen(body) : 0));
@@ -299,9 +308,9 @@ static int http_request(struct ctl *c, const char *method, const char *path, con
 			hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
 		/* Without this curl waits for "100 Continue" before a larger body. */
 		hdrs = curl_slist_append(hdrs, "Expect:");
-	} else if (strcmp(method, "GET") != 0) {
-		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
 	}
+	if (strcmp(method, "POST") != 0 && strcmp(method, "GET") != 0)
+		curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
 
 	CURLcode cr = curl_easy_perform(c->curl);
@@ -621,6 +630,7 @@ enum opt_id {
 	OPT_CLIENT_IP,
 	OPT_ATTACHMENT,
 	OPT_EVENT,
+	OPT_AUTOMATIC,
 };
 
 static const struct option long_options[] = {
@@ -656,6 +666,7 @@ static const struct option long_options[] = {
     {"client-ip", required_argument, NULL, OPT_CLIENT_IP},
     {"attachment", required_argument, NULL, OPT_ATTACHMENT},
     {"event", required_argument, NULL, OPT_EVENT},
+    {"automatic", no_argument, NULL, OPT_AUTOMATIC},
     {NULL, 0, NULL, 0},
 };
 
@@ -669,7 +680,7 @@ struct args {
 	const char *cursor;
 	const char *rcpts[CTL_MAX_RCPTS];
 	size_t nrcpts;
-	const char *positional[4];
+	const char *positional[CTL_MAX_POSITIONAL];
 	size_t npositional;
 	/* user add */
 	const char *role;
@@ -679,6 +690,7 @@ struct args {
 	/* gateway add */
 	const char *group, *cluster;
 	long release_port; /* 0: not given */
+	bool automatic;	   /* gateway mapping --automatic */
 	/* track: the tracking search's own filters */
 	const char *subject_op, *message_id, *client_ip, *attachment, *event;
 	bool track_seen;
@@ -1346,6 +1358,112 @@ static void gateway_time(json_t *v, char *out, size_t size)
 	snprintf(out, size, "%.10s %.8s", s, s + 11);
 }
 
+/* "migrating 1200/20000 (3 failed)", "migrated 2026-12-06 03:00:00", "-" for null. */
+static void gateway_migration(json_t *m, char *out, size_t size)
+{
+	if (!json_is_object(m)) {
+		snprintf(out, size, "-");
+		return;
+	}
+	long long total = json_integer_value(json_object_get(m, "total"));
+	long long done = json_integer_value(json_object_get(m, "done"));
+	long long failed = json_integer_value(json_object_get(m, "failed"));
+	const char *state = json_string_value(json_object_get(m, "state"));
+	char fin[32], tail[40] = "";
+	if (failed > 0)
+		snprintf(tail, sizeof(tail), " (%lld failed)", failed);
+	if (state != NULL && strcmp(state, "done") == 0) {
+		gateway_time(json_object_get(m, "finished_at"), fin, sizeof(fin));
+		snprintf(out, size, "migrated %s%s", fin, tail);
+	} else {
+		snprintf(out, size, "migrating %lld/%lld%s", done, total, tail);
+	}
+}
+
+/* Prints a mapping reply {"gateway", "mode", "mapping"}. */
+static void gateway_mapping_print(json_t *root)
+{
+	json_t *map = json_object_get(root, "mapping");
+	printf("gateway ");
+	put_cells(stdout, json_text(root, "gateway"), 64, 0);
+	printf(": %s mapping\n", json_text(root, "mode"));
+	const char *key;
+	json_t *v;
+	json_object_foreach(map, key, v)
+	{
+		printf("  ");
+		put_cells(stdout, key, 64, 0);
+		printf(" -> ");
+		if (json_is_string(v))
+			put_cells(stdout, json_string_value(v), 64, 0);
+		else
+			printf("(not migrated: deleted on the gateway)");
+		fputc('\n', stdout);
+	}
+}
+
+/* gateway mapping NAME [--automatic | LOCAL=CENTRAL | LOCAL= ...] */
+static int cmd_gateway_mapping(struct ctl *c, struct args *a)
+{
+	if (a->npositional < 2)
+		return usage_error("gateway", "gateway mapping needs a NAME");
+	if (a->automatic && a->npositional > 2)
+		return usage_error("gateway", "--automatic takes no LOCAL=CENTRAL pairs");
+	char *esc = curl_easy_escape(c->curl, a->positional[1], 0);
+	if (esc == NULL) {
+		fprintf(stderr, "lazaretctl: out of memory\n");
+		return CTL_EXIT_API;
+	}
+	char *path = ctl_xasprintf("/api/v1/gateways/%s/mapping", esc);
+	curl_free(esc);
+	char *text = NULL;
+	if (a->automatic || a->npositional > 2) {
+		json_t *body = json_object();
+		for (size_t i = 2; i < a->npositional; i++) {
+			const char *pair = a->positional[i];
+			const char *eq = strrchr(pair, '=');
+			if (eq == NULL || eq == pair) {
+				json_decref(body);
+				free(path);
+				return usage_error("gateway",
+						   "a mapping pair is LOCAL=CENTRAL or "
+						   "LOCAL= (not \"%s\")",
+						   pair);
+			}
+			char *local = strndup(pair, (size_t)(eq - pair));
+			json_t *v = eq[1] != '\0' ? json_string(eq + 1) : json_null();
+			if (local == NULL || v == NULL || json_object_get(body, local) != NULL) {
+				bool dup = local != NULL && v != NULL;
+				free(local);
+				json_decref(v);
+				json_decref(body);
+				free(path);
+				return usage_error(
+				    "gateway",
+				    dup ? "\"%s\" is mapped twice" : "\"%s\" must be UTF-8", pair);
+			}
+			json_object_set_new(body, local, v);
+			free(local);
+		}
+		text = json_dumps(body, JSON_COMPACT);
+		json_decref(body);
+	}
+	json_t *root = NULL;
+	struct strbuf raw;
+	int rc = api_json(c, text != NULL ? "PUT" : "GET", path, text, &root, &raw);
+	free(text);
+	free(path);
+	if (rc != CTL_EXIT_OK)
+		return rc;
+	if (a->json)
+		print_json_text(&raw);
+	else
+		gateway_mapping_print(root);
+	strbuf_free(&raw);
+	json_decref(root);
+	return CTL_EXIT_OK;
+}
+
 static int cmd_gateway_list(struct ctl *c, struct args *a)
 {
 	json_t *root = NULL;
@@ -1358,8 +1476,8 @@ static int cmd_gateway_list(struct ctl *c, struct args *a)
 	} else {
 		size_t i;
 		json_t *g;
-		printf("%-24s %-10s %-39s %-16s %-16s %-19s %s\n", "NAME", "STATE", "ADDRESS",
-		       "GROUP", "CLUSTER", "LAST SEEN", "VERSION");
+		printf("%-24s %-10s %-39s %-16s %-16s %-19s %-16s %s\n", "NAME", "STATE", "ADDRESS",
+		       "GROUP", "CLUSTER", "LAST SEEN", "VERSION", "MIGRATION");
 		json_array_foreach(json_object_get(root, "gateways"), i, g)
 		{
 			char seen[32];
@@ -1374,8 +1492,10 @@ static int cmd_gateway_list(struct ctl *c, struct args *a)
 			fputc(' ', stdout);
 			put_cells(stdout, json_text(g, "cluster"), 64, 16);
 			printf(" %-19s ", seen);
-			put_cells(stdout, json_text(g, "version"), 64, 0);
-			fputc('\n', stdout);
+			put_cells(stdout, json_text(g, "version"), 64, 16);
+			char mig[96];
+			gateway_migration(json_object_get(g, "migration"), mig, sizeof(mig));
+			printf(" %s\n", mig);
 		}
 	}
 	strbuf_free(&raw);
@@ -1388,12 +1508,16 @@ static int cmd_gateway(struct ctl *c, struct args *a)
 	const char *sub = a->npositional > 0 ? a->positional[0] : "";
 	if (a->role != NULL || a->password_stdin)
 		return usage_error("gateway", "--role and --password-stdin are for user add");
+	if (a->automatic && strcmp(sub, "mapping") != 0)
+		return usage_error("gateway", "--automatic is for gateway mapping");
 	if (strcmp(sub, "add") == 0)
 		return cmd_gateway_add(c, a);
 	if (a->naddresses > 0 || a->group != NULL || a->cluster != NULL || a->release_port != 0)
 		return usage_error("gateway",
 				   "--address, --group, --cluster and --release-port are for "
 				   "gateway add");
+	if (strcmp(sub, "mapping") == 0)
+		return cmd_gateway_mapping(c, a);
 	if (strcmp(sub, "list") == 0 && a->npositional == 1)
 		return cmd_gateway_list(c, a);
 	if (strcmp(sub, "remove") == 0 && a->npositional == 2) {
@@ -1417,7 +1541,7 @@ static int cmd_gateway(struct ctl *c, struct args *a)
 		json_decref(root);
 		return rc;
 	}
-	return usage_error("gateway", "gateway wants add NAME, list or remove NAME");
+	return usage_error("gateway", "gateway wants add NAME, list, remove NAME or mapping NAME");
 }
 
 /* One line per tracked message: RECEIVED ID SENDER RECIPIENTS STATE SUBJECT. */
@@ -1941,6 +2065,9 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 			a->event = optarg;
 			a->track_seen = true;
 			break;
+		case OPT_AUTOMATIC:
+			a->automatic = true;
+			break;
 		case OPT_RELEASE_PORT: {
 			char *end;
 			long n = strtol(optarg, &end, 10);
@@ -2006,6 +2133,8 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 	    strcmp(k->name, "gateway") != 0)
 		return usage_error(k->name,
 				   "--group, --cluster and --release-port are for gateway add");
+	if (a->automatic && strcmp(k->name, "gateway") != 0)
+		return usage_error(k->name, "--automatic is for gateway mapping");
 	if (k->positional == SIZE_MAX)
 		return CTL_EXIT_OK;
 	if ((a->role != NULL || a->naddresses > 0 || a->password_stdin) &&

@@ -565,6 +565,95 @@ async function gateways() {
   }
 }
 
+// The Gateways page's migration (tests/e2e/test_migration.py): each gateway's
+// progress as it reported it, the mapping editor refused (409) while one
+// migrates, a custom mapping saved for one that has finished (a "not migrated"
+// quarantine and a system name), a bad central name refused with the server's
+// message; ja and en.
+async function gatewayMapping() {
+  const b = await launch('ja-JP');
+  const page = b.page;
+  const rowOf = (name) => page.locator(`[data-test=gateways] tr[data-gateway="${name}"]`);
+  const status = async () => {
+    await page.waitForSelector('#status:not([hidden])');
+    return page.textContent('#status');
+  };
+  try {
+    await login(page, P.username, P.password);
+    await setLanguage(page, 'ja');
+    await page.click('a.nav-link[href="/gateways"]');
+    await page.waitForSelector(`[data-test=gateways] tr[data-gateway="${P.migrating}"]`);
+    const running = await rowOf(P.migrating).locator('[data-test=migration]').textContent();
+    check('progress of a running migration (ja)', running === '移行中 1200/20000（失敗 3）', running);
+    const done = await rowOf(P.migrated).locator('[data-test=migration]').textContent();
+    check('a finished migration (ja)', done.startsWith('移行完了 '), done);
+    const none = await rowOf(P.idle).locator('[data-test=migration]').textContent();
+    check('no migration yet', none === '—', none);
+    check('migration column header (ja)', (await page.textContent('[data-test=gateways] thead')).includes('移行'));
+
+    // while it migrates, a change is refused with the server's message
+    await rowOf(P.migrating).locator('[data-test=edit-mapping]').click();
+    await page.waitForSelector('[data-test=mapping-editor]:not([hidden])');
+    check('editor names the gateway', (await page.textContent('[data-test=mapping-editor] h2')).includes(P.migrating));
+    check('editor shows the progress', (await page.textContent('[data-test=mapping-migration]')).includes('1200/20000'));
+    await page.selectOption('[data-test=mapping-mode]', 'custom');
+    await page.fill('[data-test=mapping-local] >> nth=0', 'A');
+    await page.fill('[data-test=mapping-central] >> nth=0', 'X');
+    await page.click('[data-test=mapping-save]');
+    await page.waitForSelector('#status.status-error:not([hidden])');
+    const busy = await status();
+    check('409 while migrating', busy.includes(`gateway ${P.migrating} is migrating (1200/20000); change the mapping when it has finished`), busy);
+    await shot(page, 'gateway-mapping-busy-ja');
+    await page.click('[data-test=mapping-close]');
+    check('editor closed', await page.locator('[data-test=mapping-editor]').isHidden());
+
+    // a custom mapping for the finished one
+    await rowOf(P.migrated).locator('[data-test=edit-mapping]').click();
+    await page.waitForSelector('[data-test=mapping-editor]:not([hidden])');
+    check('automatic at first', await page.inputValue('[data-test=mapping-mode]') === 'automatic');
+    await page.selectOption('[data-test=mapping-mode]', 'custom');
+    await page.fill('[data-test=mapping-local] >> nth=0', 'Confidential');
+    await page.fill('[data-test=mapping-central] >> nth=0', 'Legal');
+    await page.click('[data-test=mapping-add]');
+    await page.fill('[data-test=mapping-local] >> nth=1', 'Old Stuff');
+    await page.check('[data-test=mapping-drop] >> nth=1');
+    check('a dropped quarantine takes no central name', await page.locator('[data-test=mapping-central] >> nth=1').isDisabled());
+    await page.click('[data-test=mapping-add]');
+    await page.fill('[data-test=mapping-local] >> nth=2', 'Bad');
+    await page.fill('[data-test=mapping-central] >> nth=2', 'spam');
+    await page.click('[data-test=mapping-save]');
+    await page.waitForSelector('#status.status-error:not([hidden])');
+    const bad = await status();
+    check('a bad central name refused with the server message', bad.includes('"Bad": the central quarantine cannot be spam'), bad);
+    await page.fill('[data-test=mapping-local] >> nth=2', 'VIRUS');
+    await page.fill('[data-test=mapping-central] >> nth=2', 'Virus');
+    await page.click('[data-test=mapping-save]');
+    await page.waitForSelector('#status:not(.status-error):not([hidden])');
+    const saved = await status();
+    check('saved (ja)', saved.includes(`${P.migrated} のマッピングを保存しました。`), saved);
+    // the editor reloads what the manager keeps: the system name lowercase
+    await page.waitForFunction(() => {
+      const c = document.querySelectorAll('[data-test=mapping-central]');
+      return c.length === 3 && [...c].some((e) => e.value === 'virus');
+    });
+    check('custom after saving', await page.inputValue('[data-test=mapping-mode]') === 'custom');
+    await shot(page, 'gateway-mapping-ja');
+
+    await setLanguage(page, 'en');
+    await page.waitForSelector(`[data-test=gateways] tr[data-gateway="${P.migrating}"]`);
+    const runningEn = await rowOf(P.migrating).locator('[data-test=migration]').textContent();
+    check('progress in English', runningEn === 'Migrating 1200/20000 (3 failed)', runningEn);
+    const doneEn = await rowOf(P.migrated).locator('[data-test=migration]').textContent();
+    check('finished in English', doneEn.startsWith('Migrated '), doneEn);
+    await rowOf(P.migrated).locator('[data-test=edit-mapping]').click();
+    await page.waitForSelector('[data-test=mapping-editor]:not([hidden])');
+    check('editor in English', (await page.textContent('[data-test=mapping-editor] h2')) === `Quarantine mapping of ${P.migrated}`);
+    await shot(page, 'gateway-mapping-en');
+  } finally {
+    await b.close();
+  }
+}
+
 // ---- PVO quarantines (tests/e2e/test_web_pvo.py) ----
 
 // The actions' requests: one message (POST /api/v1/messages/{id}/{action}) or every
@@ -1766,7 +1855,7 @@ async function reports() {
 const SCENARIOS = {
   oidc,
   'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks,
-  attachments: attachmentsAndHiddenBodies, gateways, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator, 'pvo-rescan': pvoRescan,
+  attachments: attachmentsAndHiddenBodies, gateways, 'gateway-mapping': gatewayMapping, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator, 'pvo-rescan': pvoRescan,
   totp, tracking, levels, saml, reports,
 };
 

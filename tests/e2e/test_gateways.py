@@ -422,11 +422,11 @@ def test_lazaretctl_gateway_add_list_remove(manager):
     assert rc == 0, err
     rows = [line.split() for line in out.decode().splitlines()]
     assert rows[0] == ["NAME", "STATE", "ADDRESS", "GROUP", "CLUSTER", "LAST", "SEEN",
-                       "VERSION"]
+                       "VERSION", "MIGRATION"]
     assert rows[1][:5] == ["gw1", "registered", "192.0.2.10", "tokyo", "east"]
-    assert rows[1][-1] == "0.1.0"
+    assert rows[1][-2:] == ["0.1.0", "-"]
     assert re.match(r"^\d{4}-\d\d-\d\d$", rows[1][5]), rows[1]
-    assert rows[2] == ["gw2", "registered", "2001:db8::2", "-", "-", "-", "-"]
+    assert rows[2] == ["gw2", "registered", "2001:db8::2", "-", "-", "-", "-", "-"]
     assert token not in out.decode()
     rc, out, err = ctl(manager, "gateway", "list", "--json")
     assert rc == 0, err

@@ -15,6 +15,7 @@ import email.policy
 import json
 
 from e2e_helpers import stays, t
+from test_pvo import pvo_message, pvo_send, rfc3339_in, stored_id
 
 
 def add(mgr, name, address):
@@ -284,3 +285,97 @@ def test_done_mails_notify_once_in_japanese_and_english(start_manager, aio_sink)
                      notify="ops3@corp.test")
     assert st == 200, doc
     assert stays(lambda: aio_sink.count() == 2, t(2))
+
+
+# ---- remapping (PV6: remove from the central quarantine, commit again) ------------------
+
+def test_remap_empties_and_deletes_the_migrated_quarantine_then_maps_again(manager):
+    tok = add(manager, "gw-e2e", "127.0.0.1")  # the PVO listener lets its address in
+    st, doc = manager.api("PUT", "/api/v1/gateways/gw-e2e/mapping", json={"A": "X"})
+    assert st == 200, doc
+    st, doc = report(manager, tok, total=2, done=0)
+    assert st == 200, doc
+    # the gateway's transfers of its local quarantine A, named X as mapped
+    ids = []
+    for i in range(2):
+        raw = pvo_message(["X-Lazaret-Quarantine: X; reason=\"rule A\"; entered=%s; "
+                           "expires=%s" % (rfc3339_in(-3600), rfc3339_in(86400)),
+                           "X-Lazaret-Origin-Id: mig-%d" % i], subject="migrated %d" % i)
+        ids.append(stored_id(*pvo_send(manager, raw)))
+    st, doc = report(manager, tok, total=2, done=2, state="done")
+    assert st == 200 and doc["migration"]["state"] == "done", doc
+    st, doc = manager.api("GET", "/api/v1/quarantines")
+    (x,) = [q for q in doc["quarantines"] if q["name"] == "X"]
+    assert (x["type"], x["messages"]) == ("policy", 2), x
+    st, doc = manager.api("GET", "/api/v1/messages?quarantine=X")
+    assert sorted(m["id"] for m in doc["messages"]) == sorted(ids), doc
+
+    # X holds messages: it stays
+    st, doc = manager.api("DELETE", "/api/v1/quarantines/X")
+    assert (st, error(doc)) == (409, "the quarantine still holds messages")
+    for mid in ids:
+        st, doc = manager.api("POST", "/api/v1/messages/%s/delete" % mid,
+                              json={"quarantine": "X"})
+        assert st == 200, doc
+    st, doc = manager.api("DELETE", "/api/v1/quarantines/X")
+    assert (st, doc) == (200, {}), doc
+    st, doc = manager.api("GET", "/api/v1/quarantines")
+    assert "X" not in [q["name"] for q in doc["quarantines"]]
+    st, doc = manager.api("PUT", "/api/v1/gateways/gw-e2e/mapping", json={"A": "Y"})
+    assert (st, doc) == (200, {"gateway": "gw-e2e", "mode": "custom", "mapping": {"A": "Y"}})
+    st, doc = gw_call(manager, "GET", "/api/v1/gateway/mapping", tok)
+    assert (st, doc) == (200, {"mode": "custom", "mapping": {"A": "Y"}})
+
+
+# ---- lazaretctl ------------------------------------------------------------------------
+
+def test_lazaretctl_gateway_mapping_and_list(manager):
+    from test_lazaretctl import ctl
+    tok = add(manager, "gw1", "192.0.2.10")
+    rc, out, err = ctl(manager, "gateway", "mapping", "gw1")
+    assert (rc, out.decode()) == (0, "gateway gw1: automatic mapping\n"), err
+    rc, out, err = ctl(manager, "gateway", "mapping", "gw1", "Confidential=Legal",
+                       "Old Stuff=", "Virus=VIRUS")
+    assert rc == 0, err
+    assert out.decode().splitlines() == [
+        "gateway gw1: custom mapping", "  Confidential -> Legal",
+        "  Old Stuff -> (not migrated: deleted on the gateway)", "  Virus -> virus"]
+    assert mapping_of(manager, "gw1")["mapping"] == {
+        "Confidential": "Legal", "Old Stuff": None, "Virus": "virus"}
+    rc, out, err = ctl(manager, "gateway", "mapping", "gw1", "--json")
+    assert rc == 0 and json.loads(out)["mode"] == "custom", err
+
+    # refusals: the server's message (exit 1), the command line's (exit 2)
+    rc, out, err = ctl(manager, "gateway", "mapping", "gw1", "A=spam")
+    assert (rc, err.strip()) == (
+        1, 'lazaretctl: "A": the central quarantine cannot be spam (bad_request, HTTP 400)')
+    rc, out, err = ctl(manager, "gateway", "mapping", "gw1", "nopair")
+    assert rc == 2 and 'a mapping pair is LOCAL=CENTRAL or LOCAL= (not "nopair")' in err, err
+    rc, out, err = ctl(manager, "gateway", "mapping", "gw1", "A=B", "A=C")
+    assert rc == 2 and '"A=C" is mapped twice' in err, err
+    rc, out, err = ctl(manager, "gateway", "mapping", "gw1", "--automatic", "A=B")
+    assert rc == 2 and "--automatic takes no LOCAL=CENTRAL pairs" in err, err
+    rc, out, err = ctl(manager, "gateway", "list", "--automatic")
+    assert rc == 2 and "--automatic is for gateway mapping" in err, err
+    rc, out, err = ctl(manager, "gateway", "mapping", "nosuch")
+    assert (rc, err.strip()) == (1, "lazaretctl: no such gateway (not_found, HTTP 404)")
+    assert mapping_of(manager, "gw1")["mode"] == "custom"
+
+    def migration_cell():
+        rc, out, err = ctl(manager, "gateway", "list")
+        assert rc == 0, err
+        # NAME STATE ADDRESS GROUP CLUSTER LAST-SEEN(2) VERSION, then MIGRATION
+        return out.decode().splitlines()[1].split(None, 7)[7]
+
+    assert migration_cell() == "-"
+    report(manager, tok, total=20000, done=1200, failed=3)
+    assert migration_cell() == "migrating 1200/20000 (3 failed)"
+    rc, out, err = ctl(manager, "gateway", "mapping", "gw1", "--automatic")
+    assert (rc, err.strip()) == (
+        1, "lazaretctl: gateway gw1 is migrating (1200/20000); change the mapping when it "
+           "has finished (conflict, HTTP 409)")
+    st, doc = report(manager, tok, total=20000, done=19997, failed=3, state="done")
+    fin = doc["migration"]["finished_at"]
+    assert migration_cell() == "migrated %s %s (3 failed)" % (fin[:10], fin[11:19])
+    rc, out, err = ctl(manager, "gateway", "mapping", "gw1", "--automatic")
+    assert (rc, out.decode()) == (0, "gateway gw1: automatic mapping\n"), err

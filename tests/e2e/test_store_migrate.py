@@ -65,6 +65,10 @@ def snapshot(m):
         st, doc = m.api("GET", path)
         assert st == 200, (path, st, doc)
         out[name] = doc
+    for g in out["gateways"]["gateways"]:
+        st, doc = m.api("GET", "/api/v1/gateways/%s/mapping" % g["name"])
+        assert st == 200, (g["name"], st, doc)
+        out["mapping " + g["name"]] = doc
     return out
 
 
@@ -113,6 +117,13 @@ def fill(m, aio_sink):
     m.gateway_token = doc["token"]
     st, _, raw = m.http("POST", "/api/v1/gateway/hello", token=m.gateway_token,
                         body=b'{"name":"gw1","version":"0.1.0"}')
+    assert st == 200, raw
+    # its quarantine mapping and a finished migration (schema 19)
+    st, doc = m.api("PUT", "/api/v1/gateways/gw1/mapping", json={"Legal": "Law", "Old": None})
+    assert st == 200, doc
+    st, _, raw = m.http("POST", "/api/v1/gateway/migration", token=m.gateway_token,
+                        body=b'{"run":"2026-12-06T01:00:00Z","state":"done","total":3,'
+                             b'"done":2,"failed":1}')
     assert st == 200, raw
     return ids, session
 

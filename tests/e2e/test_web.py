@@ -798,3 +798,34 @@ def test_browser_reports(start_manager):
     assert names == sorted(["reports-overview-ja.png", "reports-overview-gwb-ja.png",
                             "reports-domains-ja.png", "reports-custom-ja.png",
                             "reports-overview-en.png", "reports-users-en.png"]), names
+
+
+def test_browser_gateway_migration_and_mapping(start_manager):
+    """The Gateways page's migration column and mapping editor: progress as the
+    gateways reported it, a change refused while one migrates, a custom mapping saved
+    for one that has finished, a bad name refused with the server's message; ja, en."""
+    m = web_manager(start_manager)
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    tokens = {}
+    for name, addr in (("gw-idle", "192.0.2.9"), ("gw-kobe", "192.0.2.10"),
+                       ("gw-nara", "192.0.2.11")):
+        st, doc = m.api("POST", "/api/v1/gateways", json={"name": name, "address": addr})
+        assert st == 201, doc
+        tokens[name] = doc["token"]
+    for name, state, done in (("gw-kobe", "running", 1200), ("gw-nara", "done", 19997)):
+        st, _, raw = m.http("POST", "/api/v1/gateway/migration", token=tokens[name],
+                            body=json.dumps({"run": "2026-12-06T01:00:00Z", "state": state,
+                                             "total": 20000, "done": done,
+                                             "failed": 3}).encode())
+        assert st == 200, raw
+    run_browser("gateway-mapping", m.http_url, {
+        "username": "admin1", "password": "correct horse battery",
+        "migrating": "gw-kobe", "migrated": "gw-nara", "idle": "gw-idle"})
+    st, doc = m.api("GET", "/api/v1/gateways/gw-nara/mapping")
+    assert (st, doc) == (200, {"gateway": "gw-nara", "mode": "custom", "mapping": {
+        "Confidential": "Legal", "Old Stuff": None, "VIRUS": "virus"}})
+    st, doc = m.api("GET", "/api/v1/gateways/gw-kobe/mapping")
+    assert doc["mode"] == "automatic", doc
+    st, doc = m.api("GET", "/api/v1/audit?limit=100")
+    acts = [(e["actor"], e["action"], e["target"]) for e in doc["entries"]]
+    assert acts.count(("admin1", "gateway_mapping", "gw-nara")) == 1, acts

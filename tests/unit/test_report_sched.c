@@ -110,12 +110,50 @@ static void test_mail(void **state)
 	assert_int_equal(report_sched_build_mail(&m, &out, &len), -EINVAL);
 }
 
+/* A notice: one recipient, headers on one line each, the text in base64 with CRLF lines. */
+static void test_notice(void **state)
+{
+	(void)state;
+	char *out = NULL;
+	size_t len = 0;
+	const char *text = "移行が終わりました。\nThe migration has finished.\n";
+	assert_int_equal(report_sched_build_notice("lazaret@corp.test", "ops@corp.test\r\nBcc: x@y",
+						   "mx.test", "[Lazaret] 移行完了 / done\r\nX: y",
+						   text, WED_10 * 1000, &out, &len),
+			 0);
+	assert_int_equal(strlen(out), len);
+	assert_non_null(strstr(out, "From: lazaret@corp.test\r\n"));
+	assert_non_null(strstr(out, "To: ops@corp.testBcc: x@y\r\n"));
+	assert_null(strstr(out, "\r\nBcc:"));
+	assert_null(strstr(out, "\r\nX: y"));
+	assert_non_null(strstr(out, "Subject: =?UTF-8?B?"));
+	assert_non_null(strstr(out, "Date: Wed, 02 Dec 2026 10:00:00 +0000\r\n"));
+	assert_non_null(strstr(out, "@mx.test>\r\n"));
+	assert_non_null(strstr(out, "Content-Type: text/plain; charset=UTF-8\r\n"));
+	const char *end = strstr(out, "\r\n\r\n");
+	assert_non_null(end);
+	for (const char *p = out; p < end; p++)
+		assert_true((unsigned char)*p < 0x80);
+	const char *b64 = end + 4;
+	char got[256];
+	size_t n = 0;
+	assert_int_equal(sodium_base642bin((unsigned char *)got, sizeof(got) - 1, b64, strlen(b64),
+					   "\r\n", &n, NULL, sodium_base64_VARIANT_ORIGINAL),
+			 0);
+	got[n] = '\0';
+	assert_string_equal(got, "移行が終わりました。\r\nThe migration has finished.\r\n");
+	free(out);
+	assert_int_equal(report_sched_build_notice(NULL, "a@b", NULL, "s", "t", 0, &out, &len),
+			 -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_next_run),
 	    cmocka_unit_test(test_addresses),
 	    cmocka_unit_test(test_mail),
+	    cmocka_unit_test(test_notice),
 	};
 	if (sodium_init() < 0)
 		return 1;
