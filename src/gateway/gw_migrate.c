@@ -654,8 +654,19 @@ static enum gw_move gw_move_one(struct gw_migrate *m, size_t k, const char *loca
 	gw_send(m, k, msg->sender != NULL ? msg->sender : "", rcpts, nr, header,
 		body != NULL ? body : raw, body != NULL ? len : rawlen, &out);
 	const char *reply = out.reply != NULL ? out.reply : "ok";
-	if (out.status == DELIVERY_OK || out.status == DELIVERY_PARTLY_REFUSED) {
+	if (out.status == DELIVERY_OK) {
 		res = GW_MOVE_MOVED;
+	} else if (out.status == DELIVERY_PARTLY_REFUSED) {
+		/*
+		 * The manager holds the recipients it took; the local copy stays for the
+		 * ones it refused, so that none is lost. A later pass sends it again under
+		 * the same origin id: the manager stores nothing twice.
+		 */
+		char lq[160];
+		log_warn("gw.migration_failed", "id=%s quarantine=%s host=%s refused=%zu reply=%s",
+			 msg->id, log_quote(lq, sizeof(lq), local), c->central, out.refused,
+			 log_quote(q, sizeof(q), reply));
+		res = GW_MOVE_FAILED;
 	} else if (out.status == DELIVERY_REFUSED && strstr(reply, " expired at ") != NULL) {
 		/* it expired on its way: the manager does not keep it, neither do we */
 		res = GW_MOVE_DELETED;
