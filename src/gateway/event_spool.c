@@ -33,6 +33,7 @@
 #include "gateway/event_spool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -40,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -51,6 +53,9 @@
 #define EVENT_SPOOL_FLUSH_MS 50
 /* or once this many are queued. */
 #define EVENT_SPOOL_QUEUE_MAX 1024
+/* sync = group: commits are fsynced (the WAL's fdatasync) by the writer thread
+ * at most this long after they were written. */
+#define EVENT_SPOOL_SYNC_MS 100
 /* WAL pages after which the writer copies the WAL into the file (SQLite's default). */
 #define EVENT_SPOOL_CHECKPOINT_PAGES 1000
 
@@ -91,6 +96,19 @@ struct event_spool {
 	bool committing;  /* a thread is in event_spool_drain */
 	bool checkpoint;  /* the WAL is long: the writer checkpoints it */
 	sqlite3 *ckpt_db; /* the writer's own connection for that (NULL: not yet) */
+	/* sync = group (!sync_each): commits are not fsynced by their committer; the
+	 * writer fdatasyncs the WAL (wal_fd) at most EVENT_SPOOL_SYNC_MS after one */
+	bool sync_each;
+	bool unsynced;	   /* a commit since the writer's last fsync */
+	int64_t synced_at; /* monotonic ms of that fsync's start */
+	int wal_fd;	   /* the WAL, for that fsync (-1: not open yet) */
+	uint64_t syncs;	   /* the writer's fsyncs, for the tests */
+	/* the pusher's reads (peek, the oldest event's time): a connection of their
+	 * own, so that they never hold db_lock against the commits (WAL readers
+	 * do not block the writer) */
+	sqlite3 *rd_db;
+	sqlite3_stmt *st_peek, *st_oldest;
+	pthread_mutex_t rd_lock;
 	char *path;
 	bool created;
 	pthread_t writer;
@@ -225,6 +243,11 @@ static void event_spool_drain(struct event_spool *sp)
 			list = next;
 		}
 		pthread_mutex_lock(&sp->lock);
+		if (rc == 0 && !sp->sync_each && !sp->unsynced) {
+			/* the writer fsyncs it within EVENT_SPOOL_SYNC_MS */
+			sp->unsynced = true;
+			pthread_cond_signal(&sp->work);
+		}
 		if (rc < 0) {
 			/* the disk refused them: counted as dropped, the mail flows on */
 			sp->dropped += n;
@@ -267,8 +290,47 @@ static void event_spool_drain(struct event_spool *sp)
 }
 
 /*
- * The writer thread commits what nobody waits for (within EVENT_SPOOL_FLUSH_MS)
- * and, when the spool closes, everything left. Groups somebody waits for are
+ * sync = group: makes every commit so far durable (power loss). The WAL's pages
+ * are fsynced through a descriptor of the writer's own (SQLite's file stays the
+ * same while the spool is open: it is reset in place, never replaced). When it
+ * cannot be opened, a checkpoint does it (SQLite syncs the WAL before copying
+ * it). No lock held.
+ */
+static void event_spool_fsync(struct event_spool *sp)
+{
+	if (sp->wal_fd < 0) {
+		char *wal = xasprintf("%s-wal", sp->path);
+		sp->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+		if (sp->wal_fd < 0)
+			log_warn("events.spool_sync_open_failed", "path=%s error=\"%s\"", wal,
+				 strerror(errno));
+		free(wal);
+	}
+	if (sp->wal_fd < 0) {
+		event_spool_checkpoint(sp);
+		return;
+	}
+	if (fdatasync(sp->wal_fd) < 0)
+		log_error("events.spool_sync_failed", "error=\"%s\"", strerror(errno));
+}
+
+/* The absolute CLOCK_MONOTONIC time of the monotonic ms at. */
+static struct timespec event_spool_deadline(int64_t at)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t ns = ts.tv_nsec + (at - clock_mono_ms()) * 1000000;
+	if (ns < 0)
+		ns = 0;
+	ts.tv_sec += ns / 1000000000;
+	ts.tv_nsec = ns % 1000000000;
+	return ts;
+}
+
+/*
+ * The writer thread commits what nobody waits for (within EVENT_SPOOL_FLUSH_MS),
+ * with sync = group fsyncs the commits (within EVENT_SPOOL_SYNC_MS) and, when
+ * the spool closes, commits everything left. Groups somebody waits for are
  * committed by that thread itself (event_spool_when_durable, event_spool_sync):
  * no other thread has to be scheduled before a reply can go out.
  */
@@ -289,20 +351,31 @@ static void *event_spool_writer(void *arg)
 			event_spool_drain(sp);
 			continue;
 		}
-		if (sp->stopping && sp->head == NULL && !sp->committing)
-			break; /* everything is written */
-		if (sp->head == NULL || sp->committing) {
-			/* an append to an empty queue, a committer done, or the stop */
-			pthread_cond_wait(&sp->work, &sp->lock);
+		if (sp->unsynced && now - sp->synced_at >= EVENT_SPOOL_SYNC_MS) {
+			/* covers every commit before it; a later one sets unsynced again */
+			sp->unsynced = false;
+			sp->synced_at = now;
+			sp->syncs++;
+			pthread_mutex_unlock(&sp->lock);
+			event_spool_fsync(sp);
+			pthread_mutex_lock(&sp->lock);
 			continue;
 		}
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		int64_t ns =
-		    until.tv_nsec + (sp->queued_since + EVENT_SPOOL_FLUSH_MS - now) * 1000000;
-		until.tv_sec += ns / 1000000000;
-		until.tv_nsec = ns % 1000000000;
-		pthread_cond_timedwait(&sp->work, &sp->lock, &until);
+		if (sp->stopping && sp->head == NULL && !sp->committing)
+			break; /* everything is written (closing the file syncs it) */
+		/* woken by an append to an empty queue, a committer done, a commit to
+		 * fsync, or the stop */
+		int64_t until = -1;
+		if (sp->head != NULL && !sp->committing)
+			until = sp->queued_since + EVENT_SPOOL_FLUSH_MS;
+		if (sp->unsynced && (until < 0 || sp->synced_at + EVENT_SPOOL_SYNC_MS < until))
+			until = sp->synced_at + EVENT_SPOOL_SYNC_MS;
+		if (until < 0) {
+			pthread_cond_wait(&sp->work, &sp->lock);
+		} else {
+			struct timespec ts = event_spool_deadline(until);
+			pthread_cond_timedwait(&sp->work, &sp->lock, &ts);
+		}
 	}
 	sp->stopped = true;
 	pthread_cond_broadcast(&sp->durable);
@@ -340,7 +413,7 @@ static void event_spool_finalize(struct event_spool *sp)
 	sqlite3_finalize(sp->st_commit);
 }
 
-int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **out)
+int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struct event_spool **out)
 {
 	*out = NULL;
 	sqlite3 *db = NULL;
@@ -355,19 +428,22 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	sqlite3_busy_timeout(db, 5000);
 	int64_t next = 0, max_seq = 0, bytes = 0, count = 0;
 	bool created = false;
-	/* WAL + FULL: a commit is on disk when it returns (kill -9, power loss) */
-	int rc = event_spool_exec(db, "PRAGMA journal_mode = WAL;"
-				      "PRAGMA synchronous = FULL;"
-				      "CREATE TABLE IF NOT EXISTS events ("
-				      "  seq INTEGER PRIMARY KEY,"
-				      "  at INTEGER NOT NULL,"
-				      "  type TEXT NOT NULL,"
-				      "  msg_id TEXT,"
-				      "  detail TEXT NOT NULL,"
-				      "  size INTEGER NOT NULL);"
-				      "CREATE TABLE IF NOT EXISTS meta ("
-				      "  key TEXT PRIMARY KEY,"
-				      "  value INTEGER NOT NULL);");
+	/* WAL: a commit is in the file when it returns (kill -9); with FULL it is
+	 * on disk too (power loss), with NORMAL once the writer fsynced it */
+	int rc = event_spool_exec(db, sync_each ? "PRAGMA synchronous = FULL"
+						: "PRAGMA synchronous = NORMAL");
+	if (rc == 0)
+		rc = event_spool_exec(db, "PRAGMA journal_mode = WAL;"
+					  "CREATE TABLE IF NOT EXISTS events ("
+					  "  seq INTEGER PRIMARY KEY,"
+					  "  at INTEGER NOT NULL,"
+					  "  type TEXT NOT NULL,"
+					  "  msg_id TEXT,"
+					  "  detail TEXT NOT NULL,"
+					  "  size INTEGER NOT NULL);"
+					  "CREATE TABLE IF NOT EXISTS meta ("
+					  "  key TEXT PRIMARY KEY,"
+					  "  value INTEGER NOT NULL);");
 	if (rc == 0)
 		rc = event_spool_scalar(db, "SELECT value FROM meta WHERE key = 'next_seq'", &next);
 	if (rc == 0)
@@ -408,6 +484,8 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	}
 	sp->db = db;
 	sp->path = xstrdup(path);
+	sp->sync_each = sync_each;
+	sp->wal_fd = -1;
 	sqlite3_wal_autocheckpoint(db, 0);
 	sqlite3_wal_hook(db, event_spool_wal_hook, sp);
 	sp->next_seq = next > max_seq ? next : max_seq + 1;
@@ -417,6 +495,7 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	sp->max_bytes = max_bytes;
 	sp->created = created;
 	pthread_mutex_init(&sp->db_lock, NULL);
+	pthread_mutex_init(&sp->rd_lock, NULL);
 	pthread_mutex_init(&sp->lock, NULL);
 	/* the writer's deadline is on the monotonic clock */
 	pthread_condattr_t ca;
@@ -442,9 +521,15 @@ void event_spool_close(struct event_spool *sp)
 	pthread_join(sp->writer, NULL);
 	event_spool_finalize(sp);
 	sqlite3_close(sp->ckpt_db);
+	sqlite3_finalize(sp->st_peek);
+	sqlite3_finalize(sp->st_oldest);
+	sqlite3_close(sp->rd_db);
 	sqlite3_close(sp->db);
+	if (sp->wal_fd >= 0)
+		close(sp->wal_fd);
 	free(sp->path);
 	pthread_mutex_destroy(&sp->db_lock);
+	pthread_mutex_destroy(&sp->rd_lock);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->work);
 	pthread_cond_destroy(&sp->durable);
@@ -550,20 +635,43 @@ static char *event_spool_col(sqlite3_stmt *s, int col)
 	return t != NULL ? xstrdup((const char *)t) : NULL;
 }
 
+/* The reader connection and its statements (rd_lock held). 0 or -EIO (logged). */
+static int event_spool_reader(struct event_spool *sp)
+{
+	if (sp->rd_db != NULL)
+		return 0;
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(sp->path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "SELECT seq, at, type, msg_id, detail, size FROM events"
+			       " ORDER BY seq LIMIT ?",
+			       -1, &sp->st_peek, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT at FROM events ORDER BY seq LIMIT 1", -1, &sp->st_oldest,
+			       NULL) != SQLITE_OK) {
+		log_error("events.spool_read_failed", "error=\"%s\"",
+			  db != NULL ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_finalize(sp->st_peek);
+		sqlite3_finalize(sp->st_oldest);
+		sp->st_peek = sp->st_oldest = NULL;
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	sp->rd_db = db;
+	return 0;
+}
+
 int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
 		     struct event_spool_event **out, size_t *n)
 {
 	*out = NULL;
 	*n = 0;
-	pthread_mutex_lock(&sp->db_lock);
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(sp->db,
-			       "SELECT seq, at, type, msg_id, detail, size FROM events"
-			       " ORDER BY seq LIMIT ?",
-			       -1, &s, NULL) != SQLITE_OK) {
-		pthread_mutex_unlock(&sp->db_lock);
+	pthread_mutex_lock(&sp->rd_lock);
+	if (event_spool_reader(sp) < 0) {
+		pthread_mutex_unlock(&sp->rd_lock);
 		return -EIO;
 	}
+	sqlite3_stmt *s = sp->st_peek;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)max_events);
 	struct event_spool_event *v = NULL;
 	size_t k = 0, bytes = 0;
@@ -581,8 +689,8 @@ int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes
 		v[k].detail = event_spool_col(s, 4);
 		k++;
 	}
-	sqlite3_finalize(s);
-	pthread_mutex_unlock(&sp->db_lock);
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&sp->rd_lock);
 	if (step != SQLITE_ROW && step != SQLITE_DONE) {
 		event_spool_events_free(v, k);
 		return -EIO;
@@ -656,15 +764,20 @@ void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	int64_t oldest = 0;
-	pthread_mutex_lock(&sp->db_lock);
-	(void)event_spool_scalar(sp->db, "SELECT at FROM events ORDER BY seq LIMIT 1", &oldest);
-	pthread_mutex_unlock(&sp->db_lock);
+	pthread_mutex_lock(&sp->rd_lock);
+	if (event_spool_reader(sp) == 0) {
+		if (sqlite3_step(sp->st_oldest) == SQLITE_ROW)
+			oldest = sqlite3_column_int64(sp->st_oldest, 0);
+		sqlite3_reset(sp->st_oldest);
+	}
+	pthread_mutex_unlock(&sp->rd_lock);
 	pthread_mutex_lock(&sp->lock);
 	out->backlog = sp->count;
 	out->bytes = sp->bytes;
 	out->dropped = sp->dropped;
 	out->next_seq = sp->next_seq;
 	out->created = sp->created;
+	out->syncs = sp->syncs;
 	out->oldest_at = oldest != 0 ? oldest : sp->head != NULL ? sp->head->at : 0;
 	pthread_mutex_unlock(&sp->lock);
 }
