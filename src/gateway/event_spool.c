@@ -2,33 +2,43 @@
  * event_spool — the gateway's durable event queue (event_spool.h).
  *
  * Why SQLite and not a segment log of our own: the gateway links SQLite already
- * (its local quarantines), a WAL commit with synchronous=FULL is durable when it
- * returns and survives kill -9 and power loss with no torn record to repair, and
- * "drop everything up to seq" is one indexed DELETE instead of segment
- * bookkeeping. The cost (a B-tree insert per event) is paid by the writer
- * thread in group commits, never by an SMTP session.
+ * (its local quarantines), a WAL commit is in the file when it returns (so a
+ * kill -9 loses nothing committed) with no torn record to repair, and "drop
+ * everything up to seq" is one indexed DELETE instead of segment bookkeeping.
+ * The cost (a B-tree insert per event) is paid in group commits, never by an
+ * SMTP session while it talks.
+ *
+ * Power loss ([events] sync): with sync_each the connection runs with
+ * synchronous=FULL, so each commit fsyncs the WAL before it returns. Else
+ * (sync = group) it runs with synchronous=NORMAL, and the writer thread
+ * fdatasyncs the WAL at most EVENT_SPOOL_SYNC_MS after a commit, one fsync for
+ * every commit since the last (unsynced, synced_at).
  *
  * State of one event:
  *
  *   state       to          by
  *   (none)      queued      event_spool_append (seq given; or dropped when full)
- *   queued      committed   the writer thread, one transaction per group
- *   queued      dropped     the writer, when the commit failed (logged, counted)
+ *   queued      committed   a committer, one transaction per group
+ *   queued      dropped     the committer, when the commit failed (logged, counted)
  *   committed   (gone)      event_spool_ack, after the manager's 200
  *
  * durable_seq is the highest seq such that no event at or below it is still
  * queued; event_spool_sync waits for it, event_spool_when_durable leaves a
  * callback that is called once it passed. One thread at a time commits
- * (`committing`): a thread that needs its events on disk commits the whole
+ * (`committing`): a thread that needs its events committed commits the whole
  * queue itself when nobody is committing, else the committer takes its events
  * in its next group (want > durable_seq) and calls its callback; so a reply
  * never waits for another thread to be scheduled. The writer thread commits
  * only what nobody waits for: when the queue holds EVENT_SPOOL_QUEUE_MAX
- * events or its oldest waited EVENT_SPOOL_FLUSH_MS. An append wakes it only
- * when the queue was empty. The statements of a commit are prepared once.
- * Locks: `lock` guards the queue and the
- * counters (held only for memory work); `db_lock` guards the connection (held
- * across a commit). Never take `lock` while waiting for `db_lock`.
+ * events or its oldest waited EVENT_SPOOL_FLUSH_MS. While events keep coming
+ * it looks every EVENT_SPOOL_FLUSH_MS by itself; an append or a commit wakes
+ * it only once it went to sleep (idle for EVENT_SPOOL_IDLE_MS). The statements
+ * of a commit are prepared once.
+ *
+ * Locks: `lock` guards the queue and the counters (held only for memory work);
+ * `db_lock` guards the writing connection (held across a commit); `rd_lock`
+ * the pusher's reading connection (WAL readers do not block the commits).
+ * Never take `lock` while waiting for `db_lock`.
  */
 #include "gateway/event_spool.h"
 
@@ -53,6 +63,9 @@
 #define EVENT_SPOOL_FLUSH_MS 50
 /* or once this many are queued. */
 #define EVENT_SPOOL_QUEUE_MAX 1024
+/* The writer looks at the queue every EVENT_SPOOL_FLUSH_MS instead of being
+ * woken by appends, until the spool was idle this long. */
+#define EVENT_SPOOL_IDLE_MS 1000
 /* sync = group: commits are fsynced (the WAL's fdatasync) by the writer thread
  * at most this long after they were written. */
 #define EVENT_SPOOL_SYNC_MS 100
@@ -94,6 +107,8 @@ struct event_spool {
 	uint64_t max_bytes;
 	bool stopping, stopped;
 	bool committing;  /* a thread is in event_spool_drain */
+	bool asleep;	  /* the writer waits without a deadline: appends wake it */
+	int64_t busy_at;  /* monotonic ms the writer last saw something to do */
 	bool checkpoint;  /* the WAL is long: the writer checkpoints it */
 	sqlite3 *ckpt_db; /* the writer's own connection for that (NULL: not yet) */
 	/* sync = group (!sync_each): commits are not fsynced by their committer; the
@@ -246,7 +261,8 @@ static void event_spool_drain(struct event_spool *sp)
 		if (rc == 0 && !sp->sync_each && !sp->unsynced) {
 			/* the writer fsyncs it within EVENT_SPOOL_SYNC_MS */
 			sp->unsynced = true;
-			pthread_cond_signal(&sp->work);
+			if (sp->asleep)
+				pthread_cond_signal(&sp->work);
 		}
 		if (rc < 0) {
 			/* the disk refused them: counted as dropped, the mail flows on */
@@ -284,8 +300,8 @@ static void event_spool_drain(struct event_spool *sp)
 	sp->committing = false;
 	/* a sync waiting for another committer to finish may take over */
 	pthread_cond_broadcast(&sp->durable);
-	/* the writer: a deadline for what is left, or the stop */
-	if (sp->head != NULL || sp->stopping)
+	/* the writer: a deadline for what is left (unless it ticks), or the stop */
+	if ((sp->head != NULL && sp->asleep) || sp->stopping)
 		pthread_cond_signal(&sp->work);
 }
 
@@ -363,15 +379,25 @@ static void *event_spool_writer(void *arg)
 		}
 		if (sp->stopping && sp->head == NULL && !sp->committing)
 			break; /* everything is written (closing the file syncs it) */
-		/* woken by an append to an empty queue, a committer done, a commit to
-		 * fsync, or the stop */
+		/*
+		 * Busy, it ticks every EVENT_SPOOL_FLUSH_MS and nobody wakes it (an
+		 * append or a commit would cost the committer a wake-up and a context
+		 * switch); idle for EVENT_SPOOL_IDLE_MS, it sleeps until an append, a
+		 * commit to fsync or the stop wakes it.
+		 */
+		if (sp->head != NULL || sp->committing || sp->unsynced)
+			sp->busy_at = now;
 		int64_t until = -1;
 		if (sp->head != NULL && !sp->committing)
 			until = sp->queued_since + EVENT_SPOOL_FLUSH_MS;
 		if (sp->unsynced && (until < 0 || sp->synced_at + EVENT_SPOOL_SYNC_MS < until))
 			until = sp->synced_at + EVENT_SPOOL_SYNC_MS;
+		if (until < 0 && now - sp->busy_at < EVENT_SPOOL_IDLE_MS)
+			until = now + EVENT_SPOOL_FLUSH_MS;
 		if (until < 0) {
+			sp->asleep = true;
 			pthread_cond_wait(&sp->work, &sp->lock);
+			sp->asleep = false;
 		} else {
 			struct timespec ts = event_spool_deadline(until);
 			pthread_cond_timedwait(&sp->work, &sp->lock, &ts);
@@ -567,10 +593,11 @@ int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type,
 	}
 	sp->tail = it;
 	sp->queued++;
-	/* the writer sleeps without a deadline while the queue is empty or another
-	 * thread commits (which signals when it leaves events behind) */
-	if (!sp->committing && (sp->queued == 1 || sp->queued == EVENT_SPOOL_QUEUE_MAX))
+	/* the writer ticks while busy; asleep, it needs a deadline for these */
+	if (sp->asleep || (!sp->committing && sp->queued == EVENT_SPOOL_QUEUE_MAX)) {
+		sp->asleep = false;
 		pthread_cond_signal(&sp->work);
+	}
 	sp->bytes += it->size;
 	sp->count++;
 	int64_t seq = it->seq;
