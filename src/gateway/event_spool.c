@@ -2,37 +2,48 @@
  * event_spool — the gateway's durable event queue (event_spool.h).
  *
  * Why SQLite and not a segment log of our own: the gateway links SQLite already
- * (its local quarantines), a WAL commit with synchronous=FULL is durable when it
- * returns and survives kill -9 and power loss with no torn record to repair, and
- * "drop everything up to seq" is one indexed DELETE instead of segment
- * bookkeeping. The cost (a B-tree insert per event) is paid by the writer
- * thread in group commits, never by an SMTP session.
+ * (its local quarantines), a WAL commit is in the file when it returns (so a
+ * kill -9 loses nothing committed) with no torn record to repair, and "drop
+ * everything up to seq" is one indexed DELETE instead of segment bookkeeping.
+ * The cost (a B-tree insert per event) is paid in group commits, never by an
+ * SMTP session while it talks.
+ *
+ * Power loss ([events] sync): with sync_each the connection runs with
+ * synchronous=FULL, so each commit fsyncs the WAL before it returns. Else
+ * (sync = group) it runs with synchronous=NORMAL, and the writer thread
+ * fdatasyncs the WAL at most EVENT_SPOOL_SYNC_MS after a commit, one fsync for
+ * every commit since the last (unsynced, synced_at).
  *
  * State of one event:
  *
  *   state       to          by
  *   (none)      queued      event_spool_append (seq given; or dropped when full)
- *   queued      committed   the writer thread, one transaction per group
- *   queued      dropped     the writer, when the commit failed (logged, counted)
+ *   queued      committed   a committer, one transaction per group
+ *   queued      dropped     the committer, when the commit failed (logged, counted)
  *   committed   (gone)      event_spool_ack, after the manager's 200
  *
  * durable_seq is the highest seq such that no event at or below it is still
  * queued; event_spool_sync waits for it, event_spool_when_durable leaves a
  * callback that is called once it passed. One thread at a time commits
- * (`committing`): a thread that needs its events on disk commits the whole
+ * (`committing`): a thread that needs its events committed commits the whole
  * queue itself when nobody is committing, else the committer takes its events
  * in its next group (want > durable_seq) and calls its callback; so a reply
  * never waits for another thread to be scheduled. The writer thread commits
  * only what nobody waits for: when the queue holds EVENT_SPOOL_QUEUE_MAX
- * events or its oldest waited EVENT_SPOOL_FLUSH_MS. An append wakes it only
- * when the queue was empty. The statements of a commit are prepared once.
- * Locks: `lock` guards the queue and the
- * counters (held only for memory work); `db_lock` guards the connection (held
- * across a commit). Never take `lock` while waiting for `db_lock`.
+ * events or its oldest waited EVENT_SPOOL_FLUSH_MS. While events keep coming
+ * it looks every EVENT_SPOOL_FLUSH_MS by itself; an append or a commit wakes
+ * it only once it went to sleep (idle for EVENT_SPOOL_IDLE_MS). The statements
+ * of a commit are prepared once.
+ *
+ * Locks: `lock` guards the queue and the counters (held only for memory work);
+ * `db_lock` guards the writing connection (held across a commit); `rd_lock`
+ * the pusher's reading connection (WAL readers do not block the commits).
+ * Never take `lock` while waiting for `db_lock`.
  */
 #include "gateway/event_spool.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -40,6 +51,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -51,6 +63,12 @@
 #define EVENT_SPOOL_FLUSH_MS 50
 /* or once this many are queued. */
 #define EVENT_SPOOL_QUEUE_MAX 1024
+/* The writer looks at the queue every EVENT_SPOOL_FLUSH_MS instead of being
+ * woken by appends, until the spool was idle this long. */
+#define EVENT_SPOOL_IDLE_MS 1000
+/* sync = group: commits are fsynced (the WAL's fdatasync) by the writer thread
+ * at most this long after they were written. */
+#define EVENT_SPOOL_SYNC_MS 100
 /* WAL pages after which the writer copies the WAL into the file (SQLite's default). */
 #define EVENT_SPOOL_CHECKPOINT_PAGES 1000
 
@@ -89,8 +107,23 @@ struct event_spool {
 	uint64_t max_bytes;
 	bool stopping, stopped;
 	bool committing;  /* a thread is in event_spool_drain */
+	bool asleep;	  /* the writer waits without a deadline: appends wake it */
+	int64_t busy_at;  /* monotonic ms the writer last saw something to do */
 	bool checkpoint;  /* the WAL is long: the writer checkpoints it */
 	sqlite3 *ckpt_db; /* the writer's own connection for that (NULL: not yet) */
+	/* sync = group (!sync_each): commits are not fsynced by their committer; the
+	 * writer fdatasyncs the WAL (wal_fd) at most EVENT_SPOOL_SYNC_MS after one */
+	bool sync_each;
+	bool unsynced;	   /* a commit since the writer's last fsync */
+	int64_t synced_at; /* monotonic ms of that fsync's start */
+	int wal_fd;	   /* the WAL, for that fsync (-1: not open yet) */
+	uint64_t syncs;	   /* the writer's fsyncs, for the tests */
+	/* the pusher's reads (peek, the oldest event's time): a connection of their
+	 * own, so that they never hold db_lock against the commits (WAL readers
+	 * do not block the writer) */
+	sqlite3 *rd_db;
+	sqlite3_stmt *st_peek, *st_oldest;
+	pthread_mutex_t rd_lock;
 	char *path;
 	bool created;
 	pthread_t writer;
@@ -225,6 +258,12 @@ static void event_spool_drain(struct event_spool *sp)
 			list = next;
 		}
 		pthread_mutex_lock(&sp->lock);
+		if (rc == 0 && !sp->sync_each && !sp->unsynced) {
+			/* the writer fsyncs it within EVENT_SPOOL_SYNC_MS */
+			sp->unsynced = true;
+			if (sp->asleep)
+				pthread_cond_signal(&sp->work);
+		}
 		if (rc < 0) {
 			/* the disk refused them: counted as dropped, the mail flows on */
 			sp->dropped += n;
@@ -261,14 +300,53 @@ static void event_spool_drain(struct event_spool *sp)
 	sp->committing = false;
 	/* a sync waiting for another committer to finish may take over */
 	pthread_cond_broadcast(&sp->durable);
-	/* the writer: a deadline for what is left, or the stop */
-	if (sp->head != NULL || sp->stopping)
+	/* the writer: a deadline for what is left (unless it ticks), or the stop */
+	if ((sp->head != NULL && sp->asleep) || sp->stopping)
 		pthread_cond_signal(&sp->work);
 }
 
 /*
- * The writer thread commits what nobody waits for (within EVENT_SPOOL_FLUSH_MS)
- * and, when the spool closes, everything left. Groups somebody waits for are
+ * sync = group: makes every commit so far durable (power loss). The WAL's pages
+ * are fsynced through a descriptor of the writer's own (SQLite's file stays the
+ * same while the spool is open: it is reset in place, never replaced). When it
+ * cannot be opened, a checkpoint does it (SQLite syncs the WAL before copying
+ * it). No lock held.
+ */
+static void event_spool_fsync(struct event_spool *sp)
+{
+	if (sp->wal_fd < 0) {
+		char *wal = xasprintf("%s-wal", sp->path);
+		sp->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
+		if (sp->wal_fd < 0)
+			log_warn("events.spool_sync_open_failed", "path=%s error=\"%s\"", wal,
+				 strerror(errno));
+		free(wal);
+	}
+	if (sp->wal_fd < 0) {
+		event_spool_checkpoint(sp);
+		return;
+	}
+	if (fdatasync(sp->wal_fd) < 0)
+		log_error("events.spool_sync_failed", "error=\"%s\"", strerror(errno));
+}
+
+/* The absolute CLOCK_MONOTONIC time of the monotonic ms at. */
+static struct timespec event_spool_deadline(int64_t at)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t ns = ts.tv_nsec + (at - clock_mono_ms()) * 1000000;
+	if (ns < 0)
+		ns = 0;
+	ts.tv_sec += ns / 1000000000;
+	ts.tv_nsec = ns % 1000000000;
+	return ts;
+}
+
+/*
+ * The writer thread commits what nobody waits for (within EVENT_SPOOL_FLUSH_MS),
+ * with sync = group fsyncs the commits (within EVENT_SPOOL_SYNC_MS) and, when
+ * the spool closes, commits everything left. Groups somebody waits for are
  * committed by that thread itself (event_spool_when_durable, event_spool_sync):
  * no other thread has to be scheduled before a reply can go out.
  */
@@ -289,20 +367,41 @@ static void *event_spool_writer(void *arg)
 			event_spool_drain(sp);
 			continue;
 		}
-		if (sp->stopping && sp->head == NULL && !sp->committing)
-			break; /* everything is written */
-		if (sp->head == NULL || sp->committing) {
-			/* an append to an empty queue, a committer done, or the stop */
-			pthread_cond_wait(&sp->work, &sp->lock);
+		if (sp->unsynced && now - sp->synced_at >= EVENT_SPOOL_SYNC_MS) {
+			/* covers every commit before it; a later one sets unsynced again */
+			sp->unsynced = false;
+			sp->synced_at = now;
+			sp->syncs++;
+			pthread_mutex_unlock(&sp->lock);
+			event_spool_fsync(sp);
+			pthread_mutex_lock(&sp->lock);
 			continue;
 		}
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		int64_t ns =
-		    until.tv_nsec + (sp->queued_since + EVENT_SPOOL_FLUSH_MS - now) * 1000000;
-		until.tv_sec += ns / 1000000000;
-		until.tv_nsec = ns % 1000000000;
-		pthread_cond_timedwait(&sp->work, &sp->lock, &until);
+		if (sp->stopping && sp->head == NULL && !sp->committing)
+			break; /* everything is written (closing the file syncs it) */
+		/*
+		 * Busy, it ticks every EVENT_SPOOL_FLUSH_MS and nobody wakes it (an
+		 * append or a commit would cost the committer a wake-up and a context
+		 * switch); idle for EVENT_SPOOL_IDLE_MS, it sleeps until an append, a
+		 * commit to fsync or the stop wakes it.
+		 */
+		if (sp->head != NULL || sp->committing || sp->unsynced)
+			sp->busy_at = now;
+		int64_t until = -1;
+		if (sp->head != NULL && !sp->committing)
+			until = sp->queued_since + EVENT_SPOOL_FLUSH_MS;
+		if (sp->unsynced && (until < 0 || sp->synced_at + EVENT_SPOOL_SYNC_MS < until))
+			until = sp->synced_at + EVENT_SPOOL_SYNC_MS;
+		if (until < 0 && now - sp->busy_at < EVENT_SPOOL_IDLE_MS)
+			until = now + EVENT_SPOOL_FLUSH_MS;
+		if (until < 0) {
+			sp->asleep = true;
+			pthread_cond_wait(&sp->work, &sp->lock);
+			sp->asleep = false;
+		} else {
+			struct timespec ts = event_spool_deadline(until);
+			pthread_cond_timedwait(&sp->work, &sp->lock, &ts);
+		}
 	}
 	sp->stopped = true;
 	pthread_cond_broadcast(&sp->durable);
@@ -340,7 +439,7 @@ static void event_spool_finalize(struct event_spool *sp)
 	sqlite3_finalize(sp->st_commit);
 }
 
-int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **out)
+int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struct event_spool **out)
 {
 	*out = NULL;
 	sqlite3 *db = NULL;
@@ -355,19 +454,22 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	sqlite3_busy_timeout(db, 5000);
 	int64_t next = 0, max_seq = 0, bytes = 0, count = 0;
 	bool created = false;
-	/* WAL + FULL: a commit is on disk when it returns (kill -9, power loss) */
-	int rc = event_spool_exec(db, "PRAGMA journal_mode = WAL;"
-				      "PRAGMA synchronous = FULL;"
-				      "CREATE TABLE IF NOT EXISTS events ("
-				      "  seq INTEGER PRIMARY KEY,"
-				      "  at INTEGER NOT NULL,"
-				      "  type TEXT NOT NULL,"
-				      "  msg_id TEXT,"
-				      "  detail TEXT NOT NULL,"
-				      "  size INTEGER NOT NULL);"
-				      "CREATE TABLE IF NOT EXISTS meta ("
-				      "  key TEXT PRIMARY KEY,"
-				      "  value INTEGER NOT NULL);");
+	/* WAL: a commit is in the file when it returns (kill -9); with FULL it is
+	 * on disk too (power loss), with NORMAL once the writer fsynced it */
+	int rc = event_spool_exec(db, sync_each ? "PRAGMA synchronous = FULL"
+						: "PRAGMA synchronous = NORMAL");
+	if (rc == 0)
+		rc = event_spool_exec(db, "PRAGMA journal_mode = WAL;"
+					  "CREATE TABLE IF NOT EXISTS events ("
+					  "  seq INTEGER PRIMARY KEY,"
+					  "  at INTEGER NOT NULL,"
+					  "  type TEXT NOT NULL,"
+					  "  msg_id TEXT,"
+					  "  detail TEXT NOT NULL,"
+					  "  size INTEGER NOT NULL);"
+					  "CREATE TABLE IF NOT EXISTS meta ("
+					  "  key TEXT PRIMARY KEY,"
+					  "  value INTEGER NOT NULL);");
 	if (rc == 0)
 		rc = event_spool_scalar(db, "SELECT value FROM meta WHERE key = 'next_seq'", &next);
 	if (rc == 0)
@@ -408,6 +510,8 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	}
 	sp->db = db;
 	sp->path = xstrdup(path);
+	sp->sync_each = sync_each;
+	sp->wal_fd = -1;
 	sqlite3_wal_autocheckpoint(db, 0);
 	sqlite3_wal_hook(db, event_spool_wal_hook, sp);
 	sp->next_seq = next > max_seq ? next : max_seq + 1;
@@ -417,6 +521,7 @@ int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **
 	sp->max_bytes = max_bytes;
 	sp->created = created;
 	pthread_mutex_init(&sp->db_lock, NULL);
+	pthread_mutex_init(&sp->rd_lock, NULL);
 	pthread_mutex_init(&sp->lock, NULL);
 	/* the writer's deadline is on the monotonic clock */
 	pthread_condattr_t ca;
@@ -442,9 +547,15 @@ void event_spool_close(struct event_spool *sp)
 	pthread_join(sp->writer, NULL);
 	event_spool_finalize(sp);
 	sqlite3_close(sp->ckpt_db);
+	sqlite3_finalize(sp->st_peek);
+	sqlite3_finalize(sp->st_oldest);
+	sqlite3_close(sp->rd_db);
 	sqlite3_close(sp->db);
+	if (sp->wal_fd >= 0)
+		close(sp->wal_fd);
 	free(sp->path);
 	pthread_mutex_destroy(&sp->db_lock);
+	pthread_mutex_destroy(&sp->rd_lock);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->work);
 	pthread_cond_destroy(&sp->durable);
@@ -482,10 +593,11 @@ int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type,
 	}
 	sp->tail = it;
 	sp->queued++;
-	/* the writer sleeps without a deadline while the queue is empty or another
-	 * thread commits (which signals when it leaves events behind) */
-	if (!sp->committing && (sp->queued == 1 || sp->queued == EVENT_SPOOL_QUEUE_MAX))
+	/* the writer ticks while busy; asleep, it needs a deadline for these */
+	if (sp->asleep || (!sp->committing && sp->queued == EVENT_SPOOL_QUEUE_MAX)) {
+		sp->asleep = false;
 		pthread_cond_signal(&sp->work);
+	}
 	sp->bytes += it->size;
 	sp->count++;
 	int64_t seq = it->seq;
@@ -550,20 +662,43 @@ static char *event_spool_col(sqlite3_stmt *s, int col)
 	return t != NULL ? xstrdup((const char *)t) : NULL;
 }
 
+/* The reader connection and its statements (rd_lock held). 0 or -EIO (logged). */
+static int event_spool_reader(struct event_spool *sp)
+{
+	if (sp->rd_db != NULL)
+		return 0;
+	sqlite3 *db = NULL;
+	if (sqlite3_open_v2(sp->path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+			       "SELECT seq, at, type, msg_id, detail, size FROM events"
+			       " ORDER BY seq LIMIT ?",
+			       -1, &sp->st_peek, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT at FROM events ORDER BY seq LIMIT 1", -1, &sp->st_oldest,
+			       NULL) != SQLITE_OK) {
+		log_error("events.spool_read_failed", "error=\"%s\"",
+			  db != NULL ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_finalize(sp->st_peek);
+		sqlite3_finalize(sp->st_oldest);
+		sp->st_peek = sp->st_oldest = NULL;
+		sqlite3_close(db);
+		return -EIO;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	sp->rd_db = db;
+	return 0;
+}
+
 int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
 		     struct event_spool_event **out, size_t *n)
 {
 	*out = NULL;
 	*n = 0;
-	pthread_mutex_lock(&sp->db_lock);
-	sqlite3_stmt *s = NULL;
-	if (sqlite3_prepare_v2(sp->db,
-			       "SELECT seq, at, type, msg_id, detail, size FROM events"
-			       " ORDER BY seq LIMIT ?",
-			       -1, &s, NULL) != SQLITE_OK) {
-		pthread_mutex_unlock(&sp->db_lock);
+	pthread_mutex_lock(&sp->rd_lock);
+	if (event_spool_reader(sp) < 0) {
+		pthread_mutex_unlock(&sp->rd_lock);
 		return -EIO;
 	}
+	sqlite3_stmt *s = sp->st_peek;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)max_events);
 	struct event_spool_event *v = NULL;
 	size_t k = 0, bytes = 0;
@@ -581,8 +716,8 @@ int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes
 		v[k].detail = event_spool_col(s, 4);
 		k++;
 	}
-	sqlite3_finalize(s);
-	pthread_mutex_unlock(&sp->db_lock);
+	sqlite3_reset(s);
+	pthread_mutex_unlock(&sp->rd_lock);
 	if (step != SQLITE_ROW && step != SQLITE_DONE) {
 		event_spool_events_free(v, k);
 		return -EIO;
@@ -656,15 +791,20 @@ void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	int64_t oldest = 0;
-	pthread_mutex_lock(&sp->db_lock);
-	(void)event_spool_scalar(sp->db, "SELECT at FROM events ORDER BY seq LIMIT 1", &oldest);
-	pthread_mutex_unlock(&sp->db_lock);
+	pthread_mutex_lock(&sp->rd_lock);
+	if (event_spool_reader(sp) == 0) {
+		if (sqlite3_step(sp->st_oldest) == SQLITE_ROW)
+			oldest = sqlite3_column_int64(sp->st_oldest, 0);
+		sqlite3_reset(sp->st_oldest);
+	}
+	pthread_mutex_unlock(&sp->rd_lock);
 	pthread_mutex_lock(&sp->lock);
 	out->backlog = sp->count;
 	out->bytes = sp->bytes;
 	out->dropped = sp->dropped;
 	out->next_seq = sp->next_seq;
 	out->created = sp->created;
+	out->syncs = sp->syncs;
 	out->oldest_at = oldest != 0 ? oldest : sp->head != NULL ? sp->head->at : 0;
 	pthread_mutex_unlock(&sp->lock);
 }

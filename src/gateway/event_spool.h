@@ -1,9 +1,13 @@
 /*
  * event_spool — the gateway's durable queue of events for the manager: a SQLite
  * file under [gateway] data_dir (events.spool). Appends are queued in memory and
- * committed in groups by one writer thread (off the SMTP hot path; one fsync for
- * every event that arrived meanwhile); event_spool_sync waits until a given
- * event is on disk, event_spool_when_durable calls back then without waiting. The pusher
+ * committed in groups (off the SMTP hot path); event_spool_sync waits until a
+ * given event is committed, event_spool_when_durable calls back then without
+ * waiting. "Committed" is in the file, which a kill -9 of the process does not
+ * undo. With sync_each it is also fsynced by the commit (a power loss does not
+ * undo it either: [events] sync = each); else (sync = group) the writer thread
+ * fsyncs the commits of the last EVENT_SPOOL_SYNC_MS (100 ms) in one go, so a
+ * power loss can undo at most that much. The pusher
  * (gw_events.c) reads the oldest events and drops them only when the manager acknowledged them.
  *
  * Sequence numbers grow by one per appended event and never repeat for the life
@@ -27,10 +31,13 @@
 struct event_spool;
 
 /*
- * Opens (creating) the spool at path and starts its writer. 0 with *out, or
- * -errno (the file cannot be opened or is not a spool: logged).
+ * Opens (creating) the spool at path and starts its writer; sync_each: every
+ * commit is fsynced before it counts as committed (else in groups, in the
+ * background). 0 with *out, or -errno (the file cannot be opened or is not a
+ * spool: logged).
  */
-int event_spool_open(const char *path, uint64_t max_bytes, struct event_spool **out);
+int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each,
+		     struct event_spool **out);
 /* Commits what is queued, stops the writer and closes. NULL: no-op. */
 void event_spool_close(struct event_spool *sp);
 
@@ -42,15 +49,15 @@ void event_spool_close(struct event_spool *sp);
 int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type, const char *msg_id,
 			   const char *detail);
 /*
- * Waits until the event seq (and every one before it) is committed to disk, or
+ * Waits until the event seq (and every one before it) is committed, or
  * was dropped by a failed write (logged, counted). 0; -ESHUTDOWN when the spool
  * closed first. Thread-safe.
  */
 int event_spool_sync(struct event_spool *sp, int64_t seq);
 typedef void (*event_spool_done_fn)(void *arg);
 /*
- * Calls fn(arg) once the event seq (and every one before it) is committed to
- * disk, or was dropped by a failed write, or the spool closed: at once in the
+ * Calls fn(arg) once the event seq (and every one before it) is committed, or
+ * was dropped by a failed write, or the spool closed: at once in the
  * caller's thread when that is already so, else later from the spool's writer
  * thread (fn must not call back into the spool). Never waits. Thread-safe.
  */
@@ -84,6 +91,7 @@ struct event_spool_stats {
 	int64_t oldest_at; /* time of the oldest unacknowledged event, 0: none */
 	int64_t next_seq;  /* the seq the next append gets */
 	bool created;	   /* the file was made by this open */
+	uint64_t syncs;	   /* sync = group: the writer's fsyncs since open */
 };
 void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out);
 

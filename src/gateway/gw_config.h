@@ -78,6 +78,7 @@ struct gw_config {
 
 	/* [events] and [tracking] (gw_events.c) */
 	uint64_t events_spool_max;	    /* the spool's bound in bytes; default 2G */
+	char *events_sync;		    /* group | each: when commits are fsynced */
 	char *tracking_mode;		    /* local | central | off; default local */
 	bool tracking_rejected_connections; /* record HAT-rejected connections (TR4) */
 	int64_t tracking_retention_ms;	    /* local mode's retention; default 30d */

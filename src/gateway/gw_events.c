@@ -769,7 +769,9 @@ int gw_events_start(const struct gw_config *cfg, struct store *st, struct gw_eve
 		return -EINVAL;
 	char *path = xasprintf("%s/%s", cfg->data_dir, GW_EVENTS_SPOOL_FILE);
 	struct event_spool *sp = NULL;
-	int rc = event_spool_open(path, cfg->events_spool_max, &sp);
+	int rc = event_spool_open(path, cfg->events_spool_max,
+				  cfg->events_sync != NULL && strcmp(cfg->events_sync, "each") == 0,
+				  &sp);
 	if (rc < 0) {
 		free(path);
 		return rc;
@@ -823,9 +825,10 @@ int gw_events_start(const struct gw_config *cfg, struct store *st, struct gw_eve
 	pthread_mutex_init(&ev->lock, NULL);
 	pthread_cond_init(&ev->wake, NULL);
 	log_info("events.start",
-		 "mode=%s reporting=%s spool=%s backlog=%llu bytes=%llu spool_max=%llu "
+		 "mode=%s reporting=%s sync=%s spool=%s backlog=%llu bytes=%llu spool_max=%llu "
 		 "next_seq=%lld url=%s",
-		 cfg->tracking_mode, push ? "central" : "local", path,
+		 cfg->tracking_mode, push ? "central" : "local",
+		 cfg->events_sync != NULL ? cfg->events_sync : "group", path,
 		 (unsigned long long)s.backlog, (unsigned long long)s.bytes,
 		 (unsigned long long)cfg->events_spool_max, (long long)s.next_seq, ev->url);
 	free(path);

@@ -890,6 +890,7 @@ static void gw_reload_now(struct gw *gw, bool pull)
 	if (!str_same(o->tracking_mode, c->tracking_mode) ||
 	    !str_same(o->reporting_mode, c->reporting_mode) ||
 	    o->events_spool_max != c->events_spool_max ||
+	    !str_same(o->events_sync, c->events_sync) ||
 	    o->tracking_rejected_connections != c->tracking_rejected_connections)
 		log_warn("gw.reload_partial",
 			 "reason=\"[tracking], [reporting] and [events] change on restart "

@@ -66,6 +66,8 @@ class Gateway:
         self.apply(sections)
         self.proc = None
         self.exits = DaemonExits()
+        # Extra environment for every start (e.g. a libfaketime preload).
+        self.env = {}
 
     def apply(self, sections):
         for sec, keys in sections.items():
@@ -99,7 +101,7 @@ class Gateway:
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([lazaret_gw_path(), "-c", self.conf_path],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     cwd="/")
+                                     cwd="/", env=dict(os.environ, **self.env))
         self.exits.add(self.proc)
         logf.close()
         if wait:

@@ -268,10 +268,14 @@ def burst_then_kill9(gw):
     return got
 
 
-def test_kill9_in_a_burst_loses_no_acknowledged_event(start_manager, start_gateway, aio_sink):
+@pytest.mark.parametrize("sync", ["group", "each"])
+def test_kill9_in_a_burst_loses_no_acknowledged_event(start_manager, start_gateway, aio_sink,
+                                                      sync):
     mgr = start_manager()
     token = register(mgr)
-    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host)
+    # group (the default): a 250 waits for the commit, not for its fsync; each: both
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host, events={"sync": sync})
+    assert re.search(r"events\.start .*sync=%s " % sync, gw.log_text()), gw.log_text()[-3000:]
     got = burst_then_kill9(gw)
     gw.start()  # the same data_dir: its spool is pushed
     want = set(got)

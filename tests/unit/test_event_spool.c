@@ -61,7 +61,7 @@ static void test_append_peek_ack_reopen(void **state)
 {
 	struct fixture *fx = *state;
 	struct event_spool *sp = NULL;
-	assert_int_equal(event_spool_open(fx->path, 1 << 20, &sp), 0);
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
 	int64_t first = event_spool_append(sp, 1000, "received", "m1", "{\"a\":1}");
 	assert_true(first > 1000000); /* a new spool starts at the time in microseconds */
 	for (int i = 1; i < 10; i++)
@@ -92,7 +92,7 @@ static void test_append_peek_ack_reopen(void **state)
 	assert_int_equal(s.dropped, 0);
 	event_spool_close(sp);
 
-	assert_int_equal(event_spool_open(fx->path, 1 << 20, &sp), 0);
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
 	event_spool_stats(sp, &s);
 	assert_int_equal(s.backlog, 6);
 	assert_int_equal(s.next_seq, first + 10);
@@ -103,7 +103,7 @@ static void test_append_peek_ack_reopen(void **state)
 	/* everything acknowledged: the numbering still goes on after a reopen */
 	assert_int_equal(event_spool_ack(sp, first + 9), 0);
 	event_spool_close(sp);
-	assert_int_equal(event_spool_open(fx->path, 1 << 20, &sp), 0);
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
 	assert_int_equal(event_spool_append(sp, 2000, "bounce", "m2", "{}"), first + 10);
 	event_spool_close(sp);
 }
@@ -120,7 +120,7 @@ static void test_kill_after_sync(void **state)
 	if (pid == 0) {
 		close(fds[0]);
 		struct event_spool *sp = NULL;
-		if (event_spool_open(fx->path, 1 << 24, &sp) < 0)
+		if (event_spool_open(fx->path, 1 << 24, false, &sp) < 0)
 			_exit(1);
 		int64_t seq = 0;
 		for (int i = 0; i < 200; i++)
@@ -142,7 +142,7 @@ static void test_kill_after_sync(void **state)
 	waitpid(pid, &status, 0);
 	assert_true(WIFSIGNALED(status));
 	struct event_spool *sp = NULL;
-	assert_int_equal(event_spool_open(fx->path, 1 << 24, &sp), 0);
+	assert_int_equal(event_spool_open(fx->path, 1 << 24, false, &sp), 0);
 	struct event_spool_event *v = NULL;
 	size_t n = 0;
 	assert_int_equal(event_spool_peek(sp, 200, 1 << 24, &v, &n), 0);
@@ -163,7 +163,7 @@ static void test_spool_max(void **state)
 	struct fixture *fx = *state;
 	struct event_spool *sp = NULL;
 	/* room for a few events of ~100 bytes only */
-	assert_int_equal(event_spool_open(fx->path, 400, &sp), 0);
+	assert_int_equal(event_spool_open(fx->path, 400, false, &sp), 0);
 	char detail[64];
 	memset(detail, 'x', sizeof(detail) - 1);
 	detail[sizeof(detail) - 1] = '\0';
@@ -197,14 +197,14 @@ static void test_mark_swap(void **state)
 	struct event_spool *sp = NULL;
 	struct event_spool_stats st;
 	int64_t old = -1;
-	assert_int_equal(event_spool_open(fx->path, 1 << 20, &sp), 0);
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
 	event_spool_stats(sp, &st);
 	assert_true(st.created);
 	assert_int_equal(event_spool_mark_swap(sp, "mode", 2, &old), 0);
 	assert_int_equal(old, 0);
 	assert_int_equal(event_spool_mark_swap(sp, "Mode';--", 1, &old), -EINVAL);
 	event_spool_close(sp);
-	assert_int_equal(event_spool_open(fx->path, 1 << 20, &sp), 0);
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
 	event_spool_stats(sp, &st);
 	assert_false(st.created);
 	assert_int_equal(event_spool_mark_swap(sp, "mode", 1, &old), 0);
@@ -250,7 +250,7 @@ static void test_when_durable(void **state)
 {
 	struct fixture *fx = *state;
 	struct event_spool *sp = NULL;
-	assert_int_equal(event_spool_open(fx->path, 1 << 24, &sp), 0);
+	assert_int_equal(event_spool_open(fx->path, 1 << 24, false, &sp), 0);
 	struct durable_ctx ctx;
 	atomic_init(&ctx.called, 0);
 	int64_t first = event_spool_append(sp, 1, "received", "m1", "{}");
@@ -276,7 +276,7 @@ static void test_when_durable(void **state)
 		pthread_join(th[i], NULL);
 	event_spool_close(sp); /* the writer's callbacks, if any, are done */
 	assert_int_equal(atomic_load(&ctx.called), 4 * 200);
-	assert_int_equal(event_spool_open(fx->path, 1 << 24, &sp), 0);
+	assert_int_equal(event_spool_open(fx->path, 1 << 24, false, &sp), 0);
 	struct event_spool_stats st;
 	event_spool_stats(sp, &st);
 	assert_int_equal(st.backlog, 3 + 4 * 200 * 5);
@@ -316,6 +316,32 @@ static void test_parse_answer(void **state)
 	}
 }
 
+/* sync = group: a sync returns once committed and the writer fsyncs within
+ * 100 ms; sync = each: every commit is fsynced by itself, the writer never is. */
+static void test_sync_modes(void **state)
+{
+	struct fixture *fx = *state;
+	for (int each = 0; each <= 1; each++) {
+		struct event_spool *sp = NULL;
+		assert_int_equal(event_spool_open(fx->path, 1 << 20, each, &sp), 0);
+		int64_t seq = event_spool_append(sp, 1000, "received", "m1", "{}");
+		assert_int_equal(event_spool_sync(sp, seq), 0);
+		struct event_spool_stats s;
+		for (int i = 0; i < 100; i++) {
+			event_spool_stats(sp, &s);
+			if (s.syncs > 0)
+				break;
+			usleep(10000);
+		}
+		if (each)
+			assert_int_equal(s.syncs, 0);
+		else
+			assert_true(s.syncs >= 1);
+		assert_int_equal(s.backlog, each ? 2 : 1);
+		event_spool_close(sp);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +350,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_when_durable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spool_max, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_swap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sync_modes, setup, teardown),
 	    cmocka_unit_test(test_parse_answer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
