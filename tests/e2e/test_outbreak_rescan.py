@@ -12,13 +12,15 @@ delivered nor transferred again: the original stays held ("rescan": "kept").
                             lazaretd
 """
 
+import datetime
+
 from e2e_helpers import stays, t, wait_for
 from gw_fixtures import make_message, start_gateway  # noqa: F401
 from test_gateway_pvo import RCPT, SENDER, central
 from test_pvo import pvo_send, stored_id
 from test_pvo_actions import memberships
 from test_pvo_chain import MANAGER_ADDR, gw_lines, quarantine_one
-from test_web import WEB_ROOT
+from test_web import WEB_ROOT, add_user, run_browser
 
 PARCEL = "Your parcel is waiting"
 INVOICE = "Your invoice is overdue"
@@ -222,3 +224,66 @@ def test_other_gateways_outbreak_messages_are_not_rescanned(start_manager, start
     last = {g["name"]: g["last_rescan"] for g in gateways(m)}
     assert last["gw-other"] is None and last["gw-e2e"]["messages"] == 1
     assert "gateway=gw-e2e rules_version=2026120502 released=1" in m.log_text()
+
+
+def in_tokyo(at):
+    """An API time as the console shows it to a user in Asia/Tokyo (HH:MM:SS)."""
+    return datetime.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=datetime.timezone.utc).astimezone(
+        datetime.timezone(datetime.timedelta(hours=9))).strftime("%H:%M:%S")
+
+
+def test_unanswered_rescan_stays_pending_and_the_console_shows_each_status(
+        start_manager, start_gateway, aio_sink, aio_sink_factory):
+    m, gw = managed_chain(start_manager, start_gateway, aio_sink,
+                          release__retry_min="1s", release__retry_max="1s")
+    parcel = quarantine_one(m, gw, make_message(subject=PARCEL), "parcel")
+    invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
+    # the gateway's next hop is down: it cannot deliver the clean parcel and says 451
+    aio_sink.stop()
+    gw.write_file("outbreak.rules", RULES_2)
+    gw.reload()
+    wait_for(lambda: memberships(m, invoice)["outbreak"]["rescan"] == "kept", t(30),
+             "the invoice's verdict")
+    wait_for(lambda: m.log_text().count("release.deferred msg=%s" % parcel) >= 2, t(30),
+             "the parcel's release retried")
+    p = memberships(m, parcel)["outbreak"]
+    assert p["rescan"] == "pending" and p["state"] == "released"
+    assert [r["state"] for r in m.get_message(parcel)["recipients"]] == ["releasing"]
+    (g,) = gateways(m)
+    assert (g["last_rescan"]["messages"], g["last_rescan"]["clean"], g["last_rescan"]["kept"],
+            g["last_rescan"]["pending"]) == (2, 0, 1, 1)
+
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    login = {"username": "admin1", "password": "correct horse battery"}
+    v = run_browser("pvo-rescan", m.http_url, dict(login, ids=[parcel, invoice]))["values"]
+    kept = memberships(m, invoice)["outbreak"]
+    (en,) = v["en:" + invoice]
+    (ja,) = v["ja:" + invoice]
+    assert en["name"] == "outbreak" and en["state"] == "held"
+    assert en["rescan"].startswith("Rescanned by its gateway: still matches wave_0043, kept ")
+    assert ja["rescan"].endswith(" ゲートウェイの再スキャン: wave_0043 に一致、隔離を継続")
+    hm = in_tokyo(kept["rescanned_at"])
+    assert hm in en["rescan"] and hm in ja["rescan"], (hm, en, ja)
+    (en,) = v["en:" + parcel]
+    (ja,) = v["ja:" + parcel]
+    assert en["rescan"].startswith("Sent back to its gateway for rescanning ")
+    assert ja["rescan"].endswith(" 再スキャンのためゲートウェイへ返送")
+    hm = in_tokyo(memberships(m, parcel)["outbreak"]["rescanned_at"])
+    assert hm in en["rescan"] and hm in ja["rescan"], (hm, en, ja)
+
+    # the next hop is back: the retry is delivered and the gateway says clean
+    sink = aio_sink_factory(port=aio_sink.port)
+    (got,) = sink.wait_count(1, timeout=t(30))
+    assert b"Subject: " + PARCEL.encode() in got["data"]
+    wait_for(lambda: memberships(m, parcel)["outbreak"]["rescan"] == "clean", t(15),
+             "the parcel's verdict")
+    v = run_browser("pvo-rescan", m.http_url, dict(login, ids=[parcel]))["values"]
+    (en,) = v["en:" + parcel]
+    (ja,) = v["ja:" + parcel]
+    assert en["state"] == "released"
+    assert en["rescan"].startswith("Rescanned by its gateway: clean, released ")
+    assert ja["rescan"].endswith(" ゲートウェイの再スキャン: クリーン、リリース済み")
+    hm = in_tokyo(memberships(m, parcel)["outbreak"]["rescanned_at"])
+    assert hm in en["rescan"] and hm in ja["rescan"], (hm, en, ja)
+    assert stays(lambda: sink.count() == 1 and len(m.list_all()) == 2, t(2))
