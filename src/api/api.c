@@ -337,6 +337,7 @@ static json_t *api_message_json(int64_t delete_after_ms, const struct api_actor 
 			api_set(xo, "state", json_string(store_membership_state_name(x->state)));
 			api_set(xo, "rescan", json_string(store_rescan_state_name(x->rescan)));
 			api_set(xo, "rescanned_at", api_time_or_null(x->rescanned_at));
+			api_set(xo, "rescan_rule", http_json_string_or_null(x->rescan_rule));
 			json_array_append_new(members, xo);
 		}
 	}

@@ -72,6 +72,23 @@ static json_t *api_gateways_time(int64_t ms)
 	return json_string(buf);
 }
 
+/*
+ * The last rescan: when, how many messages went back, and the gateway's verdicts
+ * on them so far (pending: those it has not answered yet).
+ */
+static json_t *api_gateways_last_rescan(const struct store_gateway *g)
+{
+	uint64_t answered =
+	    g->last_rescan_clean + g->last_rescan_kept + g->last_rescan_requarantined;
+	uint64_t pending =
+	    g->last_rescan_messages > answered ? g->last_rescan_messages - answered : 0;
+	return json_pack("{s:o,s:I,s:I,s:I,s:I,s:I}", "at", api_gateways_time(g->last_rescan_at),
+			 "messages", (json_int_t)g->last_rescan_messages, "clean",
+			 (json_int_t)g->last_rescan_clean, "kept", (json_int_t)g->last_rescan_kept,
+			 "requarantined", (json_int_t)g->last_rescan_requarantined, "pending",
+			 (json_int_t)pending);
+}
+
 json_t *api_gateways_json(const struct store_gateway *g)
 {
 	json_t *o = json_object();
@@ -96,10 +113,7 @@ json_t *api_gateways_json(const struct store_gateway *g)
 	api_gateways_set(o, "outbreak_rules_version",
 			 http_json_string_or_null(g->outbreak_version));
 	api_gateways_set(o, "last_rescan",
-			 g->last_rescan_at > 0
-			     ? json_pack("{s:o,s:I}", "at", api_gateways_time(g->last_rescan_at),
-					 "messages", (json_int_t)g->last_rescan_messages)
-			     : json_null());
+			 g->last_rescan_at > 0 ? api_gateways_last_rescan(g) : json_null());
 	api_gateways_set(o, "migration", api_migration_json(&g->migration));
 	/* api_gateways_list fills these from the gateway's last event push */
 	api_gateways_set(o, "event_backlog", json_null());
@@ -654,8 +668,9 @@ static void api_gateways_hello_pending(struct api_gateways *gw, struct http_serv
  * PV4, PV10: the manager has no scanning engine. When a gateway says another
  * version of its outbreak rules than it said before, every message still held in
  * the Outbreak quarantine that this gateway put there is released back to it
- * marked rescan=yes: it scans it again with its new rules and delivers what comes
- * back clean; what still matches comes back into the Outbreak quarantine.
+ * marked rescan=yes with its id: it scans it again with its new rules, delivers
+ * what comes back clean, and says its verdict in its reply (release.c records
+ * it); what still matches stays held here.
  */
 static void api_gateways_outbreak_rescan(struct api *a, const struct store_gateway *g,
 					 const char *version)

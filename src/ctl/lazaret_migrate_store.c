@@ -114,9 +114,11 @@ static const struct mig_table mig_tables[] = {
     {"memberships",
      "SELECT msg_id, quarantine, reason, entered_at, expires_at, state, updated_at,"
      /* an Outbreak membership's rescan (schema 17) */
-     " origin_gateway, origin_id, rescan, rescanned_at FROM memberships",
+     " origin_gateway, origin_id, rescan, rescanned_at,"
+     /* and the rule of its verdict (schema 20) */
+     " rescan_rule, rescan_sent_at FROM memberships",
      "msg_id, quarantine, reason, entered_at, expires_at, state, updated_at, origin_gateway,"
-     " origin_id, rescan, rescanned_at", false},
+     " origin_id, rescan, rescanned_at, rescan_rule, rescan_sent_at", false},
     /* rcpts: a JSON array in SQLite, text[] in PostgreSQL (an array literal of
      * double-quoted elements); the lease is cleared */
     {"deliveries",

@@ -5,7 +5,11 @@
  * Order (docs/GATEWAY.md "Pipeline", docs/ARCHITECTURE.md): HAT and RAT ran in the SMTP
  * session already; then
  *   0 released mail (from [manager] addresses): straight to the next hop,
- *     unless its latest X-Lazaret-Released says rescan=yes (then judged whole)
+ *     unless its latest X-Lazaret-Released says rescan=yes (then judged whole;
+ *     with id=, the manager's message id, the reply says the verdict: an
+ *     outbreak rule that still matches keeps it on the manager, neither
+ *     delivered nor transferred again — docs/GATEWAY.md "Rescans when the
+ *     rules change")
  *   1 safelist/blocklist per recipient: SAFE skips spam handling, BLOCK
  *     goes to the spam quarantine or is deleted
  *   2 anti-spam (one scan for the recipients still in question) → positive /
@@ -238,6 +242,7 @@ struct pl {
 	bool *more_pvo;
 	int64_t entered;     /* when the gateway took the message: "entered" of its quarantines */
 	char *outbreak_rule; /* the outbreak rule that matched, or NULL */
+	bool requarantined;  /* a copy went to a quarantine (local, central or spam) */
 	char *failed[2]; /* why an engine could not scan ([...] on_failure = hold): spam, virus */
 };
 
@@ -1029,6 +1034,7 @@ static void pl_execute(struct pl *p, char *reply, size_t replylen)
 					gw_events_quarantine(p->job->events, p->job->id,
 							     gr->d.target, "local", gr->d.reason,
 							     p->rcpts, gr->rcpts, gr->n);
+					p->requarantined = true;
 					sent_groups++;
 				}
 			} else if (pass == 1 && gr->d.route == DISPOSITION_CENTRAL_PVO) {
@@ -1043,16 +1049,19 @@ static void pl_execute(struct pl *p, char *reply, size_t replylen)
 						 "id=%s quarantine=central rcpts=%zu host=%s",
 						 p->job->id, gr->n,
 						 p->job->rules->central_hostport);
+					p->requarantined = true;
 					sent_groups++;
 				}
 			} else if (pass == 1 && gr->d.route == DISPOSITION_EXTERNAL_SPAM) {
 				enum pl_result r =
 				    pl_send(p, gr, p->job->rules->external_hostport, NULL);
 				/* The manager must take it: anything else is retried upstream. */
-				if (r != PL_OK)
+				if (r != PL_OK) {
 					deferred = true;
-				else
+				} else {
+					p->requarantined = true;
 					sent_groups++;
+				}
 			} else if (pass == 2 && pl_delivery_bound(&gr->d)) {
 				const char *host = gr->d.route == DISPOSITION_ALT_HOST
 						       ? gr->d.target
@@ -1097,9 +1106,39 @@ static void pl_released(struct pl *p, char *reply, size_t replylen)
 	pl_execute(p, reply, replylen);
 }
 
+/* A rule's name as one word of a reply: printable, no blanks, at most 100 bytes. */
+static void pl_reply_word(const char *s, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (; s != NULL && s[n] != '\0' && n + 1 < cap && n < 100; n++)
+		out[n] = s[n] > ' ' && s[n] < 127 && s[n] != '"' ? s[n] : '_';
+	out[n] = '\0';
+}
+
+/*
+ * The reply to a rescan's release (the manager's message id rescan_id) once the
+ * message went its way: clean (delivered, or dropped by a filter) or
+ * requarantined (a copy went to a quarantine), with the rule that put it there.
+ * Any other reply (451, 554) stays as it is: the manager retries or fails it.
+ */
+static void pl_rescan_reply(const struct pl *p, const char *rescan_id, char *reply, size_t replylen)
+{
+	if (reply[0] != '2')
+		return;
+	const char *rule = NULL;
+	if (p->requarantined)
+		rule = p->npvo > 0 ? p->pvo[0].reason : p->virus != NULL ? p->virus : p->verdict;
+	char word[128];
+	pl_reply_word(rule, word, sizeof(word));
+	snprintf(reply, replylen, "250 2.0.0 Ok: %s rescan=%s id=%s%s%s", p->job->id,
+		 p->requarantined ? "requarantined" : "clean", rescan_id,
+		 word[0] != '\0' ? " rule=" : "", word);
+}
+
 void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
 {
 	struct pl p;
+	char rescan_id[PVO_OUT_RESCAN_ID_MAX + 1] = "";
 	memset(&p, 0, sizeof(p));
 	p.job = job;
 	p.cfg = &job->rules->cfg;
@@ -1125,8 +1164,9 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
 			pl_released(&p, reply, replylen);
 			goto out;
 		}
-		log_info("gw.released_rescan", "id=%s session=%s client=%s", job->id,
-			 job->session_id, job->client_ip);
+		(void)pvo_out_released_rescan_id(p.m->data, p.m->len, rescan_id);
+		log_info("gw.released_rescan", "id=%s session=%s client=%s manager_id=%s", job->id,
+			 job->session_id, job->client_ip, rescan_id[0] != '\0' ? rescan_id : "-");
 	}
 	pl_slbl(&p);
 	if ((pl_antispam(&p) < 0 && !pl_scan_failed(&p, true)) ||
@@ -1155,7 +1195,22 @@ void pipeline_run(const struct pipeline_job *job, char *reply, size_t replylen)
 		 p.virus != NULL ? p.virus : "-");
 	gw_events_verdict(job->events, job->id, p.cfg->antispam_engine, p.scanned, p.score,
 			  p.verdict, p.spam_detail, p.virus);
+	if (rescan_id[0] != '\0' && p.outbreak_rule != NULL) {
+		/* still an outbreak: it stays held on the manager, nothing is sent */
+		char word[128];
+		pl_reply_word(p.outbreak_rule, word, sizeof(word));
+		log_info("gw.rescan_kept", "id=%s manager_id=%s rule=%s", job->id, rescan_id, word);
+		snprintf(reply, replylen, "250 2.0.0 Ok: %s rescan=kept id=%s rule=%s", job->id,
+			 rescan_id, word);
+		goto out;
+	}
 	pl_execute(&p, reply, replylen);
+	if (rescan_id[0] != '\0') {
+		pl_rescan_reply(&p, rescan_id, reply, replylen);
+		char qr[600];
+		log_info("gw.rescan", "id=%s manager_id=%s reply=%s", job->id, rescan_id,
+			 log_quote(qr, sizeof(qr), reply));
+	}
 out:
 	if (p.have_fres)
 		filter_result_clear(&p.fres);

@@ -134,10 +134,14 @@ static bool pvo_out_wsp(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* Whether the unfolded value v[0..n) has the parameter rescan=yes. */
-static bool pvo_out_value_rescan(const char *v, size_t n)
+/*
+ * The value of parameter name (case-insensitive) in the unfolded value v[0..n):
+ * true with v[*va..*vz) (a quoted string's quotes left out), false when none.
+ */
+static bool pvo_out_value_param(const char *v, size_t n, const char *name, size_t *va_out,
+				size_t *vz_out)
 {
-	size_t i = 0;
+	size_t i = 0, nl = strlen(name);
 	while (i < n) {
 		size_t end = i;
 		bool quoted = false;
@@ -159,21 +163,24 @@ static bool pvo_out_value_rescan(const char *v, size_t n)
 		size_t kz = eq;
 		while (kz > a && pvo_out_wsp(v[kz - 1]))
 			kz--;
-		if (eq < z && kz - a == 6 && strncasecmp(v + a, "rescan", 6) == 0) {
+		if (eq < z && kz - a == nl && strncasecmp(v + a, name, nl) == 0) {
 			size_t va = eq + 1;
 			while (va < z && pvo_out_wsp(v[va]))
 				va++;
 			size_t vz = z;
 			if (vz - va >= 2 && v[va] == '"' && v[vz - 1] == '"')
 				va++, vz--;
-			return vz - va == 3 && strncasecmp(v + va, "yes", 3) == 0;
+			*va_out = va;
+			*vz_out = vz;
+			return true;
 		}
 		i = end + 1;
 	}
 	return false;
 }
 
-bool pvo_out_released_rescan(const unsigned char *data, size_t len)
+/* The unfolded value of the first X-Lazaret-Released field into v; false when none. */
+static bool pvo_out_first_released(const unsigned char *data, size_t len, struct strbuf *v)
 {
 	static const char field[] = "X-Lazaret-Released";
 	const size_t fl = sizeof(field) - 1;
@@ -191,19 +198,49 @@ bool pvo_out_released_rescan(const unsigned char *data, size_t len)
 		}
 		if (n > fl && k < n && s[i + k] == ':' && strncasecmp(s + i, field, fl) == 0) {
 			/* the field and its continuation lines, unfolded */
-			struct strbuf v = STRBUF_INIT;
-			strbuf_add(&v, s + i + k + 1, n - k - 1);
+			strbuf_add(v, s + i + k + 1, n - k - 1);
 			while (next < len && (s[next] == ' ' || s[next] == '\t')) {
 				size_t n2;
 				size_t after = pvo_header_line(s, len, next, &n2);
-				strbuf_add(&v, s + next, n2);
+				strbuf_add(v, s + next, n2);
 				next = after;
 			}
-			bool yes = pvo_out_value_rescan(strbuf_str(&v), v.len);
-			strbuf_free(&v);
-			return yes;
+			return true;
 		}
 		i = next;
 	}
 	return false;
+}
+
+bool pvo_out_released_rescan(const unsigned char *data, size_t len)
+{
+	struct strbuf v = STRBUF_INIT;
+	size_t va = 0, vz = 0;
+	bool yes = pvo_out_first_released(data, len, &v) &&
+		   pvo_out_value_param(strbuf_str(&v), v.len, "rescan", &va, &vz) && vz - va == 3 &&
+		   strncasecmp(strbuf_str(&v) + va, "yes", 3) == 0;
+	strbuf_free(&v);
+	return yes;
+}
+
+bool pvo_out_released_rescan_id(const unsigned char *data, size_t len,
+				char id[PVO_OUT_RESCAN_ID_MAX + 1])
+{
+	struct strbuf v = STRBUF_INIT;
+	size_t va = 0, vz = 0;
+	bool ok = pvo_out_first_released(data, len, &v) &&
+		  pvo_out_value_param(strbuf_str(&v), v.len, "id", &va, &vz) && vz > va &&
+		  vz - va <= PVO_OUT_RESCAN_ID_MAX;
+	const char *s = strbuf_str(&v);
+	for (size_t k = va; ok && k < vz; k++)
+		ok = (s[k] >= '0' && s[k] <= '9') || (s[k] >= 'a' && s[k] <= 'z') ||
+		     (s[k] >= 'A' && s[k] <= 'Z') || s[k] == '-';
+	if (ok) {
+		memcpy(id, s + va, vz - va);
+		id[vz - va] = '\0';
+	} else {
+		id[0] = '\0';
+	}
+	strbuf_free(&v);
+	return ok;
 }

@@ -50,4 +50,15 @@ void pvo_out_origin_id(const char *gateway, const char *sender, const char *cons
  */
 bool pvo_out_released_rescan(const unsigned char *data, size_t len);
 
+/* The longest message id a rescan's release names (the manager's are UUIDs). */
+#define PVO_OUT_RESCAN_ID_MAX 64
+/*
+ * The parameter id= of that same first X-Lazaret-Released field (the manager's
+ * message id of a release marked rescan=yes) into id: true when it has one of 1
+ * to PVO_OUT_RESCAN_ID_MAX letters, digits and '-', else false and id "". Only
+ * trusted from the manager's addresses, as rescan=yes is.
+ */
+bool pvo_out_released_rescan_id(const unsigned char *data, size_t len,
+				char id[PVO_OUT_RESCAN_ID_MAX + 1]);
+
 #endif

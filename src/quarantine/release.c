@@ -39,8 +39,14 @@
  * unknown or no longer registered, or it did not take the recipients (no
  * connection, 4xx). With neither, the recipients stay queued and are retried.
  * Every route sends from [release] source_address (SQ5), so that the gateway
- * knows it as released mail; a released outbreak message says rescan=yes in
- * its X-Lazaret-Released header, and the gateway scans it again.
+ * knows it as released mail; a released outbreak message says rescan=yes and
+ * id=<its id> in its X-Lazaret-Released header, and the gateway scans it again.
+ * The gateway's reply to the data says its verdict (docs/GATEWAY.md "Rescans
+ * when the rules change"): "rescan=clean|kept|requarantined id=<the id>
+ * [rule=<name>]" among its words. It is recorded with the recipients' outcome,
+ * in the same transaction (store_delivery_confirm_rescan); kept recipients are
+ * held again instead of released. A reply without a verdict for this id (a
+ * gateway that does not say one) is an ordinary delivery.
  *
  * A worker with nothing due sleeps until release_kick(), the next due time, or a
  * poll interval, whichever comes first.
@@ -238,7 +244,49 @@ struct release_rcpt {
 	char *reply;
 	const char *host; /* the host that answered last */
 	bool recorded;	  /* its final outcome is committed (store_delivery_confirm) */
+	bool kept;	  /* the gateway's rescan kept it: held again, not delivered */
+	bool unsettled;	  /* kept, but not recorded so: sent again, not taken as delivered */
 };
+
+/* Room for a verdict's rule name (the gateway's rule names are shorter). */
+#define RELEASE_RULE_MAX 128
+
+/*
+ * The gateway's rescan verdict in reply, for message id: its state
+ * (STORE_RESCAN_NONE when the reply says none for this id) and rule (a
+ * printable word, "" when none).
+ */
+static enum store_rescan_state release_verdict(const char *reply, const char *id, char *rule,
+					       size_t rulecap)
+{
+	enum store_rescan_state v = STORE_RESCAN_NONE;
+	bool id_ok = false;
+	rule[0] = '\0';
+	if (reply == NULL || reply[0] != '2')
+		return STORE_RESCAN_NONE;
+	for (const char *w = reply; *w != '\0';) {
+		while (*w == ' ')
+			w++;
+		size_t n = strcspn(w, " ");
+		if (n > 7 && strncmp(w, "rescan=", 7) == 0) {
+			if (n - 7 == 5 && strncmp(w + 7, "clean", 5) == 0)
+				v = STORE_RESCAN_CLEAN;
+			else if (n - 7 == 4 && strncmp(w + 7, "kept", 4) == 0)
+				v = STORE_RESCAN_KEPT;
+			else if (n - 7 == 13 && strncmp(w + 7, "requarantined", 13) == 0)
+				v = STORE_RESCAN_REQUARANTINED;
+		} else if (n > 3 && strncmp(w, "id=", 3) == 0) {
+			id_ok = n - 3 == strlen(id) && strncmp(w + 3, id, n - 3) == 0;
+		} else if (n > 5 && n - 5 < rulecap && strncmp(w, "rule=", 5) == 0) {
+			memcpy(rule, w + 5, n - 5);
+			rule[n - 5] = '\0';
+		}
+		w += n;
+	}
+	if (!id_ok)
+		return STORE_RESCAN_NONE;
+	return v;
+}
 
 /* One attempt of a delivery, as its SMTP sessions see it. */
 struct release_attempt {
@@ -276,15 +324,45 @@ static void release_progress(void *arg, enum smtp_client_stage stage,
 		results[nres].reply = res->rcpts[k].reply;
 		which[nres++] = ss->idx[k];
 	}
+	/* a rescan's verdict, in the gateway's reply to the data (the same for all) */
+	char rule[RELEASE_RULE_MAX] = "";
+	struct store_rescan_verdict v = {.state = STORE_RESCAN_NONE};
+	for (size_t j = 0; j < nres && at->d->rescan && v.state == STORE_RESCAN_NONE; j++)
+		if (results[j].outcome == STORE_DELIVERY_DELIVERED)
+			v.state =
+			    release_verdict(results[j].reply, at->d->msg_id, rule, sizeof(rule));
+	v.rule = rule[0] != '\0' ? rule : NULL;
+	bool kept = v.state == STORE_RESCAN_KEPT;
+	for (size_t j = 0; j < nres && kept; j++)
+		if (results[j].outcome == STORE_DELIVERY_DELIVERED)
+			at->rr[which[j]].kept = true;
 	if (nres > 0) {
 		if (delivered)
 			fault_point("release_after_250");
-		int rc = store_delivery_confirm(at->r->st, at->d, results, nres, clock_now_ms());
+		int rc =
+		    v.state != STORE_RESCAN_NONE
+			? store_delivery_confirm_rescan(at->r->st, at->d, results, nres,
+							clock_now_ms(), &v)
+			: store_delivery_confirm(at->r->st, at->d, results, nres, clock_now_ms());
 		if (rc == 0) {
 			for (size_t j = 0; j < nres; j++)
 				at->rr[which[j]].recorded = true;
+			if (v.state != STORE_RESCAN_NONE) {
+				char qr[RELEASE_LOG_VALUE_MAX];
+				log_info("release.rescan", "msg=%s verdict=%s rule=%s rcpts=%zu",
+					 at->d->msg_id, store_rescan_state_name(v.state),
+					 log_quote(qr, sizeof(qr), v.rule != NULL ? v.rule : "-"),
+					 nres);
+			}
 			if (delivered)
 				fault_point("release_after_commit");
+		} else if (kept) {
+			/* not taken as delivered at the end of the attempt: sent again */
+			for (size_t j = 0; j < nres; j++)
+				at->rr[which[j]].unsettled = at->rr[which[j]].kept;
+			log_warn("release.store_error",
+				 "op=confirm_rescan msg=%s job=%lld error=%s", at->d->msg_id,
+				 (long long)at->d->job_id, strerror(-rc));
 		} else {
 			/* Not lost: release_finish records them at the end of the attempt. */
 			log_warn("release.store_error", "op=confirm msg=%s job=%lld error=%s",
@@ -304,7 +382,9 @@ static void release_log_outcome(const char *event, const struct store_delivery *
 	/* The reply is always quoted so that lines look alike to a reader's grep. */
 	log_quote(qreply, sizeof(qreply) - 2, reply ? reply : "");
 	bool quoted = qreply[0] == '"';
-	log_event(strcmp(event, "release.delivered") == 0 ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, event,
+	bool info =
+	    strcmp(event, "release.delivered") == 0 || strcmp(event, "release.rescan_kept") == 0;
+	log_event(info ? LOG_LEVEL_INFO : LOG_LEVEL_WARN, event,
 		  "msg=%s rcpt=%s host=%s attempt=%u reply=%s%s%s%s%s", d->msg_id, qrcpt, host,
 		  attempt, quoted ? "" : "\"", qreply, quoted ? "" : "\"", extra ? " " : "",
 		  extra ? extra : "");
@@ -493,8 +573,9 @@ static void release_deliver(struct release_worker *w, const struct release_setti
 
 	char when[CLOCK_RFC3339_LEN];
 	clock_format_rfc3339(now, when);
-	header = xasprintf("X-Lazaret-Released: %s; %s%s\r\n", s->manager_name, when,
-			   d->rescan ? "; rescan=yes" : "");
+	header = d->rescan ? xasprintf("X-Lazaret-Released: %s; %s; rescan=yes; id=%s\r\n",
+				       s->manager_name, when, d->msg_id)
+			   : xasprintf("X-Lazaret-Released: %s; %s\r\n", s->manager_name, when);
 
 	release_route_of(r, s, d, &route);
 	if (route.primary == NULL) {
@@ -513,6 +594,15 @@ decide:;
 	for (size_t i = 0; i < n; i++) {
 		results[i].rcpt = d->rcpts[i];
 		results[i].reply = rr[i].reply;
+		if (rr[i].unsettled)
+			rr[i].outcome = SMTP_CLIENT_DEFERRED;
+		if (rr[i].kept && rr[i].recorded) {
+			/* held again on the manager: neither delivered nor failed */
+			results[i].outcome = STORE_DELIVERY_RETRY;
+			release_log_outcome("release.rescan_kept", d, d->rcpts[i], rr[i].host,
+					    attempt, rr[i].reply, NULL);
+			continue;
+		}
 		switch (rr[i].outcome) {
 		case SMTP_CLIENT_DELIVERED:
 			results[i].outcome = STORE_DELIVERY_DELIVERED;
@@ -548,7 +638,8 @@ decide:;
 		}
 	}
 	for (size_t i = 0; i < n; i++)
-		release_own_event(d, d->rcpts[i], rr[i].host, attempt, &results[i]);
+		if (!(rr[i].kept && rr[i].recorded))
+			release_own_event(d, d->rcpts[i], rr[i].host, attempt, &results[i]);
 	/* What store_delivery_confirm recorded already is not recorded twice; the job
 	 * is gone when every recipient was. */
 	size_t nopen = 0;

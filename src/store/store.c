@@ -382,7 +382,19 @@ int store_delivery_confirm(struct store *st, const struct store_delivery *d,
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->delivery_confirm == NULL)
 		return -ENOSYS;
-	return ops->delivery_confirm(st, d, results, nresults, now);
+	return ops->delivery_confirm(st, d, results, nresults, now, NULL);
+}
+
+int store_delivery_confirm_rescan(struct store *st, const struct store_delivery *d,
+				  const struct store_delivery_result *results, size_t nresults,
+				  int64_t now, const struct store_rescan_verdict *v)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (v == NULL || v->state < STORE_RESCAN_CLEAN || v->state > STORE_RESCAN_REQUARANTINED)
+		return -EINVAL;
+	if (ops->delivery_confirm == NULL)
+		return -ENOSYS;
+	return ops->delivery_confirm(st, d, results, nresults, now, v);
 }
 
 int store_delivery_reset_leases(struct store *st, int64_t now)
@@ -1446,7 +1458,8 @@ const char *store_membership_state_name(enum store_membership_state s)
 	return store_membership_state_names[s];
 }
 
-static const char *const store_rescan_state_names[] = {"none", "pending"};
+static const char *const store_rescan_state_names[] = {"none", "pending", "clean", "kept",
+						       "requarantined"};
 
 const char *store_rescan_state_name(enum store_rescan_state s)
 {
@@ -1565,6 +1578,7 @@ void store_message_free(struct store_message *m)
 		free(m->memberships[i].quarantine);
 		free(m->memberships[i].type);
 		free(m->memberships[i].reason);
+		free(m->memberships[i].rescan_rule);
 	}
 	free(m->memberships);
 	free(m);

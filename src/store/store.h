@@ -439,6 +439,42 @@ int store_delivery_confirm(struct store *st, const struct store_delivery *d,
 			   const struct store_delivery_result *results, size_t nresults,
 			   int64_t now);
 /*
+ * An Outbreak membership's rescan (PV4, PV10; docs/GATEWAY.md "Rescans when the
+ * rules change"): pending once a new outbreak rules version of the gateway that
+ * put it there sends it back for rescanning (store_gateway_outbreak_version);
+ * then the gateway's verdict, in its reply to the release's data
+ * (store_delivery_confirm_rescan): clean (delivered), kept (held again: an
+ * outbreak rule still matches), requarantined (it went to another quarantine,
+ * a new message on the manager).
+ */
+enum store_rescan_state {
+	STORE_RESCAN_NONE = 0,
+	STORE_RESCAN_PENDING,
+	STORE_RESCAN_CLEAN,
+	STORE_RESCAN_KEPT,
+	STORE_RESCAN_REQUARANTINED,
+};
+const char *store_rescan_state_name(enum store_rescan_state s);
+
+/*
+ * A rescan's verdict (docs/GATEWAY.md "Rescans when the rules change"): the
+ * gateway's reply to the data of a release marked rescan=yes says it.
+ */
+struct store_rescan_verdict {
+	enum store_rescan_state state; /* CLEAN, KEPT or REQUARANTINED */
+	const char *rule;	       /* the rule that kept or requarantined it, or NULL */
+};
+/*
+ * store_delivery_confirm, with the gateway's verdict on the recipients it took
+ * (DELIVERED), in the same transaction: on the message's released Outbreak
+ * memberships, rescan becomes v->state with the time and rule; kept also makes
+ * those recipients quarantined and those memberships held again (their expiry
+ * unchanged) instead of released. 0, -ENOENT when the job is gone, -EINVAL, -EIO.
+ */
+int store_delivery_confirm_rescan(struct store *st, const struct store_delivery *d,
+				  const struct store_delivery_result *results, size_t nresults,
+				  int64_t now, const struct store_rescan_verdict *v);
+/*
  * Makes the deliveries leased by this node (store_options.node_name) due now, at
  * start-up after a crash; and those leased before leases named their node. Other
  * nodes' leases are left alone: their deliveries may be in flight, and come due
@@ -595,17 +631,6 @@ enum store_membership_state {
 const char *store_membership_state_name(enum store_membership_state s);
 
 /*
- * An Outbreak membership's rescan (PV4, PV10; docs/GATEWAY.md "Rescans when the
- * rules change"): pending once a new outbreak rules version of the gateway that
- * put it there sends it back for rescanning (store_gateway_outbreak_version).
- */
-enum store_rescan_state {
-	STORE_RESCAN_NONE = 0,
-	STORE_RESCAN_PENDING,
-};
-const char *store_rescan_state_name(enum store_rescan_state s);
-
-/*
  * Actions on one membership (PV9). A message in several quarantines is delivered
  * only once no membership is held any more and none is deleted: the release that
  * makes it so moves the still-quarantined recipients to releasing and queues
@@ -724,6 +749,7 @@ struct store_membership {
 	enum store_membership_state state;
 	enum store_rescan_state rescan;
 	int64_t rescanned_at; /* when rescan last changed (0: never) */
+	char *rescan_rule;    /* the rule of a kept or requarantined verdict, or NULL */
 };
 
 /*
@@ -955,11 +981,15 @@ struct store_gateway {
 	char *version;	       /* the version it last reported, or NULL */
 	unsigned central;      /* what it says it runs with: STORE_CENTRAL_* bits */
 	/* read only: the outbreak rules version it last said (NULL: none), when its
-	 * Outbreak messages were last sent back for rescanning (0: never) and how many
-	 * (these two from store_gateway_list only: 0 from a read of one gateway) */
+	 * Outbreak messages were last sent back for rescanning (0: never), how many,
+	 * and how many of those came back clean, kept and requarantined (these from
+	 * store_gateway_list only: 0 from a read of one gateway) */
 	char *outbreak_version;
 	int64_t last_rescan_at;
 	uint64_t last_rescan_messages;
+	uint64_t last_rescan_clean;
+	uint64_t last_rescan_kept;
+	uint64_t last_rescan_requarantined;
 	/* read only: its quarantine mapping (NULL: automatic, else a JSON object
 	 * {"Local": "Central" | null}) and its last migration (store_gateway_migration) */
 	char *mapping;

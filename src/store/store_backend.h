@@ -115,7 +115,7 @@ struct store_ops {
 			       int64_t now, int64_t retry_at);
 	int (*delivery_confirm)(struct store *st, const struct store_delivery *d,
 				const struct store_delivery_result *results, size_t nresults,
-				int64_t now);
+				int64_t now, const struct store_rescan_verdict *rescan);
 	int (*delivery_reset_leases)(struct store *st, int64_t now);
 	int (*delivery_pending)(struct store *st, uint64_t *count);
 	int (*delivery_next_due)(struct store *st, int64_t *when);

@@ -185,7 +185,8 @@ static int store_gateway_outbreak_job(struct store *st, struct store_conn *c, vo
 		/* the gateway's Outbreak messages still held go back for rescanning */
 		sqlite3_stmt *s = NULL;
 		if (sqlite3_prepare_v2(store_int_db(c),
-				       "UPDATE memberships SET rescan = 1, rescanned_at = ?2"
+				       "UPDATE memberships SET rescan = 1, rescanned_at = ?2,"
+				       " rescan_sent_at = ?2, rescan_rule = NULL"
 				       " WHERE quarantine = 'outbreak' AND state = 0 AND msg_id IN"
 				       " (SELECT id FROM messages WHERE gateway = ?1)",
 				       -1, &s, NULL) != SQLITE_OK)

@@ -817,6 +817,15 @@ static const char *const store_pg_migrations[] = {
     "  ADD COLUMN mig_failed bigint NOT NULL DEFAULT 0,"
     "  ADD COLUMN mig_finished_at bigint NOT NULL DEFAULT 0,"
     "  ADD COLUMN mig_notified_at bigint NOT NULL DEFAULT 0;",
+    /*
+     * 20: the verdict of an Outbreak membership's rescan (store_rescan_state:
+     * 2 clean, 3 kept, 4 requarantined) names the rule that decided it; and when
+     * a rules change last sent it back (NULL: never), which rescanned_at, the
+     * time of the verdict, no longer tells
+     */
+    "ALTER TABLE memberships ADD COLUMN rescan_rule text,"
+    "  ADD COLUMN rescan_sent_at bigint;"
+    "UPDATE memberships SET rescan_sent_at = rescanned_at WHERE rescan = 1;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3188,6 +3197,7 @@ struct store_pg_finish_args {
 	int64_t now;
 	int64_t retry_at;
 	bool confirm; /* store_delivery_confirm: final outcomes only, the attempt goes on */
+	const struct store_rescan_verdict *rescan; /* the gateway's verdict, or NULL */
 };
 
 static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
@@ -3197,7 +3207,9 @@ static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
 	char *msg_id = NULL;
 	char **rcpts = NULL;
 	const char **left = NULL;
-	size_t nrcpts = 0, nleft = 0;
+	size_t nrcpts = 0, nleft = 0, ndelivered = 0;
+	/* kept: the recipients the gateway took are held again, not released */
+	bool kept = a->rescan != NULL && a->rescan->state == STORE_RESCAN_KEPT;
 	int rc = -EIO;
 	/* the job's row lock: a concurrent finish of the same job waits for this one */
 	store_pg_int(&p, a->job_id);
@@ -3230,10 +3242,12 @@ static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
 		if (res != NULL && a->confirm && res->outcome == STORE_DELIVERY_RETRY)
 			res = NULL;
 		int to = STORE_RCPT_RELEASING;
-		if (res != NULL && res->outcome == STORE_DELIVERY_DELIVERED)
-			to = STORE_RCPT_RELEASED;
-		else if (res != NULL && res->outcome == STORE_DELIVERY_FAILED)
+		if (res != NULL && res->outcome == STORE_DELIVERY_DELIVERED) {
+			to = kept ? STORE_RCPT_QUARANTINED : STORE_RCPT_RELEASED;
+			ndelivered++;
+		} else if (res != NULL && res->outcome == STORE_DELIVERY_FAILED) {
 			to = STORE_RCPT_FAILED;
+		}
 		if (to == STORE_RCPT_RELEASING)
 			left[nleft++] = rcpts[i];
 		if (res == NULL || copy)
@@ -3241,7 +3255,7 @@ static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
 		store_pg_text(&p, msg_id);
 		store_pg_owned(&p, store_pg_lc(rcpts[i]));
 		store_pg_int(&p, to);
-		store_pg_text(&p, res->reply);
+		store_pg_text(&p, to == STORE_RCPT_QUARANTINED ? NULL : res->reply);
 		store_pg_int(&p, a->now);
 		rc = store_pg_do(c, "finish_rcpt",
 				 "UPDATE recipients SET state = $3, reply = coalesce($4, reply),"
@@ -3273,6 +3287,24 @@ static int store_pg_finish_tx(struct store_pg *st, PGconn *c, void *arg)
 				&p, NULL);
 	}
 	store_pg_params_clear(&p);
+	if (rc == 0 && a->rescan != NULL && ndelivered > 0 && !copy) {
+		/* the verdict on the message's released Outbreak memberships: kept makes
+		 * them held again, expiry unchanged */
+		store_pg_text(&p, msg_id);
+		store_pg_int(&p, a->now);
+		store_pg_text(&p, a->rescan->rule);
+		store_pg_int(&p, (int64_t)a->rescan->state);
+		rc = store_pg_do(c, "confirm_rescan",
+				 "UPDATE memberships SET rescan = $4::smallint,"
+				 " rescanned_at = $2::bigint, rescan_rule = $3,"
+				 " state = CASE WHEN $4::smallint = 3 THEN 0 ELSE state END,"
+				 " updated_at = CASE WHEN $4::smallint = 3 THEN $2::bigint"
+				 " ELSE updated_at END"
+				 " WHERE msg_id = $1 AND state = 1 AND quarantine IN"
+				 " (SELECT name FROM quarantines WHERE type = 'outbreak')",
+				 &p, NULL);
+		store_pg_params_clear(&p);
+	}
 fail:
 	for (size_t i = 0; i < nrcpts; i++)
 		free(rcpts[i]);
@@ -3284,7 +3316,8 @@ fail:
 
 static int store_pg_delivery_record(struct store *s, const struct store_delivery *d,
 				    const struct store_delivery_result *results, size_t nresults,
-				    int64_t now, int64_t retry_at, bool confirm)
+				    int64_t now, int64_t retry_at, bool confirm,
+				    const struct store_rescan_verdict *rescan)
 {
 	if (d == NULL || (nresults > 0 && results == NULL))
 		return -EINVAL;
@@ -3295,6 +3328,7 @@ static int store_pg_delivery_record(struct store *s, const struct store_delivery
 	    .now = now,
 	    .retry_at = retry_at,
 	    .confirm = confirm,
+	    .rescan = rescan,
 	};
 	return store_pg_tx(store_pg_of(s), store_pg_finish_tx, &a);
 }
@@ -3303,14 +3337,14 @@ static int store_pg_delivery_finish(struct store *s, const struct store_delivery
 				    const struct store_delivery_result *results, size_t nresults,
 				    int64_t now, int64_t retry_at)
 {
-	return store_pg_delivery_record(s, d, results, nresults, now, retry_at, false);
+	return store_pg_delivery_record(s, d, results, nresults, now, retry_at, false, NULL);
 }
 
 static int store_pg_delivery_confirm(struct store *s, const struct store_delivery *d,
 				     const struct store_delivery_result *results, size_t nresults,
-				     int64_t now)
+				     int64_t now, const struct store_rescan_verdict *rescan)
 {
-	return store_pg_delivery_record(s, d, results, nresults, now, 0, true);
+	return store_pg_delivery_record(s, d, results, nresults, now, 0, true, rescan);
 }
 
 /*

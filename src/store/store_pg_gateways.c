@@ -23,11 +23,17 @@
 #define STORE_PG_GATEWAY_PENDING_LOCK "7809657787786818663"
 
 #define STORE_GW_LAST_RESCAN                                                                       \
-	"(SELECT max(x.rescanned_at) FROM memberships x JOIN messages w ON w.id = x.msg_id WHERE " \
-	"x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name)"
+	"(SELECT max(x.rescan_sent_at) FROM memberships x JOIN messages w ON w.id = x.msg_id"      \
+	" WHERE x.quarantine = 'outbreak' AND w.gateway = gateways.name)"
+/* How many of the last rescan's messages are in state s ("" any). */
+#define STORE_GW_LAST_RESCAN_COUNT(s)                                                              \
+	" (SELECT count(*) FROM memberships x JOIN messages w ON w.id = x.msg_id"                  \
+	" WHERE x.quarantine = 'outbreak' AND w.gateway = gateways.name" s                         \
+	" AND x.rescan_sent_at = " STORE_GW_LAST_RESCAN ")"
 /*
  * What the list adds: central, the outbreak rules version and the gateway's last
- * rescan (when its Outbreak messages were last sent back, how many were). Reads
+ * rescan (when its Outbreak messages were last sent back, how many were, and
+ * how many of those came back clean, kept and requarantined). Reads
  * of one gateway (every gateway API call looks its token up) leave the rescan
  * out: its subqueries grow with the Outbreak quarantine.
  */
@@ -35,12 +41,16 @@
 	", mapping, mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"         \
 	" mig_notified_at"
 #define STORE_PG_GATEWAY_READ_TAIL_ONE                                                             \
-	", central, outbreak_version, 0, 0" STORE_GW_MIGRATION " FROM gateways"
-#define STORE_PG_GATEWAY_READ_TAIL_LIST                                                            \
+	", central, outbreak_version, 0, 0, 0, 0, 0" STORE_GW_MIGRATION " FROM gateways"
+/* clang-format off */
+#define STORE_PG_GATEWAY_READ_TAIL_LIST                                                               \
 	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
-	" (SELECT count(*) FROM memberships x JOIN messages w ON w.id = x.msg_id"                  \
-	" WHERE x.quarantine = 'outbreak' AND x.rescan = 1 AND w.gateway = gateways.name"          \
-	" AND x.rescanned_at = " STORE_GW_LAST_RESCAN ")" STORE_GW_MIGRATION " FROM gateways"
+	STORE_GW_LAST_RESCAN_COUNT("") ","                                                         \
+	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 2") ","                                        \
+	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 3") ","                                        \
+	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 4")                                         \
+	STORE_GW_MIGRATION " FROM gateways"
+/* clang-format on */
 
 #define STORE_PG_GATEWAY_COLUMNS                                                                   \
 	"name, state, address, group_name, cluster, release_port, token_hash, created_at,"         \
@@ -80,8 +90,11 @@ static struct store_gateway *store_pg_gateway_from_row(const PGresult *r, int k)
 	g->outbreak_version = store_pg_dup(r, k, 11);
 	g->last_rescan_at = store_pg_i64(r, k, 12);
 	g->last_rescan_messages = (uint64_t)store_pg_i64(r, k, 13);
-	g->mapping = store_pg_dup(r, k, 14);
-	store_pg_gateways_migration_from(r, k, 15, &g->migration);
+	g->last_rescan_clean = (uint64_t)store_pg_i64(r, k, 14);
+	g->last_rescan_kept = (uint64_t)store_pg_i64(r, k, 15);
+	g->last_rescan_requarantined = (uint64_t)store_pg_i64(r, k, 16);
+	g->mapping = store_pg_dup(r, k, 17);
+	store_pg_gateways_migration_from(r, k, 18, &g->migration);
 	return g;
 }
 

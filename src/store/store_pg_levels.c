@@ -150,7 +150,8 @@ static int store_pg_gateway_outbreak_tx(struct store_pg *st, PGconn *c, void *ar
 		store_pg_text(&q, a->name);
 		store_pg_int(&q, a->now);
 		rc = store_pg_do(c, "gateway_outbreak_rescan",
-				 "UPDATE memberships SET rescan = 1, rescanned_at = $2"
+				 "UPDATE memberships SET rescan = 1, rescanned_at = $2,"
+				 " rescan_sent_at = $2, rescan_rule = NULL"
 				 " WHERE quarantine = 'outbreak' AND state = 0 AND msg_id IN"
 				 " (SELECT id FROM messages WHERE gateway = $1)",
 				 &q, NULL);

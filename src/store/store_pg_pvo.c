@@ -203,6 +203,7 @@ static void store_pg_pvo_add_membership(struct store_message *m, PGresult *r, in
 	x->state = (enum store_membership_state)store_pg_i64(r, k, 6);
 	x->rescan = (enum store_rescan_state)store_pg_i64(r, k, 7);
 	x->rescanned_at = store_pg_i64(r, k, 8);
+	x->rescan_rule = store_pg_dup(r, k, 9);
 }
 
 int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n)
@@ -224,7 +225,7 @@ int store_pg_pvo_load(PGconn *c, struct store_message **v, size_t n)
 	PGresult *r = store_pg_exec(
 	    c, "pvo_members",
 	    "SELECT x.msg_id, x.quarantine, q.type, x.reason, x.entered_at, x.expires_at, x.state,"
-	    " x.rescan, coalesce(x.rescanned_at, 0)"
+	    " x.rescan, coalesce(x.rescanned_at, 0), x.rescan_rule"
 	    " FROM memberships x LEFT JOIN quarantines q ON q.name = x.quarantine"
 	    " WHERE x.msg_id = ANY($1::text[]) ORDER BY x.msg_id, x.entered_at,"
 	    " x.quarantine COLLATE \"C\"",

@@ -118,7 +118,7 @@ int store_sqlite_pvo_insert(struct store_conn *c, const struct store_new_message
 
 static const char sql_pvo_members[] =
     "SELECT x.quarantine, q.type, x.reason, x.entered_at, x.expires_at, x.state,"
-    " x.rescan, coalesce(x.rescanned_at, 0)"
+    " x.rescan, coalesce(x.rescanned_at, 0), x.rescan_rule"
     " FROM memberships x LEFT JOIN quarantines q ON q.name = x.quarantine"
     " WHERE x.msg_id = ?1 ORDER BY x.entered_at, x.quarantine";
 
@@ -144,6 +144,7 @@ int store_sqlite_pvo_load(struct store_conn *c, struct store_message *m)
 		x->state = (enum store_membership_state)sqlite3_column_int(s, 5);
 		x->rescan = (enum store_rescan_state)sqlite3_column_int(s, 6);
 		x->rescanned_at = sqlite3_column_int64(s, 7);
+		x->rescan_rule = store_int_col_dup(s, 8);
 	}
 	sqlite3_reset(s);
 	if (r != SQLITE_DONE) {

@@ -597,6 +597,15 @@ static const char *const store_migrations[] = {
     "ALTER TABLE gateways ADD COLUMN mig_failed INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE gateways ADD COLUMN mig_finished_at INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE gateways ADD COLUMN mig_notified_at INTEGER NOT NULL DEFAULT 0;",
+    /*
+     * 20: the verdict of an Outbreak membership's rescan (store_rescan_state:
+     * 2 clean, 3 kept, 4 requarantined) names the rule that decided it; and when
+     * a rules change last sent it back (NULL: never), which rescanned_at, the
+     * time of the verdict, no longer tells
+     */
+    "ALTER TABLE memberships ADD COLUMN rescan_rule TEXT;"
+    "ALTER TABLE memberships ADD COLUMN rescan_sent_at INTEGER;"
+    "UPDATE memberships SET rescan_sent_at = rescanned_at WHERE rescan = 1;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -2795,6 +2804,16 @@ static const char sql_finish_retry[] =
     " leased = 0 WHERE job_id = ?1";
 /* Confirming part of an attempt: the job keeps its lease and its attempt count. */
 static const char sql_confirm_left[] = "UPDATE deliveries SET rcpts = ?2 WHERE job_id = ?1";
+/*
+ * A rescan's verdict (?4 the store_rescan_state) on the message's released
+ * Outbreak memberships: kept makes them held again, expiry unchanged.
+ */
+static const char sql_confirm_rescan[] =
+    "UPDATE memberships SET rescan = ?4, rescanned_at = ?2, rescan_rule = ?3,"
+    " state = CASE WHEN ?4 = 3 THEN 0 ELSE state END,"
+    " updated_at = CASE WHEN ?4 = 3 THEN ?2 ELSE updated_at END"
+    " WHERE msg_id = ?1 AND state = 1"
+    " AND quarantine IN (SELECT name FROM quarantines WHERE type = 'outbreak')";
 
 struct store_finish_args {
 	int64_t job_id;
@@ -2803,6 +2822,7 @@ struct store_finish_args {
 	int64_t now;
 	int64_t retry_at;
 	bool confirm; /* store_delivery_confirm: final outcomes only, the attempt goes on */
+	const struct store_rescan_verdict *rescan; /* the gateway's verdict, or NULL */
 };
 
 static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
@@ -2810,7 +2830,9 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 	struct store_finish_args *a = arg;
 	char *msg_id = NULL;
 	char **rcpts = NULL, **left = NULL;
-	size_t nrcpts = 0, nleft = 0;
+	size_t nrcpts = 0, nleft = 0, ndelivered = 0;
+	/* kept: the recipients the gateway took are held again, not released */
+	bool kept = a->rescan != NULL && a->rescan->state == STORE_RESCAN_KEPT;
 	bool copy = false; /* a copy's addresses are no recipients: no state to record */
 	int rc = -EIO;
 	sqlite3_stmt *s = store_stmt(c, sql_finish_job);
@@ -2845,10 +2867,12 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 		if (res != NULL && a->confirm && res->outcome == STORE_DELIVERY_RETRY)
 			res = NULL;
 		int to = STORE_RCPT_RELEASING;
-		if (res != NULL && res->outcome == STORE_DELIVERY_DELIVERED)
-			to = STORE_RCPT_RELEASED;
-		else if (res != NULL && res->outcome == STORE_DELIVERY_FAILED)
+		if (res != NULL && res->outcome == STORE_DELIVERY_DELIVERED) {
+			to = kept ? STORE_RCPT_QUARANTINED : STORE_RCPT_RELEASED;
+			ndelivered++;
+		} else if (res != NULL && res->outcome == STORE_DELIVERY_FAILED) {
 			to = STORE_RCPT_FAILED;
+		}
 		if (to == STORE_RCPT_RELEASING)
 			left[nleft++] = rcpts[i];
 		if (res == NULL || copy)
@@ -2860,7 +2884,8 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 		sqlite3_bind_text(s, 1, msg_id, -1, SQLITE_STATIC);
 		sqlite3_bind_text(s, 2, lc, -1, SQLITE_STATIC);
 		sqlite3_bind_int(s, 3, to);
-		sqlite3_bind_text(s, 4, res->reply, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 4, to == STORE_RCPT_QUARANTINED ? NULL : res->reply, -1,
+				  SQLITE_STATIC);
 		sqlite3_bind_int64(s, 5, a->now);
 		rc = store_step_done(c, s, "finish_rcpt");
 		free(lc);
@@ -2891,6 +2916,16 @@ static int store_finish_job(struct store *st, struct store_conn *c, void *arg)
 		rc = store_step_done(c, s, "finish_retry");
 		free(json);
 	}
+	if (rc == 0 && a->rescan != NULL && ndelivered > 0 && !copy) {
+		rc = -EIO;
+		if ((s = store_stmt(c, sql_confirm_rescan)) == NULL)
+			goto fail;
+		sqlite3_bind_text(s, 1, msg_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, a->now);
+		sqlite3_bind_text(s, 3, a->rescan->rule, -1, SQLITE_STATIC);
+		sqlite3_bind_int(s, 4, (int)a->rescan->state);
+		rc = store_step_done(c, s, "confirm_rescan");
+	}
 fail:
 	for (size_t i = 0; i < nrcpts; i++)
 		free(rcpts[i]);
@@ -2903,7 +2938,8 @@ fail:
 /* store_delivery_finish and store_delivery_confirm: one job, confirm or not. */
 static int store_delivery_record(struct store *st, const struct store_delivery *d,
 				 const struct store_delivery_result *results, size_t nresults,
-				 int64_t now, int64_t retry_at, bool confirm)
+				 int64_t now, int64_t retry_at, bool confirm,
+				 const struct store_rescan_verdict *rescan)
 {
 	if (d == NULL || (nresults > 0 && results == NULL))
 		return -EINVAL;
@@ -2914,6 +2950,7 @@ static int store_delivery_record(struct store *st, const struct store_delivery *
 	    .now = now,
 	    .retry_at = retry_at,
 	    .confirm = confirm,
+	    .rescan = rescan,
 	};
 	return store_run_job(st, store_finish_job, &a);
 }
@@ -2922,14 +2959,14 @@ int store_sqlite_delivery_finish(struct store *st, const struct store_delivery *
 				 const struct store_delivery_result *results, size_t nresults,
 				 int64_t now, int64_t retry_at)
 {
-	return store_delivery_record(st, d, results, nresults, now, retry_at, false);
+	return store_delivery_record(st, d, results, nresults, now, retry_at, false, NULL);
 }
 
 int store_sqlite_delivery_confirm(struct store *st, const struct store_delivery *d,
 				  const struct store_delivery_result *results, size_t nresults,
-				  int64_t now)
+				  int64_t now, const struct store_rescan_verdict *rescan)
 {
-	return store_delivery_record(st, d, results, nresults, now, 0, true);
+	return store_delivery_record(st, d, results, nresults, now, 0, true, rescan);
 }
 
 static const char sql_reset_leases[] =

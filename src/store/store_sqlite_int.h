@@ -65,7 +65,7 @@ int store_sqlite_delivery_finish(struct store *st, const struct store_delivery *
 				 int64_t now, int64_t retry_at);
 int store_sqlite_delivery_confirm(struct store *st, const struct store_delivery *d,
 				  const struct store_delivery_result *results, size_t nresults,
-				  int64_t now);
+				  int64_t now, const struct store_rescan_verdict *rescan);
 int store_sqlite_delivery_reset_leases(struct store *st, int64_t now);
 int store_sqlite_delivery_pending(struct store *st, uint64_t *count);
 int store_sqlite_delivery_next_due(struct store *st, int64_t *when);

@@ -1,9 +1,10 @@
 """Outbreak rescans (PV4, PV10): the manager has no scanning engine, so when a
 gateway's hello says a new version of its outbreak rules, the manager releases the
 messages that gateway put into its Outbreak quarantine back to it marked
-`rescan=yes`; the gateway scans them again with its new rules. What comes back
-clean goes on to the recipients; what still matches comes back into the manager's
-Outbreak quarantine.
+`rescan=yes; id=<message id>`; the gateway scans them again with its new rules
+and says its verdict in its reply to the data. What comes back clean goes on to
+the recipients and its original is released; what still matches is neither
+delivered nor transferred again: the original stays held ("rescan": "kept").
 
   smtplib (127.0.0.1) -> lazaret-gw -> next hop (aiosmtpd sink, read by the test)
                               |  ^  \\-- hello {"outbreak_rules_version": ...} every 1s
@@ -18,11 +19,12 @@ from gw_fixtures import make_message, start_gateway  # noqa: F401
 from test_gateway_pvo import RCPT, SENDER, central
 from test_pvo import pvo_send, stored_id
 from test_pvo_actions import memberships
-from test_pvo_chain import MANAGER_ADDR, gw_lines, quarantine_one, raw_of
+from test_pvo_chain import MANAGER_ADDR, gw_lines, quarantine_one
 from test_web import WEB_ROOT, add_user, run_browser
 
 PARCEL = "Your parcel is waiting"
 INVOICE = "Your invoice is overdue"
+MINUTES = "Minutes of the meeting"  # no rule matches
 
 RULES_1 = """\
 # outbreak rules, from the vendor
@@ -46,10 +48,11 @@ def gateways(m):
     return doc["gateways"]
 
 
-def managed_chain(start_manager, start_gateway, sink, name="gw-e2e"):
+def managed_chain(start_manager, start_gateway, sink, name="gw-e2e", **overrides):
     """A manager releasing from 127.0.0.2 and a central gateway that says hello to it
     every second with its token; (manager, gateway)."""
-    m = start_manager(release__source_address=MANAGER_ADDR, http__web_root=WEB_ROOT)
+    m = start_manager(release__source_address=MANAGER_ADDR, http__web_root=WEB_ROOT,
+                      **overrides)
     gw = start_gateway(sink.host, start=False)
     st, doc = m.api("POST", "/api/v1/gateways",
                     json={"name": name, "address": "127.0.0.1", "release_port": gw.smtp_port})
@@ -71,6 +74,7 @@ def test_new_outbreak_rules_rescan_the_gateways_outbreak_quarantine(
     invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
     assert memberships(m, parcel)["outbreak"]["reason"] == "wave_0042"
     assert memberships(m, invoice)["outbreak"]["reason"] == "wave_0043"
+    expires = memberships(m, invoice)["outbreak"]["expires_at"]
     # hellos with the same version change nothing
     n = len(gw_lines(gw, "gw.hello"))
     wait_for(lambda: len(gw_lines(gw, "gw.hello")) >= n + 2, t(10), "two more hellos")
@@ -79,6 +83,7 @@ def test_new_outbreak_rules_rescan_the_gateways_outbreak_quarantine(
     assert memberships(m, parcel)["outbreak"]["state"] == "held"
     assert memberships(m, parcel)["outbreak"]["rescan"] == "none"
     assert memberships(m, parcel)["outbreak"]["rescanned_at"] is None
+    assert memberships(m, parcel)["outbreak"]["rescan_rule"] is None
     (g,) = gateways(m)
     assert g["outbreak_rules_version"] == "2026120501" and g["last_rescan"] is None
 
@@ -90,36 +95,107 @@ def test_new_outbreak_rules_rescan_the_gateways_outbreak_quarantine(
     (got,) = aio_sink.wait_count(1, timeout=t(30))
     assert b"Subject: " + PARCEL.encode() in got["data"]
     assert got["rcpts"] == [RCPT]
-    assert b"rescan=yes" in got["data"]
+    assert b"rescan=yes; id=%s" % parcel.encode() in got["data"]
     assert "gateway=gw-e2e rules_version=2026120502 released=2" in m.log_text()
-    # the invoice still matches: back in the Outbreak quarantine, held
-    wait_for(lambda: len(m.list_all()) == 3, t(30), "the invoice quarantined again")
-    (again,) = [x["id"] for x in m.list_all() if x["id"] not in (parcel, invoice)]
-    q = memberships(m, again)
-    assert list(q) == ["outbreak"]
-    assert q["outbreak"]["state"] == "held" and q["outbreak"]["reason"] == "wave_0043"
-    assert b"Subject: " + INVOICE.encode() in raw_of(m, again)
-    assert memberships(m, parcel)["outbreak"]["state"] == "released"
-    assert memberships(m, invoice)["outbreak"]["state"] == "released"
-    # both were sent back for rescanning, at the same moment; the new copy was not
-    for original in (parcel, invoice):
-        assert memberships(m, original)["outbreak"]["rescan"] == "pending"
-        assert memberships(m, original)["outbreak"]["rescanned_at"] is not None
-    assert (memberships(m, parcel)["outbreak"]["rescanned_at"]
-            == memberships(m, invoice)["outbreak"]["rescanned_at"])
-    assert q["outbreak"]["rescan"] == "none" and q["outbreak"]["rescanned_at"] is None
+    wait_for(lambda: memberships(m, parcel)["outbreak"]["rescan"] == "clean", t(15),
+             "the parcel's verdict")
+    wait_for(lambda: memberships(m, invoice)["outbreak"]["rescan"] == "kept", t(30),
+             "the invoice's verdict")
+    # the parcel's original is released, its recipient too
+    p = memberships(m, parcel)["outbreak"]
+    assert p["state"] == "released" and p["rescan_rule"] is None
+    assert [r["state"] for r in m.get_message(parcel)["recipients"]] == ["released"]
+    # the invoice still matches: held on the manager as it was, not delivered, no copy
+    q = memberships(m, invoice)["outbreak"]
+    assert q["state"] == "held" and q["reason"] == "wave_0043"
+    assert q["rescan_rule"] == "wave_0043" and q["expires_at"] == expires
+    assert [r["state"] for r in m.get_message(invoice)["recipients"]] == ["quarantined"]
+    assert sorted(x["id"] for x in m.list_all()) == sorted([parcel, invoice])
+    # each verdict has its time, no earlier than the change that sent it back
     (g,) = gateways(m)
     assert g["outbreak_rules_version"] == "2026120502"
-    assert g["last_rescan"] == {"at": memberships(m, parcel)["outbreak"]["rescanned_at"],
-                                "messages": 2}
-    (rescanned_parcel, rescanned_invoice) = gw_lines(gw, "gw.released_rescan")
-    assert "client=%s" % MANAGER_ADDR in rescanned_parcel
+    assert g["last_rescan"]["messages"] == 2
+    assert (g["last_rescan"]["clean"], g["last_rescan"]["kept"],
+            g["last_rescan"]["requarantined"], g["last_rescan"]["pending"]) == (1, 1, 0, 0)
+    for original in (parcel, invoice):
+        assert memberships(m, original)["outbreak"]["rescanned_at"] >= g["last_rescan"]["at"]
+    rescanned = gw_lines(gw, "gw.released_rescan")
+    assert all("client=%s" % MANAGER_ADDR in x for x in rescanned)
+    assert sorted(x.rsplit(" manager_id=", 1)[1] for x in rescanned) == sorted([parcel, invoice])
+    (kept,) = gw_lines(gw, "gw.rescan_kept")
+    assert "manager_id=%s rule=wave_0043" % invoice in kept
     # the next hellos say the same version: nothing more is released, nothing more sent
     n = len(gw_lines(gw, "gw.hello"))
-    assert stays(lambda: aio_sink.count() == 1 and len(m.list_all()) == 3, t(3))
+    assert stays(lambda: aio_sink.count() == 1 and len(m.list_all()) == 2, t(3))
     assert len(gw_lines(gw, "gw.hello")) > n
     assert m.log_text().count("api.outbreak_rescan ") == 1
-    assert memberships(m, again)["outbreak"]["state"] == "held"
+    assert len(gw_lines(gw, "gw.released_rescan")) == 2
+    assert memberships(m, invoice)["outbreak"]["state"] == "held"
+
+    # the next version withdraws wave_0043 too: the kept invoice goes back, and now
+    # comes back clean
+    gw.write_file("outbreak.rules", RULES_2.replace("2026120502", "2026120503")
+                  .replace("^Your invoice is overdue$", "^Nothing matches this$"))
+    gw.reload()
+    got = aio_sink.wait_count(2, timeout=t(30))
+    assert b"Subject: " + INVOICE.encode() in got[1]["data"]
+    wait_for(lambda: memberships(m, invoice)["outbreak"]["rescan"] == "clean", t(15),
+             "the invoice's second verdict")
+    assert memberships(m, invoice)["outbreak"]["state"] == "released"
+    assert memberships(m, invoice)["outbreak"]["rescan_rule"] is None
+    assert memberships(m, parcel)["outbreak"]["rescan"] == "clean"
+    (g,) = gateways(m)
+    assert (g["last_rescan"]["messages"], g["last_rescan"]["clean"],
+            g["last_rescan"]["kept"]) == (1, 1, 0)
+    assert len(m.list_all()) == 2
+
+
+def released_for_rescan(msg, mid):
+    """msg as the manager releases it for a rescan of its message mid."""
+    return (b"X-Lazaret-Released: lazaret-e2e; 2026-12-05T10:00:00Z; rescan=yes; id=%s\r\n"
+            % mid.encode() + msg)
+
+
+def test_rescan_verdicts_only_for_the_managers_releases(start_manager, start_gateway,
+                                                      aio_sink):
+    m, gw = managed_chain(start_manager, start_gateway, aio_sink)
+    invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
+    before = memberships(m, invoice)["outbreak"]
+    # the same fields from a client that is not the manager: new mail like any other,
+    # quarantined as a new message, no verdict in the reply, the original untouched
+    code, text = gw.send(SENDER, RCPT, released_for_rescan(make_message(subject=INVOICE),
+                                                           invoice))
+    assert code == 250 and "rescan=" not in text and invoice not in text, text
+    wait_for(lambda: len(m.list_all()) == 2, t(15), "the forged copy quarantined")
+    assert gw_lines(gw, "gw.released_rescan") == [] and gw_lines(gw, "gw.rescan_kept") == []
+    code, text = gw.send(SENDER, RCPT, released_for_rescan(make_message(subject=MINUTES),
+                                                           invoice))
+    assert code == 250 and "rescan=" not in text, text
+    (got,) = aio_sink.wait_count(1, timeout=t(15))
+    assert b"Subject: " + MINUTES.encode() in got["data"]
+    assert stays(lambda: memberships(m, invoice)["outbreak"] == before, t(2))
+    assert len(m.list_all()) == 2
+
+    # from the manager's address the gateway answers its verdict for that id, and an
+    # id that is no token is not echoed back
+    code, text = gw.send(SENDER, RCPT, released_for_rescan(make_message(subject=INVOICE),
+                                                           invoice),
+                         source_address=MANAGER_ADDR)
+    assert (code, text.split(" ", 3)[3]) == (250, "rescan=kept id=%s rule=wave_0043"
+                                             % invoice), text
+    code, text = gw.send(SENDER, RCPT, released_for_rescan(make_message(subject=MINUTES),
+                                                           invoice),
+                         source_address=MANAGER_ADDR)
+    assert (code, text.split(" ", 3)[3]) == (250, "rescan=clean id=%s" % invoice), text
+    code, text = gw.send(SENDER, RCPT, released_for_rescan(make_message(subject=INVOICE),
+                                                           "x rescan=clean"),
+                         source_address=MANAGER_ADDR)
+    assert code == 250 and "rescan=" not in text, text
+    # (without a verdict to say, the message went its way as before: a new message)
+    wait_for(lambda: len(m.list_all()) == 3, t(15), "the copy without an id")
+    assert aio_sink.count() == 2
+    # none of this changed the original on the manager
+    assert memberships(m, invoice)["outbreak"] == before
 
 
 def test_other_gateways_outbreak_messages_are_not_rescanned(start_manager, start_gateway,
@@ -143,34 +219,71 @@ def test_other_gateways_outbreak_messages_are_not_rescanned(start_manager, start
     assert memberships(m, mine)["outbreak"]["state"] == "released"
     assert stays(lambda: aio_sink.count() == 1, t(3))
     assert memberships(m, other)["outbreak"]["state"] == "held"
-    assert memberships(m, mine)["outbreak"]["rescan"] == "pending"
+    wait_for(lambda: memberships(m, mine)["outbreak"]["rescan"] == "clean", t(15), "verdict")
     assert memberships(m, other)["outbreak"]["rescan"] == "none"
     last = {g["name"]: g["last_rescan"] for g in gateways(m)}
     assert last["gw-other"] is None and last["gw-e2e"]["messages"] == 1
     assert "gateway=gw-e2e rules_version=2026120502 released=1" in m.log_text()
 
 
-def test_console_shows_the_rescan(start_manager, start_gateway, aio_sink):
-    m, gw = managed_chain(start_manager, start_gateway, aio_sink)
-    invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
-    gw.write_file("outbreak.rules", RULES_2)
-    gw.reload()
-    wait_for(lambda: len(m.list_all()) == 2, t(30), "the invoice quarantined again")
-    (again,) = [x["id"] for x in m.list_all() if x["id"] != invoice]
-    at = memberships(m, invoice)["outbreak"]["rescanned_at"]
-    assert at is not None
-    add_user(m, "admin1", "correct horse battery", "admin", [])
-    res = run_browser("pvo-rescan", m.http_url, {
-        "username": "admin1", "password": "correct horse battery", "ids": [invoice, again]})
-    v = res["values"]
-    (en,) = v["en:" + invoice]
-    (ja,) = v["ja:" + invoice]
-    assert en["name"] == "outbreak" and en["state"] == "released"
-    assert en["rescan"].startswith("Sent back to its gateway for rescanning ")
-    assert ja["rescan"].endswith(" 再スキャンのためゲートウェイへ返送")
-    # the time shown is the API's, in the user's zone (Asia/Tokyo)
-    hm = datetime.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(
+def in_tokyo(at):
+    """An API time as the console shows it to a user in Asia/Tokyo (HH:MM:SS)."""
+    return datetime.datetime.strptime(at, "%Y-%m-%dT%H:%M:%SZ").replace(
         tzinfo=datetime.timezone.utc).astimezone(
         datetime.timezone(datetime.timedelta(hours=9))).strftime("%H:%M:%S")
+
+
+def test_unanswered_rescan_stays_pending_and_the_console_shows_each_status(
+        start_manager, start_gateway, aio_sink, aio_sink_factory):
+    m, gw = managed_chain(start_manager, start_gateway, aio_sink,
+                          release__retry_min="1s", release__retry_max="1s")
+    parcel = quarantine_one(m, gw, make_message(subject=PARCEL), "parcel")
+    invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
+    # the gateway's next hop is down: it cannot deliver the clean parcel and says 451
+    aio_sink.stop()
+    gw.write_file("outbreak.rules", RULES_2)
+    gw.reload()
+    wait_for(lambda: memberships(m, invoice)["outbreak"]["rescan"] == "kept", t(30),
+             "the invoice's verdict")
+    wait_for(lambda: m.log_text().count("release.deferred msg=%s" % parcel) >= 2, t(30),
+             "the parcel's release retried")
+    p = memberships(m, parcel)["outbreak"]
+    assert p["rescan"] == "pending" and p["state"] == "released"
+    assert [r["state"] for r in m.get_message(parcel)["recipients"]] == ["releasing"]
+    (g,) = gateways(m)
+    assert (g["last_rescan"]["messages"], g["last_rescan"]["clean"], g["last_rescan"]["kept"],
+            g["last_rescan"]["pending"]) == (2, 0, 1, 1)
+
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    login = {"username": "admin1", "password": "correct horse battery"}
+    v = run_browser("pvo-rescan", m.http_url, dict(login, ids=[parcel, invoice]))["values"]
+    kept = memberships(m, invoice)["outbreak"]
+    (en,) = v["en:" + invoice]
+    (ja,) = v["ja:" + invoice]
+    assert en["name"] == "outbreak" and en["state"] == "held"
+    assert en["rescan"].startswith("Rescanned by its gateway: still matches wave_0043, kept ")
+    assert ja["rescan"].endswith(" ゲートウェイの再スキャン: wave_0043 に一致、隔離を継続")
+    hm = in_tokyo(kept["rescanned_at"])
     assert hm in en["rescan"] and hm in ja["rescan"], (hm, en, ja)
-    assert [r["rescan"] for r in v["en:" + again] + v["ja:" + again]] == [None, None]
+    (en,) = v["en:" + parcel]
+    (ja,) = v["ja:" + parcel]
+    assert en["rescan"].startswith("Sent back to its gateway for rescanning ")
+    assert ja["rescan"].endswith(" 再スキャンのためゲートウェイへ返送")
+    hm = in_tokyo(memberships(m, parcel)["outbreak"]["rescanned_at"])
+    assert hm in en["rescan"] and hm in ja["rescan"], (hm, en, ja)
+
+    # the next hop is back: the retry is delivered and the gateway says clean
+    sink = aio_sink_factory(port=aio_sink.port)
+    (got,) = sink.wait_count(1, timeout=t(30))
+    assert b"Subject: " + PARCEL.encode() in got["data"]
+    wait_for(lambda: memberships(m, parcel)["outbreak"]["rescan"] == "clean", t(15),
+             "the parcel's verdict")
+    v = run_browser("pvo-rescan", m.http_url, dict(login, ids=[parcel]))["values"]
+    (en,) = v["en:" + parcel]
+    (ja,) = v["ja:" + parcel]
+    assert en["state"] == "released"
+    assert en["rescan"].startswith("Rescanned by its gateway: clean, released ")
+    assert ja["rescan"].endswith(" ゲートウェイの再スキャン: クリーン、リリース済み")
+    hm = in_tokyo(memberships(m, parcel)["outbreak"]["rescanned_at"])
+    assert hm in en["rescan"] and hm in ja["rescan"], (hm, en, ja)
+    assert stays(lambda: sink.count() == 1 and len(m.list_all()) == 2, t(2))

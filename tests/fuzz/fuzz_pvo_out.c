@@ -18,6 +18,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	(void)pvo_out_released_rescan(data, size);
+	char id[PVO_OUT_RESCAN_ID_MAX + 1];
+	(void)pvo_out_released_rescan_id(data, size, id);
 
 	char *reason = malloc(size + 1);
 	memcpy(reason, data, size);

@@ -271,12 +271,17 @@ static void test_entry_json(void **state)
 	/* the last rescan of its Outbreak messages */
 	g.outbreak_version = "2026120502";
 	g.last_rescan_at = 1764892860000;
-	g.last_rescan_messages = 3;
+	g.last_rescan_messages = 5;
+	g.last_rescan_clean = 2;
+	g.last_rescan_kept = 1;
+	g.last_rescan_requarantined = 1;
 	o = api_gateways_json(&g);
 	assert_string_equal(json_string_value(json_object_get(o, "outbreak_rules_version")),
 			    "2026120502");
 	text = json_dumps(json_object_get(o, "last_rescan"), JSON_SORT_KEYS | JSON_COMPACT);
-	assert_string_equal(text, "{\"at\":\"2025-12-05T00:01:00Z\",\"messages\":3}");
+	/* one of the five not answered yet */
+	assert_string_equal(text, "{\"at\":\"2025-12-05T00:01:00Z\",\"clean\":2,\"kept\":1,"
+				  "\"messages\":5,\"pending\":1,\"requarantined\":1}");
 	free(text);
 	json_decref(o);
 }

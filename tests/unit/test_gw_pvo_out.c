@@ -169,6 +169,46 @@ static void test_released_rescan(void **state)
 	}
 }
 
+/* The id= of the first X-Lazaret-Released field: a token of letters, digits, '-'. */
+static const struct {
+	const char *msg;
+	const char *id; /* NULL: none */
+} rescan_id_cases[] = {
+    {"X-Lazaret-Released: m; 2026-12-05T10:00:00Z; rescan=yes;"
+     " id=019ae9a0-1c2b-7d3e-8f40-123456789abc\r\n\r\n",
+     "019ae9a0-1c2b-7d3e-8f40-123456789abc"},
+    {"X-Lazaret-Released: m; rescan=yes;\r\n\tID = \"abc-1\"\r\n\r\n", "abc-1"},
+    {"X-Lazaret-Released: m; rescan=yes\r\n\r\n", NULL},
+    {"X-Lazaret-Released: m; rescan=yes; id=\r\n\r\n", NULL},
+    {"X-Lazaret-Released: m; rescan=yes; id=\"x rescan=clean\"\r\n\r\n", NULL},
+    {"X-Lazaret-Released: m; rescan=yes; id=a\"b\r\n\r\n", NULL},
+    {"X-Lazaret-Released: m; rescan=yes; id=a_b\r\n\r\n", NULL},
+    {"X-Lazaret-Released: m; rescan=yes; id="
+     "0123456789012345678901234567890123456789012345678901234567890123\r\n\r\n",
+     "0123456789012345678901234567890123456789012345678901234567890123"},
+    {"X-Lazaret-Released: m; rescan=yes; id="
+     "01234567890123456789012345678901234567890123456789012345678901234\r\n\r\n",
+     NULL},
+    /* only the first field counts, and only the header section */
+    {"X-Lazaret-Released: m2\r\nX-Lazaret-Released: m; rescan=yes; id=a1\r\n\r\n", NULL},
+    {"Subject: x\r\n\r\nX-Lazaret-Released: m; rescan=yes; id=a1\r\n", NULL},
+    {"X-Lazaret-Released: m; note=\"id=a1\"\r\n\r\n", NULL},
+};
+
+static void test_released_rescan_id(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(rescan_id_cases) / sizeof(rescan_id_cases[0]); i++) {
+		const char *m = rescan_id_cases[i].msg;
+		char id[PVO_OUT_RESCAN_ID_MAX + 1];
+		memset(id, 'x', sizeof(id));
+		bool got = pvo_out_released_rescan_id((const unsigned char *)m, strlen(m), id);
+		const char *want = rescan_id_cases[i].id;
+		if (got != (want != NULL) || strcmp(id, want != NULL ? want : "") != 0)
+			fail_msg("case %zu: %s: got %d \"%s\"", i, m, got, id);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -177,6 +217,7 @@ int main(void)
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_origin_id),
 	    cmocka_unit_test(test_released_rescan),
+	    cmocka_unit_test(test_released_rescan_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -888,7 +888,10 @@ static void test_pvo_routes(void **state)
 	assert_int_equal(mta_count(&pri, &pri.messages), 1);
 	assert_true(mta_delivered_to(&pri, "auditor@example.jp"));
 	assert_string_equal(gw.peer, "127.0.0.1");
-	assert_non_null(strstr(gw.last_data, "; rescan=yes\r\n"));
+	/* it names the message, whose verdict the gateway's reply may say */
+	char *named = xasprintf("; rescan=yes; id=%s\r\n", id);
+	assert_non_null(strstr(gw.last_data, named));
+	free(named);
 	assert_null(strstr(alt.last_data, "rescan"));
 	/* the copy changed nothing of the message it copied */
 	assert_int_equal(rcpt_state(f->st, busy, "busy@example.jp", NULL), STORE_RCPT_RELEASED);
@@ -944,6 +947,101 @@ static void test_bad_config(void **state)
 	release_kick(NULL);
 }
 
+/* The outbreak membership of message id (a copy: free with store_message_free). */
+static struct store_message *outbreak_of(struct store *st, const char *id,
+					 const struct store_membership **x)
+{
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(st, id, &m), 0);
+	assert_int_equal(m->nmemberships, 1);
+	*x = &m->memberships[0];
+	assert_string_equal((*x)->quarantine, "outbreak");
+	return m;
+}
+
+/* Releases id from the outbreak quarantine; the gateway answers final. */
+static void release_outbreak(struct store *st, struct release *r, struct fake_mta *gw,
+			     const char *final, const char *id)
+{
+	gw->final_reply = final;
+	struct store_pvo_request rq = {.action = STORE_PVO_RELEASE, .quarantine = "outbreak"};
+	assert_int_equal(store_pvo_act(st, id, &rq, clock_now_ms(), NULL), 0);
+	release_kick(r);
+}
+
+/*
+ * The gateway's rescan verdict in its reply to the data: kept holds the message
+ * again (recipient quarantined, membership held, expiry unchanged, the rule
+ * kept); clean releases it; a verdict naming another message is no verdict.
+ */
+static void test_rescan_verdicts(void **state)
+{
+	struct fixture *f = *state;
+	struct fake_mta gw = {0}, pri = {0};
+	char final[256];
+	mta_start(&gw);
+	char *primary = NULL;
+	struct release_config cfg = start_primary(&pri, &primary);
+	register_gateway(f->st, "gw-a", gw.port);
+	struct release *r = start_release(f->st, &cfg);
+	char kept[37], other[37], clean[37];
+	submit_pvo(f->st, "outbreak", "k@example.jp", kept);
+	submit_pvo(f->st, "outbreak", "o@example.jp", other);
+	submit_pvo(f->st, "outbreak", "c@example.jp", clean);
+	const struct store_membership *x = NULL;
+	struct store_message *m = outbreak_of(f->st, kept, &x);
+	int64_t expires = x->expires_at;
+	store_message_free(m);
+
+	snprintf(final, sizeof(final), "250 2.0.0 Ok: j1 rescan=kept id=%s rule=wave_1", kept);
+	release_outbreak(f->st, r, &gw, final, kept);
+	int64_t end = clock_mono_ms() + WAIT_LIMIT_MS;
+	for (;;) {
+		m = outbreak_of(f->st, kept, &x);
+		if (x->rescan == STORE_RESCAN_KEPT || clock_mono_ms() > end)
+			break;
+		store_message_free(m);
+		usleep(10000);
+	}
+	assert_int_equal(x->rescan, STORE_RESCAN_KEPT);
+	assert_int_equal(x->state, STORE_MEMBER_HELD);
+	assert_int_equal(x->expires_at, expires);
+	assert_string_equal(x->rescan_rule, "wave_1");
+	assert_true(x->rescanned_at > 0);
+	store_message_free(m);
+	assert_int_equal(rcpt_state(f->st, kept, "k@example.jp", NULL), STORE_RCPT_QUARANTINED);
+	uint64_t pending = 1;
+	assert_int_equal(store_delivery_pending(f->st, &pending), 0);
+	assert_int_equal(pending, 0);
+
+	/* a verdict for another message than the one released: an ordinary delivery */
+	snprintf(final, sizeof(final), "250 2.0.0 Ok: j2 rescan=kept id=%s rule=wave_1", kept);
+	release_outbreak(f->st, r, &gw, final, other);
+	assert_int_equal(wait_settled(f->st, other, "o@example.jp", NULL), STORE_RCPT_RELEASED);
+	m = outbreak_of(f->st, other, &x);
+	assert_int_equal(x->state, STORE_MEMBER_RELEASED);
+	assert_int_equal(x->rescan, STORE_RESCAN_NONE);
+	assert_null(x->rescan_rule);
+	store_message_free(m);
+
+	snprintf(final, sizeof(final), "250 2.0.0 Ok: j3 rescan=clean id=%s", clean);
+	release_outbreak(f->st, r, &gw, final, clean);
+	assert_int_equal(wait_settled(f->st, clean, "c@example.jp", NULL), STORE_RCPT_RELEASED);
+	m = outbreak_of(f->st, clean, &x);
+	assert_int_equal(x->state, STORE_MEMBER_RELEASED);
+	assert_int_equal(x->rescan, STORE_RESCAN_CLEAN);
+	assert_null(x->rescan_rule);
+	store_message_free(m);
+	release_stop(r);
+	/* the kept one stayed as it was; the gateway got each once */
+	assert_int_equal(rcpt_state(f->st, kept, "k@example.jp", NULL), STORE_RCPT_QUARANTINED);
+	assert_int_equal(mta_count(&gw, &gw.messages), 3);
+	assert_int_equal(mta_count(&pri, &pri.messages), 0);
+	mta_stop(&gw);
+	mta_stop(&pri);
+	free(primary);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -962,6 +1060,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_leased_work_resent_after_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reconfigure_to_working_host, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_routes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rescan_verdicts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_no_route, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_config, setup, teardown),
 	};

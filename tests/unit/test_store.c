@@ -1077,7 +1077,7 @@ static void test_reopen_keeps_data(void **state)
 		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
 				 0);
 	else
-		assert_int_equal(pragma_int(path, "user_version"), 19);
+		assert_int_equal(pragma_int(path, "user_version"), 20);
 	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
@@ -1642,7 +1642,7 @@ static void test_migration_builds_search_index(void **state)
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
-	assert_int_equal(pragma_int(path, "user_version"), 19);
+	assert_int_equal(pragma_int(path, "user_version"), 20);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
 	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2);
@@ -2431,7 +2431,7 @@ static void test_pg_search_migration(void **state)
 		       * dropped a foreign key of memberships; 12 tracking indexes; 13 second
 		       * factors; 14 report rollups; 15 the centralization levels; 16 the
 		       * outbreak rules versions; 17 the rescans of memberships; 18 scheduled
-		       * reports) */
+		       * reports; 19 the rules of rescans' verdicts) */
 		      " DROP TABLE memberships; DROP TABLE quarantine_operators;"
 		      " DROP TABLE events; DROP TABLE tracked_messages;"
 		      " DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
@@ -2446,7 +2446,7 @@ static void test_pg_search_migration(void **state)
 		      " DROP COLUMN copy;"
 		      " DELETE FROM store_migrations WHERE version >= 6; COMMIT");
 	assert_int_equal(fixture_open(fx), 0);
-	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 19);
+	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 20);
 	/* the planner has the statistics of the new index expression */
 	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
 			       " WHERE tablename LIKE '%short_grams%'") > 0);
@@ -3399,6 +3399,86 @@ static void test_gateway_migration(void **state)
 	store_gateway_array_free(v, n);
 }
 
+/*
+ * The gateway's verdicts on a rescan, recorded with the recipients' outcome:
+ * kept holds the message again (expiry unchanged, the rule noted), clean
+ * releases it; the gateway's last rescan counts them.
+ */
+static void test_pvo_outbreak_rescan_verdicts(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_gateway g = {
+	    .name = "gw1", .address = "192.0.2.1", .token_hash = "h1", .created_at = 1};
+	assert_int_equal(store_gateway_add(fx->st, &g), 0);
+	const char *const qo[] = {"outbreak", NULL};
+	const int64_t expires[] = {T0 + 999999};
+	char kept[37], clean[37];
+	add_pvo(fx->st, T0 + 1, "gw1", "o-1", qo, expires, kept);
+	add_pvo(fx->st, T0 + 2, "gw1", "o-2", qo, expires, clean);
+	bool changed = false;
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "1", T0 + 10, &changed), 0);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2", T0 + 20, &changed), 0);
+	assert_true(changed);
+	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "outbreak"};
+	assert_int_equal(store_pvo_act(fx->st, kept, &r, T0 + 21, NULL), 0);
+	assert_int_equal(store_pvo_act(fx->st, clean, &r, T0 + 21, NULL), 0);
+	assert_int_equal(pending(fx->st), 2);
+	for (int k = 0; k < 2; k++) {
+		struct store_delivery *d = NULL;
+		assert_int_equal(store_delivery_claim(fx->st, T0 + 30, 60000, &d), 0);
+		assert_true(d->rescan);
+		bool is_kept = strcmp(d->msg_id, kept) == 0;
+		struct store_delivery_result res = {"user@example.jp", STORE_DELIVERY_DELIVERED,
+						    "250 2.0.0 Ok: j rescan=..."};
+		struct store_rescan_verdict v = {STORE_RESCAN_PENDING, NULL};
+		assert_int_equal(store_delivery_confirm_rescan(fx->st, d, &res, 1, T0 + 40, &v),
+				 -EINVAL);
+		v.state = is_kept ? STORE_RESCAN_KEPT : STORE_RESCAN_CLEAN;
+		v.rule = is_kept ? "wave_1" : NULL;
+		assert_int_equal(store_delivery_confirm_rescan(fx->st, d, &res, 1, T0 + 40 + k, &v),
+				 0);
+		store_delivery_free(d);
+	}
+	assert_int_equal(pending(fx->st), 0);
+	int64_t at = 0;
+	assert_int_equal(member_rescan(fx->st, kept, "outbreak", &at), STORE_RESCAN_KEPT);
+	assert_true(at == T0 + 40 || at == T0 + 41);
+	assert_string_equal(store_rescan_state_name(STORE_RESCAN_KEPT), "kept");
+	assert_int_equal(member_state(fx->st, kept, "outbreak"), STORE_MEMBER_HELD);
+	assert_int_equal(rcpt_state(fx->st, kept, "user@example.jp"), STORE_RCPT_QUARANTINED);
+	struct store_message *m = NULL;
+	assert_int_equal(store_get(fx->st, kept, &m), 0);
+	assert_string_equal(membership_of(m, "outbreak")->rescan_rule, "wave_1");
+	assert_int_equal(membership_of(m, "outbreak")->expires_at, T0 + 999999);
+	store_message_free(m);
+	assert_int_equal(member_rescan(fx->st, clean, "outbreak", &at), STORE_RESCAN_CLEAN);
+	assert_int_equal(member_state(fx->st, clean, "outbreak"), STORE_MEMBER_RELEASED);
+	assert_int_equal(rcpt_state(fx->st, clean, "user@example.jp"), STORE_RCPT_RELEASED);
+	assert_int_equal(store_get(fx->st, clean, &m), 0);
+	assert_null(membership_of(m, "outbreak")->rescan_rule);
+	store_message_free(m);
+
+	struct store_gateway **list = NULL;
+	size_t n = 0;
+	assert_int_equal(store_gateway_list(fx->st, &list, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(list[0]->last_rescan_at, T0 + 20);
+	assert_int_equal(list[0]->last_rescan_messages, 2);
+	assert_int_equal(list[0]->last_rescan_clean, 1);
+	assert_int_equal(list[0]->last_rescan_kept, 1);
+	assert_int_equal(list[0]->last_rescan_requarantined, 0);
+	store_gateway_array_free(list, n);
+
+	/* the next change sends the kept one back again, pending, without its rule */
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "3", T0 + 50, &changed), 0);
+	assert_int_equal(member_rescan(fx->st, kept, "outbreak", &at), STORE_RESCAN_PENDING);
+	assert_int_equal(at, T0 + 50);
+	assert_int_equal(store_get(fx->st, kept, &m), 0);
+	assert_null(membership_of(m, "outbreak")->rescan_rule);
+	store_message_free(m);
+	assert_int_equal(member_rescan(fx->st, clean, "outbreak", &at), STORE_RESCAN_CLEAN);
+}
+
 static void test_pvo_overflow(void **state)
 {
 	struct fixture *fx = *state;
@@ -3685,6 +3765,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_overflow_outbreak_by_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_migration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_verdicts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_bulk_and_copy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_release_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
@@ -3721,6 +3802,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_operator_scope, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_migration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_verdicts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),

@@ -158,6 +158,12 @@ export function renderMessage(main, id) {
       return [b('release', t('pvo.name.release'), '.btn-primary'), b('delete', t('pvo.name.delete'), '.btn-danger-outline'),
         b('delay', t('pvo.delay')), q.type === 'policy' ? b('move', t('pvo.move')) : null];
     };
+    // An Outbreak membership's rescan (docs/GATEWAY.md): sent back, then the gateway's verdict.
+    const rescanNote = (q) => {
+      if (!['pending', 'clean', 'kept', 'requarantined'].includes(q.rescan)) return null;
+      return h('div.cell-sub', { 'data-test': 'pvo-rescan', 'data-rescan': q.rescan },
+        t('pvo.rescan_' + q.rescan, { at: formatDate(q.rescanned_at, { seconds: true }), rule: q.rescan_rule || '—' }));
+    };
     return h('section.pvo', { 'aria-labelledby': 'pvo-title' },
       h('h2.section-title', { id: 'pvo-title' }, t('pvo.section')),
       h('p.muted.pvo-note', t('pvo.note')),
@@ -171,9 +177,7 @@ export function renderMessage(main, id) {
           h('td.pvo-reason', { 'data-test': 'pvo-reason' }, q.reason || h('span.muted', t('pvo.no_reason'))),
           h('td.col-date', { 'data-test': 'pvo-entered' }, formatDate(q.entered_at, { seconds: true })),
           h('td.col-date', { 'data-test': 'pvo-expires' }, q.expires_at ? [h('div', formatDate(q.expires_at)), h('div.cell-sub', formatRelative(q.expires_at))] : '—'),
-          h('td', membershipBadge(q.state), q.rescan === 'pending'
-            ? h('div.cell-sub', { 'data-test': 'pvo-rescan' }, t('pvo.rescan_pending', { at: formatDate(q.rescanned_at, { seconds: true }) }))
-            : null),
+          h('td', membershipBadge(q.state), rescanNote(q)),
           h('td', h('div.pvo-actions', buttons(q)))))))));
   }
 
