@@ -271,13 +271,15 @@ static void notify_config_from(const struct manager_config *cfg, struct notify_c
 static void report_sched_config_from(const struct manager_config *cfg,
 				     struct report_sched_config *rc)
 {
-	*rc = (struct report_sched_config){.from = cfg->notify_from,
-					   .hostname = cfg->hostname,
-					   .primary_host = cfg->primary_host,
-					   .secondary_host = cfg->secondary_host,
-					   .source_address = cfg->source_address,
-					   .helo_name = cfg->helo_name,
-					   .timeout_ms = cfg->release_timeout_ms};
+	*rc =
+	    (struct report_sched_config){.from = cfg->notify_from,
+					 .hostname = cfg->hostname,
+					 .primary_host = cfg->primary_host,
+					 .secondary_host = cfg->secondary_host,
+					 .source_address = cfg->source_address,
+					 .helo_name = cfg->helo_name,
+					 .timeout_ms = cfg->release_timeout_ms,
+					 .archive_retention_ms = cfg->report_archive_retention_ms};
 }
 
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)

@@ -1486,6 +1486,8 @@ struct store_report_schedule {
 	char *recipients; /* addresses, one a line */
 	char *created_by;
 	int64_t created_at, next_run, last_run; /* last_run 0: never */
+	int at_minute;	 /* the local time it is sent: minutes after midnight, 0..1439 */
+	char *time_zone; /* the tz zone of at_minute ("Asia/Tokyo"); NULL: "UTC" */
 };
 void store_report_schedule_clear(struct store_report_schedule *s);
 void store_report_schedule_array_free(struct store_report_schedule *v, size_t n);
@@ -1495,6 +1497,11 @@ int store_report_schedule_add(struct store *st, const struct store_report_schedu
 int store_report_schedule_list(struct store *st, struct store_report_schedule **out, size_t *n);
 /* 0, or -ENOENT. */
 int store_report_schedule_delete(struct store *st, int64_t id);
+/*
+ * Replaces schedule s->id's report, period, every, format, recipients, at_minute,
+ * time_zone and next_run (the rest stays). 0, -ENOENT, or -EINVAL for a bad field.
+ */
+int store_report_schedule_update(struct store *st, const struct store_report_schedule *s);
 /*
  * Moves schedule id's next_run from old_next to new_next and sets last_run to
  * now: 0 when this call did it, -EALREADY when next_run was no longer old_next
@@ -1512,6 +1519,14 @@ struct store_report_archived {
 	int64_t created_at;
 	unsigned char *data; /* NULL in listings */
 	size_t size;
+	/*
+	 * Its mail: the recipients it is still to reach, one a line ("" or NULL: none,
+	 * it was sent or never meant to be), the attempts made, and when the next is
+	 * due (unix seconds; 0 with recipients left: given up).
+	 */
+	char *mail_pending;
+	int mail_tries;
+	int64_t mail_next;
 };
 void store_report_archived_clear(struct store_report_archived *a);
 void store_report_archived_array_free(struct store_report_archived *v, size_t n);
@@ -1522,5 +1537,20 @@ int store_report_archive_list(struct store *st, size_t limit, struct store_repor
 			      size_t *n);
 /* One copy with its data: 0 or -ENOENT. */
 int store_report_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
+/*
+ * Removes at most limit copies made before before (unix seconds), oldest first;
+ * *removed (may be NULL) counts them. Called again until it removes fewer.
+ */
+int store_report_archive_purge(struct store *st, int64_t before, size_t limit, size_t *removed);
+/* At most limit copies with recipients left whose mail_next is in (0, now], without data. */
+int store_report_archive_mail_due(struct store *st, int64_t now, size_t limit,
+				  struct store_report_archived **out, size_t *n);
+/*
+ * Sets copy id's mail state to pending/tries/next where mail_next still is
+ * old_next: 0 when this call did it, -EALREADY when not (another manager did),
+ * -ENOENT when the copy is gone. old_next < 0 sets it whatever it was.
+ */
+int store_report_archive_mail_set(struct store *st, int64_t id, int64_t old_next,
+				  const char *pending, int tries, int64_t next);
 
 #endif

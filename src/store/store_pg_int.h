@@ -297,6 +297,12 @@ int store_pg_archive_add(struct store *st, const struct store_report_archived *a
 int store_pg_archive_list(struct store *st, size_t limit, struct store_report_archived **out,
 			  size_t *n);
 int store_pg_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
+int store_pg_sched_update(struct store *st, const struct store_report_schedule *s);
+int store_pg_archive_purge(struct store *st, int64_t before, size_t limit, size_t *removed);
+int store_pg_archive_mail_due(struct store *st, int64_t now, size_t limit,
+			      struct store_report_archived **out, size_t *n);
+int store_pg_archive_mail_set(struct store *st, int64_t id, int64_t old_next, const char *pending,
+			      int tries, int64_t next);
 /* Binds len bytes of data as bytea, borrowed; returns its number ($n). */
 int store_pg_bytes(struct store_pg_params *p, const void *data, size_t len);
 int store_pg_gateway_pending_put(struct store *st, const struct store_gateway *g,

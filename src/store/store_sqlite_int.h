@@ -194,6 +194,12 @@ int store_sqlite_archive_add(struct store *st, const struct store_report_archive
 int store_sqlite_archive_list(struct store *st, size_t limit, struct store_report_archived **out,
 			      size_t *n);
 int store_sqlite_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
+int store_sqlite_sched_update(struct store *st, const struct store_report_schedule *s);
+int store_sqlite_archive_purge(struct store *st, int64_t before, size_t limit, size_t *removed);
+int store_sqlite_archive_mail_due(struct store *st, int64_t now, size_t limit,
+				  struct store_report_archived **out, size_t *n);
+int store_sqlite_archive_mail_set(struct store *st, int64_t id, int64_t old_next,
+				  const char *pending, int tries, int64_t next);
 
 /* store_sqlite_events.c */
 int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,

@@ -861,6 +861,78 @@ static void test_report_schedules(void **state)
 	assert_string_equal(got.report, "summary");
 	store_report_archived_clear(&got);
 	assert_int_equal(store_report_archive_get(fx->st, 9999, &got), -ENOENT);
+	assert_int_equal(got.mail_tries, 0);
+
+	/* an update: the send time and its zone, read back; a bad zone is refused */
+	assert_int_equal(store_report_schedule_list(fx->st, &v, &n), 0);
+	assert_string_equal(v[0].time_zone, "UTC");
+	assert_int_equal(v[0].at_minute, 0);
+	struct store_report_schedule u = v[0];
+	u.at_minute = 18 * 60 + 30;
+	u.time_zone = "Asia/Tokyo";
+	u.recipients = "c@example.jp";
+	u.next_run = 9000;
+	assert_int_equal(store_report_schedule_update(fx->st, &u), 0);
+	u.time_zone = "../etc/passwd";
+	assert_int_equal(store_report_schedule_update(fx->st, &u), -EINVAL);
+	u.time_zone = "UTC";
+	u.at_minute = 1440;
+	assert_int_equal(store_report_schedule_update(fx->st, &u), -EINVAL);
+	u.at_minute = 0;
+	u.id = 9999;
+	assert_int_equal(store_report_schedule_update(fx->st, &u), -ENOENT);
+	store_report_schedule_array_free(v, n);
+	assert_int_equal(store_report_schedule_list(fx->st, &v, &n), 0);
+	assert_int_equal(v[0].at_minute, 18 * 60 + 30);
+	assert_string_equal(v[0].time_zone, "Asia/Tokyo");
+	assert_string_equal(v[0].recipients, "c@example.jp");
+	assert_int_equal(v[0].next_run, 9000);
+	assert_int_equal(v[0].last_run, 5001);
+	assert_string_equal(v[0].created_by, "admin");
+	store_report_schedule_array_free(v, n);
+
+	/* a copy's mail: due, claimed once, moved on; given up is not due */
+	a.format = "pdf";
+	a.created_at = 6000;
+	a.mail_pending = "x@example.jp\ny@example.jp";
+	a.mail_next = 7000;
+	int64_t aid3 = 0;
+	assert_int_equal(store_report_archive_add(fx->st, &a, &aid3), 0);
+	assert_int_equal(store_report_archive_mail_due(fx->st, 6999, 10, &l, &n), 0);
+	assert_int_equal(n, 0);
+	free(l);
+	assert_int_equal(store_report_archive_mail_due(fx->st, 7000, 10, &l, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(l[0].id, aid3);
+	assert_string_equal(l[0].mail_pending, "x@example.jp\ny@example.jp");
+	store_report_archived_array_free(l, n);
+	assert_int_equal(store_report_archive_mail_set(fx->st, aid3, 7000, "y@example.jp", 1, 7060),
+			 0);
+	assert_int_equal(store_report_archive_mail_set(fx->st, aid3, 7000, "", 1, 0), -EALREADY);
+	assert_int_equal(store_report_archive_mail_set(fx->st, 9999, 7000, "", 1, 0), -ENOENT);
+	assert_int_equal(store_report_archive_get(fx->st, aid3, &got), 0);
+	assert_string_equal(got.mail_pending, "y@example.jp");
+	assert_int_equal(got.mail_tries, 1);
+	assert_int_equal(got.mail_next, 7060);
+	store_report_archived_clear(&got);
+	assert_int_equal(store_report_archive_mail_set(fx->st, aid3, -1, "y@example.jp", 8, 0), 0);
+	assert_int_equal(store_report_archive_mail_due(fx->st, 99999, 10, &l, &n), 0);
+	assert_int_equal(n, 0);
+	free(l);
+
+	/* retention: copies made before 6000 go, in batches of one */
+	size_t removed = 9;
+	assert_int_equal(store_report_archive_purge(fx->st, 6000, 1, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(store_report_archive_purge(fx->st, 6000, 1, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(store_report_archive_purge(fx->st, 6000, 1, &removed), 0);
+	assert_int_equal(removed, 0);
+	assert_int_equal(store_report_archive_list(fx->st, 10, &l, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(l[0].id, aid3);
+	store_report_archived_array_free(l, n);
+	assert_int_equal(store_report_archive_purge(fx->st, 6000, 0, &removed), -EINVAL);
 }
 
 int main(void)
