@@ -37,6 +37,7 @@
 #include "api/api.h"
 #include "api/api_backup.h"
 #include "api/api_events.h"
+#include "api/api_backfill.h"
 #include "api/api_report_sched.h"
 #include "manager/report_sched.h"
 #include "api/api_reports.h"
@@ -583,6 +584,7 @@ static int start(struct lazaretd *d)
 	gateways_config_from(&d->cfg, d->ingest, &gc);
 	d->gateways = api_gateways_attach(d->api, &gc);
 	api_events_register(d->api);
+	api_backfill_register(d->api);
 	api_tracking_register(d->api);
 	api_reports_register(d->api);
 	struct report_sched_config rsc;

@@ -255,7 +255,8 @@ char *store_backend_missing(const char *backend)
 	if (ops->sched_add == NULL || ops->sched_list == NULL || ops->sched_delete == NULL ||
 	    ops->sched_claim == NULL || ops->archive_add == NULL || ops->archive_list == NULL ||
 	    ops->archive_get == NULL || ops->sched_update == NULL || ops->archive_purge == NULL ||
-	    ops->archive_mail_due == NULL || ops->archive_mail_set == NULL)
+	    ops->archive_mail_due == NULL || ops->archive_mail_set == NULL ||
+	    ops->report_backfill == NULL || ops->report_backfill_state == NULL)
 		store_missing_add(&sb, "store_report_schedule_*");
 	if (ops->events_put == NULL || ops->event_states == NULL || ops->events_list == NULL ||
 	    ops->tracked_message_get == NULL)
@@ -1820,6 +1821,41 @@ int store_report_archive_get(struct store *st, int64_t id, struct store_report_a
 	if (ops->archive_get == NULL)
 		return -ENOSYS;
 	return ops->archive_get(st, id, out);
+}
+
+int store_report_backfill(struct store *st, const char *gateway, const struct store_rollup_in *v,
+			  size_t n, bool done, int64_t now, size_t *stored)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	size_t dummy = 0;
+	if (stored == NULL)
+		stored = &dummy;
+	*stored = 0;
+	if (ops->report_backfill == NULL)
+		return -ENOSYS;
+	if (gateway == NULL || gateway[0] == '\0' || (n > 0 && v == NULL))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].report < 0 || v[i].report >= STORE_REPORT_NREPORTS || v[i].gran < 0 ||
+		    v[i].gran >= STORE_REPORT_NGRANS || v[i].key == NULL ||
+		    store_report_bucket(v[i].gran, v[i].bucket) != v[i].bucket)
+			return -EINVAL;
+		for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
+			if (v[i].c[k] < 0)
+				return -EINVAL;
+	}
+	return ops->report_backfill(st, gateway, v, n, done, now, stored);
+}
+
+int store_report_backfill_state(struct store *st, const char *gateway, int64_t *done_at)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*done_at = 0;
+	if (ops->report_backfill_state == NULL)
+		return -ENOSYS;
+	if (gateway == NULL)
+		return -EINVAL;
+	return ops->report_backfill_state(st, gateway, done_at);
 }
 
 int store_report_archive_purge(struct store *st, int64_t before, size_t limit, size_t *removed)

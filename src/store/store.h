@@ -1378,6 +1378,30 @@ int store_report_read(struct store *st, const struct store_report_query *q,
  */
 int store_report_purge(struct store *st, int gran, int64_t before, size_t batch, uint64_t *rows);
 
+/*
+ * A gateway's own rollups sent once to the manager (POST /api/v1/gateway/rollups,
+ * docs/GATEWAY.md "Reporting"): buckets that ended before the gateway reported
+ * centrally, which the manager cannot have from events. Each (report, gran,
+ * bucket, key) is taken once per gateway, whatever is sent again.
+ */
+struct store_rollup_in {
+	int report; /* enum store_report_kind */
+	int gran;   /* enum store_report_gran */
+	int64_t bucket;
+	const char *key;
+	int64_t c[STORE_REPORT_NCOUNTERS];
+};
+/*
+ * Adds v's rows to gateway's rollups in one transaction, each only if it was
+ * never taken for gateway before; *stored (may be NULL) counts those added.
+ * done marks the gateway's backfill finished at now. -EALREADY when it was
+ * finished already (nothing added), -EINVAL for a bad row.
+ */
+int store_report_backfill(struct store *st, const char *gateway, const struct store_rollup_in *v,
+			  size_t n, bool done, int64_t now, size_t *stored);
+/* When gateway's backfill finished into *done_at (0: not yet). */
+int store_report_backfill_state(struct store *st, const char *gateway, int64_t *done_at);
+
 /* --- digests, implemented in store_digest.c ----------------------------- */
 
 /*

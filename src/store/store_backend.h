@@ -225,6 +225,10 @@ struct store_ops {
 			    size_t *n);
 	int (*archive_get)(struct store *st, int64_t id, struct store_report_archived *out);
 	int (*sched_update)(struct store *st, const struct store_report_schedule *s);
+	int (*report_backfill)(struct store *st, const char *gateway,
+			       const struct store_rollup_in *v, size_t n, bool done, int64_t now,
+			       size_t *stored);
+	int (*report_backfill_state)(struct store *st, const char *gateway, int64_t *done_at);
 	int (*archive_purge)(struct store *st, int64_t before, size_t limit, size_t *removed);
 	int (*archive_mail_due)(struct store *st, int64_t now, size_t limit,
 				struct store_report_archived **out, size_t *n);

@@ -1633,6 +1633,7 @@ static void test_migration_builds_search_index(void **state)
 		" DROP TABLE gateway_event_state; DROP TABLE user_totp;"
 		" DROP TABLE user_recovery_codes; DROP TABLE report_rollups; DROP TABLE levels;"
 		" DROP TABLE report_schedules; DROP TABLE report_archive;"
+		" DROP TABLE report_backfill; DROP TABLE report_backfill_done;"
 		" PRAGMA user_version=4; COMMIT;",
 		NULL, NULL, NULL),
 	    SQLITE_OK);
@@ -2431,13 +2432,14 @@ static void test_pg_search_migration(void **state)
 		       * dropped a foreign key of memberships; 12 tracking indexes; 13 second
 		       * factors; 14 report rollups; 15 the centralization levels; 16 the
 		       * outbreak rules versions; 17 the rescans of memberships; 18 scheduled
-		       * reports) */
+		       * reports; 22 the rollups' backfill) */
 		      " DROP TABLE memberships; DROP TABLE quarantine_operators;"
 		      " DROP TABLE events; DROP TABLE tracked_messages;"
 		      " DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
 		      " DROP TABLE gateway_event_state; DROP TABLE user_recovery_codes;"
 		      " DROP TABLE user_totp; DROP TABLE report_rollups; DROP TABLE levels;"
 		      " DROP TABLE report_schedules; DROP TABLE report_archive;"
+		      " DROP TABLE report_backfill; DROP TABLE report_backfill_done;"
 		      " DROP FUNCTION lazaret_tracking_partitions(bigint, bigint);"
 		      " ALTER TABLE quarantines DROP COLUMN delete_after,"
 		      " DROP COLUMN default_action, DROP COLUMN overflow_exempt,"

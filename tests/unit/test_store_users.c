@@ -935,6 +935,76 @@ static void test_report_schedules(void **state)
 	assert_int_equal(store_report_archive_purge(fx->st, 6000, 0, &removed), -EINVAL);
 }
 
+/* A gateway's old rollups: each key taken once, added to its rows only; done once. */
+static void test_report_backfill(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	const int64_t hour = 1796083200000LL; /* 2026-12-01T00:00Z */
+	struct store_rollup_in v[] = {
+	    {.report = STORE_REPORT_OVERVIEW,
+	     .gran = STORE_REPORT_HOUR,
+	     .bucket = hour,
+	     .key = "",
+	     .c = {5, 4, 1, 0, 0, 0, 0}},
+	    {.report = STORE_REPORT_INCOMING_DOMAINS,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = hour,
+	     .key = "old.test",
+	     .c = {5, 4, 1, 0, 0, 0, 0}},
+	};
+	size_t stored = 9;
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", v, 2, false, 1000, &stored), 0);
+	assert_int_equal(stored, 2);
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", v, 2, false, 1000, &stored), 0);
+	assert_int_equal(stored, 0);
+	/* the same keys for another gateway are its own */
+	assert_int_equal(store_report_backfill(fx->st, "gw-b", v, 1, false, 1000, &stored), 0);
+	assert_int_equal(stored, 1);
+	struct store_rollup_in bad = v[0];
+	bad.bucket = hour + 1;
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", &bad, 1, false, 1000, &stored),
+			 -EINVAL);
+	bad = v[0];
+	bad.c[2] = -1;
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", &bad, 1, false, 1000, &stored),
+			 -EINVAL);
+
+	struct store_report_query q = {.report = STORE_REPORT_OVERVIEW,
+				       .gran = STORE_REPORT_HOUR,
+				       .since = hour,
+				       .until = hour + 3600000,
+				       .gateway = "gw-a",
+				       .limit = 10};
+	struct store_report_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(store_report_read(fx->st, &q, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].c[STORE_REPORT_INCOMING], 5);
+	assert_int_equal(rows[0].c[STORE_REPORT_SPAM], 1);
+	store_report_rows_free(rows, n);
+	q.gateway = NULL;
+	assert_int_equal(store_report_read(fx->st, &q, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].c[STORE_REPORT_INCOMING], 10);
+	store_report_rows_free(rows, n);
+
+	int64_t at = -1;
+	assert_int_equal(store_report_backfill_state(fx->st, "gw-a", &at), 0);
+	assert_int_equal(at, 0);
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", NULL, 0, true, 2000, &stored), 0);
+	assert_int_equal(store_report_backfill_state(fx->st, "gw-a", &at), 0);
+	assert_int_equal(at, 2000);
+	struct store_rollup_in late = v[0];
+	late.bucket = hour + 3600000;
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", &late, 1, false, 3000, &stored),
+			 -EALREADY);
+	assert_int_equal(stored, 0);
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", NULL, 0, true, 3000, &stored),
+			 -EALREADY);
+	assert_int_equal(store_report_backfill_state(fx->st, "gw-b", &at), 0);
+	assert_int_equal(at, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -946,6 +1016,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gateways, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_levels, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_report_schedules, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_report_backfill, setup, test_store_teardown),
 	    cmocka_unit_test(test_gateway_address_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
