@@ -180,6 +180,11 @@ static const struct mig_table mig_tables[] = {
      " mail_pending, mail_tries, mail_next FROM report_archive ORDER BY id",
      "id, schedule_id, report, period, format, range_from, range_to, created_at, data,"
      " mail_pending, mail_tries, mail_next", true},
+    /* the rollup rows gateways sent once, and whose sending is done (22) */
+    {"report_backfill", "SELECT gateway, report, gran, bucket, key FROM report_backfill",
+     "gateway, report, gran, bucket, key", false},
+    {"report_backfill_done", "SELECT gateway, done_at FROM report_backfill_done",
+     "gateway, done_at", false},
 };
 
 /*
@@ -241,6 +246,9 @@ static const struct {
 			 " at_minute, time_zone FROM report_schedules"},
     {"report_archive", "SELECT id, schedule_id, format, range_from, length(data),"
 		       " length(mail_pending), mail_tries, mail_next FROM report_archive"},
+    {"report_backfill", "SELECT gateway, report, gran, count(*), sum(bucket)"
+			" FROM report_backfill GROUP BY gateway, report, gran"},
+    {"report_backfill_done", "SELECT gateway, done_at FROM report_backfill_done"},
 };
 /* clang-format on */
 
