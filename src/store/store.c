@@ -256,7 +256,8 @@ char *store_backend_missing(const char *backend)
 	    ops->sched_claim == NULL || ops->archive_add == NULL || ops->archive_list == NULL ||
 	    ops->archive_get == NULL || ops->sched_update == NULL || ops->archive_purge == NULL ||
 	    ops->archive_mail_due == NULL || ops->archive_mail_set == NULL ||
-	    ops->report_backfill == NULL || ops->report_backfill_state == NULL)
+	    ops->report_backfill == NULL || ops->report_backfill_state == NULL ||
+	    ops->report_export == NULL)
 		store_missing_add(&sb, "store_report_schedule_*");
 	if (ops->events_put == NULL || ops->event_states == NULL || ops->events_list == NULL ||
 	    ops->tracked_message_get == NULL)
@@ -1845,6 +1846,28 @@ int store_report_backfill(struct store *st, const char *gateway, const struct st
 				return -EINVAL;
 	}
 	return ops->report_backfill(st, gateway, v, n, done, now, stored);
+}
+
+void store_rollup_rows_free(struct store_rollup_row *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].key);
+	free(v);
+}
+
+int store_report_export(struct store *st, int gran, int64_t before,
+			const struct store_rollup_row *after, size_t limit,
+			struct store_rollup_row **out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->report_export == NULL)
+		return -ENOSYS;
+	if (gran < 0 || gran >= STORE_REPORT_NGRANS || limit == 0 || after == NULL ||
+	    (after->key != NULL && (after->report < 0 || after->report >= STORE_REPORT_NREPORTS)))
+		return -EINVAL;
+	return ops->report_export(st, gran, before, after, limit, out, n);
 }
 
 int store_report_backfill_state(struct store *st, const char *gateway, int64_t *done_at)

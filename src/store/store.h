@@ -1399,6 +1399,23 @@ struct store_rollup_in {
  */
 int store_report_backfill(struct store *st, const char *gateway, const struct store_rollup_in *v,
 			  size_t n, bool done, int64_t now, size_t *stored);
+/* One row of store_report_export: key is new (store_rollup_rows_free). */
+struct store_rollup_row {
+	int report, gran;
+	int64_t bucket;
+	char *key;
+	int64_t c[STORE_REPORT_NCOUNTERS];
+};
+void store_rollup_rows_free(struct store_rollup_row *v, size_t n);
+/*
+ * The rollups of granularity gran whose bucket starts before before, summed over
+ * their gateways, in (report, bucket, key) order after *after (its report name,
+ * bucket and key; after->key NULL: from the first), at most limit. What a gateway
+ * sends the manager once (lazaret-gw, gw_backfill.c).
+ */
+int store_report_export(struct store *st, int gran, int64_t before,
+			const struct store_rollup_row *after, size_t limit,
+			struct store_rollup_row **out, size_t *n);
 /* When gateway's backfill finished into *done_at (0: not yet). */
 int store_report_backfill_state(struct store *st, const char *gateway, int64_t *done_at);
 

@@ -229,6 +229,9 @@ struct store_ops {
 			       const struct store_rollup_in *v, size_t n, bool done, int64_t now,
 			       size_t *stored);
 	int (*report_backfill_state)(struct store *st, const char *gateway, int64_t *done_at);
+	int (*report_export)(struct store *st, int gran, int64_t before,
+			     const struct store_rollup_row *after, size_t limit,
+			     struct store_rollup_row **out, size_t *n);
 	int (*archive_purge)(struct store *st, int64_t before, size_t limit, size_t *removed);
 	int (*archive_mail_due)(struct store *st, int64_t now, size_t limit,
 				struct store_report_archived **out, size_t *n);

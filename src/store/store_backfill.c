@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "common/log.h"
+#include "common/xalloc.h"
 
 static const char *const store_backfill_mark_sql =
     "INSERT OR IGNORE INTO report_backfill (gateway, report, gran, bucket, key)"
@@ -125,4 +126,60 @@ int store_sqlite_report_backfill_state(struct store *st, const char *gateway, in
 	rc = store_backfill_done_at(c, gateway, done_at);
 	store_int_reader_put(st, c);
 	return rc < 0 ? store_int_read_result(rc) : 0;
+}
+
+static const char *const store_backfill_export_sql =
+    "SELECT report, bucket, key, sum(incoming), sum(clean), sum(spam), sum(suspect), sum(virus),"
+    " sum(content_filter), sum(count) FROM report_rollups WHERE gran = ?1 AND bucket < ?2 AND"
+    " (?3 IS NULL OR (report, bucket, key) > (?3, ?4, ?5)) GROUP BY report, bucket, key"
+    " ORDER BY report, bucket, key LIMIT ?6";
+
+int store_sqlite_report_export(struct store *st, int gran, int64_t before,
+			       const struct store_rollup_row *after, size_t limit,
+			       struct store_rollup_row **out, size_t *n)
+{
+	struct store_conn *c = NULL;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = store_int_stmt(c, store_backfill_export_sql);
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return store_int_read_result(-EIO);
+	}
+	sqlite3_bind_int(s, 1, gran);
+	sqlite3_bind_int64(s, 2, before);
+	if (after->key != NULL) {
+		sqlite3_bind_text(s, 3, store_report_names[after->report], -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 4, after->bucket);
+		sqlite3_bind_text(s, 5, after->key, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_null(s, 3);
+	}
+	sqlite3_bind_int64(s, 6, (int64_t)limit);
+	struct store_rollup_row *v = NULL;
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		int report = store_report_by_name((const char *)sqlite3_column_text(s, 0));
+		if (report < 0)
+			continue; /* a report this version does not know */
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		struct store_rollup_row *r = &v[k++];
+		r->report = report;
+		r->gran = gran;
+		r->bucket = sqlite3_column_int64(s, 1);
+		r->key = xstrdup((const char *)sqlite3_column_text(s, 2));
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+			r->c[j] = sqlite3_column_int64(s, 3 + j);
+	}
+	sqlite3_reset(s);
+	store_int_reader_put(st, c);
+	if (step != SQLITE_DONE) {
+		store_rollup_rows_free(v, k);
+		return store_int_read_result(-EIO);
+	}
+	*out = v;
+	*n = k;
+	return 0;
 }

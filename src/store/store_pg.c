@@ -3667,6 +3667,7 @@ const struct store_ops store_pg_ops = {
     .sched_update = store_pg_sched_update,
     .report_backfill = store_pg_report_backfill,
     .report_backfill_state = store_pg_report_backfill_state,
+    .report_export = store_pg_report_export,
     .archive_purge = store_pg_archive_purge,
     .archive_mail_due = store_pg_archive_mail_due,
     .archive_mail_set = store_pg_archive_mail_set,

@@ -13,6 +13,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include "common/xalloc.h"
+
 struct store_pg_backfill {
 	const char *gateway;
 	const struct store_rollup_in *v;
@@ -133,5 +135,49 @@ int store_pg_report_backfill_state(struct store *st, const char *gateway, int64_
 	if (PQntuples(r) > 0)
 		*done_at = store_pg_i64(r, 0, 0);
 	PQclear(r);
+	return 0;
+}
+
+int store_pg_report_export(struct store *st, int gran, int64_t before,
+			   const struct store_rollup_row *after, size_t limit,
+			   struct store_rollup_row **out, size_t *n)
+{
+	PGresult *r = NULL;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, gran);
+	store_pg_int(&p, before);
+	store_pg_text(&p, after->key != NULL ? store_report_names[after->report] : NULL);
+	store_pg_int(&p, after->key != NULL ? after->bucket : 0);
+	store_pg_text(&p, after->key);
+	store_pg_int(&p, (int64_t)limit);
+	int rc = store_pg_query(
+	    store_pg_of(st), "report_export",
+	    "SELECT report, bucket, key, sum(incoming), sum(clean), sum(spam), sum(suspect),"
+	    " sum(virus), sum(content_filter), sum(count) FROM report_rollups WHERE"
+	    " gran = $1::smallint AND bucket < $2::bigint AND ($3::text IS NULL OR"
+	    " report COLLATE \"C\" > $3::text OR (report = $3::text AND (bucket > $4::bigint OR"
+	    " (bucket = $4::bigint AND key COLLATE \"C\" > $5::text)))) GROUP BY report, bucket,"
+	    " key ORDER BY report COLLATE \"C\", bucket, key COLLATE \"C\" LIMIT $6::bigint",
+	    &p, &r);
+	if (rc < 0)
+		return rc;
+	size_t rows = (size_t)PQntuples(r);
+	struct store_rollup_row *v = xcalloc(rows + 1, sizeof(*v));
+	size_t k = 0;
+	for (size_t i = 0; i < rows; i++) {
+		int report = store_report_by_name(PQgetvalue(r, (int)i, 0));
+		if (report < 0)
+			continue;
+		v[k].report = report;
+		v[k].gran = gran;
+		v[k].bucket = store_pg_i64(r, (int)i, 1);
+		v[k].key = store_pg_dup(r, (int)i, 2);
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+			v[k].c[j] = store_pg_i64(r, (int)i, 3 + j);
+		k++;
+	}
+	PQclear(r);
+	*out = v;
+	*n = k;
 	return 0;
 }

@@ -3471,6 +3471,7 @@ const struct store_ops store_sqlite_ops = {
     .sched_update = store_sqlite_sched_update,
     .report_backfill = store_sqlite_report_backfill,
     .report_backfill_state = store_sqlite_report_backfill_state,
+    .report_export = store_sqlite_report_export,
     .archive_purge = store_sqlite_archive_purge,
     .archive_mail_due = store_sqlite_archive_mail_due,
     .archive_mail_set = store_sqlite_archive_mail_set,

@@ -66,6 +66,7 @@ class Gateway:
         self.apply(sections)
         self.proc = None
         self.exits = DaemonExits()
+        self.env = None  # the next start's environment (None: this one's)
 
     def apply(self, sections):
         for sec, keys in sections.items():
@@ -99,7 +100,7 @@ class Gateway:
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen([lazaret_gw_path(), "-c", self.conf_path],
                                      stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                     cwd="/")
+                                     cwd="/", env=self.env)
         self.exits.add(self.proc)
         logf.close()
         if wait:

@@ -6,11 +6,16 @@ bodies get exact 400s and change nothing; after "done" nothing more is taken.
 Runs on the suite's backend (SQLite or PostgreSQL)."""
 
 import json
+import os
 import time
 import urllib.parse
 
+from e2e_helpers import wait_for
+from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
 from test_events import error, push, register
+from test_reporting_mode import incoming, reporting_gateway, send_clean, send_spam
 from test_reports import message
+from test_tracking_local import local_gateway, local_rows
 
 HOUR = 3600 * 1000
 DAY = 24 * HOUR
@@ -152,3 +157,72 @@ def test_old_rollups_are_added_once(start_manager):
 
 def iso(ms):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
+
+
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+def test_a_gateway_sends_its_local_rollups_once(start_manager, start_gateway,  # noqa: F811
+                                                aio_sink):
+    """A real lazaret-gw counts mail locally two days ago (its clock set back with
+    libfaketime), then restarts with central reporting and [reporting] backfill =
+    yes: the manager's week shows those numbers once, plus what events bring from
+    the switch on; a restart sends nothing again, and a push replayed after the
+    gateway lost its marker is refused (409) and changes nothing."""
+    assert os.path.exists(FAKETIME), "libfaketime missing: run scripts/bootstrap"
+    mgr = start_manager()
+    gw = reporting_gateway(start_gateway, aio_sink, mgr, register(mgr), "local")
+    assert gw.stop() == 0
+    gw.env = dict(os.environ, LD_PRELOAD=FAKETIME, FAKETIME="-2d",
+                  FAKETIME_DONT_FAKE_MONOTONIC="1", FAKETIME_DONT_RESET="1")
+    gw.start()
+    send_clean(gw, "old one", ("bob@example.com", "carol@example.com"))
+    send_spam(gw)
+    wait_for(lambda: incoming(gw.api) == 3, 30, "the old mail counted on the gateway")
+    assert gw.stop() == 0
+    (day,) = local_rows(gw, "SELECT DISTINCT bucket FROM report_rollups WHERE gran = 1")
+    assert time.time() * 1000 - day[0] > DAY, day  # counted two days back
+    assert incoming(mgr.api) == 0
+
+    gw.env = None
+    gw.apply({"reporting": {"mode": "central", "backfill": "yes"}})
+    gw.start()
+    gw.wait_log("gw.backfill_done")
+    week = report(mgr, "overview", period="week")["totals"]
+    assert (week["incoming"], week["clean"], week["spam"]) == (3, 2, 1), week
+    assert rows_of(mgr, "internal_users", period="week") == {
+        "bob@example.com": (2, 1, 1), "carol@example.com": (1, 1, 0)}
+    # from the switch on, events: counted once on top
+    send_clean(gw, "new one")
+    wait_for(lambda: report(mgr, "overview", period="week")["totals"]["incoming"] == 4, 30,
+             "the new mail counted from its events")
+    assert incoming(mgr.api) == 1  # the last 24 hours: the new mail only
+
+    # a restart sends nothing again
+    assert gw.stop() == 0
+    gw.start()
+    time.sleep(2)
+    assert gw.log_text().count("gw.backfill_started") == 1
+    # the marker lost: the push goes again, the manager says done, nothing changes
+    assert gw.stop() == 0
+    os.unlink(os.path.join(gw.data_dir, "reporting.backfilled"))
+    gw.start()
+    wait_for(lambda: gw.log_text().count("gw.backfill_done") == 2, 30, "the second push")
+    assert os.path.exists(os.path.join(gw.data_dir, "reporting.backfilled"))
+    week = report(mgr, "overview", period="week")["totals"]
+    assert (week["incoming"], week["clean"], week["spam"]) == (4, 3, 1), week
+
+
+def test_a_switch_not_seen_sends_nothing(start_manager, start_gateway, aio_sink):  # noqa: F811
+    """A gateway whose first start with this version is already central cannot
+    know when it switched: it says so and sends nothing."""
+    mgr = start_manager()
+    gw = local_gateway(start_gateway, aio_sink.host, mgr, register(mgr),
+                       reporting={"mode": "central", "backfill": "yes"},
+                       antispam={"positive_action": "tag"})
+    gw.wait_log("gw.backfill_unknown_switch")
+    send_clean(gw, "new one")
+    wait_for(lambda: incoming(mgr.api) == 1, 30, "the mail counted from its events")
+    assert "gw.backfill_started" not in gw.log_text()
+    with open(os.path.join(gw.data_dir, "reporting.state")) as f:
+        assert f.read() == "central 0\n"

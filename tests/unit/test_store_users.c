@@ -1003,6 +1003,52 @@ static void test_report_backfill(void **state)
 			 -EALREADY);
 	assert_int_equal(store_report_backfill_state(fx->st, "gw-b", &at), 0);
 	assert_int_equal(at, 0);
+
+	/* the export: summed over gateways, before a bucket, paged in order */
+	struct store_rollup_row after = {0}, *e = NULL;
+	size_t k = 0;
+	assert_int_equal(
+	    store_report_export(fx->st, STORE_REPORT_HOUR, hour + 3600000, &after, 10, &e, &k), 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(e[0].report, STORE_REPORT_OVERVIEW);
+	assert_int_equal(e[0].bucket, hour);
+	assert_string_equal(e[0].key, "");
+	assert_int_equal(e[0].c[STORE_REPORT_INCOMING], 10);
+	store_rollup_rows_free(e, k);
+	assert_int_equal(store_report_export(fx->st, STORE_REPORT_HOUR, hour, &after, 10, &e, &k),
+			 0);
+	assert_int_equal(k, 0);
+	free(e);
+	struct store_rollup_in more[] = {
+	    {.report = STORE_REPORT_INCOMING_DOMAINS,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = hour,
+	     .key = "a.test",
+	     .c = {1}},
+	    {.report = STORE_REPORT_INCOMING_DOMAINS,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = hour,
+	     .key = "z.test",
+	     .c = {2}},
+	};
+	assert_int_equal(store_report_backfill(fx->st, "gw-c", more, 2, false, 1000, &stored), 0);
+	const char *want[] = {"a.test", "old.test", "z.test"};
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(store_report_export(fx->st, STORE_REPORT_DAY, hour + 86400000,
+						     &after, 1, &e, &k),
+				 0);
+		assert_int_equal(k, 1);
+		assert_string_equal(e[0].key, want[i]);
+		free((char *)after.key);
+		after = e[0];
+		after.key = e[0].key;
+		free(e);
+	}
+	assert_int_equal(
+	    store_report_export(fx->st, STORE_REPORT_DAY, hour + 86400000, &after, 1, &e, &k), 0);
+	assert_int_equal(k, 0);
+	free(e);
+	free((char *)after.key);
 }
 
 int main(void)
