@@ -171,16 +171,25 @@ static const struct mig_table mig_tables[] = {
      " content_filter, count", false},
     {"levels", "SELECT level, name, pvo, reporting, tracking, filters, updated_at FROM levels",
      "level, name, pvo, reporting, tracking, filters, updated_at", false},
-    /* scheduled reports and the archive (schema 18), keeping their ids */
+    /*
+     * scheduled reports and the archive (schema 18), keeping their ids, with their
+     * send times and the copies' mail (22)
+     */
     {"report_schedules",
      "SELECT id, report, period, every, format, recipients, created_by, created_at, next_run,"
-     " last_run FROM report_schedules ORDER BY id",
+     " last_run, at_minute, time_zone FROM report_schedules ORDER BY id",
      "id, report, period, every, format, recipients, created_by, created_at, next_run,"
-     " last_run", false},
+     " last_run, at_minute, time_zone", false},
     {"report_archive",
-     "SELECT id, schedule_id, report, period, format, range_from, range_to, created_at, data"
-     " FROM report_archive ORDER BY id",
-     "id, schedule_id, report, period, format, range_from, range_to, created_at, data", true},
+     "SELECT id, schedule_id, report, period, format, range_from, range_to, created_at, data,"
+     " mail_pending, mail_tries, mail_next FROM report_archive ORDER BY id",
+     "id, schedule_id, report, period, format, range_from, range_to, created_at, data,"
+     " mail_pending, mail_tries, mail_next", true},
+    /* the rollup rows gateways sent once, and whose sending is done (22) */
+    {"report_backfill", "SELECT gateway, report, gran, bucket, key FROM report_backfill",
+     "gateway, report, gran, bucket, key", false},
+    {"report_backfill_done", "SELECT gateway, done_at FROM report_backfill_done",
+     "gateway, done_at", false},
 };
 
 /*
@@ -240,10 +249,13 @@ static const struct {
 	       " CASE WHEN reporting THEN 1 WHEN NOT reporting THEN 0 END,"
 	       " CASE WHEN tracking THEN 1 WHEN NOT tracking THEN 0 END,"
 	       " coalesce(length(filters), -1) FROM levels"},
-    {"report_schedules", "SELECT id, every, format, next_run, last_run, length(recipients)"
-			 " FROM report_schedules"},
-    {"report_archive", "SELECT id, schedule_id, format, range_from, length(data)"
-		       " FROM report_archive"},
+    {"report_schedules", "SELECT id, every, format, next_run, last_run, length(recipients),"
+			 " at_minute, time_zone FROM report_schedules"},
+    {"report_archive", "SELECT id, schedule_id, format, range_from, length(data),"
+		       " length(mail_pending), mail_tries, mail_next FROM report_archive"},
+    {"report_backfill", "SELECT gateway, report, gran, count(*), sum(bucket)"
+			" FROM report_backfill GROUP BY gateway, report, gran"},
+    {"report_backfill_done", "SELECT gateway, done_at FROM report_backfill_done"},
 };
 /* clang-format on */
 

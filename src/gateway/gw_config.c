@@ -173,6 +173,11 @@ static const struct confparse_key gw_config_keys[] = {
      .offset = OFF(reporting_mode),
      .default_text = "local",
      .choices = "local|central"},
+    {.section = "reporting",
+     .name = "backfill",
+     .type = CONFPARSE_BOOL,
+     .offset = OFF(reporting_backfill),
+     .default_text = "no"},
 
     {.section = "antispam",
      .name = "engine",

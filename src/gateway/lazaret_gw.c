@@ -46,6 +46,7 @@
 #include "common/strutil.h"
 #include "common/xalloc.h"
 #include "gateway/engine_net.h"
+#include "gateway/gw_backfill.h"
 #include "gateway/gw_config.h"
 #include "gateway/gw_events.h"
 #include "gateway/gw_hello.h"
@@ -107,8 +108,9 @@ struct gw {
 	atomic_bool sync_running, expiry_running, hello_running, managed_running;
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *sync_timer, *expiry_timer,
 	    *hello_timer, *managed_timer;
-	bool tracking_central;	/* events go to the manager (the mode at start) */
-	bool reporting_central; /* the manager reports on them (the mode at start) */
+	bool tracking_central;	      /* events go to the manager (the mode at start) */
+	bool reporting_central;	      /* the manager reports on them (the mode at start) */
+	struct gw_backfill *backfill; /* [reporting] backfill under way, or NULL */
 	int64_t shutdown_started;
 	bool forced;
 };
@@ -962,6 +964,16 @@ static void gw_reload(evutil_socket_t sig, short what, void *arg)
 	gw_reload_now(arg, true);
 }
 
+/* The backfill's thread: the manager has the old rollups; a week of them is kept now. */
+static void gw_backfill_finished(void *arg)
+{
+	static const int64_t keep[STORE_REPORT_NGRANS] = {GW_REPORTING_CENTRAL_KEEP_MS,
+							  GW_REPORTING_CENTRAL_KEEP_MS,
+							  GW_REPORTING_CENTRAL_KEEP_MS};
+	struct gw *gw = arg;
+	track_retention_reports(gw->track_retention, keep);
+}
+
 static int gw_start(struct gw *gw)
 {
 	const struct gw_config *cfg = &gw->rules->cfg;
@@ -1056,9 +1068,29 @@ static int gw_start(struct gw *gw)
 	static const int64_t report_central_retention_ms[STORE_REPORT_NGRANS] = {
 	    GW_REPORTING_CENTRAL_KEEP_MS, GW_REPORTING_CENTRAL_KEEP_MS,
 	    GW_REPORTING_CENTRAL_KEEP_MS};
-	track_retention_reports(gw->track_retention, gw->reporting_central
+	/* the switch to central, and the old rollups sent once: kept until then */
+	int64_t since = 0;
+	if ((rc = gw_backfill_switch(cfg, clock_now_ms(), &since)) < 0) {
+		fprintf(stderr, "lazaret-gw: cannot record the reporting mode in %s: %s\n",
+			cfg->data_dir, strerror(-rc));
+		return rc;
+	}
+	bool backfill =
+	    gw->reporting_central && cfg->reporting_backfill && !gw_backfill_is_done(cfg);
+	if (backfill && since <= 0) {
+		log_warn("gw.backfill_unknown_switch",
+			 "reason=\"this gateway was not seen with [reporting] mode = local before: "
+			 "when it switched is unknown, nothing is sent\"");
+		backfill = false;
+	}
+	track_retention_reports(gw->track_retention, gw->reporting_central && !backfill
 							 ? report_central_retention_ms
 							 : report_retention_ms);
+	if (backfill && (rc = gw_backfill_start(gw->st, cfg, since, gw_backfill_finished, gw,
+						&gw->backfill)) < 0) {
+		fprintf(stderr, "lazaret-gw: cannot start the backfill: %s\n", strerror(-rc));
+		return rc;
+	}
 	struct release_config relc;
 	release_config_from(cfg, &relc);
 	if ((rc = release_start(gw->st, &relc, &gw->release)) < 0) {
@@ -1146,6 +1178,8 @@ static void gw_stop(struct gw *gw)
 	/* after the workers: their last events are committed before the spool closes */
 	gw_events_stop(gw->events);
 	gw->events = NULL;
+	gw_backfill_stop(gw->backfill);
+	gw->backfill = NULL;
 	track_retention_free(gw->track_retention);
 	gw->track_retention = NULL;
 	if (gw->release != NULL)

@@ -38,6 +38,7 @@
 #include "api/api_backup.h"
 #include "api/api_events.h"
 #include "api/api_migration.h"
+#include "api/api_backfill.h"
 #include "api/api_report_sched.h"
 #include "manager/report_sched.h"
 #include "api/api_reports.h"
@@ -272,13 +273,15 @@ static void notify_config_from(const struct manager_config *cfg, struct notify_c
 static void report_sched_config_from(const struct manager_config *cfg,
 				     struct report_sched_config *rc)
 {
-	*rc = (struct report_sched_config){.from = cfg->notify_from,
-					   .hostname = cfg->hostname,
-					   .primary_host = cfg->primary_host,
-					   .secondary_host = cfg->secondary_host,
-					   .source_address = cfg->source_address,
-					   .helo_name = cfg->helo_name,
-					   .timeout_ms = cfg->release_timeout_ms};
+	*rc =
+	    (struct report_sched_config){.from = cfg->notify_from,
+					 .hostname = cfg->hostname,
+					 .primary_host = cfg->primary_host,
+					 .secondary_host = cfg->secondary_host,
+					 .source_address = cfg->source_address,
+					 .helo_name = cfg->helo_name,
+					 .timeout_ms = cfg->release_timeout_ms,
+					 .archive_retention_ms = cfg->report_archive_retention_ms};
 }
 
 static void on_shutdown_poll(evutil_socket_t fd, short what, void *arg)
@@ -582,6 +585,7 @@ static int start(struct lazaretd *d)
 	gateways_config_from(&d->cfg, d->ingest, &gc);
 	d->gateways = api_gateways_attach(d->api, &gc);
 	api_events_register(d->api);
+	api_backfill_register(d->api);
 	api_tracking_register(d->api);
 	api_reports_register(d->api);
 	struct report_sched_config rsc;

@@ -56,7 +56,8 @@ struct manager_config {
 	int64_t tracking_retention_ms; /* gateway events kept; default 30d, 0 = forever */
 
 	/* [reporting]: rollups kept per granularity (hour, day, month); 0 = forever */
-	int64_t report_retention_ms[3]; /* default 90d, 1098d, 0 */
+	int64_t report_retention_ms[3];	     /* default 90d, 1098d, 0 */
+	int64_t report_archive_retention_ms; /* [reporting] archive_retention, 400d */
 
 	/* [spam_quarantine] */
 	char *smtp_listen;	 /* default 127.0.0.1:6025 */

@@ -31,11 +31,14 @@
 #define REPORT_SCHED_FAULT	   "report_sched_ahead"
 #define REPORT_SCHED_AHEAD_S	   (32 * 86400)
 #define REPORT_SCHED_SESSION_STEPS 10
+#define REPORT_SCHED_RETRY_BATCH   20
+#define REPORT_SCHED_PURGE_BATCH   100
 
 /* One copy of the settings; a run takes its own. */
 struct report_sched_settings {
 	char *from, *hostname, *primary, *secondary, *source, *helo;
 	int64_t timeout_ms;
+	int64_t archive_retention_ms;
 };
 
 static char *report_sched_dup(const char *s)
@@ -53,6 +56,7 @@ static struct report_sched_settings *report_sched_settings_new(const struct repo
 	t->source = report_sched_dup(c->source_address);
 	t->helo = report_sched_dup(c->helo_name);
 	t->timeout_ms = c->timeout_ms > 0 ? c->timeout_ms : 60000;
+	t->archive_retention_ms = c->archive_retention_ms;
 	return t;
 }
 
@@ -177,19 +181,29 @@ static size_t report_sched_split(const char *s, char ***out)
 	return n;
 }
 
-static void report_sched_send(const struct report_sched_settings *r,
-			      const struct store_report_schedule *s,
-			      const struct store_report_archived *a, int64_t now_ms)
+/*
+ * Mails copy a to its recipients still pending. The ones refused for a while
+ * (4xx, no answer) stay: its mail state moves on from old_next to the next
+ * attempt after a backoff, or to given up after API_SCHED_MAIL_TRIES; the ones
+ * taken or refused for good (5xx) go. now is the real clock (unix seconds).
+ */
+static void report_sched_send(struct store *st, const struct report_sched_settings *r,
+			      const struct store_report_archived *a, int64_t old_next,
+			      int64_t now_ms)
 {
 	char **to = NULL;
-	size_t nto = report_sched_split(s->recipients, &to);
+	size_t nto = report_sched_split(a->mail_pending, &to);
+	if (nto == 0) {
+		free(to);
+		return;
+	}
 	struct report_sched_mail m = {.from = r->from,
 				      .to = (const char *const *)to,
 				      .nto = nto,
 				      .hostname = r->hostname,
-				      .report = s->report,
-				      .period = s->period,
-				      .format = s->format,
+				      .report = a->report,
+				      .period = a->period,
+				      .format = a->format,
 				      .since = a->from,
 				      .until = a->to,
 				      .now_ms = now_ms,
@@ -198,6 +212,7 @@ static void report_sched_send(const struct report_sched_settings *r,
 				      .size = a->size};
 	char *data = NULL;
 	size_t len = 0;
+	struct strbuf left = STRBUF_INIT;
 	if (report_sched_build_mail(&m, &data, &len) == 0) {
 		struct smtp_client_options opt = {
 		    .helo_name = r->helo,
@@ -215,23 +230,59 @@ static void report_sched_send(const struct report_sched_settings *r,
 		struct smtp_failover_rcpt *res = xcalloc(nto, sizeof(*res));
 		int rc = smtp_failover_send(r->primary, r->secondary, &opt, &msg, NULL, res);
 		for (size_t i = 0; i < nto; i++) {
-			bool ok = rc == 0 && res[i].outcome == SMTP_CLIENT_DELIVERED;
-			if (ok)
+			enum smtp_client_outcome o =
+			    rc == 0 ? res[i].outcome : SMTP_CLIENT_DEFERRED;
+			if (o == SMTP_CLIENT_DELIVERED)
 				log_info("report_sched.sent", "schedule=%lld archive=%lld rcpt=%s",
-					 (long long)s->id, (long long)a->id, to[i]);
+					 (long long)a->schedule_id, (long long)a->id, to[i]);
 			else
 				log_warn("report_sched.send_failed",
-					 "schedule=%lld archive=%lld rcpt=%s outcome=%s",
-					 (long long)s->id, (long long)a->id, to[i],
-					 smtp_client_outcome_name(res[i].outcome));
+					 "schedule=%lld archive=%lld rcpt=%s outcome=%s try=%d",
+					 (long long)a->schedule_id, (long long)a->id, to[i],
+					 smtp_client_outcome_name(o), a->mail_tries + 1);
+			if (o == SMTP_CLIENT_DEFERRED)
+				strbuf_printf(&left, "%s%s", left.len > 0 ? "\n" : "", to[i]);
 		}
 		smtp_failover_rcpts_free(res, nto);
 		free(res);
+	} else {
+		strbuf_printf(&left, "%s", a->mail_pending);
 	}
+	int tries = a->mail_tries + 1;
+	int64_t next = 0;
+	if (left.len > 0 && tries < API_SCHED_MAIL_TRIES) {
+		next = now_ms / 1000 + api_sched_mail_backoff(tries);
+		log_warn("report_sched.retry", "schedule=%lld archive=%lld try=%d next_in=%llds",
+			 (long long)a->schedule_id, (long long)a->id, tries + 1,
+			 (long long)api_sched_mail_backoff(tries));
+	} else if (left.len > 0) {
+		log_error("report_sched.given_up", "schedule=%lld archive=%lld tries=%d",
+			  (long long)a->schedule_id, (long long)a->id, tries);
+	}
+	int rc = store_report_archive_mail_set(st, a->id, old_next, strbuf_str(&left), tries, next);
+	if (rc < 0 && rc != -ENOENT)
+		log_warn("report_sched.mail_state_failed", "archive=%lld error=%s",
+			 (long long)a->id, strerror(-rc));
+	strbuf_free(&left);
 	free(data);
 	for (size_t i = 0; i < nto; i++)
 		free(to[i]);
 	free(to);
+}
+
+/*
+ * Claims copy a's mail for this manager until a lease from real (unix seconds):
+ * the lease, or -1 when another manager or run has it or it is gone.
+ */
+static int64_t report_sched_claim_mail(struct store *st, const struct store_report_archived *a,
+				       int64_t real)
+{
+	int64_t lease = real + API_SCHED_MAIL_LEASE;
+	if (lease == a->mail_next)
+		lease++;
+	int rc = store_report_archive_mail_set(st, a->id, a->mail_next, a->mail_pending,
+					       a->mail_tries, lease);
+	return rc == 0 ? lease : -1;
 }
 
 /* A copy of the settings of now. */
@@ -244,7 +295,8 @@ static struct report_sched_settings *report_sched_settings_now(struct report_sch
 					.secondary_host = r->cur->secondary,
 					.source_address = r->cur->source,
 					.helo_name = r->cur->helo,
-					.timeout_ms = r->cur->timeout_ms};
+					.timeout_ms = r->cur->timeout_ms,
+					.archive_retention_ms = r->cur->archive_retention_ms};
 	struct report_sched_settings *set = report_sched_settings_new(&c);
 	pthread_mutex_unlock(&r->lock);
 	return set;
@@ -260,7 +312,9 @@ static void report_sched_later_run(void *arg)
 {
 	struct report_sched_later *l = arg;
 	struct report_sched_settings *set = report_sched_settings_now(l->r);
-	report_sched_send(set, &l->s, &l->a, clock_now_ms());
+	int64_t lease = report_sched_claim_mail(l->r->st, &l->a, clock_now_ms() / 1000);
+	if (lease > 0)
+		report_sched_send(l->r->st, set, &l->a, lease, clock_now_ms());
 	report_sched_settings_free(set);
 	store_report_schedule_clear(&l->s);
 	store_report_archived_clear(&l->a);
@@ -282,6 +336,7 @@ void report_sched_mail_later(void *arg, const struct store_report_schedule *s,
 	l->a.report = xstrdup(a->report);
 	l->a.period = xstrdup(a->period);
 	l->a.format = xstrdup(a->format);
+	l->a.mail_pending = xstrdup(a->mail_pending != NULL ? a->mail_pending : "");
 	l->a.data = xmalloc(a->size + 1);
 	memcpy(l->a.data, a->data, a->size);
 	workpool_submit(r->wp, report_sched_later_run, l);
@@ -380,6 +435,48 @@ void report_sched_notice_later(void *arg, const char *to, const char *subject, c
 	workpool_submit(r->wp, report_sched_notice_run, n);
 }
 
+/* Worker thread: the copies whose mail is due again, each claimed, then sent. */
+static void report_sched_retry(struct report_sched *r, const struct report_sched_settings *set)
+{
+	int64_t real = clock_now_ms() / 1000;
+	int64_t now = real + (r->ahead ? REPORT_SCHED_AHEAD_S : 0);
+	struct store_report_archived *v = NULL;
+	size_t n = 0;
+	int rc = store_report_archive_mail_due(r->st, now, REPORT_SCHED_RETRY_BATCH, &v, &n);
+	if (rc < 0)
+		log_warn("report_sched.retry_list_failed", "error=%s", strerror(-rc));
+	for (size_t i = 0; i < n; i++) {
+		int64_t lease = report_sched_claim_mail(r->st, &v[i], real);
+		if (lease < 0)
+			continue; /* another manager has it, or it is gone */
+		struct store_report_archived a;
+		rc = store_report_archive_get(r->st, v[i].id, &a);
+		if (rc < 0)
+			continue;
+		report_sched_send(r->st, set, &a, lease, clock_now_ms());
+		store_report_archived_clear(&a);
+	}
+	store_report_archived_array_free(v, n);
+}
+
+/* Worker thread: archived copies older than retention_ms go, in batches. */
+static void report_sched_purge(struct report_sched *r, int64_t retention_ms)
+{
+	if (retention_ms <= 0)
+		return;
+	int64_t before = (clock_now_ms() - retention_ms) / 1000;
+	size_t total = 0, got = 0;
+	int rc;
+	do {
+		rc = store_report_archive_purge(r->st, before, REPORT_SCHED_PURGE_BATCH, &got);
+		total += got;
+	} while (rc == 0 && got == REPORT_SCHED_PURGE_BATCH);
+	if (rc < 0)
+		log_warn("report_sched.purge_failed", "error=%s", strerror(-rc));
+	if (total > 0)
+		log_info("report_sched.purged", "copies=%zu before=%lld", total, (long long)before);
+}
+
 /* Worker thread: every due schedule this manager claims is made and mailed. */
 static void report_sched_run(void *arg)
 {
@@ -395,7 +492,7 @@ static void report_sched_run(void *arg)
 		int64_t now = now_ms / 1000 + (r->ahead ? REPORT_SCHED_AHEAD_S : 0);
 		if (v[i].next_run > now)
 			continue;
-		int64_t next = api_sched_next_run(v[i].every, now);
+		int64_t next = api_sched_next_for(&v[i], now);
 		if (next < 0)
 			continue;
 		rc = store_report_schedule_claim(r->st, v[i].id, v[i].next_run, next, now);
@@ -407,7 +504,7 @@ static void report_sched_run(void *arg)
 			continue;
 		}
 		struct store_report_archived a;
-		rc = api_sched_make(r->st, &v[i], now_ms, &a);
+		rc = api_sched_make(r->st, &v[i], now_ms, now_ms / 1000 + API_SCHED_MAIL_LEASE, &a);
 		if (rc < 0) {
 			log_error("report_sched.make_failed", "schedule=%lld error=%s",
 				  (long long)v[i].id, strerror(-rc));
@@ -415,10 +512,12 @@ static void report_sched_run(void *arg)
 		}
 		log_info("report_sched.made", "schedule=%lld archive=%lld report=%s period=%s",
 			 (long long)v[i].id, (long long)a.id, v[i].report, v[i].period);
-		report_sched_send(set, &v[i], &a, now_ms);
+		report_sched_send(r->st, set, &a, a.mail_next, now_ms);
 		store_report_archived_clear(&a);
 	}
 	store_report_schedule_array_free(v, n);
+	report_sched_retry(r, set);
+	report_sched_purge(r, set->archive_retention_ms);
 	report_sched_settings_free(set);
 	pthread_mutex_lock(&r->lock);
 	r->busy = false;

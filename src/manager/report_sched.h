@@ -4,7 +4,10 @@
  * store (store_report_schedule_claim: of several managers sharing a store, one
  * runs it), makes the report (api_sched_make: rendered and archived) and mails
  * it with the PDF or CSV attached through the release path ([release]
- * primary_host, then secondary_host), From [notifications] from.
+ * primary_host, then secondary_host), From [notifications] from. A copy's
+ * recipients refused for a while (4xx, no answer) are tried again with a backoff
+ * (api_sched_mail_backoff), the copy's mail state claimed like a run; copies
+ * older than [reporting] archive_retention are removed in batches on the same tick.
  *
  * Test only: with LAZARET_FAULT=report_sched_ahead (common/fault.h) the
  * schedules' clock runs 32 days ahead and is looked at every second, so that a new
@@ -31,6 +34,8 @@ struct report_sched_config {
 	const char *source_address; /* may be NULL */
 	const char *helo_name;
 	int64_t timeout_ms; /* per SMTP step */
+	/* [reporting] archive_retention: copies made longer ago go; 0 keeps them */
+	int64_t archive_retention_ms;
 };
 
 /* One report's mail. */

@@ -255,7 +255,10 @@ char *store_backend_missing(const char *backend)
 		store_missing_add(&sb, "store_level_*");
 	if (ops->sched_add == NULL || ops->sched_list == NULL || ops->sched_delete == NULL ||
 	    ops->sched_claim == NULL || ops->archive_add == NULL || ops->archive_list == NULL ||
-	    ops->archive_get == NULL)
+	    ops->archive_get == NULL || ops->sched_update == NULL || ops->archive_purge == NULL ||
+	    ops->archive_mail_due == NULL || ops->archive_mail_set == NULL ||
+	    ops->report_backfill == NULL || ops->report_backfill_state == NULL ||
+	    ops->report_export == NULL)
 		store_missing_add(&sb, "store_report_schedule_*");
 	if (ops->events_put == NULL || ops->event_states == NULL || ops->events_list == NULL ||
 	    ops->tracked_message_get == NULL)
@@ -1741,6 +1744,7 @@ void store_report_schedule_clear(struct store_report_schedule *s)
 	free(s->format);
 	free(s->recipients);
 	free(s->created_by);
+	free(s->time_zone);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -1759,6 +1763,7 @@ void store_report_archived_clear(struct store_report_archived *a)
 	free(a->period);
 	free(a->format);
 	free(a->data);
+	free(a->mail_pending);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -1786,20 +1791,49 @@ static bool store_sched_format_ok(const char *f)
 	return f != NULL && (strcmp(f, "pdf") == 0 || strcmp(f, "csv") == 0);
 }
 
+/* A tz database name as the API takes it: letters, digits, "/_+-", no "..". */
+static bool store_sched_zone_ok(const char *z)
+{
+	if (z == NULL || z[0] == '\0' || z[0] == '/' || strlen(z) > STORE_SCHED_NAME_MAX ||
+	    strstr(z, "..") != NULL)
+		return false;
+	for (const char *p = z; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || strchr("/_+-", *p) != NULL))
+			return false;
+	return true;
+}
+
+static bool store_sched_ok(const struct store_report_schedule *s)
+{
+	return s != NULL && store_sched_name_ok(s->report) && store_sched_name_ok(s->period) &&
+	       s->every != NULL &&
+	       (strcmp(s->every, "daily") == 0 || strcmp(s->every, "weekly") == 0 ||
+		strcmp(s->every, "monthly") == 0) &&
+	       store_sched_format_ok(s->format) && s->recipients != NULL &&
+	       s->recipients[0] != '\0' && strlen(s->recipients) <= STORE_SCHED_RECIPIENTS_MAX &&
+	       s->next_run > 0 && s->at_minute >= 0 && s->at_minute < 1440 &&
+	       (s->time_zone == NULL || store_sched_zone_ok(s->time_zone));
+}
+
 int store_report_schedule_add(struct store *st, const struct store_report_schedule *s, int64_t *id)
 {
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->sched_add == NULL)
 		return -ENOSYS;
-	if (s == NULL || !store_sched_name_ok(s->report) || !store_sched_name_ok(s->period) ||
-	    s->every == NULL ||
-	    (strcmp(s->every, "daily") != 0 && strcmp(s->every, "weekly") != 0 &&
-	     strcmp(s->every, "monthly") != 0) ||
-	    !store_sched_format_ok(s->format) || s->recipients == NULL ||
-	    s->recipients[0] == '\0' || strlen(s->recipients) > STORE_SCHED_RECIPIENTS_MAX ||
-	    s->created_by == NULL || s->next_run <= 0)
+	if (!store_sched_ok(s) || s->created_by == NULL)
 		return -EINVAL;
 	return ops->sched_add(st, s, id);
+}
+
+int store_report_schedule_update(struct store *st, const struct store_report_schedule *s)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->sched_update == NULL)
+		return -ENOSYS;
+	if (!store_sched_ok(s) || s->id <= 0)
+		return -EINVAL;
+	return ops->sched_update(st, s);
 }
 
 int store_report_schedule_list(struct store *st, struct store_report_schedule **out, size_t *n)
@@ -1838,7 +1872,9 @@ int store_report_archive_add(struct store *st, const struct store_report_archive
 		return -ENOSYS;
 	if (a == NULL || !store_sched_name_ok(a->report) || !store_sched_name_ok(a->period) ||
 	    !store_sched_format_ok(a->format) || a->data == NULL ||
-	    a->size > STORE_ARCHIVE_DATA_MAX || a->to < a->from)
+	    a->size > STORE_ARCHIVE_DATA_MAX || a->to < a->from || a->mail_tries < 0 ||
+	    a->mail_next < 0 ||
+	    (a->mail_pending != NULL && strlen(a->mail_pending) > STORE_SCHED_RECIPIENTS_MAX))
 		return -EINVAL;
 	return ops->archive_add(st, a, id);
 }
@@ -1861,4 +1897,100 @@ int store_report_archive_get(struct store *st, int64_t id, struct store_report_a
 	if (ops->archive_get == NULL)
 		return -ENOSYS;
 	return ops->archive_get(st, id, out);
+}
+
+int store_report_backfill(struct store *st, const char *gateway, const struct store_rollup_in *v,
+			  size_t n, bool done, int64_t now, size_t *stored)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	size_t dummy = 0;
+	if (stored == NULL)
+		stored = &dummy;
+	*stored = 0;
+	if (ops->report_backfill == NULL)
+		return -ENOSYS;
+	if (gateway == NULL || gateway[0] == '\0' || (n > 0 && v == NULL))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].report < 0 || v[i].report >= STORE_REPORT_NREPORTS || v[i].gran < 0 ||
+		    v[i].gran >= STORE_REPORT_NGRANS || v[i].key == NULL ||
+		    store_report_bucket(v[i].gran, v[i].bucket) != v[i].bucket)
+			return -EINVAL;
+		for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
+			if (v[i].c[k] < 0)
+				return -EINVAL;
+	}
+	return ops->report_backfill(st, gateway, v, n, done, now, stored);
+}
+
+void store_rollup_rows_free(struct store_rollup_row *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].key);
+	free(v);
+}
+
+int store_report_export(struct store *st, int gran, int64_t before,
+			const struct store_rollup_row *after, size_t limit,
+			struct store_rollup_row **out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->report_export == NULL)
+		return -ENOSYS;
+	if (gran < 0 || gran >= STORE_REPORT_NGRANS || limit == 0 || after == NULL ||
+	    (after->key != NULL && (after->report < 0 || after->report >= STORE_REPORT_NREPORTS)))
+		return -EINVAL;
+	return ops->report_export(st, gran, before, after, limit, out, n);
+}
+
+int store_report_backfill_state(struct store *st, const char *gateway, int64_t *done_at)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*done_at = 0;
+	if (ops->report_backfill_state == NULL)
+		return -ENOSYS;
+	if (gateway == NULL)
+		return -EINVAL;
+	return ops->report_backfill_state(st, gateway, done_at);
+}
+
+int store_report_archive_purge(struct store *st, int64_t before, size_t limit, size_t *removed)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	size_t dummy = 0;
+	if (removed == NULL)
+		removed = &dummy;
+	*removed = 0;
+	if (ops->archive_purge == NULL)
+		return -ENOSYS;
+	if (limit == 0)
+		return -EINVAL;
+	return ops->archive_purge(st, before, limit, removed);
+}
+
+int store_report_archive_mail_due(struct store *st, int64_t now, size_t limit,
+				  struct store_report_archived **out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->archive_mail_due == NULL)
+		return -ENOSYS;
+	if (limit == 0)
+		return -EINVAL;
+	return ops->archive_mail_due(st, now, limit, out, n);
+}
+
+int store_report_archive_mail_set(struct store *st, int64_t id, int64_t old_next,
+				  const char *pending, int tries, int64_t next)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->archive_mail_set == NULL)
+		return -ENOSYS;
+	if (id <= 0 || tries < 0 || next < 0 ||
+	    (pending != NULL && strlen(pending) > STORE_SCHED_RECIPIENTS_MAX))
+		return -EINVAL;
+	return ops->archive_mail_set(st, id, old_next, pending != NULL ? pending : "", tries, next);
 }

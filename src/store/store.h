@@ -1445,6 +1445,47 @@ int store_report_read(struct store *st, const struct store_report_query *q,
  */
 int store_report_purge(struct store *st, int gran, int64_t before, size_t batch, uint64_t *rows);
 
+/*
+ * A gateway's own rollups sent once to the manager (POST /api/v1/gateway/rollups,
+ * docs/GATEWAY.md "Reporting"): buckets that ended before the gateway reported
+ * centrally, which the manager cannot have from events. Each (report, gran,
+ * bucket, key) is taken once per gateway, whatever is sent again.
+ */
+struct store_rollup_in {
+	int report; /* enum store_report_kind */
+	int gran;   /* enum store_report_gran */
+	int64_t bucket;
+	const char *key;
+	int64_t c[STORE_REPORT_NCOUNTERS];
+};
+/*
+ * Adds v's rows to gateway's rollups in one transaction, each only if it was
+ * never taken for gateway before; *stored (may be NULL) counts those added.
+ * done marks the gateway's backfill finished at now. -EALREADY when it was
+ * finished already (nothing added), -EINVAL for a bad row.
+ */
+int store_report_backfill(struct store *st, const char *gateway, const struct store_rollup_in *v,
+			  size_t n, bool done, int64_t now, size_t *stored);
+/* One row of store_report_export: key is new (store_rollup_rows_free). */
+struct store_rollup_row {
+	int report, gran;
+	int64_t bucket;
+	char *key;
+	int64_t c[STORE_REPORT_NCOUNTERS];
+};
+void store_rollup_rows_free(struct store_rollup_row *v, size_t n);
+/*
+ * The rollups of granularity gran whose bucket starts before before, summed over
+ * their gateways, in (report, bucket, key) order after *after (its report name,
+ * bucket and key; after->key NULL: from the first), at most limit. What a gateway
+ * sends the manager once (lazaret-gw, gw_backfill.c).
+ */
+int store_report_export(struct store *st, int gran, int64_t before,
+			const struct store_rollup_row *after, size_t limit,
+			struct store_rollup_row **out, size_t *n);
+/* When gateway's backfill finished into *done_at (0: not yet). */
+int store_report_backfill_state(struct store *st, const char *gateway, int64_t *done_at);
+
 /* --- digests, implemented in store_digest.c ----------------------------- */
 
 /*
@@ -1553,6 +1594,8 @@ struct store_report_schedule {
 	char *recipients; /* addresses, one a line */
 	char *created_by;
 	int64_t created_at, next_run, last_run; /* last_run 0: never */
+	int at_minute;	 /* the local time it is sent: minutes after midnight, 0..1439 */
+	char *time_zone; /* the tz zone of at_minute ("Asia/Tokyo"); NULL: "UTC" */
 };
 void store_report_schedule_clear(struct store_report_schedule *s);
 void store_report_schedule_array_free(struct store_report_schedule *v, size_t n);
@@ -1562,6 +1605,11 @@ int store_report_schedule_add(struct store *st, const struct store_report_schedu
 int store_report_schedule_list(struct store *st, struct store_report_schedule **out, size_t *n);
 /* 0, or -ENOENT. */
 int store_report_schedule_delete(struct store *st, int64_t id);
+/*
+ * Replaces schedule s->id's report, period, every, format, recipients, at_minute,
+ * time_zone and next_run (the rest stays). 0, -ENOENT, or -EINVAL for a bad field.
+ */
+int store_report_schedule_update(struct store *st, const struct store_report_schedule *s);
 /*
  * Moves schedule id's next_run from old_next to new_next and sets last_run to
  * now: 0 when this call did it, -EALREADY when next_run was no longer old_next
@@ -1579,6 +1627,14 @@ struct store_report_archived {
 	int64_t created_at;
 	unsigned char *data; /* NULL in listings */
 	size_t size;
+	/*
+	 * Its mail: the recipients it is still to reach, one a line ("" or NULL: none,
+	 * it was sent or never meant to be), the attempts made, and when the next is
+	 * due (unix seconds; 0 with recipients left: given up).
+	 */
+	char *mail_pending;
+	int mail_tries;
+	int64_t mail_next;
 };
 void store_report_archived_clear(struct store_report_archived *a);
 void store_report_archived_array_free(struct store_report_archived *v, size_t n);
@@ -1589,5 +1645,20 @@ int store_report_archive_list(struct store *st, size_t limit, struct store_repor
 			      size_t *n);
 /* One copy with its data: 0 or -ENOENT. */
 int store_report_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
+/*
+ * Removes at most limit copies made before before (unix seconds), oldest first;
+ * *removed (may be NULL) counts them. Called again until it removes fewer.
+ */
+int store_report_archive_purge(struct store *st, int64_t before, size_t limit, size_t *removed);
+/* At most limit copies with recipients left whose mail_next is in (0, now], without data. */
+int store_report_archive_mail_due(struct store *st, int64_t now, size_t limit,
+				  struct store_report_archived **out, size_t *n);
+/*
+ * Sets copy id's mail state to pending/tries/next where mail_next still is
+ * old_next: 0 when this call did it, -EALREADY when not (another manager did),
+ * -ENOENT when the copy is gone. old_next < 0 sets it whatever it was.
+ */
+int store_report_archive_mail_set(struct store *st, int64_t id, int64_t old_next,
+				  const char *pending, int tries, int64_t next);
 
 #endif

@@ -229,6 +229,19 @@ struct store_ops {
 	int (*archive_list)(struct store *st, size_t limit, struct store_report_archived **out,
 			    size_t *n);
 	int (*archive_get)(struct store *st, int64_t id, struct store_report_archived *out);
+	int (*sched_update)(struct store *st, const struct store_report_schedule *s);
+	int (*report_backfill)(struct store *st, const char *gateway,
+			       const struct store_rollup_in *v, size_t n, bool done, int64_t now,
+			       size_t *stored);
+	int (*report_backfill_state)(struct store *st, const char *gateway, int64_t *done_at);
+	int (*report_export)(struct store *st, int gran, int64_t before,
+			     const struct store_rollup_row *after, size_t limit,
+			     struct store_rollup_row **out, size_t *n);
+	int (*archive_purge)(struct store *st, int64_t before, size_t limit, size_t *removed);
+	int (*archive_mail_due)(struct store *st, int64_t now, size_t limit,
+				struct store_report_archived **out, size_t *n);
+	int (*archive_mail_set)(struct store *st, int64_t id, int64_t old_next, const char *pending,
+				int tries, int64_t next);
 	/* own: number the events on from the gateway's last seq (store_events_put_own) */
 	int (*events_put)(struct store *st, const char *gateway, const struct store_event *v,
 			  size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);

@@ -826,6 +826,31 @@ static const char *const store_pg_migrations[] = {
     "ALTER TABLE memberships ADD COLUMN rescan_rule text,"
     "  ADD COLUMN rescan_sent_at bigint;"
     "UPDATE memberships SET rescan_sent_at = rescanned_at WHERE rescan = 1;",
+    /*
+     * 21: a schedule's send time (minutes after midnight in its time zone), and a
+     * copy's mail: the recipients still to reach, attempts made, next attempt
+     */
+    "ALTER TABLE report_schedules ADD COLUMN at_minute bigint NOT NULL DEFAULT 360,"
+    "  ADD COLUMN time_zone text NOT NULL DEFAULT 'UTC';"
+    "ALTER TABLE report_archive ADD COLUMN mail_pending text NOT NULL DEFAULT '',"
+    "  ADD COLUMN mail_tries bigint NOT NULL DEFAULT 0,"
+    "  ADD COLUMN mail_next bigint NOT NULL DEFAULT 0;"
+    "CREATE INDEX report_archive_created ON report_archive(created_at);"
+    "CREATE INDEX report_archive_mail ON report_archive(mail_next) WHERE mail_next > 0;"
+    /*
+     * and the rollup rows gateways sent once (store_pg_backfill.c): what was
+     * taken, and when each gateway's backfill finished
+     */
+    "CREATE TABLE report_backfill ("
+    "  gateway text NOT NULL,"
+    "  report text NOT NULL,"
+    "  gran smallint NOT NULL,"
+    "  bucket bigint NOT NULL,"
+    "  key text NOT NULL,"
+    "  PRIMARY KEY (gateway, report, gran, bucket, key));"
+    "CREATE TABLE report_backfill_done ("
+    "  gateway text PRIMARY KEY,"
+    "  done_at bigint NOT NULL);",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3687,6 +3712,13 @@ const struct store_ops store_pg_ops = {
     .archive_add = store_pg_archive_add,
     .archive_list = store_pg_archive_list,
     .archive_get = store_pg_archive_get,
+    .sched_update = store_pg_sched_update,
+    .report_backfill = store_pg_report_backfill,
+    .report_backfill_state = store_pg_report_backfill_state,
+    .report_export = store_pg_report_export,
+    .archive_purge = store_pg_archive_purge,
+    .archive_mail_due = store_pg_archive_mail_due,
+    .archive_mail_set = store_pg_archive_mail_set,
     .gateway_pending_put = store_pg_gateway_pending_put,
     .events_put = store_pg_events_put,
     .event_states = store_pg_event_states,

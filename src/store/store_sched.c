@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/unconst.h"
 #include "common/xalloc.h"
 
 static int store_sched_fail(struct store_conn *c, const char *what)
@@ -32,8 +33,8 @@ static int store_sched_add_job(struct store *st, struct store_conn *c, void *arg
 	sqlite3_stmt *s = NULL;
 	if (sqlite3_prepare_v2(store_int_db(c),
 			       "INSERT INTO report_schedules (report, period, every, format,"
-			       " recipients, created_by, created_at, next_run)"
-			       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			       " recipients, created_by, created_at, next_run, at_minute,"
+			       " time_zone) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			       -1, &s, NULL) != SQLITE_OK)
 		return store_sched_fail(c, "sched_add");
 	sqlite3_bind_text(s, 1, a->s->report, -1, SQLITE_STATIC);
@@ -44,6 +45,9 @@ static int store_sched_add_job(struct store *st, struct store_conn *c, void *arg
 	sqlite3_bind_text(s, 6, a->s->created_by, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 7, a->s->created_at);
 	sqlite3_bind_int64(s, 8, a->s->next_run);
+	sqlite3_bind_int(s, 9, a->s->at_minute);
+	sqlite3_bind_text(s, 10, a->s->time_zone != NULL ? a->s->time_zone : "UTC", -1,
+			  SQLITE_STATIC);
 	int step = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (step != SQLITE_DONE)
@@ -68,7 +72,8 @@ int store_sqlite_sched_list(struct store *st, struct store_report_schedule **out
 	sqlite3_stmt *s = NULL;
 	if (sqlite3_prepare_v2(store_int_db(c),
 			       "SELECT id, report, period, every, format, recipients, created_by,"
-			       " created_at, next_run, last_run FROM report_schedules ORDER BY id",
+			       " created_at, next_run, last_run, at_minute, time_zone"
+			       " FROM report_schedules ORDER BY id",
 			       -1, &s, NULL) != SQLITE_OK) {
 		rc = store_sched_fail(c, "sched_list");
 		store_int_reader_put(st, c);
@@ -90,6 +95,8 @@ int store_sqlite_sched_list(struct store *st, struct store_report_schedule **out
 		r->created_at = sqlite3_column_int64(s, 7);
 		r->next_run = sqlite3_column_int64(s, 8);
 		r->last_run = sqlite3_column_int64(s, 9);
+		r->at_minute = sqlite3_column_int(s, 10);
+		r->time_zone = store_int_col_dup(s, 11);
 	}
 	sqlite3_finalize(s);
 	store_int_reader_put(st, c);
@@ -175,8 +182,8 @@ static int store_archive_add_job(struct store *st, struct store_conn *c, void *a
 	sqlite3_stmt *s = NULL;
 	if (sqlite3_prepare_v2(store_int_db(c),
 			       "INSERT INTO report_archive (schedule_id, report, period, format,"
-			       " range_from, range_to, created_at, data)"
-			       " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			       " range_from, range_to, created_at, data, mail_pending, mail_tries,"
+			       " mail_next) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 			       -1, &s, NULL) != SQLITE_OK)
 		return store_sched_fail(c, "archive_add");
 	sqlite3_bind_int64(s, 1, a->schedule_id);
@@ -187,6 +194,9 @@ static int store_archive_add_job(struct store *st, struct store_conn *c, void *a
 	sqlite3_bind_int64(s, 6, a->to);
 	sqlite3_bind_int64(s, 7, a->created_at);
 	sqlite3_bind_blob64(s, 8, a->size > 0 ? (const void *)a->data : "", a->size, SQLITE_STATIC);
+	sqlite3_bind_text(s, 9, a->mail_pending != NULL ? a->mail_pending : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 10, a->mail_tries);
+	sqlite3_bind_int64(s, 11, a->mail_next);
 	int step = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (step != SQLITE_DONE)
@@ -202,9 +212,9 @@ int store_sqlite_archive_add(struct store *st, const struct store_report_archive
 	return store_int_run_job(st, store_archive_add_job, &x);
 }
 
-/* Reads archive rows of sql (?1 bound to arg) with data when with_data. */
-static int store_archive_read(struct store *st, const char *sql, int64_t arg, bool with_data,
-			      struct store_report_archived **out, size_t *n)
+/* Reads archive rows of sql (?1 bound to arg, ?2 to arg2) with data when with_data. */
+static int store_archive_read(struct store *st, const char *sql, int64_t arg, int64_t arg2,
+			      bool with_data, struct store_report_archived **out, size_t *n)
 {
 	struct store_conn *c = NULL;
 	*out = NULL;
@@ -219,6 +229,8 @@ static int store_archive_read(struct store *st, const char *sql, int64_t arg, bo
 		return rc;
 	}
 	sqlite3_bind_int64(s, 1, arg);
+	if (sqlite3_bind_parameter_count(s) >= 2)
+		sqlite3_bind_int64(s, 2, arg2);
 	struct store_report_archived *v = NULL;
 	size_t k = 0;
 	int step;
@@ -235,9 +247,12 @@ static int store_archive_read(struct store *st, const char *sql, int64_t arg, bo
 		r->to = sqlite3_column_int64(s, 6);
 		r->created_at = sqlite3_column_int64(s, 7);
 		r->size = (size_t)sqlite3_column_int64(s, 8);
+		r->mail_pending = store_int_col_dup(s, 9);
+		r->mail_tries = sqlite3_column_int(s, 10);
+		r->mail_next = sqlite3_column_int64(s, 11);
 		if (with_data) {
-			const void *b = sqlite3_column_blob(s, 9);
-			r->size = (size_t)sqlite3_column_bytes(s, 9);
+			const void *b = sqlite3_column_blob(s, 12);
+			r->size = (size_t)sqlite3_column_bytes(s, 12);
 			r->data = xmalloc(r->size + 1);
 			if (r->size > 0)
 				memcpy(r->data, b, r->size);
@@ -259,9 +274,9 @@ int store_sqlite_archive_list(struct store *st, size_t limit, struct store_repor
 {
 	return store_archive_read(st,
 				  "SELECT id, schedule_id, report, period, format, range_from,"
-				  " range_to, created_at, length(data) FROM report_archive"
-				  " ORDER BY id DESC LIMIT ?1",
-				  (int64_t)limit, false, out, n);
+				  " range_to, created_at, length(data), mail_pending, mail_tries,"
+				  " mail_next FROM report_archive ORDER BY id DESC LIMIT ?1",
+				  (int64_t)limit, 0, false, out, n);
 }
 
 int store_sqlite_archive_get(struct store *st, int64_t id, struct store_report_archived *out)
@@ -270,9 +285,9 @@ int store_sqlite_archive_get(struct store *st, int64_t id, struct store_report_a
 	size_t n = 0;
 	int rc = store_archive_read(st,
 				    "SELECT id, schedule_id, report, period, format, range_from,"
-				    " range_to, created_at, length(data), data FROM report_archive"
-				    " WHERE id = ?1",
-				    id, true, &v, &n);
+				    " range_to, created_at, length(data), mail_pending, mail_tries,"
+				    " mail_next, data FROM report_archive WHERE id = ?1",
+				    id, 0, true, &v, &n);
 	if (rc < 0)
 		return rc;
 	if (n == 0) {
@@ -282,4 +297,123 @@ int store_sqlite_archive_get(struct store *st, int64_t id, struct store_report_a
 	*out = v[0];
 	free(v);
 	return 0;
+}
+
+static int store_sched_update_job(struct store *st, struct store_conn *c, void *arg)
+{
+	const struct store_report_schedule *a = arg;
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(store_int_db(c),
+			       "UPDATE report_schedules SET report = ?, period = ?, every = ?,"
+			       " format = ?, recipients = ?, at_minute = ?, time_zone = ?,"
+			       " next_run = ? WHERE id = ?",
+			       -1, &s, NULL) != SQLITE_OK)
+		return store_sched_fail(c, "sched_update");
+	sqlite3_bind_text(s, 1, a->report, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, a->period, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, a->every, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 4, a->format, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 5, a->recipients, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 6, a->at_minute);
+	sqlite3_bind_text(s, 7, a->time_zone != NULL ? a->time_zone : "UTC", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 8, a->next_run);
+	sqlite3_bind_int64(s, 9, a->id);
+	int step = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (step != SQLITE_DONE)
+		return store_sched_fail(c, "sched_update");
+	return sqlite3_changes(store_int_db(c)) > 0 ? 0 : -ENOENT;
+}
+
+int store_sqlite_sched_update(struct store *st, const struct store_report_schedule *s)
+{
+	return store_int_run_job(st, store_sched_update_job, unconst(s));
+}
+
+struct store_archive_purge {
+	int64_t before;
+	size_t limit, *removed;
+};
+
+static int store_archive_purge_job(struct store *st, struct store_conn *c, void *arg)
+{
+	struct store_archive_purge *a = arg;
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(store_int_db(c),
+			       "DELETE FROM report_archive WHERE id IN (SELECT id FROM"
+			       " report_archive WHERE created_at < ? ORDER BY created_at, id"
+			       " LIMIT ?)",
+			       -1, &s, NULL) != SQLITE_OK)
+		return store_sched_fail(c, "archive_purge");
+	sqlite3_bind_int64(s, 1, a->before);
+	sqlite3_bind_int64(s, 2, (int64_t)a->limit);
+	int step = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (step != SQLITE_DONE)
+		return store_sched_fail(c, "archive_purge");
+	*a->removed = (size_t)sqlite3_changes(store_int_db(c));
+	return 0;
+}
+
+int store_sqlite_archive_purge(struct store *st, int64_t before, size_t limit, size_t *removed)
+{
+	struct store_archive_purge a = {before, limit, removed};
+	return store_int_run_job(st, store_archive_purge_job, &a);
+}
+
+int store_sqlite_archive_mail_due(struct store *st, int64_t now, size_t limit,
+				  struct store_report_archived **out, size_t *n)
+{
+	return store_archive_read(st,
+				  "SELECT id, schedule_id, report, period, format, range_from,"
+				  " range_to, created_at, length(data), mail_pending, mail_tries,"
+				  " mail_next FROM report_archive WHERE mail_next > 0 AND"
+				  " mail_next <= ?1 AND mail_pending <> '' ORDER BY mail_next, id"
+				  " LIMIT ?2",
+				  now, (int64_t)limit, false, out, n);
+}
+
+struct store_archive_mail_set {
+	int64_t id, old_next;
+	const char *pending;
+	int tries;
+	int64_t next;
+};
+
+static int store_archive_mail_set_job(struct store *st, struct store_conn *c, void *arg)
+{
+	const struct store_archive_mail_set *a = arg;
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(store_int_db(c),
+			       "UPDATE report_archive SET mail_pending = ?1, mail_tries = ?2,"
+			       " mail_next = ?3 WHERE id = ?4 AND (?5 < 0 OR mail_next = ?5)",
+			       -1, &s, NULL) != SQLITE_OK)
+		return store_sched_fail(c, "archive_mail_set");
+	sqlite3_bind_text(s, 1, a->pending, -1, SQLITE_STATIC);
+	sqlite3_bind_int(s, 2, a->tries);
+	sqlite3_bind_int64(s, 3, a->next);
+	sqlite3_bind_int64(s, 4, a->id);
+	sqlite3_bind_int64(s, 5, a->old_next);
+	int step = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (step != SQLITE_DONE)
+		return store_sched_fail(c, "archive_mail_set");
+	if (sqlite3_changes(store_int_db(c)) > 0)
+		return 0;
+	if (sqlite3_prepare_v2(store_int_db(c), "SELECT 1 FROM report_archive WHERE id = ?", -1, &s,
+			       NULL) != SQLITE_OK)
+		return store_sched_fail(c, "archive_mail_set");
+	sqlite3_bind_int64(s, 1, a->id);
+	step = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (step == SQLITE_ROW)
+		return -EALREADY;
+	return step == SQLITE_DONE ? -ENOENT : store_sched_fail(c, "archive_mail_set");
+}
+
+int store_sqlite_archive_mail_set(struct store *st, int64_t id, int64_t old_next,
+				  const char *pending, int tries, int64_t next)
+{
+	struct store_archive_mail_set a = {id, old_next, pending, tries, next};
+	return store_int_run_job(st, store_archive_mail_set_job, &a);
 }

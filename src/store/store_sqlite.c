@@ -606,6 +606,31 @@ static const char *const store_migrations[] = {
     "ALTER TABLE memberships ADD COLUMN rescan_rule TEXT;"
     "ALTER TABLE memberships ADD COLUMN rescan_sent_at INTEGER;"
     "UPDATE memberships SET rescan_sent_at = rescanned_at WHERE rescan = 1;",
+    /*
+     * 21: a schedule's send time (minutes after midnight in its time zone), and a
+     * copy's mail: the recipients still to reach, attempts made, next attempt
+     */
+    "ALTER TABLE report_schedules ADD COLUMN at_minute INTEGER NOT NULL DEFAULT 360;"
+    "ALTER TABLE report_schedules ADD COLUMN time_zone TEXT NOT NULL DEFAULT 'UTC';"
+    "ALTER TABLE report_archive ADD COLUMN mail_pending TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE report_archive ADD COLUMN mail_tries INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE report_archive ADD COLUMN mail_next INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX report_archive_created ON report_archive(created_at);"
+    "CREATE INDEX report_archive_mail ON report_archive(mail_next) WHERE mail_next > 0;"
+    /*
+     * and the rollup rows gateways sent once (store_backfill.c): what was taken,
+     * and when each gateway's backfill finished
+     */
+    "CREATE TABLE report_backfill ("
+    "  gateway TEXT NOT NULL,"
+    "  report TEXT NOT NULL,"
+    "  gran INTEGER NOT NULL,"
+    "  bucket INTEGER NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  PRIMARY KEY (gateway, report, gran, bucket, key)) WITHOUT ROWID;"
+    "CREATE TABLE report_backfill_done ("
+    "  gateway TEXT PRIMARY KEY,"
+    "  done_at INTEGER NOT NULL) WITHOUT ROWID;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3494,6 +3519,13 @@ const struct store_ops store_sqlite_ops = {
     .archive_add = store_sqlite_archive_add,
     .archive_list = store_sqlite_archive_list,
     .archive_get = store_sqlite_archive_get,
+    .sched_update = store_sqlite_sched_update,
+    .report_backfill = store_sqlite_report_backfill,
+    .report_backfill_state = store_sqlite_report_backfill_state,
+    .report_export = store_sqlite_report_export,
+    .archive_purge = store_sqlite_archive_purge,
+    .archive_mail_due = store_sqlite_archive_mail_due,
+    .archive_mail_set = store_sqlite_archive_mail_set,
     .events_put = store_sqlite_events_put,
     .event_states = store_sqlite_event_states,
     .events_list = store_sqlite_events_list,

@@ -199,6 +199,19 @@ int store_sqlite_archive_add(struct store *st, const struct store_report_archive
 int store_sqlite_archive_list(struct store *st, size_t limit, struct store_report_archived **out,
 			      size_t *n);
 int store_sqlite_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
+int store_sqlite_sched_update(struct store *st, const struct store_report_schedule *s);
+int store_sqlite_report_backfill(struct store *st, const char *gateway,
+				 const struct store_rollup_in *v, size_t n, bool done, int64_t now,
+				 size_t *stored);
+int store_sqlite_report_backfill_state(struct store *st, const char *gateway, int64_t *done_at);
+int store_sqlite_report_export(struct store *st, int gran, int64_t before,
+			       const struct store_rollup_row *after, size_t limit,
+			       struct store_rollup_row **out, size_t *n);
+int store_sqlite_archive_purge(struct store *st, int64_t before, size_t limit, size_t *removed);
+int store_sqlite_archive_mail_due(struct store *st, int64_t now, size_t limit,
+				  struct store_report_archived **out, size_t *n);
+int store_sqlite_archive_mail_set(struct store *st, int64_t id, int64_t old_next,
+				  const char *pending, int tries, int64_t next);
 
 /* store_sqlite_events.c */
 int store_sqlite_events_put(struct store *st, const char *gateway, const struct store_event *v,

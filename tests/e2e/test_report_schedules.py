@@ -6,12 +6,14 @@ pushed to a real lazaretd; bad schedules get 400s, other roles 403s. Runs on the
 suite's backend (SQLite or PostgreSQL)."""
 
 import csv
+import datetime
 import email
 import email.policy
 import io
 import re
 import subprocess
 import time
+import zoneinfo
 
 from e2e_helpers import wait_for
 from test_attachments import login
@@ -206,3 +208,135 @@ def test_a_due_schedule_is_mailed_once_with_its_report_attached(start_manager, a
     got = other.wait_count(1, timeout=20)
     assert (got[0]["sender"], got[0]["rcpts"]) == ("other@corp.test", ["x@example.com"])
     assert aio_sink.count() == 1
+
+
+def next_local(now, every, hh, mm, zone):
+    """When a schedule is next due after now (aware datetime), worked out in zone."""
+    tz = zoneinfo.ZoneInfo(zone)
+    day = now.astimezone(tz).date() - datetime.timedelta(days=1)
+    for _ in range(40):
+        at = datetime.datetime(day.year, day.month, day.day, hh, mm, tzinfo=tz)
+        ok = (every == "daily" or (every == "weekly" and day.weekday() == 0)
+              or (every == "monthly" and day.day == 1))
+        if ok and at > now:
+            return at.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        day += datetime.timedelta(days=1)
+    raise AssertionError("no next run")
+
+
+def test_a_schedule_is_sent_at_its_own_time_and_can_be_changed(manager):
+    body = dict(GOOD, every="weekly", at="18:30", time_zone="Asia/Tokyo")
+    before = datetime.datetime.now(datetime.timezone.utc)
+    st, s = manager.api("POST", "/api/v1/report-schedules", body)
+    after = datetime.datetime.now(datetime.timezone.utc)
+    assert st == 201, s
+    assert (s["at"], s["time_zone"]) == ("18:30", "Asia/Tokyo")
+    assert s["next_run"] in (next_local(before, "weekly", 18, 30, "Asia/Tokyo"),
+                             next_local(after, "weekly", 18, 30, "Asia/Tokyo")), s
+    # Monday 18:30 in Tokyo is Monday 09:30 UTC
+    when = datetime.datetime.strptime(s["next_run"], "%Y-%m-%dT%H:%M:%SZ")
+    assert (when.weekday(), when.hour, when.minute) == (0, 9, 30), s
+    # without at and time_zone: 06:00 UTC as before
+    st, d = manager.api("POST", "/api/v1/report-schedules", GOOD)
+    assert st == 201 and (d["at"], d["time_zone"]) == ("06:00", "UTC"), d
+
+    # changed: a monthly CSV at 00:15 in Berlin
+    change = dict(GOOD, every="monthly", format="csv", at="00:15", time_zone="Europe/Berlin",
+                  recipients=["new@example.com"])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    st, u = manager.api("PUT", "/api/v1/report-schedules/%d" % s["id"], change)
+    assert st == 200, u
+    assert (u["id"], u["every"], u["format"], u["at"], u["time_zone"], u["recipients"]) == (
+        s["id"], "monthly", "csv", "00:15", "Europe/Berlin", ["new@example.com"])
+    assert u["next_run"] == next_local(now, "monthly", 0, 15, "Europe/Berlin"), u
+    assert u["created_by"] == s["created_by"] and u["created_at"] == s["created_at"]
+    st, doc = manager.api("GET", "/api/v1/report-schedules")
+    assert doc["schedules"][0] == u
+
+    # bad times and zones: exact 400s, nothing changed
+    cases = [
+        ({"at": "24:00"}, "\"at\" must be a time of day as HH:MM (00:00 to 23:59)"),
+        ({"at": "7:00"}, "\"at\" must be a time of day as HH:MM (00:00 to 23:59)"),
+        ({"at": "07:60"}, "\"at\" must be a time of day as HH:MM (00:00 to 23:59)"),
+        ({"at": "07:00:00"}, "\"at\" must be a time of day as HH:MM (00:00 to 23:59)"),
+        ({"at": 700}, "\"at\" must be a time of day as HH:MM (00:00 to 23:59)"),
+        ({"at": None}, "\"at\" must be a time of day as HH:MM (00:00 to 23:59)"),
+        ({"time_zone": "Mars/Olympus"},
+         "\"time_zone\" must be a zone of the tz database (\"UTC\", \"Asia/Tokyo\")"),
+        ({"time_zone": "../../../etc/passwd"},
+         "\"time_zone\" must be a zone of the tz database (\"UTC\", \"Asia/Tokyo\")"),
+        ({"time_zone": ""},
+         "\"time_zone\" must be a zone of the tz database (\"UTC\", \"Asia/Tokyo\")"),
+        ({"time_zone": 9}, "\"time_zone\" must be a zone of the tz database (\"UTC\", "
+         "\"Asia/Tokyo\")"),
+        ({"format": None}, "\"format\" must be pdf or csv"),
+        ({"every": "hourly"}, "\"every\" must be daily, weekly or monthly"),
+    ]
+    for bad, msg in cases:
+        for method, path in (("POST", "/api/v1/report-schedules"),
+                             ("PUT", "/api/v1/report-schedules/%d" % s["id"])):
+            st, doc = manager.api(method, path, dict(GOOD, **bad))
+            assert (st, error(doc)) == (400, msg), (method, bad, doc)
+    st, doc = manager.api("PUT", "/api/v1/report-schedules/%d" % s["id"], ["x"])
+    assert (st, error(doc)) == (422, "the request body must be a JSON object"), doc
+    for missing in ("999999", "0", "x"):
+        st, doc = manager.api("PUT", "/api/v1/report-schedules/" + missing, GOOD)
+        assert (st, error(doc)) == (404, "no such schedule"), (missing, doc)
+    st, doc = manager.api("GET", "/api/v1/report-schedules")
+    assert doc["schedules"] == [u, d]
+
+
+def test_a_refused_mail_is_tried_again_and_arrives_once(start_manager, aio_sink):
+    m = start_manager(start=False, primary_host=aio_sink.host,
+                      notifications__from="reports@corp.test")
+    m.next_env = {"LAZARET_FAULT": "report_sched_ahead"}
+    m.start()
+    aio_sink.handler.default_rcpt_reply = "451 4.3.0 not now"
+    st, s = m.api("POST", "/api/v1/report-schedules", dict(GOOD, format="csv"))
+    assert st == 201, s
+    wait_for(lambda: "report_sched.retry" in m.log_text(), 20, "a retry planned")
+    assert aio_sink.count() == 0
+    wait_for(lambda: len(aio_sink.handler.rcpt_log) >= 4, 20, "a second attempt")
+    st, doc = m.api("GET", "/api/v1/report-archive")
+    (copy,) = doc["reports"]
+    assert copy["mail"]["state"] == "pending" and copy["mail"]["tries"] >= 1, copy
+    assert copy["mail"]["pending"] == GOOD["recipients"]
+    aio_sink.handler.default_rcpt_reply = None
+    msgs = aio_sink.wait_count(1, timeout=20)
+    assert sorted(msgs[0]["rcpts"]) == sorted(GOOD["recipients"])
+    mail = email.message_from_bytes(msgs[0]["data"], policy=email.policy.default)
+    (part,) = mail.iter_attachments()
+    st, headers, body = m.http("GET", "/api/v1/report-archive/%d" % copy["id"])
+    assert part.get_content().encode("utf-8") == body
+    wait_for(lambda: m.api("GET", "/api/v1/report-archive")[1]["reports"][0]["mail"]["state"]
+             == "sent", 10, "the copy marked sent")
+    time.sleep(3)
+    assert aio_sink.count() == 1
+    st, doc = m.api("GET", "/api/v1/report-archive")
+    assert [x["id"] for x in doc["reports"]] == [copy["id"]]
+    assert doc["reports"][0]["mail"]["pending"] == []
+    assert "report_sched.send_failed" in m.log_text()
+
+
+def test_archived_copies_go_after_their_retention(start_manager, aio_sink):
+    m = start_manager(start=False, primary_host=aio_sink.host,
+                      notifications__from="reports@corp.test",
+                      reporting__archive_retention="4s")
+    m.next_env = {"LAZARET_FAULT": "report_sched_ahead"}
+    m.start()
+    st, s = m.api("POST", "/api/v1/report-schedules", dict(GOOD, format="csv"))
+    assert st == 201, s
+    st, b = m.api("POST", "/api/v1/report-schedules/%d/run" % s["id"], timeout=30)
+    assert st == 201, b
+    # the copy the timer made and the one made now, both mailed
+    wait_for(lambda: len(m.api("GET", "/api/v1/report-archive")[1]["reports"]) == 2, 3,
+             "two copies")
+    aio_sink.wait_count(2)
+    wait_for(lambda: m.api("GET", "/api/v1/report-archive")[1]["reports"] == [], 20,
+             "the archive emptied")
+    st, _, _ = m.http("GET", "/api/v1/report-archive/%d" % b["id"])
+    assert st == 404
+    assert "report_sched.purged" in m.log_text()
+    # the schedule itself stays
+    st, doc = m.api("GET", "/api/v1/report-schedules")
+    assert [x["id"] for x in doc["schedules"]] == [s["id"]]

@@ -480,7 +480,7 @@ def test_report_schedules_and_the_archive_move_to_postgresql(start_manager,
     for fmt in ("pdf", "csv"):
         st, doc = m.api("POST", "/api/v1/report-schedules", {
             "report": "overview", "period": "day", "every": "weekly", "format": fmt,
-            "recipients": ["boss@example.com"]})
+            "recipients": ["boss@example.com"], "at": "07:45", "time_zone": "Asia/Tokyo"})
         assert st == 201, doc
         ids.append(doc["id"])
     st, arch = m.api("POST", "/api/v1/report-schedules/%d/run" % ids[0], timeout=30)
@@ -488,6 +488,10 @@ def test_report_schedules_and_the_archive_move_to_postgresql(start_manager,
     st, _, pdf = m.http("GET", "/api/v1/report-archive/%d" % arch["id"])
     assert st == 200 and pdf.startswith(b"%PDF-")
     st, before = m.api("GET", "/api/v1/report-schedules")
+    assert before["schedules"][0]["at"] == "07:45", before
+    wait_for(lambda: m.api("GET", "/api/v1/report-archive")[1]["reports"][0]["mail"]["tries"]
+             >= 1, 20, "the copy's mail tried")
+    st, archive_before = m.api("GET", "/api/v1/report-archive")
     m.stop()
 
     r = migrate(m.data_dir, database)
@@ -500,6 +504,9 @@ def test_report_schedules_and_the_archive_move_to_postgresql(start_manager,
     m.start()
     st, after = m.api("GET", "/api/v1/report-schedules")
     assert (st, after) == (200, before)
+    # the copies' mail state too
+    st, archive_after = m.api("GET", "/api/v1/report-archive")
+    assert archive_after == archive_before
     st, _, body = m.http("GET", "/api/v1/report-archive/%d" % arch["id"])
     assert st == 200 and body == pdf
     # new ids go on after the copied ones

@@ -829,3 +829,32 @@ def test_browser_gateway_migration_and_mapping(start_manager):
     st, doc = m.api("GET", "/api/v1/audit?limit=100")
     acts = [(e["actor"], e["action"], e["target"]) for e in doc["entries"]]
     assert acts.count(("admin1", "gateway_mapping", "gw-nara")) == 1, acts
+
+
+def test_browser_report_schedules(start_manager, aio_sink):
+    """The Reports section's scheduled reports: created from the form (a bad time
+    zone refused with the server's message), edited, sent now (mailed once, listed
+    in the archive with a download that is the archived CSV), deleted; ja and en."""
+    m = web_manager(start_manager, primary_host=aio_sink.host,
+                    notifications__from="reports@corp.test")
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    res = run_browser("schedules", m.http_url, {"username": "admin1",
+                                                 "password": "correct horse battery"})
+    names = sorted(os.path.basename(p) for p in res["screenshots"])
+    assert names == ["schedules-archive-ja.png", "schedules-en.png", "schedules-ja.png"], names
+    st, doc = m.api("GET", "/api/v1/report-schedules")
+    assert doc["schedules"] == []
+    st, doc = m.api("GET", "/api/v1/report-archive")
+    (copy,) = doc["reports"]
+    assert (copy["report"], copy["format"], copy["mail"]["state"]) == (
+        "incoming_domains", "csv", "sent"), copy
+    st, _, body = m.http("GET", "/api/v1/report-archive/%d" % copy["id"])
+    assert body.decode("utf-8") == res["values"]["download"]
+    msgs = aio_sink.wait_count(1)
+    assert msgs[0]["rcpts"] == ["boss@example.com"]
+    time.sleep(1)
+    assert aio_sink.count() == 1
+    audit = [e["action"] for e in m.api("GET", "/api/v1/audit?limit=50")[1]["entries"]]
+    for action in ("report_schedule.create", "report_schedule.update", "report_schedule.run",
+                   "report_schedule.delete"):
+        assert action in audit, (action, audit)

@@ -16,6 +16,7 @@
 #include "api/api_report_sched.h"
 #include "common/clock.h"
 #include "common/strbuf.h"
+#include "common/tz.h"
 #include "common/xalloc.h"
 #include "manager/report_sched.h"
 
@@ -37,6 +38,46 @@ static void test_next_run(void **state)
 	assert_int_equal(api_sched_next_run("monthly", 1798783200LL - 1), 1798783200LL);
 	assert_int_equal(api_sched_next_run("hourly", WED_10), -1);
 	assert_int_equal(api_sched_next_run(NULL, WED_10), -1);
+}
+
+static void test_next_run_at(void **state)
+{
+	(void)state;
+	struct tz_zone *tokyo = NULL, *berlin = NULL;
+	assert_int_equal(tz_load("Asia/Tokyo", &tokyo), 0);
+	assert_int_equal(tz_load("Europe/Berlin", &berlin), 0);
+	/* 10:00Z is 19:00 in Tokyo: 18:30 JST is tomorrow, 09:30Z */
+	assert_int_equal(api_sched_next_run_at("daily", 18 * 60 + 30, tokyo, WED_10),
+			 WED_10 - 30 * 60 + DAY);
+	/* 20:00 JST is today, 11:00Z */
+	assert_int_equal(api_sched_next_run_at("daily", 20 * 60, tokyo, WED_10), WED_10 + 3600);
+	/* UTC at 23:59 and 00:00 */
+	assert_int_equal(api_sched_next_run_at("daily", 23 * 60 + 59, NULL, WED_10),
+			 WED_10 + 13 * 3600 + 59 * 60);
+	assert_int_equal(api_sched_next_run_at("daily", 0, NULL, WED_10), WED_10 + 14 * 3600);
+	/* weekly: Monday 07:00 JST is Sunday 22:00Z, 2026-12-06 */
+	assert_int_equal(api_sched_next_run_at("weekly", 7 * 60, tokyo, WED_10),
+			 WED_10 + 4 * DAY + 12 * 3600);
+	/* monthly: 2027-01-01 00:30 CET is 2026-12-31 23:30Z */
+	assert_int_equal(api_sched_next_run_at("monthly", 30, berlin, WED_10),
+			 1798783200LL - 6 * 3600 - 30 * 60);
+	/* a summer day in Berlin: 2027-07-01 06:00 CEST is 04:00Z */
+	assert_int_equal(api_sched_next_run_at("monthly", 6 * 60, berlin, 1814400000LL),
+			 1814414400LL);
+	assert_int_equal(api_sched_next_run_at("daily", 1440, NULL, WED_10), -1);
+	assert_int_equal(api_sched_next_run_at("daily", -1, NULL, WED_10), -1);
+	assert_int_equal(api_sched_next_run_at("hourly", 0, tokyo, WED_10), -1);
+	tz_free(tokyo);
+	tz_free(berlin);
+}
+
+static void test_backoff(void **state)
+{
+	(void)state;
+	assert_int_equal(api_sched_mail_backoff(1), 60);
+	assert_int_equal(api_sched_mail_backoff(2), 300);
+	assert_int_equal(api_sched_mail_backoff(4), 3600);
+	assert_int_equal(api_sched_mail_backoff(API_SCHED_MAIL_TRIES), 4 * 3600);
 }
 
 static void test_addresses(void **state)
@@ -150,10 +191,9 @@ static void test_notice(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_next_run),
-	    cmocka_unit_test(test_addresses),
-	    cmocka_unit_test(test_mail),
-	    cmocka_unit_test(test_notice),
+	    cmocka_unit_test(test_next_run), cmocka_unit_test(test_next_run_at),
+	    cmocka_unit_test(test_backoff),  cmocka_unit_test(test_addresses),
+	    cmocka_unit_test(test_mail),     cmocka_unit_test(test_notice),
 	};
 	if (sodium_init() < 0)
 		return 1;

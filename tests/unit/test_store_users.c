@@ -861,6 +861,194 @@ static void test_report_schedules(void **state)
 	assert_string_equal(got.report, "summary");
 	store_report_archived_clear(&got);
 	assert_int_equal(store_report_archive_get(fx->st, 9999, &got), -ENOENT);
+	assert_int_equal(got.mail_tries, 0);
+
+	/* an update: the send time and its zone, read back; a bad zone is refused */
+	assert_int_equal(store_report_schedule_list(fx->st, &v, &n), 0);
+	assert_string_equal(v[0].time_zone, "UTC");
+	assert_int_equal(v[0].at_minute, 0);
+	struct store_report_schedule u = v[0];
+	u.at_minute = 18 * 60 + 30;
+	u.time_zone = "Asia/Tokyo";
+	u.recipients = "c@example.jp";
+	u.next_run = 9000;
+	assert_int_equal(store_report_schedule_update(fx->st, &u), 0);
+	u.time_zone = "../etc/passwd";
+	assert_int_equal(store_report_schedule_update(fx->st, &u), -EINVAL);
+	u.time_zone = "UTC";
+	u.at_minute = 1440;
+	assert_int_equal(store_report_schedule_update(fx->st, &u), -EINVAL);
+	u.at_minute = 0;
+	u.id = 9999;
+	assert_int_equal(store_report_schedule_update(fx->st, &u), -ENOENT);
+	store_report_schedule_array_free(v, n);
+	assert_int_equal(store_report_schedule_list(fx->st, &v, &n), 0);
+	assert_int_equal(v[0].at_minute, 18 * 60 + 30);
+	assert_string_equal(v[0].time_zone, "Asia/Tokyo");
+	assert_string_equal(v[0].recipients, "c@example.jp");
+	assert_int_equal(v[0].next_run, 9000);
+	assert_int_equal(v[0].last_run, 5001);
+	assert_string_equal(v[0].created_by, "admin");
+	store_report_schedule_array_free(v, n);
+
+	/* a copy's mail: due, claimed once, moved on; given up is not due */
+	a.format = "pdf";
+	a.created_at = 6000;
+	a.mail_pending = "x@example.jp\ny@example.jp";
+	a.mail_next = 7000;
+	int64_t aid3 = 0;
+	assert_int_equal(store_report_archive_add(fx->st, &a, &aid3), 0);
+	assert_int_equal(store_report_archive_mail_due(fx->st, 6999, 10, &l, &n), 0);
+	assert_int_equal(n, 0);
+	free(l);
+	assert_int_equal(store_report_archive_mail_due(fx->st, 7000, 10, &l, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(l[0].id, aid3);
+	assert_string_equal(l[0].mail_pending, "x@example.jp\ny@example.jp");
+	store_report_archived_array_free(l, n);
+	assert_int_equal(store_report_archive_mail_set(fx->st, aid3, 7000, "y@example.jp", 1, 7060),
+			 0);
+	assert_int_equal(store_report_archive_mail_set(fx->st, aid3, 7000, "", 1, 0), -EALREADY);
+	assert_int_equal(store_report_archive_mail_set(fx->st, 9999, 7000, "", 1, 0), -ENOENT);
+	assert_int_equal(store_report_archive_get(fx->st, aid3, &got), 0);
+	assert_string_equal(got.mail_pending, "y@example.jp");
+	assert_int_equal(got.mail_tries, 1);
+	assert_int_equal(got.mail_next, 7060);
+	store_report_archived_clear(&got);
+	assert_int_equal(store_report_archive_mail_set(fx->st, aid3, -1, "y@example.jp", 8, 0), 0);
+	assert_int_equal(store_report_archive_mail_due(fx->st, 99999, 10, &l, &n), 0);
+	assert_int_equal(n, 0);
+	free(l);
+
+	/* retention: copies made before 6000 go, in batches of one */
+	size_t removed = 9;
+	assert_int_equal(store_report_archive_purge(fx->st, 6000, 1, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(store_report_archive_purge(fx->st, 6000, 1, &removed), 0);
+	assert_int_equal(removed, 1);
+	assert_int_equal(store_report_archive_purge(fx->st, 6000, 1, &removed), 0);
+	assert_int_equal(removed, 0);
+	assert_int_equal(store_report_archive_list(fx->st, 10, &l, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(l[0].id, aid3);
+	store_report_archived_array_free(l, n);
+	assert_int_equal(store_report_archive_purge(fx->st, 6000, 0, &removed), -EINVAL);
+}
+
+/* A gateway's old rollups: each key taken once, added to its rows only; done once. */
+static void test_report_backfill(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	const int64_t hour = 1796083200000LL; /* 2026-12-01T00:00Z */
+	struct store_rollup_in v[] = {
+	    {.report = STORE_REPORT_OVERVIEW,
+	     .gran = STORE_REPORT_HOUR,
+	     .bucket = hour,
+	     .key = "",
+	     .c = {5, 4, 1, 0, 0, 0, 0}},
+	    {.report = STORE_REPORT_INCOMING_DOMAINS,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = hour,
+	     .key = "old.test",
+	     .c = {5, 4, 1, 0, 0, 0, 0}},
+	};
+	size_t stored = 9;
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", v, 2, false, 1000, &stored), 0);
+	assert_int_equal(stored, 2);
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", v, 2, false, 1000, &stored), 0);
+	assert_int_equal(stored, 0);
+	/* the same keys for another gateway are its own */
+	assert_int_equal(store_report_backfill(fx->st, "gw-b", v, 1, false, 1000, &stored), 0);
+	assert_int_equal(stored, 1);
+	struct store_rollup_in bad = v[0];
+	bad.bucket = hour + 1;
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", &bad, 1, false, 1000, &stored),
+			 -EINVAL);
+	bad = v[0];
+	bad.c[2] = -1;
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", &bad, 1, false, 1000, &stored),
+			 -EINVAL);
+
+	struct store_report_query q = {.report = STORE_REPORT_OVERVIEW,
+				       .gran = STORE_REPORT_HOUR,
+				       .since = hour,
+				       .until = hour + 3600000,
+				       .gateway = "gw-a",
+				       .limit = 10};
+	struct store_report_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(store_report_read(fx->st, &q, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].c[STORE_REPORT_INCOMING], 5);
+	assert_int_equal(rows[0].c[STORE_REPORT_SPAM], 1);
+	store_report_rows_free(rows, n);
+	q.gateway = NULL;
+	assert_int_equal(store_report_read(fx->st, &q, &rows, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows[0].c[STORE_REPORT_INCOMING], 10);
+	store_report_rows_free(rows, n);
+
+	int64_t at = -1;
+	assert_int_equal(store_report_backfill_state(fx->st, "gw-a", &at), 0);
+	assert_int_equal(at, 0);
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", NULL, 0, true, 2000, &stored), 0);
+	assert_int_equal(store_report_backfill_state(fx->st, "gw-a", &at), 0);
+	assert_int_equal(at, 2000);
+	struct store_rollup_in late = v[0];
+	late.bucket = hour + 3600000;
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", &late, 1, false, 3000, &stored),
+			 -EALREADY);
+	assert_int_equal(stored, 0);
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", NULL, 0, true, 3000, &stored),
+			 -EALREADY);
+	assert_int_equal(store_report_backfill_state(fx->st, "gw-b", &at), 0);
+	assert_int_equal(at, 0);
+
+	/* the export: summed over gateways, before a bucket, paged in order */
+	struct store_rollup_row after = {0}, *e = NULL;
+	size_t k = 0;
+	assert_int_equal(
+	    store_report_export(fx->st, STORE_REPORT_HOUR, hour + 3600000, &after, 10, &e, &k), 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(e[0].report, STORE_REPORT_OVERVIEW);
+	assert_int_equal(e[0].bucket, hour);
+	assert_string_equal(e[0].key, "");
+	assert_int_equal(e[0].c[STORE_REPORT_INCOMING], 10);
+	store_rollup_rows_free(e, k);
+	assert_int_equal(store_report_export(fx->st, STORE_REPORT_HOUR, hour, &after, 10, &e, &k),
+			 0);
+	assert_int_equal(k, 0);
+	free(e);
+	struct store_rollup_in more[] = {
+	    {.report = STORE_REPORT_INCOMING_DOMAINS,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = hour,
+	     .key = "a.test",
+	     .c = {1}},
+	    {.report = STORE_REPORT_INCOMING_DOMAINS,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = hour,
+	     .key = "z.test",
+	     .c = {2}},
+	};
+	assert_int_equal(store_report_backfill(fx->st, "gw-c", more, 2, false, 1000, &stored), 0);
+	const char *want[] = {"a.test", "old.test", "z.test"};
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(store_report_export(fx->st, STORE_REPORT_DAY, hour + 86400000,
+						     &after, 1, &e, &k),
+				 0);
+		assert_int_equal(k, 1);
+		assert_string_equal(e[0].key, want[i]);
+		free((char *)after.key);
+		after = e[0];
+		after.key = e[0].key;
+		free(e);
+	}
+	assert_int_equal(
+	    store_report_export(fx->st, STORE_REPORT_DAY, hour + 86400000, &after, 1, &e, &k), 0);
+	assert_int_equal(k, 0);
+	free(e);
+	free((char *)after.key);
 }
 
 int main(void)
@@ -874,6 +1062,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gateways, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_levels, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_report_schedules, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_report_backfill, setup, test_store_teardown),
 	    cmocka_unit_test(test_gateway_address_canonical),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

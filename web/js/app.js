@@ -16,6 +16,7 @@ import { renderSettings } from './settings.js';
 import { renderQuarantines } from './quarantines.js';
 import { renderTracking, renderTrackingMessage } from './tracking.js';
 import { renderReports, REPORTS } from './reports.js';
+import { renderReportSchedules } from './report_schedules.js';
 
 const root = document.getElementById('app');
 let pageCleanup = null;
@@ -125,6 +126,7 @@ function route() {
   const rm = path.match(/^\/reports(?:\/([a-z_]+))?$/);
   if (rm) {
     if (!isAdmin()) return page('', (main) => main.append(h('p.empty', t('page.forbidden'))));
+    if (rm[1] === 'schedules') return page('reports', (main) => renderReportSchedules(main));
     const report = rm[1] || 'overview';
     if (REPORTS.includes(report) && !(rm[1] === 'overview')) return page('reports', (main) => renderReports(main, report));
   }

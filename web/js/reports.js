@@ -189,7 +189,8 @@ export function renderReports(main, report) {
         'data-report': r,
         on: { click: (ev) => { if (!ev.ctrlKey && !ev.metaKey && ev.button === 0) { ev.preventDefault(); navigate(path + location.search); } } },
       }, t('rep.name.' + r));
-    }));
+    }),
+    h('a.report-tab', { href: '/reports/schedules', 'data-report': 'schedules' }, t('sched.title')));
 
   main.append(h('h1.page-title', t('rep.title')), tabs,
     h('h2.section-title', { 'data-test': 'report-title' }, t('rep.name.' + report)),
