@@ -585,6 +585,30 @@ static const char *const store_migrations[] = {
     "  range_to INTEGER NOT NULL,"
     "  created_at INTEGER NOT NULL,"
     "  data BLOB NOT NULL);",
+    /*
+     * 21: the reporting rollups summed over all gateways (store_sqlite_report.c),
+     * written with the per-gateway rows, so that a report over all gateways reads
+     * one row per bucket and key; filled here from the per-gateway rows.
+     */
+    "CREATE TABLE report_totals ("
+    "  report TEXT NOT NULL,"
+    "  gran INTEGER NOT NULL,"
+    "  bucket INTEGER NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  incoming INTEGER NOT NULL DEFAULT 0,"
+    "  clean INTEGER NOT NULL DEFAULT 0,"
+    "  spam INTEGER NOT NULL DEFAULT 0,"
+    "  suspect INTEGER NOT NULL DEFAULT 0,"
+    "  virus INTEGER NOT NULL DEFAULT 0,"
+    "  content_filter INTEGER NOT NULL DEFAULT 0,"
+    "  count INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (report, gran, bucket, key)) WITHOUT ROWID;"
+    "CREATE INDEX report_totals_age ON report_totals(gran, bucket);"
+    "INSERT INTO report_totals (report, gran, bucket, key, incoming, clean, spam, suspect,"
+    "  virus, content_filter, count)"
+    "  SELECT report, gran, bucket, key, sum(incoming), sum(clean), sum(spam), sum(suspect),"
+    "  sum(virus), sum(content_filter), sum(count) FROM report_rollups"
+    "  GROUP BY report, gran, bucket, key;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3452,4 +3476,5 @@ const struct store_ops store_sqlite_ops = {
     .tracking_purge = store_sqlite_tracking_purge,
     .report_read = store_sqlite_report_read,
     .report_purge = store_sqlite_report_purge,
+    .report_scan = store_sqlite_report_scan,
 };
