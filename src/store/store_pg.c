@@ -808,7 +808,8 @@ static const char *const store_pg_migrations[] = {
     /*
      * 21: the reporting rollups summed over all gateways (store_pg_report.c),
      * written with the per-gateway rows, so that a report over all gateways reads
-     * one row per bucket and key; filled here from the per-gateway rows. And
+     * one row per bucket and key (the retention deletes by report, gran and
+     * bucket: no index of their own); filled here from the per-gateway rows. And
      * an index by gateway, so that a report of one gateway reads its rows only.
      */
     "CREATE TABLE report_totals ("
@@ -824,7 +825,6 @@ static const char *const store_pg_migrations[] = {
     "  content_filter bigint NOT NULL DEFAULT 0,"
     "  count bigint NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (report, gran, bucket, key));"
-    "CREATE INDEX report_totals_age ON report_totals(gran, bucket);"
     "CREATE INDEX report_rollups_gateway ON report_rollups(report, gateway, gran, bucket);"
     "INSERT INTO report_totals (report, gran, bucket, key, incoming, clean, spam, suspect,"
     "  virus, content_filter, count)"

@@ -223,9 +223,12 @@ static int store_pg_report_purge_tx(struct store_pg *st, PGconn *c, void *arg)
 		store_pg_int(&p, a->gran);
 		store_pg_int(&p, a->before);
 		store_pg_int(&p, (int64_t)(a->batch - a->rows));
+		/* every report: the primary key starts with it */
+		store_pg_array(&p, store_report_names, STORE_REPORT_NREPORTS);
 		rc = store_pg_do(c, "report_totals_purge",
 				 "DELETE FROM report_totals WHERE ctid IN (SELECT ctid FROM"
-				 " report_totals WHERE gran = $1 AND bucket < $2 LIMIT $3)",
+				 " report_totals WHERE report = ANY($4::text[]) AND gran = $1"
+				 " AND bucket < $2 LIMIT $3)",
 				 &p, &more);
 		store_pg_params_clear(&p);
 		a->rows += more;

@@ -588,7 +588,8 @@ static const char *const store_migrations[] = {
     /*
      * 21: the reporting rollups summed over all gateways (store_sqlite_report.c),
      * written with the per-gateway rows, so that a report over all gateways reads
-     * one row per bucket and key; filled here from the per-gateway rows. And
+     * one row per bucket and key (the retention deletes by report, gran and
+     * bucket: no index of their own); filled here from the per-gateway rows. And
      * an index by gateway, so that a report of one gateway reads its rows only.
      */
     "CREATE TABLE report_totals ("
@@ -604,7 +605,6 @@ static const char *const store_migrations[] = {
     "  content_filter INTEGER NOT NULL DEFAULT 0,"
     "  count INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (report, gran, bucket, key)) WITHOUT ROWID;"
-    "CREATE INDEX report_totals_age ON report_totals(gran, bucket);"
     "CREATE INDEX report_rollups_gateway ON report_rollups(report, gateway, gran, bucket);"
     "INSERT INTO report_totals (report, gran, bucket, key, incoming, clean, spam, suspect,"
     "  virus, content_filter, count)"

@@ -210,6 +210,13 @@ int store_sqlite_report_scan(struct store *st, int report, const char *gateway,
 	return rc;
 }
 
+/* store_report_names as an SQL list: the totals' primary key starts with the report */
+#define STORE_REPORT_NAMES_SQL                                                                     \
+	"'overview', 'incoming_domains', 'incoming_ips', 'sender_groups',"                         \
+	" 'outgoing_destinations', 'outgoing_senders', 'internal_users', 'content_filters',"       \
+	" 'virus_types', 'outbreak', 'tls', 'rate_limits'"
+_Static_assert(STORE_REPORT_NREPORTS == 12, "STORE_REPORT_NAMES_SQL lists every report");
+
 struct store_report_purge_args {
 	int gran;
 	int64_t before;
@@ -226,8 +233,8 @@ static int store_report_purge_job(struct store *st, struct store_conn *c, void *
 	    "DELETE FROM report_rollups WHERE rowid IN (SELECT rowid FROM report_rollups"
 	    " WHERE gran = ?1 AND bucket < ?2 ORDER BY bucket LIMIT ?3)",
 	    "DELETE FROM report_totals WHERE (report, gran, bucket, key) IN (SELECT report, gran,"
-	    " bucket, key FROM report_totals WHERE gran = ?1 AND bucket < ?2 ORDER BY bucket"
-	    " LIMIT ?3)"};
+	    " bucket, key FROM report_totals WHERE report IN (" STORE_REPORT_NAMES_SQL ")"
+	    " AND gran = ?1 AND bucket < ?2 LIMIT ?3)"};
 	a->rows = 0;
 	for (int i = 0; i < 2 && a->rows < a->batch; i++) {
 		sqlite3_stmt *s = store_int_stmt(c, sql[i]);
