@@ -2,7 +2,9 @@
  * store_pg_report — the PostgreSQL backend's reporting rollups (the table of its
  * reporting migration), with the semantics of store_sqlite_report.c: the rows a
  * batch of events adds to (in the batch's transaction, one statement for all
- * its rows), the reads and the retention.
+ * its rows of report_rollups and one for the all-gateway rows of
+ * report_totals), the reads (a top-N's spans scanned in one snapshot for
+ * store_report.c to merge) and the retention.
  *
  * Two managers sharing the database may add to the same row at once: the rows
  * of a batch come sorted (store_report.c), so their row locks are always taken

@@ -2,7 +2,9 @@
  * store_report — the backend-independent half of the reporting rollups (store.h
  * "reporting rollups"): what a batch of newly stored events adds to which
  * rollup rows (the counting rules), the checks of a read, and the dispatch to
- * the backend.
+ * the backend. A top-N read is answered here: its range split into spans
+ * (whole months by the month, the days at either end by the day), scanned by
+ * the backend, merged by key in a hash table and the best kept in a heap.
  *
  * A message is counted once, when its "reply" event (the last of a message) is
  * stored: its events are read back (this batch's and earlier ones'), and the

@@ -1,8 +1,9 @@
 /*
  * store_sqlite_report — the SQLite backend's reporting rollups (the table of its
  * reporting migration), with the contract of store.h "reporting rollups": the
- * rows a batch of events adds to (in the batch's writer job), the reads and the
- * retention.
+ * rows a batch of events adds to (in the batch's writer job; each delta to the
+ * gateway's row and to the all-gateway row of report_totals), the reads (a
+ * top-N's spans scanned for store_report.c to merge) and the retention.
  *
  * Not for: what counts where (store_report.c).
  */
