@@ -169,6 +169,12 @@ static const struct mig_table mig_tables[] = {
      " content_filter, count FROM report_rollups",
      "report, gran, bucket, gateway, key, incoming, clean, spam, suspect, virus,"
      " content_filter, count", false},
+    /* the all-gateway rollups (schema 21) */
+    {"report_totals",
+     "SELECT report, gran, bucket, key, incoming, clean, spam, suspect, virus, content_filter,"
+     " count FROM report_totals",
+     "report, gran, bucket, key, incoming, clean, spam, suspect, virus, content_filter, count",
+     false},
     {"levels", "SELECT level, name, pvo, reporting, tracking, filters, updated_at FROM levels",
      "level, name, pvo, reporting, tracking, filters, updated_at", false},
     /*
@@ -245,6 +251,9 @@ static const struct {
     {"report_rollups", "SELECT report, gran, gateway, count(*), sum(incoming), sum(clean),"
 		       " sum(spam), sum(suspect), sum(virus), sum(content_filter), sum(count)"
 		       " FROM report_rollups GROUP BY report, gran, gateway"},
+    {"report_totals", "SELECT report, gran, count(*), sum(incoming), sum(clean), sum(spam),"
+		      " sum(suspect), sum(virus), sum(content_filter), sum(count)"
+		      " FROM report_totals GROUP BY report, gran"},
     {"levels", "SELECT level, name, CASE WHEN pvo THEN 1 WHEN NOT pvo THEN 0 END,"
 	       " CASE WHEN reporting THEN 1 WHEN NOT reporting THEN 0 END,"
 	       " CASE WHEN tracking THEN 1 WHEN NOT tracking THEN 0 END,"

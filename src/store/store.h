@@ -1375,7 +1375,9 @@ int store_tracking_purge(struct store *st, int64_t before, size_t batch, uint64_
  * Counters of gateways' traffic per hour, day and month (UTC buckets), per
  * gateway, report and key, filled by store_events_put from the events it newly
  * stores, in the batch's transaction: a replayed batch counts nothing twice.
- * Totals over gateways are summed at read time. Counting (store_report.c): a
+ * The same transaction adds the batch to the all-gateway rows (the sums over
+ * gateways, kept so that a read over all gateways reads one row per bucket and
+ * key), which the retention removes with the gateways'. Counting (store_report.c): a
  * message counts once, per recipient, when its "reply" event is stored, in the
  * buckets of its "received" event's time; its class is the first of spam,
  * suspect, virus, content_filter, clean. "connection" and "rate_limit" events
@@ -1434,7 +1436,10 @@ struct store_report_row {
 void store_report_rows_free(struct store_report_row *v, size_t n);
 /*
  * The rows of q: a series, or the keys with the most incoming (then count,
- * then key) summed over the range. 0, or -EINVAL for a bad query.
+ * then key) summed over the range. A top-N by the day reads the range's whole
+ * months from their monthly rows (which hold what their days held, also after
+ * the daily retention removed the days) and the days at either end from the
+ * daily rows. 0, or -EINVAL for a bad query.
  */
 int store_report_read(struct store *st, const struct store_report_query *q,
 		      struct store_report_row **out, size_t *n);

@@ -91,6 +91,21 @@ int store_pvo_batch_apply(struct store_pvo_batch *b, store_pvo_apply_fn apply, v
 struct store_track_sql; /* store_tracking_int.h */
 struct store_track_key;
 
+/* Buckets of granularity gran with since <= start < until. */
+struct store_report_span {
+	int gran;
+	int64_t since, until;
+};
+/*
+ * The spans a top-N read of q scans (store_report.c): q's range as is, or, by
+ * the day, its whole months by the month and the days at either end by the day
+ * (a month's rows are the sums of its days'). How many (0 to 3).
+ */
+size_t store_report_spans(const struct store_report_query *q, struct store_report_span v[3]);
+/* One rollup row of a scan: its key and counters. */
+typedef void (*store_report_row_fn)(void *arg, const char *key,
+				    const int64_t c[STORE_REPORT_NCOUNTERS]);
+
 struct store_ops {
 	void (*close)(struct store *st);
 	int (*submit_message)(struct store *st, struct store_new_message *m, store_done_fn done,
@@ -269,6 +284,11 @@ struct store_ops {
 			   struct store_report_row **out, size_t *n);
 	int (*report_purge)(struct store *st, int gran, int64_t before, size_t batch,
 			    uint64_t *rows);
+	/* the rollup rows of report for gateway (NULL: the all-gateway totals) in
+	 * the spans v[0..n), one call of row each, on one connection */
+	int (*report_scan)(struct store *st, int report, const char *gateway,
+			   const struct store_report_span *v, size_t n, store_report_row_fn row,
+			   void *arg);
 };
 
 /*

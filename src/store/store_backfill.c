@@ -1,8 +1,9 @@
 /*
  * store_backfill — the SQLite backend's rollup rows that gateways send once
- * (migration 22, store.h "store_report_backfill"): a row is added to
- * report_rollups only when its (gateway, report, gran, bucket, key) goes into
- * report_backfill for the first time, in the same transaction.
+ * (migration 21, store.h "store_report_backfill"): a row is added to
+ * report_rollups (and to the all-gateway report_totals) only when its (gateway,
+ * report, gran, bucket, key) goes into report_backfill for the first time, in
+ * the same transaction.
  *
  * Not for: checking rows (store.c and api_backfill.c), rollups from events
  * (store_sqlite_report.c).
@@ -23,6 +24,15 @@ static const char *const store_backfill_add_sql =
     "INSERT INTO report_rollups (report, gran, bucket, gateway, key, incoming, clean, spam,"
     " suspect, virus, content_filter, count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
     " ?11, ?12) ON CONFLICT (report, gran, bucket, gateway, key) DO UPDATE SET"
+    " incoming = incoming + excluded.incoming, clean = clean + excluded.clean,"
+    " spam = spam + excluded.spam, suspect = suspect + excluded.suspect,"
+    " virus = virus + excluded.virus, content_filter = content_filter + excluded.content_filter,"
+    " count = count + excluded.count";
+/* ?4, the gateway, is bound and not used: the same binding as the add */
+static const char *const store_backfill_totals_sql =
+    "INSERT INTO report_totals (report, gran, bucket, key, incoming, clean, spam, suspect,"
+    " virus, content_filter, count) SELECT ?1, ?2, ?3, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12"
+    " WHERE ?4 IS NOT NULL ON CONFLICT (report, gran, bucket, key) DO UPDATE SET"
     " incoming = incoming + excluded.incoming, clean = clean + excluded.clean,"
     " spam = spam + excluded.spam, suspect = suspect + excluded.suspect,"
     " virus = virus + excluded.virus, content_filter = content_filter + excluded.content_filter,"
@@ -80,18 +90,24 @@ static int store_backfill_run(struct store *st, struct store_conn *c, void *arg)
 			return -EIO;
 		if (sqlite3_changes(store_int_db(c)) == 0)
 			continue; /* taken before: a replay */
-		s = store_int_stmt(c, store_backfill_add_sql);
-		if (s == NULL)
-			return -EIO;
-		sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-		sqlite3_bind_int(s, 2, r->gran);
-		sqlite3_bind_int64(s, 3, r->bucket);
-		sqlite3_bind_text(s, 4, j->gateway, -1, SQLITE_STATIC);
-		sqlite3_bind_text(s, 5, r->key, -1, SQLITE_STATIC);
-		for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
-			sqlite3_bind_int64(s, 6 + k, r->c[k]);
-		if (store_int_step_done(c, s, "backfill_add") < 0)
-			return -EIO;
+		/* the gateway's row, and the all-gateway row the reports over every
+		 * gateway read (report_totals) */
+		for (int t = 0; t < 2; t++) {
+			s = store_int_stmt(c, t == 0 ? store_backfill_add_sql
+						     : store_backfill_totals_sql);
+			if (s == NULL)
+				return -EIO;
+			sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+			sqlite3_bind_int(s, 2, r->gran);
+			sqlite3_bind_int64(s, 3, r->bucket);
+			sqlite3_bind_text(s, 4, j->gateway, -1, SQLITE_STATIC);
+			sqlite3_bind_text(s, 5, r->key, -1, SQLITE_STATIC);
+			for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
+				sqlite3_bind_int64(s, 6 + k, r->c[k]);
+			if (store_int_step_done(c, s, t == 0 ? "backfill_add" : "backfill_totals") <
+			    0)
+				return -EIO;
+		}
 		(*j->stored)++;
 	}
 	if (j->done) {

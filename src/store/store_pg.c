@@ -851,6 +851,32 @@ static const char *const store_pg_migrations[] = {
     "CREATE TABLE report_backfill_done ("
     "  gateway text PRIMARY KEY,"
     "  done_at bigint NOT NULL);",
+    /*
+     * 22: the reporting rollups summed over all gateways (store_pg_report.c),
+     * written with the per-gateway rows, so that a report over all gateways reads
+     * one row per bucket and key (the retention deletes by report, gran and
+     * bucket: no index of their own); filled here from the per-gateway rows. And
+     * an index by gateway, so that a report of one gateway reads its rows only.
+     */
+    "CREATE TABLE report_totals ("
+    "  report text NOT NULL,"
+    "  gran smallint NOT NULL,"
+    "  bucket bigint NOT NULL,"
+    "  key text NOT NULL,"
+    "  incoming bigint NOT NULL DEFAULT 0,"
+    "  clean bigint NOT NULL DEFAULT 0,"
+    "  spam bigint NOT NULL DEFAULT 0,"
+    "  suspect bigint NOT NULL DEFAULT 0,"
+    "  virus bigint NOT NULL DEFAULT 0,"
+    "  content_filter bigint NOT NULL DEFAULT 0,"
+    "  count bigint NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (report, gran, bucket, key));"
+    "CREATE INDEX report_rollups_gateway ON report_rollups(report, gateway, gran, bucket);"
+    "INSERT INTO report_totals (report, gran, bucket, key, incoming, clean, spam, suspect,"
+    "  virus, content_filter, count)"
+    "  SELECT report, gran, bucket, key, sum(incoming), sum(clean), sum(spam), sum(suspect),"
+    "  sum(virus), sum(content_filter), sum(count) FROM report_rollups"
+    "  GROUP BY report, gran, bucket, key;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3730,4 +3756,5 @@ const struct store_ops store_pg_ops = {
     .tracking_purge = store_pg_tracking_purge,
     .report_read = store_pg_report_read,
     .report_purge = store_pg_report_purge,
+    .report_scan = store_pg_report_scan,
 };

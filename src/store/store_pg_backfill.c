@@ -1,6 +1,6 @@
 /*
  * store_pg_backfill — the PostgreSQL backend's rollup rows that gateways send
- * once (its migration 22), with the semantics of store_backfill.c: a row is added
+ * once (its migration 21), with the semantics of store_backfill.c: a row is added
  * to report_rollups only when its key goes into report_backfill for the first
  * time (ON CONFLICT DO NOTHING: of two pushes of one row at once, the second
  * waits for the first and adds nothing).
@@ -85,6 +85,29 @@ static int store_pg_backfill_tx(struct store_pg *st, PGconn *c, void *arg)
 		    " $3::bigint, $4, $5, $6::bigint, $7::bigint, $8::bigint, $9::bigint, "
 		    "$10::bigint,"
 		    " $11::bigint, $12::bigint) ON CONFLICT (report, gran, bucket, gateway, key) DO"
+		    " UPDATE SET incoming = t.incoming + excluded.incoming,"
+		    " clean = t.clean + excluded.clean, spam = t.spam + excluded.spam,"
+		    " suspect = t.suspect + excluded.suspect, virus = t.virus + excluded.virus,"
+		    " content_filter = t.content_filter + excluded.content_filter,"
+		    " count = t.count + excluded.count",
+		    &p, NULL);
+		store_pg_params_clear(&p);
+		if (rc < 0)
+			return rc;
+		/* and the all-gateway row the reports over every gateway read */
+		store_pg_text(&p, store_report_names[r->report]);
+		store_pg_int(&p, r->gran);
+		store_pg_int(&p, r->bucket);
+		store_pg_text(&p, r->key);
+		for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
+			store_pg_int(&p, r->c[k]);
+		rc = store_pg_do(
+		    c, "backfill_totals",
+		    "INSERT INTO report_totals AS t (report, gran, bucket, key, incoming, clean, "
+		    "spam,"
+		    " suspect, virus, content_filter, count) VALUES ($1, $2::smallint, $3::bigint,"
+		    " $4, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::bigint,"
+		    " $11::bigint) ON CONFLICT (report, gran, bucket, key) DO"
 		    " UPDATE SET incoming = t.incoming + excluded.incoming,"
 		    " clean = t.clean + excluded.clean, spam = t.spam + excluded.spam,"
 		    " suspect = t.suspect + excluded.suspect, virus = t.virus + excluded.virus,"

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "store/store.h"
+#include "store/store_backend.h"
 
 /* Values bound to one statement: lists travel as one array value each. */
 #define STORE_PG_PARAMS_MAX 40
@@ -332,6 +333,9 @@ int store_pg_events_put(struct store *st, const char *gateway, const struct stor
 			size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);
 int store_pg_report_read(struct store *st, const struct store_report_query *q,
 			 struct store_report_row **out, size_t *n);
+int store_pg_report_scan(struct store *st, int report, const char *gateway,
+			 const struct store_report_span *v, size_t n, store_report_row_fn row,
+			 void *arg);
 int store_pg_report_purge(struct store *st, int gran, int64_t before, size_t batch, uint64_t *rows);
 /* store_report_fetch_fn and _write_fn in a transaction (ctx: its PGconn) */
 int store_pg_report_fetch(void *ctx, const char *gateway, const char *const *ids, size_t n,

@@ -2,7 +2,9 @@
  * store_pg_report — the PostgreSQL backend's reporting rollups (the table of its
  * reporting migration), with the semantics of store_sqlite_report.c: the rows a
  * batch of events adds to (in the batch's transaction, one statement for all
- * its rows), the reads and the retention.
+ * its rows of report_rollups and one for the all-gateway rows of
+ * report_totals), the reads (a top-N's spans scanned in one snapshot for
+ * store_report.c to merge) and the retention.
  *
  * Two managers sharing the database may add to the same row at once: the rows
  * of a batch come sorted (store_report.c), so their row locks are always taken
@@ -77,6 +79,24 @@ int store_pg_report_write(void *ctx, const char *gateway, const struct store_rep
 	    " content_filter = t.content_filter + excluded.content_filter,"
 	    " count = t.count + excluded.count",
 	    &p, NULL);
+	/* the same deltas to the all-gateway totals ($1 unused there) */
+	if (rc == 0)
+		rc = store_pg_do(
+		    c, "report_totals_upsert",
+		    "INSERT INTO report_totals AS t (report, gran, bucket, key, incoming, clean,"
+		    " spam, suspect, virus, content_filter, count)"
+		    " SELECT r, g::smallint, b::bigint, k, i::bigint, c::bigint, s::bigint,"
+		    " u::bigint, v::bigint, f::bigint, n::bigint FROM unnest($2::text[],"
+		    " $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],"
+		    " $9::text[], $10::text[], $11::text[], $12::text[])"
+		    " AS x(r, g, b, k, i, c, s, u, v, f, n) WHERE $1::text IS NOT NULL"
+		    " ON CONFLICT (report, gran, bucket, key) DO UPDATE SET"
+		    " incoming = t.incoming + excluded.incoming, clean = t.clean + excluded.clean,"
+		    " spam = t.spam + excluded.spam, suspect = t.suspect + excluded.suspect,"
+		    " virus = t.virus + excluded.virus,"
+		    " content_filter = t.content_filter + excluded.content_filter,"
+		    " count = t.count + excluded.count",
+		    &p, NULL);
 	store_pg_params_clear(&p);
 	for (size_t k = 0; k < NCOL; k++)
 		free(col[k]);
@@ -103,14 +123,19 @@ int store_pg_report_read(struct store *st, const struct store_report_query *q,
 	store_pg_int(&p, q->series ? 0 : (int64_t)q->limit);
 	int rc = store_pg_query(
 	    store_pg_of(st), "report_read",
-	    q->series ? "SELECT bucket, " STORE_PG_REPORT_SUMS " FROM report_rollups"
-			" WHERE report = $1 AND gran = $2 AND bucket >= $3 AND bucket < $4"
-			" AND ($5::text IS NULL OR gateway = $5) AND $6::bigint = 0"
-			" GROUP BY bucket ORDER BY bucket"
-		      : "SELECT key, " STORE_PG_REPORT_SUMS " FROM report_rollups"
-			" WHERE report = $1 AND gran = $2 AND bucket >= $3 AND bucket < $4"
-			" AND ($5::text IS NULL OR gateway = $5) GROUP BY key"
-			" ORDER BY sum(incoming) DESC, sum(count) DESC, key COLLATE \"C\" LIMIT $6",
+	    q->series && q->gateway == NULL
+		? "SELECT bucket, " STORE_PG_REPORT_SUMS " FROM report_totals"
+		  " WHERE report = $1 AND gran = $2 AND bucket >= $3 AND bucket < $4"
+		  " AND $5::text IS NULL AND $6::bigint = 0 GROUP BY bucket ORDER BY bucket"
+	    : q->series
+		? "SELECT bucket, " STORE_PG_REPORT_SUMS " FROM report_rollups"
+		  " WHERE report = $1 AND gran = $2 AND bucket >= $3 AND bucket < $4"
+		  " AND ($5::text IS NULL OR gateway = $5) AND $6::bigint = 0"
+		  " GROUP BY bucket ORDER BY bucket"
+		: "SELECT key, " STORE_PG_REPORT_SUMS " FROM report_rollups"
+		  " WHERE report = $1 AND gran = $2 AND bucket >= $3 AND bucket < $4"
+		  " AND ($5::text IS NULL OR gateway = $5) GROUP BY key"
+		  " ORDER BY sum(incoming) DESC, sum(count) DESC, key COLLATE \"C\" LIMIT $6",
 	    &p, &r);
 	if (rc < 0)
 		return rc;
@@ -128,6 +153,50 @@ int store_pg_report_read(struct store *st, const struct store_report_query *q,
 	*out = v;
 	*n = (size_t)nr;
 	return 0;
+}
+
+int store_pg_report_scan(struct store *st, int report, const char *gateway,
+			 const struct store_report_span *v, size_t n, store_report_row_fn row,
+			 void *arg)
+{
+	struct store_pg_conn *c = NULL;
+	int rc = store_pg_conn_get(store_pg_of(st), &c);
+	/* one snapshot for every span */
+	if (rc == 0)
+		rc = store_pg_read_begin(c->pg);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct store_pg_params p = {0};
+		store_pg_text(&p, store_report_names[report]);
+		store_pg_int(&p, v[i].gran);
+		store_pg_int(&p, v[i].since);
+		store_pg_int(&p, v[i].until);
+		store_pg_text(&p, gateway);
+		PGresult *r = store_pg_exec(
+		    c->pg, "report_scan",
+		    gateway != NULL
+			? "SELECT key, incoming, clean, spam, suspect, virus, content_filter, count"
+			  " FROM report_rollups WHERE report = $1 AND gran = $2 AND bucket >= $3"
+			  " AND bucket < $4 AND gateway = $5"
+			: "SELECT key, incoming, clean, spam, suspect, virus, content_filter, count"
+			  " FROM report_totals WHERE report = $1 AND gran = $2 AND bucket >= $3"
+			  " AND bucket < $4 AND $5::text IS NULL",
+		    &p, false);
+		store_pg_params_clear(&p);
+		if (r == NULL) {
+			rc = -EIO;
+			break;
+		}
+		for (int k = 0; k < PQntuples(r); k++) {
+			int64_t cnt[STORE_REPORT_NCOUNTERS];
+			for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+				cnt[j] = store_pg_i64(r, k, 1 + j);
+			row(arg, PQgetvalue(r, k, 0), cnt);
+		}
+		PQclear(r);
+	}
+	if (c != NULL)
+		store_pg_conn_put(store_pg_of(st), c);
+	return rc;
 }
 
 struct store_pg_report_purge_args {
@@ -150,6 +219,22 @@ static int store_pg_report_purge_tx(struct store_pg *st, PGconn *c, void *arg)
 			     " report_rollups WHERE gran = $1 AND bucket < $2 LIMIT $3)",
 			     &p, &a->rows);
 	store_pg_params_clear(&p);
+	/* the all-gateway totals in the rest of the batch */
+	if (rc == 0 && a->rows < a->batch) {
+		uint64_t more = 0;
+		store_pg_int(&p, a->gran);
+		store_pg_int(&p, a->before);
+		store_pg_int(&p, (int64_t)(a->batch - a->rows));
+		/* every report: the primary key starts with it */
+		store_pg_array(&p, store_report_names, STORE_REPORT_NREPORTS);
+		rc = store_pg_do(c, "report_totals_purge",
+				 "DELETE FROM report_totals WHERE ctid IN (SELECT ctid FROM"
+				 " report_totals WHERE report = ANY($4::text[]) AND gran = $1"
+				 " AND bucket < $2 LIMIT $3)",
+				 &p, &more);
+		store_pg_params_clear(&p);
+		a->rows += more;
+	}
 	return rc;
 }
 

@@ -2,7 +2,9 @@
  * store_report — the backend-independent half of the reporting rollups (store.h
  * "reporting rollups"): what a batch of newly stored events adds to which
  * rollup rows (the counting rules), the checks of a read, and the dispatch to
- * the backend.
+ * the backend. A top-N read is answered here: its range split into spans
+ * (whole months by the month, the days at either end by the day), scanned by
+ * the backend, merged by key in a hash table and the best kept in a heap.
  *
  * A message is counted once, when its "reply" event (the last of a message) is
  * stored: its events are read back (this batch's and earlier ones'), and the
@@ -355,6 +357,187 @@ static const struct store_ops *store_report_ops(struct store *st)
 	return ((const struct store_head *)(void *)st)->ops;
 }
 
+/* ---- top-N reads: the range in whole months and days, merged by key ---- */
+
+#define STORE_REPORT_DAY_MS 86400000LL
+
+/* The start of the month after the one starting at m. */
+static int64_t store_report_next_month(int64_t m)
+{
+	return store_report_bucket(STORE_REPORT_MONTH, m + 32 * STORE_REPORT_DAY_MS);
+}
+
+size_t store_report_spans(const struct store_report_query *q, struct store_report_span v[3])
+{
+	if (q->since >= q->until)
+		return 0;
+	if (q->gran != STORE_REPORT_DAY) {
+		v[0] = (struct store_report_span){q->gran, q->since, q->until};
+		return 1;
+	}
+	/* the daily buckets starting in [since, until) cover [lo, hi) */
+	int64_t lo = store_report_bucket(STORE_REPORT_DAY, q->since);
+	if (lo < q->since)
+		lo += STORE_REPORT_DAY_MS;
+	int64_t hi = store_report_bucket(STORE_REPORT_DAY, q->until - 1) + STORE_REPORT_DAY_MS;
+	if (lo >= hi)
+		return 0;
+	int64_t m0 = store_report_bucket(STORE_REPORT_MONTH, lo);
+	if (m0 < lo)
+		m0 = store_report_next_month(m0);
+	int64_t m1 = m0;
+	while (store_report_next_month(m1) <= hi)
+		m1 = store_report_next_month(m1);
+	if (m1 == m0 || m0 >= hi) {
+		v[0] = (struct store_report_span){STORE_REPORT_DAY, lo, hi};
+		return 1;
+	}
+	/* a month's row holds the sum of its days' rows: they are written together */
+	size_t k = 0;
+	if (lo < m0)
+		v[k++] = (struct store_report_span){STORE_REPORT_DAY, lo, m0};
+	v[k++] = (struct store_report_span){STORE_REPORT_MONTH, m0, m1};
+	if (m1 < hi)
+		v[k++] = (struct store_report_span){STORE_REPORT_DAY, m1, hi};
+	return k;
+}
+
+struct store_report_slot {
+	char *key;
+	uint64_t hash;
+	int64_t c[STORE_REPORT_NCOUNTERS];
+};
+
+struct store_report_merge {
+	struct store_report_slot *v; /* open addressing, cap a power of 2 */
+	size_t n, cap;
+};
+
+static uint64_t store_report_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (; *s != '\0'; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static void store_report_merge_grow(struct store_report_merge *m)
+{
+	size_t cap = m->cap ? 2 * m->cap : 1024;
+	struct store_report_slot *v = xcalloc(cap, sizeof(*v));
+	for (size_t i = 0; i < m->cap; i++) {
+		if (m->v[i].key == NULL)
+			continue;
+		size_t j = m->v[i].hash & (cap - 1);
+		while (v[j].key != NULL)
+			j = (j + 1) & (cap - 1);
+		v[j] = m->v[i];
+	}
+	free(m->v);
+	m->v = v;
+	m->cap = cap;
+}
+
+/* store_report_row_fn: adds a row's counters to its key's. */
+static void store_report_merge_row(void *arg, const char *key,
+				   const int64_t c[STORE_REPORT_NCOUNTERS])
+{
+	struct store_report_merge *m = arg;
+	if (2 * (m->n + 1) > m->cap)
+		store_report_merge_grow(m);
+	uint64_t h = store_report_hash(key);
+	size_t j = h & (m->cap - 1);
+	while (m->v[j].key != NULL && (m->v[j].hash != h || strcmp(m->v[j].key, key) != 0))
+		j = (j + 1) & (m->cap - 1);
+	struct store_report_slot *s = &m->v[j];
+	if (s->key == NULL) {
+		s->key = xstrdup(key);
+		s->hash = h;
+		m->n++;
+	}
+	for (int i = 0; i < STORE_REPORT_NCOUNTERS; i++)
+		s->c[i] += c[i];
+}
+
+/* The order of a top-N: most incoming, then most count, then key (bytes). */
+static int store_report_rank_cmp(const void *x, const void *y)
+{
+	const struct store_report_slot *a = *(const struct store_report_slot *const *)x;
+	const struct store_report_slot *b = *(const struct store_report_slot *const *)y;
+	if (a->c[STORE_REPORT_INCOMING] != b->c[STORE_REPORT_INCOMING])
+		return a->c[STORE_REPORT_INCOMING] > b->c[STORE_REPORT_INCOMING] ? -1 : 1;
+	if (a->c[STORE_REPORT_COUNT] != b->c[STORE_REPORT_COUNT])
+		return a->c[STORE_REPORT_COUNT] > b->c[STORE_REPORT_COUNT] ? -1 : 1;
+	return strcmp(a->key, b->key);
+}
+
+/* Restores the heap order (the worst of the kept at the root) below i. */
+static void store_report_heap_down(struct store_report_slot **h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t w = i, l = 2 * i + 1, r = l + 1;
+		if (l < n && store_report_rank_cmp(&h[l], &h[w]) > 0)
+			w = l;
+		if (r < n && store_report_rank_cmp(&h[r], &h[w]) > 0)
+			w = r;
+		if (w == i)
+			return;
+		struct store_report_slot *t = h[i];
+		h[i] = h[w];
+		h[w] = t;
+		i = w;
+	}
+}
+
+static int store_report_top(struct store *st, const struct store_report_query *q,
+			    struct store_report_row **out, size_t *n)
+{
+	const struct store_ops *ops = store_report_ops(st);
+	struct store_report_span spans[3];
+	size_t nspans = store_report_spans(q, spans);
+	struct store_report_merge m = {0};
+	int rc = nspans == 0 ? 0
+			     : ops->report_scan(st, q->report, q->gateway, spans, nspans,
+						store_report_merge_row, &m);
+	/* the best limit keys: a heap of them with the worst at the root, then sorted */
+	size_t k = 0, limit = q->limit;
+	struct store_report_slot **h = xcalloc(limit + 1, sizeof(*h));
+	for (size_t i = 0; rc == 0 && i < m.cap; i++) {
+		struct store_report_slot *s = &m.v[i];
+		if (s->key == NULL)
+			continue;
+		if (k < limit) {
+			h[k++] = s;
+			for (size_t j = k - 1;
+			     j > 0 && store_report_rank_cmp(&h[(j - 1) / 2], &h[j]) < 0;
+			     j = (j - 1) / 2) {
+				struct store_report_slot *t = h[j];
+				h[j] = h[(j - 1) / 2];
+				h[(j - 1) / 2] = t;
+			}
+		} else if (store_report_rank_cmp(&s, &h[0]) < 0) {
+			h[0] = s;
+			store_report_heap_down(h, k, 0);
+		}
+	}
+	if (rc == 0) {
+		qsort(h, k, sizeof(*h), store_report_rank_cmp);
+		struct store_report_row *v = xcalloc(k + 1, sizeof(*v));
+		for (size_t i = 0; i < k; i++) {
+			v[i].key = h[i]->key;
+			h[i]->key = NULL;
+			memcpy(v[i].c, h[i]->c, sizeof(v[i].c));
+		}
+		*out = v;
+		*n = k;
+	}
+	free(h);
+	for (size_t i = 0; i < m.cap; i++)
+		free(m.v[i].key);
+	free(m.v);
+	return rc;
+}
+
 int store_report_read(struct store *st, const struct store_report_query *q,
 		      struct store_report_row **out, size_t *n)
 {
@@ -368,6 +551,8 @@ int store_report_read(struct store *st, const struct store_report_query *q,
 	    (!q->series && (q->limit < 1 || q->limit > STORE_REPORT_LIMIT_MAX)) ||
 	    (q->gateway != NULL && !store_gateway_name_ok(q->gateway)))
 		return -EINVAL;
+	if (!q->series && ops->report_scan != NULL)
+		return store_report_top(st, q, out, n);
 	return ops->report_read(st, q, out, n);
 }
 

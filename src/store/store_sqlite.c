@@ -631,6 +631,32 @@ static const char *const store_migrations[] = {
     "CREATE TABLE report_backfill_done ("
     "  gateway TEXT PRIMARY KEY,"
     "  done_at INTEGER NOT NULL) WITHOUT ROWID;",
+    /*
+     * 22: the reporting rollups summed over all gateways (store_sqlite_report.c),
+     * written with the per-gateway rows, so that a report over all gateways reads
+     * one row per bucket and key (the retention deletes by report, gran and
+     * bucket: no index of their own); filled here from the per-gateway rows. And
+     * an index by gateway, so that a report of one gateway reads its rows only.
+     */
+    "CREATE TABLE report_totals ("
+    "  report TEXT NOT NULL,"
+    "  gran INTEGER NOT NULL,"
+    "  bucket INTEGER NOT NULL,"
+    "  key TEXT NOT NULL,"
+    "  incoming INTEGER NOT NULL DEFAULT 0,"
+    "  clean INTEGER NOT NULL DEFAULT 0,"
+    "  spam INTEGER NOT NULL DEFAULT 0,"
+    "  suspect INTEGER NOT NULL DEFAULT 0,"
+    "  virus INTEGER NOT NULL DEFAULT 0,"
+    "  content_filter INTEGER NOT NULL DEFAULT 0,"
+    "  count INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (report, gran, bucket, key)) WITHOUT ROWID;"
+    "CREATE INDEX report_rollups_gateway ON report_rollups(report, gateway, gran, bucket);"
+    "INSERT INTO report_totals (report, gran, bucket, key, incoming, clean, spam, suspect,"
+    "  virus, content_filter, count)"
+    "  SELECT report, gran, bucket, key, sum(incoming), sum(clean), sum(spam), sum(suspect),"
+    "  sum(virus), sum(content_filter), sum(count) FROM report_rollups"
+    "  GROUP BY report, gran, bucket, key;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3535,4 +3561,5 @@ const struct store_ops store_sqlite_ops = {
     .tracking_purge = store_sqlite_tracking_purge,
     .report_read = store_sqlite_report_read,
     .report_purge = store_sqlite_report_purge,
+    .report_scan = store_sqlite_report_scan,
 };

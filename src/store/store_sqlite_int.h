@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "store/store.h"
+#include "store/store_backend.h"
 
 struct store;
 struct store_conn;
@@ -218,6 +219,9 @@ int store_sqlite_events_put(struct store *st, const char *gateway, const struct 
 			    size_t n, int64_t backlog, int64_t now, bool own, uint64_t *stored);
 int store_sqlite_report_read(struct store *st, const struct store_report_query *q,
 			     struct store_report_row **out, size_t *n);
+int store_sqlite_report_scan(struct store *st, int report, const char *gateway,
+			     const struct store_report_span *v, size_t n, store_report_row_fn row,
+			     void *arg);
 int store_sqlite_report_purge(struct store *st, int gran, int64_t before, size_t batch,
 			      uint64_t *rows);
 /* store_report_fetch_fn and _write_fn on a writer job's connection (ctx) */

@@ -13,6 +13,7 @@ import base64
 import csv
 import io
 import smtplib
+import time
 import urllib.parse
 
 import pytest
@@ -235,6 +236,62 @@ def test_a_replayed_or_late_batch_counts_once_in_its_own_hours(manager):
         "u2@example.com": {"incoming": 1, "spam": 1},
         "u3@example.com": {"incoming": 1, "clean": 1}}
     assert rows(manager, "sender_groups", **params) == {"BLOCKED": {"count": 1}}
+
+
+def test_a_top_n_over_months_and_days_is_the_sum_of_the_gateways(manager):
+    """A top-N by the day reads whole months from their monthly rows and the days at
+    either end from the daily ones; over all gateways it reads the all-gateway rows:
+    the same numbers as the messages and as the gateways' rows summed, late ones too."""
+    day = 86400000
+    oct31, nov1, dec1 = T0 - 35 * day, T0 - 34 * day, T0 - 4 * day  # month edges
+    times = [oct31 + 43200000, nov1 - 1, nov1, nov1 + 9 * day, dec1 - 1, dec1, T0 + 3600000]
+    want = {}  # (gateway, domain): incoming
+    for g, gw in enumerate(("gw-m1", "gw-m2")):
+        token = register(manager, gw, "127.0.0.%d" % (g + 1))
+        # the newer messages first, the older ones late, in a second batch
+        order = [i for i in range(len(times)) if i % 2] + [i for i in range(len(times))
+                                                             if i % 2 == 0]
+        batches = [[], []]
+        for n, i in enumerate(order):
+            at = times[i]
+            dom = "d%d.test" % ((i + g) % 3)
+            rcpts = ["u%d@example.com" % k for k in range(1 + (i + g) % 2)]
+            batches[i % 2 == 0].extend(message(1 + 3 * n, at, "%s-%d" % (gw, i), "s@" + dom,
+                                                  rcpts, "clean"))
+            want[(gw, dom, at)] = len(rcpts)
+        for evs in batches:
+            st, doc = push(manager, token, {"events": evs})
+            assert st == 200 and doc["stored"] == len(evs), doc
+
+    def expect(since, until, gw=None):
+        out = {}
+        for (g, dom, at), n in want.items():
+            if since <= at // day * day < until and gw in (None, g):
+                out[dom] = out.get(dom, 0) + n
+        return out
+
+    iso = lambda ms: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))  # noqa
+    for since, until in ((oct31, T0 + day), (nov1, dec1), (oct31 - 2 * day, nov1),
+                         (nov1 + day, dec1), (oct31, dec1 + 1000)):
+        params = {"period": "custom", "since": iso(since), "until": iso(until)}
+        doc = report(manager, "incoming_domains", **params)
+        assert doc["granularity"] == "day", doc
+        total = {r["key"]: r["incoming"] for r in doc["rows"]}
+        end = (until + day - 1) // day * day
+        assert total == expect(since, end), (params, total)
+        summed = {}
+        for gw in ("gw-m1", "gw-m2"):
+            for k, v in rows(manager, "incoming_domains", gateway=gw, **params).items():
+                summed[k] = summed.get(k, 0) + v["incoming"]
+            assert {k: v["incoming"] for k, v in
+                    rows(manager, "incoming_domains", gateway=gw, **params).items()} == \
+                expect(since, end, gw)
+        assert summed == total, (params, summed, total)
+        # ranked by incoming, then key
+        order = [(-r["incoming"], r["key"]) for r in doc["rows"]]
+        assert order == sorted(order)
+        top = report(manager, "incoming_domains", limit=1, **params)["rows"]
+        assert top == doc["rows"][:1]
 
 
 BAD = [

@@ -435,13 +435,18 @@ def test_second_factors_levels_and_rollups_move_to_postgresql(start_manager,
     con.executemany("INSERT INTO report_rollups (report, gran, bucket, gateway, key, incoming,"
                     " clean, spam, suspect, virus, content_filter, count)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    # the all-gateway rows the manager keeps beside them (one gateway: the same sums)
+    con.executemany("INSERT INTO report_totals (report, gran, bucket, key, incoming,"
+                    " clean, spam, suspect, virus, content_filter, count)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [r[:3] + r[4:] for r in rows])
     con.commit()
     con.close()
 
     r = migrate(m.data_dir, database)
     assert r.returncode == 0, r.stdout + r.stderr
     for what, n in (("user_totp", 1), ("user_recovery_codes", 3), ("report_rollups", 4),
-                    ("levels", 2)):
+                    ("report_totals", 4), ("levels", 2)):
         assert "%s: %d/%d rows copied" % (what, n, n) in r.stdout, (what, r.stdout)
         assert "verified %s: " % what in r.stdout, (what, r.stdout)
     assert "verified gateway states: " in r.stdout, r.stdout
@@ -471,6 +476,8 @@ def test_second_factors_levels_and_rollups_move_to_postgresql(start_manager,
     assert st == 200 and doc["totals"]["incoming"] == 7 and doc["totals"]["virus"] == 1, doc
     st, doc = m.api("GET", "/api/v1/reports/incoming_domains?period=week")
     assert st == 200 and [(x["key"], x["incoming"]) for x in doc["rows"]] == [("例え.jp", 3)], doc
+    st, doc = m.api("GET", "/api/v1/reports/overview?period=day")
+    assert st == 200 and doc["totals"]["incoming"] == 7, doc
 
 
 def test_report_schedules_and_the_archive_move_to_postgresql(start_manager,

@@ -26,6 +26,7 @@
 #include "common/ids.h"
 #include "common/xalloc.h"
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "test_pg.h"
 
 static int setup(void **state)
@@ -297,6 +298,247 @@ static void test_counting(void **state)
 	free(de);
 }
 
+/* ---- the all-gateway totals and the month/day decomposition ---- */
+
+#define T_DAY 86400000LL
+/* 2026-01-30T00:00:00Z .. 2026-04-03: month edges at Feb 1, Mar 1, Apr 1 */
+#define T_JAN30 1769731200000LL
+#define T_FEB01 1769904000000LL
+#define T_MAR01 1772323200000LL
+#define T_APR01 1775001600000LL
+#define T_NMSG	90
+#define T_NGW	3
+
+static const char *const t_gws[T_NGW] = {"gw-a", "gw-b", "gw-c"};
+
+/* Message i: its time (edges of days and months among them), gateway, domain, recipients. */
+static int64_t t_at(int i)
+{
+	static const int64_t at[] = {T_JAN30 + 12 * 3600000LL,
+				     T_FEB01 - 1,
+				     T_FEB01,
+				     T_FEB01 + 13 * T_DAY + 1,
+				     T_MAR01 - 1,
+				     T_MAR01,
+				     T_APR01 - 3600000LL,
+				     T_APR01,
+				     T_APR01 + T_DAY + 5 * 3600000LL,
+				     T_JAN30 + T_DAY,
+				     T_MAR01 + 15 * T_DAY + 7};
+	return at[i % (int)(sizeof(at) / sizeof(at[0]))];
+}
+static int t_gw(int i)
+{
+	return (i / 11) % T_NGW;
+}
+static int t_dom(int i)
+{
+	return (i * 7) % 5;
+}
+static int t_nrcpt(int i)
+{
+	return 1 + i % 3;
+}
+
+/* The incoming of each of the 5 domains over buckets of days [since, until) (or
+ * months with by_month), of gateway g (-1: all), counted from the messages. */
+static void t_expected(int64_t since, int64_t until, int gran, int g, int64_t exp[5])
+{
+	memset(exp, 0, 5 * sizeof(*exp));
+	for (int i = 0; i < T_NMSG; i++) {
+		int64_t b = store_report_bucket(gran, t_at(i));
+		if (b >= since && b < until && (g < 0 || t_gw(i) == g))
+			exp[t_dom(i)] += t_nrcpt(i);
+	}
+}
+
+/* The top-N of q's range read from the store equals exp (keys "dN.example"). */
+static void t_check(struct store *st, int gran, int64_t since, int64_t until, int g)
+{
+	int64_t exp[5];
+	t_expected(since, until, gran, g, exp);
+	struct store_report_row *v = NULL;
+	size_t n = 0;
+	struct store_report_query q = {.report = STORE_REPORT_INCOMING_DOMAINS,
+				       .gran = gran,
+				       .since = since,
+				       .until = until,
+				       .gateway = g < 0 ? NULL : t_gws[g],
+				       .limit = 1000};
+	assert_int_equal(store_report_read(st, &q, &v, &n), 0);
+	size_t want = 0;
+	for (int d = 0; d < 5; d++) {
+		if (exp[d] == 0)
+			continue;
+		want++;
+		char key[32];
+		snprintf(key, sizeof(key), "d%d.example", d);
+		const struct store_report_row *r = find(v, n, key);
+		assert_non_null(r);
+		assert_int_equal(r->c[STORE_REPORT_INCOMING], exp[d]);
+		assert_int_equal(r->c[STORE_REPORT_CLEAN], exp[d]);
+	}
+	assert_int_equal(n, want);
+	/* ranked: most incoming first, ties by key */
+	for (size_t i = 1; i < n; i++) {
+		assert_true(v[i - 1].c[STORE_REPORT_INCOMING] > v[i].c[STORE_REPORT_INCOMING] ||
+			    (v[i - 1].c[STORE_REPORT_INCOMING] == v[i].c[STORE_REPORT_INCOMING] &&
+			     strcmp(v[i - 1].key, v[i].key) < 0));
+	}
+	/* a top 2 is the first two of the whole list */
+	struct store_report_row *top = NULL;
+	size_t ntop = 0;
+	q.limit = 2;
+	assert_int_equal(store_report_read(st, &q, &top, &ntop), 0);
+	assert_int_equal(ntop, n < 2 ? n : 2);
+	for (size_t i = 0; i < ntop; i++) {
+		assert_string_equal(top[i].key, v[i].key);
+		assert_int_equal(top[i].c[STORE_REPORT_INCOMING], v[i].c[STORE_REPORT_INCOMING]);
+	}
+	store_report_rows_free(top, ntop);
+	store_report_rows_free(v, n);
+}
+
+static void test_totals(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	struct store_event_message m = {.sender = "s@x"};
+	/* per gateway two batches: the later half of its messages first, then the
+	 * earlier half, late (older times after newer ones) */
+	char *ids[T_NMSG], *details[T_NMSG];
+	for (int i = 0; i < T_NMSG; i++) {
+		ids[i] = xasprintf("m%03d", i);
+		char sender[32], *r[3];
+		snprintf(sender, sizeof(sender), "s%d@D%d.example", i, t_dom(i));
+		for (int k = 0; k < t_nrcpt(i); k++)
+			r[k] = xasprintf("u%d@in.example", k);
+		details[i] = received_detail(sender, "192.0.2.1", (const char *const *)r,
+					     (size_t)t_nrcpt(i));
+		for (int k = 0; k < t_nrcpt(i); k++)
+			free(r[k]);
+	}
+	for (int g = 0; g < T_NGW; g++) {
+		int64_t seq = 1;
+		for (int half = 1; half >= 0; half--) {
+			struct store_event v[2 * T_NMSG];
+			size_t n = 0;
+			for (int i = 0; i < T_NMSG; i++) {
+				if (t_gw(i) != g || (i % 2) != half)
+					continue;
+				n = add(v, n, seq++, t_at(i), "received", ids[i], details[i], &m);
+				n = add(v, n, seq++, t_at(i) + 1, "reply", ids[i],
+					"{\"reply\":\"250 ok\"}", NULL);
+			}
+			uint64_t stored = 0;
+			assert_int_equal(store_events_put(fx->st, t_gws[g], v, n, 0, now, &stored),
+					 0);
+			assert_int_equal(stored, n);
+		}
+	}
+	/* the decomposition of a range by the day */
+	struct store_report_span sp[3];
+	struct store_report_query q = {
+	    .gran = STORE_REPORT_DAY, .since = T_JAN30, .until = T_APR01 + 2 * T_DAY};
+	assert_int_equal(store_report_spans(&q, sp), 3);
+	assert_int_equal(sp[0].gran, STORE_REPORT_DAY);
+	assert_int_equal(sp[0].since, T_JAN30);
+	assert_int_equal(sp[0].until, T_FEB01);
+	assert_int_equal(sp[1].gran, STORE_REPORT_MONTH);
+	assert_int_equal(sp[1].since, T_FEB01);
+	assert_int_equal(sp[1].until, T_APR01);
+	assert_int_equal(sp[2].gran, STORE_REPORT_DAY);
+	assert_int_equal(sp[2].since, T_APR01);
+	assert_int_equal(sp[2].until, T_APR01 + 2 * T_DAY);
+	q.since = T_FEB01;
+	q.until = T_MAR01 - 5; /* the bucket of Feb 28 starts before until */
+	assert_int_equal(store_report_spans(&q, sp), 1);
+	assert_int_equal(sp[0].gran, STORE_REPORT_MONTH);
+	assert_int_equal(sp[0].until, T_MAR01);
+	q.since = T_FEB01 + 1; /* Feb 1 starts before since: not in */
+	assert_int_equal(store_report_spans(&q, sp), 1);
+	assert_int_equal(sp[0].gran, STORE_REPORT_DAY);
+	assert_int_equal(sp[0].since, T_FEB01 + T_DAY);
+	q.since = T_FEB01;
+	q.until = T_FEB01;
+	assert_int_equal(store_report_spans(&q, sp), 0);
+
+	/* every range, all gateways and each, equals the count of the messages */
+	static const int64_t ranges[][2] = {{T_JAN30, T_APR01 + 2 * T_DAY},
+					    {T_FEB01, T_MAR01},
+					    {T_JAN30 + T_DAY, T_FEB01},
+					    {T_FEB01, T_APR01 + 1},
+					    {T_FEB01 + T_DAY, T_MAR01 - T_DAY},
+					    {T_MAR01, T_APR01 + T_DAY},
+					    {T_JAN30, T_MAR01 + 1}};
+	for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
+		for (int g = -1; g < T_NGW; g++)
+			t_check(fx->st, STORE_REPORT_DAY, ranges[r][0], ranges[r][1], g);
+	}
+	for (int g = -1; g < T_NGW; g++) {
+		t_check(fx->st, STORE_REPORT_MONTH, T_FEB01 - 31 * T_DAY, T_APR01 + 1, g);
+		t_check(fx->st, STORE_REPORT_HOUR, T_FEB01 - 3600000LL, T_FEB01 + 3600000LL, g);
+	}
+	/* the all-gateway overview, bucket by bucket, is the sum of the gateways' */
+	for (int gran = 0; gran < STORE_REPORT_NGRANS; gran++) {
+		struct store_report_row *all = NULL;
+		size_t nall = 0;
+		read_rows(fx->st, STORE_REPORT_OVERVIEW, gran, 0, T_APR01 + 31 * T_DAY, NULL, true,
+			  &all, &nall);
+		assert_true(nall > 0);
+		for (size_t i = 0; i < nall; i++) {
+			int64_t sum[STORE_REPORT_NCOUNTERS] = {0}, tc[STORE_REPORT_NCOUNTERS];
+			for (int g = 0; g < T_NGW; g++) {
+				totals(fx->st, gran, all[i].at, all[i].at + 1, t_gws[g], tc);
+				for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+					sum[j] += tc[j];
+			}
+			for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+				assert_int_equal(all[i].c[j], sum[j]);
+		}
+		store_report_rows_free(all, nall);
+	}
+	/* retention takes the all-gateway rows with the gateways' */
+	uint64_t gone = 0, total = 0;
+	do {
+		assert_int_equal(store_report_purge(fx->st, STORE_REPORT_DAY, T_FEB01, 3, &gone),
+				 0);
+		assert_true(gone <= 3);
+		total += gone;
+	} while (gone > 0);
+	/* Jan 30 and 31: the overview and a domain row each, per gateway and in total */
+	assert_true(total > 0);
+	int64_t tc[STORE_REPORT_NCOUNTERS];
+	totals(fx->st, STORE_REPORT_DAY, 0, T_FEB01, NULL, tc);
+	assert_int_equal(tc[STORE_REPORT_INCOMING], 0);
+	struct store_report_row *v = NULL;
+	size_t n = 0;
+	read_rows(fx->st, STORE_REPORT_INCOMING_DOMAINS, STORE_REPORT_DAY, T_JAN30, T_FEB01, NULL,
+		  false, &v, &n);
+	assert_int_equal(n, 0);
+	store_report_rows_free(v, n);
+	/* a whole month reads its monthly rows, which keep what its days held */
+	totals(fx->st, STORE_REPORT_MONTH, 0, T_FEB01, NULL, tc);
+	int64_t exp[5], sum = 0;
+	t_expected(0, T_FEB01, STORE_REPORT_MONTH, -1, exp);
+	for (int d = 0; d < 5; d++)
+		sum += exp[d];
+	assert_true(sum > 0);
+	assert_int_equal(tc[STORE_REPORT_INCOMING], sum);
+	read_rows(fx->st, STORE_REPORT_INCOMING_DOMAINS, STORE_REPORT_DAY, T_FEB01 - 31 * T_DAY,
+		  T_FEB01, NULL, false, &v, &n);
+	int64_t got = 0;
+	for (size_t i = 0; i < n; i++)
+		got += v[i].c[STORE_REPORT_INCOMING];
+	assert_int_equal(got, sum);
+	store_report_rows_free(v, n);
+	t_check(fx->st, STORE_REPORT_DAY, T_FEB01, T_APR01 + 2 * T_DAY, -1);
+	for (int i = 0; i < T_NMSG; i++) {
+		free(ids[i]);
+		free(details[i]);
+	}
+}
+
 static void test_bad_reads(void **state)
 {
 	struct test_store_fixture *fx = *state;
@@ -335,6 +577,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_counting, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_totals, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_reads, setup, test_store_teardown),
 	};
 	return cmocka_run_group_tests_name(test_pg_dsn() != NULL ? "store_report_postgresql"
