@@ -18,7 +18,8 @@ from e2e_helpers import stays, t, wait_for
 from gw_fixtures import make_message, start_gateway  # noqa: F401
 from test_gateway_pvo import RCPT, SENDER, central
 from test_pvo import pvo_send, stored_id
-from test_pvo_actions import memberships
+from test_pvo_actions import audit_rows, err, memberships
+from test_sessions import Client
 from test_pvo_chain import MANAGER_ADDR, gw_lines, quarantine_one
 from test_web import WEB_ROOT, add_user, run_browser
 
@@ -287,3 +288,86 @@ def test_unanswered_rescan_stays_pending_and_the_console_shows_each_status(
     hm = in_tokyo(memberships(m, parcel)["outbreak"]["rescanned_at"])
     assert hm in en["rescan"] and hm in ja["rescan"], (hm, en, ja)
     assert stays(lambda: sink.count() == 1 and len(m.list_all()) == 2, t(2))
+
+
+def release(client, mid, body):
+    """POST /api/v1/messages/{mid}/release as client (an admin's Manager or a Client)."""
+    path = "/api/v1/messages/%s/release" % mid
+    if isinstance(client, Client):
+        return client.call("POST", path, body=body)
+    return client.api("POST", path, json=body)
+
+
+def test_admin_releases_a_still_matching_message_without_a_rescan(
+        start_manager, start_gateway, aio_sink):
+    m, gw = managed_chain(start_manager, start_gateway, aio_sink)
+    invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
+    other = quarantine_one(m, gw, make_message(subject=INVOICE), "other invoice")
+    add_user(m, "opa", "operator-a-pw-1", "operator", [])
+    st, doc = m.api("PATCH", "/api/v1/quarantines/outbreak", json={"operators": ["opa"]})
+    assert st == 200, doc
+    opa = Client(m)
+    assert opa.login("opa", "operator-a-pw-1")[0] == 200
+    before = m.get_message(invoice)
+
+    # refusals change nothing: a "rescan" that is not a boolean, an operator's false
+    for bad in ("no", 0, [], {"x": False}):
+        assert release(m, invoice, {"quarantine": "outbreak", "rescan": bad}) == err(
+            422, "unprocessable", 'field "rescan" must be true or false'), bad
+    assert release(opa, invoice, {"quarantine": "outbreak", "rescan": False}) == err(
+        403, "forbidden", "a release without a rescan is for admins: an operator's "
+        "release of an Outbreak message is rescanned by its gateway")
+    assert m.api("POST", "/api/v1/messages/release",
+                 json={"quarantine": "outbreak", "rescan": "false"}) == err(
+        422, "unprocessable", 'field "rescan" must be true or false')
+    assert opa.call("POST", "/api/v1/messages/release",
+                    body={"quarantine": "outbreak", "ids": [invoice], "rescan": False}) == err(
+        403, "forbidden", "a release without a rescan is for admins: an operator's "
+        "release of an Outbreak message is rescanned by its gateway")
+    assert m.api("POST", "/api/v1/messages/release",
+                 json={"quarantine": "spam", "all": True, "rescan": False}) == err(
+        422, "unprocessable", '"rescan" applies to policy, virus and outbreak quarantines only')
+    assert stays(lambda: m.get_message(invoice) == before and aio_sink.count() == 0, t(1))
+    assert audit_rows(m, "pvo_release") == [] and audit_rows(m, "pvo_bulk_release") == []
+
+    # the default release: the gateway rescans it, the rule still matches, kept
+    st, doc = release(m, invoice, {"quarantine": "outbreak"})
+    assert st == 202, doc
+    wait_for(lambda: memberships(m, invoice)["outbreak"]["rescan"] == "kept", t(30),
+             "the invoice's verdict")
+    assert memberships(m, invoice)["outbreak"]["state"] == "held"
+    assert stays(lambda: aio_sink.count() == 0, t(1))
+    kept = memberships(m, invoice)["outbreak"]
+
+    # an admin's release without a rescan: delivered although wave_0043 still matches
+    st, doc = release(m, invoice, {"quarantine": "outbreak", "rescan": False})
+    assert st == 202, doc
+    (got,) = aio_sink.wait_count(1, timeout=t(30))
+    assert b"Subject: " + INVOICE.encode() in got["data"]
+    assert got["rcpts"] == [RCPT]
+    assert b"rescan=" not in got["data"]
+    wait_for(lambda: [r["state"] for r in m.get_message(invoice)["recipients"]]
+             == ["released"], t(15), "the invoice released")
+    x = memberships(m, invoice)["outbreak"]
+    assert x["state"] == "released"
+    # no rescan happened: the last verdict stays as it was
+    assert (x["rescan"], x["rescanned_at"], x["rescan_rule"]) == \
+        (kept["rescan"], kept["rescanned_at"], "wave_0043")
+    assert len(gw_lines(gw, "gw.released_rescan")) == 1
+    assert len(m.list_all()) == 2  # not quarantined again as a new message
+    (row,) = [r for r in audit_rows(m, "pvo_release") if r["detail"].get("rescan") is False]
+    assert row["detail"]["quarantine"] == "outbreak" and row["target"] == invoice
+    assert len(audit_rows(m, "pvo_release")) == 2
+
+    # the bulk release takes it too
+    st, doc = m.api("POST", "/api/v1/messages/release",
+                    json={"quarantine": "outbreak", "ids": [other], "rescan": False})
+    assert (st, doc) == (200, {"changed": 1, "queued": 1})
+    got = aio_sink.wait_count(2, timeout=t(30))
+    assert b"rescan=" not in got[1]["data"]
+    wait_for(lambda: [r["state"] for r in m.get_message(other)["recipients"]]
+             == ["released"], t(15), "the other invoice released")
+    assert memberships(m, other)["outbreak"]["rescan"] == "none"
+    (row,) = audit_rows(m, "pvo_bulk_release")
+    assert row["detail"]["rescan"] is False and row["detail"]["changed"] == 1
+    assert len(m.list_all()) == 2
