@@ -19,6 +19,7 @@ from gw_fixtures import make_message, start_gateway  # noqa: F401
 from test_gateway_pvo import RCPT, SENDER, central
 from test_pvo import pvo_send, stored_id
 from test_pvo_actions import audit_rows, err, memberships
+from test_lazaretctl import ctl
 from test_sessions import Client
 from test_pvo_chain import MANAGER_ADDR, gw_lines, quarantine_one
 from test_web import WEB_ROOT, add_user, run_browser
@@ -303,6 +304,7 @@ def test_admin_releases_a_still_matching_message_without_a_rescan(
     m, gw = managed_chain(start_manager, start_gateway, aio_sink)
     invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
     other = quarantine_one(m, gw, make_message(subject=INVOICE), "other invoice")
+    third = quarantine_one(m, gw, make_message(subject=INVOICE), "third invoice")
     add_user(m, "opa", "operator-a-pw-1", "operator", [])
     st, doc = m.api("PATCH", "/api/v1/quarantines/outbreak", json={"operators": ["opa"]})
     assert st == 200, doc
@@ -354,7 +356,7 @@ def test_admin_releases_a_still_matching_message_without_a_rescan(
     assert (x["rescan"], x["rescanned_at"], x["rescan_rule"]) == \
         (kept["rescan"], kept["rescanned_at"], "wave_0043")
     assert len(gw_lines(gw, "gw.released_rescan")) == 1
-    assert len(m.list_all()) == 2  # not quarantined again as a new message
+    assert len(m.list_all()) == 3  # not quarantined again as a new message
     (row,) = [r for r in audit_rows(m, "pvo_release") if r["detail"].get("rescan") is False]
     assert row["detail"]["quarantine"] == "outbreak" and row["target"] == invoice
     assert len(audit_rows(m, "pvo_release")) == 2
@@ -370,4 +372,14 @@ def test_admin_releases_a_still_matching_message_without_a_rescan(
     assert memberships(m, other)["outbreak"]["rescan"] == "none"
     (row,) = audit_rows(m, "pvo_bulk_release")
     assert row["detail"]["rescan"] is False and row["detail"]["changed"] == 1
-    assert len(m.list_all()) == 2
+
+    # lazaretctl: release ID --quarantine outbreak --no-rescan
+    rc, out, err_text = ctl(m, "release", third, "--quarantine", "outbreak", "--no-rescan")
+    assert rc == 0, err_text
+    got = aio_sink.wait_count(3, timeout=t(30))
+    assert b"rescan=" not in got[2]["data"]
+    wait_for(lambda: memberships(m, third)["outbreak"]["state"] == "released", t(15),
+             "the third invoice released")
+    assert [r["detail"].get("rescan") for r in audit_rows(m, "pvo_release")
+            if r["target"] == third] == [False]
+    assert len(m.list_all()) == 3
