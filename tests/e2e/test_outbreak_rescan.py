@@ -383,3 +383,36 @@ def test_admin_releases_a_still_matching_message_without_a_rescan(
     assert [r["detail"].get("rescan") for r in audit_rows(m, "pvo_release")
             if r["target"] == third] == [False]
     assert len(m.list_all()) == 3
+
+
+def test_console_offers_admins_release_without_rescan(start_manager, start_gateway, aio_sink):
+    m, gw = managed_chain(start_manager, start_gateway, aio_sink)
+    invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
+    other = quarantine_one(m, gw, make_message(subject=INVOICE), "other invoice")
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    add_user(m, "opa", "operator-a-pw-1", "operator", [])
+    st, doc = m.api("PATCH", "/api/v1/quarantines/outbreak", json={"operators": ["opa"]})
+    assert st == 200, doc
+    v = run_browser("pvo-norescan", m.http_url, {
+        "admin": {"username": "admin1", "password": "correct horse battery"},
+        "operator": {"username": "opa", "password": "operator-a-pw-1"},
+        "id": invoice, "other": other})["values"]
+    assert v["en_button"] == "Release without rescan"
+    assert v["en_aria"] == "Release from outbreak without rescan"
+    assert v["ja_button"] == v["ja_confirm"] == "再スキャンせずに解放"
+    assert v["ja_dialog"] == ("このメッセージを隔離領域「outbreak」から再スキャンせずに解放しますか？"
+                              "アウトブレイクルールにまだ一致していても、ゲートウェイはこのメッセージを"
+                              "配信します。誤検知と判断したメッセージにだけ実行してください。")
+    assert v["requests"] == [{"path": "/api/v1/messages/%s/release" % invoice,
+                              "body": {"quarantine": "outbreak", "rescan": False},
+                              "status": 202}]
+    assert [x["state"] for x in v["after"]] == ["released"] and v["after_buttons"] == 0
+    # operators release with a rescan only
+    assert (v["operator_release"], v["operator_norescan"]) == (1, 0)
+    # wave_0043 still matches the invoice, and it reached its recipient all the same
+    (got,) = aio_sink.wait_count(1, timeout=t(30))
+    assert b"Subject: " + INVOICE.encode() in got["data"] and b"rescan=" not in got["data"]
+    wait_for(lambda: [r["state"] for r in m.get_message(invoice)["recipients"]]
+             == ["released"], t(15), "the invoice released")
+    assert memberships(m, other)["outbreak"]["state"] == "held"
+    assert stays(lambda: aio_sink.count() == 1, t(1))
