@@ -13,6 +13,7 @@ delivered nor transferred again: the original stays held ("rescan": "kept").
 """
 
 import datetime
+import json
 
 from e2e_helpers import stays, t, wait_for
 from gw_fixtures import make_message, start_gateway  # noqa: F401
@@ -305,6 +306,7 @@ def test_admin_releases_a_still_matching_message_without_a_rescan(
     invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
     other = quarantine_one(m, gw, make_message(subject=INVOICE), "other invoice")
     third = quarantine_one(m, gw, make_message(subject=INVOICE), "third invoice")
+    fourth = quarantine_one(m, gw, make_message(subject=INVOICE), "fourth invoice")
     add_user(m, "opa", "operator-a-pw-1", "operator", [])
     st, doc = m.api("PATCH", "/api/v1/quarantines/outbreak", json={"operators": ["opa"]})
     assert st == 200, doc
@@ -356,7 +358,7 @@ def test_admin_releases_a_still_matching_message_without_a_rescan(
     assert (x["rescan"], x["rescanned_at"], x["rescan_rule"]) == \
         (kept["rescan"], kept["rescanned_at"], "wave_0043")
     assert len(gw_lines(gw, "gw.released_rescan")) == 1
-    assert len(m.list_all()) == 3  # not quarantined again as a new message
+    assert len(m.list_all()) == 4  # not quarantined again as a new message
     (row,) = [r for r in audit_rows(m, "pvo_release") if r["detail"].get("rescan") is False]
     assert row["detail"]["quarantine"] == "outbreak" and row["target"] == invoice
     assert len(audit_rows(m, "pvo_release")) == 2
@@ -382,7 +384,17 @@ def test_admin_releases_a_still_matching_message_without_a_rescan(
              "the third invoice released")
     assert [r["detail"].get("rescan") for r in audit_rows(m, "pvo_release")
             if r["target"] == third] == [False]
-    assert len(m.list_all()) == 3
+    # and over a filter: the one still held
+    rc, out, err_text = ctl(m, "release", "--filter", "--quarantine", "outbreak", "--no-rescan",
+                            "--json")
+    assert rc == 0, err_text
+    assert json.loads(out) == {"changed": 1, "queued": 1}
+    got = aio_sink.wait_count(4, timeout=t(30))
+    assert b"rescan=" not in got[3]["data"]
+    wait_for(lambda: memberships(m, fourth)["outbreak"]["state"] == "released", t(15),
+             "the fourth invoice released")
+    assert [r["detail"]["rescan"] for r in audit_rows(m, "pvo_bulk_release")] == [False, False]
+    assert len(m.list_all()) == 4
 
 
 def test_console_offers_admins_release_without_rescan(start_manager, start_gateway, aio_sink):
