@@ -1341,15 +1341,19 @@ static void api_bulk_action(struct api *a, struct http_server_request *req,
 	static const char *const allowed_spam[] = {
 	    "ids",   "filter", "all",	  "quarantine", "recipient", "sender", "subject",
 	    "since", "until",  "verdict", "gateway",	"state",     NULL};
+	static const char *const allowed_release[] = {
+	    "ids",   "filter", "all",	  "quarantine", "recipient", "sender", "subject",
+	    "since", "until",  "verdict", "gateway",	"state",     "rescan", NULL};
 	static const char *const allowed_delay[] = {
 	    "ids",   "filter", "all",	  "quarantine", "recipient", "sender", "subject",
 	    "since", "until",  "verdict", "gateway",	"by",	     NULL};
 	static const char *const allowed_move[] = {
 	    "ids",     "filter", "all",	  "from",    "to",	"recipient", "sender",
 	    "subject", "since",	 "until", "verdict", "gateway", NULL};
-	const char *const *allowed = verb == STORE_PVO_DELAY  ? allowed_delay
-				     : verb == STORE_PVO_MOVE ? allowed_move
-							      : allowed_spam;
+	const char *const *allowed = verb == STORE_PVO_DELAY	 ? allowed_delay
+				     : verb == STORE_PVO_MOVE	 ? allowed_move
+				     : verb == STORE_PVO_RELEASE ? allowed_release
+								 : allowed_spam;
 	int rc = http_json_check_keys(body, allowed, &err);
 	if (rc == 0)
 		rc = http_json_get_bool(body, "all", &all, &err);
@@ -1409,6 +1413,13 @@ static void api_bulk_action(struct api *a, struct http_server_request *req,
 		f.ids = have_ids ? ids : NULL;
 		f.nids = api_ids_keep_valid(ids, nids);
 		api_pvo_bulk_action(a, req, body, &f, have_ids, verb);
+		goto done;
+	}
+	if (json_object_get(body, "rescan") != NULL &&
+	    !json_is_null(json_object_get(body, "rescan"))) {
+		http_server_reply_error(req, 422,
+					"\"rescan\" applies to policy, virus and outbreak "
+					"quarantines only");
 		goto done;
 	}
 	if (!have_ids && !any && !all) {

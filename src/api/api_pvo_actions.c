@@ -17,6 +17,13 @@
  * audited as pvo_release, pvo_delete, pvo_delay, pvo_move, pvo_copy (one message)
  * or pvo_bulk_<action> (a filter), with the quarantine in the detail.
  *
+ * A release takes "rescan": false (admins only; an operator's is 403): its
+ * delivery is not marked rescan=yes, so the gateway delivers an Outbreak message
+ * that an outbreak rule still matches instead of keeping it (docs/GATEWAY.md
+ * "Rescans when the rules change"). It applies to the delivery that release
+ * queues, whichever quarantine it names; the memberships' rescan stays as it
+ * was. The audit detail says "rescan": false.
+ *
  * Replies: a missing required field 400 naming it; a field of the wrong type or
  * value 422; an unknown message, quarantine or membership 404; a membership that
  * is not held, a move to or from a non-policy quarantine, or into one that has
@@ -159,6 +166,32 @@ static int api_pvo_by(struct http_server_request *req, const json_t *body, int64
 	return 0;
 }
 
+/*
+ * A release's "rescan" (default true): *no_rescan when false, which only admins
+ * may ask. 0, or answered (422 not a boolean, 403 not an admin) and -1.
+ */
+static int api_pvo_rescan(struct http_server_request *req, const json_t *body,
+			  const struct api_pvo_who *w, bool *no_rescan)
+{
+	bool rescan = true;
+	char *err = NULL;
+	int rc = body != NULL ? http_json_get_bool(body, "rescan", &rescan, &err) : -ENOENT;
+	if (rc == -EINVAL) {
+		http_server_reply_error(req, 422, "%s", err);
+		free(err);
+		return -1;
+	}
+	if (!rescan && w->who->role != API_ROLE_ADMIN) {
+		http_server_reply_error(
+		    req, 403,
+		    "a release without a rescan is for admins: an operator's "
+		    "release of an Outbreak message is rescanned by its gateway");
+		return -1;
+	}
+	*no_rescan = !rescan;
+	return 0;
+}
+
 /* Answers a refused action (nothing changed). */
 static void api_pvo_refused(struct http_server_request *req, int rc,
 			    const struct store_pvo_request *r, const struct store_pvo_outcome *out)
@@ -262,13 +295,15 @@ static void api_pvo_do(struct api *a, struct http_server_request *req,
 		goto done;
 	}
 	static const char *const keys_one[] = {"quarantine", NULL};
+	static const char *const keys_release[] = {"quarantine", "rescan", NULL};
 	static const char *const keys_delay[] = {"quarantine", "by", NULL};
 	static const char *const keys_move[] = {"from", "to", NULL};
 	static const char *const keys_copy[] = {"to", NULL};
-	const char *const *keys = verb == API_PVO_DELAY	 ? keys_delay
-				  : verb == API_PVO_MOVE ? keys_move
-				  : verb == API_PVO_COPY ? keys_copy
-							 : keys_one;
+	const char *const *keys = verb == API_PVO_DELAY	    ? keys_delay
+				  : verb == API_PVO_MOVE    ? keys_move
+				  : verb == API_PVO_COPY    ? keys_copy
+				  : verb == API_PVO_RELEASE ? keys_release
+							    : keys_one;
 	if (body != NULL && http_json_check_keys(body, keys, &err) < 0) {
 		http_server_reply_error(req, 422, "%s", err);
 		goto done;
@@ -315,6 +350,8 @@ static void api_pvo_do(struct api *a, struct http_server_request *req,
 						api_pvo_may(&w, q) ? r.to : q);
 			goto done;
 		}
+		if (verb == API_PVO_RELEASE && api_pvo_rescan(req, body, &w, &r.no_rescan) < 0)
+			goto done;
 		rc = store_pvo_act(api_store(a), m->id, &r, now, &out);
 		if (rc < 0) {
 			api_pvo_refused(req, rc, &r, &out);
@@ -326,6 +363,8 @@ static void api_pvo_do(struct api *a, struct http_server_request *req,
 			json_object_set_new(detail, "by_ms", json_integer(r.by_ms));
 		if (verb == API_PVO_MOVE)
 			json_object_set_new(detail, "to", json_string(r.to));
+		if (r.no_rescan)
+			json_object_set_new(detail, "rescan", json_false());
 	}
 	if (out.queued)
 		release_kick(api_release(a));
@@ -427,6 +466,8 @@ void api_pvo_bulk_action(struct api *a, struct http_server_request *req, const j
 	}
 	if (act == STORE_PVO_DELAY && api_pvo_by(req, body, &r.by_ms) < 0)
 		goto done;
+	if (act == STORE_PVO_RELEASE && api_pvo_rescan(req, body, &w, &r.no_rescan) < 0)
+		goto done;
 	if (act == STORE_PVO_MOVE &&
 	    api_pvo_required(req, body, "to", "the policy quarantine they go to", &r.to) < 0)
 		goto done;
@@ -469,9 +510,12 @@ void api_pvo_bulk_action(struct api *a, struct http_server_request *req, const j
 		release_kick(api_release(a));
 	char action[32], qq[256];
 	snprintf(action, sizeof(action), "pvo_bulk_%s", store_pvo_action_name(act));
-	api_audit(a, req, action, NULL,
-		  json_pack("{s:s,s:O,s:I,s:I}", "quarantine", f->quarantine, "request", body,
-			    "changed", (json_int_t)changed, "delivery_queued", (json_int_t)queued));
+	json_t *detail =
+	    json_pack("{s:s,s:O,s:I,s:I}", "quarantine", f->quarantine, "request", body, "changed",
+		      (json_int_t)changed, "delivery_queued", (json_int_t)queued);
+	if (r.no_rescan)
+		json_object_set_new(detail, "rescan", json_false());
+	api_audit(a, req, action, NULL, detail);
 	log_info("api.pvo_bulk", "action=%s quarantine=%s changed=%llu queued=%llu by=%s peer=%s",
 		 store_pvo_action_name(act), log_quote(qq, sizeof(qq), f->quarantine),
 		 (unsigned long long)changed, (unsigned long long)queued, w.who->username,

@@ -127,14 +127,25 @@ static const struct command_help command_helps[] = {
     {"show", "show ID [--json]",
      "Shows one message: its envelope, state per recipient, headers and attachments.\n"},
     {"raw", "raw ID", "Writes the original message bytes to standard output.\n"},
-    {"release", "release ID [--rcpt ADDR]... | release --filter FILTERS [--json]",
+    {"release",
+     "release ID [--rcpt ADDR]... | release ID --quarantine NAME [--no-rescan] |\n"
+     "       release --filter FILTERS [--no-rescan] [--json]",
      "Releases a message to all recipients still quarantined, or only to the\n"
      "given ones. With --filter, releases every message matching the filters\n"
-     "(at least one filter is required) and prints how many recipients changed.\n"},
-    {"delete", "delete ID [--rcpt ADDR]... | delete --filter FILTERS [--json]",
+     "(at least one filter is required) and prints how many recipients changed.\n"
+     "A policy, virus or outbreak message is released out of one quarantine:\n"
+     "--quarantine NAME (with --filter, the filter's --quarantine).\n"
+     "  --no-rescan         admins only: the gateway does not rescan the released\n"
+     "                      Outbreak message, so it is delivered even when an\n"
+     "                      outbreak rule still matches it\n"},
+    {"delete",
+     "delete ID [--rcpt ADDR]... | delete ID --quarantine NAME |\n"
+     "       delete --filter FILTERS [--json]",
      "Deletes a message for all recipients still quarantined, or only for the\n"
      "given ones. With --filter, deletes every message matching the filters\n"
-     "(at least one filter is required) and prints how many recipients changed.\n"},
+     "(at least one filter is required) and prints how many recipients changed.\n"
+     "A policy, virus or outbreak message is deleted from one quarantine:\n"
+     "--quarantine NAME.\n"},
     {"health", "health", "Checks that the manager answers /healthz.\n"},
     {"user",
      "user add NAME --role ROLE [--address ADDR]... --password-stdin | user list [--json] |\n"
@@ -631,6 +642,7 @@ enum opt_id {
 	OPT_ATTACHMENT,
 	OPT_EVENT,
 	OPT_AUTOMATIC,
+	OPT_NO_RESCAN,
 };
 
 static const struct option long_options[] = {
@@ -667,6 +679,7 @@ static const struct option long_options[] = {
     {"attachment", required_argument, NULL, OPT_ATTACHMENT},
     {"event", required_argument, NULL, OPT_EVENT},
     {"automatic", no_argument, NULL, OPT_AUTOMATIC},
+    {"no-rescan", no_argument, NULL, OPT_NO_RESCAN},
     {NULL, 0, NULL, 0},
 };
 
@@ -691,6 +704,7 @@ struct args {
 	const char *group, *cluster;
 	long release_port; /* 0: not given */
 	bool automatic;	   /* gateway mapping --automatic */
+	bool no_rescan;	   /* release --no-rescan */
 	/* track: the tracking search's own filters */
 	const char *subject_op, *message_id, *client_ip, *attachment, *event;
 	bool track_seen;
@@ -1127,6 +1141,8 @@ static int cmd_change(struct ctl *c, struct args *a, const char *action)
 		body = json_pack("{s:o}", "filter", filter_to_json(&a->filter));
 		path = ctl_xasprintf("/api/v1/messages/%s", action);
 	} else {
+		if (a->filter.quarantine != NULL) /* a PVO message's membership */
+			body = json_pack("{s:s}", "quarantine", a->filter.quarantine);
 		if (a->nrcpts > 0) {
 			json_t *list = json_array();
 			for (size_t i = 0; i < a->nrcpts; i++)
@@ -1137,6 +1153,8 @@ static int cmd_change(struct ctl *c, struct args *a, const char *action)
 		path = message_path(c, a->positional[0], suffix);
 		free(suffix);
 	}
+	if (a->no_rescan)
+		json_object_set_new(body, "rescan", json_false());
 	if (body != NULL)
 		body_text = json_dumps(body, JSON_COMPACT);
 	rc = api_json(c, "POST", path, body_text, &root, &raw);
@@ -2027,6 +2045,9 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 		case OPT_FILTER:
 			a->bulk = true;
 			break;
+		case OPT_NO_RESCAN:
+			a->no_rescan = true;
+			break;
 		case OPT_ROLE:
 			a->role = optarg;
 			break;
@@ -2115,6 +2136,11 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 		return usage_error(k->name, "%s has no --rcpt", k->name);
 	if (a->bulk && !k->bulk)
 		return usage_error(k->name, "%s has no --filter", k->name);
+	if (a->no_rescan && strcmp(k->name, "release") != 0)
+		return usage_error(k->name, "--no-rescan is for release");
+	if (a->no_rescan && a->filter.quarantine == NULL)
+		return usage_error(k->name, "--no-rescan needs --quarantine (the outbreak "
+					    "quarantine the message is released from)");
 	if (k->bulk && a->bulk) {
 		if (a->npositional > 0)
 			return usage_error(k->name, "--filter takes no message id");
@@ -2127,8 +2153,17 @@ static int parse_args(int argc, char **argv, struct ctl *c, struct args *a,
 	}
 	if (filter_flag_seen && !k->filters)
 		return usage_error(k->name, "%s takes no filters", k->name);
-	if (filter_flag_seen && k->bulk)
-		return usage_error(k->name, "filters need --filter");
+	if (filter_flag_seen && k->bulk) {
+		/* one PVO message: --quarantine alone names its membership */
+		struct filter rest = a->filter;
+		rest.quarantine = NULL;
+		if (a->filter.quarantine == NULL || !filter_empty(&rest))
+			return usage_error(k->name, "filters need --filter");
+		if (a->nrcpts > 0)
+			return usage_error(k->name, "--quarantine takes no --rcpt: a policy, "
+						    "virus or outbreak message leaves a "
+						    "quarantine for all its recipients");
+	}
 	if ((a->group != NULL || a->cluster != NULL || a->release_port != 0) &&
 	    strcmp(k->name, "gateway") != 0)
 		return usage_error(k->name,

@@ -670,6 +670,12 @@ struct store_pvo_request {
 	const char *quarantine; /* the membership acted on (move: the one it leaves) */
 	const char *to;		/* move: the policy quarantine it goes to */
 	int64_t by_ms;		/* delay: > 0 */
+	/*
+	 * release: the delivery it queues is not marked rescan=yes even when an
+	 * Outbreak membership was released (an admin's override, docs/GATEWAY.md
+	 * "Rescans when the rules change"); the memberships' rescan stays as it was
+	 */
+	bool no_rescan;
 };
 
 /* What one action found and did. */

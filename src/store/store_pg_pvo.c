@@ -500,18 +500,20 @@ static PGresult *store_pg_pvo_run(PGconn *c, const char *what, const char *sql, 
 }
 
 /* The message's delivery once nothing holds or deletes it: recipients to releasing. */
-static int store_pg_pvo_release_rest(PGconn *c, const char *id, int64_t now,
+static int store_pg_pvo_release_rest(PGconn *c, const char *id, bool no_rescan, int64_t now,
 				     struct store_pvo_outcome *out)
 {
 	struct store_pg_params p = {0};
 	store_pg_text(&p, id);
 	store_pg_int(&p, now);
+	store_pg_int(&p, no_rescan ? 1 : 0);
 	/*
 	 * One statement: nothing held or deleted any more, then every quarantined
 	 * recipient to releasing and one delivery of them, routed to the registered
 	 * gateway at the address that transferred the message (else the one its
 	 * gateway field names, else '': the alternate release gateway), rescanned
-	 * when an outbreak membership was released.
+	 * when an outbreak membership was released (not when $3, an admin's
+	 * release without a rescan).
 	 */
 	PGresult *r = store_pg_exec(
 	    c, "pvo_release_rest",
@@ -526,7 +528,8 @@ static int store_pg_pvo_release_rest(PGconn *c, const char *id, int64_t now,
 	    "  (SELECT g.name FROM gateways g JOIN messages m ON m.id = $1"
 	    "  WHERE g.state = 'registered' AND lower(g.name) = lower(m.gateway)), '') AS gw,"
 	    "  EXISTS (SELECT 1 FROM memberships x JOIN quarantines q ON q.name = x.quarantine"
-	    "  WHERE x.msg_id = $1 AND x.state = 1 AND q.type = 'outbreak') AS rescan)"
+	    "  WHERE x.msg_id = $1 AND x.state = 1 AND q.type = 'outbreak')"
+	    "  AND $3::bigint = 0 AS rescan)"
 	    " INSERT INTO deliveries (msg_id, next_attempt_at, rcpts, gateway, rescan)"
 	    " SELECT $1, $2, (SELECT array_agg(address ORDER BY pos) FROM u), route.gw,"
 	    " route.rescan FROM route WHERE EXISTS (SELECT 1 FROM u) RETURNING job_id",
@@ -622,7 +625,7 @@ int store_pg_pvo_apply(PGconn *c, const char *id, const struct store_pvo_request
 		return -EIO;
 	PQclear(res);
 	if (r->action == STORE_PVO_RELEASE)
-		return store_pg_pvo_release_rest(c, id, now, out);
+		return store_pg_pvo_release_rest(c, id, r->no_rescan, now, out);
 	if (r->action == STORE_PVO_DELETE) {
 		/*
 		 * deleted from one = never delivered: out of its other quarantines too

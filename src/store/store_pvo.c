@@ -478,7 +478,7 @@ static int store_pvo_int_row(struct store_conn *c, sqlite3_stmt *s, const char *
 }
 
 /* The message's delivery once nothing holds or deletes it: recipients to releasing. */
-static int store_pvo_release_rest(struct store_conn *c, const char *id, int64_t now,
+static int store_pvo_release_rest(struct store_conn *c, const char *id, bool no_rescan, int64_t now,
 				  struct store_pvo_outcome *out)
 {
 	sqlite3_stmt *s = store_int_stmt(c, sql_pvo_act_blocked);
@@ -497,7 +497,7 @@ static int store_pvo_release_rest(struct store_conn *c, const char *id, int64_t 
 	int r = sqlite3_step(s);
 	if (r == SQLITE_ROW) {
 		gateway = store_int_col_dup(s, 0);
-		rescan = sqlite3_column_int(s, 1) != 0;
+		rescan = sqlite3_column_int(s, 1) != 0 && !no_rescan;
 	}
 	sqlite3_reset(s);
 	if (r != SQLITE_ROW) {
@@ -603,7 +603,7 @@ int store_sqlite_pvo_apply(struct store_conn *c, const char *id, const struct st
 	if (store_int_step_done(c, s, "pvo_act") < 0)
 		return -EIO;
 	if (r->action == STORE_PVO_RELEASE)
-		return store_pvo_release_rest(c, id, now, out);
+		return store_pvo_release_rest(c, id, r->no_rescan, now, out);
 	if (r->action == STORE_PVO_DELETE) {
 		/*
 		 * deleted from one = never delivered: out of its other quarantines too

@@ -761,6 +761,47 @@ async function pvoRescan() {
   }
 }
 
+// An admin's "Release without rescan" of a held Outbreak message (P.id), in en
+// and ja; an operator is not offered it (P.other).
+async function pvoNoRescan() {
+  const sel = '[data-test=memberships] tr[data-quarantine="outbreak"] [data-test=pvo-release-norescan]';
+  const b = await launch('en-US');
+  try {
+    await login(b.page, P.admin.username, P.admin.password);
+    await b.page.goto(BASE + '/m/' + P.id);
+    await b.page.waitForSelector(sel);
+    result.values.en_button = await b.page.textContent(sel);
+    result.values.en_aria = await b.page.getAttribute(sel, 'aria-label');
+    await setLanguage(b.page, 'ja');
+    await b.page.waitForFunction((s) => document.querySelector(s) && document.querySelector(s).textContent === '再スキャンせずに解放', sel);
+    result.values.ja_button = await b.page.textContent(sel);
+    await shot(b.page, 'pvo-norescan-ja');
+    const r = await actionRequests(b.page, 1, async () => {
+      await b.page.click(sel);
+      await b.page.waitForSelector('dialog.dialog[open]');
+      result.values.ja_dialog = await b.page.textContent('dialog.dialog[open] p');
+      result.values.ja_confirm = await b.page.textContent('dialog.dialog[open] [data-test=dialog-confirm]');
+      await confirmDialog(b.page);
+    });
+    result.values.requests = r.map((x) => ({ path: x.path, body: x.body, status: x.status }));
+    await statusText(b.page, (s) => s === 'すべての隔離領域から解放されたため、メッセージを配信します。', 'released reported in Japanese');
+    result.values.after = await waitMemberships(b.page, (m) => m.length === 1 && m[0].state === 'released', 'the membership shows released');
+    result.values.after_buttons = await b.page.locator(sel).count();
+  } finally {
+    await b.close();
+  }
+  const o = await launch('en-US');
+  try {
+    await login(o.page, P.operator.username, P.operator.password);
+    await o.page.goto(BASE + '/m/' + P.other);
+    await o.page.waitForSelector('[data-test=memberships] tr[data-quarantine="outbreak"] [data-test=pvo-release]');
+    result.values.operator_release = await o.page.locator('[data-test=pvo-release]').count();
+    result.values.operator_norescan = await o.page.locator('[data-test=pvo-release-norescan]').count();
+  } finally {
+    await o.close();
+  }
+}
+
 // Waits until the memberships shown satisfy pred; returns them.
 async function waitMemberships(page, pred, what) {
   const deadline = Date.now() + TIMEOUT;
@@ -1952,7 +1993,7 @@ async function schedules() {
 const SCENARIOS = {
   oidc,
   'login-page': loginPage, admin, enduser, 'enduser-ldap': enduserLdap, 'digest-links': digestLinks,
-  attachments: attachmentsAndHiddenBodies, gateways, 'gateway-mapping': gatewayMapping, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator, 'pvo-rescan': pvoRescan,
+  attachments: attachmentsAndHiddenBodies, gateways, 'gateway-mapping': gatewayMapping, 'pvo-admin': pvoAdmin, 'pvo-operator': pvoOperator, 'pvo-rescan': pvoRescan, 'pvo-norescan': pvoNoRescan,
   totp, tracking, levels, saml, reports, schedules,
 };
 

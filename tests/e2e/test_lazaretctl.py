@@ -267,6 +267,12 @@ def test_unreachable_manager_is_exit_1(manager):
     ["raw", "x", "--json"],
     ["release", "--filter"],
     ["delete", "x", "--sender", "a@b"],
+    ["release", "x", "--no-rescan"],
+    ["release", "--filter", "--sender", "a@b", "--no-rescan"],
+    ["delete", "x", "--quarantine", "outbreak", "--no-rescan"],
+    ["search", "--quarantine", "outbreak", "--no-rescan"],
+    ["release", "x", "--quarantine", "outbreak", "--rcpt", "a@b"],
+    ["release", "x", "--quarantine", "outbreak", "--sender", "a@b"],
     ["help", "frobnicate"],
 ])
 def test_usage_errors_exit_2(args):

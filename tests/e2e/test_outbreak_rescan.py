@@ -13,12 +13,15 @@ delivered nor transferred again: the original stays held ("rescan": "kept").
 """
 
 import datetime
+import json
 
 from e2e_helpers import stays, t, wait_for
 from gw_fixtures import make_message, start_gateway  # noqa: F401
 from test_gateway_pvo import RCPT, SENDER, central
 from test_pvo import pvo_send, stored_id
-from test_pvo_actions import memberships
+from test_pvo_actions import audit_rows, err, memberships
+from test_lazaretctl import ctl
+from test_sessions import Client
 from test_pvo_chain import MANAGER_ADDR, gw_lines, quarantine_one
 from test_web import WEB_ROOT, add_user, run_browser
 
@@ -287,3 +290,141 @@ def test_unanswered_rescan_stays_pending_and_the_console_shows_each_status(
     hm = in_tokyo(memberships(m, parcel)["outbreak"]["rescanned_at"])
     assert hm in en["rescan"] and hm in ja["rescan"], (hm, en, ja)
     assert stays(lambda: sink.count() == 1 and len(m.list_all()) == 2, t(2))
+
+
+def release(client, mid, body):
+    """POST /api/v1/messages/{mid}/release as client (an admin's Manager or a Client)."""
+    path = "/api/v1/messages/%s/release" % mid
+    if isinstance(client, Client):
+        return client.call("POST", path, body=body)
+    return client.api("POST", path, json=body)
+
+
+def test_admin_releases_a_still_matching_message_without_a_rescan(
+        start_manager, start_gateway, aio_sink):
+    m, gw = managed_chain(start_manager, start_gateway, aio_sink)
+    invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
+    other = quarantine_one(m, gw, make_message(subject=INVOICE), "other invoice")
+    third = quarantine_one(m, gw, make_message(subject=INVOICE), "third invoice")
+    fourth = quarantine_one(m, gw, make_message(subject=INVOICE), "fourth invoice")
+    add_user(m, "opa", "operator-a-pw-1", "operator", [])
+    st, doc = m.api("PATCH", "/api/v1/quarantines/outbreak", json={"operators": ["opa"]})
+    assert st == 200, doc
+    opa = Client(m)
+    assert opa.login("opa", "operator-a-pw-1")[0] == 200
+    before = m.get_message(invoice)
+
+    # refusals change nothing: a "rescan" that is not a boolean, an operator's false
+    for bad in ("no", 0, [], {"x": False}):
+        assert release(m, invoice, {"quarantine": "outbreak", "rescan": bad}) == err(
+            422, "unprocessable", 'field "rescan" must be true or false'), bad
+    assert release(opa, invoice, {"quarantine": "outbreak", "rescan": False}) == err(
+        403, "forbidden", "a release without a rescan is for admins: an operator's "
+        "release of an Outbreak message is rescanned by its gateway")
+    assert m.api("POST", "/api/v1/messages/release",
+                 json={"quarantine": "outbreak", "rescan": "false"}) == err(
+        422, "unprocessable", 'field "rescan" must be true or false')
+    assert opa.call("POST", "/api/v1/messages/release",
+                    body={"quarantine": "outbreak", "ids": [invoice], "rescan": False}) == err(
+        403, "forbidden", "a release without a rescan is for admins: an operator's "
+        "release of an Outbreak message is rescanned by its gateway")
+    assert m.api("POST", "/api/v1/messages/release",
+                 json={"quarantine": "spam", "all": True, "rescan": False}) == err(
+        422, "unprocessable", '"rescan" applies to policy, virus and outbreak quarantines only')
+    assert stays(lambda: m.get_message(invoice) == before and aio_sink.count() == 0, t(1))
+    assert audit_rows(m, "pvo_release") == [] and audit_rows(m, "pvo_bulk_release") == []
+
+    # the default release: the gateway rescans it, the rule still matches, kept
+    st, doc = release(m, invoice, {"quarantine": "outbreak"})
+    assert st == 202, doc
+    wait_for(lambda: memberships(m, invoice)["outbreak"]["rescan"] == "kept", t(30),
+             "the invoice's verdict")
+    assert memberships(m, invoice)["outbreak"]["state"] == "held"
+    assert stays(lambda: aio_sink.count() == 0, t(1))
+    kept = memberships(m, invoice)["outbreak"]
+
+    # an admin's release without a rescan: delivered although wave_0043 still matches
+    st, doc = release(m, invoice, {"quarantine": "outbreak", "rescan": False})
+    assert st == 202, doc
+    (got,) = aio_sink.wait_count(1, timeout=t(30))
+    assert b"Subject: " + INVOICE.encode() in got["data"]
+    assert got["rcpts"] == [RCPT]
+    assert b"rescan=" not in got["data"]
+    wait_for(lambda: [r["state"] for r in m.get_message(invoice)["recipients"]]
+             == ["released"], t(15), "the invoice released")
+    x = memberships(m, invoice)["outbreak"]
+    assert x["state"] == "released"
+    # no rescan happened: the last verdict stays as it was
+    assert (x["rescan"], x["rescanned_at"], x["rescan_rule"]) == \
+        (kept["rescan"], kept["rescanned_at"], "wave_0043")
+    assert len(gw_lines(gw, "gw.released_rescan")) == 1
+    assert len(m.list_all()) == 4  # not quarantined again as a new message
+    (row,) = [r for r in audit_rows(m, "pvo_release") if r["detail"].get("rescan") is False]
+    assert row["detail"]["quarantine"] == "outbreak" and row["target"] == invoice
+    assert len(audit_rows(m, "pvo_release")) == 2
+
+    # the bulk release takes it too
+    st, doc = m.api("POST", "/api/v1/messages/release",
+                    json={"quarantine": "outbreak", "ids": [other], "rescan": False})
+    assert (st, doc) == (200, {"changed": 1, "queued": 1})
+    got = aio_sink.wait_count(2, timeout=t(30))
+    assert b"rescan=" not in got[1]["data"]
+    wait_for(lambda: [r["state"] for r in m.get_message(other)["recipients"]]
+             == ["released"], t(15), "the other invoice released")
+    assert memberships(m, other)["outbreak"]["rescan"] == "none"
+    (row,) = audit_rows(m, "pvo_bulk_release")
+    assert row["detail"]["rescan"] is False and row["detail"]["changed"] == 1
+
+    # lazaretctl: release ID --quarantine outbreak --no-rescan
+    rc, out, err_text = ctl(m, "release", third, "--quarantine", "outbreak", "--no-rescan")
+    assert rc == 0, err_text
+    got = aio_sink.wait_count(3, timeout=t(30))
+    assert b"rescan=" not in got[2]["data"]
+    wait_for(lambda: memberships(m, third)["outbreak"]["state"] == "released", t(15),
+             "the third invoice released")
+    assert [r["detail"].get("rescan") for r in audit_rows(m, "pvo_release")
+            if r["target"] == third] == [False]
+    # and over a filter: the one still held
+    rc, out, err_text = ctl(m, "release", "--filter", "--quarantine", "outbreak", "--no-rescan",
+                            "--json")
+    assert rc == 0, err_text
+    assert json.loads(out) == {"changed": 1, "queued": 1}
+    got = aio_sink.wait_count(4, timeout=t(30))
+    assert b"rescan=" not in got[3]["data"]
+    wait_for(lambda: memberships(m, fourth)["outbreak"]["state"] == "released", t(15),
+             "the fourth invoice released")
+    assert [r["detail"]["rescan"] for r in audit_rows(m, "pvo_bulk_release")] == [False, False]
+    assert len(m.list_all()) == 4
+
+
+def test_console_offers_admins_release_without_rescan(start_manager, start_gateway, aio_sink):
+    m, gw = managed_chain(start_manager, start_gateway, aio_sink)
+    invoice = quarantine_one(m, gw, make_message(subject=INVOICE), "invoice")
+    other = quarantine_one(m, gw, make_message(subject=INVOICE), "other invoice")
+    add_user(m, "admin1", "correct horse battery", "admin", [])
+    add_user(m, "opa", "operator-a-pw-1", "operator", [])
+    st, doc = m.api("PATCH", "/api/v1/quarantines/outbreak", json={"operators": ["opa"]})
+    assert st == 200, doc
+    v = run_browser("pvo-norescan", m.http_url, {
+        "admin": {"username": "admin1", "password": "correct horse battery"},
+        "operator": {"username": "opa", "password": "operator-a-pw-1"},
+        "id": invoice, "other": other})["values"]
+    assert v["en_button"] == "Release without rescan"
+    assert v["en_aria"] == "Release from outbreak without rescan"
+    assert v["ja_button"] == v["ja_confirm"] == "再スキャンせずに解放"
+    assert v["ja_dialog"] == ("このメッセージを隔離領域「outbreak」から再スキャンせずに解放しますか？"
+                              "アウトブレイクルールにまだ一致していても、ゲートウェイはこのメッセージを"
+                              "配信します。誤検知と判断したメッセージにだけ実行してください。")
+    assert v["requests"] == [{"path": "/api/v1/messages/%s/release" % invoice,
+                              "body": {"quarantine": "outbreak", "rescan": False},
+                              "status": 202}]
+    assert [x["state"] for x in v["after"]] == ["released"] and v["after_buttons"] == 0
+    # operators release with a rescan only
+    assert (v["operator_release"], v["operator_norescan"]) == (1, 0)
+    # wave_0043 still matches the invoice, and it reached its recipient all the same
+    (got,) = aio_sink.wait_count(1, timeout=t(30))
+    assert b"Subject: " + INVOICE.encode() in got["data"] and b"rescan=" not in got["data"]
+    wait_for(lambda: [r["state"] for r in m.get_message(invoice)["recipients"]]
+             == ["released"], t(15), "the invoice released")
+    assert memberships(m, other)["outbreak"]["state"] == "held"
+    assert stays(lambda: aio_sink.count() == 1, t(1))

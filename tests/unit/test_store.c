@@ -3224,6 +3224,37 @@ static enum store_rescan_state member_rescan(struct store *st, const char *id, c
 }
 
 /*
+ * An admin's release without a rescan: the delivery it queues is not marked
+ * rescan, the membership's rescan stays as it was; released by policy first,
+ * then outbreak without a rescan (the release that queues it decides).
+ */
+static void test_pvo_release_without_rescan(void **state)
+{
+	struct fixture *fx = *state;
+	register_gw(fx->st, "gw-a", "10.0.0.1");
+	const char *const q[] = {"Adult", "outbreak", NULL};
+	char id[37];
+	add_pvo(fx->st, T0, "10.0.0.1", "o-1", q, NULL, id);
+	struct store_pvo_outcome out;
+	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "Adult"};
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 10, &out), 0);
+	assert_false(out.queued);
+	r.quarantine = "outbreak";
+	r.no_rescan = true;
+	assert_int_equal(store_pvo_act(fx->st, id, &r, T0 + 20, &out), 0);
+	assert_true(out.queued);
+	struct store_delivery *d = NULL;
+	assert_int_equal(store_delivery_claim(fx->st, T0 + 30, 60000, &d), 0);
+	assert_string_equal(d->msg_id, id);
+	assert_string_equal(d->gateway, "gw-a");
+	assert_false(d->rescan);
+	store_delivery_free(d);
+	int64_t at = -1;
+	assert_int_equal(member_rescan(fx->st, id, "outbreak", &at), STORE_RESCAN_NONE);
+	assert_int_equal(at, 0);
+}
+
+/*
  * A new outbreak rules version of a gateway makes the memberships held in the
  * outbreak quarantine of its messages rescan pending, in the same transaction;
  * the other gateways' messages, other quarantines and memberships no longer held
@@ -3765,6 +3796,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_quarantine_settings, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_operator_scope, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_release_from_all, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pvo_release_without_rescan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_delete_and_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_delay_and_move, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_overflow, setup, teardown),

@@ -112,8 +112,9 @@ export function renderMessage(main, id) {
     }
   }
 
-  // An action in one of a PVO message's quarantines (quarantine: null for a copy).
-  async function pvoAct(m, action, quarantine) {
+  // An action in one of a PVO message's quarantines (quarantine: null for a copy);
+  // noRescan: an admin's release that its gateway does not rescan.
+  async function pvoAct(m, action, quarantine, noRescan = false) {
     const name = t('pvo.name.' + action);
     let moveTargets = [];
     if (action === 'move') {
@@ -125,7 +126,7 @@ export function renderMessage(main, id) {
         return;
       }
     }
-    const body = await askAction(action, { target: t('pvo.this'), quarantine, moveTargets });
+    const body = await askAction(action, { target: t('pvo.this'), quarantine, moveTargets, noRescan });
     if (!body) return;
     try {
       const doc = await pvoAction(m.id, action, body);
@@ -155,7 +156,13 @@ export function renderMessage(main, id) {
         type: 'button', 'data-test': 'pvo-' + action, 'aria-label': t('pvo.aria_' + action, { q: q.name }),
         on: { click: () => pvoAct(m, action, q.name) },
       }, label) : null;
-      return [b('release', t('pvo.name.release'), '.btn-primary'), b('delete', t('pvo.name.delete'), '.btn-danger-outline'),
+      // An admin delivers an Outbreak message judged a false positive although a rule
+      // still matches it: its gateway does not rescan it (docs/GATEWAY.md).
+      const noRescan = q.type === 'outbreak' && isAdmin() && allowed.includes('release') ? h('button.btn.btn-small', {
+        type: 'button', 'data-test': 'pvo-release-norescan', 'aria-label': t('pvo.aria_release_norescan', { q: q.name }),
+        on: { click: () => pvoAct(m, 'release', q.name, true) },
+      }, t('pvo.release_norescan')) : null;
+      return [b('release', t('pvo.name.release'), '.btn-primary'), noRescan, b('delete', t('pvo.name.delete'), '.btn-danger-outline'),
         b('delay', t('pvo.delay')), q.type === 'policy' ? b('move', t('pvo.move')) : null];
     };
     // An Outbreak membership's rescan (docs/GATEWAY.md): sent back, then the gateway's verdict.

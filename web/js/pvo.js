@@ -87,13 +87,17 @@ function lines(text) {
 
 // Asks for confirmation (and the action's parameters) in a dialog. target: the
 // words for what is acted on (t('pvo.this'), ...); quarantine: the one acted in;
-// moveTargets: the names of the other policy quarantines. Resolves to the request
+// moveTargets: the names of the other policy quarantines; noRescan: a release that
+// the gateway does not rescan ({"rescan": false}, admins). Resolves to the request
 // body, or null when cancelled.
-export async function askAction(action, { target, quarantine, moveTargets = [] }) {
+export async function askAction(action, { target, quarantine, moveTargets = [], noRescan = false }) {
   const q = quarantine;
   const body = [];
   let read = () => ({ quarantine: q });
-  if (action === 'release' || action === 'delete') {
+  if (action === 'release' && noRescan) {
+    body.push(h('p', t('pvo.confirm_release_norescan', { target, q })));
+    read = () => ({ quarantine: q, rescan: false });
+  } else if (action === 'release' || action === 'delete') {
     body.push(h('p', t('pvo.confirm_' + action, { target, q })));
   } else if (action === 'delay') {
     const other = h('input.input.input-short', {
@@ -132,9 +136,9 @@ export async function askAction(action, { target, quarantine, moveTargets = [] }
     read = () => ({ to: lines(to.value) });
   }
   const ok = await modal({
-    title: t('pvo.' + action + '_title'),
+    title: t(noRescan ? 'pvo.release_norescan' : 'pvo.' + action + '_title'),
     body,
-    confirm: t('pvo.name.' + action),
+    confirm: t(noRescan ? 'pvo.release_norescan' : 'pvo.name.' + action),
     cancel: t('action.cancel'),
     danger: action === 'delete',
   });
