@@ -171,7 +171,9 @@ def test_gateway_token_opens_only_the_gateway_routes(manager):
               ("POST", "/api/v1/gateway/events"): 200, ("GET", "/api/v1/gateway/config"): 200,
               ("GET", "/api/v1/gateway/mapping"): 200,
               # {} is not a progress report: the token was taken, the body refused
-              ("POST", "/api/v1/gateway/migration"): 400}
+              ("POST", "/api/v1/gateway/migration"): 400,
+              # nor a backfill push: taken, refused for its missing cutoff
+              ("POST", "/api/v1/gateway/rollups"): 400}
     seen_401 = 0
     for method, path in routes:
         url = _fill(path)
