@@ -145,3 +145,17 @@ def test_a_local_gateway_reports_its_own_capacity(start_gateway, aio_sink):  # n
              "the message in the gateway's own capacity report")
     t = report(gw, period="hour")["totals"]
     assert t["samples"] >= 1 and t["load_avg"] >= 0 and t["memory_max"] > 0
+
+
+def test_system_capacity_is_scheduled_as_csv_only(manager):
+    body = {"report": "system_capacity", "period": "day", "every": "daily",
+            "recipients": ["boss@example.com"]}
+    for fmt in (None, "pdf"):
+        st, doc = manager.api("POST", "/api/v1/report-schedules",
+                              body if fmt is None else dict(body, format=fmt))
+        assert (st, error(doc)) == (400, "system_capacity is scheduled as csv, not pdf")
+    st, s = manager.api("POST", "/api/v1/report-schedules", dict(body, format="csv"))
+    assert st == 201 and (s["report"], s["format"]) == ("system_capacity", "csv"), s
+    st, doc = manager.api("PUT", "/api/v1/report-schedules/%s" % s["id"],
+                          dict(body, format="pdf"))
+    assert (st, error(doc)) == (400, "system_capacity is scheduled as csv, not pdf")
