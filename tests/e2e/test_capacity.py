@@ -4,10 +4,12 @@ sends a capacity event every [reporting] capacity_interval (1s here); mail throu
 shows in the manager's report as messages in and out, with samples, a load average and
 memory, the CSV saying the same numbers. A malformed capacity event is refused with a
 400 naming the field and stores nothing; a replayed one counts once. A local gateway
-reports its own capacity. Runs on the suite's backend (SQLite or PostgreSQL)."""
+reports its own capacity; schedules take it as CSV only; the daily retention removes
+its old hours. Runs on the suite's backend (SQLite or PostgreSQL)."""
 
 import csv
 import io
+import time
 import urllib.parse
 
 from e2e_helpers import wait_for
@@ -159,3 +161,19 @@ def test_system_capacity_is_scheduled_as_csv_only(manager):
     st, doc = manager.api("PUT", "/api/v1/report-schedules/%s" % s["id"],
                           dict(body, format="pdf"))
     assert (st, error(doc)) == (400, "system_capacity is scheduled as csv, not pdf")
+
+
+def test_the_daily_retention_removes_old_capacity_hours(start_manager):
+    mgr = start_manager(reporting__daily_retention="2d", tracking__retention="0",
+                        purge_interval="1s")
+    token = register(mgr, "gw-old")
+    now = int(time.time() * 1000)
+    st, doc = push(mgr, token, {"events": [
+        {"seq": 1, "at": T0 + 60000, "type": "capacity", "detail": dict(SAMPLE)},
+        {"seq": 2, "at": now - 60000, "type": "capacity", "detail": dict(SAMPLE, received=9)}]})
+    assert (st, doc) == (200, {"acked": 2, "stored": 2})
+    old = {"period": "custom", "since": "2025-12-05T00:00:00Z", "until": "2025-12-06T00:00:00Z"}
+    wait_for(lambda: report(mgr, **old)["totals"]["samples"] == 0, 30,
+             "the old hour removed")
+    assert report(mgr, period="day")["totals"]["messages_in"] == 9
+    assert mgr.metrics()["lazaret_reporting_purged_total"] >= 1
