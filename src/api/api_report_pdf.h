@@ -30,6 +30,14 @@ struct api_report_pdf {
 	/* overview: one row per bucket in time order (at set); else the top rows (key) */
 	const struct store_report_row *rows;
 	size_t n;
+	/*
+	 * system_capacity (report STORE_REPORT_NREPORTS; rows unused): a table of
+	 * text, n buckets and then the totals, each 1 + ncols cells (the bucket's
+	 * start as Unix ms in decimal, then the columns' values)
+	 */
+	size_t ncols;
+	const char *const *columns; /* ncols names */
+	const char *const *cells;
 };
 
 /* The PDF of d into *out (malloc()ed) and *len: 0, or -EIO when cairo failed. */

@@ -238,10 +238,6 @@ static int api_sched_parse(struct http_server_request *req, const json_t *body, 
 		http_server_reply_error(req, 400, "\"format\" must be pdf or csv");
 		goto bad;
 	}
-	if (strcmp(report, "system_capacity") == 0 && strcmp(format, "csv") != 0) {
-		http_server_reply_error(req, 400, "system_capacity is scheduled as csv, not pdf");
-		goto bad;
-	}
 	int at_minute = API_SCHED_HOUR * 60;
 	if (jat != NULL) {
 		const char *t = json_string_value(jat);

@@ -205,12 +205,8 @@ int api_reports_parse(const char *report, api_reports_query_fn get, void *arg, i
 	if (v[5] != NULL) {
 		if (strcmp(v[5], "csv") == 0) {
 			out->csv = true;
-		} else if (strcmp(v[5], "pdf") == 0 && out->report != API_REPORTS_SYSTEM_CAPACITY) {
-			out->pdf = true;
 		} else if (strcmp(v[5], "pdf") == 0) {
-			*err = xasprintf("system_capacity is given as json or csv, not pdf");
-			api_reports_params_clear(out);
-			return -EINVAL;
+			out->pdf = true;
 		} else if (strcmp(v[5], "json") != 0) {
 			*err = xasprintf("\"format\" must be json, csv or pdf");
 			api_reports_params_clear(out);
@@ -374,6 +370,24 @@ static void api_reports_cap_values(const struct store_capacity_row *c,
 		known[j] = true; /* counts: an empty bucket holds zeros */
 }
 
+/* The PDF's column names (short: ten columns on A4). */
+static const char *const api_reports_cap_pdf_cols[API_REPORTS_CAP_NCOLS] = {
+    "Samples",	"In",	    "Relayed",	"Conns",   "Open avg",
+    "Open max", "Load avg", "Load max", "Mem MiB", "Backlog"};
+
+/* Row c's PDF cells into cells[0..API_REPORTS_CAP_NCOLS) (new strings). */
+static void api_reports_cap_cells(const struct store_capacity_row *c, char **cells)
+{
+	double x[API_REPORTS_CAP_NCOLS];
+	bool known[API_REPORTS_CAP_NCOLS];
+	api_reports_cap_values(c, x, known);
+	for (size_t j = 0; j < API_REPORTS_CAP_NCOLS; j++)
+		cells[j] = !known[j]		     ? xstrdup("-")
+			   : api_reports_cap_real(j) ? xasprintf("%.2f", x[j])
+			   : j == 8		     ? xasprintf("%.1f", x[j] / 1048576.0)
+						     : xasprintf("%lld", (long long)x[j]);
+}
+
 static void api_reports_cap_add(json_t *o, struct strbuf *csv, const struct store_capacity_row *c)
 {
 	double x[API_REPORTS_CAP_NCOLS];
@@ -393,6 +407,43 @@ static void api_reports_cap_add(json_t *o, struct strbuf *csv, const struct stor
 		else
 			strbuf_printf(csv, ",%lld", (long long)x[j]);
 	}
+}
+
+/* Reader thread: the PDF of system_capacity's buckets v[n] and totals tot. */
+static void api_reports_cap_pdf(const struct api_reports_params *p,
+				const struct store_capacity_row *v, size_t n,
+				const struct store_capacity_row *tot, struct api_read_reply *out)
+{
+	size_t w = 1 + API_REPORTS_CAP_NCOLS;
+	char **cells = xcalloc((n + 1) * w + 1, sizeof(*cells));
+	for (size_t i = 0; i <= n; i++) {
+		const struct store_capacity_row *c = i < n ? &v[i] : tot;
+		cells[i * w] = xasprintf("%lld", (long long)(i < n ? c->at : 0));
+		api_reports_cap_cells(c, cells + i * w + 1);
+	}
+	struct api_report_pdf d = {.report = API_REPORTS_SYSTEM_CAPACITY,
+				   .period = p->period,
+				   .gran = p->gran,
+				   .since = p->since,
+				   .until = p->until,
+				   .gateway = p->gateway,
+				   .n = n,
+				   .ncols = API_REPORTS_CAP_NCOLS,
+				   .columns = api_reports_cap_pdf_cols,
+				   .cells = (const char *const *)cells};
+	unsigned char *pdf = NULL;
+	size_t len = 0;
+	if (api_report_pdf_render(&d, &pdf, &len) < 0) {
+		api_read_reply_error(out, 500, "the report's PDF could not be drawn");
+	} else {
+		api_read_reply_bytes(out, 200, "application/pdf", pdf, len);
+		char *name = api_report_pdf_filename(&d);
+		out->disposition = xasprintf("attachment; filename=\"%s\"", name);
+		free(name);
+	}
+	for (size_t i = 0; i < (n + 1) * w; i++)
+		free(cells[i]);
+	free(cells);
 }
 
 /* Reader thread: the system_capacity report (a series, every bucket of the period). */
@@ -424,7 +475,8 @@ static void api_reports_capacity(struct api_reports_read *r, struct api_read_rep
 	api_reports_set(body, "since", api_reports_time_json(p->since));
 	api_reports_set(body, "until", api_reports_time_json(p->until));
 	api_reports_set(body, "gateway", http_json_string_or_null(p->gateway));
-	struct store_capacity_row tot = {0};
+	struct store_capacity_row tot = {0}, *dense = NULL;
+	size_t ndense = 0;
 	json_t *list = json_array();
 	size_t k = 0;
 	for (int64_t b = p->since; b < p->until; b = api_reports_next(p->gran, b)) {
@@ -433,6 +485,10 @@ static void api_reports_capacity(struct api_reports_read *r, struct api_read_rep
 			k++;
 		if (k < n && v[k].at == b)
 			c = v[k];
+		if (p->pdf) {
+			dense = xreallocarray(dense, ndense + 1, sizeof(*dense));
+			dense[ndense++] = c;
+		}
 		tot.samples += c.samples;
 		tot.received += c.received;
 		tot.relayed += c.relayed;
@@ -456,6 +512,12 @@ static void api_reports_capacity(struct api_reports_read *r, struct api_read_rep
 		json_array_append_new(list, o);
 	}
 	free(v);
+	if (p->pdf) {
+		api_reports_cap_pdf(p, dense, ndense, &tot, out);
+		free(dense);
+		json_decref(body);
+		return;
+	}
 	json_t *t = json_object();
 	api_reports_cap_add(t, NULL, &tot);
 	api_reports_set(body, "totals", t);

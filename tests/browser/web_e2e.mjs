@@ -1829,7 +1829,7 @@ async function reports() {
     await page.waitForSelector('.report-content[aria-busy=false] [data-test=report-rows] tr[data-key]');
     await shot(page, 'reports-users-en');
 
-    // system capacity: the gateways' samples, JSON's totals and CSV, no PDF
+    // system capacity: the gateways' samples, JSON's totals, CSV and PDF links
     await page.click('a.report-tab[data-report=system_capacity]');
     await page.waitForURL(/\/reports\/system_capacity/);
     await page.waitForSelector('.report-content[aria-busy=false] [data-total=messages_in]');
@@ -1839,7 +1839,8 @@ async function reports() {
     check('capacity: memory in MiB', cap.memory_max === '50 MiB', cap.memory_max);
     check('capacity: tile label in English', (await page.textContent('[data-total=messages_out] .report-tile-label')) === 'Messages relayed');
     check('capacity: 24 hourly rows', await page.locator('[data-test=series-rows] tbody tr').count() === 24);
-    check('capacity: no PDF link', await page.locator('[data-test=pdf]').isHidden());
+    const cpdf = await page.getAttribute('[data-test=pdf]', 'href');
+    check('capacity: the PDF link', cpdf === '/api/v1/reports/system_capacity?period=day&format=pdf', cpdf);
     const ccsv = await downloadText(page);
     check('capacity: the CSV download', ccsv.text === P.csv_capacity, ccsv.text.slice(0, 200));
     await shot(page, 'reports-capacity-en');

@@ -4,11 +4,12 @@ sends a capacity event every [reporting] capacity_interval (1s here); mail throu
 shows in the manager's report as messages in and out, with samples, a load average and
 memory, the CSV saying the same numbers. A malformed capacity event is refused with a
 400 naming the field and stores nothing; a replayed one counts once. A local gateway
-reports its own capacity; schedules take it as CSV only; the daily retention removes
+reports its own capacity; it has a PDF and can be scheduled; the daily retention removes
 its old hours. Runs on the suite's backend (SQLite or PostgreSQL)."""
 
 import csv
 import io
+import re
 import time
 import urllib.parse
 
@@ -16,6 +17,7 @@ from e2e_helpers import wait_for
 from gw_fixtures import make_message
 from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
 from test_events import error, push, register, tracking_gateway
+from test_reports_pdf import pdf
 from test_tracking_local import local_gateway
 
 T0 = 1764892800000  # 2025-12-05T00:00:00Z
@@ -95,14 +97,12 @@ def test_a_gateway_reports_its_capacity(start_manager, start_gateway, aio_sink):
     # by the day: the same totals
     week = report(mgr, period="week", gateway="gw-cap")
     assert week["granularity"] == "day" and week["totals"]["messages_in"] == 3
-    # no PDF of it, and bad parameters are 400
-    st, doc = mgr.api("GET", "/api/v1/reports/system_capacity?format=pdf")
-    assert st == 400 and error(doc) == "system_capacity is given as json or csv, not pdf"
+    # bad parameters are 400
     st, doc = mgr.api("GET", "/api/v1/reports/system_capacity?period=soon")
     assert st == 400
 
 
-def test_a_malformed_capacity_event_is_refused_and_stores_nothing(manager):
+def test_a_malformed_capacity_event_is_refused_and_stores_nothing(manager, tmp_path):
     token = register(manager, "gw-bad")
     good = {"seq": 1, "at": T0 + 60000, "type": "capacity", "detail": dict(SAMPLE)}
     cases = [
@@ -137,6 +137,16 @@ def test_a_malformed_capacity_event_is_refused_and_stores_nothing(manager):
     assert doc["series"][1]["samples"] == 0 and doc["series"][1]["load_avg"] is None
     assert capacity(manager, "csv", **params).splitlines()[1] == \
         "2025-12-05T00:00:00Z,1,5,4,3,2.00,2,0.75,0.75,123456,7"
+    # the PDF: its title, the totals and the hour's row, the same numbers
+    pages, _, headers = pdf(manager, "system_capacity", tmp_path, **params)
+    assert headers["Content-Disposition"] == ('attachment; filename="lazaret-system_capacity-'
+                                              'custom-all-20251205.pdf"'), headers
+    text = "\n".join(pages)
+    assert "System capacity" in text and "Load avg" in text, text[:500]
+    lines = [re.sub(r"\s+", " ", ln).strip() for ln in text.splitlines()]
+    assert "Total 1 5 4 3 2.00 2 0.75 0.75 0.1 7" in lines, lines
+    assert "2025-12-05 00:00 1 5 4 3 2.00 2 0.75 0.75 0.1 7" in lines, lines
+    assert "2025-12-05 01:00 0 0 0 0 - - - - - -" in lines, lines
 
 
 def test_a_local_gateway_reports_its_own_capacity(start_gateway, aio_sink):  # noqa: F811
@@ -149,18 +159,12 @@ def test_a_local_gateway_reports_its_own_capacity(start_gateway, aio_sink):  # n
     assert t["samples"] >= 1 and t["load_avg"] >= 0 and t["memory_max"] > 0
 
 
-def test_system_capacity_is_scheduled_as_csv_only(manager):
+def test_system_capacity_can_be_scheduled(manager):
     body = {"report": "system_capacity", "period": "day", "every": "daily",
             "recipients": ["boss@example.com"]}
-    for fmt in (None, "pdf"):
-        st, doc = manager.api("POST", "/api/v1/report-schedules",
-                              body if fmt is None else dict(body, format=fmt))
-        assert (st, error(doc)) == (400, "system_capacity is scheduled as csv, not pdf")
-    st, s = manager.api("POST", "/api/v1/report-schedules", dict(body, format="csv"))
-    assert st == 201 and (s["report"], s["format"]) == ("system_capacity", "csv"), s
-    st, doc = manager.api("PUT", "/api/v1/report-schedules/%s" % s["id"],
-                          dict(body, format="pdf"))
-    assert (st, error(doc)) == (400, "system_capacity is scheduled as csv, not pdf")
+    for fmt in ("pdf", "csv"):
+        st, s = manager.api("POST", "/api/v1/report-schedules", dict(body, format=fmt))
+        assert st == 201 and (s["report"], s["format"]) == ("system_capacity", fmt), s
 
 
 def test_the_daily_retention_removes_old_capacity_hours(start_manager):

@@ -178,8 +178,7 @@ export function renderReports(main, report) {
   const st = readState();
   const content = h('div.report-content', { 'aria-live': 'polite', 'aria-busy': 'true' });
   const csv = h('a.btn.btn-small', { 'data-test': 'csv' }, t('rep.csv'));
-  // system_capacity is JSON or CSV only
-  const pdf = h('a.btn.btn-small', { 'data-test': 'pdf', hidden: report === 'system_capacity' }, t('rep.pdf'));
+  const pdf = h('a.btn.btn-small', { 'data-test': 'pdf' }, t('rep.pdf'));
 
   const period = h('select.input', { id: 'rep-period', 'data-test': 'period' },
     PERIODS.map((p) => h('option', { value: p, selected: p === st.period }, t('rep.period.' + p))));
