@@ -125,7 +125,9 @@ static const char *api_events_capacity(const json_t *d, struct store_capacity_sa
 			&v->current,  &v->backlog, &v->memory};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		const json_t *x = json_object_get(d, names[i]);
-		if (!json_is_integer(x) || json_integer_value(x) < 0)
+		/* bounded, so that an hour's sums of them cannot overflow */
+		if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+		    json_integer_value(x) > 1000000000000LL)
 			return names[i];
 		*f[i] = json_integer_value(x);
 	}

@@ -4,7 +4,8 @@
  * fontconfig (cairo-ft), so that Japanese keys render: on every page the
  * report's title, its period (from–to, UTC), the gateways and "n / N"; the
  * overview with a stacked bar chart of the buckets, its totals and the buckets'
- * table, a top-N report with a bar chart of its first rows and the rows' table;
+ * table, a top-N report with a bar chart of its first rows and the rows' table,
+ * system_capacity with its totals and a row per bucket (a table of text);
  * tables continue over pages with their header repeated.
  *
  * Pure: no store, no I/O besides fonts; safe on any thread (reader threads call

@@ -112,6 +112,8 @@ def test_a_malformed_capacity_event_is_refused_and_stores_nothing(manager, tmp_p
         (dict(SAMPLE, load="high"), 'events[1]: "detail"."load" is missing or malformed'),
         (dict(SAMPLE, load=-0.5), 'events[1]: "detail"."load" is missing or malformed'),
         (dict(SAMPLE, current=1.5), 'events[1]: "detail"."current" is missing or malformed'),
+        (dict(SAMPLE, memory=10 ** 12 + 1), 'events[1]: "detail"."memory" is missing or malformed'),
+        (dict(SAMPLE, load=1e7), 'events[1]: "detail"."load" is missing or malformed'),
     ]
     for detail, message in cases:
         bad = {"seq": 2, "at": T0 + 120000, "type": "capacity", "detail": detail}
