@@ -9,6 +9,10 @@
  * the month; a custom range by the hour up to 2 days, by the day up to 400
  * days, else by the month, its ends rounded out to whole buckets.
  *
+ * system_capacity is not a rollup's report: its rows are the gateways' capacity
+ * samples by hour (store_capacity_read), with columns of its own (sums, peaks,
+ * averages), in JSON, CSV and a PDF table.
+ *
  * Not for: counting (store_report.c), the SQL (store_*_report.c).
  */
 #include "api/api_reports.h"
