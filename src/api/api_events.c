@@ -42,6 +42,7 @@ void api_events_batch_clear(struct api_events_batch *b)
 	}
 	free(b->details);
 	free(b->lists);
+	free(b->samples);
 	free(b->events);
 	free(b->messages);
 	memset(b, 0, sizeof(*b));
@@ -109,6 +110,32 @@ static const char *api_events_message(const json_t *d, struct store_event_messag
 	if (size != NULL && (!json_is_integer(size) || json_integer_value(size) < 0))
 		return "size";
 	m->size = size != NULL ? json_integer_value(size) : 0;
+	return NULL;
+}
+
+/*
+ * The fields of a "capacity" event's detail into v (docs/GATEWAY.md "Events").
+ * NULL, or the bad field's name.
+ */
+static const char *api_events_capacity(const json_t *d, struct store_capacity_sample *v)
+{
+	static const char *const names[] = {"received", "relayed", "connections",
+					    "current",	"backlog", "memory"};
+	int64_t *f[] = {&v->received, &v->relayed, &v->connections,
+			&v->current,  &v->backlog, &v->memory};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const json_t *x = json_object_get(d, names[i]);
+		/* bounded, so that an hour's sums of them cannot overflow */
+		if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+		    json_integer_value(x) > 1000000000000LL)
+			return names[i];
+		*f[i] = json_integer_value(x);
+	}
+	/* a load average: a number from 0 to a million (hundredths kept) */
+	const json_t *l = json_object_get(d, "load");
+	if (!json_is_number(l) || json_number_value(l) < 0 || json_number_value(l) > 1e6)
+		return "load";
+	v->load = (int64_t)(json_number_value(l) * 100.0 + 0.5);
 	return NULL;
 }
 
@@ -253,6 +280,19 @@ static int api_events_parse_one(const json_t *o, size_t i, struct api_events_bat
 		}
 		e->message = &b->messages[i];
 	}
+	if (strcmp(e->type, "capacity") == 0) {
+		if (e->msg_id != NULL) {
+			*err = xasprintf("events[%zu]: a \"capacity\" event has no \"msg_id\"", i);
+			return -EINVAL;
+		}
+		const char *bad = d != NULL ? api_events_capacity(d, &b->samples[i]) : "received";
+		if (bad != NULL) {
+			*err = xasprintf("events[%zu]: \"detail\".\"%s\" is missing or malformed",
+					 i, bad);
+			return -EINVAL;
+		}
+		e->capacity = &b->samples[i];
+	}
 	if (e->msg_id != NULL)
 		api_events_effect(e, d);
 	return 0;
@@ -297,6 +337,7 @@ int api_events_parse(const json_t *body, struct api_events_batch *out, char **er
 	out->messages = xcalloc(n + 1, sizeof(*out->messages));
 	out->details = xcalloc(n + 1, sizeof(*out->details));
 	out->lists = xcalloc(2 * n + 2, sizeof(*out->lists));
+	out->samples = xcalloc(n + 1, sizeof(*out->samples));
 	out->nevents = n;
 	for (size_t i = 0; i < n; i++) {
 		int rc = api_events_parse_one(json_array_get(ev, i), i, out, err);

@@ -37,9 +37,10 @@ struct api_events_batch {
 	int64_t backlog;     /* -1: not said */
 	struct store_event *events;
 	size_t nevents;
-	struct store_event_message *messages; /* nevents entries, used by "received" */
-	char **details;			      /* nevents compact JSON texts (owned) */
-	const char ***lists;		      /* 2 * nevents arrays (owned) */
+	struct store_event_message *messages;  /* nevents entries, used by "received" */
+	char **details;			       /* nevents compact JSON texts (owned) */
+	const char ***lists;		       /* 2 * nevents arrays (owned) */
+	struct store_capacity_sample *samples; /* nevents entries, used by "capacity" */
 };
 void api_events_batch_clear(struct api_events_batch *b);
 /*

@@ -66,6 +66,13 @@ static const char *const pdf_titles[STORE_REPORT_NREPORTS] = {
     "Rate limits",
 };
 
+/* The report's title (system_capacity is not a rollup's report). */
+static const char *pdf_title(const struct api_report_pdf *d)
+{
+	return d->cells != NULL || d->report >= STORE_REPORT_NREPORTS ? "System capacity"
+								      : pdf_titles[d->report];
+}
+
 static const char *const pdf_columns[STORE_REPORT_NCOUNTERS] = {
     "Incoming", "Clean", "Spam", "Suspect", "Virus", "Filter", "Count"};
 
@@ -224,7 +231,7 @@ static void pdf_page_head(struct pdf *f)
 	char n[48];
 	pdf_rgb(f, 0, 0, 0);
 	pdf_font(f, 16);
-	pdf_text(f, MARGIN, MARGIN + 14, 0, 0, pdf_titles[f->d->report]);
+	pdf_text(f, MARGIN, MARGIN + 14, 0, 0, pdf_title(f->d));
 	pdf_font(f, 9);
 	pdf_text(f, MARGIN, MARGIN + 32, 0, 0, f->period);
 	pdf_text(f, MARGIN, MARGIN + 45, 0, 0, f->gateways);
@@ -317,6 +324,59 @@ static void pdf_table_row(struct pdf *f, const char *first, const char *key, con
 			pdf_text(f, MARGIN + KEY_COL_W + (j + 1) * NUM_COL_W - 3,
 				 f->y + ROW_H - 3.5, 1, 0, num);
 		}
+	}
+	f->y += ROW_H;
+}
+
+/* A text table's first column (a bucket's start), narrower than a key's. */
+#define CELL_KEY_W 84.0
+
+/* The width of a text table's column after its first. */
+static double pdf_cell_w(const struct pdf *f)
+{
+	return (PAGE_W - 2 * MARGIN - CELL_KEY_W) / (double)(f->d->ncols > 0 ? f->d->ncols : 1);
+}
+
+/* A text table's header (system_capacity). */
+static void pdf_cells_header(struct pdf *f, const char *first)
+{
+	if (f->cr != NULL) {
+		cairo_t *cr = f->cr;
+		pdf_rgb(f, 0.92, 0.93, 0.95);
+		cairo_rectangle(cr, MARGIN, f->y, PAGE_W - 2 * MARGIN, ROW_H);
+		cairo_fill(cr);
+		pdf_rgb(f, 0, 0, 0);
+		pdf_font(f, TABLE_FONT);
+		pdf_text(f, MARGIN + 3, f->y + ROW_H - 3.5, 0, CELL_KEY_W - 6, first);
+		for (size_t j = 0; j < f->d->ncols; j++)
+			pdf_text(f, MARGIN + CELL_KEY_W + (double)(j + 1) * pdf_cell_w(f) - 3,
+				 f->y + ROW_H - 3.5, 1, pdf_cell_w(f) - 4, f->d->columns[j]);
+	}
+	f->y += ROW_H;
+}
+
+/* A text table's row: key, then the ncols cells c; a new page repeats the header. */
+static void pdf_cells_row(struct pdf *f, const char *first, const char *key, const char *const *c,
+			  bool total, size_t stripe)
+{
+	if (pdf_room(f, ROW_H))
+		pdf_cells_header(f, first);
+	if (f->cr != NULL) {
+		cairo_t *cr = f->cr;
+		if (total || stripe % 2 == 1) {
+			if (total)
+				pdf_rgb(f, 0.88, 0.93, 0.98);
+			else
+				pdf_rgb(f, 0.97, 0.97, 0.98);
+			cairo_rectangle(cr, MARGIN, f->y, PAGE_W - 2 * MARGIN, ROW_H);
+			cairo_fill(cr);
+		}
+		pdf_rgb(f, 0, 0, 0);
+		pdf_font(f, TABLE_FONT);
+		pdf_text(f, MARGIN + 3, f->y + ROW_H - 3.5, 0, CELL_KEY_W - 6, key);
+		for (size_t j = 0; j < f->d->ncols; j++)
+			pdf_text(f, MARGIN + CELL_KEY_W + (double)(j + 1) * pdf_cell_w(f) - 3,
+				 f->y + ROW_H - 3.5, 1, 0, c[j]);
 	}
 	f->y += ROW_H;
 }
@@ -470,6 +530,28 @@ static void pdf_layout(struct pdf *f)
 	const struct api_report_pdf *d = f->d;
 	f->page = 0;
 	pdf_new_page(f);
+	const char *first = d->gran == STORE_REPORT_HOUR  ? "Hour (UTC)"
+			    : d->gran == STORE_REPORT_DAY ? "Day (UTC)"
+							  : "Month (UTC)";
+	if (d->cells != NULL) {
+		/* system_capacity: the totals, then a row per bucket */
+		size_t w = 1 + d->ncols;
+		pdf_heading(f, "Totals");
+		pdf_cells_header(f, "");
+		pdf_cells_row(f, "", "Total", d->cells + d->n * w + 1, true, 0);
+		f->y += 16;
+		pdf_heading(f, d->gran == STORE_REPORT_HOUR  ? "By hour"
+			       : d->gran == STORE_REPORT_DAY ? "By day"
+							     : "By month");
+		pdf_cells_header(f, first);
+		for (size_t i = 0; i < d->n; i++) {
+			char at[40];
+			pdf_time(strtoll(d->cells[i * w], NULL, 10), pdf_bucket_fmt(d->gran), at,
+				 sizeof(at));
+			pdf_cells_row(f, first, at, d->cells + i * w + 1, false, i);
+		}
+		return;
+	}
 	if (d->report == STORE_REPORT_OVERVIEW) {
 		int64_t tot[STORE_REPORT_NCOUNTERS] = {0};
 		for (size_t i = 0; i < d->n; i++)
@@ -480,9 +562,6 @@ static void pdf_layout(struct pdf *f)
 		pdf_table_header(f, "");
 		pdf_table_row(f, "", "Total", tot, true, 0);
 		f->y += 16;
-		const char *first = d->gran == STORE_REPORT_HOUR  ? "Hour (UTC)"
-				    : d->gran == STORE_REPORT_DAY ? "Day (UTC)"
-								  : "Month (UTC)";
 		pdf_heading(f, d->gran == STORE_REPORT_HOUR  ? "By hour"
 			       : d->gran == STORE_REPORT_DAY ? "By day"
 							     : "By month");
@@ -541,7 +620,7 @@ int api_report_pdf_render(const struct api_report_pdf *d, unsigned char **out, s
 
 	cairo_surface_t *s = cairo_pdf_surface_create_for_stream(pdf_write, &b, PAGE_W, PAGE_H);
 	char title[200];
-	snprintf(title, sizeof(title), "Lazaret report: %s", pdf_titles[d->report]);
+	snprintf(title, sizeof(title), "Lazaret report: %s", pdf_title(d));
 	cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_TITLE, title);
 	cairo_pdf_surface_set_metadata(s, CAIRO_PDF_METADATA_CREATOR, "Lazaret");
 	f.cr = cairo_create(s);
@@ -570,8 +649,9 @@ char *api_report_pdf_filename(const struct api_report_pdf *d)
 	char day[16];
 	struct strbuf b = STRBUF_INIT;
 	pdf_time(d->since, "%Y%m%d", day, sizeof(day));
-	strbuf_printf(&b, "lazaret-%s-%s-%s", store_report_names[d->report], d->period,
-		      d->gateway != NULL ? d->gateway : "all");
+	strbuf_printf(&b, "lazaret-%s-%s-%s",
+		      d->cells != NULL ? "system_capacity" : store_report_names[d->report],
+		      d->period, d->gateway != NULL ? d->gateway : "all");
 	strbuf_printf(&b, "-%s.pdf", day);
 	for (char *p = b.p; *p != '\0'; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||

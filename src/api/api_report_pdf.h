@@ -4,7 +4,8 @@
  * fontconfig (cairo-ft), so that Japanese keys render: on every page the
  * report's title, its period (from–to, UTC), the gateways and "n / N"; the
  * overview with a stacked bar chart of the buckets, its totals and the buckets'
- * table, a top-N report with a bar chart of its first rows and the rows' table;
+ * table, a top-N report with a bar chart of its first rows and the rows' table,
+ * system_capacity with its totals and a row per bucket (a table of text);
  * tables continue over pages with their header repeated.
  *
  * Pure: no store, no I/O besides fonts; safe on any thread (reader threads call
@@ -30,6 +31,14 @@ struct api_report_pdf {
 	/* overview: one row per bucket in time order (at set); else the top rows (key) */
 	const struct store_report_row *rows;
 	size_t n;
+	/*
+	 * system_capacity (report STORE_REPORT_NREPORTS; rows unused): a table of
+	 * text, n buckets and then the totals, each 1 + ncols cells (the bucket's
+	 * start as Unix ms in decimal, then the columns' values)
+	 */
+	size_t ncols;
+	const char *const *columns; /* ncols names */
+	const char *const *cells;
 };
 
 /* The PDF of d into *out (malloc()ed) and *len: 0, or -EIO when cairo failed. */

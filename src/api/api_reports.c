@@ -9,6 +9,10 @@
  * the month; a custom range by the hour up to 2 days, by the day up to 400
  * days, else by the month, its ends rounded out to whole buckets.
  *
+ * system_capacity is not a rollup's report: its rows are the gateways' capacity
+ * samples by hour (store_capacity_read), with columns of its own (sums, peaks,
+ * averages), in JSON, CSV and a PDF table.
+ *
  * Not for: counting (store_report.c), the SQL (store_*_report.c).
  */
 #include "api/api_reports.h"
@@ -157,11 +161,14 @@ int api_reports_parse(const char *report, api_reports_query_fn get, void *arg, i
 	memset(out, 0, sizeof(*out));
 	*err = NULL;
 	out->report = store_report_by_name(report);
+	if (out->report < 0 && report != NULL && strcmp(report, "system_capacity") == 0)
+		out->report = API_REPORTS_SYSTEM_CAPACITY;
 	if (out->report < 0) {
 		struct strbuf b = {0};
 		for (int i = 0; i < STORE_REPORT_NREPORTS; i++)
 			strbuf_printf(&b, "%s%s", i > 0 ? ", " : "", store_report_names[i]);
-		*err = xasprintf("no such report: the reports are %s", strbuf_str(&b));
+		*err = xasprintf("no such report: the reports are %s, system_capacity",
+				 strbuf_str(&b));
 		strbuf_free(&b);
 		return -EINVAL;
 	}
@@ -323,11 +330,221 @@ static void api_reports_pdf(const struct api_reports_params *p, struct store_rep
 	free(dense);
 }
 
+/* ---- system_capacity ---- */
+
+/* The columns of a system_capacity bucket, in JSON and CSV. */
+static const char *const api_reports_cap_cols[] = {
+    "samples",		"messages_in", "messages_out", "connections", "connections_avg",
+    "connections_peak", "load_avg",    "load_max",     "memory_max",  "backlog_max"};
+#define API_REPORTS_CAP_NCOLS (sizeof(api_reports_cap_cols) / sizeof(api_reports_cap_cols[0]))
+
+/* Whether column j is a decimal (averages, load) rather than a count. */
+static bool api_reports_cap_real(size_t j)
+{
+	return j == 4 || j == 6 || j == 7;
+}
+
+/*
+ * The columns of row c as numbers (x) and whether each is known (averages are
+ * not without a sample): counts, averages of open connections and load, the
+ * load in its unit (the store keeps hundredths).
+ */
+static void api_reports_cap_values(const struct store_capacity_row *c,
+				   double x[API_REPORTS_CAP_NCOLS],
+				   bool known[API_REPORTS_CAP_NCOLS])
+{
+	double n = (double)c->samples;
+	double v[API_REPORTS_CAP_NCOLS] = {(double)c->samples,
+					   (double)c->received,
+					   (double)c->relayed,
+					   (double)c->connections,
+					   n > 0 ? (double)c->current_sum / n : 0,
+					   (double)c->current_max,
+					   n > 0 ? (double)c->load_sum / n / 100.0 : 0,
+					   (double)c->load_max / 100.0,
+					   (double)c->memory_max,
+					   (double)c->backlog_max};
+	for (size_t j = 0; j < API_REPORTS_CAP_NCOLS; j++) {
+		/* decimals to hundredths, the same in JSON and CSV */
+		x[j] =
+		    api_reports_cap_real(j) ? (double)(int64_t)(v[j] * 100.0 + 0.5) / 100.0 : v[j];
+		known[j] = c->samples > 0;
+	}
+	for (size_t j = 0; j < 4; j++)
+		known[j] = true; /* counts: an empty bucket holds zeros */
+}
+
+/* The PDF's column names (short: ten columns on A4). */
+static const char *const api_reports_cap_pdf_cols[API_REPORTS_CAP_NCOLS] = {
+    "Samples",	"In",	    "Relayed",	"Conns",   "Open avg",
+    "Open max", "Load avg", "Load max", "Mem MiB", "Backlog"};
+
+/* Row c's PDF cells into cells[0..API_REPORTS_CAP_NCOLS) (new strings). */
+static void api_reports_cap_cells(const struct store_capacity_row *c, char **cells)
+{
+	double x[API_REPORTS_CAP_NCOLS];
+	bool known[API_REPORTS_CAP_NCOLS];
+	api_reports_cap_values(c, x, known);
+	for (size_t j = 0; j < API_REPORTS_CAP_NCOLS; j++)
+		cells[j] = !known[j]		     ? xstrdup("-")
+			   : api_reports_cap_real(j) ? xasprintf("%.2f", x[j])
+			   : j == 8		     ? xasprintf("%.1f", x[j] / 1048576.0)
+						     : xasprintf("%lld", (long long)x[j]);
+}
+
+static void api_reports_cap_add(json_t *o, struct strbuf *csv, const struct store_capacity_row *c)
+{
+	double x[API_REPORTS_CAP_NCOLS];
+	bool known[API_REPORTS_CAP_NCOLS];
+	api_reports_cap_values(c, x, known);
+	for (size_t j = 0; j < API_REPORTS_CAP_NCOLS; j++) {
+		json_t *v = !known[j]		      ? json_null()
+			    : api_reports_cap_real(j) ? json_real(x[j])
+						      : json_integer((json_int_t)x[j]);
+		api_reports_set(o, api_reports_cap_cols[j], v);
+		if (csv == NULL)
+			continue;
+		if (!known[j])
+			strbuf_puts(csv, ",");
+		else if (api_reports_cap_real(j))
+			strbuf_printf(csv, ",%.2f", x[j]);
+		else
+			strbuf_printf(csv, ",%lld", (long long)x[j]);
+	}
+}
+
+/* Reader thread: the PDF of system_capacity's buckets v[n] and totals tot. */
+static void api_reports_cap_pdf(const struct api_reports_params *p,
+				const struct store_capacity_row *v, size_t n,
+				const struct store_capacity_row *tot, struct api_read_reply *out)
+{
+	size_t w = 1 + API_REPORTS_CAP_NCOLS;
+	char **cells = xcalloc((n + 1) * w + 1, sizeof(*cells));
+	for (size_t i = 0; i <= n; i++) {
+		const struct store_capacity_row *c = i < n ? &v[i] : tot;
+		cells[i * w] = xasprintf("%lld", (long long)(i < n ? c->at : 0));
+		api_reports_cap_cells(c, cells + i * w + 1);
+	}
+	struct api_report_pdf d = {.report = API_REPORTS_SYSTEM_CAPACITY,
+				   .period = p->period,
+				   .gran = p->gran,
+				   .since = p->since,
+				   .until = p->until,
+				   .gateway = p->gateway,
+				   .n = n,
+				   .ncols = API_REPORTS_CAP_NCOLS,
+				   .columns = api_reports_cap_pdf_cols,
+				   .cells = (const char *const *)cells};
+	unsigned char *pdf = NULL;
+	size_t len = 0;
+	if (api_report_pdf_render(&d, &pdf, &len) < 0) {
+		api_read_reply_error(out, 500, "the report's PDF could not be drawn");
+	} else {
+		api_read_reply_bytes(out, 200, "application/pdf", pdf, len);
+		char *name = api_report_pdf_filename(&d);
+		out->disposition = xasprintf("attachment; filename=\"%s\"", name);
+		free(name);
+	}
+	for (size_t i = 0; i < (n + 1) * w; i++)
+		free(cells[i]);
+	free(cells);
+}
+
+/* Reader thread: the system_capacity report (a series, every bucket of the period). */
+static void api_reports_capacity(struct api_reports_read *r, struct api_read_reply *out)
+{
+	const struct api_reports_params *p = &r->p;
+	struct store_capacity_row *v = NULL;
+	size_t n = 0;
+	int rc = store_capacity_read(r->st, p->gateway, p->gran, p->since, p->until, &v, &n);
+	if (rc == -EINVAL) {
+		api_read_reply_error(out, 400, "bad report query");
+		return;
+	}
+	if (rc < 0) {
+		api_read_reply_store_error(out, "store_capacity_read", rc);
+		return;
+	}
+	struct strbuf csv = {0};
+	if (p->csv) {
+		strbuf_puts(&csv, "at");
+		for (size_t j = 0; j < API_REPORTS_CAP_NCOLS; j++)
+			strbuf_printf(&csv, ",%s", api_reports_cap_cols[j]);
+		strbuf_puts(&csv, "\r\n");
+	}
+	json_t *body = json_object();
+	api_reports_set(body, "report", json_string("system_capacity"));
+	api_reports_set(body, "period", json_string(p->period));
+	api_reports_set(body, "granularity", json_string(api_reports_grans[p->gran]));
+	api_reports_set(body, "since", api_reports_time_json(p->since));
+	api_reports_set(body, "until", api_reports_time_json(p->until));
+	api_reports_set(body, "gateway", http_json_string_or_null(p->gateway));
+	struct store_capacity_row tot = {0}, *dense = NULL;
+	size_t ndense = 0;
+	json_t *list = json_array();
+	size_t k = 0;
+	for (int64_t b = p->since; b < p->until; b = api_reports_next(p->gran, b)) {
+		struct store_capacity_row c = {.at = b};
+		while (k < n && v[k].at < b)
+			k++;
+		if (k < n && v[k].at == b)
+			c = v[k];
+		if (p->pdf) {
+			dense = xreallocarray(dense, ndense + 1, sizeof(*dense));
+			dense[ndense++] = c;
+		}
+		tot.samples += c.samples;
+		tot.received += c.received;
+		tot.relayed += c.relayed;
+		tot.connections += c.connections;
+		tot.current_sum += c.current_sum;
+		tot.load_sum += c.load_sum;
+		tot.current_max = c.current_max > tot.current_max ? c.current_max : tot.current_max;
+		tot.load_max = c.load_max > tot.load_max ? c.load_max : tot.load_max;
+		tot.memory_max = c.memory_max > tot.memory_max ? c.memory_max : tot.memory_max;
+		tot.backlog_max = c.backlog_max > tot.backlog_max ? c.backlog_max : tot.backlog_max;
+		json_t *o = json_object();
+		api_reports_set(o, "at", api_reports_time_json(b));
+		if (p->csv) {
+			char at[CLOCK_RFC3339_LEN];
+			clock_format_rfc3339(b, at);
+			strbuf_puts(&csv, at);
+		}
+		api_reports_cap_add(o, p->csv ? &csv : NULL, &c);
+		if (p->csv)
+			strbuf_puts(&csv, "\r\n");
+		json_array_append_new(list, o);
+	}
+	free(v);
+	if (p->pdf) {
+		api_reports_cap_pdf(p, dense, ndense, &tot, out);
+		free(dense);
+		json_decref(body);
+		return;
+	}
+	json_t *t = json_object();
+	api_reports_cap_add(t, NULL, &tot);
+	api_reports_set(body, "totals", t);
+	api_reports_set(body, "series", list);
+	if (p->csv) {
+		json_decref(body);
+		size_t len = strlen(strbuf_str(&csv));
+		api_read_reply_bytes(out, 200, "text/csv; charset=utf-8",
+				     (unsigned char *)strbuf_take(&csv), len);
+		return;
+	}
+	api_read_reply_json(out, 200, body);
+}
+
 /* Reader thread: the report. */
 static void api_reports_work(void *arg, struct api_read_reply *out)
 {
 	struct api_reports_read *r = arg;
 	const struct api_reports_params *p = &r->p;
+	if (p->report == API_REPORTS_SYSTEM_CAPACITY) {
+		api_reports_capacity(r, out);
+		return;
+	}
 	bool series = p->report == STORE_REPORT_OVERVIEW;
 	struct store_report_query q = {.report = p->report,
 				       .gran = p->gran,

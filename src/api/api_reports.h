@@ -28,8 +28,11 @@ struct api;
 typedef const char *(*api_reports_query_fn)(void *arg, const char *key, size_t *count);
 
 /* A parsed report request. */
+/* The report that is not a rollup's: the gateways' capacity samples (store.h). */
+#define API_REPORTS_SYSTEM_CAPACITY STORE_REPORT_NREPORTS
+
 struct api_reports_params {
-	int report;	      /* enum store_report_kind */
+	int report;	      /* enum store_report_kind, or API_REPORTS_SYSTEM_CAPACITY */
 	const char *period;   /* its name, static */
 	int gran;	      /* enum store_report_gran */
 	int64_t since, until; /* buckets with since <= start < until (Unix ms) */

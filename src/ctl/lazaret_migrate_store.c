@@ -196,6 +196,12 @@ static const struct mig_table mig_tables[] = {
      "gateway, report, gran, bucket, key", false},
     {"report_backfill_done", "SELECT gateway, done_at FROM report_backfill_done",
      "gateway, done_at", false},
+    /* the system_capacity report's hours (23) */
+    {"capacity_hours",
+     "SELECT gateway, bucket, samples, received, relayed, connections, current_sum,"
+     " current_max, load_sum, load_max, memory_max, backlog_max FROM capacity_hours",
+     "gateway, bucket, samples, received, relayed, connections, current_sum, current_max,"
+     " load_sum, load_max, memory_max, backlog_max", false},
 };
 
 /*
@@ -265,6 +271,9 @@ static const struct {
     {"report_backfill", "SELECT gateway, report, gran, count(*), sum(bucket)"
 			" FROM report_backfill GROUP BY gateway, report, gran"},
     {"report_backfill_done", "SELECT gateway, done_at FROM report_backfill_done"},
+    {"capacity_hours", "SELECT gateway, count(*), sum(samples), sum(received), sum(relayed),"
+		       " sum(connections), max(current_max), sum(load_sum), max(memory_max)"
+		       " FROM capacity_hours GROUP BY gateway"},
 };
 /* clang-format on */
 

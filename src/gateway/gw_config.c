@@ -178,6 +178,12 @@ static const struct confparse_key gw_config_keys[] = {
      .type = CONFPARSE_BOOL,
      .offset = OFF(reporting_backfill),
      .default_text = "no"},
+    {.section = "reporting",
+     .name = "capacity_interval",
+     .type = CONFPARSE_DURATION,
+     .offset = OFF(capacity_interval_ms),
+     .default_text = "1m",
+     .min = SEC},
 
     {.section = "antispam",
      .name = "engine",

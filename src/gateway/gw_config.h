@@ -85,7 +85,8 @@ struct gw_config {
 	/* [reporting] (RP3/RP4): local | central; default local. Central counts on
 	 * the manager (gw_config_reporting_central says which applies). */
 	char *reporting_mode;
-	bool reporting_backfill; /* [reporting] backfill: send the old rollups once */
+	bool reporting_backfill;      /* [reporting] backfill: send the old rollups once */
+	int64_t capacity_interval_ms; /* [reporting] capacity_interval: capacity events; 1m */
 
 	/* [antispam] */
 	char *antispam_engine; /* builtin | spamd | rspamd | none */

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -80,6 +81,8 @@ struct gw_events {
 	atomic_bool abort_push;	      /* set by gw_events_stop */
 	atomic_int_fast64_t full_logged_at;
 	atomic_uint_fast64_t dropped_logged;
+	/* since the last capacity event: messages received, copies relayed */
+	atomic_uint_fast64_t cap_received, cap_relayed;
 };
 
 /* The highest seq this thread appended since its last settle. */
@@ -289,6 +292,7 @@ void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 	if (meta != NULL)
 		gw_events_set(d, "headers", gw_events_headers(meta));
 	gw_events_emit(ev, "received", job->id, d);
+	atomic_fetch_add(&ev->cap_received, 1);
 }
 
 void gw_events_released(struct gw_events *ev, const char *id)
@@ -380,6 +384,43 @@ void gw_events_delivery(struct gw_events *ev, const char *id, const char *route,
 	gw_events_set(d, "status", json_string(ok ? "sent" : status));
 	gw_events_set(d, "reply", gw_events_text(reply));
 	gw_events_emit(ev, "delivery", id, d);
+	if (ok || strcmp(status, "partly_refused") == 0)
+		atomic_fetch_add(&ev->cap_relayed, 1);
+}
+
+/* The process's resident memory in bytes (/proc/self/statm), 0 when unknown. */
+static int64_t gw_events_rss(void)
+{
+	FILE *f = fopen("/proc/self/statm", "re");
+	long long size = 0, rss = 0;
+	if (f == NULL)
+		return 0;
+	if (fscanf(f, "%lld %lld", &size, &rss) != 2)
+		rss = 0;
+	fclose(f);
+	long page = sysconf(_SC_PAGESIZE);
+	return rss > 0 && page > 0 ? (int64_t)rss * page : 0;
+}
+
+void gw_events_capacity(struct gw_events *ev, uint64_t opened, unsigned current)
+{
+	if (ev == NULL)
+		return;
+	double load[1] = {0};
+	if (getloadavg(load, 1) != 1 || load[0] < 0)
+		load[0] = 0;
+	struct event_spool_stats st;
+	event_spool_stats(ev->sp, &st);
+	json_t *d = json_object();
+	gw_events_set(d, "received",
+		      json_integer((json_int_t)atomic_exchange(&ev->cap_received, 0)));
+	gw_events_set(d, "relayed", json_integer((json_int_t)atomic_exchange(&ev->cap_relayed, 0)));
+	gw_events_set(d, "connections", json_integer((json_int_t)opened));
+	gw_events_set(d, "current", json_integer((json_int_t)current));
+	gw_events_set(d, "backlog", json_integer((json_int_t)st.backlog));
+	gw_events_set(d, "load", json_real(load[0]));
+	gw_events_set(d, "memory", json_integer((json_int_t)gw_events_rss()));
+	gw_events_emit(ev, "capacity", NULL, d);
 }
 
 void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const char *reply)

@@ -121,6 +121,13 @@ typedef void (*gw_events_settled_fn)(void *arg);
 void gw_events_settle(struct gw_events *ev, const char *id, const char *reply,
 		      gw_events_settled_fn fn, void *arg);
 
+/*
+ * A "capacity" event ([reporting] capacity_interval): the messages received and
+ * relayed (copies sent to a next hop) since the previous one, connections
+ * opened since then (given) and open now (given), the spool's backlog, the
+ * 1-minute load average and the gateway's resident memory.
+ */
+void gw_events_capacity(struct gw_events *ev, uint64_t opened, unsigned current);
 /* The gateway's /metrics lines (lazaret_gw_events_*); arg is the struct gw_events. */
 void gw_events_metrics(FILE *f, void *arg);
 

@@ -107,7 +107,8 @@ struct gw {
 	atomic_uint inflight;
 	atomic_bool sync_running, expiry_running, hello_running, managed_running;
 	struct event *sig_term, *sig_int, *sig_hup, *shutdown_timer, *sync_timer, *expiry_timer,
-	    *hello_timer, *managed_timer;
+	    *hello_timer, *managed_timer, *capacity_timer;
+	uint64_t opened;	      /* connections since the last capacity event (loop thread) */
 	bool tracking_central;	      /* events go to the manager (the mode at start) */
 	bool reporting_central;	      /* the manager reports on them (the mode at start) */
 	struct gw_backfill *backfill; /* [reporting] backfill under way, or NULL */
@@ -202,6 +203,7 @@ static int gw_check_connect(void *ctx, struct smtp_session *s, char *reply, size
 	const struct gw_config *cfg = &gw->rules->cfg;
 	const struct sockaddr *sa = smtp_session_peer_addr(s);
 	struct gw_session *gs = xcalloc(1, sizeof(*gs));
+	gw->opened++;
 	if (cfg->manager_addresses != NULL && acl_match(cfg->manager_addresses, sa)) {
 		/* Released mail from the manager skips HAT, RAT and every scan. */
 		gs->released = true;
@@ -678,6 +680,16 @@ static void gw_arm(struct event *ev, int64_t ms)
 	event_add(ev, &tv);
 }
 
+/* [reporting] capacity_interval: the "capacity" event (loop thread). */
+static void gw_capacity_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	struct gw *gw = arg;
+	gw_events_capacity(gw->events, gw->opened, smtp_server_sessions(gw->smtp));
+	gw->opened = 0;
+}
+
 /* ---- admin API additions ---- */
 
 /*
@@ -819,6 +831,7 @@ static void gw_terminate(evutil_socket_t sig, short what, void *arg)
 	event_del(gw->expiry_timer);
 	event_del(gw->hello_timer);
 	event_del(gw->managed_timer);
+	event_del(gw->capacity_timer);
 	gw->shutdown_timer = event_new(gw->base, -1, EV_PERSIST, gw_shutdown_poll, gw);
 	struct timeval tv = {0, GW_SHUTDOWN_POLL_MS * 1000};
 	event_add(gw->shutdown_timer, &tv);
@@ -910,6 +923,8 @@ static void gw_reload_now(struct gw *gw, bool pull)
 	gw_arm(gw->expiry_timer, c->purge_interval_ms);
 	gw_arm(gw->sync_timer, c->sync_interval_ms);
 	gw_arm(gw->hello_timer, c->hello_interval_ms);
+	if (gw->events != NULL)
+		gw_arm(gw->capacity_timer, c->capacity_interval_ms);
 	if (c->managed)
 		gw_arm(gw->managed_timer, c->managed_sync_interval_ms);
 	else
@@ -1136,6 +1151,9 @@ static int gw_start(struct gw *gw)
 	gw_local_quarantines_ensure(gw);
 	gw->migrate = gw_migrate_new(gw->st, gw_migration_finished, gw);
 	gw_migrate_start(gw->migrate, cfg, gw->rules->central_hostport);
+	gw->capacity_timer = event_new(gw->base, -1, EV_PERSIST, gw_capacity_tick, gw);
+	if (gw->events != NULL)
+		gw_arm(gw->capacity_timer, cfg->capacity_interval_ms);
 	gw->managed_timer = event_new(gw->base, -1, EV_PERSIST, gw_managed_tick, gw);
 	if (cfg->managed)
 		gw_arm(gw->managed_timer, cfg->managed_sync_interval_ms);
@@ -1204,6 +1222,8 @@ static void gw_stop(struct gw *gw)
 		event_free(gw->hello_timer);
 	if (gw->managed_timer != NULL)
 		event_free(gw->managed_timer);
+	if (gw->capacity_timer != NULL)
+		event_free(gw->capacity_timer);
 	if (gw->sig_term != NULL) {
 		event_free(gw->sig_term);
 		event_free(gw->sig_int);

@@ -109,6 +109,25 @@ int track_retention_reports_once(struct store *st, const int64_t *retention_ms, 
 			track_retention_pause();
 		}
 	}
+	/*
+	 * the system_capacity hours make its days and months too: they are kept as
+	 * long as the daily rollups
+	 */
+	int64_t keep = retention_ms[STORE_REPORT_DAY];
+	while (rc == 0 && keep > 0 && (stop == NULL || !atomic_load(stop))) {
+		uint64_t n = 0;
+		rc = store_capacity_purge(st, store_report_bucket(STORE_REPORT_DAY, now - keep),
+					  TRACK_RETENTION_BATCH, &n);
+		if (rc < 0) {
+			log_error("reporting.purge_failed", "what=capacity rc=%d", rc);
+			break;
+		}
+		*rows += n;
+		atomic_fetch_add(&track_retention_rollups, n);
+		if (n == 0)
+			break;
+		track_retention_pause();
+	}
 	return rc;
 }
 

@@ -1176,6 +1176,50 @@ struct store_event_message {
 };
 
 /* One event of a batch (borrowed strings). */
+/*
+ * A gateway's "capacity" event (docs/GATEWAY.md "Events"): what it saw since
+ * its previous sample and what it holds now. Added, per gateway and hour, to the
+ * system_capacity report's rows in the transaction that stores the event, so a
+ * replayed event (its (gateway, seq) stored already) counts once.
+ */
+struct store_capacity_sample {
+	int64_t received;    /* messages received since the previous sample */
+	int64_t relayed;     /* messages relayed (a copy sent) since then */
+	int64_t connections; /* connections opened since then */
+	int64_t current;     /* connections open now */
+	int64_t backlog;     /* events in the spool not yet acknowledged */
+	int64_t load;	     /* the 1-minute load average, in hundredths */
+	int64_t memory;	     /* the gateway's resident memory, bytes */
+};
+
+/* One hour (or day, month) of the system_capacity report. */
+struct store_capacity_row {
+	int64_t at;	  /* the bucket's start (Unix ms) */
+	int64_t samples;  /* capacity samples in it */
+	int64_t received; /* sums */
+	int64_t relayed;
+	int64_t connections;
+	int64_t current_sum; /* of the samples' open connections */
+	int64_t current_max; /* peaks */
+	int64_t load_sum;    /* hundredths */
+	int64_t load_max;    /* hundredths */
+	int64_t memory_max;  /* bytes */
+	int64_t backlog_max;
+};
+/*
+ * The system_capacity rows of gateway (NULL: all gateways, their sums added
+ * and maxima the highest of any) by gran (enum store_report_gran; days and
+ * months are made of the hours), buckets since <= start < until, in time order,
+ * empty buckets left out. 0, or -EINVAL for a bad query.
+ */
+int store_capacity_read(struct store *st, const char *gateway, int gran, int64_t since,
+			int64_t until, struct store_capacity_row **out, size_t *n);
+/*
+ * Retention: one transaction removing at most batch hourly rows whose hour
+ * starts before before; *rows says how many. Call again while it removes any.
+ */
+int store_capacity_purge(struct store *st, int64_t before, size_t batch, uint64_t *rows);
+
 struct store_event {
 	int64_t seq;	    /* >= 1, grows per gateway */
 	int64_t at;	    /* Unix ms, the gateway's clock */
@@ -1184,6 +1228,8 @@ struct store_event {
 	const char *detail; /* JSON object text */
 	/* "received": the message's fields; NULL otherwise */
 	const struct store_event_message *message;
+	/* "capacity": the gateway's sample; NULL otherwise */
+	const struct store_capacity_sample *capacity;
 	const char *state; /* the tracked message's new last_state, or NULL */
 	unsigned flags;	   /* enum store_track_flag bits this event sets */
 };

@@ -284,6 +284,10 @@ struct store_ops {
 			   struct store_report_row **out, size_t *n);
 	int (*report_purge)(struct store *st, int gran, int64_t before, size_t batch,
 			    uint64_t *rows);
+	/* the hourly capacity rows of gateway (NULL: all gateways summed) */
+	int (*capacity_read)(struct store *st, const char *gateway, int64_t since, int64_t until,
+			     struct store_capacity_row **out, size_t *n);
+	int (*capacity_purge)(struct store *st, int64_t before, size_t batch, uint64_t *rows);
 	/* the rollup rows of report for gateway (NULL: the all-gateway totals) in
 	 * the spans v[0..n), one call of row each, on one connection */
 	int (*report_scan)(struct store *st, int report, const char *gateway,

@@ -20,9 +20,9 @@
 
 /* The event types a gateway reports (docs/GATEWAY.md "Events"). */
 static const char *const store_event_types[] = {
-    "connection", "rcpt_accepted", "rcpt_refused", "rate_limit", "received",
-    "released",	  "slbl",	   "verdict",	   "virus",	 "filter",
-    "quarantine", "delivery",	   "bounce",	   "release",	 "reply",
+    "connection", "rcpt_accepted", "rcpt_refused", "rate_limit", "received",   "released",
+    "slbl",	  "verdict",	   "virus",	   "filter",	 "quarantine", "delivery",
+    "bounce",	  "release",	   "reply",	   "capacity",
 };
 
 static const struct store_ops *store_events_ops(struct store *st)

@@ -877,6 +877,26 @@ static const char *const store_pg_migrations[] = {
     "  SELECT report, gran, bucket, key, sum(incoming), sum(clean), sum(spam), sum(suspect),"
     "  sum(virus), sum(content_filter), sum(count) FROM report_rollups"
     "  GROUP BY report, gran, bucket, key;",
+    /*
+     * 23: the system_capacity report (store_pg_report.c): the gateways'
+     * capacity samples added up per gateway and hour (sums, the sample count
+     * and maxima; load in hundredths, memory in bytes)
+     */
+    "CREATE TABLE capacity_hours ("
+    "  gateway text NOT NULL,"
+    "  bucket bigint NOT NULL,"
+    "  samples bigint NOT NULL,"
+    "  received bigint NOT NULL,"
+    "  relayed bigint NOT NULL,"
+    "  connections bigint NOT NULL,"
+    "  current_sum bigint NOT NULL,"
+    "  current_max bigint NOT NULL,"
+    "  load_sum bigint NOT NULL,"
+    "  load_max bigint NOT NULL,"
+    "  memory_max bigint NOT NULL,"
+    "  backlog_max bigint NOT NULL,"
+    "  PRIMARY KEY (gateway, bucket));"
+    "CREATE INDEX capacity_hours_bucket ON capacity_hours(bucket);",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3756,5 +3776,7 @@ const struct store_ops store_pg_ops = {
     .tracking_purge = store_pg_tracking_purge,
     .report_read = store_pg_report_read,
     .report_purge = store_pg_report_purge,
+    .capacity_read = store_pg_capacity_read,
+    .capacity_purge = store_pg_capacity_purge,
     .report_scan = store_pg_report_scan,
 };

@@ -340,6 +340,8 @@ static int store_pg_events_put_tx(struct store_pg *st, PGconn *c, void *arg)
 	if (rc == 0 && nfresh > 0 && !a->own)
 		rc = store_report_ingest(a->gateway, fresh, nfresh, store_pg_report_fetch,
 					 store_pg_report_write, c);
+	if (rc == 0 && nfresh > 0 && !a->own)
+		rc = store_pg_capacity_write(c, a->gateway, fresh, nfresh);
 	free(fresh);
 	free(ev);
 	free(own);

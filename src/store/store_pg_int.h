@@ -337,6 +337,12 @@ int store_pg_report_scan(struct store *st, int report, const char *gateway,
 			 const struct store_report_span *v, size_t n, store_report_row_fn row,
 			 void *arg);
 int store_pg_report_purge(struct store *st, int gran, int64_t before, size_t batch, uint64_t *rows);
+/* system_capacity: the capacity samples among v[0..n) into their hours */
+int store_pg_capacity_write(PGconn *c, const char *gateway, const struct store_event *const *v,
+			    size_t n);
+int store_pg_capacity_read(struct store *st, const char *gateway, int64_t since, int64_t until,
+			   struct store_capacity_row **out, size_t *n);
+int store_pg_capacity_purge(struct store *st, int64_t before, size_t batch, uint64_t *rows);
 /* store_report_fetch_fn and _write_fn in a transaction (ctx: its PGconn) */
 int store_pg_report_fetch(void *ctx, const char *gateway, const char *const *ids, size_t n,
 			  int64_t since, struct store_event_row **out, size_t *nout);

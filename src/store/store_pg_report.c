@@ -247,3 +247,103 @@ int store_pg_report_purge(struct store *st, int gran, int64_t before, size_t bat
 	*rows = a.rows;
 	return 0;
 }
+
+/* ---- system_capacity (migration 23) ---- */
+
+int store_pg_capacity_write(PGconn *c, const char *gateway, const struct store_event *const *v,
+			    size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct store_capacity_sample *x = v[i]->capacity;
+		if (x == NULL)
+			continue;
+		struct store_pg_params p = {0};
+		store_pg_text(&p, gateway);
+		store_pg_int(&p, store_report_bucket(STORE_REPORT_HOUR, v[i]->at));
+		store_pg_int(&p, x->received);
+		store_pg_int(&p, x->relayed);
+		store_pg_int(&p, x->connections);
+		store_pg_int(&p, x->current);
+		store_pg_int(&p, x->load);
+		store_pg_int(&p, x->memory);
+		store_pg_int(&p, x->backlog);
+		rc = store_pg_do(
+		    c, "capacity_upsert",
+		    "INSERT INTO capacity_hours AS t (gateway, bucket, samples, received, relayed,"
+		    " connections, current_sum, current_max, load_sum, load_max, memory_max,"
+		    " backlog_max) VALUES ($1, $2, 1, $3, $4, $5, $6, $6, $7, $7, $8, $9)"
+		    " ON CONFLICT (gateway, bucket) DO UPDATE SET samples = t.samples + 1,"
+		    " received = t.received + excluded.received,"
+		    " relayed = t.relayed + excluded.relayed,"
+		    " connections = t.connections + excluded.connections,"
+		    " current_sum = t.current_sum + excluded.current_sum,"
+		    " current_max = greatest(t.current_max, excluded.current_max),"
+		    " load_sum = t.load_sum + excluded.load_sum,"
+		    " load_max = greatest(t.load_max, excluded.load_max),"
+		    " memory_max = greatest(t.memory_max, excluded.memory_max),"
+		    " backlog_max = greatest(t.backlog_max, excluded.backlog_max)",
+		    &p, NULL);
+		store_pg_params_clear(&p);
+	}
+	return rc;
+}
+
+int store_pg_capacity_read(struct store *st, const char *gateway, int64_t since, int64_t until,
+			   struct store_capacity_row **out, size_t *n)
+{
+	struct store_pg_params p = {0};
+	PGresult *r = NULL;
+	store_pg_int(&p, since);
+	store_pg_int(&p, until);
+	store_pg_text(&p, gateway);
+	int rc = store_pg_query(
+	    store_pg_of(st), "capacity_read",
+	    "SELECT bucket, sum(samples), sum(received), sum(relayed), sum(connections),"
+	    " sum(current_sum), max(current_max), sum(load_sum), max(load_max),"
+	    " max(memory_max), max(backlog_max) FROM capacity_hours"
+	    " WHERE bucket >= $1 AND bucket < $2 AND ($3::text IS NULL OR gateway = $3)"
+	    " GROUP BY bucket ORDER BY bucket",
+	    &p, &r);
+	if (rc < 0)
+		return rc;
+	int nr = PQntuples(r);
+	struct store_capacity_row *v = xcalloc((size_t)nr + 1, sizeof(*v));
+	for (int i = 0; i < nr; i++) {
+		int64_t *f[] = {&v[i].at,	   &v[i].samples,     &v[i].received,
+				&v[i].relayed,	   &v[i].connections, &v[i].current_sum,
+				&v[i].current_max, &v[i].load_sum,    &v[i].load_max,
+				&v[i].memory_max,  &v[i].backlog_max};
+		for (int j = 0; j < (int)(sizeof(f) / sizeof(f[0])); j++)
+			*f[j] = store_pg_i64(r, i, j);
+	}
+	PQclear(r);
+	*out = v;
+	*n = (size_t)nr;
+	return 0;
+}
+
+static int store_pg_capacity_purge_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	struct store_pg_report_purge_args *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, a->before);
+	store_pg_int(&p, (int64_t)a->batch);
+	int rc = store_pg_do(c, "capacity_purge",
+			     "DELETE FROM capacity_hours WHERE ctid IN (SELECT ctid FROM"
+			     " capacity_hours WHERE bucket < $1 LIMIT $2)",
+			     &p, &a->rows);
+	store_pg_params_clear(&p);
+	return rc;
+}
+
+int store_pg_capacity_purge(struct store *st, int64_t before, size_t batch, uint64_t *rows)
+{
+	struct store_pg_report_purge_args a = {STORE_REPORT_HOUR, before, batch, 0};
+	int rc = store_pg_tx(store_pg_of(st), store_pg_capacity_purge_tx, &a);
+	if (rc < 0)
+		return rc;
+	*rows = a.rows;
+	return 0;
+}

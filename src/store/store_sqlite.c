@@ -657,6 +657,26 @@ static const char *const store_migrations[] = {
     "  SELECT report, gran, bucket, key, sum(incoming), sum(clean), sum(spam), sum(suspect),"
     "  sum(virus), sum(content_filter), sum(count) FROM report_rollups"
     "  GROUP BY report, gran, bucket, key;",
+    /*
+     * 23: the system_capacity report (store_sqlite_report.c): the gateways'
+     * capacity samples added up per gateway and hour (sums, the sample count
+     * and maxima; load in hundredths, memory in bytes)
+     */
+    "CREATE TABLE capacity_hours ("
+    "  gateway TEXT NOT NULL,"
+    "  bucket INTEGER NOT NULL,"
+    "  samples INTEGER NOT NULL,"
+    "  received INTEGER NOT NULL,"
+    "  relayed INTEGER NOT NULL,"
+    "  connections INTEGER NOT NULL,"
+    "  current_sum INTEGER NOT NULL,"
+    "  current_max INTEGER NOT NULL,"
+    "  load_sum INTEGER NOT NULL,"
+    "  load_max INTEGER NOT NULL,"
+    "  memory_max INTEGER NOT NULL,"
+    "  backlog_max INTEGER NOT NULL,"
+    "  PRIMARY KEY (gateway, bucket)) WITHOUT ROWID;"
+    "CREATE INDEX capacity_hours_bucket ON capacity_hours(bucket);",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3561,5 +3581,7 @@ const struct store_ops store_sqlite_ops = {
     .tracking_purge = store_sqlite_tracking_purge,
     .report_read = store_sqlite_report_read,
     .report_purge = store_sqlite_report_purge,
+    .capacity_read = store_sqlite_capacity_read,
+    .capacity_purge = store_sqlite_capacity_purge,
     .report_scan = store_sqlite_report_scan,
 };

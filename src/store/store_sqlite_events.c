@@ -205,6 +205,9 @@ static int store_events_put_job(struct store *st, struct store_conn *c, void *ar
 			fresh[nfresh++] = e;
 		if (e->msg_id != NULL && (rc = store_events_track(c, a->gateway, e)) < 0)
 			break;
+		if (!a->own && e->capacity != NULL &&
+		    (rc = store_sqlite_capacity_write(c, a->gateway, e->at, e->capacity)) < 0)
+			break;
 	}
 	if (rc == 0 && nfresh > 0)
 		rc = store_report_ingest(a->gateway, fresh, nfresh, store_sqlite_report_fetch,

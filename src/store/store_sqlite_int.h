@@ -224,6 +224,12 @@ int store_sqlite_report_scan(struct store *st, int report, const char *gateway,
 			     void *arg);
 int store_sqlite_report_purge(struct store *st, int gran, int64_t before, size_t batch,
 			      uint64_t *rows);
+/* system_capacity: a capacity event's sample into its hour, in a writer job */
+int store_sqlite_capacity_write(struct store_conn *c, const char *gateway, int64_t at,
+				const struct store_capacity_sample *v);
+int store_sqlite_capacity_read(struct store *st, const char *gateway, int64_t since, int64_t until,
+			       struct store_capacity_row **out, size_t *n);
+int store_sqlite_capacity_purge(struct store *st, int64_t before, size_t batch, uint64_t *rows);
 /* store_report_fetch_fn and _write_fn on a writer job's connection (ctx) */
 int store_sqlite_report_fetch(void *ctx, const char *gateway, const char *const *ids, size_t n,
 			      int64_t since, struct store_event_row **out, size_t *nout);

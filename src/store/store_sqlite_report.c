@@ -261,3 +261,109 @@ int store_sqlite_report_purge(struct store *st, int gran, int64_t before, size_t
 		*rows = a.rows;
 	return rc;
 }
+
+/* ---- system_capacity (migration 23) ---- */
+
+int store_sqlite_capacity_write(struct store_conn *c, const char *gateway, int64_t at,
+				const struct store_capacity_sample *v)
+{
+	sqlite3_stmt *s = store_int_stmt(
+	    c, "INSERT INTO capacity_hours AS t (gateway, bucket, samples, received, relayed,"
+	       " connections, current_sum, current_max, load_sum, load_max, memory_max,"
+	       " backlog_max) VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?6, ?7, ?7, ?8, ?9)"
+	       " ON CONFLICT (gateway, bucket) DO UPDATE SET samples = t.samples + 1,"
+	       " received = t.received + excluded.received,"
+	       " relayed = t.relayed + excluded.relayed,"
+	       " connections = t.connections + excluded.connections,"
+	       " current_sum = t.current_sum + excluded.current_sum,"
+	       " current_max = max(t.current_max, excluded.current_max),"
+	       " load_sum = t.load_sum + excluded.load_sum,"
+	       " load_max = max(t.load_max, excluded.load_max),"
+	       " memory_max = max(t.memory_max, excluded.memory_max),"
+	       " backlog_max = max(t.backlog_max, excluded.backlog_max)");
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_text(s, 1, gateway, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 2, store_report_bucket(STORE_REPORT_HOUR, at));
+	sqlite3_bind_int64(s, 3, v->received);
+	sqlite3_bind_int64(s, 4, v->relayed);
+	sqlite3_bind_int64(s, 5, v->connections);
+	sqlite3_bind_int64(s, 6, v->current);
+	sqlite3_bind_int64(s, 7, v->load);
+	sqlite3_bind_int64(s, 8, v->memory);
+	sqlite3_bind_int64(s, 9, v->backlog);
+	return store_int_step_done(c, s, "capacity_upsert");
+}
+
+int store_sqlite_capacity_read(struct store *st, const char *gateway, int64_t since, int64_t until,
+			       struct store_capacity_row **out, size_t *n)
+{
+	struct store_conn *c = NULL;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = store_int_stmt(
+	    c, "SELECT bucket, sum(samples), sum(received), sum(relayed), sum(connections),"
+	       " sum(current_sum), max(current_max), sum(load_sum), max(load_max),"
+	       " max(memory_max), max(backlog_max) FROM capacity_hours"
+	       " WHERE bucket >= ?1 AND bucket < ?2 AND (?3 IS NULL OR gateway = ?3)"
+	       " GROUP BY bucket ORDER BY bucket");
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return -EIO;
+	}
+	sqlite3_bind_int64(s, 1, since);
+	sqlite3_bind_int64(s, 2, until);
+	if (gateway != NULL)
+		sqlite3_bind_text(s, 3, gateway, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, 3);
+	struct store_capacity_row *v = NULL;
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		int64_t *f[] = {&v[k].at,	   &v[k].samples,     &v[k].received,
+				&v[k].relayed,	   &v[k].connections, &v[k].current_sum,
+				&v[k].current_max, &v[k].load_sum,    &v[k].load_max,
+				&v[k].memory_max,  &v[k].backlog_max};
+		for (int j = 0; j < (int)(sizeof(f) / sizeof(f[0])); j++)
+			*f[j] = sqlite3_column_int64(s, j);
+		k++;
+	}
+	sqlite3_reset(s);
+	store_int_reader_put(st, c);
+	if (step != SQLITE_DONE) {
+		free(v);
+		return store_int_read_result(-EIO);
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+static int store_capacity_purge_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	struct store_report_purge_args *a = arg;
+	sqlite3_stmt *s = store_int_stmt(
+	    c, "DELETE FROM capacity_hours WHERE (gateway, bucket) IN (SELECT gateway, bucket"
+	       " FROM capacity_hours WHERE bucket < ?1 ORDER BY bucket LIMIT ?2)");
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, a->before);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)a->batch);
+	int rc = store_int_step_done(c, s, "capacity_purge");
+	if (rc == 0)
+		a->rows = (uint64_t)sqlite3_changes(store_int_db(c));
+	return rc;
+}
+
+int store_sqlite_capacity_purge(struct store *st, int64_t before, size_t batch, uint64_t *rows)
+{
+	struct store_report_purge_args a = {STORE_REPORT_HOUR, before, batch, 0};
+	int rc = store_int_run_job(st, store_capacity_purge_job, &a);
+	if (rc == 0)
+		*rows = a.rows;
+	return rc;
+}

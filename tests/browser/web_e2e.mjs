@@ -1869,6 +1869,22 @@ async function reports() {
     await page.click('a.report-tab[data-report=internal_users]');
     await page.waitForSelector('.report-content[aria-busy=false] [data-test=report-rows] tr[data-key]');
     await shot(page, 'reports-users-en');
+
+    // system capacity: the gateways' samples, JSON's totals, CSV and PDF links
+    await page.click('a.report-tab[data-report=system_capacity]');
+    await page.waitForURL(/\/reports\/system_capacity/);
+    await page.waitForSelector('.report-content[aria-busy=false] [data-total=messages_in]');
+    const cap = await reportTotals(page);
+    check('capacity: messages in as the API says', cap.messages_in === fmt(P.capacity.messages_in) && P.capacity.messages_in === 7, cap);
+    check('capacity: load with two decimals', cap.load_max === '0.75' && cap.load_avg === '0.75', cap);
+    check('capacity: memory in MiB', cap.memory_max === '50 MiB', cap.memory_max);
+    check('capacity: tile label in English', (await page.textContent('[data-total=messages_out] .report-tile-label')) === 'Messages relayed');
+    check('capacity: 24 hourly rows', await page.locator('[data-test=series-rows] tbody tr').count() === 24);
+    const cpdf = await page.getAttribute('[data-test=pdf]', 'href');
+    check('capacity: the PDF link', cpdf === '/api/v1/reports/system_capacity?period=day&format=pdf', cpdf);
+    const ccsv = await downloadText(page);
+    check('capacity: the CSV download', ccsv.text === P.csv_capacity, ccsv.text.slice(0, 200));
+    await shot(page, 'reports-capacity-en');
   } catch (e) {
     await shot(b.page, 'failure-' + scenario).catch(() => {});
     throw e;

@@ -297,7 +297,7 @@ def test_a_top_n_over_months_and_days_is_the_sum_of_the_gateways(manager):
 BAD = [
     ("nope?period=day", "no such report: the reports are overview, incoming_domains, "
      "incoming_ips, sender_groups, outgoing_destinations, outgoing_senders, internal_users, "
-     "content_filters, virus_types, outbreak, tls, rate_limits"),
+     "content_filters, virus_types, outbreak, tls, rate_limits, system_capacity"),
     ("overview?period=fortnight", '"period" must be one of hour, day, week, 30d, 90d, '
      "prev_day, prev_month, year, custom"),
     ("overview?period=custom&since=2025-12-05T00:00:00Z", 'period=custom needs "until"'),

@@ -440,19 +440,26 @@ def test_second_factors_levels_and_rollups_move_to_postgresql(start_manager,
                     " clean, spam, suspect, virus, content_filter, count)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [r[:3] + r[4:] for r in rows])
+    # the system_capacity report's hours
+    con.executemany("INSERT INTO capacity_hours (gateway, bucket, samples, received, relayed,"
+                    " connections, current_sum, current_max, load_sum, load_max, memory_max,"
+                    " backlog_max) VALUES ('gw1', ?, 60, ?, 40, 30, 90, 5, 1500, 75, ?, 12)",
+                    [(hour - 3600000, 50, 52428800), (hour, 45, 62914560)])
     con.commit()
     con.close()
 
     r = migrate(m.data_dir, database)
     assert r.returncode == 0, r.stdout + r.stderr
     for what, n in (("user_totp", 1), ("user_recovery_codes", 3), ("report_rollups", 4),
-                    ("report_totals", 4), ("levels", 2)):
+                    ("report_totals", 4), ("levels", 2), ("capacity_hours", 2)):
         assert "%s: %d/%d rows copied" % (what, n, n) in r.stdout, (what, r.stdout)
         assert "verified %s: " % what in r.stdout, (what, r.stdout)
     assert "verified gateway states: " in r.stdout, r.stdout
     assert psql(database, "SELECT secret, enrolled_at, last_step FROM user_totp") == \
         "JBSWY3DPEHPK3PXP|2000|7"
     assert psql(database, "SELECT central, outbreak_version FROM gateways") == "5|2026-12-01"
+    assert psql(database, "SELECT sum(received), max(memory_max) FROM capacity_hours") == \
+        "95|62914560"
 
     m.apply({"store__backend": "postgresql", "store__dsn": database})
     m.start()

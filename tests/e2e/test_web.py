@@ -758,6 +758,11 @@ def test_browser_reports(start_manager):
         for j, (sender, rcpts, level, virus, total) in enumerate(msgs):
             events += report_events(j * 4 + 1, at + j * 10, "m-%d" % j, sender, rcpts, level,
                                     virus, total)
+        if gw == "gw-a":  # and a capacity sample (system_capacity)
+            events.append({"seq": 1000, "at": at + 500, "type": "capacity",
+                           "detail": {"received": 7, "relayed": 6, "connections": 3,
+                                      "current": 2, "backlog": 4, "load": 0.75,
+                                      "memory": 52428800}})
         st, doc = push(m, token, {"events": events})
         assert st == 200 and doc["stored"] == len(events), doc
 
@@ -793,11 +798,14 @@ def test_browser_reports(start_manager):
         "csv_overview_gwb": csv_of("overview", period="day", gateway="gw-b"),
         "csv_domains": csv_of("incoming_domains", period="day", limit=20),
         "users": sorted(r["key"] for r in get("internal_users", limit=20)["rows"]),
+        "capacity": get("system_capacity")["totals"],
+        "csv_capacity": csv_of("system_capacity", period="day"),
     })
     names = sorted(os.path.basename(p) for p in res["screenshots"])
     assert names == sorted(["reports-overview-ja.png", "reports-overview-gwb-ja.png",
                             "reports-domains-ja.png", "reports-custom-ja.png",
-                            "reports-overview-en.png", "reports-users-en.png"]), names
+                            "reports-overview-en.png", "reports-users-en.png",
+                            "reports-capacity-en.png"]), names
 
 
 def test_browser_gateway_migration_and_mapping(start_manager):

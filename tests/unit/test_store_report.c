@@ -573,12 +573,143 @@ static void test_bad_reads(void **state)
 	assert_int_equal(store_report_bucket(STORE_REPORT_MONTH, t), 1764547200000);
 }
 
+/*
+ * system_capacity: capacity samples add up per gateway and hour (sums, sample
+ * count, maxima), a replayed or repeated sample counts once, days are made of
+ * the hours, all gateways are summed, bad reads refused, and the retention
+ * removes the old hours only.
+ */
+static void test_capacity(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	int64_t h0 = store_report_bucket(STORE_REPORT_HOUR, now) - 3 * 3600000LL;
+	struct store_capacity_sample a1 = {.received = 10,
+					   .relayed = 8,
+					   .connections = 3,
+					   .current = 2,
+					   .backlog = 5,
+					   .load = 150,
+					   .memory = 1000};
+	struct store_capacity_sample a2 = {.received = 4,
+					   .relayed = 4,
+					   .connections = 1,
+					   .current = 6,
+					   .backlog = 1,
+					   .load = 50,
+					   .memory = 3000};
+	struct store_capacity_sample a3 = {.received = 7,
+					   .relayed = 0,
+					   .connections = 2,
+					   .current = 1,
+					   .backlog = 0,
+					   .load = 400,
+					   .memory = 500};
+	struct store_capacity_sample b1 = {.received = 100,
+					   .relayed = 90,
+					   .connections = 9,
+					   .current = 4,
+					   .backlog = 50,
+					   .load = 20,
+					   .memory = 9000};
+	struct store_event va[3] = {
+	    {.seq = 1, .at = h0 + 60000, .type = "capacity", .detail = "{}", .capacity = &a1},
+	    {.seq = 2, .at = h0 + 120000, .type = "capacity", .detail = "{}", .capacity = &a2},
+	    {.seq = 3, .at = h0 + 3600000, .type = "capacity", .detail = "{}", .capacity = &a3},
+	};
+	struct store_event vb[1] = {
+	    {.seq = 1, .at = h0 + 30000, .type = "capacity", .detail = "{}", .capacity = &b1},
+	};
+	uint64_t stored = 0;
+	assert_int_equal(store_events_put(fx->st, "gw-a", va, 2, 0, now, &stored), 0);
+	assert_int_equal(stored, 2);
+	/* the same batch again, then with the next sample: the first two count once */
+	assert_int_equal(store_events_put(fx->st, "gw-a", va, 2, 0, now, &stored), 0);
+	assert_int_equal(stored, 0);
+	assert_int_equal(store_events_put(fx->st, "gw-a", va, 3, 0, now, &stored), 0);
+	assert_int_equal(stored, 1);
+	assert_int_equal(store_events_put(fx->st, "gw-b", vb, 1, 0, now, &stored), 0);
+
+	struct store_capacity_row *r = NULL;
+	size_t n = 0;
+	assert_int_equal(
+	    store_capacity_read(fx->st, "gw-a", STORE_REPORT_HOUR, h0 - 3600000LL, now + 1, &r, &n),
+	    0);
+	assert_int_equal(n, 2);
+	assert_int_equal(r[0].at, h0);
+	assert_int_equal(r[0].samples, 2);
+	assert_int_equal(r[0].received, 14);
+	assert_int_equal(r[0].relayed, 12);
+	assert_int_equal(r[0].connections, 4);
+	assert_int_equal(r[0].current_sum, 8);
+	assert_int_equal(r[0].current_max, 6);
+	assert_int_equal(r[0].load_sum, 200);
+	assert_int_equal(r[0].load_max, 150);
+	assert_int_equal(r[0].memory_max, 3000);
+	assert_int_equal(r[0].backlog_max, 5);
+	assert_int_equal(r[1].at, h0 + 3600000);
+	assert_int_equal(r[1].samples, 1);
+	assert_int_equal(r[1].received, 7);
+	assert_int_equal(r[1].load_max, 400);
+	free(r);
+
+	/* all gateways: sums add, maxima the highest of any */
+	assert_int_equal(
+	    store_capacity_read(fx->st, NULL, STORE_REPORT_HOUR, h0, h0 + 3600000, &r, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].samples, 3);
+	assert_int_equal(r[0].received, 114);
+	assert_int_equal(r[0].relayed, 102);
+	assert_int_equal(r[0].current_max, 6);
+	assert_int_equal(r[0].memory_max, 9000);
+	assert_int_equal(r[0].backlog_max, 50);
+	assert_int_equal(r[0].load_max, 150);
+	free(r);
+
+	/* by the day: the hours folded (both hours may straddle midnight) */
+	int64_t d0 = store_report_bucket(STORE_REPORT_DAY, h0);
+	assert_int_equal(
+	    store_capacity_read(fx->st, "gw-a", STORE_REPORT_DAY, d0 - 86400000LL, now + 1, &r, &n),
+	    0);
+	int64_t samples = 0, received = 0, load_max = 0;
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(r[i].at, store_report_bucket(STORE_REPORT_DAY, r[i].at));
+		samples += r[i].samples;
+		received += r[i].received;
+		load_max = r[i].load_max > load_max ? r[i].load_max : load_max;
+	}
+	assert_int_equal(samples, 3);
+	assert_int_equal(received, 21);
+	assert_int_equal(load_max, 400);
+	assert_true(n == 1 ||
+		    (n == 2 && r[1].at == store_report_bucket(STORE_REPORT_DAY, h0 + 3600000)));
+	free(r);
+
+	/* bad reads */
+	assert_int_equal(store_capacity_read(fx->st, "bad name", 0, 0, 1, &r, &n), -EINVAL);
+	assert_int_equal(store_capacity_read(fx->st, NULL, 3, 0, 1, &r, &n), -EINVAL);
+	assert_int_equal(store_capacity_read(fx->st, NULL, 0, 5, 1, &r, &n), -EINVAL);
+
+	/* retention: the hours before h0 + 1h go, the later one stays */
+	uint64_t gone = 0;
+	assert_int_equal(store_capacity_purge(fx->st, h0 + 3600000, 1000, &gone), 0);
+	assert_int_equal(gone, 2); /* gw-a's and gw-b's first hour */
+	assert_int_equal(store_capacity_read(fx->st, NULL, STORE_REPORT_HOUR, 0, now + 1, &r, &n),
+			 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(r[0].at, h0 + 3600000);
+	assert_int_equal(r[0].received, 7);
+	free(r);
+	assert_int_equal(store_capacity_purge(fx->st, h0, 0, &gone), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_counting, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_totals, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_reads, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_capacity, setup, test_store_teardown),
 	};
 	return cmocka_run_group_tests_name(test_pg_dsn() != NULL ? "store_report_postgresql"
 								 : "store_report_sqlite",

@@ -11,7 +11,7 @@ import { navigate } from './session.js';
 
 export const REPORTS = ['overview', 'incoming_domains', 'incoming_ips', 'sender_groups',
   'outgoing_destinations', 'outgoing_senders', 'internal_users', 'content_filters',
-  'virus_types', 'outbreak', 'tls', 'rate_limits'];
+  'virus_types', 'outbreak', 'tls', 'rate_limits', 'system_capacity'];
 const PERIODS = ['hour', 'day', 'week', '30d', '90d', 'prev_day', 'prev_month', 'year', 'custom'];
 // Reports that count sessions or refusals (count), not messages (incoming, ...).
 const COUNTED = ['sender_groups', 'tls', 'rate_limits'];
@@ -19,6 +19,14 @@ const MESSAGE_COLUMNS = ['incoming', 'clean', 'spam', 'suspect', 'virus', 'conte
 const TOTALS = ['incoming', 'clean', 'spam', 'suspect', 'virus', 'content_filter', 'rejected_connections'];
 const SERIES = ['incoming', 'clean', 'spam', 'virus'];
 const SERIES_COLORS = { incoming: '#1f5f8b', clean: '#1a7f37', spam: '#b42318', virus: '#8250df' };
+// system_capacity: its columns (GET /api/v1/reports/system_capacity), the tiles of
+// its totals, and the lines of its chart.
+const CAPACITY_COLUMNS = ['samples', 'messages_in', 'messages_out', 'connections', 'connections_avg',
+  'connections_peak', 'load_avg', 'load_max', 'memory_max', 'backlog_max'];
+const CAPACITY_TOTALS = ['messages_in', 'messages_out', 'connections', 'connections_peak',
+  'load_avg', 'load_max', 'memory_max', 'backlog_max'];
+const CAPACITY_SERIES = ['messages_in', 'messages_out'];
+const CAPACITY_COLORS = { messages_in: '#1f5f8b', messages_out: '#1a7f37' };
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -53,10 +61,10 @@ function bucketLabel(iso, gran) {
 }
 
 // A line per counter over the buckets, with its axis, legend and <title>.
-function seriesChart(doc) {
+function seriesChart(doc, keys = SERIES, colors = SERIES_COLORS) {
   const W = 1100, H = 300, L = 56, R = 16, T = 16, B = 56;
   const series = doc.series || [];
-  const max = Math.max(1, ...series.map((b) => Math.max(...SERIES.map((k) => b[k] || 0))));
+  const max = Math.max(1, ...series.map((b) => Math.max(...keys.map((k) => b[k] || 0))));
   const top = niceMax(max);
   const n = series.length;
   const x = (i) => L + (n <= 1 ? (W - L - R) / 2 : (i * (W - L - R)) / (n - 1));
@@ -69,16 +77,16 @@ function seriesChart(doc) {
   const ticks = n ? [...new Set([0, Math.floor((n - 1) / 2), n - 1])].map((i) =>
     s('text', { x: x(i), y: H - B + 20, 'text-anchor': i === 0 ? 'start' : i === n - 1 ? 'end' : 'middle', class: 'chart-axis' },
       bucketLabel(series[i].at, doc.granularity))) : [];
-  const lines = SERIES.slice().reverse().map((k) => s('g', { 'data-series': k },
+  const lines = keys.slice().reverse().map((k) => s('g', { 'data-series': k },
     s('polyline', {
       points: series.map((b, i) => x(i).toFixed(1) + ',' + y(b[k] || 0).toFixed(1)).join(' '),
-      fill: 'none', stroke: SERIES_COLORS[k], 'stroke-width': 2,
+      fill: 'none', stroke: colors[k], 'stroke-width': 2,
       'stroke-dasharray': k === 'incoming' ? '6 4' : null,
     }),
-    series.map((b, i) => (b[k] ? s('circle', { cx: x(i), cy: y(b[k]), r: 3, fill: SERIES_COLORS[k] },
+    series.map((b, i) => (b[k] ? s('circle', { cx: x(i), cy: y(b[k]), r: 3, fill: colors[k] },
       s('title', t('rep.point', { at: bucketLabel(b.at, doc.granularity), what: t('rep.c.' + k), n: num(b[k]) }))) : null))));
-  const legend = SERIES.map((k, i) => s('g', { transform: `translate(${L + i * 150},${H - 10})` },
-    s('line', { x1: 0, x2: 22, y1: -4, y2: -4, stroke: SERIES_COLORS[k], 'stroke-width': 3, 'stroke-dasharray': k === 'incoming' ? '6 4' : null }),
+  const legend = keys.map((k, i) => s('g', { transform: `translate(${L + i * 150},${H - 10})` },
+    s('line', { x1: 0, x2: 22, y1: -4, y2: -4, stroke: colors[k], 'stroke-width': 3, 'stroke-dasharray': k === 'incoming' ? '6 4' : null }),
     s('text', { x: 28, class: 'chart-legend' }, t('rep.c.' + k))));
   return s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': title, 'data-test': 'series-chart' },
     s('title', title), grid, ticks, lines, legend);
@@ -130,6 +138,27 @@ function seriesTable(doc) {
     h('tbody', (doc.series || []).map((b) => h('tr', { 'data-at': b.at },
       h('th', { scope: 'row' }, bucketLabel(b.at, doc.granularity)),
       SERIES.map((k) => h('td.num', { 'data-col': k }, num(b[k]))))))));
+}
+
+// A system_capacity value: counts as numbers, loads and averages with two
+// decimals, memory in bytes as a size; null (no sample) as a dash.
+function capValue(k, v) {
+  if (v === null || v === undefined) return '—';
+  if (k === 'load_avg' || k === 'load_max' || k === 'connections_avg') {
+    return new Intl.NumberFormat(language() === 'ja' ? 'ja-JP' : 'en-GB',
+      { minimumFractionDigits: 2, maximumFractionDigits: 2 }).format(v);
+  }
+  if (k === 'memory_max') return formatNumber(Math.round(v / 1048576)) + ' MiB';
+  return num(v);
+}
+
+function capacityTable(doc) {
+  return h('div.table-wrap', h('table.plain-table', { 'data-test': 'series-rows', 'aria-label': t('rep.series') },
+    h('thead', h('tr', h('th', { scope: 'col' }, t('rep.bucket')),
+      CAPACITY_COLUMNS.map((k) => h('th.num', { scope: 'col' }, t('rep.c.' + k))))),
+    h('tbody', (doc.series || []).map((b) => h('tr', { 'data-at': b.at },
+      h('th', { scope: 'row' }, bucketLabel(b.at, doc.granularity)),
+      CAPACITY_COLUMNS.map((k) => h('td.num', { 'data-col': k }, capValue(k, b[k]))))))));
 }
 
 // The query of the page's pickers, as in the address bar.
@@ -227,7 +256,7 @@ export function renderReports(main, report) {
   async function load() {
     const mine = ++seq;
     content.setAttribute('aria-busy', 'true');
-    const extra = report === 'overview' ? {} : { limit: 20 };
+    const extra = report === 'overview' || report === 'system_capacity' ? {} : { limit: 20 };
     csv.href = '/api/v1/reports/' + report + apiQuery(st, { ...extra, format: 'csv' });
     csv.setAttribute('download', report + '-' + st.period + (st.gateway ? '-' + st.gateway : '') + '.csv');
     // the server names the PDF (Content-Disposition)
@@ -242,7 +271,15 @@ export function renderReports(main, report) {
         since: formatDate(doc.since), until: formatDate(doc.until),
         gateway: doc.gateway === null ? t('rep.all_gateways') : doc.gateway,
       }));
-      if (report === 'overview') {
+      if (report === 'system_capacity') {
+        content.append(range,
+          h('ul.report-tiles', { 'data-test': 'totals' }, CAPACITY_TOTALS.map((k) => h('li.report-tile', { 'data-total': k },
+            h('span.report-tile-label', t('rep.c.' + k)),
+            h('span.report-tile-value', capValue(k, doc.totals[k]))))),
+          h('h3.section-title', t('rep.series')),
+          h('figure.chart-wrap', seriesChart(doc, CAPACITY_SERIES, CAPACITY_COLORS)),
+          capacityTable(doc));
+      } else if (report === 'overview') {
         content.append(range,
           h('ul.report-tiles', { 'data-test': 'totals' }, TOTALS.map((k) => h('li.report-tile', { 'data-total': k },
             h('span.report-tile-label', t('rep.c.' + k)),
