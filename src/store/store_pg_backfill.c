@@ -15,6 +15,25 @@
 
 #include "common/xalloc.h"
 
+#define STORE_PG_BACKFILL_SUMS                                                                     \
+	" UPDATE SET incoming = t.incoming + excluded.incoming,"                                   \
+	" clean = t.clean + excluded.clean, spam = t.spam + excluded.spam,"                        \
+	" suspect = t.suspect + excluded.suspect, virus = t.virus + excluded.virus,"               \
+	" content_filter = t.content_filter + excluded.content_filter,"                            \
+	" count = t.count + excluded.count"
+
+static const char store_pg_backfill_add_sql[] =
+    "INSERT INTO report_rollups AS t (report, gran, bucket, gateway, key, incoming, clean,"
+    " spam, suspect, virus, content_filter, count) VALUES ($1, $2::smallint, $3::bigint, $4,"
+    " $5, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::bigint, $11::bigint,"
+    " $12::bigint) ON CONFLICT (report, gran, bucket, gateway, key) DO" STORE_PG_BACKFILL_SUMS;
+/* the same parameters; $4, the gateway, only where the SELECT needs a condition */
+static const char store_pg_backfill_totals_sql[] =
+    "INSERT INTO report_totals AS t (report, gran, bucket, key, incoming, clean, spam,"
+    " suspect, virus, content_filter, count) SELECT $1, $2::smallint, $3::bigint, $5,"
+    " $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::bigint, $11::bigint, $12::bigint"
+    " WHERE $4::text IS NOT NULL ON CONFLICT (report, gran, bucket, key) DO" STORE_PG_BACKFILL_SUMS;
+
 struct store_pg_backfill {
 	const char *gateway;
 	const struct store_rollup_in *v;
@@ -71,6 +90,8 @@ static int store_pg_backfill_tx(struct store_pg *st, PGconn *c, void *arg)
 			return rc;
 		if (rows == 0)
 			continue; /* taken before: a replay */
+		/* the gateway's row, and the all-gateway row the reports over every
+		 * gateway read (report_totals, which leaves $4 out) */
 		store_pg_text(&p, store_report_names[r->report]);
 		store_pg_int(&p, r->gran);
 		store_pg_int(&p, r->bucket);
@@ -78,42 +99,11 @@ static int store_pg_backfill_tx(struct store_pg *st, PGconn *c, void *arg)
 		store_pg_text(&p, r->key);
 		for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
 			store_pg_int(&p, r->c[k]);
-		rc = store_pg_do(
-		    c, "backfill_add",
-		    "INSERT INTO report_rollups AS t (report, gran, bucket, gateway, key, incoming,"
-		    " clean, spam, suspect, virus, content_filter, count) VALUES ($1, $2::smallint,"
-		    " $3::bigint, $4, $5, $6::bigint, $7::bigint, $8::bigint, $9::bigint, "
-		    "$10::bigint,"
-		    " $11::bigint, $12::bigint) ON CONFLICT (report, gran, bucket, gateway, key) DO"
-		    " UPDATE SET incoming = t.incoming + excluded.incoming,"
-		    " clean = t.clean + excluded.clean, spam = t.spam + excluded.spam,"
-		    " suspect = t.suspect + excluded.suspect, virus = t.virus + excluded.virus,"
-		    " content_filter = t.content_filter + excluded.content_filter,"
-		    " count = t.count + excluded.count",
-		    &p, NULL);
-		store_pg_params_clear(&p);
-		if (rc < 0)
-			return rc;
-		/* and the all-gateway row the reports over every gateway read */
-		store_pg_text(&p, store_report_names[r->report]);
-		store_pg_int(&p, r->gran);
-		store_pg_int(&p, r->bucket);
-		store_pg_text(&p, r->key);
-		for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
-			store_pg_int(&p, r->c[k]);
-		rc = store_pg_do(
-		    c, "backfill_totals",
-		    "INSERT INTO report_totals AS t (report, gran, bucket, key, incoming, clean, "
-		    "spam,"
-		    " suspect, virus, content_filter, count) VALUES ($1, $2::smallint, $3::bigint,"
-		    " $4, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::bigint, $10::bigint,"
-		    " $11::bigint) ON CONFLICT (report, gran, bucket, key) DO"
-		    " UPDATE SET incoming = t.incoming + excluded.incoming,"
-		    " clean = t.clean + excluded.clean, spam = t.spam + excluded.spam,"
-		    " suspect = t.suspect + excluded.suspect, virus = t.virus + excluded.virus,"
-		    " content_filter = t.content_filter + excluded.content_filter,"
-		    " count = t.count + excluded.count",
-		    &p, NULL);
+		for (int t = 0; t < 2 && rc >= 0; t++)
+			rc = store_pg_do(c, t == 0 ? "backfill_add" : "backfill_totals",
+					 t == 0 ? store_pg_backfill_add_sql
+						: store_pg_backfill_totals_sql,
+					 &p, NULL);
 		store_pg_params_clear(&p);
 		if (rc < 0)
 			return rc;
