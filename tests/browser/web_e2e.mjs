@@ -622,7 +622,11 @@ async function gatewayMapping() {
     await page.fill('[data-test=mapping-local] >> nth=2', 'Bad');
     await page.fill('[data-test=mapping-central] >> nth=2', 'spam');
     await page.click('[data-test=mapping-save]');
-    await page.waitForSelector('#status.status-error:not([hidden])');
+    // the 409 above may still be shown: wait for the error of this save
+    await page.waitForFunction((prev) => {
+      const s = document.querySelector('#status');
+      return s && !s.hidden && s.classList.contains('status-error') && s.textContent !== prev;
+    }, busy);
     const bad = await status();
     check('a bad central name refused with the server message', bad.includes('"Bad": the central quarantine cannot be spam'), bad);
     await page.fill('[data-test=mapping-local] >> nth=2', 'VIRUS');
