@@ -519,6 +519,7 @@ static void api_reports_capacity(struct api_reports_read *r, struct api_read_rep
 	if (p->pdf) {
 		api_reports_cap_pdf(p, dense, ndense, &tot, out);
 		free(dense);
+		json_decref(list);
 		json_decref(body);
 		return;
 	}
