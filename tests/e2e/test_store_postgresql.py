@@ -169,9 +169,11 @@ def test_lost_database_sessions_give_451_then_recover(start_manager, database):
     wait_for(lambda: sorted(x["id"] for x in m.list_all()) == sorted(ids), 20,
              "every stored message listed")
     # the writer holds the owner lock (shared) and its node name's lock again: a
-    # second manager with the same node name is still refused
+    # second manager with the same node name is still refused (a cluster-wide job's
+    # lock, class 0x6c7a6a62, may be held by a periodic job meanwhile: not counted)
     assert psql(database, "SELECT string_agg(mode || '/' || objsubid, ',' ORDER BY objsubid)"
-                          " FROM pg_locks WHERE locktype = 'advisory' AND granted") == \
+                          " FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                          " AND NOT (objsubid = 2 AND classid::bigint = 1819961954)") == \
         "ShareLock/1,ExclusiveLock/2"
 
 
