@@ -299,6 +299,22 @@ static void pdf_table_header(struct pdf *f, const char *first)
 	f->y += ROW_H;
 }
 
+/* A table row's background (the total's colour, or every other row's stripe), and
+ * the pen for its text. */
+static void pdf_row_start(struct pdf *f, bool total, size_t stripe)
+{
+	if (total || stripe % 2 == 1) {
+		if (total)
+			pdf_rgb(f, 0.88, 0.93, 0.98);
+		else
+			pdf_rgb(f, 0.97, 0.97, 0.98);
+		cairo_rectangle(f->cr, MARGIN, f->y, PAGE_W - 2 * MARGIN, ROW_H);
+		cairo_fill(f->cr);
+	}
+	pdf_rgb(f, 0, 0, 0);
+	pdf_font(f, TABLE_FONT);
+}
+
 /* A row of a table whose header is first; a new page repeats the header. */
 static void pdf_table_row(struct pdf *f, const char *first, const char *key, const int64_t *c,
 			  bool total, size_t stripe)
@@ -306,17 +322,7 @@ static void pdf_table_row(struct pdf *f, const char *first, const char *key, con
 	if (pdf_room(f, ROW_H))
 		pdf_table_header(f, first);
 	if (f->cr != NULL) {
-		cairo_t *cr = f->cr;
-		if (total || stripe % 2 == 1) {
-			if (total)
-				pdf_rgb(f, 0.88, 0.93, 0.98);
-			else
-				pdf_rgb(f, 0.97, 0.97, 0.98);
-			cairo_rectangle(cr, MARGIN, f->y, PAGE_W - 2 * MARGIN, ROW_H);
-			cairo_fill(cr);
-		}
-		pdf_rgb(f, 0, 0, 0);
-		pdf_font(f, TABLE_FONT);
+		pdf_row_start(f, total, stripe);
 		pdf_text(f, MARGIN + 3, f->y + ROW_H - 3.5, 0, KEY_COL_W - 6, key);
 		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++) {
 			char num[24];
@@ -362,17 +368,7 @@ static void pdf_cells_row(struct pdf *f, const char *first, const char *key, con
 	if (pdf_room(f, ROW_H))
 		pdf_cells_header(f, first);
 	if (f->cr != NULL) {
-		cairo_t *cr = f->cr;
-		if (total || stripe % 2 == 1) {
-			if (total)
-				pdf_rgb(f, 0.88, 0.93, 0.98);
-			else
-				pdf_rgb(f, 0.97, 0.97, 0.98);
-			cairo_rectangle(cr, MARGIN, f->y, PAGE_W - 2 * MARGIN, ROW_H);
-			cairo_fill(cr);
-		}
-		pdf_rgb(f, 0, 0, 0);
-		pdf_font(f, TABLE_FONT);
+		pdf_row_start(f, total, stripe);
 		pdf_text(f, MARGIN + 3, f->y + ROW_H - 3.5, 0, CELL_KEY_W - 6, key);
 		for (size_t j = 0; j < f->d->ncols; j++)
 			pdf_text(f, MARGIN + CELL_KEY_W + (double)(j + 1) * pdf_cell_w(f) - 3,
