@@ -39,6 +39,21 @@ void delivery_outcome_clear(struct delivery_outcome *o)
 	memset(o, 0, sizeof(*o));
 }
 
+void delivery_settle(const struct smtp_client_result *res, size_t n, size_t deferred,
+		     struct delivery_outcome *out)
+{
+	if (deferred > 0 || res->nrcpts != n)
+		out->status = DELIVERY_DEFERRED;
+	else if (out->refused == n)
+		out->status = DELIVERY_REFUSED;
+	else if (out->refused > 0)
+		out->status = DELIVERY_PARTLY_REFUSED;
+	else
+		out->status = DELIVERY_OK;
+	if (out->status == DELIVERY_DEFERRED && out->reply == NULL)
+		out->reply = xstrdup(res->error != NULL ? res->error : "no answer");
+}
+
 int delivery_send(const char *hostport, const struct delivery_options *opt, const char *sender,
 		  const char *const *rcpts, size_t n, const char *header, const unsigned char *body,
 		  size_t len, struct delivery_outcome *out)
@@ -90,16 +105,7 @@ int delivery_send(const char *hostport, const struct delivery_options *opt, cons
 			break;
 		}
 	}
-	if (deferred > 0 || res.nrcpts != n)
-		out->status = DELIVERY_DEFERRED;
-	else if (out->refused == n)
-		out->status = DELIVERY_REFUSED;
-	else if (out->refused > 0)
-		out->status = DELIVERY_PARTLY_REFUSED;
-	else
-		out->status = DELIVERY_OK;
-	if (out->status == DELIVERY_DEFERRED && out->reply == NULL)
-		out->reply = xstrdup(res.error != NULL ? res.error : "no answer");
+	delivery_settle(&res, n, deferred, out);
 	(void)delivered;
 	smtp_client_result_free(&res);
 	return rc < 0 ? rc : 0;

@@ -47,4 +47,12 @@ int delivery_send(const char *hostport, const struct delivery_options *opt, cons
 		  size_t len, struct delivery_outcome *out);
 void delivery_outcome_clear(struct delivery_outcome *o);
 
+struct smtp_client_result;
+/*
+ * Sets out->status from a transaction's n recipients, deferred of them deferred
+ * and out->refused refused (and, when deferred, a reply if none was kept).
+ */
+void delivery_settle(const struct smtp_client_result *res, size_t n, size_t deferred,
+		     struct delivery_outcome *out);
+
 #endif

@@ -576,16 +576,7 @@ static void gw_send(struct gw_migrate *m, size_t k, const char *sender, const ch
 			out->reply = xstrdup(text);
 		}
 	}
-	if (deferred > 0 || res.nrcpts != n)
-		out->status = DELIVERY_DEFERRED;
-	else if (out->refused == n)
-		out->status = DELIVERY_REFUSED;
-	else if (out->refused > 0)
-		out->status = DELIVERY_PARTLY_REFUSED;
-	else
-		out->status = DELIVERY_OK;
-	if (out->status == DELIVERY_DEFERRED && out->reply == NULL)
-		out->reply = xstrdup(res.error != NULL ? res.error : "no answer");
+	delivery_settle(&res, n, deferred, out);
 	smtp_client_result_free(&res);
 }
 
