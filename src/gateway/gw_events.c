@@ -35,6 +35,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -93,47 +94,54 @@ bool gw_events_rejected_connections(const struct gw_events *ev)
 	return ev != NULL && ev->rejected_connections;
 }
 
-/* A JSON string of s (NULL: null), invalid UTF-8 replaced, cut to max bytes at a
- * character boundary. */
-static json_t *gw_events_text(const char *s)
+/*
+ * An event's detail is written as JSON text straight into a buffer (no jansson
+ * values: this runs for every step of every message). Keys are literals; a
+ * comma goes before a member unless it opens its object or array.
+ */
+static void gw_events_key(struct strbuf *d, const char *key)
 {
-	json_t *j = http_json_string_or_null(s);
-	if (!json_is_string(j) || json_string_length(j) <= GW_EVENTS_TEXT_MAX)
-		return j;
-	const char *t = json_string_value(j);
-	size_t cut = GW_EVENTS_TEXT_MAX;
-	while (cut > 0 && ((unsigned char)t[cut] & 0xc0) == 0x80)
-		cut--;
-	json_t *c = json_stringn(t, cut);
-	json_decref(j);
-	return c != NULL ? c : json_string("");
-}
-
-static void gw_events_set(json_t *o, const char *key, json_t *v)
-{
-	if (v == NULL || json_object_set_new(o, key, v) != 0)
-		panic("gw_events: cannot build \"%s\"", key);
-}
-
-/* Appends an event (detail taken). */
-static void gw_events_emit(struct gw_events *ev, const char *type, const char *msg_id,
-			   json_t *detail)
-{
-	char *text = json_dumps(detail, JSON_COMPACT);
-	if (text != NULL && strlen(text) > GW_EVENTS_DETAIL_MAX) {
-		/* escaped names can outgrow the lists' bound: the manager must take it */
-		static const char *const lists[] = {"recipients", "attachments", "rcpts"};
-		for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++)
-			json_object_del(detail, lists[i]);
-		gw_events_set(detail, "truncated", json_true());
-		free(text);
-		text = json_dumps(detail, JSON_COMPACT);
+	if (d->len == 0) {
+		strbuf_addc(d, '{');
+	} else {
+		char last = d->p[d->len - 1];
+		if (last != '{' && last != '[')
+			strbuf_addc(d, ',');
 	}
-	json_decref(detail);
-	if (text == NULL)
-		panic("gw_events: cannot encode a \"%s\" event", type);
-	int64_t seq = event_spool_append(ev->sp, clock_now_ms(), type, msg_id, text);
-	free(text);
+	strbuf_addc(d, '"');
+	strbuf_puts(d, key);
+	strbuf_puts(d, "\":");
+}
+
+/* A string member (NULL: null), invalid UTF-8 replaced, cut to GW_EVENTS_TEXT_MAX
+ * bytes at a character boundary. */
+static void gw_events_text(struct strbuf *d, const char *key, const char *s)
+{
+	gw_events_key(d, key);
+	(void)http_json_put_string(d, s, GW_EVENTS_TEXT_MAX);
+}
+
+static void gw_events_int(struct strbuf *d, const char *key, long long v)
+{
+	gw_events_key(d, key);
+	strbuf_printf(d, "%lld", v);
+}
+
+static void gw_events_bool(struct strbuf *d, const char *key, bool v)
+{
+	gw_events_key(d, key);
+	strbuf_puts(d, v ? "true" : "false");
+}
+
+/* Appends an event: d is its detail (an open object, freed here). */
+static void gw_events_emit(struct gw_events *ev, const char *type, const char *msg_id,
+			   struct strbuf *d)
+{
+	if (d->len == 0)
+		strbuf_addc(d, '{');
+	strbuf_addc(d, '}');
+	int64_t seq = event_spool_append(ev->sp, clock_now_ms(), type, msg_id, strbuf_str(d));
+	strbuf_free(d);
 	if (seq > 0) {
 		if (seq > gw_events_thread_seq)
 			gw_events_thread_seq = seq;
@@ -162,15 +170,15 @@ void gw_events_connection(struct gw_events *ev, const char *session, const char 
 {
 	if (ev == NULL)
 		return;
-	json_t *d = json_object();
-	gw_events_set(d, "session", gw_events_text(session));
-	gw_events_set(d, "client_ip", gw_events_text(client));
-	gw_events_set(d, "helo", gw_events_text(helo));
-	gw_events_set(d, "tls_version", gw_events_text(tls_version));
-	gw_events_set(d, "tls_cipher", gw_events_text(tls_cipher));
-	gw_events_set(d, "hat_policy", gw_events_text(policy));
-	gw_events_set(d, "hat_decision", gw_events_text(decision));
-	gw_events_emit(ev, "connection", NULL, d);
+	struct strbuf d = STRBUF_INIT;
+	gw_events_text(&d, "session", session);
+	gw_events_text(&d, "client_ip", client);
+	gw_events_text(&d, "helo", helo);
+	gw_events_text(&d, "tls_version", tls_version);
+	gw_events_text(&d, "tls_cipher", tls_cipher);
+	gw_events_text(&d, "hat_policy", policy);
+	gw_events_text(&d, "hat_decision", decision);
+	gw_events_emit(ev, "connection", NULL, &d);
 }
 
 void gw_events_refused(struct gw_events *ev, const char *session, const char *client,
@@ -178,17 +186,17 @@ void gw_events_refused(struct gw_events *ev, const char *session, const char *cl
 {
 	if (ev == NULL)
 		return;
-	json_t *d = json_object();
-	gw_events_set(d, "session", gw_events_text(session));
-	gw_events_set(d, "client_ip", gw_events_text(client));
-	gw_events_set(d, "helo", json_null());
-	gw_events_set(d, "tls_version", json_null());
-	gw_events_set(d, "tls_cipher", json_null());
-	gw_events_set(d, "hat_policy", gw_events_text(policy));
-	gw_events_set(d, "hat_decision", json_string("reject"));
-	gw_events_set(d, "reason", gw_events_text(reason));
-	gw_events_set(d, "reply", gw_events_text(reply));
-	gw_events_emit(ev, "connection", NULL, d);
+	struct strbuf d = STRBUF_INIT;
+	gw_events_text(&d, "session", session);
+	gw_events_text(&d, "client_ip", client);
+	gw_events_text(&d, "helo", NULL);
+	gw_events_text(&d, "tls_version", NULL);
+	gw_events_text(&d, "tls_cipher", NULL);
+	gw_events_text(&d, "hat_policy", policy);
+	gw_events_text(&d, "hat_decision", "reject");
+	gw_events_text(&d, "reason", reason);
+	gw_events_text(&d, "reply", reply);
+	gw_events_emit(ev, "connection", NULL, &d);
 }
 
 void gw_events_rate_limit(struct gw_events *ev, const char *session, const char *client,
@@ -196,12 +204,12 @@ void gw_events_rate_limit(struct gw_events *ev, const char *session, const char 
 {
 	if (ev == NULL)
 		return;
-	json_t *d = json_object();
-	gw_events_set(d, "session", gw_events_text(session));
-	gw_events_set(d, "client_ip", gw_events_text(client));
-	gw_events_set(d, "hat_policy", gw_events_text(policy));
-	gw_events_set(d, "limit", json_integer(limit));
-	gw_events_emit(ev, "rate_limit", NULL, d);
+	struct strbuf d = STRBUF_INIT;
+	gw_events_text(&d, "session", session);
+	gw_events_text(&d, "client_ip", client);
+	gw_events_text(&d, "hat_policy", policy);
+	gw_events_int(&d, "limit", limit);
+	gw_events_emit(ev, "rate_limit", NULL, &d);
 }
 
 void gw_events_rcpt(struct gw_events *ev, const char *session, const char *client, const char *rcpt,
@@ -209,34 +217,43 @@ void gw_events_rcpt(struct gw_events *ev, const char *session, const char *clien
 {
 	if (ev == NULL)
 		return;
-	json_t *d = json_object();
-	gw_events_set(d, "session", gw_events_text(session));
-	gw_events_set(d, "client_ip", gw_events_text(client));
-	gw_events_set(d, "rcpt", gw_events_text(rcpt));
+	struct strbuf d = STRBUF_INIT;
+	gw_events_text(&d, "session", session);
+	gw_events_text(&d, "client_ip", client);
+	gw_events_text(&d, "rcpt", rcpt);
 	if (reply != NULL)
-		gw_events_set(d, "reply", gw_events_text(reply));
-	gw_events_emit(ev, accepted ? "rcpt_accepted" : "rcpt_refused", NULL, d);
+		gw_events_text(&d, "reply", reply);
+	gw_events_emit(ev, accepted ? "rcpt_accepted" : "rcpt_refused", NULL, &d);
 }
 
-/* A list of at most GW_EVENTS_LIST_MAX names and GW_EVENTS_LIST_BYTES bytes into
- * d[key]; when cut, d[key_total] says how many there were. */
-static void gw_events_list(json_t *d, const char *key, const char *key_total, const char *const *v,
-			   size_t n)
+/*
+ * A list of names v[0..n) into d[key], or, when lists is false (the detail would
+ * be over the manager's limit with them), only d[key_total]. With lists, at
+ * most GW_EVENTS_LIST_MAX names and GW_EVENTS_LIST_BYTES bytes of them; when
+ * cut, d[key_total] says how many there were.
+ */
+static void gw_events_list(struct strbuf *d, bool lists, const char *key, const char *key_total,
+			   const char *const *v, size_t n)
 {
-	json_t *a = json_array();
-	size_t bytes = 0, k = 0;
-	for (; k < n && k < GW_EVENTS_LIST_MAX; k++) {
-		json_t *s = gw_events_text(v[k]);
-		bytes += json_string_length(s) + 3;
-		if (bytes > GW_EVENTS_LIST_BYTES) {
-			json_decref(s);
-			break;
+	size_t k = 0;
+	if (lists) {
+		gw_events_key(d, key);
+		strbuf_addc(d, '[');
+		size_t bytes = 0;
+		for (; k < n && k < GW_EVENTS_LIST_MAX; k++) {
+			size_t mark = d->len;
+			if (k > 0)
+				strbuf_addc(d, ',');
+			bytes += http_json_put_string(d, v[k], GW_EVENTS_TEXT_MAX) + 3;
+			if (bytes > GW_EVENTS_LIST_BYTES) {
+				strbuf_truncate(d, mark);
+				break;
+			}
 		}
-		json_array_append_new(a, s);
+		strbuf_addc(d, ']');
 	}
-	gw_events_set(d, key, a);
 	if (k < n)
-		gw_events_set(d, key_total, json_integer((json_int_t)n));
+		gw_events_int(d, key_total, (long long)n);
 }
 
 /*
@@ -244,22 +261,37 @@ static void gw_events_list(json_t *d, const char *key, const char *key_total, co
  * detail (docs/GATEWAY.md "Events"): From, To, Cc, Subject, Date (RFC 3339, null
  * when absent or unreadable) and Message-ID (without <>).
  */
-static json_t *gw_events_headers(const struct msgmeta *meta)
+static void gw_events_headers(struct strbuf *d, const struct msgmeta *meta)
 {
-	json_t *h = json_object();
-	gw_events_set(h, "from", gw_events_text(meta->from));
-	gw_events_set(h, "to", gw_events_text(meta->to));
-	gw_events_set(h, "cc", gw_events_text(meta->cc));
-	gw_events_set(h, "subject", gw_events_text(meta->subject));
+	gw_events_key(d, "headers");
+	strbuf_addc(d, '{');
+	gw_events_text(d, "from", meta->from);
+	gw_events_text(d, "to", meta->to);
+	gw_events_text(d, "cc", meta->cc);
+	gw_events_text(d, "subject", meta->subject);
 	if (meta->date_ms > 0) {
 		char buf[CLOCK_RFC3339_LEN];
 		clock_format_rfc3339(meta->date_ms, buf);
-		gw_events_set(h, "date", json_string(buf));
+		gw_events_text(d, "date", buf);
 	} else {
-		gw_events_set(h, "date", json_null());
+		gw_events_text(d, "date", NULL);
 	}
-	gw_events_set(h, "message_id", gw_events_text(meta->message_id));
-	return h;
+	gw_events_text(d, "message_id", meta->message_id);
+	strbuf_addc(d, '}');
+}
+
+/* Ends a detail written with lists: true when it is within the manager's limit;
+ * else d is emptied for a second writing without them. */
+static bool gw_events_fits(struct strbuf *d, bool lists)
+{
+	if (!lists) {
+		gw_events_bool(d, "truncated", true);
+		return true;
+	}
+	if (d->len < GW_EVENTS_DETAIL_MAX)
+		return true;
+	strbuf_truncate(d, 0);
+	return false;
 }
 
 void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
@@ -268,18 +300,6 @@ void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 	if (ev == NULL)
 		return;
 	const struct smtp_envelope *env = &job->msg->env;
-	json_t *d = json_object();
-	gw_events_set(d, "session", gw_events_text(job->session_id));
-	gw_events_set(d, "client_ip", gw_events_text(job->client_ip));
-	gw_events_set(d, "helo", gw_events_text(env->helo));
-	gw_events_set(d, "tls", json_boolean(env->tls));
-	gw_events_set(d, "sender", gw_events_text(env->sender != NULL ? env->sender : ""));
-	gw_events_list(d, "recipients", "recipients_total", (const char *const *)env->rcpts,
-		       env->nrcpts);
-	gw_events_set(d, "size", json_integer((json_int_t)job->msg->len));
-	gw_events_set(d, "subject", gw_events_text(meta != NULL ? meta->subject : NULL));
-	gw_events_set(d, "message_id", gw_events_text(meta != NULL ? meta->message_id : NULL));
-	gw_events_set(d, "from", gw_events_text(meta != NULL ? meta->from_addr : NULL));
 	size_t na = meta != NULL ? meta->nattachments : 0;
 	const char **names = xcalloc(na + 1, sizeof(*names));
 	size_t k = 0;
@@ -287,11 +307,27 @@ void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 		if (meta->attachments[i].filename != NULL)
 			names[k++] = meta->attachments[i].filename;
 	}
-	gw_events_list(d, "attachments", "attachments_total", names, k);
+	struct strbuf d = STRBUF_INIT;
+	for (bool lists = true;; lists = false) {
+		gw_events_text(&d, "session", job->session_id);
+		gw_events_text(&d, "client_ip", job->client_ip);
+		gw_events_text(&d, "helo", env->helo);
+		gw_events_bool(&d, "tls", env->tls);
+		gw_events_text(&d, "sender", env->sender != NULL ? env->sender : "");
+		gw_events_list(&d, lists, "recipients", "recipients_total",
+			       (const char *const *)env->rcpts, env->nrcpts);
+		gw_events_int(&d, "size", (long long)job->msg->len);
+		gw_events_text(&d, "subject", meta != NULL ? meta->subject : NULL);
+		gw_events_text(&d, "message_id", meta != NULL ? meta->message_id : NULL);
+		gw_events_text(&d, "from", meta != NULL ? meta->from_addr : NULL);
+		gw_events_list(&d, lists, "attachments", "attachments_total", names, k);
+		if (meta != NULL)
+			gw_events_headers(&d, meta);
+		if (gw_events_fits(&d, lists))
+			break;
+	}
 	free(names);
-	if (meta != NULL)
-		gw_events_set(d, "headers", gw_events_headers(meta));
-	gw_events_emit(ev, "received", job->id, d);
+	gw_events_emit(ev, "received", job->id, &d);
 	atomic_fetch_add(&ev->cap_received, 1);
 }
 
@@ -299,9 +335,9 @@ void gw_events_released(struct gw_events *ev, const char *id)
 {
 	if (ev == NULL)
 		return;
-	json_t *d = json_object();
-	gw_events_set(d, "scan", json_string("bypassed"));
-	gw_events_emit(ev, "released", id, d);
+	struct strbuf d = STRBUF_INIT;
+	gw_events_text(&d, "scan", "bypassed");
+	gw_events_emit(ev, "released", id, &d);
 }
 
 void gw_events_verdict(struct gw_events *ev, const char *id, const char *engine, bool scanned,
@@ -310,17 +346,18 @@ void gw_events_verdict(struct gw_events *ev, const char *id, const char *engine,
 	if (ev == NULL)
 		return;
 	if (scanned) {
-		json_t *d = json_object();
-		gw_events_set(d, "engine", gw_events_text(engine));
-		gw_events_set(d, "score", json_real(score));
-		gw_events_set(d, "level", json_string(verdict != NULL ? verdict : "clean"));
-		gw_events_set(d, "rules", gw_events_text(rules));
-		gw_events_emit(ev, "verdict", id, d);
+		struct strbuf d = STRBUF_INIT;
+		gw_events_text(&d, "engine", engine);
+		gw_events_key(&d, "score");
+		http_json_put_real(&d, score);
+		gw_events_text(&d, "level", verdict != NULL ? verdict : "clean");
+		gw_events_text(&d, "rules", rules);
+		gw_events_emit(ev, "verdict", id, &d);
 	}
 	if (virus != NULL) {
-		json_t *d = json_object();
-		gw_events_set(d, "name", gw_events_text(virus));
-		gw_events_emit(ev, "virus", id, d);
+		struct strbuf d = STRBUF_INIT;
+		gw_events_text(&d, "name", virus);
+		gw_events_emit(ev, "virus", id, &d);
 	}
 }
 
@@ -329,20 +366,21 @@ void gw_events_filter(struct gw_events *ev, const char *id, const char *filter, 
 {
 	if (ev == NULL)
 		return;
-	json_t *d = json_object();
-	gw_events_set(d, "filter", gw_events_text(filter));
-	gw_events_set(d, "action", gw_events_text(action));
-	gw_events_set(d, "arg", gw_events_text(arg));
-	gw_events_emit(ev, "filter", id, d);
+	struct strbuf d = STRBUF_INIT;
+	gw_events_text(&d, "filter", filter);
+	gw_events_text(&d, "action", action);
+	gw_events_text(&d, "arg", arg);
+	gw_events_emit(ev, "filter", id, &d);
 }
 
-/* The recipients rcpts[idx[0..n)] as a list into d[key]. */
-static void gw_events_rcpts(json_t *d, const char *const *rcpts, const size_t *idx, size_t n)
+/* The recipients rcpts[idx[0..n)] as a list into d (gw_events_list). */
+static void gw_events_rcpts(struct strbuf *d, bool lists, const char *const *rcpts,
+			    const size_t *idx, size_t n)
 {
 	const char **v = xcalloc(n + 1, sizeof(*v));
 	for (size_t i = 0; i < n; i++)
 		v[i] = rcpts[idx[i]];
-	gw_events_list(d, "rcpts", "rcpts_total", v, n);
+	gw_events_list(d, lists, "rcpts", "rcpts_total", v, n);
 	free(v);
 }
 
@@ -352,12 +390,16 @@ void gw_events_quarantine(struct gw_events *ev, const char *id, const char *quar
 {
 	if (ev == NULL)
 		return;
-	json_t *d = json_object();
-	gw_events_set(d, "quarantine", gw_events_text(quarantine));
-	gw_events_set(d, "where", json_string(where));
-	gw_events_set(d, "reason", gw_events_text(reason));
-	gw_events_rcpts(d, rcpts, idx, n);
-	gw_events_emit(ev, "quarantine", id, d);
+	struct strbuf d = STRBUF_INIT;
+	for (bool lists = true;; lists = false) {
+		gw_events_text(&d, "quarantine", quarantine);
+		gw_events_text(&d, "where", where);
+		gw_events_text(&d, "reason", reason);
+		gw_events_rcpts(&d, lists, rcpts, idx, n);
+		if (gw_events_fits(&d, lists))
+			break;
+	}
+	gw_events_emit(ev, "quarantine", id, &d);
 }
 
 void gw_events_delivery(struct gw_events *ev, const char *id, const char *route, const char *host,
@@ -367,24 +409,27 @@ void gw_events_delivery(struct gw_events *ev, const char *id, const char *route,
 	if (ev == NULL)
 		return;
 	bool ok = strcmp(status, "ok") == 0;
-	if (ok && strcmp(route, "external_spam") == 0) {
-		json_t *d = json_object();
-		gw_events_set(d, "quarantine", json_string("spam"));
-		gw_events_set(d, "where", json_string("external"));
-		gw_events_set(d, "host", gw_events_text(host));
-		gw_events_set(d, "reply", gw_events_text(reply));
-		gw_events_rcpts(d, rcpts, idx, n);
-		gw_events_emit(ev, "quarantine", id, d);
-		return;
+	bool spam = ok && strcmp(route, "external_spam") == 0;
+	struct strbuf d = STRBUF_INIT;
+	for (bool lists = true;; lists = false) {
+		if (spam) {
+			gw_events_text(&d, "quarantine", "spam");
+			gw_events_text(&d, "where", "external");
+			gw_events_text(&d, "host", host);
+			gw_events_text(&d, "reply", reply);
+			gw_events_rcpts(&d, lists, rcpts, idx, n);
+		} else {
+			gw_events_text(&d, "route", route);
+			gw_events_text(&d, "host", host);
+			gw_events_rcpts(&d, lists, rcpts, idx, n);
+			gw_events_text(&d, "status", ok ? "sent" : status);
+			gw_events_text(&d, "reply", reply);
+		}
+		if (gw_events_fits(&d, lists))
+			break;
 	}
-	json_t *d = json_object();
-	gw_events_set(d, "route", gw_events_text(route));
-	gw_events_set(d, "host", gw_events_text(host));
-	gw_events_rcpts(d, rcpts, idx, n);
-	gw_events_set(d, "status", json_string(ok ? "sent" : status));
-	gw_events_set(d, "reply", gw_events_text(reply));
-	gw_events_emit(ev, "delivery", id, d);
-	if (ok || strcmp(status, "partly_refused") == 0)
+	gw_events_emit(ev, spam ? "quarantine" : "delivery", id, &d);
+	if (!spam && (ok || strcmp(status, "partly_refused") == 0))
 		atomic_fetch_add(&ev->cap_relayed, 1);
 }
 
@@ -411,26 +456,26 @@ void gw_events_capacity(struct gw_events *ev, uint64_t opened, unsigned current)
 		load[0] = 0;
 	struct event_spool_stats st;
 	event_spool_stats(ev->sp, &st);
-	json_t *d = json_object();
-	gw_events_set(d, "received",
-		      json_integer((json_int_t)atomic_exchange(&ev->cap_received, 0)));
-	gw_events_set(d, "relayed", json_integer((json_int_t)atomic_exchange(&ev->cap_relayed, 0)));
-	gw_events_set(d, "connections", json_integer((json_int_t)opened));
-	gw_events_set(d, "current", json_integer((json_int_t)current));
-	gw_events_set(d, "backlog", json_integer((json_int_t)st.backlog));
-	gw_events_set(d, "load", json_real(load[0]));
-	gw_events_set(d, "memory", json_integer((json_int_t)gw_events_rss()));
-	gw_events_emit(ev, "capacity", NULL, d);
+	struct strbuf d = STRBUF_INIT;
+	gw_events_int(&d, "received", (long long)atomic_exchange(&ev->cap_received, 0));
+	gw_events_int(&d, "relayed", (long long)atomic_exchange(&ev->cap_relayed, 0));
+	gw_events_int(&d, "connections", (long long)opened);
+	gw_events_int(&d, "current", (long long)current);
+	gw_events_int(&d, "backlog", (long long)st.backlog);
+	gw_events_key(&d, "load");
+	http_json_put_real(&d, load[0]);
+	gw_events_int(&d, "memory", (long long)gw_events_rss());
+	gw_events_emit(ev, "capacity", NULL, &d);
 }
 
 void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const char *reply)
 {
 	if (ev == NULL)
 		return;
-	json_t *d = json_object();
-	gw_events_set(d, "rcpts", json_integer((json_int_t)rcpts));
-	gw_events_set(d, "reply", gw_events_text(reply));
-	gw_events_emit(ev, "bounce", id, d);
+	struct strbuf d = STRBUF_INIT;
+	gw_events_int(&d, "rcpts", (long long)rcpts);
+	gw_events_text(&d, "reply", reply);
+	gw_events_emit(ev, "bounce", id, &d);
 }
 
 void gw_events_settle(struct gw_events *ev, const char *id, const char *reply,
@@ -438,9 +483,9 @@ void gw_events_settle(struct gw_events *ev, const char *id, const char *reply,
 {
 	if (ev != NULL && reply != NULL) {
 		/* what the client was told: a 451 or 554 has no other trace */
-		json_t *d = json_object();
-		gw_events_set(d, "reply", gw_events_text(reply));
-		gw_events_emit(ev, "reply", id, d);
+		struct strbuf d = STRBUF_INIT;
+		gw_events_text(&d, "reply", reply);
+		gw_events_emit(ev, "reply", id, &d);
 	}
 	int64_t seq = gw_events_thread_seq;
 	gw_events_thread_seq = 0;
@@ -481,13 +526,7 @@ int gw_events_parse_answer(long status, const char *body, size_t len, int64_t la
 /* A JSON string's text appended to b. */
 static void gw_events_put_string(struct strbuf *b, const char *s)
 {
-	json_t *j = http_json_string_or_null(s);
-	char *t = json_dumps(j, JSON_ENCODE_ANY);
-	json_decref(j);
-	if (t == NULL)
-		panic("gw_events: cannot encode a string");
-	strbuf_puts(b, t);
-	free(t);
+	(void)http_json_put_string(b, s, SIZE_MAX);
 }
 
 /* The body of a push of v[0..n), with the backlog beyond it. */

@@ -10,10 +10,13 @@
 #include "http/http_json.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "common/unconst.h"
 #include "common/xalloc.h"
 
@@ -248,6 +251,90 @@ static size_t http_json_utf8_len(const unsigned char *p, size_t n)
 	if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	return len;
+}
+
+size_t http_json_put_string(struct strbuf *b, const char *s, size_t max)
+{
+	if (s == NULL) {
+		strbuf_puts(b, "null");
+		return 0;
+	}
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s), kept = 0, i = 0;
+	strbuf_reserve(b, n + 2);
+	strbuf_addc(b, '"');
+	while (i < n) {
+		size_t start = i;
+		/* a run of bytes written as they are */
+		while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\' &&
+		       kept + (i - start) < max)
+			i++;
+		if (i > start) {
+			strbuf_add(b, p + start, i - start);
+			kept += i - start;
+			continue;
+		}
+		size_t len = p[i] < 0x80 ? 1 : http_json_utf8_len(p + i, n - i);
+		size_t out = len > 0 ? len : 3; /* U+FFFD */
+		if (kept + out > max)
+			break;
+		kept += out;
+		if (len == 0) {
+			strbuf_add(b, "\xef\xbf\xbd", 3);
+			i++;
+		} else if (len > 1) {
+			strbuf_add(b, p + i, len);
+			i += len;
+		} else {
+			unsigned char c = p[i++];
+			char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
+			switch (c) {
+			case '"':
+			case '\\':
+				esc[1] = (char)c;
+				break;
+			case '\b':
+				esc[1] = 'b';
+				break;
+			case '\f':
+				esc[1] = 'f';
+				break;
+			case '\n':
+				esc[1] = 'n';
+				break;
+			case '\r':
+				esc[1] = 'r';
+				break;
+			case '\t':
+				esc[1] = 't';
+				break;
+			default:
+				memcpy(esc + 1, "u00", 3);
+				esc[4] = hex[c >> 4];
+				esc[5] = hex[c & 0xf];
+				break;
+			}
+			strbuf_add(b, esc, esc[2] != 0 ? 6 : 2);
+		}
+	}
+	strbuf_addc(b, '"');
+	return kept;
+}
+
+void http_json_put_real(struct strbuf *b, double v)
+{
+	if (!isfinite(v))
+		v = 0;
+	char buf[64];
+	int n = snprintf(buf, sizeof(buf), "%.17g", v);
+	if (n <= 0 || (size_t)n >= sizeof(buf)) {
+		strbuf_puts(b, "0.0");
+		return;
+	}
+	strbuf_add(b, buf, (size_t)n);
+	if (strpbrk(buf, ".eE") == NULL)
+		strbuf_puts(b, ".0");
 }
 
 json_t *http_json_string_or_null(const char *s)

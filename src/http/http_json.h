@@ -91,6 +91,22 @@ int http_json_check_keys(const json_t *obj, const char *const *allowed, char **e
  */
 json_t *http_json_string_or_null(const char *s);
 
+struct strbuf;
+
+/*
+ * Appends s as JSON text to b without building jansson values (for writers on a
+ * hot path): null when s is NULL; else a string as json_dumps writes it (", \ and
+ * control characters escaped, UTF-8 as is), each byte that is not part of valid
+ * UTF-8 replaced with U+FFFD as http_json_string_or_null does, and the text cut
+ * to at most max bytes of (unescaped) UTF-8 at a character boundary. Returns the
+ * bytes of text kept (before escaping).
+ */
+size_t http_json_put_string(struct strbuf *b, const char *s, size_t max);
+
+/* Appends a real number as json_dumps writes a json_real (always with a '.' or
+ * an exponent, so that it reads back as a real); NaN and infinities as 0.0. */
+void http_json_put_real(struct strbuf *b, double v);
+
 /* The error body every API answers with: {"error": {"code": code, "message": message}}. */
 json_t *http_json_error_body(const char *code, const char *message);
 

@@ -201,6 +201,33 @@ def test_mail_gives_every_event_in_order(start_manager, start_gateway, aio_sink)
     assert m["lazaret_gw_events_pushed_total"] >= n
 
 
+def test_long_recipient_lists_are_cut_and_counted(start_manager, start_gateway, aio_sink):
+    """A message to 400 recipients of 60-byte local parts: its received and delivery
+    events list the first ones within the detail's bound (24,000 bytes of names) and
+    say how many there were, and a Japanese subject with a tab and quotes arrives
+    decoded and intact."""
+    mgr = start_manager()
+    gw = tracking_gateway(start_gateway, mgr, register(mgr), aio_sink.host)
+    rcpts = ["%s%03d@example.com" % ("r" * 57, i) for i in range(400)]
+    subject = "=?UTF-8?B?%s?=" % __import__("base64").b64encode(
+        "見積\t\"書\"".encode()).decode()
+    code, text = gw.send("alice@sender.test", rcpts, make_message(subject=subject))
+    assert code == 250, text
+    qid = queue_id(text)
+    wait_for(lambda: any(e[1] == "reply" and e[2] == qid for e in events(mgr)), 30,
+             "the message's events on the manager")
+    mine = {e[1]: e[3] for e in events(mgr) if e[2] == qid}
+    rec, dlv = mine["received"], mine["delivery"]
+    # 73 bytes a name (with quotes and comma): 24,000 / 75 -> 320 listed
+    assert rec["recipients"] == rcpts[:len(rec["recipients"])]
+    assert 300 <= len(rec["recipients"]) < 400, len(rec["recipients"])
+    assert rec["recipients_total"] == 400
+    assert dlv["rcpts"] == rcpts[:len(dlv["rcpts"])] and dlv["rcpts_total"] == 400
+    assert "truncated" not in rec
+    assert rec["subject"] == "見積\t\"書\"", rec["subject"]
+    assert mine["reply"]["reply"] == "250 2.0.0 Ok: %s" % qid
+
+
 def test_manager_down_then_back_every_event_once(start_manager, start_gateway, aio_sink):
     mgr = start_manager()
     token = register(mgr)

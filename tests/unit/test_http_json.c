@@ -17,6 +17,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 
+#include "common/strbuf.h"
 #include "http/http_json.h"
 #include "http/http_server.h"
 
@@ -336,6 +337,98 @@ static void test_string_or_null(void **state)
 	assert_string_equal(json_string_value(v), "a\xef\xbf\xbd"
 						  "b\xef\xbf\xbd\xef\xbf\xbd");
 	json_decref(v);
+}
+
+/* ---- writing without jansson values ---- */
+
+/* http_json_put_string writes what jansson writes for http_json_string_or_null,
+ * for texts of every byte value (invalid UTF-8, controls, quotes, Japanese). */
+static void test_put_string_as_jansson(void **state)
+{
+	(void)state;
+	static const char *const fixed[] = {
+	    "",
+	    "plain",
+	    "quote \" back \\ slash /",
+	    "\b\f\n\r\t\x01\x1f\x7f",
+	    "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x93\xa7",
+	    "bad \xff\xfe tail",
+	    "cut \xe6\x97",
+	    "\xc0\xaf overlong, \xed\xa0\x80 surrogate, \xf4\x90\x80\x80 too high",
+	};
+	char buf[64];
+	unsigned seed = 7;
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]) + 2000; i++) {
+		const char *s;
+		if (i < sizeof(fixed) / sizeof(fixed[0])) {
+			s = fixed[i];
+		} else {
+			size_t n = (size_t)(rand_r(&seed) % (sizeof(buf) - 1));
+			for (size_t k = 0; k < n; k++) {
+				buf[k] = (char)(rand_r(&seed) % 255 + 1);
+				if (rand_r(&seed) % 2)
+					buf[k] = (char)(buf[k] & 0x7f ? buf[k] & 0x7f : 'x');
+			}
+			buf[n] = '\0';
+			s = buf;
+		}
+		json_t *j = http_json_string_or_null(s);
+		char *want = json_dumps(j, JSON_ENCODE_ANY);
+		struct strbuf b = STRBUF_INIT;
+		size_t kept = http_json_put_string(&b, s, SIZE_MAX);
+		assert_string_equal(strbuf_str(&b), want);
+		assert_int_equal(kept, json_string_length(j));
+		free(want);
+		json_decref(j);
+		strbuf_free(&b);
+	}
+	struct strbuf b = STRBUF_INIT;
+	assert_int_equal(http_json_put_string(&b, NULL, 10), 0);
+	assert_string_equal(strbuf_str(&b), "null");
+	strbuf_free(&b);
+}
+
+/* A cut keeps whole characters only, counted in UTF-8 bytes before escaping. */
+static void test_put_string_cut(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		size_t max;
+		const char *out;
+	} cases[] = {
+	    {"abcdef", 3, "\"abc\""},
+	    {"ab\"def", 3, "\"ab\\\"\""},
+	    {"a\xe6\x97\xa5\xe6\x9c\xac", 3, "\"a\""},
+	    {"a\xe6\x97\xa5\xe6\x9c\xac", 4, "\"a\xe6\x97\xa5\""},
+	    {"a\xff", 3, "\"a\""},
+	    {"a\xff", 4, "\"a\xef\xbf\xbd\""},
+	    {"abc", 0, "\"\""},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct strbuf b = STRBUF_INIT;
+		(void)http_json_put_string(&b, cases[i].in, cases[i].max);
+		assert_string_equal(strbuf_str(&b), cases[i].out);
+		strbuf_free(&b);
+	}
+}
+
+/* Reals read back as jansson reals with the same value. */
+static void test_put_real(void **state)
+{
+	(void)state;
+	static const double v[] = {0, 1, -2, 5.2, 1e300, -3.25e-7, 123456789.0};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		struct strbuf b = STRBUF_INIT;
+		http_json_put_real(&b, v[i]);
+		json_error_t err;
+		json_t *j = json_loads(strbuf_str(&b), JSON_DECODE_ANY, &err);
+		assert_non_null(j);
+		assert_true(json_is_real(j));
+		assert_true(json_real_value(j) == v[i]);
+		json_decref(j);
+		strbuf_free(&b);
+	}
 }
 
 static void test_status_codes(void **state)
@@ -727,6 +820,9 @@ int main(void)
 	    cmocka_unit_test(test_field_helpers_table),
 	    cmocka_unit_test(test_string_array_item_limit),
 	    cmocka_unit_test(test_check_keys),
+	    cmocka_unit_test(test_put_string_as_jansson),
+	    cmocka_unit_test(test_put_string_cut),
+	    cmocka_unit_test(test_put_real),
 	    cmocka_unit_test(test_error_body_format),
 	    cmocka_unit_test(test_string_or_null),
 	    cmocka_unit_test(test_status_codes),
