@@ -56,6 +56,23 @@ static int store_read_result(int rc)
 	return rc < 0 && store_read_timed_out ? -ETIMEDOUT : rc;
 }
 
+/*
+ * Runs a read call (an expression giving its result), and once more when it
+ * failed because its connection was lost: a pooled session the server has just
+ * ended (a restart of PostgreSQL) may still look alive when it is taken. The
+ * backend then drops every pooled session of that time, so the second try opens
+ * a new one, or fails at once while the server is down. Reads change nothing,
+ * so trying one again is safe.
+ */
+#define STORE_READ(call)                                                                           \
+	do {                                                                                       \
+		store_read_timed_out = false;                                                      \
+		int store_read_rc_ = (call);                                                       \
+		if (store_error_unavailable(store_read_rc_) && !store_read_timed_out)              \
+			store_read_rc_ = (call);                                                   \
+		return store_read_result(store_read_rc_);                                          \
+	} while (0)
+
 static const struct store_ops *store_ops_of(struct store *st)
 {
 	return ((const struct store_head *)(void *)st)->ops;
@@ -293,8 +310,7 @@ int store_list(struct store *st, const struct store_filter *f, size_t limit, con
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->list == NULL)
 		return -ENOSYS;
-	store_read_timed_out = false;
-	return store_read_result(ops->list(st, f, limit, cursor, out, n, next_cursor));
+	STORE_READ(ops->list(st, f, limit, cursor, out, n, next_cursor));
 }
 
 int store_get(struct store *st, const char *id, struct store_message **out)
@@ -302,8 +318,7 @@ int store_get(struct store *st, const char *id, struct store_message **out)
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->get == NULL)
 		return -ENOSYS;
-	store_read_timed_out = false;
-	return store_read_result(ops->get(st, id, out));
+	STORE_READ(ops->get(st, id, out));
 }
 
 int store_get_raw(struct store *st, const char *id, unsigned char **raw, size_t *len)
@@ -311,8 +326,7 @@ int store_get_raw(struct store *st, const char *id, unsigned char **raw, size_t 
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->get_raw == NULL)
 		return -ENOSYS;
-	store_read_timed_out = false;
-	return store_read_result(ops->get_raw(st, id, raw, len));
+	STORE_READ(ops->get_raw(st, id, raw, len));
 }
 
 int store_quarantines(struct store *st, struct store_quarantine_stats **out, size_t *n)
@@ -320,8 +334,7 @@ int store_quarantines(struct store *st, struct store_quarantine_stats **out, siz
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->quarantines == NULL)
 		return -ENOSYS;
-	store_read_timed_out = false;
-	return store_read_result(ops->quarantines(st, out, n));
+	STORE_READ(ops->quarantines(st, out, n));
 }
 
 int store_release(struct store *st, const char *id, const char *const *rcpts, size_t nrcpts,
@@ -722,8 +735,7 @@ int store_stats(struct store *st, struct store_stats *out)
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->stats == NULL)
 		return -ENOSYS;
-	store_read_timed_out = false;
-	return store_read_result(ops->stats(st, out));
+	STORE_READ(ops->stats(st, out));
 }
 
 void store_debug_counters(struct store *st, struct store_debug_counters *out)
@@ -811,8 +823,7 @@ int store_slbl_changes(struct store *st, int64_t since, size_t limit, struct sto
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->slbl_changes == NULL)
 		return -ENOSYS;
-	store_read_timed_out = false;
-	return store_read_result(ops->slbl_changes(st, since, limit, out, n, version));
+	STORE_READ(ops->slbl_changes(st, since, limit, out, n, version));
 }
 
 int store_user_add(struct store *st, const struct store_user *u)
@@ -1004,8 +1015,7 @@ int store_audit_list(struct store *st, size_t limit, int64_t before_seq, struct 
 	const struct store_ops *ops = store_ops_of(st);
 	if (ops->audit_list == NULL)
 		return -ENOSYS;
-	store_read_timed_out = false;
-	return store_read_result(ops->audit_list(st, limit, before_seq, out, n));
+	STORE_READ(ops->audit_list(st, limit, before_seq, out, n));
 }
 
 int store_digest_user_by_address(struct store *st, const char *address,
@@ -1665,7 +1675,7 @@ int store_nodes(struct store *st, int64_t since, struct store_node **out, size_t
 		return -ENOSYS;
 	*out = NULL;
 	*n = 0;
-	return store_read_result(ops->nodes(st, since, out, n));
+	STORE_READ(ops->nodes(st, since, out, n));
 }
 
 void store_node_array_free(struct store_node *v, size_t n)

@@ -1577,9 +1577,12 @@ void store_pg_conn_put(struct store_pg *st, struct store_pg_conn *c)
 		return;
 	if (PQstatus(c->pg) != CONNECTION_OK || store_pg_read_only_error()) {
 		/* it broke during the call, or its server takes no writes: the call's
-		 * error means "unavailable" */
+		 * error means "unavailable"; the pooled sessions of the same server are
+		 * as old, and are opened anew when next needed */
 		store_conn_lost = true;
+		bool replica = c->replica;
 		store_pg_conn_close(c);
+		store_pg_pool_drain(st, replica);
 		return;
 	}
 	if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
