@@ -266,6 +266,7 @@ static int api_events_parse_one(const json_t *o, size_t i, struct api_events_bat
 		return -EINVAL;
 	}
 	e->detail = b->details[i];
+	e->parsed = d;
 	if (strcmp(e->type, "received") == 0) {
 		if (e->msg_id == NULL) {
 			*err = xasprintf("events[%zu]: a \"received\" event needs \"msg_id\"", i);

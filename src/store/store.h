@@ -1226,6 +1226,10 @@ struct store_event {
 	const char *type;   /* store_event_type_ok */
 	const char *msg_id; /* the gateway's message id, or NULL */
 	const char *detail; /* JSON object text */
+	/* the same detail as the caller parsed it (a jansson object that lives as long
+	 * as the event), or NULL: the store's reports read it instead of parsing the
+	 * text again */
+	const struct json_t *parsed;
 	/* "received": the message's fields; NULL otherwise */
 	const struct store_event_message *message;
 	/* "capacity": the gateway's sample; NULL otherwise */

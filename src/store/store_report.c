@@ -207,8 +207,36 @@ static void store_report_keys_free(char **v, size_t n)
 }
 
 /* The events ev[0..n) of one message, in seq order. */
+/* The event of fresh[0..n) (in seq order) numbered seq, or NULL. */
+static const struct store_event *store_report_fresh(const struct store_event *const *fresh,
+						    size_t n, int64_t seq)
+{
+	size_t lo = 0, hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (fresh[mid]->seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < n && fresh[lo]->seq == seq ? fresh[lo] : NULL;
+}
+
+/*
+ * Row ev's detail as a new reference: the object the caller of this batch
+ * parsed when the row is one of its fresh events, else parsed from the text.
+ */
+static json_t *store_report_detail(const struct store_event_row *ev,
+				   const struct store_event *const *fresh, size_t nfresh)
+{
+	const struct store_event *e = store_report_fresh(fresh, nfresh, ev->seq);
+	if (e != NULL && e->parsed != NULL)
+		return json_incref((json_t *)(uintptr_t)e->parsed);
+	return json_loads(ev->detail, 0, NULL);
+}
+
 static void store_report_message(struct store_report_acc *a, const struct store_event_row *ev,
-				 size_t n)
+				 size_t n, const struct store_event *const *fresh, size_t nfresh)
 {
 	json_t *recv = NULL;
 	int64_t at = 0;
@@ -217,7 +245,7 @@ static void store_report_message(struct store_report_acc *a, const struct store_
 	size_t nviruses = 0, nfilters = 0, noutbreaks = 0;
 	for (size_t i = 0; i < n && !skip; i++) {
 		const char *t = ev[i].type;
-		json_t *d = json_loads(ev[i].detail, 0, NULL);
+		json_t *d = store_report_detail(&ev[i], fresh, nfresh);
 		if (!json_is_object(d)) {
 			json_decref(d);
 			continue;
@@ -337,7 +365,7 @@ int store_report_ingest(const char *gateway, const struct store_event *const *fr
 			size_t j = i;
 			while (j < nrows && strcmp(rows[j].msg_id, rows[i].msg_id) == 0)
 				j++;
-			store_report_message(&a, &rows[i], j - i);
+			store_report_message(&a, &rows[i], j - i, fresh, n);
 			i = j;
 		}
 		store_event_rows_free(rows, nrows);

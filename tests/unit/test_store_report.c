@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/xalloc.h"
@@ -399,6 +401,126 @@ static void t_check(struct store *st, int gran, int64_t since, int64_t until, in
 	store_report_rows_free(v, n);
 }
 
+/* gw's rows of report at gran over [since, until), as "key:c0,c1,...;" text. */
+static char *rows_text(struct store *st, int report, int gran, int64_t since, int64_t until,
+		       const char *gw)
+{
+	struct store_report_row *v = NULL;
+	size_t n = 0;
+	read_rows(st, report, gran, since, until, gw, false, &v, &n);
+	char *out = xstrdup("");
+	for (size_t i = 0; i < n; i++) {
+		char *t = xasprintf("%s%s:", out, v[i].key);
+		free(out);
+		out = t;
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++) {
+			t = xasprintf("%s%lld,", out, (long long)v[i].c[j]);
+			free(out);
+			out = t;
+		}
+		t = xasprintf("%s;", out);
+		free(out);
+		out = t;
+	}
+	store_report_rows_free(v, n);
+	return out;
+}
+
+/*
+ * Events whose caller parsed their details (store_event.parsed, as the events
+ * API does) count exactly as the same events given as text only, also for a
+ * message whose first events were stored by an earlier batch; and the parsed
+ * object is what the reports read.
+ */
+static void test_counting_from_parsed_details(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	int64_t t0 = store_report_bucket(STORE_REPORT_HOUR, now) + 1000;
+	struct store_event_message m = {.sender = "x@y"};
+	const char *ra[] = {"U1@In.example", "u2@in.example", "u3@other.example"};
+	const char *rb[] = {"u1@in.example"};
+	char a[IDS_UUID_LEN + 1], c[IDS_UUID_LEN + 1], d[IDS_UUID_LEN + 1];
+	ids_uuidv7(now, a);
+	ids_uuidv7(now + 1, c);
+	ids_uuidv7(now + 2, d);
+	char *da = received_detail("s@Spam.example", "192.0.2.1", ra, 3);
+	char *dc = received_detail("f@filter.example", "192.0.2.3", rb, 1);
+	char *dd = received_detail("ok@clean.example", "192.0.2.4", rb, 1);
+	struct store_event v1[16], v2[4];
+	size_t n1 = 0, n2 = 0;
+	int64_t s = 1;
+	n1 = add(v1, n1, s++, t0 + 1, "received", a, da, &m);
+	n1 = add(v1, n1, s++, t0 + 2, "verdict", a, "{\"level\":\"spam\"}", NULL);
+	n1 = add(v1, n1, s++, t0 + 3, "reply", a, "{\"reply\":\"250 2.0.0 Ok\"}", NULL);
+	n1 = add(v1, n1, s++, t0 + 4, "received", c, dc, &m);
+	n1 = add(v1, n1, s++, t0 + 5, "filter", c,
+		 "{\"filter\":\"no_exe\",\"action\":\"quarantine\"}", NULL);
+	n1 = add(v1, n1, s++, t0 + 6, "reply", c, "{\"reply\":\"250 2.0.0 Ok\"}", NULL);
+	/* d: received in the first batch, its outbreak and reply in the second */
+	n1 = add(v1, n1, s++, t0 + 7, "received", d, dd, &m);
+	n1 = add(v1, n1, s++, t0 + 8, "verdict", d, "{\"level\":\"clean\"}", NULL);
+	n2 = add(v2, n2, s++, t0 + 9, "quarantine", d,
+		 "{\"quarantine\":\"Outbreak\",\"where\":\"local\",\"reason\":\"parcel_wave\"}",
+		 NULL);
+	n2 = add(v2, n2, s++, t0 + 10, "reply", d, "{\"reply\":\"250 2.0.0 Ok\"}", NULL);
+	uint64_t stored = 0;
+	assert_int_equal(store_events_put(fx->st, "gw-text", v1, n1, 0, now, &stored), 0);
+	assert_int_equal(store_events_put(fx->st, "gw-text", v2, n2, 0, now, &stored), 0);
+	/* the same with their details parsed */
+	json_t *parsed[20];
+	size_t np = 0;
+	for (size_t i = 0; i < n1; i++)
+		v1[i].parsed = parsed[np++] = json_loads(v1[i].detail, 0, NULL);
+	for (size_t i = 0; i < n2; i++)
+		v2[i].parsed = parsed[np++] = json_loads(v2[i].detail, 0, NULL);
+	assert_int_equal(store_events_put(fx->st, "gw-parsed", v1, n1, 0, now, &stored), 0);
+	assert_int_equal(stored, n1);
+	assert_int_equal(store_events_put(fx->st, "gw-parsed", v2, n2, 0, now, &stored), 0);
+	assert_int_equal(stored, n2);
+
+	static const int reports[] = {STORE_REPORT_OVERVIEW, STORE_REPORT_INCOMING_DOMAINS,
+				      STORE_REPORT_CONTENT_FILTERS, STORE_REPORT_OUTBREAK,
+				      STORE_REPORT_INTERNAL_USERS};
+	for (int g = 0; g < STORE_REPORT_NGRANS; g++) {
+		int64_t b0 = store_report_bucket(g, t0);
+		for (size_t r = 0; r < sizeof(reports) / sizeof(reports[0]); r++) {
+			char *want = rows_text(fx->st, reports[r], g, b0, b0 + 1, "gw-text");
+			char *got = rows_text(fx->st, reports[r], g, b0, b0 + 1, "gw-parsed");
+			assert_true(want[0] != '\0');
+			assert_string_equal(got, want);
+			free(want);
+			free(got);
+		}
+		int64_t tc[STORE_REPORT_NCOUNTERS];
+		totals(fx->st, g, b0, b0 + 1, "gw-parsed", tc);
+		assert_int_equal(tc[STORE_REPORT_INCOMING], 5);
+		assert_int_equal(tc[STORE_REPORT_SPAM], 3);
+		assert_int_equal(tc[STORE_REPORT_CONTENT_FILTER], 1);
+	}
+
+	/* the parsed object is what is read: the text is not parsed again */
+	struct store_event w[3];
+	char x[IDS_UUID_LEN + 1];
+	ids_uuidv7(now + 3, x);
+	size_t nw = add(w, 0, 1, t0 + 11, "received", x, dd, &m);
+	nw = add(w, nw, 2, t0 + 12, "verdict", x, "{\"level\":\"clean\"}", NULL);
+	nw = add(w, nw, 3, t0 + 13, "reply", x, "{\"reply\":\"250 2.0.0 Ok\"}", NULL);
+	json_t *spam = json_pack("{s:s}", "level", "spam");
+	w[1].parsed = spam;
+	assert_int_equal(store_events_put(fx->st, "gw-x", w, nw, 0, now, &stored), 0);
+	int64_t tc[STORE_REPORT_NCOUNTERS];
+	int64_t h0 = store_report_bucket(STORE_REPORT_HOUR, t0);
+	totals(fx->st, STORE_REPORT_HOUR, h0, h0 + 1, "gw-x", tc);
+	assert_int_equal(tc[STORE_REPORT_SPAM], 1);
+	json_decref(spam);
+	for (size_t i = 0; i < np; i++)
+		json_decref(parsed[i]);
+	free(da);
+	free(dc);
+	free(dd);
+}
+
 static void test_totals(void **state)
 {
 	struct test_store_fixture *fx = *state;
@@ -707,6 +829,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_counting, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_counting_from_parsed_details, setup,
+					    test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_totals, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_reads, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_capacity, setup, test_store_teardown),
