@@ -259,7 +259,7 @@ static int api_events_parse_one(const json_t *o, size_t i, struct api_events_bat
 		*err = xasprintf("events[%zu]: \"detail\" must be an object", i);
 		return -EINVAL;
 	}
-	b->details[i] = d != NULL ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : xstrdup("{}");
+	b->details[i] = d != NULL ? json_dumps(d, JSON_COMPACT) : xstrdup("{}");
 	if (b->details[i] == NULL || strlen(b->details[i]) > STORE_EVENT_DETAIL_MAX) {
 		*err = xasprintf("events[%zu]: \"detail\" is larger than %d bytes", i,
 				 STORE_EVENT_DETAIL_MAX);
