@@ -47,7 +47,7 @@ static const char store_events_insert_sql[] =
     " VALUES (?, ?, ?, ?, ?, ?)";
 static const char store_events_track_sql[] =
     "INSERT INTO tracked_messages (gateway, msg_id, received_at, last_state, flags, updated_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?3)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
     " ON CONFLICT (gateway, msg_id) DO UPDATE SET"
     " last_state = coalesce(excluded.last_state, tracked_messages.last_state),"
     " flags = tracked_messages.flags | excluded.flags,"
@@ -104,43 +104,87 @@ static int store_events_put_list(struct store_conn *c, const char *del_sql, cons
 	return rc;
 }
 
-/* The tracked message of a new event e (which has a msg_id). */
+/*
+ * One message's tracked row from its newly stored events e[0..n) (seq order):
+ * one upsert (the first event's time as received_at of a new row, the last
+ * state said, the flags of all, the newest time), then the fields of each
+ * "received" event and its recipients and attachments in place of the ones
+ * stored. The same as one upsert an event, with a statement a message.
+ */
 static int store_events_track(struct store_conn *c, const char *gateway,
-			      const struct store_event *e)
+			      const struct store_event *const *e, size_t n)
 {
+	int64_t newest = e[0]->at;
+	const char *state = NULL;
+	unsigned flags = 0;
+	for (size_t i = 0; i < n; i++) {
+		newest = e[i]->at > newest ? e[i]->at : newest;
+		state = e[i]->state != NULL ? e[i]->state : state;
+		flags |= e[i]->flags;
+	}
 	sqlite3_stmt *s = store_int_stmt(c, store_events_track_sql);
 	if (s == NULL)
 		return -EIO;
 	store_events_bind_text(s, 1, gateway);
-	store_events_bind_text(s, 2, e->msg_id);
-	sqlite3_bind_int64(s, 3, e->at);
-	store_events_bind_text(s, 4, e->state);
-	sqlite3_bind_int64(s, 5, e->flags);
+	store_events_bind_text(s, 2, e[0]->msg_id);
+	sqlite3_bind_int64(s, 3, e[0]->at);
+	store_events_bind_text(s, 4, state);
+	sqlite3_bind_int64(s, 5, flags);
+	sqlite3_bind_int64(s, 6, newest);
 	int rc = store_int_step_done(c, s, "events_track");
-	const struct store_event_message *m = e->message;
-	if (rc < 0 || m == NULL)
-		return rc;
-	s = store_int_stmt(c, store_events_fields_sql);
-	if (s == NULL)
-		return -EIO;
-	char *sender_lc = store_events_lc(m->sender);
-	store_events_bind_text(s, 1, gateway);
-	store_events_bind_text(s, 2, e->msg_id);
-	sqlite3_bind_int64(s, 3, e->at);
-	store_events_bind_text(s, 4, m->sender);
-	store_events_bind_text(s, 5, sender_lc);
-	store_events_bind_text(s, 6, m->subject);
-	store_events_bind_text(s, 7, m->message_id);
-	store_events_bind_text(s, 8, m->client_ip);
-	sqlite3_bind_int64(s, 9, m->size);
-	free(sender_lc);
-	rc = store_int_step_done(c, s, "events_track_fields");
-	if (rc == 0)
-		rc = store_events_put_list(c, store_events_rcpt_del_sql, store_events_rcpt_sql,
-					   gateway, e->msg_id, m->recipients, m->nrecipients);
-	if (rc == 0)
-		rc = store_events_put_list(c, store_events_att_del_sql, store_events_att_sql,
-					   gateway, e->msg_id, m->attachments, m->nattachments);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct store_event_message *m = e[i]->message;
+		if (m == NULL)
+			continue;
+		s = store_int_stmt(c, store_events_fields_sql);
+		if (s == NULL)
+			return -EIO;
+		char *sender_lc = store_events_lc(m->sender);
+		store_events_bind_text(s, 1, gateway);
+		store_events_bind_text(s, 2, e[i]->msg_id);
+		sqlite3_bind_int64(s, 3, e[i]->at);
+		store_events_bind_text(s, 4, m->sender);
+		store_events_bind_text(s, 5, sender_lc);
+		store_events_bind_text(s, 6, m->subject);
+		store_events_bind_text(s, 7, m->message_id);
+		store_events_bind_text(s, 8, m->client_ip);
+		sqlite3_bind_int64(s, 9, m->size);
+		free(sender_lc);
+		rc = store_int_step_done(c, s, "events_track_fields");
+		if (rc == 0)
+			rc = store_events_put_list(c, store_events_rcpt_del_sql,
+						   store_events_rcpt_sql, gateway, e[i]->msg_id,
+						   m->recipients, m->nrecipients);
+		if (rc == 0)
+			rc = store_events_put_list(c, store_events_att_del_sql,
+						   store_events_att_sql, gateway, e[i]->msg_id,
+						   m->attachments, m->nattachments);
+	}
+	return rc;
+}
+
+/* qsort order of tracked events: by message, then in seq order. */
+static int store_events_by_message(const void *a, const void *b)
+{
+	const struct store_event *x = *(const struct store_event *const *)a,
+				 *y = *(const struct store_event *const *)b;
+	int c = strcmp(x->msg_id, y->msg_id);
+	return c != 0 ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+/* The tracked rows of the newly stored events e[0..n) that have a msg_id. */
+static int store_events_track_all(struct store_conn *c, const char *gateway,
+				  const struct store_event **e, size_t n)
+{
+	qsort(e, n, sizeof(*e), store_events_by_message);
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n;) {
+		size_t j = i + 1;
+		while (j < n && strcmp(e[j]->msg_id, e[i]->msg_id) == 0)
+			j++;
+		rc = store_events_track(c, gateway, e + i, j - i);
+		i = j;
+	}
 	return rc;
 }
 
@@ -171,6 +215,11 @@ static int store_events_put_job(struct store *st, struct store_conn *c, void *ar
 	/* the gateway's new events, for the reporting rollups */
 	const struct store_event **fresh = a->own ? NULL : xcalloc(a->n + 1, sizeof(*fresh));
 	size_t nfresh = 0;
+	/* the new events of a message, for its tracked row (own events numbered here
+	 * are copies) */
+	const struct store_event **tracked = xcalloc(a->n + 1, sizeof(*tracked));
+	struct store_event *owned = a->own ? xcalloc(a->n + 1, sizeof(*owned)) : NULL;
+	size_t ntracked = 0;
 	int rc = 0;
 	for (size_t i = 0; i < a->n; i++) {
 		struct store_event own;
@@ -203,16 +252,25 @@ static int store_events_put_job(struct store *st, struct store_conn *c, void *ar
 		a->stored++;
 		if (fresh != NULL)
 			fresh[nfresh++] = e;
-		if (e->msg_id != NULL && (rc = store_events_track(c, a->gateway, e)) < 0)
-			break;
+		if (e->msg_id != NULL) {
+			if (owned != NULL) {
+				owned[ntracked] = *e;
+				e = &owned[ntracked];
+			}
+			tracked[ntracked++] = e;
+		}
 		if (!a->own && e->capacity != NULL &&
 		    (rc = store_sqlite_capacity_write(c, a->gateway, e->at, e->capacity)) < 0)
 			break;
 	}
+	if (rc == 0 && ntracked > 0)
+		rc = store_events_track_all(c, a->gateway, tracked, ntracked);
 	if (rc == 0 && nfresh > 0)
 		rc = store_report_ingest(a->gateway, fresh, nfresh, store_sqlite_report_fetch,
 					 store_sqlite_report_write, c);
 	free(fresh);
+	free(tracked);
+	free(owned);
 	if (rc < 0)
 		return rc;
 	s = store_int_stmt(c, store_events_state_sql);
