@@ -45,16 +45,23 @@ static void store_events_bind_text(sqlite3_stmt *s, int i, const char *v)
 static const char store_events_insert_sql[] =
     "INSERT OR IGNORE INTO events (gateway, seq, at, type, msg_id, detail)"
     " VALUES (?, ?, ?, ?, ?, ?)";
+/* A message's tracked row; ?13: the batch holds its "received" event, whose
+ * fields (?7..?12, and its time as received_at) replace the stored ones */
 static const char store_events_track_sql[] =
-    "INSERT INTO tracked_messages (gateway, msg_id, received_at, last_state, flags, updated_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    "INSERT INTO tracked_messages (gateway, msg_id, received_at, last_state, flags, updated_at,"
+    " sender, sender_lc, subject, message_id, client_ip, size)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     " ON CONFLICT (gateway, msg_id) DO UPDATE SET"
     " last_state = coalesce(excluded.last_state, tracked_messages.last_state),"
     " flags = tracked_messages.flags | excluded.flags,"
-    " updated_at = max(tracked_messages.updated_at, excluded.updated_at)";
-static const char store_events_fields_sql[] =
-    "UPDATE tracked_messages SET received_at = ?3, sender = ?4, sender_lc = ?5, subject = ?6,"
-    " message_id = ?7, client_ip = ?8, size = ?9 WHERE gateway = ?1 AND msg_id = ?2";
+    " updated_at = max(tracked_messages.updated_at, excluded.updated_at),"
+    " received_at = iif(?13, excluded.received_at, tracked_messages.received_at),"
+    " sender = iif(?13, excluded.sender, tracked_messages.sender),"
+    " sender_lc = iif(?13, excluded.sender_lc, tracked_messages.sender_lc),"
+    " subject = iif(?13, excluded.subject, tracked_messages.subject),"
+    " message_id = iif(?13, excluded.message_id, tracked_messages.message_id),"
+    " client_ip = iif(?13, excluded.client_ip, tracked_messages.client_ip),"
+    " size = iif(?13, excluded.size, tracked_messages.size)";
 static const char store_events_rcpt_del_sql[] =
     "DELETE FROM tracked_recipients WHERE gateway = ? AND msg_id = ?";
 static const char store_events_rcpt_sql[] =
@@ -105,11 +112,12 @@ static int store_events_put_list(struct store_conn *c, const char *del_sql, cons
 }
 
 /*
- * One message's tracked row from its newly stored events e[0..n) (seq order):
- * one upsert (the first event's time as received_at of a new row, the last
- * state said, the flags of all, the newest time), then the fields of each
- * "received" event and its recipients and attachments in place of the ones
- * stored. The same as one upsert an event, with a statement a message.
+ * One message's tracked row from its newly stored events e[0..n) (seq order),
+ * in one upsert: the first event's time as received_at of a new row, the last
+ * state said, the flags of all, the newest time; with a "received" event among
+ * them, the last one's fields, time and its recipients and attachments in place
+ * of the ones stored. The same as an upsert an event and an update a "received"
+ * event, with one statement a message (each index written once).
  */
 static int store_events_track(struct store_conn *c, const char *gateway,
 			      const struct store_event *const *e, size_t n)
@@ -117,49 +125,40 @@ static int store_events_track(struct store_conn *c, const char *gateway,
 	int64_t newest = e[0]->at;
 	const char *state = NULL;
 	unsigned flags = 0;
+	const struct store_event *recv = NULL;
 	for (size_t i = 0; i < n; i++) {
 		newest = e[i]->at > newest ? e[i]->at : newest;
 		state = e[i]->state != NULL ? e[i]->state : state;
 		flags |= e[i]->flags;
+		if (e[i]->message != NULL)
+			recv = e[i];
 	}
+	const struct store_event_message *m = recv != NULL ? recv->message : NULL;
 	sqlite3_stmt *s = store_int_stmt(c, store_events_track_sql);
 	if (s == NULL)
 		return -EIO;
+	char *sender_lc = m != NULL ? store_events_lc(m->sender) : NULL;
 	store_events_bind_text(s, 1, gateway);
 	store_events_bind_text(s, 2, e[0]->msg_id);
-	sqlite3_bind_int64(s, 3, e[0]->at);
+	sqlite3_bind_int64(s, 3, recv != NULL ? recv->at : e[0]->at);
 	store_events_bind_text(s, 4, state);
 	sqlite3_bind_int64(s, 5, flags);
 	sqlite3_bind_int64(s, 6, newest);
+	store_events_bind_text(s, 7, m != NULL ? m->sender : NULL);
+	store_events_bind_text(s, 8, sender_lc);
+	store_events_bind_text(s, 9, m != NULL ? m->subject : NULL);
+	store_events_bind_text(s, 10, m != NULL ? m->message_id : NULL);
+	store_events_bind_text(s, 11, m != NULL ? m->client_ip : NULL);
+	sqlite3_bind_int64(s, 12, m != NULL ? m->size : 0);
+	sqlite3_bind_int(s, 13, m != NULL);
+	free(sender_lc);
 	int rc = store_int_step_done(c, s, "events_track");
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		const struct store_event_message *m = e[i]->message;
-		if (m == NULL)
-			continue;
-		s = store_int_stmt(c, store_events_fields_sql);
-		if (s == NULL)
-			return -EIO;
-		char *sender_lc = store_events_lc(m->sender);
-		store_events_bind_text(s, 1, gateway);
-		store_events_bind_text(s, 2, e[i]->msg_id);
-		sqlite3_bind_int64(s, 3, e[i]->at);
-		store_events_bind_text(s, 4, m->sender);
-		store_events_bind_text(s, 5, sender_lc);
-		store_events_bind_text(s, 6, m->subject);
-		store_events_bind_text(s, 7, m->message_id);
-		store_events_bind_text(s, 8, m->client_ip);
-		sqlite3_bind_int64(s, 9, m->size);
-		free(sender_lc);
-		rc = store_int_step_done(c, s, "events_track_fields");
-		if (rc == 0)
-			rc = store_events_put_list(c, store_events_rcpt_del_sql,
-						   store_events_rcpt_sql, gateway, e[i]->msg_id,
-						   m->recipients, m->nrecipients);
-		if (rc == 0)
-			rc = store_events_put_list(c, store_events_att_del_sql,
-						   store_events_att_sql, gateway, e[i]->msg_id,
-						   m->attachments, m->nattachments);
-	}
+	if (rc == 0 && m != NULL)
+		rc = store_events_put_list(c, store_events_rcpt_del_sql, store_events_rcpt_sql,
+					   gateway, recv->msg_id, m->recipients, m->nrecipients);
+	if (rc == 0 && m != NULL)
+		rc = store_events_put_list(c, store_events_att_del_sql, store_events_att_sql,
+					   gateway, recv->msg_id, m->attachments, m->nattachments);
 	return rc;
 }
 

@@ -420,6 +420,102 @@ static void test_story(void **state)
 	assert_int_equal(store_tracked_story(fx->st, "bad gw", msg_ids[0], &m, &ev, &n), -ENOENT);
 }
 
+/*
+ * A message's tracked row is the same whether its events come in one batch or
+ * in several, its "received" first or last: the first event's time until the
+ * "received" one's, the last state said, the flags of all, the newest time.
+ */
+static void test_tracked_row_across_batches(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	char ids[3][IDS_UUID_LEN + 1];
+	for (int i = 0; i < 3; i++)
+		ids_uuidv7(T0 + i, ids[i]);
+	const char *r[] = {"A@Example.com", "b@example.com"};
+	const char *att[] = {"Q3.pdf"};
+	struct store_event_message m = {.sender = "S@X.test",
+					.subject = "見積書",
+					.message_id = "m@x",
+					.client_ip = "192.0.2.7",
+					.size = 1234,
+					.recipients = r,
+					.nrecipients = 2,
+					.attachments = att,
+					.nattachments = 1};
+	/* gw1: one batch; gw2: the same events one at a time; gw3: "received" last */
+	for (int g = 0; g < 3; g++) {
+		const char *gw = g == 0 ? "gw1" : g == 1 ? "gw2" : "gw3";
+		const char *id = ids[g];
+		struct store_event v[] = {
+		    {.seq = 1,
+		     .at = T0,
+		     .type = "received",
+		     .msg_id = id,
+		     .detail = "{}",
+		     .message = &m,
+		     .state = "received"},
+		    {.seq = 2,
+		     .at = T0 + 5,
+		     .type = "verdict",
+		     .msg_id = id,
+		     .detail = "{}",
+		     .flags = STORE_TRACK_SPAM},
+		    {.seq = 3,
+		     .at = T0 + 9,
+		     .type = "quarantine",
+		     .msg_id = id,
+		     .detail = "{}",
+		     .state = "quarantined",
+		     .flags = STORE_TRACK_QUARANTINED},
+		    {.seq = 4, .at = T0 + 7, .type = "reply", .msg_id = id, .detail = "{}"},
+		};
+		if (g == 0) {
+			assert_int_equal(store_events_put(fx->st, gw, v, 4, 0, T0, NULL), 0);
+		} else if (g == 1) {
+			for (int i = 0; i < 4; i++)
+				assert_int_equal(
+				    store_events_put(fx->st, gw, &v[i], 1, 0, T0, NULL), 0);
+		} else {
+			/* the others first, then "received" as a later event */
+			v[0].seq = 5;
+			v[0].at = T0 + 3;
+			assert_int_equal(store_events_put(fx->st, gw, &v[1], 3, 0, T0, NULL), 0);
+			struct store_tracked_message *t = NULL;
+			assert_int_equal(store_tracked_message_get(fx->st, gw, id, &t), 0);
+			assert_null(t->sender);
+			assert_int_equal(t->received_at, T0 + 5);
+			assert_int_equal(t->nrecipients, 0);
+			store_tracked_message_free(t);
+			assert_int_equal(store_events_put(fx->st, gw, &v[0], 1, 0, T0, NULL), 0);
+		}
+		struct store_tracked_message *t = NULL;
+		assert_int_equal(store_tracked_message_get(fx->st, gw, id, &t), 0);
+		assert_string_equal(t->sender, "S@X.test");
+		assert_string_equal(t->subject, "見積書");
+		assert_string_equal(t->message_id, "m@x");
+		assert_string_equal(t->client_ip, "192.0.2.7");
+		assert_int_equal(t->size, 1234);
+		assert_int_equal(t->nrecipients, 2);
+		assert_string_equal(t->recipients[1], "b@example.com");
+		assert_int_equal(t->nattachments, 1);
+		assert_int_equal(t->received_at, g == 2 ? T0 + 3 : T0);
+		/* gw3's "received" came last: its state is the last said */
+		assert_string_equal(t->last_state, g == 2 ? "received" : "quarantined");
+		assert_int_equal(t->flags, STORE_TRACK_SPAM | STORE_TRACK_QUARANTINED);
+		assert_int_equal(t->updated_at, T0 + 9);
+		store_tracked_message_free(t);
+	}
+	/* found by its sender through the index */
+	struct store_track_query q = {.since = T0 - 1000, .until = T0 + 1000, .sender = "s@x.test"};
+	struct store_tracked_message **found = NULL;
+	size_t nf = 0;
+	char *next = NULL;
+	assert_int_equal(store_tracked_search(fx->st, &q, 10, NULL, &found, &nf, &next), 0);
+	assert_int_equal(nf, 3);
+	store_tracked_messages_free(found, nf);
+	free(next);
+}
+
 /* A story shows the connection event of the message's own SMTP session, not
  * another session's, nor one that began over STORE_TRACK_SESSION_WINDOW_MS before. */
 static void test_story_session(void **state)
@@ -664,6 +760,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_queries, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_cursor_pages, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_story, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_tracked_row_across_batches, setup,
+					    test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_story_session, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_story_refused_rcpts, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_plans_use_indexes, setup, test_store_teardown),
