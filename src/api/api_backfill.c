@@ -30,14 +30,7 @@ static const char *const api_backfill_counters[STORE_REPORT_NCOUNTERS] = {
 
 int64_t api_backfill_bucket_end(int gran, int64_t bucket)
 {
-	switch (gran) {
-	case STORE_REPORT_HOUR:
-		return bucket + 3600000LL;
-	case STORE_REPORT_DAY:
-		return bucket + 86400000LL;
-	default:
-		return store_report_bucket(STORE_REPORT_MONTH, bucket + 32LL * 86400000LL);
-	}
+	return store_report_bucket_end(gran, bucket);
 }
 
 struct api_backfill_push {
@@ -46,6 +39,7 @@ struct api_backfill_push {
 	json_t *body; /* holds the keys' strings */
 	struct store_rollup_in *v;
 	size_t n;
+	int64_t cutoff;
 	bool done;
 };
 
@@ -126,8 +120,8 @@ static void api_backfill_commit(void *arg, struct api_read_reply *out)
 {
 	struct api_backfill_push *p = arg;
 	size_t stored = 0;
-	int rc =
-	    store_report_backfill(p->st, p->gateway, p->v, p->n, p->done, clock_now_ms(), &stored);
+	int rc = store_report_backfill(p->st, p->gateway, p->cutoff, p->v, p->n, p->done,
+				       clock_now_ms(), &stored);
 	char q[300];
 	if (rc == -EALREADY) {
 		api_read_reply_error(out, 409, "the backfill of gateway \"%s\" is done already",
@@ -202,6 +196,7 @@ static void api_backfill_post(struct http_server_request *req, void *arg)
 	p->body = body;
 	p->v = v;
 	p->n = n;
+	p->cutoff = cutoff;
 	p->done = json_is_true(jd);
 	body = NULL;
 	v = NULL;

@@ -1909,8 +1909,9 @@ int store_report_archive_get(struct store *st, int64_t id, struct store_report_a
 	return ops->archive_get(st, id, out);
 }
 
-int store_report_backfill(struct store *st, const char *gateway, const struct store_rollup_in *v,
-			  size_t n, bool done, int64_t now, size_t *stored)
+int store_report_backfill(struct store *st, const char *gateway, int64_t cutoff,
+			  const struct store_rollup_in *v, size_t n, bool done, int64_t now,
+			  size_t *stored)
 {
 	const struct store_ops *ops = store_ops_of(st);
 	size_t dummy = 0;
@@ -1919,18 +1920,19 @@ int store_report_backfill(struct store *st, const char *gateway, const struct st
 	*stored = 0;
 	if (ops->report_backfill == NULL)
 		return -ENOSYS;
-	if (gateway == NULL || gateway[0] == '\0' || (n > 0 && v == NULL))
+	if (gateway == NULL || gateway[0] == '\0' || (n > 0 && v == NULL) || cutoff <= 0)
 		return -EINVAL;
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].report < 0 || v[i].report >= STORE_REPORT_NREPORTS || v[i].gran < 0 ||
-		    v[i].gran >= STORE_REPORT_NGRANS || v[i].key == NULL ||
-		    store_report_bucket(v[i].gran, v[i].bucket) != v[i].bucket)
+		    v[i].gran >= STORE_REPORT_NGRANS || v[i].key == NULL || v[i].bucket < 0 ||
+		    store_report_bucket(v[i].gran, v[i].bucket) != v[i].bucket ||
+		    store_report_bucket_end(v[i].gran, v[i].bucket) > cutoff)
 			return -EINVAL;
 		for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
 			if (v[i].c[k] < 0)
 				return -EINVAL;
 	}
-	return ops->report_backfill(st, gateway, v, n, done, now, stored);
+	return ops->report_backfill(st, gateway, cutoff, v, n, done, now, stored);
 }
 
 void store_rollup_rows_free(struct store_rollup_row *v, size_t n)

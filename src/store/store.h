@@ -1520,13 +1520,20 @@ struct store_rollup_in {
 	int64_t c[STORE_REPORT_NCOUNTERS];
 };
 /*
- * Adds v's rows to gateway's rollups in one transaction, each only if it was
- * never taken for gateway before; *stored (may be NULL) counts those added.
- * done marks the gateway's backfill finished at now. -EALREADY when it was
- * finished already (nothing added), -EINVAL for a bad row.
+ * Adds v's rows to gateway's rollups (and to report_totals) in one
+ * transaction, each only if it was never taken for gateway before; *stored (may
+ * be NULL) counts those added. cutoff is when the gateway turned central
+ * reporting on: every row's bucket ends by it, and a row is also added to the
+ * coarser buckets that did not (the day and month of the switch, which the
+ * gateway does not send), so that a month's row is the sum of its days' and a
+ * day's of its hours'. done marks the gateway's backfill finished at now.
+ * -EALREADY when it was finished already (nothing added), -EINVAL for a bad row.
  */
-int store_report_backfill(struct store *st, const char *gateway, const struct store_rollup_in *v,
-			  size_t n, bool done, int64_t now, size_t *stored);
+int store_report_backfill(struct store *st, const char *gateway, int64_t cutoff,
+			  const struct store_rollup_in *v, size_t n, bool done, int64_t now,
+			  size_t *stored);
+/* When the bucket of gran starting at bucket ends (Unix ms). */
+int64_t store_report_bucket_end(int gran, int64_t bucket);
 /* One row of store_report_export: key is new (store_rollup_rows_free). */
 struct store_rollup_row {
 	int report, gran;

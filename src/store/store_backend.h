@@ -102,6 +102,15 @@ struct store_report_span {
  * (a month's rows are the sums of its days'). How many (0 to 3).
  */
 size_t store_report_spans(const struct store_report_query *q, struct store_report_span v[3]);
+/*
+ * The buckets a backfilled row of gran starting at bucket is added to
+ * (store_report.c): its own, then each coarser one that did not end by cutoff
+ * (the gateway sends none of those: the row's part of it is added there, so a
+ * month's row stays the sum of its days' and a day's of its hours'). Into
+ * gv/bv, how many (1 to STORE_REPORT_NGRANS).
+ */
+size_t store_report_backfill_buckets(int gran, int64_t bucket, int64_t cutoff,
+				     int gv[STORE_REPORT_NGRANS], int64_t bv[STORE_REPORT_NGRANS]);
 /* One rollup row of a scan: its key and counters. */
 typedef void (*store_report_row_fn)(void *arg, const char *key,
 				    const int64_t c[STORE_REPORT_NCOUNTERS]);
@@ -245,7 +254,7 @@ struct store_ops {
 			    size_t *n);
 	int (*archive_get)(struct store *st, int64_t id, struct store_report_archived *out);
 	int (*sched_update)(struct store *st, const struct store_report_schedule *s);
-	int (*report_backfill)(struct store *st, const char *gateway,
+	int (*report_backfill)(struct store *st, const char *gateway, int64_t cutoff,
 			       const struct store_rollup_in *v, size_t n, bool done, int64_t now,
 			       size_t *stored);
 	int (*report_backfill_state)(struct store *st, const char *gateway, int64_t *done_at);

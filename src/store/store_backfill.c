@@ -3,12 +3,15 @@
  * (migration 21, store.h "store_report_backfill"): a row is added to
  * report_rollups (and to the all-gateway report_totals) only when its (gateway,
  * report, gran, bucket, key) goes into report_backfill for the first time, in
- * the same transaction.
+ * the same transaction: to its own bucket, and to the day and month of the
+ * switch (store_report_backfill_buckets), which the gateway does not send, so
+ * that a month read whole equals its days read by the day.
  *
  * Not for: checking rows (store.c and api_backfill.c), rollups from events
  * (store_sqlite_report.c).
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "store/store_sqlite_int.h"
 
 #include <errno.h>
@@ -44,6 +47,7 @@ static const char *const store_backfill_finish_sql =
 
 struct store_backfill_job {
 	const char *gateway;
+	int64_t cutoff;
 	const struct store_rollup_in *v;
 	size_t n;
 	bool done;
@@ -90,23 +94,29 @@ static int store_backfill_run(struct store *st, struct store_conn *c, void *arg)
 			return -EIO;
 		if (sqlite3_changes(store_int_db(c)) == 0)
 			continue; /* taken before: a replay */
-		/* the gateway's row, and the all-gateway row the reports over every
-		 * gateway read (report_totals) */
-		for (int t = 0; t < 2; t++) {
-			s = store_int_stmt(c, t == 0 ? store_backfill_add_sql
-						     : store_backfill_totals_sql);
-			if (s == NULL)
-				return -EIO;
-			sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-			sqlite3_bind_int(s, 2, r->gran);
-			sqlite3_bind_int64(s, 3, r->bucket);
-			sqlite3_bind_text(s, 4, j->gateway, -1, SQLITE_STATIC);
-			sqlite3_bind_text(s, 5, r->key, -1, SQLITE_STATIC);
-			for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
-				sqlite3_bind_int64(s, 6 + k, r->c[k]);
-			if (store_int_step_done(c, s, t == 0 ? "backfill_add" : "backfill_totals") <
-			    0)
-				return -EIO;
+		/* the row's bucket and the coarser ones of the switch that the gateway
+		 * does not send; each the gateway's row, and the all-gateway row the
+		 * reports over every gateway read (report_totals) */
+		int gv[STORE_REPORT_NGRANS];
+		int64_t bv[STORE_REPORT_NGRANS];
+		size_t nb = store_report_backfill_buckets(r->gran, r->bucket, j->cutoff, gv, bv);
+		for (size_t b = 0; b < nb; b++) {
+			for (int t = 0; t < 2; t++) {
+				s = store_int_stmt(c, t == 0 ? store_backfill_add_sql
+							     : store_backfill_totals_sql);
+				if (s == NULL)
+					return -EIO;
+				sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+				sqlite3_bind_int(s, 2, gv[b]);
+				sqlite3_bind_int64(s, 3, bv[b]);
+				sqlite3_bind_text(s, 4, j->gateway, -1, SQLITE_STATIC);
+				sqlite3_bind_text(s, 5, r->key, -1, SQLITE_STATIC);
+				for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
+					sqlite3_bind_int64(s, 6 + k, r->c[k]);
+				if (store_int_step_done(
+					c, s, t == 0 ? "backfill_add" : "backfill_totals") < 0)
+					return -EIO;
+			}
 		}
 		(*j->stored)++;
 	}
@@ -122,11 +132,11 @@ static int store_backfill_run(struct store *st, struct store_conn *c, void *arg)
 	return 0;
 }
 
-int store_sqlite_report_backfill(struct store *st, const char *gateway,
+int store_sqlite_report_backfill(struct store *st, const char *gateway, int64_t cutoff,
 				 const struct store_rollup_in *v, size_t n, bool done, int64_t now,
 				 size_t *stored)
 {
-	struct store_backfill_job j = {gateway, v, n, done, now, stored};
+	struct store_backfill_job j = {gateway, cutoff, v, n, done, now, stored};
 	int rc = store_int_run_job(st, store_backfill_run, &j);
 	if (rc < 0)
 		*stored = 0; /* rolled back */

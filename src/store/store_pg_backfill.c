@@ -3,11 +3,13 @@
  * once (its migration 21), with the semantics of store_backfill.c: a row is added
  * to report_rollups only when its key goes into report_backfill for the first
  * time (ON CONFLICT DO NOTHING: of two pushes of one row at once, the second
- * waits for the first and adds nothing).
+ * waits for the first and adds nothing), to its own bucket and to the day and
+ * month of the switch that the gateway does not send.
  *
  * Not for: checking rows (store.c and api_backfill.c).
  */
 #include "store/store.h"
+#include "store/store_backend.h"
 #include "store/store_pg_int.h"
 
 #include <errno.h>
@@ -36,6 +38,7 @@ static const char store_pg_backfill_totals_sql[] =
 
 struct store_pg_backfill {
 	const char *gateway;
+	int64_t cutoff;
 	const struct store_rollup_in *v;
 	size_t n;
 	bool done;
@@ -90,21 +93,27 @@ static int store_pg_backfill_tx(struct store_pg *st, PGconn *c, void *arg)
 			return rc;
 		if (rows == 0)
 			continue; /* taken before: a replay */
-		/* the gateway's row, and the all-gateway row the reports over every
-		 * gateway read (report_totals, which leaves $4 out) */
-		store_pg_text(&p, store_report_names[r->report]);
-		store_pg_int(&p, r->gran);
-		store_pg_int(&p, r->bucket);
-		store_pg_text(&p, j->gateway);
-		store_pg_text(&p, r->key);
-		for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
-			store_pg_int(&p, r->c[k]);
-		for (int t = 0; t < 2 && rc >= 0; t++)
-			rc = store_pg_do(c, t == 0 ? "backfill_add" : "backfill_totals",
-					 t == 0 ? store_pg_backfill_add_sql
-						: store_pg_backfill_totals_sql,
-					 &p, NULL);
-		store_pg_params_clear(&p);
+		/* the row's bucket and the coarser ones of the switch that the gateway
+		 * does not send; each the gateway's row, and the all-gateway row the
+		 * reports over every gateway read (report_totals, which leaves $4 out) */
+		int gv[STORE_REPORT_NGRANS];
+		int64_t bv[STORE_REPORT_NGRANS];
+		size_t nb = store_report_backfill_buckets(r->gran, r->bucket, j->cutoff, gv, bv);
+		for (size_t b = 0; b < nb && rc >= 0; b++) {
+			store_pg_text(&p, store_report_names[r->report]);
+			store_pg_int(&p, gv[b]);
+			store_pg_int(&p, bv[b]);
+			store_pg_text(&p, j->gateway);
+			store_pg_text(&p, r->key);
+			for (int k = 0; k < STORE_REPORT_NCOUNTERS; k++)
+				store_pg_int(&p, r->c[k]);
+			for (int t = 0; t < 2 && rc >= 0; t++)
+				rc = store_pg_do(c, t == 0 ? "backfill_add" : "backfill_totals",
+						 t == 0 ? store_pg_backfill_add_sql
+							: store_pg_backfill_totals_sql,
+						 &p, NULL);
+			store_pg_params_clear(&p);
+		}
 		if (rc < 0)
 			return rc;
 		(*j->stored)++;
@@ -124,10 +133,11 @@ static int store_pg_backfill_tx(struct store_pg *st, PGconn *c, void *arg)
 	return 0;
 }
 
-int store_pg_report_backfill(struct store *st, const char *gateway, const struct store_rollup_in *v,
-			     size_t n, bool done, int64_t now, size_t *stored)
+int store_pg_report_backfill(struct store *st, const char *gateway, int64_t cutoff,
+			     const struct store_rollup_in *v, size_t n, bool done, int64_t now,
+			     size_t *stored)
 {
-	struct store_pg_backfill j = {gateway, v, n, done, now, stored};
+	struct store_pg_backfill j = {gateway, cutoff, v, n, done, now, stored};
 	int rc = store_pg_tx(store_pg_of(st), store_pg_backfill_tx, &j);
 	if (rc < 0)
 		*stored = 0; /* rolled back */

@@ -304,8 +304,9 @@ int store_pg_archive_list(struct store *st, size_t limit, struct store_report_ar
 			  size_t *n);
 int store_pg_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
 int store_pg_sched_update(struct store *st, const struct store_report_schedule *s);
-int store_pg_report_backfill(struct store *st, const char *gateway, const struct store_rollup_in *v,
-			     size_t n, bool done, int64_t now, size_t *stored);
+int store_pg_report_backfill(struct store *st, const char *gateway, int64_t cutoff,
+			     const struct store_rollup_in *v, size_t n, bool done, int64_t now,
+			     size_t *stored);
 int store_pg_report_backfill_state(struct store *st, const char *gateway, int64_t *done_at);
 int store_pg_report_export(struct store *st, int gran, int64_t before,
 			   const struct store_rollup_row *after, size_t limit,

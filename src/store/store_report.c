@@ -395,6 +395,32 @@ static int64_t store_report_next_month(int64_t m)
 	return store_report_bucket(STORE_REPORT_MONTH, m + 32 * STORE_REPORT_DAY_MS);
 }
 
+int64_t store_report_bucket_end(int gran, int64_t bucket)
+{
+	if (gran == STORE_REPORT_HOUR)
+		return bucket + 3600000LL;
+	if (gran == STORE_REPORT_DAY)
+		return bucket + STORE_REPORT_DAY_MS;
+	return store_report_next_month(store_report_bucket(STORE_REPORT_MONTH, bucket));
+}
+
+size_t store_report_backfill_buckets(int gran, int64_t bucket, int64_t cutoff,
+				     int gv[STORE_REPORT_NGRANS], int64_t bv[STORE_REPORT_NGRANS])
+{
+	size_t k = 0;
+	gv[k] = gran;
+	bv[k++] = bucket;
+	/* a coarser bucket that ended by cutoff comes whole from the gateway */
+	for (int g = gran + 1; g < STORE_REPORT_NGRANS; g++) {
+		int64_t b = store_report_bucket(g, bucket);
+		if (store_report_bucket_end(g, b) <= cutoff)
+			break;
+		gv[k] = g;
+		bv[k++] = b;
+	}
+	return k;
+}
+
 size_t store_report_spans(const struct store_report_query *q, struct store_report_span v[3])
 {
 	if (q->since >= q->until)

@@ -201,7 +201,7 @@ int store_sqlite_archive_list(struct store *st, size_t limit, struct store_repor
 			      size_t *n);
 int store_sqlite_archive_get(struct store *st, int64_t id, struct store_report_archived *out);
 int store_sqlite_sched_update(struct store *st, const struct store_report_schedule *s);
-int store_sqlite_report_backfill(struct store *st, const char *gateway,
+int store_sqlite_report_backfill(struct store *st, const char *gateway, int64_t cutoff,
 				 const struct store_rollup_in *v, size_t n, bool done, int64_t now,
 				 size_t *stored);
 int store_sqlite_report_backfill_state(struct store *st, const char *gateway, int64_t *done_at);

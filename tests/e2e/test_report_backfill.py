@@ -3,8 +3,11 @@
 reports show them added to what events brought, exactly once after a replay and a
 manager restart; a gateway's token only ever adds to that gateway's rows; bad
 bodies get exact 400s and change nothing; after "done" nothing more is taken.
+The month of the switch, whose days and hours before the switch come by the
+day and by the hour, reads the same whole (its monthly rows) as by the day.
 Runs on the suite's backend (SQLite or PostgreSQL)."""
 
+import calendar
 import json
 import os
 import time
@@ -12,7 +15,7 @@ import urllib.parse
 
 from e2e_helpers import wait_for
 from gw_fixtures import start_gateway  # noqa: F401 (a fixture)
-from test_events import error, push, register
+from test_events import GW, error, push, register
 from test_reporting_mode import incoming, reporting_gateway, send_clean, send_spam
 from test_reports import message
 from test_tracking_local import local_gateway, local_rows
@@ -231,3 +234,190 @@ def test_a_switch_not_seen_sends_nothing(start_manager, start_gateway, aio_sink)
     assert "gw.backfill_started" not in gw.log_text()
     with open(os.path.join(gw.data_dir, "reporting.state")) as f:
         assert f.read() == "central 0\n"
+
+
+def month_start(ms, add=0):
+    """The start of the UTC month of ms, add months on."""
+    t = time.gmtime(ms // 1000)
+    y, m = divmod(t.tm_year * 12 + t.tm_mon - 1 + add, 12)
+    return calendar.timegm((y, m + 1, 1, 0, 0, 0)) * 1000
+
+
+def custom(mgr, name, since, until, **params):
+    return report(mgr, name, period="custom", since=iso(since), until=iso(until), **params)
+
+
+def keyed(doc):
+    return {r["key"]: (r["incoming"], r["clean"], r["spam"]) for r in doc["rows"]}
+
+
+def added(*docs):
+    out = {}
+    for d in docs:
+        for k, v in keyed(d).items():
+            out[k] = tuple(a + b for a, b in zip(out.get(k, (0, 0, 0)), v))
+    return out
+
+
+def by_day(mgr, name, since, until, **params):
+    """name over [since, until) in parts of 3 days or more that hold no whole month:
+    every bucket read by the day."""
+    mid = since + (until - since) // DAY // 2 * DAY
+    return added(custom(mgr, name, since, mid, limit=20, **params),
+                 custom(mgr, name, mid, until, limit=20, **params))
+
+
+def test_the_switch_month_read_whole_equals_its_days(start_manager):
+    """A gateway that switched to central on the 21st of last month sends that
+    month's days before the switch by the day and that day's hours before it by the
+    hour, while events bring the rest before and after: last month read whole (its
+    monthly rows: prev_month, 90d, year) and by the day gives the same exact numbers,
+    per gateway and over all; a replayed push adds nothing."""
+    m = start_manager()
+    token = register(m, "gw-a")
+    other = register(m, "gw-b", "127.0.0.2")
+    now = int(time.time() * 1000)
+    first, nxt = month_start(now, -1), month_start(now)
+    before = month_start(now, -2)
+    switch = first + 20 * DAY + 10 * HOUR + 30 * 60000
+    day = switch // DAY * DAY
+
+    # events before the push: gw-a's first message after the switch, gw-b's own
+    st, doc = push(m, token, {"events": message(1, switch + 60000, "a-1", "a@new.test",
+                                                ["u1@example.com"], "clean")})
+    assert st == 200, doc
+    st, doc = push(m, other, {"events": message(1, first + 5 * DAY, "b-1", "b@other.test",
+                                                ["u1@example.com"], "clean")})
+    assert st == 200, doc
+
+    def rows(gran, bucket, incoming, clean, spam, key="old.test"):
+        return [{"report": "overview", "gran": gran, "bucket": bucket, "key": "",
+                 "incoming": incoming, "clean": clean, "spam": spam},
+                {"report": "incoming_domains", "gran": gran, "bucket": bucket, "key": key,
+                 "incoming": incoming, "clean": clean, "spam": spam}]
+    # the month before (whole), its day; last month's days and hours before the switch
+    sent = (rows("month", before, 7, 7, 0) + rows("day", before + 9 * DAY, 7, 7, 0)
+            + rows("hour", before + 9 * DAY + HOUR, 7, 7, 0)
+            + rows("day", first + 2 * DAY, 3, 2, 1) + rows("hour", first + 2 * DAY + HOUR, 3, 2, 1)
+            + rows("day", day - DAY, 2, 2, 0) + rows("hour", day - DAY + 23 * HOUR, 2, 2, 0)
+            + rows("hour", day + 3 * HOUR, 1, 0, 1, "spam.test"))
+    body = {"cutoff": switch, "rows": sent}
+    st, doc = rollups(m, token, body)
+    assert (st, doc) == (200, {"stored": len(sent), "done": False}), doc
+    st, doc = rollups(m, token, body)  # the answer was lost: sent again
+    assert (st, doc) == (200, {"stored": 0, "done": False}), doc
+    # a month that had not ended by the switch is not taken whole
+    st, doc = rollups(m, token, {"cutoff": switch, "rows": rows("month", first, 1, 1, 0)})
+    assert (st, error(doc)) == (400, 'row 1: the bucket ends after "cutoff"'), doc
+    # events after the push
+    st, doc = push(m, token, {"events": message(4, switch + 2 * DAY, "a-2", "a@new.test",
+                                                ["u1@example.com", "u2@example.com"], "clean")})
+    assert st == 200, doc
+
+    want_a = {"old.test": (5, 4, 1), "spam.test": (1, 0, 1), "new.test": (3, 3, 0)}
+    want_b = {"other.test": (1, 1, 0)}
+    cases = (("gw-a", want_a, 2), ("gw-b", want_b, 0), (None, dict(want_a, **want_b), 2))
+    for gw, want, switch_day in cases:
+        g = {"gateway": gw} if gw else {}
+        # last month whole (its monthly rows), and the same by the day
+        whole = report(m, "incoming_domains", period="prev_month", limit=20, **g)
+        assert whole["granularity"] == "day", whole
+        assert keyed(whole) == want, (gw, whole)
+        assert by_day(m, "incoming_domains", first, nxt, **g) == want, gw
+        # the overview's series is its days: they add up to the same
+        ov = report(m, "overview", period="prev_month", **g)
+        assert ov["totals"]["incoming"] == sum(v[0] for v in want.values()), (gw, ov)
+        assert ov["totals"]["spam"] == sum(v[2] for v in want.values()), (gw, ov)
+        # the 90 days and the year read last month whole, with the month before
+        more = dict(want)
+        if gw != "gw-b":
+            more["old.test"] = tuple(a + b for a, b in zip(more["old.test"], (7, 7, 0)))
+        assert keyed(report(m, "incoming_domains", period="90d", limit=20, **g)) == more, gw
+        assert keyed(report(m, "incoming_domains", period="year", limit=20, **g)) == more, gw
+        yov = report(m, "overview", period="year", **g)["totals"]
+        assert yov["incoming"] == sum(v[0] for v in more.values()), (gw, yov)
+        # the day of the switch: its hours add up to the day
+        hours = custom(m, "overview", day, day + DAY, **g)
+        assert hours["granularity"] == "hour", hours
+        assert hours["totals"]["incoming"] == switch_day, (gw, hours)
+        days = [b["incoming"] for b in ov["series"] if b["at"][:10] == iso(day)[:10]]
+        assert days == [switch_day], (gw, days)
+
+    # replayed, then done: nothing counted twice
+    st, doc = rollups(m, token, body)
+    assert (st, doc) == (200, {"stored": 0, "done": False}), doc
+    st, doc = rollups(m, token, {"cutoff": switch, "rows": [], "done": True})
+    assert (st, doc) == (200, {"stored": 0, "done": True}), doc
+    for gw, want, _ in cases:
+        g = {"gateway": gw} if gw else {}
+        assert keyed(report(m, "incoming_domains", period="prev_month", limit=20, **g)) == want
+        assert by_day(m, "incoming_domains", first, nxt, **g) == want, gw
+
+
+def test_a_gateway_that_switched_last_month_counts_it_whole(start_manager,  # noqa: F811
+                                                            start_gateway, aio_sink):
+    """A real lazaret-gw (its clock set back with libfaketime) counts mail locally
+    last month and the month before, switches to central reporting with backfill on
+    the 21st, and more mail comes in after the switch: last month read whole (its
+    monthly rows) and by the day give the same numbers, and so do its hours and
+    days."""
+    assert os.path.exists(FAKETIME), "libfaketime missing: run scripts/bootstrap"
+    mgr = start_manager()
+    gw = reporting_gateway(start_gateway, aio_sink, mgr, register(mgr), "local")
+    assert gw.stop() == 0
+    now = int(time.time() * 1000)
+    first, nxt = month_start(now, -1), month_start(now)
+    switch = first + 20 * DAY + 10 * HOUR + 30 * 60000
+    day = switch // DAY * DAY
+
+    def run_from(at):
+        """Starts the gateway with its clock at at (Unix ms)."""
+        back = (int(time.time() * 1000) - at) // 1000
+        gw.env = {"LD_PRELOAD": " ".join(p for p in (os.environ.get("LD_PRELOAD"), FAKETIME)
+                                         if p),
+                  "FAKETIME": "-%d" % back, "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                  "FAKETIME_DONT_RESET": "1"}
+        if os.environ.get("LAZARET_SANITIZED"):
+            gw.env["ASAN_OPTIONS"] = ":".join(o for o in (os.environ.get("ASAN_OPTIONS"),
+                                                          "verify_asan_link_order=0") if o)
+        gw.start()
+
+    # locally: the month before, the 6th, and the morning of the switch
+    for at, send, n in ((switch - 30 * DAY, lambda: send_clean(gw, "older"), 1),
+                        (switch - 15 * DAY,
+                         lambda: send_clean(gw, "sixth", ("bob@example.com", "carol@example.com")),
+                         2),
+                        (switch - 3 * HOUR, lambda: send_spam(gw), 1)):
+        run_from(at)
+        send()
+        wait_for(lambda: incoming(gw.api) == n, 30, "the mail counted on the gateway")
+        assert gw.stop() == 0
+    assert incoming(mgr.api) == 0
+
+    # the switch, with backfill; a message right after it, and one two days on
+    gw.apply({"reporting": {"mode": "central", "backfill": "yes"}})
+    run_from(switch)
+    gw.wait_log("gw.backfill_done")
+    send_clean(gw, "after")
+    wait_for(lambda: report(mgr, "overview", period="prev_month")["totals"]["incoming"] == 4, 30,
+             "the mail after the switch counted")
+    assert gw.stop() == 0
+    run_from(switch + 2 * DAY)
+    send_clean(gw, "later", ("bob@example.com", "carol@example.com"))
+    wait_for(lambda: report(mgr, "overview", period="prev_month")["totals"]["incoming"] == 6, 30,
+             "the later mail counted")
+    assert gw.stop() == 0
+
+    want = {"sender.test": (5, 5, 0), "spam.test": (1, 0, 1)}
+    year = dict(want, **{"sender.test": (6, 6, 0)})
+    for g in ({"gateway": GW}, {}):
+        whole = report(mgr, "incoming_domains", period="prev_month", limit=20, **g)
+        assert keyed(whole) == want, (g, whole)
+        assert by_day(mgr, "incoming_domains", first, nxt, **g) == want, g
+        ov = report(mgr, "overview", period="prev_month", **g)["totals"]
+        assert (ov["incoming"], ov["clean"], ov["spam"]) == (6, 5, 1), (g, ov)
+        assert keyed(report(mgr, "incoming_domains", period="90d", limit=20, **g)) == year, g
+        assert keyed(report(mgr, "incoming_domains", period="year", limit=20, **g)) == year, g
+        assert report(mgr, "overview", period="year", **g)["totals"]["incoming"] == 7, g
+        hours = custom(mgr, "overview", day, day + DAY, **g)["totals"]
+        assert (hours["incoming"], hours["spam"]) == (2, 1), (g, hours)

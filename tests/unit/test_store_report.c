@@ -825,6 +825,169 @@ static void test_capacity(void **state)
 	assert_int_equal(store_capacity_purge(fx->st, h0, 0, &gone), -EINVAL);
 }
 
+/* The top-N of report over [since, until) by the day: key's counters into c (0s: no row). */
+static void topn(struct store *st, int report, int64_t since, int64_t until, const char *gw,
+		 const char *key, int64_t c[STORE_REPORT_NCOUNTERS])
+{
+	struct store_report_row *v = NULL;
+	size_t n = 0;
+	memset(c, 0, sizeof(int64_t) * STORE_REPORT_NCOUNTERS);
+	read_rows(st, report, STORE_REPORT_DAY, since, until, gw, false, &v, &n);
+	const struct store_report_row *r = find(v, n, key);
+	if (r != NULL)
+		memcpy(c, r->c, sizeof(int64_t) * STORE_REPORT_NCOUNTERS);
+	store_report_rows_free(v, n);
+}
+
+#define B_DAY	 86400000LL
+#define B_FEB01	 1769904000000LL /* 2026-02-01T00:00Z */
+#define B_FEB15	 1771113600000LL
+#define B_MAR01	 1772323200000LL
+#define B_MAR02	 1772409600000LL
+#define B_MAR09	 1773014400000LL
+#define B_MAR10	 1773100800000LL
+#define B_MAR20	 1773964800000LL
+#define B_APR01	 1775001600000LL
+#define B_SWITCH (B_MAR10 + 5 * 3600000LL + 1800000LL) /* 05:30 on March 10 */
+
+/* Live messages of gw, one recipient each, at the times in at[]. */
+static void live(struct store *st, const char *gw, int64_t *seq, const char *tag, const int64_t *at,
+		 size_t n)
+{
+	struct store_event_message m = {.sender = "s@live.example"};
+	const char *r[] = {"u@in.example"};
+	char *d = received_detail("s@live.example", "192.0.2.7", r, 1);
+	struct store_event v[16];
+	char *ids[8];
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++) {
+		ids[i] = xasprintf("%s-%s-%zu", gw, tag, i);
+		k = add(v, k, (*seq)++, at[i], "received", ids[i], d, &m);
+		k = add(v, k, (*seq)++, at[i] + 1, "reply", ids[i], "{\"reply\":\"250 ok\"}", NULL);
+	}
+	uint64_t stored = 0;
+	assert_int_equal(store_events_put(st, gw, v, k, 0, clock_now_ms(), &stored), 0);
+	assert_int_equal(stored, k);
+	for (size_t i = 0; i < n; i++)
+		free(ids[i]);
+	free(d);
+}
+
+/*
+ * A gateway switched to central on March 10 at 05:30 and sent its rollups of
+ * before (March 2 and 9 by the day, 01:00 and 04:00 on March 10 by the hour;
+ * February by the month, day and hour) while live messages came in before and
+ * after: March read whole (its monthly row) and by the day agree, per gateway
+ * and over all, and a replayed push adds nothing.
+ */
+static void test_backfill_switch_month(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	int64_t seq_a = 1, seq_b = 1;
+	const int64_t early[] = {B_SWITCH + 60000, B_MAR20};
+	live(fx->st, "gw-a", &seq_a, "early", early, 2);
+	live(fx->st, "gw-b", &seq_b, "early", early, 1);
+	struct store_rollup_in v[] = {
+	    {.report = STORE_REPORT_OVERVIEW,
+	     .gran = STORE_REPORT_HOUR,
+	     .bucket = B_FEB15,
+	     .key = "",
+	     .c = {1, 1}},
+	    {.report = STORE_REPORT_OVERVIEW,
+	     .gran = STORE_REPORT_HOUR,
+	     .bucket = B_MAR10 + 3600000LL,
+	     .key = "",
+	     .c = {2, 1, 1}},
+	    {.report = STORE_REPORT_OVERVIEW,
+	     .gran = STORE_REPORT_HOUR,
+	     .bucket = B_MAR10 + 4 * 3600000LL,
+	     .key = "",
+	     .c = {1, 1}},
+	    {.report = STORE_REPORT_OVERVIEW,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = B_FEB15,
+	     .key = "",
+	     .c = {1, 1}},
+	    {.report = STORE_REPORT_OVERVIEW,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = B_MAR02,
+	     .key = "",
+	     .c = {3, 2, 1}},
+	    {.report = STORE_REPORT_OVERVIEW,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = B_MAR09,
+	     .key = "",
+	     .c = {4, 4}},
+	    {.report = STORE_REPORT_INCOMING_DOMAINS,
+	     .gran = STORE_REPORT_DAY,
+	     .bucket = B_MAR09,
+	     .key = "old.example",
+	     .c = {4, 4}},
+	    {.report = STORE_REPORT_OVERVIEW,
+	     .gran = STORE_REPORT_MONTH,
+	     .bucket = B_FEB01,
+	     .key = "",
+	     .c = {1, 1}},
+	};
+	size_t nv = sizeof(v) / sizeof(v[0]), stored = 0;
+	/* one push that claims March whole is refused: March had not ended */
+	struct store_rollup_in march = v[7];
+	march.bucket = B_MAR01;
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-a", B_SWITCH, &march, 1, false, 1000, &stored),
+	    -EINVAL);
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-a", B_SWITCH, v, nv, false, 1000, &stored), 0);
+	assert_int_equal(stored, nv);
+	const int64_t late[] = {B_MAR20 + 3600000LL};
+	live(fx->st, "gw-a", &seq_a, "late", late, 1);
+	/* a replay (the push again, after a crash) adds nothing */
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-a", B_SWITCH, v, nv, true, 2000, &stored), 0);
+	assert_int_equal(stored, 0);
+
+	/* gw-a in March: 3 + 4 by the day, 2 + 1 by the hour before the switch, 3 live */
+	const char *gws[] = {"gw-a", "gw-b", NULL};
+	const int64_t want[] = {13, 1, 14};
+	for (size_t g = 0; g < 3; g++) {
+		int64_t whole[STORE_REPORT_NCOUNTERS], sum[STORE_REPORT_NCOUNTERS] = {0};
+		int64_t c[STORE_REPORT_NCOUNTERS];
+		topn(fx->st, STORE_REPORT_OVERVIEW, B_MAR01, B_APR01, gws[g], "", whole);
+		for (int64_t d = B_MAR01; d < B_APR01; d += B_DAY) {
+			topn(fx->st, STORE_REPORT_OVERVIEW, d, d + B_DAY, gws[g], "", c);
+			for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+				sum[j] += c[j];
+		}
+		assert_int_equal(whole[STORE_REPORT_INCOMING], want[g]);
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+			assert_int_equal(whole[j], sum[j]);
+		/* a range reading March whole and one reading it by the day (from
+		 * March 2) differ by March 1 only, which had nothing */
+		topn(fx->st, STORE_REPORT_OVERVIEW, B_FEB01, B_APR01 + B_DAY, gws[g], "", whole);
+		topn(fx->st, STORE_REPORT_OVERVIEW, B_FEB15, B_APR01 - B_DAY, gws[g], "", c);
+		assert_int_equal(whole[STORE_REPORT_INCOMING],
+				 want[g] + (gws[g] != NULL && strcmp(gws[g], "gw-b") == 0 ? 0 : 1));
+		assert_int_equal(c[STORE_REPORT_INCOMING], whole[STORE_REPORT_INCOMING]);
+		/* the day of the switch: its hours read by the hour, the day whole */
+		int64_t hours[STORE_REPORT_NCOUNTERS], day[STORE_REPORT_NCOUNTERS];
+		totals(fx->st, STORE_REPORT_HOUR, B_MAR10, B_MAR10 + B_DAY, gws[g], hours);
+		totals(fx->st, STORE_REPORT_DAY, B_MAR10, B_MAR10 + B_DAY, gws[g], day);
+		for (int j = 0; j < STORE_REPORT_NCOUNTERS; j++)
+			assert_int_equal(hours[j], day[j]);
+		assert_int_equal(day[STORE_REPORT_INCOMING], g == 0 ? 4 : g == 1 ? 1 : 5);
+	}
+	/* a key only the backfill has: March whole equals its one day */
+	int64_t whole[STORE_REPORT_NCOUNTERS], day[STORE_REPORT_NCOUNTERS];
+	for (size_t g = 0; g < 3; g += 2) {
+		topn(fx->st, STORE_REPORT_INCOMING_DOMAINS, B_MAR01, B_APR01, gws[g], "old.example",
+		     whole);
+		topn(fx->st, STORE_REPORT_INCOMING_DOMAINS, B_MAR09, B_MAR10, gws[g], "old.example",
+		     day);
+		assert_int_equal(whole[STORE_REPORT_INCOMING], 4);
+		assert_int_equal(day[STORE_REPORT_INCOMING], 4);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -834,6 +997,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_totals, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_reads, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_capacity, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_backfill_switch_month, setup, test_store_teardown),
 	};
 	return cmocka_run_group_tests_name(test_pg_dsn() != NULL ? "store_report_postgresql"
 								 : "store_report_sqlite",

@@ -940,6 +940,8 @@ static void test_report_backfill(void **state)
 {
 	struct test_store_fixture *fx = *state;
 	const int64_t hour = 1796083200000LL; /* 2026-12-01T00:00Z */
+	/* the switch: every row's day and month ended before it */
+	const int64_t cutoff = 1798761600000LL; /* 2027-01-01T00:00Z */
 	struct store_rollup_in v[] = {
 	    {.report = STORE_REPORT_OVERVIEW,
 	     .gran = STORE_REPORT_HOUR,
@@ -953,21 +955,32 @@ static void test_report_backfill(void **state)
 	     .c = {5, 4, 1, 0, 0, 0, 0}},
 	};
 	size_t stored = 9;
-	assert_int_equal(store_report_backfill(fx->st, "gw-a", v, 2, false, 1000, &stored), 0);
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", cutoff, v, 2, false, 1000, &stored),
+			 0);
 	assert_int_equal(stored, 2);
-	assert_int_equal(store_report_backfill(fx->st, "gw-a", v, 2, false, 1000, &stored), 0);
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", cutoff, v, 2, false, 1000, &stored),
+			 0);
 	assert_int_equal(stored, 0);
 	/* the same keys for another gateway are its own */
-	assert_int_equal(store_report_backfill(fx->st, "gw-b", v, 1, false, 1000, &stored), 0);
+	assert_int_equal(store_report_backfill(fx->st, "gw-b", cutoff, v, 1, false, 1000, &stored),
+			 0);
 	assert_int_equal(stored, 1);
 	struct store_rollup_in bad = v[0];
 	bad.bucket = hour + 1;
-	assert_int_equal(store_report_backfill(fx->st, "gw-a", &bad, 1, false, 1000, &stored),
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-a", cutoff, &bad, 1, false, 1000, &stored), -EINVAL);
+	/* a bucket that ends after the switch, or no switch */
+	bad = v[1];
+	bad.bucket = cutoff - 86400000LL;
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-a", cutoff - 1, &bad, 1, false, 1000, &stored),
+	    -EINVAL);
+	assert_int_equal(store_report_backfill(fx->st, "gw-a", 0, v, 1, false, 1000, &stored),
 			 -EINVAL);
 	bad = v[0];
 	bad.c[2] = -1;
-	assert_int_equal(store_report_backfill(fx->st, "gw-a", &bad, 1, false, 1000, &stored),
-			 -EINVAL);
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-a", cutoff, &bad, 1, false, 1000, &stored), -EINVAL);
 
 	struct store_report_query q = {.report = STORE_REPORT_OVERVIEW,
 				       .gran = STORE_REPORT_HOUR,
@@ -991,16 +1004,18 @@ static void test_report_backfill(void **state)
 	int64_t at = -1;
 	assert_int_equal(store_report_backfill_state(fx->st, "gw-a", &at), 0);
 	assert_int_equal(at, 0);
-	assert_int_equal(store_report_backfill(fx->st, "gw-a", NULL, 0, true, 2000, &stored), 0);
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-a", cutoff, NULL, 0, true, 2000, &stored), 0);
 	assert_int_equal(store_report_backfill_state(fx->st, "gw-a", &at), 0);
 	assert_int_equal(at, 2000);
 	struct store_rollup_in late = v[0];
 	late.bucket = hour + 3600000;
-	assert_int_equal(store_report_backfill(fx->st, "gw-a", &late, 1, false, 3000, &stored),
-			 -EALREADY);
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-a", cutoff, &late, 1, false, 3000, &stored),
+	    -EALREADY);
 	assert_int_equal(stored, 0);
-	assert_int_equal(store_report_backfill(fx->st, "gw-a", NULL, 0, true, 3000, &stored),
-			 -EALREADY);
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-a", cutoff, NULL, 0, true, 3000, &stored), -EALREADY);
 	assert_int_equal(store_report_backfill_state(fx->st, "gw-b", &at), 0);
 	assert_int_equal(at, 0);
 
@@ -1031,7 +1046,8 @@ static void test_report_backfill(void **state)
 	     .key = "z.test",
 	     .c = {2}},
 	};
-	assert_int_equal(store_report_backfill(fx->st, "gw-c", more, 2, false, 1000, &stored), 0);
+	assert_int_equal(
+	    store_report_backfill(fx->st, "gw-c", cutoff, more, 2, false, 1000, &stored), 0);
 	const char *want[] = {"a.test", "old.test", "z.test"};
 	for (size_t i = 0; i < 3; i++) {
 		assert_int_equal(store_report_export(fx->st, STORE_REPORT_DAY, hour + 86400000,
