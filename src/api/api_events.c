@@ -43,6 +43,7 @@ void api_events_batch_clear(struct api_events_batch *b)
 	free(b->details);
 	free(b->lists);
 	free(b->samples);
+	free(b->more);
 	free(b->events);
 	free(b->messages);
 	memset(b, 0, sizeof(*b));
@@ -110,6 +111,26 @@ static const char *api_events_message(const json_t *d, struct store_event_messag
 	if (size != NULL && (!json_is_integer(size) || json_integer_value(size) < 0))
 		return "size";
 	m->size = size != NULL ? json_integer_value(size) : 0;
+	return NULL;
+}
+
+/*
+ * The fields of a "recipients" event's detail into r: "first", the index of its
+ * first name, and "recipients", 1 to API_EVENTS_MAX_LIST names (list holds them).
+ * NULL, or the bad field's name.
+ */
+static const char *api_events_recipients(const json_t *d, struct store_event_recipients *r,
+					 const char ***list)
+{
+	const json_t *first = json_object_get(d, "first");
+	if (!json_is_integer(first) || json_integer_value(first) < 0 ||
+	    json_integer_value(first) >= STORE_EVENT_RCPTS_MAX)
+		return "first";
+	r->first = json_integer_value(first);
+	if (api_events_opt_list(d, "recipients", list, &r->n) < 0 || r->n < 1 ||
+	    r->first > STORE_EVENT_RCPTS_MAX - (int64_t)r->n)
+		return "recipients";
+	r->names = *list;
 	return NULL;
 }
 
@@ -281,6 +302,20 @@ static int api_events_parse_one(const json_t *o, size_t i, struct api_events_bat
 		}
 		e->message = &b->messages[i];
 	}
+	if (strcmp(e->type, "recipients") == 0) {
+		if (e->msg_id == NULL) {
+			*err = xasprintf("events[%zu]: a \"recipients\" event needs \"msg_id\"", i);
+			return -EINVAL;
+		}
+		const char *bad =
+		    d != NULL ? api_events_recipients(d, &b->more[i], &b->lists[2 * i]) : "first";
+		if (bad != NULL) {
+			*err = xasprintf("events[%zu]: \"detail\".\"%s\" is missing or malformed",
+					 i, bad);
+			return -EINVAL;
+		}
+		e->recipients = &b->more[i];
+	}
 	if (strcmp(e->type, "capacity") == 0) {
 		if (e->msg_id != NULL) {
 			*err = xasprintf("events[%zu]: a \"capacity\" event has no \"msg_id\"", i);
@@ -339,6 +374,7 @@ int api_events_parse(const json_t *body, struct api_events_batch *out, char **er
 	out->details = xcalloc(n + 1, sizeof(*out->details));
 	out->lists = xcalloc(2 * n + 2, sizeof(*out->lists));
 	out->samples = xcalloc(n + 1, sizeof(*out->samples));
+	out->more = xcalloc(n + 1, sizeof(*out->more));
 	out->nevents = n;
 	for (size_t i = 0; i < n; i++) {
 		int rc = api_events_parse_one(json_array_get(ev, i), i, out, err);

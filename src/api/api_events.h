@@ -28,7 +28,7 @@ struct api;
 
 /* Events in one batch at most (a gateway sends at most this many). */
 #define API_EVENTS_MAX_BATCH 1000
-/* Recipients or attachment names in one "received" event at most. */
+/* Recipients or attachment names in one "received" or "recipients" event at most. */
 #define API_EVENTS_MAX_LIST 1000
 
 /* One parsed batch: events point into the body (and into list arrays kept here). */
@@ -41,6 +41,7 @@ struct api_events_batch {
 	char **details;			       /* nevents compact JSON texts (owned) */
 	const char ***lists;		       /* 2 * nevents arrays (owned) */
 	struct store_capacity_sample *samples; /* nevents entries, used by "capacity" */
+	struct store_event_recipients *more;   /* nevents entries, used by "recipients" */
 };
 void api_events_batch_clear(struct api_events_batch *b);
 /*

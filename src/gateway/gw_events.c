@@ -230,10 +230,11 @@ void gw_events_rcpt(struct gw_events *ev, const char *session, const char *clien
  * A list of names v[0..n) into d[key], or, when lists is false (the detail would
  * be over the manager's limit with them), only d[key_total]. With lists, at
  * most GW_EVENTS_LIST_MAX names and GW_EVENTS_LIST_BYTES bytes of them; when
- * cut, d[key_total] says how many there were.
+ * cut, d[key_total] (key_total NULL: none) says how many there were. The names
+ * listed.
  */
-static void gw_events_list(struct strbuf *d, bool lists, const char *key, const char *key_total,
-			   const char *const *v, size_t n)
+static size_t gw_events_list(struct strbuf *d, bool lists, const char *key, const char *key_total,
+			     const char *const *v, size_t n)
 {
 	size_t k = 0;
 	if (lists) {
@@ -252,8 +253,32 @@ static void gw_events_list(struct strbuf *d, bool lists, const char *key, const 
 		}
 		strbuf_addc(d, ']');
 	}
-	if (k < n)
+	if (k < n && key_total != NULL)
 		gw_events_int(d, key_total, (long long)n);
+	return k;
+}
+
+/*
+ * The recipients rcpts[first..n) that the "received" event of message id could
+ * not list: "recipients" events, each listing the next ones as a "received"
+ * event does (GW_EVENTS_LIST_MAX, GW_EVENTS_LIST_BYTES) with the index of its
+ * first, so that the manager tracks every recipient (docs/GATEWAY.md "Events").
+ */
+static void gw_events_more_recipients(struct gw_events *ev, const char *id,
+				      const char *const *rcpts, size_t first, size_t n)
+{
+	while (first < n) {
+		struct strbuf d = STRBUF_INIT;
+		gw_events_int(&d, "first", (long long)first);
+		size_t k = gw_events_list(&d, true, "recipients", NULL, rcpts + first, n - first);
+		if (k == 0) {
+			/* cannot be: a name cut to GW_EVENTS_TEXT_MAX fits the bytes */
+			strbuf_free(&d);
+			return;
+		}
+		gw_events_emit(ev, "recipients", id, &d);
+		first += k;
+	}
 }
 
 /*
@@ -308,14 +333,15 @@ void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 			names[k++] = meta->attachments[i].filename;
 	}
 	struct strbuf d = STRBUF_INIT;
+	size_t listed = 0;
 	for (bool lists = true;; lists = false) {
 		gw_events_text(&d, "session", job->session_id);
 		gw_events_text(&d, "client_ip", job->client_ip);
 		gw_events_text(&d, "helo", env->helo);
 		gw_events_bool(&d, "tls", env->tls);
 		gw_events_text(&d, "sender", env->sender != NULL ? env->sender : "");
-		gw_events_list(&d, lists, "recipients", "recipients_total",
-			       (const char *const *)env->rcpts, env->nrcpts);
+		listed = gw_events_list(&d, lists, "recipients", "recipients_total",
+					(const char *const *)env->rcpts, env->nrcpts);
 		gw_events_int(&d, "size", (long long)job->msg->len);
 		gw_events_text(&d, "subject", meta != NULL ? meta->subject : NULL);
 		gw_events_text(&d, "message_id", meta != NULL ? meta->message_id : NULL);
@@ -328,6 +354,8 @@ void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 	}
 	free(names);
 	gw_events_emit(ev, "received", job->id, &d);
+	gw_events_more_recipients(ev, job->id, (const char *const *)env->rcpts, listed,
+				  env->nrcpts);
 	atomic_fetch_add(&ev->cap_received, 1);
 }
 

@@ -46,7 +46,7 @@ struct store;
 #define GW_EVENTS_IDLE_MS 500
 /* A subject, address or name longer than this is cut in an event. */
 #define GW_EVENTS_TEXT_MAX 998
-/* Recipients or attachment names listed in one "received" event at most. */
+/* Recipients or attachment names listed in one "received" or "recipients" event at most. */
 #define GW_EVENTS_LIST_MAX 1000
 /* The largest answer read from the manager. */
 #define GW_EVENTS_MAX_ANSWER (64 * 1024)
@@ -86,7 +86,8 @@ void gw_events_rate_limit(struct gw_events *ev, const char *session, const char 
 void gw_events_rcpt(struct gw_events *ev, const char *session, const char *client, const char *rcpt,
 		    bool accepted, const char *reply);
 
-/* The message (meta may be NULL: no header fields). */
+/* The message (meta may be NULL: no header fields); the recipients its list had no
+ * room for follow in "recipients" events. */
 void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 			const struct msgmeta *meta);
 void gw_events_released(struct gw_events *ev, const char *id);

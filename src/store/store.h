@@ -1142,12 +1142,15 @@ int store_level_put(struct store *st, const struct store_level *l);
  *
  *   (none)  --store_events_put (event with msg_id)--> tracked message
  *   tracked --store_events_put ("received")---------> fields filled
+ *   tracked --store_events_put ("recipients")-------> recipients added at their indexes
  *   tracked --store_events_put (event with a state)-> last_state, flags |= flags
  */
 #define STORE_EVENT_TYPE_MAX   32    /* [a-z_], one of store_event_type_ok's */
 #define STORE_EVENT_MSG_ID_MAX 64    /* printable ASCII, no blanks */
 #define STORE_EVENT_DETAIL_MAX 65536 /* a JSON object's text */
 #define STORE_EVENT_TEXT_MAX   998 /* a sender, recipient, subject, Message-ID (an RFC 5322 line) */
+/* A message's recipients at most (a gateway's [listener] max_recipients' highest). */
+#define STORE_EVENT_RCPTS_MAX 1000000
 
 /* Flags of a tracked message (TR1's event searches). */
 enum store_track_flag {
@@ -1175,7 +1178,18 @@ struct store_event_message {
 	int64_t size;
 };
 
-/* One event of a batch (borrowed strings). */
+/*
+ * What a "recipients" event says: the message's envelope recipients from index
+ * first on, those its "received" event (and the "recipients" events before)
+ * did not list (borrowed strings). Stored after the ones stored at lower
+ * indexes; an index stored already is kept, so a replay adds nothing.
+ */
+struct store_event_recipients {
+	int64_t first; /* 0 .. STORE_EVENT_RCPTS_MAX - n */
+	const char *const *names;
+	size_t n; /* >= 1 */
+};
+
 /*
  * A gateway's "capacity" event (docs/GATEWAY.md "Events"): what it saw since
  * its previous sample and what it holds now. Added, per gateway and hour, to the
@@ -1220,6 +1234,7 @@ int store_capacity_read(struct store *st, const char *gateway, int gran, int64_t
  */
 int store_capacity_purge(struct store *st, int64_t before, size_t batch, uint64_t *rows);
 
+/* One event of a batch (borrowed strings). */
 struct store_event {
 	int64_t seq;	    /* >= 1, grows per gateway */
 	int64_t at;	    /* Unix ms, the gateway's clock */
@@ -1234,6 +1249,8 @@ struct store_event {
 	const struct store_event_message *message;
 	/* "capacity": the gateway's sample; NULL otherwise */
 	const struct store_capacity_sample *capacity;
+	/* "recipients": the names it adds to the message's; NULL otherwise */
+	const struct store_event_recipients *recipients;
 	const char *state; /* the tracked message's new last_state, or NULL */
 	unsigned flags;	   /* enum store_track_flag bits this event sets */
 };
@@ -1297,7 +1314,8 @@ struct store_event_row {
 void store_event_rows_free(struct store_event_row *v, size_t n);
 /*
  * Events of gateway with seq > after_seq in seq order, at most limit (1..10000);
- * msg_id not NULL: only that message's (its timeline). *out is new.
+ * msg_id not NULL: only that message's (its timeline), without its "recipients"
+ * events (the tracked message lists every recipient they add). *out is new.
  */
 int store_events_list(struct store *st, const char *gateway, const char *msg_id, int64_t after_seq,
 		      size_t limit, struct store_event_row **out, size_t *n);

@@ -22,7 +22,7 @@
 static const char *const store_event_types[] = {
     "connection", "rcpt_accepted", "rcpt_refused", "rate_limit", "received",   "released",
     "slbl",	  "verdict",	   "virus",	   "filter",	 "quarantine", "delivery",
-    "bounce",	  "release",	   "reply",	   "capacity",
+    "bounce",	  "release",	   "reply",	   "capacity",	 "recipients",
 };
 
 static const struct store_ops *store_events_ops(struct store *st)
@@ -100,7 +100,13 @@ static bool store_event_ok(const struct store_event *e, bool own)
 		return false;
 	if (e->msg_id != NULL && !store_event_msg_id_ok(e->msg_id))
 		return false;
-	if ((e->message != NULL || e->state != NULL || e->flags != 0) && e->msg_id == NULL)
+	if ((e->message != NULL || e->recipients != NULL || e->state != NULL || e->flags != 0) &&
+	    e->msg_id == NULL)
+		return false;
+	const struct store_event_recipients *r = e->recipients;
+	if (r != NULL && (r->n < 1 || r->first < 0 || r->n > STORE_EVENT_RCPTS_MAX ||
+			  r->first > STORE_EVENT_RCPTS_MAX - (int64_t)r->n ||
+			  !store_events_list_ok(r->names, r->n)))
 		return false;
 	if (e->state != NULL && (e->state[0] == '\0' || strlen(e->state) > STORE_EVENT_TYPE_MAX))
 		return false;

@@ -116,12 +116,13 @@ static int store_pg_i64_cmp(const void *a, const void *b)
  * upsert row (the first event's time as received_at of a new row, the last
  * state said, the flags of all, the newest time), the fields of its last
  * "received" event, and that event's recipients and attachments in place of
- * the ones stored.
+ * the ones stored, then the recipients of "recipients" events added at their
+ * indexes.
  */
 static int store_pg_events_track(PGconn *pg, const char *gateway,
 				 const struct store_event *const *e, size_t n)
 {
-	struct store_pg_events_cols up = {0}, fields = {0}, rcpt = {0}, att = {0};
+	struct store_pg_events_cols up = {0}, fields = {0}, rcpt = {0}, att = {0}, more = {0};
 	/* the messages seen, in order, and for each its last "received" event */
 	const char **ids = xcalloc(n + 1, sizeof(*ids));
 	const struct store_event **recv = xcalloc(n + 1, sizeof(*recv));
@@ -129,6 +130,12 @@ static int store_pg_events_track(PGconn *pg, const char *gateway,
 	for (size_t i = 0; i < n; i++) {
 		if (e[i]->msg_id == NULL)
 			continue;
+		const struct store_event_recipients *x = e[i]->recipients;
+		for (size_t j = 0; x != NULL && j < x->n; j++)
+			store_pg_events_row(&more, 4, e[i]->msg_id,
+					    store_pg_events_num(&more, x->first + (int64_t)j),
+					    x->names[j],
+					    store_pg_events_keep(&more, store_pg_lc(x->names[j])));
 		size_t k = 0;
 		while (k < nids && strcmp(ids[k], e[i]->msg_id) != 0)
 			k++;
@@ -206,6 +213,15 @@ static int store_pg_events_track(PGconn *pg, const char *gateway,
 		    " SELECT m, $1, i::integer, a, l"
 		    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS x(m, i, a, l)",
 		    gateway, &rcpt, 4);
+	/* "recipients" events' after them: an index stored already (a replay) is kept */
+	if (rc == 0)
+		rc = store_pg_events_write(
+		    pg, "events_recipients_more",
+		    "INSERT INTO tracked_recipients (msg_id, gateway, idx, address, address_lc)"
+		    " SELECT m, $1, i::integer, a, l"
+		    " FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS x(m, i, a, l)"
+		    " ON CONFLICT DO NOTHING",
+		    gateway, &more, 4);
 	if (rc == 0)
 		rc = store_pg_events_write(pg, "events_attachments_delete",
 					   "DELETE FROM tracked_attachments"
@@ -222,6 +238,7 @@ static int store_pg_events_track(PGconn *pg, const char *gateway,
 	store_pg_events_cols_free(&fields);
 	store_pg_events_cols_free(&rcpt);
 	store_pg_events_cols_free(&att);
+	store_pg_events_cols_free(&more);
 	free(ids);
 	free(recv);
 	return rc;
@@ -432,7 +449,7 @@ int store_pg_events_list(struct store *st, const char *gateway, const char *msg_
 	int rc = store_pg_query(store_pg_of(st), "events_list",
 				"SELECT gateway, seq, at, type, msg_id, detail FROM events"
 				" WHERE gateway = $1 AND seq > $2"
-				" AND ($4::text IS NULL OR msg_id = $4)"
+				" AND ($4::text IS NULL OR (msg_id = $4 AND type <> 'recipients'))"
 				" ORDER BY seq LIMIT $3",
 				&p, &r);
 	if (rc < 0)

@@ -13,7 +13,8 @@
  * 4xx (the client retries, as a new message) or released by the manager (it was
  * counted when it first came in) is not counted.
  *
- * Counting rules: per recipient (recipients_total when the list was cut); the
+ * Counting rules: per recipient (recipients_total when the list was cut, the
+ * names of its "recipients" events for the per-recipient reports); the
  * message's class is the first of spam, suspect, virus, content_filter (a
  * filter whose action quarantined, dropped or bounced it), clean.
  *
@@ -206,6 +207,27 @@ static void store_report_keys_free(char **v, size_t n)
 	free(v);
 }
 
+/*
+ * Adds a "recipients" event's names (detail d) to more, the names from index
+ * *first on (-1: none yet) that the events before listed: those that continue
+ * it, from its end (a name listed twice counts once).
+ */
+static void store_report_more(json_t *more, int64_t *first, const json_t *d)
+{
+	const json_t *f = json_object_get(d, "first");
+	const json_t *l = json_object_get(d, "recipients");
+	if (!json_is_integer(f) || json_integer_value(f) < 0 || !json_is_array(l))
+		return;
+	int64_t at = json_integer_value(f);
+	if (*first < 0)
+		*first = at;
+	int64_t end = *first + (int64_t)json_array_size(more);
+	if (at > end)
+		return; /* a gap: what follows it cannot be placed */
+	for (size_t i = (size_t)(end - at); i < json_array_size(l); i++)
+		json_array_append(more, json_array_get(l, i));
+}
+
 /* The events ev[0..n) of one message, in seq order. */
 /* The event of fresh[0..n) (in seq order) numbered seq, or NULL. */
 static const struct store_event *store_report_fresh(const struct store_event *const *fresh,
@@ -239,6 +261,8 @@ static void store_report_message(struct store_report_acc *a, const struct store_
 				 size_t n, const struct store_event *const *fresh, size_t nfresh)
 {
 	json_t *recv = NULL;
+	json_t *more = json_array(); /* "recipients" events' names, from the index of its first */
+	int64_t more_first = -1;
 	int64_t at = 0;
 	bool spam = false, suspect = false, virus = false, stopped = false, skip = false;
 	char **viruses = NULL, **filters = NULL, **outbreaks = NULL;
@@ -255,6 +279,8 @@ static void store_report_message(struct store_report_acc *a, const struct store_
 			json_decref(recv);
 			recv = json_incref(d);
 			at = ev[i].at;
+		} else if (strcmp(t, "recipients") == 0) {
+			store_report_more(more, &more_first, d);
 		} else if (strcmp(t, "released") == 0) {
 			skip = true;
 		} else if (strcmp(t, "verdict") == 0) {
@@ -321,8 +347,20 @@ static void store_report_message(struct store_report_acc *a, const struct store_
 	int64_t one[STORE_REPORT_NCOUNTERS] = {0};
 	one[STORE_REPORT_INCOMING] = 1;
 	one[cls] = 1;
-	for (size_t i = 0; i < json_array_size(rl); i++) {
-		const char *r = json_string_value(json_array_get(rl, i));
+	/* those the received event listed, then those the "recipients" events did
+	 * beyond them (within the count) */
+	size_t nrl = json_array_size(rl), end = nrl;
+	if (more_first >= 0 && (size_t)more_first + json_array_size(more) > end)
+		end = (size_t)more_first + json_array_size(more);
+	if (end > (size_t)nrcpt)
+		end = (size_t)nrcpt;
+	for (size_t i = 0; i < end; i++) {
+		const json_t *v = NULL;
+		if (i < nrl)
+			v = json_array_get(rl, i);
+		else if (more_first >= 0 && (int64_t)i >= more_first)
+			v = json_array_get(more, i - (size_t)more_first);
+		const char *r = json_string_value(v);
 		if (r == NULL)
 			continue;
 		char *lc = store_report_lc(r);
@@ -334,6 +372,7 @@ static void store_report_message(struct store_report_acc *a, const struct store_
 	}
 out:
 	json_decref(recv);
+	json_decref(more);
 	store_report_keys_free(viruses, nviruses);
 	store_report_keys_free(filters, nfilters);
 	store_report_keys_free(outbreaks, noutbreaks);

@@ -9,7 +9,8 @@
  * the gateway's push time and backlog. Events come in the gateway's seq order, so
  * the last event with a state sets the message's last_state. An event at or below
  * the gateway's last seq (gateway_event_state) is skipped too: retention may have
- * purged it, and a replay must not store it again.
+ * purged it, and a replay must not store it again. A "recipients" event adds
+ * its names at their indexes, keeping an index stored already.
  *
  * Not for: checking fields (store_events.c does), reading the gateway's JSON.
  */
@@ -67,6 +68,10 @@ static const char store_events_rcpt_del_sql[] =
 static const char store_events_rcpt_sql[] =
     "INSERT INTO tracked_recipients (gateway, msg_id, idx, address, address_lc)"
     " VALUES (?, ?, ?, ?, ?)";
+/* a "recipients" event's: an index stored already (a replay) is kept */
+static const char store_events_rcpt_more_sql[] =
+    "INSERT INTO tracked_recipients (gateway, msg_id, idx, address, address_lc)"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (gateway, msg_id, idx) DO NOTHING";
 static const char store_events_att_del_sql[] =
     "DELETE FROM tracked_attachments WHERE gateway = ? AND msg_id = ?";
 static const char store_events_att_sql[] =
@@ -84,6 +89,28 @@ static const char store_events_state_sql[] =
     " received = gateway_event_state.received + excluded.received,"
     " pushed_at = excluded.pushed_at";
 
+/* Inserts v[0..n) into a list table (recipients or attachments) of one message
+ * at indexes first.. . */
+static int store_events_add_list(struct store_conn *c, const char *ins_sql, const char *gateway,
+				 const char *msg_id, int64_t first, const char *const *v, size_t n)
+{
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		sqlite3_stmt *s = store_int_stmt(c, ins_sql);
+		if (s == NULL)
+			return -EIO;
+		char *lc = store_events_lc(v[i]);
+		store_events_bind_text(s, 1, gateway);
+		store_events_bind_text(s, 2, msg_id);
+		sqlite3_bind_int64(s, 3, (sqlite3_int64)(first + (int64_t)i));
+		store_events_bind_text(s, 4, v[i]);
+		store_events_bind_text(s, 5, lc);
+		free(lc);
+		rc = store_int_step_done(c, s, "events_list_insert");
+	}
+	return rc;
+}
+
 /* Replaces the rows of a list table (recipients or attachments) of one message. */
 static int store_events_put_list(struct store_conn *c, const char *del_sql, const char *ins_sql,
 				 const char *gateway, const char *msg_id, const char *const *v,
@@ -95,19 +122,8 @@ static int store_events_put_list(struct store_conn *c, const char *del_sql, cons
 	store_events_bind_text(s, 1, gateway);
 	store_events_bind_text(s, 2, msg_id);
 	int rc = store_int_step_done(c, s, "events_list_delete");
-	for (size_t i = 0; rc == 0 && i < n; i++) {
-		s = store_int_stmt(c, ins_sql);
-		if (s == NULL)
-			return -EIO;
-		char *lc = store_events_lc(v[i]);
-		store_events_bind_text(s, 1, gateway);
-		store_events_bind_text(s, 2, msg_id);
-		sqlite3_bind_int64(s, 3, (sqlite3_int64)i);
-		store_events_bind_text(s, 4, v[i]);
-		store_events_bind_text(s, 5, lc);
-		free(lc);
-		rc = store_int_step_done(c, s, "events_list_insert");
-	}
+	if (rc == 0)
+		rc = store_events_add_list(c, ins_sql, gateway, msg_id, 0, v, n);
 	return rc;
 }
 
@@ -159,6 +175,13 @@ static int store_events_track(struct store_conn *c, const char *gateway,
 	if (rc == 0 && m != NULL)
 		rc = store_events_put_list(c, store_events_att_del_sql, store_events_att_sql,
 					   gateway, recv->msg_id, m->attachments, m->nattachments);
+	/* the names a cut "received" list left out, at their indexes */
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct store_event_recipients *r = e[i]->recipients;
+		if (r != NULL)
+			rc = store_events_add_list(c, store_events_rcpt_more_sql, gateway,
+						   e[i]->msg_id, r->first, r->names, r->n);
+	}
 	return rc;
 }
 
@@ -376,6 +399,7 @@ int store_sqlite_events_list(struct store *st, const char *gateway, const char *
 	    msg_id != NULL
 		? store_int_stmt(c, "SELECT gateway, seq, at, type, msg_id, detail FROM events"
 				    " WHERE gateway = ?1 AND msg_id = ?4 AND seq > ?2"
+				    " AND type <> 'recipients'"
 				    " ORDER BY seq LIMIT ?3")
 		: store_int_stmt(c, "SELECT gateway, seq, at, type, msg_id, detail FROM events"
 				    " WHERE gateway = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");

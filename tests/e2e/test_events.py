@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import threading
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -226,6 +227,100 @@ def test_long_recipient_lists_are_cut_and_counted(start_manager, start_gateway, 
     assert "truncated" not in rec
     assert rec["subject"] == "見積\t\"書\"", rec["subject"]
     assert mine["reply"]["reply"] == "250 2.0.0 Ok: %s" % qid
+    # the names left out follow in a "recipients" event, before the reply
+    (more,) = [(e[0], e[3]) for e in events(mgr) if e[2] == qid and e[1] == "recipients"]
+    assert more[1] == {"first": len(rec["recipients"]),
+                       "recipients": rcpts[len(rec["recipients"]):]}, more
+    (reply_seq,) = [e[0] for e in events(mgr) if e[2] == qid and e[1] == "reply"]
+    assert more[0] < reply_seq
+
+
+def recipient_search(mgr, rcpt):
+    """The ids of the tracked messages a search by recipient rcpt finds."""
+    st, doc = mgr.api("GET", "/api/v1/tracking/messages?" +
+                      urllib.parse.urlencode({"recipient": rcpt}))
+    assert st == 200, doc
+    return [m["id"] for m in doc["messages"]]
+
+
+def recipient_rows(mgr, msg_id):
+    """(rows, distinct indexes) of msg_id in tracked_recipients."""
+    (row,) = store_rows(mgr, "SELECT count(*), count(DISTINCT idx) FROM tracked_recipients"
+                             " WHERE gateway = '%s' AND msg_id = '%s'" % (GW, msg_id))
+    return int(row[0]), int(row[1])
+
+
+def test_every_recipient_of_a_long_list_is_tracked(start_manager, start_gateway, aio_sink):
+    """A message to 400 recipients of 70-byte addresses: the received event lists
+    the first ~320, a "recipients" event the rest, and a search by the 1st, the
+    350th or the 400th finds it; its story lists all 400 and leaves the
+    "recipients" event out of its timeline; the gateway's events pushed again,
+    and its "recipients" event again under a new seq, add no recipient row."""
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host)
+    rcpts = ["%s%03d@example.com" % ("r" * 55, i) for i in range(400)]
+    assert {len(r) for r in rcpts} == {70}
+    code, text = gw.send("alice@sender.test", rcpts, make_message(subject="To many"))
+    assert code == 250, text
+    qid = queue_id(text)
+    wait_for(lambda: any(e[1] == "reply" and e[2] == qid for e in events(mgr)), 30,
+             "the message's events on the manager")
+    mid = "%s~%s" % (GW, qid)
+    for i in (0, 349, 399):
+        assert recipient_search(mgr, rcpts[i]) == [mid], i
+    assert recipient_search(mgr, rcpts[349].upper()) == [mid]  # without case
+    st, story = mgr.api("GET", "/api/v1/tracking/messages/" + mid)
+    assert st == 200, story
+    assert story["recipients"] == rcpts
+    types = [e["type"] for e in story["events"]]
+    assert "recipients" not in types and types[-3:] == ["verdict", "delivery", "reply"], types
+    assert recipient_rows(mgr, qid) == (400, 400)
+
+    # the gateway's push again (its answer lost): nothing stored, no row doubled
+    rows = store_rows(mgr, "SELECT seq, at, type, msg_id, detail FROM events"
+                           " WHERE gateway = '%s' AND msg_id = '%s' ORDER BY seq" % (GW, qid))
+    batch = [{"seq": int(r[0]), "at": int(r[1]), "type": r[2], "msg_id": r[3],
+              "detail": json.loads(r[4])} for r in rows]
+    assert [b["type"] for b in batch] == ["received", "recipients", "verdict", "delivery",
+                                          "reply"]
+    st, doc = push(mgr, token, {"events": batch})
+    assert (st, doc["stored"]) == (200, 0), doc
+    # the same names under a new seq (a new event): stored, no row added or changed
+    again = dict(batch[1], seq=batch[-1]["seq"] + 1000)
+    st, doc = push(mgr, token, {"events": [again]})
+    assert (st, doc["stored"]) == (200, 1), doc
+    assert recipient_rows(mgr, qid) == (400, 400)
+    st, story = mgr.api("GET", "/api/v1/tracking/messages/" + mid)
+    assert story["recipients"] == rcpts
+
+
+def test_recipients_in_a_later_push_are_added_once(manager):
+    """A "recipients" event pushed after its received event's push adds its names
+    at their indexes; both pushes replayed add nothing."""
+    token = register(manager)
+    now = int(time.time() * 1000)
+    first = [{"seq": 1, "at": now, "type": "received", "msg_id": "m-long",
+              "detail": {"sender": "a@x.test", "recipients": ["r0@y.test", "r1@y.test"],
+                         "recipients_total": 4}}]
+    later = [{"seq": 2, "at": now + 1, "type": "recipients", "msg_id": "m-long",
+              "detail": {"first": 2, "recipients": ["r2@y.test", "R3@y.test"]}},
+             {"seq": 3, "at": now + 2, "type": "reply", "msg_id": "m-long",
+              "detail": {"reply": "250 2.0.0 Ok: m-long"}}]
+    st, doc = push(manager, token, {"events": first})
+    assert (st, doc) == (200, {"acked": 1, "stored": 1})
+    assert recipient_search(manager, "r3@y.test") == []
+    st, doc = push(manager, token, {"events": later})
+    assert (st, doc) == (200, {"acked": 3, "stored": 2})
+    for r in ("r0@y.test", "r2@y.test", "r3@y.test"):
+        assert recipient_search(manager, r) == ["%s~m-long" % GW], r
+    for batch in (first, later, first + later):
+        st, doc = push(manager, token, {"events": batch})
+        assert (st, doc["stored"]) == (200, 0), doc
+    assert recipient_rows(manager, "m-long") == (4, 4)
+    st, story = manager.api("GET", "/api/v1/tracking/messages/%s~m-long" % GW)
+    assert story["recipients"] == ["r0@y.test", "r1@y.test", "r2@y.test", "R3@y.test"]
+    assert [e["type"] for e in story["events"]] == ["received", "reply"]
 
 
 def test_manager_down_then_back_every_event_once(start_manager, start_gateway, aio_sink):
@@ -597,12 +692,19 @@ BAD = [
      "a batch holds at most 1000 events, not 1001"),
     ({"gateway": "other-gw", "events": GOOD}, 403,
      'this token belongs to gateway "gw-e2e", not "other-gw"'),
+    ({"events": [ev(1, "recipients", first=-1, recipients=["b@y.test"])]}, 400,
+     'events[0]: "detail"."first" is missing or malformed'),
+    ({"events": [ev(1, "recipients", first=320, recipients=[])]}, 400,
+     'events[0]: "detail"."recipients" is missing or malformed'),
+    ({"events": [ev(1, "recipients", msg_id=None, first=320, recipients=["b@y.test"])]}, 400,
+     'events[0]: a "recipients" event needs "msg_id"'),
 ]
 
 
 @pytest.mark.parametrize("body,status,message", BAD,
                          ids=["json", "array", "events", "seq", "type", "order", "received",
-                              "msg_id", "batch", "name"])
+                              "msg_id", "batch", "name", "recipients_first",
+                              "recipients_none", "recipients_msg_id"])
 def test_bad_pushes_are_refused_and_store_nothing(manager, body, status, message):
     token = register(manager)
     st, doc = push(manager, token, {"events": [ev(100, "connection", msg_id=None)]})

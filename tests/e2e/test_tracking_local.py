@@ -135,6 +135,27 @@ def test_local_mode_tracks_on_the_gateway(start_manager, start_gateway, aio_sink
     assert st == 200 and doc["messages"] == [], doc
 
 
+def test_local_mode_tracks_every_recipient_of_a_long_list(start_gateway,  # noqa: F811
+                                                         aio_sink):
+    """400 recipients of 70-byte addresses: the gateway's own store gets the names
+    its received event could not list from its "recipients" event, so a search
+    on the gateway by the 350th finds the message, which lists all 400."""
+    gw = local_gateway(start_gateway, aio_sink.host)
+    rcpts = ["%s%03d@example.com" % ("r" * 55, i) for i in range(400)]
+    code, text = gw.send("alice@sender.test", rcpts, make_message(subject="To many"))
+    assert code == 250, text
+    qid = queue_id(text)
+    wait_for(lambda: tracked_ids(gw) == {qid}, 30, "the message tracked")
+    assert [e[1] for e in local_events(gw) if e[2] == qid] == \
+        ["received", "recipients"] + MSG_TYPES[1:]
+    for i in (0, 349, 399):
+        assert tracked_ids(gw, recipient=rcpts[i]) == {qid}, i
+    st, doc = gw.api("GET", "/api/v1/tracking/messages/%s~%s" % (GW, qid))
+    assert st == 200, doc
+    assert doc["recipients"] == rcpts
+    assert [e["type"] for e in doc["events"]] == ["connection"] + MSG_TYPES
+
+
 def test_central_mode_serves_no_tracking(start_manager, start_gateway, aio_sink):  # noqa: F811
     """The gateway's tracking routes are local mode's: central answers 404 there."""
     mgr = start_manager()

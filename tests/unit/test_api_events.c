@@ -57,6 +57,36 @@ static const struct {
      "\"detail\":{\"sender\":\"a@b\",\"size\":-4}}]}",
      -EINVAL, "events[0]: \"detail\".\"size\" is missing or malformed"},
     {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"connection\",\"bogus\":1}]}", -EINVAL, NULL},
+    /* "recipients": the names a cut "received" list left out */
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\","
+     "\"detail\":{\"first\":3,\"recipients\":[\"a@b\"]}}]}",
+     -EINVAL, "events[0]: a \"recipients\" event needs \"msg_id\""},
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\",\"msg_id\":\"m1\"}]}", -EINVAL,
+     "events[0]: \"detail\".\"first\" is missing or malformed"},
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\",\"msg_id\":\"m1\","
+     "\"detail\":{\"first\":-1,\"recipients\":[\"a@b\"]}}]}",
+     -EINVAL, "events[0]: \"detail\".\"first\" is missing or malformed"},
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\",\"msg_id\":\"m1\","
+     "\"detail\":{\"first\":\"3\",\"recipients\":[\"a@b\"]}}]}",
+     -EINVAL, "events[0]: \"detail\".\"first\" is missing or malformed"},
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\",\"msg_id\":\"m1\","
+     "\"detail\":{\"first\":3}}]}",
+     -EINVAL, "events[0]: \"detail\".\"recipients\" is missing or malformed"},
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\",\"msg_id\":\"m1\","
+     "\"detail\":{\"first\":3,\"recipients\":[]}}]}",
+     -EINVAL, "events[0]: \"detail\".\"recipients\" is missing or malformed"},
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\",\"msg_id\":\"m1\","
+     "\"detail\":{\"first\":3,\"recipients\":[\"a@b\",null]}}]}",
+     -EINVAL, "events[0]: \"detail\".\"recipients\" is missing or malformed"},
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\",\"msg_id\":\"m1\","
+     "\"detail\":{\"first\":999999,\"recipients\":[\"a@b\",\"c@d\"]}}]}",
+     -EINVAL, "events[0]: \"detail\".\"recipients\" is missing or malformed"},
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\",\"msg_id\":\"m1\","
+     "\"detail\":{\"first\":1000000,\"recipients\":[\"a@b\"]}}]}",
+     -EINVAL, "events[0]: \"detail\".\"first\" is missing or malformed"},
+    {"{\"events\":[{\"seq\":1,\"at\":1,\"type\":\"recipients\",\"msg_id\":\"m1\","
+     "\"detail\":{\"first\":999999,\"recipients\":[\"a@b\"]}}]}",
+     0, NULL},
 };
 
 static void test_table(void **state)
@@ -114,7 +144,9 @@ static void test_good_batch(void **state)
 	    "{\"quarantine\":\"outbreak\"}},"
 	    "{\"seq\":8,\"at\":103,\"type\":\"delivery\",\"msg_id\":\"m1\",\"detail\":{\"status\":"
 	    "\"deferred\"}},"
-	    "{\"seq\":9,\"at\":104,\"type\":\"rcpt_refused\"}]}";
+	    "{\"seq\":9,\"at\":104,\"type\":\"rcpt_refused\"},"
+	    "{\"seq\":10,\"at\":104,\"type\":\"recipients\",\"msg_id\":\"m1\",\"detail\":"
+	    "{\"first\":2,\"recipients\":[\"d@y\",\"e@y\"]}}]}";
 	json_error_t je;
 	json_t *body = json_loads(text, 0, &je);
 	struct api_events_batch b;
@@ -122,7 +154,7 @@ static void test_good_batch(void **state)
 	assert_int_equal(api_events_parse(body, &b, &err), 0);
 	assert_string_equal(b.gateway, "gw1");
 	assert_int_equal(b.backlog, 3);
-	assert_int_equal(b.nevents, 5);
+	assert_int_equal(b.nevents, 6);
 	const struct store_event *e = b.events;
 	assert_string_equal(e[0].state, "received");
 	assert_non_null(e[0].message);
@@ -138,6 +170,16 @@ static void test_good_batch(void **state)
 	assert_string_equal(e[3].state, "soft_bounce");
 	assert_string_equal(e[4].detail, "{}");
 	assert_null(e[4].msg_id);
+	assert_null(e[4].recipients);
+	/* the names a cut list left out, at their indexes; no state, no flags */
+	assert_non_null(e[5].recipients);
+	assert_null(e[0].recipients);
+	assert_int_equal(e[5].recipients->first, 2);
+	assert_int_equal(e[5].recipients->n, 2);
+	assert_string_equal(e[5].recipients->names[1], "e@y");
+	assert_null(e[5].state);
+	assert_int_equal(e[5].flags, 0);
+	assert_null(e[5].message);
 	api_events_batch_clear(&b);
 	json_decref(body);
 }

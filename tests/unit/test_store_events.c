@@ -287,6 +287,150 @@ static void test_bad_batches(void **state)
 	store_event_states_free(sv, n);
 }
 
+/*
+ * "recipients" events: the names a cut "received" list left out are added at
+ * their indexes, in the received event's batch or a later one; a replay, or a
+ * name at an index stored already, adds nothing; the timeline leaves them out;
+ * a bad one stores nothing of its batch.
+ */
+static void test_more_recipients(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	char a[IDS_UUID_LEN + 1], b[IDS_UUID_LEN + 1];
+	ids_uuidv7(now, a);
+	ids_uuidv7(now + 1, b);
+	const char *listed[] = {"r0@example.com", "r1@example.com"};
+	const char *more1[] = {"R2@Example.COM", "r3@example.com"};
+	const char *more2[] = {"r4@example.com"};
+	const char *clash[] = {"other@example.com", "r5@example.com"};
+	struct store_event_message m = {
+	    .sender = "s@example.org", .recipients = listed, .nrecipients = 2};
+	struct store_event_recipients x1 = {.first = 2, .names = more1, .n = 2};
+	struct store_event_recipients x2 = {.first = 4, .names = more2, .n = 1};
+	struct store_event_recipients x3 = {.first = 4, .names = clash, .n = 2};
+	struct store_event batch1[] = {
+	    {.seq = 1,
+	     .at = now,
+	     .type = "received",
+	     .msg_id = a,
+	     .detail = "{}",
+	     .message = &m,
+	     .state = "received"},
+	    {.seq = 2,
+	     .at = now,
+	     .type = "recipients",
+	     .msg_id = a,
+	     .detail = "{}",
+	     .recipients = &x1},
+	    /* b's received event and its extra names in one batch */
+	    {.seq = 3,
+	     .at = now + 1,
+	     .type = "received",
+	     .msg_id = b,
+	     .detail = "{}",
+	     .message = &m,
+	     .state = "received"},
+	    {.seq = 4,
+	     .at = now + 1,
+	     .type = "recipients",
+	     .msg_id = b,
+	     .detail = "{}",
+	     .recipients = &x1},
+	};
+	uint64_t stored = 0;
+	assert_int_equal(store_events_put(fx->st, "gw1", batch1, 4, 0, now, &stored), 0);
+	assert_int_equal(stored, 4);
+	/* a later push: the rest of a's; then the whole of it again (a replay) */
+	struct store_event batch2[] = {
+	    {.seq = 5,
+	     .at = now + 2,
+	     .type = "recipients",
+	     .msg_id = a,
+	     .detail = "{}",
+	     .recipients = &x2},
+	    {.seq = 6,
+	     .at = now + 3,
+	     .type = "delivery",
+	     .msg_id = a,
+	     .detail = "{\"status\":\"sent\"}",
+	     .state = "delivered",
+	     .flags = STORE_TRACK_DELIVERED},
+	};
+	assert_int_equal(store_events_put(fx->st, "gw1", batch2, 2, 0, now, &stored), 0);
+	assert_int_equal(stored, 2);
+	assert_int_equal(store_events_put(fx->st, "gw1", batch1, 4, 0, now, &stored), 0);
+	assert_int_equal(store_events_put(fx->st, "gw1", batch2, 2, 0, now, &stored), 0);
+	assert_int_equal(stored, 0);
+	/* a new event naming an index stored already: that one kept, the next added */
+	struct store_event clash_ev = {.seq = 7,
+				       .at = now + 4,
+				       .type = "recipients",
+				       .msg_id = a,
+				       .detail = "{}",
+				       .recipients = &x3};
+	assert_int_equal(store_events_put(fx->st, "gw1", &clash_ev, 1, 0, now, &stored), 0);
+	assert_int_equal(stored, 1);
+
+	struct store_tracked_message *t = NULL;
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", a, &t), 0);
+	assert_int_equal(t->nrecipients, 6);
+	static const char *const want[] = {"r0@example.com", "r1@example.com", "R2@Example.COM",
+					   "r3@example.com", "r4@example.com", "r5@example.com"};
+	for (size_t i = 0; i < 6; i++)
+		assert_string_equal(t->recipients[i], want[i]);
+	assert_string_equal(t->last_state, "delivered");
+	store_tracked_message_free(t);
+	assert_int_equal(store_tracked_message_get(fx->st, "gw1", b, &t), 0);
+	assert_int_equal(t->nrecipients, 4);
+	assert_string_equal(t->recipients[3], "r3@example.com");
+	assert_string_equal(t->last_state, "received");
+	store_tracked_message_free(t);
+	/* a search by an added name (any case) finds the message */
+	struct store_track_query q = {
+	    .since = now - 1000, .until = now + 1000, .recipient = "r2@example.com"};
+	struct store_tracked_message **found = NULL;
+	size_t nfound = 0;
+	char *next = NULL;
+	assert_int_equal(store_tracked_search(fx->st, &q, 10, NULL, &found, &nfound, &next), 0);
+	assert_null(next);
+	assert_int_equal(nfound, 2);
+	store_tracked_messages_free(found, nfound);
+
+	/* the timeline: what happened, not the lists */
+	struct store_event_row *rows = NULL;
+	size_t n = 0;
+	assert_int_equal(store_events_list(fx->st, "gw1", a, 0, 100, &rows, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(rows[0].type, "received");
+	assert_string_equal(rows[1].type, "delivery");
+	store_event_rows_free(rows, n);
+	assert_int_equal(count_events(fx->st, "gw1"), 7);
+
+	/* bad ones: no id, no names, a negative or too high index */
+	struct store_event_recipients none = {.first = 0, .names = more1, .n = 0};
+	struct store_event_recipients neg = {.first = -1, .names = more1, .n = 2};
+	struct store_event_recipients high = {
+	    .first = STORE_EVENT_RCPTS_MAX - 1, .names = more1, .n = 2};
+	const char *nul[] = {"a@b", NULL};
+	struct store_event_recipients hole = {.first = 0, .names = nul, .n = 2};
+	const struct store_event_recipients *bad[] = {&x1, &none, &neg, &high, &hole};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct store_event v[] = {
+		    {.seq = 8, .at = now, .type = "connection", .detail = "{}"},
+		    {.seq = 9,
+		     .at = now,
+		     .type = "recipients",
+		     .msg_id = i == 0 ? NULL : a,
+		     .detail = "{}",
+		     .recipients = bad[i]},
+		};
+		if (store_events_put(fx->st, "gw1", v, 2, 0, now, &stored) != -EINVAL)
+			fail_msg("bad recipients event %zu stored", i);
+	}
+	assert_int_equal(count_events(fx->st, "gw1"), 7);
+}
+
 /* A large batch, in one transaction, read back in order. */
 static void test_large_batch(void **state)
 {
@@ -600,6 +744,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_out_of_order, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_more_recipients, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_own_events, setup, test_store_teardown),
@@ -608,6 +753,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_batch_and_replay, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_out_of_order, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_batches, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_more_recipients, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_large_batch, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_pg_daily_partitions, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_retention, setup, test_store_teardown),

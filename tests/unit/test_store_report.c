@@ -701,6 +701,72 @@ static void test_bad_reads(void **state)
  * the hours, all gateways are summed, bad reads refused, and the retention
  * removes the old hours only.
  */
+/*
+ * A message whose "received" list was cut: the overview counts recipients_total,
+ * the per-recipient reports the listed names and those of its "recipients"
+ * events (pushed with it or later, one overlapping, the last push replayed),
+ * each once.
+ */
+static void test_cut_list(void **state)
+{
+	struct test_store_fixture *fx = *state;
+	int64_t now = clock_now_ms();
+	int64_t t0 = store_report_bucket(STORE_REPORT_HOUR, now) + 1000;
+	int64_t h0 = store_report_bucket(STORE_REPORT_HOUR, t0);
+	struct store_event_message m = {.sender = "x@y"};
+	char a[IDS_UUID_LEN + 1];
+	ids_uuidv7(now, a);
+	const char *n1[] = {"B@two.example"}, *n2[] = {"c@two.example", "d@two.example"};
+	struct store_event_recipients x1 = {.first = 1, .names = n1, .n = 1};
+	struct store_event_recipients x2 = {.first = 1, .names = n1, .n = 1};
+	struct store_event_recipients x3 = {.first = 2, .names = n2, .n = 2};
+	struct store_event v1[2], v2[3];
+	size_t n = 0;
+	n = add(v1, n, 1, t0, "received", a,
+		"{\"sender\":\"s@cut.example\",\"client_ip\":\"192.0.2.1\","
+		"\"recipients\":[\"a@one.example\"],\"recipients_total\":4}",
+		&m);
+	n = add(v1, n, 2, t0, "recipients", a, "{\"first\":1,\"recipients\":[\"B@two.example\"]}",
+		NULL);
+	v1[1].recipients = &x1;
+	assert_int_equal(store_events_put(fx->st, "gw-a", v1, n, 0, now, NULL), 0);
+	n = 0;
+	n = add(v2, n, 3, t0 + 1, "recipients", a,
+		"{\"first\":1,\"recipients\":[\"B@two.example\"]}", NULL);
+	v2[0].recipients = &x2;
+	n = add(v2, n, 4, t0 + 1, "recipients", a,
+		"{\"first\":2,\"recipients\":[\"c@two.example\",\"d@two.example\"]}", NULL);
+	v2[1].recipients = &x3;
+	n = add(v2, n, 5, t0 + 2, "reply", a, "{\"reply\":\"250 2.0.0 Ok\"}", NULL);
+	assert_int_equal(store_events_put(fx->st, "gw-a", v2, n, 0, now, NULL), 0);
+	assert_int_equal(store_events_put(fx->st, "gw-a", v2, n, 0, now, NULL), 0);
+
+	int64_t tc[STORE_REPORT_NCOUNTERS];
+	totals(fx->st, STORE_REPORT_HOUR, h0, h0 + 1, "gw-a", tc);
+	assert_int_equal(tc[STORE_REPORT_INCOMING], 4);
+	assert_int_equal(tc[STORE_REPORT_CLEAN], 4);
+	struct store_report_row *r = NULL;
+	size_t nr = 0;
+	read_rows(fx->st, STORE_REPORT_INTERNAL_USERS, STORE_REPORT_HOUR, h0, h0 + 1, NULL, false,
+		  &r, &nr);
+	assert_int_equal(nr, 4);
+	static const char *const users[] = {"a@one.example", "b@two.example", "c@two.example",
+					    "d@two.example"};
+	for (size_t i = 0; i < 4; i++) {
+		const struct store_report_row *u = find(r, nr, users[i]);
+		if (u == NULL)
+			fail_msg("%s not counted", users[i]);
+		assert_int_equal(u->c[STORE_REPORT_INCOMING], 1);
+	}
+	store_report_rows_free(r, nr);
+	read_rows(fx->st, STORE_REPORT_OUTGOING_DESTINATIONS, STORE_REPORT_HOUR, h0, h0 + 1, NULL,
+		  false, &r, &nr);
+	assert_int_equal(nr, 2);
+	assert_int_equal(find(r, nr, "two.example")->c[STORE_REPORT_INCOMING], 3);
+	assert_int_equal(find(r, nr, "one.example")->c[STORE_REPORT_INCOMING], 1);
+	store_report_rows_free(r, nr);
+}
+
 static void test_capacity(void **state)
 {
 	struct test_store_fixture *fx = *state;
@@ -998,6 +1064,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_reads, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_capacity, setup, test_store_teardown),
 	    cmocka_unit_test_setup_teardown(test_backfill_switch_month, setup, test_store_teardown),
+	    cmocka_unit_test_setup_teardown(test_cut_list, setup, test_store_teardown),
 	};
 	return cmocka_run_group_tests_name(test_pg_dsn() != NULL ? "store_report_postgresql"
 								 : "store_report_sqlite",
