@@ -8,6 +8,8 @@
  * recipients refused for a while (4xx, no answer) are tried again with a backoff
  * (api_sched_mail_backoff), the copy's mail state claimed like a run; copies
  * older than [reporting] archive_retention are removed in batches on the same tick.
+ * The same worker sends the "done" mails of gateways' migration runs
+ * (report_sched_notices_now).
  *
  * Test only: with LAZARET_FAULT=report_sched_ahead (common/fault.h) the
  * schedules' clock runs 32 days ahead and is looked at every second, so that a new

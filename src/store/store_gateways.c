@@ -1,7 +1,8 @@
 /*
  * store_gateways — the SQLite backend's gateway registry (the table of migration
  * 7), with the contract of store.h "the gateway registry": registered gateways
- * with the hash of their token, pending ones that said hello without one.
+ * with the hash of their token, pending ones that said hello without one. And
+ * the "done" mails of their migration runs (migration_notices, migration 25).
  *
  * Not for: checking fields (store.c hands in checked values with a canonical
  * address), making or hashing tokens (api_gateways.c), deciding who may add a

@@ -2,7 +2,8 @@
  * store_pg_gateways — the PostgreSQL backend's gateway registry (the table of its
  * migration 7), with the semantics of store_gateways.c: registered gateways with
  * the hash of their token, pending ones that said hello without one; names
- * unique whatever their case (a unique index on lower(name)).
+ * unique whatever their case (a unique index on lower(name)). And the "done"
+ * mails of their migration runs (migration_notices, migration 25).
  *
  * Not for: checking fields (store.c does), tokens (api_gateways.c), deciding who
  * may add a pending entry. Several managers may share the database: the bound on
