@@ -202,7 +202,7 @@ static const struct mig_table mig_tables[] = {
      " current_max, load_sum, load_max, memory_max, backlog_max FROM capacity_hours",
      "gateway, bucket, samples, received, relayed, connections, current_sum, current_max,"
      " load_sum, load_max, memory_max, backlog_max", false},
-    /* the "done" mails of migration runs, keeping their ids (25) */
+    /* the "done" mails of migration runs, keeping their ids (24) */
     {"migration_notices",
      "SELECT id, gateway, run, rcpt, total, moved, failed, finished_at, tries, next_try, sent,"
      " last_try, reply FROM migration_notices ORDER BY id",

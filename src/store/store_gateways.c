@@ -2,7 +2,7 @@
  * store_gateways — the SQLite backend's gateway registry (the table of migration
  * 7), with the contract of store.h "the gateway registry": registered gateways
  * with the hash of their token, pending ones that said hello without one. And
- * the "done" mails of their migration runs (migration_notices, migration 25).
+ * the "done" mails of their migration runs (migration_notices, migration 24).
  *
  * Not for: checking fields (store.c hands in checked values with a canonical
  * address), making or hashing tokens (api_gateways.c), deciding who may add a
@@ -41,7 +41,7 @@
 #define STORE_GW_MIGRATION                                                                         \
 	", mapping, mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"         \
 	" mig_notified_at, n.id, n.rcpt, n.tries, n.next_try, n.sent, n.last_try, n.reply"
-/* The "done" mail of the gateway's last run, when there is one (migration 25). */
+/* The "done" mail of the gateway's last run, when there is one (migration 24). */
 #define STORE_GW_FROM                                                                              \
 	" FROM gateways LEFT JOIN migration_notices n ON n.gateway = gateways.name"                \
 	" AND n.run = gateways.mig_run"

@@ -897,10 +897,8 @@ static const char *const store_pg_migrations[] = {
     "  backlog_max bigint NOT NULL,"
     "  PRIMARY KEY (gateway, bucket));"
     "CREATE INDEX capacity_hours_bucket ON capacity_hours(bucket);",
-    /* 24: kept for another change's migration (nothing here) */
-    "SELECT 1;",
     /*
-     * 25: the "done" mail of a gateway's migration run (store_pg_gateways.c): one
+     * 24: the "done" mail of a gateway's migration run (store_pg_gateways.c): one
      * per gateway and run, recorded with the run's state and kept until the
      * relay takes it or refuses it for good; next_try > 0 while it is pending
      */

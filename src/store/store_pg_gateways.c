@@ -3,7 +3,7 @@
  * migration 7), with the semantics of store_gateways.c: registered gateways with
  * the hash of their token, pending ones that said hello without one; names
  * unique whatever their case (a unique index on lower(name)). And the "done"
- * mails of their migration runs (migration_notices, migration 25).
+ * mails of their migration runs (migration_notices, migration 24).
  *
  * Not for: checking fields (store.c does), tokens (api_gateways.c), deciding who
  * may add a pending entry. Several managers may share the database: the bound on
@@ -41,7 +41,7 @@
 #define STORE_GW_MIGRATION                                                                         \
 	", mapping, mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"         \
 	" mig_notified_at, n.id, n.rcpt, n.tries, n.next_try, n.sent::int, n.last_try, n.reply"
-/* The "done" mail of the gateway's last run, when there is one (migration 25). */
+/* The "done" mail of the gateway's last run, when there is one (migration 24). */
 #define STORE_GW_FROM                                                                              \
 	" FROM gateways LEFT JOIN migration_notices n ON n.gateway = gateways.name"                \
 	" AND n.run = gateways.mig_run"
