@@ -1115,7 +1115,7 @@ int store_gateway_migration_report(struct store *st, const char *name,
 /*
  * The "done" mail of a migration run, kept until the relay takes it or refuses
  * it for good (store_gateway_migration_report records it with the state, one
- * per gateway and run; migration 25). A notice is pending while next > 0.
+ * per gateway and run; migration 24). A notice is pending while next > 0.
  */
 #define STORE_NOTICE_REPLY_MAX 512
 void store_migration_notice_clear(struct store_migration_notice *n);
