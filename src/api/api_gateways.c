@@ -114,7 +114,7 @@ json_t *api_gateways_json(const struct store_gateway *g)
 			 http_json_string_or_null(g->outbreak_version));
 	api_gateways_set(o, "last_rescan",
 			 g->last_rescan_at > 0 ? api_gateways_last_rescan(g) : json_null());
-	api_gateways_set(o, "migration", api_migration_json(&g->migration));
+	api_gateways_set(o, "migration", api_migration_json(&g->migration, &g->notice));
 	/* api_gateways_list fills these from the gateway's last event push */
 	api_gateways_set(o, "event_backlog", json_null());
 	api_gateways_set(o, "last_event_at", json_null());

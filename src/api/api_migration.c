@@ -29,8 +29,8 @@
 #include "quarantine/pvo_header.h"
 #include "store/store.h"
 
-static api_migration_mail_fn api_migration_mail;
-static void *api_migration_mail_arg;
+static api_migration_kick_fn api_migration_kick;
+static void *api_migration_kick_arg;
 
 /* The longest mapping accepted, in pairs. */
 #define API_MIGRATION_MAX_PAIRS 1000
@@ -49,7 +49,31 @@ static const char *api_migration_state_name(enum store_migration_state s)
 	return s == STORE_MIGRATION_DONE ? "done" : "running";
 }
 
-json_t *api_migration_json(const struct store_migration *m)
+/* "pending" (tried again at next), "sent" or "failed" (refused for good, or given up). */
+static const char *api_migration_notice_state(const struct store_migration_notice *n)
+{
+	return n->next > 0 ? "pending" : n->sent ? "sent" : "failed";
+}
+
+static json_t *api_migration_notice_json(const struct store_migration_notice *n)
+{
+	if (n->to == NULL)
+		return json_null();
+	bool pending = n->next > 0;
+	json_t *reply = n->reply != NULL ? json_string(n->reply) : NULL;
+	if (reply == NULL) /* none, or not UTF-8 */
+		reply = json_null();
+	json_t *o = json_pack("{s:s,s:s,s:i,s:o,s:o,s:o}", "to", n->to, "state",
+			      api_migration_notice_state(n), "tries", n->tries, "next_try",
+			      pending ? api_migration_time(n->next * 1000) : json_null(),
+			      "last_try", api_migration_time(n->last_try * 1000), "reply", reply);
+	if (o == NULL)
+		panic("api_migration: out of memory");
+	return o;
+}
+
+json_t *api_migration_json(const struct store_migration *m,
+			   const struct store_migration_notice *notice)
 {
 	if (m == NULL || m->state == STORE_MIGRATION_NONE)
 		return json_null();
@@ -60,7 +84,16 @@ json_t *api_migration_json(const struct store_migration *m)
 		      "finished_at", api_migration_time(m->finished_at));
 	if (o == NULL)
 		panic("api_migration: out of memory");
+	if (notice != NULL)
+		json_object_set_new(o, "notice", api_migration_notice_json(notice));
 	return o;
+}
+
+int64_t api_migration_notice_next(int tries, int64_t now)
+{
+	if (tries >= API_MIGRATION_NOTICE_TRIES)
+		return 0;
+	return now + api_sched_mail_backoff(tries);
 }
 
 /* A local name: 1..STORE_QUARANTINE_NAME_MAX bytes without control characters. */
@@ -345,43 +378,33 @@ static int api_migration_parse_report(const json_t *body, struct store_migration
 	return 0;
 }
 
-/* The mail that a gateway's migration has finished, in Japanese and English. */
-static void api_migration_notify(const char *to, const char *gateway,
-				 const struct store_migration *m)
+void api_migration_notice_mail(const struct store_migration_notice *n, char **subject, char **text)
 {
-	char q[300];
-	if (api_migration_mail == NULL) {
-		log_warn("api.migration_notify_skipped", "gateway=%s reason=\"no mail path\"",
-			 log_quote(q, sizeof(q), gateway));
-		return;
-	}
 	char start[CLOCK_RFC3339_LEN], end[CLOCK_RFC3339_LEN];
+	const char *gateway = n->gateway != NULL ? n->gateway : "-";
+	const struct store_migration *m = &n->m;
 	clock_format_rfc3339(m->run, start);
 	clock_format_rfc3339(m->finished_at, end);
-	char *subject = xasprintf("[Lazaret] 移行完了 / Migration finished: %s", gateway);
-	char *text = xasprintf("ゲートウェイ %s の隔離メッセージの移行が終わりました。\n"
-			       "\n"
-			       "  対象:     %lld 通\n"
-			       "  移行済み: %lld 通\n"
-			       "  失敗:     %lld 通\n"
-			       "  開始:     %s\n"
-			       "  終了:     %s\n"
-			       "\n"
-			       "The gateway %s has finished migrating its quarantined "
-			       "messages to the manager.\n"
-			       "\n"
-			       "  Total:    %lld\n"
-			       "  Moved:    %lld\n"
-			       "  Failed:   %lld\n"
-			       "  Started:  %s\n"
-			       "  Finished: %s\n",
-			       gateway, (long long)m->total, (long long)m->done,
-			       (long long)m->failed, start, end, gateway, (long long)m->total,
-			       (long long)m->done, (long long)m->failed, start, end);
-	api_migration_mail(api_migration_mail_arg, to, subject, text);
-	log_info("api.migration_notify", "gateway=%s to=%s", log_quote(q, sizeof(q), gateway), to);
-	free(subject);
-	free(text);
+	*subject = xasprintf("[Lazaret] 移行完了 / Migration finished: %s", gateway);
+	*text = xasprintf("ゲートウェイ %s の隔離メッセージの移行が終わりました。\n"
+			  "\n"
+			  "  対象:     %lld 通\n"
+			  "  移行済み: %lld 通\n"
+			  "  失敗:     %lld 通\n"
+			  "  開始:     %s\n"
+			  "  終了:     %s\n"
+			  "\n"
+			  "The gateway %s has finished migrating its quarantined "
+			  "messages to the manager.\n"
+			  "\n"
+			  "  Total:    %lld\n"
+			  "  Moved:    %lld\n"
+			  "  Failed:   %lld\n"
+			  "  Started:  %s\n"
+			  "  Finished: %s\n",
+			  gateway, (long long)m->total, (long long)m->done, (long long)m->failed,
+			  start, end, gateway, (long long)m->total, (long long)m->done,
+			  (long long)m->failed, start, end);
 }
 
 static void api_migration_report(struct http_server_request *req, void *arg)
@@ -403,8 +426,8 @@ static void api_migration_report(struct http_server_request *req, void *arg)
 		goto done;
 	}
 	bool first_done = false;
-	int rc = store_gateway_migration_report(api_store(a), g->name, &r, clock_now_ms(), &out,
-						&first_done);
+	int rc = store_gateway_migration_report(api_store(a), g->name, &r, notify, clock_now_ms(),
+						&out, &first_done);
 	if (rc == -ENOENT) {
 		/* removed since its token was read */
 		http_server_reply_error(req, 401, "a valid gateway token is required");
@@ -418,19 +441,25 @@ static void api_migration_report(struct http_server_request *req, void *arg)
 	log_info("api.migration_progress", "gateway=%s state=%s total=%lld done=%lld failed=%lld",
 		 log_quote(q, sizeof(q), g->name), api_migration_state_name(out.state),
 		 (long long)out.total, (long long)out.done, (long long)out.failed);
-	if (first_done && notify != NULL)
-		api_migration_notify(notify, g->name, &out);
-	http_server_reply_json(req, 200, json_pack("{s:o}", "migration", api_migration_json(&out)));
+	if (first_done && notify != NULL) {
+		/* recorded with the state: the sender mails it, now or after a restart */
+		log_info("api.migration_notice", "gateway=%s to=%s",
+			 log_quote(q, sizeof(q), g->name), notify);
+		if (api_migration_kick != NULL)
+			api_migration_kick(api_migration_kick_arg);
+	}
+	http_server_reply_json(req, 200,
+			       json_pack("{s:o}", "migration", api_migration_json(&out, NULL)));
 done:
 	store_gateway_free(g);
 	free(err);
 	json_decref(body);
 }
 
-void api_migration_register(struct api *a, api_migration_mail_fn mail, void *mail_arg)
+void api_migration_register(struct api *a, api_migration_kick_fn kick, void *kick_arg)
 {
-	api_migration_mail = mail;
-	api_migration_mail_arg = mail_arg;
+	api_migration_kick = kick;
+	api_migration_kick_arg = kick_arg;
 	static const struct http_server_route_row routes[] = {
 	    {"GET", "/api/v1/gateways/{name}/mapping", HTTP_SERVER_ROUTE_AUTH,
 	     api_migration_mapping_get},

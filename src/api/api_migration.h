@@ -5,7 +5,9 @@
  * (GET/PUT /api/v1/gateways/{name}/mapping), the gateway reads that mapping
  * (GET /api/v1/gateway/mapping, its own token) and reports its progress
  * (POST /api/v1/gateway/migration); when a run is first reported done, the
- * address the gateway names gets one mail (ja and en).
+ * address the gateway names gets one mail (ja and en): recorded with the state
+ * in one transaction (store_migration_notice), sent and retried by the manager's
+ * scheduled-report worker (report_sched.h).
  *
  * A mapping is {"Local": "Central" | null}: keys are the gateway's local names
  * (1 to 64 bytes, no control characters), values the central quarantine names
@@ -14,25 +16,49 @@
  * automatic (same names). It cannot change while the gateway's migration runs.
  *
  * Not for: storage (store_gateways.c), the gateway's side (the gateway's
- * migration), sending mail (the function api_migration_register is given).
+ * migration), sending mail (report_sched.c; the function api_migration_register
+ * is given only hurries it).
  */
 #ifndef LAZARET_API_MIGRATION_H
 #define LAZARET_API_MIGRATION_H
 
 #include <jansson.h>
 
+#include <stdint.h>
+
 struct api;
 struct store_migration;
+struct store_migration_notice;
 
-/* Queues a text mail to one address (thread-safe; strings are copied). */
-typedef void (*api_migration_mail_fn)(void *arg, const char *to, const char *subject,
-				      const char *text);
+/* Tells the sender that a notice was recorded: it looks for due ones now (thread-safe). */
+typedef void (*api_migration_kick_fn)(void *arg);
 
-/* The routes; mail may be NULL (no mail is sent then, a warning is logged). */
-void api_migration_register(struct api *a, api_migration_mail_fn mail, void *mail_arg);
+/*
+ * The routes; kick may be NULL (a recorded notice then waits for the sender's
+ * next look, once a minute).
+ */
+void api_migration_register(struct api *a, api_migration_kick_fn kick, void *kick_arg);
 
-/* A gateway's migration as the API shows it: JSON null when it never reported one. */
-json_t *api_migration_json(const struct store_migration *m);
+/*
+ * A gateway's migration as the API shows it: JSON null when it never reported
+ * one. With notice (the registry's reads: its last run's mail), a "notice"
+ * member: null when none was asked for, else {to, state, tries, next_try,
+ * last_try, reply}.
+ */
+json_t *api_migration_json(const struct store_migration *m,
+			   const struct store_migration_notice *notice);
+
+/* The mail's subject and text (UTF-8, ja and en) for notice n; both malloc()ed. No I/O. */
+void api_migration_notice_mail(const struct store_migration_notice *n, char **subject, char **text);
+
+/*
+ * The retries of a notice the relay deferred (4xx, no answer): at most this many
+ * attempts, after 1, 5, 15 minutes, 1 hour, then every 4 hours (about a week).
+ * The next attempt after tries attempts, from now (unix seconds): 0 when it is
+ * given up.
+ */
+#define API_MIGRATION_NOTICE_TRIES 48
+int64_t api_migration_notice_next(int tries, int64_t now);
 
 /*
  * Checks a mapping body: 0 with *out a new cleaned object (system names

@@ -202,6 +202,12 @@ static const struct mig_table mig_tables[] = {
      " current_max, load_sum, load_max, memory_max, backlog_max FROM capacity_hours",
      "gateway, bucket, samples, received, relayed, connections, current_sum, current_max,"
      " load_sum, load_max, memory_max, backlog_max", false},
+    /* the "done" mails of migration runs, keeping their ids (24) */
+    {"migration_notices",
+     "SELECT id, gateway, run, rcpt, total, moved, failed, finished_at, tries, next_try, sent,"
+     " last_try, reply FROM migration_notices ORDER BY id",
+     "id, gateway, run, rcpt, total, moved, failed, finished_at, tries, next_try, sent,"
+     " last_try, reply", false},
 };
 
 /*
@@ -274,6 +280,9 @@ static const struct {
     {"capacity_hours", "SELECT gateway, count(*), sum(samples), sum(received), sum(relayed),"
 		       " sum(connections), max(current_max), sum(load_sum), max(memory_max)"
 		       " FROM capacity_hours GROUP BY gateway"},
+    {"migration_notices", "SELECT id, gateway, run, rcpt, total, moved, failed, finished_at,"
+			  " tries, next_try, CASE WHEN sent THEN 1 ELSE 0 END, last_try,"
+			  " coalesce(reply, '-') FROM migration_notices"},
 };
 /* clang-format on */
 
@@ -709,6 +718,8 @@ static int copy_counters(struct mig *g)
 	    " coalesce(max(id), 1), max(id) IS NOT NULL) FROM report_schedules",
 	    "SELECT setval(pg_get_serial_sequence('report_archive', 'id'),"
 	    " coalesce(max(id), 1), max(id) IS NOT NULL) FROM report_archive",
+	    "SELECT setval(pg_get_serial_sequence('migration_notices', 'id'),"
+	    " coalesce(max(id), 1), max(id) IS NOT NULL) FROM migration_notices",
 	};
 	for (size_t k = 0; k < sizeof seqs / sizeof seqs[0]; k++)
 		if (pg_run(g, seqs[k]) < 0)

@@ -597,7 +597,7 @@ static int start(struct lazaretd *d)
 	api_report_sched_register(d->api, report_sched_mail_later, d->report_sched);
 	api_quarantines_register(d->api);
 	api_levels_register(d->api);
-	api_migration_register(d->api, report_sched_notice_later, d->report_sched);
+	api_migration_register(d->api, report_sched_notices_now, d->report_sched);
 	api_pvo_actions_register(d->api);
 	digest_pages_register(d->api);
 	/* [auth_oidc] is read once: logins in flight hold it. */

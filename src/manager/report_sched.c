@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <sodium.h>
 
+#include "api/api_migration.h"
 #include "api/api_report_sched.h"
 #include "common/clock.h"
 #include "common/fault.h"
@@ -29,6 +30,7 @@
 
 #define REPORT_SCHED_TICK_S	   60
 #define REPORT_SCHED_FAULT	   "report_sched_ahead"
+#define REPORT_SCHED_NOTICE_FAULT  "migration_notice_fast"
 #define REPORT_SCHED_AHEAD_S	   (32 * 86400)
 #define REPORT_SCHED_SESSION_STEPS 10
 #define REPORT_SCHED_RETRY_BATCH   20
@@ -82,6 +84,8 @@ struct report_sched {
 	bool busy;			   /* a run is queued or going; under lock */
 	struct report_sched_settings *cur; /* under lock */
 	bool ahead;			   /* the test clock (report_sched.h) */
+	bool fast;			   /* notices retried every second (report_sched.h) */
+	bool notices_queued;		   /* a look for due notices is queued; under lock */
 };
 
 /* A header value on one line: CR and LF dropped. */
@@ -379,19 +383,22 @@ int report_sched_build_notice(const char *from, const char *to, const char *host
 	return 0;
 }
 
-struct report_sched_notice {
-	struct report_sched *r;
-	char *to, *subject, *text;
-};
-
-static void report_sched_notice_run(void *arg)
+/*
+ * Sends notice n (claimed by this manager until n->next) and settles it or
+ * plans its next attempt, where its next is still the claim's.
+ */
+static void report_sched_notice_send(struct store *st, const struct report_sched_settings *set,
+				     const struct store_migration_notice *n, bool fast)
 {
-	struct report_sched_notice *n = arg;
-	struct report_sched_settings *set = report_sched_settings_now(n->r);
-	char *data = NULL;
+	char *subject = NULL, *text = NULL, *data = NULL;
 	size_t len = 0;
-	if (report_sched_build_notice(set->from, n->to, set->hostname, n->subject, n->text,
-				      clock_now_ms(), &data, &len) == 0) {
+	api_migration_notice_mail(n, &subject, &text);
+	int64_t now_ms = clock_now_ms();
+	enum smtp_client_outcome o = SMTP_CLIENT_DEFERRED;
+	char *reply = NULL;
+	const char *host = NULL;
+	if (report_sched_build_notice(set->from, n->to, set->hostname, subject, text, now_ms, &data,
+				      &len) == 0) {
 		struct smtp_client_options opt = {
 		    .helo_name = set->helo,
 		    .source_address = set->source,
@@ -409,30 +416,94 @@ static void report_sched_notice_run(void *arg)
 		struct smtp_failover_rcpt res[1];
 		memset(res, 0, sizeof(res));
 		int rc = smtp_failover_send(set->primary, set->secondary, &opt, &msg, NULL, res);
-		if (rc == 0 && res[0].outcome == SMTP_CLIENT_DELIVERED)
-			log_info("report_sched.notice_sent", "rcpt=%s", n->to);
-		else
-			log_warn("report_sched.notice_failed", "rcpt=%s outcome=%s", n->to,
-				 smtp_client_outcome_name(res[0].outcome));
+		o = res[0].outcome;
+		if (rc == -EINVAL || rc == -EHOSTUNREACH)
+			o = SMTP_CLIENT_DEFERRED;
+		host = res[0].host != NULL
+			   ? (res[0].host == set->secondary ? "secondary" : "primary")
+			   : NULL;
+		reply = res[0].reply != NULL ? xstrdup(res[0].reply)
+			: rc == -EHOSTUNREACH
+			    ? xstrdup("no relay: [release] primary_host is not set")
+			    : NULL;
 		smtp_failover_rcpts_free(res, 1);
 	}
+	int tries = n->tries + 1;
+	int64_t real = now_ms / 1000;
+	int64_t next = 0;
+	char q[300], rq[600];
+	log_quote(q, sizeof(q), n->gateway);
+	log_quote(rq, sizeof(rq), reply != NULL ? reply : "");
+	if (o == SMTP_CLIENT_DELIVERED) {
+		log_info("migration_notice.sent", "gateway=%s to=%s tries=%d relay=%s", q, n->to,
+			 tries, host != NULL ? host : "-");
+	} else if (o == SMTP_CLIENT_REJECTED) {
+		log_error("migration_notice.failed",
+			  "gateway=%s to=%s tries=%d reason=rejected relay=%s reply=%s retry=no", q,
+			  n->to, tries, host != NULL ? host : "-", rq);
+	} else if ((next = api_migration_notice_next(tries, real)) > 0) {
+		if (fast)
+			next = real + 1;
+		log_warn("migration_notice.deferred",
+			 "gateway=%s to=%s try=%d next_in=%llds reply=%s", q, n->to, tries,
+			 (long long)(next - real), rq);
+	} else {
+		log_error("migration_notice.failed",
+			  "gateway=%s to=%s tries=%d reason=given_up reply=%s retry=no", q, n->to,
+			  tries, rq);
+	}
+	int rc =
+	    store_migration_notice_set(st, n->id, n->next, tries, next, o == SMTP_CLIENT_DELIVERED,
+				       real, o == SMTP_CLIENT_DELIVERED ? NULL : reply);
+	if (rc < 0)
+		log_warn("migration_notice.state_failed", "gateway=%s id=%lld error=%s", q,
+			 (long long)n->id, strerror(-rc));
+	free(reply);
 	free(data);
-	report_sched_settings_free(set);
-	free(n->to);
-	free(n->subject);
-	free(n->text);
-	free(n);
+	free(subject);
+	free(text);
 }
 
-void report_sched_notice_later(void *arg, const char *to, const char *subject, const char *text)
+/* Worker thread: the notices due, each claimed (of several managers, one has it), then sent. */
+static void report_sched_notices(struct report_sched *r, const struct report_sched_settings *set)
+{
+	int64_t real = clock_now_ms() / 1000;
+	struct store_migration_notice *v = NULL;
+	size_t n = 0;
+	int rc = store_migration_notice_due(r->st, real, REPORT_SCHED_RETRY_BATCH, &v, &n);
+	if (rc < 0)
+		log_warn("migration_notice.list_failed", "error=%s", strerror(-rc));
+	for (size_t i = 0; i < n; i++) {
+		int64_t lease = real + API_SCHED_MAIL_LEASE;
+		if (store_migration_notice_set(r->st, v[i].id, v[i].next, v[i].tries, lease, false,
+					       v[i].last_try, v[i].reply) < 0)
+			continue; /* another manager has it, or it is gone */
+		v[i].next = lease;
+		report_sched_notice_send(r->st, set, &v[i], r->fast);
+	}
+	store_migration_notice_array_free(v, n);
+}
+
+static void report_sched_notices_run(void *arg)
 {
 	struct report_sched *r = arg;
-	struct report_sched_notice *n = xcalloc(1, sizeof(*n));
-	n->r = r;
-	n->to = xstrdup(to);
-	n->subject = xstrdup(subject);
-	n->text = xstrdup(text);
-	workpool_submit(r->wp, report_sched_notice_run, n);
+	pthread_mutex_lock(&r->lock);
+	r->notices_queued = false;
+	pthread_mutex_unlock(&r->lock);
+	struct report_sched_settings *set = report_sched_settings_now(r);
+	report_sched_notices(r, set);
+	report_sched_settings_free(set);
+}
+
+void report_sched_notices_now(void *arg)
+{
+	struct report_sched *r = arg;
+	pthread_mutex_lock(&r->lock);
+	bool start = !r->notices_queued;
+	r->notices_queued = true;
+	pthread_mutex_unlock(&r->lock);
+	if (start)
+		workpool_submit(r->wp, report_sched_notices_run, r);
 }
 
 /* Worker thread: the copies whose mail is due again, each claimed, then sent. */
@@ -517,6 +588,7 @@ static void report_sched_run(void *arg)
 	}
 	store_report_schedule_array_free(v, n);
 	report_sched_retry(r, set);
+	report_sched_notices(r, set);
 	report_sched_purge(r, set->archive_retention_ms);
 	report_sched_settings_free(set);
 	pthread_mutex_lock(&r->lock);
@@ -546,10 +618,13 @@ int report_sched_new(struct event_base *base, struct store *st,
 	pthread_mutex_init(&r->lock, NULL);
 	r->cur = report_sched_settings_new(cfg);
 	r->ahead = fault_is_armed(REPORT_SCHED_FAULT);
+	r->fast = fault_is_armed(REPORT_SCHED_NOTICE_FAULT);
 	r->wp = workpool_new(1);
 	r->timer = event_new(base, -1, EV_PERSIST, report_sched_on_timer, r);
-	struct timeval tv = {.tv_sec = r->ahead ? 1 : REPORT_SCHED_TICK_S};
+	struct timeval tv = {.tv_sec = r->ahead || r->fast ? 1 : REPORT_SCHED_TICK_S};
 	event_add(r->timer, &tv);
+	/* notices left pending by an earlier run (a restart) go out now */
+	report_sched_notices_now(r);
 	*out = r;
 	return 0;
 }

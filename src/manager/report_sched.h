@@ -8,10 +8,14 @@
  * recipients refused for a while (4xx, no answer) are tried again with a backoff
  * (api_sched_mail_backoff), the copy's mail state claimed like a run; copies
  * older than [reporting] archive_retention are removed in batches on the same tick.
+ * The same worker sends the "done" mails of gateways' migration runs
+ * (report_sched_notices_now).
  *
  * Test only: with LAZARET_FAULT=report_sched_ahead (common/fault.h) the
  * schedules' clock runs 32 days ahead and is looked at every second, so that a new
- * schedule is due at once, and once only.
+ * schedule is due at once, and once only. With LAZARET_FAULT=migration_notice_fast
+ * a deferred migration notice is tried again a second later (the timer ticks
+ * every second) instead of after the backoff.
  *
  * Not for: when a schedule is due (api_sched_next_run), rendering (api_reports.c).
  */
@@ -83,9 +87,15 @@ int report_sched_build_notice(const char *from, const char *to, const char *host
 			      const char *subject, const char *text, int64_t now_ms, char **out,
 			      size_t *len);
 /*
- * Queues a notice to one address through the release path, on the scheduled
- * reports' worker (api_migration_mail_fn). Thread-safe; strings are copied.
+ * Looks for the "done" mails of migration runs that are due
+ * (store_migration_notice_due) on the scheduled reports' worker, now
+ * (api_migration_kick_fn; also at start and on every tick). Each is claimed in
+ * the store for API_SCHED_MAIL_LEASE, so that of several managers one sends it,
+ * and goes to its one address through the release path. A 2xx settles it
+ * "sent", a 5xx "failed" for good (logged migration_notice.failed); a deferral
+ * (4xx, no answer) is tried again after api_migration_notice_next, and given up
+ * ("failed") after API_MIGRATION_NOTICE_TRIES attempts. Thread-safe.
  */
-void report_sched_notice_later(void *r, const char *to, const char *subject, const char *text);
+void report_sched_notices_now(void *r);
 
 #endif

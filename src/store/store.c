@@ -266,7 +266,8 @@ char *store_backend_missing(const char *backend)
 	    ops->gateway_remove == NULL || ops->gateway_touch == NULL ||
 	    ops->gateway_pending_put == NULL || ops->gateway_set_central == NULL ||
 	    ops->gateway_set_levels == NULL || ops->gateway_set_mapping == NULL ||
-	    ops->gateway_migration_report == NULL)
+	    ops->gateway_migration_report == NULL || ops->notice_due == NULL ||
+	    ops->notice_set == NULL)
 		store_missing_add(&sb, "store_gateway_*");
 	if (ops->level_list == NULL || ops->level_put == NULL)
 		store_missing_add(&sb, "store_level_*");
@@ -1164,7 +1165,25 @@ void store_gateway_free(struct store_gateway *g)
 	free(g->version);
 	free(g->outbreak_version);
 	free(g->mapping);
+	store_migration_notice_clear(&g->notice);
 	free(g);
+}
+
+void store_migration_notice_clear(struct store_migration_notice *n)
+{
+	if (n == NULL)
+		return;
+	free(n->gateway);
+	free(n->to);
+	free(n->reply);
+	memset(n, 0, sizeof(*n));
+}
+
+void store_migration_notice_array_free(struct store_migration_notice *v, size_t n)
+{
+	for (size_t i = 0; i < n && v != NULL; i++)
+		store_migration_notice_clear(&v[i]);
+	free(v);
 }
 
 void store_gateway_array_free(struct store_gateway **v, size_t n)
@@ -1372,8 +1391,20 @@ int store_gateway_set_mapping(struct store *st, const char *name, const char *ma
 	return ops->gateway_set_mapping(st, name, mapping, busy != NULL ? busy : &none);
 }
 
+/* A notice's address: 3 to 254 bytes of printable ASCII without blanks. */
+static bool store_notice_to_ok(const char *to)
+{
+	size_t n = strlen(to);
+	if (n < 3 || n > 254)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)to; *p != '\0'; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return false;
+	return true;
+}
+
 int store_gateway_migration_report(struct store *st, const char *name,
-				   const struct store_migration *r, int64_t now,
+				   const struct store_migration *r, const char *notify, int64_t now,
 				   struct store_migration *out, bool *first_done)
 {
 	const struct store_ops *ops = store_ops_of(st);
@@ -1386,9 +1417,46 @@ int store_gateway_migration_report(struct store *st, const char *name,
 	    r->run <= 0 || r->total < 0 || r->done < 0 || r->failed < 0 || r->done > r->total ||
 	    r->failed > r->total - r->done)
 		return -EINVAL;
+	if (notify != NULL && !store_notice_to_ok(notify))
+		return -EINVAL;
 	if (!store_gateway_name_ok(name))
 		return -ENOENT;
-	return ops->gateway_migration_report(st, name, r, now, out, first_done);
+	return ops->gateway_migration_report(st, name, r, notify, now, out, first_done);
+}
+
+int store_migration_notice_due(struct store *st, int64_t now, size_t limit,
+			       struct store_migration_notice **out, size_t *n)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	*out = NULL;
+	*n = 0;
+	if (ops->notice_due == NULL)
+		return -ENOSYS;
+	if (limit == 0)
+		return -EINVAL;
+	return ops->notice_due(st, now, limit, out, n);
+}
+
+int store_migration_notice_set(struct store *st, int64_t id, int64_t old_next, int tries,
+			       int64_t next, bool sent, int64_t last_try, const char *reply)
+{
+	const struct store_ops *ops = store_ops_of(st);
+	if (ops->notice_set == NULL)
+		return -ENOSYS;
+	if (id <= 0 || tries < 0 || next < 0 || last_try < 0)
+		return -EINVAL;
+	char *cut = NULL;
+	if (reply != NULL && strlen(reply) > STORE_NOTICE_REPLY_MAX) {
+		/* cut on a character's first byte: the text stays UTF-8 */
+		size_t k = STORE_NOTICE_REPLY_MAX;
+		while (k > 0 && ((unsigned char)reply[k] & 0xc0) == 0x80)
+			k--;
+		cut = xstrndup(reply, k);
+	}
+	int rc = ops->notice_set(st, id, old_next, tries, next, sent, last_try,
+				 cut != NULL ? cut : reply);
+	free(cut);
+	return rc;
 }
 
 /* --- centralization levels -------------------------------------------------- */

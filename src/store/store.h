@@ -1010,6 +1010,21 @@ struct store_gateway {
 		int64_t finished_at; /* when it was first reported done (0: not yet) */
 		int64_t notified_at; /* when its "done" mail was claimed (0: not) */
 	} migration;
+	/* read only: the "done" mail of that run (store_migration_notice; notice.to
+	 * NULL when none was asked for; gateway and m are not filled in here) */
+	struct store_migration_notice {
+		int64_t id;
+		char *gateway;		  /* the gateway's name as registered */
+		char *to;		  /* the one address the gateway named */
+		struct store_migration m; /* the run it tells of (state DONE) */
+		int tries;		  /* attempts made */
+		/* the next attempt, or the end of a manager's claim while it sends (unix
+		 * seconds); 0: settled, sent or failed */
+		int64_t next;
+		bool sent;	  /* settled: the relay took it (else failed for good) */
+		int64_t last_try; /* the last attempt's time (unix seconds; 0: none yet) */
+		char *reply;	  /* the relay's last refusal (or why none answered); NULL */
+	} notice;
 };
 /* The bits of store_gateway.central (and of a gateway's hello "centralized"). */
 #define STORE_CENTRAL_PVO	1u
@@ -1090,11 +1105,32 @@ int store_gateway_set_mapping(struct store *st, const char *name, const char *ma
  * "running" report after "done" of the same run changes nothing). When the run
  * is first reported done, finished_at = notified_at = now and *first_done is
  * true, in the same transaction: of two managers (or two retries) one sees it.
+ * With notify (one address; NULL: none), that transaction also records the
+ * run's "done" mail to it, due at now (store_migration_notice).
  * *out gets the stored migration after the report. -ENOENT, -EINVAL.
  */
 int store_gateway_migration_report(struct store *st, const char *name,
-				   const struct store_migration *r, int64_t now,
+				   const struct store_migration *r, const char *notify, int64_t now,
 				   struct store_migration *out, bool *first_done);
+/*
+ * The "done" mail of a migration run, kept until the relay takes it or refuses
+ * it for good (store_gateway_migration_report records it with the state, one
+ * per gateway and run; migration 24). A notice is pending while next > 0.
+ */
+#define STORE_NOTICE_REPLY_MAX 512
+void store_migration_notice_clear(struct store_migration_notice *n);
+void store_migration_notice_array_free(struct store_migration_notice *v, size_t n);
+/* At most limit pending notices whose next is in (0, now] (unix seconds), oldest first. */
+int store_migration_notice_due(struct store *st, int64_t now, size_t limit,
+			       struct store_migration_notice **out, size_t *n);
+/*
+ * Sets notice id's tries, next, sent, last_try and reply (NULL: none; cut to
+ * STORE_NOTICE_REPLY_MAX bytes) where its next still is old_next: 0 when this
+ * call did it, -EALREADY when not (another manager claimed or settled it),
+ * -ENOENT when it is gone. Of two managers claiming one notice, one gets it.
+ */
+int store_migration_notice_set(struct store *st, int64_t id, int64_t old_next, int tries,
+			       int64_t next, bool sent, int64_t last_try, const char *reply);
 
 /* --- centralization levels (store_levels.c, store_pg_levels.c) --------------- */
 

@@ -240,8 +240,12 @@ struct store_ops {
 	int (*gateway_set_mapping)(struct store *st, const char *name, const char *mapping,
 				   struct store_migration *busy);
 	int (*gateway_migration_report)(struct store *st, const char *name,
-					const struct store_migration *r, int64_t now,
-					struct store_migration *out, bool *first_done);
+					const struct store_migration *r, const char *notify,
+					int64_t now, struct store_migration *out, bool *first_done);
+	int (*notice_due)(struct store *st, int64_t now, size_t limit,
+			  struct store_migration_notice **out, size_t *n);
+	int (*notice_set)(struct store *st, int64_t id, int64_t old_next, int tries, int64_t next,
+			  bool sent, int64_t last_try, const char *reply);
 	int (*level_list)(struct store *st, struct store_level **out, size_t *n);
 	int (*level_put)(struct store *st, const struct store_level *l);
 	int (*sched_add)(struct store *st, const struct store_report_schedule *s, int64_t *id);

@@ -1,7 +1,8 @@
 /*
  * store_gateways — the SQLite backend's gateway registry (the table of migration
  * 7), with the contract of store.h "the gateway registry": registered gateways
- * with the hash of their token, pending ones that said hello without one.
+ * with the hash of their token, pending ones that said hello without one. And
+ * the "done" mails of their migration runs (migration_notices, migration 24).
  *
  * Not for: checking fields (store.c hands in checked values with a canonical
  * address), making or hashing tokens (api_gateways.c), deciding who may add a
@@ -39,9 +40,13 @@
  */
 #define STORE_GW_MIGRATION                                                                         \
 	", mapping, mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"         \
-	" mig_notified_at"
+	" mig_notified_at, n.id, n.rcpt, n.tries, n.next_try, n.sent, n.last_try, n.reply"
+/* The "done" mail of the gateway's last run, when there is one (migration 24). */
+#define STORE_GW_FROM                                                                              \
+	" FROM gateways LEFT JOIN migration_notices n ON n.gateway = gateways.name"                \
+	" AND n.run = gateways.mig_run"
 #define STORE_GATEWAY_READ_TAIL_ONE                                                                \
-	", central, outbreak_version, 0, 0, 0, 0, 0" STORE_GW_MIGRATION " FROM gateways"
+	", central, outbreak_version, 0, 0, 0, 0, 0" STORE_GW_MIGRATION STORE_GW_FROM
 /* clang-format off */
 #define STORE_GATEWAY_READ_TAIL_LIST                                                               \
 	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
@@ -49,7 +54,7 @@
 	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 2") ","                                        \
 	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 3") ","                                        \
 	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 4")                                         \
-	STORE_GW_MIGRATION " FROM gateways"
+	STORE_GW_MIGRATION STORE_GW_FROM
 /* clang-format on */
 
 #define STORE_GATEWAY_COLUMNS                                                                      \
@@ -130,6 +135,15 @@ static struct store_gateway *store_gateway_from_row(sqlite3_stmt *s)
 	g->last_rescan_requarantined = (uint64_t)sqlite3_column_int64(s, 16);
 	g->mapping = store_int_col_dup(s, 17);
 	store_gateways_migration_from(s, 18, &g->migration);
+	if (sqlite3_column_type(s, 25) != SQLITE_NULL) {
+		g->notice.id = sqlite3_column_int64(s, 25);
+		g->notice.to = store_int_col_dup(s, 26);
+		g->notice.tries = sqlite3_column_int(s, 27);
+		g->notice.next = sqlite3_column_int64(s, 28);
+		g->notice.sent = sqlite3_column_int(s, 29) != 0;
+		g->notice.last_try = sqlite3_column_int64(s, 30);
+		g->notice.reply = store_int_col_dup(s, 31);
+	}
 	return g;
 }
 
@@ -443,9 +457,44 @@ int store_sqlite_gateway_set_mapping(struct store *st, const char *name, const c
 	return store_int_run_job(st, store_gateway_mapping_job, &a);
 }
 
+/*
+ * Records the "done" mail of run m of gateway name to notify, due at now (ms),
+ * in the caller's job: the gateway's settled notices of older runs go. The
+ * gateway's name is taken from its row, as the registry's list joins it.
+ */
+static int store_gateways_notice_add(struct store_conn *c, const char *name, const char *notify,
+				     const struct store_migration *m, int64_t now)
+{
+	sqlite3_stmt *s = store_gateways_prepare(
+	    c, "DELETE FROM migration_notices WHERE gateway = ? AND next_try = 0 AND run < ?");
+	if (s == NULL)
+		return -EIO;
+	store_gateways_bind(s, 1, name);
+	sqlite3_bind_int64(s, 2, m->run);
+	int rc = store_gateways_run(c, s, "migration_notice_prune", NULL);
+	if (rc < 0)
+		return rc;
+	s = store_gateways_prepare(
+	    c, "INSERT OR IGNORE INTO migration_notices (gateway, run, rcpt, total, moved, failed,"
+	       " finished_at, next_try) SELECT name, ?, ?, ?, ?, ?, ?, ? FROM gateways"
+	       " WHERE name = ? AND state = 'registered'");
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, m->run);
+	store_gateways_bind(s, 2, notify);
+	sqlite3_bind_int64(s, 3, m->total);
+	sqlite3_bind_int64(s, 4, m->done);
+	sqlite3_bind_int64(s, 5, m->failed);
+	sqlite3_bind_int64(s, 6, m->finished_at);
+	sqlite3_bind_int64(s, 7, now / 1000 > 0 ? now / 1000 : 1);
+	store_gateways_bind(s, 8, name);
+	return store_gateways_run(c, s, "migration_notice_add", NULL);
+}
+
 struct store_gateways_report {
 	const char *name;
 	const struct store_migration *r;
+	const char *notify;
 	int64_t now;
 	struct store_migration *out;
 	bool *first_done;
@@ -477,18 +526,126 @@ static int store_gateway_report_job(struct store *st, struct store_conn *c, void
 	sqlite3_bind_int64(s, 7, m->notified_at);
 	store_gateways_bind(s, 8, a->name);
 	rc = store_gateways_run(c, s, "gateway_migration_report", NULL);
+	if (rc == 0 && *a->first_done && a->notify != NULL)
+		rc = store_gateways_notice_add(c, a->name, a->notify, m, a->now);
 	if (rc < 0)
 		*a->first_done = false;
 	return rc;
 }
 
 int store_sqlite_gateway_migration_report(struct store *st, const char *name,
-					  const struct store_migration *r, int64_t now,
-					  struct store_migration *out, bool *first_done)
+					  const struct store_migration *r, const char *notify,
+					  int64_t now, struct store_migration *out,
+					  bool *first_done)
 {
-	struct store_gateways_report a = {name, r, now, out, first_done};
+	struct store_gateways_report a = {name, r, notify, now, out, first_done};
 	int rc = store_int_run_job(st, store_gateway_report_job, &a);
 	if (rc < 0)
 		*first_done = false;
 	return rc;
+}
+
+/* --- the "done" mails of migration runs --------------------------------------- */
+
+int store_sqlite_notice_due(struct store *st, int64_t now, size_t limit,
+			    struct store_migration_notice **out, size_t *n)
+{
+	struct store_conn *c = NULL;
+	*out = NULL;
+	*n = 0;
+	int rc = store_int_reader_get(st, &c);
+	if (rc < 0)
+		return rc;
+	sqlite3_stmt *s = store_gateways_prepare(
+	    c, "SELECT id, gateway, run, rcpt, total, moved, failed, finished_at, tries,"
+	       " next_try, sent, last_try, reply FROM migration_notices WHERE next_try > 0"
+	       " AND next_try <= ? ORDER BY next_try, id LIMIT ?");
+	if (s == NULL) {
+		store_int_reader_put(st, c);
+		return -EIO;
+	}
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, (int64_t)limit);
+	struct store_migration_notice *v = NULL;
+	size_t k = 0;
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
+		v = xreallocarray(v, k + 1, sizeof(*v));
+		struct store_migration_notice *x = &v[k++];
+		memset(x, 0, sizeof(*x));
+		x->id = sqlite3_column_int64(s, 0);
+		x->gateway = store_int_col_dup(s, 1);
+		x->m.state = STORE_MIGRATION_DONE;
+		x->m.run = sqlite3_column_int64(s, 2);
+		x->to = store_int_col_dup(s, 3);
+		x->m.total = sqlite3_column_int64(s, 4);
+		x->m.done = sqlite3_column_int64(s, 5);
+		x->m.failed = sqlite3_column_int64(s, 6);
+		x->m.finished_at = sqlite3_column_int64(s, 7);
+		x->tries = sqlite3_column_int(s, 8);
+		x->next = sqlite3_column_int64(s, 9);
+		x->sent = sqlite3_column_int(s, 10) != 0;
+		x->last_try = sqlite3_column_int64(s, 11);
+		x->reply = store_int_col_dup(s, 12);
+	}
+	if (step != SQLITE_DONE) {
+		store_int_log_sqlite("notice_due", store_int_db(c));
+		rc = -EIO;
+	}
+	sqlite3_finalize(s);
+	store_int_reader_put(st, c);
+	if (rc < 0) {
+		store_migration_notice_array_free(v, k);
+		return rc;
+	}
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+struct store_gateways_notice_set {
+	int64_t id, old_next;
+	int tries;
+	int64_t next;
+	bool sent;
+	int64_t last_try;
+	const char *reply;
+};
+
+static int store_gateways_notice_set_job(struct store *st, struct store_conn *c, void *arg)
+{
+	(void)st;
+	const struct store_gateways_notice_set *a = arg;
+	sqlite3_stmt *s = store_gateways_prepare(
+	    c, "UPDATE migration_notices SET tries = ?1, next_try = ?2, sent = ?3,"
+	       " last_try = ?4, reply = ?5 WHERE id = ?6 AND next_try = ?7");
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int(s, 1, a->tries);
+	sqlite3_bind_int64(s, 2, a->next);
+	sqlite3_bind_int(s, 3, a->sent ? 1 : 0);
+	sqlite3_bind_int64(s, 4, a->last_try);
+	store_gateways_bind(s, 5, a->reply);
+	sqlite3_bind_int64(s, 6, a->id);
+	sqlite3_bind_int64(s, 7, a->old_next);
+	int changes = 0;
+	int rc = store_gateways_run(c, s, "notice_set", &changes);
+	if (rc < 0 || changes > 0)
+		return rc;
+	s = store_gateways_prepare(c, "SELECT 1 FROM migration_notices WHERE id = ?");
+	if (s == NULL)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, a->id);
+	int step = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (step == SQLITE_ROW)
+		return -EALREADY;
+	return step == SQLITE_DONE ? -ENOENT : -EIO;
+}
+
+int store_sqlite_notice_set(struct store *st, int64_t id, int64_t old_next, int tries, int64_t next,
+			    bool sent, int64_t last_try, const char *reply)
+{
+	struct store_gateways_notice_set a = {id, old_next, tries, next, sent, last_try, reply};
+	return store_int_run_job(st, store_gateways_notice_set_job, &a);
 }

@@ -897,6 +897,27 @@ static const char *const store_pg_migrations[] = {
     "  backlog_max bigint NOT NULL,"
     "  PRIMARY KEY (gateway, bucket));"
     "CREATE INDEX capacity_hours_bucket ON capacity_hours(bucket);",
+    /*
+     * 24: the "done" mail of a gateway's migration run (store_pg_gateways.c): one
+     * per gateway and run, recorded with the run's state and kept until the
+     * relay takes it or refuses it for good; next_try > 0 while it is pending
+     */
+    "CREATE TABLE migration_notices ("
+    "  id bigserial PRIMARY KEY,"
+    "  gateway text NOT NULL,"
+    "  run bigint NOT NULL,"
+    "  rcpt text NOT NULL,"
+    "  total bigint NOT NULL,"
+    "  moved bigint NOT NULL,"
+    "  failed bigint NOT NULL,"
+    "  finished_at bigint NOT NULL,"
+    "  tries bigint NOT NULL DEFAULT 0,"
+    "  next_try bigint NOT NULL,"
+    "  sent boolean NOT NULL DEFAULT false,"
+    "  last_try bigint NOT NULL DEFAULT 0,"
+    "  reply text,"
+    "  UNIQUE (gateway, run));"
+    "CREATE INDEX migration_notices_due ON migration_notices(next_try) WHERE next_try > 0;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \
@@ -3751,6 +3772,8 @@ const struct store_ops store_pg_ops = {
     .gateway_outbreak_version = store_pg_gateway_outbreak_version,
     .gateway_set_mapping = store_pg_gateway_set_mapping,
     .gateway_migration_report = store_pg_gateway_migration_report,
+    .notice_due = store_pg_notice_due,
+    .notice_set = store_pg_notice_set,
     .gateway_set_levels = store_pg_gateway_set_levels,
     .level_list = store_pg_level_list,
     .level_put = store_pg_level_put,

@@ -2,7 +2,8 @@
  * store_pg_gateways — the PostgreSQL backend's gateway registry (the table of its
  * migration 7), with the semantics of store_gateways.c: registered gateways with
  * the hash of their token, pending ones that said hello without one; names
- * unique whatever their case (a unique index on lower(name)).
+ * unique whatever their case (a unique index on lower(name)). And the "done"
+ * mails of their migration runs (migration_notices, migration 24).
  *
  * Not for: checking fields (store.c does), tokens (api_gateways.c), deciding who
  * may add a pending entry. Several managers may share the database: the bound on
@@ -39,9 +40,13 @@
  */
 #define STORE_GW_MIGRATION                                                                         \
 	", mapping, mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"         \
-	" mig_notified_at"
+	" mig_notified_at, n.id, n.rcpt, n.tries, n.next_try, n.sent::int, n.last_try, n.reply"
+/* The "done" mail of the gateway's last run, when there is one (migration 24). */
+#define STORE_GW_FROM                                                                              \
+	" FROM gateways LEFT JOIN migration_notices n ON n.gateway = gateways.name"                \
+	" AND n.run = gateways.mig_run"
 #define STORE_PG_GATEWAY_READ_TAIL_ONE                                                             \
-	", central, outbreak_version, 0, 0, 0, 0, 0" STORE_GW_MIGRATION " FROM gateways"
+	", central, outbreak_version, 0, 0, 0, 0, 0" STORE_GW_MIGRATION STORE_GW_FROM
 /* clang-format off */
 #define STORE_PG_GATEWAY_READ_TAIL_LIST                                                               \
 	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
@@ -49,7 +54,7 @@
 	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 2") ","                                        \
 	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 3") ","                                        \
 	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 4")                                         \
-	STORE_GW_MIGRATION " FROM gateways"
+	STORE_GW_MIGRATION STORE_GW_FROM
 /* clang-format on */
 
 #define STORE_PG_GATEWAY_COLUMNS                                                                   \
@@ -95,6 +100,15 @@ static struct store_gateway *store_pg_gateway_from_row(const PGresult *r, int k)
 	g->last_rescan_requarantined = (uint64_t)store_pg_i64(r, k, 16);
 	g->mapping = store_pg_dup(r, k, 17);
 	store_pg_gateways_migration_from(r, k, 18, &g->migration);
+	if (!PQgetisnull(r, k, 25)) {
+		g->notice.id = store_pg_i64(r, k, 25);
+		g->notice.to = store_pg_dup(r, k, 26);
+		g->notice.tries = (int)store_pg_i64(r, k, 27);
+		g->notice.next = store_pg_i64(r, k, 28);
+		g->notice.sent = store_pg_i64(r, k, 29) != 0;
+		g->notice.last_try = store_pg_i64(r, k, 30);
+		g->notice.reply = store_pg_dup(r, k, 31);
+	}
 	return g;
 }
 
@@ -415,9 +429,48 @@ int store_pg_gateway_set_mapping(struct store *st, const char *name, const char 
 	return store_pg_tx(store_pg_of(st), store_pg_gateway_mapping_tx, &a);
 }
 
+/*
+ * Records the "done" mail of run m of gateway name to notify, due at now (ms),
+ * in the caller's transaction (the gateway's row is locked): the gateway's
+ * settled notices of older runs go. The name is taken from the gateway's row,
+ * as the registry's list joins it; a notice of the same run already kept stays.
+ */
+static int store_pg_gateways_notice_add(PGconn *c, const char *name, const char *notify,
+					const struct store_migration *m, int64_t now)
+{
+	struct store_pg_params p = {0};
+	store_pg_text(&p, name);
+	store_pg_int(&p, m->run);
+	int rc = store_pg_do(c, "migration_notice_prune",
+			     "DELETE FROM migration_notices WHERE lower(gateway) = lower($1)"
+			     " AND next_try = 0 AND run < $2::bigint",
+			     &p, NULL);
+	store_pg_params_clear(&p);
+	if (rc < 0)
+		return rc;
+	store_pg_int(&p, m->run);
+	store_pg_text(&p, notify);
+	store_pg_int(&p, m->total);
+	store_pg_int(&p, m->done);
+	store_pg_int(&p, m->failed);
+	store_pg_int(&p, m->finished_at);
+	store_pg_int(&p, now / 1000 > 0 ? now / 1000 : 1);
+	store_pg_text(&p, name);
+	rc = store_pg_do(c, "migration_notice_add",
+			 "INSERT INTO migration_notices (gateway, run, rcpt, total, moved, failed,"
+			 " finished_at, next_try) SELECT name, $1::bigint, $2, $3::bigint,"
+			 " $4::bigint, $5::bigint, $6::bigint, $7::bigint FROM gateways"
+			 " WHERE lower(name) = lower($8) AND state = 'registered'"
+			 " ON CONFLICT (gateway, run) DO NOTHING",
+			 &p, NULL);
+	store_pg_params_clear(&p);
+	return rc;
+}
+
 struct store_pg_gateways_report {
 	const char *name;
 	const struct store_migration *r;
+	const char *notify;
 	int64_t now;
 	struct store_migration *out;
 	bool *first_done;
@@ -443,21 +496,115 @@ static int store_pg_gateway_report_tx(struct store_pg *st, PGconn *c, void *arg)
 	store_pg_int(&p, m->finished_at);
 	store_pg_int(&p, m->notified_at);
 	store_pg_text(&p, a->name);
-	return store_pg_gateways_change(
+	rc = store_pg_gateways_change(
 	    c, "gateway_migration_report",
 	    "UPDATE gateways SET mig_state = $1, mig_run = $2, mig_total = $3, mig_done = $4,"
 	    " mig_failed = $5, mig_finished_at = $6, mig_notified_at = $7"
 	    " WHERE lower(name) = lower($8) AND state = 'registered'",
 	    &p);
+	if (rc == 0 && *a->first_done && a->notify != NULL)
+		rc = store_pg_gateways_notice_add(c, a->name, a->notify, m, a->now);
+	return rc;
 }
 
 int store_pg_gateway_migration_report(struct store *st, const char *name,
-				      const struct store_migration *r, int64_t now,
-				      struct store_migration *out, bool *first_done)
+				      const struct store_migration *r, const char *notify,
+				      int64_t now, struct store_migration *out, bool *first_done)
 {
-	struct store_pg_gateways_report a = {name, r, now, out, first_done};
+	struct store_pg_gateways_report a = {name, r, notify, now, out, first_done};
 	int rc = store_pg_tx(store_pg_of(st), store_pg_gateway_report_tx, &a);
 	if (rc < 0)
 		*first_done = false;
 	return rc;
+}
+
+/* --- the "done" mails of migration runs --------------------------------------- */
+
+int store_pg_notice_due(struct store *st, int64_t now, size_t limit,
+			struct store_migration_notice **out, size_t *n)
+{
+	PGresult *r = NULL;
+	struct store_pg_params p = {0};
+	*out = NULL;
+	*n = 0;
+	store_pg_int(&p, now);
+	store_pg_int(&p, (int64_t)limit);
+	int rc =
+	    store_pg_query(store_pg_of(st), "notice_due",
+			   "SELECT id, gateway, run, rcpt, total, moved, failed, finished_at,"
+			   " tries, next_try, sent::int, last_try, reply FROM migration_notices"
+			   " WHERE next_try > 0 AND next_try <= $1::bigint"
+			   " ORDER BY next_try, id LIMIT $2::bigint",
+			   &p, &r);
+	if (rc < 0)
+		return rc;
+	size_t rows = (size_t)PQntuples(r);
+	struct store_migration_notice *v = xcalloc(rows + 1, sizeof(*v));
+	for (size_t k = 0; k < rows; k++) {
+		struct store_migration_notice *x = &v[k];
+		int i = (int)k;
+		x->id = store_pg_i64(r, i, 0);
+		x->gateway = store_pg_dup(r, i, 1);
+		x->m.state = STORE_MIGRATION_DONE;
+		x->m.run = store_pg_i64(r, i, 2);
+		x->to = store_pg_dup(r, i, 3);
+		x->m.total = store_pg_i64(r, i, 4);
+		x->m.done = store_pg_i64(r, i, 5);
+		x->m.failed = store_pg_i64(r, i, 6);
+		x->m.finished_at = store_pg_i64(r, i, 7);
+		x->tries = (int)store_pg_i64(r, i, 8);
+		x->next = store_pg_i64(r, i, 9);
+		x->sent = store_pg_i64(r, i, 10) != 0;
+		x->last_try = store_pg_i64(r, i, 11);
+		x->reply = store_pg_dup(r, i, 12);
+	}
+	PQclear(r);
+	*out = v;
+	*n = rows;
+	return 0;
+}
+
+struct store_pg_notice_set {
+	int64_t id, old_next;
+	int tries;
+	int64_t next;
+	bool sent;
+	int64_t last_try;
+	const char *reply;
+};
+
+static int store_pg_notice_set_tx(struct store_pg *st, PGconn *c, void *arg)
+{
+	(void)st;
+	const struct store_pg_notice_set *a = arg;
+	struct store_pg_params p = {0};
+	store_pg_int(&p, a->tries);
+	store_pg_int(&p, a->next);
+	store_pg_int(&p, a->sent ? 1 : 0);
+	store_pg_int(&p, a->last_try);
+	store_pg_text(&p, a->reply);
+	store_pg_int(&p, a->id);
+	store_pg_int(&p, a->old_next);
+	uint64_t rows = 0;
+	int rc =
+	    store_pg_do(c, "notice_set",
+			"UPDATE migration_notices SET tries = $1::bigint, next_try = $2::bigint,"
+			" sent = $3::int <> 0, last_try = $4::bigint, reply = $5"
+			" WHERE id = $6::bigint AND next_try = $7::bigint",
+			&p, &rows);
+	store_pg_params_clear(&p);
+	if (rc < 0 || rows > 0)
+		return rc;
+	store_pg_int(&p, a->id);
+	rc = store_pg_do(c, "notice_set", "SELECT 1 FROM migration_notices WHERE id = $1::bigint",
+			 &p, &rows);
+	store_pg_params_clear(&p);
+	return rc < 0 ? rc : rows > 0 ? -EALREADY : -ENOENT;
+}
+
+int store_pg_notice_set(struct store *st, int64_t id, int64_t old_next, int tries, int64_t next,
+			bool sent, int64_t last_try, const char *reply)
+{
+	struct store_pg_notice_set a = {id, old_next, tries, next, sent, last_try, reply};
+	return store_pg_tx(store_pg_of(st), store_pg_notice_set_tx, &a);
 }

@@ -286,8 +286,12 @@ int store_pg_gateway_set_central(struct store *st, const char *name, unsigned ce
 int store_pg_gateway_set_mapping(struct store *st, const char *name, const char *mapping,
 				 struct store_migration *busy);
 int store_pg_gateway_migration_report(struct store *st, const char *name,
-				      const struct store_migration *r, int64_t now,
-				      struct store_migration *out, bool *first_done);
+				      const struct store_migration *r, const char *notify,
+				      int64_t now, struct store_migration *out, bool *first_done);
+int store_pg_notice_due(struct store *st, int64_t now, size_t limit,
+			struct store_migration_notice **out, size_t *n);
+int store_pg_notice_set(struct store *st, int64_t id, int64_t old_next, int tries, int64_t next,
+			bool sent, int64_t last_try, const char *reply);
 int store_pg_gateway_outbreak_version(struct store *st, const char *name, const char *version,
 				      int64_t now, bool *changed);
 int store_pg_gateway_set_levels(struct store *st, const char *name, const char *group,

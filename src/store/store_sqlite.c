@@ -677,6 +677,27 @@ static const char *const store_migrations[] = {
     "  backlog_max INTEGER NOT NULL,"
     "  PRIMARY KEY (gateway, bucket)) WITHOUT ROWID;"
     "CREATE INDEX capacity_hours_bucket ON capacity_hours(bucket);",
+    /*
+     * 24: the "done" mail of a gateway's migration run (store_gateways.c): one
+     * per gateway and run, recorded with the run's state and kept until the
+     * relay takes it or refuses it for good; next > 0 while it is pending
+     */
+    "CREATE TABLE migration_notices ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  gateway TEXT NOT NULL COLLATE NOCASE,"
+    "  run INTEGER NOT NULL,"
+    "  rcpt TEXT NOT NULL,"
+    "  total INTEGER NOT NULL,"
+    "  moved INTEGER NOT NULL,"
+    "  failed INTEGER NOT NULL,"
+    "  finished_at INTEGER NOT NULL,"
+    "  tries INTEGER NOT NULL DEFAULT 0,"
+    "  next_try INTEGER NOT NULL,"
+    "  sent INTEGER NOT NULL DEFAULT 0,"
+    "  last_try INTEGER NOT NULL DEFAULT 0,"
+    "  reply TEXT,"
+    "  UNIQUE (gateway, run));"
+    "CREATE INDEX migration_notices_due ON migration_notices(next_try) WHERE next_try > 0;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
@@ -3555,6 +3576,8 @@ const struct store_ops store_sqlite_ops = {
     .gateway_outbreak_version = store_sqlite_gateway_outbreak_version,
     .gateway_set_mapping = store_sqlite_gateway_set_mapping,
     .gateway_migration_report = store_sqlite_gateway_migration_report,
+    .notice_due = store_sqlite_notice_due,
+    .notice_set = store_sqlite_notice_set,
     .gateway_set_levels = store_sqlite_gateway_set_levels,
     .level_list = store_sqlite_level_list,
     .level_put = store_sqlite_level_put,

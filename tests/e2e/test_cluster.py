@@ -354,6 +354,69 @@ def test_a_migration_done_on_two_nodes_is_mailed_once(start_manager, database): 
         wait_for(lambda: sink.count() >= 1, 20, "the mail")
         assert stays(lambda: sink.count() == 1, t(3))
         assert sink.messages[0]["rcpts"] == ["ops@corp.test"]
+        for m in (a, b):
+            wait_for(lambda: gateway_notice(m, "gw1")["state"] == "sent", 10, "sent")
+    finally:
+        sink.stop()
+
+
+def gateway_notice(m, name):
+    st, doc = m.api("GET", "/api/v1/gateways")
+    assert st == 200, doc
+    (g,) = [g for g in doc["gateways"] if g["name"] == name]
+    return g["migration"]["notice"]
+
+
+def test_a_migration_done_while_the_relay_is_down_is_mailed_once(start_manager,
+                                                                  database):  # noqa: F811
+    sink = AioSink()  # its port is closed until it starts
+    try:
+        nodes = []
+        for name in ("node-a", "node-b"):
+            # a deferred notice is tried again every second, by both nodes
+            m = node(start_manager, database, name, start=False, primary_host=sink.host,
+                     notifications__from="lazaret@corp.test")
+            m.next_env = {"LAZARET_FAULT": "migration_notice_fast"}
+            m.start()
+            nodes.append(m)
+        a, b = nodes
+        tokens = []
+        for i in range(2):
+            st, doc = a.api("POST", "/api/v1/gateways",
+                            {"name": "gw%d" % i, "address": "192.0.2.%d" % (10 + i)})
+            assert st == 201, doc
+            tokens.append(doc["token"])
+        replies = []
+
+        def post(m, token, i):
+            body = {"run": "2026-12-06T01:00:00Z", "state": "done", "total": 5, "done": 5,
+                    "failed": 0, "notify": "ops%d@corp.test" % i}
+            for _ in range(5):
+                replies.append(m.api("POST", "/api/v1/gateway/migration", body, token=token))
+
+        threads = [threading.Thread(target=post, args=(m, tokens[i], i))
+                   for m in (a, b) for i in range(2) for _ in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=t(60))
+        assert len(replies) == 40 and all(st == 200 for st, _ in replies), replies
+        wait_for(lambda: "migration_notice.deferred" in a.log_text() + b.log_text(), 20,
+                 "a deferred attempt")
+        wait_for(lambda: all(gateway_notice(a, "gw%d" % i)["tries"] >= 3 for i in range(2)),
+                 20, "attempts by the ticks of both nodes")
+        sink.start()
+        wait_for(lambda: sink.count() >= 2, 20, "the mails")
+        assert stays(lambda: sink.count() == 2, t(4))
+        assert sorted(x["rcpts"][0] for x in sink.messages) == ["ops0@corp.test",
+                                                                 "ops1@corp.test"]
+        for m in (a, b):
+            for i in range(2):
+                wait_for(lambda: gateway_notice(m, "gw%d" % i)["state"] == "sent", 10, "sent")
+        # each was sent by one node, once
+        sent = [ln for m in (a, b) for ln in m.log_text().splitlines()
+                if "migration_notice.sent" in ln]
+        assert len(sent) == 2, sent
     finally:
         sink.stop()
 

@@ -13,8 +13,9 @@ after it.
 import email
 import email.policy
 import json
+import time
 
-from e2e_helpers import stays, t
+from e2e_helpers import stays, t, wait_for
 from test_pvo import pvo_message, pvo_send, rfc3339_in, stored_id
 
 
@@ -161,7 +162,8 @@ def test_progress_is_stored_per_gateway_and_blocks_the_mapping(manager):
     want = {"state": "running", "total": 20000, "done": 1200, "failed": 3,
             "started_at": "2026-12-06T01:00:00Z", "finished_at": None}
     assert (st, doc) == (200, {"migration": want})
-    assert migration_of(manager, "gw1") == want
+    # the registry adds the run's "done" mail: none asked for
+    assert migration_of(manager, "gw1") == dict(want, notice=None)
     assert migration_of(manager, "gw2") is None  # the token named gw1 only
 
     st, doc = manager.api("PUT", "/api/v1/gateways/gw1/mapping", json={"A": "B"})
@@ -235,7 +237,7 @@ def test_progress_refusals_leave_it_unchanged(manager):
         assert (st, error(doc)) == (400, message), fields
     st, doc = gw_call(manager, "POST", "/api/v1/gateway/migration", tok, b"not json")
     assert st == 400, doc
-    assert migration_of(manager, "gw1") == first["migration"]
+    assert migration_of(manager, "gw1") == dict(first["migration"], notice=None)
 
 
 # ---- the mail when a run is done -------------------------------------------------------
@@ -260,6 +262,12 @@ def test_done_mails_notify_once_in_japanese_and_english(start_manager, aio_sink)
     assert stays(lambda: aio_sink.count() == 1, t(2))
     (raw,) = aio_sink.messages
     assert raw["rcpts"] == ["ops@corp.test"] and raw["sender"] == "lazaret@corp.test"
+    assert "notice" not in doc["migration"]  # the registry's, not the gateway's
+    wait_for(lambda: notice_of(m, "gw1")["state"] == "sent", 10, "the notice marked sent")
+    n = notice_of(m, "gw1")
+    assert n == {"to": "ops@corp.test", "state": "sent", "tries": 1, "next_try": None,
+                 "last_try": n["last_try"], "reply": None}, n
+    assert n["last_try"] >= fin[:19]
     (mail,) = mails(aio_sink)
     assert mail["Subject"] == "[Lazaret] 移行完了 / Migration finished: gw1"
     assert mail["To"] == "ops@corp.test" and mail["From"] == "lazaret@corp.test"
@@ -285,6 +293,121 @@ def test_done_mails_notify_once_in_japanese_and_english(start_manager, aio_sink)
                      notify="ops3@corp.test")
     assert st == 200, doc
     assert stays(lambda: aio_sink.count() == 2, t(2))
+    assert migration_of(m, "gw1")["notice"] is None
+
+
+def notice_of(mgr, name):
+    return migration_of(mgr, name)["notice"]
+
+
+def fast_manager(start_manager, relay, **overrides):
+    """A manager that tries a deferred notice again after 1 s (report_sched.h)."""
+    m = start_manager(start=False, primary_host=relay.host,
+                      notifications__from="lazaret@corp.test", **overrides)
+    m.next_env = {"LAZARET_FAULT": "migration_notice_fast"}
+    m.start()
+    return m
+
+
+def log_lines(mgr, event):
+    return [ln for ln in mgr.log_text().splitlines() if event in ln]
+
+
+def test_done_mail_waits_for_the_relay_and_arrives_once(start_manager, aio_sink_factory):
+    relay = aio_sink_factory(start=False)  # nothing listens on its port yet
+    m = fast_manager(start_manager, relay)
+    tok = add(m, "gw1", "192.0.2.10")
+    st, doc = report(m, tok, state="done", total=3, done=3, notify="ops@corp.test")
+    assert st == 200 and doc["migration"]["state"] == "done", doc
+    wait_for(lambda: len(log_lines(m, "migration_notice.deferred")) >= 2, 20,
+             "two deferred attempts")
+    n = notice_of(m, "gw1")
+    assert n["state"] == "pending" and n["tries"] >= 2 and n["next_try"] is not None, n
+    assert "Connection refused" in n["reply"], n
+    assert 'to=ops@corp.test' in log_lines(m, "migration_notice.deferred")[0]
+
+    # the relay comes up but answers 451 for a while: still pending, the reply kept
+    relay.handler.default_rcpt_reply = "451 4.3.0 not now"
+    relay.start()
+    wait_for(lambda: len(relay.handler.rcpt_log) >= 2, 20, "two refused attempts")
+    wait_for(lambda: notice_of(m, "gw1")["reply"] == "451 4.3.0 not now", 10, "the 451 kept")
+    assert notice_of(m, "gw1")["state"] == "pending" and relay.count() == 0
+
+    relay.handler.default_rcpt_reply = None
+    relay.wait_count(1, timeout=20)
+    assert stays(lambda: relay.count() == 1, t(4))
+    (mail,) = mails(relay)
+    assert mail["To"] == "ops@corp.test"
+    assert mail["Subject"] == "[Lazaret] 移行完了 / Migration finished: gw1"
+    assert "Total:    3" in mail.get_content()
+    wait_for(lambda: notice_of(m, "gw1")["state"] == "sent", 10, "the notice marked sent")
+    n = notice_of(m, "gw1")
+    assert n["reply"] is None and n["next_try"] is None and n["tries"] >= 4, n
+    assert len(log_lines(m, "migration_notice.sent")) == 1
+    # the gateway's retry of its "done" changes nothing
+    st, doc = report(m, tok, state="done", total=3, done=3, notify="ops@corp.test")
+    assert st == 200, doc
+    assert stays(lambda: relay.count() == 1, t(2))
+
+
+def test_done_mail_pending_over_a_restart_arrives_once(start_manager, aio_sink_factory):
+    relay = aio_sink_factory(start=False)
+    m = fast_manager(start_manager, relay)
+    tok = add(m, "gw1", "192.0.2.10")
+    st, doc = report(m, tok, state="done", total=7, done=6, failed=1, notify="ops@corp.test")
+    assert st == 200, doc
+    wait_for(lambda: log_lines(m, "migration_notice.deferred"), 20, "a deferred attempt")
+    m.stop()
+    relay.start()
+    time.sleep(2)  # its next attempt (1 s after the last) is due
+    # restarted without the fast retries: the notice left pending goes out at start
+    m.start()
+    relay.wait_count(1, timeout=20)
+    assert stays(lambda: relay.count() == 1, t(4))
+    assert relay.messages[0]["rcpts"] == ["ops@corp.test"]
+    assert "Moved:    6" in mails(relay)[0].get_content()
+    wait_for(lambda: notice_of(m, "gw1")["state"] == "sent", 10, "the notice marked sent")
+    m.restart()
+    assert stays(lambda: relay.count() == 1, t(3))
+    assert notice_of(m, "gw1")["state"] == "sent"
+
+
+def test_done_mail_refused_for_good_is_logged_and_not_retried(start_manager, aio_sink):
+    aio_sink.handler.default_rcpt_reply = "554 5.7.1 relaying denied"
+    m = fast_manager(start_manager, aio_sink)
+    tok = add(m, "gw1", "192.0.2.10")
+    st, doc = report(m, tok, state="done", total=1, done=1, notify="ops@corp.test")
+    assert st == 200, doc
+    wait_for(lambda: log_lines(m, "migration_notice.failed"), 20, "the failure logged")
+    (line,) = log_lines(m, "migration_notice.failed")
+    for part in ("error", "gateway=gw1", "to=ops@corp.test", "reason=rejected",
+                 "relay=primary", 'reply="554 5.7.1 relaying denied"', "retry=no"):
+        assert part in line, (part, line)
+    n = notice_of(m, "gw1")
+    assert n == {"to": "ops@corp.test", "state": "failed", "tries": 1, "next_try": None,
+                 "last_try": n["last_try"], "reply": "554 5.7.1 relaying denied"}, n
+    # ticks come every second: none of them tries it again
+    assert stays(lambda: len(aio_sink.handler.rcpt_log) == 1, t(4))
+    assert aio_sink.count() == 0 and not log_lines(m, "migration_notice.deferred")
+    m.restart()
+    assert stays(lambda: len(aio_sink.handler.rcpt_log) == 1, t(2))
+    assert notice_of(m, "gw1")["state"] == "failed"
+
+
+def test_done_mail_goes_to_the_secondary_when_the_primary_is_down(start_manager,
+                                                                   aio_sink_factory):
+    primary = aio_sink_factory(start=False)
+    secondary = aio_sink_factory()
+    m = start_manager(primary_host=primary.host, secondary_host=secondary.host,
+                      notifications__from="lazaret@corp.test")
+    tok = add(m, "gw1", "192.0.2.10")
+    st, doc = report(m, tok, state="done", total=1, done=1, notify="ops@corp.test")
+    assert st == 200, doc
+    secondary.wait_count(1)
+    wait_for(lambda: notice_of(m, "gw1")["state"] == "sent", 10, "the notice marked sent")
+    assert notice_of(m, "gw1")["tries"] == 1
+    (line,) = log_lines(m, "migration_notice.sent")
+    assert "relay=secondary" in line, line
 
 
 # ---- remapping (PV6: remove from the central quarantine, commit again) ------------------

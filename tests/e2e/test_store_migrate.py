@@ -529,3 +529,45 @@ def test_report_schedules_and_the_archive_move_to_postgresql(start_manager,
     assert st == 201 and doc["id"] > max(ids), doc
     st, doc = m.api("POST", "/api/v1/report-schedules/%d/run" % ids[1], timeout=30)
     assert st == 201 and doc["id"] > arch["id"], doc
+
+
+def test_a_pending_migration_notice_moves_and_is_sent_once(start_manager, aio_sink_factory,
+                                                           database):  # noqa: F811
+    """A gateway's "done" mail still pending (its relay down) moves with the store, and
+    the manager started on PostgreSQL sends it, once."""
+    relay = aio_sink_factory(start=False)
+    m = start_manager(store__backend="sqlite", primary_host=relay.host,
+                      notifications__from="lazaret@corp.test", start=False)
+    # tried again every second (report_sched.h): due at once when it starts again
+    m.next_env = {"LAZARET_FAULT": "migration_notice_fast"}
+    m.start()
+    st, doc = m.api("POST", "/api/v1/gateways", json={"name": "gw1", "address": "192.0.2.10"})
+    assert st == 201, doc
+    body = {"run": "2026-12-06T01:00:00Z", "state": "done", "total": 4, "done": 4,
+            "failed": 0, "notify": "ops@corp.test"}
+    st, doc = m.api("POST", "/api/v1/gateway/migration", body, token=doc["token"])
+    assert st == 200, doc
+    wait_for(lambda: "migration_notice.deferred" in m.log_text(), 20, "a deferred attempt")
+    st, doc = m.api("GET", "/api/v1/gateways")
+    before = doc["gateways"][0]["migration"]
+    assert before["notice"]["state"] == "pending" and before["notice"]["tries"] >= 1, before
+    m.stop()
+
+    r = migrate(m.data_dir, database)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "migration_notices: 1/1 rows copied" in r.stdout, r.stdout
+    assert "verified migration_notices: " in r.stdout, r.stdout
+
+    relay.start()
+    m.apply({"store__backend": "postgresql", "store__dsn": database})
+    m.start()
+    relay.wait_count(1, timeout=20)
+    assert stays(lambda: relay.count() == 1, t(3))
+    assert relay.messages[0]["rcpts"] == ["ops@corp.test"]
+    wait_for(lambda: m.api("GET", "/api/v1/gateways")[1]["gateways"][0]["migration"]
+             ["notice"]["state"] == "sent", 10, "the notice marked sent")
+    st, doc = m.api("GET", "/api/v1/gateways")
+    after = doc["gateways"][0]["migration"]
+    assert after["notice"]["tries"] >= 2 and after["notice"]["reply"] is None, after
+    assert {k: v for k, v in after.items() if k != "notice"} == \
+        {k: v for k, v in before.items() if k != "notice"}

@@ -13,12 +13,14 @@
 
 #include <sodium.h>
 
+#include "api/api_migration.h"
 #include "api/api_report_sched.h"
 #include "common/clock.h"
 #include "common/strbuf.h"
 #include "common/tz.h"
 #include "common/xalloc.h"
 #include "manager/report_sched.h"
+#include "store/store.h"
 
 /* 2026-12-02T10:00:00Z, a Wednesday */
 #define WED_10 1796205600LL
@@ -188,12 +190,56 @@ static void test_notice(void **state)
 			 -EINVAL);
 }
 
+/* A migration notice deferred by the relay: 1, 5, 15 min, 1 h, then 4 h, until given up. */
+static void test_notice_retries(void **state)
+{
+	(void)state;
+	assert_int_equal(api_migration_notice_next(1, WED_10), WED_10 + 60);
+	assert_int_equal(api_migration_notice_next(2, WED_10), WED_10 + 300);
+	assert_int_equal(api_migration_notice_next(3, WED_10), WED_10 + 900);
+	assert_int_equal(api_migration_notice_next(4, WED_10), WED_10 + 3600);
+	assert_int_equal(api_migration_notice_next(5, WED_10), WED_10 + 4 * 3600);
+	assert_int_equal(api_migration_notice_next(API_MIGRATION_NOTICE_TRIES - 1, WED_10),
+			 WED_10 + 4 * 3600);
+	assert_int_equal(api_migration_notice_next(API_MIGRATION_NOTICE_TRIES, WED_10), 0);
+	/* given up after about a week of attempts */
+	int64_t t = 0;
+	for (int i = 1; i < API_MIGRATION_NOTICE_TRIES; i++)
+		t = api_migration_notice_next(i, t);
+	assert_true(t > 6 * DAY && t < 8 * DAY);
+}
+
+/* The notice's text: the gateway and the run's counts and times, in both languages. */
+static void test_notice_text(void **state)
+{
+	(void)state;
+	struct store_migration_notice n = {.gateway = "gw1",
+					   .to = "ops@corp.test",
+					   .m = {.state = STORE_MIGRATION_DONE,
+						 .run = WED_10 * 1000,
+						 .total = 20000,
+						 .done = 19997,
+						 .failed = 3,
+						 .finished_at = (WED_10 + 3600) * 1000}};
+	char *subject = NULL, *text = NULL;
+	api_migration_notice_mail(&n, &subject, &text);
+	assert_string_equal(subject, "[Lazaret] 移行完了 / Migration finished: gw1");
+	assert_non_null(strstr(text, "ゲートウェイ gw1 の隔離メッセージの移行が終わりました。\n"));
+	assert_non_null(strstr(text, "  移行済み: 19997 通\n"));
+	assert_non_null(strstr(text, "  Failed:   3\n"));
+	assert_non_null(strstr(text, "  Started:  2026-12-02T10:00:00Z\n"));
+	assert_non_null(strstr(text, "  Finished: 2026-12-02T11:00:00Z\n"));
+	free(subject);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_next_run), cmocka_unit_test(test_next_run_at),
-	    cmocka_unit_test(test_backoff),  cmocka_unit_test(test_addresses),
-	    cmocka_unit_test(test_mail),     cmocka_unit_test(test_notice),
+	    cmocka_unit_test(test_next_run),	   cmocka_unit_test(test_next_run_at),
+	    cmocka_unit_test(test_backoff),	   cmocka_unit_test(test_addresses),
+	    cmocka_unit_test(test_mail),	   cmocka_unit_test(test_notice),
+	    cmocka_unit_test(test_notice_retries), cmocka_unit_test(test_notice_text),
 	};
 	if (sodium_init() < 0)
 		return 1;

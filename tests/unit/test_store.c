@@ -1077,7 +1077,7 @@ static void test_reopen_keeps_data(void **state)
 		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
 				 0);
 	else
-		assert_int_equal(pragma_int(path, "user_version"), 23);
+		assert_int_equal(pragma_int(path, "user_version"), 24);
 	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
@@ -1634,7 +1634,7 @@ static void test_migration_builds_search_index(void **state)
 		" DROP TABLE user_recovery_codes; DROP TABLE report_rollups; DROP TABLE levels;"
 		" DROP TABLE report_schedules; DROP TABLE report_archive;"
 		" DROP TABLE report_backfill; DROP TABLE report_backfill_done; DROP TABLE "
-		"report_totals; DROP TABLE capacity_hours;"
+		"report_totals; DROP TABLE capacity_hours; DROP TABLE migration_notices;"
 		" PRAGMA user_version=4; COMMIT;",
 		NULL, NULL, NULL),
 	    SQLITE_OK);
@@ -1644,7 +1644,7 @@ static void test_migration_builds_search_index(void **state)
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
-	assert_int_equal(pragma_int(path, "user_version"), 23);
+	assert_int_equal(pragma_int(path, "user_version"), 24);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
 	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2);
@@ -2435,7 +2435,8 @@ static void test_pg_search_migration(void **state)
 		       * outbreak rules versions; 17 the rescans of memberships; 18 scheduled
 		       * reports; 19 migration mappings, 20 the rules of rescans' verdicts,
 		       * 21 the rollups' backfill, 22 the
-		       * all-gateway rollups, 23 the capacity hours) */
+		       * all-gateway rollups, 23 the capacity hours, 24 the migration
+		       * notices) */
 		      " DROP TABLE memberships; DROP TABLE quarantine_operators;"
 		      " DROP TABLE events; DROP TABLE tracked_messages;"
 		      " DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
@@ -2443,7 +2444,7 @@ static void test_pg_search_migration(void **state)
 		      " DROP TABLE user_totp; DROP TABLE report_rollups; DROP TABLE levels;"
 		      " DROP TABLE report_schedules; DROP TABLE report_archive;"
 		      " DROP TABLE report_backfill; DROP TABLE report_backfill_done; DROP TABLE "
-		      "report_totals; DROP TABLE capacity_hours;"
+		      "report_totals; DROP TABLE capacity_hours; DROP TABLE migration_notices;"
 		      " DROP FUNCTION lazaret_tracking_partitions(bigint, bigint);"
 		      " ALTER TABLE quarantines DROP COLUMN delete_after,"
 		      " DROP COLUMN default_action, DROP COLUMN overflow_exempt,"
@@ -2452,7 +2453,7 @@ static void test_pg_search_migration(void **state)
 		      " DROP COLUMN copy;"
 		      " DELETE FROM store_migrations WHERE version >= 6; COMMIT");
 	assert_int_equal(fixture_open(fx), 0);
-	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 23);
+	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 24);
 	/* the planner has the statistics of the new index expression */
 	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
 			       " WHERE tablename LIKE '%short_grams%'") > 0);
@@ -3344,8 +3345,8 @@ static void test_gateway_migration(void **state)
 	    .state = STORE_MIGRATION_RUNNING, .run = T0, .total = 10, .done = 4, .failed = 1};
 	struct store_migration out;
 	bool first = true;
-	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &r, T0 + 1, &out, &first),
-			 0);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &r, NULL, T0 + 1, &out, &first), 0);
 	assert_false(first);
 	assert_int_equal(out.state, STORE_MIGRATION_RUNNING);
 	assert_int_equal(out.done, 4);
@@ -3368,25 +3369,25 @@ static void test_gateway_migration(void **state)
 	/* bad reports */
 	struct store_migration bad = r;
 	bad.done = 10;
-	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &bad, T0, &out, &first),
-			 -EINVAL);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &bad, NULL, T0, &out, &first), -EINVAL);
 	bad = r;
 	bad.run = 0;
-	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &bad, T0, &out, &first),
-			 -EINVAL);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &bad, NULL, T0, &out, &first), -EINVAL);
 	bad = r;
 	bad.state = STORE_MIGRATION_NONE;
-	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &bad, T0, &out, &first),
-			 -EINVAL);
-	assert_int_equal(store_gateway_migration_report(fx->st, "nosuch", &r, T0, &out, &first),
-			 -ENOENT);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &bad, NULL, T0, &out, &first), -EINVAL);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "nosuch", &r, NULL, T0, &out, &first), -ENOENT);
 
 	/* an older run is ignored */
 	struct store_migration old = r;
 	old.run = T0 - 1000;
 	old.state = STORE_MIGRATION_DONE;
-	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &old, T0 + 2, &out, &first),
-			 0);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &old, NULL, T0 + 2, &out, &first), 0);
 	assert_false(first);
 	assert_int_equal(out.state, STORE_MIGRATION_RUNNING);
 	assert_int_equal(out.run, T0);
@@ -3395,17 +3396,17 @@ static void test_gateway_migration(void **state)
 	struct store_migration done = r;
 	done.state = STORE_MIGRATION_DONE;
 	done.done = 9;
-	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &done, T0 + 3, &out, &first),
-			 0);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &done, NULL, T0 + 3, &out, &first), 0);
 	assert_true(first);
 	assert_int_equal(out.finished_at, T0 + 3);
 	assert_int_equal(out.notified_at, T0 + 3);
-	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &done, T0 + 4, &out, &first),
-			 0);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &done, NULL, T0 + 4, &out, &first), 0);
 	assert_false(first);
 	assert_int_equal(out.finished_at, T0 + 3);
-	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &r, T0 + 5, &out, &first),
-			 0);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &r, NULL, T0 + 5, &out, &first), 0);
 	assert_false(first);
 	m = migration_of(fx->st, "gw1", NULL);
 	assert_int_equal(m.state, STORE_MIGRATION_DONE);
@@ -3418,7 +3419,7 @@ static void test_gateway_migration(void **state)
 	next.run = T0 + 100;
 	next.done = 0;
 	assert_int_equal(
-	    store_gateway_migration_report(fx->st, "gw1", &next, T0 + 101, &out, &first), 0);
+	    store_gateway_migration_report(fx->st, "gw1", &next, NULL, T0 + 101, &out, &first), 0);
 	assert_false(first);
 	m = migration_of(fx->st, "gw1", &mapping);
 	assert_null(mapping);
@@ -3434,6 +3435,151 @@ static void test_gateway_migration(void **state)
 	assert_int_equal(v[0]->migration.run, T0 + 100);
 	assert_string_equal(v[1]->mapping, "{}");
 	store_gateway_array_free(v, n);
+}
+
+/* The notice of gw's last run as the registry reads it (to NULL: none); clear it. */
+static struct store_migration_notice notice_of(struct store *st, const char *name)
+{
+	struct store_gateway *g = NULL;
+	assert_int_equal(store_gateway_get(st, name, &g), 0);
+	struct store_migration_notice n = g->notice;
+	memset(&g->notice, 0, sizeof(g->notice));
+	store_gateway_free(g);
+	return n;
+}
+
+/*
+ * A run's "done" mail: recorded with the first "done" (once per run), due at
+ * once; claimed by one caller of two; deferred, then settled; a newer run's
+ * notice replaces the settled one; a bad address or a long reply.
+ */
+static void test_migration_notice(void **state)
+{
+	struct fixture *fx = *state;
+	struct store_gateway g1 = {
+	    .name = "gw1", .address = "192.0.2.1", .token_hash = "h1", .created_at = 1};
+	assert_int_equal(store_gateway_add(fx->st, &g1), 0);
+	struct store_migration done = {
+	    .state = STORE_MIGRATION_DONE, .run = T0 - 5000, .total = 10, .done = 9, .failed = 1};
+	struct store_migration out;
+	bool first = false;
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &done, "a b@x.test", T0, &out, &first),
+	    -EINVAL);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "gw1", &done, "a@x.test\r\n", T0, &out, &first),
+	    -EINVAL);
+	struct store_migration_notice n = notice_of(fx->st, "gw1");
+	assert_null(n.to);
+	assert_int_equal(
+	    store_gateway_migration_report(fx->st, "GW1", &done, "ops@x.test", T0, &out, &first),
+	    0);
+	assert_true(first);
+	/* the gateway's retry, with another address: nothing more */
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &done, "other@x.test",
+							T0 + 1000, &out, &first),
+			 0);
+	assert_false(first);
+	n = notice_of(fx->st, "gw1");
+	assert_string_equal(n.to, "ops@x.test");
+	assert_int_equal(n.next, T0 / 1000);
+	assert_int_equal(n.tries, 0);
+	assert_false(n.sent);
+	assert_null(n.reply);
+	store_migration_notice_clear(&n);
+
+	struct store_migration_notice *v = NULL;
+	size_t k = 0;
+	assert_int_equal(store_migration_notice_due(fx->st, T0 / 1000 - 1, 10, &v, &k), 0);
+	assert_int_equal(k, 0);
+	store_migration_notice_array_free(v, k);
+	assert_int_equal(store_migration_notice_due(fx->st, T0 / 1000, 10, &v, &k), 0);
+	assert_int_equal(k, 1);
+	assert_string_equal(v[0].gateway, "gw1");
+	assert_string_equal(v[0].to, "ops@x.test");
+	assert_int_equal(v[0].m.run, T0 - 5000);
+	assert_int_equal(v[0].m.total, 10);
+	assert_int_equal(v[0].m.done, 9);
+	assert_int_equal(v[0].m.failed, 1);
+	assert_int_equal(v[0].m.finished_at, T0);
+	int64_t id = v[0].id, due = v[0].next;
+	store_migration_notice_array_free(v, k);
+
+	/* two claims of one due notice: one wins */
+	int64_t lease = T0 / 1000 + 600;
+	assert_int_equal(store_migration_notice_set(fx->st, id, due, 0, lease, false, 0, NULL), 0);
+	assert_int_equal(store_migration_notice_set(fx->st, id, due, 0, lease + 1, false, 0, NULL),
+			 -EALREADY);
+	assert_int_equal(store_migration_notice_set(fx->st, id + 1000, due, 0, 1, false, 0, NULL),
+			 -ENOENT);
+	assert_int_equal(store_migration_notice_due(fx->st, T0 / 1000 + 10, 10, &v, &k), 0);
+	assert_int_equal(k, 0); /* claimed: not due before the claim ends */
+	store_migration_notice_array_free(v, k);
+
+	/* deferred, with the relay's reply (cut to STORE_NOTICE_REPLY_MAX) */
+	char longer[STORE_NOTICE_REPLY_MAX + 40];
+	memset(longer, 'x', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	memcpy(longer, "451 4.3.0 ", 10);
+	assert_int_equal(store_migration_notice_set(fx->st, id, lease, 1, T0 / 1000 + 60, false,
+						    T0 / 1000, longer),
+			 0);
+	n = notice_of(fx->st, "gw1");
+	assert_int_equal(n.tries, 1);
+	assert_int_equal(n.next, T0 / 1000 + 60);
+	assert_int_equal(n.last_try, T0 / 1000);
+	assert_int_equal(strlen(n.reply), STORE_NOTICE_REPLY_MAX);
+	assert_memory_equal(n.reply, "451 4.3.0 xxx", 13);
+	store_migration_notice_clear(&n);
+	assert_int_equal(store_migration_notice_due(fx->st, T0 / 1000 + 60, 10, &v, &k), 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(v[0].tries, 1);
+	store_migration_notice_array_free(v, k);
+
+	/* sent: settled, never due again */
+	assert_int_equal(store_migration_notice_set(fx->st, id, T0 / 1000 + 60, 2, 0, true,
+						    T0 / 1000 + 61, NULL),
+			 0);
+	n = notice_of(fx->st, "gw1");
+	assert_true(n.sent);
+	assert_int_equal(n.next, 0);
+	assert_int_equal(n.tries, 2);
+	assert_null(n.reply);
+	store_migration_notice_clear(&n);
+	assert_int_equal(store_migration_notice_due(fx->st, T0, 10, &v, &k), 0);
+	assert_int_equal(k, 0);
+	store_migration_notice_array_free(v, k);
+
+	/* a newer run: running has no notice; its "done" has its own */
+	struct store_migration next = done;
+	next.run = T0 + 100000;
+	next.state = STORE_MIGRATION_RUNNING;
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &next, "ops@x.test",
+							T0 + 200000, &out, &first),
+			 0);
+	n = notice_of(fx->st, "gw1");
+	assert_null(n.to);
+	next.state = STORE_MIGRATION_DONE;
+	assert_int_equal(store_gateway_migration_report(fx->st, "gw1", &next, "ops2@x.test",
+							T0 + 300000, &out, &first),
+			 0);
+	assert_true(first);
+	n = notice_of(fx->st, "gw1");
+	assert_string_equal(n.to, "ops2@x.test");
+	assert_true(n.id != id);
+	store_migration_notice_clear(&n);
+	/* the older run's settled notice went; the new one is the only one due */
+	assert_int_equal(store_migration_notice_due(fx->st, T0, 10, &v, &k), 0);
+	assert_int_equal(k, 1);
+	assert_string_equal(v[0].to, "ops2@x.test");
+	store_migration_notice_array_free(v, k);
+	/* the list reads it too */
+	struct store_gateway **list = NULL;
+	assert_int_equal(store_gateway_list(fx->st, &list, &k), 0);
+	assert_int_equal(k, 1);
+	assert_string_equal(list[0]->notice.to, "ops2@x.test");
+	assert_int_equal(list[0]->notice.next, (T0 + 300000) / 1000);
+	store_gateway_array_free(list, k);
 }
 
 /*
@@ -3803,6 +3949,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_overflow_outbreak_by_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_migration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_notice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_verdicts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_bulk_and_copy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_release_race, setup, teardown),
@@ -3840,6 +3987,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pvo_operator_scope, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_pending, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gateway_migration, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migration_notice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_verdicts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
