@@ -897,6 +897,13 @@ static const char *const store_pg_migrations[] = {
     "  backlog_max bigint NOT NULL,"
     "  PRIMARY KEY (gateway, bucket));"
     "CREATE INDEX capacity_hours_bucket ON capacity_hours(bucket);",
+    /*
+     * 26: the Outbreak memberships ever sent back for rescanning, with their
+     * verdict, so that the gateway list (store_pg_gateways.c) reads each gateway's
+     * last rescan from these alone
+     */
+    "CREATE INDEX memberships_rescan ON memberships(rescan_sent_at, rescan)"
+    "  WHERE quarantine = 'outbreak' AND rescan_sent_at IS NOT NULL;",
 };
 /* clang-format on */
 #define STORE_PG_SCHEMA_VERSION                                                                    \

@@ -677,6 +677,13 @@ static const char *const store_migrations[] = {
     "  backlog_max INTEGER NOT NULL,"
     "  PRIMARY KEY (gateway, bucket)) WITHOUT ROWID;"
     "CREATE INDEX capacity_hours_bucket ON capacity_hours(bucket);",
+    /*
+     * 26: the Outbreak memberships ever sent back for rescanning, with their
+     * verdict, so that the gateway list (store_gateways.c) reads each gateway's
+     * last rescan from these alone
+     */
+    "CREATE INDEX memberships_rescan ON memberships(rescan_sent_at, rescan)"
+    "  WHERE quarantine = 'outbreak' AND rescan_sent_at IS NOT NULL;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))
