@@ -134,7 +134,9 @@ static const struct command_help command_helps[] = {
      "given ones. With --filter, releases every message matching the filters\n"
      "(at least one filter is required) and prints how many recipients changed.\n"
      "A policy, virus or outbreak message is released out of one quarantine:\n"
-     "--quarantine NAME (with --filter, the filter's --quarantine).\n"
+     "--quarantine NAME (with --filter, the filter's --quarantine); with --filter\n"
+     "it prints how many messages left that quarantine and how many of them were\n"
+     "queued for delivery (the others are still held in another quarantine).\n"
      "  --no-rescan         admins only: the gateway does not rescan the released\n"
      "                      Outbreak message, so it is delivered even when an\n"
      "                      outbreak rule still matches it\n"},
@@ -145,7 +147,8 @@ static const struct command_help command_helps[] = {
      "given ones. With --filter, deletes every message matching the filters\n"
      "(at least one filter is required) and prints how many recipients changed.\n"
      "A policy, virus or outbreak message is deleted from one quarantine:\n"
-     "--quarantine NAME.\n"},
+     "--quarantine NAME (with --filter, the filter's --quarantine; it prints how\n"
+     "many messages left that quarantine).\n"},
     {"health", "health", "Checks that the manager answers /healthz.\n"},
     {"user",
      "user add NAME --role ROLE [--address ADDR]... --password-stdin | user list [--json] |\n"
@@ -1129,6 +1132,31 @@ static json_int_t bulk_changed(json_t *root)
 	return -1;
 }
 
+/*
+ * What a bulk release or delete changed: recipients of spam messages; in a
+ * policy, virus or outbreak quarantine (the answer says "queued") memberships,
+ * one per message, and how many messages that released queued for delivery.
+ */
+static void print_bulk_changed(json_t *root, const char *action, const char *quarantine)
+{
+	bool release = strcmp(action, "release") == 0;
+	const char *done = release ? "released" : "deleted";
+	json_int_t n = bulk_changed(root);
+	json_t *queued = json_object_get(root, "queued");
+	if (n < 0) {
+		printf("%s: done (the server did not say how many recipients changed)\n", action);
+	} else if (!json_is_integer(queued)) {
+		printf("%" JSON_INTEGER_FORMAT " recipient%s %s\n", n, n == 1 ? "" : "s", done);
+	} else {
+		printf("%" JSON_INTEGER_FORMAT " message%s %s from quarantine \"%s\"", n,
+		       n == 1 ? "" : "s", done, quarantine != NULL ? quarantine : "");
+		if (release)
+			printf(" (%" JSON_INTEGER_FORMAT " queued for delivery)",
+			       json_integer_value(queued));
+		printf("\n");
+	}
+}
+
 /* release / delete: one message (optionally some recipients) or every match of a filter. */
 static int cmd_change(struct ctl *c, struct args *a, const char *action)
 {
@@ -1163,13 +1191,7 @@ static int cmd_change(struct ctl *c, struct args *a, const char *action)
 	if (a->json) {
 		print_json_text(&raw);
 	} else if (a->bulk) {
-		json_int_t n = bulk_changed(root);
-		if (n < 0)
-			printf("%s: done (the server did not say how many recipients changed)\n",
-			       action);
-		else
-			printf("%" JSON_INTEGER_FORMAT " recipient%s %s\n", n, n == 1 ? "" : "s",
-			       strcmp(action, "release") == 0 ? "released" : "deleted");
+		print_bulk_changed(root, action, a->filter.quarantine);
 	} else {
 		print_message(root, false);
 	}

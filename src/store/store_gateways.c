@@ -23,20 +23,29 @@
 #include "common/unconst.h"
 #include "common/xalloc.h"
 
+/*
+ * Each gateway's last rescan, in one pass over the Outbreak memberships ever sent
+ * back (the partial index memberships_rescan holds just those, with their
+ * state): per gateway and time sent, how many and how many came back clean (2),
+ * kept (3) and requarantined (4); of those the latest time per gateway.
+ */
 #define STORE_GW_LAST_RESCAN                                                                       \
-	"(SELECT max(x.rescan_sent_at) FROM memberships x JOIN messages w ON w.id = x.msg_id"      \
-	" WHERE x.quarantine = 'outbreak' AND w.gateway = gateways.name)"
-/* How many of the last rescan's messages are in state s ("" any). */
-#define STORE_GW_LAST_RESCAN_COUNT(s)                                                              \
-	" (SELECT count(*) FROM memberships x JOIN messages w ON w.id = x.msg_id"                  \
-	" WHERE x.quarantine = 'outbreak' AND w.gateway = gateways.name" s                         \
-	" AND x.rescan_sent_at = " STORE_GW_LAST_RESCAN ")"
+	"(SELECT rescan_gw, rescan_at, rescan_n, rescan_clean, rescan_kept, rescan_requarantined"  \
+	" FROM (SELECT w.gateway AS rescan_gw, x.rescan_sent_at AS rescan_at,"                     \
+	" count(*) AS rescan_n,"                                                                   \
+	" sum(CASE WHEN x.rescan = 2 THEN 1 ELSE 0 END) AS rescan_clean,"                          \
+	" sum(CASE WHEN x.rescan = 3 THEN 1 ELSE 0 END) AS rescan_kept,"                           \
+	" sum(CASE WHEN x.rescan = 4 THEN 1 ELSE 0 END) AS rescan_requarantined,"                  \
+	" row_number() OVER (PARTITION BY w.gateway ORDER BY x.rescan_sent_at DESC) AS rescan_k"   \
+	" FROM memberships x JOIN messages w ON w.id = x.msg_id"                                   \
+	" WHERE x.quarantine = 'outbreak' AND x.rescan_sent_at IS NOT NULL"                        \
+	" GROUP BY w.gateway, x.rescan_sent_at) t WHERE rescan_k = 1) r"
 /*
  * What the list adds: central, the outbreak rules version and the gateway's last
  * rescan (when its Outbreak messages were last sent back, how many were, and
  * how many of those came back clean, kept and requarantined). Reads
  * of one gateway (every gateway API call looks its token up) leave the rescan
- * out: its subqueries grow with the Outbreak quarantine.
+ * out: it reads the Outbreak memberships sent back of every gateway.
  */
 #define STORE_GW_MIGRATION                                                                         \
 	", mapping, mig_state, mig_run, mig_total, mig_done, mig_failed, mig_finished_at,"         \
@@ -47,15 +56,11 @@
 	" AND n.run = gateways.mig_run"
 #define STORE_GATEWAY_READ_TAIL_ONE                                                                \
 	", central, outbreak_version, 0, 0, 0, 0, 0" STORE_GW_MIGRATION STORE_GW_FROM
-/* clang-format off */
 #define STORE_GATEWAY_READ_TAIL_LIST                                                               \
-	", central, outbreak_version, coalesce(" STORE_GW_LAST_RESCAN ", 0),"                      \
-	STORE_GW_LAST_RESCAN_COUNT("") ","                                                         \
-	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 2") ","                                        \
-	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 3") ","                                        \
-	STORE_GW_LAST_RESCAN_COUNT(" AND x.rescan = 4")                                         \
-	STORE_GW_MIGRATION STORE_GW_FROM
-/* clang-format on */
+	", central, outbreak_version, coalesce(rescan_at, 0), coalesce(rescan_n, 0),"              \
+	" coalesce(rescan_clean, 0), coalesce(rescan_kept, 0),"                                    \
+	" coalesce(rescan_requarantined, 0)" STORE_GW_MIGRATION STORE_GW_FROM                      \
+	" LEFT JOIN " STORE_GW_LAST_RESCAN " ON rescan_gw = gateways.name COLLATE BINARY"
 
 #define STORE_GATEWAY_COLUMNS                                                                      \
 	"name, state, address, group_name, cluster, release_port, token_hash, created_at,"         \

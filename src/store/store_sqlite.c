@@ -698,6 +698,13 @@ static const char *const store_migrations[] = {
     "  reply TEXT,"
     "  UNIQUE (gateway, run));"
     "CREATE INDEX migration_notices_due ON migration_notices(next_try) WHERE next_try > 0;",
+    /*
+     * 25: the Outbreak memberships ever sent back for rescanning, with their
+     * verdict, so that the gateway list (store_gateways.c) reads each gateway's
+     * last rescan from these alone
+     */
+    "CREATE INDEX memberships_rescan ON memberships(rescan_sent_at, rescan)"
+    "  WHERE quarantine = 'outbreak' AND rescan_sent_at IS NOT NULL;",
 };
 /* clang-format on */
 #define STORE_SCHEMA_VERSION ((int)(sizeof(store_migrations) / sizeof(store_migrations[0])))

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import BUILD_DIR
 from e2e_helpers import make_attachment_message, make_message, sanitizer_report, t
+from test_pvo import pvo_message, pvo_send, register_gateway, stored_id
 
 SUBJECT_JA = "【重要】請求書のご確認のお願い"
 
@@ -217,6 +218,52 @@ def test_bulk_release_by_filter(manager):
     assert rc == 0, err
     assert out.decode("utf-8").strip() == "1 recipient released"
     assert states(manager, msg_id)["u1@corp.test"] in ("releasing", "released")
+
+
+def pvo_ingest(manager, quarantines, subject, rcpts):
+    raw = pvo_message(["X-Lazaret-Quarantine: %s; reason=\"rule %s\"" % (q, q)
+                       for q in quarantines], subject=subject)
+    return stored_id(*pvo_send(manager, raw, rcpts=rcpts))
+
+
+def test_bulk_release_in_pvo_quarantine_counts_messages(manager):
+    """In a policy, virus or outbreak quarantine the filter's count is of messages
+    (memberships), and of those the ones queued for delivery; in the spam
+    quarantine, of recipients."""
+    register_gateway(manager)  # PVO mail is taken from registered gateways only
+    three = ("u1@corp.test", "u2@corp.test", "u3@corp.test")
+    only = pvo_ingest(manager, ["Adult"], "ctl pvo only", three)
+    both = pvo_ingest(manager, ["Adult", "virus"], "ctl pvo both", ("u1@corp.test",))
+    virus = pvo_ingest(manager, ["virus"], "ctl pvo virus", three)
+    pvo_ingest(manager, ["Adult"], "another subject", ("u1@corp.test",))
+
+    rc, out, err = ctl(manager, "release", "--filter", "--quarantine", "Adult",
+                       "--subject", "ctl pvo")
+    assert rc == 0, err
+    assert out.decode("utf-8") == \
+        '2 messages released from quarantine "Adult" (1 queued for delivery)\n'
+    assert {q["name"]: q["state"] for q in manager.get_message(both)["quarantines"]} == \
+        {"Adult": "released", "virus": "held"}
+    assert manager.get_message(only)["quarantines"][0]["state"] == "released"
+
+    rc, out, err = ctl(manager, "delete", "--filter", "--quarantine", "virus",
+                       "--subject", "ctl pvo")
+    assert rc == 0, err
+    assert out.decode("utf-8") == '2 messages deleted from quarantine "virus"\n'
+    assert manager.get_message(virus)["quarantines"][0]["state"] == "deleted"
+    rc, out, err = ctl(manager, "release", "--filter", "--quarantine", "virus",
+                       "--subject", "ctl pvo")
+    assert rc == 0, err
+    assert out.decode("utf-8") == \
+        '0 messages released from quarantine "virus" (0 queued for delivery)\n'
+
+    spam = manager.send("spam@bad.example", ["u1@corp.test", "u2@corp.test"],
+                        make_message(subject="ctl spam", sender="spam@bad.example"))
+    rc, out, err = ctl(manager, "release", "--filter", "--quarantine", "spam",
+                       "--subject", "ctl spam")
+    assert rc == 0, err
+    assert out.decode("utf-8") == "2 recipients released\n"
+    assert set(states(manager, spam).values()) <= {"releasing", "released"}
 
 
 def test_quarantines_and_health(manager):

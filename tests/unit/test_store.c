@@ -1077,7 +1077,7 @@ static void test_reopen_keeps_data(void **state)
 		assert_int_equal(pg_int(fx, "SELECT count(*) - max(version) FROM store_migrations"),
 				 0);
 	else
-		assert_int_equal(pragma_int(path, "user_version"), 24);
+		assert_int_equal(pragma_int(path, "user_version"), 25);
 	assert_int_equal(fixture_open(fx), 0);
 	struct store_message *m = NULL;
 	assert_int_equal(store_get(fx->st, id, &m), 0);
@@ -1644,7 +1644,7 @@ static void test_migration_builds_search_index(void **state)
 	char *sub = xasprintf("%s/data", fx->dir);
 	struct store_options opt = {.dir = sub};
 	assert_int_equal(store_open(&opt, &fx->st), 0);
-	assert_int_equal(pragma_int(path, "user_version"), 24);
+	assert_int_equal(pragma_int(path, "user_version"), 25);
 	char got[N][37];
 	struct store_filter f = {.subject = "重要"};
 	assert_int_equal(test_list_all(fx->st, &f, 4, got, N), N / 2);
@@ -2436,7 +2436,7 @@ static void test_pg_search_migration(void **state)
 		       * reports; 19 migration mappings, 20 the rules of rescans' verdicts,
 		       * 21 the rollups' backfill, 22 the
 		       * all-gateway rollups, 23 the capacity hours, 24 the migration
-		       * notices) */
+		       * notices, 25 an index of memberships: dropped with them) */
 		      " DROP TABLE memberships; DROP TABLE quarantine_operators;"
 		      " DROP TABLE events; DROP TABLE tracked_messages;"
 		      " DROP TABLE tracked_recipients; DROP TABLE tracked_attachments;"
@@ -2453,7 +2453,7 @@ static void test_pg_search_migration(void **state)
 		      " DROP COLUMN copy;"
 		      " DELETE FROM store_migrations WHERE version >= 6; COMMIT");
 	assert_int_equal(fixture_open(fx), 0);
-	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 24);
+	assert_int_equal(pg_int(fx, "SELECT max(version) FROM store_migrations"), 25);
 	/* the planner has the statistics of the new index expression */
 	assert_true(pg_int(fx, "SELECT count(*) FROM pg_stats"
 			       " WHERE tablename LIKE '%short_grams%'") > 0);
@@ -3662,6 +3662,123 @@ static void test_pvo_outbreak_rescan_verdicts(void **state)
 	assert_int_equal(member_rescan(fx->st, clean, "outbreak", &at), STORE_RESCAN_CLEAN);
 }
 
+/* Releases id from the Outbreak quarantine at at and records the gateway's verdict s. */
+static void rescan_verdict(struct store *st, const char *id, enum store_rescan_state s, int64_t at)
+{
+	struct store_pvo_request r = {.action = STORE_PVO_RELEASE, .quarantine = "outbreak"};
+	assert_int_equal(store_pvo_act(st, id, &r, at, NULL), 0);
+	struct store_delivery *d = NULL;
+	assert_int_equal(store_delivery_claim(st, at + 1, 60000, &d), 0);
+	assert_string_equal(d->msg_id, id);
+	assert_true(d->rescan);
+	struct store_delivery_result res = {"user@example.jp", STORE_DELIVERY_DELIVERED,
+					    "250 2.0.0 Ok"};
+	struct store_rescan_verdict v = {s, s == STORE_RESCAN_CLEAN ? NULL : "wave_1"};
+	assert_int_equal(store_delivery_confirm_rescan(st, d, &res, 1, at + 2, &v), 0);
+	store_delivery_free(d);
+	assert_int_equal(pending(st), 0);
+}
+
+/* The last rescan store_gateway_list says of gateway name. */
+static void assert_last_rescan(struct store_gateway *const *v, size_t n, const char *name,
+			       int64_t at, uint64_t messages, uint64_t clean, uint64_t kept,
+			       uint64_t requarantined)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(v[i]->name, name) != 0)
+			continue;
+		assert_int_equal(v[i]->last_rescan_at, at);
+		assert_int_equal(v[i]->last_rescan_messages, messages);
+		assert_int_equal(v[i]->last_rescan_clean, clean);
+		assert_int_equal(v[i]->last_rescan_kept, kept);
+		assert_int_equal(v[i]->last_rescan_requarantined, requarantined);
+		return;
+	}
+	fail_msg("gateway %s not listed", name);
+}
+
+/*
+ * The list's last rescan per gateway: of gw1's two rescans only the later one
+ * counts (the message released clean by the first is not in it), with a verdict
+ * of each kind and one still pending; gw2's rescan at the same time counts apart;
+ * gw3, never rescanned, and gw4, with no messages, have none. Only Outbreak
+ * memberships count, and the reads of one gateway leave it out.
+ */
+static void test_gateway_list_last_rescan(void **state)
+{
+	struct fixture *fx = *state;
+	const char *const names[] = {"gw1", "gw2", "gw3", "gw4"};
+	for (size_t i = 0; i < 4; i++) {
+		char address[32], hash[32];
+		snprintf(address, sizeof(address), "192.0.2.%zu", i + 1);
+		snprintf(hash, sizeof(hash), "h%zu", i + 1);
+		struct store_gateway g = {.name = (char *)(uintptr_t)names[i],
+					  .address = address,
+					  .token_hash = hash,
+					  .created_at = 1};
+		assert_int_equal(store_gateway_add(fx->st, &g), 0);
+	}
+	const char *const qo[] = {"outbreak", NULL}, *const qoa[] = {"outbreak", "Adult", NULL};
+	const char *const qa[] = {"Adult", NULL};
+	const int64_t expires[] = {T0 + 999999, T0 + 999999};
+	char a[5][37], b[2][37], c[37], adult[37], spam[37];
+	for (int k = 0; k < 5; k++) {
+		char origin[16];
+		snprintf(origin, sizeof(origin), "a-%d", k);
+		add_pvo(fx->st, T0 + 1 + k, "gw1", origin, k == 4 ? qoa : qo, expires, a[k]);
+	}
+	add_pvo(fx->st, T0 + 6, "gw2", "b-0", qo, expires, b[0]);
+	add_pvo(fx->st, T0 + 7, "gw2", "b-1", qo, expires, b[1]);
+	add_pvo(fx->st, T0 + 8, "gw3", "c-0", qo, expires, c);
+	add_pvo(fx->st, T0 + 9, "gw1", "a-adult", qa, expires, adult);
+	add_spam(fx->st, spam);
+	bool changed = false;
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(
+		    store_gateway_outbreak_version(fx->st, names[i], "1", T0 + 10, &changed), 0);
+
+	/* gw1's first rescan: one comes back clean */
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "2", T0 + 20, &changed), 0);
+	assert_true(changed);
+	rescan_verdict(fx->st, a[0], STORE_RESCAN_CLEAN, T0 + 21);
+	struct store_gateway **v = NULL;
+	size_t n = 0;
+	assert_int_equal(store_gateway_list(fx->st, &v, &n), 0);
+	assert_int_equal(n, 4);
+	assert_last_rescan(v, n, "gw1", T0 + 20, 5, 1, 0, 0);
+	assert_last_rescan(v, n, "gw2", 0, 0, 0, 0, 0);
+	store_gateway_array_free(v, n);
+
+	/* the second, of the four still held, and gw2's at the same time */
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw1", "3", T0 + 50, &changed), 0);
+	assert_true(changed);
+	assert_int_equal(store_gateway_outbreak_version(fx->st, "gw2", "2", T0 + 50, &changed), 0);
+	assert_true(changed);
+	rescan_verdict(fx->st, a[1], STORE_RESCAN_KEPT, T0 + 60);
+	rescan_verdict(fx->st, a[2], STORE_RESCAN_REQUARANTINED, T0 + 63);
+	rescan_verdict(fx->st, a[3], STORE_RESCAN_CLEAN, T0 + 66);
+	rescan_verdict(fx->st, b[0], STORE_RESCAN_CLEAN, T0 + 69);
+	int64_t at = 0;
+	assert_int_equal(member_rescan(fx->st, a[4], "outbreak", &at), STORE_RESCAN_PENDING);
+	assert_int_equal(member_rescan(fx->st, a[4], "Adult", &at), STORE_RESCAN_NONE);
+
+	assert_int_equal(store_gateway_list(fx->st, &v, &n), 0);
+	assert_int_equal(n, 4);
+	for (size_t i = 0; i < 4; i++)
+		assert_string_equal(v[i]->name, names[i]);
+	assert_last_rescan(v, n, "gw1", T0 + 50, 4, 1, 1, 1);
+	assert_last_rescan(v, n, "gw2", T0 + 50, 2, 1, 0, 0);
+	assert_last_rescan(v, n, "gw3", 0, 0, 0, 0, 0);
+	assert_last_rescan(v, n, "gw4", 0, 0, 0, 0, 0);
+	store_gateway_array_free(v, n);
+
+	struct store_gateway *one = NULL;
+	assert_int_equal(store_gateway_get(fx->st, "gw1", &one), 0);
+	assert_int_equal(one->last_rescan_at, 0);
+	assert_int_equal(one->last_rescan_messages, 0);
+	store_gateway_free(one);
+}
+
 static void test_pvo_overflow(void **state)
 {
 	struct fixture *fx = *state;
@@ -3951,6 +4068,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gateway_migration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_notice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_verdicts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gateway_list_last_rescan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_bulk_and_copy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_release_race, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
@@ -3989,6 +4107,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gateway_migration, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migration_notice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pvo_outbreak_rescan_verdicts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gateway_list_last_rescan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expire_and_purge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subject_short_terms, setup, teardown),
