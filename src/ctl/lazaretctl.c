@@ -1398,7 +1398,11 @@ static void gateway_time(json_t *v, char *out, size_t size)
 	snprintf(out, size, "%.10s %.8s", s, s + 11);
 }
 
-/* "migrating 1200/20000 (3 failed)", "migrated 2026-12-06 03:00:00", "-" for null. */
+/*
+ * "migrating 1200/20000 (3 failed)", "migrated 2026-12-06 03:00:00", "-" for
+ * null; a "done" mail not sent yet, or refused for good, adds ", mail pending"
+ * or ", mail failed".
+ */
 static void gateway_migration(json_t *m, char *out, size_t size)
 {
 	if (!json_is_object(m)) {
@@ -1414,7 +1418,12 @@ static void gateway_migration(json_t *m, char *out, size_t size)
 		snprintf(tail, sizeof(tail), " (%lld failed)", failed);
 	if (state != NULL && strcmp(state, "done") == 0) {
 		gateway_time(json_object_get(m, "finished_at"), fin, sizeof(fin));
-		snprintf(out, size, "migrated %s%s", fin, tail);
+		const char *mail =
+		    json_string_value(json_object_get(json_object_get(m, "notice"), "state"));
+		snprintf(out, size, "migrated %s%s%s", fin, tail,
+			 mail == NULL || strcmp(mail, "sent") == 0 ? ""
+			 : strcmp(mail, "pending") == 0		   ? ", mail pending"
+								   : ", mail failed");
 	} else {
 		snprintf(out, size, "migrating %lld/%lld%s", done, total, tail);
 	}

@@ -296,6 +296,14 @@ def test_done_mails_notify_once_in_japanese_and_english(start_manager, aio_sink)
     assert migration_of(m, "gw1")["notice"] is None
 
 
+def ctl_migration_cell(mgr):
+    """The MIGRATION cell of lazaretctl gateway list's first gateway."""
+    from test_lazaretctl import ctl
+    rc, out, err = ctl(mgr, "gateway", "list")
+    assert rc == 0, err
+    return out.decode().splitlines()[1].split(None, 7)[7]
+
+
 def notice_of(mgr, name):
     return migration_of(mgr, name)["notice"]
 
@@ -325,6 +333,7 @@ def test_done_mail_waits_for_the_relay_and_arrives_once(start_manager, aio_sink_
     assert n["state"] == "pending" and n["tries"] >= 2 and n["next_try"] is not None, n
     assert "Connection refused" in n["reply"], n
     assert 'to=ops@corp.test' in log_lines(m, "migration_notice.deferred")[0]
+    assert ctl_migration_cell(m).endswith(", mail pending"), ctl_migration_cell(m)
 
     # the relay comes up but answers 451 for a while: still pending, the reply kept
     relay.handler.default_rcpt_reply = "451 4.3.0 not now"
@@ -344,6 +353,8 @@ def test_done_mail_waits_for_the_relay_and_arrives_once(start_manager, aio_sink_
     n = notice_of(m, "gw1")
     assert n["reply"] is None and n["next_try"] is None and n["tries"] >= 4, n
     assert len(log_lines(m, "migration_notice.sent")) == 1
+    assert ctl_migration_cell(m).startswith("migrated ")
+    assert "mail" not in ctl_migration_cell(m)
     # the gateway's retry of its "done" changes nothing
     st, doc = report(m, tok, state="done", total=3, done=3, notify="ops@corp.test")
     assert st == 200, doc
@@ -392,6 +403,7 @@ def test_done_mail_refused_for_good_is_logged_and_not_retried(start_manager, aio
     m.restart()
     assert stays(lambda: len(aio_sink.handler.rcpt_log) == 1, t(2))
     assert notice_of(m, "gw1")["state"] == "failed"
+    assert ctl_migration_cell(m).endswith(", mail failed"), ctl_migration_cell(m)
 
 
 def test_done_mail_goes_to_the_secondary_when_the_primary_is_down(start_manager,
