@@ -586,7 +586,7 @@ async function gatewayMapping() {
     const running = await rowOf(P.migrating).locator('[data-test=migration]').textContent();
     check('progress of a running migration (ja)', running === '移行中 1200/20000（失敗 3）', running);
     const done = await rowOf(P.migrated).locator('[data-test=migration]').textContent();
-    check('a finished migration (ja)', done.startsWith('移行完了 '), done);
+    check('a finished migration (ja)', done.startsWith('移行完了 ') && done.endsWith('（失敗 3）、通知メール未送信'), done);
     const none = await rowOf(P.idle).locator('[data-test=migration]').textContent();
     check('no migration yet', none === '—', none);
     check('migration column header (ja)', (await page.textContent('[data-test=gateways] thead')).includes('移行'));
@@ -648,7 +648,7 @@ async function gatewayMapping() {
     const runningEn = await rowOf(P.migrating).locator('[data-test=migration]').textContent();
     check('progress in English', runningEn === 'Migrating 1200/20000 (3 failed)', runningEn);
     const doneEn = await rowOf(P.migrated).locator('[data-test=migration]').textContent();
-    check('finished in English', doneEn.startsWith('Migrated '), doneEn);
+    check('finished in English', doneEn.startsWith('Migrated ') && doneEn.endsWith(' (3 failed), mail pending'), doneEn);
     await rowOf(P.migrated).locator('[data-test=edit-mapping]').click();
     await page.waitForSelector('[data-test=mapping-editor]:not([hidden])');
     check('editor in English', (await page.textContent('[data-test=mapping-editor] h2')) === `Quarantine mapping of ${P.migrated}`);

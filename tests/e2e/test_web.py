@@ -810,7 +810,8 @@ def test_browser_reports(start_manager):
 
 def test_browser_gateway_migration_and_mapping(start_manager):
     """The Gateways page's migration column and mapping editor: progress as the
-    gateways reported it, a change refused while one migrates, a custom mapping saved
+    gateways reported it (the finished one's mail not sent: no relay answers),
+    a change refused while one migrates, a custom mapping saved
     for one that has finished, a bad name refused with the server's message; ja, en."""
     m = web_manager(start_manager)
     add_user(m, "admin1", "correct horse battery", "admin", [])
@@ -823,8 +824,8 @@ def test_browser_gateway_migration_and_mapping(start_manager):
     for name, state, done in (("gw-kobe", "running", 1200), ("gw-nara", "done", 19997)):
         st, _, raw = m.http("POST", "/api/v1/gateway/migration", token=tokens[name],
                             body=json.dumps({"run": "2026-12-06T01:00:00Z", "state": state,
-                                             "total": 20000, "done": done,
-                                             "failed": 3}).encode())
+                                             "total": 20000, "done": done, "failed": 3,
+                                             "notify": "ops@corp.test"}).encode())
         assert st == 200, raw
     run_browser("gateway-mapping", m.http_url, {
         "username": "admin1", "password": "correct horse battery",

@@ -13,11 +13,16 @@ import { h, clear, modal } from './dom.js';
 import { t, formatDate } from './i18n.js';
 import { notify, notifyError } from './session.js';
 
-// "Migrating 1200/20000 (3 failed)", "Migrated <date>", or '—' when it never did.
+// "Migrating 1200/20000 (3 failed)", "Migrated <date>", or '—' when it never did;
+// a finished one whose mail is not sent yet, or was refused for good, says so.
 function migrationText(m) {
   if (!m) return '—';
   const failed = m.failed > 0 ? t('gateways.migration_failed', { failed: m.failed }) : '';
-  if (m.state === 'done') return t('gateways.migrated', { date: formatDate(m.finished_at, { seconds: true }) }) + failed;
+  if (m.state === 'done') {
+    const mail = m.notice && m.notice.state === 'pending' ? t('gateways.mail_pending')
+      : m.notice && m.notice.state === 'failed' ? t('gateways.mail_failed') : '';
+    return t('gateways.migrated', { date: formatDate(m.finished_at, { seconds: true }) }) + failed + mail;
+  }
   return t('gateways.migrating', { done: m.done, total: m.total }) + failed;
 }
 
