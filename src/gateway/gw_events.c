@@ -230,8 +230,8 @@ void gw_events_rcpt(struct gw_events *ev, const char *session, const char *clien
  * A list of names v[0..n) into d[key], or, when lists is false (the detail would
  * be over the manager's limit with them), only d[key_total]. With lists, at
  * most GW_EVENTS_LIST_MAX names and GW_EVENTS_LIST_BYTES bytes of them; when
- * cut, d[key_total] (key_total NULL: none) says how many there were. The names
- * listed.
+ * cut, d[key_total] (key_total NULL: none) says how many there were. Returns
+ * how many names it listed.
  */
 static size_t gw_events_list(struct strbuf *d, bool lists, const char *key, const char *key_total,
 			     const char *const *v, size_t n)
