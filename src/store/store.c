@@ -57,12 +57,11 @@ static int store_read_result(int rc)
 }
 
 /*
- * Runs a read call (an expression giving its result), and once more when it
- * failed because its connection was lost: a pooled session the server has just
- * ended (a restart of PostgreSQL) may still look alive when it is taken. The
- * backend then drops every pooled session of that time, so the second try opens
- * a new one, or fails at once while the server is down. Reads change nothing,
- * so trying one again is safe.
+ * Returns from the calling function the result of a read call (an expression),
+ * run once more when it failed because its connection was lost: a pooled session the server has
+ * just ended (a restart of PostgreSQL) may still look alive when it is taken. The backend then
+ * drops every pooled session of that time, so the second try opens a new one, or fails at once
+ * while the server is down. Reads change nothing, so trying one again is safe.
  */
 #define STORE_READ(call)                                                                           \
 	do {                                                                                       \
