@@ -551,27 +551,21 @@ int gw_events_parse_answer(long status, const char *body, size_t len, int64_t la
 	return rc;
 }
 
-/* A JSON string's text appended to b. */
-static void gw_events_put_string(struct strbuf *b, const char *s)
-{
-	(void)http_json_put_string(b, s, SIZE_MAX);
-}
-
 /* The body of a push of v[0..n), with the backlog beyond it. */
 static char *gw_events_body(const struct gw_events *ev, const struct event_spool_event *v, size_t n,
 			    uint64_t backlog)
 {
 	struct strbuf b = STRBUF_INIT;
 	strbuf_puts(&b, "{\"gateway\":");
-	gw_events_put_string(&b, ev->name);
+	(void)http_json_put_string(&b, ev->name, SIZE_MAX);
 	strbuf_printf(&b, ",\"backlog\":%llu,\"events\":[", (unsigned long long)backlog);
 	for (size_t i = 0; i < n; i++) {
 		strbuf_printf(&b, "%s{\"seq\":%lld,\"at\":%lld,\"type\":", i > 0 ? "," : "",
 			      (long long)v[i].seq, (long long)v[i].at);
-		gw_events_put_string(&b, v[i].type);
+		(void)http_json_put_string(&b, v[i].type, SIZE_MAX);
 		if (v[i].msg_id != NULL) {
 			strbuf_puts(&b, ",\"msg_id\":");
-			gw_events_put_string(&b, v[i].msg_id);
+			(void)http_json_put_string(&b, v[i].msg_id, SIZE_MAX);
 		}
 		/* the detail is JSON text already (gw_events_emit wrote it) */
 		strbuf_puts(&b, ",\"detail\":");
