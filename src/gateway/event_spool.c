@@ -5,8 +5,19 @@
  * (its local quarantines), a WAL commit is in the file when it returns (so a
  * kill -9 loses nothing committed) with no torn record to repair, and "drop
  * everything up to seq" is one indexed DELETE instead of segment bookkeeping.
- * The cost (a B-tree insert per event) is paid in group commits, never by an
- * SMTP session while it talks.
+ *
+ * One row ("chunk") holds a commit group's events, not one event: written,
+ * read and deleted as one B-tree entry. Its text is the events as the push
+ * sends them, one JSON object a line, each line ending in ",\n":
+ *
+ *   {"seq":N,"at":T,"type":"delivery","msg_id":"...","detail":{...}},\n
+ *
+ * so that a push body is the chunks' texts one after the other (the last ",\n"
+ * cut), with nothing parsed or rebuilt on the gateway. JSON text never holds a
+ * raw newline (strings escape it), so the lines are the events: a batch or an
+ * acknowledgement that ends inside a chunk cuts it at a line. The seqs of a
+ * chunk are consecutive (first..last). A spool written before chunks (a table
+ * of one row an event) is converted when opened.
  *
  * Power loss ([events] sync): with sync_each the connection runs with
  * synchronous=FULL, so each commit fsyncs the WAL before it returns. Else
@@ -55,10 +66,16 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "common/xalloc.h"
+#include "http/http_json.h"
 
-/* What an event costs beyond its texts (its row, index entry and seq). */
-#define EVENT_SPOOL_ROW_OVERHEAD 48
+/* What an event costs beyond its line (its share of a row and index entry). */
+#define EVENT_SPOOL_ROW_OVERHEAD 16
+/* A chunk holds at most this many events (the pusher's batch, GW_EVENTS_BATCH_MAX), */
+#define EVENT_SPOOL_CHUNK_EVENTS 1000
+/* and no more than about this many bytes of lines. */
+#define EVENT_SPOOL_CHUNK_BYTES (256 * 1024)
 /* Events nobody waits for are committed within this time, */
 #define EVENT_SPOOL_FLUSH_MS 50
 /* or once this many are queued. */
@@ -72,11 +89,12 @@
 /* WAL pages after which the writer copies the WAL into the file (SQLite's default). */
 #define EVENT_SPOOL_CHECKPOINT_PAGES 1000
 
-/* One queued event; its texts follow it in the same allocation. */
+/* One queued event: its line after the seq ("at":...},\n), written when appended. */
 struct event_spool_item {
 	int64_t seq, at;
-	const char *type, *msg_id, *detail;
-	uint64_t size;
+	char *text;
+	size_t len;    /* of text */
+	uint64_t size; /* counted against max_bytes: the whole line + EVENT_SPOOL_ROW_OVERHEAD */
 	struct event_spool_item *next;
 };
 
@@ -104,6 +122,7 @@ struct event_spool {
 	uint64_t bytes, count, dropped;
 	/* the writer's statements (db_lock) */
 	sqlite3_stmt *st_begin, *st_insert, *st_commit;
+	struct strbuf chunk; /* the committer's text of a chunk being written */
 	uint64_t max_bytes;
 	bool stopping, stopped;
 	bool committing;  /* a thread is in event_spool_drain */
@@ -148,6 +167,88 @@ static int event_spool_step(sqlite3_stmt *s)
 	return rc;
 }
 
+static void event_spool_item_free(struct event_spool_item *it)
+{
+	free(it->text);
+	free(it);
+}
+
+/* Bytes of the line {"seq":N,<text> (the seq's digits and 8). */
+static size_t event_spool_line_len(int64_t seq, size_t text_len)
+{
+	size_t digits = 1;
+	for (int64_t v = seq; v >= 10; v /= 10)
+		digits++;
+	return 8 + digits + text_len;
+}
+
+/*
+ * A new queued event (no seq yet): its line after the seq. A raw newline in
+ * detail (JSON text has none; a caller's mistake) becomes a space, so that
+ * the line stays one line.
+ */
+static struct event_spool_item *event_spool_item_new(int64_t at, const char *type,
+						     const char *msg_id, const char *detail)
+{
+	struct event_spool_item *it = xcalloc(1, sizeof(*it));
+	struct strbuf b = STRBUF_INIT;
+	size_t ld = strlen(detail);
+	strbuf_reserve(&b, ld + 96);
+	strbuf_printf(&b, "\"at\":%lld,\"type\":", (long long)at);
+	(void)http_json_put_string(&b, type, SIZE_MAX);
+	if (msg_id != NULL) {
+		strbuf_puts(&b, ",\"msg_id\":");
+		(void)http_json_put_string(&b, msg_id, SIZE_MAX);
+	}
+	strbuf_puts(&b, ",\"detail\":");
+	size_t d = b.len;
+	strbuf_add(&b, detail, ld);
+	for (char *nl = memchr(b.p + d, '\n', ld); nl != NULL;
+	     nl = memchr(nl, '\n', (size_t)(b.p + d + ld - nl)))
+		*nl = ' ';
+	strbuf_puts(&b, "},\n");
+	it->at = at;
+	it->len = b.len;
+	it->text = strbuf_take(&b);
+	return it;
+}
+
+/*
+ * Inserts the events of list (consecutive seqs expected) as chunks of at most
+ * EVENT_SPOOL_CHUNK_EVENTS events and about EVENT_SPOOL_CHUNK_BYTES, with st
+ * (INSERT INTO chunks) on its connection, in the caller's transaction. buf is
+ * the text's buffer (kept for the next call). 0 or -EIO.
+ */
+static int event_spool_put_chunks(sqlite3_stmt *st, struct strbuf *buf,
+				  const struct event_spool_item *list)
+{
+	int rc = 0;
+	const struct event_spool_item *it = list;
+	while (rc == 0 && it != NULL) {
+		int64_t first = it->seq, at = it->at, last = first - 1;
+		uint64_t size = 0;
+		size_t k = 0;
+		strbuf_truncate(buf, 0);
+		while (it != NULL && it->seq == last + 1 && k < EVENT_SPOOL_CHUNK_EVENTS &&
+		       (k == 0 || buf->len + it->len < EVENT_SPOOL_CHUNK_BYTES)) {
+			strbuf_printf(buf, "{\"seq\":%lld,", (long long)it->seq);
+			strbuf_add(buf, it->text, it->len);
+			size += it->size;
+			last = it->seq;
+			k++;
+			it = it->next;
+		}
+		sqlite3_bind_int64(st, 1, first);
+		sqlite3_bind_int64(st, 2, last);
+		sqlite3_bind_int64(st, 3, at);
+		sqlite3_bind_int64(st, 4, (sqlite3_int64)size);
+		sqlite3_bind_text(st, 5, buf->p, (int)buf->len, SQLITE_STATIC);
+		rc = event_spool_step(st);
+	}
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
 /* Writes a group in one transaction. 0 or -EIO (rolled back). db_lock held. */
 static int event_spool_commit(struct event_spool *sp, struct event_spool_item *list)
 {
@@ -155,23 +256,12 @@ static int event_spool_commit(struct event_spool *sp, struct event_spool_item *l
 		log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
 		return -EIO;
 	}
-	sqlite3_stmt *s = sp->st_insert;
-	int rc = 0;
-	for (struct event_spool_item *it = list; rc == 0 && it != NULL; it = it->next) {
-		sqlite3_bind_int64(s, 1, it->seq);
-		sqlite3_bind_int64(s, 2, it->at);
-		sqlite3_bind_text(s, 3, it->type, -1, SQLITE_STATIC);
-		if (it->msg_id != NULL)
-			sqlite3_bind_text(s, 4, it->msg_id, -1, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(s, 4);
-		sqlite3_bind_text(s, 5, it->detail, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 6, (sqlite3_int64)it->size);
-		rc = event_spool_step(s);
-	}
-	sqlite3_clear_bindings(s);
+	int rc = event_spool_put_chunks(sp->st_insert, &sp->chunk, list);
+	/* a long group's text is not kept for the next */
+	if (sp->chunk.cap > 4 * EVENT_SPOOL_CHUNK_BYTES)
+		strbuf_free(&sp->chunk);
 	/* no meta row is written here (a page less a commit): the next number is
-	 * the rows' highest + 1, and event_spool_ack saves it before deleting them */
+	 * the chunks' highest + 1, and event_spool_ack saves it before deleting them */
 	if (rc == 0 && event_spool_step(sp->st_commit) == 0)
 		return 0;
 	log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
@@ -254,7 +344,7 @@ static void event_spool_drain(struct event_spool *sp)
 			struct event_spool_item *next = list->next;
 			n++;
 			bytes += list->size;
-			free(list);
+			event_spool_item_free(list);
 			list = next;
 		}
 		pthread_mutex_lock(&sp->lock);
@@ -432,6 +522,68 @@ static int event_spool_scalar(sqlite3 *db, const char *sql, int64_t *out)
 	return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -EIO;
 }
 
+/*
+ * A spool written before chunks has a table of one row an event: its events
+ * become chunks (their numbers kept) and the table goes, in one transaction,
+ * so that an upgrade sends every event once. 0 or -EIO (logged by the caller).
+ */
+static int event_spool_convert(sqlite3 *db, sqlite3_stmt *insert)
+{
+	int64_t old = 0;
+	if (event_spool_scalar(db,
+			       "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+			       " AND name = 'events'",
+			       &old) < 0)
+		return -EIO;
+	if (old == 0)
+		return 0;
+	if (event_spool_exec(db, "BEGIN IMMEDIATE") < 0)
+		return -EIO;
+	sqlite3_stmt *s = NULL;
+	struct event_spool_item *head = NULL, **tail = &head;
+	uint64_t n = 0;
+	int rc =
+	    sqlite3_prepare_v2(db, "SELECT seq, at, type, msg_id, detail FROM events ORDER BY seq",
+			       -1, &s, NULL) == SQLITE_OK
+		? 0
+		: -EIO;
+	int step = SQLITE_DONE;
+	while (rc == 0 && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *type = (const char *)sqlite3_column_text(s, 2);
+		const char *msg_id = (const char *)sqlite3_column_text(s, 3);
+		const char *detail = (const char *)sqlite3_column_text(s, 4);
+		struct event_spool_item *it =
+		    event_spool_item_new(sqlite3_column_int64(s, 1), type != NULL ? type : "",
+					 msg_id, detail != NULL ? detail : "{}");
+		it->seq = sqlite3_column_int64(s, 0);
+		*tail = it;
+		tail = &it->next;
+		n++;
+	}
+	if (step != SQLITE_DONE)
+		rc = -EIO;
+	sqlite3_finalize(s);
+	struct strbuf buf = STRBUF_INIT;
+	if (rc == 0)
+		rc = event_spool_put_chunks(insert, &buf, head);
+	strbuf_free(&buf);
+	while (head != NULL) {
+		struct event_spool_item *next = head->next;
+		event_spool_item_free(head);
+		head = next;
+	}
+	if (rc == 0)
+		rc = event_spool_exec(db, "DROP TABLE events");
+	if (rc == 0)
+		rc = event_spool_exec(db, "COMMIT");
+	if (rc < 0) {
+		(void)event_spool_exec(db, "ROLLBACK");
+		return -EIO;
+	}
+	log_info("events.spool_converted", "events=%llu", (unsigned long long)n);
+	return 0;
+}
+
 static void event_spool_finalize(struct event_spool *sp)
 {
 	sqlite3_finalize(sp->st_begin);
@@ -460,24 +612,32 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 						: "PRAGMA synchronous = NORMAL");
 	if (rc == 0)
 		rc = event_spool_exec(db, "PRAGMA journal_mode = WAL;"
-					  "CREATE TABLE IF NOT EXISTS events ("
-					  "  seq INTEGER PRIMARY KEY,"
-					  "  at INTEGER NOT NULL,"
-					  "  type TEXT NOT NULL,"
-					  "  msg_id TEXT,"
-					  "  detail TEXT NOT NULL,"
-					  "  size INTEGER NOT NULL);"
+					  "CREATE TABLE IF NOT EXISTS chunks ("
+					  "  first INTEGER PRIMARY KEY," /* its first event's seq */
+					  "  last INTEGER NOT NULL,"	 /* its last event's */
+					  "  at INTEGER NOT NULL,"   /* its first event's time */
+					  "  size INTEGER NOT NULL," /* counted against max_bytes */
+					  "  text TEXT NOT NULL);"
 					  "CREATE TABLE IF NOT EXISTS meta ("
 					  "  key TEXT PRIMARY KEY,"
 					  "  value INTEGER NOT NULL);");
+	sqlite3_stmt *insert = NULL;
+	if (rc == 0 && sqlite3_prepare_v2(db,
+					  "INSERT INTO chunks (first, last, at, size, text)"
+					  " VALUES (?, ?, ?, ?, ?)",
+					  -1, &insert, NULL) != SQLITE_OK)
+		rc = -EIO;
+	if (rc == 0)
+		rc = event_spool_convert(db, insert);
 	if (rc == 0)
 		rc = event_spool_scalar(db, "SELECT value FROM meta WHERE key = 'next_seq'", &next);
 	if (rc == 0)
-		rc = event_spool_scalar(db, "SELECT coalesce(max(seq), 0) FROM events", &max_seq);
+		rc = event_spool_scalar(db, "SELECT coalesce(max(last), 0) FROM chunks", &max_seq);
 	if (rc == 0)
-		rc = event_spool_scalar(db, "SELECT coalesce(sum(size), 0) FROM events", &bytes);
+		rc = event_spool_scalar(db, "SELECT coalesce(sum(size), 0) FROM chunks", &bytes);
 	if (rc == 0)
-		rc = event_spool_scalar(db, "SELECT count(*) FROM events", &count);
+		rc = event_spool_scalar(db, "SELECT coalesce(sum(last - first + 1), 0) FROM chunks",
+					&count);
 	if (rc == 0 && next == 0 && max_seq == 0) {
 		/* a new spool: numbers above any an earlier spool of this gateway gave */
 		next = clock_now_ms() * 1000;
@@ -491,15 +651,13 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 	if (rc < 0) {
 		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
 			  sqlite3_errmsg(db));
+		sqlite3_finalize(insert);
 		sqlite3_close(db);
 		return -EIO;
 	}
 	struct event_spool *sp = xcalloc(1, sizeof(*sp));
+	sp->st_insert = insert;
 	if (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &sp->st_begin, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db,
-			       "INSERT INTO events (seq, at, type, msg_id, detail, size)"
-			       " VALUES (?, ?, ?, ?, ?, ?)",
-			       -1, &sp->st_insert, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(db, "COMMIT", -1, &sp->st_commit, NULL) != SQLITE_OK) {
 		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
 			  sqlite3_errmsg(db));
@@ -554,6 +712,7 @@ void event_spool_close(struct event_spool *sp)
 	if (sp->wal_fd >= 0)
 		close(sp->wal_fd);
 	free(sp->path);
+	strbuf_free(&sp->chunk);
 	pthread_mutex_destroy(&sp->db_lock);
 	pthread_mutex_destroy(&sp->rd_lock);
 	pthread_mutex_destroy(&sp->lock);
@@ -565,26 +724,19 @@ void event_spool_close(struct event_spool *sp)
 int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type, const char *msg_id,
 			   const char *detail)
 {
-	/* one allocation for the event and its texts, made outside the lock */
-	size_t lt = strlen(type) + 1, lm = msg_id != NULL ? strlen(msg_id) + 1 : 0,
-	       ld = strlen(detail) + 1;
-	struct event_spool_item *it = xmalloc(sizeof(*it) + lt + lm + ld);
-	char *p = (char *)(it + 1);
-	it->at = at;
-	it->type = memcpy(p, type, lt);
-	it->msg_id = msg_id != NULL ? memcpy(p + lt, msg_id, lm) : NULL;
-	it->detail = memcpy(p + lt + lm, detail, ld);
-	it->size = (lt - 1) + (lm > 0 ? lm - 1 : 0) + (ld - 1) + EVENT_SPOOL_ROW_OVERHEAD;
-	it->next = NULL;
+	/* the line is written outside the lock; only its seq is added under it */
+	struct event_spool_item *it = event_spool_item_new(at, type, msg_id, detail);
 	pthread_mutex_lock(&sp->lock);
-	if (sp->stopping || sp->bytes + it->size > sp->max_bytes) {
+	uint64_t size = event_spool_line_len(sp->next_seq, it->len) + EVENT_SPOOL_ROW_OVERHEAD;
+	if (sp->stopping || sp->bytes + size > sp->max_bytes) {
 		sp->dropped++;
 		pthread_mutex_unlock(&sp->lock);
-		free(it);
+		event_spool_item_free(it);
 		return 0;
 	}
 	/* numbered under the lock: the queue is in seq order */
 	it->seq = sp->next_seq++;
+	it->size = size;
 	if (sp->tail != NULL) {
 		sp->tail->next = it;
 	} else {
@@ -644,24 +796,6 @@ void event_spool_when_durable(struct event_spool *sp, int64_t seq, event_spool_d
 	pthread_mutex_unlock(&sp->lock);
 }
 
-void event_spool_events_free(struct event_spool_event *v, size_t n)
-{
-	if (v == NULL)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		free(v[i].type);
-		free(v[i].msg_id);
-		free(v[i].detail);
-	}
-	free(v);
-}
-
-static char *event_spool_col(sqlite3_stmt *s, int col)
-{
-	const unsigned char *t = sqlite3_column_text(s, col);
-	return t != NULL ? xstrdup((const char *)t) : NULL;
-}
-
 /* The reader connection and its statements (rd_lock held). 0 or -EIO (logged). */
 static int event_spool_reader(struct event_spool *sp)
 {
@@ -669,12 +803,10 @@ static int event_spool_reader(struct event_spool *sp)
 		return 0;
 	sqlite3 *db = NULL;
 	if (sqlite3_open_v2(sp->path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db,
-			       "SELECT seq, at, type, msg_id, detail, size FROM events"
-			       " ORDER BY seq LIMIT ?",
-			       -1, &sp->st_peek, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT at FROM events ORDER BY seq LIMIT 1", -1, &sp->st_oldest,
-			       NULL) != SQLITE_OK) {
+	    sqlite3_prepare_v2(db, "SELECT first, last, text FROM chunks ORDER BY first", -1,
+			       &sp->st_peek, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db, "SELECT at FROM chunks ORDER BY first LIMIT 1", -1,
+			       &sp->st_oldest, NULL) != SQLITE_OK) {
 		log_error("events.spool_read_failed", "error=\"%s\"",
 			  db != NULL ? sqlite3_errmsg(db) : "out of memory");
 		sqlite3_finalize(sp->st_peek);
@@ -689,54 +821,129 @@ static int event_spool_reader(struct event_spool *sp)
 }
 
 int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
-		     struct event_spool_event **out, size_t *n)
+		     struct strbuf *out, size_t *n, int64_t *last)
 {
-	*out = NULL;
 	*n = 0;
+	*last = 0;
+	size_t start = out->len, k = 0, bytes = 0;
 	pthread_mutex_lock(&sp->rd_lock);
 	if (event_spool_reader(sp) < 0) {
 		pthread_mutex_unlock(&sp->rd_lock);
 		return -EIO;
 	}
 	sqlite3_stmt *s = sp->st_peek;
-	sqlite3_bind_int64(s, 1, (sqlite3_int64)max_events);
-	struct event_spool_event *v = NULL;
-	size_t k = 0, bytes = 0;
-	int step;
-	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
-		size_t size = (size_t)sqlite3_column_int64(s, 5);
-		if (k > 0 && bytes + size > max_bytes)
-			break;
-		bytes += size;
-		v = xreallocarray(v, k + 1, sizeof(*v));
-		v[k].seq = sqlite3_column_int64(s, 0);
-		v[k].at = sqlite3_column_int64(s, 1);
-		v[k].type = event_spool_col(s, 2);
-		v[k].msg_id = event_spool_col(s, 3);
-		v[k].detail = event_spool_col(s, 4);
-		k++;
+	int step = SQLITE_DONE;
+	while (k < max_events && (step = sqlite3_step(s)) == SQLITE_ROW) {
+		int64_t first = sqlite3_column_int64(s, 0), end = sqlite3_column_int64(s, 1);
+		const char *text = (const char *)sqlite3_column_text(s, 2);
+		size_t len = (size_t)sqlite3_column_bytes(s, 2);
+		if (text == NULL || end < first)
+			continue;
+		uint64_t count = (uint64_t)(end - first) + 1;
+		if (k + count <= max_events && bytes + len <= max_bytes) {
+			/* the whole chunk: its lines as they are */
+			strbuf_add(out, text, len);
+			k += count;
+			bytes += len;
+			*last = end;
+			continue;
+		}
+		/* the batch ends inside this chunk: line by line (always one) */
+		const char *p = text, *stop = text + len;
+		for (int64_t seq = first; seq <= end && k < max_events && p < stop; seq++) {
+			const char *nl = memchr(p, '\n', (size_t)(stop - p));
+			size_t line = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
+			if (k > 0 && bytes + line > max_bytes)
+				break;
+			strbuf_add(out, p, line);
+			k++;
+			bytes += line;
+			*last = seq;
+			p += line;
+		}
+		break;
 	}
 	sqlite3_reset(s);
 	pthread_mutex_unlock(&sp->rd_lock);
 	if (step != SQLITE_ROW && step != SQLITE_DONE) {
-		event_spool_events_free(v, k);
+		strbuf_truncate(out, start);
+		*last = 0;
 		return -EIO;
 	}
-	*out = v;
+	/* the last line's ",\n" is not part of a list */
+	if (k > 0 && out->len >= start + 2 && out->p[out->len - 2] == ',' &&
+	    out->p[out->len - 1] == '\n')
+		strbuf_truncate(out, out->len - 2);
 	*n = k;
 	return 0;
 }
 
+/*
+ * Cuts the chunk that holds seq and events after it (db_lock held, in the
+ * ack's transaction): its lines up to seq go, the rest stays a chunk from
+ * seq + 1. *bytes and *count get what went. 0 (also when no chunk is cut) or
+ * -EIO.
+ */
+static int event_spool_cut(struct event_spool *sp, int64_t seq, int64_t *bytes, int64_t *count)
+{
+	*bytes = *count = 0;
+	sqlite3_stmt *s = NULL, *u = NULL;
+	if (sqlite3_prepare_v2(sp->db,
+			       "SELECT first, last, size, text FROM chunks"
+			       " WHERE first <= ?1 AND last > ?1",
+			       -1, &s, NULL) != SQLITE_OK)
+		return -EIO;
+	sqlite3_bind_int64(s, 1, seq);
+	int step = sqlite3_step(s);
+	int rc = step == SQLITE_ROW || step == SQLITE_DONE ? 0 : -EIO;
+	if (step == SQLITE_ROW) {
+		int64_t first = sqlite3_column_int64(s, 0), size = sqlite3_column_int64(s, 2);
+		const char *text = (const char *)sqlite3_column_text(s, 3);
+		size_t len = (size_t)sqlite3_column_bytes(s, 3), off = 0;
+		int64_t k = 0;
+		while (text != NULL && k < seq - first + 1 && off < len) {
+			const char *nl = memchr(text + off, '\n', len - off);
+			off = nl != NULL ? (size_t)(nl - text) + 1 : len;
+			k++;
+		}
+		/* the rest's first line: {"seq":N,"at":T, */
+		const char *at = text != NULL && off < len ? strstr(text + off, ",\"at\":") : NULL;
+		if (k != seq - first + 1 || at == NULL) {
+			log_error("events.spool_corrupt", "first=%lld seq=%lld", (long long)first,
+				  (long long)seq);
+			rc = -EIO;
+		} else if (sqlite3_prepare_v2(sp->db,
+					      "UPDATE chunks SET first = ?, at = ?, size = ?,"
+					      " text = ? WHERE first = ?",
+					      -1, &u, NULL) == SQLITE_OK) {
+			*count = k;
+			*bytes = (int64_t)off + k * EVENT_SPOOL_ROW_OVERHEAD;
+			sqlite3_bind_int64(u, 1, seq + 1);
+			sqlite3_bind_int64(u, 2, strtoll(at + 6, NULL, 10));
+			sqlite3_bind_int64(u, 3, size - *bytes);
+			sqlite3_bind_text(u, 4, text + off, (int)(len - off), SQLITE_TRANSIENT);
+			sqlite3_bind_int64(u, 5, first);
+			rc = sqlite3_step(u) == SQLITE_DONE ? 0 : -EIO;
+		} else {
+			rc = -EIO;
+		}
+	}
+	sqlite3_finalize(u);
+	sqlite3_finalize(s);
+	return rc;
+}
+
 int event_spool_ack(struct event_spool *sp, int64_t seq)
 {
-	int64_t bytes = 0, count = 0;
+	int64_t bytes = 0, count = 0, cut_bytes = 0, cut_count = 0;
 	pthread_mutex_lock(&sp->db_lock);
 	int rc = event_spool_exec(sp->db, "BEGIN IMMEDIATE");
 	sqlite3_stmt *s = NULL;
-	if (rc == 0 && sqlite3_prepare_v2(sp->db,
-					  "SELECT coalesce(sum(size), 0), count(*) FROM events"
-					  " WHERE seq <= ?",
-					  -1, &s, NULL) == SQLITE_OK) {
+	if (rc == 0 &&
+	    sqlite3_prepare_v2(sp->db,
+			       "SELECT coalesce(sum(size), 0), coalesce(sum(last - first + 1), 0)"
+			       " FROM chunks WHERE last <= ?",
+			       -1, &s, NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(s, 1, seq);
 		if (sqlite3_step(s) == SQLITE_ROW) {
 			bytes = sqlite3_column_int64(s, 0);
@@ -749,12 +956,13 @@ int event_spool_ack(struct event_spool *sp, int64_t seq)
 	}
 	sqlite3_finalize(s);
 	s = NULL;
-	/* the numbering survives the rows it deletes (a reopen starts above both) */
-	if (rc == 0 && sqlite3_prepare_v2(sp->db,
-					  "UPDATE meta SET value = max(value, (SELECT"
-					  " coalesce(max(seq), 0) + 1 FROM events WHERE seq <= ?))"
-					  " WHERE key = 'next_seq'",
-					  -1, &s, NULL) == SQLITE_OK) {
+	/* the numbering survives the chunks it deletes (a reopen starts above both) */
+	if (rc == 0 &&
+	    sqlite3_prepare_v2(sp->db,
+			       "UPDATE meta SET value = max(value, (SELECT"
+			       " coalesce(max(last), 0) + 1 FROM chunks WHERE last <= ?))"
+			       " WHERE key = 'next_seq'",
+			       -1, &s, NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(s, 1, seq);
 		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
 	} else if (rc == 0) {
@@ -762,7 +970,7 @@ int event_spool_ack(struct event_spool *sp, int64_t seq)
 	}
 	sqlite3_finalize(s);
 	s = NULL;
-	if (rc == 0 && sqlite3_prepare_v2(sp->db, "DELETE FROM events WHERE seq <= ?", -1, &s,
+	if (rc == 0 && sqlite3_prepare_v2(sp->db, "DELETE FROM chunks WHERE last <= ?", -1, &s,
 					  NULL) == SQLITE_OK) {
 		sqlite3_bind_int64(s, 1, seq);
 		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : -EIO;
@@ -770,6 +978,8 @@ int event_spool_ack(struct event_spool *sp, int64_t seq)
 		rc = -EIO;
 	}
 	sqlite3_finalize(s);
+	if (rc == 0)
+		rc = event_spool_cut(sp, seq, &cut_bytes, &cut_count);
 	if (rc == 0)
 		rc = event_spool_exec(sp->db, "COMMIT");
 	if (rc < 0) {
@@ -781,8 +991,8 @@ int event_spool_ack(struct event_spool *sp, int64_t seq)
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&sp->lock);
-	sp->bytes -= (uint64_t)bytes;
-	sp->count -= (uint64_t)count;
+	sp->bytes -= (uint64_t)(bytes + cut_bytes);
+	sp->count -= (uint64_t)(count + cut_count);
 	pthread_mutex_unlock(&sp->lock);
 	return 0;
 }

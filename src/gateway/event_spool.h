@@ -10,6 +10,9 @@
  * power loss can undo at most that much. The pusher
  * (gw_events.c) reads the oldest events and drops them only when the manager acknowledged them.
  *
+ * The pusher takes the events as the JSON text of a push (event_spool_peek):
+ * the spool keeps them so, a commit group a row.
+ *
  * Sequence numbers grow by one per appended event and never repeat for the life
  * of the file; a new file starts at the current time in microseconds, so that a
  * gateway whose data_dir was wiped does not send numbers the manager has seen.
@@ -29,6 +32,7 @@
 #include <stdint.h>
 
 struct event_spool;
+struct strbuf;
 
 /*
  * Opens (creating) the spool at path and starts its writer; sync_each: every
@@ -64,29 +68,22 @@ typedef void (*event_spool_done_fn)(void *arg);
 void event_spool_when_durable(struct event_spool *sp, int64_t seq, event_spool_done_fn fn,
 			      void *arg);
 
-/* One spooled event (the struct owns its strings). */
-struct event_spool_event {
-	int64_t seq;
-	int64_t at;
-	char *type;
-	char *msg_id; /* NULL: none */
-	char *detail;
-};
-void event_spool_events_free(struct event_spool_event *v, size_t n);
 /*
  * The oldest committed events, in seq order: at most max_events, and no more
- * than max_bytes of their texts together (always at least one when any). *out
- * is new. 0 or -EIO.
+ * than max_bytes of text (always at least one when any). Appended to out as the
+ * members of a push's "events" array, comma-separated, one a line:
+ * {"seq":N,"at":T,"type":"...","msg_id":"..." (when it has one),"detail":{...}}.
+ * *n gets how many, *last the seq of the last. 0 or -EIO (out as it was).
  */
 int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
-		     struct event_spool_event **out, size_t *n);
+		     struct strbuf *out, size_t *n, int64_t *last);
 /* Drops every committed event with seq <= seq (the manager or the gateway's own
  * tracking store has them). 0 or -EIO. */
 int event_spool_ack(struct event_spool *sp, int64_t seq);
 
 struct event_spool_stats {
 	uint64_t backlog;  /* events not acknowledged (queued and committed) */
-	uint64_t bytes;	   /* their bytes, as counted against max_bytes */
+	uint64_t bytes;	   /* their bytes (as pushed, and a little), counted against max_bytes */
 	uint64_t dropped;  /* events dropped since open (full, or a failed write) */
 	int64_t oldest_at; /* time of the oldest unacknowledged event, 0: none */
 	int64_t next_seq;  /* the seq the next append gets */

@@ -551,29 +551,19 @@ int gw_events_parse_answer(long status, const char *body, size_t len, int64_t la
 	return rc;
 }
 
-/* The body of a push of v[0..n), with the backlog beyond it. */
-static char *gw_events_body(const struct gw_events *ev, const struct event_spool_event *v, size_t n,
-			    uint64_t backlog)
+/*
+ * The type of the first event of a push body, for the log of an event the
+ * manager refused (buf; "?" when it cannot be read).
+ */
+static const char *gw_events_first_type(const char *body, char *buf, size_t size)
 {
-	struct strbuf b = STRBUF_INIT;
-	strbuf_puts(&b, "{\"gateway\":");
-	(void)http_json_put_string(&b, ev->name, SIZE_MAX);
-	strbuf_printf(&b, ",\"backlog\":%llu,\"events\":[", (unsigned long long)backlog);
-	for (size_t i = 0; i < n; i++) {
-		strbuf_printf(&b, "%s{\"seq\":%lld,\"at\":%lld,\"type\":", i > 0 ? "," : "",
-			      (long long)v[i].seq, (long long)v[i].at);
-		(void)http_json_put_string(&b, v[i].type, SIZE_MAX);
-		if (v[i].msg_id != NULL) {
-			strbuf_puts(&b, ",\"msg_id\":");
-			(void)http_json_put_string(&b, v[i].msg_id, SIZE_MAX);
-		}
-		/* the detail is JSON text already (gw_events_emit wrote it) */
-		strbuf_puts(&b, ",\"detail\":");
-		strbuf_puts(&b, v[i].detail);
-		strbuf_addc(&b, '}');
-	}
-	strbuf_puts(&b, "]}");
-	return strbuf_take(&b);
+	json_error_t jerr;
+	json_t *doc = json_loads(body, 0, &jerr);
+	const char *t = json_string_value(
+	    json_object_get(json_array_get(json_object_get(doc, "events"), 0), "type"));
+	snprintf(buf, size, "%s", t != NULL ? t : "?");
+	json_decref(doc);
+	return buf;
 }
 
 /*
@@ -621,7 +611,7 @@ static int gw_events_post(struct gw_events *ev, const char *body, int64_t last_s
 }
 
 /*
- * Local mode: commits the batch body (gw_events_body's, up to last_seq) to the
+ * Local mode: commits the batch body (the pusher's, up to last_seq) to the
  * gateway's own tracking store, read by the manager's own parser so that what
  * is stored and what a search finds are the same as on the manager. 0 with
  * *acked = last_seq; -EBADMSG (an event the parser refuses: nothing stored);
@@ -695,23 +685,27 @@ static void *gw_events_pusher(void *arg)
 		pthread_mutex_unlock(&ev->lock);
 		if (stopping)
 			break;
-		struct event_spool_event *v = NULL;
+		/* the body: the spool's text of the events as it is, between the
+		 * gateway's name and the backlog beyond them */
+		struct strbuf b = STRBUF_INIT;
+		strbuf_puts(&b, "{\"gateway\":");
+		(void)http_json_put_string(&b, ev->name, SIZE_MAX);
+		strbuf_puts(&b, ",\"events\":[\n");
 		size_t n = 0;
-		if (event_spool_peek(ev->sp, cap, GW_EVENTS_BATCH_BYTES - GW_EVENTS_BODY_SLACK, &v,
-				     &n) < 0 ||
+		int64_t last = 0;
+		if (event_spool_peek(ev->sp, cap, GW_EVENTS_BATCH_BYTES - GW_EVENTS_BODY_SLACK, &b,
+				     &n, &last) < 0 ||
 		    n == 0) {
-			event_spool_events_free(v, n);
+			strbuf_free(&b);
 			if (gw_events_sleep(ev, GW_EVENTS_IDLE_MS))
 				break;
 			continue;
 		}
 		struct event_spool_stats st;
 		event_spool_stats(ev->sp, &st);
-		int64_t last = v[n - 1].seq;
-		char first_type[STORE_EVENT_TYPE_MAX + 1];
-		snprintf(first_type, sizeof(first_type), "%s", v[0].type);
-		char *body = gw_events_body(ev, v, n, st.backlog > n ? st.backlog - n : 0);
-		event_spool_events_free(v, n);
+		strbuf_printf(&b, "],\"backlog\":%llu}",
+			      (unsigned long long)(st.backlog > n ? st.backlog - n : 0));
+		char *body = strbuf_take(&b);
 		int64_t acked = 0;
 		long status = 0;
 		const char *why = NULL;
@@ -727,10 +721,14 @@ static void *gw_events_pusher(void *arg)
 			rc = gw_events_post(ev, body, last, &acked, &status, &why, used,
 					    sizeof(used));
 		}
-		free(body);
 		/* the side that answered last: the local store, or the manager */
 		bool was_local = strcmp(used, "local") == 0;
 		int64_t now = clock_now_ms();
+		/* an event refused alone is dropped below, and logged with its type */
+		char type[STORE_EVENT_TYPE_MAX + 1] = "";
+		if (rc == -EBADMSG && n == 1)
+			gw_events_first_type(body, type, sizeof(type));
+		free(body);
 		if (rc == 0) {
 			/* a crash before the ack replays the batch: the store skips the
 			 * seqs it has (store_events_put), so nothing is stored twice */
@@ -767,7 +765,7 @@ static void *gw_events_pusher(void *arg)
 				atomic_fetch_add(&ev->refused, 1);
 				log_error("events.refused",
 					  "seq=%lld type=%s url=%s reason=\"%s: dropped\"",
-					  (long long)last, first_type, used,
+					  (long long)last, type, used,
 					  was_local
 					      ? "the tracking store refused the event as malformed"
 					      : "the manager refused the event as malformed (400)");

@@ -5,7 +5,10 @@
  * keeps the unacknowledged events and the numbering, a process killed (SIGKILL)
  * right after its sync loses nothing synced, spool_max drops and counts, a mark
  * (the mode that last took the events) survives a reopen and says its old value,
- * a callback for a durable event comes once it is committed, once per call.
+ * a callback for a durable event comes once it is committed, once per call;
+ * the text a peek gives is the JSON a push sends, also when a batch or an ack
+ * ends inside a commit group; a spool of the older format (a row an event) is
+ * converted when opened, its events and numbers kept.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -23,7 +26,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
+#include <sqlite3.h>
 
+#include "common/strbuf.h"
 #include "common/xalloc.h"
 #include "gateway/event_spool.h"
 #include "gateway/gw_events.h"
@@ -32,6 +38,67 @@ struct fixture {
 	char dir[64];
 	char path[128];
 };
+
+/* One event as a peek gives it, read back with jansson. */
+struct event_spool_event {
+	int64_t seq;
+	int64_t at;
+	char *type;
+	char *msg_id; /* NULL: none */
+	char *detail; /* compact JSON */
+};
+
+static void event_spool_events_free(struct event_spool_event *v, size_t n)
+{
+	for (size_t i = 0; v != NULL && i < n; i++) {
+		free(v[i].type);
+		free(v[i].msg_id);
+		free(v[i].detail);
+	}
+	free(v);
+}
+
+/*
+ * event_spool_peek, its text parsed as the members of a JSON array (as the
+ * manager reads a push): fails the test unless it is valid JSON with exactly
+ * *n events, the last one's seq the one the peek said.
+ */
+static int peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
+		struct event_spool_event **out, size_t *n)
+{
+	struct strbuf b = STRBUF_INIT;
+	strbuf_puts(&b, "{\"events\":[");
+	int64_t last = -1;
+	int rc = event_spool_peek(sp, max_events, max_bytes, &b, n, &last);
+	*out = NULL;
+	if (rc < 0) {
+		strbuf_free(&b);
+		return rc;
+	}
+	strbuf_puts(&b, "]}");
+	json_error_t err;
+	json_t *doc = json_loads(strbuf_str(&b), 0, &err);
+	if (doc == NULL)
+		fail_msg("peek text is not JSON (%s): %s", err.text, strbuf_str(&b));
+	const json_t *a = json_object_get(doc, "events");
+	assert_int_equal(json_array_size(a), *n);
+	struct event_spool_event *v = xcalloc(*n + 1, sizeof(*v));
+	for (size_t i = 0; i < *n; i++) {
+		const json_t *e = json_array_get(a, i);
+		v[i].seq = json_integer_value(json_object_get(e, "seq"));
+		v[i].at = json_integer_value(json_object_get(e, "at"));
+		v[i].type = xstrdup(json_string_value(json_object_get(e, "type")));
+		const json_t *m = json_object_get(e, "msg_id");
+		v[i].msg_id = m != NULL ? xstrdup(json_string_value(m)) : NULL;
+		v[i].detail = json_dumps(json_object_get(e, "detail"),
+					 JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	}
+	assert_int_equal(last, *n > 0 ? v[*n - 1].seq : 0);
+	json_decref(doc);
+	strbuf_free(&b);
+	*out = v;
+	return 0;
+}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -70,7 +137,7 @@ static void test_append_peek_ack_reopen(void **state)
 	assert_int_equal(event_spool_sync(sp, first + 9), 0);
 	struct event_spool_event *v = NULL;
 	size_t n = 0;
-	assert_int_equal(event_spool_peek(sp, 4, 1 << 20, &v, &n), 0);
+	assert_int_equal(peek(sp, 4, 1 << 20, &v, &n), 0);
 	assert_int_equal(n, 4);
 	assert_int_equal(v[0].seq, first);
 	assert_int_equal(v[0].at, 1000);
@@ -81,7 +148,7 @@ static void test_append_peek_ack_reopen(void **state)
 	assert_int_equal(v[3].seq, first + 3);
 	event_spool_events_free(v, n);
 	/* the byte limit: always one, then only what fits */
-	assert_int_equal(event_spool_peek(sp, 100, 1, &v, &n), 0);
+	assert_int_equal(peek(sp, 100, 1, &v, &n), 0);
 	assert_int_equal(n, 1);
 	event_spool_events_free(v, n);
 	assert_int_equal(event_spool_ack(sp, first + 3), 0);
@@ -96,7 +163,7 @@ static void test_append_peek_ack_reopen(void **state)
 	event_spool_stats(sp, &s);
 	assert_int_equal(s.backlog, 6);
 	assert_int_equal(s.next_seq, first + 10);
-	assert_int_equal(event_spool_peek(sp, 100, 1 << 20, &v, &n), 0);
+	assert_int_equal(peek(sp, 100, 1 << 20, &v, &n), 0);
 	assert_int_equal(n, 6);
 	assert_int_equal(v[0].seq, first + 4);
 	event_spool_events_free(v, n);
@@ -145,7 +212,7 @@ static void test_kill_after_sync(void **state)
 	assert_int_equal(event_spool_open(fx->path, 1 << 24, false, &sp), 0);
 	struct event_spool_event *v = NULL;
 	size_t n = 0;
-	assert_int_equal(event_spool_peek(sp, 200, 1 << 24, &v, &n), 0);
+	assert_int_equal(peek(sp, 200, 1 << 24, &v, &n), 0);
 	assert_int_equal(n, 200);
 	assert_int_equal(v[199].seq, synced);
 	for (size_t i = 1; i < n; i++)
@@ -162,11 +229,16 @@ static void test_spool_max(void **state)
 {
 	struct fixture *fx = *state;
 	struct event_spool *sp = NULL;
-	/* room for a few events of ~100 bytes only */
-	assert_int_equal(event_spool_open(fx->path, 400, false, &sp), 0);
-	char detail[64];
+	/*
+	 * room for three events only: each is its line of 127 bytes
+	 * ({"seq":<16 digits>,"at":0,"type":"delivery","detail":{"x":"<58 x>"}},\n)
+	 * and 16 bytes of overhead
+	 */
+	assert_int_equal(event_spool_open(fx->path, 440, false, &sp), 0);
+	char detail[67];
 	memset(detail, 'x', sizeof(detail) - 1);
-	detail[sizeof(detail) - 1] = '\0';
+	memcpy(detail, "{\"x\":\"", 6);
+	memcpy(detail + sizeof(detail) - 3, "\"}", 3);
 	int kept = 0, dropped = 0;
 	int64_t last = 0;
 	for (int i = 0; i < 10; i++) {
@@ -185,6 +257,7 @@ static void test_spool_max(void **state)
 	event_spool_stats(sp, &s);
 	assert_int_equal(s.dropped, 7);
 	assert_int_equal(s.backlog, 3);
+	assert_int_equal(s.bytes, 3 * (127 + 16));
 	/* acknowledged events make room again; seqs stay contiguous (drops take none) */
 	assert_int_equal(event_spool_ack(sp, last), 0);
 	assert_int_equal(event_spool_append(sp, 99, "delivery", NULL, detail), last + 1);
@@ -260,7 +333,7 @@ static void test_when_durable(void **state)
 	assert_int_equal(atomic_load(&ctx.called), 1);
 	struct event_spool_event *v = NULL;
 	size_t n = 0;
-	assert_int_equal(event_spool_peek(sp, 100, 1 << 20, &v, &n), 0);
+	assert_int_equal(peek(sp, 100, 1 << 20, &v, &n), 0);
 	assert_int_equal(n, 3); /* committed: the pusher sees them */
 	assert_int_equal(v[0].seq, first);
 	event_spool_events_free(v, n);
@@ -281,6 +354,178 @@ static void test_when_durable(void **state)
 	event_spool_stats(sp, &st);
 	assert_int_equal(st.backlog, 3 + 4 * 200 * 5);
 	event_spool_close(sp);
+}
+
+/* Texts a push must carry exactly: quotes, backslashes, Japanese, control
+ * characters; a raw newline in a detail (not JSON) does not split its line. */
+static void test_text_is_json(void **state)
+{
+	struct fixture *fx = *state;
+	struct event_spool *sp = NULL;
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
+	const char *detail = "{\"subject\":\"\\\"見積\\\" \\\\ \\u0001\",\"n\":[1,2]}";
+	int64_t a = event_spool_append(sp, 5, "received", "id\"\\\n受信", detail);
+	int64_t b = event_spool_append(sp, 6, "reply", NULL, "{\"reply\":\"451\nlater\"}");
+	assert_int_equal(event_spool_sync(sp, b), 0);
+	struct event_spool_event *v = NULL;
+	size_t n = 0;
+	assert_int_equal(peek(sp, 10, 1 << 20, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].seq, a);
+	assert_string_equal(v[0].msg_id, "id\"\\\n受信");
+	assert_string_equal(v[0].detail, detail);
+	assert_string_equal(v[1].detail, "{\"reply\":\"451 later\"}");
+	event_spool_events_free(v, n);
+	/* one line an event: a batch of one ends after the first */
+	assert_int_equal(peek(sp, 1, 1 << 20, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].seq, a);
+	event_spool_events_free(v, n);
+	event_spool_close(sp);
+}
+
+/*
+ * A group of 2,500 events is written as chunks of at most 1,000. Batches and
+ * acknowledgements that end inside a chunk take and drop exactly their events,
+ * and the bytes and backlog counted in memory equal what a reopen counts from
+ * the file.
+ */
+static void test_chunks_cut(void **state)
+{
+	struct fixture *fx = *state;
+	struct event_spool *sp = NULL;
+	assert_int_equal(event_spool_open(fx->path, 1 << 26, false, &sp), 0);
+	int64_t first = 0, last = 0;
+	char detail[64];
+	for (int i = 0; i < 2500; i++) {
+		snprintf(detail, sizeof(detail), "{\"i\":%d}", i);
+		last = event_spool_append(sp, 10000 + i, "delivery", "m", detail);
+		if (i == 0)
+			first = last;
+	}
+	assert_int_equal(last, first + 2499);
+	assert_int_equal(event_spool_sync(sp, last), 0);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *q = NULL;
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT count(*), max(last - first + 1) FROM chunks",
+					    -1, &q, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(q, 0), 3);
+	assert_int_equal(sqlite3_column_int(q, 1), 1000);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+
+	struct event_spool_event *v = NULL;
+	size_t n = 0;
+	assert_int_equal(peek(sp, 1000, 1 << 26, &v, &n), 0);
+	assert_int_equal(n, 1000);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(v[i].seq, first + (int64_t)i);
+		assert_int_equal(v[i].at, 10000 + (int64_t)i);
+	}
+	event_spool_events_free(v, n);
+	/* across chunks, ending inside the second */
+	assert_int_equal(peek(sp, 1500, 1 << 26, &v, &n), 0);
+	assert_int_equal(n, 1500);
+	assert_int_equal(v[1499].seq, first + 1499);
+	snprintf(detail, sizeof(detail), "{\"i\":%d}", 1499);
+	assert_string_equal(v[1499].detail, detail);
+	event_spool_events_free(v, n);
+	/* a byte limit inside the first chunk: whole lines only */
+	assert_int_equal(peek(sp, 1000, 1000, &v, &n), 0);
+	assert_true(n > 5 && n < 20);
+	event_spool_events_free(v, n);
+
+	/* an ack inside the second chunk, then inside what is left of it */
+	assert_int_equal(event_spool_ack(sp, first + 1299), 0);
+	assert_int_equal(event_spool_ack(sp, first + 1499), 0);
+	struct event_spool_stats s, r;
+	event_spool_stats(sp, &s);
+	assert_int_equal(s.backlog, 1000);
+	assert_int_equal(s.oldest_at, 10000 + 1500);
+	assert_int_equal(peek(sp, 1, 1 << 26, &v, &n), 0);
+	assert_int_equal(v[0].seq, first + 1500);
+	snprintf(detail, sizeof(detail), "{\"i\":%d}", 1500);
+	assert_string_equal(v[0].detail, detail);
+	event_spool_events_free(v, n);
+	event_spool_close(sp);
+
+	assert_int_equal(event_spool_open(fx->path, 1 << 26, false, &sp), 0);
+	event_spool_stats(sp, &r);
+	assert_int_equal(r.backlog, s.backlog);
+	assert_int_equal(r.bytes, s.bytes);
+	assert_int_equal(r.next_seq, last + 1);
+	assert_int_equal(peek(sp, 5000, 1 << 26, &v, &n), 0);
+	assert_int_equal(n, 1000);
+	assert_int_equal(v[999].seq, last);
+	event_spool_events_free(v, n);
+	assert_int_equal(event_spool_ack(sp, last), 0);
+	event_spool_stats(sp, &r);
+	assert_int_equal(r.backlog, 0);
+	assert_int_equal(r.bytes, 0);
+	event_spool_close(sp);
+}
+
+/* A spool of the older format, a row an event: converted when opened, every
+ * event and the numbering kept, and converted once. */
+static void test_convert_old_spool(void **state)
+{
+	struct fixture *fx = *state;
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db,
+			 "PRAGMA journal_mode = WAL;"
+			 "CREATE TABLE events (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
+			 " type TEXT NOT NULL, msg_id TEXT, detail TEXT NOT NULL,"
+			 " size INTEGER NOT NULL);"
+			 "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+			 "INSERT INTO meta VALUES ('next_seq', 500), ('mode', 1);"
+			 "INSERT INTO events VALUES (500, 7, 'received', 'm1',"
+			 " '{\"subject\":\"見積\"}', 80), (501, 8, 'delivery', NULL, '{}', 60),"
+			 " (503, 9, 'reply', 'm1', '{\"reply\":\"250\"}', 70);",
+			 NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	for (int round = 0; round < 2; round++) {
+		struct event_spool *sp = NULL;
+		assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
+		struct event_spool_stats s;
+		event_spool_stats(sp, &s);
+		assert_false(s.created);
+		assert_int_equal(s.backlog, 3);
+		assert_int_equal(s.next_seq, 504);
+		assert_int_equal(s.oldest_at, 7);
+		struct event_spool_event *v = NULL;
+		size_t n = 0;
+		assert_int_equal(peek(sp, 10, 1 << 20, &v, &n), 0);
+		assert_int_equal(n, 3);
+		assert_int_equal(v[0].seq, 500);
+		assert_string_equal(v[0].type, "received");
+		assert_string_equal(v[0].msg_id, "m1");
+		assert_string_equal(v[0].detail, "{\"subject\":\"見積\"}");
+		assert_null(v[1].msg_id);
+		assert_int_equal(v[2].seq, 503);
+		assert_int_equal(v[2].at, 9);
+		event_spool_events_free(v, n);
+		int64_t old = 0;
+		assert_int_equal(event_spool_mark_swap(sp, "mode", 1, &old), 0);
+		assert_int_equal(old, 1);
+		event_spool_close(sp);
+	}
+	assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+	sqlite3_stmt *q = NULL;
+	assert_int_equal(
+	    sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name = 'events'", -1,
+			       &q, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(q, 0), 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
 }
 
 static void test_parse_answer(void **state)
@@ -351,6 +596,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_spool_max, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mark_swap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sync_modes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_text_is_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_chunks_cut, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_convert_old_spool, setup, teardown),
 	    cmocka_unit_test(test_parse_answer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
