@@ -1,37 +1,48 @@
 /*
  * event_spool — the gateway's durable event queue (event_spool.h).
  *
- * Why SQLite and not a segment log of our own: the gateway links SQLite already
- * (its local quarantines), a WAL commit is in the file when it returns (so a
- * kill -9 loses nothing committed) with no torn record to repair, and "drop
- * everything up to seq" is one indexed DELETE instead of segment bookkeeping.
+ * Two parts. A commit (on the replies' path) is one write() of the group's
+ * lines to an append-only journal (events.spool-j0 or -j1): in the file when
+ * it returns, so a kill -9 loses nothing committed, with no lock files, no
+ * B-tree and no page writes. Within EVENT_SPOOL_FLUSH_MS, off that path, the
+ * writer thread (or the pusher, before it reads) moves what the journal got
+ * into the SQLite file, in one transaction for many groups; then the other
+ * journal takes the commits and the moved one is emptied. The SQLite file is
+ * what the pusher reads and acknowledges: "drop everything up to seq" is one
+ * indexed DELETE there, with no segment bookkeeping of our own.
  *
- * One row ("chunk") holds a commit group's events, not one event: written,
- * read and deleted as one B-tree entry. Its text is the events as the push
- * sends them, one JSON object a line, each line ending in ",\n":
+ * A line is an event as the push sends it, one JSON object ending in ",\n":
  *
  *   {"seq":N,"at":T,"type":"delivery","msg_id":"...","detail":{...}},\n
  *
- * so that a push body is the chunks' texts one after the other (the last ",\n"
- * cut), with nothing parsed or rebuilt on the gateway. JSON text never holds a
- * raw newline (strings escape it), so the lines are the events: a batch or an
- * acknowledgement that ends inside a chunk cuts it at a line. The seqs of a
- * chunk are consecutive (first..last). A spool written before chunks (a table
- * of one row an event) is converted when opened.
+ * JSON text never holds a raw newline (strings escape it), so the lines are
+ * the events. One row of the file ("chunk") holds the lines of a move, up to
+ * EVENT_SPOOL_CHUNK_EVENTS consecutive seqs (first..last): written, read and
+ * deleted as one B-tree entry, and a push body is the chunks' texts one after
+ * the other (the last ",\n" cut), with nothing parsed or rebuilt on the
+ * gateway. A batch or an acknowledgement that ends inside a chunk cuts it at
+ * a line.
  *
- * Power loss ([events] sync): with sync_each the connection runs with
- * synchronous=FULL, so each commit fsyncs the WAL before it returns. Else
- * (sync = group) it runs with synchronous=NORMAL, and the writer thread
- * fdatasyncs the WAL at most EVENT_SPOOL_SYNC_MS after a commit, one fsync for
- * every commit since the last (unsynced, synced_at).
+ * Crashes: a move's transaction also records the last seq moved ("moved" in
+ * meta) and is on disk (synchronous=FULL) before its journal is emptied. An
+ * open moves the journals' lines above it (a crash before or during a move),
+ * in seq order, and leaves out a last line without its newline (a write a
+ * crash cut short: its commit never returned). A spool written before
+ * journals and chunks (a table of one row an event) is converted when opened.
+ *
+ * Power loss ([events] sync): with sync_each a commit fdatasyncs the journal
+ * before it returns. Else (sync = group) the writer thread fdatasyncs the
+ * journals at most EVENT_SPOOL_SYNC_MS after a commit, one fsync for every
+ * commit since the last (unsynced, synced_at).
  *
  * State of one event:
  *
  *   state       to          by
  *   (none)      queued      event_spool_append (seq given; or dropped when full)
- *   queued      committed   a committer, one transaction per group
- *   queued      dropped     the committer, when the commit failed (logged, counted)
- *   committed   (gone)      event_spool_ack, after the manager's 200
+ *   queued      committed   a committer, one journal write per group
+ *   queued      dropped     the committer, when the write failed (logged, counted)
+ *   committed   moved       event_spool_move (writer, peek or ack), many groups at once
+ *   moved       (gone)      event_spool_ack, after the manager's 200
  *
  * durable_seq is the highest seq such that no event at or below it is still
  * queued; event_spool_sync waits for it, event_spool_when_durable leaves a
@@ -43,13 +54,15 @@
  * only what nobody waits for: when the queue holds EVENT_SPOOL_QUEUE_MAX
  * events or its oldest waited EVENT_SPOOL_FLUSH_MS. While events keep coming
  * it looks every EVENT_SPOOL_FLUSH_MS by itself; an append or a commit wakes
- * it only once it went to sleep (idle for EVENT_SPOOL_IDLE_MS). The statements
- * of a commit are prepared once.
+ * it only once it went to sleep (idle for EVENT_SPOOL_IDLE_MS).
  *
  * Locks: `lock` guards the queue and the counters (held only for memory work);
- * `db_lock` guards the writing connection (held across a commit); `rd_lock`
- * the pusher's reading connection (WAL readers do not block the commits).
- * Never take `lock` while waiting for `db_lock`.
+ * `j_lock` the journals and what they hold not moved yet (held across a
+ * commit's write); `mv_lock` makes moves one at a time; `db_lock` guards the
+ * SQLite file's writing connection (moves, acks); `rd_lock` the pusher's
+ * reading connection (WAL readers do not block the writes). Order: mv_lock,
+ * then j_lock or db_lock; lock before j_lock; never take `lock` while waiting
+ * for another.
  */
 #include "gateway/event_spool.h"
 
@@ -86,8 +99,6 @@
 /* sync = group: commits are fsynced (the WAL's fdatasync) by the writer thread
  * at most this long after they were written. */
 #define EVENT_SPOOL_SYNC_MS 100
-/* WAL pages after which the writer copies the WAL into the file (SQLite's default). */
-#define EVENT_SPOOL_CHECKPOINT_PAGES 1000
 
 /* One queued event: its line after the seq ("at":...},\n), written when appended. */
 struct event_spool_item {
@@ -120,22 +131,31 @@ struct event_spool {
 	int64_t durable_seq;
 	int64_t want; /* the highest seq a sync or a callback waits for */
 	uint64_t bytes, count, dropped;
-	/* the writer's statements (db_lock) */
-	sqlite3_stmt *st_begin, *st_insert, *st_commit;
-	struct strbuf chunk; /* the committer's text of a chunk being written */
+	/* the SQLite file's statements (db_lock) */
+	sqlite3_stmt *st_begin, *st_insert, *st_moved, *st_commit;
+	struct strbuf chunk; /* the committer's lines of a group */
+	/* the journals (j_lock): jfd[jcur] takes the commits (O_APPEND), jlen its
+	 * bytes; pending holds the lines of both not moved into chunks yet, the
+	 * first of them from pending_at */
+	pthread_mutex_t j_lock;
+	int jfd[2];
+	off_t jlen[2];
+	int jcur;
+	struct strbuf pending;
+	int64_t pending_at;
+	pthread_mutex_t mv_lock; /* one move at a time */
+	bool unmoved;		 /* (lock) a commit since the last move began */
+	int64_t unmoved_since;	 /* monotonic ms of that commit */
 	uint64_t max_bytes;
 	bool stopping, stopped;
-	bool committing;  /* a thread is in event_spool_drain */
-	bool asleep;	  /* the writer waits without a deadline: appends wake it */
-	int64_t busy_at;  /* monotonic ms the writer last saw something to do */
-	bool checkpoint;  /* the WAL is long: the writer checkpoints it */
-	sqlite3 *ckpt_db; /* the writer's own connection for that (NULL: not yet) */
+	bool committing; /* a thread is in event_spool_drain */
+	bool asleep;	 /* the writer waits without a deadline: appends wake it */
+	int64_t busy_at; /* monotonic ms the writer last saw something to do */
 	/* sync = group (!sync_each): commits are not fsynced by their committer; the
-	 * writer fdatasyncs the WAL (wal_fd) at most EVENT_SPOOL_SYNC_MS after one */
+	 * writer fdatasyncs the journals at most EVENT_SPOOL_SYNC_MS after one */
 	bool sync_each;
 	bool unsynced;	   /* a commit since the writer's last fsync */
 	int64_t synced_at; /* monotonic ms of that fsync's start */
-	int wal_fd;	   /* the WAL, for that fsync (-1: not open yet) */
 	uint64_t syncs;	   /* the writer's fsyncs, for the tests */
 	/* the pusher's reads (peek, the oldest event's time): a connection of their
 	 * own, so that they never hold db_lock against the commits (WAL readers
@@ -213,60 +233,189 @@ static struct event_spool_item *event_spool_item_new(int64_t at, const char *typ
 	return it;
 }
 
+/* The seq and time of a line {"seq":N,"at":T,...},\n of len bytes. false: not one. */
+static bool event_spool_line_parse(const char *p, size_t len, int64_t *seq, int64_t *at)
+{
+	if (len < 16 || memcmp(p, "{\"seq\":", 7) != 0 || p[len - 1] != '\n')
+		return false;
+	/* the line ends in a newline: the numbers cannot run past it */
+	char *end = NULL, *end2 = NULL;
+	long long s = strtoll(p + 7, &end, 10);
+	if (end == p + 7 || s <= 0 || (size_t)(end - p) + 6 > len ||
+	    memcmp(end, ",\"at\":", 6) != 0)
+		return false;
+	long long t = strtoll(end + 6, &end2, 10);
+	if (end2 == end + 6)
+		return false;
+	*seq = s;
+	*at = t;
+	return true;
+}
+
 /*
- * Inserts the events of list (consecutive seqs expected) as chunks of at most
- * EVENT_SPOOL_CHUNK_EVENTS events and about EVENT_SPOOL_CHUNK_BYTES, with st
- * (INSERT INTO chunks) on its connection, in the caller's transaction. buf is
- * the text's buffer (kept for the next call). 0 or -EIO.
+ * Inserts the lines of text (events, seqs growing) as chunks of at most
+ * EVENT_SPOOL_CHUNK_EVENTS consecutive events and about EVENT_SPOOL_CHUNK_BYTES,
+ * with st (INSERT INTO chunks), in the caller's transaction. *last gets the
+ * last seq. 0 or -EIO (also for a line that is not an event's).
  */
-static int event_spool_put_chunks(sqlite3_stmt *st, struct strbuf *buf,
-				  const struct event_spool_item *list)
+static int event_spool_put_lines(sqlite3_stmt *st, const char *text, size_t len, int64_t *last)
 {
 	int rc = 0;
-	const struct event_spool_item *it = list;
-	while (rc == 0 && it != NULL) {
-		int64_t first = it->seq, at = it->at, last = first - 1;
+	size_t off = 0;
+	while (rc == 0 && off < len) {
+		size_t start = off;
+		int64_t first = 0, at = 0, end = 0, k = 0;
 		uint64_t size = 0;
-		size_t k = 0;
-		strbuf_truncate(buf, 0);
-		while (it != NULL && it->seq == last + 1 && k < EVENT_SPOOL_CHUNK_EVENTS &&
-		       (k == 0 || buf->len + it->len < EVENT_SPOOL_CHUNK_BYTES)) {
-			strbuf_printf(buf, "{\"seq\":%lld,", (long long)it->seq);
-			strbuf_add(buf, it->text, it->len);
-			size += it->size;
-			last = it->seq;
+		while (off < len && k < EVENT_SPOOL_CHUNK_EVENTS &&
+		       (k == 0 || off - start < EVENT_SPOOL_CHUNK_BYTES)) {
+			const char *nl = memchr(text + off, '\n', len - off);
+			size_t line = nl != NULL ? (size_t)(nl - (text + off)) + 1 : len - off;
+			int64_t seq = 0, t = 0;
+			if (!event_spool_line_parse(text + off, line, &seq, &t)) {
+				log_error("events.spool_corrupt", "offset=%zu", off);
+				rc = -EIO;
+				break;
+			}
+			if (k > 0 && seq != end + 1)
+				break;
+			if (k == 0) {
+				first = seq;
+				at = t;
+			}
+			end = seq;
+			size += line + EVENT_SPOOL_ROW_OVERHEAD;
 			k++;
-			it = it->next;
+			off += line;
 		}
+		if (rc < 0)
+			break;
 		sqlite3_bind_int64(st, 1, first);
-		sqlite3_bind_int64(st, 2, last);
+		sqlite3_bind_int64(st, 2, end);
 		sqlite3_bind_int64(st, 3, at);
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)size);
-		sqlite3_bind_text(st, 5, buf->p, (int)buf->len, SQLITE_STATIC);
+		sqlite3_bind_text(st, 5, text + start, (int)(off - start), SQLITE_STATIC);
 		rc = event_spool_step(st);
+		*last = end;
 	}
 	sqlite3_clear_bindings(st);
 	return rc;
 }
 
-/* Writes a group in one transaction. 0 or -EIO (rolled back). db_lock held. */
+/* Writes all of buf to fd. 0 or -errno. */
+static int event_spool_write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t w = write(fd, buf, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return w < 0 ? -errno : -EIO;
+		buf += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/*
+ * Commits a group: its lines appended to the current journal in one write
+ * (with sync_each, fdatasynced), and to pending for the next move. 0 or -EIO
+ * (logged; the journal is cut back to where it was). Only the committer calls it.
+ */
 static int event_spool_commit(struct event_spool *sp, struct event_spool_item *list)
 {
-	if (event_spool_step(sp->st_begin) < 0) {
-		log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
-		return -EIO;
+	struct strbuf *b = &sp->chunk;
+	strbuf_truncate(b, 0);
+	for (const struct event_spool_item *it = list; it != NULL; it = it->next) {
+		strbuf_printf(b, "{\"seq\":%lld,", (long long)it->seq);
+		strbuf_add(b, it->text, it->len);
 	}
-	int rc = event_spool_put_chunks(sp->st_insert, &sp->chunk, list);
+	pthread_mutex_lock(&sp->j_lock);
+	int cur = sp->jcur, fd = sp->jfd[cur];
+	int rc = event_spool_write_all(fd, b->p, b->len);
+	if (rc == 0 && sp->sync_each && fdatasync(fd) < 0)
+		rc = -errno;
+	if (rc == 0) {
+		sp->jlen[cur] += (off_t)b->len;
+		if (sp->pending.len == 0)
+			sp->pending_at = list->at;
+		strbuf_add(&sp->pending, b->p, b->len);
+	} else {
+		log_error("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path, cur,
+			  strerror(-rc));
+		if (ftruncate(fd, sp->jlen[cur]) < 0)
+			log_error("events.spool_write_failed",
+				  "path=%s-j%d error=\"cannot cut "
+				  "back: %s\"",
+				  sp->path, cur, strerror(errno));
+	}
+	pthread_mutex_unlock(&sp->j_lock);
 	/* a long group's text is not kept for the next */
-	if (sp->chunk.cap > 4 * EVENT_SPOOL_CHUNK_BYTES)
-		strbuf_free(&sp->chunk);
-	/* no meta row is written here (a page less a commit): the next number is
-	 * the chunks' highest + 1, and event_spool_ack saves it before deleting them */
-	if (rc == 0 && event_spool_step(sp->st_commit) == 0)
+	if (b->cap > 4 * EVENT_SPOOL_CHUNK_BYTES)
+		strbuf_free(b);
+	return rc < 0 ? -EIO : 0;
+}
+
+/*
+ * Moves the lines committed so far (pending) into chunks, in one transaction
+ * that also records the last seq moved, then empties the journal they were in
+ * (the other one takes the commits from now on). 0, or -EIO (logged): they
+ * stay pending, and in the journals, for the next move. No lock held.
+ */
+static int event_spool_move(struct event_spool *sp)
+{
+	pthread_mutex_lock(&sp->mv_lock);
+	pthread_mutex_lock(&sp->j_lock);
+	if (sp->pending.len == 0) {
+		pthread_mutex_unlock(&sp->j_lock);
+		pthread_mutex_unlock(&sp->mv_lock);
 		return 0;
-	log_error("events.spool_write_failed", "error=\"%s\"", sqlite3_errmsg(sp->db));
-	(void)event_spool_exec(sp->db, "ROLLBACK");
-	return -EIO;
+	}
+	struct strbuf text = sp->pending;
+	int64_t at = sp->pending_at;
+	sp->pending = (struct strbuf)STRBUF_INIT;
+	int old = sp->jcur;
+	sp->jcur = 1 - old;
+	pthread_mutex_unlock(&sp->j_lock);
+
+	pthread_mutex_lock(&sp->db_lock);
+	int64_t last = 0;
+	int rc = event_spool_step(sp->st_begin);
+	if (rc == 0)
+		rc = event_spool_put_lines(sp->st_insert, text.p, text.len, &last);
+	if (rc == 0) {
+		sqlite3_bind_int64(sp->st_moved, 1, last);
+		rc = event_spool_step(sp->st_moved);
+	}
+	if (rc == 0)
+		rc = event_spool_step(sp->st_commit);
+	if (rc < 0) {
+		log_error("events.spool_write_failed", "path=%s error=\"%s\"", sp->path,
+			  sqlite3_errmsg(sp->db));
+		(void)event_spool_exec(sp->db, "ROLLBACK");
+	}
+	pthread_mutex_unlock(&sp->db_lock);
+
+	if (rc == 0) {
+		/* every line of the old journal is in a chunk now (a line left by a
+		 * failed truncate is at or below "moved": an open skips it) */
+		if (ftruncate(sp->jfd[old], 0) < 0)
+			log_warn("events.spool_truncate_failed", "path=%s-j%d error=\"%s\"",
+				 sp->path, old, strerror(errno));
+		pthread_mutex_lock(&sp->j_lock);
+		sp->jlen[old] = 0;
+		pthread_mutex_unlock(&sp->j_lock);
+		strbuf_free(&text);
+	} else {
+		/* back in front of what was committed meanwhile */
+		pthread_mutex_lock(&sp->j_lock);
+		strbuf_add(&text, sp->pending.p, sp->pending.len);
+		strbuf_free(&sp->pending);
+		sp->pending = text;
+		sp->pending_at = at;
+		pthread_mutex_unlock(&sp->j_lock);
+	}
+	pthread_mutex_unlock(&sp->mv_lock);
+	return rc;
 }
 
 /* True when a group should be committed now. lock held. */
@@ -275,48 +424,6 @@ static bool event_spool_due(const struct event_spool *sp, int64_t now)
 	return sp->head != NULL &&
 	       (sp->stopping || sp->want > sp->durable_seq || sp->queued >= EVENT_SPOOL_QUEUE_MAX ||
 		now - sp->queued_since >= EVENT_SPOOL_FLUSH_MS);
-}
-
-/*
- * After each commit (db_lock held): a long WAL is checkpointed by the writer
- * thread on a connection of its own, concurrently with the next commits,
- * instead of by the committer before the replies it carries go out.
- */
-static int event_spool_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
-{
-	struct event_spool *sp = arg;
-	if (pages < EVENT_SPOOL_CHECKPOINT_PAGES)
-		return SQLITE_OK;
-	pthread_mutex_lock(&sp->lock);
-	if (!sp->checkpoint) {
-		sp->checkpoint = true;
-		pthread_cond_signal(&sp->work);
-	}
-	pthread_mutex_unlock(&sp->lock);
-	return SQLITE_OK;
-}
-
-/* The writer's checkpoint: as much of the WAL as no reader needs. No lock held. */
-static void event_spool_checkpoint(struct event_spool *sp)
-{
-	if (sp->ckpt_db == NULL) {
-		if (sqlite3_open_v2(sp->path, &sp->ckpt_db, SQLITE_OPEN_READWRITE, NULL) !=
-			SQLITE_OK ||
-		    event_spool_exec(sp->ckpt_db, "PRAGMA synchronous = FULL") < 0) {
-			log_error("events.spool_checkpoint_failed", "error=\"%s\"",
-				  sp->ckpt_db != NULL ? sqlite3_errmsg(sp->ckpt_db)
-						      : "out of memory");
-			sqlite3_close(sp->ckpt_db);
-			sp->ckpt_db = NULL;
-			return;
-		}
-		sqlite3_busy_timeout(sp->ckpt_db, 5000);
-	}
-	int rc =
-	    sqlite3_wal_checkpoint_v2(sp->ckpt_db, "main", SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-	if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-		log_error("events.spool_checkpoint_failed", "error=\"%s\"",
-			  sqlite3_errmsg(sp->ckpt_db));
 }
 
 /*
@@ -335,9 +442,7 @@ static void event_spool_drain(struct event_spool *sp)
 		sp->queued = 0;
 		pthread_mutex_unlock(&sp->lock);
 
-		pthread_mutex_lock(&sp->db_lock);
 		int rc = event_spool_commit(sp, list);
-		pthread_mutex_unlock(&sp->db_lock);
 
 		uint64_t n = 0, bytes = 0;
 		while (list != NULL) {
@@ -351,6 +456,13 @@ static void event_spool_drain(struct event_spool *sp)
 		if (rc == 0 && !sp->sync_each && !sp->unsynced) {
 			/* the writer fsyncs it within EVENT_SPOOL_SYNC_MS */
 			sp->unsynced = true;
+			if (sp->asleep)
+				pthread_cond_signal(&sp->work);
+		}
+		if (rc == 0 && !sp->unmoved) {
+			/* the writer (or a peek) moves it into a chunk */
+			sp->unmoved = true;
+			sp->unmoved_since = clock_mono_ms();
 			if (sp->asleep)
 				pthread_cond_signal(&sp->work);
 		}
@@ -396,28 +508,16 @@ static void event_spool_drain(struct event_spool *sp)
 }
 
 /*
- * sync = group: makes every commit so far durable (power loss). The WAL's pages
- * are fsynced through a descriptor of the writer's own (SQLite's file stays the
- * same while the spool is open: it is reset in place, never replaced). When it
- * cannot be opened, a checkpoint does it (SQLite syncs the WAL before copying
- * it). No lock held.
+ * sync = group: makes every commit so far durable (power loss): fdatasyncs both
+ * journals (a move's transaction is fsynced by SQLite, synchronous = FULL, before
+ * its journal is emptied). No lock held.
  */
 static void event_spool_fsync(struct event_spool *sp)
 {
-	if (sp->wal_fd < 0) {
-		char *wal = xasprintf("%s-wal", sp->path);
-		sp->wal_fd = open(wal, O_RDONLY | O_CLOEXEC);
-		if (sp->wal_fd < 0)
-			log_warn("events.spool_sync_open_failed", "path=%s error=\"%s\"", wal,
-				 strerror(errno));
-		free(wal);
-	}
-	if (sp->wal_fd < 0) {
-		event_spool_checkpoint(sp);
-		return;
-	}
-	if (fdatasync(sp->wal_fd) < 0)
-		log_error("events.spool_sync_failed", "error=\"%s\"", strerror(errno));
+	for (int i = 0; i < 2; i++)
+		if (fdatasync(sp->jfd[i]) < 0)
+			log_error("events.spool_sync_failed", "path=%s-j%d error=\"%s\"", sp->path,
+				  i, strerror(errno));
 }
 
 /* The absolute CLOCK_MONOTONIC time of the monotonic ms at. */
@@ -446,13 +546,6 @@ static void *event_spool_writer(void *arg)
 	pthread_mutex_lock(&sp->lock);
 	for (;;) {
 		int64_t now = clock_mono_ms();
-		if (sp->checkpoint) {
-			sp->checkpoint = false;
-			pthread_mutex_unlock(&sp->lock);
-			event_spool_checkpoint(sp);
-			pthread_mutex_lock(&sp->lock);
-			continue;
-		}
 		if (!sp->committing && event_spool_due(sp, now)) {
 			event_spool_drain(sp);
 			continue;
@@ -467,19 +560,35 @@ static void *event_spool_writer(void *arg)
 			pthread_mutex_lock(&sp->lock);
 			continue;
 		}
-		if (sp->stopping && sp->head == NULL && !sp->committing)
-			break; /* everything is written (closing the file syncs it) */
+		if (sp->unmoved && (now - sp->unmoved_since >= EVENT_SPOOL_FLUSH_MS ||
+				    (sp->stopping && sp->head == NULL && !sp->committing))) {
+			/* covers every commit before it; a later one sets unmoved again */
+			sp->unmoved = false;
+			pthread_mutex_unlock(&sp->lock);
+			int rc = event_spool_move(sp);
+			pthread_mutex_lock(&sp->lock);
+			if (rc < 0 && !sp->stopping && !sp->unmoved) {
+				/* tried again later; when closing, the next open moves them */
+				sp->unmoved = true;
+				sp->unmoved_since = clock_mono_ms();
+			}
+			continue;
+		}
+		if (sp->stopping && sp->head == NULL && !sp->committing && !sp->unmoved)
+			break; /* everything is written and moved (closing the file syncs it) */
 		/*
 		 * Busy, it ticks every EVENT_SPOOL_FLUSH_MS and nobody wakes it (an
 		 * append or a commit would cost the committer a wake-up and a context
 		 * switch); idle for EVENT_SPOOL_IDLE_MS, it sleeps until an append, a
-		 * commit to fsync or the stop wakes it.
+		 * commit to fsync and move, or the stop wakes it.
 		 */
-		if (sp->head != NULL || sp->committing || sp->unsynced)
+		if (sp->head != NULL || sp->committing || sp->unsynced || sp->unmoved)
 			sp->busy_at = now;
 		int64_t until = -1;
 		if (sp->head != NULL && !sp->committing)
 			until = sp->queued_since + EVENT_SPOOL_FLUSH_MS;
+		if (sp->unmoved && (until < 0 || sp->unmoved_since + EVENT_SPOOL_FLUSH_MS < until))
+			until = sp->unmoved_since + EVENT_SPOOL_FLUSH_MS;
 		if (sp->unsynced && (until < 0 || sp->synced_at + EVENT_SPOOL_SYNC_MS < until))
 			until = sp->synced_at + EVENT_SPOOL_SYNC_MS;
 		if (until < 0 && now - sp->busy_at < EVENT_SPOOL_IDLE_MS)
@@ -540,7 +649,7 @@ static int event_spool_convert(sqlite3 *db, sqlite3_stmt *insert)
 	if (event_spool_exec(db, "BEGIN IMMEDIATE") < 0)
 		return -EIO;
 	sqlite3_stmt *s = NULL;
-	struct event_spool_item *head = NULL, **tail = &head;
+	struct strbuf lines = STRBUF_INIT;
 	uint64_t n = 0;
 	int rc =
 	    sqlite3_prepare_v2(db, "SELECT seq, at, type, msg_id, detail FROM events ORDER BY seq",
@@ -555,23 +664,18 @@ static int event_spool_convert(sqlite3 *db, sqlite3_stmt *insert)
 		struct event_spool_item *it =
 		    event_spool_item_new(sqlite3_column_int64(s, 1), type != NULL ? type : "",
 					 msg_id, detail != NULL ? detail : "{}");
-		it->seq = sqlite3_column_int64(s, 0);
-		*tail = it;
-		tail = &it->next;
+		strbuf_printf(&lines, "{\"seq\":%lld,", (long long)sqlite3_column_int64(s, 0));
+		strbuf_add(&lines, it->text, it->len);
+		event_spool_item_free(it);
 		n++;
 	}
 	if (step != SQLITE_DONE)
 		rc = -EIO;
 	sqlite3_finalize(s);
-	struct strbuf buf = STRBUF_INIT;
+	int64_t last = 0;
 	if (rc == 0)
-		rc = event_spool_put_chunks(insert, &buf, head);
-	strbuf_free(&buf);
-	while (head != NULL) {
-		struct event_spool_item *next = head->next;
-		event_spool_item_free(head);
-		head = next;
-	}
+		rc = event_spool_put_lines(insert, lines.p, lines.len, &last);
+	strbuf_free(&lines);
 	if (rc == 0)
 		rc = event_spool_exec(db, "DROP TABLE events");
 	if (rc == 0)
@@ -584,10 +688,130 @@ static int event_spool_convert(sqlite3 *db, sqlite3_stmt *insert)
 	return 0;
 }
 
+/* Reads all of fd into b. 0 or -errno. */
+static int event_spool_read_all(int fd, struct strbuf *b)
+{
+	char buf[65536];
+	off_t off = 0;
+	for (;;) {
+		ssize_t r = pread(fd, buf, sizeof(buf), off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return 0;
+		strbuf_add(b, buf, (size_t)r);
+		off += r;
+	}
+}
+
+/* A journal line found at open: seq, where. */
+struct event_spool_found {
+	int64_t seq;
+	const char *p;
+	size_t len;
+};
+
+static int event_spool_found_cmp(const void *a, const void *b)
+{
+	const struct event_spool_found *x = a, *y = b;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/*
+ * At open: the events of the journals that no move took (a crash, or a
+ * close whose move failed) become chunks, in seq order, in one transaction
+ * that records them as moved; then both journals are emptied. A line cut by
+ * a crash (no newline yet: its commit never returned) is left out, said in
+ * the log. 0 or -EIO (logged by the caller).
+ */
+static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *path,
+			       const int jfd[2])
+{
+	int64_t moved = 0, max_last = 0;
+	if (event_spool_scalar(db, "SELECT coalesce(max(value), 0) FROM meta WHERE key = 'moved'",
+			       &moved) < 0 ||
+	    event_spool_scalar(db, "SELECT coalesce(max(last), 0) FROM chunks", &max_last) < 0)
+		return -EIO;
+	int64_t base = moved > max_last ? moved : max_last;
+	struct strbuf text[2] = {STRBUF_INIT, STRBUF_INIT};
+	struct event_spool_found *v = NULL;
+	size_t n = 0, cap = 0, torn = 0, bad = 0;
+	int rc = 0;
+	for (int i = 0; rc == 0 && i < 2; i++) {
+		rc = event_spool_read_all(jfd[i], &text[i]);
+		size_t off = 0, len = text[i].len;
+		while (rc == 0 && off < len) {
+			const char *p = text[i].p + off;
+			const char *nl = memchr(p, '\n', len - off);
+			if (nl == NULL) {
+				torn += len - off;
+				break;
+			}
+			size_t line = (size_t)(nl - p) + 1;
+			int64_t seq = 0, at = 0;
+			off += line;
+			if (!event_spool_line_parse(p, line, &seq, &at)) {
+				bad++;
+				continue;
+			}
+			if (seq <= base)
+				continue; /* moved before */
+			if (n == cap) {
+				cap = cap == 0 ? 256 : cap * 2;
+				v = xreallocarray(v, cap, sizeof(*v));
+			}
+			v[n++] = (struct event_spool_found){seq, p, line};
+		}
+	}
+	if (rc == 0 && n > 0) {
+		qsort(v, n, sizeof(*v), event_spool_found_cmp);
+		struct strbuf lines = STRBUF_INIT;
+		for (size_t i = 0; i < n; i++)
+			if (i == 0 || v[i].seq != v[i - 1].seq)
+				strbuf_add(&lines, v[i].p, v[i].len);
+		int64_t last = 0;
+		rc = event_spool_exec(db, "BEGIN IMMEDIATE");
+		if (rc == 0)
+			rc = event_spool_put_lines(insert, lines.p, lines.len, &last);
+		if (rc == 0) {
+			char sql[128];
+			snprintf(sql, sizeof(sql),
+				 "INSERT OR REPLACE INTO meta (key, value) VALUES ('moved', %lld)",
+				 (long long)last);
+			rc = event_spool_exec(db, sql);
+		}
+		if (rc == 0)
+			rc = event_spool_exec(db, "COMMIT");
+		if (rc < 0)
+			(void)event_spool_exec(db, "ROLLBACK");
+		strbuf_free(&lines);
+	}
+	free(v);
+	strbuf_free(&text[0]);
+	strbuf_free(&text[1]);
+	if (rc < 0)
+		return -EIO;
+	if (torn > 0 || bad > 0)
+		log_warn("events.spool_journal_damaged",
+			 "path=%s torn_bytes=%zu bad_lines=%zu reason=\"the end of a write a "
+			 "crash cut short (its events were never acknowledged to anyone), or "
+			 "damage: left out\"",
+			 path, torn, bad);
+	if (n > 0)
+		log_info("events.spool_recovered", "path=%s events=%zu", path, n);
+	for (int i = 0; i < 2; i++)
+		if (ftruncate(jfd[i], 0) < 0)
+			return -errno;
+	return 0;
+}
+
 static void event_spool_finalize(struct event_spool *sp)
 {
 	sqlite3_finalize(sp->st_begin);
 	sqlite3_finalize(sp->st_insert);
+	sqlite3_finalize(sp->st_moved);
 	sqlite3_finalize(sp->st_commit);
 }
 
@@ -606,10 +830,10 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 	sqlite3_busy_timeout(db, 5000);
 	int64_t next = 0, max_seq = 0, bytes = 0, count = 0;
 	bool created = false;
-	/* WAL: a commit is in the file when it returns (kill -9); with FULL it is
-	 * on disk too (power loss), with NORMAL once the writer fsynced it */
-	int rc = event_spool_exec(db, sync_each ? "PRAGMA synchronous = FULL"
-						: "PRAGMA synchronous = NORMAL");
+	int jfd[2] = {-1, -1};
+	/* the SQLite file is written off the replies' path (moves, acks): each of
+	 * its commits is on disk when it returns, before a journal is emptied */
+	int rc = event_spool_exec(db, "PRAGMA synchronous = FULL");
 	if (rc == 0)
 		rc = event_spool_exec(db, "PRAGMA journal_mode = WAL;"
 					  "CREATE TABLE IF NOT EXISTS chunks ("
@@ -629,6 +853,18 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 		rc = -EIO;
 	if (rc == 0)
 		rc = event_spool_convert(db, insert);
+	for (int i = 0; rc == 0 && i < 2; i++) {
+		char *j = xasprintf("%s-j%d", path, i);
+		jfd[i] = open(j, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (jfd[i] < 0) {
+			log_error("events.spool_open_failed", "path=%s error=\"%s\"", j,
+				  strerror(errno));
+			rc = -EIO;
+		}
+		free(j);
+	}
+	if (rc == 0)
+		rc = event_spool_recover(db, insert, path, jfd);
 	if (rc == 0)
 		rc = event_spool_scalar(db, "SELECT value FROM meta WHERE key = 'next_seq'", &next);
 	if (rc == 0)
@@ -648,30 +884,30 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 			 (long long)next);
 		rc = event_spool_exec(db, sql);
 	}
-	if (rc < 0) {
-		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
-			  sqlite3_errmsg(db));
-		sqlite3_finalize(insert);
-		sqlite3_close(db);
-		return -EIO;
-	}
 	struct event_spool *sp = xcalloc(1, sizeof(*sp));
 	sp->st_insert = insert;
-	if (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &sp->st_begin, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "COMMIT", -1, &sp->st_commit, NULL) != SQLITE_OK) {
+	if (rc == 0 &&
+	    (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &sp->st_begin, NULL) != SQLITE_OK ||
+	     sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta (key, value) VALUES ('moved', ?)",
+				-1, &sp->st_moved, NULL) != SQLITE_OK ||
+	     sqlite3_prepare_v2(db, "COMMIT", -1, &sp->st_commit, NULL) != SQLITE_OK))
+		rc = -EIO;
+	if (rc < 0) {
 		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
 			  sqlite3_errmsg(db));
 		event_spool_finalize(sp);
 		sqlite3_close(db);
+		for (int i = 0; i < 2; i++)
+			if (jfd[i] >= 0)
+				close(jfd[i]);
 		free(sp);
 		return -EIO;
 	}
 	sp->db = db;
 	sp->path = xstrdup(path);
 	sp->sync_each = sync_each;
-	sp->wal_fd = -1;
-	sqlite3_wal_autocheckpoint(db, 0);
-	sqlite3_wal_hook(db, event_spool_wal_hook, sp);
+	sp->jfd[0] = jfd[0];
+	sp->jfd[1] = jfd[1];
 	sp->next_seq = next > max_seq ? next : max_seq + 1;
 	sp->durable_seq = sp->next_seq - 1;
 	sp->bytes = (uint64_t)bytes;
@@ -679,6 +915,8 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 	sp->max_bytes = max_bytes;
 	sp->created = created;
 	pthread_mutex_init(&sp->db_lock, NULL);
+	pthread_mutex_init(&sp->j_lock, NULL);
+	pthread_mutex_init(&sp->mv_lock, NULL);
 	pthread_mutex_init(&sp->rd_lock, NULL);
 	pthread_mutex_init(&sp->lock, NULL);
 	/* the writer's deadline is on the monotonic clock */
@@ -704,16 +942,19 @@ void event_spool_close(struct event_spool *sp)
 	pthread_mutex_unlock(&sp->lock);
 	pthread_join(sp->writer, NULL);
 	event_spool_finalize(sp);
-	sqlite3_close(sp->ckpt_db);
 	sqlite3_finalize(sp->st_peek);
 	sqlite3_finalize(sp->st_oldest);
 	sqlite3_close(sp->rd_db);
 	sqlite3_close(sp->db);
-	if (sp->wal_fd >= 0)
-		close(sp->wal_fd);
+	/* empty after the writer's last move; else the next open moves the rest */
+	close(sp->jfd[0]);
+	close(sp->jfd[1]);
 	free(sp->path);
 	strbuf_free(&sp->chunk);
+	strbuf_free(&sp->pending);
 	pthread_mutex_destroy(&sp->db_lock);
+	pthread_mutex_destroy(&sp->j_lock);
+	pthread_mutex_destroy(&sp->mv_lock);
 	pthread_mutex_destroy(&sp->rd_lock);
 	pthread_mutex_destroy(&sp->lock);
 	pthread_cond_destroy(&sp->work);
@@ -826,6 +1067,9 @@ int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes
 	*n = 0;
 	*last = 0;
 	size_t start = out->len, k = 0, bytes = 0;
+	/* what was committed since the writer's last move, too (a failure: the
+	 * writer tries again) */
+	(void)event_spool_move(sp);
 	pthread_mutex_lock(&sp->rd_lock);
 	if (event_spool_reader(sp) < 0) {
 		pthread_mutex_unlock(&sp->rd_lock);
@@ -936,6 +1180,9 @@ static int event_spool_cut(struct event_spool *sp, int64_t seq, int64_t *bytes, 
 int event_spool_ack(struct event_spool *sp, int64_t seq)
 {
 	int64_t bytes = 0, count = 0, cut_bytes = 0, cut_count = 0;
+	/* events committed since the last move are acknowledged too */
+	if (event_spool_move(sp) < 0)
+		return -EIO;
 	pthread_mutex_lock(&sp->db_lock);
 	int rc = event_spool_exec(sp->db, "BEGIN IMMEDIATE");
 	sqlite3_stmt *s = NULL;
@@ -1008,6 +1255,12 @@ void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out)
 		sqlite3_reset(sp->st_oldest);
 	}
 	pthread_mutex_unlock(&sp->rd_lock);
+	if (oldest == 0) {
+		/* committed, not moved yet */
+		pthread_mutex_lock(&sp->j_lock);
+		oldest = sp->pending.len > 0 ? sp->pending_at : 0;
+		pthread_mutex_unlock(&sp->j_lock);
+	}
 	pthread_mutex_lock(&sp->lock);
 	out->backlog = sp->count;
 	out->bytes = sp->bytes;

@@ -1,17 +1,18 @@
 /*
- * event_spool — the gateway's durable queue of events for the manager: a SQLite
- * file under [gateway] data_dir (events.spool). Appends are queued in memory and
- * committed in groups (off the SMTP hot path); event_spool_sync waits until a
- * given event is committed, event_spool_when_durable calls back then without
- * waiting. "Committed" is in the file, which a kill -9 of the process does not
- * undo. With sync_each it is also fsynced by the commit (a power loss does not
- * undo it either: [events] sync = each); else (sync = group) the writer thread
- * fsyncs the commits of the last EVENT_SPOOL_SYNC_MS (100 ms) in one go, so a
- * power loss can undo at most that much. The pusher
- * (gw_events.c) reads the oldest events and drops them only when the manager acknowledged them.
- *
- * The pusher takes the events as the JSON text of a push (event_spool_peek):
- * the spool keeps them so, a commit group a row.
+ * event_spool — the gateway's durable queue of events for the manager, under
+ * [gateway] data_dir: a SQLite file (events.spool) and two append-only journals
+ * beside it (events.spool-j0, -j1). Appends are queued in memory and committed
+ * in groups (off the SMTP hot path), a group one write to a journal;
+ * event_spool_sync waits until a given event is committed,
+ * event_spool_when_durable calls back then without waiting. "Committed" is in
+ * the file, which a kill -9 of the process does not undo. With sync_each it is
+ * also fsynced by the commit (a power loss does not undo it either: [events]
+ * sync = each); else (sync = group) the writer thread fsyncs the commits of the
+ * last EVENT_SPOOL_SYNC_MS (100 ms) in one go, so a power loss can undo at most
+ * that much. Committed events are moved into the SQLite file in the
+ * background; the pusher (gw_events.c) reads the oldest events there, as the
+ * JSON text of a push (event_spool_peek), and drops them only when the manager
+ * acknowledged them.
  *
  * Sequence numbers grow by one per appended event and never repeat for the life
  * of the file; a new file starts at the current time in microseconds, so that a

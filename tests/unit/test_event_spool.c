@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -405,6 +406,16 @@ static void test_chunks_cut(void **state)
 	}
 	assert_int_equal(last, first + 2499);
 	assert_int_equal(event_spool_sync(sp, last), 0);
+	struct event_spool_event *v = NULL;
+	size_t n = 0;
+	assert_int_equal(peek(sp, 1000, 1 << 26, &v, &n), 0);
+	assert_int_equal(n, 1000);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(v[i].seq, first + (int64_t)i);
+		assert_int_equal(v[i].at, 10000 + (int64_t)i);
+	}
+	event_spool_events_free(v, n);
+	/* the peek moved the journal's events into the file */
 	sqlite3 *db = NULL;
 	assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	sqlite3_stmt *q = NULL;
@@ -417,16 +428,6 @@ static void test_chunks_cut(void **state)
 	assert_int_equal(sqlite3_column_int(q, 1), 1000);
 	sqlite3_finalize(q);
 	sqlite3_close(db);
-
-	struct event_spool_event *v = NULL;
-	size_t n = 0;
-	assert_int_equal(peek(sp, 1000, 1 << 26, &v, &n), 0);
-	assert_int_equal(n, 1000);
-	for (size_t i = 0; i < n; i++) {
-		assert_int_equal(v[i].seq, first + (int64_t)i);
-		assert_int_equal(v[i].at, 10000 + (int64_t)i);
-	}
-	event_spool_events_free(v, n);
 	/* across chunks, ending inside the second */
 	assert_int_equal(peek(sp, 1500, 1 << 26, &v, &n), 0);
 	assert_int_equal(n, 1500);
@@ -528,6 +529,71 @@ static void test_convert_old_spool(void **state)
 	sqlite3_close(db);
 }
 
+/*
+ * What a crash leaves in the journals: lines already moved into the file
+ * (a crash between a move's commit and the journal's truncation) are not
+ * taken twice, lines not moved are, and the end of a write a crash cut
+ * short (no newline) is left out; the journals are empty afterwards.
+ */
+static void test_journal_recovery(void **state)
+{
+	struct fixture *fx = *state;
+	struct event_spool *sp = NULL;
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
+	int64_t first = event_spool_append(sp, 100, "received", "m1", "{}");
+	event_spool_append(sp, 101, "verdict", "m1", "{\"score\":1.5}");
+	int64_t third = event_spool_append(sp, 102, "delivery", "m1", "{}");
+	assert_int_equal(event_spool_sync(sp, third), 0);
+	struct event_spool_event *v = NULL;
+	size_t n = 0;
+	assert_int_equal(peek(sp, 10, 1 << 20, &v, &n), 0); /* moved */
+	assert_int_equal(n, 3);
+	event_spool_events_free(v, n);
+	struct event_spool_stats s0;
+	event_spool_stats(sp, &s0);
+	event_spool_close(sp);
+
+	char j0[160], j1[160], line[256];
+	snprintf(j0, sizeof(j0), "%s-j0", fx->path);
+	snprintf(j1, sizeof(j1), "%s-j1", fx->path);
+	struct stat st;
+	assert_int_equal(stat(j0, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	FILE *f = fopen(j1, "a");
+	assert_non_null(f);
+	/* moved already */
+	fprintf(f, "{\"seq\":%lld,\"at\":101,\"type\":\"verdict\",\"detail\":{}},\n",
+		(long long)(first + 1));
+	/* not moved: two events, the second cut short */
+	snprintf(line, sizeof(line),
+		 "{\"seq\":%lld,\"at\":103,\"type\":\"reply\",\"msg_id\":\"m1\","
+		 "\"detail\":{\"reply\":\"250 ok\"}},\n",
+		 (long long)(third + 1));
+	fputs(line, f);
+	fprintf(f, "{\"seq\":%lld,\"at\":104,\"type\":\"del", (long long)(third + 2));
+	fclose(f);
+
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
+	struct event_spool_stats s;
+	event_spool_stats(sp, &s);
+	assert_int_equal(s.backlog, 4);
+	assert_int_equal(s.next_seq, third + 2);
+	assert_int_equal(s.bytes, s0.bytes + strlen(line) + 16);
+	assert_int_equal(peek(sp, 10, 1 << 20, &v, &n), 0);
+	assert_int_equal(n, 4);
+	assert_int_equal(v[0].seq, first);
+	assert_int_equal(v[1].seq, first + 1);
+	assert_int_equal(v[3].seq, third + 1);
+	assert_string_equal(v[3].type, "reply");
+	assert_string_equal(v[3].detail, "{\"reply\":\"250 ok\"}");
+	event_spool_events_free(v, n);
+	assert_int_equal(stat(j1, &st), 0);
+	assert_int_equal(st.st_size, 0);
+	/* the next append continues after the one recovered */
+	assert_int_equal(event_spool_append(sp, 105, "bounce", "m1", "{}"), third + 2);
+	event_spool_close(sp);
+}
+
 static void test_parse_answer(void **state)
 {
 	static const struct {
@@ -599,6 +665,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_text_is_json, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_chunks_cut, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_convert_old_spool, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_journal_recovery, setup, teardown),
 	    cmocka_unit_test(test_parse_answer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
