@@ -4,31 +4,35 @@
  * Two parts. A commit (on the replies' path) is one write() of the group's
  * lines to an append-only journal (events.spool-j0 or -j1): in the file when
  * it returns, so a kill -9 loses nothing committed, with no lock files, no
- * B-tree and no page writes. Within EVENT_SPOOL_FLUSH_MS, off that path, the
- * writer thread (or the pusher, before it reads) moves what the journal got
- * into the SQLite file, in one transaction for many groups; then the other
- * journal takes the commits and the moved one is emptied. The SQLite file is
- * what the pusher reads and acknowledges: "drop everything up to seq" is one
- * indexed DELETE there, with no segment bookkeeping of our own.
+ * B-tree and no page writes. The lines also stay in memory (pending), where
+ * the pusher reads and acknowledges them. Every EVENT_SPOOL_ROTATE_MS the
+ * writer thread rotates the journals (event_spool_rotate): the older one's
+ * lines the pusher has not acknowledged meanwhile go into the SQLite file, in
+ * one transaction, and that journal is emptied and takes the commits. So
+ * while the manager keeps up, events are written once, to a journal; while it
+ * does not, the SQLite file holds the backlog, and "drop everything up to
+ * seq" is one indexed DELETE there, with no segment bookkeeping of our own.
  *
  * A line is an event as the push sends it, one JSON object ending in ",\n":
  *
  *   {"seq":N,"at":T,"type":"delivery","msg_id":"...","detail":{...}},\n
  *
  * JSON text never holds a raw newline (strings escape it), so the lines are
- * the events. One row of the file ("chunk") holds the lines of a move, up to
- * EVENT_SPOOL_CHUNK_EVENTS consecutive seqs (first..last): written, read and
- * deleted as one B-tree entry, and a push body is the chunks' texts one after
- * the other (the last ",\n" cut), with nothing parsed or rebuilt on the
- * gateway. A batch or an acknowledgement that ends inside a chunk cuts it at
- * a line.
+ * the events. One row of the file ("chunk") holds the lines of a rotation, up
+ * to EVENT_SPOOL_CHUNK_EVENTS consecutive seqs (first..last): written, read
+ * and deleted as one B-tree entry. A push body is the chunks' texts and then
+ * the pending lines, one after the other (the last ",\n" cut), with nothing
+ * parsed or rebuilt on the gateway. A batch or an acknowledgement that ends
+ * inside a chunk cuts it at a line.
  *
- * Crashes: a move's transaction also records the last seq moved ("moved" in
- * meta) and is on disk (synchronous=FULL) before its journal is emptied. An
- * open moves the journals' lines above it (a crash before or during a move),
- * in seq order, and leaves out a last line without its newline (a write a
- * crash cut short: its commit never returned). A spool written before
- * journals and chunks (a table of one row an event) is converted when opened.
+ * Crashes: an ack of lines in memory appends {"acked":N} to the current
+ * journal; a rotation's transaction records the last seq moved ("moved" in
+ * meta) and saves the numbering ("next_seq") and is on disk
+ * (synchronous=FULL) before its journal is emptied. An open moves the
+ * journals' lines above both marks into the file, in seq order, and leaves
+ * out a last line without its newline (a write a crash cut short: its commit
+ * never returned). A spool written before journals and chunks (a table of one
+ * row an event) is converted when opened.
  *
  * Power loss ([events] sync): with sync_each a commit fdatasyncs the journal
  * before it returns. Else (sync = group) the writer thread fdatasyncs the
@@ -41,8 +45,9 @@
  *   (none)      queued      event_spool_append (seq given; or dropped when full)
  *   queued      committed   a committer, one journal write per group
  *   queued      dropped     the committer, when the write failed (logged, counted)
- *   committed   moved       event_spool_move (writer, peek or ack), many groups at once
- *   moved       (gone)      event_spool_ack, after the manager's 200
+ *   committed   (gone)      event_spool_ack, after the manager's 200
+ *   committed   stored      event_spool_rotate, not acknowledged within 1-2 rotations
+ *   stored      (gone)      event_spool_ack
  *
  * durable_seq is the highest seq such that no event at or below it is still
  * queued; event_spool_sync waits for it, event_spool_when_durable leaves a
@@ -57,8 +62,9 @@
  * it only once it went to sleep (idle for EVENT_SPOOL_IDLE_MS).
  *
  * Locks: `lock` guards the queue and the counters (held only for memory work);
- * `j_lock` the journals and what they hold not moved yet (held across a
- * commit's write); `mv_lock` makes moves one at a time; `db_lock` guards the
+ * `j_lock` the journals and the pending lines (held across a commit's
+ * write); `mv_lock` makes rotations, peeks and acks one at a time, so that no
+ * line moves between memory and the file while a peek or an ack looks; `db_lock` guards the
  * SQLite file's writing connection (moves, acks); `rd_lock` the pusher's
  * reading connection (WAL readers do not block the writes). Order: mv_lock,
  * then j_lock or db_lock; lock before j_lock; never take `lock` while waiting
@@ -89,6 +95,9 @@
 #define EVENT_SPOOL_CHUNK_EVENTS 1000
 /* and no more than about this many bytes of lines. */
 #define EVENT_SPOOL_CHUNK_BYTES (256 * 1024)
+/* A journal's lines not acknowledged meanwhile are moved into the SQLite file
+ * after one to two of these (event_spool_rotate). */
+#define EVENT_SPOOL_ROTATE_MS 1000
 /* Events nobody waits for are committed within this time, */
 #define EVENT_SPOOL_FLUSH_MS 50
 /* or once this many are queued. */
@@ -132,20 +141,22 @@ struct event_spool {
 	int64_t want; /* the highest seq a sync or a callback waits for */
 	uint64_t bytes, count, dropped;
 	/* the SQLite file's statements (db_lock) */
-	sqlite3_stmt *st_begin, *st_insert, *st_moved, *st_commit;
+	sqlite3_stmt *st_begin, *st_insert, *st_moved, *st_next, *st_commit;
 	struct strbuf chunk; /* the committer's lines of a group */
-	/* the journals (j_lock): jfd[jcur] takes the commits (O_APPEND), jlen its
-	 * bytes; pending holds the lines of both not moved into chunks yet, the
-	 * first of them from pending_at */
+	/* the journals (j_lock): jfd[jcur] takes the commits (O_APPEND), jlen
+	 * their bytes. pending holds the lines of both not moved into chunks, in
+	 * seq order: [0, split) the other journal's, [split, len) the current
+	 * one's; the lines before head were acknowledged from memory. */
 	pthread_mutex_t j_lock;
 	int jfd[2];
 	off_t jlen[2];
 	int jcur;
 	struct strbuf pending;
-	int64_t pending_at;
-	pthread_mutex_t mv_lock; /* one move at a time */
-	bool unmoved;		 /* (lock) a commit since the last move began */
-	int64_t unmoved_since;	 /* monotonic ms of that commit */
+	size_t head_off, split;
+	pthread_mutex_t mv_lock; /* rotations, peeks and acks: one at a time */
+	uint64_t stored;	 /* (mv_lock) events in the SQLite file */
+	bool unmoved;		 /* (lock) pending holds lines */
+	int64_t rotated_at;	 /* (lock) monotonic ms of the last rotation */
 	uint64_t max_bytes;
 	bool stopping, stopped;
 	bool committing; /* a thread is in event_spool_drain */
@@ -258,9 +269,11 @@ static bool event_spool_line_parse(const char *p, size_t len, int64_t *seq, int6
  * with st (INSERT INTO chunks), in the caller's transaction. *last gets the
  * last seq. 0 or -EIO (also for a line that is not an event's).
  */
-static int event_spool_put_lines(sqlite3_stmt *st, const char *text, size_t len, int64_t *last)
+static int event_spool_put_lines(sqlite3_stmt *st, const char *text, size_t len, int64_t *last,
+				 uint64_t *count)
 {
 	int rc = 0;
+	*count = 0;
 	size_t off = 0;
 	while (rc == 0 && off < len) {
 		size_t start = off;
@@ -296,6 +309,7 @@ static int event_spool_put_lines(sqlite3_stmt *st, const char *text, size_t len,
 		sqlite3_bind_text(st, 5, text + start, (int)(off - start), SQLITE_STATIC);
 		rc = event_spool_step(st);
 		*last = end;
+		*count += (uint64_t)k;
 	}
 	sqlite3_clear_bindings(st);
 	return rc;
@@ -336,8 +350,6 @@ static int event_spool_commit(struct event_spool *sp, struct event_spool_item *l
 		rc = -errno;
 	if (rc == 0) {
 		sp->jlen[cur] += (off_t)b->len;
-		if (sp->pending.len == 0)
-			sp->pending_at = list->at;
 		strbuf_add(&sp->pending, b->p, b->len);
 	} else {
 		log_error("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path, cur,
@@ -355,67 +367,102 @@ static int event_spool_commit(struct event_spool *sp, struct event_spool_item *l
 	return rc < 0 ? -EIO : 0;
 }
 
+/* The seq of the last line of text[0, len) (0: none). */
+static int64_t event_spool_last_seq(const char *text, size_t len)
+{
+	if (len < 2)
+		return 0;
+	const char *p = memrchr(text, '\n', len - 1);
+	p = p != NULL ? p + 1 : text;
+	int64_t seq = 0, at = 0;
+	return event_spool_line_parse(p, (size_t)(text + len - p), &seq, &at) ? seq : 0;
+}
+
 /*
- * Moves the lines committed so far (pending) into chunks, in one transaction
- * that also records the last seq moved, then empties the journal they were in
- * (the other one takes the commits from now on). 0, or -EIO (logged): they
- * stay pending, and in the journals, for the next move. No lock held.
+ * A rotation, every EVENT_SPOOL_ROTATE_MS while lines are pending (all: when
+ * closing, with nothing committing). The other journal's lines (all: both
+ * journals') not acknowledged meanwhile are moved into chunks, in one
+ * transaction that also records the last seq moved and saves the numbering;
+ * then that journal is emptied and takes the commits, and the current one's
+ * lines wait one rotation more. So what the pusher has acknowledged within
+ * EVENT_SPOOL_ROTATE_MS, the usual case while the manager keeps up, never
+ * reaches the SQLite file. 0, or -EIO (logged; nothing changed, tried again).
  */
-static int event_spool_move(struct event_spool *sp)
+static int event_spool_rotate(struct event_spool *sp, bool all)
 {
 	pthread_mutex_lock(&sp->mv_lock);
 	pthread_mutex_lock(&sp->j_lock);
-	if (sp->pending.len == 0) {
-		pthread_mutex_unlock(&sp->j_lock);
-		pthread_mutex_unlock(&sp->mv_lock);
-		return 0;
-	}
-	struct strbuf text = sp->pending;
-	int64_t at = sp->pending_at;
-	sp->pending = (struct strbuf)STRBUF_INIT;
-	int old = sp->jcur;
-	sp->jcur = 1 - old;
+	size_t end = all ? sp->pending.len : sp->split;
+	struct strbuf text = STRBUF_INIT;
+	if (sp->head_off < end)
+		strbuf_add(&text, sp->pending.p + sp->head_off, end - sp->head_off);
+	int64_t top = event_spool_last_seq(sp->pending.p, end);
+	int old = 1 - sp->jcur;
 	pthread_mutex_unlock(&sp->j_lock);
 
-	pthread_mutex_lock(&sp->db_lock);
+	int rc = 0;
 	int64_t last = 0;
-	int rc = event_spool_step(sp->st_begin);
-	if (rc == 0)
-		rc = event_spool_put_lines(sp->st_insert, text.p, text.len, &last);
-	if (rc == 0) {
-		sqlite3_bind_int64(sp->st_moved, 1, last);
-		rc = event_spool_step(sp->st_moved);
+	uint64_t n = 0;
+	if (top > 0) {
+		pthread_mutex_lock(&sp->db_lock);
+		rc = event_spool_step(sp->st_begin);
+		if (rc == 0 && text.len > 0) {
+			rc = event_spool_put_lines(sp->st_insert, text.p, text.len, &last, &n);
+			if (rc == 0) {
+				sqlite3_bind_int64(sp->st_moved, 1, last);
+				rc = event_spool_step(sp->st_moved);
+			}
+		}
+		/* the lines acknowledged from memory leave no row: the numbering
+		 * must outlive them */
+		if (rc == 0) {
+			sqlite3_bind_int64(sp->st_next, 1, top + 1);
+			rc = event_spool_step(sp->st_next);
+		}
+		if (rc == 0)
+			rc = event_spool_step(sp->st_commit);
+		if (rc < 0) {
+			log_error("events.spool_write_failed", "path=%s error=\"%s\"", sp->path,
+				  sqlite3_errmsg(sp->db));
+			(void)event_spool_exec(sp->db, "ROLLBACK");
+		}
+		pthread_mutex_unlock(&sp->db_lock);
 	}
-	if (rc == 0)
-		rc = event_spool_step(sp->st_commit);
+	strbuf_free(&text);
 	if (rc < 0) {
-		log_error("events.spool_write_failed", "path=%s error=\"%s\"", sp->path,
-			  sqlite3_errmsg(sp->db));
-		(void)event_spool_exec(sp->db, "ROLLBACK");
+		pthread_mutex_unlock(&sp->mv_lock);
+		return rc;
 	}
-	pthread_mutex_unlock(&sp->db_lock);
-
-	if (rc == 0) {
-		/* every line of the old journal is in a chunk now (a line left by a
-		 * failed truncate is at or below "moved": an open skips it) */
-		if (ftruncate(sp->jfd[old], 0) < 0)
+	/* every line of the journal is in a chunk or acknowledged now (one left
+	 * by a failed truncate is at or below "moved" or "next_seq": an open
+	 * skips it) */
+	for (int i = 0; i < 2; i++)
+		if ((i == old || all) && ftruncate(sp->jfd[i], 0) < 0)
 			log_warn("events.spool_truncate_failed", "path=%s-j%d error=\"%s\"",
-				 sp->path, old, strerror(errno));
-		pthread_mutex_lock(&sp->j_lock);
-		sp->jlen[old] = 0;
-		pthread_mutex_unlock(&sp->j_lock);
-		strbuf_free(&text);
-	} else {
-		/* back in front of what was committed meanwhile */
-		pthread_mutex_lock(&sp->j_lock);
-		strbuf_add(&text, sp->pending.p, sp->pending.len);
-		strbuf_free(&sp->pending);
-		sp->pending = text;
-		sp->pending_at = at;
-		pthread_mutex_unlock(&sp->j_lock);
-	}
+				 sp->path, i, strerror(errno));
+	pthread_mutex_lock(&sp->j_lock);
+	memmove(sp->pending.p, sp->pending.p + end, sp->pending.len - end);
+	strbuf_truncate(&sp->pending, sp->pending.len - end);
+	sp->head_off = sp->head_off > end ? sp->head_off - end : 0;
+	sp->jlen[old] = 0;
+	if (all)
+		sp->jlen[sp->jcur] = 0;
+	else
+		sp->jcur = old;
+	sp->split = sp->pending.len;
+	pthread_mutex_unlock(&sp->j_lock);
+	sp->stored += n;
 	pthread_mutex_unlock(&sp->mv_lock);
-	return rc;
+	return 0;
+}
+
+/* True when lines are pending. */
+static bool event_spool_pending(struct event_spool *sp)
+{
+	pthread_mutex_lock(&sp->j_lock);
+	bool any = sp->pending.len > 0;
+	pthread_mutex_unlock(&sp->j_lock);
+	return any;
 }
 
 /* True when a group should be committed now. lock held. */
@@ -460,9 +507,8 @@ static void event_spool_drain(struct event_spool *sp)
 				pthread_cond_signal(&sp->work);
 		}
 		if (rc == 0 && !sp->unmoved) {
-			/* the writer (or a peek) moves it into a chunk */
+			/* the writer's rotations take it from here */
 			sp->unmoved = true;
-			sp->unmoved_since = clock_mono_ms();
 			if (sp->asleep)
 				pthread_cond_signal(&sp->work);
 		}
@@ -560,22 +606,20 @@ static void *event_spool_writer(void *arg)
 			pthread_mutex_lock(&sp->lock);
 			continue;
 		}
-		if (sp->unmoved && (now - sp->unmoved_since >= EVENT_SPOOL_FLUSH_MS ||
-				    (sp->stopping && sp->head == NULL && !sp->committing))) {
-			/* covers every commit before it; a later one sets unmoved again */
+		if (sp->unmoved && !sp->stopping && now - sp->rotated_at >= EVENT_SPOOL_ROTATE_MS) {
+			/* a commit meanwhile sets unmoved again */
 			sp->unmoved = false;
+			sp->rotated_at = now;
 			pthread_mutex_unlock(&sp->lock);
-			int rc = event_spool_move(sp);
+			int rc = event_spool_rotate(sp, false);
+			bool left = event_spool_pending(sp);
 			pthread_mutex_lock(&sp->lock);
-			if (rc < 0 && !sp->stopping && !sp->unmoved) {
-				/* tried again later; when closing, the next open moves them */
+			if (rc < 0 || left)
 				sp->unmoved = true;
-				sp->unmoved_since = clock_mono_ms();
-			}
 			continue;
 		}
-		if (sp->stopping && sp->head == NULL && !sp->committing && !sp->unmoved)
-			break; /* everything is written and moved (closing the file syncs it) */
+		if (sp->stopping && sp->head == NULL && !sp->committing)
+			break; /* everything is written (the close moves what is pending) */
 		/*
 		 * Busy, it ticks every EVENT_SPOOL_FLUSH_MS and nobody wakes it (an
 		 * append or a commit would cost the committer a wake-up and a context
@@ -587,8 +631,8 @@ static void *event_spool_writer(void *arg)
 		int64_t until = -1;
 		if (sp->head != NULL && !sp->committing)
 			until = sp->queued_since + EVENT_SPOOL_FLUSH_MS;
-		if (sp->unmoved && (until < 0 || sp->unmoved_since + EVENT_SPOOL_FLUSH_MS < until))
-			until = sp->unmoved_since + EVENT_SPOOL_FLUSH_MS;
+		if (sp->unmoved && (until < 0 || sp->rotated_at + EVENT_SPOOL_ROTATE_MS < until))
+			until = sp->rotated_at + EVENT_SPOOL_ROTATE_MS;
 		if (sp->unsynced && (until < 0 || sp->synced_at + EVENT_SPOOL_SYNC_MS < until))
 			until = sp->synced_at + EVENT_SPOOL_SYNC_MS;
 		if (until < 0 && now - sp->busy_at < EVENT_SPOOL_IDLE_MS)
@@ -673,8 +717,9 @@ static int event_spool_convert(sqlite3 *db, sqlite3_stmt *insert)
 		rc = -EIO;
 	sqlite3_finalize(s);
 	int64_t last = 0;
+	uint64_t count = 0;
 	if (rc == 0)
-		rc = event_spool_put_lines(insert, lines.p, lines.len, &last);
+		rc = event_spool_put_lines(insert, lines.p, lines.len, &last, &count);
 	strbuf_free(&lines);
 	if (rc == 0)
 		rc = event_spool_exec(db, "DROP TABLE events");
@@ -720,25 +765,27 @@ static int event_spool_found_cmp(const void *a, const void *b)
 }
 
 /*
- * At open: the events of the journals that no move took (a crash, or a
- * close whose move failed) become chunks, in seq order, in one transaction
- * that records them as moved; then both journals are emptied. A line cut by
- * a crash (no newline yet: its commit never returned) is left out, said in
- * the log. 0 or -EIO (logged by the caller).
+ * At open: the events of the journals that no rotation took and the pusher
+ * did not acknowledge (a crash, or a close whose rotation failed) become
+ * chunks, in seq order, in one transaction that records them as moved; then
+ * both journals are emptied. A line cut by a crash (no newline yet: its commit
+ * never returned) is left out, said in the log. *top gets the highest seq of
+ * any line (the numbering goes on above it). 0 or -EIO (logged by the caller).
  */
 static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *path,
-			       const int jfd[2])
+			       const int jfd[2], int64_t *top)
 {
 	int64_t moved = 0, max_last = 0;
 	if (event_spool_scalar(db, "SELECT coalesce(max(value), 0) FROM meta WHERE key = 'moved'",
 			       &moved) < 0 ||
 	    event_spool_scalar(db, "SELECT coalesce(max(last), 0) FROM chunks", &max_last) < 0)
 		return -EIO;
-	int64_t base = moved > max_last ? moved : max_last;
+	int64_t base = moved > max_last ? moved : max_last, acked = 0;
 	struct strbuf text[2] = {STRBUF_INIT, STRBUF_INIT};
 	struct event_spool_found *v = NULL;
 	size_t n = 0, cap = 0, torn = 0, bad = 0;
 	int rc = 0;
+	*top = 0;
 	for (int i = 0; rc == 0 && i < 2; i++) {
 		rc = event_spool_read_all(jfd[i], &text[i]);
 		size_t off = 0, len = text[i].len;
@@ -752,10 +799,17 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 			size_t line = (size_t)(nl - p) + 1;
 			int64_t seq = 0, at = 0;
 			off += line;
+			if (line > 9 && memcmp(p, "{\"acked\":", 9) == 0) {
+				/* {"acked":N}: the pusher's ack of lines in memory */
+				int64_t a = strtoll(p + 9, NULL, 10);
+				acked = a > acked ? a : acked;
+				continue;
+			}
 			if (!event_spool_line_parse(p, line, &seq, &at)) {
 				bad++;
 				continue;
 			}
+			*top = seq > *top ? seq : *top;
 			if (seq <= base)
 				continue; /* moved before */
 			if (n == cap) {
@@ -765,6 +819,12 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 			v[n++] = (struct event_spool_found){seq, p, line};
 		}
 	}
+	/* the lines acknowledged from memory: taken already */
+	size_t taken = 0;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].seq > acked)
+			v[taken++] = v[i];
+	n = taken;
 	if (rc == 0 && n > 0) {
 		qsort(v, n, sizeof(*v), event_spool_found_cmp);
 		struct strbuf lines = STRBUF_INIT;
@@ -772,9 +832,10 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 			if (i == 0 || v[i].seq != v[i - 1].seq)
 				strbuf_add(&lines, v[i].p, v[i].len);
 		int64_t last = 0;
+		uint64_t count = 0;
 		rc = event_spool_exec(db, "BEGIN IMMEDIATE");
 		if (rc == 0)
-			rc = event_spool_put_lines(insert, lines.p, lines.len, &last);
+			rc = event_spool_put_lines(insert, lines.p, lines.len, &last, &count);
 		if (rc == 0) {
 			char sql[128];
 			snprintf(sql, sizeof(sql),
@@ -812,6 +873,7 @@ static void event_spool_finalize(struct event_spool *sp)
 	sqlite3_finalize(sp->st_begin);
 	sqlite3_finalize(sp->st_insert);
 	sqlite3_finalize(sp->st_moved);
+	sqlite3_finalize(sp->st_next);
 	sqlite3_finalize(sp->st_commit);
 }
 
@@ -863,8 +925,9 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 		}
 		free(j);
 	}
+	int64_t top = 0;
 	if (rc == 0)
-		rc = event_spool_recover(db, insert, path, jfd);
+		rc = event_spool_recover(db, insert, path, jfd, &top);
 	if (rc == 0)
 		rc = event_spool_scalar(db, "SELECT value FROM meta WHERE key = 'next_seq'", &next);
 	if (rc == 0)
@@ -890,6 +953,8 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 	    (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &sp->st_begin, NULL) != SQLITE_OK ||
 	     sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta (key, value) VALUES ('moved', ?)",
 				-1, &sp->st_moved, NULL) != SQLITE_OK ||
+	     sqlite3_prepare_v2(db, "UPDATE meta SET value = max(value, ?) WHERE key = 'next_seq'",
+				-1, &sp->st_next, NULL) != SQLITE_OK ||
 	     sqlite3_prepare_v2(db, "COMMIT", -1, &sp->st_commit, NULL) != SQLITE_OK))
 		rc = -EIO;
 	if (rc < 0) {
@@ -909,6 +974,9 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 	sp->jfd[0] = jfd[0];
 	sp->jfd[1] = jfd[1];
 	sp->next_seq = next > max_seq ? next : max_seq + 1;
+	if (sp->next_seq <= top)
+		sp->next_seq = top + 1;
+	sp->stored = (uint64_t)count;
 	sp->durable_seq = sp->next_seq - 1;
 	sp->bytes = (uint64_t)bytes;
 	sp->count = (uint64_t)count;
@@ -941,6 +1009,10 @@ void event_spool_close(struct event_spool *sp)
 	pthread_cond_signal(&sp->work);
 	pthread_mutex_unlock(&sp->lock);
 	pthread_join(sp->writer, NULL);
+	/* what is pending goes into the file; failing that, it stays in the
+	 * journals (made durable here) for the next open */
+	if (event_spool_rotate(sp, true) < 0)
+		event_spool_fsync(sp);
 	event_spool_finalize(sp);
 	sqlite3_finalize(sp->st_peek);
 	sqlite3_finalize(sp->st_oldest);
@@ -1061,59 +1133,97 @@ static int event_spool_reader(struct event_spool *sp)
 	return 0;
 }
 
+/*
+ * The pending lines' part of a peek (j_lock and mv_lock held): from head, as
+ * many as fit after the k events and bytes taken from the file.
+ */
+static void event_spool_peek_pending(struct event_spool *sp, size_t max_events, size_t max_bytes,
+				     struct strbuf *out, size_t *k, size_t *bytes, int64_t *last)
+{
+	const char *from = sp->pending.p + sp->head_off, *stop = sp->pending.p + sp->pending.len;
+	const char *p = from;
+	while (p < stop && *k < max_events) {
+		const char *nl = memchr(p, '\n', (size_t)(stop - p));
+		size_t line = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
+		if (*k > 0 && *bytes + line > max_bytes)
+			break;
+		(*k)++;
+		*bytes += line;
+		p += line;
+	}
+	if (p == from)
+		return;
+	strbuf_add(out, from, (size_t)(p - from));
+	*last = event_spool_last_seq(from, (size_t)(p - from));
+}
+
 int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
 		     struct strbuf *out, size_t *n, int64_t *last)
 {
 	*n = 0;
 	*last = 0;
 	size_t start = out->len, k = 0, bytes = 0;
-	/* what was committed since the writer's last move, too (a failure: the
-	 * writer tries again) */
-	(void)event_spool_move(sp);
-	pthread_mutex_lock(&sp->rd_lock);
-	if (event_spool_reader(sp) < 0) {
-		pthread_mutex_unlock(&sp->rd_lock);
-		return -EIO;
-	}
-	sqlite3_stmt *s = sp->st_peek;
+	/* the file's chunks come first (older), then the lines pending in memory:
+	 * no rotation moves lines between the two meanwhile */
+	pthread_mutex_lock(&sp->mv_lock);
 	int step = SQLITE_DONE;
-	while (k < max_events && (step = sqlite3_step(s)) == SQLITE_ROW) {
-		int64_t first = sqlite3_column_int64(s, 0), end = sqlite3_column_int64(s, 1);
-		const char *text = (const char *)sqlite3_column_text(s, 2);
-		size_t len = (size_t)sqlite3_column_bytes(s, 2);
-		if (text == NULL || end < first)
-			continue;
-		uint64_t count = (uint64_t)(end - first) + 1;
-		if (k + count <= max_events && bytes + len <= max_bytes) {
-			/* the whole chunk: its lines as they are */
-			strbuf_add(out, text, len);
-			k += count;
-			bytes += len;
-			*last = end;
-			continue;
+	bool limit = false;
+	if (sp->stored > 0) {
+		pthread_mutex_lock(&sp->rd_lock);
+		if (event_spool_reader(sp) < 0) {
+			pthread_mutex_unlock(&sp->rd_lock);
+			pthread_mutex_unlock(&sp->mv_lock);
+			return -EIO;
 		}
-		/* the batch ends inside this chunk: line by line (always one) */
-		const char *p = text, *stop = text + len;
-		for (int64_t seq = first; seq <= end && k < max_events && p < stop; seq++) {
-			const char *nl = memchr(p, '\n', (size_t)(stop - p));
-			size_t line = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
-			if (k > 0 && bytes + line > max_bytes)
-				break;
-			strbuf_add(out, p, line);
-			k++;
-			bytes += line;
-			*last = seq;
-			p += line;
+		sqlite3_stmt *s = sp->st_peek;
+		while (k < max_events && (step = sqlite3_step(s)) == SQLITE_ROW) {
+			int64_t first = sqlite3_column_int64(s, 0),
+				end = sqlite3_column_int64(s, 1);
+			const char *text = (const char *)sqlite3_column_text(s, 2);
+			size_t len = (size_t)sqlite3_column_bytes(s, 2);
+			if (text == NULL || end < first)
+				continue;
+			uint64_t count = (uint64_t)(end - first) + 1;
+			if (k + count <= max_events && bytes + len <= max_bytes) {
+				/* the whole chunk: its lines as they are */
+				strbuf_add(out, text, len);
+				k += count;
+				bytes += len;
+				*last = end;
+				continue;
+			}
+			/* the batch ends inside this chunk: line by line (always one) */
+			const char *p = text, *stop = text + len;
+			for (int64_t seq = first; seq <= end && k < max_events && p < stop; seq++) {
+				const char *nl = memchr(p, '\n', (size_t)(stop - p));
+				size_t line =
+				    nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
+				if (k > 0 && bytes + line > max_bytes)
+					break;
+				strbuf_add(out, p, line);
+				k++;
+				bytes += line;
+				*last = seq;
+				p += line;
+			}
+			limit = true;
+			break;
 		}
-		break;
+		sqlite3_reset(s);
+		pthread_mutex_unlock(&sp->rd_lock);
 	}
-	sqlite3_reset(s);
-	pthread_mutex_unlock(&sp->rd_lock);
 	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		pthread_mutex_unlock(&sp->mv_lock);
 		strbuf_truncate(out, start);
 		*last = 0;
 		return -EIO;
 	}
+	if (!limit && k < max_events) {
+		pthread_mutex_lock(&sp->j_lock);
+		event_spool_peek_pending(sp, max_events, max_bytes, out, &k, &bytes, last);
+		pthread_mutex_unlock(&sp->j_lock);
+	}
+	pthread_mutex_unlock(&sp->mv_lock);
 	/* the last line's ",\n" is not part of a list */
 	if (k > 0 && out->len >= start + 2 && out->p[out->len - 2] == ',' &&
 	    out->p[out->len - 1] == '\n')
@@ -1177,12 +1287,15 @@ static int event_spool_cut(struct event_spool *sp, int64_t seq, int64_t *bytes, 
 	return rc;
 }
 
-int event_spool_ack(struct event_spool *sp, int64_t seq)
+/*
+ * The file's part of an ack (mv_lock held): chunks up to seq deleted, the one
+ * holding seq cut, the numbering saved. *bytes, *count: what went. 0 or -EIO.
+ */
+static int event_spool_ack_stored(struct event_spool *sp, int64_t seq, int64_t *bytes_out,
+				  int64_t *count_out)
 {
 	int64_t bytes = 0, count = 0, cut_bytes = 0, cut_count = 0;
-	/* events committed since the last move are acknowledged too */
-	if (event_spool_move(sp) < 0)
-		return -EIO;
+	*bytes_out = *count_out = 0;
 	pthread_mutex_lock(&sp->db_lock);
 	int rc = event_spool_exec(sp->db, "BEGIN IMMEDIATE");
 	sqlite3_stmt *s = NULL;
@@ -1237,9 +1350,61 @@ int event_spool_ack(struct event_spool *sp, int64_t seq)
 	pthread_mutex_unlock(&sp->db_lock);
 	if (rc < 0)
 		return rc;
+	*bytes_out = bytes + cut_bytes;
+	*count_out = count + cut_count;
+	sp->stored -= (uint64_t)*count_out;
+	return 0;
+}
+
+/*
+ * The memory's part of an ack (mv_lock held): the pending lines up to seq
+ * are skipped, and {"acked":seq} appended to the current journal so that an
+ * open after a crash does not take them again (if that write fails, it would
+ * send them again: the manager skips seqs it has). *bytes, *count: what went.
+ */
+static void event_spool_ack_pending(struct event_spool *sp, int64_t seq, int64_t *bytes,
+				    int64_t *count)
+{
+	*bytes = *count = 0;
+	pthread_mutex_lock(&sp->j_lock);
+	const char *stop = sp->pending.p + sp->pending.len;
+	while (sp->head_off < sp->pending.len) {
+		const char *p = sp->pending.p + sp->head_off;
+		const char *nl = memchr(p, '\n', (size_t)(stop - p));
+		size_t line = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
+		int64_t s = 0, at = 0;
+		if (!event_spool_line_parse(p, line, &s, &at) || s > seq)
+			break;
+		sp->head_off += line;
+		*bytes += (int64_t)(line + EVENT_SPOOL_ROW_OVERHEAD);
+		(*count)++;
+	}
+	if (*count > 0) {
+		char mark[48];
+		int len = snprintf(mark, sizeof(mark), "{\"acked\":%lld}\n", (long long)seq);
+		int fd = sp->jfd[sp->jcur];
+		if (event_spool_write_all(fd, mark, (size_t)len) == 0)
+			sp->jlen[sp->jcur] += len;
+		else if (ftruncate(fd, sp->jlen[sp->jcur]) < 0)
+			log_warn("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path,
+				 sp->jcur, strerror(errno));
+	}
+	pthread_mutex_unlock(&sp->j_lock);
+}
+
+int event_spool_ack(struct event_spool *sp, int64_t seq)
+{
+	int64_t bytes = 0, count = 0, pbytes = 0, pcount = 0;
+	pthread_mutex_lock(&sp->mv_lock);
+	int rc = sp->stored > 0 ? event_spool_ack_stored(sp, seq, &bytes, &count) : 0;
+	if (rc == 0)
+		event_spool_ack_pending(sp, seq, &pbytes, &pcount);
+	pthread_mutex_unlock(&sp->mv_lock);
+	if (rc < 0)
+		return rc;
 	pthread_mutex_lock(&sp->lock);
-	sp->bytes -= (uint64_t)(bytes + cut_bytes);
-	sp->count -= (uint64_t)(count + cut_count);
+	sp->bytes -= (uint64_t)(bytes + pbytes);
+	sp->count -= (uint64_t)(count + pcount);
 	pthread_mutex_unlock(&sp->lock);
 	return 0;
 }
@@ -1256,9 +1421,16 @@ void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out)
 	}
 	pthread_mutex_unlock(&sp->rd_lock);
 	if (oldest == 0) {
-		/* committed, not moved yet */
+		/* committed, pending in memory */
 		pthread_mutex_lock(&sp->j_lock);
-		oldest = sp->pending.len > 0 ? sp->pending_at : 0;
+		int64_t seq = 0;
+		if (sp->head_off < sp->pending.len) {
+			const char *p = sp->pending.p + sp->head_off;
+			const char *nl = memchr(p, '\n', sp->pending.len - sp->head_off);
+			if (nl != NULL)
+				(void)event_spool_line_parse(p, (size_t)(nl - p) + 1, &seq,
+							     &oldest);
+		}
 		pthread_mutex_unlock(&sp->j_lock);
 	}
 	pthread_mutex_lock(&sp->lock);

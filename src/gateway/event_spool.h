@@ -9,10 +9,10 @@
  * also fsynced by the commit (a power loss does not undo it either: [events]
  * sync = each); else (sync = group) the writer thread fsyncs the commits of the
  * last EVENT_SPOOL_SYNC_MS (100 ms) in one go, so a power loss can undo at most
- * that much. Committed events are moved into the SQLite file in the
- * background; the pusher (gw_events.c) reads the oldest events there, as the
- * JSON text of a push (event_spool_peek), and drops them only when the manager
- * acknowledged them.
+ * that much. The pusher (gw_events.c) reads the oldest events, as the JSON
+ * text of a push (event_spool_peek), and drops them only when the manager
+ * acknowledged them (event_spool_ack); events not acknowledged within a second
+ * or two are moved into the SQLite file, which holds the backlog.
  *
  * Sequence numbers grow by one per appended event and never repeat for the life
  * of the file; a new file starts at the current time in microseconds, so that a

@@ -176,8 +176,10 @@ static void test_append_peek_ack_reopen(void **state)
 	event_spool_close(sp);
 }
 
-/* A child appends and syncs, reports the last synced seq, and is killed (SIGKILL)
- * while it keeps appending: every synced event is there after a reopen. */
+/* A child appends and syncs, acknowledges the first 150 (as the pusher does
+ * once the manager took them), reports, and is killed (SIGKILL) while it keeps
+ * appending: every synced event not acknowledged is there after a reopen, and
+ * no acknowledged one. */
 static void test_kill_after_sync(void **state)
 {
 	struct fixture *fx = *state;
@@ -195,14 +197,23 @@ static void test_kill_after_sync(void **state)
 			seq = event_spool_append(sp, i, "delivery", "m", "{\"x\":\"y\"}");
 		if (event_spool_sync(sp, seq) < 0)
 			_exit(1);
-		if (write(fds[1], &seq, sizeof(seq)) != sizeof(seq))
+		struct strbuf b = STRBUF_INIT;
+		size_t n = 0;
+		int64_t acked = 0;
+		if (event_spool_peek(sp, 150, 1 << 24, &b, &n, &acked) < 0 || n != 150 ||
+		    event_spool_ack(sp, acked) < 0)
+			_exit(1);
+		int64_t said[2] = {seq, acked};
+		if (write(fds[1], said, sizeof(said)) != sizeof(said))
 			_exit(1);
 		for (;;) /* unsynced appends go on until the kill */
 			event_spool_append(sp, 9, "delivery", "m", "{}");
 	}
 	close(fds[1]);
-	int64_t synced = 0;
-	assert_int_equal(read(fds[0], &synced, sizeof(synced)), sizeof(synced));
+	int64_t said[2] = {0, 0};
+	assert_int_equal(read(fds[0], said, sizeof(said)), sizeof(said));
+	int64_t synced = said[0], acked = said[1];
+	assert_int_equal(acked, synced - 50);
 	close(fds[0]);
 	usleep(20000);
 	kill(pid, SIGKILL);
@@ -213,9 +224,10 @@ static void test_kill_after_sync(void **state)
 	assert_int_equal(event_spool_open(fx->path, 1 << 24, false, &sp), 0);
 	struct event_spool_event *v = NULL;
 	size_t n = 0;
-	assert_int_equal(peek(sp, 200, 1 << 24, &v, &n), 0);
-	assert_int_equal(n, 200);
-	assert_int_equal(v[199].seq, synced);
+	assert_int_equal(peek(sp, 50, 1 << 24, &v, &n), 0);
+	assert_int_equal(n, 50);
+	assert_int_equal(v[0].seq, acked + 1);
+	assert_int_equal(v[49].seq, synced);
 	for (size_t i = 1; i < n; i++)
 		assert_int_equal(v[i].seq, v[i - 1].seq + 1);
 	event_spool_events_free(v, n);
@@ -415,10 +427,20 @@ static void test_chunks_cut(void **state)
 		assert_int_equal(v[i].at, 10000 + (int64_t)i);
 	}
 	event_spool_events_free(v, n);
-	/* the peek moved the journal's events into the file */
+	/* the lines wait in the journal and in memory (no rotation within a
+	 * second); the close moves them into the file */
 	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	sqlite3_stmt *q = NULL;
+	assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM chunks", -1, &q, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(q, 0), 0);
+	sqlite3_finalize(q);
+	sqlite3_close(db);
+	event_spool_close(sp);
+	assert_int_equal(event_spool_open(fx->path, 1 << 26, false, &sp), 0);
+	assert_int_equal(sqlite3_open_v2(fx->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db,
 					    "SELECT count(*), max(last - first + 1) FROM chunks",
 					    -1, &q, NULL),
@@ -459,14 +481,29 @@ static void test_chunks_cut(void **state)
 	assert_int_equal(r.backlog, s.backlog);
 	assert_int_equal(r.bytes, s.bytes);
 	assert_int_equal(r.next_seq, last + 1);
+	/* a batch from the file's chunks and then the lines in memory */
+	int64_t more = 0;
+	for (int i = 0; i < 5; i++)
+		more = event_spool_append(sp, 20000 + i, "reply", "m", "{}");
+	assert_int_equal(more, last + 5);
+	assert_int_equal(event_spool_sync(sp, more), 0);
 	assert_int_equal(peek(sp, 5000, 1 << 26, &v, &n), 0);
-	assert_int_equal(n, 1000);
+	assert_int_equal(n, 1005);
 	assert_int_equal(v[999].seq, last);
+	assert_int_equal(v[1000].seq, last + 1);
+	assert_int_equal(v[1000].at, 20000);
+	assert_int_equal(v[1004].seq, more);
 	event_spool_events_free(v, n);
-	assert_int_equal(event_spool_ack(sp, last), 0);
+	assert_int_equal(event_spool_ack(sp, more), 0);
 	event_spool_stats(sp, &r);
 	assert_int_equal(r.backlog, 0);
 	assert_int_equal(r.bytes, 0);
+	event_spool_close(sp);
+	/* lines acknowledged from memory leave no row: the numbering goes on */
+	assert_int_equal(event_spool_open(fx->path, 1 << 26, false, &sp), 0);
+	event_spool_stats(sp, &r);
+	assert_int_equal(r.backlog, 0);
+	assert_int_equal(r.next_seq, more + 1);
 	event_spool_close(sp);
 }
 
