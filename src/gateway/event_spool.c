@@ -441,8 +441,10 @@ static int event_spool_rotate(struct event_spool *sp, bool all)
 			log_warn("events.spool_truncate_failed", "path=%s-j%d error=\"%s\"",
 				 sp->path, i, strerror(errno));
 	pthread_mutex_lock(&sp->j_lock);
-	memmove(sp->pending.p, sp->pending.p + end, sp->pending.len - end);
-	strbuf_truncate(&sp->pending, sp->pending.len - end);
+	if (end > 0) {
+		memmove(sp->pending.p, sp->pending.p + end, sp->pending.len - end);
+		strbuf_truncate(&sp->pending, sp->pending.len - end);
+	}
 	sp->head_off = sp->head_off > end ? sp->head_off - end : 0;
 	sp->jlen[old] = 0;
 	if (all)
@@ -1140,6 +1142,8 @@ static int event_spool_reader(struct event_spool *sp)
 static void event_spool_peek_pending(struct event_spool *sp, size_t max_events, size_t max_bytes,
 				     struct strbuf *out, size_t *k, size_t *bytes, int64_t *last)
 {
+	if (sp->head_off >= sp->pending.len)
+		return;
 	const char *from = sp->pending.p + sp->head_off, *stop = sp->pending.p + sp->pending.len;
 	const char *p = from;
 	while (p < stop && *k < max_events) {
@@ -1367,8 +1371,8 @@ static void event_spool_ack_pending(struct event_spool *sp, int64_t seq, int64_t
 {
 	*bytes = *count = 0;
 	pthread_mutex_lock(&sp->j_lock);
-	const char *stop = sp->pending.p + sp->pending.len;
 	while (sp->head_off < sp->pending.len) {
+		const char *stop = sp->pending.p + sp->pending.len;
 		const char *p = sp->pending.p + sp->head_off;
 		const char *nl = memchr(p, '\n', (size_t)(stop - p));
 		size_t line = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
