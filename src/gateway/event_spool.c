@@ -64,11 +64,11 @@
  * Locks: `lock` guards the queue and the counters (held only for memory work);
  * `j_lock` the journals and the pending lines (held across a commit's
  * write); `mv_lock` makes rotations, peeks and acks one at a time, so that no
- * line moves between memory and the file while a peek or an ack looks; `db_lock` guards the
- * SQLite file's writing connection (moves, acks); `rd_lock` the pusher's
- * reading connection (WAL readers do not block the writes). Order: mv_lock,
- * then j_lock or db_lock; lock before j_lock; never take `lock` while waiting
- * for another.
+ * line moves between memory and the file while a peek or an ack looks;
+ * `db_lock` guards the SQLite file's writing connection (rotations, acks);
+ * `rd_lock` the pusher's reading connection (WAL readers do not block the
+ * writes). Order: mv_lock, then j_lock or db_lock; lock before j_lock; never
+ * take `lock` while waiting for another.
  */
 #include "gateway/event_spool.h"
 
