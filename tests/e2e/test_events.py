@@ -412,6 +412,52 @@ def test_kill9_in_a_burst_loses_no_acknowledged_event(start_manager, start_gatew
         assert [e[1] for e in ev if e[2] == i] == ["received", "verdict", "delivery", "reply"], i
 
 
+def test_a_spool_of_the_older_format_is_converted_and_pushed(start_manager, start_gateway,
+                                                              aio_sink):
+    """A gateway upgraded with a backlog in the older spool format (a row an
+    event): the backlog reaches the manager once, with its numbers and texts,
+    and the numbering goes on above it."""
+    mgr = start_manager()
+    token = register(mgr)
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host, start=False)
+    os.makedirs(gw.data_dir, exist_ok=True)
+    old = [(5000, 1764892800000, "received", "m-old-1",
+            {"sender": "a@x.test", "recipients": ["b@y.test"], "subject": "見積の件"}),
+           (5001, 1764892800001, "delivery", "m-old-1", {"status": "sent", "reply": "250 ok"}),
+           (5003, 1764892800003, "bounce", "m-old-2", {"rcpts": 1, "reply": "554 no"})]
+    con = sqlite3.connect(os.path.join(gw.data_dir, "events.spool"))
+    con.executescript(
+        "PRAGMA journal_mode = WAL;"
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL,"
+        " type TEXT NOT NULL, msg_id TEXT, detail TEXT NOT NULL, size INTEGER NOT NULL);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        "INSERT INTO meta VALUES ('next_seq', 5000), ('mode', 1);")
+    con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, 100)",
+                    [(q, a, ty, m, json.dumps(d, ensure_ascii=False)) for q, a, ty, m, d in old])
+    con.commit()
+    con.close()
+    gw.start()
+    assert re.search(r"events\.spool_converted events=3", gw.log_text()), gw.log_text()[-3000:]
+    wait_for(lambda: event_count(mgr) >= 3, 30, "the converted backlog on the manager")
+    ev = events(mgr)
+    assert [(e[0], e[1], e[2], e[3]) for e in ev[:3]] == [(q, ty, m, d) for q, _, ty, m, d in old]
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
+    mine = queue_id(text)
+    wait_for(lambda: any(e[2] == mine and e[1] == "reply" for e in events(mgr)), 30,
+             "the new message's events")
+    ev = events(mgr)
+    assert len({e[0] for e in ev}) == len(ev)  # once each
+    assert min(e[0] for e in ev if e[0] not in (5000, 5001, 5003)) > 5003
+    con = sqlite3.connect("file:%s?mode=ro" % os.path.join(gw.data_dir, "events.spool"),
+                          uri=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        con.close()
+    assert "events" not in tables and "chunks" in tables, tables
+
+
 def test_connection_events_say_tls_and_throttling(start_manager, start_gateway, aio_sink,
                                                  workdir):
     import smtplib
