@@ -356,9 +356,8 @@ static int event_spool_commit(struct event_spool *sp, struct event_spool_item *l
 			  strerror(-rc));
 		if (ftruncate(fd, sp->jlen[cur]) < 0)
 			log_error("events.spool_write_failed",
-				  "path=%s-j%d error=\"cannot cut "
-				  "back: %s\"",
-				  sp->path, cur, strerror(errno));
+				  "path=%s-j%d error=\"cannot cut back: %s\"", sp->path, cur,
+				  strerror(errno));
 	}
 	pthread_mutex_unlock(&sp->j_lock);
 	/* a long group's text is not kept for the next */
