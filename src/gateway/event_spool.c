@@ -141,8 +141,7 @@ struct event_spool {
 	int64_t want; /* the highest seq a sync or a callback waits for */
 	uint64_t bytes, count, dropped;
 	/* the SQLite file's statements (db_lock) */
-	sqlite3_stmt *st_begin, *st_insert, *st_moved, *st_next, *st_commit;
-	struct strbuf chunk; /* the committer's lines of a group */
+	sqlite3_stmt *st_insert;
 	/* the journals (j_lock): jfd[jcur] takes the commits (O_APPEND), jlen
 	 * their bytes. pending holds the lines of both not moved into chunks, in
 	 * seq order: [0, split) the other journal's, [split, len) the current
@@ -244,6 +243,13 @@ static struct event_spool_item *event_spool_item_new(int64_t at, const char *typ
 	return it;
 }
 
+/* The bytes of the line at p: through its newline, or to stop when it has none. */
+static size_t event_spool_line(const char *p, const char *stop)
+{
+	const char *nl = memchr(p, '\n', (size_t)(stop - p));
+	return nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
+}
+
 /* The seq and time of a line {"seq":N,"at":T,...},\n of len bytes. false: not one. */
 static bool event_spool_line_parse(const char *p, size_t len, int64_t *seq, int64_t *at)
 {
@@ -281,8 +287,7 @@ static int event_spool_put_lines(sqlite3_stmt *st, const char *text, size_t len,
 		uint64_t size = 0;
 		while (off < len && k < EVENT_SPOOL_CHUNK_EVENTS &&
 		       (k == 0 || off - start < EVENT_SPOOL_CHUNK_BYTES)) {
-			const char *nl = memchr(text + off, '\n', len - off);
-			size_t line = nl != NULL ? (size_t)(nl - (text + off)) + 1 : len - off;
+			size_t line = event_spool_line(text + off, text + len);
 			int64_t seq = 0, t = 0;
 			if (!event_spool_line_parse(text + off, line, &seq, &t)) {
 				log_error("events.spool_corrupt", "offset=%zu", off);
@@ -315,6 +320,41 @@ static int event_spool_put_lines(sqlite3_stmt *st, const char *text, size_t len,
 	return rc;
 }
 
+/*
+ * One transaction of the SQLite file (db; insert: its INSERT INTO chunks):
+ * the lines of text[0, len) become chunks and are recorded as moved, and the
+ * numbering is saved above top, the highest seq the journal held (lines
+ * acknowledged from memory leave no row: the numbering must outlive them).
+ * *n gets how many events were stored. 0 or -EIO (rolled back).
+ */
+static int event_spool_store_lines(sqlite3 *db, sqlite3_stmt *insert, const char *text, size_t len,
+				   int64_t top, uint64_t *n)
+{
+	char sql[160];
+	int64_t last = 0;
+	*n = 0;
+	int rc = event_spool_exec(db, "BEGIN IMMEDIATE");
+	if (rc == 0 && len > 0)
+		rc = event_spool_put_lines(insert, text, len, &last, n);
+	if (rc == 0 && last > 0) {
+		snprintf(sql, sizeof(sql),
+			 "INSERT OR REPLACE INTO meta (key, value) VALUES ('moved', %lld)",
+			 (long long)last);
+		rc = event_spool_exec(db, sql);
+	}
+	if (rc == 0) {
+		snprintf(sql, sizeof(sql),
+			 "UPDATE meta SET value = max(value, %lld) WHERE key = 'next_seq'",
+			 (long long)top + 1);
+		rc = event_spool_exec(db, sql);
+	}
+	if (rc == 0)
+		rc = event_spool_exec(db, "COMMIT");
+	if (rc < 0)
+		(void)event_spool_exec(db, "ROLLBACK");
+	return rc < 0 ? -EIO : 0;
+}
+
 /* Writes all of buf to fd. 0 or -errno. */
 static int event_spool_write_all(int fd, const char *buf, size_t len)
 {
@@ -331,27 +371,28 @@ static int event_spool_write_all(int fd, const char *buf, size_t len)
 }
 
 /*
- * Commits a group: its lines appended to the current journal in one write
- * (with sync_each, fdatasynced), and to pending for the next move. 0 or -EIO
- * (logged; the journal is cut back to where it was). Only the committer calls it.
+ * Commits a group: its lines appended to pending (where the pusher reads them)
+ * and, from there, to the current journal in one write (with sync_each,
+ * fdatasynced). 0 or -EIO (logged; pending and the journal are cut back to
+ * where they were). Only the committer calls it.
  */
-static int event_spool_commit(struct event_spool *sp, struct event_spool_item *list)
+static int event_spool_commit(struct event_spool *sp, const struct event_spool_item *list)
 {
-	struct strbuf *b = &sp->chunk;
-	strbuf_truncate(b, 0);
+	pthread_mutex_lock(&sp->j_lock);
+	struct strbuf *b = &sp->pending;
+	size_t from = b->len;
 	for (const struct event_spool_item *it = list; it != NULL; it = it->next) {
 		strbuf_printf(b, "{\"seq\":%lld,", (long long)it->seq);
 		strbuf_add(b, it->text, it->len);
 	}
-	pthread_mutex_lock(&sp->j_lock);
 	int cur = sp->jcur, fd = sp->jfd[cur];
-	int rc = event_spool_write_all(fd, b->p, b->len);
+	int rc = event_spool_write_all(fd, b->p + from, b->len - from);
 	if (rc == 0 && sp->sync_each && fdatasync(fd) < 0)
 		rc = -errno;
 	if (rc == 0) {
-		sp->jlen[cur] += (off_t)b->len;
-		strbuf_add(&sp->pending, b->p, b->len);
+		sp->jlen[cur] += (off_t)(b->len - from);
 	} else {
+		strbuf_truncate(b, from);
 		log_error("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path, cur,
 			  strerror(-rc));
 		if (ftruncate(fd, sp->jlen[cur]) < 0)
@@ -360,9 +401,6 @@ static int event_spool_commit(struct event_spool *sp, struct event_spool_item *l
 				  strerror(errno));
 	}
 	pthread_mutex_unlock(&sp->j_lock);
-	/* a long group's text is not kept for the next */
-	if (b->cap > 4 * EVENT_SPOOL_CHUNK_BYTES)
-		strbuf_free(b);
 	return rc < 0 ? -EIO : 0;
 }
 
@@ -400,31 +438,13 @@ static int event_spool_rotate(struct event_spool *sp, bool all)
 	pthread_mutex_unlock(&sp->j_lock);
 
 	int rc = 0;
-	int64_t last = 0;
 	uint64_t n = 0;
 	if (top > 0) {
 		pthread_mutex_lock(&sp->db_lock);
-		rc = event_spool_step(sp->st_begin);
-		if (rc == 0 && text.len > 0) {
-			rc = event_spool_put_lines(sp->st_insert, text.p, text.len, &last, &n);
-			if (rc == 0) {
-				sqlite3_bind_int64(sp->st_moved, 1, last);
-				rc = event_spool_step(sp->st_moved);
-			}
-		}
-		/* the lines acknowledged from memory leave no row: the numbering
-		 * must outlive them */
-		if (rc == 0) {
-			sqlite3_bind_int64(sp->st_next, 1, top + 1);
-			rc = event_spool_step(sp->st_next);
-		}
-		if (rc == 0)
-			rc = event_spool_step(sp->st_commit);
-		if (rc < 0) {
+		rc = event_spool_store_lines(sp->db, sp->st_insert, text.p, text.len, top, &n);
+		if (rc < 0)
 			log_error("events.spool_write_failed", "path=%s error=\"%s\"", sp->path,
 				  sqlite3_errmsg(sp->db));
-			(void)event_spool_exec(sp->db, "ROLLBACK");
-		}
 		pthread_mutex_unlock(&sp->db_lock);
 	}
 	strbuf_free(&text);
@@ -832,22 +852,8 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 		for (size_t i = 0; i < n; i++)
 			if (i == 0 || v[i].seq != v[i - 1].seq)
 				strbuf_add(&lines, v[i].p, v[i].len);
-		int64_t last = 0;
 		uint64_t count = 0;
-		rc = event_spool_exec(db, "BEGIN IMMEDIATE");
-		if (rc == 0)
-			rc = event_spool_put_lines(insert, lines.p, lines.len, &last, &count);
-		if (rc == 0) {
-			char sql[128];
-			snprintf(sql, sizeof(sql),
-				 "INSERT OR REPLACE INTO meta (key, value) VALUES ('moved', %lld)",
-				 (long long)last);
-			rc = event_spool_exec(db, sql);
-		}
-		if (rc == 0)
-			rc = event_spool_exec(db, "COMMIT");
-		if (rc < 0)
-			(void)event_spool_exec(db, "ROLLBACK");
+		rc = event_spool_store_lines(db, insert, lines.p, lines.len, *top, &count);
 		strbuf_free(&lines);
 	}
 	free(v);
@@ -867,15 +873,6 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 		if (ftruncate(jfd[i], 0) < 0)
 			return -errno;
 	return 0;
-}
-
-static void event_spool_finalize(struct event_spool *sp)
-{
-	sqlite3_finalize(sp->st_begin);
-	sqlite3_finalize(sp->st_insert);
-	sqlite3_finalize(sp->st_moved);
-	sqlite3_finalize(sp->st_next);
-	sqlite3_finalize(sp->st_commit);
 }
 
 int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struct event_spool **out)
@@ -948,27 +945,18 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 			 (long long)next);
 		rc = event_spool_exec(db, sql);
 	}
-	struct event_spool *sp = xcalloc(1, sizeof(*sp));
-	sp->st_insert = insert;
-	if (rc == 0 &&
-	    (sqlite3_prepare_v2(db, "BEGIN IMMEDIATE", -1, &sp->st_begin, NULL) != SQLITE_OK ||
-	     sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO meta (key, value) VALUES ('moved', ?)",
-				-1, &sp->st_moved, NULL) != SQLITE_OK ||
-	     sqlite3_prepare_v2(db, "UPDATE meta SET value = max(value, ?) WHERE key = 'next_seq'",
-				-1, &sp->st_next, NULL) != SQLITE_OK ||
-	     sqlite3_prepare_v2(db, "COMMIT", -1, &sp->st_commit, NULL) != SQLITE_OK))
-		rc = -EIO;
 	if (rc < 0) {
 		log_error("events.spool_open_failed", "path=%s error=\"%s\"", path,
 			  sqlite3_errmsg(db));
-		event_spool_finalize(sp);
+		sqlite3_finalize(insert);
 		sqlite3_close(db);
 		for (int i = 0; i < 2; i++)
 			if (jfd[i] >= 0)
 				close(jfd[i]);
-		free(sp);
 		return -EIO;
 	}
+	struct event_spool *sp = xcalloc(1, sizeof(*sp));
+	sp->st_insert = insert;
 	sp->db = db;
 	sp->path = xstrdup(path);
 	sp->sync_each = sync_each;
@@ -1014,7 +1002,7 @@ void event_spool_close(struct event_spool *sp)
 	 * journals (made durable here) for the next open */
 	if (event_spool_rotate(sp, true) < 0)
 		event_spool_fsync(sp);
-	event_spool_finalize(sp);
+	sqlite3_finalize(sp->st_insert);
 	sqlite3_finalize(sp->st_peek);
 	sqlite3_finalize(sp->st_oldest);
 	sqlite3_close(sp->rd_db);
@@ -1023,7 +1011,6 @@ void event_spool_close(struct event_spool *sp)
 	close(sp->jfd[0]);
 	close(sp->jfd[1]);
 	free(sp->path);
-	strbuf_free(&sp->chunk);
 	strbuf_free(&sp->pending);
 	pthread_mutex_destroy(&sp->db_lock);
 	pthread_mutex_destroy(&sp->j_lock);
@@ -1135,29 +1122,27 @@ static int event_spool_reader(struct event_spool *sp)
 }
 
 /*
- * The pending lines' part of a peek (j_lock and mv_lock held): from head, as
- * many as fit after the k events and bytes taken from the file.
+ * Appends to out the lines of text[0, len) that fit in a batch holding *k
+ * events and *bytes already: up to max_events and max_bytes in all, always
+ * one in an empty batch. *k and *bytes grow; *last gets the seq of the last
+ * line taken.
  */
-static void event_spool_peek_pending(struct event_spool *sp, size_t max_events, size_t max_bytes,
-				     struct strbuf *out, size_t *k, size_t *bytes, int64_t *last)
+static void event_spool_take(const char *text, size_t len, size_t max_events, size_t max_bytes,
+			     struct strbuf *out, size_t *k, size_t *bytes, int64_t *last)
 {
-	if (sp->head_off >= sp->pending.len)
-		return;
-	const char *from = sp->pending.p + sp->head_off, *stop = sp->pending.p + sp->pending.len;
-	const char *p = from;
+	const char *p = text, *stop = text + len;
 	while (p < stop && *k < max_events) {
-		const char *nl = memchr(p, '\n', (size_t)(stop - p));
-		size_t line = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
+		size_t line = event_spool_line(p, stop);
 		if (*k > 0 && *bytes + line > max_bytes)
 			break;
 		(*k)++;
 		*bytes += line;
 		p += line;
 	}
-	if (p == from)
+	if (p == text)
 		return;
-	strbuf_add(out, from, (size_t)(p - from));
-	*last = event_spool_last_seq(from, (size_t)(p - from));
+	strbuf_add(out, text, (size_t)(p - text));
+	*last = event_spool_last_seq(text, (size_t)(p - text));
 }
 
 int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes,
@@ -1195,20 +1180,8 @@ int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes
 				*last = end;
 				continue;
 			}
-			/* the batch ends inside this chunk: line by line (always one) */
-			const char *p = text, *stop = text + len;
-			for (int64_t seq = first; seq <= end && k < max_events && p < stop; seq++) {
-				const char *nl = memchr(p, '\n', (size_t)(stop - p));
-				size_t line =
-				    nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
-				if (k > 0 && bytes + line > max_bytes)
-					break;
-				strbuf_add(out, p, line);
-				k++;
-				bytes += line;
-				*last = seq;
-				p += line;
-			}
+			/* the batch ends inside this chunk */
+			event_spool_take(text, len, max_events, max_bytes, out, &k, &bytes, last);
 			limit = true;
 			break;
 		}
@@ -1223,7 +1196,10 @@ int event_spool_peek(struct event_spool *sp, size_t max_events, size_t max_bytes
 	}
 	if (!limit && k < max_events) {
 		pthread_mutex_lock(&sp->j_lock);
-		event_spool_peek_pending(sp, max_events, max_bytes, out, &k, &bytes, last);
+		if (sp->head_off < sp->pending.len)
+			event_spool_take(sp->pending.p + sp->head_off,
+					 sp->pending.len - sp->head_off, max_events, max_bytes, out,
+					 &k, &bytes, last);
 		pthread_mutex_unlock(&sp->j_lock);
 	}
 	pthread_mutex_unlock(&sp->mv_lock);
@@ -1257,15 +1233,16 @@ static int event_spool_cut(struct event_spool *sp, int64_t seq, int64_t *bytes, 
 		int64_t first = sqlite3_column_int64(s, 0), size = sqlite3_column_int64(s, 2);
 		const char *text = (const char *)sqlite3_column_text(s, 3);
 		size_t len = (size_t)sqlite3_column_bytes(s, 3), off = 0;
-		int64_t k = 0;
+		int64_t k = 0, rest_seq = 0, rest_at = 0;
 		while (text != NULL && k < seq - first + 1 && off < len) {
-			const char *nl = memchr(text + off, '\n', len - off);
-			off = nl != NULL ? (size_t)(nl - text) + 1 : len;
+			off += event_spool_line(text + off, text + len);
 			k++;
 		}
-		/* the rest's first line: {"seq":N,"at":T, */
-		const char *at = text != NULL && off < len ? strstr(text + off, ",\"at\":") : NULL;
-		if (k != seq - first + 1 || at == NULL) {
+		/* the rest starts with the line of seq + 1 */
+		if (k != seq - first + 1 || off >= len ||
+		    !event_spool_line_parse(text + off, event_spool_line(text + off, text + len),
+					    &rest_seq, &rest_at) ||
+		    rest_seq != seq + 1) {
 			log_error("events.spool_corrupt", "first=%lld seq=%lld", (long long)first,
 				  (long long)seq);
 			rc = -EIO;
@@ -1276,7 +1253,7 @@ static int event_spool_cut(struct event_spool *sp, int64_t seq, int64_t *bytes, 
 			*count = k;
 			*bytes = (int64_t)off + k * EVENT_SPOOL_ROW_OVERHEAD;
 			sqlite3_bind_int64(u, 1, seq + 1);
-			sqlite3_bind_int64(u, 2, strtoll(at + 6, NULL, 10));
+			sqlite3_bind_int64(u, 2, rest_at);
 			sqlite3_bind_int64(u, 3, size - *bytes);
 			sqlite3_bind_text(u, 4, text + off, (int)(len - off), SQLITE_TRANSIENT);
 			sqlite3_bind_int64(u, 5, first);
@@ -1371,10 +1348,8 @@ static void event_spool_ack_pending(struct event_spool *sp, int64_t seq, int64_t
 	*bytes = *count = 0;
 	pthread_mutex_lock(&sp->j_lock);
 	while (sp->head_off < sp->pending.len) {
-		const char *stop = sp->pending.p + sp->pending.len;
 		const char *p = sp->pending.p + sp->head_off;
-		const char *nl = memchr(p, '\n', (size_t)(stop - p));
-		size_t line = nl != NULL ? (size_t)(nl - p) + 1 : (size_t)(stop - p);
+		size_t line = event_spool_line(p, sp->pending.p + sp->pending.len);
 		int64_t s = 0, at = 0;
 		if (!event_spool_line_parse(p, line, &s, &at) || s > seq)
 			break;
@@ -1429,10 +1404,8 @@ void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out)
 		int64_t seq = 0;
 		if (sp->head_off < sp->pending.len) {
 			const char *p = sp->pending.p + sp->head_off;
-			const char *nl = memchr(p, '\n', sp->pending.len - sp->head_off);
-			if (nl != NULL)
-				(void)event_spool_line_parse(p, (size_t)(nl - p) + 1, &seq,
-							     &oldest);
+			(void)event_spool_line_parse(
+			    p, event_spool_line(p, sp->pending.p + sp->pending.len), &seq, &oldest);
 		}
 		pthread_mutex_unlock(&sp->j_lock);
 	}
