@@ -29,23 +29,24 @@ void strbuf_reserve(struct strbuf *b, size_t more)
 	b->p[b->len] = '\0';
 }
 
-void strbuf_add(struct strbuf *b, const void *data, size_t n)
-{
-	strbuf_reserve(b, n);
-	if (n != 0)
-		memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-void strbuf_addc(struct strbuf *b, char c)
-{
-	strbuf_add(b, &c, 1);
-}
-
 void strbuf_puts(struct strbuf *b, const char *s)
 {
 	strbuf_add(b, s, strlen(s));
+}
+
+void strbuf_add_int(struct strbuf *b, long long v)
+{
+	char buf[24];
+	char *p = buf + sizeof(buf);
+	/* unsigned, so that LLONG_MIN negates without overflow */
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--p = '-';
+	strbuf_add(b, p, (size_t)(buf + sizeof(buf) - p));
 }
 
 void strbuf_vprintf(struct strbuf *b, const char *fmt, va_list ap)

@@ -16,6 +16,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 struct strbuf {
 	char *p; /* NULL while nothing was added; else p[len] == '\0' */
@@ -29,9 +30,26 @@ struct strbuf {
 
 /* Makes room for more bytes (plus the NUL) without changing the contents. */
 void strbuf_reserve(struct strbuf *b, size_t more);
-void strbuf_add(struct strbuf *b, const void *data, size_t n);
-void strbuf_addc(struct strbuf *b, char c);
+
+/* Inline: text writers (JSON, MIME) append a few bytes at a time. */
+static inline void strbuf_add(struct strbuf *b, const void *data, size_t n)
+{
+	if (b->cap - b->len <= n) /* no room for n and the NUL (or nothing allocated) */
+		strbuf_reserve(b, n);
+	if (n != 0)
+		memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static inline void strbuf_addc(struct strbuf *b, char c)
+{
+	strbuf_add(b, &c, 1);
+}
+
 void strbuf_puts(struct strbuf *b, const char *s);
+/* Appends v in decimal (as "%lld" writes it, without printf's cost). */
+void strbuf_add_int(struct strbuf *b, long long v);
 void strbuf_printf(struct strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void strbuf_vprintf(struct strbuf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,6 +282,18 @@ static void test_strbuf_grows_and_formats(void **state)
 	strbuf_puts(&b, "x");
 	strbuf_free(&b);
 	assert_null(b.p);
+	/* integers as printf writes them, the extremes included */
+	const long long ints[] = {0, 7, -7, 10, 1234567890123LL, LLONG_MAX, LLONG_MIN};
+	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+		char want[32];
+		snprintf(want, sizeof(want), "<%lld>", ints[i]);
+		strbuf_addc(&b, '<');
+		strbuf_add_int(&b, ints[i]);
+		strbuf_addc(&b, '>');
+		assert_string_equal(strbuf_str(&b), want);
+		strbuf_truncate(&b, 0);
+	}
+	strbuf_free(&b);
 	assert_null(xstrdup_or_null(NULL));
 	s = xstrdup_or_null("y");
 	assert_string_equal(s, "y");
