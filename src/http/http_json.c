@@ -266,10 +266,20 @@ size_t http_json_put_string(struct strbuf *b, const char *s, size_t max)
 	strbuf_addc(b, '"');
 	while (i < n) {
 		size_t start = i;
-		/* a run of bytes written as they are */
-		while (i < n && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\' &&
-		       kept + (i - start) < max)
-			i++;
+		/* a run written as it is, within max: printable ASCII but " and \, and
+		 * valid UTF-8 sequences (Japanese text is one run, not a call a
+		 * character) */
+		size_t end = n - i < max - kept ? n : i + (max - kept);
+		while (i < end) {
+			if (p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\') {
+				i++;
+				continue;
+			}
+			size_t len = p[i] < 0x80 ? 0 : http_json_utf8_len(p + i, n - i);
+			if (len == 0 || len > end - i)
+				break;
+			i += len;
+		}
 		if (i > start) {
 			strbuf_add(b, p + start, i - start);
 			kept += i - start;

@@ -404,6 +404,10 @@ static void test_put_string_cut(void **state)
 	    {"a\xff", 3, "\"a\""},
 	    {"a\xff", 4, "\"a\xef\xbf\xbd\""},
 	    {"abc", 0, "\"\""},
+	    {"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 8, "\"\xe6\x97\xa5\xe6\x9c\xac\""},
+	    {"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", 9, "\"\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e\""},
+	    {"ab\xe6\x97\xa5x", 4, "\"ab\""},
+	    {"\xe6\x97\xa5\xe6\x97", 9, "\"\xe6\x97\xa5\xef\xbf\xbd\xef\xbf\xbd\""},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct strbuf b = STRBUF_INIT;
