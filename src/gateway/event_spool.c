@@ -212,35 +212,28 @@ static size_t event_spool_line_len(int64_t seq, size_t text_len)
 	return 8 + digits + text_len;
 }
 
-/*
- * A new queued event (no seq yet): its line after the seq. A raw newline in
- * detail (JSON text has none; a caller's mistake) becomes a space, so that
- * the line stays one line.
- */
-static struct event_spool_item *event_spool_item_new(int64_t at, const char *type,
-						     const char *msg_id, const char *detail)
+void event_spool_line_start(struct strbuf *b, int64_t at, const char *type, const char *msg_id)
 {
-	struct event_spool_item *it = xcalloc(1, sizeof(*it));
-	struct strbuf b = STRBUF_INIT;
-	size_t ld = strlen(detail);
-	strbuf_reserve(&b, ld + 96);
-	strbuf_printf(&b, "\"at\":%lld,\"type\":", (long long)at);
-	(void)http_json_put_string(&b, type, SIZE_MAX);
+	strbuf_reserve(b, 512); /* most events fit: one allocation */
+	strbuf_puts(b, "\"at\":");
+	strbuf_add_int(b, at);
+	strbuf_puts(b, ",\"type\":");
+	(void)http_json_put_string(b, type, SIZE_MAX);
 	if (msg_id != NULL) {
-		strbuf_puts(&b, ",\"msg_id\":");
-		(void)http_json_put_string(&b, msg_id, SIZE_MAX);
+		strbuf_puts(b, ",\"msg_id\":");
+		(void)http_json_put_string(b, msg_id, SIZE_MAX);
 	}
-	strbuf_puts(&b, ",\"detail\":");
-	size_t d = b.len;
-	strbuf_add(&b, detail, ld);
-	for (char *nl = memchr(b.p + d, '\n', ld); nl != NULL;
-	     nl = memchr(nl, '\n', (size_t)(b.p + d + ld - nl)))
+	strbuf_puts(b, ",\"detail\":");
+}
+
+/* Ends the line b holds: "},\n" after its detail, a raw newline in it made a
+ * space. */
+static void event_spool_line_end(struct strbuf *b)
+{
+	for (char *nl = memchr(b->p, '\n', b->len); nl != NULL;
+	     nl = memchr(nl, '\n', (size_t)(b->p + b->len - nl)))
 		*nl = ' ';
-	strbuf_puts(&b, "},\n");
-	it->at = at;
-	it->len = b.len;
-	it->text = strbuf_take(&b);
-	return it;
+	strbuf_puts(b, "},\n");
 }
 
 /* The bytes of the line at p: through its newline, or to stop when it has none. */
@@ -382,7 +375,9 @@ static int event_spool_commit(struct event_spool *sp, const struct event_spool_i
 	struct strbuf *b = &sp->pending;
 	size_t from = b->len;
 	for (const struct event_spool_item *it = list; it != NULL; it = it->next) {
-		strbuf_printf(b, "{\"seq\":%lld,", (long long)it->seq);
+		strbuf_puts(b, "{\"seq\":");
+		strbuf_add_int(b, it->seq);
+		strbuf_addc(b, ',');
 		strbuf_add(b, it->text, it->len);
 	}
 	int cur = sp->jcur, fd = sp->jfd[cur];
@@ -726,12 +721,14 @@ static int event_spool_convert(sqlite3 *db, sqlite3_stmt *insert)
 		const char *type = (const char *)sqlite3_column_text(s, 2);
 		const char *msg_id = (const char *)sqlite3_column_text(s, 3);
 		const char *detail = (const char *)sqlite3_column_text(s, 4);
-		struct event_spool_item *it =
-		    event_spool_item_new(sqlite3_column_int64(s, 1), type != NULL ? type : "",
-					 msg_id, detail != NULL ? detail : "{}");
+		struct strbuf line = STRBUF_INIT;
+		event_spool_line_start(&line, sqlite3_column_int64(s, 1), type != NULL ? type : "",
+				       msg_id);
+		strbuf_puts(&line, detail != NULL ? detail : "{}");
+		event_spool_line_end(&line);
 		strbuf_printf(&lines, "{\"seq\":%lld,", (long long)sqlite3_column_int64(s, 0));
-		strbuf_add(&lines, it->text, it->len);
-		event_spool_item_free(it);
+		strbuf_add(&lines, line.p, line.len);
+		strbuf_free(&line);
 		n++;
 	}
 	if (step != SQLITE_DONE)
@@ -1022,11 +1019,14 @@ void event_spool_close(struct event_spool *sp)
 	free(sp);
 }
 
-int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type, const char *msg_id,
-			   const char *detail)
+int64_t event_spool_append_line(struct event_spool *sp, struct strbuf *b)
 {
-	/* the line is written outside the lock; only its seq is added under it */
-	struct event_spool_item *it = event_spool_item_new(at, type, msg_id, detail);
+	/* the line is ended outside the lock; only its seq is added under it */
+	event_spool_line_end(b);
+	struct event_spool_item *it = xcalloc(1, sizeof(*it));
+	it->at = strtoll(b->p + strlen("\"at\":"), NULL, 10); /* event_spool_line_start's */
+	it->len = b->len;
+	it->text = strbuf_take(b);
 	pthread_mutex_lock(&sp->lock);
 	uint64_t size = event_spool_line_len(sp->next_seq, it->len) + EVENT_SPOOL_ROW_OVERHEAD;
 	if (sp->stopping || sp->bytes + size > sp->max_bytes) {
@@ -1056,6 +1056,15 @@ int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type,
 	int64_t seq = it->seq;
 	pthread_mutex_unlock(&sp->lock);
 	return seq;
+}
+
+int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type, const char *msg_id,
+			   const char *detail)
+{
+	struct strbuf b = STRBUF_INIT;
+	event_spool_line_start(&b, at, type, msg_id);
+	strbuf_puts(&b, detail);
+	return event_spool_append_line(sp, &b);
 }
 
 int event_spool_sync(struct event_spool *sp, int64_t seq)

@@ -47,10 +47,28 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each,
 void event_spool_close(struct event_spool *sp);
 
 /*
- * Queues one event (strings copied; detail is a JSON object's text) and returns
- * its seq (>= 1), or 0 when the spool is full (the event is dropped and
- * counted). Never waits for the disk. Thread-safe.
+ * An event's line is written by its caller into one buffer, which the spool then
+ * keeps as it is (no copy, no second formatting: this runs for every step of
+ * every message):
+ *
+ *	struct strbuf b = STRBUF_INIT;
+ *	event_spool_line_start(&b, clock_now_ms(), "delivery", id);
+ *	strbuf_puts(&b, "{\"host\":\"mx\"}");		// the detail: a JSON object
+ *	seq = event_spool_append_line(sp, &b);	// b is empty again
+ *
+ * line_start writes "at":T,"type":"...","msg_id":"..." (msg_id NULL: none) and
+ * "detail": into b, which must be empty; type and msg_id are escaped.
  */
+void event_spool_line_start(struct strbuf *b, int64_t at, const char *type, const char *msg_id);
+/*
+ * Queues the event whose line b holds (taken: b is left empty) and returns its
+ * seq (>= 1), or 0 when the spool is full (the event is dropped and counted).
+ * A raw newline in the detail (JSON text has none: a caller's mistake) becomes
+ * a space, so that the line stays one line. Never waits for the disk.
+ * Thread-safe.
+ */
+int64_t event_spool_append_line(struct event_spool *sp, struct strbuf *b);
+/* The same for a detail given as a JSON object's text (copied). */
 int64_t event_spool_append(struct event_spool *sp, int64_t at, const char *type, const char *msg_id,
 			   const char *detail);
 /*

@@ -61,6 +61,8 @@
 /* A detail's JSON text at most; beyond it, its lists are left out (the manager's
  * limit, STORE_EVENT_DETAIL_MAX, is 64 KiB). */
 #define GW_EVENTS_DETAIL_MAX 60000
+/* A detail's key at most (they are literals). */
+#define GW_EVENTS_KEY_MAX 32
 /* How often a lasting condition (spool full, manager down) is logged again. */
 #define GW_EVENTS_LOG_EVERY_MS 60000
 /* The body's bytes beyond the events' own (gateway name, backlog, brackets). */
@@ -95,22 +97,33 @@ bool gw_events_rejected_connections(const struct gw_events *ev)
 }
 
 /*
- * An event's detail is written as JSON text straight into a buffer (no jansson
- * values: this runs for every step of every message). Keys are literals; a
- * comma goes before a member unless it opens its object or array.
+ * An event is written as the spool's JSON line straight into one buffer (no
+ * jansson values, no copy: this runs for every step of every message): its
+ * head, then its detail's members (gw_events_begin .. gw_events_emit). Keys are
+ * literals; a comma goes before a member unless it opens its object or array.
  */
+static void gw_events_begin(struct strbuf *d, const char *type, const char *msg_id)
+{
+	event_spool_line_start(d, clock_now_ms(), type, msg_id);
+	strbuf_addc(d, '{');
+}
+
 static void gw_events_key(struct strbuf *d, const char *key)
 {
-	if (d->len == 0) {
-		strbuf_addc(d, '{');
-	} else {
-		char last = d->p[d->len - 1];
-		if (last != '{' && last != '[')
-			strbuf_addc(d, ',');
-	}
-	strbuf_addc(d, '"');
-	strbuf_puts(d, key);
-	strbuf_puts(d, "\":");
+	/* one append: this runs for every member of every event */
+	char buf[GW_EVENTS_KEY_MAX + 4];
+	size_t n = 0, len = strlen(key);
+	if (len > GW_EVENTS_KEY_MAX)
+		panic("gw_events: key \"%s\" is over %d bytes", key, GW_EVENTS_KEY_MAX);
+	char last = d->p[d->len - 1];
+	if (last != '{' && last != '[')
+		buf[n++] = ',';
+	buf[n++] = '"';
+	memcpy(buf + n, key, len);
+	n += len;
+	buf[n++] = '"';
+	buf[n++] = ':';
+	strbuf_add(d, buf, n);
 }
 
 /* A string member (NULL: null), invalid UTF-8 replaced, cut to GW_EVENTS_TEXT_MAX
@@ -124,7 +137,7 @@ static void gw_events_text(struct strbuf *d, const char *key, const char *s)
 static void gw_events_int(struct strbuf *d, const char *key, long long v)
 {
 	gw_events_key(d, key);
-	strbuf_printf(d, "%lld", v);
+	strbuf_add_int(d, v);
 }
 
 static void gw_events_bool(struct strbuf *d, const char *key, bool v)
@@ -133,15 +146,11 @@ static void gw_events_bool(struct strbuf *d, const char *key, bool v)
 	strbuf_puts(d, v ? "true" : "false");
 }
 
-/* Appends an event: d is its detail (an open object, freed here). */
-static void gw_events_emit(struct gw_events *ev, const char *type, const char *msg_id,
-			   struct strbuf *d)
+/* Appends the event d holds (gw_events_begin, its detail's members; taken). */
+static void gw_events_emit(struct gw_events *ev, struct strbuf *d)
 {
-	if (d->len == 0)
-		strbuf_addc(d, '{');
 	strbuf_addc(d, '}');
-	int64_t seq = event_spool_append(ev->sp, clock_now_ms(), type, msg_id, strbuf_str(d));
-	strbuf_free(d);
+	int64_t seq = event_spool_append_line(ev->sp, d);
 	if (seq > 0) {
 		if (seq > gw_events_thread_seq)
 			gw_events_thread_seq = seq;
@@ -171,6 +180,7 @@ void gw_events_connection(struct gw_events *ev, const char *session, const char 
 	if (ev == NULL)
 		return;
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, "connection", NULL);
 	gw_events_text(&d, "session", session);
 	gw_events_text(&d, "client_ip", client);
 	gw_events_text(&d, "helo", helo);
@@ -178,7 +188,7 @@ void gw_events_connection(struct gw_events *ev, const char *session, const char 
 	gw_events_text(&d, "tls_cipher", tls_cipher);
 	gw_events_text(&d, "hat_policy", policy);
 	gw_events_text(&d, "hat_decision", decision);
-	gw_events_emit(ev, "connection", NULL, &d);
+	gw_events_emit(ev, &d);
 }
 
 void gw_events_refused(struct gw_events *ev, const char *session, const char *client,
@@ -187,6 +197,7 @@ void gw_events_refused(struct gw_events *ev, const char *session, const char *cl
 	if (ev == NULL)
 		return;
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, "connection", NULL);
 	gw_events_text(&d, "session", session);
 	gw_events_text(&d, "client_ip", client);
 	gw_events_text(&d, "helo", NULL);
@@ -196,7 +207,7 @@ void gw_events_refused(struct gw_events *ev, const char *session, const char *cl
 	gw_events_text(&d, "hat_decision", "reject");
 	gw_events_text(&d, "reason", reason);
 	gw_events_text(&d, "reply", reply);
-	gw_events_emit(ev, "connection", NULL, &d);
+	gw_events_emit(ev, &d);
 }
 
 void gw_events_rate_limit(struct gw_events *ev, const char *session, const char *client,
@@ -205,11 +216,12 @@ void gw_events_rate_limit(struct gw_events *ev, const char *session, const char 
 	if (ev == NULL)
 		return;
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, "rate_limit", NULL);
 	gw_events_text(&d, "session", session);
 	gw_events_text(&d, "client_ip", client);
 	gw_events_text(&d, "hat_policy", policy);
 	gw_events_int(&d, "limit", limit);
-	gw_events_emit(ev, "rate_limit", NULL, &d);
+	gw_events_emit(ev, &d);
 }
 
 void gw_events_rcpt(struct gw_events *ev, const char *session, const char *client, const char *rcpt,
@@ -218,12 +230,13 @@ void gw_events_rcpt(struct gw_events *ev, const char *session, const char *clien
 	if (ev == NULL)
 		return;
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, accepted ? "rcpt_accepted" : "rcpt_refused", NULL);
 	gw_events_text(&d, "session", session);
 	gw_events_text(&d, "client_ip", client);
 	gw_events_text(&d, "rcpt", rcpt);
 	if (reply != NULL)
 		gw_events_text(&d, "reply", reply);
-	gw_events_emit(ev, accepted ? "rcpt_accepted" : "rcpt_refused", NULL, &d);
+	gw_events_emit(ev, &d);
 }
 
 /*
@@ -269,6 +282,7 @@ static void gw_events_more_recipients(struct gw_events *ev, const char *id,
 {
 	while (first < n) {
 		struct strbuf d = STRBUF_INIT;
+		gw_events_begin(&d, "recipients", id);
 		gw_events_int(&d, "first", (long long)first);
 		size_t k = gw_events_list(&d, true, "recipients", NULL, rcpts + first, n - first);
 		if (k == 0) {
@@ -276,7 +290,7 @@ static void gw_events_more_recipients(struct gw_events *ev, const char *id,
 			strbuf_free(&d);
 			return;
 		}
-		gw_events_emit(ev, "recipients", id, &d);
+		gw_events_emit(ev, &d);
 		first += k;
 	}
 }
@@ -305,17 +319,18 @@ static void gw_events_headers(struct strbuf *d, const struct msgmeta *meta)
 	strbuf_addc(d, '}');
 }
 
-/* Ends a detail written with lists: true when it is within the manager's limit;
- * else d is emptied for a second writing without them. */
-static bool gw_events_fits(struct strbuf *d, bool lists)
+/* Ends a detail written with lists, its members from offset start: true when it
+ * is within the manager's limit; else they are cut for a second writing without
+ * them. */
+static bool gw_events_fits(struct strbuf *d, size_t start, bool lists)
 {
 	if (!lists) {
 		gw_events_bool(d, "truncated", true);
 		return true;
 	}
-	if (d->len < GW_EVENTS_DETAIL_MAX)
+	if (d->len - start < GW_EVENTS_DETAIL_MAX)
 		return true;
-	strbuf_truncate(d, 0);
+	strbuf_truncate(d, start);
 	return false;
 }
 
@@ -333,6 +348,8 @@ void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 			names[k++] = meta->attachments[i].filename;
 	}
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, "received", job->id);
+	size_t start = d.len;
 	size_t listed = 0;
 	for (bool lists = true;; lists = false) {
 		gw_events_text(&d, "session", job->session_id);
@@ -349,11 +366,11 @@ void gw_events_received(struct gw_events *ev, const struct pipeline_job *job,
 		gw_events_list(&d, lists, "attachments", "attachments_total", names, k);
 		if (meta != NULL)
 			gw_events_headers(&d, meta);
-		if (gw_events_fits(&d, lists))
+		if (gw_events_fits(&d, start, lists))
 			break;
 	}
 	free(names);
-	gw_events_emit(ev, "received", job->id, &d);
+	gw_events_emit(ev, &d);
 	gw_events_more_recipients(ev, job->id, (const char *const *)env->rcpts, listed,
 				  env->nrcpts);
 	atomic_fetch_add(&ev->cap_received, 1);
@@ -364,8 +381,9 @@ void gw_events_released(struct gw_events *ev, const char *id)
 	if (ev == NULL)
 		return;
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, "released", id);
 	gw_events_text(&d, "scan", "bypassed");
-	gw_events_emit(ev, "released", id, &d);
+	gw_events_emit(ev, &d);
 }
 
 void gw_events_verdict(struct gw_events *ev, const char *id, const char *engine, bool scanned,
@@ -375,17 +393,19 @@ void gw_events_verdict(struct gw_events *ev, const char *id, const char *engine,
 		return;
 	if (scanned) {
 		struct strbuf d = STRBUF_INIT;
+		gw_events_begin(&d, "verdict", id);
 		gw_events_text(&d, "engine", engine);
 		gw_events_key(&d, "score");
 		http_json_put_real(&d, score);
 		gw_events_text(&d, "level", verdict != NULL ? verdict : "clean");
 		gw_events_text(&d, "rules", rules);
-		gw_events_emit(ev, "verdict", id, &d);
+		gw_events_emit(ev, &d);
 	}
 	if (virus != NULL) {
 		struct strbuf d = STRBUF_INIT;
+		gw_events_begin(&d, "virus", id);
 		gw_events_text(&d, "name", virus);
-		gw_events_emit(ev, "virus", id, &d);
+		gw_events_emit(ev, &d);
 	}
 }
 
@@ -395,10 +415,11 @@ void gw_events_filter(struct gw_events *ev, const char *id, const char *filter, 
 	if (ev == NULL)
 		return;
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, "filter", id);
 	gw_events_text(&d, "filter", filter);
 	gw_events_text(&d, "action", action);
 	gw_events_text(&d, "arg", arg);
-	gw_events_emit(ev, "filter", id, &d);
+	gw_events_emit(ev, &d);
 }
 
 /* The recipients rcpts[idx[0..n)] as a list into d (gw_events_list). */
@@ -419,15 +440,17 @@ void gw_events_quarantine(struct gw_events *ev, const char *id, const char *quar
 	if (ev == NULL)
 		return;
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, "quarantine", id);
+	size_t start = d.len;
 	for (bool lists = true;; lists = false) {
 		gw_events_text(&d, "quarantine", quarantine);
 		gw_events_text(&d, "where", where);
 		gw_events_text(&d, "reason", reason);
 		gw_events_rcpts(&d, lists, rcpts, idx, n);
-		if (gw_events_fits(&d, lists))
+		if (gw_events_fits(&d, start, lists))
 			break;
 	}
-	gw_events_emit(ev, "quarantine", id, &d);
+	gw_events_emit(ev, &d);
 }
 
 void gw_events_delivery(struct gw_events *ev, const char *id, const char *route, const char *host,
@@ -439,6 +462,8 @@ void gw_events_delivery(struct gw_events *ev, const char *id, const char *route,
 	bool ok = strcmp(status, "ok") == 0;
 	bool spam = ok && strcmp(route, "external_spam") == 0;
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, spam ? "quarantine" : "delivery", id);
+	size_t start = d.len;
 	for (bool lists = true;; lists = false) {
 		if (spam) {
 			gw_events_text(&d, "quarantine", "spam");
@@ -453,10 +478,10 @@ void gw_events_delivery(struct gw_events *ev, const char *id, const char *route,
 			gw_events_text(&d, "status", ok ? "sent" : status);
 			gw_events_text(&d, "reply", reply);
 		}
-		if (gw_events_fits(&d, lists))
+		if (gw_events_fits(&d, start, lists))
 			break;
 	}
-	gw_events_emit(ev, spam ? "quarantine" : "delivery", id, &d);
+	gw_events_emit(ev, &d);
 	if (!spam && (ok || strcmp(status, "partly_refused") == 0))
 		atomic_fetch_add(&ev->cap_relayed, 1);
 }
@@ -485,6 +510,7 @@ void gw_events_capacity(struct gw_events *ev, uint64_t opened, unsigned current)
 	struct event_spool_stats st;
 	event_spool_stats(ev->sp, &st);
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, "capacity", NULL);
 	gw_events_int(&d, "received", (long long)atomic_exchange(&ev->cap_received, 0));
 	gw_events_int(&d, "relayed", (long long)atomic_exchange(&ev->cap_relayed, 0));
 	gw_events_int(&d, "connections", (long long)opened);
@@ -493,7 +519,7 @@ void gw_events_capacity(struct gw_events *ev, uint64_t opened, unsigned current)
 	gw_events_key(&d, "load");
 	http_json_put_real(&d, load[0]);
 	gw_events_int(&d, "memory", (long long)gw_events_rss());
-	gw_events_emit(ev, "capacity", NULL, &d);
+	gw_events_emit(ev, &d);
 }
 
 void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const char *reply)
@@ -501,9 +527,10 @@ void gw_events_bounce(struct gw_events *ev, const char *id, size_t rcpts, const 
 	if (ev == NULL)
 		return;
 	struct strbuf d = STRBUF_INIT;
+	gw_events_begin(&d, "bounce", id);
 	gw_events_int(&d, "rcpts", (long long)rcpts);
 	gw_events_text(&d, "reply", reply);
-	gw_events_emit(ev, "bounce", id, &d);
+	gw_events_emit(ev, &d);
 }
 
 void gw_events_settle(struct gw_events *ev, const char *id, const char *reply,
@@ -512,8 +539,9 @@ void gw_events_settle(struct gw_events *ev, const char *id, const char *reply,
 	if (ev != NULL && reply != NULL) {
 		/* what the client was told: a 451 or 554 has no other trace */
 		struct strbuf d = STRBUF_INIT;
+		gw_events_begin(&d, "reply", id);
 		gw_events_text(&d, "reply", reply);
-		gw_events_emit(ev, "reply", id, &d);
+		gw_events_emit(ev, &d);
 	}
 	int64_t seq = gw_events_thread_seq;
 	gw_events_thread_seq = 0;
