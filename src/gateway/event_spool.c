@@ -31,8 +31,11 @@
  * (synchronous=FULL) before its journal is emptied. An open moves the
  * journals' lines above both marks into the file, in seq order, and leaves
  * out a last line without its newline (a write a crash cut short: its commit
- * never returned). A spool written before journals and chunks (a table of one
- * row an event) is converted when opened.
+ * never returned). A write that fails is cut back off its journal; when even
+ * that fails, the journal is marked torn and its next write starts with a
+ * newline, so that the part left is a line of its own, which an open skips
+ * like any line that is not a whole event. A spool written before journals
+ * and chunks (a table of one row an event) is converted when opened.
  *
  * Power loss ([events] sync): with sync_each a commit fdatasyncs the journal
  * before it returns. Else (sync = group) the writer thread fdatasyncs the
@@ -74,6 +77,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -149,6 +153,9 @@ struct event_spool {
 	pthread_mutex_t j_lock;
 	int jfd[2];
 	off_t jlen[2];
+	/* the journal may end with part of a line: a write failed and so did its
+	 * cut-back; the next write to it starts with a newline */
+	bool torn[2];
 	int jcur;
 	struct strbuf pending;
 	size_t head_off, split;
@@ -355,9 +362,10 @@ static int event_spool_store_lines(sqlite3 *db, sqlite3_stmt *insert, const char
 	return rc < 0 ? -EIO : 0;
 }
 
-/* Writes all of buf to fd. 0 or -errno. */
-static int event_spool_write_all(int fd, const char *buf, size_t len)
+/* Writes all of buf to fd; *done gets the bytes written (also on failure). 0 or -errno. */
+static int event_spool_write_all(int fd, const char *buf, size_t len, size_t *done)
 {
+	*done = 0;
 	while (len > 0) {
 		ssize_t w = write(fd, buf, len);
 		if (w < 0 && errno == EINTR)
@@ -366,8 +374,48 @@ static int event_spool_write_all(int fd, const char *buf, size_t len)
 			return w < 0 ? -errno : -EIO;
 		buf += w;
 		len -= (size_t)w;
+		*done += (size_t)w;
 	}
 	return 0;
+}
+
+/*
+ * Appends the lines of buf to journal i (j_lock held), in one write, with
+ * sync: fdatasynced. When the journal may end with part of a line (torn[i]),
+ * a newline goes first, so that the lines are not glued to it (an open then
+ * skips that part as a line of its own). 0, or -errno: the journal is cut back
+ * to where it was; when that fails too (logged), jlen[i] counts what the
+ * write left and torn[i] says whether it ends inside a line.
+ */
+static int event_spool_journal_write(struct event_spool *sp, int i, const char *buf, size_t len,
+				     bool sync)
+{
+	int fd = sp->jfd[i];
+	size_t done = 0;
+	int rc = 0;
+	if (sp->torn[i]) {
+		rc = event_spool_write_all(fd, "\n", 1, &done);
+		if (rc == 0) {
+			sp->jlen[i]++;
+			sp->torn[i] = false;
+		}
+	}
+	if (rc == 0)
+		rc = event_spool_write_all(fd, buf, len, &done);
+	if (rc == 0 && sync && fdatasync(fd) < 0)
+		rc = -errno;
+	if (rc == 0) {
+		sp->jlen[i] += (off_t)len;
+		return 0;
+	}
+	if (ftruncate(fd, sp->jlen[i]) < 0) {
+		log_error("events.spool_write_failed", "path=%s-j%d error=\"cannot cut back: %s\"",
+			  sp->path, i, strerror(errno));
+		sp->jlen[i] += (off_t)done;
+		if (done > 0)
+			sp->torn[i] = buf[done - 1] != '\n';
+	}
+	return rc;
 }
 
 /*
@@ -385,20 +433,12 @@ static int event_spool_commit(struct event_spool *sp, const struct event_spool_i
 		strbuf_printf(b, "{\"seq\":%lld,", (long long)it->seq);
 		strbuf_add(b, it->text, it->len);
 	}
-	int cur = sp->jcur, fd = sp->jfd[cur];
-	int rc = event_spool_write_all(fd, b->p + from, b->len - from);
-	if (rc == 0 && sp->sync_each && fdatasync(fd) < 0)
-		rc = -errno;
-	if (rc == 0) {
-		sp->jlen[cur] += (off_t)(b->len - from);
-	} else {
+	int cur = sp->jcur;
+	int rc = event_spool_journal_write(sp, cur, b->p + from, b->len - from, sp->sync_each);
+	if (rc < 0) {
 		strbuf_truncate(b, from);
 		log_error("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path, cur,
 			  strerror(-rc));
-		if (ftruncate(fd, sp->jlen[cur]) < 0)
-			log_error("events.spool_write_failed",
-				  "path=%s-j%d error=\"cannot cut back: %s\"", sp->path, cur,
-				  strerror(errno));
 	}
 	pthread_mutex_unlock(&sp->j_lock);
 	return rc < 0 ? -EIO : 0;
@@ -466,10 +506,13 @@ static int event_spool_rotate(struct event_spool *sp, bool all)
 	}
 	sp->head_off = sp->head_off > end ? sp->head_off - end : 0;
 	sp->jlen[old] = 0;
-	if (all)
+	sp->torn[old] = false;
+	if (all) {
 		sp->jlen[sp->jcur] = 0;
-	else
+		sp->torn[sp->jcur] = false;
+	} else {
 		sp->jcur = old;
+	}
 	sp->split = sp->pending.len;
 	pthread_mutex_unlock(&sp->j_lock);
 	sp->stored += n;
@@ -772,6 +815,23 @@ static int event_spool_read_all(int fd, struct strbuf *b)
 	}
 }
 
+/*
+ * True when the line at p (len bytes, through its newline) is a whole event's
+ * line, {"seq":N,"at":T,...},\n around one JSON object, with *seq and *at. At
+ * open: a journal line can also be the part of a write that failed, ended by
+ * the newline of the next one (event_spool_journal_write), or damage, which
+ * the quick parse alone could take for an event.
+ */
+static bool event_spool_line_whole(const char *p, size_t len, int64_t *seq, int64_t *at)
+{
+	if (!event_spool_line_parse(p, len, seq, at) || memcmp(p + len - 2, ",\n", 2) != 0)
+		return false;
+	json_t *j = json_loadb(p, len - 2, JSON_ALLOW_NUL, NULL);
+	bool whole = json_is_object(j);
+	json_decref(j);
+	return whole;
+}
+
 /* A journal line found at open: seq, where. */
 struct event_spool_found {
 	int64_t seq;
@@ -790,8 +850,10 @@ static int event_spool_found_cmp(const void *a, const void *b)
  * did not acknowledge (a crash, or a close whose rotation failed) become
  * chunks, in seq order, in one transaction that records them as moved; then
  * both journals are emptied. A line cut by a crash (no newline yet: its commit
- * never returned) is left out, said in the log. *top gets the highest seq of
- * any line (the numbering goes on above it). 0 or -EIO (logged by the caller).
+ * never returned) is left out, and so is a line that is not a whole event's or
+ * an {"acked":N} (the part a failed write left, or damage), counted and said
+ * in the log. *top gets the highest seq of any event line (the numbering goes
+ * on above it). 0 or -EIO (logged by the caller).
  */
 static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *path,
 			       const int jfd[2], int64_t *top)
@@ -822,11 +884,16 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 			off += line;
 			if (line > 9 && memcmp(p, "{\"acked\":", 9) == 0) {
 				/* {"acked":N}: the pusher's ack of lines in memory */
-				int64_t a = strtoll(p + 9, NULL, 10);
+				char *e = NULL;
+				int64_t a = strtoll(p + 9, &e, 10);
+				if (e == p + 9 || (size_t)(e - p) + 2 != line || *e != '}') {
+					bad++;
+					continue;
+				}
 				acked = a > acked ? a : acked;
 				continue;
 			}
-			if (!event_spool_line_parse(p, line, &seq, &at)) {
+			if (!event_spool_line_whole(p, line, &seq, &at)) {
 				bad++;
 				continue;
 			}
@@ -864,8 +931,8 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 	if (torn > 0 || bad > 0)
 		log_warn("events.spool_journal_damaged",
 			 "path=%s torn_bytes=%zu bad_lines=%zu reason=\"the end of a write a "
-			 "crash cut short (its events were never acknowledged to anyone), or "
-			 "damage: left out\"",
+			 "crash cut short or that failed (its events were never acknowledged "
+			 "to anyone), or damage: left out\"",
 			 path, torn, bad);
 	if (n > 0)
 		log_info("events.spool_recovered", "path=%s events=%zu", path, n);
@@ -1360,12 +1427,10 @@ static void event_spool_ack_pending(struct event_spool *sp, int64_t seq, int64_t
 	if (*count > 0) {
 		char mark[48];
 		int len = snprintf(mark, sizeof(mark), "{\"acked\":%lld}\n", (long long)seq);
-		int fd = sp->jfd[sp->jcur];
-		if (event_spool_write_all(fd, mark, (size_t)len) == 0)
-			sp->jlen[sp->jcur] += len;
-		else if (ftruncate(fd, sp->jlen[sp->jcur]) < 0)
+		int rc = event_spool_journal_write(sp, sp->jcur, mark, (size_t)len, false);
+		if (rc < 0)
 			log_warn("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path,
-				 sp->jcur, strerror(errno));
+				 sp->jcur, strerror(-rc));
 	}
 	pthread_mutex_unlock(&sp->j_lock);
 }
