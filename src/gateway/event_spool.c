@@ -12,6 +12,9 @@
  * while the manager keeps up, events are written once, to a journal; while it
  * does not, the SQLite file holds the backlog, and "drop everything up to
  * seq" is one indexed DELETE there, with no segment bookkeeping of our own.
+ * While the SQLite file refuses the moves, nothing leaves memory or the
+ * journals: once they hold EVENT_SPOOL_PENDING_MAX bytes (or max_bytes),
+ * appends are dropped until a move succeeds (event_spool_limit).
  *
  * A line is an event as the push sends it, one JSON object ending in ",\n":
  *
@@ -45,7 +48,9 @@
  * State of one event:
  *
  *   state       to          by
- *   (none)      queued      event_spool_append (seq given; or dropped when full)
+ *   (none)      queued      event_spool_append (seq given; or dropped when full,
+ *                           or while the moves fail and pending is at its cap:
+ *                           event_spool_limit)
  *   queued      committed   a committer, one journal write per group
  *   queued      dropped     the committer, when the write failed (logged, counted)
  *   committed   (gone)      event_spool_ack, after the manager's 200
@@ -80,6 +85,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +118,14 @@
 /* sync = group: commits are fsynced (the WAL's fdatasync) by the writer thread
  * at most this long after they were written. */
 #define EVENT_SPOOL_SYNC_MS 100
+/*
+ * While the SQLite file refuses the moves (read-only, locked, full, damaged),
+ * the committed lines stay in memory and in the journals, acknowledged or not:
+ * at most this many bytes (or max_bytes, when smaller), then appends are
+ * dropped until a move succeeds. Far above what two rotations take in while
+ * moves work (a second or two of events).
+ */
+#define EVENT_SPOOL_PENDING_MAX ((uint64_t)64 * 1024 * 1024)
 
 /* One queued event: its line after the seq ("at":...},\n), written when appended. */
 struct event_spool_item {
@@ -163,6 +177,13 @@ struct event_spool {
 	uint64_t stored;	 /* (mv_lock) events in the SQLite file */
 	bool unmoved;		 /* (lock) pending holds lines */
 	int64_t rotated_at;	 /* (lock) monotonic ms of the last rotation */
+	/* pending.len, set under j_lock whenever it changes, read under lock */
+	atomic_size_t held;
+	/* (lock) the last move into the SQLite file failed (event_spool_limit) */
+	bool unmovable;
+	uint64_t spool_max; /* as opened */
+	/* (lock) what appends may take: spool_max, or 0 while the moves fail and
+	 * the pending lines are at their cap */
 	uint64_t max_bytes;
 	bool stopping, stopped;
 	bool committing; /* a thread is in event_spool_drain */
@@ -440,6 +461,7 @@ static int event_spool_commit(struct event_spool *sp, const struct event_spool_i
 		log_error("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path, cur,
 			  strerror(-rc));
 	}
+	atomic_store(&sp->held, b->len);
 	pthread_mutex_unlock(&sp->j_lock);
 	return rc < 0 ? -EIO : 0;
 }
@@ -514,10 +536,25 @@ static int event_spool_rotate(struct event_spool *sp, bool all)
 		sp->jcur = old;
 	}
 	sp->split = sp->pending.len;
+	atomic_store(&sp->held, sp->pending.len);
 	pthread_mutex_unlock(&sp->j_lock);
 	sp->stored += n;
 	pthread_mutex_unlock(&sp->mv_lock);
 	return 0;
+}
+
+/*
+ * Holds the appends to what memory may take (lock held; after a commit or a
+ * move): while the moves into the SQLite file fail and the pending lines fill
+ * their cap, appends are dropped and counted as when the spool is full
+ * (max_bytes 0; the caller logs, event_spool_stats says why); once a move
+ * succeeds, they are taken again.
+ */
+static void event_spool_limit(struct event_spool *sp)
+{
+	uint64_t cap =
+	    sp->spool_max < EVENT_SPOOL_PENDING_MAX ? sp->spool_max : EVENT_SPOOL_PENDING_MAX;
+	sp->max_bytes = sp->unmovable && atomic_load(&sp->held) >= cap ? 0 : sp->spool_max;
 }
 
 /* True when lines are pending. */
@@ -576,6 +613,8 @@ static void event_spool_drain(struct event_spool *sp)
 			if (sp->asleep)
 				pthread_cond_signal(&sp->work);
 		}
+		if (rc == 0 && sp->unmovable)
+			event_spool_limit(sp);
 		if (rc < 0) {
 			/* the disk refused them: counted as dropped, the mail flows on */
 			sp->dropped += n;
@@ -680,6 +719,8 @@ static void *event_spool_writer(void *arg)
 			pthread_mutex_lock(&sp->lock);
 			if (rc < 0 || left)
 				sp->unmoved = true;
+			sp->unmovable = rc < 0;
+			event_spool_limit(sp);
 			continue;
 		}
 		if (sp->stopping && sp->head == NULL && !sp->committing)
@@ -1036,6 +1077,7 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 	sp->durable_seq = sp->next_seq - 1;
 	sp->bytes = (uint64_t)bytes;
 	sp->count = (uint64_t)count;
+	sp->spool_max = max_bytes;
 	sp->max_bytes = max_bytes;
 	sp->created = created;
 	pthread_mutex_init(&sp->db_lock, NULL);
@@ -1481,6 +1523,7 @@ void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out)
 	out->next_seq = sp->next_seq;
 	out->created = sp->created;
 	out->syncs = sp->syncs;
+	out->unmovable = sp->unmovable;
 	out->oldest_at = oldest != 0 ? oldest : sp->head != NULL ? sp->head->at : 0;
 	pthread_mutex_unlock(&sp->lock);
 }

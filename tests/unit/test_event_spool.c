@@ -636,6 +636,109 @@ static void test_journal_recovery(void **state)
 	event_spool_close(sp);
 }
 
+/* Runs sql on the spool file through a connection of the test's own. */
+static void spool_sql(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	char *err = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", sql, err != NULL ? err : "?");
+	sqlite3_close(db);
+}
+
+/* Waits up to 5 s for the spool's moves to fail (unmovable) or work again. */
+static void wait_unmovable(struct event_spool *sp, bool unmovable)
+{
+	struct event_spool_stats s;
+	for (int i = 0; i < 500; i++) {
+		event_spool_stats(sp, &s);
+		if (s.unmovable == unmovable)
+			return;
+		usleep(10000);
+	}
+	fail_msg("the spool's moves did not %s", unmovable ? "fail" : "work again");
+}
+
+/*
+ * The SQLite file refuses the moves (here: triggers that abort its writes)
+ * while the journals take the commits and the manager acknowledges: the lines
+ * in memory stop at their cap (max_bytes here), far before the spool is full,
+ * and appends are dropped and counted; nothing committed is lost, and once a
+ * move succeeds, appends are taken again.
+ */
+static void test_unmovable(void **state)
+{
+	struct fixture *fx = *state;
+	struct event_spool *sp = NULL;
+	const uint64_t max = 8000;
+	assert_int_equal(event_spool_open(fx->path, max, false, &sp), 0);
+	spool_sql(fx->path, "CREATE TRIGGER refuse_chunks BEFORE INSERT ON chunks"
+			    " BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+			    "CREATE TRIGGER refuse_meta BEFORE UPDATE ON meta"
+			    " BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+	int64_t seq = event_spool_append(sp, 1, "received", "m0", "{}");
+	assert_int_equal(event_spool_sync(sp, seq), 0);
+	wait_unmovable(sp, true); /* the second rotation, a second later */
+	/* acknowledged lines leave the backlog, not the memory (nor the journal) */
+	for (int i = 0; i < 30; i++)
+		seq = event_spool_append(sp, 2, "delivery", "m0", "{\"acked\":true}");
+	assert_int_equal(event_spool_sync(sp, seq), 0);
+	assert_int_equal(event_spool_ack(sp, seq), 0);
+	struct event_spool_stats s;
+	event_spool_stats(sp, &s);
+	assert_int_equal(s.backlog, 0);
+
+	int64_t kept[200];
+	size_t k = 0;
+	char detail[64];
+	for (;;) {
+		assert_true(k < 200);
+		snprintf(detail, sizeof(detail), "{\"i\":%zu}", k);
+		int64_t q = event_spool_append(sp, 3, "delivery", "m1", detail);
+		if (q == 0)
+			break;
+		kept[k++] = q;
+		assert_int_equal(event_spool_sync(sp, q), 0);
+	}
+	event_spool_stats(sp, &s);
+	assert_int_equal(s.dropped, 1);
+	assert_true(s.unmovable);
+	assert_int_equal(s.backlog, k);
+	/* room left in the spool: the cap dropped it, not spool_max */
+	assert_true(s.bytes + 500 < max);
+	assert_int_equal(event_spool_append(sp, 4, "delivery", "m1", "{}"), 0);
+	event_spool_stats(sp, &s);
+	assert_int_equal(s.dropped, 2);
+
+	spool_sql(fx->path, "DROP TRIGGER refuse_chunks; DROP TRIGGER refuse_meta");
+	wait_unmovable(sp, false);
+	int64_t more = event_spool_append(sp, 5, "bounce", "m1", "{}");
+	assert_true(more > kept[k - 1]);
+	assert_int_equal(event_spool_sync(sp, more), 0);
+	struct event_spool_event *v = NULL;
+	size_t n = 0;
+	assert_int_equal(peek(sp, 1000, 1 << 20, &v, &n), 0);
+	assert_int_equal(n, k + 1);
+	for (size_t i = 0; i < k; i++) {
+		assert_int_equal(v[i].seq, kept[i]);
+		snprintf(detail, sizeof(detail), "{\"i\":%zu}", i);
+		assert_string_equal(v[i].detail, detail);
+	}
+	assert_int_equal(v[k].seq, more);
+	event_spool_events_free(v, n);
+	event_spool_close(sp);
+	/* and after a reopen */
+	assert_int_equal(event_spool_open(fx->path, max, false, &sp), 0);
+	assert_int_equal(peek(sp, 1000, 1 << 20, &v, &n), 0);
+	assert_int_equal(n, k + 1);
+	assert_int_equal(v[0].seq, kept[0]);
+	assert_int_equal(v[k].seq, more);
+	event_spool_events_free(v, n);
+	event_spool_close(sp);
+}
+
 /* The text of file path (NUL-terminated; *len its bytes). Freed by the caller. */
 static char *read_text(const char *path, size_t *len)
 {
@@ -876,6 +979,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_journal_recovery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_journal_fragments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_torn_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unmovable, setup, teardown),
 	    cmocka_unit_test(test_parse_answer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
