@@ -516,25 +516,30 @@ static int event_spool_rotate(struct event_spool *sp, bool all)
 	}
 	/* every line of the journal is in a chunk or acknowledged now (one left
 	 * by a failed truncate is at or below "moved" or "next_seq": an open
-	 * skips it) */
-	for (int i = 0; i < 2; i++)
-		if ((i == old || all) && ftruncate(sp->jfd[i], 0) < 0)
+	 * skips it; the journal keeps its length, for a cut-back to keep it) */
+	bool emptied[2] = {false, false};
+	for (int i = 0; i < 2; i++) {
+		if (i != old && !all)
+			continue;
+		emptied[i] = ftruncate(sp->jfd[i], 0) == 0;
+		if (!emptied[i])
 			log_warn("events.spool_truncate_failed", "path=%s-j%d error=\"%s\"",
 				 sp->path, i, strerror(errno));
+	}
 	pthread_mutex_lock(&sp->j_lock);
 	if (end > 0) {
 		memmove(sp->pending.p, sp->pending.p + end, sp->pending.len - end);
 		strbuf_truncate(&sp->pending, sp->pending.len - end);
 	}
 	sp->head_off = sp->head_off > end ? sp->head_off - end : 0;
-	sp->jlen[old] = 0;
-	sp->torn[old] = false;
-	if (all) {
-		sp->jlen[sp->jcur] = 0;
-		sp->torn[sp->jcur] = false;
-	} else {
-		sp->jcur = old;
+	for (int i = 0; i < 2; i++) {
+		if (emptied[i]) {
+			sp->jlen[i] = 0;
+			sp->torn[i] = false;
+		}
 	}
+	if (!all)
+		sp->jcur = old;
 	sp->split = sp->pending.len;
 	atomic_store(&sp->held, sp->pending.len);
 	pthread_mutex_unlock(&sp->j_lock);

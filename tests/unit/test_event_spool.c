@@ -826,6 +826,126 @@ static void ftruncate_fails(void)
 		_exit(2);
 }
 
+/* In every thread of the process: ftruncate(fd, 0), emptying a file, fails with EIO. */
+static void emptying_fails(void)
+{
+	struct sock_filter filter[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ftruncate, 0, 5),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1]) + 4),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EIO),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(filter) / sizeof(filter[0]), filter};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+	    syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+		_exit(2);
+}
+
+/* Waits up to 5 s until the spool file holds n chunks (the writer moved them). */
+static int wait_chunks(const char *path, int n)
+{
+	for (int i = 0; i < 500; i++) {
+		sqlite3 *db = NULL;
+		sqlite3_stmt *q = NULL;
+		int k = -1;
+		if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+		    sqlite3_prepare_v2(db, "SELECT count(*) FROM chunks", -1, &q, NULL) ==
+			SQLITE_OK &&
+		    sqlite3_step(q) == SQLITE_ROW)
+			k = sqlite3_column_int(q, 0);
+		sqlite3_finalize(q);
+		sqlite3_close(db);
+		if (k == n)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/*
+ * A journal a rotation could not empty (its lines were moved) takes the
+ * commits after them: a later failed write is cut back to the end of what the
+ * journal holds, not to the length of the commits since the rotation, which
+ * would cut them off. After a crash, every committed event is there.
+ */
+static void test_journal_not_emptied(void **state)
+{
+	struct fixture *fx = *state;
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		signal(SIGXFSZ, SIG_IGN);
+		struct event_spool *sp = NULL;
+		if (event_spool_open(fx->path, 1 << 20, false, &sp) < 0)
+			_exit(1);
+		emptying_fails();
+		int64_t said[4];
+		/* into j0; the first rotation (at once) turns to j1, */
+		said[0] = event_spool_append(
+		    sp, 1, "received", "m1",
+		    "{\"from\":\"someone@example.org\",\"to\":\"a@example.org\"}");
+		if (event_spool_sync(sp, said[0]) < 0)
+			_exit(1);
+		usleep(100000);
+		said[1] = event_spool_append(sp, 2, "verdict", "m1", "{}");
+		if (event_spool_sync(sp, said[1]) < 0)
+			_exit(1);
+		/* the second, a second later, moves j0's line and cannot empty j0 */
+		if (wait_chunks(fx->path, 1) < 0)
+			_exit(1);
+		said[2] = event_spool_append(sp, 3, "delivery", "m1", "{}");
+		if (event_spool_sync(sp, said[2]) < 0)
+			_exit(1);
+		/* a write to j0 that fails, nothing written */
+		char j0[160];
+		snprintf(j0, sizeof(j0), "%s-j0", fx->path);
+		struct stat st;
+		struct rlimit was, low;
+		if (stat(j0, &st) < 0 || getrlimit(RLIMIT_FSIZE, &was) < 0)
+			_exit(1);
+		low = was;
+		low.rlim_cur = (rlim_t)st.st_size;
+		if (setrlimit(RLIMIT_FSIZE, &low) < 0)
+			_exit(1);
+		said[3] = event_spool_append(sp, 4, "reply", "m1", "{}");
+		if (event_spool_sync(sp, said[3]) < 0 || setrlimit(RLIMIT_FSIZE, &was) < 0)
+			_exit(1);
+		if (write(fds[1], said, sizeof(said)) != sizeof(said))
+			_exit(1);
+		_exit(0); /* a crash */
+	}
+	close(fds[1]);
+	int64_t said[4] = {0, 0, 0, 0};
+	assert_int_equal(read(fds[0], said, sizeof(said)), sizeof(said));
+	close(fds[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	struct event_spool *sp = NULL;
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
+	struct event_spool_event *v = NULL;
+	size_t n = 0;
+	assert_int_equal(peek(sp, 10, 1 << 20, &v, &n), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(v[0].seq, said[0]);
+	assert_int_equal(v[1].seq, said[1]);
+	assert_int_equal(v[2].seq, said[2]);
+	assert_string_equal(v[2].type, "delivery");
+	event_spool_events_free(v, n);
+	struct event_spool_stats st;
+	event_spool_stats(sp, &st);
+	assert_int_equal(st.backlog, 3);
+	event_spool_close(sp);
+}
+
 /*
  * A commit whose write stops partway (the file size limit) and whose cut-back
  * fails (ftruncate refused) leaves part of a line in the journal; the next
@@ -979,6 +1099,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_journal_recovery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_journal_fragments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_torn_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_journal_not_emptied, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unmovable, setup, teardown),
 	    cmocka_unit_test(test_parse_answer),
 	};
