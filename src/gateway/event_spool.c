@@ -353,7 +353,7 @@ static int event_spool_put_lines(sqlite3_stmt *st, const char *text, size_t len,
  * the lines of text[0, len) become chunks and are recorded as moved, and the
  * numbering is saved above top, the highest seq the journal held (lines
  * acknowledged from memory leave no row: the numbering must outlive them).
- * *n gets how many events were stored. 0 or -EIO (rolled back).
+ * *n gets how many events were stored. 0 or -EIO (logged, rolled back).
  */
 static int event_spool_store_lines(sqlite3 *db, sqlite3_stmt *insert, const char *text, size_t len,
 				   int64_t top, uint64_t *n)
@@ -378,8 +378,12 @@ static int event_spool_store_lines(sqlite3 *db, sqlite3_stmt *insert, const char
 	}
 	if (rc == 0)
 		rc = event_spool_exec(db, "COMMIT");
-	if (rc < 0)
+	if (rc < 0) {
+		/* said before the rollback clears SQLite's message */
+		log_error("events.spool_write_failed", "path=%s error=\"%s\"",
+			  sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
 		(void)event_spool_exec(db, "ROLLBACK");
+	}
 	return rc < 0 ? -EIO : 0;
 }
 
@@ -504,9 +508,6 @@ static int event_spool_rotate(struct event_spool *sp, bool all)
 	if (top > 0) {
 		pthread_mutex_lock(&sp->db_lock);
 		rc = event_spool_store_lines(sp->db, sp->st_insert, text.p, text.len, top, &n);
-		if (rc < 0)
-			log_error("events.spool_write_failed", "path=%s error=\"%s\"", sp->path,
-				  sqlite3_errmsg(sp->db));
 		pthread_mutex_unlock(&sp->db_lock);
 	}
 	strbuf_free(&text);

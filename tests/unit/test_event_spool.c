@@ -11,6 +11,7 @@
  * converted when opened, its events and numbers kept.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -636,6 +637,22 @@ static void test_journal_recovery(void **state)
 	event_spool_close(sp);
 }
 
+/* The text of file path (NUL-terminated; *len its bytes). Freed by the caller. */
+static char *read_text(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	struct strbuf b = STRBUF_INIT;
+	char buf[4096];
+	size_t r;
+	while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
+		strbuf_add(&b, buf, r);
+	fclose(f);
+	*len = b.len;
+	strbuf_puts(&b, "");
+	return strbuf_take(&b);
+}
+
 /* Runs sql on the spool file through a connection of the test's own. */
 static void spool_sql(const char *path, const char *sql)
 {
@@ -646,6 +663,23 @@ static void spool_sql(const char *path, const char *sql)
 	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
 		fail_msg("%s: %s", sql, err != NULL ? err : "?");
 	sqlite3_close(db);
+}
+
+/* The log (stderr) goes to the file path until log_restore(saved). */
+static int log_to(const char *path)
+{
+	int saved = dup(STDERR_FILENO);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(saved >= 0 && fd >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	close(fd);
+	return saved;
+}
+
+static void log_restore(int saved)
+{
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
 }
 
 /* Waits up to 5 s for the spool's moves to fail (unmovable) or work again. */
@@ -680,7 +714,18 @@ static void test_unmovable(void **state)
 			    " BEGIN SELECT RAISE(ABORT, 'refused'); END;");
 	int64_t seq = event_spool_append(sp, 1, "received", "m0", "{}");
 	assert_int_equal(event_spool_sync(sp, seq), 0);
+	char log[160];
+	snprintf(log, sizeof(log), "%s/log", fx->dir);
+	int saved = log_to(log);
 	wait_unmovable(sp, true); /* the second rotation, a second later */
+	log_restore(saved);
+	/* with SQLite's reason */
+	size_t len = 0;
+	char *text = read_text(log, &len);
+	if (strstr(text, "error events.spool_write_failed path=") == NULL ||
+	    strstr(text, "error=\"refused\"") == NULL)
+		fail_msg("the log says: %s", text);
+	free(text);
 	/* acknowledged lines leave the backlog, not the memory (nor the journal) */
 	for (int i = 0; i < 30; i++)
 		seq = event_spool_append(sp, 2, "delivery", "m0", "{\"acked\":true}");
@@ -737,22 +782,6 @@ static void test_unmovable(void **state)
 	assert_int_equal(v[k].seq, more);
 	event_spool_events_free(v, n);
 	event_spool_close(sp);
-}
-
-/* The text of file path (NUL-terminated; *len its bytes). Freed by the caller. */
-static char *read_text(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	assert_non_null(f);
-	struct strbuf b = STRBUF_INIT;
-	char buf[4096];
-	size_t r;
-	while ((r = fread(buf, 1, sizeof(buf), f)) > 0)
-		strbuf_add(&b, buf, r);
-	fclose(f);
-	*len = b.len;
-	strbuf_puts(&b, "");
-	return strbuf_take(&b);
 }
 
 /*
