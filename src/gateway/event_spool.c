@@ -1085,6 +1085,7 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 	sp->count = (uint64_t)count;
 	sp->spool_max = max_bytes;
 	sp->max_bytes = max_bytes;
+	atomic_init(&sp->held, 0);
 	sp->created = created;
 	pthread_mutex_init(&sp->db_lock, NULL);
 	pthread_mutex_init(&sp->j_lock, NULL);
