@@ -725,6 +725,11 @@ static void *event_spool_writer(void *arg)
 			pthread_mutex_lock(&sp->lock);
 			if (rc < 0 || left)
 				sp->unmoved = true;
+			/* the next try a whole interval after this one ended: one that
+			 * waited for a locked file (busy_timeout) held mv_lock, and the
+			 * pusher's peeks and acks need their turn */
+			if (rc < 0)
+				sp->rotated_at = clock_mono_ms();
 			sp->unmovable = rc < 0;
 			event_spool_limit(sp);
 			continue;

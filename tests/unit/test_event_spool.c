@@ -682,11 +682,11 @@ static void log_restore(int saved)
 	close(saved);
 }
 
-/* Waits up to 5 s for the spool's moves to fail (unmovable) or work again. */
+/* Waits up to 10 s for the spool's moves to fail (unmovable) or work again. */
 static void wait_unmovable(struct event_spool *sp, bool unmovable)
 {
 	struct event_spool_stats s;
-	for (int i = 0; i < 500; i++) {
+	for (int i = 0; i < 1000; i++) {
 		event_spool_stats(sp, &s);
 		if (s.unmovable == unmovable)
 			return;
@@ -780,6 +780,48 @@ static void test_unmovable(void **state)
 	assert_int_equal(n, k + 1);
 	assert_int_equal(v[0].seq, kept[0]);
 	assert_int_equal(v[k].seq, more);
+	event_spool_events_free(v, n);
+	event_spool_close(sp);
+}
+
+/*
+ * Another program holds the spool file's write lock: a move waits for it (the
+ * spool's busy_timeout, 5 s) and fails, and the next waits as long, but only
+ * a second later, so that the pusher's peeks and acks get their turn in
+ * between; once the lock is gone, the moves work again.
+ */
+static void test_locked_file(void **state)
+{
+	struct fixture *fx = *state;
+	struct event_spool *sp = NULL;
+	assert_int_equal(event_spool_open(fx->path, 1 << 20, false, &sp), 0);
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(fx->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	int64_t seq = event_spool_append(sp, 1, "received", "m1", "{}");
+	assert_int_equal(event_spool_sync(sp, seq), 0);
+	wait_unmovable(sp, true); /* the second rotation, a second later, and 5 s */
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	seq = event_spool_append(sp, 2, "delivery", "m1", "{}");
+	assert_int_equal(event_spool_sync(sp, seq), 0);
+	struct event_spool_event *v = NULL;
+	size_t n = 0;
+	assert_int_equal(peek(sp, 10, 1 << 20, &v, &n), 0);
+	assert_int_equal(n, 2);
+	event_spool_events_free(v, n);
+	assert_int_equal(event_spool_ack(sp, seq), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	int64_t ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	assert_true(ms < 500);
+	assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	seq = event_spool_append(sp, 3, "reply", "m1", "{}");
+	assert_int_equal(event_spool_sync(sp, seq), 0);
+	wait_unmovable(sp, false);
+	assert_int_equal(peek(sp, 10, 1 << 20, &v, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(v[0].seq, seq);
 	event_spool_events_free(v, n);
 	event_spool_close(sp);
 }
@@ -1130,6 +1172,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_torn_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_journal_not_emptied, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unmovable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_locked_file, setup, teardown),
 	    cmocka_unit_test(test_parse_answer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
