@@ -12,6 +12,9 @@
  * while the manager keeps up, events are written once, to a journal; while it
  * does not, the SQLite file holds the backlog, and "drop everything up to
  * seq" is one indexed DELETE there, with no segment bookkeeping of our own.
+ * While the SQLite file refuses the moves, nothing leaves memory or the
+ * journals: once they hold EVENT_SPOOL_PENDING_MAX bytes (or max_bytes),
+ * appends are dropped until a move succeeds (event_spool_limit).
  *
  * A line is an event as the push sends it, one JSON object ending in ",\n":
  *
@@ -31,8 +34,11 @@
  * (synchronous=FULL) before its journal is emptied. An open moves the
  * journals' lines above both marks into the file, in seq order, and leaves
  * out a last line without its newline (a write a crash cut short: its commit
- * never returned). A spool written before journals and chunks (a table of one
- * row an event) is converted when opened.
+ * never returned). A write that fails is cut back off its journal; when even
+ * that fails, the journal is marked torn and its next write starts with a
+ * newline, so that the part left is a line of its own, which an open skips
+ * like any line that is not a whole event. A spool written before journals
+ * and chunks (a table of one row an event) is converted when opened.
  *
  * Power loss ([events] sync): with sync_each a commit fdatasyncs the journal
  * before it returns. Else (sync = group) the writer thread fdatasyncs the
@@ -42,7 +48,9 @@
  * State of one event:
  *
  *   state       to          by
- *   (none)      queued      event_spool_append (seq given; or dropped when full)
+ *   (none)      queued      event_spool_append (seq given; or dropped when full,
+ *                           or while the moves fail and pending is at its cap:
+ *                           event_spool_limit)
  *   queued      committed   a committer, one journal write per group
  *   queued      dropped     the committer, when the write failed (logged, counted)
  *   committed   (gone)      event_spool_ack, after the manager's 200
@@ -74,8 +82,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +118,14 @@
 /* sync = group: commits are fsynced (the WAL's fdatasync) by the writer thread
  * at most this long after they were written. */
 #define EVENT_SPOOL_SYNC_MS 100
+/*
+ * While the SQLite file refuses the moves (read-only, locked, full, damaged),
+ * the committed lines stay in memory and in the journals, acknowledged or not:
+ * at most this many bytes (or max_bytes, when smaller), then appends are
+ * dropped until a move succeeds. Far above what two rotations take in while
+ * moves work (a second or two of events).
+ */
+#define EVENT_SPOOL_PENDING_MAX ((uint64_t)64 * 1024 * 1024)
 
 /* One queued event: its line after the seq ("at":...},\n), written when appended. */
 struct event_spool_item {
@@ -149,6 +167,9 @@ struct event_spool {
 	pthread_mutex_t j_lock;
 	int jfd[2];
 	off_t jlen[2];
+	/* the journal may end with part of a line: a write failed and so did its
+	 * cut-back; the next write to it starts with a newline */
+	bool torn[2];
 	int jcur;
 	struct strbuf pending;
 	size_t head_off, split;
@@ -156,6 +177,13 @@ struct event_spool {
 	uint64_t stored;	 /* (mv_lock) events in the SQLite file */
 	bool unmoved;		 /* (lock) pending holds lines */
 	int64_t rotated_at;	 /* (lock) monotonic ms of the last rotation */
+	/* pending.len, set under j_lock whenever it changes, read under lock */
+	atomic_size_t held;
+	/* (lock) the last move into the SQLite file failed (event_spool_limit) */
+	bool unmovable;
+	uint64_t spool_max; /* as opened */
+	/* (lock) what appends may take: spool_max, or 0 while the moves fail and
+	 * the pending lines are at their cap */
 	uint64_t max_bytes;
 	bool stopping, stopped;
 	bool committing; /* a thread is in event_spool_drain */
@@ -318,7 +346,7 @@ static int event_spool_put_lines(sqlite3_stmt *st, const char *text, size_t len,
  * the lines of text[0, len) become chunks and are recorded as moved, and the
  * numbering is saved above top, the highest seq the journal held (lines
  * acknowledged from memory leave no row: the numbering must outlive them).
- * *n gets how many events were stored. 0 or -EIO (rolled back).
+ * *n gets how many events were stored. 0 or -EIO (logged, rolled back).
  */
 static int event_spool_store_lines(sqlite3 *db, sqlite3_stmt *insert, const char *text, size_t len,
 				   int64_t top, uint64_t *n)
@@ -343,14 +371,19 @@ static int event_spool_store_lines(sqlite3 *db, sqlite3_stmt *insert, const char
 	}
 	if (rc == 0)
 		rc = event_spool_exec(db, "COMMIT");
-	if (rc < 0)
+	if (rc < 0) {
+		/* said before the rollback clears SQLite's message */
+		log_error("events.spool_write_failed", "path=%s error=\"%s\"",
+			  sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
 		(void)event_spool_exec(db, "ROLLBACK");
+	}
 	return rc < 0 ? -EIO : 0;
 }
 
-/* Writes all of buf to fd. 0 or -errno. */
-static int event_spool_write_all(int fd, const char *buf, size_t len)
+/* Writes all of buf to fd; *done gets the bytes written (also on failure). 0 or -errno. */
+static int event_spool_write_all(int fd, const char *buf, size_t len, size_t *done)
 {
+	*done = 0;
 	while (len > 0) {
 		ssize_t w = write(fd, buf, len);
 		if (w < 0 && errno == EINTR)
@@ -359,8 +392,48 @@ static int event_spool_write_all(int fd, const char *buf, size_t len)
 			return w < 0 ? -errno : -EIO;
 		buf += w;
 		len -= (size_t)w;
+		*done += (size_t)w;
 	}
 	return 0;
+}
+
+/*
+ * Appends the lines of buf to journal i (j_lock held), in one write, with
+ * sync: fdatasynced. When the journal may end with part of a line (torn[i]),
+ * a newline goes first, so that the lines are not glued to it (an open then
+ * skips that part as a line of its own). 0, or -errno: the journal is cut back
+ * to where it was; when that fails too (logged), jlen[i] counts what the
+ * write left and torn[i] says whether it ends inside a line.
+ */
+static int event_spool_journal_write(struct event_spool *sp, int i, const char *buf, size_t len,
+				     bool sync)
+{
+	int fd = sp->jfd[i];
+	size_t done = 0;
+	int rc = 0;
+	if (sp->torn[i]) {
+		rc = event_spool_write_all(fd, "\n", 1, &done);
+		if (rc == 0) {
+			sp->jlen[i]++;
+			sp->torn[i] = false;
+		}
+	}
+	if (rc == 0)
+		rc = event_spool_write_all(fd, buf, len, &done);
+	if (rc == 0 && sync && fdatasync(fd) < 0)
+		rc = -errno;
+	if (rc == 0) {
+		sp->jlen[i] += (off_t)len;
+		return 0;
+	}
+	if (ftruncate(fd, sp->jlen[i]) < 0) {
+		log_error("events.spool_write_failed", "path=%s-j%d error=\"cannot cut back: %s\"",
+			  sp->path, i, strerror(errno));
+		sp->jlen[i] += (off_t)done;
+		if (done > 0)
+			sp->torn[i] = buf[done - 1] != '\n';
+	}
+	return rc;
 }
 
 /*
@@ -380,21 +453,14 @@ static int event_spool_commit(struct event_spool *sp, const struct event_spool_i
 		strbuf_addc(b, ',');
 		strbuf_add(b, it->text, it->len);
 	}
-	int cur = sp->jcur, fd = sp->jfd[cur];
-	int rc = event_spool_write_all(fd, b->p + from, b->len - from);
-	if (rc == 0 && sp->sync_each && fdatasync(fd) < 0)
-		rc = -errno;
-	if (rc == 0) {
-		sp->jlen[cur] += (off_t)(b->len - from);
-	} else {
+	int cur = sp->jcur;
+	int rc = event_spool_journal_write(sp, cur, b->p + from, b->len - from, sp->sync_each);
+	if (rc < 0) {
 		strbuf_truncate(b, from);
 		log_error("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path, cur,
 			  strerror(-rc));
-		if (ftruncate(fd, sp->jlen[cur]) < 0)
-			log_error("events.spool_write_failed",
-				  "path=%s-j%d error=\"cannot cut back: %s\"", sp->path, cur,
-				  strerror(errno));
 	}
+	atomic_store(&sp->held, b->len);
 	pthread_mutex_unlock(&sp->j_lock);
 	return rc < 0 ? -EIO : 0;
 }
@@ -437,9 +503,6 @@ static int event_spool_rotate(struct event_spool *sp, bool all)
 	if (top > 0) {
 		pthread_mutex_lock(&sp->db_lock);
 		rc = event_spool_store_lines(sp->db, sp->st_insert, text.p, text.len, top, &n);
-		if (rc < 0)
-			log_error("events.spool_write_failed", "path=%s error=\"%s\"", sp->path,
-				  sqlite3_errmsg(sp->db));
 		pthread_mutex_unlock(&sp->db_lock);
 	}
 	strbuf_free(&text);
@@ -449,27 +512,50 @@ static int event_spool_rotate(struct event_spool *sp, bool all)
 	}
 	/* every line of the journal is in a chunk or acknowledged now (one left
 	 * by a failed truncate is at or below "moved" or "next_seq": an open
-	 * skips it) */
-	for (int i = 0; i < 2; i++)
-		if ((i == old || all) && ftruncate(sp->jfd[i], 0) < 0)
+	 * skips it; the journal keeps its length, for a cut-back to keep it) */
+	bool emptied[2] = {false, false};
+	for (int i = 0; i < 2; i++) {
+		if (i != old && !all)
+			continue;
+		emptied[i] = ftruncate(sp->jfd[i], 0) == 0;
+		if (!emptied[i])
 			log_warn("events.spool_truncate_failed", "path=%s-j%d error=\"%s\"",
 				 sp->path, i, strerror(errno));
+	}
 	pthread_mutex_lock(&sp->j_lock);
 	if (end > 0) {
 		memmove(sp->pending.p, sp->pending.p + end, sp->pending.len - end);
 		strbuf_truncate(&sp->pending, sp->pending.len - end);
 	}
 	sp->head_off = sp->head_off > end ? sp->head_off - end : 0;
-	sp->jlen[old] = 0;
-	if (all)
-		sp->jlen[sp->jcur] = 0;
-	else
+	for (int i = 0; i < 2; i++) {
+		if (emptied[i]) {
+			sp->jlen[i] = 0;
+			sp->torn[i] = false;
+		}
+	}
+	if (!all)
 		sp->jcur = old;
 	sp->split = sp->pending.len;
+	atomic_store(&sp->held, sp->pending.len);
 	pthread_mutex_unlock(&sp->j_lock);
 	sp->stored += n;
 	pthread_mutex_unlock(&sp->mv_lock);
 	return 0;
+}
+
+/*
+ * Holds the appends to what memory may take (lock held; after a commit or a
+ * move): while the moves into the SQLite file fail and the pending lines fill
+ * their cap, appends are dropped and counted as when the spool is full
+ * (max_bytes 0; the caller logs, event_spool_stats says why); once a move
+ * succeeds, they are taken again.
+ */
+static void event_spool_limit(struct event_spool *sp)
+{
+	uint64_t cap =
+	    sp->spool_max < EVENT_SPOOL_PENDING_MAX ? sp->spool_max : EVENT_SPOOL_PENDING_MAX;
+	sp->max_bytes = sp->unmovable && atomic_load(&sp->held) >= cap ? 0 : sp->spool_max;
 }
 
 /* True when lines are pending. */
@@ -528,6 +614,8 @@ static void event_spool_drain(struct event_spool *sp)
 			if (sp->asleep)
 				pthread_cond_signal(&sp->work);
 		}
+		if (rc == 0 && sp->unmovable)
+			event_spool_limit(sp);
 		if (rc < 0) {
 			/* the disk refused them: counted as dropped, the mail flows on */
 			sp->dropped += n;
@@ -632,6 +720,13 @@ static void *event_spool_writer(void *arg)
 			pthread_mutex_lock(&sp->lock);
 			if (rc < 0 || left)
 				sp->unmoved = true;
+			/* the next try a whole interval after this one ended: one that
+			 * waited for a locked file (busy_timeout) held mv_lock, and the
+			 * pusher's peeks and acks need their turn */
+			if (rc < 0)
+				sp->rotated_at = clock_mono_ms();
+			sp->unmovable = rc < 0;
+			event_spool_limit(sp);
 			continue;
 		}
 		if (sp->stopping && sp->head == NULL && !sp->committing)
@@ -769,6 +864,23 @@ static int event_spool_read_all(int fd, struct strbuf *b)
 	}
 }
 
+/*
+ * True when the line at p (len bytes, through its newline) is a whole event's
+ * line, {"seq":N,"at":T,...},\n around one JSON object, with *seq and *at. At
+ * open: a journal line can also be the part of a write that failed, ended by
+ * the newline of the next one (event_spool_journal_write), or damage, which
+ * the quick parse alone could take for an event.
+ */
+static bool event_spool_line_whole(const char *p, size_t len, int64_t *seq, int64_t *at)
+{
+	if (!event_spool_line_parse(p, len, seq, at) || memcmp(p + len - 2, ",\n", 2) != 0)
+		return false;
+	json_t *j = json_loadb(p, len - 2, JSON_ALLOW_NUL, NULL);
+	bool whole = json_is_object(j);
+	json_decref(j);
+	return whole;
+}
+
 /* A journal line found at open: seq, where. */
 struct event_spool_found {
 	int64_t seq;
@@ -787,8 +899,10 @@ static int event_spool_found_cmp(const void *a, const void *b)
  * did not acknowledge (a crash, or a close whose rotation failed) become
  * chunks, in seq order, in one transaction that records them as moved; then
  * both journals are emptied. A line cut by a crash (no newline yet: its commit
- * never returned) is left out, said in the log. *top gets the highest seq of
- * any line (the numbering goes on above it). 0 or -EIO (logged by the caller).
+ * never returned) is left out, and so is a line that is not a whole event's or
+ * an {"acked":N} (the part a failed write left, or damage), counted and said
+ * in the log. *top gets the highest seq of any event line (the numbering goes
+ * on above it). 0 or -EIO (logged by the caller).
  */
 static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *path,
 			       const int jfd[2], int64_t *top)
@@ -819,11 +933,16 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 			off += line;
 			if (line > 9 && memcmp(p, "{\"acked\":", 9) == 0) {
 				/* {"acked":N}: the pusher's ack of lines in memory */
-				int64_t a = strtoll(p + 9, NULL, 10);
+				char *e = NULL;
+				int64_t a = strtoll(p + 9, &e, 10);
+				if (e == p + 9 || (size_t)(e - p) + 2 != line || *e != '}') {
+					bad++;
+					continue;
+				}
 				acked = a > acked ? a : acked;
 				continue;
 			}
-			if (!event_spool_line_parse(p, line, &seq, &at)) {
+			if (!event_spool_line_whole(p, line, &seq, &at)) {
 				bad++;
 				continue;
 			}
@@ -861,8 +980,8 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 	if (torn > 0 || bad > 0)
 		log_warn("events.spool_journal_damaged",
 			 "path=%s torn_bytes=%zu bad_lines=%zu reason=\"the end of a write a "
-			 "crash cut short (its events were never acknowledged to anyone), or "
-			 "damage: left out\"",
+			 "crash cut short or that failed (its events were never acknowledged "
+			 "to anyone), or damage: left out\"",
 			 path, torn, bad);
 	if (n > 0)
 		log_info("events.spool_recovered", "path=%s events=%zu", path, n);
@@ -966,7 +1085,9 @@ int event_spool_open(const char *path, uint64_t max_bytes, bool sync_each, struc
 	sp->durable_seq = sp->next_seq - 1;
 	sp->bytes = (uint64_t)bytes;
 	sp->count = (uint64_t)count;
+	sp->spool_max = max_bytes;
 	sp->max_bytes = max_bytes;
+	atomic_init(&sp->held, 0);
 	sp->created = created;
 	pthread_mutex_init(&sp->db_lock, NULL);
 	pthread_mutex_init(&sp->j_lock, NULL);
@@ -1369,12 +1490,10 @@ static void event_spool_ack_pending(struct event_spool *sp, int64_t seq, int64_t
 	if (*count > 0) {
 		char mark[48];
 		int len = snprintf(mark, sizeof(mark), "{\"acked\":%lld}\n", (long long)seq);
-		int fd = sp->jfd[sp->jcur];
-		if (event_spool_write_all(fd, mark, (size_t)len) == 0)
-			sp->jlen[sp->jcur] += len;
-		else if (ftruncate(fd, sp->jlen[sp->jcur]) < 0)
+		int rc = event_spool_journal_write(sp, sp->jcur, mark, (size_t)len, false);
+		if (rc < 0)
 			log_warn("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path,
-				 sp->jcur, strerror(errno));
+				 sp->jcur, strerror(-rc));
 	}
 	pthread_mutex_unlock(&sp->j_lock);
 }
@@ -1425,6 +1544,7 @@ void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out)
 	out->next_seq = sp->next_seq;
 	out->created = sp->created;
 	out->syncs = sp->syncs;
+	out->unmovable = sp->unmovable;
 	out->oldest_at = oldest != 0 ? oldest : sp->head != NULL ? sp->head->at : 0;
 	pthread_mutex_unlock(&sp->lock);
 }

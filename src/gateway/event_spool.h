@@ -21,7 +21,10 @@
  * Bound: the events' bytes (rows and queue) stay within max_bytes. An append
  * that would pass it is dropped and counted (event_spool_stats.dropped); the
  * caller logs. The file does not shrink: acknowledged rows leave free pages that
- * later appends reuse.
+ * later appends reuse. While the moves into the SQLite file fail (it refuses
+ * writes: event_spool_stats.unmovable), the committed events stay in memory
+ * and in the journals, acknowledged or not, up to 64 MB (or max_bytes, when
+ * smaller); past that, appends are dropped the same way until a move succeeds.
  *
  * Not for: what an event says (gw_events.c) or sending it.
  */
@@ -108,6 +111,10 @@ struct event_spool_stats {
 	int64_t next_seq;  /* the seq the next append gets */
 	bool created;	   /* the file was made by this open */
 	uint64_t syncs;	   /* sync = group: the writer's fsyncs since open */
+	/* the last move into the SQLite file failed; while they keep failing,
+	 * the events waiting in memory are capped (64 MB, or max_bytes when
+	 * smaller): past that, appends are dropped (counted) until one succeeds */
+	bool unmovable;
 };
 void event_spool_stats(struct event_spool *sp, struct event_spool_stats *out);
 

@@ -156,7 +156,8 @@ static void gw_events_emit(struct gw_events *ev, struct strbuf *d)
 			gw_events_thread_seq = seq;
 		return;
 	}
-	/* full: said loudly, once a minute, with how many were dropped meanwhile */
+	/* full, or the spool file refuses the moves: said loudly, once a minute,
+	 * with how many were dropped meanwhile */
 	int64_t now = clock_now_ms();
 	int64_t last = atomic_load(&ev->full_logged_at);
 	if (now - last >= GW_EVENTS_LOG_EVERY_MS &&
@@ -164,6 +165,17 @@ static void gw_events_emit(struct gw_events *ev, struct strbuf *d)
 		struct event_spool_stats s;
 		event_spool_stats(ev->sp, &s);
 		uint64_t before = atomic_exchange(&ev->dropped_logged, s.dropped);
+		if (s.unmovable) {
+			/* moves fail: its lines in memory are at their cap */
+			log_error("events.spool_unmovable",
+				  "dropped=%llu dropped_total=%llu backlog=%llu bytes=%llu "
+				  "reason=\"the spool file (events.spool) refuses writes: events "
+				  "are dropped until a move into it succeeds\"",
+				  (unsigned long long)(s.dropped - before),
+				  (unsigned long long)s.dropped, (unsigned long long)s.backlog,
+				  (unsigned long long)s.bytes);
+			return;
+		}
 		log_warn("events.spool_full",
 			 "dropped=%llu dropped_total=%llu backlog=%llu bytes=%llu "
 			 "reason=\"[events] spool_max reached: events are dropped until the "

@@ -356,6 +356,70 @@ def test_manager_down_then_back_every_event_once(start_manager, start_gateway, a
     assert event_count(mgr) == before + 36
 
 
+def spool_sql(gw, sql):
+    """Runs sql on the gateway's spool file (events.spool) through a connection of
+    the test's own, as another program on the host would."""
+    con = sqlite3.connect(os.path.join(gw.data_dir, "events.spool"), timeout=10)
+    try:
+        con.executescript(sql)
+    finally:
+        con.close()
+
+
+def test_a_spool_file_refusing_writes_drops_events_past_the_cap(start_manager, start_gateway,
+                                                                aio_sink):
+    """The gateway's spool file refuses writes (here: triggers that abort them)
+    while the manager takes every push: the events held in memory meanwhile
+    stop at their cap ([events] spool_max, 1 MB, far before the spool is
+    full); mail flows, later events are dropped and counted, and the log says
+    why once (events.spool_unmovable, not spool_full). Once the file takes
+    writes again, events flow again, each stored once."""
+    mgr = start_manager()
+    gw = tracking_gateway(start_gateway, mgr, register(mgr), aio_sink.host,
+                          events={"spool_max": "1M"})
+    code, text = gw.send("alice@sender.test", "bob@example.com", make_message())
+    assert code == 250, text
+    wait_for(lambda: event_count(mgr) >= 6, 20, "the first message's events")
+    spool_sql(gw, "CREATE TRIGGER refuse_chunks BEFORE INSERT ON chunks"
+                  " BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+                  "CREATE TRIGGER refuse_meta BEFORE UPDATE ON meta"
+                  " BEGIN SELECT RAISE(ABORT, 'refused'); END;")
+    gw.wait_log('events.spool_write_failed path=%s error="refused"'
+                % os.path.join(gw.data_dir, "events.spool"), timeout=20)
+    # ~50 KB of events a message (its recipients listed): the cap within ~20
+    rcpts = ["%s%03d@example.com" % ("r" * 57, i) for i in range(400)]
+    sent = 0
+    while gw_metrics(gw)["lazaret_gw_events_dropped_total"] == 0:
+        assert sent < 60, gw.log_text()[-3000:]
+        code, text = gw.send("alice@sender.test", rcpts,
+                             make_message(subject="while refused %d" % sent))
+        assert code == 250, text  # mail flows
+        sent += 1
+        wait_for(lambda: gw_metrics(gw)["lazaret_gw_events_backlog"] == 0, 20,
+                 "the manager taking the events")
+    gw.wait_log("events.spool_unmovable", timeout=20)
+    log = gw.log_text()
+    assert re.search(r"error events\.spool_unmovable dropped=\d+ dropped_total=\d+ .*"
+                     r"reason=\"the spool file \(events\.spool\) refuses writes", log), log[-3000:]
+    assert "events.spool_full" not in log
+    m = gw_metrics(gw)
+    assert m["lazaret_gw_events_spool_bytes"] < 512 * 1024, m  # the manager took them
+
+    spool_sql(gw, "DROP TRIGGER refuse_chunks; DROP TRIGGER refuse_meta;")
+
+    def taken():
+        before = gw_metrics(gw)["lazaret_gw_events_dropped_total"]
+        code, text = gw.send("alice@sender.test", "bob@example.com",
+                             make_message(subject="after"))
+        assert code == 250, text
+        return gw_metrics(gw)["lazaret_gw_events_dropped_total"] == before and queue_id(text)
+    qid = wait_for(taken, 20, "events taken again", interval=0.5)
+    wait_for(lambda: any(e[1] == "reply" and e[2] == qid for e in events(mgr)), 30,
+             "the last message's events on the manager")
+    ev = events(mgr)
+    assert len({e[0] for e in ev}) == len(ev)  # each once
+
+
 def burst_then_kill9(gw):
     """Four sessions send to gw until 20 messages got 250, then kill -9 of gw in the
     burst; the queue ids of every message that got 250 (at least 20)."""
