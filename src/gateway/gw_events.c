@@ -434,14 +434,60 @@ void gw_events_filter(struct gw_events *ev, const char *id, const char *filter, 
 	gw_events_emit(ev, &d);
 }
 
-/* The recipients rcpts[idx[0..n)] as a list into d (gw_events_list). */
-static void gw_events_rcpts(struct strbuf *d, bool lists, const char *const *rcpts,
-			    const size_t *idx, size_t n)
+/* A text member of a "delivery" or "quarantine" event. */
+struct gw_events_member {
+	const char *key, *value;
+};
+
+static void gw_events_members(struct strbuf *d, const struct gw_events_member *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		gw_events_text(d, m[i].key, m[i].value);
+}
+
+/*
+ * One copy's recipients rcpts[idx[0..n)] in events of type for message id,
+ * each with the members before[0..nbefore) and after[0..nafter) around its
+ * "rcpts": one event when they fit in one list (GW_EVENTS_LIST_MAX names,
+ * GW_EVENTS_LIST_BYTES bytes of them), else as many as it takes, every one
+ * saying "rcpts_total" (n) and the later ones "first" (the index, from 0, of
+ * their first name among the copy's), so that each recipient has its delivery
+ * or quarantine in its story (docs/GATEWAY.md "Events"). A list whose escaping
+ * would put the detail over GW_EVENTS_DETAIL_MAX is halved until it fits.
+ */
+static void gw_events_rcpts(struct gw_events *ev, const char *type, const char *id,
+			    const struct gw_events_member *before, size_t nbefore,
+			    const struct gw_events_member *after, size_t nafter,
+			    const char *const *rcpts, const size_t *idx, size_t n)
 {
 	const char **v = xcalloc(n + 1, sizeof(*v));
 	for (size_t i = 0; i < n; i++)
 		v[i] = rcpts[idx[i]];
-	gw_events_list(d, lists, "rcpts", "rcpts_total", v, n);
+	size_t first = 0, most = GW_EVENTS_LIST_MAX;
+	do {
+		struct strbuf d = STRBUF_INIT;
+		gw_events_begin(&d, type, id);
+		size_t start = d.len;
+		gw_events_members(&d, before, nbefore);
+		if (first > 0)
+			gw_events_int(&d, "first", (long long)first);
+		size_t k = gw_events_list(&d, true, "rcpts", NULL, v + first,
+					  n - first < most ? n - first : most);
+		if (first > 0 || first + k < n)
+			gw_events_int(&d, "rcpts_total", (long long)n);
+		gw_events_members(&d, after, nafter);
+		if (d.len - start >= GW_EVENTS_DETAIL_MAX && k > 1) {
+			/* names full of escapes: fewer of them */
+			strbuf_free(&d);
+			most = k / 2;
+			continue;
+		}
+		/* k is 0 only when n is: a name cut to GW_EVENTS_TEXT_MAX fits the bytes */
+		gw_events_emit(ev, &d);
+		if (k == 0)
+			break;
+		first += k;
+	} while (first < n);
 	free(v);
 }
 
@@ -451,18 +497,9 @@ void gw_events_quarantine(struct gw_events *ev, const char *id, const char *quar
 {
 	if (ev == NULL)
 		return;
-	struct strbuf d = STRBUF_INIT;
-	gw_events_begin(&d, "quarantine", id);
-	size_t start = d.len;
-	for (bool lists = true;; lists = false) {
-		gw_events_text(&d, "quarantine", quarantine);
-		gw_events_text(&d, "where", where);
-		gw_events_text(&d, "reason", reason);
-		gw_events_rcpts(&d, lists, rcpts, idx, n);
-		if (gw_events_fits(&d, start, lists))
-			break;
-	}
-	gw_events_emit(ev, &d);
+	const struct gw_events_member before[] = {
+	    {"quarantine", quarantine}, {"where", where}, {"reason", reason}};
+	gw_events_rcpts(ev, "quarantine", id, before, 3, NULL, 0, rcpts, idx, n);
 }
 
 void gw_events_delivery(struct gw_events *ev, const char *id, const char *route, const char *host,
@@ -472,29 +509,20 @@ void gw_events_delivery(struct gw_events *ev, const char *id, const char *route,
 	if (ev == NULL)
 		return;
 	bool ok = strcmp(status, "ok") == 0;
-	bool spam = ok && strcmp(route, "external_spam") == 0;
-	struct strbuf d = STRBUF_INIT;
-	gw_events_begin(&d, spam ? "quarantine" : "delivery", id);
-	size_t start = d.len;
-	for (bool lists = true;; lists = false) {
-		if (spam) {
-			gw_events_text(&d, "quarantine", "spam");
-			gw_events_text(&d, "where", "external");
-			gw_events_text(&d, "host", host);
-			gw_events_text(&d, "reply", reply);
-			gw_events_rcpts(&d, lists, rcpts, idx, n);
-		} else {
-			gw_events_text(&d, "route", route);
-			gw_events_text(&d, "host", host);
-			gw_events_rcpts(&d, lists, rcpts, idx, n);
-			gw_events_text(&d, "status", ok ? "sent" : status);
-			gw_events_text(&d, "reply", reply);
-		}
-		if (gw_events_fits(&d, start, lists))
-			break;
+	if (ok && strcmp(route, "external_spam") == 0) {
+		const struct gw_events_member before[] = {{"quarantine", "spam"},
+							  {"where", "external"},
+							  {"host", host},
+							  {"reply", reply}};
+		gw_events_rcpts(ev, "quarantine", id, before, 4, NULL, 0, rcpts, idx, n);
+		return;
 	}
-	gw_events_emit(ev, &d);
-	if (!spam && (ok || strcmp(status, "partly_refused") == 0))
+	const struct gw_events_member before[] = {{"route", route}, {"host", host}};
+	const struct gw_events_member after[] = {{"status", ok ? "sent" : status},
+						 {"reply", reply}};
+	gw_events_rcpts(ev, "delivery", id, before, 2, after, 2, rcpts, idx, n);
+	/* one copy, however many events list its recipients */
+	if (ok || strcmp(status, "partly_refused") == 0)
 		atomic_fetch_add(&ev->cap_relayed, 1);
 }
 

@@ -46,7 +46,8 @@ struct store;
 #define GW_EVENTS_IDLE_MS 500
 /* A subject, address or name longer than this is cut in an event. */
 #define GW_EVENTS_TEXT_MAX 998
-/* Recipients or attachment names listed in one "received" or "recipients" event at most. */
+/* Recipients or attachment names listed in one "received", "recipients", "delivery" or
+ * "quarantine" event at most. */
 #define GW_EVENTS_LIST_MAX 1000
 /* The largest answer read from the manager. */
 #define GW_EVENTS_MAX_ANSWER (64 * 1024)
@@ -96,7 +97,8 @@ void gw_events_verdict(struct gw_events *ev, const char *id, const char *engine,
 		       double score, const char *verdict, const char *rules, const char *virus);
 void gw_events_filter(struct gw_events *ev, const char *id, const char *filter, const char *action,
 		      const char *arg);
-/* rcpts[idx[0..n)] went to quarantine; where: "local" (a store commit) or "external". */
+/* rcpts[idx[0..n)] went to quarantine; where: "local" (a store commit) or "external".
+ * More recipients than one list holds: more events, each listing the next ones. */
 void gw_events_quarantine(struct gw_events *ev, const char *id, const char *quarantine,
 			  const char *where, const char *reason, const char *const *rcpts,
 			  const size_t *idx, size_t n);
@@ -104,7 +106,8 @@ void gw_events_quarantine(struct gw_events *ev, const char *id, const char *quar
  * A copy sent (or not) to route's host for rcpts[idx[0..n)]: status is
  * delivery_status_name's ("ok" is reported as "sent"), or "dropped"; reply the
  * next hop's last reply. A copy the manager's spam quarantine took is reported
- * as a "quarantine" event (where "external").
+ * as a "quarantine" event (where "external"). More recipients than one list holds:
+ * more events, each listing the next ones.
  */
 void gw_events_delivery(struct gw_events *ev, const char *id, const char *route, const char *host,
 			const char *const *rcpts, const size_t *idx, size_t n, const char *status,
