@@ -300,6 +300,101 @@ def test_every_recipient_of_a_long_list_is_tracked(start_manager, start_gateway,
     assert story["recipients"] == rcpts
 
 
+def tracked(mgr, **params):
+    """The tracked messages a search finds."""
+    st, doc = mgr.api("GET", "/api/v1/tracking/messages?" + urllib.parse.urlencode(params))
+    assert st == 200, doc
+    return doc["messages"]
+
+
+def test_every_recipient_of_a_big_copy_has_its_delivery_or_quarantine(
+        start_manager, start_gateway, aio_sink):
+    """A message to 1,500 recipients relayed, one to 1,500 others a filter
+    quarantines, and one to 60 recipients of 464-byte addresses relayed: each
+    copy's recipients are listed in order across as many delivery (quarantine)
+    events as their lists take, the same but for their names, so the story of
+    each shows every recipient's delivery (quarantine), the last one's too, and
+    a search by the last recipient finds the message delivered (quarantined).
+    The events of one copy count once: 3,060 recipients in the reports, three
+    messages in and two out in the capacity report."""
+    mgr = start_manager()
+    gw = tracking_gateway(start_gateway, mgr, register(mgr), aio_sink.host, start=False,
+                          listener={"max_recipients": "2000"},
+                          reporting={"capacity_interval": "1s"})
+    gw.apply({"filters": {"file": gw.write_file(
+        "gw.filters", 'hold: if subject == "^Hold" { quarantine("Policy"); }\n')}})
+    gw.start()
+    sent = {"many": ["user%04d@example.com" % i for i in range(1500)],
+            "held": ["held%04d@example.com" % i for i in range(1500)],
+            # within SMTP's 512-byte command line: 51 fit in 24 KB of names
+            "long": ["%s%02d@example.com" % ("l" * 450, i) for i in range(60)]}
+    subjects = {"many": "To many", "held": "Hold for many", "long": "Long names"}
+    qids = {}
+    for key, rcpts in sent.items():
+        code, text = gw.send("alice@sender.test", rcpts, make_message(subject=subjects[key]))
+        assert code == 250, (key, text)
+        qids[key] = queue_id(text)
+    # the next hop got the two relayed copies whole
+    got = aio_sink.wait_count(2)
+    assert sorted(m["rcpts"] for m in got) == sorted([sent["many"], sent["long"]])
+
+    def capacity():
+        st, doc = mgr.api("GET", "/api/v1/reports/system_capacity?period=day&gateway=" + GW)
+        assert st == 200, doc
+        return doc["totals"]
+    wait_for(lambda: capacity()["messages_in"] == 3, 60, "the messages in the capacity samples")
+    wait_for(lambda: all(any(e[1] == "reply" and e[2] == q for e in events(mgr))
+                         for q in qids.values()), 30, "every message's events on the manager")
+
+    mine = {key: [(e[1], e[3]) for e in events(mgr) if e[2] == q] for key, q in qids.items()}
+    want = {"many": ("delivery", [1000, 500]), "held": ("quarantine", [1000, 500]),
+            "long": ("delivery", [51, 9])}
+    for key, (type_, sizes) in want.items():
+        copy = [d for t, d in mine[key] if t == type_]
+        assert [len(d["rcpts"]) for d in copy] == sizes, (key, [d.get("first") for d in copy])
+        assert [r for d in copy for r in d["rcpts"]] == sent[key], key
+        # one after the other, the same but for their names
+        assert "first" not in copy[0] and copy[1]["first"] == sizes[0], key
+        assert {d["rcpts_total"] for d in copy} == {len(sent[key])}, key
+        assert copy[1] == dict(copy[0], first=sizes[0], rcpts=copy[1]["rcpts"]), key
+        types = [t for t, _ in mine[key]]
+        assert types[-3:] == [type_, type_, "reply"], (key, types)
+        assert type_ == "quarantine" or copy[0]["status"] == "sent", copy[0]
+    held = [d for t, d in mine["held"] if t == "quarantine"][0]
+    assert held["where"] == "local" and held["quarantine"].lower() == "policy", held
+
+    # the story: every recipient's delivery (quarantine), in its timeline
+    for key, (type_, sizes) in want.items():
+        mid = "%s~%s" % (GW, qids[key])
+        st, story = mgr.api("GET", "/api/v1/tracking/messages/" + mid)
+        assert st == 200, story
+        assert story["recipients"] == sent[key]
+        listed = [r for e in story["events"] if e["type"] == type_ for r in e["detail"]["rcpts"]]
+        assert listed == sent[key], key
+        # found by its last recipient, once, in the state its copy left it in
+        state = "quarantined" if type_ == "quarantine" else "delivered"
+        last = sent[key][-1]
+        found = tracked(mgr, recipient=last, event=state)
+        assert [(m["id"], m["last_state"]) for m in found] == [(mid, state)], key
+        assert [m["id"] for m in tracked(mgr, recipient=last)] == [mid]
+
+    # counted once: per recipient in the reports, per message in the capacity's
+    def overview():
+        st, doc = mgr.api("GET", "/api/v1/reports/overview?period=day")
+        assert st == 200, doc
+        return doc["totals"]
+    wait_for(lambda: overview()["incoming"] == 3060, 30, "the messages in the reports")
+    totals = overview()
+    assert (totals["clean"], totals["content_filter"], totals["spam"]) == (1560, 1500, 0), totals
+    st, doc = mgr.api("GET", "/api/v1/reports/outgoing_destinations?period=day")
+    assert st == 200, doc
+    assert [(r["key"], r["incoming"]) for r in doc["rows"]] == [("example.com", 3060)]
+    wait_for(lambda: capacity()["messages_out"] == 2, 30, "the relayed copies sampled")
+    assert capacity()["messages_in"] == 3
+    time.sleep(1.5)  # a later sample adds nothing
+    assert (capacity()["messages_in"], capacity()["messages_out"]) == (3, 2)
+
+
 def test_recipients_in_a_later_push_are_added_once(manager):
     """A "recipients" event pushed after its received event's push adds its names
     at their indexes; both pushes replayed add nothing."""
