@@ -55,8 +55,9 @@
 #include "smtp/smtp_proto.h"
 #include "store/store.h"
 
-/* Bytes of recipient and attachment names listed in a "received" event at most, so
- * that its detail stays within the manager's limit (STORE_EVENT_DETAIL_MAX). */
+/* Bytes of recipient or attachment names one event lists at most ("received",
+ * "recipients", "delivery", "quarantine"), so that its detail stays within the
+ * manager's limit (STORE_EVENT_DETAIL_MAX). */
 #define GW_EVENTS_LIST_BYTES 24000
 /* A detail's JSON text at most; beyond it, its lists are left out (the manager's
  * limit, STORE_EVENT_DETAIL_MAX, is 64 KiB). */
