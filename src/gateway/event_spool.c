@@ -254,6 +254,14 @@ void event_spool_line_start(struct strbuf *b, int64_t at, const char *type, cons
 	strbuf_puts(b, ",\"detail\":");
 }
 
+/* Opens a line in b with its seq: {"seq":N, (the rest is an item's text). */
+static void event_spool_line_seq(struct strbuf *b, int64_t seq)
+{
+	strbuf_puts(b, "{\"seq\":");
+	strbuf_add_int(b, seq);
+	strbuf_addc(b, ',');
+}
+
 /* Ends the line b holds: "},\n" after its detail, a raw newline in it made a
  * space. */
 static void event_spool_line_end(struct strbuf *b)
@@ -448,9 +456,7 @@ static int event_spool_commit(struct event_spool *sp, const struct event_spool_i
 	struct strbuf *b = &sp->pending;
 	size_t from = b->len;
 	for (const struct event_spool_item *it = list; it != NULL; it = it->next) {
-		strbuf_puts(b, "{\"seq\":");
-		strbuf_add_int(b, it->seq);
-		strbuf_addc(b, ',');
+		event_spool_line_seq(b, it->seq);
 		strbuf_add(b, it->text, it->len);
 	}
 	int cur = sp->jcur;
@@ -821,7 +827,7 @@ static int event_spool_convert(sqlite3 *db, sqlite3_stmt *insert)
 				       msg_id);
 		strbuf_puts(&line, detail != NULL ? detail : "{}");
 		event_spool_line_end(&line);
-		strbuf_printf(&lines, "{\"seq\":%lld,", (long long)sqlite3_column_int64(s, 0));
+		event_spool_line_seq(&lines, sqlite3_column_int64(s, 0));
 		strbuf_add(&lines, line.p, line.len);
 		strbuf_free(&line);
 		n++;

@@ -62,8 +62,6 @@
 /* A detail's JSON text at most; beyond it, its lists are left out (the manager's
  * limit, STORE_EVENT_DETAIL_MAX, is 64 KiB). */
 #define GW_EVENTS_DETAIL_MAX 60000
-/* A detail's key at most (they are literals). */
-#define GW_EVENTS_KEY_MAX 32
 /* How often a lasting condition (spool full, manager down) is logged again. */
 #define GW_EVENTS_LOG_EVERY_MS 60000
 /* The body's bytes beyond the events' own (gateway name, backlog, brackets). */
@@ -111,20 +109,12 @@ static void gw_events_begin(struct strbuf *d, const char *type, const char *msg_
 
 static void gw_events_key(struct strbuf *d, const char *key)
 {
-	/* one append: this runs for every member of every event */
-	char buf[GW_EVENTS_KEY_MAX + 4];
-	size_t n = 0, len = strlen(key);
-	if (len > GW_EVENTS_KEY_MAX)
-		panic("gw_events: key \"%s\" is over %d bytes", key, GW_EVENTS_KEY_MAX);
 	char last = d->p[d->len - 1];
 	if (last != '{' && last != '[')
-		buf[n++] = ',';
-	buf[n++] = '"';
-	memcpy(buf + n, key, len);
-	n += len;
-	buf[n++] = '"';
-	buf[n++] = ':';
-	strbuf_add(d, buf, n);
+		strbuf_addc(d, ',');
+	strbuf_addc(d, '"');
+	strbuf_puts(d, key);
+	strbuf_add(d, "\":", 2);
 }
 
 /* A string member (NULL: null), invalid UTF-8 replaced, cut to GW_EVENTS_TEXT_MAX
