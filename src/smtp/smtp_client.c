@@ -191,9 +191,17 @@ static bool smtp_str_is_ascii(const char *s)
 	return true;
 }
 
+/* Looks at every byte of a relayed message: eight at a time. */
 static bool smtp_bytes_have_8bit(const unsigned char *p, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+		memcpy(&w, p + i, sizeof(w));
+		if ((w & UINT64_C(0x8080808080808080)) != 0)
+			return true;
+	}
+	for (; i < n; i++)
 		if (p[i] >= 0x80)
 			return true;
 	return false;
@@ -627,74 +635,64 @@ static void smtp_rcpts_settle(struct smtp_client_result *res, enum smtp_client_o
 			smtp_rcpt_set(&res->rcpts[i], o, code, reply);
 }
 
-/* Feeds n bytes through the DATA encoding; c NULL only counts. 0 or -errno. */
+/* Writes n bytes to c (NULL: only counts them into the message size). */
+static int smtp_encode_put(struct smtp_encoder *e, struct smtp_conn *c, const void *p, size_t n,
+			   size_t counted)
+{
+	e->count += counted;
+	return c != NULL ? smtp_conn_put(c, p, n) : 0;
+}
+
+/*
+ * Feeds n bytes through the DATA encoding; c NULL only counts. 0 or -errno.
+ * Every line ends in CRLF (a bare CR or LF becomes one) and a line's leading
+ * dot is doubled. The text between line ends is copied in one piece, found
+ * with memchr: this runs over every byte of every relayed message.
+ */
 static int smtp_encode(struct smtp_encoder *e, struct smtp_conn *c, const unsigned char *p,
 		       size_t n)
 {
-	size_t run = 0; /* bytes of p[i - run, i) to copy unchanged */
-	for (size_t i = 0; i <= n; i++) {
-		bool special = i == n || e->pending_cr || p[i] == '\r' || p[i] == '\n' ||
-			       (e->bol && p[i] == '.');
-		if (!special) {
-			run++;
-			e->bol = false;
-			continue;
-		}
-		if (run > 0) {
-			e->count += run;
-			if (c != NULL) {
-				int rc = smtp_conn_put(c, p + i - run, run);
-				if (rc < 0)
-					return rc;
-			}
-			run = 0;
-		}
-		if (i == n)
-			break;
-		const char *out = NULL;
-		unsigned char ch = p[i];
+	size_t i = 0;
+	size_t lf = 0; /* the next LF at or after i (n: none), valid while lf >= i */
+	bool lf_known = false;
+	int rc = 0;
+	while (i < n && rc == 0) {
 		if (e->pending_cr) {
+			/* a CR's line end: a CRLF's LF is consumed, a bare CR's next byte
+			 * starts the new line */
 			e->pending_cr = false;
 			e->bol = true;
-			out = "\r\n";
-			if (ch == '\n') {
-				/* CRLF: the line end is written; this LF is consumed. */
-				goto emit;
-			}
-			/* A bare CR: its line end first, then this byte afresh. */
-			e->count += 2;
-			if (c != NULL) {
-				int rc = smtp_conn_put(c, out, 2);
-				if (rc < 0)
-					return rc;
-			}
-			out = NULL;
+			rc = smtp_encode_put(e, c, "\r\n", 2, 2);
+			if (p[i] == '\n')
+				i++;
+			continue;
 		}
-		if (ch == '\r') {
+		if (p[i] == '\r') {
 			e->pending_cr = true;
-			continue;
-		}
-		if (ch == '\n') {
-			out = "\r\n";
+			i++;
+		} else if (p[i] == '\n') {
 			e->bol = true;
-		} else if (e->bol && ch == '.') {
-			out = "..";
+			rc = smtp_encode_put(e, c, "\r\n", 2, 2);
+			i++;
+		} else if (e->bol && p[i] == '.') {
+			/* The count is the message size of RFC 1870: doubled dots do not count. */
 			e->bol = false;
+			rc = smtp_encode_put(e, c, "..", 2, 1);
+			i++;
 		} else {
-			run = 1;
+			if (!lf_known || lf < i) {
+				const unsigned char *q = memchr(p + i, '\n', n - i);
+				lf = q != NULL ? (size_t)(q - p) : n;
+				lf_known = true;
+			}
+			const unsigned char *cr = memchr(p + i, '\r', lf - i);
+			size_t end = cr != NULL ? (size_t)(cr - p) : lf;
 			e->bol = false;
-			continue;
-		}
-	emit:
-		/* The count is the message size of RFC 1870: doubled dots do not count. */
-		e->count += out[0] == '.' ? 1 : strlen(out);
-		if (c != NULL) {
-			int rc = smtp_conn_put(c, out, strlen(out));
-			if (rc < 0)
-				return rc;
+			rc = smtp_encode_put(e, c, p + i, end - i, end - i);
+			i = end;
 		}
 	}
-	return 0;
+	return rc;
 }
 
 /* Ends the data: the last line end if missing, then the lone dot. */

@@ -585,6 +585,39 @@ static const struct session_case session_cases[] = {
 	.want = {{SMTP_CLIENT_DELIVERED, 250, NULL}},
     },
     {
+	.name = "8-bit byte last in a body of odd length gets BODY=8BITMIME",
+	.script = {GREET,
+		   EHLO_OK,
+		   {"MAIL FROM:<s@x.test> SIZE=", "250 ok\r\n"},
+		   RCPT_OK,
+		   DATA_OK,
+		   BODY_OK,
+		   QUIT_OK,
+		   END_STEP},
+	.rcpts = {"a@y.test"},
+	.nrcpts = 1,
+	.body = "Subject: x\r\n\r\nabcdefgh\xe9",
+	.want_lines = " BODY=8BITMIME",
+	.want = {{SMTP_CLIENT_DELIVERED, 250, NULL}},
+    },
+    {
+	.name = "8-bit byte first of the third eight gets BODY=8BITMIME",
+	.script = {GREET,
+		   EHLO_OK,
+		   {"MAIL FROM:<s@x.test> SIZE=", "250 ok\r\n"},
+		   RCPT_OK,
+		   DATA_OK,
+		   BODY_OK,
+		   QUIT_OK,
+		   END_STEP},
+	.rcpts = {"a@y.test"},
+	.nrcpts = 1,
+	.body = "Subject: abc\r\n\r\n\x80"
+		"bcdefgh\r\n",
+	.want_lines = " BODY=8BITMIME",
+	.want = {{SMTP_CLIENT_DELIVERED, 250, NULL}},
+    },
+    {
 	.name = "non-ASCII recipient gets SMTPUTF8 when offered",
 	.script = {GREET,
 		   {"EHLO", "250-srv.test\r\n250 SMTPUTF8\r\n"},
@@ -845,6 +878,127 @@ static void test_large_body(void **state)
 	snprintf(want, sizeof(want), "SIZE=%zu\n", lines * 13);
 	if (strstr(srv.transcript, want) == NULL)
 		fail_msg("no %s in:\n%s", want, srv.transcript);
+	smtp_client_result_free(&res);
+	server_free(&srv);
+	free(body);
+}
+
+/*
+ * The DATA encoding, byte by byte as RFC 5321 says it: every CR, LF or CRLF
+ * ends a line with CRLF, a leading dot is doubled, the data ends with the
+ * lone dot (after a CRLF when the last line is open). *size is the message
+ * size without the stuffed dots. A reference for the encoder's fast path.
+ */
+static size_t reference_encoding(const unsigned char *in, size_t n, unsigned char *out,
+				 size_t *size)
+{
+	size_t o = 0, stuffed = 0;
+	bool bol = true;
+	for (size_t i = 0; i < n; i++) {
+		if (in[i] == '\r' || in[i] == '\n') {
+			if (in[i] == '\r' && i + 1 < n && in[i + 1] == '\n')
+				i++;
+			out[o++] = '\r';
+			out[o++] = '\n';
+			bol = true;
+			continue;
+		}
+		if (bol && in[i] == '.') {
+			out[o++] = '.';
+			stuffed++;
+		}
+		out[o++] = in[i];
+		bol = false;
+	}
+	if (!bol) {
+		out[o++] = '\r';
+		out[o++] = '\n';
+	}
+	*size = o - stuffed;
+	memcpy(out + o, ".\r\n", 3);
+	return o + 3;
+}
+
+/* Random bodies of line ends, dots, NULs and text (each a header and a body,
+ * cut anywhere) arrive as the reference encodes them, with their SIZE=. */
+static void test_encoding_random(void **state)
+{
+	(void)state;
+	static const unsigned char alphabet[] = {'\r', '\n', '.', '\0', 'a', 'b', ' '};
+	unsigned seed = 20261206;
+	for (int round = 0; round < 150; round++) {
+		size_t n = (size_t)(rand_r(&seed) % 400);
+		unsigned char *in = malloc(n + 1);
+		unsigned char *want = malloc(2 * n + 8);
+		assert_non_null(in);
+		assert_non_null(want);
+		for (size_t i = 0; i < n; i++)
+			in[i] = alphabet[rand_r(&seed) % sizeof(alphabet)];
+		/* the header is a C string: cut before its first NUL */
+		size_t hlen = n > 0 ? (size_t)(rand_r(&seed) % (n + 1)) : 0;
+		const unsigned char *nul = memchr(in, '\0', hlen);
+		if (nul != NULL)
+			hlen = (size_t)(nul - in);
+		char *header = strndup((const char *)in, hlen);
+		assert_non_null(header);
+		size_t size = 0;
+		size_t wlen = reference_encoding(in, n, want, &size);
+
+		const struct step script[] = {GREET,   EHLO_OK, MAIL_OK, RCPT_OK,
+					      DATA_OK, BODY_OK, QUIT_OK, END_STEP};
+		struct script_server srv;
+		assert_int_equal(server_start(&srv, script, AF_INET), 0);
+		const char *rcpts[] = {"a@y.test"};
+		struct smtp_client_message msg = {.sender = "s@x.test",
+						  .rcpts = rcpts,
+						  .nrcpts = 1,
+						  .header = hlen > 0 ? header : NULL,
+						  .body = in + hlen,
+						  .body_len = n - hlen};
+		struct smtp_client_result res;
+		int rc = smtp_client_send(server_hostport(&srv), &default_opts, &msg, &res);
+		server_join(&srv);
+		assert_int_equal(rc, 0);
+		assert_string_equal(srv.mismatch, "");
+		if (srv.data_len != wlen || memcmp(srv.data, want, wlen) != 0)
+			fail_msg("round %d: %zu bytes in, %zu out, %zu wanted", round, n,
+				 srv.data_len, wlen);
+		char want_size[64];
+		snprintf(want_size, sizeof(want_size), "SIZE=%zu\n", size);
+		if (strstr(srv.transcript, want_size) == NULL)
+			fail_msg("round %d: no %s in:\n%s", round, want_size, srv.transcript);
+		smtp_client_result_free(&res);
+		server_free(&srv);
+		free(header);
+		free(want);
+		free(in);
+	}
+}
+
+/* A megabyte of bare CRs (one line end each, no LF anywhere) is encoded in
+ * linear time: each CR's search for the next LF is not repeated. */
+static void test_encoding_bare_crs(void **state)
+{
+	(void)state;
+	const size_t n = 1 << 20;
+	unsigned char *body = malloc(n);
+	assert_non_null(body);
+	for (size_t i = 0; i < n; i++)
+		body[i] = i % 2 == 0 ? 'x' : '\r';
+	const struct step script[] = {GREET,   EHLO_OK, MAIL_OK, RCPT_OK,
+				      DATA_OK, BODY_OK, QUIT_OK, END_STEP};
+	struct script_server srv;
+	assert_int_equal(server_start(&srv, script, AF_INET), 0);
+	const char *rcpts[] = {"a@y.test"};
+	struct smtp_client_message msg = {
+	    .sender = "s@x.test", .rcpts = rcpts, .nrcpts = 1, .body = body, .body_len = n};
+	struct smtp_client_result res;
+	assert_int_equal(smtp_client_send(server_hostport(&srv), &default_opts, &msg, &res), 0);
+	server_join(&srv);
+	assert_int_equal(res.rcpts[0].outcome, SMTP_CLIENT_DELIVERED);
+	assert_int_equal(srv.data_len, n / 2 * 3 + 3);
+	for (size_t i = 0; i < n / 2; i++)
+		assert_memory_equal(srv.data + i * 3, "x\r\n", 3);
 	smtp_client_result_free(&res);
 	server_free(&srv);
 	free(body);
@@ -1723,6 +1877,8 @@ int main(void)
 	    cmocka_unit_test(test_sessions),
 	    cmocka_unit_test(test_encoding),
 	    cmocka_unit_test(test_large_body),
+	    cmocka_unit_test(test_encoding_random),
+	    cmocka_unit_test(test_encoding_bare_crs),
 	    cmocka_unit_test(test_connection_refused),
 	    cmocka_unit_test(test_source_address),
 	    cmocka_unit_test(test_source_address_unusable),
