@@ -606,6 +606,8 @@ static void build_uris(struct antispam_texts *t)
 	t->uris_done = true;
 	for (size_t i = 0; i + 8 <= len && t->nuris < ANTISPAM_URI_MAX; i++) {
 		size_t skip;
+		if ((s[i] | 0x20) != 'h') /* most bytes: no call for them */
+			continue;
 		if (g_ascii_strncasecmp(s + i, "http://", 7) == 0)
 			skip = 7;
 		else if (g_ascii_strncasecmp(s + i, "https://", 8) == 0)
