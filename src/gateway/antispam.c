@@ -561,9 +561,18 @@ static void raw_body(GString *body, const unsigned char *data, size_t len)
 	}
 }
 
-static void build_body(struct antispam_texts *t, const unsigned char *data, size_t len)
+/* The text parts of the message, from meta's kept parse when it has one. */
+static void build_body(struct antispam_texts *t, const unsigned char *data, size_t len,
+		       const struct msgmeta *meta)
 {
 	t->body = g_string_new(NULL);
+	GMimeMessage *kept = msgmeta_mime(meta);
+	if (kept != NULL) {
+		walk_text_parts(t->body, g_mime_message_get_mime_part(kept), 0);
+		if (t->body->len == 0)
+			raw_body(t->body, data, len);
+		return;
+	}
 	msgmeta_init(); /* GMime's one-time setup */
 	size_t stream_len = len > G_MAXUINT ? G_MAXUINT : len;
 	GMimeStream *stream = g_mime_stream_mem_new_with_buffer((const char *)data, stream_len);
@@ -700,7 +709,7 @@ int antispam_builtin_scan_meta(const struct antispam_rules *r, const unsigned ch
 	}
 	if (memmem(data, len, antispam_gtube, sizeof(antispam_gtube) - 1) != NULL)
 		goto gtube;
-	build_body(&t, data, len);
+	build_body(&t, data, len, meta);
 	if (memmem(t.body->str, t.body->len, antispam_gtube, sizeof(antispam_gtube) - 1) != NULL)
 		goto gtube;
 	if (r == NULL || r->n == 0)

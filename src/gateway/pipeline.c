@@ -296,10 +296,12 @@ static bool pl_open(const struct pl *p, size_t i)
 	return p->undecided[i] || p->more_pvo[i];
 }
 
+/* The message's meta, parsed once; the parse is kept for the anti-spam rules'
+ * text parts (p->m outlives p->meta). */
 static void pl_parse_meta(struct pl *p)
 {
 	if (p->meta == NULL)
-		msgmeta_parse(p->m->data, p->m->len, &p->meta);
+		msgmeta_parse_kept(p->m->data, p->m->len, &p->meta);
 }
 
 /* The spam quarantine a recipient goes to: the local one wins when both are on. */

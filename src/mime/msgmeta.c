@@ -215,21 +215,30 @@ static void walk(struct walk_visitor *v, GMimeObject *obj, int depth)
 	}
 }
 
-/* The visitor of msgmeta_parse: records each attachment's name, type and size. */
+/*
+ * The visitor of msgmeta_parse: records each attachment's name, type and size,
+ * or, with parts (msgmeta_parse_kept), its part instead of its size.
+ */
 struct walk_collect {
 	struct walk_visitor v; /* first: the walk's pointer is this struct's */
 	struct msgmeta *m;
+	GMimeObject ***parts; /* NULL: sizes now */
 };
 
 static bool collect_attachment(struct walk_visitor *v, char *filename, GMimeObject *obj)
 {
-	struct msgmeta *m = ((struct walk_collect *)v)->m;
+	struct walk_collect *c = (struct walk_collect *)v;
+	struct msgmeta *m = c->m;
 	m->attachments =
 	    xreallocarray(m->attachments, m->nattachments + 1, sizeof(*m->attachments));
+	if (c->parts != NULL) {
+		*c->parts = xreallocarray(*c->parts, m->nattachments + 1, sizeof(**c->parts));
+		(*c->parts)[m->nattachments] = obj;
+	}
 	struct msgmeta_attachment *a = &m->attachments[m->nattachments++];
 	a->filename = filename;
 	a->content_type = mime_type_of(obj);
-	a->size = decoded_size(obj);
+	a->size = c->parts != NULL ? 0 : decoded_size(obj);
 	return true;
 }
 
@@ -617,25 +626,64 @@ static void parsed_close(struct parsed *p)
 	g_byte_array_free(p->borrowed, FALSE); /* frees the wrapper only, not the data */
 }
 
-int msgmeta_parse(const void *data, size_t len, struct msgmeta **out)
+/* What msgmeta_parse_kept keeps: the parse, and each attachment's part in it. */
+struct kept {
+	struct parsed p;
+	GMimeObject **parts; /* borrowed from p.msg; one for each attachment */
+};
+
+/* msgmeta_parse; keep: the parse stays in m->kept, the sizes wait. */
+static int msgmeta_parse_with(const void *data, size_t len, bool keep, struct msgmeta **out)
 {
 	if (data == NULL || out == NULL)
 		return -EINVAL;
 	struct msgmeta *m = xcalloc(1, sizeof(*m));
-	struct parsed p;
-	parsed_open(&p, data, len);
-	read_headers(m, p.msg, data, len);
-	if (p.msg) {
+	struct kept *k = xcalloc(1, sizeof(*k));
+	parsed_open(&k->p, data, len);
+	read_headers(m, k->p.msg, data, len);
+	if (k->p.msg) {
 		struct walk_collect c = {
 		    .v = {.attachment = collect_attachment, .other_name = collect_other_name},
-		    .m = m};
-		walk(&c.v, g_mime_message_get_mime_part(p.msg), 0);
+		    .m = m,
+		    .parts = keep ? &k->parts : NULL};
+		walk(&c.v, g_mime_message_get_mime_part(k->p.msg), 0);
 		m->parts_incomplete = c.v.incomplete;
 	}
 	read_verdict(m);
-	parsed_close(&p);
+	if (keep) {
+		m->kept = k;
+		m->sizes_pending = m->nattachments > 0;
+	} else {
+		parsed_close(&k->p);
+		free(k);
+	}
 	*out = m;
 	return 0;
+}
+
+void msgmeta_measure(struct msgmeta *m)
+{
+	if (m == NULL || !m->sizes_pending)
+		return;
+	struct kept *k = m->kept;
+	for (size_t i = 0; i < m->nattachments; i++)
+		m->attachments[i].size = decoded_size(k->parts[i]);
+	m->sizes_pending = false;
+}
+
+int msgmeta_parse(const void *data, size_t len, struct msgmeta **out)
+{
+	return msgmeta_parse_with(data, len, false, out);
+}
+
+int msgmeta_parse_kept(const void *data, size_t len, struct msgmeta **out)
+{
+	return msgmeta_parse_with(data, len, true, out);
+}
+
+void *msgmeta_mime(const struct msgmeta *m)
+{
+	return m != NULL && m->kept != NULL ? ((struct kept *)m->kept)->p.msg : NULL;
 }
 
 int msgmeta_attachment_data(const void *data, size_t len, size_t index, unsigned char **out,
@@ -693,6 +741,12 @@ void msgmeta_free(struct msgmeta *m)
 	free(m->verdict);
 	free(m->gateway);
 	free(m->client_address);
+	if (m->kept != NULL) {
+		struct kept *k = m->kept;
+		parsed_close(&k->p);
+		free(k->parts);
+		free(k);
+	}
 	free(m);
 }
 

@@ -62,6 +62,12 @@ struct msgmeta {
 	double score;
 	char *gateway;	      /* X-Lazaret-Gateway, or NULL */
 	char *client_address; /* X-Lazaret-Client-Address, or NULL */
+	/*
+	 * msgmeta_parse_kept: attachments[].size is 0 until msgmeta_measure (a size
+	 * takes decoding the whole attachment; relaying mail needs none).
+	 */
+	bool sizes_pending;
+	void *kept; /* msgmeta_parse_kept's parse (msgmeta_mime); private */
 };
 
 /* Initialises GMime once; safe to call from any thread, any number of times. */
@@ -74,6 +80,22 @@ void msgmeta_init(void);
  */
 int msgmeta_parse(const void *data, size_t len, struct msgmeta **out);
 void msgmeta_free(struct msgmeta *m);
+/*
+ * msgmeta_parse that also keeps GMime's parse of the message for msgmeta_mime,
+ * so that a caller reading the parts again (the gateway's anti-spam rules) does
+ * not parse the message a second time, and leaves the attachments' sizes to
+ * msgmeta_measure (sizes_pending). The parse borrows data: data must outlive
+ * *out (msgmeta_free frees the parse, never data).
+ */
+int msgmeta_parse_kept(const void *data, size_t len, struct msgmeta **out);
+/* Fills in the attachments' sizes msgmeta_parse_kept left (no-op otherwise). */
+void msgmeta_measure(struct msgmeta *m);
+/*
+ * The message msgmeta_parse_kept parsed, a GMimeMessage * (void * here, so that
+ * this header needs no GMime), owned by m: NULL when m was made by
+ * msgmeta_parse, or when GMime found no message at all.
+ */
+void *msgmeta_mime(const struct msgmeta *m);
 
 /*
  * The content of attachment index (0-based) of len bytes of a message, numbered

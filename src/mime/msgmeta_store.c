@@ -7,10 +7,11 @@
 #include "mime/msgmeta.h"
 #include "store/store.h"
 
-void msgmeta_store_copy(const struct msgmeta *meta, struct store_new_message *nm)
+void msgmeta_store_copy(struct msgmeta *meta, struct store_new_message *nm)
 {
 	if (meta == NULL)
 		return;
+	msgmeta_measure(meta);
 	nm->from = xstrdup_or_null(meta->from);
 	nm->from_addr = xstrdup_or_null(meta->from_addr);
 	nm->to = xstrdup_or_null(meta->to);

@@ -15,10 +15,11 @@ struct store_new_message;
 
 /*
  * Copies From (display and bare address), To, Subject, Message-ID, Date and the
- * attachments (file name, content type, size) of meta into nm, whose fields for
- * them must be unset (NULL/0); nm owns the copies. A field meta lacks stays
- * NULL. NULL meta copies nothing.
+ * attachments (file name, content type, size: measured first when
+ * msgmeta_parse_kept left them) of meta into nm, whose fields for them must be
+ * unset (NULL/0); nm owns the copies. A field meta lacks stays NULL. NULL meta
+ * copies nothing.
  */
-void msgmeta_store_copy(const struct msgmeta *meta, struct store_new_message *nm);
+void msgmeta_store_copy(struct msgmeta *meta, struct store_new_message *nm);
 
 #endif

@@ -498,6 +498,32 @@ def test_local_quarantine_listing_and_release_to_next_hop(start_gateway, aio_sin
     assert gw.api("GET", "/api/v1/messages", token="wrong")[0] == 401
 
 
+def test_local_quarantine_lists_each_attachment_with_its_size(start_gateway, aio_sink):
+    """The gateway reads attachment sizes only for a copy it stores: they must be there."""
+    import email.message
+    import email.policy
+    pdf = os.urandom(70000)
+    msg = email.message.EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = "spammer@sender.test"
+    msg["To"] = "bob@example.com"
+    msg["Subject"] = "見積書の送付"
+    msg.set_content("Buy now.\n%s\n" % GTUBE)
+    msg.add_attachment(pdf, maintype="application", subtype="pdf",
+                       filename=("utf-8", "", "見積書.pdf"))
+    msg.add_attachment(b"a,b\n1,2\n", maintype="text", subtype="csv", filename="report.csv")
+    gw = start_gateway(aio_sink.host, spam_quarantine={"enabled": "yes"})
+    code, text = gw.send("spammer@sender.test", ["bob@example.com"], msg.as_bytes())
+    assert code == 250, text
+    (m,) = gw.messages("quarantine=spam")
+    st, doc = gw.api("GET", "/api/v1/messages/%s" % m["id"])
+    assert st == 200, doc
+    atts = {a["filename"]: a for a in doc["attachments"]}
+    assert set(atts) == {"見積書.pdf", "report.csv"}, doc["attachments"]
+    assert atts["見積書.pdf"]["size"] == len(pdf)
+    assert atts["見積書.pdf"]["content_type"] == "application/pdf"
+    assert atts["report.csv"]["size"] == len(b"a,b\n1,2\n")
+
+
 def test_delete_all_only_while_disabled_and_not_empty(start_gateway, aio_sink):
     gw = start_gateway(aio_sink.host, spam_quarantine={"enabled": "yes"})
     for _ in range(2):

@@ -76,21 +76,28 @@ static struct antispam_rules *load_rules_text(const char *text)
 
 /*
  * Scores msg, and checks that a caller handing in headers it already parsed
- * (antispam_builtin_scan_meta, as the gateway pipeline does) gets the same result.
+ * (antispam_builtin_scan_meta), also with GMime's parse kept for the text parts
+ * (msgmeta_parse_kept, as the gateway pipeline does), gets the same result.
  */
 static void scan_text(const struct antispam_rules *r, const char *msg, struct antispam_result *res)
 {
 	const unsigned char *data = (const unsigned char *)msg;
 	assert_int_equal(antispam_builtin_scan(r, data, strlen(msg), res), 0);
-	struct msgmeta *meta = NULL;
-	assert_int_equal(msgmeta_parse(data, strlen(msg), &meta), 0);
-	struct antispam_result again = {0};
-	assert_int_equal(antispam_builtin_scan_meta(r, data, strlen(msg), meta, &again), 0);
-	assert_true(again.score == res->score);
-	assert_string_equal(again.detail != NULL ? again.detail : "",
-			    res->detail != NULL ? res->detail : "");
-	antispam_result_clear(&again);
-	msgmeta_free(meta);
+	for (int kept = 0; kept < 2; kept++) {
+		struct msgmeta *meta = NULL;
+		assert_int_equal(kept ? msgmeta_parse_kept(data, strlen(msg), &meta)
+				      : msgmeta_parse(data, strlen(msg), &meta),
+				 0);
+		if (!kept)
+			assert_null(msgmeta_mime(meta));
+		struct antispam_result again = {0};
+		assert_int_equal(antispam_builtin_scan_meta(r, data, strlen(msg), meta, &again), 0);
+		assert_true(again.score == res->score);
+		assert_string_equal(again.detail != NULL ? again.detail : "",
+				    res->detail != NULL ? res->detail : "");
+		antispam_result_clear(&again);
+		msgmeta_free(meta);
+	}
 }
 
 /* ---- rules parsing --------------------------------------------------------------------- */

@@ -113,35 +113,50 @@ static void test_ja_corpus(void **state)
 		size_t len;
 		char *data = read_file(path, &len);
 		assert_non_null(data);
-		struct msgmeta *m = NULL;
-		assert_int_equal(msgmeta_parse(data, len, &m), 0);
-		assert_all_utf8(m);
-		check_opt_string(file, "subject", json_object_get(c, "subject"), m->subject);
-		check_opt_string(file, "from", json_object_get(c, "from"), m->from);
-		check_opt_string(file, "to", json_object_get(c, "to"), m->to);
-		json_t *atts = json_object_get(c, "attachments");
-		if (json_array_size(atts) != m->nattachments) {
-			print_error("%s: %zu attachments, want %zu\n", file, m->nattachments,
-				    json_array_size(atts));
-			fail();
-		}
-		size_t k;
-		json_t *a;
-		json_array_foreach(atts, k, a)
-		{
-			struct msgmeta_attachment *got = &m->attachments[k];
-			check_opt_string(file, "attachment filename",
-					 json_object_get(a, "filename"), got->filename);
-			check_opt_string(file, "attachment type",
-					 json_object_get(a, "content_type"), got->content_type);
-			json_int_t size = json_integer_value(json_object_get(a, "size"));
-			if (size >= 0 && (uint64_t)size != got->size) {
-				print_error("%s: attachment %zu size %llu, want %lld\n", file, k,
-					    (unsigned long long)got->size, (long long)size);
+		/* msgmeta_parse_kept reads the same, and keeps the parse of a message */
+		for (int kept = 0; kept < 2; kept++) {
+			struct msgmeta *m = NULL;
+			assert_int_equal(kept ? msgmeta_parse_kept(data, len, &m)
+					      : msgmeta_parse(data, len, &m),
+					 0);
+			if ((msgmeta_mime(m) != NULL) != (kept == 1)) {
+				print_error("%s: kept %d, parse %p\n", file, kept, msgmeta_mime(m));
 				fail();
 			}
+			assert_true(m->sizes_pending == (kept == 1 && m->nattachments > 0));
+			msgmeta_measure(m);
+			assert_false(m->sizes_pending);
+			assert_all_utf8(m);
+			check_opt_string(file, "subject", json_object_get(c, "subject"),
+					 m->subject);
+			check_opt_string(file, "from", json_object_get(c, "from"), m->from);
+			check_opt_string(file, "to", json_object_get(c, "to"), m->to);
+			json_t *atts = json_object_get(c, "attachments");
+			if (json_array_size(atts) != m->nattachments) {
+				print_error("%s: %zu attachments, want %zu\n", file,
+					    m->nattachments, json_array_size(atts));
+				fail();
+			}
+			size_t k;
+			json_t *a;
+			json_array_foreach(atts, k, a)
+			{
+				struct msgmeta_attachment *got = &m->attachments[k];
+				check_opt_string(file, "attachment filename",
+						 json_object_get(a, "filename"), got->filename);
+				check_opt_string(file, "attachment type",
+						 json_object_get(a, "content_type"),
+						 got->content_type);
+				json_int_t size = json_integer_value(json_object_get(a, "size"));
+				if (size >= 0 && (uint64_t)size != got->size) {
+					print_error("%s: attachment %zu size %llu, want %lld\n",
+						    file, k, (unsigned long long)got->size,
+						    (long long)size);
+					fail();
+				}
+			}
+			msgmeta_free(m);
 		}
-		msgmeta_free(m);
 		free(data);
 	}
 	json_decref(root);
