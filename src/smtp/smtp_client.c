@@ -687,6 +687,13 @@ static int smtp_encode(struct smtp_encoder *e, struct smtp_conn *c, const unsign
 			}
 			const unsigned char *cr = memchr(p + i, '\r', lf - i);
 			size_t end = cr != NULL ? (size_t)(cr - p) : lf;
+			if (lf < n && end + 1 == lf) {
+				/* the line ends in CRLF, as mail's lines do: it goes as it is */
+				e->bol = true;
+				rc = smtp_encode_put(e, c, p + i, lf + 1 - i, lf + 1 - i);
+				i = lf + 1;
+				continue;
+			}
 			e->bol = false;
 			rc = smtp_encode_put(e, c, p + i, end - i, end - i);
 			i = end;
