@@ -108,6 +108,8 @@
 /* A journal's lines not acknowledged meanwhile are moved into the SQLite file
  * after one to two of these (event_spool_rotate). */
 #define EVENT_SPOOL_ROTATE_MS 1000
+/* While the moves keep failing, one failure is logged this often. */
+#define EVENT_SPOOL_SAY_MS 60000
 /* Events nobody waits for are committed within this time, */
 #define EVENT_SPOOL_FLUSH_MS 50
 /* or once this many are queued. */
@@ -170,6 +172,10 @@ struct event_spool {
 	/* the journal may end with part of a line: a write failed and so did its
 	 * cut-back; the next write to it starts with a newline */
 	bool torn[2];
+	/* (j_lock) failed journal writes since the last success, and when one of
+	 * them was last logged: failing writes are said once a minute */
+	uint64_t write_failures;
+	int64_t write_failure_said_at;
 	int jcur;
 	struct strbuf pending;
 	size_t head_off, split;
@@ -181,6 +187,10 @@ struct event_spool {
 	atomic_size_t held;
 	/* (lock) the last move into the SQLite file failed (event_spool_limit) */
 	bool unmovable;
+	/* (writer) failed moves since the last success, and when one of them was
+	 * last logged: failing moves are said once a minute */
+	uint64_t move_failures;
+	int64_t move_failure_said_at;
 	uint64_t spool_max; /* as opened */
 	/* (lock) what appends may take: spool_max, or 0 while the moves fail and
 	 * the pending lines are at their cap */
@@ -206,15 +216,23 @@ struct event_spool {
 	pthread_t writer;
 };
 
-static int event_spool_exec(sqlite3 *db, const char *sql)
+/* Runs sql; a failure is logged when say. 0 or -EIO. */
+static int event_spool_exec_say(sqlite3 *db, const char *sql, bool say)
 {
 	char *msg = NULL;
 	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		log_error("events.spool_sql_failed", "error=\"%s\"", msg != NULL ? msg : "?");
+		if (say)
+			log_error("events.spool_sql_failed", "error=\"%s\"",
+				  msg != NULL ? msg : "?");
 		sqlite3_free(msg);
 		return -EIO;
 	}
 	return 0;
+}
+
+static int event_spool_exec(sqlite3 *db, const char *sql)
+{
+	return event_spool_exec_say(db, sql, true);
 }
 
 /* Runs a prepared statement that returns no row. 0 or -EIO. */
@@ -354,36 +372,37 @@ static int event_spool_put_lines(sqlite3_stmt *st, const char *text, size_t len,
  * the lines of text[0, len) become chunks and are recorded as moved, and the
  * numbering is saved above top, the highest seq the journal held (lines
  * acknowledged from memory leave no row: the numbering must outlive them).
- * *n gets how many events were stored. 0 or -EIO (logged, rolled back).
+ * *n gets how many events were stored. 0 or -EIO (rolled back; logged when say).
  */
 static int event_spool_store_lines(sqlite3 *db, sqlite3_stmt *insert, const char *text, size_t len,
-				   int64_t top, uint64_t *n)
+				   int64_t top, bool say, uint64_t *n)
 {
 	char sql[160];
 	int64_t last = 0;
 	*n = 0;
-	int rc = event_spool_exec(db, "BEGIN IMMEDIATE");
+	int rc = event_spool_exec_say(db, "BEGIN IMMEDIATE", say);
 	if (rc == 0 && len > 0)
 		rc = event_spool_put_lines(insert, text, len, &last, n);
 	if (rc == 0 && last > 0) {
 		snprintf(sql, sizeof(sql),
 			 "INSERT OR REPLACE INTO meta (key, value) VALUES ('moved', %lld)",
 			 (long long)last);
-		rc = event_spool_exec(db, sql);
+		rc = event_spool_exec_say(db, sql, say);
 	}
 	if (rc == 0) {
 		snprintf(sql, sizeof(sql),
 			 "UPDATE meta SET value = max(value, %lld) WHERE key = 'next_seq'",
 			 (long long)top + 1);
-		rc = event_spool_exec(db, sql);
+		rc = event_spool_exec_say(db, sql, say);
 	}
 	if (rc == 0)
-		rc = event_spool_exec(db, "COMMIT");
+		rc = event_spool_exec_say(db, "COMMIT", say);
 	if (rc < 0) {
 		/* said before the rollback clears SQLite's message */
-		log_error("events.spool_write_failed", "path=%s error=\"%s\"",
-			  sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
-		(void)event_spool_exec(db, "ROLLBACK");
+		if (say)
+			log_error("events.spool_write_failed", "path=%s error=\"%s\"",
+				  sqlite3_db_filename(db, "main"), sqlite3_errmsg(db));
+		(void)event_spool_exec_say(db, "ROLLBACK", say);
 	}
 	return rc < 0 ? -EIO : 0;
 }
@@ -447,8 +466,9 @@ static int event_spool_journal_write(struct event_spool *sp, int i, const char *
 /*
  * Commits a group: its lines appended to pending (where the pusher reads them)
  * and, from there, to the current journal in one write (with sync_each,
- * fdatasynced). 0 or -EIO (logged; pending and the journal are cut back to
- * where they were). Only the committer calls it.
+ * fdatasynced). 0 or -EIO (pending and the journal are cut back to where they
+ * were; logged, once a minute while writes keep failing). Only the committer
+ * calls it.
  */
 static int event_spool_commit(struct event_spool *sp, const struct event_spool_item *list)
 {
@@ -463,8 +483,19 @@ static int event_spool_commit(struct event_spool *sp, const struct event_spool_i
 	int rc = event_spool_journal_write(sp, cur, b->p + from, b->len - from, sp->sync_each);
 	if (rc < 0) {
 		strbuf_truncate(b, from);
-		log_error("events.spool_write_failed", "path=%s-j%d error=\"%s\"", sp->path, cur,
-			  strerror(-rc));
+		int64_t now = clock_mono_ms();
+		if (sp->write_failures == 0 ||
+		    now - sp->write_failure_said_at >= EVENT_SPOOL_SAY_MS) {
+			log_error("events.spool_write_failed",
+				  "path=%s-j%d error=\"%s\" failed=%llu", sp->path, cur,
+				  strerror(-rc), (unsigned long long)sp->write_failures + 1);
+			sp->write_failure_said_at = now;
+		}
+		sp->write_failures++;
+	} else if (sp->write_failures > 0) {
+		log_info("events.spool_writes_resumed", "path=%s-j%d failed=%llu", sp->path, cur,
+			 (unsigned long long)sp->write_failures);
+		sp->write_failures = 0;
 	}
 	atomic_store(&sp->held, b->len);
 	pthread_mutex_unlock(&sp->j_lock);
@@ -490,9 +521,10 @@ static int64_t event_spool_last_seq(const char *text, size_t len)
  * then that journal is emptied and takes the commits, and the current one's
  * lines wait one rotation more. So what the pusher has acknowledged within
  * EVENT_SPOOL_ROTATE_MS, the usual case while the manager keeps up, never
- * reaches the SQLite file. 0, or -EIO (logged; nothing changed, tried again).
+ * reaches the SQLite file. 0, or -EIO (logged when say; nothing changed, tried
+ * again).
  */
-static int event_spool_rotate(struct event_spool *sp, bool all)
+static int event_spool_rotate(struct event_spool *sp, bool all, bool say)
 {
 	pthread_mutex_lock(&sp->mv_lock);
 	pthread_mutex_lock(&sp->j_lock);
@@ -508,7 +540,7 @@ static int event_spool_rotate(struct event_spool *sp, bool all)
 	uint64_t n = 0;
 	if (top > 0) {
 		pthread_mutex_lock(&sp->db_lock);
-		rc = event_spool_store_lines(sp->db, sp->st_insert, text.p, text.len, top, &n);
+		rc = event_spool_store_lines(sp->db, sp->st_insert, text.p, text.len, top, say, &n);
 		pthread_mutex_unlock(&sp->db_lock);
 	}
 	strbuf_free(&text);
@@ -721,8 +753,26 @@ static void *event_spool_writer(void *arg)
 			sp->unmoved = false;
 			sp->rotated_at = now;
 			pthread_mutex_unlock(&sp->lock);
-			int rc = event_spool_rotate(sp, false);
+			/* while the moves keep failing, one is said a minute, and then
+			 * that they work again */
+			bool say = sp->move_failures == 0 ||
+				   now - sp->move_failure_said_at >= EVENT_SPOOL_SAY_MS;
+			int rc = event_spool_rotate(sp, false, say);
 			bool left = event_spool_pending(sp);
+			if (rc < 0) {
+				if (say && sp->move_failures > 0)
+					log_error("events.spool_moves_failing",
+						  "failed=%llu reason=\"moves into the spool file "
+						  "keep failing; the events wait in the journals\"",
+						  (unsigned long long)sp->move_failures + 1);
+				if (say)
+					sp->move_failure_said_at = now;
+				sp->move_failures++;
+			} else if (sp->move_failures > 0) {
+				log_info("events.spool_moves_resumed", "failed=%llu",
+					 (unsigned long long)sp->move_failures);
+				sp->move_failures = 0;
+			}
 			pthread_mutex_lock(&sp->lock);
 			if (rc < 0 || left)
 				sp->unmoved = true;
@@ -975,7 +1025,7 @@ static int event_spool_recover(sqlite3 *db, sqlite3_stmt *insert, const char *pa
 			if (i == 0 || v[i].seq != v[i - 1].seq)
 				strbuf_add(&lines, v[i].p, v[i].len);
 		uint64_t count = 0;
-		rc = event_spool_store_lines(db, insert, lines.p, lines.len, *top, &count);
+		rc = event_spool_store_lines(db, insert, lines.p, lines.len, *top, true, &count);
 		strbuf_free(&lines);
 	}
 	free(v);
@@ -1124,7 +1174,7 @@ void event_spool_close(struct event_spool *sp)
 	pthread_join(sp->writer, NULL);
 	/* what is pending goes into the file; failing that, it stays in the
 	 * journals (made durable here) for the next open */
-	if (event_spool_rotate(sp, true) < 0)
+	if (event_spool_rotate(sp, true, true) < 0)
 		event_spool_fsync(sp);
 	sqlite3_finalize(sp->st_insert);
 	sqlite3_finalize(sp->st_peek);

@@ -682,6 +682,15 @@ static void log_restore(int saved)
 	close(saved);
 }
 
+/* How often needle occurs in text. */
+static size_t count_of(const char *text, const char *needle)
+{
+	size_t n = 0;
+	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
+		n++;
+	return n;
+}
+
 /* Waits up to 10 s for the spool's moves to fail (unmovable) or work again. */
 static void wait_unmovable(struct event_spool *sp, bool unmovable)
 {
@@ -718,14 +727,7 @@ static void test_unmovable(void **state)
 	snprintf(log, sizeof(log), "%s/log", fx->dir);
 	int saved = log_to(log);
 	wait_unmovable(sp, true); /* the second rotation, a second later */
-	log_restore(saved);
-	/* with SQLite's reason */
-	size_t len = 0;
-	char *text = read_text(log, &len);
-	if (strstr(text, "error events.spool_write_failed path=") == NULL ||
-	    strstr(text, "error=\"refused\"") == NULL)
-		fail_msg("the log says: %s", text);
-	free(text);
+	usleep(2300000);	  /* and two more: said once a minute */
 	/* acknowledged lines leave the backlog, not the memory (nor the journal) */
 	for (int i = 0; i < 30; i++)
 		seq = event_spool_append(sp, 2, "delivery", "m0", "{\"acked\":true}");
@@ -759,6 +761,25 @@ static void test_unmovable(void **state)
 
 	spool_sql(fx->path, "DROP TRIGGER refuse_chunks; DROP TRIGGER refuse_meta");
 	wait_unmovable(sp, false);
+	log_restore(saved);
+	/* the first failure with SQLite's reason, no other until a minute has
+	 * passed, and when the moves work again, how many failed */
+	size_t len = 0;
+	char *text = read_text(log, &len);
+	char want[300];
+	snprintf(want, sizeof(want), "error events.spool_write_failed path=%s error=\"refused\"",
+		 fx->path);
+	const char *first = strstr(text, want);
+	if (first == NULL ||
+	    strstr(first + strlen(want), "events.spool_write_failed path=") != NULL ||
+	    count_of(text, "events.spool_sql_failed") > 1 ||
+	    strstr(text, "events.spool_moves_failing") != NULL)
+		fail_msg("the log says: %s", text);
+	const char *resumed = strstr(text, "info events.spool_moves_resumed failed=");
+	if (resumed == NULL ||
+	    atoi(resumed + strlen("info events.spool_moves_resumed failed=")) < 3)
+		fail_msg("the log says: %s", text);
+	free(text);
 	int64_t more = event_spool_append(sp, 5, "bounce", "m1", "{}");
 	assert_true(more > kept[k - 1]);
 	assert_int_equal(event_spool_sync(sp, more), 0);
@@ -1018,6 +1039,72 @@ static void test_journal_not_emptied(void **state)
 }
 
 /*
+ * Journal writes that keep failing (the file size limit: no byte may be
+ * written) drop their events and are logged once, not once a commit; the
+ * first that works again says how many failed.
+ */
+static void test_failing_writes_said_once(void **state)
+{
+	struct fixture *fx = *state;
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(fds[0]);
+		signal(SIGXFSZ, SIG_IGN);
+		if (dup2(fds[1], STDERR_FILENO) < 0) /* the log, to the parent */
+			_exit(1);
+		close(fds[1]);
+		struct event_spool *sp = NULL;
+		if (event_spool_open(fx->path, 1 << 20, false, &sp) < 0)
+			_exit(1);
+		struct rlimit was, none;
+		if (getrlimit(RLIMIT_FSIZE, &was) < 0)
+			_exit(1);
+		none = was;
+		none.rlim_cur = 0;
+		if (setrlimit(RLIMIT_FSIZE, &none) < 0)
+			_exit(1);
+		for (int i = 0; i < 5; i++) {
+			int64_t seq = event_spool_append(sp, 1, "received", "m1", "{}");
+			if (seq <= 0 || event_spool_sync(sp, seq) < 0)
+				_exit(1);
+		}
+		if (setrlimit(RLIMIT_FSIZE, &was) < 0)
+			_exit(1);
+		int64_t seq = event_spool_append(sp, 2, "reply", "m1", "{}");
+		if (seq <= 0 || event_spool_sync(sp, seq) < 0)
+			_exit(1);
+		struct event_spool_stats st;
+		event_spool_stats(sp, &st);
+		event_spool_close(sp);
+		_exit(st.dropped == 5 ? 0 : 2);
+	}
+	close(fds[1]);
+	struct strbuf log = STRBUF_INIT;
+	char buf[4096];
+	ssize_t got;
+	while ((got = read(fds[0], buf, sizeof(buf))) > 0)
+		strbuf_add(&log, buf, (size_t)got);
+	close(fds[0]);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	const char *text = strbuf_str(&log);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("status %d; the log says: %s", status, text);
+	char want[300];
+	snprintf(want, sizeof(want), "error events.spool_write_failed path=%s-j", fx->path);
+	const char *first = strstr(text, want);
+	if (first == NULL || strstr(first + 1, want) != NULL ||
+	    strstr(first, "failed=1\n") == NULL ||
+	    strstr(text, "info events.spool_writes_resumed path=") == NULL ||
+	    strstr(text, " failed=5\n") == NULL)
+		fail_msg("the log says: %s", text);
+	strbuf_free(&log);
+}
+
+/*
  * A commit whose write stops partway (the file size limit) and whose cut-back
  * fails (ftruncate refused) leaves part of a line in the journal; the next
  * commit starts with a newline, so that after a crash its event is recovered
@@ -1171,6 +1258,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_journal_fragments, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_torn_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_journal_not_emptied, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failing_writes_said_once, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unmovable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_locked_file, setup, teardown),
 	    cmocka_unit_test(test_parse_answer),
