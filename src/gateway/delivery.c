@@ -36,6 +36,9 @@ void delivery_outcome_clear(struct delivery_outcome *o)
 		return;
 	free(o->reply);
 	free(o->accepted);
+	for (size_t i = 0; i < o->nrefusals; i++)
+		free(o->refusals[i]);
+	free(o->refusals);
 	memset(o, 0, sizeof(*o));
 }
 
@@ -90,6 +93,11 @@ int delivery_send(const char *hostport, const struct delivery_options *opt, cons
 			break;
 		case SMTP_CLIENT_REJECTED:
 			out->refused++;
+			if (out->refusals == NULL) {
+				out->refusals = xcalloc(n, sizeof(*out->refusals));
+				out->nrefusals = n;
+			}
+			out->refusals[i] = xstrdup(text);
 			log_warn("gw.rcpt_refused", "id=%s host=%s rcpt=<%s> reply=%s",
 				 opt->log_id != NULL ? opt->log_id : "-", hostport, rcpts[i],
 				 log_quote(q, sizeof(q), text));

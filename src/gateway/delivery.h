@@ -31,6 +31,10 @@ struct delivery_outcome {
 	char *reply;	/* a deciding reply (first refusal or deferral), or NULL; caller frees */
 	size_t refused; /* recipients refused with 5xx */
 	char *accepted; /* the reply a delivered recipient got (the end of data), or NULL */
+	/* with refused > 0: the 5xx reply of each refused recipient, NULL for the
+	 * others, nrefusals (the recipients sent to) of them; else NULL */
+	char **refusals;
+	size_t nrefusals;
 };
 
 /* "ok", "partly_refused", "refused", "deferred". */

@@ -517,6 +517,45 @@ void gw_events_delivery(struct gw_events *ev, const char *id, const char *route,
 		atomic_fetch_add(&ev->cap_relayed, 1);
 }
 
+void gw_events_delivery_partly(struct gw_events *ev, const char *id, const char *route,
+			       const char *host, const char *const *rcpts, const size_t *idx,
+			       size_t n, const char *accepted, char *const *refusals)
+{
+	if (ev == NULL)
+		return;
+	const struct gw_events_member before[] = {{"route", route}, {"host", host}};
+	size_t *sub = xcalloc(n + 1, sizeof(*sub));
+	bool *told = xcalloc(n + 1, sizeof(*told));
+	/* the refused, by reply, in the order of each reply's first recipient */
+	for (size_t k = 0; k < n; k++) {
+		if (refusals[k] == NULL || told[k])
+			continue;
+		size_t m = 0;
+		for (size_t j = k; j < n; j++) {
+			if (!told[j] && refusals[j] != NULL &&
+			    strcmp(refusals[j], refusals[k]) == 0) {
+				sub[m++] = idx[j];
+				told[j] = true;
+			}
+		}
+		const struct gw_events_member after[] = {{"status", "refused"},
+							 {"reply", refusals[k]}};
+		gw_events_rcpts(ev, "delivery", id, before, 2, after, 2, rcpts, sub, m);
+	}
+	/* then the others, as a copy sent to them (a quarantine event when the
+	 * manager's spam quarantine took them; the copy counted once): last, so
+	 * that the message ends delivered, with the hard bounce flag the
+	 * refusals gave it */
+	size_t m = 0;
+	for (size_t k = 0; k < n; k++)
+		if (refusals[k] == NULL)
+			sub[m++] = idx[k];
+	if (m > 0)
+		gw_events_delivery(ev, id, route, host, rcpts, sub, m, "ok", accepted);
+	free(told);
+	free(sub);
+}
+
 /* The process's resident memory in bytes (/proc/self/statm), 0 when unknown. */
 static int64_t gw_events_rss(void)
 {

@@ -949,9 +949,14 @@ static enum pl_result pl_send(struct pl *p, const struct disposition_group *g, c
 	log_info("gw.sent", "id=%s route=%s host=%s rcpts=%zu status=%s reply=%s", p->job->id,
 		 disposition_route_name(g->d.route), host, g->n, delivery_status_name(out.status),
 		 log_quote(q, sizeof(q), out.reply != NULL ? out.reply : "ok"));
-	gw_events_delivery(p->job->events, p->job->id, disposition_route_name(g->d.route), host,
-			   p->rcpts, g->rcpts, g->n, delivery_status_name(out.status),
-			   out.reply != NULL ? out.reply : out.accepted);
+	if (out.status == DELIVERY_PARTLY_REFUSED && out.nrefusals == g->n)
+		gw_events_delivery_partly(p->job->events, p->job->id,
+					  disposition_route_name(g->d.route), host, p->rcpts,
+					  g->rcpts, g->n, out.accepted, out.refusals);
+	else
+		gw_events_delivery(p->job->events, p->job->id, disposition_route_name(g->d.route),
+				   host, p->rcpts, g->rcpts, g->n, delivery_status_name(out.status),
+				   out.reply != NULL ? out.reply : out.accepted);
 	enum pl_result r = PL_OK;
 	if (out.status == DELIVERY_DEFERRED) {
 		r = PL_DEFERRED;

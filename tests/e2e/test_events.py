@@ -701,6 +701,44 @@ def test_a_message_the_next_hop_defers_is_tracked_as_tempfailed(start_manager,
     assert row == [["tempfailed", str(32)]], row  # soft bounce
 
 
+def test_a_copy_refused_for_some_recipients_tells_each_its_reply(start_manager,
+                                                                  start_gateway, aio_sink):
+    """The next hop takes a copy for two recipients and refuses two, each with its
+    own reply: each recipient's delivery says its own outcome and reply."""
+    mgr = start_manager()
+    token = register(mgr)
+    aio_sink.handler.rcpt_replies["nobody@example.com"] = \
+        "550 5.1.1 <nobody@example.com>: user unknown"
+    aio_sink.handler.rcpt_replies["full@example.com"] = "552 5.2.2 mailbox full"
+    gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host)
+    rcpts = ["bob@example.com", "nobody@example.com", "carol@example.com",
+             "full@example.com"]
+    code, text = gw.send("alice@sender.test", rcpts, make_message())
+    assert code == 250, text
+    (d,) = aio_sink.wait_count(1)
+    assert d["rcpts"] == ["bob@example.com", "carol@example.com"]
+    wait_for(lambda: any(e[1] == "reply" for e in events(mgr)), 30, "the reply event")
+    ev = [e for e in events(mgr) if e[2] == queue_id(text)]
+    told = [(e[3]["status"], e[3]["rcpts"], e[3]["reply"]) for e in ev if e[1] == "delivery"]
+    assert told[:2] == [
+        ("refused", ["nobody@example.com"], "550 5.1.1 <nobody@example.com>: user unknown"),
+        ("refused", ["full@example.com"], "552 5.2.2 mailbox full")], told
+    assert len(told) == 3 and told[2][:2] == ("sent", ["bob@example.com",
+                                                        "carol@example.com"]), told
+    assert told[2][2].startswith("250"), told
+    assert all(e[3]["route"] == "next_hop" for e in ev if e[1] == "delivery"), ev
+    # the message ends delivered, with the hard bounce flag
+    row = store_rows(mgr, "SELECT last_state, flags FROM tracked_messages"
+                          " WHERE msg_id = '%s'" % queue_id(text))
+    assert row == [["delivered", str(8 | 16)]], row
+    # and the story says each recipient's outcome
+    st, doc = mgr.api("GET", "/api/v1/tracking/messages/%s~%s" % (GW, queue_id(text)))
+    assert st == 200, doc
+    shown = [(x["detail"]["status"], x["detail"]["rcpts"]) for x in doc["events"]
+             if x["type"] == "delivery"]
+    assert shown == [(s, r) for s, r, _ in told], shown
+
+
 def test_tracking_off_records_nothing(start_manager, start_gateway, aio_sink):
     mgr = start_manager()
     token = register(mgr)
