@@ -525,34 +525,34 @@ void gw_events_delivery_partly(struct gw_events *ev, const char *id, const char 
 		return;
 	const struct gw_events_member before[] = {{"route", route}, {"host", host}};
 	size_t *sub = xcalloc(n + 1, sizeof(*sub));
-	bool *told = xcalloc(n + 1, sizeof(*told));
-	/* the refused, by reply, in the order of each reply's first recipient */
-	for (size_t k = 0; k < n; k++) {
-		if (refusals[k] == NULL || told[k])
+	/* the refused, in order, one event for each run of them that got the same
+	 * reply (linear: a reply often names its recipient, so most differ) */
+	size_t m = 0;
+	const char *said = NULL;
+	for (size_t k = 0; k <= n; k++) {
+		if (k < n && refusals[k] == NULL)
 			continue;
-		size_t m = 0;
-		for (size_t j = k; j < n; j++) {
-			if (!told[j] && refusals[j] != NULL &&
-			    strcmp(refusals[j], refusals[k]) == 0) {
-				sub[m++] = idx[j];
-				told[j] = true;
-			}
+		if (m > 0 && (k == n || strcmp(refusals[k], said) != 0)) {
+			const struct gw_events_member after[] = {{"status", "refused"},
+								 {"reply", said}};
+			gw_events_rcpts(ev, "delivery", id, before, 2, after, 2, rcpts, sub, m);
+			m = 0;
 		}
-		const struct gw_events_member after[] = {{"status", "refused"},
-							 {"reply", refusals[k]}};
-		gw_events_rcpts(ev, "delivery", id, before, 2, after, 2, rcpts, sub, m);
+		if (k < n) {
+			said = refusals[k];
+			sub[m++] = idx[k];
+		}
 	}
 	/* then the others, as a copy sent to them (a quarantine event when the
 	 * manager's spam quarantine took them; the copy counted once): last, so
 	 * that the message ends delivered, with the hard bounce flag the
 	 * refusals gave it */
-	size_t m = 0;
+	m = 0;
 	for (size_t k = 0; k < n; k++)
 		if (refusals[k] == NULL)
 			sub[m++] = idx[k];
 	if (m > 0)
 		gw_events_delivery(ev, id, route, host, rcpts, sub, m, "ok", accepted);
-	free(told);
 	free(sub);
 }
 

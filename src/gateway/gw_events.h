@@ -116,8 +116,9 @@ void gw_events_delivery(struct gw_events *ev, const char *id, const char *route,
  * A copy to route's host for rcpts[idx[0..n)] that the next hop took for some
  * and refused (5xx) for the others: refusals[k] is the reply idx[k] got, NULL
  * for one it took (with the end of data's reply accepted). Told as a
- * "delivery" with status "refused" for each reply, listing the recipients
- * that got it, then the others as gw_events_delivery tells a copy sent.
+ * "delivery" with status "refused" for each run of refused recipients (in
+ * order) that got the same reply, listing them, then the others as
+ * gw_events_delivery tells a copy sent.
  */
 void gw_events_delivery_partly(struct gw_events *ev, const char *id, const char *route,
 			       const char *host, const char *const *rcpts, const size_t *idx,

@@ -703,16 +703,18 @@ def test_a_message_the_next_hop_defers_is_tracked_as_tempfailed(start_manager,
 
 def test_a_copy_refused_for_some_recipients_tells_each_its_reply(start_manager,
                                                                   start_gateway, aio_sink):
-    """The next hop takes a copy for two recipients and refuses two, each with its
-    own reply: each recipient's delivery says its own outcome and reply."""
+    """The next hop takes a copy for two recipients and refuses three, one with a
+    reply of its own and two with the same: each recipient's delivery says its own
+    outcome and reply, the two with one reply in one event."""
     mgr = start_manager()
     token = register(mgr)
     aio_sink.handler.rcpt_replies["nobody@example.com"] = \
         "550 5.1.1 <nobody@example.com>: user unknown"
     aio_sink.handler.rcpt_replies["full@example.com"] = "552 5.2.2 mailbox full"
+    aio_sink.handler.rcpt_replies["full2@example.com"] = "552 5.2.2 mailbox full"
     gw = tracking_gateway(start_gateway, mgr, token, aio_sink.host)
     rcpts = ["bob@example.com", "nobody@example.com", "carol@example.com",
-             "full@example.com"]
+             "full@example.com", "full2@example.com"]
     code, text = gw.send("alice@sender.test", rcpts, make_message())
     assert code == 250, text
     (d,) = aio_sink.wait_count(1)
@@ -722,7 +724,7 @@ def test_a_copy_refused_for_some_recipients_tells_each_its_reply(start_manager,
     told = [(e[3]["status"], e[3]["rcpts"], e[3]["reply"]) for e in ev if e[1] == "delivery"]
     assert told[:2] == [
         ("refused", ["nobody@example.com"], "550 5.1.1 <nobody@example.com>: user unknown"),
-        ("refused", ["full@example.com"], "552 5.2.2 mailbox full")], told
+        ("refused", ["full@example.com", "full2@example.com"], "552 5.2.2 mailbox full")], told
     assert len(told) == 3 and told[2][:2] == ("sent", ["bob@example.com",
                                                         "carol@example.com"]), told
     assert told[2][2].startswith("250"), told
