@@ -561,30 +561,15 @@ static void raw_body(GString *body, const unsigned char *data, size_t len)
 	}
 }
 
-/* The text parts of the message, from meta's kept parse when it has one. */
+/* The text parts of the message, from meta's kept parse (msgmeta_parse_kept);
+ * the raw body when there are none. */
 static void build_body(struct antispam_texts *t, const unsigned char *data, size_t len,
 		       const struct msgmeta *meta)
 {
 	t->body = g_string_new(NULL);
-	GMimeMessage *kept = msgmeta_mime(meta);
-	if (kept != NULL) {
-		walk_text_parts(t->body, g_mime_message_get_mime_part(kept), 0);
-		if (t->body->len == 0)
-			raw_body(t->body, data, len);
-		return;
-	}
-	msgmeta_init(); /* GMime's one-time setup */
-	size_t stream_len = len > G_MAXUINT ? G_MAXUINT : len;
-	GMimeStream *stream = g_mime_stream_mem_new_with_buffer((const char *)data, stream_len);
-	GMimeParser *parser = g_mime_parser_new_with_stream(stream);
-	g_mime_parser_set_format(parser, GMIME_FORMAT_MESSAGE);
-	GMimeMessage *msg = g_mime_parser_construct_message(parser, NULL);
-	if (msg != NULL) {
+	GMimeMessage *msg = msgmeta_mime(meta);
+	if (msg != NULL)
 		walk_text_parts(t->body, g_mime_message_get_mime_part(msg), 0);
-		g_object_unref(msg);
-	}
-	g_object_unref(parser);
-	g_object_unref(stream);
 	if (t->body->len == 0)
 		raw_body(t->body, data, len);
 }
@@ -709,16 +694,17 @@ int antispam_builtin_scan_meta(const struct antispam_rules *r, const unsigned ch
 	}
 	if (memmem(data, len, antispam_gtube, sizeof(antispam_gtube) - 1) != NULL)
 		goto gtube;
+	if (msgmeta_mime(meta) == NULL) {
+		/* one parse for the text parts and the headers; never fails on a
+		 * non-NULL buffer */
+		(void)msgmeta_parse_kept(data, len, &t.owned_meta);
+		meta = t.owned_meta;
+	}
 	build_body(&t, data, len, meta);
 	if (memmem(t.body->str, t.body->len, antispam_gtube, sizeof(antispam_gtube) - 1) != NULL)
 		goto gtube;
 	if (r == NULL || r->n == 0)
 		goto done;
-	if (meta == NULL) {
-		/* never fails on a non-NULL buffer */
-		(void)msgmeta_parse(data, len, &t.owned_meta);
-		meta = t.owned_meta;
-	}
 	t.meta = meta;
 	for (size_t i = 0; i < r->n; i++) {
 		if (rule_hits(&r->rules[i], &t)) {

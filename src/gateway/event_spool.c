@@ -146,6 +146,30 @@ struct event_spool_waiter {
 	struct event_spool_waiter *next;
 };
 
+/*
+ * A failure that repeats (a journal write, a move): how many since the last
+ * success, and when one of them was last logged. It is said at first, then
+ * once every EVENT_SPOOL_SAY_MS while it lasts, and when it ends.
+ */
+struct event_spool_failing {
+	uint64_t count;
+	int64_t said_at;
+};
+
+/* Whether the failure happening now is to be logged. */
+static bool event_spool_failing_say(const struct event_spool_failing *f, int64_t now)
+{
+	return f->count == 0 || now - f->said_at >= EVENT_SPOOL_SAY_MS;
+}
+
+/* Counts a failure that happened now; said: it was logged. */
+static void event_spool_failing_add(struct event_spool_failing *f, int64_t now, bool said)
+{
+	if (said)
+		f->said_at = now;
+	f->count++;
+}
+
 struct event_spool {
 	sqlite3 *db;
 	pthread_mutex_t db_lock;
@@ -172,10 +196,7 @@ struct event_spool {
 	/* the journal may end with part of a line: a write failed and so did its
 	 * cut-back; the next write to it starts with a newline */
 	bool torn[2];
-	/* (j_lock) failed journal writes since the last success, and when one of
-	 * them was last logged: failing writes are said once a minute */
-	uint64_t write_failures;
-	int64_t write_failure_said_at;
+	struct event_spool_failing write_failing; /* (j_lock) journal writes */
 	int jcur;
 	struct strbuf pending;
 	size_t head_off, split;
@@ -187,11 +208,8 @@ struct event_spool {
 	atomic_size_t held;
 	/* (lock) the last move into the SQLite file failed (event_spool_limit) */
 	bool unmovable;
-	/* (writer) failed moves since the last success, and when one of them was
-	 * last logged: failing moves are said once a minute */
-	uint64_t move_failures;
-	int64_t move_failure_said_at;
-	uint64_t spool_max; /* as opened */
+	struct event_spool_failing move_failing; /* (writer) moves into the file */
+	uint64_t spool_max;			 /* as opened */
 	/* (lock) what appends may take: spool_max, or 0 while the moves fail and
 	 * the pending lines are at their cap */
 	uint64_t max_bytes;
@@ -484,18 +502,16 @@ static int event_spool_commit(struct event_spool *sp, const struct event_spool_i
 	if (rc < 0) {
 		strbuf_truncate(b, from);
 		int64_t now = clock_mono_ms();
-		if (sp->write_failures == 0 ||
-		    now - sp->write_failure_said_at >= EVENT_SPOOL_SAY_MS) {
+		bool say = event_spool_failing_say(&sp->write_failing, now);
+		if (say)
 			log_error("events.spool_write_failed",
 				  "path=%s-j%d error=\"%s\" failed=%llu", sp->path, cur,
-				  strerror(-rc), (unsigned long long)sp->write_failures + 1);
-			sp->write_failure_said_at = now;
-		}
-		sp->write_failures++;
-	} else if (sp->write_failures > 0) {
+				  strerror(-rc), (unsigned long long)sp->write_failing.count + 1);
+		event_spool_failing_add(&sp->write_failing, now, say);
+	} else if (sp->write_failing.count > 0) {
 		log_info("events.spool_writes_resumed", "path=%s-j%d failed=%llu", sp->path, cur,
-			 (unsigned long long)sp->write_failures);
-		sp->write_failures = 0;
+			 (unsigned long long)sp->write_failing.count);
+		sp->write_failing.count = 0;
 	}
 	atomic_store(&sp->held, b->len);
 	pthread_mutex_unlock(&sp->j_lock);
@@ -755,23 +771,21 @@ static void *event_spool_writer(void *arg)
 			pthread_mutex_unlock(&sp->lock);
 			/* while the moves keep failing, one is said a minute, and then
 			 * that they work again */
-			bool say = sp->move_failures == 0 ||
-				   now - sp->move_failure_said_at >= EVENT_SPOOL_SAY_MS;
+			struct event_spool_failing *f = &sp->move_failing;
+			bool say = event_spool_failing_say(f, now);
 			int rc = event_spool_rotate(sp, false, say);
 			bool left = event_spool_pending(sp);
 			if (rc < 0) {
-				if (say && sp->move_failures > 0)
+				if (say && f->count > 0)
 					log_error("events.spool_moves_failing",
 						  "failed=%llu reason=\"moves into the spool file "
 						  "keep failing; the events wait in the journals\"",
-						  (unsigned long long)sp->move_failures + 1);
-				if (say)
-					sp->move_failure_said_at = now;
-				sp->move_failures++;
-			} else if (sp->move_failures > 0) {
+						  (unsigned long long)f->count + 1);
+				event_spool_failing_add(f, now, say);
+			} else if (f->count > 0) {
 				log_info("events.spool_moves_resumed", "failed=%llu",
-					 (unsigned long long)sp->move_failures);
-				sp->move_failures = 0;
+					 (unsigned long long)f->count);
+				f->count = 0;
 			}
 			pthread_mutex_lock(&sp->lock);
 			if (rc < 0 || left)

@@ -949,7 +949,7 @@ static enum pl_result pl_send(struct pl *p, const struct disposition_group *g, c
 	log_info("gw.sent", "id=%s route=%s host=%s rcpts=%zu status=%s reply=%s", p->job->id,
 		 disposition_route_name(g->d.route), host, g->n, delivery_status_name(out.status),
 		 log_quote(q, sizeof(q), out.reply != NULL ? out.reply : "ok"));
-	if (out.status == DELIVERY_PARTLY_REFUSED && out.nrefusals == g->n)
+	if (out.status == DELIVERY_PARTLY_REFUSED && out.refusals != NULL)
 		gw_events_delivery_partly(p->job->events, p->job->id,
 					  disposition_route_name(g->d.route), host, p->rcpts,
 					  g->rcpts, g->n, out.accepted, out.refusals);

@@ -215,14 +215,28 @@ static void walk(struct walk_visitor *v, GMimeObject *obj, int depth)
 	}
 }
 
+/* A message parsed by GMime straight from the caller's bytes (parsed_open). */
+struct parsed {
+	GByteArray *borrowed;
+	GMimeStream *stream;
+	GMimeParser *parser;
+	GMimeMessage *msg; /* NULL when GMime found no message at all */
+};
+
+/* What msgmeta_parse_kept keeps: the parse, and each attachment's part in it. */
+struct kept {
+	struct parsed p;
+	GMimeObject **parts; /* borrowed from p.msg; one for each attachment */
+};
+
 /*
  * The visitor of msgmeta_parse: records each attachment's name, type and size,
- * or, with parts (msgmeta_parse_kept), its part instead of its size.
+ * or, for msgmeta_parse_kept (kept), its part instead of its size.
  */
 struct walk_collect {
 	struct walk_visitor v; /* first: the walk's pointer is this struct's */
 	struct msgmeta *m;
-	GMimeObject ***parts; /* NULL: sizes now */
+	struct kept *kept; /* NULL: sizes now */
 };
 
 static bool collect_attachment(struct walk_visitor *v, char *filename, GMimeObject *obj)
@@ -231,14 +245,15 @@ static bool collect_attachment(struct walk_visitor *v, char *filename, GMimeObje
 	struct msgmeta *m = c->m;
 	m->attachments =
 	    xreallocarray(m->attachments, m->nattachments + 1, sizeof(*m->attachments));
-	if (c->parts != NULL) {
-		*c->parts = xreallocarray(*c->parts, m->nattachments + 1, sizeof(**c->parts));
-		(*c->parts)[m->nattachments] = obj;
+	if (c->kept != NULL) {
+		c->kept->parts =
+		    xreallocarray(c->kept->parts, m->nattachments + 1, sizeof(*c->kept->parts));
+		c->kept->parts[m->nattachments] = obj;
 	}
 	struct msgmeta_attachment *a = &m->attachments[m->nattachments++];
 	a->filename = filename;
 	a->content_type = mime_type_of(obj);
-	a->size = c->parts != NULL ? 0 : decoded_size(obj);
+	a->size = c->kept != NULL ? 0 : decoded_size(obj);
 	return true;
 }
 
@@ -592,14 +607,6 @@ static void read_headers(struct msgmeta *m, GMimeMessage *msg, const char *data,
 	strbuf_free(&value);
 }
 
-/* A message parsed by GMime straight from the caller's bytes. */
-struct parsed {
-	GByteArray *borrowed;
-	GMimeStream *stream;
-	GMimeParser *parser;
-	GMimeMessage *msg; /* NULL when GMime found no message at all */
-};
-
 /*
  * Parses len bytes at data in place: the stream's array only borrows them (the
  * stream does not own it) and parsed_close detaches it again, so nothing is
@@ -626,36 +633,31 @@ static void parsed_close(struct parsed *p)
 	g_byte_array_free(p->borrowed, FALSE); /* frees the wrapper only, not the data */
 }
 
-/* What msgmeta_parse_kept keeps: the parse, and each attachment's part in it. */
-struct kept {
-	struct parsed p;
-	GMimeObject **parts; /* borrowed from p.msg; one for each attachment */
-};
-
 /* msgmeta_parse; keep: the parse stays in m->kept, the sizes wait. */
 static int msgmeta_parse_with(const void *data, size_t len, bool keep, struct msgmeta **out)
 {
 	if (data == NULL || out == NULL)
 		return -EINVAL;
 	struct msgmeta *m = xcalloc(1, sizeof(*m));
-	struct kept *k = xcalloc(1, sizeof(*k));
-	parsed_open(&k->p, data, len);
-	read_headers(m, k->p.msg, data, len);
-	if (k->p.msg) {
+	struct kept k = {0};
+	parsed_open(&k.p, data, len);
+	read_headers(m, k.p.msg, data, len);
+	if (k.p.msg) {
 		struct walk_collect c = {
 		    .v = {.attachment = collect_attachment, .other_name = collect_other_name},
 		    .m = m,
-		    .parts = keep ? &k->parts : NULL};
-		walk(&c.v, g_mime_message_get_mime_part(k->p.msg), 0);
+		    .kept = keep ? &k : NULL};
+		walk(&c.v, g_mime_message_get_mime_part(k.p.msg), 0);
 		m->parts_incomplete = c.v.incomplete;
 	}
 	read_verdict(m);
 	if (keep) {
-		m->kept = k;
+		struct kept *kk = xmalloc(sizeof(*kk));
+		*kk = k;
+		m->kept = kk;
 		m->sizes_pending = m->nattachments > 0;
 	} else {
-		parsed_close(&k->p);
-		free(k);
+		parsed_close(&k.p);
 	}
 	*out = m;
 	return 0;

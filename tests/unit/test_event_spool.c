@@ -40,6 +40,7 @@
 #include "common/xalloc.h"
 #include "gateway/event_spool.h"
 #include "gateway/gw_events.h"
+#include "test_util.h"
 
 struct fixture {
 	char dir[64];
@@ -682,15 +683,6 @@ static void log_restore(int saved)
 	close(saved);
 }
 
-/* How often needle occurs in text. */
-static size_t count_of(const char *text, const char *needle)
-{
-	size_t n = 0;
-	for (const char *p = strstr(text, needle); p != NULL; p = strstr(p + 1, needle))
-		n++;
-	return n;
-}
-
 /* Waits up to 10 s for the spool's moves to fail (unmovable) or work again. */
 static void wait_unmovable(struct event_spool *sp, bool unmovable)
 {
@@ -772,7 +764,7 @@ static void test_unmovable(void **state)
 	const char *first = strstr(text, want);
 	if (first == NULL ||
 	    strstr(first + strlen(want), "events.spool_write_failed path=") != NULL ||
-	    count_of(text, "events.spool_sql_failed") > 1 ||
+	    test_count_of(text, "events.spool_sql_failed") > 1 ||
 	    strstr(text, "events.spool_moves_failing") != NULL)
 		fail_msg("the log says: %s", text);
 	const char *resumed = strstr(text, "info events.spool_moves_resumed failed=");
